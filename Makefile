@@ -1,0 +1,39 @@
+# Clinic Portal — the commands a developer and CI use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PORT ?= 8000
+
+.PHONY: run test lint format bench clean help
+
+help:
+	@echo "make run    - set up and serve the portal with demo data on http://127.0.0.1:$(PORT)"
+	@echo "make test   - set up and run the whole suite (SQLite, PostgreSQL, Chromium)"
+	@echo "make lint   - ruff check, ruff format --check, mypy"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/portal migrate
+	$(BIN)/portal demo --if-empty
+	PORT=$(PORT) $(BIN)/python -m portal.devserver
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,118 @@
+"""The Litestar application: plugins, middleware, routers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from litestar import Litestar, Router
+from litestar.config.csrf import CSRFConfig
+from litestar.middleware import DefineMiddleware
+from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
+
+from portal import db
+from portal.auth.controllers import AuthController
+from portal.dashboard.controllers import dashboard, healthz
+from portal.locations.controllers import LocationApiController, LocationController
+from portal.migrate import apply_migrations, pending_migrations
+from portal.settings import Settings, get_settings
+from portal.users.controllers import UserController
+from portal.web import templating
+from portal.web.errors import EXCEPTION_HANDLERS
+from portal.web.guards import assert_every_route_guarded, requires_staff
+from portal.web.middleware import PortalMiddleware
+
+STATIC_DIR = Path(__file__).parent / "static"
+WEBHOOK_PATH = "/stripe/webhook"
+
+logger = logging.getLogger("portal")
+
+
+class PendingMigrations(RuntimeError):
+    pass
+
+
+def route_handlers() -> list[Any]:
+    return [
+        AuthController,
+        dashboard,
+        healthz,
+        LocationController,
+        LocationApiController,
+        UserController,
+    ]
+
+
+def create_app(settings: Settings | None = None, *, manage_database: bool = True) -> Litestar:
+    """Build the app.
+
+    ``manage_database=False`` leaves the engine to the caller (tests bind their
+    own database and pool on their own event loop).
+    """
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def database(app: Litestar) -> AsyncIterator[None]:
+        engine = db.make_engine(settings.database_url)
+        db.bind_engine(engine)
+        await db.prepare(engine)
+        pending = await pending_migrations()
+        if pending:
+            if not settings.embedded:
+                raise PendingMigrations(
+                    f"{len(pending)} database migration(s) are pending. "
+                    "Run `portal migrate` before starting the server."
+                )
+            await apply_migrations(quiet=True)
+        await db.start_pool(engine, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+        try:
+            yield
+        finally:
+            await db.close_pool(engine)
+
+    static_router = create_static_files_router(
+        path="/static",
+        directories=[STATIC_DIR],
+        opt={"public": True},
+        name="static",
+    )
+    openapi_router = Router(path="/api/v1/schema", route_handlers=[], guards=[requires_staff])
+    app = Litestar(
+        route_handlers=[*route_handlers(), static_router],
+        middleware=[DefineMiddleware(PortalMiddleware, settings=settings)],
+        csrf_config=CSRFConfig(
+            secret=settings.secret_key,
+            cookie_name="portal_csrf",
+            cookie_secure=settings.secure_cookies,
+            cookie_httponly=True,
+            cookie_samesite="lax",
+            header_name="x-csrftoken",
+            exclude=[WEBHOOK_PATH, "/static/"],
+        ),
+        template_config=TemplateConfig(
+            directory=settings.templates_dir,
+            engine=JinjaTemplateEngine,
+            engine_callback=templating.configure,
+        ),
+        openapi_config=OpenAPIConfig(
+            title="Clinic Portal API",
+            version="1.0.0",
+            path="/api/v1/schema",
+            render_plugins=[JsonRenderPlugin()],
+            openapi_router=openapi_router,
+        ),
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[database] if manage_database else [],
+        debug=False,
+        request_max_body_size=2 * 1024 * 1024,
+    )
+    app.state.settings = settings
+    assert_every_route_guarded(app)
+    return app

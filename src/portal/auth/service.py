@@ -1,0 +1,299 @@
+"""Accounts, roles, sign-in throttling and server-side sessions. No HTTP here."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from portal import db
+from portal.auth import passwords
+from portal.auth.tables import LoginAttempt, User, UserLocation, UserSession
+from portal.settings import Settings
+from portal.timeutil import utcnow
+
+OWNER = "owner"
+MANAGER = "manager"
+ACCOUNTANT = "accountant"
+THERAPIST = "therapist"
+CLIENT = "client"
+ROLES = (OWNER, MANAGER, ACCOUNTANT, THERAPIST, CLIENT)
+STAFF_ROLES = (OWNER, MANAGER, ACCOUNTANT, THERAPIST)
+ROLE_LABELS = {
+    OWNER: "Owner",
+    MANAGER: "Manager",
+    ACCOUNTANT: "Accountant",
+    THERAPIST: "Therapist",
+    CLIENT: "Client",
+}
+# Roles whose access is tied to assigned locations.
+LOCATION_BOUND_ROLES = (MANAGER, THERAPIST)
+
+
+@dataclass(frozen=True)
+class CurrentUser:
+    """The signed-in user as the web layer sees it."""
+
+    id: int
+    email: str
+    name: str
+    role: str
+    location_ids: frozenset[int]
+    session_id: int = 0
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role in STAFF_ROLES
+
+    @property
+    def sees_all_locations(self) -> bool:
+        return self.role in (OWNER, ACCOUNTANT)
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.email
+
+    @property
+    def role_label(self) -> str:
+        return ROLE_LABELS.get(self.role, self.role)
+
+
+class InvalidCredentials(Exception):
+    """Wrong email or password, or an inactive account (deliberately not told apart)."""
+
+
+class Throttled(Exception):
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__("Too many failed sign-in attempts")
+        self.retry_after_seconds = max(1, retry_after_seconds)
+
+    @property
+    def minutes(self) -> int:
+        return max(1, math.ceil(self.retry_after_seconds / 60))
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def _failures(column: Any, value: str, since: datetime) -> list[datetime]:
+    """Failure times for one key in the window, after its last success."""
+    last_success = (
+        await LoginAttempt.select(LoginAttempt.at)
+        .where((column == value) & (LoginAttempt.at >= since) & (LoginAttempt.success == True))  # noqa: E712
+        .order_by(LoginAttempt.at, ascending=False)
+        .first()
+        .run()
+    )
+    start = last_success["at"] if last_success else since
+    rows = (
+        await LoginAttempt.select(LoginAttempt.at)
+        .where((column == value) & (LoginAttempt.at > start) & (LoginAttempt.success == False))  # noqa: E712
+        .order_by(LoginAttempt.at)
+        .run()
+    )
+    return [r["at"] for r in rows]
+
+
+async def check_throttle(settings: Settings, account_key: str, address: str) -> None:
+    now = utcnow()
+    window = timedelta(minutes=settings.login_window_minutes)
+    since = now - window
+    for column, value, limit in (
+        (LoginAttempt.account_key, account_key, settings.login_max_failures_per_account),
+        (LoginAttempt.address, address, settings.login_max_failures_per_address),
+    ):
+        failures = await _failures(column, value, since)
+        if len(failures) >= limit:
+            # Free again when the oldest counted failure leaves the window.
+            oldest = failures[-limit]
+            raise Throttled(int((oldest + window - now).total_seconds()) + 1)
+
+
+async def sign_in(
+    settings: Settings,
+    email: str,
+    password: str,
+    *,
+    address: str,
+    user_agent: str = "",
+    replace_token: str | None = None,
+) -> str:
+    """Check credentials and open a new session; returns the session token.
+
+    ``replace_token`` is the session the browser had before (if any): it is
+    ended, so a session id never survives a sign-in (no fixation).
+    """
+    key = normalize_email(email)[:254]
+    address = address[:64]
+    await check_throttle(settings, key, address)
+    user = await User.objects().where(User.email == key).first().run()
+    ok = False
+    if user is None:
+        passwords.burn_time(password)
+    else:
+        ok = passwords.verify_password(user.password_hash, password) and user.active
+    await LoginAttempt.insert(
+        LoginAttempt(account_key=key, address=address, at=utcnow(), success=ok)
+    ).run()
+    if not ok or user is None:
+        raise InvalidCredentials()
+    if passwords.needs_rehash(user.password_hash):
+        await (
+            User.update({User.password_hash: passwords.hash_password(password)})
+            .where(User.id == user.id)
+            .run()
+        )
+    if replace_token:
+        await end_session(replace_token)
+    return await open_session(settings, user.id, address=address, user_agent=user_agent)
+
+
+async def open_session(
+    settings: Settings, user_id: int, *, address: str = "", user_agent: str = ""
+) -> str:
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    await UserSession.insert(
+        UserSession(
+            token_hash=hash_token(token),
+            user=user_id,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + timedelta(hours=settings.session_absolute_hours),
+            address=address[:64],
+            user_agent=user_agent[:255],
+        )
+    ).run()
+    return token
+
+
+async def end_session(token: str) -> None:
+    await UserSession.delete().where(UserSession.token_hash == hash_token(token)).run()
+
+
+async def end_sessions_of(user_id: int, *, except_session_id: int | None = None) -> None:
+    query = UserSession.delete().where(UserSession.user == user_id)
+    if except_session_id is not None:
+        query = query.where(UserSession.id != except_session_id)
+    await query.run()
+
+
+async def location_ids_of(user_id: int) -> frozenset[int]:
+    rows = (
+        await UserLocation.select(UserLocation.location).where(UserLocation.user == user_id).run()
+    )
+    return frozenset(r["location"] for r in rows)
+
+
+async def load_session(settings: Settings, token: str) -> CurrentUser | None:
+    """The user behind a session token, or None when it is unknown or has expired.
+
+    Touches ``last_seen_at`` at most once per ``session_touch_seconds`` so that
+    reading pages does not write to the database on every request.
+    """
+    if not token or len(token) > 100:
+        return None
+    row = (
+        await UserSession.select(
+            UserSession.id,
+            UserSession.last_seen_at,
+            UserSession.expires_at,
+            UserSession.user.id.as_alias("user_id"),
+            UserSession.user.email.as_alias("email"),
+            UserSession.user.name.as_alias("name"),
+            UserSession.user.role.as_alias("role"),
+            UserSession.user.active.as_alias("active"),
+        )
+        .where(UserSession.token_hash == hash_token(token))
+        .first()
+        .run()
+    )
+    if row is None:
+        return None
+    now = utcnow()
+    idle_limit = timedelta(minutes=settings.session_idle_minutes)
+    expired = row["expires_at"] <= now or not row["active"]
+    if row["role"] in STAFF_ROLES and now - row["last_seen_at"] > idle_limit:
+        expired = True
+    if expired:
+        await UserSession.delete().where(UserSession.id == row["id"]).run()
+        return None
+    if (now - row["last_seen_at"]).total_seconds() >= settings.session_touch_seconds:
+        await (
+            UserSession.update({UserSession.last_seen_at: now})
+            .where(UserSession.id == row["id"])
+            .run()
+        )
+    locations = (
+        await location_ids_of(row["user_id"])
+        if row["role"] in LOCATION_BOUND_ROLES
+        else frozenset()
+    )
+    return CurrentUser(
+        id=row["user_id"],
+        email=row["email"],
+        name=row["name"],
+        role=row["role"],
+        location_ids=locations,
+        session_id=row["id"],
+    )
+
+
+async def change_password(
+    settings: Settings,
+    user: CurrentUser,
+    current_password: str,
+    new_password: str,
+    *,
+    address: str = "",
+    user_agent: str = "",
+) -> tuple[str, dict[str, str]]:
+    """Change the signed-in user's password.
+
+    Ends every session of the user (this one too) and opens a fresh one, whose
+    token is returned. Errors are returned per field, nothing is changed then.
+    """
+    errors: dict[str, str] = {}
+    stored = await User.select(User.password_hash).where(User.id == user.id).first().run()
+    if stored is None or not passwords.verify_password(stored["password_hash"], current_password):
+        errors["current_password"] = "This is not your current password."
+    problem = passwords.password_problem(new_password, email=user.email)
+    if problem:
+        errors["new_password"] = problem
+    if errors:
+        return "", errors
+    async with db.transaction():
+        await (
+            User.update(
+                {
+                    User.password_hash: passwords.hash_password(new_password),
+                    User.password_changed_at: utcnow(),
+                }
+            )
+            .where(User.id == user.id)
+            .run()
+        )
+        await end_sessions_of(user.id)
+        token = await open_session(settings, user.id, address=address, user_agent=user_agent)
+    return token, {}
+
+
+async def purge_expired(settings: Settings) -> int:
+    """Delete expired sessions and old sign-in attempts (housekeeping)."""
+    now = utcnow()
+    sessions = (
+        await UserSession.delete()
+        .where(UserSession.expires_at <= now)
+        .returning(UserSession.id)
+        .run()
+    )
+    await LoginAttempt.delete().where(LoginAttempt.at < now - timedelta(days=30)).run()
+    return len(sessions)

@@ -1,0 +1,233 @@
+"""The `portal` command: serve, migrate, demo, users."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, NoReturn
+
+from portal.settings import ConfigurationError, get_settings
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """Bad arguments: one line saying why, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"portal: {message}\n")
+
+
+def fail(message: str, status: int = 2) -> NoReturn:
+    print(f"portal: {message}", file=sys.stderr)
+    raise SystemExit(status)
+
+
+async def _with_database(action: Callable[[], Awaitable[Any]]) -> Any:
+    from portal import db
+
+    settings = get_settings()
+    engine = db.make_engine(settings.database_url)
+    db.bind_engine(engine)
+    await db.prepare(engine)
+    await db.start_pool(engine, min_size=1, max_size=2)
+    try:
+        return await action()
+    finally:
+        await db.close_pool(engine)
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if not args.password_stdin:
+        fail("give the password on standard input with --password-stdin")
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        fail("no password on standard input")
+    return password
+
+
+async def _require_migrated() -> None:
+    from portal.migrate import pending_migrations
+
+    pending = await pending_migrations()
+    if pending:
+        fail(f"{len(pending)} migration(s) pending; run `portal migrate` first", 1)
+
+
+def cmd_migrate(args: argparse.Namespace) -> None:
+    from portal.migrate import apply_migrations
+
+    async def run() -> list[str]:
+        return await apply_migrations(quiet=True)
+
+    applied = asyncio.run(_with_database(run))
+    if applied:
+        print(f"Applied {len(applied)} migration(s): {', '.join(applied)}")
+    else:
+        print("The database is up to date.")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from portal.demo import DEMO_PASSWORD, load_demo
+
+    async def run() -> bool:
+        await _require_migrated()
+        return await load_demo(if_empty=args.if_empty)
+
+    loaded = asyncio.run(_with_database(run))
+    if loaded:
+        print("Demo data loaded.")
+    else:
+        print("Demo data already present; nothing changed.")
+    from portal.demo import DEMO_ACCOUNTS
+
+    print(f"\nDemo sign-ins (password for all: {DEMO_PASSWORD}):")
+    for email, role, _name, _locs in DEMO_ACCOUNTS:
+        print(f"  {role:<11} {email}")
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    settings = get_settings()
+    port = int(args.port or os.environ.get("PORT") or 8000)
+    if not settings.embedded:
+        asyncio.run(_with_database(_require_migrated))
+    uvicorn.run(
+        "portal.asgi:app",
+        host=args.host,
+        port=port,
+        workers=args.workers,
+        log_level="info",
+        proxy_headers=True,
+        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+    )
+
+
+def cmd_users_create(args: argparse.Namespace) -> None:
+    from litestar.exceptions import NotFoundException
+
+    from portal.locations.tables import Location
+    from portal.users import service
+    from portal.web.forms import ValidationFailed
+
+    password = _read_password(args)
+
+    async def run() -> int:
+        await _require_migrated()
+        location_ids: set[int] = set()
+        for slug in args.location or []:
+            row = await Location.select(Location.id).where(Location.slug == slug).first().run()
+            if row is None:
+                raise NotFoundException(f"no location with slug {slug!r}")
+            location_ids.add(int(row["id"]))
+        return await service.create_user(
+            None,
+            service.UserInput(
+                email=args.email,
+                name=args.name or "",
+                role=args.role,
+                location_ids=frozenset(location_ids),
+                password=password,
+            ),
+        )
+
+    try:
+        user_id = asyncio.run(_with_database(run))
+    except ValidationFailed as exc:
+        fail("; ".join(f"{k}: {v}" for k, v in exc.errors.items()))
+    except NotFoundException as exc:
+        fail(str(exc.detail))
+    print(f"Created {args.role} {args.email} (id {user_id}).")
+
+
+def cmd_users_set_password(args: argparse.Namespace) -> None:
+    from litestar.exceptions import NotFoundException
+
+    from portal.users import service
+    from portal.web.forms import ValidationFailed
+
+    password = _read_password(args)
+
+    async def run() -> None:
+        await _require_migrated()
+        user = await service.find_by_email(args.email)
+        await service.set_password(None, user["id"], password)
+
+    try:
+        asyncio.run(_with_database(run))
+    except ValidationFailed as exc:
+        fail("; ".join(exc.errors.values()))
+    except NotFoundException as exc:
+        fail(str(exc.detail))
+    print(f"Password changed for {args.email}; their sessions were ended.")
+
+
+def cmd_users_deactivate(args: argparse.Namespace) -> None:
+    from litestar.exceptions import NotFoundException
+
+    from portal.users import service
+
+    async def run() -> bool:
+        await _require_migrated()
+        user = await service.find_by_email(args.email)
+        return await service.set_active(None, user["id"], False)
+
+    try:
+        changed = asyncio.run(_with_database(run))
+    except NotFoundException as exc:
+        fail(str(exc.detail))
+    print(f"Deactivated {args.email}." if changed else f"{args.email} was already inactive.")
+
+
+def build_parser() -> ArgumentParser:
+    from portal.auth.service import ROLES
+
+    parser = ArgumentParser(prog="portal", description="Clinic Portal")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
+
+    serve = sub.add_parser("serve", help="serve the portal over HTTP")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=None, help="default $PORT or 8000")
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(func=cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="apply pending database migrations")
+    migrate.set_defaults(func=cmd_migrate)
+
+    demo = sub.add_parser("demo", help="load demo locations, staff and accounts")
+    demo.add_argument("--if-empty", action="store_true", help="only when the database is empty")
+    demo.set_defaults(func=cmd_demo)
+
+    users = sub.add_parser("users", help="manage accounts")
+    users_sub = users.add_subparsers(
+        dest="users_command", required=True, parser_class=ArgumentParser
+    )
+    create = users_sub.add_parser("create", help="create an account")
+    create.add_argument("--email", required=True)
+    create.add_argument("--role", required=True, choices=ROLES)
+    create.add_argument("--name", default="")
+    create.add_argument("--location", action="append", metavar="SLUG", help="repeatable")
+    create.add_argument("--password-stdin", action="store_true")
+    create.set_defaults(func=cmd_users_create)
+    set_password = users_sub.add_parser("set-password", help="set an account's password")
+    set_password.add_argument("--email", required=True)
+    set_password.add_argument("--password-stdin", action="store_true")
+    set_password.set_defaults(func=cmd_users_set_password)
+    deactivate = users_sub.add_parser("deactivate", help="deactivate an account")
+    deactivate.add_argument("--email", required=True)
+    deactivate.set_defaults(func=cmd_users_deactivate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except ConfigurationError as exc:
+        fail(str(exc))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import MediaType, Request, Response, get
+from litestar.response import Template
+
+from portal import db
+from portal.audit.tables import AuditLog
+from portal.auth.tables import User
+from portal.locations.service import visible_location_ids
+from portal.locations.tables import Location
+from portal.web.guards import current_user, requires_signed_in
+
+
+@get("/", guards=[requires_signed_in], name="dashboard")
+async def dashboard(request: Request[Any, Any, Any]) -> Template:
+    user = current_user(request)
+    context: dict[str, Any] = {}
+    if user.is_staff:
+        visible = visible_location_ids(user)
+        query = Location.select(Location.id, Location.name, Location.timezone, Location.active)
+        if visible is not None:
+            query = query.where(Location.id.is_in(list(visible) or [-1]))
+        context["locations"] = await query.order_by(Location.name).run()
+        if user.role == "owner":
+            context["user_count"] = await User.count().where(User.active == True).run()  # noqa: E712
+            context["recent_changes"] = (
+                await AuditLog.select().order_by(AuditLog.id, ascending=False).limit(8).run()
+            )
+    return Template("dashboard/index.html", context=context)
+
+
+@get("/healthz", opt={"public": True}, name="healthz", media_type=MediaType.JSON)
+async def healthz() -> Response[dict[str, str]]:
+    if await db.ping():
+        return Response({"status": "ok", "database": "ok"}, status_code=200)
+    return Response({"status": "error", "database": "unreachable"}, status_code=503)

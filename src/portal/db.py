@@ -1,0 +1,112 @@
+"""Database engine: SQLite (embedded default) or PostgreSQL, chosen by URL."""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from piccolo.engine.base import Engine
+from piccolo.engine.postgres import PostgresEngine
+from piccolo.engine.sqlite import SQLiteEngine, TransactionType
+from piccolo.table import Table
+
+# Seconds a SQLite connection waits for a lock before giving up.
+SQLITE_BUSY_TIMEOUT = 30
+
+
+def sqlite_path(url: str) -> Path:
+    """``sqlite:///relative.db`` or ``sqlite:////abs/path.db`` → a path."""
+    rest = url.split(":", 1)[1]
+    if rest.startswith("///"):
+        rest = rest[3:]
+        # sqlite:////abs → '/abs'; sqlite:///rel → 'rel'
+    return Path(rest)
+
+
+def make_engine(url: str, *, log_queries: bool = False) -> Engine:
+    if url.startswith("sqlite"):
+        path = sqlite_path(url)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SQLiteEngine(path=str(path), timeout=SQLITE_BUSY_TIMEOUT, log_queries=log_queries)
+    parsed = urlparse(url)
+    if parsed.scheme not in {"postgres", "postgresql"}:
+        raise ValueError(f"Unsupported DATABASE_URL scheme {parsed.scheme!r}")
+    return PostgresEngine(config={"dsn": url}, log_queries=log_queries)
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.engine_type == "sqlite"
+
+
+def current_engine() -> Engine:
+    from portal import piccolo_conf
+
+    return piccolo_conf.DB
+
+
+def bind_engine(engine: Engine) -> None:
+    """Point Piccolo (tables, migrations) at ``engine``."""
+    from piccolo.apps.migrations.tables import Migration
+
+    from portal import piccolo_conf
+    from portal.piccolo_app import APP_CONFIG
+
+    piccolo_conf.DB = engine
+    tables: list[type[Table]] = [*APP_CONFIG.table_classes, Migration]
+    for table in tables:
+        table._meta.db = engine
+
+
+async def prepare(engine: Engine) -> None:
+    """Per-database settings that persist in the file (WAL for SQLite)."""
+    if is_sqlite(engine):
+        await engine.run_ddl("PRAGMA journal_mode=WAL")
+
+
+async def start_pool(engine: Engine, *, min_size: int = 1, max_size: int = 10) -> None:
+    if isinstance(engine, PostgresEngine):
+        await engine.start_connection_pool(min_size=min_size, max_size=max_size)
+
+
+async def close_pool(engine: Engine) -> None:
+    if isinstance(engine, PostgresEngine):
+        await engine.close_connection_pool()
+
+
+@asynccontextmanager
+async def transaction() -> AsyncIterator[Any]:
+    """One write transaction.
+
+    On SQLite the transaction takes the write lock at BEGIN (IMMEDIATE), so two
+    writers queue on the busy timeout instead of failing when a read lock
+    would have to be upgraded. A nested call reuses the outer transaction.
+    """
+    engine = current_engine()
+    if isinstance(engine, SQLiteEngine):
+        async with engine.transaction(transaction_type=TransactionType.immediate) as tx:
+            yield tx
+    else:
+        async with engine.transaction() as tx:
+            yield tx
+
+
+def is_unique_violation(exc: BaseException) -> bool:
+    """Unique violations differ per driver; callers ask here."""
+    if isinstance(exc, sqlite3.IntegrityError):
+        return "UNIQUE" in str(exc)
+    asyncpg = sys.modules.get("asyncpg")
+    return bool(asyncpg is not None and isinstance(exc, asyncpg.exceptions.UniqueViolationError))
+
+
+async def ping() -> bool:
+    """Whether the database answers a trivial query (health checks)."""
+    try:
+        await current_engine().run_ddl("SELECT 1")
+    except Exception:
+        return False
+    return True

@@ -1,0 +1,105 @@
+"""Demo data: three clinics, an account for every role. Loaded by `portal demo`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from portal import db
+from portal.auth import passwords
+from portal.auth.tables import User, UserLocation
+from portal.locations.tables import Location
+from portal.timeutil import utcnow
+
+DEMO_PASSWORD = "demo-clinic-2026"
+
+DEMO_LOCATIONS: list[dict[str, Any]] = [
+    {
+        "name": "Portland Pearl District",
+        "slug": "portland-pearl",
+        "address": "1120 NW Couch St, Portland, OR 97209",
+        "phone": "+1 503 555 0142",
+        "timezone": "America/Los_Angeles",
+        "currency": "USD",
+        "tax_rate_bp": 0,
+        "prices_include_tax": False,
+        "cancellation_window_hours": 24,
+    },
+    {
+        "name": "Austin South Congress",
+        "slug": "austin-soco",
+        "address": "1500 S Congress Ave, Austin, TX 78704",
+        "phone": "+1 512 555 0188",
+        "timezone": "America/Chicago",
+        "currency": "USD",
+        "tax_rate_bp": 825,
+        "prices_include_tax": False,
+        "cancellation_window_hours": 24,
+    },
+    {
+        "name": "Brooklyn Park Slope",
+        "slug": "brooklyn-park-slope",
+        "address": "212 7th Ave, Brooklyn, NY 11215",
+        "phone": "+1 718 555 0117",
+        "timezone": "America/New_York",
+        "currency": "USD",
+        "tax_rate_bp": 0,
+        "prices_include_tax": False,
+        "cancellation_window_hours": 48,
+    },
+]
+
+# email, role, name, location slugs
+DEMO_ACCOUNTS = [
+    ("owner@demo.clinic", "owner", "Olivia Owens", []),
+    ("manager.portland@demo.clinic", "manager", "Marcus Patel", ["portland-pearl"]),
+    ("manager.austin@demo.clinic", "manager", "Alma Reyes", ["austin-soco"]),
+    ("accountant@demo.clinic", "accountant", "Arthur Chen", []),
+    ("therapist@demo.clinic", "therapist", "Theresa Nguyen", ["portland-pearl"]),
+    ("client@demo.clinic", "client", "Casey Morgan", []),
+]
+
+
+async def load_demo(*, if_empty: bool = True) -> bool:
+    """Insert the demo data; with ``if_empty``, only into an empty database."""
+    if if_empty and await Location.count().run() > 0:
+        return False
+    now = utcnow()
+    password_hash = passwords.hash_password(DEMO_PASSWORD)
+    async with db.transaction():
+        ids: dict[str, int] = {}
+        for loc in DEMO_LOCATIONS:
+            existing = (
+                await Location.select(Location.id).where(Location.slug == loc["slug"]).first().run()
+            )
+            if existing:
+                ids[str(loc["slug"])] = existing["id"]
+                continue
+            rows = (
+                await Location.insert(Location(**loc, active=True, created_at=now, updated_at=now))
+                .returning(Location.id)
+                .run()
+            )
+            ids[str(loc["slug"])] = rows[0]["id"]
+        for email, role, name, slugs in DEMO_ACCOUNTS:
+            if await User.exists().where(User.email == email).run():
+                continue
+            rows = (
+                await User.insert(
+                    User(
+                        email=email,
+                        name=name,
+                        role=role,
+                        password_hash=password_hash,
+                        active=True,
+                        created_at=now,
+                        password_changed_at=now,
+                    )
+                )
+                .returning(User.id)
+                .run()
+            )
+            for slug in slugs:
+                await UserLocation.insert(
+                    UserLocation(user=rows[0]["id"], location=ids[slug])
+                ).run()
+    return True

@@ -1,0 +1,197 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.params import FromPath, QueryParameter
+from litestar.response import Template
+
+from portal.audit import service as audit
+from portal.auth.service import ACCOUNTANT, MANAGER, OWNER
+from portal.locations import service
+from portal.timeutil import common_timezones
+from portal.web.forms import ValidationFailed, read_form
+from portal.web.guards import current_user, requires_owner, requires_role
+from portal.web.responses import client_address, redirect
+
+COMMON_CURRENCIES = ["USD", "CAD", "EUR", "GBP", "AUD", "NZD", "CHF"]
+readers = requires_role(OWNER, MANAGER, ACCOUNTANT)
+editors = requires_role(OWNER, MANAGER)
+
+DEFAULTS = {
+    "name": "",
+    "slug": "",
+    "address": "",
+    "phone": "",
+    "timezone": "",
+    "currency": "USD",
+    "tax_rate_bp": "0",
+    "prices_include_tax": "",
+    "cancellation_window_hours": "24",
+}
+
+
+def _form_context(form: dict[str, Any], errors: dict[str, str], **extra: Any) -> dict[str, Any]:
+    return {
+        "form": form,
+        "errors": errors,
+        "timezones": common_timezones(),
+        "currencies": COMMON_CURRENCIES,
+        **extra,
+    }
+
+
+def _as_form(row: dict[str, Any]) -> dict[str, Any]:
+    form = {k: row[k] for k in DEFAULTS}
+    form["prices_include_tax"] = "on" if row["prices_include_tax"] else ""
+    return form
+
+
+class LocationController(Controller):
+    path = "/locations"
+
+    @get("/", guards=[readers], name="locations")
+    async def index(
+        self,
+        request: Request[Any, Any, Any],
+        q: Annotated[str, QueryParameter(name="q")] = "",
+        status: Annotated[str, QueryParameter(name="status")] = "active",
+        after: Annotated[str | None, QueryParameter(name="after")] = None,
+    ) -> Template:
+        user = current_user(request)
+        page = await service.list_locations(user, search=q.strip(), status=status, after=after)
+        return Template(
+            "locations/list.html",
+            context={"page": page, "q": q, "status": status},
+        )
+
+    @get("/new", guards=[requires_owner], name="location_new")
+    async def new(self) -> Template:
+        return Template("locations/form.html", context=_form_context(dict(DEFAULTS), {}))
+
+    @post("/", guards=[requires_owner], name="location_create")
+    async def create(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        user = current_user(request)
+        values, _ = await read_form(request)
+        try:
+            data = service.parse_location_form(values)
+            location_id = await service.create_location(user, data, address=client_address(request))
+        except ValidationFailed as exc:
+            return Template(
+                "locations/form.html",
+                context=_form_context({**DEFAULTS, **values}, exc.errors),
+                status_code=422,
+            )
+        return redirect(request, f"/locations/{location_id}", f"Location “{data.name}” created.")
+
+    @get("/{location_id:int}", guards=[readers], name="location_detail")
+    async def detail(self, request: Request[Any, Any, Any], location_id: FromPath[int]) -> Template:
+        location = await service.get_location_for(current_user(request), location_id)
+        return Template("locations/detail.html", context={"location": location})
+
+    @get("/{location_id:int}/edit", guards=[editors], name="location_edit")
+    async def edit(self, request: Request[Any, Any, Any], location_id: FromPath[int]) -> Template:
+        location = await service.get_location_for(current_user(request), location_id, write=True)
+        return Template(
+            "locations/form.html",
+            context=_form_context(_as_form(location), {}, location=location),
+        )
+
+    @post("/{location_id:int}/edit", guards=[editors], name="location_update")
+    async def update(
+        self, request: Request[Any, Any, Any], location_id: FromPath[int]
+    ) -> Response[Any]:
+        user = current_user(request)
+        location = await service.get_location_for(user, location_id, write=True)
+        values, _ = await read_form(request)
+        try:
+            data = service.parse_location_form(values)
+            await service.update_location(user, location_id, data, address=client_address(request))
+        except ValidationFailed as exc:
+            return Template(
+                "locations/form.html",
+                context=_form_context({**DEFAULTS, **values}, exc.errors, location=location),
+                status_code=422,
+            )
+        return redirect(request, f"/locations/{location_id}", "Location saved.")
+
+    @get(
+        "/{location_id:int}/deactivate", guards=[requires_owner], name="location_deactivate_confirm"
+    )
+    async def confirm_deactivate(
+        self, request: Request[Any, Any, Any], location_id: FromPath[int]
+    ) -> Template:
+        location = await service.get_location_for(current_user(request), location_id, write=True)
+        return Template("locations/deactivate.html", context={"location": location})
+
+    @post("/{location_id:int}/deactivate", guards=[requires_owner], name="location_deactivate")
+    async def deactivate(
+        self, request: Request[Any, Any, Any], location_id: FromPath[int]
+    ) -> Response[Any]:
+        changed = await service.set_active(
+            current_user(request), location_id, False, address=client_address(request)
+        )
+        message = "Location deactivated." if changed else "The location was already inactive."
+        return redirect(request, f"/locations/{location_id}", message, "info")
+
+    @post("/{location_id:int}/reactivate", guards=[requires_owner], name="location_reactivate")
+    async def reactivate(
+        self, request: Request[Any, Any, Any], location_id: FromPath[int]
+    ) -> Response[Any]:
+        changed = await service.set_active(
+            current_user(request), location_id, True, address=client_address(request)
+        )
+        message = "Location reactivated." if changed else "The location was already active."
+        return redirect(request, f"/locations/{location_id}", message)
+
+    @get("/{location_id:int}/history", guards=[requires_owner], name="location_history")
+    async def history(
+        self, request: Request[Any, Any, Any], location_id: FromPath[int]
+    ) -> Template:
+        location = await service.get_location_for(current_user(request), location_id)
+        rows = await audit.history("location", location_id)
+        return Template(
+            "audit/history.html",
+            context={
+                "rows": rows,
+                "title": f"History of {location['name']}",
+                "back_url": f"/locations/{location_id}",
+            },
+        )
+
+
+def _api_location(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "slug": row["slug"],
+        "address": row["address"],
+        "phone": row["phone"],
+        "timezone": row["timezone"],
+        "currency": row["currency"],
+        "tax_rate_bp": row["tax_rate_bp"],
+        "prices_include_tax": row["prices_include_tax"],
+        "cancellation_window_hours": row["cancellation_window_hours"],
+        "active": row["active"],
+    }
+
+
+class LocationApiController(Controller):
+    path = "/api/v1/locations"
+    tags = ["locations"]
+
+    @get("/", guards=[readers], name="api_locations")
+    async def index(
+        self,
+        request: Request[Any, Any, Any],
+        after: Annotated[str | None, QueryParameter(name="after")] = None,
+        status: Annotated[str, QueryParameter(name="status")] = "all",
+    ) -> dict[str, Any]:
+        page = await service.list_locations(current_user(request), status=status, after=after)
+        return {"items": [_api_location(r) for r in page.rows], "next": page.next_cursor}
+
+    @get("/{location_id:int}", guards=[readers], name="api_location")
+    async def detail(
+        self, request: Request[Any, Any, Any], location_id: FromPath[int]
+    ) -> dict[str, Any]:
+        return _api_location(await service.get_location_for(current_user(request), location_id))

@@ -1,0 +1,276 @@
+"""Locations: the clinics of the chain. Rules and queries, no HTTP."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from babel.numbers import list_currencies
+from litestar.exceptions import NotFoundException, PermissionDeniedException
+
+from portal import db
+from portal.audit import service as audit
+from portal.auth.service import MANAGER, OWNER, CurrentUser
+from portal.locations.tables import Location
+from portal.timeutil import is_valid_timezone, utcnow
+from portal.web.forms import ValidationFailed, optional_text, parse_int, require_text
+from portal.web.pagination import Page, keyset_page
+
+SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+PHONE_RE = re.compile(r"^[0-9+()\-.\s]*$")
+EDITABLE_FIELDS = (
+    "name",
+    "slug",
+    "address",
+    "phone",
+    "timezone",
+    "currency",
+    "tax_rate_bp",
+    "prices_include_tax",
+    "cancellation_window_hours",
+)
+
+
+@dataclass(frozen=True)
+class LocationInput:
+    name: str
+    slug: str
+    address: str
+    phone: str
+    timezone: str
+    currency: str
+    tax_rate_bp: int
+    prices_include_tax: bool
+    cancellation_window_hours: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in EDITABLE_FIELDS}
+
+
+# -- access ----------------------------------------------------------------
+
+
+def visible_location_ids(user: CurrentUser) -> frozenset[int] | None:
+    """Locations the user may see; None means every location."""
+    return None if user.sees_all_locations else user.location_ids
+
+
+def ensure_location_access(user: CurrentUser, location_id: int, *, write: bool = False) -> None:
+    """The one location-scope check every context uses.
+
+    Owners: everything. Accountants: read everything, write nothing. Managers:
+    read and write their assigned locations. Therapists: read theirs.
+    """
+    if user.role == OWNER:
+        return
+    if write:
+        if user.role == MANAGER and location_id in user.location_ids:
+            return
+    else:
+        if user.sees_all_locations or location_id in user.location_ids:
+            return
+    raise PermissionDeniedException("You do not have access to this location.")
+
+
+# -- validation --------------------------------------------------------------
+
+
+def parse_location_form(values: dict[str, str]) -> LocationInput:
+    errors: dict[str, str] = {}
+    name = require_text(values, errors, "name", label="Name", max_length=120)
+    slug = values.get("slug", "").strip().lower()
+    if not slug:
+        errors["slug"] = "Slug is required."
+    elif len(slug) > 60 or not SLUG_RE.match(slug):
+        errors["slug"] = "Use lowercase letters, digits and single hyphens (at most 60)."
+    address = optional_text(values, errors, "address", label="Address", max_length=500)
+    phone = optional_text(values, errors, "phone", label="Phone", max_length=40)
+    if phone and not PHONE_RE.match(phone):
+        errors["phone"] = "Use digits, spaces and + ( ) - only."
+    timezone = values.get("timezone", "").strip()
+    if not timezone:
+        errors["timezone"] = "Time zone is required."
+    elif not is_valid_timezone(timezone):
+        errors["timezone"] = "Choose a time zone from the list (an IANA name such as Europe/Paris)."
+    currency = values.get("currency", "").strip().upper()
+    if not currency:
+        errors["currency"] = "Currency is required."
+    elif currency not in list_currencies():
+        errors["currency"] = "Use a three-letter ISO 4217 code such as USD or EUR."
+    tax = parse_int(values, errors, "tax_rate_bp", label="Tax rate", minimum=0, maximum=5000)
+    window = parse_int(
+        values,
+        errors,
+        "cancellation_window_hours",
+        label="Cancellation window",
+        minimum=0,
+        maximum=168,
+    )
+    if errors:
+        raise ValidationFailed(errors)
+    assert tax is not None and window is not None
+    return LocationInput(
+        name=name,
+        slug=slug,
+        address=address,
+        phone=phone,
+        timezone=timezone,
+        currency=currency,
+        tax_rate_bp=tax,
+        prices_include_tax=values.get("prices_include_tax") in {"on", "true", "1", "yes"},
+        cancellation_window_hours=window,
+    )
+
+
+# -- queries -----------------------------------------------------------------
+
+
+async def get_location(location_id: int) -> dict[str, Any]:
+    row = await Location.select().where(Location.id == location_id).first().run()
+    if row is None:
+        raise NotFoundException("No such location.")
+    return row
+
+
+async def get_location_for(
+    user: CurrentUser, location_id: int, *, write: bool = False
+) -> dict[str, Any]:
+    """The location, if ``user`` may see it (404 if it does not exist, 403 if not theirs)."""
+    row = await get_location(location_id)
+    ensure_location_access(user, location_id, write=write)
+    return row
+
+
+async def list_locations(
+    user: CurrentUser,
+    *,
+    search: str = "",
+    status: str = "active",
+    after: str | None = None,
+    limit: int = 50,
+) -> Page:
+    query = Location.select()
+    visible = visible_location_ids(user)
+    if visible is not None:
+        if not visible:
+            return Page(rows=[], next_cursor=None)
+        query = query.where(Location.id.is_in(list(visible)))
+    if status == "active":
+        query = query.where(Location.active == True)  # noqa: E712
+    elif status == "inactive":
+        query = query.where(Location.active == False)  # noqa: E712
+    if search:
+        pattern = f"%{search}%"
+        query = query.where(Location.name.ilike(pattern) | Location.slug.ilike(pattern))
+    return await keyset_page(query, Location.name, Location.id, after=after, limit=limit)
+
+
+async def all_locations(active_only: bool = True) -> list[dict[str, Any]]:
+    query = Location.select(Location.id, Location.name, Location.slug, Location.active)
+    if active_only:
+        query = query.where(Location.active == True)  # noqa: E712
+    return await query.order_by(Location.name).run()
+
+
+# -- changes -----------------------------------------------------------------
+
+
+async def _slug_taken(slug: str, exclude_id: int | None = None) -> bool:
+    query = Location.exists().where(Location.slug == slug)
+    if exclude_id is not None:
+        query = query.where(Location.id != exclude_id)
+    return bool(await query.run())
+
+
+async def create_location(actor: CurrentUser, data: LocationInput, *, address: str = "") -> int:
+    if actor.role != OWNER:
+        raise PermissionDeniedException("Only owners create locations.")
+    if await _slug_taken(data.slug):
+        raise ValidationFailed({"slug": "Another location already uses this slug."})
+    now = utcnow()
+    try:
+        async with db.transaction():
+            rows = (
+                await Location.insert(
+                    Location(**data.as_dict(), active=True, created_at=now, updated_at=now)
+                )
+                .returning(Location.id)
+                .run()
+            )
+            location_id = int(rows[0]["id"])
+            await audit.record(
+                actor,
+                "create",
+                "location",
+                location_id,
+                after={"id": location_id, **data.as_dict(), "active": True},
+                address=address,
+            )
+    except Exception as exc:
+        if db.is_unique_violation(exc):
+            raise ValidationFailed({"slug": "Another location already uses this slug."}) from exc
+        raise
+    return location_id
+
+
+async def update_location(
+    actor: CurrentUser, location_id: int, data: LocationInput, *, address: str = ""
+) -> None:
+    before = await get_location_for(actor, location_id, write=True)
+    if await _slug_taken(data.slug, exclude_id=location_id):
+        raise ValidationFailed({"slug": "Another location already uses this slug."})
+    old = {f: before[f] for f in EDITABLE_FIELDS}
+    if old == data.as_dict():
+        return
+    try:
+        async with db.transaction():
+            await (
+                Location.update({**data.as_dict(), "updated_at": utcnow()})  # type: ignore[dict-item]
+                .where(Location.id == location_id)
+                .run()
+            )
+            await audit.record(
+                actor,
+                "update",
+                "location",
+                location_id,
+                before=old,
+                after=data.as_dict(),
+                address=address,
+            )
+    except Exception as exc:
+        if db.is_unique_violation(exc):
+            raise ValidationFailed({"slug": "Another location already uses this slug."}) from exc
+        raise
+
+
+async def set_active(
+    actor: CurrentUser, location_id: int, active: bool, *, address: str = ""
+) -> bool:
+    """Deactivate (or reactivate) a location; locations are never deleted.
+
+    Returns False when it already was in that state (nothing written).
+    """
+    if actor.role != OWNER:
+        raise PermissionDeniedException("Only owners deactivate or reactivate locations.")
+    await get_location(location_id)
+    async with db.transaction():
+        changed = (
+            await Location.update({Location.active: active, Location.updated_at: utcnow()})
+            .where((Location.id == location_id) & (Location.active == (not active)))
+            .returning(Location.id)
+            .run()
+        )
+        if not changed:
+            return False
+        await audit.record(
+            actor,
+            "reactivate" if active else "deactivate",
+            "location",
+            location_id,
+            before={"active": not active},
+            after={"active": active},
+            address=address,
+        )
+    return True

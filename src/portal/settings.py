@@ -1,0 +1,131 @@
+"""One settings object, read from the environment once.
+
+The portal runs in one of two modes:
+
+* **embedded** (no ``DATABASE_URL``): a SQLite file under ``var/``, the local
+  Stripe stand-in, a secret key generated on first start and kept under
+  ``var/``, migrations applied on start. This is what ``make run`` gives.
+* **production** (``DATABASE_URL`` set): PostgreSQL, real keys; a missing
+  ``SECRET_KEY`` is a start-up error and pending migrations stop the server.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class ConfigurationError(RuntimeError):
+    """A setting is missing or wrong; the message says which and how to fix it."""
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be a whole number, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    secret_key: str
+    embedded: bool
+    base_url: str = "http://127.0.0.1:8000"
+    var_dir: Path = field(default_factory=lambda: PROJECT_ROOT / "var")
+    templates_dir: Path = field(default_factory=lambda: PROJECT_ROOT / "templates")
+    stripe_secret_key: str = ""
+    stripe_webhook_secret: str = ""
+    stripe_api_base: str = ""
+    # Sessions: staff are signed out after this much idle time; nobody keeps a
+    # session longer than the absolute lifetime.
+    session_idle_minutes: int = 8 * 60
+    session_absolute_hours: int = 7 * 24
+    session_touch_seconds: int = 60
+    # Sign-in throttling: failures counted over a sliding window.
+    login_window_minutes: int = 15
+    login_max_failures_per_account: int = 5
+    login_max_failures_per_address: int = 5
+    db_pool_min: int = 1
+    db_pool_max: int = 10
+    debug: bool = False
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.base_url.startswith("https://")
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        var_dir = Path(env.get("PORTAL_VAR_DIR") or PROJECT_ROOT / "var")
+        database_url = env.get("DATABASE_URL", "").strip()
+        embedded = not database_url
+        if embedded:
+            database_url = f"sqlite:///{var_dir / 'portal.sqlite3'}"
+        secret_key = env.get("SECRET_KEY", "").strip()
+        if not secret_key:
+            if not embedded:
+                raise ConfigurationError(
+                    "SECRET_KEY is not set. In production set SECRET_KEY to a long random "
+                    "value (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)."
+                )
+            secret_key = _embedded_secret(var_dir)
+        if len(secret_key) < 32:
+            raise ConfigurationError("SECRET_KEY must be at least 32 characters long.")
+        return cls(
+            database_url=database_url,
+            secret_key=secret_key,
+            embedded=embedded,
+            base_url=env.get("BASE_URL", "http://127.0.0.1:8000").rstrip("/"),
+            var_dir=var_dir,
+            stripe_secret_key=env.get("STRIPE_SECRET_KEY", ""),
+            stripe_webhook_secret=env.get("STRIPE_WEBHOOK_SECRET", ""),
+            stripe_api_base=env.get("STRIPE_API_BASE", ""),
+            session_idle_minutes=_int(env, "SESSION_IDLE_MINUTES", 8 * 60),
+            session_absolute_hours=_int(env, "SESSION_ABSOLUTE_HOURS", 7 * 24),
+            login_max_failures_per_account=_int(env, "LOGIN_MAX_FAILURES", 5),
+            login_max_failures_per_address=_int(env, "LOGIN_MAX_FAILURES_PER_ADDRESS", 5),
+            db_pool_min=_int(env, "DB_POOL_MIN", 1),
+            db_pool_max=_int(env, "DB_POOL_MAX", 10),
+            debug=_bool(env.get("PORTAL_DEBUG")),
+        )
+
+
+def _embedded_secret(var_dir: Path) -> str:
+    """Generate the embedded secret once and keep it, so restarts keep sessions."""
+    path = var_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    # Create exclusively so two processes starting at once agree on one key.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.from_env()

@@ -1,0 +1,237 @@
+"""User accounts and roles, administered by owners (and by the `portal users` command)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from litestar.exceptions import NotFoundException
+
+from portal import db
+from portal.audit import service as audit
+from portal.auth import passwords
+from portal.auth.service import (
+    LOCATION_BOUND_ROLES,
+    MANAGER,
+    ROLES,
+    CurrentUser,
+    end_sessions_of,
+    location_ids_of,
+    normalize_email,
+)
+from portal.auth.tables import User, UserLocation
+from portal.locations.tables import Location
+from portal.timeutil import utcnow
+from portal.web.forms import ValidationFailed
+from portal.web.pagination import Page, keyset_page
+
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+@dataclass(frozen=True)
+class UserInput:
+    email: str
+    name: str
+    role: str
+    location_ids: frozenset[int] = field(default_factory=frozenset)
+    password: str = ""
+
+
+def _public(row: dict[str, Any], location_ids: frozenset[int]) -> dict[str, Any]:
+    return {
+        "email": row["email"],
+        "name": row["name"],
+        "role": row["role"],
+        "active": row["active"],
+        "location_ids": sorted(location_ids),
+    }
+
+
+async def _validate(data: UserInput, *, user_id: int | None, password_required: bool) -> UserInput:
+    errors: dict[str, str] = {}
+    email = normalize_email(data.email)
+    if not email:
+        errors["email"] = "Email is required."
+    elif len(email) > 254 or not EMAIL_RE.match(email):
+        errors["email"] = "Enter a valid email address, such as name@example.com."
+    else:
+        taken = User.exists().where(User.email == email)
+        if user_id is not None:
+            taken = taken.where(User.id != user_id)
+        if await taken.run():
+            errors["email"] = "Another account already uses this email."
+    name = data.name.strip()
+    if len(name) > 120:
+        errors["name"] = "Name must be at most 120 characters."
+    if data.role not in ROLES:
+        errors["role"] = "Choose one of the roles in the list."
+    locations = frozenset(data.location_ids)
+    if locations:
+        known = await Location.select(Location.id).where(Location.id.is_in(list(locations))).run()
+        if len(known) != len(locations):
+            errors["location_ids"] = "Choose locations from the list."
+    if data.role == MANAGER and not locations:
+        errors["location_ids"] = "A manager needs at least one location."
+    if data.role not in LOCATION_BOUND_ROLES:
+        locations = frozenset()
+    if password_required or data.password:
+        problem = passwords.password_problem(data.password, email=email)
+        if problem:
+            errors["password"] = problem
+    if errors:
+        raise ValidationFailed(errors)
+    return UserInput(
+        email=email, name=name, role=data.role, location_ids=locations, password=data.password
+    )
+
+
+async def create_user(actor: CurrentUser | None, data: UserInput) -> int:
+    clean = await _validate(data, user_id=None, password_required=True)
+    now = utcnow()
+    try:
+        async with db.transaction():
+            rows = (
+                await User.insert(
+                    User(
+                        email=clean.email,
+                        name=clean.name,
+                        role=clean.role,
+                        password_hash=passwords.hash_password(clean.password),
+                        active=True,
+                        created_at=now,
+                        password_changed_at=now,
+                    )
+                )
+                .returning(User.id)
+                .run()
+            )
+            user_id = int(rows[0]["id"])
+            if clean.location_ids:
+                await UserLocation.insert(
+                    *[UserLocation(user=user_id, location=loc) for loc in clean.location_ids]
+                ).run()
+            await audit.record(
+                actor,
+                "create",
+                "user",
+                user_id,
+                after={
+                    "id": user_id,
+                    **_public({**clean.__dict__, "active": True}, clean.location_ids),
+                },
+            )
+    except Exception as exc:
+        if db.is_unique_violation(exc):
+            raise ValidationFailed({"email": "Another account already uses this email."}) from exc
+        raise
+    return user_id
+
+
+async def get_user(user_id: int) -> dict[str, Any]:
+    row = (
+        await User.select(User.id, User.email, User.name, User.role, User.active, User.created_at)
+        .where(User.id == user_id)
+        .first()
+        .run()
+    )
+    if row is None:
+        raise NotFoundException("No such user.")
+    row["location_ids"] = await location_ids_of(user_id)
+    return row
+
+
+async def update_user(actor: CurrentUser, user_id: int, data: UserInput) -> None:
+    before = await get_user(user_id)
+    clean = await _validate(data, user_id=user_id, password_required=False)
+    old = _public(before, before["location_ids"])
+    new = _public({**clean.__dict__, "active": before["active"]}, clean.location_ids)
+    if old == new and not clean.password:
+        return
+    async with db.transaction():
+        await (
+            User.update({User.email: clean.email, User.name: clean.name, User.role: clean.role})
+            .where(User.id == user_id)
+            .run()
+        )
+        if before["location_ids"] != clean.location_ids:
+            await UserLocation.delete().where(UserLocation.user == user_id).run()
+            if clean.location_ids:
+                await UserLocation.insert(
+                    *[UserLocation(user=user_id, location=loc) for loc in clean.location_ids]
+                ).run()
+        if clean.password:
+            await _store_password(user_id, clean.password)
+        if old["role"] != new["role"] or clean.password:
+            # A changed role or password takes effect now, not at the next sign-in.
+            await end_sessions_of(user_id)
+        await audit.record(actor, "update", "user", user_id, before=old, after=new)
+
+
+async def _store_password(user_id: int, password: str) -> None:
+    await (
+        User.update(
+            {
+                User.password_hash: passwords.hash_password(password),
+                User.password_changed_at: utcnow(),
+            }
+        )
+        .where(User.id == user_id)
+        .run()
+    )
+
+
+async def find_by_email(email: str) -> dict[str, Any]:
+    row = await User.select(User.id).where(User.email == normalize_email(email)).first().run()
+    if row is None:
+        raise NotFoundException(f"No account with email {normalize_email(email)}.")
+    return await get_user(int(row["id"]))
+
+
+async def set_password(actor: CurrentUser | None, user_id: int, password: str) -> None:
+    user = await get_user(user_id)
+    problem = passwords.password_problem(password, email=user["email"])
+    if problem:
+        raise ValidationFailed({"password": problem})
+    async with db.transaction():
+        await _store_password(user_id, password)
+        await end_sessions_of(user_id)
+        await audit.record(actor, "set_password", "user", user_id, after={"password": "changed"})
+
+
+async def set_active(actor: CurrentUser | None, user_id: int, active: bool) -> bool:
+    await get_user(user_id)
+    if actor is not None and actor.id == user_id and not active:
+        raise ValidationFailed({"active": "You cannot deactivate your own account."})
+    async with db.transaction():
+        changed = (
+            await User.update({User.active: active})
+            .where((User.id == user_id) & (User.active == (not active)))
+            .returning(User.id)
+            .run()
+        )
+        if not changed:
+            return False
+        if not active:
+            await end_sessions_of(user_id)
+        await audit.record(
+            actor,
+            "reactivate" if active else "deactivate",
+            "user",
+            user_id,
+            before={"active": not active},
+            after={"active": active},
+        )
+    return True
+
+
+async def list_users(
+    *, search: str = "", role: str = "", after: str | None = None, limit: int = 50
+) -> Page:
+    query = User.select(User.id, User.email, User.name, User.role, User.active)
+    if role in ROLES:
+        query = query.where(User.role == role)
+    if search:
+        pattern = f"%{search}%"
+        query = query.where(User.email.ilike(pattern) | User.name.ilike(pattern))
+    return await keyset_page(query, User.email, User.id, after=after, limit=limit)

@@ -1,0 +1,118 @@
+"""Error pages: HTML for people, JSON under /api/. Never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import quote
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    NotFoundException,
+    PermissionDeniedException,
+)
+from litestar.response import Redirect, Template
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+logger = logging.getLogger("portal.errors")
+
+TITLES = {
+    400: "Bad request",
+    401: "Please sign in",
+    403: "Access denied",
+    404: "Page not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Request too large",
+    422: "Please check the form",
+    429: "Too many requests",
+    500: "Something went wrong",
+    503: "Temporarily unavailable",
+}
+EXPLANATIONS = {
+    403: "You do not have access to this page. If you think you should, ask an owner.",
+    404: "The page you asked for does not exist, or it was moved.",
+    500: "The error has been logged. Please try again; if it happens again, tell an owner.",
+}
+
+
+def _wants_json(request: Request[Any, Any, Any]) -> bool:
+    return request.url.path.startswith("/api/") or request.url.path in ("/healthz",)
+
+
+def _render(request: Request[Any, Any, Any], status: int, detail: str) -> Response[Any]:
+    title = TITLES.get(status, "Error")
+    if _wants_json(request):
+        return Response(
+            content={"status_code": status, "error": title, "detail": detail},
+            status_code=status,
+            media_type=MediaType.JSON,
+        )
+    return Template(
+        template_name="errors/error.html",
+        context={
+            "status": status,
+            "title": title,
+            "detail": detail,
+            "explanation": EXPLANATIONS.get(status, ""),
+        },
+        status_code=status,
+    )
+
+
+def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    status = exc.status_code
+    if status >= 500:
+        logger.error("HTTP %s on %s: %s", status, request.url.path, exc.detail)
+        return _render(request, status, "")
+    detail = exc.detail if isinstance(exc.detail, str) else ""
+    # Litestar's own messages for bad parameters are technical; keep them short.
+    if status == 400 and not detail:
+        detail = "The request could not be understood."
+    response = _render(request, status, detail)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+def not_authorized_handler(
+    request: Request[Any, Any, Any], exc: NotAuthorizedException
+) -> Response[Any]:
+    if _wants_json(request):
+        return _render(request, 401, "Authentication required.")
+    target = request.url.path
+    if request.url.query:
+        target += "?" + request.url.query
+    if request.method != "GET":
+        target = "/"
+    return Redirect(path=f"/login?next={quote(target, safe='/')}", status_code=303)
+
+
+def permission_denied_handler(
+    request: Request[Any, Any, Any], exc: PermissionDeniedException
+) -> Response[Any]:
+    detail = exc.detail if isinstance(exc.detail, str) else ""
+    if "CSRF" in detail:
+        detail = "Your form has expired. Go back, reload the page and try again."
+    return _render(request, 403, detail)
+
+
+def not_found_handler(request: Request[Any, Any, Any], exc: NotFoundException) -> Response[Any]:
+    detail = exc.detail if isinstance(exc.detail, str) and exc.detail != "Not Found" else ""
+    return _render(request, 404, detail)
+
+
+def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    logger.exception("Unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _render(request, HTTP_500_INTERNAL_SERVER_ERROR, "")
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    NotAuthorizedException: not_authorized_handler,
+    PermissionDeniedException: permission_denied_handler,
+    NotFoundException: not_found_handler,
+    HTTPException: http_exception_handler,
+    Exception: internal_error_handler,
+}

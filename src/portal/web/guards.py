@@ -1,0 +1,87 @@
+"""Guards: who may call a route. Every route has one, checked when the app starts.
+
+``requires_role`` is the only way to open a route to signed-in users; a route
+without it must say ``opt={"public": True}``. The access-matrix tests read the
+roles back from the guard, so the declaration and the tests cannot drift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from litestar import Litestar
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.types import Guard
+
+from portal.auth.service import ROLES, STAFF_ROLES, CurrentUser
+
+
+class RoleGuard:
+    """Callable guard that remembers which roles it admits."""
+
+    def __init__(self, roles: Iterable[str]) -> None:
+        self.roles = frozenset(roles)
+        unknown = self.roles - set(ROLES)
+        if unknown:
+            raise ValueError(f"Unknown roles: {sorted(unknown)}")
+        self.__name__ = f"requires_role({', '.join(sorted(self.roles))})"
+
+    async def __call__(
+        self, connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+    ) -> None:
+        user = current_user_or_none(connection)
+        if user is None:
+            raise NotAuthorizedException("Please sign in.")
+        if user.role not in self.roles:
+            raise PermissionDeniedException("Your role does not give access to this page.")
+
+
+def requires_role(*roles: str) -> Guard:
+    return RoleGuard(roles)
+
+
+requires_owner = requires_role("owner")
+requires_staff = requires_role(*STAFF_ROLES)
+requires_signed_in = requires_role(*ROLES)
+
+
+def current_user_or_none(connection: ASGIConnection[Any, Any, Any, Any]) -> CurrentUser | None:
+    user = connection.scope.get("user")
+    return user if isinstance(user, CurrentUser) else None
+
+
+def current_user(connection: ASGIConnection[Any, Any, Any, Any]) -> CurrentUser:
+    user = current_user_or_none(connection)
+    if user is None:
+        raise NotAuthorizedException("Please sign in.")
+    return user
+
+
+def _is_automatic_options(handler: BaseRouteHandler) -> bool:
+    """Litestar answers OPTIONS itself (the Allow header); it reveals no data."""
+    return getattr(handler, "http_methods", None) == {"OPTIONS"}
+
+
+def route_roles(handler: BaseRouteHandler) -> frozenset[str] | None:
+    """Roles a handler admits; None for a public handler."""
+    if handler.opt.get("public") or _is_automatic_options(handler):
+        return None
+    roles: set[str] = set()
+    found = False
+    for guard in handler.resolve_guards():
+        if isinstance(guard, RoleGuard):
+            roles = set(guard.roles) if not found else roles & guard.roles
+            found = True
+    if not found:
+        raise RuntimeError(f"Route {handler} has no requires_role guard and is not marked public")
+    return frozenset(roles)
+
+
+def assert_every_route_guarded(app: Litestar) -> None:
+    """Fail at start-up when a route escapes access control."""
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", []):
+            route_roles(handler)

@@ -1,0 +1,115 @@
+"""One ASGI middleware for what every request needs.
+
+* resolves the session cookie to the signed-in user (``scope["user"]``);
+* reads flash messages from their cookie and clears it once a page shows them;
+* adds the security headers to every response.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from typing import Any
+
+from litestar.datastructures import Cookie, MutableScopeHeaders
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from portal.auth import service as auth
+from portal.settings import Settings
+
+SESSION_COOKIE = "portal_session"
+FLASH_COOKIE = "portal_flash"
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'self'; "
+    "form-action 'self' https://checkout.stripe.com; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "content-security-policy": CONTENT_SECURITY_POLICY,
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "permissions-policy": "camera=(), microphone=(), geolocation=()",
+    "cross-origin-opener-policy": "same-origin",
+}
+
+
+def _sign(secret: str, payload: bytes) -> str:
+    return hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()[:32]
+
+
+def encode_flashes(secret: str, messages: list[tuple[str, str]]) -> str:
+    payload = base64.urlsafe_b64encode(json.dumps(messages).encode())
+    return f"{payload.decode()}.{_sign(secret, payload)}"
+
+
+def decode_flashes(secret: str, value: str | None) -> list[tuple[str, str]]:
+    if not value or "." not in value:
+        return []
+    payload, signature = value.rsplit(".", 1)
+    if not hmac.compare_digest(signature, _sign(secret, payload.encode())):
+        return []
+    try:
+        data = json.loads(base64.urlsafe_b64decode(payload.encode()))
+    except (ValueError, binascii.Error):
+        return []
+    return [(str(c), str(m)) for c, m in data if isinstance(m, str)][:10]
+
+
+def _cookies(scope: Scope) -> dict[str, str]:
+    for name, value in scope.get("headers", []):
+        if name == b"cookie":
+            out: dict[str, str] = {}
+            for part in value.decode("latin-1").split(";"):
+                if "=" in part:
+                    k, v = part.strip().split("=", 1)
+                    out.setdefault(k, v)
+            return out
+    return {}
+
+
+class PortalMiddleware:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        state: dict[str, Any] = scope.setdefault("state", {})
+        cookies = _cookies(scope)
+        flashes: list[tuple[str, str]] = []
+        if path.startswith("/static/"):
+            scope["user"] = None
+        else:
+            token = cookies.get(SESSION_COOKIE, "")
+            scope["user"] = await auth.load_session(self.settings, token) if token else None
+            state["session_token"] = token
+            flashes = decode_flashes(self.settings.secret_key, cookies.get(FLASH_COOKIE))
+        state["flashes"] = flashes
+        had_flash_cookie = FLASH_COOKIE in cookies
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableScopeHeaders.from_message(message)
+                for name, value in SECURITY_HEADERS.items():
+                    if name not in headers:
+                        headers[name] = value
+                status = message["status"]
+                # Clear shown flashes; a redirect carries them on to the next page.
+                if had_flash_cookie and not 300 <= status < 400 and not state.get("flash_set"):
+                    headers.add(
+                        "set-cookie",
+                        Cookie(key=FLASH_COOKIE, value="", max_age=0, path="/").to_header(
+                            header=""
+                        ),
+                    )
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)

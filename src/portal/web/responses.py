@@ -1,0 +1,74 @@
+"""Response helpers: post/redirect/get with flash messages, session cookies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response
+from litestar.datastructures import Cookie
+from litestar.response import Redirect
+
+from portal.settings import Settings
+from portal.web.middleware import FLASH_COOKIE, SESSION_COOKIE, encode_flashes
+
+
+def client_address(request: Request[Any, Any, Any]) -> str:
+    return request.client.host if request.client else ""
+
+
+def redirect(
+    request: Request[Any, Any, Any],
+    url: str,
+    message: str | None = None,
+    category: str = "success",
+) -> Redirect:
+    response = Redirect(path=url, status_code=303)
+    if message:
+        settings: Settings = request.app.state.settings
+        response.set_cookie(
+            Cookie(
+                key=FLASH_COOKIE,
+                value=encode_flashes(settings.secret_key, [(category, message)]),
+                path="/",
+                httponly=True,
+                samesite="lax",
+                secure=settings.secure_cookies,
+                max_age=60,
+            )
+        )
+    return response
+
+
+def set_session_cookie(response: Response[Any], settings: Settings, token: str) -> None:
+    response.set_cookie(
+        Cookie(
+            key=SESSION_COOKIE,
+            value=token,
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=settings.secure_cookies,
+            max_age=settings.session_absolute_hours * 3600,
+        )
+    )
+
+
+def clear_session_cookie(response: Response[Any], settings: Settings) -> None:
+    response.set_cookie(
+        Cookie(
+            key=SESSION_COOKIE,
+            value="",
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=settings.secure_cookies,
+            max_age=0,
+        )
+    )
+
+
+def safe_next(url: str | None, default: str = "/") -> str:
+    """Only same-site relative paths are followed after sign-in."""
+    if not url or not url.startswith("/") or url.startswith("//") or "\\" in url:
+        return default
+    return url

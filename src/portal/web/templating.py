@@ -1,0 +1,60 @@
+"""Jinja environment: filters for money and local time, shared globals."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from babel.numbers import format_currency
+from litestar.plugins.jinja import JinjaTemplateEngine
+
+from portal.auth.service import ROLE_LABELS
+from portal.timeutil import to_local
+
+STATIC_VERSION = "1"
+
+
+def money(cents: int | None, currency: str = "USD", locale: str = "en_US") -> str:
+    """Integer minor units → a localized amount. Display only; never parse this back."""
+    if cents is None:
+        return ""
+    from decimal import Decimal
+
+    return format_currency(Decimal(cents) / 100, currency, locale=locale)
+
+
+def local_dt(value: datetime | None, tz: str = "UTC", fmt: str = "%Y-%m-%d %H:%M") -> str:
+    if value is None:
+        return ""
+    return to_local(value, tz).strftime(fmt)
+
+
+def basis_points(bp: int | None) -> str:
+    if bp is None:
+        return ""
+    return f"{bp / 100:.2f}".rstrip("0").rstrip(".") + " %"
+
+
+def configure(engine: JinjaTemplateEngine) -> None:
+    env = engine.engine
+    env.filters["money"] = money
+    env.filters["local_dt"] = local_dt
+    env.filters["basis_points"] = basis_points
+    env.globals["ROLE_LABELS"] = ROLE_LABELS
+    env.globals["STATIC_VERSION"] = STATIC_VERSION
+    env.globals["url_with"] = url_with
+    env.trim_blocks = True
+    env.lstrip_blocks = True
+
+
+def url_with(request: Any, **params: Any) -> str:
+    """The current URL with some query parameters replaced (for filters and paging)."""
+    query = dict(request.query_params)
+    for key, value in params.items():
+        if value is None or value == "":
+            query.pop(key, None)
+        else:
+            query[key] = value
+    from urllib.parse import urlencode
+
+    return request.url.path + ("?" + urlencode(query) if query else "")

@@ -1,0 +1,139 @@
+"""Small factories for test data, and HTTP helpers that speak the portal's forms."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from portal.auth import passwords
+from portal.auth.tables import User, UserLocation
+from portal.locations.tables import Location
+from portal.timeutil import utcnow
+
+PASSWORD = "correct-horse-battery"
+_seq = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Account:
+    id: int
+    email: str
+    role: str
+    password: str = PASSWORD
+
+
+_HASH_CACHE: dict[str, str] = {}
+
+
+def _hash(password: str) -> str:
+    # Hashing is deliberately slow; one hash per distinct password is enough for tests.
+    if password not in _HASH_CACHE:
+        _HASH_CACHE[password] = passwords.hash_password(password)
+    return _HASH_CACHE[password]
+
+
+async def make_location(**overrides: Any) -> int:
+    n = next(_seq)
+    now = utcnow()
+    values: dict[str, Any] = {
+        "name": f"Clinic {n}",
+        "slug": f"clinic-{n}",
+        "address": "1 Main St",
+        "phone": "+1 555 0100",
+        "timezone": "America/New_York",
+        "currency": "USD",
+        "tax_rate_bp": 0,
+        "prices_include_tax": False,
+        "cancellation_window_hours": 24,
+        "active": True,
+        "created_at": now,
+        "updated_at": now,
+    }
+    values.update(overrides)
+    rows = await Location.insert(Location(**values)).returning(Location.id).run()
+    return int(rows[0]["id"])
+
+
+async def make_user(
+    role: str,
+    *,
+    email: str | None = None,
+    location_ids: Iterable[int] = (),
+    password: str = PASSWORD,
+    active: bool = True,
+) -> Account:
+    email = email or f"{role}{next(_seq)}@example.test"
+    now = utcnow()
+    rows = (
+        await User.insert(
+            User(
+                email=email,
+                name=f"{role.title()} Person",
+                role=role,
+                password_hash=_hash(password),
+                active=active,
+                created_at=now,
+                password_changed_at=now,
+            )
+        )
+        .returning(User.id)
+        .run()
+    )
+    user_id = int(rows[0]["id"])
+    for loc in location_ids:
+        await UserLocation.insert(UserLocation(user=user_id, location=loc)).run()
+    return Account(id=user_id, email=email, role=role, password=password)
+
+
+def make_client(app: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=("203.0.113.7", 50000)),
+        base_url="http://testserver",
+        follow_redirects=False,
+    )
+
+
+async def csrf_token(client: httpx.AsyncClient) -> str:
+    token = client.cookies.get("portal_csrf")
+    if not token:
+        await client.get("/login")
+        token = client.cookies.get("portal_csrf")
+    assert token, "the app did not set a CSRF cookie"
+    return token
+
+
+async def post_form(
+    client: httpx.AsyncClient, url: str, data: dict[str, Any] | None = None
+) -> httpx.Response:
+    """POST a form the way a browser does, CSRF token included."""
+    fields: dict[str, Any] = dict(data or {})
+    fields["_csrf_token"] = await csrf_token(client)
+    return await client.post(url, data=fields)
+
+
+async def login(
+    client: httpx.AsyncClient, account: Account, password: str | None = None
+) -> httpx.Response:
+    response = await post_form(
+        client, "/login", {"email": account.email, "password": password or account.password}
+    )
+    assert response.status_code == 303, response.text[:500]
+    return response
+
+
+def field_error(html: str, field: str) -> str | None:
+    """The message shown beside a form field, if any."""
+    match = re.search(
+        rf'<small class="field-error" id="{re.escape(field)}-error">([^<]*)</small>', html
+    )
+    return match.group(1) if match else None
+
+
+def input_value(html: str, field: str) -> str | None:
+    match = re.search(rf'<input[^>]*name="{re.escape(field)}"[^>]*value="([^"]*)"', html)
+    return match.group(1) if match else None
