@@ -17,13 +17,9 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
-from portal import db
-from portal.auth.controllers import AuthController
-from portal.dashboard.controllers import dashboard, healthz
-from portal.locations.controllers import LocationApiController, LocationController
+from portal import contexts, db
 from portal.migrate import apply_migrations, pending_migrations
 from portal.settings import Settings, get_settings
-from portal.users.controllers import UserController
 from portal.web import templating
 from portal.web.errors import EXCEPTION_HANDLERS
 from portal.web.guards import assert_every_route_guarded, requires_staff
@@ -40,14 +36,7 @@ class PendingMigrations(RuntimeError):
 
 
 def route_handlers() -> list[Any]:
-    return [
-        AuthController,
-        dashboard,
-        healthz,
-        LocationController,
-        LocationApiController,
-        UserController,
-    ]
+    return contexts.route_handlers()
 
 
 def create_app(settings: Settings | None = None, *, manage_database: bool = True) -> Litestar:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-from portal import db
+from portal import contexts, db
 from portal.auth import passwords
 from portal.auth.tables import User, UserLocation
 from portal.locations.tables import Location
@@ -59,47 +60,66 @@ DEMO_ACCOUNTS = [
 ]
 
 
+@dataclass
+class DemoIds:
+    """What the core demo created, for the contexts' own demo loaders."""
+
+    locations: dict[str, int] = field(default_factory=dict)  # slug -> id
+    users: dict[str, int] = field(default_factory=dict)  # email -> id
+
+
 async def load_demo(*, if_empty: bool = True) -> bool:
-    """Insert the demo data; with ``if_empty``, only into an empty database."""
+    """Insert the demo data; with ``if_empty``, only into an empty database.
+
+    The core (locations, accounts) comes first; then every context's
+    ``demo.load_demo(ids)`` adds its part, each in its own transaction.
+    """
     if if_empty and await Location.count().run() > 0:
         return False
+    demo_ids = DemoIds()
+    async with db.transaction():
+        await _load_core(demo_ids)
+    for loader in contexts.demo_loaders():
+        async with db.transaction():
+            await loader(demo_ids)
+    return True
+
+
+async def _load_core(demo_ids: DemoIds) -> None:
     now = utcnow()
     password_hash = passwords.hash_password(DEMO_PASSWORD)
-    async with db.transaction():
-        ids: dict[str, int] = {}
-        for loc in DEMO_LOCATIONS:
-            existing = (
-                await Location.select(Location.id).where(Location.slug == loc["slug"]).first().run()
-            )
-            if existing:
-                ids[str(loc["slug"])] = existing["id"]
-                continue
-            rows = (
-                await Location.insert(Location(**loc, active=True, created_at=now, updated_at=now))
-                .returning(Location.id)
-                .run()
-            )
-            ids[str(loc["slug"])] = rows[0]["id"]
-        for email, role, name, slugs in DEMO_ACCOUNTS:
-            if await User.exists().where(User.email == email).run():
-                continue
-            rows = (
-                await User.insert(
-                    User(
-                        email=email,
-                        name=name,
-                        role=role,
-                        password_hash=password_hash,
-                        active=True,
-                        created_at=now,
-                        password_changed_at=now,
-                    )
+    ids = demo_ids.locations
+    for loc in DEMO_LOCATIONS:
+        existing = (
+            await Location.select(Location.id).where(Location.slug == loc["slug"]).first().run()
+        )
+        if existing:
+            ids[str(loc["slug"])] = existing["id"]
+            continue
+        rows = (
+            await Location.insert(Location(**loc, active=True, created_at=now, updated_at=now))
+            .returning(Location.id)
+            .run()
+        )
+        ids[str(loc["slug"])] = rows[0]["id"]
+    for email, role, name, slugs in DEMO_ACCOUNTS:
+        if await User.exists().where(User.email == email).run():
+            continue
+        rows = (
+            await User.insert(
+                User(
+                    email=email,
+                    name=name,
+                    role=role,
+                    password_hash=password_hash,
+                    active=True,
+                    created_at=now,
+                    password_changed_at=now,
                 )
-                .returning(User.id)
-                .run()
             )
-            for slug in slugs:
-                await UserLocation.insert(
-                    UserLocation(user=rows[0]["id"], location=ids[slug])
-                ).run()
-    return True
+            .returning(User.id)
+            .run()
+        )
+        demo_ids.users[email] = rows[0]["id"]
+        for slug in slugs:
+            await UserLocation.insert(UserLocation(user=rows[0]["id"], location=ids[slug])).run()

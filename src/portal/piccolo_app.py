@@ -2,12 +2,10 @@
 
 from piccolo.conf.apps import AppConfig
 
-from portal.audit.tables import AuditLog
-from portal.auth.tables import LoginAttempt, User, UserLocation, UserSession
-from portal.locations.tables import Location
+from portal.contexts import table_classes
 from portal.settings import PROJECT_ROOT
 
-TABLES = [Location, User, UserLocation, UserSession, LoginAttempt, AuditLog]
+TABLES = table_classes()
 
 APP_CONFIG = AppConfig(
     app_name="portal",

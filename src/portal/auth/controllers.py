@@ -120,3 +120,6 @@ class AuthController(Controller):
         )
         set_session_cookie(response, _settings(request), token)
         return response
+
+
+ROUTES = [AuthController]

@@ -36,3 +36,6 @@ async def healthz() -> Response[dict[str, str]]:
     if await db.ping():
         return Response({"status": "ok", "database": "ok"}, status_code=200)
     return Response({"status": "error", "database": "unreachable"}, status_code=503)
+
+
+ROUTES = [dashboard, healthz]

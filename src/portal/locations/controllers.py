@@ -195,3 +195,6 @@ class LocationApiController(Controller):
         self, request: Request[Any, Any, Any], location_id: FromPath[int]
     ) -> dict[str, Any]:
         return _api_location(await service.get_location_for(current_user(request), location_id))
+
+
+ROUTES = [LocationController, LocationApiController]

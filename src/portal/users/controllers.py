@@ -146,3 +146,6 @@ class UserController(Controller):
                 "back_url": f"/users/{user_id}",
             },
         )
+
+
+ROUTES = [UserController]

@@ -1,0 +1,76 @@
+"""The bounded contexts, in dependency order.
+
+Each context is a package ``portal.<name>`` that may have ``tables.py``
+(Piccolo tables), ``controllers.py`` (a ``ROUTES`` list of controllers and
+handlers) and ``demo.py`` (an ``async def load_demo(ids)`` adding its demo
+data). The app, the migrations and ``portal demo`` discover them here, so a
+new context plugs in by adding its name to this list.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+from types import ModuleType
+from typing import Any
+
+from piccolo.table import Table
+
+CONTEXTS = [
+    "locations",
+    "auth",
+    "audit",
+    "users",
+    "dashboard",
+    "staff",
+    "rooms",
+    "catalog",
+    "clients",
+    "sales",
+    "payments",
+    "ledger",
+    "bookings",
+    "notes",
+    "reports",
+]
+
+
+def _module(context: str, name: str) -> ModuleType | None:
+    full = f"portal.{context}.{name}"
+    try:
+        if importlib.util.find_spec(full) is None:
+            return None
+    except ModuleNotFoundError:
+        return None
+    return importlib.import_module(full)
+
+
+def table_classes() -> list[type[Table]]:
+    tables: list[type[Table]] = []
+    for context in CONTEXTS:
+        module = _module(context, "tables")
+        if module is None:
+            continue
+        for _, obj in inspect.getmembers(module, inspect.isclass):
+            if issubclass(obj, Table) and obj is not Table and obj.__module__ == module.__name__:
+                tables.append(obj)
+    return tables
+
+
+def route_handlers() -> list[Any]:
+    handlers: list[Any] = []
+    for context in CONTEXTS:
+        module = _module(context, "controllers")
+        if module is not None:
+            handlers.extend(getattr(module, "ROUTES", []))
+    return handlers
+
+
+def demo_loaders() -> list[Any]:
+    loaders: list[Any] = []
+    for context in CONTEXTS:
+        module = _module(context, "demo")
+        if module is not None and hasattr(module, "load_demo"):
+            loaders.append(module.load_demo)
+    return loaders
