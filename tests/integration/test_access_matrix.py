@@ -106,7 +106,8 @@ async def test_access_matrix(app, settings, db):
                     )
                 if not ok:
                     failures.append(
-                        f"{method} {url} as {role or 'anonymous'}: expected {expected}, got {status}"
+                        f"{method} {url} as {role or 'anonymous'}: "
+                        f"expected {expected}, got {status}"
                     )
     assert checked > 100
     assert not failures, "\n".join(failures)
