@@ -43,18 +43,19 @@ def _sign(secret: str, payload: bytes) -> str:
 
 
 def encode_flashes(secret: str, messages: list[tuple[str, str]]) -> str:
-    payload = base64.urlsafe_b64encode(json.dumps(messages).encode())
+    # No padding: "=" would make the cookie value need quoting.
+    payload = base64.urlsafe_b64encode(json.dumps(messages).encode()).rstrip(b"=")
     return f"{payload.decode()}.{_sign(secret, payload)}"
 
 
 def decode_flashes(secret: str, value: str | None) -> list[tuple[str, str]]:
     if not value or "." not in value:
         return []
-    payload, signature = value.rsplit(".", 1)
+    payload, signature = value.strip('"').rsplit(".", 1)
     if not hmac.compare_digest(signature, _sign(secret, payload.encode())):
         return []
     try:
-        data = json.loads(base64.urlsafe_b64decode(payload.encode()))
+        data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     except (ValueError, binascii.Error):
         return []
     return [(str(c), str(m)) for c, m in data if isinstance(m, str)][:10]

@@ -1,0 +1,157 @@
+"""Browser tests: the real portal served by uvicorn, driven in Debian's Chromium.
+
+``live_server`` starts `portal serve` as a separate process on a free port
+with its own SQLite database (migrated, demo data loaded), so the browser
+talks to the portal exactly as a user would.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Page, async_playwright
+
+from tests.conftest import IN_CI
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+PORTAL = str(Path(sys.executable).with_name("portal"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    url: str
+    env: dict[str, str]
+    var_dir: Path
+
+    def portal(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run a `portal` command against this server's database."""
+        return subprocess.run(
+            [PORTAL, *args], env=self.env, input=stdin, capture_output=True, text=True, timeout=60
+        )
+
+
+def _env(var_dir: Path, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PICCOLO", "DATABASE"))}
+    env.update(
+        {
+            "PORTAL_VAR_DIR": str(var_dir),
+            "DATABASE_URL": f"sqlite:///{var_dir / 'portal.sqlite3'}",
+            "SECRET_KEY": "e2e-secret-key-" + "y" * 40,
+            "BASE_URL": f"http://127.0.0.1:{port}",
+            "PORT": str(port),
+            "PICCOLO_CONF": "portal.piccolo_conf",
+        }
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def e2e_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated database with the demo data, copied for every browser test."""
+    var_dir = tmp_path_factory.mktemp("e2e-template")
+    env = _env(var_dir, 0)
+    for args in (["migrate"], ["demo"]):
+        result = subprocess.run(
+            [PORTAL, *args], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, result.stderr
+    return var_dir / "portal.sqlite3"
+
+
+@pytest.fixture
+def live_server(e2e_template: Path, tmp_path: Path) -> Iterator[LiveServer]:
+    port = free_port()
+    var_dir = tmp_path / "var"
+    var_dir.mkdir()
+    shutil.copyfile(e2e_template, var_dir / "portal.sqlite3")
+    env = _env(var_dir, port)
+    log = open(tmp_path / "server.log", "w")  # noqa: SIM115
+    process = subprocess.Popen(
+        [PORTAL, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                raise RuntimeError(
+                    "portal server did not start:\n" + (tmp_path / "server.log").read_text()
+                )
+            time.sleep(0.1)
+        yield LiveServer(url=url, env=env, var_dir=var_dir)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        message = f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
+        if IN_CI:
+            pytest.fail(message)
+        sys.stderr.write(f"\n{'!' * 78}\n!! SKIPPING browser tests: {message}\n{'!' * 78}\n")
+        pytest.skip(message)
+    playwright = await async_playwright().start()
+    browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    try:
+        yield browser
+    finally:
+        await browser.close()
+        await playwright.stop()
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(10_000)
+    page = await context.new_page()
+    try:
+        yield page
+    finally:
+        await context.close()
+
+
+async def sign_in(page: Page, server: LiveServer, email: str, password: str) -> None:
+    """Sign in through the form, as a person would."""
+    await page.goto(f"{server.url}/login")
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_load_state()
