@@ -90,10 +90,10 @@ async def make_user(
     return Account(id=user_id, email=email, role=role, password=password)
 
 
-def make_client(app: Any) -> httpx.AsyncClient:
+def make_client(app: Any, base_url: str = "http://testserver") -> httpx.AsyncClient:
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app, client=("203.0.113.7", 50000)),
-        base_url="http://testserver",
+        base_url=base_url,
         follow_redirects=False,
     )
 

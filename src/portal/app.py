@@ -23,7 +23,7 @@ from portal.settings import Settings, get_settings
 from portal.web import templating
 from portal.web.errors import EXCEPTION_HANDLERS
 from portal.web.guards import assert_every_route_guarded, requires_staff
-from portal.web.middleware import PortalMiddleware
+from portal.web.middleware import PortalMiddleware, add_security_headers
 
 STATIC_DIR = Path(__file__).parent / "static"
 WEBHOOK_PATH = "/stripe/webhook"
@@ -98,6 +98,7 @@ def create_app(settings: Settings | None = None, *, manage_database: bool = True
             openapi_router=openapi_router,
         ),
         exception_handlers=EXCEPTION_HANDLERS,
+        before_send=[add_security_headers],
         lifespan=[database] if manage_database else [],
         debug=False,
         request_max_body_size=2 * 1024 * 1024,

@@ -44,6 +44,8 @@ def _wants_json(request: Request[Any, Any, Any]) -> bool:
 
 def _render(request: Request[Any, Any, Any], status: int, detail: str) -> Response[Any]:
     title = TITLES.get(status, "Error")
+    # Paths that match no route never pass through the portal's middleware.
+    request.scope.setdefault("user", None)
     if _wants_json(request):
         return Response(
             content={"status_code": status, "error": title, "detail": detail},

@@ -2,7 +2,7 @@
 
 * resolves the session cookie to the signed-in user (``scope["user"]``);
 * reads flash messages from their cookie and clears it once a page shows them;
-* adds the security headers to every response.
+* (with ``add_security_headers``) adds the security headers to every response.
 """
 
 from __future__ import annotations
@@ -73,6 +73,16 @@ def _cookies(scope: Scope) -> dict[str, str]:
     return {}
 
 
+async def add_security_headers(message: Message, scope: Scope) -> None:
+    """App-level ``before_send`` hook: runs for every response, 404s included
+    (route middleware does not run for paths that match no route)."""
+    if message["type"] == "http.response.start":
+        headers = MutableScopeHeaders.from_message(message)
+        for name, value in SECURITY_HEADERS.items():
+            if name not in headers:
+                headers[name] = value
+
+
 class PortalMiddleware:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
@@ -99,9 +109,6 @@ class PortalMiddleware:
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableScopeHeaders.from_message(message)
-                for name, value in SECURITY_HEADERS.items():
-                    if name not in headers:
-                        headers[name] = value
                 status = message["status"]
                 # Clear shown flashes; a redirect carries them on to the next page.
                 if had_flash_cookie and not 300 <= status < 400 and not state.get("flash_set"):
