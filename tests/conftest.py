@@ -148,6 +148,7 @@ async def db(database: Database) -> AsyncIterator[Database]:
         portal_db.bind_engine(engine)
         await portal_db.prepare(engine)
         yield Database(kind="sqlite", engine=engine, workdir=database.workdir)
+        await _assert_journal_balanced()
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         return
@@ -155,6 +156,15 @@ async def db(database: Database) -> AsyncIterator[Database]:
     portal_db.bind_engine(database.engine)
     await database.engine.run_ddl(TRUNCATE_SQL)
     yield database
+    await _assert_journal_balanced()
+
+
+async def _assert_journal_balanced() -> None:
+    """After every test, whatever it did: debits equal credits in the journal."""
+    from portal.ledger.service import totals
+
+    debits, credits = await totals()
+    assert debits == credits, f"journal out of balance: debits {debits} != credits {credits}"
 
 
 @pytest.fixture

@@ -1,0 +1,167 @@
+"""The double-entry journal: every financial event as balanced lines.
+
+Postings (see docs/architecture.md, Money):
+
+* sale paid:          Dr stripe_clearing (or cash_on_hand) / Cr deferred_revenue (+ tax_payable)
+* processor fee:        Dr processing_fees                    / Cr stripe_clearing
+* session completed:    Dr deferred_revenue                   / Cr service_revenue
+* package expired:      Dr deferred_revenue                   / Cr breakage_revenue
+* refund:               Dr deferred_revenue (unused part) (+ Dr tax_payable) / Cr stripe_clearing
+* dispute lost:         Dr dispute_losses (+ fee)             / Cr stripe_clearing
+
+Entries are written inside the caller's transaction, so the state change and
+its journal lines commit together or not at all. Nothing here updates or
+deletes a line; the database refuses it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from portal import db
+from portal.ledger.tables import JournalEntry, JournalLine
+from portal.timeutil import utcnow
+
+ASSET = "asset"
+LIABILITY = "liability"
+REVENUE = "revenue"
+EXPENSE = "expense"
+
+# code -> (name, type). Assets and expenses carry debit balances; liabilities
+# and revenue carry credit balances.
+ACCOUNTS: dict[str, tuple[str, str]] = {
+    "stripe_clearing": ("Stripe clearing", ASSET),
+    "cash_on_hand": ("Cash and in-clinic payments", ASSET),
+    "deferred_revenue": ("Deferred revenue (sessions sold, not yet given)", LIABILITY),
+    "tax_payable": ("Sales tax payable", LIABILITY),
+    "service_revenue": ("Service revenue", REVENUE),
+    "breakage_revenue": ("Breakage revenue (expired packages)", REVENUE),
+    "processing_fees": ("Payment processing fees", EXPENSE),
+    "dispute_losses": ("Dispute losses", EXPENSE),
+}
+
+
+class UnbalancedEntry(ValueError):
+    """Debits and credits differ, or a line is malformed: a bug, never user input."""
+
+
+@dataclass(frozen=True)
+class Line:
+    account: str
+    debit: int = 0
+    credit: int = 0
+
+    def __post_init__(self) -> None:
+        if self.account not in ACCOUNTS:
+            raise UnbalancedEntry(f"Unknown account {self.account!r}")
+        if not isinstance(self.debit, int) or not isinstance(self.credit, int):
+            raise UnbalancedEntry("Amounts are integer cents")
+        if self.debit < 0 or self.credit < 0 or (self.debit and self.credit):
+            raise UnbalancedEntry("A line is either a non-negative debit or a credit")
+
+
+def debit(account: str, cents: int) -> Line:
+    return Line(account=account, debit=cents)
+
+
+def credit(account: str, cents: int) -> Line:
+    return Line(account=account, credit=cents)
+
+
+async def post(
+    *,
+    event_key: str,
+    kind: str,
+    lines: Sequence[Line],
+    currency: str,
+    location_id: int | None,
+    occurred_at: datetime | None = None,
+    reference: str = "",
+    memo: str = "",
+    sale_id: int | None = None,
+) -> int | None:
+    """Write one balanced entry; returns its id, or None if ``event_key`` was journalled before.
+
+    Zero-amount lines are dropped; an entry whose lines are all zero writes nothing.
+    """
+    lines = [line for line in lines if line.debit or line.credit]
+    if sum(line.debit for line in lines) != sum(line.credit for line in lines):
+        raise UnbalancedEntry(f"{kind} {event_key}: debits differ from credits: {lines}")
+    if not lines:
+        return None
+    if await JournalEntry.exists().where(JournalEntry.event_key == event_key).run():
+        return None
+    when = occurred_at or utcnow()
+    async with db.transaction():
+        rows = (
+            await JournalEntry.insert(
+                JournalEntry(
+                    event_key=event_key,
+                    kind=kind,
+                    occurred_at=when,
+                    location=location_id,
+                    currency=currency,
+                    reference=reference,
+                    memo=memo,
+                    created_at=utcnow(),
+                )
+            )
+            .returning(JournalEntry.id)
+            .run()
+        )
+        entry_id = int(rows[0]["id"])
+        await JournalLine.insert(
+            *[
+                JournalLine(
+                    entry=entry_id,
+                    account=line.account,
+                    debit_cents=line.debit,
+                    credit_cents=line.credit,
+                    location=location_id,
+                    currency=currency,
+                    occurred_at=when,
+                    sale_id=sale_id,
+                )
+                for line in lines
+            ]
+        ).run()
+    return entry_id
+
+
+async def balance(
+    account: str,
+    *,
+    location_id: int | None = None,
+    currency: str | None = None,
+    sale_id: int | None = None,
+    before: datetime | None = None,
+) -> int:
+    """The account's balance in its normal direction (debit for assets/expenses)."""
+    query = JournalLine.select(
+        JournalLine.debit_cents.as_alias("d"), JournalLine.credit_cents.as_alias("c")
+    ).where(JournalLine.account == account)
+    if location_id is not None:
+        query = query.where(JournalLine.location == location_id)
+    if currency is not None:
+        query = query.where(JournalLine.currency == currency)
+    if sale_id is not None:
+        query = query.where(JournalLine.sale_id == sale_id)
+    if before is not None:
+        query = query.where(JournalLine.occurred_at < before)
+    rows: list[dict[str, Any]] = await query.run()
+    debits = sum(int(r["d"]) for r in rows)
+    credits = sum(int(r["c"]) for r in rows)
+    kind = ACCOUNTS[account][1]
+    return debits - credits if kind in (ASSET, EXPENSE) else credits - debits
+
+
+async def totals() -> tuple[int, int]:
+    """(all debits, all credits) — equal in a healthy journal."""
+    rows = await JournalLine.raw(
+        "SELECT COALESCE(SUM(debit_cents), 0) AS d, COALESCE(SUM(credit_cents), 0) AS c "
+        "FROM journal_line"
+    ).run()
+    return int(rows[0]["d"]), int(rows[0]["c"])
