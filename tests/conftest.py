@@ -40,6 +40,8 @@ from portal.piccolo_app import TABLES
 from portal.settings import Settings
 from tests import factories
 
+pytest_plugins = ["tests.stripe_standin"]
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 TEST_DATABASE_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/portal_test"

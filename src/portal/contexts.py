@@ -22,6 +22,7 @@ CONTEXTS = [
     "auth",
     "audit",
     "users",
+    "email",
     "dashboard",
     "staff",
     "rooms",

@@ -35,6 +35,7 @@ DEMO_LOCATIONS: list[dict[str, Any]] = [
         "tax_rate_bp": 825,
         "prices_include_tax": False,
         "cancellation_window_hours": 24,
+        "refund_rule": "pro_rata",
     },
     {
         "name": "Brooklyn Park Slope",

@@ -1,26 +1,52 @@
 """`make run`: the embedded portal with everything it needs locally.
 
-Serves on 127.0.0.1:$PORT (default 8000) and prints the demo sign-ins.
-Ctrl-C stops everything this started.
+Starts the local Stripe stand-in (unless ``STRIPE_SECRET_KEY`` points at a
+real Stripe account), wires its webhooks to this portal, serves on
+127.0.0.1:$PORT (default 8000) and prints the demo sign-ins. Ctrl-C stops
+everything this started.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
+from collections.abc import Iterator
 
 import uvicorn
 
 from portal.demo import DEMO_ACCOUNTS, DEMO_PASSWORD
 
 
+@contextlib.contextmanager
+def stripe_standin(port: int) -> Iterator[str]:
+    if os.environ.get("STRIPE_SECRET_KEY"):
+        yield "your Stripe account (STRIPE_SECRET_KEY)"
+        return
+    from portal.payments.standin import standin_process
+
+    secret = os.environ.get("STRIPE_WEBHOOK_SECRET") or "whsec_local_" + secrets.token_hex(16)
+    with standin_process(
+        webhook_urls=[f"http://127.0.0.1:{port}/stripe/webhook"],
+        webhook_secret=secret,
+        port=int(os.environ.get("STRIPE_STANDIN_PORT") or 0),
+        quiet=True,
+    ) as base_url:
+        os.environ["STRIPE_API_BASE"] = base_url
+        os.environ["STRIPE_WEBHOOK_SECRET"] = secret
+        yield f"the local Stripe stand-in at {base_url}"
+
+
 def main() -> None:
     port = int(os.environ.get("PORT") or 8000)
-    print(f"\nClinic Portal: http://127.0.0.1:{port}/")
-    print(f"Demo sign-ins (password {DEMO_PASSWORD}):")
-    for email, role, _name, _locations in DEMO_ACCOUNTS:
-        print(f"  {role:<11} {email}")
-    print()
-    uvicorn.run("portal.asgi:app", host="127.0.0.1", port=port, log_level="info")
+    with stripe_standin(port) as stripe_description:
+        print(f"\nClinic Portal: http://127.0.0.1:{port}/")
+        print(f"Payments go to {stripe_description}.")
+        print(f"Demo sign-ins (password {DEMO_PASSWORD}):")
+        for email, role, _name, _locations in DEMO_ACCOUNTS:
+            print(f"  {role:<11} {email}")
+        print()
+        uvicorn.run("portal.asgi:app", host="127.0.0.1", port=port, log_level="info")
 
 
 if __name__ == "__main__":

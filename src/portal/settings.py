@@ -63,6 +63,14 @@ class Settings:
     db_pool_min: int = 1
     db_pool_max: int = 10
     debug: bool = False
+    # Outgoing email: with no SMTP host, messages are kept in the outbox only
+    # (owners read them in the portal); with one, they are sent through it.
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "Clinic Portal <no-reply@localhost>"
+    smtp_starttls: bool = True
 
     @property
     def is_sqlite(self) -> bool:
@@ -106,6 +114,12 @@ class Settings:
             db_pool_min=_int(env, "DB_POOL_MIN", 1),
             db_pool_max=_int(env, "DB_POOL_MAX", 10),
             debug=_bool(env.get("PORTAL_DEBUG")),
+            smtp_host=env.get("SMTP_HOST", "").strip(),
+            smtp_port=_int(env, "SMTP_PORT", 587),
+            smtp_user=env.get("SMTP_USER", ""),
+            smtp_password=env.get("SMTP_PASSWORD", ""),
+            smtp_from=env.get("SMTP_FROM", "").strip() or "Clinic Portal <no-reply@localhost>",
+            smtp_starttls=_bool(env.get("SMTP_STARTTLS"), default=True),
         )
 
 

@@ -21,7 +21,9 @@ from tests import factories
 from tests.matrix import World, provide_all
 
 ROLES = [OWNER, MANAGER, ACCOUNTANT, THERAPIST, CLIENT]
-LOCATION_BOUND = {MANAGER, THERAPIST}
+# Roles whose reach is their own things: a manager's or therapist's locations,
+# a client's own purchases. They get 403 for the "other" variant.
+LOCATION_BOUND = {MANAGER, THERAPIST, CLIENT}
 PARAM_RE = re.compile(r"\{(\w+)(?::\w+)?\}")
 # Routes that are not part of the portal's own access rules.
 SKIP_PREFIXES = ("/static",)

@@ -28,6 +28,7 @@ DEFAULTS = {
     "tax_rate_bp": "0",
     "prices_include_tax": "",
     "cancellation_window_hours": "24",
+    "refund_rule": "list_price",
 }
 
 
@@ -37,6 +38,7 @@ def _form_context(form: dict[str, Any], errors: dict[str, str], **extra: Any) ->
         "errors": errors,
         "timezones": common_timezones(),
         "currencies": COMMON_CURRENCIES,
+        "refund_rules": list(service.REFUND_RULES.items()),
         **extra,
     }
 

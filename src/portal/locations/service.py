@@ -29,7 +29,12 @@ EDITABLE_FIELDS = (
     "tax_rate_bp",
     "prices_include_tax",
     "cancellation_window_hours",
+    "refund_rule",
 )
+REFUND_RULES = {
+    "list_price": "Paid minus sessions used (or kept) at the single-session list price",
+    "pro_rata": "Pro rata: the paid share of each unused session",
+}
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,7 @@ class LocationInput:
     tax_rate_bp: int
     prices_include_tax: bool
     cancellation_window_hours: int
+    refund_rule: str = "list_price"
 
     def as_dict(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in EDITABLE_FIELDS}
@@ -107,6 +113,9 @@ def parse_location_form(values: dict[str, str]) -> LocationInput:
         minimum=0,
         maximum=168,
     )
+    refund_rule = values.get("refund_rule", "").strip() or "list_price"
+    if refund_rule not in REFUND_RULES:
+        errors["refund_rule"] = "Choose one of the refund rules."
     if errors:
         raise ValidationFailed(errors)
     assert tax is not None and window is not None
@@ -120,6 +129,7 @@ def parse_location_form(values: dict[str, str]) -> LocationInput:
         tax_rate_bp=tax,
         prices_include_tax=values.get("prices_include_tax") in {"on", "true", "1", "yes"},
         cancellation_window_hours=window,
+        refund_rule=refund_rule,
     )
 
 

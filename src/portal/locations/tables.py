@@ -16,6 +16,8 @@ class Location(Table, tablename="location"):
     tax_rate_bp = Integer(default=0)
     prices_include_tax = Boolean(default=False)
     cancellation_window_hours = Integer(default=24)
+    # How a refund of unused sessions is computed here (payments.service.REFUND_RULES).
+    refund_rule = Varchar(length=20, default="list_price")
     active = Boolean(default=True, index=True)
     created_at = Timestamptz()
     updated_at = Timestamptz()

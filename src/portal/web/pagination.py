@@ -47,14 +47,24 @@ async def keyset_page(
     *,
     after: str | None,
     limit: int = 50,
+    descending: bool = False,
 ) -> Page:
     """Rows ordered by (sort_column, id) after the cursor, plus the next cursor."""
     limit = max(1, min(limit, 200))
     position = decode_cursor(after)
     if position is not None:
         value, row_id = position
-        query = query.where((sort_column > value) | ((sort_column == value) & (id_column > row_id)))
-    rows = await query.order_by(sort_column, id_column).limit(limit + 1).run()
+        if descending:
+            query = query.where(
+                (sort_column < value) | ((sort_column == value) & (id_column < row_id))
+            )
+        else:
+            query = query.where(
+                (sort_column > value) | ((sort_column == value) & (id_column > row_id))
+            )
+    columns = [id_column] if sort_column is id_column else [sort_column, id_column]
+    query = query.order_by(*columns, ascending=not descending)
+    rows = await query.limit(limit + 1).run()
     more = len(rows) > limit
     rows = rows[:limit]
     sort_key = sort_column._meta.name

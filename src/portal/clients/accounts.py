@@ -1,0 +1,349 @@
+"""Self sign-up and password reset by an emailed link. No HTTP here.
+
+Both are open to anyone, so both are throttled like sign-in: requests are
+counted per email address and per network address over a sliding window, the
+same way whether or not an account exists. A reset request always gets the
+same answer; only the mailbox owner learns whether an account exists. (Sign-up
+necessarily says that an email is taken; the throttle bounds how fast anyone
+can ask.)
+
+Reset links carry a random token; only its SHA-256 is stored, with an expiry
+(one hour). Using a link is a compare-and-set on ``used_at``, so a link works
+once even when submitted twice at the same moment.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from portal import db
+from portal.audit import service as audit
+from portal.auth import passwords
+from portal.auth.service import (
+    CLIENT,
+    CurrentUser,
+    Throttled,
+    end_session,
+    end_sessions_of,
+    hash_token,
+    normalize_email,
+    open_session,
+)
+from portal.auth.tables import LoginAttempt, User
+from portal.clients.service import create_profile
+from portal.clients.tables import AccountRequest, PasswordReset
+from portal.email import messages
+from portal.settings import Settings
+from portal.timeutil import utcnow
+from portal.users import service as users
+from portal.web.forms import ValidationFailed
+
+SIGNUP = "signup"
+RESET = "reset"
+RESET_VALID_FOR = timedelta(hours=1)
+# Sign-ups from one network address per window (a household or an office
+# signs up a few people; a script trying thousands of addresses is stopped).
+SIGNUP_MAX_PER_ADDRESS = 10
+# Reset emails per account per window: enough for "it did not arrive", not a mail bomb.
+RESET_MAX_PER_ACCOUNT = 3
+EXISTS_MESSAGE = "An account with this email exists — sign in or reset your password."
+
+
+@dataclass(frozen=True)
+class SignupInput:
+    name: str
+    email: str
+    password: str
+    confirm_password: str
+    consent: bool
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    user_id: int
+    role: str
+    session_token: str
+    message_id: int | None = None
+
+
+class ResetLinkInvalid(Exception):
+    """An unknown (400), used or expired (410) reset link."""
+
+    def __init__(self, status_code: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.reason = reason
+        self.message = message
+
+
+# -- throttling -----------------------------------------------------------------
+
+
+async def _check_throttle(kind: str, checks: list[tuple[Any, str, int]], window: timedelta) -> None:
+    now = utcnow()
+    since = now - window
+    for column, value, limit in checks:
+        rows = (
+            await AccountRequest.select(AccountRequest.at)
+            .where((AccountRequest.kind == kind) & (column == value) & (AccountRequest.at >= since))
+            .order_by(AccountRequest.at, ascending=False)
+            .limit(limit)
+            .run()
+        )
+        if len(rows) >= limit:
+            # Free again when the oldest counted request leaves the window.
+            oldest = rows[-1]["at"]
+            raise Throttled(int((oldest + window - now).total_seconds()) + 1)
+
+
+async def _log_request(kind: str, account_key: str, address: str) -> None:
+    await AccountRequest.insert(
+        AccountRequest(kind=kind, account_key=account_key, address=address, at=utcnow())
+    ).run()
+
+
+# -- sign-up ----------------------------------------------------------------------
+
+
+async def sign_up(
+    settings: Settings,
+    data: SignupInput,
+    *,
+    address: str,
+    user_agent: str = "",
+    replace_token: str | None = None,
+) -> SignedIn:
+    """Create a client account and its profile, queue the welcome email, open a session.
+
+    The welcome email is stored (``defer``); the caller delivers it
+    (``portal.email.service.deliver``) after answering.
+    """
+    address = address[:64]
+    key = normalize_email(data.email)[:254]
+    await _check_throttle(
+        SIGNUP,
+        [(AccountRequest.address, address, SIGNUP_MAX_PER_ADDRESS)],
+        timedelta(minutes=settings.login_window_minutes * 4),
+    )
+    await _log_request(SIGNUP, key, address)
+    errors: dict[str, str] = {}
+    name = " ".join(data.name.split())
+    if not name:
+        errors["name"] = "Tell us your name."
+    elif len(name) > 120:
+        errors["name"] = "Name must be at most 120 characters."
+    if not key:
+        errors["email"] = "Enter your email address."
+    elif not users.EMAIL_RE.match(key):
+        errors["email"] = "Enter a valid email address, such as name@example.com."
+    elif await User.exists().where(User.email == key).run():
+        errors["email"] = EXISTS_MESSAGE
+    problem = passwords.password_problem(data.password, email=key)
+    if problem:
+        errors["password"] = problem
+    elif data.password != data.confirm_password:
+        errors["confirm_password"] = "The two passwords differ."
+    if not data.consent:
+        errors["consent"] = "Please accept the terms and the privacy notice to create an account."
+    if errors:
+        raise ValidationFailed(errors)
+    try:
+        async with db.transaction():
+            user_id = await users.create_user(
+                None,
+                users.UserInput(email=key, name=name, role=CLIENT, password=data.password),
+            )
+            await create_profile(user_id, terms_accepted=True)
+            me = CurrentUser(
+                id=user_id, email=key, name=name, role=CLIENT, location_ids=frozenset()
+            )
+            await audit.record(
+                me,
+                "signup",
+                "client",
+                user_id,
+                after={"email": key, "name": name, "terms_accepted": True},
+                address=address,
+            )
+    except ValidationFailed as exc:
+        # Another sign-up with this email won the race.
+        raise ValidationFailed(
+            {k: (EXISTS_MESSAGE if k == "email" else v) for k, v in exc.errors.items()}
+        ) from exc
+    message_id = await messages.send_welcome(key, name=name, settings=settings, defer=True)
+    if replace_token:
+        await end_session(replace_token)
+    token = await open_session(settings, user_id, address=address, user_agent=user_agent)
+    return SignedIn(user_id=user_id, role=CLIENT, session_token=token, message_id=message_id)
+
+
+# -- password reset ---------------------------------------------------------------
+
+
+async def request_password_reset(settings: Settings, email: str, *, address: str) -> int | None:
+    """Email a reset link if an active account has this address.
+
+    Returns the outbox id of the message to deliver, or None; the caller
+    answers the same either way. Raises ``Throttled`` (for any address,
+    existing or not) after too many requests.
+    """
+    address = address[:64]
+    key = normalize_email(email)[:254]
+    window = timedelta(minutes=settings.login_window_minutes)
+    await _check_throttle(
+        RESET,
+        [
+            (AccountRequest.account_key, key, RESET_MAX_PER_ACCOUNT),
+            (AccountRequest.address, address, settings.login_max_failures_per_address),
+        ],
+        window,
+    )
+    await _log_request(RESET, key, address)
+    user = (
+        await User.select(User.id, User.email, User.name)
+        .where((User.email == key) & (User.active == True))  # noqa: E712
+        .first()
+        .run()
+    )
+    if user is None:
+        return None
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    await PasswordReset.insert(
+        PasswordReset(
+            token_hash=hash_token(token),
+            user=user["id"],
+            created_at=now,
+            expires_at=now + RESET_VALID_FOR,
+            used_at=None,
+            address=address,
+        )
+    ).run()
+    return await messages.send_password_reset(
+        user["email"],
+        name=user["name"] or user["email"],
+        reset_url=f"{settings.base_url}/password/reset/{token}",
+        valid_minutes=int(RESET_VALID_FOR.total_seconds() // 60),
+        settings=settings,
+        defer=True,
+    )
+
+
+async def check_reset_token(token: str) -> dict[str, Any]:
+    """The open reset behind ``token`` with its user, or ``ResetLinkInvalid``."""
+    row = None
+    if token and len(token) <= 100:
+        row = (
+            await PasswordReset.select(
+                PasswordReset.id,
+                PasswordReset.expires_at,
+                PasswordReset.used_at,
+                PasswordReset.user.id.as_alias("user_id"),
+                PasswordReset.user.email.as_alias("email"),
+                PasswordReset.user.name.as_alias("name"),
+                PasswordReset.user.role.as_alias("role"),
+                PasswordReset.user.active.as_alias("active"),
+            )
+            .where(PasswordReset.token_hash == hash_token(token))
+            .first()
+            .run()
+        )
+    if row is None or not row["active"]:
+        raise ResetLinkInvalid(
+            400,
+            "unknown",
+            "This reset link is not valid. Check that you copied the whole link, "
+            "or ask for a new one.",
+        )
+    if row["used_at"] is not None:
+        raise ResetLinkInvalid(
+            410,
+            "used",
+            "This reset link has already been used. If you still cannot sign in, "
+            "ask for a new one.",
+        )
+    if row["expires_at"] <= utcnow():
+        raise ResetLinkInvalid(
+            410,
+            "expired",
+            "This reset link has expired (links work for one hour). Ask for a new one.",
+        )
+    return dict(row)
+
+
+async def reset_password(
+    settings: Settings,
+    token: str,
+    password: str,
+    confirm_password: str,
+    *,
+    address: str = "",
+    user_agent: str = "",
+) -> SignedIn:
+    """Set a new password through a reset link and open a session.
+
+    Ends every session of the user, uses up this link and any other open
+    link of theirs, and clears the sign-in throttle for the account (the
+    mailbox owner has proved who they are). Nothing changes on bad input.
+    """
+    reset = await check_reset_token(token)
+    errors: dict[str, str] = {}
+    problem = passwords.password_problem(password, email=reset["email"])
+    if problem:
+        errors["password"] = problem
+    elif password != confirm_password:
+        errors["confirm_password"] = "The two passwords differ."
+    if errors:
+        raise ValidationFailed(errors)
+    password_hash = passwords.hash_password(password)
+    user_id = int(reset["user_id"])
+    now = utcnow()
+    async with db.transaction():
+        claimed = (
+            await PasswordReset.update({PasswordReset.used_at: now})
+            .where(
+                (PasswordReset.id == reset["id"])
+                & PasswordReset.used_at.is_null()
+                & (PasswordReset.expires_at > now)
+            )
+            .returning(PasswordReset.id)
+            .run()
+        )
+        if not claimed:
+            raise ResetLinkInvalid(
+                410, "used", "This reset link has already been used. Ask for a new one."
+            )
+        await (
+            User.update({User.password_hash: password_hash, User.password_changed_at: now})
+            .where(User.id == user_id)
+            .run()
+        )
+        await (
+            PasswordReset.update({PasswordReset.used_at: now})
+            .where((PasswordReset.user == user_id) & PasswordReset.used_at.is_null())
+            .run()
+        )
+        await end_sessions_of(user_id)
+        await LoginAttempt.insert(
+            LoginAttempt(account_key=reset["email"], address=address[:64], at=now, success=True)
+        ).run()
+        me = CurrentUser(
+            id=user_id,
+            email=reset["email"],
+            name=reset["name"],
+            role=reset["role"],
+            location_ids=frozenset(),
+        )
+        await audit.record(
+            me,
+            "reset_password",
+            "user",
+            user_id,
+            after={"password": "reset by emailed link"},
+            address=address,
+        )
+    session = await open_session(settings, user_id, address=address, user_agent=user_agent)
+    return SignedIn(user_id=user_id, role=reset["role"], session_token=session)

@@ -1,0 +1,462 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.background_tasks import BackgroundTask
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, QueryParameter
+from litestar.response import Redirect, Template
+
+from portal.audit import service as audit
+from portal.auth.service import CLIENT, MANAGER, OWNER, Throttled
+from portal.clients import accounts, intake, regions, service
+from portal.email.service import deliver
+from portal.locations.service import all_locations
+from portal.settings import Settings
+from portal.web.forms import ValidationFailed, read_form
+from portal.web.guards import current_user, current_user_or_none, requires_owner, requires_role
+from portal.web.responses import client_address, redirect, safe_next, set_session_cookie
+
+PUBLIC = {"public": True}
+clients_only = requires_role(CLIENT)
+staff_readers = requires_role(OWNER, MANAGER)
+
+
+def _settings(request: Request[Any, Any, Any]) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _deliver_later(response: Response[Any], settings: Settings, message_id: int | None) -> None:
+    """Send the stored message after the answer has gone out (SMTP only)."""
+    if message_id is not None and settings.smtp_host:
+        response.background = BackgroundTask(deliver, message_id, settings=settings)
+
+
+def _home(role: str) -> str:
+    return "/account" if role == CLIENT else "/"
+
+
+def _throttled_message(exc: Throttled) -> str:
+    return (
+        "Too many requests from here. "
+        f"Try again in {exc.minutes} minute{'s' if exc.minutes != 1 else ''}."
+    )
+
+
+def _version_param(raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise NotFoundException("No such version of the intake.") from exc
+
+
+async def _location_options() -> list[tuple[str, str]]:
+    return [(str(loc["id"]), loc["name"]) for loc in await all_locations(active_only=True)]
+
+
+async def _intake_page(client_id: int, version: int | None, tz: str) -> dict[str, Any]:
+    """The shown version (latest by default), the list of versions, the zone to show dates in."""
+    versions = await service.intake_versions(client_id)
+    shown = None
+    if version is not None:
+        shown = await service.intake_version(client_id, version)
+    elif versions:
+        shown = await service.current_intake(client_id)
+    return {
+        "versions": versions,
+        "shown": service.present_intake(shown) if shown else None,
+        "latest_version": versions[0]["version"] if versions else None,
+        "tz": tz,
+    }
+
+
+def _intake_form_context(form: dict[str, Any], errors: dict[str, str]) -> dict[str, Any]:
+    return {
+        "form": form,
+        "errors": errors,
+        "labels": intake.LABELS,
+        "concerns": intake.CONCERNS,
+        "durations": intake.PAIN_DURATIONS,
+        "postures": intake.WORK_POSTURES,
+        "health_flags": intake.HEALTH_FLAGS,
+        "pressures": intake.PRESSURES,
+        "region_groups": regions.grouped(),
+    }
+
+
+# -- public: sign-up and password reset ---------------------------------------------
+
+
+class SignupController(Controller):
+    path = ""
+
+    @get("/signup", opt=PUBLIC, name="signup")
+    async def signup_page(
+        self,
+        request: Request[Any, Any, Any],
+        next_url: Annotated[str | None, QueryParameter(name="next")] = None,
+    ) -> Response[Any]:
+        user = current_user_or_none(request)
+        if user is not None:
+            return Redirect(path=safe_next(next_url, _home(user.role)), status_code=303)
+        form = {"name": "", "email": "", "consent": ""}
+        return Template(
+            "clients/signup.html",
+            context={"form": form, "errors": {}, "next": safe_next(next_url, "")},
+        )
+
+    @post("/signup", opt=PUBLIC, name="signup_submit")
+    async def signup(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        settings = _settings(request)
+        values, _ = await read_form(request)
+        next_url = safe_next(values.get("next"), "")
+        user = current_user_or_none(request)
+        if user is not None:
+            return redirect(
+                request, next_url or _home(user.role), "You are already signed in.", "info"
+            )
+        form = {
+            "name": values.get("name", ""),
+            "email": values.get("email", ""),
+            "consent": values.get("consent", ""),
+        }
+        data = accounts.SignupInput(
+            name=values.get("name", ""),
+            email=values.get("email", ""),
+            password=values.get("password", ""),
+            confirm_password=values.get("confirm_password", ""),
+            consent=values.get("consent") in {"on", "yes", "true", "1"},
+        )
+        try:
+            signed_in = await accounts.sign_up(
+                settings,
+                data,
+                address=client_address(request),
+                user_agent=request.headers.get("user-agent", ""),
+                replace_token=request.state.get("session_token") or None,
+            )
+        except ValidationFailed as exc:
+            return Template(
+                "clients/signup.html",
+                context={"form": form, "errors": exc.errors, "next": next_url},
+                status_code=422,
+            )
+        except Throttled as exc:
+            response: Response[Any] = Template(
+                "clients/signup.html",
+                context={
+                    "form": form,
+                    "errors": {"form": _throttled_message(exc)},
+                    "next": next_url,
+                },
+                status_code=429,
+            )
+            response.headers["Retry-After"] = str(exc.retry_after_seconds)
+            return response
+        response = redirect(
+            request,
+            next_url or "/account",
+            "Welcome! Your account is ready. We have emailed you a copy of the essentials.",
+        )
+        set_session_cookie(response, settings, signed_in.session_token)
+        _deliver_later(response, settings, signed_in.message_id)
+        return response
+
+
+class PasswordResetController(Controller):
+    path = "/password"
+
+    @get("/forgot", opt=PUBLIC, name="password_forgot")
+    async def forgot_page(self, sent: Annotated[str, QueryParameter(name="sent")] = "") -> Template:
+        return Template(
+            "clients/forgot.html",
+            context={"form": {"email": ""}, "errors": {}, "sent": sent == "1"},
+        )
+
+    @post("/forgot", opt=PUBLIC, name="password_forgot_submit")
+    async def forgot(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        settings = _settings(request)
+        values, _ = await read_form(request)
+        email = values.get("email", "")
+        context: dict[str, Any] = {"form": {"email": email}, "errors": {}, "sent": False}
+        if not email:
+            context["errors"]["email"] = "Enter the email address of your account."
+            return Template("clients/forgot.html", context=context, status_code=422)
+        try:
+            message_id = await accounts.request_password_reset(
+                settings, email, address=client_address(request)
+            )
+        except Throttled as exc:
+            context["errors"]["form"] = _throttled_message(exc)
+            response: Response[Any] = Template(
+                "clients/forgot.html", context=context, status_code=429
+            )
+            response.headers["Retry-After"] = str(exc.retry_after_seconds)
+            return response
+        # The same answer whether or not an account has this address.
+        response = redirect(request, "/password/forgot?sent=1")
+        _deliver_later(response, settings, message_id)
+        return response
+
+    @get("/reset/{token:str}", opt=PUBLIC, name="password_reset")
+    async def reset_page(self, token: FromPath[str]) -> Template:
+        try:
+            reset = await accounts.check_reset_token(token)
+        except accounts.ResetLinkInvalid as exc:
+            return Template(
+                "clients/reset_invalid.html",
+                context={"problem": exc},
+                status_code=exc.status_code,
+            )
+        return Template(
+            "clients/reset.html",
+            context={"token": token, "email": reset["email"], "errors": {}},
+        )
+
+    @post("/reset/{token:str}", opt=PUBLIC, name="password_reset_submit")
+    async def reset(self, request: Request[Any, Any, Any], token: FromPath[str]) -> Response[Any]:
+        settings = _settings(request)
+        values, _ = await read_form(request)
+        try:
+            signed_in = await accounts.reset_password(
+                settings,
+                token,
+                values.get("password", ""),
+                values.get("confirm_password", ""),
+                address=client_address(request),
+                user_agent=request.headers.get("user-agent", ""),
+            )
+        except accounts.ResetLinkInvalid as exc:
+            return Template(
+                "clients/reset_invalid.html",
+                context={"problem": exc},
+                status_code=exc.status_code,
+            )
+        except ValidationFailed as exc:
+            reset = await accounts.check_reset_token(token)
+            return Template(
+                "clients/reset.html",
+                context={"token": token, "email": reset["email"], "errors": exc.errors},
+                status_code=422,
+            )
+        response = redirect(
+            request,
+            _home(signed_in.role),
+            "Your password has been changed and you are signed in. Other devices were signed out.",
+        )
+        set_session_cookie(response, settings, signed_in.session_token)
+        return response
+
+
+# -- the client's own pages -------------------------------------------------------------
+
+
+class AccountController(Controller):
+    path = "/account"
+    guards = [clients_only]
+
+    @get("/", name="account")
+    async def index(self, request: Request[Any, Any, Any]) -> Template:
+        user = current_user(request)
+        client = await service.get_client(user.id)
+        latest = await service.current_intake(user.id)
+        return Template(
+            "clients/account.html",
+            context={
+                "client": client,
+                "intake": service.present_intake(latest) if latest else None,
+                # Filled by the sales and booking work; empty until then.
+                "packages": [],
+                "appointments": [],
+                "receipts": [],
+            },
+        )
+
+    @get("/profile", name="account_profile")
+    async def profile_form(self, request: Request[Any, Any, Any]) -> Template:
+        client = await service.get_client(current_user(request).id)
+        return Template(
+            "clients/profile_form.html",
+            context={
+                "client": client,
+                "form": service.profile_form(client),
+                "errors": {},
+                "locations": await _location_options(),
+            },
+        )
+
+    @post("/profile", name="account_profile_save")
+    async def save_profile(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        user = current_user(request)
+        client = await service.get_client(user.id)
+        values, _ = await read_form(request)
+        try:
+            data = await service.parse_profile_form(values)
+            await service.save_profile(user, user.id, data, address=client_address(request))
+        except ValidationFailed as exc:
+            return Template(
+                "clients/profile_form.html",
+                context={
+                    "client": client,
+                    "form": values,
+                    "errors": exc.errors,
+                    "locations": await _location_options(),
+                },
+                status_code=422,
+            )
+        return redirect(request, "/account", "Your details were saved.")
+
+    @get("/intake", name="account_intake")
+    async def intake_view(
+        self,
+        request: Request[Any, Any, Any],
+        version: Annotated[str | None, QueryParameter(name="version")] = None,
+    ) -> Template:
+        user = current_user(request)
+        client = await service.get_client(user.id)
+        context = await _intake_page(user.id, _version_param(version), client["timezone"])
+        return Template("clients/intake.html", context=context)
+
+    @get("/intake/edit", name="account_intake_form")
+    async def intake_form(self, request: Request[Any, Any, Any]) -> Template:
+        latest = await service.current_intake(current_user(request).id)
+        context = _intake_form_context(intake.as_form(latest), {})
+        context["latest_version"] = latest["version"] if latest else None
+        return Template("clients/intake_form.html", context=context)
+
+    @post("/intake/edit", name="account_intake_save")
+    async def intake_save(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        user = current_user(request)
+        values, multi = await read_form(request)
+        try:
+            data = intake.parse_intake(values, multi)
+        except ValidationFailed as exc:
+            latest = await service.current_intake(user.id)
+            context = _intake_form_context(intake.form_from_submission(values, multi), exc.errors)
+            context["latest_version"] = latest["version"] if latest else None
+            return Template("clients/intake_form.html", context=context, status_code=422)
+        version = await service.save_intake(user, user.id, data, address=client_address(request))
+        message = (
+            "Thank you — your intake was saved. Your therapist will read it before your session."
+            if version == 1
+            else f"Your intake was updated (version {version}). Earlier versions are kept."
+        )
+        return redirect(request, "/account/intake", message)
+
+
+# -- staff --------------------------------------------------------------------------------
+
+
+class ClientStaffController(Controller):
+    path = "/clients"
+    guards = [staff_readers]
+
+    @get("/", name="clients")
+    async def index(
+        self,
+        request: Request[Any, Any, Any],
+        q: Annotated[str, QueryParameter(name="q")] = "",
+        status: Annotated[str, QueryParameter(name="status")] = "active",
+        location: Annotated[str, QueryParameter(name="location")] = "",
+        intake_status: Annotated[str, QueryParameter(name="intake")] = "",
+        after: Annotated[str | None, QueryParameter(name="after")] = None,
+    ) -> Template:
+        location_id = int(location) if location.isdigit() else None
+        page = await service.list_clients(
+            current_user(request),
+            search=q.strip()[:120],
+            status=status,
+            location_id=location_id,
+            intake=intake_status,
+            after=after,
+        )
+        return Template(
+            "clients/staff/list.html",
+            context={
+                "page": page,
+                "q": q,
+                "status": status,
+                "location": location,
+                "intake_status": intake_status,
+                "locations": await _location_options(),
+            },
+        )
+
+    @get("/{client_id:int}", name="client_detail")
+    async def detail(self, request: Request[Any, Any, Any], client_id: FromPath[int]) -> Template:
+        client = await service.get_client_for(current_user(request), client_id)
+        context = await _intake_page(client_id, None, client["timezone"])
+        return Template("clients/staff/detail.html", context={"client": client, **context})
+
+    @get("/{client_id:int}/edit", name="client_edit")
+    async def edit(self, request: Request[Any, Any, Any], client_id: FromPath[int]) -> Template:
+        client = await service.get_client_for(current_user(request), client_id)
+        return Template(
+            "clients/staff/edit.html",
+            context={
+                "client": client,
+                "form": service.profile_form(client),
+                "errors": {},
+                "locations": await _location_options(),
+            },
+        )
+
+    @post("/{client_id:int}/edit", name="client_update")
+    async def update(
+        self, request: Request[Any, Any, Any], client_id: FromPath[int]
+    ) -> Response[Any]:
+        user = current_user(request)
+        client = await service.get_client_for(user, client_id)
+        values, _ = await read_form(request)
+        try:
+            data = await service.parse_profile_form(values)
+            changed = await service.save_profile(
+                user, client_id, data, address=client_address(request)
+            )
+        except ValidationFailed as exc:
+            return Template(
+                "clients/staff/edit.html",
+                context={
+                    "client": client,
+                    "form": values,
+                    "errors": exc.errors,
+                    "locations": await _location_options(),
+                },
+                status_code=422,
+            )
+        return redirect(
+            request,
+            f"/clients/{client_id}",
+            "Client details saved." if changed else "Nothing was changed.",
+            "success" if changed else "info",
+        )
+
+    @get("/{client_id:int}/intake", name="client_intake")
+    async def intake_view(
+        self,
+        request: Request[Any, Any, Any],
+        client_id: FromPath[int],
+        version: Annotated[str | None, QueryParameter(name="version")] = None,
+    ) -> Template:
+        client = await service.get_client_for(current_user(request), client_id)
+        context = await _intake_page(client_id, _version_param(version), client["timezone"])
+        return Template("clients/staff/intake.html", context={"client": client, **context})
+
+    @get("/{client_id:int}/history", guards=[requires_owner], name="client_history")
+    async def history(self, request: Request[Any, Any, Any], client_id: FromPath[int]) -> Template:
+        client = await service.get_client_for(current_user(request), client_id)
+        return Template(
+            "audit/history.html",
+            context={
+                "rows": await audit.history("client", client_id),
+                "title": f"History of {client['name'] or client['email']}",
+                "back_url": f"/clients/{client_id}",
+            },
+        )
+
+
+ROUTES = [SignupController, PasswordResetController, AccountController, ClientStaffController]

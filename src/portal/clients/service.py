@@ -1,0 +1,515 @@
+"""Clients: profiles, the versioned intake, and the staff's client list. No HTTP here.
+
+A client is an ``app_user`` with role ``client``; ``client_profile`` holds
+their contact details and preferences, ``client_intake`` the versions of their
+intake questionnaire (never updated; an edit appends a version).
+
+Who may read a client: owners and managers, chain-wide for now. Bookings do
+not exist yet, so no client "belongs" to a location; the booking work narrows
+managers (and opens to therapists) the clients with appointments at their
+locations, in :func:`ensure_can_read_client` and :func:`client_scope`.
+Accountants never see clients' intake.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from datetime import date
+from typing import Any
+
+from litestar.exceptions import NotFoundException, PermissionDeniedException
+
+from portal import db
+from portal.audit import service as audit
+from portal.auth.service import CLIENT, MANAGER, OWNER, CurrentUser
+from portal.auth.tables import User
+from portal.clients import intake as intake_form
+from portal.clients import regions
+from portal.clients.tables import ClientIntake, ClientProfile
+from portal.locations.tables import Location
+from portal.timeutil import utcnow
+from portal.web.forms import ValidationFailed, optional_text, require_text
+from portal.web.pagination import Page, keyset_page
+
+PHONE_RE = re.compile(r"^\+?[0-9()\-.\s]{6,40}$")
+STAFF_READERS = (OWNER, MANAGER)
+
+PROFILE_FIELDS = (
+    "name",
+    "phone",
+    "date_of_birth",
+    "address",
+    "emergency_contact_name",
+    "emergency_contact_phone",
+    "email_reminders",
+    "preferred_location_id",
+)
+PROFILE_LABELS = {
+    "name": "Name",
+    "phone": "Phone",
+    "date_of_birth": "Date of birth",
+    "address": "Address",
+    "emergency_contact_name": "Emergency contact",
+    "emergency_contact_phone": "Emergency contact's phone",
+    "email_reminders": "Email reminders",
+    "preferred_location_id": "Preferred location",
+}
+_LIST_FIELDS = ("concerns", "regions", "health_flags")
+
+
+@dataclass(frozen=True)
+class ProfileInput:
+    name: str
+    phone: str
+    date_of_birth: date | None
+    address: str
+    emergency_contact_name: str
+    emergency_contact_phone: str
+    email_reminders: bool
+    preferred_location_id: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -- access ----------------------------------------------------------------------
+
+
+def ensure_can_read_client(actor: CurrentUser, client_id: int) -> None:
+    """Staff who may see a client's contact details and intake, or the client.
+
+    Owners and managers: every client, until bookings tie clients to
+    locations (the booking work narrows managers to their locations' clients
+    here). Accountants and therapists: no.
+    """
+    if actor.role in STAFF_READERS:
+        return
+    if actor.role == CLIENT and actor.id == client_id:
+        return
+    raise PermissionDeniedException("You do not have access to this client.")
+
+
+def client_scope(actor: CurrentUser) -> frozenset[int] | None:
+    """Locations whose clients ``actor`` may list; None means every client.
+
+    Chain-wide for owners and managers today (see the module docstring).
+    """
+    if actor.role in STAFF_READERS:
+        return None
+    raise PermissionDeniedException("You do not have access to the client list.")
+
+
+# -- profile ----------------------------------------------------------------------
+
+
+def _parse_date(raw: str, errors: dict[str, str], name: str) -> date | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    try:
+        value = date.fromisoformat(raw)
+    except ValueError:
+        errors[name] = "Enter a date such as 1985-04-23."
+        return None
+    if value > date.today():
+        errors[name] = "The date of birth cannot be in the future."
+    elif value.year < 1900:
+        errors[name] = "Enter a date after 1900."
+    return value
+
+
+def _phone(values: dict[str, str], errors: dict[str, str], name: str, *, required: bool) -> str:
+    phone = values.get(name, "").strip()
+    if not phone:
+        if required:
+            errors[name] = "A phone number is needed, so the clinic can reach you."
+        return ""
+    if not PHONE_RE.match(phone) or sum(c.isdigit() for c in phone) < 6:
+        errors[name] = "Use digits, spaces and + ( ) - only, e.g. +1 503 555 0142."
+    return phone
+
+
+async def parse_profile_form(values: dict[str, str]) -> ProfileInput:
+    errors: dict[str, str] = {}
+    name = require_text(values, errors, "name", label="Name", max_length=120)
+    phone = _phone(values, errors, "phone", required=True)
+    date_of_birth = _parse_date(values.get("date_of_birth", ""), errors, "date_of_birth")
+    address = optional_text(values, errors, "address", label="Address", max_length=500)
+    contact_name = optional_text(
+        values, errors, "emergency_contact_name", label="Emergency contact", max_length=120
+    )
+    contact_phone = _phone(values, errors, "emergency_contact_phone", required=False)
+    if contact_name and not contact_phone and "emergency_contact_phone" not in errors:
+        errors["emergency_contact_phone"] = "Add a phone number for your emergency contact."
+    if contact_phone and not contact_name:
+        errors["emergency_contact_name"] = "Whose number is it? Add their name."
+    location_id: int | None = None
+    raw_location = values.get("preferred_location_id", "").strip()
+    if raw_location:
+        try:
+            location_id = int(raw_location)
+        except ValueError:
+            location_id = -1
+        exists = (
+            await Location.exists()
+            .where(
+                (Location.id == location_id) & (Location.active == True)  # noqa: E712
+            )
+            .run()
+        )
+        if not exists:
+            errors["preferred_location_id"] = "Choose a location from the list."
+    if errors:
+        raise ValidationFailed(errors)
+    return ProfileInput(
+        name=name,
+        phone=phone,
+        date_of_birth=date_of_birth,
+        address=address,
+        emergency_contact_name=contact_name,
+        emergency_contact_phone=contact_phone,
+        email_reminders=values.get("email_reminders") in {"on", "yes", "true", "1"},
+        preferred_location_id=location_id,
+    )
+
+
+def _empty_profile() -> dict[str, Any]:
+    return {
+        "phone": "",
+        "date_of_birth": None,
+        "address": "",
+        "emergency_contact_name": "",
+        "emergency_contact_phone": "",
+        "email_reminders": True,
+        "preferred_location_id": None,
+        "terms_accepted_at": None,
+        "created_at": None,
+        "updated_at": None,
+    }
+
+
+async def get_client(client_id: int) -> dict[str, Any]:
+    """The client's account and profile (empty values when no profile was saved yet)."""
+    user = (
+        await User.select(User.id, User.email, User.name, User.active, User.created_at)
+        .where((User.id == client_id) & (User.role == CLIENT))
+        .first()
+        .run()
+    )
+    if user is None:
+        raise NotFoundException("No such client.")
+    profile = (
+        await ClientProfile.select(
+            ClientProfile.phone,
+            ClientProfile.date_of_birth,
+            ClientProfile.address,
+            ClientProfile.emergency_contact_name,
+            ClientProfile.emergency_contact_phone,
+            ClientProfile.email_reminders,
+            ClientProfile.preferred_location.as_alias("preferred_location_id"),
+            ClientProfile.terms_accepted_at,
+            ClientProfile.created_at,
+            ClientProfile.updated_at,
+        )
+        .where(ClientProfile.user == client_id)
+        .first()
+        .run()
+    )
+    client: dict[str, Any] = {**user, **_empty_profile(), **(profile or {})}
+    client["has_profile"] = profile is not None
+    client["preferred_location"] = None
+    if client["preferred_location_id"] is not None:
+        client["preferred_location"] = (
+            await Location.select(Location.id, Location.name, Location.timezone)
+            .where(Location.id == client["preferred_location_id"])
+            .first()
+            .run()
+        )
+    client["timezone"] = (
+        client["preferred_location"]["timezone"] if client["preferred_location"] else "UTC"
+    )
+    return client
+
+
+async def get_client_for(actor: CurrentUser, client_id: int) -> dict[str, Any]:
+    """The client, if ``actor`` may see them (404 if there is none, 403 if not theirs)."""
+    client = await get_client(client_id)
+    ensure_can_read_client(actor, client_id)
+    return client
+
+
+def profile_snapshot(client: dict[str, Any]) -> dict[str, Any]:
+    return {f: client[f] for f in PROFILE_FIELDS}
+
+
+def profile_form(client: dict[str, Any]) -> dict[str, Any]:
+    """The stored profile as the form's values."""
+    form = profile_snapshot(client)
+    form["date_of_birth"] = client["date_of_birth"].isoformat() if client["date_of_birth"] else ""
+    form["preferred_location_id"] = (
+        str(client["preferred_location_id"]) if client["preferred_location_id"] else ""
+    )
+    form["email_reminders"] = "on" if client["email_reminders"] else ""
+    return form
+
+
+async def create_profile(user_id: int, *, terms_accepted: bool) -> None:
+    """The empty profile of a new client (inside the sign-up transaction)."""
+    now = utcnow()
+    await ClientProfile.insert(
+        ClientProfile(
+            user=user_id,
+            email_reminders=True,
+            terms_accepted_at=now if terms_accepted else None,
+            created_at=now,
+            updated_at=now,
+        )
+    ).run()
+
+
+async def _ensure_profile_row(client_id: int) -> None:
+    if await ClientProfile.exists().where(ClientProfile.user == client_id).run():
+        return
+    try:
+        async with db.transaction():
+            await create_profile(client_id, terms_accepted=False)
+    except Exception as exc:
+        if not db.is_unique_violation(exc):  # saved at the same moment elsewhere
+            raise
+
+
+async def save_profile(
+    actor: CurrentUser, client_id: int, data: ProfileInput, *, address: str = ""
+) -> bool:
+    """Store the profile; False when nothing changed. Audited, whoever edits."""
+    client = await get_client(client_id)
+    if actor.role == CLIENT:
+        if actor.id != client_id:
+            raise PermissionDeniedException("You can only edit your own profile.")
+    elif actor.role not in STAFF_READERS:
+        raise PermissionDeniedException("You do not have access to this client.")
+    before = profile_snapshot(client)
+    after = data.as_dict()
+    if before == after and client["has_profile"]:
+        return False
+    await _ensure_profile_row(client_id)
+    async with db.transaction():
+        if data.name != client["name"]:
+            await User.update({User.name: data.name}).where(User.id == client_id).run()
+        await (
+            ClientProfile.update(
+                {
+                    ClientProfile.phone: data.phone,
+                    ClientProfile.date_of_birth: data.date_of_birth,
+                    ClientProfile.address: data.address,
+                    ClientProfile.emergency_contact_name: data.emergency_contact_name,
+                    ClientProfile.emergency_contact_phone: data.emergency_contact_phone,
+                    ClientProfile.email_reminders: data.email_reminders,
+                    ClientProfile.preferred_location: data.preferred_location_id,
+                    ClientProfile.updated_at: utcnow(),
+                }
+            )
+            .where(ClientProfile.user == client_id)
+            .run()
+        )
+        await audit.record(
+            actor, "update", "client", client_id, before=before, after=after, address=address
+        )
+    return True
+
+
+async def wants_email_reminders(client_id: int) -> bool:
+    """Whether the reminder job may email this client (yes unless they switched it off)."""
+    row = (
+        await ClientProfile.select(ClientProfile.email_reminders)
+        .where(ClientProfile.user == client_id)
+        .first()
+        .run()
+    )
+    return True if row is None else bool(row["email_reminders"])
+
+
+# -- intake -----------------------------------------------------------------------
+
+
+def _decode(row: dict[str, Any]) -> dict[str, Any]:
+    for name in _LIST_FIELDS:
+        try:
+            value = json.loads(row.get(name) or "[]")
+        except ValueError:
+            value = []
+        row[name] = [str(v) for v in value] if isinstance(value, list) else []
+    return row
+
+
+async def current_intake(client_id: int) -> dict[str, Any] | None:
+    row = (
+        await ClientIntake.select()
+        .where(ClientIntake.client == client_id)
+        .order_by(ClientIntake.version, ascending=False)
+        .first()
+        .run()
+    )
+    return _decode(row) if row else None
+
+
+async def intake_version(client_id: int, version: int) -> dict[str, Any]:
+    row = (
+        await ClientIntake.select()
+        .where((ClientIntake.client == client_id) & (ClientIntake.version == version))
+        .first()
+        .run()
+    )
+    if row is None:
+        raise NotFoundException("No such version of the intake.")
+    return _decode(row)
+
+
+async def intake_versions(client_id: int) -> list[dict[str, Any]]:
+    """Every version's number and date, newest first."""
+    rows: list[dict[str, Any]] = (
+        await ClientIntake.select(
+            ClientIntake.version, ClientIntake.created_at, ClientIntake.pain_level
+        )
+        .where(ClientIntake.client == client_id)
+        .order_by(ClientIntake.version, ascending=False)
+        .run()
+    )
+    return rows
+
+
+async def save_intake(
+    actor: CurrentUser, client_id: int, data: intake_form.IntakeInput, *, address: str = ""
+) -> int:
+    """Append the next version of the client's intake; returns its number.
+
+    Only the client fills in their intake. Consent to treatment is given with
+    every version (its time is stored). Two saves at once get consecutive
+    versions: the unique (client, version) index refuses the second number
+    and the save is retried.
+    """
+    if actor.role != CLIENT or actor.id != client_id:
+        raise PermissionDeniedException("Clients fill in their own intake.")
+    await get_client(client_id)
+    for _attempt in range(5):
+        try:
+            async with db.transaction():
+                latest = (
+                    await ClientIntake.select(ClientIntake.version)
+                    .where(ClientIntake.client == client_id)
+                    .order_by(ClientIntake.version, ascending=False)
+                    .first()
+                    .run()
+                )
+                version = (latest["version"] if latest else 0) + 1
+                now = utcnow()
+                values = data.as_dict()
+                for name in _LIST_FIELDS:
+                    values[name] = json.dumps(values[name])
+                await ClientIntake.insert(
+                    ClientIntake(
+                        client=client_id,
+                        version=version,
+                        created_at=now,
+                        consent_at=now,
+                        **values,
+                    )
+                ).run()
+                # The answers are health information: the audit trail records
+                # that a version was saved, not what it says.
+                await audit.record(
+                    actor,
+                    "intake",
+                    "client",
+                    client_id,
+                    after={"intake_version": version},
+                    address=address,
+                )
+            return version
+        except Exception as exc:
+            if not db.is_unique_violation(exc):
+                raise
+    raise RuntimeError("Could not store the intake; please try again.")
+
+
+def present_intake(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored version with labels for every coded answer (for pages)."""
+    return {
+        **row,
+        "concern_labels": [intake_form.CONCERNS.get(c, c) for c in row["concerns"]],
+        "region_labels": [regions.label(r) for r in row["regions"]],
+        "duration_label": intake_form.PAIN_DURATIONS.get(row["pain_duration"], ""),
+        "posture_label": intake_form.WORK_POSTURES.get(row["work_posture"], ""),
+        "flag_labels": [intake_form.HEALTH_FLAGS.get(f, f) for f in row["health_flags"]],
+        "pressure_label": intake_form.PRESSURES.get(row["pressure"], row["pressure"]),
+    }
+
+
+# -- staff list -------------------------------------------------------------------
+
+
+async def list_clients(
+    actor: CurrentUser,
+    *,
+    search: str = "",
+    status: str = "active",
+    location_id: int | None = None,
+    intake: str = "",
+    after: str | None = None,
+    limit: int = 50,
+) -> Page:
+    """Clients by name (keyset), with their phone, preferred location and intake date."""
+    client_scope(actor)
+    query = User.select(User.id, User.email, User.name, User.active, User.created_at).where(
+        User.role == CLIENT
+    )
+    if status == "active":
+        query = query.where(User.active == True)  # noqa: E712
+    elif status == "inactive":
+        query = query.where(User.active == False)  # noqa: E712
+    if search:
+        pattern = f"%{search}%"
+        query = query.where(User.email.ilike(pattern) | User.name.ilike(pattern))
+    if location_id is not None:
+        query = query.where(
+            User.id.is_in(
+                ClientProfile.select(ClientProfile.user).where(
+                    ClientProfile.preferred_location == location_id
+                )
+            )
+        )
+    if intake == "done":
+        query = query.where(User.id.is_in(ClientIntake.select(ClientIntake.client)))
+    elif intake == "missing":
+        query = query.where(User.id.not_in(ClientIntake.select(ClientIntake.client)))
+    page = await keyset_page(query, User.name, User.id, after=after, limit=limit)
+    ids = [row["id"] for row in page.rows]
+    if not ids:
+        return page
+    profiles = {
+        row["user"]: row
+        for row in await ClientProfile.select(
+            ClientProfile.user,
+            ClientProfile.phone,
+            ClientProfile.preferred_location.name.as_alias("location_name"),
+        )
+        .where(ClientProfile.user.is_in(ids))
+        .run()
+    }
+    # A client has a handful of versions; the newest per client wins.
+    intakes: dict[int, dict[str, Any]] = {}
+    for row in await (
+        ClientIntake.select(ClientIntake.client, ClientIntake.version, ClientIntake.created_at)
+        .where(ClientIntake.client.is_in(ids))
+        .order_by(ClientIntake.version)
+        .run()
+    ):
+        intakes[row["client"]] = row
+    for row in page.rows:
+        profile = profiles.get(row["id"], {})
+        row["phone"] = profile.get("phone", "")
+        row["location_name"] = profile.get("location_name") or ""
+        row["intake"] = intakes.get(row["id"])
+    return page

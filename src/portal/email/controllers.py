@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, MediaType, Response, get
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, QueryParameter
+from litestar.response import Template
+
+from portal.email import service
+from portal.email.messages import KINDS
+from portal.web.guards import requires_owner
+
+# The stored HTML of a message is shown in a sandboxed frame: no scripts, no
+# requests, its own origin; inline styles only (mail HTML has nothing else).
+HTML_PREVIEW_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'; sandbox"
+)
+
+
+class OutboxController(Controller):
+    path = "/outbox"
+    guards = [requires_owner]
+
+    @get("/", name="outbox")
+    async def index(
+        self,
+        q: Annotated[str, QueryParameter(name="q")] = "",
+        status: Annotated[str, QueryParameter(name="status")] = "",
+        kind: Annotated[str, QueryParameter(name="kind")] = "",
+        after: Annotated[str | None, QueryParameter(name="after")] = None,
+    ) -> Template:
+        page = await service.list_messages(
+            search=q.strip()[:254], status=status, kind=kind[:40], after=after
+        )
+        return Template(
+            "email/outbox/list.html",
+            context={
+                "page": page,
+                "q": q,
+                "status": status,
+                "kind": kind,
+                "statuses": service.STATUS_LABELS,
+                "kinds": KINDS,
+            },
+        )
+
+    @get("/{message_id:int}", name="outbox_message")
+    async def detail(self, message_id: FromPath[int]) -> Template:
+        message = await service.get_message(message_id)
+        return Template(
+            "email/outbox/message.html",
+            context={"message": message, "statuses": service.STATUS_LABELS, "kinds": KINDS},
+        )
+
+    @get("/{message_id:int}/html", name="outbox_message_html", media_type=MediaType.HTML)
+    async def html(self, message_id: FromPath[int]) -> Response[str]:
+        message = await service.get_message(message_id)
+        if not message["body_html"]:
+            raise NotFoundException("This message has no HTML version.")
+        return Response(
+            message["body_html"],
+            media_type=MediaType.HTML,
+            headers={
+                "content-security-policy": HTML_PREVIEW_POLICY,
+                "x-frame-options": "SAMEORIGIN",
+                "cache-control": "no-store",
+            },
+        )
+
+
+ROUTES = [OutboxController]

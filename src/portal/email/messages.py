@@ -1,0 +1,211 @@
+"""The portal's messages, one function each, so callers cannot forget a variable.
+
+Each function names the template's context variables as keyword arguments
+(the template headers in ``templates/email/`` list them too) and passes
+``defer``/``settings`` through to :func:`portal.email.service.send`. Times are
+UTC datetimes; the templates show them in ``timezone`` (the location's zone).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from portal.email.service import send
+from portal.settings import Settings
+
+WELCOME = "welcome"
+PASSWORD_RESET = "password_reset"
+RECEIPT = "receipt"
+BOOKING_CONFIRMATION = "booking_confirmation"
+CANCELLATION = "cancellation"
+REMINDER = "reminder"
+KINDS = {
+    WELCOME: "Welcome",
+    PASSWORD_RESET: "Password reset",
+    RECEIPT: "Receipt",
+    BOOKING_CONFIRMATION: "Booking confirmation",
+    CANCELLATION: "Cancellation",
+    REMINDER: "Reminder",
+}
+
+
+@dataclass(frozen=True)
+class ReceiptLine:
+    description: str
+    amount_cents: int
+
+
+@dataclass(frozen=True)
+class Appointment:
+    """What the booking messages say about one appointment."""
+
+    appointment_id: int
+    service_name: str
+    therapist_name: str
+    location_name: str
+    location_address: str
+    starts_at: datetime
+    ends_at: datetime
+    timezone: str
+
+    def context(self) -> dict[str, Any]:
+        return {
+            "appointment_id": self.appointment_id,
+            "service_name": self.service_name,
+            "therapist_name": self.therapist_name,
+            "location_name": self.location_name,
+            "location_address": self.location_address,
+            "starts_at": self.starts_at,
+            "ends_at": self.ends_at,
+            "timezone": self.timezone,
+        }
+
+
+async def send_welcome(
+    to: str,
+    *,
+    name: str,
+    settings: Settings | None = None,
+    defer: bool = False,
+) -> int:
+    return await send(to, WELCOME, {"name": name}, WELCOME, settings=settings, defer=defer)
+
+
+async def send_password_reset(
+    to: str,
+    *,
+    name: str,
+    reset_url: str,
+    valid_minutes: int,
+    settings: Settings | None = None,
+    defer: bool = False,
+) -> int:
+    return await send(
+        to,
+        PASSWORD_RESET,
+        {"name": name, "reset_url": reset_url, "valid_minutes": valid_minutes},
+        PASSWORD_RESET,
+        settings=settings,
+        defer=defer,
+    )
+
+
+async def send_receipt(
+    to: str,
+    *,
+    name: str,
+    receipt_number: str,
+    location_name: str,
+    paid_at: datetime,
+    timezone: str,
+    currency: str,
+    lines: list[ReceiptLine],
+    tax_cents: int,
+    total_cents: int,
+    payment_method: str = "",
+    settings: Settings | None = None,
+    defer: bool = False,
+) -> int:
+    """One receipt per ``receipt_number``: a repeated call (a webhook retried) sends nothing."""
+    return await send(
+        to,
+        RECEIPT,
+        {
+            "name": name,
+            "receipt_number": receipt_number,
+            "location_name": location_name,
+            "paid_at": paid_at,
+            "timezone": timezone,
+            "currency": currency,
+            "lines": lines,
+            "tax_cents": tax_cents,
+            "total_cents": total_cents,
+            "payment_method": payment_method,
+        },
+        RECEIPT,
+        dedupe_key=f"receipt:{receipt_number}",
+        settings=settings,
+        defer=defer,
+    )
+
+
+async def send_booking_confirmation(
+    to: str,
+    *,
+    name: str,
+    appointment: Appointment,
+    cancellation_window_hours: int,
+    manage_url: str,
+    settings: Settings | None = None,
+    defer: bool = False,
+) -> int:
+    return await send(
+        to,
+        BOOKING_CONFIRMATION,
+        {
+            "name": name,
+            **appointment.context(),
+            "cancellation_window_hours": cancellation_window_hours,
+            "manage_url": manage_url,
+        },
+        BOOKING_CONFIRMATION,
+        settings=settings,
+        defer=defer,
+    )
+
+
+async def send_cancellation(
+    to: str,
+    *,
+    name: str,
+    appointment: Appointment,
+    credit_returned: bool,
+    late: bool,
+    reason: str = "",
+    book_url: str = "",
+    settings: Settings | None = None,
+    defer: bool = False,
+) -> int:
+    return await send(
+        to,
+        CANCELLATION,
+        {
+            "name": name,
+            **appointment.context(),
+            "credit_returned": credit_returned,
+            "late": late,
+            "reason": reason,
+            "book_url": book_url,
+        },
+        CANCELLATION,
+        settings=settings,
+        defer=defer,
+    )
+
+
+async def send_reminder(
+    to: str,
+    *,
+    name: str,
+    appointment: Appointment,
+    manage_url: str,
+    settings: Settings | None = None,
+    defer: bool = False,
+) -> int:
+    """At most one reminder per appointment and start time (a moved appointment gets a new one).
+
+    The caller checks the client's preference first
+    (``portal.clients.service.wants_email_reminders``).
+    """
+    key = f"reminder:{appointment.appointment_id}:{appointment.starts_at.isoformat()}"
+    return await send(
+        to,
+        REMINDER,
+        {"name": name, **appointment.context(), "manage_url": manage_url},
+        REMINDER,
+        dedupe_key=key,
+        settings=settings,
+        defer=defer,
+    )

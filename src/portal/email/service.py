@@ -1,0 +1,363 @@
+"""Outgoing email. No HTTP here.
+
+``send`` renders ``templates/email/<template>.txt`` (and ``.html`` when it
+exists), stores the message in the outbox table and, when ``SMTP_HOST`` is
+configured, delivers it through that server. Without an SMTP server (the
+embedded default) the outbox is where messages stay: owners read them at
+``/outbox``. Every message is kept either way, with its status.
+
+A text template's first line is ``Subject: …``; the rest is the body. The
+HTML template gets the same context plus ``subject``.
+
+Call ``send`` after the transaction that caused the message has committed: it
+writes in its own transaction, and SMTP delivery (a network round trip) must
+not hold a database lock. ``defer=True`` stores the message and leaves the
+delivery to ``deliver(message_id)``, e.g. in a response's background task, so
+a page answers at the same speed whether or not a message went out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import smtplib
+import ssl
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid, parseaddr
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from litestar.exceptions import NotFoundException
+
+from portal import db
+from portal.email.tables import OutboxMessage
+from portal.settings import Settings, get_settings
+from portal.timeutil import utcnow
+from portal.web.pagination import Page, decode_cursor, encode_cursor
+from portal.web.templating import local_dt, money
+
+QUEUED = "queued"
+SENDING = "sending"
+SENT = "sent"
+FAILED = "failed"
+STATUSES = (QUEUED, SENDING, SENT, FAILED)
+STATUS_LABELS = {
+    QUEUED: "Queued",
+    SENDING: "Sending",
+    SENT: "Sent",
+    FAILED: "Failed",
+}
+SMTP = "smtp"
+OUTBOX = "outbox"
+
+PORTAL_NAME = "Clinic Portal"
+SMTP_TIMEOUT_SECONDS = 20
+_TEMPLATE_RE = re.compile(r"^[a-z][a-z0-9_]{0,59}$")
+_ADDRESS_RE = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
+
+
+class EmailError(ValueError):
+    """A message that cannot be built (bad address, unknown template)."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+# -- rendering -----------------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def _environment(templates_dir: str) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir),
+        # Text bodies are plain text; only the HTML alternative is escaped.
+        autoescape=jinja2.select_autoescape(
+            enabled_extensions=("html",), default_for_string=False, default=False
+        ),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["money"] = money
+    env.filters["local_dt"] = local_dt
+    return env
+
+
+def render(template: str, context: dict[str, Any], settings: Settings | None = None) -> Rendered:
+    """Subject, text body and (optional) HTML body of one message."""
+    settings = settings or get_settings()
+    if not _TEMPLATE_RE.match(template):
+        raise EmailError(f"Bad email template name {template!r}")
+    env = _environment(str(settings.templates_dir))
+    values = {"portal_name": PORTAL_NAME, "base_url": settings.base_url, **context}
+    try:
+        text = env.get_template(f"email/{template}.txt").render(values)
+    except jinja2.TemplateNotFound as exc:
+        raise EmailError(f"No email template email/{template}.txt") from exc
+    text = text.lstrip()
+    first, _, body = text.partition("\n")
+    if not first.startswith("Subject:"):
+        raise EmailError(f"email/{template}.txt must start with a 'Subject:' line")
+    subject = " ".join(first[len("Subject:") :].split())
+    html = ""
+    html_path = Path(settings.templates_dir) / "email" / f"{template}.html"
+    if html_path.exists():
+        html = env.get_template(f"email/{template}.html").render({**values, "subject": subject})
+    return Rendered(subject=subject[:255], text=body.strip() + "\n", html=html)
+
+
+def _clean_address(to: str) -> str:
+    address = to.strip()
+    if not _ADDRESS_RE.match(address) or len(address) > 254:
+        raise EmailError(f"Not a single email address: {to!r}")
+    return address
+
+
+# -- sending -------------------------------------------------------------------
+
+
+async def send(
+    to: str,
+    template: str,
+    context: dict[str, Any],
+    kind: str,
+    dedupe_key: str | None = None,
+    *,
+    settings: Settings | None = None,
+    defer: bool = False,
+) -> int:
+    """Store one message (and deliver it when SMTP is configured); its outbox id.
+
+    With a ``dedupe_key`` already used, nothing new is stored or sent and the
+    earlier message's id is returned, except that an earlier *failed*
+    delivery is tried again (still at most one message is ever sent).
+    """
+    settings = settings or get_settings()
+    address = _clean_address(to)
+    if dedupe_key is not None:
+        dedupe_key = dedupe_key[:200]
+        existing = await _by_dedupe_key(dedupe_key)
+        if existing is not None:
+            return await _retry_failed(existing, settings, defer=defer)
+    rendered = render(template, context, settings)
+    transport = SMTP if settings.smtp_host else OUTBOX
+    try:
+        async with db.transaction():
+            rows = (
+                await OutboxMessage.insert(
+                    OutboxMessage(
+                        created_at=utcnow(),
+                        to_address=address,
+                        subject=rendered.subject,
+                        template=template,
+                        kind=kind[:40],
+                        body_text=rendered.text,
+                        body_html=rendered.html,
+                        transport=transport,
+                        status=QUEUED,
+                        error="",
+                        attempts=0,
+                        sent_at=None,
+                        message_id="",
+                        dedupe_key=dedupe_key,
+                    )
+                )
+                .returning(OutboxMessage.id)
+                .run()
+            )
+    except Exception as exc:
+        # Another process stored the same deduplicated message first.
+        if dedupe_key is not None and db.is_unique_violation(exc):
+            existing = await _by_dedupe_key(dedupe_key)
+            if existing is not None:
+                return int(existing["id"])
+        raise
+    message_id = int(rows[0]["id"])
+    if transport == SMTP and not defer:
+        await deliver(message_id, settings=settings)
+    return message_id
+
+
+async def _by_dedupe_key(key: str) -> dict[str, Any] | None:
+    row: dict[str, Any] | None = (
+        await OutboxMessage.select(OutboxMessage.id, OutboxMessage.status, OutboxMessage.transport)
+        .where(OutboxMessage.dedupe_key == key)
+        .first()
+        .run()
+    )
+    return row
+
+
+async def _retry_failed(existing: dict[str, Any], settings: Settings, *, defer: bool) -> int:
+    message_id = int(existing["id"])
+    if existing["status"] != FAILED or not settings.smtp_host:
+        return message_id
+    reclaimed = (
+        await OutboxMessage.update({OutboxMessage.status: QUEUED, OutboxMessage.transport: SMTP})
+        .where((OutboxMessage.id == message_id) & (OutboxMessage.status == FAILED))
+        .returning(OutboxMessage.id)
+        .run()
+    )
+    if reclaimed and not defer:
+        await deliver(message_id, settings=settings)
+    return message_id
+
+
+async def deliver(message_id: int, *, settings: Settings | None = None) -> str:
+    """Send a queued SMTP message; returns its status afterwards.
+
+    The message is claimed with a compare-and-set (queued → sending), so two
+    workers never send it twice. Outbox-only messages stay as they are.
+    """
+    settings = settings or get_settings()
+    claimed = (
+        await OutboxMessage.update(
+            {
+                OutboxMessage.status: SENDING,
+                OutboxMessage.attempts: OutboxMessage.attempts + 1,
+            }
+        )
+        .where(
+            (OutboxMessage.id == message_id)
+            & (OutboxMessage.status == QUEUED)
+            & (OutboxMessage.transport == SMTP)
+        )
+        .returning(
+            OutboxMessage.id,
+            OutboxMessage.to_address,
+            OutboxMessage.subject,
+            OutboxMessage.body_text,
+            OutboxMessage.body_html,
+        )
+        .run()
+    )
+    if not claimed:
+        current = (
+            await OutboxMessage.select(OutboxMessage.status)
+            .where(OutboxMessage.id == message_id)
+            .first()
+            .run()
+        )
+        return str(current["status"]) if current else ""
+    row = claimed[0]
+    message = build_message(
+        settings, row["to_address"], row["subject"], row["body_text"], row["body_html"]
+    )
+    try:
+        if not settings.smtp_host:
+            raise smtplib.SMTPException("No SMTP server is configured (SMTP_HOST).")
+        await asyncio.to_thread(_smtp_send, settings, message)
+    except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:
+        error = f"{type(exc).__name__}: {exc}"[:1000]
+        await (
+            OutboxMessage.update({OutboxMessage.status: FAILED, OutboxMessage.error: error})
+            .where(OutboxMessage.id == message_id)
+            .run()
+        )
+        return FAILED
+    await (
+        OutboxMessage.update(
+            {
+                OutboxMessage.status: SENT,
+                OutboxMessage.error: "",
+                OutboxMessage.sent_at: utcnow(),
+                OutboxMessage.message_id: str(message["Message-ID"])[:255],
+            }
+        )
+        .where(OutboxMessage.id == message_id)
+        .run()
+    )
+    return SENT
+
+
+def build_message(
+    settings: Settings, to: str, subject: str, text: str, html: str = ""
+) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = settings.smtp_from
+    message["To"] = to
+    message["Subject"] = subject
+    message["Date"] = formatdate(localtime=False, usegmt=True)
+    domain = parseaddr(settings.smtp_from)[1].rpartition("@")[2] or "localhost"
+    message["Message-ID"] = make_msgid(domain=domain)
+    # Tells mail servers and auto-responders that no person typed this.
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(text)
+    if html:
+        message.add_alternative(html, subtype="html")
+    return message
+
+
+def _smtp_send(settings: Settings, message: EmailMessage) -> None:
+    """Blocking SMTP conversation; runs in a worker thread."""
+    context = ssl.create_default_context()
+    if settings.smtp_port == 465:
+        with smtplib.SMTP_SSL(
+            settings.smtp_host, settings.smtp_port, timeout=SMTP_TIMEOUT_SECONDS, context=context
+        ) as smtp:
+            if settings.smtp_user:
+                smtp.login(settings.smtp_user, settings.smtp_password)
+            smtp.send_message(message)
+        return
+    with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=SMTP_TIMEOUT_SECONDS) as smtp:
+        if settings.smtp_starttls:
+            smtp.starttls(context=context)
+        if settings.smtp_user:
+            smtp.login(settings.smtp_user, settings.smtp_password)
+        smtp.send_message(message)
+
+
+# -- reading the outbox --------------------------------------------------------
+
+
+async def list_messages(
+    *,
+    search: str = "",
+    status: str = "",
+    kind: str = "",
+    after: str | None = None,
+    limit: int = 50,
+) -> Page:
+    """Newest first, by keyset on the id (the cursor is the last id shown)."""
+    limit = max(1, min(limit, 200))
+    query = OutboxMessage.select(
+        OutboxMessage.id,
+        OutboxMessage.created_at,
+        OutboxMessage.to_address,
+        OutboxMessage.subject,
+        OutboxMessage.kind,
+        OutboxMessage.transport,
+        OutboxMessage.status,
+        OutboxMessage.sent_at,
+    )
+    if search:
+        query = query.where(OutboxMessage.to_address.ilike(f"%{search.strip().lower()}%"))
+    if status in STATUSES:
+        query = query.where(OutboxMessage.status == status)
+    if kind:
+        query = query.where(OutboxMessage.kind == kind)
+    position = decode_cursor(after)
+    if position is not None:
+        query = query.where(OutboxMessage.id < position[1])
+    rows = await query.order_by(OutboxMessage.id, ascending=False).limit(limit + 1).run()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1]["id"], rows[-1]["id"]) if more and rows else None
+    return Page(rows=rows, next_cursor=next_cursor)
+
+
+async def get_message(message_id: int) -> dict[str, Any]:
+    row: dict[str, Any] | None = (
+        await OutboxMessage.select().where(OutboxMessage.id == message_id).first().run()
+    )
+    if row is None:
+        raise NotFoundException("No such message.")
+    return row

@@ -1,0 +1,480 @@
+"""Buying packages, the Stripe webhook, sales pages, refunds and receipts."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from litestar import Controller, MediaType, Request, Response, get, post
+from litestar.exceptions import HTTPException, NotFoundException
+from litestar.params import FromPath, QueryParameter
+from litestar.response import Redirect, Template
+
+from portal.auth.service import ACCOUNTANT, CLIENT, MANAGER, OWNER
+from portal.auth.tables import User
+from portal.catalog import service as catalog
+from portal.catalog.service import NotAvailable
+from portal.catalog.tables import Package
+from portal.locations.service import ensure_location_access, visible_location_ids
+from portal.locations.tables import Location
+from portal.payments import service
+from portal.payments.gateway import (
+    GatewayError,
+    GatewayUnavailable,
+    StripeGateway,
+    WebhookSignatureError,
+)
+from portal.sales import service as sales
+from portal.sales.tables import Sale
+from portal.settings import ConfigurationError, Settings
+from portal.timeutil import utcnow
+from portal.web.forms import ValidationFailed, read_form
+from portal.web.guards import current_user, requires_role
+from portal.web.pagination import keyset_page
+from portal.web.responses import redirect
+
+log = logging.getLogger("portal.payments")
+
+buyers = requires_role(CLIENT)
+sale_readers = requires_role(OWNER, MANAGER, ACCOUNTANT, CLIENT)
+staff_readers = requires_role(OWNER, MANAGER, ACCOUNTANT)
+sellers = requires_role(OWNER, MANAGER)
+
+
+def gateway_of(request: Request[Any, Any, Any]) -> StripeGateway:
+    """The app's Stripe gateway, built on first use from the settings."""
+    state = request.app.state
+    gateway: StripeGateway | None = getattr(state, "stripe_gateway", None)
+    if gateway is None:
+        settings: Settings = state.settings
+        try:
+            gateway = StripeGateway.from_settings(settings)
+        except ConfigurationError as exc:
+            log.error("payments are not configured: %s", exc)
+            raise HTTPException(
+                status_code=503, detail="Online payments are not available right now."
+            ) from exc
+        state.stripe_gateway = gateway
+    return gateway
+
+
+async def _location_by_slug(slug: str) -> dict[str, Any]:
+    row = (
+        await Location.select()
+        .where((Location.slug == slug) & (Location.active == True))  # noqa: E712
+        .first()
+        .run()
+    )
+    if row is None:
+        raise NotFoundException("No such clinic.")
+    return row
+
+
+async def _sale_context(sale: dict[str, Any]) -> dict[str, Any]:
+    location = await Location.select().where(Location.id == sale["location"]).first().run()
+    client = (
+        await User.select(User.id, User.email, User.name)
+        .where(User.id == sale["client"])
+        .first()
+        .run()
+    )
+    rows = await sales.sessions_of(int(sale["id"]))
+    return {
+        "sale": sale,
+        "location": location,
+        "client": client,
+        "sessions": rows,
+        "counts": sales.count_states(rows, int(sale["sessions_total"])),
+        "payments": await service.payments_of(int(sale["id"])),
+        "refunds": await service.refunds_of(int(sale["id"])),
+        "disputes": await service.disputes_of(int(sale["id"])),
+        "methods": sales.PAYMENT_METHODS,
+    }
+
+
+class PurchaseController(Controller):
+    """A client buying a package online."""
+
+    path = ""
+
+    @get("/buy/{package_id:int}", guards=[buyers], name="buy")
+    async def summary(
+        self,
+        request: Request[Any, Any, Any],
+        package_id: FromPath[int],
+        location: Annotated[str, QueryParameter(name="location")] = "",
+    ) -> Template:
+        place = await _location_by_slug(location)
+        context: dict[str, Any] = {"location": place, "error": ""}
+        try:
+            context["terms"] = await catalog.quote_package(
+                package_id, place["id"], utcnow(), online=True
+            )
+        except NotAvailable as exc:
+            context["terms"] = None
+            context["error"] = str(exc)
+            return Template("payments/buy.html", context=context, status_code=409)
+        return Template("payments/buy.html", context=context)
+
+    @post("/buy/{package_id:int}", guards=[buyers], name="buy_submit")
+    async def buy(
+        self, request: Request[Any, Any, Any], package_id: FromPath[int]
+    ) -> Response[Any]:
+        user = current_user(request)
+        values, _ = await read_form(request)
+        place = await _location_by_slug(values.get("location", ""))
+        settings: Settings = request.app.state.settings
+        try:
+            checkout = await service.start_checkout(
+                gateway_of(request),
+                client_id=user.id,
+                client_email=user.email,
+                package_id=package_id,
+                location_id=place["id"],
+                base_url=settings.base_url,
+            )
+        except NotAvailable as exc:
+            return Template(
+                "payments/buy.html",
+                context={"location": place, "terms": None, "error": str(exc)},
+                status_code=409,
+            )
+        except GatewayError as exc:
+            terms = await catalog.quote_package(package_id, place["id"], utcnow(), online=True)
+            return Template(
+                "payments/buy.html",
+                context={"location": place, "terms": terms, "error": exc.message},
+                status_code=503 if isinstance(exc, GatewayUnavailable) else 502,
+            )
+        return Redirect(path=checkout.url, status_code=303)
+
+    @get("/purchases/{sale_id:int}", guards=[sale_readers], name="purchase")
+    async def purchase(self, request: Request[Any, Any, Any], sale_id: FromPath[int]) -> Template:
+        sale = await sales.get_sale_for(current_user(request), sale_id)
+        return Template("payments/purchase.html", context=await _sale_context(sale))
+
+    @get("/purchases/{sale_id:int}/status", guards=[sale_readers], name="purchase_status")
+    async def purchase_status(
+        self, request: Request[Any, Any, Any], sale_id: FromPath[int]
+    ) -> Template:
+        """The htmx-polled part of the purchase page."""
+        sale = await sales.get_sale_for(current_user(request), sale_id)
+        return Template("payments/_purchase_status.html", context=await _sale_context(sale))
+
+    @get("/account/purchases", guards=[buyers], name="my_purchases")
+    async def my_purchases(self, request: Request[Any, Any, Any]) -> Template:
+        user = current_user(request)
+        return Template(
+            "payments/my_purchases.html", context={"sales": await sales.client_sales(user.id)}
+        )
+
+    @get("/sales/{sale_id:int}/receipt", guards=[sale_readers], name="receipt")
+    async def receipt(self, request: Request[Any, Any, Any], sale_id: FromPath[int]) -> Template:
+        sale = await sales.get_sale_for(current_user(request), sale_id)
+        if sale["status"] == sales.PENDING or sale["status"] == sales.CANCELLED:
+            raise NotFoundException("There is no receipt for an unpaid purchase.")
+        return Template("payments/receipt.html", context=await _sale_context(sale))
+
+
+class SaleController(Controller):
+    """Staff: sales at their locations, front-desk sales, refunds."""
+
+    path = "/sales"
+
+    @get("/", guards=[staff_readers], name="sales")
+    async def index(
+        self,
+        request: Request[Any, Any, Any],
+        location_id: Annotated[int | None, QueryParameter(name="location")] = None,
+        status: Annotated[str, QueryParameter(name="status")] = "",
+        after: Annotated[str | None, QueryParameter(name="after")] = None,
+    ) -> Template:
+        user = current_user(request)
+        query = Sale.select(
+            *Sale.all_columns(),
+            Sale.location.name.as_alias("location_name"),
+            Sale.client.email.as_alias("client_email"),
+        )
+        visible = visible_location_ids(user)
+        if visible is not None:
+            query = query.where(Sale.location.is_in(list(visible) or [-1]))
+        if location_id is not None:
+            ensure_location_access(user, location_id)
+            query = query.where(Sale.location == location_id)
+        if status:
+            query = query.where(Sale.status == status)
+        page = await keyset_page(query, Sale.id, Sale.id, after=after, limit=50, descending=True)
+        locations = await Location.select(Location.id, Location.name).order_by(Location.name).run()
+        if visible is not None:
+            locations = [loc for loc in locations if loc["id"] in visible]
+        return Template(
+            "payments/sales.html",
+            context={
+                "page": page,
+                "locations": locations,
+                "location_id": location_id,
+                "status": status,
+            },
+        )
+
+    @get("/new", guards=[sellers], name="sale_new")
+    async def new(
+        self,
+        request: Request[Any, Any, Any],
+        location_id: Annotated[int | None, QueryParameter(name="location")] = None,
+    ) -> Template:
+        user = current_user(request)
+        return Template(
+            "payments/sale_form.html",
+            context=await _front_desk_context(user, {"location_id": location_id or ""}, {}),
+        )
+
+    @post("/", guards=[sellers], name="sale_create")
+    async def create(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        user = current_user(request)
+        values, _ = await read_form(request)
+        errors: dict[str, str] = {}
+        client = (
+            await User.select(User.id, User.email, User.role)
+            .where(User.email == values.get("client_email", "").strip().lower())
+            .first()
+            .run()
+        )
+        if client is None or client["role"] != CLIENT:
+            errors["client_email"] = (
+                "No client account with this email. Ask the client to sign up first."
+            )
+        location_id = _int_or_none(values.get("location_id"))
+        if location_id is None:
+            errors["location_id"] = "Choose the location."
+        else:
+            ensure_location_access(user, location_id, write=True)
+        package_id = _int_or_none(values.get("package_id"))
+        if package_id is None:
+            errors["package_id"] = "Choose a package."
+        method = values.get("method", "")
+        if method not in ("checkout_link", "cash", "cheque", "terminal"):
+            errors["method"] = "Choose how the client pays."
+        if errors:
+            return Template(
+                "payments/sale_form.html",
+                context=await _front_desk_context(user, values, errors),
+                status_code=422,
+            )
+        assert client is not None and location_id is not None and package_id is not None
+        try:
+            if method == "checkout_link":
+                settings: Settings = request.app.state.settings
+                checkout = await service.start_checkout(
+                    gateway_of(request),
+                    client_id=int(client["id"]),
+                    client_email=str(client["email"]),
+                    package_id=package_id,
+                    location_id=location_id,
+                    base_url=settings.base_url,
+                    online=False,
+                    sold_by=user.id,
+                )
+                return redirect(
+                    request,
+                    f"/sales/{checkout.sale_id}",
+                    "Checkout link created: give it to the client to pay.",
+                )
+            sale_id = await service.record_in_clinic_sale(
+                user,
+                client_id=int(client["id"]),
+                package_id=package_id,
+                location_id=location_id,
+                method=method,
+            )
+        except NotAvailable as exc:
+            errors["package_id"] = str(exc)
+        except ValidationFailed as exc:
+            errors.update(exc.errors)
+        except GatewayError as exc:
+            errors["method"] = exc.message
+        if errors:
+            return Template(
+                "payments/sale_form.html",
+                context=await _front_desk_context(user, values, errors),
+                status_code=422,
+            )
+        return redirect(
+            request, f"/sales/{sale_id}", "Sale recorded; the sessions are available now."
+        )
+
+    @get("/{sale_id:int}", guards=[staff_readers], name="sale_detail")
+    async def detail(
+        self,
+        request: Request[Any, Any, Any],
+        sale_id: FromPath[int],
+        refund_sessions: Annotated[int | None, QueryParameter(name="sessions")] = None,
+        rule: Annotated[str | None, QueryParameter(name="rule")] = None,
+    ) -> Template:
+        user = current_user(request)
+        sale = await sales.get_sale_for(user, sale_id)
+        context = await _sale_context(sale)
+        context.update(await _refund_form_context(sale, context, refund_sessions, rule, {}, ""))
+        return Template("payments/sale.html", context=context)
+
+    @post("/{sale_id:int}/refunds", guards=[sellers], name="sale_refund")
+    async def refund(
+        self, request: Request[Any, Any, Any], sale_id: FromPath[int]
+    ) -> Response[Any]:
+        user = current_user(request)
+        sale = await sales.get_sale_for(user, sale_id, write=True)
+        values, _ = await read_form(request)
+        sessions = _int_or_none(values.get("sessions")) or 0
+        rule = values.get("rule") or None
+        reason = values.get("reason", "")
+        try:
+            gateway = None
+            payments = await service.payments_of(sale_id)
+            if any(
+                p["provider"] == service.STRIPE and p["status"] == service.SUCCEEDED
+                for p in payments
+            ):
+                gateway = gateway_of(request)
+            refund = await service.refund_sale(
+                gateway, user, sale_id, sessions=sessions, reason=reason, rule=rule
+            )
+        except ValidationFailed as exc:
+            context = await _sale_context(sale)
+            context.update(
+                await _refund_form_context(sale, context, sessions, rule, exc.errors, reason)
+            )
+            return Template("payments/sale.html", context=context, status_code=422)
+        if refund["status"] == service.SUCCEEDED:
+            return redirect(
+                request,
+                f"/sales/{sale_id}",
+                "Refund done; the unused sessions it covers were revoked.",
+            )
+        if refund["status"] == service.PENDING:
+            return redirect(
+                request,
+                f"/sales/{sale_id}",
+                f"Stripe could not be reached ({refund['error']}). "
+                "The refund is pending; retry it below.",
+                "error",
+            )
+        return redirect(
+            request,
+            f"/sales/{sale_id}",
+            f"Stripe refused the refund: {refund['error']}. No sessions were revoked.",
+            "error",
+        )
+
+    @post(
+        "/{sale_id:int}/refunds/{refund_id:int}/retry", guards=[sellers], name="sale_refund_retry"
+    )
+    async def retry(
+        self, request: Request[Any, Any, Any], sale_id: FromPath[int], refund_id: FromPath[int]
+    ) -> Response[Any]:
+        user = current_user(request)
+        await sales.get_sale_for(user, sale_id, write=True)
+        refund = await service.retry_refund(gateway_of(request), user, refund_id)
+        if int(refund["sale"]) != sale_id:
+            raise NotFoundException("No such refund.")
+        message = {
+            "succeeded": "Refund done.",
+            "pending": "Stripe still cannot be reached; try again later.",
+        }.get(refund["status"], f"Stripe refused the refund: {refund['error']}")
+        return redirect(
+            request,
+            f"/sales/{sale_id}",
+            message,
+            "success" if refund["status"] == "succeeded" else "error",
+        )
+
+
+def _int_or_none(raw: str | None) -> int | None:
+    try:
+        return int(raw) if raw not in (None, "") else None
+    except ValueError:
+        return None
+
+
+async def _front_desk_context(
+    user: Any, form: dict[str, Any], errors: dict[str, str]
+) -> dict[str, Any]:
+    visible = visible_location_ids(user)
+    locations = (
+        await Location.select(Location.id, Location.name)
+        .where(Location.active == True)  # noqa: E712
+        .order_by(Location.name)
+        .run()
+    )
+    if visible is not None:
+        locations = [loc for loc in locations if loc["id"] in visible]
+    packages = (
+        await Package.select(Package.id, Package.name)
+        .where(Package.active == True)  # noqa: E712
+        .order_by(Package.name)
+        .run()
+    )
+    return {
+        "form": form,
+        "errors": errors,
+        "locations": [(loc["id"], loc["name"]) for loc in locations],
+        "packages": [(p["id"], p["name"]) for p in packages],
+        "methods": [
+            ("checkout_link", "Card — send a Stripe Checkout link"),
+            ("cash", "Cash"),
+            ("cheque", "Cheque"),
+            ("terminal", "Card terminal in the clinic"),
+        ],
+    }
+
+
+async def _refund_form_context(
+    sale: dict[str, Any],
+    context: dict[str, Any],
+    sessions: int | None,
+    rule: str | None,
+    errors: dict[str, str],
+    reason: str,
+) -> dict[str, Any]:
+    counts: sales.SessionCounts = context["counts"]
+    out: dict[str, Any] = {
+        "refund_errors": errors,
+        "refund_reason": reason,
+        "rules": service.REFUND_RULES,
+    }
+    if (
+        sale["status"] == sales.ACTIVE
+        and counts.available > 0
+        and any(p["status"] == service.SUCCEEDED for p in context["payments"])
+    ):
+        wanted = counts.available if sessions is None else sessions
+        out["quote"] = await service.quote_refund(sale, wanted, rule)
+        out["refund_sessions"] = wanted
+    return out
+
+
+@post(
+    "/stripe/webhook",
+    opt={"public": True, "exclude_from_csrf": True},
+    name="stripe_webhook",
+    media_type=MediaType.JSON,
+)
+async def stripe_webhook(request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
+    """Stripe's events. Signature checked on the raw body; 5xx makes Stripe retry."""
+    raw = await request.body()
+    gateway = gateway_of(request)
+    try:
+        event = gateway.verify_webhook(raw, request.headers.get("stripe-signature"))
+    except WebhookSignatureError:
+        return Response({"error": "invalid signature"}, status_code=400)
+    try:
+        outcome = await service.handle_event(gateway, event)
+    except GatewayUnavailable:
+        log.warning("webhook %s: Stripe unreachable, asking for a retry", event.get("id"))
+        return Response({"error": "temporarily unavailable"}, status_code=503)
+    except Exception:
+        log.exception("webhook %s (%s) failed", event.get("id"), event.get("type"))
+        return Response({"error": "processing failed"}, status_code=500)
+    return Response({"status": outcome}, status_code=200)
+
+
+ROUTES = [PurchaseController, SaleController, stripe_webhook]

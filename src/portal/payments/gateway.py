@@ -1,0 +1,743 @@
+"""The portal's one door to Stripe (and the only module importing ``stripe``).
+
+Why one small module:
+
+* the SDK's objects, error classes and API version stay here; the rest of the
+  portal gets frozen dataclasses holding exactly the fields it uses, and the
+  exceptions below, so a SDK upgrade or an API version bump is one file's
+  change;
+* the same code path serves real Stripe and the local stand-in
+  (``portal.payments.standin``): only the base URL and key differ;
+* every call is ``async`` (the SDK's ``*_async`` methods over httpx) so a slow
+  Stripe never blocks the web server's event loop.
+
+Errors: callers catch :class:`GatewayError`, whose ``message`` can be shown to
+staff or clients as is. :class:`GatewayUnavailable` (a subclass) means Stripe
+could not be reached or did not answer in time: the operation *may* have
+happened, so callers keep their record pending and retry with the same
+idempotency key, which makes the retry safe. Any other :class:`GatewayError`
+is a definite refusal.
+
+One gateway per event loop: its HTTP connection pool belongs to the loop that
+first used it. Close it with :meth:`StripeGateway.aclose`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import stripe
+
+from portal.payments.standin.constants import STANDIN_API_KEY
+from portal.settings import ConfigurationError, Settings
+
+if TYPE_CHECKING:
+    from stripe.params import (
+        PaymentIntentListParams,
+        RefundCreateParams,
+        RefundListParams,
+    )
+    from stripe.params.checkout import (
+        SessionCreateParams,
+        SessionCreateParamsLineItemPriceDataProductData,
+    )
+
+log = logging.getLogger("portal.payments.gateway")
+
+# Pinned explicitly (it is the SDK 16.1.0 default) so that an SDK upgrade does
+# not silently change the shape of what Stripe returns and sends to webhooks.
+API_VERSION = "2026-10-28.endive"
+
+DEFAULT_TIMEOUT_SECONDS = 20.0
+DEFAULT_NETWORK_RETRIES = 2
+# Stripe rejects signatures older than this; it also bounds replay attacks.
+WEBHOOK_TOLERANCE_SECONDS = 300
+
+T = TypeVar("T")
+RefundReason = Literal["duplicate", "fraudulent", "requested_by_customer"]
+
+
+# -- errors --------------------------------------------------------------------
+
+
+class GatewayError(Exception):
+    """Stripe refused or failed an operation.
+
+    ``message`` is safe and useful to show to the person who asked for the
+    operation; ``code`` is Stripe's error code when there is one (e.g.
+    ``charge_already_refunded``, ``card_declined``, ``resource_missing``);
+    ``detail`` is for logs (Stripe's own message and request id).
+    """
+
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        http_status: int | None = None,
+        request_id: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.param = param
+        self.http_status = http_status
+        self.request_id = request_id
+        self.detail = detail or message
+
+
+class GatewayUnavailable(GatewayError):
+    """Stripe could not be reached, timed out, or failed on its side.
+
+    The outcome of the operation is unknown: retry later with the same
+    idempotency key.
+    """
+
+    retryable = True
+
+
+class GatewayMisconfigured(GatewayError):
+    """Stripe refused our credentials: a setup problem, not the user's."""
+
+
+class WebhookSignatureError(GatewayError):
+    """A webhook's body does not match its ``Stripe-Signature`` (answer 400)."""
+
+
+# -- what the portal gets back -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StripeCheckoutSession:
+    id: str
+    url: str | None
+    status: str  # open | complete | expired
+    payment_status: str  # unpaid | paid | no_payment_required
+    payment_intent_id: str | None
+    amount_total: int | None
+    currency: str | None
+    client_reference_id: str | None
+    metadata: dict[str, str]
+    customer_email: str | None
+    created: datetime
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class StripeBalanceTransaction:
+    """The money movement behind a charge or refund: ``net = amount - fee``."""
+
+    id: str
+    amount: int
+    fee: int
+    net: int
+    currency: str
+    status: str
+    available_on: datetime | None
+
+
+@dataclass(frozen=True)
+class StripeCharge:
+    id: str
+    amount: int
+    amount_refunded: int
+    currency: str
+    status: str  # succeeded | pending | failed
+    paid: bool
+    refunded: bool
+    disputed: bool
+    payment_intent_id: str | None
+    balance_transaction_id: str | None
+    balance_transaction: StripeBalanceTransaction | None
+    created: datetime
+    metadata: dict[str, str]
+
+    @property
+    def refundable(self) -> int:
+        """What Stripe would still refund on this charge."""
+        return max(self.amount - self.amount_refunded, 0) if self.paid else 0
+
+
+@dataclass(frozen=True)
+class StripePaymentIntent:
+    id: str
+    amount: int
+    currency: str
+    status: str  # succeeded | processing | requires_payment_method | canceled | ...
+    metadata: dict[str, str]
+    created: datetime
+    latest_charge_id: str | None
+    latest_charge: StripeCharge | None
+    last_payment_error: str | None = None
+
+    @property
+    def balance_transaction(self) -> StripeBalanceTransaction | None:
+        return self.latest_charge.balance_transaction if self.latest_charge else None
+
+
+@dataclass(frozen=True)
+class StripeRefund:
+    id: str
+    status: str  # pending | requires_action | succeeded | failed | canceled
+    amount: int
+    currency: str
+    charge_id: str | None
+    payment_intent_id: str | None
+    reason: str | None
+    created: datetime
+    metadata: dict[str, str] = field(default_factory=dict)
+    failure_reason: str | None = None
+
+
+# -- reading Stripe's answers ---------------------------------------------------------
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    """An SDK object (or a dict) as plain nested dicts: SDK 16 objects are not dicts."""
+    if isinstance(obj, stripe.StripeObject):
+        return obj.to_dict()
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    raise TypeError(f"unexpected Stripe value {type(obj).__name__}")
+
+
+def _str(data: Mapping[str, Any], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str):
+        raise GatewayError(
+            "The payment provider sent an answer the portal does not understand.",
+            detail=f"expected string {key!r} in {data.get('object')} {data.get('id')}",
+        )
+    return value
+
+
+def _opt_str(data: Mapping[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    return value if isinstance(value, str) else None
+
+
+def _int(data: Mapping[str, Any], key: str, default: int | None = None) -> int:
+    value = data.get(key)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if default is not None and value is None:
+        return default
+    raise GatewayError(
+        "The payment provider sent an answer the portal does not understand.",
+        detail=f"expected integer {key!r} in {data.get('object')} {data.get('id')}",
+    )
+
+
+def _opt_int(data: Mapping[str, Any], key: str) -> int | None:
+    value = data.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _time(value: Any) -> datetime | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, tz=UTC)
+    return None
+
+
+def _created(data: Mapping[str, Any]) -> datetime:
+    moment = _time(data.get("created"))
+    return moment if moment is not None else datetime.now(tz=UTC)
+
+
+def _metadata(data: Mapping[str, Any]) -> dict[str, str]:
+    value = data.get("metadata") or {}
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, Mapping) else {}
+
+
+def _id_of(value: Any) -> str | None:
+    """An id from a field that is either an id or an expanded object."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping) and isinstance(value.get("id"), str):
+        return str(value["id"])
+    return None
+
+
+def _session(data: Mapping[str, Any]) -> StripeCheckoutSession:
+    return StripeCheckoutSession(
+        id=_str(data, "id"),
+        url=_opt_str(data, "url"),
+        status=_str(data, "status"),
+        payment_status=_str(data, "payment_status"),
+        payment_intent_id=_id_of(data.get("payment_intent")),
+        amount_total=_opt_int(data, "amount_total"),
+        currency=_opt_str(data, "currency"),
+        client_reference_id=_opt_str(data, "client_reference_id"),
+        metadata=_metadata(data),
+        customer_email=_opt_str(data, "customer_email")
+        or _opt_str(data.get("customer_details") or {}, "email"),
+        created=_created(data),
+        expires_at=_time(data.get("expires_at")),
+    )
+
+
+def _balance_transaction(data: Mapping[str, Any]) -> StripeBalanceTransaction:
+    amount = _int(data, "amount")
+    fee = _int(data, "fee", 0)
+    return StripeBalanceTransaction(
+        id=_str(data, "id"),
+        amount=amount,
+        fee=fee,
+        net=_int(data, "net", amount - fee),
+        currency=_str(data, "currency"),
+        status=_opt_str(data, "status") or "available",
+        available_on=_time(data.get("available_on")),
+    )
+
+
+def _charge(data: Mapping[str, Any]) -> StripeCharge:
+    txn = data.get("balance_transaction")
+    return StripeCharge(
+        id=_str(data, "id"),
+        amount=_int(data, "amount"),
+        amount_refunded=_int(data, "amount_refunded", 0),
+        currency=_str(data, "currency"),
+        status=_str(data, "status"),
+        paid=bool(data.get("paid")),
+        refunded=bool(data.get("refunded")),
+        disputed=bool(data.get("disputed")),
+        payment_intent_id=_id_of(data.get("payment_intent")),
+        balance_transaction_id=_id_of(txn),
+        balance_transaction=_balance_transaction(txn) if isinstance(txn, Mapping) else None,
+        created=_created(data),
+        metadata=_metadata(data),
+    )
+
+
+def _payment_intent(data: Mapping[str, Any]) -> StripePaymentIntent:
+    # Real Stripe sends latest_charge as an id unless expanded; localstripe
+    # used to embed the object. Both are read here.
+    charge = data.get("latest_charge")
+    error = data.get("last_payment_error")
+    return StripePaymentIntent(
+        id=_str(data, "id"),
+        amount=_int(data, "amount"),
+        currency=_str(data, "currency"),
+        status=_str(data, "status"),
+        metadata=_metadata(data),
+        created=_created(data),
+        latest_charge_id=_id_of(charge),
+        latest_charge=_charge(charge) if isinstance(charge, Mapping) else None,
+        last_payment_error=_opt_str(error, "message") if isinstance(error, Mapping) else None,
+    )
+
+
+def _refund(data: Mapping[str, Any]) -> StripeRefund:
+    return StripeRefund(
+        id=_str(data, "id"),
+        status=_opt_str(data, "status") or "pending",
+        amount=_int(data, "amount"),
+        currency=_str(data, "currency"),
+        charge_id=_id_of(data.get("charge")),
+        payment_intent_id=_id_of(data.get("payment_intent")),
+        reason=_opt_str(data, "reason"),
+        created=_created(data),
+        metadata=_metadata(data),
+        failure_reason=_opt_str(data, "failure_reason"),
+    )
+
+
+# -- translating Stripe's errors --------------------------------------------------
+
+
+def _translate(exc: stripe.StripeError, operation: str) -> GatewayError:
+    stripe_message = exc.user_message or str(exc) or type(exc).__name__
+    common: dict[str, Any] = {
+        "code": exc.code,
+        "http_status": exc.http_status,
+        "request_id": exc.request_id,
+        "detail": f"{operation}: {type(exc).__name__}: {stripe_message}",
+    }
+    if isinstance(exc, stripe.APIConnectionError):
+        return GatewayUnavailable(
+            "The payment provider could not be reached or did not answer in time. "
+            "Please try again in a minute.",
+            **common,
+        )
+    if isinstance(exc, stripe.RateLimitError):
+        return GatewayUnavailable(
+            "The payment provider is busy right now. Please try again in a minute.", **common
+        )
+    if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
+        return GatewayMisconfigured(
+            "Payments are not set up correctly (the payment provider refused the portal's "
+            "credentials). Please tell the owner.",
+            **common,
+        )
+    if isinstance(exc, stripe.APIError):
+        return GatewayUnavailable(
+            "The payment provider had a temporary problem. Please try again in a minute.",
+            **common,
+        )
+    if isinstance(exc, stripe.CardError):
+        return GatewayError(exc.user_message or "The card was declined.", **common)
+    if isinstance(exc, stripe.IdempotencyError):
+        return GatewayError(
+            "This operation was already sent to the payment provider with different details.",
+            **{**common, "code": exc.code or "idempotency_error"},
+        )
+    if isinstance(exc, stripe.InvalidRequestError):
+        param = getattr(exc, "param", None)
+        if exc.http_status == 404 or exc.code == "resource_missing":
+            return GatewayError(
+                "The payment provider does not know this payment object.",
+                param=param,
+                **{**common, "code": exc.code or "resource_missing"},
+            )
+        return GatewayError(
+            exc.user_message or "The payment provider refused the request.", param=param, **common
+        )
+    return GatewayError(exc.user_message or "The payment provider refused the request.", **common)
+
+
+# -- the gateway ---------------------------------------------------------------------
+
+
+class StripeGateway:
+    """Typed access to the few Stripe operations the portal performs."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        webhook_secret: str = "",
+        api_base: str | None = None,
+        timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+        max_network_retries: int = DEFAULT_NETWORK_RETRIES,
+    ) -> None:
+        if not api_key:
+            raise ConfigurationError("StripeGateway needs an API key.")
+        if api_base is not None and not api_base.startswith(("http://", "https://")):
+            raise ConfigurationError(f"STRIPE_API_BASE must be an http(s) URL, got {api_base!r}")
+        self.api_base = api_base.rstrip("/") if api_base else None
+        self._webhook_secret = webhook_secret
+        self._http = stripe.HTTPXClient(timeout=timeout_seconds)
+        self._client = stripe.StripeClient(
+            api_key,
+            stripe_version=API_VERSION,
+            base_addresses={"api": self.api_base} if self.api_base else None,
+            max_network_retries=max_network_retries,
+            http_client=self._http,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **options: Any) -> StripeGateway:
+        """Real Stripe with ``STRIPE_SECRET_KEY``; the stand-in at ``STRIPE_API_BASE`` otherwise."""
+        key = settings.stripe_secret_key
+        base = settings.stripe_api_base or None
+        if not key:
+            if base is None:
+                raise ConfigurationError(
+                    "Neither STRIPE_SECRET_KEY (real Stripe) nor STRIPE_API_BASE (the local "
+                    "Stripe stand-in) is set."
+                )
+            key = STANDIN_API_KEY
+        return cls(
+            api_key=key,
+            webhook_secret=settings.stripe_webhook_secret,
+            api_base=base,
+            **options,
+        )
+
+    @property
+    def uses_standin(self) -> bool:
+        return self.api_base is not None
+
+    async def aclose(self) -> None:
+        await self._http.close_async()
+
+    async def _call(self, operation: str, awaitable: Awaitable[T]) -> T:
+        try:
+            return await awaitable
+        except stripe.StripeError as exc:
+            error = _translate(exc, operation)
+            log.warning("stripe %s failed: %s", operation, error.detail)
+            raise error from exc
+
+    # -- Checkout --------------------------------------------------------------
+
+    async def create_checkout_session(
+        self,
+        *,
+        amount_cents: int,
+        currency: str,
+        product_name: str,
+        success_url: str,
+        cancel_url: str,
+        client_reference_id: str,
+        metadata: Mapping[str, str],
+        payment_intent_metadata: Mapping[str, str],
+        idempotency_key: str,
+        quantity: int = 1,
+        product_description: str | None = None,
+        customer_email: str | None = None,
+        expires_at: datetime | None = None,
+        expires_after_seconds: int | None = None,
+    ) -> StripeCheckoutSession:
+        """A hosted Checkout page for one line: ``quantity`` × ``amount_cents`` (unit price).
+
+        ``success_url`` may contain ``{CHECKOUT_SESSION_ID}``, which Stripe
+        replaces when it redirects. The idempotency key should derive from our
+        own id (``checkout:{sale_id}``) so a retried request cannot open a
+        second session.
+
+        Expiry must fall between 30 minutes and 24 hours ahead (Stripe's
+        bounds; 24 hours when omitted). Prefer ``expires_at`` derived from the
+        sale's creation time: Stripe refuses an idempotency key reused with
+        different parameters, and ``expires_after_seconds`` yields a different
+        timestamp on a retry made a second later.
+        """
+        if amount_cents <= 0:
+            raise ValueError("amount_cents must be positive")
+        if quantity <= 0:
+            raise ValueError("quantity must be positive")
+        if len(currency) != 3:
+            raise ValueError("currency must be an ISO 4217 code")
+        product_data: SessionCreateParamsLineItemPriceDataProductData = {"name": product_name}
+        if product_description:
+            product_data["description"] = product_description
+        params: SessionCreateParams = {
+            "mode": "payment",
+            "line_items": [
+                {
+                    "quantity": quantity,
+                    "price_data": {
+                        "currency": currency.lower(),
+                        "unit_amount": amount_cents,
+                        "product_data": product_data,
+                    },
+                }
+            ],
+            "success_url": success_url,
+            "cancel_url": cancel_url,
+            "client_reference_id": client_reference_id,
+            "metadata": dict(metadata),
+            "payment_intent_data": {"metadata": dict(payment_intent_metadata)},
+        }
+        if customer_email:
+            params["customer_email"] = customer_email
+        if expires_at is not None and expires_after_seconds is not None:
+            raise ValueError("give expires_at or expires_after_seconds, not both")
+        if expires_at is not None:
+            if expires_at.tzinfo is None:
+                raise ValueError("expires_at must be timezone-aware")
+            params["expires_at"] = int(expires_at.timestamp())
+        elif expires_after_seconds is not None:
+            now = int(datetime.now(tz=UTC).timestamp())
+            params["expires_at"] = now + expires_after_seconds
+        session = await self._call(
+            "create checkout session",
+            self._client.v1.checkout.sessions.create_async(
+                params, {"idempotency_key": idempotency_key}
+            ),
+        )
+        return _session(_plain(session))
+
+    async def retrieve_checkout_session(self, session_id: str) -> StripeCheckoutSession:
+        session = await self._call(
+            "retrieve checkout session",
+            self._client.v1.checkout.sessions.retrieve_async(session_id),
+        )
+        return _session(_plain(session))
+
+    async def expire_checkout_session(self, session_id: str) -> StripeCheckoutSession:
+        """Close an open session so it can no longer be paid (Stripe refuses other states)."""
+        session = await self._call(
+            "expire checkout session",
+            self._client.v1.checkout.sessions.expire_async(session_id),
+        )
+        return _session(_plain(session))
+
+    async def find_checkout_session(self, payment_intent_id: str) -> StripeCheckoutSession | None:
+        """The Checkout Session that created a PaymentIntent, if any."""
+        page = await self._call(
+            "list checkout sessions",
+            self._client.v1.checkout.sessions.list_async(
+                {"payment_intent": payment_intent_id, "limit": 1}
+            ),
+        )
+        sessions = [_session(_plain(s)) for s in page.data]
+        return sessions[0] if sessions else None
+
+    # -- payments ----------------------------------------------------------------
+
+    async def retrieve_payment_intent(self, payment_intent_id: str) -> StripePaymentIntent:
+        """The PaymentIntent with its latest charge and that charge's balance transaction."""
+        intent = await self._call(
+            "retrieve payment intent",
+            self._client.v1.payment_intents.retrieve_async(
+                payment_intent_id, {"expand": ["latest_charge.balance_transaction"]}
+            ),
+        )
+        return _payment_intent(_plain(intent))
+
+    async def retrieve_charge(self, charge_id: str) -> StripeCharge:
+        """A charge with its balance transaction (fee and net) when Stripe has one."""
+        charge = await self._call(
+            "retrieve charge",
+            self._client.v1.charges.retrieve_async(charge_id, {"expand": ["balance_transaction"]}),
+        )
+        return _charge(_plain(charge))
+
+    async def retrieve_balance_transaction(self, transaction_id: str) -> StripeBalanceTransaction:
+        txn = await self._call(
+            "retrieve balance transaction",
+            self._client.v1.balance_transactions.retrieve_async(transaction_id),
+        )
+        return _balance_transaction(_plain(txn))
+
+    async def iter_payment_intents(
+        self, created_from: datetime, created_to: datetime, *, page_size: int = 100
+    ) -> AsyncIterator[StripePaymentIntent]:
+        """PaymentIntents created in ``[created_from, created_to)``, newest first.
+
+        Charges and balance transactions come expanded so a reconcile run
+        needs no further call per payment. Pages are fetched as iteration
+        goes, so memory stays flat over any window.
+        """
+        start, end = _window(created_from, created_to)
+        params: PaymentIntentListParams = {
+            "created": {"gte": start, "lt": end},
+            "limit": page_size,
+            "expand": ["data.latest_charge.balance_transaction"],
+        }
+        page = await self._call(
+            "list payment intents", self._client.v1.payment_intents.list_async(params)
+        )
+        while True:
+            for intent in page.data:
+                yield _payment_intent(_plain(intent))
+            if not page.has_more or not page.data:
+                return
+            page = await self._call("list payment intents", page.next_page_async())
+
+    # -- refunds -----------------------------------------------------------------
+
+    async def create_refund(
+        self,
+        *,
+        amount_cents: int,
+        idempotency_key: str,
+        payment_intent_id: str | None = None,
+        charge_id: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        reason: RefundReason | None = None,
+    ) -> StripeRefund:
+        """Refund ``amount_cents`` of a payment (by PaymentIntent or by charge).
+
+        The portal decides the amount; Stripe only enforces that it does not
+        exceed what remains on the charge. ``reason`` is Stripe's enum
+        (``requested_by_customer``, ``duplicate``, ``fraudulent``); the
+        portal's own reason text belongs in ``metadata``. The idempotency key
+        should derive from our refund id (``refund:{id}``): repeating the call
+        after a timeout returns the same refund instead of a second one.
+        """
+        if (payment_intent_id is None) == (charge_id is None):
+            raise ValueError("give exactly one of payment_intent_id and charge_id")
+        if amount_cents <= 0:
+            raise ValueError("amount_cents must be positive")
+        params: RefundCreateParams = {"amount": amount_cents}
+        if payment_intent_id is not None:
+            params["payment_intent"] = payment_intent_id
+        elif charge_id is not None:
+            params["charge"] = charge_id
+        if metadata:
+            params["metadata"] = dict(metadata)
+        if reason is not None:
+            params["reason"] = reason
+        refund = await self._call(
+            "create refund",
+            self._client.v1.refunds.create_async(params, {"idempotency_key": idempotency_key}),
+        )
+        return _refund(_plain(refund))
+
+    async def retrieve_refund(self, refund_id: str) -> StripeRefund:
+        refund = await self._call(
+            "retrieve refund", self._client.v1.refunds.retrieve_async(refund_id)
+        )
+        return _refund(_plain(refund))
+
+    async def list_refunds_for_charge(self, charge_id: str) -> list[StripeRefund]:
+        """Every refund of one charge, newest first (``charge.refunded`` names only the charge)."""
+        params: RefundListParams = {"charge": charge_id, "limit": 100}
+        page = await self._call("list refunds", self._client.v1.refunds.list_async(params))
+        refunds: list[StripeRefund] = []
+        while True:
+            refunds.extend(_refund(_plain(refund)) for refund in page.data)
+            if not page.has_more or not page.data:
+                return refunds
+            page = await self._call("list refunds", page.next_page_async())
+
+    async def iter_refunds(
+        self, created_from: datetime, created_to: datetime, *, page_size: int = 100
+    ) -> AsyncIterator[StripeRefund]:
+        """Refunds created in ``[created_from, created_to)``, including dashboard ones."""
+        start, end = _window(created_from, created_to)
+        params: RefundListParams = {"created": {"gte": start, "lt": end}, "limit": page_size}
+        page = await self._call("list refunds", self._client.v1.refunds.list_async(params))
+        while True:
+            for refund in page.data:
+                yield _refund(_plain(refund))
+            if not page.has_more or not page.data:
+                return
+            page = await self._call("list refunds", page.next_page_async())
+
+    # -- webhooks ----------------------------------------------------------------
+
+    def verify_webhook(self, raw_body: bytes, signature_header: str | None) -> dict[str, Any]:
+        """The event in ``raw_body`` if ``signature_header`` proves it came from Stripe.
+
+        Verification runs on the exact bytes received (re-serialised JSON
+        would not match the signature). Raises :class:`WebhookSignatureError`
+        for a missing, stale or wrong signature and for a body that is not a
+        Stripe event; the endpoint answers 400 and changes nothing.
+        """
+        if not self._webhook_secret:
+            raise WebhookSignatureError(
+                "Webhook signing secret is not configured.",
+                detail="STRIPE_WEBHOOK_SECRET is empty; every webhook is refused",
+            )
+        if not signature_header:
+            raise WebhookSignatureError("Missing Stripe-Signature header.")
+        try:
+            stripe.WebhookSignature.verify_header(
+                raw_body.decode("utf-8"),
+                signature_header,
+                self._webhook_secret,
+                WEBHOOK_TOLERANCE_SECONDS,
+            )
+            event = json.loads(raw_body)
+        except stripe.SignatureVerificationError as exc:
+            raise WebhookSignatureError("Invalid webhook signature.", detail=str(exc)) from exc
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise WebhookSignatureError("Malformed webhook payload.", detail=str(exc)) from exc
+        if (
+            not isinstance(event, dict)
+            or event.get("object") != "event"
+            or not isinstance(event.get("id"), str)
+            or not isinstance(event.get("type"), str)
+            or not isinstance(event.get("data"), dict)
+        ):
+            raise WebhookSignatureError("The webhook body is not a Stripe event.")
+        return event
+
+
+def _window(created_from: datetime, created_to: datetime) -> tuple[int, int]:
+    """Unix bounds of ``[created_from, created_to)``."""
+    if created_from.tzinfo is None or created_to.tzinfo is None:
+        raise ValueError("use timezone-aware datetimes")
+    return int(created_from.timestamp()), int(created_to.timestamp())

@@ -1,0 +1,1042 @@
+"""Payments: buying a package, the Stripe webhook, refunds, disputes, reconciliation.
+
+Money rules (see docs/architecture.md):
+
+* A sale is activated only by evidence from Stripe (a webhook, or the
+  reconcile command reading Stripe) or by a payment staff record in the
+  clinic. The success page never activates anything.
+* Each Stripe object maps to one row (unique ids), each event is stored
+  once (unique event id) and every transition is compare-and-set, so
+  repeated and out-of-order deliveries end in the same state as one in-order
+  delivery.
+* Network calls to Stripe never run inside a database transaction: what an
+  event needs from Stripe is fetched first, then applied in one transaction
+  together with its journal lines.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from litestar.exceptions import NotFoundException, PermissionDeniedException
+
+from portal import db
+from portal.audit import service as audit
+from portal.auth.service import CLIENT, CurrentUser
+from portal.catalog import service as catalog
+from portal.ledger import service as ledger
+from portal.locations import service as location_service
+from portal.locations.service import ensure_location_access
+from portal.locations.tables import Location
+from portal.money import round_half_up
+from portal.payments.gateway import (
+    GatewayError,
+    GatewayUnavailable,
+    StripeBalanceTransaction,
+    StripeCharge,
+    StripeGateway,
+    StripePaymentIntent,
+    StripeRefund,
+)
+from portal.payments.tables import Dispute, Payment, Refund, StripeEvent
+from portal.sales import service as sales
+from portal.sales.tables import Sale, SaleSession
+from portal.timeutil import utcnow
+from portal.web.forms import ValidationFailed
+
+log = logging.getLogger("portal.payments")
+
+PENDING = "pending"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+CANCELLED = "cancelled"
+
+STRIPE = "stripe"
+IN_CLINIC = "in_clinic"
+
+RULE_LIST_PRICE = "list_price"
+RULE_PRO_RATA = "pro_rata"
+REFUND_RULES = location_service.REFUND_RULES
+
+
+async def idempotency_key(kind: str, row_id: int, table: type[Sale] | type[Refund]) -> str:
+    """``kind:id:created`` — derived from our row, stable across retries of it.
+
+    The creation time makes the key unique even when ids repeat (a database
+    restored or recreated against the same Stripe account).
+    """
+    row = await table.select(table.created_at).where(table.id == row_id).first().run()
+    stamp = int(row["created_at"].timestamp() * 1_000_000) if row else 0
+    return f"{kind}:{row_id}:{stamp}"
+
+
+# -- buying --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Checkout:
+    sale_id: int
+    payment_id: int
+    url: str
+
+
+async def start_checkout(
+    gateway: StripeGateway,
+    *,
+    client_id: int,
+    client_email: str,
+    package_id: int,
+    location_id: int,
+    base_url: str,
+    online: bool = True,
+    sold_by: int | None = None,
+) -> Checkout:
+    """Create the pending sale (the full snapshot) and its Stripe Checkout Session."""
+    terms = await catalog.quote_package(package_id, location_id, utcnow(), online=online)
+    async with db.transaction():
+        sale_id = await sales.create_pending_sale(
+            client_id,
+            terms,
+            channel=sales.ONLINE if sold_by is None else sales.FRONT_DESK,
+            payment_method="card",
+            sold_by=sold_by,
+        )
+        rows = (
+            await Payment.insert(
+                Payment(
+                    sale=sale_id,
+                    provider=STRIPE,
+                    method="card",
+                    status=PENDING,
+                    amount_cents=terms.total_cents,
+                    currency=terms.currency,
+                    created_at=utcnow(),
+                    recorded_by=sold_by,
+                )
+            )
+            .returning(Payment.id)
+            .run()
+        )
+        payment_id = int(rows[0]["id"])
+    ids = {"sale_id": str(sale_id), "payment_id": str(payment_id), "location_id": str(location_id)}
+    slug = await _location_slug(location_id)
+    try:
+        session = await gateway.create_checkout_session(
+            amount_cents=terms.total_cents,
+            currency=terms.currency,
+            product_name=terms.name,
+            product_description=(
+                f"{terms.sessions} sessions, valid {terms.validity_days} days"
+                + ("" if terms.tax_cents == 0 else " (tax included)")
+            ),
+            success_url=f"{base_url}/purchases/{sale_id}?session_id={{CHECKOUT_SESSION_ID}}",
+            cancel_url=f"{base_url}/catalog/{slug}?cancelled={sale_id}",
+            client_reference_id=str(client_id),
+            metadata=ids,
+            payment_intent_metadata=ids,
+            idempotency_key=await idempotency_key("checkout", sale_id, Sale),
+            customer_email=client_email,
+        )
+    except GatewayError as exc:
+        async with db.transaction():
+            await sales.cancel_pending(sale_id)
+            await _set_payment(payment_id, PENDING, FAILED, failure_message=exc.message)
+        raise
+    await (
+        Payment.update(
+            {Payment.checkout_session_id: session.id, Payment.checkout_url: session.url or ""}
+        )
+        .where(Payment.id == payment_id)
+        .run()
+    )
+    return Checkout(sale_id=sale_id, payment_id=payment_id, url=session.url or "")
+
+
+async def record_in_clinic_sale(
+    actor: CurrentUser,
+    *,
+    client_id: int,
+    package_id: int,
+    location_id: int,
+    method: str,
+) -> int:
+    """A package paid at the front desk (cash, cheque, card terminal): active at once."""
+    ensure_location_access(actor, location_id, write=True)
+    if method not in ("cash", "cheque", "terminal"):
+        raise ValidationFailed({"method": "Choose how the client paid."})
+    terms = await catalog.quote_package(package_id, location_id, utcnow())
+    now = utcnow()
+    async with db.transaction():
+        sale_id = await sales.create_pending_sale(
+            client_id, terms, channel=sales.FRONT_DESK, payment_method=method, sold_by=actor.id
+        )
+        await Payment.insert(
+            Payment(
+                sale=sale_id,
+                provider=IN_CLINIC,
+                method=method,
+                status=SUCCEEDED,
+                amount_cents=terms.total_cents,
+                currency=terms.currency,
+                fee_cents=0,
+                net_cents=terms.total_cents,
+                created_at=now,
+                succeeded_at=now,
+                recorded_by=actor.id,
+            )
+        ).run()
+        await sales.activate(sale_id, occurred_at=now, payment_method=method)
+        await audit.record(
+            actor,
+            "sell",
+            "sale",
+            sale_id,
+            after={"package_id": package_id, "client_id": client_id, "method": method,
+                   "total_cents": terms.total_cents, "currency": terms.currency},
+        )  # fmt: skip
+    return sale_id
+
+
+async def _location_slug(location_id: int) -> str:
+    row = await Location.select(Location.slug).where(Location.id == location_id).first().run()
+    return str(row["slug"]) if row else ""
+
+
+async def _set_payment(payment_id: int, expected: str, new: str, **values: Any) -> bool:
+    update: dict[Any, Any] = {Payment.status: new}
+    for key, value in values.items():
+        update[getattr(Payment, key)] = value
+    changed = (
+        await Payment.update(update)
+        .where((Payment.id == payment_id) & (Payment.status == expected))
+        .returning(Payment.id)
+        .run()
+    )
+    return bool(changed)
+
+
+# -- recording Stripe's evidence ------------------------------------------------------
+
+
+async def _payment_for_sale(sale_id: int) -> dict[str, Any] | None:
+    return (
+        await Payment.select()
+        .where((Payment.sale == sale_id) & (Payment.provider == STRIPE))
+        .order_by(Payment.id)
+        .first()
+        .run()
+    )
+
+
+async def _payment_by_intent(payment_intent_id: str) -> dict[str, Any] | None:
+    return (
+        await Payment.select().where(Payment.payment_intent_id == payment_intent_id).first().run()
+    )
+
+
+async def _payment_by_charge(charge_id: str) -> dict[str, Any] | None:
+    return await Payment.select().where(Payment.charge_id == charge_id).first().run()
+
+
+async def _record_fee(payment: dict[str, Any], txn: StripeBalanceTransaction) -> None:
+    """Fee and net from the balance transaction, once; journalled as an expense."""
+    if payment["fee_cents"] is not None:
+        return
+    changed = (
+        await Payment.update(
+            {
+                Payment.fee_cents: txn.fee,
+                Payment.net_cents: txn.net,
+                Payment.balance_transaction_id: txn.id,
+            }
+        )
+        .where((Payment.id == payment["id"]) & Payment.fee_cents.is_null())
+        .returning(Payment.id)
+        .run()
+    )
+    if not changed:
+        return
+    sale = await sales.get_sale(int(payment["sale"]))
+    await ledger.post(
+        event_key=f"fee:{txn.id}",
+        kind="processing_fee",
+        occurred_at=payment["succeeded_at"] or utcnow(),
+        currency=sale["currency"],
+        location_id=sale["location"],
+        reference=f"sale:{sale['id']}",
+        memo="Stripe fee",
+        sale_id=sale["id"],
+        lines=[ledger.debit("processing_fees", txn.fee), ledger.credit("stripe_clearing", txn.fee)],
+    )
+
+
+async def record_stripe_payment(
+    sale_id: int,
+    *,
+    payment_intent_id: str,
+    amount_cents: int,
+    charge: StripeCharge | None,
+    occurred_at: datetime,
+    checkout_session_id: str | None = None,
+) -> bool:
+    """Stripe says the sale is paid: record the payment and activate the sale.
+
+    Idempotent, and safe in any order with the other events. Must run inside
+    a transaction. Returns True when this call activated the sale.
+    """
+    sale = await Sale.select().where(Sale.id == sale_id).first().run()
+    if sale is None:
+        log.error("payment %s names unknown sale %s", payment_intent_id, sale_id)
+        return False
+    payment = await _payment_for_sale(sale_id)
+    if payment is None:
+        rows = (
+            await Payment.insert(
+                Payment(
+                    sale=sale_id,
+                    provider=STRIPE,
+                    method="card",
+                    status=PENDING,
+                    amount_cents=amount_cents,
+                    currency=sale["currency"],
+                    created_at=occurred_at,
+                )
+            )
+            .returning(Payment.id)
+            .run()
+        )
+        payment = await Payment.select().where(Payment.id == rows[0]["id"]).first().run()
+        assert payment is not None
+    if amount_cents != int(sale["total_cents"]):
+        log.error(
+            "sale %s: Stripe amount %s differs from the sale's %s",
+            sale_id, amount_cents, sale["total_cents"],
+        )  # fmt: skip
+    ids: dict[Any, Any] = {Payment.payment_intent_id: payment_intent_id}
+    if charge is not None:
+        ids[Payment.charge_id] = charge.id
+    if checkout_session_id and not payment["checkout_session_id"]:
+        ids[Payment.checkout_session_id] = checkout_session_id
+    await Payment.update(ids).where(Payment.id == payment["id"]).run()
+    # A payment that arrives after the checkout was abandoned still counts.
+    await (
+        Payment.update(
+            {
+                Payment.status: SUCCEEDED,
+                Payment.succeeded_at: occurred_at,
+                Payment.failure_message: "",
+            }
+        )
+        .where((Payment.id == payment["id"]) & (Payment.status != SUCCEEDED))
+        .run()
+    )
+    await sales.revive_cancelled(sale_id)
+    activated = await sales.activate(sale_id, occurred_at=occurred_at, payment_method="card")
+    if charge is not None and charge.balance_transaction is not None:
+        fresh = await Payment.select().where(Payment.id == payment["id"]).first().run()
+        assert fresh is not None
+        await _record_fee(fresh, charge.balance_transaction)
+    return activated
+
+
+def _sale_id_of(metadata: dict[str, str]) -> int | None:
+    raw = metadata.get("sale_id", "")
+    return int(raw) if raw.isdigit() else None
+
+
+async def _ensure_payment_recorded(
+    gateway: StripeGateway, payment_intent_id: str | None
+) -> dict[str, Any] | None:
+    """The payment row for an intent, recording the payment first if we missed it.
+
+    Refunds and disputes may arrive before ``checkout.session.completed``;
+    the intent's metadata tells which sale it paid for. Network first, then
+    a transaction.
+    """
+    if not payment_intent_id:
+        return None
+    payment = await _payment_by_intent(payment_intent_id)
+    if payment is not None and payment["status"] == SUCCEEDED:
+        return payment
+    intent = await gateway.retrieve_payment_intent(payment_intent_id)
+    sale_id = _sale_id_of(intent.metadata)
+    if sale_id is None or intent.status != "succeeded":
+        return payment
+    async with db.transaction():
+        await record_stripe_payment(
+            sale_id,
+            payment_intent_id=intent.id,
+            amount_cents=intent.amount,
+            charge=intent.latest_charge,
+            occurred_at=intent.created,
+        )
+    return await _payment_by_intent(payment_intent_id)
+
+
+# -- refunds --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RefundQuote:
+    sessions: int  # unused sessions the refund revokes
+    amount_cents: int
+    refundable_cents: int  # still refundable on the payment
+    rule: str
+    explanation: str
+
+
+async def refunded_so_far(payment_id: int) -> int:
+    rows = (
+        await Refund.select(Refund.amount_cents)
+        .where((Refund.payment == payment_id) & (Refund.status.is_in([PENDING, SUCCEEDED])))
+        .run()
+    )
+    return sum(int(r["amount_cents"]) for r in rows)
+
+
+async def _paid_payment(sale_id: int) -> dict[str, Any]:
+    payment = (
+        await Payment.select()
+        .where((Payment.sale == sale_id) & (Payment.status == SUCCEEDED))
+        .order_by(Payment.id)
+        .first()
+        .run()
+    )
+    if payment is None:
+        raise ValidationFailed({"sessions": "This sale has no completed payment to refund."})
+    return payment
+
+
+def compute_refund(
+    *,
+    rule: str,
+    paid_cents: int,
+    already_refunded_cents: int,
+    sessions_total: int,
+    revoked_before: int,
+    unused_totals: list[int],
+    refund_sessions: int,
+    unit_list_price_gross: int | None,
+) -> tuple[int, str]:
+    """The refund for revoking ``refund_sessions`` of the unused sessions.
+
+    ``unused_totals`` are the client-paid shares of the available sessions,
+    latest first (the order they are revoked in). Pure, so it is property-tested.
+    """
+    refundable = max(paid_cents - already_refunded_cents, 0)
+    chosen = unused_totals[:refund_sessions]
+    pro_rata = sum(chosen)
+    if rule == RULE_LIST_PRICE and unit_list_price_gross is not None:
+        kept = sessions_total - revoked_before - refund_sessions
+        amount = paid_cents - already_refunded_cents - kept * unit_list_price_gross
+        amount = min(max(amount, 0), pro_rata)
+        explanation = (
+            f"paid {paid_cents} − refunded {already_refunded_cents} − {kept} session(s) used "
+            f"or kept × list price {unit_list_price_gross}"
+        )
+    else:
+        amount = pro_rata
+        explanation = f"the paid share of {refund_sessions} unused session(s)"
+    return min(amount, refundable), explanation
+
+
+async def quote_refund(
+    sale: dict[str, Any], refund_sessions: int, rule: str | None = None
+) -> RefundQuote:
+    payment = await _paid_payment(int(sale["id"]))
+    location = (
+        await Location.select(Location.refund_rule)
+        .where(Location.id == sale["location"])
+        .first()
+        .run()
+    )
+    rule = rule or (location["refund_rule"] if location else RULE_LIST_PRICE)
+    if rule not in REFUND_RULES:
+        rule = RULE_LIST_PRICE
+    rows = await sales.sessions_of(int(sale["id"]))
+    unused = sorted(
+        (r for r in rows if r["state"] == sales.AVAILABLE), key=lambda r: -int(r["position"])
+    )
+    revoked_before = sum(1 for r in rows if r["state"] == sales.REVOKED)
+    refund_sessions = max(0, min(refund_sessions, len(unused)))
+    already = await refunded_so_far(int(payment["id"]))
+    unit_gross = None
+    if sale["unit_list_price_cents"] is not None:
+        unit = int(sale["unit_list_price_cents"])
+        unit_gross = (
+            unit
+            if sale["prices_include_tax"]
+            else unit + round_half_up(unit * int(sale["tax_rate_bp"]), 10_000)
+        )
+    amount, explanation = compute_refund(
+        rule=rule,
+        paid_cents=int(payment["amount_cents"]),
+        already_refunded_cents=already,
+        sessions_total=int(sale["sessions_total"]),
+        revoked_before=revoked_before,
+        unused_totals=[int(r["total_cents"]) for r in unused],
+        refund_sessions=refund_sessions,
+        unit_list_price_gross=unit_gross,
+    )
+    return RefundQuote(
+        sessions=refund_sessions,
+        amount_cents=amount,
+        refundable_cents=max(int(payment["amount_cents"]) - already, 0),
+        rule=rule,
+        explanation=explanation,
+    )
+
+
+async def _journal_refund(
+    sale: dict[str, Any], refund_id: int, amount: int, revoked: list[dict[str, Any]], method: str
+) -> None:
+    """Dr deferred revenue (value of revoked sessions) + Dr tax / Cr clearing (cash back).
+
+    Whatever the revoked sessions were worth beyond the net cash returned is
+    recognised (the client keeps less than they paid for); a refund beyond
+    their value reverses recognised revenue.
+    """
+    total = int(sale["total_cents"])
+    tax_part = round_half_up(amount * int(sale["tax_cents"]), total) if total else 0
+    net_part = amount - tax_part
+    value = sum(int(r["value_cents"]) for r in revoked)
+    difference = value - net_part
+    lines = [
+        ledger.debit("deferred_revenue", value),
+        ledger.debit("tax_payable", tax_part),
+        ledger.credit(sales.CLEARING_ACCOUNT.get(method, "stripe_clearing"), amount),
+    ]
+    if difference > 0:
+        lines.append(ledger.credit("breakage_revenue", difference))
+    elif difference < 0:
+        lines.append(ledger.debit("service_revenue", -difference))
+    await ledger.post(
+        event_key=f"refund:{refund_id}",
+        kind="refund",
+        currency=sale["currency"],
+        location_id=sale["location"],
+        reference=f"sale:{sale['id']}",
+        memo=f"Refund of {len(revoked)} session(s)",
+        sale_id=sale["id"],
+        lines=lines,
+    )
+
+
+async def _complete_refund(
+    refund_id: int, sale: dict[str, Any], sessions: int, stripe_refund_id: str | None, method: str
+) -> None:
+    """Pending → succeeded: revoke the sessions and journal. Inside a transaction."""
+    changed = (
+        await Refund.update(
+            {
+                Refund.status: SUCCEEDED,
+                Refund.completed_at: utcnow(),
+                Refund.stripe_refund_id: stripe_refund_id,
+            }
+        )
+        .where((Refund.id == refund_id) & (Refund.status == PENDING))
+        .returning(Refund.amount_cents)
+        .run()
+    )
+    if not changed:
+        return
+    revoked = await sales.revoke_unused(int(sale["id"]), sessions, refund_id=refund_id)
+    await Refund.update({Refund.sessions_revoked: len(revoked)}).where(Refund.id == refund_id).run()
+    await _journal_refund(sale, refund_id, int(changed[0]["amount_cents"]), revoked, method)
+    await sales.mark_refunded_if_nothing_left(int(sale["id"]))
+
+
+async def refund_sale(
+    gateway: StripeGateway | None,
+    actor: CurrentUser,
+    sale_id: int,
+    *,
+    sessions: int,
+    reason: str,
+    rule: str | None = None,
+) -> dict[str, Any]:
+    """Staff refund: computed here, capped at what is refundable, sent with an idempotency key.
+
+    Returns the refund row. A Stripe failure leaves the refund failed with its
+    message and revokes nothing.
+    """
+    sale = await sales.get_sale_for(actor, sale_id, write=True)
+    errors: dict[str, str] = {}
+    if not reason.strip():
+        errors["reason"] = "Give a reason for the refund."
+    if sale["status"] != sales.ACTIVE:
+        errors["sessions"] = "Only an active sale can be refunded."
+    if sale["frozen"]:
+        errors["sessions"] = "This sale is disputed; wait for the dispute to close."
+    if errors:
+        raise ValidationFailed(errors)
+    quote = await quote_refund(sale, sessions, rule)
+    if sessions < 1 or quote.sessions < sessions:
+        raise ValidationFailed(
+            {"sessions": f"Choose between 1 and {quote.sessions} unused session(s)."}
+        )
+    if quote.amount_cents <= 0 and quote.refundable_cents <= 0:
+        raise ValidationFailed({"sessions": "Nothing is left to refund on this sale."})
+    payment = await _paid_payment(sale_id)
+    async with db.transaction():
+        rows = (
+            await Refund.insert(
+                Refund(
+                    sale=sale_id,
+                    payment=payment["id"],
+                    amount_cents=quote.amount_cents,
+                    currency=sale["currency"],
+                    sessions_requested=sessions,
+                    sessions_revoked=0,
+                    rule=quote.rule,
+                    reason=reason.strip()[:2000],
+                    status=PENDING,
+                    external=False,
+                    created_by=actor.id,
+                    created_at=utcnow(),
+                )
+            )
+            .returning(Refund.id)
+            .run()
+        )
+        refund_id = int(rows[0]["id"])
+        await audit.record(
+            actor, "refund", "sale", sale_id,
+            after={"refund_id": refund_id, "amount_cents": quote.amount_cents,
+                   "sessions": sessions, "rule": quote.rule, "reason": reason.strip()},
+        )  # fmt: skip
+    if payment["provider"] != STRIPE or quote.amount_cents == 0:
+        async with db.transaction():
+            await _complete_refund(refund_id, sale, sessions, None, payment["method"])
+        return await _refund_row(refund_id)
+    if gateway is None:
+        raise RuntimeError("Stripe is not configured")
+    try:
+        stripe_refund = await gateway.create_refund(
+            amount_cents=quote.amount_cents,
+            idempotency_key=await idempotency_key("refund", refund_id, Refund),
+            payment_intent_id=payment["payment_intent_id"],
+            charge_id=None if payment["payment_intent_id"] else payment["charge_id"],
+            metadata={"refund_id": str(refund_id), "sale_id": str(sale_id)},
+            reason="requested_by_customer",
+        )
+    except GatewayUnavailable as exc:
+        # The outcome is unknown: keep it pending (it still counts against
+        # what is refundable); "Retry" resends it with the same idempotency key.
+        await (
+            Refund.update({Refund.error: exc.message})
+            .where((Refund.id == refund_id) & (Refund.status == PENDING))
+            .run()
+        )
+        return await _refund_row(refund_id)
+    except GatewayError as exc:
+        await (
+            Refund.update({Refund.status: FAILED, Refund.error: exc.message})
+            .where((Refund.id == refund_id) & (Refund.status == PENDING))
+            .run()
+        )
+        return await _refund_row(refund_id)
+    await _apply_stripe_refund(refund_id, sale, sessions, stripe_refund)
+    return await _refund_row(refund_id)
+
+
+async def retry_refund(
+    gateway: StripeGateway, actor: CurrentUser, refund_id: int
+) -> dict[str, Any]:
+    """Send a pending refund again, with its original idempotency key."""
+    refund = await _refund_row(refund_id)
+    sale = await sales.get_sale_for(actor, int(refund["sale"]), write=True)
+    if refund["status"] != PENDING:
+        return refund
+    payment = await Payment.select().where(Payment.id == refund["payment"]).first().run()
+    assert payment is not None
+    try:
+        stripe_refund = await gateway.create_refund(
+            amount_cents=int(refund["amount_cents"]),
+            idempotency_key=await idempotency_key("refund", refund_id, Refund),
+            payment_intent_id=payment["payment_intent_id"],
+            charge_id=None if payment["payment_intent_id"] else payment["charge_id"],
+            metadata={"refund_id": str(refund_id), "sale_id": str(sale["id"])},
+            reason="requested_by_customer",
+        )
+    except GatewayUnavailable as exc:
+        await Refund.update({Refund.error: exc.message}).where(Refund.id == refund_id).run()
+        return await _refund_row(refund_id)
+    except GatewayError as exc:
+        await (
+            Refund.update({Refund.status: FAILED, Refund.error: exc.message})
+            .where((Refund.id == refund_id) & (Refund.status == PENDING))
+            .run()
+        )
+        return await _refund_row(refund_id)
+    sessions = await _sessions_requested(refund_id)
+    await _apply_stripe_refund(refund_id, sale, sessions, stripe_refund)
+    return await _refund_row(refund_id)
+
+
+async def _sessions_requested(refund_id: int) -> int:
+    row = await Refund.select(Refund.sessions_requested).where(Refund.id == refund_id).first().run()
+    return int(row["sessions_requested"]) if row else 0
+
+
+async def _apply_stripe_refund(
+    refund_id: int, sale: dict[str, Any], sessions: int, stripe_refund: StripeRefund
+) -> None:
+    async with db.transaction():
+        if stripe_refund.status in ("succeeded", "pending", "requires_action"):
+            # Stripe accepted it; "pending" refunds settle later but the
+            # sessions are no longer the client's from now on.
+            await _complete_refund(refund_id, sale, sessions, stripe_refund.id, "card")
+        else:
+            await Refund.update(
+                {Refund.status: FAILED, Refund.stripe_refund_id: stripe_refund.id,
+                 Refund.error: stripe_refund.failure_reason or stripe_refund.status}
+            ).where((Refund.id == refund_id) & (Refund.status == PENDING)).run()  # fmt: skip
+
+
+async def _refund_row(refund_id: int) -> dict[str, Any]:
+    row = await Refund.select().where(Refund.id == refund_id).first().run()
+    if row is None:
+        raise NotFoundException("No such refund.")
+    return row
+
+
+async def record_external_refund(gateway: StripeGateway, refund: StripeRefund) -> bool:
+    """A refund made in Stripe's dashboard (or one of ours seen again): record it once."""
+    if refund.status not in ("succeeded", "pending"):
+        return False
+    if await Refund.exists().where(Refund.stripe_refund_id == refund.id).run():
+        return False
+    ours = refund.metadata.get("refund_id", "")
+    if ours.isdigit() and await Refund.exists().where(Refund.id == int(ours)).run():
+        return False  # our own refund, completed by refund_sale
+    payment = await _ensure_payment_recorded(gateway, refund.payment_intent_id)
+    if payment is None and refund.charge_id:
+        payment = await _payment_by_charge(refund.charge_id)
+    if payment is None:
+        log.warning("refund %s for an unknown payment", refund.id)
+        return False
+    async with db.transaction():
+        if await Refund.exists().where(Refund.stripe_refund_id == refund.id).run():
+            return False
+        sale = await sales.get_sale(int(payment["sale"]))
+        available = (
+            await SaleSession.select(SaleSession.total_cents)
+            .where((SaleSession.sale == sale["id"]) & (SaleSession.state == sales.AVAILABLE))
+            .run()
+        )
+        # Sessions the money covers, at their paid share; never more than are unused.
+        per_session = int(sale["total_cents"]) // max(int(sale["sessions_total"]), 1)
+        already = await refunded_so_far(int(payment["id"]))
+        remaining_paid = int(payment["amount_cents"]) - already
+        if refund.amount >= remaining_paid:
+            sessions = len(available)
+        else:
+            sessions = min(len(available), refund.amount // per_session if per_session else 0)
+        rows = (
+            await Refund.insert(
+                Refund(
+                    sale=sale["id"],
+                    payment=payment["id"],
+                    amount_cents=refund.amount,
+                    currency=sale["currency"],
+                    sessions_revoked=0,
+                    rule="external",
+                    reason=refund.reason or "Refunded in Stripe",
+                    status=PENDING,
+                    external=True,
+                    created_at=refund.created,
+                )
+            )
+            .returning(Refund.id)
+            .run()
+        )
+        await _complete_refund(int(rows[0]["id"]), sale, sessions, refund.id, "card")
+    return True
+
+
+# -- disputes --------------------------------------------------------------------------
+
+
+async def record_dispute(gateway: StripeGateway, dispute: dict[str, Any], *, closed: bool) -> None:
+    payment = await _ensure_payment_recorded(gateway, _str_or_none(dispute.get("payment_intent")))
+    if payment is None and dispute.get("charge"):
+        payment = await _payment_by_charge(str(dispute["charge"]))
+    if payment is None:
+        log.warning("dispute %s for an unknown payment", dispute.get("id"))
+        return
+    async with db.transaction():
+        sale = await sales.get_sale(int(payment["sale"]))
+        existing = (
+            await Dispute.select().where(Dispute.stripe_dispute_id == dispute["id"]).first().run()
+        )
+        status = str(dispute.get("status", ""))
+        if existing is None:
+            await (
+                Dispute.insert(
+                    Dispute(
+                        sale=sale["id"],
+                        payment=payment["id"],
+                        stripe_dispute_id=dispute["id"],
+                        amount_cents=int(dispute.get("amount", 0)),
+                        currency=str(dispute.get("currency", sale["currency"])).upper(),
+                        reason=str(dispute.get("reason", ""))[:60],
+                        status=status or "needs_response",
+                        created_at=utcnow(),
+                    )
+                )
+                .on_conflict(action="DO NOTHING")
+                .run()
+            )
+            existing = (
+                await Dispute.select()
+                .where(Dispute.stripe_dispute_id == dispute["id"])
+                .first()
+                .run()
+            )
+            assert existing is not None
+        outcome = {"won": "won", "lost": "lost"}.get(status, "")
+        if existing["outcome"]:
+            return  # closed before: nothing changes any more
+        if not closed and not outcome:
+            await (
+                Dispute.update({Dispute.status: status or existing["status"]})
+                .where(Dispute.id == existing["id"])
+                .run()
+            )
+            await sales.set_frozen(int(sale["id"]), True)
+            return
+        if not outcome:
+            outcome = "lost" if status in ("lost", "charge_refunded") else "won"
+        await (
+            Dispute.update(
+                {Dispute.status: status, Dispute.outcome: outcome, Dispute.closed_at: utcnow()}
+            )
+            .where((Dispute.id == existing["id"]) & (Dispute.outcome == ""))
+            .run()
+        )
+        await sales.set_frozen(int(sale["id"]), False)
+        if outcome == "lost":
+            revoked = await sales.revoke_unused(int(sale["id"]), int(sale["sessions_total"]))
+            amount = int(existing["amount_cents"])
+            value = sum(int(r["value_cents"]) for r in revoked)
+            await ledger.post(
+                event_key=f"dispute:{dispute['id']}:lost",
+                kind="dispute_lost",
+                currency=sale["currency"],
+                location_id=sale["location"],
+                reference=f"sale:{sale['id']}",
+                memo="Dispute lost",
+                sale_id=sale["id"],
+                lines=[
+                    ledger.debit("deferred_revenue", value),
+                    ledger.credit("stripe_clearing", amount),
+                    *(
+                        [ledger.debit("dispute_losses", amount - value)]
+                        if amount > value
+                        else [ledger.credit("breakage_revenue", value - amount)]
+                    ),
+                ],
+            )
+            await sales.mark_refunded_if_nothing_left(int(sale["id"]))
+
+
+def _str_or_none(value: Any) -> str | None:
+    if isinstance(value, dict):
+        value = value.get("id")
+    return str(value) if value else None
+
+
+# -- the webhook -----------------------------------------------------------------------
+
+
+Handler = Callable[[StripeGateway, dict[str, Any]], Awaitable[None]]
+
+
+async def _on_checkout_completed(gateway: StripeGateway, obj: dict[str, Any]) -> None:
+    if obj.get("payment_status") != "paid":
+        return
+    sale_id = _sale_id_of({k: str(v) for k, v in (obj.get("metadata") or {}).items()})
+    intent_id = _str_or_none(obj.get("payment_intent"))
+    if sale_id is None or intent_id is None:
+        log.warning("checkout session %s without our sale id", obj.get("id"))
+        return
+    intent: StripePaymentIntent | None = None
+    try:
+        intent = await gateway.retrieve_payment_intent(intent_id)
+    except GatewayError as exc:
+        # The fee can be filled in later (charge.updated or reconcile).
+        log.warning("could not fetch %s: %s", intent_id, exc)
+    created = (
+        datetime.fromtimestamp(int(obj.get("created") or 0), UTC)
+        if obj.get("created")
+        else utcnow()
+    )
+    async with db.transaction():
+        await record_stripe_payment(
+            sale_id,
+            payment_intent_id=intent_id,
+            amount_cents=int(obj.get("amount_total") or 0),
+            charge=intent.latest_charge if intent else None,
+            occurred_at=intent.created if intent else created,
+            checkout_session_id=str(obj.get("id")),
+        )
+
+
+async def _on_payment_intent_succeeded(gateway: StripeGateway, obj: dict[str, Any]) -> None:
+    await _ensure_payment_recorded(gateway, str(obj.get("id")))
+
+
+async def _on_checkout_expired(gateway: StripeGateway, obj: dict[str, Any]) -> None:
+    sale_id = _sale_id_of({k: str(v) for k, v in (obj.get("metadata") or {}).items()})
+    if sale_id is None:
+        return
+    async with db.transaction():
+        if await sales.cancel_pending(sale_id):
+            payment = await _payment_for_sale(sale_id)
+            if payment is not None:
+                await _set_payment(int(payment["id"]), PENDING, CANCELLED)
+
+
+async def _on_payment_failed(gateway: StripeGateway, obj: dict[str, Any]) -> None:
+    sale_id = _sale_id_of({k: str(v) for k, v in (obj.get("metadata") or {}).items()})
+    if sale_id is None:
+        return
+    error = obj.get("last_payment_error") or {}
+    message = (
+        str(error.get("message") or "The payment was declined.")
+        if isinstance(error, dict)
+        else str(error)
+    )
+    payment = await _payment_for_sale(sale_id)
+    if payment is not None:
+        # Only a pending payment records the failure; the client may try again.
+        await (
+            Payment.update({Payment.failure_message: message[:500]})
+            .where((Payment.id == payment["id"]) & (Payment.status == PENDING))
+            .run()
+        )
+
+
+async def _on_charge_updated(gateway: StripeGateway, obj: dict[str, Any]) -> None:
+    payment = await _ensure_payment_recorded(gateway, _str_or_none(obj.get("payment_intent")))
+    if payment is None or payment["fee_cents"] is not None:
+        return
+    charge = await gateway.retrieve_charge(str(obj["id"]))
+    if charge.balance_transaction is not None:
+        async with db.transaction():
+            await _record_fee(payment, charge.balance_transaction)
+
+
+async def _on_charge_refunded(gateway: StripeGateway, obj: dict[str, Any]) -> None:
+    for refund in await gateway.list_refunds_for_charge(str(obj["id"])):
+        await record_external_refund(gateway, refund)
+
+
+async def _on_refund(gateway: StripeGateway, obj: dict[str, Any]) -> None:
+    refund = await gateway.retrieve_refund(str(obj["id"]))
+    await record_external_refund(gateway, refund)
+
+
+async def _on_dispute_created(gateway: StripeGateway, obj: dict[str, Any]) -> None:
+    await record_dispute(gateway, obj, closed=False)
+
+
+async def _on_dispute_closed(gateway: StripeGateway, obj: dict[str, Any]) -> None:
+    await record_dispute(gateway, obj, closed=True)
+
+
+HANDLERS: dict[str, Handler] = {
+    "checkout.session.completed": _on_checkout_completed,
+    "checkout.session.async_payment_succeeded": _on_checkout_completed,
+    "checkout.session.expired": _on_checkout_expired,
+    "payment_intent.succeeded": _on_payment_intent_succeeded,
+    "payment_intent.payment_failed": _on_payment_failed,
+    "charge.succeeded": _on_charge_updated,
+    "charge.updated": _on_charge_updated,
+    "charge.refunded": _on_charge_refunded,
+    "refund.created": _on_refund,
+    "refund.updated": _on_refund,
+    "charge.refund.updated": _on_refund,
+    "charge.dispute.created": _on_dispute_created,
+    "charge.dispute.updated": _on_dispute_created,
+    "charge.dispute.closed": _on_dispute_closed,
+}
+
+
+async def handle_event(gateway: StripeGateway, event: dict[str, Any]) -> str:
+    """Process one verified webhook event; returns what happened.
+
+    The event id is stored first under a unique constraint. A repeat of an
+    event already processed is a no-op. An event stored but not processed
+    (processing failed: Stripe unreachable, a database error) is processed
+    again when Stripe retries it; every handler is idempotent, so a retry
+    racing a slow first delivery still changes the state once.
+    """
+    event_id = str(event.get("id", ""))
+    event_type = str(event.get("type", ""))
+    if not event_id:
+        return "ignored"
+    created = event.get("created")
+    inserted = (
+        await StripeEvent.insert(
+            StripeEvent(
+                event_id=event_id,
+                type=event_type,
+                stripe_created=datetime.fromtimestamp(int(created), UTC) if created else None,
+                received_at=utcnow(),
+                processed_at=None,
+                payload=json.dumps(event)[:100_000],
+            )
+        )
+        .on_conflict(target=StripeEvent.event_id, action="DO NOTHING")
+        .returning(StripeEvent.id)
+        .run()
+    )
+    if not inserted:
+        existing = (
+            await StripeEvent.select(StripeEvent.processed_at)
+            .where(StripeEvent.event_id == event_id)
+            .first()
+            .run()
+        )
+        if existing is not None and existing["processed_at"] is not None:
+            return "duplicate"
+    handler = HANDLERS.get(event_type)
+    if handler is not None:
+        obj = (event.get("data") or {}).get("object") or {}
+        await handler(gateway, obj)
+    await (
+        StripeEvent.update({StripeEvent.processed_at: utcnow()})
+        .where((StripeEvent.event_id == event_id) & StripeEvent.processed_at.is_null())
+        .run()
+    )
+    return "processed" if handler else "unhandled"
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+async def payments_of(sale_id: int) -> list[dict[str, Any]]:
+    return await Payment.select().where(Payment.sale == sale_id).order_by(Payment.id).run()
+
+
+async def refunds_of(sale_id: int) -> list[dict[str, Any]]:
+    return await Refund.select().where(Refund.sale == sale_id).order_by(Refund.id).run()
+
+
+async def disputes_of(sale_id: int) -> list[dict[str, Any]]:
+    return await Dispute.select().where(Dispute.sale == sale_id).order_by(Dispute.id).run()
+
+
+def ensure_can_view_sale(user: CurrentUser, sale: dict[str, Any]) -> None:
+    if user.role == CLIENT:
+        if sale["client"] != user.id:
+            raise PermissionDeniedException("This is not your purchase.")
+        return
+    ensure_location_access(user, int(sale["location"]))

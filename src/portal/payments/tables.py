@@ -1,0 +1,83 @@
+from piccolo.columns import BigInt, Boolean, ForeignKey, Integer, Serial, Text, Timestamptz, Varchar
+from piccolo.columns.base import OnDelete
+from piccolo.table import Table
+
+from portal.auth.tables import User
+from portal.sales.tables import Sale
+
+
+class Payment(Table, tablename="payment"):
+    """Money received for a sale: a Stripe payment or an in-clinic one.
+
+    Stripe ids are unique, so one Stripe object maps to one row whichever
+    event or command records it first. ``status``: pending → succeeded, or
+    pending → failed / cancelled; guarded transitions only.
+    """
+
+    id: Serial
+    sale = ForeignKey(references=Sale, on_delete=OnDelete.restrict, required=True, index=True)
+    provider = Varchar(length=20, required=True)  # stripe | in_clinic
+    method = Varchar(length=20, required=True)  # card | cash | cheque | terminal
+    status = Varchar(length=20, required=True, index=True)
+    amount_cents = BigInt(required=True)
+    currency = Varchar(length=3, required=True)
+    fee_cents = BigInt(null=True, default=None)
+    net_cents = BigInt(null=True, default=None)
+    checkout_session_id = Varchar(length=255, null=True, default=None, unique=True)
+    checkout_url = Text(default="")
+    payment_intent_id = Varchar(length=255, null=True, default=None, unique=True)
+    charge_id = Varchar(length=255, null=True, default=None, unique=True)
+    balance_transaction_id = Varchar(length=255, null=True, default=None)
+    failure_message = Text(default="")
+    created_at = Timestamptz()
+    succeeded_at = Timestamptz(null=True, default=None, index=True)
+    recorded_by = ForeignKey(references=User, on_delete=OnDelete.restrict, null=True)
+
+
+class Refund(Table, tablename="refund"):
+    """Money returned for a sale: computed by the portal, or made in Stripe (external)."""
+
+    id: Serial
+    sale = ForeignKey(references=Sale, on_delete=OnDelete.restrict, required=True, index=True)
+    payment = ForeignKey(references=Payment, on_delete=OnDelete.restrict, required=True, index=True)
+    amount_cents = BigInt(required=True)
+    currency = Varchar(length=3, required=True)
+    sessions_requested = Integer(default=0)
+    sessions_revoked = Integer(default=0)
+    rule = Varchar(length=30, default="")
+    reason = Text(default="")
+    status = Varchar(length=20, required=True, index=True)  # pending | succeeded | failed
+    external = Boolean(default=False)
+    stripe_refund_id = Varchar(length=255, null=True, default=None, unique=True)
+    error = Text(default="")
+    created_by = ForeignKey(references=User, on_delete=OnDelete.restrict, null=True)
+    created_at = Timestamptz()
+    completed_at = Timestamptz(null=True, default=None, index=True)
+
+
+class Dispute(Table, tablename="dispute"):
+    """A chargeback: the sale's remaining sessions are frozen while it is open."""
+
+    id: Serial
+    sale = ForeignKey(references=Sale, on_delete=OnDelete.restrict, required=True, index=True)
+    payment = ForeignKey(references=Payment, on_delete=OnDelete.restrict, required=True)
+    stripe_dispute_id = Varchar(length=255, unique=True, required=True)
+    amount_cents = BigInt(required=True)
+    currency = Varchar(length=3, required=True)
+    reason = Varchar(length=60, default="")
+    status = Varchar(length=30, required=True)
+    outcome = Varchar(length=20, default="")  # won | lost
+    created_at = Timestamptz()
+    closed_at = Timestamptz(null=True, default=None)
+
+
+class StripeEvent(Table, tablename="stripe_event"):
+    """Every webhook event, stored first under its unique id: a repeat is a no-op."""
+
+    id: Serial
+    event_id = Varchar(length=255, unique=True, required=True)
+    type = Varchar(length=80, required=True)
+    stripe_created = Timestamptz(null=True, default=None)
+    received_at = Timestamptz()
+    processed_at = Timestamptz(null=True, default=None)
+    payload = Text(default="")

@@ -1,0 +1,268 @@
+"""The location day view: rooms and therapists against the hours of one local day.
+
+Rows are fixed slots of real time counted from local midnight, so a day on
+which the clocks change has 92 or 100 quarter hours instead of 96 and every
+block spans exactly as many rows as it lasts. Each column is a list of cells
+with row spans, rendered as a plain table (no inline styles, no script).
+Later issues add appointments as more blocks in the room columns.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from portal.auth.service import CurrentUser
+from portal.locations.service import get_location_for
+from portal.rooms.service import rooms_at
+from portal.rooms.tables import RoomOutage
+from portal.staff import hours as h
+from portal.staff.tables import Therapist, TherapistLocation, TimeOff, WorkingHours
+
+SLOT = timedelta(minutes=15)
+DEFAULT_FIRST_MINUTE = 8 * 60
+DEFAULT_LAST_MINUTE = 20 * 60
+
+
+@dataclass
+class Block:
+    kind: str  # "outage", "working" or "time-off"
+    title: str
+    start: datetime
+    end: datetime
+    detail: str = ""
+    first_row: int = 0
+    rowspan: int = 1
+
+
+@dataclass
+class Column:
+    kind: str  # "room" or "therapist"
+    title: str
+    href: str
+    subtitle: str = ""
+    blocks: list[Block] = field(default_factory=list)
+    starts: dict[int, Block] = field(default_factory=dict)
+    covered: set[int] = field(default_factory=set)
+
+
+@dataclass
+class Row:
+    index: int
+    label: str
+    is_hour: bool
+
+
+@dataclass
+class DayView:
+    location: dict[str, Any]
+    day: date
+    previous_day: date
+    next_day: date
+    hours_in_day: float
+    rows: list[Row]
+    columns: list[Column]
+    idle_therapists: list[str]
+    note: str = ""
+
+
+def _row_of(instant: datetime, day_start: datetime) -> float:
+    return (instant - day_start) / SLOT
+
+
+def _place(column: Column, first: int, last: int, day_start: datetime) -> None:
+    """Give each block its rows; a block squeezed out by rounding joins the one before."""
+    placed: list[Block] = []
+    for block in sorted(column.blocks, key=lambda b: (b.start, b.end)):
+        top = max(first, math.floor(_row_of(block.start, day_start)))
+        bottom = min(last, math.ceil(_row_of(block.end, day_start)))
+        if placed and top < placed[-1].first_row + placed[-1].rowspan:
+            top = placed[-1].first_row + placed[-1].rowspan
+        if bottom <= top:
+            if placed:
+                placed[-1].detail = "; ".join(p for p in (placed[-1].detail, block.title) if p)
+            continue
+        block.first_row, block.rowspan = top, bottom - top
+        placed.append(block)
+    column.blocks = placed
+    column.starts = {b.first_row: b for b in placed}
+    column.covered = {r for b in placed for r in range(b.first_row, b.first_row + b.rowspan)}
+
+
+def _fmt(instant: datetime, tz: ZoneInfo) -> str:
+    return instant.astimezone(tz).strftime("%H:%M")
+
+
+async def build_day_view(user: CurrentUser, location_id: int, day: date) -> DayView:
+    location = await get_location_for(user, location_id)
+    tz = ZoneInfo(str(location["timezone"]))
+    span = h.local_day_span(day, tz)
+    total_rows = round(_row_of(span.end, span.start))
+    columns: list[Column] = []
+
+    rooms = await rooms_at(location_id)
+    outages = (
+        await RoomOutage.select()
+        .where(
+            RoomOutage.room.is_in([r["id"] for r in rooms] or [-1])
+            & RoomOutage.cancelled_at.is_null()
+            & (RoomOutage.starts_at < span.end)
+            & (RoomOutage.ends_at > span.start)
+        )
+        .order_by(RoomOutage.starts_at)
+        .run()
+    )
+    for room in rooms:
+        column = Column(
+            kind="room",
+            title=str(room["name"]),
+            href=f"/rooms/{room['id']}",
+            subtitle=", ".join(room["tags"]),
+        )
+        for outage in outages:
+            if outage["room"] != room["id"]:
+                continue
+            start, end = max(outage["starts_at"], span.start), min(outage["ends_at"], span.end)
+            column.blocks.append(
+                Block(
+                    kind="outage",
+                    title="Out of service",
+                    detail=str(outage["reason"]),
+                    start=start,
+                    end=end,
+                )
+            )
+        columns.append(column)
+
+    therapists = (
+        await Therapist.select(Therapist.id, Therapist.name)
+        .where(
+            (Therapist.active == True)  # noqa: E712
+            & Therapist.id.is_in(
+                TherapistLocation.select(TherapistLocation.therapist).where(
+                    TherapistLocation.location == location_id
+                )
+            )
+        )
+        .order_by(Therapist.name)
+        .run()
+    )
+    ids = [t["id"] for t in therapists] or [-1]
+    hours = (
+        await WorkingHours.select()
+        .where(
+            (WorkingHours.location == location_id)
+            & (WorkingHours.weekday == day.weekday())
+            & WorkingHours.therapist.is_in(ids)
+        )
+        .order_by(WorkingHours.start_minute)
+        .run()
+    )
+    time_off = (
+        await TimeOff.select()
+        .where(
+            TimeOff.therapist.is_in(ids)
+            & TimeOff.cancelled_at.is_null()
+            & (TimeOff.starts_at < span.end)
+            & (TimeOff.ends_at > span.start)
+        )
+        .run()
+    )
+    idle: list[str] = []
+    for therapist in therapists:
+        mine = [r for r in hours if r["therapist"] == therapist["id"]]
+        holes = [
+            h.Span(t["starts_at"], t["ends_at"])
+            for t in time_off
+            if t["therapist"] == therapist["id"]
+        ]
+        reasons = {
+            (t["starts_at"], t["ends_at"]): str(t["reason"])
+            for t in time_off
+            if t["therapist"] == therapist["id"]
+        }
+        if not mine:
+            idle.append(str(therapist["name"]) + (" (time off)" if holes else ""))
+            continue
+        column = Column(
+            kind="therapist",
+            title=str(therapist["name"]),
+            href=f"/therapists/{therapist['id']}",
+            subtitle=", ".join(h.format_interval(r["start_minute"], r["end_minute"]) for r in mine),
+        )
+        for row in mine:
+            interval = h.interval_span(day, row["start_minute"], row["end_minute"], tz)
+            for piece, off in h.subtract(interval, holes):
+                if off:
+                    why = next(
+                        (
+                            text
+                            for (s, e), text in reasons.items()
+                            if s < piece.end and e > piece.start
+                        ),
+                        "",
+                    )
+                    column.blocks.append(
+                        Block(
+                            kind="time-off",
+                            title="Time off",
+                            detail=why,
+                            start=piece.start,
+                            end=piece.end,
+                        )
+                    )
+                else:
+                    column.blocks.append(
+                        Block(kind="working", title="Working", start=piece.start, end=piece.end)
+                    )
+        columns.append(column)
+
+    # The rows shown: 08:00–20:00 on the wall clock, widened to every block.
+    first = math.floor(_row_of(h.wall_to_utc(day, DEFAULT_FIRST_MINUTE, tz), span.start))
+    last = math.ceil(_row_of(h.wall_to_utc(day, DEFAULT_LAST_MINUTE, tz), span.start))
+    for column in columns:
+        for block in column.blocks:
+            first = min(first, math.floor(_row_of(block.start, span.start)))
+            last = max(last, math.ceil(_row_of(block.end, span.start)))
+    first -= first % 4  # start on a full hour of real time
+    first, last = max(0, first), min(total_rows, last)
+    for column in columns:
+        for block in column.blocks:
+            block.detail = " ".join(
+                p for p in (f"{_fmt(block.start, tz)}–{_fmt(block.end, tz)}", block.detail) if p
+            )
+        _place(column, first, last, span.start)
+
+    rows: list[Row] = []
+    previous_offset = None
+    for index in range(first, last):
+        instant = span.start + SLOT * index
+        local = instant.astimezone(tz)
+        offset = local.utcoffset()
+        label = local.strftime("%H:%M") if local.minute == 0 else ""
+        if label and (previous_offset is None or offset != previous_offset):
+            label += f" {local.tzname()}"
+        if label:
+            previous_offset = offset
+        rows.append(Row(index=index, label=label, is_hour=local.minute == 0))
+
+    hours_in_day = (span.end - span.start).total_seconds() / 3600
+    note = ""
+    if hours_in_day < 24:
+        note = f"The clocks go forward on this day: it has {hours_in_day:g} hours."
+    elif hours_in_day > 24:
+        note = f"The clocks go back on this day: it has {hours_in_day:g} hours."
+    return DayView(
+        location=location,
+        day=day,
+        previous_day=day - timedelta(days=1),
+        next_day=day + timedelta(days=1),
+        hours_in_day=hours_in_day,
+        rows=rows,
+        columns=columns,
+        idle_therapists=idle,
+        note=note,
+    )

@@ -1,0 +1,388 @@
+"""Sold packages: the snapshot, its session credits, activation and expiry.
+
+A sale is created *pending* with every term frozen from the catalog
+(:func:`portal.catalog.service.quote_package`). It becomes *active* when
+paid — by the Stripe webhook, or at once for an in-clinic payment — and only
+then gets its session credits and its journal entry. Every transition is a
+compare-and-set update, so a webhook delivered twice, or two processes
+racing, change it once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from litestar.exceptions import NotFoundException, PermissionDeniedException
+
+from portal import db
+from portal.auth.service import CLIENT, CurrentUser
+from portal.catalog.service import PackageTerms
+from portal.ledger import service as ledger
+from portal.locations.service import ensure_location_access
+from portal.sales.tables import Sale, SaleSession
+from portal.timeutil import utcnow
+
+PENDING = "pending"
+ACTIVE = "active"
+CANCELLED = "cancelled"
+REFUNDED = "refunded"
+
+AVAILABLE = "available"
+HELD = "held"
+REDEEMED = "redeemed"
+REVOKED = "revoked"
+EXPIRED = "expired"
+FORFEITED = "forfeited"
+UNUSED_STATES = (AVAILABLE,)
+
+ONLINE = "online"
+FRONT_DESK = "front_desk"
+
+PAYMENT_METHODS = {
+    "card": "Card (online)",
+    "cash": "Cash",
+    "cheque": "Cheque",
+    "terminal": "Card terminal in clinic",
+}
+# Where the money of a payment method sits until it is banked.
+CLEARING_ACCOUNT = {
+    "card": "stripe_clearing",
+    "cash": "cash_on_hand",
+    "cheque": "cash_on_hand",
+    "terminal": "cash_on_hand",
+}
+
+
+@dataclass(frozen=True)
+class SessionCounts:
+    total: int
+    available: int
+    held: int
+    redeemed: int
+    revoked: int
+    expired: int
+    forfeited: int
+
+    @property
+    def remaining(self) -> int:
+        """Sessions the client can still book."""
+        return self.available
+
+    @property
+    def used(self) -> int:
+        return self.redeemed + self.forfeited
+
+
+async def create_pending_sale(
+    client_id: int,
+    terms: PackageTerms,
+    *,
+    channel: str,
+    payment_method: str = "card",
+    sold_by: int | None = None,
+) -> int:
+    if payment_method not in PAYMENT_METHODS:
+        raise ValueError(f"unknown payment method {payment_method!r}")
+    rows = (
+        await Sale.insert(
+            Sale(
+                client=client_id,
+                location=terms.location_id,
+                package_id=terms.package_id,
+                price_version_id=terms.price_version_id,
+                price_is_override=terms.price_is_override,
+                service_id=terms.service_id,
+                service_name=terms.service_name,
+                item_name=terms.name,
+                sessions_total=terms.sessions,
+                validity_days=terms.validity_days,
+                currency=terms.currency,
+                price_cents=terms.price_cents,
+                unit_list_price_cents=terms.unit_list_price_cents,
+                net_cents=terms.net_cents,
+                tax_cents=terms.tax_cents,
+                total_cents=terms.total_cents,
+                tax_rate_bp=terms.tax_rate_bp,
+                prices_include_tax=terms.prices_include_tax,
+                terms=json.dumps(terms.as_dict()),
+                status=PENDING,
+                channel=channel,
+                payment_method=payment_method,
+                sold_by=sold_by,
+                frozen=False,
+                created_at=utcnow(),
+            )
+        )
+        .returning(Sale.id)
+        .run()
+    )
+    return int(rows[0]["id"])
+
+
+def session_shares(sale: dict[str, Any]) -> list[tuple[int, int]]:
+    """(net value, total paid) per session, from the snapshot."""
+    terms = json.loads(sale["terms"])
+    return list(zip(terms["session_values"], terms["session_totals"], strict=True))
+
+
+async def activate(
+    sale_id: int, *, occurred_at: datetime | None = None, payment_method: str | None = None
+) -> bool:
+    """Pending → active: the sale is paid. Creates its credits and journal entry.
+
+    Returns False when the sale was not pending (already active: a repeated
+    event; cancelled: see the caller, which decides whether a late payment
+    revives it).
+    """
+    when = occurred_at or utcnow()
+    async with db.transaction():
+        sale = await get_sale(sale_id)
+        method = payment_method or sale["payment_method"]
+        changed = (
+            await Sale.update(
+                {
+                    Sale.status: ACTIVE,
+                    Sale.activated_at: when,
+                    Sale.valid_until: when + timedelta(days=int(sale["validity_days"])),
+                    Sale.payment_method: method,
+                }
+            )
+            .where((Sale.id == sale_id) & (Sale.status == PENDING))
+            .returning(Sale.id)
+            .run()
+        )
+        if not changed:
+            return False
+        await SaleSession.insert(
+            *[
+                SaleSession(
+                    sale=sale_id,
+                    position=i,
+                    value_cents=value,
+                    total_cents=total,
+                    state=AVAILABLE,
+                    changed_at=when,
+                )
+                for i, (value, total) in enumerate(session_shares(sale), start=1)
+            ]
+        ).run()
+        await ledger.post(
+            event_key=f"sale:{sale_id}:paid",
+            kind="sale_paid",
+            occurred_at=when,
+            currency=sale["currency"],
+            location_id=sale["location"],
+            reference=f"sale:{sale_id}",
+            memo=f"{sale['item_name']} ({PAYMENT_METHODS.get(method, method)})",
+            sale_id=sale_id,
+            lines=[
+                ledger.debit(CLEARING_ACCOUNT[method], int(sale["total_cents"])),
+                ledger.credit("deferred_revenue", int(sale["net_cents"])),
+                ledger.credit("tax_payable", int(sale["tax_cents"])),
+            ],
+        )
+    return True
+
+
+async def revive_cancelled(sale_id: int) -> bool:
+    """Cancelled → pending, when a payment arrives for an abandoned checkout.
+
+    Stripe can deliver ``checkout.session.completed`` after ``expired`` only
+    out of order; money that really arrived must not be lost.
+    """
+    changed = (
+        await Sale.update({Sale.status: PENDING, Sale.closed_at: None})
+        .where((Sale.id == sale_id) & (Sale.status == CANCELLED))
+        .returning(Sale.id)
+        .run()
+    )
+    return bool(changed)
+
+
+async def cancel_pending(sale_id: int) -> bool:
+    changed = (
+        await Sale.update({Sale.status: CANCELLED, Sale.closed_at: utcnow()})
+        .where((Sale.id == sale_id) & (Sale.status == PENDING))
+        .returning(Sale.id)
+        .run()
+    )
+    return bool(changed)
+
+
+async def get_sale(sale_id: int) -> dict[str, Any]:
+    row = await Sale.select().where(Sale.id == sale_id).first().run()
+    if row is None:
+        raise NotFoundException("No such sale.")
+    return row
+
+
+async def get_sale_for(user: CurrentUser, sale_id: int, *, write: bool = False) -> dict[str, Any]:
+    """The sale if ``user`` may see it: its client, or staff of its location."""
+    sale = await get_sale(sale_id)
+    if user.role == CLIENT:
+        if sale["client"] != user.id or write:
+            raise PermissionDeniedException("This is not your purchase.")
+        return sale
+    ensure_location_access(user, int(sale["location"]), write=write)
+    return sale
+
+
+async def sessions_of(sale_id: int) -> list[dict[str, Any]]:
+    return (
+        await SaleSession.select()
+        .where(SaleSession.sale == sale_id)
+        .order_by(SaleSession.position)
+        .run()
+    )
+
+
+def count_states(rows: list[dict[str, Any]], total: int) -> SessionCounts:
+    counts = Counter(r["state"] for r in rows)
+    return SessionCounts(
+        total=total,
+        available=counts[AVAILABLE],
+        held=counts[HELD],
+        redeemed=counts[REDEEMED],
+        revoked=counts[REVOKED],
+        expired=counts[EXPIRED],
+        forfeited=counts[FORFEITED],
+    )
+
+
+async def counts_for(sale_ids: list[int]) -> dict[int, Counter[str]]:
+    if not sale_ids:
+        return {}
+    rows = (
+        await SaleSession.select(SaleSession.sale, SaleSession.state)
+        .where(SaleSession.sale.is_in(sale_ids))
+        .run()
+    )
+    out: dict[int, Counter[str]] = {i: Counter() for i in sale_ids}
+    for row in rows:
+        out[int(row["sale"])][row["state"]] += 1
+    return out
+
+
+async def session_counts(sale_id: int) -> SessionCounts:
+    sale = await get_sale(sale_id)
+    return count_states(await sessions_of(sale_id), int(sale["sessions_total"]))
+
+
+async def revoke_unused(
+    sale_id: int, count: int, *, refund_id: int | None = None
+) -> list[dict[str, Any]]:
+    """Revoke up to ``count`` available sessions, latest first; returns those revoked.
+
+    Each one is a compare-and-set, so a session booked a moment ago is never
+    revoked under the booking.
+    """
+    revoked: list[dict[str, Any]] = []
+    if count <= 0:
+        return revoked
+    candidates = (
+        await SaleSession.select()
+        .where((SaleSession.sale == sale_id) & (SaleSession.state == AVAILABLE))
+        .order_by(SaleSession.position, ascending=False)
+        .run()
+    )
+    now = utcnow()
+    for row in candidates:
+        if len(revoked) == count:
+            break
+        changed = (
+            await SaleSession.update(
+                {
+                    SaleSession.state: REVOKED,
+                    SaleSession.changed_at: now,
+                    SaleSession.refund_id: refund_id,
+                }
+            )
+            .where((SaleSession.id == row["id"]) & (SaleSession.state == AVAILABLE))
+            .returning(SaleSession.id)
+            .run()
+        )
+        if changed:
+            revoked.append(row)
+    return revoked
+
+
+async def set_frozen(sale_id: int, frozen: bool) -> None:
+    await Sale.update({Sale.frozen: frozen}).where(Sale.id == sale_id).run()
+
+
+async def mark_refunded_if_nothing_left(sale_id: int) -> None:
+    """A sale whose sessions are all revoked is fully refunded."""
+    counts = await session_counts(sale_id)
+    if counts.revoked == counts.total:
+        await (
+            Sale.update({Sale.status: REFUNDED, Sale.closed_at: utcnow()})
+            .where((Sale.id == sale_id) & (Sale.status == ACTIVE))
+            .run()
+        )
+
+
+async def client_sales(client_id: int) -> list[dict[str, Any]]:
+    rows = (
+        await Sale.select(
+            *Sale.all_columns(),
+            Sale.location.name.as_alias("location_name"),
+            Sale.location.timezone.as_alias("location_timezone"),
+        )
+        .where(Sale.client == client_id)
+        .order_by(Sale.id, ascending=False)
+        .run()
+    )
+    counts = await counts_for([int(r["id"]) for r in rows])
+    for row in rows:
+        c = counts.get(int(row["id"]), Counter())
+        row["remaining"] = c[AVAILABLE]
+        row["used"] = c[REDEEMED] + c[FORFEITED]
+        row["booked"] = c[HELD]
+    return rows
+
+
+async def expire_due(now: datetime | None = None) -> int:
+    """Expire unused sessions of sales past their validity; journal the breakage.
+
+    Idempotent: a session expires once, and the journal entry per sale and
+    run date is keyed. Returns the number of sessions expired.
+    """
+    now = now or utcnow()
+    due = (
+        await Sale.select(Sale.id, Sale.location, Sale.currency)
+        .where((Sale.status == ACTIVE) & (Sale.valid_until <= now))
+        .run()
+    )
+    expired_total = 0
+    for sale in due:
+        async with db.transaction():
+            rows = (
+                await SaleSession.update({SaleSession.state: EXPIRED, SaleSession.changed_at: now})
+                .where((SaleSession.sale == sale["id"]) & (SaleSession.state == AVAILABLE))
+                .returning(SaleSession.id, SaleSession.value_cents)
+                .run()
+            )
+            if not rows:
+                continue
+            value = sum(int(r["value_cents"]) for r in rows)
+            first = min(int(r["id"]) for r in rows)
+            await ledger.post(
+                event_key=f"sale:{sale['id']}:expired:{first}",
+                kind="package_expired",
+                occurred_at=now,
+                currency=sale["currency"],
+                location_id=sale["location"],
+                reference=f"sale:{sale['id']}",
+                memo=f"{len(rows)} unused session(s) expired",
+                sale_id=sale["id"],
+                lines=[
+                    ledger.debit("deferred_revenue", value),
+                    ledger.credit("breakage_revenue", value),
+                ],
+            )
+            expired_total += len(rows)
+    return expired_total

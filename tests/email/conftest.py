@@ -1,0 +1,1 @@
+from tests.email.smtpd import smtp_server  # noqa: F401  (fixture)

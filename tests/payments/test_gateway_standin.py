@@ -1,0 +1,504 @@
+"""The gateway against the local Stripe stand-in, through the official SDK.
+
+Everything here crosses a real HTTP boundary: gateway → stripe SDK → the
+stand-in process, and stand-in → signed webhook → a receiver in the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from portal.payments.gateway import (
+    GatewayError,
+    GatewayUnavailable,
+    StripeCheckoutSession,
+    StripeGateway,
+    WebhookSignatureError,
+)
+from portal.payments.standin import standin_process
+from portal.payments.standin.patches import stripe_fee
+from portal.settings import Settings
+from tests.stripe_standin import StandIn, WebhookReceiver
+
+pytestmark = pytest.mark.filterwarnings(
+    # The SDK's httpx client posts form bodies as ``data=str``.
+    "ignore:Use 'content=<...>' to upload raw bytes/text content.:DeprecationWarning"
+)
+
+
+def key(prefix: str) -> str:
+    return f"{prefix}:{uuid.uuid4().hex}"
+
+
+async def new_session(
+    gateway: StripeGateway,
+    landing: str = "http://127.0.0.1:9",
+    amount: int = 12500,
+    **overrides: Any,
+) -> StripeCheckoutSession:
+    sale = uuid.uuid4().hex[:8]
+    params: dict[str, Any] = {
+        "amount_cents": amount,
+        "currency": "USD",
+        "product_name": "5 × 60 min neuromuscular therapy",
+        "success_url": f"{landing}/success?session_id={{CHECKOUT_SESSION_ID}}",
+        "cancel_url": f"{landing}/catalog",
+        "client_reference_id": f"sale-{sale}",
+        "metadata": {"sale_id": sale},
+        "payment_intent_metadata": {"sale_id": sale},
+        "idempotency_key": key("checkout"),
+        "customer_email": "client@example.test",
+    }
+    params.update(overrides)
+    return await gateway.create_checkout_session(**params)
+
+
+async def paid_session(gateway: StripeGateway, standin: StandIn, amount: int = 12500) -> str:
+    """A completed purchase; returns its PaymentIntent id."""
+    session = await new_session(gateway, amount=amount)
+    await standin.complete_session(session.id)
+    done = await gateway.retrieve_checkout_session(session.id)
+    assert done.payment_intent_id is not None
+    return done.payment_intent_id
+
+
+# -- Checkout Sessions ------------------------------------------------------------
+
+
+async def test_create_retrieve_list_and_expire_a_session(stripe_gateway: StripeGateway) -> None:
+    created = await new_session(stripe_gateway, expires_after_seconds=3600)
+    assert created.id.startswith("cs_test_")
+    assert created.status == "open" and created.payment_status == "unpaid"
+    assert created.url and created.url.endswith(f"/checkout/pay/{created.id}")
+    assert created.amount_total == 12500 and created.currency == "usd"
+    assert created.payment_intent_id is None  # Stripe creates it when the client pays
+    assert created.expires_at is not None
+    assert timedelta(minutes=59) < created.expires_at - created.created <= timedelta(minutes=61)
+
+    fetched = await stripe_gateway.retrieve_checkout_session(created.id)
+    assert fetched == created
+
+    expired = await stripe_gateway.expire_checkout_session(created.id)
+    assert expired.status == "expired" and expired.url is None
+    with pytest.raises(GatewayError) as caught:
+        await stripe_gateway.expire_checkout_session(created.id)
+    assert caught.value.code == "checkout_session_not_open"
+
+
+async def test_a_session_is_found_by_its_payment_intent(
+    stripe_gateway: StripeGateway, stripe_standin: StandIn
+) -> None:
+    session = await new_session(stripe_gateway)
+    await stripe_standin.complete_session(session.id)
+    payment_intent = (await stripe_gateway.retrieve_checkout_session(session.id)).payment_intent_id
+    assert payment_intent is not None
+    found = await stripe_gateway.find_checkout_session(payment_intent)
+    assert found is not None and found.id == session.id
+    assert found.client_reference_id == session.client_reference_id
+    assert await stripe_gateway.find_checkout_session("pi_unknown") is None
+
+
+async def test_same_idempotency_key_and_params_give_the_same_session(
+    stripe_gateway: StripeGateway,
+) -> None:
+    same = {
+        "idempotency_key": key("checkout"),
+        "client_reference_id": "sale-1",
+        "metadata": {"sale_id": "1"},
+        "payment_intent_metadata": {"sale_id": "1"},
+        "expires_at": datetime.now(tz=UTC) + timedelta(hours=2),
+    }
+    first = await new_session(stripe_gateway, **same)
+    again = await new_session(stripe_gateway, **same)
+    assert again.id == first.id
+    assert again == first
+
+
+async def test_same_idempotency_key_with_other_params_is_refused(
+    stripe_gateway: StripeGateway,
+) -> None:
+    idempotency_key = key("checkout")
+    await new_session(stripe_gateway, idempotency_key=idempotency_key, amount=1000)
+    with pytest.raises(GatewayError) as caught:
+        await new_session(stripe_gateway, idempotency_key=idempotency_key, amount=2000)
+    assert caught.value.code == "idempotency_error"
+
+
+async def test_stripe_validation_errors_become_gateway_errors(
+    stripe_gateway: StripeGateway,
+) -> None:
+    with pytest.raises(GatewayError) as caught:
+        await new_session(stripe_gateway, expires_after_seconds=60)
+    assert caught.value.param == "expires_at"
+    assert "30 minutes" in caught.value.message
+    with pytest.raises(GatewayError) as missing:
+        await stripe_gateway.retrieve_checkout_session("cs_test_nope")
+    assert missing.value.code == "resource_missing"
+
+
+# -- the hosted page and webhooks -----------------------------------------------------
+
+
+async def test_paying_on_the_hosted_page_redirects_and_sends_a_signed_webhook(
+    stripe_gateway: StripeGateway, webhook_receiver: WebhookReceiver
+) -> None:
+    session = await new_session(stripe_gateway, landing=webhook_receiver.url)
+    assert session.url is not None
+    async with httpx.AsyncClient() as browser:
+        page = await browser.get(session.url)
+        assert page.status_code == 200
+        assert "125.00 USD" in page.text and "5 × 60 min" in page.text
+        assert 'value="pay"' in page.text and 'value="decline"' in page.text
+
+        paid = await browser.post(session.url, data={"action": "pay", "email": "x@example.test"})
+        assert paid.status_code == 303
+        assert paid.headers["location"] == (
+            f"{webhook_receiver.url}/success?session_id={session.id}"
+        )
+        landing = await browser.get(paid.headers["location"])
+        assert landing.status_code == 200
+    assert webhook_receiver.pages == [f"/success?session_id={session.id}"]
+
+    (delivery,) = await webhook_receiver.wait_for(
+        "checkout.session.completed", lambda e: e["data"]["object"]["id"] == session.id
+    )
+    event = stripe_gateway.verify_webhook(delivery.body, delivery.signature)
+    completed = event["data"]["object"]
+    assert completed["status"] == "complete" and completed["payment_status"] == "paid"
+    assert completed["metadata"] == session.metadata
+    assert completed["client_reference_id"] == session.client_reference_id
+    assert completed["payment_intent"].startswith("pi_")
+    assert event["api_version"] == "2026-10-28.endive"
+    with pytest.raises(WebhookSignatureError):
+        stripe_gateway.verify_webhook(
+            delivery.body.replace(b"complete", b"expired"), delivery.signature
+        )
+
+    (succeeded,) = await webhook_receiver.wait_for(
+        "payment_intent.succeeded",
+        lambda e: e["data"]["object"]["id"] == completed["payment_intent"],
+    )
+    intent_event = stripe_gateway.verify_webhook(succeeded.body, succeeded.signature)
+    assert intent_event["data"]["object"]["metadata"] == session.metadata
+    assert isinstance(intent_event["data"]["object"]["latest_charge"], str)  # an id, like Stripe
+
+    now_paid = await stripe_gateway.retrieve_checkout_session(session.id)
+    assert (now_paid.status, now_paid.payment_status) == ("complete", "paid")
+    assert now_paid.customer_email == "client@example.test"
+    async with httpx.AsyncClient() as browser:
+        again = await browser.get(f"{session.url}")
+    assert "already been paid" in again.text
+
+
+async def test_a_declined_card_keeps_the_session_open(
+    stripe_gateway: StripeGateway, webhook_receiver: WebhookReceiver
+) -> None:
+    session = await new_session(stripe_gateway, landing=webhook_receiver.url)
+    assert session.url is not None
+    async with httpx.AsyncClient() as browser:
+        declined = await browser.post(session.url, data={"action": "decline"})
+        assert declined.status_code == 200
+        assert "Your card was declined." in declined.text
+        failed_pi = (await stripe_gateway.retrieve_checkout_session(session.id)).payment_intent_id
+        assert failed_pi is not None
+        (failed,) = await webhook_receiver.wait_for(
+            "payment_intent.payment_failed", lambda e: e["data"]["object"]["id"] == failed_pi
+        )
+        assert (
+            stripe_gateway.verify_webhook(failed.body, failed.signature)["data"]["object"][
+                "metadata"
+            ]
+            == session.metadata
+        )
+        intent = await stripe_gateway.retrieve_payment_intent(failed_pi)
+        assert intent.status == "requires_payment_method"
+        assert intent.last_payment_error == "Your card was declined."
+
+        assert (await stripe_gateway.retrieve_checkout_session(session.id)).status == "open"
+        paid = await browser.post(session.url, data={"action": "pay"})
+        assert paid.status_code == 303
+    intent = await stripe_gateway.retrieve_payment_intent(failed_pi)
+    assert intent.status == "succeeded"  # the same intent, paid on the second attempt
+
+
+async def test_cancel_link_and_expiry(
+    stripe_gateway: StripeGateway, stripe_standin: StandIn, webhook_receiver: WebhookReceiver
+) -> None:
+    session = await new_session(stripe_gateway, landing=webhook_receiver.url)
+    assert session.url is not None
+    async with httpx.AsyncClient() as browser:
+        page = await browser.get(session.url)
+        assert f'href="{webhook_receiver.url}/catalog"' in page.text
+        await stripe_standin.expire_session_now(session.id)
+        expired_page = await browser.get(session.url)
+        assert "expired" in expired_page.text
+        refused = await browser.post(session.url, data={"action": "pay"})
+        assert refused.status_code == 409
+    (delivery,) = await webhook_receiver.wait_for(
+        "checkout.session.expired", lambda e: e["data"]["object"]["id"] == session.id
+    )
+    assert (
+        stripe_gateway.verify_webhook(delivery.body, delivery.signature)["data"]["object"]["status"]
+        == "expired"
+    )
+
+
+async def test_failed_deliveries_are_retried(
+    stripe_gateway: StripeGateway, stripe_standin: StandIn, webhook_receiver: WebhookReceiver
+) -> None:
+    webhook_receiver.scripted_statuses = [500, 503]
+    session = await new_session(stripe_gateway)
+    await stripe_standin.expire_session_now(session.id)
+    deliveries = await webhook_receiver.wait_for(
+        "checkout.session.expired", lambda e: e["data"]["object"]["id"] == session.id, count=3
+    )
+    assert len({d.event["id"] for d in deliveries}) == 1  # the same event each time
+    for delivery in deliveries:  # each attempt is signed afresh
+        stripe_gateway.verify_webhook(delivery.body, delivery.signature)
+    attempts = await stripe_standin.deliveries(deliveries[0].event["id"])
+    assert [(a["attempt"], a["status"], a["final"]) for a in attempts] == [
+        (1, 500, False),
+        (2, 503, False),
+        (3, 200, True),
+    ]
+
+
+async def test_tests_can_fire_and_redeliver_any_event(
+    stripe_gateway: StripeGateway, stripe_standin: StandIn, webhook_receiver: WebhookReceiver
+) -> None:
+    event_id = f"evt_test_{uuid.uuid4().hex[:10]}"
+    dispute = {"id": "dp_test_1", "object": "dispute", "charge": "ch_x", "status": "lost"}
+    fired = await stripe_standin.fire_event(
+        {"id": event_id, "type": "charge.dispute.closed", "data": {"object": dispute}}
+    )
+    assert fired["id"] == event_id
+    await stripe_standin.redeliver(event_id)
+    deliveries = await webhook_receiver.wait_for(
+        "charge.dispute.closed", lambda e: e["id"] == event_id, count=2
+    )
+    for delivery in deliveries:
+        event = stripe_gateway.verify_webhook(delivery.body, delivery.signature)
+        assert event["data"]["object"] == dispute
+
+
+# -- fees ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("amount", "fee"),
+    [(10000, 320), (12345, 388), (500, 45), (1500, 74), (2500, 103), (50, 31)],
+)
+def test_the_card_fee_is_2_9_percent_plus_30_cents_rounded_half_up(amount: int, fee: int) -> None:
+    assert stripe_fee(amount) == fee
+
+
+async def test_a_paid_session_has_fee_and_net_on_its_balance_transaction(
+    stripe_gateway: StripeGateway, stripe_standin: StandIn
+) -> None:
+    payment_intent = await paid_session(stripe_gateway, stripe_standin, amount=12500)
+    intent = await stripe_gateway.retrieve_payment_intent(payment_intent)
+    assert intent.status == "succeeded" and intent.amount == 12500
+    charge = intent.latest_charge
+    assert charge is not None and charge.paid and charge.payment_intent_id == payment_intent
+    txn = intent.balance_transaction
+    assert txn is not None
+    assert (txn.amount, txn.fee, txn.net, txn.currency) == (12500, 393, 12107, "usd")
+
+    assert (await stripe_gateway.retrieve_charge(charge.id)).balance_transaction == txn
+    assert await stripe_gateway.retrieve_balance_transaction(txn.id) == txn
+
+
+# -- refunds ------------------------------------------------------------------------------
+
+
+async def test_partial_then_full_refund_and_the_caps(
+    stripe_gateway: StripeGateway, stripe_standin: StandIn, webhook_receiver: WebhookReceiver
+) -> None:
+    payment_intent = await paid_session(stripe_gateway, stripe_standin, amount=10000)
+
+    partial = await stripe_gateway.create_refund(
+        payment_intent_id=payment_intent,
+        amount_cents=4000,
+        idempotency_key=key("refund"),
+        metadata={"refund_id": "1"},
+        reason="requested_by_customer",
+    )
+    assert (partial.status, partial.amount, partial.currency) == ("succeeded", 4000, "usd")
+    assert partial.payment_intent_id == payment_intent
+    assert partial.metadata == {"refund_id": "1"}
+
+    with pytest.raises(GatewayError) as too_much:
+        await stripe_gateway.create_refund(
+            payment_intent_id=payment_intent, amount_cents=6001, idempotency_key=key("refund")
+        )
+    assert too_much.value.code == "amount_too_large"
+    assert "$60.00" in too_much.value.message
+
+    # A dashboard "refund the rest" (no amount) refunds the remainder only.
+    rest = await stripe_standin.api("POST", "/v1/refunds", {"payment_intent": payment_intent})
+    assert rest.status_code == 200, rest.text
+    assert rest.json()["amount"] == 6000
+
+    with pytest.raises(GatewayError) as already:
+        await stripe_gateway.create_refund(
+            payment_intent_id=payment_intent, amount_cents=1, idempotency_key=key("refund")
+        )
+    assert already.value.code == "charge_already_refunded"
+
+    charge = (await stripe_gateway.retrieve_payment_intent(payment_intent)).latest_charge
+    assert charge is not None
+    assert (charge.amount_refunded, charge.refunded, charge.refundable) == (10000, True, 0)
+    listed = await stripe_gateway.list_refunds_for_charge(charge.id)
+    assert [r.amount for r in listed] == [6000, 4000]  # newest first
+    assert listed[1] == partial
+
+    refunded = await webhook_receiver.wait_for(
+        "charge.refunded",
+        lambda e: e["data"]["object"]["payment_intent"] == payment_intent,
+        count=2,
+    )
+    assert [d.event["data"]["object"]["amount_refunded"] for d in refunded] == [4000, 10000]
+    created = await webhook_receiver.wait_for(
+        "refund.created", lambda e: e["data"]["object"]["payment_intent"] == payment_intent, count=2
+    )
+    assert created[0].event["data"]["object"]["id"] == partial.id
+    for delivery in refunded + created:
+        stripe_gateway.verify_webhook(delivery.body, delivery.signature)
+
+
+async def test_a_repeated_refund_request_refunds_once(
+    stripe_gateway: StripeGateway, stripe_standin: StandIn
+) -> None:
+    payment_intent = await paid_session(stripe_gateway, stripe_standin)
+    charge_id = (await stripe_gateway.retrieve_payment_intent(payment_intent)).latest_charge_id
+    assert charge_id is not None
+    idempotency_key = key("refund")
+    first = await stripe_gateway.create_refund(
+        charge_id=charge_id, amount_cents=2500, idempotency_key=idempotency_key
+    )
+    again = await stripe_gateway.create_refund(
+        charge_id=charge_id, amount_cents=2500, idempotency_key=idempotency_key
+    )
+    assert again == first
+    assert (await stripe_gateway.retrieve_refund(first.id)) == first
+    charge = await stripe_gateway.retrieve_charge(charge_id)
+    assert charge.amount_refunded == 2500
+
+
+# -- listing for reconciliation ----------------------------------------------------------
+
+
+async def test_payments_and_refunds_are_listed_by_creation_window(
+    stripe_gateway: StripeGateway, stripe_standin: StandIn
+) -> None:
+    start = datetime.now(tz=UTC) - timedelta(seconds=1)
+    paid = [await paid_session(stripe_gateway, stripe_standin, amount=a) for a in (5000, 7000)]
+    refund = await stripe_gateway.create_refund(
+        payment_intent_id=paid[0], amount_cents=1000, idempotency_key=key("refund")
+    )
+    end = datetime.now(tz=UTC) + timedelta(seconds=2)
+
+    listed = [p async for p in stripe_gateway.iter_payment_intents(start, end)]
+    by_id = {p.id: p for p in listed}
+    assert set(paid) <= set(by_id)
+    assert [p.id for p in listed if p.id in paid] == list(reversed(paid))  # newest first
+    for payment_intent, amount in zip(paid, (5000, 7000), strict=True):
+        txn = by_id[payment_intent].balance_transaction
+        assert txn is not None and txn.fee == stripe_fee(amount)
+
+    refunds = [r async for r in stripe_gateway.iter_refunds(start, end)]
+    assert refund.id in {r.id for r in refunds}
+
+    past = [p async for p in stripe_gateway.iter_payment_intents(start - timedelta(days=2), start)]
+    assert not set(paid) & {p.id for p in past}
+
+
+async def test_listing_pages_through_more_than_one_page(
+    stripe_gateway: StripeGateway, stripe_standin: StandIn
+) -> None:
+    start = datetime.now(tz=UTC) - timedelta(seconds=1)
+    for _ in range(3):
+        await paid_session(stripe_gateway, stripe_standin)
+    end = datetime.now(tz=UTC) + timedelta(seconds=2)
+    response = await stripe_standin.api(
+        "GET",
+        f"/v1/payment_intents?limit=2&created[gte]={int(start.timestamp())}"
+        f"&created[lt]={int(end.timestamp())}",
+    )
+    page = response.json()
+    assert len(page["data"]) == 2 and page["has_more"] is True
+    one_page = [p.id async for p in stripe_gateway.iter_payment_intents(start, end)]
+    paged = [p async for p in stripe_gateway.iter_payment_intents(start, end, page_size=2)]
+    assert [p.id for p in paged] == one_page
+    assert len(set(one_page)) == len(one_page) >= 3
+    assert all(p.balance_transaction is not None for p in paged)  # expansion kept on every page
+
+
+# -- disputes -------------------------------------------------------------------------------
+
+
+async def test_disputes_are_opened_and_closed_with_webhooks(
+    stripe_gateway: StripeGateway, stripe_standin: StandIn, webhook_receiver: WebhookReceiver
+) -> None:
+    payment_intent = await paid_session(stripe_gateway, stripe_standin)
+    charge_id = (await stripe_gateway.retrieve_payment_intent(payment_intent)).latest_charge_id
+    assert charge_id is not None
+    dispute = await stripe_standin.open_dispute(charge_id)
+    assert re.match(r"^dp_", dispute["id"]) and dispute["status"] == "needs_response"
+    await stripe_standin.close_dispute(dispute["id"], "lost")
+    (opened,) = await webhook_receiver.wait_for(
+        "charge.dispute.created", lambda e: e["data"]["object"]["id"] == dispute["id"]
+    )
+    (closed,) = await webhook_receiver.wait_for(
+        "charge.dispute.closed", lambda e: e["data"]["object"]["id"] == dispute["id"]
+    )
+    assert opened.event["data"]["object"]["payment_intent"] == payment_intent
+    assert closed.event["data"]["object"]["status"] == "lost"
+    assert (await stripe_gateway.retrieve_charge(charge_id)).disputed
+
+
+# -- the process itself -----------------------------------------------------------------------
+
+
+async def test_a_private_stand_in_delivers_to_its_start_up_webhook_and_then_stops(
+    stripe_settings: Settings, webhook_receiver: WebhookReceiver
+) -> None:
+    """``--webhook-url``/``--webhook-secret`` at start-up; unreachable once stopped."""
+    process = standin_process(
+        webhook_urls=[f"{webhook_receiver.url}/webhook"], webhook_secret="whsec_private"
+    )
+    base_url = await asyncio.to_thread(process.__enter__)
+    private = dataclasses.replace(
+        stripe_settings, stripe_api_base=base_url, stripe_webhook_secret="whsec_private"
+    )
+    gateway = StripeGateway.from_settings(private, max_network_retries=0)
+    try:
+        session = await new_session(gateway)
+        async with httpx.AsyncClient(base_url=base_url) as client:
+            await client.post(f"/_standin/checkout/sessions/{session.id}/complete")
+        (delivery,) = await webhook_receiver.wait_for(
+            "checkout.session.completed", lambda e: e["data"]["object"]["id"] == session.id
+        )
+        assert gateway.verify_webhook(delivery.body, delivery.signature)["type"] == (
+            "checkout.session.completed"
+        )
+        async with httpx.AsyncClient(base_url=base_url) as client:
+            assert (await client.post("/_standin/reset")).status_code == 200
+        with pytest.raises(GatewayError) as gone:
+            await gateway.retrieve_checkout_session(session.id)
+        assert gone.value.code == "resource_missing"
+    finally:
+        await asyncio.to_thread(process.__exit__, None, None, None)
+    try:
+        with pytest.raises(GatewayUnavailable):
+            await gateway.retrieve_checkout_session(session.id)
+    finally:
+        await gateway.aclose()
