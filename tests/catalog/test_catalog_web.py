@@ -283,6 +283,15 @@ async def test_override_currency_must_match_the_location(owner_client, locations
     assert response.status_code == 422
     assert "in USD" in factories.field_error(response.text, "currency")
     assert factories.input_value(response.text, "price") == "565"
+    # The override's time is read in the location's zone, and never in the past.
+    an_hour_ago = to_local(utcnow() - timedelta(hours=1), "America/New_York")
+    response = await factories.post_form(
+        owner_client,
+        f"/catalog/packages/{package}/locations/{own}",
+        {"price": "565", "currency": "USD", "effective_local": f"{an_hour_ago:%Y-%m-%dT%H:%M}"},
+    )
+    assert response.status_code == 422
+    assert "in the past" in factories.field_error(response.text, "effective_local")
     assert await _counts() == before
 
 

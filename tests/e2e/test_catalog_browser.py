@@ -51,7 +51,9 @@ async def test_owner_creates_package_manager_overrides_public_page_shows_it(
     rows = page.locator("table.location-prices tbody tr")
     await expect(rows).to_have_count(1)  # only the manager's own location
     await rows.first.get_by_role("link", name="Override…").click()
-    await expect(page.get_by_role("heading", level=1, name=re.compile("Portland Pearl District"))).to_be_visible()
+    await expect(
+        page.get_by_role("heading", level=1, name=re.compile("Portland Pearl District"))
+    ).to_be_visible()
     await page.get_by_label("Override price").fill("549")
     await page.get_by_label("Note (optional)").fill("Pearl District pricing")
     await page.get_by_role("button", name="Save override").click()

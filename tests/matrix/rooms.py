@@ -9,5 +9,7 @@ async def provide(world: World) -> dict[str, Param]:
     other = await helpers.make_room(world.other_location, "Other Room")
     return {
         "room_id": Param(own=own, other=other),
-        "outage_id": Param(own=await helpers.add_outage(own), other=await helpers.add_outage(other)),
+        "outage_id": Param(
+            own=await helpers.add_outage(own), other=await helpers.add_outage(other)
+        ),
     }

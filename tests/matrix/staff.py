@@ -16,7 +16,9 @@ async def provide(world: World) -> dict[str, Param]:
         location_ids=[world.own_location],
         account=world.accounts[THERAPIST].id,
     )
-    other = await helpers.make_therapist(name="Other Therapist", location_ids=[world.other_location])
+    other = await helpers.make_therapist(
+        name="Other Therapist", location_ids=[world.other_location]
+    )
     start = utcnow() + timedelta(days=3)
     own_off = await helpers.add_time_off(own, start, start + timedelta(days=2))
     other_off = await helpers.add_time_off(other, start, start + timedelta(days=2))

@@ -59,7 +59,11 @@ async def test_names_are_unique_per_location_ignoring_case(db, locations, manage
     other = await service.create_room(manager_a, RoomInput(location_id=a, name="Alder"))
     with pytest.raises(ValidationFailed):
         await service.update_room(manager_a, other, RoomInput(location_id=a, name="CEDAR"))
-    assert (await service.get_room(room_id))["tags"] == ["hydraulic table", "hot stones", "heated table"]
+    assert (await service.get_room(room_id))["tags"] == [
+        "hydraulic table",
+        "hot stones",
+        "heated table",
+    ]
 
 
 async def test_the_database_enforces_unique_names_per_location(db, locations):
@@ -85,7 +89,9 @@ async def test_a_manager_only_touches_rooms_of_their_locations(db, locations, ma
 
 async def test_bad_tags_are_refused():
     with pytest.raises(ValidationFailed) as caught:
-        service.parse_room_form({"location_id": "1", "name": "X", "equipment_other": "<script>"}, {})
+        service.parse_room_form(
+            {"location_id": "1", "name": "X", "equipment_other": "<script>"}, {}
+        )
     assert "not a valid tag" in caught.value.errors["equipment_other"]
 
 

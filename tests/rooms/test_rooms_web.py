@@ -29,7 +29,12 @@ async def test_manager_adds_room_and_window(db, locations, manager_client):
     created = await factories.post_form(
         manager_client,
         "/rooms",
-        {"location_id": a, "name": "Alder", "equipment": ["hydraulic table"], "equipment_other": "heated table"},
+        {
+            "location_id": a,
+            "name": "Alder",
+            "equipment": ["hydraulic table"],
+            "equipment_other": "heated table",
+        },
     )
     assert created.status_code == 303
     room_url = created.headers["location"]
@@ -38,7 +43,12 @@ async def test_manager_adds_room_and_window(db, locations, manager_client):
     bad = await factories.post_form(
         manager_client,
         f"{room_url}/out-of-service",
-        {"start_date": "2026-12-07", "start_time": "14:00", "end_time": "12:00", "reason": "Repair"},
+        {
+            "start_date": "2026-12-07",
+            "start_time": "14:00",
+            "end_time": "12:00",
+            "reason": "Repair",
+        },
     )
     assert bad.status_code == 422
     assert factories.field_error(bad.text, "end_time") == "The end is before the start."
@@ -47,7 +57,12 @@ async def test_manager_adds_room_and_window(db, locations, manager_client):
     good = await factories.post_form(
         manager_client,
         f"{room_url}/out-of-service",
-        {"start_date": "2099-12-07", "start_time": "12:00", "end_time": "14:00", "reason": "Repair"},
+        {
+            "start_date": "2099-12-07",
+            "start_time": "12:00",
+            "end_time": "14:00",
+            "reason": "Repair",
+        },
     )
     assert good.status_code == 303
     page = await manager_client.get(room_url)

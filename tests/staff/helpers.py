@@ -84,7 +84,9 @@ async def make_therapist(
     )
     therapist_id = int(rows[0]["id"])
     for loc in location_ids:
-        await TherapistLocation.insert(TherapistLocation(therapist=therapist_id, location=loc)).run()
+        await TherapistLocation.insert(
+            TherapistLocation(therapist=therapist_id, location=loc)
+        ).run()
     for service in service_ids:
         await TherapistService.insert(
             TherapistService(therapist=therapist_id, service=service)

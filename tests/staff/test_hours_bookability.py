@@ -156,7 +156,9 @@ async def test_inactive_therapist_is_not_bookable(db, locations):
 async def test_set_hours_replaces_the_week_and_is_audited(db, locations, owner_actor):
     a, _ = locations
     t = await helpers.make_therapist(location_ids=[a])
-    await service.set_hours(owner_actor, t, a, [iv(MONDAY, "09:00-12:00"), iv(MONDAY, "13:00-18:00")])
+    await service.set_hours(
+        owner_actor, t, a, [iv(MONDAY, "09:00-12:00"), iv(MONDAY, "13:00-18:00")]
+    )
     rows = await service.hours_of(t, a)
     assert [(r["start_minute"], r["end_minute"]) for r in rows] == [(540, 720), (780, 1080)]
     await service.set_hours(owner_actor, t, a, [iv(TUESDAY, "10:00-16:00")])
@@ -170,7 +172,11 @@ async def test_set_hours_replaces_the_week_and_is_audited(db, locations, owner_a
     [
         ([iv(MONDAY, "12:00-09:00")], "d0_0_end", "before the start"),
         ([iv(MONDAY, "09:00-09:00")], "d0_0_end", "empty"),
-        ([iv(MONDAY, "09:00-12:00"), iv(MONDAY, "11:00-14:00")], "d0_1_start", "Overlaps 09:00–12:00"),
+        (
+            [iv(MONDAY, "09:00-12:00"), iv(MONDAY, "11:00-14:00")],
+            "d0_1_start",
+            "Overlaps 09:00–12:00",
+        ),
     ],
 )
 async def test_bad_intervals_are_refused_and_nothing_is_saved(
@@ -195,7 +201,9 @@ async def test_overlap_with_another_location_in_the_same_zone_is_refused(db, own
         await service.set_hours(owner_actor, t, a, [iv(MONDAY, "11:00-14:00")])
     assert "Overlaps Monday 09:00–12:00 at Harlem" in caught.value.errors["d0_0_start"]
     # Back to back is fine, and so is the same time on another day.
-    await service.set_hours(owner_actor, t, a, [iv(MONDAY, "12:00-15:00"), iv(TUESDAY, "09:00-12:00")])
+    await service.set_hours(
+        owner_actor, t, a, [iv(MONDAY, "12:00-15:00"), iv(TUESDAY, "09:00-12:00")]
+    )
 
 
 async def test_overlap_across_zones_is_found_on_the_weeks_their_dst_differs(
@@ -216,7 +224,9 @@ async def test_overlap_across_zones_is_found_on_the_weeks_their_dst_differs(
     assert "2027-03-15" in message
     assert await service.hours_of(t, a) == []
     # 09:00 in New York is 13:00 or 14:00 in London: never inside 14:00-15:00 there.
-    await service.set_hours(owner_actor, t, a, [iv(MONDAY, "08:00-09:00")], today=date(2026, 11, 27))
+    await service.set_hours(
+        owner_actor, t, a, [iv(MONDAY, "08:00-09:00")], today=date(2026, 11, 27)
+    )
 
 
 async def test_hours_only_at_locations_the_therapist_works_at(db, locations, owner_actor):
@@ -242,14 +252,23 @@ async def test_a_manager_edits_hours_only_at_their_own_location(db, locations):
 
 def test_parse_hours_form_reads_rows_and_reports_half_filled_ones():
     intervals = service.parse_hours_form(
-        {"d0_0_start": "09:00", "d0_0_end": "12:00", "d0_1_start": "", "d0_1_end": "", "d4_0_start": "18:00", "d4_0_end": "00:00"}
+        {
+            "d0_0_start": "09:00",
+            "d0_0_end": "12:00",
+            "d0_1_start": "",
+            "d0_1_end": "",
+            "d4_0_start": "18:00",
+            "d4_0_end": "00:00",
+        }
     )
     assert [(i.weekday, i.start_minute, i.end_minute, i.key) for i in intervals] == [
         (0, 540, 720, "d0_0"),
         (4, 1080, 1440, "d4_0"),  # 00:00 as an end is midnight
     ]
     with pytest.raises(ValidationFailed) as caught:
-        service.parse_hours_form({"d2_0_start": "09:00", "d2_0_end": "", "d3_0_start": "9am", "d3_0_end": "10:00"})
+        service.parse_hours_form(
+            {"d2_0_start": "09:00", "d2_0_end": "", "d3_0_start": "9am", "d3_0_end": "10:00"}
+        )
     assert set(caught.value.errors) == {"d2_0_end", "d3_0_start"}
 
 

@@ -119,7 +119,9 @@ async def test_managers_see_their_locations_only(db, locations, app, manager_cli
     assert (await manager_client.get(f"/therapists/{shared}/hours/{a}")).status_code == 200
     assert (await manager_client.get(f"/therapists/{shared}/hours/{b}")).status_code == 403
     response = await factories.post_form(
-        manager_client, f"/therapists/{shared}/hours/{b}", {"d0_0_start": "09:00", "d0_0_end": "10:00"}
+        manager_client,
+        f"/therapists/{shared}/hours/{b}",
+        {"d0_0_start": "09:00", "d0_0_end": "10:00"},
     )
     assert response.status_code == 403
     # The manager of B sees the shared therapist too, but not A-only ones.

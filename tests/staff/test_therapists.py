@@ -50,7 +50,7 @@ async def test_create_links_locations_and_services_and_is_audited(db, locations,
 
 
 async def test_unknown_services_and_foreign_locations_are_refused(db, locations, manager_a):
-    a, b = locations
+    _, b = locations
     with pytest.raises(ValidationFailed) as caught:
         await service.create_therapist(
             manager_a,
@@ -101,7 +101,11 @@ async def test_a_manager_changes_only_their_own_locations_on_a_shared_profile(
     )
     row = await service.get_therapist(shared)
     assert row["location_ids"] == {b}
-    hours = await WorkingHours.select(WorkingHours.location).where(WorkingHours.therapist == shared).run()
+    hours = (
+        await WorkingHours.select(WorkingHours.location)
+        .where(WorkingHours.therapist == shared)
+        .run()
+    )
     assert [h["location"] for h in hours] == [b]
     # Now the therapist no longer works at A: the manager of A cannot see them.
     with pytest.raises(PermissionDeniedException):
@@ -143,7 +147,9 @@ async def test_the_sign_in_account_follows_the_profile_locations(db, locations, 
     assert await location_ids_of(user_id) == {a, b}
     # Deactivating with the account signs them out of everything.
     await service.set_active(owner_actor, t, False, include_account=True)
-    assert (await User.select(User.active).where(User.id == user_id).first().run())["active"] is False
+    assert (await User.select(User.active).where(User.id == user_id).first().run())[
+        "active"
+    ] is False
     # Linking: only therapist accounts, one profile each.
     other = await helpers.make_therapist(location_ids=[a])
     with pytest.raises(ValidationFailed) as caught:
@@ -172,9 +178,9 @@ async def test_list_search_filter_and_keyset_pages(db, locations, manager_a, own
     )
     found = await service.list_therapists(manager_a, search="retired", status="all")
     assert [r["name"] for r in found.rows] == ["Alpha Retired"]
-    assert [r["name"] for r in (await service.list_therapists(owner_actor, search="beta")).rows] == [
-        "Beta Only"
-    ]
+    assert [
+        r["name"] for r in (await service.list_therapists(owner_actor, search="beta")).rows
+    ] == ["Beta Only"]
 
 
 async def test_compliance_buckets_per_location(db, locations, owner_actor, manager_a):
@@ -221,7 +227,9 @@ async def test_photo_upload_checks_type_and_size(db, locations, owner_actor):
         await service.set_photo(owner_actor, t, b"GIF89a....")
     assert "JPEG, PNG or WebP" in caught.value.errors["photo"]
     with pytest.raises(ValidationFailed) as caught:
-        await service.set_photo(owner_actor, t, b"\x89PNG\r\n\x1a\n" + b"0" * service.MAX_PHOTO_BYTES)
+        await service.set_photo(
+            owner_actor, t, b"\x89PNG\r\n\x1a\n" + b"0" * service.MAX_PHOTO_BYTES
+        )
     assert "limit is 2 MB" in caught.value.errors["photo"]
     assert not await service.has_photo(t)
     await service.set_photo(owner_actor, t, b"\x89PNG\r\n\x1a\nfirst")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from litestar import Controller, Request, Response, get, post
-from litestar.exceptions import ValidationException
+from litestar.exceptions import NoRouteMatchFoundException, ValidationException
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
 
@@ -23,6 +24,8 @@ from portal.web.responses import client_address, redirect
 readers = requires_role(OWNER, MANAGER, ACCOUNTANT)
 override_editors = requires_role(OWNER, MANAGER)
 PUBLIC = {"public": True}
+# The purchase page's route name (payments); the public catalog links to it when present.
+BUY_ROUTE = "buy"
 CURRENCIES = ["USD", "CAD", "EUR", "GBP", "AUD", "NZD", "CHF"]
 
 SERVICE_DEFAULTS = {
@@ -613,13 +616,32 @@ async def _override_page(
 
 
 @get("/book/{location_slug:str}", opt=PUBLIC, name="public_catalog")
-async def public_catalog(location_slug: FromPath[str]) -> Template:
+async def public_catalog(request: Request[Any, Any, Any], location_slug: FromPath[str]) -> Template:
     """A location's packages for sale online, with that location's prices (no sign-in)."""
     found = await service.public_catalog(location_slug, utcnow())
     if found is None:
         return page("public_not_found.html", status_code=404)
     location, offers = found
-    return page("public.html", location=location, offers=offers)
+    return page(
+        "public.html",
+        location=location,
+        offers=offers,
+        buy_urls=_buy_urls(request, location, offers),
+    )
+
+
+def _buy_urls(
+    request: Request[Any, Any, Any], location: dict[str, Any], offers: list[service.Offer]
+) -> dict[int, str]:
+    """Links to the purchase page, when the app has one (the payments context)."""
+    urls: dict[int, str] = {}
+    for offer in offers:
+        try:
+            path = request.app.route_reverse(BUY_ROUTE, package_id=offer.package["id"])
+        except NoRouteMatchFoundException:
+            return {}
+        urls[offer.package["id"]] = f"{path}?{urlencode({'location': location['slug']})}"
+    return urls
 
 
 # -- JSON API --------------------------------------------------------------------

@@ -30,6 +30,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from litestar.exceptions import NotFoundException, PermissionDeniedException
+from piccolo.query.functions.string import Lower
 
 from portal import db, money
 from portal.audit import service as audit
@@ -872,9 +873,11 @@ def _require_owner(actor: CurrentUser) -> None:
 async def _name_taken(
     table: type[Service] | type[Package], name: str, exclude_id: int | None
 ) -> bool:
-    # LIKE wildcards in the name only widen the candidates; equality is checked here.
-    rows = await table.select(table.id, table.name).where(table.name.ilike(name)).run()
-    return any(r["name"].casefold() == name.casefold() and r["id"] != exclude_id for r in rows)
+    """Names are unique regardless of case (as the database's lower(name) index says)."""
+    query = table.exists().where(Lower(table.name) == name.lower())
+    if exclude_id is not None:
+        query = query.where(table.id != exclude_id)
+    return bool(await query.run())
 
 
 def _version_record(

@@ -50,9 +50,14 @@ class UnbalancedEntry(ValueError):
 
 @dataclass(frozen=True)
 class Line:
+    """One side of an entry. ``location_id`` overrides the entry's location:
+    a session sold at one clinic and given at another moves deferred revenue
+    at the first and recognises revenue at the second."""
+
     account: str
     debit: int = 0
     credit: int = 0
+    location_id: int | None = None
 
     def __post_init__(self) -> None:
         if self.account not in ACCOUNTS:
@@ -63,12 +68,12 @@ class Line:
             raise UnbalancedEntry("A line is either a non-negative debit or a credit")
 
 
-def debit(account: str, cents: int) -> Line:
-    return Line(account=account, debit=cents)
+def debit(account: str, cents: int, *, location_id: int | None = None) -> Line:
+    return Line(account=account, debit=cents, location_id=location_id)
 
 
-def credit(account: str, cents: int) -> Line:
-    return Line(account=account, credit=cents)
+def credit(account: str, cents: int, *, location_id: int | None = None) -> Line:
+    return Line(account=account, credit=cents, location_id=location_id)
 
 
 async def post(
@@ -82,6 +87,7 @@ async def post(
     reference: str = "",
     memo: str = "",
     sale_id: int | None = None,
+    therapist_id: int | None = None,
 ) -> int | None:
     """Write one balanced entry; returns its id, or None if ``event_key`` was journalled before.
 
@@ -120,10 +126,11 @@ async def post(
                     account=line.account,
                     debit_cents=line.debit,
                     credit_cents=line.credit,
-                    location=location_id,
+                    location=line.location_id if line.location_id is not None else location_id,
                     currency=currency,
                     occurred_at=when,
                     sale_id=sale_id,
+                    therapist_id=therapist_id,
                 )
                 for line in lines
             ]

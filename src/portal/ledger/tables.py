@@ -39,3 +39,5 @@ class JournalLine(Table, tablename="journal_line"):
     currency = Varchar(length=3, required=True)
     occurred_at = Timestamptz()
     sale_id = Integer(null=True, default=None, index=True)
+    # Who gave the session, for revenue by therapist (session-completed entries).
+    therapist_id = Integer(null=True, default=None, index=True)

@@ -243,10 +243,13 @@ async def _payment_by_charge(charge_id: str) -> dict[str, Any] | None:
     return await Payment.select().where(Payment.charge_id == charge_id).first().run()
 
 
-async def _record_fee(payment: dict[str, Any], txn: StripeBalanceTransaction) -> None:
-    """Fee and net from the balance transaction, once; journalled as an expense."""
+async def _record_fee(payment: dict[str, Any], txn: StripeBalanceTransaction) -> bool:
+    """Fee and net from the balance transaction, once; journalled as an expense.
+
+    Returns True when this call recorded the fee.
+    """
     if payment["fee_cents"] is not None:
-        return
+        return False
     changed = (
         await Payment.update(
             {
@@ -260,7 +263,7 @@ async def _record_fee(payment: dict[str, Any], txn: StripeBalanceTransaction) ->
         .run()
     )
     if not changed:
-        return
+        return False
     sale = await sales.get_sale(int(payment["sale"]))
     await ledger.post(
         event_key=f"fee:{txn.id}",
@@ -273,6 +276,7 @@ async def _record_fee(payment: dict[str, Any], txn: StripeBalanceTransaction) ->
         sale_id=sale["id"],
         lines=[ledger.debit("processing_fees", txn.fee), ledger.credit("stripe_clearing", txn.fee)],
     )
+    return True
 
 
 async def record_stripe_payment(
@@ -712,9 +716,11 @@ async def record_external_refund(gateway: StripeGateway, refund: StripeRefund) -
         return False
     if await Refund.exists().where(Refund.stripe_refund_id == refund.id).run():
         return False
-    ours = refund.metadata.get("refund_id", "")
-    if ours.isdigit() and await Refund.exists().where(Refund.id == int(ours)).run():
-        return False  # our own refund, completed by refund_sale
+    own = await _own_refund_of(refund)
+    if own is not None:
+        # Our own refund, seen from Stripe's side: completes it if the answer
+        # to refund_sale was lost (a timeout); otherwise nothing to do.
+        return await settle_own_refund(own, refund) == "completed"
     payment = await _ensure_payment_recorded(gateway, refund.payment_intent_id)
     if payment is None and refund.charge_id:
         payment = await _payment_by_charge(refund.charge_id)

@@ -234,7 +234,7 @@ class RoomController(Controller):
     async def new_outage(self, request: Request[Any, Any, Any], room_id: FromPath[int]) -> Template:
         room = await service.get_room_for(current_user(request), room_id, write=True)
         today = utcnow().astimezone(ZoneInfo(str(room["timezone"]))).date().isoformat()
-        form = {"start_date": today, "end_date": today}
+        form = {"start_date": today}
         return Template(
             "rooms/outage_form.html",
             context={"room": room, "form": form, "errors": {}, "labels": LABELS},

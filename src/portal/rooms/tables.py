@@ -28,7 +28,10 @@ class Room(Table, tablename="room"):
 
 
 class RoomOutage(Table, tablename="room_outage"):
-    """An out-of-service window (maintenance, cleaning): [starts_at, ends_at) in UTC, unless cancelled."""
+    """An out-of-service window (maintenance, cleaning): [starts_at, ends_at) in UTC.
+
+    Cancelled windows keep their row (``cancelled_at``) and no longer count.
+    """
 
     id: Serial
 

@@ -1,0 +1,933 @@
+"""Appointments: free slots, booking with a session credit, cancelling, completing.
+
+Rules:
+
+* A slot is free when the therapist may be booked then
+  (:func:`portal.staff.service.is_bookable`: active, licensed and insured,
+  working, not on time off, permitted to give the service), neither the
+  therapist nor a suitable room is busy until the end plus the service's
+  buffer, and the room is in service.
+* A booking holds one session credit of the client's active packages for
+  that service, earliest expiry first. No credit, no booking.
+* The database refuses overlapping busy appointments of a therapist or a
+  room (see the bookings constraints migration), so two requests racing for
+  the same slot cannot both win; the loser is told the slot was just taken.
+* Cancelling before the location's window returns the credit; later (late
+  cancel) or not coming (no-show) forfeits it unless a manager waives it
+  with a reason. Completing a session redeems the credit: its value moves
+  from deferred revenue at the clinic that sold it to service revenue at the
+  clinic that gave it, with the therapist named on the journal line.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import sys
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from litestar.exceptions import NotFoundException, PermissionDeniedException
+
+from portal import db
+from portal.audit import service as audit
+from portal.auth.service import CLIENT, MANAGER, OWNER, THERAPIST, CurrentUser
+from portal.bookings.tables import Appointment
+from portal.catalog.tables import Service
+from portal.ledger import service as ledger
+from portal.locations.service import ensure_location_access
+from portal.locations.tables import Location
+from portal.rooms.service import split_tags
+from portal.rooms.tables import Room, RoomOutage
+from portal.sales import service as sales
+from portal.sales.tables import Sale, SaleSession
+from portal.staff import hours as h
+from portal.staff.service import is_bookable
+from portal.staff.tables import (
+    Therapist,
+    TherapistLocation,
+    TherapistService,
+    TimeOff,
+    WorkingHours,
+)
+from portal.timeutil import utcnow
+from portal.web.forms import ValidationFailed
+
+log = logging.getLogger("portal.bookings")
+
+BOOKED = "booked"
+COMPLETED = "completed"
+CANCELLED = "cancelled"
+LATE_CANCEL = "late_cancel"
+NO_SHOW = "no_show"
+BUSY_STATES = (BOOKED, COMPLETED, NO_SHOW)
+STATUS_LABELS = {
+    BOOKED: "Booked",
+    COMPLETED: "Completed",
+    CANCELLED: "Cancelled",
+    LATE_CANCEL: "Late cancel",
+    NO_SHOW: "No-show",
+}
+SLOT_STEP_MINUTES = 15
+
+
+class SlotTaken(Exception):
+    """Someone else booked the therapist or room a moment ago."""
+
+
+class NoCredit(Exception):
+    """The client has no unused session of an active package for the service."""
+
+
+@dataclass(frozen=True)
+class Slot:
+    start: datetime
+    end: datetime
+    therapist_id: int
+    therapist_name: str
+    room_id: int
+    room_name: str
+
+
+def _is_overlap_violation(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.IntegrityError):
+        return "appointment_overlap" in str(exc)
+    asyncpg = sys.modules.get("asyncpg")
+    return bool(asyncpg is not None and isinstance(exc, asyncpg.exceptions.ExclusionViolationError))
+
+
+# -- reading -----------------------------------------------------------------------------
+
+
+async def get_appointment(appointment_id: int) -> dict[str, Any]:
+    row = (
+        await Appointment.select(
+            *Appointment.all_columns(),
+            Appointment.therapist.name.as_alias("therapist_name"),
+            Appointment.therapist.account.as_alias("therapist_account"),
+            Appointment.room.name.as_alias("room_name"),
+            Appointment.location.name.as_alias("location_name"),
+            Appointment.location.timezone.as_alias("timezone"),
+            Appointment.location.cancellation_window_hours.as_alias("window_hours"),
+            Appointment.service.name.as_alias("service_name"),
+            Appointment.client.email.as_alias("client_email"),
+            Appointment.client.name.as_alias("client_name"),
+        )
+        .where(Appointment.id == appointment_id)
+        .first()
+        .run()
+    )
+    if row is None:
+        raise NotFoundException("No such appointment.")
+    return row
+
+
+async def get_appointment_for(
+    user: CurrentUser, appointment_id: int, *, write: bool = False
+) -> dict[str, Any]:
+    """The appointment if ``user`` may see it: its client, its therapist, staff of its location."""
+    row = await get_appointment(appointment_id)
+    if user.role == CLIENT:
+        if row["client"] != user.id:
+            raise PermissionDeniedException("This is not your appointment.")
+        return row
+    if user.role == THERAPIST:
+        if row["therapist_account"] != user.id or write:
+            raise PermissionDeniedException("This is not your appointment.")
+        return row
+    ensure_location_access(user, int(row["location"]), write=write)
+    return row
+
+
+async def appointments_between(
+    *,
+    start: datetime,
+    end: datetime,
+    location_id: int | None = None,
+    therapist_id: int | None = None,
+    client_id: int | None = None,
+    statuses: tuple[str, ...] | None = None,
+) -> list[dict[str, Any]]:
+    query = Appointment.select(
+        *Appointment.all_columns(),
+        Appointment.therapist.name.as_alias("therapist_name"),
+        Appointment.room.name.as_alias("room_name"),
+        Appointment.service.name.as_alias("service_name"),
+        Appointment.client.name.as_alias("client_name"),
+        Appointment.client.email.as_alias("client_email"),
+        Appointment.location.name.as_alias("location_name"),
+        Appointment.location.timezone.as_alias("timezone"),
+    ).where((Appointment.start_at < end) & (Appointment.busy_until > start))
+    if location_id is not None:
+        query = query.where(Appointment.location == location_id)
+    if therapist_id is not None:
+        query = query.where(Appointment.therapist == therapist_id)
+    if client_id is not None:
+        query = query.where(Appointment.client == client_id)
+    if statuses is not None:
+        query = query.where(Appointment.status.is_in(list(statuses)))
+    return await query.order_by(Appointment.start_at).run()
+
+
+async def client_appointments(client_id: int, *, limit: int = 100) -> list[dict[str, Any]]:
+    return (
+        await Appointment.select(
+            *Appointment.all_columns(),
+            Appointment.therapist.name.as_alias("therapist_name"),
+            Appointment.service.name.as_alias("service_name"),
+            Appointment.location.name.as_alias("location_name"),
+            Appointment.location.timezone.as_alias("timezone"),
+            Appointment.location.cancellation_window_hours.as_alias("window_hours"),
+        )
+        .where(Appointment.client == client_id)
+        .order_by(Appointment.start_at, ascending=False)
+        .limit(limit)
+        .run()
+    )
+
+
+async def credits_for(client_id: int, service_id: int, at: datetime) -> list[dict[str, Any]]:
+    """Unused session credits usable for ``service_id`` at ``at``, earliest expiry first."""
+    return (
+        await SaleSession.select(
+            SaleSession.id,
+            SaleSession.sale,
+            SaleSession.position,
+            SaleSession.value_cents,
+            SaleSession.sale.valid_until.as_alias("valid_until"),
+            SaleSession.sale.item_name.as_alias("item_name"),
+        )
+        .where(
+            (SaleSession.state == sales.AVAILABLE)
+            & (SaleSession.sale.client == client_id)
+            & (SaleSession.sale.service_id == service_id)
+            & (SaleSession.sale.status == sales.ACTIVE)
+            & (SaleSession.sale.frozen == False)  # noqa: E712
+            & (SaleSession.sale.valid_until > at)
+        )
+        .order_by(SaleSession.sale.valid_until)
+        .order_by(SaleSession.sale.id)
+        .order_by(SaleSession.position)
+        .run()
+    )
+
+
+# -- free slots --------------------------------------------------------------------------
+
+
+@dataclass
+class _Context:
+    location: dict[str, Any]
+    tz: ZoneInfo
+    service: dict[str, Any]
+    duration: timedelta
+    buffer: timedelta
+    rooms: list[dict[str, Any]]
+
+
+async def _context(location_id: int, service_id: int) -> _Context:
+    location = await Location.select().where(Location.id == location_id).first().run()
+    if location is None or not location["active"]:
+        raise NotFoundException("No such clinic.")
+    service = await Service.select().where(Service.id == service_id).first().run()
+    if service is None or not service["active"]:
+        raise NotFoundException("No such service.")
+    needed = set(split_tags(service["required_equipment"] or ""))
+    rooms = [
+        r
+        for r in await Room.select()
+        .where((Room.location == location_id) & (Room.active == True))  # noqa: E712
+        .order_by(Room.name)
+        .run()
+        if needed <= set(split_tags(r["equipment"] or ""))
+    ]
+    return _Context(
+        location=location,
+        tz=ZoneInfo(str(location["timezone"])),
+        service=service,
+        duration=timedelta(minutes=int(service["duration_minutes"])),
+        buffer=timedelta(minutes=int(service["buffer_after_minutes"] or 0)),
+        rooms=rooms,
+    )
+
+
+async def _therapists(
+    location_id: int, service_id: int, therapist_id: int | None
+) -> list[dict[str, Any]]:
+    at_location = {
+        r["therapist"]
+        for r in await TherapistLocation.select(TherapistLocation.therapist)
+        .where(TherapistLocation.location == location_id)
+        .run()
+    }
+    permitted = {
+        r["therapist"]
+        for r in await TherapistService.select(TherapistService.therapist)
+        .where(TherapistService.service == service_id)
+        .run()
+    }
+    ids = at_location & permitted
+    if therapist_id is not None:
+        ids &= {therapist_id}
+    if not ids:
+        return []
+    return (
+        await Therapist.select()
+        .where(Therapist.id.is_in(list(ids)) & (Therapist.active == True))  # noqa: E712
+        .order_by(Therapist.name)
+        .run()
+    )
+
+
+def _spans(rows: list[dict[str, Any]], start_key: str, end_key: str) -> list[h.Span]:
+    return [h.Span(r[start_key], r[end_key]) for r in rows]
+
+
+def _overlaps_any(span: h.Span, busy: list[h.Span]) -> bool:
+    return any(span.overlaps(b) for b in busy)
+
+
+async def free_slots(
+    location_id: int,
+    service_id: int,
+    day: date,
+    *,
+    therapist_id: int | None = None,
+    now: datetime | None = None,
+) -> list[Slot]:
+    """Every bookable start on the local ``day``, per therapist, with a room assigned."""
+    now = now or utcnow()
+    ctx = await _context(location_id, service_id)
+    if not ctx.rooms:
+        return []
+    day_span = h.local_day_span(day, ctx.tz)
+    therapists = await _therapists(location_id, service_id, therapist_id)
+    if not therapists:
+        return []
+    ids = [int(t["id"]) for t in therapists]
+    window_start = day_span.start - timedelta(hours=4)
+    window_end = day_span.end + timedelta(hours=4)
+    hours = (
+        await WorkingHours.select()
+        .where(WorkingHours.therapist.is_in(ids) & (WorkingHours.location == location_id))
+        .run()
+    )
+    time_off = (
+        await TimeOff.select()
+        .where(
+            TimeOff.therapist.is_in(ids)
+            & TimeOff.cancelled_at.is_null()
+            & (TimeOff.starts_at < window_end)
+            & (TimeOff.ends_at > window_start)
+        )
+        .run()
+    )
+    busy_rows = (
+        await Appointment.select(
+            Appointment.therapist, Appointment.room, Appointment.start_at, Appointment.busy_until
+        )
+        .where(
+            Appointment.status.is_in(list(BUSY_STATES))
+            & (Appointment.start_at < window_end)
+            & (Appointment.busy_until > window_start)
+            & (Appointment.therapist.is_in(ids) | (Appointment.location == location_id))
+        )
+        .run()
+    )
+    outages = (
+        await RoomOutage.select()
+        .where(
+            RoomOutage.room.is_in([int(r["id"]) for r in ctx.rooms])
+            & RoomOutage.cancelled_at.is_null()
+            & (RoomOutage.starts_at < window_end)
+            & (RoomOutage.ends_at > window_start)
+        )
+        .run()
+    )
+    room_busy: dict[int, list[h.Span]] = {int(r["id"]): [] for r in ctx.rooms}
+    room_load: dict[int, int] = {int(r["id"]): 0 for r in ctx.rooms}
+    therapist_busy: dict[int, list[h.Span]] = {i: [] for i in ids}
+    for row in busy_rows:
+        span = h.Span(row["start_at"], row["busy_until"])
+        if row["room"] in room_busy:
+            room_busy[row["room"]].append(span)
+            room_load[row["room"]] += 1
+        if row["therapist"] in therapist_busy:
+            therapist_busy[row["therapist"]].append(span)
+    for row in outages:
+        room_busy[int(row["room"])].append(h.Span(row["starts_at"], row["ends_at"]))
+    step = timedelta(minutes=SLOT_STEP_MINUTES)
+    slots: list[Slot] = []
+    for therapist in therapists:
+        tid = int(therapist["id"])
+        if not _credentials_valid(therapist, day):
+            continue
+        working = h.merge(
+            h.interval_span(day, r["start_minute"], r["end_minute"], ctx.tz)
+            for r in hours
+            if r["therapist"] == tid and r["weekday"] == day.weekday()
+        )
+        away = [h.Span(t["starts_at"], t["ends_at"]) for t in time_off if t["therapist"] == tid]
+        for span in working:
+            start = _align(span.start, ctx.tz)
+            while start + ctx.duration <= span.end:
+                session = h.Span(start, start + ctx.duration)
+                busy = h.Span(start, start + ctx.duration + ctx.buffer)
+                if (
+                    start > now
+                    and not _overlaps_any(session, away)
+                    and not _overlaps_any(busy, therapist_busy[tid])
+                ):
+                    room = _pick_room(ctx.rooms, room_busy, room_load, busy)
+                    if room is not None:
+                        slots.append(
+                            Slot(
+                                start=start,
+                                end=start + ctx.duration,
+                                therapist_id=tid,
+                                therapist_name=str(therapist["name"]),
+                                room_id=int(room["id"]),
+                                room_name=str(room["name"]),
+                            )
+                        )
+                start += step
+    slots.sort(key=lambda s: (s.start, s.therapist_name))
+    return slots
+
+
+def _credentials_valid(therapist: dict[str, Any], day: date) -> bool:
+    return all(
+        therapist[key] is not None and therapist[key] >= day
+        for key in ("licence_expires", "insurance_expires")
+    )
+
+
+def _align(instant: datetime, tz: ZoneInfo) -> datetime:
+    """The first slot boundary (a whole step of local wall time) at or after ``instant``."""
+    utc = instant.astimezone(UTC)
+    whole = utc.replace(second=0, microsecond=0)
+    if whole < utc:
+        whole += timedelta(minutes=1)
+    local = whole.astimezone(tz)
+    extra = (-(local.hour * 60 + local.minute)) % SLOT_STEP_MINUTES
+    return whole + timedelta(minutes=extra)
+
+
+def _pick_room(
+    rooms: list[dict[str, Any]],
+    busy: dict[int, list[h.Span]],
+    load: dict[int, int],
+    span: h.Span,
+) -> dict[str, Any] | None:
+    """A free room, the least used that day first (spreads wear, keeps rooms free)."""
+    free = [r for r in rooms if not _overlaps_any(span, busy[int(r["id"])])]
+    if not free:
+        return None
+    return min(free, key=lambda r: (load[int(r["id"])], str(r["name"])))
+
+
+# -- booking ----------------------------------------------------------------------------
+
+
+def _ensure_may_book_for(actor: CurrentUser, client_id: int, location_id: int) -> None:
+    if actor.role == CLIENT:
+        if actor.id != client_id:
+            raise PermissionDeniedException("Clients book for themselves.")
+        return
+    if actor.role not in (OWNER, MANAGER):
+        raise PermissionDeniedException("Only the client or staff of the clinic can book.")
+    ensure_location_access(actor, location_id, write=True)
+
+
+async def book(
+    actor: CurrentUser,
+    *,
+    client_id: int,
+    location_id: int,
+    service_id: int,
+    start_at: datetime,
+    therapist_id: int | None = None,
+    series_id: str | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Book one appointment; returns its id.
+
+    Raises ``ValidationFailed`` (with reasons), ``NoCredit`` or ``SlotTaken``.
+    """
+    _ensure_may_book_for(actor, client_id, location_id)
+    now = now or utcnow()
+    start_at = start_at.astimezone(UTC)
+    if start_at <= now:
+        raise ValidationFailed({"start": "Choose a time in the future."})
+    ctx = await _context(location_id, service_id)
+    end_at = start_at + ctx.duration
+    busy_until = end_at + ctx.buffer
+    candidates = await _therapists(location_id, service_id, therapist_id)
+    if not candidates:
+        raise ValidationFailed({"therapist": "No therapist here can give this service."})
+    reasons: list[str] = []
+    credits = await credits_for(client_id, service_id, start_at)
+    if not credits:
+        raise NoCredit()
+    day = h.local_date(start_at, ctx.tz)
+    for therapist in await _least_busy_first(candidates, day, ctx.tz):
+        tid = int(therapist["id"])
+        verdict = await is_bookable(tid, location_id, start_at, end_at, service_id)
+        if not verdict:
+            reasons.extend(verdict.reasons)
+            continue
+        if await _therapist_busy(tid, start_at, busy_until):
+            reasons.append(f"{therapist['name']} is already booked then.")
+            continue
+        rooms = await _free_rooms(ctx, start_at, busy_until)
+        if not rooms:
+            raise ValidationFailed({"start": "No treatment room is free at that time."})
+        for room in rooms:
+            for credit in credits:
+                try:
+                    return await _insert(
+                        actor,
+                        client_id=client_id,
+                        location_id=location_id,
+                        service_id=service_id,
+                        therapist_id=tid,
+                        room_id=int(room["id"]),
+                        start_at=start_at,
+                        end_at=end_at,
+                        busy_until=busy_until,
+                        credit_id=int(credit["id"]),
+                        series_id=series_id,
+                    )
+                except _CreditGone:
+                    continue  # taken by a parallel booking of the same client; try the next
+                except SlotTaken:
+                    break  # this room went; try the next room
+            else:
+                raise NoCredit()
+        if therapist_id is not None:
+            raise SlotTaken()
+    if therapist_id is not None and reasons:
+        raise ValidationFailed({"start": " ".join(reasons)})
+    raise ValidationFailed({"start": "No therapist is free at that time."})
+
+
+class _CreditGone(Exception):
+    pass
+
+
+async def _least_busy_first(
+    therapists: list[dict[str, Any]], day: date, tz: ZoneInfo
+) -> list[dict[str, Any]]:
+    span = h.local_day_span(day, tz)
+    rows = (
+        await Appointment.select(Appointment.therapist)
+        .where(
+            Appointment.therapist.is_in([int(t["id"]) for t in therapists])
+            & Appointment.status.is_in(list(BUSY_STATES))
+            & (Appointment.start_at >= span.start)
+            & (Appointment.start_at < span.end)
+        )
+        .run()
+    )
+    load: dict[int, int] = {}
+    for row in rows:
+        load[int(row["therapist"])] = load.get(int(row["therapist"]), 0) + 1
+    return sorted(therapists, key=lambda t: (load.get(int(t["id"]), 0), str(t["name"])))
+
+
+async def _therapist_busy(therapist_id: int, start: datetime, until: datetime) -> bool:
+    return bool(
+        await Appointment.exists()
+        .where(
+            (Appointment.therapist == therapist_id)
+            & Appointment.status.is_in(list(BUSY_STATES))
+            & (Appointment.start_at < until)
+            & (Appointment.busy_until > start)
+        )
+        .run()
+    )
+
+
+async def _free_rooms(ctx: _Context, start: datetime, until: datetime) -> list[dict[str, Any]]:
+    ids = [int(r["id"]) for r in ctx.rooms]
+    if not ids:
+        return []
+    taken = {
+        r["room"]
+        for r in await Appointment.select(Appointment.room)
+        .where(
+            Appointment.room.is_in(ids)
+            & Appointment.status.is_in(list(BUSY_STATES))
+            & (Appointment.start_at < until)
+            & (Appointment.busy_until > start)
+        )
+        .run()
+    }
+    out_of_service = {
+        r["room"]
+        for r in await RoomOutage.select(RoomOutage.room)
+        .where(
+            RoomOutage.room.is_in(ids)
+            & RoomOutage.cancelled_at.is_null()
+            & (RoomOutage.starts_at < until)
+            & (RoomOutage.ends_at > start)
+        )
+        .run()
+    }
+    day = h.local_day_span(h.local_date(start, ctx.tz), ctx.tz)
+    load_rows = (
+        await Appointment.select(Appointment.room)
+        .where(
+            Appointment.room.is_in(ids)
+            & Appointment.status.is_in(list(BUSY_STATES))
+            & (Appointment.start_at >= day.start)
+            & (Appointment.start_at < day.end)
+        )
+        .run()
+    )
+    load = {i: 0 for i in ids}
+    for row in load_rows:
+        load[int(row["room"])] += 1
+    free = [r for r in ctx.rooms if r["id"] not in taken and r["id"] not in out_of_service]
+    return sorted(free, key=lambda r: (load[int(r["id"])], str(r["name"])))
+
+
+async def _insert(
+    actor: CurrentUser,
+    *,
+    client_id: int,
+    location_id: int,
+    service_id: int,
+    therapist_id: int,
+    room_id: int,
+    start_at: datetime,
+    end_at: datetime,
+    busy_until: datetime,
+    credit_id: int,
+    series_id: str | None,
+) -> int:
+    now = utcnow()
+    try:
+        async with db.transaction():
+            held = (
+                await SaleSession.update(
+                    {SaleSession.state: sales.HELD, SaleSession.changed_at: now}
+                )
+                .where((SaleSession.id == credit_id) & (SaleSession.state == sales.AVAILABLE))
+                .returning(SaleSession.id)
+                .run()
+            )
+            if not held:
+                raise _CreditGone()
+            rows = (
+                await Appointment.insert(
+                    Appointment(
+                        client=client_id,
+                        therapist=therapist_id,
+                        room=room_id,
+                        location=location_id,
+                        service=service_id,
+                        start_at=start_at,
+                        end_at=end_at,
+                        busy_until=busy_until,
+                        status=BOOKED,
+                        sale_session=credit_id,
+                        series_id=series_id,
+                        booked_by=actor.id,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+                .returning(Appointment.id)
+                .run()
+            )
+            appointment_id = int(rows[0]["id"])
+            await (
+                SaleSession.update({SaleSession.appointment_id: appointment_id})
+                .where(SaleSession.id == credit_id)
+                .run()
+            )
+            await audit.record(
+                actor,
+                "book",
+                "appointment",
+                appointment_id,
+                after={
+                    "client_id": client_id,
+                    "therapist_id": therapist_id,
+                    "room_id": room_id,
+                    "location_id": location_id,
+                    "service_id": service_id,
+                    "start_at": start_at,
+                    "credit_id": credit_id,
+                },
+            )
+    except Exception as exc:
+        if _is_overlap_violation(exc):
+            raise SlotTaken() from exc
+        raise
+    return appointment_id
+
+
+# -- after booking ------------------------------------------------------------------------
+
+
+def is_late(appointment: dict[str, Any], now: datetime) -> bool:
+    """Inside the location's cancellation window (or past the start)?"""
+    window = timedelta(hours=int(appointment["window_hours"]))
+    return now > appointment["start_at"] - window
+
+
+async def _release_credit(credit_id: int | None, new_state: str) -> dict[str, Any] | None:
+    """Held → ``new_state`` (available: returned; forfeited; redeemed). Returns the credit."""
+    if credit_id is None:
+        return None
+    update: dict[Any, Any] = {SaleSession.state: new_state, SaleSession.changed_at: utcnow()}
+    if new_state == sales.AVAILABLE:
+        update[SaleSession.appointment_id] = None
+    rows = (
+        await SaleSession.update(update)
+        .where((SaleSession.id == credit_id) & (SaleSession.state == sales.HELD))
+        .returning(SaleSession.id, SaleSession.sale, SaleSession.value_cents)
+        .run()
+    )
+    return rows[0] if rows else None
+
+
+async def _recognise(
+    appointment: dict[str, Any], credit: dict[str, Any], kind: str, memo: str
+) -> None:
+    """Deferred revenue at the selling clinic → service revenue where the session was due."""
+    sale = (
+        await Sale.select(Sale.location, Sale.currency)
+        .where(Sale.id == credit["sale"])
+        .first()
+        .run()
+    )
+    assert sale is not None
+    value = int(credit["value_cents"])
+    await ledger.post(
+        event_key=f"appointment:{appointment['id']}:{kind}",
+        kind=kind,
+        currency=sale["currency"],
+        location_id=int(appointment["location"]),
+        reference=f"appointment:{appointment['id']}",
+        memo=memo,
+        sale_id=int(credit["sale"]),
+        therapist_id=int(appointment["therapist"]),
+        lines=[
+            ledger.debit("deferred_revenue", value, location_id=int(sale["location"])),
+            ledger.credit("service_revenue", value, location_id=int(appointment["location"])),
+        ],
+    )
+
+
+async def _set_status(appointment_id: int, new: str, **values: Any) -> bool:
+    update: dict[Any, Any] = {Appointment.status: new, Appointment.updated_at: utcnow()}
+    for key, value in values.items():
+        update[getattr(Appointment, key)] = value
+    rows = (
+        await Appointment.update(update)
+        .where((Appointment.id == appointment_id) & (Appointment.status == BOOKED))
+        .returning(Appointment.id)
+        .run()
+    )
+    return bool(rows)
+
+
+async def cancel(
+    actor: CurrentUser,
+    appointment_id: int,
+    *,
+    reason: str = "",
+    waive: bool = False,
+    waive_reason: str = "",
+    now: datetime | None = None,
+) -> str:
+    """Cancel a booked appointment; returns ``cancelled`` or ``late_cancel``.
+
+    Before the window the credit comes back. Inside it the credit is
+    forfeited, unless a manager or owner waives the forfeit with a reason.
+    """
+    now = now or utcnow()
+    appointment = await get_appointment_for(actor, appointment_id, write=actor.role != CLIENT)
+    if appointment["status"] != BOOKED:
+        raise ValidationFailed({"status": "Only a booked appointment can be cancelled."})
+    late = is_late(appointment, now)
+    if waive:
+        if actor.role not in (OWNER, MANAGER):
+            raise PermissionDeniedException("Only managers waive a late cancellation.")
+        if not waive_reason.strip():
+            raise ValidationFailed({"waive_reason": "Say why the forfeit is waived."})
+    forfeit = late and not waive
+    async with db.transaction():
+        changed = await _set_status(
+            appointment_id,
+            LATE_CANCEL if late else CANCELLED,
+            cancelled_at=now,
+            cancel_reason=reason.strip()[:1000],
+            waived=late and waive,
+            waive_reason=waive_reason.strip()[:1000] if late and waive else "",
+        )
+        if not changed:
+            raise ValidationFailed({"status": "The appointment changed meanwhile; reload it."})
+        credit = await _release_credit(
+            appointment["sale_session"], sales.FORFEITED if forfeit else sales.AVAILABLE
+        )
+        if forfeit and credit is not None:
+            await _recognise(appointment, credit, "session_forfeited", "Late cancellation")
+        await audit.record(
+            actor,
+            "late_cancel" if late else "cancel",
+            "appointment",
+            appointment_id,
+            before={"status": BOOKED},
+            after={
+                "status": LATE_CANCEL if late else CANCELLED,
+                "reason": reason.strip(),
+                "credit": "forfeited" if forfeit else "returned",
+                "waive_reason": waive_reason.strip() if late and waive else "",
+            },
+        )
+    return LATE_CANCEL if late else CANCELLED
+
+
+async def mark_no_show(
+    actor: CurrentUser,
+    appointment_id: int,
+    *,
+    waive: bool = False,
+    waive_reason: str = "",
+    now: datetime | None = None,
+) -> None:
+    now = now or utcnow()
+    if actor.role not in (OWNER, MANAGER):
+        raise PermissionDeniedException("Managers record no-shows.")
+    appointment = await get_appointment_for(actor, appointment_id, write=True)
+    if appointment["status"] != BOOKED or appointment["start_at"] > now:
+        raise ValidationFailed(
+            {"status": "Only a booked appointment that has started can be a no-show."}
+        )
+    if waive and not waive_reason.strip():
+        raise ValidationFailed({"waive_reason": "Say why the forfeit is waived."})
+    async with db.transaction():
+        if not await _set_status(
+            appointment_id, NO_SHOW, waived=waive, waive_reason=waive_reason.strip()[:1000]
+        ):
+            raise ValidationFailed({"status": "The appointment changed meanwhile; reload it."})
+        credit = await _release_credit(
+            appointment["sale_session"], sales.AVAILABLE if waive else sales.FORFEITED
+        )
+        if not waive and credit is not None:
+            await _recognise(appointment, credit, "session_forfeited", "No-show")
+        await audit.record(
+            actor, "no_show", "appointment", appointment_id,
+            before={"status": BOOKED},
+            after={"status": NO_SHOW, "credit": "returned" if waive else "forfeited",
+                   "waive_reason": waive_reason.strip()},
+        )  # fmt: skip
+
+
+async def complete(actor: CurrentUser, appointment_id: int, *, now: datetime | None = None) -> None:
+    """The session was given: redeem its credit and recognise the revenue."""
+    now = now or utcnow()
+    appointment = await get_appointment(appointment_id)
+    if actor.role == THERAPIST:
+        if appointment["therapist_account"] != actor.id:
+            raise PermissionDeniedException("This is not your appointment.")
+    elif actor.role in (OWNER, MANAGER):
+        ensure_location_access(actor, int(appointment["location"]), write=True)
+    else:
+        raise PermissionDeniedException("Therapists and managers complete sessions.")
+    if appointment["status"] != BOOKED:
+        raise ValidationFailed({"status": "Only a booked appointment can be completed."})
+    if appointment["start_at"] > now:
+        raise ValidationFailed({"status": "A session cannot be completed before it starts."})
+    async with db.transaction():
+        if not await _set_status(appointment_id, COMPLETED, completed_at=now):
+            raise ValidationFailed({"status": "The appointment changed meanwhile; reload it."})
+        credit = await _release_credit(appointment["sale_session"], sales.REDEEMED)
+        if credit is not None:
+            await _recognise(appointment, credit, "session_completed", "Session given")
+        await audit.record(
+            actor, "complete", "appointment", appointment_id,
+            before={"status": BOOKED}, after={"status": COMPLETED},
+        )  # fmt: skip
+
+
+async def move(
+    actor: CurrentUser,
+    appointment_id: int,
+    *,
+    start_at: datetime,
+    therapist_id: int | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Move a booked appointment (staff), keeping its credit."""
+    now = now or utcnow()
+    appointment = await get_appointment_for(actor, appointment_id, write=True)
+    if actor.role not in (OWNER, MANAGER):
+        raise PermissionDeniedException("Staff move appointments.")
+    if appointment["status"] != BOOKED:
+        raise ValidationFailed({"start": "Only a booked appointment can be moved."})
+    start_at = start_at.astimezone(UTC)
+    if start_at <= now:
+        raise ValidationFailed({"start": "Choose a time in the future."})
+    ctx = await _context(int(appointment["location"]), int(appointment["service"]))
+    tid = therapist_id or int(appointment["therapist"])
+    end_at = start_at + ctx.duration
+    busy_until = end_at + ctx.buffer
+    verdict = await is_bookable(
+        tid, int(appointment["location"]), start_at, end_at, int(appointment["service"])
+    )
+    if not verdict:
+        raise ValidationFailed({"start": " ".join(verdict.reasons)})
+    rooms = await _free_rooms(ctx, start_at, busy_until)
+    current_room = next((r for r in ctx.rooms if r["id"] == appointment["room"]), None)
+    # The current room counts as free if only this appointment occupies it.
+    try:
+        async with db.transaction():
+            room_id = None
+            for room in ([current_room] if current_room else []) + rooms:
+                clash = (
+                    await Appointment.exists()
+                    .where(
+                        (Appointment.room == room["id"])
+                        & (Appointment.id != appointment_id)
+                        & Appointment.status.is_in(list(BUSY_STATES))
+                        & (Appointment.start_at < busy_until)
+                        & (Appointment.busy_until > start_at)
+                    )
+                    .run()
+                )
+                if not clash:
+                    room_id = int(room["id"])
+                    break
+            if room_id is None:
+                raise ValidationFailed({"start": "No treatment room is free at that time."})
+            await (
+                Appointment.update(
+                    {
+                        Appointment.start_at: start_at,
+                        Appointment.end_at: end_at,
+                        Appointment.busy_until: busy_until,
+                        Appointment.therapist: tid,
+                        Appointment.room: room_id,
+                        Appointment.updated_at: now,
+                    }
+                )
+                .where((Appointment.id == appointment_id) & (Appointment.status == BOOKED))
+                .run()
+            )
+            await audit.record(
+                actor, "move", "appointment", appointment_id,
+                before={"start_at": appointment["start_at"],
+                        "therapist_id": appointment["therapist"], "room_id": appointment["room"]},
+                after={"start_at": start_at, "therapist_id": tid, "room_id": room_id},
+            )  # fmt: skip
+    except Exception as exc:
+        if _is_overlap_violation(exc):
+            raise SlotTaken() from exc
+        raise
