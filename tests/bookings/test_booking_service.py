@@ -130,9 +130,9 @@ async def test_no_credit_and_bad_times_are_refused(clinic):
 
 
 async def test_concurrent_requests_never_double_book(clinic):
-    from tests.bookings.conftest import give_package
-    from tests import factories
     from portal.auth.service import CLIENT, CurrentUser
+    from tests import factories
+    from tests.bookings.conftest import give_package
 
     day = future_day()
     users = []
@@ -220,8 +220,8 @@ async def test_cancel_early_returns_the_credit_late_forfeits_it(clinic):
 
 async def test_completing_recognises_revenue_where_given(clinic):
     # Sold at the other location, given at this one.
-    from tests.bookings.conftest import give_package
     from portal.sales.tables import Sale
+    from tests.bookings.conftest import give_package
 
     await Sale.update({Sale.status: "refunded"}).where(Sale.id == clinic.sale_id).run()
     sale = await give_package(clinic.client.id, clinic.other_location_id, clinic.service_id, 2)

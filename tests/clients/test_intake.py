@@ -222,7 +222,9 @@ async def test_only_the_client_writes_their_intake(db):
     other = await factories.make_user("client")
     parsed = _parse()
     for role, user_id in (("client", other.id), ("owner", 1), ("manager", 2)):
-        actor = CurrentUser(id=user_id, email="x@example.test", name="", role=role, location_ids=frozenset())
+        actor = CurrentUser(
+            id=user_id, email="x@example.test", name="", role=role, location_ids=frozenset()
+        )
         with pytest.raises(Exception, match="own intake"):
             await service.save_intake(actor, client_account.id, parsed)
     assert await ClientIntake.count().run() == 0
@@ -234,7 +236,9 @@ async def test_concurrent_saves_get_consecutive_versions(db):
         id=account.id, email=account.email, name="", role="client", location_ids=frozenset()
     )
     parsed = _parse()
-    versions = await asyncio.gather(*[service.save_intake(actor, account.id, parsed) for _ in range(5)])
+    versions = await asyncio.gather(
+        *[service.save_intake(actor, account.id, parsed) for _ in range(5)]
+    )
     assert sorted(versions) == [1, 2, 3, 4, 5]
     rows = await ClientIntake.select(ClientIntake.version).run()
     assert sorted(r["version"] for r in rows) == [1, 2, 3, 4, 5]

@@ -81,9 +81,7 @@ async def test_reset_by_emailed_link_through_smtp_signs_in_and_ends_other_sessio
         assert form.status_code == 200
         assert "casey@example.test" in form.text
         assert '<label for="password">New password</label>' in form.text
-        done = await factories.post_form(
-            client, path, {"password": NEW, "confirm_password": NEW}
-        )
+        done = await factories.post_form(client, path, {"password": NEW, "confirm_password": NEW})
         assert done.status_code == 303
         assert done.headers["location"] == "/account"
         assert done.cookies.get("portal_session")
@@ -122,7 +120,9 @@ async def test_a_used_link_is_refused_and_changes_nothing(client):
     assert again.status_code == 410
     assert "already been used" in again.text
     replay = await factories.post_form(
-        client, path, {"password": "yet-another-passphrase", "confirm_password": "yet-another-passphrase"}
+        client,
+        path,
+        {"password": "yet-another-passphrase", "confirm_password": "yet-another-passphrase"},
     )
     assert replay.status_code == 410
     after = await User.select(User.password_hash).where(User.id == account.id).first().run()
@@ -133,9 +133,11 @@ async def test_an_expired_link_is_refused(client):
     account = await factories.make_user("client", email="late@example.test")
     await _request(client, account.email)
     path = await _link_from_outbox(account.email)
-    await PasswordReset.update({PasswordReset.expires_at: utcnow() - timedelta(seconds=1)}).where(
-        PasswordReset.user == account.id
-    ).run()
+    await (
+        PasswordReset.update({PasswordReset.expires_at: utcnow() - timedelta(seconds=1)})
+        .where(PasswordReset.user == account.id)
+        .run()
+    )
     page = await client.get(path)
     assert page.status_code == 410
     assert "expired" in page.text
@@ -199,7 +201,9 @@ async def test_requests_are_throttled_per_account_and_per_address_alike(client):
 async def test_a_reset_clears_the_sign_in_throttle(client, settings):
     account = await factories.make_user("client", email="locked@example.test")
     for _ in range(5):
-        await factories.post_form(client, "/login", {"email": account.email, "password": "wrong-wrong-1"})
+        await factories.post_form(
+            client, "/login", {"email": account.email, "password": "wrong-wrong-1"}
+        )
     locked = await factories.post_form(
         client, "/login", {"email": account.email, "password": account.password}
     )

@@ -143,9 +143,7 @@ async def test_bad_sign_up_input_is_shown_beside_the_field_and_nothing_is_saved(
 
 async def test_an_existing_email_says_sign_in_or_reset_with_the_same_status(client):
     existing = await factories.make_user("client", email="taken@example.test")
-    response = await factories.post_form(
-        client, "/signup", {**GOOD, "email": "Taken@Example.test"}
-    )
+    response = await factories.post_form(client, "/signup", {**GOOD, "email": "Taken@Example.test"})
     assert response.status_code == 422
     assert factories.field_error(response.text, "email") == EXISTS_MESSAGE
     assert 'href="/password/forgot"' in response.text

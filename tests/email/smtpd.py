@@ -48,7 +48,9 @@ class Collector:
 
     received: list[Received] = field(default_factory=list)
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
         if address.endswith("@reject.test"):
             return "550 5.1.1 No such mailbox here"
         envelope.rcpt_tos.append(address)

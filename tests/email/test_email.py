@@ -84,9 +84,7 @@ async def test_concurrent_sends_with_one_dedupe_key_store_and_send_one(db, setti
 async def test_a_failed_delivery_is_recorded_and_retried_once_on_the_same_key(
     db, settings, smtp_server
 ):
-    nobody_listens = dataclasses.replace(
-        smtp_server.settings_for(settings), smtp_port=free_port()
-    )
+    nobody_listens = dataclasses.replace(smtp_server.settings_for(settings), smtp_port=free_port())
     message_id = await service.send(
         "b@example.test", "welcome", {"name": "B"}, "welcome", "job:2", settings=nobody_listens
     )
@@ -109,9 +107,7 @@ async def test_a_failed_delivery_is_recorded_and_retried_once_on_the_same_key(
     assert len(smtp_server.received) == 1
 
 
-async def test_a_refused_recipient_is_a_failure_with_the_servers_answer(
-    db, settings, smtp_server
-):
+async def test_a_refused_recipient_is_a_failure_with_the_servers_answer(db, settings, smtp_server):
     smtp = smtp_server.settings_for(settings)
     message_id = await service.send(
         "ghost@reject.test", "welcome", {"name": "G"}, "welcome", settings=smtp
@@ -181,10 +177,7 @@ async def test_every_message_renders_with_its_documented_context(db, settings):
         manage_url="http://testserver/account",
         settings=settings,
     )
-    rows = {
-        r["id"]: r
-        for r in await OutboxMessage.select().order_by(OutboxMessage.id).run()
-    }
+    rows = {r["id"]: r for r in await OutboxMessage.select().order_by(OutboxMessage.id).run()}
     assert rows[receipt]["subject"] == "Your receipt R-2026-0007 from Austin South Congress"
     assert "$525.00" in rows[receipt]["body_text"]
     assert "Total paid: $568.31" in rows[receipt]["body_text"]

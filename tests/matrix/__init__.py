@@ -34,9 +34,14 @@ class World:
 
 
 async def provide_all(world: World) -> dict[str, Param]:
+    """Every provider's parameters; a module may set ``ORDER`` (default 0) to
+    run after the ones whose objects it builds on."""
+    modules = [
+        importlib.import_module(f"{__name__}.{info.name}")
+        for info in pkgutil.iter_modules(__path__)
+    ]
     params: dict[str, Param] = {}
-    for info in pkgutil.iter_modules(__path__):
-        module = importlib.import_module(f"{__name__}.{info.name}")
+    for module in sorted(modules, key=lambda m: (getattr(m, "ORDER", 0), m.__name__)):
         provider = getattr(module, "provide", None)
         if provider is not None:
             params.update(await provider(world))

@@ -4,107 +4,20 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
 
-from portal.app import create_app
-from portal.auth.service import CLIENT, CurrentUser
-from portal.catalog.tables import Package, PackagePrice, Service, ServicePrice
 from portal.ledger import service as ledger
 from portal.ledger.tables import JournalLine
 from portal.payments import service as payments
 from portal.payments.gateway import StripeGateway
 from portal.payments.tables import Dispute, Payment, Refund, StripeEvent
 from portal.sales import service as sales
-from portal.sales.tables import Sale
-from portal.timeutil import utcnow
 from tests import factories
+from tests.payments.helpers import Shop
+from tests.payments.helpers import as_user as _user
 from tests.stripe_standin import StandIn, WebhookReceiver
-
-
-@dataclass
-class Shop:
-    location_id: int
-    package_id: int
-    client: factories.Account
-    manager: factories.Account
-    app: Any
-    gateway: StripeGateway
-
-
-async def make_package(*, price: int = 45000, unit: int = 10000, sessions: int = 5) -> int:
-    now = utcnow()
-    service = (
-        await Service.insert(
-            Service(name=f"NMT 60 {price}-{sessions}", duration_minutes=60, created_at=now)
-        )
-        .returning(Service.id)
-        .run()
-    )[0]["id"]
-    await ServicePrice.insert(
-        ServicePrice(service=service, amount_cents=unit, currency="USD", effective_from=now)
-    ).run()
-    package = (
-        await Package.insert(
-            Package(
-                name=f"{sessions} × 60 min neuromuscular",
-                service=service,
-                sessions=sessions,
-                validity_days=180,
-                sellable_online=True,
-                active=True,
-                created_at=now,
-            )
-        )
-        .returning(Package.id)
-        .run()
-    )[0]["id"]
-    await PackagePrice.insert(
-        PackagePrice(package=package, amount_cents=price, currency="USD", effective_from=now)
-    ).run()
-    return int(package)
-
-
-@pytest.fixture
-async def shop(db, stripe_settings, stripe_gateway) -> Shop:
-    location = await factories.make_location(slug="shop", tax_rate_bp=825)
-    package = await make_package()
-    client = await factories.make_user(CLIENT)
-    manager = await factories.make_user("manager", location_ids=[location])
-    app = create_app(stripe_settings, manage_database=False)
-    return Shop(location, package, client, manager, app, stripe_gateway)
-
-
-@pytest.fixture
-async def portal_webhook(
-    shop: Shop, webhook_receiver: WebhookReceiver
-) -> AsyncIterator[WebhookReceiver]:
-    """Deliveries from the stand-in are passed to the portal's real webhook route."""
-    async with factories.make_client(shop.app) as client:
-
-        async def forward(body: bytes, headers: Mapping[str, str]) -> int:
-            response = await client.post(
-                "/stripe/webhook",
-                content=body,
-                headers={
-                    "stripe-signature": headers.get("Stripe-Signature", ""),
-                    "content-type": "application/json",
-                },
-            )
-            return response.status_code
-
-        webhook_receiver.forward = forward
-        yield webhook_receiver
-
-
-def _user(account: factories.Account, locations: frozenset[int] = frozenset()) -> CurrentUser:
-    return CurrentUser(
-        id=account.id, email=account.email, name="", role=account.role, location_ids=locations
-    )
 
 
 async def _buy(shop: Shop, standin: StandIn) -> tuple[int, dict[str, Any]]:

@@ -70,3 +70,16 @@ async def test_day_view_page(db, locations, client):
     assert "style=" not in html
     assert (await client.get(f"/locations/{b}/day")).status_code == 403
     assert (await client.get(f"/locations/{a}/day?date=garbage")).status_code == 200
+
+
+async def test_therapists_who_cannot_be_booked_are_flagged(db, locations, owner):
+    a, _ = locations
+    t = await helpers.make_therapist(
+        name="Lapsed", location_ids=[a], licence_expires=date(2026, 10, 31)
+    )
+    await helpers.add_hours(t, a, 6, "09:00-17:00")
+    ok = await helpers.make_therapist(name="Fine", location_ids=[a])
+    await helpers.add_hours(ok, a, 6, "09:00-17:00")
+    view = await build_day_view(helpers.actor(owner), a, date(2026, 11, 1))
+    warnings = {c.title: c.warning for c in view.columns}
+    assert warnings == {"Fine": "", "Lapsed": "Not bookable: licence expired"}

@@ -510,7 +510,8 @@ async def book(
             raise SlotTaken()
     if therapist_id is not None and reasons:
         raise ValidationFailed({"start": " ".join(reasons)})
-    raise ValidationFailed({"start": "No therapist is free at that time."})
+    detail = " ".join(list(dict.fromkeys(reasons))[:2])
+    raise ValidationFailed({"start": f"No therapist is free at that time. {detail}".strip()})
 
 
 class _CreditGone(Exception):

@@ -282,6 +282,7 @@ async def reset_password(
     *,
     address: str = "",
     user_agent: str = "",
+    replace_token: str | None = None,
 ) -> SignedIn:
     """Set a new password through a reset link and open a session.
 
@@ -345,5 +346,8 @@ async def reset_password(
             after={"password": "reset by emailed link"},
             address=address,
         )
+    if replace_token:
+        # Whoever was signed in in this browser before is signed out (no fixation).
+        await end_session(replace_token)
     session = await open_session(settings, user_id, address=address, user_agent=user_agent)
     return SignedIn(user_id=user_id, role=reset["role"], session_token=session)

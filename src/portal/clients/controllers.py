@@ -229,6 +229,7 @@ class PasswordResetController(Controller):
                 values.get("confirm_password", ""),
                 address=client_address(request),
                 user_agent=request.headers.get("user-agent", ""),
+                replace_token=request.state.get("session_token") or None,
             )
         except accounts.ResetLinkInvalid as exc:
             return Template(

@@ -44,6 +44,7 @@ class Column:
     title: str
     href: str
     subtitle: str = ""
+    warning: str = ""  # e.g. an expired licence: shown, and not bookable that day
     blocks: list[Block] = field(default_factory=list)
     starts: dict[int, Block] = field(default_factory=dict)
     covered: set[int] = field(default_factory=set)
@@ -92,6 +93,17 @@ def _place(column: Column, first: int, last: int, day_start: datetime) -> None:
     column.covered = {r for b in placed for r in range(b.first_row, b.first_row + b.rowspan)}
 
 
+def _credential_warning(therapist: dict[str, Any], day: date) -> str:
+    problems = []
+    for key, label in (("licence_expires", "licence"), ("insurance_expires", "insurance")):
+        expires = therapist[key]
+        if expires is None:
+            problems.append(f"no {label} on file")
+        elif expires < day:
+            problems.append(f"{label} expired")
+    return ("Not bookable: " + ", ".join(problems)) if problems else ""
+
+
 def _fmt(instant: datetime, tz: ZoneInfo) -> str:
     return instant.astimezone(tz).strftime("%H:%M")
 
@@ -138,7 +150,9 @@ async def build_day_view(user: CurrentUser, location_id: int, day: date) -> DayV
         columns.append(column)
 
     therapists = (
-        await Therapist.select(Therapist.id, Therapist.name)
+        await Therapist.select(
+            Therapist.id, Therapist.name, Therapist.licence_expires, Therapist.insurance_expires
+        )
         .where(
             (Therapist.active == True)  # noqa: E712
             & Therapist.id.is_in(
@@ -192,6 +206,7 @@ async def build_day_view(user: CurrentUser, location_id: int, day: date) -> DayV
             title=str(therapist["name"]),
             href=f"/therapists/{therapist['id']}",
             subtitle=", ".join(h.format_interval(r["start_minute"], r["end_minute"]) for r in mine),
+            warning=_credential_warning(therapist, day),
         )
         for row in mine:
             interval = h.interval_span(day, row["start_minute"], row["end_minute"], tz)

@@ -345,24 +345,48 @@ async def client_sales(client_id: int) -> list[dict[str, Any]]:
     return rows
 
 
-async def expire_due(now: datetime | None = None) -> int:
+@dataclass(frozen=True)
+class ExpiryRun:
+    sales: int  # sales that had sessions expire in this run
+    sessions: int
+    value_cents: dict[str, int]  # breakage recognised, per currency
+
+
+async def expire_due(now: datetime | None = None) -> ExpiryRun:
     """Expire unused sessions of sales past their validity; journal the breakage.
 
-    Idempotent: a session expires once, and the journal entry per sale and
-    run date is keyed. Returns the number of sessions expired.
+    Idempotent: a session expires once (compare-and-set from available), and
+    each journal entry is keyed by the sale and its first expired session.
+    Sales are found through their *available* sessions, so the work per run
+    follows the open liability, not every sale ever made. A disputed
+    (frozen) sale waits for its dispute to close. Sessions booked for an
+    appointment are not expired; if that booking is cancelled later, the
+    next run expires the session it gives back.
     """
     now = now or utcnow()
     due = (
-        await Sale.select(Sale.id, Sale.location, Sale.currency)
-        .where((Sale.status == ACTIVE) & (Sale.valid_until <= now))
+        await SaleSession.select(SaleSession.sale)
+        .where(
+            (SaleSession.state == AVAILABLE)
+            & (SaleSession.sale.status == ACTIVE)
+            & (SaleSession.sale.frozen == False)  # noqa: E712
+            & (SaleSession.sale.valid_until <= now)
+        )
+        .distinct()
         .run()
     )
-    expired_total = 0
-    for sale in due:
+    sale_ids = sorted({int(r["sale"]) for r in due})
+    sessions = 0
+    expired_sales = 0
+    value_by_currency: Counter[str] = Counter()
+    for sale_id in sale_ids:
         async with db.transaction():
+            sale = await get_sale(sale_id)
+            if sale["status"] != ACTIVE or sale["frozen"] or sale["valid_until"] > now:
+                continue  # changed since it was listed
             rows = (
                 await SaleSession.update({SaleSession.state: EXPIRED, SaleSession.changed_at: now})
-                .where((SaleSession.sale == sale["id"]) & (SaleSession.state == AVAILABLE))
+                .where((SaleSession.sale == sale_id) & (SaleSession.state == AVAILABLE))
                 .returning(SaleSession.id, SaleSession.value_cents)
                 .run()
             )
@@ -371,18 +395,20 @@ async def expire_due(now: datetime | None = None) -> int:
             value = sum(int(r["value_cents"]) for r in rows)
             first = min(int(r["id"]) for r in rows)
             await ledger.post(
-                event_key=f"sale:{sale['id']}:expired:{first}",
+                event_key=f"sale:{sale_id}:expired:{first}",
                 kind="package_expired",
                 occurred_at=now,
                 currency=sale["currency"],
                 location_id=sale["location"],
-                reference=f"sale:{sale['id']}",
+                reference=f"sale:{sale_id}",
                 memo=f"{len(rows)} unused session(s) expired",
-                sale_id=sale["id"],
+                sale_id=sale_id,
                 lines=[
                     ledger.debit("deferred_revenue", value),
                     ledger.credit("breakage_revenue", value),
                 ],
             )
-            expired_total += len(rows)
-    return expired_total
+            sessions += len(rows)
+            expired_sales += 1
+            value_by_currency[str(sale["currency"])] += value
+    return ExpiryRun(sales=expired_sales, sessions=sessions, value_cents=dict(value_by_currency))

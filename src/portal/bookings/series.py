@@ -1,0 +1,122 @@
+"""Booking a whole series in one step: a cadence, a weekday and a time.
+
+Each date is booked on its own (the same rules as a single booking); the
+result says which dates could not be booked and why, so the client can pick
+other times for those.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, timedelta
+from zoneinfo import ZoneInfo
+
+from portal.auth.service import CurrentUser
+from portal.bookings import service
+from portal.locations.tables import Location
+from portal.staff import hours as h
+from portal.web.forms import ValidationFailed, parse_int
+
+CADENCES = {"1": "Every week", "2": "Every two weeks", "4": "Every four weeks"}
+
+
+@dataclass(frozen=True)
+class SeriesRequest:
+    location_id: int
+    service_id: int
+    therapist_id: int | None
+    first_date: date
+    minute: int  # local wall time, minutes since midnight
+    cadence_weeks: int
+    count: int
+
+
+@dataclass(frozen=True)
+class SeriesOutcome:
+    day: date
+    appointment_id: int | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class SeriesResult:
+    series_id: str
+    outcomes: list[SeriesOutcome]
+
+    @property
+    def booked(self) -> list[SeriesOutcome]:
+        return [o for o in self.outcomes if o.appointment_id]
+
+    @property
+    def failed(self) -> list[SeriesOutcome]:
+        return [o for o in self.outcomes if not o.appointment_id]
+
+
+def parse_series_form(values: dict[str, str]) -> SeriesRequest:
+    errors: dict[str, str] = {}
+    location_id = parse_int(values, errors, "location", label="Clinic", minimum=1)
+    service_id = parse_int(values, errors, "service", label="Service", minimum=1)
+    therapist_id = parse_int(
+        values, errors, "therapist", label="Therapist", minimum=1, required=False
+    )
+    count = parse_int(values, errors, "count", label="Number of sessions", minimum=1, maximum=20)
+    cadence = values.get("cadence", "1")
+    if cadence not in CADENCES:
+        errors["cadence"] = "Choose how often."
+    try:
+        first = date.fromisoformat(values.get("first_date", ""))
+    except ValueError:
+        errors["first_date"] = "Enter the date of the first session."
+        first = date.today()
+    minute = h.parse_hhmm(values.get("time", ""))
+    if minute is None or minute >= 24 * 60:
+        errors["time"] = "Enter a time such as 17:30."
+    if errors:
+        raise ValidationFailed(errors)
+    assert location_id is not None and service_id is not None and count is not None
+    assert minute is not None
+    return SeriesRequest(
+        location_id=location_id,
+        service_id=service_id,
+        therapist_id=therapist_id,
+        first_date=first,
+        minute=minute,
+        cadence_weeks=int(cadence),
+        count=count,
+    )
+
+
+async def book_series(actor: CurrentUser, client_id: int, request: SeriesRequest) -> SeriesResult:
+    location = (
+        await Location.select(Location.timezone)
+        .where(Location.id == request.location_id)
+        .first()
+        .run()
+    )
+    if location is None:
+        raise ValidationFailed({"location": "Choose a clinic."})
+    tz = ZoneInfo(str(location["timezone"]))
+    series_id = uuid.uuid4().hex[:16]
+    outcomes: list[SeriesOutcome] = []
+    for k in range(request.count):
+        day = request.first_date + timedelta(weeks=k * request.cadence_weeks)
+        start = h.wall_to_utc(day, request.minute, tz)
+        try:
+            appointment_id = await service.book(
+                actor,
+                client_id=client_id,
+                location_id=request.location_id,
+                service_id=request.service_id,
+                start_at=start,
+                therapist_id=request.therapist_id,
+                series_id=series_id,
+            )
+            outcomes.append(SeriesOutcome(day, appointment_id, ""))
+        except service.NoCredit:
+            outcomes.append(SeriesOutcome(day, None, "No unused session left in your packages."))
+        except service.SlotTaken:
+            outcomes.append(SeriesOutcome(day, None, "That time was just taken."))
+        except ValidationFailed as exc:
+            outcomes.append(SeriesOutcome(day, None, " ".join(exc.errors.values())))
+    return SeriesResult(series_id=series_id, outcomes=outcomes)

@@ -1,0 +1,1 @@
+"""Accountant reports: payments, package liability, revenue, fees, the journal."""

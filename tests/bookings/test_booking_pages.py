@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from portal.bookings.tables import Appointment
+from portal.sales import service as sales
+from tests import factories
+
+NY = ZoneInfo("America/New_York")
+
+
+def future_day(days: int = 9) -> date:
+    return (datetime.now(NY) + timedelta(days=days)).date()
+
+
+def ny(day: date, hour: int) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, tzinfo=NY).astimezone(UTC)
+
+
+async def test_client_books_from_the_slot_list_and_cancels(app, clinic):
+    day = future_day()
+    async with factories.make_client(app) as client:
+        await factories.login(client, clinic.client)
+        page = await client.get(
+            f"/appointments/new?location={clinic.location_id}&service={clinic.service_id}&day={day}"
+        )
+        assert page.status_code == 200
+        assert "You have 5 sessions of this service left" in page.text
+        assert ny(day, 9).isoformat() in page.text
+        response = await factories.post_form(
+            client,
+            "/appointments",
+            {
+                "location": clinic.location_id,
+                "service": clinic.service_id,
+                "start": ny(day, 9).isoformat(),
+            },
+        )
+        assert response.status_code == 303
+        detail = await client.get(response.headers["location"])
+        assert "Booked. See you then!" in detail.text and "Theresa" in detail.text
+        mine = await client.get("/appointments")
+        assert "Details or cancel" in mine.text
+        appointment_id = int(response.headers["location"].rsplit("/", 1)[1])
+        cancelled = await factories.post_form(
+            client, f"/appointments/{appointment_id}/cancel", {"reason": "Trip"}
+        )
+        assert cancelled.status_code == 303
+    assert (await sales.session_counts(clinic.sale_id)).available == 5
+
+
+async def test_no_credit_offers_packages_and_bad_time_is_kept(app, clinic):
+    stranger = await factories.make_user("client")
+    day = future_day()
+    async with factories.make_client(app) as client:
+        await factories.login(client, stranger)
+        response = await factories.post_form(
+            client,
+            "/appointments",
+            {
+                "location": clinic.location_id,
+                "service": clinic.service_id,
+                "start": ny(day, 9).isoformat(),
+            },
+        )
+        assert response.status_code == 409
+        assert "Buy a package first" in response.text
+        bad = await factories.post_form(
+            client,
+            "/appointments",
+            {"location": clinic.location_id, "service": clinic.service_id, "start": "soon"},
+        )
+        assert bad.status_code == 422 and "Choose one of the free times." in bad.text
+    assert await Appointment.count().run() == 0
+
+
+async def test_staff_books_for_a_client_and_other_manager_is_refused(app, clinic):
+    day = future_day()
+    other_manager = await factories.make_user("manager", location_ids=[clinic.other_location_id])
+    async with factories.make_client(app) as staff:
+        await factories.login(staff, clinic.manager)
+        response = await factories.post_form(
+            staff,
+            "/appointments",
+            {
+                "location": clinic.location_id, "service": clinic.service_id,
+                "start": ny(day, 11).isoformat(), "client_email": clinic.client.email,
+            },
+        )  # fmt: skip
+        assert response.status_code == 303
+        appointment_id = int(response.headers["location"].rsplit("/", 1)[1])
+        schedule = await staff.get(f"/appointments?location={clinic.location_id}&day={day}")
+        assert clinic.client.email in schedule.text or "Client Person" in schedule.text
+    async with factories.make_client(app) as other:
+        await factories.login(other, other_manager)
+        assert (await other.get(f"/appointments/{appointment_id}")).status_code == 403
+        response = await factories.post_form(other, f"/appointments/{appointment_id}/cancel")
+        assert response.status_code == 403
+        refused = await factories.post_form(
+            other,
+            "/appointments",
+            {
+                "location": clinic.location_id, "service": clinic.service_id,
+                "start": ny(day, 13).isoformat(), "client_email": clinic.client.email,
+            },
+        )  # fmt: skip
+        assert refused.status_code == 403
+    assert await Appointment.count().run() == 1
+
+
+async def test_series_booking_reports_dates_that_failed(app, clinic):
+    first = future_day(7)
+    async with factories.make_client(app) as client:
+        await factories.login(client, clinic.client)
+        response = await factories.post_form(
+            client,
+            "/appointments/series",
+            {
+                "location": clinic.location_id, "service": clinic.service_id,
+                "first_date": first.isoformat(), "time": "18:00", "cadence": "1", "count": "2",
+            },
+        )  # fmt: skip
+        assert response.status_code == 200
+        assert "0 of 2 sessions booked" in response.text
+        assert "outside Theresa" in response.text
+        response = await factories.post_form(
+            client,
+            "/appointments/series",
+            {
+                "location": clinic.location_id, "service": clinic.service_id,
+                "first_date": first.isoformat(), "time": "10:00", "cadence": "1", "count": "6",
+            },
+        )  # fmt: skip
+        # Five credits: five weekly sessions booked, the sixth is refused and says why.
+        assert "5 of 6 sessions booked" in response.text
+        assert "No unused session left" in response.text
+        invalid = await factories.post_form(
+            client,
+            "/appointments/series",
+            {"location": clinic.location_id, "time": "25:00", "count": "0"},
+        )
+        assert invalid.status_code == 422
+        assert factories.field_error(invalid.text, "time") and factories.field_error(
+            invalid.text, "count"
+        )
+    assert await Appointment.count().run() == 5
