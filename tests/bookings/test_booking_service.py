@@ -136,7 +136,7 @@ async def test_concurrent_requests_never_double_book(clinic):
 
     day = future_day()
     users = []
-    for _ in range(8):
+    for _ in range(20):
         account = await factories.make_user(CLIENT)
         await give_package(account.id, clinic.location_id, clinic.service_id, 1)
         users.append(CurrentUser(account.id, account.email, "", CLIENT, frozenset()))
@@ -150,8 +150,9 @@ async def test_concurrent_requests_never_double_book(clinic):
         except (bookings.SlotTaken, ValidationFailed):
             return None
 
-    results = await asyncio.gather(*(attempt(u) for u in users))
-    assert len([r for r in results if r]) == 1
+    results = await asyncio.gather(*(attempt(u) for u in users), return_exceptions=True)
+    assert len([r for r in results if isinstance(r, int)]) == 1
+    assert results.count(None) == 19  # each refused with SlotTaken or a validation message
     assert await Appointment.count().where(Appointment.status == bookings.BOOKED).run() == 1
     # Credits of the losers were not consumed.
     from portal.sales.tables import SaleSession
@@ -275,3 +276,42 @@ async def test_frozen_or_expired_packages_do_not_book(clinic):
             clinic.as_client(), client_id=clinic.client.id, location_id=clinic.location_id,
             service_id=clinic.service_id, start_at=ny(future_day(), 9),
         )  # fmt: skip
+
+
+async def test_twenty_concurrent_bookings_for_the_last_credit(clinic):
+    """One credit left, twenty different free slots requested at once: one booking."""
+    from tests.bookings.conftest import add_therapist
+    from portal.sales.tables import SaleSession
+
+    # Leave exactly one available credit.
+    rows = await SaleSession.select(SaleSession.id).where(SaleSession.sale == clinic.sale_id).run()
+    for row in rows[1:]:
+        await (
+            SaleSession.update({SaleSession.state: sales.REDEEMED})
+            .where(SaleSession.id == row["id"])
+            .run()
+        )
+    for n in range(3):
+        await add_therapist(f"Extra {n}", clinic.location_id, clinic.service_id)
+    day = future_day()
+    starts = [ny(day, 9) + timedelta(minutes=30 * i) for i in range(20)]
+    outcomes: list[str] = []
+
+    async def attempt(start):
+        try:
+            await bookings.book(
+                clinic.as_client(), client_id=clinic.client.id, location_id=clinic.location_id,
+                service_id=clinic.service_id, start_at=start,
+            )  # fmt: skip
+            outcomes.append("booked")
+        except bookings.NoCredit:
+            outcomes.append("no credit")
+        except (bookings.SlotTaken, ValidationFailed):
+            outcomes.append("refused")
+
+    await asyncio.gather(*(attempt(s) for s in starts))
+    assert outcomes.count("booked") == 1
+    assert len(outcomes) == 20 and outcomes.count("no credit") + outcomes.count("refused") == 19
+    counts = await sales.session_counts(clinic.sale_id)
+    assert counts.held == 1 and counts.available == 0
+    assert await Appointment.count().run() == 1

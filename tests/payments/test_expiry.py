@@ -32,16 +32,20 @@ async def _cash_sale(shop: Shop) -> int:
 
 
 async def _set_state(sale_id: int, position: int, state: str) -> None:
-    await SaleSession.update({SaleSession.state: state}).where(
-        (SaleSession.sale == sale_id) & (SaleSession.position == position)
-    ).run()
+    await (
+        SaleSession.update({SaleSession.state: state})
+        .where((SaleSession.sale == sale_id) & (SaleSession.position == position))
+        .run()
+    )
 
 
 async def _age(sale_id: int, days: int) -> None:
     """Move the sale's validity ``days`` into the past."""
-    await Sale.update({Sale.valid_until: utcnow() - timedelta(days=days)}).where(
-        Sale.id == sale_id
-    ).run()
+    await (
+        Sale.update({Sale.valid_until: utcnow() - timedelta(days=days)})
+        .where(Sale.id == sale_id)
+        .run()
+    )
 
 
 async def test_expiry_journals_breakage_once(shop: Shop) -> None:

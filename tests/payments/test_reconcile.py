@@ -206,7 +206,7 @@ async def test_refund_webhook_completes_a_pending_refund(
 
 
 async def test_mismatches_are_reported_not_recorded(shop: Shop, stripe_standin: StandIn) -> None:
-    sale_id, payment = await start_purchase(shop)
+    sale_id, _ = await start_purchase(shop)
 
     async def paid_elsewhere(metadata: dict[str, str], amount: int) -> str:
         session = await shop.gateway.create_checkout_session(
@@ -274,7 +274,7 @@ async def test_command_prints_what_it_changed_and_is_idempotent(
     second = _portal(env, "stripe", "reconcile", "--since", today, "--until", today)
     assert second.returncode == 0, second.stderr
     assert "Nothing to record" in second.stdout
-    assert len((await payments.payments_of(sale_id))) == 1
+    assert len(await payments.payments_of(sale_id)) == 1
 
     # A payment for a sale the portal does not know: reported, exit status 3.
     await start_purchase(shop)  # another sale, so that the unknown id is really unknown

@@ -94,13 +94,17 @@ async def test_refund_sequences_respect_the_caps(shop: Shop, plan: list[Any]) ->
         method="cash",
     )
     for asked, rule, give in plan:
-        available = await SaleSession.select(SaleSession.id).where(
-            (SaleSession.sale == sale_id) & (SaleSession.state == sales.AVAILABLE)
-        ).run()
+        available = (
+            await SaleSession.select(SaleSession.id)
+            .where((SaleSession.sale == sale_id) & (SaleSession.state == sales.AVAILABLE))
+            .run()
+        )
         for row in available[:give]:
-            await SaleSession.update({SaleSession.state: sales.REDEEMED}).where(
-                SaleSession.id == row["id"]
-            ).run()
+            await (
+                SaleSession.update({SaleSession.state: sales.REDEEMED})
+                .where(SaleSession.id == row["id"])
+                .run()
+            )
         before = await sales.session_counts(sale_id)
         sale = await sales.get_sale(sale_id)
         quote = (

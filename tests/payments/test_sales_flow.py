@@ -56,7 +56,9 @@ async def test_online_purchase_is_activated_by_the_webhook_exactly_once(
     assert await ledger.balance("processing_fees", sale_id=sale_id) == payment["fee_cents"]
     # Every delivery of the completed event (and its repeats) leaves one state.
     completed = [
-        d.event for d in portal_webhook.deliveries if d.event["type"] == "checkout.session.completed"
+        d.event
+        for d in portal_webhook.deliveries
+        if d.event["type"] == "checkout.session.completed"
     ]
     assert completed
     for _ in range(20):
@@ -90,7 +92,12 @@ async def test_webhook_rejects_bad_signature_and_accepts_unknown_types(shop, str
     import time
 
     body = json.dumps(
-        {"id": "evt_unknown_1", "object": "event", "type": "customer.created", "data": {"object": {}}}
+        {
+            "id": "evt_unknown_1",
+            "object": "event",
+            "type": "customer.created",
+            "data": {"object": {}},
+        }
     )
     async with factories.make_client(shop.app) as client:
         bad = await client.post(
@@ -107,13 +114,19 @@ async def test_webhook_rejects_bad_signature_and_accepts_unknown_types(shop, str
         good = await client.post(
             "/stripe/webhook",
             content=body,
-            headers={"stripe-signature": f"t={t},v1={signature}", "content-type": "application/json"},
+            headers={
+                "stripe-signature": f"t={t},v1={signature}",
+                "content-type": "application/json",
+            },
         )
         assert good.status_code == 200 and good.json() == {"status": "unhandled"}
         again = await client.post(
             "/stripe/webhook",
             content=body,
-            headers={"stripe-signature": f"t={t},v1={signature}", "content-type": "application/json"},
+            headers={
+                "stripe-signature": f"t={t},v1={signature}",
+                "content-type": "application/json",
+            },
         )
         assert again.json() == {"status": "duplicate"}
 
@@ -139,7 +152,12 @@ async def test_staff_refund_of_two_unused_sessions(shop, stripe_standin, portal_
     manager = _user(shop.manager, frozenset({shop.location_id}))
     quote = await payments.quote_refund(await sales.get_sale(sale_id), 2, payments.RULE_PRO_RATA)
     refund = await payments.refund_sale(
-        shop.gateway, manager, sale_id, sessions=2, reason="Moving away", rule=payments.RULE_PRO_RATA
+        shop.gateway,
+        manager,
+        sale_id,
+        sessions=2,
+        reason="Moving away",
+        rule=payments.RULE_PRO_RATA,
     )
     assert refund["status"] == payments.SUCCEEDED
     assert refund["amount_cents"] == quote.amount_cents == 2 * (48713 // 5)
@@ -156,7 +174,9 @@ async def test_staff_refund_of_two_unused_sessions(shop, stripe_standin, portal_
     )
 
 
-async def test_refund_needs_reason_and_unused_sessions_and_scope(shop, stripe_standin, portal_webhook):
+async def test_refund_needs_reason_and_unused_sessions_and_scope(
+    shop, stripe_standin, portal_webhook
+):
     sale_id, _ = await _buy(shop, stripe_standin)
     manager = _user(shop.manager, frozenset({shop.location_id}))
     with pytest.raises(payments.ValidationFailed) as missing_reason:
@@ -178,9 +198,11 @@ async def test_list_price_rule_never_refunds_more_than_paid(shop, stripe_standin
     from portal.sales.tables import SaleSession
 
     for position in (1, 2):
-        await SaleSession.update({SaleSession.state: sales.REDEEMED}).where(
-            (SaleSession.sale == sale_id) & (SaleSession.position == position)
-        ).run()
+        await (
+            SaleSession.update({SaleSession.state: sales.REDEEMED})
+            .where((SaleSession.sale == sale_id) & (SaleSession.position == position))
+            .run()
+        )
     quote = await payments.quote_refund(await sales.get_sale(sale_id), 3, payments.RULE_LIST_PRICE)
     unit_gross = 10000 + 825  # list price plus 8.25 % tax
     assert quote.amount_cents == 48713 - 2 * unit_gross
@@ -256,7 +278,9 @@ async def test_in_clinic_sale_is_active_at_once(shop):
 # -- repeated and out-of-order delivery -------------------------------------------------
 
 
-async def _scenario_events(shop: Shop, standin: StandIn, receiver: WebhookReceiver) -> list[dict[str, Any]]:
+async def _scenario_events(
+    shop: Shop, standin: StandIn, receiver: WebhookReceiver
+) -> list[dict[str, Any]]:
     """A purchase, a partial dashboard refund, and a dispute opened and won,
     as the events Stripe sent for them (not yet given to the portal)."""
     checkout = await payments.start_checkout(
@@ -310,13 +334,28 @@ async def _scenario_events(shop: Shop, standin: StandIn, receiver: WebhookReceiv
 async def _state(sale_id: int) -> tuple[Any, ...]:
     sale = await sales.get_sale(sale_id)
     sessions = tuple(r["state"] for r in await sales.sessions_of(sale_id))
-    pays = tuple((p["status"], p["amount_cents"], p["fee_cents"]) for p in await payments.payments_of(sale_id))
-    refunds = tuple(sorted((r["amount_cents"], r["sessions_revoked"], r["status"]) for r in await payments.refunds_of(sale_id)))
+    pays = tuple(
+        (p["status"], p["amount_cents"], p["fee_cents"])
+        for p in await payments.payments_of(sale_id)
+    )
+    refunds = tuple(
+        sorted(
+            (r["amount_cents"], r["sessions_revoked"], r["status"])
+            for r in await payments.refunds_of(sale_id)
+        )
+    )
     disputes = tuple((d["outcome"], d["amount_cents"]) for d in await payments.disputes_of(sale_id))
     lines = await JournalLine.select().where(JournalLine.sale_id == sale_id).run()
     balances = tuple(
         sorted(
-            (acct, sum(int(line["debit_cents"]) - int(line["credit_cents"]) for line in lines if line["account"] == acct))
+            (
+                acct,
+                sum(
+                    int(line["debit_cents"]) - int(line["credit_cents"])
+                    for line in lines
+                    if line["account"] == acct
+                ),
+            )
             for acct in {line["account"] for line in lines}
         )
     )
@@ -333,7 +372,11 @@ async def test_every_pair_order_and_repeats_end_in_the_same_state(
     for order in orders:
         *events, marker = await _scenario_events(shop, stripe_standin, webhook_receiver)
         sale_id = marker["_sale_id"]
-        sequence = list(range(types)) if order is None else [*order, *(i for i in range(types) if i not in order)]
+        sequence = (
+            list(range(types))
+            if order is None
+            else [*order, *(i for i in range(types) if i not in order)]
+        )
         for index in sequence:
             await payments.handle_event(shop.gateway, events[index])
         if order is None:

@@ -41,11 +41,11 @@ WORK_POSTURES: dict[str, str] = {
 }
 
 HEALTH_FLAGS: dict[str, str] = {
-    "pregnancy": "Pregnant",
+    "pregnancy": "Pregnancy",
     "recent_surgery": "Surgery in the last 6 months",
-    "blood_thinners": "Taking blood thinners",
+    "blood_thinners": "Blood thinners (anticoagulants)",
     "skin_conditions": "Skin conditions, rashes or open wounds",
-    "other": "Another condition your therapist should know about",
+    "other": "Another condition to know about",
 }
 
 PRESSURES: dict[str, str] = {

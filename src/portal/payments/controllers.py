@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from typing import Annotated, Any
+from urllib.parse import urlparse
 
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.exceptions import HTTPException, NotFoundException
@@ -30,6 +31,7 @@ from portal.settings import ConfigurationError, Settings
 from portal.timeutil import utcnow
 from portal.web.forms import ValidationFailed, read_form
 from portal.web.guards import current_user, requires_role
+from portal.web.middleware import CONTENT_SECURITY_POLICY
 from portal.web.pagination import keyset_page
 from portal.web.responses import redirect
 
@@ -39,6 +41,25 @@ buyers = requires_role(CLIENT)
 sale_readers = requires_role(OWNER, MANAGER, ACCOUNTANT, CLIENT)
 staff_readers = requires_role(OWNER, MANAGER, ACCOUNTANT)
 sellers = requires_role(OWNER, MANAGER)
+
+
+def _checkout_page_headers(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """The Content-Security-Policy of a page whose form redirects to the payment page.
+
+    Browsers apply ``form-action`` to the redirect after the POST, so the page
+    must allow the payment page's origin: Stripe's is in the portal-wide
+    policy; the local stand-in's is added here when payments go to it.
+    """
+    settings: Settings = request.app.state.settings
+    if not settings.stripe_api_base:
+        return {}
+    parsed = urlparse(settings.stripe_api_base)
+    origin = f"{parsed.scheme}://{parsed.netloc}"
+    return {
+        "content-security-policy": CONTENT_SECURITY_POLICY.replace(
+            "form-action 'self'", f"form-action 'self' {origin}", 1
+        )
+    }
 
 
 def gateway_of(request: Request[Any, Any, Any]) -> StripeGateway:
@@ -106,6 +127,7 @@ class PurchaseController(Controller):
     ) -> Template:
         place = await _location_by_slug(location)
         context: dict[str, Any] = {"location": place, "error": ""}
+        headers = _checkout_page_headers(request)
         try:
             context["terms"] = await catalog.quote_package(
                 package_id, place["id"], utcnow(), online=True
@@ -113,8 +135,8 @@ class PurchaseController(Controller):
         except NotAvailable as exc:
             context["terms"] = None
             context["error"] = str(exc)
-            return Template("payments/buy.html", context=context, status_code=409)
-        return Template("payments/buy.html", context=context)
+            return Template("payments/buy.html", context=context, status_code=409, headers=headers)
+        return Template("payments/buy.html", context=context, headers=headers)
 
     @post("/buy/{package_id:int}", guards=[buyers], name="buy_submit")
     async def buy(
@@ -145,6 +167,7 @@ class PurchaseController(Controller):
                 "payments/buy.html",
                 context={"location": place, "terms": terms, "error": exc.message},
                 status_code=503 if isinstance(exc, GatewayUnavailable) else 502,
+                headers=_checkout_page_headers(request),
             )
         return Redirect(path=checkout.url, status_code=303)
 

@@ -135,7 +135,7 @@ async def start_checkout(
                 + ("" if terms.tax_cents == 0 else " (tax included)")
             ),
             success_url=f"{base_url}/purchases/{sale_id}?session_id={{CHECKOUT_SESSION_ID}}",
-            cancel_url=f"{base_url}/catalog/{slug}?cancelled={sale_id}",
+            cancel_url=f"{base_url}/book/{slug}",
             client_reference_id=str(client_id),
             metadata=ids,
             payment_intent_metadata=ids,
@@ -807,7 +807,10 @@ async def settle_own_refund(row: dict[str, Any], refund: StripeRefund) -> str:
         if accepted:
             sale = await sales.get_sale(int(row["sale"]))
             payment = (
-                await Payment.select(Payment.method).where(Payment.id == row["payment"]).first().run()
+                await Payment.select(Payment.method)
+                .where(Payment.id == row["payment"])
+                .first()
+                .run()
             )
             method = str(payment["method"]) if payment else "card"
             async with db.transaction():
@@ -984,9 +987,7 @@ async def _reconcile_payment(
                 )
             recorded = await _record_fee(payment, txn)
         if recorded:
-            report.change(
-                "fee", f"sale {sale_id}: fee {_amount(txn.fee, txn.currency)} ({txn.id})"
-            )
+            report.change("fee", f"sale {sale_id}: fee {_amount(txn.fee, txn.currency)} ({txn.id})")
 
 
 async def _reconcile_refund(
@@ -1006,9 +1007,10 @@ async def _reconcile_refund(
                 "failed", f"sale {sale}: refund {own['id']} refused by Stripe ({refund.status})"
             )
         elif outcome == "mismatch":
+            ours = _amount(int(own["amount_cents"]), own["currency"])
             report.mismatches.append(
                 f"{refund.id}: Stripe has {amount} {refund.status}; the portal has refund "
-                f"{own['id']} of {_amount(int(own['amount_cents']), own['currency'])} {own['status']}"
+                f"{own['id']} of {ours} {own['status']}"
             )
         return
     if refund.status not in ("succeeded", "pending"):
