@@ -22,6 +22,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
 from tests.conftest import IN_CI
+from tests.stripe_standin import StandIn
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -48,6 +49,7 @@ class LiveServer:
     url: str
     env: dict[str, str]
     var_dir: Path
+    stripe: StandIn  # the Stripe stand-in this server pays through
 
     def portal(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run a `portal` command against this server's database."""
@@ -85,12 +87,22 @@ def e2e_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def live_server(e2e_template: Path, tmp_path: Path) -> Iterator[LiveServer]:
+def live_server(
+    e2e_template: Path, tmp_path: Path, stripe_standin: StandIn
+) -> Iterator[LiveServer]:
+    """The portal on a free port, paying through the suite's Stripe stand-in.
+
+    The server gets the stand-in's API address and webhook secret, and its
+    ``/stripe/webhook`` is registered with the stand-in for this test only.
+    """
     port = free_port()
     var_dir = tmp_path / "var"
     var_dir.mkdir()
     shutil.copyfile(e2e_template, var_dir / "portal.sqlite3")
     env = _env(var_dir, port)
+    env.pop("STRIPE_SECRET_KEY", None)
+    env["STRIPE_API_BASE"] = stripe_standin.base_url
+    env["STRIPE_WEBHOOK_SECRET"] = stripe_standin.webhook_secret
     log = open(tmp_path / "server.log", "w")  # noqa: SIM115
     process = subprocess.Popen(
         [PORTAL, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
@@ -110,7 +122,16 @@ def live_server(e2e_template: Path, tmp_path: Path) -> Iterator[LiveServer]:
                     "portal server did not start:\n" + (tmp_path / "server.log").read_text()
                 )
             time.sleep(0.1)
-        yield LiveServer(url=url, env=env, var_dir=var_dir)
+        endpoint = f"e2e-{port}"
+        httpx.post(
+            f"{stripe_standin.base_url}/_config/webhooks/{endpoint}",
+            data={"url": f"{url}/stripe/webhook", "secret": stripe_standin.webhook_secret},
+            timeout=10,
+        ).raise_for_status()
+        try:
+            yield LiveServer(url=url, env=env, var_dir=var_dir, stripe=stripe_standin)
+        finally:
+            httpx.delete(f"{stripe_standin.base_url}/_config/webhooks/{endpoint}", timeout=10)
     finally:
         process.terminate()
         try:

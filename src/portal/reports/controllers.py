@@ -1,0 +1,779 @@
+"""Report pages, their CSV and XLSX downloads, and the JSON API.
+
+Owners and accountants read every location; managers read their own (403
+for any other, whether chosen in the form or written into the URL);
+therapists and clients never reach a report. Every download is written to
+the audit log with the filters it was made with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import date
+from typing import Annotated, Any
+
+from litestar import Controller, Request, get
+from litestar.exceptions import NotFoundException, ValidationException
+from litestar.params import FromPath, QueryParameter
+from litestar.response import Stream, Template
+
+from portal import db
+from portal.audit import service as audit
+from portal.auth.service import ACCOUNTANT, MANAGER, OWNER
+from portal.catalog.tables import Package
+from portal.ledger.service import ACCOUNTS
+from portal.locations.service import ensure_location_access, visible_location_ids
+from portal.locations.tables import Location
+from portal.reports import charts, service
+from portal.reports import filters as report_filters
+from portal.reports.exports import Amount, csv_stream, iterate, xlsx_stream
+from portal.reports.filters import METHODS, STATUSES, Filters, query_dict
+from portal.reports.periods import GROUPINGS, MONTH, Period, month_starts, presets
+from portal.timeutil import utcnow
+from portal.web.forms import ValidationFailed
+from portal.web.guards import current_user, requires_role
+from portal.web.responses import client_address
+from portal.web.templating import money
+
+readers = requires_role(OWNER, MANAGER, ACCOUNTANT)
+
+PAYMENT_COLUMNS = (
+    "date", "location", "client", "item", "payment_method", "gross", "tax", "refunded", "fee",
+    "net", "currency", "stripe_payment_intent", "sale_id",
+)  # fmt: skip
+LIABILITY_CSV = (
+    "location", "currency", "opening", "sold", "redeemed", "expired", "refunded", "closing",
+    "opening_sessions", "sold_sessions", "redeemed_sessions", "expired_sessions",
+    "refunded_sessions", "closing_sessions",
+)  # fmt: skip
+REVENUE_COLUMNS = (
+    "period", "location", "currency", "service_revenue", "breakage_revenue",
+    "recognised_revenue", "cash_collected", "refunds", "net_cash",
+)  # fmt: skip
+THERAPIST_COLUMNS = ("period", "location", "currency", "therapist", "service_revenue")
+FEE_COLUMNS = (
+    "period", "start", "end", "location", "currency", "payments", "gross", "fees", "net",
+    "fee_rate_percent",
+)  # fmt: skip
+JOURNAL_COLUMNS = ("date", "account", "debit", "credit", "location", "memo", "reference")
+TRIAL_COLUMNS = (
+    "account", "name", "type", "currency", "opening_debit", "opening_credit", "debits",
+    "credits", "closing_debit", "closing_credit",
+)  # fmt: skip
+LIABILITY_LABELS = {
+    "opening": "Opening",
+    "sold": "Sold",
+    "redeemed": "Redeemed",
+    "expired": "Expired",
+    "refunded": "Refunded",
+    "closing": "Closing",
+}
+REPORTS = [
+    ("reports", "/reports", "Overview"),
+    ("payments", "/reports/payments", "Payments"),
+    ("liability", "/reports/liability", "Package liability"),
+    ("revenue", "/reports/revenue", "Revenue"),
+    ("fees", "/reports/fees", "Fees and payouts"),
+    ("journal", "/reports/journal", "Journal"),
+    ("trial-balance", "/reports/trial-balance", "Trial balance"),
+]
+
+
+# -- shared -------------------------------------------------------------------------------
+
+
+def _params(request: Request[Any, Any, Any]) -> dict[str, list[str]]:
+    return query_dict(list(request.query_params.multi_items()))
+
+
+async def _filters(
+    request: Request[Any, Any, Any], **defaults: Any
+) -> tuple[Filters | None, dict[str, str]]:
+    try:
+        return await report_filters.parse(current_user(request), _params(request), **defaults), {}
+    except ValidationFailed as exc:
+        return None, exc.errors
+
+
+async def _filters_or_400(request: Request[Any, Any, Any], **defaults: Any) -> Filters:
+    f, errors = await _filters(request, **defaults)
+    if f is None:
+        raise ValidationException(detail=" ".join(errors.values()))
+    return f
+
+
+async def _choices(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """What the filter bar offers: the user's locations, packages, methods, statuses."""
+    user = current_user(request)
+    query = Location.select(Location.id, Location.name, Location.currency, Location.active)
+    visible = visible_location_ids(user)
+    if visible is not None:
+        query = query.where(Location.id.is_in(list(visible) or [-1]))
+    packages = await Package.select(Package.id, Package.name).order_by(Package.name).run()
+    today = utcnow().date()
+    return {
+        "all_locations": await query.order_by(Location.name).run(),
+        "packages": packages,
+        "methods": METHODS,
+        "statuses": STATUSES,
+        "groupings": GROUPINGS,
+        "accounts": ACCOUNTS,
+        "presets": presets(today),
+    }
+
+
+async def _page(
+    request: Request[Any, Any, Any],
+    template: str,
+    report: str,
+    f: Filters | None,
+    errors: dict[str, str],
+    **context: Any,
+) -> Template:
+    params = _params(request)
+    form = {k: (v[-1] if v else "") for k, v in params.items()}
+    if f is not None:
+        form.update(
+            start=f.period.start.isoformat(),
+            end=f.period.end.isoformat(),
+            group=f.grouping,
+            status=f.status,
+            method=f.method,
+            package=str(f.package_id or ""),
+        )
+    selected = [int(v) for v in params.get("location", []) if v.strip().isdigit()]
+    return Template(
+        template,
+        context={
+            "report": report,
+            "reports": REPORTS,
+            "f": f,
+            "errors": errors,
+            "form": form,
+            "selected_locations": selected,
+            "selected_accounts": params.get("account", []),
+            "liability_labels": LIABILITY_LABELS,
+            **(await _choices(request)),
+            **context,
+        },
+        status_code=400 if errors else 200,
+    )
+
+
+async def _export(
+    request: Request[Any, Any, Any],
+    name: str,
+    fmt: str,
+    f: Filters,
+    header: Sequence[str],
+    rows: AsyncIterator[Sequence[Any]],
+    *,
+    extra: dict[str, Any] | None = None,
+) -> Stream:
+    """Audit the export, then stream it."""
+    user = current_user(request)
+    async with db.transaction():
+        await audit.record(
+            user,
+            "export",
+            "report",
+            name,
+            after={**f.audit(), "format": fmt, **(extra or {})},
+            address=client_address(request),
+        )
+    filename = f"{name}_{f.period.start.isoformat()}_{f.period.end.isoformat()}.{fmt}"
+    disposition = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    if fmt == "csv":
+        return Stream(
+            csv_stream(header, rows), media_type="text/csv; charset=utf-8", headers=disposition
+        )
+    return Stream(
+        xlsx_stream(name.replace("_", " ").title(), header, rows),
+        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        headers=disposition,
+    )
+
+
+def _fmt(request: Request[Any, Any, Any]) -> str:
+    """The download format, from the path's extension (.csv or .xlsx)."""
+    fmt = request.url.path.rsplit(".", 1)[-1]
+    if fmt not in ("csv", "xlsx"):
+        raise NotFoundException()
+    return fmt
+
+
+# -- rows of each export -------------------------------------------------------------------
+
+
+async def _payment_rows(f: Filters) -> AsyncIterator[Sequence[Any]]:
+    async for line in service.iter_payment_lines(f):
+        c = line.currency
+        yield (
+            line.date,
+            line.location,
+            line.client,
+            line.item,
+            line.payment_method,
+            Amount(line.gross, c),
+            Amount(line.tax, c),
+            Amount(line.refunded, c),
+            Amount(line.fee, c),
+            Amount(line.net, c),
+            c,
+            line.stripe_payment_intent,
+            line.sale_id,
+        )
+
+
+def _liability_rows(rows: list[service.Liability]) -> list[Sequence[Any]]:
+    return [
+        (
+            r.location.name,
+            r.currency,
+            *(Amount(getattr(r, c), r.currency) for c in service.LIABILITY_COLUMNS),
+            *(getattr(r, f"{c}_sessions") for c in service.LIABILITY_COLUMNS),
+        )
+        for r in rows
+    ]
+
+
+def _revenue_rows(result: service.Revenue) -> list[Sequence[Any]]:
+    return [
+        (
+            r.label,
+            r.location.name,
+            r.currency,
+            Amount(r.service, r.currency),
+            Amount(r.breakage, r.currency),
+            Amount(r.recognised, r.currency),
+            Amount(r.collected, r.currency),
+            Amount(r.refunded, r.currency),
+            Amount(r.net_cash, r.currency),
+        )
+        for r in result.rows
+    ]
+
+
+def _therapist_rows(result: service.Revenue) -> list[Sequence[Any]]:
+    return [
+        (t.label, t.location.name, t.currency, t.therapist, Amount(t.service, t.currency))
+        for t in result.therapists
+    ]
+
+
+def fee_rate(fee: int, gross: int) -> str:
+    """Fees as a percentage of gross, two decimals ("2.93")."""
+    if gross <= 0:
+        return ""
+    hundredths = (fee * 10_000 * 2 + gross) // (2 * gross)  # half-up
+    return f"{hundredths // 100}.{hundredths % 100:02d}"
+
+
+def _fee_rows(summary: service.PaymentSummary) -> list[Sequence[Any]]:
+    return [
+        (
+            r.label,
+            r.start,
+            r.end,
+            r.location.name,
+            r.currency,
+            r.totals.payments,
+            Amount(r.totals.gross, r.currency),
+            Amount(r.totals.fee, r.currency),
+            Amount(r.totals.gross - r.totals.fee, r.currency),
+            fee_rate(r.totals.fee, r.totals.gross),
+        )
+        for r in summary.rows
+    ]
+
+
+async def _journal_rows(f: Filters) -> AsyncIterator[Sequence[Any]]:
+    async for line in service.iter_journal_lines(f):
+        yield (
+            line.date,
+            line.account,
+            Amount(line.debit, line.currency) if line.debit else "",
+            Amount(line.credit, line.currency) if line.credit else "",
+            line.location,
+            line.memo,
+            line.reference,
+        )
+
+
+def _trial_rows(tb: service.TrialBalance) -> list[Sequence[Any]]:
+    return [
+        (
+            t.account,
+            t.name,
+            t.type,
+            t.currency,
+            Amount(t.opening_balance_debit, t.currency),
+            Amount(t.opening_balance_credit, t.currency),
+            Amount(t.debits, t.currency),
+            Amount(t.credits, t.currency),
+            Amount(t.closing_debit, t.currency),
+            Amount(t.closing_credit, t.currency),
+        )
+        for t in tb.lines
+    ]
+
+
+# -- dashboard ----------------------------------------------------------------------------
+
+
+def _chart_svgs(
+    kind: str, series_list: list[service.Series]
+) -> list[dict[str, Any]]:
+    out = []
+    for i, s in enumerate(series_list):
+        months = [m.strftime("%b %y") for m in s.months]
+        named = [(loc.name, s.values[loc.id]) for loc in s.locations]
+
+        def exact(cents: int, currency: str = s.currency) -> str:
+            return money(cents, currency)
+
+        def short(cents: int, currency: str = s.currency) -> str:
+            symbol = money(0, currency).replace("0.00", "").replace("0", "").strip()
+            return charts.short_amount(cents, symbol if len(symbol) == 1 else "")
+
+        if kind == "revenue":
+            svg = charts.bar_chart(
+                f"revenue-chart-{i}",
+                f"Recognised revenue by month, {s.currency}",
+                "Service and breakage revenue per location for each month; "
+                "the table beside the chart lists the same figures.",
+                months,
+                named,
+                short,
+                exact,
+            )
+        else:
+            svg = charts.line_chart(
+                f"liability-chart-{i}",
+                f"Package liability at month end, {s.currency}",
+                "Deferred revenue (sessions sold, not yet given) per location at the end of "
+                "each month; the table beside the chart lists the same figures.",
+                months,
+                named,
+                short,
+                exact,
+            )
+        out.append({"series": s, "svg": svg, "months": months})
+    return out
+
+
+def _twelve_months(today: date) -> Period:
+    start = month_starts(today.replace(year=today.year - 1), today)[1]
+    return Period(start, today)
+
+
+# -- pages --------------------------------------------------------------------------------
+
+
+class ReportController(Controller):
+    path = "/reports"
+    guards = [readers]
+
+    @get("/", name="reports")
+    async def dashboard(self, request: Request[Any, Any, Any]) -> Template:
+        today = utcnow().date()
+        year = _twelve_months(today)
+        f, errors = await _filters(request, default_period=year)
+        context: dict[str, Any] = {}
+        if f is not None:
+            year_filters = Filters(
+                period=Period(year.start, year.end), locations=f.locations, params=f.params
+            )
+            month_filters = Filters(
+                period=Period(today.replace(day=1), today), locations=f.locations, params=f.params
+            )
+            revenue = await service.revenue(month_filters)
+            liability = service.liability_totals(await service.liability(month_filters))
+            fees = await service.fees(month_filters)
+            context = {
+                "month": month_filters.period,
+                "year": year_filters.period,
+                "month_revenue": revenue.totals,
+                "month_liability": liability,
+                "month_fees": fees.totals,
+                "revenue_charts": _chart_svgs(
+                    "revenue", await service.revenue_by_month(year_filters)
+                ),
+                "liability_charts": _chart_svgs(
+                    "liability", await service.liability_trend(year_filters)
+                ),
+            }
+        return await _page(request, "reports/dashboard.html", "reports", f, errors, **context)
+
+    @get("/payments", name="report_payments")
+    async def payments(
+        self,
+        request: Request[Any, Any, Any],
+        after: Annotated[str | None, QueryParameter(name="after")] = None,
+    ) -> Template:
+        f, errors = await _filters(request, default_grouping="day")
+        context: dict[str, Any] = {}
+        if f is not None:
+            context = {
+                "summary": await service.payment_summary(f),
+                "lines": await service.payment_lines(f, after=after),
+            }
+        return await _page(request, "reports/payments.html", "payments", f, errors, **context)
+
+    @get(["/payments.csv", "/payments.xlsx"], name="report_payments_export")
+    async def payments_export(self, request: Request[Any, Any, Any]) -> Stream:
+        f = await _filters_or_400(request, default_grouping="day")
+        return await _export(request, "payments", _fmt(request), f, PAYMENT_COLUMNS, _payment_rows(f))
+
+    @get("/liability", name="report_liability")
+    async def liability(self, request: Request[Any, Any, Any]) -> Template:
+        f, errors = await _filters(request)
+        context: dict[str, Any] = {}
+        if f is not None:
+            rows = await service.liability(f)
+            context = {"rows": rows, "totals": service.liability_totals(rows)}
+        return await _page(request, "reports/liability.html", "liability", f, errors, **context)
+
+    @get(["/liability.csv", "/liability.xlsx"], name="report_liability_export")
+    async def liability_export(
+        self, request: Request[Any, Any, Any]
+    ) -> Stream:
+        f = await _filters_or_400(request)
+        rows = _liability_rows(await service.liability(f))
+        return await _export(request, "liability", _fmt(request), f, LIABILITY_CSV, iterate(rows))
+
+    @get("/liability/{location_id:int}/sales", name="report_liability_sales")
+    async def liability_sales(
+        self,
+        request: Request[Any, Any, Any],
+        location_id: FromPath[int],
+        column: Annotated[str, QueryParameter(name="column")] = "closing",
+        after: Annotated[str | None, QueryParameter(name="after")] = None,
+    ) -> Template:
+        ensure_location_access(current_user(request), location_id)
+        f, errors = await _filters(request)
+        context: dict[str, Any] = {"column": column, "location_id": location_id}
+        if f is not None:
+            location = f.location(location_id)
+            if location is None:
+                # The location is the user's but was filtered out: show it anyway.
+                scoped = await report_filters.parse(
+                    current_user(request),
+                    {**_params(request), "location": [str(location_id)]},
+                )
+                location = scoped.location(location_id)
+                if location is None:
+                    raise NotFoundException("No such location.")
+            rows = await service.liability(
+                Filters(period=f.period, locations=(location,), params=f.params)
+            )
+            page = await service.liability_sales(f, location, column, after=after)
+            context.update(location=location, page=page, figure=rows[0] if rows else None)
+        return await _page(
+            request, "reports/liability_sales.html", "liability", f, errors, **context
+        )
+
+    @get("/revenue", name="report_revenue")
+    async def revenue(self, request: Request[Any, Any, Any]) -> Template:
+        f, errors = await _filters(request)
+        context: dict[str, Any] = {}
+        if f is not None:
+            context = {"revenue": await service.revenue(f)}
+        return await _page(request, "reports/revenue.html", "revenue", f, errors, **context)
+
+    @get(["/revenue.csv", "/revenue.xlsx"], name="report_revenue_export")
+    async def revenue_export(
+        self,
+        request: Request[Any, Any, Any],
+        by: Annotated[str, QueryParameter(name="by")] = "location",
+    ) -> Stream:
+        f = await _filters_or_400(request)
+        result = await service.revenue(f)
+        if by == "therapist":
+            return await _export(
+                request, "revenue_by_therapist", _fmt(request), f, THERAPIST_COLUMNS,
+                iterate(_therapist_rows(result)),
+            )  # fmt: skip
+        return await _export(
+            request, "revenue", _fmt(request), f, REVENUE_COLUMNS, iterate(_revenue_rows(result))
+        )
+
+    @get("/fees", name="report_fees")
+    async def fees(self, request: Request[Any, Any, Any]) -> Template:
+        f, errors = await _filters(request)
+        context: dict[str, Any] = {}
+        if f is not None:
+            context = {"summary": await service.fees(f), "fee_rate": fee_rate}
+        return await _page(request, "reports/fees.html", "fees", f, errors, **context)
+
+    @get(["/fees.csv", "/fees.xlsx"], name="report_fees_export")
+    async def fees_export(self, request: Request[Any, Any, Any]) -> Stream:
+        f = await _filters_or_400(request)
+        rows = _fee_rows(await service.fees(f))
+        return await _export(request, "fees", _fmt(request), f, FEE_COLUMNS, iterate(rows))
+
+    @get("/journal", name="report_journal")
+    async def journal(
+        self,
+        request: Request[Any, Any, Any],
+        after: Annotated[str | None, QueryParameter(name="after")] = None,
+    ) -> Template:
+        f, errors = await _filters(request)
+        context: dict[str, Any] = {}
+        if f is not None:
+            rows, cursor = await service.journal_lines(f, after=after)
+            context = {"rows": rows, "next_cursor": cursor}
+        return await _page(request, "reports/journal.html", "journal", f, errors, **context)
+
+    @get(["/journal.csv", "/journal.xlsx"], name="report_journal_export")
+    async def journal_export(self, request: Request[Any, Any, Any]) -> Stream:
+        f = await _filters_or_400(request)
+        return await _export(request, "journal", _fmt(request), f, JOURNAL_COLUMNS, _journal_rows(f))
+
+    @get("/trial-balance", name="report_trial_balance")
+    async def trial_balance(self, request: Request[Any, Any, Any]) -> Template:
+        f, errors = await _filters(request)
+        context: dict[str, Any] = {}
+        if f is not None:
+            tb = await service.trial_balance(f)
+            closing = {c: service.trial_total_closing(tb, c) for c in tb.totals}
+            context = {"tb": tb, "closing": closing}
+        return await _page(
+            request, "reports/trial_balance.html", "trial-balance", f, errors, **context
+        )
+
+    @get(["/trial-balance.csv", "/trial-balance.xlsx"], name="report_trial_balance_export")
+    async def trial_balance_export(
+        self, request: Request[Any, Any, Any]
+    ) -> Stream:
+        f = await _filters_or_400(request)
+        rows = _trial_rows(await service.trial_balance(f))
+        return await _export(request, "trial_balance", _fmt(request), f, TRIAL_COLUMNS, iterate(rows))
+
+
+# -- JSON API -----------------------------------------------------------------------------
+
+
+def _api_params(
+    start: str | None,
+    end: str | None,
+    location: list[int] | None,
+    **single: str | None,
+) -> dict[str, list[str]]:
+    params: dict[str, list[str]] = {}
+    if start:
+        params["start"] = [start]
+    if end:
+        params["end"] = [end]
+    if location:
+        params["location"] = [str(i) for i in location]
+    for key, value in single.items():
+        if value:
+            params[key] = [value]
+    return params
+
+
+async def _api_filters(
+    request: Request[Any, Any, Any], params: dict[str, list[str]], **defaults: Any
+) -> Filters:
+    try:
+        return await report_filters.parse(current_user(request), params, **defaults)
+    except ValidationFailed as exc:
+        raise ValidationException(
+            detail="; ".join(f"{k}: {v}" for k, v in exc.errors.items())
+        ) from exc
+
+
+def _period(f: Filters) -> dict[str, Any]:
+    return {
+        "start": f.period.start.isoformat(),
+        "end": f.period.end.isoformat(),
+        "locations": [
+            {"id": loc.id, "name": loc.name, "timezone": loc.timezone, "currency": loc.currency}
+            for loc in f.locations
+        ],
+    }
+
+
+Start = Annotated[
+    str | None, QueryParameter(name="start", description="First local day, YYYY-MM-DD")
+]
+End = Annotated[
+    str | None, QueryParameter(name="end", description="Last local day (inclusive), YYYY-MM-DD")
+]
+Locations = Annotated[
+    list[int] | None,
+    QueryParameter(name="location", description="Location ids; none means all you may see"),
+]
+Group = Annotated[str | None, QueryParameter(name="group", description="day, week or month")]
+
+
+class ReportApiController(Controller):
+    """The reports as JSON. Amounts are integer minor units with their currency."""
+
+    path = "/api/v1/reports"
+    guards = [readers]
+    tags = ["reports"]
+
+    @get("/payments", name="api_report_payments")
+    async def payments(
+        self,
+        request: Request[Any, Any, Any],
+        start: Start = None,
+        end: End = None,
+        location: Locations = None,
+        group: Group = None,
+        package: Annotated[str | None, QueryParameter(name="package")] = None,
+        method: Annotated[str | None, QueryParameter(name="method")] = None,
+        status: Annotated[str | None, QueryParameter(name="status")] = None,
+    ) -> dict[str, Any]:
+        """Payment and refund totals per period bucket and location, and per currency."""
+        params = _api_params(
+            start, end, location, group=group, package=package, method=method, status=status
+        )
+        f = await _api_filters(request, params, default_grouping="day")
+        summary = await service.payment_summary(f)
+        return {
+            **_period(f),
+            "group": f.grouping,
+            "status": f.status,
+            "rows": [
+                {
+                    "period": r.label,
+                    "start": r.start.isoformat(),
+                    "end": r.end.isoformat(),
+                    "location_id": r.location.id,
+                    "location": r.location.name,
+                    "currency": r.currency,
+                    **{f"{k}_cents" if k not in ("payments", "refunds") else k: v
+                       for k, v in r.totals.as_dict().items()},
+                }
+                for r in summary.rows
+            ],
+            "totals": {
+                currency: {
+                    f"{k}_cents" if k not in ("payments", "refunds") else k: v
+                    for k, v in t.as_dict().items()
+                }
+                for currency, t in summary.totals.items()
+            },
+        }  # fmt: skip
+
+    @get("/liability", name="api_report_liability")
+    async def liability(
+        self,
+        request: Request[Any, Any, Any],
+        start: Start = None,
+        end: End = None,
+        location: Locations = None,
+    ) -> dict[str, Any]:
+        """Package liability (deferred revenue) per location: opening, movements, closing."""
+        f = await _api_filters(request, _api_params(start, end, location))
+        rows = await service.liability(f)
+        return {
+            **_period(f),
+            "rows": [_liability_json(r) for r in rows],
+            "totals": {c: _liability_json(t) for c, t in service.liability_totals(rows).items()},
+        }
+
+    @get("/revenue", name="api_report_revenue")
+    async def revenue(
+        self,
+        request: Request[Any, Any, Any],
+        start: Start = None,
+        end: End = None,
+        location: Locations = None,
+        group: Group = None,
+    ) -> dict[str, Any]:
+        """Recognised revenue beside cash collected, and service revenue per therapist."""
+        f = await _api_filters(request, _api_params(start, end, location, group=group))
+        result = await service.revenue(f)
+        return {
+            **_period(f),
+            "group": f.grouping,
+            "rows": [_cents_keys(r.as_dict()) for r in result.rows],
+            "therapists": [
+                {
+                    "period": t.label,
+                    "location_id": t.location.id,
+                    "currency": t.currency,
+                    "therapist_id": t.therapist_id,
+                    "therapist": t.therapist,
+                    "service_revenue_cents": t.service,
+                }
+                for t in result.therapists
+            ],
+        }
+
+    @get("/fees", name="api_report_fees")
+    async def fees(
+        self,
+        request: Request[Any, Any, Any],
+        start: Start = None,
+        end: End = None,
+        location: Locations = None,
+        group: Group = None,
+    ) -> dict[str, Any]:
+        """Stripe fees per period bucket and location. Payouts are not imported yet."""
+        f = await _api_filters(request, _api_params(start, end, location, group=group))
+        summary = await service.fees(f)
+        return {
+            **_period(f),
+            "group": f.grouping,
+            "rows": [
+                {
+                    "period": r.label,
+                    "location_id": r.location.id,
+                    "currency": r.currency,
+                    "payments": r.totals.payments,
+                    "gross_cents": r.totals.gross,
+                    "fee_cents": r.totals.fee,
+                }
+                for r in summary.rows
+            ],
+            "payouts": None,
+        }
+
+    @get("/trial-balance", name="api_report_trial_balance")
+    async def trial_balance(
+        self,
+        request: Request[Any, Any, Any],
+        start: Start = None,
+        end: End = None,
+        location: Locations = None,
+    ) -> dict[str, Any]:
+        """Opening balances, period debits and credits and closing balances per account."""
+        f = await _api_filters(request, _api_params(start, end, location))
+        tb = await service.trial_balance(f)
+        return {
+            **_period(f),
+            "balanced": tb.balanced,
+            "lines": [_cents_keys(t.as_dict()) for t in tb.lines],
+        }
+
+
+_TEXT_KEYS = {
+    "account", "name", "type", "currency", "period", "start", "end", "location_id", "location",
+}  # fmt: skip
+
+
+def _cents_keys(row: dict[str, Any]) -> dict[str, Any]:
+    return {k if k in _TEXT_KEYS else f"{k}_cents": v for k, v in row.items()}
+
+
+def _liability_json(row: service.Liability) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "location_id": row.location.id or None,
+        "location": row.location.name,
+        "currency": row.currency,
+    }
+    for column in service.LIABILITY_COLUMNS:
+        out[f"{column}_cents"] = getattr(row, column)
+    for column in service.LIABILITY_COLUMNS:
+        out[f"{column}_sessions"] = getattr(row, f"{column}_sessions")
+    out["balanced"] = row.balanced
+    return out
+
+
+ROUTES: list[Any] = [ReportController, ReportApiController]
+
