@@ -153,6 +153,7 @@ async def _page(
             "selected_locations": selected,
             "selected_accounts": params.get("account", []),
             "liability_labels": LIABILITY_LABELS,
+            "now_label": utcnow().strftime("%Y-%m-%d %H:%M UTC"),
             **(await _choices(request)),
             **context,
         },

@@ -55,12 +55,16 @@ async def keyset_page(
     if position is not None:
         value, row_id = position
         if descending:
+            # The redundant bound lets PostgreSQL start the index scan at the
+            # cursor instead of filtering every row before it.
             query = query.where(
-                (sort_column < value) | ((sort_column == value) & (id_column < row_id))
+                (sort_column <= value)
+                & ((sort_column < value) | ((sort_column == value) & (id_column < row_id)))
             )
         else:
             query = query.where(
-                (sort_column > value) | ((sort_column == value) & (id_column > row_id))
+                (sort_column >= value)
+                & ((sort_column > value) | ((sort_column == value) & (id_column > row_id)))
             )
     columns = [id_column] if sort_column is id_column else [sort_column, id_column]
     query = query.order_by(*columns, ascending=not descending)
