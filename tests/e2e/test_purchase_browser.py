@@ -16,10 +16,10 @@ from portal.payments.standin import STANDIN_API_KEY
 from tests.e2e.conftest import LiveServer, sign_in
 
 PACKAGE = "Neuromuscular series — 5 × 60 min"
-# Portland: $540.00, no sales tax; single session $120.00. The location's rule
-# refunds what was paid minus the kept sessions at the single price:
-# 540 − 3 × 120 = $180.00 for 2 sessions.
-REFUND_CENTS = 18000
+# Portland: $540.00, no sales tax. With no session used yet, the location's rule
+# (paid minus used sessions at the list price, minus the kept sessions' paid share)
+# refunds the paid share of two sessions: 540 − 3 × 108 = $216.00.
+REFUND_CENTS = 21600
 
 
 def _stripe_ids(server: LiveServer) -> tuple[int, str]:
@@ -82,13 +82,13 @@ async def test_client_buys_manager_refunds_two_sessions(
         await manager.get_by_label("Sessions to refund").fill("2")
         await manager.get_by_role("button", name="Preview").click()
         await expect(manager.locator(".refund-preview")).to_contain_text(
-            "Refund $180.00 for 2 session(s)"
+            "Refund $216.00 for 2 session(s)"
         )
         # No reason: refused, nothing sent.
-        await manager.get_by_role("button", name="Refund $180.00").click()
+        await manager.get_by_role("button", name="Refund $216.00").click()
         await expect(manager.locator("#reason-error")).to_contain_text("Give a reason")
         await manager.get_by_label("Reason").fill("Moving to another city")
-        await manager.get_by_role("button", name="Refund $180.00").click()
+        await manager.get_by_role("button", name="Refund $216.00").click()
         await expect(manager.get_by_role("status").first).to_contain_text("Refund done")
         await expect(manager.locator("dl.details")).to_contain_text("3 available")
         await expect(manager.locator("dl.details")).to_contain_text("2 refunded")
@@ -102,7 +102,7 @@ async def test_client_buys_manager_refunds_two_sessions(
     await expect(page.locator("#purchase-status")).to_contain_text(
         "You have 3 of 5 sessions to book."
     )
-    await expect(page.locator(".purchase-refunds")).to_contain_text("$180.00 — 2 session(s)")
+    await expect(page.locator(".purchase-refunds")).to_contain_text("$216.00 — 2 session(s)")
 
     # The stand-in (Stripe) shows the refund on the payment.
     async with httpx.AsyncClient(

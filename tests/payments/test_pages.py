@@ -13,7 +13,7 @@ from portal.auth.service import ACCOUNTANT, CLIENT, MANAGER, THERAPIST
 from portal.payments import service as payments
 from portal.payments.tables import Payment, Refund
 from portal.sales import service as sales
-from portal.sales.tables import Sale
+from portal.sales.tables import Sale, SaleSession
 from tests import factories
 from tests.payments.helpers import Shop, pay, start_purchase
 from tests.stripe_standin import StandIn, WebhookReceiver
@@ -250,14 +250,24 @@ async def test_refund_form_previews_requires_a_reason_and_is_scoped(
     shop: Shop, stripe_standin: StandIn, portal_webhook: WebhookReceiver
 ) -> None:
     sale_id, _ = await pay(shop, stripe_standin)
+    for position in (1, 2):  # two sessions given
+        await (
+            SaleSession.update({SaleSession.state: sales.REDEEMED})
+            .where((SaleSession.sale == sale_id) & (SaleSession.position == position))
+            .run()
+        )
     async with signed_in(shop, shop.manager) as manager:
         pro_rata = await manager.get(f"/sales/{sale_id}?sessions=2&rule=pro_rata")
         assert pro_rata.status_code == 200
-        # The paid share of two sessions: 2 × 97.42.
+        # The paid share of the two latest sessions: 2 × 97.42.
         assert "Refund $194.84 for 2 session(s)" in _text(pro_rata.text)
         list_price = await manager.get(f"/sales/{sale_id}?sessions=2&rule=list_price")
-        # Paid 487.13 minus three kept sessions at the single price with tax (3 × 108.25).
-        assert "Refund $162.38 for 2 session(s)" in _text(list_price.text)
+        # Paid 487.13 − 2 used × 108.25 (list price with tax) − the kept one's share 97.43.
+        text = _text(list_price.text)
+        assert "Refund $173.20 for 2 session(s)" in text
+        assert (
+            "paid $487.13 − 2 used × list price $108.25 − 1 kept at their paid share $97.43" in text
+        )
 
         missing = await factories.post_form(
             manager,
@@ -268,13 +278,13 @@ async def test_refund_form_previews_requires_a_reason_and_is_scoped(
         assert factories.field_error(missing.text, "reason") == "Give a reason for the refund."
         assert "Refund $194.84 for 2 session(s)" in _text(missing.text)  # the preview stays
         assert await Refund.count().run() == 0
-        assert (await sales.session_counts(sale_id)).available == 5
+        assert (await sales.session_counts(sale_id)).available == 3
 
         too_many = await factories.post_form(
-            manager, f"/sales/{sale_id}/refunds", {"sessions": "9", "reason": "x"}
+            manager, f"/sales/{sale_id}/refunds", {"sessions": "4", "reason": "x"}
         )
         assert too_many.status_code == 422
-        assert "between 1 and 5" in (factories.field_error(too_many.text, "sessions") or "")
+        assert "between 1 and 3" in (factories.field_error(too_many.text, "sessions") or "")
         assert factories.input_value(too_many.text, "reason") == "x"
 
     other = await factories.make_user(MANAGER, location_ids=[await factories.make_location()])
@@ -304,10 +314,10 @@ async def test_refund_form_previews_requires_a_reason_and_is_scoped(
         page = await manager.get(done.headers["location"])
         text = _text(page.text)
         assert "Refund done; the unused sessions it covers were revoked." in text
-        assert "3 available" in text and "2 refunded" in text and "Moving away" in text
+        assert "1 available" in text and "2 refunded" in text and "Moving away" in text
     async with signed_in(shop, shop.client) as client:
         text = _text((await client.get(f"/purchases/{sale_id}")).text)
-        assert "You have 3 of 5 sessions to book" in text
+        assert "You have 1 of 5 sessions to book" in text
         assert "$194.84 — 2 session(s)" in text
 
 

@@ -65,6 +65,30 @@ def test_list_price_rule_never_refunds_more_than_pro_rata(case: dict[str, Any]) 
     assert list_rule <= pro_rata
 
 
+@pytest.mark.nodb
+@settings(max_examples=400, deadline=None)
+@given(refund_cases(), st.data())
+def test_refunding_in_two_steps_returns_what_one_refund_would(
+    case: dict[str, Any], data: st.DataObject
+) -> None:
+    """Nothing refunded before: k sessions at once = k1 sessions, then the next k − k1."""
+    case = {**case, "already_refunded_cents": 0}
+    k = case["refund_sessions"]
+    k1 = data.draw(st.integers(min_value=0, max_value=k))
+    once = payments.compute_refund(**case)[0]
+    first = payments.compute_refund(**{**case, "refund_sessions": k1})[0]
+    second = payments.compute_refund(
+        **{
+            **case,
+            "already_refunded_cents": first,
+            "revoked_before": case["revoked_before"] + k1,
+            "unused_totals": case["unused_totals"][k1:],
+            "refund_sessions": k - k1,
+        }
+    )[0]
+    assert first + second == once
+
+
 # -- the same caps through the service, on a real database --------------------------------
 
 steps = st.lists(

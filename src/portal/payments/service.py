@@ -426,23 +426,43 @@ def compute_refund(
     unused_totals: list[int],
     refund_sessions: int,
     unit_list_price_gross: int | None,
+    fmt: Callable[[int], str] = str,
 ) -> tuple[int, str]:
-    """The refund for revoking ``refund_sessions`` of the unused sessions.
+    """The refund for revoking ``refund_sessions`` of the unused sessions, and why.
 
     ``unused_totals`` are the client-paid shares of the available sessions,
-    latest first (the order they are revoked in). Pure, so it is property-tested.
+    latest first (the order they are revoked in). Sessions neither unused nor
+    revoked before count as used (given, booked, forfeited).
+
+    * pro rata: the paid share of the sessions refunded;
+    * list price: what was paid, minus what was refunded before, minus the
+      used sessions at the single-session list price, minus the paid share of
+      the unused sessions the client keeps — never below zero, never above
+      the pro-rata amount. Valuing kept sessions at their paid share makes the
+      rule path-independent: refunding 2 then 3 sessions returns what
+      refunding 5 at once would.
+
+    Whatever the rule, never more than is still refundable. Pure, so it is
+    property-tested; ``fmt`` formats amounts in the explanation.
     """
     refundable = max(paid_cents - already_refunded_cents, 0)
-    chosen = unused_totals[:refund_sessions]
-    pro_rata = sum(chosen)
+    refund_sessions = max(0, min(refund_sessions, len(unused_totals)))
+    pro_rata = sum(unused_totals[:refund_sessions])
     if rule == RULE_LIST_PRICE and unit_list_price_gross is not None:
-        kept = sessions_total - revoked_before - refund_sessions
-        amount = paid_cents - already_refunded_cents - kept * unit_list_price_gross
-        amount = min(max(amount, 0), pro_rata)
-        explanation = (
-            f"paid {paid_cents} − refunded {already_refunded_cents} − {kept} session(s) used "
-            f"or kept × list price {unit_list_price_gross}"
-        )
+        used = max(sessions_total - revoked_before - len(unused_totals), 0)
+        kept = unused_totals[refund_sessions:]
+        raw = paid_cents - already_refunded_cents - used * unit_list_price_gross - sum(kept)
+        amount = min(max(raw, 0), pro_rata)
+        parts = [f"paid {fmt(paid_cents)}"]
+        if already_refunded_cents:
+            parts.append(f"refunded before {fmt(already_refunded_cents)}")
+        if used:
+            parts.append(f"{used} used × list price {fmt(unit_list_price_gross)}")
+        if kept:
+            parts.append(f"{len(kept)} kept at their paid share {fmt(sum(kept))}")
+        explanation = " − ".join(parts)
+        if raw > pro_rata:
+            explanation += f", capped at the paid share of the sessions, {fmt(pro_rata)}"
     else:
         amount = pro_rata
         explanation = f"the paid share of {refund_sessions} unused session(s)"
@@ -477,7 +497,9 @@ async def quote_refund(
             if sale["prices_include_tax"]
             else unit + round_half_up(unit * int(sale["tax_rate_bp"]), 10_000)
         )
+    currency = str(sale["currency"])
     amount, explanation = compute_refund(
+        fmt=lambda cents: format_money(cents, currency),
         rule=rule,
         paid_cents=int(payment["amount_cents"]),
         already_refunded_cents=already,
