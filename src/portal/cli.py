@@ -1,4 +1,5 @@
-"""The `portal` command: serve, migrate, demo, users, stripe reconcile, sales expire."""
+"""The `portal` command: serve, migrate, demo, users, stripe reconcile, sales expire,
+packages expire, reminders send."""
 
 from __future__ import annotations
 
@@ -247,6 +248,49 @@ def cmd_sales_expire(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_packages_expire(args: argparse.Namespace) -> None:
+    from portal.bookings import expiry
+    from portal.money import format_money
+
+    async def run() -> expiry.PackagesExpiryRun:
+        await _require_migrated()
+        return await expiry.expire_packages()
+
+    result = asyncio.run(_with_database(run))
+    if not result.changed_anything:
+        print("No package had expired with sessions left or booked; nothing changed.")
+        return
+    if result.released:
+        print(
+            f"Released {len(result.released)} future booking(s) of expired packages; "
+            "each client was sent a cancellation."
+        )
+    if result.expiry.sessions:
+        breakage = ", ".join(
+            format_money(v, c) for c, v in sorted(result.expiry.value_cents.items())
+        )
+        print(
+            f"Expired {result.expiry.sessions} unused session(s) of {result.expiry.sales} "
+            f"package(s); breakage recognised: {breakage}."
+        )
+
+
+def cmd_reminders_send(args: argparse.Namespace) -> None:
+    from portal.bookings import notify
+
+    async def run() -> notify.ReminderRun:
+        await _require_migrated()
+        return await notify.send_reminders()
+
+    result = asyncio.run(_with_database(run))
+    print(
+        f"Reminders for tomorrow's appointments: {result.sent} sent, "
+        f"{result.skipped} skipped (reminders switched off), {result.failed} failed."
+    )
+    if result.failed:
+        raise SystemExit(1)
+
+
 def build_parser() -> ArgumentParser:
     from portal.auth.service import ROLES
 
@@ -311,6 +355,32 @@ def build_parser() -> ArgumentParser:
         help="expire unused sessions of packages past their validity (safe to run from cron)",
     )
     expire.set_defaults(func=cmd_sales_expire)
+
+    packages = sub.add_parser("packages", help="clients' session packages")
+    packages_sub = packages.add_subparsers(
+        dest="packages_command", required=True, parser_class=ArgumentParser
+    )
+    packages_expire = packages_sub.add_parser(
+        "expire",
+        help="end packages past their validity: release their future bookings, expire "
+        "unused sessions, record breakage (nightly; safe to repeat)",
+        description="Cancels future bookings that hold a session of an expired package "
+        "(the client is emailed), then expires every unused session of expired packages and "
+        "journals the breakage. A second run changes nothing.",
+    )
+    packages_expire.set_defaults(func=cmd_packages_expire)
+
+    reminders = sub.add_parser("reminders", help="appointment reminders")
+    reminders_sub = reminders.add_subparsers(
+        dest="reminders_command", required=True, parser_class=ArgumentParser
+    )
+    reminders_send = reminders_sub.add_parser(
+        "send",
+        help="email a reminder for every booked appointment starting tomorrow (clinic time)",
+        description="Run daily or hourly from cron: each appointment is reminded once. Exit "
+        "status 1 when a delivery failed (it is tried again on the next run).",
+    )
+    reminders_send.set_defaults(func=cmd_reminders_send)
     return parser
 
 

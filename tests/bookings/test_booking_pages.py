@@ -65,7 +65,7 @@ async def test_no_credit_offers_packages_and_bad_time_is_kept(app, clinic):
             },
         )
         assert response.status_code == 409
-        assert "Buy a package first" in response.text
+        assert "Buy a package for it first." in response.text
         bad = await factories.post_form(
             client,
             "/appointments",

@@ -11,7 +11,7 @@ import pytest
 from portal.audit.tables import AuditLog
 from portal.auth.service import CurrentUser
 from portal.clients import intake, regions, service
-from portal.clients.tables import ClientIntake
+from portal.clients.tables import ClientIntake, ClientProfile
 from portal.web.forms import ValidationFailed
 from tests import factories
 
@@ -192,9 +192,20 @@ async def test_staff_read_intake_accountants_and_therapists_never(app, db, locat
         await factories.post_form(http, "/account/intake/edit", FORM)
         # A client cannot open the staff pages, not even for themselves.
         assert (await http.get(f"/clients/{client_account.id}/intake")).status_code == 403
+    # A client of location B (their preferred location): B's managers read them, A's do not.
+    await (
+        ClientProfile.update({ClientProfile.preferred_location: locations[1]})
+        .where(ClientProfile.user == client_account.id)
+        .run()
+    )
+    if not await ClientProfile.exists().where(ClientProfile.user == client_account.id).run():
+        await ClientProfile.insert(
+            ClientProfile(user=client_account.id, preferred_location=locations[1])
+        ).run()
     for role, location_ids, expected in (
         ("owner", [], 200),
         ("manager", [locations[1]], 200),
+        ("manager", [locations[0]], 403),
         ("accountant", [], 403),
         ("therapist", [locations[0]], 403),
     ):

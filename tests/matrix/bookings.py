@@ -3,8 +3,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from portal.auth.service import CLIENT, THERAPIST
+from portal.auth.tables import User
 from portal.bookings.tables import Appointment
 from portal.catalog.tables import Service
+from portal.clients.tables import ClientProfile
 from portal.rooms.tables import Room
 from portal.staff.tables import Therapist
 from portal.timeutil import utcnow
@@ -12,8 +14,9 @@ from tests import factories
 from tests.matrix import Param, World
 
 # After the staff provider, which links a therapist profile at the own
-# location to the world's therapist account.
+# location to the world's therapist account, and after the clients provider.
 ORDER = 10
+CLIENT_TARGET = "matrix-client@example.test"
 
 
 async def _appointment(client: int, therapist: int, location: int, start_days: int) -> int:
@@ -59,4 +62,22 @@ async def provide(world: World) -> dict[str, Param]:
     )[0]["id"]  # fmt: skip
     own = await _appointment(world.accounts[CLIENT].id, own_therapist["id"], world.own_location, 2)
     other = await _appointment(stranger.id, other_therapist, world.other_location, 3)
-    return {"appointment_id": Param(own=own, other=other)}
+    # Clients belong to the locations where they buy, book or prefer to go: the
+    # clients provider's spare client prefers the own location, and the stranger
+    # booked at the other one. (Replaces the clients provider's chain-wide value.)
+    spare = await User.select(User.id).where(User.email == CLIENT_TARGET).first().run()
+    assert spare is not None, "the clients provider creates its spare client"
+    if await ClientProfile.exists().where(ClientProfile.user == spare["id"]).run():
+        await (
+            ClientProfile.update({ClientProfile.preferred_location: world.own_location})
+            .where(ClientProfile.user == spare["id"])
+            .run()
+        )
+    else:
+        await ClientProfile.insert(
+            ClientProfile(user=spare["id"], preferred_location=world.own_location)
+        ).run()
+    return {
+        "appointment_id": Param(own=own, other=other),
+        "client_id": Param(own=spare["id"], other=stranger.id),
+    }

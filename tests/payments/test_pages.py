@@ -116,7 +116,7 @@ async def test_my_purchases_and_receipts(
         mine = await client.get("/account/purchases")
         assert mine.status_code == 200
         text = _text(mine.text)
-        assert "5 of 5" in text and "pending" in text
+        assert "5 of 5" in text and "awaiting payment" in text
         assert f'href="/sales/{sale_id}/receipt"' in mine.text
         assert f'href="/sales/{pending_id}/receipt"' not in mine.text
         assert 'href="/account/purchases"' in mine.text  # "My purchases" in the navigation
@@ -220,7 +220,8 @@ async def test_front_desk_checkout_link_is_shown(shop: Shop, stripe_standin: Sta
         payment = await Payment.select().where(Payment.sale == sale_id).first().run()
         assert payment is not None and payment["checkout_url"].startswith(stripe_standin.base_url)
         assert f'href="{payment["checkout_url"]}"' in page.text
-        assert "Checkout link for the client" in page.text
+        assert "Waiting for the client to pay." in page.text
+        assert f'value="{payment["checkout_url"]}" readonly' in page.text
     assert (await sales.get_sale(sale_id))["status"] == sales.PENDING
 
 
@@ -339,3 +340,54 @@ async def test_sales_list_filters_and_navigation(
     async with signed_in(shop, therapist) as client:
         assert (await client.get("/sales")).status_code == 403
         assert 'href="/sales"' not in (await client.get("/")).text
+
+
+async def test_buy_without_a_clinic_offers_the_clinics_that_sell_it(shop: Shop) -> None:
+    closed = await factories.make_location(slug="closed", active=False)
+    assert closed
+    async with signed_in(shop, shop.client) as client:
+        page = await client.get(f"/buy/{shop.package_id}")
+        assert page.status_code == 200
+        assert f'href="/buy/{shop.package_id}?location=shop"' in page.text
+        assert "location=closed" not in page.text
+        assert "$487.13" in _text(page.text)
+
+
+async def test_retrying_a_pending_refund(
+    shop: Shop, stripe_standin: StandIn, portal_webhook: WebhookReceiver
+) -> None:
+    from portal.payments.gateway import StripeGateway
+
+    sale_id, _ = await pay(shop, stripe_standin)
+    dead = StripeGateway(api_key="sk_test_x", api_base="http://127.0.0.1:9", max_network_retries=0)
+    try:
+        refund = await payments.refund_sale(
+            dead, shop.manager_user, sale_id, sessions=1, reason="Injury"
+        )
+    finally:
+        await dead.aclose()
+    assert refund["status"] == payments.PENDING
+    async with signed_in(shop, shop.manager) as manager:
+        page = await manager.get(f"/sales/{sale_id}")
+        retry_url = f"/sales/{sale_id}/refunds/{refund['id']}/retry"
+        assert f'action="{retry_url}"' in page.text
+        done = await factories.post_form(manager, retry_url)
+        _flash(done)
+        assert "Refund done." in _text((await manager.get(done.headers["location"])).text)
+        again = await factories.post_form(manager, retry_url)
+        _flash(again)
+        assert "no longer pending" in _text((await manager.get(again.headers["location"])).text)
+        other_sale, _ = await start_purchase(shop)
+        wrong = await factories.post_form(
+            manager, f"/sales/{other_sale}/refunds/{refund['id']}/retry"
+        )
+        assert wrong.status_code == 404
+    assert (await sales.session_counts(sale_id)).revoked == 1
+    assert await Refund.count().run() == 1
+
+
+async def test_webhook_without_stripe_settings_is_refused(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/stripe/webhook", content=b"{}", headers={"stripe-signature": "t=1,v1=x"}
+    )
+    assert response.status_code == 400

@@ -126,9 +126,16 @@ async def redeem(
     assert len(rows) == count
     total = 0
     for row in rows:
-        await SaleSession.update(
-            {SaleSession.state: "forfeited" if forfeit else "redeemed", SaleSession.changed_at: at}
-        ).where(SaleSession.id == row["id"]).run()
+        await (
+            SaleSession.update(
+                {
+                    SaleSession.state: "forfeited" if forfeit else "redeemed",
+                    SaleSession.changed_at: at,
+                }
+            )
+            .where(SaleSession.id == row["id"])
+            .run()
+        )
         value = int(row["value_cents"])
         total += value
         where = given_at or int(sale["location"])

@@ -7,19 +7,21 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from litestar import Controller, Request, Response, get, post
+from litestar.background_tasks import BackgroundTask
 from litestar.exceptions import PermissionDeniedException
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
 
 from portal.auth.service import ACCOUNTANT, CLIENT, MANAGER, OWNER, THERAPIST, CurrentUser
 from portal.auth.tables import User
+from portal.bookings import notify, service, weekview
 from portal.bookings import series as series_service
-from portal.bookings import service
 from portal.catalog.tables import Service
-from portal.locations.service import visible_location_ids
+from portal.locations.service import get_location_for, visible_location_ids
 from portal.locations.tables import Location
+from portal.settings import Settings
 from portal.staff import hours as h
-from portal.staff.tables import Therapist, TherapistLocation
+from portal.staff.tables import Therapist, TherapistLocation, TherapistService
 from portal.timeutil import utcnow
 from portal.web.forms import ValidationFailed, read_form
 from portal.web.guards import current_user, requires_role
@@ -30,12 +32,44 @@ viewers = requires_role(OWNER, MANAGER, ACCOUNTANT, THERAPIST, CLIENT)
 staff_actions = requires_role(OWNER, MANAGER, THERAPIST)
 managers = requires_role(OWNER, MANAGER)
 
+TAKEN_MESSAGE = "This time has just been taken; choose another."
+
 
 def _int(raw: str | None) -> int | None:
     try:
         return int(raw) if raw not in (None, "") else None
     except ValueError:
         return None
+
+
+def _settings(request: Request[Any, Any, Any]) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _deliver_later(response: Response[Any], settings: Settings, deferred: list[int]) -> None:
+    """Send the messages a change queued after the page has answered (SMTP only)."""
+    if deferred and settings.smtp_host:
+        response.background = BackgroundTask(notify.deliver_all, list(deferred), settings)
+
+
+async def _client_by_email(email: str) -> dict[str, Any] | None:
+    email = email.strip().lower()
+    if not email:
+        return None
+    row: dict[str, Any] | None = (
+        await User.select(User.id, User.role, User.name, User.email)
+        .where(User.email == email)
+        .first()
+        .run()
+    )
+    return row if row is not None and row["role"] == CLIENT else None
+
+
+def _no_credit(user: CurrentUser, exc: service.NoCredit) -> str:
+    if user.role == CLIENT:
+        return f"{exc.message} Buy a package for it first."
+    return f"{exc.message} The client needs a package for it first."
 
 
 def _day(raw: str | None, tz: ZoneInfo) -> date:
@@ -47,7 +81,7 @@ def _day(raw: str | None, tz: ZoneInfo) -> date:
 
 async def _choices(user: CurrentUser, location_id: int | None) -> dict[str, Any]:
     locations = (
-        await Location.select(Location.id, Location.name, Location.timezone)
+        await Location.select(Location.id, Location.name, Location.timezone, Location.slug)
         .where(Location.active == True)  # noqa: E712
         .order_by(Location.name)
         .run()
@@ -96,6 +130,10 @@ async def _booking_page(
     slots: list[service.Slot] = []
     credits: list[dict[str, Any]] = []
     client_id = user.id if user.role == CLIENT else None
+    client = None
+    if user.role != CLIENT:
+        client = await _client_by_email(values.get("client_email", ""))
+        client_id = int(client["id"]) if client else None
     if location and service_id:
         slots = await service.free_slots(
             location_id or 0, service_id, day, therapist_id=therapist_id
@@ -122,7 +160,11 @@ async def _booking_page(
             "next_day": day + timedelta(days=1),
             "slots": slots,
             "credits": credits,
+            "client": client,
             "is_client": user.role == CLIENT,
+            "service_name": next(
+                (str(x["name"]) for x in context["services"] if x["id"] == service_id), ""
+            ),
         }
     )
     return Template("bookings/book.html", context=context, status_code=status_code)
@@ -221,13 +263,10 @@ class BookingController(Controller):
         errors: dict[str, str] = {}
         client_id = user.id
         if user.role != CLIENT:
-            client = (
-                await User.select(User.id, User.role)
-                .where(User.email == values.get("client_email", "").strip().lower())
-                .first()
-                .run()
-            )
-            if client is None or client["role"] != CLIENT:
+            client = await _client_by_email(values.get("client_email", ""))
+            if not values.get("client_email", "").strip():
+                errors["client_email"] = "Enter the client's email address."
+            elif client is None:
                 errors["client_email"] = "No client account with this email."
             else:
                 client_id = int(client["id"])
@@ -243,6 +282,8 @@ class BookingController(Controller):
         if errors:
             return await _booking_page(user, values, errors, status_code=422)
         assert location_id is not None and service_id is not None
+        settings = _settings(request)
+        deferred: list[int] = []
         try:
             appointment_id = await service.book(
                 user,
@@ -251,27 +292,25 @@ class BookingController(Controller):
                 service_id=service_id,
                 start_at=start,
                 therapist_id=_int(values.get("booked_therapist") or values.get("therapist")),
+                settings=settings,
+                deferred=deferred,
             )
-        except service.NoCredit:
+        except service.NoCredit as exc:
             return await _booking_page(
-                user,
-                values,
-                {
-                    "credit": "No unused session of this service is left in an active "
-                    "package. Buy a package first."
-                },
-                status_code=409,
+                user, values, {"credit": _no_credit(user, exc)}, status_code=409
             )
         except service.SlotTaken:
-            return await _booking_page(
-                user,
-                values,
-                {"start": "Someone booked this time a moment ago; choose another."},
-                status_code=409,
-            )
+            return await _booking_page(user, values, {"start": TAKEN_MESSAGE}, status_code=409)
         except ValidationFailed as exc:
             return await _booking_page(user, values, exc.errors, status_code=422)
-        return redirect(request, f"/appointments/{appointment_id}", "Booked. See you then!")
+        message = (
+            "Booked. See you then! A confirmation is on its way by email."
+            if user.role == CLIENT
+            else "Booked. The client gets a confirmation by email."
+        )
+        response = redirect(request, f"/appointments/{appointment_id}", message)
+        _deliver_later(response, settings, deferred)
+        return response
 
     @get("/{appointment_id:int}", guards=[viewers], name="appointment_detail")
     async def detail(
@@ -288,6 +327,7 @@ class BookingController(Controller):
                 "late": service.is_late(appointment, now),
                 "started": appointment["start_at"] <= now,
                 "errors": {},
+                "can_write": _can_write(user, appointment),
             },
         )
 
@@ -297,6 +337,8 @@ class BookingController(Controller):
     ) -> Response[Any]:
         user = current_user(request)
         values, _ = await read_form(request)
+        settings = _settings(request)
+        deferred: list[int] = []
         try:
             outcome = await service.cancel(
                 user,
@@ -304,15 +346,24 @@ class BookingController(Controller):
                 reason=values.get("reason", ""),
                 waive=values.get("waive") == "on",
                 waive_reason=values.get("waive_reason", ""),
+                settings=settings,
+                deferred=deferred,
             )
         except ValidationFailed as exc:
-            return await self._detail_with_errors(user, appointment_id, exc.errors)
-        message = (
-            "Cancelled; the session is back in your package."
-            if outcome == service.CANCELLED
-            else "Cancelled inside the cancellation window."
-        )
-        return redirect(request, f"/appointments/{appointment_id}", message, "info")
+            return await self._detail_with_errors(user, appointment_id, exc.errors, values)
+        if outcome == service.CANCELLED:
+            message = (
+                "Cancelled; the session is back in your package."
+                if user.role == CLIENT
+                else "Cancelled; the session is back in the client's package."
+            )
+        elif values.get("waive") == "on":
+            message = "Cancelled inside the cancellation window; the forfeit was waived."
+        else:
+            message = "Cancelled inside the cancellation window; the session is used up."
+        response = redirect(request, f"/appointments/{appointment_id}", message, "info")
+        _deliver_later(response, settings, deferred)
+        return response
 
     @post("/{appointment_id:int}/complete", guards=[staff_actions], name="appointment_complete")
     async def complete(
@@ -345,7 +396,11 @@ class BookingController(Controller):
         )
 
     async def _detail_with_errors(
-        self, user: CurrentUser, appointment_id: int, errors: dict[str, str]
+        self,
+        user: CurrentUser,
+        appointment_id: int,
+        errors: dict[str, str],
+        form: dict[str, str] | None = None,
     ) -> Template:
         appointment = await service.get_appointment_for(user, appointment_id)
         now = utcnow()
@@ -357,9 +412,102 @@ class BookingController(Controller):
                 "late": service.is_late(appointment, now),
                 "started": appointment["start_at"] <= now,
                 "errors": errors,
+                "form": form or {},
+                "can_write": _can_write(user, appointment),
             },
             status_code=422,
         )
+
+    # -- moving (staff) ------------------------------------------------------------
+
+    @get("/{appointment_id:int}/move", guards=[managers], name="appointment_move_form")
+    async def move_form(
+        self,
+        request: Request[Any, Any, Any],
+        appointment_id: FromPath[int],
+        day: Annotated[str | None, QueryParameter(name="day")] = None,
+        therapist: Annotated[str | None, QueryParameter(name="therapist")] = None,
+    ) -> Template:
+        user = current_user(request)
+        appointment = await service.get_appointment_for(user, appointment_id, write=True)
+        tz = ZoneInfo(str(appointment["timezone"]))
+        start = appointment["start_at"].astimezone(tz)
+        form = {
+            "day": day or start.date().isoformat(),
+            "time": start.strftime("%H:%M"),
+            "therapist": therapist if therapist is not None else str(appointment["therapist"]),
+        }
+        return await _move_page(appointment, form, {})
+
+    @post("/{appointment_id:int}/move", guards=[managers], name="appointment_move")
+    async def move(
+        self, request: Request[Any, Any, Any], appointment_id: FromPath[int]
+    ) -> Response[Any]:
+        user = current_user(request)
+        appointment = await service.get_appointment_for(user, appointment_id, write=True)
+        values, _ = await read_form(request)
+        form = {
+            "day": values.get("day", ""),
+            "time": values.get("time", ""),
+            "therapist": values.get("therapist", ""),
+        }
+        tz = ZoneInfo(str(appointment["timezone"]))
+        errors: dict[str, str] = {}
+        start: datetime | None = None
+        if values.get("start"):
+            # A free time picked from the list.
+            try:
+                start = datetime.fromisoformat(values["start"])
+                if start.tzinfo is None:
+                    raise ValueError
+                local = start.astimezone(tz)
+                form["day"], form["time"] = local.date().isoformat(), local.strftime("%H:%M")
+            except ValueError:
+                errors["start"] = "Choose one of the free times."
+        else:
+            try:
+                on = date.fromisoformat(form["day"])
+            except ValueError:
+                errors["day"] = "Enter the new date."
+                on = None
+            minute = h.parse_hhmm(form["time"])
+            if minute is None or minute >= 24 * 60:
+                errors["time"] = "Enter a time such as 14:30."
+            if on is not None and minute is not None and not errors:
+                start, problem = h.local_wall(on, minute, tz)
+                if problem:
+                    errors["time"] = problem
+        therapist_id = _int(form["therapist"])
+        if form["therapist"] and therapist_id is None:
+            errors["therapist"] = "Choose a therapist from the list."
+        if errors or start is None:
+            return await _move_page(appointment, form, errors, status_code=422)
+        settings = _settings(request)
+        deferred: list[int] = []
+        try:
+            await service.move(
+                user,
+                appointment_id,
+                start_at=start,
+                therapist_id=therapist_id,
+                settings=settings,
+                deferred=deferred,
+            )
+        except service.SlotTaken:
+            return await _move_page(appointment, form, {"start": TAKEN_MESSAGE}, status_code=409)
+        except ValidationFailed as exc:
+            errors = {("time" if k == "start" else k): v for k, v in exc.errors.items()}
+            return await _move_page(appointment, form, errors, status_code=422)
+        moved = await service.get_appointment(appointment_id)
+        when = moved["start_at"].astimezone(tz)
+        response = redirect(
+            request,
+            f"/appointments/{appointment_id}",
+            f"Moved to {when:%A %d %B, %H:%M} with {moved['therapist_name']} in "
+            f"{moved['room_name']}. The client gets a new confirmation.",
+        )
+        _deliver_later(response, settings, deferred)
+        return response
 
     @get("/series/new", guards=[bookers], name="series_new")
     async def series_form(self, request: Request[Any, Any, Any]) -> Template:
@@ -376,7 +524,7 @@ class BookingController(Controller):
         )
 
     @post("/series", guards=[bookers], name="series_create")
-    async def series_create(self, request: Request[Any, Any, Any]) -> Template:
+    async def series_create(self, request: Request[Any, Any, Any]) -> Response[Any]:
         user = current_user(request)
         values, _ = await read_form(request)
         context: dict[str, Any] = {
@@ -388,21 +536,120 @@ class BookingController(Controller):
             request_ = series_service.parse_series_form(values)
             client_id = user.id
             if user.role != CLIENT:
-                client = (
-                    await User.select(User.id, User.role)
-                    .where(User.email == values.get("client_email", "").strip().lower())
-                    .first()
-                    .run()
-                )
-                if client is None or client["role"] != CLIENT:
+                client = await _client_by_email(values.get("client_email", ""))
+                if client is None:
                     raise ValidationFailed({"client_email": "No client account with this email."})
                 client_id = int(client["id"])
-            context["result"] = await series_service.book_series(user, client_id, request_)
+            settings = _settings(request)
+            deferred: list[int] = []
+            context["result"] = await series_service.book_series(
+                user, client_id, request_, settings=settings, deferred=deferred
+            )
         except ValidationFailed as exc:
             context["errors"] = exc.errors
             return Template("bookings/series.html", context=context, status_code=422)
         context["errors"] = {}
-        return Template("bookings/series.html", context=context)
+        response = Template("bookings/series.html", context=context)
+        _deliver_later(response, settings, deferred)
+        return response
 
 
-ROUTES = [BookingController]
+def _can_write(user: CurrentUser, appointment: dict[str, Any]) -> bool:
+    """Staff who may move this appointment and waive forfeits (its location's managers)."""
+    if user.role == OWNER:
+        return True
+    return user.role == MANAGER and int(appointment["location"]) in user.location_ids
+
+
+async def _move_page(
+    appointment: dict[str, Any],
+    form: dict[str, str],
+    errors: dict[str, str],
+    *,
+    status_code: int = 200,
+) -> Template:
+    """The move form, with the free times of the chosen day for the chosen therapist."""
+    location_id = int(appointment["location"])
+    service_id = int(appointment["service"])
+    tz = ZoneInfo(str(appointment["timezone"]))
+    permitted = {
+        int(r["therapist"])
+        for r in await TherapistService.select(TherapistService.therapist)
+        .where(TherapistService.service == service_id)
+        .run()
+    }
+    at_location = {
+        int(r["therapist"])
+        for r in await TherapistLocation.select(TherapistLocation.therapist)
+        .where(TherapistLocation.location == location_id)
+        .run()
+    }
+    therapists = (
+        await Therapist.select(Therapist.id, Therapist.name)
+        .where(
+            Therapist.id.is_in(list(permitted & at_location) or [-1]) & (Therapist.active == True)  # noqa: E712
+        )
+        .order_by(Therapist.name)
+        .run()
+    )
+    try:
+        on = date.fromisoformat(form.get("day", ""))
+    except ValueError:
+        on = appointment["start_at"].astimezone(tz).date()
+    therapist_id = _int(form.get("therapist")) or int(appointment["therapist"])
+    started = appointment["start_at"] <= utcnow()
+    slots: list[service.Slot] = []
+    if appointment["status"] == service.BOOKED:
+        slots = await service.free_slots(
+            location_id,
+            service_id,
+            on,
+            therapist_id=therapist_id,
+            except_appointment_id=int(appointment["id"]),
+        )
+    return Template(
+        "bookings/move.html",
+        context={
+            "a": appointment,
+            "form": form,
+            "errors": errors,
+            "therapists": therapists,
+            "slots": slots,
+            "day": on,
+            "prev_day": on - timedelta(days=1),
+            "next_day": on + timedelta(days=1),
+            "tz": str(tz),
+            "started": started,
+            "labels": service.STATUS_LABELS,
+        },
+        status_code=status_code,
+    )
+
+
+class WeekViewController(Controller):
+    """The location week view lives beside the day view, under its location's address."""
+
+    path = "/locations"
+
+    @get("/{location_id:int}/week", guards=[managers], name="location_week")
+    async def week(
+        self,
+        request: Request[Any, Any, Any],
+        location_id: FromPath[int],
+        on: Annotated[str, QueryParameter(name="date")] = "",
+        by: Annotated[str, QueryParameter(name="by")] = weekview.THERAPISTS,
+    ) -> Template:
+        user = current_user(request)
+        location = await get_location_for(user, location_id)
+        today = utcnow().astimezone(ZoneInfo(str(location["timezone"]))).date()
+        try:
+            day = date.fromisoformat(on) if on else today
+        except ValueError:
+            day = today
+        if not 1900 <= day.year <= 2200:
+            day = today
+        view = await weekview.build_week_view(user, location_id, day, by=by)
+        return Template("bookings/week.html", context={"view": view, "today": today})
+
+
+ROUTES = [BookingController, WeekViewController]

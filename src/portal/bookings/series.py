@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from portal.auth.service import CurrentUser
 from portal.bookings import service
 from portal.locations.tables import Location
+from portal.settings import Settings
 from portal.staff import hours as h
 from portal.web.forms import ValidationFailed, parse_int
 
@@ -87,7 +88,14 @@ def parse_series_form(values: dict[str, str]) -> SeriesRequest:
     )
 
 
-async def book_series(actor: CurrentUser, client_id: int, request: SeriesRequest) -> SeriesResult:
+async def book_series(
+    actor: CurrentUser,
+    client_id: int,
+    request: SeriesRequest,
+    *,
+    settings: Settings | None = None,
+    deferred: list[int] | None = None,
+) -> SeriesResult:
     location = (
         await Location.select(Location.timezone)
         .where(Location.id == request.location_id)
@@ -111,10 +119,12 @@ async def book_series(actor: CurrentUser, client_id: int, request: SeriesRequest
                 start_at=start,
                 therapist_id=request.therapist_id,
                 series_id=series_id,
+                settings=settings,
+                deferred=deferred,
             )
             outcomes.append(SeriesOutcome(day, appointment_id, ""))
         except service.NoCredit:
-            outcomes.append(SeriesOutcome(day, None, "No unused session left in your packages."))
+            outcomes.append(SeriesOutcome(day, None, "No unused session left in the packages."))
         except service.SlotTaken:
             outcomes.append(SeriesOutcome(day, None, "That time was just taken."))
         except ValidationFailed as exc:

@@ -34,6 +34,7 @@ from litestar.exceptions import NotFoundException, PermissionDeniedException
 from portal import db
 from portal.audit import service as audit
 from portal.auth.service import CLIENT, MANAGER, OWNER, THERAPIST, CurrentUser
+from portal.bookings import notify
 from portal.bookings.tables import Appointment
 from portal.catalog.tables import Service
 from portal.ledger import service as ledger
@@ -43,6 +44,7 @@ from portal.rooms.service import split_tags
 from portal.rooms.tables import Room, RoomOutage
 from portal.sales import service as sales
 from portal.sales.tables import Sale, SaleSession
+from portal.settings import Settings
 from portal.staff import hours as h
 from portal.staff.service import is_bookable
 from portal.staff.tables import (
@@ -78,7 +80,15 @@ class SlotTaken(Exception):
 
 
 class NoCredit(Exception):
-    """The client has no unused session of an active package for the service."""
+    """The client has no unused session of an active package for the service.
+
+    ``message`` says which service, and which services the client's packages
+    are for when they hold sessions of others (a package of another service).
+    """
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message)
+        self.message = message or "No active package has an unused session of this service."
 
 
 @dataclass(frozen=True)
@@ -296,8 +306,12 @@ async def free_slots(
     *,
     therapist_id: int | None = None,
     now: datetime | None = None,
+    except_appointment_id: int | None = None,
 ) -> list[Slot]:
-    """Every bookable start on the local ``day``, per therapist, with a room assigned."""
+    """Every bookable start on the local ``day``, per therapist, with a room assigned.
+
+    ``except_appointment_id``: an appointment being moved does not block its own slots.
+    """
     now = now or utcnow()
     ctx = await _context(location_id, service_id)
     if not ctx.rooms:
@@ -333,6 +347,7 @@ async def free_slots(
             & (Appointment.start_at < window_end)
             & (Appointment.busy_until > window_start)
             & (Appointment.therapist.is_in(ids) | (Appointment.location == location_id))
+            & (Appointment.id != (except_appointment_id or -1))
         )
         .run()
     )
@@ -451,10 +466,16 @@ async def book(
     therapist_id: int | None = None,
     series_id: str | None = None,
     now: datetime | None = None,
+    notify_client: bool = True,
+    settings: Settings | None = None,
+    deferred: list[int] | None = None,
 ) -> int:
     """Book one appointment; returns its id.
 
-    Raises ``ValidationFailed`` (with reasons), ``NoCredit`` or ``SlotTaken``.
+    Raises ``ValidationFailed`` (with reasons), ``NoCredit`` or ``SlotTaken``
+    (the therapist or the last suitable room is taken at that time). The
+    client gets a confirmation once the booking has committed (see
+    :mod:`portal.bookings.notify` for ``settings`` and ``deferred``).
     """
     _ensure_may_book_for(actor, client_id, location_id)
     now = now or utcnow()
@@ -466,11 +487,68 @@ async def book(
     busy_until = end_at + ctx.buffer
     candidates = await _therapists(location_id, service_id, therapist_id)
     if not candidates:
+        if therapist_id is not None:
+            # Say why this therapist cannot: another clinic, another service, inactive.
+            verdict = await is_bookable(therapist_id, location_id, start_at, end_at, service_id)
+            if verdict.reasons:
+                raise ValidationFailed({"therapist": " ".join(verdict.reasons)})
         raise ValidationFailed({"therapist": "No therapist here can give this service."})
-    reasons: list[str] = []
     credits = await credits_for(client_id, service_id, start_at)
     if not credits:
-        raise NoCredit()
+        raise NoCredit(await _no_credit_message(client_id, ctx, start_at))
+    appointment_id = await _book_first_free(
+        actor,
+        ctx,
+        candidates,
+        client_id=client_id,
+        start_at=start_at,
+        end_at=end_at,
+        busy_until=busy_until,
+        credits=credits,
+        therapist_id=therapist_id,
+        series_id=series_id,
+    )
+    if notify_client:
+        await notify.booking_confirmed(appointment_id, settings=settings, deferred=deferred)
+    return appointment_id
+
+
+async def _no_credit_message(client_id: int, ctx: _Context, at: datetime) -> str:
+    others = (
+        await SaleSession.select(SaleSession.sale.service_name.as_alias("service_name"))
+        .where(
+            (SaleSession.state == sales.AVAILABLE)
+            & (SaleSession.sale.client == client_id)
+            & (SaleSession.sale.status == sales.ACTIVE)
+            & (SaleSession.sale.frozen == False)  # noqa: E712
+            & (SaleSession.sale.valid_until > at)
+        )
+        .run()
+    )
+    message = f"No active package has an unused session of {ctx.service['name']}"
+    names = sorted({str(r["service_name"]) for r in others if r["service_name"]})
+    if names:
+        message += f" (the sessions left are for {', '.join(names)})"
+    return message + "."
+
+
+async def _book_first_free(
+    actor: CurrentUser,
+    ctx: _Context,
+    candidates: list[dict[str, Any]],
+    *,
+    client_id: int,
+    start_at: datetime,
+    end_at: datetime,
+    busy_until: datetime,
+    credits: list[dict[str, Any]],
+    therapist_id: int | None,
+    series_id: str | None,
+) -> int:
+    location_id = int(ctx.location["id"])
+    service_id = int(ctx.service["id"])
+    reasons: list[str] = []
+    taken = False  # refused only because someone else holds the time
     day = h.local_date(start_at, ctx.tz)
     for therapist in await _least_busy_first(candidates, day, ctx.tz):
         tid = int(therapist["id"])
@@ -480,10 +558,13 @@ async def book(
             continue
         if await _therapist_busy(tid, start_at, busy_until):
             reasons.append(f"{therapist['name']} is already booked then.")
+            taken = True
             continue
         rooms = await _free_rooms(ctx, start_at, busy_until)
         if not rooms:
-            raise ValidationFailed({"start": "No treatment room is free at that time."})
+            if not ctx.rooms or await _all_rooms_out_of_service(ctx, start_at, busy_until):
+                raise ValidationFailed({"start": "No treatment room is free at that time."})
+            raise SlotTaken()
         for room in rooms:
             for credit in credits:
                 try:
@@ -505,13 +586,32 @@ async def book(
                 except SlotTaken:
                     break  # this room went; try the next room
             else:
-                raise NoCredit()
+                raise NoCredit("The last unused session was used by another booking a moment ago.")
         if therapist_id is not None:
             raise SlotTaken()
+        taken = True
+    if taken and all("already booked" in r for r in reasons):
+        raise SlotTaken()
     if therapist_id is not None and reasons:
         raise ValidationFailed({"start": " ".join(reasons)})
     detail = " ".join(list(dict.fromkeys(reasons))[:2])
     raise ValidationFailed({"start": f"No therapist is free at that time. {detail}".strip()})
+
+
+async def _all_rooms_out_of_service(ctx: _Context, start: datetime, until: datetime) -> bool:
+    ids = [int(r["id"]) for r in ctx.rooms]
+    out = {
+        r["room"]
+        for r in await RoomOutage.select(RoomOutage.room)
+        .where(
+            RoomOutage.room.is_in(ids)
+            & RoomOutage.cancelled_at.is_null()
+            & (RoomOutage.starts_at < until)
+            & (RoomOutage.ends_at > start)
+        )
+        .run()
+    }
+    return set(ids) <= out
 
 
 class _CreditGone(Exception):
@@ -538,17 +638,18 @@ async def _least_busy_first(
     return sorted(therapists, key=lambda t: (load.get(int(t["id"]), 0), str(t["name"])))
 
 
-async def _therapist_busy(therapist_id: int, start: datetime, until: datetime) -> bool:
-    return bool(
-        await Appointment.exists()
-        .where(
-            (Appointment.therapist == therapist_id)
-            & Appointment.status.is_in(list(BUSY_STATES))
-            & (Appointment.start_at < until)
-            & (Appointment.busy_until > start)
-        )
-        .run()
+async def _therapist_busy(
+    therapist_id: int, start: datetime, until: datetime, *, except_id: int | None = None
+) -> bool:
+    query = Appointment.exists().where(
+        (Appointment.therapist == therapist_id)
+        & Appointment.status.is_in(list(BUSY_STATES))
+        & (Appointment.start_at < until)
+        & (Appointment.busy_until > start)
     )
+    if except_id is not None:
+        query = query.where(Appointment.id != except_id)
+    return bool(await query.run())
 
 
 async def _free_rooms(ctx: _Context, start: datetime, until: datetime) -> list[dict[str, Any]]:
@@ -746,16 +847,20 @@ async def cancel(
     waive: bool = False,
     waive_reason: str = "",
     now: datetime | None = None,
+    notify_client: bool = True,
+    settings: Settings | None = None,
+    deferred: list[int] | None = None,
 ) -> str:
     """Cancel a booked appointment; returns ``cancelled`` or ``late_cancel``.
 
     Before the window the credit comes back. Inside it the credit is
     forfeited, unless a manager or owner waives the forfeit with a reason.
+    The client is told once the cancellation has committed.
     """
     now = now or utcnow()
     appointment = await get_appointment_for(actor, appointment_id, write=actor.role != CLIENT)
     if appointment["status"] != BOOKED:
-        raise ValidationFailed({"status": "Only a booked appointment can be cancelled."})
+        raise ValidationFailed({"status": _not_booked_message(appointment["status"], "cancelled")})
     late = is_late(appointment, now)
     if waive:
         if actor.role not in (OWNER, MANAGER):
@@ -792,7 +897,32 @@ async def cancel(
                 "waive_reason": waive_reason.strip() if late and waive else "",
             },
         )
+    if notify_client:
+        note = waive_reason.strip() if late and waive else reason.strip()
+        await notify.booking_cancelled(
+            appointment_id,
+            credit_returned=not forfeit,
+            late=late,
+            reason=note,
+            settings=settings,
+            deferred=deferred,
+        )
     return LATE_CANCEL if late else CANCELLED
+
+
+def _not_booked_message(status: str, action: str) -> str:
+    """Why an appointment that is no longer booked cannot be ``action`` (cancelled, moved…)."""
+    if status in (CANCELLED, LATE_CANCEL):
+        return (
+            "This appointment is already cancelled."
+            if action == "cancelled"
+            else f"This appointment was cancelled; it cannot be {action}."
+        )
+    if status == COMPLETED:
+        return f"This session has already been given; it cannot be {action}."
+    if status == NO_SHOW:
+        return f"This appointment was recorded as a no-show; it cannot be {action}."
+    return f"Only a booked appointment can be {action}."
 
 
 async def mark_no_show(
@@ -865,63 +995,81 @@ async def move(
     start_at: datetime,
     therapist_id: int | None = None,
     now: datetime | None = None,
+    notify_client: bool = True,
+    settings: Settings | None = None,
+    deferred: list[int] | None = None,
 ) -> None:
-    """Move a booked appointment (staff), keeping its credit."""
+    """Move a booked appointment (staff), keeping its credit.
+
+    The same rules as a booking: a future time, within the therapist's hours
+    and permissions, the therapist free, a suitable room free and in service
+    (its current room first), and before the package it uses expires. The
+    client gets a new confirmation, and a new reminder later.
+    """
     now = now or utcnow()
     appointment = await get_appointment_for(actor, appointment_id, write=True)
     if actor.role not in (OWNER, MANAGER):
         raise PermissionDeniedException("Staff move appointments.")
     if appointment["status"] != BOOKED:
-        raise ValidationFailed({"start": "Only a booked appointment can be moved."})
+        raise ValidationFailed({"start": _not_booked_message(appointment["status"], "moved")})
     start_at = start_at.astimezone(UTC)
     if start_at <= now:
         raise ValidationFailed({"start": "Choose a time in the future."})
-    ctx = await _context(int(appointment["location"]), int(appointment["service"]))
+    location_id = int(appointment["location"])
+    service_id = int(appointment["service"])
+    ctx = await _context(location_id, service_id)
     tid = therapist_id or int(appointment["therapist"])
     end_at = start_at + ctx.duration
     busy_until = end_at + ctx.buffer
-    verdict = await is_bookable(
-        tid, int(appointment["location"]), start_at, end_at, int(appointment["service"])
-    )
+    verdict = await is_bookable(tid, location_id, start_at, end_at, service_id)
     if not verdict:
+        if not await _therapists(location_id, service_id, tid):
+            raise ValidationFailed({"therapist": " ".join(verdict.reasons)})
         raise ValidationFailed({"start": " ".join(verdict.reasons)})
-    rooms = await _free_rooms(ctx, start_at, busy_until)
+    valid_until = await _credit_valid_until(appointment["sale_session"])
+    if valid_until is not None and valid_until <= start_at:
+        raise ValidationFailed(
+            {
+                "start": "The package this booking uses is valid until "
+                f"{valid_until.astimezone(ctx.tz):%Y-%m-%d %H:%M}; choose an earlier time."
+            }
+        )
+    if await _therapist_busy(tid, start_at, busy_until, except_id=appointment_id):
+        raise SlotTaken()
     current_room = next((r for r in ctx.rooms if r["id"] == appointment["room"]), None)
-    # The current room counts as free if only this appointment occupies it.
+    candidates = ([current_room] if current_room else []) + [
+        r for r in await _free_rooms(ctx, start_at, busy_until) if r["id"] != appointment["room"]
+    ]
     try:
         async with db.transaction():
             room_id = None
-            for room in ([current_room] if current_room else []) + rooms:
-                clash = (
-                    await Appointment.exists()
-                    .where(
-                        (Appointment.room == room["id"])
-                        & (Appointment.id != appointment_id)
-                        & Appointment.status.is_in(list(BUSY_STATES))
-                        & (Appointment.start_at < busy_until)
-                        & (Appointment.busy_until > start_at)
-                    )
-                    .run()
-                )
-                if not clash:
-                    room_id = int(room["id"])
-                    break
+            for room in candidates:
+                if not await _room_free(int(room["id"]), start_at, busy_until, appointment_id):
+                    continue
+                room_id = int(room["id"])
+                break
             if room_id is None:
-                raise ValidationFailed({"start": "No treatment room is free at that time."})
-            await (
-                Appointment.update(
+                if not ctx.rooms or await _all_rooms_out_of_service(ctx, start_at, busy_until):
+                    raise ValidationFailed({"start": "No treatment room is free at that time."})
+                raise SlotTaken()
+            moved = (
+                await Appointment.update(
                     {
                         Appointment.start_at: start_at,
                         Appointment.end_at: end_at,
                         Appointment.busy_until: busy_until,
                         Appointment.therapist: tid,
                         Appointment.room: room_id,
+                        Appointment.reminder_sent_at: None,
                         Appointment.updated_at: now,
                     }
                 )
                 .where((Appointment.id == appointment_id) & (Appointment.status == BOOKED))
+                .returning(Appointment.id)
                 .run()
             )
+            if not moved:
+                raise ValidationFailed({"start": "The appointment changed meanwhile; reload it."})
             await audit.record(
                 actor, "move", "appointment", appointment_id,
                 before={"start_at": appointment["start_at"],
@@ -932,3 +1080,69 @@ async def move(
         if _is_overlap_violation(exc):
             raise SlotTaken() from exc
         raise
+    if notify_client:
+        await notify.booking_confirmed(appointment_id, settings=settings, deferred=deferred)
+
+
+async def _credit_valid_until(credit_id: int | None) -> datetime | None:
+    if credit_id is None:
+        return None
+    row = (
+        await SaleSession.select(SaleSession.sale.valid_until.as_alias("valid_until"))
+        .where(SaleSession.id == credit_id)
+        .first()
+        .run()
+    )
+    return row["valid_until"] if row else None
+
+
+async def _room_free(room_id: int, start: datetime, until: datetime, except_id: int) -> bool:
+    """No other busy appointment and no out-of-service window in the room then."""
+    clash = (
+        await Appointment.exists()
+        .where(
+            (Appointment.room == room_id)
+            & (Appointment.id != except_id)
+            & Appointment.status.is_in(list(BUSY_STATES))
+            & (Appointment.start_at < until)
+            & (Appointment.busy_until > start)
+        )
+        .run()
+    )
+    if clash:
+        return False
+    return not (
+        await RoomOutage.exists()
+        .where(
+            (RoomOutage.room == room_id)
+            & RoomOutage.cancelled_at.is_null()
+            & (RoomOutage.starts_at < until)
+            & (RoomOutage.ends_at > start)
+        )
+        .run()
+    )
+
+
+# -- out-of-service windows ----------------------------------------------------------
+
+
+async def booked_in_room(room_id: int, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """Booked appointments of a room whose session overlaps [start, end), by start."""
+    return (
+        await Appointment.select(
+            Appointment.id,
+            Appointment.start_at,
+            Appointment.end_at,
+            Appointment.client.name.as_alias("client_name"),
+            Appointment.client.email.as_alias("client_email"),
+            Appointment.therapist.name.as_alias("therapist_name"),
+        )
+        .where(
+            (Appointment.room == room_id)
+            & (Appointment.status == BOOKED)
+            & (Appointment.start_at < end)
+            & (Appointment.end_at > start)
+        )
+        .order_by(Appointment.start_at)
+        .run()
+    )

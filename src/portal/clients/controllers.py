@@ -262,19 +262,10 @@ class AccountController(Controller):
 
     @get("/", name="account")
     async def index(self, request: Request[Any, Any, Any]) -> Template:
-        user = current_user(request)
-        client = await service.get_client(user.id)
-        latest = await service.current_intake(user.id)
+        from portal.bookings.account import account_context  # bookings build on clients
+
         return Template(
-            "clients/account.html",
-            context={
-                "client": client,
-                "intake": service.present_intake(latest) if latest else None,
-                # Filled by the sales and booking work; empty until then.
-                "packages": [],
-                "appointments": [],
-                "receipts": [],
-            },
+            "clients/account.html", context=await account_context(current_user(request).id)
         )
 
     @get("/profile", name="account_profile")

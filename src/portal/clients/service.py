@@ -4,11 +4,10 @@ A client is an ``app_user`` with role ``client``; ``client_profile`` holds
 their contact details and preferences, ``client_intake`` the versions of their
 intake questionnaire (never updated; an edit appends a version).
 
-Who may read a client: owners and managers, chain-wide for now. Bookings do
-not exist yet, so no client "belongs" to a location; the booking work narrows
-managers (and opens to therapists) the clients with appointments at their
-locations, in :func:`ensure_can_read_client` and :func:`client_scope`.
-Accountants never see clients' intake.
+Who may read a client: owners, every client; managers, the clients of their
+locations — with a purchase or an appointment there, or with one of them as
+preferred location (:func:`ensure_can_read_client`, :func:`client_scope`).
+Accountants and therapists never see clients' intake.
 """
 
 from __future__ import annotations
@@ -77,28 +76,58 @@ class ProfileInput:
 # -- access ----------------------------------------------------------------------
 
 
-def ensure_can_read_client(actor: CurrentUser, client_id: int) -> None:
+async def ensure_can_read_client(actor: CurrentUser, client_id: int) -> None:
     """Staff who may see a client's contact details and intake, or the client.
 
-    Owners and managers: every client, until bookings tie clients to
-    locations (the booking work narrows managers to their locations' clients
-    here). Accountants and therapists: no.
+    Owners: every client. Managers: the clients of their locations — with a
+    purchase or an appointment there, or who chose one of them as preferred
+    location. Accountants and therapists: no.
     """
-    if actor.role in STAFF_READERS:
+    if actor.role == OWNER:
         return
     if actor.role == CLIENT and actor.id == client_id:
         return
+    if actor.role == MANAGER:
+        found = (
+            await User.exists()
+            .where((User.id == client_id) & _of_locations(actor.location_ids))
+            .run()
+        )
+        if found:
+            return
+        raise PermissionDeniedException("This is not a client of your locations.")
     raise PermissionDeniedException("You do not have access to this client.")
 
 
 def client_scope(actor: CurrentUser) -> frozenset[int] | None:
-    """Locations whose clients ``actor`` may list; None means every client.
-
-    Chain-wide for owners and managers today (see the module docstring).
-    """
-    if actor.role in STAFF_READERS:
+    """Locations whose clients ``actor`` may list; None means every client."""
+    if actor.role == OWNER:
         return None
+    if actor.role == MANAGER:
+        return actor.location_ids
     raise PermissionDeniedException("You do not have access to the client list.")
+
+
+def _of_locations(location_ids: frozenset[int]) -> Any:
+    """``User`` rows that are clients of any of ``location_ids`` (a WHERE clause)."""
+    # Bookings and sales build on clients; the tables are read here, not their rules.
+    from portal.bookings.tables import Appointment
+    from portal.sales.tables import Sale
+
+    ids = list(location_ids) or [-1]
+    return (
+        User.id.is_in(
+            Sale.select(Sale.client).where(Sale.location.is_in(ids) & (Sale.status != "cancelled"))
+        )
+        | User.id.is_in(
+            Appointment.select(Appointment.client).where(Appointment.location.is_in(ids))
+        )
+        | User.id.is_in(
+            ClientProfile.select(ClientProfile.user).where(
+                ClientProfile.preferred_location.is_in(ids)
+            )
+        )
+    )
 
 
 # -- profile ----------------------------------------------------------------------
@@ -236,7 +265,7 @@ async def get_client(client_id: int) -> dict[str, Any]:
 async def get_client_for(actor: CurrentUser, client_id: int) -> dict[str, Any]:
     """The client, if ``actor`` may see them (404 if there is none, 403 if not theirs)."""
     client = await get_client(client_id)
-    ensure_can_read_client(actor, client_id)
+    await ensure_can_read_client(actor, client_id)
     return client
 
 
@@ -461,10 +490,12 @@ async def list_clients(
     limit: int = 50,
 ) -> Page:
     """Clients by name (keyset), with their phone, preferred location and intake date."""
-    client_scope(actor)
+    scope = client_scope(actor)
     query = User.select(User.id, User.email, User.name, User.active, User.created_at).where(
         User.role == CLIENT
     )
+    if scope is not None:
+        query = query.where(_of_locations(scope))
     if status == "active":
         query = query.where(User.active == True)  # noqa: E712
     elif status == "inactive":

@@ -7,6 +7,7 @@ from litestar.response import Template
 
 from portal import db
 from portal.audit.tables import AuditLog
+from portal.auth.service import CLIENT
 from portal.auth.tables import User
 from portal.locations.service import visible_location_ids
 from portal.locations.tables import Location
@@ -15,7 +16,16 @@ from portal.web.guards import current_user, requires_signed_in
 
 @get("/", guards=[requires_signed_in], name="dashboard")
 async def dashboard(request: Request[Any, Any, Any]) -> Template:
+    """Staff get the dashboard; a client's home is their account (packages, appointments).
+
+    Clients are shown "My account" right here, where sign-in lands, rather
+    than redirected: the page is the same as ``/account``.
+    """
     user = current_user(request)
+    if user.role == CLIENT:
+        from portal.bookings.account import account_context  # bookings build on clients
+
+        return Template("clients/account.html", context=await account_context(user.id))
     context: dict[str, Any] = {}
     if user.is_staff:
         visible = visible_location_ids(user)

@@ -91,6 +91,25 @@ async def _location_by_slug(slug: str) -> dict[str, Any]:
     return row
 
 
+async def _online_offers(package_id: int) -> tuple[dict[str, Any], list[catalog.Offer]]:
+    """The package and its terms at every active clinic that sells it online."""
+    package = await catalog.get_package(package_id)
+    locations = (
+        await Location.select()
+        .where(Location.active == True)  # noqa: E712
+        .order_by(Location.name)
+        .run()
+    )
+    versions = await catalog.package_versions([package_id], [loc["id"] for loc in locations])
+    units = await catalog.service_versions([package["service"]])
+    now = utcnow()
+    offers = [
+        catalog.build_offer(package, loc, versions[package_id], units[package["service"]], now)
+        for loc in locations
+    ]
+    return package, [offer for offer in offers if offer.online]
+
+
 async def _sale_context(sale: dict[str, Any]) -> dict[str, Any]:
     location = await Location.select().where(Location.id == sale["location"]).first().run()
     client = (
@@ -100,10 +119,16 @@ async def _sale_context(sale: dict[str, Any]) -> dict[str, Any]:
         .run()
     )
     rows = await sales.sessions_of(int(sale["id"]))
+    seller = (
+        await User.select(User.name, User.email).where(User.id == sale["sold_by"]).first().run()
+        if sale["sold_by"]
+        else None
+    )
     return {
         "sale": sale,
         "location": location,
         "client": client,
+        "seller": seller,
         "sessions": rows,
         "counts": sales.count_states(rows, int(sale["sessions_total"])),
         "payments": await service.payments_of(int(sale["id"])),
@@ -125,6 +150,12 @@ class PurchaseController(Controller):
         package_id: FromPath[int],
         location: Annotated[str, QueryParameter(name="location")] = "",
     ) -> Template:
+        if not location:
+            # No clinic chosen (a shared or shortened link): offer the ones selling it online.
+            package, offers = await _online_offers(package_id)
+            return Template(
+                "payments/buy_choose.html", context={"package": package, "offers": offers}
+            )
         place = await _location_by_slug(location)
         context: dict[str, Any] = {"location": place, "error": ""}
         headers = _checkout_page_headers(request)
@@ -210,14 +241,23 @@ class SaleController(Controller):
         request: Request[Any, Any, Any],
         location_id: Annotated[int | None, QueryParameter(name="location")] = None,
         status: Annotated[str, QueryParameter(name="status")] = "",
+        q: Annotated[str, QueryParameter(name="q")] = "",
         after: Annotated[str | None, QueryParameter(name="after")] = None,
     ) -> Template:
         user = current_user(request)
         query = Sale.select(
             *Sale.all_columns(),
             Sale.location.name.as_alias("location_name"),
+            Sale.location.timezone.as_alias("location_timezone"),
             Sale.client.email.as_alias("client_email"),
         )
+        q = q.strip()
+        if q:
+            number = q.lstrip("#").lstrip("0")
+            if number.isdigit():
+                query = query.where(Sale.id == int(number))
+            else:
+                query = query.where(Sale.client.email.ilike(f"%{q}%"))
         visible = visible_location_ids(user)
         if visible is not None:
             query = query.where(Sale.location.is_in(list(visible) or [-1]))
@@ -237,6 +277,8 @@ class SaleController(Controller):
                 "locations": locations,
                 "location_id": location_id,
                 "status": status,
+                "q": q,
+                "methods": sales.PAYMENT_METHODS,
             },
         )
 
@@ -396,9 +438,12 @@ class SaleController(Controller):
     ) -> Response[Any]:
         user = current_user(request)
         await sales.get_sale_for(user, sale_id, write=True)
+        refund = await service.refund_of_sale(sale_id, refund_id)
+        if refund["status"] != service.PENDING:
+            return redirect(
+                request, f"/sales/{sale_id}", "This refund is no longer pending.", "info"
+            )
         refund = await service.retry_refund(gateway_of(request), user, refund_id)
-        if int(refund["sale"]) != sale_id:
-            raise NotFoundException("No such refund.")
         message = {
             "succeeded": "Refund done.",
             "pending": "Stripe still cannot be reached; try again later.",
@@ -430,6 +475,8 @@ async def _front_desk_context(
     )
     if visible is not None:
         locations = [loc for loc in locations if loc["id"] in visible]
+    if not form.get("location_id") and len(locations) == 1:
+        form = {**form, "location_id": locations[0]["id"]}
     packages = (
         await Package.select(Package.id, Package.name)
         .where(Package.active == True)  # noqa: E712
@@ -462,7 +509,7 @@ async def _refund_form_context(
     out: dict[str, Any] = {
         "refund_errors": errors,
         "refund_reason": reason,
-        "rules": service.REFUND_RULES,
+        "rule_labels": service.RULE_LABELS,
     }
     if (
         sale["status"] == sales.ACTIVE
@@ -484,7 +531,11 @@ async def _refund_form_context(
 async def stripe_webhook(request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
     """Stripe's events. Signature checked on the raw body; 5xx makes Stripe retry."""
     raw = await request.body()
-    gateway = gateway_of(request)
+    try:
+        gateway = gateway_of(request)
+    except HTTPException:
+        # Without Stripe settings no signature can be checked: refuse like a bad one.
+        return Response({"error": "webhooks are not configured"}, status_code=400)
     try:
         event = gateway.verify_webhook(raw, request.headers.get("stripe-signature"))
     except WebhookSignatureError:

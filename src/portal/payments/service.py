@@ -62,6 +62,11 @@ IN_CLINIC = "in_clinic"
 RULE_LIST_PRICE = "list_price"
 RULE_PRO_RATA = "pro_rata"
 REFUND_RULES = location_service.REFUND_RULES
+# How the refund form names the rules (see compute_refund for the arithmetic).
+RULE_LABELS = {
+    RULE_LIST_PRICE: "Used sessions at the single-session price",
+    RULE_PRO_RATA: "Pro rata (paid share per session)",
+}
 
 
 async def idempotency_key(kind: str, row_id: int, table: type[Sale] | type[Refund]) -> str:
@@ -727,6 +732,14 @@ async def _apply_stripe_refund(
                 {Refund.status: FAILED, Refund.stripe_refund_id: stripe_refund.id,
                  Refund.error: stripe_refund.failure_reason or stripe_refund.status}
             ).where((Refund.id == refund_id) & (Refund.status == PENDING)).run()  # fmt: skip
+
+
+async def refund_of_sale(sale_id: int, refund_id: int) -> dict[str, Any]:
+    """A refund, if it belongs to the sale (ids guessed in URLs find nothing)."""
+    row = await _refund_row(refund_id)
+    if int(row["sale"]) != sale_id:
+        raise NotFoundException("No such refund.")
+    return row
 
 
 async def _refund_row(refund_id: int) -> dict[str, Any]:

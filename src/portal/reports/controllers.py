@@ -28,7 +28,7 @@ from portal.reports import charts, service
 from portal.reports import filters as report_filters
 from portal.reports.exports import Amount, csv_stream, iterate, xlsx_stream
 from portal.reports.filters import METHODS, STATUSES, Filters, query_dict
-from portal.reports.periods import GROUPINGS, MONTH, Period, month_starts, presets
+from portal.reports.periods import GROUPINGS, Period, next_month, presets
 from portal.timeutil import utcnow
 from portal.web.forms import ValidationFailed
 from portal.web.guards import current_user, requires_role
@@ -322,9 +322,7 @@ def _trial_rows(tb: service.TrialBalance) -> list[Sequence[Any]]:
 # -- dashboard ----------------------------------------------------------------------------
 
 
-def _chart_svgs(
-    kind: str, series_list: list[service.Series]
-) -> list[dict[str, Any]]:
+def _chart_svgs(kind: str, series_list: list[service.Series]) -> list[dict[str, Any]]:
     out = []
     for i, s in enumerate(series_list):
         months = [m.strftime("%b %y") for m in s.months]
@@ -364,8 +362,8 @@ def _chart_svgs(
 
 
 def _twelve_months(today: date) -> Period:
-    start = month_starts(today.replace(year=today.year - 1), today)[1]
-    return Period(start, today)
+    """This month and the eleven before it."""
+    return Period(next_month(date(today.year - 1, today.month, 1)), today)
 
 
 # -- pages --------------------------------------------------------------------------------
@@ -424,7 +422,9 @@ class ReportController(Controller):
     @get(["/payments.csv", "/payments.xlsx"], name="report_payments_export")
     async def payments_export(self, request: Request[Any, Any, Any]) -> Stream:
         f = await _filters_or_400(request, default_grouping="day")
-        return await _export(request, "payments", _fmt(request), f, PAYMENT_COLUMNS, _payment_rows(f))
+        return await _export(
+            request, "payments", _fmt(request), f, PAYMENT_COLUMNS, _payment_rows(f)
+        )
 
     @get("/liability", name="report_liability")
     async def liability(self, request: Request[Any, Any, Any]) -> Template:
@@ -436,9 +436,7 @@ class ReportController(Controller):
         return await _page(request, "reports/liability.html", "liability", f, errors, **context)
 
     @get(["/liability.csv", "/liability.xlsx"], name="report_liability_export")
-    async def liability_export(
-        self, request: Request[Any, Any, Any]
-    ) -> Stream:
+    async def liability_export(self, request: Request[Any, Any, Any]) -> Stream:
         f = await _filters_or_400(request)
         rows = _liability_rows(await service.liability(f))
         return await _export(request, "liability", _fmt(request), f, LIABILITY_CSV, iterate(rows))
@@ -529,7 +527,9 @@ class ReportController(Controller):
     @get(["/journal.csv", "/journal.xlsx"], name="report_journal_export")
     async def journal_export(self, request: Request[Any, Any, Any]) -> Stream:
         f = await _filters_or_400(request)
-        return await _export(request, "journal", _fmt(request), f, JOURNAL_COLUMNS, _journal_rows(f))
+        return await _export(
+            request, "journal", _fmt(request), f, JOURNAL_COLUMNS, _journal_rows(f)
+        )
 
     @get("/trial-balance", name="report_trial_balance")
     async def trial_balance(self, request: Request[Any, Any, Any]) -> Template:
@@ -544,12 +544,12 @@ class ReportController(Controller):
         )
 
     @get(["/trial-balance.csv", "/trial-balance.xlsx"], name="report_trial_balance_export")
-    async def trial_balance_export(
-        self, request: Request[Any, Any, Any]
-    ) -> Stream:
+    async def trial_balance_export(self, request: Request[Any, Any, Any]) -> Stream:
         f = await _filters_or_400(request)
         rows = _trial_rows(await service.trial_balance(f))
-        return await _export(request, "trial_balance", _fmt(request), f, TRIAL_COLUMNS, iterate(rows))
+        return await _export(
+            request, "trial_balance", _fmt(request), f, TRIAL_COLUMNS, iterate(rows)
+        )
 
 
 # -- JSON API -----------------------------------------------------------------------------
@@ -732,7 +732,10 @@ class ReportApiController(Controller):
                 }
                 for r in summary.rows
             ],
-            "payouts": None,
+            "payouts": {
+                "imported": False,
+                "detail": "Stripe payouts are not imported yet; no payout figures are available.",
+            },
         }
 
     @get("/trial-balance", name="api_report_trial_balance")
@@ -777,4 +780,3 @@ def _liability_json(row: service.Liability) -> dict[str, Any]:
 
 
 ROUTES: list[Any] = [ReportController, ReportApiController]
-

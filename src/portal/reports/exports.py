@@ -19,26 +19,33 @@ import io
 import re
 import zipfile
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 from xml.sax.saxutils import escape
 
 from portal.money import minor_digits
 
+_digits = lru_cache(maxsize=64)(minor_digits)
+
 CHUNK_ROWS = 500
 
 
-@dataclass(frozen=True)
-class Amount:
+class Amount(NamedTuple):
+    """Minor units and their currency: one money cell of a download."""
+
     cents: int
     currency: str
 
     def text(self) -> str:
-        digits = minor_digits(self.currency)
+        digits = _digits(self.currency)
         if digits == 0:
             return str(self.cents)
+        if digits == 2:  # the common case, without Decimal
+            sign = "-" if self.cents < 0 else ""
+            whole, cents = divmod(abs(self.cents), 100)
+            return f"{sign}{whole}.{cents:02d}"
         return f"{Decimal(self.cents).scaleb(-digits):.{digits}f}"
 
 
@@ -47,21 +54,23 @@ def units(cents: int, currency: str) -> str:
     return Amount(cents, currency).text()
 
 
-def _csv_cell(value: Any) -> str:
-    if value is None:
-        return ""
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, str):
+        # Spreadsheet formula injection: a cell that starts like a formula is
+        # written as text.
+        if value[:1] in _FORMULA_START and not _NUMBER.match(value):
+            return "'" + value
+        return value
     if isinstance(value, Amount):
         return value.text()
+    if value is None:
+        return ""
     if isinstance(value, (date, datetime)):
         return value.isoformat()
-    text = str(value)
-    # Spreadsheet formula injection: a cell that starts like a formula is
-    # written as text.
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not _NUMBER.match(text):
-        return "'" + text
-    return text
+    return value
 
 
+_FORMULA_START = frozenset("=+-@\t\r")
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 
 
@@ -84,27 +93,30 @@ async def csv_stream(
 
 # -- XLSX ---------------------------------------------------------------------------------
 
+_SML = "application/vnd.openxmlformats-officedocument.spreadsheetml"
+_RELS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 _CONTENT_TYPES = (
     '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
     '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
-    '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+    '<Default Extension="rels" '
+    'ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
     '<Default Extension="xml" ContentType="application/xml"/>'
-    '<Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
-    '<Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
-    '<Override PartName="/xl/styles.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/>'
+    f'<Override PartName="/xl/workbook.xml" ContentType="{_SML}.sheet.main+xml"/>'
+    f'<Override PartName="/xl/worksheets/sheet1.xml" ContentType="{_SML}.worksheet+xml"/>'
+    f'<Override PartName="/xl/styles.xml" ContentType="{_SML}.styles+xml"/>'
     "</Types>"
 )
 _ROOT_RELS = (
     '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
     '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
-    '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="xl/workbook.xml"/>'
+    f'<Relationship Id="rId1" Type="{_RELS}/officeDocument" Target="xl/workbook.xml"/>'
     "</Relationships>"
 )
 _WORKBOOK_RELS = (
     '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
     '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
-    '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="worksheets/sheet1.xml"/>'
-    '<Relationship Id="rId2" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/styles" Target="styles.xml"/>'
+    f'<Relationship Id="rId1" Type="{_RELS}/worksheet" Target="worksheets/sheet1.xml"/>'
+    f'<Relationship Id="rId2" Type="{_RELS}/styles" Target="styles.xml"/>'
     "</Relationships>"
 )
 # Cell formats: 0 general, 1 bold header, 2 amount (#,##0.00), 3 date, 4 integer.
@@ -175,9 +187,7 @@ def _cell(ref: str, value: Any, header: bool = False) -> str:
 
 
 def _row(number: int, values: Sequence[Any], header: bool = False) -> str:
-    cells = "".join(
-        _cell(f"{column_letter(i)}{number}", v, header) for i, v in enumerate(values)
-    )
+    cells = "".join(_cell(f"{column_letter(i)}{number}", v, header) for i, v in enumerate(values))
     return f'<row r="{number}">{cells}</row>'
 
 
@@ -199,6 +209,9 @@ class _Sink:
     def flush(self) -> None:
         return None
 
+    def close(self) -> None:
+        return None
+
     def drain(self) -> bytes:
         data = b"".join(self._chunks)
         self._chunks.clear()
@@ -217,7 +230,7 @@ async def xlsx_stream(
     sheet_name: str, header: Sequence[str], rows: AsyncIterator[Sequence[Any]]
 ) -> AsyncIterator[bytes]:
     sink = _Sink()
-    archive = zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_DEFLATED)  # type: ignore[arg-type]
+    archive = zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_DEFLATED)
     for name, text in (
         ("[Content_Types].xml", _CONTENT_TYPES),
         ("_rels/.rels", _ROOT_RELS),

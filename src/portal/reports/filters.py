@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 from litestar.exceptions import NotFoundException
 
 from portal.auth.service import CurrentUser
+from portal.ledger.service import ACCOUNTS
 from portal.locations.service import ensure_location_access, visible_location_ids
 from portal.locations.tables import Location
 from portal.reports.periods import DAY, GROUPINGS, MAX_DAYS, MONTH, Period, parse_date
@@ -205,8 +206,6 @@ async def parse(
     status = _first(params, "status") or SUCCEEDED
     if status not in STATUSES:
         errors["status"] = "Choose a status from the list."
-
-    from portal.ledger.service import ACCOUNTS
 
     accounts = tuple(a for a in params.get("account", []) if a.strip())
     if any(a not in ACCOUNTS for a in accounts):

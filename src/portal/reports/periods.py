@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 EPOCH_DAY = date(1970, 1, 1)
@@ -59,6 +60,7 @@ def offset_seconds(tz: str, instant: datetime) -> int:
     return int(offset.total_seconds()) if offset is not None else 0
 
 
+@lru_cache(maxsize=1024)
 def offset_segments(tz: str, lo: datetime, hi: datetime) -> list[tuple[datetime, datetime, int]]:
     """[lo, hi) cut at each UTC-offset change: (from, until, offset seconds) pieces.
 

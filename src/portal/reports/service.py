@@ -20,6 +20,7 @@ from portal.ledger.service import ACCOUNTS, ASSET, EXPENSE
 from portal.reports import sql
 from portal.reports.filters import ALL, FAILED, PENDING, SUCCEEDED, Filters, Loc
 from portal.reports.periods import (
+    SECONDS_PER_DAY,
     Period,
     bounds,
     bucket_end,
@@ -241,7 +242,8 @@ async def _payment_days(
     locs, loc_args = sql.in_list(f.location_ids)
     payments = await sql.fetch(
         f"WITH {cte} "
-        f"SELECT s.location AS loc, p.currency AS currency, {sql.local_day(p_time, 'seg.off')} AS day, "
+        f"SELECT s.location AS loc, p.currency AS currency, "
+        f"{sql.local_day(p_time, 'seg.off')} AS day, "
         f"COUNT(*) AS n, SUM(p.amount_cents) AS gross, SUM({PAYMENT_TAX}) AS tax, "
         f"SUM(COALESCE(p.fee_cents, 0)) AS fee "
         f"FROM payment p JOIN sale s ON s.id = p.sale "
@@ -260,7 +262,8 @@ async def _payment_days(
         return out
     refunds = await sql.fetch(
         f"WITH {cte} "
-        f"SELECT s.location AS loc, r.currency AS currency, {sql.local_day(r_time, 'seg.off')} AS day, "
+        f"SELECT s.location AS loc, r.currency AS currency, "
+        f"{sql.local_day(r_time, 'seg.off')} AS day, "
         f"COUNT(*) AS n, SUM(r.amount_cents) AS refunded, SUM({REFUND_TAX}) AS tax "
         f"FROM refund r JOIN payment p ON p.id = r.payment JOIN sale s ON s.id = r.sale "
         f"JOIN seg ON seg.loc = s.location AND {r_time} >= seg.lo AND {r_time} < seg.hi "
@@ -287,7 +290,7 @@ async def payment_summary(f: Filters) -> PaymentSummary:
     return PaymentSummary(rows=rows, totals=_by_currency(rows))
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class PaymentLine:
     """One row of the payments report: a payment, or a refund of one."""
 
@@ -313,47 +316,71 @@ class PaymentLine:
         return self.gross - self.refunded - self.fee
 
 
-def _payment_lines_sql(f: Filters) -> tuple[str, list[Any]]:
-    cte, seg_args, lo, hi = _segments(f)
-    p_time, r_time = _time_columns(f.status)
-    p_status, r_status = _status_clauses(f.status)
-    extra, extra_args = _payment_extra(f)
-    locs, loc_args = sql.in_list(f.location_ids)
-    common = (
-        "JOIN location l ON l.id = s.location JOIN app_user u ON u.id = s.client "
-    )
-    payments = (
-        f"SELECT 'payment' AS kind, p.id AS id, {p_time} AS ts, "
-        f"{sql.local_day(p_time, 'seg.off')} AS day, l.name AS location, u.email AS client, "
-        f"s.item_name AS item, p.method AS method, p.amount_cents AS gross, {PAYMENT_TAX} AS tax, "
-        f"0 AS refunded, COALESCE(p.fee_cents, 0) AS fee, p.currency AS currency, "
-        f"p.payment_intent_id AS intent, s.id AS sale_id, p.status AS status "
-        f"FROM payment p JOIN sale s ON s.id = p.sale {common}"
-        f"JOIN seg ON seg.loc = s.location AND {p_time} >= seg.lo AND {p_time} < seg.hi "
-        f"WHERE {p_status} AND {p_time} >= {{}} AND {p_time} < {{}} AND s.location IN {locs}{extra}"
-    )
-    refunds = (
-        f"SELECT 'refund' AS kind, r.id AS id, {r_time} AS ts, "
-        f"{sql.local_day(r_time, 'seg.off')} AS day, l.name AS location, u.email AS client, "
-        f"s.item_name AS item, p.method AS method, 0 AS gross, 0 - ({REFUND_TAX}) AS tax, "
-        f"r.amount_cents AS refunded, 0 AS fee, r.currency AS currency, "
-        f"p.payment_intent_id AS intent, s.id AS sale_id, r.status AS status "
-        f"FROM refund r JOIN payment p ON p.id = r.payment JOIN sale s ON s.id = r.sale {common}"
-        f"JOIN seg ON seg.loc = s.location AND {r_time} >= seg.lo AND {r_time} < seg.hi "
-        f"WHERE {r_status} AND {r_time} >= {{}} AND {r_time} < {{}} AND s.location IN {locs}{extra}"
-    )
-    args = [*seg_args, lo, hi, *loc_args, *extra_args, lo, hi, *loc_args, *extra_args]
-    return f"WITH {cte} SELECT * FROM ({payments} UNION ALL {refunds}) x", args
+class LocalDays:
+    """Local dates of single rows, from the period's constant-offset segments.
+
+    Rows shown one by one (a page, a download) carry their own local date;
+    it is computed with the same segments that bucket the aggregates, by
+    integer arithmetic, without a time-zone lookup per row.
+    """
+
+    def __init__(self, zones: Iterable[tuple[int, str]], period: Period) -> None:
+        self._segments: dict[int, list[tuple[datetime, datetime, int]]] = {}
+        for location_id, tz in zones:
+            lo, hi = bounds(tz, period)
+            self._segments[location_id] = offset_segments(tz, lo, hi)
+
+    def bounds(self) -> list[tuple[int, datetime, datetime]]:
+        return [(k, v[0][0], v[-1][1]) for k, v in self._segments.items() if v]
+
+    def date(self, location_id: int | None, at: datetime) -> date:
+        pieces = self._segments.get(location_id or UNLOCATED) or []
+        offset = pieces[0][2] if pieces else 0
+        for lo, hi, off in pieces:
+            if lo <= at < hi:
+                offset = off
+                break
+        return day_from_number((int(at.timestamp()) + offset) // SECONDS_PER_DAY)
 
 
-def _line(row: dict[str, Any]) -> PaymentLine:
+def _period_clause(
+    column: str, location: str, days: LocalDays
+) -> tuple[str, list[Any], datetime, datetime]:
+    """Rows inside each location's own period: one OR branch per location.
+
+    Also returns the overall range, the condition the time index serves.
+    """
+    parts: list[str] = []
+    args: list[Any] = []
+    ranges = days.bounds()
+    for location_id, lo, hi in ranges:
+        parts.append(f"({location} = {{}} AND {column} >= {{}} AND {column} < {{}})")
+        args += [location_id, lo, hi]
+    if not parts:
+        parts, args = ["1 = 0"], []
+    overall_lo = min((r[1] for r in ranges), default=datetime(1970, 1, 1, tzinfo=UTC))
+    overall_hi = max((r[2] for r in ranges), default=datetime(1970, 1, 1, tzinfo=UTC))
+    return "(" + " OR ".join(parts) + ")", args, overall_lo, overall_hi
+
+
+def _after(column: str, id_column: str, at: datetime, row_id: int | None) -> tuple[str, list[Any]]:
+    """Rows after a keyset position; the redundant ``>=`` starts the index scan there."""
+    if row_id is None:
+        return f" AND {column} > {{}}", [at]
+    return (
+        f" AND {column} >= {{}} AND ({column} > {{}} OR {id_column} > {{}})",
+        [at, at, row_id],
+    )
+
+
+def _line(row: dict[str, Any], days: LocalDays) -> PaymentLine:
     at = sql.as_datetime(row["ts"])
     assert at is not None
     return PaymentLine(
         kind=str(row["kind"]),
         id=int(row["id"]),
         at=at,
-        date=day_from_number(int(row["day"])),
+        date=days.date(int(row["loc"]), at),
         location=str(row["location"]),
         client=str(row["client"] or ""),
         item=str(row["item"] or ""),
@@ -376,23 +403,69 @@ class LinePage:
 
 
 async def payment_lines(f: Filters, *, after: str | None = None, limit: int = 100) -> LinePage:
-    """One keyset page of payment and refund rows, oldest first."""
+    """One keyset page of payment and refund rows, oldest first.
+
+    Ordered by (time, kind, id). Each branch walks its time index from the
+    cursor and stops at the limit; the two short lists are then merged.
+    """
     if not f.locations:
         return LinePage(rows=[], next_cursor=None)
-    base, args = _payment_lines_sql(f)
+    days = LocalDays(((loc.id, loc.timezone) for loc in f.locations), f.period)
+    p_time, r_time = _time_columns(f.status)
+    p_status, r_status = _status_clauses(f.status)
+    extra, extra_args = _payment_extra(f)
     position = _decode_line_cursor(after)
-    where = ""
+    p_after, r_after = "", ""
+    p_after_args: list[Any] = []
+    r_after_args: list[Any] = []
     if position is not None:
-        where = (
-            " WHERE (x.ts > {}) OR (x.ts = {} AND x.kind > {})"
-            " OR (x.ts = {} AND x.kind = {} AND x.id > {})"
-        )
         at, kind, row_id = position
-        args = [*args, at, at, kind, at, kind, row_id]
-    rows = await sql.fetch(
-        f"{base}{where} ORDER BY x.ts, x.kind, x.id LIMIT {{}}", [*args, limit + 1]
+        # 'payment' sorts before 'refund' at the same instant.
+        p_after, p_after_args = _after(p_time, "p.id", at, row_id if kind == "payment" else None)
+        if kind == "payment":
+            r_after, r_after_args = f" AND {r_time} >= {{}}", [at]
+        else:
+            r_after, r_after_args = _after(r_time, "r.id", at, row_id)
+    p_period, p_period_args, lo, hi = _period_clause(p_time, "s.location", days)
+    r_period, r_period_args, _, _ = _period_clause(r_time, "s.location", days)
+    common = "JOIN location l ON l.id = s.location JOIN app_user u ON u.id = s.client "
+    payments = (
+        f"SELECT 'payment' AS kind, p.id AS id, {p_time} AS ts, s.location AS loc, "
+        "l.name AS location, u.email AS client, s.item_name AS item, p.method AS method, "
+        f"p.amount_cents AS gross, {PAYMENT_TAX} AS tax, 0 AS refunded, "
+        "COALESCE(p.fee_cents, 0) AS fee, p.currency AS currency, "
+        "p.payment_intent_id AS intent, s.id AS sale_id, p.status AS status "
+        f"FROM payment p JOIN sale s ON s.id = p.sale {common}"
+        f"WHERE {p_status} AND {p_time} >= {{}} AND {p_time} < {{}} AND {p_period}"
+        f"{extra}{p_after} ORDER BY {p_time}, p.id LIMIT {{}}"
     )
-    lines = [_line(r) for r in rows[:limit]]
+    rows = await sql.fetch(
+        payments, [lo, hi, *p_period_args, *extra_args, *p_after_args, limit + 1]
+    )
+    for row in rows:
+        row["ts"] = sql.as_datetime(row["ts"])
+    if len(rows) > limit:
+        # A full page of payments: no refund after the last of them can be on it.
+        r_after += f" AND {r_time} <= {{}}"
+        r_after_args = [*r_after_args, rows[-1]["ts"]]
+    refunds = (
+        f"SELECT 'refund' AS kind, r.id AS id, {r_time} AS ts, s.location AS loc, "
+        "l.name AS location, u.email AS client, s.item_name AS item, p.method AS method, "
+        f"0 AS gross, 0 - ({REFUND_TAX}) AS tax, r.amount_cents AS refunded, 0 AS fee, "
+        "r.currency AS currency, p.payment_intent_id AS intent, s.id AS sale_id, "
+        "r.status AS status "
+        "FROM refund r JOIN payment p ON p.id = r.payment JOIN sale s ON s.id = r.sale "
+        f"{common}WHERE {r_status} AND {r_time} >= {{}} AND {r_time} < {{}} AND {r_period}"
+        f"{extra}{r_after} ORDER BY {r_time}, r.id LIMIT {{}}"
+    )
+    refund_rows = await sql.fetch(
+        refunds, [lo, hi, *r_period_args, *extra_args, *r_after_args, limit + 1]
+    )
+    for row in refund_rows:
+        row["ts"] = sql.as_datetime(row["ts"])
+    rows += refund_rows
+    rows.sort(key=lambda r: (r["ts"], r["kind"], int(r["id"])))
+    lines = [_line(r, days) for r in rows[:limit]]
     cursor = None
     if len(rows) > limit and lines:
         last = lines[-1]
@@ -512,7 +585,8 @@ async def liability(f: Filters) -> list[Liability]:
         "SUM(CASE WHEN jl.occurred_at < b.lo THEN jl.credit_cents - jl.debit_cents ELSE 0 END) "
         "AS opening, SUM(jl.credit_cents - jl.debit_cents) AS closing "
         "FROM journal_line jl JOIN b ON b.loc = jl.location "
-        f"WHERE jl.account = 'deferred_revenue' AND jl.location IN {locs} AND jl.occurred_at < b.hi "
+        f"WHERE jl.account = 'deferred_revenue' AND jl.location IN {locs} "
+        "AND jl.occurred_at < b.hi "
         "GROUP BY 1, 2",
         [*args, *loc_args],
     )
@@ -684,9 +758,7 @@ async def liability_sales(
             id_args,
         ):
             details[int(row["id"])] = row
-        for row in await sql.fetch(
-            session_sql.replace("__IDS__", ids), [*id_args, *session_args]
-        ):
+        for row in await sql.fetch(session_sql.replace("__IDS__", ids), [*id_args, *session_args]):
             counts[int(row["sale_id"])] = sql.as_int(row["n"])
     out = []
     for row in rows:
@@ -772,7 +844,8 @@ async def _revenue_days(f: Filters) -> list[dict[str, Any]]:
         f"WITH {cte} SELECT jl.location AS loc, jl.currency AS currency, jl.account AS account, "
         f"jl.therapist_id AS therapist, {sql.local_day('jl.occurred_at', 'seg.off')} AS day, "
         "SUM(jl.credit_cents - jl.debit_cents) AS amount FROM journal_line jl "
-        "JOIN seg ON seg.loc = jl.location AND jl.occurred_at >= seg.lo AND jl.occurred_at < seg.hi "
+        "JOIN seg ON seg.loc = jl.location "
+        "AND jl.occurred_at >= seg.lo AND jl.occurred_at < seg.hi "
         f"WHERE jl.account IN {accounts} AND jl.location IN {locs} "
         "AND jl.occurred_at >= {} AND jl.occurred_at < {} GROUP BY 1, 2, 3, 4, 5",
         [*seg_args, *account_args, *loc_args, lo, hi],
@@ -811,11 +884,11 @@ async def revenue(f: Filters) -> Revenue:
         else:
             item.breakage += amount
     cash = await _payment_days(f, status=SUCCEEDED, with_filters=False)
-    for (location_id, currency, number), totals in cash.items():
+    for (location_id, currency, number), moved in cash.items():
         start = bucket_start(day_from_number(number), f.grouping)
         item = row_for(start, location_id, currency)
-        item.collected += totals.gross
-        item.refunded += totals.refunded
+        item.collected += moved.gross
+        item.refunded += moved.refunded
     therapist_names = await _therapist_names({k[3] for k in therapist_sums if k[3] is not None})
     therapists = [
         TherapistRevenue(
@@ -877,7 +950,7 @@ async def fees(f: Filters) -> PaymentSummary:
 # -- journal and trial balance -------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class JournalRow:
     id: int
     at: datetime
@@ -905,8 +978,6 @@ def _journal_scope(f: Filters) -> tuple[str, list[Any]]:
     return clause, args
 
 
-
-
 async def journal_lines(
     f: Filters, *, after: str | None = None, limit: int = 100
 ) -> tuple[list[JournalRow], str | None]:
@@ -917,7 +988,8 @@ async def journal_lines(
     """
     if not f.locations and not f.include_unlocated:
         return [], None
-    cte, seg_args, lo, hi = _segments(f, await _all_zones())
+    days = LocalDays(await _all_zones(), f.period)
+    period, period_args, lo, hi = _period_clause("jl.occurred_at", "COALESCE(je.location, 0)", days)
     scope, scope_args = _journal_scope(f)
     position = decode_cursor(after)
     keyset = ""
@@ -928,31 +1000,30 @@ async def journal_lines(
         except ValueError:
             at = None
         if at is not None:
-            at = at if at.tzinfo else at.replace(tzinfo=UTC)
-            keyset = " AND (jl.occurred_at > {} OR (jl.occurred_at = {} AND jl.id > {}))"
-            key_args = [at, at, position[1]]
+            keyset, key_args = _after(
+                "jl.occurred_at", "jl.id", at if at.tzinfo else at.replace(tzinfo=UTC), position[1]
+            )
     rows = await sql.fetch(
-        f"WITH {cte} SELECT jl.id AS id, jl.occurred_at AS ts, "
-        f"{sql.local_day('jl.occurred_at', 'seg.off')} AS day, jl.account AS account, "
-        "jl.debit_cents AS debit, jl.credit_cents AS credit, jl.currency AS currency, "
-        "l.name AS location, je.memo AS memo, je.reference AS reference, je.kind AS kind, "
-        "jl.sale_id AS sale_id FROM journal_line jl JOIN journal_entry je ON je.id = jl.entry "
+        "SELECT jl.id AS id, jl.occurred_at AS ts, je.location AS entry_location, "
+        "jl.account AS account, jl.debit_cents AS debit, jl.credit_cents AS credit, "
+        "jl.currency AS currency, l.name AS location, je.memo AS memo, "
+        "je.reference AS reference, je.kind AS kind, jl.sale_id AS sale_id "
+        "FROM journal_line jl JOIN journal_entry je ON je.id = jl.entry "
         "LEFT JOIN location l ON l.id = jl.location "
-        "JOIN seg ON seg.loc = COALESCE(je.location, 0) AND jl.occurred_at >= seg.lo "
-        "AND jl.occurred_at < seg.hi "
-        f"WHERE jl.occurred_at >= {{}} AND jl.occurred_at < {{}} AND {scope}{keyset} "
-        "ORDER BY jl.occurred_at, jl.id LIMIT {}",
-        [*seg_args, lo, hi, *scope_args, *key_args, limit + 1],
+        f"WHERE jl.occurred_at >= {{}} AND jl.occurred_at < {{}} AND {period} AND {scope}"
+        f"{keyset} ORDER BY jl.occurred_at, jl.id LIMIT {{}}",
+        [lo, hi, *period_args, *scope_args, *key_args, limit + 1],
     )
     out = []
     for row in rows[:limit]:
         at = sql.as_datetime(row["ts"])
         assert at is not None
+        entry_location = row["entry_location"]
         out.append(
             JournalRow(
                 id=int(row["id"]),
                 at=at,
-                date=day_from_number(int(row["day"])),
+                date=days.date(int(entry_location) if entry_location else None, at),
                 account=str(row["account"]),
                 debit=sql.as_int(row["debit"]),
                 credit=sql.as_int(row["credit"]),
@@ -1158,7 +1229,8 @@ async def liability_trend(f: Filters) -> list[Series]:
         f"WITH {cte} SELECT jl.location AS loc, jl.currency AS currency, "
         f"{sql.local_day('jl.occurred_at', 'seg.off')} AS day, "
         "SUM(jl.credit_cents - jl.debit_cents) AS amount FROM journal_line jl "
-        "JOIN seg ON seg.loc = jl.location AND jl.occurred_at >= seg.lo AND jl.occurred_at < seg.hi "
+        "JOIN seg ON seg.loc = jl.location "
+        "AND jl.occurred_at >= seg.lo AND jl.occurred_at < seg.hi "
         f"WHERE jl.account = 'deferred_revenue' AND jl.location IN {locs} "
         "AND jl.occurred_at >= {} AND jl.occurred_at < {} GROUP BY 1, 2, 3",
         [*seg_args, *loc_args, lo, hi],

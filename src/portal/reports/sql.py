@@ -28,9 +28,8 @@ def epoch(column: str) -> str:
 
 def local_day(column: str, offset: str) -> str:
     """Local day number (days since 1970-01-01 local) of ``column`` at a fixed UTC offset."""
-    if is_sqlite():
-        return f"(({epoch(column)} + {offset}) / {SECONDS_PER_DAY})"
-    return f"CAST(FLOOR(({epoch(column)} + {offset}) / {SECONDS_PER_DAY}.0) AS INTEGER)"
+    # Integer division: the sums are positive for any instant after 1970.
+    return f"(({epoch(column)} + {offset}) / {SECONDS_PER_DAY})"
 
 
 def values_cte(

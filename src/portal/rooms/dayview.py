@@ -4,7 +4,12 @@ Rows are fixed slots of real time counted from local midnight, so a day on
 which the clocks change has 92 or 100 quarter hours instead of 96 and every
 block spans exactly as many rows as it lasts. Each column is a list of cells
 with row spans, rendered as a plain table (no inline styles, no script).
-Later issues add appointments as more blocks in the room columns.
+
+Appointments (booked, completed, no-show) are blocks in their room's and
+their therapist's columns, linking to the appointment; they are cut out of
+the working hours and out-of-service windows they fall in, and one that lies
+in an out-of-service window, outside working hours or in time off is flagged
+so a manager moves it. Working-hours blocks link to booking that therapist.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from portal.auth.service import CurrentUser
+from portal.bookings.service import BUSY_STATES, STATUS_LABELS
+from portal.bookings.tables import Appointment
 from portal.locations.service import get_location_for
 from portal.rooms.service import rooms_at
 from portal.rooms.tables import RoomOutage
@@ -29,13 +36,16 @@ DEFAULT_LAST_MINUTE = 20 * 60
 
 @dataclass
 class Block:
-    kind: str  # "outage", "working" or "time-off"
+    kind: str  # "outage", "working", "time-off" or "appointment"
     title: str
     start: datetime
     end: datetime
     detail: str = ""
     first_row: int = 0
     rowspan: int = 1
+    href: str = ""  # the appointment, or booking the therapist (working hours)
+    status: str = ""  # an appointment's status
+    warning: str = ""  # e.g. an appointment inside an out-of-service window
 
 
 @dataclass
@@ -68,6 +78,7 @@ class DayView:
     columns: list[Column]
     idle_therapists: list[str]
     note: str = ""
+    appointments: int = 0  # busy appointments shown
 
 
 def _row_of(instant: datetime, day_start: datetime) -> float:
@@ -127,6 +138,7 @@ async def build_day_view(user: CurrentUser, location_id: int, day: date) -> DayV
         .order_by(RoomOutage.starts_at)
         .run()
     )
+    appointments = await _appointments(location_id, span)
     for room in rooms:
         column = Column(
             kind="room",
@@ -134,19 +146,30 @@ async def build_day_view(user: CurrentUser, location_id: int, day: date) -> DayV
             href=f"/rooms/{room['id']}",
             subtitle=", ".join(room["tags"]),
         )
+        booked = [
+            _appointment_block(a, str(a["therapist_name"]))
+            for a in appointments
+            if a["room"] == room["id"]
+        ]
         for outage in outages:
             if outage["room"] != room["id"]:
                 continue
-            start, end = max(outage["starts_at"], span.start), min(outage["ends_at"], span.end)
-            column.blocks.append(
-                Block(
-                    kind="outage",
-                    title="Out of service",
-                    detail=str(outage["reason"]),
-                    start=start,
-                    end=end,
-                )
-            )
+            window = h.Span(max(outage["starts_at"], span.start), min(outage["ends_at"], span.end))
+            for block in booked:
+                if window.overlaps(h.Span(block.start, block.end)):
+                    block.warning = f"Room out of service ({outage['reason']}): move it."
+            for piece, taken in h.subtract(window, [h.Span(b.start, b.end) for b in booked]):
+                if not taken:
+                    column.blocks.append(
+                        Block(
+                            kind="outage",
+                            title="Out of service",
+                            detail=str(outage["reason"]),
+                            start=piece.start,
+                            end=piece.end,
+                        )
+                    )
+        column.blocks += booked
         columns.append(column)
 
     therapists = (
@@ -198,18 +221,37 @@ async def build_day_view(user: CurrentUser, location_id: int, day: date) -> DayV
             for t in time_off
             if t["therapist"] == therapist["id"]
         }
-        if not mine:
+        booked = [
+            _appointment_block(a, str(a["room_name"]))
+            for a in appointments
+            if a["therapist"] == therapist["id"]
+        ]
+        if not mine and not booked:
             idle.append(str(therapist["name"]) + (" (time off)" if holes else ""))
             continue
         column = Column(
             kind="therapist",
             title=str(therapist["name"]),
             href=f"/therapists/{therapist['id']}",
-            subtitle=", ".join(h.format_interval(r["start_minute"], r["end_minute"]) for r in mine),
+            subtitle=", ".join(h.format_interval(r["start_minute"], r["end_minute"]) for r in mine)
+            or "Not working today",
             warning=_credential_warning(therapist, day),
         )
-        for row in mine:
-            interval = h.interval_span(day, row["start_minute"], row["end_minute"], tz)
+        book = (
+            f"/appointments/new?location={location_id}&therapist={therapist['id']}"
+            f"&day={day.isoformat()}"
+        )
+        sessions = [h.Span(b.start, b.end) for b in booked]
+        working_spans = [
+            h.interval_span(day, row["start_minute"], row["end_minute"], tz) for row in mine
+        ]
+        for block in booked:
+            session = h.Span(block.start, block.end)
+            if any(session.overlaps(hole) for hole in holes):
+                block.warning = block.warning or "During time off: move it."
+            elif not any(w.contains(session) for w in h.merge(working_spans)):
+                block.warning = block.warning or "Outside working hours: move it."
+        for interval in working_spans:
             for piece, off in h.subtract(interval, holes):
                 if off:
                     why = next(
@@ -220,19 +262,23 @@ async def build_day_view(user: CurrentUser, location_id: int, day: date) -> DayV
                         ),
                         "",
                     )
+                    kind, title, detail, href = "time-off", "Time off", why, ""
+                else:
+                    kind, title, detail, href = "working", "Working", "", book
+                for part, is_session in h.subtract(piece, sessions):
+                    if is_session:
+                        continue
                     column.blocks.append(
                         Block(
-                            kind="time-off",
-                            title="Time off",
-                            detail=why,
-                            start=piece.start,
-                            end=piece.end,
+                            kind=kind,
+                            title=title,
+                            detail=detail,
+                            start=part.start,
+                            end=part.end,
+                            href=href,
                         )
                     )
-                else:
-                    column.blocks.append(
-                        Block(kind="working", title="Working", start=piece.start, end=piece.end)
-                    )
+        column.blocks += booked
         columns.append(column)
 
     # The rows shown: 08:00–20:00 on the wall clock, widened to every block.
@@ -280,4 +326,50 @@ async def build_day_view(user: CurrentUser, location_id: int, day: date) -> DayV
         columns=columns,
         idle_therapists=idle,
         note=note,
+        appointments=len(appointments),
+    )
+
+
+async def _appointments(location_id: int, span: h.Span) -> list[dict[str, Any]]:
+    """The day's appointments that occupy their room and therapist."""
+    rows: list[dict[str, Any]] = (
+        await Appointment.select(
+            Appointment.id,
+            Appointment.room,
+            Appointment.therapist,
+            Appointment.start_at,
+            Appointment.end_at,
+            Appointment.status,
+            Appointment.client.name.as_alias("client_name"),
+            Appointment.client.email.as_alias("client_email"),
+            Appointment.service.name.as_alias("service_name"),
+            Appointment.therapist.name.as_alias("therapist_name"),
+            Appointment.room.name.as_alias("room_name"),
+        )
+        .where(
+            (Appointment.location == location_id)
+            & Appointment.status.is_in(list(BUSY_STATES))
+            & (Appointment.start_at < span.end)
+            & (Appointment.end_at > span.start)
+        )
+        .order_by(Appointment.start_at)
+        .run()
+    )
+    for row in rows:
+        row["start_at"] = max(row["start_at"], span.start)
+        row["end_at"] = min(row["end_at"], span.end)
+    return rows
+
+
+def _appointment_block(row: dict[str, Any], where: str) -> Block:
+    status = str(row["status"])
+    label = "" if status == "booked" else f" ({STATUS_LABELS.get(status, status)})"
+    return Block(
+        kind="appointment",
+        title=str(row["client_name"] or row["client_email"]) + label,
+        detail=f"{row['service_name']} · {where}",
+        start=row["start_at"],
+        end=row["end_at"],
+        href=f"/appointments/{row['id']}",
+        status=status,
     )

@@ -338,7 +338,7 @@ def parse_outage_form(values: dict[str, str]) -> OutageInput:
 
 @dataclass(frozen=True)
 class AffectedAppointment:
-    """An appointment an out-of-service window collides with (filled in by bookings)."""
+    """A booked appointment an out-of-service window collides with."""
 
     appointment_id: int
     starts_at: datetime
@@ -347,18 +347,27 @@ class AffectedAppointment:
     therapist_name: str
 
 
-def appointments_affected(
+async def appointments_affected(
     room_id: int, starts_at: datetime, ends_at: datetime
 ) -> list[AffectedAppointment]:
     """Appointments booked in ``room_id`` overlapping [starts_at, ends_at).
 
-    The hook the bookings context fills in: until appointments exist there
-    are none, so creating a window lists nothing. Once bookings exist this
-    returns the booked (not cancelled) appointments of the room whose
-    [start, end) overlaps the window, ordered by start, so the room page can
-    list them for the manager to move.
+    The booked (not cancelled, not yet given) appointments of the room whose
+    [start, end) overlaps the window, ordered by start, so the manager can
+    move them to another room or time.
     """
-    return []
+    from portal.bookings.service import booked_in_room  # bookings build on rooms
+
+    return [
+        AffectedAppointment(
+            appointment_id=int(row["id"]),
+            starts_at=row["start_at"],
+            ends_at=row["end_at"],
+            client_name=str(row["client_name"] or row["client_email"]),
+            therapist_name=str(row["therapist_name"]),
+        )
+        for row in await booked_in_room(room_id, starts_at, ends_at)
+    ]
 
 
 @dataclass
@@ -438,7 +447,7 @@ async def add_outage(
             },
             address=address,
         )
-    return OutageResult(outage_id, appointments_affected(room_id, start, end))
+    return OutageResult(outage_id, await appointments_affected(room_id, start, end))
 
 
 async def list_outages(room_id: int, *, since: datetime | None = None) -> list[dict[str, Any]]:

@@ -326,13 +326,14 @@ async def mark_refunded_if_nothing_left(sale_id: int) -> None:
 
 
 async def client_sales(client_id: int) -> list[dict[str, Any]]:
+    """A client's purchases, newest first; abandoned checkouts (nothing charged) left out."""
     rows = (
         await Sale.select(
             *Sale.all_columns(),
             Sale.location.name.as_alias("location_name"),
             Sale.location.timezone.as_alias("location_timezone"),
         )
-        .where(Sale.client == client_id)
+        .where((Sale.client == client_id) & (Sale.status != CANCELLED))
         .order_by(Sale.id, ascending=False)
         .run()
     )

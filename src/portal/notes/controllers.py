@@ -1,0 +1,513 @@
+"""Treatment note pages: write, sign, amend, read; progress and its printout; the access log."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.params import FromPath, QueryParameter
+from litestar.response import Redirect, Template
+
+from portal.audit import service as audit
+from portal.auth.service import CLIENT, MANAGER, OWNER, THERAPIST, CurrentUser
+from portal.bookings import service as bookings
+from portal.clients import regions
+from portal.clients import service as clients
+from portal.locations.service import all_locations, visible_location_ids
+from portal.notes import charts, service
+from portal.notes import form as note_form
+from portal.timeutil import to_local, utcnow
+from portal.web.forms import ValidationFailed, read_form
+from portal.web.guards import current_user, requires_owner, requires_role
+from portal.web.responses import client_address, redirect
+
+readers = requires_role(OWNER, MANAGER, THERAPIST, CLIENT)
+listers = requires_role(OWNER, MANAGER, THERAPIST)
+therapists = requires_role(THERAPIST)
+progress_readers = requires_role(OWNER, THERAPIST, CLIENT)
+clients_only = requires_role(CLIENT)
+# Earlier notes shown beside the form while writing.
+PREVIOUS_SHOWN = 6
+
+
+def _int(raw: str | None) -> int | None:
+    try:
+        return int(raw) if raw not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def _date(raw: str | None) -> date | None:
+    try:
+        return date.fromisoformat(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def _form_choices() -> dict[str, Any]:
+    return {
+        "region_groups": regions.grouped(),
+        "regions_all": regions.REGIONS,
+        "techniques": note_form.TECHNIQUES,
+        "pressures": note_form.PRESSURES,
+        "sides": note_form.SIDES,
+        "severities": note_form.SEVERITIES,
+        "labels": note_form.LABELS,
+    }
+
+
+async def _compose_page(
+    request: Request[Any, Any, Any],
+    appointment: dict[str, Any],
+    form: dict[str, Any],
+    *,
+    note: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+    extra_rows: int = 0,
+    status_code: int = 200,
+    log_read: bool = True,
+) -> Template:
+    """The writing page: the form, with the client's intake and earlier notes beside it."""
+    user = current_user(request)
+    client_id = int(appointment["client"])
+    if log_read:
+        await service.record_read(
+            user,
+            service.COMPOSE,
+            client_id,
+            note_id=int(note["id"]) if note else None,
+            address=client_address(request),
+        )
+    intake = await clients.current_intake(client_id)
+    previous = await service.signed_notes_of(
+        client_id, before=appointment["start_at"], limit=PREVIOUS_SHOWN
+    )
+    previous.reverse()
+    series = None
+    credit = await _credit_label(appointment)
+    if credit:
+        series = credit
+    action = f"/notes/{note['id']}/edit" if note else f"/notes/appointment/{appointment['id']}"
+    return Template(
+        "notes/compose.html",
+        context={
+            "a": appointment,
+            "note": note,
+            "form": form,
+            "errors": errors or {},
+            "rows": note_form.trigger_rows(form, extra_rows),
+            "extra_rows": extra_rows,
+            "intake": clients.present_intake(intake) if intake else None,
+            "previous": previous,
+            "series_label": series,
+            "action": action,
+            "problem": service.writable_problem(appointment) if note is None else None,
+            **_form_choices(),
+            "labels": note_form.error_labels(errors or {}),
+        },
+        status_code=status_code,
+    )
+
+
+async def _credit_label(appointment: dict[str, Any]) -> str | None:
+    if not appointment.get("sale_session"):
+        return None
+    from portal.sales.tables import SaleSession
+
+    row = (
+        await SaleSession.select(
+            SaleSession.position,
+            SaleSession.sale.sessions_total.as_alias("total"),
+            SaleSession.sale.item_name.as_alias("name"),
+        )
+        .where(SaleSession.id == appointment["sale_session"])
+        .first()
+        .run()
+    )
+    if row is None:
+        return None
+    return f"Session {row['position']} of {row['total']} · {row['name']}"
+
+
+async def _detail_page(
+    request: Request[Any, Any, Any],
+    note: dict[str, Any],
+    *,
+    amend_form: dict[str, str] | None = None,
+    amend_errors: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> Template:
+    user = current_user(request)
+    level = await service.note_access(user, note)
+    detail = service.metadata(note)
+    if level == service.FULL:
+        await service.record_read(
+            user, service.VIEW, int(note["client"]), note_id=int(note["id"]),
+            address=client_address(request),
+        )  # fmt: skip
+        detail = await service.note_detail(note)
+    therapist_id = await service.therapist_id_of(user)
+    return Template(
+        "notes/detail.html",
+        context={
+            "n": detail,
+            "level": level,
+            "is_author": therapist_id is not None and therapist_id == note["therapist"],
+            "amend_form": amend_form or {},
+            "amend_errors": amend_errors or {},
+            "amendable": note_form.AMENDABLE,
+            "numeric_fields": note_form.NUMERIC_AMENDMENTS,
+            "labels": note_form.LABELS,
+            "severities": note_form.SEVERITIES,
+            "progress_url": (
+                "/account/progress" if user.role == CLIENT else f"/progress/{note['client']}"
+            ),
+        },
+        status_code=status_code,
+    )
+
+
+class NotesController(Controller):
+    path = "/notes"
+
+    @get("/", guards=[listers], name="notes")
+    async def index(
+        self,
+        request: Request[Any, Any, Any],
+        status: Annotated[str, QueryParameter(name="status")] = "",
+        location: Annotated[str, QueryParameter(name="location")] = "",
+        q: Annotated[str, QueryParameter(name="q")] = "",
+        after: Annotated[str | None, QueryParameter(name="after")] = None,
+    ) -> Template:
+        user = current_user(request)
+        visible = visible_location_ids(user)
+        locations = [
+            loc for loc in await all_locations(active_only=False)
+            if visible is None or loc["id"] in visible
+        ]  # fmt: skip
+        location_id = _int(location)
+        if location_id is not None and not any(loc["id"] == location_id for loc in locations):
+            location_id = None
+        page = await service.list_notes(
+            user,
+            service.NoteFilters(status=status, location_id=location_id, search=q.strip()[:120]),
+            after=after,
+        )
+        to_write = await service.sessions_to_write(user) if user.role == THERAPIST else []
+        return Template(
+            "notes/list.html",
+            context={
+                "page": page,
+                "to_write": to_write,
+                "status": status,
+                "location": str(location_id or ""),
+                "q": q,
+                "locations": locations if user.role != THERAPIST else [],
+                "statuses": service.STATUS_LABELS,
+            },
+        )
+
+    @get("/access-log", guards=[requires_owner], name="notes_access_log")
+    async def access_log(
+        self,
+        request: Request[Any, Any, Any],
+        client: Annotated[str, QueryParameter(name="client")] = "",
+        actor: Annotated[str, QueryParameter(name="actor")] = "",
+        action: Annotated[str, QueryParameter(name="action")] = "",
+        note: Annotated[str, QueryParameter(name="note")] = "",
+        day_from: Annotated[str, QueryParameter(name="from")] = "",
+        day_to: Annotated[str, QueryParameter(name="to")] = "",
+        after: Annotated[str | None, QueryParameter(name="after")] = None,
+    ) -> Template:
+        filters = service.AccessFilters(
+            client=client.strip()[:120],
+            actor=actor.strip()[:120],
+            action=action,
+            note_id=_int(note.strip()),
+            day_from=_date(day_from),
+            day_to=_date(day_to),
+        )
+        page = await service.access_log(filters, after=after)
+        return Template(
+            "notes/access_log.html",
+            context={
+                "page": page,
+                "f": {"client": client, "actor": actor, "action": action, "note": note,
+                      "from": day_from, "to": day_to},
+                "actions": service.ACCESS_ACTIONS,
+            },
+        )  # fmt: skip
+
+    # -- writing --------------------------------------------------------------------------
+
+    @get("/appointment/{appointment_id:int}", guards=[readers], name="note_for_appointment")
+    async def for_appointment(
+        self, request: Request[Any, Any, Any], appointment_id: FromPath[int]
+    ) -> Response[Any]:
+        """The appointment's note; for its therapist, the form to write one."""
+        user = current_user(request)
+        appointment = await bookings.get_appointment_for(user, appointment_id)
+        note_id = await service.note_for_appointment(appointment_id)
+        if note_id is not None:
+            return Redirect(path=f"/notes/{note_id}", status_code=303)
+        if user.role == THERAPIST:
+            await service.appointment_for_writing(user, appointment_id)
+            return await _compose_page(
+                request, appointment, note_form.form_from_note(None),
+                log_read=service.writable_problem(appointment) is None,
+            )  # fmt: skip
+        return Template(
+            "notes/none.html",
+            context={"a": appointment, "labels": bookings.STATUS_LABELS},
+        )
+
+    @post("/appointment/{appointment_id:int}", guards=[therapists], name="note_create")
+    async def create(
+        self, request: Request[Any, Any, Any], appointment_id: FromPath[int]
+    ) -> Response[Any]:
+        user = current_user(request)
+        appointment = await service.appointment_for_writing(user, appointment_id)
+        values, multi = await read_form(request)
+        submitted = note_form.form_from_submission(values, multi)
+        if values.get("action") == "more_rows":
+            return await _compose_page(
+                request, appointment, submitted,
+                extra_rows=(_int(values.get("extra_rows")) or 0) + 3, log_read=False,
+            )  # fmt: skip
+        try:
+            data = note_form.parse_note(values, multi)
+            note_id = await service.start_note(
+                user, appointment_id, data, address=client_address(request)
+            )
+        except service.NoteExists as exc:
+            return redirect(
+                request, f"/notes/{exc.note_id}/edit",
+                "This session already has a note; it is open here. Nothing new was saved.",
+                "info",
+            )  # fmt: skip
+        except ValidationFailed as exc:
+            return await _compose_page(
+                request, appointment, submitted, errors=exc.errors, status_code=422,
+                log_read=False,
+            )  # fmt: skip
+        if values.get("action") == "review":
+            return redirect(request, f"/notes/{note_id}/sign", "Draft saved. Review it and sign.")
+        return redirect(request, f"/notes/{note_id}", "Draft saved.")
+
+    @get("/{note_id:int}", guards=[readers], name="note_detail")
+    async def detail(self, request: Request[Any, Any, Any], note_id: FromPath[int]) -> Template:
+        return await _detail_page(request, await service.get_note(note_id))
+
+    @get("/{note_id:int}/edit", guards=[therapists], name="note_edit")
+    async def edit(self, request: Request[Any, Any, Any], note_id: FromPath[int]) -> Response[Any]:
+        user = current_user(request)
+        note = await service.get_note(note_id)
+        await service.ensure_author(user, note)
+        if note["status"] != service.DRAFT:
+            return redirect(request, f"/notes/{note_id}", service.SIGNED_NOTE_MESSAGE, "info")
+        detail = await service.note_detail(note)
+        appointment = await bookings.get_appointment(int(note["appointment"]))
+        return await _compose_page(request, appointment, note_form.form_from_note(detail),
+                                   note=detail)  # fmt: skip
+
+    @post("/{note_id:int}/edit", guards=[therapists], name="note_update")
+    async def update(
+        self, request: Request[Any, Any, Any], note_id: FromPath[int]
+    ) -> Response[Any]:
+        user = current_user(request)
+        note = await service.get_note(note_id)
+        await service.ensure_author(user, note)
+        appointment = await bookings.get_appointment(int(note["appointment"]))
+        values, multi = await read_form(request)
+        submitted = note_form.form_from_submission(values, multi)
+        if values.get("action") == "more_rows" and note["status"] == service.DRAFT:
+            return await _compose_page(
+                request, appointment, submitted, note=note,
+                extra_rows=(_int(values.get("extra_rows")) or 0) + 3, log_read=False,
+            )  # fmt: skip
+        try:
+            if note["status"] != service.DRAFT:
+                raise ValidationFailed({"form": service.SIGNED_NOTE_MESSAGE})
+            data = note_form.parse_note(values, multi)
+            await service.save_draft(user, note_id, data, address=client_address(request))
+        except ValidationFailed as exc:
+            return await _compose_page(
+                request, appointment, submitted, note=note, errors=exc.errors, status_code=422,
+                log_read=False,
+            )  # fmt: skip
+        if values.get("action") == "review":
+            return redirect(request, f"/notes/{note_id}/sign", "Draft saved. Review it and sign.")
+        return redirect(request, f"/notes/{note_id}", "Draft saved.")
+
+    # -- signing and amending -------------------------------------------------------------
+
+    async def _sign_page(
+        self,
+        request: Request[Any, Any, Any],
+        note: dict[str, Any],
+        errors: dict[str, str] | None = None,
+        *,
+        status_code: int = 200,
+    ) -> Template:
+        user = current_user(request)
+        detail = await service.note_detail(note)
+        await service.record_read(
+            user, service.VIEW, int(note["client"]), note_id=int(note["id"]),
+            address=client_address(request),
+        )  # fmt: skip
+        return Template(
+            "notes/sign.html",
+            context={
+                "n": detail,
+                "problems": await service.sign_problems(detail),
+                "errors": errors or {},
+                "labels": note_form.LABELS,
+            },
+            status_code=status_code,
+        )
+
+    @get("/{note_id:int}/sign", guards=[therapists], name="note_sign_review")
+    async def sign_review(
+        self, request: Request[Any, Any, Any], note_id: FromPath[int]
+    ) -> Response[Any]:
+        user = current_user(request)
+        note = await service.get_note(note_id)
+        await service.ensure_author(user, note)
+        if note["status"] != service.DRAFT:
+            return redirect(request, f"/notes/{note_id}", "This note is already signed.", "info")
+        return await self._sign_page(request, note)
+
+    @post("/{note_id:int}/sign", guards=[therapists], name="note_sign")
+    async def sign(self, request: Request[Any, Any, Any], note_id: FromPath[int]) -> Response[Any]:
+        user = current_user(request)
+        note = await service.get_note(note_id)
+        await service.ensure_author(user, note)
+        values, _ = await read_form(request)
+        try:
+            await service.sign(
+                user, note_id, confirmed=values.get("confirm") == "on",
+                address=client_address(request),
+            )  # fmt: skip
+        except ValidationFailed as exc:
+            return await self._sign_page(
+                request, await service.get_note(note_id), exc.errors, status_code=422
+            )
+        return redirect(
+            request,
+            f"/notes/{note_id}",
+            "Note signed. It can no longer be changed; corrections are added as amendments.",
+        )
+
+    @post("/{note_id:int}/amend", guards=[therapists], name="note_amend")
+    async def amend(self, request: Request[Any, Any, Any], note_id: FromPath[int]) -> Response[Any]:
+        user = current_user(request)
+        note = await service.get_note(note_id)
+        await service.ensure_author(user, note)
+        values, _ = await read_form(request)
+        try:
+            data = note_form.parse_amendment(values)
+            await service.amend(user, note_id, data, address=client_address(request))
+        except ValidationFailed as exc:
+            return await _detail_page(
+                request, note, amend_form=values, amend_errors=exc.errors, status_code=422
+            )
+        return redirect(
+            request, f"/notes/{note_id}#amendments",
+            "Amendment added. The original note stays as it was signed.",
+        )  # fmt: skip
+
+    @get("/{note_id:int}/history", guards=[requires_owner], name="note_history")
+    async def history(self, request: Request[Any, Any, Any], note_id: FromPath[int]) -> Template:
+        note = await service.get_note(note_id)
+        client = note["client_name"] or note["client_email"]
+        return Template(
+            "audit/history.html",
+            context={
+                "rows": await audit.history("treatment_note", note_id),
+                "title": f"History of note #{note_id} ({client})",
+                "back_url": f"/notes/{note_id}",
+            },
+        )
+
+
+# -- progress --------------------------------------------------------------------------------
+
+
+async def _progress_context(
+    request: Request[Any, Any, Any], client_id: int, *, printout: bool
+) -> dict[str, Any]:
+    user = current_user(request)
+    await service.ensure_progress_access(user, client_id)
+    await service.record_read(
+        user, service.PRINT if printout else service.PROGRESS, client_id,
+        address=client_address(request),
+    )  # fmt: skip
+    data = await service.progress(client_id)
+    points = [
+        charts.PainPoint(
+            label=(
+                f"{s['series_position']}/{s['series_total']}"
+                if s.get("series_position") and s.get("series_total")
+                else f"#{s['index']}"
+            ),
+            sublabel=to_local(s["session_start"], s["timezone"]).strftime("%d %b"),
+            before=s["before"],
+            after=s["after"],
+            corrected=bool(s["pain_before_corrected"] or s["pain_after_corrected"]),
+        )
+        for s in data.sessions
+    ]
+    intake_pain = data.baseline["pain_level"] if data.baseline else None
+    own = user.role == CLIENT
+    base = "/account/progress" if own else f"/progress/{client_id}"
+    return {
+        "p": data,
+        "chart": charts.pain_chart(points, intake=intake_pain) if data.sessions else "",
+        "own": own,
+        "base_url": base,
+        "print_url": f"{base}/print",
+        "prepared_at": utcnow(),
+        "tz": data.client["timezone"],
+        "therapists": sorted({s["therapist_name"] for s in data.sessions}),
+        "locations": sorted({s["location_name"] for s in data.sessions}),
+        "severities": note_form.SEVERITIES,
+    }
+
+
+class ProgressController(Controller):
+    path = "/progress"
+
+    @get("/{progress_client_id:int}", guards=[progress_readers], name="client_progress")
+    async def page(
+        self, request: Request[Any, Any, Any], progress_client_id: FromPath[int]
+    ) -> Template:
+        context = await _progress_context(request, progress_client_id, printout=False)
+        return Template("notes/progress.html", context=context)
+
+    @get("/{progress_client_id:int}/print", guards=[progress_readers], name="client_progress_print")
+    async def printout(
+        self, request: Request[Any, Any, Any], progress_client_id: FromPath[int]
+    ) -> Template:
+        context = await _progress_context(request, progress_client_id, printout=True)
+        return Template("notes/progress_print.html", context=context)
+
+
+class MyProgressController(Controller):
+    path = "/account/progress"
+    guards = [clients_only]
+
+    @get("/", name="my_progress")
+    async def page(self, request: Request[Any, Any, Any]) -> Template:
+        user: CurrentUser = current_user(request)
+        context = await _progress_context(request, user.id, printout=False)
+        return Template("notes/progress.html", context=context)
+
+    @get("/print", name="my_progress_print")
+    async def printout(self, request: Request[Any, Any, Any]) -> Template:
+        user: CurrentUser = current_user(request)
+        context = await _progress_context(request, user.id, printout=True)
+        return Template("notes/progress_print.html", context=context)
+
+
+ROUTES = [NotesController, ProgressController, MyProgressController]
