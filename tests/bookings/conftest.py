@@ -17,6 +17,7 @@ from portal.sales.tables import Sale
 from portal.staff.tables import Therapist, TherapistLocation, TherapistService, WorkingHours
 from portal.timeutil import utcnow
 from tests import factories
+from tests.email.smtpd import smtp_server  # noqa: F401  (fixture)
 
 
 @dataclass

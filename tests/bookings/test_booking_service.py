@@ -280,8 +280,8 @@ async def test_frozen_or_expired_packages_do_not_book(clinic):
 
 async def test_twenty_concurrent_bookings_for_the_last_credit(clinic):
     """One credit left, twenty different free slots requested at once: one booking."""
-    from tests.bookings.conftest import add_therapist
     from portal.sales.tables import SaleSession
+    from tests.bookings.conftest import add_therapist
 
     # Leave exactly one available credit.
     rows = await SaleSession.select(SaleSession.id).where(SaleSession.sale == clinic.sale_id).run()

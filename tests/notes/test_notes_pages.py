@@ -213,7 +213,9 @@ async def test_owners_review_the_access_log_with_filters_and_pages(app, clinic):
     assert second.text.count("<tr>") == 1 + 6
     only = await owner.get("/notes/access-log", params={"action": "progress"})
     assert only.text.count("<tr>") == 2
-    by_actor = await owner.get("/notes/access-log", params={"actor": clinic.therapist_account.email})
+    by_actor = await owner.get(
+        "/notes/access-log", params={"actor": clinic.therapist_account.email}
+    )
     assert by_actor.text.count("<tr>") == 2
     by_client = await owner.get("/notes/access-log", params={"client": "nobody-here"})
     assert "No readings match." in by_client.text

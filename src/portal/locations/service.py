@@ -32,7 +32,7 @@ EDITABLE_FIELDS = (
     "refund_rule",
 )
 REFUND_RULES = {
-    "list_price": "Paid minus sessions used (or kept) at the single-session list price",
+    "list_price": "Paid minus sessions used, charged at the single-session list price",
     "pro_rata": "Pro rata: the paid share of each unused session",
 }
 
