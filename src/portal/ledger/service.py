@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from piccolo.query.functions.aggregate import Sum
+
 from portal import db
 from portal.ledger.tables import JournalEntry, JournalLine
 from portal.timeutil import utcnow
@@ -148,7 +150,7 @@ async def balance(
 ) -> int:
     """The account's balance in its normal direction (debit for assets/expenses)."""
     query = JournalLine.select(
-        JournalLine.debit_cents.as_alias("d"), JournalLine.credit_cents.as_alias("c")
+        Sum(JournalLine.debit_cents).as_alias("d"), Sum(JournalLine.credit_cents).as_alias("c")
     ).where(JournalLine.account == account)
     if location_id is not None:
         query = query.where(JournalLine.location == location_id)
@@ -159,8 +161,8 @@ async def balance(
     if before is not None:
         query = query.where(JournalLine.occurred_at < before)
     rows: list[dict[str, Any]] = await query.run()
-    debits = sum(int(r["d"]) for r in rows)
-    credits = sum(int(r["c"]) for r in rows)
+    debits = int(rows[0]["d"] or 0) if rows else 0
+    credits = int(rows[0]["c"] or 0) if rows else 0
     kind = ACCOUNTS[account][1]
     return debits - credits if kind in (ASSET, EXPENSE) else credits - debits
 
