@@ -33,29 +33,33 @@ async def _named(name: str) -> factories.Account:
 
 async def test_managers_see_their_locations_clients_only(app, clinic):
     a, b = clinic.location_id, clinic.other_location_id
-    booked = clinic.client  # books at A below; their package is from A too
+    # Bought a package at B (packages are usable everywhere) and booked a session at A.
+    traveller = await _named("Booked at A")
+    await give_package(traveller.id, b, clinic.service_id, 3)
     day = (datetime.now(NY) + timedelta(days=10)).date()
     await bookings.book(
-        clinic.as_client(), client_id=booked.id, location_id=a, service_id=clinic.service_id,
+        CurrentUser(traveller.id, traveller.email, "", CLIENT, frozenset()),
+        client_id=traveller.id, location_id=a, service_id=clinic.service_id,
         start_at=ny(day, 10), notify_client=False,
     )  # fmt: skip
-    await User.update({User.name: "Booked at A"}).where(User.id == booked.id).run()
+    await User.update({User.name: "Bought at A"}).where(User.id == clinic.client.id).run()
     bought_at_b = await _named("Bought at B")
     await give_package(bought_at_b.id, b, clinic.service_id, 3)
     prefers_a = await _named("Prefers A")
     await ClientProfile.insert(ClientProfile(user=prefers_a.id, preferred_location=a)).run()
     nobody = await _named("No ties")
     manager_b = await factories.make_user(MANAGER, location_ids=[b])
+    booked = traveller
 
     async with factories.make_client(app) as http:
         await factories.login(http, clinic.manager)  # manager of A
         listing = await http.get("/clients")
         assert listing.status_code == 200
-        for name in ("Booked at A", "Prefers A"):
+        for name in ("Booked at A", "Bought at A", "Prefers A"):
             assert name in listing.text
         for name in ("Bought at B", "No ties"):
             assert name not in listing.text
-        for account in (booked, prefers_a):
+        for account in (booked, prefers_a, clinic.client):
             assert (await http.get(f"/clients/{account.id}")).status_code == 200
             assert (await http.get(f"/clients/{account.id}/intake")).status_code == 200
         for account in (bought_at_b, nobody):
@@ -68,14 +72,17 @@ async def test_managers_see_their_locations_clients_only(app, clinic):
     async with factories.make_client(app) as http:
         await factories.login(http, manager_b)
         listing = await http.get("/clients")
-        assert "Bought at B" in listing.text and "Booked at A" not in listing.text
+        for name in ("Bought at B", "Booked at A"):  # the traveller bought at B
+            assert name in listing.text
+        for name in ("Bought at A", "Prefers A", "No ties"):
+            assert name not in listing.text
         assert (await http.get(f"/clients/{bought_at_b.id}")).status_code == 200
-        assert (await http.get(f"/clients/{booked.id}")).status_code == 403
+        assert (await http.get(f"/clients/{clinic.client.id}")).status_code == 403
     owner = await factories.make_user(OWNER)
     async with factories.make_client(app) as http:
         await factories.login(http, owner)
         listing = await http.get("/clients")
-        for name in ("Booked at A", "Bought at B", "Prefers A", "No ties"):
+        for name in ("Booked at A", "Bought at A", "Bought at B", "Prefers A", "No ties"):
             assert name in listing.text
     assert (await User.select(User.name).where(User.id == nobody.id).first().run())["name"] == (
         "No ties"

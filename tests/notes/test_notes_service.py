@@ -427,3 +427,19 @@ async def test_progress_figures_come_from_the_signed_notes(clinic):
 async def test_a_client_without_notes_has_an_empty_progress(clinic):
     progress = await notes.progress(clinic.client.id)
     assert progress.sessions == [] and progress.regions == [] and progress.summary == {"count": 0}
+
+
+async def test_two_tabs_starting_the_same_note_make_one_note(clinic):
+    import asyncio
+
+    appointment_id = await given_session(clinic)
+    results = await asyncio.gather(
+        *[notes.start_note(clinic.as_therapist(), appointment_id, COMPLETE) for _ in range(4)],
+        return_exceptions=True,
+    )
+    created = [r for r in results if isinstance(r, int)]
+    assert len(created) == 1
+    assert all(isinstance(r, notes.NoteExists) and r.note_id == created[0]
+               for r in results if not isinstance(r, int))  # fmt: skip
+    assert await TreatmentNote.count().run() == 1
+    assert await NoteTriggerPoint.count().run() == 2
