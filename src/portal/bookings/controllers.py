@@ -215,9 +215,19 @@ class BookingController(Controller):
                 if therapist
                 else []
             )
+            now = utcnow()
+            for row in rows:
+                zone = ZoneInfo(str(row["timezone"]))
+                row["local_day"] = row["start_at"].astimezone(zone).date()
+                row["is_today"] = row["local_day"] == now.astimezone(zone).date()
             return Template(
                 "bookings/schedule.html",
-                context={"rows": rows, "labels": service.STATUS_LABELS, "title": "My schedule"},
+                context={
+                    "rows": rows,
+                    "labels": service.STATUS_LABELS,
+                    "title": "My schedule",
+                    "agenda": True,
+                },
             )
         location = next(
             (loc for loc in options if loc["id"] == location_id), options[0] if options else None

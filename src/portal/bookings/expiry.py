@@ -29,6 +29,7 @@ from portal.bookings import notify
 from portal.bookings.service import BOOKED, CANCELLED, _release_credit, _set_status
 from portal.bookings.tables import Appointment
 from portal.sales import service as sales
+from portal.sales.tables import SaleSession
 from portal.settings import Settings
 from portal.timeutil import utcnow
 
@@ -56,6 +57,22 @@ async def release_expired_bookings(
 ) -> list[ReleasedBooking]:
     """Cancel future bookings that hold a session of an expired package (step 1)."""
     now = now or utcnow()
+    held = (
+        await SaleSession.select(
+            SaleSession.appointment_id,
+            SaleSession.sale.item_name.as_alias("package"),
+            SaleSession.sale.valid_until.as_alias("valid_until"),
+        )
+        .where(
+            (SaleSession.state == sales.HELD)
+            & SaleSession.appointment_id.is_not_null()
+            & (SaleSession.sale.status == sales.ACTIVE)
+            & (SaleSession.sale.frozen == False)  # noqa: E712
+            & (SaleSession.sale.valid_until <= now)
+        )
+        .run()
+    )
+    packages = {int(r["appointment_id"]): r for r in held}
     rows = (
         await Appointment.select(
             Appointment.id,
@@ -63,19 +80,17 @@ async def release_expired_bookings(
             Appointment.sale_session,
             Appointment.client.email.as_alias("client_email"),
             Appointment.location.timezone.as_alias("timezone"),
-            Appointment.sale_session.sale.item_name.as_alias("package"),
-            Appointment.sale_session.sale.valid_until.as_alias("valid_until"),
         )
         .where(
-            (Appointment.status == BOOKED)
+            Appointment.id.is_in(list(packages) or [-1])
+            & (Appointment.status == BOOKED)
             & (Appointment.start_at > now)
-            & (Appointment.sale_session.sale.status == sales.ACTIVE)
-            & (Appointment.sale_session.sale.frozen == False)  # noqa: E712
-            & (Appointment.sale_session.sale.valid_until <= now)
         )
         .order_by(Appointment.start_at)
         .run()
     )
+    for row in rows:
+        row.update(packages[int(row["id"])])
     released: list[ReleasedBooking] = []
     for row in rows:
         expired_on = row["valid_until"].astimezone(ZoneInfo(str(row["timezone"])))

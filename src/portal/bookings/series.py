@@ -125,8 +125,8 @@ async def book_series(
             outcomes.append(SeriesOutcome(day, appointment_id, ""))
         except service.NoCredit:
             outcomes.append(SeriesOutcome(day, None, "No unused session left in the packages."))
-        except service.SlotTaken:
-            outcomes.append(SeriesOutcome(day, None, "That time was just taken."))
+        except service.SlotTaken as exc:
+            outcomes.append(SeriesOutcome(day, None, exc.message or "That time is already taken."))
         except ValidationFailed as exc:
             outcomes.append(SeriesOutcome(day, None, " ".join(exc.errors.values())))
     return SeriesResult(series_id=series_id, outcomes=outcomes)

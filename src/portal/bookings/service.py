@@ -76,7 +76,14 @@ SLOT_STEP_MINUTES = 15
 
 
 class SlotTaken(Exception):
-    """Someone else booked the therapist or room a moment ago."""
+    """Someone else holds the therapist or the last suitable room at that time.
+
+    ``message`` says who, when it is known (e.g. "Theresa is already booked then.").
+    """
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message)
+        self.message = message
 
 
 class NoCredit(Exception):
@@ -591,7 +598,7 @@ async def _book_first_free(
             raise SlotTaken()
         taken = True
     if taken and all("already booked" in r for r in reasons):
-        raise SlotTaken()
+        raise SlotTaken(" ".join(dict.fromkeys(reasons)))
     if therapist_id is not None and reasons:
         raise ValidationFailed({"start": " ".join(reasons)})
     detail = " ".join(list(dict.fromkeys(reasons))[:2])

@@ -1,0 +1,220 @@
+"""Script and markup payloads in every text field of every form, as every role
+allowed to post it; the output is always escaped.
+
+The forms are not listed by hand: every GET page of the route table is
+fetched as every role it admits, its POST forms are parsed, and each form is
+submitted with the payload in all of its text fields — first in every field
+at once (the re-rendered form must escape what it echoes), then with valid
+values in the other fields until the form is accepted and the payload is
+stored. Finally every page is fetched again as every role: wherever the
+stored payload is shown, it is escaped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin
+
+import httpx
+
+from portal.auth.service import CLIENT
+from tests import factories
+from tests.security.harness import (
+    PAYLOAD,
+    TEMPLATE_MARKER,
+    Field,
+    Form,
+    SecurityWorld,
+    clients_by_role,
+    csrf,
+    fallbacks,
+    is_html,
+    parse_forms,
+    roles_of,
+    unescaped,
+    valid_values,
+)
+
+# Not pages: downloads, JSON, the schema.
+NOT_PAGES = (".csv", ".xlsx", "/api/", "/healthz")
+# Posting these would end the session under test, or is not a form.
+SKIP_ACTIONS = ("/logout", "/stripe/webhook")
+# Actions that change what later forms can do go last.
+LATE = ("deactivate", "remove", "/cancel", "no-show", "/sign", "/refunds", "/password", "/complete")
+# Forms whose payload must be stored and shown again (the suite fails if one of
+# them is no longer accepted: the check would silently lose its reach).
+MUST_STORE = {
+    "/locations",
+    "/users",
+    "/catalog/services",
+    "/catalog/packages",
+    "/rooms",
+    "/therapists",
+    "/signup",
+}
+
+
+@dataclass
+class Crawl:
+    failures: list[str] = field(default_factory=list)
+    forms: dict[tuple[str | None, str], tuple[str, Form]] = field(default_factory=dict)
+    queue: list[tuple[str | None, str]] = field(default_factory=list)
+    stored: set[str] = field(default_factory=set)
+    shown: set[str] = field(default_factory=set)
+    requests: int = 0
+
+    def check(self, what: str, response: httpx.Response) -> None:
+        self.requests += 1
+        if response.status_code >= 500:
+            self.failures.append(f"{what}: HTTP {response.status_code}")
+        if is_html(response):
+            problems = unescaped(response.text)
+            if problems:
+                self.failures.append(f"{what}: {sorted(set(problems))}")
+            if TEMPLATE_MARKER in response.text:
+                self.shown.add(what)
+
+
+def _pages(sw: SecurityWorld) -> list[tuple[str, frozenset[str] | None]]:
+    out = []
+    for path, handler in sw.get_routes():
+        if not any(part in path for part in NOT_PAGES):
+            out.append((sw.url(path), roles_of(handler)))
+    for url in sw.extra_pages:
+        route = sw.route_of("GET", url)
+        assert route is not None, url
+        out.append((url, roles_of(route[1])))
+    return out
+
+
+def _collect(sw: SecurityWorld, crawl: Crawl, role: str | None, url: str, html: str) -> None:
+    """Queue the page's POST forms that have text fields (one per role and route)."""
+    for form in parse_forms(html, url):
+        if form.method != "post":
+            continue
+        action = urljoin(url, form.action)
+        route = sw.route_of("POST", action)
+        if route is None or action.startswith(SKIP_ACTIONS) or not form.text_fields:
+            continue
+        if (role, route[0]) not in crawl.forms:
+            crawl.forms[(role, route[0])] = (action, form)
+            crawl.queue.append((role, route[0]))
+
+
+async def _crawl(
+    sw: SecurityWorld, clients: dict[str | None, httpx.AsyncClient], crawl: Crawl, collect: bool
+) -> None:
+    for url, roles in _pages(sw):
+        for role in [None] if roles is None else sorted(roles):
+            response = await clients[role].get(url)
+            crawl.check(f"GET {url} as {role or 'anonymous'}", response)
+            if collect and response.status_code == 200 and is_html(response):
+                _collect(sw, crawl, role, url, response.text)
+
+
+def _late(item: tuple[str | None, str]) -> tuple[bool, str]:
+    role, template = item
+    return any(word in template for word in LATE), template
+
+
+async def _submit(
+    sw: SecurityWorld,
+    client: httpx.AsyncClient,
+    crawl: Crawl,
+    role: str | None,
+    action: str,
+    data: dict[str, Any],
+) -> httpx.Response:
+    who = role or "anonymous"
+    data = {**data, "_csrf_token": await csrf(client)}
+    response = await client.post(action, data=data)
+    crawl.check(f"POST {action} as {who} ({sorted(k for k in data if k != '_csrf_token')})", response)
+    location = response.headers.get("location", "")
+    if response.status_code in (301, 302, 303) and location.startswith("/"):
+        followed = await client.get(location)
+        crawl.check(f"GET {location} after POST {action} as {who}", followed)
+        if followed.status_code == 200 and is_html(followed):
+            # The page of what was just made may hold further forms.
+            _collect(sw, crawl, role, location, followed.text)
+    return response
+
+
+async def _attack_form(
+    sw: SecurityWorld,
+    client: httpx.AsyncClient,
+    crawl: Crawl,
+    role: str | None,
+    template: str,
+    action: str,
+    form: Form,
+    known_email: str,
+) -> None:
+    extra = dict([form.submit]) if form.submit else {}
+    # 1. The payload in every field at once: a refusal re-renders it, escaped.
+    everything = {f.name: PAYLOAD for f in form.fields if f.kind != "file"}
+    response = await _submit(sw, client, crawl, role, action, {**everything, **extra})
+    if response.status_code in (301, 302, 303):
+        crawl.stored.add(template)
+        return
+    # 2. The payload in the text fields only, valid values elsewhere. A field
+    #    the form refuses gets its next value (plainer text for a text field)
+    #    until the form is accepted and the payload stored.
+    groups: dict[str, list[Field]] = {}
+    for f in form.fields:
+        groups.setdefault(f.name, []).append(f)
+    ladders: dict[str, list[Any]] = {}
+    for name, fields in groups.items():
+        if fields[0] in form.text_fields:
+            ladders[name] = [PAYLOAD, *fallbacks(fields[0], known_email)]
+        else:
+            ladders[name] = valid_values(fields)
+    step = dict.fromkeys(ladders, 0)
+    for _ in range(6):
+        data = {name: ladder[step[name]] for name, ladder in ladders.items()}
+        data = {name: value for name, value in data.items() if value is not None}
+        response = await _submit(sw, client, crawl, role, action, {**data, **extra})
+        if response.status_code in (301, 302, 303):
+            crawl.stored.add(template)
+            return
+        if response.status_code != 422:
+            print("STOP", role, action, response.status_code)
+            return
+        refused = [name for name in ladders if factories.field_error(response.text, name)]
+        # A time refused may need another day (a window that overlaps another).
+        refused += [n.replace("_time", "_date") for n in refused if n.endswith("_time")]
+        advanced = False
+        for name in dict.fromkeys(refused):
+            if name in ladders and step[name] + 1 < len(ladders[name]):
+                step[name] += 1
+                advanced = True
+        if not advanced:
+            import re as _re
+            print("NOADV", role, action, _re.findall(r'field-error" id="([^"]+)">([^<]*)', response.text), {k: (v or '')[:20] for k, v in data.items()})
+            return
+
+
+async def test_every_form_escapes_stored_and_echoed_payloads(sw: SecurityWorld) -> None:
+    crawl = Crawl()
+    client_email = sw.account(CLIENT).email
+    async with clients_by_role(sw) as clients:
+        await _crawl(sw, clients, crawl, collect=True)
+        assert crawl.forms, "no forms found"
+        while crawl.queue:
+            crawl.queue.sort(key=_late)
+            role, template = crawl.queue.pop(0)
+            action, form = crawl.forms[(role, template)]
+            await _attack_form(sw, clients[role], crawl, role, template, action, form, client_email)
+        before_final = crawl.requests
+        await _crawl(sw, clients, crawl, collect=False)
+    print(
+        f"\n{len(crawl.forms)} forms attacked, {len(crawl.stored)} stored the payload, "
+        f"{len(crawl.shown)} responses showed it (escaped), {crawl.requests} requests "
+        f"({crawl.requests - before_final} in the final crawl)"
+    )
+    print(sorted(crawl.stored))
+    print("FORMS", sorted((str(r), t) for r, t in crawl.forms))
+    print(sorted({t for (_, t) in crawl.forms} - crawl.stored))
+    assert not crawl.failures, "\n".join(crawl.failures)
+    assert MUST_STORE <= crawl.stored, MUST_STORE - crawl.stored
+    assert len(crawl.shown) > 20
