@@ -215,3 +215,45 @@ async def test_a_cancelled_appointment_cannot_be_cancelled_again(app, clinic):
         assert moved.status_code == 422
         assert "only a booked appointment can be moved" in moved.text
     assert await _state() == before
+
+
+async def test_odd_values_in_urls_and_forms_never_break_a_page(app, clinic):
+    huge = "9" * 25
+    day = future_day()
+    async with factories.make_client(app) as http:
+        await factories.login(http, clinic.manager)
+        for url in (
+            f"/appointments/new?location={huge}&service={huge}&therapist={huge}&day=9999-12-31",
+            f"/appointments/new?location={clinic.location_id}&service={clinic.service_id}"
+            "&day=0001-01-01&therapist=²",
+            f"/appointments?location={clinic.location_id}&day=9999-12-31",
+            f"/locations/{clinic.location_id}/week?date=9999-12-31&by=<b>",
+            f"/appointments/series/new?location={huge}&service=abc&count={huge}",
+        ):
+            response = await http.get(url)
+            assert response.status_code in (200, 404), (url, response.status_code)
+        booked = await _post(http, clinic, ny(day, 10), client_email=clinic.client.email)
+        appointment_id = int(booked.headers["location"].rsplit("/", 1)[1])
+        for data in (
+            {"location": huge, "service": huge, "start": ny(day, 11).isoformat()},
+            {"location": clinic.location_id, "service": clinic.service_id,
+             "start": "9999-12-31T23:00:00-08:00", "client_email": clinic.client.email},
+        ):  # fmt: skip
+            response = await factories.post_form(http, "/appointments", data)
+            assert response.status_code in (404, 409, 422), (data, response.status_code)
+        for data in (
+            {"day": "9999-12-31", "time": "23:30", "therapist": huge},
+            {"start": "9999-12-31T23:00:00-08:00"},
+            {"day": day.isoformat(), "time": "10:00", "therapist": "²"},
+        ):
+            response = await factories.post_form(http, f"/appointments/{appointment_id}/move", data)
+            assert response.status_code == 422, (data, response.status_code)
+        series = await factories.post_form(
+            http,
+            "/appointments/series",
+            {"client_email": clinic.client.email, "location": huge, "service": huge,
+             "first_date": "9999-12-31", "time": "10:00", "count": "3", "cadence": "1"},
+        )  # fmt: skip
+        assert series.status_code == 422
+        assert _error(series.text, "first_date") == "Start the series within the next year."
+    assert await Appointment.count().run() == 1

@@ -93,6 +93,30 @@ async def test_day_view_page_links_appointments_and_booking(app, clinic):
     assert "1 appointment on this day" in page.text
     assert f'href="/appointments/new?location={clinic.location_id}&amp;day={day}"' in page.text
     assert f'href="/locations/{clinic.location_id}/week?date={day}"' in page.text
+    # Booking for a client from a therapist's working hours in the day view.
+    book = (
+        f"/appointments/new?location={clinic.location_id}&therapist={clinic.therapist_id}"
+        f"&day={day.isoformat()}"
+    )
+    assert f'href="{book.replace("&", "&amp;")}" class="dv-book-link"' in page.text
+    async with factories.make_client(app) as http:
+        await factories.login(http, clinic.manager)
+        slots = await http.get(
+            f"{book}&service={clinic.service_id}&client_email={clinic.client.email}"
+        )
+        assert slots.status_code == 200
+        assert "Booking for" in slots.text and "4 sessions of NMT 60 left" in slots.text
+        assert f'name="client_email" value="{clinic.client.email}"' in slots.text
+        assert ny(day, 9).isoformat() in slots.text and ny(day, 14).isoformat() not in slots.text
+        response = await factories.post_form(
+            http, "/appointments",
+            {"location": clinic.location_id, "service": clinic.service_id,
+             "therapist": clinic.therapist_id, "booked_therapist": clinic.therapist_id,
+             "start": ny(day, 9).isoformat(), "client_email": clinic.client.email},
+        )  # fmt: skip
+        assert response.status_code == 303
+    view = await build_day_view(clinic.as_manager(), clinic.location_id, day)
+    assert view.appointments == 2
 
 
 async def test_dst_days_place_appointments_on_the_local_clock(app, clinic):

@@ -141,9 +141,7 @@ async def test_client_pages_are_for_clients_only(owner, manager, owner_client):
     assert await service.save_profile(actor, other.id, data) is True
 
 
-async def test_the_client_list_searches_filters_and_pages_by_keyset(
-    owner_client, locations, owner
-):
+async def test_the_client_list_searches_filters_and_pages_by_keyset(owner_client, locations, owner):
     # The owner sees every client (managers see their locations' clients: tests/bookings).
     ids = []
     for n in range(55):

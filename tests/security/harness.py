@@ -8,14 +8,15 @@ reaches too, and a new route with a new parameter needs one provider only.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from html.parser import HTMLParser
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -29,14 +30,13 @@ from tests.integration.test_access_matrix import PARAM_RE, portal_routes
 from tests.matrix import Param, World, provide_all
 
 ROLES = (OWNER, MANAGER, ACCOUNTANT, THERAPIST, CLIENT)
-# Names of things that belong to the "other" location only (see tests/matrix/):
-# a manager of the own location must never see them.
-OTHER_MARKERS = ("Other Clinic", "Other Room", "Other Therapist", "Notes elsewhere")
 
 # One string that is markup, an attribute break-out, a script URL and a
 # template expression at once: if any of them survives unescaped, the page is
 # vulnerable. "xss49zz" would be the template expression evaluated.
-PAYLOAD = "javascript:alert(1)//'\"><img src=x onerror=alert(1)><script>alert(1)</script>xss{{7*7}}zz"
+PAYLOAD = (
+    "javascript:alert(1)//'\"><img src=x onerror=alert(1)><script>alert(1)</script>xss{{7*7}}zz"
+)
 TEMPLATE_MARKER = "xss{{7*7}}zz"
 EVALUATED_MARKER = "xss49zz"
 SCRIPT_URL_ATTRS = {"href", "src", "action", "formaction", "xlink:href", "poster", "data"}
@@ -53,6 +53,8 @@ class SecurityWorld:
     routes: list[tuple[str, str, Any]] = field(default_factory=list)
     # Pages of objects made for the security suite (see ``_extras``).
     extra_pages: list[str] = field(default_factory=list)
+    # What a manager of the own location must never see (see ``_other_markers``).
+    other_markers: list[str] = field(default_factory=list)
 
     def account(self, role: str) -> factories.Account:
         return self.world.accounts[role]
@@ -99,9 +101,27 @@ async def build_world(settings: Settings, app: Any) -> SecurityWorld:
     }
     world = World(own_location=a, other_location=b, accounts=accounts)
     params = await provide_all(world)
-    sw = SecurityWorld(world=world, params=params, settings=settings, app=app, routes=portal_routes(app))
+    sw = SecurityWorld(
+        world=world, params=params, settings=settings, app=app, routes=portal_routes(app)
+    )
     sw.extra_pages = await _extras(sw)
+    sw.other_markers = await _other_markers(sw)
     return sw
+
+
+async def _other_markers(sw: SecurityWorld) -> list[str]:
+    """What belongs to the other location only: its room and the emails of the
+    clients who booked, bought or were treated there (tests/matrix/). Location
+    and therapist names are not here: the public catalog and the booking page
+    show them to anyone."""
+    from portal.auth.tables import User
+    from portal.sales.tables import Sale
+
+    sale = await Sale.select(Sale.client).where(Sale.id == sw.params["sale_id"].other).first().run()
+    assert sale is not None
+    ids = {sw.params["client_id"].other, sw.params["progress_client_id"].other, sale["client"]}
+    rows = await User.select(User.email).where(User.id.is_in(list(ids))).run()
+    return ["Other Room", *(str(r["email"]) for r in rows)]
 
 
 async def _extras(sw: SecurityWorld) -> list[str]:
@@ -182,6 +202,21 @@ async def clients_by_role(
     finally:
         for client in out.values():
             await client.aclose()
+
+
+T = TypeVar("T")
+
+
+async def gather_limited(awaitables: Iterable[Awaitable[T]], limit: int = 6) -> list[T]:
+    """Run requests a few at a time: the in-process app waits on the database
+    (SQLite's thread, PostgreSQL's socket), so overlapping them saves time."""
+    semaphore = asyncio.Semaphore(limit)
+
+    async def one(awaitable: Awaitable[T]) -> T:
+        async with semaphore:
+            return await awaitable
+
+    return await asyncio.gather(*(one(a) for a in awaitables))
 
 
 async def csrf(client: httpx.AsyncClient) -> str:
@@ -473,17 +508,20 @@ async def query_surface(
 ) -> list[tuple[str, str, str | None, list[str]]]:
     """(route, url, role, query parameter names) of every GET route that takes
     query parameters, declared or read from its own filter forms."""
-    out = []
+    prefer = tuple(prefer)
+    candidates = []
     for path, handler in sw.get_routes():
-        roles = roles_of(handler)
-        role = page_role(roles, prefer)
-        url = sw.url(path)
+        role = page_role(roles_of(handler), prefer)
+        if role in clients:
+            candidates.append((path, sw.url(path), role))
+
+    async def names_of(path: str, url: str, role: str | None) -> list[str]:
         names = declared_query_params(sw, path)
         if not path.startswith("/api/") and not path.endswith((".csv", ".xlsx")):
             response = await clients[role].get(url)
             if response.status_code == 200 and is_html(response):
                 names += get_form_params(sw, url, response.text)
-        names = [n for n in dict.fromkeys(names) if n != "_csrf_token"]
-        if names:
-            out.append((path, url, role, names))
-    return out
+        return [n for n in dict.fromkeys(names) if n != "_csrf_token"]
+
+    found = await gather_limited(names_of(*c) for c in candidates)
+    return [(*c, names) for c, names in zip(candidates, found, strict=True) if names]

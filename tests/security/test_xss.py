@@ -18,7 +18,7 @@ from urllib.parse import urljoin
 
 import httpx
 
-from portal.auth.service import CLIENT
+from portal.auth.service import ACCOUNTANT, CLIENT
 from tests import factories
 from tests.security.harness import (
     PAYLOAD,
@@ -29,6 +29,7 @@ from tests.security.harness import (
     clients_by_role,
     csrf,
     fallbacks,
+    gather_limited,
     is_html,
     parse_forms,
     roles_of,
@@ -105,16 +106,22 @@ def _collect(sw: SecurityWorld, crawl: Crawl, role: str | None, url: str, html: 
 async def _crawl(
     sw: SecurityWorld, clients: dict[str | None, httpx.AsyncClient], crawl: Crawl, collect: bool
 ) -> None:
-    for url, roles in _pages(sw):
-        for role in [None] if roles is None else sorted(roles):
-            response = await clients[role].get(url)
-            crawl.check(f"GET {url} as {role or 'anonymous'}", response)
-            if collect and response.status_code == 200 and is_html(response):
-                _collect(sw, crawl, role, url, response.text)
+    visits = [
+        (url, role)
+        for url, roles in _pages(sw)
+        for role in ([None] if roles is None else sorted(roles))
+        # An accountant posts no form with text in it: nothing to collect.
+        if not (collect and role == ACCOUNTANT)
+    ]
+    responses = await gather_limited(clients[role].get(url) for url, role in visits)
+    for (url, role), response in zip(visits, responses, strict=True):
+        crawl.check(f"GET {url} as {role or 'anonymous'}", response)
+        if collect and response.status_code == 200 and is_html(response):
+            _collect(sw, crawl, role, url, response.text)
 
 
 def _late(item: tuple[str | None, str]) -> tuple[bool, str]:
-    role, template = item
+    _, template = item
     return any(word in template for word in LATE), template
 
 
@@ -129,7 +136,9 @@ async def _submit(
     who = role or "anonymous"
     data = {**data, "_csrf_token": await csrf(client)}
     response = await client.post(action, data=data)
-    crawl.check(f"POST {action} as {who} ({sorted(k for k in data if k != '_csrf_token')})", response)
+    crawl.check(
+        f"POST {action} as {who} ({sorted(k for k in data if k != '_csrf_token')})", response
+    )
     location = response.headers.get("location", "")
     if response.status_code in (301, 302, 303) and location.startswith("/"):
         followed = await client.get(location)
@@ -190,7 +199,14 @@ async def _attack_form(
                 advanced = True
         if not advanced:
             import re as _re
-            print("NOADV", role, action, _re.findall(r'field-error" id="([^"]+)">([^<]*)', response.text), {k: (v or '')[:20] for k, v in data.items()})
+
+            print(
+                "NOADV",
+                role,
+                action,
+                _re.findall(r'field-error" id="([^"]+)">([^<]*)', response.text),
+                {k: (v or "")[:20] for k, v in data.items()},
+            )
             return
 
 
@@ -216,5 +232,5 @@ async def test_every_form_escapes_stored_and_echoed_payloads(sw: SecurityWorld) 
     print("FORMS", sorted((str(r), t) for r, t in crawl.forms))
     print(sorted({t for (_, t) in crawl.forms} - crawl.stored))
     assert not crawl.failures, "\n".join(crawl.failures)
-    assert MUST_STORE <= crawl.stored, MUST_STORE - crawl.stored
+    assert crawl.stored >= MUST_STORE, MUST_STORE - crawl.stored
     assert len(crawl.shown) > 20

@@ -35,11 +35,21 @@ managers = requires_role(OWNER, MANAGER)
 TAKEN_MESSAGE = "This time has just been taken; choose another."
 
 
+MAX_ID = 2**31 - 1  # ids are 32-bit serials
+
+
 def _int(raw: str | None) -> int | None:
-    try:
-        return int(raw) if raw not in (None, "") else None
-    except ValueError:
+    """An id from a form or the query string; anything else (or out of range) is None."""
+    text = (raw or "").strip()
+    if not text or len(text) > 10 or not (text.isascii() and text.isdigit()):
         return None
+    number = int(text)
+    return number if 0 < number <= MAX_ID else None
+
+
+def _plausible(day: date) -> bool:
+    """A calendar day the portal can do arithmetic around (no year 1 or 9999)."""
+    return 1900 <= day.year <= 2200
 
 
 def _settings(request: Request[Any, Any, Any]) -> Settings:
@@ -73,10 +83,12 @@ def _no_credit(user: CurrentUser, exc: service.NoCredit) -> str:
 
 
 def _day(raw: str | None, tz: ZoneInfo) -> date:
+    today = utcnow().astimezone(tz).date()
     try:
-        return date.fromisoformat(raw) if raw else utcnow().astimezone(tz).date()
+        day = date.fromisoformat(raw) if raw else today
     except ValueError:
-        return utcnow().astimezone(tz).date()
+        return today
+    return day if _plausible(day) else today
 
 
 async def _choices(user: CurrentUser, location_id: int | None) -> dict[str, Any]:
@@ -282,7 +294,7 @@ class BookingController(Controller):
                 client_id = int(client["id"])
         try:
             start = datetime.fromisoformat(values.get("start", ""))
-            if start.tzinfo is None:
+            if start.tzinfo is None or not _plausible(start.date()):
                 raise ValueError
         except ValueError:
             errors["start"] = "Choose one of the free times."
@@ -468,7 +480,7 @@ class BookingController(Controller):
             # A free time picked from the list.
             try:
                 start = datetime.fromisoformat(values["start"])
-                if start.tzinfo is None:
+                if start.tzinfo is None or not _plausible(start.date()):
                     raise ValueError
                 local = start.astimezone(tz)
                 form["day"], form["time"] = local.date().isoformat(), local.strftime("%H:%M")
@@ -477,6 +489,8 @@ class BookingController(Controller):
         else:
             try:
                 on = date.fromisoformat(form["day"])
+                if not _plausible(on):
+                    raise ValueError
             except ValueError:
                 errors["day"] = "Enter the new date."
                 on = None
@@ -604,6 +618,8 @@ async def _move_page(
     )
     try:
         on = date.fromisoformat(form.get("day", ""))
+        if not _plausible(on):
+            raise ValueError
     except ValueError:
         on = appointment["start_at"].astimezone(tz).date()
     therapist_id = _int(form.get("therapist")) or int(appointment["therapist"])

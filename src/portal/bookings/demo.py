@@ -67,6 +67,7 @@ async def load_demo(ids: DemoIds) -> None:
         start_at=past_start,
         therapist_id=int(therapist["id"]),
         now=past_start - timedelta(days=2),
+        notify_client=False,  # booked "last week": no confirmation in today's outbox
     )
     await service.complete(manager, given, now=past_start + timedelta(hours=1))
     next_day = _weekday_near(today + timedelta(days=7), 1)

@@ -20,6 +20,8 @@ from portal.staff import hours as h
 from portal.web.forms import ValidationFailed, parse_int
 
 CADENCES = {"1": "Every week", "2": "Every two weeks", "4": "Every four weeks"}
+MAX_LEAD_DAYS = 366
+MAX_ID = 2**31 - 1  # ids are 32-bit serials
 
 
 @dataclass(frozen=True)
@@ -56,10 +58,10 @@ class SeriesResult:
 
 def parse_series_form(values: dict[str, str]) -> SeriesRequest:
     errors: dict[str, str] = {}
-    location_id = parse_int(values, errors, "location", label="Clinic", minimum=1)
-    service_id = parse_int(values, errors, "service", label="Service", minimum=1)
+    location_id = parse_int(values, errors, "location", label="Clinic", minimum=1, maximum=MAX_ID)
+    service_id = parse_int(values, errors, "service", label="Service", minimum=1, maximum=MAX_ID)
     therapist_id = parse_int(
-        values, errors, "therapist", label="Therapist", minimum=1, required=False
+        values, errors, "therapist", label="Therapist", minimum=1, maximum=MAX_ID, required=False
     )
     count = parse_int(values, errors, "count", label="Number of sessions", minimum=1, maximum=20)
     cadence = values.get("cadence", "1")
@@ -70,6 +72,11 @@ def parse_series_form(values: dict[str, str]) -> SeriesRequest:
     except ValueError:
         errors["first_date"] = "Enter the date of the first session."
         first = date.today()
+    else:
+        if first < date.today() - timedelta(days=1):
+            errors["first_date"] = "The first session cannot be in the past."
+        elif first > date.today() + timedelta(days=MAX_LEAD_DAYS):
+            errors["first_date"] = "Start the series within the next year."
     minute = h.parse_hhmm(values.get("time", ""))
     if minute is None or minute >= 24 * 60:
         errors["time"] = "Enter a time such as 17:30."

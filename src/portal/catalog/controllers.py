@@ -17,7 +17,7 @@ from portal.auth.service import ACCOUNTANT, MANAGER, OWNER
 from portal.catalog import service
 from portal.locations.service import get_location_for
 from portal.timeutil import to_local, utcnow
-from portal.web.forms import ValidationFailed, read_form
+from portal.web.forms import ValidationFailed, parse_id, read_form
 from portal.web.guards import current_user, requires_owner, requires_role
 from portal.web.responses import client_address, redirect
 
@@ -338,7 +338,7 @@ class PackageController(Controller):
         service_id: Annotated[str, QueryParameter(name="service")] = "",
         after: Annotated[str | None, QueryParameter(name="after")] = None,
     ) -> Template:
-        chosen = int(service_id) if service_id.isdigit() else None
+        chosen = parse_id(service_id)
         result = await service.list_packages(
             search=q.strip(), status=status, online=online, service_id=chosen, after=after
         )
@@ -356,7 +356,7 @@ class PackageController(Controller):
     async def new(
         self, service_id: Annotated[str, QueryParameter(name="service")] = ""
     ) -> Template:
-        form = {**PACKAGE_DEFAULTS, "service_id": service_id if service_id.isdigit() else ""}
+        form = {**PACKAGE_DEFAULTS, "service_id": service_id if parse_id(service_id) else ""}
         context = await _package_form_context(form, {})
         return page("package_form.html", **context)
 

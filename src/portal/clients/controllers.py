@@ -14,7 +14,7 @@ from portal.clients import accounts, intake, regions, service
 from portal.email.service import deliver
 from portal.locations.service import all_locations
 from portal.settings import Settings
-from portal.web.forms import ValidationFailed, read_form
+from portal.web.forms import ValidationFailed, parse_id, read_form
 from portal.web.guards import current_user, current_user_or_none, requires_owner, requires_role
 from portal.web.responses import client_address, redirect, safe_next, set_session_cookie
 
@@ -357,7 +357,7 @@ class ClientStaffController(Controller):
         intake_status: Annotated[str, QueryParameter(name="intake")] = "",
         after: Annotated[str | None, QueryParameter(name="after")] = None,
     ) -> Template:
-        location_id = int(location) if location.isdigit() else None
+        location_id = parse_id(location)
         page = await service.list_clients(
             current_user(request),
             search=q.strip()[:120],

@@ -29,7 +29,7 @@ from portal.sales import service as sales
 from portal.sales.tables import Sale
 from portal.settings import ConfigurationError, Settings
 from portal.timeutil import utcnow
-from portal.web.forms import ValidationFailed, read_form
+from portal.web.forms import ValidationFailed, parse_id, read_form
 from portal.web.guards import current_user, requires_role
 from portal.web.middleware import CONTENT_SECURITY_POLICY
 from portal.web.pagination import keyset_page
@@ -254,8 +254,9 @@ class SaleController(Controller):
         q = q.strip()
         if q:
             number = q.lstrip("#").lstrip("0")
-            if number.isdigit():
-                query = query.where(Sale.id == int(number))
+            sale_number = parse_id(number)
+            if sale_number is not None:
+                query = query.where(Sale.id == sale_number)
             else:
                 query = query.where(Sale.client.email.ilike(f"%{q}%"))
         visible = visible_location_ids(user)

@@ -30,7 +30,7 @@ from portal.reports.exports import Amount, csv_stream, iterate, xlsx_stream
 from portal.reports.filters import METHODS, STATUSES, Filters, query_dict
 from portal.reports.periods import GROUPINGS, Period, next_month, presets
 from portal.timeutil import utcnow
-from portal.web.forms import ValidationFailed
+from portal.web.forms import ValidationFailed, parse_id
 from portal.web.guards import current_user, requires_role
 from portal.web.responses import client_address
 from portal.web.templating import money
@@ -141,7 +141,7 @@ async def _page(
             method=f.method,
             package=str(f.package_id or ""),
         )
-    selected = [int(v) for v in params.get("location", []) if v.strip().isdigit()]
+    selected = [n for n in map(parse_id, params.get("location", [])) if n is not None]
     return Template(
         template,
         context={

@@ -22,7 +22,7 @@ from portal.locations.service import ensure_location_access, visible_location_id
 from portal.locations.tables import Location
 from portal.reports.periods import DAY, GROUPINGS, MAX_DAYS, MONTH, Period, parse_date
 from portal.timeutil import utcnow
-from portal.web.forms import ValidationFailed
+from portal.web.forms import ValidationFailed, parse_id
 
 SUCCEEDED = "succeeded"
 PENDING = "pending"
@@ -166,10 +166,11 @@ async def parse(
         raw = raw.strip()
         if not raw:
             continue
-        if not raw.isdigit():
+        location_id = parse_id(raw)
+        if location_id is None:
             errors["location"] = "Choose locations from the list."
             continue
-        requested.append(int(raw))
+        requested.append(location_id)
     locations = await _locations(user, sorted(set(requested)))
 
     today = today or utcnow().date()
@@ -195,9 +196,8 @@ async def parse(
     package_text = _first(params, "package")
     package_id = None
     if package_text:
-        if package_text.isdigit():
-            package_id = int(package_text)
-        else:
+        package_id = parse_id(package_text)
+        if package_id is None:
             errors["package"] = "Choose a package from the list."
 
     method = _first(params, "method")

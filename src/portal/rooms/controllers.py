@@ -14,7 +14,7 @@ from portal.locations.service import all_locations, get_location_for
 from portal.rooms import service
 from portal.rooms.dayview import build_day_view
 from portal.timeutil import utcnow
-from portal.web.forms import ValidationFailed, read_form
+from portal.web.forms import ValidationFailed, parse_id, read_form
 from portal.web.guards import current_user, requires_owner, requires_role
 from portal.web.responses import client_address, redirect
 
@@ -90,7 +90,7 @@ class RoomController(Controller):
         after: Annotated[str | None, QueryParameter(name="after")] = None,
     ) -> Template:
         user = current_user(request)
-        location_id = int(location) if location.isdigit() else None
+        location_id = parse_id(location)
         page = await service.list_rooms(
             user, search=q.strip(), location_id=location_id, status=status, after=after
         )
@@ -116,7 +116,7 @@ class RoomController(Controller):
     ) -> Template:
         user = current_user(request)
         choices = await _writable_locations(user)
-        default = location if location.isdigit() else ""
+        default = location if parse_id(location) else ""
         if not default and len(choices) == 1:
             default = str(choices[0]["id"])
         form = {

@@ -15,7 +15,7 @@ from portal.locations.service import all_locations
 from portal.staff import hours as h
 from portal.staff import service
 from portal.timeutil import utcnow
-from portal.web.forms import ValidationFailed, read_form
+from portal.web.forms import ValidationFailed, parse_id, read_form
 from portal.web.guards import current_user, requires_owner, requires_role
 from portal.web.responses import client_address, redirect
 
@@ -85,7 +85,7 @@ async def _form_context(
         fixed = [
             loc for loc in locations if loc["id"] in current and loc["id"] not in user.location_ids
         ]
-    selected = frozenset(int(s) for s in form["service_ids"] if str(s).isdigit())
+    selected = frozenset(n for n in map(parse_id, form["service_ids"]) if n is not None)
     return {
         "form": form,
         "errors": errors,
@@ -156,7 +156,7 @@ class TherapistController(Controller):
         after: Annotated[str | None, QueryParameter(name="after")] = None,
     ) -> Template:
         user = current_user(request)
-        location_id = int(location) if location.isdigit() else None
+        location_id = parse_id(location)
         page = await service.list_therapists(
             user, search=q.strip(), location_id=location_id, status=status, after=after
         )
@@ -384,9 +384,11 @@ class TherapistController(Controller):
         slots: dict[int, int] = {}
         for key, value in form.items():
             parts = key.split("_")
-            if len(parts) == 3 and parts[0][:1] == "d" and parts[1].isdigit() and value:
-                day = int(parts[0][1:])
-                slots[day] = max(slots.get(day, 0), int(parts[1]) + 1)
+            if len(parts) != 3 or parts[0][:1] != "d" or not value:
+                continue
+            day, row = parse_id(parts[0][1:]), parse_id(parts[1])
+            if day is not None and row is not None:
+                slots[day] = max(slots.get(day, 0), row + 1)
         days = [
             {
                 "weekday": day,
@@ -587,10 +589,11 @@ class TherapistController(Controller):
         values, _ = await read_form(request)
         raw = values.get("account_user", "")
         try:
-            if not raw.isdigit():
+            account_id = parse_id(raw)
+            if account_id is None:
                 raise ValidationFailed({"account_user": "Choose an account from the list."})
             await service.link_account(
-                user, therapist_id, int(raw), address=client_address(request)
+                user, therapist_id, account_id, address=client_address(request)
             )
         except ValidationFailed as exc:
             context = await _detail_context(user, therapist)

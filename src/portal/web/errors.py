@@ -107,8 +107,31 @@ def not_found_handler(request: Request[Any, Any, Any], exc: NotFoundException) -
 
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if _is_out_of_domain(exc):
+        # A number too large for the column, or text the database cannot store:
+        # the request was bad (an id typed into a URL), nothing went wrong here.
+        logger.warning("Refused a value the database cannot hold on %s: %s", request.url.path, exc)
+        return _render(request, 400, "The request could not be understood.")
     logger.exception("Unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return _render(request, HTTP_500_INTERNAL_SERVER_ERROR, "")
+
+
+def _is_out_of_domain(exc: Exception) -> bool:
+    """Errors the database drivers raise for a query argument the column cannot hold."""
+    message = str(exc)
+    if isinstance(exc, OverflowError):
+        return "too large to convert to SQLite" in message
+    try:
+        from asyncpg.exceptions import (
+            CharacterNotInRepertoireError,
+            DataError,
+            NumericValueOutOfRangeError,
+        )
+    except ImportError:  # pragma: no cover - asyncpg is installed with piccolo[postgres]
+        return False
+    if isinstance(exc, (CharacterNotInRepertoireError, NumericValueOutOfRangeError)):
+        return True
+    return isinstance(exc, DataError) and message.startswith("invalid input for query argument")
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {

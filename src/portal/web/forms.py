@@ -23,10 +23,29 @@ async def read_form(request: Request[Any, Any, Any]) -> tuple[dict[str, str], di
     for key in form:
         if key == "_csrf_token":
             continue
-        values = [v for v in form.getall(key) if isinstance(v, str)]
+        # NUL is never text a person typed, and PostgreSQL refuses it in text.
+        values = [v.replace("\x00", "") for v in form.getall(key) if isinstance(v, str)]
         multi[key] = values
         single[key] = values[-1].strip() if values else ""
     return single, multi
+
+
+# Every table's id is a 32-bit integer (Piccolo ``Serial``).
+MAX_ID = 2**31 - 1
+
+
+def parse_id(raw: object) -> int | None:
+    """An id chosen in a form or a filter: ASCII digits that fit an id column.
+
+    Anything else (``²`` passes ``str.isdigit`` but not ``int``; 25 digits
+    overflow the column) is None, so it reads as "nothing chosen" instead of
+    reaching the database.
+    """
+    text = str(raw).strip()
+    if not text or len(text) > 10 or not (text.isascii() and text.isdigit()):
+        return None
+    number = int(text)
+    return number if number <= MAX_ID else None
 
 
 def parse_int(

@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from litestar.datastructures import Cookie, MutableScopeHeaders
+from litestar.exceptions import ClientException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from portal.auth import service as auth
@@ -73,6 +74,11 @@ def _cookies(scope: Scope) -> dict[str, str]:
     return {}
 
 
+def _has_nul(scope: Scope) -> bool:
+    query: bytes = scope.get("query_string", b"")
+    return "\x00" in scope.get("path", "") or b"\x00" in query or b"%00" in query
+
+
 async def add_security_headers(message: Message, scope: Scope) -> None:
     """App-level ``before_send`` hook: runs for every response, 404s included
     (route middleware does not run for paths that match no route)."""
@@ -93,6 +99,9 @@ class PortalMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
+        if _has_nul(scope):
+            # Never text a person typed, and PostgreSQL refuses it in a string.
+            raise ClientException("The request could not be understood.")
         state: dict[str, Any] = scope.setdefault("state", {})
         cookies = _cookies(scope)
         flashes: list[tuple[str, str]] = []

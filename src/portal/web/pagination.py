@@ -15,6 +15,10 @@ from typing import Any
 from piccolo.columns import Column
 from piccolo.query.methods.select import Select
 
+from portal.web.forms import MAX_ID
+
+MAX_BIGINT = 2**63 - 1
+
 
 @dataclass(frozen=True)
 class Page:
@@ -35,9 +39,32 @@ def decode_cursor(cursor: str | None) -> tuple[Any, int] | None:
         value, row_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, TypeError, binascii.Error):
         return None
-    if not isinstance(row_id, int):
+    # A cursor is opaque but not trusted: ids are 32-bit, values are scalars
+    # (or a list of them, for lists sorted on several columns).
+    if not isinstance(row_id, int) or isinstance(row_id, bool) or abs(row_id) > MAX_ID:
+        return None
+    parts = value if isinstance(value, list) else [value]
+    if not all(_is_scalar(part) for part in parts):
         return None
     return value, row_id
+
+
+def _is_scalar(value: Any) -> bool:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return abs(value) <= MAX_BIGINT
+    return value is None or isinstance(value, (str, float))
+
+
+def _fits(column: Column, value: Any) -> bool:
+    """Whether a cursor's sort value has the type (and range) of its column."""
+    if value is None:
+        return True
+    if column.value_type is int:
+        limit = MAX_BIGINT if "Big" in type(column).__name__ else MAX_ID
+        return isinstance(value, int) and abs(value) <= limit
+    if column.value_type is str:
+        return isinstance(value, str) and "\x00" not in value
+    return not isinstance(value, list)
 
 
 async def keyset_page(
@@ -52,6 +79,8 @@ async def keyset_page(
     """Rows ordered by (sort_column, id) after the cursor, plus the next cursor."""
     limit = max(1, min(limit, 200))
     position = decode_cursor(after)
+    if position is not None and not _fits(sort_column, position[0]):
+        position = None  # a forged cursor: start at the first page
     if position is not None:
         value, row_id = position
         if descending:
