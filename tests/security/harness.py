@@ -525,3 +525,56 @@ async def query_surface(
 
     found = await gather_limited(names_of(*c) for c in candidates)
     return [(*c, names) for c, names in zip(candidates, found, strict=True) if names]
+
+
+# -- redirects ---------------------------------------------------------------------
+
+BASE = "http://testserver"  # the in-process clients' origin
+# Each is off-site (or script) for a browser: WHATWG URL parsing drops tabs and
+# newlines and reads a backslash as a slash.
+HOSTILE = [
+    "//evil.example",
+    "https://evil.example",
+    "http:evil.example",
+    "/\\evil.example",
+    "\\\\evil.example",
+    "/\t/evil.example",
+    "/\n/evil.example",
+    "/\r/evil.example",
+    " //evil.example",
+    "javascript:alert(1)",
+    "JaVaScRiPt:alert(1)",
+    "data:text/html,<script>alert(1)</script>",
+    "https:/evil.example",
+]
+
+
+def browser_target(location: str) -> str:
+    """Where a browser goes with this Location header (the parts that matter)."""
+    cleaned = "".join(c for c in location if c not in "\t\n\r").strip()
+    cleaned = cleaned.replace("\\", "/")
+    return urljoin(BASE + "/", cleaned)
+
+
+def leaves_site(location: str) -> bool:
+    cleaned = (
+        browser_target(location)[len(BASE) :] if browser_target(location).startswith(BASE) else ""
+    )
+    # A scheme in a relative redirect is never ours ("http:evil.example" is
+    # evil.example from an https page).
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", location.strip()) and not location.startswith(BASE):
+        return True
+    target = urlsplit(browser_target(location))
+    return (
+        target.scheme not in ("http", "https")
+        or target.netloc != urlsplit(BASE).netloc
+        or not cleaned.startswith("/")
+    )
+
+
+def off_site(response: httpx.Response) -> str | None:
+    """The Location of a redirect that leaves the portal, if it does."""
+    if not 300 <= response.status_code < 400:
+        return None
+    location = response.headers.get("location", "")
+    return location if leaves_site(location) else None

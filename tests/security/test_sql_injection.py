@@ -1,6 +1,6 @@
 """SQL injection and hostile values in every query parameter of every list
-page, report and API: no server error, no rows beyond the user's scope, and
-the tables intact afterwards.
+page, report and API: no server error, no rows beyond the user's scope, the
+tables intact afterwards, markup escaped and no redirect off-site.
 
 The parameters are discovered, not listed: those each GET route declares in
 the OpenAPI schema plus the fields of the filter forms on its own page.
@@ -26,6 +26,8 @@ from tests.security.harness import (
     clients_by_role,
     gather_limited,
     is_html,
+    off_site,
+    page_role,
     query_surface,
     roles_of,
     unescaped,
@@ -55,6 +57,8 @@ CURSORS = [
 TEXT_PARAMS = {"q", "client", "actor", "client_email"}
 
 
+EVIL = "https://evil.example/"
+REDIRECT_PARAMS = "next,return,return_to,redirect,redirect_uri,url,back,success_url,cancel_url"
 # Parameters that name a row by its id.
 ID_PARAMS = {"location", "service", "package", "therapist", "note", "version", "sessions"}
 
@@ -144,12 +148,19 @@ async def test_hostile_query_parameters_never_error_leak_or_write(sw: SecurityWo
             for name in names
             for value in ([CURSORS[1]] if name == "after" else [f"{other}", "%"])
         ]
-        probes = [*nul, *baselines, *owner, *scoped]
+        # Every GET route, with the usual names of redirect parameters.
+        redirects = [
+            Probe(page_role(roles_of(handler)), path, sw.url(path), REDIRECT_PARAMS, EVIL)
+            for path, handler in sw.get_routes()
+        ]
+        probes = [*nul, *baselines, *owner, *scoped, *redirects]
         responses = dict(zip(probes, await gather_limited(map(fetch, probes)), strict=True))
         counts_after = await _table_counts()
 
     for probe, response in responses.items():
         failures.extend(_problems(probe.what, response))
+        if off_site(response):
+            failures.append(f"{probe.what}: redirects to {response.headers['location']}")
         if probe.value == NUL and response.status_code != 400:
             failures.append(f"{probe.what}: {response.status_code}, expected 400")
         if probe.role == MANAGER and response.status_code == 200:

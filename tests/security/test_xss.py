@@ -214,15 +214,23 @@ async def test_every_form_escapes_stored_and_echoed_payloads(sw: SecurityWorld) 
     crawl = Crawl()
     client_email = sw.account(CLIENT).email
     async with clients_by_role(sw) as clients:
+        import time as _t
+
+        _t0 = _t.perf_counter()
         await _crawl(sw, clients, crawl, collect=True)
+        print("DISCOVERY", _t.perf_counter() - _t0)
         assert crawl.forms, "no forms found"
         while crawl.queue:
             crawl.queue.sort(key=_late)
             role, template = crawl.queue.pop(0)
             action, form = crawl.forms[(role, template)]
+            _t1 = _t.perf_counter()
             await _attack_form(sw, clients[role], crawl, role, template, action, form, client_email)
+            print("FORM", f"{_t.perf_counter() - _t1:.2f}", role, template)
         before_final = crawl.requests
+        _t0 = _t.perf_counter()
         await _crawl(sw, clients, crawl, collect=False)
+        print("FINAL", _t.perf_counter() - _t0)
     print(
         f"\n{len(crawl.forms)} forms attacked, {len(crawl.stored)} stored the payload, "
         f"{len(crawl.shown)} responses showed it (escaped), {crawl.requests} requests "
