@@ -34,6 +34,8 @@ from decimal import Decimal, InvalidOperation
 from babel.numbers import format_currency, get_currency_precision, list_currencies
 
 BASIS_POINTS = 10_000
+# No price has more than this many digits before the decimal point.
+MAX_AMOUNT_DIGITS = 15
 
 # The portal speaks English; the locale picks the symbol and separators that
 # fit the currency (en_IE writes euros as €1,234.50, en_CH francs as CHF 1'234.50).
@@ -160,6 +162,9 @@ def parse_amount(text: str, currency: str) -> int:
         raise ValueError("Enter an amount such as 120 or 120.50.") from exc
     if not value.is_finite():
         raise ValueError("Enter an amount such as 120 or 120.50.")
+    if value.adjusted() > MAX_AMOUNT_DIGITS:
+        # "1e999999999" is a finite Decimal, but scaling it overflows.
+        raise ValueError("Enter a smaller amount.")
     digits = minor_digits(currency)
     exponent = value.as_tuple().exponent
     assert isinstance(exponent, int)

@@ -578,3 +578,47 @@ def off_site(response: httpx.Response) -> str | None:
         return None
     location = response.headers.get("location", "")
     return location if leaves_site(location) else None
+
+
+# -- headers and cookies ---------------------------------------------------------------
+
+
+def header_problems(response: httpx.Response) -> list[str]:
+    """What is missing from the security headers every response carries."""
+    headers = response.headers
+    problems = []
+    csp = headers.get("content-security-policy", "")
+    # An email's HTML is shown in a frame of the outbox page, sandboxed, with
+    # no script at all; every other response gets the portal's policy.
+    sandboxed = "sandbox" in csp and "default-src 'none'" in csp and "script-src" not in csp
+    if not sandboxed and (
+        "script-src 'self'" not in csp
+        or "unsafe-inline" in csp
+        or "frame-ancestors 'none'" not in csp
+    ):
+        problems.append(f"content-security-policy {csp!r}")
+    expected = {
+        "x-frame-options": "SAMEORIGIN" if sandboxed else "DENY",
+        "x-content-type-options": "nosniff",
+        "referrer-policy": "same-origin",
+        "cross-origin-opener-policy": "same-origin",
+    }
+    for name, value in expected.items():
+        if headers.get(name) != value:
+            problems.append(f"{name} {headers.get(name)!r}")
+    return problems
+
+
+def cookie_problems(response: httpx.Response, *, secure: bool) -> list[str]:
+    """Every cookie the portal sets is HttpOnly and SameSite=Lax (and Secure over https)."""
+    problems = []
+    for cookie in response.headers.get_list("set-cookie"):
+        name = cookie.split("=", 1)[0]
+        attributes = {part.strip().split("=", 1)[0].lower(): part for part in cookie.split(";")[1:]}
+        if "httponly" not in attributes:
+            problems.append(f"{name} without HttpOnly")
+        if attributes.get("samesite", "").strip().lower() != "samesite=lax":
+            problems.append(f"{name} without SameSite=Lax")
+        if secure and "secure" not in attributes:
+            problems.append(f"{name} without Secure")
+    return problems

@@ -25,6 +25,7 @@ from tests.security.harness import (
     SecurityWorld,
     clients_by_role,
     gather_limited,
+    header_problems,
     is_html,
     off_site,
     page_role,
@@ -89,7 +90,7 @@ async def _table_counts() -> dict[str, int]:
 
 
 def _problems(what: str, response: httpx.Response) -> list[str]:
-    out = []
+    out = [f"{what}: {p}" for p in header_problems(response)]
     if response.status_code >= 500:
         out.append(f"{what}: HTTP {response.status_code}")
     if is_html(response):

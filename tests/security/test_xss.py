@@ -27,9 +27,11 @@ from tests.security.harness import (
     Form,
     SecurityWorld,
     clients_by_role,
+    cookie_problems,
     csrf,
     fallbacks,
     gather_limited,
+    header_problems,
     is_html,
     parse_forms,
     roles_of,
@@ -69,6 +71,9 @@ class Crawl:
         self.requests += 1
         if response.status_code >= 500:
             self.failures.append(f"{what}: HTTP {response.status_code}")
+        # Every route, every role: the security headers and the cookie flags.
+        for problem in header_problems(response) + cookie_problems(response, secure=False):
+            self.failures.append(f"{what}: {problem}")
         if is_html(response):
             problems = unescaped(response.text)
             if problems:

@@ -100,18 +100,29 @@ class AuthController(Controller):
         errors: dict[str, str] = {}
         if values.get("new_password", "") != values.get("confirm_password", ""):
             errors["confirm_password"] = "The two new passwords differ."
-        token, service_errors = (
-            await service.change_password(
-                _settings(request),
-                user,
-                values.get("current_password", ""),
-                values.get("new_password", ""),
-                address=client_address(request),
-                user_agent=request.headers.get("user-agent", ""),
+        try:
+            token, service_errors = (
+                await service.change_password(
+                    _settings(request),
+                    user,
+                    values.get("current_password", ""),
+                    values.get("new_password", ""),
+                    address=client_address(request),
+                    user_agent=request.headers.get("user-agent", ""),
+                )
+                if not errors
+                else ("", {})
             )
-            if not errors
-            else ("", {})
-        )
+        except service.Throttled as exc:
+            errors["form"] = (
+                "Too many wrong passwords. "
+                f"Try again in {exc.minutes} minute{'s' if exc.minutes != 1 else ''}."
+            )
+            response: Response[Any] = Template(
+                "auth/password.html", context={"errors": errors}, status_code=429
+            )
+            response.headers["Retry-After"] = str(exc.retry_after_seconds)
+            return response
         errors.update(service_errors)
         if errors:
             return Template("auth/password.html", context={"errors": errors}, status_code=422)

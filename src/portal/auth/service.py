@@ -256,14 +256,24 @@ async def change_password(
     address: str = "",
     user_agent: str = "",
 ) -> tuple[str, dict[str, str]]:
-    """Change the signed-in user's password.
+    """Change the signed-in user's password; ``Throttled`` after too many wrong
+    current passwords.
 
     Ends every session of the user (this one too) and opens a fresh one, whose
     token is returned. Errors are returned per field, nothing is changed then.
     """
     errors: dict[str, str] = {}
+    # Guessing the current password from a signed-in browser is throttled like
+    # signing in (the same counters: it is the same secret).
+    key = normalize_email(user.email)[:254]
+    address = address[:64]
+    await check_throttle(settings, key, address)
     stored = await User.select(User.password_hash).where(User.id == user.id).first().run()
-    if stored is None or not passwords.verify_password(stored["password_hash"], current_password):
+    ok = stored is not None and passwords.verify_password(stored["password_hash"], current_password)
+    await LoginAttempt.insert(
+        LoginAttempt(account_key=key, address=address, at=utcnow(), success=ok)
+    ).run()
+    if not ok:
         errors["current_password"] = "This is not your current password."
     problem = passwords.password_problem(new_password, email=user.email)
     if problem:

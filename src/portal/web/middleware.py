@@ -121,12 +121,16 @@ class PortalMiddleware:
                 status = message["status"]
                 # Clear shown flashes; a redirect carries them on to the next page.
                 if had_flash_cookie and not 300 <= status < 400 and not state.get("flash_set"):
-                    headers.add(
-                        "set-cookie",
-                        Cookie(key=FLASH_COOKIE, value="", max_age=0, path="/").to_header(
-                            header=""
-                        ),
+                    expired = Cookie(
+                        key=FLASH_COOKIE,
+                        value="",
+                        max_age=0,
+                        path="/",
+                        httponly=True,
+                        samesite="lax",
+                        secure=self.settings.secure_cookies,
                     )
+                    headers.add("set-cookie", expired.to_header(header=""))
             await send(message)
 
         await self.app(scope, receive, send_wrapper)
