@@ -386,9 +386,9 @@ class TherapistController(Controller):
             parts = key.split("_")
             if len(parts) != 3 or parts[0][:1] != "d" or not value:
                 continue
-            day, row = parse_id(parts[0][1:]), parse_id(parts[1])
-            if day is not None and row is not None:
-                slots[day] = max(slots.get(day, 0), row + 1)
+            day, index = parse_id(parts[0][1:]), parse_id(parts[1])
+            if day is not None and index is not None:
+                slots[day] = max(slots.get(day, 0), index + 1)
         days = [
             {
                 "weekday": day,
