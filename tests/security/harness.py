@@ -207,7 +207,7 @@ async def clients_by_role(
 T = TypeVar("T")
 
 
-async def gather_limited(awaitables: Iterable[Awaitable[T]], limit: int = 6) -> list[T]:
+async def gather_limited(awaitables: Iterable[Awaitable[T]], limit: int = 10) -> list[T]:
     """Run requests a few at a time: the in-process app waits on the database
     (SQLite's thread, PostgreSQL's socket), so overlapping them saves time."""
     semaphore = asyncio.Semaphore(limit)

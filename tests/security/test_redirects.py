@@ -2,8 +2,8 @@
 
 The portal follows one user-supplied target, ``next`` (sign-in and sign-up,
 by GET when already signed in and by POST), and sends buyers to Stripe with
-success and cancel URLs it builds itself. (Every GET route is also asked with
-the usual redirect parameter names, in ``test_sql_injection``'s sweep.)
+success and cancel URLs it builds itself. (Every page, as every role, is also
+asked with the usual redirect parameter names by ``test_xss``'s final crawl.)
 """
 
 from __future__ import annotations

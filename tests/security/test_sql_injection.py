@@ -1,6 +1,6 @@
 """SQL injection and hostile values in every query parameter of every list
 page, report and API: no server error, no rows beyond the user's scope, the
-tables intact afterwards, markup escaped and no redirect off-site.
+tables intact afterwards, markup escaped.
 
 The parameters are discovered, not listed: those each GET route declares in
 the OpenAPI schema plus the fields of the filter forms on its own page.
@@ -27,8 +27,6 @@ from tests.security.harness import (
     gather_limited,
     header_problems,
     is_html,
-    off_site,
-    page_role,
     query_surface,
     roles_of,
     unescaped,
@@ -58,20 +56,23 @@ CURSORS = [
 TEXT_PARAMS = {"q", "client", "actor", "client_email"}
 
 
-EVIL = "https://evil.example/"
-REDIRECT_PARAMS = "next,return,return_to,redirect,redirect_uri,url,back,success_url,cancel_url"
 # Parameters that name a row by its id.
 ID_PARAMS = {"location", "service", "package", "therapist", "note", "version", "sessions"}
+DATE_PARAMS = {"start", "end", "day", "date", "from", "to", "at"}
+# What could widen a manager's view: ids, searches, cursors.
+SCOPE_PARAMS = ID_PARAMS | TEXT_PARAMS | {"after", "status"}
 
 
 def payloads_for(name: str) -> list[str]:
     if name == "after":
-        return [CLASSIC, *CURSORS]
+        return CURSORS
     if name in TEXT_PARAMS:
         return [CLASSIC, DROP, WILDCARDS, OVERFLOW, HUGE]
     if name in ID_PARAMS:
         return [DROP, OVERFLOW, SUPERSCRIPT]
-    return [DROP, OVERFLOW]
+    if name in DATE_PARAMS:
+        return [DROP, OVERFLOW]
+    return [DROP]
 
 
 def _admits(sw: SecurityWorld, url: str, role: str) -> bool:
@@ -147,21 +148,15 @@ async def test_hostile_query_parameters_never_error_leak_or_write(sw: SecurityWo
             for path, url, role, names in surface
             if _admits(sw, url, MANAGER)
             for name in names
+            if name in SCOPE_PARAMS
             for value in ([CURSORS[1]] if name == "after" else [f"{other}", "%"])
         ]
-        # Every GET route, with the usual names of redirect parameters.
-        redirects = [
-            Probe(page_role(roles_of(handler)), path, sw.url(path), REDIRECT_PARAMS, EVIL)
-            for path, handler in sw.get_routes()
-        ]
-        probes = [*nul, *baselines, *owner, *scoped, *redirects]
+        probes = [*nul, *baselines, *owner, *scoped]
         responses = dict(zip(probes, await gather_limited(map(fetch, probes)), strict=True))
         counts_after = await _table_counts()
 
     for probe, response in responses.items():
         failures.extend(_problems(probe.what, response))
-        if off_site(response):
-            failures.append(f"{probe.what}: redirects to {response.headers['location']}")
         if probe.value == NUL and response.status_code != 400:
             failures.append(f"{probe.what}: {response.status_code}, expected 400")
         if probe.role == MANAGER and response.status_code == 200:
@@ -176,7 +171,6 @@ async def test_hostile_query_parameters_never_error_leak_or_write(sw: SecurityWo
             extra = _row_links(response.text) - _row_links(nothing.text)
             if extra:
                 failures.append(f"{probe.what}: rows leaked {sorted(extra)[:5]}")
-    print(f"\n{len(surface)} routes, {len(probes)} hostile requests")
     assert not failures, "\n".join(failures)
     # Nothing was dropped, and a GET wrote nothing but its audit trail.
     assert await User.count().run() == counts_before["app_user"]
