@@ -274,6 +274,8 @@ async def test_an_out_of_service_window_lists_the_bookings_it_hits(app, clinic):
         )  # fmt: skip
         page = await http.get(response.headers["location"])
         assert "It affects 1 booked appointment(s)" in page.text
+        # ...and lists it, in the location's time, so the manager can move it.
+        assert "15:00 " in page.text and f"(appointment {moved_into})" in page.text
 
 
 async def test_staff_move_an_appointment_with_the_booking_rules(app, clinic):

@@ -55,6 +55,7 @@ class SecurityWorld:
     extra_pages: list[str] = field(default_factory=list)
     # What a manager of the own location must never see (see ``_other_markers``).
     other_markers: list[str] = field(default_factory=list)
+    openapi: dict[str, Any] | None = None
 
     def account(self, role: str) -> factories.Account:
         return self.world.accounts[role]
@@ -481,11 +482,9 @@ def unescaped(html: str) -> list[str]:
 
 def declared_query_params(sw: SecurityWorld, path: str) -> list[str]:
     """Query parameters a GET route declares in the OpenAPI schema."""
-    schema = getattr(sw, "_openapi", None)
-    if schema is None:
-        schema = sw.app.openapi_schema.to_schema()
-        sw._openapi = schema  # type: ignore[attr-defined]
-    item = schema["paths"].get(re.sub(r":\w+\}", "}", path), {}).get("get", {})
+    if sw.openapi is None:
+        sw.openapi = sw.app.openapi_schema.to_schema()
+    item = sw.openapi["paths"].get(re.sub(r":\w+\}", "}", path), {}).get("get", {})
     return [p["name"] for p in item.get("parameters", []) if p.get("in") == "query"]
 
 
@@ -557,19 +556,13 @@ def browser_target(location: str) -> str:
 
 
 def leaves_site(location: str) -> bool:
-    cleaned = (
-        browser_target(location)[len(BASE) :] if browser_target(location).startswith(BASE) else ""
-    )
+    """Whether a browser sent to this Location leaves the portal (or runs script)."""
     # A scheme in a relative redirect is never ours ("http:evil.example" is
     # evil.example from an https page).
-    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", location.strip()) and not location.startswith(BASE):
+    if re.match(r"^\s*[a-zA-Z][a-zA-Z0-9+.-]*:", location) and not location.startswith(BASE):
         return True
     target = urlsplit(browser_target(location))
-    return (
-        target.scheme not in ("http", "https")
-        or target.netloc != urlsplit(BASE).netloc
-        or not cleaned.startswith("/")
-    )
+    return target.scheme not in ("http", "https") or target.netloc != urlsplit(BASE).netloc
 
 
 def off_site(response: httpx.Response) -> str | None:

@@ -54,8 +54,6 @@ CURSORS = [
 ]
 # Free-text parameters: searches reach SQL as patterns.
 TEXT_PARAMS = {"q", "client", "actor", "client_email"}
-
-
 # Parameters that name a row by its id.
 ID_PARAMS = {"location", "service", "package", "therapist", "note", "version", "sessions"}
 DATE_PARAMS = {"start", "end", "day", "date", "from", "to", "at"}

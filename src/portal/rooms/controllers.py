@@ -11,6 +11,7 @@ from litestar.response import Template
 from portal.audit import service as audit
 from portal.auth.service import MANAGER, OWNER, CurrentUser
 from portal.locations.service import all_locations, get_location_for
+from portal.locations.tables import Location
 from portal.rooms import service
 from portal.rooms.dayview import build_day_view
 from portal.timeutil import utcnow
@@ -257,9 +258,21 @@ class RoomController(Controller):
                 status_code=422,
             )
         if result.affected:
+            place = (
+                await Location.select(Location.timezone)
+                .where(Location.id == room["location"])
+                .first()
+                .run()
+            )
+            zone = ZoneInfo(str(place["timezone"])) if place else ZoneInfo("UTC")
+            listed = "; ".join(
+                f"{a.starts_at.astimezone(zone):%a %d %b %H:%M} {a.client_name} "
+                f"with {a.therapist_name} (appointment {a.appointment_id})"
+                for a in result.affected
+            )
             message = (
                 f"Out-of-service window added. It affects {len(result.affected)} booked "
-                "appointment(s): move them to another room."
+                f"appointment(s) — move them to another room or time: {listed}."
             )
             return redirect(request, f"/rooms/{room_id}", message, "warning")
         return redirect(
