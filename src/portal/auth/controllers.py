@@ -3,13 +3,19 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.params import QueryParameter
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
-from portal.auth import service
+from portal.auth import service, tokens
 from portal.settings import Settings
-from portal.web.forms import read_form
-from portal.web.guards import current_user, current_user_or_none, requires_signed_in
+from portal.web.forms import ValidationFailed, read_form
+from portal.web.guards import (
+    current_user,
+    current_user_or_none,
+    requires_role,
+    requires_signed_in,
+)
 from portal.web.responses import (
     clear_session_cookie,
     client_address,
@@ -133,4 +139,64 @@ class AuthController(Controller):
         return response
 
 
-ROUTES = [AuthController]
+token_holders = requires_role(*tokens.TOKEN_ROLES)
+
+
+class ApiTokenController(Controller):
+    """Personal API tokens for the read-only JSON API."""
+
+    path = "/account/tokens"
+    guards = [token_holders]
+
+    @get("/", name="api_tokens")
+    async def index(self, request: Request[Any, Any, Any]) -> Template:
+        user = current_user(request)
+        return Template(
+            "auth/tokens.html",
+            context={
+                "tokens": await tokens.tokens_of(user.id),
+                "errors": {},
+                "form": {},
+                "new": None,
+            },
+        )
+
+    @post("/", name="api_token_create")
+    async def create(self, request: Request[Any, Any, Any]) -> Template:
+        user = current_user(request)
+        values, _ = await read_form(request)
+        try:
+            _, token = await tokens.create_token(user, values.get("name", ""))
+        except ValidationFailed as exc:
+            return Template(
+                "auth/tokens.html",
+                context={
+                    "tokens": await tokens.tokens_of(user.id),
+                    "errors": exc.errors,
+                    "form": values,
+                    "new": None,
+                },
+                status_code=422,
+            )
+        # Shown once, now; only its hash is kept.
+        return Template(
+            "auth/tokens.html",
+            context={
+                "tokens": await tokens.tokens_of(user.id),
+                "errors": {},
+                "form": {},
+                "new": token,
+            },
+            status_code=201,
+        )
+
+    @post("/{token_id:int}/revoke", name="api_token_revoke")
+    async def revoke(
+        self, request: Request[Any, Any, Any], token_id: FromPath[int]
+    ) -> Response[Any]:
+        if not await tokens.revoke(current_user(request), token_id):
+            raise NotFoundException("No such token.")
+        return redirect(request, "/account/tokens", "Token revoked; it no longer works.", "info")
+
+
+ROUTES = [AuthController, ApiTokenController]

@@ -53,3 +53,19 @@ class LoginAttempt(Table, tablename="login_attempt"):
     address = Varchar(length=64, required=True)
     at = Timestamptz()
     success = Boolean(default=False)
+
+
+class ApiToken(Table, tablename="api_token"):
+    """A personal API token: read-only access to the JSON API as its user.
+
+    Only a hash is stored; the token is shown once, when it is created.
+    """
+
+    id: Serial
+    user = ForeignKey(references=User, on_delete=OnDelete.cascade, required=True, index=True)
+    name = Varchar(length=80, required=True)
+    prefix = Varchar(length=16, required=True)
+    token_hash = Varchar(length=64, unique=True, required=True)
+    created_at = Timestamptz()
+    last_used_at = Timestamptz(null=True, default=None)
+    revoked_at = Timestamptz(null=True, default=None)

@@ -19,6 +19,7 @@ from litestar.exceptions import ClientException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from portal.auth import service as auth
+from portal.auth import tokens
 from portal.settings import Settings
 
 SESSION_COOKIE = "portal_session"
@@ -89,6 +90,25 @@ async def add_security_headers(message: Message, scope: Scope) -> None:
                 headers[name] = value
 
 
+def _bearer(scope: Scope) -> str:
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            text = value.decode("latin-1")
+            if text.lower().startswith("bearer "):
+                return text[7:].strip()
+    return ""
+
+
+async def _json_response(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"status_code": status, "detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+    start: Any = {"type": "http.response.start", "status": status, "headers": headers}
+    await send(start)
+    end: Any = {"type": "http.response.body", "body": body}
+    await send(end)
+
+
 class PortalMiddleware:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
@@ -105,8 +125,20 @@ class PortalMiddleware:
         state: dict[str, Any] = scope.setdefault("state", {})
         cookies = _cookies(scope)
         flashes: list[tuple[str, str]] = []
+        bearer = _bearer(scope) if path.startswith("/api/") else ""
         if path.startswith("/static/"):
             scope["user"] = None
+        elif bearer:
+            # A personal API token: read-only, whatever the user's role allows.
+            if scope.get("method") not in ("GET", "HEAD"):
+                await _json_response(send, 403, "API tokens can only read.")
+                return
+            user = await tokens.authenticate(bearer)
+            if user is None:
+                await _json_response(send, 401, "Unknown or revoked API token.")
+                return
+            scope["user"] = user
+            state["session_token"] = ""
         else:
             token = cookies.get(SESSION_COOKIE, "")
             scope["user"] = await auth.load_session(self.settings, token) if token else None

@@ -1,0 +1,127 @@
+"""Personal API tokens: read-only access to ``/api/v1`` for integrations.
+
+A token is ``cp_`` + 43 random characters; only its SHA-256 is stored, and
+the first characters (the prefix) are kept to tell tokens apart in lists.
+A token acts as its user with that user's role and locations, but can only
+read (GET): the middleware refuses anything else.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from portal.audit import service as audit
+from portal.auth.service import (
+    ACCOUNTANT,
+    LOCATION_BOUND_ROLES,
+    MANAGER,
+    OWNER,
+    CurrentUser,
+    hash_token,
+    location_ids_of,
+)
+from portal.auth.tables import ApiToken, User
+from portal.timeutil import utcnow
+from portal.web.forms import ValidationFailed
+
+PREFIX = "cp_"
+TOKEN_ROLES = (OWNER, MANAGER, ACCOUNTANT)
+
+
+async def create_token(user: CurrentUser, name: str) -> tuple[int, str]:
+    """A new token for ``user``; returns (id, the token — shown once)."""
+    name = name.strip()
+    if not name:
+        raise ValidationFailed({"name": "Name the token after what will use it."})
+    if len(name) > 80:
+        raise ValidationFailed({"name": "Use at most 80 characters."})
+    token = PREFIX + secrets.token_urlsafe(32)
+    rows = (
+        await ApiToken.insert(
+            ApiToken(
+                user=user.id,
+                name=name,
+                prefix=token[:10],
+                token_hash=hash_token(token),
+                created_at=utcnow(),
+            )
+        )
+        .returning(ApiToken.id)
+        .run()
+    )
+    token_id = int(rows[0]["id"])
+    await audit.record(user, "create", "api_token", token_id, after={"name": name})
+    return token_id, token
+
+
+async def tokens_of(user_id: int) -> list[dict[str, Any]]:
+    return (
+        await ApiToken.select(
+            ApiToken.id,
+            ApiToken.name,
+            ApiToken.prefix,
+            ApiToken.created_at,
+            ApiToken.last_used_at,
+            ApiToken.revoked_at,
+        )
+        .where(ApiToken.user == user_id)
+        .order_by(ApiToken.id, ascending=False)
+        .run()
+    )
+
+
+async def revoke(user: CurrentUser, token_id: int) -> bool:
+    """Revoke one of the user's own tokens; False if there is no such live token."""
+    rows = (
+        await ApiToken.update({ApiToken.revoked_at: utcnow()})
+        .where(
+            (ApiToken.id == token_id) & (ApiToken.user == user.id) & ApiToken.revoked_at.is_null()
+        )
+        .returning(ApiToken.id)
+        .run()
+    )
+    if rows:
+        await audit.record(user, "revoke", "api_token", token_id, after={"revoked": True})
+    return bool(rows)
+
+
+async def authenticate(token: str) -> CurrentUser | None:
+    """The user a live token acts as, or None."""
+    if not token.startswith(PREFIX) or len(token) > 100:
+        return None
+    row = (
+        await ApiToken.select(
+            ApiToken.id,
+            ApiToken.last_used_at,
+            ApiToken.user.id.as_alias("user_id"),
+            ApiToken.user.email.as_alias("email"),
+            ApiToken.user.name.as_alias("name"),
+            ApiToken.user.role.as_alias("role"),
+            ApiToken.user.active.as_alias("active"),
+        )
+        .where((ApiToken.token_hash == hash_token(token)) & ApiToken.revoked_at.is_null())
+        .first()
+        .run()
+    )
+    if row is None or not row["active"] or row["role"] not in TOKEN_ROLES:
+        return None
+    now = utcnow()
+    if row["last_used_at"] is None or now - row["last_used_at"] > timedelta(minutes=1):
+        await ApiToken.update({ApiToken.last_used_at: now}).where(ApiToken.id == row["id"]).run()
+    locations = (
+        await location_ids_of(row["user_id"])
+        if row["role"] in LOCATION_BOUND_ROLES
+        else frozenset()
+    )
+    return CurrentUser(
+        id=row["user_id"],
+        email=row["email"],
+        name=row["name"],
+        role=row["role"],
+        location_ids=locations,
+    )
+
+
+__all__ = ["TOKEN_ROLES", "User", "authenticate", "create_token", "revoke", "tokens_of"]
