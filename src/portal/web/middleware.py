@@ -126,7 +126,8 @@ class PortalMiddleware:
         cookies = _cookies(scope)
         flashes: list[tuple[str, str]] = []
         bearer = _bearer(scope) if path.startswith("/api/") else ""
-        if path.startswith("/static/"):
+        if path.startswith("/static/") or path == "/healthz":
+            # Health checks must answer even when the session store cannot.
             scope["user"] = None
         elif bearer:
             # A personal API token: read-only, whatever the user's role allows.
