@@ -37,7 +37,6 @@ REDEEMED = "redeemed"
 REVOKED = "revoked"
 EXPIRED = "expired"
 FORFEITED = "forfeited"
-UNUSED_STATES = (AVAILABLE,)
 
 ONLINE = "online"
 FRONT_DESK = "front_desk"
