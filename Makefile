@@ -11,6 +11,7 @@ help:
 	@echo "make run    - set up and serve the portal with demo data on http://127.0.0.1:$(PORT)"
 	@echo "make test   - set up and run the whole suite (SQLite, PostgreSQL, Chromium)"
 	@echo "make lint   - ruff check, ruff format --check, mypy"
+	@echo "make bench  - fill PostgreSQL with 1M appointments and payments, measure (bench/README.md)"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +35,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench
 	$(BIN)/ruff format src tests bench
+
+# Needs PostgreSQL (BENCH_DATABASE_URL, default portal_bench on 127.0.0.1); takes ~15 minutes.
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

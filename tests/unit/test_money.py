@@ -5,10 +5,12 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
+from babel.numbers import format_currency
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from portal import money
+from portal.web import templating
 
 prices = st.integers(min_value=0, max_value=99_999_999)
 counts = st.integers(min_value=1, max_value=100)
@@ -185,3 +187,33 @@ def test_display_uses_the_currency_locale() -> None:
     assert money.locale_for_currency("usd") == "en_US"
     assert money.format_share(1000) == "10 %"
     assert money.format_share(583) == "5.83 %"
+
+
+MONEY_LOCALES = [
+    ("USD", "en_US"),
+    ("EUR", "de_DE"),
+    ("EUR", "fr_FR"),
+    ("EUR", "nl_NL"),
+    ("CAD", "fr_CA"),
+    ("JPY", "ja_JP"),
+    ("GBP", "en_GB"),
+    ("KWD", "ar_KW"),
+    ("INR", "en_IN"),  # lakh grouping: left to Babel
+    ("CHF", "de_CH"),  # sign after the symbol: left to Babel
+]
+
+
+@pytest.mark.parametrize(("currency", "locale"), MONEY_LOCALES)
+@given(cents=st.integers(min_value=-(10**13), max_value=10**13))
+def test_fast_display_is_exactly_babels(currency: str, locale: str, cents: int) -> None:
+    expected = format_currency(
+        Decimal(cents).scaleb(-money.minor_digits(currency)), currency, locale=locale
+    )
+    assert money.format_money(cents, currency, locale) == expected
+
+
+def test_template_filter_uses_the_currency_decimals() -> None:
+    assert templating.money(123456) == "$1,234.56"
+    assert templating.money(-5, "USD") == "-$0.05"
+    assert templating.money(5000, "JPY", "ja_JP") == "￥5,000"  # no hundredths for yen
+    assert templating.money(None) == ""

@@ -5,22 +5,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from babel.numbers import format_currency
 from litestar.plugins.jinja import JinjaTemplateEngine
 
 from portal.auth.service import ROLE_LABELS
+from portal.money import format_money
 from portal.timeutil import to_local
 
 STATIC_VERSION = "1"
 
 
 def money(cents: int | None, currency: str = "USD", locale: str = "en_US") -> str:
-    """Integer minor units → a localized amount. Display only; never parse this back."""
-    if cents is None:
-        return ""
-    from decimal import Decimal
+    """Integer minor units → a localized amount in the currency's own decimals.
 
-    return format_currency(Decimal(cents) / 100, currency, locale=locale)
+    Display only; never parse this back.
+    """
+    return format_money(cents, currency, locale)
 
 
 def local_dt(value: datetime | None, tz: str = "UTC", fmt: str = "%Y-%m-%d %H:%M") -> str:
