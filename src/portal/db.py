@@ -103,6 +103,61 @@ def is_unique_violation(exc: BaseException) -> bool:
     return bool(asyncpg is not None and isinstance(exc, asyncpg.exceptions.UniqueViolationError))
 
 
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot be reached at all, not that a query was wrong.
+
+    PostgreSQL: the connection was refused or lost (asyncpg's connection errors, an
+    ``OSError`` raised inside asyncpg while connecting), the server is shutting
+    down or starting up, or it has no connection slot left. SQLite: the file
+    cannot be opened. Anything else (bugs, constraint violations, a full disk, a
+    locked database) is not an outage. The exception's causes are looked at too,
+    since a failed rollback on a dead connection hides the first error.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(seen) < 8:
+        seen.add(id(current))
+        if _is_unreachable_error(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _is_unreachable_error(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.OperationalError):
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None:
+            return code & 0xFF == sqlite3.SQLITE_CANTOPEN
+        return str(exc) == "unable to open database file"
+    asyncpg = sys.modules.get("asyncpg")
+    if asyncpg is None:
+        return False
+    errors = asyncpg.exceptions
+    if isinstance(
+        exc,
+        (
+            errors.PostgresConnectionError,  # 08xxx: refused, lost, does not exist
+            errors.AdminShutdownError,  # 57P01: the server is stopping
+            errors.CrashShutdownError,  # 57P02
+            errors.CannotConnectNowError,  # 57P03: the server is starting up
+            errors.TooManyConnectionsError,  # 53300: no connection slot left
+        ),
+    ):
+        return True
+    # Refused, reset, timed out or unresolvable while asyncpg was connecting.
+    return isinstance(exc, OSError) and _raised_in(exc, "asyncpg")
+
+
+def _raised_in(exc: BaseException, package: str) -> bool:
+    tb = exc.__traceback__
+    while tb is not None:
+        module = tb.tb_frame.f_globals.get("__name__", "")
+        if module == package or module.startswith(package + "."):
+            return True
+        tb = tb.tb_next
+    return False
+
+
 async def ping() -> bool:
     """Whether the database answers a trivial query (health checks)."""
     try:

@@ -14,7 +14,9 @@ from litestar.exceptions import (
     PermissionDeniedException,
 )
 from litestar.response import Redirect, Template
-from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVICE_UNAVAILABLE
+
+from portal import db
 
 logger = logging.getLogger("portal.errors")
 
@@ -35,7 +37,13 @@ EXPLANATIONS = {
     403: "You do not have access to this page. If you think you should, ask an owner.",
     404: "The page you asked for does not exist, or it was moved.",
     500: "The error has been logged. Please try again; if it happens again, tell an owner.",
+    503: "It usually comes back by itself within a minute. If you were saving a form, "
+    "check whether it was saved before sending it again.",
 }
+# Seconds a client (or a proxy) is asked to wait before trying again when the
+# database cannot be reached.
+RETRY_AFTER_SECONDS = 10
+UNAVAILABLE_DETAIL = "The portal cannot reach its database right now. Please try again in a moment."
 
 
 def _wants_json(request: Request[Any, Any, Any]) -> bool:
@@ -106,7 +114,25 @@ def not_found_handler(request: Request[Any, Any, Any], exc: NotFoundException) -
     return _render(request, 404, detail)
 
 
+def database_unavailable(request: Request[Any, Any, Any]) -> Response[Any]:
+    """503 with Retry-After: the database is down, restarting or cut off."""
+    response = _render(request, HTTP_503_SERVICE_UNAVAILABLE, UNAVAILABLE_DETAIL)
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if db.is_unreachable(exc):
+        # An outage, not a bug: one line in the log, no traceback.
+        logger.warning(
+            "Database unreachable on %s %s: %s: %s",
+            request.method,
+            request.url.path,
+            type(exc).__name__,
+            exc,
+        )
+        return database_unavailable(request)
     if _is_out_of_domain(exc):
         # A number too large for the column, or text the database cannot store:
         # the request was bad (an id typed into a URL), nothing went wrong here.
