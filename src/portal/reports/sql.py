@@ -6,6 +6,7 @@ these helpers keep the dialect differences in one place.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -68,6 +69,20 @@ def in_list(values: Sequence[Any]) -> tuple[str, list[Any]]:
 async def fetch(sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = await JournalLine.raw(sql, *args).run()
     return rows
+
+
+async def fetch_all(*queries: tuple[str, Sequence[Any]]) -> list[list[dict[str, Any]]]:
+    """Several independent aggregates: at once on PostgreSQL's pool, one by one otherwise.
+
+    A report's queries each scan a different table; run side by side on their
+    own pooled connections, the report takes as long as its slowest query
+    rather than their sum. Inside a transaction (one connection) and on
+    SQLite they run in turn.
+    """
+    engine = db.current_engine()
+    if db.is_sqlite(engine) or engine.transaction_exists() or len(queries) < 2:
+        return [await fetch(q, args) for q, args in queries]
+    return list(await asyncio.gather(*(fetch(q, args) for q, args in queries)))
 
 
 def as_datetime(value: Any) -> datetime | None:
