@@ -14,7 +14,7 @@ from litestar.response import Template
 
 from portal.auth.service import ACCOUNTANT, CLIENT, MANAGER, OWNER, THERAPIST, CurrentUser
 from portal.auth.tables import User
-from portal.bookings import notify, service, weekview
+from portal.bookings import listing, notify, service, weekview
 from portal.bookings import series as series_service
 from portal.catalog.tables import Service
 from portal.locations.service import get_location_for, visible_location_ids
@@ -25,12 +25,14 @@ from portal.staff.tables import Therapist, TherapistLocation, TherapistService
 from portal.timeutil import utcnow
 from portal.web.forms import ValidationFailed, read_form
 from portal.web.guards import current_user, requires_role
+from portal.web.pagination import Page
 from portal.web.responses import redirect
 
 bookers = requires_role(OWNER, MANAGER, CLIENT)
 viewers = requires_role(OWNER, MANAGER, ACCOUNTANT, THERAPIST, CLIENT)
 staff_actions = requires_role(OWNER, MANAGER, THERAPIST)
 managers = requires_role(OWNER, MANAGER)
+list_viewers = requires_role(OWNER, MANAGER, ACCOUNTANT, THERAPIST)
 
 TAKEN_MESSAGE = "This time has just been taken; choose another."
 
@@ -269,6 +271,39 @@ class BookingController(Controller):
                 "prev_day": the_day - timedelta(days=1),
                 "next_day": the_day + timedelta(days=1),
             },
+        )
+
+    @get("/list", guards=[list_viewers], name="appointment_list")
+    async def list_page(
+        self,
+        request: Request[Any, Any, Any],
+        after: Annotated[str | None, QueryParameter(name="after")] = None,
+    ) -> Template:
+        """Every appointment the user may see, newest first, 50 a page (keyset)."""
+        user = current_user(request)
+        values = {key: str(request.query_params.get(key) or "") for key in listing.FILTER_KEYS}
+        errors: dict[str, str] = {}
+        page = Page(rows=[], next_cursor=None)
+        filters = listing.ListFilters()
+        try:
+            filters = listing.parse_filters(user, values)
+        except ValidationFailed as exc:
+            errors = exc.errors
+        else:
+            page = await listing.list_appointments(user, filters, after=after)
+        return Template(
+            "bookings/list.html",
+            context={
+                "page": page,
+                "form": values,
+                "errors": errors,
+                "filtered": filters.chosen or bool(errors),
+                "locations": await listing.location_choices(user),
+                "therapists": await listing.therapist_choices(user),
+                "labels": service.STATUS_LABELS,
+                "is_therapist": user.role == THERAPIST,
+            },
+            status_code=422 if errors else 200,
         )
 
     @get("/new", guards=[bookers], name="appointment_new")

@@ -10,6 +10,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from piccolo.columns import Column
@@ -55,6 +56,19 @@ def _is_scalar(value: Any) -> bool:
     return value is None or isinstance(value, (str, float))
 
 
+def _as_instant(value: Any) -> datetime | None:
+    """A timestamp cursor value (ISO 8601 text) as an aware datetime; None if it is not one."""
+    if not isinstance(value, str) or len(value) > 40:
+        return None
+    try:
+        instant = datetime.fromisoformat(value)
+        if instant.tzinfo is None:
+            instant = instant.replace(tzinfo=UTC)
+        return instant.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+
+
 def _fits(column: Column, value: Any) -> bool:
     """Whether a cursor's sort value has the type (and range) of its column."""
     if value is None:
@@ -81,6 +95,10 @@ async def keyset_page(
     position = decode_cursor(after)
     if position is not None and not _fits(sort_column, position[0]):
         position = None  # a forged cursor: start at the first page
+    if position is not None and sort_column.value_type is datetime:
+        # Timestamps travel as ISO 8601 text; compare them as instants.
+        instant = _as_instant(position[0])
+        position = None if instant is None else (instant, position[1])
     if position is not None:
         value, row_id = position
         if descending:
