@@ -5,12 +5,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: run test lint format bench clean help
+.PHONY: run test lint format bench load clean help
 
 help:
 	@echo "make run    - set up and serve the portal with demo data on http://127.0.0.1:$(PORT)"
 	@echo "make test   - set up and run the whole suite (SQLite, PostgreSQL, Chromium)"
 	@echo "make lint   - ruff check, ruff format --check, mypy"
+	@echo "make load   - 60 s of mixed traffic on two portal processes and PostgreSQL (LOAD_ARGS=--seconds N)"
 	@echo "make bench  - fill PostgreSQL with 1M appointments and payments, measure (bench/README.md)"
 
 $(STAMP): pyproject.toml
@@ -26,6 +27,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+load: $(STAMP)
+	$(BIN)/python bench/load.py $(LOAD_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -101,6 +101,17 @@ class StandIn:
     async def close_dispute(self, dispute_id: str, status: str) -> dict[str, Any]:
         return await self._post(f"/_standin/disputes/{dispute_id}/close", {"status": status})
 
+    async def run_payouts(self, **options: Any) -> list[dict[str, Any]]:
+        """Pay out the available balance (``currency``, ``arrival_date``, ``status``)."""
+        data: list[dict[str, Any]] = (await self._post("/_standin/payouts", options))["data"]
+        return data
+
+    async def pay_payout(self, payout_id: str) -> dict[str, Any]:
+        return await self._post(f"/_standin/payouts/{payout_id}/pay")
+
+    async def fail_payout(self, payout_id: str, code: str = "account_closed") -> dict[str, Any]:
+        return await self._post(f"/_standin/payouts/{payout_id}/fail", {"failure_code": code})
+
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait until every webhook queued so far has been delivered (or given up)."""
         async with self._client() as client:

@@ -1,5 +1,5 @@
-"""The `portal` command: serve, migrate, demo, users, stripe reconcile, sales expire,
-packages expire, reminders send."""
+"""The `portal` command: serve, migrate, demo, users, stripe reconcile, stripe payouts,
+sales expire, packages expire, reminders send, backup, restore."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any, NoReturn
 
 from portal.settings import ConfigurationError, get_settings
@@ -229,6 +230,33 @@ def cmd_stripe_reconcile(args: argparse.Namespace) -> None:
         raise SystemExit(3)
 
 
+def cmd_stripe_payouts(args: argparse.Namespace) -> None:
+    from portal.payments import payouts
+    from portal.payments.gateway import GatewayError, StripeGateway
+
+    today = datetime.now(tz=UTC).date()
+    since = args.since if args.since is not None else today - timedelta(days=30)
+    if since > today + timedelta(days=31):
+        fail("--since is too far in the future")
+    gateway = StripeGateway.from_settings(get_settings())
+    logging.getLogger("portal").addHandler(logging.NullHandler())
+
+    async def run() -> payouts.PayoutRun:
+        await _require_migrated()
+        try:
+            return await payouts.import_payouts(gateway, since)
+        finally:
+            await gateway.aclose()
+
+    try:
+        result = asyncio.run(_with_database(run))
+    except GatewayError as exc:
+        fail(f"Stripe could not be read: {exc.message} ({' '.join(exc.detail.split())})", 1)
+    print("\n".join(result.lines()))
+    if result.mismatches:
+        raise SystemExit(3)
+
+
 def cmd_sales_expire(args: argparse.Namespace) -> None:
     from portal.money import format_money
     from portal.sales import service
@@ -291,6 +319,41 @@ def cmd_reminders_send(args: argparse.Namespace) -> None:
         raise SystemExit(1)
 
 
+def _print_notes(notes: list[str]) -> None:
+    for note in notes:
+        print(f"portal: note: {note}", file=sys.stderr)
+
+
+def cmd_backup(args: argparse.Namespace) -> None:
+    from portal import backup
+
+    settings = get_settings()
+    try:
+        outcome = asyncio.run(backup.backup(settings.database_url, args.file, force=args.force))
+    except backup.BackupError as exc:
+        fail(exc.message, exc.status)
+    _print_notes(outcome.notes)
+    print(f"Backed up the {outcome.engine} database to {outcome.path} ({outcome.size:,} bytes).")
+
+
+def cmd_restore(args: argparse.Namespace) -> None:
+    from portal import backup
+    from portal.migrate import pending_migrations
+
+    settings = get_settings()
+    try:
+        outcome = asyncio.run(backup.restore(settings.database_url, args.file, force=args.force))
+    except backup.BackupError as exc:
+        fail(exc.message, exc.status)
+    _print_notes(outcome.notes)
+    print(f"Restored the {outcome.engine} database from {args.file}.")
+    pending = asyncio.run(_with_database(pending_migrations))
+    if pending:
+        print(f"{len(pending)} migration(s) newer than the backup: run `portal migrate`.")
+    else:
+        print("Every migration is applied.")
+
+
 def build_parser() -> ArgumentParser:
     from portal.auth.service import ROLES
 
@@ -345,6 +408,16 @@ def build_parser() -> ArgumentParser:
         "--until", type=_day, default=None, metavar="YYYY-MM-DD", help="default: now"
     )
     reconcile.set_defaults(func=cmd_stripe_reconcile)
+    stripe_payouts = stripe_sub.add_parser(
+        "payouts",
+        help="import Stripe's payouts and what each contained (safe to run from cron)",
+        description="Lists Stripe's payouts arriving on or after --since (default: 30 days "
+        "ago), imports the ones the portal missed or whose status changed, with their "
+        "contents, and journals them. Exit status: 0 done, 1 Stripe unreachable, 2 bad "
+        "arguments, 3 a payout whose contents do not add up to its amount.",
+    )
+    stripe_payouts.add_argument("--since", type=_day, default=None, metavar="YYYY-MM-DD")
+    stripe_payouts.set_defaults(func=cmd_stripe_payouts)
 
     sales = sub.add_parser("sales", help="sold packages")
     sales_sub = sales.add_subparsers(
@@ -381,6 +454,28 @@ def build_parser() -> ArgumentParser:
         "status 1 when a delivery failed (it is tried again on the next run).",
     )
     reminders_send.set_defaults(func=cmd_reminders_send)
+    backup_cmd = sub.add_parser(
+        "backup",
+        help="write a backup of the whole database to FILE (safe while the portal runs)",
+        description="SQLite: the online backup API, one consistent snapshot. PostgreSQL: "
+        "pg_dump --format=custom. Exit status: 0 done, 1 failed, 2 bad arguments.",
+    )
+    backup_cmd.add_argument("file", type=Path, metavar="FILE")
+    backup_cmd.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    backup_cmd.set_defaults(func=cmd_backup)
+
+    restore_cmd = sub.add_parser(
+        "restore",
+        help="replace the database with the backup in FILE (stop the portal first)",
+        description="Refuses to replace a database that holds anything unless --force. "
+        "PostgreSQL: pg_restore --clean --if-exists --no-owner in one transaction. "
+        "Exit status: 0 done, 1 failed, 2 bad arguments.",
+    )
+    restore_cmd.add_argument("file", type=Path, metavar="FILE")
+    restore_cmd.add_argument(
+        "--force", action="store_true", help="replace the database's current contents"
+    )
+    restore_cmd.set_defaults(func=cmd_restore)
     return parser
 
 

@@ -8,6 +8,8 @@ Postings (see docs/architecture.md, Money):
 * package expired:      Dr deferred_revenue                   / Cr breakage_revenue
 * refund:               Dr deferred_revenue (unused part) (+ Dr tax_payable) / Cr stripe_clearing
 * dispute lost:         Dr dispute_losses (+ fee)             / Cr stripe_clearing
+* Stripe payout paid:   Dr bank                               / Cr stripe_clearing (per location)
+* payout failed:        Dr stripe_clearing                    / Cr bank (the paid entry reversed)
 
 Entries are written inside the caller's transaction, so the state change and
 its journal lines commit together or not at all. Nothing here updates or
@@ -37,6 +39,7 @@ EXPENSE = "expense"
 ACCOUNTS: dict[str, tuple[str, str]] = {
     "stripe_clearing": ("Stripe clearing", ASSET),
     "cash_on_hand": ("Cash and in-clinic payments", ASSET),
+    "bank": ("Bank account (Stripe payouts)", ASSET),
     "deferred_revenue": ("Deferred revenue (sessions sold, not yet given)", LIABILITY),
     "tax_payable": ("Sales tax payable", LIABILITY),
     "service_revenue": ("Service revenue", REVENUE),

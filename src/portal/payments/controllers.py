@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+import secrets
 from typing import Annotated, Any
 from urllib.parse import urlparse
 
@@ -319,6 +321,7 @@ class SaleController(Controller):
         if package_id is None:
             errors["package_id"] = "Choose a package."
         method = values.get("method", "")
+        request_key = _request_key(values.get("request_key"))
         if method not in ("checkout_link", "cash", "cheque", "terminal"):
             errors["method"] = "Choose how the client pays."
         if errors:
@@ -340,6 +343,7 @@ class SaleController(Controller):
                     base_url=settings.base_url,
                     online=False,
                     sold_by=user.id,
+                    request_key=request_key,
                 )
                 return redirect(
                     request,
@@ -352,6 +356,7 @@ class SaleController(Controller):
                 package_id=package_id,
                 location_id=location_id,
                 method=method,
+                request_key=request_key,
             )
         except NotAvailable as exc:
             errors["package_id"] = str(exc)
@@ -457,6 +462,14 @@ class SaleController(Controller):
         )
 
 
+REQUEST_KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
+def _request_key(raw: str | None) -> str | None:
+    """The front-desk form's one-time token, if it looks like one we issued."""
+    return raw if raw and REQUEST_KEY.fullmatch(raw) else None
+
+
 def _int_or_none(raw: str | None) -> int | None:
     try:
         return int(raw) if raw not in (None, "") else None
@@ -478,6 +491,9 @@ async def _front_desk_context(
         locations = [loc for loc in locations if loc["id"] in visible]
     if not form.get("location_id") and len(locations) == 1:
         form = {**form, "location_id": locations[0]["id"]}
+    # Every rendering of the form gets a fresh one-time token (see
+    # service.record_in_clinic_sale): resending this very form finds its sale.
+    form = {**form, "request_key": secrets.token_urlsafe(24)}
     packages = (
         await Package.select(Package.id, Package.name)
         .where(Package.active == True)  # noqa: E712

@@ -28,7 +28,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import stripe
@@ -38,7 +38,9 @@ from portal.settings import ConfigurationError, Settings
 
 if TYPE_CHECKING:
     from stripe.params import (
+        BalanceTransactionListParams,
         PaymentIntentListParams,
+        PayoutListParams,
         RefundCreateParams,
         RefundListParams,
     )
@@ -198,6 +200,68 @@ class StripeRefund:
     failure_reason: str | None = None
 
 
+@dataclass(frozen=True)
+class StripePayout:
+    """Money Stripe sent from the balance to the bank account.
+
+    ``automatic`` payouts (Stripe's schedule) have itemised contents;
+    Stripe does not list what a manual payout contained.
+    """
+
+    id: str
+    amount: int
+    currency: str
+    status: str  # pending | in_transit | paid | failed | canceled
+    arrival_date: date  # the bank day (Stripe gives midnight UTC of it)
+    created: datetime
+    automatic: bool
+    balance_transaction_id: str | None = None
+    failure_code: str | None = None
+    failure_message: str | None = None
+
+
+@dataclass(frozen=True)
+class StripePayoutItem:
+    """One balance transaction a payout contained: a charge, a refund, an adjustment, …
+
+    ``net = amount - fee``. ``charge`` or ``refund`` is the transaction's
+    source when it is one (read from the expanded source); ``source_id`` is
+    the id of any other source (a dispute, an earlier payout that failed).
+    """
+
+    id: str
+    type: str
+    amount: int
+    fee: int
+    net: int
+    currency: str
+    created: datetime
+    description: str
+    source_id: str | None
+    charge: StripeCharge | None = None
+    refund: StripeRefund | None = None
+
+    @property
+    def payment_intent_id(self) -> str | None:
+        if self.charge is not None:
+            return self.charge.payment_intent_id
+        if self.refund is not None:
+            return self.refund.payment_intent_id
+        return None
+
+    @property
+    def balance_transaction(self) -> StripeBalanceTransaction:
+        return StripeBalanceTransaction(
+            id=self.id,
+            amount=self.amount,
+            fee=self.fee,
+            net=self.net,
+            currency=self.currency,
+            status="available",
+            available_on=None,
+        )
+
+
 # -- reading Stripe's answers ---------------------------------------------------------
 
 
@@ -348,6 +412,42 @@ def _refund(data: Mapping[str, Any]) -> StripeRefund:
         created=_created(data),
         metadata=_metadata(data),
         failure_reason=_opt_str(data, "failure_reason"),
+    )
+
+
+def _payout(data: Mapping[str, Any]) -> StripePayout:
+    arrival = _time(data.get("arrival_date"))
+    return StripePayout(
+        id=_str(data, "id"),
+        amount=_int(data, "amount"),
+        currency=_str(data, "currency"),
+        status=_str(data, "status"),
+        arrival_date=(arrival or _created(data)).date(),
+        created=_created(data),
+        automatic=bool(data.get("automatic")),
+        balance_transaction_id=_id_of(data.get("balance_transaction")),
+        failure_code=_opt_str(data, "failure_code"),
+        failure_message=_opt_str(data, "failure_message"),
+    )
+
+
+def _payout_item(data: Mapping[str, Any]) -> StripePayoutItem:
+    amount = _int(data, "amount")
+    fee = _int(data, "fee", 0)
+    source = data.get("source")
+    kind = _opt_str(source, "object") if isinstance(source, Mapping) else None
+    return StripePayoutItem(
+        id=_str(data, "id"),
+        type=_str(data, "type"),
+        amount=amount,
+        fee=fee,
+        net=_int(data, "net", amount - fee),
+        currency=_str(data, "currency"),
+        created=_created(data),
+        description=_opt_str(data, "description") or "",
+        source_id=_id_of(source),
+        charge=_charge(source) if isinstance(source, Mapping) and kind == "charge" else None,
+        refund=_refund(source) if isinstance(source, Mapping) and kind == "refund" else None,
     )
 
 
@@ -695,6 +795,56 @@ class StripeGateway:
             if not page.has_more or not page.data:
                 return
             page = await self._call("list refunds", page.next_page_async())
+
+    # -- payouts -----------------------------------------------------------------
+
+    async def retrieve_payout(self, payout_id: str) -> StripePayout:
+        payout = await self._call(
+            "retrieve payout", self._client.v1.payouts.retrieve_async(payout_id)
+        )
+        return _payout(_plain(payout))
+
+    async def iter_payouts(
+        self, arrival_from: date, *, page_size: int = 100
+    ) -> AsyncIterator[StripePayout]:
+        """Payouts arriving on or after ``arrival_from``, newest first, a page at a time."""
+        start = int(datetime.combine(arrival_from, datetime.min.time(), tzinfo=UTC).timestamp())
+        params: PayoutListParams = {"arrival_date": {"gte": start}, "limit": page_size}
+        page = await self._call("list payouts", self._client.v1.payouts.list_async(params))
+        while True:
+            for payout in page.data:
+                yield _payout(_plain(payout))
+            if not page.has_more or not page.data:
+                return
+            page = await self._call("list payouts", page.next_page_async())
+
+    async def list_payout_items(
+        self, payout_id: str, *, page_size: int = 100
+    ) -> list[StripePayoutItem]:
+        """What an automatic payout contained, without the payout's own transaction.
+
+        Charges and refunds come with their source expanded, so the portal can
+        match them to its payments and refunds without a call per item.
+        Stripe refuses this for manual payouts (it does not track them).
+        """
+        params: BalanceTransactionListParams = {
+            "payout": payout_id,
+            "limit": page_size,
+            "expand": ["data.source"],
+        }
+        page = await self._call(
+            "list payout transactions", self._client.v1.balance_transactions.list_async(params)
+        )
+        items: list[StripePayoutItem] = []
+        while True:
+            items.extend(
+                item
+                for item in (_payout_item(_plain(txn)) for txn in page.data)
+                if not (item.type == "payout" and item.source_id == payout_id)
+            )
+            if not page.has_more or not page.data:
+                return items
+            page = await self._call("list payout transactions", page.next_page_async())
 
     # -- webhooks ----------------------------------------------------------------
 

@@ -100,34 +100,50 @@ async def start_checkout(
     base_url: str,
     online: bool = True,
     sold_by: int | None = None,
+    request_key: str | None = None,
 ) -> Checkout:
-    """Create the pending sale (the full snapshot) and its Stripe Checkout Session."""
+    """Create the pending sale (the full snapshot) and its Stripe Checkout Session.
+
+    A front-desk form's ``request_key`` makes a resubmission of the same form
+    return the sale it already created.
+    """
+    key = request_key if sold_by is not None else None
+    if key:
+        existing = await sales.sale_by_request_key(key, sold_by or 0)
+        if existing is not None:
+            return await _checkout_of(existing)
     terms = await catalog.quote_package(package_id, location_id, utcnow(), online=online)
-    async with db.transaction():
-        sale_id = await sales.create_pending_sale(
-            client_id,
-            terms,
-            channel=sales.ONLINE if sold_by is None else sales.FRONT_DESK,
-            payment_method="card",
-            sold_by=sold_by,
-        )
-        rows = (
-            await Payment.insert(
-                Payment(
-                    sale=sale_id,
-                    provider=STRIPE,
-                    method="card",
-                    status=PENDING,
-                    amount_cents=terms.total_cents,
-                    currency=terms.currency,
-                    created_at=utcnow(),
-                    recorded_by=sold_by,
-                )
+    try:
+        async with db.transaction():
+            sale_id = await sales.create_pending_sale(
+                client_id,
+                terms,
+                channel=sales.ONLINE if sold_by is None else sales.FRONT_DESK,
+                payment_method="card",
+                sold_by=sold_by,
+                request_key=key,
             )
-            .returning(Payment.id)
-            .run()
-        )
-        payment_id = int(rows[0]["id"])
+            rows = (
+                await Payment.insert(
+                    Payment(
+                        sale=sale_id,
+                        provider=STRIPE,
+                        method="card",
+                        status=PENDING,
+                        amount_cents=terms.total_cents,
+                        currency=terms.currency,
+                        created_at=utcnow(),
+                        recorded_by=sold_by,
+                    )
+                )
+                .returning(Payment.id)
+                .run()
+            )
+            payment_id = int(rows[0]["id"])
+    except Exception as exc:
+        if key and db.is_unique_violation(exc):
+            return await _checkout_of(await _replayed_sale(key, sold_by or 0))
+        raise
     ids = {"sale_id": str(sale_id), "payment_id": str(payment_id), "location_id": str(location_id)}
     slug = await _location_slug(location_id)
     try:
@@ -169,16 +185,68 @@ async def record_in_clinic_sale(
     package_id: int,
     location_id: int,
     method: str,
+    request_key: str | None = None,
 ) -> int:
-    """A package paid at the front desk (cash, cheque, card terminal): active at once."""
+    """A package paid at the front desk (cash, cheque, card terminal): active at once.
+
+    ``request_key`` is the form's one-time token: the same form sent again (a
+    double click, the browser retrying after a lost response) returns the
+    sale it already recorded instead of selling and journalling it twice.
+    """
     ensure_location_access(actor, location_id, write=True)
     if method not in ("cash", "cheque", "terminal"):
         raise ValidationFailed({"method": "Choose how the client paid."})
+    if request_key:
+        existing = await sales.sale_by_request_key(request_key, actor.id)
+        if existing is not None:
+            return existing
     terms = await catalog.quote_package(package_id, location_id, utcnow())
+    try:
+        return await _record_in_clinic_sale(
+            actor, client_id, package_id, terms, method, request_key
+        )
+    except Exception as exc:
+        if request_key and db.is_unique_violation(exc):
+            return await _replayed_sale(request_key, actor.id)
+        raise
+
+
+async def _replayed_sale(request_key: str, sold_by: int) -> int:
+    """The sale a concurrent submission of the same form created."""
+    existing = await sales.sale_by_request_key(request_key, sold_by)
+    if existing is None:
+        raise ValidationFailed(
+            {"method": "This form was already used. Reload the page and enter the sale again."}
+        )
+    return existing
+
+
+async def _checkout_of(sale_id: int) -> Checkout:
+    payment = await _payment_for_sale(sale_id)
+    if payment is None:
+        raise ValidationFailed(
+            {"method": "This form was already used. Reload the page and enter the sale again."}
+        )
+    return Checkout(sale_id=sale_id, payment_id=int(payment["id"]), url=payment["checkout_url"])
+
+
+async def _record_in_clinic_sale(
+    actor: CurrentUser,
+    client_id: int,
+    package_id: int,
+    terms: catalog.PackageTerms,
+    method: str,
+    request_key: str | None,
+) -> int:
     now = utcnow()
     async with db.transaction():
         sale_id = await sales.create_pending_sale(
-            client_id, terms, channel=sales.FRONT_DESK, payment_method=method, sold_by=actor.id
+            client_id,
+            terms,
+            channel=sales.FRONT_DESK,
+            payment_method=method,
+            sold_by=actor.id,
+            request_key=request_key,
         )
         await Payment.insert(
             Payment(
@@ -1256,6 +1324,12 @@ async def _on_dispute_closed(gateway: StripeGateway, obj: dict[str, Any]) -> Non
     await record_dispute(gateway, obj, closed=True)
 
 
+async def _on_payout(gateway: StripeGateway, obj: dict[str, Any]) -> None:
+    from portal.payments import payouts  # it builds on this module
+
+    await payouts.on_payout_event(gateway, obj)
+
+
 HANDLERS: dict[str, Handler] = {
     "checkout.session.completed": _on_checkout_completed,
     "checkout.session.async_payment_succeeded": _on_checkout_completed,
@@ -1271,6 +1345,11 @@ HANDLERS: dict[str, Handler] = {
     "charge.dispute.created": _on_dispute_created,
     "charge.dispute.updated": _on_dispute_created,
     "charge.dispute.closed": _on_dispute_closed,
+    "payout.created": _on_payout,
+    "payout.updated": _on_payout,
+    "payout.paid": _on_payout,
+    "payout.failed": _on_payout,
+    "payout.canceled": _on_payout,
 }
 
 

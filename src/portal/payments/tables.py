@@ -1,8 +1,19 @@
-from piccolo.columns import BigInt, Boolean, ForeignKey, Integer, Serial, Text, Timestamptz, Varchar
+from piccolo.columns import (
+    BigInt,
+    Boolean,
+    Date,
+    ForeignKey,
+    Integer,
+    Serial,
+    Text,
+    Timestamptz,
+    Varchar,
+)
 from piccolo.columns.base import OnDelete
 from piccolo.table import Table
 
 from portal.auth.tables import User
+from portal.locations.tables import Location
 from portal.sales.tables import Sale
 
 
@@ -81,3 +92,54 @@ class StripeEvent(Table, tablename="stripe_event"):
     received_at = Timestamptz()
     processed_at = Timestamptz(null=True, default=None)
     payload = Text(default="")
+
+
+class Payout(Table, tablename="payout"):
+    """Money Stripe sent from its balance to the clinic's bank account.
+
+    One row per Stripe payout (unique id), whichever of the webhook and the
+    ``portal stripe payouts`` command sees it first. ``status`` only moves
+    forward (pending → in_transit → paid → failed, or canceled).
+    ``itemized``: its contents (``payout_line``) were read from Stripe, which
+    lists them for automatic payouts only.
+    """
+
+    id: Serial
+    stripe_payout_id = Varchar(length=255, unique=True, required=True)
+    amount_cents = BigInt(required=True)
+    currency = Varchar(length=3, required=True)
+    status = Varchar(length=20, required=True)
+    arrival_date = Date(index=True)
+    automatic = Boolean(default=True)
+    itemized = Boolean(default=False)
+    failure_message = Text(default="")
+    stripe_created = Timestamptz()
+    imported_at = Timestamptz()
+    updated_at = Timestamptz()
+
+
+class PayoutLine(Table, tablename="payout_line"):
+    """One balance transaction a payout contained, matched to the portal's records.
+
+    ``type`` is Stripe's (charge, refund, adjustment, payout_failure, …);
+    ``net = gross - fee``, and the lines of a payout add up to its amount.
+    The payment, refund, sale and location are the portal's when the
+    transaction is one of its own (empty otherwise).
+    """
+
+    id: Serial
+    payout = ForeignKey(references=Payout, on_delete=OnDelete.restrict, required=True, index=True)
+    balance_transaction_id = Varchar(length=255, unique=True, required=True)
+    type = Varchar(length=40, required=True)
+    source_id = Varchar(length=255, default="")
+    payment_intent_id = Varchar(length=255, default="")
+    description = Text(default="")
+    gross_cents = BigInt(required=True)
+    fee_cents = BigInt(required=True)
+    net_cents = BigInt(required=True)
+    currency = Varchar(length=3, required=True)
+    payment = ForeignKey(references=Payment, on_delete=OnDelete.restrict, null=True)
+    refund = ForeignKey(references=Refund, on_delete=OnDelete.restrict, null=True)
+    sale = ForeignKey(references=Sale, on_delete=OnDelete.restrict, null=True)
+    location = ForeignKey(references=Location, on_delete=OnDelete.restrict, null=True, index=True)
+    stripe_created = Timestamptz()

@@ -26,6 +26,7 @@ from portal.locations.service import ensure_location_access, visible_location_id
 from portal.locations.tables import Location
 from portal.reports import charts, service
 from portal.reports import filters as report_filters
+from portal.reports import payouts as payout_report
 from portal.reports.exports import Amount, csv_stream, iterate, xlsx_stream
 from portal.reports.filters import METHODS, STATUSES, Filters, query_dict
 from portal.reports.periods import GROUPINGS, Period, next_month, presets
@@ -54,6 +55,10 @@ THERAPIST_COLUMNS = ("period", "location", "currency", "therapist", "service_rev
 FEE_COLUMNS = (
     "period", "start", "end", "location", "currency", "payments", "gross", "fees", "net",
     "fee_rate_percent",
+)  # fmt: skip
+PAYOUT_COLUMNS = (
+    "payout", "arrival_date", "status", "type", "location", "client", "sale_id",
+    "stripe_payment_intent", "gross", "fee", "net", "currency", "stripe_balance_transaction",
 )  # fmt: skip
 JOURNAL_COLUMNS = ("date", "account", "debit", "credit", "location", "memo", "reference")
 TRIAL_COLUMNS = (
@@ -288,6 +293,26 @@ def _fee_rows(summary: service.PaymentSummary) -> list[Sequence[Any]]:
     ]
 
 
+async def _payout_rows(f: Filters) -> AsyncIterator[Sequence[Any]]:
+    async for row in payout_report.iter_export_rows(f):
+        c = row.payout.currency
+        yield (
+            row.payout.stripe_payout_id,
+            row.payout.arrival_date,
+            row.payout.status,
+            row.type,
+            row.location,
+            row.client,
+            row.sale_id,
+            row.payment_intent_id,
+            Amount(row.gross, c),
+            Amount(row.fee, c),
+            Amount(row.net, c),
+            c,
+            row.balance_transaction_id,
+        )
+
+
 async def _journal_rows(f: Filters) -> AsyncIterator[Sequence[Any]]:
     async for line in service.iter_journal_lines(f):
         yield (
@@ -498,12 +523,34 @@ class ReportController(Controller):
         )
 
     @get("/fees", name="report_fees")
-    async def fees(self, request: Request[Any, Any, Any]) -> Template:
+    async def fees(
+        self,
+        request: Request[Any, Any, Any],
+        after: Annotated[str | None, QueryParameter(name="after")] = None,
+    ) -> Template:
         f, errors = await _filters(request)
         context: dict[str, Any] = {}
         if f is not None:
-            context = {"summary": await service.fees(f), "fee_rate": fee_rate}
+            context = {
+                "summary": await service.fees(f),
+                "fee_rate": fee_rate,
+                "payouts": await payout_report.payout_page(f, after=after),
+            }
         return await _page(request, "reports/fees.html", "fees", f, errors, **context)
+
+    @get(["/payouts.csv", "/payouts.xlsx"], name="report_payouts_export")
+    async def payouts_export(self, request: Request[Any, Any, Any]) -> Stream:
+        f = await _filters_or_400(request)
+        return await _export(request, "payouts", _fmt(request), f, PAYOUT_COLUMNS, _payout_rows(f))
+
+    @get("/payouts/{payout_id:int}", name="report_payout")
+    async def payout(self, request: Request[Any, Any, Any], payout_id: FromPath[int]) -> Template:
+        f, errors = await _filters(request)
+        context: dict[str, Any] = {"payout_id": payout_id, "type_label": payout_report.type_label}
+        if f is not None:
+            detail = await payout_report.payout_detail(current_user(request), f, payout_id)
+            context["detail"] = detail
+        return await _page(request, "reports/payout.html", "fees", f, errors, **context)
 
     @get(["/fees.csv", "/fees.xlsx"], name="report_fees_export")
     async def fees_export(self, request: Request[Any, Any, Any]) -> Stream:
@@ -715,9 +762,17 @@ class ReportApiController(Controller):
         location: Locations = None,
         group: Group = None,
     ) -> dict[str, Any]:
-        """Stripe fees per period bucket and location. Payouts are not imported yet."""
+        """Stripe fees per period bucket and location, and the payouts arriving in the period.
+
+        A payout's ``amount_cents`` is Stripe's amount, or with ``partial``
+        (the payout also holds other locations' money) the share of the
+        locations in scope; ``lines_net_cents`` is the sum of its contents in
+        scope.
+        """
         f = await _api_filters(request, _api_params(start, end, location, group=group))
         summary = await service.fees(f)
+        payouts = [_payout_json(p) async for p in payout_report.iter_payouts(f)]
+        payout_totals = await payout_report.payout_totals(f)
         return {
             **_period(f),
             "group": f.grouping,
@@ -733,9 +788,53 @@ class ReportApiController(Controller):
                 for r in summary.rows
             ],
             "payouts": {
-                "imported": False,
-                "detail": "Stripe payouts are not imported yet; no payout figures are available.",
+                "imported": True,
+                "rows": payouts,
+                "totals": {
+                    currency: {
+                        "payouts": t.payouts,
+                        "paid": t.paid,
+                        "paid_cents": t.paid_amount,
+                        "gross_cents": t.gross,
+                        "fee_cents": t.fee,
+                        "net_cents": t.net,
+                    }
+                    for currency, t in payout_totals.items()
+                },
             },
+        }
+
+    @get("/payouts/{payout_id:int}", name="api_report_payout")
+    async def payout(
+        self,
+        request: Request[Any, Any, Any],
+        payout_id: FromPath[int],
+        location: Locations = None,
+    ) -> dict[str, Any]:
+        """One payout and what it contained (the lines of the locations in scope)."""
+        f = await _api_filters(request, _api_params(None, None, location))
+        detail = await payout_report.payout_detail(current_user(request), f, payout_id)
+        return {
+            **_payout_json(detail.payout),
+            "lines": [
+                {
+                    "type": line.type,
+                    "stripe_balance_transaction": line.balance_transaction_id,
+                    "stripe_source": line.source_id,
+                    "stripe_payment_intent": line.payment_intent_id,
+                    "location_id": line.location_id,
+                    "location": line.location,
+                    "client": line.client,
+                    "sale_id": line.sale_id,
+                    "payment_id": line.payment_id,
+                    "refund_id": line.refund_id,
+                    "gross_cents": line.gross,
+                    "fee_cents": line.fee,
+                    "net_cents": line.net,
+                    "currency": line.currency,
+                }
+                for line in detail.lines
+            ],
         }
 
     @get("/trial-balance", name="api_report_trial_balance")
@@ -763,6 +862,23 @@ _TEXT_KEYS = {
 
 def _cents_keys(row: dict[str, Any]) -> dict[str, Any]:
     return {k if k in _TEXT_KEYS else f"{k}_cents": v for k, v in row.items()}
+
+
+def _payout_json(row: payout_report.PayoutRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "stripe_payout_id": row.stripe_payout_id,
+        "arrival_date": row.arrival_date.isoformat(),
+        "status": row.status,
+        "currency": row.currency,
+        "amount_cents": row.shown_amount,
+        "itemized": row.itemized,
+        "partial": row.partial,
+        "lines": row.lines,
+        "lines_gross_cents": row.gross,
+        "lines_fee_cents": row.fee,
+        "lines_net_cents": row.net,
+    }
 
 
 def _liability_json(row: service.Liability) -> dict[str, Any]:

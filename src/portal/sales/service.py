@@ -83,6 +83,7 @@ async def create_pending_sale(
     channel: str,
     payment_method: str = "card",
     sold_by: int | None = None,
+    request_key: str | None = None,
 ) -> int:
     if payment_method not in PAYMENT_METHODS:
         raise ValueError(f"unknown payment method {payment_method!r}")
@@ -114,12 +115,24 @@ async def create_pending_sale(
                 sold_by=sold_by,
                 frozen=False,
                 created_at=utcnow(),
+                request_key=request_key,
             )
         )
         .returning(Sale.id)
         .run()
     )
     return int(rows[0]["id"])
+
+
+async def sale_by_request_key(request_key: str, sold_by: int) -> int | None:
+    """The sale a front-desk form (its one-time token) already created, if any."""
+    row = (
+        await Sale.select(Sale.id)
+        .where((Sale.request_key == request_key) & (Sale.sold_by == sold_by))
+        .first()
+        .run()
+    )
+    return int(row["id"]) if row else None
 
 
 def session_shares(sale: dict[str, Any]) -> list[tuple[int, int]]:

@@ -56,6 +56,10 @@ class Sale(Table, tablename="sale"):
     activated_at = Timestamptz(null=True, default=None)
     valid_until = Timestamptz(null=True, default=None)
     closed_at = Timestamptz(null=True, default=None)
+    # The front-desk form's one-time token: a resubmitted form (double click, a
+    # browser retry after a lost response) finds this sale instead of selling again.
+    # Unique through the index ``sale_request_key`` (SQLite cannot add a UNIQUE column).
+    request_key = Varchar(length=64, null=True, default=None)
 
 
 class SaleSession(Table, tablename="sale_session"):

@@ -10,8 +10,9 @@ One aiohttp application on one port serves:
 * ``/_config/webhooks/{id}`` — localstripe's runtime webhook registration
   (POST ``url``, ``secret``, optional ``events[]``), plus DELETE to remove one;
 * ``/_standin/...`` — test hooks: complete/decline/expire a session without a
-  browser, fire any event, redeliver one, open/close a dispute, see the
-  delivery log, wait for deliveries to finish, reset all data.
+  browser, fire any event, redeliver one, open/close a dispute, run a
+  payout of the balance (and pay or fail it), see the delivery log, wait for
+  deliveries to finish, reset all data.
 
 localstripe's own application object is not served: its routes are copied
 onto this one so the middlewares (no pickle persistence, idempotency, Stripe
@@ -38,7 +39,14 @@ from localstripe import server as ls_server
 from localstripe.errors import UserError
 
 from portal.payments.standin import page, patches, webhooks
-from portal.payments.standin.resources import CheckoutSession, Dispute, InjectedEvent
+from portal.payments.standin.resources import (
+    PAYOUT_FAILURES,
+    AutomaticPayout,
+    CheckoutSession,
+    Dispute,
+    InjectedEvent,
+    run_payouts,
+)
 from portal.payments.standin.webhooks import RETRY_DELAYS, Dispatcher
 
 log = logging.getLogger("portal.payments.standin")
@@ -436,6 +444,57 @@ async def close_dispute(request: web.Request) -> web.Response:
     return _json(dispute._export())
 
 
+def _automatic_payout(request: web.Request) -> AutomaticPayout:
+    payout = ls.store.get("payout:" + request.match_info["id"])
+    if not isinstance(payout, AutomaticPayout):
+        raise UserError(404, f"No such automatic payout: '{request.match_info['id']}'")
+    return payout
+
+
+async def hook_run_payouts(request: web.Request) -> web.Response:
+    """Pay out the available balance now: one automatic payout per currency.
+
+    JSON body, all optional: ``currency`` (only that one), ``arrival_date``
+    (Unix time; default today 00:00 UTC), ``status`` (``paid``, the default,
+    sends ``payout.created`` and ``payout.paid``; ``pending`` or
+    ``in_transit`` only ``payout.created``). Answers the list of payouts made
+    (empty when there was nothing to pay out).
+    """
+    data = await _body(request)
+    currency = data.get("currency")
+    if currency is not None and not (isinstance(currency, str) and len(currency) == 3):
+        raise UserError(400, "currency must be a three-letter code", {"param": "currency"})
+    arrival = ls.try_convert_to_int(data.get("arrival_date"))
+    if arrival is not None and not isinstance(arrival, int):
+        raise UserError(400, "arrival_date must be a Unix time", {"param": "arrival_date"})
+    payouts = run_payouts(
+        currency.lower() if isinstance(currency, str) else None,
+        arrival,
+        str(data.get("status") or "paid"),
+    )
+    return _json({"object": "list", "data": [p._export() for p in payouts]})
+
+
+async def hook_pay_payout(request: web.Request) -> web.Response:
+    payout = _automatic_payout(request)
+    payout._pay()
+    return _json(payout._export())
+
+
+async def hook_fail_payout(request: web.Request) -> web.Response:
+    data = await _body(request)
+    code = str(data.get("failure_code") or "account_closed")
+    if code not in PAYOUT_FAILURES:
+        raise UserError(
+            400,
+            f"failure_code must be one of {', '.join(PAYOUT_FAILURES)}",
+            {"param": "failure_code"},
+        )
+    payout = _automatic_payout(request)
+    payout._fail(code)
+    return _json(payout._export())
+
+
 async def unregister_webhook(request: web.Request) -> web.Response:
     if not webhooks.unregister_endpoint(request.match_info["id"]):
         raise UserError(404, "No such webhook endpoint")
@@ -478,6 +537,9 @@ def _add_extension_routes(app: web.Application) -> None:
     router.add_post("/_standin/webhooks/drain", drain)
     router.add_post("/_standin/disputes", open_dispute)
     router.add_post("/_standin/disputes/{id}/close", close_dispute)
+    router.add_post("/_standin/payouts", hook_run_payouts)
+    router.add_post("/_standin/payouts/{id}/pay", hook_pay_payout)
+    router.add_post("/_standin/payouts/{id}/fail", hook_fail_payout)
     router.add_post("/_standin/reset", reset)
 
 

@@ -18,9 +18,11 @@ before the stand-in serves anything:
   refund without an amount after a partial one refunds only the remainder;
   ``reason`` is accepted; ``refund.created`` and ``charge.refunded`` events
   are sent;
-* lists: charges, payment intents, refunds and events can be listed by
-  creation time (``created[gte|gt|lte|lt]``), newest first like Stripe, so a
-  reconcile command can page through a window;
+* lists: charges, payment intents, refunds, events, balance transactions and
+  payouts can be listed by creation time (``created[gte|gt|lte|lt]``), newest
+  first like Stripe, so a reconcile command can page through a window;
+  payouts also by ``arrival_date`` and ``status``, balance transactions by
+  ``payout``, ``type``, ``source`` and ``currency``;
 * shapes: ``PaymentIntent.latest_charge`` is an id unless expanded (Stripe's
   shape; localstripe always embeds the charge), with ``amount_received``;
   charges have ``disputed``;
@@ -38,7 +40,7 @@ from localstripe import resources as ls
 from localstripe import webhooks as ls_webhooks
 from localstripe.errors import UserError
 
-from portal.payments.standin import webhooks
+from portal.payments.standin import resources, webhooks
 
 _applied = False
 
@@ -334,10 +336,74 @@ def _lists_by_creation_time() -> None:
             where=[lambda e: type is None or e.type == type],
         )
 
+    def balance_transactions(
+        cls: Any,
+        /,
+        url: str,
+        payout: Any = None,
+        type: Any = None,
+        source: Any = None,
+        currency: Any = None,
+        created: Any = None,
+        limit: Any = None,
+        starting_after: Any = None,
+        **extra: Any,
+    ) -> Any:
+        in_payout = resources.payout_transactions_filter(payout) if payout is not None else None
+        return windowed_list(
+            "balance_transaction",
+            url,
+            limit=limit,
+            starting_after=starting_after,
+            created=created,
+            extra=extra,
+            where=[
+                lambda t: in_payout is None or in_payout(t),
+                lambda t: type is None or t.type == type,
+                lambda t: source is None or t.source == source,
+                lambda t: currency is None or t.currency == currency,
+            ],
+        )
+
+    def payouts(
+        cls: Any,
+        /,
+        url: str,
+        status: Any = None,
+        arrival_date: Any = None,
+        created: Any = None,
+        limit: Any = None,
+        starting_after: Any = None,
+        **extra: Any,
+    ) -> Any:
+        arrival = _created_filter(arrival_date)
+        return windowed_list(
+            "payout",
+            url,
+            limit=limit,
+            starting_after=starting_after,
+            created=created,
+            extra=extra,
+            where=[
+                lambda p: status is None or p.status == status,
+                # Stripe's arrival_date filter has the created filter's shape.
+                lambda p: arrival(_ArrivalAsCreated(p)),
+            ],
+        )
+
+    ls.BalanceTransaction._api_list_all = classmethod(balance_transactions)
     ls.Charge._api_list_all = classmethod(charges)
     ls.Event._api_list_all = classmethod(events)
+    ls.Payout._api_list_all = classmethod(payouts)
     ls.PaymentIntent._api_list_all = classmethod(payment_intents)
     ls.Refund._api_list_all = classmethod(refunds)
+
+
+class _ArrivalAsCreated:
+    """A payout seen through its arrival date, for the ``created``-shaped filter."""
+
+    def __init__(self, payout: Any) -> None:
+        self.created = payout.arrival_date
 
 
 # -- shapes ----------------------------------------------------------------

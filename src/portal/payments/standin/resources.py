@@ -491,3 +491,142 @@ class InjectedEvent(ls.Event):
 
     def _export(self, expand: Any = None) -> Any:
         return dict(self._body)
+
+
+# -- payouts ---------------------------------------------------------------------
+
+# What Stripe's payout failures say (a few of its ``failure_code`` values).
+PAYOUT_FAILURES = {
+    "account_closed": "The bank account has been closed.",
+    "could_not_process": "The bank could not process this payout.",
+    "no_account": "The bank account details on file are probably incorrect.",
+}
+
+
+def _payout_of(txn: Any) -> str | None:
+    """The payout a balance transaction was paid out in (never exported)."""
+    value = getattr(txn, "_payout", None)
+    return value if isinstance(value, str) else None
+
+
+class PayoutTransaction(ls.BalanceTransaction):
+    """A balance transaction localstripe cannot make: a payout or a payout failure."""
+
+    def __init__(self, payout: Any, *, failure: bool) -> None:
+        ls.StripeObject.__init__(self)
+        self.amount = payout.amount if failure else -payout.amount
+        self.available_on = self.created
+        self.currency = payout.currency
+        self.description = "STRIPE PAYOUT FAILURE" if failure else "STRIPE PAYOUT"
+        self.exchange_rate = None
+        self.fee = 0
+        self.fee_details: list[Any] = []
+        self.reporting_category = "payout_reversal" if failure else "payout"
+        self.source = payout.id
+        self.status = "available"
+        self.type = "payout_failure" if failure else "payout"
+        self._payout: str | None = None if failure else payout.id
+
+
+class AutomaticPayout(ls.Payout):
+    """An automatic payout of the available balance of one currency, as Stripe makes daily.
+
+    It sweeps every balance transaction of the currency not yet paid out
+    (charges net of their fees, refunds, earlier payout failures), so its
+    amount is the sum of their ``net``, and it remembers them: ``GET
+    /v1/balance_transactions?payout=po_…`` lists them, with the payout's own
+    transaction, as on Stripe. Only the test hooks create one.
+    """
+
+    def __init__(
+        self, currency: str, transactions: list[Any], arrival_date: int, status: str
+    ) -> None:
+        ls.StripeObject.__init__(self)
+        self.amount = sum(int(t.net) for t in transactions)
+        self.arrival_date = arrival_date
+        self.automatic = True
+        self.currency = currency
+        self.description = "STRIPE PAYOUT"
+        self.destination = "ba_" + ls.random_id(24)
+        self.failure_balance_transaction: str | None = None
+        self.failure_code: str | None = None
+        self.failure_message: str | None = None
+        self.metadata: dict[str, str] = {}
+        self.method = "standard"
+        self.original_payout = None
+        self.reconciliation_status = "completed"
+        self.reversed_by = None
+        self.source_type = "card"
+        self.statement_descriptor = None
+        self.status = status
+        self.type = "bank_account"
+        for txn in transactions:
+            txn._payout = self.id
+        self.balance_transaction = PayoutTransaction(self, failure=False).id
+
+    def _pay(self) -> None:
+        if self.status not in ("pending", "in_transit"):
+            raise _bad(f"Payout {self.id} is {self.status}; only a pending payout can be paid.")
+        self.status = "paid"
+        webhooks.emit("payout.updated", self)
+        webhooks.emit("payout.paid", self)
+
+    def _fail(self, code: str) -> None:
+        """The bank returned the money: it goes back to the balance (a payout failure)."""
+        if self.status not in ("pending", "in_transit", "paid"):
+            raise _bad(f"Payout {self.id} is {self.status}; it cannot fail any more.")
+        self.status = "failed"
+        self.failure_code = code
+        self.failure_message = PAYOUT_FAILURES.get(code, "The payout failed.")
+        self.failure_balance_transaction = PayoutTransaction(self, failure=True).id
+        webhooks.emit("payout.updated", self)
+        webhooks.emit("payout.failed", self)
+
+
+def unpaid_transactions(currency: str | None = None) -> dict[str, list[Any]]:
+    """Balance transactions not yet paid out, oldest first, per currency."""
+    out: dict[str, list[Any]] = {}
+    prefix = ls.BalanceTransaction.object + ":"
+    for key, txn in ls.store.items():
+        if not key.startswith(prefix) or txn.type == "payout" or _payout_of(txn) is not None:
+            continue
+        if txn.status != "available" or (currency is not None and txn.currency != currency):
+            continue
+        out.setdefault(txn.currency, []).append(txn)
+    return out
+
+
+def run_payouts(
+    currency: str | None = None, arrival_date: int | None = None, status: str = "paid"
+) -> list[AutomaticPayout]:
+    """Pay out the available balance, one payout per currency (the test hook)."""
+    if status not in ("paid", "pending", "in_transit"):
+        raise _bad("status must be paid, pending or in_transit", "status")
+    if arrival_date is None:
+        now = int(time.time())
+        arrival_date = now - now % 86400  # today, midnight UTC, as Stripe dates arrivals
+    payouts = []
+    for code, transactions in sorted(unpaid_transactions(currency).items()):
+        if sum(int(t.net) for t in transactions) <= 0:
+            continue  # Stripe pays out positive balances only
+        payout = AutomaticPayout(code, transactions, arrival_date, status)
+        webhooks.emit("payout.created", payout)
+        if status == "paid":
+            webhooks.emit("payout.paid", payout)
+        payouts.append(payout)
+    return payouts
+
+
+def payout_transactions_filter(payout_id: str) -> Any:
+    """The test ``GET /v1/balance_transactions?payout=`` applies, after Stripe's checks."""
+    payout = ls.store.get("payout:" + payout_id)
+    if payout is None:
+        raise UserError(
+            404, f"No such payout: '{payout_id}'", {"code": "resource_missing", "param": "payout"}
+        )
+    if not getattr(payout, "automatic", False):
+        raise _bad(
+            "Balance transaction history can only be filtered on automatic transfers, not manual.",
+            "payout",
+        )
+    return lambda t: _payout_of(t) == payout_id or (t.type == "payout" and t.source == payout_id)

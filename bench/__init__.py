@@ -1,0 +1,1 @@
+"""Benchmark and load scripts; ``bench.load`` is also the driver of the load tests."""

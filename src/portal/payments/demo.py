@@ -1,0 +1,91 @@
+"""Demo payments: two packages bought online by card and the Stripe payout that paid them out.
+
+The payout spans Portland and Austin, so the "Fees and payouts" report shows
+its contents, and each clinic's manager sees their own share. The Stripe ids
+are made up (the local stand-in starts empty at every ``make run``), so these
+two sales cannot be refunded through Stripe.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from portal.catalog import service as catalog
+from portal.catalog.tables import Package
+from portal.demo import DemoIds
+from portal.payments import payouts
+from portal.payments import service as payments
+from portal.payments.gateway import (
+    StripeBalanceTransaction,
+    StripeCharge,
+    StripePayout,
+    StripePayoutItem,
+)
+from portal.payments.standin.patches import stripe_fee
+from portal.payments.tables import Payout
+from portal.sales import service as sales
+from portal.timeutil import utcnow
+
+PACKAGE = "Neuromuscular series — 5 × 60 min"
+BUYERS = [("jordan.lee@demo.clinic", "portland-pearl"), ("priya.shah@demo.clinic", "austin-soco")]
+PAYOUT_ID = "po_demo_1Qx7Portland"
+
+
+async def load_demo(ids: DemoIds) -> None:
+    if await Payout.exists().where(Payout.stripe_payout_id == PAYOUT_ID).run():
+        return
+    package = await Package.select(Package.id).where(Package.name == PACKAGE).first().run()
+    if package is None:
+        return
+    now = utcnow()
+    items: list[StripePayoutItem] = []
+    for n, (email, slug) in enumerate(BUYERS, start=1):
+        client_id, location_id = ids.users.get(email), ids.locations.get(slug)
+        if client_id is None or location_id is None:
+            continue
+        terms = await catalog.quote_package(int(package["id"]), location_id, now, online=True)
+        sale_id = await sales.create_pending_sale(
+            client_id, terms, channel=sales.ONLINE, payment_method="card"
+        )
+        fee = stripe_fee(terms.total_cents)
+        txn = StripeBalanceTransaction(
+            id=f"txn_demo_{n}",
+            amount=terms.total_cents,
+            fee=fee,
+            net=terms.total_cents - fee,
+            currency=terms.currency.lower(),
+            status="available",
+            available_on=now,
+        )
+        charge = StripeCharge(
+            id=f"ch_demo_{n}", amount=terms.total_cents, amount_refunded=0,
+            currency=terms.currency.lower(), status="succeeded", paid=True, refunded=False,
+            disputed=False, payment_intent_id=f"pi_demo_{n}", balance_transaction_id=txn.id,
+            balance_transaction=txn, created=now, metadata={"sale_id": str(sale_id)},
+        )  # fmt: skip
+        await payments.record_stripe_payment(
+            sale_id,
+            payment_intent_id=f"pi_demo_{n}",
+            amount_cents=terms.total_cents,
+            charge=charge,
+            occurred_at=now,
+        )
+        items.append(
+            StripePayoutItem(
+                id=txn.id, type="charge", amount=txn.amount, fee=fee, net=txn.net,
+                currency=txn.currency, created=now, description=terms.name,
+                source_id=charge.id, charge=charge,
+            )
+        )  # fmt: skip
+    if not items:
+        return
+    payout = StripePayout(
+        id=PAYOUT_ID,
+        amount=sum(item.net for item in items),
+        currency=items[0].currency,
+        status=payouts.PAID,
+        arrival_date=(now - timedelta(hours=12)).date(),
+        created=now,
+        automatic=True,
+    )
+    await payouts.record_payout(payout, items)
