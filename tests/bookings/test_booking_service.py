@@ -315,3 +315,31 @@ async def test_twenty_concurrent_bookings_for_the_last_credit(clinic):
     counts = await sales.session_counts(clinic.sale_id)
     assert counts.held == 1 and counts.available == 0
     assert await Appointment.count().run() == 1
+
+
+async def test_any_therapist_slot_taken_meanwhile_is_a_conflict_not_a_validation_error(clinic):
+    """The only therapist working at 10:00 is booked by someone else between the
+    search and the click; a colleague on time off then must not turn the answer
+    into "no therapist is free … outside working hours"."""
+    from portal.auth.service import CLIENT, CurrentUser
+    from portal.timeutil import utcnow
+    from tests import factories
+    from tests.bookings.conftest import give_package
+
+    day = future_day()
+    colleague = await add_therapist("Colin", clinic.location_id, clinic.service_id)
+    await TimeOff.insert(
+        TimeOff(therapist=colleague, starts_at=ny(day, 9), ends_at=ny(day, 12),
+                reason="Course", created_at=utcnow())
+    ).run()  # fmt: skip
+    other = await factories.make_user(CLIENT)
+    await give_package(other.id, clinic.location_id, clinic.service_id)
+    await bookings.book(
+        CurrentUser(other.id, other.email, "", CLIENT, frozenset()), client_id=other.id,
+        location_id=clinic.location_id, service_id=clinic.service_id, start_at=ny(day, 10),
+    )  # fmt: skip
+    with pytest.raises(bookings.SlotTaken):
+        await bookings.book(
+            clinic.as_client(), client_id=clinic.client.id, location_id=clinic.location_id,
+            service_id=clinic.service_id, start_at=ny(day, 10),
+        )  # fmt: skip

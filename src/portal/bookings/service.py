@@ -597,8 +597,10 @@ async def _book_first_free(
         if therapist_id is not None:
             raise SlotTaken()
         taken = True
-    if taken and all("already booked" in r for r in reasons):
-        raise SlotTaken(" ".join(dict.fromkeys(reasons)))
+    if taken:
+        # Someone who works then was free for this time until another booking took
+        # it: that is the answer, whatever kept the other therapists away.
+        raise SlotTaken(" ".join(dict.fromkeys(r for r in reasons if "already booked" in r)))
     if therapist_id is not None and reasons:
         raise ValidationFailed({"start": " ".join(reasons)})
     detail = " ".join(list(dict.fromkeys(reasons))[:2])
