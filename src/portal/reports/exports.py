@@ -71,7 +71,7 @@ def _csv_cell(value: Any) -> Any:
 
 
 _FORMULA_START = frozenset("=+-@\t\r")
-_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+_NUMBER = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")  # ASCII digits only, as copy_csv.cell()
 
 
 async def csv_stream(

@@ -31,6 +31,7 @@ from portal.reports.periods import (
     next_month,
     offset_segments,
 )
+from portal.reports.sql import concurrently as concurrently  # for the controllers
 from portal.web.pagination import decode_cursor, encode_cursor
 
 # Journal entry kinds as the liability report classifies them. Whatever else

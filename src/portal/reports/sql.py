@@ -7,7 +7,7 @@ these helpers keep the dialect differences in one place.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,6 +69,14 @@ def in_list(values: Sequence[Any]) -> tuple[str, list[Any]]:
 async def fetch(sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = await JournalLine.raw(sql, *args).run()
     return rows
+
+
+async def concurrently(*calls: Awaitable[Any]) -> list[Any]:
+    """Independent report computations: together on PostgreSQL's pool, in turn otherwise."""
+    engine = db.current_engine()
+    if db.is_sqlite(engine) or engine.transaction_exists():
+        return [await call for call in calls]
+    return list(await asyncio.gather(*calls))
 
 
 async def fetch_all(*queries: tuple[str, Sequence[Any]]) -> list[list[dict[str, Any]]]:
