@@ -668,6 +668,106 @@ def targets(r: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def markdown(r: dict[str, Any]) -> str:
+    """The results as the table in bench/README.md."""
+    lines = [
+        "| measurement | result | target | met |",
+        "|---|---:|---|:---:|",
+    ]
+    t = r["targets"]
+
+    def row(name: str, value: str, target: str, key: str | None = None) -> None:
+        met = "" if key is None else ("yes" if t[key] else "**no**")
+        lines.append(f"| {name} | {value} | {target} | {met} |")
+
+    for name, page in r["list_pages"].items():
+        deep = f"page_{DEEP_PAGE}"
+        row(
+            f"{name} list, page 1",
+            f"{page['page_1']['median_ms']} ms",
+            "≤ 10 ms",
+            f"{name} page_1 ≤ 10 ms",
+        )
+        row(
+            f"{name} list, page {page['deep_page_number']:,}",
+            f"{page[deep]['median_ms']} ms",
+            "≤ 10 ms",
+            f"{name} {deep} ≤ 10 ms",
+        )
+        row(
+            f"{name} list, filtered",
+            f"{page['filtered']['median_ms']} ms",
+            "≤ 10 ms",
+            f"{name} filtered ≤ 10 ms",
+        )
+        row(
+            f"{name} list, deep ÷ first",
+            f"{page['deep_over_first']}",
+            "≤ 1.2",
+            f"{name} deep ÷ first ≤ 1.2",
+        )
+    th = r["throughput"]
+    row(
+        "first payments page, 8 connections",
+        f"{th['payments_page_rps_8_connections']} views/s",
+        "≥ 300",
+        "payments page ≥ 300 views/s",
+    )
+    rep = r["reports"]
+    for name in ("payments", "liability"):
+        row(
+            f"{name} report, {rep['year']}, all locations",
+            f"{rep[name]['portal_ms']:,.0f} ms vs {rep[name]['direct_sql_ms']:,.0f} ms in SQL "
+            f"= {rep[name]['ratio']}",
+            "≤ 1.2",
+            f"{name} report ÷ SQL ≤ 1.2",
+        )
+    for name in ("revenue", "trial_balance", "reports_dashboard"):
+        row(
+            f"{name.replace('_', ' ')} page, {rep['year']}",
+            f"{rep[name]['portal_ms']:,.0f} ms",
+            "recorded",
+        )
+    csv = r["downloads"]["payments_csv_all"]
+    row(
+        f"payments CSV, {csv['rows']:,} rows",
+        f"{csv['rows_per_second']:,} rows/s",
+        "≥ 100,000 rows/s",
+        "CSV ≥ 100,000 rows/s",
+    )
+    row(
+        "payments CSV, server memory growth",
+        f"{csv['server_memory_growth_mib']} MiB",
+        "< 100 MB",
+        "CSV memory growth < 100 MB",
+    )
+    journal = r["downloads"]["journal_csv_month"]
+    row(
+        f"journal CSV (a month), {journal['rows']:,} rows",
+        f"{journal['rows_per_second']:,} rows/s",
+        "recorded",
+    )
+    ss, bc = r["slot_search"], r["booking_contention"]
+    row(
+        "free-slot search, a week at the busiest location",
+        f"median {ss['week_median_ms']} ms, p99 {ss['week_p99_ms']} ms",
+        "recorded",
+    )
+    row(
+        f"booking, {bc['contenders_per_slot']} clients per slot × {bc['slots']} slots",
+        f"median {bc['median_ms']} ms, p99 {bc['p99_ms']} ms, {bc['successful_bookings']} booked",
+        "one per slot",
+    )
+    row(
+        "dashboard ÷ bare route (req/s)",
+        f"{th['dashboard_rps']} ÷ {th['bare_rps']} = {th['dashboard_over_bare']}",
+        "recorded",
+    )
+    top = ", ".join(f"{a['area']} {a['share']:.0%}" for a in r["dashboard_profile"][:3])
+    row("dashboard profile, top three", top, "named")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     default_url = os.environ.get("BENCH_DATABASE_URL", generate.DEFAULT_URL)
@@ -678,14 +778,22 @@ def main() -> None:
     p.add_argument("--report-requests", type=int, default=5)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--out", default=str(HERE / "results.json"))
+    p.add_argument(
+        "--table-only", action="store_true", help="print the table of an earlier --out and stop"
+    )
     args = p.parse_args()
+    if args.table_only:
+        print(markdown(json.loads(Path(args.out).read_text())))
+        return
     generated = None
     if not args.skip_generate:
         gen_args = argparse.Namespace(database_url=args.database_url, scale=args.scale, seed=7)
         generated = asyncio.run(generate.generate(gen_args))
     results = asyncio.run(measure(args, generated))
     Path(args.out).write_text(json.dumps(results, indent=2, default=str) + "\n")
-    print(f"\nresults written to {args.out}")
+    print(f"\nresults written to {args.out}\n")
+    print(markdown(results))
+    print()
     for name, ok in results["targets"].items():
         print(f"  {'met ' if ok else 'MISS'}  {name}")
 

@@ -19,6 +19,7 @@ from datetime import date
 from typing import Any
 
 from litestar.exceptions import NotFoundException, PermissionDeniedException
+from piccolo.query import WhereRaw
 
 from portal import db
 from portal.audit import service as audit
@@ -88,10 +89,9 @@ async def ensure_can_read_client(actor: CurrentUser, client_id: int) -> None:
     if actor.role == CLIENT and actor.id == client_id:
         return
     if actor.role == MANAGER:
+        # Three index probes by client id, however many clients the locations have.
         found = (
-            await User.exists()
-            .where((User.id == client_id) & _of_locations(actor.location_ids))
-            .run()
+            await User.exists().where((User.id == client_id) & _tied_to(actor.location_ids)).run()
         )
         if found:
             return
@@ -108,26 +108,65 @@ def client_scope(actor: CurrentUser) -> frozenset[int] | None:
     raise PermissionDeniedException("You do not have access to the client list.")
 
 
-def _of_locations(location_ids: frozenset[int]) -> Any:
-    """``User`` rows that are clients of any of ``location_ids`` (a WHERE clause)."""
-    # Bookings and sales build on clients; the tables are read here, not their rules.
-    from portal.bookings.tables import Appointment
-    from portal.sales.tables import Sale
+# A manager's clients are ``app_user`` rows with a preference, a purchase (not an
+# abandoned one) or an appointment at one of their locations. Bookings and sales
+# build on clients: their tables are read here, not their rules. The list walks
+# clients by name, so a page costs the rows walked until 50 match. Two forms of
+# the same condition, giving the same rows:
+#
+# * per client, ``_tied_to``: one EXISTS over three index probes by (location,
+#   client), so a page costs the same however many purchases, appointments and
+#   clients the locations have. One EXISTS over UNION ALL rather than three
+#   OR'ed ones: PostgreSQL turns OR'ed EXISTS back into hashing every row of the
+#   locations on each page, as if the walk had no LIMIT.
+# * the locations' client set, ``_among``: read whole and sorted. Used when the
+#   locations have fewer than SCOPE_SET_ROWS rows, where walking by name would
+#   pass most clients (a new location's empty list walks every client) and
+#   reading the set costs a few milliseconds.
+SCOPE_SET_ROWS = 10_000
 
-    ids = list(location_ids) or [-1]
-    return (
-        User.id.is_in(
-            Sale.select(Sale.client).where(Sale.location.is_in(ids) & (Sale.status != "cancelled"))
-        )
-        | User.id.is_in(
-            Appointment.select(Appointment.client).where(Appointment.location.is_in(ids))
-        )
-        | User.id.is_in(
-            ClientProfile.select(ClientProfile.user).where(
-                ClientProfile.preferred_location.is_in(ids)
-            )
-        )
-    )
+
+def _ties(location_ids: frozenset[int], client: str | None) -> tuple[str, list[Any]]:
+    """SQL for the client ids tied to the locations; ``client`` correlates each part."""
+    ids: list[Any] = sorted(location_ids) or [-1]
+    marks = ", ".join("{}" for _ in ids)
+    parts: list[tuple[str, str, str, list[Any]]] = [
+        ('"user"', "client_profile", f"preferred_location IN ({marks})", ids),
+        ("client", "sale", f"location IN ({marks}) AND status <> {{}}", [*ids, "cancelled"]),
+        ("client", "appointment", f"location IN ({marks})", ids),
+    ]
+    sql: list[str] = []
+    args: list[Any] = []
+    for column, table, condition, values in parts:
+        if client is None:
+            sql.append(f"SELECT {column} FROM {table} WHERE {condition}")
+        else:
+            sql.append(f"SELECT 1 FROM {table} WHERE {column} = {client} AND {condition}")
+        args.extend(values)
+    return " UNION ALL ".join(sql), args
+
+
+def _tied_to(location_ids: frozenset[int]) -> WhereRaw:
+    """``User`` rows that are clients of any of ``location_ids``, probed per client."""
+    sql, args = _ties(location_ids, '"app_user"."id"')
+    return WhereRaw(f"EXISTS ({sql})", *args)
+
+
+def _among(location_ids: frozenset[int]) -> WhereRaw:
+    """The same rows as :func:`_tied_to`, as the locations' set of client ids."""
+    sql, args = _ties(location_ids, None)
+    return WhereRaw(f'"app_user"."id" IN ({sql})', *args)
+
+
+async def _of_locations(location_ids: frozenset[int]) -> WhereRaw:
+    """The WHERE clause of the clients of ``location_ids`` for a list page."""
+    sql, args = _ties(location_ids, None)
+    rows = await User.raw(
+        f"SELECT count(*) AS n FROM ({sql} LIMIT {SCOPE_SET_ROWS}) AS ties", *args
+    ).run()
+    if rows[0]["n"] < SCOPE_SET_ROWS:
+        return _among(location_ids)
+    return _tied_to(location_ids)
 
 
 # -- profile ----------------------------------------------------------------------
@@ -494,8 +533,31 @@ async def list_clients(
     query = User.select(User.id, User.email, User.name, User.active, User.created_at).where(
         User.role == CLIENT
     )
-    if scope is not None:
-        query = query.where(_of_locations(scope))
+    prefers: WhereRaw | None = None
+    if location_id is not None:
+        # Clients by their preferred location: planned from client_profile's statistics
+        # (walk by name and probe, or read the location's clients and sort).
+        prefers = WhereRaw(
+            'EXISTS (SELECT 1 FROM client_profile WHERE "user" = "app_user"."id"'
+            " AND preferred_location = {})",
+            location_id,
+        )
+    if scope is not None and location_id is None:
+        query = query.where(await _of_locations(scope))
+    elif scope is not None and location_id not in scope:
+        # Another location's clients who are also the manager's: read the clients
+        # preferring it first and probe each (GROUP BY keeps PostgreSQL from walking
+        # every client by name instead: it cannot know how few of them are the
+        # manager's). Preferring one of the manager's own locations already makes a
+        # client theirs, so that filter needs no scope check.
+        query = query.where(_tied_to(scope))
+        prefers = WhereRaw(
+            '"app_user"."id" IN (SELECT "user" FROM client_profile'
+            ' WHERE preferred_location = {} GROUP BY "user")',
+            location_id,
+        )
+    if prefers is not None:
+        query = query.where(prefers)
     if status == "active":
         query = query.where(User.active == True)  # noqa: E712
     elif status == "inactive":
@@ -503,14 +565,6 @@ async def list_clients(
     if search:
         pattern = f"%{search}%"
         query = query.where(User.email.ilike(pattern) | User.name.ilike(pattern))
-    if location_id is not None:
-        query = query.where(
-            User.id.is_in(
-                ClientProfile.select(ClientProfile.user).where(
-                    ClientProfile.preferred_location == location_id
-                )
-            )
-        )
     if intake == "done":
         query = query.where(User.id.is_in(ClientIntake.select(ClientIntake.client)))
     elif intake == "missing":
