@@ -343,3 +343,13 @@ async def test_any_therapist_slot_taken_meanwhile_is_a_conflict_not_a_validation
             clinic.as_client(), client_id=clinic.client.id, location_id=clinic.location_id,
             service_id=clinic.service_id, start_at=ny(day, 10),
         )  # fmt: skip
+
+
+def test_two_bookings_deadlocking_on_the_exclusion_constraints_is_a_taken_slot():
+    """PostgreSQL can abort one of two colliding inserts with a deadlock instead of an
+    exclusion violation; the booking must say "taken", not fail with a server error."""
+    import asyncpg
+
+    assert bookings._is_overlap_violation(asyncpg.exceptions.DeadlockDetectedError("deadlock"))
+    assert bookings._is_overlap_violation(asyncpg.exceptions.ExclusionViolationError("overlap"))
+    assert not bookings._is_overlap_violation(asyncpg.exceptions.UniqueViolationError("other"))

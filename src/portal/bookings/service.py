@@ -109,10 +109,27 @@ class Slot:
 
 
 def _is_overlap_violation(exc: BaseException) -> bool:
+    """The database refused the appointment because another one holds the time.
+
+    On PostgreSQL two bookings that collide on an exclusion constraint can
+    each see the other's uncommitted row and wait for it (the same therapist
+    booked into two rooms at once, say); PostgreSQL then aborts one of them
+    with a deadlock. The survivor holds the time, so for the one aborted it is
+    the same answer: the slot has just been taken.
+    """
     if isinstance(exc, sqlite3.IntegrityError):
         return "appointment_overlap" in str(exc)
     asyncpg = sys.modules.get("asyncpg")
-    return bool(asyncpg is not None and isinstance(exc, asyncpg.exceptions.ExclusionViolationError))
+    return bool(
+        asyncpg is not None
+        and isinstance(
+            exc,
+            (
+                asyncpg.exceptions.ExclusionViolationError,
+                asyncpg.exceptions.DeadlockDetectedError,
+            ),
+        )
+    )
 
 
 # -- reading -----------------------------------------------------------------------------
