@@ -458,13 +458,16 @@ async def slots_and_booking(url: str, n: int) -> dict[str, Any]:
             f"{len(slots)} free choices",
             flush=True,
         )
-        # 20 distinct free start times; 8 clients with a usable credit race for each.
-        starts = sorted({s.start for s in slots})[::7][:20]
+        # 20 free (therapist, start) pairs; 8 clients ask for each therapist at that time.
+        firsts: dict[datetime, Any] = {}
+        for slot in slots:
+            firsts.setdefault(slot.start, slot)
+        starts = [firsts[start] for start in sorted(firsts)][::7][:20]
         contenders = await clients_with_credit(url, busiest, 8 * len(starts))
         latencies: list[float] = []
         winners = 0
 
-        async def attempt(client_id: int, start: datetime) -> bool:
+        async def attempt(client_id: int, slot: Any) -> bool:
             actor = CurrentUser(
                 id=client_id, email="", name="", role=CLIENT, location_ids=frozenset()
             )
@@ -475,7 +478,8 @@ async def slots_and_booking(url: str, n: int) -> dict[str, Any]:
                     client_id=client_id,
                     location_id=busiest,
                     service_id=1,
-                    start_at=start,
+                    start_at=slot.start,
+                    therapist_id=slot.therapist_id,
                     notify_client=False,
                 )
                 ok = True
@@ -484,9 +488,9 @@ async def slots_and_booking(url: str, n: int) -> dict[str, Any]:
             latencies.append((time.perf_counter() - began) * 1000)
             return ok
 
-        for i, start in enumerate(starts):
+        for i, slot in enumerate(starts):
             group = contenders[i * 8 : (i + 1) * 8]
-            results = await asyncio.gather(*(attempt(c, start) for c in group))
+            results = await asyncio.gather(*(attempt(c, slot) for c in group))
             winners += sum(results)
         booking = {
             "slots": len(starts),

@@ -408,3 +408,32 @@ async def test_keyset_walk_interleaves_payments_and_refunds(db):
     for batch in (1, 2, 3, 4):
         walked = [(x.kind, x.id) async for x in service.iter_payment_lines(f, batch=batch)]
         assert walked == everything, batch
+
+
+@pytest.mark.parametrize("grouping", ["week", "month"])
+async def test_week_and_month_buckets_equal_the_days_they_hold(db, grouping):
+    """Weeks and months are summed by the database from bucket bounds converted once
+    per location; they must equal the local days added up, across both clock changes,
+    a period starting mid-week and mid-month, two zones, and refunds."""
+    from portal.reports.periods import bucket_start
+
+    la = await factories.make_location(timezone="America/Los_Angeles")
+    ny = await factories.make_location(timezone="America/New_York", tax_rate_bp=825)
+    client = await factories.make_user(CLIENT)
+    rng = random.Random(11)
+    start = utc(2026, 2, 20)
+    for n in range(60):
+        at = start + timedelta(hours=rng.randrange(0, 24 * 280), minutes=rng.randrange(60))
+        loc = la if n % 2 else ny
+        sale = await helpers.make_sale(loc, client.id, at=at, net=1000 + n, sessions=3)
+        if n % 7 == 0:
+            await helpers.refund(sale, 1, 300, at=at + timedelta(days=rng.randrange(1, 30)))
+    f = await _filters(start="2026-03-04", end="2026-11-18", group=grouping)
+    by_bucket = await service.payment_summary(f)
+    days = await service._payment_days(f)  # one row per local day
+    expected = service._bucketed(f, days, grouping)
+    assert [(r.start, r.location.id, r.totals) for r in by_bucket.rows] == [
+        (r.start, r.location.id, r.totals) for r in expected
+    ]
+    assert len(by_bucket.rows) > 10
+    assert all(bucket_start(r.start, grouping) <= r.start for r in by_bucket.rows)

@@ -20,6 +20,8 @@ from portal.ledger.service import ACCOUNTS, ASSET, EXPENSE
 from portal.reports import sql
 from portal.reports.filters import ALL, FAILED, PENDING, SUCCEEDED, Filters, Loc
 from portal.reports.periods import (
+    DAY,
+    EPOCH_DAY,
     SECONDS_PER_DAY,
     Period,
     bounds,
@@ -27,6 +29,7 @@ from portal.reports.periods import (
     bucket_label,
     bucket_start,
     day_from_number,
+    local_midnight,
     month_starts,
     next_month,
     offset_segments,
@@ -235,15 +238,60 @@ async def _location_clause(f: Filters, column: str) -> tuple[str, list[Any]]:
     return f" AND {column} IN {marks}", args
 
 
+def _bucket_segments(f: Filters, grouping: str) -> tuple[str, list[Any], datetime, datetime]:
+    """The ``seg(loc, lo, hi, bucket)`` CTE: each location's weeks or months of the period.
+
+    Each row is one bucket in UTC (its local midnights converted once), keyed
+    by the local day number of its first day in the period. Rows are matched
+    to buckets by a range join, with no time-zone arithmetic per row, and the
+    database groups them into a few hundred buckets instead of a row per day.
+    """
+    rows: list[tuple[int, datetime, datetime, int]] = []
+    for loc in f.locations:
+        first = f.period.start
+        while first <= f.period.end:
+            last = min(bucket_end(bucket_start(first, grouping), grouping), f.period.end)
+            rows.append(
+                (
+                    loc.id,
+                    local_midnight(loc.timezone, first),
+                    local_midnight(loc.timezone, last + timedelta(days=1)),
+                    (first - EPOCH_DAY).days,
+                )
+            )
+            first = last + timedelta(days=1)
+    cte, args = sql.values_cte(
+        "seg", [("loc", "int"), ("lo", "ts"), ("hi", "ts"), ("bucket", "int")], rows
+    )
+    overall_lo = min((r[1] for r in rows), default=datetime(1970, 1, 1, tzinfo=UTC))
+    overall_hi = max((r[2] for r in rows), default=datetime(1970, 1, 1, tzinfo=UTC))
+    return cte, args, overall_lo, overall_hi
+
+
 async def _payment_days(
-    f: Filters, *, status: str | None = None, stripe_only: bool = False, with_filters: bool = True
+    f: Filters,
+    *,
+    status: str | None = None,
+    stripe_only: bool = False,
+    with_filters: bool = True,
+    grouping: str = DAY,
 ) -> dict[tuple[int, str, int], Totals]:
-    """(location, currency, local day number) → totals of payments and refunds."""
+    """(location, currency, local day number) → totals of payments and refunds.
+
+    With ``grouping`` week or month the day number is the first day of each
+    bucket (within the period), which ``_bucketed`` files under the same bucket.
+    """
     status = status or f.status
     out: dict[tuple[int, str, int], Totals] = defaultdict(Totals)
     if not f.locations:
         return out
-    cte, seg_args, lo, hi = _segments(f)
+    if grouping == DAY:
+        cte, seg_args, lo, hi = _segments(f)
+        p_day = sql.local_day(_time_columns(status)[0], "seg.off")
+        r_day = sql.local_day(_time_columns(status)[1], "seg.off")
+    else:
+        cte, seg_args, lo, hi = _bucket_segments(f, grouping)
+        p_day = r_day = "seg.bucket"
     p_time, r_time = _time_columns(status)
     p_status, r_status = _status_clauses(status)
     extra, extra_args = _payment_extra(f) if with_filters else ("", [])
@@ -257,7 +305,7 @@ async def _payment_days(
     payments = await sql.fetch(
         f"WITH {cte} "
         f"SELECT s.location AS loc, p.currency AS currency, "
-        f"{sql.local_day(p_time, 'seg.off')} AS day, "
+        f"{p_day} AS day, "
         f"COUNT(*) AS n, SUM(p.amount_cents) AS gross, SUM({PAYMENT_TAX}) AS tax, "
         f"SUM(COALESCE(p.fee_cents, 0)) AS fee "
         f"FROM payment p JOIN sale s ON s.id = p.sale "
@@ -277,7 +325,7 @@ async def _payment_days(
     refunds = await sql.fetch(
         f"WITH {cte} "
         f"SELECT s.location AS loc, r.currency AS currency, "
-        f"{sql.local_day(r_time, 'seg.off')} AS day, "
+        f"{r_day} AS day, "
         f"COUNT(*) AS n, SUM(r.amount_cents) AS refunded, SUM({REFUND_TAX}) AS tax "
         f"FROM refund r JOIN payment p ON p.id = r.payment JOIN sale s ON s.id = r.sale "
         f"JOIN seg ON seg.loc = s.location AND {r_time} >= seg.lo AND {r_time} < seg.hi "
@@ -300,7 +348,7 @@ class PaymentSummary:
 
 
 async def payment_summary(f: Filters) -> PaymentSummary:
-    rows = _bucketed(f, await _payment_days(f), f.grouping)
+    rows = _bucketed(f, await _payment_days(f, grouping=f.grouping), f.grouping)
     return PaymentSummary(rows=rows, totals=_by_currency(rows))
 
 
@@ -952,7 +1000,11 @@ async def _therapist_names(ids: set[int]) -> dict[int, str]:
 
 async def fees(f: Filters) -> PaymentSummary:
     """Stripe fees of succeeded card payments, per bucket and location."""
-    rows = _bucketed(f, await _payment_days(f, status=SUCCEEDED, stripe_only=True), f.grouping)
+    rows = _bucketed(
+        f,
+        await _payment_days(f, status=SUCCEEDED, stripe_only=True, grouping=f.grouping),
+        f.grouping,
+    )
     return PaymentSummary(rows=rows, totals=_by_currency(rows))
 
 
