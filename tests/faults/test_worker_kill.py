@@ -171,8 +171,14 @@ async def test_front_desk_sales_survive_a_killed_worker(
             forms.append(fields)
         assert len({f["request_key"] for f in forms}) == FRONT_DESK_SALES
 
-        async def send(fields: dict[str, str]) -> int | None:
-            """The sale the answer names, or None when the answer never came."""
+        async def send(fields: dict[str, str], n: int) -> int | None:
+            """The sale the answer names, or None when the answer never came.
+
+            The forms go out 25 ms apart, so that when the first answer arrives
+            and the worker is killed, later ones are still on their way (sent
+            at once, a fast machine answers all sixteen before the kill lands).
+            """
+            await asyncio.sleep(n * 0.025)
             try:
                 response = await http.post("/sales", data=fields)
             except httpx.TransportError:
@@ -182,7 +188,7 @@ async def test_front_desk_sales_survive_a_killed_worker(
             assert match, response.headers["location"]
             return int(match.group(1))
 
-        tasks = [asyncio.create_task(send(fields)) for fields in forms]
+        tasks = [asyncio.create_task(send(fields, n)) for n, fields in enumerate(forms)]
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         server.kill()  # the others are in flight
         first = await asyncio.gather(*tasks)
@@ -196,7 +202,7 @@ async def test_front_desk_sales_survive_a_killed_worker(
 
         server.start()
         # The browser resends what got no answer; the impatient clerk resends the rest.
-        again = [await send(fields) for fields in forms]
+        again = [await send(fields, 0) for fields in forms]
 
     assert all(sale is not None for sale in again)
     for i, sale_id in answered.items():
