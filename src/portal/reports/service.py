@@ -229,13 +229,14 @@ REFUND_TAX = (
 )
 
 
-async def _location_clause(f: Filters, column: str) -> tuple[str, list[Any]]:
-    """`` AND <column> IN (…)`` when at most a quarter of all locations are chosen, else ""."""
+async def _location_clauses(f: Filters, *columns: str) -> list[tuple[str, list[Any]]]:
+    """`` AND <column> IN (…)`` per column when at most a quarter of all locations are
+    chosen, else "" (one count of the locations for all the columns)."""
     rows = await sql.fetch("SELECT COUNT(*) AS n FROM location", [])
     if len(f.location_ids) * 4 > sql.as_int(rows[0]["n"]):
-        return "", []
+        return [("", []) for _ in columns]
     marks, args = sql.in_list(f.location_ids)
-    return f" AND {column} IN {marks}", args
+    return [(f" AND {column} IN {marks}", list(args)) for column in columns]
 
 
 def _bucket_segments(f: Filters, grouping: str) -> tuple[str, list[Any], datetime, datetime]:
@@ -301,7 +302,7 @@ async def _payment_days(
     # let PostgreSQL use the sale's location index when few are chosen, and left
     # out for most or all of them, where it would make the planner read every
     # sale through that index instead of scanning the table once.
-    locs, loc_args = await _location_clause(f, "s.location")
+    ((locs, loc_args),) = await _location_clauses(f, "s.location")
     payments = await sql.fetch(
         f"WITH {cte} "
         f"SELECT s.location AS loc, p.currency AS currency, "
@@ -632,8 +633,9 @@ async def liability(f: Filters) -> list[Liability]:
     if not f.locations:
         return []
     cte, args = _bounds_cte(_zones(f), f.period)
-    jl_locs, jl_loc_args = await _location_clause(f, "jl.location")
-    sale_locs, sale_loc_args = await _location_clause(f, "s.location")
+    (jl_locs, jl_loc_args), (sale_locs, sale_loc_args) = await _location_clauses(
+        f, "jl.location", "s.location"
+    )
     results: dict[tuple[int, str], Liability] = {}
     names = {loc.id: loc for loc in f.locations}
 

@@ -80,17 +80,10 @@ async def concurrently(*calls: Awaitable[Any]) -> list[Any]:
 
 
 async def fetch_all(*queries: tuple[str, Sequence[Any]]) -> list[list[dict[str, Any]]]:
-    """Several independent aggregates: at once on PostgreSQL's pool, one by one otherwise.
-
-    A report's queries each scan a different table; run side by side on their
-    own pooled connections, the report takes as long as its slowest query
-    rather than their sum. Inside a transaction (one connection) and on
-    SQLite they run in turn.
-    """
-    engine = db.current_engine()
-    if db.is_sqlite(engine) or engine.transaction_exists() or len(queries) < 2:
-        return [await fetch(q, args) for q, args in queries]
-    return list(await asyncio.gather(*(fetch(q, args) for q, args in queries)))
+    """Several independent aggregates, each scanning its own table: side by side on
+    PostgreSQL's pool (the report takes as long as its slowest query rather than
+    their sum), in turn on SQLite and inside a transaction."""
+    return await concurrently(*(fetch(q, args) for q, args in queries))
 
 
 def as_datetime(value: Any) -> datetime | None:
