@@ -40,11 +40,21 @@ ACCOUNTS: dict[str, tuple[str, str]] = {
     "stripe_clearing": ("Stripe clearing", ASSET),
     "cash_on_hand": ("Cash and in-clinic payments", ASSET),
     "bank": ("Bank account (Stripe payouts)", ASSET),
+    # Money Stripe withdrew when a dispute opened, until the dispute closes.
+    "disputed_funds": ("Funds held in disputes", ASSET),
+    # What other locations owe this one for sessions it gave on their sales.
+    "due_from_locations": ("Due from other locations", ASSET),
     "deferred_revenue": ("Deferred revenue (sessions sold, not yet given)", LIABILITY),
     "tax_payable": ("Sales tax payable", LIABILITY),
+    # What this location owes others for sessions they gave on its sales.
+    "due_to_locations": ("Due to other locations", LIABILITY),
     "service_revenue": ("Service revenue", REVENUE),
     "breakage_revenue": ("Breakage revenue (expired packages)", REVENUE),
+    # Contra-revenue (debit balance): money given back, by refund or lost
+    # chargeback, for sessions that had already been given or forfeited.
+    "revenue_reversals": ("Refunds and chargebacks of given sessions", REVENUE),
     "processing_fees": ("Payment processing fees", EXPENSE),
+    "dispute_fees": ("Dispute fees", EXPENSE),
     "dispute_losses": ("Dispute losses", EXPENSE),
 }
 
