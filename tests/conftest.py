@@ -13,7 +13,9 @@ loud line; with ``CI=true`` it is a failure.
 from __future__ import annotations
 
 import os
+import asyncio
 import re
+import secrets
 import shutil
 import sys
 from collections.abc import AsyncIterator
@@ -43,8 +45,11 @@ from tests import factories
 pytest_plugins = ["tests.stripe_standin"]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# One database name per run (and ``<name>_load`` etc. beside it), dropped at the
+# end: two runs on one machine (a developer's and CI's) never share tables.
+RUN_DATABASE = f"portal_test_{os.getpid()}_{secrets.token_hex(3)}"
 TEST_DATABASE_URL = os.environ.get(
-    "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/portal_test"
+    "TEST_DATABASE_URL", f"postgresql://postgres@127.0.0.1:5432/{RUN_DATABASE}"
 )
 TEST_SECRET = "test-secret-key-for-the-portal-suite-0123456789"
 
@@ -82,6 +87,35 @@ class Database:
     template: Path | None = None
     workdir: Path | None = None
     counter: int = 0
+
+
+async def _drop_run_databases(url: str) -> None:
+    import asyncpg
+
+    match = re.match(r"^(postgres(?:ql)?://[^/]*)/([^?]+)", url)
+    if not match:
+        return
+    server, name = match.groups()
+    try:
+        conn = await asyncpg.connect(f"{server}/postgres", timeout=5)
+    except Exception:
+        return
+    try:
+        names = await conn.fetch(
+            "SELECT datname FROM pg_database WHERE datname = $1 OR datname LIKE $2",
+            name,
+            name.replace("_", "\\_") + "\\_%",
+        )
+        for row in names:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Drop this run's databases (only the ones named for this run)."""
+    if "TEST_DATABASE_URL" not in os.environ:
+        asyncio.run(_drop_run_databases(TEST_DATABASE_URL))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
