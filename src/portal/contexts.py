@@ -21,6 +21,7 @@ CONTEXTS = [
     "locations",
     "auth",
     "audit",
+    "onetime",
     "users",
     "email",
     "dashboard",

@@ -64,6 +64,10 @@ class Refund(Table, tablename="refund"):
     created_by = ForeignKey(references=User, on_delete=OnDelete.restrict, null=True)
     created_at = Timestamptz()
     completed_at = Timestamptz(null=True, default=None, index=True)
+    # The tax given back by this refund: the tax of the sale's cumulative
+    # refunded amount minus what earlier refunds gave back, so the refunds of
+    # a sale never return more tax than was collected (set when it completes).
+    tax_cents = BigInt(default=0)
 
 
 class Dispute(Table, tablename="dispute"):
@@ -80,6 +84,11 @@ class Dispute(Table, tablename="dispute"):
     outcome = Varchar(length=20, default="")  # won | lost
     created_at = Timestamptz()
     closed_at = Timestamptz(null=True, default=None)
+    # Stripe withdraws the disputed amount and its dispute fee when the dispute
+    # opens, and puts the amount back (not the fee) if it is won.
+    fee_cents = BigInt(default=0)
+    withdrawn_at = Timestamptz(null=True, default=None, index=True)
+    reinstated_at = Timestamptz(null=True, default=None, index=True)
 
 
 class StripeEvent(Table, tablename="stripe_event"):

@@ -60,6 +60,9 @@ class Sale(Table, tablename="sale"):
     # browser retry after a lost response) finds this sale instead of selling again.
     # Unique through the index ``sale_request_key`` (SQLite cannot add a UNIQUE column).
     request_key = Varchar(length=64, null=True, default=None)
+    # Why a payment event could not be applied (status ``needs_review``): the
+    # amount, currency or identity Stripe reported does not match this sale.
+    review_reason = Text(default="")
 
 
 class SaleSession(Table, tablename="sale_session"):
