@@ -11,6 +11,7 @@ import dataclasses
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +23,7 @@ from portal.payments.gateway import (
     StripeCheckoutSession,
     StripeGateway,
     WebhookSignatureError,
+    dispute_from_dict,
 )
 from portal.payments.standin import standin_process
 from portal.payments.standin.patches import stripe_fee
@@ -463,6 +465,221 @@ async def test_disputes_are_opened_and_closed_with_webhooks(
     assert opened.event["data"]["object"]["payment_intent"] == payment_intent
     assert closed.event["data"]["object"]["status"] == "lost"
     assert (await stripe_gateway.retrieve_charge(charge_id)).disputed
+
+
+async def _charge_of(gateway: StripeGateway, standin: StandIn, amount: int) -> str:
+    payment_intent = await paid_session(gateway, standin, amount=amount)
+    charge_id = (await gateway.retrieve_payment_intent(payment_intent)).latest_charge_id
+    assert charge_id is not None
+    return charge_id
+
+
+async def _hook(standin: StandIn, path: str, payload: dict[str, Any]) -> httpx.Response:
+    """A test hook's raw answer (errors included)."""
+    async with httpx.AsyncClient(base_url=standin.base_url, timeout=10) as client:
+        return await client.post(path, json=payload)
+
+
+def _events_of(receiver: WebhookReceiver, dispute_id: str) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in receiver.events()
+        if e["type"].startswith("charge.dispute.") and e["data"]["object"]["id"] == dispute_id
+    ]
+
+
+async def test_opening_a_dispute_withdraws_the_amount_and_the_dispute_fee(
+    stripe_gateway: StripeGateway, stripe_standin: StandIn, webhook_receiver: WebhookReceiver
+) -> None:
+    charge_id = await _charge_of(stripe_gateway, stripe_standin, 10200)
+    opened = await stripe_standin.open_dispute(charge_id, reason="product_not_received")
+    assert opened["amount"] == 10200 and opened["is_charge_refundable"] is False
+    assert opened["currency"] == "usd" and opened["status"] == "needs_response"
+
+    dispute = await stripe_gateway.retrieve_dispute(opened["id"])
+    assert (dispute.id, dispute.amount, dispute.currency) == (opened["id"], 10200, "usd")
+    assert (dispute.status, dispute.reason, dispute.charge_id) == (
+        "needs_response",
+        "product_not_received",
+        charge_id,
+    )
+    assert dispute.payment_intent_id is not None and not dispute.is_closed
+    (withdrawal,) = dispute.balance_transactions
+    assert (withdrawal.amount, withdrawal.fee, withdrawal.net) == (-10200, 1500, -11700)
+    assert withdrawal.reporting_category == "dispute" and withdrawal.currency == "usd"
+    assert withdrawal.created is not None and withdrawal.status == "available"
+    assert await stripe_gateway.retrieve_balance_transaction(withdrawal.id) == withdrawal
+
+    listed = (
+        await stripe_standin.api("GET", f"/v1/balance_transactions?source={dispute.id}")
+    ).json()["data"]
+    assert [t["id"] for t in listed] == [withdrawal.id]
+    (txn,) = listed
+    assert (txn["type"], txn["reporting_category"], txn["source"]) == (
+        "adjustment",
+        "dispute",
+        dispute.id,
+    )
+    assert [(f["type"], f["amount"]) for f in txn["fee_details"]] == [("stripe_fee", 1500)]
+    assert (await stripe_gateway.retrieve_charge(charge_id)).disputed
+
+    # One open dispute per charge.
+    again = await _hook(stripe_standin, "/_standin/disputes", {"charge": charge_id})
+    assert again.status_code == 400
+    assert again.json()["error"]["code"] == "charge_disputed"
+
+    # The events carry the withdrawal already, as Stripe's do.
+    await webhook_receiver.wait_for(
+        "charge.dispute.funds_withdrawn", lambda e: e["data"]["object"]["id"] == dispute.id
+    )
+    events = _events_of(webhook_receiver, dispute.id)
+    assert [e["type"] for e in events] == [
+        "charge.dispute.created",
+        "charge.dispute.funds_withdrawn",
+    ]
+    for event in events:
+        assert dispute_from_dict(event["data"]["object"]) == dispute
+
+
+async def test_a_dispute_is_capped_by_what_is_left_of_the_charge(
+    stripe_gateway: StripeGateway, stripe_standin: StandIn
+) -> None:
+    charge_id = await _charge_of(stripe_gateway, stripe_standin, 10200)
+    await stripe_gateway.create_refund(
+        charge_id=charge_id, amount_cents=2500, idempotency_key=key("refund")
+    )
+    too_much = await _hook(
+        stripe_standin, "/_standin/disputes", {"charge": charge_id, "amount": 7701}
+    )
+    assert too_much.status_code == 400
+    error = too_much.json()["error"]
+    assert (error["type"], error["code"], error["param"]) == (
+        "invalid_request_error",
+        "amount_too_large",
+        "amount",
+    )
+    nothing = await _hook(stripe_standin, "/_standin/disputes", {"charge": charge_id, "amount": 0})
+    assert nothing.status_code == 400
+
+    first = await stripe_standin.open_dispute(charge_id, amount=3000)
+    await stripe_standin.close_dispute(first["id"], "lost")
+    # What is left: 102.00 - 25.00 refunded - 30.00 lost.
+    rest = await stripe_standin.open_dispute(charge_id)
+    assert rest["amount"] == 4700
+    (withdrawal,) = (await stripe_gateway.retrieve_dispute(rest["id"])).balance_transactions
+    assert (withdrawal.amount, withdrawal.net) == (-4700, -6200)
+
+    refunded = await _charge_of(stripe_gateway, stripe_standin, 5000)
+    await stripe_gateway.create_refund(
+        charge_id=refunded, amount_cents=5000, idempotency_key=key("refund")
+    )
+    gone = await _hook(stripe_standin, "/_standin/disputes", {"charge": refunded})
+    assert gone.status_code == 400
+    assert gone.json()["error"]["code"] == "charge_already_refunded"
+
+
+async def test_a_won_dispute_reinstates_the_amount_but_not_the_fee(
+    stripe_gateway: StripeGateway, stripe_standin: StandIn, webhook_receiver: WebhookReceiver
+) -> None:
+    charge_id = await _charge_of(stripe_gateway, stripe_standin, 10200)
+    opened = await stripe_standin.open_dispute(charge_id)
+    closed = await stripe_standin.close_dispute(opened["id"], "won")
+    assert closed["status"] == "won"
+
+    dispute = await stripe_gateway.retrieve_dispute(opened["id"])
+    assert dispute.status == "won" and dispute.is_closed
+    withdrawal, reinstatement = dispute.balance_transactions
+    assert (withdrawal.amount, withdrawal.fee, withdrawal.net) == (-10200, 1500, -11700)
+    assert (reinstatement.amount, reinstatement.fee, reinstatement.net) == (10200, 0, 10200)
+    assert reinstatement.reporting_category == "dispute_reversal"
+    assert sum(t.net for t in dispute.balance_transactions) == -1500  # the fee stays withdrawn
+
+    again = await _hook(
+        stripe_standin, f"/_standin/disputes/{dispute.id}/close", {"status": "lost"}
+    )
+    assert again.status_code == 400
+
+    await webhook_receiver.wait_for(
+        "charge.dispute.closed", lambda e: e["data"]["object"]["id"] == dispute.id
+    )
+    events = _events_of(webhook_receiver, dispute.id)
+    assert [e["type"] for e in events] == [
+        "charge.dispute.created",
+        "charge.dispute.funds_withdrawn",
+        "charge.dispute.funds_reinstated",
+        "charge.dispute.closed",
+    ]
+    assert dispute_from_dict(events[-1]["data"]["object"]) == dispute
+
+
+async def test_a_lost_dispute_moves_no_more_money(
+    stripe_gateway: StripeGateway, stripe_standin: StandIn, webhook_receiver: WebhookReceiver
+) -> None:
+    charge_id = await _charge_of(stripe_gateway, stripe_standin, 10200)
+    opened = await stripe_standin.open_dispute(charge_id, amount=6000)
+    await stripe_standin.close_dispute(opened["id"], "lost")
+
+    dispute = await stripe_gateway.retrieve_dispute(opened["id"])
+    assert (dispute.status, dispute.amount) == ("lost", 6000)
+    (withdrawal,) = dispute.balance_transactions
+    assert (withdrawal.amount, withdrawal.fee, withdrawal.net) == (-6000, 1500, -7500)
+    listed = (
+        await stripe_standin.api("GET", f"/v1/balance_transactions?source={dispute.id}")
+    ).json()["data"]
+    assert [t["id"] for t in listed] == [withdrawal.id]
+
+    await webhook_receiver.wait_for(
+        "charge.dispute.closed", lambda e: e["data"]["object"]["id"] == dispute.id
+    )
+    assert [e["type"] for e in _events_of(webhook_receiver, dispute.id)] == [
+        "charge.dispute.created",
+        "charge.dispute.funds_withdrawn",
+        "charge.dispute.closed",
+    ]
+
+
+async def test_an_unknown_dispute_is_resource_missing(stripe_gateway: StripeGateway) -> None:
+    with pytest.raises(GatewayError) as missing:
+        await stripe_gateway.retrieve_dispute("dp_unknown")
+    assert missing.value.code == "resource_missing"
+
+
+async def test_payouts_carry_the_dispute_transactions_and_add_up(
+    stripe_settings: Settings,
+) -> None:
+    """On a stand-in of its own: a payout sweeps the whole balance."""
+    process = standin_process(retry_delays=(0.05,))
+    base_url = await asyncio.to_thread(process.__enter__)
+    standin = StandIn(base_url=base_url, webhook_secret="whsec_unused", log_file=Path("/dev/null"))
+    gateway = StripeGateway.from_settings(
+        dataclasses.replace(stripe_settings, stripe_api_base=base_url), max_network_retries=0
+    )
+    try:
+        charge_id = await _charge_of(gateway, standin, 20000)
+        opened = await standin.open_dispute(charge_id, amount=10200)
+
+        [first] = await standin.run_payouts()
+        assert first["amount"] == 20000 - stripe_fee(20000) - 10200 - 1500
+        items = await gateway.list_payout_items(first["id"])
+        assert sum(item.net for item in items) == first["amount"]
+        (adjustment,) = [item for item in items if item.type == "adjustment"]
+        assert adjustment.source_id == opened["id"]
+        assert (adjustment.amount, adjustment.fee, adjustment.net) == (-10200, 1500, -11700)
+        assert adjustment.charge is None and adjustment.refund is None
+
+        await standin.close_dispute(opened["id"], "won")
+        [second] = await standin.run_payouts()
+        assert second["amount"] == 10200
+        (reinstatement,) = await gateway.list_payout_items(second["id"])
+        assert (reinstatement.type, reinstatement.source_id, reinstatement.net) == (
+            "adjustment",
+            opened["id"],
+            10200,
+        )
+        assert await standin.run_payouts() == []  # nothing left
+    finally:
+        await gateway.aclose()
+        await asyncio.to_thread(process.__exit__, None, None, None)
 
 
 # -- the process itself -----------------------------------------------------------------------

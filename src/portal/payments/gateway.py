@@ -136,7 +136,11 @@ class StripeCheckoutSession:
 
 @dataclass(frozen=True)
 class StripeBalanceTransaction:
-    """The money movement behind a charge or refund: ``net = amount - fee``."""
+    """The money movement behind a charge, refund or dispute: ``net = amount - fee``.
+
+    ``reporting_category`` is Stripe's (``charge``, ``refund``, ``dispute``,
+    ``dispute_reversal``, ``payout``, …); empty when the answer did not say.
+    """
 
     id: str
     amount: int
@@ -145,6 +149,8 @@ class StripeBalanceTransaction:
     currency: str
     status: str
     available_on: datetime | None
+    created: datetime | None = None
+    reporting_category: str = ""
 
 
 @dataclass(frozen=True)
@@ -221,6 +227,32 @@ class StripePayout:
 
 
 @dataclass(frozen=True)
+class StripeDispute:
+    """A dispute (chargeback) on a charge and the money it moved.
+
+    ``balance_transactions``: the withdrawal of the disputed amount with the
+    dispute fee (``amount`` negative, ``reporting_category`` ``dispute``)
+    first, then, once won, the reinstatement of the amount (positive,
+    ``dispute_reversal``; the fee is not returned). A lost dispute keeps the
+    withdrawal only.
+    """
+
+    id: str
+    amount: int
+    currency: str  # as Stripe writes it (lower case), like the other dataclasses here
+    status: str  # warning_needs_response | needs_response | under_review | won | lost | ...
+    reason: str
+    charge_id: str | None
+    payment_intent_id: str | None
+    created: datetime
+    balance_transactions: tuple[StripeBalanceTransaction, ...]
+
+    @property
+    def is_closed(self) -> bool:
+        return self.status in ("won", "lost", "warning_closed", "prevented")
+
+
+@dataclass(frozen=True)
 class StripePayoutItem:
     """One balance transaction a payout contained: a charge, a refund, an adjustment, …
 
@@ -259,6 +291,7 @@ class StripePayoutItem:
             currency=self.currency,
             status="available",
             available_on=None,
+            created=self.created,
         )
 
 
@@ -360,6 +393,8 @@ def _balance_transaction(data: Mapping[str, Any]) -> StripeBalanceTransaction:
         currency=_str(data, "currency"),
         status=_opt_str(data, "status") or "available",
         available_on=_time(data.get("available_on")),
+        created=_time(data.get("created")),
+        reporting_category=_opt_str(data, "reporting_category") or "",
     )
 
 
@@ -412,6 +447,36 @@ def _refund(data: Mapping[str, Any]) -> StripeRefund:
         created=_created(data),
         metadata=_metadata(data),
         failure_reason=_opt_str(data, "failure_reason"),
+    )
+
+
+def dispute_from_dict(data: Mapping[str, Any]) -> StripeDispute:
+    """A dispute from Stripe's JSON: an API answer or a ``charge.dispute.*`` event's object.
+
+    Stripe always sends ``balance_transactions`` expanded; they come back
+    oldest first (the withdrawal, then the reinstatement of a won dispute).
+    """
+    raw = data.get("balance_transactions") or []
+    if not isinstance(raw, list) or not all(isinstance(t, Mapping) for t in raw):
+        raise GatewayError(
+            "The payment provider sent an answer the portal does not understand.",
+            detail=f"expected expanded balance_transactions in dispute {data.get('id')}",
+        )
+    epoch = datetime.min.replace(tzinfo=UTC)
+    transactions = sorted(
+        (_balance_transaction(t) for t in raw),
+        key=lambda t: (t.created or epoch, t.amount >= 0),
+    )
+    return StripeDispute(
+        id=_str(data, "id"),
+        amount=_int(data, "amount"),
+        currency=_str(data, "currency"),
+        status=_str(data, "status"),
+        reason=_opt_str(data, "reason") or "",
+        charge_id=_id_of(data.get("charge")),
+        payment_intent_id=_id_of(data.get("payment_intent")),
+        created=_created(data),
+        balance_transactions=tuple(transactions),
     )
 
 
@@ -795,6 +860,15 @@ class StripeGateway:
             if not page.has_more or not page.data:
                 return
             page = await self._call("list refunds", page.next_page_async())
+
+    # -- disputes ----------------------------------------------------------------
+
+    async def retrieve_dispute(self, dispute_id: str) -> StripeDispute:
+        """A dispute with the balance transactions it made (withdrawal, reinstatement)."""
+        dispute = await self._call(
+            "retrieve dispute", self._client.v1.disputes.retrieve_async(dispute_id)
+        )
+        return dispute_from_dict(_plain(dispute))
 
     # -- payouts -----------------------------------------------------------------
 

@@ -286,7 +286,11 @@ async def retrieve_dispute(request: web.Request) -> web.Response:
     expand = _query(request).pop("expand", None)
     dispute = ls.store.get("dispute:" + request.match_info["id"])
     if dispute is None:
-        raise UserError(404, f"No such dispute: '{request.match_info['id']}'")
+        raise UserError(
+            404,
+            f"No such dispute: '{request.match_info['id']}'",
+            {"code": "resource_missing", "param": "dispute"},
+        )
     return _json(dispute._export(expand=expand))
 
 
@@ -415,32 +419,30 @@ async def drain(request: web.Request) -> web.Response:
 
 
 async def open_dispute(request: web.Request) -> web.Response:
+    """Open a dispute on a charge: ``charge``, optional ``amount`` (default: all that is left)
+    and ``reason``; withdraws the amount and the dispute fee like Stripe."""
     data = await _body(request)
     charge_id = data.get("charge")
     if not isinstance(charge_id, str):
         raise UserError(400, "charge is required", {"param": "charge"})
     charge = ls.Charge._api_retrieve(charge_id)
     amount = ls.try_convert_to_int(data.get("amount"))
-    if amount is not None and (not isinstance(amount, int) or not 0 < amount <= charge.amount):
-        raise UserError(400, "amount must be between 1 and the charge amount", {"param": "amount"})
-    dispute = Dispute(charge, amount, str(data.get("reason") or "fraudulent"))
-    charge.disputed = True
-    webhooks.emit("charge.dispute.created", dispute)
+    if amount is not None and (not isinstance(amount, int) or isinstance(amount, bool)):
+        raise UserError(
+            400,
+            f"Invalid integer: {data.get('amount')}",
+            {"param": "amount", "code": "parameter_invalid_integer"},
+        )
+    dispute = Dispute._open(charge, amount, str(data.get("reason") or "fraudulent"))
     return _json(dispute._export())
 
 
 async def close_dispute(request: web.Request) -> web.Response:
     data = await _body(request)
     dispute = ls.store.get("dispute:" + request.match_info["id"])
-    if dispute is None:
+    if not isinstance(dispute, Dispute):
         raise UserError(404, f"No such dispute: '{request.match_info['id']}'")
-    status = data.get("status")
-    if status not in ("won", "lost"):
-        raise UserError(400, "status must be won or lost", {"param": "status"})
-    if dispute.status in ("won", "lost"):
-        raise UserError(400, f"Dispute {dispute.id} is already closed ({dispute.status}).")
-    dispute.status = status
-    webhooks.emit("charge.dispute.closed", dispute)
+    dispute._close(str(data.get("status") or ""))
     return _json(dispute._export())
 
 

@@ -41,6 +41,7 @@ from localstripe import webhooks as ls_webhooks
 from localstripe.errors import UserError
 
 from portal.payments.standin import resources, webhooks
+from portal.payments.standin.resources import money
 
 _applied = False
 
@@ -115,13 +116,6 @@ def _fees_on_charges() -> None:
 
 
 # -- refunds ---------------------------------------------------------------
-
-
-def money(amount: int, currency: str) -> str:
-    """How Stripe writes an amount in error messages, e.g. ``$12.50``."""
-    symbol = {"usd": "$", "eur": "€", "gbp": "£", "cad": "CA$", "aud": "A$"}.get(currency.lower())
-    value = f"{Decimal(amount).scaleb(-2):.2f}"
-    return f"{symbol}{value}" if symbol else f"{value} {currency.upper()}"
 
 
 def _charge_to_refund(data: dict[str, Any]) -> Any | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from decimal import Decimal
 from typing import Any
 
 from localstripe import resources as ls
@@ -66,6 +67,13 @@ def _bad(message: str, param: str | None = None, code: str | None = None) -> Use
     if code is not None:
         contents["code"] = code
     return UserError(400, message, contents)
+
+
+def money(amount: int, currency: str) -> str:
+    """How Stripe writes an amount in error messages, e.g. ``$12.50``."""
+    symbol = {"usd": "$", "eur": "€", "gbp": "£", "cad": "CA$", "aud": "A$"}.get(currency.lower())
+    value = f"{Decimal(amount).scaleb(-2):.2f}"
+    return f"{symbol}{value}" if symbol else f"{value} {currency.upper()}"
 
 
 def _int(value: Any, param: str, *, minimum: int = 0) -> int:
@@ -432,16 +440,95 @@ class CheckoutSession(ls.StripeObject):
         return [v for k, v in ls.store.items() if k.startswith(prefix)]
 
 
+# Stripe's dispute fee, withdrawn with the disputed amount (minor units of the
+# charge's currency) and kept whatever the outcome.
+DISPUTE_FEE = 1500
+
+# Dispute statuses of a dispute still open (Stripe's list; the stand-in opens
+# disputes in ``needs_response``).
+OPEN_DISPUTE_STATUSES = frozenset(
+    {"warning_needs_response", "warning_under_review", "needs_response", "under_review"}
+)
+
+
+def _disputes_of(charge_id: str) -> list[Dispute]:
+    prefix = Dispute.object + ":"
+    return [
+        value
+        for key, value in ls.store.items()
+        if key.startswith(prefix) and isinstance(value, Dispute) and value.charge == charge_id
+    ]
+
+
+class DisputeTransaction(ls.BalanceTransaction):
+    """The money a dispute moves: the withdrawal (amount and fee) or its reinstatement."""
+
+    def __init__(self, dispute: Dispute, *, reinstatement: bool) -> None:
+        ls.StripeObject.__init__(self)
+        self.amount = dispute.amount if reinstatement else -dispute.amount
+        self.available_on = self.created
+        self.currency = dispute.currency
+        self.description = (
+            f"Chargeback reversal for {dispute.charge}"
+            if reinstatement
+            else f"Chargeback withdrawal for {dispute.charge}"
+        )
+        self.exchange_rate = None
+        self.fee = 0 if reinstatement else DISPUTE_FEE
+        self.fee_details: list[Any] = (
+            []
+            if reinstatement
+            else [
+                {
+                    "amount": DISPUTE_FEE,
+                    "application": None,
+                    "currency": dispute.currency,
+                    "description": "Dispute fee",
+                    "type": "stripe_fee",
+                }
+            ]
+        )
+        self.reporting_category = "dispute_reversal" if reinstatement else "dispute"
+        self.source = dispute.id
+        self.status = "available"
+        self.type = "adjustment"
+
+
 class Dispute(ls.StripeObject):
-    """A dispute opened on a charge, as the card network would (test hook only)."""
+    """A dispute opened on a charge, as the card network would (test hook only).
+
+    Like Stripe, opening it withdraws the disputed amount and the dispute fee
+    from the balance at once (an ``adjustment`` balance transaction, reporting
+    category ``dispute``); winning it reinstates the amount (``dispute_reversal``,
+    the fee is not returned); losing it moves no more money. Its
+    ``balance_transactions`` are those transactions, expanded.
+    """
 
     object = "dispute"
     _id_prefix = "dp_"
 
     def __init__(self, charge: Any, amount: int | None, reason: str) -> None:
+        disputable = self._disputable(charge)
+        if amount is None:
+            amount = disputable
+        elif amount <= 0:
+            raise _bad(
+                "This value must be greater than or equal to 1.",
+                "amount",
+                "parameter_invalid_integer",
+            )
+        elif amount > disputable:
+            raise _bad(
+                f"Dispute amount ({money(amount, charge.currency)}) is greater than "
+                f"the undisputed, unrefunded amount on charge "
+                f"({money(disputable, charge.currency)}).",
+                "amount",
+                "amount_too_large",
+            )
+        # All exceptions must be raised before this point (the object is
+        # stored by the base constructor).
         super().__init__()
-        self.amount = charge.amount if amount is None else amount
-        self.balance_transactions: list[Any] = []
+        self.amount = amount
         self.charge = charge.id
         self.currency = charge.currency
         self.evidence: dict[str, Any] = {}
@@ -456,6 +543,57 @@ class Dispute(ls.StripeObject):
         self.payment_intent = charge.payment_intent
         self.reason = reason
         self.status = "needs_response"
+        self.balance_transactions: list[Any] = [DisputeTransaction(self, reinstatement=False)]
+
+    @staticmethod
+    def _disputable(charge: Any) -> int:
+        """What a new dispute may claim: the charge less refunds and open or lost disputes."""
+        if charge.status != "succeeded":
+            raise _bad(f"Charge {charge.id} did not succeed; it cannot be disputed.", "charge")
+        earlier = _disputes_of(charge.id)
+        for dispute in earlier:
+            if dispute.status in OPEN_DISPUTE_STATUSES:
+                raise _bad(
+                    f"Charge {charge.id} already has an open dispute ({dispute.id}).",
+                    "charge",
+                    "charge_disputed",
+                )
+        remaining = charge.amount - charge.amount_refunded
+        if remaining <= 0:
+            raise _bad(
+                f"Charge {charge.id} has already been refunded.",
+                "charge",
+                "charge_already_refunded",
+            )
+        remaining -= sum(d.amount for d in earlier if d.status == "lost")
+        if remaining <= 0:
+            raise _bad(
+                f"Charge {charge.id} has already been charged back in full.",
+                "charge",
+                "charge_disputed",
+            )
+        return int(remaining)
+
+    @classmethod
+    def _open(cls, charge: Any, amount: int | None, reason: str) -> Dispute:
+        """Open a dispute and send Stripe's events: created, then funds withdrawn."""
+        dispute = cls(charge, amount, reason)
+        charge.disputed = True
+        webhooks.emit("charge.dispute.created", dispute)
+        webhooks.emit("charge.dispute.funds_withdrawn", dispute)
+        return dispute
+
+    def _close(self, status: str) -> None:
+        """Close as ``won`` (the amount comes back) or ``lost`` (no more money moves)."""
+        if status not in ("won", "lost"):
+            raise _bad("status must be won or lost", "status")
+        if self.status not in OPEN_DISPUTE_STATUSES:
+            raise _bad(f"Dispute {self.id} is already closed ({self.status}).")
+        self.status = status
+        if status == "won":
+            self.balance_transactions.append(DisputeTransaction(self, reinstatement=True))
+            webhooks.emit("charge.dispute.funds_reinstated", self)
+        webhooks.emit("charge.dispute.closed", self)
 
 
 class InjectedEvent(ls.Event):
@@ -532,7 +670,8 @@ class AutomaticPayout(ls.Payout):
     """An automatic payout of the available balance of one currency, as Stripe makes daily.
 
     It sweeps every balance transaction of the currency not yet paid out
-    (charges net of their fees, refunds, earlier payout failures), so its
+    (charges net of their fees, refunds, dispute withdrawals with their fee
+    and reinstatements, earlier payout failures), so its
     amount is the sum of their ``net``, and it remembers them: ``GET
     /v1/balance_transactions?payout=po_…`` lists them, with the payout's own
     transaction, as on Stripe. Only the test hooks create one.
@@ -584,7 +723,11 @@ class AutomaticPayout(ls.Payout):
 
 
 def unpaid_transactions(currency: str | None = None) -> dict[str, list[Any]]:
-    """Balance transactions not yet paid out, oldest first, per currency."""
+    """Balance transactions not yet paid out, oldest first, per currency.
+
+    Every kind counts: charges, refunds, dispute adjustments (withdrawals and
+    reinstatements) and payout failures, all stored as balance transactions.
+    """
     out: dict[str, list[Any]] = {}
     prefix = ls.BalanceTransaction.object + ":"
     for key, txn in ls.store.items():
