@@ -118,23 +118,26 @@ async def _expected_payments(ids: dict[str, int]) -> bytes:
     item1 = '"\'+5 × 60 min, deep"'
     lines = [
         ",".join(PAYMENT_COLUMNS),
-        f"2026-03-07,{alpha},'-client@example.test,{item1},card,110.00,10.00,0.00,3.49,"
-        f"106.51,USD,{i1},{s['s1']}",
-        f'2026-03-09,{alpha},plain@example.test,"Say ""hi""",cash,200.00,0.00,0.00,0.00,'
-        f"200.00,USD,,{s['s2']}",
-        f"2026-03-09,{alpha},'-client@example.test,{item1},card,0.00,-2.00,22.00,0.00,"
-        f"-22.00,USD,{i1},{s['s1']}",
-        f"2026-03-11,Tokyo,plain@example.test,'@home,card,5500,500,0,150,5350,JPY,{i5},{s['s5']}",
-        f"2026-03-15,Kuwait,'-client@example.test,'\tTabbed,card,12.345,0.000,0.000,0.123,"
-        f"12.222,KWD,{i6},{s['s6']}",
-        f"2026-03-20,{alpha},'-client@example.test,{item1},card,0.00,-2.00,22.00,0.00,"
-        f"-22.00,USD,{i1},{s['s1']}",
-        f"2026-03-29,{beta},plain@example.test,-5,cash,40.00,0.00,0.00,0.00,40.00,GBP,,{s['s4']}",
+        f"2026-03-07,{alpha},'-client@example.test,{item1},card,110.00,10.00,0.00,0.00,3.49,"
+        f"106.51,USD,{i1},{s['s1']},payment",
+        f'2026-03-09,{alpha},plain@example.test,"Say ""hi""",cash,200.00,0.00,0.00,0.00,0.00,'
+        f"200.00,USD,,{s['s2']},payment",
+        f"2026-03-09,{alpha},'-client@example.test,{item1},card,0.00,-2.00,22.00,0.00,0.00,"
+        f"-22.00,USD,{i1},{s['s1']},refund",
+        f"2026-03-11,Tokyo,plain@example.test,'@home,card,5500,500,0,0,150,5350,JPY,{i5},"
+        f"{s['s5']},payment",
+        f"2026-03-15,Kuwait,'-client@example.test,'\tTabbed,card,12.345,0.000,0.000,0.000,"
+        f"0.123,12.222,KWD,{i6},{s['s6']},payment",
+        f"2026-03-20,{alpha},'-client@example.test,{item1},card,0.00,-2.00,22.00,0.00,0.00,"
+        f"-22.00,USD,{i1},{s['s1']},refund",
+        f"2026-03-29,{beta},plain@example.test,-5,cash,40.00,0.00,0.00,0.00,0.00,40.00,GBP,,"
+        f"{s['s4']},payment",
         f'2026-03-30,{beta},\'-client@example.test,"line one\nline two",card,60.00,10.00,'
-        f"0.00,1.50,58.50,GBP,{i3},{s['s3']}",
-        f"2026-03-31,{beta},plain@example.test,-5,cash,0.00,0.00,20.00,0.00,-20.00,GBP,,{s['s4']}",
-        f"2026-03-31,{alpha},plain@example.test,-1.5,cash,50.00,0.00,0.00,0.00,50.00,USD,,"
-        f"{s['s8']}",
+        f"0.00,0.00,1.50,58.50,GBP,{i3},{s['s3']},payment",
+        f"2026-03-31,{beta},plain@example.test,-5,cash,0.00,0.00,20.00,0.00,0.00,-20.00,GBP,,"
+        f"{s['s4']},refund",
+        f"2026-03-31,{alpha},plain@example.test,-1.5,cash,50.00,0.00,0.00,0.00,0.00,50.00,USD,,"
+        f"{s['s8']},payment",
     ]
     return "".join(line + "\r\n" for line in lines).encode()
 

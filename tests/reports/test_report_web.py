@@ -71,20 +71,21 @@ async def test_payments_csv_columns_and_values(db, app):
     rows = _csv(response.text)
     assert rows[0] == [
         "date", "location", "client", "item", "payment_method", "gross", "tax", "refunded",
-        "fee", "net", "currency", "stripe_payment_intent", "sale_id",
+        "disputed", "fee", "net", "currency", "stripe_payment_intent", "sale_id", "type",
     ]  # fmt: skip
     body = rows[1:]
     assert [r[0] for r in body] == ["2026-03-07", "2026-03-08", "2026-03-29"]
     refund, payment, cash = body
     assert refund[1:3] == ["Alpha Clinic", sc.client_email]
-    assert refund[4:11] == ["card", "0.00", "-10.00", "110.00", "0.00", "-110.00", "USD"]
-    assert refund[11].startswith("pi_test_") and refund[12] == str(sc.s1)
-    assert payment[3:11] == [
-        "3 × 60 min neuromuscular", "card", "330.00", "30.00", "0.00", "9.87", "320.13", "USD",
+    assert refund[4:12] == ["card", "0.00", "-10.00", "110.00", "0.00", "0.00", "-110.00", "USD"]
+    assert refund[12].startswith("pi_test_") and refund[13:] == [str(sc.s1), "refund"]
+    assert payment[3:12] == [
+        "3 × 60 min neuromuscular", "card", "330.00", "30.00", "0.00", "0.00", "9.87", "320.13",
+        "USD",
     ]  # fmt: skip
-    assert payment[12] == str(sc.s2)
-    assert cash[1] == "Beta Clinic" and cash[4:12] == [
-        "cash", "240.00", "40.00", "0.00", "0.00", "240.00", "GBP", "",
+    assert payment[13:] == [str(sc.s2), "payment"]
+    assert cash[1] == "Beta Clinic" and cash[4:13] == [
+        "cash", "240.00", "40.00", "0.00", "0.00", "0.00", "240.00", "GBP", "",
     ]  # fmt: skip
 
 
@@ -130,10 +131,10 @@ async def test_xlsx_opens_with_the_same_numbers(db, app):
     assert len(cells) == len(rows)
     for got, want in zip(cells[1:], rows[1:], strict=True):
         assert got[0].date().isoformat() == want[0]
-        assert [Decimal(str(v)).quantize(Decimal("0.01")) for v in got[5:10]] == [
-            Decimal(v) for v in want[5:10]
+        assert [Decimal(str(v)).quantize(Decimal("0.01")) for v in got[5:11]] == [
+            Decimal(v) for v in want[5:11]
         ]
-        assert got[10] == want[10] and str(got[12]) == want[12]
+        assert got[11] == want[11] and str(got[13]) == want[13] and got[14] == want[14]
     sheet = openpyxl.load_workbook(io.BytesIO(liability)).active
     first = [c for c in next(sheet.iter_rows(min_row=2, values_only=True))]
     assert first[0] == "Alpha Clinic" and first[2:8] == [700, 300, 300, 200, 100, 400]
@@ -218,8 +219,9 @@ async def test_api_matches_the_page(db, app):
         bad = await client.get("/api/v1/reports/payments?start=2026-13-01")
         bad_location = await client.get("/api/v1/reports/payments?location=abc")
     assert payments["totals"]["USD"] == {
-        "payments": 1, "refunds": 1, "gross_cents": 33000, "tax_cents": 2000,
-        "refunded_cents": 11000, "fee_cents": 987, "net_cents": 21013,
+        "payments": 1, "refunds": 1, "disputes": 0, "reinstatements": 0, "gross_cents": 33000,
+        "tax_cents": 2000, "refunded_cents": 11000, "disputed_cents": 0, "fee_cents": 987,
+        "dispute_fee_cents": 0, "net_cents": 21013,
     }  # fmt: skip
     assert [(r["period"], r["location_id"]) for r in payments["rows"]] == [
         ("2026-03", sc.alpha), ("2026-03", sc.beta)]  # fmt: skip

@@ -39,8 +39,8 @@ from portal.web.templating import money
 readers = requires_role(OWNER, MANAGER, ACCOUNTANT)
 
 PAYMENT_COLUMNS = (
-    "date", "location", "client", "item", "payment_method", "gross", "tax", "refunded", "fee",
-    "net", "currency", "stripe_payment_intent", "sale_id",
+    "date", "location", "client", "item", "payment_method", "gross", "tax", "refunded",
+    "disputed", "fee", "net", "currency", "stripe_payment_intent", "sale_id", "type",
 )  # fmt: skip
 LIABILITY_CSV = (
     "location", "currency", "opening", "sold", "redeemed", "expired", "refunded", "closing",
@@ -49,12 +49,12 @@ LIABILITY_CSV = (
 )  # fmt: skip
 REVENUE_COLUMNS = (
     "period", "location", "currency", "service_revenue", "breakage_revenue",
-    "recognised_revenue", "cash_collected", "refunds", "net_cash",
+    "recognised_revenue", "cash_collected", "refunds", "disputed", "net_cash",
 )  # fmt: skip
 THERAPIST_COLUMNS = ("period", "location", "currency", "therapist", "service_revenue")
 FEE_COLUMNS = (
-    "period", "start", "end", "location", "currency", "payments", "gross", "fees", "net",
-    "fee_rate_percent",
+    "period", "start", "end", "location", "currency", "payments", "gross", "processing_fees",
+    "disputes", "dispute_fees", "fees", "net", "fee_rate_percent",
 )  # fmt: skip
 PAYOUT_COLUMNS = (
     "payout", "arrival_date", "status", "type", "location", "client", "sale_id",
@@ -226,11 +226,13 @@ async def _payment_rows(f: Filters) -> AsyncIterator[Sequence[Any]]:
             Amount(line.gross, c),
             Amount(line.tax, c),
             Amount(line.refunded, c),
+            Amount(line.disputed, c),
             Amount(line.fee, c),
             Amount(line.net, c),
             c,
             line.stripe_payment_intent,
             line.sale_id,
+            line.kind,
         )
 
 
@@ -257,6 +259,7 @@ def _revenue_rows(result: service.Revenue) -> list[Sequence[Any]]:
             Amount(r.recognised, r.currency),
             Amount(r.collected, r.currency),
             Amount(r.refunded, r.currency),
+            Amount(r.disputed, r.currency),
             Amount(r.net_cash, r.currency),
         )
         for r in result.rows
@@ -288,9 +291,12 @@ def _fee_rows(summary: service.PaymentSummary) -> list[Sequence[Any]]:
             r.currency,
             r.totals.payments,
             Amount(r.totals.gross, r.currency),
+            Amount(r.totals.processing_fee, r.currency),
+            r.totals.disputes,
+            Amount(r.totals.dispute_fee, r.currency),
             Amount(r.totals.fee, r.currency),
             Amount(r.totals.gross - r.totals.fee, r.currency),
-            fee_rate(r.totals.fee, r.totals.gross),
+            fee_rate(r.totals.processing_fee, r.totals.gross),
         )
         for r in summary.rows
     ]
@@ -692,7 +698,13 @@ class ReportApiController(Controller):
         method: Annotated[str | None, QueryParameter(name="method")] = None,
         status: Annotated[str | None, QueryParameter(name="status")] = None,
     ) -> dict[str, Any]:
-        """Payment and refund totals per period bucket and location, and per currency."""
+        """Payment, refund and dispute totals per period bucket and location, and per currency.
+
+        ``disputed_cents``: amounts Stripe withdrew for disputes less those it put
+        back for disputes won; ``fee_cents``: every Stripe fee, dispute fees
+        included (``dispute_fee_cents`` is their part); ``net_cents`` = gross −
+        refunded − disputed − fee, as Stripe nets its balance transactions.
+        """
         params = _api_params(
             start, end, location, group=group, package=package, method=method, status=status
         )
@@ -710,14 +722,14 @@ class ReportApiController(Controller):
                     "location_id": r.location.id,
                     "location": r.location.name,
                     "currency": r.currency,
-                    **{f"{k}_cents" if k not in ("payments", "refunds") else k: v
+                    **{f"{k}_cents" if k not in _COUNTS else k: v
                        for k, v in r.totals.as_dict().items()},
                 }
                 for r in summary.rows
             ],
             "totals": {
                 currency: {
-                    f"{k}_cents" if k not in ("payments", "refunds") else k: v
+                    f"{k}_cents" if k not in _COUNTS else k: v
                     for k, v in t.as_dict().items()
                 }
                 for currency, t in summary.totals.items()
@@ -781,6 +793,9 @@ class ReportApiController(Controller):
     ) -> dict[str, Any]:
         """Stripe fees per period bucket and location, and the payouts arriving in the period.
 
+        A row's ``fee_cents`` is every Stripe fee: ``processing_fee_cents`` of
+        its card payments plus ``dispute_fee_cents`` of its ``disputes``.
+
         A payout's ``amount_cents`` is Stripe's amount, or with ``partial``
         (the payout also holds other locations' money) the share of the
         locations in scope; ``lines_net_cents`` is the sum of its contents in
@@ -800,6 +815,9 @@ class ReportApiController(Controller):
                     "currency": r.currency,
                     "payments": r.totals.payments,
                     "gross_cents": r.totals.gross,
+                    "processing_fee_cents": r.totals.processing_fee,
+                    "disputes": r.totals.disputes,
+                    "dispute_fee_cents": r.totals.dispute_fee,
                     "fee_cents": r.totals.fee,
                 }
                 for r in summary.rows
@@ -871,6 +889,9 @@ class ReportApiController(Controller):
             "lines": [_cents_keys(t.as_dict()) for t in tb.lines],
         }
 
+
+# Counts among the payments totals; every other figure is an amount (``*_cents``).
+_COUNTS = ("payments", "refunds", "disputes", "reinstatements")
 
 _TEXT_KEYS = {
     "account", "name", "type", "currency", "period", "start", "end", "location_id", "location",

@@ -117,39 +117,55 @@ async def payments_query(f: Filters) -> Query | None:
     p_time, r_time = service._time_columns(f.status)
     p_status, r_status = service._status_clauses(f.status)
     extra, extra_args = service._payment_extra(f)
+    order = service.KIND_ORDER
     common = (
         "JOIN seg ON seg.loc = s.location AND {t} >= seg.lo AND {t} < seg.hi "
         "JOIN location l ON l.id = s.location JOIN app_user u ON u.id = s.client "
     )
     payments = (
-        f"SELECT {p_time} AS ts, 0 AS k, p.id AS id, seg.off AS off, l.name AS location, "
-        "u.email AS client, s.item_name AS item, p.method AS method, "
-        f"p.amount_cents AS gross, {service.PAYMENT_TAX} AS tax, 0 AS refunded, "
-        "COALESCE(p.fee_cents, 0) AS fee, p.currency AS currency, "
-        "p.payment_intent_id AS intent, s.id AS sale_id "
+        f"SELECT {p_time} AS ts, {order['payment']} AS k, p.id AS id, seg.off AS off, "
+        "'payment' AS kind, l.name AS location, u.email AS client, s.item_name AS item, "
+        f"p.method AS method, p.amount_cents AS gross, {service.PAYMENT_TAX} AS tax, "
+        "0 AS refunded, 0 AS disputed, COALESCE(p.fee_cents, 0) AS fee, "
+        "p.currency AS currency, p.payment_intent_id AS intent, s.id AS sale_id "
         f"FROM payment p JOIN sale s ON s.id = p.sale {common.format(t=p_time)}"
         f"WHERE {p_status} AND {p_time} >= {{}} AND {p_time} < {{}}{extra}"
     )
     refunds = (
-        f"SELECT {r_time} AS ts, 1 AS k, r.id AS id, seg.off AS off, l.name AS location, "
-        "u.email AS client, s.item_name AS item, p.method AS method, "
-        f"0 AS gross, 0 - ({service.REFUND_TAX}) AS tax, r.amount_cents AS refunded, "
-        "0 AS fee, r.currency AS currency, p.payment_intent_id AS intent, s.id AS sale_id "
+        f"SELECT {r_time} AS ts, {order['refund']} AS k, r.id AS id, seg.off AS off, "
+        "'refund' AS kind, l.name AS location, u.email AS client, s.item_name AS item, "
+        f"p.method AS method, 0 AS gross, 0 - ({service.REFUND_TAX}) AS tax, "
+        "r.amount_cents AS refunded, 0 AS disputed, 0 AS fee, r.currency AS currency, "
+        "p.payment_intent_id AS intent, s.id AS sale_id "
         "FROM refund r JOIN payment p ON p.id = r.payment JOIN sale s ON s.id = r.sale "
         f"{common.format(t=r_time)}"
         f"WHERE {r_status} AND {r_time} >= {{}} AND {r_time} < {{}}{extra}"
     )
+    branches = [payments, refunds]
+    args = [*seg_args, lo, hi, *extra_args, lo, hi, *extra_args]
+    if f.status in service.DISPUTE_STATUSES:
+        for kind in service.DISPUTE_KINDS:
+            d_time = service.DISPUTE_TIME[kind]
+            branches.append(
+                f"SELECT {d_time} AS ts, {order[kind]} AS k, d.id AS id, seg.off AS off, "
+                f"'{kind}' AS kind, l.name AS location, u.email AS client, "
+                f"s.item_name AS item, p.method AS method, "
+                f"{service.dispute_line_columns(kind)}, d.currency AS currency, "
+                "p.payment_intent_id AS intent, s.id AS sale_id "
+                f"FROM {service.DISPUTE_FROM}{common.format(t=d_time)}"
+                f"WHERE {d_time} >= {{}} AND {d_time} < {{}}{extra}"
+            )
+            args += [lo, hi, *extra_args]
     query = (
         f"WITH {segments}, {currency_cte()} "
         f"SELECT {local_date('x.ts', 'x.off')}, {cell('x.location')}, {cell('x.client')}, "
         f"{cell('x.item')}, {cell('x.method')}, {amount('x.gross')}, {amount('x.tax')}, "
-        f"{amount('x.refunded')}, {amount('x.fee')}, "
-        f"{amount('x.gross - x.refunded - x.fee')}, {cell('x.currency')}, "
-        f"{cell('x.intent')}, x.sale_id "
-        f"FROM ({payments} UNION ALL {refunds}) x LEFT JOIN cur ON cur.code = x.currency "
+        f"{amount('x.refunded')}, {amount('x.disputed')}, {amount('x.fee')}, "
+        f"{amount('x.gross - x.refunded - x.disputed - x.fee')}, {cell('x.currency')}, "
+        f"{cell('x.intent')}, x.sale_id, {cell('x.kind')} "
+        f"FROM ({' UNION ALL '.join(branches)}) x LEFT JOIN cur ON cur.code = x.currency "
         "ORDER BY x.ts, x.k, x.id"
     )
-    args = [*seg_args, lo, hi, *extra_args, lo, hi, *extra_args]
     return query, args
 
 

@@ -105,7 +105,13 @@ def _zones(f: Filters) -> list[tuple[int, str]]:
 
 @dataclass
 class Totals:
-    """Money moved, in minor units of one currency."""
+    """Money moved, in minor units of one currency.
+
+    ``disputed``: amounts Stripe withdrew for disputes, less the amounts it put
+    back for disputes won. ``fee``: every Stripe fee, processing and dispute
+    fees alike (as Stripe's own fee column counts them); ``dispute_fee`` is the
+    disputes' part of it.
+    """
 
     payments: int = 0
     refunds: int = 0
@@ -113,10 +119,18 @@ class Totals:
     tax: int = 0
     refunded: int = 0
     fee: int = 0
+    disputes: int = 0  # withdrawals
+    reinstatements: int = 0
+    disputed: int = 0
+    dispute_fee: int = 0
 
     @property
     def net(self) -> int:
-        return self.gross - self.refunded - self.fee
+        return self.gross - self.refunded - self.disputed - self.fee
+
+    @property
+    def processing_fee(self) -> int:
+        return self.fee - self.dispute_fee
 
     def add(self, other: Totals) -> None:
         self.payments += other.payments
@@ -125,15 +139,23 @@ class Totals:
         self.tax += other.tax
         self.refunded += other.refunded
         self.fee += other.fee
+        self.disputes += other.disputes
+        self.reinstatements += other.reinstatements
+        self.disputed += other.disputed
+        self.dispute_fee += other.dispute_fee
 
     def as_dict(self) -> dict[str, int]:
         return {
             "payments": self.payments,
             "refunds": self.refunds,
+            "disputes": self.disputes,
+            "reinstatements": self.reinstatements,
             "gross": self.gross,
             "tax": self.tax,
             "refunded": self.refunded,
+            "disputed": self.disputed,
             "fee": self.fee,
+            "dispute_fee": self.dispute_fee,
             "net": self.net,
         }
 
@@ -215,6 +237,22 @@ def _payment_extra(f: Filters) -> tuple[str, list[Any]]:
         args.append(f.method)
     return "".join(f" AND {c}" for c in clauses), args
 
+
+# A dispute is two movements of money: Stripe withdraws the disputed amount
+# and its dispute fee when the dispute opens, and puts the amount back (not
+# the fee) if the dispute is won. Each is dated by its own moment, in the
+# sale location's zone; neither carries tax (a lost dispute's tax reversal is
+# a journal entry, not money moved). Only succeeded money (and "any status")
+# shows them: a dispute is never pending or failed money.
+WITHDRAWN = "dispute_withdrawn"
+REINSTATED = "dispute_reinstated"
+DISPUTE_KINDS = (WITHDRAWN, REINSTATED)
+DISPUTE_TIME = {WITHDRAWN: "d.withdrawn_at", REINSTATED: "d.reinstated_at"}
+DISPUTE_STATUSES = (SUCCEEDED, ALL)
+DISPUTE_FROM = "dispute d JOIN payment p ON p.id = d.payment JOIN sale s ON s.id = d.sale "
+# The order of the listed rows at the same instant (then by id).
+LINE_KINDS = ("payment", "refund", WITHDRAWN, REINSTATED)
+KIND_ORDER = {kind: i for i, kind in enumerate(LINE_KINDS)}
 
 # Tax contained in a payment: the sale's tax when the payment is the whole
 # sale (always, today), otherwise its share rounded half-up; a refund's tax
@@ -321,6 +359,38 @@ async def _payment_days(
         t.gross += sql.as_int(row["gross"])
         t.tax += sql.as_int(row["tax"])
         t.fee += sql.as_int(row["fee"])
+    if status in DISPUTE_STATUSES:
+        # Disputes move money only once Stripe has withdrawn it (or put it back).
+        kinds = DISPUTE_KINDS[:1] if stripe_only else DISPUTE_KINDS
+        results = await sql.fetch_all(
+            *(
+                (
+                    f"WITH {cte} "
+                    f"SELECT s.location AS loc, d.currency AS currency, "
+                    f"{sql.local_day(DISPUTE_TIME[kind], 'seg.off') if grouping == DAY else p_day}"
+                    " AS day, COUNT(*) AS n, SUM(d.amount_cents) AS amount, "
+                    "SUM(d.fee_cents) AS fee "
+                    f"FROM {DISPUTE_FROM}"
+                    f"JOIN seg ON seg.loc = s.location AND {DISPUTE_TIME[kind]} >= seg.lo "
+                    f"AND {DISPUTE_TIME[kind]} < seg.hi "
+                    f"WHERE {DISPUTE_TIME[kind]} >= {{}} AND {DISPUTE_TIME[kind]} < {{}}{locs}"
+                    f"{extra} GROUP BY 1, 2, 3",
+                    [*seg_args, lo, hi, *loc_args, *extra_args],
+                )
+                for kind in kinds
+            )
+        )
+        for kind, rows in zip(kinds, results, strict=True):
+            for row in rows:
+                t = out[(int(row["loc"]), str(row["currency"]), int(row["day"]))]
+                if kind == WITHDRAWN:
+                    t.disputes += sql.as_int(row["n"])
+                    t.disputed += sql.as_int(row["amount"])
+                    t.fee += sql.as_int(row["fee"])
+                    t.dispute_fee += sql.as_int(row["fee"])
+                else:
+                    t.reinstatements += sql.as_int(row["n"])
+                    t.disputed -= sql.as_int(row["amount"])
     if stripe_only:
         return out
     refunds = await sql.fetch(
@@ -355,9 +425,10 @@ async def payment_summary(f: Filters) -> PaymentSummary:
 
 @dataclass(slots=True)
 class PaymentLine:
-    """One row of the payments report: a payment, or a refund of one."""
+    """One row of the payments report: a payment, a refund of one, or a dispute's
+    withdrawal or reinstatement (``disputed`` = +amount withdrawn, −amount put back)."""
 
-    kind: str  # payment | refund
+    kind: str  # payment | refund | dispute_withdrawn | dispute_reinstated
     id: int
     at: datetime
     date: date
@@ -368,6 +439,7 @@ class PaymentLine:
     gross: int
     tax: int
     refunded: int
+    disputed: int
     fee: int
     currency: str
     stripe_payment_intent: str
@@ -376,7 +448,7 @@ class PaymentLine:
 
     @property
     def net(self) -> int:
-        return self.gross - self.refunded - self.fee
+        return self.gross - self.refunded - self.disputed - self.fee
 
 
 class LocalDays:
@@ -451,6 +523,7 @@ def _line(row: dict[str, Any], days: LocalDays) -> PaymentLine:
         gross=sql.as_int(row["gross"]),
         tax=sql.as_int(row["tax"]),
         refunded=sql.as_int(row["refunded"]),
+        disputed=sql.as_int(row["disputed"]),
         fee=sql.as_int(row["fee"]),
         currency=str(row["currency"]),
         stripe_payment_intent=str(row["intent"] or ""),
@@ -465,11 +538,33 @@ class LinePage:
     next_cursor: str | None
 
 
+def _line_after(
+    kind: str, time: str, id_column: str, position: tuple[datetime, str, int] | None
+) -> tuple[str, list[Any]]:
+    """The keyset condition of one kind of row after a cursor at (time, kind, id)."""
+    if position is None:
+        return "", []
+    at, after_kind, row_id = position
+    if KIND_ORDER[kind] < KIND_ORDER[after_kind]:
+        return _after(time, id_column, at, None)
+    if kind == after_kind:
+        return _after(time, id_column, at, row_id)
+    return f" AND {time} >= {{}}", [at]
+
+
+def dispute_line_columns(kind: str) -> str:
+    """The listed columns of a dispute's withdrawal or reinstatement (``d``, ``p``, ``s``)."""
+    if kind == WITHDRAWN:
+        return "0 AS gross, 0 AS tax, 0 AS refunded, d.amount_cents AS disputed, d.fee_cents AS fee"
+    return "0 AS gross, 0 AS tax, 0 AS refunded, 0 - d.amount_cents AS disputed, 0 AS fee"
+
+
 async def payment_lines(f: Filters, *, after: str | None = None, limit: int = 100) -> LinePage:
-    """One keyset page of payment and refund rows, oldest first.
+    """One keyset page of payment, refund and dispute rows, oldest first.
 
     Ordered by (time, kind, id). Each branch walks its time index from the
-    cursor and stops at the limit; the two short lists are then merged.
+    cursor and stops at the limit; the short lists are then merged. Once a
+    full page is in hand, the later branches stop at its last instant.
     """
     if not f.locations:
         return LinePage(rows=[], next_cursor=None)
@@ -478,24 +573,15 @@ async def payment_lines(f: Filters, *, after: str | None = None, limit: int = 10
     p_status, r_status = _status_clauses(f.status)
     extra, extra_args = _payment_extra(f)
     position = _decode_line_cursor(after)
-    p_after, r_after = "", ""
-    p_after_args: list[Any] = []
-    r_after_args: list[Any] = []
-    if position is not None:
-        at, kind, row_id = position
-        # 'payment' sorts before 'refund' at the same instant.
-        p_after, p_after_args = _after(p_time, "p.id", at, row_id if kind == "payment" else None)
-        if kind == "payment":
-            r_after, r_after_args = f" AND {r_time} >= {{}}", [at]
-        else:
-            r_after, r_after_args = _after(r_time, "r.id", at, row_id)
+    p_after, p_after_args = _line_after("payment", p_time, "p.id", position)
+    r_after, r_after_args = _line_after("refund", r_time, "r.id", position)
     p_period, p_period_args, lo, hi = _period_clause(p_time, "s.location", days)
     r_period, r_period_args, _, _ = _period_clause(r_time, "s.location", days)
     common = "JOIN location l ON l.id = s.location JOIN app_user u ON u.id = s.client "
     payments = (
         f"SELECT 'payment' AS kind, p.id AS id, {p_time} AS ts, s.location AS loc, "
         "l.name AS location, u.email AS client, s.item_name AS item, p.method AS method, "
-        f"p.amount_cents AS gross, {PAYMENT_TAX} AS tax, 0 AS refunded, "
+        f"p.amount_cents AS gross, {PAYMENT_TAX} AS tax, 0 AS refunded, 0 AS disputed, "
         "COALESCE(p.fee_cents, 0) AS fee, p.currency AS currency, "
         "p.payment_intent_id AS intent, s.id AS sale_id, p.status AS status "
         f"FROM payment p JOIN sale s ON s.id = p.sale {common}"
@@ -507,15 +593,20 @@ async def payment_lines(f: Filters, *, after: str | None = None, limit: int = 10
     )
     for row in rows:
         row["ts"] = sql.as_datetime(row["ts"])
-    if len(rows) > limit:
-        # A full page of payments: no refund after the last of them can be on it.
-        r_after += f" AND {r_time} <= {{}}"
-        r_after_args = [*r_after_args, rows[-1]["ts"]]
+
+    def bound(clause: str, args: list[Any], time: str) -> tuple[str, list[Any]]:
+        # A full page in hand: no row after its last instant can be on it.
+        if len(rows) <= limit:
+            return clause, args
+        rows.sort(key=_line_order)
+        return clause + f" AND {time} <= {{}}", [*args, rows[limit]["ts"]]
+
+    r_after, r_after_args = bound(r_after, r_after_args, r_time)
     refunds = (
         f"SELECT 'refund' AS kind, r.id AS id, {r_time} AS ts, s.location AS loc, "
         "l.name AS location, u.email AS client, s.item_name AS item, p.method AS method, "
-        f"0 AS gross, 0 - ({REFUND_TAX}) AS tax, r.amount_cents AS refunded, 0 AS fee, "
-        "r.currency AS currency, p.payment_intent_id AS intent, s.id AS sale_id, "
+        f"0 AS gross, 0 - ({REFUND_TAX}) AS tax, r.amount_cents AS refunded, 0 AS disputed, "
+        "0 AS fee, r.currency AS currency, p.payment_intent_id AS intent, s.id AS sale_id, "
         "r.status AS status "
         "FROM refund r JOIN payment p ON p.id = r.payment JOIN sale s ON s.id = r.sale "
         f"{common}WHERE {r_status} AND {r_time} >= {{}} AND {r_time} < {{}} AND {r_period}"
@@ -527,13 +618,37 @@ async def payment_lines(f: Filters, *, after: str | None = None, limit: int = 10
     for row in refund_rows:
         row["ts"] = sql.as_datetime(row["ts"])
     rows += refund_rows
-    rows.sort(key=lambda r: (r["ts"], r["kind"], int(r["id"])))
+    if f.status in DISPUTE_STATUSES:
+        for kind in DISPUTE_KINDS:
+            d_time = DISPUTE_TIME[kind]
+            d_after, d_after_args = bound(*_line_after(kind, d_time, "d.id", position), d_time)
+            d_period, d_period_args, _, _ = _period_clause(d_time, "s.location", days)
+            disputes = (
+                f"SELECT '{kind}' AS kind, d.id AS id, {d_time} AS ts, s.location AS loc, "
+                "l.name AS location, u.email AS client, s.item_name AS item, "
+                f"p.method AS method, {dispute_line_columns(kind)}, d.currency AS currency, "
+                "p.payment_intent_id AS intent, s.id AS sale_id, d.status AS status "
+                f"FROM {DISPUTE_FROM}{common}"
+                f"WHERE {d_time} >= {{}} AND {d_time} < {{}} AND {d_period}"
+                f"{extra}{d_after} ORDER BY {d_time}, d.id LIMIT {{}}"
+            )
+            dispute_rows = await sql.fetch(
+                disputes, [lo, hi, *d_period_args, *extra_args, *d_after_args, limit + 1]
+            )
+            for row in dispute_rows:
+                row["ts"] = sql.as_datetime(row["ts"])
+            rows += dispute_rows
+    rows.sort(key=_line_order)
     lines = [_line(r, days) for r in rows[:limit]]
     cursor = None
     if len(rows) > limit and lines:
         last = lines[-1]
         cursor = encode_cursor([last.at.isoformat(), last.kind], last.id)
     return LinePage(rows=lines, next_cursor=cursor)
+
+
+def _line_order(row: dict[str, Any]) -> tuple[datetime, int, int]:
+    return row["ts"], KIND_ORDER[str(row["kind"])], int(row["id"])
 
 
 def _decode_line_cursor(cursor: str | None) -> tuple[datetime, str, int] | None:
@@ -546,7 +661,7 @@ def _decode_line_cursor(cursor: str | None) -> tuple[datetime, str, int] | None:
         at = datetime.fromisoformat(str(at_text))
     except (TypeError, ValueError):
         return None
-    if kind not in ("payment", "refund"):
+    if kind not in KIND_ORDER:
         return None
     return (at if at.tzinfo else at.replace(tzinfo=UTC)), str(kind), row_id
 
@@ -852,6 +967,7 @@ class RevenueRow:
     breakage: int = 0
     collected: int = 0
     refunded: int = 0
+    disputed: int = 0  # withdrawn for disputes, less what disputes won put back
 
     @property
     def recognised(self) -> int:
@@ -859,7 +975,7 @@ class RevenueRow:
 
     @property
     def net_cash(self) -> int:
-        return self.collected - self.refunded
+        return self.collected - self.refunded - self.disputed
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -874,6 +990,7 @@ class RevenueRow:
             "recognised_revenue": self.recognised,
             "cash_collected": self.collected,
             "refunds": self.refunded,
+            "disputed": self.disputed,
             "net_cash": self.net_cash,
         }
 
@@ -948,6 +1065,7 @@ async def revenue(f: Filters) -> Revenue:
         item = row_for(start, location_id, currency)
         item.collected += moved.gross
         item.refunded += moved.refunded
+        item.disputed += moved.disputed
     therapist_names = await _therapist_names({k[3] for k in therapist_sums if k[3] is not None})
     therapists = [
         TherapistRevenue(
@@ -986,6 +1104,7 @@ async def revenue(f: Filters) -> Revenue:
         total.breakage += r.breakage
         total.collected += r.collected
         total.refunded += r.refunded
+        total.disputed += r.disputed
     return Revenue(rows=rows, therapists=therapists, totals=dict(sorted(totals.items())))
 
 
@@ -1001,7 +1120,7 @@ async def _therapist_names(ids: set[int]) -> dict[int, str]:
 
 
 async def fees(f: Filters) -> PaymentSummary:
-    """Stripe fees of succeeded card payments, per bucket and location."""
+    """Stripe fees of succeeded card payments and of disputes, per bucket and location."""
     rows = _bucketed(
         f,
         await _payment_days(f, status=SUCCEEDED, stripe_only=True, grouping=f.grouping),
