@@ -57,7 +57,7 @@ async def test_accountant_filters_payments_and_downloads_csv(
         rows = list(csv.reader(handle))
     assert rows[0] == [
         "date", "location", "client", "item", "payment_method", "gross", "tax", "refunded",
-        "fee", "net", "currency", "stripe_payment_intent", "sale_id",
+        "disputed", "fee", "net", "currency", "stripe_payment_intent", "sale_id", "type",
     ]  # fmt: skip
     assert len(rows) >= 2
     for row in rows[1:]:
