@@ -95,6 +95,21 @@ async def transaction() -> AsyncIterator[Any]:
             yield tx
 
 
+async def lock_row(table: type[Table], row_id: int) -> None:
+    """Take ``row_id``'s row lock until the surrounding transaction ends.
+
+    PostgreSQL: ``SELECT … FOR UPDATE``, so a second transaction locking the
+    same row waits for the first to commit, then reads what it wrote. SQLite
+    has no row locks: the surrounding :func:`transaction` already holds the
+    database's write lock from its ``BEGIN IMMEDIATE``, which serialises
+    writers the same way. Call it inside :func:`transaction`.
+    """
+    engine = table._meta.db
+    if isinstance(engine, PostgresEngine):
+        name = table._meta.tablename
+        await table.raw(f"SELECT id FROM {name} WHERE id = {{}} FOR UPDATE", row_id).run()
+
+
 def is_unique_violation(exc: BaseException) -> bool:
     """Unique violations differ per driver; callers ask here."""
     if isinstance(exc, sqlite3.IntegrityError):

@@ -215,7 +215,7 @@ async def test_list_price_rule_never_refunds_more_than_paid(shop, stripe_standin
     assert again.sessions == 0
 
 
-async def test_stripe_unreachable_leaves_refund_pending_and_sessions_untouched(
+async def test_stripe_unreachable_leaves_refund_pending_with_its_sessions_reserved(
     shop, stripe_standin, portal_webhook
 ):
     sale_id, _ = await _buy(shop, stripe_standin)
@@ -223,7 +223,10 @@ async def test_stripe_unreachable_leaves_refund_pending_and_sessions_untouched(
     dead = StripeGateway(api_key="sk_test_x", api_base="http://127.0.0.1:9", max_network_retries=0)
     refund = await payments.refund_sale(dead, manager, sale_id, sessions=1, reason="Test")
     assert refund["status"] == payments.PENDING and refund["error"]
-    assert (await sales.session_counts(sale_id)).available == 5
+    # Reserved while the outcome is unknown: nobody can book or refund it twice.
+    assert (await sales.session_counts(sale_id)).available == 4
+    journal = await ledger.balance("deferred_revenue", sale_id=sale_id)
+    assert journal == (await sales.get_sale(sale_id))["net_cents"]  # nothing journalled yet
     # Retried with the same idempotency key once Stripe answers again.
     retried = await payments.retry_refund(shop.gateway, manager, refund["id"])
     assert retried["status"] == payments.SUCCEEDED

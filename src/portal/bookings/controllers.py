@@ -19,6 +19,7 @@ from portal.bookings import series as series_service
 from portal.catalog.tables import Service
 from portal.locations.service import get_location_for, visible_location_ids
 from portal.locations.tables import Location
+from portal.onetime import service as onetime
 from portal.settings import Settings
 from portal.staff import hours as h
 from portal.staff.tables import Therapist, TherapistLocation, TherapistService
@@ -405,6 +406,7 @@ class BookingController(Controller):
                 waive_reason=values.get("waive_reason", ""),
                 settings=settings,
                 deferred=deferred,
+                request_key=onetime.parse(values.get(onetime.FIELD)),
             )
         except ValidationFailed as exc:
             return await self._detail_with_errors(user, appointment_id, exc.errors, values)
@@ -427,8 +429,11 @@ class BookingController(Controller):
         self, request: Request[Any, Any, Any], appointment_id: FromPath[int]
     ) -> Response[Any]:
         user = current_user(request)
+        values, _ = await read_form(request)
         try:
-            await service.complete(user, appointment_id)
+            await service.complete(
+                user, appointment_id, request_key=onetime.parse(values.get(onetime.FIELD))
+            )
         except ValidationFailed as exc:
             return await self._detail_with_errors(user, appointment_id, exc.errors)
         return redirect(request, f"/appointments/{appointment_id}", "Session completed.")
@@ -445,6 +450,7 @@ class BookingController(Controller):
                 appointment_id,
                 waive=values.get("waive") == "on",
                 waive_reason=values.get("waive_reason", ""),
+                request_key=onetime.parse(values.get(onetime.FIELD)),
             )
         except ValidationFailed as exc:
             return await self._detail_with_errors(user, appointment_id, exc.errors)

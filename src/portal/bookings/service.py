@@ -24,6 +24,8 @@ from __future__ import annotations
 import logging
 import sqlite3
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -40,6 +42,7 @@ from portal.catalog.tables import Service
 from portal.ledger import service as ledger
 from portal.locations.service import ensure_location_access
 from portal.locations.tables import Location
+from portal.onetime import service as onetime
 from portal.rooms.service import split_tags
 from portal.rooms.tables import Room, RoomOutage
 from portal.sales import service as sales
@@ -739,15 +742,7 @@ async def _insert(
     now = utcnow()
     try:
         async with db.transaction():
-            held = (
-                await SaleSession.update(
-                    {SaleSession.state: sales.HELD, SaleSession.changed_at: now}
-                )
-                .where((SaleSession.id == credit_id) & (SaleSession.state == sales.AVAILABLE))
-                .returning(SaleSession.id)
-                .run()
-            )
-            if not held:
+            if not await sales.move_credit(credit_id, sales.AVAILABLE, sales.HELD):
                 raise _CreditGone()
             rows = (
                 await Appointment.insert(
@@ -772,11 +767,7 @@ async def _insert(
                 .run()
             )
             appointment_id = int(rows[0]["id"])
-            await (
-                SaleSession.update({SaleSession.appointment_id: appointment_id})
-                .where(SaleSession.id == credit_id)
-                .run()
-            )
+            await sales.link_appointment(credit_id, appointment_id)
             await audit.record(
                 actor,
                 "book",
@@ -812,22 +803,26 @@ async def _release_credit(credit_id: int | None, new_state: str) -> dict[str, An
     """Held → ``new_state`` (available: returned; forfeited; redeemed). Returns the credit."""
     if credit_id is None:
         return None
-    update: dict[Any, Any] = {SaleSession.state: new_state, SaleSession.changed_at: utcnow()}
     if new_state == sales.AVAILABLE:
-        update[SaleSession.appointment_id] = None
-    rows = (
-        await SaleSession.update(update)
-        .where((SaleSession.id == credit_id) & (SaleSession.state == sales.HELD))
-        .returning(SaleSession.id, SaleSession.sale, SaleSession.value_cents)
-        .run()
-    )
-    return rows[0] if rows else None
+        return await sales.move_credit(credit_id, sales.HELD, new_state, appointment_id=None)
+    return await sales.move_credit(credit_id, sales.HELD, new_state)
 
 
 async def _recognise(
-    appointment: dict[str, Any], credit: dict[str, Any], kind: str, memo: str
+    appointment: dict[str, Any],
+    credit: dict[str, Any],
+    kind: str,
+    memo: str,
+    *,
+    at: datetime | None = None,
 ) -> None:
-    """Deferred revenue at the selling clinic → service revenue where the session was due."""
+    """Deferred revenue at the selling clinic → service revenue where the session was due.
+
+    Dated when the session was given, whenever that is recorded: the start of
+    the appointment for a completion or a no-show, the cancellation for a late
+    cancel (``at`` overrides). The credit's ``changed_at`` takes the entry's date,
+    so the liability report's sessions move with its money.
+    """
     sale = (
         await Sale.select(Sale.location, Sale.currency)
         .where(Sale.id == credit["sale"])
@@ -835,21 +830,99 @@ async def _recognise(
         .run()
     )
     assert sale is not None
+    if at is None:
+        current = (
+            await Appointment.select(
+                Appointment.status, Appointment.start_at, Appointment.cancelled_at
+            )
+            .where(Appointment.id == appointment["id"])
+            .first()
+            .run()
+        )
+        if current is not None and current["status"] == LATE_CANCEL and current["cancelled_at"]:
+            at = current["cancelled_at"]
+        else:
+            at = appointment["start_at"]
     value = int(credit["value_cents"])
-    await ledger.post(
+    entry_id = await ledger.post(
         event_key=f"appointment:{appointment['id']}:{kind}",
         kind=kind,
         currency=sale["currency"],
         location_id=int(appointment["location"]),
+        occurred_at=at,
         reference=f"appointment:{appointment['id']}",
         memo=memo,
         sale_id=int(credit["sale"]),
         therapist_id=int(appointment["therapist"]),
-        lines=[
-            ledger.debit("deferred_revenue", value, location_id=int(sale["location"])),
-            ledger.credit("service_revenue", value, location_id=int(appointment["location"])),
-        ],
+        lines=ledger.recognition_lines(
+            value, sold_at=int(sale["location"]), given_at=int(appointment["location"])
+        ),
     )
+    posted = await ledger.posted_at(entry_id) if entry_id is not None else None
+    if posted is not None and "id" in credit:
+        await (
+            SaleSession.update({SaleSession.changed_at: posted})
+            .where(SaleSession.id == credit["id"])
+            .run()
+        )
+
+
+@dataclass(frozen=True)
+class Released:
+    appointment_ids: list[int]
+    credits: list[dict[str, Any]]
+
+
+async def release_held_credits(sale_id: int, reason: str) -> Released:
+    """A sale's money was reversed (a lost chargeback): its booked sessions go.
+
+    Inside the caller's locked transaction on the sale: every appointment
+    still booked with one of its credits is cancelled with ``reason`` and the
+    credit revoked, so it can never be completed. The caller tells the
+    clients (:func:`notify_released`) once the transaction has committed.
+    """
+    now = utcnow()
+    held = (
+        await SaleSession.select(SaleSession.id, SaleSession.appointment_id)
+        .where((SaleSession.sale == sale_id) & (SaleSession.state == sales.HELD))
+        .run()
+    )
+    ids: list[int] = []
+    credits: list[dict[str, Any]] = []
+    for row in held:
+        appointment_id = row["appointment_id"]
+        if appointment_id is not None and await _set_status(
+            int(appointment_id), CANCELLED, cancelled_at=now, cancel_reason=reason[:1000]
+        ):
+            ids.append(int(appointment_id))
+            await audit.record(
+                None, "release_chargeback", "appointment", int(appointment_id),
+                before={"status": BOOKED},
+                after={"status": CANCELLED, "reason": "payment reversed", "credit": "revoked"},
+            )  # fmt: skip
+        credit = await sales.move_credit(int(row["id"]), sales.HELD, sales.REVOKED)
+        if credit is not None:
+            credits.append(credit)
+    return Released(appointment_ids=ids, credits=credits)
+
+
+async def notify_released(appointment_ids: list[int], reason: str) -> None:
+    for appointment_id in appointment_ids:
+        await notify.booking_cancelled(
+            appointment_id, credit_returned=False, late=False, reason=reason
+        )
+
+
+@asynccontextmanager
+async def _sale_of_credit_locked(credit_id: int | None) -> AsyncIterator[dict[str, Any] | None]:
+    """A write transaction holding the lock of the sale whose credit the appointment uses."""
+    sale_id = await sales.credit_sale_id(credit_id)
+    if sale_id is None:
+        async with db.transaction():
+            yield None
+        return
+    async with sales.locked(sale_id) as sale:
+        yield sale
 
 
 async def _set_status(appointment_id: int, new: str, **values: Any) -> bool:
@@ -876,25 +949,34 @@ async def cancel(
     notify_client: bool = True,
     settings: Settings | None = None,
     deferred: list[int] | None = None,
+    request_key: str | None = None,
 ) -> str:
     """Cancel a booked appointment; returns ``cancelled`` or ``late_cancel``.
 
     Before the window the credit comes back. Inside it the credit is
     forfeited, unless a manager or owner waives the forfeit with a reason.
-    The client is told once the cancellation has committed.
+    The client is told once the cancellation has committed. The same form
+    sent again (``request_key``) answers the first outcome and changes nothing.
     """
     now = now or utcnow()
     appointment = await get_appointment_for(actor, appointment_id, write=actor.role != CLIENT)
-    if appointment["status"] != BOOKED:
-        raise ValidationFailed({"status": _not_booked_message(appointment["status"], "cancelled")})
-    late = is_late(appointment, now)
     if waive:
         if actor.role not in (OWNER, MANAGER):
             raise PermissionDeniedException("Only managers waive a late cancellation.")
         if not waive_reason.strip():
             raise ValidationFailed({"waive_reason": "Say why the forfeit is waived."})
-    forfeit = late and not waive
-    async with db.transaction():
+    async with _sale_of_credit_locked(appointment["sale_session"]) as sale:
+        first = await onetime.claim(request_key, user_id=actor.id, action="cancel", field="status")
+        if first is not None:
+            return first or CANCELLED  # the form was sent before: its outcome, once
+        appointment = await get_appointment(appointment_id)
+        if appointment["status"] != BOOKED:
+            message = _not_booked_message(appointment["status"], "cancelled")
+            raise ValidationFailed({"status": message})
+        late = is_late(appointment, now)
+        # No revenue is recognised on money under dispute: the credit goes back
+        # (the frozen package cannot be booked until the dispute closes).
+        forfeit = late and not waive and not (sale is not None and sale["frozen"])
         changed = await _set_status(
             appointment_id,
             LATE_CANCEL if late else CANCELLED,
@@ -923,6 +1005,7 @@ async def cancel(
                 "waive_reason": waive_reason.strip() if late and waive else "",
             },
         )
+        await onetime.finish(request_key, LATE_CANCEL if late else CANCELLED)
     if notify_client:
         note = waive_reason.strip() if late and waive else reason.strip()
         await notify.booking_cancelled(
@@ -958,18 +1041,22 @@ async def mark_no_show(
     waive: bool = False,
     waive_reason: str = "",
     now: datetime | None = None,
+    request_key: str | None = None,
 ) -> None:
     now = now or utcnow()
     if actor.role not in (OWNER, MANAGER):
         raise PermissionDeniedException("Managers record no-shows.")
     appointment = await get_appointment_for(actor, appointment_id, write=True)
-    if appointment["status"] != BOOKED or appointment["start_at"] > now:
-        raise ValidationFailed(
-            {"status": "Only a booked appointment that has started can be a no-show."}
-        )
     if waive and not waive_reason.strip():
         raise ValidationFailed({"waive_reason": "Say why the forfeit is waived."})
-    async with db.transaction():
+    async with _sale_of_credit_locked(appointment["sale_session"]):
+        if await onetime.claim(request_key, user_id=actor.id, action="no_show", field="status"):
+            return  # recorded by the first submission of this form
+        appointment = await get_appointment(appointment_id)
+        if appointment["status"] != BOOKED or appointment["start_at"] > now:
+            raise ValidationFailed(
+                {"status": "Only a booked appointment that has started can be a no-show."}
+            )
         if not await _set_status(
             appointment_id, NO_SHOW, waived=waive, waive_reason=waive_reason.strip()[:1000]
         ):
@@ -985,10 +1072,22 @@ async def mark_no_show(
             after={"status": NO_SHOW, "credit": "returned" if waive else "forfeited",
                    "waive_reason": waive_reason.strip()},
         )  # fmt: skip
+        await onetime.finish(request_key, NO_SHOW)
 
 
-async def complete(actor: CurrentUser, appointment_id: int, *, now: datetime | None = None) -> None:
-    """The session was given: redeem its credit and recognise the revenue."""
+async def complete(
+    actor: CurrentUser,
+    appointment_id: int,
+    *,
+    now: datetime | None = None,
+    request_key: str | None = None,
+) -> None:
+    """The session was given: redeem its credit and recognise the revenue.
+
+    Under the sale's lock: a session of a package whose payment is disputed
+    cannot be recorded as given until the dispute closes. The same form sent
+    again (``request_key``) changes nothing.
+    """
     now = now or utcnow()
     appointment = await get_appointment(appointment_id)
     if actor.role == THERAPIST:
@@ -998,11 +1097,24 @@ async def complete(actor: CurrentUser, appointment_id: int, *, now: datetime | N
         ensure_location_access(actor, int(appointment["location"]), write=True)
     else:
         raise PermissionDeniedException("Therapists and managers complete sessions.")
-    if appointment["status"] != BOOKED:
-        raise ValidationFailed({"status": "Only a booked appointment can be completed."})
-    if appointment["start_at"] > now:
-        raise ValidationFailed({"status": "A session cannot be completed before it starts."})
-    async with db.transaction():
+    async with _sale_of_credit_locked(appointment["sale_session"]) as sale:
+        if await onetime.claim(request_key, user_id=actor.id, action="complete", field="status"):
+            return  # recorded by the first submission of this form
+        appointment = await get_appointment(appointment_id)
+        if appointment["status"] != BOOKED:
+            raise ValidationFailed(
+                {"status": _not_booked_message(appointment["status"], "completed")}
+            )
+        if appointment["start_at"] > now:
+            raise ValidationFailed({"status": "A session cannot be completed before it starts."})
+        if sale is not None and sale["frozen"]:
+            raise ValidationFailed(
+                {
+                    "status": "The client disputed the payment for this package with their "
+                    "card issuer. The session cannot be recorded as given until the dispute "
+                    "is settled."
+                }
+            )
         if not await _set_status(appointment_id, COMPLETED, completed_at=now):
             raise ValidationFailed({"status": "The appointment changed meanwhile; reload it."})
         credit = await _release_credit(appointment["sale_session"], sales.REDEEMED)
@@ -1012,6 +1124,7 @@ async def complete(actor: CurrentUser, appointment_id: int, *, now: datetime | N
             actor, "complete", "appointment", appointment_id,
             before={"status": BOOKED}, after={"status": COMPLETED},
         )  # fmt: skip
+        await onetime.finish(request_key, COMPLETED)
 
 
 async def move(

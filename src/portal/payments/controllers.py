@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
-import secrets
 from typing import Annotated, Any
 from urllib.parse import urlparse
 
@@ -20,6 +18,7 @@ from portal.catalog.service import NotAvailable
 from portal.catalog.tables import Package
 from portal.locations.service import ensure_location_access, visible_location_ids
 from portal.locations.tables import Location
+from portal.onetime import service as onetime
 from portal.payments import service
 from portal.payments.gateway import (
     GatewayError,
@@ -159,7 +158,7 @@ class PurchaseController(Controller):
                 "payments/buy_choose.html", context={"package": package, "offers": offers}
             )
         place = await _location_by_slug(location)
-        context: dict[str, Any] = {"location": place, "error": ""}
+        context: dict[str, Any] = {"location": place, "error": "", "request_key": onetime.new_key()}
         headers = _checkout_page_headers(request)
         try:
             context["terms"] = await catalog.quote_package(
@@ -187,6 +186,7 @@ class PurchaseController(Controller):
                 package_id=package_id,
                 location_id=place["id"],
                 base_url=settings.base_url,
+                request_key=onetime.parse(values.get(onetime.FIELD)),
             )
         except NotAvailable as exc:
             return Template(
@@ -202,6 +202,9 @@ class PurchaseController(Controller):
                 status_code=503 if isinstance(exc, GatewayUnavailable) else 502,
                 headers=_checkout_page_headers(request),
             )
+        if not checkout.url:
+            # The same form sent twice at once: the first is still talking to Stripe.
+            return Redirect(path=f"/purchases/{checkout.sale_id}", status_code=303)
         return Redirect(path=checkout.url, status_code=303)
 
     @get("/purchases/{sale_id:int}", guards=[sale_readers], name="purchase")
@@ -321,7 +324,7 @@ class SaleController(Controller):
         if package_id is None:
             errors["package_id"] = "Choose a package."
         method = values.get("method", "")
-        request_key = _request_key(values.get("request_key"))
+        request_key = onetime.parse(values.get(onetime.FIELD))
         if method not in ("checkout_link", "cash", "cheque", "terminal"):
             errors["method"] = "Choose how the client pays."
         if errors:
@@ -407,7 +410,13 @@ class SaleController(Controller):
             ):
                 gateway = gateway_of(request)
             refund = await service.refund_sale(
-                gateway, user, sale_id, sessions=sessions, reason=reason, rule=rule
+                gateway,
+                user,
+                sale_id,
+                sessions=sessions,
+                reason=reason,
+                rule=rule,
+                request_key=onetime.parse(values.get(onetime.FIELD)),
             )
         except ValidationFailed as exc:
             context = await _sale_context(sale)
@@ -462,14 +471,6 @@ class SaleController(Controller):
         )
 
 
-REQUEST_KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
-
-
-def _request_key(raw: str | None) -> str | None:
-    """The front-desk form's one-time token, if it looks like one we issued."""
-    return raw if raw and REQUEST_KEY.fullmatch(raw) else None
-
-
 def _int_or_none(raw: str | None) -> int | None:
     try:
         return int(raw) if raw not in (None, "") else None
@@ -493,7 +494,7 @@ async def _front_desk_context(
         form = {**form, "location_id": locations[0]["id"]}
     # Every rendering of the form gets a fresh one-time token (see
     # service.record_in_clinic_sale): resending this very form finds its sale.
-    form = {**form, "request_key": secrets.token_urlsafe(24)}
+    form = {**form, "request_key": onetime.new_key()}
     packages = (
         await Package.select(Package.id, Package.name)
         .where(Package.active == True)  # noqa: E712
@@ -527,6 +528,8 @@ async def _refund_form_context(
         "refund_errors": errors,
         "refund_reason": reason,
         "rule_labels": service.RULE_LABELS,
+        # A fresh one-time key per rendering: sending this very form twice refunds once.
+        "refund_request_key": onetime.new_key(),
     }
     if (
         sale["status"] == sales.ACTIVE

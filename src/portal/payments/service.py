@@ -34,14 +34,17 @@ from portal.locations import service as location_service
 from portal.locations.service import ensure_location_access
 from portal.locations.tables import Location
 from portal.money import format_money, round_half_up
+from portal.onetime import service as onetime
 from portal.payments.gateway import (
     GatewayError,
     GatewayUnavailable,
     StripeBalanceTransaction,
     StripeCharge,
+    StripeDispute,
     StripeGateway,
     StripePaymentIntent,
     StripeRefund,
+    dispute_from_dict,
 )
 from portal.payments.tables import Dispute, Payment, Refund, StripeEvent
 from portal.sales import service as sales
@@ -107,9 +110,10 @@ async def start_checkout(
     A front-desk form's ``request_key`` makes a resubmission of the same form
     return the sale it already created.
     """
-    key = request_key if sold_by is not None else None
+    key = request_key
+    buyer = sold_by if sold_by is not None else client_id
     if key:
-        existing = await sales.sale_by_request_key(key, sold_by or 0)
+        existing = await sales.sale_by_request_key(key, buyer)
         if existing is not None:
             return await _checkout_of(existing)
     terms = await catalog.quote_package(package_id, location_id, utcnow(), online=online)
@@ -142,7 +146,7 @@ async def start_checkout(
             payment_id = int(rows[0]["id"])
     except Exception as exc:
         if key and db.is_unique_violation(exc):
-            return await _checkout_of(await _replayed_sale(key, sold_by or 0))
+            return await _checkout_of(await _replayed_sale(key, buyer))
         raise
     ids = {"sale_id": str(sale_id), "payment_id": str(payment_id), "location_id": str(location_id)}
     slug = await _location_slug(location_id)
@@ -360,65 +364,126 @@ async def record_stripe_payment(
     charge: StripeCharge | None,
     occurred_at: datetime,
     checkout_session_id: str | None = None,
+    currency: str | None = None,
+    named_sale_ids: tuple[int | None, ...] = (),
 ) -> bool:
     """Stripe says the sale is paid: record the payment and activate the sale.
 
-    Idempotent, and safe in any order with the other events. Must run inside
-    a transaction. Returns True when this call activated the sale.
+    Idempotent, safe in any order with the other events, and under the sale's
+    lock (it joins the caller's transaction). Returns True when this call
+    activated the sale.
+
+    The evidence must match the sale: the amount and currency, the Checkout
+    Session the portal created for it, the payment intent already recorded
+    for it, and every sale id Stripe's objects carry (``named_sale_ids``). A
+    mismatch activates nothing: the sale needs review, with the reason, for
+    an owner to settle with Stripe.
     """
-    sale = await Sale.select().where(Sale.id == sale_id).first().run()
-    if sale is None:
-        log.error("payment %s names unknown sale %s", payment_intent_id, sale_id)
-        return False
-    payment = await _payment_for_sale(sale_id)
-    if payment is None:
-        rows = (
-            await Payment.insert(
-                Payment(
-                    sale=sale_id,
-                    provider=STRIPE,
-                    method="card",
-                    status=PENDING,
-                    amount_cents=amount_cents,
-                    currency=sale["currency"],
-                    created_at=occurred_at,
+    async with sales.locked(sale_id) as sale:
+        payment = await _payment_for_sale(sale_id)
+        problems = _mismatches(
+            sale,
+            payment,
+            payment_intent_id=payment_intent_id,
+            amount_cents=amount_cents,
+            currency=currency,
+            checkout_session_id=checkout_session_id,
+            named_sale_ids=named_sale_ids,
+        )
+        if problems:
+            reason = " ".join(problems)
+            log.error("sale %s needs review: %s", sale_id, reason)
+            if not await sales.hold_for_review(sale_id, reason) and not sale["review_reason"]:
+                await (
+                    Sale.update({Sale.review_reason: reason[:2000]}).where(Sale.id == sale_id).run()
                 )
+            if payment is not None and payment["status"] == PENDING:
+                await (
+                    Payment.update({Payment.failure_message: f"Needs review: {reason}"[:500]})
+                    .where(Payment.id == payment["id"])
+                    .run()
+                )
+            return False
+        if payment is None:
+            rows = (
+                await Payment.insert(
+                    Payment(
+                        sale=sale_id,
+                        provider=STRIPE,
+                        method="card",
+                        status=PENDING,
+                        amount_cents=amount_cents,
+                        currency=sale["currency"],
+                        created_at=occurred_at,
+                    )
+                )
+                .returning(Payment.id)
+                .run()
             )
-            .returning(Payment.id)
+            payment = await Payment.select().where(Payment.id == rows[0]["id"]).first().run()
+            assert payment is not None
+        ids: dict[Any, Any] = {Payment.payment_intent_id: payment_intent_id}
+        if charge is not None:
+            ids[Payment.charge_id] = charge.id
+        if checkout_session_id and not payment["checkout_session_id"]:
+            ids[Payment.checkout_session_id] = checkout_session_id
+        await Payment.update(ids).where(Payment.id == payment["id"]).run()
+        # A payment that arrives after the checkout was abandoned still counts.
+        await (
+            Payment.update(
+                {
+                    Payment.status: SUCCEEDED,
+                    Payment.succeeded_at: occurred_at,
+                    Payment.failure_message: "",
+                }
+            )
+            .where((Payment.id == payment["id"]) & (Payment.status != SUCCEEDED))
             .run()
         )
-        payment = await Payment.select().where(Payment.id == rows[0]["id"]).first().run()
-        assert payment is not None
-    if amount_cents != int(sale["total_cents"]):
-        log.error(
-            "sale %s: Stripe amount %s differs from the sale's %s",
-            sale_id, amount_cents, sale["total_cents"],
-        )  # fmt: skip
-    ids: dict[Any, Any] = {Payment.payment_intent_id: payment_intent_id}
-    if charge is not None:
-        ids[Payment.charge_id] = charge.id
-    if checkout_session_id and not payment["checkout_session_id"]:
-        ids[Payment.checkout_session_id] = checkout_session_id
-    await Payment.update(ids).where(Payment.id == payment["id"]).run()
-    # A payment that arrives after the checkout was abandoned still counts.
-    await (
-        Payment.update(
-            {
-                Payment.status: SUCCEEDED,
-                Payment.succeeded_at: occurred_at,
-                Payment.failure_message: "",
-            }
+        await sales.revive_cancelled(sale_id)
+        activated = await sales.activate(sale_id, occurred_at=occurred_at, payment_method="card")
+        if charge is not None and charge.balance_transaction is not None:
+            fresh = await Payment.select().where(Payment.id == payment["id"]).first().run()
+            assert fresh is not None
+            await _record_fee(fresh, charge.balance_transaction)
+        return activated
+
+
+def _mismatches(
+    sale: dict[str, Any],
+    payment: dict[str, Any] | None,
+    *,
+    payment_intent_id: str,
+    amount_cents: int,
+    currency: str | None,
+    checkout_session_id: str | None,
+    named_sale_ids: tuple[int | None, ...],
+) -> list[str]:
+    """Why Stripe's evidence of a payment does not belong to this sale (none: it does)."""
+    total, code = int(sale["total_cents"]), str(sale["currency"])
+    out: list[str] = []
+    if currency is not None and currency.upper() != code:
+        out.append(f"Stripe reports a payment in {currency.upper()}; the sale is in {code}.")
+    elif amount_cents != total:
+        out.append(
+            f"Stripe reports {format_money(amount_cents, code)} paid; "
+            f"the sale's total is {format_money(total, code)}."
         )
-        .where((Payment.id == payment["id"]) & (Payment.status != SUCCEEDED))
-        .run()
-    )
-    await sales.revive_cancelled(sale_id)
-    activated = await sales.activate(sale_id, occurred_at=occurred_at, payment_method="card")
-    if charge is not None and charge.balance_transaction is not None:
-        fresh = await Payment.select().where(Payment.id == payment["id"]).first().run()
-        assert fresh is not None
-        await _record_fee(fresh, charge.balance_transaction)
-    return activated
+    if any(named is not None and named != int(sale["id"]) for named in named_sale_ids):
+        out.append("The Stripe payment names a different sale.")
+    if payment is not None:
+        known_session = payment["checkout_session_id"]
+        if checkout_session_id and known_session and known_session != checkout_session_id:
+            out.append(
+                f"Checkout Session {checkout_session_id} is not the one created for this sale."
+            )
+        known_intent = payment["payment_intent_id"]
+        if known_intent and known_intent != payment_intent_id:
+            out.append(
+                f"Payment {payment_intent_id} is a second payment; "
+                f"the sale was paid by {known_intent}."
+            )
+    return out
 
 
 def _sale_id_of(metadata: dict[str, str]) -> int | None:
@@ -444,14 +509,14 @@ async def _ensure_payment_recorded(
     sale_id = _sale_id_of(intent.metadata)
     if sale_id is None or intent.status != "succeeded":
         return payment
-    async with db.transaction():
-        await record_stripe_payment(
-            sale_id,
-            payment_intent_id=intent.id,
-            amount_cents=intent.amount,
-            charge=intent.latest_charge,
-            occurred_at=intent.created,
-        )
+    await record_stripe_payment(
+        sale_id,
+        payment_intent_id=intent.id,
+        amount_cents=intent.amount,
+        currency=intent.currency,
+        charge=intent.latest_charge,
+        occurred_at=intent.created,
+    )
     return await _payment_by_intent(payment_intent_id)
 
 
@@ -468,12 +533,22 @@ class RefundQuote:
 
 
 async def refunded_so_far(payment_id: int) -> int:
+    """Money that went back, or is on its way back, on a payment.
+
+    Completed and pending refunds (a pending one may still go through), and
+    disputed amounts not won back (Stripe withdrew them when the dispute opened).
+    """
     rows = (
         await Refund.select(Refund.amount_cents)
         .where((Refund.payment == payment_id) & (Refund.status.is_in([PENDING, SUCCEEDED])))
         .run()
     )
-    return sum(int(r["amount_cents"]) for r in rows)
+    disputed = (
+        await Dispute.select(Dispute.amount_cents)
+        .where((Dispute.payment == payment_id) & (Dispute.outcome != "won"))
+        .run()
+    )
+    return sum(int(r["amount_cents"]) for r in rows) + sum(int(d["amount_cents"]) for d in disputed)
 
 
 async def _paid_payment(sale_id: int) -> dict[str, Any]:
@@ -591,29 +666,111 @@ async def quote_refund(
     )
 
 
-async def _journal_refund(
-    sale: dict[str, Any], refund_id: int, amount: int, revoked: list[dict[str, Any]], method: str
-) -> None:
-    """Dr deferred revenue (value of revoked sessions) + Dr tax / Cr clearing (cash back).
+def cumulative_tax(*, total_cents: int, tax_cents: int, returned_cents: int) -> int:
+    """The tax inside ``returned_cents`` of a sale's money, computed on the cumulative amount.
 
-    Whatever the revoked sessions were worth beyond the net cash returned is
-    recognised (the client keeps less than they paid for); a refund beyond
-    their value reverses recognised revenue.
+    Each refund (or lost chargeback) gives back the tax of everything returned
+    so far minus what earlier ones gave back, so rounding never adds up across
+    partial refunds: the tax returned never exceeds the tax collected, and the
+    whole amount returns exactly the whole tax. Pure, property-tested.
     """
-    total = int(sale["total_cents"])
-    tax_part = round_half_up(amount * int(sale["tax_cents"]), total) if total else 0
-    net_part = amount - tax_part
-    value = sum(int(r["value_cents"]) for r in revoked)
+    if total_cents <= 0 or returned_cents <= 0:
+        return 0
+    if returned_cents >= total_cents:
+        return tax_cents
+    return round_half_up(returned_cents * tax_cents, total_cents)
+
+
+async def _returned_before(
+    sale: dict[str, Any], *, refund_id: int | None = None, dispute_id: int | None = None
+) -> tuple[int, int, list[dict[str, Any]]]:
+    """Money and tax already given back on the sale (completed refunds, lost
+    chargebacks), other than the one being booked, and the credits those
+    refunds revoked."""
+    sale_id = int(sale["id"])
+    refunds = (
+        await Refund.select(Refund.id, Refund.amount_cents)
+        .where((Refund.sale == sale_id) & (Refund.status == SUCCEEDED))
+        .run()
+    )
+    refunds = [r for r in refunds if r["id"] != refund_id]
+    lost = (
+        await Dispute.select(Dispute.id, Dispute.amount_cents)
+        .where((Dispute.sale == sale_id) & (Dispute.outcome == "lost"))
+        .run()
+    )
+    lost = [d for d in lost if d["id"] != dispute_id]
+    money = sum(int(r["amount_cents"]) for r in refunds) + sum(int(d["amount_cents"]) for d in lost)
+    # Tax is what the journal says was given back: the sale's tax minus what is still payable.
+    tax = int(sale["tax_cents"]) - await ledger.balance("tax_payable", sale_id=sale_id)
+    credits: list[dict[str, Any]] = []
+    if refunds and not lost:
+        credits = (
+            await SaleSession.select(SaleSession.value_cents, SaleSession.total_cents)
+            .where(
+                (SaleSession.sale == sale_id)
+                & (SaleSession.state == sales.REVOKED)
+                & SaleSession.refund_id.is_in([int(r["id"]) for r in refunds])
+            )
+            .run()
+        )
+    return money, max(tax, 0), credits
+
+
+async def _tax_given_back(
+    sale: dict[str, Any],
+    amount: int,
+    revoked: list[dict[str, Any]],
+    *,
+    refund_id: int | None = None,
+    dispute_id: int | None = None,
+) -> int:
+    """The tax this refund or chargeback gives back (see :func:`cumulative_tax`).
+
+    When everything returned so far is exactly the paid shares of the sessions
+    revoked for it (pro-rata refunds), the tax is those sessions' own tax
+    shares, so nothing is left over as a cent of breakage.
+    """
+    total, tax = int(sale["total_cents"]), int(sale["tax_cents"])
+    money_before, tax_before, credits_before = await _returned_before(
+        sale, refund_id=refund_id, dispute_id=dispute_id
+    )
+    returned = money_before + amount
+    shares = [*credits_before, *revoked]
+    if dispute_id is None and returned == sum(int(c["total_cents"]) for c in shares):
+        target = sum(int(c["total_cents"]) - int(c["value_cents"]) for c in shares)
+    else:
+        target = cumulative_tax(total_cents=total, tax_cents=tax, returned_cents=returned)
+    return max(0, min(target, tax) - tax_before)
+
+
+def _give_back_lines(*, amount: int, tax: int, value: int, paid_from: str) -> list[ledger.Line]:
+    """Money going back to the client, against what it bought.
+
+    Dr deferred revenue (the revoked sessions' value) + Dr tax payable / Cr
+    ``paid_from``. If the revoked sessions were worth more than the net money
+    returned, the rest is breakage (the client gave it up); if less, the money
+    returned for sessions already given reverses revenue (contra-revenue).
+    """
+    net_part = amount - tax
     difference = value - net_part
     lines = [
         ledger.debit("deferred_revenue", value),
-        ledger.debit("tax_payable", tax_part),
-        ledger.credit(sales.CLEARING_ACCOUNT.get(method, "stripe_clearing"), amount),
+        ledger.debit("tax_payable", tax),
+        ledger.credit(paid_from, amount),
     ]
     if difference > 0:
         lines.append(ledger.credit("breakage_revenue", difference))
     elif difference < 0:
-        lines.append(ledger.debit("service_revenue", -difference))
+        lines.append(ledger.debit("revenue_reversals", -difference))
+    return lines
+
+
+async def _journal_refund(
+    sale: dict[str, Any], refund_id: int, amount: int, revoked: list[dict[str, Any]], method: str
+) -> None:
+    tax = await _tax_given_back(sale, amount, revoked, refund_id=refund_id)
+    await Refund.update({Refund.tax_cents: tax}).where(Refund.id == refund_id).run()
     await ledger.post(
         event_key=f"refund:{refund_id}",
         kind="refund",
@@ -622,14 +779,19 @@ async def _journal_refund(
         reference=f"sale:{sale['id']}",
         memo=f"Refund of {len(revoked)} session(s)",
         sale_id=sale["id"],
-        lines=lines,
+        lines=_give_back_lines(
+            amount=amount,
+            tax=tax,
+            value=sum(int(r["value_cents"]) for r in revoked),
+            paid_from=sales.CLEARING_ACCOUNT.get(method, "stripe_clearing"),
+        ),
     )
 
 
 async def _complete_refund(
-    refund_id: int, sale: dict[str, Any], sessions: int, stripe_refund_id: str | None, method: str
+    refund_id: int, sale: dict[str, Any], stripe_refund_id: str | None, method: str
 ) -> bool:
-    """Pending → succeeded: revoke the sessions and journal. Inside a transaction.
+    """Pending → succeeded: journal the sessions it reserved. Under the sale's lock.
 
     Returns False when the refund was no longer pending (completed elsewhere).
     """
@@ -647,11 +809,33 @@ async def _complete_refund(
     )
     if not changed:
         return False
-    revoked = await sales.revoke_unused(int(sale["id"]), sessions, refund_id=refund_id)
+    revoked = await sales.revoked_by_refund(refund_id)
     await Refund.update({Refund.sessions_revoked: len(revoked)}).where(Refund.id == refund_id).run()
     await _journal_refund(sale, refund_id, int(changed[0]["amount_cents"]), revoked, method)
     await sales.mark_refunded_if_nothing_left(int(sale["id"]))
     return True
+
+
+async def _fail_refund(
+    refund_id: int, sale_id: int, message: str, stripe_refund_id: str | None = None
+) -> None:
+    """Stripe refused the refund: failed, and the sessions it reserved are the client's again."""
+    values: dict[Any, Any] = {Refund.status: FAILED, Refund.error: message}
+    if stripe_refund_id:
+        values[Refund.stripe_refund_id] = stripe_refund_id
+    async with sales.locked(sale_id):
+        failed = (
+            await Refund.update(values)
+            .where((Refund.id == refund_id) & (Refund.status == PENDING))
+            .returning(Refund.id)
+            .run()
+        )
+        if failed:
+            await sales.release_reserved(refund_id)
+            await Refund.update({Refund.sessions_revoked: 0}).where(Refund.id == refund_id).run()
+
+
+REFUND_RESULT = "refund:"
 
 
 async def refund_sale(
@@ -662,31 +846,48 @@ async def refund_sale(
     sessions: int,
     reason: str,
     rule: str | None = None,
+    request_key: str | None = None,
 ) -> dict[str, Any]:
-    """Staff refund: computed here, capped at what is refundable, sent with an idempotency key.
+    """Staff refund, under the sale's lock; returns the refund row.
 
-    Returns the refund row. A Stripe failure leaves the refund failed with its
-    message and revokes nothing.
+    Inside one locked transaction: the one-time key is claimed (the same form
+    sent again returns the first refund), the state is read again, the refund
+    is quoted against what is left (pending refunds count), and its sessions
+    are reserved (revoked) before Stripe is asked. Stripe is called outside the
+    transaction with an idempotency key from the refund row. Its answer then
+    completes the refund (journal) or fails it (the reserved sessions come
+    back); an unknown outcome (Stripe unreachable) keeps it pending, still
+    counted against what is refundable, for "Retry".
     """
-    sale = await sales.get_sale_for(actor, sale_id, write=True)
-    errors: dict[str, str] = {}
-    if not reason.strip():
-        errors["reason"] = "Give a reason for the refund."
-    if sale["status"] != sales.ACTIVE:
-        errors["sessions"] = "Only an active sale can be refunded."
-    if sale["frozen"]:
-        errors["sessions"] = "This sale is disputed; wait for the dispute to close."
-    if errors:
-        raise ValidationFailed(errors)
-    quote = await quote_refund(sale, sessions, rule)
-    if sessions < 1 or quote.sessions < sessions:
-        raise ValidationFailed(
-            {"sessions": f"Choose between 1 and {quote.sessions} unused session(s)."}
+    await sales.get_sale_for(actor, sale_id, write=True)
+    async with sales.locked(sale_id) as sale:
+        first = await onetime.claim(
+            request_key, user_id=actor.id, action="refund", field="sessions"
         )
-    if quote.amount_cents <= 0 and quote.refundable_cents <= 0:
-        raise ValidationFailed({"sessions": "Nothing is left to refund on this sale."})
-    payment = await _paid_payment(sale_id)
-    async with db.transaction():
+        if first is not None:
+            return await _refund_row(int(first.removeprefix(REFUND_RESULT) or 0))
+        errors: dict[str, str] = {}
+        if not reason.strip():
+            errors["reason"] = "Give a reason for the refund."
+        if sale["status"] != sales.ACTIVE:
+            errors["sessions"] = "Only an active sale can be refunded."
+        if sale["frozen"]:
+            errors["sessions"] = "This sale is disputed; wait for the dispute to close."
+        if errors:
+            raise ValidationFailed(errors)
+        quote = await quote_refund(sale, sessions, rule)
+        if quote.sessions == 0:
+            raise ValidationFailed(
+                {"sessions": "Every session of this package is used, booked or refunded: "
+                 "nothing is left to refund."}
+            )  # fmt: skip
+        if sessions < 1 or quote.sessions < sessions:
+            raise ValidationFailed(
+                {"sessions": f"Choose between 1 and {quote.sessions} unused session(s)."}
+            )
+        if quote.amount_cents <= 0 and quote.refundable_cents <= 0:
+            raise ValidationFailed({"sessions": "Nothing is left to refund on this sale."})
+        payment = await _paid_payment(sale_id)
         rows = (
             await Refund.insert(
                 Refund(
@@ -708,20 +909,34 @@ async def refund_sale(
             .run()
         )
         refund_id = int(rows[0]["id"])
+        reserved = await sales.revoke_unused(sale_id, sessions, refund_id=refund_id)
+        await (
+            Refund.update({Refund.sessions_revoked: len(reserved)})
+            .where(Refund.id == refund_id)
+            .run()
+        )
         await audit.record(
             actor, "refund", "sale", sale_id,
             after={"refund_id": refund_id, "amount_cents": quote.amount_cents,
                    "sessions": sessions, "rule": quote.rule, "reason": reason.strip()},
         )  # fmt: skip
-    if payment["provider"] != STRIPE or quote.amount_cents == 0:
-        async with db.transaction():
-            await _complete_refund(refund_id, sale, sessions, None, payment["method"])
-        return await _refund_row(refund_id)
+        await onetime.finish(request_key, f"{REFUND_RESULT}{refund_id}")
+        if payment["provider"] != STRIPE or quote.amount_cents == 0:
+            await _complete_refund(refund_id, sale, None, payment["method"])
+            return await _refund_row(refund_id)
     if gateway is None:
         raise RuntimeError("Stripe is not configured")
+    return await _send_refund(gateway, await _refund_row(refund_id), payment)
+
+
+async def _send_refund(
+    gateway: StripeGateway, refund: dict[str, Any], payment: dict[str, Any]
+) -> dict[str, Any]:
+    """Ask Stripe for a pending refund (first time or retry), same idempotency key each time."""
+    refund_id, sale_id = int(refund["id"]), int(refund["sale"])
     try:
         stripe_refund = await gateway.create_refund(
-            amount_cents=quote.amount_cents,
+            amount_cents=int(refund["amount_cents"]),
             idempotency_key=await idempotency_key("refund", refund_id, Refund),
             payment_intent_id=payment["payment_intent_id"],
             charge_id=None if payment["payment_intent_id"] else payment["charge_id"],
@@ -730,7 +945,8 @@ async def refund_sale(
         )
     except GatewayUnavailable as exc:
         # The outcome is unknown: keep it pending (it still counts against
-        # what is refundable); "Retry" resends it with the same idempotency key.
+        # what is refundable, its sessions stay reserved); "Retry" resends it
+        # with the same idempotency key.
         await (
             Refund.update({Refund.error: exc.message})
             .where((Refund.id == refund_id) & (Refund.status == PENDING))
@@ -738,13 +954,9 @@ async def refund_sale(
         )
         return await _refund_row(refund_id)
     except GatewayError as exc:
-        await (
-            Refund.update({Refund.status: FAILED, Refund.error: exc.message})
-            .where((Refund.id == refund_id) & (Refund.status == PENDING))
-            .run()
-        )
+        await _fail_refund(refund_id, sale_id, exc.message)
         return await _refund_row(refund_id)
-    await _apply_stripe_refund(refund_id, sale, sessions, stripe_refund)
+    await _apply_stripe_refund(refund_id, sale_id, stripe_refund)
     return await _refund_row(refund_id)
 
 
@@ -753,53 +965,27 @@ async def retry_refund(
 ) -> dict[str, Any]:
     """Send a pending refund again, with its original idempotency key."""
     refund = await _refund_row(refund_id)
-    sale = await sales.get_sale_for(actor, int(refund["sale"]), write=True)
+    await sales.get_sale_for(actor, int(refund["sale"]), write=True)
     if refund["status"] != PENDING:
         return refund
     payment = await Payment.select().where(Payment.id == refund["payment"]).first().run()
     assert payment is not None
-    try:
-        stripe_refund = await gateway.create_refund(
-            amount_cents=int(refund["amount_cents"]),
-            idempotency_key=await idempotency_key("refund", refund_id, Refund),
-            payment_intent_id=payment["payment_intent_id"],
-            charge_id=None if payment["payment_intent_id"] else payment["charge_id"],
-            metadata={"refund_id": str(refund_id), "sale_id": str(sale["id"])},
-            reason="requested_by_customer",
+    return await _send_refund(gateway, refund, payment)
+
+
+async def _apply_stripe_refund(refund_id: int, sale_id: int, stripe_refund: StripeRefund) -> None:
+    if stripe_refund.status not in REFUND_ACCEPTED:
+        await _fail_refund(
+            refund_id,
+            sale_id,
+            stripe_refund.failure_reason or stripe_refund.status,
+            stripe_refund.id,
         )
-    except GatewayUnavailable as exc:
-        await Refund.update({Refund.error: exc.message}).where(Refund.id == refund_id).run()
-        return await _refund_row(refund_id)
-    except GatewayError as exc:
-        await (
-            Refund.update({Refund.status: FAILED, Refund.error: exc.message})
-            .where((Refund.id == refund_id) & (Refund.status == PENDING))
-            .run()
-        )
-        return await _refund_row(refund_id)
-    sessions = await _sessions_requested(refund_id)
-    await _apply_stripe_refund(refund_id, sale, sessions, stripe_refund)
-    return await _refund_row(refund_id)
-
-
-async def _sessions_requested(refund_id: int) -> int:
-    row = await Refund.select(Refund.sessions_requested).where(Refund.id == refund_id).first().run()
-    return int(row["sessions_requested"]) if row else 0
-
-
-async def _apply_stripe_refund(
-    refund_id: int, sale: dict[str, Any], sessions: int, stripe_refund: StripeRefund
-) -> None:
-    async with db.transaction():
-        if stripe_refund.status in ("succeeded", "pending", "requires_action"):
-            # Stripe accepted it; "pending" refunds settle later but the
-            # sessions are no longer the client's from now on.
-            await _complete_refund(refund_id, sale, sessions, stripe_refund.id, "card")
-        else:
-            await Refund.update(
-                {Refund.status: FAILED, Refund.stripe_refund_id: stripe_refund.id,
-                 Refund.error: stripe_refund.failure_reason or stripe_refund.status}
-            ).where((Refund.id == refund_id) & (Refund.status == PENDING)).run()  # fmt: skip
+        return
+    # Stripe accepted it; "pending" refunds settle later but the sessions are
+    # no longer the client's from now on.
+    async with sales.locked(sale_id) as sale:
+        await _complete_refund(refund_id, sale, stripe_refund.id, "card")
 
 
 async def refund_of_sale(sale_id: int, refund_id: int) -> dict[str, Any]:
@@ -815,6 +1001,29 @@ async def _refund_row(refund_id: int) -> dict[str, Any]:
     if row is None:
         raise NotFoundException("No such refund.")
     return row
+
+
+def sessions_covered(
+    *, cumulative_cents: int, paid_cents: int, revoked_totals: int, available_totals: list[int]
+) -> int:
+    """How many more unused sessions the money refunded so far pays for.
+
+    Refunds made in Stripe's dashboard come with an amount only. They
+    accumulate: the available sessions (latest first) are revoked as the
+    cumulative refunded amount, beyond the paid shares of the sessions already
+    revoked, covers each one's share; everything refunded revokes everything
+    unused. Pure, property-tested.
+    """
+    if cumulative_cents >= paid_cents:
+        return len(available_totals)
+    left = cumulative_cents - revoked_totals
+    count = 0
+    for share in available_totals:
+        if share > left:
+            break
+        left -= share
+        count += 1
+    return count
 
 
 async def record_external_refund(gateway: StripeGateway, refund: StripeRefund) -> bool:
@@ -834,23 +1043,30 @@ async def record_external_refund(gateway: StripeGateway, refund: StripeRefund) -
     if payment is None:
         log.warning("refund %s for an unknown payment", refund.id)
         return False
-    async with db.transaction():
+    async with sales.locked(int(payment["sale"])) as sale:
+        # Read again under the lock: the same refund may have arrived by
+        # another event (refund.created racing charge.refunded) meanwhile.
         if await Refund.exists().where(Refund.stripe_refund_id == refund.id).run():
             return False
-        sale = await sales.get_sale(int(payment["sale"]))
+        if await _own_refund_of(refund) is not None:
+            return False
         available = (
             await SaleSession.select(SaleSession.total_cents)
             .where((SaleSession.sale == sale["id"]) & (SaleSession.state == sales.AVAILABLE))
+            .order_by(SaleSession.position, ascending=False)
             .run()
         )
-        # Sessions the money covers, at their paid share; never more than are unused.
-        per_session = int(sale["total_cents"]) // max(int(sale["sessions_total"]), 1)
-        already = await refunded_so_far(int(payment["id"]))
-        remaining_paid = int(payment["amount_cents"]) - already
-        if refund.amount >= remaining_paid:
-            sessions = len(available)
-        else:
-            sessions = min(len(available), refund.amount // per_session if per_session else 0)
+        revoked = (
+            await SaleSession.select(SaleSession.total_cents)
+            .where((SaleSession.sale == sale["id"]) & (SaleSession.state == sales.REVOKED))
+            .run()
+        )
+        sessions = sessions_covered(
+            cumulative_cents=await refunded_so_far(int(payment["id"])) + refund.amount,
+            paid_cents=int(payment["amount_cents"]),
+            revoked_totals=sum(int(r["total_cents"]) for r in revoked),
+            available_totals=[int(r["total_cents"]) for r in available],
+        )
         rows = (
             await Refund.insert(
                 Refund(
@@ -858,6 +1074,7 @@ async def record_external_refund(gateway: StripeGateway, refund: StripeRefund) -
                     payment=payment["id"],
                     amount_cents=refund.amount,
                     currency=sale["currency"],
+                    sessions_requested=sessions,
                     sessions_revoked=0,
                     rule="external",
                     reason=refund.reason or "Refunded in Stripe",
@@ -869,7 +1086,9 @@ async def record_external_refund(gateway: StripeGateway, refund: StripeRefund) -
             .returning(Refund.id)
             .run()
         )
-        await _complete_refund(int(rows[0]["id"]), sale, sessions, refund.id, "card")
+        refund_id = int(rows[0]["id"])
+        await sales.revoke_unused(int(sale["id"]), sessions, refund_id=refund_id)
+        await _complete_refund(refund_id, sale, refund.id, "card")
     return True
 
 
@@ -897,45 +1116,34 @@ async def settle_own_refund(row: dict[str, Any], refund: StripeRefund) -> str:
     """Bring one of our refunds in line with what Stripe says about it.
 
     A refund stays pending here when Stripe's answer was lost (a timeout);
-    Stripe's record is then the evidence. Returns ``"completed"`` (sessions
-    revoked and journalled now), ``"failed"`` (Stripe refused it; nothing
-    revoked), ``"unchanged"``, or ``"mismatch"`` when the two records disagree
-    in a way only a person can settle (amounts differ, or Stripe failed a
-    refund recorded here as done).
+    Stripe's record is then the evidence. Returns ``"completed"`` (journalled
+    now), ``"failed"`` (Stripe refused it; its sessions came back),
+    ``"unchanged"``, or ``"mismatch"`` when the two records disagree in a way
+    only a person can settle (amounts differ, or Stripe failed a refund
+    recorded here as done). Under the sale's lock, reading the row again.
     """
     accepted = refund.status in REFUND_ACCEPTED
     if int(row["amount_cents"]) != refund.amount:
         return "mismatch"
+    sale_id = int(row["sale"])
+    if row["status"] == PENDING and not accepted:
+        if refund.status not in ("failed", "canceled"):
+            return "unchanged"
+        await _fail_refund(
+            int(row["id"]),
+            sale_id,
+            refund.failure_reason or refund.status,
+            refund.id,
+        )
+        return "failed" if (await _refund_row(int(row["id"])))["status"] == FAILED else "unchanged"
     if row["status"] == PENDING:
-        if accepted:
-            sale = await sales.get_sale(int(row["sale"]))
-            payment = (
-                await Payment.select(Payment.method)
-                .where(Payment.id == row["payment"])
-                .first()
-                .run()
-            )
-            method = str(payment["method"]) if payment else "card"
-            async with db.transaction():
-                done = await _complete_refund(
-                    int(row["id"]), sale, int(row["sessions_requested"]), refund.id, method
-                )
-            return "completed" if done else "unchanged"
-        if refund.status in ("failed", "canceled"):
-            failed = (
-                await Refund.update(
-                    {
-                        Refund.status: FAILED,
-                        Refund.stripe_refund_id: refund.id,
-                        Refund.error: refund.failure_reason or refund.status,
-                    }
-                )
-                .where((Refund.id == row["id"]) & (Refund.status == PENDING))
-                .returning(Refund.id)
-                .run()
-            )
-            return "failed" if failed else "unchanged"
-        return "unchanged"
+        payment = (
+            await Payment.select(Payment.method).where(Payment.id == row["payment"]).first().run()
+        )
+        method = str(payment["method"]) if payment else "card"
+        async with sales.locked(sale_id) as sale:
+            done = await _complete_refund(int(row["id"]), sale, refund.id, method)
+        return "completed" if done else "unchanged"
     if (row["status"] == SUCCEEDED) != accepted:
         return "mismatch"
     return "unchanged"
@@ -1135,88 +1343,212 @@ async def _reconcile_refund(
 
 # -- disputes --------------------------------------------------------------------------
 
+DISPUTE_LOST_STATUSES = ("lost", "charge_refunded")
+DISPUTE_WON_STATUSES = ("won", "warning_closed")
 
-async def record_dispute(gateway: StripeGateway, dispute: dict[str, Any], *, closed: bool) -> None:
-    payment = await _ensure_payment_recorded(gateway, _str_or_none(dispute.get("payment_intent")))
-    if payment is None and dispute.get("charge"):
-        payment = await _payment_by_charge(str(dispute["charge"]))
+
+async def record_dispute(gateway: StripeGateway, obj: dict[str, Any], *, closed: bool) -> None:
+    """Apply a dispute event as Stripe moved the money, once, under the sale's lock.
+
+    Stripe's dispute object (read again from Stripe, falling back to the
+    event's copy) carries its balance transactions: the withdrawal when it
+    opened (−amount and the dispute fee) and, if won, the reinstatement
+    (+amount). Each money movement is booked once (compare-and-set on its
+    timestamp, keyed journal entry), whatever the order and number of
+    events:
+
+    * withdrawn: Dr disputed funds + Dr dispute fees / Cr Stripe clearing; the
+      sale's remaining sessions are frozen;
+    * won: Dr Stripe clearing / Cr disputed funds; the sessions thaw;
+    * lost: the sale is reversed as a chargeback — its unused and booked
+      sessions are revoked (bookings released, the client told), their value
+      leaves deferred revenue, the tax in the disputed amount is given back
+      (cumulatively with refunds), the rest reverses revenue of sessions
+      already given — against the disputed funds, which are gone.
+    """
+    dispute = await _dispute_from_stripe(gateway, obj)
+    payment = await _ensure_payment_recorded(gateway, dispute.payment_intent_id)
+    if payment is None and dispute.charge_id:
+        payment = await _payment_by_charge(dispute.charge_id)
     if payment is None:
-        log.warning("dispute %s for an unknown payment", dispute.get("id"))
+        log.warning("dispute %s for an unknown payment", dispute.id)
         return
-    async with db.transaction():
-        sale = await sales.get_sale(int(payment["sale"]))
-        existing = (
-            await Dispute.select().where(Dispute.stripe_dispute_id == dispute["id"]).first().run()
-        )
-        status = str(dispute.get("status", ""))
-        if existing is None:
+    released: list[int] = []
+    async with sales.locked(int(payment["sale"])) as sale:
+        row = await _dispute_row(dispute, sale, payment)
+        withdrawal = next((t for t in dispute.balance_transactions if t.amount < 0), None)
+        reinstatement = next((t for t in dispute.balance_transactions if t.amount > 0), None)
+        if withdrawal is not None:
+            row = await _book_withdrawal(row, sale, withdrawal.fee, withdrawal.created)
+        status = dispute.status
+        if row["outcome"]:
+            return  # closed before: every later event finds nothing to do
+        if not closed and status not in DISPUTE_WON_STATUSES + DISPUTE_LOST_STATUSES:
             await (
-                Dispute.insert(
-                    Dispute(
-                        sale=sale["id"],
-                        payment=payment["id"],
-                        stripe_dispute_id=dispute["id"],
-                        amount_cents=int(dispute.get("amount", 0)),
-                        currency=str(dispute.get("currency", sale["currency"])).upper(),
-                        reason=str(dispute.get("reason", ""))[:60],
-                        status=status or "needs_response",
-                        created_at=utcnow(),
-                    )
-                )
-                .on_conflict(action="DO NOTHING")
-                .run()
-            )
-            existing = (
-                await Dispute.select()
-                .where(Dispute.stripe_dispute_id == dispute["id"])
-                .first()
-                .run()
-            )
-            assert existing is not None
-        outcome = {"won": "won", "lost": "lost"}.get(status, "")
-        if existing["outcome"]:
-            return  # closed before: nothing changes any more
-        if not closed and not outcome:
-            await (
-                Dispute.update({Dispute.status: status or existing["status"]})
-                .where(Dispute.id == existing["id"])
+                Dispute.update({Dispute.status: status or row["status"]})
+                .where(Dispute.id == row["id"])
                 .run()
             )
             await sales.set_frozen(int(sale["id"]), True)
             return
-        if not outcome:
-            outcome = "lost" if status in ("lost", "charge_refunded") else "won"
-        await (
-            Dispute.update(
+        outcome = "lost" if status in DISPUTE_LOST_STATUSES else "won"
+        changed = (
+            await Dispute.update(
                 {Dispute.status: status, Dispute.outcome: outcome, Dispute.closed_at: utcnow()}
             )
-            .where((Dispute.id == existing["id"]) & (Dispute.outcome == ""))
+            .where((Dispute.id == row["id"]) & (Dispute.outcome == ""))
+            .returning(Dispute.id)
             .run()
         )
+        if not changed:
+            return
         await sales.set_frozen(int(sale["id"]), False)
-        if outcome == "lost":
-            revoked = await sales.revoke_unused(int(sale["id"]), int(sale["sessions_total"]))
-            amount = int(existing["amount_cents"])
-            value = sum(int(r["value_cents"]) for r in revoked)
-            await ledger.post(
-                event_key=f"dispute:{dispute['id']}:lost",
-                kind="dispute_lost",
-                currency=sale["currency"],
-                location_id=sale["location"],
-                reference=f"sale:{sale['id']}",
-                memo="Dispute lost",
-                sale_id=sale["id"],
-                lines=[
-                    ledger.debit("deferred_revenue", value),
-                    ledger.credit("stripe_clearing", amount),
-                    *(
-                        [ledger.debit("dispute_losses", amount - value)]
-                        if amount > value
-                        else [ledger.credit("breakage_revenue", value - amount)]
-                    ),
-                ],
+        if outcome == "won":
+            if row["withdrawn_at"] is not None:
+                await _book_reinstatement(
+                    row, sale, reinstatement.created if reinstatement else None
+                )
+            return
+        if row["withdrawn_at"] is None:
+            # Lost without a withdrawal seen (an inquiry turned dispute): the money
+            # leaves now.
+            row = await _book_withdrawal(row, sale, 0, None)
+        released = await _book_chargeback(row, sale)
+    if released:
+        from portal.bookings import service as bookings  # bookings builds on payments' data
+
+        await bookings.notify_released(released, CHARGEBACK_REASON)
+
+
+CHARGEBACK_REASON = (
+    "The payment for your package was reversed by your card issuer, so its sessions, "
+    "including this booking, are no longer available. Please contact the clinic."
+)
+
+
+async def _dispute_from_stripe(gateway: StripeGateway, obj: dict[str, Any]) -> StripeDispute:
+    try:
+        return await gateway.retrieve_dispute(str(obj["id"]))
+    except GatewayError as exc:
+        if exc.retryable:
+            raise  # Stripe will send the event again
+        log.warning("could not read dispute %s from Stripe: %s", obj.get("id"), exc)
+        return dispute_from_dict(obj)
+
+
+async def _dispute_row(
+    dispute: StripeDispute, sale: dict[str, Any], payment: dict[str, Any]
+) -> dict[str, Any]:
+    await (
+        Dispute.insert(
+            Dispute(
+                sale=sale["id"],
+                payment=payment["id"],
+                stripe_dispute_id=dispute.id,
+                amount_cents=dispute.amount,
+                currency=dispute.currency.upper(),
+                reason=dispute.reason[:60],
+                status=dispute.status or "needs_response",
+                created_at=dispute.created or utcnow(),
             )
-            await sales.mark_refunded_if_nothing_left(int(sale["id"]))
+        )
+        .on_conflict(target=Dispute.stripe_dispute_id, action="DO NOTHING")
+        .run()
+    )
+    row = await Dispute.select().where(Dispute.stripe_dispute_id == dispute.id).first().run()
+    assert row is not None
+    return row
+
+
+async def _book_withdrawal(
+    row: dict[str, Any], sale: dict[str, Any], fee: int, at: datetime | None
+) -> dict[str, Any]:
+    """Stripe took the disputed amount and its fee from the balance (once)."""
+    if row["withdrawn_at"] is not None:
+        return row
+    when = at or utcnow()
+    changed = (
+        await Dispute.update({Dispute.withdrawn_at: when, Dispute.fee_cents: fee})
+        .where((Dispute.id == row["id"]) & Dispute.withdrawn_at.is_null())
+        .returning(Dispute.id)
+        .run()
+    )
+    if not changed:
+        return row
+    amount = int(row["amount_cents"])
+    await ledger.post(
+        event_key=f"dispute:{row['stripe_dispute_id']}:withdrawn",
+        kind="dispute_withdrawn",
+        occurred_at=when,
+        currency=sale["currency"],
+        location_id=sale["location"],
+        reference=f"sale:{sale['id']}",
+        memo="Dispute opened: Stripe withdrew the amount and its dispute fee",
+        sale_id=sale["id"],
+        lines=[
+            ledger.debit("disputed_funds", amount),
+            ledger.debit("dispute_fees", fee),
+            ledger.credit("stripe_clearing", amount + fee),
+        ],
+    )
+    await sales.set_frozen(int(sale["id"]), True)
+    return {**row, "withdrawn_at": when, "fee_cents": fee}
+
+
+async def _book_reinstatement(
+    row: dict[str, Any], sale: dict[str, Any], at: datetime | None
+) -> None:
+    """A won dispute: Stripe put the amount back (the fee stays spent)."""
+    when = at or utcnow()
+    changed = (
+        await Dispute.update({Dispute.reinstated_at: when})
+        .where((Dispute.id == row["id"]) & Dispute.reinstated_at.is_null())
+        .returning(Dispute.id)
+        .run()
+    )
+    if not changed:
+        return
+    amount = int(row["amount_cents"])
+    await ledger.post(
+        event_key=f"dispute:{row['stripe_dispute_id']}:reinstated",
+        kind="dispute_reinstated",
+        occurred_at=when,
+        currency=sale["currency"],
+        location_id=sale["location"],
+        reference=f"sale:{sale['id']}",
+        memo="Dispute won: Stripe returned the amount",
+        sale_id=sale["id"],
+        lines=[ledger.debit("stripe_clearing", amount), ledger.credit("disputed_funds", amount)],
+    )
+
+
+async def _book_chargeback(row: dict[str, Any], sale: dict[str, Any]) -> list[int]:
+    """A lost dispute reverses the sale; returns the appointments it released."""
+    from portal.bookings import service as bookings  # bookings builds on payments' data
+
+    sale_id = int(sale["id"])
+    released = await bookings.release_held_credits(sale_id, CHARGEBACK_REASON)
+    revoked = [*released.credits]
+    revoked += await sales.revoke_unused(sale_id, int(sale["sessions_total"]))
+    amount = int(row["amount_cents"])
+    tax = await _tax_given_back(sale, amount, revoked, dispute_id=int(row["id"]))
+    await ledger.post(
+        event_key=f"dispute:{row['stripe_dispute_id']}:lost",
+        kind="dispute_lost",
+        currency=sale["currency"],
+        location_id=sale["location"],
+        reference=f"sale:{sale['id']}",
+        memo=f"Chargeback: dispute lost, {len(revoked)} session(s) revoked",
+        sale_id=sale_id,
+        lines=_give_back_lines(
+            amount=amount,
+            tax=tax,
+            value=sum(int(r["value_cents"]) for r in revoked),
+            paid_from="disputed_funds",
+        ),
+    )
+    await sales.mark_refunded_if_nothing_left(sale_id)
+    return released.appointment_ids
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -1250,15 +1582,21 @@ async def _on_checkout_completed(gateway: StripeGateway, obj: dict[str, Any]) ->
         if obj.get("created")
         else utcnow()
     )
-    async with db.transaction():
-        await record_stripe_payment(
-            sale_id,
-            payment_intent_id=intent_id,
-            amount_cents=int(obj.get("amount_total") or 0),
-            charge=intent.latest_charge if intent else None,
-            occurred_at=intent.created if intent else created,
-            checkout_session_id=str(obj.get("id")),
-        )
+    named: tuple[int | None, ...] = ()
+    if intent is not None:
+        named = (_sale_id_of(intent.metadata),)
+        if intent.amount != int(obj.get("amount_total") or 0):
+            named = (*named, -1)  # the intent and the session disagree: review
+    await record_stripe_payment(
+        sale_id,
+        payment_intent_id=intent_id,
+        amount_cents=int(obj.get("amount_total") or 0),
+        currency=str(obj.get("currency") or "") or None,
+        charge=intent.latest_charge if intent else None,
+        occurred_at=intent.created if intent else created,
+        checkout_session_id=str(obj.get("id")),
+        named_sale_ids=named,
+    )
 
 
 async def _on_payment_intent_succeeded(gateway: StripeGateway, obj: dict[str, Any]) -> None:
@@ -1345,6 +1683,8 @@ HANDLERS: dict[str, Handler] = {
     "charge.dispute.created": _on_dispute_created,
     "charge.dispute.updated": _on_dispute_created,
     "charge.dispute.closed": _on_dispute_closed,
+    "charge.dispute.funds_withdrawn": _on_dispute_created,
+    "charge.dispute.funds_reinstated": _on_dispute_created,
     "payout.created": _on_payout,
     "payout.updated": _on_payout,
     "payout.paid": _on_payout,

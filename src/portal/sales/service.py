@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,6 +32,7 @@ PENDING = "pending"
 ACTIVE = "active"
 CANCELLED = "cancelled"
 REFUNDED = "refunded"
+NEEDS_REVIEW = "needs_review"
 
 AVAILABLE = "available"
 HELD = "held"
@@ -37,6 +40,91 @@ REDEEMED = "redeemed"
 REVOKED = "revoked"
 EXPIRED = "expired"
 FORFEITED = "forfeited"
+
+# The allowed moves of each state machine, in one place (docs/architecture.md,
+# "Money transitions"). ``move_sale`` and ``move_credit`` refuse anything else.
+SALE_MOVES: dict[str, frozenset[str]] = {
+    PENDING: frozenset({ACTIVE, CANCELLED, NEEDS_REVIEW}),
+    # Money that arrives for an abandoned checkout still counts.
+    CANCELLED: frozenset({PENDING, NEEDS_REVIEW}),
+    # Stripe's evidence did not match the sale; an owner settles it.
+    NEEDS_REVIEW: frozenset(),
+    # Every session refunded or lost to a chargeback.
+    ACTIVE: frozenset({REFUNDED}),
+    REFUNDED: frozenset(),
+}
+CREDIT_MOVES: dict[str, frozenset[str]] = {
+    AVAILABLE: frozenset({HELD, REVOKED, EXPIRED}),
+    HELD: frozenset({AVAILABLE, REDEEMED, FORFEITED, REVOKED}),
+    # A refund reserves its sessions before Stripe is asked; Stripe refusing
+    # it gives them back.
+    REVOKED: frozenset({AVAILABLE}),
+    REDEEMED: frozenset(),
+    EXPIRED: frozenset(),
+    FORFEITED: frozenset(),
+}
+
+
+class TransitionNotAllowed(RuntimeError):
+    """A move the state machine does not have: a bug in the caller, never user input."""
+
+
+def _check(moves: dict[str, frozenset[str]], old: str, new: str) -> None:
+    if new not in moves.get(old, frozenset()):
+        raise TransitionNotAllowed(f"{old} → {new}")
+
+
+@asynccontextmanager
+async def locked(sale_id: int) -> AsyncIterator[dict[str, Any]]:
+    """The one rule for changing a sale's money or sessions.
+
+    Opens (or joins) a write transaction, takes the sale's lock (PostgreSQL
+    ``FOR UPDATE``; SQLite's immediate transaction) and yields the sale as it
+    is now, read after the lock. Refunds, completions, late cancels, no-shows,
+    expiry, disputes and every payment webhook run their checks and writes
+    inside it, so two of them on one sale happen one after the other, the
+    second seeing what the first did.
+    """
+    async with db.transaction():
+        await db.lock_row(Sale, sale_id)
+        yield await get_sale(sale_id)
+
+
+async def move_sale(sale_id: int, old: str, new: str, **values: Any) -> bool:
+    """Compare-and-set ``old`` → ``new`` (an allowed move); False when the sale was not ``old``."""
+    _check(SALE_MOVES, old, new)
+    update: dict[Any, Any] = {Sale.status: new}
+    for key, value in values.items():
+        update[getattr(Sale, key)] = value
+    changed = (
+        await Sale.update(update)
+        .where((Sale.id == sale_id) & (Sale.status == old))
+        .returning(Sale.id)
+        .run()
+    )
+    return bool(changed)
+
+
+async def move_credit(credit_id: int, old: str, new: str, **values: Any) -> dict[str, Any] | None:
+    """Compare-and-set one credit ``old`` → ``new``; returns it, or None if it was not ``old``."""
+    _check(CREDIT_MOVES, old, new)
+    update: dict[Any, Any] = {SaleSession.state: new, SaleSession.changed_at: utcnow()}
+    for key, value in values.items():
+        update[getattr(SaleSession, key)] = value
+    rows = (
+        await SaleSession.update(update)
+        .where((SaleSession.id == credit_id) & (SaleSession.state == old))
+        .returning(
+            SaleSession.id,
+            SaleSession.sale,
+            SaleSession.value_cents,
+            SaleSession.total_cents,
+            SaleSession.appointment_id,
+        )
+        .run()
+    )
+    return rows[0] if rows else None
+
 
 ONLINE = "online"
 FRONT_DESK = "front_desk"
@@ -124,11 +212,18 @@ async def create_pending_sale(
     return int(rows[0]["id"])
 
 
-async def sale_by_request_key(request_key: str, sold_by: int) -> int | None:
-    """The sale a front-desk form (its one-time token) already created, if any."""
+async def sale_by_request_key(request_key: str, user_id: int) -> int | None:
+    """The sale a form (its one-time key) already created: sold by ``user_id`` at the
+    front desk, or bought online by ``user_id``."""
     row = (
         await Sale.select(Sale.id)
-        .where((Sale.request_key == request_key) & (Sale.sold_by == sold_by))
+        .where(
+            (Sale.request_key == request_key)
+            & (
+                (Sale.sold_by == user_id)
+                | ((Sale.client == user_id) & Sale.sold_by.is_null())
+            )
+        )
         .first()
         .run()
     )
@@ -154,18 +249,13 @@ async def activate(
     async with db.transaction():
         sale = await get_sale(sale_id)
         method = payment_method or sale["payment_method"]
-        changed = (
-            await Sale.update(
-                {
-                    Sale.status: ACTIVE,
-                    Sale.activated_at: when,
-                    Sale.valid_until: when + timedelta(days=int(sale["validity_days"])),
-                    Sale.payment_method: method,
-                }
-            )
-            .where((Sale.id == sale_id) & (Sale.status == PENDING))
-            .returning(Sale.id)
-            .run()
+        changed = await move_sale(
+            sale_id,
+            PENDING,
+            ACTIVE,
+            activated_at=when,
+            valid_until=when + timedelta(days=int(sale["validity_days"])),
+            payment_method=method,
         )
         if not changed:
             return False
@@ -206,23 +296,19 @@ async def revive_cancelled(sale_id: int) -> bool:
     Stripe can deliver ``checkout.session.completed`` after ``expired`` only
     out of order; money that really arrived must not be lost.
     """
-    changed = (
-        await Sale.update({Sale.status: PENDING, Sale.closed_at: None})
-        .where((Sale.id == sale_id) & (Sale.status == CANCELLED))
-        .returning(Sale.id)
-        .run()
-    )
-    return bool(changed)
+    return await move_sale(sale_id, CANCELLED, PENDING, closed_at=None)
 
 
 async def cancel_pending(sale_id: int) -> bool:
-    changed = (
-        await Sale.update({Sale.status: CANCELLED, Sale.closed_at: utcnow()})
-        .where((Sale.id == sale_id) & (Sale.status == PENDING))
-        .returning(Sale.id)
-        .run()
-    )
-    return bool(changed)
+    return await move_sale(sale_id, PENDING, CANCELLED, closed_at=utcnow())
+
+
+async def hold_for_review(sale_id: int, reason: str) -> bool:
+    """Pending (or an abandoned checkout) → needs review: Stripe's evidence does not match."""
+    for old in (PENDING, CANCELLED):
+        if await move_sale(sale_id, old, NEEDS_REVIEW, review_reason=reason[:2000]):
+            return True
+    return False
 
 
 async def get_sale(sale_id: int) -> dict[str, Any]:
@@ -301,25 +387,50 @@ async def revoke_unused(
         .order_by(SaleSession.position, ascending=False)
         .run()
     )
-    now = utcnow()
     for row in candidates:
         if len(revoked) == count:
             break
-        changed = (
-            await SaleSession.update(
-                {
-                    SaleSession.state: REVOKED,
-                    SaleSession.changed_at: now,
-                    SaleSession.refund_id: refund_id,
-                }
-            )
-            .where((SaleSession.id == row["id"]) & (SaleSession.state == AVAILABLE))
-            .returning(SaleSession.id)
-            .run()
-        )
-        if changed:
+        if await move_credit(int(row["id"]), AVAILABLE, REVOKED, refund_id=refund_id):
             revoked.append(row)
     return revoked
+
+
+async def link_appointment(credit_id: int, appointment_id: int) -> None:
+    """Record which appointment holds a credit (set in the booking's transaction)."""
+    await (
+        SaleSession.update({SaleSession.appointment_id: appointment_id})
+        .where(SaleSession.id == credit_id)
+        .run()
+    )
+
+
+async def credit_sale_id(credit_id: int | None) -> int | None:
+    """The sale a credit belongs to (for taking the sale's lock)."""
+    if credit_id is None:
+        return None
+    row = (
+        await SaleSession.select(SaleSession.sale).where(SaleSession.id == credit_id).first().run()
+    )
+    return int(row["sale"]) if row else None
+
+
+async def revoked_by_refund(refund_id: int) -> list[dict[str, Any]]:
+    """The credits a refund reserved (revoked), latest first."""
+    return (
+        await SaleSession.select()
+        .where((SaleSession.refund_id == refund_id) & (SaleSession.state == REVOKED))
+        .order_by(SaleSession.position, ascending=False)
+        .run()
+    )
+
+
+async def release_reserved(refund_id: int) -> int:
+    """Stripe refused a refund: the sessions it reserved are the client's again."""
+    released = 0
+    for row in await revoked_by_refund(refund_id):
+        if await move_credit(int(row["id"]), REVOKED, AVAILABLE, refund_id=None):
+            released += 1
+    return released
 
 
 async def set_frozen(sale_id: int, frozen: bool) -> None:
@@ -330,11 +441,7 @@ async def mark_refunded_if_nothing_left(sale_id: int) -> None:
     """A sale whose sessions are all revoked is fully refunded."""
     counts = await session_counts(sale_id)
     if counts.revoked == counts.total:
-        await (
-            Sale.update({Sale.status: REFUNDED, Sale.closed_at: utcnow()})
-            .where((Sale.id == sale_id) & (Sale.status == ACTIVE))
-            .run()
-        )
+        await move_sale(sale_id, ACTIVE, REFUNDED, closed_at=utcnow())
 
 
 async def client_sales(client_id: int) -> list[dict[str, Any]]:
@@ -393,8 +500,7 @@ async def expire_due(now: datetime | None = None) -> ExpiryRun:
     expired_sales = 0
     value_by_currency: Counter[str] = Counter()
     for sale_id in sale_ids:
-        async with db.transaction():
-            sale = await get_sale(sale_id)
+        async with locked(sale_id) as sale:
             if sale["status"] != ACTIVE or sale["frozen"] or sale["valid_until"] > now:
                 continue  # changed since it was listed
             rows = (

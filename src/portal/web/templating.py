@@ -9,6 +9,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 
 from portal.auth.service import ROLE_LABELS
 from portal.money import format_money
+from portal.onetime import service as onetime
 from portal.timeutil import to_local
 
 STATIC_VERSION = "1"
@@ -42,6 +43,8 @@ def configure(engine: JinjaTemplateEngine) -> None:
     env.globals["ROLE_LABELS"] = ROLE_LABELS
     env.globals["STATIC_VERSION"] = STATIC_VERSION
     env.globals["url_with"] = url_with
+    # ``{{ one_time_key() }}`` in a money form's hidden ``request_key`` field.
+    env.globals["one_time_key"] = onetime.new_key
     env.trim_blocks = True
     env.lstrip_blocks = True
 
