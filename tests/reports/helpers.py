@@ -144,10 +144,7 @@ async def redeem(
             event_key=f"appointment:test-{row['id']}:{kind}", kind=kind, occurred_at=at,
             currency=sale["currency"], location_id=where, reference=f"appointment:{row['id']}",
             memo="Session given", sale_id=sale_id, therapist_id=therapist_id,
-            lines=[
-                ledger.debit("deferred_revenue", value, location_id=int(sale["location"])),
-                ledger.credit("service_revenue", value, location_id=where),
-            ],
+            lines=ledger.recognition_lines(value, sold_at=int(sale["location"]), given_at=where),
         )  # fmt: skip
     return total
 

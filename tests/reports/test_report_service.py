@@ -139,7 +139,13 @@ async def test_session_given_at_another_location(db):
     assert (await service.trial_balance(f)).balanced
     only_a = await service.trial_balance(await _filters(start="2026-05-01", end="2026-05-31",
                                                         location=a))  # fmt: skip
-    assert not only_a.balanced  # half of the cross-location entry is elsewhere
+    # Each clinic's half of the entry balances through the inter-location accounts.
+    assert only_a.balanced
+    assert {t.account: t.closing_credit for t in only_a.lines}["due_to_locations"] == 10000
+    only_b = await service.trial_balance(await _filters(start="2026-05-01", end="2026-05-31",
+                                                        location=b))  # fmt: skip
+    assert only_b.balanced
+    assert {t.account: t.closing_debit for t in only_b.lines}["due_from_locations"] == 10000
 
 
 async def test_forfeited_sessions_count_as_redeemed(db):

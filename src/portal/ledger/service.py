@@ -5,11 +5,19 @@ Postings (see docs/architecture.md, Money):
 * sale paid:          Dr stripe_clearing (or cash_on_hand) / Cr deferred_revenue (+ tax_payable)
 * processor fee:        Dr processing_fees                    / Cr stripe_clearing
 * session completed:    Dr deferred_revenue                   / Cr service_revenue
+                        (sold at one clinic, given at another: Dr deferred_revenue /
+                        Cr due_to_locations at the seller, Dr due_from_locations /
+                        Cr service_revenue where it was given; ``recognition_lines``)
 * package expired:      Dr deferred_revenue                   / Cr breakage_revenue
 * refund:               Dr deferred_revenue (unused part) (+ Dr tax_payable) / Cr stripe_clearing
 * dispute lost:         Dr dispute_losses (+ fee)             / Cr stripe_clearing
 * Stripe payout paid:   Dr bank                               / Cr stripe_clearing (per location)
 * payout failed:        Dr stripe_clearing                    / Cr bank (the paid entry reversed)
+
+Every location's lines of an entry balance on their own, so each clinic's
+trial balance balances. A line belongs to the local day of its own location
+(lines without one: UTC); an entry with a line in a closed month is posted at
+the first instant of the first open day after it (``ledger.periods``).
 
 Entries are written inside the caller's transaction, so the state change and
 its journal lines commit together or not at all. Nothing here updates or
@@ -18,6 +26,7 @@ deletes a line; the database refuses it too.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +35,7 @@ from typing import Any
 from piccolo.query.functions.aggregate import Sum
 
 from portal import db
+from portal.ledger import periods
 from portal.ledger.tables import JournalEntry, JournalLine
 from portal.timeutil import utcnow
 
@@ -67,7 +77,8 @@ class UnbalancedEntry(ValueError):
 class Line:
     """One side of an entry. ``location_id`` overrides the entry's location:
     a session sold at one clinic and given at another moves deferred revenue
-    at the first and recognises revenue at the second."""
+    at the first and recognises revenue at the second (through the
+    inter-location accounts, so each location's lines balance)."""
 
     account: str
     debit: int = 0
@@ -91,6 +102,45 @@ def credit(account: str, cents: int, *, location_id: int | None = None) -> Line:
     return Line(account=account, credit=cents, location_id=location_id)
 
 
+def recognition_lines(value: int, *, sold_at: int, given_at: int) -> list[Line]:
+    """A session given or forfeited: deferred revenue of the selling location becomes
+    service revenue of the location where the session was due.
+
+    At one location: Dr deferred_revenue / Cr service_revenue. Across two: the
+    seller owes the other clinic (Dr deferred_revenue / Cr due_to_locations) and
+    the other clinic is owed (Dr due_from_locations / Cr service_revenue).
+    """
+    if sold_at == given_at:
+        return [
+            debit("deferred_revenue", value, location_id=sold_at),
+            credit("service_revenue", value, location_id=given_at),
+        ]
+    return [
+        debit("deferred_revenue", value, location_id=sold_at),
+        credit("due_to_locations", value, location_id=sold_at),
+        debit("due_from_locations", value, location_id=given_at),
+        credit("service_revenue", value, location_id=given_at),
+    ]
+
+
+def _check_balanced(
+    kind: str, event_key: str, lines: Sequence[Line], location_id: int | None
+) -> None:
+    """Debits equal credits for the entry and for each location's lines."""
+    if sum(line.debit for line in lines) != sum(line.credit for line in lines):
+        raise UnbalancedEntry(f"{kind} {event_key}: debits differ from credits: {lines}")
+    per_location: dict[int | None, int] = defaultdict(int)
+    for line in lines:
+        where = line.location_id if line.location_id is not None else location_id
+        per_location[where] += line.debit - line.credit
+    uneven = {where: net for where, net in per_location.items() if net}
+    if uneven:
+        raise UnbalancedEntry(
+            f"{kind} {event_key}: the lines of location(s) {sorted(uneven, key=str)} do not "
+            f"balance on their own: {lines}"
+        )
+
+
 async def post(
     *,
     event_key: str,
@@ -107,15 +157,26 @@ async def post(
     """Write one balanced entry; returns its id, or None if ``event_key`` was journalled before.
 
     Zero-amount lines are dropped; an entry whose lines are all zero writes nothing.
+    The lines of each location balance (``UnbalancedEntry`` otherwise). When a
+    line's local date (its own location's zone) falls in a closed month, the whole
+    entry is dated at the first instant of the first open day after it, and its
+    memo says the day it belongs to.
     """
     lines = [line for line in lines if line.debit or line.credit]
-    if sum(line.debit for line in lines) != sum(line.credit for line in lines):
-        raise UnbalancedEntry(f"{kind} {event_key}: debits differ from credits: {lines}")
+    _check_balanced(kind, event_key, lines, location_id)
     if not lines:
         return None
     if await JournalEntry.exists().where(JournalEntry.event_key == event_key).run():
         return None
-    when = occurred_at or utcnow()
+    wanted = occurred_at or utcnow()
+    line_locations = {
+        line.location_id if line.location_id is not None else location_id for line in lines
+    }
+    when = await periods.open_instant(wanted, line_locations)
+    if when != wanted:
+        zone = (await periods.zones([location_id])).get(location_id, periods.UTC_ZONE)
+        belongs = f"(belongs to {periods.local_date(zone, wanted).isoformat()})"
+        memo = f"{memo} {belongs}" if memo else belongs
     async with db.transaction():
         rows = (
             await JournalEntry.insert(
@@ -151,6 +212,17 @@ async def post(
             ]
         ).run()
     return entry_id
+
+
+async def posted_at(entry_id: int) -> datetime | None:
+    """When an entry was dated (after any move out of a closed month)."""
+    row = (
+        await JournalEntry.select(JournalEntry.occurred_at)
+        .where(JournalEntry.id == entry_id)
+        .first()
+        .run()
+    )
+    return row["occurred_at"] if row is not None else None
 
 
 async def balance(

@@ -1,4 +1,13 @@
-from piccolo.columns import BigInt, ForeignKey, Integer, Serial, Text, Timestamptz, Varchar
+from piccolo.columns import (
+    BigInt,
+    Date,
+    ForeignKey,
+    Integer,
+    Serial,
+    Text,
+    Timestamptz,
+    Varchar,
+)
 from piccolo.columns.base import OnDelete
 from piccolo.table import Table
 
@@ -41,3 +50,17 @@ class JournalLine(Table, tablename="journal_line"):
     sale_id = Integer(null=True, default=None, index=True)
     # Who gave the session, for revenue by therapist (session-completed entries).
     therapist_id = Integer(null=True, default=None, index=True)
+
+
+class ClosedPeriod(Table, tablename="closed_period"):
+    """A month closed for one location (``location`` NULL: every location and the
+    lines without one). Nothing is posted into a closed month; see ``ledger.post``.
+
+    One row per location and month (partial unique indexes, NULL included).
+    """
+
+    id: Serial
+    location = ForeignKey(references=Location, on_delete=OnDelete.restrict, null=True, index=True)
+    month = Date(required=True, index=True)  # the month's first day
+    closed_by = Integer(null=True, default=None)  # app_user id
+    closed_at = Timestamptz()
