@@ -173,8 +173,8 @@ async def journal_query(f: Filters) -> Query | None:
     """The journal's lines as CSV cells, in ``journal_lines`` order; None if none."""
     if not f.locations and not f.include_unlocated:
         return None
-    # An entry is dated in its own location's zone, whichever locations are chosen.
-    segments, seg_args, lo, hi = service._segments(f, await service._all_zones())
+    # Each line is dated in its own location's zone (service.LINE_LOCATION).
+    segments, seg_args, lo, hi = service._segments(f, service._line_zones(f))
     scope, scope_args = service._journal_scope(f)
     debit = f"CASE WHEN jl.debit_cents <> 0 THEN {amount('jl.debit_cents')} END"
     credit = f"CASE WHEN jl.credit_cents <> 0 THEN {amount('jl.credit_cents')} END"
@@ -183,7 +183,7 @@ async def journal_query(f: Filters) -> Query | None:
         f"SELECT {local_date('jl.occurred_at')}, {cell('jl.account')}, {debit}, {credit}, "
         f"{cell('l.name')}, {cell('je.memo')}, {cell('je.reference')} "
         "FROM journal_line jl JOIN journal_entry je ON je.id = jl.entry "
-        "JOIN seg ON seg.loc = COALESCE(je.location, 0) "
+        f"JOIN seg ON seg.loc = {service.LINE_LOCATION} "
         "AND jl.occurred_at >= seg.lo AND jl.occurred_at < seg.hi "
         "LEFT JOIN location l ON l.id = jl.location "
         "LEFT JOIN cur ON cur.code = jl.currency "

@@ -52,6 +52,12 @@ REFUNDED_STATES = ("revoked",)
 TERMINAL_STATES = REDEEMED_STATES + EXPIRED_STATES + REFUNDED_STATES
 REVENUE_ACCOUNTS = ("service_revenue", "breakage_revenue")
 UNLOCATED = 0  # the key for journal lines without a location (bucketed in UTC)
+# The journal's one dating rule: a line belongs to the local day of its own
+# location (``journal_line.location``, in that location's zone), and a line
+# without a location to its UTC day. Every journal figure (liability, trial
+# balance, journal, revenue, dashboard series) matches lines to the zone
+# segments or bounds of this key, so they agree at every month end.
+LINE_LOCATION = f"COALESCE(jl.location, {UNLOCATED})"
 
 
 # -- shared pieces ----------------------------------------------------------------------
@@ -79,15 +85,13 @@ def _segments(
     return cte, args, overall_lo, overall_hi
 
 
-async def _all_zones() -> list[tuple[int, str]]:
-    """Every location's zone, and UTC for entries without a location.
-
-    Journal entries are dated in their own location's zone; a line of one of
-    the chosen locations may belong to an entry of another (a session sold at
-    one clinic and given at another), so the journal knows every zone.
-    """
-    rows = await sql.fetch("SELECT id, timezone FROM location", [])
-    return [(int(r["id"]), str(r["timezone"])) for r in rows] + [(UNLOCATED, "UTC")]
+def _line_zones(f: Filters) -> list[tuple[int, str]]:
+    """The zones that date the journal lines in scope: each chosen location's own,
+    and UTC for lines without a location when they are included (``LINE_LOCATION``)."""
+    zones = _zones(f)
+    if f.include_unlocated:
+        zones.append((UNLOCATED, "UTC"))
+    return zones
 
 
 def _bounds_cte(zones: Iterable[tuple[int, str]], period: Period) -> tuple[str, list[Any]]:
@@ -777,7 +781,7 @@ async def liability(f: Filters) -> list[Liability]:
         f"SUM(CASE WHEN {in_period}"
         f"je.kind NOT IN {_kinds(SOLD_KINDS + EXPIRED_KINDS + REFUNDED_KINDS)} "
         "THEN jl.debit_cents - jl.credit_cents ELSE 0 END) AS redeemed "
-        "FROM journal_line jl JOIN b ON b.loc = jl.location "
+        f"FROM journal_line jl JOIN b ON b.loc = {LINE_LOCATION} "
         "JOIN journal_entry je ON je.id = jl.entry "
         f"WHERE jl.account = 'deferred_revenue'{jl_locs} "
         "AND jl.occurred_at < b.hi GROUP BY 1, 2"
@@ -1020,7 +1024,7 @@ async def _revenue_days(f: Filters) -> list[dict[str, Any]]:
         f"WITH {cte} SELECT jl.location AS loc, jl.currency AS currency, jl.account AS account, "
         f"jl.therapist_id AS therapist, {sql.local_day('jl.occurred_at', 'seg.off')} AS day, "
         "SUM(jl.credit_cents - jl.debit_cents) AS amount FROM journal_line jl "
-        "JOIN seg ON seg.loc = jl.location "
+        f"JOIN seg ON seg.loc = {LINE_LOCATION} "
         "AND jl.occurred_at >= seg.lo AND jl.occurred_at < seg.hi "
         f"WHERE jl.account IN {accounts} AND jl.location IN {locs} "
         "AND jl.occurred_at >= {} AND jl.occurred_at < {} GROUP BY 1, 2, 3, 4, 5",
@@ -1165,13 +1169,13 @@ async def journal_lines(
 ) -> tuple[list[JournalRow], str | None]:
     """A keyset page of journal lines in the period, by time then id.
 
-    An entry is dated in its own location's zone and belongs to the period as
-    a whole, so the lines of every entry shown balance.
+    Each line is dated in its own location's zone (``LINE_LOCATION``), as in
+    every other journal figure; each location's lines of an entry balance.
     """
     if not f.locations and not f.include_unlocated:
         return [], None
-    days = LocalDays(await _all_zones(), f.period)
-    period, period_args, lo, hi = _period_clause("jl.occurred_at", "COALESCE(je.location, 0)", days)
+    days = LocalDays(_line_zones(f), f.period)
+    period, period_args, lo, hi = _period_clause("jl.occurred_at", LINE_LOCATION, days)
     scope, scope_args = _journal_scope(f)
     position = decode_cursor(after)
     keyset = ""
@@ -1186,7 +1190,7 @@ async def journal_lines(
                 "jl.occurred_at", "jl.id", at if at.tzinfo else at.replace(tzinfo=UTC), position[1]
             )
     rows = await sql.fetch(
-        "SELECT jl.id AS id, jl.occurred_at AS ts, je.location AS entry_location, "
+        "SELECT jl.id AS id, jl.occurred_at AS ts, jl.location AS line_location, "
         "jl.account AS account, jl.debit_cents AS debit, jl.credit_cents AS credit, "
         "jl.currency AS currency, l.name AS location, je.memo AS memo, "
         "je.reference AS reference, je.kind AS kind, jl.sale_id AS sale_id "
@@ -1200,12 +1204,12 @@ async def journal_lines(
     for row in rows[:limit]:
         at = sql.as_datetime(row["ts"])
         assert at is not None
-        entry_location = row["entry_location"]
+        line_location = row["line_location"]
         out.append(
             JournalRow(
                 id=int(row["id"]),
                 at=at,
-                date=days.date(int(entry_location) if entry_location else None, at),
+                date=days.date(int(line_location) if line_location else None, at),
                 account=str(row["account"]),
                 debit=sql.as_int(row["debit"]),
                 credit=sql.as_int(row["credit"]),
@@ -1305,7 +1309,7 @@ async def trial_balance(f: Filters) -> TrialBalance:
     """Opening balances, period debits and credits, closing balances per account."""
     if not f.locations and not f.include_unlocated:
         return TrialBalance(lines=[], totals={})
-    cte, args = _bounds_cte(await _all_zones(), f.period)
+    cte, args = _bounds_cte(_line_zones(f), f.period)
     scope, scope_args = _journal_scope(f)
     rows = await sql.fetch(
         f"WITH {cte} SELECT jl.account AS account, jl.currency AS currency, "
@@ -1314,7 +1318,7 @@ async def trial_balance(f: Filters) -> TrialBalance:
         "SUM(CASE WHEN jl.occurred_at >= b.lo THEN jl.debit_cents ELSE 0 END) AS d, "
         "SUM(CASE WHEN jl.occurred_at >= b.lo THEN jl.credit_cents ELSE 0 END) AS c "
         "FROM journal_line jl JOIN journal_entry je ON je.id = jl.entry "
-        "JOIN b ON b.loc = COALESCE(je.location, 0) "
+        f"JOIN b ON b.loc = {LINE_LOCATION} "
         f"WHERE jl.occurred_at < b.hi AND {scope} GROUP BY 1, 2",
         [*args, *scope_args],
     )
@@ -1403,7 +1407,7 @@ async def liability_trend(f: Filters) -> list[Series]:
     openings = await sql.fetch(
         f"WITH {opening_cte} SELECT jl.location AS loc, jl.currency AS currency, "
         "SUM(jl.credit_cents - jl.debit_cents) AS amount FROM journal_line jl "
-        "JOIN b ON b.loc = jl.location WHERE jl.account = 'deferred_revenue' "
+        f"JOIN b ON b.loc = {LINE_LOCATION} WHERE jl.account = 'deferred_revenue' "
         f"AND jl.location IN {locs} AND jl.occurred_at < b.lo GROUP BY 1, 2",
         [*opening_args, *loc_args],
     )
@@ -1411,7 +1415,7 @@ async def liability_trend(f: Filters) -> list[Series]:
         f"WITH {cte} SELECT jl.location AS loc, jl.currency AS currency, "
         f"{sql.local_day('jl.occurred_at', 'seg.off')} AS day, "
         "SUM(jl.credit_cents - jl.debit_cents) AS amount FROM journal_line jl "
-        "JOIN seg ON seg.loc = jl.location "
+        f"JOIN seg ON seg.loc = {LINE_LOCATION} "
         "AND jl.occurred_at >= seg.lo AND jl.occurred_at < seg.hi "
         f"WHERE jl.account = 'deferred_revenue' AND jl.location IN {locs} "
         "AND jl.occurred_at >= {} AND jl.occurred_at < {} GROUP BY 1, 2, 3",
