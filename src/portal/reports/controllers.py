@@ -24,7 +24,7 @@ from portal.catalog.tables import Package
 from portal.ledger.service import ACCOUNTS
 from portal.locations.service import ensure_location_access, visible_location_ids
 from portal.locations.tables import Location
-from portal.reports import charts, copy_csv, service
+from portal.reports import charts, closing, copy_csv, service
 from portal.reports import filters as report_filters
 from portal.reports import payouts as payout_report
 from portal.reports.exports import Amount, csv_stream, iterate, xlsx_stream
@@ -147,11 +147,13 @@ async def _page(
             package=str(f.package_id or ""),
         )
     selected = [n for n in map(parse_id, params.get("location", [])) if n is not None]
+    if f is not None and report in closing.MARKED:
+        context = {**(await closing.closed_context(f)), **context}
     return Template(
         template,
         context={
             "report": report,
-            "reports": REPORTS,
+            "reports": closing.tabs(REPORTS, current_user(request)),
             "f": f,
             "errors": errors,
             "form": form,
@@ -933,4 +935,4 @@ def _liability_json(row: service.Liability) -> dict[str, Any]:
     return out
 
 
-ROUTES: list[Any] = [ReportController, ReportApiController]
+ROUTES: list[Any] = [ReportController, ReportApiController, *closing.ROUTES]
