@@ -87,6 +87,24 @@ async def zones(location_ids: Iterable[int | None]) -> dict[int | None, str]:
     return out
 
 
+async def lock_for_posting() -> None:
+    """Inside a posting's transaction, before it reads the closed months.
+
+    On PostgreSQL the posting takes the lock an insert takes anyway (ROW
+    EXCLUSIVE on ``journal_entry``) *before* reading ``closed_period``, and a
+    close takes SHARE on the same table, which waits for postings in flight and
+    holds new ones until it commits: a posting either commits before the close
+    or sees it. SQLite transactions write one at a time (``BEGIN IMMEDIATE``).
+    """
+    if not db.is_sqlite(db.current_engine()):
+        await ClosedPeriod.raw("LOCK TABLE journal_entry IN ROW EXCLUSIVE MODE").run()
+
+
+async def _lock_for_closing() -> None:
+    if not db.is_sqlite(db.current_engine()):
+        await ClosedPeriod.raw("LOCK TABLE journal_entry IN SHARE MODE").run()
+
+
 async def open_instant(when: datetime, location_ids: Iterable[int | None]) -> datetime:
     """``when``, or the first instant at which no line of these locations is in a
     closed month: each location's first open local day after its closed month,
@@ -255,6 +273,7 @@ async def close_month(
     if dry_run:
         return location_id, month
     async with db.transaction():
+        await _lock_for_closing()
         try:
             rows = (
                 await ClosedPeriod.insert(

@@ -172,12 +172,15 @@ async def post(
     line_locations = {
         line.location_id if line.location_id is not None else location_id for line in lines
     }
-    when = await periods.open_instant(wanted, line_locations)
-    if when != wanted:
-        zone = (await periods.zones([location_id])).get(location_id, periods.UTC_ZONE)
-        belongs = f"(belongs to {periods.local_date(zone, wanted).isoformat()})"
-        memo = f"{memo} {belongs}" if memo else belongs
     async with db.transaction():
+        # Closed months are read inside the write (after the lock a close waits
+        # for), so a month closed meanwhile is never written into.
+        await periods.lock_for_posting()
+        when = await periods.open_instant(wanted, line_locations)
+        if when != wanted:
+            zone = (await periods.zones([location_id])).get(location_id, periods.UTC_ZONE)
+            belongs = f"(belongs to {periods.local_date(zone, wanted).isoformat()})"
+            memo = f"{memo} {belongs}" if memo else belongs
         rows = (
             await JournalEntry.insert(
                 JournalEntry(
