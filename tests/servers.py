@@ -56,15 +56,20 @@ def signature_header(payload: bytes, secret: str = WEBHOOK_SECRET) -> str:
     return f"t={t},v1={digest}"
 
 
-def stripe_client(standin: StandIn) -> stripe.StripeClient:
-    """The stripe SDK against the stand-in (async calls: ``…_async``)."""
-    return stripe.StripeClient(
-        STANDIN_API_KEY,
-        stripe_version=API_VERSION,
-        base_addresses={"api": standin.base_url},
-        max_network_retries=0,
-        http_client=stripe.HTTPXClient(timeout=10),
-    )
+@contextlib.asynccontextmanager
+async def stripe_client(standin: StandIn) -> AsyncIterator[stripe.StripeClient]:
+    """The stripe SDK against the stand-in (async calls: ``…_async``), closed afterwards."""
+    http = stripe.HTTPXClient(timeout=10)
+    try:
+        yield stripe.StripeClient(
+            STANDIN_API_KEY,
+            stripe_version=API_VERSION,
+            base_addresses={"api": standin.base_url},
+            max_network_retries=0,
+            http_client=http,
+        )
+    finally:
+        await http.close_async()
 
 
 @dataclass(frozen=True)

@@ -9,15 +9,20 @@ How it runs
 -----------
 * Real servers (``tests/servers.py``): two ``uvicorn portal.asgi:app``
   processes, production settings, on one database — parametrised over the
-  suite's two engines through the ``db`` fixture: the run's PostgreSQL
-  database, and one SQLite file in WAL mode shared by both processes. Payments
-  go to the suite's Stripe stand-in (``stripe_standin``), whose signed
-  webhooks reach both processes (one endpoint each). Ports are free loopback
-  ports; the processes are stopped and the endpoints unregistered whatever
-  the test does.
-* Data is seeded through the portal's own services (a clinic, two packages,
-  staff, a client, cash sales, bookings) before the servers start, or through
-  the pages (online purchases paid in the stand-in).
+  two engines by the session fixture ``race_database``: the run's PostgreSQL
+  database name + ``_races`` (dropped with the run's databases), and one
+  SQLite file in WAL mode shared by both processes. Payments go to the
+  suite's Stripe stand-in (``stripe_standin``), whose signed webhooks reach
+  both processes (one endpoint each). Ports are free loopback ports. The
+  servers start once per engine (``servers``, session scope; a start costs
+  seconds, a race a fraction of one) and are stopped, their endpoints
+  unregistered, whatever happens; each test first checks both are alive.
+* Each test gets a location of its own (``clinic``: packages, a therapist
+  with hours and a room, two managers, a client), seeded through the
+  portal's services and tables into the servers' database, or through the
+  pages (online purchases paid in the stand-in). Tests share the servers,
+  never their data; the per-sale and per-location invariants are checked for
+  the test's location.
 * Each test loads the real forms (CSRF token, and the one-time
   ``request_key`` the money forms carry), then fires 4–8 requests at once
   with ``asyncio.gather``, alternating between the two processes. No sleeps:

@@ -55,10 +55,10 @@ async def _stripe_refunds(portal: Portal, sale_id: int) -> list[Any]:
     """The refunds "Stripe" (the stand-in) holds for the sale's payment."""
     payment = await Payment.select().where(Payment.sale == sale_id).first().run()
     assert payment is not None and payment["payment_intent_id"]
-    client = stripe_client(portal.standin)
-    page = await client.v1.refunds.list_async(
-        {"payment_intent": payment["payment_intent_id"], "limit": 100}
-    )
+    async with stripe_client(portal.standin) as client:
+        page = await client.v1.refunds.list_async(
+            {"payment_intent": payment["payment_intent_id"], "limit": 100}
+        )
     return list(page.data)
 
 

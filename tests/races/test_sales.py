@@ -62,9 +62,10 @@ async def test_online_purchase_clicked_at_once(portal: Portal, clinic: Clinic) -
     assert [s["status"] for s in sales] == ["pending"], f"{CLICKS} clicks made {sales}"
     payments = await Payment.select().where(Payment.sale == sales[0]["id"]).run()
     assert len(payments) == 1 and payments[0]["checkout_session_id"], payments
-    listed = await stripe_client(portal.standin).v1.checkout.sessions.list_async(
-        {"client_reference_id": str(clinic.client.id), "limit": 100}
-    )
+    # The stand-in filters by client_reference_id (Stripe's typed params do not name it).
+    params: Any = {"client_reference_id": str(clinic.client.id), "limit": 100}
+    async with stripe_client(portal.standin) as stripe:
+        listed = await stripe.v1.checkout.sessions.list_async(params)
     sessions = [s for s in listed.data if s.customer_email == clinic.client.email]
     assert [s.id for s in sessions] == [payments[0]["checkout_session_id"]], (
         f"{len(sessions)} Checkout Sessions for one purchase"
