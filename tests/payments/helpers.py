@@ -34,7 +34,9 @@ class Shop:
         return as_user(self.manager, frozenset({self.location_id}))
 
 
-async def make_package(*, price: int = PRICE, unit: int = 10000, sessions: int = 5) -> int:
+async def make_package(
+    *, price: int = PRICE, unit: int = 10000, sessions: int = 5, name: str | None = None
+) -> int:
     now = utcnow()
     service = (
         await Service.insert(
@@ -49,7 +51,7 @@ async def make_package(*, price: int = PRICE, unit: int = 10000, sessions: int =
     package = (
         await Package.insert(
             Package(
-                name=f"{sessions} × 60 min neuromuscular",
+                name=name or f"{sessions} × 60 min neuromuscular",
                 service=service,
                 sessions=sessions,
                 validity_days=180,
