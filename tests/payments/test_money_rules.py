@@ -309,3 +309,45 @@ def test_piecemeal_refunds_revoke_as_the_money_covers_shares(
         assert revoked_totals <= cumulative or cumulative == paid
     if cumulative == paid:
         assert available == []
+
+
+async def test_owners_see_sales_needing_review_with_the_reason(shop: Shop) -> None:
+    from tests import factories
+
+    sale_id, _ = await start_purchase(shop)
+    await sales.hold_for_review(sale_id, "Stripe reports 1.00 paid; the sale's total is 487.13.")
+    owner = await factories.make_user("owner")
+    async with factories.make_client(shop.app) as client:
+        await factories.login(client, owner)
+        home = await client.get("/")
+        assert "Payments that need review" in home.text and f"/sales/{sale_id}" in home.text
+        assert "the sale&#39;s total is 487.13" in home.text
+        page = await client.get(f"/sales/{sale_id}")
+        assert "Needs review:" in page.text and "needs review" in page.text
+        listed = await client.get("/sales/", params={"status": "needs_review"})
+        assert listed.status_code == 200 and f"/sales/{sale_id}" in listed.text
+    async with factories.make_client(shop.app) as client:
+        await factories.login(client, shop.manager)
+        assert "Payments that need review" not in (await client.get("/")).text
+
+
+async def test_refund_refusal_is_shown_beside_the_form(shop: Shop) -> None:
+    from tests import factories
+
+    from portal.sales.tables import SaleSession
+
+    sale_id = await _cash_sale(shop, shop.package_id)
+    # Every session given (set directly: the booking flow is tested elsewhere).
+    await (
+        SaleSession.update({SaleSession.state: sales.REDEEMED})
+        .where(SaleSession.sale == sale_id)
+        .run()
+    )
+    async with factories.make_client(shop.app) as client:
+        await factories.login(client, shop.manager)
+        response = await factories.post_form(
+            client, f"/sales/{sale_id}/refunds", {"sessions": "1", "reason": "again"}
+        )
+    assert response.status_code == 422
+    assert "Every session of this package is used" in response.text
+    assert 'class="error-summary"' in response.text

@@ -44,6 +44,9 @@ async def dashboard(request: Request[Any, Any, Any]) -> Template:
             context["recent_changes"] = (
                 await AuditLog.select().order_by(AuditLog.id, ascending=False).limit(8).run()
             )
+            from portal.sales import service as sales  # sales build on the dashboard's contexts
+
+            context["needs_review"] = await sales.needing_review()
     return Template("dashboard/index.html", context=context)
 
 

@@ -219,10 +219,7 @@ async def sale_by_request_key(request_key: str, user_id: int) -> int | None:
         await Sale.select(Sale.id)
         .where(
             (Sale.request_key == request_key)
-            & (
-                (Sale.sold_by == user_id)
-                | ((Sale.client == user_id) & Sale.sold_by.is_null())
-            )
+            & ((Sale.sold_by == user_id) | ((Sale.client == user_id) & Sale.sold_by.is_null()))
         )
         .first()
         .run()
@@ -442,6 +439,20 @@ async def mark_refunded_if_nothing_left(sale_id: int) -> None:
     counts = await session_counts(sale_id)
     if counts.revoked == counts.total:
         await move_sale(sale_id, ACTIVE, REFUNDED, closed_at=utcnow())
+
+
+async def needing_review(limit: int = 20) -> list[dict[str, Any]]:
+    """Sales whose Stripe evidence did not match them, newest first (owners settle them)."""
+    return (
+        await Sale.select(
+            Sale.id, Sale.item_name, Sale.total_cents, Sale.currency, Sale.review_reason,
+            Sale.created_at, Sale.location.name.as_alias("location_name"),
+        )
+        .where(Sale.status == NEEDS_REVIEW)
+        .order_by(Sale.id, ascending=False)
+        .limit(limit)
+        .run()
+    )  # fmt: skip
 
 
 async def client_sales(client_id: int) -> list[dict[str, Any]]:
