@@ -28,7 +28,7 @@ from portal.payments import payouts
 from portal.payments import service as payments
 from portal.payments.gateway import GatewayError, StripePayout, StripePayoutItem
 from portal.payments.standin import standin_process
-from portal.payments.tables import Payment, Payout, PayoutLine, Refund, StripeEvent
+from portal.payments.tables import Dispute, Payment, Payout, PayoutLine, Refund, StripeEvent
 from portal.reports import filters as report_filters
 from portal.reports import payouts as payout_report
 from portal.sales import service as sales
@@ -396,3 +396,23 @@ async def test_unplaced_lines_and_a_shortfall_are_kept_without_a_location(db: An
     assert [(r.type, r.net) for r in rows] == [("charge", 900), ("difference", 100)]
     [listed] = (await payout_report.payout_page(f)).rows
     assert not listed.ties and listed.net == 900 and listed.amount == 1000
+
+
+async def test_a_payout_records_first_the_dispute_the_portal_missed(
+    shop: Shop, stripe_standin: StandIn
+) -> None:
+    # No webhook reaches the portal: the payout brings the payment and the dispute.
+    sale_id, _ = await pay(shop, stripe_standin)
+    intent = (await stripe_standin.api("GET", "/v1/payment_intents")).json()["data"][0]
+    dispute = await stripe_standin.open_dispute(intent["latest_charge"], amount=10000)
+    await stripe_standin.run_payouts()
+
+    run = await payouts.import_payouts(shop.gateway, _today())
+    assert run.seen == 1 and len(run.imported) == 1 and not run.mismatches
+    assert any(f"dispute {dispute['id']}" in note for note in run.settled)
+    row = await Dispute.select().where(Dispute.stripe_dispute_id == dispute["id"]).first().run()
+    assert row is not None and row["withdrawn_at"] is not None and row["fee_cents"] == 1500
+    assert (await sales.get_sale(sale_id))["frozen"]
+    # Everything Stripe held for the location went to the bank, the dispute included.
+    assert await ledger.balance("stripe_clearing", location_id=shop.location_id) == 0
+    assert await ledger.balance("disputed_funds", location_id=shop.location_id) == 10000

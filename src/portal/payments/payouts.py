@@ -229,6 +229,18 @@ async def _settle_contents(gateway: StripeGateway, items: list[StripePayoutItem]
             and await payments.record_external_refund(gateway, item.refund)
         ):
             notes.append(f"refund {item.refund.id}")
+        elif item.source_id and item.source_id.startswith("dp_"):
+            known_dispute = (
+                await Dispute.select(Dispute.withdrawn_at, Dispute.reinstated_at)
+                .where(Dispute.stripe_dispute_id == item.source_id)
+                .first()
+                .run()
+            )
+            moved = "reinstated_at" if item.amount > 0 else "withdrawn_at"
+            if known_dispute is None or known_dispute[moved] is None:
+                # A dispute's money movement whose webhook the portal missed.
+                await payments.record_dispute(gateway, {"id": item.source_id}, closed=False)
+                notes.append(f"dispute {item.source_id}")
     return notes
 
 
