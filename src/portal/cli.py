@@ -105,6 +105,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         port=port,
         workers=args.workers,
         log_level="info",
+        server_header=False,  # responses do not name the server
         proxy_headers=True,
         forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
     )

@@ -46,7 +46,9 @@ def main() -> None:
         for email, role, _name, _locations in DEMO_ACCOUNTS:
             print(f"  {role:<11} {email}")
         print()
-        uvicorn.run("portal.asgi:app", host="127.0.0.1", port=port, log_level="info")
+        uvicorn.run(
+            "portal.asgi:app", host="127.0.0.1", port=port, log_level="info", server_header=False
+        )
 
 
 if __name__ == "__main__":

@@ -57,6 +57,27 @@ async def test_secure_cookie_flag_over_https(db, settings):
     assert all("Secure" in c for c in cookies if c.startswith(("portal_session", "portal_csrf")))
 
 
+async def test_no_store_on_pages_and_downloads_hsts_over_https(db, settings, owner_client):
+    """Back after sign-out shows nothing from the cache; https portals pin https."""
+    from dataclasses import replace
+
+    from portal.app import create_app
+
+    for url in ("/", "/locations", "/reports/payments.csv"):
+        response = await owner_client.get(url)
+        assert response.headers.get("cache-control") == "no-store", url
+        assert "strict-transport-security" not in response.headers
+    static = await owner_client.get("/static/app.css")
+    assert static.headers.get("cache-control") != "no-store"
+    app = create_app(
+        replace(settings, base_url="https://portal.example.com"), manage_database=False
+    )
+    async with factories.make_client(app, base_url="https://testserver") as client:
+        response = await client.get("/login")
+    assert response.headers["strict-transport-security"].startswith("max-age=31536000")
+    assert response.headers["cache-control"] == "no-store"
+
+
 async def test_healthz_ok_and_unavailable(client, db):
     response = await client.get("/healthz")
     assert response.status_code == 200
@@ -228,3 +249,37 @@ async def test_concurrent_sign_ins_and_saves_never_lock(app, db, settings):
     if db.kind == "sqlite":
         mode = await db.engine.run_ddl("PRAGMA journal_mode")
         assert mode[0]["journal_mode"] == "wal"
+
+
+def test_portal_serve_does_not_name_the_server(tmp_path):
+    """``portal serve`` answers without uvicorn's ``Server`` header."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = _subprocess_env(tmp_path)
+    server = subprocess.Popen(
+        [PORTAL, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    headers = dict(r.headers)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "portal serve did not start"
+                assert server.poll() is None, "portal serve exited"
+                time.sleep(0.2)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert "server" not in {k.lower() for k in headers}
+    assert headers.get("cache-control") == "no-store"

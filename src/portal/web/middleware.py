@@ -80,14 +80,32 @@ def _has_nul(scope: Scope) -> bool:
     return "\x00" in scope.get("path", "") or b"\x00" in query or b"%00" in query
 
 
+# A year, as browsers' preload lists expect; sent only when the portal is served over https.
+HSTS = "max-age=31536000; includeSubDomains"
+
+
 async def add_security_headers(message: Message, scope: Scope) -> None:
     """App-level ``before_send`` hook: runs for every response, 404s included
-    (route middleware does not run for paths that match no route)."""
+    (route middleware does not run for paths that match no route).
+
+    Besides the fixed headers: ``Cache-Control: no-store`` on everything but
+    static files and responses that chose their own caching (a therapist's
+    photo), so a page or download seen while signed in (a treatment
+    note, a report) is not kept by the browser and shown again by Back after
+    sign-out; and ``Strict-Transport-Security`` when ``BASE_URL`` is https.
+    """
     if message["type"] == "http.response.start":
         headers = MutableScopeHeaders.from_message(message)
         for name, value in SECURITY_HEADERS.items():
             if name not in headers:
                 headers[name] = value
+        path = str(scope.get("path", ""))
+        if "cache-control" not in headers and not path.startswith("/static/"):
+            headers["cache-control"] = "no-store"
+        app = scope.get("app")
+        settings = getattr(getattr(app, "state", None), "settings", None)
+        if settings is not None and str(settings.base_url).startswith("https://"):
+            headers["strict-transport-security"] = HSTS
 
 
 def _bearer(scope: Scope) -> str:
