@@ -484,7 +484,7 @@ def cluster(
     log_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         if standin_url is None:
-            from portal.payments.standin import standin_process
+            from stripe_standin import standin_process
 
             standin_url = stack.enter_context(
                 standin_process(

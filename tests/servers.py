@@ -40,7 +40,7 @@ import httpx
 import stripe
 
 from bench import load
-from portal.payments.standin import API_VERSION, STANDIN_API_KEY
+from stripe_standin import API_VERSION, STANDIN_API_KEY
 from tests.factories import Account
 from tests.stripe_standin import StandIn
 

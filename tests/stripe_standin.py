@@ -35,8 +35,8 @@ import pytest
 from aiohttp import web
 
 from portal.payments.gateway import StripeGateway
-from portal.payments.standin import STANDIN_API_KEY, standin_process
 from portal.settings import Settings
+from stripe_standin import STANDIN_API_KEY, standin_process
 
 STANDIN_WEBHOOK_SECRET = "whsec_test_standin_0123456789abcdef"
 

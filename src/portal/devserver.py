@@ -23,7 +23,17 @@ def stripe_standin(port: int) -> Iterator[str]:
     if os.environ.get("STRIPE_SECRET_KEY"):
         yield "your Stripe account (STRIPE_SECRET_KEY)"
         return
-    from portal.payments.standin import standin_process
+    try:
+        # A development tool outside the portal (standin/); `make` installs it.
+        from stripe_standin import standin_process
+    except ModuleNotFoundError as exc:
+        if exc.name != "stripe_standin":
+            raise
+        raise SystemExit(
+            "The local Stripe stand-in is not installed. Install it with "
+            "`pip install -e ./standin` (`make run` does), or set STRIPE_SECRET_KEY "
+            "(and STRIPE_WEBHOOK_SECRET) to use a Stripe test account."
+        ) from None
 
     secret = os.environ.get("STRIPE_WEBHOOK_SECRET") or "whsec_local_" + secrets.token_hex(16)
     with standin_process(

@@ -12,7 +12,7 @@ import httpx
 from playwright.async_api import Browser, Page, expect
 
 from portal.demo import DEMO_PASSWORD
-from portal.payments.standin import STANDIN_API_KEY
+from stripe_standin import STANDIN_API_KEY
 from tests.e2e.conftest import LiveServer, sign_in
 
 PACKAGE = "Neuromuscular series — 5 × 60 min"

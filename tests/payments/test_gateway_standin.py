@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from portal.payments.demo import card_fee as demo_card_fee
 from portal.payments.gateway import (
     GatewayError,
     GatewayUnavailable,
@@ -25,9 +26,9 @@ from portal.payments.gateway import (
     WebhookSignatureError,
     dispute_from_dict,
 )
-from portal.payments.standin import standin_process
-from portal.payments.standin.patches import stripe_fee
 from portal.settings import Settings
+from stripe_standin import standin_process
+from stripe_standin.patches import stripe_fee
 from tests.stripe_standin import StandIn, WebhookReceiver
 
 pytestmark = pytest.mark.filterwarnings(
@@ -300,6 +301,8 @@ async def test_tests_can_fire_and_redeliver_any_event(
 )
 def test_the_card_fee_is_2_9_percent_plus_30_cents_rounded_half_up(amount: int, fee: int) -> None:
     assert stripe_fee(amount) == fee
+    # The demo data computes the same fee itself (the portal never imports the stand-in).
+    assert demo_card_fee(amount) == fee
 
 
 async def test_a_paid_session_has_fee_and_net_on_its_balance_transaction(

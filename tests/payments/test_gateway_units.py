@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from portal.payments import gateway as gw
-from portal.payments.standin import constants
-from portal.payments.standin.webhooks import signature_header
 from portal.settings import ConfigurationError, Settings
+from stripe_standin import constants
+from stripe_standin.webhooks import signature_header
 
 pytestmark = pytest.mark.filterwarnings(
     # The SDK's httpx client posts form bodies as ``data=str``.
@@ -41,8 +41,9 @@ def event_body(event_id: str = "evt_1", event_type: str = "checkout.session.comp
     return json.dumps(event).encode()
 
 
-def test_stand_in_and_gateway_agree_on_the_api_version() -> None:
+def test_stand_in_and_gateway_agree_on_the_api_version_and_key() -> None:
     assert gw.API_VERSION == constants.API_VERSION
+    assert gw.STANDIN_API_KEY == constants.STANDIN_API_KEY
 
 
 def test_settings_without_key_use_the_stand_in(settings: Settings) -> None:

@@ -26,9 +26,9 @@ from portal.audit.tables import AuditLog
 from portal.auth.service import ACCOUNTANT, CLIENT, MANAGER, OWNER, THERAPIST
 from portal.ledger import service as ledger
 from portal.payments import service as payments
-from portal.payments.standin import standin_process
 from portal.payments.tables import Payment, Payout
 from portal.web.templating import money as money_filter
+from stripe_standin import standin_process
 from tests import factories
 from tests.payments.helpers import TOTAL, Shop, pay
 from tests.stripe_standin import STANDIN_WEBHOOK_SECRET, StandIn, WebhookReceiver

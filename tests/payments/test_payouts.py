@@ -27,11 +27,11 @@ from portal.ledger.tables import JournalEntry, JournalLine
 from portal.payments import payouts
 from portal.payments import service as payments
 from portal.payments.gateway import GatewayError, StripePayout, StripePayoutItem
-from portal.payments.standin import standin_process
 from portal.payments.tables import Dispute, Payment, Payout, PayoutLine, Refund, StripeEvent
 from portal.reports import filters as report_filters
 from portal.reports import payouts as payout_report
 from portal.sales import service as sales
+from stripe_standin import standin_process
 from tests import factories
 from tests.conftest import TEST_DATABASE_URL
 from tests.payments.helpers import TOTAL, Shop, as_user, pay

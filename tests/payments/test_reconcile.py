@@ -23,9 +23,9 @@ from portal.ledger import service as ledger
 from portal.ledger.tables import JournalEntry
 from portal.payments import service as payments
 from portal.payments.gateway import StripeGateway
-from portal.payments.standin import standin_process
 from portal.payments.tables import Payment, Refund, StripeEvent
 from portal.sales import service as sales
+from stripe_standin import standin_process
 from tests.conftest import TEST_DATABASE_URL
 from tests.payments.helpers import SESSION_VALUE, TOTAL, Shop, pay, start_purchase
 from tests.stripe_standin import STANDIN_WEBHOOK_SECRET, StandIn, WebhookReceiver

@@ -9,6 +9,7 @@ two sales cannot be refunded through Stripe.
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import ROUND_HALF_UP, Decimal
 
 from portal.catalog import service as catalog
 from portal.catalog.tables import Package
@@ -21,7 +22,6 @@ from portal.payments.gateway import (
     StripePayout,
     StripePayoutItem,
 )
-from portal.payments.standin.patches import stripe_fee
 from portal.payments.tables import Payout
 from portal.sales import service as sales
 from portal.timeutil import utcnow
@@ -29,6 +29,14 @@ from portal.timeutil import utcnow
 PACKAGE = "Neuromuscular series — 5 × 60 min"
 BUYERS = [("jordan.lee@demo.clinic", "portland-pearl"), ("priya.shah@demo.clinic", "austin-soco")]
 PAYOUT_ID = "po_demo_1Qx7Portland"
+
+
+def card_fee(amount_cents: int) -> int:
+    """Stripe's standard card fee for the demo charges: 2.9 % (rounded half-up) + 30 cents."""
+    if amount_cents <= 0:
+        return 0
+    percent = (Decimal(amount_cents) * Decimal("0.029")).quantize(Decimal(1), ROUND_HALF_UP)
+    return int(percent) + 30
 
 
 async def load_demo(ids: DemoIds) -> None:
@@ -47,7 +55,7 @@ async def load_demo(ids: DemoIds) -> None:
         sale_id = await sales.create_pending_sale(
             client_id, terms, channel=sales.ONLINE, payment_method="card"
         )
-        fee = stripe_fee(terms.total_cents)
+        fee = card_fee(terms.total_cents)
         txn = StripeBalanceTransaction(
             id=f"txn_demo_{n}",
             amount=terms.total_cents,

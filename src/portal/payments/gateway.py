@@ -6,8 +6,9 @@ Why one small module:
   portal gets frozen dataclasses holding exactly the fields it uses, and the
   exceptions below, so a SDK upgrade or an API version bump is one file's
   change;
-* the same code path serves real Stripe and the local stand-in
-  (``portal.payments.standin``): only the base URL and key differ;
+* the same code path serves real Stripe and the local stand-in (the
+  separate development package ``stripe_standin``, never imported here):
+  only the base URL and key differ;
 * every call is ``async`` (the SDK's ``*_async`` methods over httpx) so a slow
   Stripe never blocks the web server's event loop.
 
@@ -33,7 +34,6 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import stripe
 
-from portal.payments.standin.constants import STANDIN_API_KEY
 from portal.settings import ConfigurationError, Settings
 
 if TYPE_CHECKING:
@@ -54,6 +54,11 @@ log = logging.getLogger("portal.payments.gateway")
 # Pinned explicitly (it is the SDK 16.1.0 default) so that an SDK upgrade does
 # not silently change the shape of what Stripe returns and sends to webhooks.
 API_VERSION = "2026-10-28.endive"
+
+# The placeholder key sent to a stand-in (``STRIPE_API_BASE`` set, no
+# ``STRIPE_SECRET_KEY``); it accepts any ``sk_`` key. The stand-in's own
+# ``stripe_standin.constants.STANDIN_API_KEY`` is the same (a test checks).
+STANDIN_API_KEY = "sk_test_local_standin"
 
 DEFAULT_TIMEOUT_SECONDS = 20.0
 DEFAULT_NETWORK_RETRIES = 2

@@ -44,9 +44,9 @@ import aiohttp
 from localstripe import resources as ls_resources
 from localstripe import webhooks as ls_webhooks
 
-from portal.payments.standin.constants import API_VERSION
+from stripe_standin.constants import API_VERSION
 
-log = logging.getLogger("portal.payments.standin.webhooks")
+log = logging.getLogger("stripe_standin.webhooks")
 
 # Pause before each retry; the first attempt is immediate. Short, because the
 # stand-in serves tests and a developer's machine, not the internet.

@@ -24,8 +24,8 @@ from typing import Any
 from localstripe import resources as ls
 from localstripe.errors import UserError
 
-from portal.payments.standin import webhooks
-from portal.payments.standin.constants import API_VERSION
+from stripe_standin import webhooks
+from stripe_standin.constants import API_VERSION
 
 # Stripe's Checkout allows expiry between 30 minutes and 24 hours ahead.
 MIN_EXPIRY_SECONDS = 30 * 60

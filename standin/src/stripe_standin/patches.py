@@ -40,8 +40,8 @@ from localstripe import resources as ls
 from localstripe import webhooks as ls_webhooks
 from localstripe.errors import UserError
 
-from portal.payments.standin import resources, webhooks
-from portal.payments.standin.resources import money
+from stripe_standin import resources, webhooks
+from stripe_standin.resources import money
 
 _applied = False
 

@@ -125,7 +125,7 @@ def standin_process(
     command = [
         python,
         "-m",
-        "portal.payments.standin",
+        "stripe_standin",
         "--port",
         str(port),
         "--exit-with-parent",

@@ -1,7 +1,9 @@
 """Values the stand-in shares with ``portal.payments.gateway``.
 
-Kept here rather than imported from the gateway so the stand-in never imports
-the ``stripe`` SDK; a test asserts both sides agree.
+The stand-in and the portal are separate packages that never import each
+other (the portal does not depend on the stand-in, and the stand-in never
+imports the ``stripe`` SDK), so both sides spell these out; a test in the
+portal's suite asserts they agree.
 """
 
 from __future__ import annotations

@@ -38,8 +38,8 @@ from localstripe import resources as ls
 from localstripe import server as ls_server
 from localstripe.errors import UserError
 
-from portal.payments.standin import page, patches, webhooks
-from portal.payments.standin.resources import (
+from stripe_standin import page, patches, webhooks
+from stripe_standin.resources import (
     PAYOUT_FAILURES,
     AutomaticPayout,
     CheckoutSession,
@@ -47,9 +47,9 @@ from portal.payments.standin.resources import (
     InjectedEvent,
     run_payouts,
 )
-from portal.payments.standin.webhooks import RETRY_DELAYS, Dispatcher
+from stripe_standin.webhooks import RETRY_DELAYS, Dispatcher
 
-log = logging.getLogger("portal.payments.standin")
+log = logging.getLogger("stripe_standin")
 
 CLI_ENDPOINT_PREFIX = "cli-"
 

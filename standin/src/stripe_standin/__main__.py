@@ -1,10 +1,10 @@
-"""``python -m portal.payments.standin``: run the local Stripe stand-in.
+"""``python -m stripe_standin``: run the local Stripe stand-in.
 
 Binds 127.0.0.1 only (it accepts any ``sk_`` key and has unauthenticated test
 hooks, so it must never be reachable from elsewhere). ``--port 0`` picks a
 free port; the first line printed on stdout is always
 ``standin listening on http://127.0.0.1:<port>``, which
-``portal.payments.standin.process`` waits for.
+``stripe_standin.process`` waits for.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import threading
 
 from aiohttp import web
 
-from portal.payments.standin.constants import DEFAULT_PORT
-from portal.payments.standin.webhooks import RETRY_DELAYS
+from stripe_standin.constants import DEFAULT_PORT
+from stripe_standin.webhooks import RETRY_DELAYS
 
 HOST = "127.0.0.1"
 READY_PREFIX = "standin listening on "
@@ -28,7 +28,7 @@ READY_PREFIX = "standin listening on "
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m portal.payments.standin",
+        prog="python -m stripe_standin",
         description="Local Stripe stand-in: localstripe plus Checkout Sessions, a hosted "
         "payment page, fees, refund fixes and signed webhooks.",
     )
@@ -86,7 +86,7 @@ def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    from portal.payments.standin.app import StandInConfig, create_app
+    from stripe_standin.app import StandInConfig, create_app
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -121,7 +121,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
     print(f"{READY_PREFIX}{base_url}", flush=True)
     for url in config.webhook_urls:
-        logging.getLogger("portal.payments.standin").info("delivering webhooks to %s", url)
+        logging.getLogger("stripe_standin").info("delivering webhooks to %s", url)
     try:
         await stop.wait()
     finally:

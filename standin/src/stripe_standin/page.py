@@ -11,7 +11,7 @@ from decimal import Decimal
 from html import escape
 from typing import Any
 
-from portal.payments.standin.resources import ZERO_DECIMAL
+from stripe_standin.resources import ZERO_DECIMAL
 
 _STYLE = """
 *{box-sizing:border-box}
