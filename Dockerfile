@@ -10,13 +10,19 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN apt-get update && apt-get install -y --no-install-recommends postgresql-client \
     && rm -rf /var/lib/apt/lists/*
 
-WORKDIR /app
-COPY pyproject.toml README.md ./
+# A plain install, without the dev extra or the Stripe stand-in (standin/ is a
+# development tool): templates, static files and migrations are inside the
+# installed package, so the sources are not needed once it is built.
+WORKDIR /build
+COPY pyproject.toml setup.py README.md ./
 COPY src ./src
 COPY templates ./templates
 COPY migrations ./migrations
-RUN pip install -e . && useradd --create-home portal
+RUN pip install . && cd / && rm -rf /build && useradd --create-home portal
 USER portal
+# The working directory of `portal` commands; embedded mode (no DATABASE_URL)
+# would keep its data under ./var here.
+WORKDIR /home/portal
 
 EXPOSE 8000
 # Migrations run on start; then the server (several processes share nothing

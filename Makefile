@@ -14,7 +14,7 @@ help:
 	@echo "make load   - 60 s of mixed traffic on two portal processes and PostgreSQL (LOAD_ARGS=--seconds N)"
 	@echo "make bench  - fill PostgreSQL with 1M appointments and payments, measure (bench/README.md)"
 
-$(STAMP): pyproject.toml standin/pyproject.toml
+$(STAMP): pyproject.toml setup.py standin/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -33,13 +33,13 @@ load: $(STAMP)
 	$(BIN)/python bench/load.py $(LOAD_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src standin tests bench
-	$(BIN)/ruff format --check src standin tests bench
+	$(BIN)/ruff check setup.py src standin tests bench
+	$(BIN)/ruff format --check setup.py src standin tests bench
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix src standin tests bench
-	$(BIN)/ruff format src standin tests bench
+	$(BIN)/ruff check --fix setup.py src standin tests bench
+	$(BIN)/ruff format setup.py src standin tests bench
 
 # Needs PostgreSQL (BENCH_DATABASE_URL, default portal_bench on 127.0.0.1); takes ~15 minutes.
 bench: $(STAMP)

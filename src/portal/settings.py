@@ -2,7 +2,9 @@
 
 The portal runs in one of two modes:
 
-* **embedded** (no ``DATABASE_URL``): a SQLite file under ``var/``, the local
+* **embedded** (no ``DATABASE_URL``): a SQLite file under ``var/`` (the
+  checkout's when run from one, else the current directory's;
+  ``PORTAL_VAR_DIR`` overrides), the local
   Stripe stand-in, a secret key generated on first start and kept under
   ``var/``, migrations applied on start. This is what ``make run`` gives.
 * **production** (``DATABASE_URL`` set): PostgreSQL, real keys; a missing
@@ -11,13 +13,30 @@ The portal runs in one of two modes:
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 import secrets
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+# The source checkout, when the portal runs from one (``make``'s editable
+# install): only the embedded ``var/`` default uses it. Templates and
+# migrations are package resources, found the same way in any install.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+_IN_CHECKOUT = (PROJECT_ROOT / "pyproject.toml").is_file() and (
+    PROJECT_ROOT / "src" / "portal" / "settings.py"
+).is_file()
+
+
+def package_path(package: str) -> Path:
+    """The folder of one of the portal's resource packages (``portal.templates``, …)."""
+    return Path(str(importlib.resources.files(package)))
+
+
+def default_var_dir() -> Path:
+    """Embedded mode's data folder: ``var/`` in the checkout, else under the current directory."""
+    return PROJECT_ROOT / "var" if _IN_CHECKOUT else Path.cwd() / "var"
 
 
 class ConfigurationError(RuntimeError):
@@ -46,8 +65,8 @@ class Settings:
     secret_key: str
     embedded: bool
     base_url: str = "http://127.0.0.1:8000"
-    var_dir: Path = field(default_factory=lambda: PROJECT_ROOT / "var")
-    templates_dir: Path = field(default_factory=lambda: PROJECT_ROOT / "templates")
+    var_dir: Path = field(default_factory=default_var_dir)
+    templates_dir: Path = field(default_factory=lambda: package_path("portal.templates"))
     stripe_secret_key: str = ""
     stripe_webhook_secret: str = ""
     stripe_api_base: str = ""
@@ -83,7 +102,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
-        var_dir = Path(env.get("PORTAL_VAR_DIR") or PROJECT_ROOT / "var")
+        var_dir = Path(env.get("PORTAL_VAR_DIR") or default_var_dir())
         database_url = env.get("DATABASE_URL", "").strip()
         embedded = not database_url
         if embedded:
