@@ -6,12 +6,13 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
 
-from portal.audit import service as audit
-from portal.auth.service import ACCOUNTANT, MANAGER, OWNER
+from portal.identity import ACCOUNTANT, MANAGER, OWNER, CurrentUser
 from portal.locations import service
 from portal.timeutil import common_timezones
+from portal.web.admin import AdminResource, Column, Roles, admin_controller, reverse, search
 from portal.web.forms import ValidationFailed, read_form
 from portal.web.guards import current_user, requires_owner, requires_role
+from portal.web.pagination import Page
 from portal.web.responses import client_address, redirect
 
 COMMON_CURRENCIES = ["USD", "CAD", "EUR", "GBP", "AUD", "NZD", "CHF"]
@@ -49,23 +50,60 @@ def _as_form(row: dict[str, Any]) -> dict[str, Any]:
     return form
 
 
-class LocationController(Controller):
-    path = "/locations"
+async def _list_rows(user: CurrentUser, filters: dict[str, str], after: str | None) -> Page:
+    return await service.list_locations(
+        user, search=filters["q"].strip(), status=filters["status"], after=after
+    )
 
-    @get("/", guards=[readers], name="locations")
-    async def index(
-        self,
-        request: Request[Any, Any, Any],
-        q: Annotated[str, QueryParameter(name="q")] = "",
-        status: Annotated[str, QueryParameter(name="status")] = "active",
-        after: Annotated[str | None, QueryParameter(name="after")] = None,
-    ) -> Template:
-        user = current_user(request)
-        page = await service.list_locations(user, search=q.strip(), status=status, after=after)
-        return Template(
-            "locations/list.html",
-            context={"page": page, "q": q, "status": status},
-        )
+
+async def _load(user: CurrentUser, location_id: int, write: bool) -> dict[str, Any]:
+    return await service.get_location_for(user, location_id, write=write)
+
+
+async def _set_active(
+    user: CurrentUser, location_id: int, active: bool, _: dict[str, str], address: str
+) -> bool:
+    return await service.set_active(user, location_id, active, address=address)
+
+
+LOCATIONS = AdminResource(
+    name="location",
+    label="location",
+    plural="Locations",
+    path="/locations",
+    id_param="location_id",
+    routes="location",
+    list_route="locations",
+    roles=Roles(
+        list=(OWNER, MANAGER, ACCOUNTANT),
+        detail=(OWNER, MANAGER, ACCOUNTANT),
+        create=(OWNER,),
+        edit=(OWNER, MANAGER),
+        deactivate=(OWNER,),
+    ),
+    load=_load,
+    list_rows=_list_rows,
+    columns=(
+        Column("Name", "name", link=True, sub="slug"),
+        Column("Time zone", "timezone"),
+        Column("Currency", "currency"),
+        Column("Tax", cell="tax"),
+        Column("Cancellation window", "cancellation_window_hours", suffix=" h"),
+        Column("Status", cell="status"),
+    ),
+    filters=(search("Name or slug"),),
+    scope=lambda row: frozenset({int(row["id"])}),
+    set_active=_set_active,
+    detail_template="locations/detail.html",
+    cells="locations/_cells.html",
+    new_label="New location",
+    confirm_text="The location stops taking bookings and no longer appears in public pages. "
+    "Its history, sales and records are kept, and an owner can reactivate it at any time.",
+)
+
+
+class LocationController(admin_controller(LOCATIONS)):  # type: ignore[misc]
+    """The admin grammar from ``LOCATIONS``, plus the location form."""
 
     @get("/new", guards=[requires_owner], name="location_new")
     async def new(self) -> Template:
@@ -84,12 +122,11 @@ class LocationController(Controller):
                 context=_form_context({**DEFAULTS, **values}, exc.errors),
                 status_code=422,
             )
-        return redirect(request, f"/locations/{location_id}", f"Location “{data.name}” created.")
-
-    @get("/{location_id:int}", guards=[readers], name="location_detail")
-    async def detail(self, request: Request[Any, Any, Any], location_id: FromPath[int]) -> Template:
-        location = await service.get_location_for(current_user(request), location_id)
-        return Template("locations/detail.html", context={"location": location})
+        return redirect(
+            request,
+            reverse(request, "location_detail", location_id=location_id),
+            f"Location “{data.name}” created.",
+        )
 
     @get("/{location_id:int}/edit", guards=[editors], name="location_edit")
     async def edit(self, request: Request[Any, Any, Any], location_id: FromPath[int]) -> Template:
@@ -115,50 +152,8 @@ class LocationController(Controller):
                 context=_form_context({**DEFAULTS, **values}, exc.errors, location=location),
                 status_code=422,
             )
-        return redirect(request, f"/locations/{location_id}", "Location saved.")
-
-    @get(
-        "/{location_id:int}/deactivate", guards=[requires_owner], name="location_deactivate_confirm"
-    )
-    async def confirm_deactivate(
-        self, request: Request[Any, Any, Any], location_id: FromPath[int]
-    ) -> Template:
-        location = await service.get_location_for(current_user(request), location_id, write=True)
-        return Template("locations/deactivate.html", context={"location": location})
-
-    @post("/{location_id:int}/deactivate", guards=[requires_owner], name="location_deactivate")
-    async def deactivate(
-        self, request: Request[Any, Any, Any], location_id: FromPath[int]
-    ) -> Response[Any]:
-        changed = await service.set_active(
-            current_user(request), location_id, False, address=client_address(request)
-        )
-        message = "Location deactivated." if changed else "The location was already inactive."
-        return redirect(request, f"/locations/{location_id}", message, "info")
-
-    @post("/{location_id:int}/reactivate", guards=[requires_owner], name="location_reactivate")
-    async def reactivate(
-        self, request: Request[Any, Any, Any], location_id: FromPath[int]
-    ) -> Response[Any]:
-        changed = await service.set_active(
-            current_user(request), location_id, True, address=client_address(request)
-        )
-        message = "Location reactivated." if changed else "The location was already active."
-        return redirect(request, f"/locations/{location_id}", message)
-
-    @get("/{location_id:int}/history", guards=[requires_owner], name="location_history")
-    async def history(
-        self, request: Request[Any, Any, Any], location_id: FromPath[int]
-    ) -> Template:
-        location = await service.get_location_for(current_user(request), location_id)
-        rows = await audit.history("location", location_id)
-        return Template(
-            "audit/history.html",
-            context={
-                "rows": rows,
-                "title": f"History of {location['name']}",
-                "back_url": f"/locations/{location_id}",
-            },
+        return redirect(
+            request, reverse(request, "location_detail", location_id=location_id), "Location saved."
         )
 
 

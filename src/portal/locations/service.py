@@ -7,15 +7,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from babel.numbers import list_currencies
-from litestar.exceptions import NotFoundException, PermissionDeniedException
 
-from portal import db
+from portal import db, records
 from portal.audit import service as audit
-from portal.auth.service import MANAGER, OWNER, CurrentUser
+from portal.errors import Forbidden, Invalid, NotFound
+from portal.fields import optional_text, parse_int, require_text
+from portal.identity import MANAGER, OWNER, CurrentUser
 from portal.locations.tables import Location
+from portal.pagination import Page, keyset_page
 from portal.timeutil import is_valid_timezone, utcnow
-from portal.web.forms import ValidationFailed, optional_text, parse_int, require_text
-from portal.web.pagination import Page, keyset_page
 
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 PHONE_RE = re.compile(r"^[0-9+()\-.\s]*$")
@@ -76,7 +76,7 @@ def ensure_location_access(user: CurrentUser, location_id: int, *, write: bool =
     else:
         if user.sees_all_locations or location_id in user.location_ids:
             return
-    raise PermissionDeniedException("You do not have access to this location.")
+    raise Forbidden("You do not have access to this location.")
 
 
 # -- validation --------------------------------------------------------------
@@ -117,7 +117,7 @@ def parse_location_form(values: dict[str, str]) -> LocationInput:
     if refund_rule not in REFUND_RULES:
         errors["refund_rule"] = "Choose one of the refund rules."
     if errors:
-        raise ValidationFailed(errors)
+        raise Invalid(errors)
     assert tax is not None and window is not None
     return LocationInput(
         name=name,
@@ -139,7 +139,7 @@ def parse_location_form(values: dict[str, str]) -> LocationInput:
 async def get_location(location_id: int) -> dict[str, Any]:
     row = await Location.select().where(Location.id == location_id).first().run()
     if row is None:
-        raise NotFoundException("No such location.")
+        raise NotFound("No such location.")
     return row
 
 
@@ -166,10 +166,7 @@ async def list_locations(
         if not visible:
             return Page(rows=[], next_cursor=None)
         query = query.where(Location.id.is_in(list(visible)))
-    if status == "active":
-        query = query.where(Location.active == True)  # noqa: E712
-    elif status == "inactive":
-        query = query.where(Location.active == False)  # noqa: E712
+    query = records.status_filter(query, Location.active, status)
     if search:
         pattern = f"%{search}%"
         query = query.where(Location.name.ilike(pattern) | Location.slug.ilike(pattern))
@@ -195,9 +192,9 @@ async def _slug_taken(slug: str, exclude_id: int | None = None) -> bool:
 
 async def create_location(actor: CurrentUser, data: LocationInput, *, address: str = "") -> int:
     if actor.role != OWNER:
-        raise PermissionDeniedException("Only owners create locations.")
+        raise Forbidden("Only owners create locations.")
     if await _slug_taken(data.slug):
-        raise ValidationFailed({"slug": "Another location already uses this slug."})
+        raise Invalid({"slug": "Another location already uses this slug."})
     now = utcnow()
     try:
         async with db.transaction():
@@ -219,7 +216,7 @@ async def create_location(actor: CurrentUser, data: LocationInput, *, address: s
             )
     except Exception as exc:
         if db.is_unique_violation(exc):
-            raise ValidationFailed({"slug": "Another location already uses this slug."}) from exc
+            raise Invalid({"slug": "Another location already uses this slug."}) from exc
         raise
     return location_id
 
@@ -229,7 +226,7 @@ async def update_location(
 ) -> None:
     before = await get_location_for(actor, location_id, write=True)
     if await _slug_taken(data.slug, exclude_id=location_id):
-        raise ValidationFailed({"slug": "Another location already uses this slug."})
+        raise Invalid({"slug": "Another location already uses this slug."})
     old = {f: before[f] for f in EDITABLE_FIELDS}
     if old == data.as_dict():
         return
@@ -251,7 +248,7 @@ async def update_location(
             )
     except Exception as exc:
         if db.is_unique_violation(exc):
-            raise ValidationFailed({"slug": "Another location already uses this slug."}) from exc
+            raise Invalid({"slug": "Another location already uses this slug."}) from exc
         raise
 
 
@@ -263,24 +260,8 @@ async def set_active(
     Returns False when it already was in that state (nothing written).
     """
     if actor.role != OWNER:
-        raise PermissionDeniedException("Only owners deactivate or reactivate locations.")
+        raise Forbidden("Only owners deactivate or reactivate locations.")
     await get_location(location_id)
-    async with db.transaction():
-        changed = (
-            await Location.update({Location.active: active, Location.updated_at: utcnow()})
-            .where((Location.id == location_id) & (Location.active == (not active)))
-            .returning(Location.id)
-            .run()
-        )
-        if not changed:
-            return False
-        await audit.record(
-            actor,
-            "reactivate" if active else "deactivate",
-            "location",
-            location_id,
-            before={"active": not active},
-            after={"active": active},
-            address=address,
-        )
-    return True
+    return await records.set_active(
+        actor, Location, "location", location_id, active, address=address
+    )
