@@ -18,6 +18,8 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from portal import contexts, db
+from portal.auth import service as auth
+from portal.auth import tokens
 from portal.migrate import apply_migrations, pending_migrations
 from portal.settings import Settings, get_settings
 from portal.web import templating
@@ -75,7 +77,14 @@ def create_app(settings: Settings | None = None, *, manage_database: bool = True
     openapi_router = Router(path="/api/v1/schema", route_handlers=[], guards=[requires_staff])
     app = Litestar(
         route_handlers=[*route_handlers(), static_router],
-        middleware=[DefineMiddleware(PortalMiddleware, settings=settings)],
+        middleware=[
+            DefineMiddleware(
+                PortalMiddleware,
+                settings=settings,
+                load_session=auth.load_session,
+                authenticate_token=tokens.authenticate,
+            )
+        ],
         csrf_config=CSRFConfig(
             secret=settings.secret_key,
             cookie_name="portal_csrf",

@@ -112,11 +112,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_users_create(args: argparse.Namespace) -> None:
-    from litestar.exceptions import NotFoundException
-
+    from portal.errors import Invalid, NotFound
     from portal.locations.tables import Location
     from portal.users import service
-    from portal.web.forms import ValidationFailed
 
     password = _read_password(args)
 
@@ -126,7 +124,7 @@ def cmd_users_create(args: argparse.Namespace) -> None:
         for slug in args.location or []:
             row = await Location.select(Location.id).where(Location.slug == slug).first().run()
             if row is None:
-                raise NotFoundException(f"no location with slug {slug!r}")
+                raise NotFound(f"no location with slug {slug!r}")
             location_ids.add(int(row["id"]))
         return await service.create_user(
             None,
@@ -141,18 +139,16 @@ def cmd_users_create(args: argparse.Namespace) -> None:
 
     try:
         user_id = asyncio.run(_with_database(run))
-    except ValidationFailed as exc:
+    except Invalid as exc:
         fail("; ".join(f"{k}: {v}" for k, v in exc.errors.items()))
-    except NotFoundException as exc:
+    except NotFound as exc:
         fail(str(exc.detail))
     print(f"Created {args.role} {args.email} (id {user_id}).")
 
 
 def cmd_users_set_password(args: argparse.Namespace) -> None:
-    from litestar.exceptions import NotFoundException
-
+    from portal.errors import Invalid, NotFound
     from portal.users import service
-    from portal.web.forms import ValidationFailed
 
     password = _read_password(args)
 
@@ -163,16 +159,15 @@ def cmd_users_set_password(args: argparse.Namespace) -> None:
 
     try:
         asyncio.run(_with_database(run))
-    except ValidationFailed as exc:
+    except Invalid as exc:
         fail("; ".join(exc.errors.values()))
-    except NotFoundException as exc:
+    except NotFound as exc:
         fail(str(exc.detail))
     print(f"Password changed for {args.email}; their sessions were ended.")
 
 
 def cmd_users_deactivate(args: argparse.Namespace) -> None:
-    from litestar.exceptions import NotFoundException
-
+    from portal.errors import NotFound
     from portal.users import service
 
     async def run() -> bool:
@@ -182,7 +177,7 @@ def cmd_users_deactivate(args: argparse.Namespace) -> None:
 
     try:
         changed = asyncio.run(_with_database(run))
-    except NotFoundException as exc:
+    except NotFound as exc:
         fail(str(exc.detail))
     print(f"Deactivated {args.email}." if changed else f"{args.email} was already inactive.")
 

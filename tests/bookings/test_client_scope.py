@@ -7,13 +7,13 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from litestar.exceptions import PermissionDeniedException
 
 from portal.auth.service import CLIENT, MANAGER, OWNER, CurrentUser
 from portal.auth.tables import User
 from portal.bookings import service as bookings
 from portal.clients import service as clients
 from portal.clients.tables import ClientProfile
+from portal.errors import Forbidden
 from portal.staff import hours as h
 from tests import factories
 from tests.bookings.conftest import give_package
@@ -94,18 +94,18 @@ async def test_scope_functions(clinic):
     assert clients.client_scope(manager) == frozenset({clinic.location_id})
     owner = CurrentUser(1, "o@example.test", "", OWNER, frozenset())
     assert clients.client_scope(owner) is None
-    with pytest.raises(PermissionDeniedException):
+    with pytest.raises(Forbidden):
         clients.client_scope(clinic.as_therapist())
     await clients.ensure_can_read_client(manager, clinic.client.id)  # bought at A
     await clients.ensure_can_read_client(clinic.as_client(), clinic.client.id)
     stranger = await factories.make_user(CLIENT)
-    with pytest.raises(PermissionDeniedException):
+    with pytest.raises(Forbidden):
         await clients.ensure_can_read_client(manager, stranger.id)
-    with pytest.raises(PermissionDeniedException):
+    with pytest.raises(Forbidden):
         await clients.ensure_can_read_client(clinic.as_therapist(), clinic.client.id)
     # An abandoned checkout at A does not make a client of A.
     from portal.sales.tables import Sale
 
     await Sale.update({Sale.status: "cancelled"}).where(Sale.id == clinic.sale_id).run()
-    with pytest.raises(PermissionDeniedException):
+    with pytest.raises(Forbidden):
         await clients.ensure_can_read_client(manager, clinic.client.id)

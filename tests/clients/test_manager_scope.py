@@ -14,13 +14,13 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from litestar.exceptions import PermissionDeniedException
 
 from portal.auth.service import CLIENT, MANAGER, OWNER, CurrentUser
 from portal.auth.tables import User
 from portal.bookings import service as bookings
 from portal.clients import service as clients
 from portal.clients.tables import ClientProfile
+from portal.errors import Forbidden
 from portal.sales.tables import Sale
 from portal.staff import hours as h
 from portal.timeutil import utcnow
@@ -144,14 +144,14 @@ async def test_managers_list_and_open_exactly_the_clients_of_their_locations(
     for client_id in (clinic.client.id, open_checkout, booked, prefers_a, every_tie):
         await clients.ensure_can_read_client(manager_a, client_id)
     for client_id in (abandoned, of_b, nobody):
-        with pytest.raises(PermissionDeniedException):
+        with pytest.raises(Forbidden):
             await clients.ensure_can_read_client(manager_a, client_id)
     await clients.ensure_can_read_client(manager_b, of_b)
     await clients.ensure_can_read_client(manager_b, booked)
     for client_id in (clinic.client.id, prefers_a, nobody):
-        with pytest.raises(PermissionDeniedException):
+        with pytest.raises(Forbidden):
             await clients.ensure_can_read_client(manager_b, client_id)
-    with pytest.raises(PermissionDeniedException):
+    with pytest.raises(Forbidden):
         await clients.ensure_can_read_client(
             CurrentUser(0, "", "", MANAGER, frozenset()), clinic.client.id
         )

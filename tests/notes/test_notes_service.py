@@ -8,11 +8,11 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from litestar.exceptions import PermissionDeniedException
 
 from portal.audit.tables import AuditLog
 from portal.auth.service import CLIENT, MANAGER
 from portal.bookings import service as bookings
+from portal.errors import Forbidden
 from portal.notes import form as note_form
 from portal.notes import service as notes
 from portal.notes.tables import NoteAccessLog, NoteAmendment, NoteTriggerPoint, TreatmentNote
@@ -133,7 +133,7 @@ async def test_only_the_appointments_therapist_writes_its_note(clinic):
         clinic.as_client(),
         await owner_user(),
     ):
-        with pytest.raises(PermissionDeniedException):
+        with pytest.raises(Forbidden):
             await notes.start_note(actor, appointment_id, COMPLETE)
     assert await TreatmentNote.count().run() == 0
 
@@ -169,7 +169,7 @@ async def test_signing_needs_a_completed_session_a_complete_note_and_confirmatio
         await notes.sign(therapist, note_id, confirmed=False)
     assert caught.value.errors.keys() == {"confirm"}
     _, other = await second_therapist(clinic)
-    with pytest.raises(PermissionDeniedException):
+    with pytest.raises(Forbidden):
         await notes.sign(other, note_id, confirmed=True)
     assert (await notes.get_note(note_id))["status"] == notes.DRAFT
     await notes.sign(therapist, note_id, confirmed=True)
@@ -289,7 +289,7 @@ async def test_amendments_correct_a_signed_note_and_keep_the_original(clinic):
         {"field": "pain_after", "value": "5", "reason": "Client said 5 at checkout."}
     )
     _, other = await second_therapist(clinic)
-    with pytest.raises(PermissionDeniedException):
+    with pytest.raises(Forbidden):
         await notes.amend(other, note_id, data)
     await notes.amend(therapist, note_id, data)
     await notes.amend(
@@ -336,7 +336,7 @@ async def test_who_reads_a_note(clinic):
     )
     second_id, second = await second_therapist(clinic)
     for reader in (stranger, other_manager, second, await accountant_user()):
-        with pytest.raises(PermissionDeniedException):
+        with pytest.raises(Forbidden):
             await notes.note_access(reader, signed)
     # Once the second therapist has treated the client, the signed notes open to them.
     await given_session(clinic, 3, therapist_id=second_id)
@@ -352,7 +352,7 @@ async def test_who_sees_a_clients_progress(clinic):
     _, second = await second_therapist(clinic)
     stranger = as_user(await factories.make_user(CLIENT))
     for reader in (clinic.as_manager(), await accountant_user(), second, stranger):
-        with pytest.raises(PermissionDeniedException):
+        with pytest.raises(Forbidden):
             await notes.ensure_progress_access(reader, client_id)
 
 
@@ -366,7 +366,7 @@ async def test_managers_list_notes_of_their_locations_without_contents(clinic):
         frozenset({clinic.other_location_id}),
     )
     assert (await notes.list_notes(other, notes.NoteFilters(), after=None)).rows == []
-    with pytest.raises(PermissionDeniedException):
+    with pytest.raises(Forbidden):
         await notes.list_notes(await accountant_user(), notes.NoteFilters(), after=None)
     meta = notes.metadata(await notes.get_note(note_id))
     assert "subjective" not in meta and meta["status"] == notes.SIGNED

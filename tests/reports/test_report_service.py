@@ -6,9 +6,9 @@ import random
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from litestar.exceptions import PermissionDeniedException
 
 from portal.auth.service import ACCOUNTANT, CLIENT, MANAGER, OWNER
+from portal.errors import Forbidden
 from portal.ledger import service as ledger
 from portal.payments.tables import Payment
 from portal.reports import filters as report_filters
@@ -368,9 +368,9 @@ async def test_filters_scope_and_validation(db):
     b = await factories.make_location(slug="other")
     mine = await _filters(MANAGER, [a])
     assert mine.location_ids == [a] and not mine.include_unlocated
-    with pytest.raises(PermissionDeniedException):
+    with pytest.raises(Forbidden):
         await _filters(MANAGER, [a], location=b)
-    with pytest.raises(PermissionDeniedException):
+    with pytest.raises(Forbidden):
         await _filters(MANAGER, [a], location=[a, b])
     assert (await _filters(OWNER)).location_ids == sorted([a, b])
     assert (await _filters(ACCOUNTANT, location=b)).location_ids == [b]

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from litestar.exceptions import PermissionDeniedException
 
 from portal import db as portal_db
 from portal.audit.tables import AuditLog
 from portal.auth.service import MANAGER
+from portal.errors import Forbidden
 from portal.rooms import service
 from portal.rooms.service import RoomInput
 from portal.rooms.tables import Room, RoomOutage
@@ -76,10 +76,10 @@ async def test_the_database_enforces_unique_names_per_location(db, locations):
 
 async def test_a_manager_only_touches_rooms_of_their_locations(db, locations, manager_a):
     a, b = locations
-    with pytest.raises(PermissionDeniedException):
+    with pytest.raises(Forbidden):
         await service.create_room(manager_a, RoomInput(location_id=b, name="Pecan"))
     theirs = await helpers.make_room(b)
-    with pytest.raises(PermissionDeniedException):
+    with pytest.raises(Forbidden):
         await service.get_room_for(manager_a, theirs)
     page = await service.list_rooms(manager_a, status="all")
     assert page.rows == []

@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import pytest
-from litestar.exceptions import PermissionDeniedException
 
 from portal.audit.tables import AuditLog
 from portal.auth.service import MANAGER, OWNER, THERAPIST
+from portal.errors import Forbidden
 from portal.staff import service
 from portal.staff.service import HoursInterval
 from portal.web.forms import ValidationFailed
@@ -243,10 +243,10 @@ async def test_a_manager_edits_hours_only_at_their_own_location(db, locations):
     actor = helpers.actor(manager, [a])
     shared = await helpers.make_therapist(location_ids=[a, b])
     await service.set_hours(actor, shared, a, [iv(MONDAY, "09:00-12:00")])
-    with pytest.raises(PermissionDeniedException):
+    with pytest.raises(Forbidden):
         await service.set_hours(actor, shared, b, [iv(TUESDAY, "09:00-12:00")])
     only_b = await helpers.make_therapist(location_ids=[b])
-    with pytest.raises(PermissionDeniedException):
+    with pytest.raises(Forbidden):
         await service.set_hours(actor, only_b, b, [iv(TUESDAY, "09:00-12:00")])
 
 
@@ -327,9 +327,9 @@ async def test_a_therapist_reads_only_their_own_profile(db, locations):
     colleague = await helpers.make_therapist(location_ids=[a])
     actor = helpers.actor(account, [a])
     assert (await service.get_therapist_for(actor, mine))["id"] == mine
-    with pytest.raises(PermissionDeniedException):
+    with pytest.raises(Forbidden):
         await service.get_therapist_for(actor, colleague)
-    with pytest.raises(PermissionDeniedException):
+    with pytest.raises(Forbidden):
         await service.get_therapist_for(actor, mine, write=True)
     owner = await factories.make_user(OWNER)
     assert await service.get_therapist_for(helpers.actor(owner), colleague, write=True)

@@ -6,11 +6,11 @@ from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from litestar.exceptions import PermissionDeniedException
 
 from portal.audit.tables import AuditLog
 from portal.auth.service import MANAGER, THERAPIST, location_ids_of
 from portal.auth.tables import User
+from portal.errors import Forbidden
 from portal.staff import service
 from portal.staff.service import TherapistInput
 from portal.staff.tables import Therapist, WorkingHours
@@ -108,7 +108,7 @@ async def test_a_manager_changes_only_their_own_locations_on_a_shared_profile(
     )
     assert [h["location"] for h in hours] == [b]
     # Now the therapist no longer works at A: the manager of A cannot see them.
-    with pytest.raises(PermissionDeniedException):
+    with pytest.raises(Forbidden):
         await service.get_therapist_for(manager_a, shared)
 
 

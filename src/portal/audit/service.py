@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from portal.audit.tables import AuditLog
-from portal.auth.service import CurrentUser
+from portal.identity import CurrentUser
 from portal.timeutil import utcnow
 
 # Never copied into the audit trail.

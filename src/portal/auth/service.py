@@ -5,60 +5,28 @@ from __future__ import annotations
 import hashlib
 import math
 import secrets
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from portal import db
 from portal.auth import passwords
 from portal.auth.tables import LoginAttempt, User, UserLocation, UserSession
+
+# Roles and the signed-in user live below every context (portal.identity); re-exported here.
+from portal.identity import (  # noqa: F401
+    ACCOUNTANT,
+    CLIENT,
+    LOCATION_BOUND_ROLES,
+    MANAGER,
+    OWNER,
+    ROLE_LABELS,
+    ROLES,
+    STAFF_ROLES,
+    THERAPIST,
+    CurrentUser,
+)
 from portal.settings import Settings
 from portal.timeutil import utcnow
-
-OWNER = "owner"
-MANAGER = "manager"
-ACCOUNTANT = "accountant"
-THERAPIST = "therapist"
-CLIENT = "client"
-ROLES = (OWNER, MANAGER, ACCOUNTANT, THERAPIST, CLIENT)
-STAFF_ROLES = (OWNER, MANAGER, ACCOUNTANT, THERAPIST)
-ROLE_LABELS = {
-    OWNER: "Owner",
-    MANAGER: "Manager",
-    ACCOUNTANT: "Accountant",
-    THERAPIST: "Therapist",
-    CLIENT: "Client",
-}
-# Roles whose access is tied to assigned locations.
-LOCATION_BOUND_ROLES = (MANAGER, THERAPIST)
-
-
-@dataclass(frozen=True)
-class CurrentUser:
-    """The signed-in user as the web layer sees it."""
-
-    id: int
-    email: str
-    name: str
-    role: str
-    location_ids: frozenset[int]
-    session_id: int = 0
-
-    @property
-    def is_staff(self) -> bool:
-        return self.role in STAFF_ROLES
-
-    @property
-    def sees_all_locations(self) -> bool:
-        return self.role in (OWNER, ACCOUNTANT)
-
-    @property
-    def display_name(self) -> str:
-        return self.name or self.email
-
-    @property
-    def role_label(self) -> str:
-        return ROLE_LABELS.get(self.role, self.role)
 
 
 class InvalidCredentials(Exception):

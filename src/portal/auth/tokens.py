@@ -23,8 +23,8 @@ from portal.auth.service import (
     location_ids_of,
 )
 from portal.auth.tables import ApiToken, User
+from portal.errors import Invalid
 from portal.timeutil import utcnow
-from portal.web.forms import ValidationFailed
 
 PREFIX = "cp_"
 TOKEN_ROLES = (OWNER, MANAGER, ACCOUNTANT)
@@ -34,9 +34,9 @@ async def create_token(user: CurrentUser, name: str) -> tuple[int, str]:
     """A new token for ``user``; returns (id, the token — shown once)."""
     name = name.strip()
     if not name:
-        raise ValidationFailed({"name": "Name the token after what will use it."})
+        raise Invalid({"name": "Name the token after what will use it."})
     if len(name) > 80:
-        raise ValidationFailed({"name": "Use at most 80 characters."})
+        raise Invalid({"name": "Use at most 80 characters."})
     token = PREFIX + secrets.token_urlsafe(32)
     rows = (
         await ApiToken.insert(

@@ -1,7 +1,7 @@
 """The staff list of appointments: newest first, 50 a page, paged by cursor.
 
 Rows come in ``(start_at DESC, id DESC)`` order through
-:func:`portal.web.pagination.keyset_page`, so page 10,000 costs what page 1
+:func:`portal.pagination.keyset_page`, so page 10,000 costs what page 1
 costs and nothing is ever counted. Every filter keeps the walk on an index
 (see the appointment list indexes migration):
 
@@ -36,18 +36,17 @@ from functools import reduce
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from litestar.exceptions import PermissionDeniedException
-
 from portal.auth.service import CLIENT, MANAGER, THERAPIST, CurrentUser
 from portal.auth.tables import User
 from portal.bookings.service import STATUS_LABELS
 from portal.bookings.tables import Appointment
+from portal.errors import Forbidden, Invalid
+from portal.fields import parse_id
 from portal.locations.service import ensure_location_access, visible_location_ids
 from portal.locations.tables import Location
+from portal.pagination import Page, keyset_page
 from portal.staff import hours as h
 from portal.staff.tables import Therapist, TherapistLocation
-from portal.web.forms import ValidationFailed, parse_id
-from portal.web.pagination import Page, keyset_page
 
 PAGE_SIZE = 50
 MAX_SEARCH = 100
@@ -92,7 +91,7 @@ def _date(raw: str, errors: dict[str, str], field: str) -> date | None:
 
 
 def parse_filters(actor: CurrentUser, params: Mapping[str, str]) -> ListFilters:
-    """Filters from the query string; ValidationFailed names each bad field.
+    """Filters from the query string; Invalid names each bad field.
 
     The location is checked first, so a manager who names another clinic
     gets 403 whatever else the address holds.
@@ -122,7 +121,7 @@ def parse_filters(actor: CurrentUser, params: Mapping[str, str]) -> ListFilters:
     if len(search) > MAX_SEARCH or "\x00" in search:
         errors["q"] = f"Search for at most {MAX_SEARCH} characters of a name or email."
     if errors:
-        raise ValidationFailed(errors)
+        raise Invalid(errors)
     return ListFilters(location_id, therapist_id, status, day_from, day_to, search)
 
 
@@ -209,7 +208,7 @@ async def list_appointments(
     those rows by id, so only the rows shown are ever joined.
     """
     if actor.role == CLIENT:
-        raise PermissionDeniedException("You do not have access to the appointment list.")
+        raise Forbidden("You do not have access to the appointment list.")
     query = Appointment.select(Appointment.id, Appointment.start_at)
     visible = visible_location_ids(actor)
     if actor.role == THERAPIST:

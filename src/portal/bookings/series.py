@@ -14,10 +14,11 @@ from zoneinfo import ZoneInfo
 
 from portal.auth.service import CurrentUser
 from portal.bookings import service
+from portal.errors import Invalid
+from portal.fields import parse_int
 from portal.locations.tables import Location
 from portal.settings import Settings
 from portal.staff import hours as h
-from portal.web.forms import ValidationFailed, parse_int
 
 CADENCES = {"1": "Every week", "2": "Every two weeks", "4": "Every four weeks"}
 MAX_LEAD_DAYS = 366
@@ -81,7 +82,7 @@ def parse_series_form(values: dict[str, str]) -> SeriesRequest:
     if minute is None or minute >= 24 * 60:
         errors["time"] = "Enter a time such as 17:30."
     if errors:
-        raise ValidationFailed(errors)
+        raise Invalid(errors)
     assert location_id is not None and service_id is not None and count is not None
     assert minute is not None
     return SeriesRequest(
@@ -110,7 +111,7 @@ async def book_series(
         .run()
     )
     if location is None:
-        raise ValidationFailed({"location": "Choose a clinic."})
+        raise Invalid({"location": "Choose a clinic."})
     tz = ZoneInfo(str(location["timezone"]))
     series_id = uuid.uuid4().hex[:16]
     outcomes: list[SeriesOutcome] = []
@@ -134,6 +135,6 @@ async def book_series(
             outcomes.append(SeriesOutcome(day, None, "No unused session left in the packages."))
         except service.SlotTaken as exc:
             outcomes.append(SeriesOutcome(day, None, exc.message or "That time is already taken."))
-        except ValidationFailed as exc:
+        except Invalid as exc:
             outcomes.append(SeriesOutcome(day, None, " ".join(exc.errors.values())))
     return SeriesResult(series_id=series_id, outcomes=outcomes)

@@ -31,14 +31,13 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from litestar.exceptions import NotFoundException, PermissionDeniedException
-
 from portal import db
 from portal.audit import service as audit
 from portal.auth.service import CLIENT, MANAGER, OWNER, THERAPIST, CurrentUser
 from portal.bookings import notify
 from portal.bookings.tables import Appointment
 from portal.catalog.tables import Service
+from portal.errors import Forbidden, Invalid, NotFound
 from portal.ledger import service as ledger
 from portal.locations.service import ensure_location_access
 from portal.locations.tables import Location
@@ -58,7 +57,6 @@ from portal.staff.tables import (
     WorkingHours,
 )
 from portal.timeutil import utcnow
-from portal.web.forms import ValidationFailed
 
 log = logging.getLogger("portal.bookings")
 
@@ -157,7 +155,7 @@ async def get_appointment(appointment_id: int) -> dict[str, Any]:
         .run()
     )
     if row is None:
-        raise NotFoundException("No such appointment.")
+        raise NotFound("No such appointment.")
     return row
 
 
@@ -168,11 +166,11 @@ async def get_appointment_for(
     row = await get_appointment(appointment_id)
     if user.role == CLIENT:
         if row["client"] != user.id:
-            raise PermissionDeniedException("This is not your appointment.")
+            raise Forbidden("This is not your appointment.")
         return row
     if user.role == THERAPIST:
         if row["therapist_account"] != user.id or write:
-            raise PermissionDeniedException("This is not your appointment.")
+            raise Forbidden("This is not your appointment.")
         return row
     ensure_location_access(user, int(row["location"]), write=write)
     return row
@@ -267,10 +265,10 @@ class _Context:
 async def _context(location_id: int, service_id: int) -> _Context:
     location = await Location.select().where(Location.id == location_id).first().run()
     if location is None or not location["active"]:
-        raise NotFoundException("No such clinic.")
+        raise NotFound("No such clinic.")
     service = await Service.select().where(Service.id == service_id).first().run()
     if service is None or not service["active"]:
-        raise NotFoundException("No such service.")
+        raise NotFound("No such service.")
     needed = set(split_tags(service["required_equipment"] or ""))
     rooms = [
         r
@@ -476,10 +474,10 @@ def _pick_room(
 def _ensure_may_book_for(actor: CurrentUser, client_id: int, location_id: int) -> None:
     if actor.role == CLIENT:
         if actor.id != client_id:
-            raise PermissionDeniedException("Clients book for themselves.")
+            raise Forbidden("Clients book for themselves.")
         return
     if actor.role not in (OWNER, MANAGER):
-        raise PermissionDeniedException("Only the client or staff of the clinic can book.")
+        raise Forbidden("Only the client or staff of the clinic can book.")
     ensure_location_access(actor, location_id, write=True)
 
 
@@ -499,7 +497,7 @@ async def book(
 ) -> int:
     """Book one appointment; returns its id.
 
-    Raises ``ValidationFailed`` (with reasons), ``NoCredit`` or ``SlotTaken``
+    Raises ``Invalid`` (with reasons), ``NoCredit`` or ``SlotTaken``
     (the therapist or the last suitable room is taken at that time). The
     client gets a confirmation once the booking has committed (see
     :mod:`portal.bookings.notify` for ``settings`` and ``deferred``).
@@ -508,7 +506,7 @@ async def book(
     now = now or utcnow()
     start_at = start_at.astimezone(UTC)
     if start_at <= now:
-        raise ValidationFailed({"start": "Choose a time in the future."})
+        raise Invalid({"start": "Choose a time in the future."})
     ctx = await _context(location_id, service_id)
     end_at = start_at + ctx.duration
     busy_until = end_at + ctx.buffer
@@ -518,8 +516,8 @@ async def book(
             # Say why this therapist cannot: another clinic, another service, inactive.
             verdict = await is_bookable(therapist_id, location_id, start_at, end_at, service_id)
             if verdict.reasons:
-                raise ValidationFailed({"therapist": " ".join(verdict.reasons)})
-        raise ValidationFailed({"therapist": "No therapist here can give this service."})
+                raise Invalid({"therapist": " ".join(verdict.reasons)})
+        raise Invalid({"therapist": "No therapist here can give this service."})
     credits = await credits_for(client_id, service_id, start_at)
     if not credits:
         raise NoCredit(await _no_credit_message(client_id, ctx, start_at))
@@ -590,7 +588,7 @@ async def _book_first_free(
         rooms = await _free_rooms(ctx, start_at, busy_until)
         if not rooms:
             if not ctx.rooms or await _all_rooms_out_of_service(ctx, start_at, busy_until):
-                raise ValidationFailed({"start": "No treatment room is free at that time."})
+                raise Invalid({"start": "No treatment room is free at that time."})
             raise SlotTaken()
         for room in rooms:
             for credit in credits:
@@ -622,9 +620,9 @@ async def _book_first_free(
         # it: that is the answer, whatever kept the other therapists away.
         raise SlotTaken(" ".join(dict.fromkeys(r for r in reasons if "already booked" in r)))
     if therapist_id is not None and reasons:
-        raise ValidationFailed({"start": " ".join(reasons)})
+        raise Invalid({"start": " ".join(reasons)})
     detail = " ".join(list(dict.fromkeys(reasons))[:2])
-    raise ValidationFailed({"start": f"No therapist is free at that time. {detail}".strip()})
+    raise Invalid({"start": f"No therapist is free at that time. {detail}".strip()})
 
 
 async def _all_rooms_out_of_service(ctx: _Context, start: datetime, until: datetime) -> bool:
@@ -962,9 +960,9 @@ async def cancel(
     appointment = await get_appointment_for(actor, appointment_id, write=actor.role != CLIENT)
     if waive:
         if actor.role not in (OWNER, MANAGER):
-            raise PermissionDeniedException("Only managers waive a late cancellation.")
+            raise Forbidden("Only managers waive a late cancellation.")
         if not waive_reason.strip():
-            raise ValidationFailed({"waive_reason": "Say why the forfeit is waived."})
+            raise Invalid({"waive_reason": "Say why the forfeit is waived."})
     async with _sale_of_credit_locked(appointment["sale_session"]) as sale:
         first = await onetime.claim(request_key, user_id=actor.id, action="cancel", field="status")
         if first is not None:
@@ -972,7 +970,7 @@ async def cancel(
         appointment = await get_appointment(appointment_id)
         if appointment["status"] != BOOKED:
             message = _not_booked_message(appointment["status"], "cancelled")
-            raise ValidationFailed({"status": message})
+            raise Invalid({"status": message})
         late = is_late(appointment, now)
         # No revenue is recognised on money under dispute: the credit goes back
         # (the frozen package cannot be booked until the dispute closes).
@@ -986,7 +984,7 @@ async def cancel(
             waive_reason=waive_reason.strip()[:1000] if late and waive else "",
         )
         if not changed:
-            raise ValidationFailed({"status": "The appointment changed meanwhile; reload it."})
+            raise Invalid({"status": "The appointment changed meanwhile; reload it."})
         credit = await _release_credit(
             appointment["sale_session"], sales.FORFEITED if forfeit else sales.AVAILABLE
         )
@@ -1045,22 +1043,22 @@ async def mark_no_show(
 ) -> None:
     now = now or utcnow()
     if actor.role not in (OWNER, MANAGER):
-        raise PermissionDeniedException("Managers record no-shows.")
+        raise Forbidden("Managers record no-shows.")
     appointment = await get_appointment_for(actor, appointment_id, write=True)
     if waive and not waive_reason.strip():
-        raise ValidationFailed({"waive_reason": "Say why the forfeit is waived."})
+        raise Invalid({"waive_reason": "Say why the forfeit is waived."})
     async with _sale_of_credit_locked(appointment["sale_session"]):
         if await onetime.claim(request_key, user_id=actor.id, action="no_show", field="status"):
             return  # recorded by the first submission of this form
         appointment = await get_appointment(appointment_id)
         if appointment["status"] != BOOKED or appointment["start_at"] > now:
-            raise ValidationFailed(
+            raise Invalid(
                 {"status": "Only a booked appointment that has started can be a no-show."}
             )
         if not await _set_status(
             appointment_id, NO_SHOW, waived=waive, waive_reason=waive_reason.strip()[:1000]
         ):
-            raise ValidationFailed({"status": "The appointment changed meanwhile; reload it."})
+            raise Invalid({"status": "The appointment changed meanwhile; reload it."})
         credit = await _release_credit(
             appointment["sale_session"], sales.AVAILABLE if waive else sales.FORFEITED
         )
@@ -1092,23 +1090,21 @@ async def complete(
     appointment = await get_appointment(appointment_id)
     if actor.role == THERAPIST:
         if appointment["therapist_account"] != actor.id:
-            raise PermissionDeniedException("This is not your appointment.")
+            raise Forbidden("This is not your appointment.")
     elif actor.role in (OWNER, MANAGER):
         ensure_location_access(actor, int(appointment["location"]), write=True)
     else:
-        raise PermissionDeniedException("Therapists and managers complete sessions.")
+        raise Forbidden("Therapists and managers complete sessions.")
     async with _sale_of_credit_locked(appointment["sale_session"]) as sale:
         if await onetime.claim(request_key, user_id=actor.id, action="complete", field="status"):
             return  # recorded by the first submission of this form
         appointment = await get_appointment(appointment_id)
         if appointment["status"] != BOOKED:
-            raise ValidationFailed(
-                {"status": _not_booked_message(appointment["status"], "completed")}
-            )
+            raise Invalid({"status": _not_booked_message(appointment["status"], "completed")})
         if appointment["start_at"] > now:
-            raise ValidationFailed({"status": "A session cannot be completed before it starts."})
+            raise Invalid({"status": "A session cannot be completed before it starts."})
         if sale is not None and sale["frozen"]:
-            raise ValidationFailed(
+            raise Invalid(
                 {
                     "status": "The client disputed the payment for this package with their "
                     "card issuer. The session cannot be recorded as given until the dispute "
@@ -1116,7 +1112,7 @@ async def complete(
                 }
             )
         if not await _set_status(appointment_id, COMPLETED, completed_at=now):
-            raise ValidationFailed({"status": "The appointment changed meanwhile; reload it."})
+            raise Invalid({"status": "The appointment changed meanwhile; reload it."})
         credit = await _release_credit(appointment["sale_session"], sales.REDEEMED)
         if credit is not None:
             await _recognise(appointment, credit, "session_completed", "Session given")
@@ -1148,12 +1144,12 @@ async def move(
     now = now or utcnow()
     appointment = await get_appointment_for(actor, appointment_id, write=True)
     if actor.role not in (OWNER, MANAGER):
-        raise PermissionDeniedException("Staff move appointments.")
+        raise Forbidden("Staff move appointments.")
     if appointment["status"] != BOOKED:
-        raise ValidationFailed({"start": _not_booked_message(appointment["status"], "moved")})
+        raise Invalid({"start": _not_booked_message(appointment["status"], "moved")})
     start_at = start_at.astimezone(UTC)
     if start_at <= now:
-        raise ValidationFailed({"start": "Choose a time in the future."})
+        raise Invalid({"start": "Choose a time in the future."})
     location_id = int(appointment["location"])
     service_id = int(appointment["service"])
     ctx = await _context(location_id, service_id)
@@ -1163,11 +1159,11 @@ async def move(
     verdict = await is_bookable(tid, location_id, start_at, end_at, service_id)
     if not verdict:
         if not await _therapists(location_id, service_id, tid):
-            raise ValidationFailed({"therapist": " ".join(verdict.reasons)})
-        raise ValidationFailed({"start": " ".join(verdict.reasons)})
+            raise Invalid({"therapist": " ".join(verdict.reasons)})
+        raise Invalid({"start": " ".join(verdict.reasons)})
     valid_until = await _credit_valid_until(appointment["sale_session"])
     if valid_until is not None and valid_until <= start_at:
-        raise ValidationFailed(
+        raise Invalid(
             {
                 "start": "The package this booking uses is valid until "
                 f"{valid_until.astimezone(ctx.tz):%Y-%m-%d %H:%M}; choose an earlier time."
@@ -1189,7 +1185,7 @@ async def move(
                 break
             if room_id is None:
                 if not ctx.rooms or await _all_rooms_out_of_service(ctx, start_at, busy_until):
-                    raise ValidationFailed({"start": "No treatment room is free at that time."})
+                    raise Invalid({"start": "No treatment room is free at that time."})
                 raise SlotTaken()
             moved = (
                 await Appointment.update(
@@ -1208,7 +1204,7 @@ async def move(
                 .run()
             )
             if not moved:
-                raise ValidationFailed({"start": "The appointment changed meanwhile; reload it."})
+                raise Invalid({"start": "The appointment changed meanwhile; reload it."})
             await audit.record(
                 actor, "move", "appointment", appointment_id,
                 before={"start_at": appointment["start_at"],

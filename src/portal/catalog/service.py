@@ -29,18 +29,18 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from litestar.exceptions import NotFoundException, PermissionDeniedException
 from piccolo.query.functions.string import Lower
 
 from portal import db, money
 from portal.audit import service as audit
 from portal.auth.service import OWNER, CurrentUser
 from portal.catalog.tables import Package, PackagePrice, Service, ServicePrice
+from portal.errors import Forbidden, Invalid, NotFound
+from portal.fields import optional_text, parse_int, require_text
 from portal.locations.service import ensure_location_access, get_location, visible_location_ids
 from portal.locations.tables import Location
+from portal.pagination import Page, keyset_page
 from portal.timeutil import is_valid_timezone, utcnow
-from portal.web.forms import ValidationFailed, optional_text, parse_int, require_text
-from portal.web.pagination import Page, keyset_page
 
 MAX_AMOUNT_CENTS = 99_999_999
 MAX_SESSIONS = 100
@@ -212,7 +212,7 @@ def parse_service_form(
     )
     price = _parse_price(values, errors, zone=None, with_effective=False) if creating else None
     if errors:
-        raise ValidationFailed(errors)
+        raise Invalid(errors)
     assert duration is not None and buffer is not None
     data = ServiceInput(
         name=name,
@@ -256,7 +256,7 @@ def parse_package_form(
         )
         price = _parse_price(values, errors, zone=None, with_effective=False)
     if errors:
-        raise ValidationFailed(errors)
+        raise Invalid(errors)
     assert validity is not None and sessions is not None
     data = PackageInput(
         name=name,
@@ -274,7 +274,7 @@ def parse_price_form(values: dict[str, str], *, zone: str | None = None) -> Pric
     errors: dict[str, str] = {}
     price = _parse_price(values, errors, zone=zone)
     if errors or price is None:
-        raise ValidationFailed(errors)
+        raise Invalid(errors)
     return price
 
 
@@ -291,7 +291,7 @@ def parse_end_override_form(values: dict[str, str], *, zone: str) -> tuple[datet
             _check_not_past(effective, errors)
     note = optional_text(values, errors, "note", label="Note", max_length=200)
     if errors:
-        raise ValidationFailed(errors)
+        raise Invalid(errors)
     return effective, note
 
 
@@ -305,7 +305,7 @@ def _check_not_past(requested: datetime, errors: dict[str, str]) -> None:
     """Early form check, so every error shows at once; ``resolve_effective`` decides."""
     try:
         resolve_effective(requested, utcnow())
-    except ValidationFailed as exc:
+    except Invalid as exc:
         errors.update(exc.errors)
 
 
@@ -318,7 +318,7 @@ def resolve_effective(requested: datetime | None, now: datetime) -> datetime:
     if requested is None:
         return now
     if requested < now.replace(second=0, microsecond=0):
-        raise ValidationFailed({"effective_local": PAST_MESSAGE})
+        raise Invalid({"effective_local": PAST_MESSAGE})
     return max(requested, now)
 
 
@@ -673,7 +673,7 @@ async def quote_package(
 ) -> PackageTerms:
     """The terms of ``package_id`` sold at ``location_id`` at ``at``: the sale's snapshot.
 
-    Raises ``NotFoundException`` for an unknown package or location and
+    Raises ``NotFound`` for an unknown package or location and
     ``NotAvailable`` when it cannot be sold there then (inactive, no price in
     the location's currency, or — with ``online`` — not sellable online).
     """
@@ -702,14 +702,14 @@ def _package_columns() -> list[Any]:
 async def get_service(service_id: int) -> dict[str, Any]:
     row = await Service.select().where(Service.id == service_id).first().run()
     if row is None:
-        raise NotFoundException("No such service.")
+        raise NotFound("No such service.")
     return row
 
 
 async def get_package(package_id: int) -> dict[str, Any]:
     row = await Package.select(*_package_columns()).where(Package.id == package_id).first().run()
     if row is None:
-        raise NotFoundException("No such package.")
+        raise NotFound("No such package.")
     return row
 
 
@@ -867,7 +867,7 @@ async def base_price_zones() -> list[str]:
 
 def _require_owner(actor: CurrentUser) -> None:
     if actor.role != OWNER:
-        raise PermissionDeniedException("Only owners change services, packages and base prices.")
+        raise Forbidden("Only owners change services, packages and base prices.")
 
 
 async def _name_taken(
@@ -899,7 +899,7 @@ async def create_service(
     _require_owner(actor)
     duplicate = {"name": "Another service already has this name."}
     if await _name_taken(Service, data.name, None):
-        raise ValidationFailed(duplicate)
+        raise Invalid(duplicate)
     now = utcnow()
     try:
         async with db.transaction():
@@ -927,7 +927,7 @@ async def create_service(
             )
     except Exception as exc:
         if db.is_unique_violation(exc):
-            raise ValidationFailed(duplicate) from exc
+            raise Invalid(duplicate) from exc
         raise
     return service_id
 
@@ -939,7 +939,7 @@ async def update_service(
     before = await get_service(service_id)
     duplicate = {"name": "Another service already has this name."}
     if await _name_taken(Service, data.name, service_id):
-        raise ValidationFailed(duplicate)
+        raise Invalid(duplicate)
     old = {f: before[f] for f in SERVICE_FIELDS}
     if old == data.as_dict():
         return
@@ -961,7 +961,7 @@ async def update_service(
             )
     except Exception as exc:
         if db.is_unique_violation(exc):
-            raise ValidationFailed(duplicate) from exc
+            raise Invalid(duplicate) from exc
         raise
 
 
@@ -1057,7 +1057,7 @@ async def create_package(
     if await _name_taken(Package, data.name, None):
         errors["name"] = "Another package already has this name."
     if errors:
-        raise ValidationFailed(errors)
+        raise Invalid(errors)
     now = utcnow()
     try:
         async with db.transaction():
@@ -1094,7 +1094,7 @@ async def create_package(
             )
     except Exception as exc:
         if db.is_unique_violation(exc):
-            raise ValidationFailed({"name": "Another package already has this name."}) from exc
+            raise Invalid({"name": "Another package already has this name."}) from exc
         raise
     return package_id
 
@@ -1106,7 +1106,7 @@ async def update_package(
     _require_owner(actor)
     before = await get_package(package_id)
     if await _name_taken(Package, data.name, package_id):
-        raise ValidationFailed({"name": "Another package already has this name."})
+        raise Invalid({"name": "Another package already has this name."})
     old = {f: before[f] for f in PACKAGE_FIELDS}
     if old == data.as_dict():
         return
@@ -1128,7 +1128,7 @@ async def update_package(
             )
     except Exception as exc:
         if db.is_unique_violation(exc):
-            raise ValidationFailed({"name": "Another package already has this name."}) from exc
+            raise Invalid({"name": "Another package already has this name."}) from exc
         raise
 
 
@@ -1201,7 +1201,7 @@ async def set_override(
     ensure_location_access(actor, location_id, write=True)
     await get_package(package_id)
     if price.currency != location["currency"]:
-        raise ValidationFailed(
+        raise Invalid(
             {
                 "currency": f"Prices at {location['name']} are in {location['currency']}; "
                 f"enter the override in {location['currency']}."
@@ -1248,7 +1248,7 @@ async def end_override(
         .run()
     )
     if not has_override:
-        raise ValidationFailed({"form": "This location has no override to end."})
+        raise Invalid({"form": "This location has no override to end."})
     effective = resolve_effective(effective_from, utcnow())
     marker = PriceInput(amount_cents=0, currency=location["currency"], note=note)
     async with db.transaction():

@@ -36,10 +36,10 @@ from portal.auth.tables import LoginAttempt, User
 from portal.clients.service import create_profile
 from portal.clients.tables import AccountRequest, PasswordReset
 from portal.email import messages
+from portal.errors import Invalid
 from portal.settings import Settings
 from portal.timeutil import utcnow
 from portal.users import service as users
-from portal.web.forms import ValidationFailed
 
 SIGNUP = "signup"
 RESET = "reset"
@@ -149,7 +149,7 @@ async def sign_up(
     if not data.consent:
         errors["consent"] = "Please accept the terms and the privacy notice to create an account."
     if errors:
-        raise ValidationFailed(errors)
+        raise Invalid(errors)
     try:
         async with db.transaction():
             user_id = await users.create_user(
@@ -168,9 +168,9 @@ async def sign_up(
                 after={"email": key, "name": name, "terms_accepted": True},
                 address=address,
             )
-    except ValidationFailed as exc:
+    except Invalid as exc:
         # Another sign-up with this email won the race.
-        raise ValidationFailed(
+        raise Invalid(
             {k: (EXISTS_MESSAGE if k == "email" else v) for k, v in exc.errors.items()}
         ) from exc
     message_id = await messages.send_welcome(key, name=name, settings=settings, defer=True)
@@ -298,7 +298,7 @@ async def reset_password(
     elif password != confirm_password:
         errors["confirm_password"] = "The two passwords differ."
     if errors:
-        raise ValidationFailed(errors)
+        raise Invalid(errors)
     password_hash = passwords.hash_password(password)
     user_id = int(reset["user_id"])
     now = utcnow()

@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from portal.clients import regions
-from portal.web.forms import ValidationFailed, optional_text, parse_int
+from portal.errors import Invalid
+from portal.fields import optional_text, parse_int
 
 # The clinics' main concerns (DOMAIN: "what the clinics treat").
 CONCERNS: dict[str, str] = {
@@ -142,7 +143,7 @@ def _choice(
 
 
 def parse_intake(values: dict[str, str], multi: dict[str, list[str]]) -> IntakeInput:
-    """The submitted intake form, validated; ``ValidationFailed`` with a message per field."""
+    """The submitted intake form, validated; ``Invalid`` with a message per field."""
     errors: dict[str, str] = {}
     concerns = _choices(multi, errors, "concerns", set(CONCERNS), "Choose concerns from the list.")
     concerns_other = optional_text(
@@ -203,7 +204,7 @@ def parse_intake(values: dict[str, str], multi: dict[str, list[str]]) -> IntakeI
     if values.get("consent") not in {"on", "yes", "true", "1"}:
         errors["consent"] = "Your consent is needed before treatment can start."
     if errors:
-        raise ValidationFailed(errors)
+        raise Invalid(errors)
     assert level is not None
     return IntakeInput(
         concerns=concerns,

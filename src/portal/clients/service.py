@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any
 
-from litestar.exceptions import NotFoundException, PermissionDeniedException
 from piccolo.query import WhereRaw
 
 from portal import db
@@ -28,10 +27,11 @@ from portal.auth.tables import User
 from portal.clients import intake as intake_form
 from portal.clients import regions
 from portal.clients.tables import ClientIntake, ClientProfile
+from portal.errors import Forbidden, Invalid, NotFound
+from portal.fields import optional_text, require_text
 from portal.locations.tables import Location
+from portal.pagination import Page, keyset_page
 from portal.timeutil import utcnow
-from portal.web.forms import ValidationFailed, optional_text, require_text
-from portal.web.pagination import Page, keyset_page
 
 PHONE_RE = re.compile(r"^\+?[0-9()\-.\s]{6,40}$")
 STAFF_READERS = (OWNER, MANAGER)
@@ -95,8 +95,8 @@ async def ensure_can_read_client(actor: CurrentUser, client_id: int) -> None:
         )
         if found:
             return
-        raise PermissionDeniedException("This is not a client of your locations.")
-    raise PermissionDeniedException("You do not have access to this client.")
+        raise Forbidden("This is not a client of your locations.")
+    raise Forbidden("You do not have access to this client.")
 
 
 def client_scope(actor: CurrentUser) -> frozenset[int] | None:
@@ -105,7 +105,7 @@ def client_scope(actor: CurrentUser) -> frozenset[int] | None:
         return None
     if actor.role == MANAGER:
         return actor.location_ids
-    raise PermissionDeniedException("You do not have access to the client list.")
+    raise Forbidden("You do not have access to the client list.")
 
 
 # A manager's clients are ``app_user`` rows with a preference, a purchase (not an
@@ -230,7 +230,7 @@ async def parse_profile_form(values: dict[str, str]) -> ProfileInput:
         if not exists:
             errors["preferred_location_id"] = "Choose a location from the list."
     if errors:
-        raise ValidationFailed(errors)
+        raise Invalid(errors)
     return ProfileInput(
         name=name,
         phone=phone,
@@ -267,7 +267,7 @@ async def get_client(client_id: int) -> dict[str, Any]:
         .run()
     )
     if user is None:
-        raise NotFoundException("No such client.")
+        raise NotFound("No such client.")
     profile = (
         await ClientProfile.select(
             ClientProfile.phone,
@@ -355,9 +355,9 @@ async def save_profile(
     client = await get_client(client_id)
     if actor.role == CLIENT:
         if actor.id != client_id:
-            raise PermissionDeniedException("You can only edit your own profile.")
+            raise Forbidden("You can only edit your own profile.")
     elif actor.role not in STAFF_READERS:
-        raise PermissionDeniedException("You do not have access to this client.")
+        raise Forbidden("You do not have access to this client.")
     before = profile_snapshot(client)
     after = data.as_dict()
     if before == after and client["has_profile"]:
@@ -431,7 +431,7 @@ async def intake_version(client_id: int, version: int) -> dict[str, Any]:
         .run()
     )
     if row is None:
-        raise NotFoundException("No such version of the intake.")
+        raise NotFound("No such version of the intake.")
     return _decode(row)
 
 
@@ -459,7 +459,7 @@ async def save_intake(
     and the save is retried.
     """
     if actor.role != CLIENT or actor.id != client_id:
-        raise PermissionDeniedException("Clients fill in their own intake.")
+        raise Forbidden("Clients fill in their own intake.")
     await get_client(client_id)
     for _attempt in range(5):
         try:

@@ -30,14 +30,14 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from litestar.exceptions import NotFoundException
 
 from portal import db
 from portal.email.tables import OutboxMessage
+from portal.errors import NotFound
+from portal.formatting import local_dt, money
+from portal.pagination import Page, decode_cursor, encode_cursor
 from portal.settings import Settings, get_settings
 from portal.timeutil import utcnow
-from portal.web.pagination import Page, decode_cursor, encode_cursor
-from portal.web.templating import local_dt, money
 
 QUEUED = "queued"
 SENDING = "sending"
@@ -359,5 +359,5 @@ async def get_message(message_id: int) -> dict[str, Any]:
         await OutboxMessage.select().where(OutboxMessage.id == message_id).first().run()
     )
     if row is None:
-        raise NotFoundException("No such message.")
+        raise NotFound("No such message.")
     return row

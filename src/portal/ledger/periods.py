@@ -19,10 +19,11 @@ from piccolo.columns.combination import Combinable
 from portal import db
 from portal.audit import service as audit
 from portal.auth.service import CurrentUser
+from portal.errors import Invalid
+from portal.fields import parse_id
 from portal.ledger.tables import ClosedPeriod
 from portal.locations.tables import Location
 from portal.timeutil import utcnow
-from portal.web.forms import ValidationFailed, parse_id
 
 UTC_ZONE = "UTC"
 
@@ -226,7 +227,7 @@ async def close_month(
 ) -> tuple[int | None, date]:
     """Close a month for one location (an id) or for all (``all``); audited.
 
-    Refuses (``ValidationFailed``) a malformed or future month, one that has not
+    Refuses (``Invalid``) a malformed or future month, one that has not
     ended in the location's zone (every zone, for all locations), an unknown
     location, and a month already closed. ``dry_run``: check only (the confirm step).
     """
@@ -259,17 +260,13 @@ async def close_month(
             "month."
         )
     if errors:
-        raise ValidationFailed(errors)
+        raise Invalid(errors)
     assert month is not None
     closed = await closed_since(month, [location_id])
     if month in closed.all_locations:
-        raise ValidationFailed(
-            {"month": f"{month_label(month)} is already closed for every location."}
-        )
+        raise Invalid({"month": f"{month_label(month)} is already closed for every location."})
     if location_id is not None and (location_id, month) in closed.by_location:
-        raise ValidationFailed(
-            {"month": f"{month_label(month)} is already closed for this location."}
-        )
+        raise Invalid({"month": f"{month_label(month)} is already closed for this location."})
     if dry_run:
         return location_id, month
     async with db.transaction():
@@ -286,9 +283,7 @@ async def close_month(
             )
         except Exception as exc:
             if db.is_unique_violation(exc):
-                raise ValidationFailed(
-                    {"month": f"{month_label(month)} is already closed."}
-                ) from exc
+                raise Invalid({"month": f"{month_label(month)} is already closed."}) from exc
             raise
         await audit.record(
             actor,

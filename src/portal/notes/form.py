@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from portal.clients import regions
-from portal.web.forms import ValidationFailed, optional_text, parse_int
+from portal.errors import Invalid
+from portal.fields import optional_text, parse_int
 
 TEXT_LIMIT = 4000
 SHORT_LIMIT = 200
@@ -198,7 +199,7 @@ def error_labels(errors: dict[str, str]) -> dict[str, str]:
 
 
 def parse_note(values: dict[str, str], multi: dict[str, list[str]]) -> NoteInput:
-    """A draft's values, or ``ValidationFailed`` with a message per field.
+    """A draft's values, or ``Invalid`` with a message per field.
 
     A draft may be incomplete, but what it holds must be valid; the pain
     before the session is the one value every note starts with.
@@ -241,7 +242,7 @@ def parse_note(values: dict[str, str], multi: dict[str, list[str]]) -> NoteInput
     if data.symptom_per_week is not None and not data.symptom:
         errors.setdefault("symptom", "Name the symptom you counted (e.g. headaches).")
     if errors:
-        raise ValidationFailed(errors)
+        raise Invalid(errors)
     return data
 
 
@@ -280,7 +281,7 @@ def parse_amendment(values: dict[str, str]) -> AmendmentInput:
     if not reason:
         errors["reason"] = "Say why the note is corrected."
     if errors:
-        raise ValidationFailed(errors)
+        raise Invalid(errors)
     return AmendmentInput(field=which, value=value, text=text, reason=reason)
 
 

@@ -28,8 +28,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from litestar.exceptions import NotFoundException, PermissionDeniedException
-
 from portal import db
 from portal.audit import service as audit
 from portal.auth.service import CLIENT, MANAGER, OWNER, THERAPIST, CurrentUser
@@ -38,14 +36,14 @@ from portal.bookings import service as bookings
 from portal.bookings.tables import Appointment
 from portal.clients import regions
 from portal.clients import service as clients
+from portal.errors import Forbidden, Invalid, NotFound
 from portal.locations.service import ensure_location_access, visible_location_ids
 from portal.notes import form as note_form
 from portal.notes.tables import NoteAccessLog, NoteAmendment, NoteTriggerPoint, TreatmentNote
+from portal.pagination import Page, keyset_page
 from portal.sales import service as sales
 from portal.staff.tables import Therapist
 from portal.timeutil import utcnow
-from portal.web.forms import ValidationFailed
-from portal.web.pagination import Page, keyset_page
 
 DRAFT = "draft"
 SIGNED = "signed"
@@ -126,7 +124,7 @@ async def note_access(user: CurrentUser, note: dict[str, Any]) -> str:
         return FULL
     if user.role == CLIENT:
         if note["client"] != user.id:
-            raise PermissionDeniedException("This is not your note.")
+            raise Forbidden("This is not your note.")
         return FULL if signed else PENDING
     if user.role == THERAPIST:
         therapist_id = await therapist_id_of(user)
@@ -135,18 +133,18 @@ async def note_access(user: CurrentUser, note: dict[str, Any]) -> str:
                 return FULL
             if await has_treated(therapist_id, int(note["client"])):
                 return FULL if signed else PENDING
-        raise PermissionDeniedException("Only therapists who have treated this client read notes.")
+        raise Forbidden("Only therapists who have treated this client read notes.")
     if user.role == MANAGER:
         ensure_location_access(user, int(note["location"]))
         return META
-    raise PermissionDeniedException("Your role gives no access to treatment notes.")
+    raise Forbidden("Your role gives no access to treatment notes.")
 
 
 async def ensure_progress_access(user: CurrentUser, client_id: int) -> None:
     """The client, therapists who have treated them, owners. 404 for no such client."""
     exists = await User.exists().where((User.id == client_id) & (User.role == CLIENT)).run()
     if not exists:
-        raise NotFoundException("No such client.")
+        raise NotFound("No such client.")
     if user.role == OWNER:
         return
     if user.role == CLIENT and user.id == client_id:
@@ -155,8 +153,8 @@ async def ensure_progress_access(user: CurrentUser, client_id: int) -> None:
         therapist_id = await therapist_id_of(user)
         if therapist_id is not None and await has_treated(therapist_id, client_id):
             return
-        raise PermissionDeniedException("Only therapists who have treated this client see it.")
-    raise PermissionDeniedException("Treatment progress is for the client, their therapists "
+        raise Forbidden("Only therapists who have treated this client see it.")
+    raise Forbidden("Treatment progress is for the client, their therapists "
                                     "and owners.")  # fmt: skip
 
 
@@ -164,7 +162,7 @@ async def ensure_author(user: CurrentUser, note: dict[str, Any]) -> None:
     """Only the note's therapist writes, signs and amends it."""
     therapist_id = await therapist_id_of(user)
     if therapist_id is None or note["therapist"] != therapist_id:
-        raise PermissionDeniedException("Only the therapist of this session writes its note.")
+        raise Forbidden("Only the therapist of this session writes its note.")
 
 
 async def appointment_for_writing(user: CurrentUser, appointment_id: int) -> dict[str, Any]:
@@ -172,7 +170,7 @@ async def appointment_for_writing(user: CurrentUser, appointment_id: int) -> dic
     appointment = await bookings.get_appointment(appointment_id)
     therapist_id = await therapist_id_of(user)
     if therapist_id is None or appointment["therapist"] != therapist_id:
-        raise PermissionDeniedException("This is not your appointment.")
+        raise Forbidden("This is not your appointment.")
     return appointment
 
 
@@ -335,7 +333,7 @@ async def get_note(note_id: int) -> dict[str, Any]:
         .run()
     )
     if row is None:
-        raise NotFoundException("No such note.")
+        raise NotFound("No such note.")
     row["session_label"] = session_label(row)
     return row
 
@@ -476,7 +474,7 @@ async def start_note(
     """Create the draft note of an appointment; returns its id.
 
     403 unless ``actor`` is the appointment's therapist; ``NoteExists`` when
-    it has a note already; ``ValidationFailed`` when the session is not one
+    it has a note already; ``Invalid`` when the session is not one
     a note can be written about.
     """
     appointment = await appointment_for_writing(actor, appointment_id)
@@ -486,7 +484,7 @@ async def start_note(
     now = now or utcnow()
     problem = writable_problem(appointment, now)
     if problem:
-        raise ValidationFailed({"form": problem})
+        raise Invalid({"form": problem})
     try:
         async with db.transaction():
             values = data.columns()
@@ -533,7 +531,7 @@ async def save_draft(
     note = await get_note(note_id)
     await ensure_author(actor, note)
     if note["status"] != DRAFT:
-        raise ValidationFailed({"form": SIGNED_NOTE_MESSAGE})
+        raise Invalid({"form": SIGNED_NOTE_MESSAGE})
     async with db.transaction():
         update = _columns(data)
         update[TreatmentNote.updated_at] = utcnow()
@@ -544,7 +542,7 @@ async def save_draft(
             .run()
         )
         if not changed:
-            raise ValidationFailed({"form": SIGNED_NOTE_MESSAGE})
+            raise Invalid({"form": SIGNED_NOTE_MESSAGE})
         await NoteTriggerPoint.delete().where(NoteTriggerPoint.note == note_id).run()
         await _insert_points(note_id, data.trigger_points)
         await audit.record(
@@ -576,12 +574,12 @@ async def sign(
     note = await note_detail(await get_note(note_id))
     await ensure_author(actor, note)
     if note["status"] == SIGNED:
-        raise ValidationFailed({"form": "This note is already signed."})
+        raise Invalid({"form": "This note is already signed."})
     problems = await sign_problems(note)
     if not problems and not confirmed:
         problems["confirm"] = "Tick the box to confirm the note is accurate and complete."
     if problems:
-        raise ValidationFailed(problems)
+        raise Invalid(problems)
     now = now or utcnow()
     async with db.transaction():
         changed = (
@@ -597,7 +595,7 @@ async def sign(
             .run()
         )
         if not changed:
-            raise ValidationFailed({"form": "This note is already signed."})
+            raise Invalid({"form": "This note is already signed."})
         await audit.record(
             actor, "note_sign", "treatment_note", note_id,
             before={"status": DRAFT}, after={"status": SIGNED, "signed_at": now},
@@ -612,7 +610,7 @@ async def amend(
     note = await get_note(note_id)
     await ensure_author(actor, note)
     if note["status"] != SIGNED:
-        raise ValidationFailed({"form": "A draft is corrected by editing it; sign it first."})
+        raise Invalid({"form": "A draft is corrected by editing it; sign it first."})
     async with db.transaction():
         rows = (
             await NoteAmendment.insert(
@@ -668,7 +666,7 @@ async def list_notes(
         visible = visible_location_ids(actor) or frozenset()
         query = query.where(TreatmentNote.location.is_in(list(visible) or [0]))
     elif actor.role != OWNER:
-        raise PermissionDeniedException("Your role gives no access to treatment notes.")
+        raise Forbidden("Your role gives no access to treatment notes.")
     if filters.status in STATUS_LABELS:
         query = query.where(TreatmentNote.status == filters.status)
     if filters.location_id is not None:

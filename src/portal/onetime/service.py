@@ -19,9 +19,9 @@ from __future__ import annotations
 import re
 import secrets
 
+from portal.errors import Invalid
 from portal.onetime.tables import OneTimeKey
 from portal.timeutil import utcnow
-from portal.web.forms import ValidationFailed
 
 KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,64}")
 FIELD = "request_key"
@@ -69,7 +69,7 @@ async def claim(
         .run()
     )
     if row is None or row["user_id"] != user_id or row["action"] != action:
-        raise ValidationFailed({field: USED_ELSEWHERE})
+        raise Invalid({field: USED_ELSEWHERE})
     return str(row["result"])
 
 

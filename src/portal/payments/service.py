@@ -16,19 +16,17 @@ Money rules (see docs/architecture.md):
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from litestar.exceptions import NotFoundException, PermissionDeniedException
-
 from portal import db
 from portal.audit import service as audit
 from portal.auth.service import CLIENT, CurrentUser
 from portal.catalog import service as catalog
+from portal.errors import Forbidden, Invalid, NotFound
 from portal.ledger import service as ledger
 from portal.locations import service as location_service
 from portal.locations.service import ensure_location_access
@@ -46,11 +44,10 @@ from portal.payments.gateway import (
     StripeRefund,
     dispute_from_dict,
 )
-from portal.payments.tables import Dispute, Payment, Refund, StripeEvent
+from portal.payments.tables import Dispute, Payment, Refund
 from portal.sales import service as sales
 from portal.sales.tables import Sale, SaleSession
 from portal.timeutil import utcnow
-from portal.web.forms import ValidationFailed
 
 log = logging.getLogger("portal.payments")
 
@@ -199,7 +196,7 @@ async def record_in_clinic_sale(
     """
     ensure_location_access(actor, location_id, write=True)
     if method not in ("cash", "cheque", "terminal"):
-        raise ValidationFailed({"method": "Choose how the client paid."})
+        raise Invalid({"method": "Choose how the client paid."})
     if request_key:
         existing = await sales.sale_by_request_key(request_key, actor.id)
         if existing is not None:
@@ -219,7 +216,7 @@ async def _replayed_sale(request_key: str, sold_by: int) -> int:
     """The sale a concurrent submission of the same form created."""
     existing = await sales.sale_by_request_key(request_key, sold_by)
     if existing is None:
-        raise ValidationFailed(
+        raise Invalid(
             {"method": "This form was already used. Reload the page and enter the sale again."}
         )
     return existing
@@ -228,7 +225,7 @@ async def _replayed_sale(request_key: str, sold_by: int) -> int:
 async def _checkout_of(sale_id: int) -> Checkout:
     payment = await _payment_for_sale(sale_id)
     if payment is None:
-        raise ValidationFailed(
+        raise Invalid(
             {"method": "This form was already used. Reload the page and enter the sale again."}
         )
     return Checkout(sale_id=sale_id, payment_id=int(payment["id"]), url=payment["checkout_url"])
@@ -560,7 +557,7 @@ async def _paid_payment(sale_id: int) -> dict[str, Any]:
         .run()
     )
     if payment is None:
-        raise ValidationFailed({"sessions": "This sale has no completed payment to refund."})
+        raise Invalid({"sessions": "This sale has no completed payment to refund."})
     return payment
 
 
@@ -874,19 +871,17 @@ async def refund_sale(
         if sale["frozen"]:
             errors["sessions"] = "This sale is disputed; wait for the dispute to close."
         if errors:
-            raise ValidationFailed(errors)
+            raise Invalid(errors)
         quote = await quote_refund(sale, sessions, rule)
         if quote.sessions == 0:
-            raise ValidationFailed(
+            raise Invalid(
                 {"sessions": "Every session of this package is used, booked or refunded: "
                  "nothing is left to refund."}
             )  # fmt: skip
         if sessions < 1 or quote.sessions < sessions:
-            raise ValidationFailed(
-                {"sessions": f"Choose between 1 and {quote.sessions} unused session(s)."}
-            )
+            raise Invalid({"sessions": f"Choose between 1 and {quote.sessions} unused session(s)."})
         if quote.amount_cents <= 0 and quote.refundable_cents <= 0:
-            raise ValidationFailed({"sessions": "Nothing is left to refund on this sale."})
+            raise Invalid({"sessions": "Nothing is left to refund on this sale."})
         payment = await _paid_payment(sale_id)
         rows = (
             await Refund.insert(
@@ -992,14 +987,14 @@ async def refund_of_sale(sale_id: int, refund_id: int) -> dict[str, Any]:
     """A refund, if it belongs to the sale (ids guessed in URLs find nothing)."""
     row = await _refund_row(refund_id)
     if int(row["sale"]) != sale_id:
-        raise NotFoundException("No such refund.")
+        raise NotFound("No such refund.")
     return row
 
 
 async def _refund_row(refund_id: int) -> dict[str, Any]:
     row = await Refund.select().where(Refund.id == refund_id).first().run()
     if row is None:
-        raise NotFoundException("No such refund.")
+        raise NotFound("No such refund.")
     return row
 
 
@@ -1662,12 +1657,8 @@ async def _on_dispute_closed(gateway: StripeGateway, obj: dict[str, Any]) -> Non
     await record_dispute(gateway, obj, closed=True)
 
 
-async def _on_payout(gateway: StripeGateway, obj: dict[str, Any]) -> None:
-    from portal.payments import payouts  # it builds on this module
-
-    await payouts.on_payout_event(gateway, obj)
-
-
+# The payment, refund and dispute events; payout.* events are handled by
+# ``payouts`` (which builds on this module). ``webhooks.handle_event`` dispatches both.
 HANDLERS: dict[str, Handler] = {
     "checkout.session.completed": _on_checkout_completed,
     "checkout.session.async_payment_succeeded": _on_checkout_completed,
@@ -1685,62 +1676,7 @@ HANDLERS: dict[str, Handler] = {
     "charge.dispute.closed": _on_dispute_closed,
     "charge.dispute.funds_withdrawn": _on_dispute_created,
     "charge.dispute.funds_reinstated": _on_dispute_created,
-    "payout.created": _on_payout,
-    "payout.updated": _on_payout,
-    "payout.paid": _on_payout,
-    "payout.failed": _on_payout,
-    "payout.canceled": _on_payout,
 }
-
-
-async def handle_event(gateway: StripeGateway, event: dict[str, Any]) -> str:
-    """Process one verified webhook event; returns what happened.
-
-    The event id is stored first under a unique constraint. A repeat of an
-    event already processed is a no-op. An event stored but not processed
-    (processing failed: Stripe unreachable, a database error) is processed
-    again when Stripe retries it; every handler is idempotent, so a retry
-    racing a slow first delivery still changes the state once.
-    """
-    event_id = str(event.get("id", ""))
-    event_type = str(event.get("type", ""))
-    if not event_id:
-        return "ignored"
-    created = event.get("created")
-    inserted = (
-        await StripeEvent.insert(
-            StripeEvent(
-                event_id=event_id,
-                type=event_type,
-                stripe_created=datetime.fromtimestamp(int(created), UTC) if created else None,
-                received_at=utcnow(),
-                processed_at=None,
-                payload=json.dumps(event)[:100_000],
-            )
-        )
-        .on_conflict(target=StripeEvent.event_id, action="DO NOTHING")
-        .returning(StripeEvent.id)
-        .run()
-    )
-    if not inserted:
-        existing = (
-            await StripeEvent.select(StripeEvent.processed_at)
-            .where(StripeEvent.event_id == event_id)
-            .first()
-            .run()
-        )
-        if existing is not None and existing["processed_at"] is not None:
-            return "duplicate"
-    handler = HANDLERS.get(event_type)
-    if handler is not None:
-        obj = (event.get("data") or {}).get("object") or {}
-        await handler(gateway, obj)
-    await (
-        StripeEvent.update({StripeEvent.processed_at: utcnow()})
-        .where((StripeEvent.event_id == event_id) & StripeEvent.processed_at.is_null())
-        .run()
-    )
-    return "processed" if handler else "unhandled"
 
 
 # -- reading ---------------------------------------------------------------------------
@@ -1761,6 +1697,6 @@ async def disputes_of(sale_id: int) -> list[dict[str, Any]]:
 def ensure_can_view_sale(user: CurrentUser, sale: dict[str, Any]) -> None:
     if user.role == CLIENT:
         if sale["client"] != user.id:
-            raise PermissionDeniedException("This is not your purchase.")
+            raise Forbidden("This is not your purchase.")
         return
     ensure_location_access(user, int(sale["location"]))

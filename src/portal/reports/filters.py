@@ -14,15 +14,14 @@ from datetime import date
 from typing import Any
 from urllib.parse import urlencode
 
-from litestar.exceptions import NotFoundException
-
 from portal.auth.service import CurrentUser
+from portal.errors import Invalid, NotFound
+from portal.fields import parse_id
 from portal.ledger.service import ACCOUNTS
 from portal.locations.service import ensure_location_access, visible_location_ids
 from portal.locations.tables import Location
 from portal.reports.periods import DAY, GROUPINGS, MAX_DAYS, MONTH, Period, parse_date
 from portal.timeutil import utcnow
-from portal.web.forms import ValidationFailed, parse_id
 
 SUCCEEDED = "succeeded"
 PENDING = "pending"
@@ -134,7 +133,7 @@ async def _locations(user: CurrentUser, requested: list[int]) -> tuple[Loc, ...]
             query = query.where(Location.id.is_in(list(visible) or [-1]))
     rows = await query.order_by(Location.name).run()
     if requested and len(rows) != len(set(requested)):
-        raise NotFoundException("No such location.")
+        raise NotFound("No such location.")
     return tuple(
         Loc(
             id=int(r["id"]),
@@ -155,7 +154,7 @@ async def parse(
     default_period: Period | None = None,
     today: date | None = None,
 ) -> Filters:
-    """Filters from query parameters; ValidationFailed with a message per bad field.
+    """Filters from query parameters; Invalid with a message per bad field.
 
     Location scope is checked first, so a manager naming another clinic's id
     gets 403 even when other parameters are wrong too.
@@ -212,7 +211,7 @@ async def parse(
         errors["account"] = "Choose accounts from the list."
 
     if errors:
-        raise ValidationFailed(errors)
+        raise Invalid(errors)
     assert start is not None and end is not None
     return Filters(
         period=Period(start, end),

@@ -18,13 +18,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from litestar.exceptions import NotFoundException, PermissionDeniedException
-
 from portal.auth.service import CurrentUser
+from portal.errors import Forbidden, NotFound
 from portal.locations.service import visible_location_ids
+from portal.pagination import decode_cursor, encode_cursor
 from portal.reports import sql
 from portal.reports.filters import Filters
-from portal.web.pagination import decode_cursor, encode_cursor
 
 # How the report names Stripe's balance transaction types.
 TYPE_LABELS = {
@@ -349,9 +348,9 @@ async def payout_detail(user: CurrentUser, f: Filters, payout_id: int) -> Payout
         [*user_args, payout_id],
     )
     if not header:
-        raise NotFoundException("No such payout.")
+        raise NotFound("No such payout.")
     if visible is not None and not sql.as_int(header[0]["n"]):
-        raise PermissionDeniedException("This payout holds nothing of your locations.")
+        raise Forbidden("This payout holds nothing of your locations.")
     clause, args, _ = _scope(f)
     lines = (await _lines_of([payout_id], clause, args))[payout_id]
     row = _row(header[0])

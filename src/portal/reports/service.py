@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from portal.ledger.service import ACCOUNTS, ASSET, EXPENSE
+from portal.pagination import decode_cursor, encode_cursor
 from portal.reports import sql
 from portal.reports.filters import ALL, FAILED, PENDING, SUCCEEDED, Filters, Loc
 from portal.reports.periods import (
@@ -35,7 +36,6 @@ from portal.reports.periods import (
     offset_segments,
 )
 from portal.reports.sql import concurrently as concurrently  # for the controllers
-from portal.web.pagination import decode_cursor, encode_cursor
 
 # Journal entry kinds as the liability report classifies them. Whatever else
 # moves deferred revenue (sessions given, forfeited by a late cancel or a

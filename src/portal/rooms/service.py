@@ -12,19 +12,18 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from litestar.exceptions import NotFoundException, PermissionDeniedException
-
-from portal import db
+from portal import db, records
 from portal.audit import service as audit
 from portal.auth.service import MANAGER, OWNER, CurrentUser
 from portal.catalog.tables import Service
+from portal.errors import Forbidden, Invalid, NotFound
+from portal.fields import optional_text, require_text
 from portal.locations.service import ensure_location_access, get_location
+from portal.pagination import Page, keyset_page
 from portal.rooms.tables import Room, RoomOutage
 from portal.staff import hours as h
 from portal.staff.service import parse_date
 from portal.timeutil import utcnow
-from portal.web.forms import ValidationFailed, optional_text, require_text
-from portal.web.pagination import Page, keyset_page
 
 # The equipment the clinics' services ask for (see the catalog's required_equipment).
 STANDARD_EQUIPMENT = ("hydraulic table", "hot stones", "cupping set")
@@ -89,7 +88,7 @@ def parse_room_form(
         errors["equipment_other"] = f"At most {MAX_TAGS} equipment tags."
     notes = optional_text(values, errors, "notes", label="Notes", max_length=1000)
     if errors:
-        raise ValidationFailed(errors)
+        raise Invalid(errors)
     return RoomInput(location_id=location_id, name=name, equipment=tuple(tags), notes=notes)
 
 
@@ -108,7 +107,7 @@ async def equipment_suggestions() -> list[str]:
 
 def _require_room_role(user: CurrentUser) -> None:
     if user.role not in (OWNER, MANAGER):
-        raise PermissionDeniedException("Only owners and managers manage rooms.")
+        raise Forbidden("Only owners and managers manage rooms.")
 
 
 async def get_room(room_id: int) -> dict[str, Any]:
@@ -123,7 +122,7 @@ async def get_room(room_id: int) -> dict[str, Any]:
         .run()
     )
     if row is None:
-        raise NotFoundException("No such room.")
+        raise NotFound("No such room.")
     row["tags"] = split_tags(str(row["equipment"] or ""))
     return row
 
@@ -163,10 +162,7 @@ async def list_rooms(
         if not scope:
             return Page(rows=[], next_cursor=None)
         query = query.where(Room.location.is_in(scope))
-    if status == "active":
-        query = query.where(Room.active == True)  # noqa: E712
-    elif status == "inactive":
-        query = query.where(Room.active == False)  # noqa: E712
+    query = records.status_filter(query, Room.active, status)
     if search:
         query = query.where(Room.name.ilike(f"%{search}%") | Room.equipment.ilike(f"%{search}%"))
     page = await keyset_page(query, Room.name, Room.id, after=after, limit=limit)
@@ -207,7 +203,7 @@ async def create_room(actor: CurrentUser, data: RoomInput, *, address: str = "")
     await get_location(data.location_id)
     ensure_location_access(actor, data.location_id, write=True)
     if await _name_taken(data.location_id, data.name):
-        raise ValidationFailed({"name": _DUPLICATE})
+        raise Invalid({"name": _DUPLICATE})
     now = utcnow()
     try:
         async with db.transaction():
@@ -240,7 +236,7 @@ async def create_room(actor: CurrentUser, data: RoomInput, *, address: str = "")
             )
     except Exception as exc:
         if db.is_unique_violation(exc):
-            raise ValidationFailed({"name": _DUPLICATE}) from exc
+            raise Invalid({"name": _DUPLICATE}) from exc
         raise
     return room_id
 
@@ -251,7 +247,7 @@ async def update_room(
     """Name, equipment and notes; a room does not move between locations."""
     before = await get_room_for(actor, room_id, write=True)
     if await _name_taken(int(before["location"]), data.name, exclude_id=room_id):
-        raise ValidationFailed({"name": _DUPLICATE})
+        raise Invalid({"name": _DUPLICATE})
     old = {k: before[k] for k in ("name", "equipment", "notes")}
     new = data.as_dict()
     if old == new:
@@ -268,31 +264,13 @@ async def update_room(
             )
     except Exception as exc:
         if db.is_unique_violation(exc):
-            raise ValidationFailed({"name": _DUPLICATE}) from exc
+            raise Invalid({"name": _DUPLICATE}) from exc
         raise
 
 
 async def set_active(actor: CurrentUser, room_id: int, active: bool, *, address: str = "") -> bool:
     await get_room_for(actor, room_id, write=True)
-    async with db.transaction():
-        changed = (
-            await Room.update({Room.active: active, Room.updated_at: utcnow()})
-            .where((Room.id == room_id) & (Room.active == (not active)))
-            .returning(Room.id)
-            .run()
-        )
-        if not changed:
-            return False
-        await audit.record(
-            actor,
-            "reactivate" if active else "deactivate",
-            "room",
-            room_id,
-            before={"active": not active},
-            after={"active": active},
-            address=address,
-        )
-    return True
+    return await records.set_active(actor, Room, "room", room_id, active, address=address)
 
 
 # -- out-of-service windows ------------------------------------------------------
@@ -325,7 +303,7 @@ def parse_outage_form(values: dict[str, str]) -> OutageInput:
             minutes[name] = parsed
     reason = require_text(values, errors, "reason", label="Reason", max_length=200)
     if errors:
-        raise ValidationFailed(errors)
+        raise Invalid(errors)
     assert start_date is not None and end_date is not None
     return OutageInput(
         start_date=start_date,
@@ -399,7 +377,7 @@ async def add_outage(
                 "for longer closures."
             )
     if errors or start is None or end is None:
-        raise ValidationFailed(errors)
+        raise Invalid(errors)
     async with db.transaction():
         clash = (
             await RoomOutage.select(RoomOutage.starts_at, RoomOutage.ends_at, RoomOutage.reason)
@@ -413,7 +391,7 @@ async def add_outage(
             .run()
         )
         if clash:
-            raise ValidationFailed(
+            raise Invalid(
                 {
                     "start_time": "Overlaps another out-of-service window of this room "
                     f"({clash['starts_at'].astimezone(tz):%Y-%m-%d %H:%M}–"
@@ -470,7 +448,7 @@ async def get_outage_for(
         .run()
     )
     if row is None:
-        raise NotFoundException("No such out-of-service window.")
+        raise NotFound("No such out-of-service window.")
     return row
 
 

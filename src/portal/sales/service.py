@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from litestar.exceptions import NotFoundException, PermissionDeniedException
-
 from portal import db
 from portal.auth.service import CLIENT, CurrentUser
 from portal.catalog.service import PackageTerms
+from portal.errors import Forbidden, NotFound
 from portal.ledger import service as ledger
 from portal.locations.service import ensure_location_access
 from portal.sales.tables import Sale, SaleSession
@@ -311,7 +310,7 @@ async def hold_for_review(sale_id: int, reason: str) -> bool:
 async def get_sale(sale_id: int) -> dict[str, Any]:
     row = await Sale.select().where(Sale.id == sale_id).first().run()
     if row is None:
-        raise NotFoundException("No such sale.")
+        raise NotFound("No such sale.")
     return row
 
 
@@ -320,7 +319,7 @@ async def get_sale_for(user: CurrentUser, sale_id: int, *, write: bool = False) 
     sale = await get_sale(sale_id)
     if user.role == CLIENT:
         if sale["client"] != user.id or write:
-            raise PermissionDeniedException("This is not your purchase.")
+            raise Forbidden("This is not your purchase.")
         return sale
     ensure_location_access(user, int(sale["location"]), write=write)
     return sale

@@ -20,15 +20,16 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from litestar.exceptions import NotFoundException, PermissionDeniedException
-
 from portal import db
 from portal.audit import service as audit
 from portal.auth.service import MANAGER, OWNER, THERAPIST, CurrentUser, end_sessions_of
 from portal.auth.tables import User, UserLocation
 from portal.catalog.tables import Service
+from portal.errors import Forbidden, Invalid, NotFound
+from portal.fields import optional_text, require_text
 from portal.locations.service import ensure_location_access
 from portal.locations.tables import Location
+from portal.pagination import Page, keyset_page
 from portal.staff import hours as h
 from portal.staff.tables import (
     Therapist,
@@ -40,8 +41,6 @@ from portal.staff.tables import (
 )
 from portal.timeutil import utcnow
 from portal.users import service as users
-from portal.web.forms import ValidationFailed, optional_text, require_text
-from portal.web.pagination import Page, keyset_page
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 PHONE_RE = re.compile(r"^[0-9+()\-.\s]*$")
@@ -139,7 +138,7 @@ def parse_therapist_form(values: dict[str, str], multi: dict[str, list[str]]) ->
         multi.get("location_ids", []), errors, "location_ids", "Choose locations from the list."
     )
     if errors:
-        raise ValidationFailed(errors)
+        raise Invalid(errors)
     return TherapistInput(
         name=name,
         email=email,
@@ -207,7 +206,7 @@ async def therapist_service_ids(therapist_id: int) -> frozenset[int]:
 async def get_therapist(therapist_id: int) -> dict[str, Any]:
     row = await Therapist.select().where(Therapist.id == therapist_id).first().run()
     if row is None:
-        raise NotFoundException("No such therapist.")
+        raise NotFound("No such therapist.")
     row["location_ids"] = await therapist_location_ids(therapist_id)
     row["service_ids"] = await therapist_service_ids(therapist_id)
     return row
@@ -222,7 +221,7 @@ async def get_therapist_for(
         return row
     if not write and user.role == THERAPIST and row["account"] == user.id:
         return row
-    raise PermissionDeniedException("This therapist does not work at your locations.")
+    raise Forbidden("This therapist does not work at your locations.")
 
 
 async def therapist_of_account(user_id: int) -> dict[str, Any] | None:
@@ -372,7 +371,7 @@ async def _check_references(
     if not final and "location_ids" not in errors:
         errors["location_ids"] = "Choose at least one location the therapist works at."
     if errors:
-        raise ValidationFailed(errors)
+        raise Invalid(errors)
     return final
 
 
@@ -389,7 +388,7 @@ async def _sync_account_locations(account_id: int | None, location_ids: frozense
 
 async def create_therapist(actor: CurrentUser, data: TherapistInput, *, address: str = "") -> int:
     if actor.role not in (OWNER, MANAGER):
-        raise PermissionDeniedException("Only owners and managers add therapists.")
+        raise Forbidden("Only owners and managers add therapists.")
     locations = await _check_references(actor, data, frozenset())
     now = utcnow()
     async with db.transaction():
@@ -503,7 +502,7 @@ async def set_active(
     """
     row = await get_therapist_for(actor, therapist_id, write=True)
     if not can_deactivate(actor, row["location_ids"]):
-        raise ValidationFailed(
+        raise Invalid(
             {
                 "active": "This therapist also works at locations you do not manage; "
                 "only an owner can deactivate them. Remove your location from the "
@@ -560,7 +559,7 @@ async def create_account(
     """Give the therapist a sign-in (role therapist) at the profile's locations."""
     row = await get_therapist_for(actor, therapist_id, write=True)
     if row["account"] is not None:
-        raise ValidationFailed({"account_email": "This therapist already has a sign-in account."})
+        raise Invalid({"account_email": "This therapist already has a sign-in account."})
     async with db.transaction():
         try:
             user_id = await users.create_user(
@@ -573,8 +572,8 @@ async def create_account(
                     password=password,
                 ),
             )
-        except ValidationFailed as exc:
-            raise ValidationFailed(
+        except Invalid as exc:
+            raise Invalid(
                 {
                     f"account_{k}" if k in ("email", "password") else k: v
                     for k, v in exc.errors.items()
@@ -589,7 +588,7 @@ async def link_account(
 ) -> None:
     """Link an existing therapist-role account (owners only: accounts are chain-wide)."""
     if actor.role != OWNER:
-        raise PermissionDeniedException("Only owners link existing accounts.")
+        raise Forbidden("Only owners link existing accounts.")
     row = await get_therapist_for(actor, therapist_id, write=True)
     errors: dict[str, str] = {}
     user = await User.select(User.id, User.role).where(User.id == user_id).first().run()
@@ -600,7 +599,7 @@ async def link_account(
     elif await Therapist.exists().where(Therapist.account == user_id).run():
         errors["account_user"] = "That account already belongs to another therapist profile."
     if errors:
-        raise ValidationFailed(errors)
+        raise Invalid(errors)
     async with db.transaction():
         await _link(actor, therapist_id, user_id, row["location_ids"], address)
 
@@ -620,7 +619,7 @@ async def _link(
         )
     except Exception as exc:
         if db.is_unique_violation(exc):
-            raise ValidationFailed(
+            raise Invalid(
                 {"account_user": "That account already belongs to another therapist profile."}
             ) from exc
         raise
@@ -666,14 +665,12 @@ async def set_photo(
 ) -> None:
     await get_therapist_for(actor, therapist_id, write=True)
     if not data:
-        raise ValidationFailed({"photo": "Choose an image file to upload."})
+        raise Invalid({"photo": "Choose an image file to upload."})
     if len(data) > MAX_PHOTO_BYTES:
-        raise ValidationFailed(
-            {"photo": f"The image is {len(data) / 1048576:.1f} MB; the limit is 2 MB."}
-        )
+        raise Invalid({"photo": f"The image is {len(data) / 1048576:.1f} MB; the limit is 2 MB."})
     content_type = sniff_image(data)
     if content_type is None:
-        raise ValidationFailed({"photo": "Upload a JPEG, PNG or WebP image."})
+        raise Invalid({"photo": "Upload a JPEG, PNG or WebP image."})
     now = utcnow()
     async with db.transaction():
         updated = (
@@ -809,7 +806,7 @@ def parse_hours_form(values: dict[str, str]) -> list[HoursInterval]:
             end = h.MINUTES_PER_DAY
         out.append(HoursInterval(day, start, end, key))
     if errors:
-        raise ValidationFailed(errors)
+        raise Invalid(errors)
     return out
 
 
@@ -987,13 +984,13 @@ async def set_hours(
     therapist = await get_therapist_for(actor, therapist_id, write=True)
     ensure_location_access(actor, location_id, write=True)
     if location_id not in therapist["location_ids"]:
-        raise ValidationFailed(
+        raise Invalid(
             {"form": "The therapist does not work at this location: add it to the profile first."}
         )
     intervals = _keyed(intervals)
     errors = check_intervals(intervals)
     if errors:
-        raise ValidationFailed(errors)
+        raise Invalid(errors)
     before = await hours_of(therapist_id, location_id)
     place = (await location_names({location_id}))[location_id]
     async with db.transaction():
@@ -1007,7 +1004,7 @@ async def set_hours(
         )
         errors = await _cross_location_conflicts(therapist_id, location_id, intervals, today=today)
         if errors:
-            raise ValidationFailed(errors)
+            raise Invalid(errors)
         await (
             WorkingHours.delete()
             .where(
@@ -1089,7 +1086,7 @@ def parse_time_off_form(values: dict[str, str]) -> TimeOffInput:
         errors[missing] = "Give both times, or neither for whole days."
     reason = require_text(values, errors, "reason", label="Reason", max_length=200)
     if errors:
-        raise ValidationFailed(errors)
+        raise Invalid(errors)
     assert start_date is not None and end_date is not None
     return TimeOffInput(
         location_id=location_id,
@@ -1138,12 +1135,12 @@ async def add_time_off(
 ) -> int:
     therapist = await get_therapist_for(actor, therapist_id, write=True)
     if data.location_id not in therapist["location_ids"]:
-        raise ValidationFailed({"location_id": "Choose one of the therapist's locations."})
+        raise Invalid({"location_id": "Choose one of the therapist's locations."})
     place = (await location_names({data.location_id}))[data.location_id]
     tz = ZoneInfo(str(place["timezone"]))
     span, errors = time_off_span(data, tz)
     if errors or span is None:
-        raise ValidationFailed(errors)
+        raise Invalid(errors)
     async with db.transaction():
         clash = (
             await TimeOff.select(
@@ -1160,7 +1157,7 @@ async def add_time_off(
         )
         if clash:
             ztz = ZoneInfo(str(clash["timezone"]))
-            raise ValidationFailed(
+            raise Invalid(
                 {
                     "start_date": "Overlaps time off already recorded "
                     f"({clash['starts_at'].astimezone(ztz):%Y-%m-%d %H:%M} to "
@@ -1241,7 +1238,7 @@ async def get_time_off_for(
         .run()
     )
     if row is None:
-        raise NotFoundException("No such time off.")
+        raise NotFound("No such time off.")
     row["description"] = describe_time_off(row)
     return row
 
@@ -1432,7 +1429,7 @@ async def compliance(user: CurrentUser, *, now: datetime | None = None) -> list[
     within 30 days, within 60 days, or not on file — for active therapists,
     with "today" taken in each location's own zone."""
     if user.role not in (OWNER, MANAGER):
-        raise PermissionDeniedException("Only owners and managers see compliance.")
+        raise Forbidden("Only owners and managers see compliance.")
     now = now or utcnow()
     query = Location.select(Location.id, Location.name, Location.timezone, Location.active).where(
         Location.active == True  # noqa: E712

@@ -6,8 +6,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from litestar.exceptions import NotFoundException
-
 from portal import db
 from portal.audit import service as audit
 from portal.auth import passwords
@@ -21,10 +19,10 @@ from portal.auth.service import (
     normalize_email,
 )
 from portal.auth.tables import User, UserLocation
+from portal.errors import Invalid, NotFound
 from portal.locations.tables import Location
+from portal.pagination import Page, keyset_page
 from portal.timeutil import utcnow
-from portal.web.forms import ValidationFailed
-from portal.web.pagination import Page, keyset_page
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -80,7 +78,7 @@ async def _validate(data: UserInput, *, user_id: int | None, password_required: 
         if problem:
             errors["password"] = problem
     if errors:
-        raise ValidationFailed(errors)
+        raise Invalid(errors)
     return UserInput(
         email=email, name=name, role=data.role, location_ids=locations, password=data.password
     )
@@ -123,7 +121,7 @@ async def create_user(actor: CurrentUser | None, data: UserInput) -> int:
             )
     except Exception as exc:
         if db.is_unique_violation(exc):
-            raise ValidationFailed({"email": "Another account already uses this email."}) from exc
+            raise Invalid({"email": "Another account already uses this email."}) from exc
         raise
     return user_id
 
@@ -136,7 +134,7 @@ async def get_user(user_id: int) -> dict[str, Any]:
         .run()
     )
     if row is None:
-        raise NotFoundException("No such user.")
+        raise NotFound("No such user.")
     row["location_ids"] = await location_ids_of(user_id)
     return row
 
@@ -184,7 +182,7 @@ async def _store_password(user_id: int, password: str) -> None:
 async def find_by_email(email: str) -> dict[str, Any]:
     row = await User.select(User.id).where(User.email == normalize_email(email)).first().run()
     if row is None:
-        raise NotFoundException(f"No account with email {normalize_email(email)}.")
+        raise NotFound(f"No account with email {normalize_email(email)}.")
     return await get_user(int(row["id"]))
 
 
@@ -192,7 +190,7 @@ async def set_password(actor: CurrentUser | None, user_id: int, password: str) -
     user = await get_user(user_id)
     problem = passwords.password_problem(password, email=user["email"])
     if problem:
-        raise ValidationFailed({"password": problem})
+        raise Invalid({"password": problem})
     async with db.transaction():
         await _store_password(user_id, password)
         await end_sessions_of(user_id)
@@ -202,7 +200,7 @@ async def set_password(actor: CurrentUser | None, user_id: int, password: str) -
 async def set_active(actor: CurrentUser | None, user_id: int, active: bool) -> bool:
     await get_user(user_id)
     if actor is not None and actor.id == user_id and not active:
-        raise ValidationFailed({"active": "You cannot deactivate your own account."})
+        raise Invalid({"active": "You cannot deactivate your own account."})
     async with db.transaction():
         changed = (
             await User.update({User.active: active})

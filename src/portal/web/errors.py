@@ -17,6 +17,7 @@ from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVICE_UNAVAILABLE
 
 from portal import db
+from portal.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 
 logger = logging.getLogger("portal.errors")
 
@@ -114,6 +115,25 @@ def not_found_handler(request: Request[Any, Any, Any], exc: NotFoundException) -
     return _render(request, 404, detail)
 
 
+# What each domain error (``portal.errors``) is at the edge.
+DOMAIN_STATUS: dict[type[DomainError], int] = {
+    NotFound: 404,
+    Forbidden: 403,
+    Conflict: 409,
+    Invalid: 422,
+}
+
+
+def domain_error_handler(request: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
+    """A service refused: the same page (or JSON) as the HTTP exception it stands for.
+
+    Controllers catch :class:`Invalid` to re-render their form; one that reaches
+    here is a 422 with the field messages.
+    """
+    status = next((code for cls, code in DOMAIN_STATUS.items() if isinstance(exc, cls)), 400)
+    return _render(request, status, exc.detail)
+
+
 def database_unavailable(request: Request[Any, Any, Any]) -> Response[Any]:
     """503 with Retry-After: the database is down, restarting or cut off."""
     response = _render(request, HTTP_503_SERVICE_UNAVAILABLE, UNAVAILABLE_DETAIL)
@@ -161,6 +181,7 @@ def _is_out_of_domain(exc: Exception) -> bool:
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {
+    DomainError: domain_error_handler,
     NotAuthorizedException: not_authorized_handler,
     PermissionDeniedException: permission_denied_handler,
     NotFoundException: not_found_handler,

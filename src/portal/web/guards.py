@@ -16,7 +16,7 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Guard
 
-from portal.auth.service import ROLES, STAFF_ROLES, CurrentUser
+from portal.identity import ROLES, STAFF_ROLES, CurrentUser
 
 
 class RoleGuard:

@@ -12,15 +12,20 @@ import binascii
 import hashlib
 import hmac
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar.datastructures import Cookie, MutableScopeHeaders
 from litestar.exceptions import ClientException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from portal.auth import service as auth
-from portal.auth import tokens
+from portal.identity import CurrentUser
 from portal.settings import Settings
+
+# How a session cookie and an API token become a user: auth's services, handed in by
+# ``create_app`` so that this plumbing does not import the auth context (which imports it).
+SessionLoader = Callable[[Settings, str], Awaitable[CurrentUser | None]]
+TokenAuthenticator = Callable[[str], Awaitable[CurrentUser | None]]
 
 SESSION_COOKIE = "portal_session"
 FLASH_COOKIE = "portal_flash"
@@ -128,9 +133,17 @@ async def _json_response(send: Send, status: int, detail: str) -> None:
 
 
 class PortalMiddleware:
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: Settings,
+        load_session: SessionLoader,
+        authenticate_token: TokenAuthenticator,
+    ) -> None:
         self.app = app
         self.settings = settings
+        self.load_session = load_session
+        self.authenticate_token = authenticate_token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -152,7 +165,7 @@ class PortalMiddleware:
             if scope.get("method") not in ("GET", "HEAD"):
                 await _json_response(send, 403, "API tokens can only read.")
                 return
-            user = await tokens.authenticate(bearer)
+            user = await self.authenticate_token(bearer)
             if user is None:
                 await _json_response(send, 401, "Unknown or revoked API token.")
                 return
@@ -160,7 +173,7 @@ class PortalMiddleware:
             state["session_token"] = ""
         else:
             token = cookies.get(SESSION_COOKIE, "")
-            scope["user"] = await auth.load_session(self.settings, token) if token else None
+            scope["user"] = await self.load_session(self.settings, token) if token else None
             state["session_token"] = token
             flashes = decode_flashes(self.settings.secret_key, cookies.get(FLASH_COOKIE))
         state["flashes"] = flashes

@@ -2,37 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from litestar.plugins.jinja import JinjaTemplateEngine
 
-from portal.auth.service import ROLE_LABELS
-from portal.money import format_money
+from portal.formatting import basis_points, local_dt, money
+from portal.identity import ROLE_LABELS
 from portal.onetime import service as onetime
-from portal.timeutil import to_local
 
 STATIC_VERSION = "1"
 
-
-def money(cents: int | None, currency: str = "USD", locale: str = "en_US") -> str:
-    """Integer minor units → a localized amount in the currency's own decimals.
-
-    Display only; never parse this back.
-    """
-    return format_money(cents, currency, locale)
-
-
-def local_dt(value: datetime | None, tz: str = "UTC", fmt: str = "%Y-%m-%d %H:%M") -> str:
-    if value is None:
-        return ""
-    return to_local(value, tz).strftime(fmt)
-
-
-def basis_points(bp: int | None) -> str:
-    if bp is None:
-        return ""
-    return f"{bp / 100:.2f}".rstrip("0").rstrip(".") + " %"
+__all__ = ["STATIC_VERSION", "basis_points", "configure", "local_dt", "money", "url_with"]
 
 
 def configure(engine: JinjaTemplateEngine) -> None:

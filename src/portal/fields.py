@@ -1,0 +1,70 @@
+"""Form fields shared by every context's service: text in, a value or a message per field out.
+
+Framework-free, so services use it; ``portal.web.forms`` re-exports it for controllers.
+"""
+
+from __future__ import annotations
+
+# Every table's id is a 32-bit integer (Piccolo ``Serial``).
+MAX_ID = 2**31 - 1
+
+
+def parse_id(raw: object) -> int | None:
+    """An id chosen in a form or a filter: ASCII digits that fit an id column.
+
+    Anything else (``²`` passes ``str.isdigit`` but not ``int``; 25 digits
+    overflow the column) is None, so it reads as "nothing chosen" instead of
+    reaching the database.
+    """
+    text = str(raw).strip()
+    if not text or len(text) > 10 or not (text.isascii() and text.isdigit()):
+        return None
+    number = int(text)
+    return number if number <= MAX_ID else None
+
+
+def parse_int(
+    values: dict[str, str],
+    errors: dict[str, str],
+    name: str,
+    *,
+    label: str,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    required: bool = True,
+) -> int | None:
+    raw = values.get(name, "").strip()
+    if raw == "":
+        if required:
+            errors[name] = f"{label} is required."
+        return None
+    try:
+        number = int(raw)
+    except ValueError:
+        errors[name] = f"{label} must be a whole number."
+        return None
+    if minimum is not None and number < minimum:
+        errors[name] = f"{label} must be at least {minimum}."
+    elif maximum is not None and number > maximum:
+        errors[name] = f"{label} must be at most {maximum}."
+    return number
+
+
+def require_text(
+    values: dict[str, str], errors: dict[str, str], name: str, *, label: str, max_length: int
+) -> str:
+    text = values.get(name, "").strip()
+    if not text:
+        errors[name] = f"{label} is required."
+    elif len(text) > max_length:
+        errors[name] = f"{label} must be at most {max_length} characters."
+    return text
+
+
+def optional_text(
+    values: dict[str, str], errors: dict[str, str], name: str, *, label: str, max_length: int
+) -> str:
+    text = values.get(name, "").strip()
+    if len(text) > max_length:
+        errors[name] = f"{label} must be at most {max_length} characters."
+    return text

@@ -1,0 +1,28 @@
+"""How amounts, local times and rates are shown: Jinja filters, also used for emails."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from portal.money import format_money
+from portal.timeutil import to_local
+
+
+def money(cents: int | None, currency: str = "USD", locale: str = "en_US") -> str:
+    """Integer minor units → a localized amount in the currency's own decimals.
+
+    Display only; never parse this back.
+    """
+    return format_money(cents, currency, locale)
+
+
+def local_dt(value: datetime | None, tz: str = "UTC", fmt: str = "%Y-%m-%d %H:%M") -> str:
+    if value is None:
+        return ""
+    return to_local(value, tz).strftime(fmt)
+
+
+def basis_points(bp: int | None) -> str:
+    if bp is None:
+        return ""
+    return f"{bp / 100:.2f}".rstrip("0").rstrip(".") + " %"
