@@ -22,6 +22,7 @@ import pytest
 from portal.ledger import service as ledger
 from portal.ledger.tables import JournalEntry
 from portal.payments import service as payments
+from portal.payments import webhooks
 from portal.payments.gateway import StripeGateway
 from portal.payments.tables import Payment, Refund, StripeEvent
 from portal.sales import service as sales
@@ -109,7 +110,7 @@ async def test_missing_fee_is_filled_from_the_balance_transaction(
     (completed,) = webhook_receiver.events("checkout.session.completed")
     dead = StripeGateway(api_key="sk_test_x", api_base="http://127.0.0.1:9", max_network_retries=0)
     try:
-        assert await payments.handle_event(dead, completed) == "processed"
+        assert await webhooks.handle_event(dead, completed) == "processed"
     finally:
         await dead.aclose()
     payment = (await payments.payments_of(sale_id))[0]

@@ -11,6 +11,7 @@ import pytest
 from portal.ledger import service as ledger
 from portal.ledger.tables import JournalLine
 from portal.payments import service as payments
+from portal.payments import webhooks
 from portal.payments.gateway import StripeGateway
 from portal.payments.tables import Dispute, Payment, Refund, StripeEvent
 from portal.sales import service as sales
@@ -381,7 +382,7 @@ async def test_every_pair_order_and_repeats_end_in_the_same_state(
             else [*order, *(i for i in range(types) if i not in order)]
         )
         for index in sequence:
-            await payments.handle_event(shop.gateway, events[index])
+            await webhooks.handle_event(shop.gateway, events[index])
         if order is None:
             baseline = await _state(sale_id)
             # In order: active, one session refunded, dispute won, nothing frozen.
@@ -391,7 +392,7 @@ async def test_every_pair_order_and_repeats_end_in_the_same_state(
         assert await _state(sale_id) == baseline, f"order {order}"
         for _ in range(20):
             for index in order:
-                assert await payments.handle_event(shop.gateway, events[index]) == "duplicate"
+                assert await webhooks.handle_event(shop.gateway, events[index]) == "duplicate"
         assert await _state(sale_id) == baseline
     debits, credits = await ledger.totals()
     assert debits == credits

@@ -19,7 +19,7 @@ from portal.catalog.tables import Package
 from portal.locations.service import ensure_location_access, visible_location_ids
 from portal.locations.tables import Location
 from portal.onetime import service as onetime
-from portal.payments import service
+from portal.payments import service, webhooks
 from portal.payments.gateway import (
     GatewayError,
     GatewayUnavailable,
@@ -561,7 +561,7 @@ async def stripe_webhook(request: Request[Any, Any, Any]) -> Response[dict[str, 
     except WebhookSignatureError:
         return Response({"error": "invalid signature"}, status_code=400)
     try:
-        outcome = await service.handle_event(gateway, event)
+        outcome = await webhooks.handle_event(gateway, event)
     except GatewayUnavailable:
         log.warning("webhook %s: Stripe unreachable, asking for a retry", event.get("id"))
         return Response({"error": "temporarily unavailable"}, status_code=503)
