@@ -6,37 +6,15 @@ import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 from piccolo.table import Table
 
-# Seconds a SQLite connection waits for a lock before giving up.
-SQLITE_BUSY_TIMEOUT = 30
-
-
-def sqlite_path(url: str) -> Path:
-    """``sqlite:///relative.db`` or ``sqlite:////abs/path.db`` → a path."""
-    rest = url.split(":", 1)[1]
-    if rest.startswith("///"):
-        rest = rest[3:]
-        # sqlite:////abs → '/abs'; sqlite:///rel → 'rel'
-    return Path(rest)
-
-
-def make_engine(url: str, *, log_queries: bool = False) -> Engine:
-    if url.startswith("sqlite"):
-        path = sqlite_path(url)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return SQLiteEngine(path=str(path), timeout=SQLITE_BUSY_TIMEOUT, log_queries=log_queries)
-    parsed = urlparse(url)
-    if parsed.scheme not in {"postgres", "postgresql"}:
-        raise ValueError(f"Unsupported DATABASE_URL scheme {parsed.scheme!r}")
-    return PostgresEngine(config={"dsn": url}, log_queries=log_queries)
+# Engines are built in portal.engines (piccolo_conf builds its own there too).
+from portal.engines import SQLITE_BUSY_TIMEOUT, make_engine, sqlite_path  # noqa: F401
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -7,7 +7,7 @@ chooses its database; Piccolo's migration machinery reads it from here.
 from piccolo.conf.apps import AppRegistry
 from piccolo.engine.base import Engine
 
-from portal.db import make_engine
+from portal.engines import make_engine
 from portal.settings import get_settings
 
 DB: Engine = make_engine(get_settings().database_url)

@@ -22,6 +22,17 @@ from portal.web.responses import client_address, redirect
 
 closers = requires_role(OWNER, ACCOUNTANT)
 CLOSERS = (OWNER, ACCOUNTANT)
+# The reports' tabs, in order; "Closed periods" (TAB) follows for those who close months.
+REPORTS = [
+    ("reports", "/reports", "Overview"),
+    ("payments", "/reports/payments", "Payments"),
+    ("liability", "/reports/liability", "Package liability"),
+    ("revenue", "/reports/revenue", "Revenue"),
+    ("fees", "/reports/fees", "Fees and payouts"),
+    ("journal", "/reports/journal", "Journal"),
+    ("trial-balance", "/reports/trial-balance", "Trial balance"),
+]
+
 TAB = ("periods", "/reports/periods", "Closed periods")
 # The pages that mark the closed months of the period they show.
 MARKED = ("liability", "trial-balance", "revenue")
@@ -69,8 +80,6 @@ async def _locations() -> list[dict[str, Any]]:
 async def _periods_page(
     request: Request[Any, Any, Any], form: dict[str, str], errors: dict[str, str]
 ) -> Template:
-    from portal.reports.controllers import REPORTS  # the tabs, defined beside the reports
-
     locations = await _locations()
     return Template(
         "reports/periods.html",

@@ -73,15 +73,8 @@ LIABILITY_LABELS = {
     "refunded": "Refunded",
     "closing": "Closing",
 }
-REPORTS = [
-    ("reports", "/reports", "Overview"),
-    ("payments", "/reports/payments", "Payments"),
-    ("liability", "/reports/liability", "Package liability"),
-    ("revenue", "/reports/revenue", "Revenue"),
-    ("fees", "/reports/fees", "Fees and payouts"),
-    ("journal", "/reports/journal", "Journal"),
-    ("trial-balance", "/reports/trial-balance", "Trial balance"),
-]
+# The report tabs, declared beside the closed-periods tab they end with.
+REPORTS = closing.REPORTS
 
 
 # -- shared -------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Clients: profiles, sign-up and accounts, intake forms."""
