@@ -8,15 +8,24 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
 
-from portal.audit import service as audit
 from portal.auth.service import MANAGER, OWNER, CurrentUser
 from portal.locations.service import all_locations, get_location_for
 from portal.locations.tables import Location
 from portal.rooms import service
 from portal.rooms.dayview import build_day_view
 from portal.timeutil import utcnow
+from portal.web.admin import (
+    AdminResource,
+    Column,
+    Filter,
+    Roles,
+    admin_controller,
+    reverse,
+    search,
+)
 from portal.web.forms import ValidationFailed, parse_id, read_form
-from portal.web.guards import current_user, requires_owner, requires_role
+from portal.web.guards import current_user, requires_role
+from portal.web.pagination import Page
 from portal.web.responses import client_address, redirect
 
 managers = requires_role(OWNER, MANAGER)
@@ -77,37 +86,98 @@ def _submitted(values: dict[str, str], multi: dict[str, list[str]]) -> dict[str,
     }
 
 
-class RoomController(Controller):
-    path = "/rooms"
-    guards = [managers]
+async def _list_rows(user: CurrentUser, filters: dict[str, str], after: str | None) -> Page:
+    return await service.list_rooms(
+        user,
+        search=filters["q"].strip(),
+        location_id=parse_id(filters["location"]),
+        status=filters["status"],
+        after=after,
+    )
 
-    @get("/", name="rooms")
-    async def index(
-        self,
-        request: Request[Any, Any, Any],
-        q: Annotated[str, QueryParameter(name="q")] = "",
-        location: Annotated[str, QueryParameter(name="location")] = "",
-        status: Annotated[str, QueryParameter(name="status")] = "active",
-        after: Annotated[str | None, QueryParameter(name="after")] = None,
-    ) -> Template:
-        user = current_user(request)
-        location_id = parse_id(location)
-        page = await service.list_rooms(
-            user, search=q.strip(), location_id=location_id, status=status, after=after
-        )
-        locations = await all_locations(active_only=False)
-        if user.role != OWNER:
-            locations = [loc for loc in locations if loc["id"] in user.location_ids]
-        return Template(
-            "rooms/list.html",
-            context={
-                "page": page,
-                "q": q,
-                "status": status,
-                "location": location,
-                "locations": locations,
-            },
-        )
+
+async def _visible_locations(user: CurrentUser) -> list[dict[str, Any]]:
+    locations = await all_locations(active_only=False)
+    if user.role != OWNER:
+        locations = [loc for loc in locations if loc["id"] in user.location_ids]
+    return locations
+
+
+async def _location_choices(user: CurrentUser) -> list[tuple[Any, str]]:
+    return [(loc["id"], loc["name"]) for loc in await _visible_locations(user)]
+
+
+async def _list_context(user: CurrentUser) -> dict[str, Any]:
+    return {"locations": await _visible_locations(user)}
+
+
+async def _load(user: CurrentUser, room_id: int, write: bool) -> dict[str, Any]:
+    return await service.get_room_for(user, room_id, write=write)
+
+
+async def _detail_context(
+    request: Request[Any, Any, Any], user: CurrentUser, room: dict[str, Any]
+) -> dict[str, Any]:
+    show_past = request.query_params.get("past") == "1"
+    since = None if show_past else utcnow()
+    return {
+        "outages": await service.list_outages(int(room["id"]), since=since),
+        "show_past": show_past,
+    }
+
+
+async def _set_active(
+    user: CurrentUser, room_id: int, active: bool, _: dict[str, str], address: str
+) -> bool:
+    return await service.set_active(user, room_id, active, address=address)
+
+
+ROOMS = AdminResource(
+    name="room",
+    label="room",
+    plural="Rooms",
+    path="/rooms",
+    id_param="room_id",
+    routes="room",
+    list_route="rooms",
+    roles=Roles(
+        list=(OWNER, MANAGER),
+        detail=(OWNER, MANAGER),
+        create=(OWNER, MANAGER),
+        edit=(OWNER, MANAGER),
+        deactivate=(OWNER, MANAGER),
+    ),
+    load=_load,
+    list_rows=_list_rows,
+    columns=(
+        Column("Room", "name", link=True),
+        Column("Location", "location_name"),
+        Column("Equipment", cell="tags"),
+        Column("Status", cell="status"),
+    ),
+    filters=(
+        search("Name or equipment"),
+        Filter("location", "Location", choices=_location_choices, any_label="All locations"),
+    ),
+    scope=lambda row: frozenset({int(row["location"])}),
+    title=lambda row: f"{row['name']} ({row['location_name']})",
+    set_active=_set_active,
+    detail_template="rooms/detail.html",
+    detail_context=_detail_context,
+    detail_query=("past",),
+    list_template="rooms/list.html",
+    list_context=_list_context,
+    new_label="Add room",
+    confirm_text="The room can no longer be booked and leaves the day view. Its history is "
+    "kept, and it can be reactivated at any time. For a temporary closure, add an "
+    "out-of-service window instead.",
+)
+
+
+class RoomController(admin_controller(ROOMS)):  # type: ignore[misc]
+    """The admin grammar from ``ROOMS``, plus the room form and out-of-service windows."""
+
+    guards = [managers]
 
     @get("/new", name="room_new")
     async def new(
@@ -142,26 +212,7 @@ class RoomController(Controller):
                 context=await _form_context(user, _submitted(values, multi), exc.errors),
                 status_code=422,
             )
-        return redirect(request, f"/rooms/{room_id}", f"Room “{data.name}” added.")
-
-    @get("/{room_id:int}", name="room_detail")
-    async def detail(
-        self,
-        request: Request[Any, Any, Any],
-        room_id: FromPath[int],
-        past: Annotated[str, QueryParameter(name="past")] = "",
-    ) -> Template:
-        user = current_user(request)
-        room = await service.get_room_for(user, room_id)
-        since = None if past == "1" else utcnow()
-        return Template(
-            "rooms/detail.html",
-            context={
-                "room": room,
-                "outages": await service.list_outages(room_id, since=since),
-                "show_past": past == "1",
-            },
-        )
+        return redirect(request, _detail_url(request, room_id), f"Room “{data.name}” added.")
 
     @get("/{room_id:int}/edit", name="room_edit")
     async def edit(self, request: Request[Any, Any, Any], room_id: FromPath[int]) -> Template:
@@ -188,46 +239,7 @@ class RoomController(Controller):
                 context=await _form_context(user, form, exc.errors, room),
                 status_code=422,
             )
-        return redirect(request, f"/rooms/{room_id}", "Room saved.")
-
-    @get("/{room_id:int}/deactivate", name="room_deactivate_confirm")
-    async def confirm_deactivate(
-        self, request: Request[Any, Any, Any], room_id: FromPath[int]
-    ) -> Template:
-        room = await service.get_room_for(current_user(request), room_id, write=True)
-        return Template("rooms/deactivate.html", context={"room": room})
-
-    @post("/{room_id:int}/deactivate", name="room_deactivate")
-    async def deactivate(
-        self, request: Request[Any, Any, Any], room_id: FromPath[int]
-    ) -> Response[Any]:
-        changed = await service.set_active(
-            current_user(request), room_id, False, address=client_address(request)
-        )
-        message = "Room deactivated." if changed else "The room was already inactive."
-        return redirect(request, f"/rooms/{room_id}", message, "info")
-
-    @post("/{room_id:int}/reactivate", name="room_reactivate")
-    async def reactivate(
-        self, request: Request[Any, Any, Any], room_id: FromPath[int]
-    ) -> Response[Any]:
-        changed = await service.set_active(
-            current_user(request), room_id, True, address=client_address(request)
-        )
-        message = "Room reactivated." if changed else "The room was already active."
-        return redirect(request, f"/rooms/{room_id}", message)
-
-    @get("/{room_id:int}/history", guards=[requires_owner], name="room_history")
-    async def history(self, request: Request[Any, Any, Any], room_id: FromPath[int]) -> Template:
-        room = await service.get_room_for(current_user(request), room_id)
-        return Template(
-            "audit/history.html",
-            context={
-                "rows": await audit.history("room", room_id),
-                "title": f"History of {room['name']} ({room['location_name']})",
-                "back_url": f"/rooms/{room_id}",
-            },
-        )
+        return redirect(request, _detail_url(request, room_id), "Room saved.")
 
     # -- out-of-service windows ---------------------------------------------------
 
@@ -274,10 +286,10 @@ class RoomController(Controller):
                 f"Out-of-service window added. It affects {len(result.affected)} booked "
                 f"appointment(s) — move them to another room or time: {listed}."
             )
-            return redirect(request, f"/rooms/{room_id}", message, "warning")
+            return redirect(request, _detail_url(request, room_id), message, "warning")
         return redirect(
             request,
-            f"/rooms/{room_id}",
+            _detail_url(request, room_id),
             "Out-of-service window added. No booked appointments are affected.",
         )
 
@@ -305,7 +317,11 @@ class RoomController(Controller):
             if removed
             else "That out-of-service window had already been removed."
         )
-        return redirect(request, f"/rooms/{room_id}", message, "info")
+        return redirect(request, _detail_url(request, room_id), message, "info")
+
+
+def _detail_url(request: Request[Any, Any, Any], room_id: int) -> str:
+    return reverse(request, "room_detail", room_id=room_id)
 
 
 class DayViewController(Controller):
