@@ -10,7 +10,7 @@ PORT ?= 8000
 help:
 	@echo "make run    - set up and serve the portal with demo data on http://127.0.0.1:$(PORT)"
 	@echo "make test   - set up and run the whole suite (SQLite, PostgreSQL, Chromium)"
-	@echo "make lint   - ruff check, ruff format --check, mypy"
+	@echo "make lint   - ruff check, ruff format --check, mypy, lint-imports (layers, no cycles)"
 	@echo "make load   - 60 s of mixed traffic on two portal processes and PostgreSQL (LOAD_ARGS=--seconds N)"
 	@echo "make bench  - fill PostgreSQL with 1M appointments and payments, measure (bench/README.md)"
 
@@ -36,6 +36,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check setup.py src standin tests bench
 	$(BIN)/ruff format --check setup.py src standin tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix setup.py src standin tests bench

@@ -12,7 +12,7 @@ from typing import Any
 
 from portal import db
 from portal.audit import service as audit
-from portal.auth.service import CurrentUser
+from portal.identity import CurrentUser
 from portal.timeutil import utcnow
 
 # The status filter every admin list offers, in the order shown.

@@ -27,7 +27,7 @@ from litestar.params import FromPath, Parameter
 from litestar.response import Template
 
 from portal.audit import service as audit
-from portal.auth.service import OWNER, CurrentUser
+from portal.identity import OWNER, CurrentUser
 from portal.records import STATUSES
 from portal.web.forms import ValidationFailed, read_form
 from portal.web.guards import current_user, requires_role
