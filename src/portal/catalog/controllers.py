@@ -12,13 +12,22 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
 
 from portal import money
-from portal.audit import service as audit
-from portal.auth.service import ACCOUNTANT, MANAGER, OWNER
+from portal.auth.service import ACCOUNTANT, MANAGER, OWNER, CurrentUser
 from portal.catalog import service
 from portal.locations.service import get_location_for
 from portal.timeutil import to_local, utcnow
+from portal.web.admin import (
+    AdminResource,
+    Column,
+    Filter,
+    Roles,
+    admin_controller,
+    reverse,
+    search,
+)
 from portal.web.forms import ValidationFailed, parse_id, read_form
 from portal.web.guards import current_user, requires_owner, requires_role
+from portal.web.pagination import Page
 from portal.web.responses import client_address, redirect
 
 readers = requires_role(OWNER, MANAGER, ACCOUNTANT)
@@ -174,21 +183,186 @@ async def _package_price_page(
     )
 
 
+# -- the admin resources ---------------------------------------------------------
+
+CATALOG_ROLES = Roles(
+    list=(OWNER, MANAGER, ACCOUNTANT),
+    detail=(OWNER, MANAGER, ACCOUNTANT),
+    create=(OWNER,),
+    edit=(OWNER,),
+    deactivate=(OWNER,),
+)
+
+
+async def _catalog_context(_: CurrentUser) -> dict[str, Any]:
+    return _helpers()
+
+
+async def _services_page(user: CurrentUser, filters: dict[str, str], after: str | None) -> Page:
+    return await service.list_services(
+        search=filters["q"].strip(), status=filters["status"], after=after
+    )
+
+
+async def _load_service(_: CurrentUser, service_id: int, write: bool) -> dict[str, Any]:
+    return await service.get_service(service_id)
+
+
+async def _service_detail(
+    request: Request[Any, Any, Any], user: CurrentUser, row: dict[str, Any]
+) -> dict[str, Any]:
+    now = utcnow()
+    versions = (await service.service_versions([row["id"]]))[row["id"]]
+    current = service.version_in_effect(versions, now)
+    zones = await service.base_price_zones()
+    return {
+        **_helpers(),
+        "current": current,
+        "history": service.version_history(versions, now, current),
+        "zone": zones[0],
+    }
+
+
+async def _set_service_active(
+    user: CurrentUser, service_id: int, active: bool, _: dict[str, str], address: str
+) -> bool:
+    return await service.set_service_active(user, service_id, active, address=address)
+
+
+SERVICES = AdminResource(
+    name="service",
+    label="service",
+    plural="Services",
+    path="/catalog/services",
+    id_param="service_id",
+    routes="catalog_service",
+    list_route="catalog_services",
+    roles=CATALOG_ROLES,
+    load=_load_service,
+    list_rows=_services_page,
+    columns=(
+        Column("Service", "name", link=True, sub="treatment_type"),
+        Column("Duration", "duration_minutes", suffix=" min"),
+        Column("Buffer after", "buffer_after_minutes", suffix=" min"),
+        Column("List price (1 session)", cell="price", numeric=True),
+        Column("Status", cell="status"),
+    ),
+    filters=(search("Name or treatment type"),),
+    set_active=_set_service_active,
+    detail_template="catalog/service_detail.html",
+    detail_context=_service_detail,
+    list_template="catalog/list.html",
+    list_context=_catalog_context,
+    cells="catalog/_cells.html",
+    new_label="New service",
+    filter_class="catalog-filters",
+    confirm_text="Its packages stop selling until the service is reactivated. Packages "
+    "already sold are not affected. Its price history is kept, and an owner can reactivate "
+    "the service at any time.",
+)
+
+
+async def _packages_page(user: CurrentUser, filters: dict[str, str], after: str | None) -> Page:
+    return await service.list_packages(
+        search=filters["q"].strip(),
+        status=filters["status"],
+        online=filters["online"],
+        service_id=parse_id(filters["service"]),
+        after=after,
+    )
+
+
+async def _service_choices(_: CurrentUser) -> list[tuple[Any, str]]:
+    return [(s["id"], s["name"]) for s in await service.all_services()]
+
+
+async def _online_choices(_: CurrentUser) -> list[tuple[Any, str]]:
+    return [("all", "All"), ("yes", "Yes"), ("no", "No")]
+
+
+async def _load_package(_: CurrentUser, package_id: int, write: bool) -> dict[str, Any]:
+    return await service.get_package(package_id)
+
+
+async def _package_detail(
+    request: Request[Any, Any, Any], user: CurrentUser, row: dict[str, Any]
+) -> dict[str, Any]:
+    now = utcnow()
+    package, offers = await service.package_offers(user, row["id"], now)
+    versions = (await service.package_versions([row["id"]], []))[row["id"]]
+    current = service.version_in_effect(versions, now)
+    unit = await service.service_price_in_effect(package["service"], now)
+    zones = await service.base_price_zones()
+    return {
+        **_helpers(),
+        "package": package,
+        "offers": offers,
+        "current": current,
+        "unit": unit,
+        "per_session": money.per_session(current.amount_cents, package["sessions"])
+        if current
+        else None,
+        "saving": (
+            money.saving(unit.amount_cents, package["sessions"], current.amount_cents)
+            if unit and current and unit.currency == current.currency
+            else None
+        ),
+        "history": service.version_history(versions, now, current),
+        "zone": zones[0],
+    }
+
+
+async def _set_package_active(
+    user: CurrentUser, package_id: int, active: bool, _: dict[str, str], address: str
+) -> bool:
+    return await service.set_package_active(user, package_id, active, address=address)
+
+
+PACKAGES = AdminResource(
+    name="package",
+    label="package",
+    plural="Packages",
+    path="/catalog/packages",
+    id_param="package_id",
+    routes="catalog_package",
+    list_route="catalog_packages",
+    roles=CATALOG_ROLES,
+    load=_load_package,
+    list_rows=_packages_page,
+    columns=(
+        Column("Package", "name", link=True, sub="service_name"),
+        Column("Sessions", "sessions"),
+        Column("Valid for", "validity_days", suffix=" days"),
+        Column("Base price", cell="price", numeric=True),
+        Column("Per session", cell="per_session", numeric=True),
+        Column("Saving", cell="saving"),
+        Column("Online", cell="online"),
+        Column("Status", cell="status"),
+    ),
+    filters=(
+        search("Package or service"),
+        Filter("service", "Service", choices=_service_choices, any_label="All services"),
+        Filter("online", "Sold online", choices=_online_choices, default="all"),
+    ),
+    set_active=_set_package_active,
+    detail_template="catalog/package_detail.html",
+    detail_context=_package_detail,
+    list_template="catalog/list.html",
+    list_context=_catalog_context,
+    cells="catalog/_cells.html",
+    new_label="New package",
+    filter_class="catalog-filters",
+    confirm_text="It is no longer sold, online or at the front desk. Packages already sold "
+    "keep every term they were sold with. Its price history is kept, and an owner can "
+    "reactivate the package at any time.",
+)
+
+
 # -- services ------------------------------------------------------------------
 
 
-class ServiceController(Controller):
-    path = "/catalog/services"
-
-    @get("/", guards=[readers], name="catalog_services")
-    async def index(
-        self,
-        q: Annotated[str, QueryParameter(name="q")] = "",
-        status: Annotated[str, QueryParameter(name="status")] = "active",
-        after: Annotated[str | None, QueryParameter(name="after")] = None,
-    ) -> Template:
-        result = await service.list_services(search=q.strip(), status=status, after=after)
-        return page("services_list.html", page=result, q=q, status=status)
+class ServiceController(admin_controller(SERVICES)):  # type: ignore[misc]
+    """The admin grammar from ``SERVICES``, plus the service form and its list prices."""
 
     @get("/new", guards=[requires_owner], name="catalog_service_new")
     async def new(self) -> Template:
@@ -208,22 +382,9 @@ class ServiceController(Controller):
             context = await _service_form_context({**SERVICE_DEFAULTS, **values}, exc.errors)
             return page("service_form.html", status_code=422, **context)
         return redirect(
-            request, f"/catalog/services/{service_id}", f"Service “{data.name}” created."
-        )
-
-    @get("/{service_id:int}", guards=[readers], name="catalog_service_detail")
-    async def detail(self, service_id: FromPath[int]) -> Template:
-        row = await service.get_service(service_id)
-        now = utcnow()
-        versions = (await service.service_versions([service_id]))[service_id]
-        current = service.version_in_effect(versions, now)
-        zones = await service.base_price_zones()
-        return page(
-            "service_detail.html",
-            service=row,
-            current=current,
-            history=service.version_history(versions, now, current),
-            zone=zones[0],
+            request,
+            reverse(request, "catalog_service_detail", service_id=service_id),
+            f"Service “{data.name}” created.",
         )
 
     @get("/{service_id:int}/edit", guards=[requires_owner], name="catalog_service_edit")
@@ -248,7 +409,11 @@ class ServiceController(Controller):
                 {**SERVICE_DEFAULTS, **values}, exc.errors, service=row
             )
             return page("service_form.html", status_code=422, **context)
-        return redirect(request, f"/catalog/services/{service_id}", "Service saved.")
+        return redirect(
+            request,
+            reverse(request, "catalog_service_detail", service_id=service_id),
+            "Service saved.",
+        )
 
     @get("/{service_id:int}/price", guards=[requires_owner], name="catalog_service_price")
     async def price_form(self, service_id: FromPath[int]) -> Template:
@@ -267,90 +432,18 @@ class ServiceController(Controller):
             )
         except ValidationFailed as exc:
             return await _service_price_page(row, values, exc.errors, status_code=422)
-        return redirect(request, f"/catalog/services/{service_id}", "New list price saved.")
-
-    @get(
-        "/{service_id:int}/deactivate",
-        guards=[requires_owner],
-        name="catalog_service_deactivate_confirm",
-    )
-    async def confirm_deactivate(self, service_id: FromPath[int]) -> Template:
-        row = await service.get_service(service_id)
-        return page(
-            "deactivate.html",
-            kind="service",
-            name=row["name"],
-            action=f"/catalog/services/{service_id}/deactivate",
-            back_url=f"/catalog/services/{service_id}",
-            consequence="Its packages stop selling until the service is reactivated. "
-            "Packages already sold are not affected.",
-        )
-
-    @post(
-        "/{service_id:int}/deactivate", guards=[requires_owner], name="catalog_service_deactivate"
-    )
-    async def deactivate(
-        self, request: Request[Any, Any, Any], service_id: FromPath[int]
-    ) -> Response[Any]:
-        changed = await service.set_service_active(
-            current_user(request), service_id, False, address=client_address(request)
-        )
-        message = "Service deactivated." if changed else "The service was already inactive."
-        return redirect(request, f"/catalog/services/{service_id}", message, "info")
-
-    @post(
-        "/{service_id:int}/reactivate", guards=[requires_owner], name="catalog_service_reactivate"
-    )
-    async def reactivate(
-        self, request: Request[Any, Any, Any], service_id: FromPath[int]
-    ) -> Response[Any]:
-        changed = await service.set_service_active(
-            current_user(request), service_id, True, address=client_address(request)
-        )
-        message = "Service reactivated." if changed else "The service was already active."
-        return redirect(request, f"/catalog/services/{service_id}", message)
-
-    @get("/{service_id:int}/history", guards=[requires_owner], name="catalog_service_history")
-    async def history(self, service_id: FromPath[int]) -> Template:
-        row = await service.get_service(service_id)
-        return Template(
-            "audit/history.html",
-            context={
-                "rows": await audit.history("service", service_id),
-                "title": f"History of {row['name']}",
-                "back_url": f"/catalog/services/{service_id}",
-            },
+        return redirect(
+            request,
+            reverse(request, "catalog_service_detail", service_id=service_id),
+            "New list price saved.",
         )
 
 
 # -- packages ------------------------------------------------------------------
 
 
-class PackageController(Controller):
-    path = "/catalog/packages"
-
-    @get("/", guards=[readers], name="catalog_packages")
-    async def index(
-        self,
-        q: Annotated[str, QueryParameter(name="q")] = "",
-        status: Annotated[str, QueryParameter(name="status")] = "active",
-        online: Annotated[str, QueryParameter(name="online")] = "all",
-        service_id: Annotated[str, QueryParameter(name="service")] = "",
-        after: Annotated[str | None, QueryParameter(name="after")] = None,
-    ) -> Template:
-        chosen = parse_id(service_id)
-        result = await service.list_packages(
-            search=q.strip(), status=status, online=online, service_id=chosen, after=after
-        )
-        return page(
-            "packages_list.html",
-            page=result,
-            q=q,
-            status=status,
-            online=online,
-            service_filter=str(chosen or ""),
-            services=await service.all_services(),
-        )
+class PackageController(admin_controller(PACKAGES)):  # type: ignore[misc]
+    """The admin grammar from ``PACKAGES``, plus the package form, prices and overrides."""
 
     @get("/new", guards=[requires_owner], name="catalog_package_new")
     async def new(
@@ -374,33 +467,9 @@ class PackageController(Controller):
             context = await _package_form_context(form, exc.errors)
             return page("package_form.html", status_code=422, **context)
         return redirect(
-            request, f"/catalog/packages/{package_id}", f"Package “{data.name}” created."
-        )
-
-    @get("/{package_id:int}", guards=[readers], name="catalog_package_detail")
-    async def detail(self, request: Request[Any, Any, Any], package_id: FromPath[int]) -> Template:
-        now = utcnow()
-        package, offers = await service.package_offers(current_user(request), package_id, now)
-        versions = (await service.package_versions([package_id], []))[package_id]
-        current = service.version_in_effect(versions, now)
-        unit = await service.service_price_in_effect(package["service"], now)
-        zones = await service.base_price_zones()
-        return page(
-            "package_detail.html",
-            package=package,
-            offers=offers,
-            current=current,
-            unit=unit,
-            per_session=money.per_session(current.amount_cents, package["sessions"])
-            if current
-            else None,
-            saving=(
-                money.saving(unit.amount_cents, package["sessions"], current.amount_cents)
-                if unit and current and unit.currency == current.currency
-                else None
-            ),
-            history=service.version_history(versions, now, current),
-            zone=zones[0],
+            request,
+            reverse(request, "catalog_package_detail", package_id=package_id),
+            f"Package “{data.name}” created.",
         )
 
     @get("/{package_id:int}/edit", guards=[requires_owner], name="catalog_package_edit")
@@ -428,7 +497,11 @@ class PackageController(Controller):
         except ValidationFailed as exc:
             context = await _package_form_context(form, exc.errors, package=row)
             return page("package_form.html", status_code=422, **context)
-        return redirect(request, f"/catalog/packages/{package_id}", "Package saved.")
+        return redirect(
+            request,
+            reverse(request, "catalog_package_detail", package_id=package_id),
+            "Package saved.",
+        )
 
     @get("/{package_id:int}/price", guards=[requires_owner], name="catalog_package_price")
     async def price_form(self, package_id: FromPath[int]) -> Template:
@@ -447,7 +520,11 @@ class PackageController(Controller):
             )
         except ValidationFailed as exc:
             return await _package_price_page(row, values, exc.errors, status_code=422)
-        return redirect(request, f"/catalog/packages/{package_id}", "New base price saved.")
+        return redirect(
+            request,
+            reverse(request, "catalog_package_detail", package_id=package_id),
+            "New base price saved.",
+        )
 
     @get(
         "/{package_id:int}/locations/{location_id:int}",
@@ -482,7 +559,9 @@ class PackageController(Controller):
             )
         return redirect(
             request,
-            f"/catalog/packages/{package_id}/locations/{location_id}",
+            reverse(
+                request, "catalog_package_override", package_id=package_id, location_id=location_id
+            ),
             f"Price override for {location['name']} saved.",
         )
 
@@ -514,61 +593,10 @@ class PackageController(Controller):
             )
         return redirect(
             request,
-            f"/catalog/packages/{package_id}/locations/{location_id}",
+            reverse(
+                request, "catalog_package_override", package_id=package_id, location_id=location_id
+            ),
             f"{location['name']} returns to the base price.",
-        )
-
-    @get(
-        "/{package_id:int}/deactivate",
-        guards=[requires_owner],
-        name="catalog_package_deactivate_confirm",
-    )
-    async def confirm_deactivate(self, package_id: FromPath[int]) -> Template:
-        row = await service.get_package(package_id)
-        return page(
-            "deactivate.html",
-            kind="package",
-            name=row["name"],
-            action=f"/catalog/packages/{package_id}/deactivate",
-            back_url=f"/catalog/packages/{package_id}",
-            consequence="It is no longer sold, online or at the front desk. Packages already "
-            "sold keep every term they were sold with.",
-        )
-
-    @post(
-        "/{package_id:int}/deactivate", guards=[requires_owner], name="catalog_package_deactivate"
-    )
-    async def deactivate(
-        self, request: Request[Any, Any, Any], package_id: FromPath[int]
-    ) -> Response[Any]:
-        changed = await service.set_package_active(
-            current_user(request), package_id, False, address=client_address(request)
-        )
-        message = "Package deactivated." if changed else "The package was already inactive."
-        return redirect(request, f"/catalog/packages/{package_id}", message, "info")
-
-    @post(
-        "/{package_id:int}/reactivate", guards=[requires_owner], name="catalog_package_reactivate"
-    )
-    async def reactivate(
-        self, request: Request[Any, Any, Any], package_id: FromPath[int]
-    ) -> Response[Any]:
-        changed = await service.set_package_active(
-            current_user(request), package_id, True, address=client_address(request)
-        )
-        message = "Package reactivated." if changed else "The package was already active."
-        return redirect(request, f"/catalog/packages/{package_id}", message)
-
-    @get("/{package_id:int}/history", guards=[requires_owner], name="catalog_package_history")
-    async def history(self, package_id: FromPath[int]) -> Template:
-        row = await service.get_package(package_id)
-        return Template(
-            "audit/history.html",
-            context={
-                "rows": await audit.history("package", package_id),
-                "title": f"History of {row['name']}",
-                "back_url": f"/catalog/packages/{package_id}",
-            },
         )
 
 

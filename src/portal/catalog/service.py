@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 from piccolo.query.functions.string import Lower
 
-from portal import db, money
+from portal import db, money, records
 from portal.audit import service as audit
 from portal.auth.service import OWNER, CurrentUser
 from portal.catalog.tables import Package, PackagePrice, Service, ServicePrice
@@ -720,18 +720,10 @@ async def all_services(active_only: bool = False) -> list[dict[str, Any]]:
     return await query.order_by(Service.name).run()
 
 
-def _status_filter(query: Any, column: Any, status: str) -> Any:
-    if status == "active":
-        return query.where(column == True)  # noqa: E712
-    if status == "inactive":
-        return query.where(column == False)  # noqa: E712
-    return query
-
-
 async def list_services(
     *, search: str = "", status: str = "active", after: str | None = None, limit: int = 50
 ) -> Page:
-    query = _status_filter(Service.select(), Service.active, status)
+    query = records.status_filter(Service.select(), Service.active, status)
     if search:
         pattern = f"%{search}%"
         query = query.where(Service.name.ilike(pattern) | Service.treatment_type.ilike(pattern))
@@ -752,7 +744,7 @@ async def list_packages(
     after: str | None = None,
     limit: int = 50,
 ) -> Page:
-    query = _status_filter(Package.select(*_package_columns()), Package.active, status)
+    query = records.status_filter(Package.select(*_package_columns()), Package.active, status)
     if online == "yes":
         query = query.where(Package.sellable_online == True)  # noqa: E712
     elif online == "no":
@@ -1006,42 +998,13 @@ async def add_service_price(
     return version
 
 
-async def _set_active(
-    actor: CurrentUser,
-    table: type[Service] | type[Package],
-    entity: str,
-    row_id: int,
-    active: bool,
-    address: str,
-) -> bool:
-    _require_owner(actor)
-    async with db.transaction():
-        changed = (
-            await table.update({table.active: active, table.updated_at: utcnow()})
-            .where((table.id == row_id) & (table.active == (not active)))
-            .returning(table.id)
-            .run()
-        )
-        if not changed:
-            return False
-        await audit.record(
-            actor,
-            "reactivate" if active else "deactivate",
-            entity,
-            row_id,
-            before={"active": not active},
-            after={"active": active},
-            address=address,
-        )
-    return True
-
-
 async def set_service_active(
     actor: CurrentUser, service_id: int, active: bool, *, address: str = ""
 ) -> bool:
     """Deactivate (or reactivate) a service; its packages stop (or resume) selling."""
     await get_service(service_id)
-    return await _set_active(actor, Service, "service", service_id, active, address)
+    _require_owner(actor)
+    return await records.set_active(actor, Service, "service", service_id, active, address=address)
 
 
 async def create_package(
@@ -1136,7 +1099,8 @@ async def set_package_active(
     actor: CurrentUser, package_id: int, active: bool, *, address: str = ""
 ) -> bool:
     await get_package(package_id)
-    return await _set_active(actor, Package, "package", package_id, active, address)
+    _require_owner(actor)
+    return await records.set_active(actor, Package, "package", package_id, active, address=address)
 
 
 async def _insert_package_price(
