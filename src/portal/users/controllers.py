@@ -1,17 +1,28 @@
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from litestar import Controller, Request, Response, get, post
-from litestar.params import FromPath, QueryParameter
+from litestar import Request, Response, get, post
+from litestar.params import FromPath
 from litestar.response import Template
 
-from portal.audit import service as audit
-from portal.auth.service import ROLE_LABELS, ROLES
+from portal.auth.service import OWNER, ROLE_LABELS, ROLES, CurrentUser
 from portal.locations.service import all_locations
 from portal.users import service
+from portal.web.admin import (
+    AdminResource,
+    AdminView,
+    Column,
+    Filter,
+    Messages,
+    Roles,
+    admin_controller,
+    reverse,
+    search,
+)
 from portal.web.forms import ValidationFailed, read_form
 from portal.web.guards import current_user, requires_owner
+from portal.web.pagination import Page
 from portal.web.responses import redirect
 
 
@@ -52,22 +63,69 @@ def _form_values(values: dict[str, str], multi: dict[str, list[str]]) -> dict[st
     }
 
 
-class UserController(Controller):
-    path = "/users"
-    guards = [requires_owner]
+async def _list_rows(user: CurrentUser, filters: dict[str, str], after: str | None) -> Page:
+    return await service.list_users(search=filters["q"].strip(), role=filters["role"], after=after)
 
-    @get("/", name="users")
-    async def index(
-        self,
-        q: Annotated[str, QueryParameter(name="q")] = "",
-        role: Annotated[str, QueryParameter(name="role")] = "",
-        after: Annotated[str | None, QueryParameter(name="after")] = None,
-    ) -> Template:
-        page = await service.list_users(search=q.strip(), role=role, after=after)
-        return Template(
-            "users/list.html",
-            context={"page": page, "q": q, "role": role, "roles": ROLES},
-        )
+
+async def _role_choices(_: CurrentUser) -> list[tuple[Any, str]]:
+    return [(r, ROLE_LABELS[r]) for r in ROLES]
+
+
+async def _load(_: CurrentUser, user_id: int, write: bool) -> dict[str, Any]:
+    return await service.get_user(user_id)
+
+
+async def _set_active(
+    user: CurrentUser, user_id: int, active: bool, _: dict[str, str], address: str
+) -> bool:
+    return await service.set_active(user, user_id, active)
+
+
+USERS = AdminResource(
+    name="user",
+    label="account",
+    plural="Users",
+    path="/users",
+    id_param="user_id",
+    routes="user",
+    list_route="users",
+    detail_route="user_edit",  # an account's page is its form
+    roles=Roles(
+        list=(OWNER,), detail=(OWNER,), create=(OWNER,), edit=(OWNER,), deactivate=(OWNER,)
+    ),
+    load=_load,
+    list_rows=_list_rows,
+    columns=(
+        Column("Email", "email", link=True),
+        Column("Name", "name"),
+        Column("Role", cell="role"),
+        Column("Status", cell="status"),
+    ),
+    filters=(
+        search("Email or name"),
+        Filter("role", "Role", choices=_role_choices, any_label="All roles"),
+    ),
+    status_filter=False,
+    title=lambda row: str(row["email"]),
+    set_active=_set_active,
+    cells="users/_cells.html",
+    new_label="New account",
+    empty="No accounts match.",
+    confirm_text="The account can no longer sign in and its open sessions end now. Its "
+    "history is kept; an owner can reactivate it.",
+    messages=Messages(
+        deactivated="Account deactivated; its sessions were ended.",
+        already_inactive="Already inactive.",
+        reactivated="Account reactivated.",
+        already_active="Already active.",
+    ),
+)
+
+
+class UserController(admin_controller(USERS)):  # type: ignore[misc]
+    """The admin grammar from ``USERS``, plus the account form (its detail page)."""
+
+    guards = [requires_owner]
 
     @get("/new", name="user_new")
     async def new(self) -> Template:
@@ -85,13 +143,16 @@ class UserController(Controller):
                 context=await _form_context(_form_values(values, multi), exc.errors),
                 status_code=422,
             )
-        return redirect(request, f"/users/{user_id}", "Account created.")
+        return redirect(request, reverse(request, "user_edit", user_id=user_id), "Account created.")
 
     @get("/{user_id:int}", name="user_edit")
-    async def edit(self, user_id: FromPath[int]) -> Template:
+    async def edit(self, request: Request[Any, Any, Any], user_id: FromPath[int]) -> Template:
         user = await service.get_user(user_id)
         form = {**user, "location_ids": [str(i) for i in user["location_ids"]]}
-        return Template("users/form.html", context=await _form_context(form, {}, user=user))
+        return Template(
+            "users/form.html",
+            context=await _form_context(form, {}, user=user, admin=AdminView(USERS, request)),
+        )
 
     @post("/{user_id:int}", name="user_update")
     async def update(
@@ -104,48 +165,15 @@ class UserController(Controller):
         except ValidationFailed as exc:
             return Template(
                 "users/form.html",
-                context=await _form_context(_form_values(values, multi), exc.errors, user=user),
+                context=await _form_context(
+                    _form_values(values, multi),
+                    exc.errors,
+                    user=user,
+                    admin=AdminView(USERS, request),
+                ),
                 status_code=422,
             )
-        return redirect(request, f"/users/{user_id}", "Account saved.")
-
-    @get("/{user_id:int}/deactivate", name="user_deactivate_confirm")
-    async def confirm_deactivate(self, user_id: FromPath[int]) -> Template:
-        return Template("users/deactivate.html", context={"user": await service.get_user(user_id)})
-
-    @post("/{user_id:int}/deactivate", name="user_deactivate")
-    async def deactivate(
-        self, request: Request[Any, Any, Any], user_id: FromPath[int]
-    ) -> Response[Any]:
-        try:
-            changed = await service.set_active(current_user(request), user_id, False)
-        except ValidationFailed as exc:
-            return redirect(request, f"/users/{user_id}", exc.errors["active"], "error")
-        message = (
-            "Account deactivated; its sessions were ended." if changed else "Already inactive."
-        )
-        return redirect(request, f"/users/{user_id}", message, "info")
-
-    @post("/{user_id:int}/reactivate", name="user_reactivate")
-    async def reactivate(
-        self, request: Request[Any, Any, Any], user_id: FromPath[int]
-    ) -> Response[Any]:
-        changed = await service.set_active(current_user(request), user_id, True)
-        return redirect(
-            request, f"/users/{user_id}", "Account reactivated." if changed else "Already active."
-        )
-
-    @get("/{user_id:int}/history", name="user_history")
-    async def history(self, user_id: FromPath[int]) -> Template:
-        user = await service.get_user(user_id)
-        return Template(
-            "audit/history.html",
-            context={
-                "rows": await audit.history("user", user_id),
-                "title": f"History of {user['email']}",
-                "back_url": f"/users/{user_id}",
-            },
-        )
+        return redirect(request, reverse(request, "user_edit", user_id=user_id), "Account saved.")
 
 
 ROUTES = [UserController]

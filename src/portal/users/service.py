@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from portal import db
+from portal import db, records
 from portal.audit import service as audit
 from portal.auth import passwords
 from portal.auth.service import (
@@ -201,26 +201,11 @@ async def set_active(actor: CurrentUser | None, user_id: int, active: bool) -> b
     await get_user(user_id)
     if actor is not None and actor.id == user_id and not active:
         raise Invalid({"active": "You cannot deactivate your own account."})
-    async with db.transaction():
-        changed = (
-            await User.update({User.active: active})
-            .where((User.id == user_id) & (User.active == (not active)))
-            .returning(User.id)
-            .run()
-        )
-        if not changed:
-            return False
+    async def end_sessions() -> None:
         if not active:
             await end_sessions_of(user_id)
-        await audit.record(
-            actor,
-            "reactivate" if active else "deactivate",
-            "user",
-            user_id,
-            before={"active": not active},
-            after={"active": active},
-        )
-    return True
+
+    return await records.set_active(actor, User, "user", user_id, active, also=end_sessions)
 
 
 async def list_users(
