@@ -1,22 +1,33 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Request, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath, QueryParameter
+from litestar.params import FromPath
 from litestar.response import Template
 
-from portal.audit import service as audit
 from portal.auth.service import MANAGER, OWNER, THERAPIST, CurrentUser
 from portal.locations.service import all_locations
 from portal.staff import hours as h
 from portal.staff import service
 from portal.timeutil import utcnow
+from portal.web.admin import (
+    AdminResource,
+    AdminView,
+    Column,
+    Filter,
+    Messages,
+    Roles,
+    admin_controller,
+    reverse,
+    search,
+)
 from portal.web.forms import ValidationFailed, parse_id, read_form
 from portal.web.guards import current_user, requires_owner, requires_role
+from portal.web.pagination import Page
 from portal.web.responses import client_address, redirect
 
 managers = requires_role(OWNER, MANAGER)
@@ -100,7 +111,9 @@ async def _form_context(
     }
 
 
-async def _detail_context(user: CurrentUser, therapist: dict[str, Any]) -> dict[str, Any]:
+async def _detail_context(
+    request: Request[Any, Any, Any], user: CurrentUser, therapist: dict[str, Any]
+) -> dict[str, Any]:
     therapist_id = int(therapist["id"])
     places = await service.location_names(therapist["location_ids"])
     hours_rows = await service.hours_of(therapist_id)
@@ -122,6 +135,7 @@ async def _detail_context(user: CurrentUser, therapist: dict[str, Any]) -> dict[
         account = await get_user(int(therapist["account"]))
     can_manage = service.can_manage(user, therapist["location_ids"])
     return {
+        "admin": AdminView(THERAPISTS, request),
         "therapist": therapist,
         "locations": [places[i] for i in sorted(places, key=lambda i: str(places[i]["name"]))],
         "services": sorted((await service.service_names(therapist["service_ids"])).values()),
@@ -143,37 +157,98 @@ async def _detail_context(user: CurrentUser, therapist: dict[str, Any]) -> dict[
     }
 
 
-class TherapistController(Controller):
-    path = "/therapists"
+async def _list_rows(user: CurrentUser, filters: dict[str, str], after: str | None) -> Page:
+    return await service.list_therapists(
+        user,
+        search=filters["q"].strip(),
+        location_id=parse_id(filters["location"]),
+        status=filters["status"],
+        after=after,
+    )
 
-    @get("/", guards=[managers], name="therapists")
-    async def index(
-        self,
-        request: Request[Any, Any, Any],
-        q: Annotated[str, QueryParameter(name="q")] = "",
-        location: Annotated[str, QueryParameter(name="location")] = "",
-        status: Annotated[str, QueryParameter(name="status")] = "active",
-        after: Annotated[str | None, QueryParameter(name="after")] = None,
-    ) -> Template:
-        user = current_user(request)
-        location_id = parse_id(location)
-        page = await service.list_therapists(
-            user, search=q.strip(), location_id=location_id, status=status, after=after
-        )
-        locations = await all_locations(active_only=False)
-        if user.role != OWNER:
-            locations = [loc for loc in locations if loc["id"] in user.location_ids]
-        return Template(
-            "staff/list.html",
-            context={
-                "page": page,
-                "q": q,
-                "status": status,
-                "location": location,
-                "locations": locations,
-                "today": utcnow().date(),
-            },
-        )
+
+async def _location_choices(user: CurrentUser) -> list[tuple[Any, str]]:
+    locations = await all_locations(active_only=False)
+    if user.role != OWNER:
+        locations = [loc for loc in locations if loc["id"] in user.location_ids]
+    return [(loc["id"], loc["name"]) for loc in locations]
+
+
+async def _list_context(_: CurrentUser) -> dict[str, Any]:
+    return {"today": utcnow().date()}
+
+
+async def _load(user: CurrentUser, therapist_id: int, write: bool) -> dict[str, Any]:
+    return await service.get_therapist_for(user, therapist_id, write=write)
+
+
+async def _set_active(
+    user: CurrentUser, therapist_id: int, active: bool, form: dict[str, str], address: str
+) -> bool:
+    return await service.set_active(
+        user,
+        therapist_id,
+        active,
+        include_account=form.get("include_account") == "on",
+        address=address,
+    )
+
+
+def _deactivated(form: dict[str, str]) -> str:
+    if form.get("include_account") == "on":
+        return "Therapist deactivated: they can no longer be booked or sign in."
+    return "Therapist deactivated: they can no longer be booked."
+
+
+THERAPISTS = AdminResource(
+    name="therapist",
+    label="therapist",
+    plural="Therapists",
+    path="/therapists",
+    id_param="therapist_id",
+    routes="therapist",
+    list_route="therapists",
+    roles=Roles(
+        list=(OWNER, MANAGER),
+        detail=(OWNER, MANAGER, THERAPIST),
+        create=(OWNER, MANAGER),
+        edit=(OWNER, MANAGER),
+        deactivate=(OWNER, MANAGER),
+    ),
+    load=_load,
+    list_rows=_list_rows,
+    columns=(
+        Column("Name", "name", link=True, sub="email"),
+        Column("Locations", cell="locations"),
+        Column("Licence", cell="licence"),
+        Column("Insurance", cell="insurance"),
+        Column("Status", cell="status"),
+    ),
+    filters=(
+        search("Name or email"),
+        Filter("location", "Location", choices=_location_choices, any_label="All locations"),
+    ),
+    scope=lambda row: frozenset(row["location_ids"]),
+    # Deactivating takes a therapist out of every location: a manager needs them all.
+    deactivate_needs_every_location=True,
+    set_active=_set_active,
+    detail_template="staff/detail.html",
+    detail_context=_detail_context,
+    list_template="staff/list.html",
+    list_context=_list_context,
+    cells="staff/_cells.html",
+    new_label="Add therapist",
+    confirm_template="staff/deactivate.html",
+    confirm_context=lambda user, row: {
+        "can_deactivate": service.can_deactivate(user, row["location_ids"])
+    },
+    messages=Messages(deactivated=_deactivated),
+)
+
+
+class TherapistController(admin_controller(THERAPISTS)):  # type: ignore[misc]
+    """The admin grammar from ``THERAPISTS``, plus the profile form, hours, time off,
+    sign-in account and photo."""
 
     @get("/new", guards=[managers], name="therapist_new")
     async def new(self, request: Request[Any, Any, Any]) -> Template:
@@ -202,13 +277,13 @@ class TherapistController(Controller):
         if warnings:
             return redirect(
                 request,
-                f"/therapists/{therapist_id}",
+                _detail_url(request, therapist_id),
                 f"Therapist “{data.name}” added. Warning: " + " ".join(warnings),
                 "warning",
             )
         return redirect(
             request,
-            f"/therapists/{therapist_id}",
+            _detail_url(request, therapist_id),
             f"Therapist “{data.name}” added. Next, set their working hours.",
         )
 
@@ -220,7 +295,9 @@ class TherapistController(Controller):
             raise NotFoundException(
                 "No therapist profile is linked to your account yet. Ask your manager."
             )
-        return Template("staff/detail.html", context=await _detail_context(user, therapist))
+        return Template(
+            "staff/detail.html", context=await _detail_context(request, user, therapist)
+        )
 
     @get("/compliance", guards=[managers], name="therapist_compliance")
     async def compliance(self, request: Request[Any, Any, Any]) -> Template:
@@ -233,14 +310,6 @@ class TherapistController(Controller):
                 "later_days": service.LATER_DAYS,
             },
         )
-
-    @get("/{therapist_id:int}", guards=[readers], name="therapist_detail")
-    async def detail(
-        self, request: Request[Any, Any, Any], therapist_id: FromPath[int]
-    ) -> Template:
-        user = current_user(request)
-        therapist = await service.get_therapist_for(user, therapist_id)
-        return Template("staff/detail.html", context=await _detail_context(user, therapist))
 
     @get("/{therapist_id:int}/edit", guards=[managers], name="therapist_edit")
     async def edit(self, request: Request[Any, Any, Any], therapist_id: FromPath[int]) -> Template:
@@ -279,81 +348,11 @@ class TherapistController(Controller):
         if warnings:
             return redirect(
                 request,
-                f"/therapists/{therapist_id}",
+                _detail_url(request, therapist_id),
                 "Saved. Warning: " + " ".join(warnings),
                 "warning",
             )
-        return redirect(request, f"/therapists/{therapist_id}", "Therapist saved.")
-
-    @get("/{therapist_id:int}/deactivate", guards=[managers], name="therapist_deactivate_confirm")
-    async def confirm_deactivate(
-        self, request: Request[Any, Any, Any], therapist_id: FromPath[int]
-    ) -> Template:
-        user = current_user(request)
-        therapist = await service.get_therapist_for(user, therapist_id, write=True)
-        return Template(
-            "staff/deactivate.html",
-            context={
-                "therapist": therapist,
-                "can_deactivate": service.can_deactivate(user, therapist["location_ids"]),
-            },
-        )
-
-    @post("/{therapist_id:int}/deactivate", guards=[managers], name="therapist_deactivate")
-    async def deactivate(
-        self, request: Request[Any, Any, Any], therapist_id: FromPath[int]
-    ) -> Response[Any]:
-        values, _ = await read_form(request)
-        with_account = values.get("include_account") == "on"
-        try:
-            changed = await service.set_active(
-                current_user(request),
-                therapist_id,
-                False,
-                include_account=with_account,
-                address=client_address(request),
-            )
-        except ValidationFailed as exc:
-            return redirect(request, f"/therapists/{therapist_id}", exc.errors["active"], "error")
-        if not changed:
-            message = "The therapist was already inactive."
-        elif with_account:
-            message = "Therapist deactivated: they can no longer be booked or sign in."
-        else:
-            message = "Therapist deactivated: they can no longer be booked."
-        return redirect(request, f"/therapists/{therapist_id}", message, "info")
-
-    @post("/{therapist_id:int}/reactivate", guards=[managers], name="therapist_reactivate")
-    async def reactivate(
-        self, request: Request[Any, Any, Any], therapist_id: FromPath[int]
-    ) -> Response[Any]:
-        values, _ = await read_form(request)
-        try:
-            changed = await service.set_active(
-                current_user(request),
-                therapist_id,
-                True,
-                include_account=values.get("include_account") == "on",
-                address=client_address(request),
-            )
-        except ValidationFailed as exc:
-            return redirect(request, f"/therapists/{therapist_id}", exc.errors["active"], "error")
-        message = "Therapist reactivated." if changed else "The therapist was already active."
-        return redirect(request, f"/therapists/{therapist_id}", message)
-
-    @get("/{therapist_id:int}/history", guards=[requires_owner], name="therapist_history")
-    async def history(
-        self, request: Request[Any, Any, Any], therapist_id: FromPath[int]
-    ) -> Template:
-        therapist = await service.get_therapist_for(current_user(request), therapist_id)
-        return Template(
-            "audit/history.html",
-            context={
-                "rows": await audit.history("therapist", therapist_id),
-                "title": f"History of {therapist['name']}",
-                "back_url": f"/therapists/{therapist_id}",
-            },
-        )
+        return redirect(request, _detail_url(request, therapist_id), "Therapist saved.")
 
     # -- hours ------------------------------------------------------------
 
@@ -465,7 +464,7 @@ class TherapistController(Controller):
                 context=await self._hours_context(user, therapist, location_id, values, exc.errors),
                 status_code=422,
             )
-        return redirect(request, f"/therapists/{therapist_id}", "Working hours saved.")
+        return redirect(request, _detail_url(request, therapist_id), "Working hours saved.")
 
     # -- time off -------------------------------------------------------------
 
@@ -513,7 +512,7 @@ class TherapistController(Controller):
                 context=await self._time_off_context(therapist, values, exc.errors),
                 status_code=422,
             )
-        return redirect(request, f"/therapists/{therapist_id}", "Time off recorded.")
+        return redirect(request, _detail_url(request, therapist_id), "Time off recorded.")
 
     @get(
         "/{therapist_id:int}/time-off/{time_off_id:int}/remove",
@@ -548,7 +547,7 @@ class TherapistController(Controller):
             current_user(request), therapist_id, time_off_id, address=client_address(request)
         )
         message = "Time off removed." if removed else "That time off had already been removed."
-        return redirect(request, f"/therapists/{therapist_id}", message, "info")
+        return redirect(request, _detail_url(request, therapist_id), message, "info")
 
     # -- sign-in account ------------------------------------------------------
 
@@ -568,13 +567,13 @@ class TherapistController(Controller):
                 address=client_address(request),
             )
         except ValidationFailed as exc:
-            context = await _detail_context(user, therapist)
+            context = await _detail_context(request, user, therapist)
             context["account_form"] = {"account_email": values.get("account_email", "")}
             context["account_errors"] = exc.errors
             return Template("staff/detail.html", context=context, status_code=422)
         return redirect(
             request,
-            f"/therapists/{therapist_id}",
+            _detail_url(request, therapist_id),
             "Sign-in account created: the therapist can now sign in and see their profile.",
         )
 
@@ -596,10 +595,10 @@ class TherapistController(Controller):
                 user, therapist_id, account_id, address=client_address(request)
             )
         except ValidationFailed as exc:
-            context = await _detail_context(user, therapist)
+            context = await _detail_context(request, user, therapist)
             context["account_errors"] = exc.errors
             return Template("staff/detail.html", context=context, status_code=422)
-        return redirect(request, f"/therapists/{therapist_id}", "Sign-in account linked.")
+        return redirect(request, _detail_url(request, therapist_id), "Sign-in account linked.")
 
     # -- photo -----------------------------------------------------------------
 
@@ -655,7 +654,7 @@ class TherapistController(Controller):
                 },
                 status_code=422,
             )
-        return redirect(request, f"/therapists/{therapist_id}", "Photo saved.")
+        return redirect(request, _detail_url(request, therapist_id), "Photo saved.")
 
     @post("/{therapist_id:int}/photo/remove", guards=[managers], name="therapist_photo_remove")
     async def remove_photo(
@@ -666,10 +665,14 @@ class TherapistController(Controller):
         )
         return redirect(
             request,
-            f"/therapists/{therapist_id}",
+            _detail_url(request, therapist_id),
             "Photo removed." if removed else "There was no photo.",
             "info",
         )
+
+
+def _detail_url(request: Request[Any, Any, Any], therapist_id: int) -> str:
+    return reverse(request, "therapist_detail", therapist_id=therapist_id)
 
 
 ROUTES = [TherapistController]

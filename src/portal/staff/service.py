@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from portal import db
+from portal import db, records
 from portal.audit import service as audit
 from portal.auth.service import MANAGER, OWNER, THERAPIST, CurrentUser, end_sessions_of
 from portal.auth.tables import User, UserLocation
@@ -509,45 +509,25 @@ async def set_active(
                 "profile instead."
             }
         )
-    async with db.transaction():
-        changed = (
-            await Therapist.update({Therapist.active: active, Therapist.updated_at: utcnow()})
-            .where((Therapist.id == therapist_id) & (Therapist.active == (not active)))
-            .returning(Therapist.id)
-            .run()
-        )
-        if not changed:
-            return False
-        account = row["account"]
-        if include_account and account is not None:
-            account_changed = (
-                await User.update({User.active: active})
-                .where((User.id == account) & (User.active == (not active)))
-                .returning(User.id)
-                .run()
-            )
-            if account_changed:
-                if not active:
-                    await end_sessions_of(account)
-                await audit.record(
-                    actor,
-                    "reactivate" if active else "deactivate",
-                    "user",
-                    account,
-                    before={"active": not active},
-                    after={"active": active},
-                    address=address,
-                )
-        await audit.record(
+    account = row["account"]
+
+    async def sign_in_too() -> None:
+        if not include_account or account is None:
+            return
+        # The sign-in follows the profile: the same compare-and-set and audit line.
+        await records.set_active(
             actor,
-            "reactivate" if active else "deactivate",
-            "therapist",
-            therapist_id,
-            before={"active": not active},
-            after={"active": active},
+            User,
+            "user",
+            account,
+            active,
             address=address,
+            also=None if active else (lambda: end_sessions_of(account)),
         )
-    return True
+
+    return await records.set_active(
+        actor, Therapist, "therapist", therapist_id, active, address=address, also=sign_in_too
+    )
 
 
 # -- sign-in account -------------------------------------------------------
