@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -11,13 +12,24 @@ def utcnow() -> datetime:
 
 
 def is_valid_timezone(name: str) -> bool:
-    if not name or name != name.strip():
+    """An IANA zone name the portal can use.
+
+    Checked against the zone list first: ``ZoneInfo`` raises other errors
+    than "not found" for some strings (``America`` is a folder of zones,
+    ``IsADirectoryError``; a very long name, ``OSError``).
+    """
+    if not name or name != name.strip() or len(name) > 64 or name not in _zone_names():
         return False
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         return False
     return True
+
+
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(available_timezones())
 
 
 def common_timezones() -> list[str]:

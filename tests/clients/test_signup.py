@@ -120,6 +120,11 @@ async def test_sign_up_follows_only_local_next_urls(client, next_url, expected):
             "too common",
         ),
         ({"email": "not-an-email"}, "email", "valid email"),
+        # Characters that break a mail header used to create the account, then 500.
+        ({"email": 'ro"bin@example.test'}, "email", "valid email"),
+        ({"email": "robin<x>@example.test"}, "email", "valid email"),
+        ({"email": "robin,eve@example.test"}, "email", "valid email"),
+        ({"email": "robin;eve@example.test"}, "email", "valid email"),
         ({"email": ""}, "email", "Enter your email"),
         ({"name": "  "}, "name", "Tell us your name"),
     ],

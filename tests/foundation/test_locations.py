@@ -44,6 +44,10 @@ async def test_owner_creates_location_and_it_is_audited(owner_client, owner):
         ("slug", "Not A Slug", "lowercase letters"),
         ("timezone", "Mars/Olympus_Mons", "IANA"),
         ("timezone", "", "Time zone is required."),
+        # A folder of zones and an overlong name used to crash the page (500).
+        ("timezone", "America", "IANA"),
+        ("timezone", "Etc", "IANA"),
+        ("timezone", "Europe/" + "x" * 300, "IANA"),
         ("currency", "XXY", "ISO 4217"),
         ("tax_rate_bp", "-1", "at least 0"),
         ("tax_rate_bp", "12.5", "whole number"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import secrets
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,6 +46,20 @@ class Throttled(Exception):
 
 def normalize_email(email: str) -> str:
     return email.strip().lower()
+
+
+# An address mail can be sent to without quoting: the dot-atom of RFC 5322 for
+# the local part (no quotes, angle brackets, commas or semicolons, which would
+# break the To header or split it into several recipients) and a domain of
+# letter/digit/hyphen labels with a dot.
+_LOCAL = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+_DOMAIN = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
+EMAIL_RE = re.compile(rf"^{_LOCAL}@{_DOMAIN}$")
+
+
+def is_valid_email(email: str) -> bool:
+    """Whether ``email`` (normalised) is an address the portal accepts and can mail."""
+    return len(email) <= 254 and bool(EMAIL_RE.fullmatch(email))
 
 
 def hash_token(token: str) -> str:

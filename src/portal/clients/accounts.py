@@ -29,6 +29,7 @@ from portal.auth.service import (
     end_session,
     end_sessions_of,
     hash_token,
+    is_valid_email,
     normalize_email,
     open_session,
 )
@@ -137,7 +138,7 @@ async def sign_up(
         errors["name"] = "Name must be at most 120 characters."
     if not key:
         errors["email"] = "Enter your email address."
-    elif not users.EMAIL_RE.match(key):
+    elif not is_valid_email(key):
         errors["email"] = "Enter a valid email address, such as name@example.com."
     elif await User.exists().where(User.email == key).run():
         errors["email"] = EXISTS_MESSAGE

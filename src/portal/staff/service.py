@@ -22,7 +22,14 @@ from zoneinfo import ZoneInfo
 
 from portal import db, records
 from portal.audit import service as audit
-from portal.auth.service import MANAGER, OWNER, THERAPIST, CurrentUser, end_sessions_of
+from portal.auth.service import (
+    MANAGER,
+    OWNER,
+    THERAPIST,
+    CurrentUser,
+    end_sessions_of,
+    is_valid_email,
+)
 from portal.auth.tables import User, UserLocation
 from portal.catalog.tables import Service
 from portal.errors import Forbidden, Invalid, NotFound
@@ -42,7 +49,6 @@ from portal.staff.tables import (
 from portal.timeutil import utcnow
 from portal.users import service as users
 
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 PHONE_RE = re.compile(r"^[0-9+()\-.\s]*$")
 STATUSES = ("active", "inactive", "all")
 PROFILE_FIELDS = (
@@ -117,7 +123,7 @@ def parse_therapist_form(values: dict[str, str], multi: dict[str, list[str]]) ->
     errors: dict[str, str] = {}
     name = require_text(values, errors, "name", label="Name", max_length=120)
     email = values.get("email", "").strip().lower()
-    if email and (len(email) > 254 or not EMAIL_RE.match(email)):
+    if email and not is_valid_email(email):
         errors["email"] = "Enter a valid email address, such as name@example.com."
     phone = optional_text(values, errors, "phone", label="Phone", max_length=40)
     if phone and not PHONE_RE.match(phone):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +14,7 @@ from portal.auth.service import (
     ROLES,
     CurrentUser,
     end_sessions_of,
+    is_valid_email,
     location_ids_of,
     normalize_email,
 )
@@ -23,8 +23,6 @@ from portal.errors import Invalid, NotFound
 from portal.locations.tables import Location
 from portal.pagination import Page, keyset_page
 from portal.timeutil import utcnow
-
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 @dataclass(frozen=True)
@@ -51,7 +49,7 @@ async def _validate(data: UserInput, *, user_id: int | None, password_required: 
     email = normalize_email(data.email)
     if not email:
         errors["email"] = "Email is required."
-    elif len(email) > 254 or not EMAIL_RE.match(email):
+    elif not is_valid_email(email):
         errors["email"] = "Enter a valid email address, such as name@example.com."
     else:
         taken = User.exists().where(User.email == email)
@@ -201,6 +199,7 @@ async def set_active(actor: CurrentUser | None, user_id: int, active: bool) -> b
     await get_user(user_id)
     if actor is not None and actor.id == user_id and not active:
         raise Invalid({"active": "You cannot deactivate your own account."})
+
     async def end_sessions() -> None:
         if not active:
             await end_sessions_of(user_id)
