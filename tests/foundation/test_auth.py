@@ -26,7 +26,7 @@ async def test_sign_in_creates_server_side_session_and_rotates_id(client, owner,
     planted = await factories.make_user("client")
     old_token = await open_session(settings, planted.id)
     client.cookies.set("portal_session", old_token)
-    response = await factories.login(client, owner)
+    response = await factories.login_by_form(client, owner)
     new_token = response.cookies.get("portal_session")
     assert new_token and new_token != old_token
     cookie_header = response.headers.get_list("set-cookie")
@@ -115,11 +115,11 @@ async def test_throttle_window_expires(client, owner):
         await LoginAttempt.insert(
             LoginAttempt(account_key=owner.email, address="203.0.113.7", at=long_ago, success=False)
         ).run()
-    await factories.login(client, owner)
+    await factories.login_by_form(client, owner)
 
 
 async def test_sign_out_ends_the_session(client, owner):
-    response = await factories.login(client, owner)
+    response = await factories.login_by_form(client, owner)
     token = response.cookies["portal_session"]
     assert (await client.get("/")).status_code == 200
     response = await factories.post_form(client, "/logout")
@@ -134,8 +134,8 @@ async def test_sign_out_ends_the_session(client, owner):
 
 async def test_password_change_ends_other_sessions(app, owner):
     async with factories.make_client(app) as laptop, factories.make_client(app) as phone:
-        await factories.login(laptop, owner)
-        await factories.login(phone, owner)
+        await factories.login_by_form(laptop, owner)
+        await factories.login_by_form(phone, owner)
         response = await factories.post_form(
             laptop,
             "/account/password",
@@ -149,7 +149,7 @@ async def test_password_change_ends_other_sessions(app, owner):
         assert (await laptop.get("/")).status_code == 200
         assert (await phone.get("/")).status_code == 303
     async with factories.make_client(app) as fresh:
-        await factories.login(fresh, owner, password="a-much-better-passphrase")
+        await factories.login_by_form(fresh, owner, password="a-much-better-passphrase")
 
 
 async def test_password_change_validation(owner_client, owner):
@@ -183,7 +183,7 @@ async def test_passwords_are_argon2id_and_rehashed_on_parameter_change(client, d
         .where(User.id == account.id)
         .run()
     )
-    await factories.login(client, account)
+    await factories.login_by_form(client, account)
     stored = (await User.select(User.password_hash).where(User.id == account.id).first().run())[
         "password_hash"
     ]
@@ -193,7 +193,7 @@ async def test_passwords_are_argon2id_and_rehashed_on_parameter_change(client, d
 
 
 async def test_staff_idle_timeout_and_absolute_lifetime(client, owner):
-    await factories.login(client, owner)
+    await factories.login_by_form(client, owner)
     await UserSession.update(
         {UserSession.last_seen_at: utcnow() - timedelta(hours=9)}, force=True
     ).run()
@@ -201,7 +201,7 @@ async def test_staff_idle_timeout_and_absolute_lifetime(client, owner):
     assert response.status_code == 303
     assert await UserSession.count().run() == 0
 
-    await factories.login(client, owner)
+    await factories.login_by_form(client, owner)
     await UserSession.update(
         {UserSession.expires_at: utcnow() - timedelta(seconds=1)}, force=True
     ).run()
@@ -209,7 +209,7 @@ async def test_staff_idle_timeout_and_absolute_lifetime(client, owner):
 
 
 async def test_session_is_touched_at_most_once_a_minute(client, owner):
-    await factories.login(client, owner)
+    await factories.login_by_form(client, owner)
     before = (await UserSession.select(UserSession.last_seen_at).first().run())["last_seen_at"]
     for _ in range(3):
         assert (await client.get("/")).status_code == 200
@@ -226,8 +226,8 @@ async def test_session_is_touched_at_most_once_a_minute(client, owner):
 async def test_deactivated_user_loses_access(app, owner):
     victim = await factories.make_user("accountant")
     async with factories.make_client(app) as c, factories.make_client(app) as admin:
-        await factories.login(c, victim)
-        await factories.login(admin, owner)
+        await factories.login_by_form(c, victim)
+        await factories.login_by_form(admin, owner)
         response = await factories.post_form(admin, f"/users/{victim.id}/deactivate")
         assert response.status_code == 303
         assert (await c.get("/")).status_code == 303

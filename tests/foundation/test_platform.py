@@ -52,7 +52,7 @@ async def test_secure_cookie_flag_over_https(db, settings):
     )
     owner = await factories.make_user("owner")
     async with factories.make_client(app, base_url="https://testserver") as client:
-        response = await factories.login(client, owner)
+        response = await factories.login_by_form(client, owner)
     cookies = response.headers.get_list("set-cookie")
     assert all("Secure" in c for c in cookies if c.startswith(("portal_session", "portal_csrf")))
 
@@ -224,12 +224,12 @@ async def test_concurrent_sign_ins_and_saves_never_lock(app, db, settings):
 
     async def sign_in(account):
         async with factories.make_client(app) as c:
-            await factories.login(c, account)
+            await factories.login_by_form(c, account)
             return (await c.get("/")).status_code
 
     async def save(i):
         async with factories.make_client(app) as c:
-            await factories.login(c, owner)
+            await factories.login_by_form(c, owner)
             response = await factories.post_form(
                 c,
                 f"/locations/{location}/edit",

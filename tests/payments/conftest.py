@@ -8,21 +8,21 @@ from collections.abc import AsyncIterator, Mapping
 
 import pytest
 
-from portal.app import create_app
 from portal.auth.service import CLIENT
 from tests import factories
+from tests.conftest import using_app
 from tests.payments.helpers import Shop, make_package
 from tests.stripe_standin import WebhookReceiver
 
 
 @pytest.fixture
-async def shop(db, stripe_settings, stripe_gateway) -> Shop:
+async def shop(db, stripe_settings, stripe_gateway) -> AsyncIterator[Shop]:
     location = await factories.make_location(slug="shop", tax_rate_bp=825)
     package = await make_package()
     client = await factories.make_user(CLIENT)
     manager = await factories.make_user("manager", location_ids=[location])
-    app = create_app(stripe_settings, manage_database=False)
-    return Shop(location, package, client, manager, app, stripe_gateway)
+    async with using_app(stripe_settings) as app:
+        yield Shop(location, package, client, manager, app, stripe_gateway)
 
 
 @pytest.fixture

@@ -1,20 +1,22 @@
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
 
-from portal.app import create_app
 from portal.auth import passwords
 from portal.settings import Settings
+from tests.conftest import using_app
 from tests.security.harness import SecurityWorld, build_world
 
 
 @pytest.fixture
-def sec_app(db: Any, stripe_settings: Settings) -> Any:
+async def sec_app(db: Any, stripe_settings: Settings) -> AsyncIterator[Any]:
     """The app with payments wired to the Stripe stand-in, so buying works."""
-    return create_app(stripe_settings, manage_database=False)
+    async with using_app(stripe_settings) as app:
+        yield app
 
 
 @pytest.fixture

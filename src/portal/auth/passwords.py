@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
 
@@ -12,8 +14,32 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 MIN_LENGTH = 10
 MAX_LENGTH = 256
 
-# argon2-cffi's defaults are argon2id with RFC 9106's "low memory" profile.
-_hasher = PasswordHasher()
+# Only for test suites: ``ARGON2_TEST_PARAMS="time_cost=1,memory_cost=64,parallelism=1"``
+# lowers the cost of every hash. Read only when set; never set it in production.
+PARAMS_VARIABLE = "ARGON2_TEST_PARAMS"
+_PARAM_NAMES = frozenset({"time_cost", "memory_cost", "parallelism"})
+
+
+def make_hasher(env: Mapping[str, str] | None = None) -> PasswordHasher:
+    """argon2-cffi's defaults (argon2id, RFC 9106's "low memory" profile), unless
+    ``ARGON2_TEST_PARAMS`` is set explicitly (the test suite's cheaper hashing)."""
+    raw = (os.environ if env is None else env).get(PARAMS_VARIABLE, "").strip()
+    if not raw:
+        return PasswordHasher()
+    params: dict[str, int] = {}
+    for part in raw.split(","):
+        name, _, value = part.partition("=")
+        name = name.strip()
+        if name not in _PARAM_NAMES or not value.strip().isdigit():
+            raise ValueError(
+                f"{PARAMS_VARIABLE}: expected name=number with names "
+                f"{sorted(_PARAM_NAMES)}, got {part!r}"
+            )
+        params[name] = int(value)
+    return PasswordHasher(**params)
+
+
+_hasher = make_hasher()
 
 # Verifying against this keeps the time of a sign-in for an unknown account
 # the same as for a known one, so timing does not reveal who has an account.
