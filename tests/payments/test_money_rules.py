@@ -97,10 +97,10 @@ async def test_a_repeated_refund_form_refunds_once(shop: Shop) -> None:
     assert await Refund.count().where(Refund.sale == sale_id).run() == 1
     assert (await sales.session_counts(sale_id)).revoked == 3
     # The same key from someone else, or for another form, is refused, not replayed.
-    with pytest.raises(payments.ValidationFailed):
+    with pytest.raises(payments.Invalid):
         async with db.transaction():
             await onetime.claim(key, user_id=as_user(shop.client).id, action="refund")
-    with pytest.raises(payments.ValidationFailed):
+    with pytest.raises(payments.Invalid):
         async with db.transaction():
             await onetime.claim(key, user_id=shop.manager.id, action="complete")
 
@@ -108,7 +108,7 @@ async def test_a_repeated_refund_form_refunds_once(shop: Shop) -> None:
 async def test_refusal_after_every_session_was_used_says_why(shop: Shop) -> None:
     sale_id = await _cash_sale(shop, shop.package_id)
     await payments.refund_sale(None, shop.manager_user, sale_id, sessions=5, reason="x")
-    with pytest.raises(payments.ValidationFailed) as refused:
+    with pytest.raises(payments.Invalid) as refused:
         await payments.refund_sale(None, shop.manager_user, sale_id, sessions=1, reason="x")
     assert refused.value.errors  # a message for the form, never an empty page
 
@@ -156,7 +156,7 @@ async def test_lost_chargeback_exact_figures(
         "tax_payable": 3713,
     }
     # Refunds wait for the dispute.
-    with pytest.raises(payments.ValidationFailed):
+    with pytest.raises(payments.Invalid):
         await payments.refund_sale(shop.gateway, shop.manager_user, sale_id, sessions=1, reason="x")
     await stripe_standin.close_dispute(dispute["id"], "lost")
     await stripe_standin.drain()
@@ -332,9 +332,8 @@ async def test_owners_see_sales_needing_review_with_the_reason(shop: Shop) -> No
 
 
 async def test_refund_refusal_is_shown_beside_the_form(shop: Shop) -> None:
-    from tests import factories
-
     from portal.sales.tables import SaleSession
+    from tests import factories
 
     sale_id = await _cash_sale(shop, shop.package_id)
     # Every session given (set directly: the booking flow is tested elsewhere).

@@ -180,14 +180,14 @@ async def test_refund_needs_reason_and_unused_sessions_and_scope(
 ):
     sale_id, _ = await _buy(shop, stripe_standin)
     manager = _user(shop.manager, frozenset({shop.location_id}))
-    with pytest.raises(payments.ValidationFailed) as missing_reason:
+    with pytest.raises(payments.Invalid) as missing_reason:
         await payments.refund_sale(shop.gateway, manager, sale_id, sessions=1, reason=" ")
     assert "reason" in missing_reason.value.errors
-    with pytest.raises(payments.ValidationFailed) as too_many:
+    with pytest.raises(payments.Invalid) as too_many:
         await payments.refund_sale(shop.gateway, manager, sale_id, sessions=6, reason="x")
     assert "between 1 and 5" in too_many.value.errors["sessions"]
     other = _user(await factories.make_user("manager"), frozenset({999}))
-    with pytest.raises(payments.PermissionDeniedException):
+    with pytest.raises(payments.Forbidden):
         await payments.refund_sale(shop.gateway, other, sale_id, sessions=1, reason="x")
     assert await Refund.count().run() == 0
 
