@@ -26,8 +26,11 @@ run: $(STAMP)
 	$(BIN)/portal demo --if-empty
 	PORT=$(PORT) $(BIN)/python -m portal.devserver
 
+# Two workers (pytest-xdist; TEST_WORKERS=auto uses every core): each has its own
+# databases, stand-in and ports; the browser and race suites stay on one worker each.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 load: $(STAMP)
 	$(BIN)/python bench/load.py $(LOAD_ARGS)
