@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.params import FromPath, Parameter
+from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
 
 from portal.audit import service as audit
@@ -212,8 +212,8 @@ def reverse(request: Request[Any, Any, Any], name: str, **params: Any) -> str:
 
 def _query(name: str, default: str | None) -> tuple[Any, Any]:
     if default is None:
-        return Annotated[str | None, Parameter(query=name)], None
-    return Annotated[str, Parameter(query=name)], default
+        return Annotated[str | None, QueryParameter(name=name)], None
+    return Annotated[str, QueryParameter(name=name)], default
 
 
 def _signed(fn: Callable[..., Any], params: list[tuple[str, Any, Any]], returns: Any) -> Any:
