@@ -1047,7 +1047,7 @@ async def mark_no_show(
     appointment = await get_appointment_for(actor, appointment_id, write=True)
     if waive and not waive_reason.strip():
         raise Invalid({"waive_reason": "Say why the forfeit is waived."})
-    async with _sale_of_credit_locked(appointment["sale_session"]):
+    async with _sale_of_credit_locked(appointment["sale_session"]) as sale:
         if await onetime.claim(request_key, user_id=actor.id, action="no_show", field="status"):
             return  # recorded by the first submission of this form
         appointment = await get_appointment(appointment_id)
@@ -1059,15 +1059,17 @@ async def mark_no_show(
             appointment_id, NO_SHOW, waived=waive, waive_reason=waive_reason.strip()[:1000]
         ):
             raise Invalid({"status": "The appointment changed meanwhile; reload it."})
+        # As for a late cancel: no revenue on money under dispute, the credit goes back.
+        forfeit = not waive and not (sale is not None and sale["frozen"])
         credit = await _release_credit(
-            appointment["sale_session"], sales.AVAILABLE if waive else sales.FORFEITED
+            appointment["sale_session"], sales.FORFEITED if forfeit else sales.AVAILABLE
         )
-        if not waive and credit is not None:
+        if forfeit and credit is not None:
             await _recognise(appointment, credit, "session_forfeited", "No-show")
         await audit.record(
             actor, "no_show", "appointment", appointment_id,
             before={"status": BOOKED},
-            after={"status": NO_SHOW, "credit": "returned" if waive else "forfeited",
+            after={"status": NO_SHOW, "credit": "forfeited" if forfeit else "returned",
                    "waive_reason": waive_reason.strip()},
         )  # fmt: skip
         await onetime.finish(request_key, NO_SHOW)

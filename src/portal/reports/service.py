@@ -265,8 +265,10 @@ PAYMENT_TAX = (
     "CASE WHEN s.total_cents = 0 THEN 0 WHEN p.amount_cents = s.total_cents THEN s.tax_cents "
     "ELSE (2 * p.amount_cents * s.tax_cents + s.total_cents) / (2 * s.total_cents) END"
 )
+# A completed refund's tax is what its journal entry gave back (``refund.tax_cents``,
+# cumulative over the sale's refunds); a pending one shows its proportional share.
 REFUND_TAX = (
-    "CASE WHEN s.total_cents = 0 THEN 0 "
+    "CASE WHEN r.status = 'succeeded' THEN r.tax_cents WHEN s.total_cents = 0 THEN 0 "
     "ELSE (2 * r.amount_cents * s.tax_cents + s.total_cents) / (2 * s.total_cents) END"
 )
 
