@@ -105,7 +105,12 @@ async def test_staff_books_for_a_client_and_other_manager_is_refused(app, clinic
                 "start": ny(day, 13).isoformat(), "client_email": clinic.client.email,
             },
         )  # fmt: skip
-        assert refused.status_code == 403
+        # A's client is not B's manager's to see (nor A's schedule to book): refused
+        # as for an email nobody has.
+        assert refused.status_code == 422
+        assert factories.field_error(refused.text, "client_email") == (
+            "No client account with this email."
+        )
     assert await Appointment.count().run() == 1
 
 

@@ -1,7 +1,8 @@
 """Which clients a manager lists and may open, whichever form the scope query takes.
 
-A client is a manager's when they have a purchase that was not abandoned, an
-appointment, or their preferred location at one of the manager's locations.
+A client is a manager's when they have a paid purchase, an appointment they
+booked or attended, or their preferred location at one of the manager's
+locations; an open (unpaid) checkout ties nothing.
 The list checks that per client (large locations) or reads the locations'
 client set (small ones); both must give the same clients, on every page, with
 the preferred-location filter too, and the single-client check must agree.
@@ -116,15 +117,13 @@ async def test_managers_list_and_open_exactly_the_clients_of_their_locations(
     manager_both = CurrentUser(0, "", "", MANAGER, frozenset({a, b}))
 
     theirs_a = [
-        "Booked at A, bought and prefers B", "Every tie to A", "Open checkout at A",
-        "Prefers A", "Sale at A",
+        "Booked at A, bought and prefers B", "Every tie to A", "Prefers A", "Sale at A",
     ]  # fmt: skip
     assert await _names(manager_a) == theirs_a  # by name, each once, across pages
     assert await _names(manager_b) == ["Booked at A, bought and prefers B", "Of B only"]
     assert await _names(manager_both) == sorted([*theirs_a, "Of B only"])
     assert await _names(manager_a, search="at a") == [
         "Booked at A, bought and prefers B",
-        "Open checkout at A",
         "Sale at A",
     ]
     # Preferred location: one of theirs (every client preferring it is theirs) …
@@ -141,9 +140,9 @@ async def test_managers_list_and_open_exactly_the_clients_of_their_locations(
     assert await _names(owner, location_id=b) == ["Booked at A, bought and prefers B", "Of B only"]
 
     # The single-client check agrees with the list.
-    for client_id in (clinic.client.id, open_checkout, booked, prefers_a, every_tie):
+    for client_id in (clinic.client.id, booked, prefers_a, every_tie):
         await clients.ensure_can_read_client(manager_a, client_id)
-    for client_id in (abandoned, of_b, nobody):
+    for client_id in (open_checkout, abandoned, of_b, nobody):
         with pytest.raises(Forbidden):
             await clients.ensure_can_read_client(manager_a, client_id)
     await clients.ensure_can_read_client(manager_b, of_b)

@@ -17,6 +17,8 @@ from portal.auth.tables import User
 from portal.bookings import listing, notify, service, weekview
 from portal.bookings import series as series_service
 from portal.catalog.tables import Service
+from portal.clients import service as clients
+from portal.errors import Forbidden
 from portal.locations.service import get_location_for, visible_location_ids
 from portal.locations.tables import Location
 from portal.onetime import service as onetime
@@ -66,7 +68,10 @@ def _deliver_later(response: Response[Any], settings: Settings, deferred: list[i
         response.background = BackgroundTask(notify.deliver_all, list(deferred), settings)
 
 
-async def _client_by_email(email: str) -> dict[str, Any] | None:
+async def _client_by_email(user: CurrentUser, email: str) -> dict[str, Any] | None:
+    """The client with this email, if ``user`` may see them (the clients rule:
+    ``clients.service.ensure_can_read_client``); None otherwise, the same as for
+    an email nobody has, so a manager learns nothing of other locations' clients."""
     email = email.strip().lower()
     if not email:
         return None
@@ -76,7 +81,13 @@ async def _client_by_email(email: str) -> dict[str, Any] | None:
         .first()
         .run()
     )
-    return row if row is not None and row["role"] == CLIENT else None
+    if row is None or row["role"] != CLIENT:
+        return None
+    try:
+        await clients.ensure_can_read_client(user, int(row["id"]))
+    except Forbidden:
+        return None
+    return row
 
 
 def _no_credit(user: CurrentUser, exc: service.NoCredit) -> str:
@@ -147,7 +158,7 @@ async def _booking_page(
     client_id = user.id if user.role == CLIENT else None
     client = None
     if user.role != CLIENT:
-        client = await _client_by_email(values.get("client_email", ""))
+        client = await _client_by_email(user, values.get("client_email", ""))
         client_id = int(client["id"]) if client else None
     if location and service_id:
         slots = await service.free_slots(
@@ -321,7 +332,7 @@ class BookingController(Controller):
         errors: dict[str, str] = {}
         client_id = user.id
         if user.role != CLIENT:
-            client = await _client_by_email(values.get("client_email", ""))
+            client = await _client_by_email(user, values.get("client_email", ""))
             if not values.get("client_email", "").strip():
                 errors["client_email"] = "Enter the client's email address."
             elif client is None:
@@ -601,7 +612,7 @@ class BookingController(Controller):
             request_ = series_service.parse_series_form(values)
             client_id = user.id
             if user.role != CLIENT:
-                client = await _client_by_email(values.get("client_email", ""))
+                client = await _client_by_email(user, values.get("client_email", ""))
                 if client is None:
                     raise ValidationFailed({"client_email": "No client account with this email."})
                 client_id = int(client["id"])

@@ -5,8 +5,10 @@ their contact details and preferences, ``client_intake`` the versions of their
 intake questionnaire (never updated; an edit appends a version).
 
 Who may read a client: owners, every client; managers, the clients of their
-locations — with a purchase or an appointment there, or with one of them as
-preferred location (:func:`ensure_can_read_client`, :func:`client_scope`).
+locations — with a paid purchase there, an appointment there that the client
+booked or attended, or one of them as the preferred location the client chose
+(:func:`ensure_can_read_client`, :func:`client_scope`; one rule, :func:`_ties`).
+Selling to a client of another location is allowed and ties nothing until paid.
 Accountants and therapists never see clients' intake.
 """
 
@@ -57,6 +59,7 @@ PROFILE_LABELS = {
     "preferred_location_id": "Preferred location",
 }
 _LIST_FIELDS = ("concerns", "regions", "health_flags")
+PREFERENCE_IS_THE_CLIENTS = "Only the client chooses their preferred location, in their account."
 
 
 @dataclass(frozen=True)
@@ -81,8 +84,8 @@ async def ensure_can_read_client(actor: CurrentUser, client_id: int) -> None:
     """Staff who may see a client's contact details and intake, or the client.
 
     Owners: every client. Managers: the clients of their locations — with a
-    purchase or an appointment there, or who chose one of them as preferred
-    location. Accountants and therapists: no.
+    paid purchase there, an appointment there they booked or attended, or who
+    chose one of them as preferred location. Accountants and therapists: no.
     """
     if actor.role == OWNER:
         return
@@ -108,8 +111,8 @@ def client_scope(actor: CurrentUser) -> frozenset[int] | None:
     raise Forbidden("You do not have access to the client list.")
 
 
-# A manager's clients are ``app_user`` rows with a preference, a purchase (not an
-# abandoned one) or an appointment at one of their locations. Bookings and sales
+# A manager's clients are ``app_user`` rows with a preference, a paid purchase or an
+# appointment they booked or attended at one of their locations. Bookings and sales
 # build on clients: their tables are read here, not their rules. The list walks
 # clients by name, so a page costs the rows walked until 50 match. Two forms of
 # the same condition, giving the same rows:
@@ -126,15 +129,27 @@ def client_scope(actor: CurrentUser) -> frozenset[int] | None:
 SCOPE_SET_ROWS = 10_000
 
 
+# What ties a client to a location is something the client did there, never a staff
+# action alone: a sale that was paid (active, or refunded since), an appointment
+# the client booked themselves or attended, or their own choice of preferred
+# location (staff cannot change it: ``save_profile``). A pending front-desk sale or
+# checkout link, or an appointment staff booked that has not happened, ties nothing.
+PAID_SALE_STATUSES = ("active", "refunded")
+ATTENDED = "completed"
+
+
 def _ties(location_ids: frozenset[int], client: str | None) -> tuple[str, list[Any]]:
     """SQL for the client ids tied to the locations; ``client`` correlates each part."""
     ids: list[Any] = sorted(location_ids) or [-1]
     marks = ", ".join("{}" for _ in ids)
+    paid = ", ".join("{}" for _ in PAID_SALE_STATUSES)
     parts: list[tuple[str, str, str, list[Any]]] = [
         ('"user"', "client_profile", f"preferred_location IN ({marks})", ids),
-        ("client", "sale", f"location IN ({marks}) AND status <> {{}}", [*ids, "cancelled"]),
-        ("client", "appointment", f"location IN ({marks})", ids),
-    ]
+        ("client", "sale", f"location IN ({marks}) AND status IN ({paid})",
+         [*ids, *PAID_SALE_STATUSES]),
+        ("client", "appointment",
+         f"location IN ({marks}) AND (booked_by = client OR status = {{}})", [*ids, ATTENDED]),
+    ]  # fmt: skip
     sql: list[str] = []
     args: list[Any] = []
     for column, table, condition, values in parts:
@@ -358,6 +373,10 @@ async def save_profile(
             raise Forbidden("You can only edit your own profile.")
     elif actor.role not in STAFF_READERS:
         raise Forbidden("You do not have access to this client.")
+    elif data.preferred_location_id != client["preferred_location_id"]:
+        # The preference gives that location's managers access to the client
+        # (``_ties``): it is the client's own choice, never staff's.
+        raise Invalid({"preferred_location_id": PREFERENCE_IS_THE_CLIENTS})
     before = profile_snapshot(client)
     after = data.as_dict()
     if before == after and client["has_profile"]:
