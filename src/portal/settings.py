@@ -70,15 +70,18 @@ class Settings:
     stripe_secret_key: str = ""
     stripe_webhook_secret: str = ""
     stripe_api_base: str = ""
-    # Sessions: staff are signed out after this much idle time; nobody keeps a
-    # session longer than the absolute lifetime.
+    # Sessions: staff are signed out after this much idle time, clients after
+    # theirs; nobody keeps a session longer than the absolute lifetime.
     session_idle_minutes: int = 8 * 60
+    client_session_idle_minutes: int = 24 * 60
     session_absolute_hours: int = 7 * 24
     session_touch_seconds: int = 60
-    # Sign-in throttling: failures counted over a sliding window.
+    # Sign-in throttling: failures counted over a sliding window, per account
+    # from one address, per address, and per account from every address.
     login_window_minutes: int = 15
     login_max_failures_per_account: int = 5
     login_max_failures_per_address: int = 5
+    login_max_failures_per_account_total: int = 50
     db_pool_min: int = 1
     db_pool_max: int = 10
     debug: bool = False
@@ -127,9 +130,13 @@ class Settings:
             stripe_webhook_secret=env.get("STRIPE_WEBHOOK_SECRET", ""),
             stripe_api_base=env.get("STRIPE_API_BASE", ""),
             session_idle_minutes=_int(env, "SESSION_IDLE_MINUTES", 8 * 60),
+            client_session_idle_minutes=_int(env, "CLIENT_SESSION_IDLE_MINUTES", 24 * 60),
             session_absolute_hours=_int(env, "SESSION_ABSOLUTE_HOURS", 7 * 24),
             login_max_failures_per_account=_int(env, "LOGIN_MAX_FAILURES", 5),
             login_max_failures_per_address=_int(env, "LOGIN_MAX_FAILURES_PER_ADDRESS", 5),
+            login_max_failures_per_account_total=_int(
+                env, "LOGIN_MAX_FAILURES_PER_ACCOUNT_TOTAL", 50
+            ),
             db_pool_min=_int(env, "DB_POOL_MIN", 1),
             db_pool_max=_int(env, "DB_POOL_MAX", 10),
             debug=_bool(env.get("PORTAL_DEBUG")),

@@ -66,11 +66,11 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def _failures(column: Any, value: str, since: datetime) -> list[datetime]:
-    """Failure times for one key in the window, after its last success."""
+async def _failures_since_success(where: Any, since: datetime) -> list[datetime]:
+    """Failure times matching ``where`` in the window, after its last success."""
     last_success = (
         await LoginAttempt.select(LoginAttempt.at)
-        .where((column == value) & (LoginAttempt.at >= since) & (LoginAttempt.success == True))  # noqa: E712
+        .where(where & (LoginAttempt.at >= since) & (LoginAttempt.success == True))  # noqa: E712
         .order_by(LoginAttempt.at, ascending=False)
         .first()
         .run()
@@ -78,26 +78,76 @@ async def _failures(column: Any, value: str, since: datetime) -> list[datetime]:
     start = last_success["at"] if last_success else since
     rows = (
         await LoginAttempt.select(LoginAttempt.at)
-        .where((column == value) & (LoginAttempt.at > start) & (LoginAttempt.success == False))  # noqa: E712
+        .where(where & (LoginAttempt.at > start) & (LoginAttempt.success == False))  # noqa: E712
         .order_by(LoginAttempt.at)
         .run()
     )
     return [r["at"] for r in rows]
 
 
+async def _address_failures(address: str, since: datetime) -> list[datetime]:
+    """Failure times from ``address`` in the window that still count against it.
+
+    A success clears only its own account's earlier failures from the address:
+    signing in to an account of one's own between guesses at another's resets
+    nothing. (Refused, throttled tries are not recorded, so the rows read here
+    stay few.)
+    """
+    rows = (
+        await LoginAttempt.select(LoginAttempt.account_key, LoginAttempt.at, LoginAttempt.success)
+        .where((LoginAttempt.address == address) & (LoginAttempt.at >= since))
+        .order_by(LoginAttempt.at)
+        .run()
+    )
+    last_success: dict[str, datetime] = {}
+    for row in rows:
+        if row["success"]:
+            last_success[row["account_key"]] = row["at"]
+    return [
+        row["at"]
+        for row in rows
+        if not row["success"]
+        and not (
+            row["account_key"] in last_success and last_success[row["account_key"]] > row["at"]
+        )
+    ]
+
+
 async def check_throttle(settings: Settings, account_key: str, address: str) -> None:
+    """Refuse (``Throttled``) a sign-in try that has had too many failures before it.
+
+    Three counts over the sliding window:
+
+    * the account from this address (reset by its success from there): the
+      owner's own device is not locked out by someone guessing elsewhere;
+    * this address, whatever the account (a success clears only that
+      account's own failures): one source cannot guess across accounts;
+    * the account from every address (reset by its success), a generous limit
+      against guessing spread over many addresses.
+    """
     now = utcnow()
     window = timedelta(minutes=settings.login_window_minutes)
     since = now - window
-    for column, value, limit in (
-        (LoginAttempt.account_key, account_key, settings.login_max_failures_per_account),
-        (LoginAttempt.address, address, settings.login_max_failures_per_address),
-    ):
-        failures = await _failures(column, value, since)
-        if len(failures) >= limit:
-            # Free again when the oldest counted failure leaves the window.
-            oldest = failures[-limit]
-            raise Throttled(int((oldest + window - now).total_seconds()) + 1)
+    pair = (LoginAttempt.account_key == account_key) & (LoginAttempt.address == address)
+    counts = (
+        (
+            await _failures_since_success(pair, since),
+            settings.login_max_failures_per_account,
+        ),
+        (await _address_failures(address, since), settings.login_max_failures_per_address),
+        (
+            await _failures_since_success(LoginAttempt.account_key == account_key, since),
+            settings.login_max_failures_per_account_total,
+        ),
+    )
+    waits = [
+        # Free again when the oldest counted failure leaves the window.
+        int((failures[-limit] + window - now).total_seconds()) + 1
+        for failures, limit in counts
+        if len(failures) >= limit
+    ]
+    if waits:
+        raise Throttled(max(waits))
 
 
 async def sign_in(
@@ -202,9 +252,13 @@ async def load_session(settings: Settings, token: str) -> CurrentUser | None:
     if row is None:
         return None
     now = utcnow()
-    idle_limit = timedelta(minutes=settings.session_idle_minutes)
+    idle_minutes = (
+        settings.session_idle_minutes
+        if row["role"] in STAFF_ROLES
+        else settings.client_session_idle_minutes
+    )
     expired = row["expires_at"] <= now or not row["active"]
-    if row["role"] in STAFF_ROLES and now - row["last_seen_at"] > idle_limit:
+    if now - row["last_seen_at"] > timedelta(minutes=idle_minutes):
         expired = True
     if expired:
         await UserSession.delete().where(UserSession.id == row["id"]).run()
