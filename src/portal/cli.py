@@ -92,6 +92,21 @@ def cmd_demo(args: argparse.Namespace) -> None:
         print(f"  {role:<11} {email}")
 
 
+def proxy_options(env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Whose ``X-Forwarded-For`` / ``X-Forwarded-Proto`` uvicorn believes.
+
+    Only the proxies named in ``FORWARDED_ALLOW_IPS`` (addresses or networks,
+    comma-separated: the reverse proxy in front of the portal). Unset or empty,
+    no one's: the client address is the connection's peer, which is what the
+    sign-in throttle and the audit log record — a forged header from anyone
+    who can reach the port would otherwise choose it.
+    """
+    allowed = (os.environ if env is None else env).get("FORWARDED_ALLOW_IPS", "").strip()
+    if not allowed:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": allowed}
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -106,8 +121,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         workers=args.workers,
         log_level="info",
         server_header=False,  # responses do not name the server
-        proxy_headers=True,
-        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        **proxy_options(),
     )
 
 

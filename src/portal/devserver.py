@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from portal.cli import proxy_options
 from portal.demo import DEMO_ACCOUNTS, DEMO_PASSWORD
 
 
@@ -57,7 +58,12 @@ def main() -> None:
             print(f"  {role:<11} {email}")
         print()
         uvicorn.run(
-            "portal.asgi:app", host="127.0.0.1", port=port, log_level="info", server_header=False
+            "portal.asgi:app",
+            host="127.0.0.1",
+            port=port,
+            log_level="info",
+            server_header=False,
+            **proxy_options(),  # as `portal serve`: only a named proxy's headers
         )
 
 
