@@ -66,12 +66,17 @@ async def _compose_page(
     errors: dict[str, str] | None = None,
     extra_rows: int = 0,
     status_code: int = 200,
-    log_read: bool = True,
 ) -> Template:
-    """The writing page: the form, with the client's intake and earlier notes beside it."""
+    """The writing page: the form, with the client's intake and earlier notes beside it.
+
+    Every rendering that shows them (the first, one with more rows, one with a
+    validation error) appends its access-log row first; a page that only says
+    why no note can be written yet shows neither and logs nothing.
+    """
     user = current_user(request)
     client_id = int(appointment["client"])
-    if log_read:
+    problem = service.writable_problem(appointment) if note is None else None
+    if problem is None:
         await service.record_read(
             user,
             service.COMPOSE,
@@ -102,7 +107,7 @@ async def _compose_page(
             "previous": previous,
             "series_label": series,
             "action": action,
-            "problem": service.writable_problem(appointment) if note is None else None,
+            "problem": problem,
             **_form_choices(),
             "labels": note_form.error_labels(errors or {}),
         },
@@ -253,10 +258,7 @@ class NotesController(Controller):
             return Redirect(path=f"/notes/{note_id}", status_code=303)
         if user.role == THERAPIST:
             await service.appointment_for_writing(user, appointment_id)
-            return await _compose_page(
-                request, appointment, note_form.form_from_note(None),
-                log_read=service.writable_problem(appointment) is None,
-            )  # fmt: skip
+            return await _compose_page(request, appointment, note_form.form_from_note(None))
         return Template(
             "notes/none.html",
             context={"a": appointment, "labels": bookings.STATUS_LABELS},
@@ -273,7 +275,7 @@ class NotesController(Controller):
         if values.get("action") == "more_rows":
             return await _compose_page(
                 request, appointment, submitted,
-                extra_rows=(_int(values.get("extra_rows")) or 0) + 3, log_read=False,
+                extra_rows=(_int(values.get("extra_rows")) or 0) + 3,
             )  # fmt: skip
         try:
             data = note_form.parse_note(values, multi)
@@ -289,7 +291,6 @@ class NotesController(Controller):
         except ValidationFailed as exc:
             return await _compose_page(
                 request, appointment, submitted, errors=exc.errors, status_code=422,
-                log_read=False,
             )  # fmt: skip
         if values.get("action") == "review":
             return redirect(request, f"/notes/{note_id}/sign", "Draft saved. Review it and sign.")
@@ -324,7 +325,7 @@ class NotesController(Controller):
         if values.get("action") == "more_rows" and note["status"] == service.DRAFT:
             return await _compose_page(
                 request, appointment, submitted, note=note,
-                extra_rows=(_int(values.get("extra_rows")) or 0) + 3, log_read=False,
+                extra_rows=(_int(values.get("extra_rows")) or 0) + 3,
             )  # fmt: skip
         try:
             if note["status"] != service.DRAFT:
@@ -334,7 +335,6 @@ class NotesController(Controller):
         except ValidationFailed as exc:
             return await _compose_page(
                 request, appointment, submitted, note=note, errors=exc.errors, status_code=422,
-                log_read=False,
             )  # fmt: skip
         if values.get("action") == "review":
             return redirect(request, f"/notes/{note_id}/sign", "Draft saved. Review it and sign.")
