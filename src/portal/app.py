@@ -24,8 +24,8 @@ from portal.migrate import apply_migrations, pending_migrations
 from portal.settings import Settings, get_settings
 from portal.web import templating
 from portal.web.errors import EXCEPTION_HANDLERS
-from portal.web.guards import assert_every_route_guarded, requires_staff
-from portal.web.middleware import PortalMiddleware, add_security_headers
+from portal.web.guards import assert_every_route_guarded, requires_role
+from portal.web.middleware import CSRF_COOKIE, PortalMiddleware, add_security_headers
 
 STATIC_DIR = Path(__file__).parent / "static"
 WEBHOOK_PATH = "/stripe/webhook"
@@ -74,7 +74,11 @@ def create_app(settings: Settings | None = None, *, manage_database: bool = True
         opt={"public": True},
         name="static",
     )
-    openapi_router = Router(path="/api/v1/schema", route_handlers=[], guards=[requires_staff])
+    # The API's description is for the people who may hold API tokens (owners,
+    # managers, accountants); therapists and clients get 403.
+    openapi_router = Router(
+        path="/api/v1/schema", route_handlers=[], guards=[requires_role(*tokens.TOKEN_ROLES)]
+    )
     app = Litestar(
         route_handlers=[*route_handlers(), static_router],
         middleware=[
@@ -87,7 +91,7 @@ def create_app(settings: Settings | None = None, *, manage_database: bool = True
         ],
         csrf_config=CSRFConfig(
             secret=settings.secret_key,
-            cookie_name="portal_csrf",
+            cookie_name=CSRF_COOKIE,
             cookie_secure=settings.secure_cookies,
             cookie_httponly=True,
             cookie_samesite="lax",

@@ -11,7 +11,7 @@ from typing import Any
 
 from portal import db
 from portal.auth import passwords
-from portal.auth.tables import LoginAttempt, User, UserLocation, UserSession
+from portal.auth.tables import ApiToken, LoginAttempt, User, UserLocation, UserSession
 
 # Roles and the signed-in user live below every context (portal.identity); re-exported here.
 from portal.identity import (  # noqa: F401
@@ -219,6 +219,21 @@ async def end_sessions_of(user_id: int, *, except_session_id: int | None = None)
     await query.run()
 
 
+async def end_access_of(user_id: int) -> None:
+    """End every session of the user and revoke every API token they hold.
+
+    For a new password (changed, reset or set by an owner), a new role and a
+    deactivation: whoever held the old credentials loses them all. Revoked
+    tokens stay revoked; a reactivated account starts without any.
+    """
+    await end_sessions_of(user_id)
+    await (
+        ApiToken.update({ApiToken.revoked_at: utcnow()})
+        .where((ApiToken.user == user_id) & ApiToken.revoked_at.is_null())
+        .run()
+    )
+
+
 async def location_ids_of(user_id: int) -> frozenset[int]:
     rows = (
         await UserLocation.select(UserLocation.location).where(UserLocation.user == user_id).run()
@@ -328,7 +343,7 @@ async def change_password(
             .where(User.id == user.id)
             .run()
         )
-        await end_sessions_of(user.id)
+        await end_access_of(user.id)
         token = await open_session(settings, user.id, address=address, user_agent=user_agent)
     return token, {}
 

@@ -26,8 +26,8 @@ from portal.auth.service import (
     CLIENT,
     CurrentUser,
     Throttled,
+    end_access_of,
     end_session,
-    end_sessions_of,
     hash_token,
     is_valid_email,
     normalize_email,
@@ -328,7 +328,7 @@ async def reset_password(
             .where((PasswordReset.user == user_id) & PasswordReset.used_at.is_null())
             .run()
         )
-        await end_sessions_of(user_id)
+        await end_access_of(user_id)
         await LoginAttempt.insert(
             LoginAttempt(account_key=reset["email"], address=address[:64], at=now, success=True)
         ).run()

@@ -27,7 +27,7 @@ from portal.auth.service import (
     OWNER,
     THERAPIST,
     CurrentUser,
-    end_sessions_of,
+    end_access_of,
     is_valid_email,
 )
 from portal.auth.tables import User, UserLocation
@@ -528,7 +528,7 @@ async def set_active(
             account,
             active,
             address=address,
-            also=None if active else (lambda: end_sessions_of(account)),
+            also=None if active else (lambda: end_access_of(account)),
         )
 
     return await records.set_active(

@@ -13,7 +13,7 @@ from portal.auth.service import (
     MANAGER,
     ROLES,
     CurrentUser,
-    end_sessions_of,
+    end_access_of,
     is_valid_email,
     location_ids_of,
     normalize_email,
@@ -160,7 +160,7 @@ async def update_user(actor: CurrentUser, user_id: int, data: UserInput) -> None
             await _store_password(user_id, clean.password)
         if old["role"] != new["role"] or clean.password:
             # A changed role or password takes effect now, not at the next sign-in.
-            await end_sessions_of(user_id)
+            await end_access_of(user_id)
         await audit.record(actor, "update", "user", user_id, before=old, after=new)
 
 
@@ -191,7 +191,7 @@ async def set_password(actor: CurrentUser | None, user_id: int, password: str) -
         raise Invalid({"password": problem})
     async with db.transaction():
         await _store_password(user_id, password)
-        await end_sessions_of(user_id)
+        await end_access_of(user_id)
         await audit.record(actor, "set_password", "user", user_id, after={"password": "changed"})
 
 
@@ -202,7 +202,7 @@ async def set_active(actor: CurrentUser | None, user_id: int, active: bool) -> b
 
     async def end_sessions() -> None:
         if not active:
-            await end_sessions_of(user_id)
+            await end_access_of(user_id)
 
     return await records.set_active(actor, User, "user", user_id, active, also=end_sessions)
 

@@ -29,6 +29,8 @@ TokenAuthenticator = Callable[[str], Awaitable[CurrentUser | None]]
 
 SESSION_COOKIE = "portal_session"
 FLASH_COOKIE = "portal_flash"
+# Litestar's CSRF middleware (double submit); renewed when a session begins or ends.
+CSRF_COOKIE = "portal_csrf"
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

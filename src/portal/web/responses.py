@@ -6,10 +6,11 @@ from typing import Any
 
 from litestar import Request, Response
 from litestar.datastructures import Cookie
+from litestar.middleware.csrf import generate_csrf_token
 from litestar.response import Redirect
 
 from portal.settings import Settings
-from portal.web.middleware import FLASH_COOKIE, SESSION_COOKIE, encode_flashes
+from portal.web.middleware import CSRF_COOKIE, FLASH_COOKIE, SESSION_COOKIE, encode_flashes
 
 
 def client_address(request: Request[Any, Any, Any]) -> str:
@@ -39,7 +40,28 @@ def redirect(
     return response
 
 
+def new_csrf_cookie(response: Response[Any], settings: Settings) -> None:
+    """A fresh CSRF token for the browser: a token read before is worthless after.
+
+    Set whenever a session begins or ends, so a token captured (or planted)
+    before sign-in does not work for the signed-in session, nor one of the
+    session after sign-out.
+    """
+    response.set_cookie(
+        Cookie(
+            key=CSRF_COOKIE,
+            value=generate_csrf_token(settings.secret_key),
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=settings.secure_cookies,
+        )
+    )
+
+
 def set_session_cookie(response: Response[Any], settings: Settings, token: str) -> None:
+    """The session's cookie, and with it a new CSRF token (:func:`new_csrf_cookie`)."""
+    new_csrf_cookie(response, settings)
     response.set_cookie(
         Cookie(
             key=SESSION_COOKIE,
@@ -54,6 +76,8 @@ def set_session_cookie(response: Response[Any], settings: Settings, token: str) 
 
 
 def clear_session_cookie(response: Response[Any], settings: Settings) -> None:
+    """Forget the session cookie; a new CSRF token too (:func:`new_csrf_cookie`)."""
+    new_csrf_cookie(response, settings)
     response.set_cookie(
         Cookie(
             key=SESSION_COOKIE,
