@@ -18,8 +18,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from portal import contexts, db
-from portal.auth import service as auth
-from portal.auth import tokens
+from portal.auth import tokens, twostep
 from portal.migrate import apply_migrations, pending_migrations
 from portal.settings import Settings, get_settings
 from portal.web import templating
@@ -85,7 +84,7 @@ def create_app(settings: Settings | None = None, *, manage_database: bool = True
             DefineMiddleware(
                 PortalMiddleware,
                 settings=settings,
-                load_session=auth.load_session,
+                load_session=twostep.load_session,
                 authenticate_token=tokens.authenticate,
             )
         ],

@@ -1,4 +1,5 @@
-"""The `portal` command: serve, migrate, demo, users, stripe reconcile, stripe payouts,
+"""The `portal` command: serve, migrate, demo, users (create, set-password, deactivate,
+reset-2fa), stripe reconcile, stripe payouts,
 sales expire, packages expire, reminders send, backup, restore."""
 
 from __future__ import annotations
@@ -194,6 +195,28 @@ def cmd_users_deactivate(args: argparse.Namespace) -> None:
     except NotFound as exc:
         fail(str(exc.detail))
     print(f"Deactivated {args.email}." if changed else f"{args.email} was already inactive.")
+
+
+def cmd_users_reset_2fa(args: argparse.Namespace) -> None:
+    from portal.auth import twostep
+    from portal.errors import NotFound
+    from portal.users import service
+
+    async def run() -> twostep.Factors:
+        await _require_migrated()
+        user = await service.find_by_email(args.email)
+        return await twostep.reset(get_settings(), None, user["id"])
+
+    try:
+        before = asyncio.run(_with_database(run))
+    except NotFound as exc:
+        fail(str(exc.detail))
+    print(
+        f"Two-step sign-in reset for {args.email}: removed "
+        f"{'an authenticator app, ' if before.totp else ''}{before.passkeys} passkey(s) and "
+        f"{before.recovery_codes_left} unused recovery code(s); their sessions were ended "
+        "and they were emailed."
+    )
 
 
 def _day(text: str) -> date:
@@ -401,6 +424,14 @@ def build_parser() -> ArgumentParser:
     deactivate = users_sub.add_parser("deactivate", help="deactivate an account")
     deactivate.add_argument("--email", required=True)
     deactivate.set_defaults(func=cmd_users_deactivate)
+    reset_2fa = users_sub.add_parser(
+        "reset-2fa",
+        help="remove an account's passkeys, authenticator app and recovery codes",
+        description="For a member (an owner too) who lost every second factor: removes them, "
+        "ends the account's sessions and emails the account. Audited.",
+    )
+    reset_2fa.add_argument("--email", required=True)
+    reset_2fa.set_defaults(func=cmd_users_reset_2fa)
 
     stripe = sub.add_parser("stripe", help="Stripe payments")
     stripe_sub = stripe.add_subparsers(

@@ -37,6 +37,9 @@ class CurrentUser:
     role: str
     location_ids: frozenset[int]
     session_id: int = 0
+    # Signed in with a password only while their role requires a second factor they
+    # have not set up: the guards let them reach enrolment and sign-out, nothing else.
+    must_enrol: bool = False
 
     @property
     def is_staff(self) -> bool:

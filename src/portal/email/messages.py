@@ -21,6 +21,7 @@ RECEIPT = "receipt"
 BOOKING_CONFIRMATION = "booking_confirmation"
 CANCELLATION = "cancellation"
 REMINDER = "reminder"
+TWO_STEP = "two_step"
 KINDS = {
     WELCOME: "Welcome",
     PASSWORD_RESET: "Password reset",
@@ -28,6 +29,7 @@ KINDS = {
     BOOKING_CONFIRMATION: "Booking confirmation",
     CANCELLATION: "Cancellation",
     REMINDER: "Reminder",
+    TWO_STEP: "Two-step sign-in",
 }
 
 
@@ -206,6 +208,26 @@ async def send_reminder(
         {"name": name, **appointment.context(), "manage_url": manage_url},
         REMINDER,
         dedupe_key=key,
+        settings=settings,
+        defer=defer,
+    )
+
+
+async def send_two_step_notice(
+    to: str,
+    *,
+    name: str,
+    event: str,
+    happened_at: datetime,
+    settings: Settings | None = None,
+    defer: bool = False,
+) -> int:
+    """Tell the account's owner that its two-step sign-in changed (or a recovery code was used)."""
+    return await send(
+        to,
+        TWO_STEP,
+        {"name": name, "event": event, "happened_at": happened_at},
+        TWO_STEP,
         settings=settings,
         defer=defer,
     )

@@ -6,6 +6,7 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath
 from litestar.response import Template
 
+from portal.auth import twostep
 from portal.auth.service import OWNER, ROLE_LABELS, ROLES, CurrentUser
 from portal.locations.service import all_locations
 from portal.users import service
@@ -23,7 +24,7 @@ from portal.web.admin import (
 from portal.web.forms import ValidationFailed, read_form
 from portal.web.guards import current_user, requires_owner
 from portal.web.pagination import Page
-from portal.web.responses import redirect
+from portal.web.responses import client_address, redirect
 
 
 async def _form_context(
@@ -151,7 +152,13 @@ class UserController(admin_controller(USERS)):  # type: ignore[misc]
         form = {**user, "location_ids": [str(i) for i in user["location_ids"]]}
         return Template(
             "users/form.html",
-            context=await _form_context(form, {}, user=user, admin=AdminView(USERS, request)),
+            context=await _form_context(
+                form,
+                {},
+                user=user,
+                admin=AdminView(USERS, request),
+                two_step=await twostep.factors_of(user_id),
+            ),
         )
 
     @post("/{user_id:int}", name="user_update")
@@ -174,6 +181,40 @@ class UserController(admin_controller(USERS)):  # type: ignore[misc]
                 status_code=422,
             )
         return redirect(request, reverse(request, "user_edit", user_id=user_id), "Account saved.")
+
+    @get("/{user_id:int}/two-step/reset", name="user_two_step_reset_confirm")
+    async def two_step_reset_confirm(
+        self, request: Request[Any, Any, Any], user_id: FromPath[int]
+    ) -> Template:
+        user = await service.get_user(user_id)
+        return Template(
+            "auth/two_step_confirm.html",
+            context={
+                "title": f"Reset two-step sign-in for {user['email']}?",
+                "text": "Their passkeys, authenticator app and recovery codes are removed and "
+                "their sessions end; they are emailed. They sign in with their password and, "
+                "if their role requires it, set up a new second step at once.",
+                "action": reverse(request, "user_two_step_reset", user_id=user_id),
+                "button": "Reset two-step sign-in",
+                "cancel_url": reverse(request, "user_edit", user_id=user_id),
+            },
+        )
+
+    @post("/{user_id:int}/two-step/reset", name="user_two_step_reset")
+    async def two_step_reset(
+        self, request: Request[Any, Any, Any], user_id: FromPath[int]
+    ) -> Response[Any]:
+        await twostep.reset(
+            request.app.state.settings,
+            current_user(request),
+            user_id,
+            address=client_address(request),
+        )
+        return redirect(
+            request,
+            reverse(request, "user_edit", user_id=user_id),
+            "Two-step sign-in reset; the member was emailed and signed out.",
+        )
 
 
 ROUTES = [UserController]

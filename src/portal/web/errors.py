@@ -18,6 +18,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVI
 
 from portal import db
 from portal.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from portal.web.guards import ENROL_PATH, EnrolmentRequired
 
 logger = logging.getLogger("portal.errors")
 
@@ -110,6 +111,15 @@ def permission_denied_handler(
     return _render(request, 403, detail)
 
 
+def enrolment_required_handler(
+    request: Request[Any, Any, Any], exc: EnrolmentRequired
+) -> Response[Any]:
+    """Staff whose role requires two-step sign-in enrol before anything else."""
+    if _wants_json(request):
+        return _render(request, 403, str(exc.detail))
+    return Redirect(path=ENROL_PATH, status_code=303)
+
+
 def not_found_handler(request: Request[Any, Any, Any], exc: NotFoundException) -> Response[Any]:
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail != "Not Found" else ""
     return _render(request, 404, detail)
@@ -183,6 +193,7 @@ def _is_out_of_domain(exc: Exception) -> bool:
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     DomainError: domain_error_handler,
     NotAuthorizedException: not_authorized_handler,
+    EnrolmentRequired: enrolment_required_handler,
     PermissionDeniedException: permission_denied_handler,
     NotFoundException: not_found_handler,
     HTTPException: http_exception_handler,

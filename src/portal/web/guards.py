@@ -18,6 +18,18 @@ from litestar.types import Guard
 
 from portal.identity import ROLES, STAFF_ROLES, CurrentUser
 
+ENROL_PATH = "/account/two-step"
+
+
+class EnrolmentRequired(PermissionDeniedException):
+    """A gated user (``CurrentUser.must_enrol``) asked for anything but enrolment: pages
+    answer with a redirect to enrol, the JSON API with 403 (``portal.web.errors``)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Your role requires two-step sign-in: set up a passkey or an authenticator app first."
+        )
+
 
 class RoleGuard:
     """Callable guard that remembers which roles it admits."""
@@ -35,6 +47,8 @@ class RoleGuard:
         user = current_user_or_none(connection)
         if user is None:
             raise NotAuthorizedException("Please sign in.")
+        if user.must_enrol and not _.opt.get("enrolment"):
+            raise EnrolmentRequired()
         if user.role not in self.roles:
             raise PermissionDeniedException("Your role does not give access to this page.")
 
