@@ -108,6 +108,34 @@ def proxy_options(env: dict[str, str] | None = None) -> dict[str, Any]:
     return {"proxy_headers": True, "forwarded_allow_ips": allowed}
 
 
+# The path of a password-reset link is its secret: not in the server's access log.
+RESET_PATH_RE = re.compile(r"/password/reset/[^\s?#\"]+")
+
+
+class HideResetLinks(logging.Filter):
+    """Uvicorn's access log lines with reset tokens replaced by ``[hidden]``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                RESET_PATH_RE.sub("/password/reset/[hidden]", arg) if isinstance(arg, str) else arg
+                for arg in record.args
+            )
+        return True
+
+
+def log_config() -> dict[str, Any]:
+    """Uvicorn's logging, with :class:`HideResetLinks` on the access log."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["hide_reset_links"] = {"()": HideResetLinks}
+    config["handlers"]["access"]["filters"] = ["hide_reset_links"]
+    return config
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -122,6 +150,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         workers=args.workers,
         log_level="info",
         server_header=False,  # responses do not name the server
+        log_config=log_config(),
         **proxy_options(),
     )
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from portal.cli import proxy_options
+from portal.cli import log_config, proxy_options
 from portal.demo import DEMO_ACCOUNTS, DEMO_PASSWORD
 
 
@@ -63,6 +63,7 @@ def main() -> None:
             port=port,
             log_level="info",
             server_header=False,
+            log_config=log_config(),
             **proxy_options(),  # as `portal serve`: only a named proxy's headers
         )
 

@@ -8,8 +8,10 @@ necessarily says that an email is taken; the throttle bounds how fast anyone
 can ask.)
 
 Reset links carry a random token; only its SHA-256 is stored, with an expiry
-(one hour). Using a link is a compare-and-set on ``used_at``, so a link works
-once even when submitted twice at the same moment.
+(30 minutes). The link itself is in the stored message, which SMTP delivers;
+the owners' outbox pages show "[reset link hidden]" in its place. Using a link
+is a compare-and-set on ``used_at``, so a link works once even when submitted
+twice at the same moment.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ from portal.users import service as users
 
 SIGNUP = "signup"
 RESET = "reset"
-RESET_VALID_FOR = timedelta(hours=1)
+# Short: the link is a bearer secret while it is valid.
+RESET_VALID_FOR = timedelta(minutes=30)
 # Sign-ups from one network address per window (a household or an office
 # signs up a few people; a script trying thousands of addresses is stopped).
 SIGNUP_MAX_PER_ADDRESS = 10
@@ -184,12 +187,13 @@ async def sign_up(
 # -- password reset ---------------------------------------------------------------
 
 
-async def request_password_reset(settings: Settings, email: str, *, address: str) -> int | None:
-    """Email a reset link if an active account has this address.
+async def accept_reset_request(settings: Settings, email: str, *, address: str) -> str:
+    """The part of a reset request answered before replying: the same for every address.
 
-    Returns the outbox id of the message to deliver, or None; the caller
-    answers the same either way. Raises ``Throttled`` (for any address,
-    existing or not) after too many requests.
+    Throttles (``Throttled`` for any address, existing or not) and records the
+    request; returns the normalised email for :func:`send_reset_link`, which
+    the caller runs after answering. Nothing here depends on whether an
+    account exists, so neither the answer nor its timing can tell.
     """
     address = address[:64]
     key = normalize_email(email)[:254]
@@ -203,6 +207,14 @@ async def request_password_reset(settings: Settings, email: str, *, address: str
         window,
     )
     await _log_request(RESET, key, address)
+    return key
+
+
+async def send_reset_link(
+    settings: Settings, key: str, *, address: str, defer: bool = True
+) -> int | None:
+    """Store a reset link for the active account with this email and the message
+    that carries it (sent through SMTP unless ``defer``); None when there is none."""
     user = (
         await User.select(User.id, User.email, User.name)
         .where((User.email == key) & (User.active == True))  # noqa: E712
@@ -220,7 +232,7 @@ async def request_password_reset(settings: Settings, email: str, *, address: str
             created_at=now,
             expires_at=now + RESET_VALID_FOR,
             used_at=None,
-            address=address,
+            address=address[:64],
         )
     ).run()
     return await messages.send_password_reset(
@@ -229,8 +241,16 @@ async def request_password_reset(settings: Settings, email: str, *, address: str
         reset_url=f"{settings.base_url}/password/reset/{token}",
         valid_minutes=int(RESET_VALID_FOR.total_seconds() // 60),
         settings=settings,
-        defer=True,
+        defer=defer,
     )
+
+
+async def request_password_reset(settings: Settings, email: str, *, address: str) -> int | None:
+    """Both steps at once (scripts and tests): the outbox id of the message to
+    deliver, or None. The web answers after :func:`accept_reset_request` and
+    runs :func:`send_reset_link` after the answer has gone out."""
+    key = await accept_reset_request(settings, email, address=address)
+    return await send_reset_link(settings, key, address=address)
 
 
 async def check_reset_token(token: str) -> dict[str, Any]:
@@ -270,7 +290,8 @@ async def check_reset_token(token: str) -> dict[str, Any]:
         raise ResetLinkInvalid(
             410,
             "expired",
-            "This reset link has expired (links work for one hour). Ask for a new one.",
+            "This reset link has expired (links work for "
+            f"{int(RESET_VALID_FOR.total_seconds() // 60)} minutes). Ask for a new one.",
         )
     return dict(row)
 

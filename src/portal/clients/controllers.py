@@ -186,10 +186,9 @@ class PasswordResetController(Controller):
         if not email:
             context["errors"]["email"] = "Enter the email address of your account."
             return Template("clients/forgot.html", context=context, status_code=422)
+        address = client_address(request)
         try:
-            message_id = await accounts.request_password_reset(
-                settings, email, address=client_address(request)
-            )
+            key = await accounts.accept_reset_request(settings, email, address=address)
         except Throttled as exc:
             context["errors"]["form"] = _throttled_message(exc)
             response: Response[Any] = Template(
@@ -197,9 +196,16 @@ class PasswordResetController(Controller):
             )
             response.headers["Retry-After"] = str(exc.retry_after_seconds)
             return response
-        # The same answer whether or not an account has this address.
+        # The same answer, after the same work, whether or not an account has this
+        # address: the link is looked up, stored and mailed once the answer is out.
         response = redirect(request, "/password/forgot?sent=1")
-        _deliver_later(response, settings, message_id)
+        response.background = BackgroundTask(
+            accounts.send_reset_link,
+            settings,
+            key,
+            address=address,
+            defer=False,  # delivered through SMTP, when there is one, right there
+        )
         return response
 
     @get("/reset/{token:str}", opt=PUBLIC, name="password_reset")

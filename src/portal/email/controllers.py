@@ -47,7 +47,7 @@ class OutboxController(Controller):
 
     @get("/{message_id:int}", name="outbox_message")
     async def detail(self, message_id: FromPath[int]) -> Template:
-        message = await service.get_message(message_id)
+        message = await service.read_message(message_id)
         return Template(
             "email/outbox/message.html",
             context={"message": message, "statuses": service.STATUS_LABELS, "kinds": KINDS},
@@ -55,7 +55,7 @@ class OutboxController(Controller):
 
     @get("/{message_id:int}/html", name="outbox_message_html", media_type=MediaType.HTML)
     async def html(self, message_id: FromPath[int]) -> Response[str]:
-        message = await service.get_message(message_id)
+        message = await service.read_message(message_id)
         if not message["body_html"]:
             raise NotFoundException("This message has no HTML version.")
         return Response(

@@ -354,6 +354,26 @@ async def list_messages(
     return Page(rows=rows, next_cursor=next_cursor)
 
 
+# A password-reset link is a bearer secret for its recipient's mailbox only: the
+# outbox pages show this instead (SMTP delivery still sends the real link).
+RESET_LINK_RE = re.compile(r"(?:https?://[^\s\"'<>]*)?/password/reset/[A-Za-z0-9_\-]+")
+HIDDEN_RESET_LINK = "[reset link hidden]"
+
+
+def hide_reset_links(text: str) -> str:
+    return RESET_LINK_RE.sub(HIDDEN_RESET_LINK, text or "")
+
+
+async def read_message(message_id: int) -> dict[str, Any]:
+    """A message as the outbox pages show it to owners: reset links hidden."""
+    row = await get_message(message_id)
+    return {
+        **row,
+        "body_text": hide_reset_links(row["body_text"]),
+        "body_html": hide_reset_links(row["body_html"]),
+    }
+
+
 async def get_message(message_id: int) -> dict[str, Any]:
     row: dict[str, Any] | None = (
         await OutboxMessage.select().where(OutboxMessage.id == message_id).first().run()
