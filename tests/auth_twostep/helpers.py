@@ -42,7 +42,9 @@ async def allow_current_code(account: factories.Account) -> str:
     return code_at(utcnow())
 
 
-async def password_step(client: httpx.AsyncClient, account: factories.Account, next_url: str = "") -> httpx.Response:
+async def password_step(
+    client: httpx.AsyncClient, account: factories.Account, next_url: str = ""
+) -> httpx.Response:
     data = {"email": account.email, "password": account.password}
     if next_url:
         data["next"] = next_url
