@@ -205,3 +205,20 @@ async def test_enrol_and_remove_through_the_pages(owner_client, owner):
     assert not await totp.is_active(owner.id)
     actions = [r["action"] for r in await AuditLog.select(AuditLog.action).run()]
     assert "enrol_totp" in actions and "remove_totp" in actions
+
+
+async def test_wrong_codes_from_many_addresses_are_throttled_for_the_account(app, owner):
+    await enrol_totp(owner)
+    for n in range(10):
+        async with factories.make_client(app) as client:
+            client._transport.client = (f"198.51.100.{n}", 50000)  # type: ignore[attr-defined]
+            await password_step(client, owner)
+            wrong = await factories.post_form(client, "/login/two-step", {"code": "000000"})
+            assert wrong.status_code == 401
+    async with factories.make_client(app) as client:
+        client._transport.client = ("198.51.100.99", 50000)  # type: ignore[attr-defined]
+        await password_step(client, owner)
+        right = await factories.post_form(
+            client, "/login/two-step", {"code": await allow_current_code(owner)}
+        )
+        assert right.status_code == 429

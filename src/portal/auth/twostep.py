@@ -444,9 +444,41 @@ def _keys(email: str, address: str) -> tuple[str, str]:
     return (KEY_PREFIX + service.normalize_email(email))[:254], (KEY_PREFIX + address)[:64]
 
 
+# Wrong second steps for one account from every address together, per window: far fewer
+# than for passwords, as whoever is guessing here already has the password.
+MAX_FAILURES_ALL_ADDRESSES = 10
+
+
 async def _check_throttle(settings: Settings, email: str, address: str) -> None:
     account_key, address_key = _keys(email, address)
     await service.check_throttle(settings, account_key, address_key)
+    now = utcnow()
+    window = timedelta(minutes=settings.login_window_minutes)
+    last_success = (
+        await LoginAttempt.select(LoginAttempt.at)
+        .where(
+            (LoginAttempt.account_key == account_key)
+            & (LoginAttempt.at >= now - window)
+            & (LoginAttempt.success == True)  # noqa: E712
+        )
+        .order_by(LoginAttempt.at, ascending=False)
+        .first()
+        .run()
+    )
+    since = last_success["at"] if last_success else now - window
+    failures = (
+        await LoginAttempt.select(LoginAttempt.at)
+        .where(
+            (LoginAttempt.account_key == account_key)
+            & (LoginAttempt.at > since)
+            & (LoginAttempt.success == False)  # noqa: E712
+        )
+        .order_by(LoginAttempt.at)
+        .run()
+    )
+    if len(failures) >= MAX_FAILURES_ALL_ADDRESSES:
+        oldest = failures[-MAX_FAILURES_ALL_ADDRESSES]["at"]
+        raise service.Throttled(int((oldest + window - now).total_seconds()) + 1)
 
 
 async def _record(email: str, address: str, ok: bool) -> None:
