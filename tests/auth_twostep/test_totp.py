@@ -222,3 +222,21 @@ async def test_wrong_codes_from_many_addresses_are_throttled_for_the_account(app
             client, "/login/two-step", {"code": await allow_current_code(owner)}
         )
         assert right.status_code == 429
+
+
+async def test_the_pending_cookie_is_short_lived_and_only_for_the_sign_in_pages(
+    db, settings, owner
+):
+    from dataclasses import replace
+
+    from portal.app import create_app
+
+    app = create_app(replace(settings, base_url="https://portal.example"), manage_database=False)
+    await enrol_totp(owner)
+    async with factories.make_client(app, base_url="https://testserver") as client:
+        response = await password_step(client, owner)
+    cookie = next(c for c in response.headers.get_list("set-cookie") if "portal_pending=" in c)
+    lowered = cookie.lower()
+    assert "httponly" in lowered and "secure" in lowered and "samesite=lax" in lowered
+    assert "path=/login" in lowered and "max-age=600" in lowered
+    assert not any("portal_session=" in c for c in response.headers.get_list("set-cookie"))
