@@ -174,5 +174,5 @@ async def sign_in(page: Page, server: LiveServer, email: str, password: str) -> 
     await page.goto(f"{server.url}/login")
     await page.get_by_label("Email").fill(email)
     await page.get_by_label("Password").fill(password)
-    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("button", name="Sign in", exact=True).click()
     await page.wait_for_load_state()

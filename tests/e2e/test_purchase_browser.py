@@ -44,7 +44,7 @@ async def test_client_buys_manager_refunds_two_sessions(
     await expect(page.get_by_role("link", name="Create an account")).to_be_visible()
     await page.get_by_label("Email").fill("client@demo.clinic")
     await page.get_by_label("Password").fill(DEMO_PASSWORD)
-    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("button", name="Sign in", exact=True).click()
 
     # The order summary, then Stripe's (the stand-in's) hosted page.
     await expect(page.get_by_role("heading", name="Your order")).to_be_visible()

@@ -179,6 +179,8 @@ async def refund(sale_id: int, count: int, amount: int, *, at: datetime) -> int:
         ).where(SaleSession.id == row["id"]).run()  # fmt: skip
     total = int(sale["total_cents"])
     tax_part = round_half_up(amount * int(sale["tax_cents"]), total) if total else 0
+    # The tax the refund gave back is stored on it, as payments.service does.
+    await Refund.update({Refund.tax_cents: tax_part}).where(Refund.id == refund_id).run()
     value = sum(int(r["value_cents"]) for r in rows)
     difference = value - (amount - tax_part)
     lines = [
@@ -189,7 +191,7 @@ async def refund(sale_id: int, count: int, amount: int, *, at: datetime) -> int:
     if difference > 0:
         lines.append(ledger.credit("breakage_revenue", difference))
     elif difference < 0:
-        lines.append(ledger.debit("service_revenue", -difference))
+        lines.append(ledger.debit("revenue_reversals", -difference))
     await ledger.post(
         event_key=f"refund:{refund_id}", kind="refund", occurred_at=at,
         currency=sale["currency"], location_id=sale["location"],

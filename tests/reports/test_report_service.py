@@ -443,3 +443,20 @@ async def test_week_and_month_buckets_equal_the_days_they_hold(db, grouping):
     ]
     assert len(by_bucket.rows) > 10
     assert all(bucket_start(r.start, grouping) <= r.start for r in by_bucket.rows)
+
+
+async def test_refunds_of_given_sessions_reverse_recognised_revenue(db):
+    """Money given back for sessions already given is contra-revenue, not lost from view."""
+    loc = await factories.make_location(slug="rev", timezone="America/New_York")
+    client = await factories.make_user(CLIENT)
+    sale = await helpers.make_sale(
+        loc, client.id, at=utc(2026, 5, 2, 15), net=50000, tax=0, sessions=5, currency="USD"
+    )
+    await helpers.redeem(sale, 4, at=utc(2026, 5, 10, 15))
+    # The client gets 250.00 back for the last session (worth 100.00): 150.00 reverses revenue.
+    await helpers.refund(sale, 1, 25000, at=utc(2026, 5, 20, 15))
+    f = await _filters(start="2026-05-01", end="2026-05-31")
+    (row,) = [r for r in (await service.revenue(f)).rows if r.location.id == loc]
+    assert (row.service, row.breakage, row.reversals, row.recognised) == (
+        40000, 0, -15000, 25000)  # fmt: skip
+    assert row.as_dict()["revenue_reversals"] == -15000

@@ -49,7 +49,8 @@ LIABILITY_CSV = (
 )  # fmt: skip
 REVENUE_COLUMNS = (
     "period", "location", "currency", "service_revenue", "breakage_revenue",
-    "recognised_revenue", "cash_collected", "refunds", "disputed", "net_cash",
+    "revenue_reversals", "recognised_revenue", "cash_collected", "refunds", "disputed",
+    "net_cash",
 )  # fmt: skip
 THERAPIST_COLUMNS = ("period", "location", "currency", "therapist", "service_revenue")
 FEE_COLUMNS = (
@@ -251,6 +252,7 @@ def _revenue_rows(result: service.Revenue) -> list[Sequence[Any]]:
             r.currency,
             Amount(r.service, r.currency),
             Amount(r.breakage, r.currency),
+            Amount(r.reversals, r.currency),
             Amount(r.recognised, r.currency),
             Amount(r.collected, r.currency),
             Amount(r.refunded, r.currency),

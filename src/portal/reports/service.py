@@ -50,7 +50,9 @@ REDEEMED_STATES = ("redeemed", "forfeited")
 EXPIRED_STATES = ("expired",)
 REFUNDED_STATES = ("revoked",)
 TERMINAL_STATES = REDEEMED_STATES + EXPIRED_STATES + REFUNDED_STATES
-REVENUE_ACCOUNTS = ("service_revenue", "breakage_revenue")
+# revenue_reversals is contra-revenue (debit balance): refunds and lost chargebacks
+# of sessions already given, shown as a negative beside service and breakage.
+REVENUE_ACCOUNTS = ("service_revenue", "breakage_revenue", "revenue_reversals")
 UNLOCATED = 0  # the key for journal lines without a location (bucketed in UTC)
 # The journal's one dating rule: a line belongs to the local day of its own
 # location (``journal_line.location``, in that location's zone), and a line
@@ -971,13 +973,14 @@ class RevenueRow:
     currency: str
     service: int = 0
     breakage: int = 0
+    reversals: int = 0  # negative: money given back for sessions already given
     collected: int = 0
     refunded: int = 0
     disputed: int = 0  # withdrawn for disputes, less what disputes won put back
 
     @property
     def recognised(self) -> int:
-        return self.service + self.breakage
+        return self.service + self.breakage + self.reversals
 
     @property
     def net_cash(self) -> int:
@@ -993,6 +996,7 @@ class RevenueRow:
             "currency": self.currency,
             "service_revenue": self.service,
             "breakage_revenue": self.breakage,
+            "revenue_reversals": self.reversals,
             "recognised_revenue": self.recognised,
             "cash_collected": self.collected,
             "refunds": self.refunded,
@@ -1063,6 +1067,8 @@ async def revenue(f: Filters) -> Revenue:
             item.service += amount
             therapist = int(row["therapist"]) if row["therapist"] is not None else None
             therapist_sums[(start, location_id, currency, therapist)] += amount
+        elif row["account"] == "revenue_reversals":
+            item.reversals += amount
         else:
             item.breakage += amount
     cash = await _payment_days(f, status=SUCCEEDED, with_filters=False)
@@ -1108,6 +1114,7 @@ async def revenue(f: Filters) -> Revenue:
         )
         total.service += r.service
         total.breakage += r.breakage
+        total.reversals += r.reversals
         total.collected += r.collected
         total.refunded += r.refunded
         total.disputed += r.disputed
