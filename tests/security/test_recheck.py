@@ -111,6 +111,8 @@ async def test_every_cookie_is_secure_over_https(
 
     async with make_client(app, base_url="https://testserver") as client:
         check("GET /login", await client.get("/login"))
+        # The CSRF token is renewed at every sign-in, sign-out and password change:
+        # each form below is sent with the one the browser holds by then.
         token = await csrf(client)
         check(
             "POST /login",
@@ -126,7 +128,7 @@ async def test_every_cookie_is_secure_over_https(
                 data={
                     "name": "Cookie Clinic", "slug": "cookie-clinic", "timezone": "Europe/Paris",
                     "currency": "EUR", "tax_rate_bp": "0", "cancellation_window_hours": "24",
-                    "_csrf_token": token,
+                    "_csrf_token": await csrf(client),
                 },
             ),
         )  # fmt: skip
@@ -136,11 +138,13 @@ async def test_every_cookie_is_secure_over_https(
                 "/account/password",
                 data={
                     "current_password": owner.password, "new_password": STRONG_PASSWORD,
-                    "confirm_password": STRONG_PASSWORD, "_csrf_token": token,
+                    "confirm_password": STRONG_PASSWORD, "_csrf_token": await csrf(client),
                 },
             ),
         )  # fmt: skip
-        check("POST /logout", await client.post("/logout", data={"_csrf_token": token}))
+        check(
+            "POST /logout", await client.post("/logout", data={"_csrf_token": await csrf(client)})
+        )
         check(
             "POST /signup",
             await client.post(
@@ -148,7 +152,7 @@ async def test_every_cookie_is_secure_over_https(
                 data={
                     "name": "Cookie Client", "email": "cookie@example.test",
                     "password": STRONG_PASSWORD, "confirm_password": STRONG_PASSWORD,
-                    "consent": "on", "_csrf_token": token,
+                    "consent": "on", "_csrf_token": await csrf(client),
                 },
             ),
         )  # fmt: skip
