@@ -36,7 +36,12 @@ def make_hasher(env: Mapping[str, str] | None = None) -> PasswordHasher:
                 f"{sorted(_PARAM_NAMES)}, got {part!r}"
             )
         params[name] = int(value)
-    return PasswordHasher(**params)
+    defaults = PasswordHasher()
+    return PasswordHasher(
+        time_cost=params.get("time_cost", defaults.time_cost),
+        memory_cost=params.get("memory_cost", defaults.memory_cost),
+        parallelism=params.get("parallelism", defaults.parallelism),
+    )
 
 
 _hasher = make_hasher()
