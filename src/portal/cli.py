@@ -108,18 +108,24 @@ def proxy_options(env: dict[str, str] | None = None) -> dict[str, Any]:
     return {"proxy_headers": True, "forwarded_allow_ips": allowed}
 
 
-# The path of a password-reset link is its secret: not in the server's access log.
+# The path of a password-reset or sign-up confirmation link is its secret: not in
+# the server's access log.
 RESET_PATH_RE = re.compile(r"/password/reset/[^\s?#\"]+")
+CONFIRM_PATH_RE = re.compile(r"/signup/confirm/[^\s?#\"]+")
+
+
+def _hide_link_paths(text: str) -> str:
+    text = RESET_PATH_RE.sub("/password/reset/[hidden]", text)
+    return CONFIRM_PATH_RE.sub("/signup/confirm/[hidden]", text)
 
 
 class HideResetLinks(logging.Filter):
-    """Uvicorn's access log lines with reset tokens replaced by ``[hidden]``."""
+    """Uvicorn's access log lines with reset and confirmation tokens replaced by ``[hidden]``."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
             record.args = tuple(
-                RESET_PATH_RE.sub("/password/reset/[hidden]", arg) if isinstance(arg, str) else arg
-                for arg in record.args
+                _hide_link_paths(arg) if isinstance(arg, str) else arg for arg in record.args
             )
         return True
 

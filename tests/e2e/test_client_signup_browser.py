@@ -1,5 +1,6 @@
-"""A visitor signs up, fills in the intake (correcting one mistake), forgets the
-password, and resets it through the emailed link (the owner's outbox hides it)."""
+"""A visitor signs up and confirms through the emailed link, fills in the intake
+(correcting one mistake), forgets the password, and resets it through the emailed
+link (the owner's outbox hides both links)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,18 @@ from tests.e2e.conftest import LiveServer, sign_in
 EMAIL = "robin.vale@example.test"
 FIRST_PASSWORD = "first-choice-secret-4"
 NEW_PASSWORD = "second-choice-secret-7"
+
+
+def _stored_link(live_server: LiveServer, path_re: str) -> str:
+    """The link in the latest message to EMAIL, read from the database as its mailbox."""
+    with sqlite3.connect(live_server.var_dir / "portal.sqlite3") as database:
+        (stored,) = database.execute(
+            "SELECT body_text FROM email_outbox WHERE to_address = ? ORDER BY id DESC LIMIT 1",
+            (EMAIL,),
+        ).fetchone()
+    match = re.search(r"(http://127\.0\.0\.1:\d+" + path_re + ")", stored)
+    assert match, stored
+    return match.group(1)
 
 
 async def _sign_out(page: Page, name: str) -> None:
@@ -34,6 +47,18 @@ async def test_visitor_signs_up_fills_intake_and_resets_password(
     await page.get_by_label("Repeat the password").fill(FIRST_PASSWORD)
     await page.locator("#consent").check()
     await page.get_by_role("button", name="Create account").click()
+    await expect(page.get_by_role("heading", name="Check your email")).to_be_visible()
+    await expect(page.get_by_role("status")).to_contain_text(
+        "Check your email to finish signing up"
+    )
+
+    # No account until the link is used; the link is in the stored message (the
+    # recipient's mailbox: the owners' outbox hides it).
+    await sign_in(page, live_server, EMAIL, FIRST_PASSWORD)
+    await expect(page.get_by_text("The email or password is not right.")).to_be_visible()
+    await page.goto(_stored_link(live_server, r"/signup/confirm/\S+"))
+    await expect(page.get_by_role("heading", name="Confirm your account")).to_be_visible()
+    await page.get_by_role("button", name="Confirm my account").click()
 
     await expect(page.get_by_role("heading", name="My account")).to_be_visible()
     assert page.url.endswith("/account")
@@ -93,14 +118,7 @@ async def test_visitor_signs_up_fills_intake_and_resets_password(
     # The owner sees the message but not the link: that is for the recipient's mailbox,
     # which here is the stored message itself.
     assert "[reset link hidden]" in body and "/password/reset/" not in body, body
-    with sqlite3.connect(live_server.var_dir / "portal.sqlite3") as database:
-        (stored,) = database.execute(
-            "SELECT body_text FROM email_outbox WHERE to_address = ? ORDER BY id DESC LIMIT 1",
-            (EMAIL,),
-        ).fetchone()
-    match = re.search(r"(http://127\.0\.0\.1:\d+/password/reset/\S+)", stored)
-    assert match, stored
-    link = match.group(1)
+    link = _stored_link(live_server, r"/password/reset/\S+")
     await _sign_out(page, "Olivia Owens")
 
     await page.goto(link)

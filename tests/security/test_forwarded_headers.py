@@ -18,8 +18,8 @@ import uvicorn
 import yaml
 
 from portal import cli
-from portal.audit.tables import AuditLog
 from portal.auth.tables import LoginAttempt
+from portal.clients.tables import SignupConfirmation
 from tests import factories
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,8 +89,8 @@ async def test_a_forged_header_does_not_change_the_recorded_address(app, db):
         await _sign_up(http, "forwarded@example.test", FORGED)
     attempts = await LoginAttempt.select(LoginAttempt.address).run()
     assert [row["address"] for row in attempts] == [PEER]
-    audit = await AuditLog.select(AuditLog.address).where(AuditLog.action == "signup").run()
-    assert [row["address"] for row in audit] == [PEER]
+    pending = await SignupConfirmation.select(SignupConfirmation.address).run()
+    assert [row["address"] for row in pending] == [PEER]
 
 
 async def test_a_new_forged_address_per_try_does_not_escape_the_throttle(app, db):

@@ -2,16 +2,23 @@
 
 Both are open to anyone, so both are throttled like sign-in: requests are
 counted per email address and per network address over a sliding window, the
-same way whether or not an account exists. A reset request always gets the
-same answer; only the mailbox owner learns whether an account exists. (Sign-up
-necessarily says that an email is taken; the throttle bounds how fast anyone
-can ask.)
+same way whether or not an account exists. Neither answer says whether an
+account exists; only the mailbox owner learns it:
 
-Reset links carry a random token; only its SHA-256 is stored, with an expiry
-(30 minutes). The link itself is in the stored message, which SMTP delivers;
-the owners' outbox pages show "[reset link hidden]" in its place. Using a link
-is a compare-and-set on ``used_at``, so a link works once even when submitted
-twice at the same moment.
+* a sign-up creates no account. A new address is emailed a confirmation link
+  (the account is created, and its holder signed in, when the link is used);
+  the owner of an existing account is emailed that someone tried to sign up
+  with their address. The answer ("check your email") and the work done before
+  it are the same either way; the lookup and the message come after it.
+* a reset request always gets the same answer, and the link goes only to an
+  existing account.
+
+Links carry a random token; only its SHA-256 is stored, with an expiry (30
+minutes for a reset, 24 hours for a confirmation). The link itself is in the
+stored message, which SMTP delivers; the owners' outbox pages show "[reset link
+hidden]" or "[confirmation link hidden]" in its place. Using a link is a
+compare-and-set on ``used_at``, so a link works once even when submitted twice
+at the same moment.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from portal.auth.service import (
 )
 from portal.auth.tables import LoginAttempt, User
 from portal.clients.service import create_profile
-from portal.clients.tables import AccountRequest, PasswordReset
+from portal.clients.tables import AccountRequest, PasswordReset, SignupConfirmation
 from portal.email import messages
 from portal.errors import Invalid
 from portal.settings import Settings
@@ -53,7 +60,10 @@ RESET_VALID_FOR = timedelta(minutes=30)
 SIGNUP_MAX_PER_ADDRESS = 10
 # Reset emails per account per window: enough for "it did not arrive", not a mail bomb.
 RESET_MAX_PER_ACCOUNT = 3
-EXISTS_MESSAGE = "An account with this email exists — sign in or reset your password."
+# Sign-ups per email per window (each one mails the address).
+SIGNUP_MAX_PER_ACCOUNT = 5
+# A confirmation link signs its holder in: long enough to find the email, no longer.
+SIGNUP_VALID_FOR = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -71,10 +81,12 @@ class SignedIn:
     role: str
     session_token: str
     message_id: int | None = None
+    next_url: str = ""
 
 
 class ResetLinkInvalid(Exception):
-    """An unknown (400), used or expired (410) reset link."""
+    """An unknown (400), used or expired (410) reset or sign-up confirmation link; for a
+    confirmation link also 409 when an account took the email meanwhile."""
 
     def __init__(self, status_code: int, reason: str, message: str) -> None:
         super().__init__(message)
@@ -112,24 +124,35 @@ async def _log_request(kind: str, account_key: str, address: str) -> None:
 # -- sign-up ----------------------------------------------------------------------
 
 
-async def sign_up(
-    settings: Settings,
-    data: SignupInput,
-    *,
-    address: str,
-    user_agent: str = "",
-    replace_token: str | None = None,
-) -> SignedIn:
-    """Create a client account and its profile, queue the welcome email, open a session.
+@dataclass(frozen=True)
+class AcceptedSignup:
+    """A valid sign-up form, answered; what :func:`send_signup_link` needs afterwards."""
 
-    The welcome email is stored (``defer``); the caller delivers it
-    (``portal.email.service.deliver``) after answering.
+    email: str
+    name: str
+    password_hash: str
+    next_url: str = ""
+
+
+async def accept_sign_up(
+    settings: Settings, data: SignupInput, *, address: str, next_url: str = ""
+) -> AcceptedSignup:
+    """The part of a sign-up answered before replying: the same for every address.
+
+    Throttles (``Throttled``), records the request and checks the form
+    (``Invalid``), then hashes the password. Whether an account already has the
+    email is not looked at here: :func:`send_signup_link` decides what to mail
+    after the answer has gone out, so neither the answer nor its timing tells.
+    ``next_url`` must already be a local path (the caller checks it).
     """
     address = address[:64]
     key = normalize_email(data.email)[:254]
     await _check_throttle(
         SIGNUP,
-        [(AccountRequest.address, address, SIGNUP_MAX_PER_ADDRESS)],
+        [
+            (AccountRequest.address, address, SIGNUP_MAX_PER_ADDRESS),
+            (AccountRequest.account_key, key, SIGNUP_MAX_PER_ACCOUNT),
+        ],
         timedelta(minutes=settings.login_window_minutes * 4),
     )
     await _log_request(SIGNUP, key, address)
@@ -143,8 +166,6 @@ async def sign_up(
         errors["email"] = "Enter your email address."
     elif not is_valid_email(key):
         errors["email"] = "Enter a valid email address, such as name@example.com."
-    elif await User.exists().where(User.email == key).run():
-        errors["email"] = EXISTS_MESSAGE
     problem = passwords.password_problem(data.password, email=key)
     if problem:
         errors["password"] = problem
@@ -154,11 +175,155 @@ async def sign_up(
         errors["consent"] = "Please accept the terms and the privacy notice to create an account."
     if errors:
         raise Invalid(errors)
+    return AcceptedSignup(
+        email=key,
+        name=name,
+        password_hash=passwords.hash_password(data.password),
+        next_url=next_url[:500],
+    )
+
+
+async def send_signup_link(
+    settings: Settings, signup: AcceptedSignup, *, address: str, defer: bool = True
+) -> int | None:
+    """Mail the sign-up's address (sent through SMTP unless ``defer``); the outbox id.
+
+    A new address gets a confirmation link (the account is created when it is
+    used); the owner of an existing account, staff or client, is told that
+    someone tried to sign up with it, with links to sign in and to reset the
+    password. Nothing is created or changed for an existing account.
+    """
+    user = await User.select(User.email, User.name).where(User.email == signup.email).first().run()
+    if user is not None:
+        return await messages.send_signup_exists(
+            user["email"],
+            name=user["name"] or user["email"],
+            login_url=f"{settings.base_url}/login",
+            reset_url=f"{settings.base_url}/password/forgot",
+            settings=settings,
+            defer=defer,
+        )
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    await SignupConfirmation.insert(
+        SignupConfirmation(
+            token_hash=hash_token(token),
+            email=signup.email,
+            name=signup.name,
+            password_hash=signup.password_hash,
+            next_url=signup.next_url,
+            created_at=now,
+            expires_at=now + SIGNUP_VALID_FOR,
+            used_at=None,
+            address=address[:64],
+        )
+    ).run()
+    return await messages.send_signup_confirmation(
+        signup.email,
+        name=signup.name,
+        confirm_url=f"{settings.base_url}/signup/confirm/{token}",
+        valid_hours=int(SIGNUP_VALID_FOR.total_seconds() // 3600),
+        settings=settings,
+        defer=defer,
+    )
+
+
+async def sign_up(
+    settings: Settings, data: SignupInput, *, address: str, next_url: str = ""
+) -> int | None:
+    """Both steps at once (scripts and tests): the outbox id of the message to deliver.
+    The web answers after :func:`accept_sign_up` and runs :func:`send_signup_link`
+    after the answer has gone out."""
+    signup = await accept_sign_up(settings, data, address=address, next_url=next_url)
+    return await send_signup_link(settings, signup, address=address)
+
+
+def _link_invalid(status_code: int, reason: str) -> ResetLinkInvalid:
+    text = {
+        "unknown": "This confirmation link is not valid. Check that you copied the whole "
+        "link, or sign up again.",
+        "used": "This confirmation link has already been used. Sign in with the email "
+        "and password you chose.",
+        "expired": "This confirmation link has expired (links work for "
+        f"{int(SIGNUP_VALID_FOR.total_seconds() // 3600)} hours). Sign up again.",
+        "exists": "An account with this email already exists. Sign in, or reset your "
+        "password if you do not remember it.",
+    }[reason]
+    return ResetLinkInvalid(status_code, reason, text)
+
+
+async def check_signup_token(token: str) -> dict[str, Any]:
+    """The sign-up waiting behind ``token``, or ``ResetLinkInvalid`` (400 unknown,
+    410 used or expired)."""
+    row = None
+    if token and len(token) <= 100:
+        row = (
+            await SignupConfirmation.select()
+            .where(SignupConfirmation.token_hash == hash_token(token))
+            .first()
+            .run()
+        )
+    if row is None:
+        raise _link_invalid(400, "unknown")
+    if row["used_at"] is not None:
+        raise _link_invalid(410, "used")
+    if row["expires_at"] <= utcnow():
+        raise _link_invalid(410, "expired")
+    return dict(row)
+
+
+async def confirm_sign_up(
+    settings: Settings,
+    token: str,
+    *,
+    address: str = "",
+    user_agent: str = "",
+    replace_token: str | None = None,
+) -> SignedIn:
+    """Use a confirmation link: create the client account and its profile with what
+    the form gave, queue the welcome email, open a session.
+
+    The link is claimed by compare-and-set in the same transaction, so it works
+    once even when used twice at the same moment; every other open link for
+    the email is used up too. When an account took the email meanwhile,
+    ``ResetLinkInvalid`` (409, ``exists``) and nothing changes. The welcome
+    email is stored (``defer``); the caller delivers it after answering.
+    """
+    pending = await check_signup_token(token)
+    key = pending["email"]
+    name = pending["name"]
+    now = utcnow()
     try:
         async with db.transaction():
+            claimed = (
+                await SignupConfirmation.update({SignupConfirmation.used_at: now})
+                .where(
+                    (SignupConfirmation.id == pending["id"])
+                    & SignupConfirmation.used_at.is_null()
+                    & (SignupConfirmation.expires_at > now)
+                )
+                .returning(SignupConfirmation.id)
+                .run()
+            )
+            if not claimed:
+                raise _link_invalid(410, "used")
+            # The form's password is kept only as its hash: the account is created
+            # with a throwaway one, replaced by the stored hash in the same transaction.
             user_id = await users.create_user(
                 None,
-                users.UserInput(email=key, name=name, role=CLIENT, password=data.password),
+                users.UserInput(
+                    email=key, name=name, role=CLIENT, password=secrets.token_urlsafe(24)
+                ),
+            )
+            await (
+                User.update({User.password_hash: pending["password_hash"]})
+                .where(User.id == user_id)
+                .run()
+            )
+            await (
+                SignupConfirmation.update({SignupConfirmation.used_at: now})
+                .where((SignupConfirmation.email == key) & SignupConfirmation.used_at.is_null())
+                .run()
             )
             await create_profile(user_id, terms_accepted=True)
             me = CurrentUser(
@@ -173,15 +338,19 @@ async def sign_up(
                 address=address,
             )
     except Invalid as exc:
-        # Another sign-up with this email won the race.
-        raise Invalid(
-            {k: (EXISTS_MESSAGE if k == "email" else v) for k, v in exc.errors.items()}
-        ) from exc
+        # An account with this email exists (created since, or by another link).
+        raise _link_invalid(409, "exists") from exc
     message_id = await messages.send_welcome(key, name=name, settings=settings, defer=True)
     if replace_token:
         await end_session(replace_token)
-    token = await open_session(settings, user_id, address=address, user_agent=user_agent)
-    return SignedIn(user_id=user_id, role=CLIENT, session_token=token, message_id=message_id)
+    session = await open_session(settings, user_id, address=address, user_agent=user_agent)
+    return SignedIn(
+        user_id=user_id,
+        role=CLIENT,
+        session_token=session,
+        message_id=message_id,
+        next_url=pending["next_url"],
+    )
 
 
 # -- password reset ---------------------------------------------------------------

@@ -131,13 +131,10 @@ class SignupController(Controller):
             confirm_password=values.get("confirm_password", ""),
             consent=values.get("consent") in {"on", "yes", "true", "1"},
         )
+        address = client_address(request)
         try:
-            signed_in = await accounts.sign_up(
-                settings,
-                data,
-                address=client_address(request),
-                user_agent=request.headers.get("user-agent", ""),
-                replace_token=request.state.get("session_token") or None,
+            accepted = await accounts.accept_sign_up(
+                settings, data, address=address, next_url=next_url
             )
         except ValidationFailed as exc:
             return Template(
@@ -157,9 +154,62 @@ class SignupController(Controller):
             )
             response.headers["Retry-After"] = str(exc.retry_after_seconds)
             return response
+        # The same answer, after the same work, whether or not an account has this
+        # address: the lookup, the link (or the notice to the owner) come afterwards.
+        response = Redirect(path="/signup/sent", status_code=303)
+        response.background = BackgroundTask(
+            accounts.send_signup_link,
+            settings,
+            accepted,
+            address=address,
+            defer=False,  # delivered through SMTP, when there is one, right there
+        )
+        return response
+
+    @get("/signup/sent", opt=PUBLIC, name="signup_sent")
+    async def sent_page(self) -> Template:
+        return Template(
+            "clients/signup_sent.html",
+            context={"valid_hours": int(accounts.SIGNUP_VALID_FOR.total_seconds() // 3600)},
+        )
+
+    @get("/signup/confirm/{token:str}", opt=PUBLIC, name="signup_confirm")
+    async def confirm_page(self, token: FromPath[str]) -> Template:
+        # Opening the link changes nothing (mail scanners open links too): the
+        # page's button does.
+        try:
+            pending = await accounts.check_signup_token(token)
+        except accounts.ResetLinkInvalid as exc:
+            return Template(
+                "clients/signup_invalid.html",
+                context={"problem": exc},
+                status_code=exc.status_code,
+            )
+        return Template(
+            "clients/signup_confirm.html",
+            context={"token": token, "email": pending["email"], "name": pending["name"]},
+        )
+
+    @post("/signup/confirm/{token:str}", opt=PUBLIC, name="signup_confirm_submit")
+    async def confirm(self, request: Request[Any, Any, Any], token: FromPath[str]) -> Response[Any]:
+        settings = _settings(request)
+        try:
+            signed_in = await accounts.confirm_sign_up(
+                settings,
+                token,
+                address=client_address(request),
+                user_agent=request.headers.get("user-agent", ""),
+                replace_token=request.state.get("session_token") or None,
+            )
+        except accounts.ResetLinkInvalid as exc:
+            return Template(
+                "clients/signup_invalid.html",
+                context={"problem": exc},
+                status_code=exc.status_code,
+            )
         response = redirect(
             request,
-            next_url or "/account",
+            safe_next(signed_in.next_url, "/account"),
             "Welcome! Your account is ready. We have emailed you a copy of the essentials.",
         )
         set_session_cookie(response, settings, signed_in.session_token)

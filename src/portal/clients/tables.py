@@ -87,6 +87,26 @@ class PasswordReset(Table, tablename="password_reset"):
     address = Varchar(length=64, default="")
 
 
+class SignupConfirmation(Table, tablename="signup_confirmation"):
+    """A sign-up waiting for its emailed link: no account exists until the link is used.
+
+    Holds what the form gave (the password only as its argon2 hash) and the
+    page to go on to (``next_url``). The email holds the token; we keep its hash.
+    """
+
+    id: Serial
+
+    token_hash = Varchar(length=64, unique=True, required=True)
+    email = Varchar(length=254, required=True, index=True)
+    name = Varchar(length=120, default="")
+    password_hash = Varchar(length=255, required=True)
+    next_url = Varchar(length=500, default="")
+    created_at = Timestamptz()
+    expires_at = Timestamptz(index=True)
+    used_at = Timestamptz(null=True, default=None)
+    address = Varchar(length=64, default="")
+
+
 class AccountRequest(Table, tablename="account_request"):
     """Sign-ups and reset requests, counted per address and per account for throttling."""
 

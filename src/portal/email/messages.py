@@ -17,6 +17,8 @@ from portal.settings import Settings
 
 WELCOME = "welcome"
 PASSWORD_RESET = "password_reset"
+SIGNUP_CONFIRM = "signup_confirm"
+SIGNUP_EXISTS = "signup_exists"
 RECEIPT = "receipt"
 BOOKING_CONFIRMATION = "booking_confirmation"
 CANCELLATION = "cancellation"
@@ -25,6 +27,8 @@ TWO_STEP = "two_step"
 KINDS = {
     WELCOME: "Welcome",
     PASSWORD_RESET: "Password reset",
+    SIGNUP_CONFIRM: "Sign-up confirmation",
+    SIGNUP_EXISTS: "Sign-up with a taken address",
     RECEIPT: "Receipt",
     BOOKING_CONFIRMATION: "Booking confirmation",
     CANCELLATION: "Cancellation",
@@ -89,6 +93,44 @@ async def send_password_reset(
         PASSWORD_RESET,
         {"name": name, "reset_url": reset_url, "valid_minutes": valid_minutes},
         PASSWORD_RESET,
+        settings=settings,
+        defer=defer,
+    )
+
+
+async def send_signup_confirmation(
+    to: str,
+    *,
+    name: str,
+    confirm_url: str,
+    valid_hours: int,
+    settings: Settings | None = None,
+    defer: bool = False,
+) -> int:
+    return await send(
+        to,
+        SIGNUP_CONFIRM,
+        {"name": name, "confirm_url": confirm_url, "valid_hours": valid_hours},
+        SIGNUP_CONFIRM,
+        settings=settings,
+        defer=defer,
+    )
+
+
+async def send_signup_exists(
+    to: str,
+    *,
+    name: str,
+    login_url: str,
+    reset_url: str,
+    settings: Settings | None = None,
+    defer: bool = False,
+) -> int:
+    return await send(
+        to,
+        SIGNUP_EXISTS,
+        {"name": name, "login_url": login_url, "reset_url": reset_url},
+        SIGNUP_EXISTS,
         settings=settings,
         defer=defer,
     )

@@ -354,18 +354,23 @@ async def list_messages(
     return Page(rows=rows, next_cursor=next_cursor)
 
 
-# A password-reset link is a bearer secret for its recipient's mailbox only: the
-# outbox pages show this instead (SMTP delivery still sends the real link).
+# Password-reset and sign-up confirmation links are bearer secrets for their
+# recipient's mailbox only: the outbox pages show these instead (SMTP delivery
+# still sends the real links).
 RESET_LINK_RE = re.compile(r"(?:https?://[^\s\"'<>]*)?/password/reset/[A-Za-z0-9_\-]+")
 HIDDEN_RESET_LINK = "[reset link hidden]"
+CONFIRM_LINK_RE = re.compile(r"(?:https?://[^\s\"'<>]*)?/signup/confirm/[A-Za-z0-9_\-]+")
+HIDDEN_CONFIRM_LINK = "[confirmation link hidden]"
 
 
 def hide_reset_links(text: str) -> str:
-    return RESET_LINK_RE.sub(HIDDEN_RESET_LINK, text or "")
+    """``text`` with reset and sign-up confirmation links replaced."""
+    text = RESET_LINK_RE.sub(HIDDEN_RESET_LINK, text or "")
+    return CONFIRM_LINK_RE.sub(HIDDEN_CONFIRM_LINK, text)
 
 
 async def read_message(message_id: int) -> dict[str, Any]:
-    """A message as the outbox pages show it to owners: reset links hidden."""
+    """A message as the outbox pages show it to owners: reset and confirmation links hidden."""
     row = await get_message(message_id)
     return {
         **row,
