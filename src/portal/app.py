@@ -85,7 +85,7 @@ def create_app(settings: Settings | None = None, *, manage_database: bool = True
                 PortalMiddleware,
                 settings=settings,
                 load_session=twostep.load_session,
-                authenticate_token=tokens.authenticate,
+                authenticate_token=twostep.authenticate_token,
             )
         ],
         csrf_config=CSRFConfig(

@@ -152,3 +152,29 @@ async def test_only_owners_set_the_policy(db, role):
     member = await factories.make_user(role)
     with pytest.raises(twostep.Forbidden):
         await twostep.set_policy(actor(member), {role})
+
+
+async def test_api_tokens_of_a_gated_member_read_nothing_until_they_enrol(app, db):
+    owner = await factories.make_user(OWNER)
+    accountant = await factories.make_user(ACCOUNTANT)
+    async with factories.make_client(app) as browser:
+        await factories.login(browser, accountant)
+        created = await factories.post_form(browser, "/account/tokens", {"name": "Books"})
+        assert created.status_code == 201
+    token = created.text.split('<code id="new-token">', 1)[1].split("<", 1)[0]
+    headers = {"Authorization": f"Bearer {token}"}
+    async with factories.make_client(app) as api:
+        assert (await api.get("/api/v1/locations", headers=headers)).status_code == 200
+        # The owners now require two-step sign-in of accountants: the old token stops.
+        await twostep.set_policy(actor(owner), {ACCOUNTANT})
+        for path in ("/api/v1/locations", "/api/v1/schema"):
+            refused = await api.get(path, headers=headers)
+            assert refused.status_code == 403, path
+            assert refused.headers["content-type"].startswith("application/json")
+            assert "two-step sign-in" in refused.json()["detail"]
+        # Enrolled: the token reads again.
+        await enrol_totp(accountant)
+        assert (await api.get("/api/v1/locations", headers=headers)).status_code == 200
+        # Roles the policy does not cover are not affected.
+        await twostep.set_policy(actor(owner), {THERAPIST})
+        assert (await api.get("/api/v1/locations", headers=headers)).status_code == 200

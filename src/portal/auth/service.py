@@ -11,7 +11,15 @@ from typing import Any
 
 from portal import db
 from portal.auth import passwords
-from portal.auth.tables import ApiToken, LoginAttempt, User, UserLocation, UserSession
+from portal.auth.tables import (
+    ApiToken,
+    LoginAttempt,
+    PendingSignIn,
+    User,
+    UserLocation,
+    UserSession,
+    WebauthnChallenge,
+)
 
 # Roles and the signed-in user live below every context (portal.identity); re-exported here.
 from portal.identity import (  # noqa: F401
@@ -349,7 +357,8 @@ async def change_password(
 
 
 async def purge_expired(settings: Settings) -> int:
-    """Delete expired sessions and old sign-in attempts (housekeeping)."""
+    """Delete expired sessions, pending sign-ins and WebAuthn challenges, and old
+    sign-in attempts (housekeeping); the number of sessions deleted."""
     now = utcnow()
     sessions = (
         await UserSession.delete()
@@ -357,5 +366,7 @@ async def purge_expired(settings: Settings) -> int:
         .returning(UserSession.id)
         .run()
     )
+    await PendingSignIn.delete().where(PendingSignIn.expires_at <= now).run()
+    await WebauthnChallenge.delete().where(WebauthnChallenge.expires_at <= now).run()
     await LoginAttempt.delete().where(LoginAttempt.at < now - timedelta(days=30)).run()
     return len(sessions)

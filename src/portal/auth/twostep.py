@@ -28,7 +28,7 @@ from typing import Any
 
 from portal import db
 from portal.audit import service as audit
-from portal.auth import passkeys, service, totp
+from portal.auth import passkeys, service, tokens, totp
 from portal.auth.tables import LoginAttempt, PendingSignIn, TwoStepPolicy, User, UserSession
 from portal.email import messages
 from portal.email.service import EmailError
@@ -139,6 +139,16 @@ async def load_session(settings: Settings, token: str) -> CurrentUser | None:
     """``auth.service.load_session``, with staff whose role requires a second factor they
     do not have marked ``must_enrol`` (the guards then only let them enrol)."""
     user = await service.load_session(settings, token)
+    if user is not None and user.role in STAFF_ROLES and await needs_enrolment(user.id, user.role):
+        return replace(user, must_enrol=True)
+    return user
+
+
+async def authenticate_token(token: str) -> CurrentUser | None:
+    """``auth.tokens.authenticate``, marked ``must_enrol`` like :func:`load_session`: a
+    token created before the role required a second factor reads nothing until its
+    user has enrolled (the middleware answers 403)."""
+    user = await tokens.authenticate(token)
     if user is not None and user.role in STAFF_ROLES and await needs_enrolment(user.id, user.role):
         return replace(user, must_enrol=True)
     return user

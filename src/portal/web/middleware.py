@@ -171,6 +171,14 @@ class PortalMiddleware:
             if user is None:
                 await _json_response(send, 401, "Unknown or revoked API token.")
                 return
+            if user.must_enrol:
+                await _json_response(
+                    send,
+                    403,
+                    "Your role requires two-step sign-in: set up a passkey or an "
+                    "authenticator app before using API tokens.",
+                )
+                return
             scope["user"] = user
             state["session_token"] = ""
         else:
