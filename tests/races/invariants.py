@@ -1,5 +1,9 @@
 """What must hold after any race, checked in the database itself (SQLite and PostgreSQL).
 
+Besides the rows: the location's liability report equals its journal every local
+month (and rolls forward), its trial balance balances, and its payments report's
+card totals equal the Stripe stand-in's balance transactions.
+
 The tests share one database per engine, each with a location of its own, so
 the per-sale and per-location checks look at the test's location (one test's
 broken sale does not fail the next); the journal's total balance and the load
@@ -9,7 +13,9 @@ everything.
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from bench import load
 from portal.sales.tables import Sale
@@ -108,4 +114,116 @@ async def assert_whole(portal: Portal) -> None:
     assert not errors, f"5xx answers: {errors}"
     found = await problems(portal.location_id)
     found.update(await load.integrity_problems(portal.database_url))
+    if portal.location_id is not None:
+        reported = await report_problems(portal.location_id)
+        reported += await stripe_problems(portal.location_id, portal.standin)
+        if reported:
+            found["reports disagree with the journal or with Stripe"] = reported
     assert found == {}, f"invariants broken: {found}"
+
+
+# -- the reports, after every race ------------------------------------------------------
+
+
+async def _filters(location_id: int, **params: Any) -> Any:
+    from portal.identity import ACCOUNTANT, CurrentUser
+    from portal.reports import filters as report_filters
+
+    query = {k: [str(v)] for k, v in {"location": location_id, **params}.items()}
+    user = CurrentUser(1, "accountant@example.test", "", ACCOUNTANT, frozenset())
+    return await report_filters.parse(user, query)
+
+
+async def _local_months(location_id: int) -> list[tuple[date, date]]:
+    """Every local month of the location from its first journal line to its last."""
+    found = await rows(
+        "SELECT MIN(jl.occurred_at) AS lo, MAX(jl.occurred_at) AS hi, l.timezone AS tz "
+        f"FROM journal_line jl JOIN location l ON l.id = jl.location "
+        f"WHERE jl.location = {int(location_id)} GROUP BY l.timezone"
+    )
+    if not found or found[0]["lo"] is None:
+        return []
+    zone = ZoneInfo(str(found[0]["tz"]))
+    lo, hi = found[0]["lo"], found[0]["hi"]
+    if isinstance(lo, str):  # SQLite hands timestamps back as text
+        lo, hi = datetime.fromisoformat(lo), datetime.fromisoformat(hi)
+    lo, hi = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (lo, hi))
+    month, last = lo.astimezone(zone).date().replace(day=1), hi.astimezone(zone).date()
+    out = []
+    while month <= last:
+        following = (month + timedelta(days=32)).replace(day=1)
+        out.append((month, following - timedelta(days=1)))
+        month = following
+    return out
+
+
+async def report_problems(location_id: int) -> list[str]:
+    """The location's liability report equals its journal (trial balance) every month,
+    rolls forward month to month, and its trial balance balances."""
+    from portal.reports import service as reports
+
+    found: list[str] = []
+    previous: dict[str, int] = {}
+    for first, last in await _local_months(location_id):
+        f = await _filters(location_id, start=first.isoformat(), end=last.isoformat())
+        tb = await reports.trial_balance(f)
+        if not tb.balanced:
+            found.append(f"trial balance {first:%Y-%m} does not balance")
+        deferred = {t.currency: -t.closing for t in tb.lines if t.account == "deferred_revenue"}
+        for row in await reports.liability(f):
+            label = f"liability {row.currency} {first:%Y-%m}"
+            if not row.balanced:
+                found.append(f"{label} does not tie to its credits")
+            if row.closing != deferred.get(row.currency, 0):
+                found.append(f"{label}: {row.closing} != journal {deferred.get(row.currency, 0)}")
+            if row.currency in previous and previous[row.currency] != row.opening:
+                found.append(f"{label}: opens at {row.opening}, not {previous[row.currency]}")
+            previous[row.currency] = row.closing
+    return found
+
+
+async def stripe_problems(location_id: int, standin: Any) -> list[str]:
+    """The payments report's card totals (gross, refunded, disputed, fee, net) for the
+    location equal the stand-in's balance transactions of its charges, refunds and disputes."""
+    from portal.reports import service as reports
+    from tests.servers import stripe_client
+
+    charges = await rows(
+        "SELECT p.charge_id AS charge FROM payment p JOIN sale s ON s.id = p.sale "
+        f"WHERE s.location = {int(location_id)} AND p.status = 'succeeded' "
+        "AND p.charge_id IS NOT NULL"
+    )
+    theirs: dict[str, list[int]] = {}
+    async with stripe_client(standin) as client:
+        for row in charges:
+            charge = str(row["charge"])
+            sources = [("charge", charge)]
+            refunds = await client.v1.refunds.list_async({"charge": charge, "limit": 100})
+            sources += [("refund", r.id) for r in refunds.data]
+            disputes = await client.v1.disputes.list_async({"charge": charge, "limit": 100})
+            sources += [("dispute", d.id) for d in disputes.data]
+            for kind, source in sources:
+                txns = await client.v1.balance_transactions.list_async(
+                    {"source": source, "limit": 100}
+                )
+                for t in txns.data:
+                    sums = theirs.setdefault(t.currency.upper(), [0] * 5)
+                    column = {"charge": 0, "refund": 1, "dispute": 2}[kind]
+                    sums[column] += t.amount if kind == "charge" else -t.amount
+                    sums[3] += t.fee
+                    sums[4] += t.net
+    months = await _local_months(location_id)
+    ours: dict[str, list[int]] = {}
+    if months:
+        f = await _filters(
+            location_id, start=months[0][0].isoformat(), end=months[-1][1].isoformat(),
+            method="card", group="month",
+        )  # fmt: skip
+        for row in (await reports.payment_summary(f)).rows:
+            t = row.totals
+            sums = ours.setdefault(row.currency, [0] * 5)
+            for i, value in enumerate((t.gross, t.refunded, t.disputed, t.fee, t.net)):
+                sums[i] += value
+    if ours != theirs:
+        return [f"payments report (gross, refunded, disputed, fee, net) {ours} != Stripe {theirs}"]
+    return []

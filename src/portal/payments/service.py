@@ -56,6 +56,21 @@ SUCCEEDED = "succeeded"
 FAILED = "failed"
 CANCELLED = "cancelled"
 
+# The payment and refund state machines, declared once (docs/architecture.md,
+# "Money transitions"); ``_set_payment`` and ``_move_refund`` refuse other moves.
+PAYMENT_MOVES: dict[str, frozenset[str]] = {
+    PENDING: frozenset({SUCCEEDED, FAILED, CANCELLED}),
+    # Money that arrives after the checkout failed or was abandoned still counts.
+    FAILED: frozenset({SUCCEEDED}),
+    CANCELLED: frozenset({SUCCEEDED}),
+    SUCCEEDED: frozenset(),
+}
+REFUND_MOVES: dict[str, frozenset[str]] = {
+    PENDING: frozenset({SUCCEEDED, FAILED}),
+    SUCCEEDED: frozenset(),
+    FAILED: frozenset(),
+}
+
 STRIPE = "stripe"
 IN_CLINIC = "in_clinic"
 
@@ -282,6 +297,9 @@ async def _location_slug(location_id: int) -> str:
 
 
 async def _set_payment(payment_id: int, expected: str, new: str, **values: Any) -> bool:
+    """Compare-and-set a payment ``expected`` → ``new`` (an allowed move)."""
+    if new not in PAYMENT_MOVES.get(expected, frozenset()):
+        raise sales.TransitionNotAllowed(f"payment {expected} → {new}")
     update: dict[Any, Any] = {Payment.status: new}
     for key, value in values.items():
         update[getattr(Payment, key)] = value
@@ -426,17 +444,10 @@ async def record_stripe_payment(
             ids[Payment.checkout_session_id] = checkout_session_id
         await Payment.update(ids).where(Payment.id == payment["id"]).run()
         # A payment that arrives after the checkout was abandoned still counts.
-        await (
-            Payment.update(
-                {
-                    Payment.status: SUCCEEDED,
-                    Payment.succeeded_at: occurred_at,
-                    Payment.failure_message: "",
-                }
+        for old in (PENDING, CANCELLED, FAILED):
+            await _set_payment(
+                int(payment["id"]), old, SUCCEEDED, succeeded_at=occurred_at, failure_message=""
             )
-            .where((Payment.id == payment["id"]) & (Payment.status != SUCCEEDED))
-            .run()
-        )
         await sales.revive_cancelled(sale_id)
         activated = await sales.activate(sale_id, occurred_at=occurred_at, payment_method="card")
         if charge is not None and charge.balance_transaction is not None:
@@ -792,17 +803,12 @@ async def _complete_refund(
 
     Returns False when the refund was no longer pending (completed elsewhere).
     """
-    changed = (
-        await Refund.update(
-            {
-                Refund.status: SUCCEEDED,
-                Refund.completed_at: utcnow(),
-                Refund.stripe_refund_id: stripe_refund_id,
-            }
-        )
-        .where((Refund.id == refund_id) & (Refund.status == PENDING))
-        .returning(Refund.amount_cents)
-        .run()
+    changed = await _move_refund(
+        refund_id,
+        PENDING,
+        SUCCEEDED,
+        completed_at=utcnow(),
+        stripe_refund_id=stripe_refund_id,
     )
     if not changed:
         return False
@@ -813,21 +819,31 @@ async def _complete_refund(
     return True
 
 
+async def _move_refund(refund_id: int, old: str, new: str, **values: Any) -> list[dict[str, Any]]:
+    """Compare-and-set a refund ``old`` → ``new`` (an allowed move); the rows changed."""
+    if new not in REFUND_MOVES.get(old, frozenset()):
+        raise sales.TransitionNotAllowed(f"refund {old} → {new}")
+    update: dict[Any, Any] = {Refund.status: new}
+    for key, value in values.items():
+        update[getattr(Refund, key)] = value
+    changed: list[dict[str, Any]] = (
+        await Refund.update(update)
+        .where((Refund.id == refund_id) & (Refund.status == old))
+        .returning(Refund.id, Refund.amount_cents)
+        .run()
+    )
+    return changed
+
+
 async def _fail_refund(
     refund_id: int, sale_id: int, message: str, stripe_refund_id: str | None = None
 ) -> None:
     """Stripe refused the refund: failed, and the sessions it reserved are the client's again."""
-    values: dict[Any, Any] = {Refund.status: FAILED, Refund.error: message}
+    values: dict[str, Any] = {"error": message}
     if stripe_refund_id:
-        values[Refund.stripe_refund_id] = stripe_refund_id
+        values["stripe_refund_id"] = stripe_refund_id
     async with sales.locked(sale_id):
-        failed = (
-            await Refund.update(values)
-            .where((Refund.id == refund_id) & (Refund.status == PENDING))
-            .returning(Refund.id)
-            .run()
-        )
-        if failed:
+        if await _move_refund(refund_id, PENDING, FAILED, **values):
             await sales.release_reserved(refund_id)
             await Refund.update({Refund.sessions_revoked: 0}).where(Refund.id == refund_id).run()
 
@@ -1602,7 +1618,7 @@ async def _on_checkout_expired(gateway: StripeGateway, obj: dict[str, Any]) -> N
     sale_id = _sale_id_of({k: str(v) for k, v in (obj.get("metadata") or {}).items()})
     if sale_id is None:
         return
-    async with db.transaction():
+    async with sales.locked(sale_id):
         if await sales.cancel_pending(sale_id):
             payment = await _payment_for_sale(sale_id)
             if payment is not None:
@@ -1635,7 +1651,7 @@ async def _on_charge_updated(gateway: StripeGateway, obj: dict[str, Any]) -> Non
         return
     charge = await gateway.retrieve_charge(str(obj["id"]))
     if charge.balance_transaction is not None:
-        async with db.transaction():
+        async with sales.locked(int(payment["sale"])):
             await _record_fee(payment, charge.balance_transaction)
 
 
