@@ -1,0 +1,231 @@
+"""Buying a package: online, or at the front desk.
+
+Online (and a front-desk link for the client's phone) through a Stripe
+Checkout Session; cash, cheque or card terminal recorded in the clinic and
+active at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from portal import db
+from portal.audit import service as audit
+from portal.auth.service import CurrentUser
+from portal.catalog import service as catalog
+from portal.errors import Invalid
+from portal.locations.service import ensure_location_access
+from portal.locations.tables import Location
+from portal.payments.evidence import _payment_for_sale
+from portal.payments.gateway import GatewayError, StripeGateway
+from portal.payments.states import (
+    FAILED,
+    IN_CLINIC,
+    PENDING,
+    STRIPE,
+    SUCCEEDED,
+    _set_payment,
+    idempotency_key,
+)
+from portal.payments.tables import Payment
+from portal.sales import service as sales
+from portal.sales.tables import Sale
+from portal.timeutil import utcnow
+
+
+@dataclass(frozen=True)
+class Checkout:
+    sale_id: int
+    payment_id: int
+    url: str
+
+
+async def start_checkout(
+    gateway: StripeGateway,
+    *,
+    client_id: int,
+    client_email: str,
+    package_id: int,
+    location_id: int,
+    base_url: str,
+    online: bool = True,
+    sold_by: int | None = None,
+    request_key: str | None = None,
+) -> Checkout:
+    """Create the pending sale (the full snapshot) and its Stripe Checkout Session.
+
+    A front-desk form's ``request_key`` makes a resubmission of the same form
+    return the sale it already created.
+    """
+    key = request_key
+    buyer = sold_by if sold_by is not None else client_id
+    if key:
+        existing = await sales.sale_by_request_key(key, buyer)
+        if existing is not None:
+            return await _checkout_of(existing)
+    terms = await catalog.quote_package(package_id, location_id, utcnow(), online=online)
+    try:
+        async with db.transaction():
+            sale_id = await sales.create_pending_sale(
+                client_id,
+                terms,
+                channel=sales.ONLINE if sold_by is None else sales.FRONT_DESK,
+                payment_method="card",
+                sold_by=sold_by,
+                request_key=key,
+            )
+            rows = (
+                await Payment.insert(
+                    Payment(
+                        sale=sale_id,
+                        provider=STRIPE,
+                        method="card",
+                        status=PENDING,
+                        amount_cents=terms.total_cents,
+                        currency=terms.currency,
+                        created_at=utcnow(),
+                        recorded_by=sold_by,
+                    )
+                )
+                .returning(Payment.id)
+                .run()
+            )
+            payment_id = int(rows[0]["id"])
+    except Exception as exc:
+        if key and db.is_unique_violation(exc):
+            return await _checkout_of(await _replayed_sale(key, buyer))
+        raise
+    ids = {"sale_id": str(sale_id), "payment_id": str(payment_id), "location_id": str(location_id)}
+    slug = await _location_slug(location_id)
+    try:
+        session = await gateway.create_checkout_session(
+            amount_cents=terms.total_cents,
+            currency=terms.currency,
+            product_name=terms.name,
+            product_description=(
+                f"{terms.sessions} sessions, valid {terms.validity_days} days"
+                + ("" if terms.tax_cents == 0 else " (tax included)")
+            ),
+            success_url=f"{base_url}/purchases/{sale_id}?session_id={{CHECKOUT_SESSION_ID}}",
+            cancel_url=f"{base_url}/book/{slug}",
+            client_reference_id=str(client_id),
+            metadata=ids,
+            payment_intent_metadata=ids,
+            idempotency_key=await idempotency_key("checkout", sale_id, Sale),
+            customer_email=client_email,
+        )
+    except GatewayError as exc:
+        async with db.transaction():
+            await sales.cancel_pending(sale_id)
+            await _set_payment(payment_id, PENDING, FAILED, failure_message=exc.message)
+        raise
+    await (
+        Payment.update(
+            {Payment.checkout_session_id: session.id, Payment.checkout_url: session.url or ""}
+        )
+        .where(Payment.id == payment_id)
+        .run()
+    )
+    return Checkout(sale_id=sale_id, payment_id=payment_id, url=session.url or "")
+
+
+async def record_in_clinic_sale(
+    actor: CurrentUser,
+    *,
+    client_id: int,
+    package_id: int,
+    location_id: int,
+    method: str,
+    request_key: str | None = None,
+) -> int:
+    """A package paid at the front desk (cash, cheque, card terminal): active at once.
+
+    ``request_key`` is the form's one-time token: the same form sent again (a
+    double click, the browser retrying after a lost response) returns the
+    sale it already recorded instead of selling and journalling it twice.
+    """
+    ensure_location_access(actor, location_id, write=True)
+    if method not in ("cash", "cheque", "terminal"):
+        raise Invalid({"method": "Choose how the client paid."})
+    if request_key:
+        existing = await sales.sale_by_request_key(request_key, actor.id)
+        if existing is not None:
+            return existing
+    terms = await catalog.quote_package(package_id, location_id, utcnow())
+    try:
+        return await _record_in_clinic_sale(
+            actor, client_id, package_id, terms, method, request_key
+        )
+    except Exception as exc:
+        if request_key and db.is_unique_violation(exc):
+            return await _replayed_sale(request_key, actor.id)
+        raise
+
+
+async def _replayed_sale(request_key: str, sold_by: int) -> int:
+    """The sale a concurrent submission of the same form created."""
+    existing = await sales.sale_by_request_key(request_key, sold_by)
+    if existing is None:
+        raise Invalid(
+            {"method": "This form was already used. Reload the page and enter the sale again."}
+        )
+    return existing
+
+
+async def _checkout_of(sale_id: int) -> Checkout:
+    payment = await _payment_for_sale(sale_id)
+    if payment is None:
+        raise Invalid(
+            {"method": "This form was already used. Reload the page and enter the sale again."}
+        )
+    return Checkout(sale_id=sale_id, payment_id=int(payment["id"]), url=payment["checkout_url"])
+
+
+async def _record_in_clinic_sale(
+    actor: CurrentUser,
+    client_id: int,
+    package_id: int,
+    terms: catalog.PackageTerms,
+    method: str,
+    request_key: str | None,
+) -> int:
+    now = utcnow()
+    async with db.transaction():
+        sale_id = await sales.create_pending_sale(
+            client_id,
+            terms,
+            channel=sales.FRONT_DESK,
+            payment_method=method,
+            sold_by=actor.id,
+            request_key=request_key,
+        )
+        await Payment.insert(
+            Payment(
+                sale=sale_id,
+                provider=IN_CLINIC,
+                method=method,
+                status=SUCCEEDED,
+                amount_cents=terms.total_cents,
+                currency=terms.currency,
+                fee_cents=0,
+                net_cents=terms.total_cents,
+                created_at=now,
+                succeeded_at=now,
+                recorded_by=actor.id,
+            )
+        ).run()
+        await sales.activate(sale_id, occurred_at=now, payment_method=method)
+        await audit.record(
+            actor,
+            "sell",
+            "sale",
+            sale_id,
+            after={"package_id": package_id, "client_id": client_id, "method": method,
+                   "total_cents": terms.total_cents, "currency": terms.currency},
+        )  # fmt: skip
+    return sale_id
+
+
+async def _location_slug(location_id: int) -> str:
+    row = await Location.select(Location.slug).where(Location.id == location_id).first().run()
+    return str(row["slug"]) if row else ""

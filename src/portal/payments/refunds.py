@@ -1,0 +1,653 @@
+"""Refunds: quotes, staff refunds, refunds made in Stripe's dashboard, settling.
+
+A staff refund reserves its sessions under the sale's lock, then asks Stripe;
+refunds made in Stripe arrive by webhook or reconcile; our pending refunds are
+settled against Stripe's record. The tax and journal lines of money given back
+are shared with lost disputes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from portal.audit import service as audit
+from portal.auth.service import CurrentUser
+from portal.errors import Invalid, NotFound
+from portal.ledger import service as ledger
+from portal.locations.tables import Location
+from portal.money import format_money, round_half_up
+from portal.onetime import service as onetime
+from portal.payments.evidence import _ensure_payment_recorded, _payment_by_charge
+from portal.payments.gateway import GatewayError, GatewayUnavailable, StripeGateway, StripeRefund
+from portal.payments.states import (
+    FAILED,
+    PENDING,
+    REFUND_RULES,
+    RULE_LIST_PRICE,
+    STRIPE,
+    SUCCEEDED,
+    _move_refund,
+    idempotency_key,
+)
+from portal.payments.tables import Dispute, Payment, Refund
+from portal.sales import service as sales
+from portal.sales.tables import SaleSession
+from portal.timeutil import utcnow
+
+log = logging.getLogger("portal.payments")
+
+
+@dataclass(frozen=True)
+class RefundQuote:
+    sessions: int  # unused sessions the refund revokes
+    amount_cents: int
+    refundable_cents: int  # still refundable on the payment
+    rule: str
+    explanation: str
+
+
+async def refunded_so_far(payment_id: int) -> int:
+    """Money that went back, or is on its way back, on a payment.
+
+    Completed and pending refunds (a pending one may still go through), and
+    disputed amounts not won back (Stripe withdrew them when the dispute opened).
+    """
+    rows = (
+        await Refund.select(Refund.amount_cents)
+        .where((Refund.payment == payment_id) & (Refund.status.is_in([PENDING, SUCCEEDED])))
+        .run()
+    )
+    disputed = (
+        await Dispute.select(Dispute.amount_cents)
+        .where((Dispute.payment == payment_id) & (Dispute.outcome != "won"))
+        .run()
+    )
+    return sum(int(r["amount_cents"]) for r in rows) + sum(int(d["amount_cents"]) for d in disputed)
+
+
+async def _paid_payment(sale_id: int) -> dict[str, Any]:
+    payment = (
+        await Payment.select()
+        .where((Payment.sale == sale_id) & (Payment.status == SUCCEEDED))
+        .order_by(Payment.id)
+        .first()
+        .run()
+    )
+    if payment is None:
+        raise Invalid({"sessions": "This sale has no completed payment to refund."})
+    return payment
+
+
+def compute_refund(
+    *,
+    rule: str,
+    paid_cents: int,
+    already_refunded_cents: int,
+    sessions_total: int,
+    revoked_before: int,
+    unused_totals: list[int],
+    refund_sessions: int,
+    unit_list_price_gross: int | None,
+    fmt: Callable[[int], str] = str,
+) -> tuple[int, str]:
+    """The refund for revoking ``refund_sessions`` of the unused sessions, and why.
+
+    ``unused_totals`` are the client-paid shares of the available sessions,
+    latest first (the order they are revoked in). Sessions neither unused nor
+    revoked before count as used (given, booked, forfeited).
+
+    * pro rata: the paid share of the sessions refunded;
+    * list price: what was paid, minus what was refunded before, minus the
+      used sessions at the single-session list price, minus the paid share of
+      the unused sessions the client keeps — never below zero, never above
+      the pro-rata amount. Valuing kept sessions at their paid share makes the
+      rule path-independent: refunding 2 then 3 sessions returns what
+      refunding 5 at once would.
+
+    Whatever the rule, never more than is still refundable. Pure, so it is
+    property-tested; ``fmt`` formats amounts in the explanation.
+    """
+    refundable = max(paid_cents - already_refunded_cents, 0)
+    refund_sessions = max(0, min(refund_sessions, len(unused_totals)))
+    pro_rata = sum(unused_totals[:refund_sessions])
+    if rule == RULE_LIST_PRICE and unit_list_price_gross is not None:
+        used = max(sessions_total - revoked_before - len(unused_totals), 0)
+        kept = unused_totals[refund_sessions:]
+        raw = paid_cents - already_refunded_cents - used * unit_list_price_gross - sum(kept)
+        amount = min(max(raw, 0), pro_rata)
+        parts = [f"paid {fmt(paid_cents)}"]
+        if already_refunded_cents:
+            parts.append(f"refunded before {fmt(already_refunded_cents)}")
+        if used:
+            parts.append(f"{used} used × list price {fmt(unit_list_price_gross)}")
+        if kept:
+            parts.append(f"{len(kept)} kept at their paid share {fmt(sum(kept))}")
+        explanation = " − ".join(parts)
+        if raw > pro_rata:
+            explanation += f", capped at the paid share of the sessions, {fmt(pro_rata)}"
+    else:
+        amount = pro_rata
+        explanation = f"the paid share of {refund_sessions} unused session(s)"
+    return min(amount, refundable), explanation
+
+
+async def quote_refund(
+    sale: dict[str, Any], refund_sessions: int, rule: str | None = None
+) -> RefundQuote:
+    payment = await _paid_payment(int(sale["id"]))
+    location = (
+        await Location.select(Location.refund_rule)
+        .where(Location.id == sale["location"])
+        .first()
+        .run()
+    )
+    rule = rule or (location["refund_rule"] if location else RULE_LIST_PRICE)
+    if rule not in REFUND_RULES:
+        rule = RULE_LIST_PRICE
+    rows = await sales.sessions_of(int(sale["id"]))
+    unused = sorted(
+        (r for r in rows if r["state"] == sales.AVAILABLE), key=lambda r: -int(r["position"])
+    )
+    revoked_before = sum(1 for r in rows if r["state"] == sales.REVOKED)
+    refund_sessions = max(0, min(refund_sessions, len(unused)))
+    already = await refunded_so_far(int(payment["id"]))
+    unit_gross = None
+    if sale["unit_list_price_cents"] is not None:
+        unit = int(sale["unit_list_price_cents"])
+        unit_gross = (
+            unit
+            if sale["prices_include_tax"]
+            else unit + round_half_up(unit * int(sale["tax_rate_bp"]), 10_000)
+        )
+    currency = str(sale["currency"])
+    amount, explanation = compute_refund(
+        fmt=lambda cents: format_money(cents, currency),
+        rule=rule,
+        paid_cents=int(payment["amount_cents"]),
+        already_refunded_cents=already,
+        sessions_total=int(sale["sessions_total"]),
+        revoked_before=revoked_before,
+        unused_totals=[int(r["total_cents"]) for r in unused],
+        refund_sessions=refund_sessions,
+        unit_list_price_gross=unit_gross,
+    )
+    return RefundQuote(
+        sessions=refund_sessions,
+        amount_cents=amount,
+        refundable_cents=max(int(payment["amount_cents"]) - already, 0),
+        rule=rule,
+        explanation=explanation,
+    )
+
+
+def cumulative_tax(*, total_cents: int, tax_cents: int, returned_cents: int) -> int:
+    """The tax inside ``returned_cents`` of a sale's money, computed on the cumulative amount.
+
+    Each refund (or lost chargeback) gives back the tax of everything returned
+    so far minus what earlier ones gave back, so rounding never adds up across
+    partial refunds: the tax returned never exceeds the tax collected, and the
+    whole amount returns exactly the whole tax. Pure, property-tested.
+    """
+    if total_cents <= 0 or returned_cents <= 0:
+        return 0
+    if returned_cents >= total_cents:
+        return tax_cents
+    return round_half_up(returned_cents * tax_cents, total_cents)
+
+
+async def _returned_before(
+    sale: dict[str, Any], *, refund_id: int | None = None, dispute_id: int | None = None
+) -> tuple[int, int, list[dict[str, Any]]]:
+    """Money and tax already given back on the sale (completed refunds, lost
+    chargebacks), other than the one being booked, and the credits those
+    refunds revoked."""
+    sale_id = int(sale["id"])
+    refunds = (
+        await Refund.select(Refund.id, Refund.amount_cents)
+        .where((Refund.sale == sale_id) & (Refund.status == SUCCEEDED))
+        .run()
+    )
+    refunds = [r for r in refunds if r["id"] != refund_id]
+    lost = (
+        await Dispute.select(Dispute.id, Dispute.amount_cents)
+        .where((Dispute.sale == sale_id) & (Dispute.outcome == "lost"))
+        .run()
+    )
+    lost = [d for d in lost if d["id"] != dispute_id]
+    money = sum(int(r["amount_cents"]) for r in refunds) + sum(int(d["amount_cents"]) for d in lost)
+    # Tax is what the journal says was given back: the sale's tax minus what is still payable.
+    tax = int(sale["tax_cents"]) - await ledger.balance("tax_payable", sale_id=sale_id)
+    credits: list[dict[str, Any]] = []
+    if refunds and not lost:
+        credits = (
+            await SaleSession.select(SaleSession.value_cents, SaleSession.total_cents)
+            .where(
+                (SaleSession.sale == sale_id)
+                & (SaleSession.state == sales.REVOKED)
+                & SaleSession.refund_id.is_in([int(r["id"]) for r in refunds])
+            )
+            .run()
+        )
+    return money, max(tax, 0), credits
+
+
+async def _tax_given_back(
+    sale: dict[str, Any],
+    amount: int,
+    revoked: list[dict[str, Any]],
+    *,
+    refund_id: int | None = None,
+    dispute_id: int | None = None,
+) -> int:
+    """The tax this refund or chargeback gives back (see :func:`cumulative_tax`).
+
+    When everything returned so far is exactly the paid shares of the sessions
+    revoked for it (pro-rata refunds), the tax is those sessions' own tax
+    shares, so nothing is left over as a cent of breakage.
+    """
+    total, tax = int(sale["total_cents"]), int(sale["tax_cents"])
+    money_before, tax_before, credits_before = await _returned_before(
+        sale, refund_id=refund_id, dispute_id=dispute_id
+    )
+    returned = money_before + amount
+    shares = [*credits_before, *revoked]
+    if dispute_id is None and returned == sum(int(c["total_cents"]) for c in shares):
+        target = sum(int(c["total_cents"]) - int(c["value_cents"]) for c in shares)
+    else:
+        target = cumulative_tax(total_cents=total, tax_cents=tax, returned_cents=returned)
+    return max(0, min(target, tax) - tax_before)
+
+
+def _give_back_lines(*, amount: int, tax: int, value: int, paid_from: str) -> list[ledger.Line]:
+    """Money going back to the client, against what it bought.
+
+    Dr deferred revenue (the revoked sessions' value) + Dr tax payable / Cr
+    ``paid_from``. If the revoked sessions were worth more than the net money
+    returned, the rest is breakage (the client gave it up); if less, the money
+    returned for sessions already given reverses revenue (contra-revenue).
+    """
+    net_part = amount - tax
+    difference = value - net_part
+    lines = [
+        ledger.debit("deferred_revenue", value),
+        ledger.debit("tax_payable", tax),
+        ledger.credit(paid_from, amount),
+    ]
+    if difference > 0:
+        lines.append(ledger.credit("breakage_revenue", difference))
+    elif difference < 0:
+        lines.append(ledger.debit("revenue_reversals", -difference))
+    return lines
+
+
+async def _journal_refund(
+    sale: dict[str, Any], refund_id: int, amount: int, revoked: list[dict[str, Any]], method: str
+) -> None:
+    tax = await _tax_given_back(sale, amount, revoked, refund_id=refund_id)
+    await Refund.update({Refund.tax_cents: tax}).where(Refund.id == refund_id).run()
+    await ledger.post(
+        event_key=f"refund:{refund_id}",
+        kind="refund",
+        currency=sale["currency"],
+        location_id=sale["location"],
+        reference=f"sale:{sale['id']}",
+        memo=f"Refund of {len(revoked)} session(s)",
+        sale_id=sale["id"],
+        lines=_give_back_lines(
+            amount=amount,
+            tax=tax,
+            value=sum(int(r["value_cents"]) for r in revoked),
+            paid_from=sales.CLEARING_ACCOUNT.get(method, "stripe_clearing"),
+        ),
+    )
+
+
+async def _complete_refund(
+    refund_id: int, sale: dict[str, Any], stripe_refund_id: str | None, method: str
+) -> bool:
+    """Pending → succeeded: journal the sessions it reserved. Under the sale's lock.
+
+    Returns False when the refund was no longer pending (completed elsewhere).
+    """
+    changed = await _move_refund(
+        refund_id,
+        PENDING,
+        SUCCEEDED,
+        completed_at=utcnow(),
+        stripe_refund_id=stripe_refund_id,
+    )
+    if not changed:
+        return False
+    revoked = await sales.revoked_by_refund(refund_id)
+    await Refund.update({Refund.sessions_revoked: len(revoked)}).where(Refund.id == refund_id).run()
+    await _journal_refund(sale, refund_id, int(changed[0]["amount_cents"]), revoked, method)
+    await sales.mark_refunded_if_nothing_left(int(sale["id"]))
+    return True
+
+
+async def _fail_refund(
+    refund_id: int, sale_id: int, message: str, stripe_refund_id: str | None = None
+) -> None:
+    """Stripe refused the refund: failed, and the sessions it reserved are the client's again."""
+    values: dict[str, Any] = {"error": message}
+    if stripe_refund_id:
+        values["stripe_refund_id"] = stripe_refund_id
+    async with sales.locked(sale_id):
+        if await _move_refund(refund_id, PENDING, FAILED, **values):
+            await sales.release_reserved(refund_id)
+            await Refund.update({Refund.sessions_revoked: 0}).where(Refund.id == refund_id).run()
+
+
+REFUND_RESULT = "refund:"
+
+
+async def refund_sale(
+    gateway: StripeGateway | None,
+    actor: CurrentUser,
+    sale_id: int,
+    *,
+    sessions: int,
+    reason: str,
+    rule: str | None = None,
+    request_key: str | None = None,
+) -> dict[str, Any]:
+    """Staff refund, under the sale's lock; returns the refund row.
+
+    Inside one locked transaction: the one-time key is claimed (the same form
+    sent again returns the first refund), the state is read again, the refund
+    is quoted against what is left (pending refunds count), and its sessions
+    are reserved (revoked) before Stripe is asked. Stripe is called outside the
+    transaction with an idempotency key from the refund row. Its answer then
+    completes the refund (journal) or fails it (the reserved sessions come
+    back); an unknown outcome (Stripe unreachable) keeps it pending, still
+    counted against what is refundable, for "Retry".
+    """
+    await sales.get_sale_for(actor, sale_id, write=True)
+    async with sales.locked(sale_id) as sale:
+        first = await onetime.claim(
+            request_key, user_id=actor.id, action="refund", field="sessions"
+        )
+        if first is not None:
+            return await _refund_row(int(first.removeprefix(REFUND_RESULT) or 0))
+        errors: dict[str, str] = {}
+        if not reason.strip():
+            errors["reason"] = "Give a reason for the refund."
+        if sale["status"] != sales.ACTIVE:
+            errors["sessions"] = "Only an active sale can be refunded."
+        if sale["frozen"]:
+            errors["sessions"] = "This sale is disputed; wait for the dispute to close."
+        if errors:
+            raise Invalid(errors)
+        quote = await quote_refund(sale, sessions, rule)
+        if quote.sessions == 0:
+            raise Invalid(
+                {"sessions": "Every session of this package is used, booked or refunded: "
+                 "nothing is left to refund."}
+            )  # fmt: skip
+        if sessions < 1 or quote.sessions < sessions:
+            raise Invalid({"sessions": f"Choose between 1 and {quote.sessions} unused session(s)."})
+        if quote.amount_cents <= 0 and quote.refundable_cents <= 0:
+            raise Invalid({"sessions": "Nothing is left to refund on this sale."})
+        payment = await _paid_payment(sale_id)
+        rows = (
+            await Refund.insert(
+                Refund(
+                    sale=sale_id,
+                    payment=payment["id"],
+                    amount_cents=quote.amount_cents,
+                    currency=sale["currency"],
+                    sessions_requested=sessions,
+                    sessions_revoked=0,
+                    rule=quote.rule,
+                    reason=reason.strip()[:2000],
+                    status=PENDING,
+                    external=False,
+                    created_by=actor.id,
+                    created_at=utcnow(),
+                )
+            )
+            .returning(Refund.id)
+            .run()
+        )
+        refund_id = int(rows[0]["id"])
+        reserved = await sales.revoke_unused(sale_id, sessions, refund_id=refund_id)
+        await (
+            Refund.update({Refund.sessions_revoked: len(reserved)})
+            .where(Refund.id == refund_id)
+            .run()
+        )
+        await audit.record(
+            actor, "refund", "sale", sale_id,
+            after={"refund_id": refund_id, "amount_cents": quote.amount_cents,
+                   "sessions": sessions, "rule": quote.rule, "reason": reason.strip()},
+        )  # fmt: skip
+        await onetime.finish(request_key, f"{REFUND_RESULT}{refund_id}")
+        if payment["provider"] != STRIPE or quote.amount_cents == 0:
+            await _complete_refund(refund_id, sale, None, payment["method"])
+            return await _refund_row(refund_id)
+    if gateway is None:
+        raise RuntimeError("Stripe is not configured")
+    return await _send_refund(gateway, await _refund_row(refund_id), payment)
+
+
+async def _send_refund(
+    gateway: StripeGateway, refund: dict[str, Any], payment: dict[str, Any]
+) -> dict[str, Any]:
+    """Ask Stripe for a pending refund (first time or retry), same idempotency key each time."""
+    refund_id, sale_id = int(refund["id"]), int(refund["sale"])
+    try:
+        stripe_refund = await gateway.create_refund(
+            amount_cents=int(refund["amount_cents"]),
+            idempotency_key=await idempotency_key("refund", refund_id, Refund),
+            payment_intent_id=payment["payment_intent_id"],
+            charge_id=None if payment["payment_intent_id"] else payment["charge_id"],
+            metadata={"refund_id": str(refund_id), "sale_id": str(sale_id)},
+            reason="requested_by_customer",
+        )
+    except GatewayUnavailable as exc:
+        # The outcome is unknown: keep it pending (it still counts against
+        # what is refundable, its sessions stay reserved); "Retry" resends it
+        # with the same idempotency key.
+        await (
+            Refund.update({Refund.error: exc.message})
+            .where((Refund.id == refund_id) & (Refund.status == PENDING))
+            .run()
+        )
+        return await _refund_row(refund_id)
+    except GatewayError as exc:
+        await _fail_refund(refund_id, sale_id, exc.message)
+        return await _refund_row(refund_id)
+    await _apply_stripe_refund(refund_id, sale_id, stripe_refund)
+    return await _refund_row(refund_id)
+
+
+async def retry_refund(
+    gateway: StripeGateway, actor: CurrentUser, refund_id: int
+) -> dict[str, Any]:
+    """Send a pending refund again, with its original idempotency key."""
+    refund = await _refund_row(refund_id)
+    await sales.get_sale_for(actor, int(refund["sale"]), write=True)
+    if refund["status"] != PENDING:
+        return refund
+    payment = await Payment.select().where(Payment.id == refund["payment"]).first().run()
+    assert payment is not None
+    return await _send_refund(gateway, refund, payment)
+
+
+async def _apply_stripe_refund(refund_id: int, sale_id: int, stripe_refund: StripeRefund) -> None:
+    if stripe_refund.status not in REFUND_ACCEPTED:
+        await _fail_refund(
+            refund_id,
+            sale_id,
+            stripe_refund.failure_reason or stripe_refund.status,
+            stripe_refund.id,
+        )
+        return
+    # Stripe accepted it; "pending" refunds settle later but the sessions are
+    # no longer the client's from now on.
+    async with sales.locked(sale_id) as sale:
+        await _complete_refund(refund_id, sale, stripe_refund.id, "card")
+
+
+async def refund_of_sale(sale_id: int, refund_id: int) -> dict[str, Any]:
+    """A refund, if it belongs to the sale (ids guessed in URLs find nothing)."""
+    row = await _refund_row(refund_id)
+    if int(row["sale"]) != sale_id:
+        raise NotFound("No such refund.")
+    return row
+
+
+async def _refund_row(refund_id: int) -> dict[str, Any]:
+    row = await Refund.select().where(Refund.id == refund_id).first().run()
+    if row is None:
+        raise NotFound("No such refund.")
+    return row
+
+
+def sessions_covered(
+    *, cumulative_cents: int, paid_cents: int, revoked_totals: int, available_totals: list[int]
+) -> int:
+    """How many more unused sessions the money refunded so far pays for.
+
+    Refunds made in Stripe's dashboard come with an amount only. They
+    accumulate: the available sessions (latest first) are revoked as the
+    cumulative refunded amount, beyond the paid shares of the sessions already
+    revoked, covers each one's share; everything refunded revokes everything
+    unused. Pure, property-tested.
+    """
+    if cumulative_cents >= paid_cents:
+        return len(available_totals)
+    left = cumulative_cents - revoked_totals
+    count = 0
+    for share in available_totals:
+        if share > left:
+            break
+        left -= share
+        count += 1
+    return count
+
+
+async def record_external_refund(gateway: StripeGateway, refund: StripeRefund) -> bool:
+    """A refund made in Stripe's dashboard (or one of ours seen again): record it once."""
+    if refund.status not in ("succeeded", "pending"):
+        return False
+    if await Refund.exists().where(Refund.stripe_refund_id == refund.id).run():
+        return False
+    own = await _own_refund_of(refund)
+    if own is not None:
+        # Our own refund, seen from Stripe's side: completes it if the answer
+        # to refund_sale was lost (a timeout); otherwise nothing to do.
+        return await settle_own_refund(own, refund) == "completed"
+    payment = await _ensure_payment_recorded(gateway, refund.payment_intent_id)
+    if payment is None and refund.charge_id:
+        payment = await _payment_by_charge(refund.charge_id)
+    if payment is None:
+        log.warning("refund %s for an unknown payment", refund.id)
+        return False
+    async with sales.locked(int(payment["sale"])) as sale:
+        # Read again under the lock: the same refund may have arrived by
+        # another event (refund.created racing charge.refunded) meanwhile.
+        if await Refund.exists().where(Refund.stripe_refund_id == refund.id).run():
+            return False
+        if await _own_refund_of(refund) is not None:
+            return False
+        available = (
+            await SaleSession.select(SaleSession.total_cents)
+            .where((SaleSession.sale == sale["id"]) & (SaleSession.state == sales.AVAILABLE))
+            .order_by(SaleSession.position, ascending=False)
+            .run()
+        )
+        revoked = (
+            await SaleSession.select(SaleSession.total_cents)
+            .where((SaleSession.sale == sale["id"]) & (SaleSession.state == sales.REVOKED))
+            .run()
+        )
+        sessions = sessions_covered(
+            cumulative_cents=await refunded_so_far(int(payment["id"])) + refund.amount,
+            paid_cents=int(payment["amount_cents"]),
+            revoked_totals=sum(int(r["total_cents"]) for r in revoked),
+            available_totals=[int(r["total_cents"]) for r in available],
+        )
+        rows = (
+            await Refund.insert(
+                Refund(
+                    sale=sale["id"],
+                    payment=payment["id"],
+                    amount_cents=refund.amount,
+                    currency=sale["currency"],
+                    sessions_requested=sessions,
+                    sessions_revoked=0,
+                    rule="external",
+                    reason=refund.reason or "Refunded in Stripe",
+                    status=PENDING,
+                    external=True,
+                    created_at=refund.created,
+                )
+            )
+            .returning(Refund.id)
+            .run()
+        )
+        refund_id = int(rows[0]["id"])
+        await sales.revoke_unused(int(sale["id"]), sessions, refund_id=refund_id)
+        await _complete_refund(refund_id, sale, refund.id, "card")
+    return True
+
+
+async def _own_refund_of(refund: StripeRefund) -> dict[str, Any] | None:
+    """Our refund row that a Stripe refund belongs to: by its id, or by our id in its metadata."""
+    row = await Refund.select().where(Refund.stripe_refund_id == refund.id).first().run()
+    if row is not None:
+        return row
+    ours = refund.metadata.get("refund_id", "")
+    if not ours.isdigit():
+        return None
+    row = await Refund.select().where(Refund.id == int(ours)).first().run()
+    if row is None or row["external"] or row["stripe_refund_id"]:
+        return None
+    named_sale = refund.metadata.get("sale_id", "")
+    if named_sale and named_sale != str(row["sale"]):
+        return None  # the metadata is not ours after all
+    return row
+
+
+REFUND_ACCEPTED = ("succeeded", "pending", "requires_action")
+
+
+async def settle_own_refund(row: dict[str, Any], refund: StripeRefund) -> str:
+    """Bring one of our refunds in line with what Stripe says about it.
+
+    A refund stays pending here when Stripe's answer was lost (a timeout);
+    Stripe's record is then the evidence. Returns ``"completed"`` (journalled
+    now), ``"failed"`` (Stripe refused it; its sessions came back),
+    ``"unchanged"``, or ``"mismatch"`` when the two records disagree in a way
+    only a person can settle (amounts differ, or Stripe failed a refund
+    recorded here as done). Under the sale's lock, reading the row again.
+    """
+    accepted = refund.status in REFUND_ACCEPTED
+    if int(row["amount_cents"]) != refund.amount:
+        return "mismatch"
+    sale_id = int(row["sale"])
+    if row["status"] == PENDING and not accepted:
+        if refund.status not in ("failed", "canceled"):
+            return "unchanged"
+        await _fail_refund(
+            int(row["id"]),
+            sale_id,
+            refund.failure_reason or refund.status,
+            refund.id,
+        )
+        return "failed" if (await _refund_row(int(row["id"])))["status"] == FAILED else "unchanged"
+    if row["status"] == PENDING:
+        payment = (
+            await Payment.select(Payment.method).where(Payment.id == row["payment"]).first().run()
+        )
+        method = str(payment["method"]) if payment else "card"
+        async with sales.locked(sale_id) as sale:
+            done = await _complete_refund(int(row["id"]), sale, refund.id, method)
+        return "completed" if done else "unchanged"
+    if (row["status"] == SUCCEEDED) != accepted:
+        return "mismatch"
+    return "unchanged"

@@ -1,0 +1,90 @@
+"""The payment and refund states, shared by every payment module.
+
+The state machines as data (docs/architecture.md, "Money transitions") and the
+compare-and-set moves that apply them (``_set_payment``, ``_move_refund``), the
+providers, the refund rules and the idempotency keys sent to Stripe.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from portal.locations import service as location_service
+from portal.payments.tables import Payment, Refund
+from portal.sales import service as sales
+from portal.sales.tables import Sale
+
+PENDING = "pending"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+CANCELLED = "cancelled"
+
+# The payment and refund state machines, declared once (docs/architecture.md,
+# "Money transitions"); ``_set_payment`` and ``_move_refund`` refuse other moves.
+PAYMENT_MOVES: dict[str, frozenset[str]] = {
+    PENDING: frozenset({SUCCEEDED, FAILED, CANCELLED}),
+    # Money that arrives after the checkout failed or was abandoned still counts.
+    FAILED: frozenset({SUCCEEDED}),
+    CANCELLED: frozenset({SUCCEEDED}),
+    SUCCEEDED: frozenset(),
+}
+REFUND_MOVES: dict[str, frozenset[str]] = {
+    PENDING: frozenset({SUCCEEDED, FAILED}),
+    SUCCEEDED: frozenset(),
+    FAILED: frozenset(),
+}
+
+STRIPE = "stripe"
+IN_CLINIC = "in_clinic"
+
+RULE_LIST_PRICE = "list_price"
+RULE_PRO_RATA = "pro_rata"
+REFUND_RULES = location_service.REFUND_RULES
+# How the refund form names the rules (see compute_refund for the arithmetic).
+RULE_LABELS = {
+    RULE_LIST_PRICE: "Used sessions at the single-session price",
+    RULE_PRO_RATA: "Pro rata (paid share per session)",
+}
+
+
+async def idempotency_key(kind: str, row_id: int, table: type[Sale] | type[Refund]) -> str:
+    """``kind:id:created`` — derived from our row, stable across retries of it.
+
+    The creation time makes the key unique even when ids repeat (a database
+    restored or recreated against the same Stripe account).
+    """
+    row = await table.select(table.created_at).where(table.id == row_id).first().run()
+    stamp = int(row["created_at"].timestamp() * 1_000_000) if row else 0
+    return f"{kind}:{row_id}:{stamp}"
+
+
+async def _set_payment(payment_id: int, expected: str, new: str, **values: Any) -> bool:
+    """Compare-and-set a payment ``expected`` → ``new`` (an allowed move)."""
+    if new not in PAYMENT_MOVES.get(expected, frozenset()):
+        raise sales.TransitionNotAllowed(f"payment {expected} → {new}")
+    update: dict[Any, Any] = {Payment.status: new}
+    for key, value in values.items():
+        update[getattr(Payment, key)] = value
+    changed = (
+        await Payment.update(update)
+        .where((Payment.id == payment_id) & (Payment.status == expected))
+        .returning(Payment.id)
+        .run()
+    )
+    return bool(changed)
+
+
+async def _move_refund(refund_id: int, old: str, new: str, **values: Any) -> list[dict[str, Any]]:
+    """Compare-and-set a refund ``old`` → ``new`` (an allowed move); the rows changed."""
+    if new not in REFUND_MOVES.get(old, frozenset()):
+        raise sales.TransitionNotAllowed(f"refund {old} → {new}")
+    update: dict[Any, Any] = {Refund.status: new}
+    for key, value in values.items():
+        update[getattr(Refund, key)] = value
+    changed: list[dict[str, Any]] = (
+        await Refund.update(update)
+        .where((Refund.id == refund_id) & (Refund.status == old))
+        .returning(Refund.id, Refund.amount_cents)
+        .run()
+    )
+    return changed
