@@ -1,0 +1,304 @@
+"""Money moved: payments, refunds and disputes summed per local day (or week,
+month) and location, the payments summary and the fees report."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from portal.reports import sql
+from portal.reports.filters import ALL, FAILED, PENDING, SUCCEEDED, Filters, Loc
+from portal.reports.periods import DAY, bucket_end, bucket_label, bucket_start, day_from_number
+from portal.reports.segments import _bucket_segments, _location_clauses, _segments
+
+
+@dataclass
+class Totals:
+    """Money moved, in minor units of one currency.
+
+    ``disputed``: amounts Stripe withdrew for disputes, less the amounts it put
+    back for disputes won. ``fee``: every Stripe fee, processing and dispute
+    fees alike (as Stripe's own fee column counts them); ``dispute_fee`` is the
+    disputes' part of it.
+    """
+
+    payments: int = 0
+    refunds: int = 0
+    gross: int = 0
+    tax: int = 0
+    refunded: int = 0
+    fee: int = 0
+    disputes: int = 0  # withdrawals
+    reinstatements: int = 0
+    disputed: int = 0
+    dispute_fee: int = 0
+
+    @property
+    def net(self) -> int:
+        return self.gross - self.refunded - self.disputed - self.fee
+
+    @property
+    def processing_fee(self) -> int:
+        return self.fee - self.dispute_fee
+
+    def add(self, other: Totals) -> None:
+        self.payments += other.payments
+        self.refunds += other.refunds
+        self.gross += other.gross
+        self.tax += other.tax
+        self.refunded += other.refunded
+        self.fee += other.fee
+        self.disputes += other.disputes
+        self.reinstatements += other.reinstatements
+        self.disputed += other.disputed
+        self.dispute_fee += other.dispute_fee
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "payments": self.payments,
+            "refunds": self.refunds,
+            "disputes": self.disputes,
+            "reinstatements": self.reinstatements,
+            "gross": self.gross,
+            "tax": self.tax,
+            "refunded": self.refunded,
+            "disputed": self.disputed,
+            "fee": self.fee,
+            "dispute_fee": self.dispute_fee,
+            "net": self.net,
+        }
+
+
+@dataclass
+class BucketRow:
+    start: date
+    end: date
+    label: str
+    location: Loc
+    currency: str
+    totals: Totals
+
+
+def _bucketed(
+    f: Filters, day_rows: dict[tuple[int, str, int], Totals], grouping: str
+) -> list[BucketRow]:
+    merged: dict[tuple[date, int, str], Totals] = defaultdict(Totals)
+    for (location_id, currency, number), totals in day_rows.items():
+        start = bucket_start(day_from_number(number), grouping)
+        merged[(start, location_id, currency)].add(totals)
+    out = []
+    names = {loc.id: loc for loc in f.locations}
+    for (start, location_id, currency), totals in sorted(
+        merged.items(), key=lambda kv: (kv[0][0], names[kv[0][1]].name, kv[0][2])
+    ):
+        end = min(bucket_end(start, grouping), f.period.end)
+        out.append(
+            BucketRow(
+                start=max(start, f.period.start),
+                end=end,
+                label=bucket_label(start, grouping),
+                location=names[location_id],
+                currency=currency,
+                totals=totals,
+            )
+        )
+    return out
+
+
+def _by_currency(rows: Iterable[BucketRow]) -> dict[str, Totals]:
+    out: dict[str, Totals] = {}
+    for row in rows:
+        out.setdefault(row.currency, Totals()).add(row.totals)
+    return dict(sorted(out.items()))
+
+
+def _time_columns(status: str) -> tuple[str, str]:
+    """The moment that dates a payment and a refund, for a status filter."""
+    if status == SUCCEEDED:
+        return "p.succeeded_at", "r.completed_at"
+    if status == ALL:
+        return "COALESCE(p.succeeded_at, p.created_at)", "COALESCE(r.completed_at, r.created_at)"
+    return "p.created_at", "r.created_at"
+
+
+def _status_clauses(status: str) -> tuple[str, str]:
+    if status == SUCCEEDED:
+        return "p.status = 'succeeded'", "r.status = 'succeeded'"
+    if status == PENDING:
+        return "p.status = 'pending'", "r.status = 'pending'"
+    if status == FAILED:
+        return "p.status IN ('failed', 'cancelled')", "r.status = 'failed'"
+    return "1 = 1", "1 = 1"
+
+
+def _payment_extra(f: Filters) -> tuple[str, list[Any]]:
+    """Package and method filters, on ``s`` (sale) and ``p`` (payment)."""
+    clauses: list[str] = []
+    args: list[Any] = []
+    if f.package_id is not None:
+        clauses.append("s.package_id = {}")
+        args.append(f.package_id)
+    if f.method:
+        clauses.append("p.method = {}")
+        args.append(f.method)
+    return "".join(f" AND {c}" for c in clauses), args
+
+
+# A dispute is two movements of money: Stripe withdraws the disputed amount
+# and its dispute fee when the dispute opens, and puts the amount back (not
+# the fee) if the dispute is won. Each is dated by its own moment, in the
+# sale location's zone; neither carries tax (a lost dispute's tax reversal is
+# a journal entry, not money moved). Only succeeded money (and "any status")
+# shows them: a dispute is never pending or failed money.
+WITHDRAWN = "dispute_withdrawn"
+REINSTATED = "dispute_reinstated"
+DISPUTE_KINDS = (WITHDRAWN, REINSTATED)
+DISPUTE_TIME = {WITHDRAWN: "d.withdrawn_at", REINSTATED: "d.reinstated_at"}
+DISPUTE_STATUSES = (SUCCEEDED, ALL)
+DISPUTE_FROM = "dispute d JOIN payment p ON p.id = d.payment JOIN sale s ON s.id = d.sale "
+# The order of the listed rows at the same instant (then by id).
+LINE_KINDS = ("payment", "refund", WITHDRAWN, REINSTATED)
+KIND_ORDER = {kind: i for i, kind in enumerate(LINE_KINDS)}
+
+# Tax contained in a payment: the sale's tax when the payment is the whole
+# sale (always, today), otherwise its share rounded half-up; a refund's tax
+# share is rounded the same way as its journal entry (payments.service).
+PAYMENT_TAX = (
+    "CASE WHEN s.total_cents = 0 THEN 0 WHEN p.amount_cents = s.total_cents THEN s.tax_cents "
+    "ELSE (2 * p.amount_cents * s.tax_cents + s.total_cents) / (2 * s.total_cents) END"
+)
+# A completed refund's tax is what its journal entry gave back (``refund.tax_cents``,
+# cumulative over the sale's refunds); a pending one shows its proportional share.
+REFUND_TAX = (
+    "CASE WHEN r.status = 'succeeded' THEN r.tax_cents WHEN s.total_cents = 0 THEN 0 "
+    "ELSE (2 * r.amount_cents * s.tax_cents + s.total_cents) / (2 * s.total_cents) END"
+)
+
+
+async def _payment_days(
+    f: Filters,
+    *,
+    status: str | None = None,
+    stripe_only: bool = False,
+    with_filters: bool = True,
+    grouping: str = DAY,
+) -> dict[tuple[int, str, int], Totals]:
+    """(location, currency, local day number) → totals of payments and refunds.
+
+    With ``grouping`` week or month the day number is the first day of each
+    bucket (within the period), which ``_bucketed`` files under the same bucket.
+    """
+    status = status or f.status
+    out: dict[tuple[int, str, int], Totals] = defaultdict(Totals)
+    if not f.locations:
+        return out
+    if grouping == DAY:
+        cte, seg_args, lo, hi = _segments(f)
+        p_day = sql.local_day(_time_columns(status)[0], "seg.off")
+        r_day = sql.local_day(_time_columns(status)[1], "seg.off")
+    else:
+        cte, seg_args, lo, hi = _bucket_segments(f, grouping)
+        p_day = r_day = "seg.bucket"
+    p_time, r_time = _time_columns(status)
+    p_status, r_status = _status_clauses(status)
+    extra, extra_args = _payment_extra(f) if with_filters else ("", [])
+    if stripe_only:
+        extra += " AND p.provider = 'stripe'"
+    # The segments already hold only the chosen locations; the list is added to
+    # let PostgreSQL use the sale's location index when few are chosen, and left
+    # out for most or all of them, where it would make the planner read every
+    # sale through that index instead of scanning the table once.
+    ((locs, loc_args),) = await _location_clauses(f, "s.location")
+    payments = await sql.fetch(
+        f"WITH {cte} "
+        f"SELECT s.location AS loc, p.currency AS currency, "
+        f"{p_day} AS day, "
+        f"COUNT(*) AS n, SUM(p.amount_cents) AS gross, SUM({PAYMENT_TAX}) AS tax, "
+        f"SUM(COALESCE(p.fee_cents, 0)) AS fee "
+        f"FROM payment p JOIN sale s ON s.id = p.sale "
+        f"JOIN seg ON seg.loc = s.location AND {p_time} >= seg.lo AND {p_time} < seg.hi "
+        f"WHERE {p_status} AND {p_time} >= {{}} AND {p_time} < {{}}{locs}"
+        f"{extra} GROUP BY 1, 2, 3",
+        [*seg_args, lo, hi, *loc_args, *extra_args],
+    )
+    for row in payments:
+        t = out[(int(row["loc"]), str(row["currency"]), int(row["day"]))]
+        t.payments += sql.as_int(row["n"])
+        t.gross += sql.as_int(row["gross"])
+        t.tax += sql.as_int(row["tax"])
+        t.fee += sql.as_int(row["fee"])
+    if status in DISPUTE_STATUSES:
+        # Disputes move money only once Stripe has withdrawn it (or put it back).
+        kinds = DISPUTE_KINDS[:1] if stripe_only else DISPUTE_KINDS
+        results = await sql.fetch_all(
+            *(
+                (
+                    f"WITH {cte} "
+                    f"SELECT s.location AS loc, d.currency AS currency, "
+                    f"{sql.local_day(DISPUTE_TIME[kind], 'seg.off') if grouping == DAY else p_day}"
+                    " AS day, COUNT(*) AS n, SUM(d.amount_cents) AS amount, "
+                    "SUM(d.fee_cents) AS fee "
+                    f"FROM {DISPUTE_FROM}"
+                    f"JOIN seg ON seg.loc = s.location AND {DISPUTE_TIME[kind]} >= seg.lo "
+                    f"AND {DISPUTE_TIME[kind]} < seg.hi "
+                    f"WHERE {DISPUTE_TIME[kind]} >= {{}} AND {DISPUTE_TIME[kind]} < {{}}{locs}"
+                    f"{extra} GROUP BY 1, 2, 3",
+                    [*seg_args, lo, hi, *loc_args, *extra_args],
+                )
+                for kind in kinds
+            )
+        )
+        for kind, rows in zip(kinds, results, strict=True):
+            for row in rows:
+                t = out[(int(row["loc"]), str(row["currency"]), int(row["day"]))]
+                if kind == WITHDRAWN:
+                    t.disputes += sql.as_int(row["n"])
+                    t.disputed += sql.as_int(row["amount"])
+                    t.fee += sql.as_int(row["fee"])
+                    t.dispute_fee += sql.as_int(row["fee"])
+                else:
+                    t.reinstatements += sql.as_int(row["n"])
+                    t.disputed -= sql.as_int(row["amount"])
+    if stripe_only:
+        return out
+    refunds = await sql.fetch(
+        f"WITH {cte} "
+        f"SELECT s.location AS loc, r.currency AS currency, "
+        f"{r_day} AS day, "
+        f"COUNT(*) AS n, SUM(r.amount_cents) AS refunded, SUM({REFUND_TAX}) AS tax "
+        f"FROM refund r JOIN payment p ON p.id = r.payment JOIN sale s ON s.id = r.sale "
+        f"JOIN seg ON seg.loc = s.location AND {r_time} >= seg.lo AND {r_time} < seg.hi "
+        f"WHERE {r_status} AND {r_time} >= {{}} AND {r_time} < {{}}{locs}"
+        f"{extra} GROUP BY 1, 2, 3",
+        [*seg_args, lo, hi, *loc_args, *extra_args],
+    )
+    for row in refunds:
+        t = out[(int(row["loc"]), str(row["currency"]), int(row["day"]))]
+        t.refunds += sql.as_int(row["n"])
+        t.refunded += sql.as_int(row["refunded"])
+        t.tax -= sql.as_int(row["tax"])
+    return out
+
+
+@dataclass
+class PaymentSummary:
+    rows: list[BucketRow]
+    totals: dict[str, Totals]  # per currency
+
+
+async def payment_summary(f: Filters) -> PaymentSummary:
+    rows = _bucketed(f, await _payment_days(f, grouping=f.grouping), f.grouping)
+    return PaymentSummary(rows=rows, totals=_by_currency(rows))
+
+
+async def fees(f: Filters) -> PaymentSummary:
+    """Stripe fees of succeeded card payments and of disputes, per bucket and location."""
+    rows = _bucketed(
+        f,
+        await _payment_days(f, status=SUCCEEDED, stripe_only=True, grouping=f.grouping),
+        f.grouping,
+    )
+    return PaymentSummary(rows=rows, totals=_by_currency(rows))

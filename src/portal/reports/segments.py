@@ -1,0 +1,172 @@
+"""Shared pieces of the reports: the locations' zones over a period and the SQL
+fragments built from them (constant-offset segments, per-location bounds, keyset
+conditions), and the journal's one dating rule (``LINE_LOCATION``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from portal.reports import sql
+from portal.reports.filters import Filters
+from portal.reports.periods import (
+    EPOCH_DAY,
+    SECONDS_PER_DAY,
+    Period,
+    bounds,
+    bucket_end,
+    bucket_start,
+    day_from_number,
+    local_midnight,
+    offset_segments,
+)
+
+UNLOCATED = 0  # the key for journal lines without a location (bucketed in UTC)
+# The journal's one dating rule: a line belongs to the local day of its own
+# location (``journal_line.location``, in that location's zone), and a line
+# without a location to its UTC day. Every journal figure (liability, trial
+# balance, journal, revenue, dashboard series) matches lines to the zone
+# segments or bounds of this key, so they agree at every month end.
+LINE_LOCATION = f"COALESCE(jl.location, {UNLOCATED})"
+
+
+def _segments(
+    f: Filters, zones: list[tuple[int, str]] | None = None
+) -> tuple[str, list[Any], datetime, datetime]:
+    """The ``seg(loc, lo, hi, off)`` CTE for the locations' zones over the period.
+
+    Also returns the overall UTC range, which lets the database use its time
+    index before matching each row to its location's segment.
+    """
+    rows: list[tuple[int, datetime, datetime, int]] = []
+    if zones is None:
+        zones = [(loc.id, loc.timezone) for loc in f.locations]
+    for location_id, tz in zones:
+        lo, hi = bounds(tz, f.period)
+        rows.extend((location_id, a, b, off) for a, b, off in offset_segments(tz, lo, hi))
+    cte, args = sql.values_cte(
+        "seg", [("loc", "int"), ("lo", "ts"), ("hi", "ts"), ("off", "int")], rows
+    )
+    overall_lo = min((r[1] for r in rows), default=datetime(1970, 1, 1, tzinfo=UTC))
+    overall_hi = max((r[2] for r in rows), default=datetime(1970, 1, 1, tzinfo=UTC))
+    return cte, args, overall_lo, overall_hi
+
+
+def _line_zones(f: Filters) -> list[tuple[int, str]]:
+    """The zones that date the journal lines in scope: each chosen location's own,
+    and UTC for lines without a location when they are included (``LINE_LOCATION``)."""
+    zones = _zones(f)
+    if f.include_unlocated:
+        zones.append((UNLOCATED, "UTC"))
+    return zones
+
+
+def _bounds_cte(zones: Iterable[tuple[int, str]], period: Period) -> tuple[str, list[Any]]:
+    """The ``b(loc, lo, hi)`` CTE: each location's period in UTC."""
+    rows: list[tuple[int, datetime, datetime]] = []
+    for location_id, tz in zones:
+        lo, hi = bounds(tz, period)
+        rows.append((location_id, lo, hi))
+    return sql.values_cte("b", [("loc", "int"), ("lo", "ts"), ("hi", "ts")], rows)
+
+
+def _zones(f: Filters) -> list[tuple[int, str]]:
+    return [(loc.id, loc.timezone) for loc in f.locations]
+
+
+async def _location_clauses(f: Filters, *columns: str) -> list[tuple[str, list[Any]]]:
+    """`` AND <column> IN (…)`` per column when at most a quarter of all locations are
+    chosen, else "" (one count of the locations for all the columns)."""
+    rows = await sql.fetch("SELECT COUNT(*) AS n FROM location", [])
+    if len(f.location_ids) * 4 > sql.as_int(rows[0]["n"]):
+        return [("", []) for _ in columns]
+    marks, args = sql.in_list(f.location_ids)
+    return [(f" AND {column} IN {marks}", list(args)) for column in columns]
+
+
+def _bucket_segments(f: Filters, grouping: str) -> tuple[str, list[Any], datetime, datetime]:
+    """The ``seg(loc, lo, hi, bucket)`` CTE: each location's weeks or months of the period.
+
+    Each row is one bucket in UTC (its local midnights converted once), keyed
+    by the local day number of its first day in the period. Rows are matched
+    to buckets by a range join, with no time-zone arithmetic per row, and the
+    database groups them into a few hundred buckets instead of a row per day.
+    """
+    rows: list[tuple[int, datetime, datetime, int]] = []
+    for loc in f.locations:
+        first = f.period.start
+        while first <= f.period.end:
+            last = min(bucket_end(bucket_start(first, grouping), grouping), f.period.end)
+            rows.append(
+                (
+                    loc.id,
+                    local_midnight(loc.timezone, first),
+                    local_midnight(loc.timezone, last + timedelta(days=1)),
+                    (first - EPOCH_DAY).days,
+                )
+            )
+            first = last + timedelta(days=1)
+    cte, args = sql.values_cte(
+        "seg", [("loc", "int"), ("lo", "ts"), ("hi", "ts"), ("bucket", "int")], rows
+    )
+    overall_lo = min((r[1] for r in rows), default=datetime(1970, 1, 1, tzinfo=UTC))
+    overall_hi = max((r[2] for r in rows), default=datetime(1970, 1, 1, tzinfo=UTC))
+    return cte, args, overall_lo, overall_hi
+
+
+class LocalDays:
+    """Local dates of single rows, from the period's constant-offset segments.
+
+    Rows shown one by one (a page, a download) carry their own local date;
+    it is computed with the same segments that bucket the aggregates, by
+    integer arithmetic, without a time-zone lookup per row.
+    """
+
+    def __init__(self, zones: Iterable[tuple[int, str]], period: Period) -> None:
+        self._segments: dict[int, list[tuple[datetime, datetime, int]]] = {}
+        for location_id, tz in zones:
+            lo, hi = bounds(tz, period)
+            self._segments[location_id] = offset_segments(tz, lo, hi)
+
+    def bounds(self) -> list[tuple[int, datetime, datetime]]:
+        return [(k, v[0][0], v[-1][1]) for k, v in self._segments.items() if v]
+
+    def date(self, location_id: int | None, at: datetime) -> date:
+        pieces = self._segments.get(location_id or UNLOCATED) or []
+        offset = pieces[0][2] if pieces else 0
+        for lo, hi, off in pieces:
+            if lo <= at < hi:
+                offset = off
+                break
+        return day_from_number((int(at.timestamp()) + offset) // SECONDS_PER_DAY)
+
+
+def _period_clause(
+    column: str, location: str, days: LocalDays
+) -> tuple[str, list[Any], datetime, datetime]:
+    """Rows inside each location's own period: one OR branch per location.
+
+    Also returns the overall range, the condition the time index serves.
+    """
+    parts: list[str] = []
+    args: list[Any] = []
+    ranges = days.bounds()
+    for location_id, lo, hi in ranges:
+        parts.append(f"({location} = {{}} AND {column} >= {{}} AND {column} < {{}})")
+        args += [location_id, lo, hi]
+    if not parts:
+        parts, args = ["1 = 0"], []
+    overall_lo = min((r[1] for r in ranges), default=datetime(1970, 1, 1, tzinfo=UTC))
+    overall_hi = max((r[2] for r in ranges), default=datetime(1970, 1, 1, tzinfo=UTC))
+    return "(" + " OR ".join(parts) + ")", args, overall_lo, overall_hi
+
+
+def _after(column: str, id_column: str, at: datetime, row_id: int | None) -> tuple[str, list[Any]]:
+    """Rows after a keyset position; the redundant ``>=`` starts the index scan there."""
+    if row_id is None:
+        return f" AND {column} > {{}}", [at]
+    return (
+        f" AND {column} >= {{}} AND ({column} > {{}} OR {id_column} > {{}})",
+        [at, at, row_id],
+    )
