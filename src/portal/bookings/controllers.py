@@ -38,6 +38,10 @@ managers = requires_role(OWNER, MANAGER)
 list_viewers = requires_role(OWNER, MANAGER, ACCOUNTANT, THERAPIST)
 
 TAKEN_MESSAGE = "This time has just been taken; choose another."
+BOOKED_MESSAGE = {  # by whether the client booked it themselves
+    True: "Booked. See you then! A confirmation is on its way by email.",
+    False: "Booked. The client gets a confirmation by email.",
+}
 
 
 MAX_ID = 2**31 - 1  # ids are 32-bit serials
@@ -196,6 +200,213 @@ async def _booking_page(
     return Template("bookings/book.html", context=context, status_code=status_code)
 
 
+async def _my_appointments_page(user: CurrentUser) -> Template:
+    """A client's own appointments: upcoming first, then the past and the cancelled."""
+    rows = await service.client_appointments(user.id)
+    now = utcnow()
+    return Template(
+        "bookings/mine.html",
+        context={
+            "upcoming": sorted(
+                (r for r in rows if r["start_at"] > now and r["status"] == service.BOOKED),
+                key=lambda r: r["start_at"],
+            ),
+            "past": [r for r in rows if r["start_at"] <= now or r["status"] != service.BOOKED],
+            "labels": service.STATUS_LABELS,
+        },
+    )
+
+
+async def _therapist_agenda_page(user: CurrentUser) -> Template:
+    """A therapist's own appointments from yesterday for 30 days, each marked with its local day."""
+    therapist = (
+        await Therapist.select(Therapist.id).where(Therapist.account == user.id).first().run()
+    )
+    start = utcnow() - timedelta(days=1)
+    rows = (
+        await service.appointments_between(
+            start=start, end=start + timedelta(days=30), therapist_id=therapist["id"]
+        )
+        if therapist
+        else []
+    )
+    now = utcnow()
+    for row in rows:
+        zone = ZoneInfo(str(row["timezone"]))
+        row["local_day"] = row["start_at"].astimezone(zone).date()
+        row["is_today"] = row["local_day"] == now.astimezone(zone).date()
+    return Template(
+        "bookings/schedule.html",
+        context={
+            "rows": rows,
+            "labels": service.STATUS_LABELS,
+            "title": "My schedule",
+            "agenda": True,
+        },
+    )
+
+
+async def _location_day_page(
+    user: CurrentUser, location_id: int | None, day: str | None
+) -> Template:
+    """Staff's schedule of one location's day (the first visible location by default)."""
+    locations = await _choices(user, None)
+    visible = visible_location_ids(user)
+    options = [loc for loc in locations["locations"] if visible is None or loc["id"] in visible]
+    location = next(
+        (loc for loc in options if loc["id"] == location_id), options[0] if options else None
+    )
+    if location is None:
+        return Template(
+            "bookings/schedule.html",
+            context={"rows": [], "labels": service.STATUS_LABELS, "title": "Appointments"},
+        )
+    if location_id is not None and location["id"] != location_id:
+        raise PermissionDeniedException("You do not have access to this location.")
+    tz = ZoneInfo(str(location["timezone"]))
+    the_day = _day(day, tz)
+    span = h.local_day_span(the_day, tz)
+    rows = await service.appointments_between(
+        start=span.start, end=span.end, location_id=location["id"]
+    )
+    return Template(
+        "bookings/schedule.html",
+        context={
+            "rows": rows,
+            "labels": service.STATUS_LABELS,
+            "title": f"Appointments at {location['name']}",
+            "locations": options,
+            "location": location,
+            "day": the_day,
+            "prev_day": the_day - timedelta(days=1),
+            "next_day": the_day + timedelta(days=1),
+        },
+    )
+
+
+def _aware_start(raw: str) -> datetime:
+    """A free time's start from the form: an ISO datetime with its offset, on a plausible day."""
+    start = datetime.fromisoformat(raw)
+    if start.tzinfo is None or not _plausible(start.date()):
+        raise ValueError
+    return start
+
+
+async def _parse_booking_form(
+    user: CurrentUser, values: dict[str, str]
+) -> tuple[int | None, int | None, int, datetime, dict[str, str]]:
+    """The booking form's clinic, service, client (staff give an email) and start, with errors."""
+    location_id = _int(values.get("location"))
+    service_id = _int(values.get("service"))
+    errors: dict[str, str] = {}
+    client_id = user.id
+    if user.role != CLIENT:
+        client = await _client_by_email(user, values.get("client_email", ""))
+        if not values.get("client_email", "").strip():
+            errors["client_email"] = "Enter the client's email address."
+        elif client is None:
+            errors["client_email"] = "No client account with this email."
+        else:
+            client_id = int(client["id"])
+    try:
+        start = _aware_start(values.get("start", ""))
+    except ValueError:
+        errors["start"] = "Choose one of the free times."
+        start = utcnow()
+    if location_id is None or service_id is None:
+        errors["service"] = "Choose a clinic and a service."
+    return location_id, service_id, client_id, start, errors
+
+
+def _cancelled_message(user: CurrentUser, outcome: str, *, waived: bool) -> str:
+    if outcome == service.CANCELLED:
+        if user.role == CLIENT:
+            return "Cancelled; the session is back in your package."
+        return "Cancelled; the session is back in the client's package."
+    if waived:
+        return "Cancelled inside the cancellation window; the forfeit was waived."
+    return "Cancelled inside the cancellation window; the session is used up."
+
+
+def _parse_move_form(
+    values: dict[str, str], tz: ZoneInfo
+) -> tuple[dict[str, str], datetime | None, int | None, dict[str, str]]:
+    """The move form: a free time picked from the list, or a day and a wall-clock time in
+    ``tz``; and the therapist. Returns the form to show again, the start, the therapist's
+    id and the errors."""
+    form = {
+        "day": values.get("day", ""),
+        "time": values.get("time", ""),
+        "therapist": values.get("therapist", ""),
+    }
+    errors: dict[str, str] = {}
+    start: datetime | None = None
+    if values.get("start"):
+        # A free time picked from the list.
+        try:
+            start = _aware_start(values["start"])
+            local = start.astimezone(tz)
+            form["day"], form["time"] = local.date().isoformat(), local.strftime("%H:%M")
+        except ValueError:
+            errors["start"] = "Choose one of the free times."
+    else:
+        start = _wall_start(form, tz, errors)
+    therapist_id = _int(form["therapist"])
+    if form["therapist"] and therapist_id is None:
+        errors["therapist"] = "Choose a therapist from the list."
+    return form, start, therapist_id, errors
+
+
+def _wall_start(form: dict[str, str], tz: ZoneInfo, errors: dict[str, str]) -> datetime | None:
+    """The start from the form's day and time in ``tz``; problems go into ``errors``."""
+    on: date | None
+    try:
+        on = date.fromisoformat(form["day"])
+    except ValueError:
+        on = None
+    if on is None or not _plausible(on):
+        errors["day"] = "Enter the new date."
+        on = None
+    minute = h.parse_hhmm(form["time"])
+    if minute is None or minute >= 24 * 60:
+        errors["time"] = "Enter a time such as 14:30."
+    if on is None or minute is None or errors:
+        return None
+    start, problem = h.local_wall(on, minute, tz)
+    if problem:
+        errors["time"] = problem
+    return start
+
+
+def _moved_message(moved: dict[str, Any], tz: ZoneInfo) -> str:
+    when = moved["start_at"].astimezone(tz)
+    return (
+        f"Moved to {when:%A %d %B, %H:%M} with {moved['therapist_name']} in "
+        f"{moved['room_name']}. The client gets a new confirmation."
+    )
+
+
+async def _list_context(
+    user: CurrentUser,
+    page: Page,
+    values: dict[str, str],
+    errors: dict[str, str],
+    *,
+    filtered: bool,
+) -> dict[str, Any]:
+    """The appointment list's context: the page, the filter form and its choices."""
+    return {
+        "page": page,
+        "form": values,
+        "errors": errors,
+        "filtered": filtered or bool(errors),
+        "locations": await listing.location_choices(user),
+        "therapists": await listing.therapist_choices(user),
+        "labels": service.STATUS_LABELS,
+        "is_therapist": user.role == THERAPIST,
+    }
+
+
 class BookingController(Controller):
     path = "/appointments"
 
@@ -206,84 +417,14 @@ class BookingController(Controller):
         location_id: Annotated[int | None, QueryParameter(name="location")] = None,
         day: Annotated[str | None, QueryParameter(name="day")] = None,
     ) -> Template:
+        """Three pages on one path: a client's own appointments, a therapist's
+        agenda, and staff's day schedule of one location."""
         user = current_user(request)
         if user.role == CLIENT:
-            rows = await service.client_appointments(user.id)
-            now = utcnow()
-            return Template(
-                "bookings/mine.html",
-                context={
-                    "upcoming": sorted(
-                        (r for r in rows if r["start_at"] > now and r["status"] == service.BOOKED),
-                        key=lambda r: r["start_at"],
-                    ),
-                    "past": [
-                        r for r in rows if r["start_at"] <= now or r["status"] != service.BOOKED
-                    ],
-                    "labels": service.STATUS_LABELS,
-                },
-            )
-        locations = await _choices(user, None)
-        visible = visible_location_ids(user)
-        options = [loc for loc in locations["locations"] if visible is None or loc["id"] in visible]
+            return await _my_appointments_page(user)
         if user.role == THERAPIST:
-            therapist = (
-                await Therapist.select(Therapist.id)
-                .where(Therapist.account == user.id)
-                .first()
-                .run()
-            )
-            start = utcnow() - timedelta(days=1)
-            rows = (
-                await service.appointments_between(
-                    start=start, end=start + timedelta(days=30), therapist_id=therapist["id"]
-                )
-                if therapist
-                else []
-            )
-            now = utcnow()
-            for row in rows:
-                zone = ZoneInfo(str(row["timezone"]))
-                row["local_day"] = row["start_at"].astimezone(zone).date()
-                row["is_today"] = row["local_day"] == now.astimezone(zone).date()
-            return Template(
-                "bookings/schedule.html",
-                context={
-                    "rows": rows,
-                    "labels": service.STATUS_LABELS,
-                    "title": "My schedule",
-                    "agenda": True,
-                },
-            )
-        location = next(
-            (loc for loc in options if loc["id"] == location_id), options[0] if options else None
-        )
-        if location is None:
-            return Template(
-                "bookings/schedule.html",
-                context={"rows": [], "labels": service.STATUS_LABELS, "title": "Appointments"},
-            )
-        if location_id is not None and location["id"] != location_id:
-            raise PermissionDeniedException("You do not have access to this location.")
-        tz = ZoneInfo(str(location["timezone"]))
-        the_day = _day(day, tz)
-        span = h.local_day_span(the_day, tz)
-        rows = await service.appointments_between(
-            start=span.start, end=span.end, location_id=location["id"]
-        )
-        return Template(
-            "bookings/schedule.html",
-            context={
-                "rows": rows,
-                "labels": service.STATUS_LABELS,
-                "title": f"Appointments at {location['name']}",
-                "locations": options,
-                "location": location,
-                "day": the_day,
-                "prev_day": the_day - timedelta(days=1),
-                "next_day": the_day + timedelta(days=1),
-            },
-        )
+            return await _therapist_agenda_page(user)
+        return await _location_day_page(user, location_id, day)
 
     @get("/list", guards=[list_viewers], name="appointment_list")
     async def list_page(
@@ -305,16 +446,7 @@ class BookingController(Controller):
             page = await listing.list_appointments(user, filters, after=after)
         return Template(
             "bookings/list.html",
-            context={
-                "page": page,
-                "form": values,
-                "errors": errors,
-                "filtered": filters.chosen or bool(errors),
-                "locations": await listing.location_choices(user),
-                "therapists": await listing.therapist_choices(user),
-                "labels": service.STATUS_LABELS,
-                "is_therapist": user.role == THERAPIST,
-            },
+            context=await _list_context(user, page, values, errors, filtered=filters.chosen),
             status_code=422 if errors else 200,
         )
 
@@ -327,27 +459,7 @@ class BookingController(Controller):
     async def create(self, request: Request[Any, Any, Any]) -> Response[Any]:
         user = current_user(request)
         values, _ = await read_form(request)
-        location_id = _int(values.get("location"))
-        service_id = _int(values.get("service"))
-        errors: dict[str, str] = {}
-        client_id = user.id
-        if user.role != CLIENT:
-            client = await _client_by_email(user, values.get("client_email", ""))
-            if not values.get("client_email", "").strip():
-                errors["client_email"] = "Enter the client's email address."
-            elif client is None:
-                errors["client_email"] = "No client account with this email."
-            else:
-                client_id = int(client["id"])
-        try:
-            start = datetime.fromisoformat(values.get("start", ""))
-            if start.tzinfo is None or not _plausible(start.date()):
-                raise ValueError
-        except ValueError:
-            errors["start"] = "Choose one of the free times."
-            start = utcnow()
-        if location_id is None or service_id is None:
-            errors["service"] = "Choose a clinic and a service."
+        location_id, service_id, client_id, start, errors = await _parse_booking_form(user, values)
         if errors:
             return await _booking_page(user, values, errors, status_code=422)
         assert location_id is not None and service_id is not None
@@ -372,12 +484,8 @@ class BookingController(Controller):
             return await _booking_page(user, values, {"start": TAKEN_MESSAGE}, status_code=409)
         except ValidationFailed as exc:
             return await _booking_page(user, values, exc.errors, status_code=422)
-        message = (
-            "Booked. See you then! A confirmation is on its way by email."
-            if user.role == CLIENT
-            else "Booked. The client gets a confirmation by email."
-        )
-        response = redirect(request, f"/appointments/{appointment_id}", message)
+        booked = BOOKED_MESSAGE[user.role == CLIENT]
+        response = redirect(request, f"/appointments/{appointment_id}", booked)
         _deliver_later(response, settings, deferred)
         return response
 
@@ -421,16 +529,7 @@ class BookingController(Controller):
             )
         except ValidationFailed as exc:
             return await self._detail_with_errors(user, appointment_id, exc.errors, values)
-        if outcome == service.CANCELLED:
-            message = (
-                "Cancelled; the session is back in your package."
-                if user.role == CLIENT
-                else "Cancelled; the session is back in the client's package."
-            )
-        elif values.get("waive") == "on":
-            message = "Cancelled inside the cancellation window; the forfeit was waived."
-        else:
-            message = "Cancelled inside the cancellation window; the session is used up."
+        message = _cancelled_message(user, outcome, waived=values.get("waive") == "on")
         response = redirect(request, f"/appointments/{appointment_id}", message, "info")
         _deliver_later(response, settings, deferred)
         return response
@@ -520,42 +619,8 @@ class BookingController(Controller):
         user = current_user(request)
         appointment = await service.get_appointment_for(user, appointment_id, write=True)
         values, _ = await read_form(request)
-        form = {
-            "day": values.get("day", ""),
-            "time": values.get("time", ""),
-            "therapist": values.get("therapist", ""),
-        }
         tz = ZoneInfo(str(appointment["timezone"]))
-        errors: dict[str, str] = {}
-        start: datetime | None = None
-        if values.get("start"):
-            # A free time picked from the list.
-            try:
-                start = datetime.fromisoformat(values["start"])
-                if start.tzinfo is None or not _plausible(start.date()):
-                    raise ValueError
-                local = start.astimezone(tz)
-                form["day"], form["time"] = local.date().isoformat(), local.strftime("%H:%M")
-            except ValueError:
-                errors["start"] = "Choose one of the free times."
-        else:
-            try:
-                on = date.fromisoformat(form["day"])
-                if not _plausible(on):
-                    raise ValueError
-            except ValueError:
-                errors["day"] = "Enter the new date."
-                on = None
-            minute = h.parse_hhmm(form["time"])
-            if minute is None or minute >= 24 * 60:
-                errors["time"] = "Enter a time such as 14:30."
-            if on is not None and minute is not None and not errors:
-                start, problem = h.local_wall(on, minute, tz)
-                if problem:
-                    errors["time"] = problem
-        therapist_id = _int(form["therapist"])
-        if form["therapist"] and therapist_id is None:
-            errors["therapist"] = "Choose a therapist from the list."
+        form, start, therapist_id, errors = _parse_move_form(values, tz)
         if errors or start is None:
             return await _move_page(appointment, form, errors, status_code=422)
         settings = _settings(request)
@@ -574,14 +639,8 @@ class BookingController(Controller):
         except ValidationFailed as exc:
             errors = {("time" if k == "start" else k): v for k, v in exc.errors.items()}
             return await _move_page(appointment, form, errors, status_code=422)
-        moved = await service.get_appointment(appointment_id)
-        when = moved["start_at"].astimezone(tz)
-        response = redirect(
-            request,
-            f"/appointments/{appointment_id}",
-            f"Moved to {when:%A %d %B, %H:%M} with {moved['therapist_name']} in "
-            f"{moved['room_name']}. The client gets a new confirmation.",
-        )
+        message = _moved_message(await service.get_appointment(appointment_id), tz)
+        response = redirect(request, f"/appointments/{appointment_id}", message)
         _deliver_later(response, settings, deferred)
         return response
 
