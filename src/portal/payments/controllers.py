@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlparse
 
@@ -11,7 +12,7 @@ from litestar.exceptions import HTTPException, NotFoundException
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
-from portal.auth.service import ACCOUNTANT, CLIENT, MANAGER, OWNER
+from portal.auth.service import ACCOUNTANT, CLIENT, MANAGER, OWNER, CurrentUser
 from portal.auth.tables import User
 from portal.catalog import service as catalog
 from portal.catalog.service import NotAvailable
@@ -195,13 +196,7 @@ class PurchaseController(Controller):
                 status_code=409,
             )
         except GatewayError as exc:
-            terms = await catalog.quote_package(package_id, place["id"], utcnow(), online=True)
-            return Template(
-                "payments/buy.html",
-                context={"location": place, "terms": terms, "error": exc.message},
-                status_code=503 if isinstance(exc, GatewayUnavailable) else 502,
-                headers=_checkout_page_headers(request),
-            )
+            return await _buy_failed_page(request, package_id, place, exc)
         if not checkout.url:
             # The same form sent twice at once: the first is still talking to Stripe.
             return Redirect(path=f"/purchases/{checkout.sale_id}", status_code=303)
@@ -235,6 +230,145 @@ class PurchaseController(Controller):
         return Template("payments/receipt.html", context=await _sale_context(sale))
 
 
+async def _buy_failed_page(
+    request: Request[Any, Any, Any], package_id: int, place: dict[str, Any], exc: GatewayError
+) -> Template:
+    """The buy page again when Stripe could not start the checkout (503 unreachable, else 502)."""
+    terms = await catalog.quote_package(package_id, place["id"], utcnow(), online=True)
+    return Template(
+        "payments/buy.html",
+        context={"location": place, "terms": terms, "error": exc.message},
+        status_code=503 if isinstance(exc, GatewayUnavailable) else 502,
+        headers=_checkout_page_headers(request),
+    )
+
+
+def _sales_query(user: CurrentUser, q: str, location_id: int | None, status: str) -> Any:
+    """The sales the user may see, filtered by a sale number or client email, location, status."""
+    query = Sale.select(
+        *Sale.all_columns(),
+        Sale.location.name.as_alias("location_name"),
+        Sale.location.timezone.as_alias("location_timezone"),
+        Sale.client.email.as_alias("client_email"),
+    )
+    if q:
+        number = q.lstrip("#").lstrip("0")
+        sale_number = parse_id(number)
+        if sale_number is not None:
+            query = query.where(Sale.id == sale_number)
+        else:
+            query = query.where(Sale.client.email.ilike(f"%{q}%"))
+    visible = visible_location_ids(user)
+    if visible is not None:
+        query = query.where(Sale.location.is_in(list(visible) or [-1]))
+    if location_id is not None:
+        ensure_location_access(user, location_id)
+        query = query.where(Sale.location == location_id)
+    if status:
+        query = query.where(Sale.status == status)
+    return query
+
+
+@dataclass(frozen=True)
+class _SaleForm:
+    client_id: int
+    client_email: str
+    location_id: int
+    package_id: int
+    method: str
+    request_key: str | None
+
+
+async def _parse_sale_form(
+    user: CurrentUser, values: dict[str, str]
+) -> tuple[_SaleForm | None, dict[str, str]]:
+    """The front-desk sale form: the client (by email), location (write access checked),
+    package and payment method; None and the errors when any is missing or wrong."""
+    errors: dict[str, str] = {}
+    client = (
+        await User.select(User.id, User.email, User.role)
+        .where(User.email == values.get("client_email", "").strip().lower())
+        .first()
+        .run()
+    )
+    if client is None or client["role"] != CLIENT:
+        errors["client_email"] = (
+            "No client account with this email. Ask the client to sign up first."
+        )
+    location_id = _int_or_none(values.get("location_id"))
+    if location_id is None:
+        errors["location_id"] = "Choose the location."
+    else:
+        ensure_location_access(user, location_id, write=True)
+    package_id = _int_or_none(values.get("package_id"))
+    if package_id is None:
+        errors["package_id"] = "Choose a package."
+    method = values.get("method", "")
+    request_key = onetime.parse(values.get(onetime.FIELD))
+    if method not in ("checkout_link", "cash", "cheque", "terminal"):
+        errors["method"] = "Choose how the client pays."
+    if errors:
+        return None, errors
+    assert client is not None and location_id is not None and package_id is not None
+    form = _SaleForm(
+        int(client["id"]), str(client["email"]), location_id, package_id, method, request_key
+    )
+    return form, errors
+
+
+async def _record_sale(
+    request: Request[Any, Any, Any], user: CurrentUser, form: _SaleForm
+) -> tuple[int, str]:
+    """A checkout link for the client to pay, or a sale paid in the clinic: its id and message."""
+    if form.method == "checkout_link":
+        settings: Settings = request.app.state.settings
+        checkout = await service.start_checkout(
+            gateway_of(request),
+            client_id=form.client_id,
+            client_email=form.client_email,
+            package_id=form.package_id,
+            location_id=form.location_id,
+            base_url=settings.base_url,
+            online=False,
+            sold_by=user.id,
+            request_key=form.request_key,
+        )
+        return checkout.sale_id, "Checkout link created: give it to the client to pay."
+    sale_id = await service.record_in_clinic_sale(
+        user,
+        client_id=form.client_id,
+        package_id=form.package_id,
+        location_id=form.location_id,
+        method=form.method,
+        request_key=form.request_key,
+    )
+    return sale_id, "Sale recorded; the sessions are available now."
+
+
+async def _refund_gateway(request: Request[Any, Any, Any], sale_id: int) -> StripeGateway | None:
+    """Stripe's gateway when the sale has a card payment to refund; None for in-clinic payments."""
+    payments = await service.payments_of(sale_id)
+    if any(p["provider"] == service.STRIPE and p["status"] == service.SUCCEEDED for p in payments):
+        return gateway_of(request)
+    return None
+
+
+def _refund_message(refund: dict[str, Any]) -> tuple[str, str]:
+    """The flash message and its category for a refund's outcome."""
+    if refund["status"] == service.SUCCEEDED:
+        return "Refund done; the unused sessions it covers were revoked.", "success"
+    if refund["status"] == service.PENDING:
+        return (
+            f"Stripe could not be reached ({refund['error']}). "
+            "The refund is pending; retry it below.",
+            "error",
+        )
+    return (
+        f"Stripe refused the refund: {refund['error']}. No sessions were revoked.",
+        "error",
+    )
+
+
 class SaleController(Controller):
     """Staff: sales at their locations, front-desk sales, refunds."""
 
@@ -250,30 +384,11 @@ class SaleController(Controller):
         after: Annotated[str | None, QueryParameter(name="after")] = None,
     ) -> Template:
         user = current_user(request)
-        query = Sale.select(
-            *Sale.all_columns(),
-            Sale.location.name.as_alias("location_name"),
-            Sale.location.timezone.as_alias("location_timezone"),
-            Sale.client.email.as_alias("client_email"),
-        )
         q = q.strip()
-        if q:
-            number = q.lstrip("#").lstrip("0")
-            sale_number = parse_id(number)
-            if sale_number is not None:
-                query = query.where(Sale.id == sale_number)
-            else:
-                query = query.where(Sale.client.email.ilike(f"%{q}%"))
-        visible = visible_location_ids(user)
-        if visible is not None:
-            query = query.where(Sale.location.is_in(list(visible) or [-1]))
-        if location_id is not None:
-            ensure_location_access(user, location_id)
-            query = query.where(Sale.location == location_id)
-        if status:
-            query = query.where(Sale.status == status)
+        query = _sales_query(user, q, location_id, status)
         page = await keyset_page(query, Sale.id, Sale.id, after=after, limit=50, descending=True)
         locations = await Location.select(Location.id, Location.name).order_by(Location.name).run()
+        visible = visible_location_ids(user)
         if visible is not None:
             locations = [loc for loc in locations if loc["id"] in visible]
         return Template(
@@ -304,77 +419,22 @@ class SaleController(Controller):
     async def create(self, request: Request[Any, Any, Any]) -> Response[Any]:
         user = current_user(request)
         values, _ = await read_form(request)
-        errors: dict[str, str] = {}
-        client = (
-            await User.select(User.id, User.email, User.role)
-            .where(User.email == values.get("client_email", "").strip().lower())
-            .first()
-            .run()
-        )
-        if client is None or client["role"] != CLIENT:
-            errors["client_email"] = (
-                "No client account with this email. Ask the client to sign up first."
-            )
-        location_id = _int_or_none(values.get("location_id"))
-        if location_id is None:
-            errors["location_id"] = "Choose the location."
-        else:
-            ensure_location_access(user, location_id, write=True)
-        package_id = _int_or_none(values.get("package_id"))
-        if package_id is None:
-            errors["package_id"] = "Choose a package."
-        method = values.get("method", "")
-        request_key = onetime.parse(values.get(onetime.FIELD))
-        if method not in ("checkout_link", "cash", "cheque", "terminal"):
-            errors["method"] = "Choose how the client pays."
-        if errors:
-            return Template(
-                "payments/sale_form.html",
-                context=await _front_desk_context(user, values, errors),
-                status_code=422,
-            )
-        assert client is not None and location_id is not None and package_id is not None
-        try:
-            if method == "checkout_link":
-                settings: Settings = request.app.state.settings
-                checkout = await service.start_checkout(
-                    gateway_of(request),
-                    client_id=int(client["id"]),
-                    client_email=str(client["email"]),
-                    package_id=package_id,
-                    location_id=location_id,
-                    base_url=settings.base_url,
-                    online=False,
-                    sold_by=user.id,
-                    request_key=request_key,
-                )
-                return redirect(
-                    request,
-                    f"/sales/{checkout.sale_id}",
-                    "Checkout link created: give it to the client to pay.",
-                )
-            sale_id = await service.record_in_clinic_sale(
-                user,
-                client_id=int(client["id"]),
-                package_id=package_id,
-                location_id=location_id,
-                method=method,
-                request_key=request_key,
-            )
-        except NotAvailable as exc:
-            errors["package_id"] = str(exc)
-        except ValidationFailed as exc:
-            errors.update(exc.errors)
-        except GatewayError as exc:
-            errors["method"] = exc.message
-        if errors:
-            return Template(
-                "payments/sale_form.html",
-                context=await _front_desk_context(user, values, errors),
-                status_code=422,
-            )
-        return redirect(
-            request, f"/sales/{sale_id}", "Sale recorded; the sessions are available now."
+        form, errors = await _parse_sale_form(user, values)
+        if form is not None:
+            try:
+                sale_id, message = await _record_sale(request, user, form)
+            except NotAvailable as exc:
+                errors["package_id"] = str(exc)
+            except ValidationFailed as exc:
+                errors.update(exc.errors)
+            except GatewayError as exc:
+                errors["method"] = exc.message
+            else:
+                return redirect(request, f"/sales/{sale_id}", message)
+        return Template(
+            "payments/sale_form.html",
+            context=await _front_desk_context(user, values, errors),
+            status_code=422,
         )
 
     @get("/{sale_id:int}", guards=[staff_readers], name="sale_detail")
@@ -402,15 +462,8 @@ class SaleController(Controller):
         rule = values.get("rule") or None
         reason = values.get("reason", "")
         try:
-            gateway = None
-            payments = await service.payments_of(sale_id)
-            if any(
-                p["provider"] == service.STRIPE and p["status"] == service.SUCCEEDED
-                for p in payments
-            ):
-                gateway = gateway_of(request)
             refund = await service.refund_sale(
-                gateway,
+                await _refund_gateway(request, sale_id),
                 user,
                 sale_id,
                 sessions=sessions,
@@ -424,26 +477,7 @@ class SaleController(Controller):
                 await _refund_form_context(sale, context, sessions, rule, exc.errors, reason)
             )
             return Template("payments/sale.html", context=context, status_code=422)
-        if refund["status"] == service.SUCCEEDED:
-            return redirect(
-                request,
-                f"/sales/{sale_id}",
-                "Refund done; the unused sessions it covers were revoked.",
-            )
-        if refund["status"] == service.PENDING:
-            return redirect(
-                request,
-                f"/sales/{sale_id}",
-                f"Stripe could not be reached ({refund['error']}). "
-                "The refund is pending; retry it below.",
-                "error",
-            )
-        return redirect(
-            request,
-            f"/sales/{sale_id}",
-            f"Stripe refused the refund: {refund['error']}. No sessions were revoked.",
-            "error",
-        )
+        return redirect(request, f"/sales/{sale_id}", *_refund_message(refund))
 
     @post(
         "/{sale_id:int}/refunds/{refund_id:int}/retry", guards=[sellers], name="sale_refund_retry"
