@@ -54,6 +54,50 @@ def _version_param(raw: str | None) -> int | None:
         raise NotFoundException("No such version of the intake.") from exc
 
 
+def _signup_input(values: dict[str, str]) -> tuple[dict[str, str], accounts.SignupInput]:
+    """The sign-up form: what the page shows again (no passwords) and what the service gets."""
+    form = {
+        "name": values.get("name", ""),
+        "email": values.get("email", ""),
+        "consent": values.get("consent", ""),
+    }
+    data = accounts.SignupInput(
+        name=values.get("name", ""),
+        email=values.get("email", ""),
+        password=values.get("password", ""),
+        confirm_password=values.get("confirm_password", ""),
+        consent=values.get("consent") in {"on", "yes", "true", "1"},
+    )
+    return form, data
+
+
+def _signup_sent(
+    settings: Settings, accepted: accounts.AcceptedSignup, address: str
+) -> Response[Any]:
+    """The same answer, after the same work, whether or not an account has this
+    address: the lookup, the link (or the notice to the owner) come afterwards."""
+    response = Redirect(path="/signup/sent", status_code=303)
+    response.background = BackgroundTask(
+        accounts.send_signup_link,
+        settings,
+        accepted,
+        address=address,
+        defer=False,  # delivered through SMTP, when there is one, right there
+    )
+    return response
+
+
+def _throttled_page(template: str, context: dict[str, Any], exc: Throttled) -> Response[Any]:
+    """The form again with 429 and the Retry-After the throttle asks for."""
+    response: Response[Any] = Template(template, context=context, status_code=429)
+    response.headers["Retry-After"] = str(exc.retry_after_seconds)
+    return response
+
+
+def _invalid_link_page(template: str, exc: accounts.ResetLinkInvalid) -> Template:
+    return Template(template, context={"problem": exc}, status_code=exc.status_code)
+
+
 async def _location_options() -> list[tuple[str, str]]:
     return [(str(loc["id"]), loc["name"]) for loc in await all_locations(active_only=True)]
 
@@ -119,18 +163,7 @@ class SignupController(Controller):
             return redirect(
                 request, next_url or _home(user.role), "You are already signed in.", "info"
             )
-        form = {
-            "name": values.get("name", ""),
-            "email": values.get("email", ""),
-            "consent": values.get("consent", ""),
-        }
-        data = accounts.SignupInput(
-            name=values.get("name", ""),
-            email=values.get("email", ""),
-            password=values.get("password", ""),
-            confirm_password=values.get("confirm_password", ""),
-            consent=values.get("consent") in {"on", "yes", "true", "1"},
-        )
+        form, data = _signup_input(values)
         address = client_address(request)
         try:
             accepted = await accounts.accept_sign_up(
@@ -143,28 +176,9 @@ class SignupController(Controller):
                 status_code=422,
             )
         except Throttled as exc:
-            response: Response[Any] = Template(
-                "clients/signup.html",
-                context={
-                    "form": form,
-                    "errors": {"form": _throttled_message(exc)},
-                    "next": next_url,
-                },
-                status_code=429,
-            )
-            response.headers["Retry-After"] = str(exc.retry_after_seconds)
-            return response
-        # The same answer, after the same work, whether or not an account has this
-        # address: the lookup, the link (or the notice to the owner) come afterwards.
-        response = Redirect(path="/signup/sent", status_code=303)
-        response.background = BackgroundTask(
-            accounts.send_signup_link,
-            settings,
-            accepted,
-            address=address,
-            defer=False,  # delivered through SMTP, when there is one, right there
-        )
-        return response
+            context = {"form": form, "errors": {"form": _throttled_message(exc)}, "next": next_url}
+            return _throttled_page("clients/signup.html", context, exc)
+        return _signup_sent(settings, accepted, address)
 
     @get("/signup/sent", opt=PUBLIC, name="signup_sent")
     async def sent_page(self) -> Template:
@@ -288,18 +302,11 @@ class PasswordResetController(Controller):
                 replace_token=request.state.get("session_token") or None,
             )
         except accounts.ResetLinkInvalid as exc:
-            return Template(
-                "clients/reset_invalid.html",
-                context={"problem": exc},
-                status_code=exc.status_code,
-            )
+            return _invalid_link_page("clients/reset_invalid.html", exc)
         except ValidationFailed as exc:
             reset = await accounts.check_reset_token(token)
-            return Template(
-                "clients/reset.html",
-                context={"token": token, "email": reset["email"], "errors": exc.errors},
-                status_code=422,
-            )
+            context = {"token": token, "email": reset["email"], "errors": exc.errors}
+            return Template("clients/reset.html", context=context, status_code=422)
         response = redirect(
             request,
             _home(signed_in.role),
