@@ -37,6 +37,43 @@ def _settings(request: Request[Any, Any, Any]) -> Settings:
     return settings
 
 
+def _missing_credentials(email: str, password: str) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    if not email:
+        errors["email"] = "Enter your email address."
+    if not password:
+        errors["password"] = "Enter your password."
+    return errors
+
+
+def _try_again(lead: str, exc: service.Throttled) -> str:
+    return f"{lead} Try again in {exc.minutes} minute{'s' if exc.minutes != 1 else ''}."
+
+
+def _throttled_page(
+    template: str, context: dict[str, Any], exc: service.Throttled
+) -> Response[Any]:
+    """The form again with 429 and the Retry-After the throttle asks for."""
+    response: Response[Any] = Template(template, context=context, status_code=429)
+    response.headers["Retry-After"] = str(exc.retry_after_seconds)
+    return response
+
+
+async def _after_password(
+    request: Request[Any, Any, Any], settings: Settings, token: str, next_url: str
+) -> Response[Any]:
+    """Signed in with the password: the session, or, for an account with a second
+    factor, a pending sign-in instead of this session."""
+    pending_token = await twostep.after_password(settings, token, next_url)
+    if pending_token is not None:
+        response = redirect(request, "/login/two-step")
+        _set_pending_cookie(response, settings, pending_token)
+        return response
+    response = redirect(request, next_url or "/")
+    set_session_cookie(response, settings, token)
+    return response
+
+
 class AuthController(Controller):
     path = ""
 
@@ -61,11 +98,8 @@ class AuthController(Controller):
         password = values.get("password", "")
         next_url = safe_next(values.get("next"), "")
         context: dict[str, Any] = {"form": {"email": email}, "errors": {}, "next": next_url}
-        if not email or not password:
-            if not email:
-                context["errors"]["email"] = "Enter your email address."
-            if not password:
-                context["errors"]["password"] = "Enter your password."
+        context["errors"] = _missing_credentials(email, password)
+        if context["errors"]:
             return Template("auth/login.html", context=context, status_code=422)
         try:
             token = await service.sign_in(
@@ -77,25 +111,12 @@ class AuthController(Controller):
                 replace_token=request.state.get("session_token") or None,
             )
         except service.Throttled as exc:
-            context["errors"]["form"] = (
-                "Too many failed sign-in attempts. "
-                f"Try again in {exc.minutes} minute{'s' if exc.minutes != 1 else ''}."
-            )
-            response: Response[Any] = Template("auth/login.html", context=context, status_code=429)
-            response.headers["Retry-After"] = str(exc.retry_after_seconds)
-            return response
+            context["errors"]["form"] = _try_again("Too many failed sign-in attempts.", exc)
+            return _throttled_page("auth/login.html", context, exc)
         except service.InvalidCredentials:
             context["errors"]["form"] = "The email or password is not right."
             return Template("auth/login.html", context=context, status_code=401)
-        # An account with a second factor gets a pending sign-in instead of this session.
-        pending_token = await twostep.after_password(settings, token, next_url)
-        if pending_token is not None:
-            response = redirect(request, "/login/two-step")
-            _set_pending_cookie(response, settings, pending_token)
-            return response
-        response = redirect(request, next_url or "/")
-        set_session_cookie(response, settings, token)
-        return response
+        return await _after_password(request, settings, token, next_url)
 
     @post("/logout", guards=[requires_signed_in], name="logout", opt=ENROLMENT)
     async def logout(self, request: Request[Any, Any, Any]) -> Response[Any]:
@@ -131,15 +152,8 @@ class AuthController(Controller):
                 else ("", {})
             )
         except service.Throttled as exc:
-            errors["form"] = (
-                "Too many wrong passwords. "
-                f"Try again in {exc.minutes} minute{'s' if exc.minutes != 1 else ''}."
-            )
-            response: Response[Any] = Template(
-                "auth/password.html", context={"errors": errors}, status_code=429
-            )
-            response.headers["Retry-After"] = str(exc.retry_after_seconds)
-            return response
+            errors["form"] = _try_again("Too many wrong passwords.", exc)
+            return _throttled_page("auth/password.html", {"errors": errors}, exc)
         errors.update(service_errors)
         if errors:
             return Template("auth/password.html", context={"errors": errors}, status_code=422)
