@@ -174,6 +174,28 @@ ROOMS = AdminResource(
 )
 
 
+async def _affected_message(
+    room: dict[str, Any], affected: list[service.AffectedAppointment]
+) -> str:
+    """The warning listing the booked appointments a new outage overlaps (local times)."""
+    place = (
+        await Location.select(Location.timezone)
+        .where(Location.id == room["location"])
+        .first()
+        .run()
+    )
+    zone = ZoneInfo(str(place["timezone"])) if place else ZoneInfo("UTC")
+    listed = "; ".join(
+        f"{a.starts_at.astimezone(zone):%a %d %b %H:%M} {a.client_name} "
+        f"with {a.therapist_name} (appointment {a.appointment_id})"
+        for a in affected
+    )
+    return (
+        f"Out-of-service window added. It affects {len(affected)} booked "
+        f"appointment(s) — move them to another room or time: {listed}."
+    )
+
+
 class RoomController(admin_controller(ROOMS)):  # type: ignore[misc]
     """The admin grammar from ``ROOMS``, plus the room form and out-of-service windows."""
 
@@ -270,22 +292,7 @@ class RoomController(admin_controller(ROOMS)):  # type: ignore[misc]
                 status_code=422,
             )
         if result.affected:
-            place = (
-                await Location.select(Location.timezone)
-                .where(Location.id == room["location"])
-                .first()
-                .run()
-            )
-            zone = ZoneInfo(str(place["timezone"])) if place else ZoneInfo("UTC")
-            listed = "; ".join(
-                f"{a.starts_at.astimezone(zone):%a %d %b %H:%M} {a.client_name} "
-                f"with {a.therapist_name} (appointment {a.appointment_id})"
-                for a in result.affected
-            )
-            message = (
-                f"Out-of-service window added. It affects {len(result.affected)} booked "
-                f"appointment(s) — move them to another room or time: {listed}."
-            )
+            message = await _affected_message(room, result.affected)
             return redirect(request, _detail_url(request, room_id), message, "warning")
         return redirect(
             request,
