@@ -173,6 +173,23 @@ async def _detail_page(
     )
 
 
+async def _visible_locations(user: CurrentUser) -> list[dict[str, Any]]:
+    """Every location the user may see, inactive ones included (the list's filter)."""
+    visible = visible_location_ids(user)
+    return [
+        loc for loc in await all_locations(active_only=False)
+        if visible is None or loc["id"] in visible
+    ]  # fmt: skip
+
+
+def _chosen_location(raw: str, locations: list[dict[str, Any]]) -> int | None:
+    """The location filter's id, when it is one of ``locations``; else no filter."""
+    location_id = _int(raw)
+    if location_id is not None and not any(loc["id"] == location_id for loc in locations):
+        return None
+    return location_id
+
+
 class NotesController(Controller):
     path = "/notes"
 
@@ -186,14 +203,8 @@ class NotesController(Controller):
         after: Annotated[str | None, QueryParameter(name="after")] = None,
     ) -> Template:
         user = current_user(request)
-        visible = visible_location_ids(user)
-        locations = [
-            loc for loc in await all_locations(active_only=False)
-            if visible is None or loc["id"] in visible
-        ]  # fmt: skip
-        location_id = _int(location)
-        if location_id is not None and not any(loc["id"] == location_id for loc in locations):
-            location_id = None
+        locations = await _visible_locations(user)
+        location_id = _chosen_location(location, locations)
         page = await service.list_notes(
             user,
             service.NoteFilters(status=status, location_id=location_id, search=q.strip()[:120]),
