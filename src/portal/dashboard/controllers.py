@@ -7,11 +7,39 @@ from litestar.response import Template
 
 from portal import db
 from portal.audit.tables import AuditLog
-from portal.auth.service import CLIENT, STAFF_ROLES
+from portal.auth.service import CLIENT, STAFF_ROLES, CurrentUser
 from portal.auth.tables import User
 from portal.locations.service import visible_location_ids
 from portal.locations.tables import Location
 from portal.web.guards import current_user, requires_signed_in
+
+
+async def _visible_locations(user: CurrentUser) -> list[dict[str, Any]]:
+    visible = visible_location_ids(user)
+    query = Location.select(Location.id, Location.name, Location.timezone, Location.active)
+    if visible is not None:
+        query = query.where(Location.id.is_in(list(visible) or [-1]))
+    rows: list[dict[str, Any]] = await query.order_by(Location.name).run()
+    return rows
+
+
+async def _owner_context() -> dict[str, Any]:
+    """The owner's extras: active staff count, recent changes, sales needing review."""
+    from portal.sales import service as sales  # sales build on the dashboard's contexts
+
+    # Staff only: a chain has hundreds of thousands of client accounts, and
+    # counting them on every visit to the home page is not worth it.
+    return {
+        "user_count": (
+            await User.count()
+            .where(User.role.is_in(list(STAFF_ROLES)) & (User.active == True))  # noqa: E712
+            .run()
+        ),
+        "recent_changes": (
+            await AuditLog.select().order_by(AuditLog.id, ascending=False).limit(8).run()
+        ),
+        "needs_review": await sales.needing_review(),
+    }
 
 
 @get("/", guards=[requires_signed_in], name="dashboard")
@@ -28,25 +56,9 @@ async def dashboard(request: Request[Any, Any, Any]) -> Template:
         return Template("clients/account.html", context=await account_context(user.id))
     context: dict[str, Any] = {}
     if user.is_staff:
-        visible = visible_location_ids(user)
-        query = Location.select(Location.id, Location.name, Location.timezone, Location.active)
-        if visible is not None:
-            query = query.where(Location.id.is_in(list(visible) or [-1]))
-        context["locations"] = await query.order_by(Location.name).run()
+        context["locations"] = await _visible_locations(user)
         if user.role == "owner":
-            # Staff only: a chain has hundreds of thousands of client accounts, and
-            # counting them on every visit to the home page is not worth it.
-            context["user_count"] = (
-                await User.count()
-                .where(User.role.is_in(list(STAFF_ROLES)) & (User.active == True))  # noqa: E712
-                .run()
-            )
-            context["recent_changes"] = (
-                await AuditLog.select().order_by(AuditLog.id, ascending=False).limit(8).run()
-            )
-            from portal.sales import service as sales  # sales build on the dashboard's contexts
-
-            context["needs_review"] = await sales.needing_review()
+            context.update(await _owner_context())
     return Template("dashboard/index.html", context=context)
 
 
