@@ -318,6 +318,20 @@ async def _parse_booking_form(
     return location_id, service_id, client_id, start, errors
 
 
+async def _booking_refused(
+    user: CurrentUser,
+    values: dict[str, str],
+    exc: service.NoCredit | service.SlotTaken | ValidationFailed,
+) -> Template:
+    """The booking page again after the service refused: 409 for no credit or a taken
+    time, 422 for bad input."""
+    if isinstance(exc, service.NoCredit):
+        return await _booking_page(user, values, {"credit": _no_credit(user, exc)}, status_code=409)
+    if isinstance(exc, service.SlotTaken):
+        return await _booking_page(user, values, {"start": TAKEN_MESSAGE}, status_code=409)
+    return await _booking_page(user, values, exc.errors, status_code=422)
+
+
 def _cancelled_message(user: CurrentUser, outcome: str, *, waived: bool) -> str:
     if outcome == service.CANCELLED:
         if user.role == CLIENT:
@@ -476,14 +490,8 @@ class BookingController(Controller):
                 settings=settings,
                 deferred=deferred,
             )
-        except service.NoCredit as exc:
-            return await _booking_page(
-                user, values, {"credit": _no_credit(user, exc)}, status_code=409
-            )
-        except service.SlotTaken:
-            return await _booking_page(user, values, {"start": TAKEN_MESSAGE}, status_code=409)
-        except ValidationFailed as exc:
-            return await _booking_page(user, values, exc.errors, status_code=422)
+        except (service.NoCredit, service.SlotTaken, ValidationFailed) as exc:
+            return await _booking_refused(user, values, exc)
         booked = BOOKED_MESSAGE[user.role == CLIENT]
         response = redirect(request, f"/appointments/{appointment_id}", booked)
         _deliver_later(response, settings, deferred)
