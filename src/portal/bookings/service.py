@@ -817,8 +817,8 @@ async def _recognise(
     """Deferred revenue at the selling clinic → service revenue where the session was due.
 
     Dated when the session was given, whenever that is recorded: the start of
-    the appointment for a completion or a no-show, the cancellation for a late
-    cancel (``at`` overrides). The credit's ``changed_at`` takes the entry's date,
+    the appointment for a completion or a no-show; a late cancel passes the
+    cancellation's time as ``at``. The credit's ``changed_at`` takes the entry's date,
     so the liability report's sessions move with its money.
     """
     sale = (
@@ -828,19 +828,7 @@ async def _recognise(
         .run()
     )
     assert sale is not None
-    if at is None:
-        current = (
-            await Appointment.select(
-                Appointment.status, Appointment.start_at, Appointment.cancelled_at
-            )
-            .where(Appointment.id == appointment["id"])
-            .first()
-            .run()
-        )
-        if current is not None and current["status"] == LATE_CANCEL and current["cancelled_at"]:
-            at = current["cancelled_at"]
-        else:
-            at = appointment["start_at"]
+    at = at or appointment["start_at"]
     value = int(credit["value_cents"])
     entry_id = await ledger.post(
         event_key=f"appointment:{appointment['id']}:{kind}",
@@ -858,11 +846,7 @@ async def _recognise(
     )
     posted = await ledger.posted_at(entry_id) if entry_id is not None else None
     if posted is not None and "id" in credit:
-        await (
-            SaleSession.update({SaleSession.changed_at: posted})
-            .where(SaleSession.id == credit["id"])
-            .run()
-        )
+        await sales.date_credit(int(credit["id"]), posted)
 
 
 @dataclass(frozen=True)
@@ -989,7 +973,7 @@ async def cancel(
             appointment["sale_session"], sales.FORFEITED if forfeit else sales.AVAILABLE
         )
         if forfeit and credit is not None:
-            await _recognise(appointment, credit, "session_forfeited", "Late cancellation")
+            await _recognise(appointment, credit, "session_forfeited", "Late cancellation", at=now)
         await audit.record(
             actor,
             "late_cancel" if late else "cancel",

@@ -17,7 +17,6 @@ from portal.payments.gateway import StripeBalanceTransaction, StripeCharge, Stri
 from portal.payments.states import CANCELLED, FAILED, PENDING, STRIPE, SUCCEEDED, _set_payment
 from portal.payments.tables import Payment
 from portal.sales import service as sales
-from portal.sales.tables import Sale
 from portal.timeutil import utcnow
 
 log = logging.getLogger("portal.payments")
@@ -116,10 +115,7 @@ async def record_stripe_payment(
         if problems:
             reason = " ".join(problems)
             log.error("sale %s needs review: %s", sale_id, reason)
-            if not await sales.hold_for_review(sale_id, reason) and not sale["review_reason"]:
-                await (
-                    Sale.update({Sale.review_reason: reason[:2000]}).where(Sale.id == sale_id).run()
-                )
+            await sales.hold_for_review(sale_id, reason)
             if payment is not None and payment["status"] == PENDING:
                 await (
                     Payment.update({Payment.failure_message: f"Needs review: {reason}"[:500]})

@@ -300,11 +300,26 @@ async def cancel_pending(sale_id: int) -> bool:
 
 
 async def hold_for_review(sale_id: int, reason: str) -> bool:
-    """Pending (or an abandoned checkout) → needs review: Stripe's evidence does not match."""
+    """Pending (or an abandoned checkout) → needs review: Stripe's evidence does not match.
+
+    A sale past those states (already paid) keeps its state; the first reason
+    is still recorded on it for an owner. Returns True when the sale moved.
+    """
     for old in (PENDING, CANCELLED):
         if await move_sale(sale_id, old, NEEDS_REVIEW, review_reason=reason[:2000]):
             return True
+    await (
+        Sale.update({Sale.review_reason: reason[:2000]})
+        .where((Sale.id == sale_id) & (Sale.review_reason == ""))
+        .run()
+    )
     return False
+
+
+async def date_credit(credit_id: int, at: datetime) -> None:
+    """A credit's last change takes the date its journal entry was posted at, so the
+    liability report's session counts move with its money."""
+    await SaleSession.update({SaleSession.changed_at: at}).where(SaleSession.id == credit_id).run()
 
 
 async def get_sale(sale_id: int) -> dict[str, Any]:
