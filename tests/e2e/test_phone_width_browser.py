@@ -1,0 +1,38 @@
+"""The owner's pages this change added or reworked fit a 390 px phone, with and
+without JavaScript: no sideways scrolling (wide tables scroll inside their box)."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.async_api import Browser
+
+from portal.demo import DEMO_PASSWORD
+from tests.e2e.conftest import LiveServer, sign_in
+
+PAGES = (
+    "/", "/reports/periods", "/reports/revenue", "/account/two-step",
+    "/account/two-step/totp", "/settings/two-step", "/locations", "/rooms",
+    "/therapists", "/catalog/services", "/users", "/sales/",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("javascript", [True, False])
+async def test_owner_pages_fit_a_phone(
+    browser: Browser, live_server: LiveServer, javascript: bool
+) -> None:
+    context = await browser.new_context(
+        viewport={"width": 390, "height": 844}, java_script_enabled=javascript
+    )
+    try:
+        page = await context.new_page()
+        await sign_in(page, live_server, "owner@demo.clinic", DEMO_PASSWORD)
+        too_wide = []
+        for path in PAGES:
+            response = await page.goto(f"{live_server.url}{path}")
+            assert response is not None and response.status == 200, path
+            width = await page.evaluate("document.documentElement.scrollWidth")
+            if width > 390:
+                too_wide.append((path, width))
+        assert too_wide == []
+    finally:
+        await context.close()
