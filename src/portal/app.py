@@ -22,6 +22,7 @@ from portal.auth import tokens, twostep
 from portal.migrate import apply_migrations, pending_migrations
 from portal.settings import Settings, get_settings
 from portal.web import templating
+from portal.web.deps import DEPENDENCIES
 from portal.web.errors import EXCEPTION_HANDLERS
 from portal.web.guards import assert_every_route_guarded, requires_role
 from portal.web.middleware import CSRF_COOKIE, PortalMiddleware, add_security_headers
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None, *, manage_database: bool = True
     )
     app = Litestar(
         route_handlers=[*route_handlers(), static_router],
+        dependencies=DEPENDENCIES,
         middleware=[
             DefineMiddleware(
                 PortalMiddleware,

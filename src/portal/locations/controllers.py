@@ -11,9 +11,9 @@ from portal.locations import service
 from portal.timeutil import common_timezones
 from portal.web.admin import AdminResource, Column, Roles, admin_controller, reverse, search
 from portal.web.forms import ValidationFailed, read_form
-from portal.web.guards import current_user, requires_owner, requires_role
+from portal.web.guards import requires_owner, requires_role
 from portal.web.pagination import Page
-from portal.web.responses import client_address, redirect
+from portal.web.responses import redirect
 
 COMMON_CURRENCIES = ["USD", "CAD", "EUR", "GBP", "AUD", "NZD", "CHF"]
 readers = requires_role(OWNER, MANAGER, ACCOUNTANT)
@@ -110,12 +110,13 @@ class LocationController(admin_controller(LOCATIONS)):  # type: ignore[misc]
         return Template("locations/form.html", context=_form_context(dict(DEFAULTS), {}))
 
     @post("/", guards=[requires_owner], name="location_create")
-    async def create(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        user = current_user(request)
+    async def create(
+        self, request: Request[Any, Any, Any], user: CurrentUser, client_address: str
+    ) -> Response[Any]:
         values, _ = await read_form(request)
         try:
             data = service.parse_location_form(values)
-            location_id = await service.create_location(user, data, address=client_address(request))
+            location_id = await service.create_location(user, data, address=client_address)
         except ValidationFailed as exc:
             return Template(
                 "locations/form.html",
@@ -129,8 +130,8 @@ class LocationController(admin_controller(LOCATIONS)):  # type: ignore[misc]
         )
 
     @get("/{location_id:int}/edit", guards=[editors], name="location_edit")
-    async def edit(self, request: Request[Any, Any, Any], location_id: FromPath[int]) -> Template:
-        location = await service.get_location_for(current_user(request), location_id, write=True)
+    async def edit(self, user: CurrentUser, location_id: FromPath[int]) -> Template:
+        location = await service.get_location_for(user, location_id, write=True)
         return Template(
             "locations/form.html",
             context=_form_context(_as_form(location), {}, location=location),
@@ -138,14 +139,17 @@ class LocationController(admin_controller(LOCATIONS)):  # type: ignore[misc]
 
     @post("/{location_id:int}/edit", guards=[editors], name="location_update")
     async def update(
-        self, request: Request[Any, Any, Any], location_id: FromPath[int]
+        self,
+        request: Request[Any, Any, Any],
+        user: CurrentUser,
+        client_address: str,
+        location_id: FromPath[int],
     ) -> Response[Any]:
-        user = current_user(request)
         location = await service.get_location_for(user, location_id, write=True)
         values, _ = await read_form(request)
         try:
             data = service.parse_location_form(values)
-            await service.update_location(user, location_id, data, address=client_address(request))
+            await service.update_location(user, location_id, data, address=client_address)
         except ValidationFailed as exc:
             return Template(
                 "locations/form.html",
@@ -180,18 +184,16 @@ class LocationApiController(Controller):
     @get("/", guards=[readers], name="api_locations")
     async def index(
         self,
-        request: Request[Any, Any, Any],
+        user: CurrentUser,
         after: Annotated[str | None, QueryParameter(name="after")] = None,
         status: Annotated[str, QueryParameter(name="status")] = "all",
     ) -> dict[str, Any]:
-        page = await service.list_locations(current_user(request), status=status, after=after)
+        page = await service.list_locations(user, status=status, after=after)
         return {"items": [_api_location(r) for r in page.rows], "next": page.next_cursor}
 
     @get("/{location_id:int}", guards=[readers], name="api_location")
-    async def detail(
-        self, request: Request[Any, Any, Any], location_id: FromPath[int]
-    ) -> dict[str, Any]:
-        return _api_location(await service.get_location_for(current_user(request), location_id))
+    async def detail(self, user: CurrentUser, location_id: FromPath[int]) -> dict[str, Any]:
+        return _api_location(await service.get_location_for(user, location_id))
 
 
 ROUTES = [LocationController, LocationApiController]

@@ -8,11 +8,11 @@ from typing import Any
 
 from babel.numbers import list_currencies
 
-from portal import db, records
+from portal import access, db, records
 from portal.audit import service as audit
 from portal.errors import Forbidden, Invalid, NotFound
 from portal.fields import optional_text, parse_int, require_text
-from portal.identity import MANAGER, OWNER, CurrentUser
+from portal.identity import OWNER, CurrentUser
 from portal.locations.tables import Location
 from portal.pagination import Page, keyset_page
 from portal.timeutil import is_valid_timezone, utcnow
@@ -58,25 +58,16 @@ class LocationInput:
 
 
 def visible_location_ids(user: CurrentUser) -> frozenset[int] | None:
-    """Locations the user may see; None means every location."""
-    return None if user.sees_all_locations else user.location_ids
+    """Locations the user may see; None means every location (``portal.access``)."""
+    return access.visible_locations(user)
 
 
 def ensure_location_access(user: CurrentUser, location_id: int, *, write: bool = False) -> None:
-    """The one location-scope check every context uses.
-
-    Owners: everything. Accountants: read everything, write nothing. Managers:
-    read and write their assigned locations. Therapists: read theirs.
-    """
-    if user.role == OWNER:
-        return
+    """The location-scope check every context uses: ``portal.access``'s one rule."""
     if write:
-        if user.role == MANAGER and location_id in user.location_ids:
-            return
+        access.ensure_write(user, location_id)
     else:
-        if user.sees_all_locations or location_id in user.location_ids:
-            return
-    raise Forbidden("You do not have access to this location.")
+        access.ensure_read(user, location_id)
 
 
 # -- validation --------------------------------------------------------------

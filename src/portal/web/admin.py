@@ -26,6 +26,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
 
+from portal.access import can_read, can_write
 from portal.audit import service as audit
 from portal.identity import OWNER, CurrentUser
 from portal.records import STATUSES
@@ -171,17 +172,10 @@ class AdminResource:
         if locations is None or user.role == OWNER:
             return True
         write = action not in ("list", "detail", "history")
-        allowed = [_may_access(user, loc, write) for loc in locations]
+        allowed = [(can_write if write else can_read)(user, loc) for loc in locations]
         if action in ("deactivate", "reactivate") and self.deactivate_needs_every_location:
             return bool(allowed) and all(allowed)
         return any(allowed)
-
-
-def _may_access(user: CurrentUser, location_id: int, write: bool) -> bool:
-    """``ensure_location_access`` as a yes/no (for what a page offers, not what it allows)."""
-    if write:
-        return user.role == "manager" and location_id in user.location_ids
-    return user.sees_all_locations or location_id in user.location_ids
 
 
 class AdminView:

@@ -94,6 +94,25 @@ def route_roles(handler: BaseRouteHandler) -> frozenset[str] | None:
     return frozenset(roles)
 
 
+def roles_of_route(app: Litestar, name: str) -> tuple[frozenset[str] | None, bool]:
+    """The roles the named route admits (None: public) and whether it changes data.
+
+    Read from the route's guard, so a page that asks "may I?" cannot disagree
+    with the route it links to. Cached on the app: routes do not change.
+    """
+    cache: dict[str, tuple[frozenset[str] | None, bool]] = app.state.setdefault(
+        "route_roles_by_name", {}
+    )
+    if name not in cache:
+        index = app.get_handler_index_by_name(name)
+        if index is None:
+            raise KeyError(f"No route is named {name!r}")
+        handler = index["handler"]
+        writes = bool(set(getattr(handler, "http_methods", ())) - {"GET", "HEAD", "OPTIONS"})
+        cache[name] = (route_roles(handler), writes)
+    return cache[name]
+
+
 def assert_every_route_guarded(app: Litestar) -> None:
     """Fail at start-up when a route escapes access control."""
     for route in app.routes:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from jinja2 import pass_context
 from litestar.plugins.jinja import JinjaTemplateEngine
 
+from portal.access import can_read, can_write
 from portal.formatting import basis_points, local_dt, money
 from portal.identity import ROLE_LABELS
 from portal.onetime import service as onetime
+from portal.web.guards import current_user_or_none, roles_of_route
 
 STATIC_VERSION = "1"
 
@@ -23,10 +26,49 @@ def configure(engine: JinjaTemplateEngine) -> None:
     env.globals["ROLE_LABELS"] = ROLE_LABELS
     env.globals["STATIC_VERSION"] = STATIC_VERSION
     env.globals["url_with"] = url_with
+    env.globals["may"] = may
+    env.globals["menu_section"] = menu_section
     # ``{{ one_time_key() }}`` in a money form's hidden ``request_key`` field.
     env.globals["one_time_key"] = onetime.new_key
     env.trim_blocks = True
     env.lstrip_blocks = True
+
+
+@pass_context
+def may(context: Any, route_name: str, location: int | None = None) -> bool:
+    """``{% if may('sale_new') %}``: may the signed-in user use the named route?
+
+    Derived from the route's own guard (``roles_of_route``), then, when the
+    page names a location, from ``portal.access``: a route that changes data
+    needs ``can_write`` there, a page that only shows needs ``can_read``. What
+    a page offers therefore follows what the route allows; the route still
+    checks for itself.
+    """
+    request = context["request"]
+    user = current_user_or_none(request)
+    roles, writes = roles_of_route(request.app, route_name)
+    if roles is None:
+        return True
+    if user is None or user.role not in roles:
+        return False
+    if location is None:
+        return True
+    return can_write(user, location) if writes else can_read(user, location)
+
+
+def menu_section(path: str, menu: list[tuple[str, str, list[str]]]) -> str | None:
+    """The menu entry a path belongs to: the longest section that starts it.
+
+    ``/account/purchases/3`` is in "My purchases", not "My account"; ``/`` is
+    only the dashboard itself.
+    """
+    best: tuple[int, str] | None = None
+    for route, _label, sections in menu:
+        for section in sections:
+            inside = path == section or (section != "/" and path.startswith(section + "/"))
+            if inside and (best is None or len(section) > best[0]):
+                best = (len(section), route)
+    return best[1] if best else None
 
 
 def url_with(request: Any, **params: Any) -> str:

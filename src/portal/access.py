@@ -1,0 +1,58 @@
+"""Which locations an actor may see and change: the one rule every layer asks.
+
+Owners see and change everything. Accountants see everything and change
+nothing. Managers see and change their assigned locations. Therapists see
+theirs. Clients are tied to locations by their own records (see
+``portal.clients.service``), not by this rule.
+
+Services call :func:`ensure_read` / :func:`ensure_write`; lists filter by
+:func:`visible_locations`; pages ask :func:`can_write` (through the ``may``
+template helper) before offering an action. Framework-free: the errors are
+``portal.errors``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from portal.errors import Forbidden
+from portal.identity import MANAGER, OWNER, CurrentUser
+
+__all__ = [
+    "can_read",
+    "can_write",
+    "ensure_read",
+    "ensure_write",
+    "visible_locations",
+    "writable_among",
+]
+
+
+def visible_locations(actor: CurrentUser) -> frozenset[int] | None:
+    """Locations the actor may see; None means every location."""
+    return None if actor.sees_all_locations else actor.location_ids
+
+
+def can_read(actor: CurrentUser, location_id: int) -> bool:
+    return actor.sees_all_locations or location_id in actor.location_ids
+
+
+def can_write(actor: CurrentUser, location_id: int) -> bool:
+    if actor.role == OWNER:
+        return True
+    return actor.role == MANAGER and location_id in actor.location_ids
+
+
+def writable_among(actor: CurrentUser, location_ids: Iterable[int]) -> list[int]:
+    """The given locations the actor may change, in the order given."""
+    return [loc for loc in location_ids if can_write(actor, loc)]
+
+
+def ensure_read(actor: CurrentUser, location_id: int) -> None:
+    if not can_read(actor, location_id):
+        raise Forbidden("You do not have access to this location.")
+
+
+def ensure_write(actor: CurrentUser, location_id: int) -> None:
+    if not can_write(actor, location_id):
+        raise Forbidden("You do not have access to this location.")

@@ -1,0 +1,46 @@
+"""What a handler may ask for by name, provided by Litestar's dependency injection.
+
+A handler that declares ``user: CurrentUser`` gets the signed-in user (the
+guards have already admitted them); ``client_address: str`` is the address
+the audit trail and the sign-in limits record (``PortalMiddleware`` has
+already applied the trusted-proxy rule); ``settings: Settings`` is the app's
+settings. Registered once on the app (:data:`DEPENDENCIES`); the Stripe
+gateway is provided by the payments controllers, the only ones that use it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request
+from litestar.di import Provide
+
+from portal.identity import CurrentUser
+from portal.settings import Settings
+from portal.web.guards import current_user, current_user_or_none
+from portal.web.responses import client_address
+
+
+def provide_user(request: Request[Any, Any, Any]) -> CurrentUser:
+    return current_user(request)
+
+
+def provide_user_or_none(request: Request[Any, Any, Any]) -> CurrentUser | None:
+    return current_user_or_none(request)
+
+
+def provide_client_address(request: Request[Any, Any, Any]) -> str:
+    return client_address(request)
+
+
+def provide_settings(request: Request[Any, Any, Any]) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+DEPENDENCIES = {
+    "user": Provide(provide_user, sync_to_thread=False),
+    "user_or_none": Provide(provide_user_or_none, sync_to_thread=False),
+    "client_address": Provide(provide_client_address, sync_to_thread=False),
+    "settings": Provide(provide_settings, sync_to_thread=False),
+}
