@@ -17,7 +17,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
-from portal import contexts, db
+from portal import contexts, db, metrics
 from portal.auth import tokens, twostep
 from portal.migrate import apply_migrations, pending_migrations
 from portal.settings import Settings, get_settings
@@ -25,7 +25,9 @@ from portal.web import templating
 from portal.web.deps import DEPENDENCIES
 from portal.web.errors import EXCEPTION_HANDLERS
 from portal.web.guards import assert_every_route_guarded, requires_role
+from portal.web.metrics import metrics_endpoint
 from portal.web.middleware import CSRF_COOKIE, PortalMiddleware, add_security_headers
+from portal.web.requestcontext import RequestContext
 
 STATIC_DIR = Path(__file__).parent / "static"
 WEBHOOK_PATH = "/stripe/webhook"
@@ -80,7 +82,7 @@ def create_app(settings: Settings | None = None, *, manage_database: bool = True
         path="/api/v1/schema", route_handlers=[], guards=[requires_role(*tokens.TOKEN_ROLES)]
     )
     app = Litestar(
-        route_handlers=[*route_handlers(), static_router],
+        route_handlers=[*route_handlers(), metrics_endpoint, static_router],
         dependencies=DEPENDENCIES,
         middleware=[
             DefineMiddleware(
@@ -114,9 +116,17 @@ def create_app(settings: Settings | None = None, *, manage_database: bool = True
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[add_security_headers],
         lifespan=[database] if manage_database else [],
+        on_shutdown=[metrics.process_exit],
         debug=False,
         request_max_body_size=2 * 1024 * 1024,
     )
     app.state.settings = settings
+    # Outermost, around Litestar's router and exception handling: every request,
+    # a path no route matches included, gets its id, log line and metrics (and
+    # the trusted proxy's forwarded headers applied) — route middleware would
+    # run only for matched routes.
+    app.asgi_handler = RequestContext(
+        app.asgi_handler, forwarded_allow_ips=settings.forwarded_allow_ips
+    )
     assert_every_route_guarded(app)
     return app

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import re
+import shutil
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
@@ -93,72 +96,64 @@ def cmd_demo(args: argparse.Namespace) -> None:
         print(f"  {role:<11} {email}")
 
 
-def proxy_options(env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Whose ``X-Forwarded-For`` / ``X-Forwarded-Proto`` uvicorn believes.
+def uvicorn_options() -> dict[str, Any]:
+    """What ``portal serve`` and ``make run`` hand uvicorn besides the address.
 
-    Only the proxies named in ``FORWARDED_ALLOW_IPS`` (addresses or networks,
-    comma-separated: the reverse proxy in front of the portal). Unset or empty,
-    no one's: the client address is the connection's peer, which is what the
-    sign-in throttle and the audit log record — a forged header from anyone
-    who can reach the port would otherwise choose it.
+    * No forwarded headers at the server: the app believes them from the
+      proxies in ``FORWARDED_ALLOW_IPS`` only (``portal.web.requestcontext``,
+      where the same proxies may also hand in the request id). Left on,
+      uvicorn would believe 127.0.0.1 by default.
+    * No access log and no logging set-up of its own: the portal writes one
+      structured line per request (route template, so a reset link's token
+      never reaches the log) and uvicorn's messages go through the same
+      handler (``portal.logs``).
+    * No ``Server`` header: responses do not name the server.
     """
-    allowed = (os.environ if env is None else env).get("FORWARDED_ALLOW_IPS", "").strip()
-    if not allowed:
-        return {"proxy_headers": False}
-    return {"proxy_headers": True, "forwarded_allow_ips": allowed}
+    return {
+        "proxy_headers": False,
+        "access_log": False,
+        "log_config": None,
+        "log_level": "info",
+        "server_header": False,
+    }
 
 
-# The path of a password-reset or sign-up confirmation link is its secret: not in
-# the server's access log.
-RESET_PATH_RE = re.compile(r"/password/reset/[^\s?#\"]+")
-CONFIRM_PATH_RE = re.compile(r"/signup/confirm/[^\s?#\"]+")
+@contextlib.contextmanager
+def metrics_directory(workers: int) -> Iterator[None]:
+    """With several worker processes, one Prometheus multiprocess directory for them.
 
+    Set before uvicorn starts the workers, which inherit it (``portal.metrics``);
+    made fresh and removed afterwards, so no process's values outlive the run.
+    A directory the operator set (shared with the job worker) is left alone.
+    """
+    from portal.metrics import MULTIPROCESS_ENV
 
-def _hide_link_paths(text: str) -> str:
-    text = RESET_PATH_RE.sub("/password/reset/[hidden]", text)
-    return CONFIRM_PATH_RE.sub("/signup/confirm/[hidden]", text)
-
-
-class HideResetLinks(logging.Filter):
-    """Uvicorn's access log lines with reset and confirmation tokens replaced by ``[hidden]``."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                _hide_link_paths(arg) if isinstance(arg, str) else arg for arg in record.args
-            )
-        return True
-
-
-def log_config() -> dict[str, Any]:
-    """Uvicorn's logging, with :class:`HideResetLinks` on the access log."""
-    import copy
-
-    from uvicorn.config import LOGGING_CONFIG
-
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config.setdefault("filters", {})["hide_reset_links"] = {"()": HideResetLinks}
-    config["handlers"]["access"]["filters"] = ["hide_reset_links"]
-    return config
+    if workers <= 1 or os.environ.get(MULTIPROCESS_ENV, "").strip():
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="portal-metrics-")
+    os.environ[MULTIPROCESS_ENV] = directory
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROCESS_ENV, None)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
+    from portal import logs
+
     settings = get_settings()
+    logs.configure(settings.log_format)
     port = int(args.port or os.environ.get("PORT") or 8000)
     if not settings.embedded:
         asyncio.run(_with_database(_require_migrated))
-    uvicorn.run(
-        "portal.asgi:app",
-        host=args.host,
-        port=port,
-        workers=args.workers,
-        log_level="info",
-        server_header=False,  # responses do not name the server
-        log_config=log_config(),
-        **proxy_options(),
-    )
+    with metrics_directory(args.workers or 1):
+        uvicorn.run(
+            "portal.asgi:app", host=args.host, port=port, workers=args.workers, **uvicorn_options()
+        )
 
 
 def cmd_users_create(args: argparse.Namespace) -> None:

@@ -56,6 +56,17 @@ async def close_pool(engine: Engine) -> None:
         await engine.close_connection_pool()
 
 
+def pool_usage() -> tuple[int, int, int] | None:
+    """The bound engine's pool as (in use, idle, maximum) connections; None without one
+    (SQLite, or PostgreSQL before the pool starts)."""
+    engine = current_engine()
+    pool = getattr(engine, "pool", None) if isinstance(engine, PostgresEngine) else None
+    if pool is None:
+        return None
+    size, idle = pool.get_size(), pool.get_idle_size()
+    return size - idle, idle, pool.get_max_size()
+
+
 @asynccontextmanager
 async def transaction() -> AsyncIterator[Any]:
     """One write transaction.

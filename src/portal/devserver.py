@@ -15,7 +15,8 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from portal.cli import log_config, proxy_options
+from portal import logs
+from portal.cli import uvicorn_options
 from portal.demo import DEMO_ACCOUNTS, DEMO_PASSWORD
 
 
@@ -57,15 +58,9 @@ def main() -> None:
         for email, role, _name, _locations in DEMO_ACCOUNTS:
             print(f"  {role:<11} {email}")
         print()
-        uvicorn.run(
-            "portal.asgi:app",
-            host="127.0.0.1",
-            port=port,
-            log_level="info",
-            server_header=False,
-            log_config=log_config(),
-            **proxy_options(),  # as `portal serve`: only a named proxy's headers
-        )
+        logs.configure(os.environ.get("LOG_FORMAT", "").strip().lower() or logs.TEXT)
+        # As `portal serve`: the app's own request lines, only a named proxy's headers.
+        uvicorn.run("portal.asgi:app", host="127.0.0.1", port=port, **uvicorn_options())
 
 
 if __name__ == "__main__":

@@ -93,6 +93,15 @@ class Settings:
     smtp_password: str = ""
     smtp_from: str = "Clinic Portal <no-reply@localhost>"
     smtp_starttls: bool = True
+    # The reverse proxies (addresses or networks, comma-separated) whose
+    # X-Forwarded-For / -Proto and X-Request-ID are believed; empty: nobody's.
+    forwarded_allow_ips: str = ""
+    # Log lines: "text" for a terminal, "json" (one object a line) for a pipeline.
+    log_format: str = "text"
+    # /metrics answers a request bearing this token, or from these addresses or
+    # networks (comma-separated); with neither set, nobody.
+    metrics_token: str = ""
+    metrics_allow_ips: str = ""
 
     @property
     def is_sqlite(self) -> bool:
@@ -120,6 +129,9 @@ class Settings:
             secret_key = _embedded_secret(var_dir)
         if len(secret_key) < 32:
             raise ConfigurationError("SECRET_KEY must be at least 32 characters long.")
+        metrics_token = env.get("METRICS_TOKEN", "").strip()
+        if metrics_token and len(metrics_token) < 24:
+            raise ConfigurationError("METRICS_TOKEN must be at least 24 characters long.")
         return cls(
             database_url=database_url,
             secret_key=secret_key,
@@ -146,7 +158,18 @@ class Settings:
             smtp_password=env.get("SMTP_PASSWORD", ""),
             smtp_from=env.get("SMTP_FROM", "").strip() or "Clinic Portal <no-reply@localhost>",
             smtp_starttls=_bool(env.get("SMTP_STARTTLS"), default=True),
+            forwarded_allow_ips=env.get("FORWARDED_ALLOW_IPS", "").strip(),
+            log_format=_log_format(env.get("LOG_FORMAT")),
+            metrics_token=metrics_token,
+            metrics_allow_ips=env.get("METRICS_ALLOW_IPS", "").strip(),
         )
+
+
+def _log_format(raw: str | None) -> str:
+    value = (raw or "").strip().lower() or "text"
+    if value not in ("text", "json"):
+        raise ConfigurationError(f"LOG_FORMAT must be text or json, got {raw!r}")
+    return value
 
 
 def _embedded_secret(var_dir: Path) -> str:

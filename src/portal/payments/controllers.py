@@ -12,6 +12,7 @@ from litestar.exceptions import HTTPException, NotFoundException
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
+from portal import metrics
 from portal.auth.service import ACCOUNTANT, CLIENT, MANAGER, OWNER, CurrentUser
 from portal.auth.tables import User
 from portal.catalog import service as catalog
@@ -583,26 +584,37 @@ async def _refund_form_context(
     media_type=MediaType.JSON,
 )
 async def stripe_webhook(request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
-    """Stripe's events. Signature checked on the raw body; 5xx makes Stripe retry."""
+    """Stripe's events. Signature checked on the raw body; 5xx makes Stripe retry.
+
+    Every delivery is counted by outcome (``portal_stripe_webhook_events_total``):
+    a run of ``invalid_signature`` is a wrong secret or someone probing, of
+    ``failed`` or ``unavailable`` events Stripe will redeliver.
+    """
+    outcome, response = await _handle_webhook(request)
+    metrics.record_webhook(outcome)
+    return response
+
+
+async def _handle_webhook(request: Request[Any, Any, Any]) -> tuple[str, Response[dict[str, str]]]:
     raw = await request.body()
     try:
         gateway = gateway_of(request)
     except HTTPException:
         # Without Stripe settings no signature can be checked: refuse like a bad one.
-        return Response({"error": "webhooks are not configured"}, status_code=400)
+        return "not_configured", Response({"error": "webhooks are not configured"}, status_code=400)
     try:
         event = gateway.verify_webhook(raw, request.headers.get("stripe-signature"))
     except WebhookSignatureError:
-        return Response({"error": "invalid signature"}, status_code=400)
+        return "invalid_signature", Response({"error": "invalid signature"}, status_code=400)
     try:
         outcome = await webhooks.handle_event(gateway, event)
     except GatewayUnavailable:
         log.warning("webhook %s: Stripe unreachable, asking for a retry", event.get("id"))
-        return Response({"error": "temporarily unavailable"}, status_code=503)
+        return "unavailable", Response({"error": "temporarily unavailable"}, status_code=503)
     except Exception:
         log.exception("webhook %s (%s) failed", event.get("id"), event.get("type"))
-        return Response({"error": "processing failed"}, status_code=500)
-    return Response({"status": outcome}, status_code=200)
+        return "failed", Response({"error": "processing failed"}, status_code=500)
+    return outcome, Response({"status": outcome}, status_code=200)
 
 
 ROUTES = [PurchaseController, SaleController, stripe_webhook]

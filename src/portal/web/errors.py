@@ -19,6 +19,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVI
 from portal import db
 from portal.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from portal.web.guards import ENROL_PATH, EnrolmentRequired
+from portal.web.requestcontext import request_id_of
 
 logger = logging.getLogger("portal.errors")
 
@@ -56,9 +57,17 @@ def _render(request: Request[Any, Any, Any], status: int, detail: str) -> Respon
     title = TITLES.get(status, "Error")
     # Paths that match no route never pass through the portal's middleware.
     request.scope.setdefault("user", None)
+    # The request's id, which its log lines carry: someone reporting the error
+    # quotes it and the lines are found.
+    reference = request_id_of(request.scope)
     if _wants_json(request):
         return Response(
-            content={"status_code": status, "error": title, "detail": detail},
+            content={
+                "status_code": status,
+                "error": title,
+                "detail": detail,
+                "reference": reference,
+            },
             status_code=status,
             media_type=MediaType.JSON,
         )
@@ -69,6 +78,7 @@ def _render(request: Request[Any, Any, Any], status: int, detail: str) -> Respon
             "title": title,
             "detail": detail,
             "explanation": EXPLANATIONS.get(status, ""),
+            "reference": reference,
         },
         status_code=status,
     )
