@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: run test lint format bench load clean help
+.PHONY: run test lint format bench load compose-check clean help
 
 help:
 	@echo "make run    - set up and serve the portal with demo data on http://127.0.0.1:$(PORT)"
@@ -13,6 +13,7 @@ help:
 	@echo "make lint   - ruff check, ruff format --check, mypy, lint-imports (layers, no cycles)"
 	@echo "make load   - 60 s of mixed traffic on two portal processes and PostgreSQL (LOAD_ARGS=--seconds N)"
 	@echo "make bench  - fill PostgreSQL with 1M appointments and payments, measure (bench/README.md)"
+	@echo "make compose-check - Docker: build the image, run docker-compose.yml, check health, sign-in, a job, metrics"
 
 $(STAMP): pyproject.toml setup.py standin/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +49,12 @@ format: $(STAMP)
 # Needs PostgreSQL (BENCH_DATABASE_URL, default portal_bench on 127.0.0.1); takes ~15 minutes.
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Needs Docker with Compose v2; not part of `make test` (CI machines have no Docker).
+# Run it before a release and after changing the Dockerfile, docker-compose.yml or
+# anything the image starts with (README, "Deployment").
+compose-check:
+	.ci/compose-check
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
