@@ -118,6 +118,9 @@ def create_app(settings: Settings | None = None, *, manage_database: bool = True
         lifespan=[database] if manage_database else [],
         on_shutdown=[metrics.process_exit],
         debug=False,
+        # Logging is the entry points' (``portal.logs.configure``): Litestar's
+        # default set-up would add a second root handler in its own format.
+        logging_config=None,
         request_max_body_size=2 * 1024 * 1024,
     )
     app.state.settings = settings

@@ -38,6 +38,12 @@ FORMATS = (TEXT, JSON)
 _HANDLER_NAME = "portal"
 
 
+def _drop_color_message(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    """uvicorn hands its messages a second time with terminal colours; one is enough."""
+    event.pop("color_message", None)
+    return event
+
+
 def _shared_processors() -> list[Any]:
     return [
         structlog.contextvars.merge_contextvars,
@@ -45,6 +51,7 @@ def _shared_processors() -> list[Any]:
         structlog.stdlib.add_logger_name,
         # ``logger.info("request", extra={...})``: the extra fields become keys.
         structlog.stdlib.ExtraAdder(),
+        _drop_color_message,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
     ]
 
@@ -88,10 +95,15 @@ def configure(fmt: str = TEXT, *, level: int = logging.INFO, stream: IO[str] | N
     root.setLevel(level)
     # uvicorn's loggers print on their own handlers when it configures them;
     # the portal's entry points hand it ``log_config=None``, so they reach the
-    # root's handler instead. Its access log is replaced by the request line.
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    # root's handler instead. Its access log is replaced by the request line
+    # (uvicorn writes access lines whenever that logger has a handler, its
+    # ancestors' included).
+    for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False
     structlog.configure(
         processors=[
             *_shared_processors(),
