@@ -195,10 +195,10 @@ def test_docker_compose_names_services_and_settings():
     compose = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
     assert {"postgres", "app"} <= set(services)
-    # The app image's pg_dump (Debian's PostgreSQL 15 client) must match the server's major
-    # version for `portal backup` to work inside the container.
-    assert services["postgres"]["image"].startswith("postgres:15")
-    assert "postgresql-client" in (PROJECT_ROOT / "Dockerfile").read_text()
+    # The app image's pg_dump must match the server's major version for `portal backup`
+    # to work inside the container (tests/operations/test_deployment_files.py: README too).
+    assert services["postgres"]["image"].startswith("postgres:16")
+    assert "postgresql-client-16" in (PROJECT_ROOT / "Dockerfile").read_text()
     app_env = services["app"]["environment"]
     names = set(app_env) if isinstance(app_env, dict) else {e.split("=")[0] for e in app_env}
     assert {
