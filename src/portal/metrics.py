@@ -56,7 +56,9 @@ def process_identifier() -> str:
 
 
 if multiprocess_dir():
-    # Before any metric below creates its values; read at each value's creation.
+    # Made if missing (the first value written would fail otherwise); then, before
+    # any metric below creates its values, their class (read at each creation).
+    os.makedirs(multiprocess_dir(), exist_ok=True)
     values.ValueClass = values.MultiProcessValue(process_identifier)
 
 # Seconds: pages answer in tens of milliseconds; report downloads and the

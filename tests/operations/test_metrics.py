@@ -212,7 +212,8 @@ print(metrics.exposition()[0].decode())
 @pytest.mark.nodb
 def test_processes_sharing_a_directory_are_added_up(tmp_path):
     """Several server workers and the job worker: any one's scrape shows the sum of all."""
-    env = {**os.environ, metrics.MULTIPROCESS_ENV: str(tmp_path)}
+    shared = tmp_path / "not-made-yet"
+    env = {**os.environ, metrics.MULTIPROCESS_ENV: str(shared)}
     for _ in range(3):
         subprocess.run([sys.executable, "-c", RECORD], env=env, check=True, timeout=60)
     shown = subprocess.run(
@@ -221,4 +222,4 @@ def test_processes_sharing_a_directory_are_added_up(tmp_path):
     assert sample(shown, "portal_http_requests_total", route="/login", status="200") == 3
     assert sample(shown, "portal_job_runs_total", job="test.shared", outcome="succeeded") == 3
     # One file per process and kind, named by host and process id.
-    assert len(list(tmp_path.glob("counter_*.db"))) == 3
+    assert len(list(shared.glob("counter_*.db"))) == 3
