@@ -250,10 +250,25 @@ def schedule_of(spec: JobSpec, settings: Settings) -> str | None:
     return cron
 
 
+# The queue's own upkeep (portal.jobs.queue), not shown on the jobs page: how
+# often a worker looks for jobs whose worker went silent.
+RETRY_STALLED = "retry_stalled"
+HOUSEKEEPING_CRON = {RETRY_STALLED: "* * * * *"}
+
+
+def housekeeping_schedule(name: str, settings: Settings) -> str:
+    cron = dict(settings.job_schedules).get(name, HOUSEKEEPING_CRON[name]).strip()
+    if not croniter.is_valid(cron):
+        raise ConfigurationError(f"JOB_SCHEDULE_{name.upper()} is not a cron line: {cron!r}")
+    return cron
+
+
 def check_schedules(settings: Settings) -> None:
     """Refuse to start on a schedule that names no job or is not a cron line."""
     for name, _value in settings.job_schedules:
-        if name not in BY_NAME:
+        if name in HOUSEKEEPING_CRON:
+            housekeeping_schedule(name, settings)
+        elif name not in BY_NAME:
             raise ConfigurationError(
                 f"JOB_SCHEDULE_{name.upper()} names no job; the jobs are "
                 + ", ".join(spec.name for spec in JOBS)

@@ -45,8 +45,6 @@ from portal.settings import Settings
 log = logging.getLogger("portal.jobs")
 
 TASK_PREFIX = "portal."
-# How often a worker looks for jobs whose worker went silent.
-STALLED_CHECK_CRON = "* * * * *"
 # Finished queue rows (the portal keeps its own record in job_run) go after a week.
 OLD_JOBS_HOURS = 7 * 24
 
@@ -149,7 +147,10 @@ def _task_function(spec: catalog.JobSpec, settings: Settings) -> Any:
 def _add_housekeeping(app: procrastinate.App, settings: Settings) -> None:
     """The queue's own upkeep: stalled jobs back to the queue, old rows removed."""
 
-    @app.periodic(cron=STALLED_CHECK_CRON, periodic_id="retry_stalled")
+    @app.periodic(
+        cron=catalog.housekeeping_schedule(catalog.RETRY_STALLED, settings),
+        periodic_id="retry_stalled",
+    )
     @app.task(name=TASK_PREFIX + "retry_stalled", queueing_lock="retry_stalled", pass_context=True)
     async def retry_stalled(context: procrastinate.JobContext, timestamp: int) -> None:
         stalled = await context.app.job_manager.get_stalled_jobs(
