@@ -5,7 +5,9 @@
 * A worker killed (SIGKILL) in the middle of a job: another worker finds the
   job's worker silent, queues the job again and runs it; the job's effect
   happens once (each message sent at most once, each package expired and
-  journalled once).
+  journalled once, each appointment reminded once).
+* The database cut (a TCP proxy stopped) under a running worker: it waits,
+  reconnects when the database is back, and runs what was queued meanwhile.
 
 PostgreSQL only: in embedded mode (SQLite) the queue lives in the server's
 memory and there is no second worker to take over.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import sys
 import time
@@ -25,7 +28,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import procrastinate
 import pytest
 from aiosmtpd.controller import Controller
 
@@ -36,10 +38,12 @@ from portal.jobs.runs import INTERRUPTED, SUCCEEDED
 from portal.jobs.tables import JobRun
 from portal.ledger.tables import JournalEntry
 from portal.sales.tables import Sale, SaleSession
+from portal.settings import Settings
 from portal.staff import hours as h
 from portal.timeutil import utcnow
 from tests.conftest import TEST_DATABASE_URL
 from tests.email.smtpd import free_port
+from tests.faults.test_database_down import TcpProxy
 from tests.jobs.conftest import empty_queue, give_package
 
 PORTAL = str(Path(sys.executable).with_name("portal"))
@@ -133,16 +137,14 @@ async def test_two_workers_run_each_tick_once(pg, tmp_path):
     assert registered[0]["n"] == 0  # both stopped cleanly and unregistered
 
 
-async def _queue_app() -> procrastinate.App:
-    return procrastinate.App(
-        connector=procrastinate.PsycopgConnector(conninfo=queue.conninfo(TEST_DATABASE_URL))
-    )
-
-
 async def _defer(job: str) -> int:
-    app = await _queue_app()
+    """Queue a run of ``job`` from this process, as an app process does for "run now"."""
+    settings = Settings(database_url=TEST_DATABASE_URL, secret_key="s" * 40, embedded=False)
+    app = queue.build(settings)
     async with app.open_async():
-        job_id: int = await app.configure_task(queue.task_name(job)).defer_async()
+        job_id: int = await app.configure_task(
+            queue.task_name(job), allow_unknown=False, queueing_lock=job
+        ).defer_async()
     return job_id
 
 
@@ -266,3 +268,44 @@ async def test_reminders_killed_mid_run_remind_each_appointment_once(pg, tmp_pat
     )
     assert len(reminders) == count  # one per appointment: none missing, none doubled
     assert await Appointment.count().where(Appointment.reminder_sent_at.is_null()).run() == 0
+
+
+async def test_a_worker_waits_out_a_database_outage_and_loses_no_job(pg, tmp_path):
+    match = re.match(r"^postgres(?:ql)?://([^@/]*@)?([^:/]+)(?::(\d+))?/(.+)$", TEST_DATABASE_URL)
+    assert match
+    user, host, port, name = match.groups()
+    proxy = TcpProxy(host, int(port or 5432))
+    await proxy.start()
+    try:
+        env = worker_env(
+            tmp_path,
+            DATABASE_URL=f"postgresql://{user or ''}127.0.0.1:{proxy.port}/{name}",
+            JOB_SCHEDULE_PURGE="* * * * * */2",
+        )
+        async with workers(env, tmp_path, 1) as (worker,):
+
+            async def runs(trigger: str) -> int:
+                return (
+                    await JobRun.count()
+                    .where((JobRun.status == SUCCEEDED) & (JobRun.trigger == trigger))
+                    .run()
+                )
+
+            await wait_until(lambda: _at_least(runs("schedule"), 1), 60, "a first run")
+            await proxy.stop()
+            # An app process, whose own link is fine, queues a run meanwhile.
+            await _defer("purge")
+            await asyncio.sleep(6)
+            assert worker.returncode is None, "the worker gave up"
+            await proxy.start()
+            before = await runs("schedule")
+            await wait_until(lambda: _at_least(runs("manual"), 1), 90, "the queued run")
+            await wait_until(lambda: _at_least(runs("schedule"), before + 1), 60, "a new tick")
+    finally:
+        proxy.close()
+    logs = "".join(p.read_text() for p in tmp_path.glob("worker*.log"))
+    assert "cannot be reached" in logs or "stopped by itself" in logs
+
+
+async def _at_least(count: Any, n: int) -> bool:
+    return int(await count) >= n
