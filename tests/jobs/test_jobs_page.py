@@ -55,18 +55,26 @@ async def test_run_now_queues_one_run_that_the_worker_records_and_audits(
     app.state.jobs_queue = job_queue
     response = await factories.post_form(owner_client, "/jobs/purge/run", {})
     assert response.status_code == 303
-    page = await owner_client.get("/jobs")
+    [queued] = await runs_of("purge")
+    assert response.headers["location"] == f"/jobs/runs/{queued['id']}"
+    page = await owner_client.get(response.headers["location"])
     assert "is queued; it starts within seconds" in page.text
+    assert "waiting to start" in page.text and 'hx-trigger="every 1s"' in page.text
     # A second click while the first waits adds nothing.
-    await factories.post_form(owner_client, "/jobs/purge/run", {})
+    again = await factories.post_form(owner_client, "/jobs/purge/run", {})
+    assert again.headers["location"] == "/jobs"
     page = await owner_client.get("/jobs")
     assert "is already waiting to run" in page.text
 
     await work(job_queue)
     [run] = await runs_of("purge")
+    assert run["id"] == queued["id"]
     assert (run["status"], run["trigger"], run["requested_by"]) == (SUCCEEDED, MANUAL, owner.id)
+    assert run["queue_job_id"] is not None and run["worker"]
     [audit] = await AuditLog.select().where(AuditLog.action == "run_now").run()
     assert (audit["entity"], audit["entity_id"], audit["actor_id"]) == ("job", "purge", owner.id)
+    done = await owner_client.get(f"/jobs/runs/{run['id']}")
+    assert "Succeeded" in done.text and "hx-get" not in done.text
 
 
 async def test_run_now_of_no_such_job_is_404(owner_client, app, job_queue):

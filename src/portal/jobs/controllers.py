@@ -61,11 +61,15 @@ class JobsController(Controller):
                 "error",
             )
         try:
-            await queue.request_run(app, job, current_user(request), client_address(request))
+            run_id = await queue.request_run(
+                app, job, current_user(request), client_address(request)
+            )
         except Conflict as exc:
             return redirect(request, "/jobs", exc.detail, "info")
         return redirect(
-            request, "/jobs", f"“{service.label_of(job)}” is queued; it starts within seconds."
+            request,
+            f"/jobs/runs/{run_id}",
+            f"“{service.label_of(job)}” is queued; it starts within seconds.",
         )
 
     @get("/runs/{run_id:int}", name="job_run")

@@ -117,6 +117,7 @@ def _task_function(spec: catalog.JobSpec, settings: Settings) -> Any:
         context: procrastinate.JobContext,
         timestamp: int | None = None,
         requested_by: int | None = None,
+        run_id: int | None = None,
     ) -> None:
         job = context.job
         scheduled_for = datetime.fromtimestamp(timestamp, tz=UTC) if timestamp else None
@@ -134,6 +135,7 @@ def _task_function(spec: catalog.JobSpec, settings: Settings) -> Any:
                 attempt=job.attempts + 1,
                 requested_by=requested_by,
                 worker=context.worker_name or "",
+                run_id=run_id,
             ),
             spec.function,
             settings,
@@ -177,24 +179,36 @@ def _add_housekeeping(app: procrastinate.App, settings: Settings) -> None:
 async def request_run(
     app: procrastinate.App, job: str, user: CurrentUser, address: str = ""
 ) -> int:
-    """Queue one run of ``job`` now (an owner's "run now", audited); the queue's job id.
+    """Queue one run of ``job`` now (an owner's "run now", audited); the run's id.
 
-    Raises NotFound for an unknown job and Conflict when a run of it is
-    already waiting (one waiting run does what two would).
+    The run's record is written at once ("waiting to start"), so its page can
+    follow it from the click on. Raises NotFound for an unknown job and
+    Conflict when a run of it is already waiting (one waiting run does what
+    two would).
     """
     spec = catalog.find(job)
     if spec is None:
         raise NotFound("No such job.")
+    run_id = await runs.queue_run(job, user.id)
     try:
         queue_job_id = await app.configure_task(
             task_name(job), allow_unknown=False, queueing_lock=job
-        ).defer_async(requested_by=user.id)
+        ).defer_async(requested_by=user.id, run_id=run_id)
     except queue_errors.AlreadyEnqueued:
+        await runs.forget_queued(run_id)
         raise Conflict(f"“{spec.label}” is already waiting to run.") from None
+    except BaseException:
+        await runs.forget_queued(run_id)
+        raise
     await audit.record(
-        user, "run_now", "job", job, after={"queue_job_id": queue_job_id}, address=address
+        user,
+        "run_now",
+        "job",
+        job,
+        after={"run_id": run_id, "queue_job_id": queue_job_id},
+        address=address,
     )
-    return queue_job_id
+    return run_id
 
 
 async def run_here(

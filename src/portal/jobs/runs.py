@@ -31,11 +31,13 @@ from portal.timeutil import utcnow
 
 log = logging.getLogger("portal.jobs")
 
+QUEUED = "queued"
 RUNNING = "running"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
 INTERRUPTED = "interrupted"
 STATUS_LABELS = {
+    QUEUED: "Waiting to start",
     RUNNING: "Running",
     SUCCEEDED: "Succeeded",
     FAILED: "Failed",
@@ -104,6 +106,7 @@ class RunRequest:
     attempt: int = 1
     requested_by: int | None = None
     worker: str = ""
+    run_id: int | None = None  # the run's row, written when it was queued ("run now")
 
 
 async def execute(
@@ -159,6 +162,25 @@ async def _start(request: RunRequest) -> int:
             .where((JobRun.queue_job_id == request.queue_job_id) & (JobRun.status == RUNNING))
             .run()
         )
+    if request.run_id is not None:
+        claimed = (
+            await JobRun.update(
+                {
+                    JobRun.status: RUNNING,
+                    JobRun.started_at: now,
+                    JobRun.heartbeat_at: now,
+                    JobRun.queue_job_id: request.queue_job_id,
+                    JobRun.attempt: request.attempt,
+                    JobRun.worker: request.worker[:100],
+                }
+            )
+            .where((JobRun.id == request.run_id) & (JobRun.status == QUEUED))
+            .returning(JobRun.id)
+            .run()
+        )
+        if claimed:
+            return int(claimed[0]["id"])
+        # A retry: the queued row is the first attempt's record; this one gets its own.
     rows = (
         await JobRun.insert(
             JobRun(
@@ -183,8 +205,32 @@ async def _start(request: RunRequest) -> int:
 INTERRUPTED_ERROR = "The worker running it stopped; the job was run again."
 
 
+async def queue_run(job: str, requested_by: int | None) -> int:
+    """The record of a run asked for now and not yet started; its id."""
+    now = utcnow()
+    rows = (
+        await JobRun.insert(
+            JobRun(
+                job=job,
+                trigger=MANUAL,
+                status=QUEUED,
+                requested_by=requested_by,
+                started_at=now,
+                heartbeat_at=now,
+            )
+        )
+        .returning(JobRun.id)
+        .run()
+    )
+    return int(rows[0]["id"])
+
+
+async def forget_queued(run_id: int) -> None:
+    await JobRun.delete().where((JobRun.id == run_id) & (JobRun.status == QUEUED)).run()
+
+
 async def mark_all_interrupted() -> int:
-    """Embedded mode at start: runs left "running" by the previous server process."""
+    """Embedded mode at start: runs left "running" (or waiting) by the previous server process."""
     rows = (
         await JobRun.update(
             {
@@ -193,7 +239,7 @@ async def mark_all_interrupted() -> int:
                 JobRun.error: "The server stopped while it ran.",
             }
         )
-        .where(JobRun.status == RUNNING)
+        .where(JobRun.status.is_in([RUNNING, QUEUED]))
         .returning(JobRun.id)
         .run()
     )

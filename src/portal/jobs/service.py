@@ -8,7 +8,14 @@ from typing import Any
 
 from portal.errors import NotFound
 from portal.jobs import catalog
-from portal.jobs.runs import FAILED, RUNNING, STATUS_LABELS, SUCCEEDED, TRIGGER_LABELS
+from portal.jobs.runs import (
+    FAILED,
+    QUEUED,
+    RUNNING,
+    STATUS_LABELS,
+    SUCCEEDED,
+    TRIGGER_LABELS,
+)
 from portal.jobs.tables import JobRun
 from portal.settings import Settings
 from portal.timeutil import utcnow
@@ -82,7 +89,7 @@ async def overview(settings: Settings, now: datetime | None = None) -> list[JobS
                 schedule=catalog.schedule_of(spec, settings),
                 next_run=await catalog.next_run(spec, settings, now),
                 last=last,
-                running=await _latest(spec.name, [RUNNING]),
+                running=await _latest(spec.name, [RUNNING, QUEUED]),
                 last_failure=failure,
             )
         )
