@@ -21,9 +21,11 @@ from aiosmtpd.controller import Controller
 from playwright.async_api import Page, expect
 
 from portal.demo import DEMO_PASSWORD
+from portal.jobs.catalog import JOBS
 from tests.e2e.conftest import PORTAL, _env, free_port, sign_in
 
 MESSAGES = 80
+JOB_NAMES = [spec.name for spec in JOBS]
 
 
 class SlowMailServer:
@@ -63,17 +65,7 @@ def jobs_server(e2e_template: Path, tmp_path: Path) -> Iterator[tuple[str, SlowM
             "SMTP_STARTTLS": "false",
             "STRIPE_API_BASE": "http://127.0.0.1:9",
             # Nothing runs on its own during the test: the owner starts the run.
-            **{
-                f"JOB_SCHEDULE_{name}": "off"
-                for name in (
-                    "EXPIRE_PACKAGES",
-                    "REMINDERS",
-                    "STRIPE_PAYOUTS",
-                    "STRIPE_RECONCILE",
-                    "PURGE",
-                    "OUTBOX",
-                )
-            },  # fmt: skip
+            **{f"JOB_SCHEDULE_{name.upper()}": "off" for name in JOB_NAMES},
         }
     )
     log = open(tmp_path / "server.log", "w")  # noqa: SIM115

@@ -34,6 +34,7 @@ from aiosmtpd.controller import Controller
 from portal.bookings.tables import Appointment
 from portal.email.tables import OutboxMessage
 from portal.jobs import queue
+from portal.jobs.catalog import JOBS
 from portal.jobs.runs import INTERRUPTED, SUCCEEDED
 from portal.jobs.tables import JobRun
 from portal.ledger.tables import JournalEntry
@@ -48,9 +49,7 @@ from tests.jobs.conftest import empty_queue, give_package
 
 PORTAL = str(Path(sys.executable).with_name("portal"))
 NY = ZoneInfo("America/New_York")
-ALL_OFF = {f"JOB_SCHEDULE_{name.upper()}": "off" for name in (
-    "expire_packages", "reminders", "stripe_payouts", "stripe_reconcile", "purge", "outbox",
-)}  # fmt: skip
+ALL_OFF = {f"JOB_SCHEDULE_{spec.name.upper()}": "off" for spec in JOBS}
 
 
 # PostgreSQL only (see above): the suite's engine parameter, narrowed.
