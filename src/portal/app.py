@@ -19,6 +19,7 @@ from litestar.template.config import TemplateConfig
 
 from portal import contexts, db, metrics
 from portal.auth import tokens, twostep
+from portal.jobs import queue
 from portal.migrate import apply_migrations, pending_migrations
 from portal.settings import Settings, get_settings
 from portal.web import templating
@@ -66,9 +67,29 @@ def create_app(settings: Settings | None = None, *, manage_database: bool = True
             await apply_migrations(quiet=True)
         await db.start_pool(engine, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
         try:
-            yield
+            async with jobs_queue(app):
+                yield
         finally:
             await db.close_pool(engine)
+
+    @asynccontextmanager
+    async def jobs_queue(app: Litestar) -> AsyncIterator[None]:
+        """Embedded: the jobs' worker runs in this process. PostgreSQL: this process
+        only queues runs ("run now"); ``portal worker`` runs them."""
+        if settings.jobs_in_process:
+            worker = queue.InProcessWorker(settings)
+            await worker.start()
+            app.state.jobs_queue = worker.app
+            try:
+                yield
+            finally:
+                await worker.stop()
+        elif not settings.is_sqlite:
+            async with queue.build(settings).open_async() as jobs:
+                app.state.jobs_queue = jobs
+                yield
+        else:
+            yield
 
     static_router = create_static_files_router(
         path="/static",

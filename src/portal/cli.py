@@ -1,5 +1,5 @@
-"""The `portal` command: serve, migrate, demo, users (create, set-password, deactivate,
-reset-2fa), stripe reconcile, stripe payouts,
+"""The `portal` command: serve, worker, jobs (list, run), migrate, demo, users (create,
+set-password, deactivate, reset-2fa), stripe reconcile, stripe payouts,
 sales expire, packages expire, reminders send, backup, restore."""
 
 from __future__ import annotations
@@ -382,6 +382,95 @@ def cmd_reminders_send(args: argparse.Namespace) -> None:
         raise SystemExit(1)
 
 
+def cmd_worker(args: argparse.Namespace) -> None:
+    from portal.jobs import queue
+
+    settings = get_settings()
+    if settings.is_sqlite:
+        fail(
+            "with SQLite the jobs run inside the server process (`portal serve`, `make run`); "
+            "`portal worker` needs PostgreSQL (DATABASE_URL)"
+        )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    jobs = queue.build(settings)
+
+    async def run() -> None:
+        await _require_migrated()
+        await queue.run_worker(jobs)
+
+    asyncio.run(_with_database(run))
+
+
+def cmd_jobs_list(args: argparse.Namespace) -> None:
+    from portal.jobs import service
+
+    settings = get_settings()
+
+    async def run() -> list[service.JobStatus]:
+        await _require_migrated()
+        return await service.overview(settings)
+
+    for job in asyncio.run(_with_database(run)):
+        last = (
+            f"{job.last['status']} {job.last['started_at']:%Y-%m-%d %H:%M} UTC"
+            if job.last
+            else "never run"
+        )
+        nxt = f"{job.next_run:%Y-%m-%d %H:%M} UTC" if job.next_run else "-"
+        print(f"{job.name:<17} {job.schedule or 'off':<14} last: {last:<36} next: {nxt}")
+
+
+class ProgressBar:
+    """``[#####.....] 12/40 Sending reminders`` redrawn on one terminal line (standard error)."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self.drawn = False
+
+    async def __call__(self, done: int, total: int, step: str) -> None:
+        filled = self.WIDTH * done // total if total else 0
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        figures = f"{done}/{total}" if total else ""
+        self.stream.write(f"\r[{bar}] {figures} {step}"[:120].ljust(80))
+        self.stream.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def cmd_jobs_run(args: argparse.Namespace) -> None:
+    from portal.jobs import catalog, queue
+
+    if catalog.find(args.job) is None:
+        fail(f"no job {args.job!r}; the jobs are {', '.join(s.name for s in catalog.JOBS)}")
+    settings = get_settings()
+    bar = ProgressBar() if sys.stderr.isatty() else None
+    # The run's record says everything; no log noise on stderr.
+    logging.getLogger("portal").addHandler(logging.NullHandler())
+
+    async def run() -> Any:
+        await _require_migrated()
+        return await queue.run_here(args.job, settings, also_report_to=bar)
+
+    try:
+        result = asyncio.run(_with_database(run))
+    except Exception as exc:
+        if bar is not None:
+            bar.close()
+        fail(f"the job failed: {type(exc).__name__}: {exc}", 1)
+    if bar is not None:
+        bar.close()
+    print(result.summary)
+    if result.attention:
+        print(f"portal: needs attention: {result.attention}", file=sys.stderr)
+        raise SystemExit(3)
+
+
 def _print_notes(notes: list[str]) -> None:
     for note in notes:
         print(f"portal: note: {note}", file=sys.stderr)
@@ -428,6 +517,28 @@ def build_parser() -> ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="default $PORT or 8000")
     serve.add_argument("--workers", type=int, default=1)
     serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser(
+        "worker",
+        help="run the scheduled and queued jobs (PostgreSQL; run one or more)",
+        description="Runs the jobs' schedules and the runs owners queue from the jobs page. "
+        "Any number of workers share the database: each schedule runs once, a job whose "
+        "worker died is run again by another. Stops gracefully on SIGINT/SIGTERM.",
+    )
+    worker.set_defaults(func=cmd_worker)
+
+    jobs = sub.add_parser("jobs", help="the scheduled jobs")
+    jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True, parser_class=ArgumentParser)
+    jobs_list = jobs_sub.add_parser("list", help="each job's schedule, last run and next run")
+    jobs_list.set_defaults(func=cmd_jobs_list)
+    jobs_run = jobs_sub.add_parser(
+        "run",
+        help="run one job now, in this process, with a progress bar on a terminal",
+        description="Recorded like any run (the jobs page shows it). Exit status: 0 done, "
+        "1 failed, 2 bad arguments, 3 finished with something for a person to settle.",
+    )
+    jobs_run.add_argument("job", help="its name, as `portal jobs list` shows it")
+    jobs_run.set_defaults(func=cmd_jobs_run)
 
     migrate = sub.add_parser("migrate", help="apply pending database migrations")
     migrate.set_defaults(func=cmd_migrate)

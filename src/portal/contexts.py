@@ -35,6 +35,7 @@ CONTEXTS = [
     "bookings",
     "notes",
     "reports",
+    "jobs",
 ]
 
 

@@ -59,6 +59,17 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         raise ConfigurationError(f"{name} must be a whole number, got {raw!r}") from exc
 
 
+def _hour(env: dict[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if not 0 <= value <= 23:
+        raise ConfigurationError(f"{name} must be an hour from 0 to 23, got {value}")
+    return value
+
+
+# ``JOB_SCHEDULE_REMINDERS="*/30 * * * *"`` changes the reminders' schedule (portal.jobs).
+_SCHEDULE_PREFIX = "JOB_SCHEDULE_"
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -102,6 +113,24 @@ class Settings:
     # networks (comma-separated); with neither set, nobody.
     metrics_token: str = ""
     metrics_allow_ips: str = ""
+    # Jobs (portal.jobs): where the worker runs and when each job does.
+    # ``jobs_in_process``: the server process runs the jobs itself (embedded
+    # mode's default; production runs ``portal worker`` instead).
+    jobs_in_process: bool = False
+    # Overrides of a job's schedule from ``JOB_SCHEDULE_<NAME>``: a cron line in
+    # UTC, or ``off`` (name, value) pairs, kept as a tuple so Settings stays hashable.
+    job_schedules: tuple[tuple[str, str], ...] = ()
+    # Packages expire at this hour of each location's own clock.
+    package_expiry_hour: int = 3
+    # A job that raised is tried again up to this many times in all, waiting
+    # job_retry_wait_seconds ** attempt seconds between tries.
+    job_max_attempts: int = 5
+    job_retry_wait_seconds: int = 4
+    # A worker writes a heartbeat this often; a job whose worker has been silent
+    # for job_stalled_seconds is given to another worker.
+    worker_heartbeat_seconds: int = 10
+    job_stalled_seconds: int = 60
+    worker_concurrency: int = 2
 
     @property
     def is_sqlite(self) -> bool:
@@ -162,6 +191,20 @@ class Settings:
             log_format=_log_format(env.get("LOG_FORMAT")),
             metrics_token=metrics_token,
             metrics_allow_ips=env.get("METRICS_ALLOW_IPS", "").strip(),
+            jobs_in_process=_bool(env.get("JOBS_IN_PROCESS"), default=embedded),
+            job_schedules=tuple(
+                sorted(
+                    (key[len(_SCHEDULE_PREFIX) :].lower(), value.strip())
+                    for key, value in env.items()
+                    if key.startswith(_SCHEDULE_PREFIX) and value.strip()
+                )
+            ),
+            package_expiry_hour=_hour(env, "PACKAGE_EXPIRY_HOUR", 3),
+            job_max_attempts=max(1, _int(env, "JOB_MAX_ATTEMPTS", 5)),
+            job_retry_wait_seconds=max(1, _int(env, "JOB_RETRY_WAIT_SECONDS", 4)),
+            worker_heartbeat_seconds=max(1, _int(env, "WORKER_HEARTBEAT_SECONDS", 10)),
+            job_stalled_seconds=max(2, _int(env, "JOB_STALLED_SECONDS", 60)),
+            worker_concurrency=max(1, _int(env, "WORKER_CONCURRENCY", 2)),
         )
 
 

@@ -29,6 +29,7 @@ SECTIONS = {
     "clients": "/clients",
     "account": "/account",
     "outbox": "/outbox",
+    "jobs": "/jobs",
     "appointments": "/appointments",
     "notes": "/notes",
     "sales": "/sales",

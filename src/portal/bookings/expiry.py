@@ -19,11 +19,12 @@ their dispute to close, as in ``expire_due``.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from portal import db
+from portal import db, progress
 from portal.audit import service as audit
 from portal.bookings import notify
 from portal.bookings.service import BOOKED, CANCELLED, _release_credit, _set_status
@@ -53,9 +54,16 @@ class PackagesExpiryRun:
 
 
 async def release_expired_bookings(
-    *, now: datetime | None = None, settings: Settings | None = None
+    *,
+    now: datetime | None = None,
+    settings: Settings | None = None,
+    location_ids: Collection[int] | None = None,
 ) -> list[ReleasedBooking]:
-    """Cancel future bookings that hold a session of an expired package (step 1)."""
+    """Cancel future bookings that hold a session of an expired package (step 1).
+
+    ``location_ids``: only bookings at these locations (the nightly job runs
+    each location at its own 03:00); None for every location.
+    """
     now = now or utcnow()
     held = (
         await SaleSession.select(
@@ -73,26 +81,25 @@ async def release_expired_bookings(
         .run()
     )
     packages = {int(r["appointment_id"]): r for r in held}
-    rows = (
-        await Appointment.select(
-            Appointment.id,
-            Appointment.start_at,
-            Appointment.sale_session,
-            Appointment.client.email.as_alias("client_email"),
-            Appointment.location.timezone.as_alias("timezone"),
-        )
-        .where(
-            Appointment.id.is_in(list(packages) or [-1])
-            & (Appointment.status == BOOKED)
-            & (Appointment.start_at > now)
-        )
-        .order_by(Appointment.start_at)
-        .run()
+    query = Appointment.select(
+        Appointment.id,
+        Appointment.start_at,
+        Appointment.sale_session,
+        Appointment.client.email.as_alias("client_email"),
+        Appointment.location.timezone.as_alias("timezone"),
+    ).where(
+        Appointment.id.is_in(list(packages) or [-1])
+        & (Appointment.status == BOOKED)
+        & (Appointment.start_at > now)
     )
+    if location_ids is not None:
+        query = query.where(Appointment.location.is_in(list(location_ids) or [-1]))
+    rows = await query.order_by(Appointment.start_at).run()
     for row in rows:
         row.update(packages[int(row["id"])])
     released: list[ReleasedBooking] = []
-    for row in rows:
+    for done, row in enumerate(rows):
+        await progress.report(done, len(rows), "Releasing bookings of expired packages")
         expired_on = row["valid_until"].astimezone(ZoneInfo(str(row["timezone"])))
         reason = (
             f"Your package “{row['package']}” expired on {expired_on:%d %B %Y}, "
@@ -130,9 +137,18 @@ async def release_expired_bookings(
 
 
 async def expire_packages(
-    *, now: datetime | None = None, settings: Settings | None = None
+    *,
+    now: datetime | None = None,
+    settings: Settings | None = None,
+    location_ids: Collection[int] | None = None,
 ) -> PackagesExpiryRun:
-    """Release bookings of expired packages, then expire their unused sessions."""
+    """Release bookings of expired packages, then expire their unused sessions.
+
+    ``location_ids``: only packages sold at (and bookings at) these locations;
+    None for every location.
+    """
     now = now or utcnow()
-    released = await release_expired_bookings(now=now, settings=settings)
-    return PackagesExpiryRun(released=released, expiry=await sales.expire_due(now))
+    released = await release_expired_bookings(now=now, settings=settings, location_ids=location_ids)
+    return PackagesExpiryRun(
+        released=released, expiry=await sales.expire_due(now, location_ids=location_ids)
+    )

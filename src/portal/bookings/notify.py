@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from portal import progress
 from portal.bookings.tables import Appointment
 from portal.clients.service import wants_email_reminders
 from portal.email import messages
@@ -198,7 +199,8 @@ async def send_reminders(
         .run()
     )
     sent = skipped = failed = 0
-    for candidate in rows:
+    for done, candidate in enumerate(rows):
+        await progress.report(done, len(rows), "Sending reminders")
         if not _starts_tomorrow(candidate, now):
             continue
         if not await wants_email_reminders(int(candidate["client"])):

@@ -542,3 +542,40 @@ async def reset_password(
         await end_session(replace_token)
     session = await open_session(settings, user_id, address=address, user_agent=user_agent)
     return SignedIn(user_id=user_id, role=reset["role"], session_token=session)
+
+
+@dataclass(frozen=True)
+class AccountsPurge:
+    password_resets: int
+    signups: int
+    requests: int
+
+
+async def purge_expired(*, now: Any = None) -> AccountsPurge:
+    """Delete reset and sign-up confirmation links past their expiry, and old request counts.
+
+    A link past its expiry is refused whether or not its row exists, so
+    nothing changes for anyone holding one; the rows hold a password hash (a
+    sign-up's) and addresses, which are kept no longer than needed. The
+    throttle counts look back minutes to hours: a month is ample.
+    """
+    now = now or utcnow()
+    resets = (
+        await PasswordReset.delete()
+        .where(PasswordReset.expires_at <= now)
+        .returning(PasswordReset.id)
+        .run()
+    )
+    signups = (
+        await SignupConfirmation.delete()
+        .where(SignupConfirmation.expires_at <= now)
+        .returning(SignupConfirmation.id)
+        .run()
+    )
+    requests = (
+        await AccountRequest.delete()
+        .where(AccountRequest.at < now - timedelta(days=30))
+        .returning(AccountRequest.id)
+        .run()
+    )
+    return AccountsPurge(password_resets=len(resets), signups=len(signups), requests=len(requests))

@@ -24,6 +24,7 @@ BOOKING_CONFIRMATION = "booking_confirmation"
 CANCELLATION = "cancellation"
 REMINDER = "reminder"
 TWO_STEP = "two_step"
+JOB_FAILED = "job_failed"
 KINDS = {
     WELCOME: "Welcome",
     PASSWORD_RESET: "Password reset",
@@ -34,6 +35,7 @@ KINDS = {
     CANCELLATION: "Cancellation",
     REMINDER: "Reminder",
     TWO_STEP: "Two-step sign-in",
+    JOB_FAILED: "Job failed",
 }
 
 
@@ -272,4 +274,25 @@ async def send_two_step_notice(
         TWO_STEP,
         settings=settings,
         defer=defer,
+    )
+
+
+async def send_job_failed(
+    to: str,
+    *,
+    name: str,
+    job_label: str,
+    error: str,
+    jobs_url: str,
+    run_id: int,
+    settings: Settings | None = None,
+) -> int:
+    """Tell an owner a job failed; one message per run and owner, however often it is retried."""
+    return await send(
+        to,
+        JOB_FAILED,
+        {"name": name, "job_label": job_label, "error": error, "jobs_url": jobs_url},
+        JOB_FAILED,
+        dedupe_key=f"job-failed:{run_id}:{to.strip().lower()}",
+        settings=settings,
     )

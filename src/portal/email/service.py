@@ -23,6 +23,7 @@ import re
 import smtplib
 import ssl
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from functools import lru_cache
@@ -31,7 +32,7 @@ from typing import Any
 
 import jinja2
 
-from portal import db
+from portal import db, progress
 from portal.email.tables import OutboxMessage
 from portal.errors import NotFound
 from portal.formatting import local_dt, money
@@ -223,6 +224,7 @@ async def deliver(message_id: int, *, settings: Settings | None = None) -> str:
             {
                 OutboxMessage.status: SENDING,
                 OutboxMessage.attempts: OutboxMessage.attempts + 1,
+                OutboxMessage.last_attempt_at: utcnow(),
             }
         )
         .where(
@@ -276,6 +278,124 @@ async def deliver(message_id: int, *, settings: Settings | None = None) -> str:
         .run()
     )
     return SENT
+
+
+# -- the outbox job: delivery that did not happen on the spot, and retries -------
+
+# A failed delivery is tried again after 2, 4, 8, 16 … minutes (doubling from the
+# attempt count), at most MAX_ATTEMPTS times in all; then it stays failed for
+# an owner to read in the outbox.
+MAX_ATTEMPTS = 6
+RETRY_BASE_MINUTES = 1
+# A message stored with ``defer=True`` is delivered by the page's background
+# task; the job only takes those still queued after this long.
+QUEUED_GRACE = timedelta(minutes=1)
+# A message "sending" for this long was being sent by a process that stopped
+# mid-conversation. Whether the server accepted it cannot be known, so it is
+# marked failed (never sent twice) and left for an owner.
+INTERRUPTED_AFTER = timedelta(minutes=15)
+INTERRUPTED_ERROR = (
+    "Delivery was interrupted (the process sending it stopped); it may or may not "
+    "have been sent, so it is not tried again automatically."
+)
+
+
+@dataclass(frozen=True)
+class DeliveryRun:
+    sent: int
+    failed: int
+    interrupted: int
+    gave_up: int  # failed for the last time: MAX_ATTEMPTS reached
+
+    def summary(self) -> str:
+        parts = [f"{self.sent} sent", f"{self.failed} failed"]
+        if self.gave_up:
+            parts.append(f"{self.gave_up} given up after {MAX_ATTEMPTS} attempts")
+        if self.interrupted:
+            parts.append(f"{self.interrupted} interrupted mid-delivery (see the outbox)")
+        return "Outbox: " + ", ".join(parts) + "."
+
+
+def retry_due_at(attempts: int, last_attempt_at: datetime) -> datetime:
+    """When a message that failed ``attempts`` times may be tried again (back-off)."""
+    return last_attempt_at + timedelta(minutes=RETRY_BASE_MINUTES * 2 ** max(0, attempts))
+
+
+async def deliver_due(
+    *, now: datetime | None = None, settings: Settings | None = None
+) -> DeliveryRun:
+    """Deliver what is queued for SMTP and retry failed deliveries whose back-off has passed.
+
+    Safe with any number of runs at once: each message is claimed by
+    :func:`deliver`'s compare-and-set. Reports its progress.
+    """
+    settings = settings or get_settings()
+    now = now or utcnow()
+    interrupted = (
+        await OutboxMessage.update(
+            {
+                OutboxMessage.status: FAILED,
+                OutboxMessage.error: INTERRUPTED_ERROR,
+                OutboxMessage.attempts: MAX_ATTEMPTS,
+            }
+        )
+        .where(
+            (OutboxMessage.status == SENDING)
+            & (OutboxMessage.last_attempt_at < now - INTERRUPTED_AFTER)
+        )
+        .returning(OutboxMessage.id)
+        .run()
+    )
+    if not settings.smtp_host:
+        return DeliveryRun(sent=0, failed=0, interrupted=len(interrupted), gave_up=0)
+    rows = (
+        await OutboxMessage.select(
+            OutboxMessage.id,
+            OutboxMessage.status,
+            OutboxMessage.attempts,
+            OutboxMessage.last_attempt_at,
+            OutboxMessage.created_at,
+        )
+        .where(
+            (OutboxMessage.transport == SMTP)
+            & (
+                (
+                    (OutboxMessage.status == QUEUED)
+                    & (OutboxMessage.created_at <= now - QUEUED_GRACE)
+                )
+                | ((OutboxMessage.status == FAILED) & (OutboxMessage.attempts < MAX_ATTEMPTS))
+            )
+        )
+        .order_by(OutboxMessage.id)
+        .run()
+    )
+    due = [
+        row
+        for row in rows
+        if row["status"] == QUEUED
+        or retry_due_at(int(row["attempts"]), row["last_attempt_at"] or row["created_at"]) <= now
+    ]
+    sent = failed = gave_up = 0
+    for done, row in enumerate(due):
+        await progress.report(done, len(due), "Delivering email")
+        message_id = int(row["id"])
+        if row["status"] == FAILED:
+            requeued = (
+                await OutboxMessage.update({OutboxMessage.status: QUEUED})
+                .where((OutboxMessage.id == message_id) & (OutboxMessage.status == FAILED))
+                .returning(OutboxMessage.id)
+                .run()
+            )
+            if not requeued:
+                continue  # taken by another run meanwhile
+        status = await deliver(message_id, settings=settings)
+        if status == SENT:
+            sent += 1
+        elif status == FAILED:
+            failed += 1
+            gave_up += int(row["attempts"]) + 1 >= MAX_ATTEMPTS
+    await progress.report(len(due), len(due), "Delivering email")
+    return DeliveryRun(sent=sent, failed=failed, interrupted=len(interrupted), gave_up=gave_up)
 
 
 def build_message(

@@ -26,5 +26,8 @@ class OutboxMessage(Table, tablename="email_outbox"):
     error = Text(default="")
     attempts = Integer(default=0)
     sent_at = Timestamptz(null=True, default=None)
+    # When the last delivery attempt began: the outbox job waits longer after
+    # each failed attempt before the next one (back-off).
+    last_attempt_at = Timestamptz(null=True, default=None)
     message_id = Varchar(length=255, default="")
     dedupe_key = Varchar(length=200, null=True, default=None, unique=True)

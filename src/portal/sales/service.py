@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from portal import db
+from portal import db, progress
 from portal.auth.service import CLIENT, CurrentUser
 from portal.catalog.service import PackageTerms
 from portal.errors import Forbidden, NotFound
@@ -497,7 +497,9 @@ class ExpiryRun:
     value_cents: dict[str, int]  # breakage recognised, per currency
 
 
-async def expire_due(now: datetime | None = None) -> ExpiryRun:
+async def expire_due(
+    now: datetime | None = None, *, location_ids: Collection[int] | None = None
+) -> ExpiryRun:
     """Expire unused sessions of sales past their validity; journal the breakage.
 
     Idempotent: a session expires once (compare-and-set from available), and
@@ -506,25 +508,25 @@ async def expire_due(now: datetime | None = None) -> ExpiryRun:
     follows the open liability, not every sale ever made. A disputed
     (frozen) sale waits for its dispute to close. Sessions booked for an
     appointment are not expired; if that booking is cancelled later, the
-    next run expires the session it gives back.
+    next run expires the session it gives back. ``location_ids``: only sales
+    made at these locations (None: all).
     """
     now = now or utcnow()
-    due = (
-        await SaleSession.select(SaleSession.sale)
-        .where(
-            (SaleSession.state == AVAILABLE)
-            & (SaleSession.sale.status == ACTIVE)
-            & (SaleSession.sale.frozen == False)  # noqa: E712
-            & (SaleSession.sale.valid_until <= now)
-        )
-        .distinct()
-        .run()
+    query = SaleSession.select(SaleSession.sale).where(
+        (SaleSession.state == AVAILABLE)
+        & (SaleSession.sale.status == ACTIVE)
+        & (SaleSession.sale.frozen == False)  # noqa: E712
+        & (SaleSession.sale.valid_until <= now)
     )
+    if location_ids is not None:
+        query = query.where(SaleSession.sale.location.is_in(list(location_ids) or [-1]))
+    due = await query.distinct().run()
     sale_ids = sorted({int(r["sale"]) for r in due})
     sessions = 0
     expired_sales = 0
     value_by_currency: Counter[str] = Counter()
-    for sale_id in sale_ids:
+    for done, sale_id in enumerate(sale_ids):
+        await progress.report(done, len(sale_ids), "Expiring unused sessions")
         async with locked(sale_id) as sale:
             if sale["status"] != ACTIVE or sale["frozen"] or sale["valid_until"] > now:
                 continue  # changed since it was listed

@@ -1,0 +1,1 @@
+"""Scheduled and long work: the job catalogue, its runs, the worker and the jobs page."""
