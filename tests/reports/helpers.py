@@ -126,16 +126,10 @@ async def redeem(
     assert len(rows) == count
     total = 0
     for row in rows:
-        await (
-            SaleSession.update(
-                {
-                    SaleSession.state: "forfeited" if forfeit else "redeemed",
-                    SaleSession.changed_at: at,
-                }
-            )
-            .where(SaleSession.id == row["id"])
-            .run()
-        )
+        # Through sales, the credits' one writer (which keeps the daily totals).
+        assert await sales.move_credit(int(row["id"]), sales.AVAILABLE, sales.HELD)
+        final = sales.FORFEITED if forfeit else sales.REDEEMED
+        assert await sales.move_credit(int(row["id"]), sales.HELD, final, changed_at=at)
         value = int(row["value_cents"])
         total += value
         where = given_at or int(sale["location"])
@@ -173,10 +167,8 @@ async def refund(sale_id: int, count: int, amount: int, *, at: datetime) -> int:
     )
     assert len(rows) == count
     for row in rows:
-        await SaleSession.update(
-            {SaleSession.state: "revoked", SaleSession.changed_at: at,
-             SaleSession.refund_id: refund_id}
-        ).where(SaleSession.id == row["id"]).run()  # fmt: skip
+        assert await sales.move_credit(int(row["id"]), sales.AVAILABLE, sales.REVOKED,
+                                       changed_at=at, refund_id=refund_id)  # fmt: skip
     total = int(sale["total_cents"])
     tax_part = round_half_up(amount * int(sale["tax_cents"]), total) if total else 0
     # The tax the refund gave back is stored on it, as payments.service does.

@@ -64,3 +64,44 @@ class ClosedPeriod(Table, tablename="closed_period"):
     month = Date(required=True, index=True)  # the month's first day
     closed_by = Integer(null=True, default=None)  # app_user id
     closed_at = Timestamptz()
+
+
+class LedgerDay(Table, tablename="ledger_day"):
+    """The journal summed per location, local day, account and currency (``ledger.daily``).
+
+    Kept in the transaction that writes the lines; the reports read their
+    totals here instead of scanning the lines. ``location`` 0: lines without a
+    location (UTC days). ``day``: days since 1970-01-01 in the location's zone.
+    ``kind`` is the entry kind for deferred revenue (the liability report's
+    columns), else empty; ``therapist`` who gave the sessions of service revenue,
+    else 0. One row per key (unique index ``ledger_day_key``).
+    """
+
+    id: Serial
+    location = Integer(required=True)
+    day = Integer(required=True)
+    account = Varchar(length=40, required=True)
+    currency = Varchar(length=3, required=True)
+    kind = Varchar(length=40, default="")
+    therapist = Integer(default=0)
+    debit_cents = BigInt(default=0)
+    credit_cents = BigInt(default=0)
+
+
+class CreditDay(Table, tablename="credit_day"):
+    """Session credits per selling location, local day and movement (``ledger.daily``).
+
+    ``movement``: sold (the sale activated), redeemed (given or forfeited),
+    expired, refunded (revoked); the last three count the credits that reached
+    that final state on the day, so a location's outstanding sessions at any
+    day are sold − the others up to it. ``value_cents``: their net value.
+    One row per key (unique index ``credit_day_key``).
+    """
+
+    id: Serial
+    location = Integer(required=True)
+    day = Integer(required=True)
+    currency = Varchar(length=3, required=True)
+    movement = Varchar(length=20, required=True)
+    sessions = BigInt(default=0)
+    value_cents = BigInt(default=0)
