@@ -1,5 +1,6 @@
-"""Daily totals: the journal per location, local day, account and currency, and the
-session credits per location, day and movement (unique keys next)."""
+"""Daily totals: the journal per location, local day, account and currency, the
+session credits per location, day and movement, and succeeded money per location,
+day, currency, method, provider and package (unique keys next)."""
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.columns.column_types import BigInt, Integer, Serial, Varchar
@@ -48,6 +49,24 @@ TABLES = {
             ("movement", Varchar, {"default": "", "length": 20}),
             ("sessions", BigInt, {"default": 0}),
             ("value_cents", BigInt, {"default": 0}),
+        ],
+    ),
+    "CashDay": (
+        "cash_day",
+        [
+            ("location", Integer, {"default": 0}),
+            ("day", Integer, {"default": 0}),
+            ("currency", Varchar, {"default": "", "length": 3}),
+            ("method", Varchar, {"default": "", "length": 20}),
+            ("provider", Varchar, {"default": "", "length": 20}),
+            ("package", Integer, {"default": 0}),
+            *[
+                (name, BigInt, {"default": 0})
+                for name in (
+                    "payments", "gross", "tax", "fee", "refunds", "refunded", "refund_tax",
+                    "disputes", "disputed", "dispute_fee", "reinstatements", "reinstated",
+                )
+            ],
         ],
     ),
 }

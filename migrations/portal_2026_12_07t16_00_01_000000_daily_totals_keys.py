@@ -23,6 +23,10 @@ async def forwards():
         await engine.run_ddl(
             "CREATE UNIQUE INDEX credit_day_key ON credit_day (location, day, currency, movement)"
         )
+        await engine.run_ddl(
+            "CREATE UNIQUE INDEX cash_day_key ON cash_day "
+            "(location, day, currency, method, provider, package)"
+        )
 
     manager.add_raw(keys)
     return manager

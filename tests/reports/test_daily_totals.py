@@ -9,10 +9,12 @@ from datetime import date, timedelta
 import pytest
 
 from portal import db as portal_db
-from portal.auth.service import CLIENT, OWNER
+from portal.auth.service import ACCOUNTANT, CLIENT, OWNER
 from portal.ledger import daily, periods
 from portal.ledger import service as ledger
 from portal.ledger.tables import CreditDay, LedgerDay
+from portal.reports import filters as report_filters
+from portal.reports import service as reports
 from portal.reports import totals
 from portal.sales import service as sales
 from tests import factories
@@ -163,3 +165,25 @@ async def test_totals_equal_the_rows_over_random_event_sequences(db, seed):
         if entry[1] == 0:
             open_sales.remove(entry)
     await _clean()
+
+
+async def test_periods_before_the_first_total_and_after_today_are_empty(db):
+    """Reports for a range with no totals answer with nothing in it, never an error;
+    the balances carried into a later period are the ones of the last day with money."""
+    s = await build()
+    accountant = helpers.actor(ACCOUNTANT)
+    for start, end in (("1999-01-01", "1999-12-31"), ("2035-01-01", "2035-03-31")):
+        f = await report_filters.parse(accountant, {"start": [start], "end": [end]})
+        assert (await reports.payment_summary(f)).rows == []
+        assert (await reports.fees(f)).rows == []
+        assert (await reports.revenue(f)).rows == []
+        rows = await reports.liability(f)
+        assert all(r.sold == r.redeemed == r.expired == r.refunded == 0 for r in rows)
+        tb = await reports.trial_balance(f)
+        assert tb.balanced and all(t.debits == t.credits == 0 for t in tb.lines)
+    later = await report_filters.parse(
+        accountant, {"start": ["2035-01-01"], "end": ["2035-01-31"], "location": [str(s.alpha)]}
+    )
+    (alpha,) = await reports.liability(later)
+    assert alpha.opening == alpha.closing == alpha.closing_session_value
+    assert alpha.opening == await ledger.balance("deferred_revenue", location_id=s.alpha)

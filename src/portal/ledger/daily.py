@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 
 from portal import db
 from portal.ledger import periods
-from portal.ledger.tables import CreditDay, LedgerDay
+from portal.ledger.tables import CashDay, CreditDay, LedgerDay
 
 EPOCH_DAY = date(1970, 1, 1)
 UNLOCATED = 0  # the location key of journal lines without one (UTC days)
@@ -57,10 +57,16 @@ LEDGER_KEY = ("location", "day", "account", "currency", "kind", "therapist")
 LEDGER_SUMS = ("debit_cents", "credit_cents")
 CREDIT_KEY = ("location", "day", "currency", "movement")
 CREDIT_SUMS = ("sessions", "value_cents")
+CASH_KEY = ("location", "day", "currency", "method", "provider", "package")
+CASH_SUMS = (
+    "payments", "gross", "tax", "fee", "refunds", "refunded", "refund_tax",
+    "disputes", "disputed", "dispute_fee", "reinstatements", "reinstated",
+)  # fmt: skip
 ROWS_PER_STATEMENT = 100  # well inside SQLite's parameter limit
 
 LedgerKey = tuple[int, int, str, str, str, int]
 CreditKey = tuple[int, int, str, str]
+CashKey = tuple[int, int, str, str, str, int]
 
 
 def day_number(tz: str, at: datetime) -> int:
@@ -97,11 +103,14 @@ class _Changes:
         self.written = False
         self.ledger: dict[LedgerKey, list[int]] = defaultdict(lambda: [0, 0])
         self.credits: dict[CreditKey, list[int]] = defaultdict(lambda: [0, 0])
+        self.cash: dict[CashKey, list[int]] = defaultdict(lambda: [0] * len(CASH_SUMS))
 
     async def write(self) -> None:
+        """The tables in one order, each one's keys in order."""
         self.written = True
         await upsert(LedgerDay, LEDGER_KEY, LEDGER_SUMS, self.ledger)
         await upsert(CreditDay, CREDIT_KEY, CREDIT_SUMS, self.credits)
+        await upsert(CashDay, CASH_KEY, CASH_SUMS, self.cash)
 
 
 _CHANGES: ContextVar[_Changes | None] = ContextVar("daily_changes", default=None)
@@ -125,7 +134,7 @@ async def _apply(fill: Callable[[_Changes], None]) -> None:
 
 
 async def upsert(
-    table: type[LedgerDay] | type[CreditDay],
+    table: type[LedgerDay] | type[CreditDay] | type[CashDay],
     key: Sequence[str],
     sums: Sequence[str],
     rows: dict[Any, list[int]],
@@ -187,5 +196,17 @@ async def credits(
             sums = changes.credits[(location_id, day_number(tz, at), currency, movement)]
             sums[0] += sessions
             sums[1] += value
+
+    await _apply(fill)
+
+
+async def cash(changes: dict[CashKey, list[int]]) -> None:
+    """Changes of succeeded money (``payments.totals`` works out the keys and days)."""
+
+    def fill(batch: _Changes) -> None:
+        for key, sums in changes.items():
+            kept = batch.cash[key]
+            for i, value in enumerate(sums):
+                kept[i] += value
 
     await _apply(fill)

@@ -105,3 +105,35 @@ class CreditDay(Table, tablename="credit_day"):
     movement = Varchar(length=20, required=True)
     sessions = BigInt(default=0)
     value_cents = BigInt(default=0)
+
+
+class CashDay(Table, tablename="cash_day"):
+    """Succeeded money per sale location, local day, currency, method, provider and
+    package (``ledger.daily``; written by ``payments.totals``).
+
+    A payment counts on the day it succeeded, a refund on the day it completed,
+    a dispute's withdrawal and its reinstatement each on their own day, all in
+    the sale location's zone: the payments report's dating. ``tax``: the tax a
+    payment contains; ``refund_tax``: what refunds gave back. One row per key
+    (unique index ``cash_day_key``).
+    """
+
+    id: Serial
+    location = Integer(required=True)
+    day = Integer(required=True)
+    currency = Varchar(length=3, required=True)
+    method = Varchar(length=20, default="")
+    provider = Varchar(length=20, default="")
+    package = Integer(default=0)
+    payments = BigInt(default=0)
+    gross = BigInt(default=0)
+    tax = BigInt(default=0)
+    fee = BigInt(default=0)
+    refunds = BigInt(default=0)
+    refunded = BigInt(default=0)
+    refund_tax = BigInt(default=0)
+    disputes = BigInt(default=0)
+    disputed = BigInt(default=0)
+    dispute_fee = BigInt(default=0)
+    reinstatements = BigInt(default=0)
+    reinstated = BigInt(default=0)

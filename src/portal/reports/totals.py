@@ -23,8 +23,9 @@ from typing import Any
 
 from portal import db
 from portal.ledger import daily
-from portal.ledger.tables import CreditDay, LedgerDay
+from portal.ledger.tables import CashDay, CreditDay, LedgerDay
 from portal.reports import sql
+from portal.reports.cash import DISPUTE_FROM, PAYMENT_TAX
 from portal.reports.periods import local_midnight, next_month, offset_segments
 
 EPOCH = daily.EPOCH_DAY
@@ -132,13 +133,73 @@ async def fresh_credits(place: Place, first: date, end: date) -> dict[daily.Cred
     return out
 
 
-async def stored(
-    table: type[LedgerDay] | type[CreditDay], place: Place, first: date, end: date
-) -> dict[Any, list[int]]:
-    """The totals kept for one location's local days [first, end)."""
-    is_ledger = table is LedgerDay
-    key = daily.LEDGER_KEY if is_ledger else daily.CREDIT_KEY
-    sums = daily.LEDGER_SUMS if is_ledger else daily.CREDIT_SUMS
+# What each source row adds to ``cash_day`` (the payments report's dating and
+# columns): (time column, FROM, WHERE, {sum column: SQL}).
+_CASH_SOURCES = (
+    ("p.succeeded_at", "payment p JOIN sale s ON s.id = p.sale", "p.status = 'succeeded'",
+     {"payments": "COUNT(*)", "gross": "SUM(p.amount_cents)", "tax": f"SUM({PAYMENT_TAX})",
+      "fee": "SUM(COALESCE(p.fee_cents, 0))"}),
+    ("r.completed_at", "refund r JOIN payment p ON p.id = r.payment JOIN sale s ON s.id = r.sale",
+     "r.status = 'succeeded'",
+     {"refunds": "COUNT(*)", "refunded": "SUM(r.amount_cents)",
+      "refund_tax": "SUM(COALESCE(r.tax_cents, 0))"}),
+    ("d.withdrawn_at", DISPUTE_FROM, "1 = 1",
+     {"disputes": "COUNT(*)", "disputed": "SUM(d.amount_cents)",
+      "dispute_fee": "SUM(d.fee_cents)"}),
+    ("d.reinstated_at", DISPUTE_FROM, "1 = 1",
+     {"reinstatements": "COUNT(*)", "reinstated": "SUM(d.amount_cents)"}),
+)  # fmt: skip
+
+
+async def fresh_cash(place: Place, first: date, end: date) -> dict[daily.CashKey, list[int]]:
+    """``cash_day`` of one location for local days [first, end), from payments,
+    refunds and disputes."""
+    out: dict[daily.CashKey, list[int]] = {}
+    if place.id == daily.UNLOCATED:
+        return out
+    cte, args, lo, hi = _segments(place, first, end)
+    queries = []
+    for at, source, where, sums in _CASH_SOURCES:
+        currency = at.split(".")[0] + ".currency"
+        queries.append(
+            (
+                f"WITH {cte} SELECT {sql.local_day(at, 'seg.off')} AS day, "
+                f"{currency} AS currency, p.method AS method, p.provider AS provider, "
+                "s.package_id AS package, "
+                + ", ".join(f"{expr} AS {name}" for name, expr in sums.items())
+                + f" FROM {source} JOIN seg ON {at} >= seg.lo AND {at} < seg.hi "
+                f"WHERE s.location = {{}} AND {where} AND {at} >= {{}} AND {at} < {{}} "
+                "GROUP BY 1, 2, 3, 4, 5",
+                [*args, place.id, lo, hi],
+            )
+        )
+    for (_, _, _, sums), rows in zip(_CASH_SOURCES, await sql.fetch_all(*queries), strict=True):
+        for r in rows:
+            key = (
+                place.id,
+                int(r["day"]),
+                str(r["currency"]),
+                str(r["method"]),
+                str(r["provider"]),
+                int(r["package"]),
+            )
+            kept = out.setdefault(key, [0] * len(daily.CASH_SUMS))
+            for name in sums:
+                kept[daily.CASH_SUMS.index(name)] += sql.as_int(r[name])
+    return out
+
+
+TABLES: dict[str, tuple[type[LedgerDay] | type[CreditDay] | type[CashDay], tuple[str, ...],
+                         tuple[str, ...]]] = {
+    "ledger_day": (LedgerDay, daily.LEDGER_KEY, daily.LEDGER_SUMS),
+    "credit_day": (CreditDay, daily.CREDIT_KEY, daily.CREDIT_SUMS),
+    "cash_day": (CashDay, daily.CASH_KEY, daily.CASH_SUMS),
+}  # fmt: skip
+
+
+async def stored(name: str, place: Place, first: date, end: date) -> dict[Any, list[int]]:
+    """The totals kept in table ``name`` for one location's local days [first, end)."""
+    table, key, sums = TABLES[name]
     rows = await sql.fetch(
         f"SELECT {', '.join((*key, *sums))} FROM {table._meta.tablename} "
         "WHERE location = {} AND day >= {} AND day < {}",
@@ -155,32 +216,40 @@ async def stored(
 async def _block_writers() -> None:
     """Inside a rebuild step: postings in flight commit first, new ones wait for it."""
     if not sql.is_sqlite():
-        await LedgerDay.raw("LOCK TABLE ledger_day, credit_day IN EXCLUSIVE MODE").run()
+        await LedgerDay.raw(f"LOCK TABLE {', '.join(TABLES)} IN EXCLUSIVE MODE").run()
+
+
+async def _fresh(place: Place, first: date, end: date) -> dict[str, dict[Any, list[int]]]:
+    return {
+        "ledger_day": await fresh_ledger(place, first, end),
+        "credit_day": await fresh_credits(place, first, end),
+        "cash_day": await fresh_cash(place, first, end),
+    }
 
 
 async def _replace(place: Place, first: date, end: date) -> None:
     """One step: a location's totals of local days [first, end) from its rows."""
     async with db.transaction():
         await _block_writers()
-        ledger = await fresh_ledger(place, first, end)
-        credits = await fresh_credits(place, first, end)
-        for table in (LedgerDay, CreditDay):
+        fresh = await _fresh(place, first, end)
+        for name, (table, key, sums) in TABLES.items():
             await table.raw(
-                f"DELETE FROM {table._meta.tablename} WHERE location = {{}} "
-                "AND day >= {} AND day < {}",
+                f"DELETE FROM {name} WHERE location = {{}} AND day >= {{}} AND day < {{}}",
                 place.id,
                 daily.number_of(first),
                 daily.number_of(end),
             ).run()
-        await daily.upsert(LedgerDay, daily.LEDGER_KEY, daily.LEDGER_SUMS, ledger)
-        await daily.upsert(CreditDay, daily.CREDIT_KEY, daily.CREDIT_SUMS, credits)
+            await daily.upsert(table, key, sums, fresh[name])
 
 
 async def _first_day() -> date:
     """The earliest local day any row can fall on (a day before the earliest instant)."""
     rows = await sql.fetch(
         "SELECT MIN(occurred_at) AS t FROM journal_entry UNION ALL "
-        "SELECT MIN(activated_at) AS t FROM sale",
+        "SELECT MIN(activated_at) AS t FROM sale UNION ALL "
+        "SELECT MIN(succeeded_at) AS t FROM payment UNION ALL "
+        "SELECT MIN(completed_at) AS t FROM refund UNION ALL "
+        "SELECT MIN(withdrawn_at) AS t FROM dispute",
         [],
     )
     instants = [sql.as_datetime(r["t"]) for r in rows]
@@ -210,10 +279,13 @@ async def rebuild(since: date | None = None, progress: Progress | None = None) -
     if latest is not None and latest.date() + timedelta(days=1) > last:
         last = latest.date() + timedelta(days=1)
     todo = [(p, a, b) for p in await places() for a, b in _months(first, last)]
+    if since is None:  # nothing can be dated before the first row
+        for name, (table, _, _) in TABLES.items():
+            await table.raw(f"DELETE FROM {name} WHERE day < {{}}", daily.number_of(first)).run()
     # Totals dated after the range (from a clock that ran ahead) go too.
-    for table in (LedgerDay, CreditDay):
+    for name, (table, _, _) in TABLES.items():
         await table.raw(
-            f"DELETE FROM {table._meta.tablename} WHERE day >= {{}}",
+            f"DELETE FROM {name} WHERE day >= {{}}",
             daily.number_of(last + timedelta(days=1)),
         ).run()
     for done, (place, a, b) in enumerate(todo, start=1):
@@ -254,7 +326,7 @@ async def verify(progress: Progress | None = None) -> Verification:
     """Every total against a fresh aggregate of the rows; zero on both sides is equal."""
     first = await _first_day()
     rows = await sql.fetch(
-        "SELECT MAX(day) AS d FROM ledger_day UNION ALL SELECT MAX(day) AS d FROM credit_day", []
+        " UNION ALL ".join(f"SELECT MAX(day) AS d FROM {name}" for name in TABLES), []
     )
     last_stored = max((int(r["d"]) for r in rows if r["d"] is not None), default=0)
     last = max(
@@ -265,18 +337,15 @@ async def verify(progress: Progress | None = None) -> Verification:
     for done, place in enumerate(all_places, start=1):
         async with db.transaction():
             await _snapshot()
-            pairs: list[tuple[str, dict[Any, list[int]], dict[Any, list[int]]]] = [
-                ("ledger_day", await stored(LedgerDay, place, EPOCH, last),
-                 await fresh_ledger(place, first, last)),
-                ("credit_day", await stored(CreditDay, place, EPOCH, last),
-                 await fresh_credits(place, first, last)),
-            ]  # fmt: skip
-        for table, kept, fresh in pairs:
-            for key in sorted(set(kept) | set(fresh), key=str):
-                a = kept.get(key, [0, 0])
-                b = fresh.get(key, [0, 0])
+            fresh = await _fresh(place, first, last)
+            pairs = [(name, await stored(name, place, EPOCH, last), fresh[name]) for name in TABLES]
+        for name, kept, aggregated in pairs:
+            width = len(TABLES[name][2])
+            for key in sorted(set(kept) | set(aggregated), key=str):
+                a = kept.get(key, [0] * width)
+                b = aggregated.get(key, [0] * width)
                 if a != b:
-                    result.differences.append(Difference(table, key, a, b))
+                    result.differences.append(Difference(name, key, a, b))
         result.checked += 1
         if progress is not None:
             progress(done, len(all_places), place.name)
