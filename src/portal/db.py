@@ -137,6 +137,22 @@ async def lock_row(table: type[Table], row_id: int) -> None:
         await table.raw(f"SELECT id FROM {name} WHERE id = {{}} FOR UPDATE", row_id).run()
 
 
+async def lock_keys(*keys: tuple[int, int]) -> None:
+    """Take transaction-level locks on (kind, id) keys, in the order given, until
+    the surrounding transaction ends.
+
+    PostgreSQL: ``pg_advisory_xact_lock(kind, id)``, so transactions after the
+    same key run one after the other and the next one sees what the first
+    committed (callers take keys in one fixed order, so two never wait for each
+    other). SQLite: the surrounding :func:`transaction`'s ``BEGIN IMMEDIATE``
+    already serialises every writer. Call it inside :func:`transaction`.
+    """
+    engine = current_engine()
+    if isinstance(engine, PostgresEngine):
+        for kind, key in keys:
+            await engine.run_ddl(f"SELECT pg_advisory_xact_lock({int(kind)}, {int(key)})")
+
+
 def is_unique_violation(exc: BaseException) -> bool:
     """Unique violations differ per driver; callers ask here."""
     if isinstance(exc, sqlite3.IntegrityError):
