@@ -16,14 +16,19 @@ How it stays consistent:
 * A client buys a package a few days before their first session; later
   sessions of the package are placed about a week apart while it is valid.
   Past appointments are completed (credit redeemed, deferred revenue →
-  service revenue where it was given), future ones are booked (credit held);
+  service revenue where it was given; a session given at another clinic than
+  the one that sold it goes through the inter-location accounts, four lines,
+  with ``ledger.recognition_lines``), future ones are booked (credit held);
   a few are cancelled (the credit was released). Unused sessions of packages
   past their validity are expired (breakage); every 50th sale with unused
   sessions is refunded for them. Sales that never get an appointment fill
   the count up to the number of payments.
 * Journal entries are computed with the very rules of ``ledger``,
   ``payments`` and ``bookings`` (same accounts, event keys, rounding), and
-  checked to balance before they are copied.
+  checked to balance, for each location's lines on their own too, before
+  they are copied.
+* The reports' daily totals are then built from the copied rows by
+  ``reports.totals.rebuild`` (what ``portal reports rebuild`` runs), timed.
 
 Progress is printed per location. A million of each takes a few minutes on a
 2-core machine.
@@ -56,8 +61,10 @@ import asyncpg
 from portal import db
 from portal.auth.passwords import hash_password
 from portal.catalog.service import quote_package
+from portal.ledger import service as ledger
 from portal.migrate import apply_migrations
 from portal.money import round_half_up
+from portal.reports import totals
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/portal_bench"
 PASSWORD = "bench-clinic-2026"
@@ -753,8 +760,10 @@ class Generator:
                 sale.id,
                 therapist,
                 [
-                    ("deferred_revenue", value, 0, sale.location),
-                    ("service_revenue", 0, value, loc["id"]),
+                    (line.account, line.debit, line.credit, line.location_id)
+                    for line in ledger.recognition_lines(
+                        value, sold_at=sale.location, given_at=loc["id"]
+                    )
                 ],
             )
         else:
@@ -952,6 +961,13 @@ class Generator:
         credits = sum(line[2] for line in lines)
         if debits != credits:
             raise AssertionError(f"unbalanced {kind} {key}: {lines}")
+        # Each location's lines balance on their own, as ``ledger.post`` requires.
+        per_location: dict[int, int] = {}
+        for _, debit, credit, line_location in lines:
+            where = line_location or location
+            per_location[where] = per_location.get(where, 0) + debit - credit
+        if any(per_location.values()):
+            raise AssertionError(f"{kind} {key}: a location's lines do not balance: {lines}")
         self.journal_debits += debits
         self.journal_credits += credits
         eid = self.ids.take("journal_entry")
@@ -1045,6 +1061,18 @@ async def generate(args: argparse.Namespace) -> dict[str, Any]:
             raise AssertionError(f"journal in the database does not balance: {debits} {credits}")
     finally:
         await conn.close()
+    # The reports read the daily totals: built from the copied rows by the same
+    # command an operator runs (``portal reports rebuild``), and timed.
+    rebuild_started = time.perf_counter()
+    engine = db.current_engine()
+    await db.start_pool(engine, min_size=1, max_size=4)
+    try:
+        steps = await totals.rebuild()
+        await engine.run_ddl("ANALYZE ledger_day, credit_day, cash_day")
+    finally:
+        await db.close_pool(engine)
+    rebuild_seconds = time.perf_counter() - rebuild_started
+    print(f"daily totals rebuilt in {rebuild_seconds:.0f} s ({steps} location-months)", flush=True)
     elapsed = time.perf_counter() - started
     print(
         "done in {:.0f} s: {}".format(
@@ -1052,7 +1080,12 @@ async def generate(args: argparse.Namespace) -> dict[str, Any]:
         ),
         flush=True,
     )
-    return {"seconds": round(elapsed, 1), "rows": counts, "now": now.isoformat()}
+    return {
+        "seconds": round(elapsed, 1),
+        "rebuild_seconds": round(rebuild_seconds, 1),
+        "rows": counts,
+        "now": now.isoformat(),
+    }
 
 
 def parser() -> argparse.ArgumentParser:

@@ -1,6 +1,7 @@
 """The `portal` command: serve, worker, jobs (list, run), migrate, demo, users (create,
 set-password, deactivate, reset-2fa), stripe reconcile, stripe payouts,
-sales expire, packages expire, reminders send, backup, restore."""
+sales expire, packages expire, reminders send, reports rebuild, reports verify, backup,
+restore."""
 
 from __future__ import annotations
 
@@ -339,6 +340,44 @@ def cmd_sales_expire(args: argparse.Namespace) -> None:
     )
 
 
+def _progress(done: int, total: int, what: str) -> None:
+    """One line rewritten in place on a terminal; nothing when stderr is a file."""
+    if sys.stderr.isatty():
+        end = "\n" if done == total else ""
+        print(f"\r{done}/{total} {what[:60]:<60}", end=end, file=sys.stderr, flush=True)
+
+
+def cmd_reports_rebuild(args: argparse.Namespace) -> None:
+    from portal.reports import totals
+
+    async def run() -> int:
+        await _require_migrated()
+        return await totals.rebuild(args.since, progress=_progress)
+
+    steps = asyncio.run(_with_database(run))
+    since = f" from {args.since.isoformat()}" if args.since else ""
+    print(f"Rebuilt the daily totals{since}: {steps} location-month(s).")
+
+
+def cmd_reports_verify(args: argparse.Namespace) -> None:
+    from portal.reports import totals
+
+    async def run() -> totals.Verification:
+        await _require_migrated()
+        return await totals.verify(progress=_progress)
+
+    result = asyncio.run(_with_database(run))
+    for difference in result.differences:
+        print(difference.line())
+    if result.differences:
+        print(
+            f"{len(result.differences)} daily total(s) differ from the rows; "
+            "`portal reports rebuild` recomputes them."
+        )
+        raise SystemExit(1)
+    print(f"The daily totals of {result.checked} location(s) equal the rows.")
+
+
 def cmd_packages_expire(args: argparse.Namespace) -> None:
     from portal.bookings import expiry
     from portal.money import format_money
@@ -624,6 +663,27 @@ def build_parser() -> ArgumentParser:
         "journals the breakage. A second run changes nothing.",
     )
     packages_expire.set_defaults(func=cmd_packages_expire)
+
+    reports = sub.add_parser("reports", help="the reports' daily totals")
+    reports_sub = reports.add_subparsers(
+        dest="reports_command", required=True, parser_class=ArgumentParser
+    )
+    rebuild = reports_sub.add_parser(
+        "rebuild",
+        help="recompute the daily totals from the journal and the rows (safe while serving)",
+        description="One location and month at a time, each in its own short transaction. "
+        "Progress is shown on a terminal.",
+    )
+    rebuild.add_argument(
+        "--since", type=_day, default=None, metavar="YYYY-MM-DD", help="from this local day on"
+    )
+    rebuild.set_defaults(func=cmd_reports_rebuild)
+    verify = reports_sub.add_parser(
+        "verify",
+        help="compare the daily totals with a fresh aggregation of the rows",
+        description="Prints every difference. Exit status: 0 equal, 1 a difference.",
+    )
+    verify.set_defaults(func=cmd_reports_verify)
 
     reminders = sub.add_parser("reminders", help="appointment reminders")
     reminders_sub = reminders.add_subparsers(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from piccolo.engine.base import Engine
@@ -67,6 +68,12 @@ def pool_usage() -> tuple[int, int, int] | None:
     return size - idle, idle, pool.get_max_size()
 
 
+# Work the outermost ``transaction`` runs last, inside it, just before it commits.
+_BEFORE_COMMIT: ContextVar[list[Callable[[], Awaitable[None]]] | None] = ContextVar(
+    "before_commit", default=None
+)
+
+
 @asynccontextmanager
 async def transaction() -> AsyncIterator[Any]:
     """One write transaction.
@@ -74,14 +81,56 @@ async def transaction() -> AsyncIterator[Any]:
     On SQLite the transaction takes the write lock at BEGIN (IMMEDIATE), so two
     writers queue on the busy timeout instead of failing when a read lock
     would have to be upgraded. A nested call reuses the outer transaction.
+    The outermost one runs the work registered with :func:`before_commit`
+    after its body and before it commits (nothing of it when the body raises).
     """
     engine = current_engine()
-    if isinstance(engine, SQLiteEngine):
-        async with engine.transaction(transaction_type=TransactionType.immediate) as tx:
-            yield tx
-    else:
+    if engine.transaction_exists():
         async with engine.transaction() as tx:
             yield tx
+        return
+    pending: list[Callable[[], Awaitable[None]]] = []
+    token = _BEFORE_COMMIT.set(pending)
+    try:
+        if isinstance(engine, SQLiteEngine):
+            async with engine.transaction(transaction_type=TransactionType.immediate) as tx:
+                yield tx
+                await _run(pending)
+        else:
+            async with engine.transaction() as tx:
+                yield tx
+                await _run(pending)
+    finally:
+        _BEFORE_COMMIT.reset(token)
+
+
+async def _run(pending: list[Callable[[], Awaitable[None]]]) -> None:
+    while pending:
+        await pending.pop(0)()
+
+
+def commit_scope() -> object | None:
+    """The open outermost :func:`transaction`'s identity (None outside one): work
+    registered for it is kept with it, never carried into the next transaction."""
+    pending = _BEFORE_COMMIT.get()
+    if pending is None or not current_engine().transaction_exists():
+        return None
+    return pending
+
+
+def before_commit(work: Callable[[], Awaitable[None]]) -> bool:
+    """Run ``work`` at the end of the surrounding :func:`transaction`, inside it.
+
+    The daily totals use it to take their row locks last and in one order in
+    every transaction (no deadlock between two writers of the same day), and
+    for as short a time as possible. False when no such transaction is open:
+    the caller then does the work at once.
+    """
+    pending = _BEFORE_COMMIT.get()
+    if pending is None or not current_engine().transaction_exists():
+        return False
+    pending.append(work)
+    return True
 
 
 async def lock_row(table: type[Table], row_id: int) -> None:
@@ -97,6 +146,22 @@ async def lock_row(table: type[Table], row_id: int) -> None:
     if isinstance(engine, PostgresEngine):
         name = table._meta.tablename
         await table.raw(f"SELECT id FROM {name} WHERE id = {{}} FOR UPDATE", row_id).run()
+
+
+async def lock_keys(*keys: tuple[int, int]) -> None:
+    """Take transaction-level locks on (kind, id) keys, in the order given, until
+    the surrounding transaction ends.
+
+    PostgreSQL: ``pg_advisory_xact_lock(kind, id)``, so transactions after the
+    same key run one after the other and the next one sees what the first
+    committed (callers take keys in one fixed order, so two never wait for each
+    other). SQLite: the surrounding :func:`transaction`'s ``BEGIN IMMEDIATE``
+    already serialises every writer. Call it inside :func:`transaction`.
+    """
+    engine = current_engine()
+    if isinstance(engine, PostgresEngine):
+        for kind, key in keys:
+            await engine.run_ddl(f"SELECT pg_advisory_xact_lock({int(kind)}, {int(key)})")
 
 
 def is_unique_violation(exc: BaseException) -> bool:

@@ -643,8 +643,9 @@ async def _touched_months(w: World, loc: Loc) -> list[tuple[date, date]]:
 
 
 async def report_problems(w: World) -> list[str]:
-    """Invariant 4: the liability report ties to the trial balance, month by month."""
-    found: list[str] = []
+    """Invariant 4: the liability report ties to the trial balance, month by month,
+    and the daily totals the reports read equal a fresh aggregation of the rows."""
+    found: list[str] = await invariants.totals_problems()
     for loc in w.locations:
         previous: dict[str, int] = {}
         for first, last in await _touched_months(w, loc):

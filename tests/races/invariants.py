@@ -114,6 +114,9 @@ async def assert_whole(portal: Portal) -> None:
     assert not errors, f"5xx answers: {errors}"
     found = await problems(portal.location_id)
     found.update(await load.integrity_problems(portal.database_url))
+    differ = await totals_problems()
+    if differ:
+        found["daily totals differ from the rows"] = differ
     if portal.location_id is not None:
         reported = await report_problems(portal.location_id)
         reported += await stripe_problems(portal.location_id, portal.standin)
@@ -155,6 +158,13 @@ async def _local_months(location_id: int) -> list[tuple[date, date]]:
         out.append((month, following - timedelta(days=1)))
         month = following
     return out
+
+
+async def totals_problems() -> list[str]:
+    """The daily totals equal a fresh aggregation of the rows (``portal reports verify``)."""
+    from portal.reports import totals
+
+    return [d.line() for d in (await totals.verify()).differences[:10]]
 
 
 async def report_problems(location_id: int) -> list[str]:

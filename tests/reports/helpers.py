@@ -15,6 +15,7 @@ from typing import Any
 from portal.auth.service import CurrentUser
 from portal.ledger import service as ledger
 from portal.money import round_half_up, split_evenly
+from portal.payments import totals as payment_totals
 from portal.payments.tables import Payment, Refund
 from portal.sales import service as sales
 from portal.sales.tables import Sale, SaleSession
@@ -81,7 +82,7 @@ async def make_sale(
     )[0]["id"]  # fmt: skip
     assert await sales.activate(int(sale_id), occurred_at=at, payment_method=method)
     stripe = method == "card"
-    await Payment.insert(
+    payment = await Payment.insert(
         Payment(
             sale=sale_id, provider="stripe" if stripe else "in_clinic", method=method,
             status="succeeded", amount_cents=total, currency=currency,
@@ -90,7 +91,8 @@ async def make_sale(
             charge_id=f"ch_test_{n}" if stripe else None,
             created_at=at - timedelta(minutes=2), succeeded_at=at,
         )
-    ).run()  # fmt: skip
+    ).returning(Payment.id).run()  # fmt: skip
+    await payment_totals.added(payment=int(payment[0]["id"]))
     if stripe and fee:
         await ledger.post(
             event_key=f"fee:txn_test_{n}", kind="processing_fee", occurred_at=at,
@@ -126,16 +128,10 @@ async def redeem(
     assert len(rows) == count
     total = 0
     for row in rows:
-        await (
-            SaleSession.update(
-                {
-                    SaleSession.state: "forfeited" if forfeit else "redeemed",
-                    SaleSession.changed_at: at,
-                }
-            )
-            .where(SaleSession.id == row["id"])
-            .run()
-        )
+        # Through sales, the credits' one writer (which keeps the daily totals).
+        assert await sales.move_credit(int(row["id"]), sales.AVAILABLE, sales.HELD)
+        final = sales.FORFEITED if forfeit else sales.REDEEMED
+        assert await sales.move_credit(int(row["id"]), sales.HELD, final, changed_at=at)
         value = int(row["value_cents"])
         total += value
         where = given_at or int(sale["location"])
@@ -173,14 +169,13 @@ async def refund(sale_id: int, count: int, amount: int, *, at: datetime) -> int:
     )
     assert len(rows) == count
     for row in rows:
-        await SaleSession.update(
-            {SaleSession.state: "revoked", SaleSession.changed_at: at,
-             SaleSession.refund_id: refund_id}
-        ).where(SaleSession.id == row["id"]).run()  # fmt: skip
+        assert await sales.move_credit(int(row["id"]), sales.AVAILABLE, sales.REVOKED,
+                                       changed_at=at, refund_id=refund_id)  # fmt: skip
     total = int(sale["total_cents"])
     tax_part = round_half_up(amount * int(sale["tax_cents"]), total) if total else 0
     # The tax the refund gave back is stored on it, as payments.service does.
     await Refund.update({Refund.tax_cents: tax_part}).where(Refund.id == refund_id).run()
+    await payment_totals.added(refund=int(refund_id))
     value = sum(int(r["value_cents"]) for r in rows)
     difference = value - (amount - tax_part)
     lines = [

@@ -29,6 +29,7 @@ import openpyxl
 import pytest
 
 from portal.auth.service import ACCOUNTANT, CLIENT, MANAGER, OWNER
+from portal.payments import totals as payment_totals
 from portal.payments.tables import Dispute, Payment
 from portal.reports import copy_csv, service
 from portal.reports import filters as report_filters
@@ -83,6 +84,7 @@ async def _dispute(
             )
         ).returning(Dispute.id).run()
     )  # fmt: skip
+    await payment_totals.added(dispute=int(rows[0]["id"]))
     return int(rows[0]["id"])
 
 

@@ -645,6 +645,11 @@ class _CreditGone(Exception):
     pass
 
 
+# The kinds of ``db.lock_keys`` a booking takes: its therapist's, then its room's.
+LOCK_THERAPIST = 1
+LOCK_ROOM = 2
+
+
 async def _least_busy_first(
     therapists: list[dict[str, Any]], day: date, tz: ZoneInfo
 ) -> list[dict[str, Any]]:
@@ -740,6 +745,11 @@ async def _insert(
     now = utcnow()
     try:
         async with db.transaction():
+            # Bookers of the same therapist, then of the same room, queue here, so the
+            # next one meets the winner's committed row and is told "taken" at once
+            # (instead of both inserting and waiting on each other until PostgreSQL
+            # breaks the deadlock).
+            await db.lock_keys((LOCK_THERAPIST, therapist_id), (LOCK_ROOM, room_id))
             if not await sales.move_credit(credit_id, sales.AVAILABLE, sales.HELD):
                 raise _CreditGone()
             rows = (

@@ -20,7 +20,8 @@ trial balance balances. A line belongs to the local day of its own location
 the first instant of the first open day after it (``ledger.periods``).
 
 Entries are written inside the caller's transaction, so the state change and
-its journal lines commit together or not at all. Nothing here updates or
+its journal lines commit together or not at all, and so do the lines' daily
+totals (``ledger.daily``). Nothing here updates or
 deletes a line; the database refuses it too.
 """
 
@@ -35,7 +36,7 @@ from typing import Any
 from piccolo.query.functions.aggregate import Sum
 
 from portal import db
-from portal.ledger import periods
+from portal.ledger import daily, periods
 from portal.ledger.tables import JournalEntry, JournalLine
 from portal.timeutil import utcnow
 
@@ -214,6 +215,21 @@ async def post(
                 for line in lines
             ]
         ).run()
+        await daily.journal_lines(
+            (
+                (
+                    line.location_id if line.location_id is not None else location_id,
+                    line.account,
+                    line.debit,
+                    line.credit,
+                )
+                for line in lines
+            ),
+            at=when,
+            currency=currency,
+            kind=kind,
+            therapist=therapist_id,
+        )
     return entry_id
 
 

@@ -64,3 +64,76 @@ class ClosedPeriod(Table, tablename="closed_period"):
     month = Date(required=True, index=True)  # the month's first day
     closed_by = Integer(null=True, default=None)  # app_user id
     closed_at = Timestamptz()
+
+
+class LedgerDay(Table, tablename="ledger_day"):
+    """The journal summed per location, local day, account and currency (``ledger.daily``).
+
+    Kept in the transaction that writes the lines; the reports read their
+    totals here instead of scanning the lines. ``location`` 0: lines without a
+    location (UTC days). ``day``: days since 1970-01-01 in the location's zone.
+    ``kind`` is the entry kind for deferred revenue (the liability report's
+    columns), else empty; ``therapist`` who gave the sessions of service revenue,
+    else 0. One row per key (unique index ``ledger_day_key``).
+    """
+
+    id: Serial
+    location = Integer(required=True)
+    day = Integer(required=True)
+    account = Varchar(length=40, required=True)
+    currency = Varchar(length=3, required=True)
+    kind = Varchar(length=40, default="")
+    therapist = Integer(default=0)
+    debit_cents = BigInt(default=0)
+    credit_cents = BigInt(default=0)
+
+
+class CreditDay(Table, tablename="credit_day"):
+    """Session credits per selling location, local day and movement (``ledger.daily``).
+
+    ``movement``: sold (the sale activated), redeemed (given or forfeited),
+    expired, refunded (revoked); the last three count the credits that reached
+    that final state on the day, so a location's outstanding sessions at any
+    day are sold − the others up to it. ``value_cents``: their net value.
+    One row per key (unique index ``credit_day_key``).
+    """
+
+    id: Serial
+    location = Integer(required=True)
+    day = Integer(required=True)
+    currency = Varchar(length=3, required=True)
+    movement = Varchar(length=20, required=True)
+    sessions = BigInt(default=0)
+    value_cents = BigInt(default=0)
+
+
+class CashDay(Table, tablename="cash_day"):
+    """Succeeded money per sale location, local day, currency, method, provider and
+    package (``ledger.daily``; written by ``payments.totals``).
+
+    A payment counts on the day it succeeded, a refund on the day it completed,
+    a dispute's withdrawal and its reinstatement each on their own day, all in
+    the sale location's zone: the payments report's dating. ``tax``: the tax a
+    payment contains; ``refund_tax``: what refunds gave back. One row per key
+    (unique index ``cash_day_key``).
+    """
+
+    id: Serial
+    location = Integer(required=True)
+    day = Integer(required=True)
+    currency = Varchar(length=3, required=True)
+    method = Varchar(length=20, default="")
+    provider = Varchar(length=20, default="")
+    package = Integer(default=0)
+    payments = BigInt(default=0)
+    gross = BigInt(default=0)
+    tax = BigInt(default=0)
+    fee = BigInt(default=0)
+    refunds = BigInt(default=0)
+    refunded = BigInt(default=0)
+    refund_tax = BigInt(default=0)
+    disputes = BigInt(default=0)
+    disputed = BigInt(default=0)
+    dispute_fee = BigInt(default=0)
+    reinstatements = BigInt(default=0)
+    reinstated = BigInt(default=0)

@@ -16,6 +16,7 @@ from portal.catalog import service as catalog
 from portal.errors import Invalid
 from portal.locations.service import ensure_location_access
 from portal.locations.tables import Location
+from portal.payments import totals
 from portal.payments.evidence import _payment_for_sale
 from portal.payments.gateway import GatewayError, StripeGateway
 from portal.payments.states import (
@@ -199,21 +200,26 @@ async def _record_in_clinic_sale(
             sold_by=actor.id,
             request_key=request_key,
         )
-        await Payment.insert(
-            Payment(
-                sale=sale_id,
-                provider=IN_CLINIC,
-                method=method,
-                status=SUCCEEDED,
-                amount_cents=terms.total_cents,
-                currency=terms.currency,
-                fee_cents=0,
-                net_cents=terms.total_cents,
-                created_at=now,
-                succeeded_at=now,
-                recorded_by=actor.id,
+        rows = (
+            await Payment.insert(
+                Payment(
+                    sale=sale_id,
+                    provider=IN_CLINIC,
+                    method=method,
+                    status=SUCCEEDED,
+                    amount_cents=terms.total_cents,
+                    currency=terms.currency,
+                    fee_cents=0,
+                    net_cents=terms.total_cents,
+                    created_at=now,
+                    succeeded_at=now,
+                    recorded_by=actor.id,
+                )
             )
-        ).run()
+            .returning(Payment.id)
+            .run()
+        )
+        await totals.added(payment=int(rows[0]["id"]))
         await sales.activate(sale_id, occurred_at=now, payment_method=method)
         await audit.record(
             actor,

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from portal.ledger import service as ledger
+from portal.payments import totals
 from portal.payments.evidence import _ensure_payment_recorded, _payment_by_charge
 from portal.payments.gateway import GatewayError, StripeDispute, StripeGateway, dispute_from_dict
 from portal.payments.refunds import _give_back_lines, _tax_given_back
@@ -143,12 +144,13 @@ async def _book_withdrawal(
     if row["withdrawn_at"] is not None:
         return row
     when = at or utcnow()
-    changed = (
-        await Dispute.update({Dispute.withdrawn_at: when, Dispute.fee_cents: fee})
-        .where((Dispute.id == row["id"]) & Dispute.withdrawn_at.is_null())
-        .returning(Dispute.id)
-        .run()
-    )
+    async with totals.tracked(dispute=int(row["id"])):
+        changed = (
+            await Dispute.update({Dispute.withdrawn_at: when, Dispute.fee_cents: fee})
+            .where((Dispute.id == row["id"]) & Dispute.withdrawn_at.is_null())
+            .returning(Dispute.id)
+            .run()
+        )
     if not changed:
         return row
     amount = int(row["amount_cents"])
@@ -176,12 +178,13 @@ async def _book_reinstatement(
 ) -> None:
     """A won dispute: Stripe put the amount back (the fee stays spent)."""
     when = at or utcnow()
-    changed = (
-        await Dispute.update({Dispute.reinstated_at: when})
-        .where((Dispute.id == row["id"]) & Dispute.reinstated_at.is_null())
-        .returning(Dispute.id)
-        .run()
-    )
+    async with totals.tracked(dispute=int(row["id"])):
+        changed = (
+            await Dispute.update({Dispute.reinstated_at: when})
+            .where((Dispute.id == row["id"]) & Dispute.reinstated_at.is_null())
+            .returning(Dispute.id)
+            .run()
+        )
     if not changed:
         return
     amount = int(row["amount_cents"])

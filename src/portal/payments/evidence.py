@@ -13,6 +13,7 @@ from typing import Any
 
 from portal.ledger import service as ledger
 from portal.money import format_money
+from portal.payments import totals
 from portal.payments.gateway import StripeBalanceTransaction, StripeCharge, StripeGateway
 from portal.payments.states import CANCELLED, FAILED, PENDING, STRIPE, SUCCEEDED, _set_payment
 from portal.payments.tables import Payment
@@ -49,18 +50,19 @@ async def _record_fee(payment: dict[str, Any], txn: StripeBalanceTransaction) ->
     """
     if payment["fee_cents"] is not None:
         return False
-    changed = (
-        await Payment.update(
-            {
-                Payment.fee_cents: txn.fee,
-                Payment.net_cents: txn.net,
-                Payment.balance_transaction_id: txn.id,
-            }
+    async with totals.tracked(payment=int(payment["id"])):
+        changed = (
+            await Payment.update(
+                {
+                    Payment.fee_cents: txn.fee,
+                    Payment.net_cents: txn.net,
+                    Payment.balance_transaction_id: txn.id,
+                }
+            )
+            .where((Payment.id == payment["id"]) & Payment.fee_cents.is_null())
+            .returning(Payment.id)
+            .run()
         )
-        .where((Payment.id == payment["id"]) & Payment.fee_cents.is_null())
-        .returning(Payment.id)
-        .run()
-    )
     if not changed:
         return False
     sale = await sales.get_sale(int(payment["sale"]))

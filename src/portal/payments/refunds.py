@@ -20,6 +20,7 @@ from portal.ledger import service as ledger
 from portal.locations.tables import Location
 from portal.money import format_money, round_half_up
 from portal.onetime import service as onetime
+from portal.payments import totals
 from portal.payments.evidence import _ensure_payment_recorded, _payment_by_charge
 from portal.payments.gateway import GatewayError, GatewayUnavailable, StripeGateway, StripeRefund
 from portal.payments.states import (
@@ -287,7 +288,8 @@ async def _journal_refund(
     sale: dict[str, Any], refund_id: int, amount: int, revoked: list[dict[str, Any]], method: str
 ) -> None:
     tax = await _tax_given_back(sale, amount, revoked, refund_id=refund_id)
-    await Refund.update({Refund.tax_cents: tax}).where(Refund.id == refund_id).run()
+    async with totals.tracked(refund=refund_id):
+        await Refund.update({Refund.tax_cents: tax}).where(Refund.id == refund_id).run()
     await ledger.post(
         event_key=f"refund:{refund_id}",
         kind="refund",

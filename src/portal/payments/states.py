@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from portal.locations import service as location_service
+from portal.payments import totals
 from portal.payments.tables import Payment, Refund
 from portal.sales import service as sales
 from portal.sales.tables import Sale
@@ -65,12 +66,13 @@ async def _set_payment(payment_id: int, expected: str, new: str, **values: Any) 
     update: dict[Any, Any] = {Payment.status: new}
     for key, value in values.items():
         update[getattr(Payment, key)] = value
-    changed = (
-        await Payment.update(update)
-        .where((Payment.id == payment_id) & (Payment.status == expected))
-        .returning(Payment.id)
-        .run()
-    )
+    async with totals.tracked(payment=payment_id):
+        changed = (
+            await Payment.update(update)
+            .where((Payment.id == payment_id) & (Payment.status == expected))
+            .returning(Payment.id)
+            .run()
+        )
     return bool(changed)
 
 
@@ -81,10 +83,11 @@ async def _move_refund(refund_id: int, old: str, new: str, **values: Any) -> lis
     update: dict[Any, Any] = {Refund.status: new}
     for key, value in values.items():
         update[getattr(Refund, key)] = value
-    changed: list[dict[str, Any]] = (
-        await Refund.update(update)
-        .where((Refund.id == refund_id) & (Refund.status == old))
-        .returning(Refund.id, Refund.amount_cents)
-        .run()
-    )
+    async with totals.tracked(refund=refund_id):
+        changed: list[dict[str, Any]] = (
+            await Refund.update(update)
+            .where((Refund.id == refund_id) & (Refund.status == old))
+            .returning(Refund.id, Refund.amount_cents)
+            .run()
+        )
     return changed

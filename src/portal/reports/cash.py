@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from portal.reports import sql
+from portal.ledger.daily import CASH_SUMS
+from portal.reports import rollup, sql
 from portal.reports.filters import ALL, FAILED, PENDING, SUCCEEDED, Filters, Loc
 from portal.reports.periods import DAY, bucket_end, bucket_label, bucket_start, day_from_number
 from portal.reports.segments import _bucket_segments, _location_clauses, _segments
@@ -178,6 +179,53 @@ REFUND_TAX = (
 )
 
 
+async def _succeeded_days(
+    f: Filters, *, stripe_only: bool, with_filters: bool, grouping: str
+) -> dict[tuple[int, str, int], Totals]:
+    """Succeeded money from the daily totals (``cash_day``, ``payments.totals``): the
+    same figures as the rows give, one row per bucket, location and currency."""
+    start, end = rollup.days(f)
+    scope, scope_args = rollup.locations(f)
+    cte, day, bucket_args = rollup.buckets(f, grouping)
+    clauses = ""
+    filter_args: list[Any] = []
+    if with_filters and f.package_id is not None:
+        clauses += " AND package = {}"
+        filter_args.append(f.package_id)
+    if with_filters and f.method:
+        clauses += " AND method = {}"
+        filter_args.append(f.method)
+    if stripe_only:
+        clauses += " AND provider = 'stripe'"
+    sums = ", ".join(f"SUM({name}) AS {name}" for name in CASH_SUMS)
+    rows = await sql.fetch(
+        f"{rollup.with_(cte)}SELECT location AS loc, currency, {day} AS day, {sums} "
+        f"FROM cash_day{rollup.bucket_join(cte)} WHERE {scope} AND day >= {{}} AND day <= {{}}"
+        f"{clauses} GROUP BY 1, 2, 3",
+        [*bucket_args, *scope_args, start, end, *filter_args],
+    )
+    out: dict[tuple[int, str, int], Totals] = defaultdict(Totals)
+    for row in rows:
+        n = {name: sql.as_int(row[name]) for name in CASH_SUMS}
+        if stripe_only:  # the fees report: no refunds, no money put back
+            n["refunds"] = n["refunded"] = n["refund_tax"] = 0
+            n["reinstatements"] = n["reinstated"] = 0
+        if not any(n.values()):
+            continue
+        t = out[(int(row["loc"]), str(row["currency"]), int(row["day"]))]
+        t.payments += n["payments"]
+        t.gross += n["gross"]
+        t.tax += n["tax"] - n["refund_tax"]
+        t.fee += n["fee"] + n["dispute_fee"]
+        t.refunds += n["refunds"]
+        t.refunded += n["refunded"]
+        t.disputes += n["disputes"]
+        t.reinstatements += n["reinstatements"]
+        t.disputed += n["disputed"] - n["reinstated"]
+        t.dispute_fee += n["dispute_fee"]
+    return out
+
+
 async def _payment_days(
     f: Filters,
     *,
@@ -195,6 +243,10 @@ async def _payment_days(
     out: dict[tuple[int, str, int], Totals] = defaultdict(Totals)
     if not f.locations:
         return out
+    if status == SUCCEEDED:
+        return await _succeeded_days(
+            f, stripe_only=stripe_only, with_filters=with_filters, grouping=grouping
+        )
     if grouping == DAY:
         cte, seg_args, lo, hi = _segments(f)
         p_day = sql.local_day(_time_columns(status)[0], "seg.off")

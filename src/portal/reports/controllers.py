@@ -8,7 +8,7 @@ the audit log with the filters it was made with.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import date
 from typing import Annotated, Any
 
@@ -165,7 +165,6 @@ async def _page(
 async def _export(
     request: Request[Any, Any, Any],
     name: str,
-    fmt: str,
     f: Filters,
     header: Sequence[str],
     rows: AsyncIterator[Sequence[Any]],
@@ -173,7 +172,9 @@ async def _export(
     extra: dict[str, Any] | None = None,
     csv: AsyncIterator[bytes] | None = None,
 ) -> Stream:
-    """Audit the export, then stream it (``csv``: a ready CSV body, PostgreSQL's COPY)."""
+    """Audit the export, then stream it in the path's format (``csv``: a ready CSV
+    body, PostgreSQL's COPY)."""
+    fmt = _fmt(request)
     user = current_user(request)
     async with db.transaction():
         await audit.record(
@@ -397,6 +398,70 @@ def _twelve_months(today: date) -> Period:
     return Period(next_month(date(today.year - 1, today.month, 1)), today)
 
 
+async def _dashboard(f: Filters, today: date, year: Period) -> dict[str, Any]:
+    """This month's figures and the last twelve months' charts, for the chosen locations."""
+    year_filters = Filters(
+        period=Period(year.start, year.end), locations=f.locations, params=f.params
+    )
+    month_filters = Filters(
+        period=Period(today.replace(day=1), today), locations=f.locations, params=f.params
+    )
+    # Five independent aggregates of the daily totals: side by side on the pool,
+    # the page takes as long as the slowest one.
+    revenue, liability, fees, by_month, trend = await service.concurrently(
+        service.revenue(month_filters),
+        service.liability(month_filters),
+        service.fees(month_filters),
+        service.revenue_by_month(year_filters),
+        service.liability_trend(year_filters),
+    )
+    return {
+        "month": month_filters.period,
+        "year": year_filters.period,
+        "month_revenue": revenue.totals,
+        "month_liability": service.liability_totals(liability),
+        "month_fees": fees.totals,
+        "revenue_charts": _chart_svgs("revenue", by_month),
+        "liability_charts": _chart_svgs("liability", trend),
+    }
+
+
+After = Annotated[str | None, QueryParameter(name="after")]
+Build = Callable[[Filters], Awaitable[dict[str, Any]]]
+
+
+async def _report(
+    request: Request[Any, Any, Any],
+    report: str,
+    build: Build,
+    *,
+    template: str | None = None,
+    context: dict[str, Any] | None = None,
+    **defaults: Any,
+) -> Template:
+    """One report page: its filters, then ``build``'s figures (none when the filters
+    are refused: the page shows why, with status 400)."""
+    f, errors = await _filters(request, **defaults)
+    figures = await build(f) if f is not None else {}
+    name = f"reports/{template or report}.html"
+    return await _page(request, name, report, f, errors, **(context or {}), **figures)
+
+
+async def _location_in_scope(
+    request: Request[Any, Any, Any], f: Filters, location_id: int
+) -> report_filters.Loc:
+    """The location of a drill-down, even when the filters left it out (it is the user's)."""
+    location = f.location(location_id)
+    if location is None:
+        scoped = await report_filters.parse(
+            current_user(request), {**_params(request), "location": [str(location_id)]}
+        )
+        location = scoped.location(location_id)
+        if location is None:
+            raise NotFoundException("No such location.")
+    return location
+
+
 # -- pages --------------------------------------------------------------------------------
 
 
@@ -408,77 +473,40 @@ class ReportController(Controller):
     async def dashboard(self, request: Request[Any, Any, Any]) -> Template:
         today = utcnow().date()
         year = _twelve_months(today)
-        f, errors = await _filters(request, default_period=year)
-        context: dict[str, Any] = {}
-        if f is not None:
-            year_filters = Filters(
-                period=Period(year.start, year.end), locations=f.locations, params=f.params
-            )
-            month_filters = Filters(
-                period=Period(today.replace(day=1), today), locations=f.locations, params=f.params
-            )
-            # Five independent aggregates over different tables: side by side on the
-            # pool, the page takes as long as the slowest one.
-            revenue, liability, fees, by_month, trend = await service.concurrently(
-                service.revenue(month_filters),
-                service.liability(month_filters),
-                service.fees(month_filters),
-                service.revenue_by_month(year_filters),
-                service.liability_trend(year_filters),
-            )
-            context = {
-                "month": month_filters.period,
-                "year": year_filters.period,
-                "month_revenue": revenue.totals,
-                "month_liability": service.liability_totals(liability),
-                "month_fees": fees.totals,
-                "revenue_charts": _chart_svgs("revenue", by_month),
-                "liability_charts": _chart_svgs("liability", trend),
-            }
-        return await _page(request, "reports/dashboard.html", "reports", f, errors, **context)
+        return await _report(
+            request, "reports", lambda f: _dashboard(f, today, year), template="dashboard",
+            default_period=year,
+        )  # fmt: skip
 
     @get("/payments", name="report_payments")
-    async def payments(
-        self,
-        request: Request[Any, Any, Any],
-        after: Annotated[str | None, QueryParameter(name="after")] = None,
-    ) -> Template:
-        f, errors = await _filters(request, default_grouping="day")
-        context: dict[str, Any] = {}
-        if f is not None:
-            context = {
+    async def payments(self, request: Request[Any, Any, Any], after: After = None) -> Template:
+        async def build(f: Filters) -> dict[str, Any]:
+            return {
                 "summary": await service.payment_summary(f),
                 "lines": await service.payment_lines(f, after=after),
             }
-        return await _page(request, "reports/payments.html", "payments", f, errors, **context)
+
+        return await _report(request, "payments", build, default_grouping="day")
 
     @get(["/payments.csv", "/payments.xlsx"], name="report_payments_export")
     async def payments_export(self, request: Request[Any, Any, Any]) -> Stream:
         f = await _filters_or_400(request, default_grouping="day")
-        return await _export(
-            request,
-            "payments",
-            _fmt(request),
-            f,
-            PAYMENT_COLUMNS,
-            _payment_rows(f),
-            csv=copy_csv.payments_csv(f, PAYMENT_COLUMNS),
-        )
+        csv = copy_csv.payments_csv(f, PAYMENT_COLUMNS)
+        return await _export(request, "payments", f, PAYMENT_COLUMNS, _payment_rows(f), csv=csv)
 
     @get("/liability", name="report_liability")
     async def liability(self, request: Request[Any, Any, Any]) -> Template:
-        f, errors = await _filters(request)
-        context: dict[str, Any] = {}
-        if f is not None:
+        async def build(f: Filters) -> dict[str, Any]:
             rows = await service.liability(f)
-            context = {"rows": rows, "totals": service.liability_totals(rows)}
-        return await _page(request, "reports/liability.html", "liability", f, errors, **context)
+            return {"rows": rows, "totals": service.liability_totals(rows)}
+
+        return await _report(request, "liability", build)
 
     @get(["/liability.csv", "/liability.xlsx"], name="report_liability_export")
     async def liability_export(self, request: Request[Any, Any, Any]) -> Stream:
         f = await _filters_or_400(request)
         rows = _liability_rows(await service.liability(f))
-        return await _export(request, "liability", _fmt(request), f, LIABILITY_CSV, iterate(rows))
+        return await _export(request, "liability", f, LIABILITY_CSV, iterate(rows))
 
     @get("/liability/{location_id:int}/sales", name="report_liability_sales")
     async def liability_sales(
@@ -486,38 +514,30 @@ class ReportController(Controller):
         request: Request[Any, Any, Any],
         location_id: FromPath[int],
         column: Annotated[str, QueryParameter(name="column")] = "closing",
-        after: Annotated[str | None, QueryParameter(name="after")] = None,
+        after: After = None,
     ) -> Template:
-        ensure_location_access(current_user(request), location_id)
-        f, errors = await _filters(request)
-        context: dict[str, Any] = {"column": column, "location_id": location_id}
-        if f is not None:
-            location = f.location(location_id)
-            if location is None:
-                # The location is the user's but was filtered out: show it anyway.
-                scoped = await report_filters.parse(
-                    current_user(request),
-                    {**_params(request), "location": [str(location_id)]},
-                )
-                location = scoped.location(location_id)
-                if location is None:
-                    raise NotFoundException("No such location.")
+        user = current_user(request)
+        ensure_location_access(user, location_id)
+
+        async def build(f: Filters) -> dict[str, Any]:
+            location = await _location_in_scope(request, f, location_id)
             rows = await service.liability(
                 Filters(period=f.period, locations=(location,), params=f.params)
             )
             page = await service.liability_sales(f, location, column, after=after)
-            context.update(location=location, page=page, figure=rows[0] if rows else None)
-        return await _page(
-            request, "reports/liability_sales.html", "liability", f, errors, **context
-        )
+            return {"location": location, "page": page, "figure": rows[0] if rows else None}
+
+        return await _report(
+            request, "liability", build, template="liability_sales",
+            context={"column": column, "location_id": location_id},
+        )  # fmt: skip
 
     @get("/revenue", name="report_revenue")
     async def revenue(self, request: Request[Any, Any, Any]) -> Template:
-        f, errors = await _filters(request)
-        context: dict[str, Any] = {}
-        if f is not None:
-            context = {"revenue": await service.revenue(f)}
-        return await _page(request, "reports/revenue.html", "revenue", f, errors, **context)
+        async def build(f: Filters) -> dict[str, Any]:
+            return {"revenue": await service.revenue(f)}
+
+        return await _report(request, "revenue", build)
 
     @get(["/revenue.csv", "/revenue.xlsx"], name="report_revenue_export")
     async def revenue_export(
@@ -528,95 +548,72 @@ class ReportController(Controller):
         f = await _filters_or_400(request)
         result = await service.revenue(f)
         if by == "therapist":
-            return await _export(
-                request, "revenue_by_therapist", _fmt(request), f, THERAPIST_COLUMNS,
-                iterate(_therapist_rows(result)),
-            )  # fmt: skip
-        return await _export(
-            request, "revenue", _fmt(request), f, REVENUE_COLUMNS, iterate(_revenue_rows(result))
-        )
+            rows = iterate(_therapist_rows(result))
+            return await _export(request, "revenue_by_therapist", f, THERAPIST_COLUMNS, rows)
+        return await _export(request, "revenue", f, REVENUE_COLUMNS, iterate(_revenue_rows(result)))
 
     @get("/fees", name="report_fees")
-    async def fees(
-        self,
-        request: Request[Any, Any, Any],
-        after: Annotated[str | None, QueryParameter(name="after")] = None,
-    ) -> Template:
-        f, errors = await _filters(request)
-        context: dict[str, Any] = {}
-        if f is not None:
-            context = {
+    async def fees(self, request: Request[Any, Any, Any], after: After = None) -> Template:
+        async def build(f: Filters) -> dict[str, Any]:
+            return {
                 "summary": await service.fees(f),
                 "fee_rate": fee_rate,
                 "payouts": await payout_report.payout_page(f, after=after),
             }
-        return await _page(request, "reports/fees.html", "fees", f, errors, **context)
+
+        return await _report(request, "fees", build)
 
     @get(["/payouts.csv", "/payouts.xlsx"], name="report_payouts_export")
     async def payouts_export(self, request: Request[Any, Any, Any]) -> Stream:
         f = await _filters_or_400(request)
-        return await _export(request, "payouts", _fmt(request), f, PAYOUT_COLUMNS, _payout_rows(f))
+        return await _export(request, "payouts", f, PAYOUT_COLUMNS, _payout_rows(f))
 
     @get("/payouts/{payout_id:int}", name="report_payout")
     async def payout(self, request: Request[Any, Any, Any], payout_id: FromPath[int]) -> Template:
-        f, errors = await _filters(request)
-        context: dict[str, Any] = {"payout_id": payout_id, "type_label": payout_report.type_label}
-        if f is not None:
-            detail = await payout_report.payout_detail(current_user(request), f, payout_id)
-            context["detail"] = detail
-        return await _page(request, "reports/payout.html", "fees", f, errors, **context)
+        async def build(f: Filters) -> dict[str, Any]:
+            return {
+                "detail": await payout_report.payout_detail(current_user(request), f, payout_id)
+            }
+
+        return await _report(
+            request, "fees", build, template="payout",
+            context={"payout_id": payout_id, "type_label": payout_report.type_label},
+        )  # fmt: skip
 
     @get(["/fees.csv", "/fees.xlsx"], name="report_fees_export")
     async def fees_export(self, request: Request[Any, Any, Any]) -> Stream:
         f = await _filters_or_400(request)
         rows = _fee_rows(await service.fees(f))
-        return await _export(request, "fees", _fmt(request), f, FEE_COLUMNS, iterate(rows))
+        return await _export(request, "fees", f, FEE_COLUMNS, iterate(rows))
 
     @get("/journal", name="report_journal")
-    async def journal(
-        self,
-        request: Request[Any, Any, Any],
-        after: Annotated[str | None, QueryParameter(name="after")] = None,
-    ) -> Template:
-        f, errors = await _filters(request)
-        context: dict[str, Any] = {}
-        if f is not None:
+    async def journal(self, request: Request[Any, Any, Any], after: After = None) -> Template:
+        async def build(f: Filters) -> dict[str, Any]:
             rows, cursor = await service.journal_lines(f, after=after)
-            context = {"rows": rows, "next_cursor": cursor}
-        return await _page(request, "reports/journal.html", "journal", f, errors, **context)
+            return {"rows": rows, "next_cursor": cursor}
+
+        return await _report(request, "journal", build)
 
     @get(["/journal.csv", "/journal.xlsx"], name="report_journal_export")
     async def journal_export(self, request: Request[Any, Any, Any]) -> Stream:
         f = await _filters_or_400(request)
-        return await _export(
-            request,
-            "journal",
-            _fmt(request),
-            f,
-            JOURNAL_COLUMNS,
-            _journal_rows(f),
-            csv=copy_csv.journal_csv(f, JOURNAL_COLUMNS),
-        )
+        csv = copy_csv.journal_csv(f, JOURNAL_COLUMNS)
+        return await _export(request, "journal", f, JOURNAL_COLUMNS, _journal_rows(f), csv=csv)
 
     @get("/trial-balance", name="report_trial_balance")
     async def trial_balance(self, request: Request[Any, Any, Any]) -> Template:
-        f, errors = await _filters(request)
-        context: dict[str, Any] = {}
-        if f is not None:
+        async def build(f: Filters) -> dict[str, Any]:
             tb = await service.trial_balance(f)
             closing = {c: service.trial_total_closing(tb, c) for c in tb.totals}
-            context = {"tb": tb, "closing": closing}
-        return await _page(
-            request, "reports/trial_balance.html", "trial-balance", f, errors, **context
-        )
+            return {"tb": tb, "closing": closing}
+
+        return await _report(request, "trial-balance", build, template="trial_balance")
 
     @get(["/trial-balance.csv", "/trial-balance.xlsx"], name="report_trial_balance_export")
     async def trial_balance_export(self, request: Request[Any, Any, Any]) -> Stream:
         f = await _filters_or_400(request)
         rows = _trial_rows(await service.trial_balance(f))
-        return await _export(
-            request, "trial_balance", _fmt(request), f, TRIAL_COLUMNS, iterate(rows)
-        )
+        return await _export(request, "trial_balance", f, TRIAL_COLUMNS, iterate(rows))
 
 
 # -- JSON API -----------------------------------------------------------------------------
@@ -711,27 +708,9 @@ class ReportApiController(Controller):
             **_period(f),
             "group": f.grouping,
             "status": f.status,
-            "rows": [
-                {
-                    "period": r.label,
-                    "start": r.start.isoformat(),
-                    "end": r.end.isoformat(),
-                    "location_id": r.location.id,
-                    "location": r.location.name,
-                    "currency": r.currency,
-                    **{f"{k}_cents" if k not in _COUNTS else k: v
-                       for k, v in r.totals.as_dict().items()},
-                }
-                for r in summary.rows
-            ],
-            "totals": {
-                currency: {
-                    f"{k}_cents" if k not in _COUNTS else k: v
-                    for k, v in t.as_dict().items()
-                }
-                for currency, t in summary.totals.items()
-            },
-        }  # fmt: skip
+            "rows": [_payment_row_json(r) for r in summary.rows],
+            "totals": {c: _totals_json(t) for c, t in summary.totals.items()},
+        }
 
     @get("/liability", name="api_report_liability")
     async def liability(
@@ -805,34 +784,11 @@ class ReportApiController(Controller):
         return {
             **_period(f),
             "group": f.grouping,
-            "rows": [
-                {
-                    "period": r.label,
-                    "location_id": r.location.id,
-                    "currency": r.currency,
-                    "payments": r.totals.payments,
-                    "gross_cents": r.totals.gross,
-                    "processing_fee_cents": r.totals.processing_fee,
-                    "disputes": r.totals.disputes,
-                    "dispute_fee_cents": r.totals.dispute_fee,
-                    "fee_cents": r.totals.fee,
-                }
-                for r in summary.rows
-            ],
+            "rows": [_fee_row_json(r) for r in summary.rows],
             "payouts": {
                 "imported": True,
                 "rows": payouts,
-                "totals": {
-                    currency: {
-                        "payouts": t.payouts,
-                        "paid": t.paid,
-                        "paid_cents": t.paid_amount,
-                        "gross_cents": t.gross,
-                        "fee_cents": t.fee,
-                        "net_cents": t.net,
-                    }
-                    for currency, t in payout_totals.items()
-                },
+                "totals": {c: _payout_totals_json(t) for c, t in payout_totals.items()},
             },
         }
 
@@ -848,25 +804,7 @@ class ReportApiController(Controller):
         detail = await payout_report.payout_detail(current_user(request), f, payout_id)
         return {
             **_payout_json(detail.payout),
-            "lines": [
-                {
-                    "type": line.type,
-                    "stripe_balance_transaction": line.balance_transaction_id,
-                    "stripe_source": line.source_id,
-                    "stripe_payment_intent": line.payment_intent_id,
-                    "location_id": line.location_id,
-                    "location": line.location,
-                    "client": line.client,
-                    "sale_id": line.sale_id,
-                    "payment_id": line.payment_id,
-                    "refund_id": line.refund_id,
-                    "gross_cents": line.gross,
-                    "fee_cents": line.fee,
-                    "net_cents": line.net,
-                    "currency": line.currency,
-                }
-                for line in detail.lines
-            ],
+            "lines": [_payout_line_json(line) for line in detail.lines],
         }
 
     @get("/trial-balance", name="api_report_trial_balance")
@@ -897,6 +835,67 @@ _TEXT_KEYS = {
 
 def _cents_keys(row: dict[str, Any]) -> dict[str, Any]:
     return {k if k in _TEXT_KEYS else f"{k}_cents": v for k, v in row.items()}
+
+
+def _totals_json(totals: service.Totals) -> dict[str, int]:
+    """Money moved as JSON: counts as they are, amounts as ``*_cents``."""
+    return {k if k in _COUNTS else f"{k}_cents": v for k, v in totals.as_dict().items()}
+
+
+def _payment_row_json(row: service.BucketRow) -> dict[str, Any]:
+    return {
+        "period": row.label,
+        "start": row.start.isoformat(),
+        "end": row.end.isoformat(),
+        "location_id": row.location.id,
+        "location": row.location.name,
+        "currency": row.currency,
+        **_totals_json(row.totals),
+    }
+
+
+def _fee_row_json(row: service.BucketRow) -> dict[str, Any]:
+    return {
+        "period": row.label,
+        "location_id": row.location.id,
+        "currency": row.currency,
+        "payments": row.totals.payments,
+        "gross_cents": row.totals.gross,
+        "processing_fee_cents": row.totals.processing_fee,
+        "disputes": row.totals.disputes,
+        "dispute_fee_cents": row.totals.dispute_fee,
+        "fee_cents": row.totals.fee,
+    }
+
+
+def _payout_totals_json(t: payout_report.PayoutTotals) -> dict[str, int]:
+    return {
+        "payouts": t.payouts,
+        "paid": t.paid,
+        "paid_cents": t.paid_amount,
+        "gross_cents": t.gross,
+        "fee_cents": t.fee,
+        "net_cents": t.net,
+    }
+
+
+def _payout_line_json(line: payout_report.PayoutLineRow) -> dict[str, Any]:
+    return {
+        "type": line.type,
+        "stripe_balance_transaction": line.balance_transaction_id,
+        "stripe_source": line.source_id,
+        "stripe_payment_intent": line.payment_intent_id,
+        "location_id": line.location_id,
+        "location": line.location,
+        "client": line.client,
+        "sale_id": line.sale_id,
+        "payment_id": line.payment_id,
+        "refund_id": line.refund_id,
+        "gross_cents": line.gross,
+        "fee_cents": line.fee,
+        "net_cents": line.net,
+        "currency": line.currency,
+    }
 
 
 def _payout_json(row: payout_report.PayoutRow) -> dict[str, Any]:

@@ -10,13 +10,12 @@ from typing import Any
 
 from portal.ledger.service import ACCOUNTS, ASSET, EXPENSE
 from portal.pagination import decode_cursor, encode_cursor
-from portal.reports import sql
+from portal.reports import rollup, sql
 from portal.reports.filters import Filters
 from portal.reports.segments import (
     LINE_LOCATION,
     LocalDays,
     _after,
-    _bounds_cte,
     _line_zones,
     _period_clause,
 )
@@ -195,18 +194,23 @@ async def trial_balance(f: Filters) -> TrialBalance:
     """Opening balances, period debits and credits, closing balances per account."""
     if not f.locations and not f.include_unlocated:
         return TrialBalance(lines=[], totals={})
-    cte, args = _bounds_cte(_line_zones(f), f.period)
-    scope, scope_args = _journal_scope(f)
+    # From the daily totals (``ledger.daily``): every line is already on its own
+    # location's local day, so "before the period" is a day number for all.
+    start, end = rollup.days(f)
+    scope, scope_args = rollup.locations(f, unlocated=True)
+    accounts = ""
+    if f.accounts:
+        marks, account_args = sql.in_list(f.accounts)
+        accounts = f" AND account IN {marks}"
+        scope_args += account_args
     rows = await sql.fetch(
-        f"WITH {cte} SELECT jl.account AS account, jl.currency AS currency, "
-        "SUM(CASE WHEN jl.occurred_at < b.lo THEN jl.debit_cents ELSE 0 END) AS open_d, "
-        "SUM(CASE WHEN jl.occurred_at < b.lo THEN jl.credit_cents ELSE 0 END) AS open_c, "
-        "SUM(CASE WHEN jl.occurred_at >= b.lo THEN jl.debit_cents ELSE 0 END) AS d, "
-        "SUM(CASE WHEN jl.occurred_at >= b.lo THEN jl.credit_cents ELSE 0 END) AS c "
-        "FROM journal_line jl JOIN journal_entry je ON je.id = jl.entry "
-        f"JOIN b ON b.loc = {LINE_LOCATION} "
-        f"WHERE jl.occurred_at < b.hi AND {scope} GROUP BY 1, 2",
-        [*args, *scope_args],
+        "SELECT account, currency, "
+        "SUM(CASE WHEN day < {} THEN debit_cents ELSE 0 END) AS open_d, "
+        "SUM(CASE WHEN day < {} THEN credit_cents ELSE 0 END) AS open_c, "
+        "SUM(CASE WHEN day >= {} THEN debit_cents ELSE 0 END) AS d, "
+        "SUM(CASE WHEN day >= {} THEN credit_cents ELSE 0 END) AS c "
+        f"FROM ledger_day WHERE day <= {{}} AND {scope}{accounts} GROUP BY 1, 2",
+        [start, start, start, start, end, *scope_args],
     )
     order = list(ACCOUNTS)
     lines = []

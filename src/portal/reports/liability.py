@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from portal.ledger.daily import EXPIRED, REDEEMED, REFUNDED, SOLD
 from portal.pagination import decode_cursor, encode_cursor
-from portal.reports import sql
+from portal.reports import rollup, sql
 from portal.reports.filters import Filters, Loc
 from portal.reports.periods import bounds
-from portal.reports.segments import LINE_LOCATION, _bounds_cte, _location_clauses, _zones
 
 # Journal entry kinds as the liability report classifies them. Whatever else
 # moves deferred revenue (sessions given, forfeited by a late cancel or a
@@ -89,14 +89,58 @@ def _states(states: tuple[str, ...]) -> str:
     return "(" + ", ".join(f"'{s}'" for s in states) + ")"
 
 
+def _money_query(f: Filters) -> tuple[str, list[Any]]:
+    """Deferred revenue from the daily totals: opening, movements by entry kind, closing."""
+    start, end = rollup.days(f)
+    scope, args = rollup.locations(f)
+    moved = "credit_cents - debit_cents"
+    back = "debit_cents - credit_cents"
+    others = _kinds(SOLD_KINDS + EXPIRED_KINDS + REFUNDED_KINDS)
+    return (
+        "SELECT location AS loc, currency, "
+        f"SUM(CASE WHEN day < {{}} THEN {moved} ELSE 0 END) AS opening, "
+        f"SUM({moved}) AS closing, "
+        f"SUM(CASE WHEN day >= {{}} AND kind IN {_kinds(SOLD_KINDS)} THEN {moved} ELSE 0 END) "
+        "AS sold, "
+        f"SUM(CASE WHEN day >= {{}} AND kind IN {_kinds(EXPIRED_KINDS)} THEN {back} ELSE 0 END) "
+        "AS expired, "
+        f"SUM(CASE WHEN day >= {{}} AND kind IN {_kinds(REFUNDED_KINDS)} THEN {back} ELSE 0 END) "
+        "AS refunded, "
+        f"SUM(CASE WHEN day >= {{}} AND kind NOT IN {others} THEN {back} ELSE 0 END) "
+        "AS redeemed "
+        "FROM ledger_day WHERE account = 'deferred_revenue' AND day <= {} "
+        f"AND {scope} GROUP BY 1, 2",
+        [start, start, start, start, start, end, *args],
+    )
+
+
+def _sessions_query(f: Filters) -> tuple[str, list[Any]]:
+    """Sessions from the credits' daily totals: sold less every final movement."""
+    start, end = rollup.days(f)
+    scope, args = rollup.locations(f)
+    net = f"CASE WHEN movement = '{SOLD}' THEN {{0}} ELSE -{{0}} END"
+
+    def moved(movement: str) -> str:
+        return (
+            f"SUM(CASE WHEN day >= {{}} AND movement = '{movement}' THEN sessions ELSE 0 END) "
+            f"AS {movement}"
+        )
+
+    return (
+        "SELECT location AS loc, currency, "
+        f"SUM(CASE WHEN day < {{}} THEN {net.format('sessions')} ELSE 0 END) AS opening, "
+        f"{moved(SOLD)}, {moved(REDEEMED)}, {moved(EXPIRED)}, {moved(REFUNDED)}, "
+        f"SUM({net.format('sessions')}) AS closing, "
+        f"SUM({net.format('value_cents')}) AS closing_value "
+        f"FROM credit_day WHERE day <= {{}} AND {scope} GROUP BY 1, 2",
+        [start, start, start, start, start, end, *args],
+    )
+
+
 async def liability(f: Filters) -> list[Liability]:
     """Opening, movements and closing of deferred revenue per location, in money and sessions."""
     if not f.locations:
         return []
-    cte, args = _bounds_cte(_zones(f), f.period)
-    (jl_locs, jl_loc_args), (sale_locs, sale_loc_args) = await _location_clauses(
-        f, "jl.location", "s.location"
-    )
     results: dict[tuple[int, str], Liability] = {}
     names = {loc.id: loc for loc in f.locations}
 
@@ -106,50 +150,7 @@ async def liability(f: Filters) -> list[Liability]:
             results[key] = Liability(location=names[location_id], currency=currency)
         return results[key]
 
-    # Money from the journal (opening, movements by kind, closing in one pass over
-    # the deferred-revenue lines up to the period's end); sessions from the
-    # credits. The two run side by side.
-    in_period = "jl.occurred_at >= b.lo AND "
-    money_sql = (
-        f"WITH {cte} SELECT jl.location AS loc, jl.currency AS currency, "
-        "SUM(CASE WHEN jl.occurred_at < b.lo THEN jl.credit_cents - jl.debit_cents ELSE 0 END) "
-        "AS opening, SUM(jl.credit_cents - jl.debit_cents) AS closing, "
-        f"SUM(CASE WHEN {in_period}je.kind IN {_kinds(SOLD_KINDS)} "
-        "THEN jl.credit_cents - jl.debit_cents ELSE 0 END) AS sold, "
-        f"SUM(CASE WHEN {in_period}je.kind IN {_kinds(EXPIRED_KINDS)} "
-        "THEN jl.debit_cents - jl.credit_cents ELSE 0 END) AS expired, "
-        f"SUM(CASE WHEN {in_period}je.kind IN {_kinds(REFUNDED_KINDS)} "
-        "THEN jl.debit_cents - jl.credit_cents ELSE 0 END) AS refunded, "
-        f"SUM(CASE WHEN {in_period}"
-        f"je.kind NOT IN {_kinds(SOLD_KINDS + EXPIRED_KINDS + REFUNDED_KINDS)} "
-        "THEN jl.debit_cents - jl.credit_cents ELSE 0 END) AS redeemed "
-        f"FROM journal_line jl JOIN b ON b.loc = {LINE_LOCATION} "
-        "JOIN journal_entry je ON je.id = jl.entry "
-        f"WHERE jl.account = 'deferred_revenue'{jl_locs} "
-        "AND jl.occurred_at < b.hi GROUP BY 1, 2"
-    )
-    terminal = _states(TERMINAL_STATES)
-    sessions_sql = (
-        f"WITH {cte} SELECT s.location AS loc, s.currency AS currency, "
-        f"SUM(CASE WHEN s.activated_at < b.lo AND NOT (ss.state IN {terminal} "
-        "AND ss.changed_at < b.lo) THEN 1 ELSE 0 END) AS opening, "
-        "SUM(CASE WHEN s.activated_at >= b.lo THEN 1 ELSE 0 END) AS sold, "
-        f"SUM(CASE WHEN ss.state IN {_states(REDEEMED_STATES)} AND ss.changed_at >= b.lo "
-        "AND ss.changed_at < b.hi THEN 1 ELSE 0 END) AS redeemed, "
-        f"SUM(CASE WHEN ss.state IN {_states(EXPIRED_STATES)} AND ss.changed_at >= b.lo "
-        "AND ss.changed_at < b.hi THEN 1 ELSE 0 END) AS expired, "
-        f"SUM(CASE WHEN ss.state IN {_states(REFUNDED_STATES)} AND ss.changed_at >= b.lo "
-        "AND ss.changed_at < b.hi THEN 1 ELSE 0 END) AS refunded, "
-        f"SUM(CASE WHEN NOT (ss.state IN {terminal} AND ss.changed_at < b.hi) "
-        "THEN 1 ELSE 0 END) AS closing, "
-        f"SUM(CASE WHEN NOT (ss.state IN {terminal} AND ss.changed_at < b.hi) "
-        "THEN ss.value_cents ELSE 0 END) AS closing_value "
-        "FROM sale_session ss JOIN sale s ON s.id = ss.sale JOIN b ON b.loc = s.location "
-        f"WHERE s.activated_at < b.hi{sale_locs} GROUP BY 1, 2"
-    )
-    money, sessions = await sql.fetch_all(
-        (money_sql, [*args, *jl_loc_args]), (sessions_sql, [*args, *sale_loc_args])
-    )
+    money, sessions = await sql.fetch_all(_money_query(f), _sessions_query(f))
     for row in money:
         item = entry(int(row["loc"]), str(row["currency"]))
         for column in ("opening", "closing", "sold", "expired", "refunded", "redeemed"):

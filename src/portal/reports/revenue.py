@@ -8,11 +8,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from portal.reports import sql
+from portal.reports import rollup, sql
 from portal.reports.cash import _payment_days
 from portal.reports.filters import SUCCEEDED, Filters, Loc
 from portal.reports.periods import bucket_end, bucket_label, bucket_start, day_from_number
-from portal.reports.segments import LINE_LOCATION, _segments
 
 # revenue_reversals is contra-revenue (debit balance): refunds and lost chargebacks
 # of sessions already given, shown as a negative beside service and breakage.
@@ -78,18 +77,18 @@ class Revenue:
 
 
 async def _revenue_days(f: Filters) -> list[dict[str, Any]]:
-    cte, seg_args, lo, hi = _segments(f)
-    locs, loc_args = sql.in_list(f.location_ids)
+    """Revenue accounts per bucket (its first day's number), location and therapist,
+    from the daily totals (``ledger.daily``)."""
+    start, end = rollup.days(f)
+    scope, scope_args = rollup.locations(f)
     accounts, account_args = sql.in_list(REVENUE_ACCOUNTS)
+    cte, day, bucket_args = rollup.buckets(f, f.grouping)
     return await sql.fetch(
-        f"WITH {cte} SELECT jl.location AS loc, jl.currency AS currency, jl.account AS account, "
-        f"jl.therapist_id AS therapist, {sql.local_day('jl.occurred_at', 'seg.off')} AS day, "
-        "SUM(jl.credit_cents - jl.debit_cents) AS amount FROM journal_line jl "
-        f"JOIN seg ON seg.loc = {LINE_LOCATION} "
-        "AND jl.occurred_at >= seg.lo AND jl.occurred_at < seg.hi "
-        f"WHERE jl.account IN {accounts} AND jl.location IN {locs} "
-        "AND jl.occurred_at >= {} AND jl.occurred_at < {} GROUP BY 1, 2, 3, 4, 5",
-        [*seg_args, *account_args, *loc_args, lo, hi],
+        f"{rollup.with_(cte)}SELECT location AS loc, currency, account, therapist, "
+        f"{day} AS day, SUM(credit_cents - debit_cents) AS amount FROM ledger_day"
+        f"{rollup.bucket_join(cte)} WHERE account IN {accounts} AND {scope} "
+        "AND day >= {} AND day <= {} GROUP BY 1, 2, 3, 4, 5",
+        [*bucket_args, *account_args, *scope_args, start, end],
     )
 
 
@@ -120,7 +119,7 @@ async def revenue(f: Filters) -> Revenue:
         item = row_for(start, location_id, currency)
         if row["account"] == "service_revenue":
             item.service += amount
-            therapist = int(row["therapist"]) if row["therapist"] is not None else None
+            therapist = int(row["therapist"]) or None  # 0: not attributed
             therapist_sums[(start, location_id, currency, therapist)] += amount
         elif row["account"] == "revenue_reversals":
             item.reversals += amount

@@ -7,11 +7,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from portal.reports import sql
+from portal.reports import rollup, sql
 from portal.reports.filters import Filters, Loc
-from portal.reports.periods import day_from_number, month_starts, next_month
+from portal.reports.periods import MONTH, day_from_number, month_starts, next_month
 from portal.reports.revenue import revenue
-from portal.reports.segments import LINE_LOCATION, _bounds_cte, _segments, _zones
 
 
 @dataclass
@@ -52,25 +51,24 @@ async def liability_trend(f: Filters) -> list[Series]:
     months = month_starts(f.period.start, f.period.end)
     if not f.locations or not months:
         return []
-    cte, seg_args, lo, hi = _segments(f)
-    locs, loc_args = sql.in_list(f.location_ids)
-    opening_cte, opening_args = _bounds_cte(_zones(f), f.period)
-    openings = await sql.fetch(
-        f"WITH {opening_cte} SELECT jl.location AS loc, jl.currency AS currency, "
-        "SUM(jl.credit_cents - jl.debit_cents) AS amount FROM journal_line jl "
-        f"JOIN b ON b.loc = {LINE_LOCATION} WHERE jl.account = 'deferred_revenue' "
-        f"AND jl.location IN {locs} AND jl.occurred_at < b.lo GROUP BY 1, 2",
-        [*opening_args, *loc_args],
-    )
-    days = await sql.fetch(
-        f"WITH {cte} SELECT jl.location AS loc, jl.currency AS currency, "
-        f"{sql.local_day('jl.occurred_at', 'seg.off')} AS day, "
-        "SUM(jl.credit_cents - jl.debit_cents) AS amount FROM journal_line jl "
-        f"JOIN seg ON seg.loc = {LINE_LOCATION} "
-        "AND jl.occurred_at >= seg.lo AND jl.occurred_at < seg.hi "
-        f"WHERE jl.account = 'deferred_revenue' AND jl.location IN {locs} "
-        "AND jl.occurred_at >= {} AND jl.occurred_at < {} GROUP BY 1, 2, 3",
-        [*seg_args, *loc_args, lo, hi],
+    # From the daily totals (``ledger.daily``): the balance before the period, and
+    # the change in each month of it (one row per location and month).
+    start, end = rollup.days(f)
+    scope, scope_args = rollup.locations(f)
+    cte, day, bucket_args = rollup.buckets(f, MONTH)
+    deferred = "account = 'deferred_revenue'"
+    openings, days = await sql.fetch_all(
+        (
+            "SELECT location AS loc, currency, SUM(credit_cents - debit_cents) AS amount "
+            f"FROM ledger_day WHERE {deferred} AND {scope} AND day < {{}} GROUP BY 1, 2",
+            [*scope_args, start],
+        ),
+        (
+            f"{rollup.with_(cte)}SELECT location AS loc, currency, {day} AS day, "
+            f"SUM(credit_cents - debit_cents) AS amount FROM ledger_day{rollup.bucket_join(cte)} "
+            f"WHERE {deferred} AND {scope} AND day >= {{}} AND day <= {{}} GROUP BY 1, 2, 3",
+            [*bucket_args, *scope_args, start, end],
+        ),
     )
     names = {loc.id: loc for loc in f.locations}
     movement: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0] * len(months))

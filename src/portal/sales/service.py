@@ -22,6 +22,7 @@ from portal import db, progress
 from portal.auth.service import CLIENT, CurrentUser
 from portal.catalog.service import PackageTerms
 from portal.errors import Forbidden, NotFound
+from portal.ledger import daily
 from portal.ledger import service as ledger
 from portal.locations.service import ensure_location_access
 from portal.sales.tables import Sale, SaleSession
@@ -105,24 +106,65 @@ async def move_sale(sale_id: int, old: str, new: str, **values: Any) -> bool:
 
 
 async def move_credit(credit_id: int, old: str, new: str, **values: Any) -> dict[str, Any] | None:
-    """Compare-and-set one credit ``old`` → ``new``; returns it, or None if it was not ``old``."""
+    """Compare-and-set one credit ``old`` → ``new``; returns it, or None if it was not ``old``.
+
+    A move into or out of a final state moves the credit between the daily
+    totals' movements in the same transaction (``ledger.daily``).
+    """
     _check(CREDIT_MOVES, old, new)
     update: dict[Any, Any] = {SaleSession.state: new, SaleSession.changed_at: utcnow()}
     for key, value in values.items():
         update[getattr(SaleSession, key)] = value
-    rows = (
-        await SaleSession.update(update)
-        .where((SaleSession.id == credit_id) & (SaleSession.state == old))
-        .returning(
-            SaleSession.id,
-            SaleSession.sale,
-            SaleSession.value_cents,
-            SaleSession.total_cents,
-            SaleSession.appointment_id,
+    async with db.transaction():
+        before = await _credit_dated(credit_id) if old in daily.MOVEMENT_OF_STATE else None
+        rows = (
+            await SaleSession.update(update)
+            .where((SaleSession.id == credit_id) & (SaleSession.state == old))
+            .returning(
+                SaleSession.id,
+                SaleSession.sale,
+                SaleSession.value_cents,
+                SaleSession.total_cents,
+                SaleSession.appointment_id,
+                SaleSession.changed_at,
+            )
+            .run()
         )
+        if not rows:
+            return None
+        row = rows[0]
+        moves = []
+        if before is not None:
+            moves.append(_credit_movement(old, before, -1, int(row["value_cents"])))
+        if new in daily.MOVEMENT_OF_STATE:
+            moves.append(_credit_movement(new, row["changed_at"], 1, int(row["value_cents"])))
+        await _count_credits(int(row["sale"]), moves)
+    return row
+
+
+async def _credit_dated(credit_id: int) -> datetime | None:
+    row = (
+        await SaleSession.select(SaleSession.changed_at)
+        .where(SaleSession.id == credit_id)
+        .first()
         .run()
     )
-    return rows[0] if rows else None
+    return row["changed_at"] if row is not None else None
+
+
+def _credit_movement(
+    state: str, at: datetime, sign: int, value: int
+) -> tuple[str, datetime, int, int]:
+    return (daily.MOVEMENT_OF_STATE[state], at, sign, sign * value)
+
+
+async def _count_credits(sale_id: int, moves: list[tuple[str, datetime, int, int]]) -> None:
+    """Credits of one sale into the daily totals of its location (``ledger.daily``)."""
+    if not moves:
+        return
+    sale = await Sale.select(Sale.location, Sale.currency).where(Sale.id == sale_id).first().run()
+    if sale is not None:
+        await daily.credits(int(sale["location"]), str(sale["currency"]), moves)
 
 
 ONLINE = "online"
@@ -255,6 +297,7 @@ async def activate(
         )
         if not changed:
             return False
+        shares = session_shares(sale)
         await SaleSession.insert(
             *[
                 SaleSession(
@@ -265,9 +308,14 @@ async def activate(
                     state=AVAILABLE,
                     changed_at=when,
                 )
-                for i, (value, total) in enumerate(session_shares(sale), start=1)
+                for i, (value, total) in enumerate(shares, start=1)
             ]
         ).run()
+        await daily.credits(
+            int(sale["location"]),
+            str(sale["currency"]),
+            [(daily.SOLD, when, len(shares), sum(value for value, _ in shares))],
+        )
         await ledger.post(
             event_key=f"sale:{sale_id}:paid",
             kind="sale_paid",
@@ -318,8 +366,30 @@ async def hold_for_review(sale_id: int, reason: str) -> bool:
 
 async def date_credit(credit_id: int, at: datetime) -> None:
     """A credit's last change takes the date its journal entry was posted at, so the
-    liability report's session counts move with its money."""
-    await SaleSession.update({SaleSession.changed_at: at}).where(SaleSession.id == credit_id).run()
+    liability report's session counts move with its money (and its daily total)."""
+    async with db.transaction():
+        rows = (
+            await SaleSession.select(
+                SaleSession.sale, SaleSession.state, SaleSession.changed_at, SaleSession.value_cents
+            )
+            .where(SaleSession.id == credit_id)
+            .run()
+        )
+        await (
+            SaleSession.update({SaleSession.changed_at: at})
+            .where(SaleSession.id == credit_id)
+            .run()
+        )
+        if rows and rows[0]["state"] in daily.MOVEMENT_OF_STATE:
+            row = rows[0]
+            value = int(row["value_cents"])
+            await _count_credits(
+                int(row["sale"]),
+                [
+                    _credit_movement(row["state"], row["changed_at"], -1, value),
+                    _credit_movement(row["state"], at, 1, value),
+                ],
+            )
 
 
 async def get_sale(sale_id: int) -> dict[str, Any]:
@@ -540,6 +610,11 @@ async def expire_due(
                 continue
             value = sum(int(r["value_cents"]) for r in rows)
             first = min(int(r["id"]) for r in rows)
+            await daily.credits(
+                int(sale["location"]),
+                str(sale["currency"]),
+                [(daily.EXPIRED, now, len(rows), value)],
+            )
             await ledger.post(
                 event_key=f"sale:{sale_id}:expired:{first}",
                 kind="package_expired",

@@ -1,0 +1,212 @@
+"""Daily totals: what the reports add up, kept as the money moves.
+
+Two tables (``ledger.tables``): ``ledger_day`` sums the journal per location,
+local day, account and currency (deferred revenue also per entry kind, service
+revenue also per therapist); ``credit_day`` counts session credits per selling
+location, local day and movement (sold, redeemed, expired, refunded) with their
+value. A location's day is its own local day, the journal's one dating rule
+(lines without a location: UTC). The reports' totals and charts read these
+instead of a year of rows; ``reports.totals`` rebuilds and verifies them.
+
+The single writers call in here: ``ledger.post`` for every journal line and
+``sales.service`` for every credit it creates, ends, revives or re-dates. The
+changes are summed per key in the writer's transaction and written when that
+transaction is about to commit (``db.before_commit``), as one
+``INSERT … ON CONFLICT (key) DO UPDATE SET x = x + excluded.x`` per table in
+key order: a line and its total commit together or not at all, two writers of
+the same day take the totals' row locks in the same order (no deadlock), and
+they hold them only for the commit.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from portal import db
+from portal.ledger import periods
+from portal.ledger.tables import CashDay, CreditDay, LedgerDay
+
+EPOCH_DAY = date(1970, 1, 1)
+UNLOCATED = 0  # the location key of journal lines without one (UTC days)
+
+# Deferred revenue keeps the entry kind (the liability report's sold, redeemed,
+# expired and refunded columns); service revenue keeps the therapist (revenue by
+# therapist). Other accounts are summed over both.
+KIND_ACCOUNTS = frozenset({"deferred_revenue"})
+THERAPIST_ACCOUNTS = frozenset({"service_revenue"})
+
+SOLD = "sold"
+REDEEMED = "redeemed"
+EXPIRED = "expired"
+REFUNDED = "refunded"
+MOVEMENTS = (SOLD, REDEEMED, EXPIRED, REFUNDED)
+# Where a credit's final state lands (the liability report's session columns).
+MOVEMENT_OF_STATE = {
+    "redeemed": REDEEMED,
+    "forfeited": REDEEMED,
+    "expired": EXPIRED,
+    "revoked": REFUNDED,
+}
+
+LEDGER_KEY = ("location", "day", "account", "currency", "kind", "therapist")
+LEDGER_SUMS = ("debit_cents", "credit_cents")
+CREDIT_KEY = ("location", "day", "currency", "movement")
+CREDIT_SUMS = ("sessions", "value_cents")
+CASH_KEY = ("location", "day", "currency", "method", "provider", "package")
+CASH_SUMS = (
+    "payments", "gross", "tax", "fee", "refunds", "refunded", "refund_tax",
+    "disputes", "disputed", "dispute_fee", "reinstatements", "reinstated",
+)  # fmt: skip
+ROWS_PER_STATEMENT = 100  # well inside SQLite's parameter limit
+
+LedgerKey = tuple[int, int, str, str, str, int]
+CreditKey = tuple[int, int, str, str]
+CashKey = tuple[int, int, str, str, str, int]
+
+
+def day_number(tz: str, at: datetime) -> int:
+    """Days since 1970-01-01 of ``at``'s local date in ``tz``."""
+    return (at.astimezone(ZoneInfo(tz)).date() - EPOCH_DAY).days
+
+
+def day_of(number: int) -> date:
+    return date.fromordinal(EPOCH_DAY.toordinal() + number)
+
+
+def number_of(day: date) -> int:
+    return (day - EPOCH_DAY).days
+
+
+def ledger_key(
+    location: int | None, day: int, account: str, currency: str, kind: str, therapist: int | None
+) -> LedgerKey:
+    return (
+        location or UNLOCATED,
+        day,
+        account,
+        currency,
+        kind if account in KIND_ACCOUNTS else "",
+        (therapist or 0) if account in THERAPIST_ACCOUNTS else 0,
+    )
+
+
+class _Changes:
+    """The totals' changes of one transaction, summed per key until it commits."""
+
+    def __init__(self, scope: object | None) -> None:
+        self.scope = scope
+        self.written = False
+        self.ledger: dict[LedgerKey, list[int]] = defaultdict(lambda: [0, 0])
+        self.credits: dict[CreditKey, list[int]] = defaultdict(lambda: [0, 0])
+        self.cash: dict[CashKey, list[int]] = defaultdict(lambda: [0] * len(CASH_SUMS))
+
+    async def write(self) -> None:
+        """The tables in one order, each one's keys in order."""
+        self.written = True
+        await upsert(LedgerDay, LEDGER_KEY, LEDGER_SUMS, self.ledger)
+        await upsert(CreditDay, CREDIT_KEY, CREDIT_SUMS, self.credits)
+        await upsert(CashDay, CASH_KEY, CASH_SUMS, self.cash)
+
+
+_CHANGES: ContextVar[_Changes | None] = ContextVar("daily_changes", default=None)
+
+
+async def _apply(fill: Callable[[_Changes], None]) -> None:
+    """Add changes to the open transaction's batch, or write them at once outside one."""
+    scope = db.commit_scope()
+    if scope is None:
+        changes = _Changes(None)
+        fill(changes)
+        async with db.transaction():
+            await changes.write()
+        return
+    current = _CHANGES.get()
+    if current is None or current.scope is not scope or current.written:
+        current = _Changes(scope)
+        db.before_commit(current.write)
+        _CHANGES.set(current)
+    fill(current)
+
+
+async def upsert(
+    table: type[LedgerDay] | type[CreditDay] | type[CashDay],
+    key: Sequence[str],
+    sums: Sequence[str],
+    rows: dict[Any, list[int]],
+) -> None:
+    """Add ``rows`` (key → sums) to the table, in key order; zero changes are skipped."""
+    items = sorted((k, v) for k, v in rows.items() if any(v))
+    if not items:
+        return
+    name = table._meta.tablename
+    columns = ", ".join((*key, *sums))
+    adds = ", ".join(f"{s} = {name}.{s} + excluded.{s}" for s in sums)
+    marks = "(" + ", ".join("{}" for _ in (*key, *sums)) + ")"
+    for start in range(0, len(items), ROWS_PER_STATEMENT):
+        chunk = items[start : start + ROWS_PER_STATEMENT]
+        args: list[Any] = []
+        for k, v in chunk:
+            args += [*k, *v]
+        await table.raw(
+            f"INSERT INTO {name} ({columns}) VALUES {', '.join(marks for _ in chunk)} "
+            f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {adds}",
+            *args,
+        ).run()
+
+
+async def journal_lines(
+    lines: Iterable[tuple[int | None, str, int, int]],
+    *,
+    at: datetime,
+    currency: str,
+    kind: str,
+    therapist: int | None,
+) -> None:
+    """An entry's lines (location, account, debit, credit), all dated ``at``."""
+    lines = list(lines)
+    zone_of = await periods.zones(location for location, *_ in lines)
+
+    def fill(changes: _Changes) -> None:
+        for location, account, debit, credit in lines:
+            day = day_number(zone_of.get(location, "UTC"), at)
+            sums = changes.ledger[ledger_key(location, day, account, currency, kind, therapist)]
+            sums[0] += debit
+            sums[1] += credit
+
+    await _apply(fill)
+
+
+async def credits(
+    location_id: int, currency: str, moves: Iterable[tuple[str, datetime, int, int]]
+) -> None:
+    """Credit movements of one sale's location: (movement, at, sessions, value);
+    negative sessions and value take a movement back (a credit revived or re-dated)."""
+    moves = list(moves)
+    if not moves:
+        return
+    tz = (await periods.zones([location_id])).get(location_id, "UTC")
+
+    def fill(changes: _Changes) -> None:
+        for movement, at, sessions, value in moves:
+            sums = changes.credits[(location_id, day_number(tz, at), currency, movement)]
+            sums[0] += sessions
+            sums[1] += value
+
+    await _apply(fill)
+
+
+async def cash(changes: dict[CashKey, list[int]]) -> None:
+    """Changes of succeeded money (``payments.totals`` works out the keys and days)."""
+
+    def fill(batch: _Changes) -> None:
+        for key, sums in changes.items():
+            kept = batch.cash[key]
+            for i, value in enumerate(sums):
+                kept[i] += value
+
+    await _apply(fill)

@@ -1,0 +1,189 @@
+"""The daily totals (``ledger.daily``): kept with the rows, rebuilt and verified, on
+SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, timedelta
+
+import pytest
+
+from portal import db as portal_db
+from portal.auth.service import ACCOUNTANT, CLIENT, OWNER
+from portal.ledger import daily, periods
+from portal.ledger import service as ledger
+from portal.ledger.tables import CreditDay, LedgerDay
+from portal.reports import filters as report_filters
+from portal.reports import service as reports
+from portal.reports import totals
+from portal.sales import service as sales
+from tests import factories
+from tests.reports import helpers
+from tests.reports.scenario import build, utc
+
+
+async def _clean() -> None:
+    found = await totals.verify()
+    assert not found.differences, "\n".join(d.line() for d in found.differences)
+
+
+async def _rows(table):
+    return sorted(tuple(r.values())[1:] for r in await table.select().order_by(table.id).run())
+
+
+async def test_the_totals_equal_the_rows_of_the_hand_scenario(db):
+    """Sales, sessions given across DST and a month end, a refund, an expiry, at two
+    locations in two zones: every total equals the fresh aggregate of the rows."""
+    s = await build()
+    await _clean()
+    # Alpha's March money, by the dating rule: the refund of 2026-03-08 06:30 UTC is
+    # on Alpha's 2026-03-07 (PST), S2's session on 2026-04-01 05:00 UTC on 03-31.
+    refund_day = daily.number_of(date(2026, 3, 7))
+    rows = await LedgerDay.select().where(
+        (LedgerDay.location == s.alpha) & (LedgerDay.day == refund_day)
+        & (LedgerDay.account == "deferred_revenue")
+    ).run()  # fmt: skip
+    assert [(r["kind"], r["debit_cents"]) for r in rows] == [("refund", 10000)]
+    given = await LedgerDay.select().where(
+        (LedgerDay.location == s.alpha) & (LedgerDay.day == daily.number_of(date(2026, 3, 31)))
+        & (LedgerDay.account == "service_revenue")
+    ).run()  # fmt: skip
+    assert [(r["therapist"], r["credit_cents"]) for r in given] == [(s.t2, 10000)]
+
+
+async def test_a_rolled_back_posting_leaves_no_total(db):
+    loc = await factories.make_location(slug="rb", timezone="Europe/London", currency="GBP")
+    with pytest.raises(RuntimeError):
+        async with portal_db.transaction():
+            await ledger.post(
+                event_key="test:rolled-back", kind="sale_paid", currency="GBP",
+                location_id=loc, occurred_at=utc(2026, 5, 1, 12),
+                lines=[ledger.debit("cash_on_hand", 500), ledger.credit("deferred_revenue", 500)],
+            )  # fmt: skip
+            raise RuntimeError("the caller failed after posting")
+    assert await LedgerDay.count().run() == 0
+    await ledger.post(
+        event_key="test:kept", kind="sale_paid", currency="GBP", location_id=loc,
+        occurred_at=utc(2026, 5, 1, 23, 30),  # 00:30 BST on 2 May
+        lines=[ledger.debit("cash_on_hand", 700), ledger.credit("deferred_revenue", 700)],
+    )  # fmt: skip
+    rows = await LedgerDay.select(LedgerDay.day, LedgerDay.account).run()
+    assert {(r["day"], r["account"]) for r in rows} == {
+        (daily.number_of(date(2026, 5, 2)), "cash_on_hand"),
+        (daily.number_of(date(2026, 5, 2)), "deferred_revenue"),
+    }
+    await _clean()
+
+
+async def test_verify_names_each_difference_and_rebuild_repairs_it(db):
+    s = await build()
+    before_ledger, before_credits = await _rows(LedgerDay), await _rows(CreditDay)
+    await (
+        LedgerDay.update({LedgerDay.debit_cents: LedgerDay.debit_cents + 1})
+        .where((LedgerDay.location == s.beta) & (LedgerDay.account == "cash_on_hand"))
+        .run()
+    )
+    await CreditDay.delete().where(CreditDay.location == s.alpha).run()
+    found = await totals.verify()
+    tables = {d.table for d in found.differences}
+    assert tables == {"ledger_day", "credit_day"}
+    assert any(f"location {s.beta} " in d.line() and "cash_on_hand" in d.line()
+               for d in found.differences)  # fmt: skip
+    await totals.rebuild()
+    await _clean()
+    assert await _rows(LedgerDay) == before_ledger
+    assert await _rows(CreditDay) == before_credits
+    # --since: only days from then on are recomputed; earlier ones stay as they are.
+    await (
+        LedgerDay.update({LedgerDay.credit_cents: 0})
+        .where(LedgerDay.day < daily.number_of(date(2026, 3, 1)))
+        .run()
+    )
+    await totals.rebuild(date(2026, 3, 1))
+    assert (await totals.verify()).differences
+    await totals.rebuild(date(2026, 1, 1))
+    await _clean()
+
+
+@pytest.mark.parametrize("seed", [5, 17])
+async def test_totals_equal_the_rows_over_random_event_sequences(db, seed):
+    """Property: sales at two zones, sessions given at the other clinic, forfeits,
+    refunds of some sessions, refunds failing (sessions given back), re-dated credits,
+    expiries and closed months, in random order: the totals equal the rows."""
+    rng = random.Random(seed)
+    locs = [
+        await factories.make_location(slug=f"t{seed}a", timezone="America/New_York"),
+        await factories.make_location(slug=f"t{seed}b", timezone="Australia/Sydney",
+                                      currency="AUD", tax_rate_bp=1000),
+    ]  # fmt: skip
+    currency = {locs[0]: "USD", locs[1]: "AUD"}
+    client = await factories.make_user(CLIENT)
+    therapist = await helpers.make_therapist("Prop Therapist")
+    owner = helpers.actor(OWNER)
+    closed: dict[int, set[str]] = {loc: set() for loc in locs}
+    open_sales: list[list[int]] = []
+    moment = utc(2026, 3, 20, 3)
+    for _ in range(30):
+        moment += timedelta(hours=rng.randint(1, 90), minutes=rng.randint(0, 59))
+        action = rng.choice(["sell", "sell", "redeem", "forfeit", "refund", "unrefund",
+                             "expire", "close"])  # fmt: skip
+        if action == "close":
+            # Close the month before this one at one clinic: later postings dated
+            # in it move to the first open day, and their totals with them.
+            month = (moment.date().replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+            loc = rng.choice(locs)
+            if month not in closed[loc]:
+                await periods.close_month(owner, str(loc), month, now=moment + timedelta(days=3))
+                closed[loc].add(month)
+            continue
+        if action == "sell" or not open_sales:
+            loc = rng.choice(locs)
+            n = rng.choice([1, 2, 4])
+            sale = await helpers.make_sale(loc, client.id, at=moment, sessions=n,
+                                           net=rng.randint(40, 90) * 100, tax=0,
+                                           currency=currency[loc], fee=rng.randint(0, 300))  # fmt: skip
+            open_sales.append([sale, n])
+            continue
+        entry = rng.choice(open_sales)
+        sale = entry[0]
+        if action in ("redeem", "forfeit"):
+            await helpers.redeem(sale, 1, at=moment, therapist_id=therapist,
+                                 given_at=rng.choice(locs), forfeit=action == "forfeit")  # fmt: skip
+            entry[1] -= 1
+        elif action == "refund":
+            await helpers.refund(sale, 1, rng.randint(100, 900), at=moment)
+            entry[1] -= 1
+        elif action == "unrefund":
+            revoked = await sales.revoke_unused(sale, 1, refund_id=None)
+            if revoked:
+                await sales.date_credit(int(revoked[0]["id"]), moment - timedelta(hours=2))
+                credit = int(revoked[0]["id"])
+                assert await sales.move_credit(credit, sales.REVOKED, sales.AVAILABLE)
+        else:
+            await helpers.expire(sale, at=moment)
+            entry[1] = 0
+        if entry[1] == 0:
+            open_sales.remove(entry)
+    await _clean()
+
+
+async def test_periods_before_the_first_total_and_after_today_are_empty(db):
+    """Reports for a range with no totals answer with nothing in it, never an error;
+    the balances carried into a later period are the ones of the last day with money."""
+    s = await build()
+    accountant = helpers.actor(ACCOUNTANT)
+    for start, end in (("1999-01-01", "1999-12-31"), ("2035-01-01", "2035-03-31")):
+        f = await report_filters.parse(accountant, {"start": [start], "end": [end]})
+        assert (await reports.payment_summary(f)).rows == []
+        assert (await reports.fees(f)).rows == []
+        assert (await reports.revenue(f)).rows == []
+        rows = await reports.liability(f)
+        assert all(r.sold == r.redeemed == r.expired == r.refunded == 0 for r in rows)
+        tb = await reports.trial_balance(f)
+        assert tb.balanced and all(t.debits == t.credits == 0 for t in tb.lines)
+    later = await report_filters.parse(
+        accountant, {"start": ["2035-01-01"], "end": ["2035-01-31"], "location": [str(s.alpha)]}
+    )
+    (alpha,) = await reports.liability(later)
+    assert alpha.opening == alpha.closing == alpha.closing_session_value
+    assert alpha.opening == await ledger.balance("deferred_revenue", location_id=s.alpha)
