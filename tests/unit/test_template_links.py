@@ -68,3 +68,15 @@ def test_data_table_says_so_when_empty_and_pages_when_asked() -> None:
 
     html = render_table([{"name": "Ann"}], page=Page(), request=Request())
     assert 'rel="next"' in html and "?after=abc" in html
+
+
+def test_data_table_numbers_rows_when_the_call_asks_for_the_loop() -> None:
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True)
+    source = (
+        '{% from "macros.html" import data_table %}'
+        "{% call(r, n) data_table(rows, ['#', 'Name'], '', labelledby='t') %}"
+        "<tr><th>{{ n.index }}</th><td>{{ r }}</td></tr>{% endcall %}"
+    )
+    html = env.from_string(source).render(rows=["a", "a"])
+    assert 'aria-labelledby="t"' in html
+    assert "<th>1</th><td>a</td>" in html and "<th>2</th><td>a</td>" in html
