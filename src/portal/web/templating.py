@@ -15,7 +15,15 @@ from portal.web.guards import current_user_or_none, roles_of_route
 
 STATIC_VERSION = "1"
 
-__all__ = ["STATIC_VERSION", "basis_points", "configure", "local_dt", "money", "url_with"]
+__all__ = [
+    "STATIC_VERSION",
+    "basis_points",
+    "configure",
+    "local_dt",
+    "money",
+    "url_with",
+    "with_query",
+]
 
 
 def configure(engine: JinjaTemplateEngine) -> None:
@@ -28,6 +36,7 @@ def configure(engine: JinjaTemplateEngine) -> None:
     env.globals["url_with"] = url_with
     env.globals["may"] = may
     env.globals["menu_section"] = menu_section
+    env.filters["query"] = with_query
     # ``{{ one_time_key() }}`` in a money form's hidden ``request_key`` field.
     env.globals["one_time_key"] = onetime.new_key
     env.trim_blocks = True
@@ -69,6 +78,20 @@ def menu_section(path: str, menu: list[tuple[str, str, list[str]]]) -> str | Non
             if inside and (best is None or len(section) > best[0]):
                 best = (len(section), route)
     return best[1] if best else None
+
+
+def with_query(url: str, **params: Any) -> str:
+    """``{{ url_for('appointment_new') | query(location=loc.id, day=day) }}``.
+
+    ``url_for`` fills a route's path; links that open a page already filtered
+    (a day, a location, a service) also carry query parameters. None leaves a
+    parameter out; an empty string keeps it empty (a form's "any" choice).
+    Slashes stay readable, so ``next=/buy/3`` reads as it did when written by hand.
+    """
+    from urllib.parse import urlencode
+
+    query = {key: value for key, value in params.items() if value is not None}
+    return url + ("?" + urlencode(query, safe="/") if query else "")
 
 
 def url_with(request: Any, **params: Any) -> str:
