@@ -14,9 +14,10 @@ import hashlib
 import hmac
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from webauthn import (
@@ -37,6 +38,7 @@ from webauthn.helpers.structs import (
 )
 
 from portal import db
+from portal.auth.service import hash_token
 from portal.auth.tables import Passkey, WebauthnChallenge
 from portal.errors import Invalid
 from portal.settings import Settings
@@ -50,6 +52,7 @@ SIGN_IN = "sign_in"  # a passkey alone
 SECOND_STEP = "second_step"  # after the password
 PURPOSES = (REGISTER, SIGN_IN, SECOND_STEP)
 NAME_MAX = 80
+T = TypeVar("T")
 NOT_ACCEPTED = "The passkey was not accepted. Try again, or use another way to sign in."
 
 
@@ -69,10 +72,6 @@ def user_handle(settings: Settings, user_id: int) -> bytes:
     ).digest()
 
 
-def _ticket_hash(ticket: str) -> str:
-    return hashlib.sha256(ticket.encode()).hexdigest()
-
-
 async def _store_challenge(purpose: str, user_id: int | None, challenge: bytes) -> str:
     now = utcnow()
     # Housekeeping: challenges nobody answered.
@@ -80,7 +79,7 @@ async def _store_challenge(purpose: str, user_id: int | None, challenge: bytes) 
     ticket = secrets.token_urlsafe(32)
     await WebauthnChallenge.insert(
         WebauthnChallenge(
-            token_hash=_ticket_hash(ticket),
+            token_hash=hash_token(ticket),
             purpose=purpose,
             user=user_id,
             challenge=bytes_to_base64url(challenge),
@@ -97,7 +96,7 @@ async def take_challenge(ticket: str, purpose: str, user_id: int | None) -> byte
         raise Invalid({"passkey": NOT_ACCEPTED})
     rows = (
         await WebauthnChallenge.delete()
-        .where(WebauthnChallenge.token_hash == _ticket_hash(ticket))
+        .where(WebauthnChallenge.token_hash == hash_token(ticket))
         .returning(
             WebauthnChallenge.purpose,
             WebauthnChallenge.user,
@@ -112,6 +111,20 @@ async def take_challenge(ticket: str, purpose: str, user_id: int | None) -> byte
     if row["purpose"] != purpose or row["user"] != user_id or row["expires_at"] <= utcnow():
         raise Invalid({"passkey": "This request has expired. Try again."})
     return base64url_to_bytes(row["challenge"])
+
+
+def _verified(verify: Callable[..., T], settings: Settings, **answer: Any) -> T:
+    """A ceremony's answer checked by ``webauthn`` against this relying party and origin,
+    user verification required; ``Invalid`` (one message, whatever failed) otherwise."""
+    try:
+        return verify(
+            expected_rp_id=rp_id(settings),
+            expected_origin=expected_origin(settings),
+            require_user_verification=True,
+            **answer,
+        )
+    except (WebAuthnException, ValueError, KeyError, TypeError) as exc:
+        raise Invalid({"passkey": NOT_ACCEPTED}) from exc
 
 
 def _options_json(options: Any) -> dict[str, Any]:
@@ -191,16 +204,9 @@ async def verify_registration(
     challenge = await take_challenge(ticket, REGISTER, user_id)
     if not isinstance(credential, dict):
         raise Invalid({"passkey": NOT_ACCEPTED})
-    try:
-        verified = verify_registration_response(
-            credential=credential,
-            expected_challenge=challenge,
-            expected_rp_id=rp_id(settings),
-            expected_origin=expected_origin(settings),
-            require_user_verification=True,
-        )
-    except (WebAuthnException, ValueError, KeyError, TypeError) as exc:
-        raise Invalid({"passkey": NOT_ACCEPTED}) from exc
+    verified = _verified(
+        verify_registration_response, settings, credential=credential, expected_challenge=challenge
+    )
     return NewPasskey(
         name=name,
         credential_id=bytes_to_base64url(verified.credential_id),
@@ -300,18 +306,14 @@ async def authenticate(
     handle = response.get("userHandle") if isinstance(response, dict) else None
     if handle and handle != bytes_to_base64url(user_handle(settings, row["user"])):
         raise Invalid({"passkey": NOT_ACCEPTED})
-    try:
-        verified = verify_authentication_response(
-            credential=credential,
-            expected_challenge=challenge,
-            expected_rp_id=rp_id(settings),
-            expected_origin=expected_origin(settings),
-            credential_public_key=base64url_to_bytes(row["public_key"]),
-            credential_current_sign_count=row["sign_count"],
-            require_user_verification=True,
-        )
-    except (WebAuthnException, ValueError, KeyError, TypeError) as exc:
-        raise Invalid({"passkey": NOT_ACCEPTED}) from exc
+    verified = _verified(
+        verify_authentication_response,
+        settings,
+        credential=credential,
+        expected_challenge=challenge,
+        credential_public_key=base64url_to_bytes(row["public_key"]),
+        credential_current_sign_count=row["sign_count"],
+    )
     await (
         Passkey.update(
             {Passkey.sign_count: verified.new_sign_count, Passkey.last_used_at: utcnow()}

@@ -74,7 +74,7 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def _failures_since_success(where: Any, since: datetime) -> list[datetime]:
+async def failures_since_success(where: Any, since: datetime) -> list[datetime]:
     """Failure times matching ``where`` in the window, after its last success."""
     last_success = (
         await LoginAttempt.select(LoginAttempt.at)
@@ -91,6 +91,13 @@ async def _failures_since_success(where: Any, since: datetime) -> list[datetime]
         .run()
     )
     return [r["at"] for r in rows]
+
+
+async def record_attempt(account_key: str, address: str, ok: bool) -> None:
+    """One sign-in try (password, second step or passkey) for the throttle's counts."""
+    await LoginAttempt.insert(
+        LoginAttempt(account_key=account_key, address=address, at=utcnow(), success=ok)
+    ).run()
 
 
 async def _address_failures(address: str, since: datetime) -> list[datetime]:
@@ -139,12 +146,12 @@ async def check_throttle(settings: Settings, account_key: str, address: str) -> 
     pair = (LoginAttempt.account_key == account_key) & (LoginAttempt.address == address)
     counts = (
         (
-            await _failures_since_success(pair, since),
+            await failures_since_success(pair, since),
             settings.login_max_failures_per_account,
         ),
         (await _address_failures(address, since), settings.login_max_failures_per_address),
         (
-            await _failures_since_success(LoginAttempt.account_key == account_key, since),
+            await failures_since_success(LoginAttempt.account_key == account_key, since),
             settings.login_max_failures_per_account_total,
         ),
     )
@@ -181,9 +188,7 @@ async def sign_in(
         passwords.burn_time(password)
     else:
         ok = passwords.verify_password(user.password_hash, password) and user.active
-    await LoginAttempt.insert(
-        LoginAttempt(account_key=key, address=address, at=utcnow(), success=ok)
-    ).run()
+    await record_attempt(key, address, ok)
     if not ok or user is None:
         raise InvalidCredentials()
     if passwords.needs_rehash(user.password_hash):
@@ -249,6 +254,36 @@ async def location_ids_of(user_id: int) -> frozenset[int]:
     return frozenset(r["location"] for r in rows)
 
 
+def account_columns(user: Any) -> list[Any]:
+    """The joined account of a row that names one (a session, an API token, a pending
+    sign-in, a reset link), given its ``user`` foreign key: ``user_id``, ``email``,
+    ``name``, ``role`` and ``active``."""
+    return [
+        user.id.as_alias("user_id"),
+        user.email.as_alias("email"),
+        user.name.as_alias("name"),
+        user.role.as_alias("role"),
+        user.active.as_alias("active"),
+    ]
+
+
+async def actor_of(row: dict[str, Any], *, session_id: int = 0) -> CurrentUser:
+    """The user a row read with :func:`account_columns` acts as, with their locations."""
+    locations = (
+        await location_ids_of(row["user_id"])
+        if row["role"] in LOCATION_BOUND_ROLES
+        else frozenset()
+    )
+    return CurrentUser(
+        id=row["user_id"],
+        email=row["email"],
+        name=row["name"],
+        role=row["role"],
+        location_ids=locations,
+        session_id=session_id,
+    )
+
+
 async def load_session(settings: Settings, token: str) -> CurrentUser | None:
     """The user behind a session token, or None when it is unknown or has expired.
 
@@ -262,11 +297,7 @@ async def load_session(settings: Settings, token: str) -> CurrentUser | None:
             UserSession.id,
             UserSession.last_seen_at,
             UserSession.expires_at,
-            UserSession.user.id.as_alias("user_id"),
-            UserSession.user.email.as_alias("email"),
-            UserSession.user.name.as_alias("name"),
-            UserSession.user.role.as_alias("role"),
-            UserSession.user.active.as_alias("active"),
+            *account_columns(UserSession.user),
         )
         .where(UserSession.token_hash == hash_token(token))
         .first()
@@ -292,19 +323,7 @@ async def load_session(settings: Settings, token: str) -> CurrentUser | None:
             .where(UserSession.id == row["id"])
             .run()
         )
-    locations = (
-        await location_ids_of(row["user_id"])
-        if row["role"] in LOCATION_BOUND_ROLES
-        else frozenset()
-    )
-    return CurrentUser(
-        id=row["user_id"],
-        email=row["email"],
-        name=row["name"],
-        role=row["role"],
-        location_ids=locations,
-        session_id=row["id"],
-    )
+    return await actor_of(row, session_id=row["id"])
 
 
 async def change_password(
@@ -330,9 +349,7 @@ async def change_password(
     await check_throttle(settings, key, address)
     stored = await User.select(User.password_hash).where(User.id == user.id).first().run()
     ok = stored is not None and passwords.verify_password(stored["password_hash"], current_password)
-    await LoginAttempt.insert(
-        LoginAttempt(account_key=key, address=address, at=utcnow(), success=ok)
-    ).run()
+    await record_attempt(key, address, ok)
     if not ok:
         errors["current_password"] = "This is not your current password."
     problem = passwords.password_problem(new_password, email=user.email)

@@ -15,12 +15,12 @@ from typing import Any
 from portal.audit import service as audit
 from portal.auth.service import (
     ACCOUNTANT,
-    LOCATION_BOUND_ROLES,
     MANAGER,
     OWNER,
     CurrentUser,
+    account_columns,
+    actor_of,
     hash_token,
-    location_ids_of,
 )
 from portal.auth.tables import ApiToken, User
 from portal.errors import Invalid
@@ -95,11 +95,7 @@ async def authenticate(token: str) -> CurrentUser | None:
         await ApiToken.select(
             ApiToken.id,
             ApiToken.last_used_at,
-            ApiToken.user.id.as_alias("user_id"),
-            ApiToken.user.email.as_alias("email"),
-            ApiToken.user.name.as_alias("name"),
-            ApiToken.user.role.as_alias("role"),
-            ApiToken.user.active.as_alias("active"),
+            *account_columns(ApiToken.user),
         )
         .where((ApiToken.token_hash == hash_token(token)) & ApiToken.revoked_at.is_null())
         .first()
@@ -110,18 +106,7 @@ async def authenticate(token: str) -> CurrentUser | None:
     now = utcnow()
     if row["last_used_at"] is None or now - row["last_used_at"] > timedelta(minutes=1):
         await ApiToken.update({ApiToken.last_used_at: now}).where(ApiToken.id == row["id"]).run()
-    locations = (
-        await location_ids_of(row["user_id"])
-        if row["role"] in LOCATION_BOUND_ROLES
-        else frozenset()
-    )
-    return CurrentUser(
-        id=row["user_id"],
-        email=row["email"],
-        name=row["name"],
-        role=row["role"],
-        location_ids=locations,
-    )
+    return await actor_of(row)
 
 
 __all__ = ["TOKEN_ROLES", "User", "authenticate", "create_token", "revoke", "tokens_of"]

@@ -19,7 +19,6 @@ resets. No HTTP here.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 from dataclasses import dataclass, replace
@@ -43,10 +42,6 @@ PENDING_MINUTES = 10
 # Second-step attempts are counted under these prefixes in ``login_attempt``.
 KEY_PREFIX = "2fa:"
 WRONG_CODE = "That code is not right. Try again, or use a recovery code."
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _actor(user_id: int, email: str, name: str, role: str) -> CurrentUser:
@@ -376,7 +371,7 @@ async def after_password(settings: Settings, session_token: str, next_url: str =
         await PendingSignIn.delete().where(PendingSignIn.expires_at <= now).run()
         await PendingSignIn.insert(
             PendingSignIn(
-                token_hash=_hash(token),
+                token_hash=service.hash_token(token),
                 user=row["user"],
                 created_at=now,
                 expires_at=now + timedelta(minutes=PENDING_MINUTES),
@@ -395,17 +390,13 @@ async def pending(token: str) -> Pending | None:
     row = (
         await PendingSignIn.select(
             PendingSignIn.id,
-            PendingSignIn.user.id.as_alias("user_id"),
-            PendingSignIn.user.email.as_alias("email"),
-            PendingSignIn.user.name.as_alias("name"),
-            PendingSignIn.user.role.as_alias("role"),
-            PendingSignIn.user.active.as_alias("active"),
+            *service.account_columns(PendingSignIn.user),
             PendingSignIn.next_url,
             PendingSignIn.address,
             PendingSignIn.user_agent,
             PendingSignIn.expires_at,
         )
-        .where(PendingSignIn.token_hash == _hash(token))
+        .where(PendingSignIn.token_hash == service.hash_token(token))
         .first()
         .run()
     )
@@ -428,7 +419,7 @@ async def pending(token: str) -> Pending | None:
 
 
 async def cancel(token: str) -> None:
-    await PendingSignIn.delete().where(PendingSignIn.token_hash == _hash(token)).run()
+    await PendingSignIn.delete().where(PendingSignIn.token_hash == service.hash_token(token)).run()
 
 
 async def _finish(settings: Settings, step: Pending) -> str:
@@ -464,38 +455,16 @@ async def _check_throttle(settings: Settings, email: str, address: str) -> None:
     await service.check_throttle(settings, account_key, address_key)
     now = utcnow()
     window = timedelta(minutes=settings.login_window_minutes)
-    last_success = (
-        await LoginAttempt.select(LoginAttempt.at)
-        .where(
-            (LoginAttempt.account_key == account_key)
-            & (LoginAttempt.at >= now - window)
-            & (LoginAttempt.success == True)  # noqa: E712
-        )
-        .order_by(LoginAttempt.at, ascending=False)
-        .first()
-        .run()
-    )
-    since = last_success["at"] if last_success else now - window
-    failures = (
-        await LoginAttempt.select(LoginAttempt.at)
-        .where(
-            (LoginAttempt.account_key == account_key)
-            & (LoginAttempt.at > since)
-            & (LoginAttempt.success == False)  # noqa: E712
-        )
-        .order_by(LoginAttempt.at)
-        .run()
+    failures = await service.failures_since_success(
+        LoginAttempt.account_key == account_key, now - window
     )
     if len(failures) >= MAX_FAILURES_ALL_ADDRESSES:
-        oldest = failures[-MAX_FAILURES_ALL_ADDRESSES]["at"]
+        oldest = failures[-MAX_FAILURES_ALL_ADDRESSES]
         raise service.Throttled(int((oldest + window - now).total_seconds()) + 1)
 
 
 async def _record(email: str, address: str, ok: bool) -> None:
-    account_key, address_key = _keys(email, address)
-    await LoginAttempt.insert(
-        LoginAttempt(account_key=account_key, address=address_key, at=utcnow(), success=ok)
-    ).run()
+    await service.record_attempt(*_keys(email, address), ok)
 
 
 async def second_step_code(
@@ -569,23 +538,16 @@ async def passkey_sign_in(
     """A passkey alone (it is two factors: the device and its user verification); the new
     session's token. Failures are counted against the address."""
     address = address[:64]
-    await service.check_throttle(
-        settings, (KEY_PREFIX + address)[:254], (KEY_PREFIX + address)[:64]
-    )
+    # Failures are counted against the address, under the second step's prefix.
+    keys = ((KEY_PREFIX + address)[:254], (KEY_PREFIX + address)[:64])
+    await service.check_throttle(settings, *keys)
     try:
         user_id = await passkeys.authenticate(settings, ticket, credential, passkeys.SIGN_IN)
         active = await User.exists().where((User.id == user_id) & (User.active == True)).run()  # noqa: E712
         if not active:
             raise Invalid({"passkey": passkeys.NOT_ACCEPTED})
     except Invalid:
-        await LoginAttempt.insert(
-            LoginAttempt(
-                account_key=(KEY_PREFIX + address)[:254],
-                address=(KEY_PREFIX + address)[:64],
-                at=utcnow(),
-                success=False,
-            )
-        ).run()
+        await service.record_attempt(*keys, False)
         raise
     if replace_token:
         await service.end_session(replace_token)

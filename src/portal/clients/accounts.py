@@ -35,6 +35,7 @@ from portal.auth.service import (
     CLIENT,
     CurrentUser,
     Throttled,
+    account_columns,
     end_access_of,
     end_session,
     hash_token,
@@ -431,11 +432,7 @@ async def check_reset_token(token: str) -> dict[str, Any]:
                 PasswordReset.id,
                 PasswordReset.expires_at,
                 PasswordReset.used_at,
-                PasswordReset.user.id.as_alias("user_id"),
-                PasswordReset.user.email.as_alias("email"),
-                PasswordReset.user.name.as_alias("name"),
-                PasswordReset.user.role.as_alias("role"),
-                PasswordReset.user.active.as_alias("active"),
+                *account_columns(PasswordReset.user),
             )
             .where(PasswordReset.token_hash == hash_token(token))
             .first()

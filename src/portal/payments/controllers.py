@@ -8,17 +8,18 @@ from typing import Annotated, Any
 from urllib.parse import urlparse
 
 from litestar import Controller, MediaType, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
-from portal import metrics
+from portal import access, metrics
 from portal.auth.service import ACCOUNTANT, CLIENT, MANAGER, OWNER, CurrentUser
 from portal.auth.tables import User
 from portal.catalog import service as catalog
 from portal.catalog.service import NotAvailable
 from portal.catalog.tables import Package
-from portal.locations.service import ensure_location_access, visible_location_ids
 from portal.locations.tables import Location
 from portal.onetime import service as onetime
 from portal.payments import service, webhooks
@@ -33,7 +34,7 @@ from portal.sales.tables import Sale
 from portal.settings import ConfigurationError, Settings
 from portal.timeutil import utcnow
 from portal.web.forms import ValidationFailed, parse_id, read_form
-from portal.web.guards import current_user, requires_role
+from portal.web.guards import requires_role
 from portal.web.middleware import CONTENT_SECURITY_POLICY
 from portal.web.pagination import keyset_page
 from portal.web.responses import redirect
@@ -46,14 +47,13 @@ staff_readers = requires_role(OWNER, MANAGER, ACCOUNTANT)
 sellers = requires_role(OWNER, MANAGER)
 
 
-def _checkout_page_headers(request: Request[Any, Any, Any]) -> dict[str, str]:
+def _checkout_page_headers(settings: Settings) -> dict[str, str]:
     """The Content-Security-Policy of a page whose form redirects to the payment page.
 
     Browsers apply ``form-action`` to the redirect after the POST, so the page
     must allow the payment page's origin: Stripe's is in the portal-wide
     policy; the local stand-in's is added here when payments go to it.
     """
-    settings: Settings = request.app.state.settings
     if not settings.stripe_api_base:
         return {}
     parsed = urlparse(settings.stripe_api_base)
@@ -65,9 +65,15 @@ def _checkout_page_headers(request: Request[Any, Any, Any]) -> dict[str, str]:
     }
 
 
-def gateway_of(request: Request[Any, Any, Any]) -> StripeGateway:
-    """The app's Stripe gateway, built on first use from the settings."""
-    state = request.app.state
+class PaymentsNotConfigured(HTTPException):
+    """Stripe's settings are missing: online payments answer 503 until they are set."""
+
+    status_code = 503
+
+
+def gateway_of(state: State) -> StripeGateway:
+    """The app's Stripe gateway, built on first use from the settings and kept in
+    ``app.state.stripe_gateway`` (where the fault tests put a broken one)."""
     gateway: StripeGateway | None = getattr(state, "stripe_gateway", None)
     if gateway is None:
         settings: Settings = state.settings
@@ -75,11 +81,40 @@ def gateway_of(request: Request[Any, Any, Any]) -> StripeGateway:
             gateway = StripeGateway.from_settings(settings)
         except ConfigurationError as exc:
             log.error("payments are not configured: %s", exc)
-            raise HTTPException(
-                status_code=503, detail="Online payments are not available right now."
+            raise PaymentsNotConfigured(
+                detail="Online payments are not available right now."
             ) from exc
         state.stripe_gateway = gateway
     return gateway
+
+
+class GatewaySource:
+    """The gateway on demand, for handlers that check something first or need Stripe only
+    sometimes: nothing is built, and nothing fails for want of Stripe's settings, until
+    :meth:`get` is called. A refund of a cash sale never calls it; a retry calls it after
+    the sale's location scope (403 comes before 503); a purchase after the clinic (404)."""
+
+    def __init__(self, state: State) -> None:
+        self._state = state
+
+    def get(self) -> StripeGateway:
+        return gateway_of(self._state)
+
+
+def _provide_gateway(state: State) -> StripeGateway:
+    return gateway_of(state)
+
+
+def _provide_gateways(state: State) -> GatewaySource:
+    return GatewaySource(state)
+
+
+# Handlers ask by name: ``gateway`` when Stripe is the first thing the handler needs (the
+# webhook; 503 without its settings, before the handler runs), ``gateways`` otherwise.
+GATEWAY_DEPENDENCIES = {
+    "gateway": Provide(_provide_gateway, sync_to_thread=False),
+    "gateways": Provide(_provide_gateways, sync_to_thread=False),
+}
 
 
 async def _location_by_slug(slug: str) -> dict[str, Any]:
@@ -145,11 +180,12 @@ class PurchaseController(Controller):
     """A client buying a package online."""
 
     path = ""
+    dependencies = GATEWAY_DEPENDENCIES
 
     @get("/buy/{package_id:int}", guards=[buyers], name="buy")
     async def summary(
         self,
-        request: Request[Any, Any, Any],
+        settings: Settings,
         package_id: FromPath[int],
         location: Annotated[str, QueryParameter(name="location")] = "",
     ) -> Template:
@@ -160,29 +196,26 @@ class PurchaseController(Controller):
                 "payments/buy_choose.html", context={"package": package, "offers": offers}
             )
         place = await _location_by_slug(location)
-        context: dict[str, Any] = {"location": place, "error": "", "request_key": onetime.new_key()}
-        headers = _checkout_page_headers(request)
         try:
-            context["terms"] = await catalog.quote_package(
-                package_id, place["id"], utcnow(), online=True
-            )
+            terms = await catalog.quote_package(package_id, place["id"], utcnow(), online=True)
         except NotAvailable as exc:
-            context["terms"] = None
-            context["error"] = str(exc)
-            return Template("payments/buy.html", context=context, status_code=409, headers=headers)
-        return Template("payments/buy.html", context=context, headers=headers)
+            return _buy_page(settings, place, None, str(exc), 409)
+        return _buy_page(settings, place, terms, "", 200)
 
     @post("/buy/{package_id:int}", guards=[buyers], name="buy_submit")
     async def buy(
-        self, request: Request[Any, Any, Any], package_id: FromPath[int]
+        self,
+        request: Request[Any, Any, Any],
+        user: CurrentUser,
+        settings: Settings,
+        gateways: GatewaySource,
+        package_id: FromPath[int],
     ) -> Response[Any]:
-        user = current_user(request)
         values, _ = await read_form(request)
         place = await _location_by_slug(values.get("location", ""))
-        settings: Settings = request.app.state.settings
         try:
             checkout = await service.start_checkout(
-                gateway_of(request),
+                gateways.get(),
                 client_id=user.id,
                 client_email=user.email,
                 package_id=package_id,
@@ -191,56 +224,60 @@ class PurchaseController(Controller):
                 request_key=onetime.parse(values.get(onetime.FIELD)),
             )
         except NotAvailable as exc:
-            return Template(
-                "payments/buy.html",
-                context={"location": place, "terms": None, "error": str(exc)},
-                status_code=409,
-            )
+            return _buy_page(settings, place, None, str(exc), 409)
         except GatewayError as exc:
-            return await _buy_failed_page(request, package_id, place, exc)
-        if not checkout.url:
-            # The same form sent twice at once: the first is still talking to Stripe.
-            return Redirect(path=f"/purchases/{checkout.sale_id}", status_code=303)
-        return Redirect(path=checkout.url, status_code=303)
+            # Stripe could not start the checkout: 503 when unreachable, else 502.
+            terms = await catalog.quote_package(package_id, place["id"], utcnow(), online=True)
+            status = 503 if isinstance(exc, GatewayUnavailable) else 502
+            return _buy_page(settings, place, terms, exc.message, status)
+        # No URL: the same form sent twice at once, the first still talking to Stripe.
+        target = checkout.url or f"/purchases/{checkout.sale_id}"
+        return Redirect(path=target, status_code=303)
 
     @get("/purchases/{sale_id:int}", guards=[sale_readers], name="purchase")
-    async def purchase(self, request: Request[Any, Any, Any], sale_id: FromPath[int]) -> Template:
-        sale = await sales.get_sale_for(current_user(request), sale_id)
+    async def purchase(self, user: CurrentUser, sale_id: FromPath[int]) -> Template:
+        sale = await sales.get_sale_for(user, sale_id)
         return Template("payments/purchase.html", context=await _sale_context(sale))
 
     @get("/purchases/{sale_id:int}/status", guards=[sale_readers], name="purchase_status")
-    async def purchase_status(
-        self, request: Request[Any, Any, Any], sale_id: FromPath[int]
-    ) -> Template:
+    async def purchase_status(self, user: CurrentUser, sale_id: FromPath[int]) -> Template:
         """The htmx-polled part of the purchase page."""
-        sale = await sales.get_sale_for(current_user(request), sale_id)
+        sale = await sales.get_sale_for(user, sale_id)
         return Template("payments/_purchase_status.html", context=await _sale_context(sale))
 
     @get("/account/purchases", guards=[buyers], name="my_purchases")
-    async def my_purchases(self, request: Request[Any, Any, Any]) -> Template:
-        user = current_user(request)
+    async def my_purchases(self, user: CurrentUser) -> Template:
         return Template(
             "payments/my_purchases.html", context={"sales": await sales.client_sales(user.id)}
         )
 
     @get("/sales/{sale_id:int}/receipt", guards=[sale_readers], name="receipt")
-    async def receipt(self, request: Request[Any, Any, Any], sale_id: FromPath[int]) -> Template:
-        sale = await sales.get_sale_for(current_user(request), sale_id)
+    async def receipt(self, user: CurrentUser, sale_id: FromPath[int]) -> Template:
+        sale = await sales.get_sale_for(user, sale_id)
         if sale["status"] == sales.PENDING or sale["status"] == sales.CANCELLED:
             raise NotFoundException("There is no receipt for an unpaid purchase.")
         return Template("payments/receipt.html", context=await _sale_context(sale))
 
 
-async def _buy_failed_page(
-    request: Request[Any, Any, Any], package_id: int, place: dict[str, Any], exc: GatewayError
+def _buy_page(
+    settings: Settings,
+    place: dict[str, Any],
+    terms: catalog.PackageTerms | None,
+    error: str,
+    status_code: int,
 ) -> Template:
-    """The buy page again when Stripe could not start the checkout (503 unreachable, else 502)."""
-    terms = await catalog.quote_package(package_id, place["id"], utcnow(), online=True)
+    """The buy page: the clinic's terms (None when it does not sell the package online),
+    the error, and a fresh one-time key (sending this very form twice buys once)."""
     return Template(
         "payments/buy.html",
-        context={"location": place, "terms": terms, "error": exc.message},
-        status_code=503 if isinstance(exc, GatewayUnavailable) else 502,
-        headers=_checkout_page_headers(request),
+        context={
+            "location": place,
+            "terms": terms,
+            "error": error,
+            "request_key": onetime.new_key(),
+        },
+        status_code=status_code,
+        headers=_checkout_page_headers(settings),
     )
 
 
@@ -259,11 +296,11 @@ def _sales_query(user: CurrentUser, q: str, location_id: int | None, status: str
             query = query.where(Sale.id == sale_number)
         else:
             query = query.where(Sale.client.email.ilike(f"%{q}%"))
-    visible = visible_location_ids(user)
+    visible = access.visible_locations(user)
     if visible is not None:
         query = query.where(Sale.location.is_in(list(visible) or [-1]))
     if location_id is not None:
-        ensure_location_access(user, location_id)
+        access.ensure_read(user, location_id)
         query = query.where(Sale.location == location_id)
     if status:
         query = query.where(Sale.status == status)
@@ -300,7 +337,7 @@ async def _parse_sale_form(
     if location_id is None:
         errors["location_id"] = "Choose the location."
     else:
-        ensure_location_access(user, location_id, write=True)
+        access.ensure_write(user, location_id)
     package_id = _int_or_none(values.get("package_id"))
     if package_id is None:
         errors["package_id"] = "Choose a package."
@@ -318,13 +355,12 @@ async def _parse_sale_form(
 
 
 async def _record_sale(
-    request: Request[Any, Any, Any], user: CurrentUser, form: _SaleForm
+    user: CurrentUser, settings: Settings, gateways: GatewaySource, form: _SaleForm
 ) -> tuple[int, str]:
     """A checkout link for the client to pay, or a sale paid in the clinic: its id and message."""
     if form.method == "checkout_link":
-        settings: Settings = request.app.state.settings
         checkout = await service.start_checkout(
-            gateway_of(request),
+            gateways.get(),
             client_id=form.client_id,
             client_email=form.client_email,
             package_id=form.package_id,
@@ -346,11 +382,12 @@ async def _record_sale(
     return sale_id, "Sale recorded; the sessions are available now."
 
 
-async def _refund_gateway(request: Request[Any, Any, Any], sale_id: int) -> StripeGateway | None:
-    """Stripe's gateway when the sale has a card payment to refund; None for in-clinic payments."""
+async def _refund_gateway(gateways: GatewaySource, sale_id: int) -> StripeGateway | None:
+    """Stripe's gateway when the sale has a card payment to refund; None for in-clinic
+    payments, which are refunded without Stripe (and without its settings)."""
     payments = await service.payments_of(sale_id)
     if any(p["provider"] == service.STRIPE and p["status"] == service.SUCCEEDED for p in payments):
-        return gateway_of(request)
+        return gateways.get()
     return None
 
 
@@ -370,33 +407,38 @@ def _refund_message(refund: dict[str, Any]) -> tuple[str, str]:
     )
 
 
+def _retry_message(refund: dict[str, Any]) -> tuple[str, str]:
+    """The flash message and its category for a retried refund's outcome."""
+    if refund["status"] == service.SUCCEEDED:
+        return "Refund done.", "success"
+    if refund["status"] == service.PENDING:
+        return "Stripe still cannot be reached; try again later.", "error"
+    return f"Stripe refused the refund: {refund['error']}", "error"
+
+
 class SaleController(Controller):
     """Staff: sales at their locations, front-desk sales, refunds."""
 
     path = "/sales"
+    dependencies = GATEWAY_DEPENDENCIES
 
     @get("/", guards=[staff_readers], name="sales")
     async def index(
         self,
-        request: Request[Any, Any, Any],
+        user: CurrentUser,
         location_id: Annotated[int | None, QueryParameter(name="location")] = None,
         status: Annotated[str, QueryParameter(name="status")] = "",
         q: Annotated[str, QueryParameter(name="q")] = "",
         after: Annotated[str | None, QueryParameter(name="after")] = None,
     ) -> Template:
-        user = current_user(request)
         q = q.strip()
         query = _sales_query(user, q, location_id, status)
         page = await keyset_page(query, Sale.id, Sale.id, after=after, limit=50, descending=True)
-        locations = await Location.select(Location.id, Location.name).order_by(Location.name).run()
-        visible = visible_location_ids(user)
-        if visible is not None:
-            locations = [loc for loc in locations if loc["id"] in visible]
         return Template(
             "payments/sales.html",
             context={
                 "page": page,
-                "locations": locations,
+                "locations": await _visible_locations(user, active_only=False),
                 "location_id": location_id,
                 "status": status,
                 "q": q,
@@ -407,23 +449,27 @@ class SaleController(Controller):
     @get("/new", guards=[sellers], name="sale_new")
     async def new(
         self,
-        request: Request[Any, Any, Any],
+        user: CurrentUser,
         location_id: Annotated[int | None, QueryParameter(name="location")] = None,
     ) -> Template:
-        user = current_user(request)
         return Template(
             "payments/sale_form.html",
             context=await _front_desk_context(user, {"location_id": location_id or ""}, {}),
         )
 
     @post("/", guards=[sellers], name="sale_create")
-    async def create(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        user = current_user(request)
+    async def create(
+        self,
+        request: Request[Any, Any, Any],
+        user: CurrentUser,
+        settings: Settings,
+        gateways: GatewaySource,
+    ) -> Response[Any]:
         values, _ = await read_form(request)
         form, errors = await _parse_sale_form(user, values)
         if form is not None:
             try:
-                sale_id, message = await _record_sale(request, user, form)
+                sale_id, message = await _record_sale(user, settings, gateways, form)
             except NotAvailable as exc:
                 errors["package_id"] = str(exc)
             except ValidationFailed as exc:
@@ -432,78 +478,68 @@ class SaleController(Controller):
                 errors["method"] = exc.message
             else:
                 return redirect(request, f"/sales/{sale_id}", message)
-        return Template(
-            "payments/sale_form.html",
-            context=await _front_desk_context(user, values, errors),
-            status_code=422,
-        )
+        context = await _front_desk_context(user, values, errors)
+        return Template("payments/sale_form.html", context=context, status_code=422)
 
     @get("/{sale_id:int}", guards=[staff_readers], name="sale_detail")
     async def detail(
         self,
-        request: Request[Any, Any, Any],
+        user: CurrentUser,
         sale_id: FromPath[int],
         refund_sessions: Annotated[int | None, QueryParameter(name="sessions")] = None,
         rule: Annotated[str | None, QueryParameter(name="rule")] = None,
     ) -> Template:
-        user = current_user(request)
         sale = await sales.get_sale_for(user, sale_id)
-        context = await _sale_context(sale)
-        context.update(await _refund_form_context(sale, context, refund_sessions, rule, {}, ""))
-        return Template("payments/sale.html", context=context)
+        return await _sale_page(sale, _RefundForm(refund_sessions, rule, ""), {})
 
     @post("/{sale_id:int}/refunds", guards=[sellers], name="sale_refund")
     async def refund(
-        self, request: Request[Any, Any, Any], sale_id: FromPath[int]
+        self,
+        request: Request[Any, Any, Any],
+        user: CurrentUser,
+        gateways: GatewaySource,
+        sale_id: FromPath[int],
     ) -> Response[Any]:
-        user = current_user(request)
         sale = await sales.get_sale_for(user, sale_id, write=True)
         values, _ = await read_form(request)
-        sessions = _int_or_none(values.get("sessions")) or 0
-        rule = values.get("rule") or None
-        reason = values.get("reason", "")
+        form = _RefundForm(
+            _int_or_none(values.get("sessions")) or 0,
+            values.get("rule") or None,
+            values.get("reason", ""),
+        )
         try:
             refund = await service.refund_sale(
-                await _refund_gateway(request, sale_id),
+                await _refund_gateway(gateways, sale_id),
                 user,
                 sale_id,
-                sessions=sessions,
-                reason=reason,
-                rule=rule,
+                sessions=form.sessions or 0,
+                reason=form.reason,
+                rule=form.rule,
                 request_key=onetime.parse(values.get(onetime.FIELD)),
             )
         except ValidationFailed as exc:
-            context = await _sale_context(sale)
-            context.update(
-                await _refund_form_context(sale, context, sessions, rule, exc.errors, reason)
-            )
-            return Template("payments/sale.html", context=context, status_code=422)
+            return await _sale_page(sale, form, exc.errors, status_code=422)
         return redirect(request, f"/sales/{sale_id}", *_refund_message(refund))
 
     @post(
         "/{sale_id:int}/refunds/{refund_id:int}/retry", guards=[sellers], name="sale_refund_retry"
     )
     async def retry(
-        self, request: Request[Any, Any, Any], sale_id: FromPath[int], refund_id: FromPath[int]
+        self,
+        request: Request[Any, Any, Any],
+        user: CurrentUser,
+        gateways: GatewaySource,
+        sale_id: FromPath[int],
+        refund_id: FromPath[int],
     ) -> Response[Any]:
-        user = current_user(request)
         await sales.get_sale_for(user, sale_id, write=True)
         refund = await service.refund_of_sale(sale_id, refund_id)
         if refund["status"] != service.PENDING:
             return redirect(
                 request, f"/sales/{sale_id}", "This refund is no longer pending.", "info"
             )
-        refund = await service.retry_refund(gateway_of(request), user, refund_id)
-        message = {
-            "succeeded": "Refund done.",
-            "pending": "Stripe still cannot be reached; try again later.",
-        }.get(refund["status"], f"Stripe refused the refund: {refund['error']}")
-        return redirect(
-            request,
-            f"/sales/{sale_id}",
-            message,
-            "success" if refund["status"] == "succeeded" else "error",
-        )
+        refund = await service.retry_refund(gateways.get(), user, refund_id)
+        return redirect(request, f"/sales/{sale_id}", *_retry_message(refund))
 
 
 def _int_or_none(raw: str | None) -> int | None:
@@ -513,18 +549,30 @@ def _int_or_none(raw: str | None) -> int | None:
         return None
 
 
-async def _front_desk_context(
-    user: Any, form: dict[str, Any], errors: dict[str, str]
-) -> dict[str, Any]:
-    visible = visible_location_ids(user)
-    locations = (
-        await Location.select(Location.id, Location.name)
-        .where(Location.active == True)  # noqa: E712
-        .order_by(Location.name)
-        .run()
-    )
+async def _visible_locations(user: CurrentUser, *, active_only: bool) -> list[dict[str, Any]]:
+    """The locations the user may see (``portal.access``), by name: id and name."""
+    query = Location.select(Location.id, Location.name).order_by(Location.name)
+    if active_only:
+        query = query.where(Location.active == True)  # noqa: E712
+    visible = access.visible_locations(user)
     if visible is not None:
-        locations = [loc for loc in locations if loc["id"] in visible]
+        query = query.where(Location.id.is_in(list(visible) or [-1]))
+    rows: list[dict[str, Any]] = await query.run()
+    return rows
+
+
+_METHOD_CHOICES = [
+    ("checkout_link", "Card — send a Stripe Checkout link"),
+    ("cash", "Cash"),
+    ("cheque", "Cheque"),
+    ("terminal", "Card terminal in the clinic"),
+]
+
+
+async def _front_desk_context(
+    user: CurrentUser, form: dict[str, Any], errors: dict[str, str]
+) -> dict[str, Any]:
+    locations = await _visible_locations(user, active_only=True)
     if not form.get("location_id") and len(locations) == 1:
         form = {**form, "location_id": locations[0]["id"]}
     # Every rendering of the form gets a fresh one-time token (see
@@ -541,40 +589,49 @@ async def _front_desk_context(
         "errors": errors,
         "locations": [(loc["id"], loc["name"]) for loc in locations],
         "packages": [(p["id"], p["name"]) for p in packages],
-        "methods": [
-            ("checkout_link", "Card — send a Stripe Checkout link"),
-            ("cash", "Cash"),
-            ("cheque", "Cheque"),
-            ("terminal", "Card terminal in the clinic"),
-        ],
+        "methods": _METHOD_CHOICES,
     }
 
 
-async def _refund_form_context(
-    sale: dict[str, Any],
-    context: dict[str, Any],
-    sessions: int | None,
-    rule: str | None,
-    errors: dict[str, str],
-    reason: str,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _RefundForm:
+    """What the refund form asks for: sessions (None: every unused one), rule, reason."""
+
+    sessions: int | None
+    rule: str | None
+    reason: str
+
+
+async def _sale_page(
+    sale: dict[str, Any], form: _RefundForm, errors: dict[str, str], status_code: int = 200
+) -> Template:
+    """The staff's sale page with its refund form (quoted when the sale can be refunded)."""
+    context = await _sale_context(sale)
     counts: sales.SessionCounts = context["counts"]
-    out: dict[str, Any] = {
-        "refund_errors": errors,
-        "refund_reason": reason,
-        "rule_labels": service.RULE_LABELS,
+    context.update(
+        refund_errors=errors,
+        refund_reason=form.reason,
+        rule_labels=service.RULE_LABELS,
         # A fresh one-time key per rendering: sending this very form twice refunds once.
-        "refund_request_key": onetime.new_key(),
-    }
+        refund_request_key=onetime.new_key(),
+    )
     if (
         sale["status"] == sales.ACTIVE
         and counts.available > 0
         and any(p["status"] == service.SUCCEEDED for p in context["payments"])
     ):
-        wanted = counts.available if sessions is None else sessions
-        out["quote"] = await service.quote_refund(sale, wanted, rule)
-        out["refund_sessions"] = wanted
-    return out
+        wanted = counts.available if form.sessions is None else form.sessions
+        context["quote"] = await service.quote_refund(sale, wanted, form.rule)
+        context["refund_sessions"] = wanted
+    return Template("payments/sale.html", context=context, status_code=status_code)
+
+
+def _webhooks_not_configured(
+    request: Request[Any, Any, Any], exc: PaymentsNotConfigured
+) -> Response[Any]:
+    """Without Stripe's settings no signature can be checked: refused like a bad one."""
+    metrics.record_webhook("not_configured")
+    return Response({"error": "webhooks are not configured"}, status_code=400)
 
 
 @post(
@@ -582,26 +639,27 @@ async def _refund_form_context(
     opt={"public": True, "exclude_from_csrf": True},
     name="stripe_webhook",
     media_type=MediaType.JSON,
+    dependencies=GATEWAY_DEPENDENCIES,
+    exception_handlers={PaymentsNotConfigured: _webhooks_not_configured},
 )
-async def stripe_webhook(request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
+async def stripe_webhook(
+    request: Request[Any, Any, Any], gateway: StripeGateway
+) -> Response[dict[str, str]]:
     """Stripe's events. Signature checked on the raw body; 5xx makes Stripe retry.
 
     Every delivery is counted by outcome (``portal_stripe_webhook_events_total``):
     a run of ``invalid_signature`` is a wrong secret or someone probing, of
     ``failed`` or ``unavailable`` events Stripe will redeliver.
     """
-    outcome, response = await _handle_webhook(request)
+    outcome, response = await _handle_webhook(request, gateway)
     metrics.record_webhook(outcome)
     return response
 
 
-async def _handle_webhook(request: Request[Any, Any, Any]) -> tuple[str, Response[dict[str, str]]]:
+async def _handle_webhook(
+    request: Request[Any, Any, Any], gateway: StripeGateway
+) -> tuple[str, Response[dict[str, str]]]:
     raw = await request.body()
-    try:
-        gateway = gateway_of(request)
-    except HTTPException:
-        # Without Stripe settings no signature can be checked: refuse like a bad one.
-        return "not_configured", Response({"error": "webhooks are not configured"}, status_code=400)
     try:
         event = gateway.verify_webhook(raw, request.headers.get("stripe-signature"))
     except WebhookSignatureError:

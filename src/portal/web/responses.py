@@ -17,6 +17,30 @@ def client_address(request: Request[Any, Any, Any]) -> str:
     return request.client.host if request.client else ""
 
 
+def portal_cookie(
+    response: Response[Any],
+    settings: Settings,
+    key: str,
+    value: str,
+    *,
+    path: str = "/",
+    max_age: int | None = None,
+) -> None:
+    """Set one of the portal's cookies: HttpOnly, SameSite=Lax, Secure over https;
+    ``max_age=0`` forgets it."""
+    response.set_cookie(
+        Cookie(
+            key=key,
+            value=value,
+            path=path,
+            httponly=True,
+            samesite="lax",
+            secure=settings.secure_cookies,
+            max_age=max_age,
+        )
+    )
+
+
 def redirect(
     request: Request[Any, Any, Any],
     url: str,
@@ -26,17 +50,8 @@ def redirect(
     response = Redirect(path=url, status_code=303)
     if message:
         settings: Settings = request.app.state.settings
-        response.set_cookie(
-            Cookie(
-                key=FLASH_COOKIE,
-                value=encode_flashes(settings.secret_key, [(category, message)]),
-                path="/",
-                httponly=True,
-                samesite="lax",
-                secure=settings.secure_cookies,
-                max_age=60,
-            )
-        )
+        flashes = encode_flashes(settings.secret_key, [(category, message)])
+        portal_cookie(response, settings, FLASH_COOKIE, flashes, max_age=60)
     return response
 
 
@@ -47,48 +62,20 @@ def new_csrf_cookie(response: Response[Any], settings: Settings) -> None:
     before sign-in does not work for the signed-in session, nor one of the
     session after sign-out.
     """
-    response.set_cookie(
-        Cookie(
-            key=CSRF_COOKIE,
-            value=generate_csrf_token(settings.secret_key),
-            path="/",
-            httponly=True,
-            samesite="lax",
-            secure=settings.secure_cookies,
-        )
-    )
+    portal_cookie(response, settings, CSRF_COOKIE, generate_csrf_token(settings.secret_key))
 
 
 def set_session_cookie(response: Response[Any], settings: Settings, token: str) -> None:
     """The session's cookie, and with it a new CSRF token (:func:`new_csrf_cookie`)."""
     new_csrf_cookie(response, settings)
-    response.set_cookie(
-        Cookie(
-            key=SESSION_COOKIE,
-            value=token,
-            path="/",
-            httponly=True,
-            samesite="lax",
-            secure=settings.secure_cookies,
-            max_age=settings.session_absolute_hours * 3600,
-        )
-    )
+    max_age = settings.session_absolute_hours * 3600
+    portal_cookie(response, settings, SESSION_COOKIE, token, max_age=max_age)
 
 
 def clear_session_cookie(response: Response[Any], settings: Settings) -> None:
     """Forget the session cookie; a new CSRF token too (:func:`new_csrf_cookie`)."""
     new_csrf_cookie(response, settings)
-    response.set_cookie(
-        Cookie(
-            key=SESSION_COOKIE,
-            value="",
-            path="/",
-            httponly=True,
-            samesite="lax",
-            secure=settings.secure_cookies,
-            max_age=0,
-        )
-    )
+    portal_cookie(response, settings, SESSION_COOKIE, "", max_age=0)
 
 
 def safe_next(url: str | None, default: str = "/") -> str:
