@@ -12,11 +12,12 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from portal import metrics
+from portal import cli, metrics
 from portal.payments import webhooks
 from portal.settings import ConfigurationError, Settings
 from tests import factories
@@ -202,10 +203,13 @@ RECORD = """
 from portal import metrics
 metrics.record_request("GET", "/login", 200, 0.01)
 metrics.record_job_run("test.shared", "succeeded", 1.0)
+metrics.update_pool_usage()
+metrics.process_exit()  # as the app's shutdown does
 """
 EXPOSE = """
 from portal import metrics
 print(metrics.exposition()[0].decode())
+metrics.process_exit()
 """
 
 
@@ -221,5 +225,21 @@ def test_processes_sharing_a_directory_are_added_up(tmp_path):
     ).stdout.decode()
     assert sample(shown, "portal_http_requests_total", route="/login", status="200") == 3
     assert sample(shown, "portal_job_runs_total", job="test.shared", outcome="succeeded") == 3
-    # One file per process and kind, named by host and process id.
+    # One file per process and kind, named by host and process id; a process that
+    # stopped keeps its counts but leaves the live sums (the pool's gauges).
     assert len(list(shared.glob("counter_*.db"))) == 3
+    assert not list(shared.glob("gauge_livesum_*.db"))
+
+
+@pytest.mark.nodb
+def test_serve_with_several_workers_makes_its_own_directory_and_removes_it(monkeypatch):
+    monkeypatch.delenv(metrics.MULTIPROCESS_ENV, raising=False)
+    with cli.metrics_directory(1):
+        assert metrics.MULTIPROCESS_ENV not in os.environ  # one process: nothing to share
+    with cli.metrics_directory(2):
+        made = Path(os.environ[metrics.MULTIPROCESS_ENV])
+        assert made.is_dir() and not any(made.iterdir())
+    assert not made.exists() and metrics.MULTIPROCESS_ENV not in os.environ
+    monkeypatch.setenv(metrics.MULTIPROCESS_ENV, "/var/lib/portal/metrics")
+    with cli.metrics_directory(2):  # the operator's (shared with the worker) is theirs
+        assert os.environ[metrics.MULTIPROCESS_ENV] == "/var/lib/portal/metrics"
