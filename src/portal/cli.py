@@ -147,7 +147,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from portal import logs
 
     settings = get_settings()
-    logs.configure(settings.log_format)
+    logs.configure(settings.log_format, level=settings.log_level)
     port = int(args.port or os.environ.get("PORT") or 8000)
     if not settings.embedded:
         asyncio.run(_with_database(_require_migrated))

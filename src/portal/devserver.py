@@ -18,6 +18,7 @@ import uvicorn
 from portal import logs
 from portal.cli import uvicorn_options
 from portal.demo import DEMO_ACCOUNTS, DEMO_PASSWORD
+from portal.settings import get_settings
 
 
 @contextlib.contextmanager
@@ -58,7 +59,8 @@ def main() -> None:
         for email, role, _name, _locations in DEMO_ACCOUNTS:
             print(f"  {role:<11} {email}")
         print()
-        logs.configure(os.environ.get("LOG_FORMAT", "").strip().lower() or logs.TEXT)
+        settings = get_settings()
+        logs.configure(settings.log_format, level=settings.log_level)
         # As `portal serve`: the app's own request lines, only a named proxy's headers.
         uvicorn.run("portal.asgi:app", host="127.0.0.1", port=port, **uvicorn_options())
 

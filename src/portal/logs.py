@@ -77,7 +77,7 @@ def formatter(fmt: str = TEXT) -> logging.Formatter:
     )
 
 
-def configure(fmt: str = TEXT, *, level: int = logging.INFO, stream: IO[str] | None = None) -> None:
+def configure(fmt: str = TEXT, *, level: str = "info", stream: IO[str] | None = None) -> None:
     """Send every log record (the portal's, uvicorn's, Litestar's) through one formatter.
 
     Called once per process by the entry points (``portal.asgi``, the
@@ -92,7 +92,7 @@ def configure(fmt: str = TEXT, *, level: int = logging.INFO, stream: IO[str] | N
         if existing.get_name() == _HANDLER_NAME:
             root.removeHandler(existing)
     root.addHandler(handler)
-    root.setLevel(level)
+    root.setLevel(level.upper())
     # uvicorn's loggers print on their own handlers when it configures them;
     # the portal's entry points hand it ``log_config=None``, so they reach the
     # root's handler instead. Its access log is replaced by the request line

@@ -109,6 +109,8 @@ class Settings:
     forwarded_allow_ips: str = ""
     # Log lines: "text" for a terminal, "json" (one object a line) for a pipeline.
     log_format: str = "text"
+    # The least severe lines written: "info" keeps one line per request.
+    log_level: str = "info"
     # /metrics answers a request bearing this token, or from these addresses or
     # networks (comma-separated); with neither set, nobody.
     metrics_token: str = ""
@@ -188,7 +190,8 @@ class Settings:
             smtp_from=env.get("SMTP_FROM", "").strip() or "Clinic Portal <no-reply@localhost>",
             smtp_starttls=_bool(env.get("SMTP_STARTTLS"), default=True),
             forwarded_allow_ips=env.get("FORWARDED_ALLOW_IPS", "").strip(),
-            log_format=_log_format(env.get("LOG_FORMAT")),
+            log_format=_choice(env, "LOG_FORMAT", ("text", "json")),
+            log_level=_choice(env, "LOG_LEVEL", ("info", "warning", "error", "debug")),
             metrics_token=metrics_token,
             metrics_allow_ips=env.get("METRICS_ALLOW_IPS", "").strip(),
             jobs_in_process=_bool(env.get("JOBS_IN_PROCESS"), default=embedded),
@@ -208,10 +211,12 @@ class Settings:
         )
 
 
-def _log_format(raw: str | None) -> str:
-    value = (raw or "").strip().lower() or "text"
-    if value not in ("text", "json"):
-        raise ConfigurationError(f"LOG_FORMAT must be text or json, got {raw!r}")
+def _choice(env: dict[str, str], name: str, allowed: tuple[str, ...]) -> str:
+    """One of ``allowed`` (any case); unset or empty: the first."""
+    raw = env.get(name)
+    value = (raw or "").strip().lower() or allowed[0]
+    if value not in allowed:
+        raise ConfigurationError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
     return value
 
 

@@ -93,5 +93,9 @@ def test_a_job_binds_its_id_to_the_lines_it_writes():
 def test_log_format_comes_from_the_environment_and_is_checked():
     assert Settings.from_env(BASE_ENV).log_format == "text"
     assert Settings.from_env({**BASE_ENV, "LOG_FORMAT": "JSON"}).log_format == "json"
-    with pytest.raises(ConfigurationError, match="LOG_FORMAT must be text or json"):
+    with pytest.raises(ConfigurationError, match="LOG_FORMAT must be one of text, json"):
         Settings.from_env({**BASE_ENV, "LOG_FORMAT": "xml"})
+    assert Settings.from_env(BASE_ENV).log_level == "info"
+    assert Settings.from_env({**BASE_ENV, "LOG_LEVEL": "Warning"}).log_level == "warning"
+    with pytest.raises(ConfigurationError, match="LOG_LEVEL"):
+        Settings.from_env({**BASE_ENV, "LOG_LEVEL": "loud"})
