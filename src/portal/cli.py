@@ -430,7 +430,10 @@ def cmd_worker(args: argparse.Namespace) -> None:
             "with SQLite the jobs run inside the server process (`portal serve`, `make run`); "
             "`portal worker` needs PostgreSQL (DATABASE_URL)"
         )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from portal import logs
+
+    # The server's format (LOG_FORMAT, LOG_LEVEL): one log pipeline reads both.
+    logs.configure(settings.log_format, level=settings.log_level)
     jobs = queue.build(settings)
 
     async def run() -> None:

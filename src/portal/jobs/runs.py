@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from portal import db, progress
+from portal import db, logs, metrics, progress
 from portal.auth.tables import User
 from portal.email import messages
 from portal.identity import OWNER
@@ -118,6 +118,19 @@ async def execute(
 ) -> JobResult:
     """Run ``function`` as one recorded run; re-raises what it raised, after recording it."""
     run_id = await _start(request)
+    # Every line logged during the run (the job's own, the services', a
+    # traceback) names the job, its run and its queue job (``portal.logs``).
+    with logs.bound(job=request.job, job_run_id=run_id, queue_job_id=request.queue_job_id):
+        return await _execute(request, run_id, function, settings, also_report_to)
+
+
+async def _execute(
+    request: RunRequest,
+    run_id: int,
+    function: JobFunction,
+    settings: Settings,
+    also_report_to: progress.Listener | None,
+) -> JobResult:
     started = time.monotonic()
     writer = _ProgressWriter(run_id)
     call = JobCall(settings=settings, trigger=request.trigger, scheduled_for=request.scheduled_for)
@@ -301,6 +314,7 @@ async def _finish(
         .run()
     )
     log.info("job %s run %s %s in %.1f s", request.job, run_id, status, duration)
+    metrics.record_job_run(request.job, status, duration)
     if status == FAILED:
         try:
             await _alert_owners(request, run_id, error, settings)
