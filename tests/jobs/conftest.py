@@ -16,8 +16,7 @@ from typing import Any
 
 import procrastinate
 import pytest
-from procrastinate.periodic import PeriodicDeferrer
-from procrastinate.testing import InMemoryConnector
+from procrastinate.periodic import PeriodicDeferrer, PeriodicRegistry
 
 from portal.jobs import queue
 from portal.jobs.tables import JobRun
@@ -40,7 +39,7 @@ async def empty_queue(db: Any) -> None:
 
 def connector_for(db: Any) -> Any:
     if db.kind == "sqlite":
-        return InMemoryConnector()
+        return queue.MemoryConnector()
     return procrastinate.PsycopgConnector(conninfo=queue.conninfo(TEST_DATABASE_URL))
 
 
@@ -65,8 +64,17 @@ async def tick(app: procrastinate.App, at: datetime) -> None:
 
 
 async def work(app: procrastinate.App) -> None:
-    """Run a worker until nothing is left to do now (retries later than now wait)."""
-    await app.run_worker_async(wait=False, install_signal_handlers=False, listen_notify=False)
+    """Run a worker until nothing is left to do now (retries later than now wait).
+
+    Its own periodic deferrer is left out: the ticks a test runs are the ones
+    it gives :func:`tick`, whatever the clock says.
+    """
+    registry = app.periodic_registry
+    app.periodic_registry = PeriodicRegistry()
+    try:
+        await app.run_worker_async(wait=False, install_signal_handlers=False, listen_notify=False)
+    finally:
+        app.periodic_registry = registry
 
 
 async def runs_of(job: str) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ from portal.settings import ConfigurationError, Settings
 from portal.timeutil import utcnow
 from tests import factories
 from tests.conftest import TEST_DATABASE_URL
-from tests.jobs.conftest import runs_of, work
+from tests.jobs.conftest import empty_queue, runs_of, work
 
 PORTAL = str(Path(sys.executable).with_name("portal"))
 
@@ -197,3 +197,21 @@ async def test_jobs_run_and_list_on_the_command_line(db):
             [PORTAL, "worker"], env=env, capture_output=True, text=True, timeout=120
         )
         assert worker.returncode == 2 and "needs PostgreSQL" in worker.stderr
+
+
+async def test_the_page_says_when_no_worker_is_running(owner_client, db):
+    page = await owner_client.get("/jobs")
+    if db.kind == "sqlite":
+        # Embedded: the server runs the jobs itself; there is no worker to miss.
+        assert "No job worker is running" not in page.text
+        return
+    await empty_queue(db)
+    await db.engine.run_ddl(
+        "INSERT INTO procrastinate_workers (last_heartbeat) VALUES (now() - interval '1 hour')"
+    )
+    page = await owner_client.get("/jobs")
+    assert "No job worker is running" in page.text
+    assert "The last one was heard from" in page.text
+    await db.engine.run_ddl("INSERT INTO procrastinate_workers (last_heartbeat) VALUES (now())")
+    page = await owner_client.get("/jobs")
+    assert "No job worker is running" not in page.text and "1 worker(s) running" in page.text

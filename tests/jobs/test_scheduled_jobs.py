@@ -235,3 +235,15 @@ async def test_a_job_that_raises_is_retried_with_back_off_and_owners_emailed_onc
     alerts = await OutboxMessage.select().where(OutboxMessage.kind == "job_failed").run()
     assert [a["to_address"] for a in alerts] == [owner.email]  # one per streak
     assert alerts[0]["subject"] == "Job failed: Import Stripe payouts"
+
+
+async def test_a_waiting_tick_keeps_its_own_time(clinic, job_queue):
+    """The 02:00 tick still waits when the 03:00 one comes: the waiting run stays the
+    02:00 one (nobody's 03:00: nothing to do), and the queue holds one run of the job."""
+    await _lapse(clinic.sale_id)
+    day = datetime.now(NY).date()
+    await tick(job_queue, local(NY, day, 2) + timedelta(seconds=1))
+    await tick(job_queue, local(NY, day, 3) + timedelta(seconds=1))
+    await work(job_queue)
+    assert await runs_of("expire_packages") == []
+    assert await _available(clinic.sale_id) == 5

@@ -46,6 +46,7 @@ class JobsController(Controller):
                 jobs=await service.overview(settings),
                 runs=await service.recent_runs(),
                 queue_ready=_queue(request) is not None,
+                workers=await service.workers(settings),
             ),
         )
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import os
 import signal
@@ -34,6 +35,7 @@ from typing import Any
 import procrastinate
 from procrastinate import exceptions as queue_errors
 from procrastinate.testing import InMemoryConnector
+from procrastinate.types import JSONDict
 
 from portal import progress
 from portal.audit import service as audit
@@ -47,6 +49,38 @@ log = logging.getLogger("portal.jobs")
 TASK_PREFIX = "portal."
 # Finished queue rows (the portal keeps its own record in job_run) go after a week.
 OLD_JOBS_HOURS = 7 * 24
+
+
+class MemoryConnector(InMemoryConnector):
+    """procrastinate's in-memory queue (embedded mode), each job keeping its own arguments.
+
+    The periodic deferrer reuses one arguments dict for every tick of a task.
+    PostgreSQL stores a copy (JSON); the in-memory queue would keep the shared
+    dict, and a job still waiting would see its ``timestamp`` change under it
+    at the next tick.
+    """
+
+    async def defer_periodic_job_one(
+        self,
+        queue: str,
+        task_name: str,
+        priority: int,
+        args: JSONDict,
+        defer_timestamp: int,
+        lock: str | None,
+        queueing_lock: str | None,
+        periodic_id: str,
+    ) -> dict[str, Any]:
+        return await super().defer_periodic_job_one(
+            queue=queue,
+            task_name=task_name,
+            priority=priority,
+            args=copy.deepcopy(args),
+            defer_timestamp=defer_timestamp,
+            lock=lock,
+            queueing_lock=queueing_lock,
+            periodic_id=periodic_id,
+        )
 
 
 def task_name(job: str) -> str:
@@ -72,7 +106,7 @@ def build(settings: Settings, connector: Any | None = None) -> procrastinate.App
     catalog.check_schedules(settings)
     if connector is None:
         connector = (
-            InMemoryConnector()
+            MemoryConnector()
             if settings.is_sqlite
             else procrastinate.PsycopgConnector(
                 conninfo=conninfo(settings.database_url),

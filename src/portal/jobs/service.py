@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from portal import db
 from portal.errors import NotFound
 from portal.jobs import catalog
 from portal.jobs.runs import (
@@ -21,7 +22,16 @@ from portal.settings import Settings
 from portal.timeutil import utcnow
 
 # Re-exported for the page.
-__all__ = ["STATUS_LABELS", "TRIGGER_LABELS", "JobStatus", "get_run", "overview", "recent_runs"]
+__all__ = [
+    "STATUS_LABELS",
+    "TRIGGER_LABELS",
+    "JobStatus",
+    "Workers",
+    "get_run",
+    "overview",
+    "recent_runs",
+    "workers",
+]
 
 RUN_COLUMNS = (
     JobRun.id,
@@ -110,6 +120,32 @@ async def get_run(run_id: int) -> dict[str, Any]:
     if row is None:
         raise NotFound("No such run.")
     return row
+
+
+@dataclass(frozen=True)
+class Workers:
+    """PostgreSQL: the workers whose heartbeat is recent, and the latest heartbeat of any."""
+
+    alive: int
+    last_heartbeat: datetime | None
+
+
+async def workers(settings: Settings, now: datetime | None = None) -> Workers | None:
+    """Who is working the shared queue (None in embedded mode: the server itself is).
+
+    A worker writes a heartbeat every ``WORKER_HEARTBEAT_SECONDS``; one silent
+    for ``JOB_STALLED_SECONDS`` is gone (killed, or cut off from the database).
+    With none alive, scheduled jobs wait: the page says so.
+    """
+    if db.is_sqlite(JobRun._meta.db):
+        return None
+    now = now or utcnow()
+    rows = await JobRun.raw(
+        "SELECT count(*) FILTER (WHERE last_heartbeat >= {}) AS alive, "
+        "max(last_heartbeat) AS last FROM procrastinate_workers",
+        now - timedelta(seconds=settings.job_stalled_seconds),
+    ).run()
+    return Workers(alive=int(rows[0]["alive"] or 0), last_heartbeat=rows[0]["last"])
 
 
 def label_of(job: str) -> str:
