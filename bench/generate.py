@@ -1072,7 +1072,10 @@ async def generate(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         await db.close_pool(engine)
     rebuild_seconds = time.perf_counter() - rebuild_started
-    print(f"daily totals rebuilt in {rebuild_seconds:.0f} s ({steps} location-months)", flush=True)
+    print(
+        f"daily totals rebuilt in {rebuild_seconds:.0f} s ({steps} months, every location)",
+        flush=True,
+    )
     elapsed = time.perf_counter() - started
     print(
         "done in {:.0f} s: {}".format(

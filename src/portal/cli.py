@@ -356,7 +356,7 @@ def cmd_reports_rebuild(args: argparse.Namespace) -> None:
 
     steps = asyncio.run(_with_database(run))
     since = f" from {args.since.isoformat()}" if args.since else ""
-    print(f"Rebuilt the daily totals{since}: {steps} location-month(s).")
+    print(f"Rebuilt the daily totals{since}: {steps} month(s), every location.")
 
 
 def cmd_reports_verify(args: argparse.Namespace) -> None:
@@ -375,7 +375,7 @@ def cmd_reports_verify(args: argparse.Namespace) -> None:
             "`portal reports rebuild` recomputes them."
         )
         raise SystemExit(1)
-    print(f"The daily totals of {result.checked} location(s) equal the rows.")
+    print(f"The daily totals of {result.checked} month(s) equal the rows, every location.")
 
 
 def cmd_packages_expire(args: argparse.Namespace) -> None:
@@ -674,8 +674,8 @@ def build_parser() -> ArgumentParser:
     rebuild = reports_sub.add_parser(
         "rebuild",
         help="recompute the daily totals from the journal and the rows (safe while serving)",
-        description="One location and month at a time, each in its own short transaction. "
-        "Progress is shown on a terminal.",
+        description="One local month at a time (every location), each in its own short "
+        "transaction. Progress is shown on a terminal.",
     )
     rebuild.add_argument(
         "--since", type=_day, default=None, metavar="YYYY-MM-DD", help="from this local day on"

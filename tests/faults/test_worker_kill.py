@@ -34,6 +34,7 @@ from bench import load
 from portal.auth.service import CLIENT, MANAGER
 from portal.ledger.tables import JournalEntry, JournalLine
 from portal.payments.tables import Payment, StripeEvent
+from portal.reports import totals
 from portal.sales.tables import Sale, SaleSession
 from tests import factories
 from tests.conftest import TEST_DATABASE_URL, Database
@@ -151,6 +152,8 @@ async def _assert_paid_once(sale_id: int, lines: int) -> None:
 
 async def _assert_whole(database_url: str) -> None:
     assert await load.integrity_problems(database_url) == {}
+    # A killed worker leaves no row without its daily total, nor a total without its row.
+    assert [d.line() for d in (await totals.verify()).differences] == []
 
 
 async def test_front_desk_sales_survive_a_killed_worker(

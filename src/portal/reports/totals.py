@@ -1,17 +1,19 @@
 """The daily totals recomputed from the rows: ``portal reports rebuild`` and ``verify``.
 
-``ledger.daily`` keeps ``ledger_day`` and ``credit_day`` as the money moves.
-Here the same figures are aggregated afresh from ``journal_line`` (with its
-entry's kind) and from ``sale_session`` with its sale, by the same dating
+``ledger.daily`` keeps ``ledger_day``, ``credit_day`` and ``cash_day`` as the
+money moves. Here the same figures are aggregated afresh from ``journal_line``
+(with its entry's kind), ``sale_session`` with its sale, and the payments,
+refunds and disputes, by the same dating
 rule: each location's local days (constant-offset segments, no zone lookup per
 row), lines without a location in UTC. ``rebuild`` replaces the totals one
-location and one local month at a time, each in its own short transaction that
+local month at a time (every location's, one pass over the month's rows), each
+in its own short transaction that
 first blocks the totals' writers (PostgreSQL: ``LOCK TABLE … IN EXCLUSIVE
 MODE``, which waits for postings in flight and lets readers through; SQLite:
 the immediate transaction), so a posting commits either before the step reads
 the rows or after it has written their totals: safe while the portal serves.
-``verify`` compares every total with the fresh aggregate, per location in one
-snapshot (PostgreSQL: REPEATABLE READ), and lists each difference.
+``verify`` compares every total with the fresh aggregate, a month at a time in
+one snapshot (PostgreSQL: REPEATABLE READ), and lists each difference.
 """
 
 from __future__ import annotations
@@ -49,11 +51,21 @@ async def places() -> list[Place]:
     return out
 
 
-def _segments(place: Place, first: date, last: date) -> tuple[str, list[Any], datetime, datetime]:
-    lo, hi = local_midnight(place.timezone, first), local_midnight(place.timezone, last)
-    pieces = offset_segments(place.timezone, lo, hi)
-    cte, args = sql.values_cte("seg", [("lo", "ts"), ("hi", "ts"), ("off", "int")], pieces)
-    return cte, args, lo, hi
+def _segments(
+    places: list[Place], first: date, end: date
+) -> tuple[str, list[Any], datetime, datetime]:
+    """``seg(loc, lo, hi, off)``: each location's local days [first, end) as UTC pieces
+    of one offset, and the overall UTC range (for the time indexes)."""
+    rows: list[tuple[int, datetime, datetime, int]] = []
+    for place in places:
+        lo, hi = local_midnight(place.timezone, first), local_midnight(place.timezone, end)
+        rows.extend((place.id, a, b, off) for a, b, off in offset_segments(place.timezone, lo, hi))
+    cte, args = sql.values_cte(
+        "seg", [("loc", "int"), ("lo", "ts"), ("hi", "ts"), ("off", "int")], rows
+    )
+    overall_lo = min((r[1] for r in rows), default=datetime(1970, 1, 1, tzinfo=UTC))
+    overall_hi = max((r[2] for r in rows), default=datetime(1970, 1, 1, tzinfo=UTC))
+    return cte, args, overall_lo, overall_hi
 
 
 def _kind_case() -> tuple[str, str]:
@@ -65,72 +77,71 @@ def _kind_case() -> tuple[str, str]:
     )
 
 
-async def fresh_ledger(place: Place, first: date, end: date) -> dict[daily.LedgerKey, list[int]]:
-    """``ledger_day`` of one location for local days [first, end), from the journal."""
-    cte, args, lo, hi = _segments(place, first, end)
+def _dated(at: str, location: str, cte: str) -> tuple[str, str]:
+    """(``WITH … SELECT loc, day`` head, ``JOIN seg … WHERE`` time range) for rows dated
+    by ``at`` at ``location``."""
+    head = f"WITH {cte} SELECT seg.loc AS loc, {sql.local_day(at, 'seg.off')} AS day"
+    join = f"JOIN seg ON seg.loc = {location} AND {at} >= seg.lo AND {at} < seg.hi"
+    return head, join
+
+
+async def fresh_ledger(
+    places: list[Place], first: date, end: date
+) -> dict[daily.LedgerKey, list[int]]:
+    """``ledger_day`` of these locations' local days [first, end), from the journal."""
+    cte, args, lo, hi = _segments(places, first, end)
     kind, therapist = _kind_case()
-    where = "jl.location IS NULL" if place.id == daily.UNLOCATED else "jl.location = {}"
-    where_args = [] if place.id == daily.UNLOCATED else [place.id]
+    head, join = _dated("jl.occurred_at", "COALESCE(jl.location, 0)", cte)
     rows = await sql.fetch(
-        f"WITH {cte} SELECT {sql.local_day('jl.occurred_at', 'seg.off')} AS day, "
-        f"jl.account AS account, jl.currency AS currency, {kind} AS kind, "
+        f"{head}, jl.account AS account, jl.currency AS currency, {kind} AS kind, "
         f"{therapist} AS therapist, SUM(jl.debit_cents) AS d, SUM(jl.credit_cents) AS c "
-        "FROM journal_line jl JOIN journal_entry je ON je.id = jl.entry "
-        "JOIN seg ON jl.occurred_at >= seg.lo AND jl.occurred_at < seg.hi "
-        f"WHERE {where} AND jl.occurred_at >= {{}} AND jl.occurred_at < {{}} "
-        "GROUP BY 1, 2, 3, 4, 5",
-        [*args, *where_args, lo, hi],
+        f"FROM journal_line jl JOIN journal_entry je ON je.id = jl.entry {join} "
+        "WHERE jl.occurred_at >= {} AND jl.occurred_at < {} GROUP BY 1, 2, 3, 4, 5, 6",
+        [*args, lo, hi],
     )
-    out: dict[daily.LedgerKey, list[int]] = {}
-    for r in rows:
-        key = (
-            place.id,
-            int(r["day"]),
-            str(r["account"]),
-            str(r["currency"]),
-            str(r["kind"]),
-            int(r["therapist"]),
-        )
-        out[key] = [sql.as_int(r["d"]), sql.as_int(r["c"])]
-    return out
+    return {
+        (int(r["loc"]), int(r["day"]), str(r["account"]), str(r["currency"]), str(r["kind"]),
+         int(r["therapist"])): [sql.as_int(r["d"]), sql.as_int(r["c"])]
+        for r in rows
+    }  # fmt: skip
 
 
-async def fresh_credits(place: Place, first: date, end: date) -> dict[daily.CreditKey, list[int]]:
-    """``credit_day`` of one location for local days [first, end), from the credits."""
-    out: dict[daily.CreditKey, list[int]] = {}
-    if place.id == daily.UNLOCATED:
-        return out
-    cte, args, lo, hi = _segments(place, first, end)
+async def fresh_credits(
+    places: list[Place], first: date, end: date
+) -> dict[daily.CreditKey, list[int]]:
+    """``credit_day`` of these locations' local days [first, end), from the credits."""
+    cte, args, lo, hi = _segments(places, first, end)
     movement = (
         "CASE "
         + " ".join(f"WHEN ss.state = '{s}' THEN '{m}'" for s, m in daily.MOVEMENT_OF_STATE.items())
         + " END"
     )
     states = ", ".join(f"'{s}'" for s in daily.MOVEMENT_OF_STATE)
+    sold_head, sold_join = _dated("s.activated_at", "s.location", cte)
+    ended_head, ended_join = _dated("ss.changed_at", "s.location", cte)
     sold, ended = await sql.fetch_all(
         (
-            f"WITH {cte} SELECT {sql.local_day('s.activated_at', 'seg.off')} AS day, "
-            f"s.currency AS currency, '{daily.SOLD}' AS movement, COUNT(*) AS n, "
-            "SUM(ss.value_cents) AS v FROM sale_session ss JOIN sale s ON s.id = ss.sale "
-            "JOIN seg ON s.activated_at >= seg.lo AND s.activated_at < seg.hi "
-            "WHERE s.location = {} AND s.activated_at >= {} AND s.activated_at < {} "
-            "GROUP BY 1, 2, 3",
-            [*args, place.id, lo, hi],
+            f"{sold_head}, s.currency AS currency, '{daily.SOLD}' AS movement, COUNT(*) AS n, "
+            f"SUM(ss.value_cents) AS v FROM sale s {sold_join} "
+            "JOIN sale_session ss ON ss.sale = s.id "
+            "WHERE s.activated_at >= {} AND s.activated_at < {} GROUP BY 1, 2, 3, 4",
+            [*args, lo, hi],
         ),
         (
-            f"WITH {cte} SELECT {sql.local_day('ss.changed_at', 'seg.off')} AS day, "
-            f"s.currency AS currency, {movement} AS movement, COUNT(*) AS n, "
+            f"{ended_head}, s.currency AS currency, {movement} AS movement, COUNT(*) AS n, "
             "SUM(ss.value_cents) AS v FROM sale_session ss JOIN sale s ON s.id = ss.sale "
-            "JOIN seg ON ss.changed_at >= seg.lo AND ss.changed_at < seg.hi "
-            f"WHERE s.location = {{}} AND ss.state IN ({states}) "
-            "AND ss.changed_at >= {} AND ss.changed_at < {} GROUP BY 1, 2, 3",
-            [*args, place.id, lo, hi],
+            f"{ended_join} WHERE ss.state IN ({states}) "
+            "AND ss.changed_at >= {} AND ss.changed_at < {} GROUP BY 1, 2, 3, 4",
+            [*args, lo, hi],
         ),
     )
-    for r in [*sold, *ended]:
-        key = (place.id, int(r["day"]), str(r["currency"]), str(r["movement"]))
-        out[key] = [sql.as_int(r["n"]), sql.as_int(r["v"])]
-    return out
+    return {
+        (int(r["loc"]), int(r["day"]), str(r["currency"]), str(r["movement"])): [
+            sql.as_int(r["n"]),
+            sql.as_int(r["v"]),
+        ]
+        for r in [*sold, *ended]
+    }
 
 
 # What each source row adds to ``cash_day`` (the payments report's dating and
@@ -151,32 +162,29 @@ _CASH_SOURCES = (
 )  # fmt: skip
 
 
-async def fresh_cash(place: Place, first: date, end: date) -> dict[daily.CashKey, list[int]]:
-    """``cash_day`` of one location for local days [first, end), from payments,
-    refunds and disputes."""
+async def fresh_cash(places: list[Place], first: date, end: date) -> dict[daily.CashKey, list[int]]:
+    """``cash_day`` of these locations' local days [first, end), from payments, refunds
+    and disputes."""
     out: dict[daily.CashKey, list[int]] = {}
-    if place.id == daily.UNLOCATED:
-        return out
-    cte, args, lo, hi = _segments(place, first, end)
+    cte, args, lo, hi = _segments(places, first, end)
     queries = []
     for at, source, where, sums in _CASH_SOURCES:
+        head, join = _dated(at, "s.location", cte)
         currency = at.split(".")[0] + ".currency"
         queries.append(
             (
-                f"WITH {cte} SELECT {sql.local_day(at, 'seg.off')} AS day, "
-                f"{currency} AS currency, p.method AS method, p.provider AS provider, "
+                f"{head}, {currency} AS currency, p.method AS method, p.provider AS provider, "
                 "s.package_id AS package, "
                 + ", ".join(f"{expr} AS {name}" for name, expr in sums.items())
-                + f" FROM {source} JOIN seg ON {at} >= seg.lo AND {at} < seg.hi "
-                f"WHERE s.location = {{}} AND {where} AND {at} >= {{}} AND {at} < {{}} "
-                "GROUP BY 1, 2, 3, 4, 5",
-                [*args, place.id, lo, hi],
+                + f" FROM {source} {join} WHERE {where} AND {at} >= {{}} AND {at} < {{}} "
+                "GROUP BY 1, 2, 3, 4, 5, 6",
+                [*args, lo, hi],
             )
         )
     for (_, _, _, sums), rows in zip(_CASH_SOURCES, await sql.fetch_all(*queries), strict=True):
         for r in rows:
             key = (
-                place.id,
+                int(r["loc"]),
                 int(r["day"]),
                 str(r["currency"]),
                 str(r["method"]),
@@ -197,13 +205,13 @@ TABLES: dict[str, tuple[type[LedgerDay] | type[CreditDay] | type[CashDay], tuple
 }  # fmt: skip
 
 
-async def stored(name: str, place: Place, first: date, end: date) -> dict[Any, list[int]]:
-    """The totals kept in table ``name`` for one location's local days [first, end)."""
+async def stored(name: str, first: date, end: date) -> dict[Any, list[int]]:
+    """The totals kept in table ``name`` for local days [first, end), every location."""
     table, key, sums = TABLES[name]
     rows = await sql.fetch(
         f"SELECT {', '.join((*key, *sums))} FROM {table._meta.tablename} "
-        "WHERE location = {} AND day >= {} AND day < {}",
-        [place.id, daily.number_of(first), daily.number_of(end)],
+        "WHERE day >= {} AND day < {}",
+        [daily.number_of(first), daily.number_of(end)],
     )
     return {
         tuple(r[k] if isinstance(r[k], str) else int(r[k]) for k in key): [
@@ -219,27 +227,47 @@ async def _block_writers() -> None:
         await LedgerDay.raw(f"LOCK TABLE {', '.join(TABLES)} IN EXCLUSIVE MODE").run()
 
 
-async def _fresh(place: Place, first: date, end: date) -> dict[str, dict[Any, list[int]]]:
+async def _fresh(places: list[Place], first: date, end: date) -> dict[str, dict[Any, list[int]]]:
     return {
-        "ledger_day": await fresh_ledger(place, first, end),
-        "credit_day": await fresh_credits(place, first, end),
-        "cash_day": await fresh_cash(place, first, end),
+        "ledger_day": await fresh_ledger(places, first, end),
+        "credit_day": await fresh_credits(places, first, end),
+        "cash_day": await fresh_cash(places, first, end),
     }
 
 
-async def _replace(place: Place, first: date, end: date) -> None:
-    """One step: a location's totals of local days [first, end) from its rows."""
+async def _replace(places: list[Place], first: date, end: date) -> None:
+    """One step: every location's totals of local days [first, end) from the rows."""
     async with db.transaction():
         await _block_writers()
-        fresh = await _fresh(place, first, end)
+        fresh = await _fresh(places, first, end)
         for name, (table, key, sums) in TABLES.items():
             await table.raw(
-                f"DELETE FROM {name} WHERE location = {{}} AND day >= {{}} AND day < {{}}",
-                place.id,
+                f"DELETE FROM {name} WHERE day >= {{}} AND day < {{}}",
                 daily.number_of(first),
                 daily.number_of(end),
             ).run()
-            await daily.upsert(table, key, sums, fresh[name])
+            await _insert(table, key, sums, fresh[name])
+
+
+async def _insert(
+    table: type[LedgerDay] | type[CreditDay] | type[CashDay],
+    key: tuple[str, ...],
+    sums: tuple[str, ...],
+    rows: dict[Any, list[int]],
+) -> None:
+    """A step's fresh totals into their emptied days: by COPY on PostgreSQL (writers
+    wait on the step's lock, so nothing else writes these keys), else by upsert."""
+    engine = db.current_engine()
+    current = getattr(engine, "current_transaction", None)
+    tx = current.get() if current is not None else None
+    if sql.is_sqlite() or tx is None:
+        await daily.upsert(table, key, sums, rows)
+        return
+    records = [(*k, *v) for k, v in sorted(rows.items()) if any(v)]
+    if records:
+        await tx.connection.copy_records_to_table(
+            table._meta.tablename, columns=[*key, *sums], records=records
+        )
 
 
 async def _first_day() -> date:
@@ -269,7 +297,7 @@ def _months(first: date, last: date) -> Iterator[tuple[date, date]]:
 
 async def rebuild(since: date | None = None, progress: Progress | None = None) -> int:
     """Recompute every total from ``since`` (or the first row) to a day past today;
-    returns the number of steps (location-months)."""
+    returns the number of steps (months, every location at once)."""
     first = since or await _first_day()
     last = (datetime.now(tz=UTC) + timedelta(days=2)).date()
     # Rows dated in the future (appointments ahead are never journalled; a
@@ -278,7 +306,8 @@ async def rebuild(since: date | None = None, progress: Progress | None = None) -
     latest = sql.as_datetime(rows[0]["t"]) if rows else None
     if latest is not None and latest.date() + timedelta(days=1) > last:
         last = latest.date() + timedelta(days=1)
-    todo = [(p, a, b) for p in await places() for a, b in _months(first, last)]
+    todo = list(_months(first, last))
+    every = await places()
     if since is None:  # nothing can be dated before the first row
         for name, (table, _, _) in TABLES.items():
             await table.raw(f"DELETE FROM {name} WHERE day < {{}}", daily.number_of(first)).run()
@@ -288,10 +317,10 @@ async def rebuild(since: date | None = None, progress: Progress | None = None) -
             f"DELETE FROM {name} WHERE day >= {{}}",
             daily.number_of(last + timedelta(days=1)),
         ).run()
-    for done, (place, a, b) in enumerate(todo, start=1):
-        await _replace(place, a, b)
+    for done, (a, b) in enumerate(todo, start=1):
+        await _replace(every, a, b)
         if progress is not None:
-            progress(done, len(todo), f"{place.name} {a:%Y-%m}")
+            progress(done, len(todo), f"{a:%Y-%m}")
     return len(todo)
 
 
@@ -314,7 +343,7 @@ class Difference:
 @dataclass
 class Verification:
     differences: list[Difference] = field(default_factory=list)
-    checked: int = 0  # location keys compared
+    checked: int = 0  # months compared
 
 
 async def _snapshot() -> None:
@@ -333,20 +362,40 @@ async def verify(progress: Progress | None = None) -> Verification:
         (datetime.now(tz=UTC) + timedelta(days=2)).date(), daily.day_of(last_stored)
     ) + timedelta(days=1)
     result = Verification()
-    all_places = await places()
-    for done, place in enumerate(all_places, start=1):
+    every = await places()
+    steps = list(_months(first, last - timedelta(days=1)))
+    for done, (a, b) in enumerate(steps, start=1):
+        # One snapshot per month: a row and its total commit together, so they agree
+        # in any snapshot.
         async with db.transaction():
             await _snapshot()
-            fresh = await _fresh(place, first, last)
-            pairs = [(name, await stored(name, place, EPOCH, last), fresh[name]) for name in TABLES]
-        for name, kept, aggregated in pairs:
-            width = len(TABLES[name][2])
-            for key in sorted(set(kept) | set(aggregated), key=str):
-                a = kept.get(key, [0] * width)
-                b = aggregated.get(key, [0] * width)
-                if a != b:
-                    result.differences.append(Difference(name, key, a, b))
-        result.checked += 1
+            fresh = await _fresh(every, a, b)
+            pairs = [(name, await stored(name, a, b), fresh[name]) for name in TABLES]
+        _compare(result, pairs)
         if progress is not None:
-            progress(done, len(all_places), place.name)
+            progress(done, len(steps), f"{a:%Y-%m}")
+    # Totals outside the days any row can fall on are differences too.
+    outside: list[tuple[str, dict[Any, list[int]], dict[Any, list[int]]]] = [
+        (name, await _outside(name, first, last), {}) for name in TABLES
+    ]
+    _compare(result, outside)
+    result.checked = len(steps)
     return result
+
+
+async def _outside(name: str, first: date, end: date) -> dict[Any, list[int]]:
+    before = await stored(name, EPOCH, first)
+    after = await stored(name, end, date(9999, 1, 1))
+    return {**before, **after}
+
+
+def _compare(
+    result: Verification, pairs: list[tuple[str, dict[Any, list[int]], dict[Any, list[int]]]]
+) -> None:
+    for name, kept, aggregated in pairs:
+        width = len(TABLES[name][2])
+        for key in sorted(set(kept) | set(aggregated), key=str):
+            a = kept.get(key, [0] * width)
+            b = aggregated.get(key, [0] * width)
+            if a != b:
+                result.differences.append(Difference(name, key, a, b))
