@@ -8,10 +8,10 @@ from zoneinfo import ZoneInfo
 
 from litestar import Controller, Request, Response, get, post
 from litestar.background_tasks import BackgroundTask
-from litestar.exceptions import PermissionDeniedException
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
 
+from portal import access
 from portal.auth.service import ACCOUNTANT, CLIENT, MANAGER, OWNER, THERAPIST, CurrentUser
 from portal.auth.tables import User
 from portal.bookings import listing, notify, service, weekview
@@ -19,7 +19,7 @@ from portal.bookings import series as series_service
 from portal.catalog.tables import Service
 from portal.clients import service as clients
 from portal.errors import Forbidden
-from portal.locations.service import get_location_for, visible_location_ids
+from portal.locations.service import all_locations, get_location_for
 from portal.locations.tables import Location
 from portal.onetime import service as onetime
 from portal.settings import Settings
@@ -27,7 +27,7 @@ from portal.staff import hours as h
 from portal.staff.tables import Therapist, TherapistLocation, TherapistService
 from portal.timeutil import utcnow
 from portal.web.forms import ValidationFailed, read_form
-from portal.web.guards import current_user, requires_role
+from portal.web.guards import requires_role
 from portal.web.pagination import Page
 from portal.web.responses import redirect
 
@@ -59,11 +59,6 @@ def _int(raw: str | None) -> int | None:
 def _plausible(day: date) -> bool:
     """A calendar day the portal can do arithmetic around (no year 1 or 9999)."""
     return 1900 <= day.year <= 2200
-
-
-def _settings(request: Request[Any, Any, Any]) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
 
 
 def _deliver_later(response: Response[Any], settings: Settings, deferred: list[int]) -> None:
@@ -116,9 +111,8 @@ async def _choices(user: CurrentUser, location_id: int | None) -> dict[str, Any]
         .order_by(Location.name)
         .run()
     )
-    if user.role == MANAGER:
-        visible = visible_location_ids(user) or frozenset()
-        locations = [loc for loc in locations if loc["id"] in visible]
+    if user.role != CLIENT:  # staff book where they may change appointments
+        locations = [loc for loc in locations if access.can_write(user, int(loc["id"]))]
     services = (
         await Service.select(Service.id, Service.name, Service.duration_minutes)
         .where(Service.active == True)  # noqa: E712
@@ -250,9 +244,7 @@ async def _location_day_page(
     user: CurrentUser, location_id: int | None, day: str | None
 ) -> Template:
     """Staff's schedule of one location's day (the first visible location by default)."""
-    locations = await _choices(user, None)
-    visible = visible_location_ids(user)
-    options = [loc for loc in locations["locations"] if visible is None or loc["id"] in visible]
+    options = await all_locations(active_only=True, visible_to=user)
     location = next(
         (loc for loc in options if loc["id"] == location_id), options[0] if options else None
     )
@@ -262,7 +254,7 @@ async def _location_day_page(
             context={"rows": [], "labels": service.STATUS_LABELS, "title": "Appointments"},
         )
     if location_id is not None and location["id"] != location_id:
-        raise PermissionDeniedException("You do not have access to this location.")
+        raise Forbidden("You do not have access to this location.")
     tz = ZoneInfo(str(location["timezone"]))
     the_day = _day(day, tz)
     span = h.local_day_span(the_day, tz)
@@ -427,13 +419,12 @@ class BookingController(Controller):
     @get("/", guards=[viewers], name="appointments")
     async def index(
         self,
-        request: Request[Any, Any, Any],
+        user: CurrentUser,
         location_id: Annotated[int | None, QueryParameter(name="location")] = None,
         day: Annotated[str | None, QueryParameter(name="day")] = None,
     ) -> Template:
         """Three pages on one path: a client's own appointments, a therapist's
         agenda, and staff's day schedule of one location."""
-        user = current_user(request)
         if user.role == CLIENT:
             return await _my_appointments_page(user)
         if user.role == THERAPIST:
@@ -444,10 +435,10 @@ class BookingController(Controller):
     async def list_page(
         self,
         request: Request[Any, Any, Any],
+        user: CurrentUser,
         after: Annotated[str | None, QueryParameter(name="after")] = None,
     ) -> Template:
         """Every appointment the user may see, newest first, 50 a page (keyset)."""
-        user = current_user(request)
         values = {key: str(request.query_params.get(key) or "") for key in listing.FILTER_KEYS}
         errors: dict[str, str] = {}
         page = Page(rows=[], next_cursor=None)
@@ -465,19 +456,19 @@ class BookingController(Controller):
         )
 
     @get("/new", guards=[bookers], name="appointment_new")
-    async def new(self, request: Request[Any, Any, Any]) -> Template:
+    async def new(self, request: Request[Any, Any, Any], user: CurrentUser) -> Template:
         values = {k: v for k, v in request.query_params.items() if isinstance(v, str)}
-        return await _booking_page(current_user(request), values)
+        return await _booking_page(user, values)
 
     @post("/", guards=[bookers], name="appointment_create")
-    async def create(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        user = current_user(request)
+    async def create(
+        self, request: Request[Any, Any, Any], user: CurrentUser, settings: Settings
+    ) -> Response[Any]:
         values, _ = await read_form(request)
         location_id, service_id, client_id, start, errors = await _parse_booking_form(user, values)
         if errors:
             return await _booking_page(user, values, errors, status_code=422)
         assert location_id is not None and service_id is not None
-        settings = _settings(request)
         deferred: list[int] = []
         try:
             appointment_id = await service.book(
@@ -498,10 +489,7 @@ class BookingController(Controller):
         return response
 
     @get("/{appointment_id:int}", guards=[viewers], name="appointment_detail")
-    async def detail(
-        self, request: Request[Any, Any, Any], appointment_id: FromPath[int]
-    ) -> Template:
-        user = current_user(request)
+    async def detail(self, user: CurrentUser, appointment_id: FromPath[int]) -> Template:
         appointment = await service.get_appointment_for(user, appointment_id)
         now = utcnow()
         return Template(
@@ -512,17 +500,19 @@ class BookingController(Controller):
                 "late": service.is_late(appointment, now),
                 "started": appointment["start_at"] <= now,
                 "errors": {},
-                "can_write": _can_write(user, appointment),
+                "can_write": access.can_write(user, int(appointment["location"])),
             },
         )
 
     @post("/{appointment_id:int}/cancel", guards=[bookers], name="appointment_cancel")
     async def cancel(
-        self, request: Request[Any, Any, Any], appointment_id: FromPath[int]
+        self,
+        request: Request[Any, Any, Any],
+        user: CurrentUser,
+        settings: Settings,
+        appointment_id: FromPath[int],
     ) -> Response[Any]:
-        user = current_user(request)
         values, _ = await read_form(request)
-        settings = _settings(request)
         deferred: list[int] = []
         try:
             outcome = await service.cancel(
@@ -544,9 +534,8 @@ class BookingController(Controller):
 
     @post("/{appointment_id:int}/complete", guards=[staff_actions], name="appointment_complete")
     async def complete(
-        self, request: Request[Any, Any, Any], appointment_id: FromPath[int]
+        self, request: Request[Any, Any, Any], user: CurrentUser, appointment_id: FromPath[int]
     ) -> Response[Any]:
-        user = current_user(request)
         values, _ = await read_form(request)
         try:
             await service.complete(
@@ -558,9 +547,8 @@ class BookingController(Controller):
 
     @post("/{appointment_id:int}/no-show", guards=[managers], name="appointment_no_show")
     async def no_show(
-        self, request: Request[Any, Any, Any], appointment_id: FromPath[int]
+        self, request: Request[Any, Any, Any], user: CurrentUser, appointment_id: FromPath[int]
     ) -> Response[Any]:
-        user = current_user(request)
         values, _ = await read_form(request)
         try:
             await service.mark_no_show(
@@ -594,7 +582,7 @@ class BookingController(Controller):
                 "started": appointment["start_at"] <= now,
                 "errors": errors,
                 "form": form or {},
-                "can_write": _can_write(user, appointment),
+                "can_write": access.can_write(user, int(appointment["location"])),
             },
             status_code=422,
         )
@@ -604,12 +592,11 @@ class BookingController(Controller):
     @get("/{appointment_id:int}/move", guards=[managers], name="appointment_move_form")
     async def move_form(
         self,
-        request: Request[Any, Any, Any],
+        user: CurrentUser,
         appointment_id: FromPath[int],
         day: Annotated[str | None, QueryParameter(name="day")] = None,
         therapist: Annotated[str | None, QueryParameter(name="therapist")] = None,
     ) -> Template:
-        user = current_user(request)
         appointment = await service.get_appointment_for(user, appointment_id, write=True)
         tz = ZoneInfo(str(appointment["timezone"]))
         start = appointment["start_at"].astimezone(tz)
@@ -622,16 +609,18 @@ class BookingController(Controller):
 
     @post("/{appointment_id:int}/move", guards=[managers], name="appointment_move")
     async def move(
-        self, request: Request[Any, Any, Any], appointment_id: FromPath[int]
+        self,
+        request: Request[Any, Any, Any],
+        user: CurrentUser,
+        settings: Settings,
+        appointment_id: FromPath[int],
     ) -> Response[Any]:
-        user = current_user(request)
         appointment = await service.get_appointment_for(user, appointment_id, write=True)
         values, _ = await read_form(request)
         tz = ZoneInfo(str(appointment["timezone"]))
         form, start, therapist_id, errors = _parse_move_form(values, tz)
         if errors or start is None:
             return await _move_page(appointment, form, errors, status_code=422)
-        settings = _settings(request)
         deferred: list[int] = []
         try:
             await service.move(
@@ -653,8 +642,7 @@ class BookingController(Controller):
         return response
 
     @get("/series/new", guards=[bookers], name="series_new")
-    async def series_form(self, request: Request[Any, Any, Any]) -> Template:
-        user = current_user(request)
+    async def series_form(self, request: Request[Any, Any, Any], user: CurrentUser) -> Template:
         values = {k: v for k, v in request.query_params.items() if isinstance(v, str)}
         return Template(
             "bookings/series.html",
@@ -667,8 +655,9 @@ class BookingController(Controller):
         )
 
     @post("/series", guards=[bookers], name="series_create")
-    async def series_create(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        user = current_user(request)
+    async def series_create(
+        self, request: Request[Any, Any, Any], user: CurrentUser, settings: Settings
+    ) -> Response[Any]:
         values, _ = await read_form(request)
         context: dict[str, Any] = {
             **await _choices(user, _int(values.get("location"))),
@@ -683,7 +672,6 @@ class BookingController(Controller):
                 if client is None:
                     raise ValidationFailed({"client_email": "No client account with this email."})
                 client_id = int(client["id"])
-            settings = _settings(request)
             deferred: list[int] = []
             context["result"] = await series_service.book_series(
                 user, client_id, request_, settings=settings, deferred=deferred
@@ -695,13 +683,6 @@ class BookingController(Controller):
         response = Template("bookings/series.html", context=context)
         _deliver_later(response, settings, deferred)
         return response
-
-
-def _can_write(user: CurrentUser, appointment: dict[str, Any]) -> bool:
-    """Staff who may move this appointment and waive forfeits (its location's managers)."""
-    if user.role == OWNER:
-        return True
-    return user.role == MANAGER and int(appointment["location"]) in user.location_ids
 
 
 async def _move_page(
@@ -779,12 +760,11 @@ class WeekViewController(Controller):
     @get("/{location_id:int}/week", guards=[managers], name="location_week")
     async def week(
         self,
-        request: Request[Any, Any, Any],
+        user: CurrentUser,
         location_id: FromPath[int],
         on: Annotated[str, QueryParameter(name="date")] = "",
         by: Annotated[str, QueryParameter(name="by")] = weekview.THERAPISTS,
     ) -> Template:
-        user = current_user(request)
         location = await get_location_for(user, location_id)
         today = utcnow().astimezone(ZoneInfo(str(location["timezone"]))).date()
         try:

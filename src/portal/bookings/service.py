@@ -31,7 +31,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from portal import db
+from portal import access, db
 from portal.audit import service as audit
 from portal.auth.service import CLIENT, MANAGER, OWNER, THERAPIST, CurrentUser
 from portal.bookings import notify
@@ -39,7 +39,6 @@ from portal.bookings.tables import Appointment
 from portal.catalog.tables import Service
 from portal.errors import Forbidden, Invalid, NotFound
 from portal.ledger import service as ledger
-from portal.locations.service import ensure_location_access
 from portal.locations.tables import Location
 from portal.onetime import service as onetime
 from portal.rooms.service import split_tags
@@ -172,7 +171,7 @@ async def get_appointment_for(
         if row["therapist_account"] != user.id or write:
             raise Forbidden("This is not your appointment.")
         return row
-    ensure_location_access(user, int(row["location"]), write=write)
+    (access.ensure_write if write else access.ensure_read)(user, int(row["location"]))
     return row
 
 
@@ -478,7 +477,7 @@ def _ensure_may_book_for(actor: CurrentUser, client_id: int, location_id: int) -
         return
     if actor.role not in (OWNER, MANAGER):
         raise Forbidden("Only the client or staff of the clinic can book.")
-    ensure_location_access(actor, location_id, write=True)
+    access.ensure_write(actor, location_id)
 
 
 async def book(
@@ -1088,7 +1087,7 @@ async def complete(
         if appointment["therapist_account"] != actor.id:
             raise Forbidden("This is not your appointment.")
     elif actor.role in (OWNER, MANAGER):
-        ensure_location_access(actor, int(appointment["location"]), write=True)
+        access.ensure_write(actor, int(appointment["location"]))
     else:
         raise Forbidden("Therapists and managers complete sessions.")
     async with _sale_of_credit_locked(appointment["sale_session"]) as sale:

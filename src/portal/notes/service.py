@@ -28,7 +28,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from portal import db
+from portal import access, db
 from portal.audit import service as audit
 from portal.auth.service import CLIENT, MANAGER, OWNER, THERAPIST, CurrentUser
 from portal.auth.tables import User
@@ -37,7 +37,6 @@ from portal.bookings.tables import Appointment
 from portal.clients import regions
 from portal.clients import service as clients
 from portal.errors import Forbidden, Invalid, NotFound
-from portal.locations.service import ensure_location_access, visible_location_ids
 from portal.notes import form as note_form
 from portal.notes.tables import NoteAccessLog, NoteAmendment, NoteTriggerPoint, TreatmentNote
 from portal.pagination import Page, keyset_page
@@ -135,7 +134,7 @@ async def note_access(user: CurrentUser, note: dict[str, Any]) -> str:
                 return FULL if signed else PENDING
         raise Forbidden("Only therapists who have treated this client read notes.")
     if user.role == MANAGER:
-        ensure_location_access(user, int(note["location"]))
+        access.ensure_read(user, int(note["location"]))
         return META
     raise Forbidden("Your role gives no access to treatment notes.")
 
@@ -663,15 +662,15 @@ async def list_notes(
         therapist_id = await therapist_id_of(actor)
         query = query.where(TreatmentNote.therapist == (therapist_id or 0))
     elif actor.role == MANAGER:
-        visible = visible_location_ids(actor) or frozenset()
-        query = query.where(TreatmentNote.location.is_in(list(visible) or [0]))
+        visible = access.visible_locations(actor) or frozenset()
+        query = query.where(TreatmentNote.location.is_in(sorted(visible) or [0]))
     elif actor.role != OWNER:
         raise Forbidden("Your role gives no access to treatment notes.")
     if filters.status in STATUS_LABELS:
         query = query.where(TreatmentNote.status == filters.status)
     if filters.location_id is not None:
-        if actor.role == MANAGER:
-            ensure_location_access(actor, filters.location_id)
+        if actor.role != THERAPIST:  # a therapist's list is their own notes, wherever
+            access.ensure_read(actor, filters.location_id)
         query = query.where(TreatmentNote.location == filters.location_id)
     if filters.search:
         pattern = f"%{filters.search}%"
