@@ -39,7 +39,8 @@ from zoneinfo import ZoneInfo
 from portal import access
 from portal.auth.service import CLIENT, THERAPIST, CurrentUser
 from portal.auth.tables import User
-from portal.bookings.service import STATUS_LABELS
+from portal.bookings.reading import SHOWN, joined
+from portal.bookings.states import STATUS_LABELS
 from portal.bookings.tables import Appointment
 from portal.errors import Forbidden, Invalid
 from portal.fields import parse_id
@@ -257,13 +258,7 @@ async def list_appointments(
             Appointment.location,
             Appointment.therapist,
             Appointment.client,
-            Appointment.therapist.name.as_alias("therapist_name"),
-            Appointment.room.name.as_alias("room_name"),
-            Appointment.service.name.as_alias("service_name"),
-            Appointment.client.name.as_alias("client_name"),
-            Appointment.client.email.as_alias("client_email"),
-            Appointment.location.name.as_alias("location_name"),
-            Appointment.location.timezone.as_alias("timezone"),
+            *joined(*SHOWN),
         )
         .where(Appointment.id.is_in(ids))
         .run()

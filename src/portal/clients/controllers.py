@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
@@ -14,6 +15,7 @@ from portal.email.service import deliver
 from portal.errors import NotFound
 from portal.locations.service import all_locations
 from portal.settings import Settings
+from portal.web.admin import reverse
 from portal.web.forms import ValidationFailed, parse_id, read_form
 from portal.web.guards import requires_owner, requires_role
 from portal.web.responses import redirect, safe_next, set_session_cookie
@@ -66,19 +68,38 @@ def _signup_input(values: dict[str, str]) -> tuple[dict[str, str], accounts.Sign
     return form, data
 
 
-def _signup_sent(
-    settings: Settings, accepted: accounts.AcceptedSignup, address: str
+def _link_sent(
+    response: Response[Any],
+    send: Callable[..., Awaitable[Any]],
+    settings: Settings,
+    accepted: Any,
+    address: str,
 ) -> Response[Any]:
     """The same answer, after the same work, whether or not an account has this
     address: the lookup, the link (or the notice to the owner) come afterwards."""
-    response = Redirect(path="/signup/sent", status_code=303)
     response.background = BackgroundTask(
-        accounts.send_signup_link,
+        send,
         settings,
         accepted,
         address=address,
         defer=False,  # delivered through SMTP, when there is one, right there
     )
+    return response
+
+
+def _browser(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """What a sign-in from a link records of the browser, and the session it replaces."""
+    return {
+        "user_agent": request.headers.get("user-agent", ""),
+        "replace_token": request.state.get("session_token") or None,
+    }
+
+
+def _signed_in(
+    request: Request[Any, Any, Any], settings: Settings, url: str, message: str, token: str
+) -> Response[Any]:
+    response = redirect(request, url, message)
+    set_session_cookie(response, settings, token)
     return response
 
 
@@ -194,7 +215,8 @@ class SignupController(Controller):
         except Throttled as exc:
             context = {"form": form, "errors": {"form": _throttled_message(exc)}, "next": next_url}
             return _throttled_page("clients/signup.html", context, exc)
-        return _signup_sent(settings, accepted, client_address)
+        sent = Redirect(path=reverse(request, "signup_sent"), status_code=303)
+        return _link_sent(sent, accounts.send_signup_link, settings, accepted, client_address)
 
     @get("/signup/sent", opt=PUBLIC, name="signup_sent")
     async def sent_page(self) -> Template:
@@ -226,20 +248,15 @@ class SignupController(Controller):
     ) -> Response[Any]:
         try:
             signed_in = await accounts.confirm_sign_up(
-                settings,
-                token,
-                address=client_address,
-                user_agent=request.headers.get("user-agent", ""),
-                replace_token=request.state.get("session_token") or None,
+                settings, token, address=client_address, **_browser(request)
             )
         except accounts.ResetLinkInvalid as exc:
             return _invalid_link_page("clients/signup_invalid.html", exc)
-        response = redirect(
-            request,
-            safe_next(signed_in.next_url, "/account"),
+        response = _signed_in(
+            request, settings, safe_next(signed_in.next_url, "/account"),
             "Welcome! Your account is ready. We have emailed you a copy of the essentials.",
-        )
-        set_session_cookie(response, settings, signed_in.session_token)
+            signed_in.session_token,
+        )  # fmt: skip
         _deliver_later(response, settings, signed_in.message_id)
         return response
 
@@ -271,15 +288,8 @@ class PasswordResetController(Controller):
             return _throttled_page("clients/forgot.html", context, exc)
         # The same answer, after the same work, whether or not an account has this
         # address: the link is looked up, stored and mailed once the answer is out.
-        response = redirect(request, "/password/forgot?sent=1")
-        response.background = BackgroundTask(
-            accounts.send_reset_link,
-            settings,
-            key,
-            address=client_address,
-            defer=False,  # delivered through SMTP, when there is one, right there
-        )
-        return response
+        sent = redirect(request, reverse(request, "password_forgot") + "?sent=1")
+        return _link_sent(sent, accounts.send_reset_link, settings, key, client_address)
 
     @get("/reset/{token:str}", opt=PUBLIC, name="password_reset")
     async def reset_page(self, token: FromPath[str]) -> Template:
@@ -308,8 +318,7 @@ class PasswordResetController(Controller):
                 values.get("password", ""),
                 values.get("confirm_password", ""),
                 address=client_address,
-                user_agent=request.headers.get("user-agent", ""),
-                replace_token=request.state.get("session_token") or None,
+                **_browser(request),
             )
         except accounts.ResetLinkInvalid as exc:
             return _invalid_link_page("clients/reset_invalid.html", exc)
@@ -317,13 +326,11 @@ class PasswordResetController(Controller):
             reset = await accounts.check_reset_token(token)
             context = {"token": token, "email": reset["email"], "errors": exc.errors}
             return Template("clients/reset.html", context=context, status_code=422)
-        response = redirect(
-            request,
-            _home(signed_in.role),
+        return _signed_in(
+            request, settings, _home(signed_in.role),
             "Your password has been changed and you are signed in. Other devices were signed out.",
-        )
-        set_session_cookie(response, settings, signed_in.session_token)
-        return response
+            signed_in.session_token,
+        )  # fmt: skip
 
 
 # -- the client's own pages -------------------------------------------------------------
@@ -355,7 +362,7 @@ class AccountController(Controller):
             await service.save_profile(user, user.id, data, address=client_address)
         except ValidationFailed as exc:
             return await _profile_page("clients/profile_form.html", client, values, exc.errors)
-        return redirect(request, "/account", "Your details were saved.")
+        return redirect(request, reverse(request, "account"), "Your details were saved.")
 
     @get("/intake", name="account_intake")
     async def intake_view(
@@ -392,7 +399,7 @@ class AccountController(Controller):
             if version == 1
             else f"Your intake was updated (version {version}). Earlier versions are kept."
         )
-        return redirect(request, "/account/intake", message)
+        return redirect(request, reverse(request, "account_intake"), message)
 
 
 # -- staff --------------------------------------------------------------------------------
@@ -461,7 +468,7 @@ class ClientStaffController(Controller):
             return await _profile_page("clients/staff/edit.html", client, values, exc.errors)
         return redirect(
             request,
-            f"/clients/{client_id}",
+            reverse(request, "client_detail", client_id=client_id),
             "Client details saved." if changed else "Nothing was changed.",
             "success" if changed else "info",
         )

@@ -322,6 +322,28 @@ async def get_client_for(actor: CurrentUser, client_id: int) -> dict[str, Any]:
     return client
 
 
+async def find_client_for(actor: CurrentUser, email: str) -> dict[str, Any] | None:
+    """The client with this email, if ``actor`` may see them (:func:`ensure_can_read_client`);
+    None otherwise, the same as for an email nobody has, so a manager learns nothing
+    of other locations' clients."""
+    email = email.strip().lower()
+    if not email:
+        return None
+    row: dict[str, Any] | None = (
+        await User.select(User.id, User.role, User.name, User.email)
+        .where(User.email == email)
+        .first()
+        .run()
+    )
+    if row is None or row["role"] != CLIENT:
+        return None
+    try:
+        await ensure_can_read_client(actor, int(row["id"]))
+    except Forbidden:
+        return None
+    return row
+
+
 def profile_snapshot(client: dict[str, Any]) -> dict[str, Any]:
     return {f: client[f] for f in PROFILE_FIELDS}
 
