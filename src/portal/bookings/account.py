@@ -11,7 +11,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from portal.bookings import service as bookings
+from portal.bookings import states
+from portal.bookings.reading import joined
 from portal.bookings.tables import Appointment
 from portal.clients import service as clients
 from portal.locations.tables import Location
@@ -65,15 +66,11 @@ async def summary(client_id: int, *, now: datetime | None = None) -> dict[str, A
             Appointment.start_at,
             Appointment.end_at,
             Appointment.status,
-            Appointment.therapist.name.as_alias("therapist_name"),
-            Appointment.service.name.as_alias("service_name"),
-            Appointment.location.name.as_alias("location_name"),
-            Appointment.location.timezone.as_alias("timezone"),
-            Appointment.location.cancellation_window_hours.as_alias("window_hours"),
+            *joined("therapist_name", "service_name", "location_name", "timezone", "window_hours"),
         )
         .where(
             (Appointment.client == client_id)
-            & (Appointment.status == bookings.BOOKED)
+            & (Appointment.status == states.BOOKED)
             & (Appointment.end_at > now)
         )
         .order_by(Appointment.start_at)
@@ -81,7 +78,7 @@ async def summary(client_id: int, *, now: datetime | None = None) -> dict[str, A
         .run()
     )
     for row in upcoming:
-        row["late"] = bookings.is_late(row, now)
+        row["late"] = states.is_late(row, now)
         row["started"] = row["start_at"] <= now
     receipts = [
         {

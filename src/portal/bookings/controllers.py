@@ -2,32 +2,33 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from litestar import Controller, Request, Response, get, post
 from litestar.background_tasks import BackgroundTask
-from litestar.exceptions import PermissionDeniedException
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
 
+from portal import access
 from portal.auth.service import ACCOUNTANT, CLIENT, MANAGER, OWNER, THERAPIST, CurrentUser
-from portal.auth.tables import User
-from portal.bookings import listing, notify, service, weekview
+from portal.bookings import availability, booking, listing, notify, outcomes, reading, weekview
 from portal.bookings import series as series_service
-from portal.catalog.tables import Service
+from portal.bookings.credits import NoCredit, credits_for
+from portal.bookings.states import BOOKED, CANCELLED, STATUS_LABELS, is_late
+from portal.catalog.service import all_services
 from portal.clients import service as clients
-from portal.errors import Forbidden
-from portal.locations.service import get_location_for, visible_location_ids
-from portal.locations.tables import Location
+from portal.errors import Forbidden, Invalid
+from portal.locations.service import all_locations, get_location_for
 from portal.onetime import service as onetime
 from portal.settings import Settings
 from portal.staff import hours as h
-from portal.staff.tables import Therapist, TherapistLocation, TherapistService
 from portal.timeutil import utcnow
-from portal.web.forms import ValidationFailed, read_form
-from portal.web.guards import current_user, requires_role
+from portal.web.admin import reverse
+from portal.web.forms import read_form
+from portal.web.guards import requires_role
 from portal.web.pagination import Page
 from portal.web.responses import redirect
 
@@ -61,46 +62,45 @@ def _plausible(day: date) -> bool:
     return 1900 <= day.year <= 2200
 
 
-def _settings(request: Request[Any, Any, Any]) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+def _query(request: Request[Any, Any, Any]) -> dict[str, str]:
+    return {k: v for k, v in request.query_params.items() if isinstance(v, str)}
 
 
-def _deliver_later(response: Response[Any], settings: Settings, deferred: list[int]) -> None:
-    """Send the messages a change queued after the page has answered (SMTP only)."""
-    if deferred and settings.smtp_host:
-        response.background = BackgroundTask(notify.deliver_all, list(deferred), settings)
+@dataclass
+class _Mail:
+    """The messages a change queues, sent once the page has answered (SMTP only)."""
+
+    settings: Settings
+    deferred: list[int] = field(default_factory=list)
+
+    @property
+    def kw(self) -> dict[str, Any]:
+        """The ``settings`` and ``deferred`` a booking service passes to notify."""
+        return {"settings": self.settings, "deferred": self.deferred}
+
+    def after(self, response: Response[Any]) -> Response[Any]:
+        if self.deferred and self.settings.smtp_host:
+            response.background = BackgroundTask(
+                notify.deliver_all, list(self.deferred), self.settings
+            )
+        return response
 
 
-async def _client_by_email(user: CurrentUser, email: str) -> dict[str, Any] | None:
-    """The client with this email, if ``user`` may see them (the clients rule:
-    ``clients.service.ensure_can_read_client``); None otherwise, the same as for
-    an email nobody has, so a manager learns nothing of other locations' clients."""
-    email = email.strip().lower()
-    if not email:
-        return None
-    row: dict[str, Any] | None = (
-        await User.select(User.id, User.role, User.name, User.email)
-        .where(User.email == email)
-        .first()
-        .run()
-    )
-    if row is None or row["role"] != CLIENT:
-        return None
-    try:
-        await clients.ensure_can_read_client(user, int(row["id"]))
-    except Forbidden:
-        return None
-    return row
+def _to_detail(
+    request: Request[Any, Any, Any], appointment_id: int, message: str, level: str = "success"
+) -> Response[Any]:
+    path = reverse(request, "appointment_detail", appointment_id=appointment_id)
+    return redirect(request, path, message, level)
 
 
-def _no_credit(user: CurrentUser, exc: service.NoCredit) -> str:
+def _no_credit(user: CurrentUser, exc: NoCredit) -> str:
     if user.role == CLIENT:
         return f"{exc.message} Buy a package for it first."
     return f"{exc.message} The client needs a package for it first."
 
 
 def _day(raw: str | None, tz: ZoneInfo) -> date:
+    """The day asked for (ISO), else today in ``tz``."""
     today = utcnow().astimezone(tz).date()
     try:
         day = date.fromisoformat(raw) if raw else today
@@ -109,38 +109,28 @@ def _day(raw: str | None, tz: ZoneInfo) -> date:
     return day if _plausible(day) else today
 
 
+def _days_around(day: date) -> dict[str, date]:
+    return {"day": day, "prev_day": day - timedelta(days=1), "next_day": day + timedelta(days=1)}
+
+
 async def _choices(user: CurrentUser, location_id: int | None) -> dict[str, Any]:
-    locations = (
-        await Location.select(Location.id, Location.name, Location.timezone, Location.slug)
-        .where(Location.active == True)  # noqa: E712
-        .order_by(Location.name)
-        .run()
-    )
-    if user.role == MANAGER:
-        visible = visible_location_ids(user) or frozenset()
-        locations = [loc for loc in locations if loc["id"] in visible]
-    services = (
-        await Service.select(Service.id, Service.name, Service.duration_minutes)
-        .where(Service.active == True)  # noqa: E712
-        .order_by(Service.name)
-        .run()
-    )
-    therapists: list[dict[str, Any]] = []
-    if location_id is not None:
-        ids = [
-            r["therapist"]
-            for r in await TherapistLocation.select(TherapistLocation.therapist)
-            .where(TherapistLocation.location == location_id)
-            .run()
-        ]
-        if ids:
-            therapists = (
-                await Therapist.select(Therapist.id, Therapist.name)
-                .where(Therapist.id.is_in(ids) & (Therapist.active == True))  # noqa: E712
-                .order_by(Therapist.name)
-                .run()
-            )
-    return {"locations": locations, "services": services, "therapists": therapists}
+    """The booking forms' lists: where the user may book, the services, the therapists."""
+    locations = await all_locations(active_only=True)
+    if user.role != CLIENT:  # staff book where they may change appointments
+        locations = [loc for loc in locations if access.can_write(user, int(loc["id"]))]
+    return {
+        "locations": locations,
+        "services": await all_services(active_only=True),
+        "therapists": await availability.therapists_at(location_id) if location_id else [],
+    }
+
+
+async def _client_id(user: CurrentUser, values: dict[str, str]) -> int | None:
+    """Whom the booking is for: the client themselves, or the client staff name by email."""
+    if user.role == CLIENT:
+        return user.id
+    client = await clients.find_client_for(user, values.get("client_email", ""))
+    return int(client["id"]) if client else None
 
 
 async def _booking_page(
@@ -157,77 +147,62 @@ async def _booking_page(
     location = next((loc for loc in context["locations"] if loc["id"] == location_id), None)
     tz = ZoneInfo(str(location["timezone"])) if location else ZoneInfo("UTC")
     day = _day(values.get("day"), tz)
-    slots: list[service.Slot] = []
+    slots: list[availability.Slot] = []
     credits: list[dict[str, Any]] = []
-    client_id = user.id if user.role == CLIENT else None
     client = None
     if user.role != CLIENT:
-        client = await _client_by_email(user, values.get("client_email", ""))
-        client_id = int(client["id"]) if client else None
+        client = await clients.find_client_for(user, values.get("client_email", ""))
+    client_id = user.id if user.role == CLIENT else (int(client["id"]) if client else None)
     if location and service_id:
-        slots = await service.free_slots(
+        slots = await availability.free_slots(
             location_id or 0, service_id, day, therapist_id=therapist_id
         )
         if therapist_id is None:
-            # "Any therapist": one slot per start time, the least busy therapist.
-            seen: set[datetime] = set()
-            unique = []
-            for slot in slots:
-                if slot.start not in seen:
-                    seen.add(slot.start)
-                    unique.append(slot)
-            slots = unique
+            slots = availability.one_per_start(slots)
         if client_id is not None:
-            credits = await service.credits_for(client_id, service_id, utcnow())
+            credits = await credits_for(client_id, service_id, utcnow())
+    services = {x["id"]: str(x["name"]) for x in context["services"]}
+    context.update(_days_around(day))
     context.update(
-        {
-            "form": values,
-            "errors": errors or {},
-            "location": location,
-            "tz": str(tz),
-            "day": day,
-            "prev_day": day - timedelta(days=1),
-            "next_day": day + timedelta(days=1),
-            "slots": slots,
-            "credits": credits,
-            "client": client,
-            "is_client": user.role == CLIENT,
-            "service_name": next(
-                (str(x["name"]) for x in context["services"] if x["id"] == service_id), ""
-            ),
-        }
+        form=values,
+        errors=errors or {},
+        location=location,
+        tz=str(tz),
+        slots=slots,
+        credits=credits,
+        client=client,
+        is_client=user.role == CLIENT,
+        service_name=services.get(service_id, ""),
     )
     return Template("bookings/book.html", context=context, status_code=status_code)
 
 
 async def _my_appointments_page(user: CurrentUser) -> Template:
     """A client's own appointments: upcoming first, then the past and the cancelled."""
-    rows = await service.client_appointments(user.id)
+    rows = await reading.client_appointments(user.id)
     now = utcnow()
     return Template(
         "bookings/mine.html",
         context={
             "upcoming": sorted(
-                (r for r in rows if r["start_at"] > now and r["status"] == service.BOOKED),
+                (r for r in rows if r["start_at"] > now and r["status"] == BOOKED),
                 key=lambda r: r["start_at"],
             ),
-            "past": [r for r in rows if r["start_at"] <= now or r["status"] != service.BOOKED],
-            "labels": service.STATUS_LABELS,
+            "past": [r for r in rows if r["start_at"] <= now or r["status"] != BOOKED],
+            "labels": STATUS_LABELS,
         },
     )
 
 
 async def _therapist_agenda_page(user: CurrentUser) -> Template:
     """A therapist's own appointments from yesterday for 30 days, each marked with its local day."""
-    therapist = (
-        await Therapist.select(Therapist.id).where(Therapist.account == user.id).first().run()
-    )
+    own = await listing.own_therapist_ids(user)
     start = utcnow() - timedelta(days=1)
     rows = (
-        await service.appointments_between(
-            start=start, end=start + timedelta(days=30), therapist_id=therapist["id"]
+        await reading.appointments_between(
+            start=start, end=start + timedelta(days=30), therapist_id=own[0]
         )
-        if therapist
+        if own
         else []
     )
     now = utcnow()
@@ -237,12 +212,7 @@ async def _therapist_agenda_page(user: CurrentUser) -> Template:
         row["is_today"] = row["local_day"] == now.astimezone(zone).date()
     return Template(
         "bookings/schedule.html",
-        context={
-            "rows": rows,
-            "labels": service.STATUS_LABELS,
-            "title": "My schedule",
-            "agenda": True,
-        },
+        context={"rows": rows, "labels": STATUS_LABELS, "title": "My schedule", "agenda": True},
     )
 
 
@@ -250,36 +220,32 @@ async def _location_day_page(
     user: CurrentUser, location_id: int | None, day: str | None
 ) -> Template:
     """Staff's schedule of one location's day (the first visible location by default)."""
-    locations = await _choices(user, None)
-    visible = visible_location_ids(user)
-    options = [loc for loc in locations["locations"] if visible is None or loc["id"] in visible]
+    options = await all_locations(active_only=True, visible_to=user)
     location = next(
         (loc for loc in options if loc["id"] == location_id), options[0] if options else None
     )
     if location is None:
         return Template(
             "bookings/schedule.html",
-            context={"rows": [], "labels": service.STATUS_LABELS, "title": "Appointments"},
+            context={"rows": [], "labels": STATUS_LABELS, "title": "Appointments"},
         )
     if location_id is not None and location["id"] != location_id:
-        raise PermissionDeniedException("You do not have access to this location.")
+        raise Forbidden("You do not have access to this location.")
     tz = ZoneInfo(str(location["timezone"]))
     the_day = _day(day, tz)
     span = h.local_day_span(the_day, tz)
-    rows = await service.appointments_between(
+    rows = await reading.appointments_between(
         start=span.start, end=span.end, location_id=location["id"]
     )
     return Template(
         "bookings/schedule.html",
         context={
             "rows": rows,
-            "labels": service.STATUS_LABELS,
+            "labels": STATUS_LABELS,
             "title": f"Appointments at {location['name']}",
             "locations": options,
             "location": location,
-            "day": the_day,
-            "prev_day": the_day - timedelta(days=1),
-            "next_day": the_day + timedelta(days=1),
+            **_days_around(the_day),
         },
     )
 
@@ -292,48 +258,53 @@ def _aware_start(raw: str) -> datetime:
     return start
 
 
-async def _parse_booking_form(
-    user: CurrentUser, values: dict[str, str]
-) -> tuple[int | None, int | None, int, datetime, dict[str, str]]:
-    """The booking form's clinic, service, client (staff give an email) and start, with errors."""
+@dataclass(frozen=True)
+class _BookingForm:
+    location_id: int
+    service_id: int
+    client_id: int
+    start: datetime
+    therapist_id: int | None
+
+
+async def _parse_booking_form(user: CurrentUser, values: dict[str, str]) -> _BookingForm:
+    """The booking form's clinic, service, client (staff give an email), start and
+    therapist; Invalid names each problem."""
     location_id = _int(values.get("location"))
     service_id = _int(values.get("service"))
     errors: dict[str, str] = {}
-    client_id = user.id
-    if user.role != CLIENT:
-        client = await _client_by_email(user, values.get("client_email", ""))
-        if not values.get("client_email", "").strip():
-            errors["client_email"] = "Enter the client's email address."
-        elif client is None:
-            errors["client_email"] = "No client account with this email."
-        else:
-            client_id = int(client["id"])
+    client_id = await _client_id(user, values)
+    if not values.get("client_email", "").strip() and user.role != CLIENT:
+        errors["client_email"] = "Enter the client's email address."
+    elif client_id is None:
+        errors["client_email"] = "No client account with this email."
     try:
         start = _aware_start(values.get("start", ""))
     except ValueError:
         errors["start"] = "Choose one of the free times."
-        start = utcnow()
     if location_id is None or service_id is None:
         errors["service"] = "Choose a clinic and a service."
-    return location_id, service_id, client_id, start, errors
+    if errors:
+        raise Invalid(errors)
+    assert location_id is not None and service_id is not None and client_id is not None
+    therapist_id = _int(values.get("booked_therapist") or values.get("therapist"))
+    return _BookingForm(location_id, service_id, client_id, start, therapist_id)
 
 
 async def _booking_refused(
-    user: CurrentUser,
-    values: dict[str, str],
-    exc: service.NoCredit | service.SlotTaken | ValidationFailed,
+    user: CurrentUser, values: dict[str, str], exc: NoCredit | booking.SlotTaken | Invalid
 ) -> Template:
     """The booking page again after the service refused: 409 for no credit or a taken
     time, 422 for bad input."""
-    if isinstance(exc, service.NoCredit):
+    if isinstance(exc, NoCredit):
         return await _booking_page(user, values, {"credit": _no_credit(user, exc)}, status_code=409)
-    if isinstance(exc, service.SlotTaken):
+    if isinstance(exc, booking.SlotTaken):
         return await _booking_page(user, values, {"start": TAKEN_MESSAGE}, status_code=409)
     return await _booking_page(user, values, exc.errors, status_code=422)
 
 
 def _cancelled_message(user: CurrentUser, outcome: str, *, waived: bool) -> str:
-    if outcome == service.CANCELLED:
+    if outcome == CANCELLED:
         if user.role == CLIENT:
             return "Cancelled; the session is back in your package."
         return "Cancelled; the session is back in the client's package."
@@ -416,8 +387,42 @@ async def _list_context(
         "filtered": filtered or bool(errors),
         "locations": await listing.location_choices(user),
         "therapists": await listing.therapist_choices(user),
-        "labels": service.STATUS_LABELS,
+        "labels": STATUS_LABELS,
         "is_therapist": user.role == THERAPIST,
+    }
+
+
+async def _detail_page(
+    user: CurrentUser,
+    appointment_id: int,
+    errors: dict[str, str] | None = None,
+    form: dict[str, str] | None = None,
+) -> Template:
+    """An appointment and its actions; again with ``errors`` (422) after one was refused."""
+    appointment = await reading.get_appointment_for(user, appointment_id)
+    now = utcnow()
+    return Template(
+        "bookings/detail.html",
+        context={
+            "a": appointment,
+            "labels": STATUS_LABELS,
+            "late": is_late(appointment, now),
+            "started": appointment["start_at"] <= now,
+            "errors": errors or {},
+            "form": form or {},
+            "can_write": access.can_write(user, int(appointment["location"])),
+        },
+        status_code=422 if errors else 200,
+    )
+
+
+def _waiver(values: dict[str, str]) -> dict[str, Any]:
+    """The forfeit waiver a manager may give with a late cancel or a no-show, and the
+    form's one-time key."""
+    return {
+        "waive": values.get("waive") == "on",
+        "waive_reason": values.get("waive_reason", ""),
+        "request_key": onetime.parse(values.get(onetime.FIELD)),
     }
 
 
@@ -427,13 +432,12 @@ class BookingController(Controller):
     @get("/", guards=[viewers], name="appointments")
     async def index(
         self,
-        request: Request[Any, Any, Any],
+        user: CurrentUser,
         location_id: Annotated[int | None, QueryParameter(name="location")] = None,
         day: Annotated[str | None, QueryParameter(name="day")] = None,
     ) -> Template:
         """Three pages on one path: a client's own appointments, a therapist's
         agenda, and staff's day schedule of one location."""
-        user = current_user(request)
         if user.role == CLIENT:
             return await _my_appointments_page(user)
         if user.role == THERAPIST:
@@ -444,17 +448,17 @@ class BookingController(Controller):
     async def list_page(
         self,
         request: Request[Any, Any, Any],
+        user: CurrentUser,
         after: Annotated[str | None, QueryParameter(name="after")] = None,
     ) -> Template:
         """Every appointment the user may see, newest first, 50 a page (keyset)."""
-        user = current_user(request)
         values = {key: str(request.query_params.get(key) or "") for key in listing.FILTER_KEYS}
         errors: dict[str, str] = {}
         page = Page(rows=[], next_cursor=None)
         filters = listing.ListFilters()
         try:
             filters = listing.parse_filters(user, values)
-        except ValidationFailed as exc:
+        except Invalid as exc:
             errors = exc.errors
         else:
             page = await listing.list_appointments(user, filters, after=after)
@@ -465,152 +469,87 @@ class BookingController(Controller):
         )
 
     @get("/new", guards=[bookers], name="appointment_new")
-    async def new(self, request: Request[Any, Any, Any]) -> Template:
-        values = {k: v for k, v in request.query_params.items() if isinstance(v, str)}
-        return await _booking_page(current_user(request), values)
+    async def new(self, request: Request[Any, Any, Any], user: CurrentUser) -> Template:
+        return await _booking_page(user, _query(request))
 
     @post("/", guards=[bookers], name="appointment_create")
-    async def create(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        user = current_user(request)
+    async def create(
+        self, request: Request[Any, Any, Any], user: CurrentUser, settings: Settings
+    ) -> Response[Any]:
         values, _ = await read_form(request)
-        location_id, service_id, client_id, start, errors = await _parse_booking_form(user, values)
-        if errors:
-            return await _booking_page(user, values, errors, status_code=422)
-        assert location_id is not None and service_id is not None
-        settings = _settings(request)
-        deferred: list[int] = []
+        mail = _Mail(settings)
         try:
-            appointment_id = await service.book(
-                user,
-                client_id=client_id,
-                location_id=location_id,
-                service_id=service_id,
-                start_at=start,
-                therapist_id=_int(values.get("booked_therapist") or values.get("therapist")),
-                settings=settings,
-                deferred=deferred,
-            )
-        except (service.NoCredit, service.SlotTaken, ValidationFailed) as exc:
+            form = await _parse_booking_form(user, values)
+        except Invalid as exc:
+            return await _booking_page(user, values, exc.errors, status_code=422)
+        try:
+            appointment_id = await booking.book(
+                user, client_id=form.client_id, location_id=form.location_id,
+                service_id=form.service_id, start_at=form.start,
+                therapist_id=form.therapist_id, **mail.kw,
+            )  # fmt: skip
+        except (NoCredit, booking.SlotTaken, Invalid) as exc:
             return await _booking_refused(user, values, exc)
         booked = BOOKED_MESSAGE[user.role == CLIENT]
-        response = redirect(request, f"/appointments/{appointment_id}", booked)
-        _deliver_later(response, settings, deferred)
-        return response
+        return mail.after(_to_detail(request, appointment_id, booked))
 
     @get("/{appointment_id:int}", guards=[viewers], name="appointment_detail")
-    async def detail(
-        self, request: Request[Any, Any, Any], appointment_id: FromPath[int]
-    ) -> Template:
-        user = current_user(request)
-        appointment = await service.get_appointment_for(user, appointment_id)
-        now = utcnow()
-        return Template(
-            "bookings/detail.html",
-            context={
-                "a": appointment,
-                "labels": service.STATUS_LABELS,
-                "late": service.is_late(appointment, now),
-                "started": appointment["start_at"] <= now,
-                "errors": {},
-                "can_write": _can_write(user, appointment),
-            },
-        )
+    async def detail(self, user: CurrentUser, appointment_id: FromPath[int]) -> Template:
+        return await _detail_page(user, appointment_id)
 
     @post("/{appointment_id:int}/cancel", guards=[bookers], name="appointment_cancel")
     async def cancel(
-        self, request: Request[Any, Any, Any], appointment_id: FromPath[int]
+        self,
+        request: Request[Any, Any, Any],
+        user: CurrentUser,
+        settings: Settings,
+        appointment_id: FromPath[int],
     ) -> Response[Any]:
-        user = current_user(request)
         values, _ = await read_form(request)
-        settings = _settings(request)
-        deferred: list[int] = []
+        mail = _Mail(settings)
         try:
-            outcome = await service.cancel(
-                user,
-                appointment_id,
-                reason=values.get("reason", ""),
-                waive=values.get("waive") == "on",
-                waive_reason=values.get("waive_reason", ""),
-                settings=settings,
-                deferred=deferred,
-                request_key=onetime.parse(values.get(onetime.FIELD)),
+            outcome = await outcomes.cancel(
+                user, appointment_id, reason=values.get("reason", ""), **_waiver(values), **mail.kw
             )
-        except ValidationFailed as exc:
-            return await self._detail_with_errors(user, appointment_id, exc.errors, values)
+        except Invalid as exc:
+            return await _detail_page(user, appointment_id, exc.errors, values)
         message = _cancelled_message(user, outcome, waived=values.get("waive") == "on")
-        response = redirect(request, f"/appointments/{appointment_id}", message, "info")
-        _deliver_later(response, settings, deferred)
-        return response
+        return mail.after(_to_detail(request, appointment_id, message, "info"))
 
     @post("/{appointment_id:int}/complete", guards=[staff_actions], name="appointment_complete")
     async def complete(
-        self, request: Request[Any, Any, Any], appointment_id: FromPath[int]
+        self, request: Request[Any, Any, Any], user: CurrentUser, appointment_id: FromPath[int]
     ) -> Response[Any]:
-        user = current_user(request)
         values, _ = await read_form(request)
+        request_key = onetime.parse(values.get(onetime.FIELD))
         try:
-            await service.complete(
-                user, appointment_id, request_key=onetime.parse(values.get(onetime.FIELD))
-            )
-        except ValidationFailed as exc:
-            return await self._detail_with_errors(user, appointment_id, exc.errors)
-        return redirect(request, f"/appointments/{appointment_id}", "Session completed.")
+            await outcomes.complete(user, appointment_id, request_key=request_key)
+        except Invalid as exc:
+            return await _detail_page(user, appointment_id, exc.errors)
+        return _to_detail(request, appointment_id, "Session completed.")
 
     @post("/{appointment_id:int}/no-show", guards=[managers], name="appointment_no_show")
     async def no_show(
-        self, request: Request[Any, Any, Any], appointment_id: FromPath[int]
+        self, request: Request[Any, Any, Any], user: CurrentUser, appointment_id: FromPath[int]
     ) -> Response[Any]:
-        user = current_user(request)
         values, _ = await read_form(request)
         try:
-            await service.mark_no_show(
-                user,
-                appointment_id,
-                waive=values.get("waive") == "on",
-                waive_reason=values.get("waive_reason", ""),
-                request_key=onetime.parse(values.get(onetime.FIELD)),
-            )
-        except ValidationFailed as exc:
-            return await self._detail_with_errors(user, appointment_id, exc.errors)
-        return redirect(
-            request, f"/appointments/{appointment_id}", "Recorded as a no-show.", "info"
-        )
-
-    async def _detail_with_errors(
-        self,
-        user: CurrentUser,
-        appointment_id: int,
-        errors: dict[str, str],
-        form: dict[str, str] | None = None,
-    ) -> Template:
-        appointment = await service.get_appointment_for(user, appointment_id)
-        now = utcnow()
-        return Template(
-            "bookings/detail.html",
-            context={
-                "a": appointment,
-                "labels": service.STATUS_LABELS,
-                "late": service.is_late(appointment, now),
-                "started": appointment["start_at"] <= now,
-                "errors": errors,
-                "form": form or {},
-                "can_write": _can_write(user, appointment),
-            },
-            status_code=422,
-        )
+            await outcomes.mark_no_show(user, appointment_id, **_waiver(values))
+        except Invalid as exc:
+            return await _detail_page(user, appointment_id, exc.errors)
+        return _to_detail(request, appointment_id, "Recorded as a no-show.", "info")
 
     # -- moving (staff) ------------------------------------------------------------
 
     @get("/{appointment_id:int}/move", guards=[managers], name="appointment_move_form")
     async def move_form(
         self,
-        request: Request[Any, Any, Any],
+        user: CurrentUser,
         appointment_id: FromPath[int],
         day: Annotated[str | None, QueryParameter(name="day")] = None,
         therapist: Annotated[str | None, QueryParameter(name="therapist")] = None,
     ) -> Template:
-        user = current_user(request)
-        appointment = await service.get_appointment_for(user, appointment_id, write=True)
+        appointment = await reading.get_appointment_for(user, appointment_id, write=True)
         tz = ZoneInfo(str(appointment["timezone"]))
         start = appointment["start_at"].astimezone(tz)
         form = {
@@ -622,86 +561,77 @@ class BookingController(Controller):
 
     @post("/{appointment_id:int}/move", guards=[managers], name="appointment_move")
     async def move(
-        self, request: Request[Any, Any, Any], appointment_id: FromPath[int]
+        self,
+        request: Request[Any, Any, Any],
+        user: CurrentUser,
+        settings: Settings,
+        appointment_id: FromPath[int],
     ) -> Response[Any]:
-        user = current_user(request)
-        appointment = await service.get_appointment_for(user, appointment_id, write=True)
+        appointment = await reading.get_appointment_for(user, appointment_id, write=True)
         values, _ = await read_form(request)
         tz = ZoneInfo(str(appointment["timezone"]))
         form, start, therapist_id, errors = _parse_move_form(values, tz)
         if errors or start is None:
             return await _move_page(appointment, form, errors, status_code=422)
-        settings = _settings(request)
-        deferred: list[int] = []
+        mail = _Mail(settings)
         try:
-            await service.move(
-                user,
-                appointment_id,
-                start_at=start,
-                therapist_id=therapist_id,
-                settings=settings,
-                deferred=deferred,
+            await booking.move(
+                user, appointment_id, start_at=start, therapist_id=therapist_id, **mail.kw
             )
-        except service.SlotTaken:
-            return await _move_page(appointment, form, {"start": TAKEN_MESSAGE}, status_code=409)
-        except ValidationFailed as exc:
-            errors = {("time" if k == "start" else k): v for k, v in exc.errors.items()}
-            return await _move_page(appointment, form, errors, status_code=422)
-        message = _moved_message(await service.get_appointment(appointment_id), tz)
-        response = redirect(request, f"/appointments/{appointment_id}", message)
-        _deliver_later(response, settings, deferred)
-        return response
+        except (booking.SlotTaken, Invalid) as exc:
+            return await _move_refused(appointment, form, exc)
+        message = _moved_message(await reading.get_appointment(appointment_id), tz)
+        return mail.after(_to_detail(request, appointment_id, message))
 
     @get("/series/new", guards=[bookers], name="series_new")
-    async def series_form(self, request: Request[Any, Any, Any]) -> Template:
-        user = current_user(request)
-        values = {k: v for k, v in request.query_params.items() if isinstance(v, str)}
-        return Template(
-            "bookings/series.html",
-            context={
-                **await _choices(user, _int(values.get("location"))),
-                "form": values,
-                "errors": {},
-                "result": None,
-            },
-        )
+    async def series_form(self, request: Request[Any, Any, Any], user: CurrentUser) -> Template:
+        return await _series_page(user, _query(request))
 
     @post("/series", guards=[bookers], name="series_create")
-    async def series_create(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        user = current_user(request)
+    async def series_create(
+        self, request: Request[Any, Any, Any], user: CurrentUser, settings: Settings
+    ) -> Response[Any]:
         values, _ = await read_form(request)
-        context: dict[str, Any] = {
-            **await _choices(user, _int(values.get("location"))),
-            "form": values,
-            "result": None,
-        }
+        mail = _Mail(settings)
         try:
             request_ = series_service.parse_series_form(values)
-            client_id = user.id
-            if user.role != CLIENT:
-                client = await _client_by_email(user, values.get("client_email", ""))
-                if client is None:
-                    raise ValidationFailed({"client_email": "No client account with this email."})
-                client_id = int(client["id"])
-            settings = _settings(request)
-            deferred: list[int] = []
-            context["result"] = await series_service.book_series(
-                user, client_id, request_, settings=settings, deferred=deferred
-            )
-        except ValidationFailed as exc:
-            context["errors"] = exc.errors
-            return Template("bookings/series.html", context=context, status_code=422)
-        context["errors"] = {}
-        response = Template("bookings/series.html", context=context)
-        _deliver_later(response, settings, deferred)
-        return response
+            client_id = await _client_id(user, values)
+            if client_id is None:
+                raise Invalid({"client_email": "No client account with this email."})
+            result = await series_service.book_series(user, client_id, request_, **mail.kw)
+        except Invalid as exc:
+            return await _series_page(user, values, exc.errors)
+        return mail.after(await _series_page(user, values, result=result))
 
 
-def _can_write(user: CurrentUser, appointment: dict[str, Any]) -> bool:
-    """Staff who may move this appointment and waive forfeits (its location's managers)."""
-    if user.role == OWNER:
-        return True
-    return user.role == MANAGER and int(appointment["location"]) in user.location_ids
+async def _series_page(
+    user: CurrentUser,
+    values: dict[str, str],
+    errors: dict[str, str] | None = None,
+    *,
+    result: series_service.SeriesResult | None = None,
+) -> Template:
+    """The series form, with what a booked series came to, or again with its errors (422)."""
+    return Template(
+        "bookings/series.html",
+        context={
+            **await _choices(user, _int(values.get("location"))),
+            "form": values,
+            "errors": errors or {},
+            "result": result,
+        },
+        status_code=422 if errors else 200,
+    )
+
+
+async def _move_refused(
+    appointment: dict[str, Any], form: dict[str, str], exc: booking.SlotTaken | Invalid
+) -> Template:
+    """The move form again after the service refused: 409 for a taken time, 422 else."""
+    if isinstance(exc, booking.SlotTaken):
+        return await _move_page(appointment, form, {"start": TAKEN_MESSAGE}, status_code=409)
+    errors = {("time" if k == "start" else k): v for k, v in exc.errors.items()}
+    return await _move_page(appointment, form, errors, status_code=422)
 
 
 async def _move_page(
@@ -715,26 +645,7 @@ async def _move_page(
     location_id = int(appointment["location"])
     service_id = int(appointment["service"])
     tz = ZoneInfo(str(appointment["timezone"]))
-    permitted = {
-        int(r["therapist"])
-        for r in await TherapistService.select(TherapistService.therapist)
-        .where(TherapistService.service == service_id)
-        .run()
-    }
-    at_location = {
-        int(r["therapist"])
-        for r in await TherapistLocation.select(TherapistLocation.therapist)
-        .where(TherapistLocation.location == location_id)
-        .run()
-    }
-    therapists = (
-        await Therapist.select(Therapist.id, Therapist.name)
-        .where(
-            Therapist.id.is_in(list(permitted & at_location) or [-1]) & (Therapist.active == True)  # noqa: E712
-        )
-        .order_by(Therapist.name)
-        .run()
-    )
+    therapists = await availability.eligible_therapists(location_id, service_id, None)
     try:
         on = date.fromisoformat(form.get("day", ""))
         if not _plausible(on):
@@ -742,33 +653,27 @@ async def _move_page(
     except ValueError:
         on = appointment["start_at"].astimezone(tz).date()
     therapist_id = _int(form.get("therapist")) or int(appointment["therapist"])
-    started = appointment["start_at"] <= utcnow()
-    slots: list[service.Slot] = []
-    if appointment["status"] == service.BOOKED:
-        slots = await service.free_slots(
+    slots: list[availability.Slot] = []
+    if appointment["status"] == BOOKED:
+        slots = await availability.free_slots(
             location_id,
             service_id,
             on,
             therapist_id=therapist_id,
             except_appointment_id=int(appointment["id"]),
         )
-    return Template(
-        "bookings/move.html",
-        context={
-            "a": appointment,
-            "form": form,
-            "errors": errors,
-            "therapists": therapists,
-            "slots": slots,
-            "day": on,
-            "prev_day": on - timedelta(days=1),
-            "next_day": on + timedelta(days=1),
-            "tz": str(tz),
-            "started": started,
-            "labels": service.STATUS_LABELS,
-        },
-        status_code=status_code,
-    )
+    context = {
+        "a": appointment,
+        "form": form,
+        "errors": errors,
+        "therapists": therapists,
+        "slots": slots,
+        "tz": str(tz),
+        "started": appointment["start_at"] <= utcnow(),
+        "labels": STATUS_LABELS,
+        **_days_around(on),
+    }
+    return Template("bookings/move.html", context=context, status_code=status_code)
 
 
 class WeekViewController(Controller):
@@ -779,22 +684,17 @@ class WeekViewController(Controller):
     @get("/{location_id:int}/week", guards=[managers], name="location_week")
     async def week(
         self,
-        request: Request[Any, Any, Any],
+        user: CurrentUser,
         location_id: FromPath[int],
         on: Annotated[str, QueryParameter(name="date")] = "",
         by: Annotated[str, QueryParameter(name="by")] = weekview.THERAPISTS,
     ) -> Template:
-        user = current_user(request)
         location = await get_location_for(user, location_id)
-        today = utcnow().astimezone(ZoneInfo(str(location["timezone"]))).date()
-        try:
-            day = date.fromisoformat(on) if on else today
-        except ValueError:
-            day = today
-        if not 1900 <= day.year <= 2200:
-            day = today
-        view = await weekview.build_week_view(user, location_id, day, by=by)
-        return Template("bookings/week.html", context={"view": view, "today": today})
+        tz = ZoneInfo(str(location["timezone"]))
+        view = await weekview.build_week_view(user, location_id, _day(on, tz), by=by)
+        return Template(
+            "bookings/week.html", context={"view": view, "today": utcnow().astimezone(tz).date()}
+        )
 
 
 ROUTES = [BookingController, WeekViewController]

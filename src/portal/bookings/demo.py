@@ -6,7 +6,7 @@ from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
 from portal.auth.service import CLIENT, MANAGER, CurrentUser
-from portal.bookings import service
+from portal.bookings import booking, outcomes
 from portal.catalog.tables import Package
 from portal.demo import DemoIds
 from portal.payments import service as payments
@@ -59,7 +59,7 @@ async def load_demo(ids: DemoIds) -> None:
     today = utcnow().astimezone(tz).date()
     past_day = _weekday_near(today - timedelta(days=7), -1)
     past_start = h.wall_to_utc(past_day, 10 * 60, tz)
-    given = await service.book(
+    given = await booking.book(
         client,
         client_id=client_id,
         location_id=location_id,
@@ -69,9 +69,9 @@ async def load_demo(ids: DemoIds) -> None:
         now=past_start - timedelta(days=2),
         notify_client=False,  # booked "last week": no confirmation in today's outbox
     )
-    await service.complete(manager, given, now=past_start + timedelta(hours=1))
+    await outcomes.complete(manager, given, now=past_start + timedelta(hours=1))
     next_day = _weekday_near(today + timedelta(days=7), 1)
-    await service.book(
+    await booking.book(
         client,
         client_id=client_id,
         location_id=location_id,

@@ -27,7 +27,8 @@ from zoneinfo import ZoneInfo
 from portal import db, progress
 from portal.audit import service as audit
 from portal.bookings import notify
-from portal.bookings.service import BOOKED, CANCELLED, _release_credit, _set_status
+from portal.bookings.credits import release_credit
+from portal.bookings.states import BOOKED, CANCELLED, set_status
 from portal.bookings.tables import Appointment
 from portal.sales import service as sales
 from portal.sales.tables import SaleSession
@@ -106,14 +107,14 @@ async def release_expired_bookings(
             "so this booking was released. Buy a new package to book again."
         )
         async with db.transaction():
-            if not await _set_status(
+            if not await set_status(
                 int(row["id"]),
                 CANCELLED,
                 cancelled_at=now,
                 cancel_reason=reason,
             ):
                 continue  # cancelled or given meanwhile
-            await _release_credit(row["sale_session"], sales.AVAILABLE)
+            await release_credit(row["sale_session"], sales.AVAILABLE)
             await audit.record(
                 None,
                 "release_expired",

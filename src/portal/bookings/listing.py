@@ -36,13 +36,15 @@ from functools import reduce
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from portal.auth.service import CLIENT, MANAGER, THERAPIST, CurrentUser
+from portal import access
+from portal.auth.service import CLIENT, THERAPIST, CurrentUser
 from portal.auth.tables import User
-from portal.bookings.service import STATUS_LABELS
+from portal.bookings.reading import SHOWN, joined
+from portal.bookings.states import STATUS_LABELS
 from portal.bookings.tables import Appointment
 from portal.errors import Forbidden, Invalid
 from portal.fields import parse_id
-from portal.locations.service import ensure_location_access, visible_location_ids
+from portal.locations.service import all_locations
 from portal.locations.tables import Location
 from portal.pagination import Page, keyset_page
 from portal.staff import hours as h
@@ -104,7 +106,7 @@ def parse_filters(actor: CurrentUser, params: Mapping[str, str]) -> ListFilters:
         if location_id is None:
             errors["location"] = "Choose a location from the list."
         else:
-            ensure_location_access(actor, location_id)
+            access.ensure_read(actor, location_id)
     therapist_id = None
     if values["therapist"] and actor.role != THERAPIST:
         therapist_id = parse_id(values["therapist"])
@@ -133,11 +135,7 @@ async def own_therapist_ids(actor: CurrentUser) -> list[int]:
 
 async def location_choices(actor: CurrentUser) -> list[dict[str, Any]]:
     """Locations for the filter: every one the user may see, closed ones too."""
-    query = Location.select(Location.id, Location.name, Location.timezone).order_by(Location.name)
-    visible = visible_location_ids(actor)
-    if visible is not None:
-        query = query.where(Location.id.is_in(sorted(visible) or [-1]))
-    return await query.run()
+    return await all_locations(active_only=False, visible_to=actor)
 
 
 async def therapist_choices(actor: CurrentUser) -> list[dict[str, Any]]:
@@ -147,7 +145,7 @@ async def therapist_choices(actor: CurrentUser) -> list[dict[str, Any]]:
     query = Therapist.select(Therapist.id, Therapist.name, Therapist.active).order_by(
         Therapist.name
     )
-    visible = visible_location_ids(actor)
+    visible = access.visible_locations(actor)
     if visible is not None:
         query = query.where(
             Therapist.id.is_in(
@@ -210,13 +208,13 @@ async def list_appointments(
     if actor.role == CLIENT:
         raise Forbidden("You do not have access to the appointment list.")
     query = Appointment.select(Appointment.id, Appointment.start_at)
-    visible = visible_location_ids(actor)
+    visible = access.visible_locations(actor)
     if actor.role == THERAPIST:
         query = query.where(Appointment.therapist.is_in(await own_therapist_ids(actor) or [-1]))
     elif visible is not None:
         query = query.where(Appointment.location.is_in(sorted(visible) or [-1]))
     if filters.location_id is not None:
-        ensure_location_access(actor, filters.location_id)
+        access.ensure_read(actor, filters.location_id)
         query = query.where(Appointment.location == filters.location_id)
     if filters.therapist_id is not None and actor.role != THERAPIST:
         query = query.where(Appointment.therapist == filters.therapist_id)
@@ -226,7 +224,7 @@ async def list_appointments(
         zone_query = Location.select(Location.id, Location.timezone)
         if filters.location_id is not None:
             zone_query = zone_query.where(Location.id == filters.location_id)
-        elif visible is not None and actor.role == MANAGER:
+        elif visible is not None and actor.role != THERAPIST:  # theirs: any zone
             zone_query = zone_query.where(Location.id.is_in(sorted(visible) or [-1]))
         zones = {int(r["id"]): str(r["timezone"]) for r in await zone_query.run()}
         clause, lo, hi = _local_days(zones, filters.day_from, filters.day_to)
@@ -260,13 +258,7 @@ async def list_appointments(
             Appointment.location,
             Appointment.therapist,
             Appointment.client,
-            Appointment.therapist.name.as_alias("therapist_name"),
-            Appointment.room.name.as_alias("room_name"),
-            Appointment.service.name.as_alias("service_name"),
-            Appointment.client.name.as_alias("client_name"),
-            Appointment.client.email.as_alias("client_email"),
-            Appointment.location.name.as_alias("location_name"),
-            Appointment.location.timezone.as_alias("timezone"),
+            *joined(*SHOWN),
         )
         .where(Appointment.id.is_in(ids))
         .run()

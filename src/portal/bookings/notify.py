@@ -22,12 +22,15 @@ a failed delivery leaves it empty so the next run tries again.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from portal import progress
+from portal.bookings.reading import joined
+from portal.bookings.states import BOOKED
 from portal.bookings.tables import Appointment
 from portal.clients.service import wants_email_reminders
 from portal.email import messages
@@ -48,14 +51,8 @@ async def _load(appointment_id: int) -> dict[str, Any] | None:
             Appointment.location,
             Appointment.service,
             Appointment.reminder_sent_at,
-            Appointment.client.email.as_alias("client_email"),
-            Appointment.client.name.as_alias("client_name"),
-            Appointment.therapist.name.as_alias("therapist_name"),
-            Appointment.service.name.as_alias("service_name"),
-            Appointment.location.name.as_alias("location_name"),
-            Appointment.location.address.as_alias("location_address"),
-            Appointment.location.timezone.as_alias("timezone"),
-            Appointment.location.cancellation_window_hours.as_alias("window_hours"),
+            *joined("client_email", "client_name", "therapist_name", "service_name"),
+            *joined("location_name", "location_address", "timezone", "window_hours"),
         )
         .where(Appointment.id == appointment_id)
         .first()
@@ -81,9 +78,36 @@ def _name(row: dict[str, Any]) -> str:
     return str(row["client_name"] or "").strip() or str(row["client_email"]).split("@")[0]
 
 
-def _keep(deferred: list[int] | None, message_id: int) -> None:
-    if deferred is not None:
-        deferred.append(message_id)
+async def _tell_client(
+    appointment_id: int,
+    what: str,
+    settings: Settings | None,
+    deferred: list[int] | None,
+    send: Callable[[dict[str, Any], dict[str, Any]], Awaitable[int]],
+) -> None:
+    """One message to the appointment's client, built by ``send`` from the appointment's
+    row and the arguments every message takes (name, appointment, settings, defer).
+
+    Called once the change it tells of has committed: a failure is logged, never
+    raised. With ``deferred`` the message is stored and its id kept for the page to
+    deliver after answering (:func:`deliver_all`); without, it is delivered now.
+    """
+    settings = settings or get_settings()
+    try:
+        row = await _load(appointment_id)
+        if row is None:
+            return
+        common = {
+            "name": _name(row),
+            "appointment": _about(row),
+            "settings": settings,
+            "defer": deferred is not None,
+        }
+        message_id = await send(row, common)
+        if deferred is not None:
+            deferred.append(message_id)
+    except Exception:
+        log.exception("Could not send the %s of appointment %s", what, appointment_id)
 
 
 async def booking_confirmed(
@@ -93,23 +117,16 @@ async def booking_confirmed(
     deferred: list[int] | None = None,
 ) -> None:
     """The confirmation of a booked (or moved) appointment."""
-    settings = settings or get_settings()
-    try:
-        row = await _load(appointment_id)
-        if row is None:
-            return
-        message_id = await messages.send_booking_confirmation(
+
+    async def send(row: dict[str, Any], common: dict[str, Any]) -> int:
+        return await messages.send_booking_confirmation(
             str(row["client_email"]),
-            name=_name(row),
-            appointment=_about(row),
             cancellation_window_hours=int(row["window_hours"]),
-            manage_url=f"{settings.base_url}/appointments/{appointment_id}",
-            settings=settings,
-            defer=deferred is not None,
+            manage_url=f"{common['settings'].base_url}/appointments/{appointment_id}",
+            **common,
         )
-        _keep(deferred, message_id)
-    except Exception:
-        log.exception("Could not send the confirmation of appointment %s", appointment_id)
+
+    await _tell_client(appointment_id, "confirmation", settings, deferred, send)
 
 
 async def booking_cancelled(
@@ -122,28 +139,19 @@ async def booking_cancelled(
     deferred: list[int] | None = None,
 ) -> None:
     """The cancellation notice, whoever cancelled (the client, staff, package expiry)."""
-    settings = settings or get_settings()
-    try:
-        row = await _load(appointment_id)
-        if row is None:
-            return
-        message_id = await messages.send_cancellation(
+
+    async def send(row: dict[str, Any], common: dict[str, Any]) -> int:
+        base = common["settings"].base_url
+        return await messages.send_cancellation(
             str(row["client_email"]),
-            name=_name(row),
-            appointment=_about(row),
             credit_returned=credit_returned,
             late=late,
             reason=reason,
-            book_url=(
-                f"{settings.base_url}/appointments/new?location={row['location']}"
-                f"&service={row['service']}"
-            ),
-            settings=settings,
-            defer=deferred is not None,
+            book_url=f"{base}/appointments/new?location={row['location']}&service={row['service']}",
+            **common,
         )
-        _keep(deferred, message_id)
-    except Exception:
-        log.exception("Could not send the cancellation of appointment %s", appointment_id)
+
+    await _tell_client(appointment_id, "cancellation", settings, deferred, send)
 
 
 async def deliver_all(message_ids: list[int], settings: Settings) -> None:
@@ -190,7 +198,7 @@ async def send_reminders(
             Appointment.location.timezone.as_alias("timezone"),
         )
         .where(
-            (Appointment.status == "booked")
+            (Appointment.status == BOOKED)
             & Appointment.reminder_sent_at.is_null()
             & (Appointment.start_at > now)
             & (Appointment.start_at <= now + timedelta(hours=48))
@@ -207,7 +215,7 @@ async def send_reminders(
             skipped += 1
             continue
         row = await _load(int(candidate["id"]))
-        if row is None or row["status"] != "booked" or row["reminder_sent_at"] is not None:
+        if row is None or row["status"] != BOOKED or row["reminder_sent_at"] is not None:
             continue  # changed since it was listed
         try:
             message_id = await messages.send_reminder(

@@ -13,7 +13,8 @@ from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
 from portal.auth.service import CurrentUser
-from portal.bookings import service
+from portal.bookings import booking
+from portal.bookings.credits import NoCredit
 from portal.errors import Invalid
 from portal.fields import parse_int
 from portal.locations.tables import Location
@@ -119,7 +120,7 @@ async def book_series(
         day = request.first_date + timedelta(weeks=k * request.cadence_weeks)
         start = h.wall_to_utc(day, request.minute, tz)
         try:
-            appointment_id = await service.book(
+            appointment_id = await booking.book(
                 actor,
                 client_id=client_id,
                 location_id=request.location_id,
@@ -131,9 +132,9 @@ async def book_series(
                 deferred=deferred,
             )
             outcomes.append(SeriesOutcome(day, appointment_id, ""))
-        except service.NoCredit:
+        except NoCredit:
             outcomes.append(SeriesOutcome(day, None, "No unused session left in the packages."))
-        except service.SlotTaken as exc:
+        except booking.SlotTaken as exc:
             outcomes.append(SeriesOutcome(day, None, exc.message or "That time is already taken."))
         except Invalid as exc:
             outcomes.append(SeriesOutcome(day, None, " ".join(exc.errors.values())))

@@ -16,12 +16,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from portal.auth.service import CurrentUser
-from portal.bookings.service import BUSY_STATES, STATUS_LABELS, appointments_between
+from portal.bookings.availability import hours_and_time_off
+from portal.bookings.reading import appointments_between
+from portal.bookings.states import BUSY_STATES, STATUS_LABELS
 from portal.locations.service import get_location_for
 from portal.rooms.service import rooms_at
 from portal.rooms.tables import RoomOutage
 from portal.staff import hours as h
-from portal.staff.tables import Therapist, TherapistLocation, TimeOff, WorkingHours
+from portal.staff.tables import Therapist, TherapistLocation
 
 THERAPISTS = "therapists"
 ROOMS = "rooms"
@@ -146,22 +148,7 @@ async def build_week_view(
     if by == THERAPISTS:
         therapists = await _therapists(location_id, {int(a["therapist"]) for a in appointments})
         ids = [int(t["id"]) for t in therapists] or [-1]
-        hours_rows = (
-            await WorkingHours.select()
-            .where((WorkingHours.location == location_id) & WorkingHours.therapist.is_in(ids))
-            .order_by(WorkingHours.start_minute)
-            .run()
-        )
-        time_off = (
-            await TimeOff.select()
-            .where(
-                TimeOff.therapist.is_in(ids)
-                & TimeOff.cancelled_at.is_null()
-                & (TimeOff.starts_at < week.end)
-                & (TimeOff.ends_at > week.start)
-            )
-            .run()
-        )
+        hours_rows, time_off = await hours_and_time_off(location_id, ids, week.start, week.end)
         for therapist in therapists:
             tid = int(therapist["id"])
             row = Row(title=str(therapist["name"]), href=f"/therapists/{tid}")

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from portal import db
@@ -296,17 +296,7 @@ async def confirm_sign_up(
     now = utcnow()
     try:
         async with db.transaction():
-            claimed = (
-                await SignupConfirmation.update({SignupConfirmation.used_at: now})
-                .where(
-                    (SignupConfirmation.id == pending["id"])
-                    & SignupConfirmation.used_at.is_null()
-                    & (SignupConfirmation.expires_at > now)
-                )
-                .returning(SignupConfirmation.id)
-                .run()
-            )
-            if not claimed:
+            if not await _claim_link(SignupConfirmation, int(pending["id"]), now):
                 raise _link_invalid(410, "used")
             # The form's password is kept only as its hash: the account is created
             # with a throwaway one, replaced by the stored hash in the same transaction.
@@ -423,6 +413,20 @@ async def request_password_reset(settings: Settings, email: str, *, address: str
     return await send_reset_link(settings, key, address=address)
 
 
+async def _claim_link(
+    table: type[SignupConfirmation] | type[PasswordReset], link_id: int, now: datetime
+) -> bool:
+    """Mark a one-time link used, unless it was used or expired meanwhile: the
+    compare-and-set that lets only one of two simultaneous clicks through."""
+    claimed = (
+        await table.update({table.used_at: now})
+        .where((table.id == link_id) & table.used_at.is_null() & (table.expires_at > now))
+        .returning(table.id)
+        .run()
+    )
+    return bool(claimed)
+
+
 async def check_reset_token(token: str) -> dict[str, Any]:
     """The open reset behind ``token`` with its user, or ``ResetLinkInvalid``."""
     row = None
@@ -491,17 +495,7 @@ async def reset_password(
     user_id = int(reset["user_id"])
     now = utcnow()
     async with db.transaction():
-        claimed = (
-            await PasswordReset.update({PasswordReset.used_at: now})
-            .where(
-                (PasswordReset.id == reset["id"])
-                & PasswordReset.used_at.is_null()
-                & (PasswordReset.expires_at > now)
-            )
-            .returning(PasswordReset.id)
-            .run()
-        )
-        if not claimed:
+        if not await _claim_link(PasswordReset, int(reset["id"]), now):
             raise ResetLinkInvalid(
                 410, "used", "This reset link has already been used. Ask for a new one."
             )

@@ -1,31 +1,28 @@
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.background_tasks import BackgroundTask
-from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
 from portal.audit import service as audit
-from portal.auth.service import CLIENT, MANAGER, OWNER, Throttled
+from portal.auth.service import CLIENT, MANAGER, OWNER, CurrentUser, Throttled
 from portal.clients import accounts, intake, regions, service
 from portal.email.service import deliver
+from portal.errors import NotFound
 from portal.locations.service import all_locations
 from portal.settings import Settings
+from portal.web.admin import reverse
 from portal.web.forms import ValidationFailed, parse_id, read_form
-from portal.web.guards import current_user, current_user_or_none, requires_owner, requires_role
-from portal.web.responses import client_address, redirect, safe_next, set_session_cookie
+from portal.web.guards import requires_owner, requires_role
+from portal.web.responses import redirect, safe_next, set_session_cookie
 
 PUBLIC = {"public": True}
 clients_only = requires_role(CLIENT)
 staff_readers = requires_role(OWNER, MANAGER)
-
-
-def _settings(request: Request[Any, Any, Any]) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
 
 
 def _deliver_later(response: Response[Any], settings: Settings, message_id: int | None) -> None:
@@ -51,7 +48,7 @@ def _version_param(raw: str | None) -> int | None:
     try:
         return int(raw)
     except ValueError as exc:
-        raise NotFoundException("No such version of the intake.") from exc
+        raise NotFound("No such version of the intake.") from exc
 
 
 def _signup_input(values: dict[str, str]) -> tuple[dict[str, str], accounts.SignupInput]:
@@ -71,19 +68,38 @@ def _signup_input(values: dict[str, str]) -> tuple[dict[str, str], accounts.Sign
     return form, data
 
 
-def _signup_sent(
-    settings: Settings, accepted: accounts.AcceptedSignup, address: str
+def _link_sent(
+    response: Response[Any],
+    send: Callable[..., Awaitable[Any]],
+    settings: Settings,
+    accepted: Any,
+    address: str,
 ) -> Response[Any]:
     """The same answer, after the same work, whether or not an account has this
     address: the lookup, the link (or the notice to the owner) come afterwards."""
-    response = Redirect(path="/signup/sent", status_code=303)
     response.background = BackgroundTask(
-        accounts.send_signup_link,
+        send,
         settings,
         accepted,
         address=address,
         defer=False,  # delivered through SMTP, when there is one, right there
     )
+    return response
+
+
+def _browser(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """What a sign-in from a link records of the browser, and the session it replaces."""
+    return {
+        "user_agent": request.headers.get("user-agent", ""),
+        "replace_token": request.state.get("session_token") or None,
+    }
+
+
+def _signed_in(
+    request: Request[Any, Any, Any], settings: Settings, url: str, message: str, token: str
+) -> Response[Any]:
+    response = redirect(request, url, message)
+    set_session_cookie(response, settings, token)
     return response
 
 
@@ -100,6 +116,26 @@ def _invalid_link_page(template: str, exc: accounts.ResetLinkInvalid) -> Templat
 
 async def _location_options() -> list[tuple[str, str]]:
     return [(str(loc["id"]), loc["name"]) for loc in await all_locations(active_only=True)]
+
+
+async def _profile_page(
+    template: str,
+    client: dict[str, Any],
+    form: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+) -> Template:
+    """A client's details form (their own, or staff's edit): the stored details, or the
+    sent form again with its errors (422)."""
+    return Template(
+        template,
+        context={
+            "client": client,
+            "form": service.profile_form(client) if form is None else form,
+            "errors": errors or {},
+            "locations": await _location_options(),
+        },
+        status_code=422 if errors else 200,
+    )
 
 
 async def _intake_page(client_id: int, version: int | None, tz: str) -> dict[str, Any]:
@@ -141,12 +177,11 @@ class SignupController(Controller):
     @get("/signup", opt=PUBLIC, name="signup")
     async def signup_page(
         self,
-        request: Request[Any, Any, Any],
+        user_or_none: CurrentUser | None,
         next_url: Annotated[str | None, QueryParameter(name="next")] = None,
     ) -> Response[Any]:
-        user = current_user_or_none(request)
-        if user is not None:
-            return Redirect(path=safe_next(next_url, _home(user.role)), status_code=303)
+        if user_or_none is not None:
+            return Redirect(path=safe_next(next_url, _home(user_or_none.role)), status_code=303)
         form = {"name": "", "email": "", "consent": ""}
         return Template(
             "clients/signup.html",
@@ -154,20 +189,22 @@ class SignupController(Controller):
         )
 
     @post("/signup", opt=PUBLIC, name="signup_submit")
-    async def signup(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        settings = _settings(request)
+    async def signup(
+        self,
+        request: Request[Any, Any, Any],
+        user_or_none: CurrentUser | None,
+        client_address: str,
+        settings: Settings,
+    ) -> Response[Any]:
         values, _ = await read_form(request)
         next_url = safe_next(values.get("next"), "")
-        user = current_user_or_none(request)
-        if user is not None:
-            return redirect(
-                request, next_url or _home(user.role), "You are already signed in.", "info"
-            )
+        if user_or_none is not None:
+            home = _home(user_or_none.role)
+            return redirect(request, next_url or home, "You are already signed in.", "info")
         form, data = _signup_input(values)
-        address = client_address(request)
         try:
             accepted = await accounts.accept_sign_up(
-                settings, data, address=address, next_url=next_url
+                settings, data, address=client_address, next_url=next_url
             )
         except ValidationFailed as exc:
             return Template(
@@ -178,7 +215,8 @@ class SignupController(Controller):
         except Throttled as exc:
             context = {"form": form, "errors": {"form": _throttled_message(exc)}, "next": next_url}
             return _throttled_page("clients/signup.html", context, exc)
-        return _signup_sent(settings, accepted, address)
+        sent = Redirect(path=reverse(request, "signup_sent"), status_code=303)
+        return _link_sent(sent, accounts.send_signup_link, settings, accepted, client_address)
 
     @get("/signup/sent", opt=PUBLIC, name="signup_sent")
     async def sent_page(self) -> Template:
@@ -194,39 +232,31 @@ class SignupController(Controller):
         try:
             pending = await accounts.check_signup_token(token)
         except accounts.ResetLinkInvalid as exc:
-            return Template(
-                "clients/signup_invalid.html",
-                context={"problem": exc},
-                status_code=exc.status_code,
-            )
+            return _invalid_link_page("clients/signup_invalid.html", exc)
         return Template(
             "clients/signup_confirm.html",
             context={"token": token, "email": pending["email"], "name": pending["name"]},
         )
 
     @post("/signup/confirm/{token:str}", opt=PUBLIC, name="signup_confirm_submit")
-    async def confirm(self, request: Request[Any, Any, Any], token: FromPath[str]) -> Response[Any]:
-        settings = _settings(request)
+    async def confirm(
+        self,
+        request: Request[Any, Any, Any],
+        client_address: str,
+        settings: Settings,
+        token: FromPath[str],
+    ) -> Response[Any]:
         try:
             signed_in = await accounts.confirm_sign_up(
-                settings,
-                token,
-                address=client_address(request),
-                user_agent=request.headers.get("user-agent", ""),
-                replace_token=request.state.get("session_token") or None,
+                settings, token, address=client_address, **_browser(request)
             )
         except accounts.ResetLinkInvalid as exc:
-            return Template(
-                "clients/signup_invalid.html",
-                context={"problem": exc},
-                status_code=exc.status_code,
-            )
-        response = redirect(
-            request,
-            safe_next(signed_in.next_url, "/account"),
+            return _invalid_link_page("clients/signup_invalid.html", exc)
+        response = _signed_in(
+            request, settings, safe_next(signed_in.next_url, "/account"),
             "Welcome! Your account is ready. We have emailed you a copy of the essentials.",
-        )
-        set_session_cookie(response, settings, signed_in.session_token)
+            signed_in.session_token,
+        )  # fmt: skip
         _deliver_later(response, settings, signed_in.message_id)
         return response
 
@@ -242,54 +272,44 @@ class PasswordResetController(Controller):
         )
 
     @post("/forgot", opt=PUBLIC, name="password_forgot_submit")
-    async def forgot(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        settings = _settings(request)
+    async def forgot(
+        self, request: Request[Any, Any, Any], client_address: str, settings: Settings
+    ) -> Response[Any]:
         values, _ = await read_form(request)
         email = values.get("email", "")
         context: dict[str, Any] = {"form": {"email": email}, "errors": {}, "sent": False}
         if not email:
             context["errors"]["email"] = "Enter the email address of your account."
             return Template("clients/forgot.html", context=context, status_code=422)
-        address = client_address(request)
         try:
-            key = await accounts.accept_reset_request(settings, email, address=address)
+            key = await accounts.accept_reset_request(settings, email, address=client_address)
         except Throttled as exc:
             context["errors"]["form"] = _throttled_message(exc)
-            response: Response[Any] = Template(
-                "clients/forgot.html", context=context, status_code=429
-            )
-            response.headers["Retry-After"] = str(exc.retry_after_seconds)
-            return response
+            return _throttled_page("clients/forgot.html", context, exc)
         # The same answer, after the same work, whether or not an account has this
         # address: the link is looked up, stored and mailed once the answer is out.
-        response = redirect(request, "/password/forgot?sent=1")
-        response.background = BackgroundTask(
-            accounts.send_reset_link,
-            settings,
-            key,
-            address=address,
-            defer=False,  # delivered through SMTP, when there is one, right there
-        )
-        return response
+        sent = redirect(request, reverse(request, "password_forgot") + "?sent=1")
+        return _link_sent(sent, accounts.send_reset_link, settings, key, client_address)
 
     @get("/reset/{token:str}", opt=PUBLIC, name="password_reset")
     async def reset_page(self, token: FromPath[str]) -> Template:
         try:
             reset = await accounts.check_reset_token(token)
         except accounts.ResetLinkInvalid as exc:
-            return Template(
-                "clients/reset_invalid.html",
-                context={"problem": exc},
-                status_code=exc.status_code,
-            )
+            return _invalid_link_page("clients/reset_invalid.html", exc)
         return Template(
             "clients/reset.html",
             context={"token": token, "email": reset["email"], "errors": {}},
         )
 
     @post("/reset/{token:str}", opt=PUBLIC, name="password_reset_submit")
-    async def reset(self, request: Request[Any, Any, Any], token: FromPath[str]) -> Response[Any]:
-        settings = _settings(request)
+    async def reset(
+        self,
+        request: Request[Any, Any, Any],
+        client_address: str,
+        settings: Settings,
+        token: FromPath[str],
+    ) -> Response[Any]:
         values, _ = await read_form(request)
         try:
             signed_in = await accounts.reset_password(
@@ -297,9 +317,8 @@ class PasswordResetController(Controller):
                 token,
                 values.get("password", ""),
                 values.get("confirm_password", ""),
-                address=client_address(request),
-                user_agent=request.headers.get("user-agent", ""),
-                replace_token=request.state.get("session_token") or None,
+                address=client_address,
+                **_browser(request),
             )
         except accounts.ResetLinkInvalid as exc:
             return _invalid_link_page("clients/reset_invalid.html", exc)
@@ -307,13 +326,11 @@ class PasswordResetController(Controller):
             reset = await accounts.check_reset_token(token)
             context = {"token": token, "email": reset["email"], "errors": exc.errors}
             return Template("clients/reset.html", context=context, status_code=422)
-        response = redirect(
-            request,
-            _home(signed_in.role),
+        return _signed_in(
+            request, settings, _home(signed_in.role),
             "Your password has been changed and you are signed in. Other devices were signed out.",
-        )
-        set_session_cookie(response, settings, signed_in.session_token)
-        return response
+            signed_in.session_token,
+        )  # fmt: skip
 
 
 # -- the client's own pages -------------------------------------------------------------
@@ -324,68 +341,50 @@ class AccountController(Controller):
     guards = [clients_only]
 
     @get("/", name="account")
-    async def index(self, request: Request[Any, Any, Any]) -> Template:
+    async def index(self, user: CurrentUser) -> Template:
         from portal.bookings.account import account_context  # bookings build on clients
 
-        return Template(
-            "clients/account.html", context=await account_context(current_user(request).id)
-        )
+        return Template("clients/account.html", context=await account_context(user.id))
 
     @get("/profile", name="account_profile")
-    async def profile_form(self, request: Request[Any, Any, Any]) -> Template:
-        client = await service.get_client(current_user(request).id)
-        return Template(
-            "clients/profile_form.html",
-            context={
-                "client": client,
-                "form": service.profile_form(client),
-                "errors": {},
-                "locations": await _location_options(),
-            },
-        )
+    async def profile_form(self, user: CurrentUser) -> Template:
+        client = await service.get_client(user.id)
+        return await _profile_page("clients/profile_form.html", client)
 
     @post("/profile", name="account_profile_save")
-    async def save_profile(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        user = current_user(request)
+    async def save_profile(
+        self, request: Request[Any, Any, Any], user: CurrentUser, client_address: str
+    ) -> Response[Any]:
         client = await service.get_client(user.id)
         values, _ = await read_form(request)
         try:
             data = await service.parse_profile_form(values)
-            await service.save_profile(user, user.id, data, address=client_address(request))
+            await service.save_profile(user, user.id, data, address=client_address)
         except ValidationFailed as exc:
-            return Template(
-                "clients/profile_form.html",
-                context={
-                    "client": client,
-                    "form": values,
-                    "errors": exc.errors,
-                    "locations": await _location_options(),
-                },
-                status_code=422,
-            )
-        return redirect(request, "/account", "Your details were saved.")
+            return await _profile_page("clients/profile_form.html", client, values, exc.errors)
+        return redirect(request, reverse(request, "account"), "Your details were saved.")
 
     @get("/intake", name="account_intake")
     async def intake_view(
         self,
-        request: Request[Any, Any, Any],
+        user: CurrentUser,
         version: Annotated[str | None, QueryParameter(name="version")] = None,
     ) -> Template:
-        user = current_user(request)
         client = await service.get_client(user.id)
         context = await _intake_page(user.id, _version_param(version), client["timezone"])
         return Template("clients/intake.html", context=context)
 
     @get("/intake/edit", name="account_intake_form")
-    async def intake_form(self, request: Request[Any, Any, Any]) -> Template:
-        latest = await service.current_intake(current_user(request).id)
+    async def intake_form(self, user: CurrentUser) -> Template:
+        latest = await service.current_intake(user.id)
         context = _intake_form_context(intake.as_form(latest), {})
         context["latest_version"] = latest["version"] if latest else None
         return Template("clients/intake_form.html", context=context)
 
     @post("/intake/edit", name="account_intake_save")
-    async def intake_save(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        user = current_user(request)
+    async def intake_save(
+        self, request: Request[Any, Any, Any], user: CurrentUser, client_address: str
+    ) -> Response[Any]:
         values, multi = await read_form(request)
         try:
             data = intake.parse_intake(values, multi)
@@ -394,13 +393,13 @@ class AccountController(Controller):
             context = _intake_form_context(intake.form_from_submission(values, multi), exc.errors)
             context["latest_version"] = latest["version"] if latest else None
             return Template("clients/intake_form.html", context=context, status_code=422)
-        version = await service.save_intake(user, user.id, data, address=client_address(request))
+        version = await service.save_intake(user, user.id, data, address=client_address)
         message = (
             "Thank you — your intake was saved. Your therapist will read it before your session."
             if version == 1
             else f"Your intake was updated (version {version}). Earlier versions are kept."
         )
-        return redirect(request, "/account/intake", message)
+        return redirect(request, reverse(request, "account_intake"), message)
 
 
 # -- staff --------------------------------------------------------------------------------
@@ -413,7 +412,7 @@ class ClientStaffController(Controller):
     @get("/", name="clients")
     async def index(
         self,
-        request: Request[Any, Any, Any],
+        user: CurrentUser,
         q: Annotated[str, QueryParameter(name="q")] = "",
         status: Annotated[str, QueryParameter(name="status")] = "active",
         location: Annotated[str, QueryParameter(name="location")] = "",
@@ -422,7 +421,7 @@ class ClientStaffController(Controller):
     ) -> Template:
         location_id = parse_id(location)
         page = await service.list_clients(
-            current_user(request),
+            user,
             search=q.strip()[:120],
             status=status,
             location_id=location_id,
@@ -442,50 +441,34 @@ class ClientStaffController(Controller):
         )
 
     @get("/{client_id:int}", name="client_detail")
-    async def detail(self, request: Request[Any, Any, Any], client_id: FromPath[int]) -> Template:
-        client = await service.get_client_for(current_user(request), client_id)
+    async def detail(self, user: CurrentUser, client_id: FromPath[int]) -> Template:
+        client = await service.get_client_for(user, client_id)
         context = await _intake_page(client_id, None, client["timezone"])
         return Template("clients/staff/detail.html", context={"client": client, **context})
 
     @get("/{client_id:int}/edit", name="client_edit")
-    async def edit(self, request: Request[Any, Any, Any], client_id: FromPath[int]) -> Template:
-        client = await service.get_client_for(current_user(request), client_id)
-        return Template(
-            "clients/staff/edit.html",
-            context={
-                "client": client,
-                "form": service.profile_form(client),
-                "errors": {},
-                "locations": await _location_options(),
-            },
-        )
+    async def edit(self, user: CurrentUser, client_id: FromPath[int]) -> Template:
+        client = await service.get_client_for(user, client_id)
+        return await _profile_page("clients/staff/edit.html", client)
 
     @post("/{client_id:int}/edit", name="client_update")
     async def update(
-        self, request: Request[Any, Any, Any], client_id: FromPath[int]
+        self,
+        request: Request[Any, Any, Any],
+        user: CurrentUser,
+        client_address: str,
+        client_id: FromPath[int],
     ) -> Response[Any]:
-        user = current_user(request)
         client = await service.get_client_for(user, client_id)
         values, _ = await read_form(request)
         try:
             data = await service.parse_profile_form(values)
-            changed = await service.save_profile(
-                user, client_id, data, address=client_address(request)
-            )
+            changed = await service.save_profile(user, client_id, data, address=client_address)
         except ValidationFailed as exc:
-            return Template(
-                "clients/staff/edit.html",
-                context={
-                    "client": client,
-                    "form": values,
-                    "errors": exc.errors,
-                    "locations": await _location_options(),
-                },
-                status_code=422,
-            )
+            return await _profile_page("clients/staff/edit.html", client, values, exc.errors)
         return redirect(
             request,
-            f"/clients/{client_id}",
+            reverse(request, "client_detail", client_id=client_id),
             "Client details saved." if changed else "Nothing was changed.",
             "success" if changed else "info",
         )
@@ -493,17 +476,17 @@ class ClientStaffController(Controller):
     @get("/{client_id:int}/intake", name="client_intake")
     async def intake_view(
         self,
-        request: Request[Any, Any, Any],
+        user: CurrentUser,
         client_id: FromPath[int],
         version: Annotated[str | None, QueryParameter(name="version")] = None,
     ) -> Template:
-        client = await service.get_client_for(current_user(request), client_id)
+        client = await service.get_client_for(user, client_id)
         context = await _intake_page(client_id, _version_param(version), client["timezone"])
         return Template("clients/staff/intake.html", context={"client": client, **context})
 
     @get("/{client_id:int}/history", guards=[requires_owner], name="client_history")
-    async def history(self, request: Request[Any, Any, Any], client_id: FromPath[int]) -> Template:
-        client = await service.get_client_for(current_user(request), client_id)
+    async def history(self, user: CurrentUser, client_id: FromPath[int]) -> Template:
+        client = await service.get_client_for(user, client_id)
         return Template(
             "audit/history.html",
             context={

@@ -142,27 +142,37 @@ def _choice(
     return value
 
 
+# The free-text answers: the label their messages use, and their longest length.
+_TEXTS: dict[str, tuple[str, int]] = {
+    "concerns_other": ("Other concern", SHORT_LIMIT),
+    "pain_where": ("Where it hurts", TEXT_LIMIT),
+    "pain_worse": ("What makes it worse", TEXT_LIMIT),
+    "pain_better": ("What makes it better", TEXT_LIMIT),
+    "daily_activities": ("Daily activities", TEXT_LIMIT),
+    "sports": ("Sports and training", TEXT_LIMIT),
+    "goals": ("Goals", TEXT_LIMIT),
+    "health_details": ("Health details", TEXT_LIMIT),
+}
+
+
+def _text(values: dict[str, str], errors: dict[str, str], name: str) -> str:
+    label, limit = _TEXTS[name]
+    return optional_text(values, errors, name, label=label, max_length=limit)
+
+
 def parse_intake(values: dict[str, str], multi: dict[str, list[str]]) -> IntakeInput:
     """The submitted intake form, validated; ``Invalid`` with a message per field."""
     errors: dict[str, str] = {}
     concerns = _choices(multi, errors, "concerns", set(CONCERNS), "Choose concerns from the list.")
-    concerns_other = optional_text(
-        values, errors, "concerns_other", label="Other concern", max_length=SHORT_LIMIT
-    )
+    concerns_other = _text(values, errors, "concerns_other")
     if not concerns and not concerns_other and "concerns" not in errors:
         errors["concerns"] = "Tick at least one concern, or describe yours under “Something else”."
-    pain_where = optional_text(
-        values, errors, "pain_where", label="Where it hurts", max_length=TEXT_LIMIT
-    )
+    pain_where = _text(values, errors, "pain_where")
     pain_duration = _choice(
         values, errors, "pain_duration", PAIN_DURATIONS, "Choose how long from the list."
     )
-    pain_worse = optional_text(
-        values, errors, "pain_worse", label="What makes it worse", max_length=TEXT_LIMIT
-    )
-    pain_better = optional_text(
-        values, errors, "pain_better", label="What makes it better", max_length=TEXT_LIMIT
-    )
+    pain_worse = _text(values, errors, "pain_worse")
+    pain_better = _text(values, errors, "pain_better")
     raw_level = values.get("pain_level", "").strip()
     level: int | None = None
     if raw_level == "":
@@ -177,17 +187,11 @@ def parse_intake(values: dict[str, str], multi: dict[str, list[str]]) -> IntakeI
     work_posture = _choice(
         values, errors, "work_posture", WORK_POSTURES, "Choose a work posture from the list."
     )
-    daily_activities = optional_text(
-        values, errors, "daily_activities", label="Daily activities", max_length=TEXT_LIMIT
-    )
-    sports = optional_text(
-        values, errors, "sports", label="Sports and training", max_length=TEXT_LIMIT
-    )
-    goals = optional_text(values, errors, "goals", label="Goals", max_length=TEXT_LIMIT)
+    daily_activities = _text(values, errors, "daily_activities")
+    sports = _text(values, errors, "sports")
+    goals = _text(values, errors, "goals")
     flags = _choices(multi, errors, "health_flags", set(HEALTH_FLAGS), "Choose from the list.")
-    health_details = optional_text(
-        values, errors, "health_details", label="Health details", max_length=TEXT_LIMIT
-    )
+    health_details = _text(values, errors, "health_details")
     if flags and not health_details and "health_flags" not in errors:
         errors["health_details"] = (
             "Tell your therapist a little more about what you ticked "

@@ -27,75 +27,51 @@ class Region:
     referral: str = ""
 
 
-REGIONS: tuple[Region, ...] = (
-    Region("head_jaw", "Head and jaw", GENERAL),
-    Region("neck", "Neck", GENERAL),
-    Region("shoulders", "Shoulders", GENERAL),
-    Region("upper_back", "Upper back", GENERAL),
-    Region("mid_back", "Mid back", GENERAL),
-    Region("lower_back", "Lower back", GENERAL),
-    Region("chest", "Chest", GENERAL),
-    Region("arms_elbows", "Arms and elbows", GENERAL),
-    Region("wrists_hands", "Wrists and hands", GENERAL),
-    Region("hips", "Hips", GENERAL),
-    Region("glutes", "Buttocks (glutes)", GENERAL),
-    Region("thighs", "Thighs", GENERAL),
-    Region("knees", "Knees", GENERAL),
-    Region("calves_feet", "Calves, ankles and feet", GENERAL),
-    Region(
-        "upper_trapezius",
-        "Upper trapezius",
-        MUSCLE,
-        "side of the neck, temple (tension headache)",
-    ),
-    Region(
-        "levator_scapulae",
-        "Levator scapulae",
-        MUSCLE,
-        "angle of the neck, top of the shoulder blade",
-    ),
-    Region("suboccipitals", "Suboccipitals", MUSCLE, "back of the head, behind the eye"),
-    Region(
-        "sternocleidomastoid",
-        "Sternocleidomastoid",
-        MUSCLE,
-        "forehead, around the ear, over the eye",
-    ),
-    Region("scalenes", "Scalenes", MUSCLE, "chest, upper back, down the arm"),
-    Region("rhomboids", "Rhomboids", MUSCLE, "between the shoulder blades"),
-    Region(
-        "infraspinatus",
-        "Infraspinatus",
-        MUSCLE,
-        "front and side of the shoulder, down the arm",
-    ),
-    Region("supraspinatus", "Supraspinatus", MUSCLE, "side of the shoulder, elbow"),
-    Region("pectoralis_minor", "Pectoralis minor", MUSCLE, "front of the shoulder, inner arm"),
-    Region(
-        "forearm_extensors",
-        "Forearm extensors",
-        MUSCLE,
-        "lateral elbow, back of the hand (RSI)",
-    ),
-    Region(
-        "forearm_flexors",
-        "Forearm flexors",
-        MUSCLE,
-        "inner elbow, palm and fingers (RSI)",
-    ),
-    Region("quadratus_lumborum", "Quadratus lumborum", MUSCLE, "low back, hip, buttock"),
-    Region("iliopsoas", "Iliopsoas", MUSCLE, "low back, front of the thigh"),
-    Region("gluteus_medius", "Gluteus medius", MUSCLE, "low back, sacrum, buttock"),
-    Region(
-        "gluteus_minimus",
-        "Gluteus minimus",
-        MUSCLE,
-        "down the side or back of the leg (sciatica-like)",
-    ),
-    Region("piriformis", "Piriformis", MUSCLE, "buttock, back of the thigh"),
-    Region("hamstrings", "Hamstrings", MUSCLE, "back of the thigh and knee"),
-    Region("gastrocnemius_soleus", "Gastrocnemius / soleus", MUSCLE, "calf, heel"),
-)
+# One region a line: code | label (| where its trigger points refer pain, for muscles).
+_GENERAL = """
+head_jaw     | Head and jaw
+neck         | Neck
+shoulders    | Shoulders
+upper_back   | Upper back
+mid_back     | Mid back
+lower_back   | Lower back
+chest        | Chest
+arms_elbows  | Arms and elbows
+wrists_hands | Wrists and hands
+hips         | Hips
+glutes       | Buttocks (glutes)
+thighs       | Thighs
+knees        | Knees
+calves_feet  | Calves, ankles and feet
+"""
+_MUSCLES = """
+upper_trapezius      | Upper trapezius        | side of the neck, temple (tension headache)
+levator_scapulae     | Levator scapulae       | angle of the neck, top of the shoulder blade
+suboccipitals        | Suboccipitals          | back of the head, behind the eye
+sternocleidomastoid  | Sternocleidomastoid    | forehead, around the ear, over the eye
+scalenes             | Scalenes               | chest, upper back, down the arm
+rhomboids            | Rhomboids              | between the shoulder blades
+infraspinatus        | Infraspinatus          | front and side of the shoulder, down the arm
+supraspinatus        | Supraspinatus          | side of the shoulder, elbow
+pectoralis_minor     | Pectoralis minor       | front of the shoulder, inner arm
+forearm_extensors    | Forearm extensors      | lateral elbow, back of the hand (RSI)
+forearm_flexors      | Forearm flexors        | inner elbow, palm and fingers (RSI)
+quadratus_lumborum   | Quadratus lumborum     | low back, hip, buttock
+iliopsoas            | Iliopsoas              | low back, front of the thigh
+gluteus_medius       | Gluteus medius         | low back, sacrum, buttock
+gluteus_minimus      | Gluteus minimus        | down the side or back of the leg (sciatica-like)
+piriformis           | Piriformis             | buttock, back of the thigh
+hamstrings           | Hamstrings             | back of the thigh and knee
+gastrocnemius_soleus | Gastrocnemius / soleus | calf, heel
+"""
+
+
+def _table(text: str, group: str) -> tuple[Region, ...]:
+    rows = [[cell.strip() for cell in line.split("|")] for line in text.strip().splitlines()]
+    return tuple(Region(row[0], row[1], group, *row[2:]) for row in rows)
+
+
+REGIONS: tuple[Region, ...] = _table(_GENERAL, GENERAL) + _table(_MUSCLES, MUSCLE)
 
 BY_CODE: dict[str, Region] = {r.code: r for r in REGIONS}
 CODES: frozenset[str] = frozenset(BY_CODE)

@@ -22,7 +22,7 @@ from typing import Any
 
 from piccolo.query import WhereRaw
 
-from portal import db
+from portal import access, db
 from portal.audit import service as audit
 from portal.auth.service import CLIENT, MANAGER, OWNER, CurrentUser
 from portal.auth.tables import User
@@ -87,28 +87,27 @@ async def ensure_can_read_client(actor: CurrentUser, client_id: int) -> None:
     paid purchase there, an appointment there they booked or attended, or who
     chose one of them as preferred location. Accountants and therapists: no.
     """
-    if actor.role == OWNER:
-        return
     if actor.role == CLIENT and actor.id == client_id:
         return
-    if actor.role == MANAGER:
-        # Three index probes by client id, however many clients the locations have.
-        found = (
-            await User.exists().where((User.id == client_id) & _tied_to(actor.location_ids)).run()
-        )
-        if found:
-            return
+    scope = client_scope(actor, refusal="You do not have access to this client.")
+    if scope is None:
+        return
+    # Three index probes by client id, however many clients the locations have.
+    if not await User.exists().where((User.id == client_id) & _tied_to(scope)).run():
         raise Forbidden("This is not a client of your locations.")
-    raise Forbidden("You do not have access to this client.")
 
 
-def client_scope(actor: CurrentUser) -> frozenset[int] | None:
-    """Locations whose clients ``actor`` may list; None means every client."""
-    if actor.role == OWNER:
-        return None
-    if actor.role == MANAGER:
-        return actor.location_ids
-    raise Forbidden("You do not have access to the client list.")
+def client_scope(
+    actor: CurrentUser, *, refusal: str = "You do not have access to the client list."
+) -> frozenset[int] | None:
+    """Locations whose clients ``actor`` may see; None means every client.
+
+    Owners and managers deal with clients, each over the locations
+    :func:`portal.access.visible_locations` gives them; other staff get ``refusal``.
+    """
+    if actor.role not in (OWNER, MANAGER):
+        raise Forbidden(refusal)
+    return access.visible_locations(actor)
 
 
 # A manager's clients are ``app_user`` rows with a preference, a paid purchase or an
@@ -321,6 +320,28 @@ async def get_client_for(actor: CurrentUser, client_id: int) -> dict[str, Any]:
     client = await get_client(client_id)
     await ensure_can_read_client(actor, client_id)
     return client
+
+
+async def find_client_for(actor: CurrentUser, email: str) -> dict[str, Any] | None:
+    """The client with this email, if ``actor`` may see them (:func:`ensure_can_read_client`);
+    None otherwise, the same as for an email nobody has, so a manager learns nothing
+    of other locations' clients."""
+    email = email.strip().lower()
+    if not email:
+        return None
+    row: dict[str, Any] | None = (
+        await User.select(User.id, User.role, User.name, User.email)
+        .where(User.email == email)
+        .first()
+        .run()
+    )
+    if row is None or row["role"] != CLIENT:
+        return None
+    try:
+        await ensure_can_read_client(actor, int(row["id"]))
+    except Forbidden:
+        return None
+    return row
 
 
 def profile_snapshot(client: dict[str, Any]) -> dict[str, Any]:

@@ -164,10 +164,18 @@ async def list_locations(
     return await keyset_page(query, Location.name, Location.id, after=after, limit=limit)
 
 
-async def all_locations(active_only: bool = True) -> list[dict[str, Any]]:
-    query = Location.select(Location.id, Location.name, Location.slug, Location.active)
+async def all_locations(
+    active_only: bool = True, *, visible_to: CurrentUser | None = None
+) -> list[dict[str, Any]]:
+    """Locations by name; with ``visible_to``, only those the actor may see (``portal.access``)."""
+    query = Location.select(
+        Location.id, Location.name, Location.slug, Location.timezone, Location.active
+    )
     if active_only:
         query = query.where(Location.active == True)  # noqa: E712
+    visible = access.visible_locations(visible_to) if visible_to is not None else None
+    if visible is not None:
+        query = query.where(Location.id.is_in(sorted(visible) or [-1]))
     return await query.order_by(Location.name).run()
 
 

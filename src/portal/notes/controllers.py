@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
+from litestar.di import Provide
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
 from portal.audit import service as audit
 from portal.auth.service import CLIENT, MANAGER, OWNER, THERAPIST, CurrentUser
-from portal.bookings import service as bookings
+from portal.bookings import reading
+from portal.bookings.credits import credit_label
+from portal.bookings.states import STATUS_LABELS as APPOINTMENT_STATUS
 from portal.clients import regions
 from portal.clients import service as clients
-from portal.locations.service import all_locations, visible_location_ids
+from portal.locations.service import all_locations
 from portal.notes import charts, service
 from portal.notes import form as note_form
 from portal.timeutil import to_local, utcnow
+from portal.web.admin import reverse
 from portal.web.forms import ValidationFailed, read_form
-from portal.web.guards import current_user, requires_owner, requires_role
-from portal.web.responses import client_address, redirect
+from portal.web.guards import requires_owner, requires_role
+from portal.web.responses import redirect
 
 readers = requires_role(OWNER, MANAGER, THERAPIST, CLIENT)
 listers = requires_role(OWNER, MANAGER, THERAPIST)
@@ -45,6 +51,35 @@ def _date(raw: str | None) -> date | None:
         return None
 
 
+Req = Request[Any, Any, Any]
+Note = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Who reads or writes notes, and from which address: each read of a note's contents
+    appends both to the access log (``service.record_read``)."""
+
+    user: CurrentUser
+    address: str
+
+
+def _provide_reader(user: CurrentUser, client_address: str) -> Reader:
+    return Reader(user, client_address)
+
+
+async def _provide_authored(reader: Reader, note_id: int) -> Note:
+    """The note of the path, if the reader is its therapist (who alone writes, signs and
+    amends it): 404 when there is none, 403 when it is not theirs."""
+    note = await service.get_note(note_id)
+    await service.ensure_author(reader.user, note)
+    return note
+
+
+READER = {"reader": Provide(_provide_reader, sync_to_thread=False)}
+AUTHOR = {**READER, "authored": Provide(_provide_authored)}
+
+
 def _form_choices() -> dict[str, Any]:
     return {
         "region_groups": regions.grouped(),
@@ -58,7 +93,7 @@ def _form_choices() -> dict[str, Any]:
 
 
 async def _compose_page(
-    request: Request[Any, Any, Any],
+    reader: Reader,
     appointment: dict[str, Any],
     form: dict[str, Any],
     *,
@@ -73,26 +108,22 @@ async def _compose_page(
     validation error) appends its access-log row first; a page that only says
     why no note can be written yet shows neither and logs nothing.
     """
-    user = current_user(request)
     client_id = int(appointment["client"])
     problem = service.writable_problem(appointment) if note is None else None
     if problem is None:
         await service.record_read(
-            user,
+            reader.user,
             service.COMPOSE,
             client_id,
             note_id=int(note["id"]) if note else None,
-            address=client_address(request),
+            address=reader.address,
         )
     intake = await clients.current_intake(client_id)
     previous = await service.signed_notes_of(
         client_id, before=appointment["start_at"], limit=PREVIOUS_SHOWN
     )
     previous.reverse()
-    series = None
-    credit = await _credit_label(appointment)
-    if credit:
-        series = credit
+    series = await credit_label(appointment["sale_session"])
     action = f"/notes/{note['id']}/edit" if note else f"/notes/appointment/{appointment['id']}"
     return Template(
         "notes/compose.html",
@@ -115,44 +146,23 @@ async def _compose_page(
     )
 
 
-async def _credit_label(appointment: dict[str, Any]) -> str | None:
-    if not appointment.get("sale_session"):
-        return None
-    from portal.sales.tables import SaleSession
-
-    row = (
-        await SaleSession.select(
-            SaleSession.position,
-            SaleSession.sale.sessions_total.as_alias("total"),
-            SaleSession.sale.item_name.as_alias("name"),
-        )
-        .where(SaleSession.id == appointment["sale_session"])
-        .first()
-        .run()
-    )
-    if row is None:
-        return None
-    return f"Session {row['position']} of {row['total']} · {row['name']}"
-
-
 async def _detail_page(
-    request: Request[Any, Any, Any],
+    reader: Reader,
     note: dict[str, Any],
     *,
     amend_form: dict[str, str] | None = None,
     amend_errors: dict[str, str] | None = None,
     status_code: int = 200,
 ) -> Template:
-    user = current_user(request)
-    level = await service.note_access(user, note)
+    level = await service.note_access(reader.user, note)
     detail = service.metadata(note)
     if level == service.FULL:
         await service.record_read(
-            user, service.VIEW, int(note["client"]), note_id=int(note["id"]),
-            address=client_address(request),
+            reader.user, service.VIEW, int(note["client"]), note_id=int(note["id"]),
+            address=reader.address,
         )  # fmt: skip
         detail = await service.note_detail(note)
-    therapist_id = await service.therapist_id_of(user)
+    therapist_id = await service.therapist_id_of(reader.user)
     return Template(
         "notes/detail.html",
         context={
@@ -166,20 +176,11 @@ async def _detail_page(
             "labels": note_form.LABELS,
             "severities": note_form.SEVERITIES,
             "progress_url": (
-                "/account/progress" if user.role == CLIENT else f"/progress/{note['client']}"
+                "/account/progress" if reader.user.role == CLIENT else f"/progress/{note['client']}"
             ),
         },
         status_code=status_code,
     )
-
-
-async def _visible_locations(user: CurrentUser) -> list[dict[str, Any]]:
-    """Every location the user may see, inactive ones included (the list's filter)."""
-    visible = visible_location_ids(user)
-    return [
-        loc for loc in await all_locations(active_only=False)
-        if visible is None or loc["id"] in visible
-    ]  # fmt: skip
 
 
 def _chosen_location(raw: str, locations: list[dict[str, Any]]) -> int | None:
@@ -190,26 +191,60 @@ def _chosen_location(raw: str, locations: list[dict[str, Any]]) -> int | None:
     return location_id
 
 
+async def _draft_submitted(
+    request: Req,
+    reader: Reader,
+    appointment: dict[str, Any],
+    save: Callable[[note_form.NoteInput], Awaitable[int]],
+    *,
+    note: dict[str, Any] | None = None,
+) -> Response[Any]:
+    """A draft form sent (a new note's or a draft's): more trigger rows, the form again
+    with its errors, or the draft saved by ``save`` and the next step (review or read)."""
+    values, multi = await read_form(request)
+    submitted = note_form.form_from_submission(values, multi)
+    if values.get("action") == "more_rows" and (note is None or note["status"] == service.DRAFT):
+        extra = (_int(values.get("extra_rows")) or 0) + 3
+        return await _compose_page(reader, appointment, submitted, note=note,
+                                   extra_rows=extra)  # fmt: skip
+    try:
+        if note is not None and note["status"] != service.DRAFT:
+            raise ValidationFailed({"form": service.SIGNED_NOTE_MESSAGE})
+        note_id = await save(note_form.parse_note(values, multi))
+    except ValidationFailed as exc:
+        return await _compose_page(reader, appointment, submitted, note=note,
+                                   errors=exc.errors, status_code=422)  # fmt: skip
+    if values.get("action") == "review":
+        return _to_note(request, "note_sign_review", note_id, "Draft saved. Review it and sign.")
+    return _to_note(request, "note_detail", note_id, "Draft saved.")
+
+
+def _to_note(
+    request: Req, route: str, note_id: int, message: str, level: str = "success"
+) -> Response[Any]:
+    """Back to one of the note's pages (``route``) with a message."""
+    return redirect(request, reverse(request, route, note_id=note_id), message, level)
+
+
 class NotesController(Controller):
     path = "/notes"
+    dependencies = AUTHOR
 
     @get("/", guards=[listers], name="notes")
     async def index(
         self,
-        request: Request[Any, Any, Any],
+        user: CurrentUser,
         status: Annotated[str, QueryParameter(name="status")] = "",
         location: Annotated[str, QueryParameter(name="location")] = "",
         q: Annotated[str, QueryParameter(name="q")] = "",
         after: Annotated[str | None, QueryParameter(name="after")] = None,
     ) -> Template:
-        user = current_user(request)
-        locations = await _visible_locations(user)
+        locations = await all_locations(active_only=False, visible_to=user)
         location_id = _chosen_location(location, locations)
-        page = await service.list_notes(
-            user,
-            service.NoteFilters(status=status, location_id=location_id, search=q.strip()[:120]),
-            after=after,
+        filters = service.NoteFilters(
+            status=status, location_id=location_id, search=q.strip()[:120]
         )
+        page = await service.list_notes(user, filters, after=after)
         to_write = await service.sessions_to_write(user) if user.role == THERAPIST else []
         return Template(
             "notes/list.html",
@@ -227,7 +262,6 @@ class NotesController(Controller):
     @get("/access-log", guards=[requires_owner], name="notes_access_log")
     async def access_log(
         self,
-        request: Request[Any, Any, Any],
         client: Annotated[str, QueryParameter(name="client")] = "",
         actor: Annotated[str, QueryParameter(name="actor")] = "",
         action: Annotated[str, QueryParameter(name="action")] = "",
@@ -259,177 +293,114 @@ class NotesController(Controller):
 
     @get("/appointment/{appointment_id:int}", guards=[readers], name="note_for_appointment")
     async def for_appointment(
-        self, request: Request[Any, Any, Any], appointment_id: FromPath[int]
+        self, request: Req, reader: Reader, appointment_id: FromPath[int]
     ) -> Response[Any]:
         """The appointment's note; for its therapist, the form to write one."""
-        user = current_user(request)
-        appointment = await bookings.get_appointment_for(user, appointment_id)
+        appointment = await reading.get_appointment_for(reader.user, appointment_id)
         note_id = await service.note_for_appointment(appointment_id)
         if note_id is not None:
-            return Redirect(path=f"/notes/{note_id}", status_code=303)
-        if user.role == THERAPIST:
-            await service.appointment_for_writing(user, appointment_id)
-            return await _compose_page(request, appointment, note_form.form_from_note(None))
+            return Redirect(path=reverse(request, "note_detail", note_id=note_id), status_code=303)
+        if reader.user.role == THERAPIST:
+            await service.appointment_for_writing(reader.user, appointment_id)
+            form = note_form.form_from_note(None)
+            return await _compose_page(reader, appointment, form)
         return Template(
             "notes/none.html",
-            context={"a": appointment, "labels": bookings.STATUS_LABELS},
+            context={"a": appointment, "labels": APPOINTMENT_STATUS},
         )
 
     @post("/appointment/{appointment_id:int}", guards=[therapists], name="note_create")
     async def create(
-        self, request: Request[Any, Any, Any], appointment_id: FromPath[int]
+        self,
+        request: Req,
+        reader: Reader,
+        appointment_id: FromPath[int],
     ) -> Response[Any]:
-        user = current_user(request)
-        appointment = await service.appointment_for_writing(user, appointment_id)
-        values, multi = await read_form(request)
-        submitted = note_form.form_from_submission(values, multi)
-        if values.get("action") == "more_rows":
-            return await _compose_page(
-                request, appointment, submitted,
-                extra_rows=(_int(values.get("extra_rows")) or 0) + 3,
-            )  # fmt: skip
-        try:
-            data = note_form.parse_note(values, multi)
-            note_id = await service.start_note(
-                user, appointment_id, data, address=client_address(request)
+        appointment = await service.appointment_for_writing(reader.user, appointment_id)
+
+        async def start(data: note_form.NoteInput) -> int:
+            return await service.start_note(
+                reader.user, appointment_id, data, address=reader.address
             )
+
+        try:
+            return await _draft_submitted(request, reader, appointment, start)
         except service.NoteExists as exc:
-            return redirect(
-                request, f"/notes/{exc.note_id}/edit",
+            return _to_note(
+                request, "note_edit", exc.note_id,
                 "This session already has a note; it is open here. Nothing new was saved.",
                 "info",
             )  # fmt: skip
-        except ValidationFailed as exc:
-            return await _compose_page(
-                request, appointment, submitted, errors=exc.errors, status_code=422,
-            )  # fmt: skip
-        if values.get("action") == "review":
-            return redirect(request, f"/notes/{note_id}/sign", "Draft saved. Review it and sign.")
-        return redirect(request, f"/notes/{note_id}", "Draft saved.")
 
     @get("/{note_id:int}", guards=[readers], name="note_detail")
-    async def detail(self, request: Request[Any, Any, Any], note_id: FromPath[int]) -> Template:
-        return await _detail_page(request, await service.get_note(note_id))
+    async def detail(self, reader: Reader, note_id: FromPath[int]) -> Template:
+        return await _detail_page(reader, await service.get_note(note_id))
 
     @get("/{note_id:int}/edit", guards=[therapists], name="note_edit")
-    async def edit(self, request: Request[Any, Any, Any], note_id: FromPath[int]) -> Response[Any]:
-        user = current_user(request)
-        note = await service.get_note(note_id)
-        await service.ensure_author(user, note)
-        if note["status"] != service.DRAFT:
-            return redirect(request, f"/notes/{note_id}", service.SIGNED_NOTE_MESSAGE, "info")
-        detail = await service.note_detail(note)
-        appointment = await bookings.get_appointment(int(note["appointment"]))
-        return await _compose_page(request, appointment, note_form.form_from_note(detail),
-                                   note=detail)  # fmt: skip
+    async def edit(self, request: Req, reader: Reader, authored: Note) -> Response[Any]:
+        note_id = int(authored["id"])
+        if authored["status"] != service.DRAFT:
+            return _to_note(request, "note_detail", note_id, service.SIGNED_NOTE_MESSAGE, "info")
+        detail = await service.note_detail(authored)
+        appointment = await reading.get_appointment(int(authored["appointment"]))
+        form = note_form.form_from_note(detail)
+        return await _compose_page(reader, appointment, form, note=detail)
 
     @post("/{note_id:int}/edit", guards=[therapists], name="note_update")
-    async def update(
-        self, request: Request[Any, Any, Any], note_id: FromPath[int]
-    ) -> Response[Any]:
-        user = current_user(request)
-        note = await service.get_note(note_id)
-        await service.ensure_author(user, note)
-        appointment = await bookings.get_appointment(int(note["appointment"]))
-        values, multi = await read_form(request)
-        submitted = note_form.form_from_submission(values, multi)
-        if values.get("action") == "more_rows" and note["status"] == service.DRAFT:
-            return await _compose_page(
-                request, appointment, submitted, note=note,
-                extra_rows=(_int(values.get("extra_rows")) or 0) + 3,
-            )  # fmt: skip
-        try:
-            if note["status"] != service.DRAFT:
-                raise ValidationFailed({"form": service.SIGNED_NOTE_MESSAGE})
-            data = note_form.parse_note(values, multi)
-            await service.save_draft(user, note_id, data, address=client_address(request))
-        except ValidationFailed as exc:
-            return await _compose_page(
-                request, appointment, submitted, note=note, errors=exc.errors, status_code=422,
-            )  # fmt: skip
-        if values.get("action") == "review":
-            return redirect(request, f"/notes/{note_id}/sign", "Draft saved. Review it and sign.")
-        return redirect(request, f"/notes/{note_id}", "Draft saved.")
+    async def update(self, request: Req, reader: Reader, authored: Note) -> Response[Any]:
+        note_id = int(authored["id"])
+        appointment = await reading.get_appointment(int(authored["appointment"]))
+
+        async def save(data: note_form.NoteInput) -> int:
+            await service.save_draft(reader.user, note_id, data, address=reader.address)
+            return note_id
+
+        return await _draft_submitted(request, reader, appointment, save, note=authored)
 
     # -- signing and amending -------------------------------------------------------------
 
-    async def _sign_page(
-        self,
-        request: Request[Any, Any, Any],
-        note: dict[str, Any],
-        errors: dict[str, str] | None = None,
-        *,
-        status_code: int = 200,
-    ) -> Template:
-        user = current_user(request)
-        detail = await service.note_detail(note)
-        await service.record_read(
-            user, service.VIEW, int(note["client"]), note_id=int(note["id"]),
-            address=client_address(request),
-        )  # fmt: skip
-        return Template(
-            "notes/sign.html",
-            context={
-                "n": detail,
-                "problems": await service.sign_problems(detail),
-                "errors": errors or {},
-                "labels": note_form.LABELS,
-            },
-            status_code=status_code,
-        )
-
     @get("/{note_id:int}/sign", guards=[therapists], name="note_sign_review")
-    async def sign_review(
-        self, request: Request[Any, Any, Any], note_id: FromPath[int]
-    ) -> Response[Any]:
-        user = current_user(request)
-        note = await service.get_note(note_id)
-        await service.ensure_author(user, note)
-        if note["status"] != service.DRAFT:
-            return redirect(request, f"/notes/{note_id}", "This note is already signed.", "info")
-        return await self._sign_page(request, note)
+    async def sign_review(self, request: Req, reader: Reader, authored: Note) -> Response[Any]:
+        note_id = int(authored["id"])
+        if authored["status"] != service.DRAFT:
+            return _to_note(request, "note_detail", note_id, "This note is already signed.", "info")
+        return await _sign_page(reader, authored)
 
     @post("/{note_id:int}/sign", guards=[therapists], name="note_sign")
-    async def sign(self, request: Request[Any, Any, Any], note_id: FromPath[int]) -> Response[Any]:
-        user = current_user(request)
-        note = await service.get_note(note_id)
-        await service.ensure_author(user, note)
+    async def sign(self, request: Req, reader: Reader, authored: Note) -> Response[Any]:
+        note_id = int(authored["id"])
         values, _ = await read_form(request)
         try:
             await service.sign(
-                user, note_id, confirmed=values.get("confirm") == "on",
-                address=client_address(request),
-            )  # fmt: skip
-        except ValidationFailed as exc:
-            return await self._sign_page(
-                request, await service.get_note(note_id), exc.errors, status_code=422
+                reader.user,
+                note_id,
+                confirmed=values.get("confirm") == "on",
+                address=reader.address,
             )
-        return redirect(
-            request,
-            f"/notes/{note_id}",
+        except ValidationFailed as exc:
+            note = await service.get_note(note_id)
+            return await _sign_page(reader, note, exc.errors, status_code=422)
+        return _to_note(
+            request, "note_detail", note_id,
             "Note signed. It can no longer be changed; corrections are added as amendments.",
-        )
+        )  # fmt: skip
 
     @post("/{note_id:int}/amend", guards=[therapists], name="note_amend")
-    async def amend(self, request: Request[Any, Any, Any], note_id: FromPath[int]) -> Response[Any]:
-        user = current_user(request)
-        note = await service.get_note(note_id)
-        await service.ensure_author(user, note)
+    async def amend(self, request: Req, reader: Reader, authored: Note) -> Response[Any]:
+        note_id = int(authored["id"])
         values, _ = await read_form(request)
         try:
             data = note_form.parse_amendment(values)
-            await service.amend(user, note_id, data, address=client_address(request))
+            await service.amend(reader.user, note_id, data, address=reader.address)
         except ValidationFailed as exc:
-            return await _detail_page(
-                request, note, amend_form=values, amend_errors=exc.errors, status_code=422
-            )
-        return redirect(
-            request, f"/notes/{note_id}#amendments",
-            "Amendment added. The original note stays as it was signed.",
-        )  # fmt: skip
+            return await _detail_page(reader, authored, amend_form=values,
+                                      amend_errors=exc.errors, status_code=422)  # fmt: skip
+        path = reverse(request, "note_detail", note_id=note_id) + "#amendments"
+        message = "Amendment added. The original note stays as it was signed."
+        return redirect(request, path, message)
 
     @get("/{note_id:int}/history", guards=[requires_owner], name="note_history")
-    async def history(self, request: Request[Any, Any, Any], note_id: FromPath[int]) -> Template:
+    async def history(self, note_id: FromPath[int]) -> Template:
         note = await service.get_note(note_id)
         client = note["client_name"] or note["client_email"]
         return Template(
@@ -442,17 +413,42 @@ class NotesController(Controller):
         )
 
 
+async def _sign_page(
+    reader: Reader,
+    note: dict[str, Any],
+    errors: dict[str, str] | None = None,
+    *,
+    status_code: int = 200,
+) -> Template:
+    """The signing review: the whole draft (a logged read) and what still stops signing."""
+    detail = await service.note_detail(note)
+    await service.record_read(
+        reader.user,
+        service.VIEW,
+        int(note["client"]),
+        note_id=int(note["id"]),
+        address=reader.address,
+    )
+    return Template(
+        "notes/sign.html",
+        context={
+            "n": detail,
+            "problems": await service.sign_problems(detail),
+            "errors": errors or {},
+            "labels": note_form.LABELS,
+        },
+        status_code=status_code,
+    )
+
+
 # -- progress --------------------------------------------------------------------------------
 
 
-async def _progress_context(
-    request: Request[Any, Any, Any], client_id: int, *, printout: bool
-) -> dict[str, Any]:
-    user = current_user(request)
-    await service.ensure_progress_access(user, client_id)
+async def _progress_context(reader: Reader, client_id: int, *, printout: bool) -> dict[str, Any]:
+    await service.ensure_progress_access(reader.user, client_id)
     await service.record_read(
-        user, service.PRINT if printout else service.PROGRESS, client_id,
-        address=client_address(request),
+        reader.user, service.PRINT if printout else service.PROGRESS, client_id,
+        address=reader.address,
     )  # fmt: skip
     data = await service.progress(client_id)
     points = [
@@ -470,7 +466,7 @@ async def _progress_context(
         for s in data.sessions
     ]
     intake_pain = data.baseline["pain_level"] if data.baseline else None
-    own = user.role == CLIENT
+    own = reader.user.role == CLIENT
     base = "/account/progress" if own else f"/progress/{client_id}"
     return {
         "p": data,
@@ -488,36 +484,32 @@ async def _progress_context(
 
 class ProgressController(Controller):
     path = "/progress"
+    dependencies = READER
 
     @get("/{progress_client_id:int}", guards=[progress_readers], name="client_progress")
-    async def page(
-        self, request: Request[Any, Any, Any], progress_client_id: FromPath[int]
-    ) -> Template:
-        context = await _progress_context(request, progress_client_id, printout=False)
+    async def page(self, reader: Reader, progress_client_id: FromPath[int]) -> Template:
+        context = await _progress_context(reader, progress_client_id, printout=False)
         return Template("notes/progress.html", context=context)
 
     @get("/{progress_client_id:int}/print", guards=[progress_readers], name="client_progress_print")
-    async def printout(
-        self, request: Request[Any, Any, Any], progress_client_id: FromPath[int]
-    ) -> Template:
-        context = await _progress_context(request, progress_client_id, printout=True)
+    async def printout(self, reader: Reader, progress_client_id: FromPath[int]) -> Template:
+        context = await _progress_context(reader, progress_client_id, printout=True)
         return Template("notes/progress_print.html", context=context)
 
 
 class MyProgressController(Controller):
     path = "/account/progress"
+    dependencies = READER
     guards = [clients_only]
 
     @get("/", name="my_progress")
-    async def page(self, request: Request[Any, Any, Any]) -> Template:
-        user: CurrentUser = current_user(request)
-        context = await _progress_context(request, user.id, printout=False)
+    async def page(self, reader: Reader) -> Template:
+        context = await _progress_context(reader, reader.user.id, printout=False)
         return Template("notes/progress.html", context=context)
 
     @get("/print", name="my_progress_print")
-    async def printout(self, request: Request[Any, Any, Any]) -> Template:
-        user: CurrentUser = current_user(request)
-        context = await _progress_context(request, user.id, printout=True)
+    async def printout(self, reader: Reader) -> Template:
+        context = await _progress_context(reader, reader.user.id, printout=True)
         return Template("notes/progress_print.html", context=context)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from portal.auth.service import THERAPIST, CurrentUser
-from portal.bookings import service as bookings
+from portal.bookings import states
 from portal.bookings.tables import Appointment
 from portal.demo import DemoIds
 from portal.notes import service
@@ -60,7 +60,7 @@ async def load_demo(ids: DemoIds) -> None:
         return
     given = (
         await Appointment.select(Appointment.id, Appointment.end_at)
-        .where((Appointment.client == client_id) & (Appointment.status == bookings.COMPLETED))
+        .where((Appointment.client == client_id) & (Appointment.status == states.COMPLETED))
         .order_by(Appointment.start_at)
         .first()
         .run()

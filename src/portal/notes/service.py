@@ -28,16 +28,15 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from portal import db
+from portal import access, db
 from portal.audit import service as audit
 from portal.auth.service import CLIENT, MANAGER, OWNER, THERAPIST, CurrentUser
 from portal.auth.tables import User
-from portal.bookings import service as bookings
+from portal.bookings import reading, states
 from portal.bookings.tables import Appointment
 from portal.clients import regions
 from portal.clients import service as clients
 from portal.errors import Forbidden, Invalid, NotFound
-from portal.locations.service import ensure_location_access, visible_location_ids
 from portal.notes import form as note_form
 from portal.notes.tables import NoteAccessLog, NoteAmendment, NoteTriggerPoint, TreatmentNote
 from portal.pagination import Page, keyset_page
@@ -102,8 +101,8 @@ async def has_treated(therapist_id: int, client_id: int, *, now: datetime | None
             (Appointment.therapist == therapist_id)
             & (Appointment.client == client_id)
             & (
-                (Appointment.status == bookings.COMPLETED)
-                | ((Appointment.status == bookings.BOOKED) & (Appointment.start_at <= now))
+                (Appointment.status == states.COMPLETED)
+                | ((Appointment.status == states.BOOKED) & (Appointment.start_at <= now))
             )
         )
         .run()
@@ -135,7 +134,7 @@ async def note_access(user: CurrentUser, note: dict[str, Any]) -> str:
                 return FULL if signed else PENDING
         raise Forbidden("Only therapists who have treated this client read notes.")
     if user.role == MANAGER:
-        ensure_location_access(user, int(note["location"]))
+        access.ensure_read(user, int(note["location"]))
         return META
     raise Forbidden("Your role gives no access to treatment notes.")
 
@@ -167,7 +166,7 @@ async def ensure_author(user: CurrentUser, note: dict[str, Any]) -> None:
 
 async def appointment_for_writing(user: CurrentUser, appointment_id: int) -> dict[str, Any]:
     """The appointment, if ``user`` is its therapist (404 if none, 403 if not theirs)."""
-    appointment = await bookings.get_appointment(appointment_id)
+    appointment = await reading.get_appointment(appointment_id)
     therapist_id = await therapist_id_of(user)
     if therapist_id is None or appointment["therapist"] != therapist_id:
         raise Forbidden("This is not your appointment.")
@@ -178,8 +177,8 @@ def writable_problem(appointment: dict[str, Any], now: datetime | None = None) -
     """Why no note can be written for this appointment now, or None."""
     now = now or utcnow()
     status = appointment["status"]
-    if status not in (bookings.BOOKED, bookings.COMPLETED):
-        label = bookings.STATUS_LABELS.get(status, status).lower()
+    if status not in (states.BOOKED, states.COMPLETED):
+        label = states.STATUS_LABELS.get(status, status).lower()
         return f"This appointment is {label}: there is no session to write a note about."
     if appointment["start_at"] > now:
         return "A note can be started once the session has begun."
@@ -556,7 +555,7 @@ async def sign_problems(note: dict[str, Any]) -> dict[str, str]:
     problems: dict[str, str] = {}
     if note["status"] == SIGNED:
         return {"form": "This note is already signed."}
-    if note["appointment_status"] != bookings.COMPLETED:
+    if note["appointment_status"] != states.COMPLETED:
         problems["form"] = "Mark the session completed before signing its note."
     problems.update(note_form.missing_for_signing(note))
     return problems
@@ -663,15 +662,15 @@ async def list_notes(
         therapist_id = await therapist_id_of(actor)
         query = query.where(TreatmentNote.therapist == (therapist_id or 0))
     elif actor.role == MANAGER:
-        visible = visible_location_ids(actor) or frozenset()
-        query = query.where(TreatmentNote.location.is_in(list(visible) or [0]))
+        visible = access.visible_locations(actor) or frozenset()
+        query = query.where(TreatmentNote.location.is_in(sorted(visible) or [0]))
     elif actor.role != OWNER:
         raise Forbidden("Your role gives no access to treatment notes.")
     if filters.status in STATUS_LABELS:
         query = query.where(TreatmentNote.status == filters.status)
     if filters.location_id is not None:
-        if actor.role == MANAGER:
-            ensure_location_access(actor, filters.location_id)
+        if actor.role != THERAPIST:  # a therapist's list is their own notes, wherever
+            access.ensure_read(actor, filters.location_id)
         query = query.where(TreatmentNote.location == filters.location_id)
     if filters.search:
         pattern = f"%{filters.search}%"
@@ -700,14 +699,11 @@ async def sessions_to_write(
             Appointment.id,
             Appointment.start_at,
             Appointment.status,
-            Appointment.client.name.as_alias("client_name"),
-            Appointment.client.email.as_alias("client_email"),
-            Appointment.service.name.as_alias("service_name"),
-            Appointment.location.timezone.as_alias("timezone"),
+            *reading.joined("client_name", "client_email", "service_name", "timezone"),
         )
         .where(
             (Appointment.therapist == therapist_id)
-            & Appointment.status.is_in([bookings.BOOKED, bookings.COMPLETED])
+            & Appointment.status.is_in([states.BOOKED, states.COMPLETED])
             & (Appointment.start_at <= now)
             & (Appointment.start_at >= now - timedelta(days=TO_WRITE_DAYS))
             & Appointment.id.not_in(TreatmentNote.select(TreatmentNote.appointment))

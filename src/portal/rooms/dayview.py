@@ -21,13 +21,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from portal.auth.service import CurrentUser
-from portal.bookings.service import BUSY_STATES, STATUS_LABELS
+from portal.bookings.service import BUSY_STATES, STATUS_LABELS, hours_and_time_off
 from portal.bookings.tables import Appointment
 from portal.locations.service import get_location_for
 from portal.rooms.service import rooms_at
 from portal.rooms.tables import RoomOutage
 from portal.staff import hours as h
-from portal.staff.tables import Therapist, TherapistLocation, TimeOff, WorkingHours
+from portal.staff.tables import Therapist, TherapistLocation
 
 SLOT = timedelta(minutes=15)
 DEFAULT_FIRST_MINUTE = 8 * 60
@@ -188,25 +188,8 @@ async def build_day_view(user: CurrentUser, location_id: int, day: date) -> DayV
         .run()
     )
     ids = [t["id"] for t in therapists] or [-1]
-    hours = (
-        await WorkingHours.select()
-        .where(
-            (WorkingHours.location == location_id)
-            & (WorkingHours.weekday == day.weekday())
-            & WorkingHours.therapist.is_in(ids)
-        )
-        .order_by(WorkingHours.start_minute)
-        .run()
-    )
-    time_off = (
-        await TimeOff.select()
-        .where(
-            TimeOff.therapist.is_in(ids)
-            & TimeOff.cancelled_at.is_null()
-            & (TimeOff.starts_at < span.end)
-            & (TimeOff.ends_at > span.start)
-        )
-        .run()
+    hours, time_off = await hours_and_time_off(
+        location_id, ids, span.start, span.end, weekday=day.weekday()
     )
     idle: list[str] = []
     for therapist in therapists:

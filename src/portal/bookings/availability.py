@@ -1,0 +1,424 @@
+"""Free slots: when a therapist and a suitable room are both free for a service.
+
+A slot is free when the therapist may be booked then
+(:func:`portal.staff.service.is_bookable`: active, licensed and insured,
+working, not on time off, permitted to give the service), neither the
+therapist nor a suitable room is busy until the end plus the service's
+buffer, and the room is in service. Reads only; booking and moving
+(:mod:`portal.bookings.booking`) ask the same questions before they write.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from portal.bookings.states import BUSY_STATES
+from portal.bookings.tables import Appointment
+from portal.catalog.tables import Service
+from portal.errors import NotFound
+from portal.locations.tables import Location
+from portal.rooms.service import split_tags
+from portal.rooms.tables import Room, RoomOutage
+from portal.staff import hours as h
+from portal.staff.tables import (
+    Therapist,
+    TherapistLocation,
+    TherapistService,
+    TimeOff,
+    WorkingHours,
+)
+from portal.timeutil import utcnow
+
+SLOT_STEP_MINUTES = 15
+
+
+@dataclass(frozen=True)
+class Slot:
+    start: datetime
+    end: datetime
+    therapist_id: int
+    therapist_name: str
+    room_id: int
+    room_name: str
+
+
+@dataclass
+class BookingContext:
+    location: dict[str, Any]
+    tz: ZoneInfo
+    service: dict[str, Any]
+    duration: timedelta
+    buffer: timedelta
+    rooms: list[dict[str, Any]]
+
+
+async def booking_context(location_id: int, service_id: int) -> BookingContext:
+    location = await Location.select().where(Location.id == location_id).first().run()
+    if location is None or not location["active"]:
+        raise NotFound("No such clinic.")
+    service = await Service.select().where(Service.id == service_id).first().run()
+    if service is None or not service["active"]:
+        raise NotFound("No such service.")
+    needed = set(split_tags(service["required_equipment"] or ""))
+    rooms = [
+        r
+        for r in await Room.select()
+        .where((Room.location == location_id) & (Room.active == True))  # noqa: E712
+        .order_by(Room.name)
+        .run()
+        if needed <= set(split_tags(r["equipment"] or ""))
+    ]
+    return BookingContext(
+        location=location,
+        tz=ZoneInfo(str(location["timezone"])),
+        service=service,
+        duration=timedelta(minutes=int(service["duration_minutes"])),
+        buffer=timedelta(minutes=int(service["buffer_after_minutes"] or 0)),
+        rooms=rooms,
+    )
+
+
+async def eligible_therapists(
+    location_id: int, service_id: int, therapist_id: int | None
+) -> list[dict[str, Any]]:
+    at_location = {
+        r["therapist"]
+        for r in await TherapistLocation.select(TherapistLocation.therapist)
+        .where(TherapistLocation.location == location_id)
+        .run()
+    }
+    permitted = {
+        r["therapist"]
+        for r in await TherapistService.select(TherapistService.therapist)
+        .where(TherapistService.service == service_id)
+        .run()
+    }
+    ids = at_location & permitted
+    if therapist_id is not None:
+        ids &= {therapist_id}
+    if not ids:
+        return []
+    return (
+        await Therapist.select()
+        .where(Therapist.id.is_in(list(ids)) & (Therapist.active == True))  # noqa: E712
+        .order_by(Therapist.name)
+        .run()
+    )
+
+
+async def therapists_at(location_id: int) -> list[dict[str, Any]]:
+    """The active therapists who work at the location, by name (the booking form's list)."""
+    return (
+        await Therapist.select(Therapist.id, Therapist.name)
+        .where(
+            Therapist.id.is_in(
+                TherapistLocation.select(TherapistLocation.therapist).where(
+                    TherapistLocation.location == location_id
+                )
+            )
+            & (Therapist.active == True)  # noqa: E712
+        )
+        .order_by(Therapist.name)
+        .run()
+    )
+
+
+def busy_during(start: datetime, until: datetime) -> Any:
+    """Appointments that hold their therapist and room at some moment of [start, until)."""
+    return (
+        Appointment.status.is_in(list(BUSY_STATES))
+        & (Appointment.start_at < until)
+        & (Appointment.busy_until > start)
+    )
+
+
+def _out_of_service(room_ids: list[int], start: datetime, until: datetime) -> Any:
+    """Outage windows of these rooms, not called off, overlapping [start, until)."""
+    return (
+        RoomOutage.room.is_in(room_ids)
+        & RoomOutage.cancelled_at.is_null()
+        & (RoomOutage.starts_at < until)
+        & (RoomOutage.ends_at > start)
+    )
+
+
+async def _rooms_out_of_service(room_ids: list[int], start: datetime, until: datetime) -> set[int]:
+    rows = (
+        await RoomOutage.select(RoomOutage.room)
+        .where(_out_of_service(room_ids, start, until))
+        .run()
+    )
+    return {int(r["room"]) for r in rows}
+
+
+async def _day_load(column: Any, ids: list[int], span: h.Span) -> dict[int, int]:
+    """Busy appointments starting within ``span`` per therapist or room (``column``)."""
+    rows = (
+        await Appointment.select(column)
+        .where(
+            column.is_in(ids)
+            & Appointment.status.is_in(list(BUSY_STATES))
+            & (Appointment.start_at >= span.start)
+            & (Appointment.start_at < span.end)
+        )
+        .run()
+    )
+    load = dict.fromkeys(ids, 0)
+    for row in rows:
+        load[int(row[column._meta.name])] += 1
+    return load
+
+
+async def hours_and_time_off(
+    location_id: int,
+    therapist_ids: list[int],
+    start: datetime,
+    end: datetime,
+    *,
+    weekday: int | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The therapists' working hours at the location (of one ``weekday``, or all), by
+    start, and their time off (not called off) that overlaps [start, end).
+
+    The schedules (this week view, the rooms' day view) and the free slots read both.
+    """
+    hours_query = WorkingHours.select().where(
+        (WorkingHours.location == location_id) & WorkingHours.therapist.is_in(therapist_ids)
+    )
+    if weekday is not None:
+        hours_query = hours_query.where(WorkingHours.weekday == weekday)
+    time_off = (
+        await TimeOff.select()
+        .where(
+            TimeOff.therapist.is_in(therapist_ids)
+            & TimeOff.cancelled_at.is_null()
+            & (TimeOff.starts_at < end)
+            & (TimeOff.ends_at > start)
+        )
+        .run()
+    )
+    return await hours_query.order_by(WorkingHours.start_minute).run(), time_off
+
+
+def _overlaps_any(span: h.Span, busy: list[h.Span]) -> bool:
+    return any(span.overlaps(b) for b in busy)
+
+
+@dataclass
+class _Busy:
+    """Who and what is taken around a day: spans per room and therapist, rooms' load."""
+
+    rooms: dict[int, list[h.Span]]
+    room_load: dict[int, int]
+    therapists: dict[int, list[h.Span]]
+
+
+async def _busy_around(
+    ctx: BookingContext, therapist_ids: list[int], window: h.Span, except_id: int | None
+) -> _Busy:
+    location_id = int(ctx.location["id"])
+    room_ids = [int(r["id"]) for r in ctx.rooms]
+    rows = (
+        await Appointment.select(
+            Appointment.therapist, Appointment.room, Appointment.start_at, Appointment.busy_until
+        )
+        .where(
+            busy_during(window.start, window.end)
+            & (Appointment.therapist.is_in(therapist_ids) | (Appointment.location == location_id))
+            & (Appointment.id != (except_id or -1))
+        )
+        .run()
+    )
+    outages = (
+        await RoomOutage.select().where(_out_of_service(room_ids, window.start, window.end)).run()
+    )
+    busy = _Busy(
+        {i: [] for i in room_ids}, dict.fromkeys(room_ids, 0), {i: [] for i in therapist_ids}
+    )
+    for row in rows:
+        span = h.Span(row["start_at"], row["busy_until"])
+        if row["room"] in busy.rooms:
+            busy.rooms[row["room"]].append(span)
+            busy.room_load[row["room"]] += 1
+        if row["therapist"] in busy.therapists:
+            busy.therapists[row["therapist"]].append(span)
+    for row in outages:
+        busy.rooms[int(row["room"])].append(h.Span(row["starts_at"], row["ends_at"]))
+    return busy
+
+
+async def free_slots(
+    location_id: int,
+    service_id: int,
+    day: date,
+    *,
+    therapist_id: int | None = None,
+    now: datetime | None = None,
+    except_appointment_id: int | None = None,
+) -> list[Slot]:
+    """Every bookable start on the local ``day``, per therapist, with a room assigned.
+
+    ``except_appointment_id``: an appointment being moved does not block its own slots.
+    """
+    now = now or utcnow()
+    ctx = await booking_context(location_id, service_id)
+    if not ctx.rooms:
+        return []
+    therapists = await eligible_therapists(location_id, service_id, therapist_id)
+    if not therapists:
+        return []
+    ids = [int(t["id"]) for t in therapists]
+    day_span = h.local_day_span(day, ctx.tz)
+    window = h.Span(day_span.start - timedelta(hours=4), day_span.end + timedelta(hours=4))
+    hours, time_off = await hours_and_time_off(location_id, ids, window.start, window.end)
+    busy = await _busy_around(ctx, ids, window, except_appointment_id)
+    slots: list[Slot] = []
+    for therapist in therapists:
+        if not _credentials_valid(therapist, day):
+            continue
+        tid = int(therapist["id"])
+        working = h.merge(
+            h.interval_span(day, r["start_minute"], r["end_minute"], ctx.tz)
+            for r in hours
+            if r["therapist"] == tid and r["weekday"] == day.weekday()
+        )
+        away = [h.Span(t["starts_at"], t["ends_at"]) for t in time_off if t["therapist"] == tid]
+        for span in working:
+            slots.extend(_slots_within(span, ctx, therapist, away, busy, now))
+    slots.sort(key=lambda s: (s.start, s.therapist_name))
+    return slots
+
+
+def _slots_within(
+    span: h.Span,
+    ctx: BookingContext,
+    therapist: dict[str, Any],
+    away: list[h.Span],
+    busy: _Busy,
+    now: datetime,
+) -> list[Slot]:
+    """The therapist's free starts within one stretch of working time, each with a room."""
+    slots: list[Slot] = []
+    start = _align(span.start, ctx.tz)
+    while start + ctx.duration <= span.end:
+        session = h.Span(start, start + ctx.duration)
+        held = h.Span(start, start + ctx.duration + ctx.buffer)
+        if (
+            start > now
+            and not _overlaps_any(session, away)
+            and not _overlaps_any(held, busy.therapists[int(therapist["id"])])
+        ):
+            room = _pick_room(ctx.rooms, busy.rooms, busy.room_load, held)
+            if room is not None:
+                slots.append(
+                    Slot(
+                        start=start,
+                        end=start + ctx.duration,
+                        therapist_id=int(therapist["id"]),
+                        therapist_name=str(therapist["name"]),
+                        room_id=int(room["id"]),
+                        room_name=str(room["name"]),
+                    )
+                )
+        start += timedelta(minutes=SLOT_STEP_MINUTES)
+    return slots
+
+
+def one_per_start(slots: list[Slot]) -> list[Slot]:
+    """ "Any therapist": the first slot of each start time (the least busy therapist)."""
+    seen: set[datetime] = set()
+    unique = []
+    for slot in slots:
+        if slot.start not in seen:
+            seen.add(slot.start)
+            unique.append(slot)
+    return unique
+
+
+def _credentials_valid(therapist: dict[str, Any], day: date) -> bool:
+    return all(
+        therapist[key] is not None and therapist[key] >= day
+        for key in ("licence_expires", "insurance_expires")
+    )
+
+
+def _align(instant: datetime, tz: ZoneInfo) -> datetime:
+    """The first slot boundary (a whole step of local wall time) at or after ``instant``."""
+    utc = instant.astimezone(UTC)
+    whole = utc.replace(second=0, microsecond=0)
+    if whole < utc:
+        whole += timedelta(minutes=1)
+    local = whole.astimezone(tz)
+    extra = (-(local.hour * 60 + local.minute)) % SLOT_STEP_MINUTES
+    return whole + timedelta(minutes=extra)
+
+
+def _pick_room(
+    rooms: list[dict[str, Any]],
+    busy: dict[int, list[h.Span]],
+    load: dict[int, int],
+    span: h.Span,
+) -> dict[str, Any] | None:
+    """A free room, the least used that day first (spreads wear, keeps rooms free)."""
+    free = [r for r in rooms if not _overlaps_any(span, busy[int(r["id"])])]
+    if not free:
+        return None
+    return min(free, key=lambda r: (load[int(r["id"])], str(r["name"])))
+
+
+async def all_rooms_out_of_service(ctx: BookingContext, start: datetime, until: datetime) -> bool:
+    ids = [int(r["id"]) for r in ctx.rooms]
+    return set(ids) <= await _rooms_out_of_service(ids, start, until)
+
+
+async def least_busy_first(
+    therapists: list[dict[str, Any]], day: date, tz: ZoneInfo
+) -> list[dict[str, Any]]:
+    ids = [int(t["id"]) for t in therapists]
+    load = await _day_load(Appointment.therapist, ids, h.local_day_span(day, tz))
+    return sorted(therapists, key=lambda t: (load.get(int(t["id"]), 0), str(t["name"])))
+
+
+async def therapist_busy(
+    therapist_id: int, start: datetime, until: datetime, *, except_id: int | None = None
+) -> bool:
+    query = Appointment.exists().where(
+        (Appointment.therapist == therapist_id) & busy_during(start, until)
+    )
+    if except_id is not None:
+        query = query.where(Appointment.id != except_id)
+    return bool(await query.run())
+
+
+async def free_rooms(ctx: BookingContext, start: datetime, until: datetime) -> list[dict[str, Any]]:
+    """The service's rooms free for [start, until), the least used that day first."""
+    ids = [int(r["id"]) for r in ctx.rooms]
+    if not ids:
+        return []
+    rows = (
+        await Appointment.select(Appointment.room)
+        .where(Appointment.room.is_in(ids) & busy_during(start, until))
+        .run()
+    )
+    taken = {r["room"] for r in rows} | await _rooms_out_of_service(ids, start, until)
+    day = h.local_day_span(h.local_date(start, ctx.tz), ctx.tz)
+    load = await _day_load(Appointment.room, ids, day)
+    free = [r for r in ctx.rooms if r["id"] not in taken]
+    return sorted(free, key=lambda r: (load[int(r["id"])], str(r["name"])))
+
+
+async def room_free(room_id: int, start: datetime, until: datetime, except_id: int) -> bool:
+    """No other busy appointment and no out-of-service window in the room then."""
+    clash = (
+        await Appointment.exists()
+        .where(
+            (Appointment.room == room_id)
+            & (Appointment.id != except_id)
+            & busy_during(start, until)
+        )
+        .run()
+    )
+    return not clash and not await _rooms_out_of_service([room_id], start, until)

@@ -1,0 +1,133 @@
+"""Reading appointments: one by id (and whether an actor may see it), and by time span."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from portal import access
+from portal.auth.service import CLIENT, THERAPIST, CurrentUser
+from portal.bookings.states import BOOKED
+from portal.bookings.tables import Appointment
+from portal.errors import Forbidden, NotFound
+
+
+def _joined() -> dict[str, Any]:
+    return {
+        "therapist_name": Appointment.therapist.name,
+        "therapist_account": Appointment.therapist.account,
+        "room_name": Appointment.room.name,
+        "service_name": Appointment.service.name,
+        "client_name": Appointment.client.name,
+        "client_email": Appointment.client.email,
+        "location_name": Appointment.location.name,
+        "timezone": Appointment.location.timezone,
+        "window_hours": Appointment.location.cancellation_window_hours,
+        "location_address": Appointment.location.address,
+    }
+
+
+# The names a schedule or list row shows beside the appointment's own columns.
+SHOWN = (
+    "therapist_name",
+    "room_name",
+    "service_name",
+    "client_name",
+    "client_email",
+    "location_name",
+    "timezone",
+)
+
+
+def joined(*aliases: str) -> list[Any]:
+    """Columns of the appointment's therapist, room, service, client and location, each
+    under its alias (``therapist_name``, ``timezone``, ``window_hours``…)."""
+    columns = _joined()
+    return [columns[alias].as_alias(alias) for alias in aliases]
+
+
+async def get_appointment(appointment_id: int) -> dict[str, Any]:
+    row = (
+        await Appointment.select(
+            *Appointment.all_columns(), *joined(*SHOWN, "therapist_account", "window_hours")
+        )
+        .where(Appointment.id == appointment_id)
+        .first()
+        .run()
+    )
+    if row is None:
+        raise NotFound("No such appointment.")
+    return row
+
+
+async def get_appointment_for(
+    user: CurrentUser, appointment_id: int, *, write: bool = False
+) -> dict[str, Any]:
+    """The appointment if ``user`` may see it: its client, its therapist, staff of its location."""
+    row = await get_appointment(appointment_id)
+    if user.role == CLIENT:
+        if row["client"] != user.id:
+            raise Forbidden("This is not your appointment.")
+        return row
+    if user.role == THERAPIST:
+        if row["therapist_account"] != user.id or write:
+            raise Forbidden("This is not your appointment.")
+        return row
+    (access.ensure_write if write else access.ensure_read)(user, int(row["location"]))
+    return row
+
+
+async def appointments_between(
+    *,
+    start: datetime,
+    end: datetime,
+    location_id: int | None = None,
+    therapist_id: int | None = None,
+    client_id: int | None = None,
+    statuses: tuple[str, ...] | None = None,
+) -> list[dict[str, Any]]:
+    query = Appointment.select(*Appointment.all_columns(), *joined(*SHOWN)).where(
+        (Appointment.start_at < end) & (Appointment.busy_until > start)
+    )
+    if location_id is not None:
+        query = query.where(Appointment.location == location_id)
+    if therapist_id is not None:
+        query = query.where(Appointment.therapist == therapist_id)
+    if client_id is not None:
+        query = query.where(Appointment.client == client_id)
+    if statuses is not None:
+        query = query.where(Appointment.status.is_in(list(statuses)))
+    return await query.order_by(Appointment.start_at).run()
+
+
+async def client_appointments(client_id: int, *, limit: int = 100) -> list[dict[str, Any]]:
+    return (
+        await Appointment.select(
+            *Appointment.all_columns(),
+            *joined("therapist_name", "service_name", "location_name", "timezone", "window_hours"),
+        )
+        .where(Appointment.client == client_id)
+        .order_by(Appointment.start_at, ascending=False)
+        .limit(limit)
+        .run()
+    )
+
+
+async def booked_in_room(room_id: int, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """Booked appointments of a room whose session overlaps [start, end), by start."""
+    return (
+        await Appointment.select(
+            Appointment.id,
+            Appointment.start_at,
+            Appointment.end_at,
+            *joined("client_name", "client_email", "therapist_name"),
+        )
+        .where(
+            (Appointment.room == room_id)
+            & (Appointment.status == BOOKED)
+            & (Appointment.start_at < end)
+            & (Appointment.end_at > start)
+        )
+        .order_by(Appointment.start_at)
+        .run()
+    )

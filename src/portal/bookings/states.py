@@ -1,0 +1,82 @@
+"""An appointment's states and the one compare-and-set that leaves ``booked``.
+
+An appointment is booked, then exactly one of: completed (the session was
+given), cancelled (before the location's window: the credit comes back), late
+cancel (inside it) or no-show. Every change leaves ``booked`` through
+:func:`set_status`, which refuses when another request changed it first.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from portal.bookings.tables import Appointment
+from portal.errors import Invalid
+from portal.timeutil import utcnow
+
+BOOKED = "booked"
+
+
+COMPLETED = "completed"
+
+
+CANCELLED = "cancelled"
+
+
+LATE_CANCEL = "late_cancel"
+
+
+NO_SHOW = "no_show"
+
+
+BUSY_STATES = (BOOKED, COMPLETED, NO_SHOW)
+
+
+STATUS_LABELS = {
+    BOOKED: "Booked",
+    COMPLETED: "Completed",
+    CANCELLED: "Cancelled",
+    LATE_CANCEL: "Late cancel",
+    NO_SHOW: "No-show",
+}
+
+
+def is_late(appointment: dict[str, Any], now: datetime) -> bool:
+    """Inside the location's cancellation window (or past the start)?"""
+    window = timedelta(hours=int(appointment["window_hours"]))
+    return now > appointment["start_at"] - window
+
+
+async def leave_booked(appointment_id: int, new: str, **values: Any) -> None:
+    """:func:`set_status`, or Invalid when another request changed the appointment first."""
+    if not await set_status(appointment_id, new, **values):
+        raise Invalid({"status": "The appointment changed meanwhile; reload it."})
+
+
+async def set_status(appointment_id: int, new: str, **values: Any) -> bool:
+    update: dict[Any, Any] = {Appointment.status: new, Appointment.updated_at: utcnow()}
+    for key, value in values.items():
+        update[getattr(Appointment, key)] = value
+    rows = (
+        await Appointment.update(update)
+        .where((Appointment.id == appointment_id) & (Appointment.status == BOOKED))
+        .returning(Appointment.id)
+        .run()
+    )
+    return bool(rows)
+
+
+def not_booked_message(status: str, action: str) -> str:
+    """Why an appointment that is no longer booked cannot be ``action`` (cancelled, moved…)."""
+    if status in (CANCELLED, LATE_CANCEL):
+        return (
+            "This appointment is already cancelled."
+            if action == "cancelled"
+            else f"This appointment was cancelled; it cannot be {action}."
+        )
+    if status == COMPLETED:
+        return f"This session has already been given; it cannot be {action}."
+    if status == NO_SHOW:
+        return f"This appointment was recorded as a no-show; it cannot be {action}."
+    return f"Only a booked appointment can be {action}."
