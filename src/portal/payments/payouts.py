@@ -499,18 +499,16 @@ class PayoutRun:
         out = [f"Stripe: {self.seen} payout(s) arriving since {self.since.isoformat()}."]
         if not (self.imported or self.updated or self.settled):
             out.append("Nothing to import: the portal already had every payout.")
-        if self.imported:
-            out.append(f"Imported {len(self.imported)} payout(s):")
-            out.extend(f"  {line}" for line in self.imported)
-        if self.updated:
-            out.append(f"Updated {len(self.updated)} payout(s):")
-            out.extend(f"  {line}" for line in self.updated)
-        if self.settled:
-            out.append(f"Recorded first, as the payouts contained them: {len(self.settled)}:")
-            out.extend(f"  {line}" for line in self.settled)
-        if self.mismatches:
-            out.append(f"{len(self.mismatches)} mismatch(es) to settle by hand:")
-            out.extend(f"  {m}" for m in self.mismatches)
+        sections = (
+            (f"Imported {len(self.imported)} payout(s):", self.imported),
+            (f"Updated {len(self.updated)} payout(s):", self.updated),
+            (f"Recorded first, as the payouts contained them: {len(self.settled)}:", self.settled),
+            (f"{len(self.mismatches)} mismatch(es) to settle by hand:", self.mismatches),
+        )
+        for title, items in sections:
+            if items:
+                out.append(title)
+                out.extend(f"  {item}" for item in items)
         return out
 
 
