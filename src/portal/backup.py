@@ -129,17 +129,30 @@ def _sqlite_backup(database: Path, partial: Path) -> Outcome:
     partial.unlink(missing_ok=True)
     copy = sqlite3.connect(partial)
     try:
-        # pages=-1: every page in one step, so one read transaction, one instant.
-        source.backup(copy, pages=-1)
         # The backup is one self-contained file, not a database with a WAL beside it.
-        copy.execute("PRAGMA journal_mode=DELETE").fetchone()
-        _check_integrity(copy, partial)
-    except sqlite3.Error as exc:
-        raise BackupError(f"the backup of {database} failed: {exc}") from exc
+        _copy_pages(source, copy, partial, "DELETE", f"the backup of {database} failed")
     finally:
         copy.close()
         source.close()
     return Outcome(engine="SQLite", path=partial)
+
+
+def _copy_pages(
+    source: sqlite3.Connection,
+    target: sqlite3.Connection,
+    target_path: Path,
+    journal_mode: str,
+    failed: str,
+) -> None:
+    """Every page of ``source`` into ``target`` in one step (pages=-1: one read
+    transaction, so one instant), in ``journal_mode``, then checked; a SQLite error
+    becomes ``BackupError("{failed}: …")``."""
+    try:
+        source.backup(target, pages=-1)
+        target.execute(f"PRAGMA journal_mode={journal_mode}").fetchone()
+        _check_integrity(target, target_path)
+    except sqlite3.Error as exc:
+        raise BackupError(f"{failed}: {exc}") from exc
 
 
 def _check_integrity(connection: sqlite3.Connection, path: Path) -> None:
@@ -174,12 +187,8 @@ def _sqlite_restore(database: Path, source: Path, force: bool) -> Outcome:
         except sqlite3.Error as exc:
             raise BackupError(f"cannot open {database}: {exc}") from exc
         try:
-            # All pages in one step: the database is the backup's, whole, or unchanged.
-            backup_db.backup(target, pages=-1)
-            target.execute("PRAGMA journal_mode=WAL").fetchone()
-            _check_integrity(target, database)
-        except sqlite3.Error as exc:
-            raise BackupError(f"restoring into {database} failed: {exc}") from exc
+            # The database is the backup's, whole, or unchanged.
+            _copy_pages(backup_db, target, database, "WAL", f"restoring into {database} failed")
         finally:
             target.close()
     finally:

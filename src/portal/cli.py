@@ -14,12 +14,14 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol, TypeVar
 
 from portal.settings import ConfigurationError, get_settings
+
+T = TypeVar("T")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -65,6 +67,27 @@ async def _require_migrated() -> None:
         fail(f"{len(pending)} migration(s) pending; run `portal migrate` first", 1)
 
 
+def _on_migrated(work: Callable[[], Awaitable[T]], *, name_fields: bool = False) -> T:
+    """Run ``work`` on the configured database once it is migrated (else exit 1, saying so).
+
+    A service's refusal ends the command with its message and status 2: ``NotFound``
+    as it is, ``Invalid`` its messages (``field: message`` with ``name_fields``).
+    """
+    from portal.errors import Invalid, NotFound
+
+    async def run() -> T:
+        await _require_migrated()
+        return await work()
+
+    try:
+        result: T = asyncio.run(_with_database(run))
+    except Invalid as exc:
+        fail("; ".join(f"{k}: {v}" if name_fields else v for k, v in exc.errors.items()))
+    except NotFound as exc:
+        fail(str(exc.detail))
+    return result
+
+
 def cmd_migrate(args: argparse.Namespace) -> None:
     from portal.migrate import apply_migrations
 
@@ -81,11 +104,7 @@ def cmd_migrate(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from portal.demo import DEMO_PASSWORD, load_demo
 
-    async def run() -> bool:
-        await _require_migrated()
-        return await load_demo(if_empty=args.if_empty)
-
-    loaded = asyncio.run(_with_database(run))
+    loaded = _on_migrated(lambda: load_demo(if_empty=args.if_empty))
     if loaded:
         print("Demo data loaded.")
     else:
@@ -158,14 +177,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_users_create(args: argparse.Namespace) -> None:
-    from portal.errors import Invalid, NotFound
+    from portal.errors import NotFound
     from portal.locations.tables import Location
     from portal.users import service
 
     password = _read_password(args)
 
     async def run() -> int:
-        await _require_migrated()
         location_ids: set[int] = set()
         for slug in args.location or []:
             row = await Location.select(Location.id).where(Location.slug == slug).first().run()
@@ -183,65 +201,43 @@ def cmd_users_create(args: argparse.Namespace) -> None:
             ),
         )
 
-    try:
-        user_id = asyncio.run(_with_database(run))
-    except Invalid as exc:
-        fail("; ".join(f"{k}: {v}" for k, v in exc.errors.items()))
-    except NotFound as exc:
-        fail(str(exc.detail))
+    user_id = _on_migrated(run, name_fields=True)
     print(f"Created {args.role} {args.email} (id {user_id}).")
 
 
 def cmd_users_set_password(args: argparse.Namespace) -> None:
-    from portal.errors import Invalid, NotFound
     from portal.users import service
 
     password = _read_password(args)
 
     async def run() -> None:
-        await _require_migrated()
         user = await service.find_by_email(args.email)
         await service.set_password(None, user["id"], password)
 
-    try:
-        asyncio.run(_with_database(run))
-    except Invalid as exc:
-        fail("; ".join(exc.errors.values()))
-    except NotFound as exc:
-        fail(str(exc.detail))
+    _on_migrated(run)
     print(f"Password changed for {args.email}; their sessions were ended.")
 
 
 def cmd_users_deactivate(args: argparse.Namespace) -> None:
-    from portal.errors import NotFound
     from portal.users import service
 
     async def run() -> bool:
-        await _require_migrated()
         user = await service.find_by_email(args.email)
         return await service.set_active(None, user["id"], False)
 
-    try:
-        changed = asyncio.run(_with_database(run))
-    except NotFound as exc:
-        fail(str(exc.detail))
+    changed = _on_migrated(run)
     print(f"Deactivated {args.email}." if changed else f"{args.email} was already inactive.")
 
 
 def cmd_users_reset_2fa(args: argparse.Namespace) -> None:
     from portal.auth import twostep
-    from portal.errors import NotFound
     from portal.users import service
 
     async def run() -> twostep.Factors:
-        await _require_migrated()
         user = await service.find_by_email(args.email)
         return await twostep.reset(get_settings(), None, user["id"])
 
-    try:
-        before = asyncio.run(_with_database(run))
-    except NotFound as exc:
-        fail(str(exc.detail))
+    before = _on_migrated(run)
     print(
         f"Two-step sign-in reset for {args.email}: removed "
         f"{'an authenticator app, ' if before.totp else ''}{before.passkeys} passkey(s) and "
@@ -260,9 +256,38 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
+class _StripeRun(Protocol):
+    mismatches: Any
+
+    def lines(self) -> list[str]: ...
+
+
+def _run_against_stripe(work: Callable[[Any], Awaitable[_StripeRun]]) -> None:
+    """A command that reads Stripe: the gateway from the settings (closed afterwards), the
+    summary printed; exit 1 when Stripe cannot be read, 3 when the books disagree with it."""
+    from portal.payments.gateway import GatewayError, StripeGateway
+
+    gateway = StripeGateway.from_settings(get_settings())
+    # The summary (or the one-line error) says everything; no log noise on stderr.
+    logging.getLogger("portal").addHandler(logging.NullHandler())
+
+    async def run() -> _StripeRun:
+        try:
+            return await work(gateway)
+        finally:
+            await gateway.aclose()
+
+    try:
+        result = _on_migrated(run)
+    except GatewayError as exc:
+        fail(f"Stripe could not be read: {exc.message} ({' '.join(exc.detail.split())})", 1)
+    print("\n".join(result.lines()))
+    if result.mismatches:
+        raise SystemExit(3)
+
+
 def cmd_stripe_reconcile(args: argparse.Namespace) -> None:
     from portal.payments import service
-    from portal.payments.gateway import GatewayError, StripeGateway
 
     since = datetime.combine(args.since, datetime.min.time(), tzinfo=UTC)
     if args.until is not None:
@@ -274,70 +299,37 @@ def cmd_stripe_reconcile(args: argparse.Namespace) -> None:
         until = datetime.now(tz=UTC).replace(microsecond=0) + timedelta(minutes=1)
     if since >= until:
         fail("--since is in the future")
-    gateway = StripeGateway.from_settings(get_settings())
-    # The summary (or the one-line error) says everything; no log noise on stderr.
-    logging.getLogger("portal").addHandler(logging.NullHandler())
-
-    async def run() -> service.ReconcileReport:
-        await _require_migrated()
-        try:
-            return await service.reconcile(gateway, since, until)
-        finally:
-            await gateway.aclose()
-
-    try:
-        report = asyncio.run(_with_database(run))
-    except GatewayError as exc:
-        fail(f"Stripe could not be read: {exc.message} ({' '.join(exc.detail.split())})", 1)
-    print("\n".join(report.lines()))
-    if report.mismatches:
-        raise SystemExit(3)
+    _run_against_stripe(lambda gateway: service.reconcile(gateway, since, until))
 
 
 def cmd_stripe_payouts(args: argparse.Namespace) -> None:
     from portal.payments import payouts
-    from portal.payments.gateway import GatewayError, StripeGateway
 
     today = datetime.now(tz=UTC).date()
     since = args.since if args.since is not None else today - timedelta(days=30)
     if since > today + timedelta(days=31):
         fail("--since is too far in the future")
-    gateway = StripeGateway.from_settings(get_settings())
-    logging.getLogger("portal").addHandler(logging.NullHandler())
+    _run_against_stripe(lambda gateway: payouts.import_payouts(gateway, since))
 
-    async def run() -> payouts.PayoutRun:
-        await _require_migrated()
-        try:
-            return await payouts.import_payouts(gateway, since)
-        finally:
-            await gateway.aclose()
 
-    try:
-        result = asyncio.run(_with_database(run))
-    except GatewayError as exc:
-        fail(f"Stripe could not be read: {exc.message} ({' '.join(exc.detail.split())})", 1)
-    print("\n".join(result.lines()))
-    if result.mismatches:
-        raise SystemExit(3)
+def _expired_line(sessions: int, sales: int, value_cents: dict[str, int]) -> str:
+    from portal.money import format_money
+
+    breakage = ", ".join(format_money(v, c) for c, v in sorted(value_cents.items()))
+    return (
+        f"Expired {sessions} unused session(s) of {sales} package(s); "
+        f"breakage recognised: {breakage}."
+    )
 
 
 def cmd_sales_expire(args: argparse.Namespace) -> None:
-    from portal.money import format_money
     from portal.sales import service
 
-    async def run() -> service.ExpiryRun:
-        await _require_migrated()
-        return await service.expire_due()
-
-    result = asyncio.run(_with_database(run))
+    result = _on_migrated(service.expire_due)
     if not result.sessions:
         print("No package had unused sessions past its validity; nothing changed.")
         return
-    breakage = ", ".join(format_money(v, c) for c, v in sorted(result.value_cents.items()))
-    print(
-        f"Expired {result.sessions} unused session(s) of {result.sales} package(s); "
-        f"breakage recognised: {breakage}."
-    )
+    print(_expired_line(result.sessions, result.sales, result.value_cents))
 
 
 def _progress(done: int, total: int, what: str) -> None:
@@ -380,13 +372,8 @@ def cmd_reports_verify(args: argparse.Namespace) -> None:
 
 def cmd_packages_expire(args: argparse.Namespace) -> None:
     from portal.bookings import expiry
-    from portal.money import format_money
 
-    async def run() -> expiry.PackagesExpiryRun:
-        await _require_migrated()
-        return await expiry.expire_packages()
-
-    result = asyncio.run(_with_database(run))
+    result = _on_migrated(expiry.expire_packages)
     if not result.changed_anything:
         print("No package had expired with sessions left or booked; nothing changed.")
         return
@@ -396,23 +383,14 @@ def cmd_packages_expire(args: argparse.Namespace) -> None:
             "each client was sent a cancellation."
         )
     if result.expiry.sessions:
-        breakage = ", ".join(
-            format_money(v, c) for c, v in sorted(result.expiry.value_cents.items())
-        )
-        print(
-            f"Expired {result.expiry.sessions} unused session(s) of {result.expiry.sales} "
-            f"package(s); breakage recognised: {breakage}."
-        )
+        expired = result.expiry
+        print(_expired_line(expired.sessions, expired.sales, expired.value_cents))
 
 
 def cmd_reminders_send(args: argparse.Namespace) -> None:
     from portal.bookings import notify
 
-    async def run() -> notify.ReminderRun:
-        await _require_migrated()
-        return await notify.send_reminders()
-
-    result = asyncio.run(_with_database(run))
+    result = _on_migrated(notify.send_reminders)
     print(
         f"Reminders for tomorrow's appointments: {result.sent} sent, "
         f"{result.skipped} skipped (reminders switched off), {result.failed} failed."
@@ -513,20 +491,24 @@ def cmd_jobs_run(args: argparse.Namespace) -> None:
         raise SystemExit(3)
 
 
-def _print_notes(notes: list[str]) -> None:
-    for note in notes:
+def _backup_step(step: Callable[..., Coroutine[Any, Any, Any]], args: argparse.Namespace) -> Any:
+    """``backup.backup`` or ``backup.restore`` on the configured database and ``args.file``:
+    its outcome, its notes on stderr; a ``BackupError`` ends the command with its status."""
+    from portal.backup import BackupError
+
+    try:
+        outcome = asyncio.run(step(get_settings().database_url, args.file, force=args.force))
+    except BackupError as exc:
+        fail(exc.message, exc.status)
+    for note in outcome.notes:
         print(f"portal: note: {note}", file=sys.stderr)
+    return outcome
 
 
 def cmd_backup(args: argparse.Namespace) -> None:
     from portal import backup
 
-    settings = get_settings()
-    try:
-        outcome = asyncio.run(backup.backup(settings.database_url, args.file, force=args.force))
-    except backup.BackupError as exc:
-        fail(exc.message, exc.status)
-    _print_notes(outcome.notes)
+    outcome = _backup_step(backup.backup, args)
     print(f"Backed up the {outcome.engine} database to {outcome.path} ({outcome.size:,} bytes).")
 
 
@@ -534,12 +516,7 @@ def cmd_restore(args: argparse.Namespace) -> None:
     from portal import backup
     from portal.migrate import pending_migrations
 
-    settings = get_settings()
-    try:
-        outcome = asyncio.run(backup.restore(settings.database_url, args.file, force=args.force))
-    except backup.BackupError as exc:
-        fail(exc.message, exc.status)
-    _print_notes(outcome.notes)
+    outcome = _backup_step(backup.restore, args)
     print(f"Restored the {outcome.engine} database from {args.file}.")
     pending = asyncio.run(_with_database(pending_migrations))
     if pending:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -405,17 +405,7 @@ async def pending(token: str) -> Pending | None:
     if row["expires_at"] <= utcnow() or not row["active"]:
         await PendingSignIn.delete().where(PendingSignIn.id == row["id"]).run()
         return None
-    return Pending(
-        id=row["id"],
-        user_id=row["user_id"],
-        email=row["email"],
-        name=row["name"],
-        role=row["role"],
-        next_url=row["next_url"],
-        address=row["address"],
-        user_agent=row["user_agent"],
-        expires_at=row["expires_at"],
-    )
+    return Pending(**{field.name: row[field.name] for field in fields(Pending)})
 
 
 async def cancel(token: str) -> None:

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from portal import db
+from portal import access, db
 from portal.audit import service as audit
 from portal.auth.service import CurrentUser
 from portal.catalog import service as catalog
 from portal.errors import Invalid
-from portal.locations.service import ensure_location_access
 from portal.locations.tables import Location
 from portal.payments import totals
 from portal.payments.evidence import _payment_for_sale
@@ -145,7 +144,7 @@ async def record_in_clinic_sale(
     double click, the browser retrying after a lost response) returns the
     sale it already recorded instead of selling and journalling it twice.
     """
-    ensure_location_access(actor, location_id, write=True)
+    access.ensure_write(actor, location_id)
     if method not in ("cash", "cheque", "terminal"):
         raise Invalid({"method": "Choose how the client paid."})
     if request_key:

@@ -16,13 +16,10 @@ from litestar.response import Redirect, Template
 
 from portal import access, metrics
 from portal.auth.service import ACCOUNTANT, CLIENT, MANAGER, OWNER, CurrentUser
-from portal.auth.tables import User
 from portal.catalog import service as catalog
 from portal.catalog.service import NotAvailable
-from portal.catalog.tables import Package
-from portal.locations.tables import Location
 from portal.onetime import service as onetime
-from portal.payments import service, webhooks
+from portal.payments import listing, service, webhooks
 from portal.payments.gateway import (
     GatewayError,
     GatewayUnavailable,
@@ -33,7 +30,7 @@ from portal.sales import service as sales
 from portal.sales.tables import Sale
 from portal.settings import ConfigurationError, Settings
 from portal.timeutil import utcnow
-from portal.web.forms import ValidationFailed, parse_id, read_form
+from portal.web.forms import ValidationFailed, read_form
 from portal.web.guards import requires_role
 from portal.web.middleware import CONTENT_SECURITY_POLICY
 from portal.web.pagination import keyset_page
@@ -117,65 +114,6 @@ GATEWAY_DEPENDENCIES = {
 }
 
 
-async def _location_by_slug(slug: str) -> dict[str, Any]:
-    row = (
-        await Location.select()
-        .where((Location.slug == slug) & (Location.active == True))  # noqa: E712
-        .first()
-        .run()
-    )
-    if row is None:
-        raise NotFoundException("No such clinic.")
-    return row
-
-
-async def _online_offers(package_id: int) -> tuple[dict[str, Any], list[catalog.Offer]]:
-    """The package and its terms at every active clinic that sells it online."""
-    package = await catalog.get_package(package_id)
-    locations = (
-        await Location.select()
-        .where(Location.active == True)  # noqa: E712
-        .order_by(Location.name)
-        .run()
-    )
-    versions = await catalog.package_versions([package_id], [loc["id"] for loc in locations])
-    units = await catalog.service_versions([package["service"]])
-    now = utcnow()
-    offers = [
-        catalog.build_offer(package, loc, versions[package_id], units[package["service"]], now)
-        for loc in locations
-    ]
-    return package, [offer for offer in offers if offer.online]
-
-
-async def _sale_context(sale: dict[str, Any]) -> dict[str, Any]:
-    location = await Location.select().where(Location.id == sale["location"]).first().run()
-    client = (
-        await User.select(User.id, User.email, User.name)
-        .where(User.id == sale["client"])
-        .first()
-        .run()
-    )
-    rows = await sales.sessions_of(int(sale["id"]))
-    seller = (
-        await User.select(User.name, User.email).where(User.id == sale["sold_by"]).first().run()
-        if sale["sold_by"]
-        else None
-    )
-    return {
-        "sale": sale,
-        "location": location,
-        "client": client,
-        "seller": seller,
-        "sessions": rows,
-        "counts": sales.count_states(rows, int(sale["sessions_total"])),
-        "payments": await service.payments_of(int(sale["id"])),
-        "refunds": await service.refunds_of(int(sale["id"])),
-        "disputes": await service.disputes_of(int(sale["id"])),
-        "methods": sales.PAYMENT_METHODS,
-    }
-
-
 class PurchaseController(Controller):
     """A client buying a package online."""
 
@@ -191,11 +129,11 @@ class PurchaseController(Controller):
     ) -> Template:
         if not location:
             # No clinic chosen (a shared or shortened link): offer the ones selling it online.
-            package, offers = await _online_offers(package_id)
+            package, offers = await listing.online_offers(package_id)
             return Template(
                 "payments/buy_choose.html", context={"package": package, "offers": offers}
             )
-        place = await _location_by_slug(location)
+        place = await listing.clinic_by_slug(location)
         try:
             terms = await catalog.quote_package(package_id, place["id"], utcnow(), online=True)
         except NotAvailable as exc:
@@ -212,7 +150,7 @@ class PurchaseController(Controller):
         package_id: FromPath[int],
     ) -> Response[Any]:
         values, _ = await read_form(request)
-        place = await _location_by_slug(values.get("location", ""))
+        place = await listing.clinic_by_slug(values.get("location", ""))
         try:
             checkout = await service.start_checkout(
                 gateways.get(),
@@ -237,13 +175,13 @@ class PurchaseController(Controller):
     @get("/purchases/{sale_id:int}", guards=[sale_readers], name="purchase")
     async def purchase(self, user: CurrentUser, sale_id: FromPath[int]) -> Template:
         sale = await sales.get_sale_for(user, sale_id)
-        return Template("payments/purchase.html", context=await _sale_context(sale))
+        return Template("payments/purchase.html", context=await listing.sale_view(sale))
 
     @get("/purchases/{sale_id:int}/status", guards=[sale_readers], name="purchase_status")
     async def purchase_status(self, user: CurrentUser, sale_id: FromPath[int]) -> Template:
         """The htmx-polled part of the purchase page."""
         sale = await sales.get_sale_for(user, sale_id)
-        return Template("payments/_purchase_status.html", context=await _sale_context(sale))
+        return Template("payments/_purchase_status.html", context=await listing.sale_view(sale))
 
     @get("/account/purchases", guards=[buyers], name="my_purchases")
     async def my_purchases(self, user: CurrentUser) -> Template:
@@ -256,7 +194,7 @@ class PurchaseController(Controller):
         sale = await sales.get_sale_for(user, sale_id)
         if sale["status"] == sales.PENDING or sale["status"] == sales.CANCELLED:
             raise NotFoundException("There is no receipt for an unpaid purchase.")
-        return Template("payments/receipt.html", context=await _sale_context(sale))
+        return Template("payments/receipt.html", context=await listing.sale_view(sale))
 
 
 def _buy_page(
@@ -281,32 +219,6 @@ def _buy_page(
     )
 
 
-def _sales_query(user: CurrentUser, q: str, location_id: int | None, status: str) -> Any:
-    """The sales the user may see, filtered by a sale number or client email, location, status."""
-    query = Sale.select(
-        *Sale.all_columns(),
-        Sale.location.name.as_alias("location_name"),
-        Sale.location.timezone.as_alias("location_timezone"),
-        Sale.client.email.as_alias("client_email"),
-    )
-    if q:
-        number = q.lstrip("#").lstrip("0")
-        sale_number = parse_id(number)
-        if sale_number is not None:
-            query = query.where(Sale.id == sale_number)
-        else:
-            query = query.where(Sale.client.email.ilike(f"%{q}%"))
-    visible = access.visible_locations(user)
-    if visible is not None:
-        query = query.where(Sale.location.is_in(list(visible) or [-1]))
-    if location_id is not None:
-        access.ensure_read(user, location_id)
-        query = query.where(Sale.location == location_id)
-    if status:
-        query = query.where(Sale.status == status)
-    return query
-
-
 @dataclass(frozen=True)
 class _SaleForm:
     client_id: int
@@ -323,13 +235,8 @@ async def _parse_sale_form(
     """The front-desk sale form: the client (by email), location (write access checked),
     package and payment method; None and the errors when any is missing or wrong."""
     errors: dict[str, str] = {}
-    client = (
-        await User.select(User.id, User.email, User.role)
-        .where(User.email == values.get("client_email", "").strip().lower())
-        .first()
-        .run()
-    )
-    if client is None or client["role"] != CLIENT:
+    client = await listing.client_by_email(values.get("client_email", ""))
+    if client is None:
         errors["client_email"] = (
             "No client account with this email. Ask the client to sign up first."
         )
@@ -432,13 +339,13 @@ class SaleController(Controller):
         after: Annotated[str | None, QueryParameter(name="after")] = None,
     ) -> Template:
         q = q.strip()
-        query = _sales_query(user, q, location_id, status)
+        query = listing.sales_query(user, q, location_id, status)
         page = await keyset_page(query, Sale.id, Sale.id, after=after, limit=50, descending=True)
         return Template(
             "payments/sales.html",
             context={
                 "page": page,
-                "locations": await _visible_locations(user, active_only=False),
+                "locations": await listing.visible_locations(user, active_only=False),
                 "location_id": location_id,
                 "status": status,
                 "q": q,
@@ -549,18 +456,6 @@ def _int_or_none(raw: str | None) -> int | None:
         return None
 
 
-async def _visible_locations(user: CurrentUser, *, active_only: bool) -> list[dict[str, Any]]:
-    """The locations the user may see (``portal.access``), by name: id and name."""
-    query = Location.select(Location.id, Location.name).order_by(Location.name)
-    if active_only:
-        query = query.where(Location.active == True)  # noqa: E712
-    visible = access.visible_locations(user)
-    if visible is not None:
-        query = query.where(Location.id.is_in(list(visible) or [-1]))
-    rows: list[dict[str, Any]] = await query.run()
-    return rows
-
-
 _METHOD_CHOICES = [
     ("checkout_link", "Card — send a Stripe Checkout link"),
     ("cash", "Cash"),
@@ -572,18 +467,13 @@ _METHOD_CHOICES = [
 async def _front_desk_context(
     user: CurrentUser, form: dict[str, Any], errors: dict[str, str]
 ) -> dict[str, Any]:
-    locations = await _visible_locations(user, active_only=True)
+    locations = await listing.visible_locations(user, active_only=True)
     if not form.get("location_id") and len(locations) == 1:
         form = {**form, "location_id": locations[0]["id"]}
     # Every rendering of the form gets a fresh one-time token (see
     # service.record_in_clinic_sale): resending this very form finds its sale.
     form = {**form, "request_key": onetime.new_key()}
-    packages = (
-        await Package.select(Package.id, Package.name)
-        .where(Package.active == True)  # noqa: E712
-        .order_by(Package.name)
-        .run()
-    )
+    packages = await listing.active_packages()
     return {
         "form": form,
         "errors": errors,
@@ -606,7 +496,7 @@ async def _sale_page(
     sale: dict[str, Any], form: _RefundForm, errors: dict[str, str], status_code: int = 200
 ) -> Template:
     """The staff's sale page with its refund form (quoted when the sale can be refunded)."""
-    context = await _sale_context(sale)
+    context = await listing.sale_view(sale)
     counts: sales.SessionCounts = context["counts"]
     context.update(
         refund_errors=errors,

@@ -13,7 +13,7 @@ from portal.ledger import service as ledger
 from portal.payments import totals
 from portal.payments.evidence import _ensure_payment_recorded, _payment_by_charge
 from portal.payments.gateway import GatewayError, StripeDispute, StripeGateway, dispute_from_dict
-from portal.payments.refunds import _give_back_lines, _tax_given_back
+from portal.payments.giveback import give_back_lines, tax_given_back
 from portal.payments.tables import Dispute
 from portal.sales import service as sales
 from portal.timeutil import utcnow
@@ -154,20 +154,17 @@ async def _book_withdrawal(
     if not changed:
         return row
     amount = int(row["amount_cents"])
-    await ledger.post(
-        event_key=f"dispute:{row['stripe_dispute_id']}:withdrawn",
-        kind="dispute_withdrawn",
-        occurred_at=when,
-        currency=sale["currency"],
-        location_id=sale["location"],
-        reference=f"sale:{sale['id']}",
-        memo="Dispute opened: Stripe withdrew the amount and its dispute fee",
-        sale_id=sale["id"],
+    await sales.journal(
+        sale,
+        f"dispute:{row['stripe_dispute_id']}:withdrawn",
+        "dispute_withdrawn",
+        "Dispute opened: Stripe withdrew the amount and its dispute fee",
         lines=[
             ledger.debit("disputed_funds", amount),
             ledger.debit("dispute_fees", fee),
             ledger.credit("stripe_clearing", amount + fee),
         ],
+        at=when,
     )
     await sales.set_frozen(int(sale["id"]), True)
     return {**row, "withdrawn_at": when, "fee_cents": fee}
@@ -188,16 +185,13 @@ async def _book_reinstatement(
     if not changed:
         return
     amount = int(row["amount_cents"])
-    await ledger.post(
-        event_key=f"dispute:{row['stripe_dispute_id']}:reinstated",
-        kind="dispute_reinstated",
-        occurred_at=when,
-        currency=sale["currency"],
-        location_id=sale["location"],
-        reference=f"sale:{sale['id']}",
-        memo="Dispute won: Stripe returned the amount",
-        sale_id=sale["id"],
+    await sales.journal(
+        sale,
+        f"dispute:{row['stripe_dispute_id']}:reinstated",
+        "dispute_reinstated",
+        "Dispute won: Stripe returned the amount",
         lines=[ledger.debit("stripe_clearing", amount), ledger.credit("disputed_funds", amount)],
+        at=when,
     )
 
 
@@ -210,21 +204,13 @@ async def _book_chargeback(row: dict[str, Any], sale: dict[str, Any]) -> list[in
     revoked = [*released.credits]
     revoked += await sales.revoke_unused(sale_id, int(sale["sessions_total"]))
     amount = int(row["amount_cents"])
-    tax = await _tax_given_back(sale, amount, revoked, dispute_id=int(row["id"]))
-    await ledger.post(
-        event_key=f"dispute:{row['stripe_dispute_id']}:lost",
-        kind="dispute_lost",
-        currency=sale["currency"],
-        location_id=sale["location"],
-        reference=f"sale:{sale['id']}",
-        memo=f"Chargeback: dispute lost, {len(revoked)} session(s) revoked",
-        sale_id=sale_id,
-        lines=_give_back_lines(
-            amount=amount,
-            tax=tax,
-            value=sum(int(r["value_cents"]) for r in revoked),
-            paid_from="disputed_funds",
-        ),
+    tax = await tax_given_back(sale, amount, revoked, dispute_id=int(row["id"]))
+    await sales.journal(
+        sale,
+        f"dispute:{row['stripe_dispute_id']}:lost",
+        "dispute_lost",
+        f"Chargeback: dispute lost, {len(revoked)} session(s) revoked",
+        lines=give_back_lines(amount, tax, revoked, "disputed_funds"),
     )
     await sales.mark_refunded_if_nothing_left(sale_id)
     return released.appointment_ids

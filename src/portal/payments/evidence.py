@@ -66,16 +66,13 @@ async def _record_fee(payment: dict[str, Any], txn: StripeBalanceTransaction) ->
     if not changed:
         return False
     sale = await sales.get_sale(int(payment["sale"]))
-    await ledger.post(
-        event_key=f"fee:{txn.id}",
-        kind="processing_fee",
-        occurred_at=payment["succeeded_at"] or utcnow(),
-        currency=sale["currency"],
-        location_id=sale["location"],
-        reference=f"sale:{sale['id']}",
-        memo="Stripe fee",
-        sale_id=sale["id"],
+    await sales.journal(
+        sale,
+        f"fee:{txn.id}",
+        "processing_fee",
+        "Stripe fee",
         lines=[ledger.debit("processing_fees", txn.fee), ledger.credit("stripe_clearing", txn.fee)],
+        at=payment["succeeded_at"] or utcnow(),
     )
     return True
 

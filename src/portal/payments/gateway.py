@@ -630,6 +630,17 @@ class StripeGateway:
     async def aclose(self) -> None:
         await self._http.close_async()
 
+    async def _each(self, operation: str, first: Awaitable[Any]) -> AsyncIterator[dict[str, Any]]:
+        """Every object of a Stripe list as a plain dict, fetched a page at a time (each
+        page through :meth:`_call`), so memory stays flat over any window."""
+        page = await self._call(operation, first)
+        while True:
+            for item in page.data:
+                yield _plain(item)
+            if not page.has_more or not page.data:
+                return
+            page = await self._call(operation, page.next_page_async())
+
     async def _call(self, operation: str, awaitable: Awaitable[T]) -> T:
         try:
             return await awaitable
@@ -785,15 +796,9 @@ class StripeGateway:
             "limit": page_size,
             "expand": ["data.latest_charge.balance_transaction"],
         }
-        page = await self._call(
-            "list payment intents", self._client.v1.payment_intents.list_async(params)
-        )
-        while True:
-            for intent in page.data:
-                yield _payment_intent(_plain(intent))
-            if not page.has_more or not page.data:
-                return
-            page = await self._call("list payment intents", page.next_page_async())
+        listed = self._client.v1.payment_intents.list_async(params)
+        async for intent in self._each("list payment intents", listed):
+            yield _payment_intent(intent)
 
     # -- refunds -----------------------------------------------------------------
 
@@ -844,13 +849,8 @@ class StripeGateway:
     async def list_refunds_for_charge(self, charge_id: str) -> list[StripeRefund]:
         """Every refund of one charge, newest first (``charge.refunded`` names only the charge)."""
         params: RefundListParams = {"charge": charge_id, "limit": 100}
-        page = await self._call("list refunds", self._client.v1.refunds.list_async(params))
-        refunds: list[StripeRefund] = []
-        while True:
-            refunds.extend(_refund(_plain(refund)) for refund in page.data)
-            if not page.has_more or not page.data:
-                return refunds
-            page = await self._call("list refunds", page.next_page_async())
+        listed = self._client.v1.refunds.list_async(params)
+        return [_refund(refund) async for refund in self._each("list refunds", listed)]
 
     async def iter_refunds(
         self, created_from: datetime, created_to: datetime, *, page_size: int = 100
@@ -858,13 +858,8 @@ class StripeGateway:
         """Refunds created in ``[created_from, created_to)``, including dashboard ones."""
         start, end = _window(created_from, created_to)
         params: RefundListParams = {"created": {"gte": start, "lt": end}, "limit": page_size}
-        page = await self._call("list refunds", self._client.v1.refunds.list_async(params))
-        while True:
-            for refund in page.data:
-                yield _refund(_plain(refund))
-            if not page.has_more or not page.data:
-                return
-            page = await self._call("list refunds", page.next_page_async())
+        async for refund in self._each("list refunds", self._client.v1.refunds.list_async(params)):
+            yield _refund(refund)
 
     # -- disputes ----------------------------------------------------------------
 
@@ -889,13 +884,8 @@ class StripeGateway:
         """Payouts arriving on or after ``arrival_from``, newest first, a page at a time."""
         start = int(datetime.combine(arrival_from, datetime.min.time(), tzinfo=UTC).timestamp())
         params: PayoutListParams = {"arrival_date": {"gte": start}, "limit": page_size}
-        page = await self._call("list payouts", self._client.v1.payouts.list_async(params))
-        while True:
-            for payout in page.data:
-                yield _payout(_plain(payout))
-            if not page.has_more or not page.data:
-                return
-            page = await self._call("list payouts", page.next_page_async())
+        async for payout in self._each("list payouts", self._client.v1.payouts.list_async(params)):
+            yield _payout(payout)
 
     async def list_payout_items(
         self, payout_id: str, *, page_size: int = 100
@@ -911,19 +901,11 @@ class StripeGateway:
             "limit": page_size,
             "expand": ["data.source"],
         }
-        page = await self._call(
-            "list payout transactions", self._client.v1.balance_transactions.list_async(params)
-        )
-        items: list[StripePayoutItem] = []
-        while True:
-            items.extend(
-                item
-                for item in (_payout_item(_plain(txn)) for txn in page.data)
-                if not (item.type == "payout" and item.source_id == payout_id)
-            )
-            if not page.has_more or not page.data:
-                return items
-            page = await self._call("list payout transactions", page.next_page_async())
+        listed = self._client.v1.balance_transactions.list_async(params)
+        items = [_payout_item(txn) async for txn in self._each("list payout transactions", listed)]
+        return [
+            item for item in items if not (item.type == "payout" and item.source_id == payout_id)
+        ]
 
     # -- webhooks ----------------------------------------------------------------
 

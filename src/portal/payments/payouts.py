@@ -414,6 +414,25 @@ def _order(item: tuple[int | None, int]) -> tuple[bool, int]:
     return item[0] is None, item[0] or 0
 
 
+async def _post_transfer(
+    row: dict[str, Any], location_id: int | None, cents: int, *, to_bank: bool, at: datetime
+) -> bool:
+    """One location's share of a payout: from Stripe to the bank, or back when the payout
+    failed. Keyed per payout, outcome and location, so each is journalled once."""
+    payout = str(row["stripe_payout_id"])
+    entry = await ledger.post(
+        event_key=f"payout:{payout}:{'paid' if to_bank else 'failed'}:{location_id or 0}",
+        kind=PAYOUT_KIND if to_bank else PAYOUT_FAILED_KIND,
+        lines=_transfer(cents, location_id, to_bank=to_bank),
+        currency=str(row["currency"]),
+        location_id=location_id,
+        occurred_at=at,
+        reference=journal_reference(payout),
+        memo=f"Stripe payout {payout}" if to_bank else f"Stripe payout {payout} failed",
+    )
+    return entry is not None
+
+
 async def _post_paid(row: dict[str, Any]) -> bool:
     """One entry per location, dated on the arrival day in that location's zone."""
     split = await location_split(int(row["id"])) if row["itemized"] else {}
@@ -424,17 +443,9 @@ async def _post_paid(row: dict[str, Any]) -> bool:
     posted = False
     for location_id, cents in sorted(split.items(), key=_order):
         zone = zones.get(location_id, "UTC") if location_id is not None else "UTC"
-        entry = await ledger.post(
-            event_key=f"payout:{row['stripe_payout_id']}:paid:{location_id or 0}",
-            kind=PAYOUT_KIND,
-            lines=_transfer(cents, location_id, to_bank=True),
-            currency=str(row["currency"]),
-            location_id=location_id,
-            occurred_at=_day_start(row["arrival_date"], zone),
-            reference=journal_reference(str(row["stripe_payout_id"])),
-            memo=f"Stripe payout {row['stripe_payout_id']}",
-        )
-        posted = posted or entry is not None
+        at = _day_start(row["arrival_date"], zone)
+        if await _post_transfer(row, location_id, cents, to_bank=True, at=at):
+            posted = True
     return posted
 
 
@@ -465,17 +476,8 @@ async def _post_reversal(row: dict[str, Any]) -> bool:
     posted = False
     now = utcnow()
     for location_id, cents in sorted(in_bank.items(), key=_order):
-        entry = await ledger.post(
-            event_key=f"payout:{row['stripe_payout_id']}:failed:{location_id or 0}",
-            kind=PAYOUT_FAILED_KIND,
-            lines=_transfer(cents, location_id, to_bank=False),
-            currency=str(row["currency"]),
-            location_id=location_id,
-            occurred_at=now,
-            reference=reference,
-            memo=f"Stripe payout {row['stripe_payout_id']} failed",
-        )
-        posted = posted or entry is not None
+        if await _post_transfer(row, location_id, cents, to_bank=False, at=now):
+            posted = True
     return posted
 
 
@@ -497,18 +499,16 @@ class PayoutRun:
         out = [f"Stripe: {self.seen} payout(s) arriving since {self.since.isoformat()}."]
         if not (self.imported or self.updated or self.settled):
             out.append("Nothing to import: the portal already had every payout.")
-        if self.imported:
-            out.append(f"Imported {len(self.imported)} payout(s):")
-            out.extend(f"  {line}" for line in self.imported)
-        if self.updated:
-            out.append(f"Updated {len(self.updated)} payout(s):")
-            out.extend(f"  {line}" for line in self.updated)
-        if self.settled:
-            out.append(f"Recorded first, as the payouts contained them: {len(self.settled)}:")
-            out.extend(f"  {line}" for line in self.settled)
-        if self.mismatches:
-            out.append(f"{len(self.mismatches)} mismatch(es) to settle by hand:")
-            out.extend(f"  {m}" for m in self.mismatches)
+        sections = (
+            (f"Imported {len(self.imported)} payout(s):", self.imported),
+            (f"Updated {len(self.updated)} payout(s):", self.updated),
+            (f"Recorded first, as the payouts contained them: {len(self.settled)}:", self.settled),
+            (f"{len(self.mismatches)} mismatch(es) to settle by hand:", self.mismatches),
+        )
+        for title, items in sections:
+            if items:
+                out.append(title)
+                out.extend(f"  {item}" for item in items)
         return out
 
 

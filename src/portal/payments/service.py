@@ -28,9 +28,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from portal.auth.service import CLIENT, CurrentUser
 from portal.errors import Forbidden, Invalid
-from portal.locations.service import ensure_location_access
 from portal.payments.checkout import Checkout, record_in_clinic_sale, start_checkout
 from portal.payments.disputes import (
     CHARGEBACK_REASON,
@@ -50,20 +48,23 @@ from portal.payments.evidence import (
     record_stripe_payment,
 )
 from portal.payments.gateway import GatewayError, StripeGateway, StripePaymentIntent
-from portal.payments.reconcile import RECONCILE_KINDS, ReconcileReport, reconcile
-from portal.payments.refunds import (
-    REFUND_ACCEPTED,
-    REFUND_RESULT,
+from portal.payments.giveback import (
     RefundQuote,
     compute_refund,
     cumulative_tax,
     quote_refund,
+    refunded_so_far,
+    sessions_covered,
+)
+from portal.payments.listing import disputes_of, payments_of, refunds_of
+from portal.payments.reconcile import RECONCILE_KINDS, ReconcileReport, reconcile
+from portal.payments.refunds import (
+    REFUND_ACCEPTED,
+    REFUND_RESULT,
     record_external_refund,
     refund_of_sale,
     refund_sale,
-    refunded_so_far,
     retry_refund,
-    sessions_covered,
     settle_own_refund,
 )
 from portal.payments.states import (
@@ -82,7 +83,7 @@ from portal.payments.states import (
     _set_payment,
     idempotency_key,
 )
-from portal.payments.tables import Dispute, Payment, Refund
+from portal.payments.tables import Payment
 from portal.sales import service as sales
 from portal.timeutil import utcnow
 
@@ -123,7 +124,6 @@ __all__ = [
     "compute_refund",
     "cumulative_tax",
     "disputes_of",
-    "ensure_can_view_sale",
     "idempotency_key",
     "payments_of",
     "quote_refund",
@@ -278,23 +278,3 @@ HANDLERS: dict[str, Handler] = {
 
 
 # -- reading ---------------------------------------------------------------------------
-
-
-async def payments_of(sale_id: int) -> list[dict[str, Any]]:
-    return await Payment.select().where(Payment.sale == sale_id).order_by(Payment.id).run()
-
-
-async def refunds_of(sale_id: int) -> list[dict[str, Any]]:
-    return await Refund.select().where(Refund.sale == sale_id).order_by(Refund.id).run()
-
-
-async def disputes_of(sale_id: int) -> list[dict[str, Any]]:
-    return await Dispute.select().where(Dispute.sale == sale_id).order_by(Dispute.id).run()
-
-
-def ensure_can_view_sale(user: CurrentUser, sale: dict[str, Any]) -> None:
-    if user.role == CLIENT:
-        if sale["client"] != user.id:
-            raise Forbidden("This is not your purchase.")
-        return
-    ensure_location_access(user, int(sale["location"]))

@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from portal import db, progress
+from portal import access, db, progress
 from portal.auth.service import CLIENT, CurrentUser
 from portal.catalog.service import PackageTerms
 from portal.errors import Forbidden, NotFound
 from portal.ledger import daily
 from portal.ledger import service as ledger
-from portal.locations.service import ensure_location_access
 from portal.sales.tables import Sale, SaleSession
 from portal.timeutil import utcnow
 
@@ -72,6 +71,30 @@ class TransitionNotAllowed(RuntimeError):
 def _check(moves: dict[str, frozenset[str]], old: str, new: str) -> None:
     if new not in moves.get(old, frozenset()):
         raise TransitionNotAllowed(f"{old} → {new}")
+
+
+async def journal(
+    sale: dict[str, Any],
+    event_key: str,
+    kind: str,
+    memo: str,
+    *,
+    lines: Sequence[ledger.Line],
+    at: datetime | None = None,
+) -> int | None:
+    """One journal entry about ``sale``: in its currency, at its location, referenced and
+    linked by it. ``event_key`` names the event, so it is journalled once (``ledger.post``)."""
+    return await ledger.post(
+        event_key=event_key,
+        kind=kind,
+        occurred_at=at,
+        currency=sale["currency"],
+        location_id=sale["location"],
+        reference=f"sale:{sale['id']}",
+        memo=memo,
+        sale_id=int(sale["id"]),
+        lines=lines,
+    )
 
 
 @asynccontextmanager
@@ -316,20 +339,17 @@ async def activate(
             str(sale["currency"]),
             [(daily.SOLD, when, len(shares), sum(value for value, _ in shares))],
         )
-        await ledger.post(
-            event_key=f"sale:{sale_id}:paid",
-            kind="sale_paid",
-            occurred_at=when,
-            currency=sale["currency"],
-            location_id=sale["location"],
-            reference=f"sale:{sale_id}",
-            memo=f"{sale['item_name']} ({PAYMENT_METHODS.get(method, method)})",
-            sale_id=sale_id,
+        await journal(
+            sale,
+            f"sale:{sale_id}:paid",
+            "sale_paid",
+            f"{sale['item_name']} ({PAYMENT_METHODS.get(method, method)})",
             lines=[
                 ledger.debit(CLEARING_ACCOUNT[method], int(sale["total_cents"])),
                 ledger.credit("deferred_revenue", int(sale["net_cents"])),
                 ledger.credit("tax_payable", int(sale["tax_cents"])),
             ],
+            at=when,
         )
     return True
 
@@ -406,7 +426,7 @@ async def get_sale_for(user: CurrentUser, sale_id: int, *, write: bool = False) 
         if sale["client"] != user.id or write:
             raise Forbidden("This is not your purchase.")
         return sale
-    ensure_location_access(user, int(sale["location"]), write=write)
+    (access.ensure_write if write else access.ensure_read)(user, int(sale["location"]))
     return sale
 
 
@@ -615,19 +635,16 @@ async def expire_due(
                 str(sale["currency"]),
                 [(daily.EXPIRED, now, len(rows), value)],
             )
-            await ledger.post(
-                event_key=f"sale:{sale_id}:expired:{first}",
-                kind="package_expired",
-                occurred_at=now,
-                currency=sale["currency"],
-                location_id=sale["location"],
-                reference=f"sale:{sale_id}",
-                memo=f"{len(rows)} unused session(s) expired",
-                sale_id=sale_id,
+            await journal(
+                sale,
+                f"sale:{sale_id}:expired:{first}",
+                "package_expired",
+                f"{len(rows)} unused session(s) expired",
                 lines=[
                     ledger.debit("deferred_revenue", value),
                     ledger.credit("breakage_revenue", value),
                 ],
+                at=now,
             )
             sessions += len(rows)
             expired_sales += 1
