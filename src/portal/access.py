@@ -23,6 +23,7 @@ __all__ = [
     "can_write",
     "ensure_read",
     "ensure_write",
+    "list_scope",
     "visible_locations",
     "writable_among",
 ]
@@ -56,3 +57,13 @@ def ensure_read(actor: CurrentUser, location_id: int) -> None:
 def ensure_write(actor: CurrentUser, location_id: int) -> None:
     if not can_write(actor, location_id):
         raise Forbidden("You do not have access to this location.")
+
+
+def list_scope(actor: CurrentUser, location_id: int | None = None) -> list[int] | None:
+    """The locations a list shows: the one chosen in its filter if the actor may
+    see it, else every one they may see. None means every location; an empty
+    list means none (the list is empty)."""
+    visible = visible_locations(actor)
+    if location_id is not None:
+        return [location_id] if visible is None or location_id in visible else []
+    return None if visible is None else sorted(visible)

@@ -12,6 +12,7 @@ from typing import Any
 
 from portal import db
 from portal.audit import service as audit
+from portal.errors import NotFound
 from portal.identity import CurrentUser
 from portal.timeutil import utcnow
 
@@ -70,3 +71,50 @@ async def set_active(
             address=address,
         )
     return True
+
+
+async def cancel(
+    actor: CurrentUser,
+    table: Any,
+    row_id: int,
+    owner: Any,
+    owner_id: int,
+    *,
+    entity: str,
+    action: str,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    address: str = "",
+) -> bool:
+    """Cancel a dated row of ``owner_id`` (time off, an out-of-service window):
+    ``UPDATE … SET cancelled_at WHERE cancelled_at IS NULL``. The row stays, so
+    history is whole; the audit line is the owner's (``entity``). Returns False
+    when it was already cancelled (nothing written), so two presses write one."""
+    async with db.transaction():
+        cancelled = (
+            await table.update({table.cancelled_at: utcnow()})
+            .where((table.id == row_id) & (owner == owner_id) & table.cancelled_at.is_null())
+            .returning(table.id)
+            .run()
+        )
+        if cancelled:
+            await audit.record(
+                actor, action, entity, owner_id, before=before, after=after, address=address
+            )
+    return bool(cancelled)
+
+
+async def get_child(table: Any, row_id: int, owner: Any, owner_id: int, missing: str) -> Any:
+    """A row that belongs to ``owner_id`` (a therapist's time off, a room's
+    out-of-service window); ``NotFound(missing)`` when there is none, or it
+    belongs to another, so an id from one page cannot reach another's rows."""
+    row = await table.select().where((table.id == row_id) & (owner == owner_id)).first().run()
+    if row is None:
+        raise NotFound(missing)
+    return row
+
+
+async def insert(table: Any, **values: Any) -> int:
+    """Insert one row of ``table``; its id."""
+    rows = await table.insert(table(**values)).returning(table.id).run()
+    return int(rows[0]["id"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -13,22 +15,27 @@ from litestar.response import Template
 
 from portal import money
 from portal.auth.service import ACCOUNTANT, MANAGER, OWNER, CurrentUser
-from portal.catalog import service
+from portal.catalog import inputs, listing, packages, prices, pricing, services
 from portal.locations.service import get_location_for
 from portal.timeutil import to_local, utcnow
 from portal.web.admin import (
+    WRITE,
+    AdminForm,
     AdminResource,
     Column,
     Filter,
     Roles,
     admin_controller,
+    item_route,
     reverse,
+    role_guard,
     search,
+    signed,
+    unscoped,
 )
-from portal.web.forms import ValidationFailed, parse_id, read_form
-from portal.web.guards import current_user, requires_owner, requires_role
+from portal.web.forms import Flash, Lists, Values, parse_id, submit
+from portal.web.guards import requires_role
 from portal.web.pagination import Page
-from portal.web.responses import client_address, redirect
 
 readers = requires_role(OWNER, MANAGER, ACCOUNTANT)
 override_editors = requires_role(OWNER, MANAGER)
@@ -57,6 +64,13 @@ PACKAGE_DEFAULTS = {
     "price": "",
     "currency": "USD",
 }
+PRICE_LABELS = {
+    "price": "Price",
+    "currency": "Currency",
+    "effective_local": "Takes effect",
+    "effective_zone": "Time zone",
+    "note": "Note",
+}
 TREATMENT_TYPES = ["Neuromuscular", "Sports", "Trigger point", "Relaxation"]
 
 
@@ -80,107 +94,192 @@ def page(template: str, status_code: int = 200, **context: Any) -> Template:
 
 
 def _service_form(row: dict[str, Any]) -> dict[str, Any]:
-    return {f: row[f] for f in service.SERVICE_FIELDS}
+    return {f: row[f] for f in inputs.SERVICE_FIELDS}
 
 
 def _package_form(row: dict[str, Any]) -> dict[str, Any]:
-    form: dict[str, Any] = {f: row[f] for f in service.PACKAGE_FIELDS}
+    form: dict[str, Any] = {f: row[f] for f in inputs.PACKAGE_FIELDS}
     form["sellable_online"] = "on" if row["sellable_online"] else ""
     form["service_id"] = str(row["service"])
     form["sessions"] = str(row["sessions"])
     return form
 
 
-async def _service_form_context(
-    form: dict[str, Any], errors: dict[str, str], **extra: Any
-) -> dict[str, Any]:
-    return {
-        "form": form,
-        "errors": errors,
-        "currencies": CURRENCIES,
-        "treatment_types": TREATMENT_TYPES,
-        **extra,
-    }
+async def _service_form_context(*_: Any) -> dict[str, Any]:
+    return {"currencies": CURRENCIES, "treatment_types": TREATMENT_TYPES}
 
 
-async def _package_form_context(
-    form: dict[str, Any], errors: dict[str, str], **extra: Any
-) -> dict[str, Any]:
-    services = await service.all_services()
+async def _package_form_context(*_: Any) -> dict[str, Any]:
+    services = await listing.all_services()
     return {
-        "form": form,
-        "errors": errors,
         "currencies": CURRENCIES,
         "services": [
             (s["id"], s["name"] + ("" if s["active"] else " (inactive)")) for s in services
         ],
-        **extra,
     }
 
 
+async def _package_initial(_: CurrentUser, query: Mapping[str, str]) -> dict[str, Any]:
+    """A new package, for the service it was started from (the service's page links here)."""
+    service_id = query["service"]
+    return {**PACKAGE_DEFAULTS, "service_id": service_id if parse_id(service_id) else ""}
+
+
+# A service or package with its first price (the price only when creating).
+Priced = tuple[Any, inputs.PriceInput | None]
+
+
+def _creator(create: Callable[..., Awaitable[int]]) -> Callable[..., Awaitable[int]]:
+    async def created(user: CurrentUser, data: Priced, *, address: str) -> int:
+        entity, price = data
+        assert price is not None  # the parser requires it when creating
+        return await create(user, entity, price, address=address)
+
+    return created
+
+
+def _updater(update: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    async def updated(user: CurrentUser, row_id: int, data: Priced, *, address: str) -> None:
+        await update(user, row_id, data[0], address=address)
+
+    return updated
+
+
+SERVICE_FORM = AdminForm(
+    template="catalog/service_form.html",
+    labels={
+        "name": "Name",
+        "treatment_type": "Treatment type",
+        "duration_minutes": "Duration",
+        "buffer_after_minutes": "Buffer after",
+        "required_equipment": "Required equipment",
+        "description": "Description",
+        "price": "List price",
+        "currency": "Currency",
+    },
+    defaults=SERVICE_DEFAULTS,
+    parse=lambda values, _lists, row: inputs.parse_service_form(values, creating=row is None),
+    create=_creator(services.create_service),
+    update=_updater(services.update_service),
+    as_form=_service_form,
+    context=_service_form_context,
+    created=lambda data: f"Service “{data[0].name}” created.",
+    saved="Service saved.",
+    new_title="New service",
+    create_button="Create service",
+)
+PACKAGE_FORM = AdminForm(
+    template="catalog/package_form.html",
+    labels={
+        "name": "Name",
+        "service_id": "Service",
+        "sessions": "Sessions",
+        "validity_days": "Validity",
+        "description": "Description",
+        "price": "Price",
+        "currency": "Currency",
+    },
+    defaults=PACKAGE_DEFAULTS,
+    checkboxes=("sellable_online",),
+    parse=lambda values, _lists, row: inputs.parse_package_form(values, creating=row is None),
+    create=_creator(packages.create_package),
+    update=_updater(packages.update_package),
+    as_form=_package_form,
+    initial=_package_initial,
+    new_query=("service",),
+    context=_package_form_context,
+    created=lambda data: f"Package “{data[0].name}” created.",
+    saved="Package saved.",
+    new_title="New package",
+    create_button="Create package",
+)
+
+
+@dataclass(frozen=True)
+class PriceForm:
+    """A new price version for a service or a package: its page and its save.
+
+    Prices are never edited; each save adds a version (``add``), effective
+    now or later. One declaration per priced entity builds both handlers.
+    """
+
+    resource: AdminResource
+    title: str  # "New list price for {name}"
+    intro: Callable[[dict[str, Any]], str]
+    in_effect: Callable[[int, datetime], Awaitable[pricing.PriceVersion | None]]
+    add: Callable[..., Awaitable[object]]  # (user, id, price, *, address)
+    saved: str
+
+
 async def _price_page(
-    *,
-    title: str,
-    action: str,
-    back_url: str,
+    spec: PriceForm,
+    request: Request[Any, Any, Any],
+    row: dict[str, Any],
     form: dict[str, Any],
-    errors: dict[str, str],
-    current: service.PriceVersion | None,
-    fixed_zone: str | None = None,
-    fixed_currency: str | None = None,
-    intro: str = "",
-    status_code: int = 200,
+    errors: dict[str, str] | None = None,
 ) -> Template:
-    zones = [] if fixed_zone else await service.base_price_zones()
-    form = {**form}
-    form.setdefault("effective_zone", fixed_zone or zones[0])
-    form.setdefault("currency", fixed_currency or (current.currency if current else "USD"))
+    res, row_id = spec.resource, int(row["id"])
+    current = await spec.in_effect(row_id, utcnow())
+    zones = await listing.base_price_zones()
+    form = {"effective_zone": zones[0], "currency": current.currency if current else "USD", **form}
     return page(
         "price_form.html",
-        status_code=status_code,
-        title=title,
-        action=action,
-        back_url=back_url,
+        status_code=422 if errors else 200,
+        heading=spec.title.format(name=row["name"]),
+        intro=spec.intro(row),
+        button="Save new price",
+        action=reverse(request, res.route("price_add"), **{res.id_param: row_id}),
+        back_url=reverse(request, res.route("detail"), **{res.id_param: row_id}),
+        labels=PRICE_LABELS,
         form=form,
-        errors=errors,
+        errors=errors or {},
         current=current,
         zones=zones,
-        fixed_zone=fixed_zone,
-        fixed_currency=fixed_currency,
+        fixed_zone=None,
         currencies=CURRENCIES,
-        intro=intro,
     )
 
 
-async def _service_price_page(
-    row: dict[str, Any], form: dict[str, Any], errors: dict[str, str], status_code: int = 200
-) -> Template:
-    return await _price_page(
-        title=f"New list price for {row['name']}",
-        action=f"/catalog/services/{row['id']}/price",
-        back_url=f"/catalog/services/{row['id']}",
-        form=form,
-        errors=errors,
-        current=await service.service_price_in_effect(row["id"], utcnow()),
-        intro="The price of one session. Packages show their saving against it.",
-        status_code=status_code,
-    )
+def _price_handlers(spec: PriceForm) -> dict[str, Any]:
+    res = spec.resource
+    item, path_param = item_route(res)
+    path, params = f"{item}/price", [path_param]
 
+    async def show(
+        self: Any, request: Request[Any, Any, Any], user: CurrentUser, **kw: Any
+    ) -> Template:
+        return await _price_page(
+            spec, request, await res.load(user, kw[res.id_param], write=True), {}
+        )
 
-async def _package_price_page(
-    row: dict[str, Any], form: dict[str, Any], errors: dict[str, str], status_code: int = 200
-) -> Template:
-    return await _price_page(
-        title=f"New base price for {row['name']}",
-        action=f"/catalog/packages/{row['id']}/price",
-        back_url=f"/catalog/packages/{row['id']}",
-        form=form,
-        errors=errors,
-        current=await service.price_in_effect(row["id"], utcnow()),
-        intro=f"The price of all {row['sessions']} sessions, used at every location "
-        "without an override of its own.",
-        status_code=status_code,
-    )
+    async def add(
+        self: Any,
+        request: Request[Any, Any, Any],
+        user: CurrentUser,
+        client_address: str,
+        **kw: Any,
+    ) -> Response[Any]:
+        row_id = kw[res.id_param]
+        row = await res.load(user, row_id, write=True)
+
+        async def save(values: Values, _: Lists) -> tuple[str, Flash]:
+            await spec.add(user, row_id, inputs.parse_price_form(values), address=client_address)
+            return reverse(request, res.route("detail"), **{res.id_param: row_id}), spec.saved
+
+        async def refused(values: Values, _: Lists, errors: dict[str, str]) -> Template:
+            return await _price_page(spec, request, row, values, errors)
+
+        return await submit(request, save, refused)
+
+    guards = role_guard(res, "edit")
+    return {
+        "price_form": get(path, guards=guards, name=res.route("price"))(
+            signed(show, params, Template)
+        ),
+        "add_price": post(path, guards=guards, name=res.route("price_add"))(
+            signed(add, params, Response[Any], WRITE)
+        ),
+    }
 
 
 # -- the admin resources ---------------------------------------------------------
@@ -199,34 +298,24 @@ async def _catalog_context(_: CurrentUser) -> dict[str, Any]:
 
 
 async def _services_page(user: CurrentUser, filters: dict[str, str], after: str | None) -> Page:
-    return await service.list_services(
+    return await listing.list_services(
         search=filters["q"].strip(), status=filters["status"], after=after
     )
-
-
-async def _load_service(_: CurrentUser, service_id: int, write: bool) -> dict[str, Any]:
-    return await service.get_service(service_id)
 
 
 async def _service_detail(
     request: Request[Any, Any, Any], user: CurrentUser, row: dict[str, Any]
 ) -> dict[str, Any]:
     now = utcnow()
-    versions = (await service.service_versions([row["id"]]))[row["id"]]
-    current = service.version_in_effect(versions, now)
-    zones = await service.base_price_zones()
+    versions = (await pricing.service_versions([row["id"]]))[row["id"]]
+    current = pricing.version_in_effect(versions, now)
+    zones = await listing.base_price_zones()
     return {
         **_helpers(),
         "current": current,
-        "history": service.version_history(versions, now, current),
+        "history": pricing.version_history(versions, now, current),
         "zone": zones[0],
     }
-
-
-async def _set_service_active(
-    user: CurrentUser, service_id: int, active: bool, _: dict[str, str], address: str
-) -> bool:
-    return await service.set_service_active(user, service_id, active, address=address)
 
 
 SERVICES = AdminResource(
@@ -238,7 +327,7 @@ SERVICES = AdminResource(
     routes="catalog_service",
     list_route="catalog_services",
     roles=CATALOG_ROLES,
-    load=_load_service,
+    load=unscoped(listing.get_service),
     list_rows=_services_page,
     columns=(
         Column("Service", "name", link=True, sub="treatment_type"),
@@ -248,7 +337,7 @@ SERVICES = AdminResource(
         Column("Status", cell="status"),
     ),
     filters=(search("Name or treatment type"),),
-    set_active=_set_service_active,
+    set_active=services.set_service_active,
     detail_template="catalog/service_detail.html",
     detail_context=_service_detail,
     list_template="catalog/list.html",
@@ -259,11 +348,12 @@ SERVICES = AdminResource(
     confirm_text="Its packages stop selling until the service is reactivated. Packages "
     "already sold are not affected. Its price history is kept, and an owner can reactivate "
     "the service at any time.",
+    form=SERVICE_FORM,
 )
 
 
 async def _packages_page(user: CurrentUser, filters: dict[str, str], after: str | None) -> Page:
-    return await service.list_packages(
+    return await listing.list_packages(
         search=filters["q"].strip(),
         status=filters["status"],
         online=filters["online"],
@@ -273,26 +363,22 @@ async def _packages_page(user: CurrentUser, filters: dict[str, str], after: str 
 
 
 async def _service_choices(_: CurrentUser) -> list[tuple[Any, str]]:
-    return [(s["id"], s["name"]) for s in await service.all_services()]
+    return [(s["id"], s["name"]) for s in await listing.all_services()]
 
 
 async def _online_choices(_: CurrentUser) -> list[tuple[Any, str]]:
     return [("all", "All"), ("yes", "Yes"), ("no", "No")]
 
 
-async def _load_package(_: CurrentUser, package_id: int, write: bool) -> dict[str, Any]:
-    return await service.get_package(package_id)
-
-
 async def _package_detail(
     request: Request[Any, Any, Any], user: CurrentUser, row: dict[str, Any]
 ) -> dict[str, Any]:
     now = utcnow()
-    package, offers = await service.package_offers(user, row["id"], now)
-    versions = (await service.package_versions([row["id"]], []))[row["id"]]
-    current = service.version_in_effect(versions, now)
-    unit = await service.service_price_in_effect(package["service"], now)
-    zones = await service.base_price_zones()
+    package, offers = await listing.package_offers(user, row["id"], now)
+    versions = (await pricing.package_versions([row["id"]], []))[row["id"]]
+    current = pricing.version_in_effect(versions, now)
+    unit = await pricing.service_price_in_effect(package["service"], now)
+    zones = await listing.base_price_zones()
     return {
         **_helpers(),
         "package": package,
@@ -307,15 +393,9 @@ async def _package_detail(
             if unit and current and unit.currency == current.currency
             else None
         ),
-        "history": service.version_history(versions, now, current),
+        "history": pricing.version_history(versions, now, current),
         "zone": zones[0],
     }
-
-
-async def _set_package_active(
-    user: CurrentUser, package_id: int, active: bool, _: dict[str, str], address: str
-) -> bool:
-    return await service.set_package_active(user, package_id, active, address=address)
 
 
 PACKAGES = AdminResource(
@@ -327,7 +407,7 @@ PACKAGES = AdminResource(
     routes="catalog_package",
     list_route="catalog_packages",
     roles=CATALOG_ROLES,
-    load=_load_package,
+    load=unscoped(listing.get_package),
     list_rows=_packages_page,
     columns=(
         Column("Package", "name", link=True, sub="service_name"),
@@ -344,7 +424,7 @@ PACKAGES = AdminResource(
         Filter("service", "Service", choices=_service_choices, any_label="All services"),
         Filter("online", "Sold online", choices=_online_choices, default="all"),
     ),
-    set_active=_set_package_active,
+    set_active=packages.set_package_active,
     detail_template="catalog/package_detail.html",
     detail_context=_package_detail,
     list_template="catalog/list.html",
@@ -355,176 +435,42 @@ PACKAGES = AdminResource(
     confirm_text="It is no longer sold, online or at the front desk. Packages already sold "
     "keep every term they were sold with. Its price history is kept, and an owner can "
     "reactivate the package at any time.",
+    form=PACKAGE_FORM,
 )
 
 
 # -- services ------------------------------------------------------------------
 
 
-class ServiceController(admin_controller(SERVICES)):  # type: ignore[misc]
-    """The admin grammar from ``SERVICES``, plus the service form and its list prices."""
-
-    @get("/new", guards=[requires_owner], name="catalog_service_new")
-    async def new(self) -> Template:
-        context = await _service_form_context(dict(SERVICE_DEFAULTS), {})
-        return page("service_form.html", **context)
-
-    @post("/", guards=[requires_owner], name="catalog_service_create")
-    async def create(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        values, _ = await read_form(request)
-        try:
-            data, price = service.parse_service_form(values, creating=True)
-            assert price is not None
-            service_id = await service.create_service(
-                current_user(request), data, price, address=client_address(request)
-            )
-        except ValidationFailed as exc:
-            context = await _service_form_context({**SERVICE_DEFAULTS, **values}, exc.errors)
-            return page("service_form.html", status_code=422, **context)
-        return redirect(
-            request,
-            reverse(request, "catalog_service_detail", service_id=service_id),
-            f"Service “{data.name}” created.",
+ServiceController = admin_controller(
+    SERVICES,
+    _price_handlers(
+        PriceForm(
+            resource=SERVICES,
+            title="New list price for {name}",
+            intro=lambda _: "The price of one session. Packages show their saving against it.",
+            in_effect=pricing.service_price_in_effect,
+            add=prices.add_service_price,
+            saved="New list price saved.",
         )
-
-    @get("/{service_id:int}/edit", guards=[requires_owner], name="catalog_service_edit")
-    async def edit(self, service_id: FromPath[int]) -> Template:
-        row = await service.get_service(service_id)
-        context = await _service_form_context(_service_form(row), {}, service=row)
-        return page("service_form.html", **context)
-
-    @post("/{service_id:int}/edit", guards=[requires_owner], name="catalog_service_update")
-    async def update(
-        self, request: Request[Any, Any, Any], service_id: FromPath[int]
-    ) -> Response[Any]:
-        row = await service.get_service(service_id)
-        values, _ = await read_form(request)
-        try:
-            data, _price = service.parse_service_form(values, creating=False)
-            await service.update_service(
-                current_user(request), service_id, data, address=client_address(request)
-            )
-        except ValidationFailed as exc:
-            context = await _service_form_context(
-                {**SERVICE_DEFAULTS, **values}, exc.errors, service=row
-            )
-            return page("service_form.html", status_code=422, **context)
-        return redirect(
-            request,
-            reverse(request, "catalog_service_detail", service_id=service_id),
-            "Service saved.",
-        )
-
-    @get("/{service_id:int}/price", guards=[requires_owner], name="catalog_service_price")
-    async def price_form(self, service_id: FromPath[int]) -> Template:
-        return await _service_price_page(await service.get_service(service_id), {}, {})
-
-    @post("/{service_id:int}/price", guards=[requires_owner], name="catalog_service_price_add")
-    async def add_price(
-        self, request: Request[Any, Any, Any], service_id: FromPath[int]
-    ) -> Response[Any]:
-        row = await service.get_service(service_id)
-        values, _ = await read_form(request)
-        try:
-            price = service.parse_price_form(values)
-            await service.add_service_price(
-                current_user(request), service_id, price, address=client_address(request)
-            )
-        except ValidationFailed as exc:
-            return await _service_price_page(row, values, exc.errors, status_code=422)
-        return redirect(
-            request,
-            reverse(request, "catalog_service_detail", service_id=service_id),
-            "New list price saved.",
-        )
+    ),
+)
+PACKAGE_PRICE = PriceForm(
+    resource=PACKAGES,
+    title="New base price for {name}",
+    intro=lambda row: (
+        f"The price of all {row['sessions']} sessions, used at every location "
+        "without an override of its own."
+    ),
+    in_effect=pricing.price_in_effect,
+    add=prices.add_package_price,
+    saved="New base price saved.",
+)
 
 
-# -- packages ------------------------------------------------------------------
-
-
-class PackageController(admin_controller(PACKAGES)):  # type: ignore[misc]
-    """The admin grammar from ``PACKAGES``, plus the package form, prices and overrides."""
-
-    @get("/new", guards=[requires_owner], name="catalog_package_new")
-    async def new(
-        self, service_id: Annotated[str, QueryParameter(name="service")] = ""
-    ) -> Template:
-        form = {**PACKAGE_DEFAULTS, "service_id": service_id if parse_id(service_id) else ""}
-        context = await _package_form_context(form, {})
-        return page("package_form.html", **context)
-
-    @post("/", guards=[requires_owner], name="catalog_package_create")
-    async def create(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        values, _ = await read_form(request)
-        form = {**PACKAGE_DEFAULTS, **values, "sellable_online": values.get("sellable_online", "")}
-        try:
-            data, price = service.parse_package_form(values, creating=True)
-            assert price is not None
-            package_id = await service.create_package(
-                current_user(request), data, price, address=client_address(request)
-            )
-        except ValidationFailed as exc:
-            context = await _package_form_context(form, exc.errors)
-            return page("package_form.html", status_code=422, **context)
-        return redirect(
-            request,
-            reverse(request, "catalog_package_detail", package_id=package_id),
-            f"Package “{data.name}” created.",
-        )
-
-    @get("/{package_id:int}/edit", guards=[requires_owner], name="catalog_package_edit")
-    async def edit(self, package_id: FromPath[int]) -> Template:
-        row = await service.get_package(package_id)
-        context = await _package_form_context(_package_form(row), {}, package=row)
-        return page("package_form.html", **context)
-
-    @post("/{package_id:int}/edit", guards=[requires_owner], name="catalog_package_update")
-    async def update(
-        self, request: Request[Any, Any, Any], package_id: FromPath[int]
-    ) -> Response[Any]:
-        row = await service.get_package(package_id)
-        values, _ = await read_form(request)
-        form = {
-            **_package_form(row),
-            **values,
-            "sellable_online": values.get("sellable_online", ""),
-        }
-        try:
-            data, _price = service.parse_package_form(values, creating=False)
-            await service.update_package(
-                current_user(request), package_id, data, address=client_address(request)
-            )
-        except ValidationFailed as exc:
-            context = await _package_form_context(form, exc.errors, package=row)
-            return page("package_form.html", status_code=422, **context)
-        return redirect(
-            request,
-            reverse(request, "catalog_package_detail", package_id=package_id),
-            "Package saved.",
-        )
-
-    @get("/{package_id:int}/price", guards=[requires_owner], name="catalog_package_price")
-    async def price_form(self, package_id: FromPath[int]) -> Template:
-        return await _package_price_page(await service.get_package(package_id), {}, {})
-
-    @post("/{package_id:int}/price", guards=[requires_owner], name="catalog_package_price_add")
-    async def add_price(
-        self, request: Request[Any, Any, Any], package_id: FromPath[int]
-    ) -> Response[Any]:
-        row = await service.get_package(package_id)
-        values, _ = await read_form(request)
-        try:
-            price = service.parse_price_form(values)
-            await service.add_package_price(
-                current_user(request), package_id, price, address=client_address(request)
-            )
-        except ValidationFailed as exc:
-            return await _package_price_page(row, values, exc.errors, status_code=422)
-        return redirect(
-            request,
-            reverse(request, "catalog_package_detail", package_id=package_id),
-            "New base price saved.",
-        )
+class PackageController(admin_controller(PACKAGES, _price_handlers(PACKAGE_PRICE))):  # type: ignore[misc]
+    """The admin grammar from ``PACKAGES``, its form and prices, plus the
+    per-location overrides."""
 
     @get(
         "/{package_id:int}/locations/{location_id:int}",
@@ -532,9 +478,10 @@ class PackageController(admin_controller(PACKAGES)):  # type: ignore[misc]
         name="catalog_package_override",
     )
     async def override(
-        self, request: Request[Any, Any, Any], package_id: FromPath[int], location_id: FromPath[int]
+        self, user: CurrentUser, package_id: FromPath[int], location_id: FromPath[int]
     ) -> Template:
-        return await _override_page(request, package_id, location_id, {}, {}, {})
+        location = await get_location_for(user, location_id)
+        return await _override_page(package_id, location)
 
     @post(
         "/{package_id:int}/locations/{location_id:int}",
@@ -542,28 +489,19 @@ class PackageController(admin_controller(PACKAGES)):  # type: ignore[misc]
         name="catalog_package_override_set",
     )
     async def set_override(
-        self, request: Request[Any, Any, Any], package_id: FromPath[int], location_id: FromPath[int]
+        self,
+        request: Request[Any, Any, Any],
+        user: CurrentUser,
+        client_address: str,
+        package_id: FromPath[int],
+        location_id: FromPath[int],
     ) -> Response[Any]:
-        user = current_user(request)
-        location = await get_location_for(user, location_id, write=True)
-        await service.get_package(package_id)
-        values, _ = await read_form(request)
-        try:
-            price = service.parse_price_form(values, zone=location["timezone"])
-            await service.set_override(
-                user, package_id, location_id, price, address=client_address(request)
-            )
-        except ValidationFailed as exc:
-            return await _override_page(
-                request, package_id, location_id, values, exc.errors, {}, status_code=422
-            )
-        return redirect(
-            request,
-            reverse(
-                request, "catalog_package_override", package_id=package_id, location_id=location_id
-            ),
-            f"Price override for {location['name']} saved.",
-        )
+        async def save(location: dict[str, Any], values: dict[str, str]) -> str:
+            price = inputs.parse_price_form(values, zone=location["timezone"])
+            await prices.set_override(user, package_id, location_id, price, address=client_address)
+            return f"Price override for {location['name']} saved."
+
+        return await _change_override(request, user, package_id, location_id, save, end=False)
 
     @post(
         "/{package_id:int}/locations/{location_id:int}/end",
@@ -571,70 +509,80 @@ class PackageController(admin_controller(PACKAGES)):  # type: ignore[misc]
         name="catalog_package_override_end",
     )
     async def end_override(
-        self, request: Request[Any, Any, Any], package_id: FromPath[int], location_id: FromPath[int]
+        self,
+        request: Request[Any, Any, Any],
+        user: CurrentUser,
+        client_address: str,
+        package_id: FromPath[int],
+        location_id: FromPath[int],
     ) -> Response[Any]:
-        user = current_user(request)
-        location = await get_location_for(user, location_id, write=True)
-        await service.get_package(package_id)
-        values, _ = await read_form(request)
-        try:
-            effective, note = service.parse_end_override_form(values, zone=location["timezone"])
-            await service.end_override(
-                user,
-                package_id,
-                location_id,
-                effective,
-                note=note,
-                address=client_address(request),
+        async def save(location: dict[str, Any], values: dict[str, str]) -> str:
+            effective, note = inputs.parse_end_override_form(values, zone=location["timezone"])
+            await prices.end_override(
+                user, package_id, location_id, effective, note=note, address=client_address
             )
-        except ValidationFailed as exc:
-            return await _override_page(
-                request, package_id, location_id, {}, {}, values, exc.errors, status_code=422
-            )
-        return redirect(
-            request,
-            reverse(
-                request, "catalog_package_override", package_id=package_id, location_id=location_id
-            ),
-            f"{location['name']} returns to the base price.",
-        )
+            return f"{location['name']} returns to the base price."
+
+        return await _change_override(request, user, package_id, location_id, save, end=True)
+
+
+async def _change_override(
+    request: Request[Any, Any, Any],
+    user: CurrentUser,
+    package_id: int,
+    location_id: int,
+    save: Callable[[dict[str, Any], dict[str, str]], Awaitable[str]],
+    *,
+    end: bool,
+) -> Response[Any]:
+    """Set or end an override at a location the user manages; the page again on
+    bad input, with the errors beside the form that was sent (``end`` or not)."""
+    location = await get_location_for(user, location_id, write=True)
+    await listing.get_package(package_id)
+    back = reverse(
+        request, "catalog_package_override", package_id=package_id, location_id=location_id
+    )
+
+    async def saved(values: Values, _: Lists) -> tuple[str, Flash]:
+        return back, await save(location, values)
+
+    async def refused(values: Values, _: Lists, errors: dict[str, str]) -> Template:
+        which = "end_" if end else ""
+        sent = {f"{which}form": values, f"{which}errors": errors}
+        return await _override_page(package_id, location, status_code=422, **sent)
+
+    return await submit(request, saved, refused)
 
 
 async def _override_page(
-    request: Request[Any, Any, Any],
     package_id: int,
-    location_id: int,
-    form: dict[str, Any],
-    errors: dict[str, str],
-    end_form: dict[str, Any],
-    end_errors: dict[str, str] | None = None,
+    location: dict[str, Any],
     *,
+    form: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+    end_form: dict[str, Any] | None = None,
+    end_errors: dict[str, str] | None = None,
     status_code: int = 200,
 ) -> Template:
-    user = current_user(request)
-    location = await get_location_for(user, location_id)
-    package = await service.get_package(package_id)
+    """A package at one location: its price there now, the override form and history."""
+    package = await listing.get_package(package_id)
     now = utcnow()
-    versions = (await service.package_versions([package_id], [location_id]))[package_id]
-    units = (await service.service_versions([package["service"]]))[package["service"]]
-    offer = service.build_offer(package, location, versions, units, now)
-    overrides = [v for v in versions if v.location_id == location_id]
-    current_override = service.version_in_effect(overrides, now)
-    base = service.version_in_effect([v for v in versions if v.location_id is None], now)
-    can_edit = user.role == OWNER or (user.role == MANAGER and location_id in user.location_ids)
+    versions = (await pricing.package_versions([package_id], [location["id"]]))[package_id]
+    units = (await pricing.service_versions([package["service"]]))[package["service"]]
+    overrides = [v for v in versions if v.location_id == location["id"]]
+    current_override = pricing.version_in_effect(overrides, now)
     return page(
         "override.html",
         status_code=status_code,
         package=package,
         location=location,
-        offer=offer,
-        base=base,
+        offer=pricing.build_offer(package, location, versions, units, now),
+        base=pricing.version_in_effect([v for v in versions if v.location_id is None], now),
         current_override=current_override,
-        history=service.version_history(overrides, now, current_override),
-        can_edit=can_edit,
-        form={"currency": location["currency"], **form},
-        errors=errors,
-        end_form=end_form,
+        history=pricing.version_history(overrides, now, current_override),
+        form={"currency": location["currency"], **(form or {})},
+        errors=errors or {},
+        end_form=end_form or {},
         end_errors=end_errors or {},
         has_override=any(not v.clears_override for v in overrides),
     )
@@ -646,7 +594,7 @@ async def _override_page(
 @get("/book/{location_slug:str}", opt=PUBLIC, name="public_catalog")
 async def public_catalog(request: Request[Any, Any, Any], location_slug: FromPath[str]) -> Template:
     """A location's packages for sale online, with that location's prices (no sign-in)."""
-    found = await service.public_catalog(location_slug, utcnow())
+    found = await listing.public_catalog(location_slug, utcnow())
     if found is None:
         return page("public_not_found.html", status_code=404)
     location, offers = found
@@ -659,7 +607,7 @@ async def public_catalog(request: Request[Any, Any, Any], location_slug: FromPat
 
 
 def _buy_urls(
-    request: Request[Any, Any, Any], location: dict[str, Any], offers: list[service.Offer]
+    request: Request[Any, Any, Any], location: dict[str, Any], offers: list[pricing.Offer]
 ) -> dict[int, str]:
     """Links to the purchase page, when the app has one (the payments context)."""
     urls: dict[int, str] = {}
@@ -728,14 +676,14 @@ class CatalogApiController(Controller):
         status: Annotated[str, QueryParameter(name="status")] = "all",
         after: Annotated[str | None, QueryParameter(name="after")] = None,
     ) -> dict[str, Any]:
-        result = await service.list_services(search=q.strip(), status=status, after=after)
+        result = await listing.list_services(search=q.strip(), status=status, after=after)
         return {"items": [_api_service(r) for r in result.rows], "next": result.next_cursor}
 
     @get("/services/{service_id:int}", name="api_catalog_service")
     async def service_detail(self, service_id: FromPath[int]) -> dict[str, Any]:
-        row = await service.get_service(service_id)
-        versions = (await service.service_versions([service_id]))[service_id]
-        row["price"] = service.version_in_effect(versions, utcnow())
+        row = await listing.get_service(service_id)
+        versions = (await pricing.service_versions([service_id]))[service_id]
+        row["price"] = pricing.version_in_effect(versions, utcnow())
         data = _api_service(row)
         data["price_versions"] = [
             v.as_dict() for v in sorted(versions, key=lambda v: (v.effective_from, v.id))
@@ -750,20 +698,18 @@ class CatalogApiController(Controller):
         online: Annotated[str, QueryParameter(name="online")] = "all",
         after: Annotated[str | None, QueryParameter(name="after")] = None,
     ) -> dict[str, Any]:
-        result = await service.list_packages(
+        result = await listing.list_packages(
             search=q.strip(), status=status, online=online, after=after
         )
         return {"items": [_api_package(r) for r in result.rows], "next": result.next_cursor}
 
     @get("/packages/{package_id:int}", name="api_catalog_package")
-    async def package_detail(
-        self, request: Request[Any, Any, Any], package_id: FromPath[int]
-    ) -> dict[str, Any]:
+    async def package_detail(self, user: CurrentUser, package_id: FromPath[int]) -> dict[str, Any]:
         now = utcnow()
-        package, offers = await service.package_offers(current_user(request), package_id, now)
+        package, offers = await listing.package_offers(user, package_id, now)
         visible = [o.location["id"] for o in offers]
-        versions = (await service.package_versions([package_id], visible))[package_id]
-        package["price"] = service.version_in_effect(
+        versions = (await pricing.package_versions([package_id], visible))[package_id]
+        package["price"] = pricing.version_in_effect(
             [v for v in versions if v.location_id is None], now
         )
         data = _api_package(package)
@@ -776,13 +722,13 @@ class CatalogApiController(Controller):
     @get("/locations/{location_id:int}/prices", name="api_catalog_location_prices")
     async def location_prices(
         self,
-        request: Request[Any, Any, Any],
+        user: CurrentUser,
         location_id: FromPath[int],
         at: Annotated[str | None, QueryParameter(name="at")] = None,
     ) -> dict[str, Any]:
         """Every active package's price at one location at a time (default now)."""
-        location = await get_location_for(current_user(request), location_id)
-        offers = await service.location_offers(location, _parse_at(at))
+        location = await get_location_for(user, location_id)
+        offers = await listing.location_offers(location, _parse_at(at))
         return {
             "location_id": location_id,
             "currency": location["currency"],
@@ -795,16 +741,16 @@ class CatalogApiController(Controller):
     )
     async def quote(
         self,
-        request: Request[Any, Any, Any],
+        user: CurrentUser,
         location_id: FromPath[int],
         package_id: FromPath[int],
         at: Annotated[str | None, QueryParameter(name="at")] = None,
     ) -> Response[dict[str, Any]]:
         """The terms a sale would snapshot; 409 when the package is not sold there then."""
-        await get_location_for(current_user(request), location_id)
+        await get_location_for(user, location_id)
         try:
-            terms = await service.quote_package(package_id, location_id, _parse_at(at))
-        except service.NotAvailable as exc:
+            terms = await listing.quote_package(package_id, location_id, _parse_at(at))
+        except pricing.NotAvailable as exc:
             return Response(
                 {"status_code": 409, "error": "Not available", "detail": str(exc)},
                 status_code=409,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from portal import records
 from portal.catalog.tables import Package, PackagePrice, Service, ServicePrice
 from portal.demo import DemoIds
 from portal.timeutil import utcnow
@@ -109,24 +110,18 @@ async def load_demo(ids: DemoIds) -> None:
     owner = ids.users.get("owner@demo.clinic")
     services: dict[str, int] = {}
     for name, kind, minutes, buffer, equipment, text, old_price, price in SERVICES:
-        rows = (
-            await Service.insert(
-                Service(
-                    name=name,
-                    treatment_type=kind,
-                    duration_minutes=minutes,
-                    buffer_after_minutes=buffer,
-                    required_equipment=equipment,
-                    description=text,
-                    active=True,
-                    created_at=last_year,
-                    updated_at=last_year,
-                )
-            )
-            .returning(Service.id)
-            .run()
+        services[name] = await records.insert(
+            Service,
+            name=name,
+            treatment_type=kind,
+            duration_minutes=minutes,
+            buffer_after_minutes=buffer,
+            required_equipment=equipment,
+            description=text,
+            active=True,
+            created_at=last_year,
+            updated_at=last_year,
         )
-        services[name] = int(rows[0]["id"])
         for amount, since, note in (
             (old_price, last_year, "Opening prices"),
             (price, this_year, "New price list"),
@@ -144,24 +139,18 @@ async def load_demo(ids: DemoIds) -> None:
             ).run()
     packages: dict[str, int] = {}
     for name, service_name, sessions, validity, price, text in PACKAGES:
-        rows = (
-            await Package.insert(
-                Package(
-                    name=name,
-                    service=services[service_name],
-                    sessions=sessions,
-                    validity_days=validity,
-                    description=text,
-                    sellable_online=True,
-                    active=True,
-                    created_at=last_year,
-                    updated_at=last_year,
-                )
-            )
-            .returning(Package.id)
-            .run()
+        packages[name] = await records.insert(
+            Package,
+            name=name,
+            service=services[service_name],
+            sessions=sessions,
+            validity_days=validity,
+            description=text,
+            sellable_online=True,
+            active=True,
+            created_at=last_year,
+            updated_at=last_year,
         )
-        packages[name] = int(rows[0]["id"])
         await PackagePrice.insert(_price(packages[name], None, price, this_year, owner)).run()
     for name, slug, price in OVERRIDES:
         location = ids.locations.get(slug)

@@ -2,18 +2,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, get
 from litestar.params import FromPath, QueryParameter
-from litestar.response import Template
 
 from portal.identity import ACCOUNTANT, MANAGER, OWNER, CurrentUser
 from portal.locations import service
 from portal.timeutil import common_timezones
-from portal.web.admin import AdminResource, Column, Roles, admin_controller, reverse, search
-from portal.web.forms import ValidationFailed, read_form
-from portal.web.guards import requires_owner, requires_role
+from portal.web.admin import AdminForm, AdminResource, Column, Roles, admin_controller, search
+from portal.web.guards import requires_role
 from portal.web.pagination import Page
-from portal.web.responses import redirect
 
 COMMON_CURRENCIES = ["USD", "CAD", "EUR", "GBP", "AUD", "NZD", "CHF"]
 readers = requires_role(OWNER, MANAGER, ACCOUNTANT)
@@ -33,14 +30,13 @@ DEFAULTS = {
 }
 
 
-def _form_context(form: dict[str, Any], errors: dict[str, str], **extra: Any) -> dict[str, Any]:
+async def _form_context(
+    _user: CurrentUser, _form: dict[str, Any], _row: dict[str, Any] | None
+) -> dict[str, Any]:
     return {
-        "form": form,
-        "errors": errors,
         "timezones": common_timezones(),
         "currencies": COMMON_CURRENCIES,
         "refund_rules": list(service.REFUND_RULES.items()),
-        **extra,
     }
 
 
@@ -50,20 +46,36 @@ def _as_form(row: dict[str, Any]) -> dict[str, Any]:
     return form
 
 
+LOCATION_FORM = AdminForm(
+    template="locations/form.html",
+    labels={
+        "name": "Name",
+        "slug": "Slug",
+        "address": "Address",
+        "phone": "Phone",
+        "timezone": "Time zone",
+        "currency": "Currency",
+        "tax_rate_bp": "Tax rate",
+        "cancellation_window_hours": "Cancellation window",
+    },
+    defaults=DEFAULTS,
+    parse=lambda values, _lists, _row: service.parse_location_form(values),
+    create=service.create_location,
+    update=service.update_location,
+    as_form=_as_form,
+    checkboxes=("prices_include_tax",),
+    context=_form_context,
+    created=lambda data: f"Location “{data.name}” created.",
+    saved="Location saved.",
+    new_title="New location",
+    create_button="Create location",
+)
+
+
 async def _list_rows(user: CurrentUser, filters: dict[str, str], after: str | None) -> Page:
     return await service.list_locations(
         user, search=filters["q"].strip(), status=filters["status"], after=after
     )
-
-
-async def _load(user: CurrentUser, location_id: int, write: bool) -> dict[str, Any]:
-    return await service.get_location_for(user, location_id, write=write)
-
-
-async def _set_active(
-    user: CurrentUser, location_id: int, active: bool, _: dict[str, str], address: str
-) -> bool:
-    return await service.set_active(user, location_id, active, address=address)
 
 
 LOCATIONS = AdminResource(
@@ -81,7 +93,7 @@ LOCATIONS = AdminResource(
         edit=(OWNER, MANAGER),
         deactivate=(OWNER,),
     ),
-    load=_load,
+    load=service.get_location_for,
     list_rows=_list_rows,
     columns=(
         Column("Name", "name", link=True, sub="slug"),
@@ -93,72 +105,17 @@ LOCATIONS = AdminResource(
     ),
     filters=(search("Name or slug"),),
     scope=lambda row: frozenset({int(row["id"])}),
-    set_active=_set_active,
+    set_active=service.set_active,
     detail_template="locations/detail.html",
     cells="locations/_cells.html",
     new_label="New location",
     confirm_text="The location stops taking bookings and no longer appears in public pages. "
     "Its history, sales and records are kept, and an owner can reactivate it at any time.",
+    form=LOCATION_FORM,
 )
 
 
-class LocationController(admin_controller(LOCATIONS)):  # type: ignore[misc]
-    """The admin grammar from ``LOCATIONS``, plus the location form."""
-
-    @get("/new", guards=[requires_owner], name="location_new")
-    async def new(self) -> Template:
-        return Template("locations/form.html", context=_form_context(dict(DEFAULTS), {}))
-
-    @post("/", guards=[requires_owner], name="location_create")
-    async def create(
-        self, request: Request[Any, Any, Any], user: CurrentUser, client_address: str
-    ) -> Response[Any]:
-        values, _ = await read_form(request)
-        try:
-            data = service.parse_location_form(values)
-            location_id = await service.create_location(user, data, address=client_address)
-        except ValidationFailed as exc:
-            return Template(
-                "locations/form.html",
-                context=_form_context({**DEFAULTS, **values}, exc.errors),
-                status_code=422,
-            )
-        return redirect(
-            request,
-            reverse(request, "location_detail", location_id=location_id),
-            f"Location “{data.name}” created.",
-        )
-
-    @get("/{location_id:int}/edit", guards=[editors], name="location_edit")
-    async def edit(self, user: CurrentUser, location_id: FromPath[int]) -> Template:
-        location = await service.get_location_for(user, location_id, write=True)
-        return Template(
-            "locations/form.html",
-            context=_form_context(_as_form(location), {}, location=location),
-        )
-
-    @post("/{location_id:int}/edit", guards=[editors], name="location_update")
-    async def update(
-        self,
-        request: Request[Any, Any, Any],
-        user: CurrentUser,
-        client_address: str,
-        location_id: FromPath[int],
-    ) -> Response[Any]:
-        location = await service.get_location_for(user, location_id, write=True)
-        values, _ = await read_form(request)
-        try:
-            data = service.parse_location_form(values)
-            await service.update_location(user, location_id, data, address=client_address)
-        except ValidationFailed as exc:
-            return Template(
-                "locations/form.html",
-                context=_form_context({**DEFAULTS, **values}, exc.errors, location=location),
-                status_code=422,
-            )
-        return redirect(
-            request, reverse(request, "location_detail", location_id=location_id), "Location saved."
-        )
+LocationController = admin_controller(LOCATIONS)
 
 
 def _api_location(row: dict[str, Any]) -> dict[str, Any]:

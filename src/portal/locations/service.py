@@ -139,7 +139,7 @@ async def get_location_for(
 ) -> dict[str, Any]:
     """The location, if ``user`` may see it (404 if it does not exist, 403 if not theirs)."""
     row = await get_location(location_id)
-    ensure_location_access(user, location_id, write=write)
+    (access.ensure_write if write else access.ensure_read)(user, location_id)
     return row
 
 
@@ -152,7 +152,7 @@ async def list_locations(
     limit: int = 50,
 ) -> Page:
     query = Location.select()
-    visible = visible_location_ids(user)
+    visible = access.visible_locations(user)
     if visible is not None:
         if not visible:
             return Page(rows=[], next_cursor=None)
@@ -179,6 +179,20 @@ async def all_locations(
     return await query.order_by(Location.name).run()
 
 
+async def locations_for(
+    user: CurrentUser, *, write: bool = False, active_only: bool = False
+) -> list[dict[str, Any]]:
+    """The locations ``user`` may see (``write``: may change), by name: what a
+    page offers to choose from."""
+    allowed = access.can_write if write else access.can_read
+    return [loc for loc in await all_locations(active_only) if allowed(user, int(loc["id"]))]
+
+
+async def location_choices(user: CurrentUser) -> list[tuple[Any, str]]:
+    """A list's location filter: the locations ``user`` may see, as (id, name)."""
+    return [(loc["id"], loc["name"]) for loc in await locations_for(user)]
+
+
 # -- changes -----------------------------------------------------------------
 
 
@@ -197,14 +211,9 @@ async def create_location(actor: CurrentUser, data: LocationInput, *, address: s
     now = utcnow()
     try:
         async with db.transaction():
-            rows = (
-                await Location.insert(
-                    Location(**data.as_dict(), active=True, created_at=now, updated_at=now)
-                )
-                .returning(Location.id)
-                .run()
+            location_id = await records.insert(
+                Location, **data.as_dict(), active=True, created_at=now, updated_at=now
             )
-            location_id = int(rows[0]["id"])
             await audit.record(
                 actor,
                 "create",

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -9,12 +10,12 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
 
 from portal.auth.service import MANAGER, OWNER, CurrentUser
-from portal.locations.service import all_locations, get_location_for
-from portal.locations.tables import Location
+from portal.locations.service import get_location_for, location_choices, locations_for
 from portal.rooms import service
 from portal.rooms.dayview import build_day_view
 from portal.timeutil import utcnow
 from portal.web.admin import (
+    AdminForm,
     AdminResource,
     Column,
     Filter,
@@ -23,10 +24,10 @@ from portal.web.admin import (
     reverse,
     search,
 )
-from portal.web.forms import ValidationFailed, parse_id, read_form
-from portal.web.guards import current_user, requires_role
+from portal.web.forms import Flash, Lists, Values, parse_id, submit
+from portal.web.guards import requires_role
 from portal.web.pagination import Page
-from portal.web.responses import client_address, redirect
+from portal.web.responses import redirect
 
 managers = requires_role(OWNER, MANAGER)
 LABELS = {
@@ -42,48 +43,68 @@ LABELS = {
 }
 
 
-async def _writable_locations(user: CurrentUser) -> list[dict[str, Any]]:
-    locations = await all_locations(active_only=True)
-    if user.role == OWNER:
-        return locations
-    return [loc for loc in locations if loc["id"] in user.location_ids]
+async def _initial(user: CurrentUser, query: Mapping[str, str]) -> dict[str, Any]:
+    """A new room's form: the location asked for, or the user's only one."""
+    choices = await locations_for(user, write=True, active_only=True)
+    default = query["location"] if parse_id(query["location"]) else ""
+    if not default and len(choices) == 1:
+        default = str(choices[0]["id"])
+    return {**ROOM_DEFAULTS, "location_id": default}
 
 
 async def _form_context(
-    user: CurrentUser,
-    form: dict[str, Any],
-    errors: dict[str, str],
-    room: dict[str, Any] | None = None,
+    user: CurrentUser, _form: dict[str, Any], _room: dict[str, Any] | None
 ) -> dict[str, Any]:
+    writable = await locations_for(user, write=True, active_only=True)
     return {
-        "form": form,
-        "errors": errors,
-        "labels": LABELS,
-        "room": room,
-        "locations": [(loc["id"], loc["name"]) for loc in await _writable_locations(user)],
+        "locations": [(loc["id"], loc["name"]) for loc in writable],
         "suggestions": await service.equipment_suggestions(),
     }
 
 
 def _as_form(room: dict[str, Any]) -> dict[str, Any]:
-    tags = room["tags"]
     return {
         "location_id": str(room["location"]),
         "name": room["name"],
-        "equipment": tags,
+        "equipment": room["tags"],
         "equipment_other": "",
         "notes": room["notes"],
     }
 
 
-def _submitted(values: dict[str, str], multi: dict[str, list[str]]) -> dict[str, Any]:
-    return {
-        "location_id": values.get("location_id", ""),
-        "name": values.get("name", ""),
-        "equipment": multi.get("equipment", []),
-        "equipment_other": values.get("equipment_other", ""),
-        "notes": values.get("notes", ""),
-    }
+def _parse(
+    values: dict[str, str], lists: dict[str, list[str]], room: dict[str, Any] | None
+) -> service.RoomInput:
+    # A room stays at its location: editing never moves it.
+    location_id = int(room["location"]) if room is not None else None
+    return service.parse_room_form(values, lists, location_id=location_id)
+
+
+ROOM_DEFAULTS: dict[str, Any] = {
+    "location_id": "",
+    "name": "",
+    "equipment": [],
+    "equipment_other": "",
+    "notes": "",
+}
+ROOM_FORM = AdminForm(
+    template="rooms/form.html",
+    labels=LABELS,
+    defaults=ROOM_DEFAULTS,
+    lists=("equipment",),
+    parse=_parse,
+    create=service.create_room,
+    update=service.update_room,
+    as_form=_as_form,
+    initial=_initial,
+    new_query=("location",),
+    context=_form_context,
+    created=lambda data: f"Room “{data.name}” added.",
+    saved="Room saved.",
+    new_title="Add room",
+    create_button="Add room",
+    edit_title=lambda room: f"Edit {room['name']} ({room['location_name']})",
+)
 
 
 async def _list_rows(user: CurrentUser, filters: dict[str, str], after: str | None) -> Page:
@@ -96,23 +117,8 @@ async def _list_rows(user: CurrentUser, filters: dict[str, str], after: str | No
     )
 
 
-async def _visible_locations(user: CurrentUser) -> list[dict[str, Any]]:
-    locations = await all_locations(active_only=False)
-    if user.role != OWNER:
-        locations = [loc for loc in locations if loc["id"] in user.location_ids]
-    return locations
-
-
-async def _location_choices(user: CurrentUser) -> list[tuple[Any, str]]:
-    return [(loc["id"], loc["name"]) for loc in await _visible_locations(user)]
-
-
 async def _list_context(user: CurrentUser) -> dict[str, Any]:
-    return {"locations": await _visible_locations(user)}
-
-
-async def _load(user: CurrentUser, room_id: int, write: bool) -> dict[str, Any]:
-    return await service.get_room_for(user, room_id, write=write)
+    return {"locations": await locations_for(user)}
 
 
 async def _detail_context(
@@ -124,12 +130,6 @@ async def _detail_context(
         "outages": await service.list_outages(int(room["id"]), since=since),
         "show_past": show_past,
     }
-
-
-async def _set_active(
-    user: CurrentUser, room_id: int, active: bool, _: dict[str, str], address: str
-) -> bool:
-    return await service.set_active(user, room_id, active, address=address)
 
 
 ROOMS = AdminResource(
@@ -147,7 +147,7 @@ ROOMS = AdminResource(
         edit=(OWNER, MANAGER),
         deactivate=(OWNER, MANAGER),
     ),
-    load=_load,
+    load=service.get_room_for,
     list_rows=_list_rows,
     columns=(
         Column("Room", "name", link=True),
@@ -157,11 +157,11 @@ ROOMS = AdminResource(
     ),
     filters=(
         search("Name or equipment"),
-        Filter("location", "Location", choices=_location_choices, any_label="All locations"),
+        Filter("location", "Location", choices=location_choices, any_label="All locations"),
     ),
     scope=lambda row: frozenset({int(row["location"])}),
     title=lambda row: f"{row['name']} ({row['location_name']})",
-    set_active=_set_active,
+    set_active=service.set_active,
     detail_template="rooms/detail.html",
     detail_context=_detail_context,
     detail_query=("past",),
@@ -171,20 +171,16 @@ ROOMS = AdminResource(
     confirm_text="The room can no longer be booked and leaves the day view. Its history is "
     "kept, and it can be reactivated at any time. For a temporary closure, add an "
     "out-of-service window instead.",
+    form=ROOM_FORM,
 )
 
 
-async def _affected_message(
-    room: dict[str, Any], affected: list[service.AffectedAppointment]
-) -> str:
-    """The warning listing the booked appointments a new outage overlaps (local times)."""
-    place = (
-        await Location.select(Location.timezone)
-        .where(Location.id == room["location"])
-        .first()
-        .run()
-    )
-    zone = ZoneInfo(str(place["timezone"])) if place else ZoneInfo("UTC")
+def _outage_added(room: dict[str, Any], affected: list[service.AffectedAppointment]) -> Flash:
+    """After adding a window: a warning listing the booked appointments it
+    overlaps (local times), if any."""
+    if not affected:
+        return "Out-of-service window added. No booked appointments are affected."
+    zone = ZoneInfo(str(room["timezone"]))
     listed = "; ".join(
         f"{a.starts_at.astimezone(zone):%a %d %b %H:%M} {a.client_name} "
         f"with {a.therapist_name} (appointment {a.appointment_id})"
@@ -192,7 +188,18 @@ async def _affected_message(
     )
     return (
         f"Out-of-service window added. It affects {len(affected)} booked "
-        f"appointment(s) — move them to another room or time: {listed}."
+        f"appointment(s) — move them to another room or time: {listed}.",
+        "warning",
+    )
+
+
+def _outage_form(
+    room: dict[str, Any], form: dict[str, str], errors: dict[str, str], status_code: int = 200
+) -> Template:
+    return Template(
+        "rooms/outage_form.html",
+        context={"room": room, "form": form, "errors": errors, "labels": LABELS},
+        status_code=status_code,
     )
 
 
@@ -201,124 +208,56 @@ class RoomController(admin_controller(ROOMS)):  # type: ignore[misc]
 
     guards = [managers]
 
-    @get("/new", name="room_new")
-    async def new(
-        self,
-        request: Request[Any, Any, Any],
-        location: Annotated[str, QueryParameter(name="location")] = "",
-    ) -> Template:
-        user = current_user(request)
-        choices = await _writable_locations(user)
-        default = location if parse_id(location) else ""
-        if not default and len(choices) == 1:
-            default = str(choices[0]["id"])
-        form = {
-            "location_id": default,
-            "name": "",
-            "equipment": [],
-            "equipment_other": "",
-            "notes": "",
-        }
-        return Template("rooms/form.html", context=await _form_context(user, form, {}))
-
-    @post("/", name="room_create")
-    async def create(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        user = current_user(request)
-        values, multi = await read_form(request)
-        try:
-            data = service.parse_room_form(values, multi)
-            room_id = await service.create_room(user, data, address=client_address(request))
-        except ValidationFailed as exc:
-            return Template(
-                "rooms/form.html",
-                context=await _form_context(user, _submitted(values, multi), exc.errors),
-                status_code=422,
-            )
-        return redirect(request, _detail_url(request, room_id), f"Room “{data.name}” added.")
-
-    @get("/{room_id:int}/edit", name="room_edit")
-    async def edit(self, request: Request[Any, Any, Any], room_id: FromPath[int]) -> Template:
-        user = current_user(request)
-        room = await service.get_room_for(user, room_id, write=True)
-        return Template(
-            "rooms/form.html", context=await _form_context(user, _as_form(room), {}, room)
-        )
-
-    @post("/{room_id:int}/edit", name="room_update")
-    async def update(
-        self, request: Request[Any, Any, Any], room_id: FromPath[int]
-    ) -> Response[Any]:
-        user = current_user(request)
-        room = await service.get_room_for(user, room_id, write=True)
-        values, multi = await read_form(request)
-        try:
-            data = service.parse_room_form(values, multi, location_id=int(room["location"]))
-            await service.update_room(user, room_id, data, address=client_address(request))
-        except ValidationFailed as exc:
-            form = {**_submitted(values, multi), "location_id": str(room["location"])}
-            return Template(
-                "rooms/form.html",
-                context=await _form_context(user, form, exc.errors, room),
-                status_code=422,
-            )
-        return redirect(request, _detail_url(request, room_id), "Room saved.")
-
     # -- out-of-service windows ---------------------------------------------------
 
     @get("/{room_id:int}/out-of-service/new", name="room_outage_new")
-    async def new_outage(self, request: Request[Any, Any, Any], room_id: FromPath[int]) -> Template:
-        room = await service.get_room_for(current_user(request), room_id, write=True)
+    async def new_outage(self, user: CurrentUser, room_id: FromPath[int]) -> Template:
+        room = await service.get_room_for(user, room_id, write=True)
         today = utcnow().astimezone(ZoneInfo(str(room["timezone"]))).date().isoformat()
-        form = {"start_date": today}
-        return Template(
-            "rooms/outage_form.html",
-            context={"room": room, "form": form, "errors": {}, "labels": LABELS},
-        )
+        return _outage_form(room, {"start_date": today}, {})
 
     @post("/{room_id:int}/out-of-service", name="room_outage_create")
     async def create_outage(
-        self, request: Request[Any, Any, Any], room_id: FromPath[int]
+        self,
+        request: Request[Any, Any, Any],
+        user: CurrentUser,
+        client_address: str,
+        room_id: FromPath[int],
     ) -> Response[Any]:
-        user = current_user(request)
         room = await service.get_room_for(user, room_id, write=True)
-        values, _ = await read_form(request)
-        try:
+
+        async def save(values: Values, _: Lists) -> tuple[str, Flash]:
             data = service.parse_outage_form(values)
-            result = await service.add_outage(user, room_id, data, address=client_address(request))
-        except ValidationFailed as exc:
-            return Template(
-                "rooms/outage_form.html",
-                context={"room": room, "form": values, "errors": exc.errors, "labels": LABELS},
-                status_code=422,
-            )
-        if result.affected:
-            message = await _affected_message(room, result.affected)
-            return redirect(request, _detail_url(request, room_id), message, "warning")
-        return redirect(
-            request,
-            _detail_url(request, room_id),
-            "Out-of-service window added. No booked appointments are affected.",
-        )
+            result = await service.add_outage(user, room_id, data, address=client_address)
+            return _detail_url(request, room_id), _outage_added(room, result.affected)
+
+        async def refused(values: Values, _: Lists, errors: dict[str, str]) -> Template:
+            return _outage_form(room, values, errors, status_code=422)
+
+        return await submit(request, save, refused)
 
     @get(
         "/{room_id:int}/out-of-service/{outage_id:int}/remove",
         name="room_outage_remove_confirm",
     )
     async def confirm_remove_outage(
-        self, request: Request[Any, Any, Any], room_id: FromPath[int], outage_id: FromPath[int]
+        self, user: CurrentUser, room_id: FromPath[int], outage_id: FromPath[int]
     ) -> Template:
-        user = current_user(request)
         room = await service.get_room_for(user, room_id, write=True)
         outage = await service.get_outage_for(user, room_id, outage_id, write=True)
-        return Template("rooms/outage_remove.html", context={"room": room, "outage": outage})
+        context = {"room": room, "outage": outage, "row": outage}
+        return Template("rooms/outage_remove.html", context=context)
 
     @post("/{room_id:int}/out-of-service/{outage_id:int}/remove", name="room_outage_remove")
     async def remove_outage(
-        self, request: Request[Any, Any, Any], room_id: FromPath[int], outage_id: FromPath[int]
+        self,
+        request: Request[Any, Any, Any],
+        user: CurrentUser,
+        client_address: str,
+        room_id: FromPath[int],
+        outage_id: FromPath[int],
     ) -> Response[Any]:
-        removed = await service.remove_outage(
-            current_user(request), room_id, outage_id, address=client_address(request)
-        )
+        removed = await service.remove_outage(user, room_id, outage_id, address=client_address)
         message = (
             "Out-of-service window removed."
             if removed
@@ -339,11 +278,10 @@ class DayViewController(Controller):
     @get("/{location_id:int}/day", guards=[managers], name="location_day")
     async def day(
         self,
-        request: Request[Any, Any, Any],
+        user: CurrentUser,
         location_id: FromPath[int],
         on: Annotated[str, QueryParameter(name="date")] = "",
     ) -> Template:
-        user = current_user(request)
         location = await get_location_for(user, location_id)
         today = utcnow().astimezone(ZoneInfo(str(location["timezone"]))).date()
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
+from portal import records
 from portal.demo import DemoIds
 from portal.locations.tables import Location
 from portal.rooms.tables import Room, RoomOutage
@@ -42,22 +43,16 @@ async def load_demo(ids: DemoIds) -> None:
                 .run()
             ):
                 continue
-            rows = (
-                await Room.insert(
-                    Room(
-                        location=location_id,
-                        name=name,
-                        equipment=equipment,
-                        notes=notes,
-                        active=True,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-                .returning(Room.id)
-                .run()
+            created[(slug, name)] = await records.insert(
+                Room,
+                location=location_id,
+                name=name,
+                equipment=equipment,
+                notes=notes,
+                active=True,
+                created_at=now,
+                updated_at=now,
             )
-            created[(slug, name)] = int(rows[0]["id"])
     if ("portland-pearl", "Alder") in created:
         zone = (
             await Location.select(Location.timezone)

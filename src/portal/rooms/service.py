@@ -13,16 +13,17 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from portal import db, records
+from portal.access import ensure_read, ensure_write, list_scope
 from portal.audit import service as audit
 from portal.auth.service import MANAGER, OWNER, CurrentUser
 from portal.catalog.tables import Service
 from portal.errors import Forbidden, Invalid, NotFound
 from portal.fields import optional_text, require_text
-from portal.locations.service import ensure_location_access, get_location
+from portal.locations.service import get_location
 from portal.pagination import Page, keyset_page
 from portal.rooms.tables import Room, RoomOutage
 from portal.staff import hours as h
-from portal.staff.service import parse_date
+from portal.staff.therapists import parse_date
 from portal.timeutil import utcnow
 
 # The equipment the clinics' services ask for (see the catalog's required_equipment).
@@ -131,7 +132,7 @@ async def get_room_for(user: CurrentUser, room_id: int, *, write: bool = False) 
     """The room if ``user`` may see it: 404 if unknown, 403 if it is at another location."""
     _require_room_role(user)
     row = await get_room(room_id)
-    ensure_location_access(user, int(row["location"]), write=write)
+    (ensure_write if write else ensure_read)(user, int(row["location"]))
     return row
 
 
@@ -153,14 +154,10 @@ async def list_rooms(
         Room.location,
         Room.location.name.as_alias("location_name"),
     )
-    scope: list[int] | None = None if user.role == OWNER else sorted(user.location_ids)
-    if location_id is not None:
-        if scope is not None and location_id not in scope:
-            return Page(rows=[], next_cursor=None)
-        scope = [location_id]
+    scope = list_scope(user, location_id)
+    if scope == []:
+        return Page(rows=[], next_cursor=None)
     if scope is not None:
-        if not scope:
-            return Page(rows=[], next_cursor=None)
         query = query.where(Room.location.is_in(scope))
     query = records.status_filter(query, Room.active, status)
     if search:
@@ -201,26 +198,20 @@ async def _name_taken(location_id: int, name: str, exclude_id: int | None = None
 async def create_room(actor: CurrentUser, data: RoomInput, *, address: str = "") -> int:
     _require_room_role(actor)
     await get_location(data.location_id)
-    ensure_location_access(actor, data.location_id, write=True)
+    ensure_write(actor, data.location_id)
     if await _name_taken(data.location_id, data.name):
         raise Invalid({"name": _DUPLICATE})
     now = utcnow()
     try:
         async with db.transaction():
-            rows = (
-                await Room.insert(
-                    Room(
-                        location=data.location_id,
-                        **data.as_dict(),
-                        active=True,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-                .returning(Room.id)
-                .run()
+            room_id = await records.insert(
+                Room,
+                location=data.location_id,
+                **data.as_dict(),
+                active=True,
+                created_at=now,
+                updated_at=now,
             )
-            room_id = int(rows[0]["id"])
             await audit.record(
                 actor,
                 "create",
@@ -398,21 +389,15 @@ async def add_outage(
                     f"{clash['ends_at'].astimezone(tz):%Y-%m-%d %H:%M}, {clash['reason']})."
                 }
             )
-        rows = (
-            await RoomOutage.insert(
-                RoomOutage(
-                    room=room_id,
-                    starts_at=start,
-                    ends_at=end,
-                    reason=data.reason,
-                    created_at=utcnow(),
-                    created_by=actor.email,
-                )
-            )
-            .returning(RoomOutage.id)
-            .run()
+        outage_id = await records.insert(
+            RoomOutage,
+            room=room_id,
+            starts_at=start,
+            ends_at=end,
+            reason=data.reason,
+            created_at=utcnow(),
+            created_by=actor.email,
         )
-        outage_id = int(rows[0]["id"])
         await audit.record(
             actor,
             "add_out_of_service",
@@ -441,15 +426,9 @@ async def get_outage_for(
     user: CurrentUser, room_id: int, outage_id: int, *, write: bool = False
 ) -> dict[str, Any]:
     await get_room_for(user, room_id, write=write)
-    row = (
-        await RoomOutage.select()
-        .where((RoomOutage.id == outage_id) & (RoomOutage.room == room_id))
-        .first()
-        .run()
+    return await records.get_child(
+        RoomOutage, outage_id, RoomOutage.room, room_id, "No such out-of-service window."
     )
-    if row is None:
-        raise NotFound("No such out-of-service window.")
-    return row
 
 
 async def remove_outage(
@@ -459,32 +438,22 @@ async def remove_outage(
     room = await get_room_for(actor, room_id, write=True)
     row = await get_outage_for(actor, room_id, outage_id, write=True)
     tz = ZoneInfo(str(room["timezone"]))
-    async with db.transaction():
-        removed = (
-            await RoomOutage.update({RoomOutage.cancelled_at: utcnow()})
-            .where(
-                (RoomOutage.id == outage_id)
-                & (RoomOutage.room == room_id)
-                & RoomOutage.cancelled_at.is_null()
-            )
-            .returning(RoomOutage.id)
-            .run()
-        )
-        if removed:
-            await audit.record(
-                actor,
-                "remove_out_of_service",
-                "room",
-                room_id,
-                before={
-                    "out_of_service": f"{row['starts_at'].astimezone(tz):%Y-%m-%d %H:%M} to "
-                    f"{row['ends_at'].astimezone(tz):%Y-%m-%d %H:%M} ({tz.key})",
-                    "reason": row["reason"],
-                },
-                after={"out_of_service": None, "reason": None},
-                address=address,
-            )
-    return bool(removed)
+    return await records.cancel(
+        actor,
+        RoomOutage,
+        outage_id,
+        RoomOutage.room,
+        room_id,
+        entity="room",
+        action="remove_out_of_service",
+        before={
+            "out_of_service": f"{row['starts_at'].astimezone(tz):%Y-%m-%d %H:%M} to "
+            f"{row['ends_at'].astimezone(tz):%Y-%m-%d %H:%M} ({tz.key})",
+            "reason": row["reason"],
+        },
+        after={"out_of_service": None, "reason": None},
+        address=address,
+    )
 
 
 # -- availability (for the booking rules) ---------------------------------------------

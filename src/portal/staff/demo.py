@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from portal import records
 from portal.auth.tables import User, UserLocation
 from portal.catalog.tables import Service
 from portal.demo import DemoIds
@@ -129,27 +130,21 @@ async def load_demo(ids: DemoIds) -> None:
                 row = await User.select(User.id).where(User.email == spec["account"]).first().run()
                 account_id = int(row["id"]) if row else None
         state, number = spec["licence"]
-        rows = (
-            await Therapist.insert(
-                Therapist(
-                    name=spec["name"],
-                    email=spec["email"],
-                    phone=spec["phone"],
-                    bio=spec["bio"],
-                    account=account_id,
-                    licence_number=number,
-                    licence_state=state,
-                    licence_expires=today + timedelta(days=spec["licence_days"]),
-                    insurance_expires=today + timedelta(days=spec["insurance_days"]),
-                    active=True,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-            .returning(Therapist.id)
-            .run()
+        therapist_id = await records.insert(
+            Therapist,
+            name=spec["name"],
+            email=spec["email"],
+            phone=spec["phone"],
+            bio=spec["bio"],
+            account=account_id,
+            licence_number=number,
+            licence_state=state,
+            licence_expires=today + timedelta(days=spec["licence_days"]),
+            insurance_expires=today + timedelta(days=spec["insurance_days"]),
+            active=True,
+            created_at=now,
+            updated_at=now,
         )
-        therapist_id = int(rows[0]["id"])
         location_ids = [ids.locations[slug] for slug in spec["hours"]]
         for location_id in location_ids:
             await TherapistLocation.insert(

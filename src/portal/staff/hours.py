@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from portal.fields import parse_id
+
 MINUTES_PER_DAY = 24 * 60
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 SHORT_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -130,3 +132,39 @@ def subtract(span: Span, holes: Iterable[Span]) -> list[tuple[Span, bool]]:
 
 def days_between(first: date, last: date) -> list[date]:
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def hours_form(rows: Iterable[dict[str, object]], location_id: int) -> dict[str, str]:
+    """Saved hours at one location as the hours form's fields (``d<weekday>_<n>_start``)."""
+    form: dict[str, str] = {}
+    counts: dict[int, int] = {}
+    for row in rows:
+        if row["location"] != location_id:
+            continue
+        weekday, end = int(str(row["weekday"])), int(str(row["end_minute"]))
+        n = counts.get(weekday, 0)
+        counts[weekday] = n + 1
+        form[f"d{weekday}_{n}_start"] = format_minute(int(str(row["start_minute"])))
+        form[f"d{weekday}_{n}_end"] = "00:00" if end == MINUTES_PER_DAY else format_minute(end)
+    return form
+
+
+def hours_rows(form: dict[str, str], minimum: int) -> list[dict[str, object]]:
+    """Each weekday with the interval rows its form shows: the filled ones and
+    one empty row more, at least ``minimum``."""
+    slots: dict[int, int] = {}
+    for key, value in form.items():
+        parts = key.split("_")
+        if len(parts) != 3 or parts[0][:1] != "d" or not value:
+            continue
+        day, index = parse_id(parts[0][1:]), parse_id(parts[1])
+        if day is not None and index is not None:
+            slots[day] = max(slots.get(day, 0), index + 1)
+    return [
+        {
+            "weekday": day,
+            "name": WEEKDAYS[day],
+            "rows": list(range(max(minimum, slots.get(day, 0) + 1))),
+        }
+        for day in range(7)
+    ]

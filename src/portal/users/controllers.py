@@ -9,10 +9,11 @@ from litestar.response import Template
 from portal.auth import twostep
 from portal.auth.service import OWNER, ROLE_LABELS, ROLES, CurrentUser
 from portal.locations.service import all_locations
+from portal.settings import Settings
 from portal.users import service
 from portal.web.admin import (
+    AdminForm,
     AdminResource,
-    AdminView,
     Column,
     Filter,
     Messages,
@@ -20,28 +21,28 @@ from portal.web.admin import (
     admin_controller,
     reverse,
     search,
+    unscoped,
 )
-from portal.web.forms import ValidationFailed, read_form
-from portal.web.guards import current_user, requires_owner
+from portal.web.guards import requires_owner
 from portal.web.pagination import Page
-from portal.web.responses import client_address, redirect
+from portal.web.responses import redirect
 
 
 async def _form_context(
-    form: dict[str, Any], errors: dict[str, str], **extra: Any
+    _user: CurrentUser, _form: dict[str, Any], row: dict[str, Any] | None
 ) -> dict[str, Any]:
     return {
-        "form": form,
-        "errors": errors,
         "roles": [(r, ROLE_LABELS[r]) for r in ROLES],
         "locations": await all_locations(active_only=False),
-        **extra,
+        **({"two_step": await twostep.factors_of(int(row["id"]))} if row else {}),
     }
 
 
-def _input(values: dict[str, str], multi: dict[str, list[str]]) -> service.UserInput:
+def _parse(
+    values: dict[str, str], lists: dict[str, list[str]], _row: dict[str, Any] | None
+) -> service.UserInput:
     location_ids: set[int] = set()
-    for raw in multi.get("location_ids", []):
+    for raw in lists.get("location_ids", []):
         try:
             location_ids.add(int(raw))
         except ValueError:
@@ -55,13 +56,31 @@ def _input(values: dict[str, str], multi: dict[str, list[str]]) -> service.UserI
     )
 
 
-def _form_values(values: dict[str, str], multi: dict[str, list[str]]) -> dict[str, Any]:
-    return {
-        "email": values.get("email", ""),
-        "name": values.get("name", ""),
-        "role": values.get("role", ""),
-        "location_ids": [v for v in multi.get("location_ids", [])],
-    }
+USER_FORM = AdminForm(
+    template="users/form.html",
+    labels={
+        "email": "Email",
+        "name": "Name",
+        "role": "Role",
+        "location_ids": "Locations",
+        "password": "Password",
+    },
+    # The password is never shown again, not even after a refused submission.
+    defaults={"email": "", "name": "", "role": "manager", "location_ids": []},
+    lists=("location_ids",),
+    parse=_parse,
+    create=service.create_user,
+    update=service.update_user,
+    as_form=lambda row: {**row, "location_ids": [str(i) for i in row["location_ids"]]},
+    context=_form_context,
+    created="Account created.",
+    saved="Account saved.",
+    new_title="New account",
+    create_button="Create account",
+    edit_title=lambda row: str(row["email"]),
+    save_button="Save account",
+    edit_path="",  # an account's page is its form
+)
 
 
 async def _list_rows(user: CurrentUser, filters: dict[str, str], after: str | None) -> Page:
@@ -70,16 +89,6 @@ async def _list_rows(user: CurrentUser, filters: dict[str, str], after: str | No
 
 async def _role_choices(_: CurrentUser) -> list[tuple[Any, str]]:
     return [(r, ROLE_LABELS[r]) for r in ROLES]
-
-
-async def _load(_: CurrentUser, user_id: int, write: bool) -> dict[str, Any]:
-    return await service.get_user(user_id)
-
-
-async def _set_active(
-    user: CurrentUser, user_id: int, active: bool, _: dict[str, str], address: str
-) -> bool:
-    return await service.set_active(user, user_id, active)
 
 
 USERS = AdminResource(
@@ -94,7 +103,7 @@ USERS = AdminResource(
     roles=Roles(
         list=(OWNER,), detail=(OWNER,), create=(OWNER,), edit=(OWNER,), deactivate=(OWNER,)
     ),
-    load=_load,
+    load=unscoped(service.get_user),
     list_rows=_list_rows,
     columns=(
         Column("Email", "email", link=True),
@@ -108,7 +117,7 @@ USERS = AdminResource(
     ),
     status_filter=False,
     title=lambda row: str(row["email"]),
-    set_active=_set_active,
+    set_active=service.set_active,
     cells="users/_cells.html",
     new_label="New account",
     empty="No accounts match.",
@@ -120,6 +129,7 @@ USERS = AdminResource(
         reactivated="Account reactivated.",
         already_active="Already active.",
     ),
+    form=USER_FORM,
 )
 
 
@@ -127,60 +137,6 @@ class UserController(admin_controller(USERS)):  # type: ignore[misc]
     """The admin grammar from ``USERS``, plus the account form (its detail page)."""
 
     guards = [requires_owner]
-
-    @get("/new", name="user_new")
-    async def new(self) -> Template:
-        form = {"email": "", "name": "", "role": "manager", "location_ids": []}
-        return Template("users/form.html", context=await _form_context(form, {}))
-
-    @post("/", name="user_create")
-    async def create(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        values, multi = await read_form(request)
-        try:
-            user_id = await service.create_user(current_user(request), _input(values, multi))
-        except ValidationFailed as exc:
-            return Template(
-                "users/form.html",
-                context=await _form_context(_form_values(values, multi), exc.errors),
-                status_code=422,
-            )
-        return redirect(request, reverse(request, "user_edit", user_id=user_id), "Account created.")
-
-    @get("/{user_id:int}", name="user_edit")
-    async def edit(self, request: Request[Any, Any, Any], user_id: FromPath[int]) -> Template:
-        user = await service.get_user(user_id)
-        form = {**user, "location_ids": [str(i) for i in user["location_ids"]]}
-        return Template(
-            "users/form.html",
-            context=await _form_context(
-                form,
-                {},
-                user=user,
-                admin=AdminView(USERS, request),
-                two_step=await twostep.factors_of(user_id),
-            ),
-        )
-
-    @post("/{user_id:int}", name="user_update")
-    async def update(
-        self, request: Request[Any, Any, Any], user_id: FromPath[int]
-    ) -> Response[Any]:
-        user = await service.get_user(user_id)
-        values, multi = await read_form(request)
-        try:
-            await service.update_user(current_user(request), user_id, _input(values, multi))
-        except ValidationFailed as exc:
-            return Template(
-                "users/form.html",
-                context=await _form_context(
-                    _form_values(values, multi),
-                    exc.errors,
-                    user=user,
-                    admin=AdminView(USERS, request),
-                ),
-                status_code=422,
-            )
-        return redirect(request, reverse(request, "user_edit", user_id=user_id), "Account saved.")
 
     @get("/{user_id:int}/two-step/reset", name="user_two_step_reset_confirm")
     async def two_step_reset_confirm(
@@ -202,14 +158,14 @@ class UserController(admin_controller(USERS)):  # type: ignore[misc]
 
     @post("/{user_id:int}/two-step/reset", name="user_two_step_reset")
     async def two_step_reset(
-        self, request: Request[Any, Any, Any], user_id: FromPath[int]
+        self,
+        request: Request[Any, Any, Any],
+        user: CurrentUser,
+        client_address: str,
+        settings: Settings,
+        user_id: FromPath[int],
     ) -> Response[Any]:
-        await twostep.reset(
-            request.app.state.settings,
-            current_user(request),
-            user_id,
-            address=client_address(request),
-        )
+        await twostep.reset(settings, user, user_id, address=client_address)
         return redirect(
             request,
             reverse(request, "user_edit", user_id=user_id),

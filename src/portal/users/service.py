@@ -82,27 +82,21 @@ async def _validate(data: UserInput, *, user_id: int | None, password_required: 
     )
 
 
-async def create_user(actor: CurrentUser | None, data: UserInput) -> int:
+async def create_user(actor: CurrentUser | None, data: UserInput, *, address: str = "") -> int:
     clean = await _validate(data, user_id=None, password_required=True)
     now = utcnow()
     try:
         async with db.transaction():
-            rows = (
-                await User.insert(
-                    User(
-                        email=clean.email,
-                        name=clean.name,
-                        role=clean.role,
-                        password_hash=passwords.hash_password(clean.password),
-                        active=True,
-                        created_at=now,
-                        password_changed_at=now,
-                    )
-                )
-                .returning(User.id)
-                .run()
+            user_id = await records.insert(
+                User,
+                email=clean.email,
+                name=clean.name,
+                role=clean.role,
+                password_hash=passwords.hash_password(clean.password),
+                active=True,
+                created_at=now,
+                password_changed_at=now,
             )
-            user_id = int(rows[0]["id"])
             if clean.location_ids:
                 await UserLocation.insert(
                     *[UserLocation(user=user_id, location=loc) for loc in clean.location_ids]
@@ -116,6 +110,7 @@ async def create_user(actor: CurrentUser | None, data: UserInput) -> int:
                     "id": user_id,
                     **_public({**clean.__dict__, "active": True}, clean.location_ids),
                 },
+                address=address,
             )
     except Exception as exc:
         if db.is_unique_violation(exc):
@@ -137,7 +132,9 @@ async def get_user(user_id: int) -> dict[str, Any]:
     return row
 
 
-async def update_user(actor: CurrentUser, user_id: int, data: UserInput) -> None:
+async def update_user(
+    actor: CurrentUser, user_id: int, data: UserInput, *, address: str = ""
+) -> None:
     before = await get_user(user_id)
     clean = await _validate(data, user_id=user_id, password_required=False)
     old = _public(before, before["location_ids"])
@@ -161,7 +158,7 @@ async def update_user(actor: CurrentUser, user_id: int, data: UserInput) -> None
         if old["role"] != new["role"] or clean.password:
             # A changed role or password takes effect now, not at the next sign-in.
             await end_access_of(user_id)
-        await audit.record(actor, "update", "user", user_id, before=old, after=new)
+        await audit.record(actor, "update", "user", user_id, before=old, after=new, address=address)
 
 
 async def _store_password(user_id: int, password: str) -> None:
@@ -195,7 +192,9 @@ async def set_password(actor: CurrentUser | None, user_id: int, password: str) -
         await audit.record(actor, "set_password", "user", user_id, after={"password": "changed"})
 
 
-async def set_active(actor: CurrentUser | None, user_id: int, active: bool) -> bool:
+async def set_active(
+    actor: CurrentUser | None, user_id: int, active: bool, *, address: str = ""
+) -> bool:
     await get_user(user_id)
     if actor is not None and actor.id == user_id and not active:
         raise Invalid({"active": "You cannot deactivate your own account."})
@@ -204,7 +203,9 @@ async def set_active(actor: CurrentUser | None, user_id: int, active: bool) -> b
         if not active:
             await end_access_of(user_id)
 
-    return await records.set_active(actor, User, "user", user_id, active, also=end_sessions)
+    return await records.set_active(
+        actor, User, "user", user_id, active, address=address, also=end_sessions
+    )
 
 
 async def list_users(

@@ -18,7 +18,7 @@ the entity's own ``load`` (which calls ``ensure_location_access``).
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -30,10 +30,10 @@ from portal.access import can_read, can_write
 from portal.audit import service as audit
 from portal.identity import OWNER, CurrentUser
 from portal.records import STATUSES
-from portal.web.forms import ValidationFailed, read_form
-from portal.web.guards import current_user, requires_role
+from portal.web.forms import Flash, Lists, ValidationFailed, Values, read_form, submit
+from portal.web.guards import requires_role
 from portal.web.pagination import Page
-from portal.web.responses import client_address, redirect
+from portal.web.responses import redirect
 
 Row = dict[str, Any]
 Choices = Callable[[CurrentUser], Awaitable[Sequence[tuple[Any, str]]]]
@@ -104,8 +104,66 @@ class Messages:
     already_active: str = "The {label} was already active."
 
 
-# ``set_active(user, row_id, active, form, address) -> changed``
-SetActive = Callable[[CurrentUser, int, bool, dict[str, str], str], Awaitable[bool]]
+# The service's own ``set_active(user, row_id, active, *, address, **options) -> changed``;
+# ``options`` come from the confirm page's form (``AdminResource.set_active_options``).
+SetActive = Callable[..., Awaitable[bool]]
+
+
+# A flash message after a save: fixed text, or built from the parsed data
+# (a name, a warning), optionally with its level (``(text, "warning")``).
+Message = Flash | Callable[[Any], Flash]
+
+
+@dataclass(frozen=True)
+class AdminForm:
+    """An entity's create and edit form, declared once.
+
+    The generated ``new``/``create``/``edit``/``update`` handlers read the
+    form, ``parse`` it (the service's parser, raising ``Invalid``), call
+    ``create`` or ``update`` and redirect to the detail page with the
+    message; on ``Invalid`` they render the same template again with status
+    422, the errors beside their fields and what was typed kept. The
+    template extends ``admin/form.html`` and fills in its fields; the page's
+    heading, action, back link and button come from here.
+    """
+
+    template: str
+    labels: Mapping[str, str]  # field → label, for the error summary
+    # A new form's values; also the fields a re-shown form keeps from the submission.
+    defaults: Mapping[str, Any]
+    # (values, lists, row or None when creating) → what create/update take
+    parse: Callable[[dict[str, str], dict[str, list[str]], Row | None], Any]
+    # The service's own functions: ``create(user, data, *, address) → id`` and
+    # ``update(user, id, data, *, address)``.
+    create: Callable[..., Awaitable[int]]
+    update: Callable[..., Awaitable[object]]
+    as_form: Callable[[Row], dict[str, Any]]  # a saved row as form values
+    created: Message
+    saved: Message
+    new_title: str  # "New location"
+    create_button: str  # "Create location"
+    edit_title: Callable[[Row], str] = lambda row: f"Edit {row['name']}"
+    save_button: str = "Save changes"
+    lists: tuple[str, ...] = ()  # checkbox groups: every checked value
+    checkboxes: tuple[str, ...] = ()  # single checkboxes: absent means off
+    # A new form's values from the signed-in user and the query (``new_query``).
+    initial: Callable[[CurrentUser, Mapping[str, str]], Awaitable[dict[str, Any]]] | None = None
+    new_query: tuple[str, ...] = ()
+    # What the template needs besides the form: choices, the row's extras.
+    context: (
+        Callable[[CurrentUser, dict[str, Any], Row | None], Awaitable[dict[str, Any]]] | None
+    ) = None
+    edit_path: str = "/edit"  # below the row's path; "" when the form is the detail page
+
+    def submitted(
+        self, values: dict[str, str], lists: dict[str, list[str]], row: Row | None
+    ) -> dict[str, Any]:
+        """The form as typed, over the row's (or the new form's) values."""
+        form = self.as_form(row) if row is not None else dict(self.defaults)
+        form.update({k: values[k] for k in self.defaults if k in values})
+        form.update({k: lists.get(k, []) for k in self.lists})
+        form.update({k: values.get(k, "") for k in self.checkboxes})
+        return form
 
 
 @dataclass(frozen=True)
@@ -118,9 +176,9 @@ class AdminResource:
     routes: str  # route name prefix: "location" → location_detail, location_history …
     list_route: str  # "locations"
     roles: Roles
-    load: Callable[
-        [CurrentUser, int, bool], Awaitable[Row]
-    ]  # (user, id, write) → row, scope-checked
+    # The service's ``get_…_for(user, id, *, write) → row``, scope-checked
+    # (:func:`unscoped` for chain-wide rows).
+    load: Callable[..., Awaitable[Row]]
     list_rows: Callable[[CurrentUser, dict[str, str], str | None], Awaitable[Page]]
     columns: tuple[Column, ...]
     filters: tuple[Filter, ...] = ()
@@ -131,6 +189,7 @@ class AdminResource:
     deactivate_needs_every_location: bool = False
     title: Callable[[Row], str] = lambda row: str(row["name"])
     set_active: SetActive | None = None
+    set_active_options: Callable[[dict[str, str]], dict[str, Any]] | None = None
     history: bool = True
     detail_route: str = ""  # default "<routes>_detail"
     detail_template: str = ""  # set → a generic detail handler renders it
@@ -148,6 +207,7 @@ class AdminResource:
     confirm_text: str = ""
     confirm_context: Callable[[CurrentUser, Row], dict[str, Any]] | None = None
     messages: Messages = field(default_factory=Messages)
+    form: AdminForm | None = None
 
     def route(self, action: str) -> str:
         if action == "list":
@@ -178,13 +238,25 @@ class AdminResource:
         return any(allowed)
 
 
+def unscoped(get: Callable[[int], Awaitable[Row]]) -> Callable[..., Awaitable[Row]]:
+    """A loader for rows every user of the pages may see and (by role) change:
+    the catalog's, the accounts'. The guards decide; no location to check."""
+
+    async def load(_user: CurrentUser, row_id: int, *, write: bool = False) -> Row:
+        return await get(row_id)
+
+    return load
+
+
 class AdminView:
     """What the generic templates see: the resource, bound to this request."""
 
-    def __init__(self, resource: AdminResource, request: Request[Any, Any, Any]) -> None:
+    def __init__(
+        self, resource: AdminResource, request: Request[Any, Any, Any], user: CurrentUser
+    ) -> None:
         self.resource = resource
         self.request = request
-        self.user = current_user(request)
+        self.user = user
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.resource, name)
@@ -198,28 +270,46 @@ class AdminView:
     def can(self, action: str, row: Row | None = None) -> bool:
         return self.resource.may(self.user, action, row)
 
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        """The list's column headings, with the class of the numeric ones."""
+        return [(c.label, "num" if c.numeric else "") for c in self.resource.columns]
+
 
 def reverse(request: Request[Any, Any, Any], name: str, **params: Any) -> str:
     """A path from a route name (Django's ``reverse``), for redirects."""
     return request.app.route_reverse(name, **params)
 
 
-def _query(name: str, default: str | None) -> tuple[Any, Any]:
+def query_param(name: str, default: str | None) -> tuple[Any, Any]:
+    """A query parameter's annotation and default, for :func:`signed`."""
     if default is None:
         return Annotated[str | None, QueryParameter(name=name)], None
     return Annotated[str, QueryParameter(name=name)], default
 
 
-def _signed(fn: Callable[..., Any], params: list[tuple[str, Any, Any]], returns: Any) -> Any:
-    """Give ``fn(self, request, **kw)`` the explicit signature Litestar reads
-    (path and query parameters declared, so OpenAPI and the security sweep see them)."""
+NO_DEFAULT = inspect.Parameter.empty
+# What the generated handlers ask Litestar's dependency injection for (web/deps.py).
+_INJECTED: dict[str, Any] = {"user": CurrentUser, "client_address": str}
+
+
+def signed(
+    fn: Callable[..., Any],
+    params: list[tuple[str, Any, Any]],
+    returns: Any,
+    inject: tuple[str, ...] = ("user",),
+) -> Any:
+    """Give ``fn(self, request, user, client_address, **kw)`` the explicit
+    signature Litestar reads (path and query parameters declared, so OpenAPI
+    and the security sweep see them; ``inject`` names what web/deps.py provides)."""
     kind = inspect.Parameter.KEYWORD_ONLY
     parameters = [
         inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
         inspect.Parameter("request", kind, annotation=Request[Any, Any, Any]),
     ]
     annotations: dict[str, Any] = {"request": Request[Any, Any, Any], "return": returns}
-    for name, annotation, default in params:
+    injected = [(name, _INJECTED[name], NO_DEFAULT) for name in inject]
+    for name, annotation, default in [*injected, *params]:
         parameters.append(inspect.Parameter(name, kind, annotation=annotation, default=default))
         annotations[name] = annotation
     fn.__signature__ = inspect.Signature(parameters, return_annotation=returns)  # type: ignore[attr-defined]
@@ -227,24 +317,152 @@ def _signed(fn: Callable[..., Any], params: list[tuple[str, Any, Any]], returns:
     return fn
 
 
-_NO_DEFAULT = inspect.Parameter.empty
+async def render_form(
+    res: AdminResource,
+    request: Request[Any, Any, Any],
+    user: CurrentUser,
+    form: dict[str, Any],
+    errors: dict[str, str],
+    row: Row | None = None,
+    *,
+    status_code: int = 200,
+    **extra: Any,
+) -> Template:
+    """The resource's form page: new when ``row`` is None, else the row's edit page."""
+    spec = res.form
+    assert spec is not None, f"{res.name} declares no form"
+    view = AdminView(res, request, user)
+    own = await spec.context(user, form, row) if spec.context else {}
+    page: dict[str, Any]
+    if row is None:
+        page = {
+            "heading": spec.new_title,
+            "button": spec.create_button,
+            "action": view.url("create"),
+            "back_url": view.url("list"),
+        }
+    else:
+        page = {
+            "heading": spec.edit_title(row),
+            "button": spec.save_button,
+            "action": view.url("update", row),
+            "back_url": view.url("detail", row),
+            res.name: row,
+        }
+    return Template(
+        spec.template,
+        context={
+            "admin": view,
+            "form": form,
+            "errors": errors,
+            "labels": spec.labels,
+            "editing": row is not None,
+            **page,
+            **own,
+            **extra,
+        },
+        status_code=status_code,
+    )
 
 
-def admin_controller(resource: AdminResource) -> type[Controller]:
-    """A ``Controller`` with the resource's list, detail, confirm, deactivate,
-    reactivate and history handlers (those it declares)."""
-    res = resource
-    item = f"/{{{res.id_param}:int}}"
-    path_param = (res.id_param, FromPath[int], _NO_DEFAULT)
-    handlers: dict[str, Any] = {"path": res.path}
+async def save_form(
+    res: AdminResource,
+    request: Request[Any, Any, Any],
+    user: CurrentUser,
+    address: str,
+    row: Row | None,
+) -> Response[Any]:
+    """Create (``row`` None) or update from the submitted form; 422 with the form again."""
+    spec = res.form
+    assert spec is not None, f"{res.name} declares no form"
 
-    def guard(action: str) -> list[Any]:
-        return [requires_role(*getattr(res.roles, action))]
+    async def save(values: Values, lists: Lists) -> tuple[str, Flash]:
+        data = spec.parse(values, lists, row)
+        if row is None:
+            row_id = await spec.create(user, data, address=address)
+        else:
+            row_id = int(row["id"])
+            await spec.update(user, row_id, data, address=address)
+        message = spec.created if row is None else spec.saved
+        url = reverse(request, res.route("detail"), **{res.id_param: row_id})
+        return url, message(data) if callable(message) else message
 
+    async def refused(values: Values, lists: Lists, errors: dict[str, str]) -> Template:
+        form = spec.submitted(values, lists, row)
+        return await render_form(res, request, user, form, errors, row, status_code=422)
+
+    return await submit(request, save, refused)
+
+
+WRITE = ("user", "client_address")
+
+
+def _form_handlers(res: AdminResource, spec: AdminForm) -> dict[str, Any]:
+    item, path_param = item_route(res)
+    create_guard, edit_guard = role_guard(res, "create"), role_guard(res, "edit")
+
+    async def new(
+        self: Any, request: Request[Any, Any, Any], user: CurrentUser, **kw: Any
+    ) -> Template:
+        if spec.initial is None:
+            form = dict(spec.defaults)
+        else:
+            form = await spec.initial(user, {n: kw[f"q_{n}"] for n in spec.new_query})
+        return await render_form(res, request, user, form, {})
+
+    async def create(
+        self: Any, request: Request[Any, Any, Any], user: CurrentUser, client_address: str
+    ) -> Response[Any]:
+        return await save_form(res, request, user, client_address, None)
+
+    async def edit(
+        self: Any, request: Request[Any, Any, Any], user: CurrentUser, **kw: Any
+    ) -> Template:
+        row = await res.load(user, kw[res.id_param], write=True)
+        return await render_form(res, request, user, spec.as_form(row), {}, row)
+
+    async def update(
+        self: Any,
+        request: Request[Any, Any, Any],
+        user: CurrentUser,
+        client_address: str,
+        **kw: Any,
+    ) -> Response[Any]:
+        row = await res.load(user, kw[res.id_param], write=True)
+        return await save_form(res, request, user, client_address, row)
+
+    new_params = [(f"q_{n}", *query_param(n, "")) for n in spec.new_query]
+    return {
+        "new": get("/new", guards=create_guard, name=res.route("new"))(
+            signed(new, new_params, Template)
+        ),
+        "create": post("/", guards=create_guard, name=res.route("create"))(
+            signed(create, [], Response[Any], WRITE)
+        ),
+        "edit": get(item + spec.edit_path, guards=edit_guard, name=res.route("edit"))(
+            signed(edit, [path_param], Template)
+        ),
+        "update": post(item + spec.edit_path, guards=edit_guard, name=res.route("update"))(
+            signed(update, [path_param], Response[Any], WRITE)
+        ),
+    }
+
+
+def item_route(res: AdminResource) -> tuple[str, tuple[str, Any, Any]]:
+    """The row's path below the resource's, and its path parameter."""
+    return f"/{{{res.id_param}:int}}", (res.id_param, FromPath[int], NO_DEFAULT)
+
+
+def role_guard(res: AdminResource, action: str) -> list[Any]:
+    return [requires_role(*getattr(res.roles, action))]
+
+
+def _list_handler(res: AdminResource) -> Any:
     list_filters = [*res.filters, *([STATUS_FILTER] if res.status_filter else [])]
 
-    async def index(self: Any, request: Request[Any, Any, Any], **query: Any) -> Template:
-        user = current_user(request)
+    async def index(
+        self: Any, request: Request[Any, Any, Any], user: CurrentUser, **query: Any
+    ) -> Template:
         values = {f.name: (query.get(f"f_{f.name}") or "") for f in list_filters}
         page = await res.list_rows(user, values, query.get("after"))
         shown = []
@@ -252,99 +470,119 @@ def admin_controller(resource: AdminResource) -> type[Controller]:
             choices = await f.choices(user) if f.choices is not None else None
             shown.append({"filter": f, "value": values[f.name], "choices": choices})
         extra = await res.list_context(user) if res.list_context else {}
-        return Template(
-            res.list_template,
-            context={
-                "admin": AdminView(res, request),
-                "page": page,
-                "filters": shown,
-                **values,
-                **extra,
-            },
-        )
+        context = {"admin": AdminView(res, request, user), "page": page, "filters": shown}
+        return Template(res.list_template, context={**context, **values, **extra})
 
-    index_params = [(f"f_{f.name}", *_query(f.name, f.default)) for f in list_filters]
-    index_params.append(("after", *_query("after", None)))
-    handlers["index"] = get("/", guards=guard("list"), name=res.list_route)(
-        _signed(index, index_params, Template)
+    params = [(f"f_{f.name}", *query_param(f.name, f.default)) for f in list_filters]
+    params.append(("after", *query_param("after", None)))
+    return get("/", guards=role_guard(res, "list"), name=res.list_route)(
+        signed(index, params, Template)
     )
 
-    if res.detail_template:
 
-        async def detail(self: Any, request: Request[Any, Any, Any], **kw: Any) -> Template:
-            user = current_user(request)
-            row = await res.load(user, kw[res.id_param], False)
-            extra = await res.detail_context(request, user, row) if res.detail_context else {}
-            return Template(
-                res.detail_template,
-                context={"admin": AdminView(res, request), res.name: row, **extra},
-            )
+def _detail_handler(res: AdminResource) -> Any:
+    item, path_param = item_route(res)
 
-        detail_params = [path_param, *[(f"q_{n}", *_query(n, "")) for n in res.detail_query]]
-        handlers["detail"] = get(item, guards=guard("detail"), name=res.route("detail"))(
-            _signed(detail, detail_params, Template)
-        )
+    async def detail(
+        self: Any, request: Request[Any, Any, Any], user: CurrentUser, **kw: Any
+    ) -> Template:
+        row = await res.load(user, kw[res.id_param], write=False)
+        extra = await res.detail_context(request, user, row) if res.detail_context else {}
+        context = {"admin": AdminView(res, request, user), res.name: row, **extra}
+        return Template(res.detail_template, context=context)
 
-    if res.set_active is not None:
-        set_active = res.set_active
+    params = [path_param, *[(f"q_{n}", *query_param(n, "")) for n in res.detail_query]]
+    return get(item, guards=role_guard(res, "detail"), name=res.route("detail"))(
+        signed(detail, params, Template)
+    )
 
-        async def confirm(self: Any, request: Request[Any, Any, Any], **kw: Any) -> Template:
-            user = current_user(request)
-            row = await res.load(user, kw[res.id_param], True)
-            extra = res.confirm_context(user, row) if res.confirm_context else {}
-            return Template(
-                res.confirm_template,
-                context={"admin": AdminView(res, request), "row": row, res.name: row, **extra},
-            )
 
-        handlers["confirm_deactivate"] = get(
-            f"{item}/deactivate", guards=guard("deactivate"), name=res.route("confirm")
-        )(_signed(confirm, [path_param], Template))
+def _active_handlers(res: AdminResource, set_active: SetActive) -> dict[str, Any]:
+    """The confirm page, and deactivate / reactivate (compare-and-set in the service)."""
+    item, path_param = item_route(res)
 
-        def change(active: bool) -> Callable[..., Awaitable[Response[Any]]]:
-            async def handler(
-                self: Any, request: Request[Any, Any, Any], **kw: Any
-            ) -> Response[Any]:
-                row_id = kw[res.id_param]
-                back = reverse(request, res.route("detail"), **{res.id_param: row_id})
-                values, _ = await read_form(request)
-                try:
-                    changed = await set_active(
-                        current_user(request), row_id, active, values, client_address(request)
-                    )
-                except ValidationFailed as exc:
-                    return redirect(request, back, next(iter(exc.errors.values())), "error")
-                m = res.messages
-                if active:
-                    again = m.reactivated if changed else m.already_active
-                    return redirect(request, back, res.message(again, values))
-                off = m.deactivated if changed else m.already_inactive
-                return redirect(request, back, res.message(off, values), "info")
+    async def confirm(
+        self: Any, request: Request[Any, Any, Any], user: CurrentUser, **kw: Any
+    ) -> Template:
+        row = await res.load(user, kw[res.id_param], write=True)
+        extra = res.confirm_context(user, row) if res.confirm_context else {}
+        context = {"admin": AdminView(res, request, user), "row": row, res.name: row}
+        return Template(res.confirm_template, context={**context, **extra})
 
-            return handler
-
-        for action, active in (("deactivate", False), ("reactivate", True)):
-            handlers[action] = post(
-                f"{item}/{action}", guards=guard("deactivate"), name=res.route(action)
-            )(_signed(change(active), [path_param], Response[Any]))
-
-    if res.history:
-
-        async def history(self: Any, request: Request[Any, Any, Any], **kw: Any) -> Template:
+    def change(active: bool) -> Callable[..., Awaitable[Response[Any]]]:
+        async def handler(
+            self: Any,
+            request: Request[Any, Any, Any],
+            user: CurrentUser,
+            client_address: str,
+            **kw: Any,
+        ) -> Response[Any]:
             row_id = kw[res.id_param]
-            row = await res.load(current_user(request), row_id, False)
-            return Template(
-                "admin/history.html",
-                context={
-                    "rows": await audit.history(res.name, row_id),
-                    "title": f"History of {res.title(row)}",
-                    "back_url": reverse(request, res.route("detail"), **{res.id_param: row_id}),
-                },
-            )
+            back = reverse(request, res.route("detail"), **{res.id_param: row_id})
+            values, _ = await read_form(request)
+            options = res.set_active_options(values) if res.set_active_options else {}
+            try:
+                changed = await set_active(user, row_id, active, address=client_address, **options)
+            except ValidationFailed as exc:
+                return redirect(request, back, next(iter(exc.errors.values())), "error")
+            m = res.messages
+            if active:
+                again = m.reactivated if changed else m.already_active
+                return redirect(request, back, res.message(again, values))
+            off = m.deactivated if changed else m.already_inactive
+            return redirect(request, back, res.message(off, values), "info")
 
-        handlers["history"] = get(
-            f"{item}/history", guards=guard("history"), name=res.route("history")
-        )(_signed(history, [path_param], Template))
+        return handler
 
+    guard = role_guard(res, "deactivate")
+    handlers = {
+        "confirm_deactivate": get(f"{item}/deactivate", guards=guard, name=res.route("confirm"))(
+            signed(confirm, [path_param], Template)
+        )
+    }
+    for action, active in (("deactivate", False), ("reactivate", True)):
+        handlers[action] = post(f"{item}/{action}", guards=guard, name=res.route(action))(
+            signed(change(active), [path_param], Response[Any], WRITE)
+        )
+    return handlers
+
+
+def _history_handler(res: AdminResource) -> Any:
+    item, path_param = item_route(res)
+
+    async def history(
+        self: Any, request: Request[Any, Any, Any], user: CurrentUser, **kw: Any
+    ) -> Template:
+        row_id = kw[res.id_param]
+        row = await res.load(user, row_id, write=False)
+        context = {
+            "rows": await audit.history(res.name, row_id),
+            "title": f"History of {res.title(row)}",
+            "back_url": reverse(request, res.route("detail"), **{res.id_param: row_id}),
+        }
+        return Template("admin/history.html", context=context)
+
+    return get(f"{item}/history", guards=role_guard(res, "history"), name=res.route("history"))(
+        signed(history, [path_param], Template)
+    )
+
+
+def admin_controller(
+    resource: AdminResource, extra: Mapping[str, Any] | None = None
+) -> type[Controller]:
+    """A ``Controller`` with the resource's list, detail, confirm, deactivate,
+    reactivate and history handlers (those it declares), its form's, and
+    ``extra`` handlers built from another declaration (a price form)."""
+    res = resource
+    handlers: dict[str, Any] = {"path": res.path, "index": _list_handler(res)}
+    if res.detail_template:
+        handlers["detail"] = _detail_handler(res)
+    if res.set_active is not None:
+        handlers.update(_active_handlers(res, res.set_active))
+    if res.history:
+        handlers["history"] = _history_handler(res)
+    if res.form is not None:
+        handlers.update(_form_handlers(res, res.form))
+    handlers.update(extra or {})
     name = "".join(part.capitalize() for part in res.name.split("_")) + "AdminController"
     return type(name, (Controller,), handlers)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from litestar import Request
+from litestar import Request, Response
 
 from portal.errors import Invalid
 from portal.fields import MAX_ID, optional_text, parse_id, parse_int, require_text
+from portal.web.responses import redirect
+
+# A flash message: its text, or (text, level) for "warning", "info", "error".
+Flash = str | tuple[str, str]
+Values = dict[str, str]
+Lists = dict[str, list[str]]
 
 # Services raise ``portal.errors.Invalid``; this older name stays for the code that used it.
 ValidationFailed = Invalid
@@ -28,8 +35,27 @@ async def read_form(request: Request[Any, Any, Any]) -> tuple[dict[str, str], di
     return single, multi
 
 
+async def submit(
+    request: Request[Any, Any, Any],
+    save: Callable[[Values, Lists], Awaitable[tuple[str, Flash]]],
+    refused: Callable[[Values, Lists, dict[str, str]], Awaitable[Response[Any]]],
+) -> Response[Any]:
+    """Post/redirect/get, written once: ``save`` parses the form and saves
+    (raising ``Invalid`` for bad input, so nothing is half-saved) and returns
+    where to go and what to say; ``refused`` renders the page again with the
+    errors beside their fields and what was typed kept (status 422)."""
+    values, lists = await read_form(request)
+    try:
+        url, message = await save(values, lists)
+    except Invalid as exc:
+        return await refused(values, lists, exc.errors)
+    text, level = message if isinstance(message, tuple) else (message, "success")
+    return redirect(request, url, text, level)
+
+
 __all__ = [
     "MAX_ID",
+    "Flash",
     "Invalid",
     "ValidationFailed",
     "optional_text",
@@ -37,4 +63,5 @@ __all__ = [
     "parse_int",
     "read_form",
     "require_text",
+    "submit",
 ]

@@ -1,0 +1,100 @@
+"""What creating and editing a service or a package have in common.
+
+Owners only; names unique regardless of case (the database's ``lower(name)``
+index has the last word: a race that passes the first check is refused by
+it, with the same message); a row created with its first price version and
+one audit record; an edit that changes nothing writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+from piccolo.query.functions.string import Lower
+
+from portal import db, records
+from portal.audit import service as audit
+from portal.auth.service import OWNER, CurrentUser
+from portal.errors import Forbidden, Invalid
+from portal.timeutil import utcnow
+
+# A service or package table: the helpers below work on either.
+Named = Any
+
+
+def require_owner(actor: CurrentUser) -> None:
+    if actor.role != OWNER:
+        raise Forbidden("Only owners change services, packages and base prices.")
+
+
+async def name_taken(table: Named, name: str, exclude_id: int | None) -> bool:
+    """Names are unique regardless of case (as the database's lower(name) index says)."""
+    query = table.exists().where(Lower(table.name) == name.lower())
+    if exclude_id is not None:
+        query = query.where(table.id != exclude_id)
+    return bool(await query.run())
+
+
+@asynccontextmanager
+async def unique_name(errors: Mapping[str, str]) -> AsyncIterator[None]:
+    """The database's unique index refusing a name, as the form's error."""
+    try:
+        yield
+    except Exception as exc:
+        if db.is_unique_violation(exc):
+            raise Invalid(dict(errors)) from exc
+        raise
+
+
+async def create_entity(
+    actor: CurrentUser,
+    table: Named,
+    entity: str,
+    values: dict[str, Any],
+    after: dict[str, Any],
+    first_price: Callable[[int, datetime], Awaitable[dict[str, Any]]],
+    *,
+    duplicate: Mapping[str, str],
+    address: str,
+) -> int:
+    """Insert an active row and its first price version (``first_price`` returns
+    the version's audit fields), audited as one "create"."""
+    now = utcnow()
+    async with unique_name(duplicate), db.transaction():
+        row_id = await records.insert(table, **values, active=True, created_at=now, updated_at=now)
+        price = await first_price(row_id, now)
+        await audit.record(
+            actor,
+            "create",
+            entity,
+            row_id,
+            after={"id": row_id, **after, "active": True, **price},
+            address=address,
+        )
+    return row_id
+
+
+async def update_entity(
+    actor: CurrentUser,
+    table: Named,
+    entity: str,
+    before: dict[str, Any],
+    data: dict[str, Any],
+    *,
+    duplicate: Mapping[str, str],
+    address: str,
+) -> None:
+    """Change the editable fields (``data``'s keys) of a row, audited before and after."""
+    row_id = int(before["id"])
+    if await name_taken(table, str(data["name"]), row_id):
+        raise Invalid(dict(duplicate))
+    old = {f: before[f] for f in data}
+    if old == data:
+        return
+    async with unique_name(duplicate), db.transaction():
+        changes: dict[Any, Any] = {**data, "updated_at": utcnow()}
+        await table.update(changes).where(table.id == row_id).run()
+        await audit.record(actor, "update", entity, row_id, before=old, after=data, address=address)
