@@ -26,6 +26,7 @@ from portal.web.admin import (
     Filter,
     Roles,
     admin_controller,
+    chainwide,
     item_route,
     reverse,
     role_guard,
@@ -35,7 +36,6 @@ from portal.web.admin import (
 )
 from portal.web.forms import Flash, Lists, Values, parse_id, submit
 from portal.web.guards import requires_role
-from portal.web.pagination import Page
 
 readers = requires_role(OWNER, MANAGER, ACCOUNTANT)
 override_editors = requires_role(OWNER, MANAGER)
@@ -297,12 +297,6 @@ async def _catalog_context(_: CurrentUser) -> dict[str, Any]:
     return _helpers()
 
 
-async def _services_page(user: CurrentUser, filters: dict[str, str], after: str | None) -> Page:
-    return await listing.list_services(
-        search=filters["q"].strip(), status=filters["status"], after=after
-    )
-
-
 async def _service_detail(
     request: Request[Any, Any, Any], user: CurrentUser, row: dict[str, Any]
 ) -> dict[str, Any]:
@@ -318,7 +312,19 @@ async def _service_detail(
     }
 
 
-SERVICES = AdminResource(
+def _catalog_resource(**declared: Any) -> AdminResource:
+    """Services and packages share their roles, their list page and its cells."""
+    return AdminResource(
+        roles=CATALOG_ROLES,
+        list_template="catalog/list.html",
+        list_context=_catalog_context,
+        cells="catalog/_cells.html",
+        filter_class="catalog-filters",
+        **declared,
+    )
+
+
+SERVICES = _catalog_resource(
     name="service",
     label="service",
     plural="Services",
@@ -326,9 +332,8 @@ SERVICES = AdminResource(
     id_param="service_id",
     routes="catalog_service",
     list_route="catalog_services",
-    roles=CATALOG_ROLES,
     load=unscoped(listing.get_service),
-    list_rows=_services_page,
+    list_rows=chainwide(listing.list_services),
     columns=(
         Column("Service", "name", link=True, sub="treatment_type"),
         Column("Duration", "duration_minutes", suffix=" min"),
@@ -340,26 +345,12 @@ SERVICES = AdminResource(
     set_active=services.set_service_active,
     detail_template="catalog/service_detail.html",
     detail_context=_service_detail,
-    list_template="catalog/list.html",
-    list_context=_catalog_context,
-    cells="catalog/_cells.html",
     new_label="New service",
-    filter_class="catalog-filters",
     confirm_text="Its packages stop selling until the service is reactivated. Packages "
     "already sold are not affected. Its price history is kept, and an owner can reactivate "
     "the service at any time.",
     form=SERVICE_FORM,
 )
-
-
-async def _packages_page(user: CurrentUser, filters: dict[str, str], after: str | None) -> Page:
-    return await listing.list_packages(
-        search=filters["q"].strip(),
-        status=filters["status"],
-        online=filters["online"],
-        service_id=parse_id(filters["service"]),
-        after=after,
-    )
 
 
 async def _service_choices(_: CurrentUser) -> list[tuple[Any, str]]:
@@ -398,7 +389,7 @@ async def _package_detail(
     }
 
 
-PACKAGES = AdminResource(
+PACKAGES = _catalog_resource(
     name="package",
     label="package",
     plural="Packages",
@@ -406,9 +397,8 @@ PACKAGES = AdminResource(
     id_param="package_id",
     routes="catalog_package",
     list_route="catalog_packages",
-    roles=CATALOG_ROLES,
     load=unscoped(listing.get_package),
-    list_rows=_packages_page,
+    list_rows=chainwide(listing.list_packages),
     columns=(
         Column("Package", "name", link=True, sub="service_name"),
         Column("Sessions", "sessions"),
@@ -421,17 +411,20 @@ PACKAGES = AdminResource(
     ),
     filters=(
         search("Package or service"),
-        Filter("service", "Service", choices=_service_choices, any_label="All services"),
+        Filter(
+            "service",
+            "Service",
+            choices=_service_choices,
+            any_label="All services",
+            param="service_id",
+            parse=parse_id,
+        ),
         Filter("online", "Sold online", choices=_online_choices, default="all"),
     ),
     set_active=packages.set_package_active,
     detail_template="catalog/package_detail.html",
     detail_context=_package_detail,
-    list_template="catalog/list.html",
-    list_context=_catalog_context,
-    cells="catalog/_cells.html",
     new_label="New package",
-    filter_class="catalog-filters",
     confirm_text="It is no longer sold, online or at the front desk. Packages already sold "
     "keep every term they were sold with. Its price history is kept, and an owner can "
     "reactivate the package at any time.",

@@ -10,7 +10,6 @@ from portal.locations import service
 from portal.timeutil import common_timezones
 from portal.web.admin import AdminForm, AdminResource, Column, Roles, admin_controller, search
 from portal.web.guards import requires_role
-from portal.web.pagination import Page
 
 COMMON_CURRENCIES = ["USD", "CAD", "EUR", "GBP", "AUD", "NZD", "CHF"]
 readers = requires_role(OWNER, MANAGER, ACCOUNTANT)
@@ -72,12 +71,6 @@ LOCATION_FORM = AdminForm(
 )
 
 
-async def _list_rows(user: CurrentUser, filters: dict[str, str], after: str | None) -> Page:
-    return await service.list_locations(
-        user, search=filters["q"].strip(), status=filters["status"], after=after
-    )
-
-
 LOCATIONS = AdminResource(
     name="location",
     label="location",
@@ -94,7 +87,7 @@ LOCATIONS = AdminResource(
         deactivate=(OWNER,),
     ),
     load=service.get_location_for,
-    list_rows=_list_rows,
+    list_rows=service.list_locations,
     columns=(
         Column("Name", "name", link=True, sub="slug"),
         Column("Time zone", "timezone"),

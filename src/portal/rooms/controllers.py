@@ -18,15 +18,14 @@ from portal.web.admin import (
     AdminForm,
     AdminResource,
     Column,
-    Filter,
     Roles,
     admin_controller,
+    location_filter,
     reverse,
     search,
 )
 from portal.web.forms import Flash, Lists, Values, parse_id, submit
 from portal.web.guards import requires_role
-from portal.web.pagination import Page
 from portal.web.responses import redirect
 
 managers = requires_role(OWNER, MANAGER)
@@ -107,16 +106,6 @@ ROOM_FORM = AdminForm(
 )
 
 
-async def _list_rows(user: CurrentUser, filters: dict[str, str], after: str | None) -> Page:
-    return await service.list_rooms(
-        user,
-        search=filters["q"].strip(),
-        location_id=parse_id(filters["location"]),
-        status=filters["status"],
-        after=after,
-    )
-
-
 async def _list_context(user: CurrentUser) -> dict[str, Any]:
     return {"locations": await locations_for(user)}
 
@@ -148,7 +137,7 @@ ROOMS = AdminResource(
         deactivate=(OWNER, MANAGER),
     ),
     load=service.get_room_for,
-    list_rows=_list_rows,
+    list_rows=service.list_rooms,
     columns=(
         Column("Room", "name", link=True),
         Column("Location", "location_name"),
@@ -157,7 +146,7 @@ ROOMS = AdminResource(
     ),
     filters=(
         search("Name or equipment"),
-        Filter("location", "Location", choices=location_choices, any_label="All locations"),
+        location_filter(location_choices),
     ),
     scope=lambda row: frozenset({int(row["location"])}),
     title=lambda row: f"{row['name']} ({row['location_name']})",

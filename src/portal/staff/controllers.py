@@ -22,17 +22,16 @@ from portal.web.admin import (
     AdminResource,
     AdminView,
     Column,
-    Filter,
     Messages,
     Roles,
     admin_controller,
+    location_filter,
     render_form,
     reverse,
     search,
 )
 from portal.web.forms import Flash, Lists, ValidationFailed, Values, parse_id, submit
 from portal.web.guards import requires_owner, requires_role
-from portal.web.pagination import Page
 from portal.web.responses import redirect
 
 managers = requires_role(OWNER, MANAGER)
@@ -181,16 +180,6 @@ async def _detail_context(
     }
 
 
-async def _list_rows(user: CurrentUser, filters: dict[str, str], after: str | None) -> Page:
-    return await therapists.list_therapists(
-        user,
-        search=filters["q"].strip(),
-        location_id=parse_id(filters["location"]),
-        status=filters["status"],
-        after=after,
-    )
-
-
 async def _list_context(_: CurrentUser) -> dict[str, Any]:
     return {"today": utcnow().date()}
 
@@ -217,7 +206,7 @@ THERAPISTS = AdminResource(
         deactivate=(OWNER, MANAGER),
     ),
     load=therapists.get_therapist_for,
-    list_rows=_list_rows,
+    list_rows=therapists.list_therapists,
     columns=(
         Column("Name", "name", link=True, sub="email"),
         Column("Locations", cell="locations"),
@@ -227,7 +216,7 @@ THERAPISTS = AdminResource(
     ),
     filters=(
         search("Name or email"),
-        Filter("location", "Location", choices=location_choices, any_label="All locations"),
+        location_filter(location_choices),
     ),
     scope=lambda row: frozenset(row["location_ids"]),
     # Deactivating takes a therapist out of every location: a manager needs them all.

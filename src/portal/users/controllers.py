@@ -19,12 +19,12 @@ from portal.web.admin import (
     Messages,
     Roles,
     admin_controller,
+    chainwide,
     reverse,
     search,
     unscoped,
 )
 from portal.web.guards import requires_owner
-from portal.web.pagination import Page
 from portal.web.responses import redirect
 
 
@@ -83,10 +83,6 @@ USER_FORM = AdminForm(
 )
 
 
-async def _list_rows(user: CurrentUser, filters: dict[str, str], after: str | None) -> Page:
-    return await service.list_users(search=filters["q"].strip(), role=filters["role"], after=after)
-
-
 async def _role_choices(_: CurrentUser) -> list[tuple[Any, str]]:
     return [(r, ROLE_LABELS[r]) for r in ROLES]
 
@@ -104,7 +100,7 @@ USERS = AdminResource(
         list=(OWNER,), detail=(OWNER,), create=(OWNER,), edit=(OWNER,), deactivate=(OWNER,)
     ),
     load=unscoped(service.get_user),
-    list_rows=_list_rows,
+    list_rows=chainwide(service.list_users),
     columns=(
         Column("Email", "email", link=True),
         Column("Name", "name"),

@@ -28,6 +28,7 @@ from litestar.response import Template
 
 from portal.access import can_read, can_write
 from portal.audit import service as audit
+from portal.fields import parse_id
 from portal.identity import OWNER, CurrentUser
 from portal.records import STATUSES
 from portal.web.forms import Flash, Lists, ValidationFailed, Values, read_form, submit
@@ -64,7 +65,11 @@ async def _statuses(_: CurrentUser) -> Sequence[tuple[Any, str]]:
 
 @dataclass(frozen=True)
 class Filter:
-    """A query parameter of a list: a search box, or a select of ``choices``."""
+    """A query parameter of a list: a search box, or a select of ``choices``.
+
+    The list's query (``AdminResource.list_rows``) gets it as the keyword
+    ``param`` (default: its name), read by ``parse`` (default: as typed).
+    """
 
     name: str
     label: str
@@ -72,13 +77,30 @@ class Filter:
     choices: Choices | None = None
     any_label: str = ""  # the first option, meaning "no filter" ("All locations")
     default: str = ""
+    param: str = ""
+    parse: Callable[[str], Any] | None = None
+
+    def value(self, raw: str) -> Any:
+        return self.parse(raw) if self.parse is not None else raw
 
 
 STATUS_FILTER = Filter("status", "Status", choices=_statuses, default="active")
 
 
 def search(placeholder: str) -> Filter:
-    return Filter("q", "Search", placeholder=placeholder)
+    return Filter("q", "Search", placeholder=placeholder, param="search", parse=str.strip)
+
+
+def location_filter(choices: Choices) -> Filter:
+    """A list's location select: the service's ``location_id``."""
+    return Filter(
+        "location",
+        "Location",
+        choices=choices,
+        any_label="All locations",
+        param="location_id",
+        parse=parse_id,
+    )
 
 
 @dataclass(frozen=True)
@@ -179,7 +201,9 @@ class AdminResource:
     # The service's ``get_…_for(user, id, *, write) → row``, scope-checked
     # (:func:`unscoped` for chain-wide rows).
     load: Callable[..., Awaitable[Row]]
-    list_rows: Callable[[CurrentUser, dict[str, str], str | None], Awaitable[Page]]
+    # The service's list query: ``(user, *, after, **filters) → Page`` (the
+    # filters by their ``param``); :func:`chainwide` for lists with no location.
+    list_rows: Callable[..., Awaitable[Page]]
     columns: tuple[Column, ...]
     filters: tuple[Filter, ...] = ()
     status_filter: bool = True
@@ -236,6 +260,16 @@ class AdminResource:
         if action in ("deactivate", "reactivate") and self.deactivate_needs_every_location:
             return bool(allowed) and all(allowed)
         return any(allowed)
+
+
+def chainwide(rows: Callable[..., Awaitable[Page]]) -> Callable[..., Awaitable[Page]]:
+    """A list query for rows with no location (the catalog's, the accounts'):
+    every user of the list sees them all, so the query does not take the user."""
+
+    async def query(_user: CurrentUser, **kw: Any) -> Page:
+        return await rows(**kw)
+
+    return query
 
 
 def unscoped(get: Callable[[int], Awaitable[Row]]) -> Callable[..., Awaitable[Row]]:
@@ -464,7 +498,8 @@ def _list_handler(res: AdminResource) -> Any:
         self: Any, request: Request[Any, Any, Any], user: CurrentUser, **query: Any
     ) -> Template:
         values = {f.name: (query.get(f"f_{f.name}") or "") for f in list_filters}
-        page = await res.list_rows(user, values, query.get("after"))
+        wanted = {f.param or f.name: f.value(values[f.name]) for f in list_filters}
+        page = await res.list_rows(user, after=query.get("after"), **wanted)
         shown = []
         for f in list_filters:
             choices = await f.choices(user) if f.choices is not None else None
