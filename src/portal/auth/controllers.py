@@ -10,6 +10,7 @@ from litestar.response import Redirect, Template
 from portal.auth import passkeys, service, tokens, totp, twostep
 from portal.identity import ROLE_LABELS, STAFF_ROLES, CurrentUser
 from portal.settings import Settings
+from portal.web.deps import Address, AppSettings, SignedIn, Visitor
 from portal.web.forms import ValidationFailed, read_form
 from portal.web.guards import requires_owner, requires_role, requires_signed_in
 from portal.web.responses import (
@@ -76,7 +77,7 @@ class AuthController(Controller):
     @get("/login", opt=PUBLIC, name="login")
     async def login_page(
         self,
-        user_or_none: CurrentUser | None,
+        user_or_none: Visitor,
         next_url: Annotated[str | None, QueryParameter(name="next")] = None,
     ) -> Response[Any]:
         if user_or_none is not None:
@@ -88,7 +89,7 @@ class AuthController(Controller):
 
     @post("/login", opt=PUBLIC, name="login_submit")
     async def login(
-        self, request: Request[Any, Any, Any], settings: Settings, client_address: str
+        self, request: Request[Any, Any, Any], settings: AppSettings, client_address: Address
     ) -> Response[Any]:
         values, _ = await read_form(request)
         email, password = values.get("email", ""), values.get("password", "")
@@ -115,7 +116,7 @@ class AuthController(Controller):
         return await _after_password(request, settings, token, next_url)
 
     @post("/logout", guards=[requires_signed_in], name="logout", opt=ENROLMENT)
-    async def logout(self, request: Request[Any, Any, Any], settings: Settings) -> Response[Any]:
+    async def logout(self, request: Request[Any, Any, Any], settings: AppSettings) -> Response[Any]:
         token = request.state.get("session_token")
         if token:
             await service.end_session(token)
@@ -131,9 +132,9 @@ class AuthController(Controller):
     async def change_password(
         self,
         request: Request[Any, Any, Any],
-        user: CurrentUser,
-        settings: Settings,
-        client_address: str,
+        user: SignedIn,
+        settings: AppSettings,
+        client_address: Address,
     ) -> Response[Any]:
         values, _ = await read_form(request)
         if values.get("new_password", "") != values.get("confirm_password", ""):
@@ -188,11 +189,11 @@ class ApiTokenController(Controller):
     guards = [token_holders]
 
     @get("/", name="api_tokens")
-    async def index(self, user: CurrentUser) -> Template:
+    async def index(self, user: SignedIn) -> Template:
         return await _tokens_page(user)
 
     @post("/", name="api_token_create")
-    async def create(self, request: Request[Any, Any, Any], user: CurrentUser) -> Template:
+    async def create(self, request: Request[Any, Any, Any], user: SignedIn) -> Template:
         values, _ = await read_form(request)
         try:
             _, token = await tokens.create_token(user, values.get("name", ""))
@@ -202,7 +203,7 @@ class ApiTokenController(Controller):
 
     @post("/{token_id:int}/revoke", name="api_token_revoke")
     async def revoke(
-        self, request: Request[Any, Any, Any], user: CurrentUser, token_id: FromPath[int]
+        self, request: Request[Any, Any, Any], user: SignedIn, token_id: FromPath[int]
     ) -> Response[Any]:
         if not await tokens.revoke(user, token_id):
             raise NotFoundException("No such token.")
@@ -289,7 +290,7 @@ class TwoStepSignInController(Controller):
 
     @post("/", opt=PUBLIC, name="two_step_submit")
     async def submit(
-        self, request: Request[Any, Any, Any], settings: Settings, client_address: str
+        self, request: Request[Any, Any, Any], settings: AppSettings, client_address: Address
     ) -> Response[Any]:
         step = await _pending(request)
         if step is None:
@@ -309,7 +310,7 @@ class TwoStepSignInController(Controller):
 
     @post("/passkey/options", opt=PUBLIC, name="two_step_passkey_options")
     async def passkey_options(
-        self, request: Request[Any, Any, Any], settings: Settings
+        self, request: Request[Any, Any, Any], settings: AppSettings
     ) -> Response[Any]:
         step = await _pending(request)
         if step is None:
@@ -321,7 +322,7 @@ class TwoStepSignInController(Controller):
 
     @post("/passkey", opt=PUBLIC, name="two_step_passkey")
     async def passkey(
-        self, request: Request[Any, Any, Any], settings: Settings, client_address: str
+        self, request: Request[Any, Any, Any], settings: AppSettings, client_address: Address
     ) -> Response[Any]:
         step = await _pending(request)
         if step is None:
@@ -341,7 +342,7 @@ class TwoStepSignInController(Controller):
         return _signed_in(_json({"redirect": step.next_url or "/"}), settings, token)
 
     @post("/cancel", opt=PUBLIC, name="two_step_cancel")
-    async def cancel(self, request: Request[Any, Any, Any], settings: Settings) -> Response[Any]:
+    async def cancel(self, request: Request[Any, Any, Any], settings: AppSettings) -> Response[Any]:
         await twostep.cancel(request.cookies.get(PENDING_COOKIE, ""))
         response = redirect(request, "/login", "Sign-in cancelled.", "info")
         _pending_cookie(response, settings, "")
@@ -355,12 +356,12 @@ class PasskeySignInController(Controller):
     opt = PUBLIC
 
     @post("/options", opt=PUBLIC, name="passkey_sign_in_options")
-    async def options(self, settings: Settings) -> Response[Any]:
+    async def options(self, settings: AppSettings) -> Response[Any]:
         return _json(await passkeys.authentication_options(settings, passkeys.SIGN_IN))
 
     @post("/", opt=PUBLIC, name="passkey_sign_in")
     async def sign_in(
-        self, request: Request[Any, Any, Any], settings: Settings, client_address: str
+        self, request: Request[Any, Any, Any], settings: AppSettings, client_address: Address
     ) -> Response[Any]:
         data = await _read_json(request)
         if data is None:
@@ -428,7 +429,7 @@ class TwoStepAccountController(Controller):
     opt = ENROLMENT
 
     @get("/", opt=ENROLMENT, name="two_step_account")
-    async def index(self, user: CurrentUser) -> Template:
+    async def index(self, user: SignedIn) -> Template:
         return Template(
             "auth/two_step_account.html",
             context={
@@ -439,16 +440,16 @@ class TwoStepAccountController(Controller):
         )
 
     @get("/totp", opt=ENROLMENT, name="two_step_totp")
-    async def totp_form(self, request: Request[Any, Any, Any], user: CurrentUser) -> Response[Any]:
+    async def totp_form(self, request: Request[Any, Any, Any], user: SignedIn) -> Response[Any]:
         return await _totp_setup(request, user, {})
 
     @post("/totp", opt=ENROLMENT, name="two_step_totp_confirm")
     async def totp_confirm(
         self,
         request: Request[Any, Any, Any],
-        user: CurrentUser,
-        settings: Settings,
-        client_address: str,
+        user: SignedIn,
+        settings: AppSettings,
+        client_address: Address,
     ) -> Response[Any]:
         values, _ = await read_form(request)
         try:
@@ -468,9 +469,9 @@ class TwoStepAccountController(Controller):
     async def totp_remove(
         self,
         request: Request[Any, Any, Any],
-        user: CurrentUser,
-        settings: Settings,
-        client_address: str,
+        user: SignedIn,
+        settings: AppSettings,
+        client_address: Address,
     ) -> Response[Any]:
         values, _ = await read_form(request)
         if values.get("confirm") != "yes":
@@ -485,7 +486,7 @@ class TwoStepAccountController(Controller):
         return redirect(request, "/account/two-step", "Authenticator app removed.", "info")
 
     @post("/passkeys/options", opt=ENROLMENT, name="two_step_passkey_register_options")
-    async def passkey_options(self, user: CurrentUser, settings: Settings) -> Response[Any]:
+    async def passkey_options(self, user: SignedIn, settings: AppSettings) -> Response[Any]:
         options = await passkeys.registration_options(settings, user.id, user.email, user.name)
         return _json(options)
 
@@ -493,9 +494,9 @@ class TwoStepAccountController(Controller):
     async def passkey_register(
         self,
         request: Request[Any, Any, Any],
-        user: CurrentUser,
-        settings: Settings,
-        client_address: str,
+        user: SignedIn,
+        settings: AppSettings,
+        client_address: Address,
     ) -> Response[Any]:
         data = await _read_json(request)
         if data is None:
@@ -521,9 +522,9 @@ class TwoStepAccountController(Controller):
     async def passkey_remove(
         self,
         request: Request[Any, Any, Any],
-        user: CurrentUser,
-        settings: Settings,
-        client_address: str,
+        user: SignedIn,
+        settings: AppSettings,
+        client_address: Address,
         passkey_id: FromPath[int],
     ) -> Response[Any]:
         row = await passkeys.get(user.id, passkey_id)
@@ -542,7 +543,7 @@ class TwoStepAccountController(Controller):
 
     @post("/recovery-codes", opt=ENROLMENT, name="two_step_recovery_codes")
     async def recovery_codes(
-        self, user: CurrentUser, settings: Settings, client_address: str
+        self, user: SignedIn, settings: AppSettings, client_address: Address
     ) -> Template:
         codes = await twostep.new_recovery_codes(settings, user, address=client_address)
         return _recovery_codes_page(codes, "New recovery codes; the old ones no longer work.")
@@ -582,7 +583,7 @@ class TwoStepPolicyController(Controller):
 
     @post("/", name="two_step_policy_save")
     async def save(
-        self, request: Request[Any, Any, Any], user: CurrentUser, client_address: str
+        self, request: Request[Any, Any, Any], user: SignedIn, client_address: Address
     ) -> Response[Any]:
         _, multi = await read_form(request)
         roles = {r for r in multi.get("required", []) if r in STAFF_ROLES}

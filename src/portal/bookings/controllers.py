@@ -27,6 +27,7 @@ from portal.settings import Settings
 from portal.staff import hours as h
 from portal.timeutil import utcnow
 from portal.web.admin import reverse
+from portal.web.deps import AppSettings, SignedIn
 from portal.web.forms import read_form
 from portal.web.guards import requires_role
 from portal.web.pagination import Page
@@ -432,7 +433,7 @@ class BookingController(Controller):
     @get("/", guards=[viewers], name="appointments")
     async def index(
         self,
-        user: CurrentUser,
+        user: SignedIn,
         location_id: Annotated[int | None, QueryParameter(name="location")] = None,
         day: Annotated[str | None, QueryParameter(name="day")] = None,
     ) -> Template:
@@ -448,7 +449,7 @@ class BookingController(Controller):
     async def list_page(
         self,
         request: Request[Any, Any, Any],
-        user: CurrentUser,
+        user: SignedIn,
         after: Annotated[str | None, QueryParameter(name="after")] = None,
     ) -> Template:
         """Every appointment the user may see, newest first, 50 a page (keyset)."""
@@ -469,12 +470,12 @@ class BookingController(Controller):
         )
 
     @get("/new", guards=[bookers], name="appointment_new")
-    async def new(self, request: Request[Any, Any, Any], user: CurrentUser) -> Template:
+    async def new(self, request: Request[Any, Any, Any], user: SignedIn) -> Template:
         return await _booking_page(user, _query(request))
 
     @post("/", guards=[bookers], name="appointment_create")
     async def create(
-        self, request: Request[Any, Any, Any], user: CurrentUser, settings: Settings
+        self, request: Request[Any, Any, Any], user: SignedIn, settings: AppSettings
     ) -> Response[Any]:
         values, _ = await read_form(request)
         mail = _Mail(settings)
@@ -494,15 +495,15 @@ class BookingController(Controller):
         return mail.after(_to_detail(request, appointment_id, booked))
 
     @get("/{appointment_id:int}", guards=[viewers], name="appointment_detail")
-    async def detail(self, user: CurrentUser, appointment_id: FromPath[int]) -> Template:
+    async def detail(self, user: SignedIn, appointment_id: FromPath[int]) -> Template:
         return await _detail_page(user, appointment_id)
 
     @post("/{appointment_id:int}/cancel", guards=[bookers], name="appointment_cancel")
     async def cancel(
         self,
         request: Request[Any, Any, Any],
-        user: CurrentUser,
-        settings: Settings,
+        user: SignedIn,
+        settings: AppSettings,
         appointment_id: FromPath[int],
     ) -> Response[Any]:
         values, _ = await read_form(request)
@@ -518,7 +519,7 @@ class BookingController(Controller):
 
     @post("/{appointment_id:int}/complete", guards=[staff_actions], name="appointment_complete")
     async def complete(
-        self, request: Request[Any, Any, Any], user: CurrentUser, appointment_id: FromPath[int]
+        self, request: Request[Any, Any, Any], user: SignedIn, appointment_id: FromPath[int]
     ) -> Response[Any]:
         values, _ = await read_form(request)
         request_key = onetime.parse(values.get(onetime.FIELD))
@@ -530,7 +531,7 @@ class BookingController(Controller):
 
     @post("/{appointment_id:int}/no-show", guards=[managers], name="appointment_no_show")
     async def no_show(
-        self, request: Request[Any, Any, Any], user: CurrentUser, appointment_id: FromPath[int]
+        self, request: Request[Any, Any, Any], user: SignedIn, appointment_id: FromPath[int]
     ) -> Response[Any]:
         values, _ = await read_form(request)
         try:
@@ -544,7 +545,7 @@ class BookingController(Controller):
     @get("/{appointment_id:int}/move", guards=[managers], name="appointment_move_form")
     async def move_form(
         self,
-        user: CurrentUser,
+        user: SignedIn,
         appointment_id: FromPath[int],
         day: Annotated[str | None, QueryParameter(name="day")] = None,
         therapist: Annotated[str | None, QueryParameter(name="therapist")] = None,
@@ -563,8 +564,8 @@ class BookingController(Controller):
     async def move(
         self,
         request: Request[Any, Any, Any],
-        user: CurrentUser,
-        settings: Settings,
+        user: SignedIn,
+        settings: AppSettings,
         appointment_id: FromPath[int],
     ) -> Response[Any]:
         appointment = await reading.get_appointment_for(user, appointment_id, write=True)
@@ -584,12 +585,12 @@ class BookingController(Controller):
         return mail.after(_to_detail(request, appointment_id, message))
 
     @get("/series/new", guards=[bookers], name="series_new")
-    async def series_form(self, request: Request[Any, Any, Any], user: CurrentUser) -> Template:
+    async def series_form(self, request: Request[Any, Any, Any], user: SignedIn) -> Template:
         return await _series_page(user, _query(request))
 
     @post("/series", guards=[bookers], name="series_create")
     async def series_create(
-        self, request: Request[Any, Any, Any], user: CurrentUser, settings: Settings
+        self, request: Request[Any, Any, Any], user: SignedIn, settings: AppSettings
     ) -> Response[Any]:
         values, _ = await read_form(request)
         mail = _Mail(settings)
@@ -684,7 +685,7 @@ class WeekViewController(Controller):
     @get("/{location_id:int}/week", guards=[managers], name="location_week")
     async def week(
         self,
-        user: CurrentUser,
+        user: SignedIn,
         location_id: FromPath[int],
         on: Annotated[str, QueryParameter(name="date")] = "",
         by: Annotated[str, QueryParameter(name="by")] = weekview.THERAPISTS,

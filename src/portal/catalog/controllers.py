@@ -34,6 +34,7 @@ from portal.web.admin import (
     signed,
     unscoped,
 )
+from portal.web.deps import Address, SignedIn
 from portal.web.forms import Flash, Lists, Values, parse_id, submit
 from portal.web.guards import requires_role
 
@@ -471,7 +472,7 @@ class PackageController(admin_controller(PACKAGES, _price_handlers(PACKAGE_PRICE
         name="catalog_package_override",
     )
     async def override(
-        self, user: CurrentUser, package_id: FromPath[int], location_id: FromPath[int]
+        self, user: SignedIn, package_id: FromPath[int], location_id: FromPath[int]
     ) -> Template:
         location = await get_location_for(user, location_id)
         return await _override_page(package_id, location)
@@ -484,8 +485,8 @@ class PackageController(admin_controller(PACKAGES, _price_handlers(PACKAGE_PRICE
     async def set_override(
         self,
         request: Request[Any, Any, Any],
-        user: CurrentUser,
-        client_address: str,
+        user: SignedIn,
+        client_address: Address,
         package_id: FromPath[int],
         location_id: FromPath[int],
     ) -> Response[Any]:
@@ -504,8 +505,8 @@ class PackageController(admin_controller(PACKAGES, _price_handlers(PACKAGE_PRICE
     async def end_override(
         self,
         request: Request[Any, Any, Any],
-        user: CurrentUser,
-        client_address: str,
+        user: SignedIn,
+        client_address: Address,
         package_id: FromPath[int],
         location_id: FromPath[int],
     ) -> Response[Any]:
@@ -697,7 +698,7 @@ class CatalogApiController(Controller):
         return {"items": [_api_package(r) for r in result.rows], "next": result.next_cursor}
 
     @get("/packages/{package_id:int}", name="api_catalog_package")
-    async def package_detail(self, user: CurrentUser, package_id: FromPath[int]) -> dict[str, Any]:
+    async def package_detail(self, user: SignedIn, package_id: FromPath[int]) -> dict[str, Any]:
         now = utcnow()
         package, offers = await listing.package_offers(user, package_id, now)
         visible = [o.location["id"] for o in offers]
@@ -715,7 +716,7 @@ class CatalogApiController(Controller):
     @get("/locations/{location_id:int}/prices", name="api_catalog_location_prices")
     async def location_prices(
         self,
-        user: CurrentUser,
+        user: SignedIn,
         location_id: FromPath[int],
         at: Annotated[str | None, QueryParameter(name="at")] = None,
     ) -> dict[str, Any]:
@@ -734,7 +735,7 @@ class CatalogApiController(Controller):
     )
     async def quote(
         self,
-        user: CurrentUser,
+        user: SignedIn,
         location_id: FromPath[int],
         package_id: FromPath[int],
         at: Annotated[str | None, QueryParameter(name="at")] = None,

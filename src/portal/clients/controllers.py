@@ -9,13 +9,14 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
 from portal.audit import service as audit
-from portal.auth.service import CLIENT, MANAGER, OWNER, CurrentUser, Throttled
+from portal.auth.service import CLIENT, MANAGER, OWNER, Throttled
 from portal.clients import accounts, intake, regions, service
 from portal.email.service import deliver
 from portal.errors import NotFound
 from portal.locations.service import all_locations
 from portal.settings import Settings
 from portal.web.admin import reverse
+from portal.web.deps import Address, AppSettings, SignedIn, Visitor
 from portal.web.forms import ValidationFailed, parse_id, read_form
 from portal.web.guards import requires_owner, requires_role
 from portal.web.responses import redirect, safe_next, set_session_cookie
@@ -177,7 +178,7 @@ class SignupController(Controller):
     @get("/signup", opt=PUBLIC, name="signup")
     async def signup_page(
         self,
-        user_or_none: CurrentUser | None,
+        user_or_none: Visitor,
         next_url: Annotated[str | None, QueryParameter(name="next")] = None,
     ) -> Response[Any]:
         if user_or_none is not None:
@@ -192,9 +193,9 @@ class SignupController(Controller):
     async def signup(
         self,
         request: Request[Any, Any, Any],
-        user_or_none: CurrentUser | None,
-        client_address: str,
-        settings: Settings,
+        user_or_none: Visitor,
+        client_address: Address,
+        settings: AppSettings,
     ) -> Response[Any]:
         values, _ = await read_form(request)
         next_url = safe_next(values.get("next"), "")
@@ -242,8 +243,8 @@ class SignupController(Controller):
     async def confirm(
         self,
         request: Request[Any, Any, Any],
-        client_address: str,
-        settings: Settings,
+        client_address: Address,
+        settings: AppSettings,
         token: FromPath[str],
     ) -> Response[Any]:
         try:
@@ -273,7 +274,7 @@ class PasswordResetController(Controller):
 
     @post("/forgot", opt=PUBLIC, name="password_forgot_submit")
     async def forgot(
-        self, request: Request[Any, Any, Any], client_address: str, settings: Settings
+        self, request: Request[Any, Any, Any], client_address: Address, settings: AppSettings
     ) -> Response[Any]:
         values, _ = await read_form(request)
         email = values.get("email", "")
@@ -306,8 +307,8 @@ class PasswordResetController(Controller):
     async def reset(
         self,
         request: Request[Any, Any, Any],
-        client_address: str,
-        settings: Settings,
+        client_address: Address,
+        settings: AppSettings,
         token: FromPath[str],
     ) -> Response[Any]:
         values, _ = await read_form(request)
@@ -341,19 +342,19 @@ class AccountController(Controller):
     guards = [clients_only]
 
     @get("/", name="account")
-    async def index(self, user: CurrentUser) -> Template:
+    async def index(self, user: SignedIn) -> Template:
         from portal.bookings.account import account_context  # bookings build on clients
 
         return Template("clients/account.html", context=await account_context(user.id))
 
     @get("/profile", name="account_profile")
-    async def profile_form(self, user: CurrentUser) -> Template:
+    async def profile_form(self, user: SignedIn) -> Template:
         client = await service.get_client(user.id)
         return await _profile_page("clients/profile_form.html", client)
 
     @post("/profile", name="account_profile_save")
     async def save_profile(
-        self, request: Request[Any, Any, Any], user: CurrentUser, client_address: str
+        self, request: Request[Any, Any, Any], user: SignedIn, client_address: Address
     ) -> Response[Any]:
         client = await service.get_client(user.id)
         values, _ = await read_form(request)
@@ -367,7 +368,7 @@ class AccountController(Controller):
     @get("/intake", name="account_intake")
     async def intake_view(
         self,
-        user: CurrentUser,
+        user: SignedIn,
         version: Annotated[str | None, QueryParameter(name="version")] = None,
     ) -> Template:
         client = await service.get_client(user.id)
@@ -375,7 +376,7 @@ class AccountController(Controller):
         return Template("clients/intake.html", context=context)
 
     @get("/intake/edit", name="account_intake_form")
-    async def intake_form(self, user: CurrentUser) -> Template:
+    async def intake_form(self, user: SignedIn) -> Template:
         latest = await service.current_intake(user.id)
         context = _intake_form_context(intake.as_form(latest), {})
         context["latest_version"] = latest["version"] if latest else None
@@ -383,7 +384,7 @@ class AccountController(Controller):
 
     @post("/intake/edit", name="account_intake_save")
     async def intake_save(
-        self, request: Request[Any, Any, Any], user: CurrentUser, client_address: str
+        self, request: Request[Any, Any, Any], user: SignedIn, client_address: Address
     ) -> Response[Any]:
         values, multi = await read_form(request)
         try:
@@ -412,7 +413,7 @@ class ClientStaffController(Controller):
     @get("/", name="clients")
     async def index(
         self,
-        user: CurrentUser,
+        user: SignedIn,
         q: Annotated[str, QueryParameter(name="q")] = "",
         status: Annotated[str, QueryParameter(name="status")] = "active",
         location: Annotated[str, QueryParameter(name="location")] = "",
@@ -441,13 +442,13 @@ class ClientStaffController(Controller):
         )
 
     @get("/{client_id:int}", name="client_detail")
-    async def detail(self, user: CurrentUser, client_id: FromPath[int]) -> Template:
+    async def detail(self, user: SignedIn, client_id: FromPath[int]) -> Template:
         client = await service.get_client_for(user, client_id)
         context = await _intake_page(client_id, None, client["timezone"])
         return Template("clients/staff/detail.html", context={"client": client, **context})
 
     @get("/{client_id:int}/edit", name="client_edit")
-    async def edit(self, user: CurrentUser, client_id: FromPath[int]) -> Template:
+    async def edit(self, user: SignedIn, client_id: FromPath[int]) -> Template:
         client = await service.get_client_for(user, client_id)
         return await _profile_page("clients/staff/edit.html", client)
 
@@ -455,8 +456,8 @@ class ClientStaffController(Controller):
     async def update(
         self,
         request: Request[Any, Any, Any],
-        user: CurrentUser,
-        client_address: str,
+        user: SignedIn,
+        client_address: Address,
         client_id: FromPath[int],
     ) -> Response[Any]:
         client = await service.get_client_for(user, client_id)
@@ -476,7 +477,7 @@ class ClientStaffController(Controller):
     @get("/{client_id:int}/intake", name="client_intake")
     async def intake_view(
         self,
-        user: CurrentUser,
+        user: SignedIn,
         client_id: FromPath[int],
         version: Annotated[str | None, QueryParameter(name="version")] = None,
     ) -> Template:
@@ -485,7 +486,7 @@ class ClientStaffController(Controller):
         return Template("clients/staff/intake.html", context={"client": client, **context})
 
     @get("/{client_id:int}/history", guards=[requires_owner], name="client_history")
-    async def history(self, user: CurrentUser, client_id: FromPath[int]) -> Template:
+    async def history(self, user: SignedIn, client_id: FromPath[int]) -> Template:
         client = await service.get_client_for(user, client_id)
         return Template(
             "audit/history.html",

@@ -6,14 +6,15 @@ from litestar import MediaType, Response, get
 from litestar.response import Template
 
 from portal import db
-from portal.auth.service import CLIENT, OWNER, CurrentUser
+from portal.auth.service import CLIENT, OWNER
 from portal.dashboard import service
 from portal.locations.service import all_locations
+from portal.web.deps import SignedIn
 from portal.web.guards import requires_signed_in
 
 
 @get("/", guards=[requires_signed_in], name="dashboard")
-async def dashboard(user: CurrentUser) -> Template:
+async def dashboard(user: SignedIn) -> Template:
     """Staff get the dashboard; a client's home is their account (packages, appointments).
 
     Clients are shown "My account" right here, where sign-in lands, rather

@@ -9,6 +9,7 @@ from portal.identity import ACCOUNTANT, MANAGER, OWNER, CurrentUser
 from portal.locations import service
 from portal.timeutil import common_timezones
 from portal.web.admin import AdminForm, AdminResource, Column, Roles, admin_controller, search
+from portal.web.deps import SignedIn
 from portal.web.guards import requires_role
 
 COMMON_CURRENCIES = ["USD", "CAD", "EUR", "GBP", "AUD", "NZD", "CHF"]
@@ -134,7 +135,7 @@ class LocationApiController(Controller):
     @get("/", guards=[readers], name="api_locations")
     async def index(
         self,
-        user: CurrentUser,
+        user: SignedIn,
         after: Annotated[str | None, QueryParameter(name="after")] = None,
         status: Annotated[str, QueryParameter(name="status")] = "all",
     ) -> dict[str, Any]:
@@ -142,7 +143,7 @@ class LocationApiController(Controller):
         return {"items": [_api_location(r) for r in page.rows], "next": page.next_cursor}
 
     @get("/{location_id:int}", guards=[readers], name="api_location")
-    async def detail(self, user: CurrentUser, location_id: FromPath[int]) -> dict[str, Any]:
+    async def detail(self, user: SignedIn, location_id: FromPath[int]) -> dict[str, Any]:
         return _api_location(await service.get_location_for(user, location_id))
 
 

@@ -8,7 +8,7 @@ from datetime import date
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
@@ -24,6 +24,7 @@ from portal.notes import charts, service
 from portal.notes import form as note_form
 from portal.timeutil import to_local, utcnow
 from portal.web.admin import reverse
+from portal.web.deps import Address, SignedIn
 from portal.web.forms import ValidationFailed, read_form
 from portal.web.guards import requires_owner, requires_role
 from portal.web.responses import redirect
@@ -64,11 +65,11 @@ class Reader:
     address: str
 
 
-def _provide_reader(user: CurrentUser, client_address: str) -> Reader:
+def _provide_reader(user: SignedIn, client_address: Address) -> Reader:
     return Reader(user, client_address)
 
 
-async def _provide_authored(reader: Reader, note_id: int) -> Note:
+async def _provide_authored(reader: ReaderOf, note_id: FromPath[int]) -> Note:
     """The note of the path, if the reader is its therapist (who alone writes, signs and
     amends it): 404 when there is none, 403 when it is not theirs."""
     note = await service.get_note(note_id)
@@ -78,6 +79,9 @@ async def _provide_authored(reader: Reader, note_id: int) -> Note:
 
 READER = {"reader": Provide(_provide_reader, sync_to_thread=False)}
 AUTHOR = {**READER, "authored": Provide(_provide_authored)}
+# How a handler asks for them (``reader: ReaderOf``, ``authored: AuthoredNote``).
+ReaderOf = NamedDependency[Reader]
+AuthoredNote = NamedDependency[Note]
 
 
 def _form_choices() -> dict[str, Any]:
@@ -233,7 +237,7 @@ class NotesController(Controller):
     @get("/", guards=[listers], name="notes")
     async def index(
         self,
-        user: CurrentUser,
+        user: SignedIn,
         status: Annotated[str, QueryParameter(name="status")] = "",
         location: Annotated[str, QueryParameter(name="location")] = "",
         q: Annotated[str, QueryParameter(name="q")] = "",
@@ -293,7 +297,7 @@ class NotesController(Controller):
 
     @get("/appointment/{appointment_id:int}", guards=[readers], name="note_for_appointment")
     async def for_appointment(
-        self, request: Req, reader: Reader, appointment_id: FromPath[int]
+        self, request: Req, reader: ReaderOf, appointment_id: FromPath[int]
     ) -> Response[Any]:
         """The appointment's note; for its therapist, the form to write one."""
         appointment = await reading.get_appointment_for(reader.user, appointment_id)
@@ -313,7 +317,7 @@ class NotesController(Controller):
     async def create(
         self,
         request: Req,
-        reader: Reader,
+        reader: ReaderOf,
         appointment_id: FromPath[int],
     ) -> Response[Any]:
         appointment = await service.appointment_for_writing(reader.user, appointment_id)
@@ -333,11 +337,11 @@ class NotesController(Controller):
             )  # fmt: skip
 
     @get("/{note_id:int}", guards=[readers], name="note_detail")
-    async def detail(self, reader: Reader, note_id: FromPath[int]) -> Template:
+    async def detail(self, reader: ReaderOf, note_id: FromPath[int]) -> Template:
         return await _detail_page(reader, await service.get_note(note_id))
 
     @get("/{note_id:int}/edit", guards=[therapists], name="note_edit")
-    async def edit(self, request: Req, reader: Reader, authored: Note) -> Response[Any]:
+    async def edit(self, request: Req, reader: ReaderOf, authored: AuthoredNote) -> Response[Any]:
         note_id = int(authored["id"])
         if authored["status"] != service.DRAFT:
             return _to_note(request, "note_detail", note_id, service.SIGNED_NOTE_MESSAGE, "info")
@@ -347,7 +351,7 @@ class NotesController(Controller):
         return await _compose_page(reader, appointment, form, note=detail)
 
     @post("/{note_id:int}/edit", guards=[therapists], name="note_update")
-    async def update(self, request: Req, reader: Reader, authored: Note) -> Response[Any]:
+    async def update(self, request: Req, reader: ReaderOf, authored: AuthoredNote) -> Response[Any]:
         note_id = int(authored["id"])
         appointment = await reading.get_appointment(int(authored["appointment"]))
 
@@ -360,14 +364,16 @@ class NotesController(Controller):
     # -- signing and amending -------------------------------------------------------------
 
     @get("/{note_id:int}/sign", guards=[therapists], name="note_sign_review")
-    async def sign_review(self, request: Req, reader: Reader, authored: Note) -> Response[Any]:
+    async def sign_review(
+        self, request: Req, reader: ReaderOf, authored: AuthoredNote
+    ) -> Response[Any]:
         note_id = int(authored["id"])
         if authored["status"] != service.DRAFT:
             return _to_note(request, "note_detail", note_id, "This note is already signed.", "info")
         return await _sign_page(reader, authored)
 
     @post("/{note_id:int}/sign", guards=[therapists], name="note_sign")
-    async def sign(self, request: Req, reader: Reader, authored: Note) -> Response[Any]:
+    async def sign(self, request: Req, reader: ReaderOf, authored: AuthoredNote) -> Response[Any]:
         note_id = int(authored["id"])
         values, _ = await read_form(request)
         try:
@@ -386,7 +392,7 @@ class NotesController(Controller):
         )  # fmt: skip
 
     @post("/{note_id:int}/amend", guards=[therapists], name="note_amend")
-    async def amend(self, request: Req, reader: Reader, authored: Note) -> Response[Any]:
+    async def amend(self, request: Req, reader: ReaderOf, authored: AuthoredNote) -> Response[Any]:
         note_id = int(authored["id"])
         values, _ = await read_form(request)
         try:
@@ -487,12 +493,12 @@ class ProgressController(Controller):
     dependencies = READER
 
     @get("/{progress_client_id:int}", guards=[progress_readers], name="client_progress")
-    async def page(self, reader: Reader, progress_client_id: FromPath[int]) -> Template:
+    async def page(self, reader: ReaderOf, progress_client_id: FromPath[int]) -> Template:
         context = await _progress_context(reader, progress_client_id, printout=False)
         return Template("notes/progress.html", context=context)
 
     @get("/{progress_client_id:int}/print", guards=[progress_readers], name="client_progress_print")
-    async def printout(self, reader: Reader, progress_client_id: FromPath[int]) -> Template:
+    async def printout(self, reader: ReaderOf, progress_client_id: FromPath[int]) -> Template:
         context = await _progress_context(reader, progress_client_id, printout=True)
         return Template("notes/progress_print.html", context=context)
 
@@ -503,12 +509,12 @@ class MyProgressController(Controller):
     guards = [clients_only]
 
     @get("/", name="my_progress")
-    async def page(self, reader: Reader) -> Template:
+    async def page(self, reader: ReaderOf) -> Template:
         context = await _progress_context(reader, reader.user.id, printout=False)
         return Template("notes/progress.html", context=context)
 
     @get("/print", name="my_progress_print")
-    async def printout(self, reader: Reader) -> Template:
+    async def printout(self, reader: ReaderOf) -> Template:
         context = await _progress_context(reader, reader.user.id, printout=True)
         return Template("notes/progress_print.html", context=context)
 

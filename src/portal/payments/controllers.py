@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
@@ -30,6 +30,7 @@ from portal.sales import service as sales
 from portal.sales.tables import Sale
 from portal.settings import ConfigurationError, Settings
 from portal.timeutil import utcnow
+from portal.web.deps import AppSettings, SignedIn
 from portal.web.forms import ValidationFailed, read_form
 from portal.web.guards import requires_role
 from portal.web.middleware import CONTENT_SECURITY_POLICY
@@ -123,7 +124,7 @@ class PurchaseController(Controller):
     @get("/buy/{package_id:int}", guards=[buyers], name="buy")
     async def summary(
         self,
-        settings: Settings,
+        settings: AppSettings,
         package_id: FromPath[int],
         location: Annotated[str, QueryParameter(name="location")] = "",
     ) -> Template:
@@ -144,9 +145,9 @@ class PurchaseController(Controller):
     async def buy(
         self,
         request: Request[Any, Any, Any],
-        user: CurrentUser,
-        settings: Settings,
-        gateways: GatewaySource,
+        user: SignedIn,
+        settings: AppSettings,
+        gateways: NamedDependency[GatewaySource],
         package_id: FromPath[int],
     ) -> Response[Any]:
         values, _ = await read_form(request)
@@ -173,24 +174,24 @@ class PurchaseController(Controller):
         return Redirect(path=target, status_code=303)
 
     @get("/purchases/{sale_id:int}", guards=[sale_readers], name="purchase")
-    async def purchase(self, user: CurrentUser, sale_id: FromPath[int]) -> Template:
+    async def purchase(self, user: SignedIn, sale_id: FromPath[int]) -> Template:
         sale = await sales.get_sale_for(user, sale_id)
         return Template("payments/purchase.html", context=await listing.sale_view(sale))
 
     @get("/purchases/{sale_id:int}/status", guards=[sale_readers], name="purchase_status")
-    async def purchase_status(self, user: CurrentUser, sale_id: FromPath[int]) -> Template:
+    async def purchase_status(self, user: SignedIn, sale_id: FromPath[int]) -> Template:
         """The htmx-polled part of the purchase page."""
         sale = await sales.get_sale_for(user, sale_id)
         return Template("payments/_purchase_status.html", context=await listing.sale_view(sale))
 
     @get("/account/purchases", guards=[buyers], name="my_purchases")
-    async def my_purchases(self, user: CurrentUser) -> Template:
+    async def my_purchases(self, user: SignedIn) -> Template:
         return Template(
             "payments/my_purchases.html", context={"sales": await sales.client_sales(user.id)}
         )
 
     @get("/sales/{sale_id:int}/receipt", guards=[sale_readers], name="receipt")
-    async def receipt(self, user: CurrentUser, sale_id: FromPath[int]) -> Template:
+    async def receipt(self, user: SignedIn, sale_id: FromPath[int]) -> Template:
         sale = await sales.get_sale_for(user, sale_id)
         if sale["status"] == sales.PENDING or sale["status"] == sales.CANCELLED:
             raise NotFoundException("There is no receipt for an unpaid purchase.")
@@ -332,7 +333,7 @@ class SaleController(Controller):
     @get("/", guards=[staff_readers], name="sales")
     async def index(
         self,
-        user: CurrentUser,
+        user: SignedIn,
         location_id: Annotated[int | None, QueryParameter(name="location")] = None,
         status: Annotated[str, QueryParameter(name="status")] = "",
         q: Annotated[str, QueryParameter(name="q")] = "",
@@ -356,7 +357,7 @@ class SaleController(Controller):
     @get("/new", guards=[sellers], name="sale_new")
     async def new(
         self,
-        user: CurrentUser,
+        user: SignedIn,
         location_id: Annotated[int | None, QueryParameter(name="location")] = None,
     ) -> Template:
         return Template(
@@ -368,9 +369,9 @@ class SaleController(Controller):
     async def create(
         self,
         request: Request[Any, Any, Any],
-        user: CurrentUser,
-        settings: Settings,
-        gateways: GatewaySource,
+        user: SignedIn,
+        settings: AppSettings,
+        gateways: NamedDependency[GatewaySource],
     ) -> Response[Any]:
         values, _ = await read_form(request)
         form, errors = await _parse_sale_form(user, values)
@@ -391,7 +392,7 @@ class SaleController(Controller):
     @get("/{sale_id:int}", guards=[staff_readers], name="sale_detail")
     async def detail(
         self,
-        user: CurrentUser,
+        user: SignedIn,
         sale_id: FromPath[int],
         refund_sessions: Annotated[int | None, QueryParameter(name="sessions")] = None,
         rule: Annotated[str | None, QueryParameter(name="rule")] = None,
@@ -403,8 +404,8 @@ class SaleController(Controller):
     async def refund(
         self,
         request: Request[Any, Any, Any],
-        user: CurrentUser,
-        gateways: GatewaySource,
+        user: SignedIn,
+        gateways: NamedDependency[GatewaySource],
         sale_id: FromPath[int],
     ) -> Response[Any]:
         sale = await sales.get_sale_for(user, sale_id, write=True)
@@ -434,8 +435,8 @@ class SaleController(Controller):
     async def retry(
         self,
         request: Request[Any, Any, Any],
-        user: CurrentUser,
-        gateways: GatewaySource,
+        user: SignedIn,
+        gateways: NamedDependency[GatewaySource],
         sale_id: FromPath[int],
         refund_id: FromPath[int],
     ) -> Response[Any]:
@@ -533,7 +534,7 @@ def _webhooks_not_configured(
     exception_handlers={PaymentsNotConfigured: _webhooks_not_configured},
 )
 async def stripe_webhook(
-    request: Request[Any, Any, Any], gateway: StripeGateway
+    request: Request[Any, Any, Any], gateway: NamedDependency[StripeGateway]
 ) -> Response[dict[str, str]]:
     """Stripe's events. Signature checked on the raw body; 5xx makes Stripe retry.
 

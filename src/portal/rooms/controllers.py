@@ -24,6 +24,7 @@ from portal.web.admin import (
     reverse,
     search,
 )
+from portal.web.deps import Address, SignedIn
 from portal.web.forms import Flash, Lists, Values, parse_id, submit
 from portal.web.guards import requires_role
 from portal.web.responses import redirect
@@ -200,7 +201,7 @@ class RoomController(admin_controller(ROOMS)):  # type: ignore[misc]
     # -- out-of-service windows ---------------------------------------------------
 
     @get("/{room_id:int}/out-of-service/new", name="room_outage_new")
-    async def new_outage(self, user: CurrentUser, room_id: FromPath[int]) -> Template:
+    async def new_outage(self, user: SignedIn, room_id: FromPath[int]) -> Template:
         room = await service.get_room_for(user, room_id, write=True)
         today = utcnow().astimezone(ZoneInfo(str(room["timezone"]))).date().isoformat()
         return _outage_form(room, {"start_date": today}, {})
@@ -209,8 +210,8 @@ class RoomController(admin_controller(ROOMS)):  # type: ignore[misc]
     async def create_outage(
         self,
         request: Request[Any, Any, Any],
-        user: CurrentUser,
-        client_address: str,
+        user: SignedIn,
+        client_address: Address,
         room_id: FromPath[int],
     ) -> Response[Any]:
         room = await service.get_room_for(user, room_id, write=True)
@@ -230,7 +231,7 @@ class RoomController(admin_controller(ROOMS)):  # type: ignore[misc]
         name="room_outage_remove_confirm",
     )
     async def confirm_remove_outage(
-        self, user: CurrentUser, room_id: FromPath[int], outage_id: FromPath[int]
+        self, user: SignedIn, room_id: FromPath[int], outage_id: FromPath[int]
     ) -> Template:
         room = await service.get_room_for(user, room_id, write=True)
         outage = await service.get_outage_for(user, room_id, outage_id, write=True)
@@ -241,8 +242,8 @@ class RoomController(admin_controller(ROOMS)):  # type: ignore[misc]
     async def remove_outage(
         self,
         request: Request[Any, Any, Any],
-        user: CurrentUser,
-        client_address: str,
+        user: SignedIn,
+        client_address: Address,
         room_id: FromPath[int],
         outage_id: FromPath[int],
     ) -> Response[Any]:
@@ -267,7 +268,7 @@ class DayViewController(Controller):
     @get("/{location_id:int}/day", guards=[managers], name="location_day")
     async def day(
         self,
-        user: CurrentUser,
+        user: SignedIn,
         location_id: FromPath[int],
         on: Annotated[str, QueryParameter(name="date")] = "",
     ) -> Template:

@@ -30,6 +30,7 @@ from portal.web.admin import (
     reverse,
     search,
 )
+from portal.web.deps import Address, SignedIn
 from portal.web.forms import Flash, Lists, ValidationFailed, Values, parse_id, submit
 from portal.web.guards import requires_owner, requires_role
 from portal.web.responses import redirect
@@ -314,7 +315,7 @@ class TherapistController(admin_controller(THERAPISTS)):  # type: ignore[misc]
     account and the photo."""
 
     @get("/me", guards=[requires_role(THERAPIST)], name="therapist_me")
-    async def me(self, request: Request[Any, Any, Any], user: CurrentUser) -> Template:
+    async def me(self, request: Request[Any, Any, Any], user: SignedIn) -> Template:
         therapist = await therapists.therapist_of_account(user.id)
         if therapist is None:
             raise NotFoundException(
@@ -325,7 +326,7 @@ class TherapistController(admin_controller(THERAPISTS)):  # type: ignore[misc]
         )
 
     @get("/compliance", guards=[managers], name="therapist_compliance")
-    async def compliance(self, user: CurrentUser) -> Template:
+    async def compliance(self, user: SignedIn) -> Template:
         return Template(
             "staff/compliance.html",
             context={
@@ -339,7 +340,7 @@ class TherapistController(admin_controller(THERAPISTS)):  # type: ignore[misc]
 
     @get("/{therapist_id:int}/hours/{location_id:int}", guards=[managers], name="therapist_hours")
     async def hours(
-        self, user: CurrentUser, therapist_id: FromPath[int], location_id: FromPath[int]
+        self, user: SignedIn, therapist_id: FromPath[int], location_id: FromPath[int]
     ) -> Template:
         therapist = await therapists.get_therapist_for(user, therapist_id, write=True)
         await get_location_for(user, location_id, write=True)
@@ -357,8 +358,8 @@ class TherapistController(admin_controller(THERAPISTS)):  # type: ignore[misc]
     async def save_hours(
         self,
         request: Request[Any, Any, Any],
-        user: CurrentUser,
-        client_address: str,
+        user: SignedIn,
+        client_address: Address,
         therapist_id: FromPath[int],
         location_id: FromPath[int],
     ) -> Response[Any]:
@@ -382,7 +383,7 @@ class TherapistController(admin_controller(THERAPISTS)):  # type: ignore[misc]
     # -- time off -------------------------------------------------------------
 
     @get("/{therapist_id:int}/time-off/new", guards=[managers], name="time_off_new")
-    async def new_time_off(self, user: CurrentUser, therapist_id: FromPath[int]) -> Template:
+    async def new_time_off(self, user: SignedIn, therapist_id: FromPath[int]) -> Template:
         therapist = await therapists.get_therapist_for(user, therapist_id, write=True)
         # The first of their locations this user manages (an owner: the first of all).
         mine = writable_among(user, sorted(therapist["location_ids"]))
@@ -392,8 +393,8 @@ class TherapistController(admin_controller(THERAPISTS)):  # type: ignore[misc]
     async def create_time_off(
         self,
         request: Request[Any, Any, Any],
-        user: CurrentUser,
-        client_address: str,
+        user: SignedIn,
+        client_address: Address,
         therapist_id: FromPath[int],
     ) -> Response[Any]:
         therapist = await therapists.get_therapist_for(user, therapist_id, write=True)
@@ -414,7 +415,7 @@ class TherapistController(admin_controller(THERAPISTS)):  # type: ignore[misc]
         name="time_off_remove_confirm",
     )
     async def confirm_remove_time_off(
-        self, user: CurrentUser, therapist_id: FromPath[int], time_off_id: FromPath[int]
+        self, user: SignedIn, therapist_id: FromPath[int], time_off_id: FromPath[int]
     ) -> Template:
         therapist = await therapists.get_therapist_for(user, therapist_id, write=True)
         row = await timeoff.get_time_off_for(user, therapist_id, time_off_id, write=True)
@@ -431,8 +432,8 @@ class TherapistController(admin_controller(THERAPISTS)):  # type: ignore[misc]
     async def remove_time_off(
         self,
         request: Request[Any, Any, Any],
-        user: CurrentUser,
-        client_address: str,
+        user: SignedIn,
+        client_address: Address,
         therapist_id: FromPath[int],
         time_off_id: FromPath[int],
     ) -> Response[Any]:
@@ -448,8 +449,8 @@ class TherapistController(admin_controller(THERAPISTS)):  # type: ignore[misc]
     async def create_account(
         self,
         request: Request[Any, Any, Any],
-        user: CurrentUser,
-        client_address: str,
+        user: SignedIn,
+        client_address: Address,
         therapist_id: FromPath[int],
     ) -> Response[Any]:
         therapist = await therapists.get_therapist_for(user, therapist_id, write=True)
@@ -469,8 +470,8 @@ class TherapistController(admin_controller(THERAPISTS)):  # type: ignore[misc]
     async def link_account(
         self,
         request: Request[Any, Any, Any],
-        user: CurrentUser,
-        client_address: str,
+        user: SignedIn,
+        client_address: Address,
         therapist_id: FromPath[int],
     ) -> Response[Any]:
         therapist = await therapists.get_therapist_for(user, therapist_id, write=True)
@@ -487,7 +488,7 @@ class TherapistController(admin_controller(THERAPISTS)):  # type: ignore[misc]
     # -- photo -----------------------------------------------------------------
 
     @get("/{therapist_id:int}/photo", guards=[readers], name="therapist_photo")
-    async def photo(self, user: CurrentUser, therapist_id: FromPath[int]) -> Response[bytes]:
+    async def photo(self, user: SignedIn, therapist_id: FromPath[int]) -> Response[bytes]:
         therapist = await therapists.get_therapist_for(user, therapist_id)
         photo = await photos.get_photo(therapist_id)
         if photo is None:
@@ -506,8 +507,8 @@ class TherapistController(admin_controller(THERAPISTS)):  # type: ignore[misc]
     async def upload_photo(
         self,
         request: Request[Any, Any, Any],
-        user: CurrentUser,
-        client_address: str,
+        user: SignedIn,
+        client_address: Address,
         therapist_id: FromPath[int],
     ) -> Response[Any]:
         therapist = await therapists.get_therapist_for(user, therapist_id, write=True)
@@ -527,8 +528,8 @@ class TherapistController(admin_controller(THERAPISTS)):  # type: ignore[misc]
     async def remove_photo(
         self,
         request: Request[Any, Any, Any],
-        user: CurrentUser,
-        client_address: str,
+        user: SignedIn,
+        client_address: Address,
         therapist_id: FromPath[int],
     ) -> Response[Any]:
         removed = await photos.remove_photo(user, therapist_id, address=client_address)

@@ -9,7 +9,6 @@ from litestar.response import Template
 from portal.auth import twostep
 from portal.auth.service import OWNER, ROLE_LABELS, ROLES, CurrentUser
 from portal.locations.service import all_locations
-from portal.settings import Settings
 from portal.users import service
 from portal.web.admin import (
     AdminForm,
@@ -24,6 +23,7 @@ from portal.web.admin import (
     search,
     unscoped,
 )
+from portal.web.deps import Address, AppSettings, SignedIn
 from portal.web.guards import requires_owner
 from portal.web.responses import redirect
 
@@ -156,9 +156,9 @@ class UserController(admin_controller(USERS)):  # type: ignore[misc]
     async def two_step_reset(
         self,
         request: Request[Any, Any, Any],
-        user: CurrentUser,
-        client_address: str,
-        settings: Settings,
+        user: SignedIn,
+        client_address: Address,
+        settings: AppSettings,
         user_id: FromPath[int],
     ) -> Response[Any]:
         await twostep.reset(settings, user, user_id, address=client_address)

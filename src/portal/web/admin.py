@@ -31,6 +31,7 @@ from portal.audit import service as audit
 from portal.fields import parse_id
 from portal.identity import OWNER, CurrentUser
 from portal.records import STATUSES
+from portal.web.deps import Address, SignedIn
 from portal.web.forms import Flash, Lists, ValidationFailed, Values, read_form, submit
 from portal.web.guards import requires_role
 from portal.web.pagination import Page
@@ -324,7 +325,7 @@ def query_param(name: str, default: str | None) -> tuple[Any, Any]:
 
 NO_DEFAULT = inspect.Parameter.empty
 # What the generated handlers ask Litestar's dependency injection for (web/deps.py).
-_INJECTED: dict[str, Any] = {"user": CurrentUser, "client_address": str}
+_INJECTED: dict[str, Any] = {"user": SignedIn, "client_address": Address}
 
 
 def signed(

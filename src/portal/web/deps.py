@@ -4,7 +4,8 @@ A handler that declares ``user: CurrentUser`` gets the signed-in user (the
 guards have already admitted them); ``client_address: str`` is the address
 the audit trail and the sign-in limits record (``PortalMiddleware`` has
 already applied the trusted-proxy rule); ``settings: Settings`` is the app's
-settings. Registered once on the app (:data:`DEPENDENCIES`); the Stripe
+settings. Handlers annotate them with the aliases at the end of this module
+(``user: SignedIn``). Registered once on the app (:data:`DEPENDENCIES`); the Stripe
 gateway is provided by the payments controllers, the only ones that use it.
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 
 from portal.identity import CurrentUser
 from portal.settings import Settings
@@ -44,3 +45,12 @@ DEPENDENCIES = {
     "client_address": Provide(provide_client_address, sync_to_thread=False),
     "settings": Provide(provide_settings, sync_to_thread=False),
 }
+
+
+# What a handler writes to ask for them: the parameter's name picks the
+# dependency, the annotation marks it as injected (Litestar's NamedDependency),
+# so nothing is inferred and a misspelt name fails at start-up.
+SignedIn = NamedDependency[CurrentUser]
+Visitor = NamedDependency[CurrentUser | None]
+Address = NamedDependency[str]
+AppSettings = NamedDependency[Settings]
