@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn, Protocol, TypeVar
 
-from portal.settings import ConfigurationError, get_settings
+from portal.settings import ConfigurationError, check_served_address, get_settings
 
 T = TypeVar("T")
 
@@ -165,14 +165,24 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     from portal import logs
 
+    if args.port is not None:
+        # The settings of this process and of the workers it starts (which
+        # inherit the environment) read PORT: the default BASE_URL then names
+        # the port actually served.
+        os.environ["PORT"] = str(args.port)
+        get_settings.cache_clear()
     settings = get_settings()
+    check_served_address(settings, args.host, settings.port)
     logs.configure(settings.log_format, level=settings.log_level)
-    port = int(args.port or os.environ.get("PORT") or 8000)
     if not settings.embedded:
         asyncio.run(_with_database(_require_migrated))
     with metrics_directory(args.workers or 1):
         uvicorn.run(
-            "portal.asgi:app", host=args.host, port=port, workers=args.workers, **uvicorn_options()
+            "portal.asgi:app",
+            host=args.host,
+            port=settings.port,
+            workers=args.workers,
+            **uvicorn_options(),
         )
 
 

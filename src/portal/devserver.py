@@ -3,7 +3,8 @@
 Starts the local Stripe stand-in (unless ``STRIPE_SECRET_KEY`` points at a
 real Stripe account), wires its webhooks to this portal, serves on
 127.0.0.1:$PORT (default 8000) and prints the demo sign-ins. Ctrl-C stops
-everything this started.
+everything this started. Unset, ``BASE_URL`` follows ``PORT`` (settings); one
+naming this machine on another port stops it before anything starts.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import uvicorn
 from portal import logs
 from portal.cli import uvicorn_options
 from portal.demo import DEMO_ACCOUNTS, DEMO_PASSWORD
-from portal.settings import get_settings
+from portal.settings import ConfigurationError, Settings, check_served_address, get_settings
+
+HOST = "127.0.0.1"
 
 
 @contextlib.contextmanager
@@ -51,9 +54,16 @@ def stripe_standin(port: int) -> Iterator[str]:
 
 
 def main() -> None:
-    port = int(os.environ.get("PORT") or 8000)
+    # Read uncached: the stand-in below adds its address and webhook secret to
+    # the environment, and the app's settings must see them.
+    try:
+        settings = Settings.from_env()
+        check_served_address(settings, HOST, settings.port)
+    except ConfigurationError as exc:
+        raise SystemExit(f"portal: {exc}") from None
+    port = settings.port
     with stripe_standin(port) as stripe_description:
-        print(f"\nClinic Portal: http://127.0.0.1:{port}/")
+        print(f"\nClinic Portal: {settings.base_url}/")
         print(f"Payments go to {stripe_description}.")
         print(f"Demo sign-ins (password {DEMO_PASSWORD}):")
         for email, role, _name, _locations in DEMO_ACCOUNTS:
@@ -62,7 +72,7 @@ def main() -> None:
         settings = get_settings()
         logs.configure(settings.log_format, level=settings.log_level)
         # As `portal serve`: the app's own request lines, only a named proxy's headers.
-        uvicorn.run("portal.asgi:app", host="127.0.0.1", port=port, **uvicorn_options())
+        uvicorn.run("portal.asgi:app", host=HOST, port=port, **uvicorn_options())
 
 
 if __name__ == "__main__":

@@ -14,11 +14,13 @@ The portal runs in one of two modes:
 from __future__ import annotations
 
 import importlib.resources
+import ipaddress
 import os
 import secrets
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 # The source checkout, when the portal runs from one (``make``'s editable
 # install): only the embedded ``var/`` default uses it. Templates and
@@ -66,6 +68,18 @@ def _hour(env: dict[str, str], name: str, default: int) -> int:
     return value
 
 
+# The port ``portal serve`` and ``make run`` serve on unless ``PORT`` (or
+# ``--port``) says otherwise; the default ``BASE_URL`` names the same port.
+DEFAULT_PORT = 8000
+
+
+def _port(env: dict[str, str]) -> int:
+    value = _int(env, "PORT", DEFAULT_PORT)
+    if not 1 <= value <= 65535:
+        raise ConfigurationError(f"PORT must be a port number from 1 to 65535, got {value}")
+    return value
+
+
 # ``JOB_SCHEDULE_REMINDERS="*/30 * * * *"`` changes the reminders' schedule (portal.jobs).
 _SCHEDULE_PREFIX = "JOB_SCHEDULE_"
 
@@ -75,7 +89,10 @@ class Settings:
     database_url: str
     secret_key: str
     embedded: bool
-    base_url: str = "http://127.0.0.1:8000"
+    # Where people reach the portal: every link in an email and the pages Stripe
+    # returns clients to after checkout. Unset, this machine at ``port``.
+    base_url: str = f"http://127.0.0.1:{DEFAULT_PORT}"
+    port: int = DEFAULT_PORT
     var_dir: Path = field(default_factory=default_var_dir)
     templates_dir: Path = field(default_factory=lambda: package_path("portal.templates"))
     stripe_secret_key: str = ""
@@ -163,11 +180,13 @@ class Settings:
         metrics_token = env.get("METRICS_TOKEN", "").strip()
         if metrics_token and len(metrics_token) < 24:
             raise ConfigurationError("METRICS_TOKEN must be at least 24 characters long.")
+        port = _port(env)
         return cls(
             database_url=database_url,
             secret_key=secret_key,
             embedded=embedded,
-            base_url=env.get("BASE_URL", "http://127.0.0.1:8000").rstrip("/"),
+            base_url=(env.get("BASE_URL", "").strip() or f"http://127.0.0.1:{port}").rstrip("/"),
+            port=port,
             var_dir=var_dir,
             stripe_secret_key=env.get("STRIPE_SECRET_KEY", ""),
             stripe_webhook_secret=env.get("STRIPE_WEBHOOK_SECRET", ""),
@@ -209,6 +228,47 @@ class Settings:
             job_stalled_seconds=max(2, _int(env, "JOB_STALLED_SECONDS", 60)),
             worker_concurrency=max(1, _int(env, "WORKER_CONCURRENCY", 2)),
         )
+
+
+def check_served_address(settings: Settings, host: str, port: int) -> None:
+    """Refuse to serve embedded on an address ``BASE_URL`` obviously does not name.
+
+    A ``BASE_URL`` naming this machine (localhost, a loopback address) with
+    another port, or with https (the embedded server speaks plain HTTP),
+    cannot reach the server being started: every emailed link and the return
+    from Stripe's checkout would end on "This site can't be reached". Any
+    other host may be a proxy or tunnel in front of the server, so it is
+    believed; production (``DATABASE_URL`` set) always sits behind one and is
+    not checked.
+    """
+    if not settings.embedded:
+        return
+    parts = urlsplit(settings.base_url)
+    if not _names_this_machine(parts.hostname or ""):
+        return
+    try:
+        named_port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise ConfigurationError(f"BASE_URL {settings.base_url!r} has no valid port.") from None
+    if parts.scheme != "http" or named_port != port:
+        raise ConfigurationError(
+            f"BASE_URL is {settings.base_url}, but the portal is about to serve plain HTTP "
+            f"on {host} port {port}: "
+            "emailed links and the return from checkout would not reach it. Unset BASE_URL "
+            f"(it then follows the port) or set it to http://127.0.0.1:{port}."
+        )
+
+
+def _names_this_machine(host: str) -> bool:
+    """``localhost`` (and its subdomains) or a loopback / unspecified address."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
 
 
 def _choice(env: dict[str, str], name: str, allowed: tuple[str, ...]) -> str:

@@ -31,7 +31,7 @@ from portal.sales.tables import Sale
 from portal.settings import ConfigurationError, Settings
 from portal.timeutil import utcnow
 from portal.web.deps import AppSettings, SignedIn
-from portal.web.forms import ValidationFailed, read_form
+from portal.web.forms import ValidationFailed, parse_id, read_form
 from portal.web.guards import requires_role
 from portal.web.middleware import CONTENT_SECURITY_POLICY
 from portal.web.pagination import keyset_page
@@ -334,11 +334,14 @@ class SaleController(Controller):
     async def index(
         self,
         user: SignedIn,
-        location_id: Annotated[int | None, QueryParameter(name="location")] = None,
+        location: Annotated[str, QueryParameter(name="location")] = "",
         status: Annotated[str, QueryParameter(name="status")] = "",
         q: Annotated[str, QueryParameter(name="q")] = "",
         after: Annotated[str | None, QueryParameter(name="after")] = None,
     ) -> Template:
+        # The form sends "All my locations" as an empty value: every location
+        # the user may read (portal.access), as no location at all does.
+        location_id = parse_id(location)
         q = q.strip()
         query = listing.sales_query(user, q, location_id, status)
         page = await keyset_page(query, Sale.id, Sale.id, after=after, limit=50, descending=True)

@@ -95,7 +95,13 @@ async def sale_view(sale: dict[str, Any]) -> dict[str, Any]:
 
 
 def sales_query(user: CurrentUser, q: str, location_id: int | None, status: str) -> Any:
-    """The sales the user may see, filtered by a sale number or client email, location, status."""
+    """The sales the user may see, filtered by a sale number or client name or email
+    (any letter case), location, status.
+
+    The name or email is matched through the join to the client that the list
+    shows anyway; a substring can use no index, so the list still walks sales
+    newest first (keyset on ``id``) and the join filters them.
+    """
     query = Sale.select(
         *Sale.all_columns(),
         Sale.location.name.as_alias("location_name"),
@@ -108,7 +114,8 @@ def sales_query(user: CurrentUser, q: str, location_id: int | None, status: str)
         if sale_number is not None:
             query = query.where(Sale.id == sale_number)
         else:
-            query = query.where(Sale.client.email.ilike(f"%{q}%"))
+            pattern = f"%{q}%"
+            query = query.where(Sale.client.name.ilike(pattern) | Sale.client.email.ilike(pattern))
     visible = access.visible_locations(user)
     if visible is not None:
         query = query.where(Sale.location.is_in(list(visible) or [-1]))
