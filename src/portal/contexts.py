@@ -33,6 +33,7 @@ CONTEXTS = [
     "payments",
     "ledger",
     "bookings",
+    "memberships",
     "notes",
     "reports",
     "jobs",

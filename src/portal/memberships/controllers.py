@@ -1,0 +1,322 @@
+"""Membership plan pages on the one admin grammar: list, detail, form, price versions."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Request, Response, get, post
+from litestar.params import FromPath, QueryParameter
+from litestar.response import Template
+
+from portal import money
+from portal.auth.service import ACCOUNTANT, MANAGER, OWNER, CurrentUser
+from portal.catalog import service as catalog
+from portal.locations.service import all_locations, get_location, get_location_for
+from portal.memberships import service
+from portal.timeutil import to_local, utcnow
+from portal.web.admin import AdminResource, Column, Filter, Roles, admin_controller, reverse, search
+from portal.web.forms import ValidationFailed, parse_id, read_form
+from portal.web.guards import current_user, requires_role
+from portal.web.pagination import Page
+from portal.web.responses import client_address, redirect
+
+editors = requires_role(OWNER, MANAGER)
+LABELS = {
+    "location_id": "Location",
+    "service_id": "Service",
+    "name": "Name",
+    "interval": "Renews",
+    "sessions_per_period": "Sessions per period",
+    "rollover_cap": "Rollover cap",
+    "min_term_periods": "Minimum term",
+    "notice_days": "Cancellation notice",
+    "freeze_fee": "Freeze fee",
+    "member_discount_bp": "Member discount",
+    "ends_local": "Ends",
+    "price": "Price per period",
+    "effective_local": "Takes effect",
+    "note": "Note",
+    "description": "Description",
+}
+DEFAULTS = {
+    "location_id": "",
+    "service_id": "",
+    "name": "",
+    "description": "",
+    "interval": service.MONTHLY,
+    "sessions_per_period": "1",
+    "rollover_cap": "0",
+    "min_term_periods": "0",
+    "notice_days": "0",
+    "freeze_allowed": "",
+    "freeze_fee": "",
+    "member_discount_bp": "0",
+    "ends_local": "",
+    "sellable_online": "on",
+    "price": "",
+}
+
+
+async def _writable_locations(user: CurrentUser) -> list[dict[str, Any]]:
+    locations = await all_locations(active_only=True)
+    if user.role == OWNER:
+        return locations
+    return [loc for loc in locations if loc["id"] in user.location_ids]
+
+
+async def _location_choices(user: CurrentUser) -> list[tuple[Any, str]]:
+    locations = await all_locations(active_only=False)
+    if not user.sees_all_locations:
+        locations = [loc for loc in locations if loc["id"] in user.location_ids]
+    return [(loc["id"], loc["name"]) for loc in locations]
+
+
+def _as_form(plan: dict[str, Any]) -> dict[str, Any]:
+    form: dict[str, Any] = {f: plan[f] for f in service.PLAN_FIELDS if f != "ends_at"}
+    for flag in ("freeze_allowed", "sellable_online"):
+        form[flag] = "on" if plan[flag] else ""
+    form["freeze_fee"] = (
+        money.amount_input(plan["freeze_fee_cents"], plan["location_currency"])
+        if plan["freeze_fee_cents"]
+        else ""
+    )
+    zone = plan["location_timezone"]
+    form["ends_local"] = (
+        to_local(plan["ends_at"], zone).strftime("%Y-%m-%dT%H:%M") if plan["ends_at"] else ""
+    )
+    return form
+
+
+async def _form_page(
+    user: CurrentUser,
+    form: dict[str, Any],
+    errors: dict[str, str],
+    plan: dict[str, Any] | None = None,
+    status_code: int = 200,
+) -> Template:
+    locations = await _writable_locations(user)
+    return Template(
+        "memberships/plan_form.html",
+        context={
+            "form": form,
+            "errors": errors,
+            "labels": LABELS,
+            "plan": plan,
+            "intervals": list(service.INTERVALS.items()),
+            "locations": [(loc["id"], loc["name"]) for loc in locations],
+            "services": await service.service_choices(),
+        },
+        status_code=status_code,
+    )
+
+
+async def _list_rows(user: CurrentUser, filters: dict[str, str], after: str | None) -> Page:
+    return await service.list_plans(
+        user,
+        search=filters["q"].strip(),
+        location_id=parse_id(filters["location"]),
+        status=filters["status"],
+        after=after,
+    )
+
+
+async def _load(user: CurrentUser, plan_id: int, write: bool) -> dict[str, Any]:
+    return await service.get_plan_for(user, plan_id, write=write)
+
+
+async def _detail_context(
+    request: Request[Any, Any, Any], user: CurrentUser, plan: dict[str, Any]
+) -> dict[str, Any]:
+    now = utcnow()
+    versions = (await service.plan_versions([plan["id"]]))[plan["id"]]
+    current = catalog.version_in_effect(versions, now)
+    location = await get_location(int(plan["location"]))
+    reason = service.unavailable_reason(plan, location, current, now)
+    return {
+        "current": current,
+        "terms": None if reason else service.terms_at(plan, location, current, now),
+        "reason": reason,
+        "history": catalog.version_history(versions, now, current),
+        "intervals": service.INTERVALS,
+        "fmt": money.format_money,
+    }
+
+
+async def _list_helpers(_: CurrentUser) -> dict[str, Any]:
+    return {"fmt": money.format_money}
+
+
+async def _set_active(
+    user: CurrentUser, plan_id: int, active: bool, _: dict[str, str], address: str
+) -> bool:
+    return await service.set_plan_active(user, plan_id, active, address=address)
+
+
+PLANS = AdminResource(
+    name="membership_plan",
+    label="plan",
+    plural="Membership plans",
+    path="/memberships/plans",
+    id_param="plan_id",
+    routes="membership_plan",
+    list_route="membership_plans",
+    roles=Roles(
+        list=(OWNER, MANAGER, ACCOUNTANT),
+        detail=(OWNER, MANAGER, ACCOUNTANT),
+        create=(OWNER, MANAGER),
+        edit=(OWNER, MANAGER),
+        deactivate=(OWNER, MANAGER),
+    ),
+    load=_load,
+    list_rows=_list_rows,
+    columns=(
+        Column("Plan", "name", link=True, sub="service_name"),
+        Column("Location", "location_name"),
+        Column("Sessions", "sessions_per_period", suffix=" per period"),
+        Column("Price", cell="price", numeric=True),
+        Column("Online", cell="online"),
+        Column("Status", cell="status"),
+    ),
+    filters=(
+        search("Plan or service"),
+        Filter("location", "Location", choices=_location_choices, any_label="All locations"),
+    ),
+    scope=lambda row: frozenset({int(row["location"])}),
+    title=lambda row: f"{row['name']} ({row['location_name']})",
+    set_active=_set_active,
+    detail_template="memberships/plan_detail.html",
+    detail_context=_detail_context,
+    list_context=_list_helpers,
+    cells="memberships/_cells.html",
+    new_label="New plan",
+    confirm_text="No one can join it any more, online or at the front desk. Members keep "
+    "their memberships and the terms they joined with. Its price history is kept, and it "
+    "can be reactivated at any time.",
+)
+
+
+async def _price_page(
+    request: Request[Any, Any, Any],
+    plan: dict[str, Any],
+    form: dict[str, Any],
+    errors: dict[str, str],
+    status_code: int = 200,
+) -> Template:
+    current = await service.price_in_effect(int(plan["id"]), utcnow())
+    return Template(
+        "catalog/price_form.html",
+        context={
+            "title": f"New price for {plan['name']}",
+            "intro": f"The price per period at {plan['location_name']}, in "
+            f"{plan['location_currency']}. Members keep the price they joined with.",
+            "action": reverse(request, "membership_plan_price_add", plan_id=plan["id"]),
+            "back_url": reverse(request, "membership_plan_detail", plan_id=plan["id"]),
+            "form": {"currency": plan["location_currency"], **form},
+            "errors": errors,
+            "current": current,
+            "fixed_zone": plan["location_timezone"],
+            "zones": [plan["location_timezone"]],
+            "currencies": [plan["location_currency"]],
+            "fmt": money.format_money,
+        },
+        status_code=status_code,
+    )
+
+
+class PlanController(admin_controller(PLANS)):  # type: ignore[misc]
+    """The admin grammar from ``PLANS``, plus the plan form and its price versions."""
+
+    @get("/new", guards=[editors], name="membership_plan_new")
+    async def new(
+        self,
+        request: Request[Any, Any, Any],
+        location_id: Annotated[str, QueryParameter(name="location")] = "",
+    ) -> Template:
+        form = {**DEFAULTS, "location_id": location_id if parse_id(location_id) else ""}
+        return await _form_page(current_user(request), form, {})
+
+    @post("/", guards=[editors], name="membership_plan_create")
+    async def create(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        user = current_user(request)
+        values, _ = await read_form(request)
+        form = {**DEFAULTS, **values}
+        for flag in ("freeze_allowed", "sellable_online"):
+            form[flag] = values.get(flag, "")
+        location_id = parse_id(values.get("location_id", ""))
+        try:
+            location = (
+                await get_location_for(user, location_id, write=True) if location_id else None
+            )
+            data, price = service.parse_plan_form(
+                values,
+                creating=True,
+                zone=location["timezone"] if location else "UTC",
+                currency=location["currency"] if location else "USD",
+            )
+            assert price is not None
+            plan_id = await service.create_plan(user, data, price, address=client_address(request))
+        except ValidationFailed as exc:
+            return await _form_page(user, form, exc.errors, status_code=422)
+        return redirect(
+            request,
+            reverse(request, "membership_plan_detail", plan_id=plan_id),
+            f"Plan “{data.name}” created.",
+        )
+
+    @get("/{plan_id:int}/edit", guards=[editors], name="membership_plan_edit")
+    async def edit(self, request: Request[Any, Any, Any], plan_id: FromPath[int]) -> Template:
+        user = current_user(request)
+        plan = await service.get_plan_for(user, plan_id, write=True)
+        return await _form_page(user, _as_form(plan), {}, plan)
+
+    @post("/{plan_id:int}/edit", guards=[editors], name="membership_plan_update")
+    async def update(
+        self, request: Request[Any, Any, Any], plan_id: FromPath[int]
+    ) -> Response[Any]:
+        user = current_user(request)
+        plan = await service.get_plan_for(user, plan_id, write=True)
+        values, _ = await read_form(request)
+        form = {**_as_form(plan), **values}
+        for flag in ("freeze_allowed", "sellable_online"):
+            form[flag] = values.get(flag, "")
+        try:
+            data, _price = service.parse_plan_form(
+                values,
+                creating=False,
+                zone=plan["location_timezone"],
+                currency=plan["location_currency"],
+            )
+            await service.update_plan(user, plan_id, data, address=client_address(request))
+        except ValidationFailed as exc:
+            return await _form_page(user, form, exc.errors, plan, status_code=422)
+        return redirect(
+            request, reverse(request, "membership_plan_detail", plan_id=plan_id), "Plan saved."
+        )
+
+    @get("/{plan_id:int}/price", guards=[editors], name="membership_plan_price")
+    async def price_form(self, request: Request[Any, Any, Any], plan_id: FromPath[int]) -> Template:
+        plan = await service.get_plan_for(current_user(request), plan_id, write=True)
+        return await _price_page(request, plan, {}, {})
+
+    @post("/{plan_id:int}/price", guards=[editors], name="membership_plan_price_add")
+    async def add_price(
+        self, request: Request[Any, Any, Any], plan_id: FromPath[int]
+    ) -> Response[Any]:
+        user = current_user(request)
+        plan = await service.get_plan_for(user, plan_id, write=True)
+        values, _ = await read_form(request)
+        try:
+            price = catalog.parse_price_form(
+                {**values, "currency": plan["location_currency"]}, zone=plan["location_timezone"]
+            )
+            await service.add_plan_price(user, plan_id, price, address=client_address(request))
+        except ValidationFailed as exc:
+            return await _price_page(request, plan, values, exc.errors, status_code=422)
+        return redirect(
+            request,
+            reverse(request, "membership_plan_detail", plan_id=plan_id),
+            "New price saved.",
+        )
+
+
+ROUTES = [PlanController]

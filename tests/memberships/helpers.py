@@ -1,0 +1,75 @@
+"""Membership test data: plans and price versions written directly at chosen times."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime
+
+from portal.memberships.tables import MembershipPlan, MembershipPlanPrice
+from portal.timeutil import utcnow
+from tests.catalog.helpers import LONG_AGO
+
+_seq = itertools.count(1)
+
+
+async def make_plan(
+    location_id: int,
+    service_id: int,
+    *,
+    name: str | None = None,
+    sessions: int = 2,
+    price: int | None = 12000,
+    currency: str = "USD",
+    since: datetime = LONG_AGO,
+    interval: str = "month",
+    rollover_cap: int = 0,
+    min_term_periods: int = 0,
+    notice_days: int = 0,
+    freeze_allowed: bool = False,
+    online: bool = True,
+) -> int:
+    now = utcnow()
+    rows = (
+        await MembershipPlan.insert(
+            MembershipPlan(
+                location=location_id,
+                name=name or f"Plan {next(_seq)}",
+                service=service_id,
+                interval=interval,
+                sessions_per_period=sessions,
+                rollover_cap=rollover_cap,
+                min_term_periods=min_term_periods,
+                notice_days=notice_days,
+                freeze_allowed=freeze_allowed,
+                sellable_online=online,
+                active=True,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        .returning(MembershipPlan.id)
+        .run()
+    )
+    plan_id = int(rows[0]["id"])
+    if price is not None:
+        await add_plan_price(plan_id, price, since, currency=currency)
+    return plan_id
+
+
+async def add_plan_price(
+    plan_id: int, amount: int, since: datetime, *, currency: str = "USD"
+) -> int:
+    rows = (
+        await MembershipPlanPrice.insert(
+            MembershipPlanPrice(
+                plan=plan_id,
+                amount_cents=amount,
+                currency=currency,
+                effective_from=since,
+                created_at=utcnow(),
+            )
+        )
+        .returning(MembershipPlanPrice.id)
+        .run()
+    )
+    return int(rows[0]["id"])
