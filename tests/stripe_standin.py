@@ -77,6 +77,14 @@ class StandIn:
             f"/_standin/checkout/sessions/{session_id}/complete", {"email": email} if email else {}
         )
 
+    async def advance_subscription(self, subscription_id: str) -> dict[str, Any]:
+        """End the subscription's current period now: renew it, skip it (paused) or end it."""
+        return await self._post(f"/_standin/subscriptions/{subscription_id}/advance")
+
+    async def set_card_declines(self, customer_id: str, declines: bool) -> dict[str, Any]:
+        """Swap the customer's saved card for one that declines (or pays) from now on."""
+        return await self._post(f"/_standin/customers/{customer_id}/card", {"declines": declines})
+
     async def decline_session(self, session_id: str) -> dict[str, Any]:
         return await self._post(f"/_standin/checkout/sessions/{session_id}/decline")
 

@@ -137,6 +137,46 @@ class StripeCheckoutSession:
     customer_email: str | None
     created: datetime
     expires_at: datetime | None
+    mode: str = "payment"  # payment | subscription
+    subscription_id: str | None = None
+    customer_id: str | None = None
+
+
+@dataclass(frozen=True)
+class StripeSubscription:
+    """A Billing subscription: its state and current period (on its item, as Stripe has it)."""
+
+    id: str
+    status: str  # active | past_due | canceled | incomplete | unpaid | …
+    customer_id: str | None
+    metadata: dict[str, str]
+    current_period_start: datetime | None
+    current_period_end: datetime | None
+    cancel_at_period_end: bool
+    cancel_at: datetime | None
+    paused: bool
+    latest_invoice_id: str | None
+
+
+@dataclass(frozen=True)
+class StripeInvoice:
+    """A subscription's invoice: one period, its amount and whether it is paid."""
+
+    id: str
+    status: str  # draft | open | paid | void | uncollectible
+    subscription_id: str | None
+    subscription_metadata: dict[str, str]
+    billing_reason: str | None
+    currency: str
+    amount_due: int
+    amount_paid: int
+    period_start: datetime | None
+    period_end: datetime | None
+    payment_intent_id: str | None
+    paid_at: datetime | None
+    attempt_count: int
+    hosted_invoice_url: str | None
+    created: datetime
 
 
 @dataclass(frozen=True)
@@ -384,6 +424,59 @@ def _session(data: Mapping[str, Any]) -> StripeCheckoutSession:
         or _opt_str(data.get("customer_details") or {}, "email"),
         created=_created(data),
         expires_at=_time(data.get("expires_at")),
+        mode=_opt_str(data, "mode") or "payment",
+        subscription_id=_id_of(data.get("subscription")),
+        customer_id=_id_of(data.get("customer")),
+    )
+
+
+def subscription_from_dict(data: Mapping[str, Any]) -> StripeSubscription:
+    """A subscription from the API or a webhook's ``data.object``."""
+    items = (data.get("items") or {}).get("data") or [{}]
+    item = items[0] if isinstance(items[0], Mapping) else {}
+    return StripeSubscription(
+        id=_str(data, "id"),
+        status=_str(data, "status"),
+        customer_id=_id_of(data.get("customer")),
+        metadata=_metadata(data),
+        current_period_start=_time(item.get("current_period_start")),
+        current_period_end=_time(item.get("current_period_end")),
+        cancel_at_period_end=bool(data.get("cancel_at_period_end")),
+        cancel_at=_time(data.get("cancel_at")),
+        paused=bool(data.get("pause_collection")),
+        latest_invoice_id=_id_of(data.get("latest_invoice")),
+    )
+
+
+def invoice_from_dict(data: Mapping[str, Any]) -> StripeInvoice:
+    """An invoice from the API or a webhook: the subscription under ``parent``, the
+    period on its line, the payment under ``payments`` (the pinned API version's shape)."""
+    parent = data.get("parent") or {}
+    details = parent.get("subscription_details") or {} if isinstance(parent, Mapping) else {}
+    lines = (data.get("lines") or {}).get("data") or [{}]
+    period = (lines[0] or {}).get("period") or {} if isinstance(lines[0], Mapping) else {}
+    payments = (data.get("payments") or {}).get("data") or []
+    intent = None
+    for payment in payments:
+        inner = payment.get("payment") or {} if isinstance(payment, Mapping) else {}
+        intent = _id_of(inner.get("payment_intent")) or intent
+    transitions = data.get("status_transitions") or {}
+    return StripeInvoice(
+        id=_str(data, "id"),
+        status=_str(data, "status"),
+        subscription_id=_id_of(details.get("subscription")),
+        subscription_metadata=_metadata(details),
+        billing_reason=_opt_str(data, "billing_reason"),
+        currency=_str(data, "currency").upper(),
+        amount_due=_int(data, "amount_due"),
+        amount_paid=_int(data, "amount_paid", 0),
+        period_start=_time(period.get("start")),
+        period_end=_time(period.get("end")),
+        payment_intent_id=intent,
+        paid_at=_time(transitions.get("paid_at")) if isinstance(transitions, Mapping) else None,
+        attempt_count=_int(data, "attempt_count", 0),
+        hosted_invoice_url=_opt_str(data, "hosted_invoice_url"),
+        created=_created(data),
     )
 
 
@@ -727,6 +820,99 @@ class StripeGateway:
             ),
         )
         return _session(_plain(session))
+
+    async def create_subscription_checkout(
+        self,
+        *,
+        amount_cents: int,
+        currency: str,
+        interval: Literal["month", "week"],
+        interval_count: int,
+        product_name: str,
+        success_url: str,
+        cancel_url: str,
+        client_reference_id: str,
+        metadata: Mapping[str, str],
+        idempotency_key: str,
+        customer_email: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> StripeCheckoutSession:
+        """A hosted Checkout page that starts a subscription of ``amount_cents`` per interval.
+
+        The card is saved on the customer for the renewals. ``metadata`` goes
+        on the session and, as ``subscription_data.metadata``, on the
+        subscription and every invoice of it, so each renewal names our
+        membership. Stripe's proration stays off: the portal changes plans
+        only at period ends.
+        """
+        if amount_cents <= 0:
+            raise ValueError("amount_cents must be positive")
+        params: SessionCreateParams = {
+            "mode": "subscription",
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": currency.lower(),
+                        "unit_amount": amount_cents,
+                        "product_data": {"name": product_name},
+                        "recurring": {"interval": interval, "interval_count": interval_count},
+                    },
+                }
+            ],
+            "success_url": success_url,
+            "cancel_url": cancel_url,
+            "client_reference_id": client_reference_id,
+            "metadata": dict(metadata),
+            "subscription_data": {"metadata": dict(metadata)},
+        }
+        if customer_email:
+            params["customer_email"] = customer_email
+        if expires_at is not None:
+            params["expires_at"] = int(expires_at.timestamp())
+        session = await self._call(
+            "create subscription checkout",
+            self._client.v1.checkout.sessions.create_async(
+                params, {"idempotency_key": idempotency_key}
+            ),
+        )
+        return _session(_plain(session))
+
+    async def retrieve_subscription(self, subscription_id: str) -> StripeSubscription:
+        subscription = await self._call(
+            "retrieve subscription", self._client.v1.subscriptions.retrieve_async(subscription_id)
+        )
+        return subscription_from_dict(_plain(subscription))
+
+    async def update_subscription(
+        self,
+        subscription_id: str,
+        *,
+        idempotency_key: str,
+        cancel_at: datetime | None = None,
+        pause: bool | None = None,
+    ) -> StripeSubscription:
+        """End the subscription at ``cancel_at`` (a period end), or pause / resume collection."""
+        params: dict[str, Any] = {"proration_behavior": "none"}
+        if cancel_at is not None:
+            params["cancel_at"] = int(cancel_at.timestamp())
+        if pause is not None:
+            params["pause_collection"] = {"behavior": "void"} if pause else ""
+        subscription = await self._call(
+            "update subscription",
+            self._client.v1.subscriptions.update_async(
+                subscription_id,
+                params,  # type: ignore[arg-type]
+                {"idempotency_key": idempotency_key},
+            ),
+        )
+        return subscription_from_dict(_plain(subscription))
+
+    async def retrieve_invoice(self, invoice_id: str) -> StripeInvoice:
+        invoice = await self._call(
+            "retrieve invoice", self._client.v1.invoices.retrieve_async(invoice_id)
+        )
+        return invoice_from_dict(_plain(invoice))
 
     async def retrieve_checkout_session(self, session_id: str) -> StripeCheckoutSession:
         session = await self._call(

@@ -38,7 +38,7 @@ from localstripe import resources as ls
 from localstripe import server as ls_server
 from localstripe.errors import UserError
 
-from stripe_standin import page, patches, webhooks
+from stripe_standin import billing, page, patches, webhooks
 from stripe_standin.resources import (
     PAYOUT_FAILURES,
     AutomaticPayout,
@@ -314,6 +314,78 @@ async def list_disputes(request: web.Request) -> web.Response:
     return _json(result._export(expand=expand))
 
 
+# -- Billing: subscriptions and their invoices (billing.py) ----------------------------
+
+
+async def retrieve_subscription(request: web.Request) -> web.Response:
+    expand = _query(request).pop("expand", None)
+    return _json(billing.Subscription._get(request.match_info["id"])._export(expand=expand))
+
+
+async def update_subscription(request: web.Request) -> web.Response:
+    data = await _form(request)
+    expand = data.pop("expand", None)
+    subscription = billing.Subscription._get(request.match_info["id"])
+    subscription._update(**data)
+    return _json(subscription._export(expand=expand))
+
+
+async def cancel_subscription(request: web.Request) -> web.Response:
+    subscription = billing.Subscription._get(request.match_info["id"])
+    subscription._cancel()
+    return _json(subscription._export())
+
+
+async def retrieve_invoice(request: web.Request) -> web.Response:
+    expand = _query(request).pop("expand", None)
+    return _json(billing.Invoice._get(request.match_info["id"])._export(expand=expand))
+
+
+async def list_invoices(request: web.Request) -> web.Response:
+    params = _query(request)
+    subscription = params.pop("subscription", None)
+    if not isinstance(subscription, str):
+        raise UserError(
+            400, "The stand-in lists invoices of one subscription", {"param": "subscription"}
+        )
+    invoices = sorted(billing.Invoice._of(subscription), key=lambda i: i.created, reverse=True)
+    return _json(
+        {
+            "object": "list",
+            "data": [i._export() for i in invoices],
+            "has_more": False,
+            "url": "/v1/invoices",
+        }
+    )
+
+
+async def pay_invoice(request: web.Request) -> web.Response:
+    invoice = billing.Invoice._get(request.match_info["id"])
+    invoice._pay()
+    return _json(invoice._export())
+
+
+async def hook_advance_subscription(request: web.Request) -> web.Response:
+    """End the subscription's current period now (renew, skip when paused, or end it);
+    answers the subscription and the renewal invoice (None when none was charged)."""
+    subscription = billing.Subscription._get(request.match_info["id"])
+    invoice = subscription._advance()
+    return _json(
+        {
+            "subscription": subscription._export(),
+            "invoice": invoice._export() if invoice is not None else None,
+        }
+    )
+
+
+async def hook_customer_card(request: web.Request) -> web.Response:
+    """Swap the customer's card: JSON ``{"declines": true}`` makes the next charges fail."""
+    data = await _body(request)
+    customer = ls.Customer._api_retrieve(request.match_info["id"])
+    customer._card_declines = bool(data.get("declines"))
+    return _json({"id": customer.id, "declines": customer._card_declines})
+
+
 # -- hosted page -------------------------------------------------------------------
 
 
@@ -525,6 +597,13 @@ def _add_extension_routes(app: web.Application) -> None:
     router.add_get("/v1/disputes", list_disputes)
     router.add_get("/v1/disputes/{id}", retrieve_dispute)
 
+    router.add_get("/v1/subscriptions/{id}", retrieve_subscription)
+    router.add_post("/v1/subscriptions/{id}", update_subscription)
+    router.add_delete("/v1/subscriptions/{id}", cancel_subscription)
+    router.add_get("/v1/invoices", list_invoices)
+    router.add_get("/v1/invoices/{id}", retrieve_invoice)
+    router.add_post("/v1/invoices/{id}/pay", pay_invoice)
+
     router.add_get("/checkout/pay/{id}", show_page)
     router.add_post("/checkout/pay/{id}", submit_page)
 
@@ -542,6 +621,8 @@ def _add_extension_routes(app: web.Application) -> None:
     router.add_post("/_standin/payouts", hook_run_payouts)
     router.add_post("/_standin/payouts/{id}/pay", hook_pay_payout)
     router.add_post("/_standin/payouts/{id}/fail", hook_fail_payout)
+    router.add_post("/_standin/subscriptions/{id}/advance", hook_advance_subscription)
+    router.add_post("/_standin/customers/{id}/card", hook_customer_card)
     router.add_post("/_standin/reset", reset)
 
 

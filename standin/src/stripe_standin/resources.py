@@ -24,7 +24,7 @@ from typing import Any
 from localstripe import resources as ls
 from localstripe.errors import UserError
 
-from stripe_standin import webhooks
+from stripe_standin import billing, webhooks
 from stripe_standin.constants import API_VERSION
 
 # Stripe's Checkout allows expiry between 30 minutes and 24 hours ahead.
@@ -56,6 +56,7 @@ CREATE_PARAMS = frozenset(
         "payment_method_types",
         "locale",
         "submit_type",
+        "subscription_data",
     }
 )
 
@@ -124,7 +125,7 @@ def metadata(value: Any, param: str) -> dict[str, str]:
     return result
 
 
-def _line_item(raw: Any, index: int) -> dict[str, Any]:
+def _line_item(raw: Any, index: int, *, recurring: bool = False) -> dict[str, Any]:
     param = f"line_items[{index}]"
     if not isinstance(raw, dict):
         raise _bad("Invalid object", param, "parameter_invalid_object")
@@ -145,7 +146,11 @@ def _line_item(raw: Any, index: int) -> dict[str, Any]:
             f"{param}[price_data]",
             "parameter_missing",
         )
-    unknown = set(price_data) - {"currency", "unit_amount", "product_data"}
+    unknown = (
+        set(price_data)
+        - {"currency", "unit_amount", "product_data"}
+        - ({"recurring"} if recurring else set())
+    )
     if unknown:
         name = sorted(unknown)[0]
         raise _bad(
@@ -168,6 +173,11 @@ def _line_item(raw: Any, index: int) -> dict[str, Any]:
     description = _text(
         product.get("description"), f"{param}[price_data][product_data][description]"
     )
+    item_recurring = None
+    if recurring:
+        item_recurring = billing.recurring_of(
+            price_data.get("recurring"), f"{param}[price_data][recurring]"
+        )
     return {
         "id": "li_" + ls.random_id(24),
         "object": "item",
@@ -183,7 +193,8 @@ def _line_item(raw: Any, index: int) -> dict[str, Any]:
             "active": False,
             "currency": currency.lower(),
             "product": {"name": name, "description": description},
-            "type": "one_time",
+            "type": "recurring" if recurring else "one_time",
+            "recurring": item_recurring,
             "unit_amount": unit_amount,
         },
         "quantity": quantity,
@@ -202,15 +213,35 @@ class CheckoutSession(ls.StripeObject):
             name = sorted(unknown)[0]
             raise _bad(f"Received unknown parameter: {name}", name)
         mode = _text(data.get("mode"), "mode", required=True)
-        if mode != "payment":
+        if mode not in ("payment", "subscription"):
             raise _bad(
-                "The local Stripe stand-in only supports Checkout Sessions with mode=payment.",
+                "The local Stripe stand-in supports Checkout Sessions with mode=payment "
+                "or mode=subscription.",
                 "mode",
             )
+        subscribing = mode == "subscription"
         raw_items = data.get("line_items")
         if not isinstance(raw_items, list) or not raw_items:
             raise _bad("Missing required param: line_items.", "line_items", "parameter_missing")
-        items = [_line_item(raw, i) for i, raw in enumerate(raw_items)]
+        if subscribing and len(raw_items) != 1:
+            raise _bad("The stand-in's subscriptions have exactly one line item.", "line_items")
+        items = [_line_item(raw, i, recurring=subscribing) for i, raw in enumerate(raw_items)]
+        subscription_data = data.get("subscription_data") or {}
+        if subscription_data and not subscribing:
+            raise _bad("subscription_data is only for mode=subscription.", "subscription_data")
+        if not isinstance(subscription_data, dict) or set(subscription_data) - {
+            "metadata",
+            "description",
+            "proration_behavior",
+        }:
+            raise _bad("Invalid subscription_data", "subscription_data")
+        subscription_metadata = metadata(
+            subscription_data.get("metadata"), "subscription_data[metadata]"
+        )
+        if subscribing and data.get("payment_intent_data"):
+            raise _bad(
+                "payment_intent_data is not allowed in mode=subscription.", "payment_intent_data"
+            )
         currencies = {item["currency"] for item in items}
         if len(currencies) > 1:
             raise _bad("All line items must use the same currency.", "line_items")
@@ -297,6 +328,7 @@ class CheckoutSession(ls.StripeObject):
         self._intent_metadata = intent_metadata
         self._intent_description = intent_data.get("description")
         self._decline_message: str | None = None
+        self._subscription_metadata = subscription_metadata
 
     # -- shape -------------------------------------------------------------
 
@@ -389,6 +421,9 @@ class CheckoutSession(ls.StripeObject):
         """What pressing "Pay" does: a succeeding charge, then the webhooks."""
         self._ensure_open()
         email = email or self.customer_email
+        if self.mode == "subscription":
+            self._subscribe(email)
+            return
         intent = self._intent(PAYING_CARD, email)
         intent._confirm(on_failure_now=intent._report_failure)  # emits payment_intent.succeeded
         charge = intent.latest_charge
@@ -406,9 +441,34 @@ class CheckoutSession(ls.StripeObject):
         }
         webhooks.emit("checkout.session.completed", self)
 
+    def _subscribe(self, email: str | None) -> None:
+        """Subscription mode: the customer, the subscription and its first invoice, paid."""
+        line = self._line_items[0]
+        customer, subscription, invoice = billing.start_subscription(
+            email=email,
+            item={
+                "currency": self.currency,
+                "unit_amount": line["price"]["unit_amount"],
+                "recurring": line["price"]["recurring"],
+                "name": line["description"],
+            },
+            metadata=self._subscription_metadata,
+        )
+        self.customer = customer.id
+        self.subscription = subscription.id
+        self.invoice = invoice.id
+        self.status = "complete"
+        self.payment_status = "paid"
+        self._decline_message = None
+        self.customer_details = {"address": None, "email": email, "name": None, "phone": None}
+        webhooks.emit("checkout.session.completed", self)
+
     def _decline(self, email: str | None = None) -> str:
         """What a declined card does: the session stays open, the intent fails."""
         self._ensure_open()
+        if self.mode == "subscription":  # no subscription starts; the session stays open
+            self._decline_message = "Your card was declined."
+            return self._decline_message
         intent = self._intent(DECLINED_CARD, email or self.customer_email)
         # localstripe reports the decline by raising the API's 402 error.
         with contextlib.suppress(UserError):
