@@ -2,9 +2,11 @@
 
 Each context is a package ``portal.<name>`` that may have ``tables.py``
 (Piccolo tables), ``controllers.py`` (a ``ROUTES`` list of controllers and
-handlers) and ``demo.py`` (an ``async def load_demo(ids)`` adding its demo
-data). The app, the migrations and ``portal demo`` discover them here, so a
-new context plugs in by adding its name to this list.
+handlers), ``demo.py`` (an ``async def load_demo(ids)`` adding its demo
+data) and ``stripe_events.py`` (``HANDLERS``: Stripe event type → handler,
+for contexts above payments, which payments' webhook cannot import). The
+app, the migrations and ``portal demo`` discover them here, so a new context
+plugs in by adding its name to this list.
 """
 
 from __future__ import annotations
@@ -78,3 +80,13 @@ def demo_loaders() -> list[Any]:
         if module is not None and hasattr(module, "load_demo"):
             loaders.append(module.load_demo)
     return loaders
+
+
+def stripe_handlers(event_type: str) -> list[Any]:
+    """The handlers of ``event_type`` that contexts other than payments declare."""
+    handlers: list[Any] = []
+    for context in CONTEXTS:
+        module = _module(context, "stripe_events")
+        if module is not None and event_type in getattr(module, "HANDLERS", {}):
+            handlers.append(module.HANDLERS[event_type])
+    return handlers

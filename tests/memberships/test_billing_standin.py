@@ -144,17 +144,19 @@ async def test_pause_skips_a_charge_and_cancel_ends_at_the_period_end(
     await stripe_standin.complete_session(session.id)
     sub_id = str((await stripe_gateway.retrieve_checkout_session(session.id)).subscription_id)
 
-    paused = await stripe_gateway.update_subscription(sub_id, idempotency_key="pause:1", pause=True)
+    paused = await stripe_gateway.update_subscription(
+        sub_id, idempotency_key=f"pause:{uuid.uuid4()}", pause=True
+    )
     assert paused.paused
     skipped = await stripe_standin.advance_subscription(sub_id)
     assert skipped["invoice"] is None and skipped["subscription"]["status"] == "active"
     resumed = await stripe_gateway.update_subscription(
-        sub_id, idempotency_key="resume:1", pause=False
+        sub_id, idempotency_key=f"resume:{uuid.uuid4()}", pause=False
     )
     assert not resumed.paused and resumed.current_period_end is not None
 
     ending = await stripe_gateway.update_subscription(
-        sub_id, idempotency_key="cancel:1", cancel_at=resumed.current_period_end
+        sub_id, idempotency_key=f"cancel:{uuid.uuid4()}", cancel_at=resumed.current_period_end
     )
     assert ending.cancel_at == resumed.current_period_end and ending.status == "active"
     ended = await stripe_standin.advance_subscription(sub_id)

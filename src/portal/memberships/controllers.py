@@ -1,18 +1,25 @@
-"""Membership plan pages on the one admin grammar: list, detail, form, price versions."""
+"""Membership pages: plans on the one admin grammar (list, detail, form, price versions),
+a location's plans for the public, joining through Stripe Checkout, a membership's page."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
 from litestar.params import FromPath, QueryParameter
-from litestar.response import Template
+from litestar.response import Redirect, Template
 
 from portal import money
-from portal.auth.service import ACCOUNTANT, MANAGER, OWNER, CurrentUser
+from portal.auth.service import ACCOUNTANT, CLIENT, MANAGER, OWNER, CurrentUser
 from portal.catalog import service as catalog
 from portal.locations.service import all_locations, get_location, get_location_for
-from portal.memberships import service
+from portal.locations.tables import Location
+from portal.memberships import service, subscriptions
+from portal.onetime import service as onetime
+from portal.payments.controllers import _checkout_page_headers, gateway_of
+from portal.payments.gateway import GatewayError
+from portal.settings import Settings
 from portal.timeutil import to_local, utcnow
 from portal.web.admin import AdminResource, Column, Filter, Roles, admin_controller, reverse, search
 from portal.web.forms import ValidationFailed, parse_id, read_form
@@ -319,4 +326,97 @@ class PlanController(admin_controller(PLANS)):  # type: ignore[misc]
         )
 
 
-ROUTES = [PlanController]
+# -- joining and the membership's page --------------------------------------------
+
+joiners = requires_role(CLIENT)
+member_readers = requires_role(OWNER, MANAGER, ACCOUNTANT, CLIENT)
+
+
+async def _public_location(slug: str) -> dict[str, Any] | None:
+    return (
+        await Location.select()
+        .where((Location.slug == slug) & (Location.active == True))  # noqa: E712
+        .first()
+        .run()
+    )
+
+
+async def _plans_page(
+    request: Request[Any, Any, Any], location: dict[str, Any], error: str = "", status: int = 200
+) -> Template:
+    user = current_user(request) if request.scope.get("user") else None
+    return Template(
+        "memberships/public.html",
+        context={
+            "location": location,
+            "plans": await service.location_plans(location, utcnow(), online_only=True),
+            "intervals": service.INTERVALS,
+            "fmt": money.format_money,
+            "can_join": user is not None and user.role == CLIENT,
+            "request_key": onetime.new_key(),
+            "error": error,
+        },
+        status_code=status,
+        headers=_checkout_page_headers(request),
+    )
+
+
+@get("/book/{location_slug:str}/memberships", opt={"public": True}, name="public_memberships")
+async def public_plans(request: Request[Any, Any, Any], location_slug: FromPath[str]) -> Template:
+    """A location's membership plans, joined online (no sign-in to look)."""
+    location = await _public_location(location_slug)
+    if location is None:
+        return Template("catalog/public_not_found.html", status_code=404)
+    return await _plans_page(request, location)
+
+
+@post("/memberships/join/{joinable_plan_id:int}", guards=[joiners], name="membership_join")
+async def join(request: Request[Any, Any, Any], joinable_plan_id: FromPath[int]) -> Response[Any]:
+    """Open Stripe Checkout in subscription mode for a new membership of the plan."""
+    plan = await service.get_plan(joinable_plan_id)
+    location = await get_location(int(plan["location"]))
+    values, _ = await read_form(request)
+    key = onetime.parse(values.get(onetime.FIELD))
+    if key is None:  # a money form without its one-time key: not from the page
+        return await _plans_page(request, location, "Please press Join again.", 400)
+    settings: Settings = request.app.state.settings
+    try:
+        membership_id, url = await subscriptions.join(
+            gateway_of(request),
+            current_user(request),
+            joinable_plan_id,
+            base_url=settings.base_url,
+            request_key=key,
+        )
+    except ValidationFailed as exc:
+        return await _plans_page(request, location, next(iter(exc.errors.values())), 409)
+    except GatewayError as exc:
+        return await _plans_page(request, location, exc.message, 503)
+    if not url:
+        return Redirect(path=f"/memberships/{membership_id}", status_code=303)
+    return Redirect(path=url, status_code=303)
+
+
+@get("/memberships/{membership_id:int}", guards=[member_readers], name="membership")
+async def membership_page(
+    request: Request[Any, Any, Any], membership_id: FromPath[int]
+) -> Template:
+    membership = await subscriptions.get_membership_for(current_user(request), membership_id)
+    location = await get_location(int(membership["location"]))
+    return Template(
+        "memberships/membership.html",
+        context={
+            "membership": membership,
+            "terms": json.loads(membership["terms"]),
+            "location": location,
+            "status": subscriptions.STATUS_LABELS.get(membership["status"], membership["status"]),
+            "periods": await subscriptions.periods_of(membership_id),
+            "sessions_left": await subscriptions.sessions_left(membership_id),
+            "intervals": service.INTERVALS,
+            "fmt": money.format_money,
+            "joined": request.query_params.get("joined") == "1",
+        },
+    )
+
+
+ROUTES = [PlanController, public_plans, join, membership_page]

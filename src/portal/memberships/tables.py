@@ -1,4 +1,5 @@
 from piccolo.columns import (
+    BigInt,
     Boolean,
     ForeignKey,
     Integer,
@@ -10,6 +11,7 @@ from piccolo.columns import (
 from piccolo.columns.base import OnDelete
 from piccolo.table import Table
 
+from portal.auth.tables import User
 from portal.catalog.tables import Service
 from portal.locations.tables import Location
 
@@ -65,3 +67,67 @@ class MembershipPlanPrice(Table, tablename="membership_plan_price"):
     created_at = Timestamptz()
     created_by = Integer(null=True, default=None)
     note = Varchar(length=200, default="")
+
+
+class Membership(Table, tablename="membership"):
+    """A client's membership of a plan: the terms it was joined with and its Stripe subscription.
+
+    ``terms`` is the frozen ``PlanTerms`` (JSON); the plan may change later
+    without changing this. ``status`` follows ``service.MEMBERSHIP_MOVES``:
+    pending (Checkout open) → active (first invoice paid) ⇄ past_due (a
+    renewal failed; ``grace_until`` says until when its sessions may still be
+    booked) → ended; pending → abandoned (Checkout expired; late money still
+    activates it). The period fields mirror the subscription as Stripe last
+    reported it.
+    """
+
+    id: Serial
+    client = ForeignKey(references=User, on_delete=OnDelete.restrict, required=True, index=True)
+    # Indexed as ``membership_by_plan`` (SQLite: "membership_plan" names a table).
+    plan = ForeignKey(references=MembershipPlan, on_delete=OnDelete.restrict, required=True)
+    location = ForeignKey(
+        references=Location, on_delete=OnDelete.restrict, required=True, index=True
+    )
+    name = Varchar(length=120, required=True)
+    terms = Text(required=True)
+    currency = Varchar(length=3, required=True)
+    total_cents = BigInt(required=True)  # charged per period, tax included
+    sessions_per_period = Integer(required=True)
+    status = Varchar(length=20, required=True, index=True)
+    checkout_session_id = Varchar(length=255, null=True, default=None)
+    subscription_id = Varchar(length=255, null=True, default=None)  # unique (index)
+    customer_id = Varchar(length=255, null=True, default=None)
+    current_period_start = Timestamptz(null=True, default=None)
+    current_period_end = Timestamptz(null=True, default=None)
+    cancel_at = Timestamptz(null=True, default=None)
+    paused = Boolean(default=False)
+    grace_until = Timestamptz(null=True, default=None)
+    created_at = Timestamptz()
+    joined_at = Timestamptz(null=True, default=None)
+    ended_at = Timestamptz(null=True, default=None)
+    # Why Stripe's evidence could not be applied (an owner settles it).
+    review_reason = Text(default="")
+
+
+class MembershipPeriod(Table, tablename="membership_period"):
+    """One billing period of a membership: its Stripe invoice and, once paid, the sale
+    holding the period's session credits (``sale_id``; sales write every credit).
+
+    ``status`` follows ``service.PERIOD_MOVES``: open → paid | failed,
+    failed → paid (the client paid after a failed renewal).
+    """
+
+    id: Serial
+    membership = ForeignKey(
+        references=Membership, on_delete=OnDelete.restrict, required=True, index=True
+    )
+    invoice_id = Varchar(length=255, required=True)  # unique (index)
+    period_start = Timestamptz()
+    period_end = Timestamptz()
+    amount_cents = BigInt(required=True)
+    currency = Varchar(length=3, required=True)
+    status = Varchar(length=20, required=True)
+    sale_id = Integer(null=True, default=None)
+    failed_at = Timestamptz(null=True, default=None)
+    paid_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz()

@@ -157,8 +157,8 @@ Handler = Callable[[StripeGateway, dict[str, Any]], Awaitable[None]]
 
 
 async def _on_checkout_completed(gateway: StripeGateway, obj: dict[str, Any]) -> None:
-    if obj.get("payment_status") != "paid":
-        return
+    if obj.get("payment_status") != "paid" or obj.get("mode") == "subscription":
+        return  # a membership's (memberships.stripe_events)
     sale_id = _sale_id_of({k: str(v) for k, v in (obj.get("metadata") or {}).items()})
     intent_id = _str_or_none(obj.get("payment_intent"))
     if sale_id is None or intent_id is None:

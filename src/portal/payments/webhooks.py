@@ -2,7 +2,9 @@
 
 Payments, refunds and disputes are handled in :mod:`portal.payments.service`,
 payouts in :mod:`portal.payments.payouts` (which builds on the service); this
-module sits above both, so neither imports the other to reach it.
+module sits above both, so neither imports the other to reach it. Contexts
+built on payments (memberships) declare theirs in ``<context>/stripe_events.py``,
+found through :func:`portal.contexts.stripe_handlers`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from portal import contexts
 from portal.payments import payouts
 from portal.payments.gateway import StripeGateway
 from portal.payments.service import HANDLERS as PAYMENT_HANDLERS
@@ -70,13 +73,13 @@ async def handle_event(gateway: StripeGateway, event: dict[str, Any]) -> str:
         )
         if existing is not None and existing["processed_at"] is not None:
             return "duplicate"
-    handler = HANDLERS.get(event_type)
-    if handler is not None:
-        obj = (event.get("data") or {}).get("object") or {}
+    handlers = [h for h in (HANDLERS.get(event_type), *contexts.stripe_handlers(event_type)) if h]
+    obj = (event.get("data") or {}).get("object") or {}
+    for handler in handlers:
         await handler(gateway, obj)
     await (
         StripeEvent.update({StripeEvent.processed_at: utcnow()})
         .where((StripeEvent.event_id == event_id) & StripeEvent.processed_at.is_null())
         .run()
     )
-    return "processed" if handler else "unhandled"
+    return "processed" if handlers else "unhandled"

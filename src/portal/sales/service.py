@@ -192,6 +192,7 @@ async def _count_credits(sale_id: int, moves: list[tuple[str, datetime, int, int
 
 ONLINE = "online"
 FRONT_DESK = "front_desk"
+MEMBERSHIP = "membership"  # one paid period of a membership (memberships.subscriptions)
 
 PAYMENT_METHODS = {
     "card": "Card (online)",
@@ -410,6 +411,12 @@ async def date_credit(credit_id: int, at: datetime) -> None:
                     _credit_movement(row["state"], at, 1, value),
                 ],
             )
+
+
+async def set_valid_until(sale_id: int, valid_until: datetime) -> None:
+    """A membership period's sessions last until the period Stripe billed ends, an
+    instant rather than a number of days from the payment."""
+    await Sale.update({Sale.valid_until: valid_until}).where(Sale.id == sale_id).run()
 
 
 async def get_sale(sale_id: int) -> dict[str, Any]:

@@ -1,0 +1,538 @@
+"""Memberships: joining through Stripe Checkout, and Stripe Billing's events applied once.
+
+A membership is created *pending* with the plan's terms frozen (``PlanTerms``),
+then a Checkout Session in subscription mode is opened for it; its id travels
+in the subscription's metadata, so every invoice of every renewal names it.
+
+Every change of a membership — each webhook, whatever its order or however
+often it arrives — runs inside :func:`locked`: one write transaction that
+takes the membership's row lock first and then reads it again, the rule
+``sales.service.locked`` keeps for sales. The moves are data
+(``MEMBERSHIP_MOVES``, ``PERIOD_MOVES``) applied by compare-and-set.
+
+Each paid period is a sale (channel ``membership``) made through ``sales``
+and recorded paid through ``payments.service.record_stripe_payment`` with the
+invoice's PaymentIntent: the sale gets the period's session credits and the
+journal entry (Dr Stripe clearing / Cr deferred revenue and tax payable), a
+payment row with Stripe's fee, and from then on books, refunds and disputes
+like any package. ``membership_period.invoice_id`` is unique and the period
+moves open → paid once, so an invoice grants its sessions once.
+
+Network first, then the lock: the subscription and the PaymentIntent are read
+from Stripe before the transaction, never while holding it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+from portal import db
+from portal.auth.service import CLIENT, CurrentUser
+from portal.catalog.service import PackageTerms
+from portal.errors import Forbidden, Invalid, NotFound
+from portal.locations.service import ensure_location_access
+from portal.memberships import service as plans
+from portal.memberships.tables import Membership, MembershipPeriod
+from portal.onetime import service as onetime
+from portal.payments import service as payments
+from portal.payments.gateway import (
+    GatewayError,
+    StripeGateway,
+    StripeInvoice,
+    StripeSubscription,
+    invoice_from_dict,
+)
+from portal.sales import service as sales
+from portal.timeutil import utcnow
+
+log = logging.getLogger("portal.memberships")
+
+PENDING = "pending"
+ACTIVE = "active"
+PAST_DUE = "past_due"
+ABANDONED = "abandoned"
+ENDED = "ended"
+
+MEMBERSHIP_MOVES: dict[str, frozenset[str]] = {
+    # Checkout open; Stripe may end the subscription before we hear it started.
+    PENDING: frozenset({ACTIVE, ABANDONED, ENDED}),
+    # Money that arrives for an abandoned checkout still counts.
+    ABANDONED: frozenset({ACTIVE}),
+    ACTIVE: frozenset({PAST_DUE, ENDED}),
+    PAST_DUE: frozenset({ACTIVE, ENDED}),
+    ENDED: frozenset(),
+}
+
+OPEN = "open"
+PAID = "paid"
+FAILED = "failed"
+PERIOD_MOVES: dict[str, frozenset[str]] = {
+    OPEN: frozenset({PAID, FAILED}),
+    FAILED: frozenset({PAID}),  # paid after the card was updated
+    PAID: frozenset(),
+}
+
+# How long the sessions of a membership whose renewal failed stay bookable.
+GRACE = timedelta(days=7)
+JOIN = "membership_join"
+STATUS_LABELS = {
+    PENDING: "Waiting for payment",
+    ACTIVE: "Active",
+    PAST_DUE: "Payment failed",
+    ABANDONED: "Not completed",
+    ENDED: "Ended",
+}
+
+
+def _check(moves: dict[str, frozenset[str]], old: str, new: str) -> None:
+    if new not in moves.get(old, frozenset()):
+        raise sales.TransitionNotAllowed(f"{old} → {new}")
+
+
+async def move(membership_id: int, old: str, new: str, **values: Any) -> bool:
+    """Compare-and-set the membership ``old`` → ``new`` (an allowed move)."""
+    _check(MEMBERSHIP_MOVES, old, new)
+    update: dict[Any, Any] = {Membership.status: new}
+    for key, value in values.items():
+        update[getattr(Membership, key)] = value
+    changed = (
+        await Membership.update(update)
+        .where((Membership.id == membership_id) & (Membership.status == old))
+        .returning(Membership.id)
+        .run()
+    )
+    return bool(changed)
+
+
+async def _move_period(period_id: int, old: str, new: str, **values: Any) -> bool:
+    _check(PERIOD_MOVES, old, new)
+    update: dict[Any, Any] = {MembershipPeriod.status: new}
+    for key, value in values.items():
+        update[getattr(MembershipPeriod, key)] = value
+    changed = (
+        await MembershipPeriod.update(update)
+        .where((MembershipPeriod.id == period_id) & (MembershipPeriod.status == old))
+        .returning(MembershipPeriod.id)
+        .run()
+    )
+    return bool(changed)
+
+
+async def get_membership(membership_id: int) -> dict[str, Any]:
+    row = await Membership.select().where(Membership.id == membership_id).first().run()
+    if row is None:
+        raise NotFound("No such membership.")
+    return row
+
+
+@asynccontextmanager
+async def locked(membership_id: int) -> AsyncIterator[dict[str, Any]]:
+    """The one rule for changing a membership: its lock, then a fresh read (as sales')."""
+    async with db.transaction():
+        await db.lock_row(Membership, membership_id)
+        yield await get_membership(membership_id)
+
+
+async def get_membership_for(user: CurrentUser, membership_id: int) -> dict[str, Any]:
+    """The membership if ``user`` may see it: its client, or staff of its location."""
+    membership = await get_membership(membership_id)
+    if user.role == CLIENT:
+        if membership["client"] != user.id:
+            raise Forbidden("This is not your membership.")
+        return membership
+    ensure_location_access(user, int(membership["location"]))
+    return membership
+
+
+# -- joining ---------------------------------------------------------------------
+
+
+async def join(
+    gateway: StripeGateway,
+    client: CurrentUser,
+    plan_id: int,
+    *,
+    base_url: str,
+    request_key: str | None = None,
+) -> tuple[int, str]:
+    """A pending membership with the plan's terms and its Checkout Session: (id, page URL).
+
+    The form's one-time key makes a resubmission answer the membership it
+    created; the Checkout Session's idempotency key is the membership's, so
+    asking Stripe again returns the same session.
+    """
+    try:
+        terms = await plans.quote_plan(plan_id, utcnow(), online=True)
+    except plans.NotAvailable as exc:
+        raise Invalid({"plan": str(exc)}) from exc
+    async with db.transaction():
+        first = await onetime.claim(request_key, user_id=client.id, action=JOIN, field="plan")
+        if first:
+            membership_id = int(first)
+        else:
+            rows = (
+                await Membership.insert(
+                    Membership(
+                        client=client.id,
+                        plan=plan_id,
+                        location=terms.location_id,
+                        name=terms.name,
+                        terms=json.dumps(terms.as_dict()),
+                        currency=terms.currency,
+                        total_cents=terms.total_cents,
+                        sessions_per_period=terms.sessions_per_period,
+                        status=PENDING,
+                        created_at=utcnow(),
+                    )
+                )
+                .returning(Membership.id)
+                .run()
+            )
+            membership_id = int(rows[0]["id"])
+            await onetime.finish(request_key, str(membership_id))
+    membership = await get_membership(membership_id)
+    return membership_id, await _checkout_url(gateway, membership, client.email, base_url)
+
+
+async def _checkout_url(
+    gateway: StripeGateway, membership: dict[str, Any], email: str, base_url: str
+) -> str:
+    terms = json.loads(membership["terms"])
+    membership_id = int(membership["id"])
+    try:
+        session = await gateway.create_subscription_checkout(
+            amount_cents=int(membership["total_cents"]),
+            currency=str(membership["currency"]),
+            interval="month" if terms["interval"] == plans.MONTHLY else "week",
+            interval_count=1 if terms["interval"] == plans.MONTHLY else 4,
+            product_name=str(membership["name"]),
+            success_url=f"{base_url}/memberships/{membership_id}?joined=1",
+            cancel_url=f"{base_url}/memberships/{membership_id}",
+            client_reference_id=f"membership:{membership_id}",
+            metadata={
+                "membership_id": str(membership_id),
+                "location_id": str(membership["location"]),
+            },
+            # Creation time too: ids repeat when a database is recreated against one account.
+            idempotency_key=f"membership:{membership_id}:"
+            f"{int(membership['created_at'].timestamp() * 1_000_000)}:join",
+            customer_email=email,
+        )
+    except GatewayError:
+        if membership["status"] == PENDING and not membership["checkout_session_id"]:
+            await move(membership_id, PENDING, ABANDONED, ended_at=utcnow())
+        raise
+    await (
+        Membership.update({Membership.checkout_session_id: session.id})
+        .where((Membership.id == membership_id) & Membership.checkout_session_id.is_null())
+        .run()
+    )
+    return session.url or ""
+
+
+# -- Stripe's events -----------------------------------------------------------------
+
+
+def membership_id_of(metadata: dict[str, str]) -> int | None:
+    raw = metadata.get("membership_id", "")
+    return int(raw) if raw.isdigit() else None
+
+
+async def _exists(membership_id: int) -> bool:
+    return bool(await Membership.exists().where(Membership.id == membership_id).run())
+
+
+async def _note(membership_id: int, reason: str) -> None:
+    """The first reason Stripe's evidence could not be applied, for an owner."""
+    log.error("membership %s needs review: %s", membership_id, reason)
+    await (
+        Membership.update({Membership.review_reason: reason[:2000]})
+        .where((Membership.id == membership_id) & (Membership.review_reason == ""))
+        .run()
+    )
+
+
+async def _link(membership: dict[str, Any], subscription_id: str | None) -> bool:
+    """Tie the membership to its subscription; False when it belongs to another one."""
+    if subscription_id is None:
+        return True
+    known = membership["subscription_id"]
+    if known is None:
+        await (
+            Membership.update({Membership.subscription_id: subscription_id})
+            .where((Membership.id == membership["id"]) & Membership.subscription_id.is_null())
+            .run()
+        )
+        return True
+    if known != subscription_id:
+        await _note(
+            int(membership["id"]),
+            f"Stripe subscription {subscription_id} names this membership, which is {known}'s.",
+        )
+        return False
+    return True
+
+
+async def on_checkout_completed(gateway: StripeGateway, obj: dict[str, Any]) -> None:
+    """The client finished Checkout: link the subscription, then apply its first invoice
+    (read from Stripe, so a lost or late ``invoice.paid`` changes nothing)."""
+    if obj.get("mode") != "subscription":
+        return
+    membership_id = membership_id_of({k: str(v) for k, v in (obj.get("metadata") or {}).items()})
+    subscription_id = obj.get("subscription")
+    if membership_id is None or not isinstance(subscription_id, str):
+        return
+    if not await _exists(membership_id):
+        return
+    subscription = await gateway.retrieve_subscription(subscription_id)
+    invoice = (
+        await gateway.retrieve_invoice(subscription.latest_invoice_id)
+        if subscription.latest_invoice_id
+        else None
+    )
+    async with locked(membership_id) as membership:
+        if await _link(membership, subscription_id):
+            await _mirror(membership, subscription)
+    if invoice is not None and invoice.status == PAID:
+        await apply_paid_invoice(gateway, invoice)
+
+
+async def on_invoice_paid(gateway: StripeGateway, obj: dict[str, Any]) -> None:
+    await apply_paid_invoice(gateway, invoice_from_dict(obj))
+
+
+async def _period(membership_id: int, invoice: StripeInvoice) -> dict[str, Any]:
+    """The period row of ``invoice`` (made on first sight; the invoice id is unique)."""
+    await (
+        MembershipPeriod.insert(
+            MembershipPeriod(
+                membership=membership_id,
+                invoice_id=invoice.id,
+                period_start=invoice.period_start or invoice.created,
+                period_end=invoice.period_end or invoice.created,
+                amount_cents=invoice.amount_due,
+                currency=invoice.currency,
+                status=OPEN,
+                created_at=utcnow(),
+            )
+        )
+        .on_conflict(target=MembershipPeriod.invoice_id, action="DO NOTHING")
+        .run()
+    )
+    row = (
+        await MembershipPeriod.select()
+        .where(MembershipPeriod.invoice_id == invoice.id)
+        .first()
+        .run()
+    )
+    assert row is not None
+    return row
+
+
+def _mismatches(membership: dict[str, Any], invoice: StripeInvoice) -> list[str]:
+    """Why a paid invoice does not belong to this membership's terms (none: it does)."""
+    out = []
+    code, total = str(membership["currency"]), int(membership["total_cents"])
+    if invoice.currency != code:
+        out.append(f"Invoice {invoice.id} is in {invoice.currency}; the membership is in {code}.")
+    elif invoice.amount_paid != total:
+        out.append(f"Invoice {invoice.id} paid {invoice.amount_paid}; the terms say {total}.")
+    if invoice.payment_intent_id is None:
+        out.append(f"Invoice {invoice.id} is paid but names no payment.")
+    return out
+
+
+def period_terms(membership: dict[str, Any], period_start: datetime) -> PackageTerms:
+    """The frozen terms of one paid period, as the sale that holds its credits keeps them."""
+    t = json.loads(membership["terms"])
+    return PackageTerms(
+        package_id=0,  # no package: the plan and its price version are in the name and terms
+        price_version_id=int(t["price_version_id"]),
+        price_is_override=False,
+        service_id=int(t["service_id"]),
+        service_name=str(t["service_name"]),
+        name=f"{t['name']} — membership period from {period_start:%Y-%m-%d}"[:160],
+        location_id=int(t["location_id"]),
+        sessions=int(t["sessions_per_period"]),
+        validity_days=0,  # the period's end, set once paid (sales.set_valid_until)
+        currency=str(t["currency"]),
+        price_cents=int(t["price_cents"]),
+        unit_list_price_cents=None,
+        unit_list_price_version_id=None,
+        net_cents=int(t["net_cents"]),
+        tax_cents=int(t["tax_cents"]),
+        total_cents=int(t["total_cents"]),
+        tax_rate_bp=int(t["tax_rate_bp"]),
+        prices_include_tax=bool(t["prices_include_tax"]),
+        session_values=tuple(int(v) for v in t["session_values"]),
+        session_totals=tuple(int(v) for v in t["session_totals"]),
+        quoted_at=datetime.fromisoformat(t["quoted_at"]),
+    )
+
+
+async def apply_paid_invoice(gateway: StripeGateway, invoice: StripeInvoice) -> bool:
+    """A paid invoice grants its period's sessions, once; True when this call granted them."""
+    membership_id = membership_id_of(invoice.subscription_metadata)
+    if membership_id is None or invoice.status != PAID or not await _exists(membership_id):
+        return False
+    intent = (
+        await gateway.retrieve_payment_intent(invoice.payment_intent_id)
+        if invoice.payment_intent_id
+        else None
+    )
+    paid_at = invoice.paid_at or utcnow()
+    async with locked(membership_id) as membership:
+        if not await _link(membership, invoice.subscription_id):
+            return False
+        period = await _period(membership_id, invoice)
+        if period["status"] == PAID:
+            return False
+        problems = _mismatches(membership, invoice)
+        if problems or intent is None:
+            await _note(membership_id, " ".join(problems))
+            return False
+        sale_id = period["sale_id"]
+        if sale_id is None:
+            sale_id = await sales.create_pending_sale(
+                int(membership["client"]),
+                period_terms(membership, period["period_start"]),
+                channel=sales.MEMBERSHIP,
+                payment_method="card",
+            )
+        await payments.record_stripe_payment(
+            sale_id,
+            payment_intent_id=intent.id,
+            amount_cents=invoice.amount_paid,
+            currency=invoice.currency,
+            charge=intent.latest_charge,
+            occurred_at=paid_at,
+        )
+        if (await sales.get_sale(sale_id))["status"] != sales.ACTIVE:
+            await _note(membership_id, f"The sale of invoice {invoice.id} was not activated.")
+            await (
+                MembershipPeriod.update({MembershipPeriod.sale_id: sale_id})
+                .where(MembershipPeriod.id == period["id"])
+                .run()
+            )
+            return False
+        await sales.set_valid_until(sale_id, period["period_end"])
+        await _move_period(
+            int(period["id"]), str(period["status"]), PAID, paid_at=paid_at, sale_id=sale_id
+        )
+        for old in (PENDING, ABANDONED):
+            await move(membership_id, old, ACTIVE, joined_at=paid_at, ended_at=None)
+        if not await _unpaid_failures(membership_id):
+            await move(membership_id, PAST_DUE, ACTIVE, grace_until=None)
+        await _advance_period(membership, period["period_start"], period["period_end"])
+    return True
+
+
+async def _unpaid_failures(membership_id: int) -> int:
+    return int(
+        await MembershipPeriod.count()
+        .where((MembershipPeriod.membership == membership_id) & (MembershipPeriod.status == FAILED))
+        .run()
+    )
+
+
+async def _advance_period(membership: dict[str, Any], start: datetime, end: datetime) -> None:
+    """Keep the latest period Stripe billed (events of older ones may come later)."""
+    await (
+        Membership.update(
+            {Membership.current_period_start: start, Membership.current_period_end: end}
+        )
+        .where(
+            (Membership.id == membership["id"])
+            & (Membership.current_period_end.is_null() | (Membership.current_period_end < end))
+        )
+        .run()
+    )
+
+
+async def on_invoice_failed(gateway: StripeGateway, obj: dict[str, Any]) -> None:
+    """A renewal was declined: the period fails, and a membership whose latest period it is
+    falls past due, its sessions bookable until the grace period ends."""
+    invoice = invoice_from_dict(obj)
+    membership_id = membership_id_of(invoice.subscription_metadata)
+    if membership_id is None or not await _exists(membership_id):
+        return
+    now = utcnow()
+    async with locked(membership_id) as membership:
+        if not await _link(membership, invoice.subscription_id):
+            return
+        period = await _period(membership_id, invoice)
+        if not await _move_period(int(period["id"]), OPEN, FAILED, failed_at=now):
+            return  # paid already (events out of order), or failed before (a replay)
+        later_paid = await (
+            MembershipPeriod.exists()
+            .where(
+                (MembershipPeriod.membership == membership_id)
+                & (MembershipPeriod.status == PAID)
+                & (MembershipPeriod.period_start > period["period_start"])
+            )
+            .run()
+        )
+        if not later_paid:
+            await move(membership_id, ACTIVE, PAST_DUE, grace_until=now + GRACE)
+        await _advance_period(membership, period["period_start"], period["period_end"])
+
+
+async def on_subscription_changed(gateway: StripeGateway, obj: dict[str, Any]) -> None:
+    """``customer.subscription.updated`` / ``.deleted``: mirror the subscription as Stripe
+    has it *now* (read again, so an older event arriving late cannot undo a newer one)."""
+    subscription_id = obj.get("id")
+    if not isinstance(subscription_id, str):
+        return
+    subscription = await gateway.retrieve_subscription(subscription_id)
+    membership_id = membership_id_of(subscription.metadata)
+    if membership_id is None or not await _exists(membership_id):
+        return
+    async with locked(membership_id) as membership:
+        if await _link(membership, subscription.id):
+            await _mirror(membership, subscription)
+
+
+async def _mirror(membership: dict[str, Any], subscription: StripeSubscription) -> None:
+    membership_id = int(membership["id"])
+    await (
+        Membership.update(
+            {
+                Membership.customer_id: subscription.customer_id,
+                Membership.cancel_at: subscription.cancel_at,
+                Membership.paused: subscription.paused,
+            }
+        )
+        .where(Membership.id == membership_id)
+        .run()
+    )
+    if subscription.current_period_start and subscription.current_period_end:
+        await _advance_period(
+            membership, subscription.current_period_start, subscription.current_period_end
+        )
+    if subscription.status in ("canceled", "incomplete_expired"):
+        for old in (PENDING, ACTIVE, PAST_DUE):
+            await move(membership_id, old, ENDED, ended_at=utcnow(), grace_until=None)
+
+
+# -- reading -------------------------------------------------------------------------
+
+
+async def periods_of(membership_id: int) -> list[dict[str, Any]]:
+    return (
+        await MembershipPeriod.select()
+        .where(MembershipPeriod.membership == membership_id)
+        .order_by(MembershipPeriod.period_start, ascending=False)
+        .run()
+    )
+
+
+async def sessions_left(membership_id: int) -> int:
+    """Sessions of the membership's paid periods that can still be booked."""
+    sale_ids = [int(p["sale_id"]) for p in await periods_of(membership_id) if p["sale_id"]]
+    counts = await sales.counts_for(sale_ids)
+    return sum(c[sales.AVAILABLE] for c in counts.values())
