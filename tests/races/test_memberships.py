@@ -1,0 +1,79 @@
+"""A membership's Stripe events delivered many times at once, to both processes, in both
+orders: joining (Checkout, the subscription, its first invoice) and a renewal. Every answer
+is 2xx and each paid invoice grants its period's sessions once, with one journal entry."""
+
+from __future__ import annotations
+
+import pytest
+
+from portal.memberships.tables import Membership, MembershipPeriod
+from portal.sales.tables import SaleSession
+from tests.memberships.helpers import make_plan
+from tests.races.conftest import Clinic, at_once
+from tests.races.invariants import assert_whole, rows
+from tests.servers import Portal
+from tests.stripe_standin import WebhookReceiver
+
+COPIES = 4
+
+
+async def _deliver_at_once(portal: Portal, bodies: list[bytes]) -> None:
+    sends = []
+    for copy in range(COPIES):
+        ordered = bodies if copy % 2 == 0 else list(reversed(bodies))
+        sends += [(copy + n, body) for n, body in enumerate(ordered)]
+    answers = await at_once(portal.post_webhook(process, body) for process, body in sends)
+    statuses = [(a.request.url.port, a.status_code, a.text[:80]) for a in answers]
+    assert all(200 <= a.status_code < 300 for a in answers), statuses
+
+
+async def _granted(membership_id: int) -> tuple[list[str], int, list[str]]:
+    periods = (
+        await MembershipPeriod.select().where(MembershipPeriod.membership == membership_id).run()
+    )
+    sale_ids = [int(p["sale_id"]) for p in periods if p["sale_id"]]
+    credits = await SaleSession.count().where(SaleSession.sale.is_in(sale_ids or [-1])).run()
+    entries = await rows(
+        "SELECT kind FROM journal_entry WHERE reference IN "
+        "(SELECT 'sale:' || sale_id FROM membership_period WHERE membership = {}) ORDER BY id",
+        membership_id,
+    )
+    return (
+        sorted(str(p["status"]) for p in periods),
+        int(credits),
+        [str(e["kind"]) for e in entries],
+    )
+
+
+@pytest.mark.parametrize("renewal", [False, True])
+async def test_membership_events_delivered_many_times_at_once(
+    portal: Portal, clinic: Clinic, webhook_receiver: WebhookReceiver, renewal: bool
+) -> None:
+    plan = await make_plan(clinic.location_id, clinic.service_id, name="Race monthly", sessions=2)
+    portal.detach_webhooks()
+    client = await portal.signed_in(clinic.client, "member")
+    path = f"/memberships/join/{plan}"
+    fields = await client.form(f"/book/{clinic.slug}/memberships", path)
+    joined = await client.post(path, fields)
+    assert joined.status_code == 303, joined.text[:300]
+    mark = len(webhook_receiver.deliveries)
+    await portal.standin.complete_session(joined.headers["location"].rsplit("/", 1)[-1])
+    await portal.standin.drain(timeout=30)
+    bodies = [d.body for d in webhook_receiver.deliveries[mark:]]
+    membership = await Membership.select().where(Membership.plan == plan).first().run()
+    assert membership is not None and membership["status"] == "pending"
+
+    await _deliver_at_once(portal, bodies)
+    membership = await Membership.select().where(Membership.plan == plan).first().run()
+    assert membership["status"] == "active"
+    assert await _granted(membership["id"]) == (["paid"], 2, ["sale_paid", "processing_fee"])
+
+    if renewal:
+        mark = len(webhook_receiver.deliveries)
+        await portal.standin.advance_subscription(str(membership["subscription_id"]))
+        await portal.standin.drain(timeout=30)
+        await _deliver_at_once(portal, [d.body for d in webhook_receiver.deliveries[mark:]])
+        assert await _granted(membership["id"]) == (
+            ["paid", "paid"], 4, ["sale_paid", "processing_fee"] * 2,
+        )  # fmt: skip
+    await assert_whole(portal)
