@@ -1,7 +1,7 @@
 """The `portal` command: serve, worker, jobs (list, run), migrate, demo, users (create,
 set-password, deactivate, reset-2fa), stripe reconcile, stripe payouts,
-sales expire, packages expire, reminders send, reports rebuild, reports verify, backup,
-restore."""
+sales expire, packages expire, memberships arrears, reminders send, reports rebuild,
+reports verify, backup, restore."""
 
 from __future__ import annotations
 
@@ -380,6 +380,20 @@ def cmd_reports_verify(args: argparse.Namespace) -> None:
     print(f"The daily totals of {result.checked} month(s) equal the rows, every location.")
 
 
+def cmd_memberships_arrears(args: argparse.Namespace) -> None:
+    from portal.memberships import subscriptions
+
+    async def run() -> list[int]:
+        await _require_migrated()
+        return await subscriptions.enforce_arrears()
+
+    frozen = asyncio.run(_with_database(run))
+    if not frozen:
+        print("No membership is past its grace period with bookable sessions; nothing changed.")
+        return
+    print(f"Sessions of {len(frozen)} membership(s) in arrears can no longer be booked.")
+
+
 def cmd_packages_expire(args: argparse.Namespace) -> None:
     from portal.bookings import expiry
 
@@ -639,6 +653,15 @@ def build_parser() -> ArgumentParser:
         help="expire unused sessions of packages past their validity (safe to run from cron)",
     )
     expire.set_defaults(func=cmd_sales_expire)
+
+    memberships = sub.add_parser("memberships", help="clients' memberships")
+    memberships_sub = memberships.add_subparsers(dest="memberships_command", required=True)
+    arrears = memberships_sub.add_parser(
+        "arrears",
+        help="stop bookings with the sessions of memberships past their grace period "
+        "(safe to run from cron)",
+    )
+    arrears.set_defaults(func=cmd_memberships_arrears)
 
     packages = sub.add_parser("packages", help="clients' session packages")
     packages_sub = packages.add_subparsers(

@@ -415,8 +415,143 @@ async def membership_page(
             "intervals": service.INTERVALS,
             "fmt": money.format_money,
             "joined": request.query_params.get("joined") == "1",
+            "can_change": current_user(request).role in (OWNER, MANAGER, CLIENT),
+            "request_key": onetime.new_key(),
         },
     )
 
 
-ROUTES = [PlanController, public_plans, join, membership_page]
+member_editors = requires_role(OWNER, MANAGER, CLIENT)
+
+
+def _membership_url(request: Request[Any, Any, Any], membership_id: int) -> str:
+    return reverse(request, "membership", membership_id=membership_id)
+
+
+async def _cancel_page(
+    request: Request[Any, Any, Any], membership_id: int, error: str = "", status: int = 200
+) -> Template:
+    membership = await subscriptions.get_membership_for(
+        current_user(request), membership_id, write=True
+    )
+    location = await get_location(int(membership["location"]))
+    quote = None
+    try:
+        quote = await subscriptions.quote_cancel(membership)
+    except ValidationFailed as exc:
+        error = error or next(iter(exc.errors.values()))
+    return Template(
+        "memberships/cancel.html",
+        context={
+            "membership": membership,
+            "terms": json.loads(membership["terms"]),
+            "location": location,
+            "quote": quote,
+            "error": error,
+            "fmt": money.format_money,
+            "request_key": onetime.new_key(),
+        },
+        status_code=status,
+    )
+
+
+@get("/memberships/{membership_id:int}/cancel", guards=[member_editors], name="membership_cancel")
+async def cancel_confirm(request: Request[Any, Any, Any], membership_id: FromPath[int]) -> Template:
+    """The notice and minimum term explained, with the date it would end, before confirming."""
+    return await _cancel_page(request, membership_id)
+
+
+@post(
+    "/memberships/{membership_id:int}/cancel",
+    guards=[member_editors],
+    name="membership_cancel_submit",
+)
+async def cancel_submit(
+    request: Request[Any, Any, Any], membership_id: FromPath[int]
+) -> Response[Any]:
+    values, _ = await read_form(request)
+    key = onetime.parse(values.get(onetime.FIELD))
+    if key is None:
+        return await _cancel_page(request, membership_id, "Please confirm again.", 400)
+    try:
+        ends = await subscriptions.cancel(
+            gateway_of(request), current_user(request), membership_id,
+            request_key=key, address=client_address(request),
+        )  # fmt: skip
+    except ValidationFailed as exc:
+        return await _cancel_page(request, membership_id, next(iter(exc.errors.values())), 409)
+    except GatewayError as exc:
+        return await _cancel_page(request, membership_id, exc.message, 503)
+    membership = await subscriptions.get_membership(membership_id)
+    zone = (await get_location(int(membership["location"])))["timezone"]
+    return redirect(
+        request,
+        _membership_url(request, membership_id),
+        f"Cancelled: the membership ends on {to_local(ends, zone):%Y-%m-%d}.",
+    )
+
+
+def _freeze_handler(frozen: bool) -> Any:
+    async def handler(
+        request: Request[Any, Any, Any], membership_id: FromPath[int]
+    ) -> Response[Any]:
+        values, _ = await read_form(request)
+        back = _membership_url(request, membership_id)
+        key = onetime.parse(values.get(onetime.FIELD))
+        if key is None:
+            return redirect(request, back, "Please press the button again.", "error")
+        try:
+            await subscriptions.set_frozen(
+                gateway_of(request), current_user(request), membership_id, frozen,
+                request_key=key, address=client_address(request),
+            )  # fmt: skip
+        except ValidationFailed as exc:
+            return redirect(request, back, next(iter(exc.errors.values())), "error")
+        except GatewayError as exc:
+            return redirect(request, back, exc.message, "error")
+        done = "Frozen: no charges and no new sessions until you resume." if frozen else "Resumed."
+        return redirect(request, back, done)
+
+    return handler
+
+
+freeze = post(
+    "/memberships/{membership_id:int}/freeze", guards=[member_editors], name="membership_freeze"
+)(_freeze_handler(True))
+resume = post(
+    "/memberships/{membership_id:int}/resume", guards=[member_editors], name="membership_resume"
+)(_freeze_handler(False))
+
+
+@get("/memberships", guards=[member_readers], name="memberships")
+async def memberships_list(
+    request: Request[Any, Any, Any],
+    status: Annotated[str, QueryParameter(name="status")] = "",
+) -> Template:
+    """A client's own memberships; for staff, the members of their locations (``past_due``:
+    those in arrears)."""
+    user = current_user(request)
+    rows = await subscriptions.list_memberships(user, status=status)
+    return Template(
+        "memberships/list.html",
+        context={
+            "rows": rows,
+            "status": status,
+            "labels": subscriptions.STATUS_LABELS,
+            "fmt": money.format_money,
+            "staff": user.role != CLIENT,
+        },
+    )
+
+
+ROUTES = [
+    PlanController,
+    public_plans,
+    join,
+    memberships_list,
+    membership_page,
+    cancel_confirm,
+    cancel_submit,
+    freeze,
+    resume,
+]

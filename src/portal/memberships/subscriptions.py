@@ -24,18 +24,21 @@ from Stripe before the transaction, never while holding it.
 
 from __future__ import annotations
 
+import calendar
 import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from portal import db
+from portal.audit import service as audit
 from portal.auth.service import CLIENT, CurrentUser
 from portal.catalog.service import PackageTerms
 from portal.errors import Forbidden, Invalid, NotFound
-from portal.locations.service import ensure_location_access
+from portal.locations.service import ensure_location_access, visible_location_ids
 from portal.memberships import service as plans
 from portal.memberships.tables import Membership, MembershipPeriod
 from portal.onetime import service as onetime
@@ -138,14 +141,17 @@ async def locked(membership_id: int) -> AsyncIterator[dict[str, Any]]:
         yield await get_membership(membership_id)
 
 
-async def get_membership_for(user: CurrentUser, membership_id: int) -> dict[str, Any]:
-    """The membership if ``user`` may see it: its client, or staff of its location."""
+async def get_membership_for(
+    user: CurrentUser, membership_id: int, *, write: bool = False
+) -> dict[str, Any]:
+    """The membership if ``user`` may see it (``write``: change it): its client, or staff
+    of its location."""
     membership = await get_membership(membership_id)
     if user.role == CLIENT:
         if membership["client"] != user.id:
             raise Forbidden("This is not your membership.")
         return membership
-    ensure_location_access(user, int(membership["location"]))
+    ensure_location_access(user, int(membership["location"]), write=write)
     return membership
 
 
@@ -426,8 +432,10 @@ async def apply_paid_invoice(gateway: StripeGateway, invoice: StripeInvoice) -> 
         )
         for old in (PENDING, ABANDONED):
             await move(membership_id, old, ACTIVE, joined_at=paid_at, ended_at=None)
-        if not await _unpaid_failures(membership_id):
-            await move(membership_id, PAST_DUE, ACTIVE, grace_until=None)
+        if not await _unpaid_failures(membership_id) and await move(
+            membership_id, PAST_DUE, ACTIVE, grace_until=None
+        ):
+            await _set_sessions_frozen(membership_id, False)
         await _advance_period(membership, period["period_start"], period["period_end"])
     return True
 
@@ -522,6 +530,29 @@ async def _mirror(membership: dict[str, Any], subscription: StripeSubscription) 
 # -- reading -------------------------------------------------------------------------
 
 
+async def list_memberships(
+    user: CurrentUser, *, status: str = "", limit: int = 200
+) -> list[dict[str, Any]]:
+    """A client's memberships, or the members at the locations a staff user sees, newest
+    first; ``status`` filters (``past_due``: members in arrears)."""
+    query = Membership.select(
+        *Membership.all_columns(),
+        Membership.client.name.as_alias("client_name"),
+        Membership.client.email.as_alias("client_email"),
+        Membership.location.name.as_alias("location_name"),
+        Membership.location.timezone.as_alias("location_timezone"),
+    )
+    if user.role == CLIENT:
+        query = query.where(Membership.client == user.id)
+    else:
+        visible = visible_location_ids(user)
+        if visible is not None:
+            query = query.where(Membership.location.is_in(sorted(visible) or [-1]))
+    if status in STATUS_LABELS:
+        query = query.where(Membership.status == status)
+    return await query.order_by(Membership.id, ascending=False).limit(limit).run()
+
+
 async def periods_of(membership_id: int) -> list[dict[str, Any]]:
     return (
         await MembershipPeriod.select()
@@ -536,3 +567,164 @@ async def sessions_left(membership_id: int) -> int:
     sale_ids = [int(p["sale_id"]) for p in await periods_of(membership_id) if p["sale_id"]]
     counts = await sales.counts_for(sale_ids)
     return sum(c[sales.AVAILABLE] for c in counts.values())
+
+
+# -- the member's changes: cancel, freeze ------------------------------------------------
+
+
+def _terms(membership: dict[str, Any]) -> dict[str, Any]:
+    terms: dict[str, Any] = json.loads(membership["terms"])
+    return terms
+
+
+def next_period_end(end: datetime, interval: str) -> datetime:
+    """The end of the period after the one ending at ``end`` (Stripe's anchor rule: the same
+    day of the next month, clamped; or 28 days later)."""
+    if interval != plans.MONTHLY:
+        return end + timedelta(days=28)
+    index = end.month  # the next month, zero-based
+    year, month = end.year + index // 12, index % 12 + 1
+    day = min(end.day, calendar.monthrange(year, month)[1])
+    return end.replace(year=year, month=month, day=day)
+
+
+@dataclass(frozen=True)
+class CancelQuote:
+    """When a cancel made now takes effect, and why not sooner."""
+
+    ends_at: datetime
+    billed_periods: int  # periods billed so far (paid or not)
+    more_charges: int  # renewals still charged before the end
+    notice_days: int
+    min_term_periods: int
+
+
+async def quote_cancel(membership: dict[str, Any], now: datetime | None = None) -> CancelQuote:
+    """The first period end at least ``notice_days`` away that completes the minimum term."""
+    now = now or utcnow()
+    terms = _terms(membership)
+    end = membership["current_period_end"]
+    if membership["status"] not in (ACTIVE, PAST_DUE) or end is None:
+        raise Invalid({"form": "Only a running membership can be cancelled."})
+    if membership["cancel_at"] is not None:
+        raise Invalid({"form": "This membership is already set to end."})
+    billed = int(
+        await MembershipPeriod.count().where(MembershipPeriod.membership == membership["id"]).run()
+    )
+    notice = timedelta(days=int(terms["notice_days"]))
+    minimum = int(terms["min_term_periods"])
+    periods, more = billed, 0
+    while periods < minimum or end - now < notice:
+        end = next_period_end(end, str(terms["interval"]))
+        periods += 1
+        more += 1
+    return CancelQuote(end, billed, more, int(terms["notice_days"]), minimum)
+
+
+async def cancel(
+    gateway: StripeGateway,
+    user: CurrentUser,
+    membership_id: int,
+    *,
+    request_key: str,
+    address: str = "",
+) -> datetime:
+    """Tell Stripe to end the subscription at the quoted period end; no proration."""
+    membership = await get_membership_for(user, membership_id, write=True)
+    quote = await quote_cancel(membership)
+    subscription = await gateway.update_subscription(
+        str(membership["subscription_id"]),
+        idempotency_key=f"membership:{membership_id}:cancel:{request_key}",
+        cancel_at=quote.ends_at,
+    )
+    async with locked(membership_id) as fresh:
+        if await onetime.claim(request_key, user_id=user.id, action="membership_cancel"):
+            return quote.ends_at
+        await _mirror(fresh, subscription)
+        await audit.record(
+            user, "cancel", "membership", membership_id,
+            before={"cancel_at": None},
+            after={"cancel_at": quote.ends_at.isoformat()},
+            address=address,
+        )  # fmt: skip
+        await onetime.finish(request_key, quote.ends_at.isoformat())
+    return quote.ends_at
+
+
+async def set_frozen(
+    gateway: StripeGateway,
+    user: CurrentUser,
+    membership_id: int,
+    frozen: bool,
+    *,
+    request_key: str,
+    address: str = "",
+) -> None:
+    """Freeze (pause collection: no charge, no new sessions) or resume, as the plan allows."""
+    membership = await get_membership_for(user, membership_id, write=True)
+    if frozen and not _terms(membership)["freeze_allowed"]:
+        raise Invalid({"form": "This plan cannot be frozen."})
+    if membership["status"] != ACTIVE or membership["subscription_id"] is None:
+        raise Invalid({"form": "Only an active membership can be frozen or resumed."})
+    if bool(membership["paused"]) == frozen:
+        raise Invalid(
+            {"form": "The membership is already " + ("frozen." if frozen else "running.")}
+        )
+    subscription = await gateway.update_subscription(
+        str(membership["subscription_id"]),
+        idempotency_key=f"membership:{membership_id}:freeze:{request_key}",
+        pause=frozen,
+    )
+    async with locked(membership_id) as fresh:
+        if await onetime.claim(request_key, user_id=user.id, action="membership_freeze"):
+            return
+        await _mirror(fresh, subscription)
+        await audit.record(
+            user, "freeze" if frozen else "resume", "membership", membership_id,
+            before={"paused": not frozen}, after={"paused": frozen}, address=address,
+        )  # fmt: skip
+        await onetime.finish(request_key, "frozen" if frozen else "resumed")
+
+
+# -- arrears: after the grace period, the membership's sessions cannot be booked -----------
+
+
+async def _set_sessions_frozen(membership_id: int, frozen: bool) -> int:
+    """Freeze (or thaw) the sales of the membership's paid periods, each under its own lock.
+
+    Booking takes credits of unfrozen sales only. A sale frozen by an open dispute stays
+    frozen when the arrears are paid; the dispute's outcome thaws it.
+    """
+    changed = 0
+    for period in await periods_of(membership_id):
+        sale_id = period["sale_id"]
+        if sale_id is None:
+            continue
+        async with sales.locked(int(sale_id)) as sale:
+            if bool(sale["frozen"]) == frozen or sale["status"] != sales.ACTIVE:
+                continue
+            if not frozen and await payments.open_dispute(int(sale_id)):
+                continue
+            await sales.set_frozen(int(sale_id), frozen)
+            changed += 1
+    return changed
+
+
+async def enforce_arrears(now: datetime | None = None) -> list[int]:
+    """Memberships past due beyond their grace period: their sessions cannot be booked
+    until the failed invoice is paid. Returns the memberships whose sessions were frozen
+    now (safe to run again: a frozen sale is left as it is)."""
+    now = now or utcnow()
+    due = (
+        await Membership.select(Membership.id)
+        .where((Membership.status == PAST_DUE) & (Membership.grace_until <= now))
+        .run()
+    )
+    frozen = []
+    for row in due:
+        async with locked(int(row["id"])) as membership:
+            if membership["status"] != PAST_DUE or membership["grace_until"] > now:
+                continue
+            if await _set_sessions_frozen(int(row["id"]), True):
+                frozen.append(int(row["id"]))
+    return frozen

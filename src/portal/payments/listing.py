@@ -33,6 +33,13 @@ async def disputes_of(sale_id: int) -> list[dict[str, Any]]:
     return await Dispute.select().where(Dispute.sale == sale_id).order_by(Dispute.id).run()
 
 
+async def open_dispute(sale_id: int) -> bool:
+    """Whether the sale has a dispute without an outcome (it keeps the sale frozen)."""
+    return bool(
+        await Dispute.exists().where((Dispute.sale == sale_id) & (Dispute.outcome == "")).run()
+    )
+
+
 async def clinic_by_slug(slug: str) -> dict[str, Any]:
     row = (
         await Location.select()

@@ -56,7 +56,7 @@ from portal.payments.giveback import (
     refunded_so_far,
     sessions_covered,
 )
-from portal.payments.listing import disputes_of, payments_of, refunds_of
+from portal.payments.listing import disputes_of, open_dispute, payments_of, refunds_of
 from portal.payments.reconcile import RECONCILE_KINDS, ReconcileReport, reconcile
 from portal.payments.refunds import (
     REFUND_ACCEPTED,
@@ -125,6 +125,7 @@ __all__ = [
     "cumulative_tax",
     "disputes_of",
     "idempotency_key",
+    "open_dispute",
     "payments_of",
     "quote_refund",
     "reconcile",
