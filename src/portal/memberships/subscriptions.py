@@ -82,6 +82,8 @@ PERIOD_MOVES: dict[str, frozenset[str]] = {
 
 # How long the sessions of a membership whose renewal failed stay bookable.
 GRACE = timedelta(days=7)
+# How long past its period a rollover plan's sessions wait for the renewal to carry them.
+ROLLOVER_WINDOW = timedelta(days=1)
 JOIN = "membership_join"
 STATUS_LABELS = {
     PENDING: "Waiting for payment",
@@ -426,7 +428,14 @@ async def apply_paid_invoice(gateway: StripeGateway, invoice: StripeInvoice) -> 
                 .run()
             )
             return False
-        await sales.set_valid_until(sale_id, period["period_end"])
+        rollover = int(_terms(membership)["rollover_cap"])
+        # A plan with rollover keeps the sessions a day past the period, so the renewal
+        # (charged at the period's end, heard moments later) finds them to carry over.
+        await sales.set_valid_until(
+            sale_id, period["period_end"] + (ROLLOVER_WINDOW if rollover else timedelta(0))
+        )
+        if rollover:
+            await _roll_over(membership_id, period, rollover, paid_at)
         await _move_period(
             int(period["id"]), str(period["status"]), PAID, paid_at=paid_at, sale_id=sale_id
         )
@@ -438,6 +447,30 @@ async def apply_paid_invoice(gateway: StripeGateway, invoice: StripeInvoice) -> 
             await _set_sessions_frozen(membership_id, False)
         await _advance_period(membership, period["period_start"], period["period_end"])
     return True
+
+
+async def _roll_over(membership_id: int, period: dict[str, Any], cap: int, at: datetime) -> None:
+    """The period just paid follows one whose unused sessions carry over up to ``cap``,
+    valid to this period's end; the rest end now as breakage (``sales.expire_beyond``).
+    Sessions carried once are not carried again: they end with this period."""
+    previous = (
+        await MembershipPeriod.select()
+        .where(
+            (MembershipPeriod.membership == membership_id)
+            & (MembershipPeriod.period_end == period["period_start"])
+            & (MembershipPeriod.status == PAID)
+        )
+        .first()
+        .run()
+    )
+    if previous is None or previous["sale_id"] is None:
+        return
+    sale_id = int(previous["sale_id"])
+    async with sales.locked(sale_id) as sale:
+        if sale["status"] != sales.ACTIVE or sale["valid_until"] <= at:
+            return  # refunded, or expired by the daily run before this renewal was heard
+        await sales.expire_beyond(sale_id, cap, at)
+        await sales.set_valid_until(sale_id, period["period_end"])
 
 
 async def _unpaid_failures(membership_id: int) -> int:

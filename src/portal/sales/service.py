@@ -419,6 +419,43 @@ async def set_valid_until(sale_id: int, valid_until: datetime) -> None:
     await Sale.update({Sale.valid_until: valid_until}).where(Sale.id == sale_id).run()
 
 
+async def expire_beyond(sale_id: int, keep: int, at: datetime) -> int:
+    """Expire the sale's available sessions beyond ``keep`` (the latest positions first),
+    journalling their value as breakage; returns how many expired.
+
+    For a membership period at its renewal: what the plan lets roll over stays, the rest
+    ends with the period. Call under ``locked(sale_id)``.
+    """
+    available = (
+        await SaleSession.select(SaleSession.id, SaleSession.value_cents)
+        .where((SaleSession.sale == sale_id) & (SaleSession.state == AVAILABLE))
+        .order_by(SaleSession.position)
+        .run()
+    )
+    surplus = available[max(keep, 0) :]
+    expired = [
+        row
+        for row in surplus
+        if await move_credit(int(row["id"]), AVAILABLE, EXPIRED, changed_at=at)
+    ]
+    if not expired:
+        return 0
+    sale = await get_sale(sale_id)
+    value = sum(int(r["value_cents"]) for r in expired)
+    await ledger.post(
+        event_key=f"sale:{sale_id}:expired:{min(int(r['id']) for r in expired)}",
+        kind="package_expired",
+        occurred_at=at,
+        currency=sale["currency"],
+        location_id=sale["location"],
+        reference=f"sale:{sale_id}",
+        memo=f"{len(expired)} unused session(s) beyond the rollover ended with the period",
+        sale_id=sale_id,
+        lines=[ledger.debit("deferred_revenue", value), ledger.credit("breakage_revenue", value)],
+    )
+    return len(expired)
+
+
 async def get_sale(sale_id: int) -> dict[str, Any]:
     row = await Sale.select().where(Sale.id == sale_id).first().run()
     if row is None:
