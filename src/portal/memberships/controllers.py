@@ -17,7 +17,11 @@ from portal.locations.service import all_locations, get_location, get_location_f
 from portal.locations.tables import Location
 from portal.memberships import service, subscriptions
 from portal.onetime import service as onetime
-from portal.payments.controllers import _checkout_page_headers, gateway_of
+from portal.payments.controllers import (
+    GATEWAY_DEPENDENCIES,
+    GatewaySource,
+    _checkout_page_headers,
+)
 from portal.payments.gateway import GatewayError
 from portal.settings import Settings
 from portal.timeutil import to_local, utcnow
@@ -357,7 +361,7 @@ async def _plans_page(
             "error": error,
         },
         status_code=status,
-        headers=_checkout_page_headers(request),
+        headers=_checkout_page_headers(request.app.state.settings),
     )
 
 
@@ -370,8 +374,15 @@ async def public_plans(request: Request[Any, Any, Any], location_slug: FromPath[
     return await _plans_page(request, location)
 
 
-@post("/memberships/join/{joinable_plan_id:int}", guards=[joiners], name="membership_join")
-async def join(request: Request[Any, Any, Any], joinable_plan_id: FromPath[int]) -> Response[Any]:
+@post(
+    "/memberships/join/{joinable_plan_id:int}",
+    guards=[joiners],
+    name="membership_join",
+    dependencies=GATEWAY_DEPENDENCIES,
+)
+async def join(
+    request: Request[Any, Any, Any], joinable_plan_id: FromPath[int], gateways: GatewaySource
+) -> Response[Any]:
     """Open Stripe Checkout in subscription mode for a new membership of the plan."""
     plan = await service.get_plan(joinable_plan_id)
     location = await get_location(int(plan["location"]))
@@ -382,7 +393,7 @@ async def join(request: Request[Any, Any, Any], joinable_plan_id: FromPath[int])
     settings: Settings = request.app.state.settings
     try:
         membership_id, url = await subscriptions.join(
-            gateway_of(request),
+            gateways.get(),
             current_user(request),
             joinable_plan_id,
             base_url=settings.base_url,
@@ -465,9 +476,10 @@ async def cancel_confirm(request: Request[Any, Any, Any], membership_id: FromPat
     "/memberships/{membership_id:int}/cancel",
     guards=[member_editors],
     name="membership_cancel_submit",
+    dependencies=GATEWAY_DEPENDENCIES,
 )
 async def cancel_submit(
-    request: Request[Any, Any, Any], membership_id: FromPath[int]
+    request: Request[Any, Any, Any], membership_id: FromPath[int], gateways: GatewaySource
 ) -> Response[Any]:
     values, _ = await read_form(request)
     key = onetime.parse(values.get(onetime.FIELD))
@@ -475,7 +487,7 @@ async def cancel_submit(
         return await _cancel_page(request, membership_id, "Please confirm again.", 400)
     try:
         ends = await subscriptions.cancel(
-            gateway_of(request), current_user(request), membership_id,
+            gateways.get(), current_user(request), membership_id,
             request_key=key, address=client_address(request),
         )  # fmt: skip
     except ValidationFailed as exc:
@@ -493,7 +505,7 @@ async def cancel_submit(
 
 def _freeze_handler(frozen: bool) -> Any:
     async def handler(
-        request: Request[Any, Any, Any], membership_id: FromPath[int]
+        request: Request[Any, Any, Any], membership_id: FromPath[int], gateways: GatewaySource
     ) -> Response[Any]:
         values, _ = await read_form(request)
         back = _membership_url(request, membership_id)
@@ -502,7 +514,7 @@ def _freeze_handler(frozen: bool) -> Any:
             return redirect(request, back, "Please press the button again.", "error")
         try:
             await subscriptions.set_frozen(
-                gateway_of(request), current_user(request), membership_id, frozen,
+                gateways.get(), current_user(request), membership_id, frozen,
                 request_key=key, address=client_address(request),
             )  # fmt: skip
         except ValidationFailed as exc:
@@ -516,10 +528,16 @@ def _freeze_handler(frozen: bool) -> Any:
 
 
 freeze = post(
-    "/memberships/{membership_id:int}/freeze", guards=[member_editors], name="membership_freeze"
+    "/memberships/{membership_id:int}/freeze",
+    guards=[member_editors],
+    name="membership_freeze",
+    dependencies=GATEWAY_DEPENDENCIES,
 )(_freeze_handler(True))
 resume = post(
-    "/memberships/{membership_id:int}/resume", guards=[member_editors], name="membership_resume"
+    "/memberships/{membership_id:int}/resume",
+    guards=[member_editors],
+    name="membership_resume",
+    dependencies=GATEWAY_DEPENDENCIES,
 )(_freeze_handler(False))
 
 
