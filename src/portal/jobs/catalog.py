@@ -2,10 +2,10 @@
 
 Each job calls the same service function as its CLI verb (``portal packages
 expire``, ``portal reminders send``, ``portal stripe payouts``, ``portal
-stripe reconcile``), so a manual run and a scheduled one cannot drift apart.
-Every job is idempotent — a second run, or a run retried after its worker
-died mid-way, changes nothing the first one did — which is what lets the
-worker retry them freely.
+stripe reconcile``, ``portal memberships arrears``), so a manual run and a
+scheduled one cannot drift apart. Every job is idempotent — a second run, or a
+run retried after its worker died mid-way, changes nothing the first one did —
+which is what lets the worker retry them freely.
 
 Schedules are cron lines in UTC (minute hour day month weekday), changed with
 ``JOB_SCHEDULE_<NAME>`` (``JOB_SCHEDULE_REMINDERS="*/30 * * * *"``, or
@@ -31,6 +31,7 @@ from portal.clients import accounts
 from portal.email import service as email
 from portal.jobs.runs import JobCall, JobFunction, JobResult
 from portal.locations.tables import Location
+from portal.memberships import subscriptions
 from portal.money import format_money
 from portal.payments import payouts, reconcile
 from portal.payments.gateway import StripeGateway
@@ -171,6 +172,13 @@ async def purge_expired(call: JobCall) -> JobResult:
     )
 
 
+async def enforce_arrears(call: JobCall) -> JobResult:
+    frozen = await subscriptions.enforce_arrears()
+    if not frozen:
+        return JobResult("No membership is past its grace period with bookable sessions.")
+    return JobResult(f"Sessions of {len(frozen)} membership(s) in arrears can no longer be booked.")
+
+
 async def deliver_outbox(call: JobCall) -> JobResult:
     result = await email.deliver_due(settings=call.settings)
     if result.interrupted or result.gave_up:
@@ -219,6 +227,14 @@ JOBS: tuple[JobSpec, ...] = (
         "attempts older than 30 days; daily.",
         default_cron="15 2 * * *",
         function=purge_expired,
+    ),
+    JobSpec(
+        name="membership_arrears",
+        label="Memberships in arrears",
+        description="Stops bookings with the sessions of memberships whose failed renewal "
+        "is past its 7-day grace period (paying the invoice lifts it); hourly.",
+        default_cron="20 * * * *",
+        function=enforce_arrears,
     ),
     JobSpec(
         name="outbox",
