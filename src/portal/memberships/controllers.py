@@ -507,6 +507,7 @@ def _freeze_handler(frozen: bool) -> Any:
     async def handler(
         request: Request[Any, Any, Any], membership_id: FromPath[int], gateways: GatewaySource
     ) -> Response[Any]:
+        await subscriptions.get_membership_for(current_user(request), membership_id, write=True)
         values, _ = await read_form(request)
         back = _membership_url(request, membership_id)
         key = onetime.parse(values.get(onetime.FIELD))

@@ -420,7 +420,7 @@ async def set_valid_until(sale_id: int, valid_until: datetime) -> None:
 
 
 async def expire_beyond(sale_id: int, keep: int, at: datetime) -> int:
-    """Expire the sale's available sessions beyond ``keep`` (the latest positions first),
+    """Expire the sale's available sessions beyond the first ``keep`` (by position),
     journalling their value as breakage; returns how many expired.
 
     For a membership period at its renewal: what the plan lets roll over stays, the rest
@@ -440,18 +440,14 @@ async def expire_beyond(sale_id: int, keep: int, at: datetime) -> int:
     ]
     if not expired:
         return 0
-    sale = await get_sale(sale_id)
     value = sum(int(r["value_cents"]) for r in expired)
-    await ledger.post(
-        event_key=f"sale:{sale_id}:expired:{min(int(r['id']) for r in expired)}",
-        kind="package_expired",
-        occurred_at=at,
-        currency=sale["currency"],
-        location_id=sale["location"],
-        reference=f"sale:{sale_id}",
-        memo=f"{len(expired)} unused session(s) beyond the rollover ended with the period",
-        sale_id=sale_id,
+    await journal(
+        await get_sale(sale_id),
+        f"sale:{sale_id}:expired:{min(int(r['id']) for r in expired)}",
+        "package_expired",
+        f"{len(expired)} unused session(s) beyond the rollover ended with the period",
         lines=[ledger.debit("deferred_revenue", value), ledger.credit("breakage_revenue", value)],
+        at=at,
     )
     return len(expired)
 
