@@ -4,7 +4,7 @@ period per invoice (so a replayed or concurrent webhook cannot add a second)."""
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.engine import engine_finder
 
-ID = "2026-12-07T18:00:03:000000"
+ID = "2026-12-07T19:00:03:000000"
 VERSION = "1.38.0"
 DESCRIPTION = "membership keys"
 

@@ -16,7 +16,7 @@ from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.columns.indexes import IndexMethod
 from piccolo.table import Table
 
-ID = "2026-12-07T18:00:02:000000"
+ID = "2026-12-07T19:00:02:000000"
 VERSION = "1.38.0"
 DESCRIPTION = "memberships and their billing periods"
 

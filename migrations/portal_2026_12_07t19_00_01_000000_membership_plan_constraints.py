@@ -4,7 +4,7 @@ append-only price versions (as the catalog's)."""
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.engine import engine_finder
 
-ID = "2026-12-07T18:00:01:000000"
+ID = "2026-12-07T19:00:01:000000"
 VERSION = "1.38.0"
 DESCRIPTION = "membership plan constraints"
 
