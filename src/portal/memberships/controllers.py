@@ -25,10 +25,17 @@ from portal.payments.controllers import (
 from portal.payments.gateway import GatewayError
 from portal.settings import Settings
 from portal.timeutil import to_local, utcnow
-from portal.web.admin import AdminResource, Column, Filter, Roles, admin_controller, reverse, search
+from portal.web.admin import (
+    AdminResource,
+    Column,
+    Roles,
+    admin_controller,
+    location_filter,
+    reverse,
+    search,
+)
 from portal.web.forms import ValidationFailed, parse_id, read_form
 from portal.web.guards import current_user, requires_role
-from portal.web.pagination import Page
 from portal.web.responses import client_address, redirect
 
 editors = requires_role(OWNER, MANAGER)
@@ -121,20 +128,6 @@ async def _form_page(
     )
 
 
-async def _list_rows(user: CurrentUser, filters: dict[str, str], after: str | None) -> Page:
-    return await service.list_plans(
-        user,
-        search=filters["q"].strip(),
-        location_id=parse_id(filters["location"]),
-        status=filters["status"],
-        after=after,
-    )
-
-
-async def _load(user: CurrentUser, plan_id: int, write: bool) -> dict[str, Any]:
-    return await service.get_plan_for(user, plan_id, write=write)
-
-
 async def _detail_context(
     request: Request[Any, Any, Any], user: CurrentUser, plan: dict[str, Any]
 ) -> dict[str, Any]:
@@ -157,12 +150,6 @@ async def _list_helpers(_: CurrentUser) -> dict[str, Any]:
     return {"fmt": money.format_money}
 
 
-async def _set_active(
-    user: CurrentUser, plan_id: int, active: bool, _: dict[str, str], address: str
-) -> bool:
-    return await service.set_plan_active(user, plan_id, active, address=address)
-
-
 PLANS = AdminResource(
     name="membership_plan",
     label="plan",
@@ -178,8 +165,8 @@ PLANS = AdminResource(
         edit=(OWNER, MANAGER),
         deactivate=(OWNER, MANAGER),
     ),
-    load=_load,
-    list_rows=_list_rows,
+    load=service.get_plan_for,
+    list_rows=service.list_plans,
     columns=(
         Column("Plan", "name", link=True, sub="service_name"),
         Column("Location", "location_name"),
@@ -190,11 +177,11 @@ PLANS = AdminResource(
     ),
     filters=(
         search("Plan or service"),
-        Filter("location", "Location", choices=_location_choices, any_label="All locations"),
+        location_filter(_location_choices),
     ),
     scope=lambda row: frozenset({int(row["location"])}),
     title=lambda row: f"{row['name']} ({row['location_name']})",
-    set_active=_set_active,
+    set_active=service.set_plan_active,
     detail_template="memberships/plan_detail.html",
     detail_context=_detail_context,
     list_context=_list_helpers,
