@@ -204,7 +204,13 @@ async def _price_page(
     return Template(
         "catalog/price_form.html",
         context={
-            "title": f"New price for {plan['name']}",
+            "heading": f"New price for {plan['name']}",
+            "button": "Save new price",
+            "labels": {
+                "price": "Price per period",
+                "effective_local": "Takes effect",
+                "note": "Note",
+            },
             "intro": f"The price per period at {plan['location_name']}, in "
             f"{plan['location_currency']}. Members keep the price they joined with.",
             "action": reverse(request, "membership_plan_price_add", plan_id=plan["id"]),
