@@ -7,7 +7,7 @@ import pytest
 from portal import access
 from portal.errors import Forbidden
 from portal.identity import ROLES, CurrentUser
-from portal.web.templating import menu_section
+from portal.web.menu import MenuEntry, menu_section
 
 
 def actor(role: str, *locations: int) -> CurrentUser:
@@ -52,12 +52,12 @@ def test_visible_locations_is_everything_only_for_owner_and_accountant() -> None
     assert access.visible_locations(actor("therapist")) == frozenset()
 
 
-MENU = [
-    ("dashboard", "Dashboard", ["/"]),
-    ("account", "My account", ["/account"]),
-    ("my_purchases", "My purchases", ["/account/purchases", "/purchases"]),
-    ("notes", "Notes", ["/notes", "/progress"]),
-]
+MENU = (
+    MenuEntry("dashboard", "Dashboard", ("/",)),
+    MenuEntry("account", "My account", ("/account",)),
+    MenuEntry("my_purchases", "My purchases", ("/account/purchases", "/purchases")),
+    MenuEntry("notes", "Notes", ("/notes", "/progress")),
+)
 
 
 @pytest.mark.parametrize(

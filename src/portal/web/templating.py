@@ -12,6 +12,7 @@ from portal.formatting import basis_points, local_dt, money
 from portal.identity import ROLE_LABELS
 from portal.onetime import service as onetime
 from portal.web.guards import current_user_or_none, roles_of_route
+from portal.web.menu import MENU, menu_section
 
 STATIC_VERSION = "1"
 
@@ -35,6 +36,7 @@ def configure(engine: JinjaTemplateEngine) -> None:
     env.globals["STATIC_VERSION"] = STATIC_VERSION
     env.globals["url_with"] = url_with
     env.globals["may"] = may
+    env.globals["MENU"] = MENU
     env.globals["menu_section"] = menu_section
     env.filters["query"] = with_query
     # ``{{ one_time_key() }}`` in a money form's hidden ``request_key`` field.
@@ -63,21 +65,6 @@ def may(context: Any, route_name: str, location: int | None = None) -> bool:
     if location is None:
         return True
     return can_write(user, location) if writes else can_read(user, location)
-
-
-def menu_section(path: str, menu: list[tuple[str, str, list[str]]]) -> str | None:
-    """The menu entry a path belongs to: the longest section that starts it.
-
-    ``/account/purchases/3`` is in "My purchases", not "My account"; ``/`` is
-    only the dashboard itself.
-    """
-    best: tuple[int, str] | None = None
-    for route, _label, sections in menu:
-        for section in sections:
-            inside = path == section or (section != "/" and path.startswith(section + "/"))
-            if inside and (best is None or len(section) > best[0]):
-                best = (len(section), route)
-    return best[1] if best else None
 
 
 def with_query(url: str, **params: Any) -> str:
