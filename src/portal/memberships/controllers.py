@@ -7,6 +7,7 @@ import json
 from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
+from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
@@ -374,7 +375,7 @@ async def public_plans(request: Request[Any, Any, Any], location_slug: FromPath[
     dependencies=GATEWAY_DEPENDENCIES,
 )
 async def join(
-    request: Request[Any, Any, Any], joinable_plan_id: FromPath[int], gateways: GatewaySource
+    request: Request[Any, Any, Any], joinable_plan_id: FromPath[int], gateways: NamedDependency[GatewaySource]
 ) -> Response[Any]:
     """Open Stripe Checkout in subscription mode for a new membership of the plan."""
     plan = await service.get_plan(joinable_plan_id)
@@ -472,7 +473,7 @@ async def cancel_confirm(request: Request[Any, Any, Any], membership_id: FromPat
     dependencies=GATEWAY_DEPENDENCIES,
 )
 async def cancel_submit(
-    request: Request[Any, Any, Any], membership_id: FromPath[int], gateways: GatewaySource
+    request: Request[Any, Any, Any], membership_id: FromPath[int], gateways: NamedDependency[GatewaySource]
 ) -> Response[Any]:
     values, _ = await read_form(request)
     key = onetime.parse(values.get(onetime.FIELD))
