@@ -375,7 +375,9 @@ async def public_plans(request: Request[Any, Any, Any], location_slug: FromPath[
     dependencies=GATEWAY_DEPENDENCIES,
 )
 async def join(
-    request: Request[Any, Any, Any], joinable_plan_id: FromPath[int], gateways: NamedDependency[GatewaySource]
+    request: Request[Any, Any, Any],
+    joinable_plan_id: FromPath[int],
+    gateways: NamedDependency[GatewaySource],
 ) -> Response[Any]:
     """Open Stripe Checkout in subscription mode for a new membership of the plan."""
     plan = await service.get_plan(joinable_plan_id)
@@ -473,7 +475,9 @@ async def cancel_confirm(request: Request[Any, Any, Any], membership_id: FromPat
     dependencies=GATEWAY_DEPENDENCIES,
 )
 async def cancel_submit(
-    request: Request[Any, Any, Any], membership_id: FromPath[int], gateways: NamedDependency[GatewaySource]
+    request: Request[Any, Any, Any],
+    membership_id: FromPath[int],
+    gateways: NamedDependency[GatewaySource],
 ) -> Response[Any]:
     values, _ = await read_form(request)
     key = onetime.parse(values.get(onetime.FIELD))
@@ -499,7 +503,9 @@ async def cancel_submit(
 
 def _freeze_handler(frozen: bool) -> Any:
     async def handler(
-        request: Request[Any, Any, Any], membership_id: FromPath[int], gateways: GatewaySource
+        request: Request[Any, Any, Any],
+        membership_id: FromPath[int],
+        gateways: NamedDependency[GatewaySource],
     ) -> Response[Any]:
         await subscriptions.get_membership_for(current_user(request), membership_id, write=True)
         values, _ = await read_form(request)
