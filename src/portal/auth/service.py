@@ -74,6 +74,21 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+async def row_by_token(table: Any, token: str, *columns: Any) -> dict[str, Any] | None:
+    """The row of ``table`` (which keeps ``token_hash``) for this token, or None.
+
+    Every secret the portal hands out (session, pending sign-in, link in an email) is
+    stored only as its hash. An empty or over-long token is no token of ours: it is
+    answered without a query.
+    """
+    if not token or len(token) > 100:
+        return None
+    row: dict[str, Any] | None = (
+        await table.select(*columns).where(table.token_hash == hash_token(token)).first().run()
+    )
+    return row
+
+
 async def failures_since_success(where: Any, since: datetime) -> list[datetime]:
     """Failure times matching ``where`` in the window, after its last success."""
     last_success = (
@@ -290,18 +305,13 @@ async def load_session(settings: Settings, token: str) -> CurrentUser | None:
     Touches ``last_seen_at`` at most once per ``session_touch_seconds`` so that
     reading pages does not write to the database on every request.
     """
-    if not token or len(token) > 100:
-        return None
-    row = (
-        await UserSession.select(
-            UserSession.id,
-            UserSession.last_seen_at,
-            UserSession.expires_at,
-            *account_columns(UserSession.user),
-        )
-        .where(UserSession.token_hash == hash_token(token))
-        .first()
-        .run()
+    row = await row_by_token(
+        UserSession,
+        token,
+        UserSession.id,
+        UserSession.last_seen_at,
+        UserSession.expires_at,
+        *account_columns(UserSession.user),
     )
     if row is None:
         return None

@@ -385,20 +385,15 @@ async def after_password(settings: Settings, session_token: str, next_url: str =
 
 async def pending(token: str) -> Pending | None:
     """The pending sign-in behind ``token``; None when unknown, expired or its user inactive."""
-    if not token or len(token) > 100:
-        return None
-    row = (
-        await PendingSignIn.select(
-            PendingSignIn.id,
-            *service.account_columns(PendingSignIn.user),
-            PendingSignIn.next_url,
-            PendingSignIn.address,
-            PendingSignIn.user_agent,
-            PendingSignIn.expires_at,
-        )
-        .where(PendingSignIn.token_hash == service.hash_token(token))
-        .first()
-        .run()
+    row = await service.row_by_token(
+        PendingSignIn,
+        token,
+        PendingSignIn.id,
+        *service.account_columns(PendingSignIn.user),
+        PendingSignIn.next_url,
+        PendingSignIn.address,
+        PendingSignIn.user_agent,
+        PendingSignIn.expires_at,
     )
     if row is None:
         return None

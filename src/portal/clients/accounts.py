@@ -26,7 +26,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from portal import db
 from portal.audit import service as audit
@@ -42,6 +42,7 @@ from portal.auth.service import (
     is_valid_email,
     normalize_email,
     open_session,
+    row_by_token,
 )
 from portal.auth.tables import LoginAttempt, User
 from portal.clients.service import create_profile
@@ -184,6 +185,34 @@ async def accept_sign_up(
     )
 
 
+_Link = TypeVar("_Link", SignupConfirmation, PasswordReset)
+
+
+async def _store_link(
+    table: type[_Link],
+    valid_for: timedelta,
+    address: str,
+    **fields: Any,
+) -> str:
+    """Store a new one-time link valid for ``valid_for``; the token for the email.
+
+    Only the token's hash is kept, so a copy of the database opens no account.
+    """
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    await table.insert(
+        table(
+            token_hash=hash_token(token),
+            created_at=now,
+            expires_at=now + valid_for,
+            used_at=None,
+            address=address[:64],
+            **fields,
+        )
+    ).run()
+    return token
+
+
 async def send_signup_link(
     settings: Settings, signup: AcceptedSignup, *, address: str, defer: bool = True
 ) -> int | None:
@@ -204,21 +233,15 @@ async def send_signup_link(
             settings=settings,
             defer=defer,
         )
-    token = secrets.token_urlsafe(32)
-    now = utcnow()
-    await SignupConfirmation.insert(
-        SignupConfirmation(
-            token_hash=hash_token(token),
-            email=signup.email,
-            name=signup.name,
-            password_hash=signup.password_hash,
-            next_url=signup.next_url,
-            created_at=now,
-            expires_at=now + SIGNUP_VALID_FOR,
-            used_at=None,
-            address=address[:64],
-        )
-    ).run()
+    token = await _store_link(
+        SignupConfirmation,
+        SIGNUP_VALID_FOR,
+        address,
+        email=signup.email,
+        name=signup.name,
+        password_hash=signup.password_hash,
+        next_url=signup.next_url,
+    )
     return await messages.send_signup_confirmation(
         signup.email,
         name=signup.name,
@@ -256,14 +279,7 @@ def _link_invalid(status_code: int, reason: str) -> ResetLinkInvalid:
 async def check_signup_token(token: str) -> dict[str, Any]:
     """The sign-up waiting behind ``token``, or ``ResetLinkInvalid`` (400 unknown,
     410 used or expired)."""
-    row = None
-    if token and len(token) <= 100:
-        row = (
-            await SignupConfirmation.select()
-            .where(SignupConfirmation.token_hash == hash_token(token))
-            .first()
-            .run()
-        )
+    row = await row_by_token(SignupConfirmation, token)
     if row is None:
         raise _link_invalid(400, "unknown")
     if row["used_at"] is not None:
@@ -383,18 +399,7 @@ async def send_reset_link(
     )
     if user is None:
         return None
-    token = secrets.token_urlsafe(32)
-    now = utcnow()
-    await PasswordReset.insert(
-        PasswordReset(
-            token_hash=hash_token(token),
-            user=user["id"],
-            created_at=now,
-            expires_at=now + RESET_VALID_FOR,
-            used_at=None,
-            address=address[:64],
-        )
-    ).run()
+    token = await _store_link(PasswordReset, RESET_VALID_FOR, address, user=user["id"])
     return await messages.send_password_reset(
         user["email"],
         name=user["name"] or user["email"],
@@ -429,19 +434,14 @@ async def _claim_link(
 
 async def check_reset_token(token: str) -> dict[str, Any]:
     """The open reset behind ``token`` with its user, or ``ResetLinkInvalid``."""
-    row = None
-    if token and len(token) <= 100:
-        row = (
-            await PasswordReset.select(
-                PasswordReset.id,
-                PasswordReset.expires_at,
-                PasswordReset.used_at,
-                *account_columns(PasswordReset.user),
-            )
-            .where(PasswordReset.token_hash == hash_token(token))
-            .first()
-            .run()
-        )
+    row = await row_by_token(
+        PasswordReset,
+        token,
+        PasswordReset.id,
+        PasswordReset.expires_at,
+        PasswordReset.used_at,
+        *account_columns(PasswordReset.user),
+    )
     if row is None or not row["active"]:
         raise ResetLinkInvalid(
             400,
