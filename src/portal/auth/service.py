@@ -74,6 +74,22 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+async def store_secret(
+    table: Any, lifetime: timedelta, *, now: datetime | None = None, **fields: Any
+) -> str:
+    """A new random token, stored in ``table`` as its hash with the row's other ``fields``.
+
+    The row is created ``now`` and expires after ``lifetime``; the token itself is only
+    returned (for the cookie or the email), so a copy of the database opens nothing.
+    """
+    token = secrets.token_urlsafe(32)
+    now = now or utcnow()
+    await table.insert(
+        table(token_hash=hash_token(token), created_at=now, expires_at=now + lifetime, **fields)
+    ).run()
+    return token
+
+
 async def row_by_token(table: Any, token: str, *columns: Any) -> dict[str, Any] | None:
     """The row of ``table`` (which keeps ``token_hash``) for this token, or None.
 
@@ -220,20 +236,16 @@ async def sign_in(
 async def open_session(
     settings: Settings, user_id: int, *, address: str = "", user_agent: str = ""
 ) -> str:
-    token = secrets.token_urlsafe(32)
     now = utcnow()
-    await UserSession.insert(
-        UserSession(
-            token_hash=hash_token(token),
-            user=user_id,
-            created_at=now,
-            last_seen_at=now,
-            expires_at=now + timedelta(hours=settings.session_absolute_hours),
-            address=address[:64],
-            user_agent=user_agent[:255],
-        )
-    ).run()
-    return token
+    return await store_secret(
+        UserSession,
+        timedelta(hours=settings.session_absolute_hours),
+        now=now,
+        user=user_id,
+        last_seen_at=now,
+        address=address[:64],
+        user_agent=user_agent[:255],
+    )
 
 
 async def end_session(token: str) -> None:

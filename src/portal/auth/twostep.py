@@ -20,7 +20,6 @@ resets. No HTTP here.
 from __future__ import annotations
 
 import logging
-import secrets
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -365,22 +364,18 @@ async def after_password(settings: Settings, session_token: str, next_url: str =
     if row is None or not await has_second_factor(row["user"]):
         return None
     now = utcnow()
-    token = secrets.token_urlsafe(32)
     async with db.transaction():
         await UserSession.delete().where(UserSession.id == row["id"]).run()
         await PendingSignIn.delete().where(PendingSignIn.expires_at <= now).run()
-        await PendingSignIn.insert(
-            PendingSignIn(
-                token_hash=service.hash_token(token),
-                user=row["user"],
-                created_at=now,
-                expires_at=now + timedelta(minutes=PENDING_MINUTES),
-                address=row["address"],
-                user_agent=row["user_agent"],
-                next_url=next_url[:500],
-            )
-        ).run()
-    return token
+        return await service.store_secret(
+            PendingSignIn,
+            timedelta(minutes=PENDING_MINUTES),
+            now=now,
+            user=row["user"],
+            address=row["address"],
+            user_agent=row["user_agent"],
+            next_url=next_url[:500],
+        )
 
 
 async def pending(token: str) -> Pending | None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from portal import db
 from portal.audit import service as audit
@@ -38,11 +38,11 @@ from portal.auth.service import (
     account_columns,
     end_access_of,
     end_session,
-    hash_token,
     is_valid_email,
     normalize_email,
     open_session,
     row_by_token,
+    store_secret,
 )
 from portal.auth.tables import LoginAttempt, User
 from portal.clients.service import create_profile
@@ -185,34 +185,6 @@ async def accept_sign_up(
     )
 
 
-_Link = TypeVar("_Link", SignupConfirmation, PasswordReset)
-
-
-async def _store_link(
-    table: type[_Link],
-    valid_for: timedelta,
-    address: str,
-    **fields: Any,
-) -> str:
-    """Store a new one-time link valid for ``valid_for``; the token for the email.
-
-    Only the token's hash is kept, so a copy of the database opens no account.
-    """
-    token = secrets.token_urlsafe(32)
-    now = utcnow()
-    await table.insert(
-        table(
-            token_hash=hash_token(token),
-            created_at=now,
-            expires_at=now + valid_for,
-            used_at=None,
-            address=address[:64],
-            **fields,
-        )
-    ).run()
-    return token
-
-
 async def send_signup_link(
     settings: Settings, signup: AcceptedSignup, *, address: str, defer: bool = True
 ) -> int | None:
@@ -233,10 +205,11 @@ async def send_signup_link(
             settings=settings,
             defer=defer,
         )
-    token = await _store_link(
+    token = await store_secret(
         SignupConfirmation,
         SIGNUP_VALID_FOR,
-        address,
+        used_at=None,
+        address=address[:64],
         email=signup.email,
         name=signup.name,
         password_hash=signup.password_hash,
@@ -399,7 +372,9 @@ async def send_reset_link(
     )
     if user is None:
         return None
-    token = await _store_link(PasswordReset, RESET_VALID_FOR, address, user=user["id"])
+    token = await store_secret(
+        PasswordReset, RESET_VALID_FOR, used_at=None, address=address[:64], user=user["id"]
+    )
     return await messages.send_password_reset(
         user["email"],
         name=user["name"] or user["email"],
