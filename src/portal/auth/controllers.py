@@ -30,6 +30,11 @@ def _user_agent(request: Request[Any, Any, Any]) -> str:
     return request.headers.get("user-agent", "")
 
 
+def browser_of(request: Request[Any, Any, Any]) -> service.Browser:
+    """The browser signing in here, and the session it holds now (replaced by the new one)."""
+    return service.Browser(_user_agent(request), request.state.get("session_token") or None)
+
+
 def _missing_credentials(email: str, password: str) -> dict[str, str]:
     errors: dict[str, str] = {}
     if not email:
@@ -104,8 +109,7 @@ class AuthController(Controller):
                 email,
                 password,
                 address=client_address,
-                user_agent=_user_agent(request),
-                replace_token=request.state.get("session_token") or None,
+                browser=browser_of(request),
             )
         except service.Throttled as exc:
             errors["form"] = _try_again("Too many failed sign-in attempts.", exc)
@@ -372,8 +376,7 @@ class PasskeySignInController(Controller):
                 _text(data, "ticket"),
                 data.get("credential"),
                 address=client_address,
-                user_agent=_user_agent(request),
-                replace_token=request.state.get("session_token") or None,
+                browser=browser_of(request),
             )
         except service.Throttled as exc:
             message = _try_again("Too many failed sign-in attempts.", exc)

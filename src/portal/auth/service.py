@@ -6,6 +6,7 @@ import hashlib
 import math
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,6 +37,21 @@ from portal.identity import (  # noqa: F401
 )
 from portal.settings import Settings
 from portal.timeutil import utcnow
+
+
+@dataclass(frozen=True)
+class Browser:
+    """What a sign-in records of the browser, and the session it held before.
+
+    That earlier session (``replace_token``) ends when the new one opens: whoever was
+    signed in in this browser is signed out, and no token outlives a sign-in (fixation).
+    """
+
+    user_agent: str = ""
+    replace_token: str | None = None
+
+
+UNKNOWN_BROWSER = Browser()
 
 
 class InvalidCredentials(Exception):
@@ -202,8 +218,7 @@ async def sign_in(
     password: str,
     *,
     address: str,
-    user_agent: str = "",
-    replace_token: str | None = None,
+    browser: Browser = UNKNOWN_BROWSER,
 ) -> str:
     """Check credentials and open a new session; returns the session token.
 
@@ -228,9 +243,16 @@ async def sign_in(
             .where(User.id == user.id)
             .run()
         )
-    if replace_token:
-        await end_session(replace_token)
-    return await open_session(settings, user.id, address=address, user_agent=user_agent)
+    return await replace_session(settings, user.id, address=address, browser=browser)
+
+
+async def replace_session(
+    settings: Settings, user_id: int, *, address: str, browser: Browser
+) -> str:
+    """A new session for ``user_id`` in ``browser``, ending the one it held before."""
+    if browser.replace_token:
+        await end_session(browser.replace_token)
+    return await open_session(settings, user_id, address=address, user_agent=browser.user_agent)
 
 
 async def open_session(

@@ -512,8 +512,7 @@ async def passkey_sign_in(
     credential: Any,
     *,
     address: str,
-    user_agent: str = "",
-    replace_token: str | None = None,
+    browser: service.Browser = service.UNKNOWN_BROWSER,
 ) -> str:
     """A passkey alone (it is two factors: the device and its user verification); the new
     session's token. Failures are counted against the address."""
@@ -529,9 +528,7 @@ async def passkey_sign_in(
     except Invalid:
         await service.record_attempt(*keys, False)
         raise
-    if replace_token:
-        await service.end_session(replace_token)
-    return await service.open_session(settings, user_id, address=address, user_agent=user_agent)
+    return await service.replace_session(settings, user_id, address=address, browser=browser)
 
 
 async def renew_session(

@@ -33,14 +33,15 @@ from portal.audit import service as audit
 from portal.auth import passwords
 from portal.auth.service import (
     CLIENT,
+    UNKNOWN_BROWSER,
+    Browser,
     CurrentUser,
     Throttled,
     account_columns,
     end_access_of,
-    end_session,
     is_valid_email,
     normalize_email,
-    open_session,
+    replace_session,
     row_by_token,
     store_secret,
 )
@@ -267,8 +268,7 @@ async def confirm_sign_up(
     token: str,
     *,
     address: str = "",
-    user_agent: str = "",
-    replace_token: str | None = None,
+    browser: Browser = UNKNOWN_BROWSER,
 ) -> SignedIn:
     """Use a confirmation link: create the client account and its profile with what
     the form gave, queue the welcome email, open a session.
@@ -321,9 +321,7 @@ async def confirm_sign_up(
         # An account with this email exists (created since, or by another link).
         raise _link_invalid(409, "exists") from exc
     message_id = await messages.send_welcome(key, name=name, settings=settings, defer=True)
-    if replace_token:
-        await end_session(replace_token)
-    session = await open_session(settings, user_id, address=address, user_agent=user_agent)
+    session = await replace_session(settings, user_id, address=address, browser=browser)
     return SignedIn(
         user_id=user_id,
         role=CLIENT,
@@ -448,8 +446,7 @@ async def reset_password(
     confirm_password: str,
     *,
     address: str = "",
-    user_agent: str = "",
-    replace_token: str | None = None,
+    browser: Browser = UNKNOWN_BROWSER,
 ) -> SignedIn:
     """Set a new password through a reset link and open a session.
 
@@ -503,10 +500,8 @@ async def reset_password(
             after={"password": "reset by emailed link"},
             address=address,
         )
-    if replace_token:
-        # Whoever was signed in in this browser before is signed out (no fixation).
-        await end_session(replace_token)
-    session = await open_session(settings, user_id, address=address, user_agent=user_agent)
+    # Whoever was signed in in this browser before is signed out (no fixation).
+    session = await replace_session(settings, user_id, address=address, browser=browser)
     return SignedIn(user_id=user_id, role=reset["role"], session_token=session)
 
 
