@@ -45,12 +45,8 @@ SENDING = "sending"
 SENT = "sent"
 FAILED = "failed"
 STATUSES = (QUEUED, SENDING, SENT, FAILED)
-STATUS_LABELS = {
-    QUEUED: "Queued",
-    SENDING: "Sending",
-    SENT: "Sent",
-    FAILED: "Failed",
-}
+# Each status reads as its own name on the outbox page.
+STATUS_LABELS = {status: status.capitalize() for status in STATUSES}
 SMTP = "smtp"
 OUTBOX = "outbox"
 
