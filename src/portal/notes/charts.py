@@ -127,14 +127,16 @@ def pain_chart(
                 f'y2="{_y(point.after):.1f}" stroke="#d5dde0" stroke-width="6" '
                 'stroke-linecap="round"/>'
             )
-        for when, value, line in (
+        for when, reading, line in (
             ("before", point.before, before_line),
             ("after", point.after, after_line),
         ):
-            if value is not None:
-                cy = _y(value)
+            if reading is not None:
+                cy = _y(reading)
                 line.append((cx, cy))
-                parts.append(_reading(when, cx, cy, f"{escape(point.label)}, {when}", value, mark))
+                parts.append(
+                    _reading(when, cx, cy, f"{escape(point.label)}, {when}", reading, mark)
+                )
         parts.append(
             f'<text x="{cx:.1f}" y="{HEIGHT - BOTTOM + 18}" text-anchor="middle" '
             f'class="chart-label chart-label-strong">{escape(point.label)}</text>'
