@@ -30,7 +30,7 @@ from portal.clients import intake as intake_form
 from portal.clients import regions
 from portal.clients.tables import ClientIntake, ClientProfile
 from portal.errors import Forbidden, Invalid, NotFound
-from portal.fields import optional_text, require_text
+from portal.fields import optional_text, parse_iso_date, require_text
 from portal.locations.tables import Location
 from portal.pagination import Page, keyset_page
 from portal.timeutil import utcnow
@@ -187,13 +187,8 @@ async def _of_locations(location_ids: frozenset[int]) -> WhereRaw:
 
 
 def _parse_date(raw: str, errors: dict[str, str], name: str) -> date | None:
-    raw = raw.strip()
-    if not raw:
-        return None
-    try:
-        value = date.fromisoformat(raw)
-    except ValueError:
-        errors[name] = "Enter a date such as 1985-04-23."
+    value = parse_iso_date(raw.strip(), errors, name, example="1985-04-23")
+    if value is None:
         return None
     if value > date.today():
         errors[name] = "The date of birth cannot be in the future."
