@@ -403,8 +403,14 @@ async def _renewed(
     return response
 
 
-def _confirm_page(title: str, text: str, action: str, button: str) -> Template:
-    """The page asking to confirm a removal; the form posts ``confirm=yes`` to ``action``."""
+async def _unconfirmed(
+    request: Request[Any, Any, Any], title: str, text: str, action: str, button: str
+) -> Template | None:
+    """None once the form confirmed the removal; else the page asking to confirm it,
+    whose form posts ``confirm=yes`` back to ``action`` (it works without JavaScript)."""
+    values, _ = await read_form(request)
+    if values.get("confirm") == "yes":
+        return None
     return Template(
         "auth/two_step_confirm.html",
         context={"title": title, "text": text, "action": action, "button": button},
@@ -476,15 +482,16 @@ class TwoStepAccountController(Controller):
         settings: AppSettings,
         client_address: Address,
     ) -> Response[Any]:
-        values, _ = await read_form(request)
-        if values.get("confirm") != "yes":
-            return _confirm_page(
-                "Remove the authenticator app?",
-                "Codes from the app will no longer sign you in. Remove the "
-                "account from the app afterwards.",
-                "/account/two-step/totp/remove",
-                "Remove the authenticator app",
-            )
+        unconfirmed = await _unconfirmed(
+            request,
+            "Remove the authenticator app?",
+            "Codes from the app will no longer sign you in. Remove the "
+            "account from the app afterwards.",
+            "/account/two-step/totp/remove",
+            "Remove the authenticator app",
+        )
+        if unconfirmed is not None:
+            return unconfirmed
         await twostep.remove_totp(settings, user, address=client_address)
         return redirect(request, "/account/two-step", "Authenticator app removed.", "info")
 
@@ -533,14 +540,15 @@ class TwoStepAccountController(Controller):
         row = await passkeys.get(user.id, passkey_id)
         if row is None:
             raise NotFoundException("No such passkey.")
-        values, _ = await read_form(request)
-        if values.get("confirm") != "yes":
-            return _confirm_page(
-                f"Remove the passkey “{row['name']}”?",
-                "It will no longer sign you in. You can add it again later.",
-                f"/account/two-step/passkeys/{passkey_id}/remove",
-                "Remove the passkey",
-            )
+        unconfirmed = await _unconfirmed(
+            request,
+            f"Remove the passkey “{row['name']}”?",
+            "It will no longer sign you in. You can add it again later.",
+            f"/account/two-step/passkeys/{passkey_id}/remove",
+            "Remove the passkey",
+        )
+        if unconfirmed is not None:
+            return unconfirmed
         name = await twostep.remove_passkey(settings, user, passkey_id, address=client_address)
         return redirect(request, "/account/two-step", f"Passkey “{name}” removed.", "info")
 
