@@ -300,11 +300,7 @@ async def confirm_sign_up(
                 .where(User.id == user_id)
                 .run()
             )
-            await (
-                SignupConfirmation.update({SignupConfirmation.used_at: now})
-                .where((SignupConfirmation.email == key) & SignupConfirmation.used_at.is_null())
-                .run()
-            )
+            await _use_up_links(SignupConfirmation, SignupConfirmation.email == key, now)
             await create_profile(user_id, terms_accepted=True)
             me = CurrentUser(
                 id=user_id, email=key, name=name, role=CLIENT, location_ids=frozenset()
@@ -405,6 +401,14 @@ async def _claim_link(
     return bool(claimed)
 
 
+async def _use_up_links(
+    table: type[SignupConfirmation] | type[PasswordReset], owner: Any, now: datetime
+) -> None:
+    """Mark every open link matching ``owner`` used: once one link has set the password,
+    an older email for the same account can no longer set it again."""
+    await table.update({table.used_at: now}).where(owner & table.used_at.is_null()).run()
+
+
 async def check_reset_token(token: str) -> dict[str, Any]:
     """The open reset behind ``token`` with its user, or ``ResetLinkInvalid``."""
     row = await row_by_token(
@@ -476,11 +480,7 @@ async def reset_password(
             .where(User.id == user_id)
             .run()
         )
-        await (
-            PasswordReset.update({PasswordReset.used_at: now})
-            .where((PasswordReset.user == user_id) & PasswordReset.used_at.is_null())
-            .run()
-        )
+        await _use_up_links(PasswordReset, PasswordReset.user == user_id, now)
         await end_access_of(user_id)
         await LoginAttempt.insert(
             LoginAttempt(account_key=reset["email"], address=address[:64], at=now, success=True)
