@@ -489,24 +489,19 @@ async def start_note(
             values = data.columns()
             values["regions"] = json.dumps(values["regions"])
             values["techniques"] = json.dumps(values["techniques"])
-            rows = (
-                await TreatmentNote.insert(
-                    TreatmentNote(
-                        appointment=appointment_id,
-                        client=appointment["client"],
-                        therapist=appointment["therapist"],
-                        location=appointment["location"],
-                        author=actor.id,
-                        status=DRAFT,
-                        created_at=now,
-                        updated_at=now,
-                        **values,
-                    )
+            note_id = await db.insert_row(
+                TreatmentNote(
+                    appointment=appointment_id,
+                    client=appointment["client"],
+                    therapist=appointment["therapist"],
+                    location=appointment["location"],
+                    author=actor.id,
+                    status=DRAFT,
+                    created_at=now,
+                    updated_at=now,
+                    **values,
                 )
-                .returning(TreatmentNote.id)
-                .run()
             )
-            note_id = int(rows[0]["id"])
             await _insert_points(note_id, data.trigger_points)
             await audit.record(
                 actor, "note_create", "treatment_note", note_id,
@@ -621,22 +616,17 @@ async def amend(
         actor, note_id, SIGNED, "A draft is corrected by editing it; sign it first."
     )
     async with db.transaction():
-        rows = (
-            await NoteAmendment.insert(
-                NoteAmendment(
-                    note=note_id,
-                    author=actor.id,
-                    at=utcnow(),
-                    field=data.field,
-                    value=data.value,
-                    text=data.text,
-                    reason=data.reason,
-                )
+        amendment_id = await db.insert_row(
+            NoteAmendment(
+                note=note_id,
+                author=actor.id,
+                at=utcnow(),
+                field=data.field,
+                value=data.value,
+                text=data.text,
+                reason=data.reason,
             )
-            .returning(NoteAmendment.id)
-            .run()
         )
-        amendment_id = int(rows[0]["id"])
         await audit.record(
             actor, "note_amend", "treatment_note", note_id,
             after={"status": SIGNED, "amendment_id": amendment_id}, address=address,
