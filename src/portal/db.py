@@ -133,6 +133,13 @@ def before_commit(work: Callable[[], Awaitable[None]]) -> bool:
     return True
 
 
+async def insert_row(row: Table) -> int:
+    """Insert one row and return its new id, read back with RETURNING (both engines)."""
+    table = type(row)
+    rows = await table.insert(row).returning(table._meta.primary_key).run()
+    return int(rows[0]["id"])
+
+
 async def lock_row(table: type[Table], row_id: int) -> None:
     """Take ``row_id``'s row lock until the surrounding transaction ends.
 

@@ -5,6 +5,8 @@ Framework-free, so services use it; ``portal.web.forms`` re-exports it for contr
 
 from __future__ import annotations
 
+from datetime import date
+
 # Every table's id is a 32-bit integer (Piccolo ``Serial``).
 MAX_ID = 2**31 - 1
 
@@ -21,6 +23,19 @@ def parse_id(raw: object) -> int | None:
         return None
     number = int(text)
     return number if number <= MAX_ID else None
+
+
+def parse_iso_date(raw: str, errors: dict[str, str], name: str, *, example: str) -> date | None:
+    """A date typed as YYYY-MM-DD (what a date input sends); None when empty, or when it is
+    no such date, then with a message at ``name`` showing ``example``. The caller checks
+    the range its field allows."""
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        errors[name] = f"Enter a date such as {example}."
+        return None
 
 
 def parse_int(

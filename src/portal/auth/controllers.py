@@ -30,6 +30,11 @@ def _user_agent(request: Request[Any, Any, Any]) -> str:
     return request.headers.get("user-agent", "")
 
 
+def browser_of(request: Request[Any, Any, Any]) -> service.Browser:
+    """The browser signing in here, and the session it holds now (replaced by the new one)."""
+    return service.Browser(_user_agent(request), request.state.get("session_token") or None)
+
+
 def _missing_credentials(email: str, password: str) -> dict[str, str]:
     errors: dict[str, str] = {}
     if not email:
@@ -104,8 +109,7 @@ class AuthController(Controller):
                 email,
                 password,
                 address=client_address,
-                user_agent=_user_agent(request),
-                replace_token=request.state.get("session_token") or None,
+                browser=browser_of(request),
             )
         except service.Throttled as exc:
             errors["form"] = _try_again("Too many failed sign-in attempts.", exc)
@@ -372,8 +376,7 @@ class PasskeySignInController(Controller):
                 _text(data, "ticket"),
                 data.get("credential"),
                 address=client_address,
-                user_agent=_user_agent(request),
-                replace_token=request.state.get("session_token") or None,
+                browser=browser_of(request),
             )
         except service.Throttled as exc:
             message = _try_again("Too many failed sign-in attempts.", exc)
@@ -400,8 +403,14 @@ async def _renewed(
     return response
 
 
-def _confirm_page(title: str, text: str, action: str, button: str) -> Template:
-    """The page asking to confirm a removal; the form posts ``confirm=yes`` to ``action``."""
+async def _unconfirmed(
+    request: Request[Any, Any, Any], title: str, text: str, action: str, button: str
+) -> Template | None:
+    """None once the form confirmed the removal; else the page asking to confirm it,
+    whose form posts ``confirm=yes`` back to ``action`` (it works without JavaScript)."""
+    values, _ = await read_form(request)
+    if values.get("confirm") == "yes":
+        return None
     return Template(
         "auth/two_step_confirm.html",
         context={"title": title, "text": text, "action": action, "button": button},
@@ -473,15 +482,16 @@ class TwoStepAccountController(Controller):
         settings: AppSettings,
         client_address: Address,
     ) -> Response[Any]:
-        values, _ = await read_form(request)
-        if values.get("confirm") != "yes":
-            return _confirm_page(
-                "Remove the authenticator app?",
-                "Codes from the app will no longer sign you in. Remove the "
-                "account from the app afterwards.",
-                "/account/two-step/totp/remove",
-                "Remove the authenticator app",
-            )
+        unconfirmed = await _unconfirmed(
+            request,
+            "Remove the authenticator app?",
+            "Codes from the app will no longer sign you in. Remove the "
+            "account from the app afterwards.",
+            "/account/two-step/totp/remove",
+            "Remove the authenticator app",
+        )
+        if unconfirmed is not None:
+            return unconfirmed
         await twostep.remove_totp(settings, user, address=client_address)
         return redirect(request, "/account/two-step", "Authenticator app removed.", "info")
 
@@ -530,14 +540,15 @@ class TwoStepAccountController(Controller):
         row = await passkeys.get(user.id, passkey_id)
         if row is None:
             raise NotFoundException("No such passkey.")
-        values, _ = await read_form(request)
-        if values.get("confirm") != "yes":
-            return _confirm_page(
-                f"Remove the passkey “{row['name']}”?",
-                "It will no longer sign you in. You can add it again later.",
-                f"/account/two-step/passkeys/{passkey_id}/remove",
-                "Remove the passkey",
-            )
+        unconfirmed = await _unconfirmed(
+            request,
+            f"Remove the passkey “{row['name']}”?",
+            "It will no longer sign you in. You can add it again later.",
+            f"/account/two-step/passkeys/{passkey_id}/remove",
+            "Remove the passkey",
+        )
+        if unconfirmed is not None:
+            return unconfirmed
         name = await twostep.remove_passkey(settings, user, passkey_id, address=client_address)
         return redirect(request, "/account/two-step", f"Passkey “{name}” removed.", "info")
 

@@ -218,26 +218,22 @@ async def verify_registration(
 async def store(user_id: int, new: NewPasskey) -> int:
     """Keep a verified passkey; its id."""
     try:
-        rows = (
-            await Passkey.insert(
-                Passkey(
-                    user=user_id,
-                    name=new.name,
-                    credential_id=new.credential_id,
-                    public_key=new.public_key,
-                    sign_count=new.sign_count,
-                    created_at=utcnow(),
-                    last_used_at=None,
-                )
+        passkey_id = await db.insert_row(
+            Passkey(
+                user=user_id,
+                name=new.name,
+                credential_id=new.credential_id,
+                public_key=new.public_key,
+                sign_count=new.sign_count,
+                created_at=utcnow(),
+                last_used_at=None,
             )
-            .returning(Passkey.id)
-            .run()
         )
     except Exception as exc:
         if db.is_unique_violation(exc):
             raise Invalid({"passkey": "This passkey is already registered."}) from exc
         raise
-    return int(rows[0]["id"])
+    return passkey_id
 
 
 async def remove(user_id: int, passkey_id: int) -> dict[str, Any] | None:

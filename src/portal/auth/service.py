@@ -6,6 +6,7 @@ import hashlib
 import math
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,6 +37,21 @@ from portal.identity import (  # noqa: F401
 )
 from portal.settings import Settings
 from portal.timeutil import utcnow
+
+
+@dataclass(frozen=True)
+class Browser:
+    """What a sign-in records of the browser, and the session it held before.
+
+    That earlier session (``replace_token``) ends when the new one opens: whoever was
+    signed in in this browser is signed out, and no token outlives a sign-in (fixation).
+    """
+
+    user_agent: str = ""
+    replace_token: str | None = None
+
+
+UNKNOWN_BROWSER = Browser()
 
 
 class InvalidCredentials(Exception):
@@ -72,6 +88,37 @@ def is_valid_email(email: str) -> bool:
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def store_secret(
+    table: Any, lifetime: timedelta, *, now: datetime | None = None, **fields: Any
+) -> str:
+    """A new random token, stored in ``table`` as its hash with the row's other ``fields``.
+
+    The row is created ``now`` and expires after ``lifetime``; the token itself is only
+    returned (for the cookie or the email), so a copy of the database opens nothing.
+    """
+    token = secrets.token_urlsafe(32)
+    now = now or utcnow()
+    await table.insert(
+        table(token_hash=hash_token(token), created_at=now, expires_at=now + lifetime, **fields)
+    ).run()
+    return token
+
+
+async def row_by_token(table: Any, token: str, *columns: Any) -> dict[str, Any] | None:
+    """The row of ``table`` (which keeps ``token_hash``) for this token, or None.
+
+    Every secret the portal hands out (session, pending sign-in, link in an email) is
+    stored only as its hash. An empty or over-long token is no token of ours: it is
+    answered without a query.
+    """
+    if not token or len(token) > 100:
+        return None
+    row: dict[str, Any] | None = (
+        await table.select(*columns).where(table.token_hash == hash_token(token)).first().run()
+    )
+    return row
 
 
 async def failures_since_success(where: Any, since: datetime) -> list[datetime]:
@@ -171,8 +218,7 @@ async def sign_in(
     password: str,
     *,
     address: str,
-    user_agent: str = "",
-    replace_token: str | None = None,
+    browser: Browser = UNKNOWN_BROWSER,
 ) -> str:
     """Check credentials and open a new session; returns the session token.
 
@@ -197,28 +243,31 @@ async def sign_in(
             .where(User.id == user.id)
             .run()
         )
-    if replace_token:
-        await end_session(replace_token)
-    return await open_session(settings, user.id, address=address, user_agent=user_agent)
+    return await replace_session(settings, user.id, address=address, browser=browser)
+
+
+async def replace_session(
+    settings: Settings, user_id: int, *, address: str, browser: Browser
+) -> str:
+    """A new session for ``user_id`` in ``browser``, ending the one it held before."""
+    if browser.replace_token:
+        await end_session(browser.replace_token)
+    return await open_session(settings, user_id, address=address, user_agent=browser.user_agent)
 
 
 async def open_session(
     settings: Settings, user_id: int, *, address: str = "", user_agent: str = ""
 ) -> str:
-    token = secrets.token_urlsafe(32)
     now = utcnow()
-    await UserSession.insert(
-        UserSession(
-            token_hash=hash_token(token),
-            user=user_id,
-            created_at=now,
-            last_seen_at=now,
-            expires_at=now + timedelta(hours=settings.session_absolute_hours),
-            address=address[:64],
-            user_agent=user_agent[:255],
-        )
-    ).run()
-    return token
+    return await store_secret(
+        UserSession,
+        timedelta(hours=settings.session_absolute_hours),
+        now=now,
+        user=user_id,
+        last_seen_at=now,
+        address=address[:64],
+        user_agent=user_agent[:255],
+    )
 
 
 async def end_session(token: str) -> None:
@@ -290,18 +339,13 @@ async def load_session(settings: Settings, token: str) -> CurrentUser | None:
     Touches ``last_seen_at`` at most once per ``session_touch_seconds`` so that
     reading pages does not write to the database on every request.
     """
-    if not token or len(token) > 100:
-        return None
-    row = (
-        await UserSession.select(
-            UserSession.id,
-            UserSession.last_seen_at,
-            UserSession.expires_at,
-            *account_columns(UserSession.user),
-        )
-        .where(UserSession.token_hash == hash_token(token))
-        .first()
-        .run()
+    row = await row_by_token(
+        UserSession,
+        token,
+        UserSession.id,
+        UserSession.last_seen_at,
+        UserSession.expires_at,
+        *account_columns(UserSession.user),
     )
     if row is None:
         return None

@@ -12,6 +12,7 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
+from portal import db
 from portal.audit import service as audit
 from portal.auth.service import (
     ACCOUNTANT,
@@ -38,20 +39,15 @@ async def create_token(user: CurrentUser, name: str) -> tuple[int, str]:
     if len(name) > 80:
         raise Invalid({"name": "Use at most 80 characters."})
     token = PREFIX + secrets.token_urlsafe(32)
-    rows = (
-        await ApiToken.insert(
-            ApiToken(
-                user=user.id,
-                name=name,
-                prefix=token[:10],
-                token_hash=hash_token(token),
-                created_at=utcnow(),
-            )
+    token_id = await db.insert_row(
+        ApiToken(
+            user=user.id,
+            name=name,
+            prefix=token[:10],
+            token_hash=hash_token(token),
+            created_at=utcnow(),
         )
-        .returning(ApiToken.id)
-        .run()
     )
-    token_id = int(rows[0]["id"])
     await audit.record(user, "create", "api_token", token_id, after={"name": name})
     return token_id, token
 

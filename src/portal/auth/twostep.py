@@ -20,7 +20,6 @@ resets. No HTTP here.
 from __future__ import annotations
 
 import logging
-import secrets
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -365,40 +364,31 @@ async def after_password(settings: Settings, session_token: str, next_url: str =
     if row is None or not await has_second_factor(row["user"]):
         return None
     now = utcnow()
-    token = secrets.token_urlsafe(32)
     async with db.transaction():
         await UserSession.delete().where(UserSession.id == row["id"]).run()
         await PendingSignIn.delete().where(PendingSignIn.expires_at <= now).run()
-        await PendingSignIn.insert(
-            PendingSignIn(
-                token_hash=service.hash_token(token),
-                user=row["user"],
-                created_at=now,
-                expires_at=now + timedelta(minutes=PENDING_MINUTES),
-                address=row["address"],
-                user_agent=row["user_agent"],
-                next_url=next_url[:500],
-            )
-        ).run()
-    return token
+        return await service.store_secret(
+            PendingSignIn,
+            timedelta(minutes=PENDING_MINUTES),
+            now=now,
+            user=row["user"],
+            address=row["address"],
+            user_agent=row["user_agent"],
+            next_url=next_url[:500],
+        )
 
 
 async def pending(token: str) -> Pending | None:
     """The pending sign-in behind ``token``; None when unknown, expired or its user inactive."""
-    if not token or len(token) > 100:
-        return None
-    row = (
-        await PendingSignIn.select(
-            PendingSignIn.id,
-            *service.account_columns(PendingSignIn.user),
-            PendingSignIn.next_url,
-            PendingSignIn.address,
-            PendingSignIn.user_agent,
-            PendingSignIn.expires_at,
-        )
-        .where(PendingSignIn.token_hash == service.hash_token(token))
-        .first()
-        .run()
+    row = await service.row_by_token(
+        PendingSignIn,
+        token,
+        PendingSignIn.id,
+        *service.account_columns(PendingSignIn.user),
+        PendingSignIn.next_url,
+        PendingSignIn.address,
+        PendingSignIn.user_agent,
+        PendingSignIn.expires_at,
     )
     if row is None:
         return None
@@ -522,8 +512,7 @@ async def passkey_sign_in(
     credential: Any,
     *,
     address: str,
-    user_agent: str = "",
-    replace_token: str | None = None,
+    browser: service.Browser = service.UNKNOWN_BROWSER,
 ) -> str:
     """A passkey alone (it is two factors: the device and its user verification); the new
     session's token. Failures are counted against the address."""
@@ -539,9 +528,7 @@ async def passkey_sign_in(
     except Invalid:
         await service.record_attempt(*keys, False)
         raise
-    if replace_token:
-        await service.end_session(replace_token)
-    return await service.open_session(settings, user_id, address=address, user_agent=user_agent)
+    return await service.replace_session(settings, user_id, address=address, browser=browser)
 
 
 async def renew_session(

@@ -43,7 +43,7 @@ from portal.bookings.reading import SHOWN, joined
 from portal.bookings.states import STATUS_LABELS
 from portal.bookings.tables import Appointment
 from portal.errors import Forbidden, Invalid
-from portal.fields import parse_id
+from portal.fields import parse_id, parse_iso_date
 from portal.locations.service import all_locations
 from portal.locations.tables import Location
 from portal.pagination import Page, keyset_page
@@ -79,12 +79,8 @@ class ListFilters:
 
 
 def _date(raw: str, errors: dict[str, str], field: str) -> date | None:
-    if not raw:
-        return None
-    try:
-        day = date.fromisoformat(raw)
-    except ValueError:
-        errors[field] = "Enter a date such as 2026-03-08."
+    day = parse_iso_date(raw, errors, field, example="2026-03-08")
+    if day is None:
         return None
     if not 1900 <= day.year <= 2200:
         errors[field] = "Enter a date between 1900 and 2200."

@@ -33,15 +33,17 @@ from portal.audit import service as audit
 from portal.auth import passwords
 from portal.auth.service import (
     CLIENT,
+    UNKNOWN_BROWSER,
+    Browser,
     CurrentUser,
     Throttled,
     account_columns,
     end_access_of,
-    end_session,
-    hash_token,
     is_valid_email,
     normalize_email,
-    open_session,
+    replace_session,
+    row_by_token,
+    store_secret,
 )
 from portal.auth.tables import LoginAttempt, User
 from portal.clients.service import create_profile
@@ -204,21 +206,16 @@ async def send_signup_link(
             settings=settings,
             defer=defer,
         )
-    token = secrets.token_urlsafe(32)
-    now = utcnow()
-    await SignupConfirmation.insert(
-        SignupConfirmation(
-            token_hash=hash_token(token),
-            email=signup.email,
-            name=signup.name,
-            password_hash=signup.password_hash,
-            next_url=signup.next_url,
-            created_at=now,
-            expires_at=now + SIGNUP_VALID_FOR,
-            used_at=None,
-            address=address[:64],
-        )
-    ).run()
+    token = await store_secret(
+        SignupConfirmation,
+        SIGNUP_VALID_FOR,
+        used_at=None,
+        address=address[:64],
+        email=signup.email,
+        name=signup.name,
+        password_hash=signup.password_hash,
+        next_url=signup.next_url,
+    )
     return await messages.send_signup_confirmation(
         signup.email,
         name=signup.name,
@@ -256,14 +253,7 @@ def _link_invalid(status_code: int, reason: str) -> ResetLinkInvalid:
 async def check_signup_token(token: str) -> dict[str, Any]:
     """The sign-up waiting behind ``token``, or ``ResetLinkInvalid`` (400 unknown,
     410 used or expired)."""
-    row = None
-    if token and len(token) <= 100:
-        row = (
-            await SignupConfirmation.select()
-            .where(SignupConfirmation.token_hash == hash_token(token))
-            .first()
-            .run()
-        )
+    row = await row_by_token(SignupConfirmation, token)
     if row is None:
         raise _link_invalid(400, "unknown")
     if row["used_at"] is not None:
@@ -278,8 +268,7 @@ async def confirm_sign_up(
     token: str,
     *,
     address: str = "",
-    user_agent: str = "",
-    replace_token: str | None = None,
+    browser: Browser = UNKNOWN_BROWSER,
 ) -> SignedIn:
     """Use a confirmation link: create the client account and its profile with what
     the form gave, queue the welcome email, open a session.
@@ -311,11 +300,7 @@ async def confirm_sign_up(
                 .where(User.id == user_id)
                 .run()
             )
-            await (
-                SignupConfirmation.update({SignupConfirmation.used_at: now})
-                .where((SignupConfirmation.email == key) & SignupConfirmation.used_at.is_null())
-                .run()
-            )
+            await _use_up_links(SignupConfirmation, SignupConfirmation.email == key, now)
             await create_profile(user_id, terms_accepted=True)
             me = CurrentUser(
                 id=user_id, email=key, name=name, role=CLIENT, location_ids=frozenset()
@@ -332,9 +317,7 @@ async def confirm_sign_up(
         # An account with this email exists (created since, or by another link).
         raise _link_invalid(409, "exists") from exc
     message_id = await messages.send_welcome(key, name=name, settings=settings, defer=True)
-    if replace_token:
-        await end_session(replace_token)
-    session = await open_session(settings, user_id, address=address, user_agent=user_agent)
+    session = await replace_session(settings, user_id, address=address, browser=browser)
     return SignedIn(
         user_id=user_id,
         role=CLIENT,
@@ -383,18 +366,9 @@ async def send_reset_link(
     )
     if user is None:
         return None
-    token = secrets.token_urlsafe(32)
-    now = utcnow()
-    await PasswordReset.insert(
-        PasswordReset(
-            token_hash=hash_token(token),
-            user=user["id"],
-            created_at=now,
-            expires_at=now + RESET_VALID_FOR,
-            used_at=None,
-            address=address[:64],
-        )
-    ).run()
+    token = await store_secret(
+        PasswordReset, RESET_VALID_FOR, used_at=None, address=address[:64], user=user["id"]
+    )
     return await messages.send_password_reset(
         user["email"],
         name=user["name"] or user["email"],
@@ -427,21 +401,24 @@ async def _claim_link(
     return bool(claimed)
 
 
+async def _use_up_links(
+    table: type[SignupConfirmation] | type[PasswordReset], owner: Any, now: datetime
+) -> None:
+    """Mark every open link matching ``owner`` used: once one link has set the password,
+    an older email for the same account can no longer set it again."""
+    await table.update({table.used_at: now}).where(owner & table.used_at.is_null()).run()
+
+
 async def check_reset_token(token: str) -> dict[str, Any]:
     """The open reset behind ``token`` with its user, or ``ResetLinkInvalid``."""
-    row = None
-    if token and len(token) <= 100:
-        row = (
-            await PasswordReset.select(
-                PasswordReset.id,
-                PasswordReset.expires_at,
-                PasswordReset.used_at,
-                *account_columns(PasswordReset.user),
-            )
-            .where(PasswordReset.token_hash == hash_token(token))
-            .first()
-            .run()
-        )
+    row = await row_by_token(
+        PasswordReset,
+        token,
+        PasswordReset.id,
+        PasswordReset.expires_at,
+        PasswordReset.used_at,
+        *account_columns(PasswordReset.user),
+    )
     if row is None or not row["active"]:
         raise ResetLinkInvalid(
             400,
@@ -473,8 +450,7 @@ async def reset_password(
     confirm_password: str,
     *,
     address: str = "",
-    user_agent: str = "",
-    replace_token: str | None = None,
+    browser: Browser = UNKNOWN_BROWSER,
 ) -> SignedIn:
     """Set a new password through a reset link and open a session.
 
@@ -504,11 +480,7 @@ async def reset_password(
             .where(User.id == user_id)
             .run()
         )
-        await (
-            PasswordReset.update({PasswordReset.used_at: now})
-            .where((PasswordReset.user == user_id) & PasswordReset.used_at.is_null())
-            .run()
-        )
+        await _use_up_links(PasswordReset, PasswordReset.user == user_id, now)
         await end_access_of(user_id)
         await LoginAttempt.insert(
             LoginAttempt(account_key=reset["email"], address=address[:64], at=now, success=True)
@@ -528,10 +500,8 @@ async def reset_password(
             after={"password": "reset by emailed link"},
             address=address,
         )
-    if replace_token:
-        # Whoever was signed in in this browser before is signed out (no fixation).
-        await end_session(replace_token)
-    session = await open_session(settings, user_id, address=address, user_agent=user_agent)
+    # Whoever was signed in in this browser before is signed out (no fixation).
+    session = await replace_session(settings, user_id, address=address, browser=browser)
     return SignedIn(user_id=user_id, role=reset["role"], session_token=session)
 
 

@@ -9,6 +9,7 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
 from portal.audit import service as audit
+from portal.auth.controllers import browser_of
 from portal.auth.service import CLIENT, MANAGER, OWNER, Throttled
 from portal.clients import accounts, intake, regions, service
 from portal.email.service import deliver
@@ -86,14 +87,6 @@ def _link_sent(
         defer=False,  # delivered through SMTP, when there is one, right there
     )
     return response
-
-
-def _browser(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    """What a sign-in from a link records of the browser, and the session it replaces."""
-    return {
-        "user_agent": request.headers.get("user-agent", ""),
-        "replace_token": request.state.get("session_token") or None,
-    }
 
 
 def _signed_in(
@@ -249,7 +242,7 @@ class SignupController(Controller):
     ) -> Response[Any]:
         try:
             signed_in = await accounts.confirm_sign_up(
-                settings, token, address=client_address, **_browser(request)
+                settings, token, address=client_address, browser=browser_of(request)
             )
         except accounts.ResetLinkInvalid as exc:
             return _invalid_link_page("clients/signup_invalid.html", exc)
@@ -319,7 +312,7 @@ class PasswordResetController(Controller):
                 values.get("password", ""),
                 values.get("confirm_password", ""),
                 address=client_address,
-                **_browser(request),
+                browser=browser_of(request),
             )
         except accounts.ResetLinkInvalid as exc:
             return _invalid_link_page("clients/reset_invalid.html", exc)

@@ -6,6 +6,7 @@ import json
 from datetime import date, timedelta
 from typing import Any
 
+from portal import db
 from portal.auth import passwords
 from portal.auth.service import CLIENT
 from portal.auth.tables import User
@@ -176,22 +177,17 @@ async def _user_id(email_address: str, name: str, ids: DemoIds, days_ago: int) -
     if row is not None:
         return int(row["id"])
     created = utcnow() - timedelta(days=days_ago)
-    rows = (
-        await User.insert(
-            User(
-                email=email_address,
-                name=name,
-                role=CLIENT,
-                password_hash=passwords.hash_password(DEMO_PASSWORD),
-                active=True,
-                created_at=created,
-                password_changed_at=created,
-            )
+    user_id = await db.insert_row(
+        User(
+            email=email_address,
+            name=name,
+            role=CLIENT,
+            password_hash=passwords.hash_password(DEMO_PASSWORD),
+            active=True,
+            created_at=created,
+            password_changed_at=created,
         )
-        .returning(User.id)
-        .run()
     )
-    user_id = int(rows[0]["id"])
     ids.users[email_address] = user_id
     return user_id
 

@@ -30,7 +30,7 @@ from portal.clients import intake as intake_form
 from portal.clients import regions
 from portal.clients.tables import ClientIntake, ClientProfile
 from portal.errors import Forbidden, Invalid, NotFound
-from portal.fields import optional_text, require_text
+from portal.fields import optional_text, parse_iso_date, require_text
 from portal.locations.tables import Location
 from portal.pagination import Page, keyset_page
 from portal.timeutil import utcnow
@@ -187,13 +187,8 @@ async def _of_locations(location_ids: frozenset[int]) -> WhereRaw:
 
 
 def _parse_date(raw: str, errors: dict[str, str], name: str) -> date | None:
-    raw = raw.strip()
-    if not raw:
-        return None
-    try:
-        value = date.fromisoformat(raw)
-    except ValueError:
-        errors[name] = "Enter a date such as 1985-04-23."
+    value = parse_iso_date(raw.strip(), errors, name, example="1985-04-23")
+    if value is None:
         return None
     if value > date.today():
         errors[name] = "The date of birth cannot be in the future."
@@ -257,14 +252,26 @@ async def parse_profile_form(values: dict[str, str]) -> ProfileInput:
     )
 
 
+# The profile's own fields, each a ClientProfile column and a ProfileInput attribute of
+# the same name, with its value before the client saved a profile. Reading, showing and
+# saving a profile all go through this one list.
+_PROFILE_DEFAULTS: dict[str, Any] = {
+    "phone": "",
+    "date_of_birth": None,
+    "address": "",
+    "emergency_contact_name": "",
+    "emergency_contact_phone": "",
+    "email_reminders": True,
+}
+
+
+def _profile_columns() -> list[Any]:
+    return [ClientProfile._meta.get_column_by_name(name) for name in _PROFILE_DEFAULTS]
+
+
 def _empty_profile() -> dict[str, Any]:
     return {
-        "phone": "",
-        "date_of_birth": None,
-        "address": "",
-        "emergency_contact_name": "",
-        "emergency_contact_phone": "",
-        "email_reminders": True,
+        **_PROFILE_DEFAULTS,
         "preferred_location_id": None,
         "terms_accepted_at": None,
         "created_at": None,
@@ -284,12 +291,7 @@ async def get_client(client_id: int) -> dict[str, Any]:
         raise NotFound("No such client.")
     profile = (
         await ClientProfile.select(
-            ClientProfile.phone,
-            ClientProfile.date_of_birth,
-            ClientProfile.address,
-            ClientProfile.emergency_contact_name,
-            ClientProfile.emergency_contact_phone,
-            ClientProfile.email_reminders,
+            *_profile_columns(),
             ClientProfile.preferred_location.as_alias("preferred_location_id"),
             ClientProfile.terms_accepted_at,
             ClientProfile.created_at,
@@ -409,12 +411,7 @@ async def save_profile(
         await (
             ClientProfile.update(
                 {
-                    ClientProfile.phone: data.phone,
-                    ClientProfile.date_of_birth: data.date_of_birth,
-                    ClientProfile.address: data.address,
-                    ClientProfile.emergency_contact_name: data.emergency_contact_name,
-                    ClientProfile.emergency_contact_phone: data.emergency_contact_phone,
-                    ClientProfile.email_reminders: data.email_reminders,
+                    **{c: getattr(data, c._meta.name) for c in _profile_columns()},
                     ClientProfile.preferred_location: data.preferred_location_id,
                     ClientProfile.updated_at: utcnow(),
                 }

@@ -8,7 +8,7 @@ UTC datetimes; the templates show them in ``timezone`` (the location's zone).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -59,16 +59,8 @@ class Appointment:
     timezone: str
 
     def context(self) -> dict[str, Any]:
-        return {
-            "appointment_id": self.appointment_id,
-            "service_name": self.service_name,
-            "therapist_name": self.therapist_name,
-            "location_name": self.location_name,
-            "location_address": self.location_address,
-            "starts_at": self.starts_at,
-            "ends_at": self.ends_at,
-            "timezone": self.timezone,
-        }
+        """Every field, by its name: the booking templates name their variables so."""
+        return asdict(self)
 
 
 async def send_welcome(

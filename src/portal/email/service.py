@@ -45,12 +45,8 @@ SENDING = "sending"
 SENT = "sent"
 FAILED = "failed"
 STATUSES = (QUEUED, SENDING, SENT, FAILED)
-STATUS_LABELS = {
-    QUEUED: "Queued",
-    SENDING: "Sending",
-    SENT: "Sent",
-    FAILED: "Failed",
-}
+# Each status reads as its own name on the outbox page.
+STATUS_LABELS = {status: status.capitalize() for status in STATUSES}
 SMTP = "smtp"
 OUTBOX = "outbox"
 
@@ -152,27 +148,23 @@ async def send(
     transport = SMTP if settings.smtp_host else OUTBOX
     try:
         async with db.transaction():
-            rows = (
-                await OutboxMessage.insert(
-                    OutboxMessage(
-                        created_at=utcnow(),
-                        to_address=address,
-                        subject=rendered.subject,
-                        template=template,
-                        kind=kind[:40],
-                        body_text=rendered.text,
-                        body_html=rendered.html,
-                        transport=transport,
-                        status=QUEUED,
-                        error="",
-                        attempts=0,
-                        sent_at=None,
-                        message_id="",
-                        dedupe_key=dedupe_key,
-                    )
+            message_id = await db.insert_row(
+                OutboxMessage(
+                    created_at=utcnow(),
+                    to_address=address,
+                    subject=rendered.subject,
+                    template=template,
+                    kind=kind[:40],
+                    body_text=rendered.text,
+                    body_html=rendered.html,
+                    transport=transport,
+                    status=QUEUED,
+                    error="",
+                    attempts=0,
+                    sent_at=None,
+                    message_id="",
+                    dedupe_key=dedupe_key,
                 )
-                .returning(OutboxMessage.id)
-                .run()
             )
     except Exception as exc:
         # Another process stored the same deduplicated message first.
@@ -181,7 +173,6 @@ async def send(
             if existing is not None:
                 return int(existing["id"])
         raise
-    message_id = int(rows[0]["id"])
     if transport == SMTP and not defer:
         await deliver(message_id, settings=settings)
     return message_id

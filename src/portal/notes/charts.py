@@ -51,6 +51,32 @@ def _polyline(points: list[tuple[float, float]], color: str, dashed: bool) -> st
     )
 
 
+def _reading(when: str, cx: float, cy: float, title: str, value: int, mark: str) -> str:
+    """One pain value: its marker (a circle before the session, a square after) with the
+    reading as a tooltip, and the number beside it, before to the left and after to the
+    right, so the two of one session never cover each other."""
+    if when == "before":
+        marker, element, side, anchor = (
+            f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="5" fill="{BEFORE}">',
+            "circle",
+            -9,
+            "end",
+        )
+    else:
+        marker, element, side, anchor = (
+            f'<rect x="{cx - 4.5:.1f}" y="{cy - 4.5:.1f}" width="9" height="9" fill="#fff" '
+            f'stroke="{AFTER}" stroke-width="2.5">',
+            "rect",
+            9,
+            "start",
+        )
+    return (
+        f"{marker}<title>{title}: {value} / 10{mark}</title></{element}>"
+        f'<text x="{cx + side:.1f}" y="{cy + 4:.1f}" text-anchor="{anchor}" {VALUE}>'
+        f"{value}</text>"
+    )
+
+
 def pain_chart(
     points: list[PainPoint], *, intake: int | None = None, chart_id: str = "pain"
 ) -> str:
@@ -101,25 +127,16 @@ def pain_chart(
                 f'y2="{_y(point.after):.1f}" stroke="#d5dde0" stroke-width="6" '
                 'stroke-linecap="round"/>'
             )
-        if point.before is not None:
-            cy = _y(point.before)
-            before_line.append((cx, cy))
-            parts.append(
-                f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="5" fill="{BEFORE}">'
-                f"<title>{escape(point.label)}, before: {point.before} / 10{mark}</title></circle>"
-                f'<text x="{cx - 9:.1f}" y="{cy + 4:.1f}" text-anchor="end" {VALUE}>'
-                f"{point.before}</text>"
-            )
-        if point.after is not None:
-            cy = _y(point.after)
-            after_line.append((cx, cy))
-            parts.append(
-                f'<rect x="{cx - 4.5:.1f}" y="{cy - 4.5:.1f}" width="9" height="9" fill="#fff" '
-                f'stroke="{AFTER}" stroke-width="2.5">'
-                f"<title>{escape(point.label)}, after: {point.after} / 10{mark}</title></rect>"
-                f'<text x="{cx + 9:.1f}" y="{cy + 4:.1f}" text-anchor="start" {VALUE}>'
-                f"{point.after}</text>"
-            )
+        for when, reading, line in (
+            ("before", point.before, before_line),
+            ("after", point.after, after_line),
+        ):
+            if reading is not None:
+                cy = _y(reading)
+                line.append((cx, cy))
+                parts.append(
+                    _reading(when, cx, cy, f"{escape(point.label)}, {when}", reading, mark)
+                )
         parts.append(
             f'<text x="{cx:.1f}" y="{HEIGHT - BOTTOM + 18}" text-anchor="middle" '
             f'class="chart-label chart-label-strong">{escape(point.label)}</text>'

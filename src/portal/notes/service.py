@@ -489,24 +489,19 @@ async def start_note(
             values = data.columns()
             values["regions"] = json.dumps(values["regions"])
             values["techniques"] = json.dumps(values["techniques"])
-            rows = (
-                await TreatmentNote.insert(
-                    TreatmentNote(
-                        appointment=appointment_id,
-                        client=appointment["client"],
-                        therapist=appointment["therapist"],
-                        location=appointment["location"],
-                        author=actor.id,
-                        status=DRAFT,
-                        created_at=now,
-                        updated_at=now,
-                        **values,
-                    )
+            note_id = await db.insert_row(
+                TreatmentNote(
+                    appointment=appointment_id,
+                    client=appointment["client"],
+                    therapist=appointment["therapist"],
+                    location=appointment["location"],
+                    author=actor.id,
+                    status=DRAFT,
+                    created_at=now,
+                    updated_at=now,
+                    **values,
                 )
-                .returning(TreatmentNote.id)
-                .run()
             )
-            note_id = int(rows[0]["id"])
             await _insert_points(note_id, data.trigger_points)
             await audit.record(
                 actor, "note_create", "treatment_note", note_id,
@@ -523,25 +518,46 @@ async def start_note(
     return note_id
 
 
+async def _authored_note(
+    actor: CurrentUser, note_id: int, status: str, refusal: str
+) -> dict[str, Any]:
+    """The note, once ``actor`` wrote it and it is ``status``; otherwise ``refusal`` at the form.
+
+    Only a note's author edits, signs or amends it; the status says which of these applies.
+    """
+    note = await get_note(note_id)
+    await ensure_author(actor, note)
+    if note["status"] != status:
+        raise Invalid({"form": refusal})
+    return note
+
+
+async def _update_draft(note_id: int, values: dict[Any, Any], refusal: str) -> None:
+    """Write ``values`` to the note only while it is a draft.
+
+    The status is checked again in the UPDATE itself: of an edit and a signature racing,
+    the signature wins and the edit is refused with ``refusal`` instead of changing a
+    signed note.
+    """
+    changed = (
+        await TreatmentNote.update(values)
+        .where((TreatmentNote.id == note_id) & (TreatmentNote.status == DRAFT))
+        .returning(TreatmentNote.id)
+        .run()
+    )
+    if not changed:
+        raise Invalid({"form": refusal})
+
+
 async def save_draft(
     actor: CurrentUser, note_id: int, data: note_form.NoteInput, *, address: str = ""
 ) -> None:
     """Replace a draft's contents. A signed note is refused and left as it is."""
-    note = await get_note(note_id)
-    await ensure_author(actor, note)
-    if note["status"] != DRAFT:
-        raise Invalid({"form": SIGNED_NOTE_MESSAGE})
+    await _authored_note(actor, note_id, DRAFT, SIGNED_NOTE_MESSAGE)
     async with db.transaction():
         update = _columns(data)
         update[TreatmentNote.updated_at] = utcnow()
-        changed = (
-            await TreatmentNote.update(update)
-            .where((TreatmentNote.id == note_id) & (TreatmentNote.status == DRAFT))
-            .returning(TreatmentNote.id)
-            .run()
-        )
-        if not changed:
-            raise Invalid({"form": SIGNED_NOTE_MESSAGE})
+        await _update_draft(note_id, update, SIGNED_NOTE_MESSAGE)
         await NoteTriggerPoint.delete().where(NoteTriggerPoint.note == note_id).run()
         await _insert_points(note_id, data.trigger_points)
         await audit.record(
@@ -581,20 +597,10 @@ async def sign(
         raise Invalid(problems)
     now = now or utcnow()
     async with db.transaction():
-        changed = (
-            await TreatmentNote.update(
-                {
-                    TreatmentNote.status: SIGNED,
-                    TreatmentNote.signed_at: now,
-                    TreatmentNote.updated_at: now,
-                }
-            )
-            .where((TreatmentNote.id == note_id) & (TreatmentNote.status == DRAFT))
-            .returning(TreatmentNote.id)
-            .run()
+        signed = {TreatmentNote.status: SIGNED, TreatmentNote.signed_at: now}
+        await _update_draft(
+            note_id, {**signed, TreatmentNote.updated_at: now}, "This note is already signed."
         )
-        if not changed:
-            raise Invalid({"form": "This note is already signed."})
         await audit.record(
             actor, "note_sign", "treatment_note", note_id,
             before={"status": DRAFT}, after={"status": SIGNED, "signed_at": now},
@@ -606,27 +612,21 @@ async def amend(
     actor: CurrentUser, note_id: int, data: note_form.AmendmentInput, *, address: str = ""
 ) -> int:
     """Append a correction to a signed note; returns the amendment's id."""
-    note = await get_note(note_id)
-    await ensure_author(actor, note)
-    if note["status"] != SIGNED:
-        raise Invalid({"form": "A draft is corrected by editing it; sign it first."})
+    await _authored_note(
+        actor, note_id, SIGNED, "A draft is corrected by editing it; sign it first."
+    )
     async with db.transaction():
-        rows = (
-            await NoteAmendment.insert(
-                NoteAmendment(
-                    note=note_id,
-                    author=actor.id,
-                    at=utcnow(),
-                    field=data.field,
-                    value=data.value,
-                    text=data.text,
-                    reason=data.reason,
-                )
+        amendment_id = await db.insert_row(
+            NoteAmendment(
+                note=note_id,
+                author=actor.id,
+                at=utcnow(),
+                field=data.field,
+                value=data.value,
+                text=data.text,
+                reason=data.reason,
             )
-            .returning(NoteAmendment.id)
-            .run()
         )
-        amendment_id = int(rows[0]["id"])
         await audit.record(
             actor, "note_amend", "treatment_note", note_id,
             after={"status": SIGNED, "amendment_id": amendment_id}, address=address,
