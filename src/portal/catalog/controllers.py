@@ -19,19 +19,17 @@ from portal.catalog import inputs, listing, packages, prices, pricing, services
 from portal.locations.service import get_location_for
 from portal.timeutil import to_local, utcnow
 from portal.web.admin import (
-    WRITE,
     AdminForm,
     AdminResource,
     Column,
     Filter,
     Roles,
+    adding_handlers,
     admin_controller,
     chainwide,
     item_route,
     reverse,
-    role_guard,
     search,
-    signed,
     unscoped,
 )
 from portal.web.deps import Address, SignedIn
@@ -229,8 +227,8 @@ async def _price_page(
         heading=spec.title.format(name=row["name"]),
         intro=spec.intro(row),
         button="Save new price",
-        action=reverse(request, res.route("price_add"), **{res.id_param: row_id}),
-        back_url=reverse(request, res.route("detail"), **{res.id_param: row_id}),
+        action=res.url(request, "price_add", row_id),
+        back_url=res.url(request, "detail", row_id),
         labels=PRICE_LABELS,
         form=form,
         errors=errors or {},
@@ -242,55 +240,28 @@ async def _price_page(
 
 
 def _price_handlers(spec: PriceForm) -> dict[str, Any]:
+    """The new price form and its save: each save adds a version."""
     res = spec.resource
-    item, path_param = item_route(res)
-    path, params = f"{item}/price", [path_param]
 
     async def show(
-        self: Any, request: Request[Any, Any, Any], user: CurrentUser, **kw: Any
+        request: Request[Any, Any, Any], row: dict[str, Any], form: Values, errors: Values
     ) -> Template:
-        return await _price_page(
-            spec, request, await res.load(user, kw[res.id_param], write=True), {}
-        )
+        return await _price_page(spec, request, row, form, errors)
 
-    async def add(
-        self: Any,
-        request: Request[Any, Any, Any],
-        user: CurrentUser,
-        client_address: str,
-        **kw: Any,
-    ) -> Response[Any]:
-        row_id = kw[res.id_param]
-        row = await res.load(user, row_id, write=True)
+    async def add(user: CurrentUser, row: dict[str, Any], values: Values, address: str) -> Flash:
+        await spec.add(user, int(row["id"]), inputs.parse_price_form(values), address=address)
+        return spec.saved
 
-        async def save(values: Values, _: Lists) -> tuple[str, Flash]:
-            await spec.add(user, row_id, inputs.parse_price_form(values), address=client_address)
-            return reverse(request, res.route("detail"), **{res.id_param: row_id}), spec.saved
-
-        async def refused(values: Values, _: Lists, errors: dict[str, str]) -> Template:
-            return await _price_page(spec, request, row, values, errors)
-
-        return await submit(request, save, refused)
-
-    guards = role_guard(res, "edit")
-    return {
-        "price_form": get(path, guards=guards, name=res.route("price"))(
-            signed(show, params, Template)
-        ),
-        "add_price": post(path, guards=guards, name=res.route("price_add"))(
-            signed(add, params, Response[Any], WRITE)
-        ),
-    }
+    routes = (res.route("price"), res.route("price_add"))
+    path = item_route(res)[0] + "/price"
+    return adding_handlers(res, path, "", routes, lambda _user, _row: {}, show, add)
 
 
 # -- the admin resources ---------------------------------------------------------
 
-CATALOG_ROLES = Roles(
-    list=(OWNER, MANAGER, ACCOUNTANT),
-    detail=(OWNER, MANAGER, ACCOUNTANT),
-    create=(OWNER,),
-    edit=(OWNER,),
-    deactivate=(OWNER,),
+# The catalog is chain-wide: owners change it, managers and accountants read it.
+CATALOG_ROLES = Roles.every(
+    OWNER, list=(OWNER, MANAGER, ACCOUNTANT), detail=(OWNER, MANAGER, ACCOUNTANT)
 )
 
 
@@ -313,9 +284,15 @@ async def _service_detail(
     }
 
 
-def _catalog_resource(**declared: Any) -> AdminResource:
-    """Services and packages share their roles, their list page and its cells."""
+def _catalog_resource(name: str, plural: str, **declared: Any) -> AdminResource:
+    """Services and packages share their roles, their list page and its cells,
+    and live below /catalog (routes ``catalog_service…``, ``catalog_package…``)."""
     return AdminResource(
+        name=name,
+        plural=plural,
+        path=f"/catalog/{plural.lower()}",
+        routes=f"catalog_{name}",
+        list_route=f"catalog_{plural.lower()}",
         roles=CATALOG_ROLES,
         list_template="catalog/list.html",
         list_context=_catalog_context,
@@ -327,12 +304,7 @@ def _catalog_resource(**declared: Any) -> AdminResource:
 
 SERVICES = _catalog_resource(
     name="service",
-    label="service",
     plural="Services",
-    path="/catalog/services",
-    id_param="service_id",
-    routes="catalog_service",
-    list_route="catalog_services",
     load=unscoped(listing.get_service),
     list_rows=chainwide(listing.list_services),
     columns=(
@@ -392,12 +364,7 @@ async def _package_detail(
 
 PACKAGES = _catalog_resource(
     name="package",
-    label="package",
     plural="Packages",
-    path="/catalog/packages",
-    id_param="package_id",
-    routes="catalog_package",
-    list_route="catalog_packages",
     load=unscoped(listing.get_package),
     list_rows=chainwide(listing.list_packages),
     columns=(
@@ -462,6 +429,66 @@ PACKAGE_PRICE = PriceForm(
 )
 
 
+# What an override form does at one location: parse, save, and the flash message.
+OverrideChange = Callable[[CurrentUser, int, dict[str, Any], Values, str], Awaitable[str]]
+
+
+async def _set_override(
+    user: CurrentUser, package_id: int, location: dict[str, Any], values: Values, address: str
+) -> str:
+    price = inputs.parse_price_form(values, zone=location["timezone"])
+    await prices.set_override(user, package_id, location["id"], price, address=address)
+    return f"Price override for {location['name']} saved."
+
+
+async def _end_override(
+    user: CurrentUser, package_id: int, location: dict[str, Any], values: Values, address: str
+) -> str:
+    effective, note = inputs.parse_end_override_form(values, zone=location["timezone"])
+    await prices.end_override(
+        user, package_id, location["id"], effective, note=note, address=address
+    )
+    return f"{location['name']} returns to the base price."
+
+
+def _override_change(suffix: str, name: str, change: OverrideChange) -> Any:
+    """The POST handler of one of a package's override forms at a location (set
+    one, or end it), for a location the user manages; the page again on bad
+    input, with the errors beside the form that was sent."""
+    end = suffix == "/end"
+
+    @post(
+        "/{package_id:int}/locations/{location_id:int}" + suffix,
+        guards=[override_editors],
+        name=name,
+    )
+    async def handler(
+        self: Any,
+        request: Request[Any, Any, Any],
+        user: SignedIn,
+        client_address: Address,
+        package_id: FromPath[int],
+        location_id: FromPath[int],
+    ) -> Response[Any]:
+        location = await get_location_for(user, location_id, write=True)
+        await listing.get_package(package_id)
+        back = reverse(
+            request, "catalog_package_override", package_id=package_id, location_id=location_id
+        )
+
+        async def saved(values: Values, _: Lists) -> tuple[str, Flash]:
+            return back, await change(user, package_id, location, values, client_address)
+
+        async def refused(values: Values, _: Lists, errors: dict[str, str]) -> Template:
+            which = "end_" if end else ""
+            sent = {f"{which}form": values, f"{which}errors": errors}
+            return await _override_page(package_id, location, status_code=422, **sent)
+
+        return await submit(request, saved, refused)
+
+    return handler
+
+
 class PackageController(admin_controller(PACKAGES, _price_handlers(PACKAGE_PRICE))):  # type: ignore[misc]
     """The admin grammar from ``PACKAGES``, its form and prices, plus the
     per-location overrides."""
@@ -477,75 +504,8 @@ class PackageController(admin_controller(PACKAGES, _price_handlers(PACKAGE_PRICE
         location = await get_location_for(user, location_id)
         return await _override_page(package_id, location)
 
-    @post(
-        "/{package_id:int}/locations/{location_id:int}",
-        guards=[override_editors],
-        name="catalog_package_override_set",
-    )
-    async def set_override(
-        self,
-        request: Request[Any, Any, Any],
-        user: SignedIn,
-        client_address: Address,
-        package_id: FromPath[int],
-        location_id: FromPath[int],
-    ) -> Response[Any]:
-        async def save(location: dict[str, Any], values: dict[str, str]) -> str:
-            price = inputs.parse_price_form(values, zone=location["timezone"])
-            await prices.set_override(user, package_id, location_id, price, address=client_address)
-            return f"Price override for {location['name']} saved."
-
-        return await _change_override(request, user, package_id, location_id, save, end=False)
-
-    @post(
-        "/{package_id:int}/locations/{location_id:int}/end",
-        guards=[override_editors],
-        name="catalog_package_override_end",
-    )
-    async def end_override(
-        self,
-        request: Request[Any, Any, Any],
-        user: SignedIn,
-        client_address: Address,
-        package_id: FromPath[int],
-        location_id: FromPath[int],
-    ) -> Response[Any]:
-        async def save(location: dict[str, Any], values: dict[str, str]) -> str:
-            effective, note = inputs.parse_end_override_form(values, zone=location["timezone"])
-            await prices.end_override(
-                user, package_id, location_id, effective, note=note, address=client_address
-            )
-            return f"{location['name']} returns to the base price."
-
-        return await _change_override(request, user, package_id, location_id, save, end=True)
-
-
-async def _change_override(
-    request: Request[Any, Any, Any],
-    user: CurrentUser,
-    package_id: int,
-    location_id: int,
-    save: Callable[[dict[str, Any], dict[str, str]], Awaitable[str]],
-    *,
-    end: bool,
-) -> Response[Any]:
-    """Set or end an override at a location the user manages; the page again on
-    bad input, with the errors beside the form that was sent (``end`` or not)."""
-    location = await get_location_for(user, location_id, write=True)
-    await listing.get_package(package_id)
-    back = reverse(
-        request, "catalog_package_override", package_id=package_id, location_id=location_id
-    )
-
-    async def saved(values: Values, _: Lists) -> tuple[str, Flash]:
-        return back, await save(location, values)
-
-    async def refused(values: Values, _: Lists, errors: dict[str, str]) -> Template:
-        which = "end_" if end else ""
-        sent = {f"{which}form": values, f"{which}errors": errors}
-        return await _override_page(package_id, location, status_code=422, **sent)
-
-    return await submit(request, saved, refused)
+    set_override = _override_change("", "catalog_package_override_set", _set_override)
+    end_override = _override_change("/end", "catalog_package_override_end", _end_override)
 
 
 async def _override_page(

@@ -74,18 +74,13 @@ LOCATION_FORM = AdminForm(
 
 LOCATIONS = AdminResource(
     name="location",
-    label="location",
     plural="Locations",
-    path="/locations",
-    id_param="location_id",
-    routes="location",
-    list_route="locations",
-    roles=Roles(
+    # Owners open and close locations; a manager edits the ones they manage.
+    roles=Roles.every(
+        OWNER,
         list=(OWNER, MANAGER, ACCOUNTANT),
         detail=(OWNER, MANAGER, ACCOUNTANT),
-        create=(OWNER,),
         edit=(OWNER, MANAGER),
-        deactivate=(OWNER,),
     ),
     load=service.get_location_for,
     list_rows=service.list_locations,

@@ -5,7 +5,7 @@ from datetime import date
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, get
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
 
@@ -18,16 +18,16 @@ from portal.web.admin import (
     AdminForm,
     AdminResource,
     Column,
+    Records,
     Roles,
     admin_controller,
     location_filter,
-    reverse,
+    records_handlers,
     search,
 )
-from portal.web.deps import Address, SignedIn
-from portal.web.forms import Flash, Lists, Values, parse_id, submit
+from portal.web.deps import SignedIn
+from portal.web.forms import Flash, Values, parse_id
 from portal.web.guards import requires_role
-from portal.web.responses import redirect
 
 managers = requires_role(OWNER, MANAGER)
 LABELS = {
@@ -124,19 +124,8 @@ async def _detail_context(
 
 ROOMS = AdminResource(
     name="room",
-    label="room",
     plural="Rooms",
-    path="/rooms",
-    id_param="room_id",
-    routes="room",
-    list_route="rooms",
-    roles=Roles(
-        list=(OWNER, MANAGER),
-        detail=(OWNER, MANAGER),
-        create=(OWNER, MANAGER),
-        edit=(OWNER, MANAGER),
-        deactivate=(OWNER, MANAGER),
-    ),
+    roles=Roles.every(OWNER, MANAGER),
     load=service.get_room_for,
     list_rows=service.list_rooms,
     columns=(
@@ -183,81 +172,48 @@ def _outage_added(room: dict[str, Any], affected: list[service.AffectedAppointme
     )
 
 
-def _outage_form(
-    room: dict[str, Any], form: dict[str, str], errors: dict[str, str], status_code: int = 200
+async def _outage_form(
+    _: Request[Any, Any, Any], room: dict[str, Any], form: dict[str, str], errors: dict[str, str]
 ) -> Template:
     return Template(
         "rooms/outage_form.html",
         context={"room": room, "form": form, "errors": errors, "labels": LABELS},
-        status_code=status_code,
+        status_code=422 if errors else 200,
     )
 
 
-class RoomController(admin_controller(ROOMS)):  # type: ignore[misc]
-    """The admin grammar from ``ROOMS``, plus the room form and out-of-service windows."""
+def _outage_today(_: CurrentUser, room: dict[str, Any]) -> dict[str, str]:
+    """A new window starts today, in the room's time zone."""
+    return {"start_date": utcnow().astimezone(ZoneInfo(str(room["timezone"]))).date().isoformat()}
+
+
+async def _add_outage(
+    user: CurrentUser, room: dict[str, Any], values: Values, address: str
+) -> Flash:
+    data = service.parse_outage_form(values)
+    result = await service.add_outage(user, int(room["id"]), data, address=address)
+    return _outage_added(room, result.affected)
+
+
+OUTAGES = Records(
+    path="out-of-service",
+    routes="room_outage",
+    name="outage",
+    initial=_outage_today,
+    page=_outage_form,
+    add=_add_outage,
+    load=service.get_outage_for,
+    remove=service.remove_outage,
+    removed="Out-of-service window removed.",
+    already_removed="That out-of-service window had already been removed.",
+    confirm_template="rooms/outage_remove.html",
+)
+
+
+class RoomController(admin_controller(ROOMS, records_handlers(ROOMS, OUTAGES))):  # type: ignore[misc]
+    """The admin grammar from ``ROOMS``, its form and out-of-service windows."""
 
     guards = [managers]
-
-    # -- out-of-service windows ---------------------------------------------------
-
-    @get("/{room_id:int}/out-of-service/new", name="room_outage_new")
-    async def new_outage(self, user: SignedIn, room_id: FromPath[int]) -> Template:
-        room = await service.get_room_for(user, room_id, write=True)
-        today = utcnow().astimezone(ZoneInfo(str(room["timezone"]))).date().isoformat()
-        return _outage_form(room, {"start_date": today}, {})
-
-    @post("/{room_id:int}/out-of-service", name="room_outage_create")
-    async def create_outage(
-        self,
-        request: Request[Any, Any, Any],
-        user: SignedIn,
-        client_address: Address,
-        room_id: FromPath[int],
-    ) -> Response[Any]:
-        room = await service.get_room_for(user, room_id, write=True)
-
-        async def save(values: Values, _: Lists) -> tuple[str, Flash]:
-            data = service.parse_outage_form(values)
-            result = await service.add_outage(user, room_id, data, address=client_address)
-            return _detail_url(request, room_id), _outage_added(room, result.affected)
-
-        async def refused(values: Values, _: Lists, errors: dict[str, str]) -> Template:
-            return _outage_form(room, values, errors, status_code=422)
-
-        return await submit(request, save, refused)
-
-    @get(
-        "/{room_id:int}/out-of-service/{outage_id:int}/remove",
-        name="room_outage_remove_confirm",
-    )
-    async def confirm_remove_outage(
-        self, user: SignedIn, room_id: FromPath[int], outage_id: FromPath[int]
-    ) -> Template:
-        room = await service.get_room_for(user, room_id, write=True)
-        outage = await service.get_outage_for(user, room_id, outage_id, write=True)
-        context = {"room": room, "outage": outage, "row": outage}
-        return Template("rooms/outage_remove.html", context=context)
-
-    @post("/{room_id:int}/out-of-service/{outage_id:int}/remove", name="room_outage_remove")
-    async def remove_outage(
-        self,
-        request: Request[Any, Any, Any],
-        user: SignedIn,
-        client_address: Address,
-        room_id: FromPath[int],
-        outage_id: FromPath[int],
-    ) -> Response[Any]:
-        removed = await service.remove_outage(user, room_id, outage_id, address=client_address)
-        message = (
-            "Out-of-service window removed."
-            if removed
-            else "That out-of-service window had already been removed."
-        )
-        return redirect(request, _detail_url(request, room_id), message, "info")
-
-
-def _detail_url(request: Request[Any, Any, Any], room_id: int) -> str:
-    return reverse(request, "room_detail", room_id=room_id)
 
 
 class DayViewController(Controller):

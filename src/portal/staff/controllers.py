@@ -23,9 +23,11 @@ from portal.web.admin import (
     AdminView,
     Column,
     Messages,
+    Records,
     Roles,
     admin_controller,
     location_filter,
+    records_handlers,
     render_form,
     reverse,
     search,
@@ -193,19 +195,8 @@ def _deactivated(form: dict[str, str]) -> str:
 
 THERAPISTS = AdminResource(
     name="therapist",
-    label="therapist",
     plural="Therapists",
-    path="/therapists",
-    id_param="therapist_id",
-    routes="therapist",
-    list_route="therapists",
-    roles=Roles(
-        list=(OWNER, MANAGER),
-        detail=(OWNER, MANAGER, THERAPIST),
-        create=(OWNER, MANAGER),
-        edit=(OWNER, MANAGER),
-        deactivate=(OWNER, MANAGER),
-    ),
+    roles=Roles.every(OWNER, MANAGER, detail=(OWNER, MANAGER, THERAPIST)),
     load=therapists.get_therapist_for,
     list_rows=therapists.list_therapists,
     columns=(
@@ -267,7 +258,10 @@ async def _hours_page(
 
 
 async def _time_off_page(
-    therapist: dict[str, Any], form: dict[str, str], errors: dict[str, str] | None = None
+    _: Request[Any, Any, Any],
+    therapist: dict[str, Any],
+    form: dict[str, str],
+    errors: dict[str, str],
 ) -> Template:
     places = await therapists.location_names(therapist["location_ids"])
     context = {
@@ -280,6 +274,34 @@ async def _time_off_page(
         ],
     }
     return Template("staff/time_off_form.html", context=context, status_code=422 if errors else 200)
+
+
+def _first_writable(user: CurrentUser, therapist: dict[str, Any]) -> dict[str, str]:
+    """A new time off's location: the first of theirs this user manages (an owner: the first)."""
+    mine = writable_among(user, sorted(therapist["location_ids"]))
+    return {"location_id": str(mine[0]) if mine else ""}
+
+
+async def _add_time_off(
+    user: CurrentUser, therapist: dict[str, Any], values: Values, address: str
+) -> Flash:
+    data = timeoff.parse_time_off_form(values)
+    await timeoff.add_time_off(user, int(therapist["id"]), data, address=address)
+    return "Time off recorded."
+
+
+TIME_OFF = Records(
+    path="time-off",
+    name="time_off",
+    initial=_first_writable,
+    page=_time_off_page,
+    add=_add_time_off,
+    load=timeoff.get_time_off_for,
+    remove=timeoff.remove_time_off,
+    removed="Time off removed.",
+    already_removed="That time off had already been removed.",
+    confirm_template="staff/time_off_remove.html",
+)
 
 
 def _account_refused(
@@ -310,9 +332,55 @@ def _photo_response(content: bytes, media_type: str, **headers: str) -> Response
     )
 
 
-class TherapistController(admin_controller(THERAPISTS)):  # type: ignore[misc]
-    """The admin grammar from ``THERAPISTS``, plus hours, time off, the sign-in
-    account and the photo."""
+# What a sign-in account form does: (user, therapist id, values, address) → the flash.
+AccountAction = Callable[[CurrentUser, int, Values, str], Awaitable[Flash]]
+
+
+async def _create_account(
+    user: CurrentUser, therapist_id: int, values: Values, address: str
+) -> Flash:
+    email, password = values.get("account_email", ""), values.get("account_password", "")
+    await therapists.create_account(
+        user, therapist_id, email=email, password=password, address=address
+    )
+    return ACCOUNT_CREATED
+
+
+async def _link(user: CurrentUser, therapist_id: int, values: Values, address: str) -> Flash:
+    """Linking an existing account (the owners': accounts are chain-wide)."""
+    account_id = parse_id(values.get("account_user", ""))
+    if account_id is None:
+        raise ValidationFailed({"account_user": "Choose an account from the list."})
+    await therapists.link_account(user, therapist_id, account_id, address=address)
+    return "Sign-in account linked."
+
+
+def _account_action(suffix: str, guard: Any, name: str, act: AccountAction) -> Any:
+    """The POST handler of one of the sign-in account forms on a therapist's
+    page; on bad input the page again, the form's errors beside it."""
+
+    @post("/{therapist_id:int}/account" + suffix, guards=[guard], name=name)
+    async def handler(
+        self: Any,
+        request: Request[Any, Any, Any],
+        user: SignedIn,
+        client_address: Address,
+        therapist_id: FromPath[int],
+    ) -> Response[Any]:
+        therapist = await therapists.get_therapist_for(user, therapist_id, write=True)
+
+        async def save(values: Values, _: Lists) -> tuple[str, Flash]:
+            message = await act(user, therapist_id, values, client_address)
+            return _detail_url(request, therapist_id), message
+
+        return await submit(request, save, _account_refused(request, user, therapist))
+
+    return handler
+
+
+class TherapistController(admin_controller(THERAPISTS, records_handlers(THERAPISTS, TIME_OFF))):  # type: ignore[misc]
+    """The admin grammar from ``THERAPISTS`` and its time off, plus hours, the
+    sign-in account and the photo."""
 
     @get("/me", guards=[requires_role(THERAPIST)], name="therapist_me")
     async def me(self, request: Request[Any, Any, Any], user: SignedIn) -> Template:
@@ -380,110 +448,10 @@ class TherapistController(admin_controller(THERAPISTS)):  # type: ignore[misc]
 
         return await submit(request, save, refused)
 
-    # -- time off -------------------------------------------------------------
-
-    @get("/{therapist_id:int}/time-off/new", guards=[managers], name="time_off_new")
-    async def new_time_off(self, user: SignedIn, therapist_id: FromPath[int]) -> Template:
-        therapist = await therapists.get_therapist_for(user, therapist_id, write=True)
-        # The first of their locations this user manages (an owner: the first of all).
-        mine = writable_among(user, sorted(therapist["location_ids"]))
-        return await _time_off_page(therapist, {"location_id": str(mine[0]) if mine else ""})
-
-    @post("/{therapist_id:int}/time-off", guards=[managers], name="time_off_create")
-    async def create_time_off(
-        self,
-        request: Request[Any, Any, Any],
-        user: SignedIn,
-        client_address: Address,
-        therapist_id: FromPath[int],
-    ) -> Response[Any]:
-        therapist = await therapists.get_therapist_for(user, therapist_id, write=True)
-
-        async def save(values: Values, _: Lists) -> tuple[str, Flash]:
-            data = timeoff.parse_time_off_form(values)
-            await timeoff.add_time_off(user, therapist_id, data, address=client_address)
-            return _detail_url(request, therapist_id), "Time off recorded."
-
-        async def refused(values: Values, _: Lists, errors: dict[str, str]) -> Template:
-            return await _time_off_page(therapist, values, errors)
-
-        return await submit(request, save, refused)
-
-    @get(
-        "/{therapist_id:int}/time-off/{time_off_id:int}/remove",
-        guards=[managers],
-        name="time_off_remove_confirm",
-    )
-    async def confirm_remove_time_off(
-        self, user: SignedIn, therapist_id: FromPath[int], time_off_id: FromPath[int]
-    ) -> Template:
-        therapist = await therapists.get_therapist_for(user, therapist_id, write=True)
-        row = await timeoff.get_time_off_for(user, therapist_id, time_off_id, write=True)
-        return Template(
-            "staff/time_off_remove.html",
-            context={"therapist": therapist, "time_off": row, "row": row},
-        )
-
-    @post(
-        "/{therapist_id:int}/time-off/{time_off_id:int}/remove",
-        guards=[managers],
-        name="time_off_remove",
-    )
-    async def remove_time_off(
-        self,
-        request: Request[Any, Any, Any],
-        user: SignedIn,
-        client_address: Address,
-        therapist_id: FromPath[int],
-        time_off_id: FromPath[int],
-    ) -> Response[Any]:
-        removed = await timeoff.remove_time_off(
-            user, therapist_id, time_off_id, address=client_address
-        )
-        message = "Time off removed." if removed else "That time off had already been removed."
-        return redirect(request, _detail_url(request, therapist_id), message, "info")
-
     # -- sign-in account ------------------------------------------------------
 
-    @post("/{therapist_id:int}/account", guards=[managers], name="therapist_account_create")
-    async def create_account(
-        self,
-        request: Request[Any, Any, Any],
-        user: SignedIn,
-        client_address: Address,
-        therapist_id: FromPath[int],
-    ) -> Response[Any]:
-        therapist = await therapists.get_therapist_for(user, therapist_id, write=True)
-
-        async def save(values: Values, _: Lists) -> tuple[str, Flash]:
-            email, password = values.get("account_email", ""), values.get("account_password", "")
-            await therapists.create_account(
-                user, therapist_id, email=email, password=password, address=client_address
-            )
-            return _detail_url(request, therapist_id), ACCOUNT_CREATED
-
-        return await submit(request, save, _account_refused(request, user, therapist))
-
-    @post(
-        "/{therapist_id:int}/account/link", guards=[requires_owner], name="therapist_account_link"
-    )
-    async def link_account(
-        self,
-        request: Request[Any, Any, Any],
-        user: SignedIn,
-        client_address: Address,
-        therapist_id: FromPath[int],
-    ) -> Response[Any]:
-        therapist = await therapists.get_therapist_for(user, therapist_id, write=True)
-
-        async def save(values: Values, _: Lists) -> tuple[str, Flash]:
-            account_id = parse_id(values.get("account_user", ""))
-            if account_id is None:
-                raise ValidationFailed({"account_user": "Choose an account from the list."})
-            await therapists.link_account(user, therapist_id, account_id, address=client_address)
-            return _detail_url(request, therapist_id), "Sign-in account linked."
-
-        return await submit(request, save, _account_refused(request, user, therapist))
+    create_account = _account_action("", managers, "therapist_account_create", _create_account)
+    link_account = _account_action("/link", requires_owner, "therapist_account_link", _link)
 
     # -- photo -----------------------------------------------------------------
 

@@ -91,14 +91,8 @@ USERS = AdminResource(
     name="user",
     label="account",
     plural="Users",
-    path="/users",
-    id_param="user_id",
-    routes="user",
-    list_route="users",
     detail_route="user_edit",  # an account's page is its form
-    roles=Roles(
-        list=(OWNER,), detail=(OWNER,), create=(OWNER,), edit=(OWNER,), deactivate=(OWNER,)
-    ),
+    roles=Roles.every(OWNER),
     load=unscoped(service.get_user),
     list_rows=chainwide(service.list_users),
     columns=(

@@ -115,6 +115,13 @@ class Roles:
     deactivate: tuple[str, ...]
     history: tuple[str, ...] = (OWNER,)
 
+    @classmethod
+    def every(cls, *roles: str, **exceptions: tuple[str, ...]) -> Roles:
+        """The same roles for every page but history, save the ``exceptions``
+        (``detail=(OWNER, MANAGER, THERAPIST)``): most resources differ in one place."""
+        pages = ("list", "detail", "create", "edit", "deactivate")
+        return cls(**{**{page: roles for page in pages}, **exceptions})
+
 
 @dataclass(frozen=True)
 class Messages:
@@ -192,12 +199,7 @@ class AdminForm:
 @dataclass(frozen=True)
 class AdminResource:
     name: str  # the audit log's entity name: "location", "room", …
-    label: str  # "location"; the confirm page says "Deactivate location"
     plural: str  # "Locations", the list's heading
-    path: str  # "/locations"
-    id_param: str  # "location_id", the path parameter
-    routes: str  # route name prefix: "location" → location_detail, location_history …
-    list_route: str  # "locations"
     roles: Roles
     # The service's ``get_…_for(user, id, *, write) → row``, scope-checked
     # (:func:`unscoped` for chain-wide rows).
@@ -233,6 +235,26 @@ class AdminResource:
     confirm_context: Callable[[CurrentUser, Row], dict[str, Any]] | None = None
     messages: Messages = field(default_factory=Messages)
     form: AdminForm | None = None
+    # Named after ``name`` and ``plural`` unless declared ("room", "Rooms" →
+    # label "room", path "/rooms", path parameter "room_id", route names
+    # "room_…" and list route "rooms"): one spelling of the entity, not five.
+    label: str = ""  # the confirm page says "Deactivate <label>"
+    path: str = ""
+    id_param: str = ""
+    routes: str = ""  # route name prefix: "room" → room_detail, room_history …
+    list_route: str = ""
+
+    def __post_init__(self) -> None:
+        derived = {
+            "label": self.name,
+            "path": f"/{self.plural.lower()}",
+            "id_param": f"{self.name}_id",
+            "routes": self.name,
+            "list_route": self.plural.lower(),
+        }
+        for attr, value in derived.items():
+            if not getattr(self, attr):
+                object.__setattr__(self, attr, value)
 
     def route(self, action: str) -> str:
         if action == "list":
@@ -242,6 +264,10 @@ class AdminResource:
         if action == "confirm":
             return f"{self.routes}_deactivate_confirm"
         return f"{self.routes}_{action}"
+
+    def url(self, request: Request[Any, Any, Any], action: str, row_id: int) -> str:
+        """The path of one of a row's pages (``"detail"``, ``"price_add"``), for redirects."""
+        return reverse(request, self.route(action), **{self.id_param: row_id})
 
     def message(self, text: str | Callable[[dict[str, str]], str], form: dict[str, str]) -> str:
         if callable(text):
@@ -419,7 +445,7 @@ async def save_form(
             row_id = int(row["id"])
             await spec.update(user, row_id, data, address=address)
         message = spec.created if row is None else spec.saved
-        url = reverse(request, res.route("detail"), **{res.id_param: row_id})
+        url = res.url(request, "detail", row_id)
         return url, message(data) if callable(message) else message
 
     async def refused(values: Values, lists: Lists, errors: dict[str, str]) -> Template:
@@ -554,7 +580,7 @@ def _active_handlers(res: AdminResource, set_active: SetActive) -> dict[str, Any
             **kw: Any,
         ) -> Response[Any]:
             row_id = kw[res.id_param]
-            back = reverse(request, res.route("detail"), **{res.id_param: row_id})
+            back = res.url(request, "detail", row_id)
             values, _ = await read_form(request)
             options = res.set_active_options(values) if res.set_active_options else {}
             try:
@@ -583,6 +609,133 @@ def _active_handlers(res: AdminResource, set_active: SetActive) -> dict[str, Any
     return handlers
 
 
+# A form page below a row: (request, row, form, errors) → the template (422 with errors).
+RowPage = Callable[
+    [Request[Any, Any, Any], Row, dict[str, str], dict[str, str]], Awaitable[Template]
+]
+
+
+@dataclass(frozen=True)
+class Records:
+    """Dated records kept below a row (a room's out-of-service windows, a
+    therapist's time off), declared once: an add form, and removal after a
+    confirm page. Their handlers (:func:`records_handlers`) load the row
+    through the resource's ``load`` for writing and go back to its detail page.
+    """
+
+    path: str  # below the row's path: "out-of-service"
+    name: str  # the confirm page's name for the record: "outage"
+    initial: Callable[[CurrentUser, Row], dict[str, str]]  # a new form's values
+    page: RowPage  # the add form's page
+    # Parse the form and add the record: (user, row, values, address) → the flash.
+    add: Callable[[CurrentUser, Row, Values, str], Awaitable[Flash]]
+    # The service's ``get_…_for(user, row_id, record_id, *, write) → record``.
+    load: Callable[..., Awaitable[Row]]
+    # The service's ``remove_…(user, row_id, record_id, *, address) → removed``.
+    remove: Callable[..., Awaitable[bool]]
+    removed: str
+    already_removed: str
+    confirm_template: str
+    routes: str = ""  # route name prefix (default ``name``): room_outage → room_outage_new …
+    id_param: str = ""  # the record's path parameter (default ``<name>_id``)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "routes", self.routes or self.name)
+        object.__setattr__(self, "id_param", self.id_param or f"{self.name}_id")
+
+
+def adding_handlers(
+    res: AdminResource,
+    path: str,
+    form_path: str,
+    routes: tuple[str, str],
+    initial: Callable[[CurrentUser, Row], dict[str, str]],
+    page: RowPage,
+    add: Callable[[CurrentUser, Row, Values, str], Awaitable[Flash]],
+) -> dict[str, Any]:
+    """A form that adds something to a row (a record, a price version): its
+    page at ``path + form_path`` and its POST at ``path`` (route names
+    ``routes``), the row loaded for writing, back to its detail page with
+    ``add``'s message; the page again (422) on bad input."""
+    path_param = item_route(res)[1]
+    guard = role_guard(res, "edit")
+
+    async def show(
+        self: Any, request: Request[Any, Any, Any], user: CurrentUser, **kw: Any
+    ) -> Template:
+        row = await res.load(user, kw[res.id_param], write=True)
+        return await page(request, row, initial(user, row), {})
+
+    async def save(
+        self: Any,
+        request: Request[Any, Any, Any],
+        user: CurrentUser,
+        client_address: str,
+        **kw: Any,
+    ) -> Response[Any]:
+        row = await res.load(user, kw[res.id_param], write=True)
+        back = res.url(request, "detail", kw[res.id_param])
+
+        async def added(values: Values, _: Lists) -> tuple[str, Flash]:
+            return back, await add(user, row, values, client_address)
+
+        async def refused(values: Values, _: Lists, errors: dict[str, str]) -> Template:
+            return await page(request, row, values, errors)
+
+        return await submit(request, added, refused)
+
+    return {
+        routes[0]: get(path + form_path, guards=guard, name=routes[0])(
+            signed(show, [path_param], Template)
+        ),
+        routes[1]: post(path, guards=guard, name=routes[1])(
+            signed(save, [path_param], Response[Any], WRITE)
+        ),
+    }
+
+
+def records_handlers(res: AdminResource, spec: Records) -> dict[str, Any]:
+    """The new/create/confirm-remove/remove handlers of ``spec``, for :func:`admin_controller`'s
+    ``extra``; guarded like the row's edit page."""
+    item, path_param = item_route(res)
+    base = f"{item}/{spec.path}"
+    remove_path = f"{base}/{{{spec.id_param}:int}}/remove"
+    record_param = (spec.id_param, FromPath[int], NO_DEFAULT)
+    guard = role_guard(res, "edit")
+
+    async def confirm(
+        self: Any, request: Request[Any, Any, Any], user: CurrentUser, **kw: Any
+    ) -> Template:
+        row = await res.load(user, kw[res.id_param], write=True)
+        record = await spec.load(user, kw[res.id_param], kw[spec.id_param], write=True)
+        context = {res.name: row, spec.name: record, "row": record}
+        return Template(spec.confirm_template, context=context)
+
+    async def remove(
+        self: Any,
+        request: Request[Any, Any, Any],
+        user: CurrentUser,
+        client_address: str,
+        **kw: Any,
+    ) -> Response[Any]:
+        row_id, record_id = kw[res.id_param], kw[spec.id_param]
+        removed = await spec.remove(user, row_id, record_id, address=client_address)
+        message = spec.removed if removed else spec.already_removed
+        return redirect(request, res.url(request, "detail", row_id), message, "info")
+
+    one = [path_param, record_param]
+    routes = (f"{spec.routes}_new", f"{spec.routes}_create")
+    return {
+        **adding_handlers(res, base, "/new", routes, spec.initial, spec.page, spec.add),
+        f"confirm_remove_{spec.name}": get(
+            remove_path, guards=guard, name=f"{spec.routes}_remove_confirm"
+        )(signed(confirm, one, Template)),
+        f"remove_{spec.name}": post(remove_path, guards=guard, name=f"{spec.routes}_remove")(
+            signed(remove, one, Response[Any], WRITE)
+        ),
+    }
+
+
 def _history_handler(res: AdminResource) -> Any:
     item, path_param = item_route(res)
 
@@ -594,7 +747,7 @@ def _history_handler(res: AdminResource) -> Any:
         context = {
             "rows": await audit.history(res.name, row_id),
             "title": f"History of {res.title(row)}",
-            "back_url": reverse(request, res.route("detail"), **{res.id_param: row_id}),
+            "back_url": res.url(request, "detail", row_id),
         }
         return Template("admin/history.html", context=context)
 
