@@ -59,6 +59,28 @@ async def idempotency_key(kind: str, row_id: int, table: type[Sale] | type[Refun
     return f"{kind}:{row_id}:{stamp}"
 
 
+async def insert_payment(
+    sale_id: int,
+    *,
+    provider: str = STRIPE,
+    method: str = "card",
+    status: str = PENDING,
+    **fields: Any,
+) -> int:
+    """Insert one payment of ``sale_id`` (by default a pending Stripe card payment); its id.
+
+    A payment inserted already succeeded (at the front desk) is counted in the daily
+    totals at once (``totals.added``); a pending one counts when it succeeds, through
+    ``_set_payment``.
+    """
+    payment = Payment(sale=sale_id, provider=provider, method=method, status=status, **fields)
+    rows = await Payment.insert(payment).returning(Payment.id).run()
+    payment_id = int(rows[0]["id"])
+    if status == SUCCEEDED:
+        await totals.added(payment=payment_id)
+    return payment_id
+
+
 async def _set_payment(payment_id: int, expected: str, new: str, **values: Any) -> bool:
     """Compare-and-set a payment ``expected`` → ``new`` (an allowed move)."""
     sales.check_move(PAYMENT_MOVES, expected, new, "payment")
