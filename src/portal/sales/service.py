@@ -14,7 +14,7 @@ import json
 from collections import Counter
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -237,6 +237,16 @@ class SessionCounts:
         return self.redeemed + self.forfeited
 
 
+# The terms a sale keeps in columns of the same name (package_id, the amounts, the tax
+# rule…); the rest go to location, item_name and sessions_total, and all of them to
+# ``terms`` as JSON. A term given a column of its name is stored without more code here.
+_FROZEN_TERMS = tuple(
+    term.name
+    for term in fields(PackageTerms)
+    if term.name in {column._meta.name for column in Sale._meta.columns}
+)
+
+
 async def create_pending_sale(
     client_id: int,
     terms: PackageTerms,
@@ -253,22 +263,9 @@ async def create_pending_sale(
             Sale(
                 client=client_id,
                 location=terms.location_id,
-                package_id=terms.package_id,
-                price_version_id=terms.price_version_id,
-                price_is_override=terms.price_is_override,
-                service_id=terms.service_id,
-                service_name=terms.service_name,
                 item_name=terms.name,
                 sessions_total=terms.sessions,
-                validity_days=terms.validity_days,
-                currency=terms.currency,
-                price_cents=terms.price_cents,
-                unit_list_price_cents=terms.unit_list_price_cents,
-                net_cents=terms.net_cents,
-                tax_cents=terms.tax_cents,
-                total_cents=terms.total_cents,
-                tax_rate_bp=terms.tax_rate_bp,
-                prices_include_tax=terms.prices_include_tax,
+                **{column: getattr(terms, column) for column in _FROZEN_TERMS},
                 terms=json.dumps(terms.as_dict()),
                 status=PENDING,
                 channel=channel,
