@@ -89,12 +89,14 @@ async def appointments_between(
     query = Appointment.select(*Appointment.all_columns(), *joined(*SHOWN)).where(
         (Appointment.start_at < end) & (Appointment.busy_until > start)
     )
-    if location_id is not None:
-        query = query.where(Appointment.location == location_id)
-    if therapist_id is not None:
-        query = query.where(Appointment.therapist == therapist_id)
-    if client_id is not None:
-        query = query.where(Appointment.client == client_id)
+    chosen = (
+        (Appointment.location, location_id),
+        (Appointment.therapist, therapist_id),
+        (Appointment.client, client_id),
+    )
+    for column, value in chosen:
+        if value is not None:
+            query = query.where(column == value)
     if statuses is not None:
         query = query.where(Appointment.status.is_in(list(statuses)))
     return await query.order_by(Appointment.start_at).run()
