@@ -12,8 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from portal.bookings import states
-from portal.bookings.reading import joined
-from portal.bookings.tables import Appointment
+from portal.bookings.reading import client_appointments
 from portal.clients import service as clients
 from portal.locations.tables import Location
 from portal.sales import service as sales
@@ -60,23 +59,7 @@ async def summary(client_id: int, *, now: datetime | None = None) -> dict[str, A
     sold = await sales.client_sales(client_id)
     packages = [_package(r, now) for r in sold if r["status"] == sales.ACTIVE]
     packages.sort(key=lambda p: (p["expired"], p["valid_until"] or now))
-    upcoming = (
-        await Appointment.select(
-            Appointment.id,
-            Appointment.start_at,
-            Appointment.end_at,
-            Appointment.status,
-            *joined("therapist_name", "service_name", "location_name", "timezone", "window_hours"),
-        )
-        .where(
-            (Appointment.client == client_id)
-            & (Appointment.status == states.BOOKED)
-            & (Appointment.end_at > now)
-        )
-        .order_by(Appointment.start_at)
-        .limit(50)
-        .run()
-    )
+    upcoming = await client_appointments(client_id, limit=50, booked_after=now)
     for row in upcoming:
         row["late"] = states.is_late(row, now)
         row["started"] = row["start_at"] <= now

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from litestar import Controller, Request, Response, get, post
 from litestar.background_tasks import BackgroundTask
+from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
 
@@ -85,6 +86,15 @@ class _Mail:
                 notify.deliver_all, list(self.deferred), self.settings
             )
         return response
+
+
+def _provide_mail(settings: AppSettings) -> _Mail:
+    return _Mail(settings)
+
+
+# A handler that books, cancels or moves asks for ``mail: Mail``: a fresh queue a request.
+MAIL = {"mail": Provide(_provide_mail, sync_to_thread=False)}
+Mail = NamedDependency[_Mail]
 
 
 def _to_detail(
@@ -429,6 +439,7 @@ def _waiver(values: dict[str, str]) -> dict[str, Any]:
 
 class BookingController(Controller):
     path = "/appointments"
+    dependencies = MAIL
 
     @get("/", guards=[viewers], name="appointments")
     async def index(
@@ -475,10 +486,9 @@ class BookingController(Controller):
 
     @post("/", guards=[bookers], name="appointment_create")
     async def create(
-        self, request: Request[Any, Any, Any], user: SignedIn, settings: AppSettings
+        self, request: Request[Any, Any, Any], user: SignedIn, mail: Mail
     ) -> Response[Any]:
         values, _ = await read_form(request)
-        mail = _Mail(settings)
         try:
             form = await _parse_booking_form(user, values)
         except Invalid as exc:
@@ -503,11 +513,10 @@ class BookingController(Controller):
         self,
         request: Request[Any, Any, Any],
         user: SignedIn,
-        settings: AppSettings,
+        mail: Mail,
         appointment_id: FromPath[int],
     ) -> Response[Any]:
         values, _ = await read_form(request)
-        mail = _Mail(settings)
         try:
             outcome = await outcomes.cancel(
                 user, appointment_id, reason=values.get("reason", ""), **_waiver(values), **mail.kw
@@ -565,7 +574,7 @@ class BookingController(Controller):
         self,
         request: Request[Any, Any, Any],
         user: SignedIn,
-        settings: AppSettings,
+        mail: Mail,
         appointment_id: FromPath[int],
     ) -> Response[Any]:
         appointment = await reading.get_appointment_for(user, appointment_id, write=True)
@@ -574,7 +583,6 @@ class BookingController(Controller):
         form, start, therapist_id, errors = _parse_move_form(values, tz)
         if errors or start is None:
             return await _move_page(appointment, form, errors, status_code=422)
-        mail = _Mail(settings)
         try:
             await booking.move(
                 user, appointment_id, start_at=start, therapist_id=therapist_id, **mail.kw
@@ -590,10 +598,9 @@ class BookingController(Controller):
 
     @post("/series", guards=[bookers], name="series_create")
     async def series_create(
-        self, request: Request[Any, Any, Any], user: SignedIn, settings: AppSettings
+        self, request: Request[Any, Any, Any], user: SignedIn, mail: Mail
     ) -> Response[Any]:
         values, _ = await read_form(request)
-        mail = _Mail(settings)
         try:
             request_ = series_service.parse_series_form(values)
             client_id = await _client_id(user, values)

@@ -89,28 +89,32 @@ async def appointments_between(
     query = Appointment.select(*Appointment.all_columns(), *joined(*SHOWN)).where(
         (Appointment.start_at < end) & (Appointment.busy_until > start)
     )
-    if location_id is not None:
-        query = query.where(Appointment.location == location_id)
-    if therapist_id is not None:
-        query = query.where(Appointment.therapist == therapist_id)
-    if client_id is not None:
-        query = query.where(Appointment.client == client_id)
+    chosen = (
+        (Appointment.location, location_id),
+        (Appointment.therapist, therapist_id),
+        (Appointment.client, client_id),
+    )
+    for column, value in chosen:
+        if value is not None:
+            query = query.where(column == value)
     if statuses is not None:
         query = query.where(Appointment.status.is_in(list(statuses)))
     return await query.order_by(Appointment.start_at).run()
 
 
-async def client_appointments(client_id: int, *, limit: int = 100) -> list[dict[str, Any]]:
-    return (
-        await Appointment.select(
-            *Appointment.all_columns(),
-            *joined("therapist_name", "service_name", "location_name", "timezone", "window_hours"),
-        )
-        .where(Appointment.client == client_id)
-        .order_by(Appointment.start_at, ascending=False)
-        .limit(limit)
-        .run()
-    )
+async def client_appointments(
+    client_id: int, *, limit: int = 100, booked_after: datetime | None = None
+) -> list[dict[str, Any]]:
+    """A client's appointments, latest first; with ``booked_after``, only those still booked
+    and not over by then, soonest first (what is coming up)."""
+    query = Appointment.select(
+        *Appointment.all_columns(),
+        *joined("therapist_name", "service_name", "location_name", "timezone", "window_hours"),
+    ).where(Appointment.client == client_id)
+    if booked_after is not None:
+        query = query.where((Appointment.status == BOOKED) & (Appointment.end_at > booked_after))
+    upcoming = booked_after is not None
+    return await query.order_by(Appointment.start_at, ascending=upcoming).limit(limit).run()
 
 
 async def booked_in_room(room_id: int, start: datetime, end: datetime) -> list[dict[str, Any]]:

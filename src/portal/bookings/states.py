@@ -13,6 +13,7 @@ from typing import Any
 
 from portal.bookings.tables import Appointment
 from portal.errors import Invalid
+from portal.sales.service import compare_and_set
 from portal.timeutil import utcnow
 
 BOOKED = "booked"
@@ -55,16 +56,9 @@ async def leave_booked(appointment_id: int, new: str, **values: Any) -> None:
 
 
 async def set_status(appointment_id: int, new: str, **values: Any) -> bool:
-    update: dict[Any, Any] = {Appointment.status: new, Appointment.updated_at: utcnow()}
-    for key, value in values.items():
-        update[getattr(Appointment, key)] = value
-    rows = (
-        await Appointment.update(update)
-        .where((Appointment.id == appointment_id) & (Appointment.status == BOOKED))
-        .returning(Appointment.id)
-        .run()
-    )
-    return bool(rows)
+    """Move a booked appointment to ``new``; False when it was no longer booked."""
+    values = {"updated_at": utcnow(), **values}
+    return bool(await compare_and_set(Appointment.status, appointment_id, BOOKED, new, values))
 
 
 def not_booked_message(status: str, action: str) -> str:

@@ -141,8 +141,27 @@ async def build_week_view(
         start=week.start, end=week.end, location_id=location_id, statuses=BUSY_STATES
     )
 
-    def day_of(instant: datetime) -> date:
-        return h.local_date(instant, tz)
+    def items_of(
+        owner: str, owner_id: int, d: date, absences: list[dict[str, Any]], kind: str, title: str
+    ) -> list[Item]:
+        """One row's cell on day ``d``, in time order: each of its absences (time off, a
+        room's outage) cut to the local day, then its appointments. ``owner`` is the column
+        naming the row (``therapist`` or ``room``) in both the absences and appointments."""
+        items = []
+        for absence in absences:
+            span = h.Span(absence["starts_at"], absence["ends_at"])
+            if absence[owner] != owner_id or not span.overlaps(spans[d]):
+                continue
+            start, end = max(span.start, spans[d].start), min(span.end, spans[d].end)
+            time = _clock(start, end, tz)
+            detail = str(absence["reason"])
+            items.append(Item(kind, start, end, time, title, detail))
+        items += [
+            _appointment_item(a, tz, by)
+            for a in appointments
+            if a[owner] == owner_id and h.local_date(a["start_at"], tz) == d
+        ]
+        return sorted(items, key=lambda i: i.start)
 
     rows: list[Row] = []
     if by == THERAPISTS:
@@ -169,29 +188,7 @@ async def build_week_view(
                         else ""
                     ),
                 )
-                for off in time_off:
-                    if off["therapist"] != tid:
-                        continue
-                    span = h.Span(off["starts_at"], off["ends_at"])
-                    if not span.overlaps(spans[d]):
-                        continue
-                    start, end = max(span.start, spans[d].start), min(span.end, spans[d].end)
-                    cell.items.append(
-                        Item(
-                            kind="time-off",
-                            start=start,
-                            end=end,
-                            time=_clock(start, end, tz),
-                            title="Time off",
-                            detail=str(off["reason"]),
-                        )
-                    )
-                cell.items += [
-                    _appointment_item(a, tz, by)
-                    for a in appointments
-                    if a["therapist"] == tid and day_of(a["start_at"]) == d
-                ]
-                cell.items.sort(key=lambda i: i.start)
+                cell.items = items_of("therapist", tid, d, time_off, "time-off", "Time off")
                 row.cells.append(cell)
             rows.append(row)
     else:
@@ -215,27 +212,7 @@ async def build_week_view(
                 cell = Cell(
                     day=d, book_href=f"/appointments/new?location={location_id}&day={d.isoformat()}"
                 )
-                for outage in outages:
-                    span = h.Span(outage["starts_at"], outage["ends_at"])
-                    if outage["room"] != rid or not span.overlaps(spans[d]):
-                        continue
-                    start, end = max(span.start, spans[d].start), min(span.end, spans[d].end)
-                    cell.items.append(
-                        Item(
-                            kind="outage",
-                            start=start,
-                            end=end,
-                            time=_clock(start, end, tz),
-                            title="Out of service",
-                            detail=str(outage["reason"]),
-                        )
-                    )
-                cell.items += [
-                    _appointment_item(a, tz, by)
-                    for a in appointments
-                    if a["room"] == rid and day_of(a["start_at"]) == d
-                ]
-                cell.items.sort(key=lambda i: i.start)
+                cell.items = items_of("room", rid, d, outages, "outage", "Out of service")
                 row.cells.append(cell)
             rows.append(row)
     return WeekView(

@@ -15,17 +15,16 @@ from portal.auth.service import CurrentUser
 from portal.catalog import service as catalog
 from portal.errors import Invalid
 from portal.locations.tables import Location
-from portal.payments import totals
 from portal.payments.evidence import _payment_for_sale
 from portal.payments.gateway import GatewayError, StripeGateway
 from portal.payments.states import (
     FAILED,
     IN_CLINIC,
     PENDING,
-    STRIPE,
     SUCCEEDED,
     _set_payment,
     idempotency_key,
+    insert_payment,
 )
 from portal.payments.tables import Payment
 from portal.sales import service as sales
@@ -74,23 +73,13 @@ async def start_checkout(
                 sold_by=sold_by,
                 request_key=key,
             )
-            rows = (
-                await Payment.insert(
-                    Payment(
-                        sale=sale_id,
-                        provider=STRIPE,
-                        method="card",
-                        status=PENDING,
-                        amount_cents=terms.total_cents,
-                        currency=terms.currency,
-                        created_at=utcnow(),
-                        recorded_by=sold_by,
-                    )
-                )
-                .returning(Payment.id)
-                .run()
+            payment_id = await insert_payment(
+                sale_id,
+                amount_cents=terms.total_cents,
+                currency=terms.currency,
+                created_at=utcnow(),
+                recorded_by=sold_by,
             )
-            payment_id = int(rows[0]["id"])
     except Exception as exc:
         if key and db.is_unique_violation(exc):
             return await _checkout_of(await _replayed_sale(key, buyer))
@@ -199,26 +188,19 @@ async def _record_in_clinic_sale(
             sold_by=actor.id,
             request_key=request_key,
         )
-        rows = (
-            await Payment.insert(
-                Payment(
-                    sale=sale_id,
-                    provider=IN_CLINIC,
-                    method=method,
-                    status=SUCCEEDED,
-                    amount_cents=terms.total_cents,
-                    currency=terms.currency,
-                    fee_cents=0,
-                    net_cents=terms.total_cents,
-                    created_at=now,
-                    succeeded_at=now,
-                    recorded_by=actor.id,
-                )
-            )
-            .returning(Payment.id)
-            .run()
+        await insert_payment(
+            sale_id,
+            provider=IN_CLINIC,
+            method=method,
+            status=SUCCEEDED,
+            amount_cents=terms.total_cents,
+            currency=terms.currency,
+            fee_cents=0,
+            net_cents=terms.total_cents,
+            created_at=now,
+            succeeded_at=now,
+            recorded_by=actor.id,
         )
-        await totals.added(payment=int(rows[0]["id"]))
         await sales.activate(sale_id, occurred_at=now, payment_method=method)
         await audit.record(
             actor,

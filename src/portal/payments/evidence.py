@@ -15,7 +15,15 @@ from portal.ledger import service as ledger
 from portal.money import format_money
 from portal.payments import totals
 from portal.payments.gateway import StripeBalanceTransaction, StripeCharge, StripeGateway
-from portal.payments.states import CANCELLED, FAILED, PENDING, STRIPE, SUCCEEDED, _set_payment
+from portal.payments.states import (
+    CANCELLED,
+    FAILED,
+    PENDING,
+    STRIPE,
+    SUCCEEDED,
+    _set_payment,
+    insert_payment,
+)
 from portal.payments.tables import Payment
 from portal.sales import service as sales
 from portal.timeutil import utcnow
@@ -123,22 +131,13 @@ async def record_stripe_payment(
                 )
             return False
         if payment is None:
-            rows = (
-                await Payment.insert(
-                    Payment(
-                        sale=sale_id,
-                        provider=STRIPE,
-                        method="card",
-                        status=PENDING,
-                        amount_cents=amount_cents,
-                        currency=sale["currency"],
-                        created_at=occurred_at,
-                    )
-                )
-                .returning(Payment.id)
-                .run()
+            payment_id = await insert_payment(
+                sale_id,
+                amount_cents=amount_cents,
+                currency=sale["currency"],
+                created_at=occurred_at,
             )
-            payment = await Payment.select().where(Payment.id == rows[0]["id"]).first().run()
+            payment = await Payment.select().where(Payment.id == payment_id).first().run()
             assert payment is not None
         ids: dict[Any, Any] = {Payment.payment_intent_id: payment_intent_id}
         if charge is not None:

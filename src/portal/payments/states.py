@@ -59,35 +59,39 @@ async def idempotency_key(kind: str, row_id: int, table: type[Sale] | type[Refun
     return f"{kind}:{row_id}:{stamp}"
 
 
+async def insert_payment(
+    sale_id: int,
+    *,
+    provider: str = STRIPE,
+    method: str = "card",
+    status: str = PENDING,
+    **fields: Any,
+) -> int:
+    """Insert one payment of ``sale_id`` (by default a pending Stripe card payment); its id.
+
+    A payment inserted already succeeded (at the front desk) is counted in the daily
+    totals at once (``totals.added``); a pending one counts when it succeeds, through
+    ``_set_payment``.
+    """
+    payment = Payment(sale=sale_id, provider=provider, method=method, status=status, **fields)
+    rows = await Payment.insert(payment).returning(Payment.id).run()
+    payment_id = int(rows[0]["id"])
+    if status == SUCCEEDED:
+        await totals.added(payment=payment_id)
+    return payment_id
+
+
 async def _set_payment(payment_id: int, expected: str, new: str, **values: Any) -> bool:
     """Compare-and-set a payment ``expected`` → ``new`` (an allowed move)."""
-    if new not in PAYMENT_MOVES.get(expected, frozenset()):
-        raise sales.TransitionNotAllowed(f"payment {expected} → {new}")
-    update: dict[Any, Any] = {Payment.status: new}
-    for key, value in values.items():
-        update[getattr(Payment, key)] = value
+    sales.check_move(PAYMENT_MOVES, expected, new, "payment")
     async with totals.tracked(payment=payment_id):
-        changed = (
-            await Payment.update(update)
-            .where((Payment.id == payment_id) & (Payment.status == expected))
-            .returning(Payment.id)
-            .run()
-        )
-    return bool(changed)
+        return bool(await sales.compare_and_set(Payment.status, payment_id, expected, new, values))
 
 
 async def _move_refund(refund_id: int, old: str, new: str, **values: Any) -> list[dict[str, Any]]:
     """Compare-and-set a refund ``old`` → ``new`` (an allowed move); the rows changed."""
-    if new not in REFUND_MOVES.get(old, frozenset()):
-        raise sales.TransitionNotAllowed(f"refund {old} → {new}")
-    update: dict[Any, Any] = {Refund.status: new}
-    for key, value in values.items():
-        update[getattr(Refund, key)] = value
+    sales.check_move(REFUND_MOVES, old, new, "refund")
     async with totals.tracked(refund=refund_id):
-        changed: list[dict[str, Any]] = (
-            await Refund.update(update)
-            .where((Refund.id == refund_id) & (Refund.status == old))
-            .returning(Refund.id, Refund.amount_cents)
-            .run()
+        return await sales.compare_and_set(
+            Refund.status, refund_id, old, new, values, Refund.id, Refund.amount_cents
         )
-    return changed

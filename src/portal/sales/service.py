@@ -14,9 +14,9 @@ import json
 from collections import Counter
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from portal import access, db, progress
 from portal.auth.service import CLIENT, CurrentUser
@@ -26,6 +26,10 @@ from portal.ledger import daily
 from portal.ledger import service as ledger
 from portal.sales.tables import Sale, SaleSession
 from portal.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from piccolo.columns import Column
+    from piccolo.table import Table
 
 PENDING = "pending"
 ACTIVE = "active"
@@ -68,9 +72,32 @@ class TransitionNotAllowed(RuntimeError):
     """A move the state machine does not have: a bug in the caller, never user input."""
 
 
-def _check(moves: dict[str, frozenset[str]], old: str, new: str) -> None:
+def check_move(moves: dict[str, frozenset[str]], old: str, new: str, what: str = "") -> None:
+    """Refuse a move ``moves`` does not allow (``what`` names the machine in the error)."""
     if new not in moves.get(old, frozenset()):
-        raise TransitionNotAllowed(f"{old} → {new}")
+        raise TransitionNotAllowed(f"{what} {old} → {new}".lstrip())
+
+
+async def compare_and_set(
+    status: Column, row_id: int, old: str, new: str, values: dict[str, Any], *returning: Column
+) -> list[dict[str, Any]]:
+    """Set one row's ``status`` column ``old`` → ``new`` with ``values`` (column name → value),
+    only while it still is ``old``; the changed rows (empty when another request moved it
+    first). Every state machine here (sales, credits, payments, refunds, appointments) moves
+    through this one update, so a webhook delivered twice or two racing requests change a
+    row once."""
+    table: type[Table] = status._meta.table
+    row_key = table._meta.primary_key
+    update: dict[Any, Any] = {status: new}
+    for name, value in values.items():
+        update[getattr(table, name)] = value
+    rows: list[dict[str, Any]] = (
+        await table.update(update)
+        .where((row_key == row_id) & (status == old))
+        .returning(*(returning or (row_key,)))
+        .run()
+    )
+    return rows
 
 
 async def journal(
@@ -115,17 +142,8 @@ async def locked(sale_id: int) -> AsyncIterator[dict[str, Any]]:
 
 async def move_sale(sale_id: int, old: str, new: str, **values: Any) -> bool:
     """Compare-and-set ``old`` → ``new`` (an allowed move); False when the sale was not ``old``."""
-    _check(SALE_MOVES, old, new)
-    update: dict[Any, Any] = {Sale.status: new}
-    for key, value in values.items():
-        update[getattr(Sale, key)] = value
-    changed = (
-        await Sale.update(update)
-        .where((Sale.id == sale_id) & (Sale.status == old))
-        .returning(Sale.id)
-        .run()
-    )
-    return bool(changed)
+    check_move(SALE_MOVES, old, new)
+    return bool(await compare_and_set(Sale.status, sale_id, old, new, values))
 
 
 async def move_credit(credit_id: int, old: str, new: str, **values: Any) -> dict[str, Any] | None:
@@ -134,25 +152,15 @@ async def move_credit(credit_id: int, old: str, new: str, **values: Any) -> dict
     A move into or out of a final state moves the credit between the daily
     totals' movements in the same transaction (``ledger.daily``).
     """
-    _check(CREDIT_MOVES, old, new)
-    update: dict[Any, Any] = {SaleSession.state: new, SaleSession.changed_at: utcnow()}
-    for key, value in values.items():
-        update[getattr(SaleSession, key)] = value
+    check_move(CREDIT_MOVES, old, new)
+    values = {"changed_at": utcnow(), **values}
     async with db.transaction():
         before = await _credit_dated(credit_id) if old in daily.MOVEMENT_OF_STATE else None
-        rows = (
-            await SaleSession.update(update)
-            .where((SaleSession.id == credit_id) & (SaleSession.state == old))
-            .returning(
-                SaleSession.id,
-                SaleSession.sale,
-                SaleSession.value_cents,
-                SaleSession.total_cents,
-                SaleSession.appointment_id,
-                SaleSession.changed_at,
-            )
-            .run()
-        )
+        rows = await compare_and_set(
+            SaleSession.state, credit_id, old, new, values,
+            SaleSession.id, SaleSession.sale, SaleSession.value_cents,
+            SaleSession.total_cents, SaleSession.appointment_id, SaleSession.changed_at,
+        )  # fmt: skip
         if not rows:
             return None
         row = rows[0]
@@ -229,6 +237,16 @@ class SessionCounts:
         return self.redeemed + self.forfeited
 
 
+# The terms a sale keeps in columns of the same name (package_id, the amounts, the tax
+# rule…); the rest go to location, item_name and sessions_total, and all of them to
+# ``terms`` as JSON. A term given a column of its name is stored without more code here.
+_FROZEN_TERMS = tuple(
+    term.name
+    for term in fields(PackageTerms)
+    if term.name in {column._meta.name for column in Sale._meta.columns}
+)
+
+
 async def create_pending_sale(
     client_id: int,
     terms: PackageTerms,
@@ -245,22 +263,9 @@ async def create_pending_sale(
             Sale(
                 client=client_id,
                 location=terms.location_id,
-                package_id=terms.package_id,
-                price_version_id=terms.price_version_id,
-                price_is_override=terms.price_is_override,
-                service_id=terms.service_id,
-                service_name=terms.service_name,
                 item_name=terms.name,
                 sessions_total=terms.sessions,
-                validity_days=terms.validity_days,
-                currency=terms.currency,
-                price_cents=terms.price_cents,
-                unit_list_price_cents=terms.unit_list_price_cents,
-                net_cents=terms.net_cents,
-                tax_cents=terms.tax_cents,
-                total_cents=terms.total_cents,
-                tax_rate_bp=terms.tax_rate_bp,
-                prices_include_tax=terms.prices_include_tax,
+                **{column: getattr(terms, column) for column in _FROZEN_TERMS},
                 terms=json.dumps(terms.as_dict()),
                 status=PENDING,
                 channel=channel,
