@@ -77,7 +77,7 @@ def _env(var_dir: Path, port: int) -> dict[str, str]:
 def e2e_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated database with the demo data, copied for every browser test."""
     var_dir = tmp_path_factory.mktemp("e2e-template")
-    env = _env(var_dir, 0)
+    env = _env(var_dir, free_port())  # migrate and demo serve nothing; any valid port
     for args in (["migrate"], ["demo"]):
         result = subprocess.run(
             [PORTAL, *args], env=env, capture_output=True, text=True, timeout=120
