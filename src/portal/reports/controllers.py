@@ -211,6 +211,21 @@ def _fmt(request: Request[Any, Any, Any]) -> str:
 
 # -- rows of each export -------------------------------------------------------------------
 
+# The money columns of the revenue and trial-balance exports, in column order.
+REVENUE_AMOUNTS = (
+    "service", "breakage", "reversals", "recognised", "collected", "refunded", "disputed",
+    "net_cash",
+)  # fmt: skip
+TRIAL_AMOUNTS = (
+    "opening_balance_debit", "opening_balance_credit", "debits", "credits", "closing_debit",
+    "closing_credit",
+)  # fmt: skip
+
+
+def _amounts(row: Any, currency: str, *figures: str) -> tuple[Amount, ...]:
+    """The named figures of ``row`` (integer minor units) as export amounts."""
+    return tuple(Amount(getattr(row, figure), currency) for figure in figures)
+
 
 async def _payment_rows(f: Filters) -> AsyncIterator[Sequence[Any]]:
     async for line in service.iter_payment_lines(f):
@@ -221,12 +236,7 @@ async def _payment_rows(f: Filters) -> AsyncIterator[Sequence[Any]]:
             line.client,
             line.item,
             line.payment_method,
-            Amount(line.gross, c),
-            Amount(line.tax, c),
-            Amount(line.refunded, c),
-            Amount(line.disputed, c),
-            Amount(line.fee, c),
-            Amount(line.net, c),
+            *_amounts(line, c, "gross", "tax", "refunded", "disputed", "fee", "net"),
             c,
             line.stripe_payment_intent,
             line.sale_id,
@@ -239,7 +249,7 @@ def _liability_rows(rows: list[service.Liability]) -> list[Sequence[Any]]:
         (
             r.location.name,
             r.currency,
-            *(Amount(getattr(r, c), r.currency) for c in service.LIABILITY_COLUMNS),
+            *_amounts(r, r.currency, *service.LIABILITY_COLUMNS),
             *(getattr(r, f"{c}_sessions") for c in service.LIABILITY_COLUMNS),
         )
         for r in rows
@@ -252,14 +262,7 @@ def _revenue_rows(result: service.Revenue) -> list[Sequence[Any]]:
             r.label,
             r.location.name,
             r.currency,
-            Amount(r.service, r.currency),
-            Amount(r.breakage, r.currency),
-            Amount(r.reversals, r.currency),
-            Amount(r.recognised, r.currency),
-            Amount(r.collected, r.currency),
-            Amount(r.refunded, r.currency),
-            Amount(r.disputed, r.currency),
-            Amount(r.net_cash, r.currency),
+            *_amounts(r, r.currency, *REVENUE_AMOUNTS),
         )
         for r in result.rows
     ]
@@ -313,9 +316,7 @@ async def _payout_rows(f: Filters) -> AsyncIterator[Sequence[Any]]:
             row.client,
             row.sale_id,
             row.payment_intent_id,
-            Amount(row.gross, c),
-            Amount(row.fee, c),
-            Amount(row.net, c),
+            *_amounts(row, c, "gross", "fee", "net"),
             c,
             row.balance_transaction_id,
         )
@@ -341,12 +342,7 @@ def _trial_rows(tb: service.TrialBalance) -> list[Sequence[Any]]:
             t.name,
             t.type,
             t.currency,
-            Amount(t.opening_balance_debit, t.currency),
-            Amount(t.opening_balance_credit, t.currency),
-            Amount(t.debits, t.currency),
-            Amount(t.credits, t.currency),
-            Amount(t.closing_debit, t.currency),
-            Amount(t.closing_credit, t.currency),
+            *_amounts(t, t.currency, *TRIAL_AMOUNTS),
         )
         for t in tb.lines
     ]
