@@ -33,16 +33,15 @@ class Totals:
     disputes' part of it.
     """
 
-    # Counts, then amounts: the order of ``as_dict`` (and the API's keys).
     payments: int = 0
     refunds: int = 0
-    disputes: int = 0  # withdrawals
-    reinstatements: int = 0
     gross: int = 0
     tax: int = 0
     refunded: int = 0
-    disputed: int = 0
     fee: int = 0
+    disputes: int = 0  # withdrawals
+    reinstatements: int = 0
+    disputed: int = 0
     dispute_fee: int = 0
 
     @property
@@ -57,6 +56,7 @@ class Totals:
         add_figures(self, other, (f.name for f in fields(self)))
 
     def as_dict(self) -> dict[str, int]:
+        """Every figure by name, and the net (the API's payments totals)."""
         return {**asdict(self), "net": self.net}
 
 
