@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn, Protocol, TypeVar
+from typing import Any, NoReturn, Protocol, TypeAlias, TypeVar
 
 from portal.settings import ConfigurationError, check_served_address, get_settings
 
@@ -549,188 +549,165 @@ def cmd_restore(args: argparse.Namespace) -> None:
         print("Every migration is applied.")
 
 
+Subcommands: TypeAlias = "argparse._SubParsersAction[ArgumentParser]"
+
+
+def _group(sub: Subcommands, name: str, help: str) -> Subcommands:
+    """A command that only holds commands (``portal users …``); its choice is
+    ``<name>_command``, which argparse names when it is missing."""
+    return sub.add_parser(name, help=help).add_subparsers(
+        dest=f"{name}_command", required=True, parser_class=ArgumentParser
+    )
+
+
+def _command(
+    sub: Subcommands,
+    name: str,
+    func: Callable[[argparse.Namespace], None],
+    help: str,
+    description: str | None = None,
+) -> ArgumentParser:
+    """A command that runs ``func``; the caller adds its arguments."""
+    command = sub.add_parser(name, help=help, description=description)
+    command.set_defaults(func=func)
+    return command
+
+
 def build_parser() -> ArgumentParser:
     from portal.auth.service import ROLES
 
     parser = ArgumentParser(prog="portal", description="Clinic Portal")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
 
-    serve = sub.add_parser("serve", help="serve the portal over HTTP")
+    serve = _command(sub, "serve", cmd_serve, "serve the portal over HTTP")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=None, help="default $PORT or 8000")
     serve.add_argument("--workers", type=int, default=1)
-    serve.set_defaults(func=cmd_serve)
 
-    worker = sub.add_parser(
-        "worker",
-        help="run the scheduled and queued jobs (PostgreSQL; run one or more)",
-        description="Runs the jobs' schedules and the runs owners queue from the jobs page. "
+    _command(
+        sub, "worker", cmd_worker,
+        "run the scheduled and queued jobs (PostgreSQL; run one or more)",
+        "Runs the jobs' schedules and the runs owners queue from the jobs page. "
         "Any number of workers share the database: each schedule runs once, a job whose "
         "worker died is run again by another. Stops gracefully on SIGINT/SIGTERM.",
-    )
-    worker.set_defaults(func=cmd_worker)
+    )  # fmt: skip
 
-    jobs = sub.add_parser("jobs", help="the scheduled jobs")
-    jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True, parser_class=ArgumentParser)
-    jobs_list = jobs_sub.add_parser("list", help="each job's schedule, last run and next run")
-    jobs_list.set_defaults(func=cmd_jobs_list)
-    jobs_run = jobs_sub.add_parser(
-        "run",
-        help="run one job now, in this process, with a progress bar on a terminal",
-        description="Recorded like any run (the jobs page shows it). Exit status: 0 done, "
+    jobs = _group(sub, "jobs", "the scheduled jobs")
+    _command(jobs, "list", cmd_jobs_list, "each job's schedule, last run and next run")
+    _command(
+        jobs, "run", cmd_jobs_run,
+        "run one job now, in this process, with a progress bar on a terminal",
+        "Recorded like any run (the jobs page shows it). Exit status: 0 done, "
         "1 failed, 2 bad arguments, 3 finished with something for a person to settle.",
+    ).add_argument("job", help="its name, as `portal jobs list` shows it")  # fmt: skip
+
+    _command(sub, "migrate", cmd_migrate, "apply pending database migrations")
+    _command(sub, "demo", cmd_demo, "load demo locations, staff and accounts").add_argument(
+        "--if-empty", action="store_true", help="only when the database is empty"
     )
-    jobs_run.add_argument("job", help="its name, as `portal jobs list` shows it")
-    jobs_run.set_defaults(func=cmd_jobs_run)
 
-    migrate = sub.add_parser("migrate", help="apply pending database migrations")
-    migrate.set_defaults(func=cmd_migrate)
-
-    demo = sub.add_parser("demo", help="load demo locations, staff and accounts")
-    demo.add_argument("--if-empty", action="store_true", help="only when the database is empty")
-    demo.set_defaults(func=cmd_demo)
-
-    users = sub.add_parser("users", help="manage accounts")
-    users_sub = users.add_subparsers(
-        dest="users_command", required=True, parser_class=ArgumentParser
-    )
-    create = users_sub.add_parser("create", help="create an account")
+    users = _group(sub, "users", "manage accounts")
+    create = _command(users, "create", cmd_users_create, "create an account")
     create.add_argument("--email", required=True)
     create.add_argument("--role", required=True, choices=ROLES)
     create.add_argument("--name", default="")
     create.add_argument("--location", action="append", metavar="SLUG", help="repeatable")
     create.add_argument("--password-stdin", action="store_true")
-    create.set_defaults(func=cmd_users_create)
-    set_password = users_sub.add_parser("set-password", help="set an account's password")
+    set_password = _command(
+        users, "set-password", cmd_users_set_password, "set an account's password"
+    )
     set_password.add_argument("--email", required=True)
     set_password.add_argument("--password-stdin", action="store_true")
-    set_password.set_defaults(func=cmd_users_set_password)
-    deactivate = users_sub.add_parser("deactivate", help="deactivate an account")
-    deactivate.add_argument("--email", required=True)
-    deactivate.set_defaults(func=cmd_users_deactivate)
-    reset_2fa = users_sub.add_parser(
-        "reset-2fa",
-        help="remove an account's passkeys, authenticator app and recovery codes",
-        description="For a member (an owner too) who lost every second factor: removes them, "
+    _command(users, "deactivate", cmd_users_deactivate, "deactivate an account").add_argument(
+        "--email", required=True
+    )
+    _command(
+        users, "reset-2fa", cmd_users_reset_2fa,
+        "remove an account's passkeys, authenticator app and recovery codes",
+        "For a member (an owner too) who lost every second factor: removes them, "
         "ends the account's sessions and emails the account. Audited.",
-    )
-    reset_2fa.add_argument("--email", required=True)
-    reset_2fa.set_defaults(func=cmd_users_reset_2fa)
+    ).add_argument("--email", required=True)  # fmt: skip
 
-    stripe = sub.add_parser("stripe", help="Stripe payments")
-    stripe_sub = stripe.add_subparsers(
-        dest="stripe_command", required=True, parser_class=ArgumentParser
-    )
-    reconcile = stripe_sub.add_parser(
-        "reconcile",
-        help="record the payments, fees and refunds Stripe has and the portal missed",
-        description="Lists Stripe's payments and refunds created in the window (UTC days, "
+    stripe = _group(sub, "stripe", "Stripe payments")
+    reconcile = _command(
+        stripe, "reconcile", cmd_stripe_reconcile,
+        "record the payments, fees and refunds Stripe has and the portal missed",
+        "Lists Stripe's payments and refunds created in the window (UTC days, "
         "both included), records what the portal missed, and prints a summary. Exit status: "
         "0 done, 1 Stripe unreachable, 2 bad arguments, 3 mismatches left to settle by hand.",
-    )
+    )  # fmt: skip
     reconcile.add_argument("--since", required=True, type=_day, metavar="YYYY-MM-DD")
     reconcile.add_argument(
         "--until", type=_day, default=None, metavar="YYYY-MM-DD", help="default: now"
     )
-    reconcile.set_defaults(func=cmd_stripe_reconcile)
-    stripe_payouts = stripe_sub.add_parser(
-        "payouts",
-        help="import Stripe's payouts and what each contained (safe to run from cron)",
-        description="Lists Stripe's payouts arriving on or after --since (default: 30 days "
+    _command(
+        stripe, "payouts", cmd_stripe_payouts,
+        "import Stripe's payouts and what each contained (safe to run from cron)",
+        "Lists Stripe's payouts arriving on or after --since (default: 30 days "
         "ago), imports the ones the portal missed or whose status changed, with their "
         "contents, and journals them. Exit status: 0 done, 1 Stripe unreachable, 2 bad "
         "arguments, 3 a payout whose contents do not add up to its amount.",
-    )
-    stripe_payouts.add_argument("--since", type=_day, default=None, metavar="YYYY-MM-DD")
-    stripe_payouts.set_defaults(func=cmd_stripe_payouts)
+    ).add_argument("--since", type=_day, default=None, metavar="YYYY-MM-DD")  # fmt: skip
 
-    sales = sub.add_parser("sales", help="sold packages")
-    sales_sub = sales.add_subparsers(
-        dest="sales_command", required=True, parser_class=ArgumentParser
-    )
-    expire = sales_sub.add_parser(
-        "expire",
-        help="expire unused sessions of packages past their validity (safe to run from cron)",
-    )
-    expire.set_defaults(func=cmd_sales_expire)
-
-    memberships = sub.add_parser("memberships", help="clients' memberships")
-    memberships_sub = memberships.add_subparsers(dest="memberships_command", required=True)
-    arrears = memberships_sub.add_parser(
-        "arrears",
-        help="stop bookings with the sessions of memberships past their grace period "
+    _command(
+        _group(sub, "sales", "sold packages"), "expire", cmd_sales_expire,
+        "expire unused sessions of packages past their validity (safe to run from cron)",
+    )  # fmt: skip
+    _command(
+        _group(sub, "memberships", "clients' memberships"), "arrears", cmd_memberships_arrears,
+        "stop bookings with the sessions of memberships past their grace period "
         "(safe to run from cron)",
-    )
-    arrears.set_defaults(func=cmd_memberships_arrears)
-
-    packages = sub.add_parser("packages", help="clients' session packages")
-    packages_sub = packages.add_subparsers(
-        dest="packages_command", required=True, parser_class=ArgumentParser
-    )
-    packages_expire = packages_sub.add_parser(
-        "expire",
-        help="end packages past their validity: release their future bookings, expire "
+    )  # fmt: skip
+    _command(
+        _group(sub, "packages", "clients' session packages"), "expire", cmd_packages_expire,
+        "end packages past their validity: release their future bookings, expire "
         "unused sessions, record breakage (nightly; safe to repeat)",
-        description="Cancels future bookings that hold a session of an expired package "
+        "Cancels future bookings that hold a session of an expired package "
         "(the client is emailed), then expires every unused session of expired packages and "
         "journals the breakage. A second run changes nothing.",
-    )
-    packages_expire.set_defaults(func=cmd_packages_expire)
+    )  # fmt: skip
 
-    reports = sub.add_parser("reports", help="the reports' daily totals")
-    reports_sub = reports.add_subparsers(
-        dest="reports_command", required=True, parser_class=ArgumentParser
-    )
-    rebuild = reports_sub.add_parser(
-        "rebuild",
-        help="recompute the daily totals from the journal and the rows (safe while serving)",
-        description="One local month at a time (every location), each in its own short "
+    reports = _group(sub, "reports", "the reports' daily totals")
+    _command(
+        reports, "rebuild", cmd_reports_rebuild,
+        "recompute the daily totals from the journal and the rows (safe while serving)",
+        "One local month at a time (every location), each in its own short "
         "transaction. Progress is shown on a terminal.",
-    )
-    rebuild.add_argument(
+    ).add_argument(
         "--since", type=_day, default=None, metavar="YYYY-MM-DD", help="from this local day on"
-    )
-    rebuild.set_defaults(func=cmd_reports_rebuild)
-    verify = reports_sub.add_parser(
-        "verify",
-        help="compare the daily totals with a fresh aggregation of the rows",
-        description="Prints every difference. Exit status: 0 equal, 1 a difference.",
-    )
-    verify.set_defaults(func=cmd_reports_verify)
+    )  # fmt: skip
+    _command(
+        reports, "verify", cmd_reports_verify,
+        "compare the daily totals with a fresh aggregation of the rows",
+        "Prints every difference. Exit status: 0 equal, 1 a difference.",
+    )  # fmt: skip
 
-    reminders = sub.add_parser("reminders", help="appointment reminders")
-    reminders_sub = reminders.add_subparsers(
-        dest="reminders_command", required=True, parser_class=ArgumentParser
-    )
-    reminders_send = reminders_sub.add_parser(
-        "send",
-        help="email a reminder for every booked appointment starting tomorrow (clinic time)",
-        description="Run daily or hourly from cron: each appointment is reminded once. Exit "
+    _command(
+        _group(sub, "reminders", "appointment reminders"), "send", cmd_reminders_send,
+        "email a reminder for every booked appointment starting tomorrow (clinic time)",
+        "Run daily or hourly from cron: each appointment is reminded once. Exit "
         "status 1 when a delivery failed (it is tried again on the next run).",
-    )
-    reminders_send.set_defaults(func=cmd_reminders_send)
-    backup_cmd = sub.add_parser(
-        "backup",
-        help="write a backup of the whole database to FILE (safe while the portal runs)",
-        description="SQLite: the online backup API, one consistent snapshot. PostgreSQL: "
+    )  # fmt: skip
+
+    backup_cmd = _command(
+        sub, "backup", cmd_backup,
+        "write a backup of the whole database to FILE (safe while the portal runs)",
+        "SQLite: the online backup API, one consistent snapshot. PostgreSQL: "
         "pg_dump --format=custom. Exit status: 0 done, 1 failed, 2 bad arguments.",
-    )
+    )  # fmt: skip
     backup_cmd.add_argument("file", type=Path, metavar="FILE")
     backup_cmd.add_argument("--force", action="store_true", help="replace FILE if it exists")
-    backup_cmd.set_defaults(func=cmd_backup)
-
-    restore_cmd = sub.add_parser(
-        "restore",
-        help="replace the database with the backup in FILE (stop the portal first)",
-        description="Refuses to replace a database that holds anything unless --force. "
+    restore_cmd = _command(
+        sub, "restore", cmd_restore,
+        "replace the database with the backup in FILE (stop the portal first)",
+        "Refuses to replace a database that holds anything unless --force. "
         "PostgreSQL: pg_restore --clean --if-exists --no-owner in one transaction. "
         "Exit status: 0 done, 1 failed, 2 bad arguments.",
-    )
+    )  # fmt: skip
     restore_cmd.add_argument("file", type=Path, metavar="FILE")
     restore_cmd.add_argument(
         "--force", action="store_true", help="replace the database's current contents"
     )
-    restore_cmd.set_defaults(func=cmd_restore)
     return parser
 
 

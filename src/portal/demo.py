@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from portal import contexts, db
+from portal import contexts, db, records
 from portal.auth import passwords
 from portal.auth.tables import User, UserLocation
 from portal.locations.tables import Location
@@ -97,30 +97,23 @@ async def _load_core(demo_ids: DemoIds) -> None:
         if existing:
             ids[str(loc["slug"])] = existing["id"]
             continue
-        rows = (
-            await Location.insert(Location(**loc, active=True, created_at=now, updated_at=now))
-            .returning(Location.id)
-            .run()
+        ids[str(loc["slug"])] = await records.insert(
+            Location, **loc, active=True, created_at=now, updated_at=now
         )
-        ids[str(loc["slug"])] = rows[0]["id"]
     for email, role, name, slugs in DEMO_ACCOUNTS:
         if await User.exists().where(User.email == email).run():
             continue
-        rows = (
-            await User.insert(
-                User(
-                    email=email,
-                    name=name,
-                    role=role,
-                    password_hash=password_hash,
-                    active=True,
-                    created_at=now,
-                    password_changed_at=now,
-                )
-            )
-            .returning(User.id)
-            .run()
+        demo_ids.users[email] = await records.insert(
+            User,
+            email=email,
+            name=name,
+            role=role,
+            password_hash=password_hash,
+            active=True,
+            created_at=now,
+            password_changed_at=now,
         )
-        demo_ids.users[email] = rows[0]["id"]
         for slug in slugs:
-            await UserLocation.insert(UserLocation(user=rows[0]["id"], location=ids[slug])).run()
+            await UserLocation.insert(
+                UserLocation(user=demo_ids.users[email], location=ids[slug])
+            ).run()

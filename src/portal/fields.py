@@ -68,11 +68,10 @@ def parse_int(
 def require_text(
     values: dict[str, str], errors: dict[str, str], name: str, *, label: str, max_length: int
 ) -> str:
-    text = values.get(name, "").strip()
+    """``optional_text`` that must not be blank."""
+    text = optional_text(values, errors, name, label=label, max_length=max_length)
     if not text:
         errors[name] = f"{label} is required."
-    elif len(text) > max_length:
-        errors[name] = f"{label} must be at most {max_length} characters."
     return text
 
 

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from portal import db, logs, metrics, progress
+from portal import db, logs, metrics, progress, records
 from portal.auth.tables import User
 from portal.email import messages
 from portal.identity import OWNER
@@ -221,21 +221,15 @@ INTERRUPTED_ERROR = "The worker running it stopped; the job was run again."
 async def queue_run(job: str, requested_by: int | None) -> int:
     """The record of a run asked for now and not yet started; its id."""
     now = utcnow()
-    rows = (
-        await JobRun.insert(
-            JobRun(
-                job=job,
-                trigger=MANUAL,
-                status=QUEUED,
-                requested_by=requested_by,
-                started_at=now,
-                heartbeat_at=now,
-            )
-        )
-        .returning(JobRun.id)
-        .run()
+    return await records.insert(
+        JobRun,
+        job=job,
+        trigger=MANUAL,
+        status=QUEUED,
+        requested_by=requested_by,
+        started_at=now,
+        heartbeat_at=now,
     )
-    return int(rows[0]["id"])
 
 
 async def forget_queued(run_id: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import date
 from typing import Any
 
@@ -14,6 +14,13 @@ from portal.reports import rollup, sql
 from portal.reports.filters import ALL, FAILED, PENDING, SUCCEEDED, Filters, Loc
 from portal.reports.periods import DAY, bucket_end, bucket_label, bucket_start, day_from_number
 from portal.reports.segments import _bucket_segments, _location_clauses, _segments
+
+
+def add_figures(total: Any, part: Any, figures: Iterable[str]) -> None:
+    """Adds each named figure of ``part`` to the same figure of ``total`` (a
+    running total of rows that share their figures' names)."""
+    for name in figures:
+        setattr(total, name, getattr(total, name) + getattr(part, name))
 
 
 @dataclass
@@ -46,31 +53,11 @@ class Totals:
         return self.fee - self.dispute_fee
 
     def add(self, other: Totals) -> None:
-        self.payments += other.payments
-        self.refunds += other.refunds
-        self.gross += other.gross
-        self.tax += other.tax
-        self.refunded += other.refunded
-        self.fee += other.fee
-        self.disputes += other.disputes
-        self.reinstatements += other.reinstatements
-        self.disputed += other.disputed
-        self.dispute_fee += other.dispute_fee
+        add_figures(self, other, (f.name for f in fields(self)))
 
     def as_dict(self) -> dict[str, int]:
-        return {
-            "payments": self.payments,
-            "refunds": self.refunds,
-            "disputes": self.disputes,
-            "reinstatements": self.reinstatements,
-            "gross": self.gross,
-            "tax": self.tax,
-            "refunded": self.refunded,
-            "disputed": self.disputed,
-            "fee": self.fee,
-            "dispute_fee": self.dispute_fee,
-            "net": self.net,
-        }
+        """Every figure by name, and the net (the API's payments totals)."""
+        return {**asdict(self), "net": self.net}
 
 
 @dataclass
@@ -159,7 +146,18 @@ REINSTATED = "dispute_reinstated"
 DISPUTE_KINDS = (WITHDRAWN, REINSTATED)
 DISPUTE_TIME = {WITHDRAWN: "d.withdrawn_at", REINSTATED: "d.reinstated_at"}
 DISPUTE_STATUSES = (SUCCEEDED, ALL)
+# What each kind of money row is read with: the row (its alias first), its sale
+# (``s``) and, for refunds and disputes, the payment (``p``) they belong to.
+PAYMENT_FROM = "payment p JOIN sale s ON s.id = p.sale "
+REFUND_FROM = "refund r JOIN payment p ON p.id = r.payment JOIN sale s ON s.id = r.sale "
 DISPUTE_FROM = "dispute d JOIN payment p ON p.id = d.payment JOIN sale s ON s.id = d.sale "
+
+
+def row_alias(source: str) -> str:
+    """The alias of the row a ``*_FROM`` clause reads ("payment p JOIN …" → "p")."""
+    return source.split(" ", 2)[1]
+
+
 # The order of the listed rows at the same instant (then by id).
 LINE_KINDS = ("payment", "refund", WITHDRAWN, REINSTATED)
 KIND_ORDER = {kind: i for i, kind in enumerate(LINE_KINDS)}
@@ -264,74 +262,66 @@ async def _payment_days(
     # out for most or all of them, where it would make the planner read every
     # sale through that index instead of scanning the table once.
     ((locs, loc_args),) = await _location_clauses(f, "s.location")
+
+    def totals_query(
+        source: str, time: str, day: str, sums: str, where: str = ""
+    ) -> tuple[str, list[Any]]:
+        """Counts and ``sums`` per location, currency and day of the rows of ``source``."""
+        row = row_alias(source)
+        return (
+            f"WITH {cte} SELECT s.location AS loc, {row}.currency AS currency, {day} AS day, "
+            f"COUNT(*) AS n, {sums} FROM {source}"
+            f"JOIN seg ON seg.loc = s.location AND {time} >= seg.lo AND {time} < seg.hi "
+            f"WHERE {where}{time} >= {{}} AND {time} < {{}}{locs}{extra} GROUP BY 1, 2, 3",
+            [*seg_args, lo, hi, *loc_args, *extra_args],
+        )
+
+    def file(rows: list[dict[str, Any]], **figures: str) -> None:
+        """Adds each row's columns to the figures of its location, currency and day:
+        ``figure="column"``, or ``"-column"`` to take it away."""
+        for row in rows:
+            t = out[(int(row["loc"]), str(row["currency"]), int(row["day"]))]
+            for figure, column in figures.items():
+                amount = sql.as_int(row[column.removeprefix("-")])
+                setattr(t, figure, getattr(t, figure) + (-amount if column[0] == "-" else amount))
+
     payments = await sql.fetch(
-        f"WITH {cte} "
-        f"SELECT s.location AS loc, p.currency AS currency, "
-        f"{p_day} AS day, "
-        f"COUNT(*) AS n, SUM(p.amount_cents) AS gross, SUM({PAYMENT_TAX}) AS tax, "
-        f"SUM(COALESCE(p.fee_cents, 0)) AS fee "
-        f"FROM payment p JOIN sale s ON s.id = p.sale "
-        f"JOIN seg ON seg.loc = s.location AND {p_time} >= seg.lo AND {p_time} < seg.hi "
-        f"WHERE {p_status} AND {p_time} >= {{}} AND {p_time} < {{}}{locs}"
-        f"{extra} GROUP BY 1, 2, 3",
-        [*seg_args, lo, hi, *loc_args, *extra_args],
-    )
-    for row in payments:
-        t = out[(int(row["loc"]), str(row["currency"]), int(row["day"]))]
-        t.payments += sql.as_int(row["n"])
-        t.gross += sql.as_int(row["gross"])
-        t.tax += sql.as_int(row["tax"])
-        t.fee += sql.as_int(row["fee"])
+        *totals_query(
+            PAYMENT_FROM, p_time, p_day,
+            f"SUM(p.amount_cents) AS gross, SUM({PAYMENT_TAX}) AS tax, "
+            "SUM(COALESCE(p.fee_cents, 0)) AS fee",
+            f"{p_status} AND ",
+        )
+    )  # fmt: skip
+    file(payments, payments="n", gross="gross", tax="tax", fee="fee")
     if status in DISPUTE_STATUSES:
         # Disputes move money only once Stripe has withdrawn it (or put it back).
         kinds = DISPUTE_KINDS[:1] if stripe_only else DISPUTE_KINDS
         results = await sql.fetch_all(
             *(
-                (
-                    f"WITH {cte} "
-                    f"SELECT s.location AS loc, d.currency AS currency, "
-                    f"{sql.local_day(DISPUTE_TIME[kind], 'seg.off') if grouping == DAY else p_day}"
-                    " AS day, COUNT(*) AS n, SUM(d.amount_cents) AS amount, "
-                    "SUM(d.fee_cents) AS fee "
-                    f"FROM {DISPUTE_FROM}"
-                    f"JOIN seg ON seg.loc = s.location AND {DISPUTE_TIME[kind]} >= seg.lo "
-                    f"AND {DISPUTE_TIME[kind]} < seg.hi "
-                    f"WHERE {DISPUTE_TIME[kind]} >= {{}} AND {DISPUTE_TIME[kind]} < {{}}{locs}"
-                    f"{extra} GROUP BY 1, 2, 3",
-                    [*seg_args, lo, hi, *loc_args, *extra_args],
+                totals_query(
+                    DISPUTE_FROM, DISPUTE_TIME[kind],
+                    sql.local_day(DISPUTE_TIME[kind], "seg.off") if grouping == DAY else p_day,
+                    "SUM(d.amount_cents) AS amount, SUM(d.fee_cents) AS fee",
                 )
                 for kind in kinds
             )
-        )
+        )  # fmt: skip
         for kind, rows in zip(kinds, results, strict=True):
-            for row in rows:
-                t = out[(int(row["loc"]), str(row["currency"]), int(row["day"]))]
-                if kind == WITHDRAWN:
-                    t.disputes += sql.as_int(row["n"])
-                    t.disputed += sql.as_int(row["amount"])
-                    t.fee += sql.as_int(row["fee"])
-                    t.dispute_fee += sql.as_int(row["fee"])
-                else:
-                    t.reinstatements += sql.as_int(row["n"])
-                    t.disputed -= sql.as_int(row["amount"])
+            if kind == WITHDRAWN:
+                file(rows, disputes="n", disputed="amount", fee="fee", dispute_fee="fee")
+            else:
+                file(rows, reinstatements="n", disputed="-amount")
     if stripe_only:
         return out
     refunds = await sql.fetch(
-        f"WITH {cte} "
-        f"SELECT s.location AS loc, r.currency AS currency, "
-        f"{r_day} AS day, "
-        f"COUNT(*) AS n, SUM(r.amount_cents) AS refunded, SUM({REFUND_TAX}) AS tax "
-        f"FROM refund r JOIN payment p ON p.id = r.payment JOIN sale s ON s.id = r.sale "
-        f"JOIN seg ON seg.loc = s.location AND {r_time} >= seg.lo AND {r_time} < seg.hi "
-        f"WHERE {r_status} AND {r_time} >= {{}} AND {r_time} < {{}}{locs}"
-        f"{extra} GROUP BY 1, 2, 3",
-        [*seg_args, lo, hi, *loc_args, *extra_args],
-    )
-    for row in refunds:
-        t = out[(int(row["loc"]), str(row["currency"]), int(row["day"]))]
-        t.refunds += sql.as_int(row["n"])
-        t.refunded += sql.as_int(row["refunded"])
-        t.tax -= sql.as_int(row["tax"])
+        *totals_query(
+            REFUND_FROM, r_time, r_day,
+            f"SUM(r.amount_cents) AS refunded, SUM({REFUND_TAX}) AS tax",
+            f"{r_status} AND ",
+        )
+    )  # fmt: skip
+    file(refunds, refunds="n", refunded="refunded", tax="-tax")
     return out
 
 

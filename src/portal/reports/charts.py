@@ -9,8 +9,10 @@ page shows the table of the same numbers beside it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
+from functools import partial
+from typing import NamedTuple
 from xml.sax.saxutils import escape
 
 PALETTE = ["#1f6f78", "#d9822b", "#5b3f8c", "#2f9e62", "#c23a3a", "#3a78c2", "#8a5a00", "#6b7b80"]
@@ -92,56 +94,68 @@ def _legend(names: Sequence[str]) -> str:
     return "".join(parts)
 
 
-def bar_chart(
+Series = Sequence[tuple[str, Sequence[int]]]
+
+
+class _Plot(NamedTuple):
+    """What the marks of a chart are drawn from: ``step`` is the width of one
+    category's slot, ``scale`` the pixels per unit, ``exact`` a value's tooltip."""
+
+    categories: Sequence[str]
+    series: Series
+    step: float
+    scale: float
+    exact: Callable[[int], str]
+
+
+Marks = Callable[[_Plot], Iterator[str]]
+
+
+def _chart(
+    marks: Marks,
     chart_id: str,
     title: str,
     description: str,
     categories: Sequence[str],
-    series: Sequence[tuple[str, Sequence[int]]],
+    series: Series,
     label: Callable[[int], str],
     exact: Callable[[int], str],
 ) -> str:
-    """Grouped bars: one group per category, one bar per series."""
+    """The frame every chart shares: a value axis from zero to a round ceiling, one
+    slot per category labelled beneath, a legend; ``marks`` draws inside it."""
     peak = max([0, *(v for _, values in series for v in values)])
     grid, scale = _axis(nice_ceiling(peak), label)
-    plot_width = WIDTH - LEFT - RIGHT
-    group = plot_width / max(len(categories), 1)
-    bar = min(28.0, group * 0.8 / max(len(series), 1))
-    parts = [grid]
+    step = (WIDTH - LEFT - RIGHT) / max(len(categories), 1)
+    parts = [grid, *marks(_Plot(categories, series, step, scale, exact))]
     for c, category in enumerate(categories):
-        x0 = LEFT + c * group + (group - bar * len(series)) / 2
-        for s, (name, values) in enumerate(series):
-            value = values[c]
-            height = max(value, 0) * scale
-            x = x0 + s * bar
-            y = HEIGHT - BOTTOM - height
-            parts.append(
-                f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(bar - 2, 1):.1f}" '
-                f'height="{height:.1f}" fill="{color(s)}" class="chart-bar">'
-                f"<title>{escape(f'{name}, {category}: {exact(value)}')}</title></rect>"
-            )
         parts.append(
-            f'<text x="{LEFT + c * group + group / 2:.1f}" y="{HEIGHT - BOTTOM + 16}" '
+            f'<text x="{LEFT + step * c + step / 2:.1f}" y="{HEIGHT - BOTTOM + 16}" '
             f'text-anchor="middle" class="chart-label">{escape(category)}</text>'
         )
     return _frame(chart_id, title, description, "".join(parts), _legend([n for n, _ in series]))
 
 
-def line_chart(
-    chart_id: str,
-    title: str,
-    description: str,
-    categories: Sequence[str],
-    series: Sequence[tuple[str, Sequence[int]]],
-    label: Callable[[int], str],
-    exact: Callable[[int], str],
-) -> str:
+def _bars(plot: _Plot) -> Iterator[str]:
+    """Grouped bars: one group per category, one bar per series."""
+    categories, series, step, scale, exact = plot
+    bar = min(28.0, step * 0.8 / max(len(series), 1))
+    for c, category in enumerate(categories):
+        x0 = LEFT + c * step + (step - bar * len(series)) / 2
+        for s, (name, values) in enumerate(series):
+            value = values[c]
+            height = max(value, 0) * scale
+            x = x0 + s * bar
+            y = HEIGHT - BOTTOM - height
+            yield (
+                f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(bar - 2, 1):.1f}" '
+                f'height="{height:.1f}" fill="{color(s)}" class="chart-bar">'
+                f"<title>{escape(f'{name}, {category}: {exact(value)}')}</title></rect>"
+            )
+
+
+def _lines(plot: _Plot) -> Iterator[str]:
     """One line per series over the categories, with a dot and a tooltip per point."""
-    peak = max([0, *(v for _, values in series for v in values)])
-    grid, scale = _axis(nice_ceiling(peak), label)
-    plot_width = WIDTH - LEFT - RIGHT
-    step = plot_width / max(len(categories), 1)
-    parts = [grid]
+    categories, series, step, scale, exact = plot
     for s, (name, values) in enumerate(series):
         points = []
         for c, value in enumerate(values):
@@ -149,19 +163,18 @@ def line_chart(
             y = HEIGHT - BOTTOM - max(value, 0) * scale
             points.append((x, y, value, categories[c]))
         path = " ".join(f"{x:.1f},{y:.1f}" for x, y, _, _ in points)
-        parts.append(
+        yield (
             f'<polyline points="{path}" fill="none" stroke="{color(s)}" stroke-width="2.5" '
             'stroke-linejoin="round" stroke-linecap="round"/>'
         )
         for x, y, value, category in points:
-            parts.append(
+            yield (
                 f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="#fff" stroke="{color(s)}" '
                 f'stroke-width="2"><title>{escape(f"{name}, {category}: {exact(value)}")}</title>'
                 "</circle>"
             )
-    for c, category in enumerate(categories):
-        parts.append(
-            f'<text x="{LEFT + step * c + step / 2:.1f}" y="{HEIGHT - BOTTOM + 16}" '
-            f'text-anchor="middle" class="chart-label">{escape(category)}</text>'
-        )
-    return _frame(chart_id, title, description, "".join(parts), _legend([n for n, _ in series]))
+
+
+# bar_chart(chart_id, title, description, categories, series, label, exact) -> SVG
+bar_chart = partial(_chart, _bars)
+line_chart = partial(_chart, _lines)

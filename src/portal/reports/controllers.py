@@ -13,6 +13,7 @@ from datetime import date
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Stream, Template
@@ -210,6 +211,21 @@ def _fmt(request: Request[Any, Any, Any]) -> str:
 
 # -- rows of each export -------------------------------------------------------------------
 
+# The money columns of the revenue and trial-balance exports, in column order.
+REVENUE_AMOUNTS = (
+    "service", "breakage", "reversals", "recognised", "collected", "refunded", "disputed",
+    "net_cash",
+)  # fmt: skip
+TRIAL_AMOUNTS = (
+    "opening_balance_debit", "opening_balance_credit", "debits", "credits", "closing_debit",
+    "closing_credit",
+)  # fmt: skip
+
+
+def _amounts(row: Any, currency: str, *figures: str) -> tuple[Amount, ...]:
+    """The named figures of ``row`` (integer minor units) as export amounts."""
+    return tuple(Amount(getattr(row, figure), currency) for figure in figures)
+
 
 async def _payment_rows(f: Filters) -> AsyncIterator[Sequence[Any]]:
     async for line in service.iter_payment_lines(f):
@@ -220,12 +236,7 @@ async def _payment_rows(f: Filters) -> AsyncIterator[Sequence[Any]]:
             line.client,
             line.item,
             line.payment_method,
-            Amount(line.gross, c),
-            Amount(line.tax, c),
-            Amount(line.refunded, c),
-            Amount(line.disputed, c),
-            Amount(line.fee, c),
-            Amount(line.net, c),
+            *_amounts(line, c, "gross", "tax", "refunded", "disputed", "fee", "net"),
             c,
             line.stripe_payment_intent,
             line.sale_id,
@@ -238,7 +249,7 @@ def _liability_rows(rows: list[service.Liability]) -> list[Sequence[Any]]:
         (
             r.location.name,
             r.currency,
-            *(Amount(getattr(r, c), r.currency) for c in service.LIABILITY_COLUMNS),
+            *_amounts(r, r.currency, *service.LIABILITY_COLUMNS),
             *(getattr(r, f"{c}_sessions") for c in service.LIABILITY_COLUMNS),
         )
         for r in rows
@@ -251,14 +262,7 @@ def _revenue_rows(result: service.Revenue) -> list[Sequence[Any]]:
             r.label,
             r.location.name,
             r.currency,
-            Amount(r.service, r.currency),
-            Amount(r.breakage, r.currency),
-            Amount(r.reversals, r.currency),
-            Amount(r.recognised, r.currency),
-            Amount(r.collected, r.currency),
-            Amount(r.refunded, r.currency),
-            Amount(r.disputed, r.currency),
-            Amount(r.net_cash, r.currency),
+            *_amounts(r, r.currency, *REVENUE_AMOUNTS),
         )
         for r in result.rows
     ]
@@ -312,9 +316,7 @@ async def _payout_rows(f: Filters) -> AsyncIterator[Sequence[Any]]:
             row.client,
             row.sale_id,
             row.payment_intent_id,
-            Amount(row.gross, c),
-            Amount(row.fee, c),
-            Amount(row.net, c),
+            *_amounts(row, c, "gross", "fee", "net"),
             c,
             row.balance_transaction_id,
         )
@@ -340,12 +342,7 @@ def _trial_rows(tb: service.TrialBalance) -> list[Sequence[Any]]:
             t.name,
             t.type,
             t.currency,
-            Amount(t.opening_balance_debit, t.currency),
-            Amount(t.opening_balance_credit, t.currency),
-            Amount(t.debits, t.currency),
-            Amount(t.credits, t.currency),
-            Amount(t.closing_debit, t.currency),
-            Amount(t.closing_credit, t.currency),
+            *_amounts(t, t.currency, *TRIAL_AMOUNTS),
         )
         for t in tb.lines
     ]
@@ -619,22 +616,11 @@ class ReportController(Controller):
 # -- JSON API -----------------------------------------------------------------------------
 
 
-def _api_params(
-    start: str | None,
-    end: str | None,
-    location: list[int] | None,
-    **single: str | None,
-) -> dict[str, list[str]]:
-    params: dict[str, list[str]] = {}
-    if start:
-        params["start"] = [start]
-    if end:
-        params["end"] = [end]
+def _api_params(location: list[int] | None = None, **single: str | None) -> dict[str, list[str]]:
+    """The API's typed query parameters as the report form's query dict."""
+    params = {key: [value] for key, value in single.items() if value}
     if location:
         params["location"] = [str(i) for i in location]
-    for key, value in single.items():
-        if value:
-            params[key] = [value]
     return params
 
 
@@ -671,6 +657,46 @@ Locations = Annotated[
     QueryParameter(name="location", description="Location ids; none means all you may see"),
 ]
 Group = Annotated[str | None, QueryParameter(name="group", description="day, week or month")]
+Single = Annotated[str | None, QueryParameter()]
+
+
+# The API's filters arrive as typed query parameters, declared once on these
+# providers rather than on every handler: a handler names the filter it reads
+# (``report_filter``, ``grouped_filter`` or ``payment_filter``) and gets it
+# parsed and scoped, or the request is refused with 400 before it runs.
+def provide_filter_params(
+    start: Start = None, end: End = None, location: Locations = None
+) -> dict[str, list[str]]:
+    return _api_params(location, start=start, end=end)
+
+
+async def provide_report_filter(
+    request: Request[Any, Any, Any], filter_params: NamedDependency[dict[str, list[str]]]
+) -> Filters:
+    return await _api_filters(request, filter_params)
+
+
+async def provide_grouped_filter(
+    request: Request[Any, Any, Any],
+    filter_params: NamedDependency[dict[str, list[str]]],
+    group: Group = None,
+) -> Filters:
+    return await _api_filters(request, {**filter_params, **_api_params(group=group)})
+
+
+async def provide_payment_filter(
+    request: Request[Any, Any, Any],
+    filter_params: NamedDependency[dict[str, list[str]]],
+    group: Group = None,
+    package: Single = None,
+    method: Single = None,
+    status: Single = None,
+) -> Filters:
+    single = _api_params(group=group, package=package, method=method, status=status)
+    return await _api_filters(request, {**filter_params, **single}, default_grouping="day")
+
+
+ReportFilter = NamedDependency[Filters]
 
 
 class ReportApiController(Controller):
@@ -679,19 +705,15 @@ class ReportApiController(Controller):
     path = "/api/v1/reports"
     guards = [readers]
     tags = ["reports"]
+    dependencies = {
+        "filter_params": Provide(provide_filter_params, sync_to_thread=False),
+        "report_filter": Provide(provide_report_filter),
+        "grouped_filter": Provide(provide_grouped_filter),
+        "payment_filter": Provide(provide_payment_filter),
+    }
 
     @get("/payments", name="api_report_payments")
-    async def payments(
-        self,
-        request: Request[Any, Any, Any],
-        start: Start = None,
-        end: End = None,
-        location: Locations = None,
-        group: Group = None,
-        package: Annotated[str | None, QueryParameter(name="package")] = None,
-        method: Annotated[str | None, QueryParameter(name="method")] = None,
-        status: Annotated[str | None, QueryParameter(name="status")] = None,
-    ) -> dict[str, Any]:
+    async def payments(self, payment_filter: ReportFilter) -> dict[str, Any]:
         """Payment, refund and dispute totals per period bucket and location, and per currency.
 
         ``disputed_cents``: amounts Stripe withdrew for disputes less those it put
@@ -699,10 +721,7 @@ class ReportApiController(Controller):
         included (``dispute_fee_cents`` is their part); ``net_cents`` = gross −
         refunded − disputed − fee, as Stripe nets its balance transactions.
         """
-        params = _api_params(
-            start, end, location, group=group, package=package, method=method, status=status
-        )
-        f = await _api_filters(request, params, default_grouping="day")
+        f = payment_filter
         summary = await service.payment_summary(f)
         return {
             **_period(f),
@@ -713,33 +732,19 @@ class ReportApiController(Controller):
         }
 
     @get("/liability", name="api_report_liability")
-    async def liability(
-        self,
-        request: Request[Any, Any, Any],
-        start: Start = None,
-        end: End = None,
-        location: Locations = None,
-    ) -> dict[str, Any]:
+    async def liability(self, report_filter: ReportFilter) -> dict[str, Any]:
         """Package liability (deferred revenue) per location: opening, movements, closing."""
-        f = await _api_filters(request, _api_params(start, end, location))
-        rows = await service.liability(f)
+        rows = await service.liability(report_filter)
         return {
-            **_period(f),
+            **_period(report_filter),
             "rows": [_liability_json(r) for r in rows],
             "totals": {c: _liability_json(t) for c, t in service.liability_totals(rows).items()},
         }
 
     @get("/revenue", name="api_report_revenue")
-    async def revenue(
-        self,
-        request: Request[Any, Any, Any],
-        start: Start = None,
-        end: End = None,
-        location: Locations = None,
-        group: Group = None,
-    ) -> dict[str, Any]:
+    async def revenue(self, grouped_filter: ReportFilter) -> dict[str, Any]:
         """Recognised revenue beside cash collected, and service revenue per therapist."""
-        f = await _api_filters(request, _api_params(start, end, location, group=group))
+        f = grouped_filter
         result = await service.revenue(f)
         return {
             **_period(f),
@@ -759,14 +764,7 @@ class ReportApiController(Controller):
         }
 
     @get("/fees", name="api_report_fees")
-    async def fees(
-        self,
-        request: Request[Any, Any, Any],
-        start: Start = None,
-        end: End = None,
-        location: Locations = None,
-        group: Group = None,
-    ) -> dict[str, Any]:
+    async def fees(self, grouped_filter: ReportFilter) -> dict[str, Any]:
         """Stripe fees per period bucket and location, and the payouts arriving in the period.
 
         A row's ``fee_cents`` is every Stripe fee: ``processing_fee_cents`` of
@@ -777,7 +775,7 @@ class ReportApiController(Controller):
         locations in scope; ``lines_net_cents`` is the sum of its contents in
         scope.
         """
-        f = await _api_filters(request, _api_params(start, end, location, group=group))
+        f = grouped_filter
         summary = await service.fees(f)
         payouts = [_payout_json(p) async for p in payout_report.iter_payouts(f)]
         payout_totals = await payout_report.payout_totals(f)
@@ -800,7 +798,7 @@ class ReportApiController(Controller):
         location: Locations = None,
     ) -> dict[str, Any]:
         """One payout and what it contained (the lines of the locations in scope)."""
-        f = await _api_filters(request, _api_params(None, None, location))
+        f = await _api_filters(request, _api_params(location))
         detail = await payout_report.payout_detail(current_user(request), f, payout_id)
         return {
             **_payout_json(detail.payout),
@@ -808,18 +806,11 @@ class ReportApiController(Controller):
         }
 
     @get("/trial-balance", name="api_report_trial_balance")
-    async def trial_balance(
-        self,
-        request: Request[Any, Any, Any],
-        start: Start = None,
-        end: End = None,
-        location: Locations = None,
-    ) -> dict[str, Any]:
+    async def trial_balance(self, report_filter: ReportFilter) -> dict[str, Any]:
         """Opening balances, period debits and credits and closing balances per account."""
-        f = await _api_filters(request, _api_params(start, end, location))
-        tb = await service.trial_balance(f)
+        tb = await service.trial_balance(report_filter)
         return {
-            **_period(f),
+            **_period(report_filter),
             "balanced": tb.balanced,
             "lines": [_cents_keys(t.as_dict()) for t in tb.lines],
         }

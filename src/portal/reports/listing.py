@@ -16,12 +16,15 @@ from portal.reports.cash import (
     DISPUTE_STATUSES,
     DISPUTE_TIME,
     KIND_ORDER,
+    PAYMENT_FROM,
     PAYMENT_TAX,
+    REFUND_FROM,
     REFUND_TAX,
     WITHDRAWN,
     _payment_extra,
     _status_clauses,
     _time_columns,
+    row_alias,
 )
 from portal.reports.filters import Filters
 from portal.reports.segments import LocalDays, _after, _period_clause
@@ -120,26 +123,29 @@ async def payment_lines(f: Filters, *, after: str | None = None, limit: int = 10
     p_status, r_status = _status_clauses(f.status)
     extra, extra_args = _payment_extra(f)
     position = _decode_line_cursor(after)
-    p_after, p_after_args = _line_after("payment", p_time, "p.id", position)
-    r_after, r_after_args = _line_after("refund", r_time, "r.id", position)
-    p_period, p_period_args, lo, hi = _period_clause(p_time, "s.location", days)
-    r_period, r_period_args, _, _ = _period_clause(r_time, "s.location", days)
     common = "JOIN location l ON l.id = s.location JOIN app_user u ON u.id = s.client "
-    payments = (
-        f"SELECT 'payment' AS kind, p.id AS id, {p_time} AS ts, s.location AS loc, "
-        "l.name AS location, u.email AS client, s.item_name AS item, p.method AS method, "
-        f"p.amount_cents AS gross, {PAYMENT_TAX} AS tax, 0 AS refunded, 0 AS disputed, "
-        "COALESCE(p.fee_cents, 0) AS fee, p.currency AS currency, "
-        "p.payment_intent_id AS intent, s.id AS sale_id, p.status AS status "
-        f"FROM payment p JOIN sale s ON s.id = p.sale {common}"
-        f"WHERE {p_status} AND {p_time} >= {{}} AND {p_time} < {{}} AND {p_period}"
-        f"{extra}{p_after} ORDER BY {p_time}, p.id LIMIT {{}}"
-    )
-    rows = await sql.fetch(
-        payments, [lo, hi, *p_period_args, *extra_args, *p_after_args, limit + 1]
-    )
-    for row in rows:
-        row["ts"] = sql.as_datetime(row["ts"])
+    _, _, lo, hi = _period_clause(p_time, "s.location", days)
+    rows: list[dict[str, Any]] = []
+
+    async def fetch(
+        kind: str, source: str, time: str, figures: str, where: str, after: tuple[str, list[Any]]
+    ) -> None:
+        """One kind of row (``source``'s first alias) from the cursor on, a page and
+        one at the most, into ``rows``."""
+        row = row_alias(source)
+        period, period_args, _, _ = _period_clause(time, "s.location", days)
+        found = await sql.fetch(
+            f"SELECT '{kind}' AS kind, {row}.id AS id, {time} AS ts, s.location AS loc, "
+            "l.name AS location, u.email AS client, s.item_name AS item, p.method AS method, "
+            f"{figures}, {row}.currency AS currency, p.payment_intent_id AS intent, "
+            f"s.id AS sale_id, {row}.status AS status FROM {source}{common}"
+            f"WHERE {where}{time} >= {{}} AND {time} < {{}} AND {period}"
+            f"{extra}{after[0]} ORDER BY {time}, {row}.id LIMIT {{}}",
+            [lo, hi, *period_args, *extra_args, *after[1], limit + 1],
+        )
+        for found_row in found:
+            found_row["ts"] = sql.as_datetime(found_row["ts"])
+        rows.extend(found)
 
     def bound(clause: str, args: list[Any], time: str) -> tuple[str, list[Any]]:
         # A full page in hand: no row after its last instant can be on it.
@@ -148,43 +154,23 @@ async def payment_lines(f: Filters, *, after: str | None = None, limit: int = 10
         rows.sort(key=_line_order)
         return clause + f" AND {time} <= {{}}", [*args, rows[limit]["ts"]]
 
-    r_after, r_after_args = bound(r_after, r_after_args, r_time)
-    refunds = (
-        f"SELECT 'refund' AS kind, r.id AS id, {r_time} AS ts, s.location AS loc, "
-        "l.name AS location, u.email AS client, s.item_name AS item, p.method AS method, "
+    await fetch(
+        "payment", PAYMENT_FROM, p_time,
+        f"p.amount_cents AS gross, {PAYMENT_TAX} AS tax, 0 AS refunded, 0 AS disputed, "
+        "COALESCE(p.fee_cents, 0) AS fee",
+        f"{p_status} AND ", _line_after("payment", p_time, "p.id", position),
+    )  # fmt: skip
+    await fetch(
+        "refund", REFUND_FROM, r_time,
         f"0 AS gross, 0 - ({REFUND_TAX}) AS tax, r.amount_cents AS refunded, 0 AS disputed, "
-        "0 AS fee, r.currency AS currency, p.payment_intent_id AS intent, s.id AS sale_id, "
-        "r.status AS status "
-        "FROM refund r JOIN payment p ON p.id = r.payment JOIN sale s ON s.id = r.sale "
-        f"{common}WHERE {r_status} AND {r_time} >= {{}} AND {r_time} < {{}} AND {r_period}"
-        f"{extra}{r_after} ORDER BY {r_time}, r.id LIMIT {{}}"
-    )
-    refund_rows = await sql.fetch(
-        refunds, [lo, hi, *r_period_args, *extra_args, *r_after_args, limit + 1]
-    )
-    for row in refund_rows:
-        row["ts"] = sql.as_datetime(row["ts"])
-    rows += refund_rows
+        "0 AS fee",
+        f"{r_status} AND ", bound(*_line_after("refund", r_time, "r.id", position), r_time),
+    )  # fmt: skip
     if f.status in DISPUTE_STATUSES:
         for kind in DISPUTE_KINDS:
             d_time = DISPUTE_TIME[kind]
-            d_after, d_after_args = bound(*_line_after(kind, d_time, "d.id", position), d_time)
-            d_period, d_period_args, _, _ = _period_clause(d_time, "s.location", days)
-            disputes = (
-                f"SELECT '{kind}' AS kind, d.id AS id, {d_time} AS ts, s.location AS loc, "
-                "l.name AS location, u.email AS client, s.item_name AS item, "
-                f"p.method AS method, {dispute_line_columns(kind)}, d.currency AS currency, "
-                "p.payment_intent_id AS intent, s.id AS sale_id, d.status AS status "
-                f"FROM {DISPUTE_FROM}{common}"
-                f"WHERE {d_time} >= {{}} AND {d_time} < {{}} AND {d_period}"
-                f"{extra}{d_after} ORDER BY {d_time}, d.id LIMIT {{}}"
-            )
-            dispute_rows = await sql.fetch(
-                disputes, [lo, hi, *d_period_args, *extra_args, *d_after_args, limit + 1]
-            )
-            for row in dispute_rows:
-                row["ts"] = sql.as_datetime(row["ts"])
-            rows += dispute_rows
+            d_after = bound(*_line_after(kind, d_time, "d.id", position), d_time)
+            await fetch(kind, DISPUTE_FROM, d_time, dispute_line_columns(kind), "", d_after)
     rows.sort(key=_line_order)
     lines = [_line(r, days) for r in rows[:limit]]
     cursor = None

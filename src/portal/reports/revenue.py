@@ -9,13 +9,17 @@ from datetime import date
 from typing import Any
 
 from portal.reports import rollup, sql
-from portal.reports.cash import _payment_days
+from portal.reports.cash import _payment_days, add_figures
 from portal.reports.filters import SUCCEEDED, Filters, Loc
 from portal.reports.periods import bucket_end, bucket_label, bucket_start, day_from_number
 
 # revenue_reversals is contra-revenue (debit balance): refunds and lost chargebacks
 # of sessions already given, shown as a negative beside service and breakage.
 REVENUE_ACCOUNTS = ("service_revenue", "breakage_revenue", "revenue_reversals")
+
+
+# The figures of a revenue row that are summed into a total (the rest derive).
+REVENUE_FIGURES = ("service", "breakage", "reversals", "collected", "refunded", "disputed")
 
 
 @dataclass
@@ -166,12 +170,7 @@ async def revenue(f: Filters) -> Revenue:
                 currency=r.currency,
             ),
         )
-        total.service += r.service
-        total.breakage += r.breakage
-        total.reversals += r.reversals
-        total.collected += r.collected
-        total.refunded += r.refunded
-        total.disputed += r.disputed
+        add_figures(total, r, REVENUE_FIGURES)
     return Revenue(rows=rows, therapists=therapists, totals=dict(sorted(totals.items())))
 
 
