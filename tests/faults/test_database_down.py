@@ -271,7 +271,8 @@ async def test_errors_that_are_not_outages_stay_500(
     async with factories.make_client(app) as client:
         await factories.login(client, owner)
         for failure in (bad_query, other_server_refuses):
-            monkeypatch.setattr(locations, "list_locations", failure)
+            # The location list's query (the admin resource holds list_locations itself).
+            monkeypatch.setattr(locations, "keyset_page", failure)
             assert_server_error(await client.get("/locations"))
             api = await client.get("/api/v1/locations")
             assert api.status_code == 500 and "retry-after" not in api.headers

@@ -135,7 +135,7 @@ async def test_unexpected_error_shows_a_page_not_a_trace(app, owner_client, monk
     async def boom(*args, **kwargs):
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(service, "list_locations", boom)
+    monkeypatch.setattr(service, "keyset_page", boom)  # what list_locations awaits
     response = await owner_client.get("/locations")
     assert response.status_code == 500
     assert "Something went wrong" in response.text

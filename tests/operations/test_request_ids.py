@@ -82,7 +82,7 @@ async def test_the_500_page_quotes_the_reference_its_traceback_carries(owner_cli
     async def broken() -> dict:
         raise RuntimeError("the dashboard's figures could not be built")
 
-    monkeypatch.setattr(dashboard, "_owner_context", broken)
+    monkeypatch.setattr(dashboard.service, "owner_summary", broken)
     with captured() as log:
         response = await owner_client.get("/")
     assert response.status_code == 500

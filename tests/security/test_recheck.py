@@ -59,8 +59,8 @@ async def test_headers_on_errors_static_files_and_the_api(
             raise RuntimeError("secret internal detail")
 
         # Below the page and the API alike (the admin resource holds the list
-        # function itself, so the failure is planted in what that function calls).
-        monkeypatch.setattr(service.records, "status_filter", boom)
+        # function itself, so the failure is planted in what that function awaits).
+        monkeypatch.setattr(service, "keyset_page", boom)
         responses["500"] = await owner_client.get("/locations")
         responses["500 api"] = await owner_client.get("/api/v1/locations")
     expected = {"405": 405, "400 NUL": 400, "413": 413, "500": 500, "500 api": 500}
