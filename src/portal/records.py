@@ -115,6 +115,5 @@ async def get_child(table: Any, row_id: int, owner: Any, owner_id: int, missing:
 
 
 async def insert(table: Any, **values: Any) -> int:
-    """Insert one row of ``table``; its id."""
-    rows = await table.insert(table(**values)).returning(table.id).run()
-    return int(rows[0]["id"])
+    """Insert one row of ``table`` from its column values; its id (``db.insert_row``)."""
+    return await db.insert_row(table(**values))

@@ -346,11 +346,17 @@ class PackageTerms:
     quoted_at: datetime
 
     def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["session_values"] = list(self.session_values)
-        data["session_totals"] = list(self.session_totals)
-        data["quoted_at"] = self.quoted_at.isoformat()
-        return data
+        return terms_as_dict(self)
+
+
+def terms_as_dict(terms: Any) -> dict[str, Any]:
+    """Quoted terms (a package's, a membership plan's) as JSON-ready values: the
+    per-session splits as lists, the quote's instant as ISO text."""
+    data = asdict(terms)
+    data["session_values"] = list(terms.session_values)
+    data["session_totals"] = list(terms.session_totals)
+    data["quoted_at"] = terms.quoted_at.isoformat()
+    return data
 
 
 def terms_from_offer(offer: Offer) -> PackageTerms:

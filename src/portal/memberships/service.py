@@ -12,7 +12,7 @@ later change of the plan or its price is not a change of what was sold.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -252,11 +252,7 @@ class PlanTerms:
     quoted_at: datetime
 
     def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["session_values"] = list(self.session_values)
-        data["session_totals"] = list(self.session_totals)
-        data["quoted_at"] = self.quoted_at.isoformat()
-        return data
+        return catalog.terms_as_dict(self)
 
 
 def unavailable_reason(
