@@ -94,38 +94,16 @@ STATUS_LABELS = {
 }
 
 
-def _check(moves: dict[str, frozenset[str]], old: str, new: str) -> None:
-    if new not in moves.get(old, frozenset()):
-        raise sales.TransitionNotAllowed(f"{old} → {new}")
-
-
 async def move(membership_id: int, old: str, new: str, **values: Any) -> bool:
-    """Compare-and-set the membership ``old`` → ``new`` (an allowed move)."""
-    _check(MEMBERSHIP_MOVES, old, new)
-    update: dict[Any, Any] = {Membership.status: new}
-    for key, value in values.items():
-        update[getattr(Membership, key)] = value
-    changed = (
-        await Membership.update(update)
-        .where((Membership.id == membership_id) & (Membership.status == old))
-        .returning(Membership.id)
-        .run()
-    )
-    return bool(changed)
+    """Compare-and-set the membership ``old`` → ``new`` (an allowed move), through the one
+    state-change update every machine uses (``sales.compare_and_set``)."""
+    sales.check_move(MEMBERSHIP_MOVES, old, new)
+    return bool(await sales.compare_and_set(Membership.status, membership_id, old, new, values))
 
 
 async def _move_period(period_id: int, old: str, new: str, **values: Any) -> bool:
-    _check(PERIOD_MOVES, old, new)
-    update: dict[Any, Any] = {MembershipPeriod.status: new}
-    for key, value in values.items():
-        update[getattr(MembershipPeriod, key)] = value
-    changed = (
-        await MembershipPeriod.update(update)
-        .where((MembershipPeriod.id == period_id) & (MembershipPeriod.status == old))
-        .returning(MembershipPeriod.id)
-        .run()
-    )
-    return bool(changed)
+    sales.check_move(PERIOD_MOVES, old, new)
+    return bool(await sales.compare_and_set(MembershipPeriod.status, period_id, old, new, values))
 
 
 async def get_membership(membership_id: int) -> dict[str, Any]:
