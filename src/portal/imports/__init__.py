@@ -1,0 +1,1 @@
+"""Moving a chain in: files of clients, balances, appointments and therapists."""
