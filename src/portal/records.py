@@ -7,12 +7,13 @@ service keeps its own rule for who may do it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 from portal import db
 from portal.audit import service as audit
-from portal.errors import NotFound
+from portal.errors import Invalid, NotFound
 from portal.identity import CurrentUser
 from portal.timeutil import utcnow
 
@@ -117,3 +118,15 @@ async def get_child(table: Any, row_id: int, owner: Any, owner_id: int, missing:
 async def insert(table: Any, **values: Any) -> int:
     """Insert one row of ``table`` from its column values; its id (``db.insert_row``)."""
     return await db.insert_row(table(**values))
+
+
+@asynccontextmanager
+async def unique_or_invalid(errors: Mapping[str, str]) -> AsyncIterator[None]:
+    """The database's unique index refusing a value (a race that passed the
+    service's own check, or a check left to the index) as the form's ``errors``."""
+    try:
+        yield
+    except Exception as exc:
+        if db.is_unique_violation(exc):
+            raise Invalid(dict(errors)) from exc
+        raise

@@ -37,7 +37,7 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from portal import db
+from portal import db, records
 from portal.auth.service import hash_token
 from portal.auth.tables import Passkey, WebauthnChallenge
 from portal.errors import Invalid
@@ -217,7 +217,7 @@ async def verify_registration(
 
 async def store(user_id: int, new: NewPasskey) -> int:
     """Keep a verified passkey; its id."""
-    try:
+    async with records.unique_or_invalid({"passkey": "This passkey is already registered."}):
         passkey_id = await db.insert_row(
             Passkey(
                 user=user_id,
@@ -229,10 +229,6 @@ async def store(user_id: int, new: NewPasskey) -> int:
                 last_used_at=None,
             )
         )
-    except Exception as exc:
-        if db.is_unique_violation(exc):
-            raise Invalid({"passkey": "This passkey is already registered."}) from exc
-        raise
     return passkey_id
 
 

@@ -8,8 +8,7 @@ one audit record; an edit that changes nothing writes nothing.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -38,17 +37,6 @@ async def name_taken(table: Named, name: str, exclude_id: int | None) -> bool:
     return bool(await query.run())
 
 
-@asynccontextmanager
-async def unique_name(errors: Mapping[str, str]) -> AsyncIterator[None]:
-    """The database's unique index refusing a name, as the form's error."""
-    try:
-        yield
-    except Exception as exc:
-        if db.is_unique_violation(exc):
-            raise Invalid(dict(errors)) from exc
-        raise
-
-
 async def create_entity(
     actor: CurrentUser,
     table: Named,
@@ -63,7 +51,7 @@ async def create_entity(
     """Insert an active row and its first price version (``first_price`` returns
     the version's audit fields), audited as one "create"."""
     now = utcnow()
-    async with unique_name(duplicate), db.transaction():
+    async with records.unique_or_invalid(duplicate), db.transaction():
         row_id = await records.insert(table, **values, active=True, created_at=now, updated_at=now)
         price = await first_price(row_id, now)
         await audit.record(
@@ -94,7 +82,7 @@ async def update_entity(
     old = {f: before[f] for f in data}
     if old == data:
         return
-    async with unique_name(duplicate), db.transaction():
+    async with records.unique_or_invalid(duplicate), db.transaction():
         changes: dict[Any, Any] = {**data, "updated_at": utcnow()}
         await table.update(changes).where(table.id == row_id).run()
         await audit.record(actor, "update", entity, row_id, before=old, after=data, address=address)

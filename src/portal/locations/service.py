@@ -203,29 +203,27 @@ async def _slug_taken(slug: str, exclude_id: int | None = None) -> bool:
     return bool(await query.run())
 
 
+SLUG_TAKEN = {"slug": "Another location already uses this slug."}
+
+
 async def create_location(actor: CurrentUser, data: LocationInput, *, address: str = "") -> int:
     if actor.role != OWNER:
         raise Forbidden("Only owners create locations.")
     if await _slug_taken(data.slug):
-        raise Invalid({"slug": "Another location already uses this slug."})
+        raise Invalid(SLUG_TAKEN)
     now = utcnow()
-    try:
-        async with db.transaction():
-            location_id = await records.insert(
-                Location, **data.as_dict(), active=True, created_at=now, updated_at=now
-            )
-            await audit.record(
-                actor,
-                "create",
-                "location",
-                location_id,
-                after={"id": location_id, **data.as_dict(), "active": True},
-                address=address,
-            )
-    except Exception as exc:
-        if db.is_unique_violation(exc):
-            raise Invalid({"slug": "Another location already uses this slug."}) from exc
-        raise
+    async with records.unique_or_invalid(SLUG_TAKEN), db.transaction():
+        location_id = await records.insert(
+            Location, **data.as_dict(), active=True, created_at=now, updated_at=now
+        )
+        await audit.record(
+            actor,
+            "create",
+            "location",
+            location_id,
+            after={"id": location_id, **data.as_dict(), "active": True},
+            address=address,
+        )
     return location_id
 
 
@@ -234,30 +232,25 @@ async def update_location(
 ) -> None:
     before = await get_location_for(actor, location_id, write=True)
     if await _slug_taken(data.slug, exclude_id=location_id):
-        raise Invalid({"slug": "Another location already uses this slug."})
+        raise Invalid(SLUG_TAKEN)
     old = {f: before[f] for f in EDITABLE_FIELDS}
     if old == data.as_dict():
         return
-    try:
-        async with db.transaction():
-            await (
-                Location.update({**data.as_dict(), "updated_at": utcnow()})  # type: ignore[dict-item]
-                .where(Location.id == location_id)
-                .run()
-            )
-            await audit.record(
-                actor,
-                "update",
-                "location",
-                location_id,
-                before=old,
-                after=data.as_dict(),
-                address=address,
-            )
-    except Exception as exc:
-        if db.is_unique_violation(exc):
-            raise Invalid({"slug": "Another location already uses this slug."}) from exc
-        raise
+    async with records.unique_or_invalid(SLUG_TAKEN), db.transaction():
+        await (
+            Location.update({**data.as_dict(), "updated_at": utcnow()})  # type: ignore[dict-item]
+            .where(Location.id == location_id)
+            .run()
+        )
+        await audit.record(
+            actor,
+            "update",
+            "location",
+            location_id,
+            before=old,
+            after=data.as_dict(),
+            address=address,
+        )
 
 
 async def set_active(

@@ -182,7 +182,7 @@ async def rooms_at(location_id: int, *, active_only: bool = True) -> list[dict[s
 
 # -- changes: rooms ---------------------------------------------------------------
 
-_DUPLICATE = "Another room at this location already has this name."
+NAME_TAKEN = {"name": "Another room at this location already has this name."}
 
 
 async def _name_taken(location_id: int, name: str, exclude_id: int | None = None) -> bool:
@@ -200,35 +200,30 @@ async def create_room(actor: CurrentUser, data: RoomInput, *, address: str = "")
     await get_location(data.location_id)
     ensure_write(actor, data.location_id)
     if await _name_taken(data.location_id, data.name):
-        raise Invalid({"name": _DUPLICATE})
+        raise Invalid(NAME_TAKEN)
     now = utcnow()
-    try:
-        async with db.transaction():
-            room_id = await records.insert(
-                Room,
-                location=data.location_id,
+    async with records.unique_or_invalid(NAME_TAKEN), db.transaction():
+        room_id = await records.insert(
+            Room,
+            location=data.location_id,
+            **data.as_dict(),
+            active=True,
+            created_at=now,
+            updated_at=now,
+        )
+        await audit.record(
+            actor,
+            "create",
+            "room",
+            room_id,
+            after={
+                "id": room_id,
+                "location_id": data.location_id,
                 **data.as_dict(),
-                active=True,
-                created_at=now,
-                updated_at=now,
-            )
-            await audit.record(
-                actor,
-                "create",
-                "room",
-                room_id,
-                after={
-                    "id": room_id,
-                    "location_id": data.location_id,
-                    **data.as_dict(),
-                    "active": True,
-                },
-                address=address,
-            )
-    except Exception as exc:
-        if db.is_unique_violation(exc):
-            raise Invalid({"name": _DUPLICATE}) from exc
-        raise
+                "active": True,
+            },
+            address=address,
+        )
     return room_id
 
 
@@ -238,25 +233,18 @@ async def update_room(
     """Name, equipment and notes; a room does not move between locations."""
     before = await get_room_for(actor, room_id, write=True)
     if await _name_taken(int(before["location"]), data.name, exclude_id=room_id):
-        raise Invalid({"name": _DUPLICATE})
+        raise Invalid(NAME_TAKEN)
     old = {k: before[k] for k in ("name", "equipment", "notes")}
     new = data.as_dict()
     if old == new:
         return
-    try:
-        async with db.transaction():
-            await (
-                Room.update({**new, "updated_at": utcnow()})  # type: ignore[dict-item]
-                .where(Room.id == room_id)
-                .run()
-            )
-            await audit.record(
-                actor, "update", "room", room_id, before=old, after=new, address=address
-            )
-    except Exception as exc:
-        if db.is_unique_violation(exc):
-            raise Invalid({"name": _DUPLICATE}) from exc
-        raise
+    async with records.unique_or_invalid(NAME_TAKEN), db.transaction():
+        await (
+            Room.update({**new, "updated_at": utcnow()})  # type: ignore[dict-item]
+            .where(Room.id == room_id)
+            .run()
+        )
+        await audit.record(actor, "update", "room", room_id, before=old, after=new, address=address)
 
 
 async def set_active(actor: CurrentUser, room_id: int, active: bool, *, address: str = "") -> bool:

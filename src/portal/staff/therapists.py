@@ -541,6 +541,9 @@ async def create_account(
     return user_id
 
 
+ACCOUNT_TAKEN = {"account_user": "That account already belongs to another therapist profile."}
+
+
 async def link_account(
     actor: CurrentUser, therapist_id: int, user_id: int, *, address: str = ""
 ) -> None:
@@ -555,7 +558,7 @@ async def link_account(
     elif user is None or user["role"] != THERAPIST:
         errors["account_user"] = "Choose an account with the role Therapist."
     elif await Therapist.exists().where(Therapist.account == user_id).run():
-        errors["account_user"] = "That account already belongs to another therapist profile."
+        errors.update(ACCOUNT_TAKEN)
     if errors:
         raise Invalid(errors)
     async with db.transaction():
@@ -569,18 +572,12 @@ async def _link(
     location_ids: frozenset[int],
     address: str,
 ) -> None:
-    try:
+    async with records.unique_or_invalid(ACCOUNT_TAKEN):
         await (
             Therapist.update({Therapist.account: user_id, Therapist.updated_at: utcnow()})
             .where(Therapist.id == therapist_id)
             .run()
         )
-    except Exception as exc:
-        if db.is_unique_violation(exc):
-            raise Invalid(
-                {"account_user": "That account already belongs to another therapist profile."}
-            ) from exc
-        raise
     await _sync_account_locations(user_id, location_ids)
     email = await User.select(User.email).where(User.id == user_id).first().run()
     await audit.record(

@@ -44,6 +44,9 @@ def _public(row: dict[str, Any], location_ids: frozenset[int]) -> dict[str, Any]
     }
 
 
+EMAIL_TAKEN = {"email": "Another account already uses this email."}
+
+
 async def _validate(data: UserInput, *, user_id: int | None, password_required: bool) -> UserInput:
     errors: dict[str, str] = {}
     email = normalize_email(data.email)
@@ -56,7 +59,7 @@ async def _validate(data: UserInput, *, user_id: int | None, password_required: 
         if user_id is not None:
             taken = taken.where(User.id != user_id)
         if await taken.run():
-            errors["email"] = "Another account already uses this email."
+            errors.update(EMAIL_TAKEN)
     name = data.name.strip()
     if len(name) > 120:
         errors["name"] = "Name must be at most 120 characters."
@@ -85,37 +88,32 @@ async def _validate(data: UserInput, *, user_id: int | None, password_required: 
 async def create_user(actor: CurrentUser | None, data: UserInput, *, address: str = "") -> int:
     clean = await _validate(data, user_id=None, password_required=True)
     now = utcnow()
-    try:
-        async with db.transaction():
-            user_id = await records.insert(
-                User,
-                email=clean.email,
-                name=clean.name,
-                role=clean.role,
-                password_hash=passwords.hash_password(clean.password),
-                active=True,
-                created_at=now,
-                password_changed_at=now,
-            )
-            if clean.location_ids:
-                await UserLocation.insert(
-                    *[UserLocation(user=user_id, location=loc) for loc in clean.location_ids]
-                ).run()
-            await audit.record(
-                actor,
-                "create",
-                "user",
-                user_id,
-                after={
-                    "id": user_id,
-                    **_public({**clean.__dict__, "active": True}, clean.location_ids),
-                },
-                address=address,
-            )
-    except Exception as exc:
-        if db.is_unique_violation(exc):
-            raise Invalid({"email": "Another account already uses this email."}) from exc
-        raise
+    async with records.unique_or_invalid(EMAIL_TAKEN), db.transaction():
+        user_id = await records.insert(
+            User,
+            email=clean.email,
+            name=clean.name,
+            role=clean.role,
+            password_hash=passwords.hash_password(clean.password),
+            active=True,
+            created_at=now,
+            password_changed_at=now,
+        )
+        if clean.location_ids:
+            await UserLocation.insert(
+                *[UserLocation(user=user_id, location=loc) for loc in clean.location_ids]
+            ).run()
+        await audit.record(
+            actor,
+            "create",
+            "user",
+            user_id,
+            after={
+                "id": user_id,
+                **_public({**clean.__dict__, "active": True}, clean.location_ids),
+            },
+            address=address,
+        )
     return user_id
 
 
