@@ -7,14 +7,18 @@ service keeps its own rule for who may do it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+import functools
+import operator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypedDict
 
 from portal import db
+from portal.access import list_scope
 from portal.audit import service as audit
 from portal.errors import Invalid, NotFound
 from portal.identity import CurrentUser
+from portal.pagination import Page, keyset_page
 from portal.timeutil import utcnow
 
 # The status filter every admin list offers, in the order shown.
@@ -28,6 +32,52 @@ def status_filter(query: Any, column: Any, status: str) -> Any:
     if status == "inactive":
         return query.where(column == False)  # noqa: E712
     return query
+
+
+class ListQuery(TypedDict, total=False):
+    """What an admin list is asked for (the keywords ``AdminResource.list_rows``
+    passes): a search, a location, a status, the page after a cursor."""
+
+    search: str
+    location_id: int | None
+    status: str
+    after: str | None
+    limit: int
+
+
+async def list_page(
+    query: Any,
+    *,
+    order: tuple[Any, Any],
+    active: Any,
+    searched: Sequence[Any],
+    user: CurrentUser | None = None,
+    within: Callable[[list[int]], Any] | None = None,
+    search: str = "",
+    location_id: int | None = None,
+    status: str = "active",
+    after: str | None = None,
+    limit: int = 50,
+) -> Page:
+    """One keyset page of an admin list, by ``order`` (a column, then the id).
+
+    With ``within`` (the condition "at one of these locations"), only rows at the
+    locations the list shows ``user`` (``access.list_scope``: the one filtered on,
+    if they may see it, else all they may see); then those of one ``status``,
+    and with ``search`` in any of the ``searched`` columns (case ignored).
+    """
+    if within is not None:
+        assert user is not None
+        scope = list_scope(user, location_id)
+        if scope == []:
+            return Page(rows=[], next_cursor=None)
+        if scope is not None:
+            query = query.where(within(scope))
+    query = status_filter(query, active, status)
+    if search:
+        pattern = f"%{search}%"
+        query = query.where(functools.reduce(operator.or_, (c.ilike(pattern) for c in searched)))
+    return await keyset_page(query, *order, after=after, limit=limit)
 
 
 async def set_active(

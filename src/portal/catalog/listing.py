@@ -23,7 +23,7 @@ from portal.catalog.tables import Package, Service
 from portal.errors import NotFound
 from portal.locations.service import get_location
 from portal.locations.tables import Location
-from portal.pagination import Page, keyset_page
+from portal.pagination import Page
 from portal.timeutil import utcnow
 
 # -- queries -------------------------------------------------------------------
@@ -62,11 +62,16 @@ async def all_services(active_only: bool = False) -> list[dict[str, Any]]:
 async def list_services(
     *, search: str = "", status: str = "active", after: str | None = None, limit: int = 50
 ) -> Page:
-    query = records.status_filter(Service.select(), Service.active, status)
-    if search:
-        pattern = f"%{search}%"
-        query = query.where(Service.name.ilike(pattern) | Service.treatment_type.ilike(pattern))
-    page = await keyset_page(query, Service.name, Service.id, after=after, limit=limit)
+    page = await records.list_page(
+        Service.select(),
+        order=(Service.name, Service.id),
+        active=Service.active,
+        searched=(Service.name, Service.treatment_type),
+        search=search,
+        status=status,
+        after=after,
+        limit=limit,
+    )
     now = utcnow()
     versions = await service_versions(r["id"] for r in page.rows)
     for row in page.rows:
@@ -83,17 +88,23 @@ async def list_packages(
     after: str | None = None,
     limit: int = 50,
 ) -> Page:
-    query = records.status_filter(Package.select(*_package_columns()), Package.active, status)
+    query = Package.select(*_package_columns())
     if online == "yes":
         query = query.where(Package.sellable_online == True)  # noqa: E712
     elif online == "no":
         query = query.where(Package.sellable_online == False)  # noqa: E712
     if service_id:
         query = query.where(Package.service == service_id)
-    if search:
-        pattern = f"%{search}%"
-        query = query.where(Package.name.ilike(pattern) | Package.service.name.ilike(pattern))
-    page = await keyset_page(query, Package.name, Package.id, after=after, limit=limit)
+    page = await records.list_page(
+        query,
+        order=(Package.name, Package.id),
+        active=Package.active,
+        searched=(Package.name, Package.service.name),
+        search=search,
+        status=status,
+        after=after,
+        limit=limit,
+    )
     now = utcnow()
     versions = await package_versions((r["id"] for r in page.rows), [])
     units = await service_versions(r["service"] for r in page.rows)

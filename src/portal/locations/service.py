@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
 from babel.numbers import list_currencies
 
@@ -14,7 +14,7 @@ from portal.errors import Forbidden, Invalid, NotFound
 from portal.fields import optional_text, parse_int, require_text
 from portal.identity import OWNER, CurrentUser
 from portal.locations.tables import Location
-from portal.pagination import Page, keyset_page
+from portal.pagination import Page
 from portal.timeutil import is_valid_timezone, utcnow
 
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -143,25 +143,17 @@ async def get_location_for(
     return row
 
 
-async def list_locations(
-    user: CurrentUser,
-    *,
-    search: str = "",
-    status: str = "active",
-    after: str | None = None,
-    limit: int = 50,
-) -> Page:
-    query = Location.select()
-    visible = access.visible_locations(user)
-    if visible is not None:
-        if not visible:
-            return Page(rows=[], next_cursor=None)
-        query = query.where(Location.id.is_in(list(visible)))
-    query = records.status_filter(query, Location.active, status)
-    if search:
-        pattern = f"%{search}%"
-        query = query.where(Location.name.ilike(pattern) | Location.slug.ilike(pattern))
-    return await keyset_page(query, Location.name, Location.id, after=after, limit=limit)
+async def list_locations(user: CurrentUser, **filters: Unpack[records.ListQuery]) -> Page:
+    """The locations the user may see (all of them, when the list is not filtered by one)."""
+    return await records.list_page(
+        Location.select(),
+        order=(Location.name, Location.id),
+        active=Location.active,
+        searched=(Location.name, Location.slug),
+        user=user,
+        within=Location.id.is_in,
+        **filters,
+    )
 
 
 async def all_locations(

@@ -9,18 +9,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Unpack
 from zoneinfo import ZoneInfo
 
 from portal import db, records
-from portal.access import ensure_read, ensure_write, list_scope
+from portal.access import ensure_read, ensure_write
 from portal.audit import service as audit
 from portal.auth.service import MANAGER, OWNER, CurrentUser
 from portal.catalog.tables import Service
 from portal.errors import Forbidden, Invalid, NotFound
 from portal.fields import optional_text, require_text
 from portal.locations.service import get_location
-from portal.pagination import Page, keyset_page
+from portal.pagination import Page
 from portal.rooms.tables import Room, RoomOutage
 from portal.staff import hours as h
 from portal.staff.therapists import parse_date
@@ -136,15 +136,7 @@ async def get_room_for(user: CurrentUser, room_id: int, *, write: bool = False) 
     return row
 
 
-async def list_rooms(
-    user: CurrentUser,
-    *,
-    search: str = "",
-    location_id: int | None = None,
-    status: str = "active",
-    after: str | None = None,
-    limit: int = 50,
-) -> Page:
+async def list_rooms(user: CurrentUser, **filters: Unpack[records.ListQuery]) -> Page:
     _require_room_role(user)
     query = Room.select(
         Room.id,
@@ -154,15 +146,15 @@ async def list_rooms(
         Room.location,
         Room.location.name.as_alias("location_name"),
     )
-    scope = list_scope(user, location_id)
-    if scope == []:
-        return Page(rows=[], next_cursor=None)
-    if scope is not None:
-        query = query.where(Room.location.is_in(scope))
-    query = records.status_filter(query, Room.active, status)
-    if search:
-        query = query.where(Room.name.ilike(f"%{search}%") | Room.equipment.ilike(f"%{search}%"))
-    page = await keyset_page(query, Room.name, Room.id, after=after, limit=limit)
+    page = await records.list_page(
+        query,
+        order=(Room.name, Room.id),
+        active=Room.active,
+        searched=(Room.name, Room.equipment),
+        user=user,
+        within=Room.location.is_in,
+        **filters,
+    )
     for row in page.rows:
         row["tags"] = split_tags(str(row["equipment"] or ""))
     return page

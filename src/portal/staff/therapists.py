@@ -14,10 +14,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, Unpack
 
 from portal import db, records
-from portal.access import list_scope, writable_among
+from portal.access import writable_among
 from portal.audit import service as audit
 from portal.auth.service import (
     MANAGER,
@@ -32,7 +32,7 @@ from portal.catalog.tables import Service
 from portal.errors import Forbidden, Invalid, NotFound
 from portal.fields import optional_text, require_text
 from portal.locations.tables import Location
-from portal.pagination import Page, keyset_page
+from portal.pagination import Page
 from portal.staff.tables import (
     Therapist,
     TherapistLocation,
@@ -250,15 +250,16 @@ async def service_choices(selected: frozenset[int] = frozenset()) -> list[dict[s
     return await query.order_by(Service.name).run()
 
 
-async def list_therapists(
-    user: CurrentUser,
-    *,
-    search: str = "",
-    location_id: int | None = None,
-    status: str = "active",
-    after: str | None = None,
-    limit: int = 50,
-) -> Page:
+def _working_at(location_ids: list[int]) -> Any:
+    """Therapists who work at one of the locations."""
+    return Therapist.id.is_in(
+        TherapistLocation.select(TherapistLocation.therapist).where(
+            TherapistLocation.location.is_in(location_ids)
+        )
+    )
+
+
+async def list_therapists(user: CurrentUser, **filters: Unpack[records.ListQuery]) -> Page:
     """Therapists the user may see, ordered by name, one keyset page."""
     query = Therapist.select(
         Therapist.id,
@@ -272,22 +273,15 @@ async def list_therapists(
     )
     if user.role not in (OWNER, MANAGER):
         return Page(rows=[], next_cursor=None)
-    scope = list_scope(user, location_id)
-    if scope == []:
-        return Page(rows=[], next_cursor=None)
-    if scope is not None:
-        query = query.where(
-            Therapist.id.is_in(
-                TherapistLocation.select(TherapistLocation.therapist).where(
-                    TherapistLocation.location.is_in(scope)
-                )
-            )
-        )
-    query = records.status_filter(query, Therapist.active, status)
-    if search:
-        pattern = f"%{search}%"
-        query = query.where(Therapist.name.ilike(pattern) | Therapist.email.ilike(pattern))
-    page = await keyset_page(query, Therapist.name, Therapist.id, after=after, limit=limit)
+    page = await records.list_page(
+        query,
+        order=(Therapist.name, Therapist.id),
+        active=Therapist.active,
+        searched=(Therapist.name, Therapist.email),
+        user=user,
+        within=_working_at,
+        **filters,
+    )
     if page.rows:
         links = (
             await TherapistLocation.select(
