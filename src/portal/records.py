@@ -11,7 +11,7 @@ import functools
 import operator
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, TypedDict
+from typing import Any, TypedDict, Unpack
 
 from portal import db
 from portal.access import list_scope
@@ -47,37 +47,33 @@ class ListQuery(TypedDict, total=False):
 
 async def list_page(
     query: Any,
-    *,
-    order: tuple[Any, Any],
-    active: Any,
+    table: Any,
     searched: Sequence[Any],
     user: CurrentUser | None = None,
     within: Callable[[list[int]], Any] | None = None,
-    search: str = "",
-    location_id: int | None = None,
-    status: str = "active",
-    after: str | None = None,
-    limit: int = 50,
+    **filters: Unpack[ListQuery],
 ) -> Page:
-    """One keyset page of an admin list, by ``order`` (a column, then the id).
+    """One keyset page of an admin list of ``table`` (by name, then id).
 
     With ``within`` (the condition "at one of these locations"), only rows at the
     locations the list shows ``user`` (``access.list_scope``: the one filtered on,
-    if they may see it, else all they may see); then those of one ``status``,
-    and with ``search`` in any of the ``searched`` columns (case ignored).
+    if they may see it, else all they may see); then those of one status
+    (active by default), and with the search in any of the ``searched``
+    columns (case ignored).
     """
     if within is not None:
         assert user is not None
-        scope = list_scope(user, location_id)
+        scope = list_scope(user, filters.get("location_id"))
         if scope == []:
             return Page(rows=[], next_cursor=None)
         if scope is not None:
             query = query.where(within(scope))
-    query = status_filter(query, active, status)
-    if search:
+    query = status_filter(query, table.active, filters.get("status", "active"))
+    if search := filters.get("search"):
         pattern = f"%{search}%"
         query = query.where(functools.reduce(operator.or_, (c.ilike(pattern) for c in searched)))
-    return await keyset_page(query, *order, after=after, limit=limit)
+    after, limit = filters.get("after"), filters.get("limit", 50)
+    return await keyset_page(query, table.name, table.id, after=after, limit=limit)
 
 
 async def set_active(

@@ -29,6 +29,7 @@ import httpx
 import pytest
 
 from portal import db as portal_db
+from portal import records
 from portal.audit import service as audit
 from portal.audit.tables import AuditLog
 from portal.locations import service as locations
@@ -271,8 +272,9 @@ async def test_errors_that_are_not_outages_stay_500(
     async with factories.make_client(app) as client:
         await factories.login(client, owner)
         for failure in (bad_query, other_server_refuses):
-            # The location list's query (the admin resource holds list_locations itself).
-            monkeypatch.setattr(locations, "keyset_page", failure)
+            # The location list's query (the admin resource holds list_locations
+            # itself; its page is read by records.list_page).
+            monkeypatch.setattr(records, "keyset_page", failure)
             assert_server_error(await client.get("/locations"))
             api = await client.get("/api/v1/locations")
             assert api.status_code == 500 and "retry-after" not in api.headers

@@ -130,12 +130,13 @@ async def test_error_pages_html_and_json(owner_client):
 
 
 async def test_unexpected_error_shows_a_page_not_a_trace(app, owner_client, monkeypatch):
-    from portal.locations import service
+    from portal import records
 
     async def boom(*args, **kwargs):
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(service, "keyset_page", boom)  # what list_locations awaits
+    # What the location list's page (records.list_page) awaits.
+    monkeypatch.setattr(records, "keyset_page", boom)
     response = await owner_client.get("/locations")
     assert response.status_code == 500
     assert "Something went wrong" in response.text

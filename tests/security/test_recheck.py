@@ -33,7 +33,7 @@ from tests.security.harness import (
 async def test_headers_on_errors_static_files_and_the_api(
     app: Any, owner_client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from portal.locations import service
+    from portal import records
 
     async with make_client(app) as anonymous:
         responses = {
@@ -59,8 +59,9 @@ async def test_headers_on_errors_static_files_and_the_api(
             raise RuntimeError("secret internal detail")
 
         # Below the page and the API alike (the admin resource holds the list
-        # function itself, so the failure is planted in what that function awaits).
-        monkeypatch.setattr(service, "keyset_page", boom)
+        # function itself, so the failure is planted in what its page,
+        # records.list_page, awaits).
+        monkeypatch.setattr(records, "keyset_page", boom)
         responses["500"] = await owner_client.get("/locations")
         responses["500 api"] = await owner_client.get("/api/v1/locations")
     expected = {"405": 405, "400 NUL": 400, "413": 413, "500": 500, "500 api": 500}

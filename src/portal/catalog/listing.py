@@ -4,7 +4,7 @@ effect, a package's offers at the locations one may see, the public catalog."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
 from portal import money, records
 from portal.access import visible_locations
@@ -59,18 +59,9 @@ async def all_services(active_only: bool = False) -> list[dict[str, Any]]:
     return await query.order_by(Service.name).run()
 
 
-async def list_services(
-    *, search: str = "", status: str = "active", after: str | None = None, limit: int = 50
-) -> Page:
+async def list_services(**filters: Unpack[records.ListQuery]) -> Page:
     page = await records.list_page(
-        Service.select(),
-        order=(Service.name, Service.id),
-        active=Service.active,
-        searched=(Service.name, Service.treatment_type),
-        search=search,
-        status=status,
-        after=after,
-        limit=limit,
+        Service.select(), Service, (Service.name, Service.treatment_type), **filters
     )
     now = utcnow()
     versions = await service_versions(r["id"] for r in page.rows)
@@ -80,13 +71,7 @@ async def list_services(
 
 
 async def list_packages(
-    *,
-    search: str = "",
-    status: str = "active",
-    online: str = "all",
-    service_id: int | None = None,
-    after: str | None = None,
-    limit: int = 50,
+    *, online: str = "all", service_id: int | None = None, **filters: Unpack[records.ListQuery]
 ) -> Page:
     query = Package.select(*_package_columns())
     if online == "yes":
@@ -95,16 +80,7 @@ async def list_packages(
         query = query.where(Package.sellable_online == False)  # noqa: E712
     if service_id:
         query = query.where(Package.service == service_id)
-    page = await records.list_page(
-        query,
-        order=(Package.name, Package.id),
-        active=Package.active,
-        searched=(Package.name, Package.service.name),
-        search=search,
-        status=status,
-        after=after,
-        limit=limit,
-    )
+    page = await records.list_page(query, Package, (Package.name, Package.service.name), **filters)
     now = utcnow()
     versions = await package_versions((r["id"] for r in page.rows), [])
     units = await service_versions(r["service"] for r in page.rows)

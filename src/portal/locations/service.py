@@ -147,9 +147,8 @@ async def list_locations(user: CurrentUser, **filters: Unpack[records.ListQuery]
     """The locations the user may see (all of them, when the list is not filtered by one)."""
     return await records.list_page(
         Location.select(),
-        order=(Location.name, Location.id),
-        active=Location.active,
-        searched=(Location.name, Location.slug),
+        Location,
+        (Location.name, Location.slug),
         user=user,
         within=Location.id.is_in,
         **filters,

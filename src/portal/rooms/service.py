@@ -147,13 +147,7 @@ async def list_rooms(user: CurrentUser, **filters: Unpack[records.ListQuery]) ->
         Room.location.name.as_alias("location_name"),
     )
     page = await records.list_page(
-        query,
-        order=(Room.name, Room.id),
-        active=Room.active,
-        searched=(Room.name, Room.equipment),
-        user=user,
-        within=Room.location.is_in,
-        **filters,
+        query, Room, (Room.name, Room.equipment), user=user, within=Room.location.is_in, **filters
     )
     for row in page.rows:
         row["tags"] = split_tags(str(row["equipment"] or ""))

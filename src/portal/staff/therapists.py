@@ -275,9 +275,8 @@ async def list_therapists(user: CurrentUser, **filters: Unpack[records.ListQuery
         return Page(rows=[], next_cursor=None)
     page = await records.list_page(
         query,
-        order=(Therapist.name, Therapist.id),
-        active=Therapist.active,
-        searched=(Therapist.name, Therapist.email),
+        Therapist,
+        (Therapist.name, Therapist.email),
         user=user,
         within=_working_at,
         **filters,
