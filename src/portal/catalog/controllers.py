@@ -32,7 +32,7 @@ from portal.web.admin import (
     search,
     unscoped,
 )
-from portal.web.deps import Address, SignedIn
+from portal.web.deps import Address, ListParams, SignedIn
 from portal.web.forms import Flash, Lists, Values, parse_id, submit
 from portal.web.guards import requires_role
 
@@ -624,13 +624,10 @@ class CatalogApiController(Controller):
     guards = [readers]
 
     @get("/services", name="api_catalog_services")
-    async def services(
-        self,
-        q: Annotated[str, QueryParameter(name="q")] = "",
-        status: Annotated[str, QueryParameter(name="status")] = "all",
-        after: Annotated[str | None, QueryParameter(name="after")] = None,
-    ) -> dict[str, Any]:
-        result = await listing.list_services(search=q.strip(), status=status, after=after)
+    async def services(self, list_query: ListParams) -> dict[str, Any]:
+        # An empty status is "all" (records.status_filter).
+        lq = list_query
+        result = await listing.list_services(search=lq.search, status=lq.status, after=lq.after)
         return {"items": [_api_service(r) for r in result.rows], "next": result.next_cursor}
 
     @get("/services/{service_id:int}", name="api_catalog_service")
@@ -647,13 +644,12 @@ class CatalogApiController(Controller):
     @get("/packages", name="api_catalog_packages")
     async def packages(
         self,
-        q: Annotated[str, QueryParameter(name="q")] = "",
-        status: Annotated[str, QueryParameter(name="status")] = "all",
+        list_query: ListParams,
         online: Annotated[str, QueryParameter(name="online")] = "all",
-        after: Annotated[str | None, QueryParameter(name="after")] = None,
     ) -> dict[str, Any]:
+        lq = list_query
         result = await listing.list_packages(
-            search=q.strip(), status=status, online=online, after=after
+            search=lq.search, status=lq.status, online=online, after=lq.after
         )
         return {"items": [_api_package(r) for r in result.rows], "next": result.next_cursor}
 

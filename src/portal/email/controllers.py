@@ -9,6 +9,7 @@ from litestar.response import Template
 
 from portal.email import service
 from portal.email.messages import KINDS
+from portal.web.deps import ListParams
 from portal.web.guards import requires_owner
 
 # The stored HTML of a message is shown in a sandboxed frame: no scripts, no
@@ -24,21 +25,18 @@ class OutboxController(Controller):
 
     @get("/", name="outbox")
     async def index(
-        self,
-        q: Annotated[str, QueryParameter(name="q")] = "",
-        status: Annotated[str, QueryParameter(name="status")] = "",
-        kind: Annotated[str, QueryParameter(name="kind")] = "",
-        after: Annotated[str | None, QueryParameter(name="after")] = None,
+        self, list_query: ListParams, kind: Annotated[str, QueryParameter(name="kind")] = ""
     ) -> Template:
+        lq = list_query
         page = await service.list_messages(
-            search=q.strip()[:254], status=status, kind=kind[:40], after=after
+            search=lq.search[:254], status=lq.status, kind=kind[:40], after=lq.after
         )
         return Template(
             "email/outbox/list.html",
             context={
                 "page": page,
-                "q": q,
-                "status": status,
+                "q": lq.q,
+                "status": lq.status,
                 "kind": kind,
                 "statuses": service.STATUS_LABELS,
                 "kinds": KINDS,

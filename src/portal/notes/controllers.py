@@ -24,7 +24,7 @@ from portal.notes import charts, service
 from portal.notes import form as note_form
 from portal.timeutil import to_local, utcnow
 from portal.web.admin import reverse
-from portal.web.deps import Address, SignedIn
+from portal.web.deps import Address, ListParams, SignedIn
 from portal.web.forms import ValidationFailed, read_form
 from portal.web.guards import requires_owner, requires_role
 from portal.web.responses import redirect
@@ -238,26 +238,25 @@ class NotesController(Controller):
     async def index(
         self,
         user: SignedIn,
-        status: Annotated[str, QueryParameter(name="status")] = "",
+        list_query: ListParams,
         location: Annotated[str, QueryParameter(name="location")] = "",
-        q: Annotated[str, QueryParameter(name="q")] = "",
-        after: Annotated[str | None, QueryParameter(name="after")] = None,
     ) -> Template:
+        lq = list_query
         locations = await all_locations(active_only=False, visible_to=user)
         location_id = _chosen_location(location, locations)
         filters = service.NoteFilters(
-            status=status, location_id=location_id, search=q.strip()[:120]
+            status=lq.status, location_id=location_id, search=lq.search[:120]
         )
-        page = await service.list_notes(user, filters, after=after)
+        page = await service.list_notes(user, filters, after=lq.after)
         to_write = await service.sessions_to_write(user) if user.role == THERAPIST else []
         return Template(
             "notes/list.html",
             context={
                 "page": page,
                 "to_write": to_write,
-                "status": status,
+                "status": lq.status,
                 "location": str(location_id or ""),
-                "q": q,
+                "q": lq.q,
                 "locations": locations if user.role != THERAPIST else [],
                 "statuses": service.STATUS_LABELS,
             },

@@ -30,7 +30,7 @@ from portal.sales import service as sales
 from portal.sales.tables import Sale
 from portal.settings import ConfigurationError, Settings
 from portal.timeutil import utcnow
-from portal.web.deps import AppSettings, SignedIn
+from portal.web.deps import AppSettings, ListParams, SignedIn
 from portal.web.forms import ValidationFailed, parse_id, read_form
 from portal.web.guards import requires_role
 from portal.web.middleware import CONTENT_SECURITY_POLICY
@@ -334,15 +334,13 @@ class SaleController(Controller):
     async def index(
         self,
         user: SignedIn,
+        list_query: ListParams,
         location: Annotated[str, QueryParameter(name="location")] = "",
-        status: Annotated[str, QueryParameter(name="status")] = "",
-        q: Annotated[str, QueryParameter(name="q")] = "",
-        after: Annotated[str | None, QueryParameter(name="after")] = None,
     ) -> Template:
         # The form sends "All my locations" as an empty value: every location
         # the user may read (portal.access), as no location at all does.
         location_id = parse_id(location)
-        q = q.strip()
+        q, status, after = list_query.search, list_query.status, list_query.after
         query = listing.sales_query(user, q, location_id, status)
         page = await keyset_page(query, Sale.id, Sale.id, after=after, limit=50, descending=True)
         return Template(

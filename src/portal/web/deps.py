@@ -4,17 +4,21 @@ A handler that declares ``user: CurrentUser`` gets the signed-in user (the
 guards have already admitted them); ``client_address: str`` is the address
 the audit trail and the sign-in limits record (``PortalMiddleware`` has
 already applied the trusted-proxy rule); ``settings: Settings`` is the app's
-settings. Handlers annotate them with the aliases at the end of this module
-(``user: SignedIn``). Registered once on the app (:data:`DEPENDENCIES`); the Stripe
-gateway is provided by the payments controllers, the only ones that use it.
+settings; ``list_query: ListParams`` is a list page's search, status and
+keyset cursor from the query string (``q``, ``status``, ``after``). Handlers
+annotate them with the aliases at the end of this module (``user: SignedIn``).
+Registered once on the app (:data:`DEPENDENCIES`); the Stripe gateway is
+provided by the payments controllers, the only ones that use it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 from litestar import Request
 from litestar.di import NamedDependency, Provide
+from litestar.params import QueryParameter
 
 from portal.identity import CurrentUser
 from portal.settings import Settings
@@ -39,11 +43,34 @@ def provide_settings(request: Request[Any, Any, Any]) -> Settings:
     return settings
 
 
+@dataclass(frozen=True)
+class ListQueryString:
+    """What a list page was asked for: ``q`` as typed (pages show it again),
+    the status filter (empty: the list's default) and the keyset cursor."""
+
+    q: str
+    status: str
+    after: str | None
+
+    @property
+    def search(self) -> str:
+        return self.q.strip()
+
+
+def provide_list_query(
+    q: Annotated[str, QueryParameter(name="q")] = "",
+    status: Annotated[str, QueryParameter(name="status")] = "",
+    after: Annotated[str | None, QueryParameter(name="after")] = None,
+) -> ListQueryString:
+    return ListQueryString(q=q, status=status, after=after)
+
+
 DEPENDENCIES = {
     "user": Provide(provide_user, sync_to_thread=False),
     "user_or_none": Provide(provide_user_or_none, sync_to_thread=False),
     "client_address": Provide(provide_client_address, sync_to_thread=False),
     "settings": Provide(provide_settings, sync_to_thread=False),
+    "list_query": Provide(provide_list_query, sync_to_thread=False),
 }
 
 
@@ -54,3 +81,4 @@ SignedIn = NamedDependency[CurrentUser]
 Visitor = NamedDependency[CurrentUser | None]
 Address = NamedDependency[str]
 AppSettings = NamedDependency[Settings]
+ListParams = NamedDependency[ListQueryString]
