@@ -1,12 +1,4 @@
-from piccolo.columns import (
-    Boolean,
-    ForeignKey,
-    Integer,
-    Serial,
-    Text,
-    Timestamptz,
-    Varchar,
-)
+from piccolo.columns import Boolean, ForeignKey, Integer, Serial, Text, Timestamptz, Varchar
 from piccolo.columns.base import OnDelete
 from piccolo.table import Table
 
