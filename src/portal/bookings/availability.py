@@ -20,7 +20,7 @@ from portal.bookings.tables import Appointment
 from portal.catalog.tables import Service
 from portal.errors import NotFound
 from portal.locations.tables import Location
-from portal.rooms.service import split_tags
+from portal.rooms.service import out_of_service, split_tags
 from portal.rooms.tables import Room, RoomOutage
 from portal.staff import hours as h
 from portal.staff.tables import (
@@ -135,21 +135,9 @@ def busy_during(start: datetime, until: datetime) -> Any:
     )
 
 
-def _out_of_service(room_ids: list[int], start: datetime, until: datetime) -> Any:
-    """Outage windows of these rooms, not called off, overlapping [start, until)."""
-    return (
-        RoomOutage.room.is_in(room_ids)
-        & RoomOutage.cancelled_at.is_null()
-        & (RoomOutage.starts_at < until)
-        & (RoomOutage.ends_at > start)
-    )
-
-
 async def _rooms_out_of_service(room_ids: list[int], start: datetime, until: datetime) -> set[int]:
     rows = (
-        await RoomOutage.select(RoomOutage.room)
-        .where(_out_of_service(room_ids, start, until))
-        .run()
+        await RoomOutage.select(RoomOutage.room).where(out_of_service(room_ids, start, until)).run()
     )
     return {int(r["room"]) for r in rows}
 
@@ -233,7 +221,7 @@ async def _busy_around(
         .run()
     )
     outages = (
-        await RoomOutage.select().where(_out_of_service(room_ids, window.start, window.end)).run()
+        await RoomOutage.select().where(out_of_service(room_ids, window.start, window.end)).run()
     )
     busy = _Busy(
         {i: [] for i in room_ids}, dict.fromkeys(room_ids, 0), {i: [] for i in therapist_ids}

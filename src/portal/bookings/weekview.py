@@ -20,7 +20,7 @@ from portal.bookings.availability import hours_and_time_off
 from portal.bookings.reading import appointments_between
 from portal.bookings.states import BUSY_STATES, STATUS_LABELS
 from portal.locations.service import get_location_for
-from portal.rooms.service import rooms_at
+from portal.rooms.service import out_of_service, rooms_at
 from portal.rooms.tables import RoomOutage
 from portal.staff import hours as h
 from portal.staff.tables import Therapist, TherapistLocation
@@ -195,12 +195,7 @@ async def build_week_view(
         rooms = await rooms_at(location_id)
         outages = (
             await RoomOutage.select()
-            .where(
-                RoomOutage.room.is_in([int(r["id"]) for r in rooms] or [-1])
-                & RoomOutage.cancelled_at.is_null()
-                & (RoomOutage.starts_at < week.end)
-                & (RoomOutage.ends_at > week.start)
-            )
+            .where(out_of_service([int(r["id"]) for r in rooms] or [-1], week.start, week.end))
             .run()
         )
         for room in rooms:

@@ -24,7 +24,7 @@ from portal.auth.service import CurrentUser
 from portal.bookings.service import BUSY_STATES, STATUS_LABELS, hours_and_time_off
 from portal.bookings.tables import Appointment
 from portal.locations.service import get_location_for
-from portal.rooms.service import rooms_at
+from portal.rooms.service import out_of_service, rooms_at
 from portal.rooms.tables import RoomOutage
 from portal.staff import hours as h
 from portal.staff.tables import Therapist, TherapistLocation
@@ -129,12 +129,7 @@ async def build_day_view(user: CurrentUser, location_id: int, day: date) -> DayV
     rooms = await rooms_at(location_id)
     outages = (
         await RoomOutage.select()
-        .where(
-            RoomOutage.room.is_in([r["id"] for r in rooms] or [-1])
-            & RoomOutage.cancelled_at.is_null()
-            & (RoomOutage.starts_at < span.end)
-            & (RoomOutage.ends_at > span.start)
-        )
+        .where(out_of_service([r["id"] for r in rooms] or [-1], span.start, span.end))
         .order_by(RoomOutage.starts_at)
         .run()
     )

@@ -346,12 +346,7 @@ async def add_outage(
     async with db.transaction():
         clash = (
             await RoomOutage.select(RoomOutage.starts_at, RoomOutage.ends_at, RoomOutage.reason)
-            .where(
-                (RoomOutage.room == room_id)
-                & RoomOutage.cancelled_at.is_null()
-                & (RoomOutage.starts_at < end)
-                & (RoomOutage.ends_at > start)
-            )
+            .where(out_of_service([room_id], start, end))
             .first()
             .run()
         )
@@ -385,6 +380,16 @@ async def add_outage(
             address=address,
         )
     return OutageResult(outage_id, await appointments_affected(room_id, start, end))
+
+
+def out_of_service(room_ids: list[int], start: datetime, until: datetime) -> Any:
+    """Outage windows of these rooms, not called off, overlapping [start, until)."""
+    return (
+        RoomOutage.room.is_in(room_ids)
+        & RoomOutage.cancelled_at.is_null()
+        & (RoomOutage.starts_at < until)
+        & (RoomOutage.ends_at > start)
+    )
 
 
 async def list_outages(room_id: int, *, since: datetime | None = None) -> list[dict[str, Any]]:
@@ -457,16 +462,7 @@ async def room_availability(
     reasons = []
     if not room["active"]:
         reasons.append(f"{room['name']} is inactive.")
-    outages = (
-        await RoomOutage.select()
-        .where(
-            (RoomOutage.room == room_id)
-            & RoomOutage.cancelled_at.is_null()
-            & (RoomOutage.starts_at < end)
-            & (RoomOutage.ends_at > start)
-        )
-        .run()
-    )
+    outages = await RoomOutage.select().where(out_of_service([room_id], start, end)).run()
     for outage in outages:
         reasons.append(f"{room['name']} is out of service: {outage['reason']}.")
     tags = split_tags(str(room["equipment"] or ""))
