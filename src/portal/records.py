@@ -176,3 +176,44 @@ async def unique_or_invalid(errors: Mapping[str, str]) -> AsyncIterator[None]:
         if db.is_unique_violation(exc):
             raise Invalid(dict(errors)) from exc
         raise
+
+
+async def create(
+    actor: CurrentUser,
+    table: Any,
+    entity: str,
+    values: Mapping[str, Any],
+    *,
+    shown: Mapping[str, Any],
+    taken: Mapping[str, str],
+    address: str = "",
+) -> int:
+    """Insert one active row of ``table`` (created and updated now) with the audit
+    record of its creation (``shown``: what the record says it holds); its id.
+    A unique index refusing it is the form's error ``taken``."""
+    now = utcnow()
+    async with unique_or_invalid(taken), db.transaction():
+        row_id = await insert(table, **values, active=True, created_at=now, updated_at=now)
+        after = {"id": row_id, **shown, "active": True}
+        await audit.record(actor, "create", entity, row_id, after=after, address=address)
+    return row_id
+
+
+async def update(
+    actor: CurrentUser,
+    table: Any,
+    entity: str,
+    row_id: int,
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+    *,
+    taken: Mapping[str, str],
+    address: str = "",
+) -> None:
+    """Write the edited columns ``after`` (updated now) with the audit record of
+    the change from ``before``. A unique index refusing it is the form's error ``taken``."""
+    async with unique_or_invalid(taken), db.transaction():
+        await table.update({**after, "updated_at": utcnow()}).where(table.id == row_id).run()
+        await audit.record(
+            actor, "update", entity, row_id, before=dict(before), after=dict(after), address=address
+        )

@@ -8,14 +8,13 @@ from typing import Any, Unpack
 
 from babel.numbers import list_currencies
 
-from portal import access, db, records
-from portal.audit import service as audit
+from portal import access, records
 from portal.errors import Forbidden, Invalid, NotFound
 from portal.fields import optional_text, parse_int, require_text
 from portal.identity import OWNER, CurrentUser
 from portal.locations.tables import Location
 from portal.pagination import Page
-from portal.timeutil import is_valid_timezone, utcnow
+from portal.timeutil import is_valid_timezone
 
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 PHONE_RE = re.compile(r"^[0-9+()\-.\s]*$")
@@ -202,20 +201,10 @@ async def create_location(actor: CurrentUser, data: LocationInput, *, address: s
         raise Forbidden("Only owners create locations.")
     if await _slug_taken(data.slug):
         raise Invalid(SLUG_TAKEN)
-    now = utcnow()
-    async with records.unique_or_invalid(SLUG_TAKEN), db.transaction():
-        location_id = await records.insert(
-            Location, **data.as_dict(), active=True, created_at=now, updated_at=now
-        )
-        await audit.record(
-            actor,
-            "create",
-            "location",
-            location_id,
-            after={"id": location_id, **data.as_dict(), "active": True},
-            address=address,
-        )
-    return location_id
+    values = data.as_dict()
+    return await records.create(
+        actor, Location, "location", values, shown=values, taken=SLUG_TAKEN, address=address
+    )
 
 
 async def update_location(
@@ -224,24 +213,12 @@ async def update_location(
     before = await get_location_for(actor, location_id, write=True)
     if await _slug_taken(data.slug, exclude_id=location_id):
         raise Invalid(SLUG_TAKEN)
-    old = {f: before[f] for f in EDITABLE_FIELDS}
-    if old == data.as_dict():
+    old, new = {f: before[f] for f in EDITABLE_FIELDS}, data.as_dict()
+    if old == new:
         return
-    async with records.unique_or_invalid(SLUG_TAKEN), db.transaction():
-        await (
-            Location.update({**data.as_dict(), "updated_at": utcnow()})  # type: ignore[dict-item]
-            .where(Location.id == location_id)
-            .run()
-        )
-        await audit.record(
-            actor,
-            "update",
-            "location",
-            location_id,
-            before=old,
-            after=data.as_dict(),
-            address=address,
-        )
+    await records.update(
+        actor, Location, "location", location_id, old, new, taken=SLUG_TAKEN, address=address
+    )
 
 
 async def set_active(

@@ -187,30 +187,11 @@ async def create_room(actor: CurrentUser, data: RoomInput, *, address: str = "")
     ensure_write(actor, data.location_id)
     if await _name_taken(data.location_id, data.name):
         raise Invalid(NAME_TAKEN)
-    now = utcnow()
-    async with records.unique_or_invalid(NAME_TAKEN), db.transaction():
-        room_id = await records.insert(
-            Room,
-            location=data.location_id,
-            **data.as_dict(),
-            active=True,
-            created_at=now,
-            updated_at=now,
-        )
-        await audit.record(
-            actor,
-            "create",
-            "room",
-            room_id,
-            after={
-                "id": room_id,
-                "location_id": data.location_id,
-                **data.as_dict(),
-                "active": True,
-            },
-            address=address,
-        )
-    return room_id
+    shown = {"location_id": data.location_id, **data.as_dict()}
+    values = {"location": data.location_id, **data.as_dict()}
+    return await records.create(
+        actor, Room, "room", values, shown=shown, taken=NAME_TAKEN, address=address
+    )
 
 
 async def update_room(
@@ -224,13 +205,7 @@ async def update_room(
     new = data.as_dict()
     if old == new:
         return
-    async with records.unique_or_invalid(NAME_TAKEN), db.transaction():
-        await (
-            Room.update({**new, "updated_at": utcnow()})  # type: ignore[dict-item]
-            .where(Room.id == room_id)
-            .run()
-        )
-        await audit.record(actor, "update", "room", room_id, before=old, after=new, address=address)
+    await records.update(actor, Room, "room", room_id, old, new, taken=NAME_TAKEN, address=address)
 
 
 async def set_active(actor: CurrentUser, room_id: int, active: bool, *, address: str = "") -> bool:
