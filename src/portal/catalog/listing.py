@@ -21,7 +21,7 @@ from portal.catalog.pricing import (
 )
 from portal.catalog.tables import Package, Service
 from portal.errors import NotFound
-from portal.locations.service import get_location
+from portal.locations.service import active_by_slug, get_location
 from portal.locations.tables import Location
 from portal.pagination import Page
 from portal.timeutil import utcnow
@@ -149,12 +149,7 @@ async def location_offers(
 
 async def public_catalog(slug: str, at: datetime) -> tuple[dict[str, Any], list[Offer]] | None:
     """What a location sells online, or None for an unknown or inactive location."""
-    location = (
-        await Location.select()
-        .where((Location.slug == slug) & (Location.active == True))  # noqa: E712
-        .first()
-        .run()
-    )
+    location = await active_by_slug(slug)
     if location is None:
         return None
     return location, await location_offers(location, at, online_only=True)

@@ -154,6 +154,17 @@ async def list_locations(user: CurrentUser, **filters: Unpack[records.ListQuery]
     )
 
 
+async def active_by_slug(slug: str) -> dict[str, Any] | None:
+    """The active location with this slug (a clinic's public address), or None."""
+    row: dict[str, Any] | None = (
+        await Location.select()
+        .where((Location.slug == slug) & (Location.active == True))  # noqa: E712
+        .first()
+        .run()
+    )
+    return row
+
+
 async def all_locations(
     active_only: bool = True, *, visible_to: CurrentUser | None = None
 ) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ from portal.catalog.tables import Package
 from portal.errors import NotFound
 from portal.fields import parse_id
 from portal.identity import CLIENT, CurrentUser
+from portal.locations.service import active_by_slug
 from portal.locations.tables import Location
 from portal.payments.tables import Dispute, Payment, Refund
 from portal.sales import service as sales
@@ -41,12 +42,7 @@ async def open_dispute(sale_id: int) -> bool:
 
 
 async def clinic_by_slug(slug: str) -> dict[str, Any]:
-    row = (
-        await Location.select()
-        .where((Location.slug == slug) & (Location.active == True))  # noqa: E712
-        .first()
-        .run()
-    )
+    row = await active_by_slug(slug)
     if row is None:
         raise NotFound("No such clinic.")
     return row
