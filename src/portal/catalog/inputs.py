@@ -136,12 +136,18 @@ def _parse_price(
     return PriceInput(amount_cents=amount, currency=currency, effective_from=effective, note=note)
 
 
+def _name_and_description(values: dict[str, str], errors: dict[str, str]) -> tuple[str, str]:
+    """What services and packages alike are called and say of themselves."""
+    name = require_text(values, errors, "name", label="Name", max_length=120)
+    description = optional_text(values, errors, "description", label="Description", max_length=4000)
+    return name, description
+
+
 def parse_service_form(
     values: dict[str, str], *, creating: bool
 ) -> tuple[ServiceInput, PriceInput | None]:
     errors: dict[str, str] = {}
-    name = require_text(values, errors, "name", label="Name", max_length=120)
-    description = optional_text(values, errors, "description", label="Description", max_length=4000)
+    name, description = _name_and_description(values, errors)
     treatment_type = optional_text(
         values, errors, "treatment_type", label="Treatment type", max_length=60
     )
@@ -183,8 +189,7 @@ def parse_package_form(
     values: dict[str, str], *, creating: bool
 ) -> tuple[PackageInput, PriceInput | None]:
     errors: dict[str, str] = {}
-    name = require_text(values, errors, "name", label="Name", max_length=120)
-    description = optional_text(values, errors, "description", label="Description", max_length=4000)
+    name, description = _name_and_description(values, errors)
     validity = parse_int(
         values,
         errors,
