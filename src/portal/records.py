@@ -11,6 +11,7 @@ import functools
 import operator
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any, TypedDict, Unpack
 
 from portal import db
@@ -187,14 +188,18 @@ async def create(
     shown: Mapping[str, Any],
     taken: Mapping[str, str],
     address: str = "",
+    then: Callable[[int, datetime], Awaitable[Mapping[str, Any]]] | None = None,
 ) -> int:
     """Insert one active row of ``table`` (created and updated now) with the audit
     record of its creation (``shown``: what the record says it holds); its id.
-    A unique index refusing it is the form's error ``taken``."""
+    ``then(id, now)`` writes what comes with the row in the same transaction
+    (a first price) and returns what the record adds of it. A unique index
+    refusing the row is the form's error ``taken``."""
     now = utcnow()
     async with unique_or_invalid(taken), db.transaction():
         row_id = await insert(table, **values, active=True, created_at=now, updated_at=now)
-        after = {"id": row_id, **shown, "active": True}
+        extra = await then(row_id, now) if then is not None else {}
+        after = {"id": row_id, **shown, "active": True, **extra}
         await audit.record(actor, "create", entity, row_id, after=after, address=address)
     return row_id
 

@@ -14,11 +14,9 @@ from typing import Any
 
 from piccolo.query.functions.string import Lower
 
-from portal import db, records
-from portal.audit import service as audit
+from portal import records
 from portal.auth.service import OWNER, CurrentUser
 from portal.errors import Forbidden, Invalid
-from portal.timeutil import utcnow
 
 # A service or package table: the helpers below work on either.
 Named = Any
@@ -50,19 +48,16 @@ async def create_entity(
 ) -> int:
     """Insert an active row and its first price version (``first_price`` returns
     the version's audit fields), audited as one "create"."""
-    now = utcnow()
-    async with records.unique_or_invalid(duplicate), db.transaction():
-        row_id = await records.insert(table, **values, active=True, created_at=now, updated_at=now)
-        price = await first_price(row_id, now)
-        await audit.record(
-            actor,
-            "create",
-            entity,
-            row_id,
-            after={"id": row_id, **after, "active": True, **price},
-            address=address,
-        )
-    return row_id
+    return await records.create(
+        actor,
+        table,
+        entity,
+        values,
+        shown=after,
+        taken=duplicate,
+        address=address,
+        then=first_price,
+    )
 
 
 async def update_entity(
@@ -82,7 +77,4 @@ async def update_entity(
     old = {f: before[f] for f in data}
     if old == data:
         return
-    async with records.unique_or_invalid(duplicate), db.transaction():
-        changes: dict[Any, Any] = {**data, "updated_at": utcnow()}
-        await table.update(changes).where(table.id == row_id).run()
-        await audit.record(actor, "update", entity, row_id, before=old, after=data, address=address)
+    await records.update(actor, table, entity, row_id, old, data, taken=duplicate, address=address)
