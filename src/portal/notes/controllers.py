@@ -24,7 +24,7 @@ from portal.notes import charts, service
 from portal.notes import form as note_form
 from portal.timeutil import to_local, utcnow
 from portal.web.admin import reverse
-from portal.web.deps import Address, ListParams, SignedIn
+from portal.web.deps import Address, LocatedParams, SignedIn
 from portal.web.forms import ValidationFailed, read_form
 from portal.web.guards import requires_owner, requires_role
 from portal.web.responses import redirect
@@ -235,15 +235,10 @@ class NotesController(Controller):
     dependencies = AUTHOR
 
     @get("/", guards=[listers], name="notes")
-    async def index(
-        self,
-        user: SignedIn,
-        list_query: ListParams,
-        location: Annotated[str, QueryParameter(name="location")] = "",
-    ) -> Template:
-        lq = list_query
+    async def index(self, user: SignedIn, located_query: LocatedParams) -> Template:
+        lq = located_query
         locations = await all_locations(active_only=False, visible_to=user)
-        location_id = _chosen_location(location, locations)
+        location_id = _chosen_location(lq.location, locations)
         filters = service.NoteFilters(
             status=lq.status, location_id=location_id, search=lq.search[:120]
         )

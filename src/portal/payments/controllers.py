@@ -30,7 +30,7 @@ from portal.sales import service as sales
 from portal.sales.tables import Sale
 from portal.settings import ConfigurationError, Settings
 from portal.timeutil import utcnow
-from portal.web.deps import AppSettings, ListParams, SignedIn
+from portal.web.deps import AppSettings, LocatedParams, SignedIn
 from portal.web.forms import ValidationFailed, parse_id, read_form
 from portal.web.guards import requires_role
 from portal.web.middleware import CONTENT_SECURITY_POLICY
@@ -331,16 +331,12 @@ class SaleController(Controller):
     dependencies = GATEWAY_DEPENDENCIES
 
     @get("/", guards=[staff_readers], name="sales")
-    async def index(
-        self,
-        user: SignedIn,
-        list_query: ListParams,
-        location: Annotated[str, QueryParameter(name="location")] = "",
-    ) -> Template:
+    async def index(self, user: SignedIn, located_query: LocatedParams) -> Template:
         # The form sends "All my locations" as an empty value: every location
         # the user may read (portal.access), as no location at all does.
-        location_id = parse_id(location)
-        q, status, after = list_query.search, list_query.status, list_query.after
+        lq = located_query
+        location_id = parse_id(lq.location)
+        q, status, after = lq.search, lq.status, lq.after
         query = listing.sales_query(user, q, location_id, status)
         page = await keyset_page(query, Sale.id, Sale.id, after=after, limit=50, descending=True)
         return Template(

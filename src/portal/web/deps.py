@@ -5,7 +5,8 @@ guards have already admitted them); ``client_address: str`` is the address
 the audit trail and the sign-in limits record (``PortalMiddleware`` has
 already applied the trusted-proxy rule); ``settings: Settings`` is the app's
 settings; ``list_query: ListParams`` is a list page's search, status and
-keyset cursor from the query string (``q``, ``status``, ``after``). Handlers
+keyset cursor from the query string (``q``, ``status``, ``after``), and
+``located_query: LocatedParams`` the same with its ``location`` filter. Handlers
 annotate them with the aliases at the end of this module (``user: SignedIn``).
 Registered once on the app (:data:`DEPENDENCIES`); the Stripe gateway is
 provided by the payments controllers, the only ones that use it.
@@ -65,12 +66,28 @@ def provide_list_query(
     return ListQueryString(q=q, status=status, after=after)
 
 
+@dataclass(frozen=True)
+class LocatedListQuery(ListQueryString):
+    """A list query with the location filter as sent (empty: every location the user may see)."""
+
+    location: str = ""
+
+
+def provide_located_query(
+    list_query: ListQueryString, location: Annotated[str, QueryParameter(name="location")] = ""
+) -> LocatedListQuery:
+    return LocatedListQuery(
+        q=list_query.q, status=list_query.status, after=list_query.after, location=location
+    )
+
+
 DEPENDENCIES = {
     "user": Provide(provide_user, sync_to_thread=False),
     "user_or_none": Provide(provide_user_or_none, sync_to_thread=False),
     "client_address": Provide(provide_client_address, sync_to_thread=False),
     "settings": Provide(provide_settings, sync_to_thread=False),
     "list_query": Provide(provide_list_query, sync_to_thread=False),
+    "located_query": Provide(provide_located_query, sync_to_thread=False),
 }
 
 
@@ -82,3 +99,4 @@ Visitor = NamedDependency[CurrentUser | None]
 Address = NamedDependency[str]
 AppSettings = NamedDependency[Settings]
 ListParams = NamedDependency[ListQueryString]
+LocatedParams = NamedDependency[LocatedListQuery]
