@@ -10,7 +10,7 @@ from litestar.response import Redirect, Template
 from portal.auth import passkeys, service, tokens, totp, twostep
 from portal.identity import ROLE_LABELS, STAFF_ROLES, CurrentUser
 from portal.settings import Settings
-from portal.web.deps import Address, AppSettings, SignedIn, Visitor
+from portal.web.deps import Address, AppSettings, Own, OwnAccount, SignedIn, Visitor
 from portal.web.forms import ValidationFailed, read_form
 from portal.web.guards import requires_owner, requires_role, requires_signed_in
 from portal.web.responses import (
@@ -133,25 +133,19 @@ class AuthController(Controller):
         return Template("auth/password.html", context={"errors": {}})
 
     @post("/account/password", guards=[requires_signed_in], name="password_change")
-    async def change_password(
-        self,
-        request: Request[Any, Any, Any],
-        user: SignedIn,
-        settings: AppSettings,
-        client_address: Address,
-    ) -> Response[Any]:
-        values, _ = await read_form(request)
+    async def change_password(self, own: Own) -> Response[Any]:
+        values, _ = await read_form(own.request)
         if values.get("new_password", "") != values.get("confirm_password", ""):
             errors = {"confirm_password": "The two new passwords differ."}
             return Template("auth/password.html", context={"errors": errors}, status_code=422)
         try:
             token, errors = await service.change_password(
-                settings,
-                user,
+                own.settings,
+                own.user,
                 values.get("current_password", ""),
                 values.get("new_password", ""),
-                address=client_address,
-                user_agent=_user_agent(request),
+                address=own.address,
+                user_agent=_user_agent(own.request),
             )
         except service.Throttled as exc:
             errors = {"form": _try_again("Too many wrong passwords.", exc)}
@@ -159,8 +153,8 @@ class AuthController(Controller):
         if errors:
             return Template("auth/password.html", context={"errors": errors}, status_code=422)
         message = "Your password was changed. Other devices have been signed out."
-        response = redirect(request, "/", message)
-        set_session_cookie(response, settings, token)
+        response = redirect(own.request, "/", message)
+        set_session_cookie(response, own.settings, token)
         return response
 
 
@@ -387,19 +381,13 @@ class PasskeySignInController(Controller):
         return _signed_in(_json({"redirect": next_url}), settings, token)
 
 
-async def _renewed(
-    request: Request[Any, Any, Any],
-    user: CurrentUser,
-    settings: Settings,
-    address: str,
-    response: Response[Any],
-) -> Response[Any]:
+async def _renewed(own: OwnAccount, response: Response[Any]) -> Response[Any]:
     """A gated user who has just enrolled gets a new session (a new token)."""
-    if user.must_enrol and await twostep.has_second_factor(user.id):
+    if own.user.must_enrol and await twostep.has_second_factor(own.user.id):
         token = await twostep.renew_session(
-            settings, user, address=address, user_agent=_user_agent(request)
+            own.settings, own.user, address=own.address, user_agent=_user_agent(own.request)
         )
-        set_session_cookie(response, settings, token)
+        set_session_cookie(response, own.settings, token)
     return response
 
 
@@ -453,37 +441,25 @@ class TwoStepAccountController(Controller):
         return await _totp_setup(request, user, {})
 
     @post("/totp", opt=ENROLMENT, name="two_step_totp_confirm")
-    async def totp_confirm(
-        self,
-        request: Request[Any, Any, Any],
-        user: SignedIn,
-        settings: AppSettings,
-        client_address: Address,
-    ) -> Response[Any]:
-        values, _ = await read_form(request)
+    async def totp_confirm(self, own: Own) -> Response[Any]:
+        values, _ = await read_form(own.request)
         try:
             codes = await twostep.confirm_totp(
-                settings, user, values.get("code", ""), address=client_address
+                own.settings, own.user, values.get("code", ""), address=own.address
             )
         except ValidationFailed as exc:
-            return await _totp_setup(request, user, exc.errors)
+            return await _totp_setup(own.request, own.user, exc.errors)
         response = (
             _recovery_codes_page(codes, _TOTP_READY)
             if codes
-            else redirect(request, "/account/two-step", _TOTP_READY)
+            else redirect(own.request, "/account/two-step", _TOTP_READY)
         )
-        return await _renewed(request, user, settings, client_address, response)
+        return await _renewed(own, response)
 
     @post("/totp/remove", opt=ENROLMENT, name="two_step_totp_remove")
-    async def totp_remove(
-        self,
-        request: Request[Any, Any, Any],
-        user: SignedIn,
-        settings: AppSettings,
-        client_address: Address,
-    ) -> Response[Any]:
+    async def totp_remove(self, own: Own) -> Response[Any]:
         unconfirmed = await _unconfirmed(
-            request,
+            own.request,
             "Remove the authenticator app?",
             "Codes from the app will no longer sign you in. Remove the "
             "account from the app afterwards.",
@@ -492,8 +468,8 @@ class TwoStepAccountController(Controller):
         )
         if unconfirmed is not None:
             return unconfirmed
-        await twostep.remove_totp(settings, user, address=client_address)
-        return redirect(request, "/account/two-step", "Authenticator app removed.", "info")
+        await twostep.remove_totp(own.settings, own.user, address=own.address)
+        return redirect(own.request, "/account/two-step", "Authenticator app removed.", "info")
 
     @post("/passkeys/options", opt=ENROLMENT, name="two_step_passkey_register_options")
     async def passkey_options(self, user: SignedIn, settings: AppSettings) -> Response[Any]:
@@ -501,14 +477,8 @@ class TwoStepAccountController(Controller):
         return _json(options)
 
     @post("/passkeys", opt=ENROLMENT, name="two_step_passkey_register")
-    async def passkey_register(
-        self,
-        request: Request[Any, Any, Any],
-        user: SignedIn,
-        settings: AppSettings,
-        client_address: Address,
-    ) -> Response[Any]:
-        data = await _read_json(request)
+    async def passkey_register(self, own: Own) -> Response[Any]:
+        data = await _read_json(own.request)
         if data is None:
             return _json_error(_SEND_JSON, 400)
         ticket, credential, name = (
@@ -518,30 +488,23 @@ class TwoStepAccountController(Controller):
         )
         try:
             await twostep.add_passkey(
-                settings, user, ticket, credential, name, address=client_address
+                own.settings, own.user, ticket, credential, name, address=own.address
             )
         except ValidationFailed as exc:
             return _refused(exc, 422)
         json_response = _json({"redirect": "/account/two-step"}, 201)
         # The flash cookie travels with the JSON answer; the script then loads the page.
-        for cookie in redirect(request, "/account/two-step", "Passkey added.").cookies:
+        for cookie in redirect(own.request, "/account/two-step", "Passkey added.").cookies:
             json_response.set_cookie(cookie)
-        return await _renewed(request, user, settings, client_address, json_response)
+        return await _renewed(own, json_response)
 
     @post("/passkeys/{passkey_id:int}/remove", opt=ENROLMENT, name="two_step_passkey_remove")
-    async def passkey_remove(
-        self,
-        request: Request[Any, Any, Any],
-        user: SignedIn,
-        settings: AppSettings,
-        client_address: Address,
-        passkey_id: FromPath[int],
-    ) -> Response[Any]:
-        row = await passkeys.get(user.id, passkey_id)
+    async def passkey_remove(self, own: Own, passkey_id: FromPath[int]) -> Response[Any]:
+        row = await passkeys.get(own.user.id, passkey_id)
         if row is None:
             raise NotFoundException("No such passkey.")
         unconfirmed = await _unconfirmed(
-            request,
+            own.request,
             f"Remove the passkey “{row['name']}”?",
             "It will no longer sign you in. You can add it again later.",
             f"/account/two-step/passkeys/{passkey_id}/remove",
@@ -549,8 +512,8 @@ class TwoStepAccountController(Controller):
         )
         if unconfirmed is not None:
             return unconfirmed
-        name = await twostep.remove_passkey(settings, user, passkey_id, address=client_address)
-        return redirect(request, "/account/two-step", f"Passkey “{name}” removed.", "info")
+        name = await twostep.remove_passkey(own.settings, own.user, passkey_id, address=own.address)
+        return redirect(own.request, "/account/two-step", f"Passkey “{name}” removed.", "info")
 
     @post("/recovery-codes", opt=ENROLMENT, name="two_step_recovery_codes")
     async def recovery_codes(

@@ -6,7 +6,10 @@ the audit trail and the sign-in limits record (``PortalMiddleware`` has
 already applied the trusted-proxy rule); ``settings: Settings`` is the app's
 settings; ``list_query: ListParams`` is a list page's search, status and
 keyset cursor from the query string (``q``, ``status``, ``after``), and
-``located_query: LocatedParams`` the same with its ``location`` filter. Handlers
+``located_query: LocatedParams`` the same with its ``location`` filter;
+``own: Own`` is the signed-in user acting on their own account from this
+browser (password, two-step sign-in): the request, the user, the settings and
+the address together. Handlers
 annotate them with the aliases at the end of this module (``user: SignedIn``).
 Registered once on the app (:data:`DEPENDENCIES`); the Stripe gateway is
 provided by the payments controllers, the only ones that use it.
@@ -81,6 +84,22 @@ def provide_located_query(
     )
 
 
+@dataclass(frozen=True)
+class OwnAccount:
+    """A signed-in user changing their own account from this browser."""
+
+    request: Request[Any, Any, Any]
+    user: CurrentUser
+    settings: Settings
+    address: str
+
+
+def provide_own(
+    request: Request[Any, Any, Any], user: CurrentUser, settings: Settings, client_address: str
+) -> OwnAccount:
+    return OwnAccount(request=request, user=user, settings=settings, address=client_address)
+
+
 DEPENDENCIES = {
     "user": Provide(provide_user, sync_to_thread=False),
     "user_or_none": Provide(provide_user_or_none, sync_to_thread=False),
@@ -88,6 +107,7 @@ DEPENDENCIES = {
     "settings": Provide(provide_settings, sync_to_thread=False),
     "list_query": Provide(provide_list_query, sync_to_thread=False),
     "located_query": Provide(provide_located_query, sync_to_thread=False),
+    "own": Provide(provide_own, sync_to_thread=False),
 }
 
 
@@ -100,3 +120,4 @@ Address = NamedDependency[str]
 AppSettings = NamedDependency[Settings]
 ListParams = NamedDependency[ListQueryString]
 LocatedParams = NamedDependency[LocatedListQuery]
+Own = NamedDependency[OwnAccount]
