@@ -8,8 +8,7 @@ one audit record; an edit that changes nothing writes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
+from collections.abc import Mapping
 from typing import Any
 
 from piccolo.query.functions.string import Lower
@@ -33,31 +32,6 @@ async def name_taken(table: Named, name: str, exclude_id: int | None) -> bool:
     if exclude_id is not None:
         query = query.where(table.id != exclude_id)
     return bool(await query.run())
-
-
-async def create_entity(
-    actor: CurrentUser,
-    table: Named,
-    entity: str,
-    values: dict[str, Any],
-    after: dict[str, Any],
-    first_price: Callable[[int, datetime], Awaitable[dict[str, Any]]],
-    *,
-    duplicate: Mapping[str, str],
-    address: str,
-) -> int:
-    """Insert an active row and its first price version (``first_price`` returns
-    the version's audit fields), audited as one "create"."""
-    return await records.create(
-        actor,
-        table,
-        entity,
-        values,
-        shown=after,
-        taken=duplicate,
-        address=address,
-        then=first_price,
-    )
 
 
 async def update_entity(

@@ -9,7 +9,7 @@ from typing import Any
 
 from portal import records
 from portal.auth.service import CurrentUser
-from portal.catalog.entities import create_entity, name_taken, require_owner, update_entity
+from portal.catalog.entities import name_taken, require_owner, update_entity
 from portal.catalog.inputs import PackageInput, PriceInput
 from portal.catalog.listing import get_package
 from portal.catalog.prices import insert_version, version_record
@@ -42,17 +42,12 @@ async def create_package(
         version = await insert_version(PackagePrice, actor, price, now, package=package_id)
         return version_record("base_price", version, price, now)
 
-    fixed = {"service": data.service_id, "sessions": data.sessions}
-    return await create_entity(
-        actor,
-        Package,
-        "package",
-        {**data.as_dict(), **fixed},
-        {**data.as_dict(), "service_id": data.service_id, "sessions": data.sessions},
-        first_price,
-        duplicate=DUPLICATE,
+    values = {**data.as_dict(), "service": data.service_id, "sessions": data.sessions}
+    shown = {**data.as_dict(), "service_id": data.service_id, "sessions": data.sessions}
+    return await records.create(
+        actor, Package, "package", values, shown=shown, taken=DUPLICATE, then=first_price,
         address=address,
-    )
+    )  # fmt: skip
 
 
 async def update_package(

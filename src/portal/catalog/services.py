@@ -8,7 +8,7 @@ from typing import Any
 
 from portal import records
 from portal.auth.service import CurrentUser
-from portal.catalog.entities import create_entity, name_taken, require_owner, update_entity
+from portal.catalog.entities import name_taken, require_owner, update_entity
 from portal.catalog.inputs import PriceInput, ServiceInput
 from portal.catalog.listing import get_service
 from portal.catalog.prices import insert_version, version_record
@@ -29,16 +29,11 @@ async def create_service(
         version = await insert_version(ServicePrice, actor, price, now, service=service_id)
         return version_record("list_price", version, price, now)
 
-    return await create_entity(
-        actor,
-        Service,
-        "service",
-        data.as_dict(),
-        data.as_dict(),
-        first_price,
-        duplicate=DUPLICATE,
+    values = data.as_dict()
+    return await records.create(
+        actor, Service, "service", values, shown=values, taken=DUPLICATE, then=first_price,
         address=address,
-    )
+    )  # fmt: skip
 
 
 async def update_service(
