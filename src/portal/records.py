@@ -1,5 +1,7 @@
-"""Records that are deactivated, never deleted: the status filter of their lists
-and the one compare-and-set that turns a row off or on with its audit line.
+"""Records that are deactivated, never deleted: their list query (scope, status
+filter, search, keyset page), their creation and edits with their audit lines
+(a unique index refusing one is the form's error), and the one compare-and-set
+that turns a row off or on with its audit line.
 
 No HTTP here: the admin pages (``web/admin.py``) and the services call it; each
 service keeps its own rule for who may do it.
