@@ -23,7 +23,7 @@ from portal.locations.service import get_location
 from portal.pagination import Page
 from portal.rooms.tables import Room, RoomOutage
 from portal.staff import hours as h
-from portal.staff.therapists import parse_date
+from portal.staff.timeoff import parse_days, window_reason
 from portal.timeutil import utcnow
 
 # The equipment the clinics' services ask for (see the catalog's required_equipment).
@@ -229,10 +229,8 @@ class OutageInput:
 
 def parse_outage_form(values: dict[str, str]) -> OutageInput:
     errors: dict[str, str] = {}
-    start_date = parse_date(values, errors, "start_date", label="Start date")
-    if start_date is None and "start_date" not in errors:
-        errors["start_date"] = "Enter the date the room goes out of service."
-    end_date = parse_date(values, errors, "end_date", label="End date") or start_date
+    missing = "Enter the date the room goes out of service."
+    days = parse_days(values, errors, ("Start date", "End date"), missing)
     minutes: dict[str, int] = {}
     for name, example in (("start_time", "08:00"), ("end_time", "10:30")):
         raw = values.get(name, "").strip()
@@ -241,10 +239,7 @@ def parse_outage_form(values: dict[str, str]) -> OutageInput:
             errors[name] = f"Enter a time such as {example}."
         else:
             minutes[name] = parsed
-    reason = require_text(values, errors, "reason", label="Reason", max_length=200)
-    if errors:
-        raise Invalid(errors)
-    assert start_date is not None and end_date is not None
+    start_date, end_date, reason = window_reason(values, errors, days)
     return OutageInput(
         start_date=start_date,
         start_minute=minutes["start_time"],

@@ -44,6 +44,29 @@ class TimeOffInput:
         return self.start_minute is None and self.end_minute is None
 
 
+def parse_days(
+    values: dict[str, str], errors: dict[str, str], labels: tuple[str, str], missing: str
+) -> tuple[date | None, date | None]:
+    """A dated window's first and last day (``labels``); the last is the first when
+    left empty; ``missing`` is the message when there is no first day."""
+    start_date = parse_date(values, errors, "start_date", label=labels[0])
+    if start_date is None and "start_date" not in errors:
+        errors["start_date"] = missing
+    return start_date, parse_date(values, errors, "end_date", label=labels[1]) or start_date
+
+
+def window_reason(
+    values: dict[str, str], errors: dict[str, str], days: tuple[date | None, date | None]
+) -> tuple[date, date, str]:
+    """A dated window's reason, then every error of its form at once; else its days
+    and the reason."""
+    reason = require_text(values, errors, "reason", label="Reason", max_length=200)
+    start_date, end_date = days
+    if errors or start_date is None or end_date is None:
+        raise Invalid(errors)
+    return start_date, end_date, reason
+
+
 def parse_time_off_form(values: dict[str, str]) -> TimeOffInput:
     errors: dict[str, str] = {}
     try:
@@ -51,10 +74,7 @@ def parse_time_off_form(values: dict[str, str]) -> TimeOffInput:
     except ValueError:
         errors["location_id"] = "Choose the location whose time zone the dates are in."
         location_id = 0
-    start_date = parse_date(values, errors, "start_date", label="First day")
-    if start_date is None and "start_date" not in errors:
-        errors["start_date"] = "Enter the first day."
-    end_date = parse_date(values, errors, "end_date", label="Last day") or start_date
+    days = parse_days(values, errors, ("First day", "Last day"), "Enter the first day.")
     times: dict[str, int | None] = {}
     for name in ("start_time", "end_time"):
         raw = values.get(name, "").strip()
@@ -67,10 +87,7 @@ def parse_time_off_form(values: dict[str, str]) -> TimeOffInput:
     if (times["start_time"] is None) != (times["end_time"] is None) and not errors:
         missing = "start_time" if times["start_time"] is None else "end_time"
         errors[missing] = "Give both times, or neither for whole days."
-    reason = require_text(values, errors, "reason", label="Reason", max_length=200)
-    if errors:
-        raise Invalid(errors)
-    assert start_date is not None and end_date is not None
+    start_date, end_date, reason = window_reason(values, errors, days)
     return TimeOffInput(
         location_id=location_id,
         start_date=start_date,
