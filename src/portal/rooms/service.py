@@ -295,12 +295,9 @@ async def add_outage(
     room = await get_room_for(actor, room_id, write=True)
     tz = ZoneInfo(str(room["timezone"]))
     errors: dict[str, str] = {}
-    start, problem = h.local_wall(data.start_date, data.start_minute, tz)
-    if problem:
-        errors["start_time"] = problem
-    end, problem = h.local_wall(data.end_date, data.end_minute, tz)
-    if problem:
-        errors["end_time"] = problem
+    start, end = h.local_window(
+        (data.start_date, data.start_minute), (data.end_date, data.end_minute), tz, errors
+    )
     if start is not None and end is not None and not errors:
         if end == start:
             errors["end_time"] = "The window is empty: the end must be after the start."

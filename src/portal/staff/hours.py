@@ -103,6 +103,23 @@ def local_wall(day: date, minute: int | None, tz: ZoneInfo) -> tuple[datetime | 
     return instant, ""
 
 
+def local_window(
+    start: tuple[date, int | None],
+    end: tuple[date, int | None],
+    tz: ZoneInfo,
+    errors: dict[str, str],
+) -> tuple[datetime | None, datetime | None]:
+    """A window entered as local (date, minute) pairs, as UTC instants; a wall time
+    the clocks skip is the error of its field (``start_time``, ``end_time``)."""
+    instants = []
+    for field, (day, minute) in (("start_time", start), ("end_time", end)):
+        instant, problem = local_wall(day, minute, tz)
+        if problem:
+            errors[field] = problem
+        instants.append(instant)
+    return instants[0], instants[1]
+
+
 def merge(spans: Iterable[Span]) -> list[Span]:
     """Sorted spans with overlapping or touching ones joined."""
     out: list[Span] = []

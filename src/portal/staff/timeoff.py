@@ -109,12 +109,9 @@ def time_off_span(data: TimeOffInput, tz: ZoneInfo) -> tuple[h.Span | None, dict
             h.wall_to_utc(data.end_date + timedelta(days=1), 0, tz),
         )
     else:
-        start, problem = h.local_wall(data.start_date, data.start_minute, tz)
-        if problem:
-            errors["start_time"] = problem
-        end, problem = h.local_wall(data.end_date, data.end_minute, tz)
-        if problem:
-            errors["end_time"] = problem
+        start, end = h.local_window(
+            (data.start_date, data.start_minute), (data.end_date, data.end_minute), tz, errors
+        )
         if errors or start is None or end is None:
             return None, errors
         if end == start:
