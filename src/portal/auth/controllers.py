@@ -10,7 +10,7 @@ from litestar.response import Redirect, Template
 from portal.auth import passkeys, service, tokens, totp, twostep
 from portal.identity import ROLE_LABELS, STAFF_ROLES, CurrentUser
 from portal.settings import Settings
-from portal.web.deps import Address, AppSettings, Own, OwnAccount, SignedIn, Visitor
+from portal.web.deps import Address, AppSettings, Arrival, Own, OwnAccount, SignedIn, Visitor
 from portal.web.forms import ValidationFailed, read_form
 from portal.web.guards import requires_owner, requires_role, requires_signed_in
 from portal.web.responses import (
@@ -93,10 +93,8 @@ class AuthController(Controller):
         )
 
     @post("/login", opt=PUBLIC, name="login_submit")
-    async def login(
-        self, request: Request[Any, Any, Any], settings: AppSettings, client_address: Address
-    ) -> Response[Any]:
-        values, _ = await read_form(request)
+    async def login(self, arrival: Arrival) -> Response[Any]:
+        values, _ = await read_form(arrival.request)
         email, password = values.get("email", ""), values.get("password", "")
         next_url = safe_next(values.get("next"), "")
         errors = _missing_credentials(email, password)
@@ -105,11 +103,11 @@ class AuthController(Controller):
             return Template("auth/login.html", context=context, status_code=422)
         try:
             token = await service.sign_in(
-                settings,
+                arrival.settings,
                 email,
                 password,
-                address=client_address,
-                browser=browser_of(request),
+                address=arrival.address,
+                browser=browser_of(arrival.request),
             )
         except service.Throttled as exc:
             errors["form"] = _try_again("Too many failed sign-in attempts.", exc)
@@ -117,7 +115,7 @@ class AuthController(Controller):
         except service.InvalidCredentials:
             errors["form"] = "The email or password is not right."
             return Template("auth/login.html", context=context, status_code=401)
-        return await _after_password(request, settings, token, next_url)
+        return await _after_password(arrival.request, arrival.settings, token, next_url)
 
     @post("/logout", guards=[requires_signed_in], name="logout", opt=ENROLMENT)
     async def logout(self, request: Request[Any, Any, Any], settings: AppSettings) -> Response[Any]:
@@ -287,24 +285,24 @@ class TwoStepSignInController(Controller):
         return await _two_step_page(step, {})
 
     @post("/", opt=PUBLIC, name="two_step_submit")
-    async def submit(
-        self, request: Request[Any, Any, Any], settings: AppSettings, client_address: Address
-    ) -> Response[Any]:
-        step = await _pending(request)
+    async def submit(self, arrival: Arrival) -> Response[Any]:
+        step = await _pending(arrival.request)
         if step is None:
-            return redirect(request, "/login", _NO_PENDING, "info")
-        values, _ = await read_form(request)
+            return redirect(arrival.request, "/login", _NO_PENDING, "info")
+        values, _ = await read_form(arrival.request)
         code = values.get("code", "")
         if not code:
             return await _two_step_page(step, {"code": "Enter the code."}, 422)
         try:
-            token = await twostep.second_step_code(settings, step, code, address=client_address)
+            token = await twostep.second_step_code(
+                arrival.settings, step, code, address=arrival.address
+            )
         except service.Throttled as exc:
             errors = {"form": _try_again("Too many wrong codes.", exc)}
             return _retry_after(await _two_step_page(step, errors, 429), exc)
         except ValidationFailed as exc:
             return await _two_step_page(step, exc.errors, 401)
-        return _signed_in(redirect(request, step.next_url or "/"), settings, token)
+        return _signed_in(redirect(arrival.request, step.next_url or "/"), arrival.settings, token)
 
     @post("/passkey/options", opt=PUBLIC, name="two_step_passkey_options")
     async def passkey_options(
@@ -319,25 +317,23 @@ class TwoStepSignInController(Controller):
         return _json(options)
 
     @post("/passkey", opt=PUBLIC, name="two_step_passkey")
-    async def passkey(
-        self, request: Request[Any, Any, Any], settings: AppSettings, client_address: Address
-    ) -> Response[Any]:
-        step = await _pending(request)
+    async def passkey(self, arrival: Arrival) -> Response[Any]:
+        step = await _pending(arrival.request)
         if step is None:
             return _json_error(_NO_PENDING, 401)
-        data = await _read_json(request)
+        data = await _read_json(arrival.request)
         if data is None:
             return _json_error(_SEND_JSON, 400)
         ticket, credential = _text(data, "ticket"), data.get("credential")
         try:
             token = await twostep.second_step_passkey(
-                settings, step, ticket, credential, address=client_address
+                arrival.settings, step, ticket, credential, address=arrival.address
             )
         except service.Throttled as exc:
             return _retry_after(_json_error(_try_again("Too many wrong codes.", exc), 429), exc)
         except ValidationFailed as exc:
             return _refused(exc, 401)
-        return _signed_in(_json({"redirect": step.next_url or "/"}), settings, token)
+        return _signed_in(_json({"redirect": step.next_url or "/"}), arrival.settings, token)
 
     @post("/cancel", opt=PUBLIC, name="two_step_cancel")
     async def cancel(self, request: Request[Any, Any, Any], settings: AppSettings) -> Response[Any]:
@@ -358,19 +354,17 @@ class PasskeySignInController(Controller):
         return _json(await passkeys.authentication_options(settings, passkeys.SIGN_IN))
 
     @post("/", opt=PUBLIC, name="passkey_sign_in")
-    async def sign_in(
-        self, request: Request[Any, Any, Any], settings: AppSettings, client_address: Address
-    ) -> Response[Any]:
-        data = await _read_json(request)
+    async def sign_in(self, arrival: Arrival) -> Response[Any]:
+        data = await _read_json(arrival.request)
         if data is None:
             return _json_error(_SEND_JSON, 400)
         try:
             token = await twostep.passkey_sign_in(
-                settings,
+                arrival.settings,
                 _text(data, "ticket"),
                 data.get("credential"),
-                address=client_address,
-                browser=browser_of(request),
+                address=arrival.address,
+                browser=browser_of(arrival.request),
             )
         except service.Throttled as exc:
             message = _try_again("Too many failed sign-in attempts.", exc)
@@ -378,7 +372,7 @@ class PasskeySignInController(Controller):
         except ValidationFailed as exc:
             return _refused(exc, 401)
         next_url = safe_next(_text(data, "next", 500))
-        return _signed_in(_json({"redirect": next_url}), settings, token)
+        return _signed_in(_json({"redirect": next_url}), arrival.settings, token)
 
 
 async def _renewed(own: OwnAccount, response: Response[Any]) -> Response[Any]:

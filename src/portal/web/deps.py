@@ -9,7 +9,8 @@ keyset cursor from the query string (``q``, ``status``, ``after``), and
 ``located_query: LocatedParams`` the same with its ``location`` filter;
 ``own: Own`` is the signed-in user acting on their own account from this
 browser (password, two-step sign-in): the request, the user, the settings and
-the address together. Handlers
+the address together; ``arrival: Arrival`` the same for someone signing in
+(no user yet). Handlers
 annotate them with the aliases at the end of this module (``user: SignedIn``).
 Registered once on the app (:data:`DEPENDENCIES`); the Stripe gateway is
 provided by the payments controllers, the only ones that use it.
@@ -85,6 +86,21 @@ def provide_located_query(
 
 
 @dataclass(frozen=True)
+class Arriving:
+    """Someone signing in from this browser: the request, the settings, the address."""
+
+    request: Request[Any, Any, Any]
+    settings: Settings
+    address: str
+
+
+def provide_arrival(
+    request: Request[Any, Any, Any], settings: Settings, client_address: str
+) -> Arriving:
+    return Arriving(request=request, settings=settings, address=client_address)
+
+
+@dataclass(frozen=True)
 class OwnAccount:
     """A signed-in user changing their own account from this browser."""
 
@@ -108,6 +124,7 @@ DEPENDENCIES = {
     "list_query": Provide(provide_list_query, sync_to_thread=False),
     "located_query": Provide(provide_located_query, sync_to_thread=False),
     "own": Provide(provide_own, sync_to_thread=False),
+    "arrival": Provide(provide_arrival, sync_to_thread=False),
 }
 
 
@@ -121,3 +138,4 @@ AppSettings = NamedDependency[Settings]
 ListParams = NamedDependency[ListQueryString]
 LocatedParams = NamedDependency[LocatedListQuery]
 Own = NamedDependency[OwnAccount]
+Arrival = NamedDependency[Arriving]
