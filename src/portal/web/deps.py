@@ -78,7 +78,7 @@ class LocatedListQuery(ListQueryString):
 
 
 def provide_located_query(
-    list_query: ListQueryString, location: Annotated[str, QueryParameter(name="location")] = ""
+    list_query: ListParams, location: Annotated[str, QueryParameter(name="location")] = ""
 ) -> LocatedListQuery:
     return LocatedListQuery(
         q=list_query.q, status=list_query.status, after=list_query.after, location=location
@@ -95,7 +95,7 @@ class Arriving:
 
 
 def provide_arrival(
-    request: Request[Any, Any, Any], settings: Settings, client_address: str
+    request: Request[Any, Any, Any], settings: AppSettings, client_address: Address
 ) -> Arriving:
     return Arriving(request=request, settings=settings, address=client_address)
 
@@ -111,7 +111,7 @@ class OwnAccount:
 
 
 def provide_own(
-    request: Request[Any, Any, Any], user: CurrentUser, settings: Settings, client_address: str
+    request: Request[Any, Any, Any], user: SignedIn, settings: AppSettings, client_address: Address
 ) -> OwnAccount:
     return OwnAccount(request=request, user=user, settings=settings, address=client_address)
 
