@@ -19,7 +19,7 @@ from portal.web.guards import roles_of_route
 from portal.web.menu import MENU
 from tests import factories
 
-NAV_RE = re.compile(r'<ul class="mainnav">(.*?)</ul>', re.S)
+NAV_RE = re.compile(r'<ul class="mainnav"[^>]*>(.*?)</ul>', re.S)
 LINK_RE = re.compile(r'<a href="([^"]+)"')
 
 
