@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 from portal.auth.service import ACCOUNTANT, MANAGER, OWNER
+from portal.bookings import credits
+from portal.bookings.tables import Appointment
 from portal.notes import service as notes
 from portal.notes.tables import NoteAccessLog, TreatmentNote
 from tests import factories
@@ -250,3 +252,39 @@ def test_the_pain_chart_is_plain_svg():
     assert svg.startswith("<svg") and "style=" not in svg and "<script" not in svg
     assert "1/5, before: 7 / 10" in svg and "2/5, after: 2 / 10 (corrected)" in svg
     assert "At intake: 8 / 10" in svg
+
+
+async def test_sessions_are_numbered_in_the_order_given_not_booked(app, clinic):
+    # The client books the later session first: its credit is the package's first.
+    later = await given_session(clinic, 2)
+    earlier = await given_session(clinic, 10)
+    therapist = clinic.as_therapist()
+    ids = {}
+    for name, appointment_id in (("later", later), ("earlier", earlier)):
+        ids[name] = await notes.start_note(therapist, appointment_id, COMPLETE)
+        await notes.sign(therapist, ids[name], confirmed=True)
+    assert (await notes.get_note(ids["earlier"]))["session_label"] == "Session 1 of 5"
+    assert (await notes.get_note(ids["later"]))["session_label"] == "Session 2 of 5"
+    progress = await notes.progress(clinic.client.id)
+    assert [s["session_label"] for s in progress.sessions] == ["Session 1 of 5", "Session 2 of 5"]
+    listed = await notes.list_notes(therapist, notes.NoteFilters(), after=None)
+    assert {r["id"]: r["session_label"] for r in listed.rows} == {
+        ids["earlier"]: "Session 1 of 5", ids["later"]: "Session 2 of 5",
+    }  # fmt: skip
+
+    client = await _signed_in(app, clinic.client)
+    page = await client.get(f"/notes/{ids['earlier']}")
+    assert "Session 1 of 5" in page.text and "Session 2 of 5" not in page.text
+    printout = await client.get("/account/progress/print")
+    first, second = printout.text.index("Session 1 of 5"), printout.text.index("Session 2 of 5")
+    assert first < second
+    await client.aclose()
+    staff = await _signed_in(app, clinic.therapist_account)
+    listing = await staff.get("/notes")
+    row = re.search(rf'href="/notes/{ids["later"]}".*?</tr>', listing.text, re.S)
+    assert row and "Session 2 of 5" in row.group(0)
+    await staff.aclose()
+    # The writing page names the session the same way.
+    credit = await Appointment.select().where(Appointment.id == earlier).first().run()
+    label = await credits.credit_label(credit["sale_session"], earlier)
+    assert label is not None and label.startswith("Session 1 of 5")

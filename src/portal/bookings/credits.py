@@ -22,7 +22,8 @@ from typing import Any
 from portal import db
 from portal.audit import service as audit
 from portal.bookings import notify
-from portal.bookings.states import BOOKED, CANCELLED, set_status
+from portal.bookings.states import BOOKED, CANCELLED, COMPLETED, set_status
+from portal.bookings.tables import Appointment
 from portal.ledger import service as ledger
 from portal.sales import service as sales
 from portal.sales.tables import Sale, SaleSession
@@ -238,13 +239,56 @@ async def sale_of_credit_locked(credit_id: int | None) -> AsyncIterator[dict[str
         yield sale
 
 
-async def credit_label(credit_id: int | None) -> str | None:
-    """Which session of which package a booking uses ("Session 3 of 10 · Back care 10")."""
+# The sessions of a package that count when numbering them: given, or still to come.
+NUMBERED = (COMPLETED, BOOKED)
+
+
+async def positions_given(appointment_ids: list[int]) -> dict[int, int]:
+    """Which session of its package each appointment is, in the order given.
+
+    Credits are taken in booking order, so a credit's own position says when
+    the session was booked, not when it was given: a client who booked the
+    third week first would read "Session 1" on the third treatment. The
+    number is the appointment's place by start among its package's given and
+    upcoming sessions (a cancelled or missed one takes the place it would have).
+    """
+    if not appointment_ids:
+        return {}
+    sale = Appointment.sale_session.sale
+    wanted = (
+        await Appointment.select(sale.as_alias("sale"))
+        .where(Appointment.id.is_in(sorted(set(appointment_ids))))
+        .where(Appointment.sale_session.is_not_null())
+        .run()
+    )
+    sale_ids = sorted({int(r["sale"]) for r in wanted if r["sale"] is not None})
+    if not sale_ids:
+        return {}
+    rows = (
+        await Appointment.select(Appointment.id, Appointment.status, sale.as_alias("sale"))
+        .where(sale.is_in(sale_ids))
+        .order_by(Appointment.start_at)
+        .order_by(Appointment.id)
+        .run()
+    )
+    given: dict[int, int] = {}
+    positions: dict[int, int] = {}
+    for row in rows:
+        count = given.get(row["sale"], 0)
+        if row["status"] in NUMBERED:
+            count = given[row["sale"]] = count + 1
+            positions[row["id"]] = count
+        else:
+            positions[row["id"]] = count + 1
+    return positions
+
+
+async def credit_label(credit_id: int | None, appointment_id: int) -> str | None:
+    """Which session of which package a booking is ("Session 3 of 10 · Back care 10")."""
     if not credit_id:
         return None
     row = (
         await SaleSession.select(
-            SaleSession.position,
             SaleSession.sale.sessions_total.as_alias("total"),
             SaleSession.sale.item_name.as_alias("name"),
         )
@@ -254,7 +298,8 @@ async def credit_label(credit_id: int | None) -> str | None:
     )
     if row is None:
         return None
-    return f"Session {row['position']} of {row['total']} · {row['name']}"
+    position = (await positions_given([appointment_id])).get(appointment_id)
+    return f"Session {position} of {row['total']} · {row['name']}"
 
 
 async def credit_valid_until(credit_id: int | None) -> datetime | None:

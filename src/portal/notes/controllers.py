@@ -127,7 +127,7 @@ async def _compose_page(
         client_id, before=appointment["start_at"], limit=PREVIOUS_SHOWN
     )
     previous.reverse()
-    series = await credit_label(appointment["sale_session"])
+    series = await credit_label(appointment["sale_session"], appointment["id"])
     action = f"/notes/{note['id']}/edit" if note else f"/notes/appointment/{appointment['id']}"
     return Template(
         "notes/compose.html",

@@ -32,7 +32,7 @@ from portal import access, db
 from portal.audit import service as audit
 from portal.auth.service import CLIENT, MANAGER, OWNER, THERAPIST, CurrentUser
 from portal.auth.tables import User
-from portal.bookings import reading, states
+from portal.bookings import credits, reading, states
 from portal.bookings.tables import Appointment
 from portal.clients import regions
 from portal.clients import service as clients
@@ -318,10 +318,22 @@ def _loads(raw: str | None) -> list[str]:
 
 
 def session_label(row: dict[str, Any]) -> str:
-    """ "Session k of N" from the package credit the appointment used."""
+    """ "Session k of N" of the package the appointment used, k in the order given."""
     if row.get("series_position") and row.get("series_total"):
         return f"Session {row['series_position']} of {row['series_total']}"
     return "Single session"
+
+
+async def _numbered(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with their session numbers in the order given (credits.positions_given)."""
+    positions = await credits.positions_given(
+        [int(r["appointment"]) for r in rows if r.get("series_id")]
+    )
+    for row in rows:
+        if row.get("series_id"):
+            row["series_position"] = positions.get(int(row["appointment"]))
+        row["session_label"] = session_label(row)
+    return rows
 
 
 async def get_note(note_id: int) -> dict[str, Any]:
@@ -333,8 +345,7 @@ async def get_note(note_id: int) -> dict[str, Any]:
     )
     if row is None:
         raise NotFound("No such note.")
-    row["session_label"] = session_label(row)
-    return row
+    return (await _numbered([row]))[0]
 
 
 async def note_for_appointment(appointment_id: int) -> int | None:
@@ -430,7 +441,7 @@ async def signed_notes_of(
     rows = await query.order_by(TreatmentNote.appointment.start_at).run()
     if limit is not None:
         rows = rows[-limit:]
-    return await present_notes(rows)
+    return await present_notes(await _numbered(rows))
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -680,8 +691,8 @@ async def list_notes(
     page = await keyset_page(
         query, TreatmentNote.id, TreatmentNote.id, after=after, limit=limit, descending=True
     )
+    await _numbered(page.rows)
     for row in page.rows:
-        row["session_label"] = session_label(row)
         row["status_label"] = STATUS_LABELS.get(row["status"], row["status"])
     return page
 
