@@ -26,3 +26,19 @@ def basis_points(bp: int | None) -> str:
     if bp is None:
         return ""
     return f"{bp / 100:.2f}".rstrip("0").rstrip(".") + " %"
+
+
+# Where a package's sessions may be booked (a package's rule, kept on each sale).
+SELLING_CLINIC = "selling_clinic"
+ALL_CLINICS = "all_clinics"
+REDEEMABLE = {
+    SELLING_CLINIC: "Only at the clinic where it was bought",
+    ALL_CLINICS: "At every clinic",
+}
+
+
+def redeemable_text(rule: str, location_name: str) -> str:
+    """The one wording of the rule, for the catalog, the receipt and the booking page."""
+    if rule == SELLING_CLINIC:
+        return f"Sessions can be booked only at {location_name}."
+    return "Sessions can be booked at every clinic."

@@ -46,7 +46,7 @@ async def test_the_account_shows_packages_appointments_and_receipts(app, clinic)
         page = await http.get("/account")
         assert page.status_code == 200
         # 5 sessions: 1 given, 1 booked, 3 free to book; 4 remain.
-        assert (_count(page.text, "remaining"), _count(page.text, "used")) == (4, 1)
+        assert (_count(page.text, "left"), _count(page.text, "used")) == (4, 1)
         assert (_count(page.text, "free"), _count(page.text, "booked")) == (3, 1)
         assert "Expires soon" not in page.text
         assert f'href="/appointments/{upcoming}#cancel"' in page.text
@@ -74,7 +74,7 @@ async def test_the_account_shows_packages_appointments_and_receipts(app, clinic)
         # Cancelling early puts the session back: 4 free to book.
         await factories.post_form(http, f"/appointments/{upcoming}/cancel")
         page = await http.get("/account")
-        assert (_count(page.text, "free"), _count(page.text, "remaining")) == (4, 4)
+        assert (_count(page.text, "free"), _count(page.text, "left")) == (4, 4)
         assert "No appointments booked yet." in page.text
     async with factories.make_client(app) as http:
         await factories.login(http, clinic.manager)
@@ -101,7 +101,7 @@ async def test_a_package_ending_within_14_days_warns(app, clinic):
 async def test_summary_counts(clinic):
     summary = await account.summary(clinic.client.id)
     package = summary["packages"][0]
-    assert (package["total"], package["remaining"], package["free"], package["used"]) == (
+    assert (package["total"], package["left"], package["free"], package["used"]) == (
         5, 5, 5, 0,
     )  # fmt: skip
     assert package["days_left"] in (178, 179) and not package["expiring_soon"]

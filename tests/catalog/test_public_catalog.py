@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from litestar.exceptions import NoRouteMatchFoundException
 
+from portal.catalog.tables import Package
 from portal.locations.tables import Location
 from portal.timeutil import utcnow
 from tests import factories
@@ -106,3 +107,14 @@ async def test_unknown_or_inactive_location_is_a_404_page(client, db) -> None:
         page = await client.get(f"/book/{slug}")
         assert page.status_code == 404
         assert "Page not found" in page.text and "could not find this clinic" in page.text
+
+
+async def test_each_card_states_where_the_sessions_can_be_booked(app, client, db) -> None:
+    await factories.make_location(name="Portland Pearl", slug="portland-pearl")
+    nmt = await make_service("Neuromuscular massage, 60 min", price=12000)
+    here = await make_package(nmt, name="Here only", sessions=5, price=54000)
+    await make_package(nmt, name="Anywhere", sessions=5, price=55000)
+    await Package.update({Package.redeemable: "selling_clinic"}).where(Package.id == here).run()
+    cards = _cards((await client.get("/book/portland-pearl")).text)
+    assert "Sessions can be booked only at Portland Pearl." in cards["Here only"]
+    assert "Sessions can be booked at every clinic." in cards["Anywhere"]

@@ -75,7 +75,7 @@ def _ledger(server: LiveServer, appointment_id: int) -> list[tuple[str, str, int
 async def _counts(page: Page) -> dict[str, int]:
     card = page.locator("section.package-item", has_text=PACKAGE)
     counts = {}
-    for name in ("remaining", "free", "booked", "used"):
+    for name in ("left", "free", "booked", "used"):
         counts[name] = int(await card.locator(f'[data-count="{name}"]').inner_text())
     return counts
 
@@ -90,7 +90,7 @@ async def test_client_books_cancels_books_a_series_and_the_therapist_completes(
     # Sign-in lands on My account.
     await sign_in(page, live_server, "client@demo.clinic", DEMO_PASSWORD)
     await expect(page.get_by_role("heading", name="My account")).to_be_visible()
-    assert await _counts(page) == {"remaining": 4, "free": 3, "booked": 1, "used": 1}
+    assert await _counts(page) == {"left": 4, "free": 3, "booked": 1, "used": 1}
 
     # Book one session from the package.
     card = page.locator("section.package-item", has_text=PACKAGE)
@@ -106,7 +106,7 @@ async def test_client_books_cancels_books_a_series_and_the_therapist_completes(
     await expect(page.locator("hgroup p")).to_contain_text(f"{single_day:%A %d %B %Y}, 09:00–10:00")
     booked_url = page.url
     await page.get_by_role("link", name="My account", exact=True).click()
-    assert await _counts(page) == {"remaining": 4, "free": 2, "booked": 2, "used": 1}
+    assert await _counts(page) == {"left": 4, "free": 2, "booked": 2, "used": 1}
 
     # Cancel it early: the session goes back to the package.
     await page.goto(booked_url)
@@ -116,7 +116,7 @@ async def test_client_books_cancels_books_a_series_and_the_therapist_completes(
     await expect(page.locator(".flash")).to_contain_text("the session is back in your package")
     await expect(page.locator("h1 .badge")).to_have_text("Cancelled")
     await page.get_by_role("link", name="My account", exact=True).click()
-    assert await _counts(page) == {"remaining": 4, "free": 3, "booked": 1, "used": 1}
+    assert await _counts(page) == {"left": 4, "free": 3, "booked": 1, "used": 1}
 
     # Book the series: weekly at 10:00 with Theresa from the day of the demo booking,
     # four dates for three free sessions. The first date clashes with that booking.
@@ -140,7 +140,7 @@ async def test_client_books_cancels_books_a_series_and_the_therapist_completes(
     first_link = result.locator("tr.series-ok").first.get_by_role("link")
     first_id = int((await first_link.get_attribute("href") or "").rsplit("/", 1)[1])
     await page.get_by_role("button", name="Back to My account").click()
-    assert await _counts(page) == {"remaining": 4, "free": 0, "booked": 4, "used": 1}
+    assert await _counts(page) == {"left": 4, "free": 0, "booked": 4, "used": 1}
 
     # The first session of the series takes place (moved into the past), and
     # Theresa marks it completed from her schedule.
@@ -160,7 +160,7 @@ async def test_client_books_cancels_books_a_series_and_the_therapist_completes(
         await staff.close()
 
     await page.reload()
-    assert await _counts(page) == {"remaining": 3, "free": 0, "booked": 3, "used": 2}
+    assert await _counts(page) == {"left": 3, "free": 0, "booked": 3, "used": 2}
     # The journal moved the session's value: deferred revenue → service revenue.
     lines = _ledger(live_server, first_id)
     assert [(kind, account) for kind, account, _, _ in lines] == [

@@ -1,9 +1,10 @@
 """What a client sees on "My account": packages, upcoming appointments, receipts.
 
 Counts come from the session credits' states (never a stored counter):
-*remaining* are the sessions not yet used (free to book + booked), *used*
-the ones given or forfeited. A package that ends within
-:data:`EXPIRY_WARNING_DAYS` with sessions left gets a warning.
+*left* are the sessions not yet used (free to book + booked:
+``sales.sessions_left``, the one definition), *used* the ones given or
+forfeited. A package that ends within :data:`EXPIRY_WARNING_DAYS` with
+sessions left gets a warning.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ EXPIRY_WARNING_DAYS = 14
 
 
 def _package(row: dict[str, Any], now: datetime) -> dict[str, Any]:
-    free = int(row["remaining"])  # available: free to book
+    free = int(row["free"])
     booked = int(row["booked"])
     valid_until = row["valid_until"]
     expired = valid_until is not None and valid_until <= now
     days_left = (valid_until - now).days if valid_until and not expired else None
-    remaining = 0 if expired else free + booked
+    left = sales.sessions_left(free, booked, valid_until, now)
     return {
         "id": row["id"],
         "name": row["item_name"],
@@ -40,14 +41,14 @@ def _package(row: dict[str, Any], now: datetime) -> dict[str, Any]:
         "free": 0 if expired else free,
         "booked": booked,
         "used": int(row["used"]),
-        "remaining": remaining,
+        "left": left,
         "valid_until": valid_until,
         "expired": expired,
         "days_left": days_left,
         "expiring_soon": (
             days_left is not None
             and valid_until - now <= timedelta(days=EXPIRY_WARNING_DAYS)
-            and remaining > 0
+            and left > 0
         ),
         "frozen": bool(row["frozen"]),
     }

@@ -109,21 +109,28 @@ async def eligible_therapists(
     )
 
 
-async def therapists_at(location_id: int) -> list[dict[str, Any]]:
-    """The active therapists who work at the location, by name (the booking form's list)."""
-    return (
-        await Therapist.select(Therapist.id, Therapist.name)
-        .where(
-            Therapist.id.is_in(
-                TherapistLocation.select(TherapistLocation.therapist).where(
-                    TherapistLocation.location == location_id
-                )
+async def therapists_at(
+    location_id: int, *, credentialed_on: date | None = None
+) -> list[dict[str, Any]]:
+    """The active therapists who work at the location, by name (the booking form's list).
+
+    With ``credentialed_on`` (what clients are offered), only those whose licence and
+    insurance are on file and valid that day: a client is not offered whom they cannot book.
+    """
+    query = Therapist.select(Therapist.id, Therapist.name).where(
+        Therapist.id.is_in(
+            TherapistLocation.select(TherapistLocation.therapist).where(
+                TherapistLocation.location == location_id
             )
-            & (Therapist.active == True)  # noqa: E712
         )
-        .order_by(Therapist.name)
-        .run()
+        & (Therapist.active == True)  # noqa: E712
     )
+    if credentialed_on is not None:
+        query = query.where(
+            (Therapist.licence_expires >= credentialed_on)
+            & (Therapist.insurance_expires >= credentialed_on)
+        )
+    return await query.order_by(Therapist.name).run()
 
 
 def busy_during(start: datetime, until: datetime) -> Any:

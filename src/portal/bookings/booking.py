@@ -45,6 +45,7 @@ from portal.bookings.tables import Appointment
 from portal.errors import Forbidden, Invalid
 from portal.settings import Settings
 from portal.staff import hours as h
+from portal.staff.bookability import as_told
 from portal.staff.service import is_bookable
 from portal.timeutil import utcnow
 
@@ -98,6 +99,12 @@ def _ensure_may_book_for(actor: CurrentUser, client_id: int, location_id: int) -
     access.ensure_write(actor, location_id)
 
 
+def told(actor: CurrentUser, reasons: list[str] | tuple[str, ...], private: tuple[str, ...]) -> str:
+    """Why a booking is refused, as the actor may read it: staff every reason; a client
+    not the clinic's own (credentials, time off), "not available" instead."""
+    return as_told(reasons, private if actor.role == CLIENT else None)
+
+
 async def book(
     actor: CurrentUser,
     *,
@@ -133,11 +140,15 @@ async def book(
             # Say why this therapist cannot: another clinic, another service, inactive.
             verdict = await is_bookable(therapist_id, location_id, start_at, end_at, service_id)
             if verdict.reasons:
-                raise Invalid({"therapist": " ".join(verdict.reasons)})
+                raise Invalid({"therapist": told(actor, verdict.reasons, verdict.private)})
         raise Invalid({"therapist": "No therapist here can give this service."})
-    credits = await credits_for(client_id, service_id, start_at)
+    credits = await credits_for(client_id, service_id, start_at, location_id)
     if not credits:
-        raise NoCredit(await no_credit_message(client_id, str(ctx.service["name"]), start_at))
+        raise NoCredit(
+            await no_credit_message(
+                client_id, str(ctx.service["name"]), start_at, location_id, service_id
+            )
+        )
     appointment_id = await _book_first_free(
         actor,
         ctx,
@@ -171,6 +182,7 @@ async def _book_first_free(
     location_id = int(ctx.location["id"])
     service_id = int(ctx.service["id"])
     reasons: list[str] = []
+    private: list[str] = []  # reasons a client does not read (staff.bookability)
     taken = False  # refused only because someone else holds the time
     day = h.local_date(start_at, ctx.tz)
     for therapist in await least_busy_first(candidates, day, ctx.tz):
@@ -178,6 +190,7 @@ async def _book_first_free(
         verdict = await is_bookable(tid, location_id, start_at, end_at, service_id)
         if not verdict:
             reasons.extend(verdict.reasons)
+            private.extend(verdict.private)
             continue
         if await therapist_busy(tid, start_at, busy_until):
             reasons.append(f"{therapist['name']} is already booked then.")
@@ -216,8 +229,9 @@ async def _book_first_free(
         # it: that is the answer, whatever kept the other therapists away.
         raise SlotTaken(" ".join(dict.fromkeys(r for r in reasons if "already booked" in r)))
     if therapist_id is not None and reasons:
-        raise Invalid({"start": " ".join(reasons)})
-    detail = " ".join(list(dict.fromkeys(reasons))[:2])
+        raise Invalid({"start": told(actor, reasons, tuple(private))})
+    readable = [r for r in reasons if actor.role != CLIENT or r not in private]
+    detail = " ".join(list(dict.fromkeys(readable))[:2])
     raise Invalid({"start": f"No therapist is free at that time. {detail}".strip()})
 
 

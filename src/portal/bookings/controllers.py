@@ -132,7 +132,13 @@ async def _choices(user: CurrentUser, location_id: int | None) -> dict[str, Any]
     return {
         "locations": locations,
         "services": await all_services(active_only=True),
-        "therapists": await availability.therapists_at(location_id) if location_id else [],
+        "therapists": (
+            await availability.therapists_at(
+                location_id, credentialed_on=utcnow().date() if user.role == CLIENT else None
+            )
+            if location_id
+            else []
+        ),
     }
 
 
@@ -142,6 +148,10 @@ async def _client_id(user: CurrentUser, values: dict[str, str]) -> int | None:
         return user.id
     client = await clients.find_client_for(user, values.get("client_email", ""))
     return int(client["id"]) if client else None
+
+
+# Who sees a client's health flags (from the intake) beside their appointments.
+SEE_HEALTH = (OWNER, MANAGER, THERAPIST)
 
 
 async def _booking_page(
@@ -171,7 +181,7 @@ async def _booking_page(
         if therapist_id is None:
             slots = availability.one_per_start(slots)
         if client_id is not None:
-            credits = await credits_for(client_id, service_id, utcnow())
+            credits = await credits_for(client_id, service_id, utcnow(), location_id or 0)
     services = {x["id"]: str(x["name"]) for x in context["services"]}
     context.update(_days_around(day))
     context.update(
@@ -217,6 +227,7 @@ async def _therapist_agenda_page(user: CurrentUser) -> Template:
         else []
     )
     now = utcnow()
+    await clients.with_health_flags(rows)
     for row in rows:
         zone = ZoneInfo(str(row["timezone"]))
         row["local_day"] = row["start_at"].astimezone(zone).date()
@@ -248,6 +259,8 @@ async def _location_day_page(
     rows = await reading.appointments_between(
         start=span.start, end=span.end, location_id=location["id"]
     )
+    if user.role in SEE_HEALTH:
+        await clients.with_health_flags(rows)
     return Template(
         "bookings/schedule.html",
         context={
@@ -411,6 +424,8 @@ async def _detail_page(
 ) -> Template:
     """An appointment and its actions; again with ``errors`` (422) after one was refused."""
     appointment = await reading.get_appointment_for(user, appointment_id)
+    if user.role in SEE_HEALTH:  # who treats or runs the clinic sees them before the session
+        await clients.with_health_flags([appointment])
     now = utcnow()
     return Template(
         "bookings/detail.html",

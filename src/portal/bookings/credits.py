@@ -24,6 +24,7 @@ from portal.audit import service as audit
 from portal.bookings import notify
 from portal.bookings.states import BOOKED, CANCELLED, COMPLETED, set_status
 from portal.bookings.tables import Appointment
+from portal.catalog.inputs import ALL_CLINICS, SELLING_CLINIC, redeemable_text
 from portal.ledger import service as ledger
 from portal.sales import service as sales
 from portal.sales.tables import Sale, SaleSession
@@ -54,8 +55,33 @@ async def attach_credit(credit_id: int, appointment_id: int) -> None:
     await sales.link_appointment(credit_id, appointment_id)
 
 
-async def credits_for(client_id: int, service_id: int, at: datetime) -> list[dict[str, Any]]:
-    """Unused session credits usable for ``service_id`` at ``at``, earliest expiry first."""
+def _sold_at() -> Any:
+    """The name of the location that sold the credit's package (typed loosely for mypy)."""
+    location: Any = SaleSession.sale.location
+    return location.name
+
+
+def _unused(client_id: int, at: datetime) -> Any:
+    """The client's credits still free to book at ``at``: active, unfrozen, unexpired."""
+    return (
+        (SaleSession.state == sales.AVAILABLE)
+        & (SaleSession.sale.client == client_id)
+        & (SaleSession.sale.status == sales.ACTIVE)
+        & (SaleSession.sale.frozen == False)  # noqa: E712
+        & (SaleSession.sale.valid_until > at)
+    )
+
+
+def _usable_at(location_id: int) -> Any:
+    """Credits of packages redeemable everywhere, or sold at this location."""
+    return (SaleSession.sale.redeemable == ALL_CLINICS) | (SaleSession.sale.location == location_id)
+
+
+async def credits_for(
+    client_id: int, service_id: int, at: datetime, location_id: int
+) -> list[dict[str, Any]]:
+    """Unused session credits usable for ``service_id`` at ``at`` at the location (the
+    package's rule: every clinic, or only the selling one), earliest expiry first."""
     return (
         await SaleSession.select(
             SaleSession.id,
@@ -64,14 +90,13 @@ async def credits_for(client_id: int, service_id: int, at: datetime) -> list[dic
             SaleSession.value_cents,
             SaleSession.sale.valid_until.as_alias("valid_until"),
             SaleSession.sale.item_name.as_alias("item_name"),
+            SaleSession.sale.redeemable.as_alias("redeemable"),
+            _sold_at().as_alias("location_name"),
         )
         .where(
-            (SaleSession.state == sales.AVAILABLE)
-            & (SaleSession.sale.client == client_id)
+            _unused(client_id, at)
             & (SaleSession.sale.service_id == service_id)
-            & (SaleSession.sale.status == sales.ACTIVE)
-            & (SaleSession.sale.frozen == False)  # noqa: E712
-            & (SaleSession.sale.valid_until > at)
+            & _usable_at(location_id)
         )
         .order_by(SaleSession.sale.valid_until)
         .order_by(SaleSession.sale.id)
@@ -80,17 +105,32 @@ async def credits_for(client_id: int, service_id: int, at: datetime) -> list[dic
     )
 
 
-async def no_credit_message(client_id: int, service_name: str, at: datetime) -> str:
-    """Which service lacks a credit, and what the client's remaining sessions are for."""
+async def no_credit_message(
+    client_id: int, service_name: str, at: datetime, location_id: int, service_id: int
+) -> str:
+    """Which service lacks a credit, and what the client's remaining sessions are for
+    (or where: a package redeemable only at the clinic that sold it)."""
+    elsewhere = (
+        await SaleSession.select(
+            SaleSession.sale.item_name.as_alias("item_name"),
+            _sold_at().as_alias("location_name"),
+        )
+        .where(
+            _unused(client_id, at)
+            & (SaleSession.sale.service_id == service_id)
+            & (SaleSession.sale.redeemable == SELLING_CLINIC)
+            & (SaleSession.sale.location != location_id)
+        )
+        .first()
+        .run()
+    )
+    if elsewhere is not None:
+        return f"Your package “{elsewhere['item_name']}” cannot be used here. " + redeemable_text(
+            SELLING_CLINIC, str(elsewhere["location_name"])
+        )
     others = (
         await SaleSession.select(SaleSession.sale.service_name.as_alias("service_name"))
-        .where(
-            (SaleSession.state == sales.AVAILABLE)
-            & (SaleSession.sale.client == client_id)
-            & (SaleSession.sale.status == sales.ACTIVE)
-            & (SaleSession.sale.frozen == False)  # noqa: E712
-            & (SaleSession.sale.valid_until > at)
-        )
+        .where(_unused(client_id, at))
         .run()
     )
     message = f"No active package has an unused session of {service_name}"

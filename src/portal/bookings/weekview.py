@@ -19,6 +19,7 @@ from portal.auth.service import CurrentUser
 from portal.bookings.availability import hours_and_time_off
 from portal.bookings.reading import appointments_between
 from portal.bookings.states import BUSY_STATES, STATUS_LABELS
+from portal.clients import service as clients
 from portal.locations.service import get_location_for
 from portal.rooms.service import out_of_service, rooms_at
 from portal.rooms.tables import RoomOutage
@@ -40,6 +41,8 @@ class Item:
     href: str = ""
     status: str = ""
     status_label: str = ""
+    flags: tuple[str, ...] = ()  # an appointment's client's health flags (intake)
+    client: int | None = None  # whose intake they come from
 
 
 @dataclass
@@ -115,6 +118,8 @@ def _appointment_item(row: dict[str, Any], tz: ZoneInfo, by: str) -> Item:
         href=f"/appointments/{row['id']}",
         status=str(row["status"]),
         status_label=STATUS_LABELS.get(str(row["status"]), str(row["status"])),
+        flags=tuple(row.get("health_flags", ())),
+        client=int(row["client"]),
     )
 
 
@@ -140,6 +145,7 @@ async def build_week_view(
     appointments = await appointments_between(
         start=week.start, end=week.end, location_id=location_id, statuses=BUSY_STATES
     )
+    await clients.with_health_flags(appointments)
 
     def items_of(
         owner: str, owner_id: int, d: date, absences: list[dict[str, Any]], kind: str, title: str

@@ -60,6 +60,7 @@ PACKAGE_DEFAULTS = {
     "validity_days": "180",
     "description": "",
     "sellable_online": "on",
+    "redeemable": inputs.ALL_CLINICS,
     "price": "",
     "currency": "USD",
 }
@@ -112,6 +113,7 @@ async def _package_form_context(*_: Any) -> dict[str, Any]:
     services = await listing.all_services()
     return {
         "currencies": CURRENCIES,
+        "redeemable_choices": list(inputs.REDEEMABLE.items()),
         "services": [
             (s["id"], s["name"] + ("" if s["active"] else " (inactive)")) for s in services
         ],
@@ -174,6 +176,7 @@ PACKAGE_FORM = AdminForm(
         "service_id": "Service",
         "sessions": "Sessions",
         "validity_days": "Validity",
+        "redeemable": "Where the sessions can be booked",
         "description": "Description",
         "price": "Price",
         "currency": "Currency",
@@ -613,6 +616,7 @@ def _api_package(row: dict[str, Any]) -> dict[str, Any]:
         "sessions": row["sessions"],
         "validity_days": row["validity_days"],
         "sellable_online": row["sellable_online"],
+        "redeemable": row["redeemable"],
         "active": row["active"],
         "base_price": price.as_dict() if price else None,
     }

@@ -11,6 +11,12 @@ from zoneinfo import ZoneInfo
 from portal import money
 from portal.errors import Invalid
 from portal.fields import optional_text, parse_int, require_text
+
+# The redemption rule's values and wording live in the core (templates word it too).
+from portal.formatting import ALL_CLINICS as ALL_CLINICS
+from portal.formatting import REDEEMABLE as REDEEMABLE
+from portal.formatting import SELLING_CLINIC as SELLING_CLINIC
+from portal.formatting import redeemable_text as redeemable_text
 from portal.timeutil import is_valid_timezone, utcnow
 
 MAX_AMOUNT_CENTS = 99_999_999
@@ -29,7 +35,7 @@ SERVICE_FIELDS = (
     "buffer_after_minutes",
     "required_equipment",
 )
-PACKAGE_FIELDS = ("name", "description", "validity_days", "sellable_online")
+PACKAGE_FIELDS = ("name", "description", "validity_days", "sellable_online", "redeemable")
 
 
 # -- inputs ------------------------------------------------------------------
@@ -62,6 +68,7 @@ class PackageInput:
     description: str
     validity_days: int
     sellable_online: bool
+    redeemable: str = ALL_CLINICS
     # Fixed once the package exists; only read when creating.
     service_id: int = 0
     sessions: int = 0
@@ -214,10 +221,14 @@ def parse_package_form(
             values, errors, "sessions", label="Sessions", minimum=1, maximum=MAX_SESSIONS
         )
         price = _parse_price(values, errors, zone=None, with_effective=False)
+    redeemable = values.get("redeemable", "").strip() or ALL_CLINICS
+    if redeemable not in REDEEMABLE:
+        errors["redeemable"] = "Choose where the sessions can be booked."
     if errors:
         raise Invalid(errors)
     assert validity is not None and sessions is not None
     data = PackageInput(
+        redeemable=redeemable,
         name=name,
         description=description,
         validity_days=validity,

@@ -344,6 +344,7 @@ class PackageTerms:
     session_values: tuple[int, ...]
     session_totals: tuple[int, ...]
     quoted_at: datetime
+    redeemable: str = "all_clinics"  # where the sessions may be booked (inputs.REDEEMABLE)
 
     def as_dict(self) -> dict[str, Any]:
         return terms_as_dict(self)
@@ -387,4 +388,5 @@ def terms_from_offer(offer: Offer) -> PackageTerms:
         session_values=tuple(money.split_evenly(tax.net_cents, sessions)),
         session_totals=tuple(money.split_evenly(tax.total_cents, sessions)),
         quoted_at=offer.at,
+        redeemable=str(offer.package.get("redeemable") or "all_clinics"),
     )

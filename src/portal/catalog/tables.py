@@ -57,6 +57,8 @@ class Package(Table, tablename="package"):
     validity_days = Integer(required=True)
     description = Text(default="")
     sellable_online = Boolean(default=True, index=True)
+    # Where its sessions may be booked: "selling_clinic" or "all_clinics" (inputs.REDEEMABLE).
+    redeemable = Varchar(length=20, default="all_clinics")
     active = Boolean(default=True, index=True)
     created_at = Timestamptz()
     updated_at = Timestamptz()

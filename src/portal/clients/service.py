@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any
@@ -537,6 +538,34 @@ async def save_intake(
             if not db.is_unique_violation(exc):
                 raise
     raise RuntimeError("Could not store the intake; please try again.")
+
+
+async def health_flags_of(client_ids: Iterable[int]) -> dict[int, list[str]]:
+    """The health flags of each client's latest intake, as labels (the schedule's warnings)."""
+    ids = sorted({int(i) for i in client_ids})
+    if not ids:
+        return {}
+    rows = (
+        await ClientIntake.select(
+            ClientIntake.client, ClientIntake.version, ClientIntake.health_flags
+        )
+        .where(ClientIntake.client.is_in(ids))
+        .order_by(ClientIntake.version)
+        .run()
+    )
+    latest = {int(r["client"]): r for r in rows}  # the last version wins
+    return {
+        client: labels
+        for client, row in latest.items()
+        if (labels := [intake_form.HEALTH_FLAGS.get(f, f) for f in _decode(row)["health_flags"]])
+    }
+
+
+async def with_health_flags(rows: list[dict[str, Any]], key: str = "client") -> None:
+    """Set ``health_flags`` (labels, maybe none) on appointment rows, from each client's intake."""
+    flags = await health_flags_of(int(r[key]) for r in rows if r.get(key) is not None)
+    for row in rows:
+        row["health_flags"] = flags.get(int(row[key]), []) if row.get(key) is not None else []
 
 
 def present_intake(row: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 from portal.auth.service import CurrentUser
 from portal.bookings.service import BUSY_STATES, STATUS_LABELS, hours_and_time_off
 from portal.bookings.tables import Appointment
+from portal.clients import service as clients
 from portal.locations.service import get_location_for
 from portal.rooms.service import out_of_service, rooms_at
 from portal.rooms.tables import RoomOutage
@@ -46,6 +47,8 @@ class Block:
     href: str = ""  # the appointment, or booking the therapist (working hours)
     status: str = ""  # an appointment's status
     warning: str = ""  # e.g. an appointment inside an out-of-service window
+    flags: tuple[str, ...] = ()  # an appointment's client's health flags (intake)
+    client: int | None = None  # whose intake they come from
 
 
 @dataclass
@@ -318,6 +321,7 @@ async def _appointments(location_id: int, span: h.Span) -> list[dict[str, Any]]:
             Appointment.start_at,
             Appointment.end_at,
             Appointment.status,
+            Appointment.client,
             Appointment.client.name.as_alias("client_name"),
             Appointment.client.email.as_alias("client_email"),
             Appointment.service.name.as_alias("service_name"),
@@ -336,6 +340,7 @@ async def _appointments(location_id: int, span: h.Span) -> list[dict[str, Any]]:
     for row in rows:
         row["start_at"] = max(row["start_at"], span.start)
         row["end_at"] = min(row["end_at"], span.end)
+    await clients.with_health_flags(rows)
     return rows
 
 
@@ -350,4 +355,6 @@ def _appointment_block(row: dict[str, Any], where: str) -> Block:
         end=row["end_at"],
         href=f"/appointments/{row['id']}",
         status=status,
+        flags=tuple(row["health_flags"]),
+        client=int(row["client"]),
     )

@@ -604,7 +604,13 @@ async def needing_review(limit: int = 20) -> list[dict[str, Any]]:
     )  # fmt: skip
 
 
-async def client_sales(client_id: int) -> list[dict[str, Any]]:
+def sessions_left(free: int, booked: int, valid_until: datetime | None, now: datetime) -> int:
+    """The one meaning of "sessions left" on every page: the sessions of a package not
+    yet given or forfeited (free to book, or booked), none once the package has expired."""
+    return 0 if valid_until is not None and valid_until <= now else free + booked
+
+
+async def client_sales(client_id: int, *, now: datetime | None = None) -> list[dict[str, Any]]:
     """A client's purchases, newest first; abandoned checkouts (nothing charged) left out."""
     rows = (
         await Sale.select(
@@ -617,11 +623,13 @@ async def client_sales(client_id: int) -> list[dict[str, Any]]:
         .run()
     )
     counts = await counts_for([int(r["id"]) for r in rows])
+    now = now or utcnow()
     for row in rows:
         c = counts.get(int(row["id"]), Counter())
-        row["remaining"] = c[AVAILABLE]
+        row["free"] = c[AVAILABLE]
         row["used"] = c[REDEEMED] + c[FORFEITED]
         row["booked"] = c[HELD]
+        row["left"] = sessions_left(c[AVAILABLE], c[HELD], row["valid_until"], now)
     return rows
 
 

@@ -37,6 +37,7 @@ class Sale(Table, tablename="sale"):
     total_cents = BigInt(required=True)
     tax_rate_bp = Integer(default=0)
     prices_include_tax = Boolean(default=False)
+    redeemable = Varchar(length=20, default="all_clinics")  # the package's rule when sold
     terms = Text(default="")  # the full snapshot as JSON, for receipts and audits
     status = Varchar(length=20, required=True, index=True)
     channel = Varchar(length=20, required=True)  # online | front_desk

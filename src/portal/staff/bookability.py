@@ -18,6 +18,7 @@ from portal.staff.tables import (
     TimeOff,
 )
 from portal.staff.timeoff import describe_time_off
+from portal.timeutil import utcnow
 
 # -- bookability ----------------------------------------------------------------
 
@@ -28,9 +29,26 @@ class Bookability:
 
     bookable: bool
     reasons: tuple[str, ...] = ()
+    # Those of the reasons that are the clinic's business (credentials, an inactive
+    # therapist, time off): a client reads NOT_AVAILABLE instead.
+    private: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
         return self.bookable
+
+
+NOT_AVAILABLE = "Not available at that time. Choose another time or another therapist."
+
+
+def as_told(reasons: list[str] | tuple[str, ...], private: tuple[str, ...] | None) -> str:
+    """The reasons as one message; ``private`` given (a client reads it), those are not
+    named, and "not available" stands for them."""
+    if private is None:
+        return " ".join(dict.fromkeys(reasons))
+    shown = [r for r in reasons if r not in private]
+    if len(shown) < len(reasons):
+        shown.append(NOT_AVAILABLE)
+    return " ".join(dict.fromkeys(shown))
 
 
 def _no(*reasons: str) -> Bookability:
@@ -66,8 +84,14 @@ async def is_bookable(
     tz = ZoneInfo(str(location["timezone"]))
     name = therapist["name"]
     reasons: list[str] = []
+    private: list[str] = []
+
+    def secret(reason: str) -> None:
+        reasons.append(reason)
+        private.append(reason)
+
     if not therapist["active"]:
-        reasons.append(f"{name} is inactive.")
+        secret(f"{name} is inactive.")
     if not location["active"]:
         reasons.append(f"{location['name']} is inactive.")
     works_there = (
@@ -88,9 +112,12 @@ async def is_bookable(
     ):
         expires = therapist[key]
         if expires is None:
-            reasons.append(f"No {label} expiry date is on file for {name}.")
+            secret(f"No {label} expiry date is on file for {name}.")
         elif expires < last_day:
-            reasons.append(f"{name}'s {label} expired on {expires.isoformat()}.")
+            if expires < h.local_date(utcnow(), tz):
+                secret(f"{name}'s {label} expired on {expires.isoformat()}.")
+            else:
+                secret(f"{name}'s {label} expires on {expires.isoformat()}, before then.")
     if works_there:
         rows = await hours_of(therapist_id, location_id)
         spans = []
@@ -124,7 +151,7 @@ async def is_bookable(
         .run()
     )
     for row in off:
-        reasons.append(f"{name} is on time off: {row['reason']} ({describe_time_off(row)}).")
+        secret(f"{name} is on time off: {row['reason']} ({describe_time_off(row)}).")
     if service_id is not None:
         service = await Service.select(Service.name).where(Service.id == service_id).first().run()
         if service is None:
@@ -138,4 +165,4 @@ async def is_bookable(
             .run()
         ):
             reasons.append(f"{name} is not permitted to perform {service['name']}.")
-    return Bookability(not reasons, tuple(reasons))
+    return Bookability(not reasons, tuple(reasons), tuple(private))
