@@ -6,7 +6,7 @@ from litestar import MediaType, Response, get
 from litestar.response import Template
 
 from portal import db
-from portal.auth.service import CLIENT, OWNER
+from portal.auth.service import CLIENT, MANAGER, OWNER, THERAPIST
 from portal.dashboard import service
 from portal.locations.service import all_locations
 from portal.web.deps import SignedIn
@@ -29,6 +29,10 @@ async def dashboard(user: SignedIn) -> Template:
         context["locations"] = await all_locations(active_only=False, visible_to=user)
         if user.role == OWNER:
             context.update(await service.owner_summary())
+        elif user.role == THERAPIST:
+            context.update(await service.therapist_day(user))
+        elif user.role == MANAGER:
+            context.update(await service.manager_day(user, context["locations"]))
     return Template("dashboard/index.html", context=context)
 
 

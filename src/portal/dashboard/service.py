@@ -1,12 +1,18 @@
-"""What the staff dashboard shows beyond the locations list: the owner's extras."""
+"""What each staff role's home shows: the owner's oversight, a therapist's day (today's
+agenda with the clients' health flags, notes still to write or sign), a manager's day
+(today's bookings per location, credentials expired or running out)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from portal.audit.tables import AuditLog
-from portal.auth.service import STAFF_ROLES
+from portal.auth.service import STAFF_ROLES, CurrentUser
 from portal.auth.tables import User
+from portal.staff import hours as h
+from portal.timeutil import utcnow
 
 RECENT_CHANGES = 8
 
@@ -31,3 +37,68 @@ async def owner_summary() -> dict[str, Any]:
         ),
         "needs_review": await sales.needing_review(),
     }
+
+
+def _today(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows whose start falls on today's date in their location's zone."""
+    now = utcnow()
+    return [
+        r
+        for r in rows
+        if h.local_date(r["start_at"], ZoneInfo(str(r["timezone"])))
+        == h.local_date(now, ZoneInfo(str(r["timezone"])))
+    ]
+
+
+async def therapist_day(user: CurrentUser) -> dict[str, Any]:
+    """Today's agenda (with each client's health flags) and the notes still to write or sign."""
+    from portal.bookings import listing, reading  # bookings build on the dashboard's contexts
+    from portal.bookings.states import BUSY_STATES
+    from portal.clients import service as clients
+    from portal.notes import service as notes
+
+    own = await listing.own_therapist_ids(user)
+    now = utcnow()
+    rows = (
+        await reading.appointments_between(
+            start=now - timedelta(days=1), end=now + timedelta(days=1),
+            therapist_id=own[0], statuses=BUSY_STATES,
+        )
+        if own
+        else []
+    )  # fmt: skip
+    agenda = _today(rows)
+    await clients.with_health_flags(agenda)
+    drafts = await notes.list_notes(user, notes.NoteFilters(status=notes.DRAFT), after=None)
+    return {
+        "agenda": agenda,
+        "to_write": await notes.sessions_to_write(user),
+        "drafts": drafts.rows,
+    }
+
+
+async def manager_day(user: CurrentUser, locations: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per location the manager runs: today's bookings; credentials expired or running out."""
+    from portal.bookings import reading  # bookings build on the dashboard's contexts
+    from portal.bookings.states import BUSY_STATES
+    from portal.clients import service as clients
+    from portal.staff.credentials import compliance
+
+    now = utcnow()
+    today: list[dict[str, Any]] = []
+    for location in locations:
+        if not location["active"]:
+            continue
+        rows = await reading.appointments_between(
+            start=now - timedelta(days=1), end=now + timedelta(days=1),
+            location_id=int(location["id"]), statuses=BUSY_STATES,
+        )  # fmt: skip
+        appointments = _today(rows)
+        await clients.with_health_flags(appointments)
+        today.append({"location": location, "appointments": appointments})
+    credentials = [
+        item
+        for place in await compliance(user, now=now)
+        for item in (*place.expired, *place.within_30, *place.missing)
+    ]
+    return {"today": today, "credentials": credentials}
