@@ -150,3 +150,19 @@ async def test_series_booking_reports_dates_that_failed(app, clinic):
             invalid.text, "count"
         )
     assert await Appointment.count().run() == 5
+
+
+async def test_a_client_without_sessions_is_told_before_choosing_a_time(app, clinic):
+    stranger = await factories.make_user("client")
+    url = f"/appointments/new?location={clinic.location_id}&service={clinic.service_id}&day={future_day()}"
+    async with factories.make_client(app) as client:
+        await factories.login(client, stranger)
+        page = await client.get(url)
+        assert page.status_code == 200
+        assert "You have no unused session of this service." in page.text
+        assert "Free on this day: 09:00" in page.text
+        assert 'action="/appointments"' not in page.text  # no time offered to book
+    async with factories.make_client(app) as client:
+        await factories.login(client, clinic.client)
+        page = await client.get(url)
+        assert 'action="/appointments"' in page.text
