@@ -54,3 +54,18 @@ async def test_a_therapist_and_a_manager_each_get_a_home_for_their_day(app, clin
         assert ("Blood thinners (anticoagulants)" in home) == today
         assert f"Theresa · Liability insurance: expires {soon.isoformat()}" in home
         assert "View locations" not in home and "Locations</header>" not in home
+
+
+async def test_the_owner_sees_the_chain_at_a_glance_from_the_report_totals(app, clinic):
+    from portal.auth.service import OWNER
+
+    owner = await factories.make_user(OWNER)
+    await given_session(clinic, 1)  # one of the five sessions given: $90 recognised
+    async with factories.make_client(app) as http:
+        await factories.login(http, owner)
+        home = (await http.get("/")).text
+    glance = home[home.index('id="glance-heading"') :]
+    # The package sold to the clinic's client: five sessions of $90, one given.
+    assert "Package liability</dt><dd>$360.00</dd>" in glance
+    assert "4 sessions not yet given" in glance
+    assert 'id="home-revenue-USD-title"' in glance and "<svg" in glance

@@ -29,6 +29,7 @@ async def dashboard(user: SignedIn) -> Template:
         context["locations"] = await all_locations(active_only=False, visible_to=user)
         if user.role == OWNER:
             context.update(await service.owner_summary())
+            context.update(await service.owner_glance(context["locations"]))
         elif user.role == THERAPIST:
             context.update(await service.therapist_day(user))
         elif user.role == MANAGER:

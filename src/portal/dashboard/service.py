@@ -5,6 +5,7 @@ agenda with the clients' health flags, notes still to write or sign), a manager'
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -102,3 +103,58 @@ async def manager_day(user: CurrentUser, locations: list[dict[str, Any]]) -> dic
         for item in (*place.expired, *place.within_30, *place.missing)
     ]
     return {"today": today, "credentials": credentials}
+
+
+# The owner's chart: recognised revenue for this month and the months before it.
+GLANCE_MONTHS = 6
+
+
+async def owner_glance(locations: list[dict[str, Any]]) -> dict[str, Any]:
+    """The chain at a glance, from the reports' daily totals (never from the rows): this
+    month's recognised revenue and the package liability per currency, today's bookings,
+    and recognised revenue per month as a chart (one per currency)."""
+    from portal.bookings import reading  # bookings build on the dashboard's contexts
+    from portal.bookings.states import BUSY_STATES
+    from portal.formatting import money
+    from portal.reports import charts
+    from portal.reports import service as reports
+    from portal.reports.filters import Filters, Loc
+    from portal.reports.periods import Period, month_starts
+
+    places = tuple(
+        Loc(int(r["id"]), str(r["name"]), str(r["slug"]), str(r["timezone"]), str(r["currency"]))
+        for r in locations
+        if r["active"]
+    )
+    if not places:
+        return {}
+    today = utcnow().date()
+    first = month_starts(today.replace(day=1) - timedelta(days=31 * (GLANCE_MONTHS - 1)), today)[0]
+    month = Filters(period=Period(today.replace(day=1), today), locations=places)
+    months = Filters(period=Period(first, today), locations=places)
+    revenue, liability, by_month = await reports.concurrently(
+        reports.revenue(month), reports.liability(month), reports.revenue_by_month(months)
+    )
+    now = utcnow()
+    booked = await reading.appointments_between(
+        start=now - timedelta(days=1), end=now + timedelta(days=1), statuses=BUSY_STATES
+    )
+    revenue_charts = [
+        charts.bar_chart(
+            f"home-revenue-{s.currency}",
+            f"Recognised revenue by month, {s.currency}",
+            "Service and breakage revenue per location for each month (the Reports "
+            "overview lists the same figures).",
+            [m.strftime("%b %y") for m in s.months],
+            [(loc.name, s.values[loc.id]) for loc in s.locations],
+            charts.short_amount,
+            partial(money, currency=s.currency),
+        )
+        for s in by_month
+    ]
+    return {
+        "glance_revenue": revenue.totals,
+        "glance_liability": reports.liability_totals(liability),
+        "glance_bookings": len(_today(booked)),
+        "glance_charts": revenue_charts,
+    }

@@ -170,7 +170,12 @@ async def all_locations(
 ) -> list[dict[str, Any]]:
     """Locations by name; with ``visible_to``, only those the actor may see (``portal.access``)."""
     query = Location.select(
-        Location.id, Location.name, Location.slug, Location.timezone, Location.active
+        Location.id,
+        Location.name,
+        Location.slug,
+        Location.timezone,
+        Location.currency,
+        Location.active,
     )
     if active_only:
         query = query.where(Location.active == True)  # noqa: E712
