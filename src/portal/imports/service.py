@@ -1,0 +1,816 @@
+"""Importing a file of clients or remaining balances into one location.
+
+A run reads the file (``imports.reading``) in chunks of :data:`CHUNK_ROWS` rows;
+each chunk is looked up in one query per key, written in one transaction with
+the record of what became of each row (``import_row``), and reported to
+``portal.progress``. A dry run does the same lookups and writes nothing.
+
+* Idempotent: every row has a fingerprint (its mapped values, kind and
+  location); a row whose fingerprint an earlier batch imported (and did not
+  undo) is *matched*, nothing new. The same file run again resumes its
+  unfinished batch at the first line it has no record of.
+* Clients match an existing client by email, then phone, then name + date of
+  birth (:data:`MERGE_RULE`); a second row of the file for the same person is
+  matched to the first.
+* Balances become open session credits through ``portal.sales`` and, when the
+  batch ends, one journal entry per location and currency against the
+  opening-balance account.
+* Undo (:func:`undo`) takes a whole batch back while none of its clients or
+  credits has been used; audited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time
+from itertools import islice
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from portal import db, progress
+from portal.audit import service as audit
+from portal.auth.service import CLIENT, CurrentUser, is_valid_email, normalize_email
+from portal.auth.tables import User
+from portal.catalog.tables import Package, Service
+from portal.clients.tables import ClientProfile
+from portal.errors import Conflict, Invalid, NotFound
+from portal.imports.layouts import LAYOUTS, Layout
+from portal.imports.reading import Sheet
+from portal.imports.tables import ImportBatch, ImportMapping, ImportRow
+from portal.imports.values import (
+    BadValue,
+    country_of_zone,
+    date_order,
+    normalise_phone,
+    parse_cents,
+    parse_count,
+    parse_date,
+    parse_yes_no,
+)
+from portal.locations.tables import Location
+from portal.sales import service as sales
+from portal.timeutil import utcnow
+
+CHUNK_ROWS = 500
+RUNNING = "running"
+COMPLETE = "complete"
+INCOMPLETE = "incomplete"
+UNDONE = "undone"
+CREATED = "created"
+MATCHED = "matched"
+REJECTED = "rejected"
+KINDS = ("clients", "balances")
+
+MERGE_RULE = (
+    "A row matches an existing client by email, then by phone, then by name and date of "
+    "birth; a matched client keeps what the portal already holds and nothing is created. "
+    "A later row of the same file for the same client is matched to the first."
+)
+
+
+@dataclass
+class RowResult:
+    line: int
+    outcome: str
+    reason: str = ""
+    entity_id: int | None = None
+    data: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Summary:
+    kind: str
+    batch_id: int | None
+    dry_run: bool
+    total: int = 0
+    created: int = 0
+    matched: int = 0
+    rejected: int = 0
+    date_order: str = ""
+    status: str = ""
+    failures: list[RowResult] = field(default_factory=list)
+    merge_rule: str = MERGE_RULE
+
+    def count(self, result: RowResult) -> None:
+        self.total += 1
+        setattr(self, result.outcome, getattr(self, result.outcome) + 1)
+        if result.outcome == REJECTED:
+            self.failures.append(result)
+
+
+def layout_of(kind: str) -> Layout:
+    if kind not in KINDS:
+        raise Invalid({"kind": f"Files of {kind!r} cannot be imported yet."})
+    return LAYOUTS[kind]
+
+
+def check_mapping(layout: Layout, mapping: dict[str, str], headers: list[str]) -> None:
+    """Every required column mapped to a header the file has."""
+    errors = {}
+    for column in layout.columns:
+        header = mapping.get(column.name, "")
+        if header and header not in headers:
+            errors[column.name] = f"The file has no column {header!r}."
+        elif column.required and not header:
+            errors[column.name] = "Choose the file's column for this."
+    if errors:
+        raise Invalid(errors)
+
+
+def mapped(record: dict[str, str], mapping: dict[str, str]) -> dict[str, str]:
+    return {column: (record.get(header) or "").strip() for column, header in mapping.items()}
+
+
+def fingerprint(kind: str, location_id: int, values: dict[str, str]) -> str:
+    text = json.dumps([kind, location_id, sorted(values.items())], ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def file_hash(path: Any, kind: str, location_id: int, mapping: dict[str, str]) -> str:
+    digest = hashlib.sha256(json.dumps([kind, location_id, sorted(mapping.items())]).encode())
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sniff_date_order(sheet: Sheet, mapping: dict[str, str], kind: str) -> str | None:
+    """The day/month order of the file's date columns (``values.date_order``)."""
+    columns = [mapping[c] for c in ("date_of_birth", "purchased_on", "expires_on") if c in mapping]
+    return date_order(
+        record[header] for _, record in islice(sheet.records(), 20000) for header in columns
+    )
+
+
+# -- saved mappings ---------------------------------------------------------------
+
+
+async def save_mapping(actor: CurrentUser, kind: str, name: str, mapping: dict[str, str]) -> int:
+    name = name.strip()
+    if not name:
+        raise Invalid({"mapping_name": "Name the mapping."})
+    async with db.transaction():
+        await (
+            ImportMapping.delete()
+            .where((ImportMapping.kind == kind) & (ImportMapping.name == name))
+            .run()
+        )
+        return await db.insert_row(
+            ImportMapping(
+                name=name[:80], kind=kind, mapping=json.dumps(mapping),
+                created_by=actor.id, created_at=utcnow(),
+            )
+        )  # fmt: skip
+
+
+async def saved_mapping(kind: str, name: str) -> dict[str, str]:
+    row = (
+        await ImportMapping.select(ImportMapping.mapping)
+        .where((ImportMapping.kind == kind) & (ImportMapping.name == name))
+        .first()
+        .run()
+    )
+    if row is None:
+        raise NotFound(f"No saved mapping {name!r} for {kind}.")
+    return dict(json.loads(row["mapping"]))
+
+
+# -- a run --------------------------------------------------------------------------
+
+
+async def run_import(
+    kind: str,
+    sheet: Sheet,
+    *,
+    location_id: int,
+    mapping: dict[str, str],
+    actor: CurrentUser | None,
+    order: str | None = None,
+    dry_run: bool = False,
+    filename: str = "",
+) -> Summary:
+    """Import (or, ``dry_run``, classify) every row of ``sheet``. Raises ``Invalid`` for a
+    mapping that misses a required column and ``values.AmbiguousDates`` when the dates
+    read both ways and ``order`` does not say which."""
+    layout = layout_of(kind)
+    check_mapping(layout, mapping, sheet.headers)
+    location = await Location.select().where(Location.id == location_id).first().run()
+    if location is None:
+        raise NotFound("No such location.")
+    order = order or sniff_date_order(sheet, mapping, kind) or "dmy"
+    importer = _IMPORTERS[kind](location, order, dry_run)
+    summary = Summary(kind=kind, batch_id=None, dry_run=dry_run, date_order=order)
+    total = sum(1 for _ in sheet.rows())
+    batch_id, done_lines = (None, set[int]())
+    if not dry_run:
+        batch_id, done_lines = await _open_batch(
+            kind, location_id, sheet, mapping, order, actor, filename, total
+        )
+        summary.batch_id = batch_id
+    await progress.report(0, total, f"Importing {layout.title.lower()}")
+    done = 0
+    for chunk in _chunks(sheet.records(), CHUNK_ROWS):
+        todo = [(line, mapped(record, mapping)) for line, record in chunk if line not in done_lines]
+        results = await importer.chunk(todo, batch_id)
+        for result in results:
+            summary.count(result)
+        done += len(chunk)
+        if batch_id is not None:
+            await (
+                ImportBatch.update({ImportBatch.rows_done: done})
+                .where(ImportBatch.id == batch_id)
+                .run()
+            )
+        await progress.report(done, total, f"Importing {layout.title.lower()}")
+    if batch_id is not None:
+        await importer.finish(batch_id)
+        summary = await _close_batch(batch_id, summary, actor)
+    return summary
+
+
+def _chunks(
+    records: Iterator[tuple[int, dict[str, str]]], size: int
+) -> Iterator[list[tuple[int, dict[str, str]]]]:
+    while chunk := list(islice(records, size)):
+        yield chunk
+
+
+async def _open_batch(
+    kind: str,
+    location_id: int,
+    sheet: Sheet,
+    mapping: dict[str, str],
+    order: str,
+    actor: CurrentUser | None,
+    filename: str,
+    total: int,
+) -> tuple[int, set[int]]:
+    """A new batch, or the unfinished one of the same file (resumed after its last
+    recorded line)."""
+    digest = file_hash(sheet.path, kind, location_id, mapping)
+    earlier = (
+        await ImportBatch.select(ImportBatch.id)
+        .where((ImportBatch.file_hash == digest) & ImportBatch.status.is_in([RUNNING, INCOMPLETE]))
+        .order_by(ImportBatch.id, ascending=False)
+        .first()
+        .run()
+    )
+    if earlier is not None:
+        batch_id = int(earlier["id"])
+        await (
+            ImportBatch.update({ImportBatch.status: RUNNING})
+            .where(ImportBatch.id == batch_id)
+            .run()
+        )
+        lines = await ImportRow.select(ImportRow.line).where(ImportRow.batch == batch_id).run()
+        return batch_id, {int(r["line"]) for r in lines}
+    async with db.transaction():
+        batch_id = await db.insert_row(
+            ImportBatch(
+                kind=kind, location=location_id, filename=(filename or sheet.path.name)[:255],
+                file_hash=digest, mapping=json.dumps(mapping), date_order=order,
+                status=RUNNING, rows_total=total, created_by=actor.id if actor else None,
+                created_at=utcnow(),
+            )
+        )  # fmt: skip
+        await audit.record(actor, "import.start", "import_batch", batch_id, after={"kind": kind})
+    return batch_id, set()
+
+
+async def _close_batch(batch_id: int, summary: Summary, actor: CurrentUser | None) -> Summary:
+    counts = await ImportRow.raw(
+        "SELECT outcome, COUNT(*) AS n FROM import_row WHERE batch = {} GROUP BY outcome",
+        batch_id,
+    ).run()
+    figures = {str(r["outcome"]): int(r["n"]) for r in counts}
+    async with db.transaction():
+        await (
+            ImportBatch.update(
+                {
+                    ImportBatch.status: COMPLETE,
+                    ImportBatch.finished_at: utcnow(),
+                    ImportBatch.counts: json.dumps(figures),
+                }
+            )
+            .where(ImportBatch.id == batch_id)
+            .run()
+        )
+        await audit.record(actor, "import.complete", "import_batch", batch_id, after=figures)
+    summary.created = figures.get(CREATED, 0)
+    summary.matched = figures.get(MATCHED, 0)
+    summary.rejected = figures.get(REJECTED, 0)
+    summary.total = sum(figures.values())
+    summary.status = COMPLETE
+    return summary
+
+
+async def mark_incomplete(batch_id: int) -> None:
+    """A run that stopped part-way (its process died, an error): resumable, undoable."""
+    await (
+        ImportBatch.update({ImportBatch.status: INCOMPLETE})
+        .where((ImportBatch.id == batch_id) & (ImportBatch.status == RUNNING))
+        .run()
+    )
+
+
+async def _already_imported(fingerprints: list[str]) -> dict[str, int | None]:
+    """Fingerprint → record of rows a batch not undone created or matched."""
+    if not fingerprints:
+        return {}
+    rows = (
+        await ImportRow.select(ImportRow.fingerprint, ImportRow.entity_id)
+        .where(
+            ImportRow.fingerprint.is_in(fingerprints)
+            & ImportRow.outcome.is_in([CREATED, MATCHED])
+            & (ImportRow.batch.status != UNDONE)
+        )
+        .run()
+    )
+    return {str(r["fingerprint"]): r["entity_id"] for r in rows}
+
+
+async def _record(
+    batch_id: int | None,
+    kind: str,
+    location_id: int,
+    rows: list[tuple[str, RowResult]],
+    extra: dict[int, dict[str, Any]] | None = None,
+) -> None:
+    if batch_id is None or not rows:
+        return
+    extra = extra or {}
+    await ImportRow.insert(
+        *[
+            ImportRow(
+                batch=batch_id, line=r.line, fingerprint=fp, outcome=r.outcome,
+                reason=r.reason, entity="client" if kind == "clients" else "sale",
+                entity_id=r.entity_id, data=json.dumps(r.data, ensure_ascii=False),
+                **extra.get(r.line, {}),
+            )
+            for fp, r in rows
+        ]
+    ).run()  # fmt: skip
+
+
+class _Importer:
+    kind = ""
+
+    def __init__(self, location: dict[str, Any], order: str, dry_run: bool) -> None:
+        self.location = location
+        self.location_id = int(location["id"])
+        self.order = order
+        self.dry_run = dry_run
+        self.country = country_of_zone(str(location["timezone"]), "GB")
+
+    async def chunk(
+        self, rows: list[tuple[int, dict[str, str]]], batch_id: int | None
+    ) -> list[RowResult]:
+        raise NotImplementedError
+
+    async def finish(self, batch_id: int) -> None:
+        return None
+
+
+# -- clients ------------------------------------------------------------------------
+
+
+@dataclass
+class ClientRow:
+    email: str
+    name: str
+    phone: str
+    date_of_birth: Any
+    address: str
+    emergency_contact_name: str
+    emergency_contact_phone: str
+    marketing_consent: bool
+    staff_notes: str
+    external_id: str
+    placeholder_email: bool
+
+
+class _Clients(_Importer):
+    kind = "clients"
+
+    def __init__(self, location: dict[str, Any], order: str, dry_run: bool) -> None:
+        super().__init__(location, order, dry_run)
+        # Keys of the rows seen so far in this file → the line that has them.
+        self.seen: dict[str, int] = {}
+
+    def parse(self, values: dict[str, str], fp: str) -> ClientRow:
+        email = normalize_email(values.get("email", ""))
+        if email and not is_valid_email(email):
+            raise BadValue(f"{values.get('email')!r} is not an email address")
+        first, last = values.get("first_name", ""), values.get("last_name", "")
+        if not (first or last):
+            raise BadValue("the client has no name")
+        return ClientRow(
+            email=email or f"imported-{fp[:20]}@clients.invalid",
+            name=f"{first} {last}".strip()[:120],
+            phone=normalise_phone(values.get("phone", ""), self.country),
+            date_of_birth=parse_date(values.get("date_of_birth", ""), self.order),
+            address=values.get("address", ""),
+            emergency_contact_name=values.get("emergency_contact_name", "")[:120],
+            emergency_contact_phone=normalise_phone(
+                values.get("emergency_contact_phone", ""), self.country
+            ),
+            marketing_consent=parse_yes_no(values.get("marketing_consent", ""), "Consent"),
+            staff_notes=values.get("staff_notes", ""),
+            external_id=values.get("external_id", "")[:120],
+            placeholder_email=not email,
+        )
+
+    @staticmethod
+    def keys(row: ClientRow) -> list[str]:
+        keys = [] if row.placeholder_email else [f"email:{row.email}"]
+        if row.phone:
+            keys.append(f"phone:{row.phone}")
+        if row.date_of_birth:
+            keys.append(f"name:{row.name.lower()}|{row.date_of_birth.isoformat()}")
+        return keys
+
+    async def existing(self, parsed: list[ClientRow]) -> dict[str, int]:
+        """Key → client id of the portal's clients matching any row of the chunk."""
+        found: dict[str, int] = {}
+        emails = [r.email for r in parsed if not r.placeholder_email]
+        if emails:
+            for r in await User.select(User.id, User.email).where(User.email.is_in(emails)).run():
+                found[f"email:{r['email']}"] = int(r["id"])
+        phones = [r.phone for r in parsed if r.phone]
+        if phones:
+            rows = (
+                await ClientProfile.select(ClientProfile.user, ClientProfile.phone)
+                .where(ClientProfile.phone.is_in(phones))
+                .run()
+            )
+            for r in rows:
+                found.setdefault(f"phone:{r['phone']}", int(r["user"]))
+        births = [r.date_of_birth for r in parsed if r.date_of_birth]
+        if births:
+            rows = (
+                await ClientProfile.select(
+                    ClientProfile.user, ClientProfile.user.name.as_alias("name"),
+                    ClientProfile.date_of_birth,
+                )
+                .where(ClientProfile.date_of_birth.is_in(births))
+                .run()
+            )  # fmt: skip
+            for r in rows:
+                key = f"name:{str(r['name']).lower()}|{r['date_of_birth'].isoformat()}"
+                found.setdefault(key, int(r["user"]))
+        return found
+
+    async def chunk(
+        self, rows: list[tuple[int, dict[str, str]]], batch_id: int | None
+    ) -> list[RowResult]:
+        fps = [fingerprint(self.kind, self.location_id, values) for _, values in rows]
+        before = await _already_imported(fps)
+        parsed: list[tuple[str, RowResult, ClientRow | None]] = []
+        for (line, values), fp in zip(rows, fps, strict=True):
+            result = RowResult(line=line, outcome=MATCHED, data=values)
+            row = None
+            if fp in before:
+                result.entity_id = before[fp]
+                result.reason = "imported before"
+            else:
+                try:
+                    row = self.parse(values, fp)
+                except BadValue as exc:
+                    result.outcome, result.reason = REJECTED, str(exc)
+            parsed.append((fp, result, row))
+        found = await self.existing([row for _, _, row in parsed if row is not None])
+        new: list[tuple[str, RowResult, ClientRow]] = []
+        for _fp, result, row in parsed:
+            if row is None:
+                continue
+            keys = self.keys(row)
+            match = next(((k, found[k]) for k in keys if k in found), None)
+            first = next((self.seen[k] for k in keys if k in self.seen), None)
+            if match is not None:
+                result.entity_id = match[1]
+                result.reason = f"existing client (same {match[0].split(':')[0]})"
+            elif first is not None:
+                result.reason = f"same client as line {first}"
+            else:
+                result.outcome = CREATED
+                new.append((_fp, result, row))
+            for key in keys:
+                self.seen.setdefault(key, result.line)
+        if not self.dry_run and batch_id is not None:
+            async with db.transaction():
+                await self.create(new)
+                await _record(
+                    batch_id,
+                    self.kind,
+                    self.location_id,
+                    [(fp, r) for fp, r, _ in parsed],
+                    {
+                        r.line: {
+                            "external_id": row.external_id,
+                            "marketing_consent": "yes" if row.marketing_consent else "no",
+                            "staff_notes": row.staff_notes,
+                        }
+                        for _, r, row in parsed
+                        if row is not None
+                    },
+                )
+        return [r for _, r, _ in parsed]
+
+    async def create(self, new: list[tuple[str, RowResult, ClientRow]]) -> None:
+        if not new:
+            return
+        now = utcnow()
+        ids = (
+            await User.insert(
+                *[
+                    User(
+                        email=row.email, name=row.name, role=CLIENT, password_hash="",
+                        active=True, created_at=now, password_changed_at=now,
+                    )
+                    for _, _, row in new
+                ]
+            )
+            .returning(User.id)
+            .run()
+        )  # fmt: skip
+        for (_, result, _), r in zip(new, ids, strict=True):
+            result.entity_id = int(r["id"])
+        await ClientProfile.insert(
+            *[
+                ClientProfile(
+                    user=result.entity_id, phone=row.phone, date_of_birth=row.date_of_birth,
+                    address=row.address, emergency_contact_name=row.emergency_contact_name,
+                    emergency_contact_phone=row.emergency_contact_phone,
+                    email_reminders=not row.placeholder_email,
+                    preferred_location=self.location_id, created_at=now, updated_at=now,
+                )
+                for _, result, row in new
+            ]
+        ).run()  # fmt: skip
+
+
+# -- balances -----------------------------------------------------------------------
+
+
+class _Balances(_Importer):
+    kind = "balances"
+
+    def __init__(self, location: dict[str, Any], order: str, dry_run: bool) -> None:
+        super().__init__(location, order, dry_run)
+        self.locations: dict[str, dict[str, Any]] = {}
+        self.packages: dict[str, dict[str, Any]] | None = None
+        self.services: dict[str, dict[str, Any]] = {}
+
+    async def catalog(self) -> None:
+        if self.packages is not None:
+            return
+        rows = await Package.select(
+            Package.id, Package.name, Package.service, Package.service.name.as_alias("service_name")
+        ).run()
+        self.packages = {str(r["name"]).strip().lower(): r for r in rows}
+        services = await Service.select(Service.id, Service.name).run()
+        self.services = {str(r["name"]).strip().lower(): r for r in services}
+        for loc in await Location.select(
+            Location.id, Location.slug, Location.currency, Location.timezone
+        ).run():
+            self.locations[str(loc["slug"])] = loc
+
+    async def clients(self, values: list[dict[str, str]]) -> dict[str, int]:
+        """ "email:…" / "external:…" → client id, for the chunk's rows."""
+        found: dict[str, int] = {}
+        emails = [normalize_email(v.get("client_email", "")) for v in values]
+        emails = [e for e in emails if e]
+        if emails:
+            rows = (
+                await User.select(User.id, User.email)
+                .where(User.email.is_in(emails) & (User.role == CLIENT))
+                .run()
+            )
+            found.update({f"email:{r['email']}": int(r["id"]) for r in rows})
+        externals = [v.get("client_external_id", "") for v in values if v.get("client_external_id")]
+        if externals:
+            rows = (
+                await ImportRow.select(ImportRow.external_id, ImportRow.entity_id)
+                .where(
+                    ImportRow.external_id.is_in(externals)
+                    & (ImportRow.entity == "client")
+                    & ImportRow.entity_id.is_not_null()
+                    & (ImportRow.batch.status != UNDONE)
+                )
+                .run()
+            )
+            found.update({f"external:{r['external_id']}": int(r["entity_id"]) for r in rows})
+        return found
+
+    def parse(
+        self, values: dict[str, str], clients: dict[str, int], fp: str, at: datetime
+    ) -> sales.ImportedBalance:
+        assert self.packages is not None
+        email = normalize_email(values.get("client_email", ""))
+        external = values.get("client_external_id", "")
+        client_id = clients.get(f"email:{email}") or clients.get(f"external:{external}")
+        if client_id is None:
+            who = email or external or "(no email or client id)"
+            raise BadValue(f"no client {who}: import the clients first")
+        slug = values.get("location", "")
+        location = self.locations.get(slug) if slug else self.location
+        if location is None:
+            raise BadValue(f"no location {slug!r}")
+        name = values.get("package", "")
+        package = self.packages.get(name.lower())
+        service = self.services.get(name.lower())
+        if package is None and service is None:
+            raise BadValue(f"{name!r} is neither a package nor a service of the catalog")
+        left = parse_count(values.get("sessions_left", ""), "Sessions left")
+        if left <= 0:
+            raise BadValue("no sessions left")
+        total = parse_count(values.get("sessions_total") or str(left), "Total sessions")
+        value = parse_cents(values.get("value_left", ""))
+        if value is None:
+            paid = parse_cents(values.get("price_paid", ""))
+            if paid is None:
+                raise BadValue("neither the value left nor the price paid is given")
+            value = paid * left // max(total, left)
+        currency = (values.get("currency") or str(location["currency"])).upper()
+        if currency != str(location["currency"]).upper():
+            raise BadValue(f"the currency {currency} is not the location's {location['currency']}")
+        zone = ZoneInfo(str(location["timezone"]))
+        purchased = parse_date(values.get("purchased_on", ""), self.order)
+        expires = parse_date(values.get("expires_on", ""), self.order)
+        valid_until = (
+            datetime.combine(expires, time(23, 59), zone).astimezone(UTC) if expires else None
+        )
+        if valid_until is not None and valid_until <= at:
+            raise BadValue(f"expired on {expires.isoformat() if expires else ''}")
+        return sales.ImportedBalance(
+            client_id=client_id,
+            location_id=int(location["id"]),
+            currency=currency,
+            item_name=name,
+            package_id=int(package["id"]) if package else 0,
+            service_id=int(package["service"]) if package else int(service["id"]),  # type: ignore[index]
+            service_name=str(package["service_name"]) if package else str(service["name"]),  # type: ignore[index]
+            session_values=sales.split_value(value, left),
+            sessions_total=max(total, left),
+            purchased_at=datetime.combine(purchased, time(12), zone).astimezone(UTC)
+            if purchased
+            else at,
+            valid_until=valid_until,
+            request_key=fp,
+        )
+
+    async def chunk(
+        self, rows: list[tuple[int, dict[str, str]]], batch_id: int | None
+    ) -> list[RowResult]:
+        await self.catalog()
+        at = utcnow()
+        fps = [fingerprint(self.kind, self.location_id, values) for _, values in rows]
+        before = await _already_imported(fps)
+        clients = await self.clients([values for _, values in rows])
+        results: list[tuple[str, RowResult]] = []
+        new: list[tuple[RowResult, sales.ImportedBalance]] = []
+        seen: set[str] = set()
+        for (line, values), fp in zip(rows, fps, strict=True):
+            result = RowResult(line=line, outcome=MATCHED, data=values)
+            if fp in before:
+                result.entity_id, result.reason = before[fp], "imported before"
+            elif fp in seen:
+                result.reason = "the same balance appears earlier in the file"
+            else:
+                try:
+                    new.append((result, self.parse(values, clients, fp, at)))
+                    result.outcome = CREATED
+                except BadValue as exc:
+                    result.outcome, result.reason = REJECTED, str(exc)
+            seen.add(fp)
+            results.append((fp, result))
+        if not self.dry_run and batch_id is not None:
+            async with db.transaction():
+                ids = await sales.open_imported([b for _, b in new], at)
+                for (result, _), sale_id in zip(new, ids, strict=True):
+                    result.entity_id = sale_id
+                await _record(batch_id, self.kind, self.location_id, results)
+        return [r for _, r in results]
+
+    async def finish(self, batch_id: int) -> None:
+        await journal_batch(batch_id)
+
+
+async def journal_batch(batch_id: int) -> None:
+    """One journal entry per location and currency for a batch's balances (keyed by
+    the batch: written once, however often the batch is finished)."""
+    rows = await ImportRow.raw(
+        "SELECT s.location AS location, s.currency AS currency, SUM(s.total_cents) AS cents "
+        "FROM import_row r JOIN sale s ON s.id = r.entity_id "
+        "WHERE r.batch = {} AND r.outcome = 'created' GROUP BY 1, 2",
+        batch_id,
+    ).run()
+    async with db.transaction():
+        for row in rows:
+            await sales.journal_opening_balance(
+                f"import:{batch_id}:{row['location']}:{row['currency']}",
+                location_id=int(row["location"]), currency=str(row["currency"]),
+                cents=int(row["cents"]), memo=f"Balances imported (batch {batch_id})",
+                at=utcnow(),
+            )  # fmt: skip
+
+
+_IMPORTERS: dict[str, type[_Importer]] = {"clients": _Clients, "balances": _Balances}
+
+
+# -- batches: read, undo --------------------------------------------------------------
+
+
+async def get_batch(batch_id: int) -> dict[str, Any]:
+    row = await ImportBatch.select().where(ImportBatch.id == batch_id).first().run()
+    if row is None:
+        raise NotFound("No such import.")
+    return row
+
+
+async def rejected_rows(batch_id: int) -> list[dict[str, Any]]:
+    return (
+        await ImportRow.select(ImportRow.line, ImportRow.reason, ImportRow.data)
+        .where((ImportRow.batch == batch_id) & (ImportRow.outcome == REJECTED))
+        .order_by(ImportRow.line)
+        .run()
+    )
+
+
+async def _created(batch_id: int) -> list[int]:
+    rows = (
+        await ImportRow.select(ImportRow.entity_id)
+        .where((ImportRow.batch == batch_id) & (ImportRow.outcome == CREATED))
+        .run()
+    )
+    return [int(r["entity_id"]) for r in rows if r["entity_id"] is not None]
+
+
+async def _clients_used(client_ids: list[int], batch_id: int) -> bool:
+    """Whether any of these clients has since bought, booked or been given anything
+    beyond what this batch brought."""
+    for start in range(0, len(client_ids), 1000):
+        chunk = ", ".join(str(int(i)) for i in client_ids[start : start + 1000])
+        rows = await ImportRow.raw(
+            f"SELECT 1 AS used FROM sale WHERE client IN ({chunk}) "
+            f"UNION ALL SELECT 1 FROM appointment WHERE client IN ({chunk}) "
+            f"UNION ALL SELECT 1 FROM client_intake WHERE client IN ({chunk}) LIMIT 1"
+        ).run()
+        if rows:
+            return True
+    return False
+
+
+async def undo(actor: CurrentUser | None, batch_id: int, *, address: str = "") -> None:
+    """Take a whole batch back: its new clients deleted, its credits and sales taken back
+    through ``portal.sales`` and their journal entries reversed. Refused (``Conflict``)
+    once any of them has been used."""
+    async with db.transaction():
+        await db.lock_row(ImportBatch, batch_id)
+        batch = await get_batch(batch_id)
+        if batch["status"] == UNDONE:
+            raise Conflict("This import has already been undone.")
+        if batch["status"] == RUNNING:
+            raise Conflict("This import is still running; undo it when it has stopped.")
+        created = await _created(batch_id)
+        if batch["kind"] == "clients":
+            if await _clients_used(created, batch_id):
+                raise Conflict(
+                    "Some clients of this import have bought, booked or filled in an intake "
+                    "since; it can no longer be undone as a whole."
+                )
+            for start in range(0, len(created), 1000):
+                await User.delete().where(User.id.is_in(created[start : start + 1000])).run()
+        else:
+            if not await sales.imported_unused(created):
+                raise Conflict(
+                    "Some sessions of this import have been booked or used since; it can no "
+                    "longer be undone as a whole."
+                )
+            await journal_batch(batch_id)  # an incomplete batch: its entry first
+            taken = await sales.remove_imported(created)
+            for (location_id, currency), cents in sorted(taken.items()):
+                await sales.journal_opening_balance(
+                    f"import:{batch_id}:{location_id}:{currency}:undone",
+                    location_id=location_id, currency=currency, cents=cents,
+                    memo=f"Balances import undone (batch {batch_id})", at=utcnow(), reverse=True,
+                )  # fmt: skip
+        await (
+            ImportBatch.update(
+                {
+                    ImportBatch.status: UNDONE,
+                    ImportBatch.undone_at: utcnow(),
+                    ImportBatch.undone_by: actor.id if actor else None,
+                }
+            )
+            .where(ImportBatch.id == batch_id)
+            .run()
+        )
+        await audit.record(
+            actor, "import.undo", "import_batch", batch_id,
+            before={"status": batch["status"], "created": len(created)},
+            after={"status": UNDONE}, address=address,
+        )  # fmt: skip
