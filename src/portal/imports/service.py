@@ -93,6 +93,7 @@ class Summary:
     status: str = ""
     failures: list[RowResult] = field(default_factory=list)
     merge_rule: str = MERGE_RULE
+    columns: list[str] = field(default_factory=list)  # the mapped layout columns
 
     def count(self, result: RowResult) -> None:
         self.total += 1
@@ -202,7 +203,10 @@ async def run_import(
         raise NotFound("No such location.")
     order = order or sniff_date_order(sheet, mapping, kind) or "dmy"
     importer = _IMPORTERS[kind](location, order, dry_run)
-    summary = Summary(kind=kind, batch_id=None, dry_run=dry_run, date_order=order)
+    summary = Summary(
+        kind=kind, batch_id=None, dry_run=dry_run, date_order=order,
+        columns=[c for c in layout.headers if c in mapping],
+    )  # fmt: skip
     total = sum(1 for _ in sheet.rows())
     batch_id, done_lines = (None, set[int]())
     if not dry_run:
@@ -210,12 +214,34 @@ async def run_import(
             kind, location_id, sheet, mapping, order, actor, filename, total
         )
         summary.batch_id = batch_id
-    await progress.report(0, total, f"Importing {layout.title.lower()}")
+    try:
+        await _run_chunks(importer, summary, sheet, mapping, batch_id, done_lines, total, layout)
+    except BaseException:
+        if batch_id is not None:
+            await mark_incomplete(batch_id)
+        raise
+    if batch_id is not None:
+        await importer.finish(batch_id)
+        summary = await _close_batch(batch_id, summary, actor)
+    return summary
+
+
+async def _run_chunks(
+    importer: _Importer,
+    summary: Summary,
+    sheet: Sheet,
+    mapping: dict[str, str],
+    batch_id: int | None,
+    done_lines: set[int],
+    total: int,
+    layout: Layout,
+) -> None:
+    step = f"Importing {layout.title.lower()}"
+    await progress.report(0, total, step)
     done = 0
     for chunk in _chunks(sheet.records(), CHUNK_ROWS):
         todo = [(line, mapped(record, mapping)) for line, record in chunk if line not in done_lines]
-        results = await importer.chunk(todo, batch_id)
-        for result in results:
+        for result in await importer.chunk(todo, batch_id):
             summary.count(result)
         done += len(chunk)
         if batch_id is not None:
@@ -224,11 +250,7 @@ async def run_import(
                 .where(ImportBatch.id == batch_id)
                 .run()
             )
-        await progress.report(done, total, f"Importing {layout.title.lower()}")
-    if batch_id is not None:
-        await importer.finish(batch_id)
-        summary = await _close_batch(batch_id, summary, actor)
-    return summary
+        await progress.report(done, total, step)
 
 
 def _chunks(
@@ -304,6 +326,12 @@ async def _close_batch(batch_id: int, summary: Summary, actor: CurrentUser | Non
     summary.rejected = figures.get(REJECTED, 0)
     summary.total = sum(figures.values())
     summary.status = COMPLETE
+    summary.failures = [
+        RowResult(
+            line=int(r["line"]), outcome=REJECTED, reason=r["reason"], data=json.loads(r["data"])
+        )
+        for r in await rejected_rows(batch_id)
+    ]
     return summary
 
 
@@ -722,6 +750,18 @@ _IMPORTERS: dict[str, type[_Importer]] = {"clients": _Clients, "balances": _Bala
 
 
 # -- batches: read, undo --------------------------------------------------------------
+
+
+def write_rejected(path: Any, failures: list[RowResult], headers: list[str]) -> None:
+    """The rejected rows as CSV: their line, the reason, then the row under the layout's
+    headers (so the file, corrected, imports again as it is)."""
+    import csv
+
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["line", "reason", *headers])
+        for row in failures:
+            writer.writerow([row.line, row.reason, *(row.data.get(h, "") for h in headers)])
 
 
 async def get_batch(batch_id: int) -> dict[str, Any]:
