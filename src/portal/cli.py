@@ -541,6 +541,27 @@ def _import_mapping(kind: str, option: str | None, headers: list[str]) -> Any:
     return mapping
 
 
+async def _import_actor(email: str | None) -> Any:
+    """The staff account an import from the command line acts as: ``--by``, else the
+    first active owner (appointments are booked, and batches audited, in its name)."""
+    from portal.auth.service import MANAGER, OWNER, actor_of, normalize_email
+    from portal.auth.tables import User
+
+    query = User.select(User.id.as_alias("user_id"), User.email, User.name, User.role).where(
+        User.active.eq(True) & User.role.is_in([OWNER, MANAGER])
+    )
+    if email:
+        query = query.where(User.email == normalize_email(email))
+    else:
+        query = query.where(User.role == OWNER).order_by(User.id)
+    row = await query.first().run()
+    if row is None:
+        if email:
+            fail(f"no active owner or manager {email}")
+        return None
+    return await actor_of(row)
+
+
 def cmd_import(args: argparse.Namespace) -> None:
     from portal.errors import Invalid, NotFound
     from portal.imports import reading, values
@@ -564,9 +585,10 @@ def cmd_import(args: argparse.Namespace) -> None:
         if location is None:
             fail(f"no location {args.location!r}")
         mapping = await find_mapping()
+        actor = await _import_actor(args.by)
         with progress.listening(bar) if bar is not None else contextlib.nullcontext():
             return await imports.run_import(
-                args.kind, sheet, location_id=int(location["id"]), mapping=mapping, actor=None,
+                args.kind, sheet, location_id=int(location["id"]), mapping=mapping, actor=actor,
                 order=args.date_order, dry_run=args.dry_run, filename=args.file.name,
             )  # fmt: skip
 
@@ -776,20 +798,25 @@ def build_parser() -> ArgumentParser:
 
     import_cmd = _command(
         sub, "import", cmd_import,
-        "import clients or remaining balances from a CSV or XLSX file into a location",
+        "import clients, remaining balances, upcoming appointments or therapists from a CSV "
+        "or XLSX file into a location",
         "Reads CSV (UTF-8 or Windows-1252, `,` or `;`) or XLSX up to 50 MB; the columns "
         "are guessed from the header unless --mapping names a saved mapping or a JSON file. "
         "The same file again creates nothing new. Exit status: 0 all imported (or matched), "
         "2 bad arguments or file, 3 some rows rejected (their reasons written to --report, "
         "default FILE.rejected.csv).",
     )  # fmt: skip
-    import_cmd.add_argument("kind", choices=("clients", "balances"))
+    import_cmd.add_argument("kind", choices=("clients", "balances", "appointments", "therapists"))
     import_cmd.add_argument("file", type=Path, metavar="FILE")
     import_cmd.add_argument("--location", required=True, metavar="SLUG")
     import_cmd.add_argument("--mapping", metavar="NAME|FILE")
     import_cmd.add_argument("--dry-run", action="store_true", help="count, change nothing")
     import_cmd.add_argument("--date-order", choices=("dmy", "mdy"), default=None)
     import_cmd.add_argument("--report", type=Path, default=None, metavar="CSV")
+    import_cmd.add_argument(
+        "--by", metavar="EMAIL", default=None,
+        help="the owner or manager the import is recorded as (default: the first owner)",
+    )  # fmt: skip
 
     backup_cmd = _command(
         sub, "backup", cmd_backup,

@@ -135,3 +135,12 @@ async def test_bad_arguments_and_files_exit_2_and_change_nothing(db, tmp_path):
         assert "Traceback" not in err
     assert await User.count().where(User.role == "client").run() == 0
     assert await deferred(1) == 0
+
+
+async def test_appointments_need_the_account_they_are_booked_by(db, tmp_path):
+    await london()
+    status, _, err = await portal(
+        db, tmp_path, "import", "appointments", str(FILES / "clients_utf8_bom.csv"),
+        "--location", "london", "--by", "nobody@example.test",
+    )  # fmt: skip
+    assert status == 2 and "no active owner or manager nobody@example.test" in err

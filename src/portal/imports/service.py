@@ -48,10 +48,12 @@ from portal.imports.values import (
     parse_cents,
     parse_count,
     parse_date,
+    parse_datetime,
     parse_yes_no,
 )
 from portal.locations.tables import Location
 from portal.sales import service as sales
+from portal.staff.tables import Therapist, TherapistLocation
 from portal.timeutil import utcnow
 
 CHUNK_ROWS = 500
@@ -62,7 +64,13 @@ UNDONE = "undone"
 CREATED = "created"
 MATCHED = "matched"
 REJECTED = "rejected"
-KINDS = ("clients", "balances")
+KINDS = ("clients", "balances", "therapists", "appointments")
+ENTITY = {
+    "clients": "client",
+    "balances": "sale",
+    "therapists": "therapist",
+    "appointments": "appointment",
+}
 
 MERGE_RULE = (
     "A row matches an existing client by email, then by phone, then by name and date of "
@@ -203,6 +211,7 @@ async def run_import(
         raise NotFound("No such location.")
     order = order or sniff_date_order(sheet, mapping, kind) or "dmy"
     importer = _IMPORTERS[kind](location, order, dry_run)
+    importer.actor = actor
     summary = Summary(
         kind=kind, batch_id=None, dry_run=dry_run, date_order=order,
         columns=[c for c in layout.headers if c in mapping],
@@ -374,7 +383,7 @@ async def _record(
         *[
             ImportRow(
                 batch=batch_id, line=r.line, fingerprint=fp, outcome=r.outcome,
-                reason=r.reason, entity="client" if kind == "clients" else "sale",
+                reason=r.reason, entity=ENTITY[kind],
                 entity_id=r.entity_id, data=json.dumps(r.data, ensure_ascii=False),
                 **extra.get(r.line, {}),
             )
@@ -385,6 +394,7 @@ async def _record(
 
 class _Importer:
     kind = ""
+    actor: CurrentUser | None = None
 
     def __init__(self, location: dict[str, Any], order: str, dry_run: bool) -> None:
         self.location = location
@@ -606,43 +616,11 @@ class _Balances(_Importer):
         ).run():
             self.locations[str(loc["slug"])] = loc
 
-    async def clients(self, values: list[dict[str, str]]) -> dict[str, int]:
-        """ "email:…" / "external:…" → client id, for the chunk's rows."""
-        found: dict[str, int] = {}
-        emails = [normalize_email(v.get("client_email", "")) for v in values]
-        emails = [e for e in emails if e]
-        if emails:
-            rows = (
-                await User.select(User.id, User.email)
-                .where(User.email.is_in(emails) & (User.role == CLIENT))
-                .run()
-            )
-            found.update({f"email:{r['email']}": int(r["id"]) for r in rows})
-        externals = [v.get("client_external_id", "") for v in values if v.get("client_external_id")]
-        if externals:
-            rows = (
-                await ImportRow.select(ImportRow.external_id, ImportRow.entity_id)
-                .where(
-                    ImportRow.external_id.is_in(externals)
-                    & (ImportRow.entity == "client")
-                    & ImportRow.entity_id.is_not_null()
-                    & (ImportRow.batch.status != UNDONE)
-                )
-                .run()
-            )
-            found.update({f"external:{r['external_id']}": int(r["entity_id"]) for r in rows})
-        return found
-
     def parse(
         self, values: dict[str, str], clients: dict[str, int], fp: str, at: datetime
     ) -> sales.ImportedBalance:
         assert self.packages is not None
-        email = normalize_email(values.get("client_email", ""))
-        external = values.get("client_external_id", "")
-        client_id = clients.get(f"email:{email}") or clients.get(f"external:{external}")
-        if client_id is None:
-            who = email or external or "(no email or client id)"
-            raise BadValue(f"no client {who}: import the clients first")
+        client_id = _client_of(values, clients)
         slug = values.get("location", "")
         location = self.locations.get(slug) if slug else self.location
         if location is None:
@@ -697,7 +675,7 @@ class _Balances(_Importer):
         at = utcnow()
         fps = [fingerprint(self.kind, self.location_id, values) for _, values in rows]
         before = await _already_imported(fps)
-        clients = await self.clients([values for _, values in rows])
+        clients = await _clients_by([values for _, values in rows])
         results: list[tuple[str, RowResult]] = []
         new: list[tuple[RowResult, sales.ImportedBalance]] = []
         seen: set[str] = set()
@@ -746,7 +724,203 @@ async def journal_batch(batch_id: int) -> None:
             )  # fmt: skip
 
 
-_IMPORTERS: dict[str, type[_Importer]] = {"clients": _Clients, "balances": _Balances}
+# -- therapists -----------------------------------------------------------------------
+
+
+class _Therapists(_Importer):
+    """Therapists by email: an existing one (same email) is matched; a new one works at
+    the locations the row names (slugs separated by |), else at the batch's."""
+
+    kind = "therapists"
+
+    async def chunk(
+        self, rows: list[tuple[int, dict[str, str]]], batch_id: int | None
+    ) -> list[RowResult]:
+        fps = [fingerprint(self.kind, self.location_id, values) for _, values in rows]
+        before = await _already_imported(fps)
+        slugs = {
+            str(r["slug"]): int(r["id"])
+            for r in await Location.select(Location.id, Location.slug).run()
+        }
+        existing = await _therapists_by_email()
+        results: list[tuple[str, RowResult]] = []
+        async with db.transaction():
+            for (line, values), fp in zip(rows, fps, strict=True):
+                result = RowResult(line=line, outcome=MATCHED, data=values)
+                results.append((fp, result))
+                email = normalize_email(values.get("email", ""))
+                wanted = [s.strip() for s in values.get("locations", "").split("|") if s.strip()]
+                unknown = [s for s in wanted if s not in slugs]
+                if fp in before:
+                    result.entity_id, result.reason = before[fp], "imported before"
+                elif not is_valid_email(email):
+                    result.outcome = REJECTED
+                    result.reason = f"{values.get('email')!r} is not an email address"
+                elif not values.get("name"):
+                    result.outcome, result.reason = REJECTED, "the therapist has no name"
+                elif unknown:
+                    result.outcome, result.reason = REJECTED, f"no location {unknown[0]!r}"
+                elif email in existing:
+                    result.entity_id = existing[email]
+                    result.reason = "existing therapist (same email)"
+                else:
+                    result.outcome = CREATED
+                    if not self.dry_run:
+                        result.entity_id = await _create_therapist(
+                            values["name"], email, [slugs[s] for s in wanted] or [self.location_id]
+                        )
+                    existing[email] = result.entity_id or 0
+            if not self.dry_run:
+                await _record(batch_id, self.kind, self.location_id, results)
+        return [r for _, r in results]
+
+
+async def _therapists_by_email() -> dict[str, int]:
+    rows = await Therapist.select(Therapist.id, Therapist.email).where(Therapist.email != "").run()
+    return {str(r["email"]).lower(): int(r["id"]) for r in rows}
+
+
+async def _create_therapist(name: str, email: str, location_ids: list[int]) -> int:
+    now = utcnow()
+    therapist_id = await db.insert_row(
+        Therapist(name=name[:120], email=email, active=True, created_at=now, updated_at=now)
+    )
+    await TherapistLocation.insert(
+        *[
+            TherapistLocation(therapist=therapist_id, location=loc)
+            for loc in sorted(set(location_ids))
+        ]
+    ).run()
+    return therapist_id
+
+
+# -- appointments ---------------------------------------------------------------------
+
+
+class _Appointments(_Importer):
+    """Upcoming appointments, booked through the bookings rules: the therapist must give
+    the service here, the client must hold a credit for it (import the balances first),
+    and a clash with another booking is a rejected row with its reason."""
+
+    kind = "appointments"
+
+    async def chunk(
+        self, rows: list[tuple[int, dict[str, str]]], batch_id: int | None
+    ) -> list[RowResult]:
+        fps = [fingerprint(self.kind, self.location_id, values) for _, values in rows]
+        before = await _already_imported(fps)
+        self.clients = await _clients_by([v for _, v in rows])
+        self.therapists = await _therapists_by_email()
+        self.services = {
+            str(r["name"]).strip().lower(): int(r["id"])
+            for r in await Service.select(Service.id, Service.name).run()
+        }
+        self.slugs = {str(r["slug"]): r for r in await Location.select().run()}
+        results: list[tuple[str, RowResult]] = []
+        for (line, values), fp in zip(rows, fps, strict=True):
+            result = RowResult(line=line, outcome=MATCHED, data=values)
+            results.append((fp, result))
+            if fp in before:
+                result.entity_id, result.reason = before[fp], "imported before"
+                continue
+            try:
+                result.entity_id = await self.book(values)
+                result.outcome = CREATED
+            except BadValue as exc:
+                result.outcome, result.reason = REJECTED, str(exc)
+        if not self.dry_run:
+            await _record(batch_id, self.kind, self.location_id, results)
+        return [r for _, r in results]
+
+    async def book(self, values: dict[str, str]) -> int | None:
+        """The appointment booked (None in a dry run); ``BadValue`` says why not."""
+        from portal.bookings.booking import SlotTaken, book
+        from portal.bookings.credits import NoCredit, credits_for
+
+        client_id = _client_of(values, self.clients)
+        therapist_id = self.therapists.get(normalize_email(values.get("therapist_email", "")))
+        if therapist_id is None:
+            raise BadValue(
+                f"no therapist {values.get('therapist_email')!r}: import the therapists first"
+            )
+        service_id = self.services.get(values.get("service", "").lower())
+        if service_id is None:
+            raise BadValue(f"no service {values.get('service')!r} in the catalog")
+        location = self.slugs.get(values["location"]) if values.get("location") else self.location
+        if location is None:
+            raise BadValue(f"no location {values.get('location')!r}")
+        local = parse_datetime(values.get("starts_at", ""), self.order)
+        if local is None:
+            raise BadValue("no start time")
+        start = local.replace(tzinfo=ZoneInfo(str(location["timezone"]))).astimezone(UTC)
+        if start <= utcnow():
+            raise BadValue(f"{values.get('starts_at')} is not in the future")
+        if self.dry_run:
+            if not await credits_for(client_id, service_id, start):
+                raise BadValue("the client holds no session of this service: import balances first")
+            return None
+        if self.actor is None:
+            raise BadValue("appointments are booked in the name of a member of staff")
+        try:
+            return await book(
+                self.actor, client_id=client_id, location_id=int(location["id"]),
+                service_id=service_id, start_at=start, therapist_id=therapist_id,
+                notify_client=False,
+            )  # fmt: skip
+        except Invalid as exc:
+            raise BadValue(" ".join(exc.errors.values())) from None
+        except NoCredit as exc:
+            raise BadValue(str(exc) or "the client holds no session of this service") from None
+        except SlotTaken as exc:
+            raise BadValue(
+                f"clash: {exc.message or 'the therapist or every room is booked then'}"
+            ) from None
+
+
+async def _clients_by(values: list[dict[str, str]]) -> dict[str, int]:
+    """ "email:…" / "external:…" → client id, for the rows' client columns."""
+    found: dict[str, int] = {}
+    emails = [normalize_email(v.get("client_email", "")) for v in values]
+    emails = [e for e in emails if e]
+    if emails:
+        rows = (
+            await User.select(User.id, User.email)
+            .where(User.email.is_in(emails) & (User.role == CLIENT))
+            .run()
+        )
+        found.update({f"email:{r['email']}": int(r["id"]) for r in rows})
+    externals = [v.get("client_external_id", "") for v in values if v.get("client_external_id")]
+    if externals:
+        rows = (
+            await ImportRow.select(ImportRow.external_id, ImportRow.entity_id)
+            .where(
+                ImportRow.external_id.is_in(externals)
+                & (ImportRow.entity == "client")
+                & ImportRow.entity_id.is_not_null()
+                & (ImportRow.batch.status != UNDONE)
+            )
+            .run()
+        )
+        found.update({f"external:{r['external_id']}": int(r["entity_id"]) for r in rows})
+    return found
+
+
+def _client_of(values: dict[str, str], clients: dict[str, int]) -> int:
+    email = normalize_email(values.get("client_email", ""))
+    external = values.get("client_external_id", "")
+    client_id = clients.get(f"email:{email}") or clients.get(f"external:{external}")
+    if client_id is None:
+        who = email or external or "(no email or client id)"
+        raise BadValue(f"no client {who}: import the clients first")
+    return client_id
+
+
+_IMPORTERS: dict[str, type[_Importer]] = {
+    "clients": _Clients,
+    "balances": _Balances,
+    "therapists": _Therapists,
+    "appointments": _Appointments,
+}
 
 
 # -- batches: read, undo --------------------------------------------------------------
@@ -804,9 +978,90 @@ async def _clients_used(client_ids: list[int], batch_id: int) -> bool:
     return False
 
 
+async def _undo_clients(actor: CurrentUser | None, batch_id: int, created: list[int]) -> None:
+    if await _clients_used(created, batch_id):
+        raise Conflict(
+            "Some clients of this import have bought, booked or filled in an intake "
+            "since; it can no longer be undone as a whole."
+        )
+    for start in range(0, len(created), 1000):
+        await User.delete().where(User.id.is_in(created[start : start + 1000])).run()
+
+
+async def _undo_balances(actor: CurrentUser | None, batch_id: int, created: list[int]) -> None:
+    if not await sales.imported_unused(created):
+        raise Conflict(
+            "Some sessions of this import have been booked or used since; it can no "
+            "longer be undone as a whole."
+        )
+    await journal_batch(batch_id)  # an incomplete batch: its entry first
+    taken = await sales.remove_imported(created)
+    for (location_id, currency), cents in sorted(taken.items()):
+        await sales.journal_opening_balance(
+            f"import:{batch_id}:{location_id}:{currency}:undone",
+            location_id=location_id, currency=currency, cents=cents,
+            memo=f"Balances import undone (batch {batch_id})", at=utcnow(), reverse=True,
+        )  # fmt: skip
+
+
+async def _undo_therapists(actor: CurrentUser | None, batch_id: int, created: list[int]) -> None:
+    from portal.bookings.tables import Appointment
+
+    if created and (
+        await Appointment.exists().where(Appointment.therapist.is_in(created)).run()
+        or await Therapist.exists()
+        .where(Therapist.id.is_in(created) & Therapist.account.is_not_null())
+        .run()
+    ):
+        raise Conflict(
+            "Some therapists of this import have appointments or a sign-in since; it can "
+            "no longer be undone as a whole."
+        )
+    if created:
+        await Therapist.delete().where(Therapist.id.is_in(created)).run()
+
+
+async def _undo_appointments(actor: CurrentUser | None, batch_id: int, created: list[int]) -> None:
+    from portal.bookings.outcomes import cancel
+    from portal.bookings.states import BOOKED
+    from portal.bookings.tables import Appointment
+
+    if not created:
+        return
+    if actor is None:
+        raise Conflict("Imported appointments are cancelled in the name of a member of staff.")
+    moved = (
+        await Appointment.exists()
+        .where(
+            Appointment.id.is_in(created)
+            & ((Appointment.status != BOOKED) | (Appointment.start_at <= utcnow()))
+        )
+        .run()
+    )
+    if moved:
+        raise Conflict(
+            "Some appointments of this import have taken place, been cancelled or started "
+            "since; it can no longer be undone as a whole."
+        )
+    for appointment_id in created:
+        await cancel(
+            actor, appointment_id, reason="Import undone", waive=True,
+            waive_reason="Import undone", notify_client=False,
+        )  # fmt: skip
+
+
+_UNDO = {
+    "clients": _undo_clients,
+    "balances": _undo_balances,
+    "therapists": _undo_therapists,
+    "appointments": _undo_appointments,
+}
+
+
 async def undo(actor: CurrentUser | None, batch_id: int, *, address: str = "") -> None:
-    """Take a whole batch back: its new clients deleted, its credits and sales taken back
-    through ``portal.sales`` and their journal entries reversed. Refused (``Conflict``)
+    """Take a whole batch back: its new clients and therapists deleted, its credits and
+    sales taken back through ``portal.sales`` with their journal entries reversed, its
+    appointments cancelled (the credits they held come back). Refused (``Conflict``)
     once any of them has been used."""
     async with db.transaction():
         await db.lock_row(ImportBatch, batch_id)
@@ -816,28 +1071,7 @@ async def undo(actor: CurrentUser | None, batch_id: int, *, address: str = "") -
         if batch["status"] == RUNNING:
             raise Conflict("This import is still running; undo it when it has stopped.")
         created = await _created(batch_id)
-        if batch["kind"] == "clients":
-            if await _clients_used(created, batch_id):
-                raise Conflict(
-                    "Some clients of this import have bought, booked or filled in an intake "
-                    "since; it can no longer be undone as a whole."
-                )
-            for start in range(0, len(created), 1000):
-                await User.delete().where(User.id.is_in(created[start : start + 1000])).run()
-        else:
-            if not await sales.imported_unused(created):
-                raise Conflict(
-                    "Some sessions of this import have been booked or used since; it can no "
-                    "longer be undone as a whole."
-                )
-            await journal_batch(batch_id)  # an incomplete batch: its entry first
-            taken = await sales.remove_imported(created)
-            for (location_id, currency), cents in sorted(taken.items()):
-                await sales.journal_opening_balance(
-                    f"import:{batch_id}:{location_id}:{currency}:undone",
-                    location_id=location_id, currency=currency, cents=cents,
-                    memo=f"Balances import undone (batch {batch_id})", at=utcnow(), reverse=True,
-                )  # fmt: skip
+        await _UNDO[str(batch["kind"])](actor, batch_id, created)
         await (
             ImportBatch.update(
                 {
