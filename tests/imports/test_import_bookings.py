@@ -45,7 +45,7 @@ async def test_therapists_by_email_with_their_locations(db):
     assert await Therapist.count().run() == 0
 
 
-def appointments_file(tmp_path, clinic, *rows: tuple[str, str, str]):
+def appointments_file(tmp_path, *rows: tuple[str, str, str]):
     path = tmp_path / "appointments.csv"
     lines = ["Client Email;Staff Email;Start Time;Service"]
     lines += [f"{client};{therapist};{start};NMT 60" for client, therapist, start in rows]
@@ -62,7 +62,7 @@ async def test_appointments_booked_by_the_rules_and_clashes_rejected(db, clinic,
     no_credit = await factories.make_user("client", email="broke@example.test")
     day = (utcnow() + timedelta(days=10)).date()
     path = appointments_file(
-        tmp_path, clinic,
+        tmp_path,
         (clinic.client.email, "theresa@example.test", f"{day:%Y-%m-%d} 10:00"),
         (clinic.client.email, "theresa@example.test", f"{day:%Y-%m-%d} 10:30"),
         (no_credit.email, "theresa@example.test", f"{day:%Y-%m-%d} 14:00"),
