@@ -23,14 +23,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from itertools import islice
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from portal import db, progress
+from portal import access, db, progress
 from portal.audit import service as audit
 from portal.auth.service import CLIENT, CurrentUser, is_valid_email, normalize_email
 from portal.auth.tables import User
@@ -38,7 +41,7 @@ from portal.catalog.tables import Package, Service
 from portal.clients.tables import ClientProfile
 from portal.errors import Conflict, Invalid, NotFound
 from portal.imports.layouts import LAYOUTS, Layout
-from portal.imports.reading import Sheet
+from portal.imports.reading import FileProblem, Sheet, open_sheet
 from portal.imports.tables import ImportBatch, ImportMapping, ImportRow
 from portal.imports.values import (
     BadValue,
@@ -57,6 +60,7 @@ from portal.staff.tables import Therapist, TherapistLocation
 from portal.timeutil import utcnow
 
 CHUNK_ROWS = 500
+QUEUED = "queued"  # confirmed in the wizard, waiting for the job worker
 RUNNING = "running"
 COMPLETE = "complete"
 INCOMPLETE = "incomplete"
@@ -284,7 +288,10 @@ async def _open_batch(
     digest = file_hash(sheet.path, kind, location_id, mapping)
     earlier = (
         await ImportBatch.select(ImportBatch.id)
-        .where((ImportBatch.file_hash == digest) & ImportBatch.status.is_in([RUNNING, INCOMPLETE]))
+        .where(
+            (ImportBatch.file_hash == digest)
+            & ImportBatch.status.is_in([QUEUED, RUNNING, INCOMPLETE])
+        )
         .order_by(ImportBatch.id, ascending=False)
         .first()
         .run()
@@ -1088,3 +1095,155 @@ async def undo(actor: CurrentUser | None, batch_id: int, *, address: str = "") -
             before={"status": batch["status"], "created": len(created)},
             after={"status": UNDONE}, address=address,
         )  # fmt: skip
+
+
+# -- the wizard's files and queued batches ---------------------------------------------
+
+STATUS_LABELS = {
+    QUEUED: "Waiting to start",
+    RUNNING: "Running",
+    COMPLETE: "Complete",
+    INCOMPLETE: "Stopped part-way (resume or undo)",
+    UNDONE: "Undone",
+}
+_TOKEN = re.compile(r"^[0-9a-f]{32}\.(csv|xlsx|txt)$")
+
+
+def stage_file(directory: Path, filename: str, data: bytes) -> str:
+    """Keep an uploaded file for the wizard's next steps; its token (name in ``directory``)."""
+    suffix = Path(filename).suffix.lower().lstrip(".")
+    token = f"{secrets.token_hex(16)}.{suffix if suffix in ('csv', 'xlsx') else 'txt'}"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / token).write_bytes(data)
+    return token
+
+
+def staged(directory: Path, token: str) -> Path:
+    """The staged file a form names; ``NotFound`` for a token that is not one of ours."""
+    if not _TOKEN.match(token or "") or not (directory / token).is_file():
+        raise NotFound("That upload is no longer here; upload the file again.")
+    return directory / token
+
+
+def parse_mapping(layout: Layout, values: dict[str, str]) -> dict[str, str]:
+    """The mapping a form gives (``map_<column>`` → header; empty: not imported)."""
+    return {c.name: values[f"map_{c.name}"] for c in layout.columns if values.get(f"map_{c.name}")}
+
+
+async def queue_batch(
+    actor: CurrentUser,
+    kind: str,
+    sheet: Sheet,
+    *,
+    location_id: int,
+    mapping: dict[str, str],
+    order: str,
+    filename: str,
+    address: str = "",
+) -> int:
+    """A confirmed import waiting for the worker (audited); its batch id. The same file
+    confirmed twice is one batch."""
+    access.ensure_write(actor, location_id)
+    layout = layout_of(kind)
+    check_mapping(layout, mapping, sheet.headers)
+    digest = file_hash(sheet.path, kind, location_id, mapping)
+    earlier = (
+        await ImportBatch.select(ImportBatch.id)
+        .where((ImportBatch.file_hash == digest) & ImportBatch.status.is_in([QUEUED, RUNNING]))
+        .first()
+        .run()
+    )
+    if earlier is not None:
+        return int(earlier["id"])
+    async with db.transaction():
+        batch_id = await db.insert_row(
+            ImportBatch(
+                kind=kind, location=location_id, filename=filename[:255], file_hash=digest,
+                mapping=json.dumps(mapping), date_order=order, status=QUEUED,
+                stored_path=str(sheet.path), rows_total=sum(1 for _ in sheet.rows()),
+                created_by=actor.id, created_at=utcnow(),
+            )
+        )  # fmt: skip
+        await audit.record(
+            actor, "import.queue", "import_batch", batch_id,
+            after={"kind": kind, "file": filename, "location": location_id}, address=address,
+        )  # fmt: skip
+    return batch_id
+
+
+async def run_queued() -> list[Summary]:
+    """Run every queued batch (the imports job): each as :func:`run_import` in the name of
+    whoever confirmed it. A batch whose file cannot be read any more is marked incomplete."""
+    from portal.auth.service import actor_of
+
+    done: list[Summary] = []
+    while True:
+        batch = (
+            await ImportBatch.select()
+            .where(ImportBatch.status == QUEUED)
+            .order_by(ImportBatch.id)
+            .first()
+            .run()
+        )
+        if batch is None:
+            return done
+        user = (
+            await User.select(User.id.as_alias("user_id"), User.email, User.name, User.role)
+            .where(User.id == batch["created_by"])
+            .first()
+            .run()
+        )
+        actor = await actor_of(user) if user is not None else None
+        try:
+            sheet = open_sheet(batch["stored_path"], filename=batch["filename"])
+        except (OSError, FileProblem):
+            await (
+                ImportBatch.update({ImportBatch.status: INCOMPLETE})
+                .where(ImportBatch.id == batch["id"])
+                .run()
+            )
+            continue
+        done.append(
+            await run_import(
+                str(batch["kind"]), sheet, location_id=int(batch["location"]),
+                mapping=json.loads(batch["mapping"]), actor=actor,
+                order=str(batch["date_order"]) or None, filename=str(batch["filename"]),
+            )
+        )  # fmt: skip
+
+
+async def batches_for(actor: CurrentUser, limit: int = 30) -> list[dict[str, Any]]:
+    """The latest batches of the locations ``actor`` may read, newest first."""
+    query = ImportBatch.select(
+        *ImportBatch.all_columns(), ImportBatch.location.name.as_alias("location_name")
+    )
+    scope = access.visible_locations(actor)
+    if scope is not None:
+        query = query.where(ImportBatch.location.is_in(list(scope) or [-1]))
+    rows: list[dict[str, Any]] = (
+        await query.order_by(ImportBatch.id, ascending=False).limit(limit).run()
+    )
+    return rows
+
+
+async def get_batch_for(
+    actor: CurrentUser, batch_id: int, *, write: bool = False
+) -> dict[str, Any]:
+    batch = await get_batch(batch_id)
+    (access.ensure_write if write else access.ensure_read)(actor, int(batch["location"]))
+    batch["counts"] = json.loads(batch["counts"] or "{}")
+    return batch
+
+
+def rejected_csv(rows: list[dict[str, Any]], layout: Layout) -> str:
+    """The rejected rows of a batch as CSV text (line, reason, the layout's columns)."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["line", "reason", *layout.headers])
+    for row in rows:
+        data = json.loads(row["data"] or "{}")
+        writer.writerow([row["line"], row["reason"], *(data.get(h, "") for h in layout.headers)])
+    return out.getvalue()

@@ -32,6 +32,8 @@ class ImportBatch(Table, tablename="import_batch"):
     finished_at = Timestamptz(null=True, default=None)
     undone_at = Timestamptz(null=True, default=None)
     undone_by = Integer(null=True, default=None)
+    # The uploaded file, kept while the batch waits, runs or may resume.
+    stored_path = Varchar(length=500, default="")
 
 
 class ImportRow(Table, tablename="import_row"):
