@@ -93,8 +93,9 @@ class ImportsController(Controller):
         if not fields["location"].isdigit() or not access.can_write(user, int(fields["location"])):
             errors["location"] = "Choose a location you manage."
         data = await upload.read() if isinstance(upload, UploadFile) else b""
-        if not data and "file" not in errors:
-            errors["file"] = "Choose a CSV or XLSX file."
+        if not data:
+            named = upload.filename if isinstance(upload, UploadFile) else ""
+            errors["file"] = f"{named} is empty." if named else "Choose a CSV or XLSX file."
         if errors:
             return await self._start_page(user, fields, errors, 422)
         name = upload.filename if isinstance(upload, UploadFile) else "upload"
