@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import secrets
 from collections.abc import Iterator
@@ -59,7 +60,8 @@ from portal.sales import service as sales
 from portal.staff.tables import Therapist, TherapistLocation
 from portal.timeutil import utcnow
 
-CHUNK_ROWS = 500
+# Rows read, looked up and written together (IMPORT_CHUNK_ROWS overrides, for tests).
+CHUNK_ROWS = int(os.environ.get("IMPORT_CHUNK_ROWS", "500"))
 QUEUED = "queued"  # confirmed in the wizard, waiting for the job worker
 RUNNING = "running"
 COMPLETE = "complete"
@@ -1232,7 +1234,17 @@ async def get_batch_for(
     batch = await get_batch(batch_id)
     (access.ensure_write if write else access.ensure_read)(actor, int(batch["location"]))
     batch["counts"] = json.loads(batch["counts"] or "{}")
+    batch["seconds_left"] = seconds_left(batch)
     return batch
+
+
+def seconds_left(batch: dict[str, Any]) -> int | None:
+    """The time a running batch still needs at its pace so far (None before any row)."""
+    done, total = int(batch["rows_done"] or 0), int(batch["rows_total"] or 0)
+    if batch["status"] != RUNNING or done <= 0 or total <= done:
+        return None
+    elapsed = (utcnow() - batch["created_at"]).total_seconds()
+    return max(1, round(elapsed * (total - done) / done))
 
 
 def rejected_csv(rows: list[dict[str, Any]], layout: Layout) -> str:
