@@ -57,11 +57,14 @@ from portal.imports.values import (
 )
 from portal.locations.tables import Location
 from portal.sales import service as sales
+from portal.sales.tables import Sale, SaleSession
 from portal.staff.tables import Therapist, TherapistLocation
 from portal.timeutil import utcnow
 
 # Rows read, looked up and written together (IMPORT_CHUNK_ROWS overrides, for tests).
 CHUNK_ROWS = int(os.environ.get("IMPORT_CHUNK_ROWS", "500"))
+# A large file's lookups stay on their indexes: statistics refreshed this often.
+ANALYZE_EVERY_ROWS = 20_000
 QUEUED = "queued"  # confirmed in the wizard, waiting for the job worker
 RUNNING = "running"
 COMPLETE = "complete"
@@ -259,6 +262,8 @@ async def _run_chunks(
         for result in await importer.chunk(todo, batch_id):
             summary.count(result)
         done += len(chunk)
+        if batch_id is not None and done % ANALYZE_EVERY_ROWS < CHUNK_ROWS:
+            await db.analyze(ImportRow, User, ClientProfile, Sale, SaleSession)
         if batch_id is not None:
             await (
                 ImportBatch.update({ImportBatch.rows_done: done})
@@ -388,17 +393,19 @@ async def _record(
     if batch_id is None or not rows:
         return
     extra = extra or {}
-    await ImportRow.insert(
-        *[
-            ImportRow(
-                batch=batch_id, line=r.line, fingerprint=fp, outcome=r.outcome,
-                reason=r.reason, entity=ENTITY[kind],
-                entity_id=r.entity_id, data=json.dumps(r.data, ensure_ascii=False),
-                **extra.get(r.line, {}),
-            )
+    blank = {"external_id": "", "marketing_consent": "", "staff_notes": ""}
+    await db.insert_rows(
+        ImportRow,
+        [
+            {
+                "batch": batch_id, "line": r.line, "fingerprint": fp, "outcome": r.outcome,
+                "reason": r.reason, "entity": ENTITY[kind], "entity_id": r.entity_id,
+                "data": json.dumps(r.data, ensure_ascii=False),
+                **blank, **extra.get(r.line, {}),
+            }
             for fp, r in rows
-        ]
-    ).run()  # fmt: skip
+        ],
+    )  # fmt: skip
 
 
 class _Importer:
@@ -570,33 +577,34 @@ class _Clients(_Importer):
         if not new:
             return
         now = utcnow()
-        ids = (
-            await User.insert(
-                *[
-                    User(
-                        email=row.email, name=row.name, role=CLIENT, password_hash="",
-                        active=True, created_at=now, password_changed_at=now,
-                    )
-                    for _, _, row in new
-                ]
-            )
-            .returning(User.id)
-            .run()
+        ids = await db.insert_rows(
+            User,
+            [
+                {
+                    "email": row.email, "name": row.name, "role": CLIENT, "password_hash": "",
+                    "active": True, "created_at": now, "password_changed_at": now,
+                }
+                for _, _, row in new
+            ],
+            returning=True,
         )  # fmt: skip
-        for (_, result, _), r in zip(new, ids, strict=True):
-            result.entity_id = int(r["id"])
-        await ClientProfile.insert(
-            *[
-                ClientProfile(
-                    user=result.entity_id, phone=row.phone, date_of_birth=row.date_of_birth,
-                    address=row.address, emergency_contact_name=row.emergency_contact_name,
-                    emergency_contact_phone=row.emergency_contact_phone,
-                    email_reminders=not row.placeholder_email,
-                    preferred_location=self.location_id, created_at=now, updated_at=now,
-                )
+        for (_, result, _), user_id in zip(new, ids, strict=True):
+            result.entity_id = user_id
+        await db.insert_rows(
+            ClientProfile,
+            [
+                {
+                    "user": result.entity_id, "phone": row.phone,
+                    "date_of_birth": row.date_of_birth, "address": row.address,
+                    "emergency_contact_name": row.emergency_contact_name,
+                    "emergency_contact_phone": row.emergency_contact_phone,
+                    "email_reminders": not row.placeholder_email,
+                    "preferred_location": self.location_id, "terms_accepted_at": None,
+                    "created_at": now, "updated_at": now,
+                }
                 for _, result, row in new
-            ]
-        ).run()  # fmt: skip
+            ],
+        )  # fmt: skip
 
 
 # -- balances -----------------------------------------------------------------------

@@ -732,61 +732,48 @@ async def open_imported(balances: Sequence[ImportedBalance], at: datetime) -> li
     :func:`journal_opening_balance`'s, one per batch, location and currency."""
     if not balances:
         return []
-    rows = (
-        await Sale.insert(
-            *[
-                Sale(
-                    client=b.client_id,
-                    location=b.location_id,
-                    package_id=b.package_id,
-                    price_version_id=0,
-                    service_id=b.service_id,
-                    service_name=b.service_name,
-                    item_name=b.item_name[:160],
-                    sessions_total=b.sessions_total,
-                    validity_days=max((b.valid_until - at).days, 0) if b.valid_until else 0,
-                    currency=b.currency,
-                    price_cents=sum(b.session_values),
-                    net_cents=sum(b.session_values),
-                    tax_cents=0,
-                    total_cents=sum(b.session_values),
-                    terms=json.dumps(
-                        {
-                            "imported": True,
-                            "purchased_at": b.purchased_at.isoformat(),
-                            "session_values": b.session_values,
-                            "session_totals": b.session_values,
-                        }
-                    ),
-                    status=ACTIVE,
-                    channel=IMPORTED,
-                    payment_method="cash",
-                    created_at=b.purchased_at,
-                    activated_at=at,
-                    valid_until=b.valid_until,
-                    request_key=b.request_key,
-                )
-                for b in balances
-            ]
-        )
-        .returning(Sale.id)
-        .run()
-    )
-    sale_ids = [int(row["id"]) for row in rows]
-    credits = [
-        SaleSession(
-            sale=sale_id,
-            position=position,
-            value_cents=value,
-            total_cents=value,
-            state=AVAILABLE,
-            changed_at=at,
-        )
-        for sale_id, b in zip(sale_ids, balances, strict=True)
-        for position, value in enumerate(b.session_values, start=1)
-    ]
-    for start in range(0, len(credits), 1000):
-        await SaleSession.insert(*credits[start : start + 1000]).run()
+    sale_ids = await db.insert_rows(
+        Sale,
+        [
+            {
+                "client": b.client_id, "location": b.location_id, "package_id": b.package_id,
+                "price_version_id": 0, "price_is_override": False, "service_id": b.service_id,
+                "service_name": b.service_name, "item_name": b.item_name[:160],
+                "sessions_total": b.sessions_total,
+                "validity_days": max((b.valid_until - at).days, 0) if b.valid_until else 0,
+                "currency": b.currency, "price_cents": sum(b.session_values),
+                "unit_list_price_cents": None, "net_cents": sum(b.session_values),
+                "tax_cents": 0, "total_cents": sum(b.session_values), "tax_rate_bp": 0,
+                "prices_include_tax": False,
+                "terms": json.dumps(
+                    {
+                        "imported": True,
+                        "purchased_at": b.purchased_at.isoformat(),
+                        "session_values": b.session_values,
+                        "session_totals": b.session_values,
+                    }
+                ),
+                "status": ACTIVE, "channel": IMPORTED, "payment_method": "cash",
+                "sold_by": None, "frozen": False, "created_at": b.purchased_at,
+                "activated_at": at, "valid_until": b.valid_until, "closed_at": None,
+                "request_key": b.request_key, "review_reason": "",
+            }
+            for b in balances
+        ],
+        returning=True,
+    )  # fmt: skip
+    await db.insert_rows(
+        SaleSession,
+        [
+            {
+                "sale": sale_id, "position": position, "value_cents": value,
+                "total_cents": value, "state": AVAILABLE, "changed_at": at,
+                "appointment_id": None, "refund_id": None,
+            }
+            for sale_id, b in zip(sale_ids, balances, strict=True)
+            for position, value in enumerate(b.session_values, start=1)
+        ],
+    )  # fmt: skip
     sold: dict[tuple[int, str], tuple[int, int]] = {}
     for b in balances:
         count, value = sold.get((b.location_id, b.currency), (0, 0))
