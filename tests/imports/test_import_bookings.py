@@ -17,6 +17,8 @@ from tests import factories
 from tests.bookings.conftest import clinic  # noqa: F401  (fixture)
 from tests.imports.helpers import FILES, london, owner_actor, run
 
+pytestmark = pytest.mark.usefixtures("liability_equals_the_credits_owed")
+
 
 async def test_therapists_by_email_with_their_locations(db):
     loc = await london()

@@ -9,9 +9,13 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 from portal.auth.tables import User
 from portal.imports.tables import ImportBatch
 from tests.imports.helpers import FILES, deferred, london, massage
+
+pytestmark = pytest.mark.usefixtures("liability_equals_the_credits_owed")
 
 PORTAL = str(Path(sys.executable).with_name("portal"))
 

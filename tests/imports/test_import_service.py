@@ -17,6 +17,8 @@ from portal.sales.tables import Sale, SaleSession
 from tests import factories
 from tests.imports.helpers import FILES, deferred, london, massage, outstanding_credit_value, run
 
+pytestmark = pytest.mark.usefixtures("liability_equals_the_credits_owed")
+
 
 async def client_emails() -> set[str]:
     rows = await User.select(User.email).where(User.role == "client").run()

@@ -14,6 +14,8 @@ from portal.imports.tables import ImportBatch, ImportMapping
 from tests import factories
 from tests.imports.helpers import FILES, london
 
+pytestmark = pytest.mark.usefixtures("liability_equals_the_credits_owed")
+
 
 @pytest.fixture(autouse=True)
 def staging(tmp_path, monkeypatch):
