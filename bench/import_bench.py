@@ -20,7 +20,6 @@ import csv
 import json
 import os
 import random
-import re
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ os.environ.setdefault("PICCOLO_CONF", "portal.piccolo_conf")
 os.environ.setdefault("DATABASE_URL", "sqlite:////tmp/portal-bench-unused.sqlite3")
 os.environ.setdefault("SECRET_KEY", "bench-secret-" + "x" * 40)
 
-import asyncpg
+import generate  # bench/generate.py: its database reset
 
 from portal import db, progress
 from portal.catalog.tables import Service
@@ -39,7 +38,6 @@ from portal.imports import service as imports
 from portal.imports.layouts import LAYOUTS, guess_mapping
 from portal.ledger import service as ledger
 from portal.locations.tables import Location
-from portal.migrate import apply_migrations
 from portal.timeutil import utcnow
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/portal_import_bench"
@@ -82,22 +80,9 @@ def write_files(directory: Path, rows: int) -> tuple[Path, Path]:
 
 
 async def reset(url: str) -> None:
-    match = re.match(r"^(postgres(?:ql)?://[^/]*)/([^?]+)", url)
-    if match is None:
-        raise SystemExit("--database-url must be a postgresql:// URL")
-    server, name = match.groups()
-    conn = await asyncpg.connect(f"{server}/postgres")
-    try:
-        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-            await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    engine = db.make_engine(url)
-    db.bind_engine(engine)
-    await engine.run_ddl("DROP SCHEMA public CASCADE")
-    await engine.run_ddl("CREATE SCHEMA public")
-    await apply_migrations(quiet=True)
-    await db.start_pool(engine, min_size=1, max_size=4)
+    """The database emptied and migrated (``bench/generate.py``'s reset), with a pool."""
+    await generate.reset(url)
+    await db.start_pool(db.current_engine(), min_size=1, max_size=4)
 
 
 async def timed(kind: str, path: Path, location_id: int) -> dict[str, Any]:
