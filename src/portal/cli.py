@@ -1,7 +1,7 @@
 """The `portal` command: serve, worker, jobs (list, run), migrate, demo, users (create,
 set-password, deactivate, reset-2fa), stripe reconcile, stripe payouts,
 sales expire, packages expire, memberships arrears, reminders send, reports rebuild,
-reports verify, backup, restore."""
+reports verify, import, backup, restore."""
 
 from __future__ import annotations
 
@@ -515,6 +515,113 @@ def cmd_jobs_run(args: argparse.Namespace) -> None:
         raise SystemExit(3)
 
 
+def _import_mapping(kind: str, option: str | None, headers: list[str]) -> Any:
+    """The column mapping: a JSON file (layout column → file header), a saved one by
+    name, or guessed from the file's header; a function the run awaits."""
+    import json
+
+    from portal.imports import service as imports
+    from portal.imports.layouts import LAYOUTS, guess_mapping
+
+    given: dict[str, str] | None = None
+    if option is None:
+        given = guess_mapping(LAYOUTS[kind], headers)
+    elif option.endswith(".json") or Path(option).is_file():
+        try:
+            loaded = json.loads(Path(option).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            fail(f"cannot read the mapping {option}: {exc}")
+        if not isinstance(loaded, dict):
+            fail(f"the mapping {option} is not a JSON object (column → header)")
+        given = {str(k): str(v) for k, v in loaded.items()}
+
+    async def mapping() -> dict[str, str]:
+        return given if given is not None else await imports.saved_mapping(kind, str(option))
+
+    return mapping
+
+
+async def _import_actor(email: str | None) -> Any:
+    """The staff account an import from the command line acts as: ``--by``, else the
+    first active owner (appointments are booked, and batches audited, in its name)."""
+    from portal.auth.service import MANAGER, OWNER, actor_of, normalize_email
+    from portal.auth.tables import User
+
+    query = User.select(User.id.as_alias("user_id"), User.email, User.name, User.role).where(
+        User.active.eq(True) & User.role.is_in([OWNER, MANAGER])
+    )
+    if email:
+        query = query.where(User.email == normalize_email(email))
+    else:
+        query = query.where(User.role == OWNER).order_by(User.id)
+    row = await query.first().run()
+    if row is None:
+        if email:
+            fail(f"no active owner or manager {email}")
+        return None
+    return await actor_of(row)
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    from portal.errors import Invalid, NotFound
+    from portal.imports import reading, values
+    from portal.imports import service as imports
+    from portal.locations.tables import Location
+
+    try:
+        sheet = reading.open_sheet(args.file)
+    except FileNotFoundError:
+        fail(f"no file {args.file}")
+    except reading.FileProblem as exc:
+        fail(str(exc))
+    bar = ProgressBar() if sys.stderr.isatty() else None
+    find_mapping = _import_mapping(args.kind, args.mapping, sheet.headers)
+
+    async def run() -> imports.Summary:
+        await _require_migrated()
+        location = (
+            await Location.select(Location.id).where(Location.slug == args.location).first().run()
+        )
+        if location is None:
+            fail(f"no location {args.location!r}")
+        mapping = await find_mapping()
+        actor = await _import_actor(args.by)
+        with progress.listening(bar) if bar is not None else contextlib.nullcontext():
+            return await imports.run_import(
+                args.kind, sheet, location_id=int(location["id"]), mapping=mapping, actor=actor,
+                order=args.date_order, dry_run=args.dry_run, filename=args.file.name,
+            )  # fmt: skip
+
+    from portal import progress
+
+    try:
+        summary = asyncio.run(_with_database(run))
+    except values.AmbiguousDates as exc:
+        fail(f"{exc} Give --date-order dmy or --date-order mdy.")
+    except (ValueError, reading.FileProblem) as exc:
+        fail(str(exc))
+    except Invalid as exc:
+        fail("; ".join(f"{k}: {v}" for k, v in exc.errors.items()))
+    except NotFound as exc:
+        fail(str(exc.detail))
+    finally:
+        if bar is not None:
+            bar.close()
+    what = "would be" if args.dry_run else "were"
+    print(
+        f"{summary.total} row(s): {summary.created} {what} created, {summary.matched} matched "
+        f"(nothing new), {summary.rejected} rejected."
+        + ("" if args.dry_run else f" Batch {summary.batch_id}.")
+    )
+    if summary.kind == "clients":
+        print(f"Merge rule: {summary.merge_rule}")
+    if summary.rejected:
+        report = args.report or args.file.with_name(args.file.stem + ".rejected.csv")
+        imports.write_rejected(report, summary.failures, summary.columns)
+        print(f"Rejected rows and their reasons: {report}")
+        raise SystemExit(3)
+
+
 def _backup_step(step: Callable[..., Coroutine[Any, Any, Any]], args: argparse.Namespace) -> Any:
     """``backup.backup`` or ``backup.restore`` on the configured database and ``args.file``:
     its outcome, its notes on stderr; a ``BackupError`` ends the command with its status."""
@@ -687,6 +794,28 @@ def build_parser() -> ArgumentParser:
         "email a reminder for every booked appointment starting tomorrow (clinic time)",
         "Run daily or hourly from cron: each appointment is reminded once. Exit "
         "status 1 when a delivery failed (it is tried again on the next run).",
+    )  # fmt: skip
+
+    import_cmd = _command(
+        sub, "import", cmd_import,
+        "import clients, remaining balances, upcoming appointments or therapists from a CSV "
+        "or XLSX file into a location",
+        "Reads CSV (UTF-8 or Windows-1252, `,` or `;`) or XLSX up to 50 MB; the columns "
+        "are guessed from the header unless --mapping names a saved mapping or a JSON file. "
+        "The same file again creates nothing new. Exit status: 0 all imported (or matched), "
+        "2 bad arguments or file, 3 some rows rejected (their reasons written to --report, "
+        "default FILE.rejected.csv).",
+    )  # fmt: skip
+    import_cmd.add_argument("kind", choices=("clients", "balances", "appointments", "therapists"))
+    import_cmd.add_argument("file", type=Path, metavar="FILE")
+    import_cmd.add_argument("--location", required=True, metavar="SLUG")
+    import_cmd.add_argument("--mapping", metavar="NAME|FILE")
+    import_cmd.add_argument("--dry-run", action="store_true", help="count, change nothing")
+    import_cmd.add_argument("--date-order", choices=("dmy", "mdy"), default=None)
+    import_cmd.add_argument("--report", type=Path, default=None, metavar="CSV")
+    import_cmd.add_argument(
+        "--by", metavar="EMAIL", default=None,
+        help="the owner or manager the import is recorded as (default: the first owner)",
     )  # fmt: skip
 
     backup_cmd = _command(

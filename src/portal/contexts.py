@@ -39,6 +39,7 @@ CONTEXTS = [
     "notes",
     "reports",
     "jobs",
+    "imports",
 ]
 
 

@@ -7,6 +7,7 @@ talks to the portal exactly as a user would.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -103,6 +104,23 @@ def live_server(
     env.pop("STRIPE_SECRET_KEY", None)
     env["STRIPE_API_BASE"] = stripe_standin.base_url
     env["STRIPE_WEBHOOK_SECRET"] = stripe_standin.webhook_secret
+    with serving(env, port, tmp_path) as url:
+        endpoint = f"e2e-{port}"
+        httpx.post(
+            f"{stripe_standin.base_url}/_config/webhooks/{endpoint}",
+            data={"url": f"{url}/stripe/webhook", "secret": stripe_standin.webhook_secret},
+            timeout=10,
+        ).raise_for_status()
+        try:
+            yield LiveServer(url=url, env=env, var_dir=var_dir, stripe=stripe_standin)
+        finally:
+            httpx.delete(f"{stripe_standin.base_url}/_config/webhooks/{endpoint}", timeout=10)
+
+
+@contextlib.contextmanager
+def serving(env: dict[str, str], port: int, tmp_path: Path) -> Iterator[str]:
+    """`portal serve` with ``env`` on ``port`` until the block ends; its URL once healthy
+    (its output in ``tmp_path/server.log``)."""
     log = open(tmp_path / "server.log", "w")  # noqa: SIM115
     process = subprocess.Popen(
         [PORTAL, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
@@ -122,22 +140,14 @@ def live_server(
                     "portal server did not start:\n" + (tmp_path / "server.log").read_text()
                 )
             time.sleep(0.1)
-        endpoint = f"e2e-{port}"
-        httpx.post(
-            f"{stripe_standin.base_url}/_config/webhooks/{endpoint}",
-            data={"url": f"{url}/stripe/webhook", "secret": stripe_standin.webhook_secret},
-            timeout=10,
-        ).raise_for_status()
-        try:
-            yield LiveServer(url=url, env=env, var_dir=var_dir, stripe=stripe_standin)
-        finally:
-            httpx.delete(f"{stripe_standin.base_url}/_config/webhooks/{endpoint}", timeout=10)
+        yield url
     finally:
         process.terminate()
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+        log.close()
         log.close()
 
 

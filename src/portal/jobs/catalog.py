@@ -29,6 +29,7 @@ from portal.auth import service as auth
 from portal.bookings import expiry, notify
 from portal.clients import accounts
 from portal.email import service as email
+from portal.imports import service as imports
 from portal.jobs.runs import JobCall, JobFunction, JobResult
 from portal.locations.tables import Location
 from portal.memberships import subscriptions
@@ -160,6 +161,19 @@ async def reconcile_stripe(call: JobCall) -> JobResult:
     return JobResult(summary)
 
 
+async def run_imports(call: JobCall) -> JobResult:
+    summaries = await imports.run_queued()
+    if not summaries:
+        return JobResult("No import was waiting.")
+    return JobResult(
+        "\n".join(
+            f"Batch {s.batch_id} ({s.kind}): {s.created} created, {s.matched} matched, "
+            f"{s.rejected} rejected."
+            for s in summaries
+        )
+    )
+
+
 async def purge_expired(call: JobCall) -> JobResult:
     await progress.report(0, 2, "Sessions and sign-in attempts")
     sessions = await auth.purge_expired(call.settings)
@@ -243,6 +257,15 @@ JOBS: tuple[JobSpec, ...] = (
         "(after 2, 4, 8, 16, 32 minutes); every minute, when SMTP is configured.",
         default_cron="* * * * *",
         function=deliver_outbox,
+    ),
+    JobSpec(
+        name="imports",
+        label="Import files",
+        description="Runs the imports owners and managers confirmed in the import wizard "
+        "(clients, balances, appointments, therapists), each with its progress; queued by "
+        "the wizard, and every 10 minutes for any still waiting.",
+        default_cron="*/10 * * * *",
+        function=run_imports,
     ),
 )
 

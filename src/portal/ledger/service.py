@@ -13,6 +13,8 @@ Postings (see docs/architecture.md, Money):
 * dispute lost:         Dr dispute_losses (+ fee)             / Cr stripe_clearing
 * Stripe payout paid:   Dr bank                               / Cr stripe_clearing (per location)
 * payout failed:        Dr stripe_clearing                    / Cr bank (the paid entry reversed)
+* balances imported:    Dr opening_balance_equity             / Cr deferred_revenue (one entry
+                        per batch, location and currency; undoing the batch reverses it)
 
 Every location's lines of an entry balance on their own, so each clinic's
 trial balance balances. A line belongs to the local day of its own location
@@ -44,6 +46,7 @@ ASSET = "asset"
 LIABILITY = "liability"
 REVENUE = "revenue"
 EXPENSE = "expense"
+EQUITY = "equity"
 
 # code -> (name, type). Assets and expenses carry debit balances; liabilities
 # and revenue carry credit balances.
@@ -64,6 +67,9 @@ ACCOUNTS: dict[str, tuple[str, str]] = {
     # Contra-revenue (debit balance): money given back, by refund or lost
     # chargeback, for sessions that had already been given or forfeited.
     "revenue_reversals": ("Refunds and chargebacks of given sessions", REVENUE),
+    # The other side of balances imported from another system: clients' prepaid
+    # sessions the chain owed before it moved in (``portal.imports``).
+    "opening_balance_equity": ("Opening balances (imported)", EQUITY),
     "processing_fees": ("Payment processing fees", EXPENSE),
     "dispute_fees": ("Dispute fees", EXPENSE),
     "dispute_losses": ("Dispute losses", EXPENSE),

@@ -16,7 +16,10 @@ from portal.reports.periods import bounds
 # moves deferred revenue (sessions given, forfeited by a late cancel or a
 # no-show, any kind added later) counts as redeemed, so the identity
 # closing = opening + sold − redeemed − expired − refunded always holds.
-SOLD_KINDS = ("sale_paid",)
+# Balances imported from another system (``portal.imports``) count as sold; the
+# ``imported`` figure says how much of it came from imports.
+IMPORTED_KINDS = ("opening_balance",)
+SOLD_KINDS = ("sale_paid", *IMPORTED_KINDS)
 EXPIRED_KINDS = ("package_expired",)
 REFUNDED_KINDS = ("refund", "dispute_lost")
 LIABILITY_COLUMNS = ("opening", "sold", "redeemed", "expired", "refunded", "closing")
@@ -39,6 +42,7 @@ class Liability:
     expired: int = 0
     refunded: int = 0
     closing: int = 0
+    imported: int = 0  # the part of ``sold`` that came from imported balances
     opening_sessions: int = 0
     sold_sessions: int = 0
     redeemed_sessions: int = 0
@@ -102,6 +106,8 @@ def _money_query(f: Filters) -> tuple[str, list[Any]]:
         f"SUM({moved}) AS closing, "
         f"SUM(CASE WHEN day >= {{}} AND kind IN {_kinds(SOLD_KINDS)} THEN {moved} ELSE 0 END) "
         "AS sold, "
+        f"SUM(CASE WHEN day >= {{}} AND kind IN {_kinds(IMPORTED_KINDS)} THEN {moved} ELSE 0 END) "
+        "AS imported, "
         f"SUM(CASE WHEN day >= {{}} AND kind IN {_kinds(EXPIRED_KINDS)} THEN {back} ELSE 0 END) "
         "AS expired, "
         f"SUM(CASE WHEN day >= {{}} AND kind IN {_kinds(REFUNDED_KINDS)} THEN {back} ELSE 0 END) "
@@ -110,7 +116,7 @@ def _money_query(f: Filters) -> tuple[str, list[Any]]:
         "AS redeemed "
         "FROM ledger_day WHERE account = 'deferred_revenue' AND day <= {} "
         f"AND {scope} GROUP BY 1, 2",
-        [start, start, start, start, start, end, *args],
+        [start, start, start, start, start, start, end, *args],
     )
 
 
@@ -153,7 +159,7 @@ async def liability(f: Filters) -> list[Liability]:
     money, sessions = await sql.fetch_all(_money_query(f), _sessions_query(f))
     for row in money:
         item = entry(int(row["loc"]), str(row["currency"]))
-        for column in ("opening", "closing", "sold", "expired", "refunded", "redeemed"):
+        for column in ("opening", "closing", "sold", "imported", "expired", "refunded", "redeemed"):
             setattr(item, column, sql.as_int(row[column]))
     for row in sessions:
         item = entry(int(row["loc"]), str(row["currency"]))
@@ -182,6 +188,7 @@ def liability_totals(rows: list[Liability]) -> dict[str, Liability]:
             name = f"{column}_sessions"
             setattr(total, name, getattr(total, name) + getattr(row, name))
         total.closing_session_value += row.closing_session_value
+        total.imported += row.imported
     return dict(sorted(out.items()))
 
 

@@ -703,3 +703,171 @@ async def expire_due(
             expired_sales += 1
             value_by_currency[str(sale["currency"])] += value
     return ExpiryRun(sales=expired_sales, sessions=sessions, value_cents=dict(value_by_currency))
+
+
+IMPORTED = "import"  # the channel of a balance brought in from another system
+OPENING_BALANCE = "opening_balance"  # its journal entries' kind (reports.liability)
+
+
+@dataclass(frozen=True)
+class ImportedBalance:
+    """A client's remaining sessions in another system, as an import row gives them."""
+
+    client_id: int
+    location_id: int
+    currency: str
+    item_name: str
+    package_id: int
+    service_id: int
+    service_name: str
+    session_values: list[int]  # the value of each remaining session, in cents
+    sessions_total: int
+    purchased_at: datetime
+    valid_until: datetime | None
+    request_key: str  # the import row's fingerprint: the same row never opens twice
+
+
+def split_value(value: int, sessions: int) -> list[int]:
+    """``value`` cents over ``sessions`` shares that add up exactly (the first ones
+    take the odd cents)."""
+    base, odd = divmod(value, sessions)
+    return [base + (1 if i < odd else 0) for i in range(sessions)]
+
+
+async def open_imported(balances: Sequence[ImportedBalance], at: datetime) -> list[int]:
+    """Active sales with their remaining sessions as available credits, in one insert
+    per table; the daily totals count them as sold at ``at``. The journal entry is
+    :func:`journal_opening_balance`'s, one per batch, location and currency."""
+    if not balances:
+        return []
+    sale_ids = await db.insert_rows(
+        Sale,
+        [
+            {
+                "client": b.client_id, "location": b.location_id, "package_id": b.package_id,
+                "price_version_id": 0, "price_is_override": False, "service_id": b.service_id,
+                "service_name": b.service_name, "item_name": b.item_name[:160],
+                "sessions_total": b.sessions_total,
+                "validity_days": max((b.valid_until - at).days, 0) if b.valid_until else 0,
+                "currency": b.currency, "price_cents": sum(b.session_values),
+                "unit_list_price_cents": None, "net_cents": sum(b.session_values),
+                "tax_cents": 0, "total_cents": sum(b.session_values), "tax_rate_bp": 0,
+                "prices_include_tax": False,
+                "terms": json.dumps(
+                    {
+                        "imported": True,
+                        "purchased_at": b.purchased_at.isoformat(),
+                        "session_values": b.session_values,
+                        "session_totals": b.session_values,
+                    }
+                ),
+                "status": ACTIVE, "channel": IMPORTED, "payment_method": "cash",
+                "sold_by": None, "frozen": False, "created_at": b.purchased_at,
+                "activated_at": at, "valid_until": b.valid_until, "closed_at": None,
+                "request_key": b.request_key, "review_reason": "",
+            }
+            for b in balances
+        ],
+        returning=True,
+    )  # fmt: skip
+    await db.insert_rows(
+        SaleSession,
+        [
+            {
+                "sale": sale_id, "position": position, "value_cents": value,
+                "total_cents": value, "state": AVAILABLE, "changed_at": at,
+                "appointment_id": None, "refund_id": None,
+            }
+            for sale_id, b in zip(sale_ids, balances, strict=True)
+            for position, value in enumerate(b.session_values, start=1)
+        ],
+    )  # fmt: skip
+    sold: dict[tuple[int, str], tuple[int, int]] = {}
+    for b in balances:
+        count, value = sold.get((b.location_id, b.currency), (0, 0))
+        sold[(b.location_id, b.currency)] = (
+            count + len(b.session_values),
+            value + sum(b.session_values),
+        )
+    for (location_id, currency), (count, value) in sorted(sold.items()):
+        await daily.credits(location_id, currency, [(daily.SOLD, at, count, value)])
+    return sale_ids
+
+
+async def journal_opening_balance(
+    event_key: str,
+    *,
+    location_id: int,
+    currency: str,
+    cents: int,
+    memo: str,
+    at: datetime,
+    reverse: bool = False,
+) -> int | None:
+    """Imported balances owed to clients: Dr opening-balance equity / Cr deferred revenue
+    (``reverse``: the entry undone)."""
+    lines = [
+        ledger.debit("opening_balance_equity", cents),
+        ledger.credit("deferred_revenue", cents),
+    ]
+    if reverse:
+        lines = [
+            ledger.debit("deferred_revenue", cents),
+            ledger.credit("opening_balance_equity", cents),
+        ]
+    return await ledger.post(
+        event_key=event_key, kind=OPENING_BALANCE, occurred_at=at, currency=currency,
+        location_id=location_id, reference=event_key[:80], memo=memo, lines=lines,
+    )  # fmt: skip
+
+
+async def imported_unused(sale_ids: Sequence[int]) -> bool:
+    """Whether every credit of these imported sales is still available and unbooked."""
+    for start in range(0, len(sale_ids), 1000):
+        chunk = list(sale_ids[start : start + 1000])
+        used = (
+            await SaleSession.exists()
+            .where(
+                SaleSession.sale.is_in(chunk)
+                & ((SaleSession.state != AVAILABLE) | SaleSession.appointment_id.is_not_null())
+            )
+            .run()
+        )
+        if used:
+            return False
+    return True
+
+
+async def remove_imported(sale_ids: Sequence[int]) -> dict[tuple[int, str], int]:
+    """Take back imported sales whose credits are all unused (an import undone): their
+    credits and sales are deleted and leave the daily totals on the day they came in.
+    Returns the value taken back per (location, currency), for the reversing entries.
+    Call inside a transaction, after :func:`imported_unused`."""
+    taken: dict[tuple[int, str], int] = {}
+    for start in range(0, len(sale_ids), 1000):
+        chunk = list(sale_ids[start : start + 1000])
+        sales = (
+            await Sale.select(Sale.id, Sale.location, Sale.currency, Sale.activated_at)
+            .where(Sale.id.is_in(chunk) & (Sale.channel == IMPORTED))
+            .run()
+        )
+        ids = [int(s["id"]) for s in sales]
+        if not ids:
+            continue
+        credits = (
+            await SaleSession.delete()
+            .where(SaleSession.sale.is_in(ids) & (SaleSession.state == AVAILABLE))
+            .returning(SaleSession.sale, SaleSession.value_cents)
+            .run()
+        )
+        by_sale: dict[int, tuple[int, int]] = {}
+        for c in credits:
+            n, v = by_sale.get(int(c["sale"]), (0, 0))
+            by_sale[int(c["sale"])] = (n + 1, v + int(c["value_cents"]))
+        await Sale.delete().where(Sale.id.is_in(ids)).run()
+        for sale in sales:
+            n, v = by_sale.get(int(sale["id"]), (0, 0))
+            key = (int(sale["location"]), str(sale["currency"]))
+            taken[key] = taken.get(key, 0) + v
+            await daily.credits(key[0], key[1], [(daily.SOLD, sale["activated_at"], -n, -v)])
+    return taken

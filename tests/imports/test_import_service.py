@@ -1,0 +1,202 @@
+"""Importing clients and remaining balances, on both engines: matching, duplicates within
+the file, rejected rows with their reasons, dry runs, idempotence, the books, undo."""
+
+from __future__ import annotations
+
+import pytest
+
+from portal.audit.tables import AuditLog
+from portal.auth.tables import User
+from portal.clients.tables import ClientProfile
+from portal.errors import Conflict, Invalid
+from portal.imports import service as imports
+from portal.imports import values
+from portal.imports.tables import ImportBatch
+from portal.sales import service as sales
+from portal.sales.tables import Sale, SaleSession
+from tests import factories
+from tests.imports.helpers import FILES, deferred, london, massage, outstanding_credit_value, run
+
+pytestmark = pytest.mark.usefixtures("liability_equals_the_credits_owed")
+
+
+async def client_emails() -> set[str]:
+    rows = await User.select(User.email).where(User.role == "client").run()
+    return {r["email"] for r in rows}
+
+
+async def test_clients_from_a_windows_file_with_duplicates_and_bad_rows(db):
+    loc = await london()
+    await factories.make_user("client", email="jose@example.test")  # already a client
+    summary = await run("clients", FILES / "clients_cp1252_semicolon.csv", loc)
+    assert (summary.created, summary.matched, summary.rejected) == (2, 2, 2)
+    reasons = {r.line: r.reason for r in summary.failures}
+    assert "not a phone number" in reasons[4]
+    assert "not a real date" in reasons[6]
+    zoe = await User.select().where(User.email == "zoe@example.test").first().run()
+    assert zoe["name"] == "Zoë Müller" and zoe["role"] == "client"
+    profile = await ClientProfile.select().where(ClientProfile.user == zoe["id"]).first().run()
+    assert profile["phone"] == "+447700900123"
+    assert profile["date_of_birth"].isoformat() == "1985-01-31"
+    assert profile["address"] == "12 High St\r\nFlat 2"
+    assert profile["preferred_location"] == loc
+    # Bob without an email gets an address that cannot receive mail, and no reminders.
+    bob = await ClientProfile.select().where(ClientProfile.phone == "+447700900111").first().run()
+    assert bob["email_reminders"] is False
+    batch = await imports.get_batch(summary.batch_id)
+    assert batch["status"] == imports.COMPLETE
+    assert await AuditLog.count().where(AuditLog.action == "import.complete").run() == 1
+
+
+async def test_dry_run_counts_and_writes_nothing(db):
+    loc = await london()
+    summary = await run("clients", FILES / "clients_cp1252_semicolon.csv", loc, dry_run=True)
+    assert (summary.created, summary.matched, summary.rejected) == (3, 1, 2)
+    matched = [r for r in [*summary.failures] if r.outcome == "matched"]
+    assert matched == []
+    assert await client_emails() == set()
+    assert await ImportBatch.count().run() == 0
+    assert "email, then by phone, then by name and date of birth" in summary.merge_rule
+
+
+async def test_same_file_again_creates_nothing_new(db):
+    loc = await london()
+    first = await run("clients", FILES / "clients_utf8_bom.csv", loc)
+    assert first.created == 2
+    again = await run("clients", FILES / "clients_utf8_bom.csv", loc)
+    assert (again.created, again.matched) == (0, 2)
+    assert await User.count().where(User.role == "client").run() == 2
+
+
+async def test_ambiguous_dates_are_left_to_the_owner(db):
+    loc = await london()
+    with pytest.raises(values.AmbiguousDates):
+        await run("clients", FILES / "ambiguous_dates.csv", loc)
+    summary = await run("clients", FILES / "ambiguous_dates.csv", loc, order=values.MDY)
+    assert summary.created == 2
+    row = (
+        await ClientProfile.select(ClientProfile.date_of_birth)
+        .order_by(ClientProfile.id)
+        .first()
+        .run()
+    )
+    assert row["date_of_birth"].isoformat() == "1980-03-04"
+
+
+async def test_a_mapping_without_a_required_column_is_refused(db):
+    loc = await london()
+    with pytest.raises(Invalid) as caught:
+        await run("clients", FILES / "clients_utf8_bom.csv", loc, mapping={"email": "email"})
+    assert "first_name" in caught.value.errors
+
+
+async def test_balances_become_credits_with_one_journal_entry(db):
+    loc = await london()
+    await massage()
+    await run("clients", FILES / "clients_cp1252_semicolon.csv", loc)
+    await factories.make_user("client", email="ann@example.test")
+    summary = await run("balances", FILES / "balances.csv", loc)
+    assert (summary.created, summary.rejected) == (2, 4)
+    reasons = sorted(r.reason for r in summary.failures)
+    assert any("no sessions left" in r for r in reasons)
+    assert any("no client nobody@example.test" in r for r in reasons)
+    assert any("neither a package nor a service" in r for r in reasons)
+    assert any("expired on 2021-01-01" in r for r in reasons)
+    # 3 sessions worth 150.00 and 2 worth 99.99: the liability is their value exactly.
+    assert await deferred(loc) == 15000 + 9999
+    assert await outstanding_credit_value(loc) == 15000 + 9999
+    assert await sales.ledger.balance("opening_balance_equity", location_id=loc) == -(15000 + 9999)
+    values_ = [r["value_cents"] for r in await SaleSession.select().order_by(SaleSession.id).run()]
+    assert values_ == [5000, 5000, 5000, 5000, 4999]
+    from portal.ledger.tables import JournalEntry
+
+    entries = await JournalEntry.select().where(JournalEntry.kind == "opening_balance").run()
+    assert len(entries) == 1 and entries[0]["location"] == loc
+    # Again: nothing new, no second entry.
+    again = await run("balances", FILES / "balances.csv", loc)
+    assert again.created == 0 and again.matched == 2
+    assert await deferred(loc) == 24999
+    assert await Sale.count().run() == 2
+
+
+async def test_liability_report_says_what_came_from_the_import(db):
+    from datetime import timedelta
+
+    from portal.reports import liability
+    from portal.reports.filters import Filters, Loc
+    from portal.reports.periods import Period
+    from portal.timeutil import utcnow
+
+    loc = await london()
+    await massage()
+    await run("clients", FILES / "clients_cp1252_semicolon.csv", loc)
+    await run("balances", FILES / "balances.csv", loc)
+    today = utcnow().date()
+    f = Filters(
+        locations=(
+            Loc(id=loc, name="London", slug="london", timezone="Europe/London", currency="GBP"),
+        ),
+        period=Period(today - timedelta(days=7), today + timedelta(days=1)),
+    )
+    (row,) = await liability.liability(f)
+    assert row.imported == row.sold == row.closing == 15000 + 9999
+    assert row.sold_sessions == row.closing_sessions == 5
+    assert row.balanced
+
+
+async def test_undo_takes_the_batch_back_while_unused(db):
+    loc = await london()
+    await massage()
+    clients = await run("clients", FILES / "clients_cp1252_semicolon.csv", loc)
+    balances = await run("balances", FILES / "balances.csv", loc)
+    with pytest.raises(Conflict, match="bought, booked"):
+        await imports.undo(None, clients.batch_id)
+    await imports.undo(None, balances.batch_id)
+    assert await deferred(loc) == 0
+    assert await outstanding_credit_value(loc) == 0
+    assert await Sale.count().run() == 0
+    with pytest.raises(Conflict, match="already been undone"):
+        await imports.undo(None, balances.batch_id)
+    await imports.undo(None, clients.batch_id)
+    assert await client_emails() == set()
+    assert await AuditLog.count().where(AuditLog.action == "import.undo").run() == 2
+    # Undone: the same file imports again.
+    again = await run("clients", FILES / "clients_cp1252_semicolon.csv", loc)
+    assert again.created == 3
+
+
+async def test_undo_refused_once_a_credit_is_used(db):
+    loc = await london()
+    await massage()
+    await run("clients", FILES / "clients_cp1252_semicolon.csv", loc)
+    balances = await run("balances", FILES / "balances.csv", loc)
+    credit = await SaleSession.select().order_by(SaleSession.id).first().run()
+    await sales.move_credit(int(credit["id"]), sales.AVAILABLE, sales.HELD)
+    with pytest.raises(Conflict, match="booked or used"):
+        await imports.undo(None, balances.batch_id)
+    assert await deferred(loc) == 24999
+
+
+async def test_a_stopped_run_resumes_where_it_stopped(db, monkeypatch):
+    loc = await london()
+    monkeypatch.setattr(imports, "CHUNK_ROWS", 2)
+    calls = 0
+    original = imports._Clients.chunk
+
+    async def dying(self, rows, batch_id):
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("the worker died")
+        return await original(self, rows, batch_id)
+
+    monkeypatch.setattr(imports._Clients, "chunk", dying)
+    with pytest.raises(RuntimeError):
+        await run("clients", FILES / "clients_cp1252_semicolon.csv", loc)
+    (batch,) = await ImportBatch.select().run()
+    assert batch["status"] == imports.INCOMPLETE and batch["rows_done"] == 2
+    monkeypatch.setattr(imports._Clients, "chunk", original)
+    summary = await run("clients", FILES / "clients_cp1252_semicolon.csv", loc)
+    assert summary.batch_id == batch["id"]
+    assert (summary.created, summary.matched, summary.rejected) == (3, 1, 2)
+    assert await User.count().where(User.role == "client").run() == 3
