@@ -284,3 +284,18 @@ def test_portal_serve_does_not_name_the_server(tmp_path):
         server.wait(timeout=30)
     assert "server" not in {k.lower() for k in headers}
     assert headers.get("cache-control") == "no-store"
+
+
+def test_every_migration_has_its_own_id():
+    """Piccolo keys migrations by ID: a second file with the same ID is silently never run."""
+    import re
+
+    folder = Path(portal_db.__file__).parent / "migrations"
+    if not folder.is_dir():
+        folder = PROJECT_ROOT / "migrations"
+    ids = [
+        re.search(r'^ID = "([^"]+)"', path.read_text(), re.M).group(1)  # type: ignore[union-attr]
+        for path in sorted(folder.glob("portal_*.py"))
+    ]
+    assert len(ids) > 10
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)

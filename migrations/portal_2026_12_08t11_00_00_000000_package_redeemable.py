@@ -6,7 +6,7 @@ from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.columns.column_types import Varchar
 from piccolo.columns.indexes import IndexMethod
 
-ID = "2026-12-08T10:00:00:000000"
+ID = "2026-12-08T11:00:00:000000"
 VERSION = "1.38.0"
 DESCRIPTION = "package redeemable"
 
