@@ -57,7 +57,14 @@ LEDGER_KEY = ("location", "day", "account", "currency", "kind", "therapist")
 LEDGER_SUMS = ("debit_cents", "credit_cents")
 CREDIT_KEY = ("location", "day", "currency", "movement")
 CREDIT_SUMS = ("sessions", "value_cents")
-CASH_KEY = ("location", "day", "currency", "method", "provider", "package")
+CASH_KEY = ("location", "day", "currency", "method", "provider", "package", "status")
+# The status filters of the payments report: succeeded money is dated by the moment
+# it moved (succeeded, completed, withdrawn, reinstated); pending and failed (or
+# cancelled) payments and refunds by their creation.
+CASH_SUCCEEDED = "succeeded"
+CASH_PENDING = "pending"
+CASH_FAILED = "failed"
+CASH_STATUSES = (CASH_SUCCEEDED, CASH_PENDING, CASH_FAILED)
 CASH_SUMS = (
     "payments", "gross", "tax", "fee", "refunds", "refunded", "refund_tax",
     "disputes", "disputed", "dispute_fee", "reinstatements", "reinstated",
@@ -66,7 +73,7 @@ ROWS_PER_STATEMENT = 500  # 9,000 parameters at most: inside SQLite's and asyncp
 
 LedgerKey = tuple[int, int, str, str, str, int]
 CreditKey = tuple[int, int, str, str]
-CashKey = tuple[int, int, str, str, str, int]
+CashKey = tuple[int, int, str, str, str, int, str]
 
 
 def day_number(tz: str, at: datetime) -> int:
@@ -201,7 +208,8 @@ async def credits(
 
 
 async def cash(changes: dict[CashKey, list[int]]) -> None:
-    """Changes of succeeded money (``payments.totals`` works out the keys and days)."""
+    """Changes of money moved or asked for (``payments.totals`` works out the keys,
+    days and statuses)."""
 
     def fill(batch: _Changes) -> None:
         for key, sums in changes.items():

@@ -99,14 +99,16 @@ class CreditDay(Table, tablename="credit_day"):
 
 
 class CashDay(Table, tablename="cash_day"):
-    """Succeeded money per sale location, local day, currency, method, provider and
-    package (``ledger.daily``; written by ``payments.totals``).
+    """Payments, refunds and disputes per sale location, local day, currency, method,
+    provider, package and status (``ledger.daily``; written by ``payments.totals``).
 
-    A payment counts on the day it succeeded, a refund on the day it completed,
-    a dispute's withdrawal and its reinstatement each on their own day, all in
-    the sale location's zone: the payments report's dating. ``tax``: the tax a
-    payment contains; ``refund_tax``: what refunds gave back. One row per key
-    (unique index ``cash_day_key``).
+    ``status`` succeeded: a payment counts on the day it succeeded, a refund on
+    the day it completed, a dispute's withdrawal and its reinstatement each on
+    their own day. ``status`` pending, failed (failed or cancelled payments,
+    failed refunds): on the day the row was created. Days are in the sale
+    location's zone: the payments report's dating. ``tax``: the tax a payment
+    contains; ``refund_tax``: what refunds gave back (pending and failed ones:
+    their share of the sale's tax). One row per key (unique index ``cash_day_key``).
     """
 
     id: Serial
@@ -116,6 +118,7 @@ class CashDay(Table, tablename="cash_day"):
     method = Varchar(length=20, default="")
     provider = Varchar(length=20, default="")
     package = Integer(default=0)
+    status = Varchar(length=12, default="succeeded")
     payments = BigInt(default=0)
     gross = BigInt(default=0)
     tax = BigInt(default=0)

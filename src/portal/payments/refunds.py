@@ -167,6 +167,7 @@ async def refund_sale(
             .run()
         )
         refund_id = int(rows[0]["id"])
+        await totals.added(refund=refund_id)
         reserved = await sales.revoke_unused(sale_id, sessions, refund_id=refund_id)
         await (
             Refund.update({Refund.sessions_revoked: len(reserved)})
@@ -322,6 +323,7 @@ async def record_external_refund(gateway: StripeGateway, refund: StripeRefund) -
             .run()
         )
         refund_id = int(rows[0]["id"])
+        await totals.added(refund=refund_id)
         await sales.revoke_unused(int(sale["id"]), sessions, refund_id=refund_id)
         await _complete_refund(refund_id, sale, refund.id, "card")
     return True

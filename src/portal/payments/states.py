@@ -69,15 +69,14 @@ async def insert_payment(
 ) -> int:
     """Insert one payment of ``sale_id`` (by default a pending Stripe card payment); its id.
 
-    A payment inserted already succeeded (at the front desk) is counted in the daily
-    totals at once (``totals.added``); a pending one counts when it succeeds, through
-    ``_set_payment``.
+    The payment is counted in the daily totals at once (``totals.added``): under
+    succeeded when it is inserted already succeeded (at the front desk), else under
+    its status until ``_set_payment`` moves it.
     """
     payment = Payment(sale=sale_id, provider=provider, method=method, status=status, **fields)
     rows = await Payment.insert(payment).returning(Payment.id).run()
     payment_id = int(rows[0]["id"])
-    if status == SUCCEEDED:
-        await totals.added(payment=payment_id)
+    await totals.added(payment=payment_id)
     return payment_id
 
 

@@ -1,15 +1,16 @@
-"""Succeeded money into the daily totals (``ledger.daily``, table ``cash_day``).
+"""Payments, refunds and disputes into the daily totals (``ledger.daily``, ``cash_day``).
 
 A payment, refund or dispute adds to the totals what the payments report would
-count for it: a succeeded payment on its ``succeeded_at`` day (gross, the tax
-it contains, its fee), a succeeded refund on its ``completed_at`` day (amount,
-the tax it gave back), a dispute's withdrawal (amount, dispute fee) and its
-reinstatement each on their own day; days in the sale location's zone. Every
-write that can change one of those figures runs inside :func:`tracked`, which
-reads the row's share before and after and adds the difference in the same
-transaction, so whichever column moved (status, time, fee, tax) the totals
-follow. Rows added already counting (a front-desk payment) go through
-:func:`added`.
+count for it under its status filter: a succeeded payment on its
+``succeeded_at`` day (gross, the tax it contains, its fee), a succeeded refund
+on its ``completed_at`` day (amount, the tax it gave back), a dispute's
+withdrawal (amount, dispute fee) and its reinstatement each on their own day;
+a pending or failed (cancelled) payment or refund under that status on the day
+it was created (a refund with its share of the sale's tax); days in the sale
+location's zone. Every write that can change one of those figures runs inside
+:func:`tracked`, which reads the row's share before and after and adds the
+difference in the same transaction, so whichever column moved (status, time,
+fee, tax) the totals follow. New rows go through :func:`added`.
 """
 
 from __future__ import annotations
@@ -28,16 +29,19 @@ SUMS = {name: i for i, name in enumerate(daily.CASH_SUMS)}
 Share = dict[daily.CashKey, list[int]]
 
 _PAYMENT = (
-    "SELECT p.status AS status, p.succeeded_at AS at, p.amount_cents AS amount, "
+    "SELECT p.status AS status, p.succeeded_at AS at, p.created_at AS created_at, "
+    "p.amount_cents AS amount, "
     "p.fee_cents AS fee, p.currency AS currency, p.method AS method, p.provider AS provider, "
     "s.location AS location, s.package_id AS package, s.total_cents AS sale_total, "
     "s.tax_cents AS sale_tax, l.timezone AS tz FROM payment p JOIN sale s ON s.id = p.sale "
     "JOIN location l ON l.id = s.location WHERE p.id = {}"
 )
 _REFUND = (
-    "SELECT r.status AS status, r.completed_at AS at, r.amount_cents AS amount, "
-    "r.tax_cents AS tax, r.currency AS currency, p.method AS method, p.provider AS provider, "
-    "s.location AS location, s.package_id AS package, l.timezone AS tz FROM refund r "
+    "SELECT r.status AS status, r.completed_at AS at, r.created_at AS created_at, "
+    "r.amount_cents AS amount, r.tax_cents AS tax, r.currency AS currency, "
+    "p.method AS method, p.provider AS provider, s.location AS location, "
+    "s.package_id AS package, s.total_cents AS sale_total, s.tax_cents AS sale_tax, "
+    "l.timezone AS tz FROM refund r "
     "JOIN payment p ON p.id = r.payment JOIN sale s ON s.id = r.sale "
     "JOIN location l ON l.id = s.location WHERE r.id = {}"
 )
@@ -67,7 +71,21 @@ def _at(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _add(share: Share, row: dict[str, Any], at: datetime, **sums: int) -> None:
+# Where a row that has not (or not yet) moved money is filed: by its status.
+_UNSETTLED = {
+    "pending": daily.CASH_PENDING,
+    "failed": daily.CASH_FAILED,
+    "cancelled": daily.CASH_FAILED,
+}
+
+
+def _add(
+    share: Share,
+    row: dict[str, Any],
+    at: datetime,
+    status: str = daily.CASH_SUCCEEDED,
+    **sums: int,
+) -> None:
     key = (
         int(row["location"]),
         daily.day_number(str(row["tz"]), at),
@@ -75,6 +93,7 @@ def _add(share: Share, row: dict[str, Any], at: datetime, **sums: int) -> None:
         str(row["method"]),
         str(row["provider"]),
         int(row["package"]),
+        status,
     )
     kept = share.setdefault(key, [0] * len(SUMS))
     for name, value in sums.items():
@@ -86,6 +105,16 @@ async def _rows(query: str, row_id: int) -> list[dict[str, Any]]:
     return rows
 
 
+def _dating(row: dict[str, Any]) -> tuple[datetime, str] | None:
+    """The moment and status a payment or refund row is filed under, if any."""
+    if row["status"] == "succeeded":
+        at = _at(row["at"])
+        return None if at is None else (at, daily.CASH_SUCCEEDED)
+    status = _UNSETTLED.get(str(row["status"]))
+    created = _at(row["created_at"])
+    return None if status is None or created is None else (created, status)
+
+
 async def share(
     *, payment: int | None = None, refund: int | None = None, dispute: int | None = None
 ) -> Share:
@@ -93,17 +122,22 @@ async def share(
     out: Share = {}
     if payment is not None:
         for row in await _rows(_PAYMENT, payment):
-            at = _at(row["at"])
-            if row["status"] == "succeeded" and at is not None:
+            dated = _dating(row)
+            if dated is not None:
                 amount = int(row["amount"])
                 tax = payment_tax(amount, int(row["sale_total"]), int(row["sale_tax"]))
-                _add(out, row, at, payments=1, gross=amount, tax=tax, fee=int(row["fee"] or 0))
+                _add(out, row, *dated, payments=1, gross=amount, tax=tax,
+                     fee=int(row["fee"] or 0))  # fmt: skip
     if refund is not None:
         for row in await _rows(_REFUND, refund):
-            at = _at(row["at"])
-            if row["status"] == "succeeded" and at is not None:
-                _add(out, row, at, refunds=1, refunded=int(row["amount"]),
-                     refund_tax=int(row["tax"] or 0))  # fmt: skip
+            dated = _dating(row)
+            if dated is not None:
+                amount = int(row["amount"])
+                if dated[1] == daily.CASH_SUCCEEDED:
+                    tax = int(row["tax"] or 0)
+                else:  # not given back yet: its share of the sale's tax
+                    tax = payment_tax(amount, int(row["sale_total"]), int(row["sale_tax"]))
+                _add(out, row, *dated, refunds=1, refunded=amount, refund_tax=tax)
     if dispute is not None:
         for row in await _rows(_DISPUTE, dispute):
             withdrawn, reinstated = _at(row["withdrawn_at"]), _at(row["reinstated_at"])
@@ -137,5 +171,6 @@ async def tracked(
 async def added(
     *, payment: int | None = None, refund: int | None = None, dispute: int | None = None
 ) -> None:
-    """Rows written already counting (a front-desk payment recorded as succeeded)."""
+    """New rows (a pending checkout payment, a front-desk payment recorded as
+    succeeded, a refund asked for)."""
     await daily.cash(await share(payment=payment, refund=refund, dispute=dispute))

@@ -9,11 +9,16 @@ from dataclasses import asdict, dataclass, fields
 from datetime import date
 from typing import Any
 
-from portal.ledger.daily import CASH_SUMS
+from portal.ledger.daily import (
+    CASH_FAILED,
+    CASH_PENDING,
+    CASH_STATUSES,
+    CASH_SUCCEEDED,
+    CASH_SUMS,
+)
 from portal.reports import rollup, sql
 from portal.reports.filters import ALL, FAILED, PENDING, SUCCEEDED, Filters, Loc
 from portal.reports.periods import DAY, bucket_end, bucket_label, bucket_start, day_from_number
-from portal.reports.segments import _bucket_segments, _location_clauses, _segments
 
 
 def add_figures(total: Any, part: Any, figures: Iterable[str]) -> None:
@@ -177,16 +182,39 @@ REFUND_TAX = (
 )
 
 
-async def _succeeded_days(
-    f: Filters, *, stripe_only: bool, with_filters: bool, grouping: str
+# The ``cash_day`` statuses each status filter adds up.
+_CASH_STATUSES = {
+    SUCCEEDED: (CASH_SUCCEEDED,),
+    PENDING: (CASH_PENDING,),
+    FAILED: (CASH_FAILED,),
+    ALL: CASH_STATUSES,
+}
+
+
+async def _payment_days(
+    f: Filters,
+    *,
+    status: str | None = None,
+    stripe_only: bool = False,
+    with_filters: bool = True,
+    grouping: str = DAY,
 ) -> dict[tuple[int, str, int], Totals]:
-    """Succeeded money from the daily totals (``cash_day``, ``payments.totals``): the
-    same figures as the rows give, one row per bucket, location and currency."""
+    """(location, currency, bucket's first day number) → totals of payments, refunds and
+    disputes, from the daily totals (``cash_day``, kept by ``payments.totals``): the
+    same figures as the rows give, one row per bucket, location and currency.
+
+    With ``grouping`` week or month the day number is the first day of each
+    bucket (within the period), which ``_bucketed`` files under the same bucket.
+    """
+    out: dict[tuple[int, str, int], Totals] = defaultdict(Totals)
+    if not f.locations:
+        return out
     start, end = rollup.days(f)
     scope, scope_args = rollup.locations(f)
     cte, day, bucket_args = rollup.buckets(f, grouping)
-    clauses = ""
-    filter_args: list[Any] = []
+    statuses, status_args = sql.in_list(list(_CASH_STATUSES[status or f.status]))
+    clauses = f" AND status IN {statuses}"
+    filter_args: list[Any] = [*status_args]
     if with_filters and f.package_id is not None:
         clauses += " AND package = {}"
         filter_args.append(f.package_id)
@@ -202,7 +230,6 @@ async def _succeeded_days(
         f"{clauses} GROUP BY 1, 2, 3",
         [*bucket_args, *scope_args, start, end, *filter_args],
     )
-    out: dict[tuple[int, str, int], Totals] = defaultdict(Totals)
     for row in rows:
         n = {name: sql.as_int(row[name]) for name in CASH_SUMS}
         if stripe_only:  # the fees report: no refunds, no money put back
@@ -221,107 +248,6 @@ async def _succeeded_days(
         t.reinstatements += n["reinstatements"]
         t.disputed += n["disputed"] - n["reinstated"]
         t.dispute_fee += n["dispute_fee"]
-    return out
-
-
-async def _payment_days(
-    f: Filters,
-    *,
-    status: str | None = None,
-    stripe_only: bool = False,
-    with_filters: bool = True,
-    grouping: str = DAY,
-) -> dict[tuple[int, str, int], Totals]:
-    """(location, currency, local day number) → totals of payments and refunds.
-
-    With ``grouping`` week or month the day number is the first day of each
-    bucket (within the period), which ``_bucketed`` files under the same bucket.
-    """
-    status = status or f.status
-    out: dict[tuple[int, str, int], Totals] = defaultdict(Totals)
-    if not f.locations:
-        return out
-    if status == SUCCEEDED:
-        return await _succeeded_days(
-            f, stripe_only=stripe_only, with_filters=with_filters, grouping=grouping
-        )
-    if grouping == DAY:
-        cte, seg_args, lo, hi = _segments(f)
-        p_day = sql.local_day(_time_columns(status)[0], "seg.off")
-        r_day = sql.local_day(_time_columns(status)[1], "seg.off")
-    else:
-        cte, seg_args, lo, hi = _bucket_segments(f, grouping)
-        p_day = r_day = "seg.bucket"
-    p_time, r_time = _time_columns(status)
-    p_status, r_status = _status_clauses(status)
-    extra, extra_args = _payment_extra(f) if with_filters else ("", [])
-    if stripe_only:
-        extra += " AND p.provider = 'stripe'"
-    # The segments already hold only the chosen locations; the list is added to
-    # let PostgreSQL use the sale's location index when few are chosen, and left
-    # out for most or all of them, where it would make the planner read every
-    # sale through that index instead of scanning the table once.
-    ((locs, loc_args),) = await _location_clauses(f, "s.location")
-
-    def totals_query(
-        source: str, time: str, day: str, sums: str, where: str = ""
-    ) -> tuple[str, list[Any]]:
-        """Counts and ``sums`` per location, currency and day of the rows of ``source``."""
-        row = row_alias(source)
-        return (
-            f"WITH {cte} SELECT s.location AS loc, {row}.currency AS currency, {day} AS day, "
-            f"COUNT(*) AS n, {sums} FROM {source}"
-            f"JOIN seg ON seg.loc = s.location AND {time} >= seg.lo AND {time} < seg.hi "
-            f"WHERE {where}{time} >= {{}} AND {time} < {{}}{locs}{extra} GROUP BY 1, 2, 3",
-            [*seg_args, lo, hi, *loc_args, *extra_args],
-        )
-
-    def file(rows: list[dict[str, Any]], **figures: str) -> None:
-        """Adds each row's columns to the figures of its location, currency and day:
-        ``figure="column"``, or ``"-column"`` to take it away."""
-        for row in rows:
-            t = out[(int(row["loc"]), str(row["currency"]), int(row["day"]))]
-            for figure, column in figures.items():
-                amount = sql.as_int(row[column.removeprefix("-")])
-                setattr(t, figure, getattr(t, figure) + (-amount if column[0] == "-" else amount))
-
-    payments = await sql.fetch(
-        *totals_query(
-            PAYMENT_FROM, p_time, p_day,
-            f"SUM(p.amount_cents) AS gross, SUM({PAYMENT_TAX}) AS tax, "
-            "SUM(COALESCE(p.fee_cents, 0)) AS fee",
-            f"{p_status} AND ",
-        )
-    )  # fmt: skip
-    file(payments, payments="n", gross="gross", tax="tax", fee="fee")
-    if status in DISPUTE_STATUSES:
-        # Disputes move money only once Stripe has withdrawn it (or put it back).
-        kinds = DISPUTE_KINDS[:1] if stripe_only else DISPUTE_KINDS
-        results = await sql.fetch_all(
-            *(
-                totals_query(
-                    DISPUTE_FROM, DISPUTE_TIME[kind],
-                    sql.local_day(DISPUTE_TIME[kind], "seg.off") if grouping == DAY else p_day,
-                    "SUM(d.amount_cents) AS amount, SUM(d.fee_cents) AS fee",
-                )
-                for kind in kinds
-            )
-        )  # fmt: skip
-        for kind, rows in zip(kinds, results, strict=True):
-            if kind == WITHDRAWN:
-                file(rows, disputes="n", disputed="amount", fee="fee", dispute_fee="fee")
-            else:
-                file(rows, reinstatements="n", disputed="-amount")
-    if stripe_only:
-        return out
-    refunds = await sql.fetch(
-        *totals_query(
-            REFUND_FROM, r_time, r_day,
-            f"SUM(r.amount_cents) AS refunded, SUM({REFUND_TAX}) AS tax",
-            f"{r_status} AND ",
-        )
-    )  # fmt: skip
-    file(refunds, refunds="n", refunded="refunded", tax="-tax")
     return out
 
 

@@ -5,20 +5,16 @@ conditions), and the journal's one dating rule (``LINE_LOCATION``)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 from portal.reports import sql
 from portal.reports.filters import Filters
 from portal.reports.periods import (
-    EPOCH_DAY,
     SECONDS_PER_DAY,
     Period,
     bounds,
-    bucket_end,
-    bucket_start,
     day_from_number,
-    local_midnight,
     offset_segments,
 )
 
@@ -73,46 +69,6 @@ def _bounds_cte(zones: Iterable[tuple[int, str]], period: Period) -> tuple[str, 
 
 def _zones(f: Filters) -> list[tuple[int, str]]:
     return [(loc.id, loc.timezone) for loc in f.locations]
-
-
-async def _location_clauses(f: Filters, *columns: str) -> list[tuple[str, list[Any]]]:
-    """`` AND <column> IN (…)`` per column when at most a quarter of all locations are
-    chosen, else "" (one count of the locations for all the columns)."""
-    rows = await sql.fetch("SELECT COUNT(*) AS n FROM location", [])
-    if len(f.location_ids) * 4 > sql.as_int(rows[0]["n"]):
-        return [("", []) for _ in columns]
-    marks, args = sql.in_list(f.location_ids)
-    return [(f" AND {column} IN {marks}", list(args)) for column in columns]
-
-
-def _bucket_segments(f: Filters, grouping: str) -> tuple[str, list[Any], datetime, datetime]:
-    """The ``seg(loc, lo, hi, bucket)`` CTE: each location's weeks or months of the period.
-
-    Each row is one bucket in UTC (its local midnights converted once), keyed
-    by the local day number of its first day in the period. Rows are matched
-    to buckets by a range join, with no time-zone arithmetic per row, and the
-    database groups them into a few hundred buckets instead of a row per day.
-    """
-    rows: list[tuple[int, datetime, datetime, int]] = []
-    for loc in f.locations:
-        first = f.period.start
-        while first <= f.period.end:
-            last = min(bucket_end(bucket_start(first, grouping), grouping), f.period.end)
-            rows.append(
-                (
-                    loc.id,
-                    local_midnight(loc.timezone, first),
-                    local_midnight(loc.timezone, last + timedelta(days=1)),
-                    (first - EPOCH_DAY).days,
-                )
-            )
-            first = last + timedelta(days=1)
-    cte, args = sql.values_cte(
-        "seg", [("loc", "int"), ("lo", "ts"), ("hi", "ts"), ("bucket", "int")], rows
-    )
-    overall_lo = min((r[1] for r in rows), default=datetime(1970, 1, 1, tzinfo=UTC))
-    overall_hi = max((r[2] for r in rows), default=datetime(1970, 1, 1, tzinfo=UTC))
-    return cte, args, overall_lo, overall_hi
 
 
 class LocalDays:

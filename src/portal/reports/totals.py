@@ -27,7 +27,7 @@ from portal import db
 from portal.ledger import daily
 from portal.ledger.tables import CashDay, CreditDay, LedgerDay
 from portal.reports import sql
-from portal.reports.cash import DISPUTE_FROM, PAYMENT_TAX
+from portal.reports.cash import DISPUTE_FROM, PAYMENT_FROM, PAYMENT_TAX, REFUND_FROM, REFUND_TAX
 from portal.reports.periods import local_midnight, next_month, offset_segments
 
 EPOCH = daily.EPOCH_DAY
@@ -145,20 +145,33 @@ async def fresh_credits(
 
 
 # What each source row adds to ``cash_day`` (the payments report's dating and
-# columns): (time column, FROM, WHERE, {sum column: SQL}).
+# columns under each status filter): (status, time column, FROM, WHERE, {sum: SQL}).
+_PAYMENT_SUMS = {
+    "payments": "COUNT(*)",
+    "gross": "SUM(p.amount_cents)",
+    "tax": f"SUM({PAYMENT_TAX})",
+    "fee": "SUM(COALESCE(p.fee_cents, 0))",
+}
+_REFUND_SUMS = {
+    "refunds": "COUNT(*)",
+    "refunded": "SUM(r.amount_cents)",
+    "refund_tax": f"SUM(COALESCE({REFUND_TAX}, 0))",
+}
 _CASH_SOURCES = (
-    ("p.succeeded_at", "payment p JOIN sale s ON s.id = p.sale", "p.status = 'succeeded'",
-     {"payments": "COUNT(*)", "gross": "SUM(p.amount_cents)", "tax": f"SUM({PAYMENT_TAX})",
-      "fee": "SUM(COALESCE(p.fee_cents, 0))"}),
-    ("r.completed_at", "refund r JOIN payment p ON p.id = r.payment JOIN sale s ON s.id = r.sale",
-     "r.status = 'succeeded'",
-     {"refunds": "COUNT(*)", "refunded": "SUM(r.amount_cents)",
-      "refund_tax": "SUM(COALESCE(r.tax_cents, 0))"}),
-    ("d.withdrawn_at", DISPUTE_FROM, "1 = 1",
+    (daily.CASH_SUCCEEDED, "p.succeeded_at", PAYMENT_FROM, "p.status = 'succeeded'",
+     _PAYMENT_SUMS),
+    (daily.CASH_SUCCEEDED, "r.completed_at", REFUND_FROM, "r.status = 'succeeded'",
+     _REFUND_SUMS),
+    (daily.CASH_SUCCEEDED, "d.withdrawn_at", DISPUTE_FROM, "1 = 1",
      {"disputes": "COUNT(*)", "disputed": "SUM(d.amount_cents)",
       "dispute_fee": "SUM(d.fee_cents)"}),
-    ("d.reinstated_at", DISPUTE_FROM, "1 = 1",
+    (daily.CASH_SUCCEEDED, "d.reinstated_at", DISPUTE_FROM, "1 = 1",
      {"reinstatements": "COUNT(*)", "reinstated": "SUM(d.amount_cents)"}),
+    (daily.CASH_PENDING, "p.created_at", PAYMENT_FROM, "p.status = 'pending'", _PAYMENT_SUMS),
+    (daily.CASH_FAILED, "p.created_at", PAYMENT_FROM, "p.status IN ('failed', 'cancelled')",
+     _PAYMENT_SUMS),
+    (daily.CASH_PENDING, "r.created_at", REFUND_FROM, "r.status = 'pending'", _REFUND_SUMS),
+    (daily.CASH_FAILED, "r.created_at", REFUND_FROM, "r.status = 'failed'", _REFUND_SUMS),
 )  # fmt: skip
 
 
@@ -168,7 +181,7 @@ async def fresh_cash(places: list[Place], first: date, end: date) -> dict[daily.
     out: dict[daily.CashKey, list[int]] = {}
     cte, args, lo, hi = _segments(places, first, end)
     queries = []
-    for at, source, where, sums in _CASH_SOURCES:
+    for _, at, source, where, sums in _CASH_SOURCES:
         head, join = _dated(at, "s.location", cte)
         currency = at.split(".")[0] + ".currency"
         queries.append(
@@ -176,12 +189,13 @@ async def fresh_cash(places: list[Place], first: date, end: date) -> dict[daily.
                 f"{head}, {currency} AS currency, p.method AS method, p.provider AS provider, "
                 "s.package_id AS package, "
                 + ", ".join(f"{expr} AS {name}" for name, expr in sums.items())
-                + f" FROM {source} {join} WHERE {where} AND {at} >= {{}} AND {at} < {{}} "
+                + f" FROM {source}{join} WHERE {where} AND {at} >= {{}} AND {at} < {{}} "
                 "GROUP BY 1, 2, 3, 4, 5, 6",
                 [*args, lo, hi],
             )
         )
-    for (_, _, _, sums), rows in zip(_CASH_SOURCES, await sql.fetch_all(*queries), strict=True):
+    results = await sql.fetch_all(*queries)
+    for (status, _, _, _, sums), rows in zip(_CASH_SOURCES, results, strict=True):
         for r in rows:
             key = (
                 int(r["loc"]),
@@ -190,6 +204,7 @@ async def fresh_cash(places: list[Place], first: date, end: date) -> dict[daily.
                 str(r["method"]),
                 str(r["provider"]),
                 int(r["package"]),
+                status,
             )
             kept = out.setdefault(key, [0] * len(daily.CASH_SUMS))
             for name in sums:
@@ -276,7 +291,9 @@ async def _first_day() -> date:
         "SELECT MIN(occurred_at) AS t FROM journal_entry UNION ALL "
         "SELECT MIN(activated_at) AS t FROM sale UNION ALL "
         "SELECT MIN(succeeded_at) AS t FROM payment UNION ALL "
+        "SELECT MIN(created_at) AS t FROM payment UNION ALL "
         "SELECT MIN(completed_at) AS t FROM refund UNION ALL "
+        "SELECT MIN(created_at) AS t FROM refund UNION ALL "
         "SELECT MIN(withdrawn_at) AS t FROM dispute",
         [],
     )
