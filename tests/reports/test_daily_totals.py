@@ -13,6 +13,9 @@ from portal.auth.service import ACCOUNTANT, CLIENT, OWNER
 from portal.ledger import daily, periods
 from portal.ledger import service as ledger
 from portal.ledger.tables import CreditDay, LedgerDay
+from portal.payments import states
+from portal.payments import totals as payment_totals
+from portal.payments.tables import Payment, Refund
 from portal.reports import filters as report_filters
 from portal.reports import service as reports
 from portal.reports import totals
@@ -126,7 +129,7 @@ async def test_totals_equal_the_rows_over_random_event_sequences(db, seed):
     for _ in range(30):
         moment += timedelta(hours=rng.randint(1, 90), minutes=rng.randint(0, 59))
         action = rng.choice(["sell", "sell", "redeem", "forfeit", "refund", "unrefund",
-                             "expire", "close"])  # fmt: skip
+                             "expire", "close", "checkout", "settle", "refund_fails"])  # fmt: skip
         if action == "close":
             # Close the month before this one at one clinic: later postings dated
             # in it move to the first open day, and their totals with them.
@@ -146,6 +149,9 @@ async def test_totals_equal_the_rows_over_random_event_sequences(db, seed):
             continue
         entry = rng.choice(open_sales)
         sale = entry[0]
+        if action in ("checkout", "settle", "refund_fails"):
+            await _unsettled_money(rng, action, sale, moment)
+            continue
         if action in ("redeem", "forfeit"):
             await helpers.redeem(sale, 1, at=moment, therapist_id=therapist,
                                  given_at=rng.choice(locs), forfeit=action == "forfeit")  # fmt: skip
@@ -165,6 +171,72 @@ async def test_totals_equal_the_rows_over_random_event_sequences(db, seed):
         if entry[1] == 0:
             open_sales.remove(entry)
     await _clean()
+    await _summaries_equal_the_rows()
+
+
+async def _unsettled_money(rng: random.Random, action: str, sale: int, at) -> None:
+    """Money asked for that has not moved: a checkout left pending, one that failed or
+    was abandoned, a refund that failed; through the payments' own writers."""
+    row = await sales.get_sale(sale)
+    if action == "checkout":
+        await states.insert_payment(
+            sale, status=states.PENDING, amount_cents=rng.randint(1, 9) * 1000,
+            currency=row["currency"], created_at=at,
+        )  # fmt: skip
+    elif action == "settle":
+        pending = await Payment.select(Payment.id).where(
+            (Payment.sale == sale) & (Payment.status == states.PENDING)
+        ).run()  # fmt: skip
+        for payment in pending:
+            new = rng.choice([states.FAILED, states.CANCELLED])
+            assert await states._set_payment(int(payment["id"]), states.PENDING, new)
+    else:
+        (paid,) = await Payment.select(Payment.id).where(
+            (Payment.sale == sale) & (Payment.status == states.SUCCEEDED)
+        ).run()  # fmt: skip
+        refund_id = (await Refund.insert(
+            Refund(sale=sale, payment=paid["id"], amount_cents=rng.randint(1, 30) * 100,
+                   currency=row["currency"], sessions_requested=1, sessions_revoked=0,
+                   rule="pro_rata", reason="test", status=states.PENDING, created_at=at)
+        ).returning(Refund.id).run())[0]["id"]  # fmt: skip
+        await payment_totals.added(refund=int(refund_id))
+        if rng.random() < 0.7:
+            await states._move_refund(int(refund_id), states.PENDING, states.FAILED)
+
+
+async def _summaries_equal_the_rows() -> None:
+    """The payments summary under each status filter (read from the daily totals)
+    counts what the payment and refund rows hold."""
+    accountant = helpers.actor(ACCOUNTANT)
+    payments = await Payment.select().run()
+    refunds = await Refund.select().run()
+    statuses = {
+        "succeeded": ({"succeeded"}, {"succeeded"}),
+        "pending": ({"pending"}, {"pending"}),
+        "failed": ({"failed", "cancelled"}, {"failed"}),
+        "all": (
+            {"succeeded", "pending", "failed", "cancelled"},
+            {"succeeded", "pending", "failed"},
+        ),
+    }
+    unsettled = {p["status"] for p in payments} | {r["status"] for r in refunds}
+    assert unsettled - {"succeeded"}, "the sequence left no pending or failed money"
+    for status, (paid, given) in statuses.items():
+        f = await report_filters.parse(
+            accountant, {"start": ["2026-01-01"], "end": ["2027-12-31"], "status": [status]}
+        )
+        summary = (await reports.payment_summary(f)).totals
+        expected: dict[str, tuple[int, int, int, int]] = {}
+        for currency in {p["currency"] for p in payments} | {r["currency"] for r in refunds}:
+            ps = [p for p in payments if p["currency"] == currency and p["status"] in paid]
+            rs = [r for r in refunds if r["currency"] == currency and r["status"] in given]
+            if ps or rs:
+                expected[currency] = (
+                    len(ps), sum(p["amount_cents"] for p in ps),
+                    len(rs), sum(r["amount_cents"] for r in rs),
+                )  # fmt: skip
+        got = {c: (t.payments, t.gross, t.refunds, t.refunded) for c, t in summary.items()}
+        assert got == expected, status
 
 
 async def test_periods_before_the_first_total_and_after_today_are_empty(db):
