@@ -333,22 +333,30 @@ async def actor_of(row: dict[str, Any], *, session_id: int = 0) -> CurrentUser:
     )
 
 
-async def load_session(settings: Settings, token: str) -> CurrentUser | None:
-    """The user behind a session token, or None when it is unknown or has expired.
+# The session, its account and whether the account's role must sign in in two steps,
+# in one query: every page asks it first (``auth.twostep.load_session``).
+_SESSION = (
+    "SELECT s.id AS id, s.last_seen_at AS last_seen_at, s.expires_at AS expires_at, "
+    "u.id AS user_id, u.email AS email, u.name AS name, u.role AS role, u.active AS active, "
+    "EXISTS (SELECT 1 FROM two_step_policy t WHERE t.role = u.role AND t.required = {}) "
+    'AS two_step_required FROM user_session s JOIN app_user u ON u.id = s."user" '
+    "WHERE s.token_hash = {}"
+)
+
+
+async def session_of(settings: Settings, token: str) -> tuple[CurrentUser, bool] | None:
+    """The user behind a session token and whether their role requires two-step
+    sign-in, or None when the token is unknown or has expired.
 
     Touches ``last_seen_at`` at most once per ``session_touch_seconds`` so that
     reading pages does not write to the database on every request.
     """
-    row = await row_by_token(
-        UserSession,
-        token,
-        UserSession.id,
-        UserSession.last_seen_at,
-        UserSession.expires_at,
-        *account_columns(UserSession.user),
-    )
-    if row is None:
+    if not token or len(token) > 100:
         return None
+    rows = await UserSession.raw(_SESSION, True, hash_token(token)).run()
+    if not rows:
+        return None
+    row = rows[0]
     now = utcnow()
     idle_minutes = (
         settings.session_idle_minutes
@@ -367,7 +375,13 @@ async def load_session(settings: Settings, token: str) -> CurrentUser | None:
             .where(UserSession.id == row["id"])
             .run()
         )
-    return await actor_of(row, session_id=row["id"])
+    return await actor_of(row, session_id=row["id"]), bool(row["two_step_required"])
+
+
+async def load_session(settings: Settings, token: str) -> CurrentUser | None:
+    """The user behind a session token, or None (:func:`session_of`)."""
+    found = await session_of(settings, token)
+    return None if found is None else found[0]
 
 
 async def change_password(

@@ -132,8 +132,11 @@ async def needs_enrolment(user_id: int, role: str) -> bool:
 async def load_session(settings: Settings, token: str) -> CurrentUser | None:
     """``auth.service.load_session``, with staff whose role requires a second factor they
     do not have marked ``must_enrol`` (the guards then only let them enrol)."""
-    user = await service.load_session(settings, token)
-    if user is not None and user.role in STAFF_ROLES and await needs_enrolment(user.id, user.role):
+    found = await service.session_of(settings, token)
+    if found is None:
+        return None
+    user, required = found
+    if required and user.role in STAFF_ROLES and not await has_second_factor(user.id):
         return replace(user, must_enrol=True)
     return user
 

@@ -410,7 +410,10 @@ async def _list_context(
         "errors": errors,
         "filtered": filtered or bool(errors),
         "locations": await listing.location_choices(user),
-        "therapists": await listing.therapist_choices(user),
+        "therapists": [
+            (t["id"], t["name"] if t["active"] else f"{t['name']} (inactive)")
+            for t in await listing.therapist_choices(user)
+        ],
         "labels": STATUS_LABELS,
         "is_therapist": user.role == THERAPIST,
     }
