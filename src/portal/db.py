@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,6 +21,16 @@ from portal.engines import SQLITE_BUSY_TIMEOUT, make_engine, sqlite_path  # noqa
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.engine_type == "sqlite"
+
+
+async def concurrently(*calls: Awaitable[Any]) -> list[Any]:
+    """Independent queries: together on PostgreSQL's pool (as long as the slowest
+    rather than their sum), in turn on SQLite and inside a transaction (one
+    connection runs one query at a time)."""
+    engine = current_engine()
+    if is_sqlite(engine) or engine.transaction_exists():
+        return [await call for call in calls]
+    return list(await asyncio.gather(*calls))
 
 
 def current_engine() -> Engine:

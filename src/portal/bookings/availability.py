@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from portal import db
 from portal.bookings.states import BUSY_STATES
 from portal.bookings.tables import Appointment
 from portal.catalog.tables import Service
@@ -56,21 +57,20 @@ class BookingContext:
 
 
 async def booking_context(location_id: int, service_id: int) -> BookingContext:
-    location = await Location.select().where(Location.id == location_id).first().run()
+    location, service, active_rooms = await db.concurrently(
+        Location.select().where(Location.id == location_id).first().run(),
+        Service.select().where(Service.id == service_id).first().run(),
+        Room.select()
+        .where((Room.location == location_id) & (Room.active == True))  # noqa: E712
+        .order_by(Room.name)
+        .run(),
+    )
     if location is None or not location["active"]:
         raise NotFound("No such clinic.")
-    service = await Service.select().where(Service.id == service_id).first().run()
     if service is None or not service["active"]:
         raise NotFound("No such service.")
     needed = set(split_tags(service["required_equipment"] or ""))
-    rooms = [
-        r
-        for r in await Room.select()
-        .where((Room.location == location_id) & (Room.active == True))  # noqa: E712
-        .order_by(Room.name)
-        .run()
-        if needed <= set(split_tags(r["equipment"] or ""))
-    ]
+    rooms = [r for r in active_rooms if needed <= set(split_tags(r["equipment"] or ""))]
     return BookingContext(
         location=location,
         tz=ZoneInfo(str(location["timezone"])),
@@ -84,19 +84,15 @@ async def booking_context(location_id: int, service_id: int) -> BookingContext:
 async def eligible_therapists(
     location_id: int, service_id: int, therapist_id: int | None
 ) -> list[dict[str, Any]]:
-    at_location = {
-        r["therapist"]
-        for r in await TherapistLocation.select(TherapistLocation.therapist)
+    at_location, permitted = await db.concurrently(
+        TherapistLocation.select(TherapistLocation.therapist)
         .where(TherapistLocation.location == location_id)
-        .run()
-    }
-    permitted = {
-        r["therapist"]
-        for r in await TherapistService.select(TherapistService.therapist)
+        .run(),
+        TherapistService.select(TherapistService.therapist)
         .where(TherapistService.service == service_id)
-        .run()
-    }
-    ids = at_location & permitted
+        .run(),
+    )
+    ids = {r["therapist"] for r in at_location} & {r["therapist"] for r in permitted}
     if therapist_id is not None:
         ids &= {therapist_id}
     if not ids:
@@ -185,17 +181,18 @@ async def hours_and_time_off(
     )
     if weekday is not None:
         hours_query = hours_query.where(WorkingHours.weekday == weekday)
-    time_off = (
-        await TimeOff.select()
+    hours, time_off = await db.concurrently(
+        hours_query.order_by(WorkingHours.start_minute).run(),
+        TimeOff.select()
         .where(
             TimeOff.therapist.is_in(therapist_ids)
             & TimeOff.cancelled_at.is_null()
             & (TimeOff.starts_at < end)
             & (TimeOff.ends_at > start)
         )
-        .run()
+        .run(),
     )
-    return await hours_query.order_by(WorkingHours.start_minute).run(), time_off
+    return hours, time_off
 
 
 def _overlaps_any(span: h.Span, busy: list[h.Span]) -> bool:
@@ -216,8 +213,8 @@ async def _busy_around(
 ) -> _Busy:
     location_id = int(ctx.location["id"])
     room_ids = [int(r["id"]) for r in ctx.rooms]
-    rows = (
-        await Appointment.select(
+    rows, outages = await db.concurrently(
+        Appointment.select(
             Appointment.therapist, Appointment.room, Appointment.start_at, Appointment.busy_until
         )
         .where(
@@ -225,10 +222,8 @@ async def _busy_around(
             & (Appointment.therapist.is_in(therapist_ids) | (Appointment.location == location_id))
             & (Appointment.id != (except_id or -1))
         )
-        .run()
-    )
-    outages = (
-        await RoomOutage.select().where(out_of_service(room_ids, window.start, window.end)).run()
+        .run(),
+        RoomOutage.select().where(out_of_service(room_ids, window.start, window.end)).run(),
     )
     busy = _Busy(
         {i: [] for i in room_ids}, dict.fromkeys(room_ids, 0), {i: [] for i in therapist_ids}
@@ -268,8 +263,10 @@ async def free_slots(
     ids = [int(t["id"]) for t in therapists]
     day_span = h.local_day_span(day, ctx.tz)
     window = h.Span(day_span.start - timedelta(hours=4), day_span.end + timedelta(hours=4))
-    hours, time_off = await hours_and_time_off(location_id, ids, window.start, window.end)
-    busy = await _busy_around(ctx, ids, window, except_appointment_id)
+    (hours, time_off), busy = await db.concurrently(
+        hours_and_time_off(location_id, ids, window.start, window.end),
+        _busy_around(ctx, ids, window, except_appointment_id),
+    )
     slots: list[Slot] = []
     for therapist in therapists:
         if not _credentials_valid(therapist, day):

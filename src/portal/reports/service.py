@@ -18,6 +18,7 @@ fees), ``listing`` (the payments report row by row), ``liability``,
 
 from __future__ import annotations
 
+from portal.db import concurrently as concurrently  # for the controllers
 from portal.reports.cash import (
     DISPUTE_FROM,
     DISPUTE_KINDS,
@@ -93,7 +94,6 @@ from portal.reports.series import (
     month_end,
     revenue_by_month,
 )
-from portal.reports.sql import concurrently as concurrently  # for the controllers
 
 __all__ = [
     "DISPUTE_FROM",

@@ -6,8 +6,7 @@ these helpers keep the dialect differences in one place.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -71,19 +70,11 @@ async def fetch(sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
     return rows
 
 
-async def concurrently(*calls: Awaitable[Any]) -> list[Any]:
-    """Independent report computations: together on PostgreSQL's pool, in turn otherwise."""
-    engine = db.current_engine()
-    if db.is_sqlite(engine) or engine.transaction_exists():
-        return [await call for call in calls]
-    return list(await asyncio.gather(*calls))
-
-
 async def fetch_all(*queries: tuple[str, Sequence[Any]]) -> list[list[dict[str, Any]]]:
     """Several independent aggregates, each scanning its own table: side by side on
     PostgreSQL's pool (the report takes as long as its slowest query rather than
     their sum), in turn on SQLite and inside a transaction."""
-    return await concurrently(*(fetch(q, args) for q, args in queries))
+    return await db.concurrently(*(fetch(q, args) for q, args in queries))
 
 
 def as_datetime(value: Any) -> datetime | None:

@@ -62,11 +62,11 @@ def option_tags(
     Written in Python: a list page's filters can offer hundreds of choices (every
     therapist of the chain), which a template loop renders several times slower.
     """
-    items = options.items() if isinstance(options, Mapping) else options
+    items: Iterable[Any] = options.items() if isinstance(options, Mapping) else options
     chosen = str(current)
     tags = []
     for option in items:
-        key, shown = (option[value], option[text]) if value else option
+        key, shown = (option[value], option[text]) if value and text else option
         key = str(key)
         selected = " selected" if key == chosen else ""
         tags.append(f'<option value="{escape(key)}"{selected}>{escape(shown)}</option>')
