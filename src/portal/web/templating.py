@@ -43,11 +43,25 @@ def configure(engine: JinjaTemplateEngine) -> None:
     env.globals["MENU"] = MENU
     env.globals["menu_section"] = menu_section
     env.globals["option_tags"] = option_tags
+    env.globals["money_cell"] = money_cell
     env.filters["query"] = with_query
     # ``{{ one_time_key() }}`` in a money form's hidden ``request_key`` field.
     env.globals["one_time_key"] = onetime.new_key
     env.trim_blocks = True
     env.lstrip_blocks = True
+
+
+_BLANK_AMOUNT = Markup('<span class="muted">—</span>')
+
+
+def money_cell(cents: int, currency: str, zero_blank: bool = False) -> Markup:
+    """An amount in a report cell (``amount`` in reports/_macros.html): negative ones
+    marked, zero a dash when ``zero_blank``. In Python: a year's report shows
+    thousands, and a template macro call costs twice this."""
+    if zero_blank and not cents:
+        return _BLANK_AMOUNT
+    shown = escape(money(cents, currency))
+    return Markup(f'<span class="{"neg" if cents < 0 else ""}">{shown}</span>')  # noqa: S704
 
 
 def option_tags(
