@@ -129,7 +129,7 @@ async def revenue(f: Filters) -> Revenue:
             item.reversals += amount
         else:
             item.breakage += amount
-    cash = await _payment_days(f, status=SUCCEEDED, with_filters=False)
+    cash = await _payment_days(f, status=SUCCEEDED, with_filters=False, grouping=f.grouping)
     for (location_id, currency, number), moved in cash.items():
         start = bucket_start(day_from_number(number), f.grouping)
         item = row_for(start, location_id, currency)
