@@ -121,6 +121,26 @@ class _Changes:
 
 
 _CHANGES: ContextVar[_Changes | None] = ContextVar("daily_changes", default=None)
+# The zones of the locations an open transaction has dated totals for: a sale's
+# journal lines and its credits are dated by the same location's zone.
+_ZONES: ContextVar[tuple[object, dict[int | None, str]] | None] = ContextVar(
+    "daily_zones", default=None
+)
+
+
+async def _zones(location_ids: Iterable[int | None]) -> dict[int | None, str]:
+    """``periods.zones``, read once per location and transaction."""
+    scope = db.commit_scope()
+    memo = _ZONES.get()
+    if memo is None or scope is None or memo[0] is not scope:
+        memo = (scope, {})
+        if scope is not None:
+            _ZONES.set(memo)
+    known = memo[1]
+    missing = {i for i in location_ids if i not in known}
+    if missing:
+        known.update(await periods.zones(missing))
+    return known
 
 
 async def _apply(fill: Callable[[_Changes], None]) -> None:
@@ -176,7 +196,7 @@ async def journal_lines(
 ) -> None:
     """An entry's lines (location, account, debit, credit), all dated ``at``."""
     lines = list(lines)
-    zone_of = await periods.zones(location for location, *_ in lines)
+    zone_of = await _zones(location for location, *_ in lines)
 
     def fill(changes: _Changes) -> None:
         for location, account, debit, credit in lines:
@@ -196,7 +216,7 @@ async def credits(
     moves = list(moves)
     if not moves:
         return
-    tz = (await periods.zones([location_id])).get(location_id, "UTC")
+    tz = (await _zones([location_id])).get(location_id, "UTC")
 
     def fill(changes: _Changes) -> None:
         for movement, at, sessions, value in moves:
