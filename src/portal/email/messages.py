@@ -25,6 +25,8 @@ CANCELLATION = "cancellation"
 REMINDER = "reminder"
 TWO_STEP = "two_step"
 JOB_FAILED = "job_failed"
+CLIENT_INVITATION = "client_invitation"
+CLIENT_MESSAGE = "client_message"
 KINDS = {
     WELCOME: "Welcome",
     PASSWORD_RESET: "Password reset",
@@ -36,6 +38,8 @@ KINDS = {
     REMINDER: "Reminder",
     TWO_STEP: "Two-step sign-in",
     JOB_FAILED: "Job failed",
+    CLIENT_INVITATION: "Invitation to a new client",
+    CLIENT_MESSAGE: "Message to a client",
 }
 
 
@@ -71,6 +75,49 @@ async def send_welcome(
     defer: bool = False,
 ) -> int:
     return await send(to, WELCOME, {"name": name}, WELCOME, settings=settings, defer=defer)
+
+
+async def send_client_invitation(
+    to: str,
+    *,
+    name: str,
+    set_password_url: str,
+    valid_days: int,
+    settings: Settings | None = None,
+    defer: bool = False,
+) -> int:
+    """A client created at the front desk chooses their password through this link."""
+    return await send(
+        to,
+        CLIENT_INVITATION,
+        {"name": name, "set_password_url": set_password_url, "valid_days": valid_days},
+        CLIENT_INVITATION,
+        settings=settings,
+        defer=defer,
+    )
+
+
+async def send_client_message(
+    to: str,
+    *,
+    name: str,
+    clinic_name: str,
+    subject: str,
+    body: str,
+    dedupe_key: str | None = None,
+    settings: Settings | None = None,
+    defer: bool = False,
+) -> int:
+    """What staff wrote to a client from the client's record, signed with the clinic's name."""
+    return await send(
+        to,
+        CLIENT_MESSAGE,
+        {"name": name, "clinic_name": clinic_name, "subject": subject, "body": body},
+        CLIENT_MESSAGE,
+        dedupe_key=dedupe_key,
+        settings=settings,
+        defer=defer,
+    )
 
 
 async def send_password_reset(
