@@ -30,6 +30,7 @@ from portal.sales import service as sales
 from portal.sales.tables import Sale
 from portal.settings import ConfigurationError, Settings
 from portal.timeutil import utcnow
+from portal.web.admin import reverse
 from portal.web.deps import AppSettings, LocatedParams, SignedIn
 from portal.web.forms import ValidationFailed, parse_id, read_form
 from portal.web.guards import requires_role
@@ -177,6 +178,23 @@ class PurchaseController(Controller):
     async def purchase(self, user: SignedIn, sale_id: FromPath[int]) -> Template:
         sale = await sales.get_sale_for(user, sale_id)
         return Template("payments/purchase.html", context=await listing.sale_view(sale))
+
+    @post("/purchases/{sale_id:int}/cancel", guards=[buyers], name="purchase_cancel")
+    async def cancel_purchase(
+        self,
+        request: Request[Any, Any, Any],
+        user: SignedIn,
+        gateways: NamedDependency[GatewaySource],
+        sale_id: FromPath[int],
+    ) -> Response[Any]:
+        """ "Cancel this order" after a declined card: nothing is charged, nothing waits."""
+        sale = await sales.get_sale_for(user, sale_id)
+        target = reverse(request, "purchase", sale_id=sale_id)
+        if sale["status"] != sales.PENDING:
+            return redirect(request, target, "This order is no longer open.", "info")
+        cancelled = await service.cancel_order(gateways.get(), user, sale_id)
+        message = "Order cancelled; nothing was charged." if cancelled else "Already cancelled."
+        return redirect(request, target, message)
 
     @get("/purchases/{sale_id:int}/status", guards=[sale_readers], name="purchase_status")
     async def purchase_status(self, user: SignedIn, sale_id: FromPath[int]) -> Template:
@@ -355,11 +373,13 @@ class SaleController(Controller):
     async def new(
         self,
         user: SignedIn,
-        location_id: Annotated[int | None, QueryParameter(name="location")] = None,
+        location: Annotated[str, QueryParameter(name="location")] = "",
+        client_email: Annotated[str, QueryParameter(name="client_email")] = "",
     ) -> Template:
+        # An empty location ("All my locations") chooses none: the form asks.
+        form = {"location_id": parse_id(location) or "", "client_email": client_email.strip()}
         return Template(
-            "payments/sale_form.html",
-            context=await _front_desk_context(user, {"location_id": location_id or ""}, {}),
+            "payments/sale_form.html", context=await _front_desk_context(user, form, {})
         )
 
     @post("/", guards=[sellers], name="sale_create")

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from portal.errors import Forbidden, Invalid
+from portal.payments.abandon import cancel_order, cancel_unpaid, expire_abandoned
 from portal.payments.checkout import Checkout, record_in_clinic_sale, start_checkout
 from portal.payments.disputes import (
     CHARGEBACK_REASON,
@@ -80,7 +81,6 @@ from portal.payments.states import (
     RULE_PRO_RATA,
     STRIPE,
     SUCCEEDED,
-    _set_payment,
     idempotency_key,
 )
 from portal.payments.tables import Payment
@@ -121,9 +121,12 @@ __all__ = [
     "_payment_by_charge",
     "_payment_by_intent",
     "_record_fee",
+    "cancel_order",
+    "cancel_unpaid",
     "compute_refund",
     "cumulative_tax",
     "disputes_of",
+    "expire_abandoned",
     "idempotency_key",
     "open_dispute",
     "payments_of",
@@ -199,13 +202,8 @@ async def _on_payment_intent_succeeded(gateway: StripeGateway, obj: dict[str, An
 
 async def _on_checkout_expired(gateway: StripeGateway, obj: dict[str, Any]) -> None:
     sale_id = _sale_id_of({k: str(v) for k, v in (obj.get("metadata") or {}).items()})
-    if sale_id is None:
-        return
-    async with sales.locked(sale_id):
-        if await sales.cancel_pending(sale_id):
-            payment = await _payment_for_sale(sale_id)
-            if payment is not None:
-                await _set_payment(int(payment["id"]), PENDING, CANCELLED)
+    if sale_id is not None:
+        await cancel_unpaid(sale_id)
 
 
 async def _on_payment_failed(gateway: StripeGateway, obj: dict[str, Any]) -> None:
