@@ -26,6 +26,7 @@ from portal.payments.giveback import (
     sessions_covered,
     tax_given_back,
 )
+from portal.payments.notices import send_refund_notice_for
 from portal.payments.states import (
     FAILED,
     PENDING,
@@ -179,12 +180,16 @@ async def refund_sale(
                    "sessions": sessions, "rule": quote.rule, "reason": reason.strip()},
         )  # fmt: skip
         await onetime.finish(request_key, f"{REFUND_RESULT}{refund_id}")
-        if payment["provider"] != STRIPE or quote.amount_cents == 0:
+        in_clinic = payment["provider"] != STRIPE or quote.amount_cents == 0
+        if in_clinic:
             await _complete_refund(refund_id, sale, None, payment["method"])
-            return await _refund_row(refund_id)
-    if gateway is None:
-        raise RuntimeError("Stripe is not configured")
-    return await _send_refund(gateway, await _refund_row(refund_id), payment)
+    if not in_clinic:
+        if gateway is None:
+            raise RuntimeError("Stripe is not configured")
+        await _send_refund(gateway, await _refund_row(refund_id), payment)
+    # Stored once the refund has committed, delivered by the outbox (once per refund).
+    await send_refund_notice_for(refund_id, defer=True)
+    return await _refund_row(refund_id)
 
 
 async def _send_refund(
@@ -228,7 +233,9 @@ async def retry_refund(
         return refund
     payment = await Payment.select().where(Payment.id == refund["payment"]).first().run()
     assert payment is not None
-    return await _send_refund(gateway, refund, payment)
+    await _send_refund(gateway, refund, payment)
+    await send_refund_notice_for(refund_id, defer=True)
+    return await _refund_row(refund_id)
 
 
 async def _apply_stripe_refund(refund_id: int, sale_id: int, stripe_refund: StripeRefund) -> None:

@@ -58,6 +58,7 @@ from portal.payments.giveback import (
     sessions_covered,
 )
 from portal.payments.listing import disputes_of, open_dispute, payments_of, refunds_of
+from portal.payments.notices import send_receipt_for, send_refund_notice_for
 from portal.payments.reconcile import RECONCILE_KINDS, ReconcileReport, reconcile
 from portal.payments.refunds import (
     REFUND_ACCEPTED,
@@ -142,6 +143,8 @@ __all__ = [
     "refunds_of",
     "retry_refund",
     "sales",
+    "send_receipt_for",
+    "send_refund_notice_for",
     "sessions_covered",
     "settle_own_refund",
     "start_checkout",
@@ -194,10 +197,13 @@ async def _on_checkout_completed(gateway: StripeGateway, obj: dict[str, Any]) ->
         checkout_session_id=str(obj.get("id")),
         named_sale_ids=named,
     )
+    await send_receipt_for(sale_id)
 
 
 async def _on_payment_intent_succeeded(gateway: StripeGateway, obj: dict[str, Any]) -> None:
-    await _ensure_payment_recorded(gateway, str(obj.get("id")))
+    payment = await _ensure_payment_recorded(gateway, str(obj.get("id")))
+    if payment is not None:
+        await send_receipt_for(int(payment["sale"]))
 
 
 async def _on_checkout_expired(gateway: StripeGateway, obj: dict[str, Any]) -> None:
