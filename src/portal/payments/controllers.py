@@ -432,7 +432,14 @@ class SaleController(Controller):
             values.get("rule") or None,
             values.get("reason", ""),
         )
+        request_key = onetime.parse(values.get(onetime.FIELD))
         try:
+            if values.get("confirmed") != "1":
+                # First the confirm step: what is refunded, revoked, and told to the client.
+                quote = await service.check_refund(
+                    sale, sessions=form.sessions or 0, reason=form.reason, rule=form.rule
+                )
+                return await _refund_confirm_page(sale, form, quote, request_key)
             refund = await service.refund_sale(
                 await _refund_gateway(gateways, sale_id),
                 user,
@@ -440,7 +447,7 @@ class SaleController(Controller):
                 sessions=form.sessions or 0,
                 reason=form.reason,
                 rule=form.rule,
-                request_key=onetime.parse(values.get(onetime.FIELD)),
+                request_key=request_key,
             )
         except ValidationFailed as exc:
             return await _sale_page(sale, form, exc.errors, status_code=422)
@@ -508,6 +515,22 @@ class _RefundForm:
     sessions: int | None
     rule: str | None
     reason: str
+
+
+async def _refund_confirm_page(
+    sale: dict[str, Any], form: _RefundForm, quote: Any, request_key: str | None
+) -> Template:
+    """The refund's confirm step: the amount, the sessions revoked, what the client is told;
+    its button sends the same form (and one-time key) again, confirmed."""
+    context = await listing.sale_view(sale)
+    payments = context["payments"]
+    context.update(
+        quote=quote,
+        refund_reason=form.reason,
+        refund_request_key=request_key or onetime.new_key(),
+        to_card=any(p["provider"] == service.STRIPE for p in payments),
+    )
+    return Template("payments/refund_confirm.html", context=context)
 
 
 async def _sale_page(

@@ -19,6 +19,7 @@ from portal.payments import totals
 from portal.payments.evidence import _ensure_payment_recorded, _payment_by_charge
 from portal.payments.gateway import GatewayError, GatewayUnavailable, StripeGateway, StripeRefund
 from portal.payments.giveback import (
+    RefundQuote,
     give_back_lines,
     paid_payment,
     quote_refund,
@@ -99,6 +100,33 @@ async def _fail_refund(
 REFUND_RESULT = "refund:"
 
 
+async def check_refund(
+    sale: dict[str, Any], *, sessions: int, reason: str, rule: str | None = None
+) -> RefundQuote:
+    """The refund of ``sessions`` unused sessions of ``sale``, if it may be made; what the
+    confirm step shows, and what :func:`refund_sale` checks again under the sale's lock."""
+    errors: dict[str, str] = {}
+    if not reason.strip():
+        errors["reason"] = "Give a reason for the refund."
+    if sale["status"] != sales.ACTIVE:
+        errors["sessions"] = "Only an active sale can be refunded."
+    if sale["frozen"]:
+        errors["sessions"] = "This sale is disputed; wait for the dispute to close."
+    if errors:
+        raise Invalid(errors)
+    quote = await quote_refund(sale, sessions, rule)
+    if quote.sessions == 0:
+        raise Invalid(
+            {"sessions": "Every session of this package is used, booked or refunded: "
+             "nothing is left to refund."}
+        )  # fmt: skip
+    if sessions < 1 or quote.sessions < sessions:
+        raise Invalid({"sessions": f"Choose between 1 and {quote.sessions} unused session(s)."})
+    if quote.amount_cents <= 0 and quote.refundable_cents <= 0:
+        raise Invalid({"sessions": "Nothing is left to refund on this sale."})
+    return quote
+
+
 async def refund_sale(
     gateway: StripeGateway | None,
     actor: CurrentUser,
@@ -127,25 +155,7 @@ async def refund_sale(
         )
         if first is not None:
             return await _refund_row(int(first.removeprefix(REFUND_RESULT) or 0))
-        errors: dict[str, str] = {}
-        if not reason.strip():
-            errors["reason"] = "Give a reason for the refund."
-        if sale["status"] != sales.ACTIVE:
-            errors["sessions"] = "Only an active sale can be refunded."
-        if sale["frozen"]:
-            errors["sessions"] = "This sale is disputed; wait for the dispute to close."
-        if errors:
-            raise Invalid(errors)
-        quote = await quote_refund(sale, sessions, rule)
-        if quote.sessions == 0:
-            raise Invalid(
-                {"sessions": "Every session of this package is used, booked or refunded: "
-                 "nothing is left to refund."}
-            )  # fmt: skip
-        if sessions < 1 or quote.sessions < sessions:
-            raise Invalid({"sessions": f"Choose between 1 and {quote.sessions} unused session(s)."})
-        if quote.amount_cents <= 0 and quote.refundable_cents <= 0:
-            raise Invalid({"sessions": "Nothing is left to refund on this sale."})
+        quote = await check_refund(sale, sessions=sessions, reason=reason, rule=rule)
         payment = await paid_payment(sale_id)
         rows = (
             await Refund.insert(

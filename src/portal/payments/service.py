@@ -63,6 +63,7 @@ from portal.payments.reconcile import RECONCILE_KINDS, ReconcileReport, reconcil
 from portal.payments.refunds import (
     REFUND_ACCEPTED,
     REFUND_RESULT,
+    check_refund,
     record_external_refund,
     refund_of_sale,
     refund_sale,
@@ -124,6 +125,7 @@ __all__ = [
     "_record_fee",
     "cancel_order",
     "cancel_unpaid",
+    "check_refund",
     "compute_refund",
     "cumulative_tax",
     "disputes_of",
