@@ -38,6 +38,7 @@ CONTEXTS = [
     "memberships",
     "notes",
     "reports",
+    "desk",
     "jobs",
     "imports",
 ]

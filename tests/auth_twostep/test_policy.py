@@ -160,8 +160,9 @@ async def test_api_tokens_of_a_gated_member_read_nothing_until_they_enrol(app, d
     async with factories.make_client(app) as browser:
         await factories.login(browser, accountant)
         created = await factories.post_form(browser, "/account/tokens", {"name": "Books"})
-        assert created.status_code == 201
-    token = created.text.split('<code id="new-token">', 1)[1].split("<", 1)[0]
+        assert created.status_code == 303
+        shown = await browser.get("/account/tokens")
+    token = shown.text.split('<code id="new-token">', 1)[1].split("<", 1)[0]
     headers = {"Authorization": f"Bearer {token}"}
     async with factories.make_client(app) as api:
         assert (await api.get("/api/v1/locations", headers=headers)).status_code == 200

@@ -85,9 +85,12 @@ async def test_client_buys_manager_refunds_two_sessions(
             "Refund $216.00 for 2 session(s)"
         )
         # No reason: refused, nothing sent.
-        await manager.get_by_role("button", name="Refund $216.00").click()
+        await manager.get_by_role("button", name="Review the refund").click()
         await expect(manager.locator("#reason-error")).to_contain_text("Give a reason")
         await manager.get_by_label("Reason").fill("Moving to another city")
+        await manager.get_by_role("button", name="Review the refund").click()
+        # The confirm step: the amount, the sessions revoked, what the client is told.
+        await expect(manager.locator("[data-client-notice]")).to_contain_text("$216.00 refunded")
         await manager.get_by_role("button", name="Refund $216.00").click()
         await expect(manager.get_by_role("status").first).to_contain_text("Refund done")
         await expect(manager.locator("dl.details")).to_contain_text("3 available")

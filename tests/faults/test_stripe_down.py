@@ -105,7 +105,12 @@ async def test_refund_while_stripe_is_unreachable(
         response = await factories.post_form(
             desk,
             f"/sales/{sale_id}/refunds",
-            {"sessions": "2", "reason": "Moving away", "rule": payments.RULE_PRO_RATA},
+            {
+                "sessions": "2",
+                "reason": "Moving away",
+                "rule": payments.RULE_PRO_RATA,
+                "confirmed": "1",
+            },
         )
         assert response.status_code == 303
         page = await desk.get(response.headers["location"])

@@ -9,11 +9,42 @@ from tests import factories
 
 
 async def _new_token(client, name="Books export") -> str:
-    response = await factories.post_form(client, "/account/tokens", {"name": name})
-    assert response.status_code == 201
-    match = re.search(r'<code id="new-token">([^<]+)</code>', response.text)
+    """Made through the form, whose answer redirects to the page that shows it once."""
+    form = await client.get("/account/tokens")
+    key = factories.input_value(form.text, "request_key")
+    response = await factories.post_form(
+        client, "/account/tokens", {"name": name, "request_key": key}
+    )
+    assert response.status_code == 303 and response.headers["location"] == "/account/tokens"
+    shown = await client.get("/account/tokens")
+    match = re.search(r'<code id="new-token">([^<]+)</code>', shown.text)
     assert match
     return match.group(1)
+
+
+async def api_status(app, token: str) -> int:
+    async with factories.make_client(app) as api:
+        answer = await api.get("/api/v1/locations", headers={"Authorization": f"Bearer {token}"})
+    return answer.status_code
+
+
+async def test_a_token_is_made_once_and_shown_once(app, db):
+    owner = await factories.make_user("owner")
+    async with factories.make_client(app) as browser:
+        await factories.login(browser, owner)
+        form = await browser.get("/account/tokens")
+        fields = {"name": "Books", "request_key": factories.input_value(form.text, "request_key")}
+        first = await factories.post_form(browser, "/account/tokens", fields)
+        assert first.status_code == 303
+        shown = await browser.get("/account/tokens")
+        assert 'id="new-token"' in shown.text
+        assert shown.headers["cache-control"] == "no-store"
+        reloaded = await browser.get("/account/tokens")
+        assert 'id="new-token"' not in reloaded.text, "a reload shows the secret no more"
+        again = await factories.post_form(browser, "/account/tokens", fields)
+        assert again.status_code == 303
+        assert 'id="new-token"' not in (await browser.get("/account/tokens")).text
+    assert await ApiToken.count().run() == 1
 
 
 async def test_accountant_reads_reports_api_with_a_token(app, db):
@@ -48,12 +79,21 @@ async def test_revoked_token_stops_working_and_others_cannot_revoke(app, db):
         await factories.login(intruder, other)
         response = await factories.post_form(intruder, f"/account/tokens/{token_id}/revoke")
         assert response.status_code == 404
+        response = await factories.post_form(
+            intruder, f"/account/tokens/{token_id}/revoke", {"confirmed": "1"}
+        )
+        assert response.status_code == 404
     async with factories.make_client(app) as api:
         headers = {"Authorization": f"Bearer {token}"}
         assert (await api.get("/api/v1/locations", headers=headers)).status_code == 200
     async with factories.make_client(app) as browser:
         await factories.login(browser, owner)
-        response = await factories.post_form(browser, f"/account/tokens/{token_id}/revoke")
+        asked = await factories.post_form(browser, f"/account/tokens/{token_id}/revoke")
+        assert asked.status_code == 200 and "Revoke the token" in asked.text
+        assert (await api_status(app, token)) == 200, "asking revokes nothing"
+        response = await factories.post_form(
+            browser, f"/account/tokens/{token_id}/revoke", {"confirmed": "1"}
+        )
         assert response.status_code == 303
     async with factories.make_client(app) as api:
         assert (await api.get("/api/v1/locations", headers=headers)).status_code == 401

@@ -309,7 +309,7 @@ async def test_refund_form_previews_requires_a_reason_and_is_scoped(
         done = await factories.post_form(
             manager,
             f"/sales/{sale_id}/refunds",
-            {"sessions": "2", "rule": "pro_rata", "reason": "Moving away"},
+            {"sessions": "2", "rule": "pro_rata", "reason": "Moving away", "confirmed": "1"},
         )
         _flash(done)
         page = await manager.get(done.headers["location"])

@@ -49,7 +49,7 @@ async def test_cash_sale_and_its_refund_need_no_stripe(app: Any) -> None:
         refunded = await factories.post_form(
             desk,
             f"/sales/{sale_id}/refunds",
-            {"sessions": "2", "reason": "Moved away"},
+            {"sessions": "2", "reason": "Moved away", "confirmed": "1"},
         )
         assert refunded.status_code == 303, refunded.text[:300]
     (refund,) = await Refund.select().where(Refund.sale == sale_id).run()

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from bench import load
 from portal.payments.tables import Payment, Refund
 from portal.sales.tables import Sale, SaleSession
 from tests.races.conftest import (
@@ -26,7 +27,7 @@ from tests.races.conftest import (
     sell_cash,
 )
 from tests.races.invariants import assert_whole
-from tests.servers import Portal, refusal_message, stripe_client
+from tests.servers import Browser, Portal, refusal_message, stripe_client
 
 CLICKS = 4
 FORMS = 4
@@ -62,6 +63,17 @@ async def _stripe_refunds(portal: Portal, sale_id: int) -> list[Any]:
     return list(page.data)
 
 
+async def _confirm_step(browser: Browser, action: str, form: dict[str, str]) -> dict[str, str]:
+    """The refund form sent once shows the confirm step (nothing refunded yet); its
+    form — the same one-time key, confirmed — is what the clicks below send."""
+    review = await browser.post(action, form)
+    assert review.status_code == 200, review.text[:300]
+    confirm = load.form_fields(review.text, action)
+    assert confirm is not None and confirm["confirmed"] == "1"
+    assert confirm["request_key"] == form["request_key"]
+    return confirm
+
+
 @pytest.mark.parametrize("paid_by", ["cash", "card"])
 async def test_a_refund_form_clicked_many_times_refunds_once(
     portal: Portal, clinic: Clinic, paid_by: str
@@ -72,6 +84,7 @@ async def test_a_refund_form_clicked_many_times_refunds_once(
     action = f"/sales/{sale_id}/refunds"
     form = await manager.form(f"/sales/{sale_id}?sessions={sessions}", action)
     form["reason"] = "Moving to another city"
+    form = await _confirm_step(manager, action, form)
 
     answers = await at_once(manager.post(action, form, process=i) for i in range(CLICKS))
 
@@ -117,7 +130,7 @@ async def test_managers_refunding_at_once_never_refund_more_than_paid(
         browser = managers[n % 2]
         form = await browser.form(f"/sales/{sale_id}?sessions=3", action)
         form["reason"] = f"Asked by the client ({browser.name}, tab {n // 2 + 1})"
-        sends.append((browser, form))
+        sends.append((browser, await _confirm_step(browser, action, form)))
 
     answers = await at_once(
         browser.post(action, form, process=i) for i, (browser, form) in enumerate(sends)

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from portal.email.tables import OutboxMessage
 from portal.payments.tables import Dispute, Payment, Refund
 from portal.sales.tables import Sale, SaleSession
 from tests.races.conftest import (
@@ -89,6 +90,10 @@ async def _checkout(portal: Portal, clinic: Clinic, receiver: WebhookReceiver) -
     entries = await _entries(sale_id)
     assert entries.count(f"sale:{sale_id}:paid") == 1, entries
     assert len([e for e in entries if e.startswith("fee:")]) == 1, entries
+    # The client's receipt: one message however many copies, in whichever order.
+    receipts = await OutboxMessage.select().where(OutboxMessage.kind == "receipt").run()
+    mine = [m for m in receipts if m["dedupe_key"] == f"receipt:{sale_id:06d}"]
+    assert len(mine) == 1 and mine[0]["to_address"] == clinic.client.email, receipts
 
 
 async def _refund(portal: Portal, clinic: Clinic, receiver: WebhookReceiver) -> None:

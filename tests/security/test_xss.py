@@ -171,6 +171,22 @@ def _late(item: tuple[str | None, str]) -> tuple[bool, str]:
     return any(word in template for word in LATE), template
 
 
+def _confirm_step(response: httpx.Response, action: str) -> dict[str, str] | None:
+    """The hidden fields of a confirm step (a form back to ``action`` with ``confirmed``)
+    that answered a POST, or None."""
+    if response.status_code != 200 or not is_html(response):
+        return None
+    for form in parse_forms(response.text, action):
+        names = {f.name for f in form.fields}
+        if (
+            form.method == "post"
+            and urljoin(action, form.action) == action
+            and "confirmed" in names
+        ):
+            return {f.name: f.value for f in form.fields if f.name != "_csrf_token"}
+    return None
+
+
 async def _submit(
     sw: SecurityWorld,
     client: httpx.AsyncClient,
@@ -185,6 +201,12 @@ async def _submit(
     crawl.check(
         f"POST {action} as {who} ({sorted(k for k in data if k != '_csrf_token')})", response
     )
+    confirm = _confirm_step(response, action)
+    if confirm is not None:
+        # A form that asks first (a refund): its confirm step sends the same values
+        # again, confirmed; what that stores is what the form stores.
+        response = await client.post(action, data={**confirm, "_csrf_token": await csrf(client)})
+        crawl.check(f"POST {action} as {who} (confirmed)", response)
     location = response.headers.get("location", "")
     if response.status_code in (301, 302, 303) and location.startswith("/"):
         followed = await client.get(location)

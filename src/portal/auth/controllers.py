@@ -9,10 +9,12 @@ from litestar.response import Redirect, Template
 
 from portal.auth import passkeys, service, tokens, totp, twostep
 from portal.identity import ROLE_LABELS, STAFF_ROLES, CurrentUser
+from portal.onetime import service as onetime
 from portal.settings import Settings
 from portal.web.deps import Address, AppSettings, Arrival, Own, OwnAccount, SignedIn, Visitor
 from portal.web.forms import ValidationFailed, read_form
 from portal.web.guards import requires_owner, requires_role, requires_signed_in
+from portal.web.middleware import decode_flashes, encode_flashes
 from portal.web.responses import (
     clear_session_cookie,
     portal_cookie,
@@ -168,42 +170,73 @@ async def _tokens_page(
     status_code: int = 200,
 ) -> Template:
     """The user's tokens; ``new`` is a token just made, shown this once (only its hash
-    is kept)."""
+    is kept). Each rendering's form carries a fresh one-time key."""
     context = {
         "tokens": await tokens.tokens_of(user.id),
         "errors": errors or {},
-        "form": form or {},
+        "form": {**(form or {}), onetime.FIELD: onetime.new_key()},
         "new": new,
     }
     return Template("auth/tokens.html", context=context, status_code=status_code)
 
 
+# The token just made travels from the POST to the page it redirects to in a
+# short-lived cookie of that page's path (signed, HttpOnly), read once: reloading
+# the page neither shows it again nor makes another.
+NEW_TOKEN_COOKIE = "portal_new_token"
+TOKENS_PATH = "/account/tokens"
+
+
 class ApiTokenController(Controller):
     """Personal API tokens for the read-only JSON API."""
 
-    path = "/account/tokens"
+    path = TOKENS_PATH
     guards = [token_holders]
 
     @get("/", name="api_tokens")
-    async def index(self, user: SignedIn) -> Template:
-        return await _tokens_page(user)
+    async def index(self, request: Request[Any, Any, Any], user: SignedIn) -> Response[Any]:
+        settings: Settings = request.app.state.settings
+        shown = decode_flashes(settings.secret_key, request.cookies.get(NEW_TOKEN_COOKIE))
+        new = next((value for kind, value in shown if kind == "token"), None)
+        response: Response[Any] = await _tokens_page(user, new=new)
+        if NEW_TOKEN_COOKIE in request.cookies:
+            portal_cookie(response, settings, NEW_TOKEN_COOKIE, "", path=TOKENS_PATH, max_age=0)
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     @post("/", name="api_token_create")
-    async def create(self, request: Request[Any, Any, Any], user: SignedIn) -> Template:
+    async def create(
+        self, request: Request[Any, Any, Any], user: SignedIn, settings: AppSettings
+    ) -> Response[Any]:
         values, _ = await read_form(request)
         try:
-            _, token = await tokens.create_token(user, values.get("name", ""))
+            _, token = await tokens.create_token(
+                user, values.get("name", ""), request_key=onetime.parse(values.get(onetime.FIELD))
+            )
         except ValidationFailed as exc:
             return await _tokens_page(user, form=values, errors=exc.errors, status_code=422)
-        return await _tokens_page(user, new=token, status_code=201)
+        if token is None:
+            return redirect(request, TOKENS_PATH, "This form was already sent: its token was "
+                            "made once and shown then.", "info")  # fmt: skip
+        response = redirect(request, TOKENS_PATH, "Token created.")
+        secret = encode_flashes(settings.secret_key, [("token", token)])
+        portal_cookie(response, settings, NEW_TOKEN_COOKIE, secret, path=TOKENS_PATH, max_age=120)
+        return response
 
     @post("/{token_id:int}/revoke", name="api_token_revoke")
     async def revoke(
         self, request: Request[Any, Any, Any], user: SignedIn, token_id: FromPath[int]
     ) -> Response[Any]:
+        """Asks first (the confirm page's button sends ``confirmed``), then revokes."""
+        values, _ = await read_form(request)
+        if values.get("confirmed") != "1":
+            token = await tokens.live_token_of(user, token_id)
+            if token is None:
+                raise NotFoundException("No such token.")
+            return Template("auth/token_revoke.html", context={"token": token})
         if not await tokens.revoke(user, token_id):
             raise NotFoundException("No such token.")
-        return redirect(request, "/account/tokens", "Token revoked; it no longer works.", "info")
+        return redirect(request, TOKENS_PATH, "Token revoked; it no longer works.", "info")
 
 
 # -- two-step sign-in ----------------------------------------------------------------

@@ -25,31 +25,60 @@ from portal.auth.service import (
 )
 from portal.auth.tables import ApiToken, User
 from portal.errors import Invalid
+from portal.onetime import service as onetime
 from portal.timeutil import utcnow
 
 PREFIX = "cp_"
 TOKEN_ROLES = (OWNER, MANAGER, ACCOUNTANT)
 
 
-async def create_token(user: CurrentUser, name: str) -> tuple[int, str]:
-    """A new token for ``user``; returns (id, the token — shown once)."""
+CREATED = "api_token"
+
+
+async def create_token(
+    user: CurrentUser, name: str, *, request_key: str | None = None
+) -> tuple[int, str | None]:
+    """A new token for ``user``; returns (id, the token — shown once).
+
+    The form's one-time ``request_key`` is claimed with the token: the same form
+    sent again (a reload of the answer, a double click) makes no second token and
+    returns the first one's id with None, as its secret is not kept.
+    """
     name = name.strip()
     if not name:
         raise Invalid({"name": "Name the token after what will use it."})
     if len(name) > 80:
         raise Invalid({"name": "Use at most 80 characters."})
     token = PREFIX + secrets.token_urlsafe(32)
-    token_id = await db.insert_row(
-        ApiToken(
-            user=user.id,
-            name=name,
-            prefix=token[:10],
-            token_hash=hash_token(token),
-            created_at=utcnow(),
+    async with db.transaction():
+        earlier = await onetime.claim(request_key, user_id=user.id, action=CREATED, field="name")
+        if earlier:
+            return int(earlier.partition(":")[2]), None
+        token_id = await db.insert_row(
+            ApiToken(
+                user=user.id,
+                name=name,
+                prefix=token[:10],
+                token_hash=hash_token(token),
+                created_at=utcnow(),
+            )
         )
-    )
-    await audit.record(user, "create", "api_token", token_id, after={"name": name})
+        await audit.record(user, "create", "api_token", token_id, after={"name": name})
+        await onetime.finish(request_key, f"{CREATED}:{token_id}")
     return token_id, token
+
+
+async def live_token_of(user: CurrentUser, token_id: int) -> dict[str, Any] | None:
+    """One of the user's own tokens that still works (for the revoke confirmation)."""
+    row: dict[str, Any] | None = (
+        await ApiToken.select(ApiToken.id, ApiToken.name, ApiToken.prefix, ApiToken.created_at)
+        .where(
+            (ApiToken.id == token_id) & (ApiToken.user == user.id) & ApiToken.revoked_at.is_null()
+        )
+        .first()
+        .run()
+    )
+    return row
 
 
 async def tokens_of(user_id: int) -> list[dict[str, Any]]:

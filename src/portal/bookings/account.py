@@ -69,6 +69,7 @@ async def summary(client_id: int, *, now: datetime | None = None) -> dict[str, A
             "sale_id": r["id"],
             "number": f"{int(r['id']):06d}",
             "name": r["item_name"],
+            "location_id": r["location"],
             "paid_at": r["activated_at"],
             "timezone": r["location_timezone"],
             "total_cents": r["total_cents"],

@@ -29,7 +29,7 @@ from portal.staff import hours as h
 from portal.timeutil import utcnow
 from portal.web.admin import reverse
 from portal.web.deps import AppSettings, SignedIn
-from portal.web.forms import read_form
+from portal.web.forms import parse_id, read_form
 from portal.web.guards import requires_role
 from portal.web.pagination import Page
 from portal.web.responses import redirect
@@ -463,16 +463,17 @@ class BookingController(Controller):
     async def index(
         self,
         user: SignedIn,
-        location_id: Annotated[int | None, QueryParameter(name="location")] = None,
+        location: Annotated[str, QueryParameter(name="location")] = "",
         day: Annotated[str | None, QueryParameter(name="day")] = None,
     ) -> Template:
         """Three pages on one path: a client's own appointments, a therapist's
-        agenda, and staff's day schedule of one location."""
+        agenda, and staff's day schedule of one location (an empty location: the first
+        of the user's)."""
         if user.role == CLIENT:
             return await _my_appointments_page(user)
         if user.role == THERAPIST:
             return await _therapist_agenda_page(user)
-        return await _location_day_page(user, location_id, day)
+        return await _location_day_page(user, parse_id(location), day)
 
     @get("/list", guards=[list_viewers], name="appointment_list")
     async def list_page(

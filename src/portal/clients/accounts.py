@@ -28,11 +28,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from portal import db
+from portal import access, db
 from portal.audit import service as audit
 from portal.auth import passwords
 from portal.auth.service import (
     CLIENT,
+    MANAGER,
+    OWNER,
     UNKNOWN_BROWSER,
     Browser,
     CurrentUser,
@@ -46,10 +48,12 @@ from portal.auth.service import (
     store_secret,
 )
 from portal.auth.tables import LoginAttempt, User
-from portal.clients.service import create_profile
-from portal.clients.tables import AccountRequest, PasswordReset, SignupConfirmation
+from portal.clients.service import create_profile, phone_digits
+from portal.clients.tables import AccountRequest, ClientProfile, PasswordReset, SignupConfirmation
 from portal.email import messages
-from portal.errors import Invalid
+from portal.errors import Forbidden, Invalid
+from portal.fields import parse_id
+from portal.onetime import service as onetime
 from portal.settings import Settings
 from portal.timeutil import utcnow
 from portal.users import service as users
@@ -540,3 +544,108 @@ async def purge_expired(*, now: Any = None) -> AccountsPurge:
         .run()
     )
     return AccountsPurge(password_resets=len(resets), signups=len(signups), requests=len(requests))
+
+
+# -- clients created at the front desk ------------------------------------------------
+
+# An invitation waits for a client who may read their email days later.
+INVITE_VALID_FOR = timedelta(days=7)
+CREATED = "client_created"
+
+
+@dataclass(frozen=True)
+class NewClientInput:
+    name: str
+    email: str
+    phone: str
+    location_id: int  # the clinic whose desk creates the account
+
+
+@dataclass(frozen=True)
+class CreatedClient:
+    client_id: int
+    message_id: int | None  # the invitation (None for a repeated form)
+
+
+def parse_new_client(values: dict[str, str]) -> NewClientInput:
+    """The front desk's new-client form: name, email and phone, every error at once."""
+    errors: dict[str, str] = {}
+    name = " ".join(values.get("name", "").split())
+    if not name:
+        errors["name"] = "Enter the client's name."
+    elif len(name) > 120:
+        errors["name"] = "Name must be at most 120 characters."
+    email = normalize_email(values.get("email", ""))[:254]
+    if not email:
+        errors["email"] = "Enter the client's email address: the invitation goes there."
+    elif not is_valid_email(email):
+        errors["email"] = "Enter a valid email address, such as name@example.com."
+    phone = values.get("phone", "").strip()
+    if phone and not phone_digits(phone):
+        errors["phone"] = "Use digits, spaces and + ( ) - only, e.g. +1 503 555 0142."
+    location_id = parse_id(values.get("location_id", ""))
+    if location_id is None:
+        errors["location_id"] = "Choose the clinic the client came to."
+    if errors:
+        raise Invalid(errors)
+    assert location_id is not None
+    return NewClientInput(name=name, email=email, phone=phone[:40], location_id=location_id)
+
+
+async def create_client(
+    settings: Settings,
+    actor: CurrentUser,
+    data: NewClientInput,
+    *,
+    request_key: str | None,
+    address: str = "",
+) -> CreatedClient:
+    """A client account made at the desk, and an invitation to choose a password.
+
+    The account gets an unguessable password nobody knows; the invitation is a
+    password link (the reset machinery, valid :data:`INVITE_VALID_FOR`), so the
+    client sets their own. The clinic the client came to is their preferred
+    location until they choose another: it makes them a client of that clinic's
+    managers (``clients.service._ties``). The form's one-time key is claimed with the account:
+    the same form sent twice makes one client and one invitation, and the
+    repeat is answered with the first one's client.
+    """
+    if actor.role not in (OWNER, MANAGER):
+        raise Forbidden("Only owners and managers create clients.")
+    if not access.can_write(actor, data.location_id):
+        raise Invalid({"location_id": "Choose one of your clinics."})
+    async with db.transaction():
+        earlier = await onetime.claim(request_key, user_id=actor.id, action=CREATED)
+        if earlier:
+            return CreatedClient(client_id=int(earlier.partition(":")[2]), message_id=None)
+        user_id = await users.create_user(
+            actor,
+            users.UserInput(
+                email=data.email, name=data.name, role=CLIENT, password=secrets.token_urlsafe(24)
+            ),
+            address=address,
+        )
+        await create_profile(user_id, terms_accepted=False)
+        await (
+            ClientProfile.update(
+                {
+                    ClientProfile.phone: data.phone,
+                    ClientProfile.preferred_location: data.location_id,
+                }
+            )
+            .where(ClientProfile.user == user_id)
+            .run()
+        )
+        token = await store_secret(
+            PasswordReset, INVITE_VALID_FOR, used_at=None, address=address[:64], user=user_id
+        )
+        await onetime.finish(request_key, f"client:{user_id}")
+    message_id = await messages.send_client_invitation(
+        data.email,
+        name=data.name,
+        set_password_url=f"{settings.base_url}/password/reset/{token}",
+        valid_days=INVITE_VALID_FOR.days,
+        settings=settings,
+        defer=True,
+    )
+    return CreatedClient(client_id=user_id, message_id=message_id)

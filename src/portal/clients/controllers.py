@@ -12,7 +12,7 @@ from portal.audit import service as audit
 from portal.auth.controllers import browser_of
 from portal.auth.service import CLIENT, MANAGER, OWNER, Throttled
 from portal.clients import accounts, intake, regions, service
-from portal.email.service import deliver
+from portal.email.controllers import deliver_later
 from portal.errors import NotFound
 from portal.locations.service import all_locations
 from portal.settings import Settings
@@ -25,12 +25,6 @@ from portal.web.responses import redirect, safe_next, set_session_cookie
 PUBLIC = {"public": True}
 clients_only = requires_role(CLIENT)
 staff_readers = requires_role(OWNER, MANAGER)
-
-
-def _deliver_later(response: Response[Any], settings: Settings, message_id: int | None) -> None:
-    """Send the stored message after the answer has gone out (SMTP only)."""
-    if message_id is not None and settings.smtp_host:
-        response.background = BackgroundTask(deliver, message_id, settings=settings)
 
 
 def _home(role: str) -> str:
@@ -251,7 +245,7 @@ class SignupController(Controller):
             "Welcome! Your account is ready. We have emailed you a copy of the essentials.",
             signed_in.session_token,
         )  # fmt: skip
-        _deliver_later(response, settings, signed_in.message_id)
+        deliver_later(response, settings, signed_in.message_id)
         return response
 
 
@@ -433,12 +427,6 @@ class ClientStaffController(Controller):
                 "locations": await _location_options(),
             },
         )
-
-    @get("/{client_id:int}", name="client_detail")
-    async def detail(self, user: SignedIn, client_id: FromPath[int]) -> Template:
-        client = await service.get_client_for(user, client_id)
-        context = await _intake_page(client_id, None, client["timezone"])
-        return Template("clients/staff/detail.html", context={"client": client, **context})
 
     @get("/{client_id:int}/edit", name="client_edit")
     async def edit(self, user: SignedIn, client_id: FromPath[int]) -> Template:

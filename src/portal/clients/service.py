@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any
 
+import phonenumbers
 from piccolo.query import WhereRaw
 
 from portal import access, db
@@ -37,6 +38,14 @@ from portal.pagination import Page, keyset_page
 from portal.timeutil import utcnow
 
 PHONE_RE = re.compile(r"^\+?[0-9()\-.\s]{6,40}$")
+# A number typed without its country code is read as one of this region's.
+PHONE_REGION = "US"
+# A stored phone as digits only, the same SQL on both engines (typed with spaces,
+# dashes, dots, brackets or a plus).
+_PHONE_DIGITS_SQL = (
+    "replace(replace(replace(replace(replace(replace(phone, ' ', ''), '-', ''),"
+    " '(', ''), ')', ''), '.', ''), '+', '')"
+)
 STAFF_READERS = (OWNER, MANAGER)
 
 PROFILE_FIELDS = (
@@ -132,7 +141,8 @@ SCOPE_SET_ROWS = 10_000
 # What ties a client to a location is something the client did there, never a staff
 # action alone: a sale that was paid (active, or refunded since), an appointment
 # the client booked themselves or attended, or their own choice of preferred
-# location (staff cannot change it: ``save_profile``). A pending front-desk sale or
+# location (staff cannot change it: ``save_profile``; a client whose account the
+# desk created starts with that clinic, which they may change). A pending front-desk sale or
 # checkout link, or an appointment staff booked that has not happened, ties nothing.
 PAID_SALE_STATUSES = ("active", "refunded")
 ATTENDED = "completed"
@@ -584,6 +594,35 @@ def present_intake(row: dict[str, Any]) -> dict[str, Any]:
 # -- staff list -------------------------------------------------------------------
 
 
+def phone_digits(text: str) -> str | None:
+    """The national digits of a phone number typed any common way ("(503) 555-0142",
+    "+1 503.555.0142", "5035550142"), or None when ``text`` is no phone number."""
+    text = text.strip()
+    if sum(c.isdigit() for c in text) < 6 or not PHONE_RE.match(text):
+        return None
+    try:
+        number = phonenumbers.parse(text, PHONE_REGION)
+    except phonenumbers.NumberParseException:
+        return None
+    return phonenumbers.national_significant_number(number) or None
+
+
+def _matching(search: str) -> Any:
+    """Clients whose name or email holds ``search``, or whose phone is that number."""
+    pattern = f"%{search}%"
+    condition = User.email.ilike(pattern) | User.name.ilike(pattern)
+    digits = phone_digits(search)
+    if digits:
+        # Stored numbers end with the national digits, whatever prefix they were typed with.
+        by_phone = WhereRaw(
+            f'"app_user"."id" IN (SELECT "user" FROM client_profile'
+            f" WHERE {_PHONE_DIGITS_SQL} LIKE {{}})",
+            f"%{digits}",
+        )
+        condition = condition | by_phone
+    return condition
+
+
 async def list_clients(
     actor: CurrentUser,
     *,
@@ -629,8 +668,7 @@ async def list_clients(
     elif status == "inactive":
         query = query.where(User.active == False)  # noqa: E712
     if search:
-        pattern = f"%{search}%"
-        query = query.where(User.email.ilike(pattern) | User.name.ilike(pattern))
+        query = query.where(_matching(search))
     if intake == "done":
         query = query.where(User.id.is_in(ClientIntake.select(ClientIntake.client)))
     elif intake == "missing":

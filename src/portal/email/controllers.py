@@ -1,14 +1,16 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from litestar import Controller, MediaType, Response, get
+from litestar.background_tasks import BackgroundTask
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
 
 from portal.email import service
 from portal.email.messages import KINDS
+from portal.settings import Settings
 from portal.web.deps import ListParams
 from portal.web.guards import requires_owner
 
@@ -17,6 +19,13 @@ from portal.web.guards import requires_owner
 HTML_PREVIEW_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'; sandbox"
 )
+
+
+def deliver_later(response: Response[Any], settings: Settings, message_id: int | None) -> None:
+    """Send the stored message after the answer has gone out (SMTP only): a page answers
+    at the same speed whether or not a message went out."""
+    if message_id is not None and settings.smtp_host:
+        response.background = BackgroundTask(service.deliver, message_id, settings=settings)
 
 
 class OutboxController(Controller):

@@ -12,8 +12,10 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+from portal.email import calendar
 from portal.email.service import send
-from portal.settings import Settings
+from portal.settings import Settings, get_settings
+from portal.timeutil import utcnow
 
 WELCOME = "welcome"
 PASSWORD_RESET = "password_reset"
@@ -25,6 +27,9 @@ CANCELLATION = "cancellation"
 REMINDER = "reminder"
 TWO_STEP = "two_step"
 JOB_FAILED = "job_failed"
+REFUND_NOTICE = "refund_notice"
+CLIENT_INVITATION = "client_invitation"
+CLIENT_MESSAGE = "client_message"
 KINDS = {
     WELCOME: "Welcome",
     PASSWORD_RESET: "Password reset",
@@ -36,6 +41,9 @@ KINDS = {
     REMINDER: "Reminder",
     TWO_STEP: "Two-step sign-in",
     JOB_FAILED: "Job failed",
+    REFUND_NOTICE: "Refund notice",
+    CLIENT_INVITATION: "Invitation to a new client",
+    CLIENT_MESSAGE: "Message to a client",
 }
 
 
@@ -71,6 +79,49 @@ async def send_welcome(
     defer: bool = False,
 ) -> int:
     return await send(to, WELCOME, {"name": name}, WELCOME, settings=settings, defer=defer)
+
+
+async def send_client_invitation(
+    to: str,
+    *,
+    name: str,
+    set_password_url: str,
+    valid_days: int,
+    settings: Settings | None = None,
+    defer: bool = False,
+) -> int:
+    """A client created at the front desk chooses their password through this link."""
+    return await send(
+        to,
+        CLIENT_INVITATION,
+        {"name": name, "set_password_url": set_password_url, "valid_days": valid_days},
+        CLIENT_INVITATION,
+        settings=settings,
+        defer=defer,
+    )
+
+
+async def send_client_message(
+    to: str,
+    *,
+    name: str,
+    clinic_name: str,
+    subject: str,
+    body: str,
+    dedupe_key: str | None = None,
+    settings: Settings | None = None,
+    defer: bool = False,
+) -> int:
+    """What staff wrote to a client from the client's record, signed with the clinic's name."""
+    return await send(
+        to,
+        CLIENT_MESSAGE,
+        {"name": name, "clinic_name": clinic_name, "subject": subject, "body": body},
+        CLIENT_MESSAGE,
+        dedupe_key=dedupe_key,
+        settings=settings,
+        defer=defer,
+    )
 
 
 async def send_password_reset(
@@ -169,6 +220,46 @@ async def send_receipt(
     )
 
 
+async def send_refund_notice(
+    to: str,
+    *,
+    name: str,
+    refund_id: int,
+    receipt_number: str,
+    item_name: str,
+    location_name: str,
+    refunded_at: datetime,
+    timezone: str,
+    currency: str,
+    amount_cents: int,
+    sessions_revoked: int,
+    to_card: bool,
+    settings: Settings | None = None,
+    defer: bool = False,
+) -> int:
+    """One notice per refund: a repeated call (a webhook retried, a form resent) sends nothing."""
+    return await send(
+        to,
+        REFUND_NOTICE,
+        {
+            "name": name,
+            "receipt_number": receipt_number,
+            "item_name": item_name,
+            "location_name": location_name,
+            "refunded_at": refunded_at,
+            "timezone": timezone,
+            "currency": currency,
+            "amount_cents": amount_cents,
+            "sessions_revoked": sessions_revoked,
+            "to_card": to_card,
+        },
+        REFUND_NOTICE,
+        dedupe_key=f"refund:{refund_id}",
+        settings=settings,
+        defer=defer,
+    )
+
+
 async def send_booking_confirmation(
     to: str,
     *,
@@ -179,6 +270,23 @@ async def send_booking_confirmation(
     settings: Settings | None = None,
     defer: bool = False,
 ) -> int:
+    """One confirmation per appointment and start time (a moved appointment gets a new one),
+    with the appointment as a calendar entry (``appointment.ics``)."""
+    settings = settings or get_settings()
+    where = ", ".join(p for p in (appointment.location_name, appointment.location_address) if p)
+    entry = calendar.appointment_entry(
+        appointment_id=appointment.appointment_id,
+        summary=f"{appointment.service_name} with {appointment.therapist_name}",
+        starts_at=appointment.starts_at,
+        ends_at=appointment.ends_at,
+        location=where,
+        description=(
+            f"{appointment.service_name} at {appointment.location_name} "
+            f"(times in {appointment.timezone}). Cancel or see it: {manage_url}"
+        ),
+        base_url=settings.base_url,
+        now=utcnow(),
+    )
     return await send(
         to,
         BOOKING_CONFIRMATION,
@@ -189,8 +297,10 @@ async def send_booking_confirmation(
             "manage_url": manage_url,
         },
         BOOKING_CONFIRMATION,
+        dedupe_key=f"booking:{appointment.appointment_id}:{appointment.starts_at.isoformat()}",
         settings=settings,
         defer=defer,
+        attachments=[entry],
     )
 
 

@@ -19,6 +19,7 @@ a page answers at the same speed whether or not a message went out.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import smtplib
 import ssl
@@ -58,6 +59,26 @@ _ADDRESS_RE = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
 
 class EmailError(ValueError):
     """A message that cannot be built (bad address, unknown template)."""
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A text file sent with a message (a calendar entry: ``text/calendar``)."""
+
+    filename: str
+    content_type: str
+    content: str
+
+
+def _attachments_json(attachments: list[Attachment] | None) -> str:
+    if not attachments:
+        return ""
+    return json.dumps([a.__dict__ for a in attachments])
+
+
+def attachments_of(stored: str) -> list[Attachment]:
+    """The attachments stored with a message."""
+    return [Attachment(**a) for a in json.loads(stored)] if stored else []
 
 
 @dataclass(frozen=True)
@@ -130,6 +151,7 @@ async def send(
     *,
     settings: Settings | None = None,
     defer: bool = False,
+    attachments: list[Attachment] | None = None,
 ) -> int:
     """Store one message (and deliver it when SMTP is configured); its outbox id.
 
@@ -164,6 +186,7 @@ async def send(
                     sent_at=None,
                     message_id="",
                     dedupe_key=dedupe_key,
+                    attachments=_attachments_json(attachments),
                 )
             )
     except Exception as exc:
@@ -229,6 +252,7 @@ async def deliver(message_id: int, *, settings: Settings | None = None) -> str:
             OutboxMessage.subject,
             OutboxMessage.body_text,
             OutboxMessage.body_html,
+            OutboxMessage.attachments,
         )
         .run()
     )
@@ -242,7 +266,12 @@ async def deliver(message_id: int, *, settings: Settings | None = None) -> str:
         return str(current["status"]) if current else ""
     row = claimed[0]
     message = build_message(
-        settings, row["to_address"], row["subject"], row["body_text"], row["body_html"]
+        settings,
+        row["to_address"],
+        row["subject"],
+        row["body_text"],
+        row["body_html"],
+        attachments_of(row["attachments"]),
     )
     try:
         if not settings.smtp_host:
@@ -390,7 +419,12 @@ async def deliver_due(
 
 
 def build_message(
-    settings: Settings, to: str, subject: str, text: str, html: str = ""
+    settings: Settings,
+    to: str,
+    subject: str,
+    text: str,
+    html: str = "",
+    attachments: list[Attachment] | None = None,
 ) -> EmailMessage:
     message = EmailMessage()
     message["From"] = settings.smtp_from
@@ -404,6 +438,14 @@ def build_message(
     message.set_content(text)
     if html:
         message.add_alternative(html, subtype="html")
+    for attachment in attachments or []:
+        maintype, _, subtype = attachment.content_type.partition("/")
+        message.add_attachment(
+            attachment.content.encode(),
+            maintype=maintype,
+            subtype=subtype,
+            filename=attachment.filename,
+        )
     return message
 
 

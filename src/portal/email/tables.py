@@ -31,3 +31,6 @@ class OutboxMessage(Table, tablename="email_outbox"):
     last_attempt_at = Timestamptz(null=True, default=None)
     message_id = Varchar(length=255, default="")
     dedupe_key = Varchar(length=200, null=True, default=None, unique=True)
+    # Files sent with the message, as JSON: [{"filename", "content_type", "content"}]
+    # (text content; a booking's calendar entry). Empty: none.
+    attachments = Text(default="")

@@ -34,7 +34,7 @@ from portal.jobs.runs import JobCall, JobFunction, JobResult
 from portal.locations.tables import Location
 from portal.memberships import subscriptions
 from portal.money import format_money
-from portal.payments import payouts, reconcile
+from portal.payments import abandon, payouts, reconcile
 from portal.payments.gateway import StripeGateway
 from portal.settings import ConfigurationError, Settings
 
@@ -174,6 +174,26 @@ async def run_imports(call: JobCall) -> JobResult:
     )
 
 
+async def expire_abandoned_orders(call: JobCall) -> JobResult:
+    gateway = StripeGateway.from_settings(call.settings)
+    try:
+        await progress.report(0, 1, "Closing card orders nobody paid")
+        result = await abandon.expire_abandoned(gateway)
+    finally:
+        await gateway.aclose()
+    summary = (
+        f"Expired {result.expired} unpaid card order(s); {result.paid} found paid in Stripe "
+        "(their payment is recorded by its webhook)."
+    )
+    if result.failed:
+        return JobResult(
+            summary,
+            attention=f"Stripe could not be asked about {result.failed} order(s); "
+            "the next run tries them again.",
+        )
+    return JobResult(summary)
+
+
 async def purge_expired(call: JobCall) -> JobResult:
     await progress.report(0, 2, "Sessions and sign-in attempts")
     sessions = await auth.purge_expired(call.settings)
@@ -233,6 +253,14 @@ JOBS: tuple[JobSpec, ...] = (
         "has and the portal missed; daily.",
         default_cron="45 4 * * *",
         function=reconcile_stripe,
+    ),
+    JobSpec(
+        name="abandoned_orders",
+        label="Expire unpaid card orders",
+        description="Cancels card orders still unpaid 24 hours after they started (their "
+        "Stripe Checkout closed, a declined card's payment cancelled); hourly.",
+        default_cron="40 * * * *",
+        function=expire_abandoned_orders,
     ),
     JobSpec(
         name="purge",

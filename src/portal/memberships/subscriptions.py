@@ -542,10 +542,11 @@ async def _mirror(membership: dict[str, Any], subscription: StripeSubscription) 
 
 
 async def list_memberships(
-    user: CurrentUser, *, status: str = "", limit: int = 200
+    user: CurrentUser, *, status: str = "", client_id: int | None = None, limit: int = 200
 ) -> list[dict[str, Any]]:
     """A client's memberships, or the members at the locations a staff user sees, newest
-    first; ``status`` filters (``past_due``: members in arrears)."""
+    first; ``status`` filters (``past_due``: members in arrears), ``client_id`` keeps one
+    client's."""
     query = Membership.select(
         *Membership.all_columns(),
         Membership.client.name.as_alias("client_name"),
@@ -561,6 +562,8 @@ async def list_memberships(
             query = query.where(Membership.location.is_in(sorted(visible) or [-1]))
     if status in STATUS_LABELS:
         query = query.where(Membership.status == status)
+    if client_id is not None:
+        query = query.where(Membership.client == client_id)
     return await query.order_by(Membership.id, ascending=False).limit(limit).run()
 
 

@@ -653,6 +653,7 @@ class NoteFilters:
     status: str = ""
     location_id: int | None = None
     search: str = ""  # client name or email
+    client_id: int | None = None
 
 
 async def list_notes(
@@ -683,6 +684,8 @@ async def list_notes(
         if actor.role != THERAPIST:  # a therapist's list is their own notes, wherever
             access.ensure_read(actor, filters.location_id)
         query = query.where(TreatmentNote.location == filters.location_id)
+    if filters.client_id is not None:
+        query = query.where(TreatmentNote.client == filters.client_id)
     if filters.search:
         pattern = f"%{filters.search}%"
         query = query.where(

@@ -17,6 +17,7 @@ from portal.errors import Invalid
 from portal.locations.tables import Location
 from portal.payments.evidence import _payment_for_sale
 from portal.payments.gateway import GatewayError, StripeGateway
+from portal.payments.notices import send_receipt_for
 from portal.payments.states import (
     FAILED,
     IN_CLINIC,
@@ -142,13 +143,16 @@ async def record_in_clinic_sale(
             return existing
     terms = await catalog.quote_package(package_id, location_id, utcnow())
     try:
-        return await _record_in_clinic_sale(
+        sale_id = await _record_in_clinic_sale(
             actor, client_id, package_id, terms, method, request_key
         )
     except Exception as exc:
         if request_key and db.is_unique_violation(exc):
             return await _replayed_sale(request_key, actor.id)
         raise
+    # Stored now, delivered by the outbox (the desk's page does not wait for SMTP).
+    await send_receipt_for(sale_id, defer=True)
+    return sale_id
 
 
 async def _replayed_sale(request_key: str, sold_by: int) -> int:

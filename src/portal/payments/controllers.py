@@ -30,6 +30,7 @@ from portal.sales import service as sales
 from portal.sales.tables import Sale
 from portal.settings import ConfigurationError, Settings
 from portal.timeutil import utcnow
+from portal.web.admin import reverse
 from portal.web.deps import AppSettings, LocatedParams, SignedIn
 from portal.web.forms import ValidationFailed, parse_id, read_form
 from portal.web.guards import requires_role
@@ -177,6 +178,23 @@ class PurchaseController(Controller):
     async def purchase(self, user: SignedIn, sale_id: FromPath[int]) -> Template:
         sale = await sales.get_sale_for(user, sale_id)
         return Template("payments/purchase.html", context=await listing.sale_view(sale))
+
+    @post("/purchases/{sale_id:int}/cancel", guards=[buyers], name="purchase_cancel")
+    async def cancel_purchase(
+        self,
+        request: Request[Any, Any, Any],
+        user: SignedIn,
+        gateways: NamedDependency[GatewaySource],
+        sale_id: FromPath[int],
+    ) -> Response[Any]:
+        """ "Cancel this order" after a declined card: nothing is charged, nothing waits."""
+        sale = await sales.get_sale_for(user, sale_id)
+        target = reverse(request, "purchase", sale_id=sale_id)
+        if sale["status"] != sales.PENDING:
+            return redirect(request, target, "This order is no longer open.", "info")
+        cancelled = await service.cancel_order(gateways.get(), user, sale_id)
+        message = "Order cancelled; nothing was charged." if cancelled else "Already cancelled."
+        return redirect(request, target, message)
 
     @get("/purchases/{sale_id:int}/status", guards=[sale_readers], name="purchase_status")
     async def purchase_status(self, user: SignedIn, sale_id: FromPath[int]) -> Template:
@@ -355,11 +373,13 @@ class SaleController(Controller):
     async def new(
         self,
         user: SignedIn,
-        location_id: Annotated[int | None, QueryParameter(name="location")] = None,
+        location: Annotated[str, QueryParameter(name="location")] = "",
+        client_email: Annotated[str, QueryParameter(name="client_email")] = "",
     ) -> Template:
+        # An empty location ("All my locations") chooses none: the form asks.
+        form = {"location_id": parse_id(location) or "", "client_email": client_email.strip()}
         return Template(
-            "payments/sale_form.html",
-            context=await _front_desk_context(user, {"location_id": location_id or ""}, {}),
+            "payments/sale_form.html", context=await _front_desk_context(user, form, {})
         )
 
     @post("/", guards=[sellers], name="sale_create")
@@ -412,7 +432,14 @@ class SaleController(Controller):
             values.get("rule") or None,
             values.get("reason", ""),
         )
+        request_key = onetime.parse(values.get(onetime.FIELD))
         try:
+            if values.get("confirmed") != "1":
+                # First the confirm step: what is refunded, revoked, and told to the client.
+                quote = await service.check_refund(
+                    sale, sessions=form.sessions or 0, reason=form.reason, rule=form.rule
+                )
+                return await _refund_confirm_page(sale, form, quote, request_key)
             refund = await service.refund_sale(
                 await _refund_gateway(gateways, sale_id),
                 user,
@@ -420,7 +447,7 @@ class SaleController(Controller):
                 sessions=form.sessions or 0,
                 reason=form.reason,
                 rule=form.rule,
-                request_key=onetime.parse(values.get(onetime.FIELD)),
+                request_key=request_key,
             )
         except ValidationFailed as exc:
             return await _sale_page(sale, form, exc.errors, status_code=422)
@@ -488,6 +515,22 @@ class _RefundForm:
     sessions: int | None
     rule: str | None
     reason: str
+
+
+async def _refund_confirm_page(
+    sale: dict[str, Any], form: _RefundForm, quote: Any, request_key: str | None
+) -> Template:
+    """The refund's confirm step: the amount, the sessions revoked, what the client is told;
+    its button sends the same form (and one-time key) again, confirmed."""
+    context = await listing.sale_view(sale)
+    payments = context["payments"]
+    context.update(
+        quote=quote,
+        refund_reason=form.reason,
+        refund_request_key=request_key or onetime.new_key(),
+        to_card=any(p["provider"] == service.STRIPE for p in payments),
+    )
+    return Template("payments/refund_confirm.html", context=context)
 
 
 async def _sale_page(

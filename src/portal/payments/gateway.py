@@ -952,6 +952,14 @@ class StripeGateway:
         )
         return _payment_intent(_plain(intent))
 
+    async def cancel_payment_intent(self, payment_intent_id: str) -> StripePaymentIntent:
+        """Cancel an intent still waiting for a card (Stripe refuses other states)."""
+        intent = await self._call(
+            "cancel payment intent",
+            self._client.v1.payment_intents.cancel_async(payment_intent_id),
+        )
+        return _payment_intent(_plain(intent))
+
     async def retrieve_charge(self, charge_id: str) -> StripeCharge:
         """A charge with its balance transaction (fee and net) when Stripe has one."""
         charge = await self._call(

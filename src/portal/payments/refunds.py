@@ -19,6 +19,7 @@ from portal.payments import totals
 from portal.payments.evidence import _ensure_payment_recorded, _payment_by_charge
 from portal.payments.gateway import GatewayError, GatewayUnavailable, StripeGateway, StripeRefund
 from portal.payments.giveback import (
+    RefundQuote,
     give_back_lines,
     paid_payment,
     quote_refund,
@@ -26,6 +27,7 @@ from portal.payments.giveback import (
     sessions_covered,
     tax_given_back,
 )
+from portal.payments.notices import send_refund_notice_for
 from portal.payments.states import (
     FAILED,
     PENDING,
@@ -98,6 +100,33 @@ async def _fail_refund(
 REFUND_RESULT = "refund:"
 
 
+async def check_refund(
+    sale: dict[str, Any], *, sessions: int, reason: str, rule: str | None = None
+) -> RefundQuote:
+    """The refund of ``sessions`` unused sessions of ``sale``, if it may be made; what the
+    confirm step shows, and what :func:`refund_sale` checks again under the sale's lock."""
+    errors: dict[str, str] = {}
+    if not reason.strip():
+        errors["reason"] = "Give a reason for the refund."
+    if sale["status"] != sales.ACTIVE:
+        errors["sessions"] = "Only an active sale can be refunded."
+    if sale["frozen"]:
+        errors["sessions"] = "This sale is disputed; wait for the dispute to close."
+    if errors:
+        raise Invalid(errors)
+    quote = await quote_refund(sale, sessions, rule)
+    if quote.sessions == 0:
+        raise Invalid(
+            {"sessions": "Every session of this package is used, booked or refunded: "
+             "nothing is left to refund."}
+        )  # fmt: skip
+    if sessions < 1 or quote.sessions < sessions:
+        raise Invalid({"sessions": f"Choose between 1 and {quote.sessions} unused session(s)."})
+    if quote.amount_cents <= 0 and quote.refundable_cents <= 0:
+        raise Invalid({"sessions": "Nothing is left to refund on this sale."})
+    return quote
+
+
 async def refund_sale(
     gateway: StripeGateway | None,
     actor: CurrentUser,
@@ -126,25 +155,7 @@ async def refund_sale(
         )
         if first is not None:
             return await _refund_row(int(first.removeprefix(REFUND_RESULT) or 0))
-        errors: dict[str, str] = {}
-        if not reason.strip():
-            errors["reason"] = "Give a reason for the refund."
-        if sale["status"] != sales.ACTIVE:
-            errors["sessions"] = "Only an active sale can be refunded."
-        if sale["frozen"]:
-            errors["sessions"] = "This sale is disputed; wait for the dispute to close."
-        if errors:
-            raise Invalid(errors)
-        quote = await quote_refund(sale, sessions, rule)
-        if quote.sessions == 0:
-            raise Invalid(
-                {"sessions": "Every session of this package is used, booked or refunded: "
-                 "nothing is left to refund."}
-            )  # fmt: skip
-        if sessions < 1 or quote.sessions < sessions:
-            raise Invalid({"sessions": f"Choose between 1 and {quote.sessions} unused session(s)."})
-        if quote.amount_cents <= 0 and quote.refundable_cents <= 0:
-            raise Invalid({"sessions": "Nothing is left to refund on this sale."})
+        quote = await check_refund(sale, sessions=sessions, reason=reason, rule=rule)
         payment = await paid_payment(sale_id)
         rows = (
             await Refund.insert(
@@ -180,12 +191,16 @@ async def refund_sale(
                    "sessions": sessions, "rule": quote.rule, "reason": reason.strip()},
         )  # fmt: skip
         await onetime.finish(request_key, f"{REFUND_RESULT}{refund_id}")
-        if payment["provider"] != STRIPE or quote.amount_cents == 0:
+        in_clinic = payment["provider"] != STRIPE or quote.amount_cents == 0
+        if in_clinic:
             await _complete_refund(refund_id, sale, None, payment["method"])
-            return await _refund_row(refund_id)
-    if gateway is None:
-        raise RuntimeError("Stripe is not configured")
-    return await _send_refund(gateway, await _refund_row(refund_id), payment)
+    if not in_clinic:
+        if gateway is None:
+            raise RuntimeError("Stripe is not configured")
+        await _send_refund(gateway, await _refund_row(refund_id), payment)
+    # Stored once the refund has committed, delivered by the outbox (once per refund).
+    await send_refund_notice_for(refund_id, defer=True)
+    return await _refund_row(refund_id)
 
 
 async def _send_refund(
@@ -229,7 +244,9 @@ async def retry_refund(
         return refund
     payment = await Payment.select().where(Payment.id == refund["payment"]).first().run()
     assert payment is not None
-    return await _send_refund(gateway, refund, payment)
+    await _send_refund(gateway, refund, payment)
+    await send_refund_notice_for(refund_id, defer=True)
+    return await _refund_row(refund_id)
 
 
 async def _apply_stripe_refund(refund_id: int, sale_id: int, stripe_refund: StripeRefund) -> None:

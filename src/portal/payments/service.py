@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from portal.errors import Forbidden, Invalid
+from portal.payments.abandon import cancel_order, cancel_unpaid, expire_abandoned
 from portal.payments.checkout import Checkout, record_in_clinic_sale, start_checkout
 from portal.payments.disputes import (
     CHARGEBACK_REASON,
@@ -57,10 +58,12 @@ from portal.payments.giveback import (
     sessions_covered,
 )
 from portal.payments.listing import disputes_of, open_dispute, payments_of, refunds_of
+from portal.payments.notices import send_receipt_for, send_refund_notice_for
 from portal.payments.reconcile import RECONCILE_KINDS, ReconcileReport, reconcile
 from portal.payments.refunds import (
     REFUND_ACCEPTED,
     REFUND_RESULT,
+    check_refund,
     record_external_refund,
     refund_of_sale,
     refund_sale,
@@ -80,7 +83,6 @@ from portal.payments.states import (
     RULE_PRO_RATA,
     STRIPE,
     SUCCEEDED,
-    _set_payment,
     idempotency_key,
 )
 from portal.payments.tables import Payment
@@ -121,9 +123,13 @@ __all__ = [
     "_payment_by_charge",
     "_payment_by_intent",
     "_record_fee",
+    "cancel_order",
+    "cancel_unpaid",
+    "check_refund",
     "compute_refund",
     "cumulative_tax",
     "disputes_of",
+    "expire_abandoned",
     "idempotency_key",
     "open_dispute",
     "payments_of",
@@ -139,6 +145,8 @@ __all__ = [
     "refunds_of",
     "retry_refund",
     "sales",
+    "send_receipt_for",
+    "send_refund_notice_for",
     "sessions_covered",
     "settle_own_refund",
     "start_checkout",
@@ -191,21 +199,19 @@ async def _on_checkout_completed(gateway: StripeGateway, obj: dict[str, Any]) ->
         checkout_session_id=str(obj.get("id")),
         named_sale_ids=named,
     )
+    await send_receipt_for(sale_id)
 
 
 async def _on_payment_intent_succeeded(gateway: StripeGateway, obj: dict[str, Any]) -> None:
-    await _ensure_payment_recorded(gateway, str(obj.get("id")))
+    payment = await _ensure_payment_recorded(gateway, str(obj.get("id")))
+    if payment is not None:
+        await send_receipt_for(int(payment["sale"]))
 
 
 async def _on_checkout_expired(gateway: StripeGateway, obj: dict[str, Any]) -> None:
     sale_id = _sale_id_of({k: str(v) for k, v in (obj.get("metadata") or {}).items()})
-    if sale_id is None:
-        return
-    async with sales.locked(sale_id):
-        if await sales.cancel_pending(sale_id):
-            payment = await _payment_for_sale(sale_id)
-            if payment is not None:
-                await _set_payment(int(payment["id"]), PENDING, CANCELLED)
+    if sale_id is not None:
+        await cancel_unpaid(sale_id)
 
 
 async def _on_payment_failed(gateway: StripeGateway, obj: dict[str, Any]) -> None:

@@ -1,0 +1,1 @@
+"""The front desk: the client record as the hub, new clients, finding clients."""
