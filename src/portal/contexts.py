@@ -92,3 +92,15 @@ def stripe_handlers(event_type: str) -> list[Any]:
         if module is not None and event_type in getattr(module, "HANDLERS", {}):
             handlers.append(module.HANDLERS[event_type])
     return handlers
+
+
+async def member_discount_bp(client_id: int, location_id: int) -> int:
+    """The largest discount (basis points) the client's memberships give on packages and
+    extra sessions at ``location_id``: contexts above the catalog (memberships) declare
+    ``discounts.discount_bp``; 0 when none does."""
+    best = 0
+    for context in CONTEXTS:
+        module = _module(context, "discounts")
+        if module is not None and hasattr(module, "discount_bp"):
+            best = max(best, int(await module.discount_bp(client_id, location_id)))
+    return best

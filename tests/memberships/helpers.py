@@ -26,6 +26,8 @@ async def make_plan(
     min_term_periods: int = 0,
     notice_days: int = 0,
     freeze_allowed: bool = False,
+    freeze_fee: int = 0,
+    member_discount_bp: int = 0,
     online: bool = True,
 ) -> int:
     now = utcnow()
@@ -41,6 +43,8 @@ async def make_plan(
                 min_term_periods=min_term_periods,
                 notice_days=notice_days,
                 freeze_allowed=freeze_allowed,
+                freeze_fee_cents=freeze_fee,
+                member_discount_bp=member_discount_bp,
                 sellable_online=online,
                 active=True,
                 created_at=now,

@@ -56,7 +56,7 @@ async def insert_version(
     )
 
 
-async def _add_version(
+async def add_version(
     actor: CurrentUser,
     entity: str,
     row_id: int,
@@ -65,6 +65,7 @@ async def _add_version(
     after: Callable[[int], dict[str, Any]],
     address: str,
 ) -> int:
+    """A new price version (``insert``) and its audit record, in one transaction."""
     async with db.transaction():
         version: int = await insert()
         await audit.record(actor, action, entity, row_id, after=after(version), address=address)
@@ -85,7 +86,7 @@ async def _add_base_price(
     require_owner(actor)
     await get(row_id)
     effective = resolve_effective(price.effective_from, utcnow())
-    return await _add_version(
+    return await add_version(
         actor,
         entity,
         row_id,
@@ -137,7 +138,7 @@ async def set_override(
             }
         )
     effective = resolve_effective(price.effective_from, utcnow())
-    return await _add_version(
+    return await add_version(
         actor,
         "package",
         package_id,
@@ -178,7 +179,7 @@ async def end_override(
         raise Invalid({"form": "This location has no override to end."})
     effective = resolve_effective(effective_from, utcnow())
     marker = PriceInput(amount_cents=0, currency=location["currency"], note=note)
-    return await _add_version(
+    return await add_version(
         actor,
         "package",
         package_id,

@@ -25,7 +25,7 @@ hour repeated when clocks go back) means its first occurrence.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -358,6 +358,26 @@ def terms_as_dict(terms: Any) -> dict[str, Any]:
     data["session_totals"] = list(terms.session_totals)
     data["quoted_at"] = terms.quoted_at.isoformat()
     return data
+
+
+def member_terms(terms: PackageTerms, discount_bp: int) -> PackageTerms:
+    """``terms`` at a member's price: ``discount_bp`` off the price (rounded half-up to
+    the cent), tax quoted again on what is left, the sessions split again."""
+    if discount_bp <= 0:
+        return terms
+    off = money.round_half_up(terms.price_cents * min(discount_bp, money.BASIS_POINTS),
+                              money.BASIS_POINTS)  # fmt: skip
+    tax = money.quote_tax(terms.price_cents - off, terms.tax_rate_bp, terms.prices_include_tax)
+    return replace(
+        terms,
+        name=f"{terms.name} (member price)"[:160],
+        price_cents=terms.price_cents - off,
+        net_cents=tax.net_cents,
+        tax_cents=tax.tax_cents,
+        total_cents=tax.total_cents,
+        session_values=tuple(money.split_evenly(tax.net_cents, terms.sessions)),
+        session_totals=tuple(money.split_evenly(tax.total_cents, terms.sessions)),
+    )
 
 
 def terms_from_offer(offer: Offer) -> PackageTerms:

@@ -24,20 +24,22 @@ from portal.payments.controllers import (
     _checkout_page_headers,
 )
 from portal.payments.gateway import GatewayError
-from portal.settings import Settings
 from portal.timeutil import to_local, utcnow
 from portal.web.admin import (
     AdminResource,
     Column,
     Roles,
+    adding_handlers,
     admin_controller,
+    item_route,
     location_filter,
     reverse,
     search,
 )
-from portal.web.forms import ValidationFailed, parse_id, read_form
-from portal.web.guards import current_user, requires_role
-from portal.web.responses import client_address, redirect
+from portal.web.deps import Address, AppSettings, SignedIn, Visitor
+from portal.web.forms import ValidationFailed, Values, parse_id, read_form
+from portal.web.guards import requires_role
+from portal.web.responses import redirect
 
 editors = requires_role(OWNER, MANAGER)
 LABELS = {
@@ -199,7 +201,6 @@ async def _price_page(
     plan: dict[str, Any],
     form: dict[str, Any],
     errors: dict[str, str],
-    status_code: int = 200,
 ) -> Template:
     current = await service.price_in_effect(int(plan["id"]), utcnow())
     return Template(
@@ -214,8 +215,8 @@ async def _price_page(
             },
             "intro": f"The price per period at {plan['location_name']}, in "
             f"{plan['location_currency']}. Members keep the price they joined with.",
-            "action": reverse(request, "membership_plan_price_add", plan_id=plan["id"]),
-            "back_url": reverse(request, "membership_plan_detail", plan_id=plan["id"]),
+            "action": PLANS.url(request, "price_add", plan["id"]),
+            "back_url": PLANS.url(request, "detail", plan["id"]),
             "form": {"currency": plan["location_currency"], **form},
             "errors": errors,
             "current": current,
@@ -224,25 +225,45 @@ async def _price_page(
             "currencies": [plan["location_currency"]],
             "fmt": money.format_money,
         },
-        status_code=status_code,
+        status_code=422 if errors else 200,
     )
 
 
-class PlanController(admin_controller(PLANS)):  # type: ignore[misc]
+async def _add_price(user: CurrentUser, plan: dict[str, Any], values: Values, address: str) -> str:
+    price = catalog.parse_price_form(
+        {**values, "currency": plan["location_currency"]}, zone=plan["location_timezone"]
+    )
+    await service.add_plan_price(user, int(plan["id"]), price, address=address)
+    return "New price saved."
+
+
+PRICE_HANDLERS = adding_handlers(
+    PLANS,
+    item_route(PLANS)[0] + "/price",
+    "",
+    ("membership_plan_price", "membership_plan_price_add"),
+    lambda _user, _plan: {},
+    _price_page,
+    _add_price,
+)
+
+
+class PlanController(admin_controller(PLANS, PRICE_HANDLERS)):  # type: ignore[misc]
     """The admin grammar from ``PLANS``, plus the plan form and its price versions."""
 
     @get("/new", guards=[editors], name="membership_plan_new")
     async def new(
         self,
-        request: Request[Any, Any, Any],
+        user: SignedIn,
         location_id: Annotated[str, QueryParameter(name="location")] = "",
     ) -> Template:
         form = {**DEFAULTS, "location_id": location_id if parse_id(location_id) else ""}
-        return await _form_page(current_user(request), form, {})
+        return await _form_page(user, form, {})
 
     @post("/", guards=[editors], name="membership_plan_create")
-    async def create(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        user = current_user(request)
+    async def create(
+        self, request: Request[Any, Any, Any], user: SignedIn, client_address: Address
+    ) -> Response[Any]:
         values, _ = await read_form(request)
         form = {**DEFAULTS, **values}
         for flag in ("freeze_allowed", "sellable_online"):
@@ -259,7 +280,7 @@ class PlanController(admin_controller(PLANS)):  # type: ignore[misc]
                 currency=location["currency"] if location else "USD",
             )
             assert price is not None
-            plan_id = await service.create_plan(user, data, price, address=client_address(request))
+            plan_id = await service.create_plan(user, data, price, address=client_address)
         except ValidationFailed as exc:
             return await _form_page(user, form, exc.errors, status_code=422)
         return redirect(
@@ -269,16 +290,18 @@ class PlanController(admin_controller(PLANS)):  # type: ignore[misc]
         )
 
     @get("/{plan_id:int}/edit", guards=[editors], name="membership_plan_edit")
-    async def edit(self, request: Request[Any, Any, Any], plan_id: FromPath[int]) -> Template:
-        user = current_user(request)
+    async def edit(self, user: SignedIn, plan_id: FromPath[int]) -> Template:
         plan = await service.get_plan_for(user, plan_id, write=True)
         return await _form_page(user, _as_form(plan), {}, plan)
 
     @post("/{plan_id:int}/edit", guards=[editors], name="membership_plan_update")
     async def update(
-        self, request: Request[Any, Any, Any], plan_id: FromPath[int]
+        self,
+        request: Request[Any, Any, Any],
+        user: SignedIn,
+        client_address: Address,
+        plan_id: FromPath[int],
     ) -> Response[Any]:
-        user = current_user(request)
         plan = await service.get_plan_for(user, plan_id, write=True)
         values, _ = await read_form(request)
         form = {**_as_form(plan), **values}
@@ -291,36 +314,11 @@ class PlanController(admin_controller(PLANS)):  # type: ignore[misc]
                 zone=plan["location_timezone"],
                 currency=plan["location_currency"],
             )
-            await service.update_plan(user, plan_id, data, address=client_address(request))
+            await service.update_plan(user, plan_id, data, address=client_address)
         except ValidationFailed as exc:
             return await _form_page(user, form, exc.errors, plan, status_code=422)
         return redirect(
             request, reverse(request, "membership_plan_detail", plan_id=plan_id), "Plan saved."
-        )
-
-    @get("/{plan_id:int}/price", guards=[editors], name="membership_plan_price")
-    async def price_form(self, request: Request[Any, Any, Any], plan_id: FromPath[int]) -> Template:
-        plan = await service.get_plan_for(current_user(request), plan_id, write=True)
-        return await _price_page(request, plan, {}, {})
-
-    @post("/{plan_id:int}/price", guards=[editors], name="membership_plan_price_add")
-    async def add_price(
-        self, request: Request[Any, Any, Any], plan_id: FromPath[int]
-    ) -> Response[Any]:
-        user = current_user(request)
-        plan = await service.get_plan_for(user, plan_id, write=True)
-        values, _ = await read_form(request)
-        try:
-            price = catalog.parse_price_form(
-                {**values, "currency": plan["location_currency"]}, zone=plan["location_timezone"]
-            )
-            await service.add_plan_price(user, plan_id, price, address=client_address(request))
-        except ValidationFailed as exc:
-            return await _price_page(request, plan, values, exc.errors, status_code=422)
-        return redirect(
-            request,
-            reverse(request, "membership_plan_detail", plan_id=plan_id),
-            "New price saved.",
         )
 
 
@@ -340,9 +338,12 @@ async def _public_location(slug: str) -> dict[str, Any] | None:
 
 
 async def _plans_page(
-    request: Request[Any, Any, Any], location: dict[str, Any], error: str = "", status: int = 200
+    request: Request[Any, Any, Any],
+    user: CurrentUser | None,
+    location: dict[str, Any],
+    error: str = "",
+    status: int = 200,
 ) -> Template:
-    user = current_user(request) if request.scope.get("user") else None
     return Template(
         "memberships/public.html",
         context={
@@ -360,12 +361,14 @@ async def _plans_page(
 
 
 @get("/book/{location_slug:str}/memberships", opt={"public": True}, name="public_memberships")
-async def public_plans(request: Request[Any, Any, Any], location_slug: FromPath[str]) -> Template:
+async def public_plans(
+    request: Request[Any, Any, Any], user_or_none: Visitor, location_slug: FromPath[str]
+) -> Template:
     """A location's membership plans, joined online (no sign-in to look)."""
     location = await _public_location(location_slug)
     if location is None:
         return Template("catalog/public_not_found.html", status_code=404)
-    return await _plans_page(request, location)
+    return await _plans_page(request, user_or_none, location)
 
 
 @post(
@@ -376,6 +379,8 @@ async def public_plans(request: Request[Any, Any, Any], location_slug: FromPath[
 )
 async def join(
     request: Request[Any, Any, Any],
+    user: SignedIn,
+    settings: AppSettings,
     joinable_plan_id: FromPath[int],
     gateways: NamedDependency[GatewaySource],
 ) -> Response[Any]:
@@ -385,20 +390,19 @@ async def join(
     values, _ = await read_form(request)
     key = onetime.parse(values.get(onetime.FIELD))
     if key is None:  # a money form without its one-time key: not from the page
-        return await _plans_page(request, location, "Please press Join again.", 400)
-    settings: Settings = request.app.state.settings
+        return await _plans_page(request, user, location, "Please press Join again.", 400)
     try:
         membership_id, url = await subscriptions.join(
             gateways.get(),
-            current_user(request),
+            user,
             joinable_plan_id,
             base_url=settings.base_url,
             request_key=key,
         )
     except ValidationFailed as exc:
-        return await _plans_page(request, location, next(iter(exc.errors.values())), 409)
+        return await _plans_page(request, user, location, next(iter(exc.errors.values())), 409)
     except GatewayError as exc:
-        return await _plans_page(request, location, exc.message, 503)
+        return await _plans_page(request, user, location, exc.message, 503)
     if not url:
         return Redirect(path=f"/memberships/{membership_id}", status_code=303)
     return Redirect(path=url, status_code=303)
@@ -406,9 +410,9 @@ async def join(
 
 @get("/memberships/{membership_id:int}", guards=[member_readers], name="membership")
 async def membership_page(
-    request: Request[Any, Any, Any], membership_id: FromPath[int]
+    request: Request[Any, Any, Any], user: SignedIn, membership_id: FromPath[int]
 ) -> Template:
-    membership = await subscriptions.get_membership_for(current_user(request), membership_id)
+    membership = await subscriptions.get_membership_for(user, membership_id)
     location = await get_location(int(membership["location"]))
     return Template(
         "memberships/membership.html",
@@ -422,7 +426,7 @@ async def membership_page(
             "intervals": service.INTERVALS,
             "fmt": money.format_money,
             "joined": request.query_params.get("joined") == "1",
-            "can_change": current_user(request).role in (OWNER, MANAGER, CLIENT),
+            "can_change": user.role in (OWNER, MANAGER, CLIENT),
             "request_key": onetime.new_key(),
         },
     )
@@ -436,11 +440,9 @@ def _membership_url(request: Request[Any, Any, Any], membership_id: int) -> str:
 
 
 async def _cancel_page(
-    request: Request[Any, Any, Any], membership_id: int, error: str = "", status: int = 200
+    user: CurrentUser, membership_id: int, error: str = "", status: int = 200
 ) -> Template:
-    membership = await subscriptions.get_membership_for(
-        current_user(request), membership_id, write=True
-    )
+    membership = await subscriptions.get_membership_for(user, membership_id, write=True)
     location = await get_location(int(membership["location"]))
     quote = None
     try:
@@ -463,9 +465,9 @@ async def _cancel_page(
 
 
 @get("/memberships/{membership_id:int}/cancel", guards=[member_editors], name="membership_cancel")
-async def cancel_confirm(request: Request[Any, Any, Any], membership_id: FromPath[int]) -> Template:
+async def cancel_confirm(user: SignedIn, membership_id: FromPath[int]) -> Template:
     """The notice and minimum term explained, with the date it would end, before confirming."""
-    return await _cancel_page(request, membership_id)
+    return await _cancel_page(user, membership_id)
 
 
 @post(
@@ -476,22 +478,23 @@ async def cancel_confirm(request: Request[Any, Any, Any], membership_id: FromPat
 )
 async def cancel_submit(
     request: Request[Any, Any, Any],
+    user: SignedIn,
+    client_address: Address,
     membership_id: FromPath[int],
     gateways: NamedDependency[GatewaySource],
 ) -> Response[Any]:
     values, _ = await read_form(request)
     key = onetime.parse(values.get(onetime.FIELD))
     if key is None:
-        return await _cancel_page(request, membership_id, "Please confirm again.", 400)
+        return await _cancel_page(user, membership_id, "Please confirm again.", 400)
     try:
         ends = await subscriptions.cancel(
-            gateways.get(), current_user(request), membership_id,
-            request_key=key, address=client_address(request),
+            gateways.get(), user, membership_id, request_key=key, address=client_address,
         )  # fmt: skip
     except ValidationFailed as exc:
-        return await _cancel_page(request, membership_id, next(iter(exc.errors.values())), 409)
+        return await _cancel_page(user, membership_id, next(iter(exc.errors.values())), 409)
     except GatewayError as exc:
-        return await _cancel_page(request, membership_id, exc.message, 503)
+        return await _cancel_page(user, membership_id, exc.message, 503)
     membership = await subscriptions.get_membership(membership_id)
     zone = (await get_location(int(membership["location"])))["timezone"]
     return redirect(
@@ -504,10 +507,12 @@ async def cancel_submit(
 def _freeze_handler(frozen: bool) -> Any:
     async def handler(
         request: Request[Any, Any, Any],
+        user: SignedIn,
+        client_address: Address,
         membership_id: FromPath[int],
         gateways: NamedDependency[GatewaySource],
     ) -> Response[Any]:
-        await subscriptions.get_membership_for(current_user(request), membership_id, write=True)
+        await subscriptions.get_membership_for(user, membership_id, write=True)
         values, _ = await read_form(request)
         back = _membership_url(request, membership_id)
         key = onetime.parse(values.get(onetime.FIELD))
@@ -515,8 +520,8 @@ def _freeze_handler(frozen: bool) -> Any:
             return redirect(request, back, "Please press the button again.", "error")
         try:
             await subscriptions.set_frozen(
-                gateways.get(), current_user(request), membership_id, frozen,
-                request_key=key, address=client_address(request),
+                gateways.get(), user, membership_id, frozen,
+                request_key=key, address=client_address,
             )  # fmt: skip
         except ValidationFailed as exc:
             return redirect(request, back, next(iter(exc.errors.values())), "error")
@@ -544,12 +549,11 @@ resume = post(
 
 @get("/memberships", guards=[member_readers], name="memberships")
 async def memberships_list(
-    request: Request[Any, Any, Any],
+    user: SignedIn,
     status: Annotated[str, QueryParameter(name="status")] = "",
 ) -> Template:
     """A client's own memberships; for staff, the members of their locations (``past_due``:
     those in arrears)."""
-    user = current_user(request)
     rows = await subscriptions.list_memberships(user, status=status)
     return Template(
         "memberships/list.html",

@@ -21,6 +21,7 @@ from piccolo.query.functions.string import Lower
 from portal import db, money, records
 from portal.audit import service as audit
 from portal.auth.service import CurrentUser
+from portal.catalog import prices
 from portal.catalog import service as catalog
 from portal.catalog.service import PriceInput, PriceVersion
 from portal.catalog.tables import Service
@@ -427,37 +428,6 @@ def _record(data: PlanInput) -> dict[str, Any]:
     return record
 
 
-async def _insert_price(
-    actor: CurrentUser, plan_id: int, price: PriceInput, effective: datetime
-) -> int:
-    rows = (
-        await MembershipPlanPrice.insert(
-            MembershipPlanPrice(
-                plan=plan_id,
-                amount_cents=price.amount_cents,
-                currency=price.currency,
-                effective_from=effective,
-                created_at=utcnow(),
-                created_by=actor.id,
-                note=price.note,
-            )
-        )
-        .returning(MembershipPlanPrice.id)
-        .run()
-    )
-    return int(rows[0]["id"])
-
-
-def _price_record(version_id: int, price: PriceInput, effective: datetime) -> dict[str, Any]:
-    return {
-        "price_cents": price.amount_cents,
-        "price_currency": price.currency,
-        "price_effective_from": effective.isoformat(),
-        "price_version_id": version_id,
-        "price_note": price.note,
-    }
-
-
 async def create_plan(
     actor: CurrentUser, data: PlanInput, price: PriceInput, *, address: str = ""
 ) -> int:
@@ -492,7 +462,9 @@ async def create_plan(
                 .run()
             )
             plan_id = int(rows[0]["id"])
-            version = await _insert_price(actor, plan_id, price, now)
+            version = await prices.insert_version(
+                MembershipPlanPrice, actor, price, now, plan=plan_id
+            )
             await audit.record(
                 actor,
                 "create",
@@ -504,7 +476,7 @@ async def create_plan(
                     "location_id": data.location_id,
                     "service_id": data.service_id,
                     "active": True,
-                    **_price_record(version, price, now),
+                    **prices.version_record("price", version, price, now),
                 },
                 address=address,
             )
@@ -559,17 +531,15 @@ async def add_plan_price(
             {"price": f"Prices at {plan['location_name']} are in {plan['location_currency']}."}
         )
     effective = catalog.resolve_effective(price.effective_from, utcnow())
-    async with db.transaction():
-        version = await _insert_price(actor, plan_id, price, effective)
-        await audit.record(
-            actor,
-            "price",
-            "membership_plan",
-            plan_id,
-            after=_price_record(version, price, effective),
-            address=address,
-        )
-    return version
+    return await prices.add_version(
+        actor,
+        "membership_plan",
+        plan_id,
+        "price",
+        lambda: prices.insert_version(MembershipPlanPrice, actor, price, effective, plan=plan_id),
+        lambda version: prices.version_record("price", version, price, effective),
+        address,
+    )
 
 
 async def set_plan_active(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from portal import access, db
+from portal import access, contexts, db
 from portal.audit import service as audit
 from portal.auth.service import CurrentUser
 from portal.catalog import service as catalog
@@ -40,6 +40,14 @@ class Checkout:
     url: str
 
 
+async def member_quote(
+    package_id: int, location_id: int, client_id: int, *, online: bool = False
+) -> catalog.PackageTerms:
+    """The package's terms now, at the member price when the client is a member there."""
+    terms = await catalog.quote_package(package_id, location_id, utcnow(), online=online)
+    return catalog.member_terms(terms, await contexts.member_discount_bp(client_id, location_id))
+
+
 async def start_checkout(
     gateway: StripeGateway,
     *,
@@ -63,7 +71,7 @@ async def start_checkout(
         existing = await sales.sale_by_request_key(key, buyer)
         if existing is not None:
             return await _checkout_of(existing)
-    terms = await catalog.quote_package(package_id, location_id, utcnow(), online=online)
+    terms = await member_quote(package_id, location_id, client_id, online=online)
     try:
         async with db.transaction():
             sale_id = await sales.create_pending_sale(
@@ -141,7 +149,7 @@ async def record_in_clinic_sale(
         existing = await sales.sale_by_request_key(request_key, actor.id)
         if existing is not None:
             return existing
-    terms = await catalog.quote_package(package_id, location_id, utcnow())
+    terms = await member_quote(package_id, location_id, client_id)
     try:
         sale_id = await _record_in_clinic_sale(
             actor, client_id, package_id, terms, method, request_key

@@ -29,7 +29,6 @@ from portal.payments.gateway import (
 from portal.sales import service as sales
 from portal.sales.tables import Sale
 from portal.settings import ConfigurationError, Settings
-from portal.timeutil import utcnow
 from portal.web.admin import reverse
 from portal.web.deps import AppSettings, LocatedParams, SignedIn
 from portal.web.forms import ValidationFailed, parse_id, read_form
@@ -125,6 +124,7 @@ class PurchaseController(Controller):
     @get("/buy/{package_id:int}", guards=[buyers], name="buy")
     async def summary(
         self,
+        user: SignedIn,
         settings: AppSettings,
         package_id: FromPath[int],
         location: Annotated[str, QueryParameter(name="location")] = "",
@@ -137,7 +137,7 @@ class PurchaseController(Controller):
             )
         place = await listing.clinic_by_slug(location)
         try:
-            terms = await catalog.quote_package(package_id, place["id"], utcnow(), online=True)
+            terms = await service.member_quote(package_id, place["id"], user.id, online=True)
         except NotAvailable as exc:
             return _buy_page(settings, place, None, str(exc), 409)
         return _buy_page(settings, place, terms, "", 200)
@@ -167,7 +167,7 @@ class PurchaseController(Controller):
             return _buy_page(settings, place, None, str(exc), 409)
         except GatewayError as exc:
             # Stripe could not start the checkout: 503 when unreachable, else 502.
-            terms = await catalog.quote_package(package_id, place["id"], utcnow(), online=True)
+            terms = await service.member_quote(package_id, place["id"], user.id, online=True)
             status = 503 if isinstance(exc, GatewayUnavailable) else 502
             return _buy_page(settings, place, terms, exc.message, status)
         # No URL: the same form sent twice at once, the first still talking to Stripe.

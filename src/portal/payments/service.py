@@ -30,7 +30,12 @@ from typing import Any
 
 from portal.errors import Forbidden, Invalid
 from portal.payments.abandon import cancel_order, cancel_unpaid, expire_abandoned
-from portal.payments.checkout import Checkout, record_in_clinic_sale, start_checkout
+from portal.payments.checkout import (
+    Checkout,
+    member_quote,
+    record_in_clinic_sale,
+    start_checkout,
+)
 from portal.payments.disputes import (
     CHARGEBACK_REASON,
     DISPUTE_LOST_STATUSES,
@@ -131,6 +136,7 @@ __all__ = [
     "disputes_of",
     "expire_abandoned",
     "idempotency_key",
+    "member_quote",
     "open_dispute",
     "payments_of",
     "quote_refund",
