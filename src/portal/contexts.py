@@ -75,13 +75,18 @@ def route_handlers() -> list[Any]:
     return handlers
 
 
-def demo_loaders() -> list[Any]:
-    loaders: list[Any] = []
+def _declared(module_name: str, attribute: str) -> list[Any]:
+    """``attribute`` of every context's ``module_name`` module that declares it, in order."""
+    found: list[Any] = []
     for context in CONTEXTS:
-        module = _module(context, "demo")
-        if module is not None and hasattr(module, "load_demo"):
-            loaders.append(module.load_demo)
-    return loaders
+        module = _module(context, module_name)
+        if module is not None and hasattr(module, attribute):
+            found.append(getattr(module, attribute))
+    return found
+
+
+def demo_loaders() -> list[Any]:
+    return _declared("demo", "load_demo")
 
 
 def stripe_handlers(event_type: str) -> list[Any]:
@@ -94,13 +99,18 @@ def stripe_handlers(event_type: str) -> list[Any]:
     return handlers
 
 
+def payment_recorders() -> list[Any]:
+    """``stripe_events.record_payment(gateway, intent)`` of the contexts that are paid
+    through Stripe without a payments checkout (memberships' invoices): asked to record
+    a PaymentIntent's payment when a refund or dispute names one payments never saw."""
+    return _declared("stripe_events", "record_payment")
+
+
 async def member_discount_bp(client_id: int, location_id: int) -> int:
     """The largest discount (basis points) the client's memberships give on packages and
     extra sessions at ``location_id``: contexts above the catalog (memberships) declare
     ``discounts.discount_bp``; 0 when none does."""
     best = 0
-    for context in CONTEXTS:
-        module = _module(context, "discounts")
-        if module is not None and hasattr(module, "discount_bp"):
-            best = max(best, int(await module.discount_bp(client_id, location_id)))
+    for discount_bp in _declared("discounts", "discount_bp"):
+        best = max(best, int(await discount_bp(client_id, location_id)))
     return best

@@ -30,6 +30,8 @@ JOB_FAILED = "job_failed"
 REFUND_NOTICE = "refund_notice"
 CLIENT_INVITATION = "client_invitation"
 CLIENT_MESSAGE = "client_message"
+MEMBERSHIP_PAYMENT_FAILED = "membership_payment_failed"
+MEMBERSHIP_GRACE_ENDING = "membership_grace_ending"
 KINDS = {
     WELCOME: "Welcome",
     PASSWORD_RESET: "Password reset",
@@ -44,6 +46,8 @@ KINDS = {
     REFUND_NOTICE: "Refund notice",
     CLIENT_INVITATION: "Invitation to a new client",
     CLIENT_MESSAGE: "Message to a client",
+    MEMBERSHIP_PAYMENT_FAILED: "Membership payment failed",
+    MEMBERSHIP_GRACE_ENDING: "Membership grace period ending",
 }
 
 
@@ -397,4 +401,42 @@ async def send_job_failed(
         JOB_FAILED,
         dedupe_key=f"job-failed:{run_id}:{to.strip().lower()}",
         settings=settings,
+    )
+
+
+@dataclass(frozen=True)
+class MembershipDue:
+    """What the messages about a membership's unpaid renewal say."""
+
+    membership_id: int
+    plan_name: str
+    location_name: str
+    amount_cents: int
+    currency: str
+    grace_until: datetime
+    timezone: str
+    manage_url: str
+
+
+async def send_membership_payment(
+    to: str,
+    *,
+    name: str,
+    due: MembershipDue,
+    reminder: bool,
+    dedupe: str,
+    settings: Settings | None = None,
+    defer: bool = False,
+) -> int:
+    """A renewal failed (``reminder``: its grace period ends soon); once per ``dedupe``
+    (the failed invoice, or the grace period's end)."""
+    kind = MEMBERSHIP_GRACE_ENDING if reminder else MEMBERSHIP_PAYMENT_FAILED
+    return await send(
+        to,
+        "membership_payment",
+        {"name": name, "reminder": reminder, **asdict(due)},
+        kind,
+        dedupe_key=f"{kind}:{due.membership_id}:{dedupe}",
+        settings=settings,
+        defer=defer,
     )

@@ -207,7 +207,10 @@ async def purge_expired(call: JobCall) -> JobResult:
 
 
 async def enforce_arrears(call: JobCall) -> JobResult:
+    reminded = await subscriptions.remind_grace_ending()
     frozen = await subscriptions.enforce_arrears()
+    if reminded and not frozen:
+        return JobResult(f"{len(reminded)} member(s) in arrears reminded before the grace ends.")
     if not frozen:
         return JobResult("No membership is past its grace period with bookable sessions.")
     return JobResult(f"Sessions of {len(frozen)} membership(s) in arrears can no longer be booked.")
@@ -273,8 +276,9 @@ JOBS: tuple[JobSpec, ...] = (
     JobSpec(
         name="membership_arrears",
         label="Memberships in arrears",
-        description="Stops bookings with the sessions of memberships whose failed renewal "
-        "is past its 7-day grace period (paying the invoice lifts it); hourly.",
+        description="Reminds members whose failed renewal's 7-day grace period ends within "
+        "2 days, and stops bookings with the sessions of those past it (paying the invoice "
+        "lifts it); hourly.",
         default_cron="20 * * * *",
         function=enforce_arrears,
     ),

@@ -37,6 +37,7 @@ from portal import db
 from portal.audit import service as audit
 from portal.auth.service import CLIENT, CurrentUser
 from portal.catalog.service import PackageTerms
+from portal.email import messages
 from portal.errors import Forbidden, Invalid, NotFound
 from portal.locations.service import ensure_location_access, visible_location_ids
 from portal.memberships import service as plans
@@ -51,6 +52,7 @@ from portal.payments.gateway import (
     invoice_from_dict,
 )
 from portal.sales import service as sales
+from portal.settings import get_settings
 from portal.timeutil import utcnow
 
 log = logging.getLogger("portal.memberships")
@@ -82,6 +84,8 @@ PERIOD_MOVES: dict[str, frozenset[str]] = {
 
 # How long the sessions of a membership whose renewal failed stay bookable.
 GRACE = timedelta(days=7)
+# How long before the grace period ends the member is reminded.
+GRACE_REMINDER = timedelta(days=2)
 # How long past its period a rollover plan's sessions wait for the renewal to carry them.
 ROLLOVER_WINDOW = timedelta(days=1)
 JOIN = "membership_join"
@@ -481,6 +485,7 @@ async def on_invoice_failed(gateway: StripeGateway, obj: dict[str, Any]) -> None
     if membership_id is None or not await _exists(membership_id):
         return
     now = utcnow()
+    fell_due = False
     async with locked(membership_id) as membership:
         if not await _link(membership, invoice.subscription_id):
             return
@@ -496,9 +501,12 @@ async def on_invoice_failed(gateway: StripeGateway, obj: dict[str, Any]) -> None
             )
             .run()
         )
-        if not later_paid:
-            await move(membership_id, ACTIVE, PAST_DUE, grace_until=now + GRACE)
+        fell_due = not later_paid and await move(
+            membership_id, ACTIVE, PAST_DUE, grace_until=now + GRACE
+        )
         await _advance_period(membership, period["period_start"], period["period_end"])
+    if fell_due:
+        await _tell_payment_due(membership_id, reminder=False, dedupe=invoice.id)
 
 
 async def on_subscription_changed(gateway: StripeGateway, obj: dict[str, Any]) -> None:
@@ -722,6 +730,66 @@ async def _set_sessions_frozen(membership_id: int, frozen: bool) -> int:
             await sales.set_frozen(int(sale_id), frozen)
             changed += 1
     return changed
+
+
+async def _tell_payment_due(membership_id: int, *, reminder: bool, dedupe: str) -> None:
+    """Email the member that a renewal is unpaid (once per ``dedupe``), through the outbox."""
+    row = (
+        await Membership.select(
+            *Membership.all_columns(),
+            Membership.client.name.as_alias("client_name"),
+            Membership.client.email.as_alias("client_email"),
+            Membership.location.name.as_alias("location_name"),
+            Membership.location.timezone.as_alias("location_timezone"),
+        )
+        .where(Membership.id == membership_id)
+        .first()
+        .run()
+    )
+    if row is None or row["grace_until"] is None:
+        return
+    failed = (
+        await MembershipPeriod.select(MembershipPeriod.amount_cents)
+        .where((MembershipPeriod.membership == membership_id) & (MembershipPeriod.status == FAILED))
+        .run()
+    )
+    await messages.send_membership_payment(
+        str(row["client_email"]),
+        name=str(row["client_name"]),
+        due=messages.MembershipDue(
+            membership_id=membership_id,
+            plan_name=str(row["name"]),
+            location_name=str(row["location_name"]),
+            amount_cents=sum(int(p["amount_cents"]) for p in failed) or int(row["total_cents"]),
+            currency=str(row["currency"]),
+            grace_until=row["grace_until"],
+            timezone=str(row["location_timezone"]),
+            manage_url=f"{get_settings().base_url}/memberships/{membership_id}",
+        ),
+        reminder=reminder,
+        dedupe=dedupe,
+    )
+
+
+async def remind_grace_ending(now: datetime | None = None) -> list[int]:
+    """Members past due whose grace period ends within ``GRACE_REMINDER``: one reminder
+    each per grace period (safe to run every hour: the outbox sends a reminder once).
+    Returns the memberships whose grace period ends that soon."""
+    now = now or utcnow()
+    due = (
+        await Membership.select(Membership.id, Membership.grace_until)
+        .where(
+            (Membership.status == PAST_DUE)
+            & (Membership.grace_until > now)
+            & (Membership.grace_until <= now + GRACE_REMINDER)
+        )
+        .run()
+    )
+    for row in due:
+        await _tell_payment_due(
+            int(row["id"]), reminder=True, dedupe=row["grace_until"].isoformat()
+        )
+    return [int(row["id"]) for row in due]
 
 
 async def enforce_arrears(now: datetime | None = None) -> list[int]:

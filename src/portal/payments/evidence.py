@@ -11,6 +11,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from portal import contexts
 from portal.ledger import service as ledger
 from portal.money import format_money
 from portal.payments import totals
@@ -217,6 +218,10 @@ async def _ensure_payment_recorded(
         return payment
     intent = await gateway.retrieve_payment_intent(payment_intent_id)
     sale_id = _sale_id_of(intent.metadata)
+    if sale_id is None and intent.status == "succeeded":
+        for record in contexts.payment_recorders():  # an invoice of a membership, say
+            await record(gateway, intent)
+        return await _payment_by_intent(payment_intent_id)
     if sale_id is None or intent.status != "succeeded":
         return payment
     await record_stripe_payment(
