@@ -13,18 +13,22 @@ from portal.memberships import subscriptions
 from tests.memberships.conftest import Club
 
 
-async def _past_due(club: Club) -> dict:
+async def _joined(club: Club) -> dict:
     membership_id, url = await subscriptions.join(
         club.gateway, CurrentUser(club.member.id, club.member.email, "", CLIENT, frozenset()),
         club.plan, base_url="http://portal.test", request_key=secrets.token_urlsafe(24),
     )  # fmt: skip
     await club.standin.complete_session(url.rsplit("/", 1)[-1])
     await club.standin.drain()
-    membership = await subscriptions.get_membership(membership_id)
+    return await subscriptions.get_membership(membership_id)
+
+
+async def _past_due(club: Club) -> dict:
+    membership = await _joined(club)
     await club.standin.set_card_declines(str(membership["customer_id"]), True)
     await club.standin.advance_subscription(str(membership["subscription_id"]))
     await club.standin.drain()
-    membership = await subscriptions.get_membership(membership_id)
+    membership = await subscriptions.get_membership(membership["id"])
     assert membership["status"] == "past_due"
     return membership
 
@@ -63,13 +67,7 @@ async def test_a_failed_renewal_emails_the_member_once_then_a_reminder_before_ar
 
 
 async def test_a_paid_renewal_sends_nothing(club: Club, club_webhook) -> None:
-    membership_id, url = await subscriptions.join(
-        club.gateway, CurrentUser(club.member.id, club.member.email, "", CLIENT, frozenset()),
-        club.plan, base_url="http://portal.test", request_key=secrets.token_urlsafe(24),
-    )  # fmt: skip
-    await club.standin.complete_session(url.rsplit("/", 1)[-1])
-    await club.standin.drain()
-    membership = await subscriptions.get_membership(membership_id)
+    membership = await _joined(club)
     await club.standin.advance_subscription(str(membership["subscription_id"]))
     await club.standin.drain()
     assert await _mail("membership_payment_failed") == []
