@@ -32,6 +32,7 @@ CLIENT_INVITATION = "client_invitation"
 CLIENT_MESSAGE = "client_message"
 MEMBERSHIP_PAYMENT_FAILED = "membership_payment_failed"
 MEMBERSHIP_GRACE_ENDING = "membership_grace_ending"
+MEMBERSHIP_LINK = "membership_link"
 KINDS = {
     WELCOME: "Welcome",
     PASSWORD_RESET: "Password reset",
@@ -48,6 +49,7 @@ KINDS = {
     CLIENT_MESSAGE: "Message to a client",
     MEMBERSHIP_PAYMENT_FAILED: "Membership payment failed",
     MEMBERSHIP_GRACE_ENDING: "Membership grace period ending",
+    MEMBERSHIP_LINK: "Membership payment link",
 }
 
 
@@ -439,4 +441,25 @@ async def send_membership_payment(
         dedupe_key=f"{kind}:{due.membership_id}:{dedupe}",
         settings=settings,
         defer=defer,
+    )
+
+
+async def send_membership_link(
+    to: str,
+    *,
+    name: str,
+    plan_name: str,
+    location_name: str,
+    url: str,
+    membership_id: int,
+    settings: Settings | None = None,
+) -> int:
+    """The Checkout link of a membership started at the front desk; once per membership."""
+    return await send(
+        to,
+        MEMBERSHIP_LINK,
+        {"name": name, "plan_name": plan_name, "location_name": location_name, "url": url},
+        MEMBERSHIP_LINK,
+        dedupe_key=f"{MEMBERSHIP_LINK}:{membership_id}",
+        settings=settings,
     )

@@ -14,6 +14,7 @@ from litestar.response import Redirect, Template
 from portal import money
 from portal.auth.service import ACCOUNTANT, CLIENT, MANAGER, OWNER, CurrentUser
 from portal.catalog import service as catalog
+from portal.clients import service as clients
 from portal.locations.service import all_locations, get_location, get_location_for
 from portal.locations.tables import Location
 from portal.memberships import service, subscriptions
@@ -325,6 +326,13 @@ class PlanController(admin_controller(PLANS, PRICE_HANDLERS)):  # type: ignore[m
 # -- joining and the membership's page --------------------------------------------
 
 joiners = requires_role(CLIENT)
+
+
+def _stripe_post(path: str, guard: Any, name: str) -> Any:
+    """A POST handler that talks to Stripe (its gateway injected as ``gateways``)."""
+    return post(path, guards=[guard], name=name, dependencies=GATEWAY_DEPENDENCIES)
+
+
 member_readers = requires_role(OWNER, MANAGER, ACCOUNTANT, CLIENT)
 
 
@@ -371,12 +379,7 @@ async def public_plans(
     return await _plans_page(request, user_or_none, location)
 
 
-@post(
-    "/memberships/join/{joinable_plan_id:int}",
-    guards=[joiners],
-    name="membership_join",
-    dependencies=GATEWAY_DEPENDENCIES,
-)
+@_stripe_post("/memberships/join/{joinable_plan_id:int}", joiners, "membership_join")
 async def join(
     request: Request[Any, Any, Any],
     user: SignedIn,
@@ -470,12 +473,7 @@ async def cancel_confirm(user: SignedIn, membership_id: FromPath[int]) -> Templa
     return await _cancel_page(user, membership_id)
 
 
-@post(
-    "/memberships/{membership_id:int}/cancel",
-    guards=[member_editors],
-    name="membership_cancel_submit",
-    dependencies=GATEWAY_DEPENDENCIES,
-)
+@_stripe_post("/memberships/{membership_id:int}/cancel", member_editors, "membership_cancel_submit")
 async def cancel_submit(
     request: Request[Any, Any, Any],
     user: SignedIn,
@@ -533,18 +531,82 @@ def _freeze_handler(frozen: bool) -> Any:
     return handler
 
 
-freeze = post(
-    "/memberships/{membership_id:int}/freeze",
-    guards=[member_editors],
-    name="membership_freeze",
-    dependencies=GATEWAY_DEPENDENCIES,
+freeze = _stripe_post(
+    "/memberships/{membership_id:int}/freeze", member_editors, "membership_freeze"
 )(_freeze_handler(True))
-resume = post(
-    "/memberships/{membership_id:int}/resume",
-    guards=[member_editors],
-    name="membership_resume",
-    dependencies=GATEWAY_DEPENDENCIES,
+resume = _stripe_post(
+    "/memberships/{membership_id:int}/resume", member_editors, "membership_resume"
 )(_freeze_handler(False))
+
+
+desk_staff = requires_role(OWNER, MANAGER)
+
+
+async def _desk_page(
+    user: CurrentUser,
+    client_id: int,
+    form: dict[str, str],
+    errors: dict[str, str],
+    *,
+    url: str = "",
+    membership_id: int = 0,
+    status: int = 200,
+) -> Template:
+    client = await clients.get_client_for(user, client_id)
+    now = utcnow()
+    choices = []
+    for place in await _writable_locations(user):
+        location = await get_location(int(place["id"]))
+        for plan, terms in await service.location_plans(location, now):
+            price = money.format_money(terms.total_cents, terms.currency)
+            choices.append((plan["id"], f"{plan['name']} — {location['name']}, {price}"))
+    return Template(
+        "memberships/desk.html",
+        context={
+            "client": client,
+            "plans": choices,
+            "form": form,
+            "errors": errors,
+            "url": url,
+            "membership_id": membership_id,
+            "request_key": onetime.new_key(),
+        },
+        status_code=status,
+    )
+
+
+@get("/memberships/desk/{client_id:int}", guards=[desk_staff], name="membership_desk")
+async def desk_form(user: SignedIn, client_id: FromPath[int]) -> Template:
+    """Staff start a membership for a client at the front desk: choose the plan."""
+    return await _desk_page(user, client_id, {}, {})
+
+
+@_stripe_post("/memberships/desk/{client_id:int}", desk_staff, "membership_desk_submit")
+async def desk_submit(
+    request: Request[Any, Any, Any],
+    client_id: FromPath[int],
+    gateways: NamedDependency[GatewaySource],
+    user: SignedIn,
+    settings: AppSettings,
+) -> Template:
+    """The pending membership and its Checkout link, shown here and emailed to the client."""
+    values, _ = await read_form(request)
+    key = onetime.parse(values.get(onetime.FIELD))
+    plan_id = parse_id(values.get("plan_id", ""))
+    if key is None or plan_id is None:
+        error = "Choose a plan." if key else "Please send the form again."
+        return await _desk_page(user, client_id, values, {"plan_id": error}, status=400)
+    try:
+        membership_id, url = await subscriptions.join_at_desk(
+            gateways.get(), user, client_id, plan_id,
+            base_url=settings.base_url, request_key=key,
+        )  # fmt: skip
+    except ValidationFailed as exc:
+        message = next(iter(exc.errors.values()))
+        return await _desk_page(user, client_id, values, {"plan_id": message}, status=409)
+    except GatewayError as exc:
+        return await _desk_page(user, client_id, values, {"plan_id": exc.message}, status=503)
+    return await _desk_page(user, client_id, values, {}, url=url, membership_id=membership_id)
 
 
 @get("/memberships", guards=[member_readers], name="memberships")
@@ -572,6 +634,8 @@ ROUTES = [
     public_plans,
     join,
     memberships_list,
+    desk_form,
+    desk_submit,
     membership_page,
     cancel_confirm,
     cancel_submit,

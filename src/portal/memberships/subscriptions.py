@@ -36,6 +36,7 @@ from typing import Any
 from portal import db
 from portal.audit import service as audit
 from portal.auth.service import CLIENT, CurrentUser
+from portal.auth.tables import User
 from portal.catalog.service import PackageTerms
 from portal.email import messages
 from portal.errors import Forbidden, Invalid, NotFound
@@ -149,19 +150,22 @@ async def join(
     *,
     base_url: str,
     request_key: str | None = None,
+    sold_by: CurrentUser | None = None,
 ) -> tuple[int, str]:
     """A pending membership with the plan's terms and its Checkout Session: (id, page URL).
 
     The form's one-time key makes a resubmission answer the membership it
     created; the Checkout Session's idempotency key is the membership's, so
-    asking Stripe again returns the same session.
+    asking Stripe again returns the same session. ``sold_by``: staff at the
+    front desk, who may also sell a plan not sold online.
     """
     try:
-        terms = await plans.quote_plan(plan_id, utcnow(), online=True)
+        terms = await plans.quote_plan(plan_id, utcnow(), online=sold_by is None)
     except plans.NotAvailable as exc:
         raise Invalid({"plan": str(exc)}) from exc
+    claimant = sold_by.id if sold_by is not None else client.id
     async with db.transaction():
-        first = await onetime.claim(request_key, user_id=client.id, action=JOIN, field="plan")
+        first = await onetime.claim(request_key, user_id=claimant, action=JOIN, field="plan")
         if first:
             membership_id = int(first)
         else:
@@ -185,6 +189,12 @@ async def join(
             )
             membership_id = int(rows[0]["id"])
             await onetime.finish(request_key, str(membership_id))
+            if sold_by is not None:
+                await audit.record(
+                    sold_by, "desk_join", "membership", membership_id,
+                    after={"client_id": client.id, "plan_id": plan_id,
+                           "total_cents": terms.total_cents, "currency": terms.currency},
+                )  # fmt: skip
     membership = await get_membership(membership_id)
     return membership_id, await _checkout_url(gateway, membership, client.email, base_url)
 
@@ -223,6 +233,39 @@ async def _checkout_url(
         .run()
     )
     return session.url or ""
+
+
+async def join_at_desk(
+    gateway: StripeGateway,
+    staff: CurrentUser,
+    client_id: int,
+    plan_id: int,
+    *,
+    base_url: str,
+    request_key: str,
+) -> tuple[int, str]:
+    """Staff start a membership for a client at the front desk: the Checkout link, for the
+    client's own phone or card, is returned to show and emailed to the client (once)."""
+    plan = await plans.get_plan_for(staff, plan_id, write=True)
+    client = (
+        await User.select(User.id, User.email, User.name)
+        .where((User.id == client_id) & (User.role == CLIENT))
+        .first()
+        .run()
+    )
+    if client is None:
+        raise NotFound("No such client.")
+    member = CurrentUser(int(client["id"]), str(client["email"]), str(client["name"]), CLIENT,
+                         frozenset())  # fmt: skip
+    membership_id, url = await join(
+        gateway, member, plan_id, base_url=base_url, request_key=request_key, sold_by=staff
+    )
+    if url:
+        await messages.send_membership_link(
+            member.email, name=member.name, plan_name=str(plan["name"]),
+            location_name=str(plan["location_name"]), url=url, membership_id=membership_id,
+        )  # fmt: skip
+    return membership_id, url
 
 
 # -- Stripe's events -----------------------------------------------------------------

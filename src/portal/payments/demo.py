@@ -8,7 +8,7 @@ two sales cannot be refunded through Stripe.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from portal.catalog import service as catalog
@@ -39,6 +39,28 @@ def card_fee(amount_cents: int) -> int:
     return int(percent) + 30
 
 
+async def pay_by_card(
+    sale_id: int, total_cents: int, currency: str, suffix: str, at: datetime
+) -> StripeCharge:
+    """Record the sale paid by a made-up card charge (``ch_{suffix}``), Stripe's fee included."""
+    fee = card_fee(total_cents)
+    txn = StripeBalanceTransaction(
+        id=f"txn_{suffix}", amount=total_cents, fee=fee, net=total_cents - fee,
+        currency=currency.lower(), status="available", available_on=at,
+    )  # fmt: skip
+    charge = StripeCharge(
+        id=f"ch_{suffix}", amount=total_cents, amount_refunded=0,
+        currency=currency.lower(), status="succeeded", paid=True, refunded=False,
+        disputed=False, payment_intent_id=f"pi_{suffix}", balance_transaction_id=txn.id,
+        balance_transaction=txn, created=at, metadata={"sale_id": str(sale_id)},
+    )  # fmt: skip
+    await payments.record_stripe_payment(
+        sale_id, payment_intent_id=f"pi_{suffix}", amount_cents=total_cents, charge=charge,
+        occurred_at=at,
+    )  # fmt: skip
+    return charge
+
+
 async def load_demo(ids: DemoIds) -> None:
     if await Payout.exists().where(Payout.stripe_payout_id == PAYOUT_ID).run():
         return
@@ -55,29 +77,10 @@ async def load_demo(ids: DemoIds) -> None:
         sale_id = await sales.create_pending_sale(
             client_id, terms, channel=sales.ONLINE, payment_method="card"
         )
-        fee = card_fee(terms.total_cents)
-        txn = StripeBalanceTransaction(
-            id=f"txn_demo_{n}",
-            amount=terms.total_cents,
-            fee=fee,
-            net=terms.total_cents - fee,
-            currency=terms.currency.lower(),
-            status="available",
-            available_on=now,
-        )
-        charge = StripeCharge(
-            id=f"ch_demo_{n}", amount=terms.total_cents, amount_refunded=0,
-            currency=terms.currency.lower(), status="succeeded", paid=True, refunded=False,
-            disputed=False, payment_intent_id=f"pi_demo_{n}", balance_transaction_id=txn.id,
-            balance_transaction=txn, created=now, metadata={"sale_id": str(sale_id)},
-        )  # fmt: skip
-        await payments.record_stripe_payment(
-            sale_id,
-            payment_intent_id=f"pi_demo_{n}",
-            amount_cents=terms.total_cents,
-            charge=charge,
-            occurred_at=now,
-        )
+        charge = await pay_by_card(sale_id, terms.total_cents, terms.currency, f"demo_{n}", now)
+        txn = charge.balance_transaction
+        assert txn is not None
+        fee = txn.fee
         items.append(
             StripePayoutItem(
                 id=txn.id, type="charge", amount=txn.amount, fee=fee, net=txn.net,

@@ -28,6 +28,7 @@ REPORTS = [
     ("payments", "/reports/payments", "Payments"),
     ("liability", "/reports/liability", "Package liability"),
     ("revenue", "/reports/revenue", "Revenue"),
+    ("memberships", "/reports/memberships", "Memberships"),
     ("fees", "/reports/fees", "Fees and payouts"),
     ("journal", "/reports/journal", "Journal"),
     ("trial-balance", "/reports/trial-balance", "Trial balance"),

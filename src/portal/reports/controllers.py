@@ -27,6 +27,7 @@ from portal.locations.service import ensure_location_access, visible_location_id
 from portal.locations.tables import Location
 from portal.reports import charts, closing, copy_csv, service
 from portal.reports import filters as report_filters
+from portal.reports import memberships as membership_report
 from portal.reports import payouts as payout_report
 from portal.reports.exports import Amount, csv_stream, iterate, xlsx_stream
 from portal.reports.filters import METHODS, STATUSES, Filters, query_dict
@@ -364,7 +365,18 @@ def _chart_svgs(kind: str, series_list: list[service.Series]) -> list[dict[str, 
             symbol = money(0, currency).replace("0.00", "").replace("0", "").strip()
             return charts.short_amount(cents, symbol if len(symbol) == 1 else "")
 
-        if kind == "revenue":
+        if kind == "recurring":
+            svg = charts.bar_chart(
+                f"recurring-chart-{i}",
+                f"Recurring membership revenue by month, {s.currency}",
+                "Paid membership invoices per location for each month; "
+                "the table beside the chart lists the same figures.",
+                months,
+                named,
+                short,
+                exact,
+            )
+        elif kind == "revenue":
             svg = charts.bar_chart(
                 f"revenue-chart-{i}",
                 f"Recognised revenue by month, {s.currency}",
@@ -386,6 +398,25 @@ def _chart_svgs(kind: str, series_list: list[service.Series]) -> list[dict[str, 
                 short,
                 exact,
             )
+        out.append({"series": s, "svg": svg, "months": months})
+    return out
+
+
+def _count_charts(series_list: list[service.Series]) -> list[dict[str, Any]]:
+    """Members at each month end per location, as a line chart (counts, not money)."""
+    out = []
+    for s in series_list:
+        months = [m.strftime("%b %y") for m in s.months]
+        svg = charts.line_chart(
+            "members-chart",
+            "Active members at month end",
+            "Members per location at the end of each month; the table below lists the same "
+            "figures.",
+            months,
+            [(loc.name, s.values[loc.id]) for loc in s.locations],
+            str,
+            str,
+        )
         out.append({"series": s, "svg": svg, "months": months})
     return out
 
@@ -548,6 +579,18 @@ class ReportController(Controller):
             rows = iterate(_therapist_rows(result))
             return await _export(request, "revenue_by_therapist", f, THERAPIST_COLUMNS, rows)
         return await _export(request, "revenue", f, REVENUE_COLUMNS, iterate(_revenue_rows(result)))
+
+    @get("/memberships", name="report_memberships")
+    async def memberships(self, request: Request[Any, Any, Any]) -> Template:
+        async def build(f: Filters) -> dict[str, Any]:
+            report = await membership_report.memberships(f)
+            return {
+                "members": report,
+                "active_charts": _count_charts(report.active_series),
+                "recurring_charts": _chart_svgs("recurring", report.recurring_series),
+            }
+
+        return await _report(request, "memberships", build)
 
     @get("/fees", name="report_fees")
     async def fees(self, request: Request[Any, Any, Any], after: After = None) -> Template:

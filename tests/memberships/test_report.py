@@ -1,0 +1,125 @@
+"""The memberships report: members by location and plan, joins, cancellations, freezes,
+churn and recurring revenue by month, with charts; the managers of other locations see
+none of it. Memberships and their invoices are written directly at chosen times
+(New York), so every figure is exact."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from portal.audit.tables import AuditLog
+from portal.auth.service import CLIENT, MANAGER, OWNER
+from portal.memberships.tables import Membership, MembershipPeriod
+from portal.reports import memberships as report
+from portal.reports.filters import Filters, Loc
+from portal.reports.periods import Period
+from portal.timeutil import utcnow
+from tests import factories
+from tests.catalog.helpers import make_service
+from tests.conftest import using_app
+from tests.memberships.helpers import make_plan
+
+NY = ZoneInfo("America/New_York")
+
+
+def _at(day: str, hour: int = 12) -> datetime:
+    return datetime.fromisoformat(f"{day}T{hour:02d}:00").replace(tzinfo=NY)
+
+
+async def _member(
+    location: int, plan: int, joined: str, *, ended: str | None = None, paid: tuple = ()
+) -> int:
+    client = await factories.make_user(CLIENT)
+    rows = (
+        await Membership.insert(
+            Membership(
+                client=client.id, plan=plan, location=location, name="Monthly",
+                terms=json.dumps({}), currency="USD", total_cents=12990,
+                sessions_per_period=2, status="ended" if ended else "active",
+                created_at=_at(joined), joined_at=_at(joined),
+                ended_at=_at(ended) if ended else None,
+            )
+        )
+        .returning(Membership.id)
+        .run()
+    )  # fmt: skip
+    membership_id = int(rows[0]["id"])
+    for n, day in enumerate(paid):
+        await MembershipPeriod.insert(
+            MembershipPeriod(
+                membership=membership_id, invoice_id=f"in_{membership_id}_{n}",
+                period_start=_at(day), period_end=_at(day), amount_cents=12990,
+                currency="USD", status="paid", paid_at=_at(day), created_at=utcnow(),
+            )
+        ).run()  # fmt: skip
+    return membership_id
+
+
+async def _scenario() -> tuple[int, int]:
+    here = await factories.make_location(name="Uptown", slug="uptown")
+    there = await factories.make_location(name="Harbour", slug="harbour")
+    service = await make_service("Neuromuscular, 60 min")
+    monthly = await make_plan(here, service, name="Monthly")
+    premium = await make_plan(here, service, name="Premium")
+    elsewhere = await make_plan(there, service, name="Harbour monthly")
+    await _member(here, monthly, "2025-12-10", paid=("2025-12-10", "2026-01-10", "2026-02-10"))
+    await _member(here, monthly, "2026-01-05", ended="2026-02-05", paid=("2026-01-05",))
+    frozen = await _member(here, premium, "2026-01-31", paid=("2026-01-31",))
+    await _member(there, elsewhere, "2026-01-15", paid=("2026-01-15",))
+    # A freeze on the last evening of January in New York (February in UTC).
+    await AuditLog.insert(
+        AuditLog(at=_at("2026-01-31", 22), action="freeze", entity="membership",
+                 entity_id=str(frozen))
+    ).run()  # fmt: skip
+    return here, there
+
+
+async def test_months_plans_and_totals_exact(db) -> None:
+    here, there = await _scenario()
+    locations = (
+        Loc(here, "Uptown", "uptown", "America/New_York", "USD"),
+        Loc(there, "Harbour", "harbour", "America/New_York", "USD"),
+    )
+    f = Filters(period=Period(datetime(2026, 1, 1).date(), datetime(2026, 2, 28).date()),
+                locations=locations)  # fmt: skip
+    result = await report.memberships(f)
+    rows = {(r.month.month, r.location.name): r for r in result.months}
+    jan, feb = rows[(1, "Uptown")], rows[(2, "Uptown")]
+    assert (jan.active_at_start, jan.joins, jan.cancellations, jan.freezes, jan.active) == (
+        1, 2, 0, 1, 3,
+    )  # fmt: skip
+    assert jan.recurring == {"USD": 3 * 12990}
+    assert (feb.active_at_start, feb.joins, feb.cancellations, feb.active) == (3, 0, 1, 2)
+    assert feb.churn_percent == 33.3 and feb.recurring == {"USD": 12990}
+    assert (rows[(1, "Harbour")].joins, rows[(1, "Harbour")].churn_percent) == (1, None)
+    assert result.totals == {"joins": 3, "cancellations": 1, "freezes": 1, "active": 3}
+    assert result.recurring == {"USD": 5 * 12990}
+    assert [(p.location.name, p.plan, p.active) for p in result.plans] == [
+        ("Harbour", "Harbour monthly", 1), ("Uptown", "Monthly", 1), ("Uptown", "Premium", 1),
+    ]  # fmt: skip
+    assert result.active_series[0].values[here] == [3, 2]
+
+
+async def test_the_page_with_charts_in_scope(db, settings) -> None:
+    here, there = await _scenario()
+    manager = await factories.make_user(MANAGER, location_ids=[there])
+    owner = await factories.make_user(OWNER)
+    async with using_app(settings) as app:
+        async with factories.make_client(app) as client:
+            await factories.login(client, owner)
+            page = await client.get("/reports/memberships?start=2026-01-01&end=2026-02-28")
+            assert page.status_code == 200
+            assert 'data-testid="joins">3<' in page.text and "$649.50" in page.text
+            assert "members-chart-title" in page.text and "recurring-chart-0-title" in page.text
+            assert "33.3 %" in page.text and "Premium" in page.text
+        async with factories.make_client(app) as client:
+            await factories.login(client, manager)
+            page = await client.get("/reports/memberships?start=2026-01-01&end=2026-02-28")
+            assert page.status_code == 200 and 'data-testid="joins">1<' in page.text
+            assert "Premium" not in page.text
+            refused = await client.get(
+                f"/reports/memberships?start=2026-01-01&end=2026-02-28&location={here}"
+            )
+            assert refused.status_code == 403
