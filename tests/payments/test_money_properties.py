@@ -3,13 +3,14 @@
 Two clinics with different tax rules — New York (USD, 8.25 % added to the
 price) and London (20 % included in the price; GBP, or USD for odd seeds so
 that the list-price refund rule also runs with tax included) — sell packages
-of one service; one therapist works at both, so sessions sold at one clinic
-are given at the other. Each seed drives a random sequence of events through
+of one service, and monthly memberships of it; one therapist works at both, so
+sessions sold at one clinic are given at the other. Each seed drives a random sequence of events through
 the real services and the Stripe stand-in (webhooks delivered to the portal's
 real webhook route): online purchases, front-desk sales, staff refunds (both
 rules, refusals included), piecemeal dashboard refunds, disputes opened and
 closed won or lost, redelivered events, bookings given, cancelled (early and
-late), no-shows, and package expiry at a future date.
+late), no-shows, package expiry at a future date, memberships joined, renewed (some
+renewals declined, then paid), their invoices' sales refunded and disputed like any.
 
 After every step the money invariants are checked in the database; every few
 steps and at the end the reports are checked against the journal, and at the
@@ -23,6 +24,7 @@ import importlib
 import importlib.util
 import os
 import random
+import secrets
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,6 +39,7 @@ from portal.auth.service import ACCOUNTANT, CLIENT, OWNER, CurrentUser
 from portal.bookings import service as bookings
 from portal.catalog.tables import Package, PackagePrice, Service, ServicePrice
 from portal.ledger import service as ledger
+from portal.memberships import subscriptions
 from portal.payments import service as payments
 from portal.payments.gateway import StripeGateway
 from portal.payments.tables import Payment
@@ -48,6 +51,7 @@ from portal.staff.tables import Therapist, TherapistLocation, TherapistService, 
 from portal.timeutil import utcnow
 from portal.web.forms import ValidationFailed
 from tests import factories
+from tests.memberships.helpers import make_plan
 from tests.races import invariants
 from tests.servers import stripe_client
 from tests.stripe_standin import StandIn, WebhookReceiver
@@ -124,6 +128,8 @@ class World:
     appointments: list[int] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
     expired_up_to: datetime | None = None
+    plans: dict[int, int] = field(default_factory=dict)  # location id → membership plan
+    memberships: list[int] = field(default_factory=list)
 
     def loc(self, location_id: int) -> Loc:
         return next(x for x in self.locations if x.id == location_id)
@@ -464,6 +470,87 @@ async def expire(w: World) -> str:
     return f"expire_due(now=+{days}d) = {run.sessions} session(s) of {run.sales} sale(s)"
 
 
+# -- memberships: each paid invoice is a sale that refunds, disputes, books and expires
+# like a package's (those events pick it from ``w.sales`` too) ------------------------------
+
+
+async def _plan(w: World, loc: Loc) -> int:
+    if loc.id not in w.plans:
+        # Monthly, 2 sessions at an odd price; members get 10 % off packages in New York.
+        w.plans[loc.id] = await make_plan(
+            loc.id, w.service_id, name=f"Monthly {loc.id}", sessions=2, price=12345,
+            currency=loc.currency, member_discount_bp=1000 if loc.currency == "USD" else 0,
+        )  # fmt: skip
+    return w.plans[loc.id]
+
+
+async def _track_periods(w: World, membership_id: int) -> list[int]:
+    """The membership's paid periods' sales the test does not know yet, added to it."""
+    membership = await subscriptions.get_membership(membership_id)
+    known = {s.id for s in w.sales}
+    added = []
+    for period in await subscriptions.periods_of(membership_id):
+        sale_id = period["sale_id"]
+        if sale_id is None or int(sale_id) in known or period["status"] != "paid":
+            continue
+        (payment,) = await payments.payments_of(int(sale_id))
+        w.sales.append(
+            SaleModel(int(sale_id), int(membership["location"]), int(membership["client"]),
+                      True, payment["charge_id"], payment["payment_intent_id"])
+        )  # fmt: skip
+        added.append(int(sale_id))
+    return added
+
+
+async def join_membership(w: World) -> str:
+    loc = w.rng.choice(w.locations)
+    client = w.rng.choice(w.clients)
+    member = CurrentUser(client.id, client.email, "", CLIENT, frozenset())
+    membership_id, url = await subscriptions.join(
+        w.gateway, member, await _plan(w, loc), base_url="http://testserver",
+        request_key=secrets.token_urlsafe(24),
+    )  # fmt: skip
+    await w.standin.complete_session(url.rsplit("/", 1)[-1])
+    await w.standin.drain()
+    w.memberships.append(membership_id)
+    sales_ = await _track_periods(w, membership_id)
+    return f"join_membership(membership={membership_id}, loc={loc.id}, sales={sales_})"
+
+
+async def renew_membership(w: World) -> str:
+    running = [
+        m for m in w.memberships
+        if (await subscriptions.get_membership(m))["status"] in ("active", "past_due")
+    ]  # fmt: skip
+    if not running:
+        return await join_membership(w)
+    membership = await subscriptions.get_membership(w.rng.choice(running))
+    declines = w.rng.random() < 0.3
+    customer = str(membership["customer_id"])
+    await w.standin.set_card_declines(customer, declines)
+    await w.standin.advance_subscription(str(membership["subscription_id"]))
+    await w.standin.set_card_declines(customer, False)
+    await w.standin.drain()
+    added = await _track_periods(w, int(membership["id"]))
+    outcome = "declined" if declines else f"sales={added}"
+    return f"renew_membership(membership={membership['id']}, {outcome})"
+
+
+async def pay_failed_renewal(w: World) -> str:
+    failed = [
+        (m, p) for m in w.memberships for p in await subscriptions.periods_of(m)
+        if p["status"] == "failed"
+    ]  # fmt: skip
+    if not failed:
+        return await renew_membership(w)
+    membership_id, period = w.rng.choice(failed)
+    answer = await w.standin.api("POST", f"/v1/invoices/{period['invoice_id']}/pay")
+    assert answer.status_code == 200, answer.text
+    await w.standin.drain()
+    added = await _track_periods(w, membership_id)
+    return f"pay_failed_renewal(membership={membership_id}, sales={added})"
+
+
 EVENTS = {
     buy_online: 3.0,
     cash_sale: 2.0,
@@ -477,6 +564,9 @@ EVENTS = {
     cancel: 2.0,
     no_show: 1.0,
     expire: 1.2,
+    join_membership: 1.5,
+    renew_membership: 1.5,
+    pay_failed_renewal: 0.7,
 }
 
 
