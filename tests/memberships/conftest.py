@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -9,7 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from portal.auth.service import CLIENT
+from portal.auth.service import CLIENT, CurrentUser
+from portal.memberships import subscriptions
 from portal.payments.gateway import StripeGateway
 from tests import factories
 from tests.catalog.helpers import make_service
@@ -38,6 +40,19 @@ async def club(db, stripe_settings, stripe_gateway, stripe_standin) -> AsyncIter
     member = await factories.make_user(CLIENT)
     async with using_app(stripe_settings) as app:
         yield Club(location, service, plan, member, app, stripe_gateway, stripe_standin)
+
+
+async def joined(club: Club, plan: int | None = None) -> dict[str, Any]:
+    """The member joins ``plan`` (the club's) and pays on the stand-in's page; the
+    membership as the portal then has it (webhooks forwarded: ``club_webhook``)."""
+    member = CurrentUser(club.member.id, club.member.email, "", CLIENT, frozenset())
+    membership_id, url = await subscriptions.join(
+        club.gateway, member, plan or club.plan, base_url="http://portal.test",
+        request_key=secrets.token_urlsafe(24),
+    )  # fmt: skip
+    await club.standin.complete_session(url.rsplit("/", 1)[-1])
+    await club.standin.drain()
+    return await subscriptions.get_membership(membership_id)
 
 
 @pytest.fixture

@@ -3,28 +3,16 @@ period ends; both through the outbox, in the location's time."""
 
 from __future__ import annotations
 
-import secrets
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-from portal.auth.service import CLIENT, CurrentUser
 from portal.email.tables import OutboxMessage
 from portal.memberships import subscriptions
-from tests.memberships.conftest import Club
-
-
-async def _joined(club: Club) -> dict:
-    membership_id, url = await subscriptions.join(
-        club.gateway, CurrentUser(club.member.id, club.member.email, "", CLIENT, frozenset()),
-        club.plan, base_url="http://portal.test", request_key=secrets.token_urlsafe(24),
-    )  # fmt: skip
-    await club.standin.complete_session(url.rsplit("/", 1)[-1])
-    await club.standin.drain()
-    return await subscriptions.get_membership(membership_id)
+from tests.memberships.conftest import Club, joined
 
 
 async def _past_due(club: Club) -> dict:
-    membership = await _joined(club)
+    membership = await joined(club)
     await club.standin.set_card_declines(str(membership["customer_id"]), True)
     await club.standin.advance_subscription(str(membership["subscription_id"]))
     await club.standin.drain()
@@ -67,7 +55,7 @@ async def test_a_failed_renewal_emails_the_member_once_then_a_reminder_before_ar
 
 
 async def test_a_paid_renewal_sends_nothing(club: Club, club_webhook) -> None:
-    membership = await _joined(club)
+    membership = await joined(club)
     await club.standin.advance_subscription(str(membership["subscription_id"]))
     await club.standin.drain()
     assert await _mail("membership_payment_failed") == []

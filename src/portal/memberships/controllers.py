@@ -531,6 +531,27 @@ def _freeze_handler(frozen: bool) -> Any:
     return handler
 
 
+@_stripe_post("/memberships/{membership_id:int}/card", member_editors, "membership_card")
+async def update_card(
+    request: Request[Any, Any, Any],
+    user: SignedIn,
+    membership_id: FromPath[int],
+    settings: AppSettings,
+    gateways: NamedDependency[GatewaySource],
+) -> Response[Any]:
+    """To Stripe's hosted card update (no card data in the portal), back here after."""
+    back = _membership_url(request, membership_id)
+    try:
+        url = await subscriptions.card_update_url(
+            gateways.get(), user, membership_id, base_url=settings.base_url
+        )
+    except ValidationFailed as exc:
+        return redirect(request, back, next(iter(exc.errors.values())), "error")
+    except GatewayError as exc:
+        return redirect(request, back, exc.message, "error")
+    return Redirect(path=url, status_code=303)
+
+
 freeze = _stripe_post(
     "/memberships/{membership_id:int}/freeze", member_editors, "membership_freeze"
 )(_freeze_handler(True))
@@ -641,4 +662,5 @@ ROUTES = [
     cancel_submit,
     freeze,
     resume,
+    update_card,
 ]

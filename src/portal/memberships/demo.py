@@ -20,7 +20,7 @@ from portal.sales import service as sales
 from portal.timeutil import utcnow
 
 PLAN = "Monthly neuromuscular"
-MEMBERS = ("client@demo.clinic", "jordan.lee@demo.clinic", "maria.gonzalez@demo.clinic")
+MEMBERS = ("jordan.lee@demo.clinic", "maria.gonzalez@demo.clinic", "sam.okafor@demo.clinic")
 
 
 async def load_demo(ids: DemoIds) -> None:

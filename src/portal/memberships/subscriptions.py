@@ -751,6 +751,18 @@ async def set_frozen(
         await onetime.finish(request_key, "frozen" if frozen else "resumed")
 
 
+async def card_update_url(
+    gateway: StripeGateway, user: CurrentUser, membership_id: int, *, base_url: str
+) -> str:
+    """Stripe's hosted card update for the membership's customer, back to its page after."""
+    membership = await get_membership_for(user, membership_id, write=True)
+    if membership["customer_id"] is None or membership["status"] in (ENDED, ABANDONED):
+        raise Invalid({"form": "This membership has no card to update."})
+    return await gateway.create_card_update_session(
+        str(membership["customer_id"]), f"{base_url}/memberships/{membership_id}"
+    )
+
+
 # -- arrears: after the grace period, the membership's sessions cannot be booked -----------
 
 

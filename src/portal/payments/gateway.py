@@ -878,6 +878,17 @@ class StripeGateway:
         )
         return _session(_plain(session))
 
+    async def create_card_update_session(self, customer_id: str, return_url: str) -> str:
+        """Stripe's hosted page where the customer replaces the card (the billing portal);
+        its URL. No card data passes through the portal."""
+        session = await self._call(
+            "create card update session",
+            self._client.v1.billing_portal.sessions.create_async(
+                {"customer": customer_id, "return_url": return_url}
+            ),
+        )
+        return str(_plain(session)["url"])
+
     async def retrieve_subscription(self, subscription_id: str) -> StripeSubscription:
         subscription = await self._call(
             "retrieve subscription", self._client.v1.subscriptions.retrieve_async(subscription_id)

@@ -7,6 +7,8 @@ One aiohttp application on one port serves:
   (read-only), authenticated with any ``sk_...`` key like localstripe;
   ``Idempotency-Key`` is honoured on every POST, as on Stripe;
 * ``/checkout/pay/{id}`` — the hosted payment page a session's ``url`` points to;
+* ``/billing_portal/{id}`` — the hosted card update a billing portal session's
+  ``url`` points to (``POST /v1/billing_portal/sessions``);
 * ``/_config/webhooks/{id}`` — localstripe's runtime webhook registration
   (POST ``url``, ``secret``, optional ``events[]``), plus DELETE to remove one;
 * ``/_standin/...`` — test hooks: complete/decline/expire a session without a
@@ -365,6 +367,36 @@ async def pay_invoice(request: web.Request) -> web.Response:
     return _json(invoice._export())
 
 
+async def create_portal_session(request: web.Request) -> web.Response:
+    data = await _form(request)
+    session = billing.PortalSession(
+        customer=data.get("customer", ""),
+        return_url=data.get("return_url", ""),
+        public_url=request.app[CONFIG].public_url,
+    )
+    return _json(session._export())
+
+
+async def show_card_page(request: web.Request) -> web.Response:
+    try:
+        session = billing.PortalSession._get(request.match_info["id"])
+    except UserError:
+        return _html(page.not_found(request.match_info["id"]), status=404)
+    return _html(page.card_page(session))
+
+
+async def submit_card_page(request: web.Request) -> web.StreamResponse:
+    try:
+        session = billing.PortalSession._get(request.match_info["id"])
+    except UserError:
+        return _html(page.not_found(request.match_info["id"]), status=404)
+    action = (await request.post()).get("action")
+    if action not in ("save", "decline"):
+        return _html(page.card_page(session), status=400)
+    session._save_card(declines=action == "decline")
+    raise web.HTTPSeeOther(session.return_url)
+
+
 async def hook_advance_subscription(request: web.Request) -> web.Response:
     """End the subscription's current period now (renew, skip when paused, or end it);
     answers the subscription and the renewal invoice (None when none was charged)."""
@@ -604,6 +636,9 @@ def _add_extension_routes(app: web.Application) -> None:
     router.add_get("/v1/invoices/{id}", retrieve_invoice)
     router.add_post("/v1/invoices/{id}/pay", pay_invoice)
 
+    router.add_post("/v1/billing_portal/sessions", create_portal_session)
+    router.add_get("/billing_portal/{id}", show_card_page)
+    router.add_post("/billing_portal/{id}", submit_card_page)
     router.add_get("/checkout/pay/{id}", show_page)
     router.add_post("/checkout/pay/{id}", submit_page)
 

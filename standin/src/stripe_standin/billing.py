@@ -42,6 +42,14 @@ DECLINED_CARD = "4000000000000341"
 INTERVALS = frozenset({"day", "week", "month", "year"})
 
 
+def _stored(cls: Any, object_id: str, name: str) -> Any:
+    """The stored object of ``cls`` with this id (404 as Stripe words it otherwise)."""
+    found = ls.store.get(cls.object + ":" + object_id)
+    if not isinstance(found, cls):
+        raise UserError(404, f"No such {name}: '{object_id}'")
+    return found
+
+
 def _bad(message: str, param: str | None = None) -> UserError:
     return UserError(400, message, {"param": param} if param else None)
 
@@ -209,9 +217,7 @@ class Subscription(ls.StripeObject):
 
     @classmethod
     def _get(cls, subscription_id: str) -> Subscription:
-        found = ls.store.get(cls.object + ":" + subscription_id)
-        if not isinstance(found, Subscription):
-            raise UserError(404, f"No such subscription: '{subscription_id}'")
+        found: Subscription = _stored(cls, subscription_id, "subscription")
         return found
 
 
@@ -344,9 +350,7 @@ class Invoice(ls.StripeObject):
 
     @classmethod
     def _get(cls, invoice_id: str) -> Invoice:
-        found = ls.store.get(cls.object + ":" + invoice_id)
-        if not isinstance(found, Invoice):
-            raise UserError(404, f"No such invoice: '{invoice_id}'")
+        found: Invoice = _stored(cls, invoice_id, "invoice")
         return found
 
     @classmethod
@@ -373,3 +377,45 @@ def start_subscription(
     invoice = Invoice(subscription, billing_reason="subscription_create")
     invoice._attempt()
     return customer, subscription, invoice
+
+
+class PortalSession(ls.StripeObject):
+    """``billing_portal.session``: a hosted page where the customer replaces the card.
+
+    Saving a card that pays also retries the customer's open invoices at once, as
+    Stripe's own retry would soon after; then the page returns to ``return_url``."""
+
+    object = "billing_portal.session"
+    _id_prefix = "bps_"
+
+    def __init__(self, *, customer: str, return_url: str, public_url: str) -> None:
+        if not customer or not isinstance(customer, str):
+            raise _bad("Missing required param: customer.", "customer")
+        if not return_url or not isinstance(return_url, str):
+            raise _bad("Missing required param: return_url.", "return_url")
+        ls.Customer._api_retrieve(customer)  # 404 for an unknown customer
+        super().__init__()
+        self.customer = customer
+        self.return_url = return_url
+        self.url = f"{public_url}/billing_portal/{self.id}"
+        self.livemode = False
+
+    def _save_card(self, declines: bool) -> None:
+        customer = ls.Customer._api_retrieve(self.customer)
+        customer._card_declines = declines
+        if declines:
+            return
+        for key, value in list(ls.store.items()):
+            if (
+                key.startswith(Invoice.object + ":")
+                and isinstance(value, Invoice)
+                and value.customer == self.customer
+                and value.status == "open"
+            ):
+                with contextlib.suppress(UserError):
+                    value._pay()
+
+    @classmethod
+    def _get(cls, session_id: str) -> PortalSession:
+        found: PortalSession = _stored(cls, session_id, "billing portal session")
+        return found

@@ -141,3 +141,17 @@ def not_found(session_id: str) -> str:
         f'<div class="message error">There is no checkout session {escape(session_id)}.</div>'
     )
     return _document("Not found", body)
+
+
+def card_page(session: Any) -> str:
+    """The hosted card update: a card that pays, or one that is declined (to test)."""
+    body = (
+        "<h1>Update your card</h1>"
+        "<p>The new card is used for your next payments; unpaid invoices are paid with it.</p>"
+        f'<form method="post" action="/billing_portal/{escape(session.id)}">'
+        '<button class="pay" type="submit" name="action" value="save">Save card</button> '
+        '<button type="submit" name="action" value="decline">Save a card that is declined'
+        "</button></form>"
+        f'<p><a href="{escape(session.return_url)}">Back</a></p>'
+    )
+    return _document("Update your card", body)
