@@ -542,8 +542,9 @@ async def update_card(
     """To Stripe's hosted card update (no card data in the portal), back here after."""
     back = _membership_url(request, membership_id)
     try:
+        customer = await subscriptions.card_customer(user, membership_id)
         url = await subscriptions.card_update_url(
-            gateways.get(), user, membership_id, base_url=settings.base_url
+            gateways.get(), customer, membership_id, base_url=settings.base_url
         )
     except ValidationFailed as exc:
         return redirect(request, back, next(iter(exc.errors.values())), "error")

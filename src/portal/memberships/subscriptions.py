@@ -751,15 +751,20 @@ async def set_frozen(
         await onetime.finish(request_key, "frozen" if frozen else "resumed")
 
 
-async def card_update_url(
-    gateway: StripeGateway, user: CurrentUser, membership_id: int, *, base_url: str
-) -> str:
-    """Stripe's hosted card update for the membership's customer, back to its page after."""
+async def card_customer(user: CurrentUser, membership_id: int) -> str:
+    """The Stripe customer whose card ``user`` may update for this membership."""
     membership = await get_membership_for(user, membership_id, write=True)
     if membership["customer_id"] is None or membership["status"] in (ENDED, ABANDONED):
         raise Invalid({"form": "This membership has no card to update."})
+    return str(membership["customer_id"])
+
+
+async def card_update_url(
+    gateway: StripeGateway, customer_id: str, membership_id: int, *, base_url: str
+) -> str:
+    """Stripe's hosted card update for the customer, back to the membership's page after."""
     return await gateway.create_card_update_session(
-        str(membership["customer_id"]), f"{base_url}/memberships/{membership_id}"
+        customer_id, f"{base_url}/memberships/{membership_id}"
     )
 
 
