@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from portal import access, db
 from portal.audit import service as audit
@@ -219,6 +220,7 @@ class AccessFilters:
     note_id: int | None = None
     day_from: date | None = None
     day_to: date | None = None
+    zone: str = "UTC"  # the days are the reader's local days
 
 
 async def access_log(filters: AccessFilters, *, after: str | None, limit: int = 50) -> Page:
@@ -240,9 +242,11 @@ async def access_log(filters: AccessFilters, *, after: str | None, limit: int = 
             )
         )
     if filters.day_from is not None:
-        query = query.where(NoteAccessLog.at >= datetime.combine(filters.day_from, time(), UTC))
+        start = datetime.combine(filters.day_from, time(), ZoneInfo(filters.zone))
+        query = query.where(NoteAccessLog.at >= start.astimezone(UTC))
     if filters.day_to is not None:
-        end = datetime.combine(filters.day_to + timedelta(days=1), time(), UTC)
+        end = datetime.combine(filters.day_to + timedelta(days=1), time(), ZoneInfo(filters.zone))
+        end = end.astimezone(UTC)
         query = query.where(NoteAccessLog.at < end)
     page = await keyset_page(
         query, NoteAccessLog.id, NoteAccessLog.id, after=after, limit=limit, descending=True
