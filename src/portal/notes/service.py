@@ -252,6 +252,7 @@ async def access_log(filters: AccessFilters, *, after: str | None, limit: int = 
         query, NoteAccessLog.id, NoteAccessLog.id, after=after, limit=limit, descending=True
     )
     ids = {int(r["client_id"]) for r in page.rows}
+    ids |= {int(r["actor_id"]) for r in page.rows if r["actor_id"]}
     names: dict[int, dict[str, Any]] = {}
     if ids:
         names = {
@@ -264,6 +265,7 @@ async def access_log(filters: AccessFilters, *, after: str | None, limit: int = 
         client = names.get(int(row["client_id"]), {})
         row["client_name"] = client.get("name") or client.get("email") or f"#{row['client_id']}"
         row["action_label"] = ACCESS_ACTIONS.get(row["action"], row["action"])
+        row["actor_name"] = names.get(int(row["actor_id"] or 0), {}).get("name") or ""
     return page
 
 

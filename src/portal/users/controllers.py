@@ -10,6 +10,7 @@ from portal.auth import twostep
 from portal.auth.service import OWNER, ROLE_LABELS, ROLES, CurrentUser
 from portal.locations.service import all_locations
 from portal.users import service
+from portal.users.audit_log import AuditLogController
 from portal.web.admin import (
     AdminForm,
     AdminResource,
@@ -163,4 +164,4 @@ class UserController(admin_controller(USERS)):  # type: ignore[misc]
         )
 
 
-ROUTES = [UserController]
+ROUTES = [UserController, AuditLogController]
