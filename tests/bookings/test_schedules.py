@@ -276,6 +276,17 @@ async def test_an_out_of_service_window_lists_the_bookings_it_hits(app, clinic):
         assert "It affects 1 booked appointment(s)" in page.text
         # ...and lists it, in the location's time, so the manager can move it.
         assert "15:00 " in page.text and f"(appointment {moved_into})" in page.text
+        # The room's page links each affected appointment beside its window.
+        assert f'<a href="/appointments/{moved_into}">' in page.text
+        # A window already over is refused, with what was typed kept.
+        past = await factories.post_form(
+            http, f"/rooms/{room_id}/out-of-service",
+            {"start_date": "2020-01-06", "start_time": "09:00", "end_date": "2020-01-06",
+             "end_time": "10:00", "reason": "Old"},
+        )  # fmt: skip
+        assert past.status_code == 422
+        assert "already over" in (factories.field_error(past.text, "end_date") or "")
+        assert factories.input_value(past.text, "reason") == "Old"
 
 
 async def test_staff_move_an_appointment_with_the_booking_rules(app, clinic):
