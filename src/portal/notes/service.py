@@ -608,7 +608,7 @@ async def sign(
     if note["status"] == SIGNED:
         raise Invalid({"form": "This note is already signed."})
     problems = await sign_problems(note)
-    if not problems and not confirmed:
+    if not confirmed:  # with every other problem, not after they are fixed
         problems["confirm"] = "Tick the box to confirm the note is accurate and complete."
     if problems:
         raise Invalid(problems)
