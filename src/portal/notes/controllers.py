@@ -482,6 +482,25 @@ async def _progress_context(reader: Reader, client_id: int, *, printout: bool) -
         "tz": data.client["timezone"],
         "therapists": sorted({s["therapist_name"] for s in data.sessions}),
         "locations": sorted({s["location_name"] for s in data.sessions}),
+        # The printout's letterhead: each clinic's address and phone, each therapist's
+        # licence, for the physician who reads it.
+        "clinics": sorted(
+            {
+                (s["location_name"], s.get("location_address") or "", s.get("location_phone") or "")
+                for s in data.sessions
+            }
+        ),
+        "licences": sorted(
+            {
+                (
+                    s["therapist_name"],
+                    " ".join(
+                        filter(None, (s.get("therapist_licence_state"), s.get("therapist_licence")))
+                    ),
+                )
+                for s in data.sessions
+            }
+        ),
         "severities": note_form.SEVERITIES,
     }
 
