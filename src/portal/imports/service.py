@@ -874,7 +874,7 @@ class _Appointments(_Importer):
         if start <= utcnow():
             raise BadValue(f"{values.get('starts_at')} is not in the future")
         if self.dry_run:
-            if not await credits_for(client_id, service_id, start):
+            if not await credits_for(client_id, service_id, start, int(location["id"])):
                 raise BadValue("the client holds no session of this service: import balances first")
             return None
         if self.actor is None:
