@@ -8,8 +8,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from litestar import Litestar, Router
+from litestar import Litestar, Request, Router
 from litestar.config.csrf import CSRFConfig
+from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
@@ -20,12 +21,13 @@ from litestar.template.config import TemplateConfig
 from portal import contexts, db, metrics
 from portal.auth import tokens, twostep
 from portal.jobs import queue
+from portal.locations.service import viewer_zone
 from portal.migrate import apply_migrations, pending_migrations
 from portal.settings import Settings, get_settings
 from portal.web import templating
 from portal.web.deps import DEPENDENCIES
 from portal.web.errors import EXCEPTION_HANDLERS
-from portal.web.guards import assert_every_route_guarded, requires_role
+from portal.web.guards import assert_every_route_guarded, current_user_or_none, requires_role
 from portal.web.metrics import metrics_endpoint
 from portal.web.middleware import CSRF_COOKIE, PortalMiddleware, add_security_headers
 from portal.web.requestcontext import RequestContext
@@ -42,6 +44,11 @@ class PendingMigrations(RuntimeError):
 
 def route_handlers() -> list[Any]:
     return contexts.route_handlers()
+
+
+async def provide_viewer_zone(request: Request[Any, Any, Any]) -> str:
+    """``viewer_zone`` (web/deps.py's ViewerZone): the signed-in person's clinic's zone."""
+    return await viewer_zone(current_user_or_none(request))
 
 
 def create_app(settings: Settings | None = None, *, manage_database: bool = True) -> Litestar:
@@ -104,7 +111,7 @@ def create_app(settings: Settings | None = None, *, manage_database: bool = True
     )
     app = Litestar(
         route_handlers=[*route_handlers(), metrics_endpoint, static_router],
-        dependencies=DEPENDENCIES,
+        dependencies={**DEPENDENCIES, "viewer_zone": Provide(provide_viewer_zone)},
         middleware=[
             DefineMiddleware(
                 PortalMiddleware,

@@ -22,6 +22,12 @@ def local_dt(value: datetime | None, tz: str = "UTC", fmt: str = "%Y-%m-%d %H:%M
     return to_local(value, tz).strftime(fmt)
 
 
+def zoned_dt(value: datetime | None, tz: str = "UTC", fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """``local_dt`` followed by the zone's abbreviation at that instant ("… 09:15 PST"),
+    for pages whose rows may come from clinics in different zones."""
+    return local_dt(value, tz, f"{fmt} %Z")
+
+
 def basis_points(bp: int | None) -> str:
     if bp is None:
         return ""

@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from portal.bookings import availability
 from portal.bookings import service as bookings
 from portal.bookings.tables import Appointment
 from portal.ledger import service as ledger
@@ -353,3 +354,33 @@ def test_two_bookings_deadlocking_on_the_exclusion_constraints_is_a_taken_slot()
     assert bookings._is_overlap_violation(asyncpg.exceptions.DeadlockDetectedError("deadlock"))
     assert bookings._is_overlap_violation(asyncpg.exceptions.ExclusionViolationError("overlap"))
     assert not bookings._is_overlap_violation(asyncpg.exceptions.UniqueViolationError("other"))
+
+
+async def test_any_therapist_offers_the_least_booked_therapist_first(clinic):
+    """ "Any therapist" shows each time under the colleague with the fewest bookings that
+    day, the one the booking then goes to: Theresa has a morning client, so Ada (first
+    by name) is no longer offered before her at every time, and bookings spread."""
+    day = future_day()
+    ada = await add_therapist("Ada", clinic.location_id, clinic.service_id)
+    slots = availability.one_per_start(
+        await bookings.free_slots(clinic.location_id, clinic.service_id, day)
+    )
+    at_two = next(s for s in slots if s.start == ny(day, 14))
+    assert at_two.therapist_id == ada  # both free all day: the first by name
+    first = await bookings.book(
+        clinic.as_client(), client_id=clinic.client.id, location_id=clinic.location_id,
+        service_id=clinic.service_id, start_at=ny(day, 9),
+    )  # fmt: skip
+    booked = await Appointment.select(Appointment.therapist).where(Appointment.id == first).first()
+    assert booked is not None and booked["therapist"] == ada
+    slots = availability.one_per_start(
+        await bookings.free_slots(clinic.location_id, clinic.service_id, day)
+    )
+    at_two = next(s for s in slots if s.start == ny(day, 14))
+    assert at_two.therapist_id == clinic.therapist_id  # Ada has one booking, Theresa none
+    second = await bookings.book(
+        clinic.as_client(), client_id=clinic.client.id, location_id=clinic.location_id,
+        service_id=clinic.service_id, start_at=ny(day, 14),
+    )  # fmt: skip
+    booked = await Appointment.select(Appointment.therapist).where(Appointment.id == second).first()
+    assert booked is not None and booked["therapist"] == at_two.therapist_id

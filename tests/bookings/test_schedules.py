@@ -276,6 +276,17 @@ async def test_an_out_of_service_window_lists_the_bookings_it_hits(app, clinic):
         assert "It affects 1 booked appointment(s)" in page.text
         # ...and lists it, in the location's time, so the manager can move it.
         assert "15:00 " in page.text and f"(appointment {moved_into})" in page.text
+        # The room's page links each affected appointment beside its window.
+        assert f'<a href="/appointments/{moved_into}">' in page.text
+        # A window already over is refused, with what was typed kept.
+        past = await factories.post_form(
+            http, f"/rooms/{room_id}/out-of-service",
+            {"start_date": "2020-01-06", "start_time": "09:00", "end_date": "2020-01-06",
+             "end_time": "10:00", "reason": "Old"},
+        )  # fmt: skip
+        assert past.status_code == 422
+        assert "already over" in (factories.field_error(past.text, "end_date") or "")
+        assert factories.input_value(past.text, "reason") == "Old"
 
 
 async def test_staff_move_an_appointment_with_the_booking_rules(app, clinic):
@@ -380,3 +391,39 @@ async def test_a_move_never_lands_in_an_out_of_service_room_or_after_expiry(clin
         )
     assert "valid until" in expired.value.errors["start"]
     assert (await bookings.get_appointment(appointment_id))["start_at"] == ny(day, 10)
+
+
+async def test_the_manager_chooses_the_room_of_a_move(app, clinic):
+    day = future_day()
+    appointment_id = await _book(clinic, ny(day, 10))
+    own = (await Appointment.select(Appointment.room).where(Appointment.id == appointment_id)
+           .first().run())["room"]  # fmt: skip
+    other = clinic.rooms[1] if own == clinic.rooms[0] else clinic.rooms[0]
+    await RoomOutage.insert(
+        RoomOutage(room=other, starts_at=ny(day, 13), ends_at=ny(day, 15), reason="Paint",
+                   created_at=utcnow(), created_by="m@example.test")
+    ).run()  # fmt: skip
+    async with factories.make_client(app) as http:
+        await factories.login(http, clinic.manager)
+        form = await http.get(f"/appointments/{appointment_id}/move")
+        assert 'id="room"' in form.text and "(current)" in form.text
+        refused = await factories.post_form(
+            http, f"/appointments/{appointment_id}/move",
+            {"day": day.isoformat(), "time": "14:00", "therapist": str(clinic.therapist_id),
+             "room": str(other)},
+        )  # fmt: skip
+        assert refused.status_code == 422
+        assert "out of service" in (factories.field_error(refused.text, "room") or "")
+        moved = await factories.post_form(
+            http, f"/appointments/{appointment_id}/move",
+            {"day": day.isoformat(), "time": "11:00", "therapist": str(clinic.therapist_id),
+             "room": str(other)},
+        )  # fmt: skip
+        assert moved.status_code == 303, moved.text[:500]
+    row = (
+        await Appointment.select(Appointment.room, Appointment.start_at)
+        .where(Appointment.id == appointment_id)
+        .first()
+        .run()
+    )
+    assert row["room"] == other and row["start_at"] == ny(day, 11)

@@ -7,7 +7,7 @@ import re
 from datetime import timedelta
 from pathlib import Path
 
-from playwright.async_api import Page, expect
+from playwright.async_api import Browser, Page, expect
 
 from portal.demo import DEMO_PASSWORD
 from portal.timeutil import to_local, utcnow
@@ -36,7 +36,15 @@ async def test_accountant_filters_payments_and_downloads_csv(
     await page.get_by_label("From").fill(first.isoformat())
     await page.get_by_label("To", exact=True).fill(last.isoformat())
     await page.locator("#location summary").click()
-    await page.get_by_role("checkbox", name=re.compile(LOCATION)).check()
+    box = page.get_by_role("checkbox", name=re.compile(LOCATION))
+    await box.check()
+    # A small box with its clinic's name on one line beside it, inside the open list.
+    shape = await box.bounding_box()
+    text = await page.locator("#location li label", has_text=LOCATION).bounding_box()
+    assert shape is not None and text is not None
+    assert shape["width"] <= 24 and shape["height"] <= 24
+    assert text["height"] <= 2 * shape["height"] + 8
+    assert text["x"] <= shape["x"] and text["x"] + text["width"] > shape["x"] + shape["width"]
     await page.locator("#location summary").click()  # close the dropdown
     await page.get_by_label("Group by").select_option("month")
     await page.get_by_role("button", name="Apply").click()
@@ -49,9 +57,11 @@ async def test_accountant_filters_payments_and_downloads_csv(
     assert f"start={first.isoformat()}" in page.url and "location=" in page.url
 
     async with page.expect_download() as info:
-        await page.get_by_role("link", name="CSV").first.click()
+        await page.get_by_role("link", name="CSV").nth(1).click()  # every line
     download = await info.value
-    assert download.suggested_filename == f"payments_{first.isoformat()}_{last.isoformat()}.csv"
+    assert download.suggested_filename == (
+        f"payments_portland-pearl_{first.isoformat()}_{last.isoformat()}.csv"
+    )
     path = Path(await download.path())
     with path.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.reader(handle))
@@ -64,3 +74,20 @@ async def test_accountant_filters_payments_and_downloads_csv(
         assert row[1] == LOCATION
         assert first.isoformat() <= row[0] <= last.isoformat()
         assert re.fullmatch(r"-?\d+\.\d{2}", row[5])
+
+
+async def test_locations_filter_works_without_javascript(
+    browser: Browser, live_server: LiveServer
+) -> None:
+    context = await browser.new_context(java_script_enabled=False)
+    page = await context.new_page()
+    try:
+        await sign_in(page, live_server, "accountant@demo.clinic", DEMO_PASSWORD)
+        await page.goto(f"{live_server.url}/reports/payments")
+        await page.locator("#location summary").click()
+        await page.get_by_role("checkbox", name=re.compile(LOCATION)).check()
+        await page.get_by_role("button", name="Apply").click()
+        await expect(page.locator(".report-meta")).to_contain_text(LOCATION)
+        assert "location=" in page.url
+    finally:
+        await context.close()

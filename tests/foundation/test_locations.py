@@ -142,7 +142,7 @@ async def test_deactivate_needs_confirmation_and_keeps_history(owner_client, loc
     await factories.post_form(owner_client, f"/locations/{own}/reactivate")
     history = await owner_client.get(f"/locations/{own}/history")
     assert history.status_code == 200
-    assert "deactivate" in history.text and "reactivate" in history.text
+    assert "Deactivated" in history.text and "Reactivated" in history.text
     actions = [
         r["action"]
         for r in await AuditLog.select(AuditLog.action)

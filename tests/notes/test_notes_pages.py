@@ -9,6 +9,7 @@ from portal.bookings import credits
 from portal.bookings.tables import Appointment
 from portal.notes import service as notes
 from portal.notes.tables import NoteAccessLog, TreatmentNote
+from portal.staff.tables import Therapist
 from tests import factories
 from tests.bookings.conftest import add_therapist
 from tests.notes.conftest import COMPLETE, given_session, signed_note
@@ -153,8 +154,18 @@ async def test_reads_are_logged_and_managers_see_no_contents(app, clinic):
     assert page.status_code == 200 and "Private words about headaches." in page.text
     progress = await client.get("/account/progress")
     assert progress.status_code == 200 and "<svg" in progress.text
+
+    await (
+        Therapist.update({Therapist.licence_number: "LMT-4471", Therapist.licence_state: "NY"})
+        .where(Therapist.id == clinic.therapist_id)
+        .run()
+    )
     printout = await client.get("/account/progress/print")
     assert printout.status_code == 200 and "Treatment progress summary" in printout.text
+    # A letterhead for the physician: the clinic's name, address and phone, the licence.
+    head = printout.text.split('<header class="print-head">')[1].split("</header>")[0]
+    assert "1 Main St" in head and "+1 555 0100" in head and "licence NY LMT-4471" in head
+    assert "Clinic Portal ·" not in head
     await client.aclose()
     log = await _log()
     assert [(r["action"], r["note_id"], r["client_id"], r["actor_email"]) for r in log] == [

@@ -163,6 +163,10 @@ async def test_signing_needs_a_completed_session_a_complete_note_and_confirmatio
         await notes.sign(therapist, note_id, confirmed=True)
     assert "completed" in caught.value.errors["form"]
     assert {"pain_after", "regions", "techniques", "assessment"} <= caught.value.errors.keys()
+    # Every problem at once: the missing confirmation among them.
+    with pytest.raises(ValidationFailed) as caught:
+        await notes.sign(therapist, note_id, confirmed=False)
+    assert {"form", "pain_after", "confirm"} <= caught.value.errors.keys()
     await bookings.complete(clinic.as_manager(), begun)
     await notes.save_draft(therapist, note_id, COMPLETE)
     with pytest.raises(ValidationFailed) as caught:

@@ -122,3 +122,15 @@ async def test_search_finds_a_client_by_name_or_email_in_any_case(
         # A manager's search stays inside their clinics.
         assert _listed((await manager.get("/sales?q=okafor&location=&status=")).text) == set()
         assert _listed((await manager.get("/sales?q=riley&location=&status=")).text) == {here}
+
+
+async def test_the_list_names_clients_and_words_statuses(
+    shop: Shop, two_clinics: dict[str, int]
+) -> None:
+    owner = await factories.make_user(OWNER)
+    async with signed_in(shop, owner) as client:
+        page = (await client.get(UNFILTERED)).text
+    rows = page.split("<tbody>")[1].split("</tbody>")[0]
+    assert "<td>Riley Brooks<br>" in rows and "<td>Sam Okafor<br>" in rows
+    assert ">Active</span>" in rows and ">active</span>" not in rows
+    assert '<option value="pending" >Awaiting payment</option>' in page

@@ -12,6 +12,8 @@ starts like a formula or holds commas, quotes and line breaks.
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -23,6 +25,7 @@ from portal.auth.service import CLIENT, OWNER
 from portal.payments.tables import Payment, Refund
 from portal.reports import copy_csv, sql
 from portal.reports import filters as report_filters
+from portal.reports import service as report_service
 from portal.reports.controllers import (
     JOURNAL_COLUMNS,
     PAYMENT_COLUMNS,
@@ -118,25 +121,25 @@ async def _expected_payments(ids: dict[str, int]) -> bytes:
     item1 = '"\'+5 × 60 min, deep"'
     lines = [
         ",".join(PAYMENT_COLUMNS),
-        f"2026-03-07,{alpha},'-client@example.test,{item1},card,110.00,10.00,0.00,0.00,3.49,"
+        f"2026-03-07,{alpha},'-client@example.test,{item1},Card (online),110.00,10.00,0.00,0.00,3.49,"
         f"106.51,USD,{i1},{s['s1']},payment",
-        f'2026-03-09,{alpha},plain@example.test,"Say ""hi""",cash,200.00,0.00,0.00,0.00,0.00,'
+        f'2026-03-09,{alpha},plain@example.test,"Say ""hi""",Cash,200.00,0.00,0.00,0.00,0.00,'
         f"200.00,USD,,{s['s2']},payment",
-        f"2026-03-09,{alpha},'-client@example.test,{item1},card,0.00,-2.00,22.00,0.00,0.00,"
+        f"2026-03-09,{alpha},'-client@example.test,{item1},Card (online),0.00,-2.00,22.00,0.00,0.00,"
         f"-22.00,USD,{i1},{s['s1']},refund",
-        f"2026-03-11,Tokyo,plain@example.test,'@home,card,5500,500,0,0,150,5350,JPY,{i5},"
+        f"2026-03-11,Tokyo,plain@example.test,'@home,Card (online),5500,500,0,0,150,5350,JPY,{i5},"
         f"{s['s5']},payment",
-        f"2026-03-15,Kuwait,'-client@example.test,'\tTabbed,card,12.345,0.000,0.000,0.000,"
+        f"2026-03-15,Kuwait,'-client@example.test,'\tTabbed,Card (online),12.345,0.000,0.000,0.000,"
         f"0.123,12.222,KWD,{i6},{s['s6']},payment",
-        f"2026-03-20,{alpha},'-client@example.test,{item1},card,0.00,-2.00,22.00,0.00,0.00,"
+        f"2026-03-20,{alpha},'-client@example.test,{item1},Card (online),0.00,-2.00,22.00,0.00,0.00,"
         f"-22.00,USD,{i1},{s['s1']},refund",
-        f"2026-03-29,{beta},plain@example.test,-5,cash,40.00,0.00,0.00,0.00,0.00,40.00,GBP,,"
+        f"2026-03-29,{beta},plain@example.test,-5,Cash,40.00,0.00,0.00,0.00,0.00,40.00,GBP,,"
         f"{s['s4']},payment",
-        f'2026-03-30,{beta},\'-client@example.test,"line one\nline two",card,60.00,10.00,'
+        f'2026-03-30,{beta},\'-client@example.test,"line one\nline two",Card (online),60.00,10.00,'
         f"0.00,0.00,1.50,58.50,GBP,{i3},{s['s3']},payment",
-        f"2026-03-31,{beta},plain@example.test,-5,cash,0.00,0.00,20.00,0.00,0.00,-20.00,GBP,,"
+        f"2026-03-31,{beta},plain@example.test,-5,Cash,0.00,0.00,20.00,0.00,0.00,-20.00,GBP,,"
         f"{s['s4']},refund",
-        f"2026-03-31,{alpha},plain@example.test,-1.5,cash,50.00,0.00,0.00,0.00,0.00,50.00,USD,,"
+        f"2026-03-31,{alpha},plain@example.test,-1.5,Cash,50.00,0.00,0.00,0.00,0.00,50.00,USD,,"
         f"{s['s8']},payment",
     ]
     return "".join(line + "\r\n" for line in lines).encode()
@@ -168,7 +171,7 @@ async def test_journal_download_is_the_python_writers_file(db, app):
         response = await client.get("/reports/journal.csv?start=2026-03-01&end=2026-03-31")
     assert response.status_code == 200
     body = response.content.decode()
-    assert body.startswith("date,account,debit,credit,location,memo,reference\r\n")
+    assert body.startswith("entry,date,account,debit,credit,location,memo,reference\r\n")
     s1, s3, s5, s6 = ids["s1"], ids["s3"], ids["s5"], ids["s6"]
     for line in (
         f'2026-03-07,stripe_clearing,110.00,,"\'=Alpha, ""East""",'
@@ -240,7 +243,7 @@ async def test_journal_filters_give_the_same_bytes(db, params):
     params = {k: [v.format(**ids) for v in vs] for k, vs in params.items()}
     f = await _filters(**params)
     python = await _bytes(csv_stream(JOURNAL_COLUMNS, _journal_rows(f)))
-    assert python.startswith(b"date,account,")
+    assert python.startswith(b"entry,date,account,")
     if params.get("location") == [str(ids["beta"])]:
         assert b"Tokyo" not in python and b"'@Beta\nNorth" in python
     copied = copy_csv.journal_csv(f, JOURNAL_COLUMNS)
@@ -388,3 +391,43 @@ async def test_copy_error_reaches_the_reader(db):
     with pytest.raises(asyncpg.exceptions.DivisionByZeroError):
         await _bytes(stream)
     assert (await sql.fetch("SELECT 1 AS one", []))[0]["one"] == 1
+
+
+async def test_journal_is_in_date_order_with_entry_numbers(db, app):
+    """Lines are dated in their own zone; Tokyo's 2026-03-11 01:00 comes after New
+    York's 2026-03-10 16:00 although it happened earlier in UTC."""
+    ids = await _dataset()
+    late = await helpers.make_sale(ids["alpha"], (await factories.make_user(CLIENT)).id,
+                                   at=utc(2026, 3, 10, 20), net=700, method="cash",
+                                   item="Evening")  # fmt: skip
+    owner = await factories.make_user(OWNER)
+    async with factories.make_client(app) as client:
+        await factories.login(client, owner)
+        response = await client.get("/reports/journal.csv?start=2026-03-01&end=2026-03-31")
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    assert rows[0][:2] == ["entry", "date"]
+    body = rows[1:]
+    dates = [r[1] for r in body]
+    assert dates == sorted(dates)
+    evening = [i for i, r in enumerate(body) if r[7] == f"sale:{late}"]
+    tokyo = [i for i, r in enumerate(body) if r[7] == f"sale:{ids['s5']}"]
+    assert max(evening) < min(tokyo)
+    # Each entry's lines stand together under one number, and balance per currency.
+    entries = [r[0] for r in body]
+    seen: list[str] = []
+    for entry in entries:
+        if not seen or seen[-1] != entry:
+            assert entry not in seen
+            seen.append(entry)
+    # The page reads the same order, a few lines at a time.
+    f = await _filters()
+    paged, cursor = [], None
+    while True:
+        rows_page, cursor = await report_service.journal_lines(f, after=cursor, limit=3)
+        paged += [(str(r.entry), r.date.isoformat(), r.account) for r in rows_page]
+        if cursor is None:
+            break
+    assert paged == [(r[0], r[1], r[2]) for r in body]
+    copied = copy_csv.journal_csv(f, JOURNAL_COLUMNS)
+    if copied is not None:
+        assert await _bytes(copied) == response.content

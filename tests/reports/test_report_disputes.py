@@ -281,9 +281,9 @@ async def test_csv_xlsx_page_and_api_show_the_lost_dispute(db, app):
         revenue_api = (await client.get(f"/api/v1/reports/revenue?{query}")).json()
     assert text == (
         ",".join(PAYMENT_COLUMNS) + "\r\n"
-        f"2026-05-10,Alpha Clinic,client@example.test,5 × 60 min neuromuscular,card,102.00,"
+        f"2026-05-10,Alpha Clinic,client@example.test,5 × 60 min neuromuscular,Card (online),102.00,"
         f"0.00,0.00,0.00,3.26,98.74,USD,{d.lost_intent},{d.lost_sale},payment\r\n"
-        f"2026-05-31,Alpha Clinic,client@example.test,5 × 60 min neuromuscular,card,0.00,"
+        f"2026-05-31,Alpha Clinic,client@example.test,5 × 60 min neuromuscular,Card (online),0.00,"
         f"0.00,0.00,102.00,15.00,-117.00,USD,{d.lost_intent},{d.lost_sale},dispute_withdrawn\r\n"
     )
     rows = _csv(text)[1:]
@@ -347,7 +347,7 @@ async def test_june_shows_the_reinstatement(db, app):
         api = (await client.get(f"/api/v1/reports/payments?{JUNE}&location={d.beta}")).json()
     rows = _csv(text)
     assert rows[2] == [
-        "2026-06-30", "Beta Clinic", "client@example.test", "5 × 60 min neuromuscular", "card",
+        "2026-06-30", "Beta Clinic", "client@example.test", "5 × 60 min neuromuscular", "Card (online)",
         "0.00", "0.00", "0.00", "-102.00", "0.00", "102.00", "USD", d.won_intent,
         str(d.won_sale), "dispute_reinstated",
     ]  # fmt: skip

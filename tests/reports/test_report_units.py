@@ -66,6 +66,25 @@ def test_buckets():
     assert (twelve.start, twelve.end) == (date(2025, 4, 1), date(2026, 3, 18))
 
 
+@pytest.mark.parametrize("month", range(1, 13))
+def test_last_twelve_months_is_twelve_months_in_every_month(month):
+    today = date(2026, month, 4)
+    twelve = dict(periods.presets(today))["Last 12 months"]
+    assert twelve.end == today
+    assert len(periods.month_starts(twelve.start, twelve.end)) == 12
+    assert twelve.start.day == 1
+
+
+def test_the_overview_names_its_range():
+    # In December the twelve months are the year to date, and are called that.
+    december = date(2026, 12, 4)
+    assert periods.period_name(periods.last_twelve_months(december), december) == "Year to date"
+    june = date(2026, 6, 4)
+    assert periods.period_name(periods.last_twelve_months(june), june) == "Last 12 months"
+    odd = periods.Period(date(2026, 2, 3), date(2026, 2, 9))
+    assert periods.period_name(odd, june) == "2026-02-03 – 2026-02-09"
+
+
 def test_amounts_and_fee_rate():
     assert exports.units(123450, "USD") == "1234.50"
     assert exports.units(-1000, "GBP") == "-10.00"

@@ -77,15 +77,24 @@ async def test_payments_csv_columns_and_values(db, app):
     assert [r[0] for r in body] == ["2026-03-07", "2026-03-08", "2026-03-29"]
     refund, payment, cash = body
     assert refund[1:3] == ["Alpha Clinic", sc.client_email]
-    assert refund[4:12] == ["card", "0.00", "-10.00", "110.00", "0.00", "0.00", "-110.00", "USD"]
+    assert refund[4:12] == [
+        "Card (online)",
+        "0.00",
+        "-10.00",
+        "110.00",
+        "0.00",
+        "0.00",
+        "-110.00",
+        "USD",
+    ]
     assert refund[12].startswith("pi_test_") and refund[13:] == [str(sc.s1), "refund"]
     assert payment[3:12] == [
-        "3 × 60 min neuromuscular", "card", "330.00", "30.00", "0.00", "0.00", "9.87", "320.13",
+        "3 × 60 min neuromuscular", "Card (online)", "330.00", "30.00", "0.00", "0.00", "9.87", "320.13",
         "USD",
     ]  # fmt: skip
     assert payment[13:] == [str(sc.s2), "payment"]
     assert cash[1] == "Beta Clinic" and cash[4:13] == [
-        "cash", "240.00", "40.00", "0.00", "0.00", "0.00", "240.00", "GBP", "",
+        "Cash", "240.00", "40.00", "0.00", "0.00", "0.00", "240.00", "GBP", "",
     ]  # fmt: skip
 
 
@@ -108,9 +117,11 @@ async def test_other_csv_headers(db, app):
     ]  # fmt: skip
     assert liability[2][:8] == ["Beta Clinic", "GBP", "0.00", "200.00", "100.00", "0.00",
                                 "0.00", "100.00"]  # fmt: skip
-    assert journal[0] == ["date", "account", "debit", "credit", "location", "memo", "reference"]
-    debits = sum(Decimal(r[2]) for r in journal[1:] if r[2])
-    credits = sum(Decimal(r[3]) for r in journal[1:] if r[3])
+    assert journal[0] == [
+        "entry", "date", "account", "debit", "credit", "location", "memo", "reference",
+    ]  # fmt: skip
+    debits = sum(Decimal(r[3]) for r in journal[1:] if r[3])
+    credits = sum(Decimal(r[4]) for r in journal[1:] if r[4])
     assert debits == credits
     assert revenue[0][:4] == ["period", "location", "currency", "service_revenue"]
     assert ["2026-03", "Alpha Clinic", "USD", "Therapist One", "200.00"] in therapists
@@ -255,3 +266,56 @@ async def test_openapi_describes_the_report_api(db, app):
         assert f"/api/v1/reports/{name}" in paths
     names = {p["name"] for p in paths["/api/v1/reports/payments"]["get"]["parameters"]}
     assert {"start", "end", "location", "group", "status"} <= names
+
+
+async def test_payments_summary_download_follows_group_by(db, app):
+    await build()
+    async with _client(app, ACCOUNTANT) as (client, _):
+        page = (await client.get(f"/reports/payments?{MARCH}&group=week")).text
+        assert "&amp;by=period" in page
+        weekly = _csv(
+            (await client.get(f"/reports/payments.csv?{MARCH}&group=week&by=period")).text
+        )
+        monthly = _csv(
+            (await client.get(f"/reports/payments.csv?{MARCH}&group=month&by=period")).text
+        )
+    assert weekly[0][:5] == ["period", "start", "end", "location", "currency"]
+    assert {r[0] for r in weekly[1:]} == {"2026-W10", "2026-W13"}
+    assert [r[0] for r in monthly[1:]] == ["2026-03", "2026-03"]
+    alpha = next(r for r in monthly[1:] if r[3] == "Alpha Clinic")
+    assert alpha[5:8] == ["1", "1", "330.00"]
+    assert sum(Decimal(r[7]) for r in weekly[1:] if r[4] == "USD") == Decimal("330.00")
+
+
+async def test_fee_rate_and_counts_are_numbers_in_xlsx(db, app):
+    await build()
+    async with _client(app, ACCOUNTANT) as (client, _):
+        content = (await client.get(f"/reports/fees.xlsx?{MARCH}")).content
+    sheet = openpyxl.load_workbook(io.BytesIO(content)).active
+    cells = [list(row) for row in sheet.iter_rows(values_only=True)]
+    rate = cells[0].index("fee_rate_percent")
+    alpha = next(r for r in cells[1:] if r[3] == "Alpha Clinic")
+    assert alpha[rate] == pytest.approx(2.99)
+    for row in cells[1:]:
+        for value in row[5:]:
+            assert value is None or isinstance(value, (int, float)), row
+
+
+async def test_download_names_carry_the_locations_and_the_period(db, app):
+    sc = await build()
+
+    def name(response):
+        return response.headers["content-disposition"].split('filename="')[1].rstrip('"')
+
+    async with _client(app, OWNER) as (client, _):
+        everywhere = await client.get(f"/reports/journal.csv?{MARCH}")
+        one = await client.get(f"/reports/fees.xlsx?{MARCH}&location={sc.alpha}")
+        both = await client.get(
+            f"/reports/revenue.csv?{MARCH}&location={sc.alpha}&location={sc.beta}"
+        )
+    assert name(everywhere) == "journal_all-locations_2026-03-01_2026-03-31.csv"
+    assert name(one) == "fees_alpha_2026-03-01_2026-03-31.xlsx"
+    assert name(both) == "revenue_alpha+beta_2026-03-01_2026-03-31.csv"
+    async with _client(app, MANAGER, (sc.beta,)) as (client, _):
+        mine = await client.get(f"/reports/liability.csv?{MARCH}")
+    assert name(mine) == "liability_beta_2026-03-01_2026-03-31.csv"

@@ -127,7 +127,8 @@ async def test_out_of_service_window_blocks_the_room_and_lists_no_appointments_y
     [
         (("2026-12-07", "14:00", "12:00"), "end_time"),
         (("2026-12-07", "12:00", "12:00"), "end_time"),
-        (("2026-03-08", "02:15", "04:00"), "start_time"),  # skipped by the clocks in New York
+        (("2027-03-14", "02:15", "04:00"), "start_time"),  # skipped by the clocks in New York
+        (("2020-01-06", "09:00", "10:00"), "end_date"),  # already over
         (("2026-12-07", "12:00", "12:00", "2027-06-01"), "end_date"),  # longer than 92 days
     ],
 )
@@ -143,7 +144,7 @@ async def test_bad_windows_are_refused(db, locations, manager_a, form, field):
 async def test_window_across_the_fall_back_night_lasts_real_hours(db, locations, manager_a):
     a, _ = locations
     room = await helpers.make_room(a)
-    await service.add_outage(manager_a, room, outage("2026-10-31", "23:00", "03:00", "2026-11-01"))
+    await service.add_outage(manager_a, room, outage("2027-11-06", "23:00", "03:00", "2027-11-07"))
     [row] = await service.list_outages(room)
     assert row["ends_at"] - row["starts_at"] == utc("2026-01-01T05:00") - utc("2026-01-01T00:00")
 

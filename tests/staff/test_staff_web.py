@@ -239,3 +239,26 @@ async def test_compliance_page(db, locations, manager_client):
     assert page.status_code == 200
     assert "Alpha Clinic" in page.text and "Beta Clinic" not in page.text
     assert "Lapsed Licence" in page.text and "Not on file" in page.text
+
+
+async def test_hours_form_reports_every_error_at_once(db, locations, owner_client):
+    a, _ = locations
+    c = await factories.make_location(name="Harlem", slug="harlem", timezone="America/New_York")
+    t = await helpers.make_therapist(location_ids=[a, c])
+    await helpers.add_hours(t, c, 2, "09:00-12:00")
+    response = await factories.post_form(
+        owner_client,
+        f"/therapists/{t}/hours/{a}",
+        {
+            "d0_0_start": "9am", "d0_0_end": "12:00",  # not a time
+            "d1_0_start": "12:00", "d1_0_end": "09:00",  # ends before it starts
+            "d2_0_start": "11:00", "d2_0_end": "13:00",  # overlaps Harlem's Wednesday
+            "d3_0_start": "09:00", "d3_0_end": "",  # half filled
+        },
+    )  # fmt: skip
+    assert response.status_code == 422
+    assert "such as 09:00" in (factories.field_error(response.text, "d0_0_start") or "")
+    assert "before the start" in (factories.field_error(response.text, "d1_0_end") or "")
+    assert "at Harlem" in (factories.field_error(response.text, "d2_0_start") or "")
+    assert "end time" in (factories.field_error(response.text, "d3_0_end") or "")
+    assert await WorkingHours.count().where(WorkingHours.location == a).run() == 0

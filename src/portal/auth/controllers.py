@@ -9,9 +9,19 @@ from litestar.response import Redirect, Template
 
 from portal.auth import passkeys, service, tokens, totp, twostep
 from portal.identity import ROLE_LABELS, STAFF_ROLES, CurrentUser
+from portal.locations.service import viewer_zone
 from portal.onetime import service as onetime
 from portal.settings import Settings
-from portal.web.deps import Address, AppSettings, Arrival, Own, OwnAccount, SignedIn, Visitor
+from portal.web.deps import (
+    Address,
+    AppSettings,
+    Arrival,
+    Own,
+    OwnAccount,
+    SignedIn,
+    ViewerZone,
+    Visitor,
+)
 from portal.web.forms import ValidationFailed, read_form
 from portal.web.guards import requires_owner, requires_role, requires_signed_in
 from portal.web.middleware import decode_flashes, encode_flashes
@@ -176,6 +186,7 @@ async def _tokens_page(
         "errors": errors or {},
         "form": {**(form or {}), onetime.FIELD: onetime.new_key()},
         "new": new,
+        "tz": await viewer_zone(user),
     }
     return Template("auth/tokens.html", context=context, status_code=status_code)
 
@@ -453,10 +464,11 @@ class TwoStepAccountController(Controller):
     opt = ENROLMENT
 
     @get("/", opt=ENROLMENT, name="two_step_account")
-    async def index(self, user: SignedIn) -> Template:
+    async def index(self, user: SignedIn, viewer_zone: ViewerZone) -> Template:
         return Template(
             "auth/two_step_account.html",
             context={
+                "tz": viewer_zone,
                 "factors": await twostep.factors_of(user.id),
                 "passkeys": await passkeys.passkeys_of(user.id),
                 "required": await twostep.is_required(user.role),

@@ -280,7 +280,12 @@ async def free_slots(
         away = [h.Span(t["starts_at"], t["ends_at"]) for t in time_off if t["therapist"] == tid]
         for span in working:
             slots.extend(_slots_within(span, ctx, therapist, away, busy, now))
-    slots.sort(key=lambda s: (s.start, s.therapist_name))
+    # At each start the therapist with the fewest bookings that day comes first, so
+    # "Any therapist" (one_per_start) spreads the day's bookings across the team.
+    load = {
+        tid: sum(1 for s in spans if s.overlaps(day_span)) for tid, spans in busy.therapists.items()
+    }
+    slots.sort(key=lambda s: (s.start, load.get(s.therapist_id, 0), s.therapist_name))
     return slots
 
 
@@ -320,7 +325,8 @@ def _slots_within(
 
 
 def one_per_start(slots: list[Slot]) -> list[Slot]:
-    """ "Any therapist": the first slot of each start time (the least busy therapist)."""
+    """ "Any therapist": the first slot of each start time (the therapist least booked
+    that day, ``free_slots``' order)."""
     seen: set[datetime] = set()
     unique = []
     for slot in slots:

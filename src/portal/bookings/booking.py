@@ -305,12 +305,14 @@ async def move(
     *,
     start_at: datetime,
     therapist_id: int | None = None,
+    room_id: int | None = None,
     now: datetime | None = None,
     notify_client: bool = True,
     settings: Settings | None = None,
     deferred: list[int] | None = None,
 ) -> None:
-    """Move a booked appointment (staff), keeping its credit.
+    """Move a booked appointment (staff), keeping its credit; to ``room_id`` when the
+    manager chose one (it must suit the service and be free then).
 
     The same rules as a booking: a future time, within the therapist's hours
     and permissions, the therapist free, a suitable room free and in service
@@ -348,7 +350,7 @@ async def move(
     if await therapist_busy(tid, start_at, busy_until, except_id=appointment_id):
         raise SlotTaken()
     async with _taking_time():
-        room_id = await _room_for_move(ctx, appointment, start_at, busy_until)
+        room_id = await _room_for_move(ctx, appointment, start_at, busy_until, room_id)
         moved = (
             await Appointment.update(
                 {
@@ -378,9 +380,21 @@ async def move(
 
 
 async def _room_for_move(
-    ctx: BookingContext, appointment: dict[str, Any], start: datetime, until: datetime
+    ctx: BookingContext,
+    appointment: dict[str, Any],
+    start: datetime,
+    until: datetime,
+    chosen: int | None = None,
 ) -> int:
-    """The room a moved appointment takes: its own when free then, else the least used."""
+    """The room a moved appointment takes: the chosen one (free then, or refused), else
+    its own when free then, else the least used."""
+    if chosen is not None:
+        room = next((r for r in ctx.rooms if int(r["id"]) == chosen), None)
+        if room is None:
+            raise Invalid({"room": "Choose a room that suits this service."})
+        if not await room_free(chosen, start, until, int(appointment["id"])):
+            raise Invalid({"room": f"{room['name']} is taken or out of service then."})
+        return chosen
     current = [r for r in ctx.rooms if r["id"] == appointment["room"]]
     others = [r for r in await free_rooms(ctx, start, until) if r["id"] != appointment["room"]]
     for room in current + others:

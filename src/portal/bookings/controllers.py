@@ -347,6 +347,7 @@ def _parse_move_form(
         "day": values.get("day", ""),
         "time": values.get("time", ""),
         "therapist": values.get("therapist", ""),
+        "room": values.get("room", ""),
     }
     errors: dict[str, str] = {}
     start: datetime | None = None
@@ -363,6 +364,8 @@ def _parse_move_form(
     therapist_id = _int(form["therapist"])
     if form["therapist"] and therapist_id is None:
         errors["therapist"] = "Choose a therapist from the list."
+    if form["room"] and _int(form["room"]) is None:
+        errors["room"] = "Choose a room from the list."
     return form, start, therapist_id, errors
 
 
@@ -604,8 +607,9 @@ class BookingController(Controller):
             return await _move_page(appointment, form, errors, status_code=422)
         try:
             await booking.move(
-                user, appointment_id, start_at=start, therapist_id=therapist_id, **mail.kw
-            )
+                user, appointment_id, start_at=start, therapist_id=therapist_id,
+                room_id=_int(form["room"]), **mail.kw,
+            )  # fmt: skip
         except (booking.SlotTaken, Invalid) as exc:
             return await _move_refused(appointment, form, exc)
         message = _moved_message(await reading.get_appointment(appointment_id), tz)
@@ -694,6 +698,7 @@ async def _move_page(
         "form": form,
         "errors": errors,
         "therapists": therapists,
+        "rooms": (await availability.booking_context(location_id, service_id)).rooms,
         "slots": slots,
         "tz": str(tz),
         "started": appointment["start_at"] <= utcnow(),

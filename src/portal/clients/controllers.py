@@ -17,7 +17,7 @@ from portal.errors import NotFound
 from portal.locations.service import all_locations
 from portal.settings import Settings
 from portal.web.admin import reverse
-from portal.web.deps import Address, AppSettings, SignedIn, Visitor
+from portal.web.deps import Address, AppSettings, SignedIn, ViewerZone, Visitor
 from portal.web.forms import ValidationFailed, parse_id, read_form
 from portal.web.guards import requires_owner, requires_role
 from portal.web.responses import redirect, safe_next, set_session_cookie
@@ -401,6 +401,7 @@ class ClientStaffController(Controller):
     async def index(
         self,
         user: SignedIn,
+        viewer_zone: ViewerZone,
         q: Annotated[str, QueryParameter(name="q")] = "",
         status: Annotated[str, QueryParameter(name="status")] = "active",
         location: Annotated[str, QueryParameter(name="location")] = "",
@@ -425,6 +426,7 @@ class ClientStaffController(Controller):
                 "location": location,
                 "intake_status": intake_status,
                 "locations": await _location_options(),
+                "tz": viewer_zone,
             },
         )
 
@@ -475,6 +477,7 @@ class ClientStaffController(Controller):
                 "rows": await audit.history("client", client_id),
                 "title": f"History of {client['name'] or client['email']}",
                 "back_url": f"/clients/{client_id}",
+                "tz": client["timezone"],
             },
         )
 

@@ -683,6 +683,7 @@ async def list_clients(
             ClientProfile.user,
             ClientProfile.phone,
             ClientProfile.preferred_location.name.as_alias("location_name"),
+            ClientProfile.preferred_location.timezone.as_alias("location_timezone"),
         )
         .where(ClientProfile.user.is_in(ids))
         .run()
@@ -700,5 +701,6 @@ async def list_clients(
         profile = profiles.get(row["id"], {})
         row["phone"] = profile.get("phone", "")
         row["location_name"] = profile.get("location_name") or ""
+        row["timezone"] = profile.get("location_timezone") or ""
         row["intake"] = intakes.get(row["id"])
     return page

@@ -11,7 +11,7 @@ from litestar.response import Template
 from portal.email import service
 from portal.email.messages import KINDS
 from portal.settings import Settings
-from portal.web.deps import ListParams
+from portal.web.deps import ListParams, ViewerZone
 from portal.web.guards import requires_owner
 
 # The stored HTML of a message is shown in a sandboxed frame: no scripts, no
@@ -34,7 +34,10 @@ class OutboxController(Controller):
 
     @get("/", name="outbox")
     async def index(
-        self, list_query: ListParams, kind: Annotated[str, QueryParameter(name="kind")] = ""
+        self,
+        list_query: ListParams,
+        viewer_zone: ViewerZone,
+        kind: Annotated[str, QueryParameter(name="kind")] = "",
     ) -> Template:
         lq = list_query
         page = await service.list_messages(
@@ -49,15 +52,21 @@ class OutboxController(Controller):
                 "kind": kind,
                 "statuses": service.STATUS_LABELS,
                 "kinds": KINDS,
+                "tz": viewer_zone,
             },
         )
 
     @get("/{message_id:int}", name="outbox_message")
-    async def detail(self, message_id: FromPath[int]) -> Template:
+    async def detail(self, message_id: FromPath[int], viewer_zone: ViewerZone) -> Template:
         message = await service.read_message(message_id)
         return Template(
             "email/outbox/message.html",
-            context={"message": message, "statuses": service.STATUS_LABELS, "kinds": KINDS},
+            context={
+                "message": message,
+                "statuses": service.STATUS_LABELS,
+                "kinds": KINDS,
+                "tz": viewer_zone,
+            },
         )
 
     @get("/{message_id:int}/html", name="outbox_message_html", media_type=MediaType.HTML)

@@ -199,6 +199,19 @@ async def location_choices(user: CurrentUser) -> list[tuple[Any, str]]:
     return [(loc["id"], loc["name"]) for loc in await locations_for(user)]
 
 
+async def viewer_zone(user: CurrentUser | None) -> str:
+    """The zone a person's own times (their tokens, the logs they read) are shown in:
+    their first clinic's (by id), else the chain's first clinic's; UTC with none."""
+    query = Location.select(Location.timezone).order_by(Location.id)
+    mine = sorted(user.location_ids) if user is not None else []
+    row = None
+    if mine:
+        row = await query.where(Location.id.is_in(mine)).first()
+    if row is None:
+        row = await Location.select(Location.timezone).order_by(Location.id).first()
+    return str(row["timezone"]) if row else "UTC"
+
+
 # -- changes -----------------------------------------------------------------
 
 

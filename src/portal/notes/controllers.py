@@ -24,7 +24,7 @@ from portal.notes import charts, service
 from portal.notes import form as note_form
 from portal.timeutil import to_local, utcnow
 from portal.web.admin import reverse
-from portal.web.deps import Address, LocatedParams, SignedIn
+from portal.web.deps import Address, LocatedParams, SignedIn, ViewerZone
 from portal.web.forms import ValidationFailed, read_form
 from portal.web.guards import requires_owner, requires_role
 from portal.web.responses import redirect
@@ -260,6 +260,7 @@ class NotesController(Controller):
     @get("/access-log", guards=[requires_owner], name="notes_access_log")
     async def access_log(
         self,
+        viewer_zone: ViewerZone,
         client: Annotated[str, QueryParameter(name="client")] = "",
         actor: Annotated[str, QueryParameter(name="actor")] = "",
         action: Annotated[str, QueryParameter(name="action")] = "",
@@ -275,6 +276,7 @@ class NotesController(Controller):
             note_id=_int(note.strip()),
             day_from=_date(day_from),
             day_to=_date(day_to),
+            zone=viewer_zone,
         )
         page = await service.access_log(filters, after=after)
         return Template(
@@ -284,6 +286,7 @@ class NotesController(Controller):
                 "f": {"client": client, "actor": actor, "action": action, "note": note,
                       "from": day_from, "to": day_to},
                 "actions": service.ACCESS_ACTIONS,
+                "tz": filters.zone,
             },
         )  # fmt: skip
 
@@ -409,6 +412,7 @@ class NotesController(Controller):
                 "rows": await audit.history("treatment_note", note_id),
                 "title": f"History of note #{note_id} ({client})",
                 "back_url": f"/notes/{note_id}",
+                "tz": note["timezone"],
             },
         )
 
@@ -478,6 +482,25 @@ async def _progress_context(reader: Reader, client_id: int, *, printout: bool) -
         "tz": data.client["timezone"],
         "therapists": sorted({s["therapist_name"] for s in data.sessions}),
         "locations": sorted({s["location_name"] for s in data.sessions}),
+        # The printout's letterhead: each clinic's address and phone, each therapist's
+        # licence, for the physician who reads it.
+        "clinics": sorted(
+            {
+                (s["location_name"], s.get("location_address") or "", s.get("location_phone") or "")
+                for s in data.sessions
+            }
+        ),
+        "licences": sorted(
+            {
+                (
+                    s["therapist_name"],
+                    " ".join(
+                        filter(None, (s.get("therapist_licence_state"), s.get("therapist_licence")))
+                    ),
+                )
+                for s in data.sessions
+            }
+        ),
         "severities": note_form.SEVERITIES,
     }
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from portal import access, db
 from portal.audit import service as audit
@@ -219,6 +220,7 @@ class AccessFilters:
     note_id: int | None = None
     day_from: date | None = None
     day_to: date | None = None
+    zone: str = "UTC"  # the days are the reader's local days
 
 
 async def access_log(filters: AccessFilters, *, after: str | None, limit: int = 50) -> Page:
@@ -240,14 +242,17 @@ async def access_log(filters: AccessFilters, *, after: str | None, limit: int = 
             )
         )
     if filters.day_from is not None:
-        query = query.where(NoteAccessLog.at >= datetime.combine(filters.day_from, time(), UTC))
+        start = datetime.combine(filters.day_from, time(), ZoneInfo(filters.zone))
+        query = query.where(NoteAccessLog.at >= start.astimezone(UTC))
     if filters.day_to is not None:
-        end = datetime.combine(filters.day_to + timedelta(days=1), time(), UTC)
+        end = datetime.combine(filters.day_to + timedelta(days=1), time(), ZoneInfo(filters.zone))
+        end = end.astimezone(UTC)
         query = query.where(NoteAccessLog.at < end)
     page = await keyset_page(
         query, NoteAccessLog.id, NoteAccessLog.id, after=after, limit=limit, descending=True
     )
     ids = {int(r["client_id"]) for r in page.rows}
+    ids |= {int(r["actor_id"]) for r in page.rows if r["actor_id"]}
     names: dict[int, dict[str, Any]] = {}
     if ids:
         names = {
@@ -260,6 +265,7 @@ async def access_log(filters: AccessFilters, *, after: str | None, limit: int = 
         client = names.get(int(row["client_id"]), {})
         row["client_name"] = client.get("name") or client.get("email") or f"#{row['client_id']}"
         row["action_label"] = ACCESS_ACTIONS.get(row["action"], row["action"])
+        row["actor_name"] = names.get(int(row["actor_id"] or 0), {}).get("name") or ""
     return page
 
 
@@ -286,6 +292,10 @@ _NOTE_COLUMNS = (
     TreatmentNote.location.name.as_alias("location_name"),
     TreatmentNote.location.timezone.as_alias("timezone"),
     TreatmentNote.therapist.name.as_alias("therapist_name"),
+    TreatmentNote.location.address.as_alias("location_address"),
+    TreatmentNote.location.phone.as_alias("location_phone"),
+    TreatmentNote.therapist.licence_number.as_alias("therapist_licence"),
+    TreatmentNote.therapist.licence_state.as_alias("therapist_licence_state"),
     TreatmentNote.client.name.as_alias("client_name"),
     TreatmentNote.client.email.as_alias("client_email"),
     TreatmentNote.author.email.as_alias("author_email"),
@@ -602,7 +612,7 @@ async def sign(
     if note["status"] == SIGNED:
         raise Invalid({"form": "This note is already signed."})
     problems = await sign_problems(note)
-    if not problems and not confirmed:
+    if not confirmed:  # with every other problem, not after they are fixed
         problems["confirm"] = "Tick the box to confirm the note is accurate and complete."
     if problems:
         raise Invalid(problems)

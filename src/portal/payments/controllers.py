@@ -366,6 +366,7 @@ class SaleController(Controller):
                 "status": status,
                 "q": q,
                 "methods": sales.PAYMENT_METHODS,
+                "statuses": sales.SALE_STATUS_LABELS,
             },
         )
 

@@ -110,6 +110,7 @@ def sales_query(user: CurrentUser, q: str, location_id: int | None, status: str)
         Sale.location.name.as_alias("location_name"),
         Sale.location.timezone.as_alias("location_timezone"),
         Sale.client.email.as_alias("client_email"),
+        Sale.client.name.as_alias("client_name"),
     )
     if q:
         number = q.lstrip("#").lstrip("0")

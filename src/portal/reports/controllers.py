@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import date
+from decimal import Decimal
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get
@@ -31,7 +32,7 @@ from portal.reports import memberships as membership_report
 from portal.reports import payouts as payout_report
 from portal.reports.exports import Amount, csv_stream, iterate, xlsx_stream
 from portal.reports.filters import METHODS, STATUSES, Filters, query_dict
-from portal.reports.periods import GROUPINGS, Period, next_month, presets
+from portal.reports.periods import GROUPINGS, Period, last_twelve_months, period_name, presets
 from portal.timeutil import utcnow
 from portal.web.forms import ValidationFailed, parse_id
 from portal.web.guards import current_user, requires_role
@@ -43,6 +44,11 @@ readers = requires_role(OWNER, MANAGER, ACCOUNTANT)
 PAYMENT_COLUMNS = (
     "date", "location", "client", "item", "payment_method", "gross", "tax", "refunded",
     "disputed", "fee", "net", "currency", "stripe_payment_intent", "sale_id", "type",
+)  # fmt: skip
+# The payments page's summary by the chosen "Group by" (day, week or month).
+PAYMENT_SUMMARY_COLUMNS = (
+    "period", "start", "end", "location", "currency", "payments", "refunds", "gross", "tax",
+    "refunded", "disputed", "fees", "net",
 )  # fmt: skip
 LIABILITY_CSV = (
     "location", "currency", "opening", "sold", "redeemed", "expired", "refunded", "closing",
@@ -63,7 +69,7 @@ PAYOUT_COLUMNS = (
     "payout", "arrival_date", "status", "type", "location", "client", "sale_id",
     "stripe_payment_intent", "gross", "fee", "net", "currency", "stripe_balance_transaction",
 )  # fmt: skip
-JOURNAL_COLUMNS = ("date", "account", "debit", "credit", "location", "memo", "reference")
+JOURNAL_COLUMNS = ("entry", "date", "account", "debit", "credit", "location", "memo", "reference")
 TRIAL_COLUMNS = (
     "account", "name", "type", "currency", "opening_debit", "opening_credit", "debits",
     "credits", "closing_debit", "closing_credit",
@@ -187,7 +193,7 @@ async def _export(
             after={**f.audit(), "format": fmt, **(extra or {})},
             address=client_address(request),
         )
-    filename = f"{name}_{f.period.start.isoformat()}_{f.period.end.isoformat()}.{fmt}"
+    filename = export_filename(name, f, fmt)
     disposition = {"Content-Disposition": f'attachment; filename="{filename}"'}
     if fmt == "csv":
         return Stream(
@@ -200,6 +206,16 @@ async def _export(
         media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         headers=disposition,
     )
+
+
+def export_filename(name: str, f: Filters, fmt: str) -> str:
+    """``payments_alpha-clinic_2026-03-01_2026-03-31.csv``: the report, the locations
+    (their slugs, or "all-locations" for one who sees every clinic and chose none) and
+    the period."""
+    where = "all-locations" if f.include_unlocated else "+".join(loc.slug for loc in f.locations)
+    if not where or len(where) > 80:
+        where = f"{len(f.locations)}-locations"
+    return f"{name}_{where}_{f.period.start.isoformat()}_{f.period.end.isoformat()}.{fmt}"
 
 
 def _fmt(request: Request[Any, Any, Any]) -> str:
@@ -236,13 +252,29 @@ async def _payment_rows(f: Filters) -> AsyncIterator[Sequence[Any]]:
             line.location,
             line.client,
             line.item,
-            line.payment_method,
+            METHODS.get(line.payment_method, line.payment_method),
             *_amounts(line, c, "gross", "tax", "refunded", "disputed", "fee", "net"),
             c,
             line.stripe_payment_intent,
             line.sale_id,
             line.kind,
         )
+
+
+def _bucket(r: service.BucketRow) -> tuple[Any, ...]:
+    """The first cells of a row by period: period, start, end, location, currency, payments."""
+    return (r.label, r.start, r.end, r.location.name, r.currency, r.totals.payments)
+
+
+def _payment_summary_rows(summary: service.PaymentSummary) -> list[Sequence[Any]]:
+    return [
+        (
+            *_bucket(r),
+            r.totals.refunds,
+            *_amounts(r.totals, r.currency, "gross", "tax", "refunded", "disputed", "fee", "net"),
+        )
+        for r in summary.rows
+    ]
 
 
 def _liability_rows(rows: list[service.Liability]) -> list[Sequence[Any]]:
@@ -287,19 +319,14 @@ def fee_rate(fee: int, gross: int) -> str:
 def _fee_rows(summary: service.PaymentSummary) -> list[Sequence[Any]]:
     return [
         (
-            r.label,
-            r.start,
-            r.end,
-            r.location.name,
-            r.currency,
-            r.totals.payments,
+            *_bucket(r),
             Amount(r.totals.gross, r.currency),
             Amount(r.totals.processing_fee, r.currency),
             r.totals.disputes,
             Amount(r.totals.dispute_fee, r.currency),
             Amount(r.totals.fee, r.currency),
             Amount(r.totals.gross - r.totals.fee, r.currency),
-            fee_rate(r.totals.processing_fee, r.totals.gross),
+            Decimal(rate) if (rate := fee_rate(r.totals.processing_fee, r.totals.gross)) else None,
         )
         for r in summary.rows
     ]
@@ -326,6 +353,7 @@ async def _payout_rows(f: Filters) -> AsyncIterator[Sequence[Any]]:
 async def _journal_rows(f: Filters) -> AsyncIterator[Sequence[Any]]:
     async for line in service.iter_journal_lines(f):
         yield (
+            line.entry,
             line.date,
             line.account,
             Amount(line.debit, line.currency) if line.debit else "",
@@ -421,11 +449,6 @@ def _count_charts(series_list: list[service.Series]) -> list[dict[str, Any]]:
     return out
 
 
-def _twelve_months(today: date) -> Period:
-    """This month and the eleven before it."""
-    return Period(next_month(date(today.year - 1, today.month, 1)), today)
-
-
 async def _dashboard(f: Filters, today: date, year: Period) -> dict[str, Any]:
     """This month's figures and the last twelve months' charts, for the chosen locations."""
     year_filters = Filters(
@@ -446,6 +469,7 @@ async def _dashboard(f: Filters, today: date, year: Period) -> dict[str, Any]:
     return {
         "month": month_filters.period,
         "year": year_filters.period,
+        "year_name": period_name(year_filters.period, today),
         "month_revenue": revenue.totals,
         "month_liability": service.liability_totals(liability),
         "month_fees": fees.totals,
@@ -500,7 +524,7 @@ class ReportController(Controller):
     @get("/", name="reports")
     async def dashboard(self, request: Request[Any, Any, Any]) -> Template:
         today = utcnow().date()
-        year = _twelve_months(today)
+        year = last_twelve_months(today)
         return await _report(
             request, "reports", lambda f: _dashboard(f, today, year), template="dashboard",
             default_period=year,
@@ -517,8 +541,16 @@ class ReportController(Controller):
         return await _report(request, "payments", build, default_grouping="day")
 
     @get(["/payments.csv", "/payments.xlsx"], name="report_payments_export")
-    async def payments_export(self, request: Request[Any, Any, Any]) -> Stream:
+    async def payments_export(
+        self,
+        request: Request[Any, Any, Any],
+        by: Annotated[str, QueryParameter(name="by")] = "line",
+    ) -> Stream:
         f = await _filters_or_400(request, default_grouping="day")
+        if by == "period":  # the summary, by the chosen "Group by"
+            rows = iterate(_payment_summary_rows(await service.payment_summary(f)))
+            name = f"payments_by_{f.grouping}"
+            return await _export(request, name, f, PAYMENT_SUMMARY_COLUMNS, rows)
         csv = copy_csv.payments_csv(f, PAYMENT_COLUMNS)
         return await _export(request, "payments", f, PAYMENT_COLUMNS, _payment_rows(f), csv=csv)
 

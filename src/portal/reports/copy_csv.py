@@ -45,7 +45,7 @@ from piccolo.querystring import QueryString
 from portal import db
 from portal.money import minor_digits
 from portal.reports import service
-from portal.reports.filters import Filters
+from portal.reports.filters import METHODS, Filters
 
 # Chunks (about 64 KiB each, as asyncpg reads them) held between the database
 # and the client at most.
@@ -68,6 +68,12 @@ def cell(expression: str) -> str:
         f"AND {expression} !~ '^-?[0-9]+(\\.[0-9]+)?\\n?$' THEN '''' || {expression} "
         f"ELSE {expression} END"
     )
+
+
+def labelled(expression: str, labels: dict[str, str]) -> str:
+    """A code column shown by its label (the code itself when it has none)."""
+    whens = " ".join(f"WHEN '{code}' THEN '{label}'" for code, label in labels.items())
+    return f"CASE {expression} {whens} ELSE {expression} END"
 
 
 def amount(cents: str, digits: str = "cur.digits") -> str:
@@ -159,7 +165,8 @@ async def payments_query(f: Filters) -> Query | None:
     query = (
         f"WITH {segments}, {currency_cte()} "
         f"SELECT {local_date('x.ts', 'x.off')}, {cell('x.location')}, {cell('x.client')}, "
-        f"{cell('x.item')}, {cell('x.method')}, {amount('x.gross')}, {amount('x.tax')}, "
+        f"{cell('x.item')}, {cell(labelled('x.method', METHODS))}, "
+        f"{amount('x.gross')}, {amount('x.tax')}, "
         f"{amount('x.refunded')}, {amount('x.disputed')}, {amount('x.fee')}, "
         f"{amount('x.gross - x.refunded - x.disputed - x.fee')}, {cell('x.currency')}, "
         f"{cell('x.intent')}, x.sale_id, {cell('x.kind')} "
@@ -174,23 +181,17 @@ async def journal_query(f: Filters) -> Query | None:
     if not f.locations and not f.include_unlocated:
         return None
     # Each line is dated in its own location's zone (service.LINE_LOCATION).
-    segments, seg_args, lo, hi = service._segments(f, service._line_zones(f))
-    scope, scope_args = service._journal_scope(f)
     debit = f"CASE WHEN jl.debit_cents <> 0 THEN {amount('jl.debit_cents')} END"
     credit = f"CASE WHEN jl.credit_cents <> 0 THEN {amount('jl.credit_cents')} END"
-    query = (
-        f"WITH {segments}, {currency_cte()} "
-        f"SELECT {local_date('jl.occurred_at')}, {cell('jl.account')}, {debit}, {credit}, "
-        f"{cell('l.name')}, {cell('je.memo')}, {cell('je.reference')} "
-        "FROM journal_line jl JOIN journal_entry je ON je.id = jl.entry "
-        f"JOIN seg ON seg.loc = {service.LINE_LOCATION} "
-        "AND jl.occurred_at >= seg.lo AND jl.occurred_at < seg.hi "
-        "LEFT JOIN location l ON l.id = jl.location "
-        "LEFT JOIN cur ON cur.code = jl.currency "
-        f"WHERE jl.occurred_at >= {{}} AND jl.occurred_at < {{}} AND {scope} "
-        "ORDER BY jl.occurred_at, jl.id"
+    query, args = service.journal_query(
+        f,
+        f"je.id, {local_date('jl.occurred_at')}, {cell('jl.account')}, {debit}, {credit}, "
+        f"{cell('l.name')}, {cell('je.memo')}, {cell('je.reference')}",
+        None,
+        ctes=f"{currency_cte()}, ",
+        joins="LEFT JOIN cur ON cur.code = jl.currency ",
     )
-    return query, [*seg_args, lo, hi, *scope_args]
+    return query, args
 
 
 # -- streaming ----------------------------------------------------------------------------

@@ -177,6 +177,8 @@ def _cell(ref: str, value: Any, header: bool = False) -> str:
         return f'<c r="{ref}" t="b"><v>{int(value)}</v></c>'
     if isinstance(value, int):
         return f'<c r="{ref}" s="4"><v>{value}</v></c>'
+    if isinstance(value, Decimal):  # a rate or ratio: a number in the general format
+        return f'<c r="{ref}"><v>{value}</v></c>'
     if isinstance(value, datetime):
         value = value.date()
     if isinstance(value, date):

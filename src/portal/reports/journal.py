@@ -12,18 +12,14 @@ from portal.ledger.service import ACCOUNTS, ASSET, EXPENSE
 from portal.pagination import decode_cursor, encode_cursor
 from portal.reports import rollup, sql
 from portal.reports.filters import Filters
-from portal.reports.segments import (
-    LINE_LOCATION,
-    LocalDays,
-    _after,
-    _line_zones,
-    _period_clause,
-)
+from portal.reports.periods import EPOCH_DAY, SECONDS_PER_DAY, day_from_number
+from portal.reports.segments import LINE_LOCATION, _line_zones, _segments
 
 
 @dataclass(slots=True)
 class JournalRow:
     id: int
+    entry: int
     at: datetime
     date: date
     account: str
@@ -49,52 +45,78 @@ def _journal_scope(f: Filters) -> tuple[str, list[Any]]:
     return clause, args
 
 
+# The earliest instant of a local day in any zone (UTC+14, Kiribati), in seconds
+# before its UTC midnight: where a keyset page may start its index scan.
+_EARLIEST_OFFSET = 14 * 3600
+
+
+def journal_query(
+    f: Filters, columns: str, after: str | None, *, ctes: str = "", joins: str = ""
+) -> tuple[str, list[Any]]:
+    """``WITH seg … SELECT <columns> … ORDER BY day, entry, line``: the lines in scope in
+    date order (each on its own location's local day, ``LINE_LOCATION``), an entry's
+    lines together; after a keyset position (day, entry, line) when given.
+
+    ``columns`` may use ``jl`` (the line), ``je`` (its entry), ``l`` (its location),
+    ``seg.off`` (its zone's offset), ``{day}`` (its local day number), and what
+    ``ctes`` and ``joins`` add.
+    """
+    segments, seg_args, lo, hi = _segments(f, _line_zones(f))
+    scope, scope_args = _journal_scope(f)
+    day = sql.local_day("jl.occurred_at", "seg.off")
+    keyset, key_args = "", []
+    position = decode_cursor(after)
+    if position is not None and isinstance(position[0], list) and len(position[0]) == 2:
+        (number, entry), line = position[0], position[1]
+        if isinstance(number, int) and isinstance(entry, int):
+            earliest = datetime.fromtimestamp(number * SECONDS_PER_DAY - _EARLIEST_OFFSET, UTC)
+            keyset = (
+                f" AND jl.occurred_at >= {{}} AND ({day} > {{}} OR ({day} = {{}} AND "
+                "(je.id > {} OR (je.id = {} AND jl.id > {}))))"
+            )
+            key_args = [earliest, number, number, entry, entry, line]
+    query = (
+        f"WITH {ctes}{segments} SELECT {columns.format(day=day)} "
+        "FROM journal_line jl JOIN journal_entry je ON je.id = jl.entry "
+        f"JOIN seg ON seg.loc = {LINE_LOCATION} "
+        "AND jl.occurred_at >= seg.lo AND jl.occurred_at < seg.hi "
+        f"LEFT JOIN location l ON l.id = jl.location {joins}"
+        f"WHERE jl.occurred_at >= {{}} AND jl.occurred_at < {{}} AND {scope}{keyset} "
+        f"ORDER BY {day}, je.id, jl.id"
+    )
+    return query, [*seg_args, lo, hi, *scope_args, *key_args]
+
+
 async def journal_lines(
     f: Filters, *, after: str | None = None, limit: int = 100
 ) -> tuple[list[JournalRow], str | None]:
-    """A keyset page of journal lines in the period, by time then id.
+    """A keyset page of journal lines in the period, in date order: by local day, then
+    entry (its number is the ``entry`` column of the downloads), then line.
 
     Each line is dated in its own location's zone (``LINE_LOCATION``), as in
     every other journal figure; each location's lines of an entry balance.
     """
     if not f.locations and not f.include_unlocated:
         return [], None
-    days = LocalDays(_line_zones(f), f.period)
-    period, period_args, lo, hi = _period_clause("jl.occurred_at", LINE_LOCATION, days)
-    scope, scope_args = _journal_scope(f)
-    position = decode_cursor(after)
-    keyset = ""
-    key_args: list[Any] = []
-    if position is not None:
-        try:
-            at = datetime.fromisoformat(str(position[0]))
-        except ValueError:
-            at = None
-        if at is not None:
-            keyset, key_args = _after(
-                "jl.occurred_at", "jl.id", at if at.tzinfo else at.replace(tzinfo=UTC), position[1]
-            )
-    rows = await sql.fetch(
-        "SELECT jl.id AS id, jl.occurred_at AS ts, jl.location AS line_location, "
+    query, args = journal_query(
+        f,
+        "jl.id AS id, jl.occurred_at AS ts, {day} AS day, je.id AS entry, "
         "jl.account AS account, jl.debit_cents AS debit, jl.credit_cents AS credit, "
         "jl.currency AS currency, l.name AS location, je.memo AS memo, "
-        "je.reference AS reference, je.kind AS kind, jl.sale_id AS sale_id "
-        "FROM journal_line jl JOIN journal_entry je ON je.id = jl.entry "
-        "LEFT JOIN location l ON l.id = jl.location "
-        f"WHERE jl.occurred_at >= {{}} AND jl.occurred_at < {{}} AND {period} AND {scope}"
-        f"{keyset} ORDER BY jl.occurred_at, jl.id LIMIT {{}}",
-        [lo, hi, *period_args, *scope_args, *key_args, limit + 1],
+        "je.reference AS reference, je.kind AS kind, jl.sale_id AS sale_id",
+        after,
     )
+    rows = await sql.fetch(query + " LIMIT {}", [*args, limit + 1])
     out = []
     for row in rows[:limit]:
         at = sql.as_datetime(row["ts"])
         assert at is not None
-        line_location = row["line_location"]
         out.append(
             JournalRow(
                 id=int(row["id"]),
+                entry=int(row["entry"]),
                 at=at,
-                date=days.date(int(line_location) if line_location else None, at),
+                date=day_from_number(int(row["day"])),
                 account=str(row["account"]),
                 debit=sql.as_int(row["debit"]),
                 credit=sql.as_int(row["credit"]),
@@ -108,7 +130,8 @@ async def journal_lines(
         )
     cursor = None
     if len(rows) > limit and out:
-        cursor = encode_cursor(out[-1].at.isoformat(), out[-1].id)
+        last = out[-1]
+        cursor = encode_cursor([(last.date - EPOCH_DAY).days, last.entry], last.id)
     return out, cursor
 
 

@@ -149,6 +149,12 @@ def parse_date(text: str) -> date | None:
         return None
 
 
+def last_twelve_months(today: date) -> Period:
+    """This month and the eleven before it: twelve calendar months, the last to ``today``."""
+    months_back = today.year * 12 + today.month - 1 - 11
+    return Period(date(months_back // 12, months_back % 12 + 1, 1), today)
+
+
 def presets(today: date) -> list[tuple[str, Period]]:
     """Quick picks for the filter bar."""
     month = today.replace(day=1)
@@ -159,5 +165,14 @@ def presets(today: date) -> list[tuple[str, Period]]:
         ("Last month", Period(last_month_end.replace(day=1), last_month_end)),
         ("Quarter to date", Period(quarter, today)),
         ("Year to date", Period(date(today.year, 1, 1), today)),
-        ("Last 12 months", Period(next_month(today).replace(year=today.year - 1), today)),
+        ("Last 12 months", last_twelve_months(today)),
     ]
+
+
+def period_name(period: Period, today: date) -> str:
+    """The quick pick's name for ``period`` ("Year to date" before "Last 12 months" when
+    the two are the same range, in December), or its dates."""
+    for label, preset in presets(today):
+        if preset == period:
+            return label
+    return period.label()

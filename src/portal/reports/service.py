@@ -48,6 +48,7 @@ from portal.reports.journal import (
     _journal_scope,
     iter_journal_lines,
     journal_lines,
+    journal_query,
     trial_balance,
     trial_total_closing,
 )
@@ -147,6 +148,7 @@ __all__ = [
     "iter_journal_lines",
     "iter_payment_lines",
     "journal_lines",
+    "journal_query",
     "liability",
     "liability_sales",
     "liability_totals",

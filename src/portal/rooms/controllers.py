@@ -115,11 +115,18 @@ async def _detail_context(
     request: Request[Any, Any, Any], user: CurrentUser, room: dict[str, Any]
 ) -> dict[str, Any]:
     show_past = request.query_params.get("past") == "1"
-    since = None if show_past else utcnow()
-    return {
-        "outages": await service.list_outages(int(room["id"]), since=since),
-        "show_past": show_past,
-    }
+    now = utcnow()
+    outages = await service.list_outages(int(room["id"]), since=None if show_past else now)
+    # The booked appointments each window still to come collides with, to move them.
+    for outage in outages:
+        outage["affected"] = (
+            await service.appointments_affected(
+                int(room["id"]), outage["starts_at"], outage["ends_at"]
+            )
+            if outage["ends_at"] > now
+            else []
+        )
+    return {"outages": outages, "show_past": show_past}
 
 
 ROOMS = AdminResource(

@@ -303,6 +303,10 @@ async def add_outage(
             errors["end_time"] = "The window is empty: the end must be after the start."
         elif end < start:
             errors["end_time"] = "The end is before the start."
+        elif end <= utcnow():
+            errors["end_date"] = (
+                "This window is already over: an out-of-service window must end in the future."
+            )
         elif end - start > timedelta(days=MAX_OUTAGE_DAYS):
             errors["end_date"] = (
                 f"A window can last at most {MAX_OUTAGE_DAYS} days; deactivate the room "

@@ -36,6 +36,14 @@ ACTIVE = "active"
 CANCELLED = "cancelled"
 REFUNDED = "refunded"
 NEEDS_REVIEW = "needs_review"
+# A sale's status as staff read it in lists.
+SALE_STATUS_LABELS = {
+    PENDING: "Awaiting payment",
+    ACTIVE: "Active",
+    REFUNDED: "Refunded",
+    CANCELLED: "Cancelled",
+    NEEDS_REVIEW: "Needs review",
+}
 
 AVAILABLE = "available"
 HELD = "held"

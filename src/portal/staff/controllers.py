@@ -435,10 +435,11 @@ class TherapistController(admin_controller(THERAPISTS, records_handlers(THERAPIS
         await get_location_for(user, location_id, write=True)
 
         async def save(values: Values, _: Lists) -> tuple[str, Flash]:
-            intervals = schedule.parse_hours_form(values)
+            intervals, errors = schedule.read_hours_form(values)
             await schedule.set_hours(
-                user, therapist_id, location_id, intervals, address=client_address
-            )
+                user, therapist_id, location_id, intervals, address=client_address,
+                form_errors=errors,
+            )  # fmt: skip
             return _detail_url(request, therapist_id), "Working hours saved."
 
         async def refused(values: Values, _: Lists, errors: dict[str, str]) -> Template:

@@ -52,7 +52,16 @@ def parse_hours_form(values: dict[str, str]) -> list[HoursInterval]:
     """Rows ``d<weekday>_<n>_start`` / ``_end`` (HH:MM); an empty row is skipped.
 
     An end of 00:00 after a later start means midnight at the end of the day.
+    Invalid with every error of the form (the well-typed rows' order and overlaps too).
     """
+    out, errors = read_hours_form(values)
+    if errors:
+        raise Invalid({**check_intervals(out), **errors})
+    return out
+
+
+def read_hours_form(values: dict[str, str]) -> tuple[list[HoursInterval], dict[str, str]]:
+    """The well-typed rows of the hours form, and the errors of the others."""
     rows: dict[tuple[int, int], dict[str, str]] = {}
     for name, value in values.items():
         match = _HOURS_FIELD.match(name)
@@ -83,9 +92,7 @@ def parse_hours_form(values: dict[str, str]) -> list[HoursInterval]:
         if end == 0 and start > 0:
             end = h.MINUTES_PER_DAY
         out.append(HoursInterval(day, start, end, key))
-    if errors:
-        raise Invalid(errors)
-    return out
+    return out, errors
 
 
 def _keyed(intervals: list[HoursInterval]) -> list[HoursInterval]:
@@ -252,8 +259,12 @@ async def set_hours(
     *,
     address: str = "",
     today: date | None = None,
+    form_errors: dict[str, str] | None = None,
 ) -> None:
     """Replace the therapist's weekly hours at one location.
+
+    ``form_errors``: the rows the form could not read (``read_hours_form``), refused
+    together with every error of the rows it could.
 
     Refused (nothing saved) when an interval ends before it starts, is empty,
     overlaps another of the same day, or overlaps the therapist's hours at
@@ -267,6 +278,11 @@ async def set_hours(
         )
     intervals = _keyed(intervals)
     errors = check_intervals(intervals)
+    # The rows that are right in themselves are checked against the other locations
+    # too, so the form shows every error at once (and again under the lock below).
+    fine = [iv for iv in intervals if not {f"{iv.key}_start", f"{iv.key}_end"} & set(errors)]
+    errors = {**await _cross_location_conflicts(therapist_id, location_id, fine, today=today),
+              **errors, **(form_errors or {})}  # fmt: skip
     if errors:
         raise Invalid(errors)
     before = await hours_of(therapist_id, location_id)

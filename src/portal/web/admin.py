@@ -31,7 +31,7 @@ from portal.audit import service as audit
 from portal.fields import parse_id
 from portal.identity import OWNER, CurrentUser
 from portal.records import STATUSES
-from portal.web.deps import Address, SignedIn
+from portal.web.deps import Address, SignedIn, ViewerZone
 from portal.web.forms import Flash, Lists, ValidationFailed, Values, read_form, submit
 from portal.web.guards import requires_role
 from portal.web.pagination import Page
@@ -351,7 +351,11 @@ def query_param(name: str, default: str | None) -> tuple[Any, Any]:
 
 NO_DEFAULT = inspect.Parameter.empty
 # What the generated handlers ask Litestar's dependency injection for (web/deps.py).
-_INJECTED: dict[str, Any] = {"user": SignedIn, "client_address": Address}
+_INJECTED: dict[str, Any] = {
+    "user": SignedIn,
+    "client_address": Address,
+    "viewer_zone": ViewerZone,
+}
 
 
 def signed(
@@ -708,7 +712,12 @@ def records_handlers(res: AdminResource, spec: Records) -> dict[str, Any]:
     ) -> Template:
         row = await res.load(user, kw[res.id_param], write=True)
         record = await spec.load(user, kw[res.id_param], kw[spec.id_param], write=True)
-        context = {res.name: row, spec.name: record, "row": record}
+        context = {
+            res.name: row,
+            spec.name: record,
+            "row": record,
+            "tz": _zone(row, kw["viewer_zone"]),
+        }
         return Template(spec.confirm_template, context=context)
 
     async def remove(
@@ -729,11 +738,17 @@ def records_handlers(res: AdminResource, spec: Records) -> dict[str, Any]:
         **adding_handlers(res, base, "/new", routes, spec.initial, spec.page, spec.add),
         f"confirm_remove_{spec.name}": get(
             remove_path, guards=guard, name=f"{spec.routes}_remove_confirm"
-        )(signed(confirm, one, Template)),
+        )(signed(confirm, one, Template, ("user", "viewer_zone"))),
         f"remove_{spec.name}": post(remove_path, guards=guard, name=f"{spec.routes}_remove")(
             signed(remove, one, Response[Any], WRITE)
         ),
     }
+
+
+def _zone(row: Any, viewer_zone: str) -> str:
+    """The zone a row's times are shown in: its own clinic's, else the reader's."""
+    zone = row.get("timezone") if isinstance(row, dict) else getattr(row, "timezone", None)
+    return str(zone) if zone else viewer_zone
 
 
 def _history_handler(res: AdminResource) -> Any:
@@ -748,11 +763,12 @@ def _history_handler(res: AdminResource) -> Any:
             "rows": await audit.history(res.name, row_id),
             "title": f"History of {res.title(row)}",
             "back_url": res.url(request, "detail", row_id),
+            "tz": _zone(row, kw["viewer_zone"]),
         }
         return Template("admin/history.html", context=context)
 
     return get(f"{item}/history", guards=role_guard(res, "history"), name=res.route("history"))(
-        signed(history, [path_param], Template)
+        signed(history, [path_param], Template, ("user", "viewer_zone"))
     )
 
 

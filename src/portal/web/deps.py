@@ -139,3 +139,6 @@ ListParams = NamedDependency[ListQueryString]
 LocatedParams = NamedDependency[LocatedListQuery]
 Own = NamedDependency[OwnAccount]
 Arrival = NamedDependency[Arriving]
+# The zone the signed-in person's own times are shown in (``locations.viewer_zone``);
+# provided by app.py, which may reach the locations context.
+ViewerZone = NamedDependency[str]

@@ -43,6 +43,7 @@ MENU: tuple[MenuEntry, ...] = (
     MenuEntry("my_purchases", "My purchases", ("/account/purchases", "/purchases")),
     MenuEntry("reports", "Reports", ("/reports",)),
     MenuEntry("users", "Users", ("/users",)),
+    MenuEntry("audit_log", "Audit log", ("/audit",)),
 )
 
 

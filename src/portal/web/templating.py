@@ -10,7 +10,14 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from markupsafe import Markup, escape
 
 from portal.access import can_read, can_write
-from portal.formatting import REDEEMABLE, basis_points, local_dt, money, redeemable_text
+from portal.formatting import (
+    REDEEMABLE,
+    basis_points,
+    local_dt,
+    money,
+    redeemable_text,
+    zoned_dt,
+)
 from portal.identity import ROLE_LABELS
 from portal.onetime import service as onetime
 from portal.web.guards import current_user_or_none, roles_of_route
@@ -33,6 +40,7 @@ def configure(engine: JinjaTemplateEngine) -> None:
     env = engine.engine
     env.filters["money"] = money
     env.filters["local_dt"] = local_dt
+    env.filters["zoned_dt"] = zoned_dt
     env.filters["basis_points"] = basis_points
     env.filters["redeemable"] = redeemable_text  # a package's rule, in its one wording
     env.globals["REDEEMABLE"] = REDEEMABLE

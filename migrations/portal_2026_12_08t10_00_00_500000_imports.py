@@ -7,7 +7,7 @@ from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.columns.indexes import IndexMethod
 from piccolo.table import Table
 
-ID = "2026-12-08T10:00:00:000000"
+ID = "2026-12-08T10:00:00:500000"
 VERSION = "1.38.0"
 DESCRIPTION = "imports"
 
