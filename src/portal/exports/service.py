@@ -78,7 +78,7 @@ async def write_chain_archive(
 ) -> archive.Written:
     """The whole chain's archive at ``path`` (written beside it, renamed in when complete)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part")
+    partial = path.with_name(f"{path.name}.{os.getpid()}.part")
     try:
         with partial.open("wb") as target:
             written = await archive.write(target, archive.Scope(notes=notes_included))
