@@ -38,7 +38,7 @@ import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import IO, Any, cast
+from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 from piccolo.query.functions.aggregate import Count, Sum
@@ -51,7 +51,8 @@ from portal.catalog.tables import Service
 from portal.clients.tables import ClientIntake, ClientProfile
 from portal.imports import layouts
 from portal.locations.tables import Location
-from portal.notes.tables import NoteAmendment, NoteTriggerPoint, TreatmentNote
+from portal.notes import service as notes
+from portal.notes.tables import TreatmentNote
 from portal.payments.tables import Payment, Refund
 from portal.reports.exports import units
 from portal.rooms.tables import Room
@@ -266,6 +267,17 @@ def _sales_where(scope: Scope, *, open_only: bool) -> Any:
     return where
 
 
+def _sales_query(scope: Scope, *, open_only: bool) -> Query:
+    def query(after: int) -> Any:
+        return (
+            Sale.select(*Sale.all_columns(), *_SALE_CLIENT)
+            .where(_sales_where(scope, open_only=open_only) & (Sale.id > after))
+            .order_by(Sale.id)
+        )
+
+    return query
+
+
 async def _open_credits(sale_ids: list[int]) -> dict[int, tuple[int, int]]:
     """Sale → (sessions left, their net value) for the credits not used yet."""
     if not sale_ids:
@@ -289,14 +301,7 @@ async def _count_balances(scope: Scope) -> int:
 
 
 async def _balance_batches(scope: Scope, lookups: Lookups) -> AsyncIterator[list[Row]]:
-    def query(after: int) -> Any:
-        return (
-            Sale.select(*Sale.all_columns(), *_SALE_CLIENT)
-            .where(_sales_where(scope, open_only=True) & (Sale.id > after))
-            .order_by(Sale.id)
-        )
-
-    async for sales in walk(query):
+    async for sales in walk(_sales_query(scope, open_only=True)):
         credits = await _open_credits([int(s["id"]) for s in sales])
         rows: list[Row] = []
         for sale in sales:
@@ -358,14 +363,7 @@ async def _count_sales(scope: Scope) -> int:
 
 
 async def _sale_batches(scope: Scope, lookups: Lookups) -> AsyncIterator[list[Row]]:
-    def query(after: int) -> Any:
-        return (
-            Sale.select(*Sale.all_columns(), *_SALE_CLIENT)
-            .where(_sales_where(scope, open_only=False) & (Sale.id > after))
-            .order_by(Sale.id)
-        )
-
-    async for sales in walk(query):
+    async for sales in walk(_sales_query(scope, open_only=False)):
         ids = [int(s["id"]) for s in sales]
         states = await _credit_states(ids)
         left = await _open_credits(ids)
@@ -405,70 +403,62 @@ REFUNDS_HEADER = (
 )  # fmt: skip
 
 
-async def _count_payments(scope: Scope) -> int:
-    return int(await Payment.count().where(_client_filter(Payment.sale.client, scope)).run())
+MoneyRow = Callable[[dict[str, Any], str, str, str], Row]
 
 
-async def _payment_batches(scope: Scope, lookups: Lookups) -> AsyncIterator[list[Row]]:
-    def query(after: int) -> Any:
-        return (
-            Payment.select(
-                *Payment.all_columns(),
-                Payment.sale.location.as_alias("location"),
-                cast(Any, Payment.sale.client).email.as_alias("client_email"),
+def _sale_money_file(table: Any, row_of: MoneyRow) -> tuple[Any, Any]:
+    """The count and batches of a table of money moved for a sale (payments, refunds):
+    each row with its sale's location (slug, zone) and client's email."""
+
+    def where(scope: Scope) -> Any:
+        return _client_filter(table.sale.client, scope)
+
+    async def count(scope: Scope) -> int:
+        return int(await table.count().where(where(scope)).run())
+
+    async def batches(scope: Scope, lookups: Lookups) -> AsyncIterator[list[Row]]:
+        def query(after: int) -> Any:
+            return (
+                table.select(
+                    *table.all_columns(),
+                    table.sale.location.as_alias("location"),
+                    table.sale.client.email.as_alias("client_email"),
+                )
+                .where(where(scope) & (table.id > after))
+                .order_by(table.id)
             )
-            .where(_client_filter(Payment.sale.client, scope) & (Payment.id > after))
-            .order_by(Payment.id)
-        )
 
-    async for payments in walk(query):
-        rows: list[Row] = []
-        for p in payments:
-            zone = lookups.zone(p["location"])
-            currency = str(p["currency"])
-            rows.append(
-                [
-                    str(p["id"]), str(p["sale"]), p["client_email"], lookups.slug(p["location"]),
-                    p["provider"], p["method"], p["status"], currency,
-                    money(p["amount_cents"], currency), money(p["fee_cents"], currency),
-                    money(p["net_cents"], currency), p["payment_intent_id"] or "",
-                    local(p["created_at"], zone), local(p["succeeded_at"], zone), zone,
-                ]
-            )  # fmt: skip
-        yield rows
+        async for found in walk(query):
+            yield [
+                row_of(r, lookups.slug(r["location"]), lookups.zone(r["location"]), r["currency"])
+                for r in found
+            ]
+
+    return count, batches
 
 
-async def _count_refunds(scope: Scope) -> int:
-    return int(await Refund.count().where(_client_filter(Refund.sale.client, scope)).run())
+def _payment_row(p: dict[str, Any], slug: str, zone: str, currency: str) -> Row:
+    return [
+        str(p["id"]), str(p["sale"]), p["client_email"], slug, p["provider"], p["method"],
+        p["status"], currency, money(p["amount_cents"], currency),
+        money(p["fee_cents"], currency), money(p["net_cents"], currency),
+        p["payment_intent_id"] or "", local(p["created_at"], zone),
+        local(p["succeeded_at"], zone), zone,
+    ]  # fmt: skip
 
 
-async def _refund_batches(scope: Scope, lookups: Lookups) -> AsyncIterator[list[Row]]:
-    def query(after: int) -> Any:
-        return (
-            Refund.select(
-                *Refund.all_columns(),
-                Refund.sale.location.as_alias("location"),
-                cast(Any, Refund.sale.client).email.as_alias("client_email"),
-            )
-            .where(_client_filter(Refund.sale.client, scope) & (Refund.id > after))
-            .order_by(Refund.id)
-        )
+def _refund_row(r: dict[str, Any], slug: str, zone: str, currency: str) -> Row:
+    return [
+        str(r["id"]), str(r["payment"]), str(r["sale"]), r["client_email"], slug, r["status"],
+        bool(r["external"]), currency, money(r["amount_cents"], currency),
+        money(r["tax_cents"], currency), r["sessions_revoked"], r["rule"], r["reason"],
+        r["stripe_refund_id"] or "", local(r["created_at"], zone),
+        local(r["completed_at"], zone), zone,
+    ]  # fmt: skip
 
-    async for refunds in walk(query):
-        rows: list[Row] = []
-        for r in refunds:
-            zone = lookups.zone(r["location"])
-            currency = str(r["currency"])
-            rows.append(
-                [
-                    str(r["id"]), str(r["payment"]), str(r["sale"]), r["client_email"],
-                    lookups.slug(r["location"]), r["status"], bool(r["external"]), currency,
-                    money(r["amount_cents"], currency), money(r["tax_cents"], currency),
-                    r["sessions_revoked"], r["rule"], r["reason"], r["stripe_refund_id"] or "",
-                    local(r["created_at"], zone), local(r["completed_at"], zone), zone,
-                ]
-            )  # fmt: skip
-        yield rows
+
+_count_payments, _payment_batches = _sale_money_file(Payment, _payment_row)
+_count_refunds, _refund_batches = _sale_money_file(Refund, _refund_row)
 
 
 # appointments: every one, and the upcoming ones in the import's layout ----------------------
@@ -657,27 +647,6 @@ def _amendments_text(amendments: list[dict[str, Any]], zone: str) -> str:
     )
 
 
-async def _note_details(ids: list[int]) -> tuple[dict[int, list[Any]], dict[int, list[Any]]]:
-    points: dict[int, list[Any]] = {i: [] for i in ids}
-    amendments: dict[int, list[Any]] = {i: [] for i in ids}
-    if ids:
-        for p in (
-            await NoteTriggerPoint.select()
-            .where(NoteTriggerPoint.note.is_in(ids))
-            .order_by(NoteTriggerPoint.position)
-            .run()
-        ):
-            points[int(p["note"])].append(p)
-        for a in (
-            await NoteAmendment.select()
-            .where(NoteAmendment.note.is_in(ids))
-            .order_by(NoteAmendment.id)
-            .run()
-        ):
-            amendments[int(a["note"])].append(a)
-    return points, amendments
-
-
 async def _note_batches(scope: Scope, lookups: Lookups) -> AsyncIterator[list[Row]]:
     def query(after: int) -> Any:
         return (
@@ -690,10 +659,10 @@ async def _note_batches(scope: Scope, lookups: Lookups) -> AsyncIterator[list[Ro
             .order_by(TreatmentNote.id)
         )
 
-    async for notes in walk(query):
-        points, amendments = await _note_details([int(n["id"]) for n in notes])
+    async for found in walk(query):
         rows: list[Row] = []
-        for n in notes:
+        # With their trigger points and amendments; regions and techniques as lists.
+        for n in await notes.present_notes(found):
             zone = lookups.zone(n["location"])
             therapist = lookups.therapists.get(int(n["therapist"]), {})
             hidden = scope.own and n["status"] != SIGNED  # a draft: that it is being written
@@ -701,9 +670,12 @@ async def _note_batches(scope: Scope, lookups: Lookups) -> AsyncIterator[list[Ro
                 ["" for _ in NOTE_FIELDS] + ["", ""]
                 if hidden
                 else [
-                    *(codes(n[f]) if f in ("regions", "techniques") else n[f] for f in NOTE_FIELDS),
-                    _points_text(points[int(n["id"])]),
-                    _amendments_text(amendments[int(n["id"])], zone),
+                    *(
+                        "|".join(n[f]) if f in ("regions", "techniques") else n[f]
+                        for f in NOTE_FIELDS
+                    ),
+                    _points_text(n["trigger_points"]),
+                    _amendments_text(n["amendments"], zone),
                 ]
             )
             rows.append(
