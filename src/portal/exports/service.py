@@ -4,7 +4,8 @@ The owner's archive is a requested job (``exports.jobs``): the owner asks
 (``start``, audited with the notes choice), a worker writes the ZIP under
 ``<var>/exports/`` with progress, and only that owner downloads it
 (``archive_for``, each download audited) until it expires ``KEEP_HOURS``
-after it was written; ``purge_expired`` removes older archives. Owners only:
+after it was written; each new export removes the expired ones
+(``purge_expired``). Owners only:
 managers see the clients tied to their locations, but an archive that left
 out the others' packages and therapists would not import into a new portal
 as the chain, and one that put them in would show a manager the other
@@ -99,6 +100,7 @@ async def run_export(call: JobCall) -> JobResult:
     if call.run_id is None:
         raise RuntimeError("an export runs as a recorded job")
     notes_included = bool(call.params.get("notes"))
+    purge_expired(call.settings)  # each new export clears away the expired ones
     if notes_included and call.requested_by is not None:
         actor = await _owner(call.requested_by)
         address = str(call.params.get("address", ""))
