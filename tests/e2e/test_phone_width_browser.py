@@ -12,7 +12,7 @@ from tests.e2e.conftest import LiveServer, sign_in
 PAGES = (
     "/", "/reports/periods", "/reports/revenue", "/account/two-step",
     "/account/two-step/totp", "/settings/two-step", "/locations", "/rooms",
-    "/therapists", "/catalog/services", "/users", "/sales/",
+    "/therapists", "/catalog/services", "/users", "/sales/", "/exports/",
 )  # fmt: skip
 
 
