@@ -95,6 +95,7 @@ async def world(clinic: Clinic) -> World:  # noqa: F811
     await (
         Sale.update(
             {
+                Sale.created_at: datetime(2026, 11, 1, 14, 58, tzinfo=UTC),
                 Sale.activated_at: datetime(2026, 11, 1, 15, tzinfo=UTC),
                 Sale.valid_until: datetime(2027, 4, 30, 4, 30, tzinfo=UTC),
             }

@@ -323,7 +323,7 @@ async def _balance_batches(scope: Scope, lookups: Lookups) -> AsyncIterator[list
                     money(sale["total_cents"], currency),
                     sale["sessions_total"],
                     currency,
-                    local_date(sale["activated_at"], zone),
+                    local_date(sale["created_at"], zone),  # the day it was sold
                     local_date(sale["valid_until"], zone),
                     lookups.slug(sale["location"]),
                     str(sale["id"]),
