@@ -622,6 +622,33 @@ def cmd_import(args: argparse.Namespace) -> None:
         raise SystemExit(3)
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from portal import progress
+    from portal.exports import service as exports
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".zip":
+        fail("--out must name a .zip file")
+    if not out.parent.is_dir():
+        fail(f"no such folder: {out.parent}")
+    settings = get_settings()
+    bar = ProgressBar() if sys.stderr.isatty() else None
+
+    async def run() -> Any:
+        await _require_migrated()
+        if bar is None:
+            return await exports.export_to(settings, out, notes_included=args.notes)
+        with progress.listening(bar):
+            return await exports.export_to(settings, out, notes_included=args.notes)
+
+    try:
+        written = asyncio.run(_with_database(run))
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"Wrote {out}: {exports.summary(written, args.notes)}")
+
+
 def _backup_step(step: Callable[..., Coroutine[Any, Any, Any]], args: argparse.Namespace) -> Any:
     """``backup.backup`` or ``backup.restore`` on the configured database and ``args.file``:
     its outcome, its notes on stderr; a ``BackupError`` ends the command with its status."""
@@ -707,6 +734,16 @@ def build_parser() -> ArgumentParser:
         "Recorded like any run (the jobs page shows it). Exit status: 0 done, "
         "1 failed, 2 bad arguments, 3 finished with something for a person to settle.",
     ).add_argument("job", help="its name, as `portal jobs list` shows it")  # fmt: skip
+
+    export = _command(
+        sub, "export", cmd_export,
+        "write the whole chain's data as CSV files in one ZIP, with a progress bar on a terminal",
+        "clients, balances, upcoming appointments and therapists in the import's layouts, "
+        "plus sales, payments, refunds, appointments and intakes; treatment notes only with "
+        "--notes. Audited.",
+    )  # fmt: skip
+    export.add_argument("--out", required=True, metavar="FILE.zip")
+    export.add_argument("--notes", action="store_true", help="include treatment notes")
 
     _command(sub, "migrate", cmd_migrate, "apply pending database migrations")
     _command(sub, "demo", cmd_demo, "load demo locations, staff and accounts").add_argument(

@@ -4,7 +4,9 @@ Each context is a package ``portal.<name>`` that may have ``tables.py``
 (Piccolo tables), ``controllers.py`` (a ``ROUTES`` list of controllers and
 handlers), ``demo.py`` (an ``async def load_demo(ids)`` adding its demo
 data) and ``stripe_events.py`` (``HANDLERS``: Stripe event type → handler,
-for contexts above payments, which payments' webhook cannot import). The
+for contexts above payments, which payments' webhook cannot import) and
+``jobs.py`` (``JOBS``: jobs run on request with their own parameters, for
+contexts above ``jobs``, which the job catalogue cannot import). The
 app, the migrations and ``portal demo`` discover them here, so a new context
 plugs in by adding its name to this list.
 """
@@ -41,6 +43,7 @@ CONTEXTS = [
     "desk",
     "jobs",
     "imports",
+    "exports",
 ]
 
 
@@ -114,3 +117,13 @@ async def member_discount_bp(client_id: int, location_id: int) -> int:
     for discount_bp in _declared("discounts", "discount_bp"):
         best = max(best, int(await discount_bp(client_id, location_id)))
     return best
+
+
+def requested_jobs() -> list[Any]:
+    """The jobs that contexts above ``jobs`` declare (``<context>/jobs.py``, ``JOBS``)."""
+    specs: list[Any] = []
+    for context in CONTEXTS:
+        module = _module(context, "jobs")
+        if module is not None and context != "jobs":
+            specs.extend(getattr(module, "JOBS", ()))
+    return specs

@@ -13,7 +13,7 @@ PAGES = (
     "/", "/reports/periods", "/reports/revenue", "/account/two-step",
     "/account/two-step/totp", "/settings/two-step", "/locations", "/rooms",
     "/therapists", "/catalog/services", "/users", "/sales/", "/audit", "/reports/payments",
-    "/outbox",
+    "/outbox", "/exports/",
 )  # fmt: skip
 
 

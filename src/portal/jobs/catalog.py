@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
-from portal import progress
+from portal import contexts, progress
 from portal.auth import service as auth
 from portal.bookings import expiry, notify
 from portal.clients import accounts
@@ -304,12 +304,23 @@ JOBS: tuple[JobSpec, ...] = (
 BY_NAME = {spec.name: spec for spec in JOBS}
 
 
+def requested() -> tuple[JobSpec, ...]:
+    """Jobs without a schedule that run when someone asks, with parameters of their own
+    (an owner's data export): declared by contexts above this one (``contexts.requested_jobs``)."""
+    return tuple(contexts.requested_jobs())
+
+
 def find(name: str) -> JobSpec | None:
-    return BY_NAME.get(name)
+    spec = BY_NAME.get(name)
+    if spec is None:
+        spec = next((s for s in requested() if s.name == name), None)
+    return spec
 
 
 def schedule_of(spec: JobSpec, settings: Settings) -> str | None:
     """The job's cron line (the setting's, else the default), or None when switched off."""
+    if spec.name not in BY_NAME:
+        return None  # a requested job has no schedule
     cron = dict(settings.job_schedules).get(spec.name, spec.default_cron).strip()
     if cron.lower() == OFF:
         return None

@@ -131,6 +131,11 @@ def build(settings: Settings, connector: Any | None = None) -> procrastinate.App
         max_attempts=settings.job_max_attempts,
         exponential_wait=settings.job_retry_wait_seconds,
     )
+    for spec in catalog.requested():
+        # One run at a time (each may be large); any number may wait.
+        app.task(name=task_name(spec.name), pass_context=True, retry=retry, lock=spec.name)(
+            _task_function(spec, settings)
+        )
     for spec in catalog.JOBS:
         task = app.task(
             name=task_name(spec.name),
@@ -152,6 +157,7 @@ def _task_function(spec: catalog.JobSpec, settings: Settings) -> Any:
         timestamp: int | None = None,
         requested_by: int | None = None,
         run_id: int | None = None,
+        params: dict[str, Any] | None = None,
     ) -> None:
         job = context.job
         scheduled_for = datetime.fromtimestamp(timestamp, tz=UTC) if timestamp else None
@@ -170,6 +176,7 @@ def _task_function(spec: catalog.JobSpec, settings: Settings) -> Any:
                 requested_by=requested_by,
                 worker=context.worker_name or "",
                 run_id=run_id,
+                params=params or {},
             ),
             spec.function,
             settings,
@@ -211,23 +218,31 @@ def _add_housekeeping(app: procrastinate.App, settings: Settings) -> None:
 
 
 async def request_run(
-    app: procrastinate.App, job: str, user: CurrentUser, address: str = ""
+    app: procrastinate.App,
+    job: str,
+    user: CurrentUser,
+    address: str = "",
+    params: dict[str, Any] | None = None,
 ) -> int:
     """Queue one run of ``job`` now (an owner's "run now", audited); the run's id.
 
     The run's record is written at once ("waiting to start"), so its page can
     follow it from the click on. Raises NotFound for an unknown job and
-    Conflict when a run of it is already waiting (one waiting run does what
-    two would).
+    Conflict when a run of a scheduled job is already waiting (one waiting run
+    does what two would). A requested job (``catalog.requested``) takes
+    ``params``, recorded in the audit row; any number of its runs may wait.
     """
     spec = catalog.find(job)
     if spec is None:
         raise NotFound("No such job.")
+    scheduled = job in catalog.BY_NAME
     run_id = await runs.queue_run(job, user.id)
     try:
         queue_job_id = await app.configure_task(
-            task_name(job), allow_unknown=False, queueing_lock=job
-        ).defer_async(requested_by=user.id, run_id=run_id)
+            task_name(job), allow_unknown=False, queueing_lock=job if scheduled else None
+        ).defer_async(
+            requested_by=user.id, run_id=run_id, **({} if scheduled else {"params": params or {}})
+        )
     except queue_errors.AlreadyEnqueued:
         await runs.forget_queued(run_id)
         raise Conflict(f"“{spec.label}” is already waiting to run.") from None
@@ -239,7 +254,8 @@ async def request_run(
         "run_now",
         "job",
         job,
-        after={"run_id": run_id, "queue_job_id": queue_job_id},
+        after={"run_id": run_id, "queue_job_id": queue_job_id}
+        | ({"params": params} if params else {}),
         address=address,
     )
     return run_id
@@ -250,13 +266,20 @@ async def run_here(
     settings: Settings,
     *,
     also_report_to: progress.Listener | None = None,
+    params: dict[str, Any] | None = None,
 ) -> runs.JobResult:
     """Run ``job`` in this process now (``portal jobs run``), recorded like any run."""
     spec = catalog.find(job)
     if spec is None:
         raise NotFound("No such job.")
     return await runs.execute(
-        runs.RunRequest(job=spec.name, label=spec.label, trigger=runs.CLI, worker=worker_name()),
+        runs.RunRequest(
+            job=spec.name,
+            label=spec.label,
+            trigger=runs.CLI,
+            worker=worker_name(),
+            params=params or {},
+        ),
         spec.function,
         settings,
         also_report_to=also_report_to,

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from portal import db, logs, metrics, progress, records
 from portal.auth.tables import User
@@ -55,11 +56,18 @@ PROGRESS_WRITE_SECONDS = 0.5
 
 @dataclass(frozen=True)
 class JobCall:
-    """What a job is given: the settings, why it runs, and the schedule tick it is for."""
+    """What a job is given: the settings, why it runs, and the schedule tick it is for.
+
+    A requested job (``catalog.requested``) also gets its run's id, who asked and
+    the parameters they chose.
+    """
 
     settings: Settings
     trigger: str
     scheduled_for: datetime | None = None
+    run_id: int | None = None
+    requested_by: int | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,7 @@ class RunRequest:
     requested_by: int | None = None
     worker: str = ""
     run_id: int | None = None  # the run's row, written when it was queued ("run now")
+    params: Mapping[str, Any] = field(default_factory=dict)  # a requested job's parameters
 
 
 async def execute(
@@ -133,7 +142,14 @@ async def _execute(
 ) -> JobResult:
     started = time.monotonic()
     writer = _ProgressWriter(run_id)
-    call = JobCall(settings=settings, trigger=request.trigger, scheduled_for=request.scheduled_for)
+    call = JobCall(
+        settings=settings,
+        trigger=request.trigger,
+        scheduled_for=request.scheduled_for,
+        run_id=run_id,
+        requested_by=request.requested_by,
+        params=request.params,
+    )
     log.info("job %s run %s started (%s)", request.job, run_id, request.trigger)
     try:
         with progress.listening(writer.write):

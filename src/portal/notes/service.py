@@ -59,11 +59,13 @@ VIEW = "view"
 COMPOSE = "compose"
 PROGRESS = "progress"
 PRINT = "print"
+EXPORT = "export"  # a data export holding the client's notes (no note id: every one)
 ACCESS_ACTIONS = {
     VIEW: "Read a note",
     COMPOSE: "Writing page (earlier notes)",
     PROGRESS: "Progress page",
     PRINT: "Progress printout",
+    EXPORT: "Data export",
 }
 
 SIGNED_NOTE_MESSAGE = (

@@ -36,6 +36,7 @@ MENU: tuple[MenuEntry, ...] = (
     MenuEntry("account", "My account", ("/account",)),
     MenuEntry("outbox", "Outbox", ("/outbox",)),
     MenuEntry("jobs", "Jobs", ("/jobs",)),
+    MenuEntry("exports", "Data export", ("/exports",)),
     MenuEntry("imports", "Import", ("/imports",)),
     MenuEntry("appointments", "Appointments", ("/appointments",), {"therapist": "My schedule"}),
     MenuEntry("notes", "Notes", ("/notes", "/progress")),

@@ -1,0 +1,92 @@
+"""Export → import into an empty portal → the same clients, balances and liability."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from portal import db as portal_db
+from portal.auth.service import OWNER, CurrentUser
+from portal.catalog.tables import Package, Service
+from portal.exports import archive
+from portal.imports import reading
+from portal.imports import service as imports
+from portal.imports.layouts import LAYOUTS, guess_mapping
+from portal.ledger import service as ledger
+from tests import factories
+from tests.conftest import TRUNCATE_SQL
+from tests.exports.conftest import World, read_zip, rows
+
+# Columns that name the portal's own rows (ids), which a new portal numbers anew.
+OWN_IDS = {"external_id", "client_external_id"}
+
+
+async def _chain_archive() -> bytes:
+    target = io.BytesIO()
+    await archive.write(target, archive.Scope())
+    return target.getvalue()
+
+
+async def _empty_portal(db: Any, database: Any) -> None:
+    """A new, empty portal: a fresh database (the suite's template, or the schema emptied)."""
+    if db.kind == "sqlite":
+        path = database.workdir / f"fresh-{database.counter}.sqlite3"
+        shutil.copyfile(database.template, path)
+        engine = portal_db.make_engine(f"sqlite:///{path}")
+        portal_db.bind_engine(engine)
+        await portal_db.prepare(engine)
+    else:
+        await database.engine.run_ddl(database.reset_sql or TRUNCATE_SQL)
+
+
+def _comparable(text: str, drop: set[str]) -> list[dict[str, str]]:
+    table = rows(text)
+    return sorted(
+        ({k: v for k, v in zip(table[0], r, strict=True) if k not in drop} for r in table[1:]),
+        key=lambda r: sorted(r.items()),
+    )
+
+
+async def test_export_then_import_into_an_empty_portal(
+    world: World, db: Any, database: Any, tmp_path: Path
+) -> None:
+    nyc = world.clinic.location_id
+    liability = await ledger.balance("deferred_revenue", location_id=nyc)
+    assert liability == 36000
+    exported = read_zip(await _chain_archive())
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    for name, text in exported.items():
+        (folder / name).write_text(text, encoding="utf-8-sig" if name.endswith(".csv") else "utf-8")
+
+    await _empty_portal(db, database)
+    location = await factories.make_location(slug="nyc", timezone="America/New_York")
+    now = datetime.now(UTC)
+    service = (
+        await Service.insert(Service(name="NMT 60", duration_minutes=60, created_at=now))
+        .returning(Service.id).run()
+    )[0]["id"]  # fmt: skip
+    await Package.insert(
+        Package(name="5 × 60", service=service, sessions=5, validity_days=180, created_at=now)
+    ).run()
+    owner = await factories.make_user(OWNER)
+    actor = CurrentUser(owner.id, owner.email, "", OWNER, frozenset())
+    for kind in ("clients", "balances"):
+        sheet = reading.open_sheet(folder / f"{kind}.csv")
+        summary = await imports.run_import(
+            kind, sheet, location_id=location, actor=actor,
+            mapping=guess_mapping(LAYOUTS[kind], sheet.headers),
+        )  # fmt: skip
+        assert summary.rejected == 0, summary.failures
+
+    again = read_zip(await _chain_archive())
+    assert _comparable(again["clients.csv"], OWN_IDS) == _comparable(
+        exported["clients.csv"], OWN_IDS
+    )
+    assert _comparable(again["balances.csv"], OWN_IDS | {"price_paid"}) == _comparable(
+        exported["balances.csv"], OWN_IDS | {"price_paid"}
+    )
+    assert await ledger.balance("deferred_revenue", location_id=location) == liability
