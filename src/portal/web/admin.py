@@ -357,16 +357,41 @@ _INJECTED: dict[str, Any] = {
     "viewer_zone": ViewerZone,
 }
 
+# What a generated page does: (request, user, client address or "", the path and
+# query parameters by name) → the response.
+Act = Callable[[Request[Any, Any, Any], CurrentUser, str, dict[str, Any]], Awaitable[Any]]
+# The same once the resource's row of the path is loaded: (request, user, address, row, parameters).
+RowAct = Callable[[Request[Any, Any, Any], CurrentUser, str, Row, dict[str, Any]], Awaitable[Any]]
+
+
+def on_row(res: AdminResource, act: RowAct, *, write: bool) -> Act:
+    """``act`` on the row of the path, loaded through the resource's ``load``
+    (scope-checked; for changing it when ``write``)."""
+
+    async def loaded(
+        request: Request[Any, Any, Any], user: CurrentUser, address: str, kw: dict[str, Any]
+    ) -> Any:
+        row = await res.load(user, kw[res.id_param], write=write)
+        return await act(request, user, address, row, kw)
+
+    return loaded
+
 
 def signed(
-    fn: Callable[..., Any],
+    act: Act,
     params: list[tuple[str, Any, Any]],
     returns: Any,
     inject: tuple[str, ...] = ("user",),
 ) -> Any:
-    """Give ``fn(self, request, user, client_address, **kw)`` the explicit
-    signature Litestar reads (path and query parameters declared, so OpenAPI
-    and the security sweep see them; ``inject`` names what web/deps.py provides)."""
+    """A handler method running ``act``, with the explicit signature Litestar
+    reads (path and query parameters declared, so OpenAPI and the security
+    sweep see them; ``inject`` names what web/deps.py provides)."""
+
+    async def handler(
+        self: Any, request: Request[Any, Any, Any], user: CurrentUser, **kw: Any
+    ) -> Any:
+        return await act(request, user, kw.pop("client_address", ""), kw)
+
     kind = inspect.Parameter.KEYWORD_ONLY
     parameters = [
         inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
@@ -377,9 +402,9 @@ def signed(
     for name, annotation, default in [*injected, *params]:
         parameters.append(inspect.Parameter(name, kind, annotation=annotation, default=default))
         annotations[name] = annotation
-    fn.__signature__ = inspect.Signature(parameters, return_annotation=returns)  # type: ignore[attr-defined]
-    fn.__annotations__ = annotations
-    return fn
+    handler.__signature__ = inspect.Signature(parameters, return_annotation=returns)  # type: ignore[attr-defined]
+    handler.__annotations__ = annotations
+    return handler
 
 
 async def render_form(
@@ -466,9 +491,7 @@ def _form_handlers(res: AdminResource, spec: AdminForm) -> dict[str, Any]:
     item, path_param = item_route(res)
     create_guard, edit_guard = role_guard(res, "create"), role_guard(res, "edit")
 
-    async def new(
-        self: Any, request: Request[Any, Any, Any], user: CurrentUser, **kw: Any
-    ) -> Template:
+    async def new(request: Request[Any, Any, Any], user: CurrentUser, _: str, kw: Row) -> Template:
         if spec.initial is None:
             form = dict(spec.defaults)
         else:
@@ -476,25 +499,17 @@ def _form_handlers(res: AdminResource, spec: AdminForm) -> dict[str, Any]:
         return await render_form(res, request, user, form, {})
 
     async def create(
-        self: Any, request: Request[Any, Any, Any], user: CurrentUser, client_address: str
-    ) -> Response[Any]:
-        return await save_form(res, request, user, client_address, None)
+        request: Request[Any, Any, Any], user: CurrentUser, address: str, _: Row
+    ) -> Any:
+        return await save_form(res, request, user, address, None)
 
-    async def edit(
-        self: Any, request: Request[Any, Any, Any], user: CurrentUser, **kw: Any
-    ) -> Template:
-        row = await res.load(user, kw[res.id_param], write=True)
-        return await render_form(res, request, user, spec.as_form(row), {}, row)
+    def edit(request: Request[Any, Any, Any], user: CurrentUser, _: str, row: Row, _kw: Row) -> Any:
+        return render_form(res, request, user, spec.as_form(row), {}, row)
 
-    async def update(
-        self: Any,
-        request: Request[Any, Any, Any],
-        user: CurrentUser,
-        client_address: str,
-        **kw: Any,
-    ) -> Response[Any]:
-        row = await res.load(user, kw[res.id_param], write=True)
-        return await save_form(res, request, user, client_address, row)
+    def update(
+        request: Request[Any, Any, Any], user: CurrentUser, address: str, row: Row, _: Row
+    ) -> Any:
+        return save_form(res, request, user, address, row)
 
     new_params = [(f"q_{n}", *query_param(n, "")) for n in spec.new_query]
     return {
@@ -505,10 +520,10 @@ def _form_handlers(res: AdminResource, spec: AdminForm) -> dict[str, Any]:
             signed(create, [], Response[Any], WRITE)
         ),
         "edit": get(item + spec.edit_path, guards=edit_guard, name=res.route("edit"))(
-            signed(edit, [path_param], Template)
+            signed(on_row(res, edit, write=True), [path_param], Template)
         ),
         "update": post(item + spec.edit_path, guards=edit_guard, name=res.route("update"))(
-            signed(update, [path_param], Response[Any], WRITE)
+            signed(on_row(res, update, write=True), [path_param], Response[Any], WRITE)
         ),
     }
 
@@ -526,7 +541,7 @@ def _list_handler(res: AdminResource) -> Any:
     list_filters = [*res.filters, *([STATUS_FILTER] if res.status_filter else [])]
 
     async def index(
-        self: Any, request: Request[Any, Any, Any], user: CurrentUser, **query: Any
+        request: Request[Any, Any, Any], user: CurrentUser, _: str, query: Row
     ) -> Template:
         values = {f.name: (query.get(f"f_{f.name}") or "") for f in list_filters}
         wanted = {f.param or f.name: f.value(values[f.name]) for f in list_filters}
@@ -550,16 +565,15 @@ def _detail_handler(res: AdminResource) -> Any:
     item, path_param = item_route(res)
 
     async def detail(
-        self: Any, request: Request[Any, Any, Any], user: CurrentUser, **kw: Any
+        request: Request[Any, Any, Any], user: CurrentUser, _: str, row: Row, _kw: Row
     ) -> Template:
-        row = await res.load(user, kw[res.id_param], write=False)
         extra = await res.detail_context(request, user, row) if res.detail_context else {}
         context = {"admin": AdminView(res, request, user), res.name: row, **extra}
         return Template(res.detail_template, context=context)
 
     params = [path_param, *[(f"q_{n}", *query_param(n, "")) for n in res.detail_query]]
     return get(item, guards=role_guard(res, "detail"), name=res.route("detail"))(
-        signed(detail, params, Template)
+        signed(on_row(res, detail, write=False), params, Template)
     )
 
 
@@ -568,20 +582,15 @@ def _active_handlers(res: AdminResource, set_active: SetActive) -> dict[str, Any
     item, path_param = item_route(res)
 
     async def confirm(
-        self: Any, request: Request[Any, Any, Any], user: CurrentUser, **kw: Any
+        request: Request[Any, Any, Any], user: CurrentUser, _: str, row: Row, _kw: Row
     ) -> Template:
-        row = await res.load(user, kw[res.id_param], write=True)
         extra = res.confirm_context(user, row) if res.confirm_context else {}
         context = {"admin": AdminView(res, request, user), "row": row, res.name: row}
         return Template(res.confirm_template, context={**context, **extra})
 
-    def change(active: bool) -> Callable[..., Awaitable[Response[Any]]]:
+    def change(active: bool) -> Act:
         async def handler(
-            self: Any,
-            request: Request[Any, Any, Any],
-            user: CurrentUser,
-            client_address: str,
-            **kw: Any,
+            request: Request[Any, Any, Any], user: CurrentUser, client_address: str, kw: Row
         ) -> Response[Any]:
             row_id = kw[res.id_param]
             back = res.url(request, "detail", row_id)
@@ -603,7 +612,7 @@ def _active_handlers(res: AdminResource, set_active: SetActive) -> dict[str, Any
     guard = role_guard(res, "deactivate")
     handlers = {
         "confirm_deactivate": get(f"{item}/deactivate", guards=guard, name=res.route("confirm"))(
-            signed(confirm, [path_param], Template)
+            signed(on_row(res, confirm, write=True), [path_param], Template)
         )
     }
     for action, active in (("deactivate", False), ("reactivate", True)):
@@ -664,24 +673,16 @@ def adding_handlers(
     path_param = item_route(res)[1]
     guard = role_guard(res, "edit")
 
-    async def show(
-        self: Any, request: Request[Any, Any, Any], user: CurrentUser, **kw: Any
-    ) -> Template:
-        row = await res.load(user, kw[res.id_param], write=True)
-        return await page(request, row, initial(user, row), {})
+    def show(request: Request[Any, Any, Any], user: CurrentUser, _: str, row: Row, _kw: Row) -> Any:
+        return page(request, row, initial(user, row), {})
 
     async def save(
-        self: Any,
-        request: Request[Any, Any, Any],
-        user: CurrentUser,
-        client_address: str,
-        **kw: Any,
+        request: Request[Any, Any, Any], user: CurrentUser, address: str, row: Row, _: Row
     ) -> Response[Any]:
-        row = await res.load(user, kw[res.id_param], write=True)
-        back = res.url(request, "detail", kw[res.id_param])
+        back = res.url(request, "detail", int(row["id"]))
 
         async def added(values: Values, _: Lists) -> tuple[str, Flash]:
-            return back, await add(user, row, values, client_address)
+            return back, await add(user, row, values, address)
 
         async def refused(values: Values, _: Lists, errors: dict[str, str]) -> Template:
             return await page(request, row, values, errors)
@@ -690,10 +691,10 @@ def adding_handlers(
 
     return {
         routes[0]: get(path + form_path, guards=guard, name=routes[0])(
-            signed(show, [path_param], Template)
+            signed(on_row(res, show, write=True), [path_param], Template)
         ),
         routes[1]: post(path, guards=guard, name=routes[1])(
-            signed(save, [path_param], Response[Any], WRITE)
+            signed(on_row(res, save, write=True), [path_param], Response[Any], WRITE)
         ),
     }
 
@@ -708,9 +709,8 @@ def records_handlers(res: AdminResource, spec: Records) -> dict[str, Any]:
     guard = role_guard(res, "edit")
 
     async def confirm(
-        self: Any, request: Request[Any, Any, Any], user: CurrentUser, **kw: Any
+        request: Request[Any, Any, Any], user: CurrentUser, _: str, row: Row, kw: Row
     ) -> Template:
-        row = await res.load(user, kw[res.id_param], write=True)
         record = await spec.load(user, kw[res.id_param], kw[spec.id_param], write=True)
         context = {
             res.name: row,
@@ -721,11 +721,7 @@ def records_handlers(res: AdminResource, spec: Records) -> dict[str, Any]:
         return Template(spec.confirm_template, context=context)
 
     async def remove(
-        self: Any,
-        request: Request[Any, Any, Any],
-        user: CurrentUser,
-        client_address: str,
-        **kw: Any,
+        request: Request[Any, Any, Any], user: CurrentUser, client_address: str, kw: Row
     ) -> Response[Any]:
         row_id, record_id = kw[res.id_param], kw[spec.id_param]
         removed = await spec.remove(user, row_id, record_id, address=client_address)
@@ -738,7 +734,7 @@ def records_handlers(res: AdminResource, spec: Records) -> dict[str, Any]:
         **adding_handlers(res, base, "/new", routes, spec.initial, spec.page, spec.add),
         f"confirm_remove_{spec.name}": get(
             remove_path, guards=guard, name=f"{spec.routes}_remove_confirm"
-        )(signed(confirm, one, Template, ("user", "viewer_zone"))),
+        )(signed(on_row(res, confirm, write=True), one, Template, ("user", "viewer_zone"))),
         f"remove_{spec.name}": post(remove_path, guards=guard, name=f"{spec.routes}_remove")(
             signed(remove, one, Response[Any], WRITE)
         ),
@@ -755,10 +751,9 @@ def _history_handler(res: AdminResource) -> Any:
     item, path_param = item_route(res)
 
     async def history(
-        self: Any, request: Request[Any, Any, Any], user: CurrentUser, **kw: Any
+        request: Request[Any, Any, Any], user: CurrentUser, _: str, row: Row, kw: Row
     ) -> Template:
-        row_id = kw[res.id_param]
-        row = await res.load(user, row_id, write=False)
+        row_id = int(row["id"])
         context = {
             "rows": await audit.history(res.name, row_id),
             "title": f"History of {res.title(row)}",
@@ -768,7 +763,7 @@ def _history_handler(res: AdminResource) -> Any:
         return Template("admin/history.html", context=context)
 
     return get(f"{item}/history", guards=role_guard(res, "history"), name=res.route("history"))(
-        signed(history, [path_param], Template, ("user", "viewer_zone"))
+        signed(on_row(res, history, write=False), [path_param], Template, ("user", "viewer_zone"))
     )
 
 
