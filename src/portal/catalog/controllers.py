@@ -126,22 +126,29 @@ async def _package_initial(_: CurrentUser, query: Mapping[str, str]) -> dict[str
     return {**PACKAGE_DEFAULTS, "service_id": service_id if parse_id(service_id) else ""}
 
 
-# A service or package with its first price (the price only when creating).
-Priced = tuple[Any, inputs.PriceInput | None]
+@dataclass(frozen=True)
+class Priced:
+    """A service or package with its first price (the price only when creating)."""
+
+    entity: Any
+    price: inputs.PriceInput | None
+
+    @property
+    def name(self) -> str:
+        return str(self.entity.name)
 
 
 def _creator(create: Callable[..., Awaitable[int]]) -> Callable[..., Awaitable[int]]:
     async def created(user: CurrentUser, data: Priced, *, address: str) -> int:
-        entity, price = data
-        assert price is not None  # the parser requires it when creating
-        return await create(user, entity, price, address=address)
+        assert data.price is not None  # the parser requires it when creating
+        return await create(user, data.entity, data.price, address=address)
 
     return created
 
 
 def _updater(update: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
     async def updated(user: CurrentUser, row_id: int, data: Priced, *, address: str) -> None:
-        await update(user, row_id, data[0], address=address)
+        await update(user, row_id, data.entity, address=address)
 
     return updated
 
@@ -159,15 +166,13 @@ SERVICE_FORM = AdminForm(
         "currency": "Currency",
     },
     defaults=SERVICE_DEFAULTS,
-    parse=lambda values, _lists, row: inputs.parse_service_form(values, creating=row is None),
+    parse=lambda values, _lists, row: Priced(
+        *inputs.parse_service_form(values, creating=row is None)
+    ),
     create=_creator(services.create_service),
     update=_updater(services.update_service),
     as_form=_service_form,
     context=_service_form_context,
-    created=lambda data: f"Service “{data[0].name}” created.",
-    saved="Service saved.",
-    new_title="New service",
-    create_button="Create service",
 )
 PACKAGE_FORM = AdminForm(
     template="catalog/package_form.html",
@@ -183,17 +188,15 @@ PACKAGE_FORM = AdminForm(
     },
     defaults=PACKAGE_DEFAULTS,
     checkboxes=("sellable_online",),
-    parse=lambda values, _lists, row: inputs.parse_package_form(values, creating=row is None),
+    parse=lambda values, _lists, row: Priced(
+        *inputs.parse_package_form(values, creating=row is None)
+    ),
     create=_creator(packages.create_package),
     update=_updater(packages.update_package),
     as_form=_package_form,
     initial=_package_initial,
     new_query=("service",),
     context=_package_form_context,
-    created=lambda data: f"Package “{data[0].name}” created.",
-    saved="Package saved.",
-    new_title="New package",
-    create_button="Create package",
 )
 
 
@@ -321,7 +324,6 @@ SERVICES = _catalog_resource(
     set_active=services.set_service_active,
     detail_template="catalog/service_detail.html",
     detail_context=_service_detail,
-    new_label="New service",
     confirm_text="Its packages stop selling until the service is reactivated. Packages "
     "already sold are not affected. Its price history is kept, and an owner can reactivate "
     "the service at any time.",
@@ -395,7 +397,6 @@ PACKAGES = _catalog_resource(
     set_active=packages.set_package_active,
     detail_template="catalog/package_detail.html",
     detail_context=_package_detail,
-    new_label="New package",
     confirm_text="It is no longer sold, online or at the front desk. Packages already sold "
     "keep every term they were sold with. Its price history is kept, and an owner can "
     "reactivate the package at any time.",

@@ -65,10 +65,6 @@ LOCATION_FORM = AdminForm(
     as_form=_as_form,
     checkboxes=("prices_include_tax",),
     context=_form_context,
-    created=lambda data: f"Location “{data.name}” created.",
-    saved="Location saved.",
-    new_title="New location",
-    create_button="Create location",
 )
 
 
@@ -97,7 +93,6 @@ LOCATIONS = AdminResource(
     set_active=service.set_active,
     detail_template="locations/detail.html",
     cells="locations/_cells.html",
-    new_label="New location",
     confirm_text="The location stops taking bookings and no longer appears in public pages. "
     "Its history, sales and records are kept, and an owner can reactivate it at any time.",
     form=LOCATION_FORM,

@@ -79,9 +79,6 @@ USER_FORM = AdminForm(
     as_form=lambda row: {**row, "location_ids": [str(i) for i in row["location_ids"]]},
     context=_form_context,
     created="Account created.",
-    saved="Account saved.",
-    new_title="New account",
-    create_button="Create account",
     edit_title=lambda row: str(row["email"]),
     save_button="Save account",
     edit_path="",  # an account's page is its form
@@ -114,7 +111,6 @@ USERS = AdminResource(
     title=lambda row: str(row["email"]),
     set_active=service.set_active,
     cells="users/_cells.html",
-    new_label="New account",
     empty="No accounts match.",
     confirm_text="The account can no longer sign in and its open sessions end now. Its "
     "history is kept; an owner can reactivate it.",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
@@ -168,10 +168,11 @@ class AdminForm:
     create: Callable[..., Awaitable[int]]
     update: Callable[..., Awaitable[object]]
     as_form: Callable[[Row], dict[str, Any]]  # a saved row as form values
-    created: Message
-    saved: Message
-    new_title: str  # "New location"
-    create_button: str  # "Create location"
+    # Unless declared, named after the resource's label (:meth:`named`):
+    created: Message | None = None  # "Location “Harbour” created." (the data's ``name``)
+    saved: Message = ""  # "Location saved."
+    new_title: str = ""  # "New location"
+    create_button: str = ""  # "Create location"
     edit_title: Callable[[Row], str] = lambda row: f"Edit {row['name']}"
     save_button: str = "Save changes"
     lists: tuple[str, ...] = ()  # checkbox groups: every checked value
@@ -184,6 +185,21 @@ class AdminForm:
         Callable[[CurrentUser, dict[str, Any], Row | None], Awaitable[dict[str, Any]]] | None
     ) = None
     edit_path: str = "/edit"  # below the row's path; "" when the form is the detail page
+
+    def named(self, label: str) -> AdminForm:
+        """The form with the texts it does not declare named after the resource's ``label``."""
+        title = label.capitalize()
+
+        def created(data: Any) -> Flash:
+            return f"{title} “{data.name}” created."
+
+        return replace(
+            self,
+            created=self.created or created,
+            saved=self.saved or f"{title} saved.",
+            new_title=self.new_title or f"New {label}",
+            create_button=self.create_button or f"Create {label}",
+        )
 
     def submitted(
         self, values: dict[str, str], lists: dict[str, list[str]], row: Row | None
@@ -227,7 +243,7 @@ class AdminResource:
     list_template: str = "admin/list.html"
     list_context: Callable[[CurrentUser], Awaitable[dict[str, Any]]] | None = None
     cells: str = "admin/_cells.html"
-    new_label: str = ""  # "New location"
+    new_label: str = ""  # "New location" (with a form: its new_title)
     empty: str = ""  # "No locations match."
     filter_class: str = ""
     confirm_template: str = "admin/confirm.html"
@@ -255,6 +271,9 @@ class AdminResource:
         for attr, value in derived.items():
             if not getattr(self, attr):
                 object.__setattr__(self, attr, value)
+        if self.form is not None:
+            object.__setattr__(self, "form", self.form.named(self.label))
+            object.__setattr__(self, "new_label", self.new_label or self.form.new_title)
 
     def route(self, action: str) -> str:
         if action == "list":
@@ -473,7 +492,7 @@ async def save_form(
         else:
             row_id = int(row["id"])
             await spec.update(user, row_id, data, address=address)
-        message = spec.created if row is None else spec.saved
+        message = (spec.created if row is None else spec.saved) or ""
         url = res.url(request, "detail", row_id)
         return url, message(data) if callable(message) else message
 
