@@ -107,12 +107,35 @@ def _provide_gateways(state: State) -> GatewaySource:
     return GatewaySource(state)
 
 
+@dataclass(frozen=True)
+class Till:
+    """Someone taking money from this browser (a purchase, a front-desk sale, a
+    refund): the request, the signed-in user, the settings and Stripe on demand."""
+
+    request: Request[Any, Any, Any]
+    user: CurrentUser
+    settings: Settings
+    gateways: GatewaySource
+
+
+def _provide_till(
+    request: Request[Any, Any, Any],
+    user: SignedIn,
+    settings: AppSettings,
+    gateways: NamedDependency[GatewaySource],
+) -> Till:
+    return Till(request=request, user=user, settings=settings, gateways=gateways)
+
+
 # Handlers ask by name: ``gateway`` when Stripe is the first thing the handler needs (the
-# webhook; 503 without its settings, before the handler runs), ``gateways`` otherwise.
+# webhook; 503 without its settings, before the handler runs), ``gateways`` otherwise,
+# ``till`` for the request, user and settings with them.
 GATEWAY_DEPENDENCIES = {
     "gateway": Provide(_provide_gateway, sync_to_thread=False),
     "gateways": Provide(_provide_gateways, sync_to_thread=False),
+    "till": Provide(_provide_till, sync_to_thread=False),
 }
+Tilled = NamedDependency[Till]
 
 
 class PurchaseController(Controller):
@@ -143,19 +166,13 @@ class PurchaseController(Controller):
         return _buy_page(settings, place, terms, "", 200)
 
     @post("/buy/{package_id:int}", guards=[buyers], name="buy_submit")
-    async def buy(
-        self,
-        request: Request[Any, Any, Any],
-        user: SignedIn,
-        settings: AppSettings,
-        gateways: NamedDependency[GatewaySource],
-        package_id: FromPath[int],
-    ) -> Response[Any]:
-        values, _ = await read_form(request)
+    async def buy(self, till: Tilled, package_id: FromPath[int]) -> Response[Any]:
+        settings, user = till.settings, till.user
+        values, _ = await read_form(till.request)
         place = await listing.clinic_by_slug(values.get("location", ""))
         try:
             checkout = await service.start_checkout(
-                gateways.get(),
+                till.gateways.get(),
                 client_id=user.id,
                 client_email=user.email,
                 package_id=package_id,
@@ -280,25 +297,23 @@ async def _parse_sale_form(
     return form, errors
 
 
-async def _record_sale(
-    user: CurrentUser, settings: Settings, gateways: GatewaySource, form: _SaleForm
-) -> tuple[int, str]:
+async def _record_sale(till: Till, form: _SaleForm) -> tuple[int, str]:
     """A checkout link for the client to pay, or a sale paid in the clinic: its id and message."""
     if form.method == "checkout_link":
         checkout = await service.start_checkout(
-            gateways.get(),
+            till.gateways.get(),
             client_id=form.client_id,
             client_email=form.client_email,
             package_id=form.package_id,
             location_id=form.location_id,
-            base_url=settings.base_url,
+            base_url=till.settings.base_url,
             online=False,
-            sold_by=user.id,
+            sold_by=till.user.id,
             request_key=form.request_key,
         )
         return checkout.sale_id, "Checkout link created: give it to the client to pay."
     sale_id = await service.record_in_clinic_sale(
-        user,
+        till.user,
         client_id=form.client_id,
         package_id=form.package_id,
         location_id=form.location_id,
@@ -384,18 +399,13 @@ class SaleController(Controller):
         )
 
     @post("/", guards=[sellers], name="sale_create")
-    async def create(
-        self,
-        request: Request[Any, Any, Any],
-        user: SignedIn,
-        settings: AppSettings,
-        gateways: NamedDependency[GatewaySource],
-    ) -> Response[Any]:
+    async def create(self, till: Tilled) -> Response[Any]:
+        request, user = till.request, till.user
         values, _ = await read_form(request)
         form, errors = await _parse_sale_form(user, values)
         if form is not None:
             try:
-                sale_id, message = await _record_sale(user, settings, gateways, form)
+                sale_id, message = await _record_sale(till, form)
             except NotAvailable as exc:
                 errors["package_id"] = str(exc)
             except ValidationFailed as exc:
@@ -419,13 +429,8 @@ class SaleController(Controller):
         return await _sale_page(sale, _RefundForm(refund_sessions, rule, ""), {})
 
     @post("/{sale_id:int}/refunds", guards=[sellers], name="sale_refund")
-    async def refund(
-        self,
-        request: Request[Any, Any, Any],
-        user: SignedIn,
-        gateways: NamedDependency[GatewaySource],
-        sale_id: FromPath[int],
-    ) -> Response[Any]:
+    async def refund(self, till: Tilled, sale_id: FromPath[int]) -> Response[Any]:
+        request, user, gateways = till.request, till.user, till.gateways
         sale = await sales.get_sale_for(user, sale_id, write=True)
         values, _ = await read_form(request)
         form = _RefundForm(
@@ -458,20 +463,16 @@ class SaleController(Controller):
         "/{sale_id:int}/refunds/{refund_id:int}/retry", guards=[sellers], name="sale_refund_retry"
     )
     async def retry(
-        self,
-        request: Request[Any, Any, Any],
-        user: SignedIn,
-        gateways: NamedDependency[GatewaySource],
-        sale_id: FromPath[int],
-        refund_id: FromPath[int],
+        self, till: Tilled, sale_id: FromPath[int], refund_id: FromPath[int]
     ) -> Response[Any]:
+        request, user = till.request, till.user
         await sales.get_sale_for(user, sale_id, write=True)
         refund = await service.refund_of_sale(sale_id, refund_id)
         if refund["status"] != service.PENDING:
             return redirect(
                 request, f"/sales/{sale_id}", "This refund is no longer pending.", "info"
             )
-        refund = await service.retry_refund(gateways.get(), user, refund_id)
+        refund = await service.retry_refund(till.gateways.get(), user, refund_id)
         return redirect(request, f"/sales/{sale_id}", *_retry_message(refund))
 
 
