@@ -1,29 +1,31 @@
-"""What creating and editing a service or a package have in common.
+"""What creating, editing and (de)activating a service or a package have in common.
 
 Owners only; names unique regardless of case (the database's ``lower(name)``
 index has the last word: a race that passes the first check is refused by
 it, with the same message); a row created with its first price version and
-one audit record; an edit that changes nothing writes nothing.
+one audit record; an edit that changes nothing writes nothing. Each is one
+:class:`Entity` declaration (``services.SERVICE``, ``packages.PACKAGE``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from piccolo.query.functions.string import Lower
 
 from portal import records
-from portal.auth.service import OWNER, CurrentUser
-from portal.errors import Forbidden, Invalid
+from portal.auth.service import CurrentUser
+from portal.catalog.inputs import PriceInput
+from portal.catalog.prices import insert_version, require_owner, version_record
+from portal.errors import Invalid
 
 # A service or package table: the helpers below work on either.
 Named = Any
 
-
-def require_owner(actor: CurrentUser) -> None:
-    if actor.role != OWNER:
-        raise Forbidden("Only owners change services, packages and base prices.")
+__all__ = ["Entity", "name_taken", "require_owner"]
 
 
 async def name_taken(table: Named, name: str, exclude_id: int | None) -> bool:
@@ -34,21 +36,61 @@ async def name_taken(table: Named, name: str, exclude_id: int | None) -> bool:
     return bool(await query.run())
 
 
-async def update_entity(
-    actor: CurrentUser,
-    table: Named,
-    entity: str,
-    before: dict[str, Any],
-    data: dict[str, Any],
-    *,
-    duplicate: Mapping[str, str],
-    address: str,
-) -> None:
-    """Change the editable fields (``data``'s keys) of a row, audited before and after."""
-    row_id = int(before["id"])
-    if await name_taken(table, str(data["name"]), row_id):
-        raise Invalid(dict(duplicate))
-    old = {f: before[f] for f in data}
-    if old == data:
-        return
-    await records.update(actor, table, entity, row_id, old, data, taken=duplicate, address=address)
+@dataclass(frozen=True)
+class Entity:
+    """A service or a package: its table, audit name, price versions and loader."""
+
+    table: Named
+    name: str  # the audit record's entity, and the price version's owner column
+    price_table: Any  # ServicePrice or PackagePrice
+    price_kind: str  # the audit fields of the first price: "list_price", "base_price"
+    get: Callable[[int], Awaitable[dict[str, Any]]]
+    duplicate: Mapping[str, str]  # the name's error when another row has it
+
+    async def create(
+        self,
+        actor: CurrentUser,
+        values: Mapping[str, Any],
+        price: PriceInput,
+        *,
+        shown: Mapping[str, Any],
+        address: str,
+    ) -> int:
+        """Insert the row (``values``; ``shown`` in its audit record) with its first price."""
+
+        async def first_price(row_id: int, now: datetime) -> dict[str, Any]:
+            version = await insert_version(
+                self.price_table, actor, price, now, **{self.name: row_id}
+            )
+            return version_record(self.price_kind, version, price, now)
+
+        return await records.create(
+            actor, self.table, self.name, values, shown=shown, taken=self.duplicate,
+            then=first_price, address=address,
+        )  # fmt: skip
+
+    async def update(
+        self, actor: CurrentUser, row_id: int, data: Any, *, address: str = ""
+    ) -> None:
+        """Change the editable fields (``data.as_dict()``), audited before and after."""
+        require_owner(actor)
+        before = await self.get(row_id)
+        after = data.as_dict()
+        if await name_taken(self.table, str(after["name"]), row_id):
+            raise Invalid(dict(self.duplicate))
+        old = {f: before[f] for f in after}
+        if old == after:
+            return
+        await records.update(
+            actor, self.table, self.name, row_id, old, after, taken=self.duplicate, address=address
+        )
+
+    async def set_active(
+        self, actor: CurrentUser, row_id: int, active: bool, *, address: str = ""
+    ) -> bool:
+        """Deactivate (or reactivate) the row (404 first when there is none)."""
+        await self.get(row_id)
+        require_owner(actor)
+        return await records.set_active(
+            actor, self.table, self.name, row_id, active, address=address
+        )

@@ -12,15 +12,19 @@ from typing import Any
 from portal import db, records
 from portal.access import ensure_write
 from portal.audit import service as audit
-from portal.auth.service import CurrentUser
-from portal.catalog.entities import require_owner
+from portal.auth.service import OWNER, CurrentUser
 from portal.catalog.inputs import PriceInput, resolve_effective
 from portal.catalog.listing import get_package, get_service
 from portal.catalog.pricing import PriceVersion, package_versions
 from portal.catalog.tables import PackagePrice, ServicePrice
-from portal.errors import Invalid
+from portal.errors import Forbidden, Invalid
 from portal.locations.service import get_location
 from portal.timeutil import utcnow
+
+
+def require_owner(actor: CurrentUser) -> None:
+    if actor.role != OWNER:
+        raise Forbidden("Only owners change services, packages and base prices.")
 
 
 def version_record(
