@@ -104,29 +104,17 @@ def select_price(
     return version_in_effect((v for v in rows if v.location_id is None), at)
 
 
-def _service_version(row: dict[str, Any]) -> PriceVersion:
+def price_version(row: dict[str, Any], owner: str) -> PriceVersion:
+    """A row of a price table as a version (``owner``: the column of what it prices,
+    "service" or "package"); only packages' rows have a location and may clear an override."""
     return PriceVersion(
         id=row["id"],
-        owner_id=row["service"],
-        location_id=None,
+        owner_id=row[owner],
+        location_id=row.get("location"),
         amount_cents=row["amount_cents"],
         currency=row["currency"],
         effective_from=_aware(row["effective_from"]),
-        created_at=row["created_at"],
-        created_by=row["created_by"],
-        note=row["note"],
-    )
-
-
-def _package_version(row: dict[str, Any]) -> PriceVersion:
-    return PriceVersion(
-        id=row["id"],
-        owner_id=row["package"],
-        location_id=row["location"],
-        amount_cents=row["amount_cents"],
-        currency=row["currency"],
-        effective_from=_aware(row["effective_from"]),
-        clears_override=bool(row["clears_override"]),
+        clears_override=bool(row.get("clears_override", False)),
         created_at=row["created_at"],
         created_by=row["created_by"],
         note=row["note"],
@@ -140,7 +128,7 @@ async def service_versions(service_ids: Iterable[int]) -> dict[int, list[PriceVe
         return out
     rows = await ServicePrice.select().where(ServicePrice.service.is_in(ids)).run()
     for row in rows:
-        out[row["service"]].append(_service_version(row))
+        out[row["service"]].append(price_version(row, "service"))
     return out
 
 
@@ -160,7 +148,7 @@ async def package_versions(
         else:
             query = query.where(PackagePrice.location.is_null())
     for row in await query.run():
-        out[row["package"]].append(_package_version(row))
+        out[row["package"]].append(price_version(row, "package"))
     return out
 
 
