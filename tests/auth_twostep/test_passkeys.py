@@ -106,3 +106,24 @@ async def test_passkey_failures_are_throttled_by_address(client):
     bad = {"ticket": options["ticket"], "credential": {"id": "unknown", "response": {}}}
     throttled = await client.post("/login/passkey", json=bad, headers=headers)
     assert throttled.status_code == 429 and "Try again in" in throttled.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        ("ticket=x&credential=y", "application/x-www-form-urlencoded"),
+        ('["ticket", "credential"]', "application/json"),
+        ('{"ticket": ', "application/json"),
+    ],
+)
+async def test_answers_that_are_not_a_json_object_are_refused_as_such(
+    client, owner_client, content, content_type
+):
+    """Signing in with a passkey and adding one both answer 400 with the same message."""
+    await factories.csrf_token(client)
+    for browser, path in ((client, "/login/passkey"), (owner_client, "/account/two-step/passkeys")):
+        headers = {"x-csrftoken": browser.cookies.get("portal_csrf"), "content-type": content_type}
+        response = await browser.post(path, content=content, headers=headers)
+        assert response.status_code == 400, response.text
+        assert response.json() == {"error": "Send the passkey's answer as JSON."}
+        assert "portal_session" not in response.cookies

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath, QueryParameter
-from litestar.response import Redirect, Template
+from litestar.params import FromPath
+from litestar.response import Template
+from litestar.types import ExceptionHandlersMap
 
 from portal.auth import passkeys, service, tokens, totp, twostep
 from portal.identity import ROLE_LABELS, STAFF_ROLES, CurrentUser
@@ -20,7 +21,7 @@ from portal.web.deps import (
     OwnAccount,
     SignedIn,
     ViewerZone,
-    Visitor,
+    Visit,
 )
 from portal.web.forms import ValidationFailed, read_form
 from portal.web.guards import requires_owner, requires_role, requires_signed_in
@@ -92,17 +93,10 @@ class AuthController(Controller):
     path = ""
 
     @get("/login", opt=PUBLIC, name="login")
-    async def login_page(
-        self,
-        user_or_none: Visitor,
-        next_url: Annotated[str | None, QueryParameter(name="next")] = None,
-    ) -> Response[Any]:
-        if user_or_none is not None:
-            return Redirect(path=safe_next(next_url), status_code=303)
-        return Template(
-            "auth/login.html",
-            context={"form": {"email": ""}, "errors": {}, "next": safe_next(next_url, "")},
-        )
+    async def login_page(self, visit: Visit) -> Response[Any]:
+        next_url = safe_next(visit.next_url, "")
+        context = {"form": {"email": ""}, "errors": {}, "next": next_url}
+        return visit.onward() or Template("auth/login.html", context=context)
 
     @post("/login", opt=PUBLIC, name="login_submit")
     async def login(self, arrival: Arrival) -> Response[Any]:
@@ -277,15 +271,29 @@ def _refused(exc: ValidationFailed, status_code: int) -> Response[Any]:
     return _json_error(next(iter(exc.errors.values())), status_code)
 
 
-async def _read_json(request: Request[Any, Any, Any]) -> dict[str, Any] | None:
-    """The JSON object posted by static/passkeys.js; None for anything else."""
+class _NotJson(Exception):
+    """The body is not the JSON object static/passkeys.js posts."""
+
+
+async def _read_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """The JSON object posted by static/passkeys.js; anything else is refused (400,
+    ``_SEND_JSON``) by the passkey controllers' :data:`JSON_REFUSED`."""
     if "json" not in request.headers.get("content-type", ""):
-        return None
+        raise _NotJson
     try:
         data = await request.json()
-    except Exception:
-        return None
-    return data if isinstance(data, dict) else None
+    except Exception as exc:
+        raise _NotJson from exc
+    if not isinstance(data, dict):
+        raise _NotJson
+    return data
+
+
+def _not_json(_request: Request[Any, Any, Any], _exc: _NotJson) -> Response[Any]:
+    return _json_error(_SEND_JSON, 400)
+
+
+JSON_REFUSED: ExceptionHandlersMap = {_NotJson: _not_json}
 
 
 def _text(data: dict[str, Any], key: str, limit: int = 200) -> str:
@@ -320,6 +328,7 @@ class TwoStepSignInController(Controller):
 
     path = "/login/two-step"
     opt = PUBLIC
+    exception_handlers = JSON_REFUSED
 
     @get("/", opt=PUBLIC, name="two_step_form")
     async def form(self, request: Request[Any, Any, Any]) -> Response[Any]:
@@ -366,8 +375,6 @@ class TwoStepSignInController(Controller):
         if step is None:
             return _json_error(_NO_PENDING, 401)
         data = await _read_json(arrival.request)
-        if data is None:
-            return _json_error(_SEND_JSON, 400)
         ticket, credential = _text(data, "ticket"), data.get("credential")
         try:
             token = await twostep.second_step_passkey(
@@ -392,6 +399,7 @@ class PasskeySignInController(Controller):
 
     path = "/login/passkey"
     opt = PUBLIC
+    exception_handlers = JSON_REFUSED
 
     @post("/options", opt=PUBLIC, name="passkey_sign_in_options")
     async def options(self, settings: AppSettings) -> Response[Any]:
@@ -400,8 +408,6 @@ class PasskeySignInController(Controller):
     @post("/", opt=PUBLIC, name="passkey_sign_in")
     async def sign_in(self, arrival: Arrival) -> Response[Any]:
         data = await _read_json(arrival.request)
-        if data is None:
-            return _json_error(_SEND_JSON, 400)
         try:
             token = await twostep.passkey_sign_in(
                 arrival.settings,
@@ -462,6 +468,7 @@ class TwoStepAccountController(Controller):
     path = "/account/two-step"
     guards = [requires_signed_in]
     opt = ENROLMENT
+    exception_handlers = JSON_REFUSED
 
     @get("/", opt=ENROLMENT, name="two_step_account")
     async def index(self, user: SignedIn, viewer_zone: ViewerZone) -> Template:
@@ -518,8 +525,6 @@ class TwoStepAccountController(Controller):
     @post("/passkeys", opt=ENROLMENT, name="two_step_passkey_register")
     async def passkey_register(self, own: Own) -> Response[Any]:
         data = await _read_json(own.request)
-        if data is None:
-            return _json_error(_SEND_JSON, 400)
         ticket, credential, name = (
             _text(data, "ticket"),
             data.get("credential"),

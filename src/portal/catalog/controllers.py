@@ -32,7 +32,7 @@ from portal.web.admin import (
     search,
     unscoped,
 )
-from portal.web.deps import Address, ListParams, SignedIn
+from portal.web.deps import Actor, ListParams, SignedIn
 from portal.web.forms import Flash, Lists, Values, parse_id, submit
 from portal.web.guards import requires_role
 
@@ -290,12 +290,21 @@ async def _service_detail(
     }
 
 
-def _catalog_resource(name: str, plural: str, **declared: Any) -> AdminResource:
+def _catalog_resource(
+    name: str,
+    plural: str,
+    get: Callable[[int], Awaitable[dict[str, Any]]],
+    rows: Callable[..., Awaitable[Any]],
+    **declared: Any,
+) -> AdminResource:
     """Services and packages share their roles, their list page and its cells,
-    and live below /catalog (routes ``catalog_service…``, ``catalog_package…``)."""
+    are chain-wide (``get`` a row and list ``rows`` with no location), and live
+    below /catalog (routes ``catalog_service…``, ``catalog_package…``)."""
     return AdminResource(
         name=name,
         plural=plural,
+        load=unscoped(get),
+        list_rows=chainwide(rows),
         path=f"/catalog/{plural.lower()}",
         routes=f"catalog_{name}",
         list_route=f"catalog_{plural.lower()}",
@@ -309,10 +318,7 @@ def _catalog_resource(name: str, plural: str, **declared: Any) -> AdminResource:
 
 
 SERVICES = _catalog_resource(
-    name="service",
-    plural="Services",
-    load=unscoped(listing.get_service),
-    list_rows=chainwide(listing.list_services),
+    "service", "Services", listing.get_service, listing.list_services,
     columns=(
         Column("Service", "name", link=True, sub="treatment_type"),
         Column("Duration", "duration_minutes", suffix=" min"),
@@ -328,7 +334,7 @@ SERVICES = _catalog_resource(
     "already sold are not affected. Its price history is kept, and an owner can reactivate "
     "the service at any time.",
     form=SERVICE_FORM,
-)
+)  # fmt: skip
 
 
 async def _service_choices(_: CurrentUser) -> list[tuple[Any, str]]:
@@ -368,10 +374,7 @@ async def _package_detail(
 
 
 PACKAGES = _catalog_resource(
-    name="package",
-    plural="Packages",
-    load=unscoped(listing.get_package),
-    list_rows=chainwide(listing.list_packages),
+    "package", "Packages", listing.get_package, listing.list_packages,
     columns=(
         Column("Package", "name", link=True, sub="service_name"),
         Column("Sessions", "sessions"),
@@ -401,7 +404,7 @@ PACKAGES = _catalog_resource(
     "keep every term they were sold with. Its price history is kept, and an owner can "
     "reactivate the package at any time.",
     form=PACKAGE_FORM,
-)
+)  # fmt: skip
 
 
 # -- services ------------------------------------------------------------------
@@ -467,13 +470,9 @@ def _override_change(suffix: str, name: str, change: OverrideChange) -> Any:
         name=name,
     )
     async def handler(
-        self: Any,
-        request: Request[Any, Any, Any],
-        user: SignedIn,
-        client_address: Address,
-        package_id: FromPath[int],
-        location_id: FromPath[int],
+        self: Any, acting: Actor, package_id: FromPath[int], location_id: FromPath[int]
     ) -> Response[Any]:
+        request, user = acting.request, acting.user
         location = await get_location_for(user, location_id, write=True)
         await listing.get_package(package_id)
         back = reverse(
@@ -481,7 +480,7 @@ def _override_change(suffix: str, name: str, change: OverrideChange) -> Any:
         )
 
         async def saved(values: Values, _: Lists) -> tuple[str, Flash]:
-            return back, await change(user, package_id, location, values, client_address)
+            return back, await change(user, package_id, location, values, acting.address)
 
         async def refused(values: Values, _: Lists, errors: dict[str, str]) -> Template:
             which = "end_" if end else ""

@@ -28,7 +28,7 @@ from portal.web.admin import (
     search,
     unscoped,
 )
-from portal.web.deps import Address, AppSettings, SignedIn, ViewerZone
+from portal.web.deps import Actor, AppSettings, ViewerZone
 from portal.web.guards import requires_owner
 from portal.web.responses import redirect
 
@@ -149,17 +149,12 @@ class UserController(admin_controller(USERS)):  # type: ignore[misc]
 
     @post("/{user_id:int}/two-step/reset", name="user_two_step_reset")
     async def two_step_reset(
-        self,
-        request: Request[Any, Any, Any],
-        user: SignedIn,
-        client_address: Address,
-        settings: AppSettings,
-        user_id: FromPath[int],
+        self, acting: Actor, settings: AppSettings, user_id: FromPath[int]
     ) -> Response[Any]:
-        await twostep.reset(settings, user, user_id, address=client_address)
+        await twostep.reset(settings, acting.user, user_id, address=acting.address)
         return redirect(
-            request,
-            reverse(request, "user_edit", user_id=user_id),
+            acting.request,
+            reverse(acting.request, "user_edit", user_id=user_id),
             "Two-step sign-in reset; the member was emailed and signed out.",
         )
 

@@ -9,8 +9,11 @@ keyset cursor from the query string (``q``, ``status``, ``after``), and
 ``located_query: LocatedParams`` the same with its ``location`` filter;
 ``own: Own`` is the signed-in user acting on their own account from this
 browser (password, two-step sign-in): the request, the user, the settings and
-the address together; ``arrival: Arrival`` the same for someone signing in
-(no user yet). Handlers
+the address together; ``acting: Actor`` the same without the settings, for
+any change (a package's price override); ``arrival: Arrival`` the request,
+settings and address of someone signing in (no user yet); ``visit: Visit``
+someone opening the sign-in page, signed in already or not, with the ``next``
+page they asked for. Handlers
 annotate them with the aliases at the end of this module (``user: SignedIn``).
 Registered once on the app (:data:`DEPENDENCIES`); the Stripe gateway is
 provided by the payments controllers, the only ones that use it.
@@ -21,14 +24,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from litestar import Request
+from litestar import Request, Response
 from litestar.di import NamedDependency, Provide
 from litestar.params import QueryParameter
+from litestar.response import Redirect
 
 from portal.identity import CurrentUser
 from portal.settings import Settings
 from portal.web.guards import current_user, current_user_or_none
-from portal.web.responses import client_address
+from portal.web.responses import client_address, safe_next
 
 
 def provide_user(request: Request[Any, Any, Any]) -> CurrentUser:
@@ -86,6 +90,27 @@ def provide_located_query(
 
 
 @dataclass(frozen=True)
+class Visiting:
+    """Someone opening a sign-in or sign-up page: who they are when already signed
+    in (then they go on), and where they were going (``next``, as sent)."""
+
+    user: CurrentUser | None
+    next_url: str | None
+
+    def onward(self, home: str = "/") -> Response[Any] | None:
+        """Where someone already signed in goes instead (``next``, if on this site)."""
+        if self.user is None:
+            return None
+        return Redirect(path=safe_next(self.next_url, home), status_code=303)
+
+
+def provide_visit(
+    user_or_none: Visitor, next_url: Annotated[str | None, QueryParameter(name="next")] = None
+) -> Visiting:
+    return Visiting(user=user_or_none, next_url=next_url)
+
+
+@dataclass(frozen=True)
 class Arriving:
     """Someone signing in from this browser: the request, the settings, the address."""
 
@@ -101,19 +126,31 @@ def provide_arrival(
 
 
 @dataclass(frozen=True)
-class OwnAccount:
-    """A signed-in user changing their own account from this browser."""
+class Acting:
+    """A signed-in user changing something from this browser: the request, the user, the address."""
 
     request: Request[Any, Any, Any]
     user: CurrentUser
-    settings: Settings
     address: str
 
 
-def provide_own(
-    request: Request[Any, Any, Any], user: SignedIn, settings: AppSettings, client_address: Address
-) -> OwnAccount:
-    return OwnAccount(request=request, user=user, settings=settings, address=client_address)
+def provide_acting(
+    request: Request[Any, Any, Any], user: SignedIn, client_address: Address
+) -> Acting:
+    return Acting(request=request, user=user, address=client_address)
+
+
+@dataclass(frozen=True)
+class OwnAccount(Acting):
+    """A signed-in user changing their own account from this browser, with the settings."""
+
+    settings: Settings
+
+
+def provide_own(acting: Actor, settings: AppSettings) -> OwnAccount:
+    return OwnAccount(
+        request=acting.request, user=acting.user, address=acting.address, settings=settings
+    )
 
 
 DEPENDENCIES = {
@@ -124,7 +161,9 @@ DEPENDENCIES = {
     "list_query": Provide(provide_list_query, sync_to_thread=False),
     "located_query": Provide(provide_located_query, sync_to_thread=False),
     "own": Provide(provide_own, sync_to_thread=False),
+    "acting": Provide(provide_acting, sync_to_thread=False),
     "arrival": Provide(provide_arrival, sync_to_thread=False),
+    "visit": Provide(provide_visit, sync_to_thread=False),
 }
 
 
@@ -138,7 +177,9 @@ AppSettings = NamedDependency[Settings]
 ListParams = NamedDependency[ListQueryString]
 LocatedParams = NamedDependency[LocatedListQuery]
 Own = NamedDependency[OwnAccount]
+Actor = NamedDependency[Acting]
 Arrival = NamedDependency[Arriving]
 # The zone the signed-in person's own times are shown in (``locations.viewer_zone``);
 # provided by app.py, which may reach the locations context.
 ViewerZone = NamedDependency[str]
+Visit = NamedDependency[Visiting]
