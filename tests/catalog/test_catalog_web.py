@@ -443,6 +443,16 @@ async def test_api_lists_and_quote(owner_client, locations, role) -> None:
     assert services["items"][0]["list_price"]["amount_cents"] == 12000
     packages = (await owner_client.get("/api/v1/catalog/packages", params={"q": "NMT"})).json()
     assert packages["items"][0]["base_price"]["amount_cents"] == 54000
+    # Each row says what it is, in this order, with its price in effect last.
+    assert list(services["items"][0]) == [
+        "id", "name", "description", "treatment_type", "duration_minutes",
+        "buffer_after_minutes", "required_equipment", "active", "list_price",
+    ]  # fmt: skip
+    assert list(packages["items"][0]) == [
+        "id", "name", "description", "service_id", "service_name", "sessions",
+        "validity_days", "sellable_online", "redeemable", "active", "base_price",
+    ]  # fmt: skip
+    assert packages["items"][0]["service_id"] == svc and packages["items"][0]["active"] is True
     quote = await owner_client.get(f"/api/v1/catalog/locations/{own}/packages/{package}/quote")
     assert quote.status_code == 200
     body = quote.json()

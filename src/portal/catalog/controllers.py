@@ -275,19 +275,19 @@ async def _catalog_context(_: CurrentUser) -> dict[str, Any]:
     return _helpers()
 
 
-async def _service_detail(
-    request: Request[Any, Any, Any], user: CurrentUser, row: dict[str, Any]
-) -> dict[str, Any]:
-    now = utcnow()
-    versions = (await pricing.service_versions([row["id"]]))[row["id"]]
+async def _price_story(versions: list[pricing.PriceVersion], now: datetime) -> dict[str, Any]:
+    """A service's or package's page: the price in effect, the history of its
+    versions and the zone their dates are shown in."""
     current = pricing.version_in_effect(versions, now)
     zones = await listing.base_price_zones()
-    return {
-        **_helpers(),
-        "current": current,
-        "history": pricing.version_history(versions, now, current),
-        "zone": zones[0],
-    }
+    history = pricing.version_history(versions, now, current)
+    return {**_helpers(), "current": current, "history": history, "zone": zones[0]}
+
+
+async def _service_detail(
+    _: Request[Any, Any, Any], __: CurrentUser, row: dict[str, Any]
+) -> dict[str, Any]:
+    return await _price_story((await pricing.service_versions([row["id"]]))[row["id"]], utcnow())
 
 
 def _catalog_resource(
@@ -351,11 +351,11 @@ async def _package_detail(
     now = utcnow()
     package, offers = await listing.package_offers(user, row["id"], now)
     versions = (await pricing.package_versions([row["id"]], []))[row["id"]]
-    current = pricing.version_in_effect(versions, now)
+    story = await _price_story(versions, now)
+    current = story["current"]
     unit = await pricing.service_price_in_effect(package["service"], now)
-    zones = await listing.base_price_zones()
     return {
-        **_helpers(),
+        **story,
         "package": package,
         "offers": offers,
         "current": current,
@@ -368,8 +368,6 @@ async def _package_detail(
             if unit and current and unit.currency == current.currency
             else None
         ),
-        "history": pricing.version_history(versions, now, current),
-        "zone": zones[0],
     }
 
 
@@ -590,36 +588,35 @@ def _parse_at(at: str | None) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _api_service(row: dict[str, Any]) -> dict[str, Any]:
+def _api_row(row: dict[str, Any], price_key: str, **fields: Any) -> dict[str, Any]:
+    """A service or package in the API: what both have around its own ``fields``,
+    and its price in effect under ``price_key``."""
     price = row.get("price")
     return {
         "id": row["id"],
         "name": row["name"],
         "description": row["description"],
-        "treatment_type": row["treatment_type"],
-        "duration_minutes": row["duration_minutes"],
-        "buffer_after_minutes": row["buffer_after_minutes"],
-        "required_equipment": [t for t in row["required_equipment"].split(", ") if t],
+        **fields,
         "active": row["active"],
-        "list_price": price.as_dict() if price else None,
+        price_key: price.as_dict() if price else None,
     }
+
+
+def _api_service(row: dict[str, Any]) -> dict[str, Any]:
+    equipment = [t for t in row["required_equipment"].split(", ") if t]
+    return _api_row(
+        row, "list_price", treatment_type=row["treatment_type"],
+        duration_minutes=row["duration_minutes"],
+        buffer_after_minutes=row["buffer_after_minutes"], required_equipment=equipment,
+    )  # fmt: skip
 
 
 def _api_package(row: dict[str, Any]) -> dict[str, Any]:
-    price = row.get("price")
-    return {
-        "id": row["id"],
-        "name": row["name"],
-        "description": row["description"],
-        "service_id": row["service"],
-        "service_name": row["service_name"],
-        "sessions": row["sessions"],
-        "validity_days": row["validity_days"],
-        "sellable_online": row["sellable_online"],
-        "redeemable": row["redeemable"],
-        "active": row["active"],
-        "base_price": price.as_dict() if price else None,
-    }
+    return _api_row(
+        row, "base_price", service_id=row["service"], service_name=row["service_name"],
+        sessions=row["sessions"], validity_days=row["validity_days"],
+        sellable_online=row["sellable_online"], redeemable=row["redeemable"],
+    )  # fmt: skip
 
 
 class CatalogApiController(Controller):
