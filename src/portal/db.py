@@ -154,6 +154,12 @@ async def insert_row(row: Table) -> int:
 PARAMETERS_PER_STATEMENT = 9000  # inside SQLite's and asyncpg's limits
 
 
+async def value_where(column: Any, condition: Any) -> Any:
+    """``column`` of the first row of its table meeting ``condition``; None when none does."""
+    row = await column._meta.table.select(column).where(condition).first().run()
+    return None if row is None else row[column._meta.name]
+
+
 async def insert_rows(
     table: type[Table], rows: list[dict[str, Any]], *, returning: bool = False
 ) -> list[int]:

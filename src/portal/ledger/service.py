@@ -241,13 +241,10 @@ async def post(
 
 async def posted_at(entry_id: int) -> datetime | None:
     """When an entry was dated (after any move out of a closed month)."""
-    row = (
-        await JournalEntry.select(JournalEntry.occurred_at)
-        .where(JournalEntry.id == entry_id)
-        .first()
-        .run()
+    at: datetime | None = await db.value_where(
+        JournalEntry.occurred_at, JournalEntry.id == entry_id
     )
-    return row["occurred_at"] if row is not None else None
+    return at
 
 
 async def balance(

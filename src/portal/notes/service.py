@@ -361,13 +361,8 @@ async def get_note(note_id: int) -> dict[str, Any]:
 
 
 async def note_for_appointment(appointment_id: int) -> int | None:
-    row = (
-        await TreatmentNote.select(TreatmentNote.id)
-        .where(TreatmentNote.appointment == appointment_id)
-        .first()
-        .run()
-    )
-    return int(row["id"]) if row else None
+    note_id = await db.value_where(TreatmentNote.id, TreatmentNote.appointment == appointment_id)
+    return int(note_id) if note_id is not None else None
 
 
 async def _trigger_points(note_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
