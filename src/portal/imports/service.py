@@ -41,7 +41,7 @@ from portal.auth.tables import User
 from portal.catalog.tables import Package, Service
 from portal.clients.tables import ClientProfile
 from portal.errors import Conflict, Invalid, NotFound
-from portal.imports.layouts import LAYOUTS, Layout
+from portal.imports.layouts import LAYOUTS, Layout, unescaped
 from portal.imports.reading import FileProblem, Sheet, open_sheet
 from portal.imports.tables import ImportBatch, ImportMapping, ImportRow
 from portal.imports.values import (
@@ -139,7 +139,11 @@ def check_mapping(layout: Layout, mapping: dict[str, str], headers: list[str]) -
 
 
 def mapped(record: dict[str, str], mapping: dict[str, str]) -> dict[str, str]:
-    return {column: (record.get(header) or "").strip() for column, header in mapping.items()}
+    """A row's values by layout column: trimmed, and without the apostrophe an export puts
+    before text that looks like a formula (``layouts.unescaped``)."""
+    return {
+        column: unescaped((record.get(header) or "").strip()) for column, header in mapping.items()
+    }
 
 
 def fingerprint(kind: str, location_id: int, values: dict[str, str]) -> str:
