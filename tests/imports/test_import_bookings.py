@@ -176,12 +176,14 @@ async def test_the_room_a_row_names_is_the_room_booked(db, clinic, tmp_path):  #
         ("tom", f"{day} 11:00", "Room Z"),  # 3: no such room here
         ("tom", f"{day} 11:30", "room b"),  # 4: Room B is line 2's then
         ("tom", f"{day} 11:00", "Room A"),  # 5
+        ("tom", f"{day} 20:00", ""),  # 6: after Tom's hours
     )  # fmt: skip
     for dry_run in (True, False):
         summary = await run("appointments", file, clinic.location_id, dry_run=dry_run)
         assert summary.created == 2
         assert reasons_of(summary)[3] == "no room 'Room Z' at nyc"
         assert reasons_of(summary)[4].startswith("clash: Room B is taken or out of service then")
+        assert "working hours" in reasons_of(summary)[6], reasons_of(summary)
     rooms = {
         r["id"]: r["name"] for r in await Room.select().where(Room.location == clinic.location_id)
     }

@@ -932,11 +932,13 @@ class _Appointments(_Importer):
 
     async def rehearse(self, line: int, b: _Booking) -> None:
         """What booking would answer, without booking: the client holds a session left by
-        the file's earlier rows, and neither the therapist nor a room (the row's, or any
-        that suits) is held then by the portal's appointments or the file's earlier rows."""
+        the file's earlier rows, the therapist may give the service then (hours, time off,
+        credentials), and neither the therapist nor a room (the row's, or any that suits)
+        is held then by the portal's appointments or the file's earlier rows."""
         from portal.bookings import availability
         from portal.bookings.booking import ROOM_UNSUITED, room_name
         from portal.bookings.credits import credits_for
+        from portal.staff.bookability import is_bookable
 
         key = (b.location_id, b.service_id)
         if key not in self.contexts:
@@ -951,6 +953,11 @@ class _Appointments(_Importer):
         credits = await credits_for(b.client_id, b.service_id, b.start, b.location_id)
         if len(credits) <= self.sessions_planned[(b.client_id, b.service_id)]:
             raise BadValue("the client holds no session of this service: import balances first")
+        verdict = await is_bookable(
+            b.therapist_id, b.location_id, b.start, b.start + ctx.duration, b.service_id
+        )
+        if not verdict:
+            raise BadValue(" ".join(verdict.reasons))
         days = (until.date() - b.start.date()).days + 2
         earlier = [
             p
