@@ -60,6 +60,24 @@ async def add_therapist(
         ).returning(Therapist.id).run()
     )[0]["id"]  # fmt: skip
     await TherapistLocation.insert(TherapistLocation(therapist=tid, location=location_id)).run()
+    await make_bookable(int(tid), location_id, service_id)
+    return int(tid)
+
+
+async def make_bookable(therapist_id: int, location_id: int, service_id: int) -> None:
+    """A therapist working at the location: gives the service, credentials valid, 9 to 17
+    every day."""
+    tid = therapist_id
+    await (
+        Therapist.update(
+            {
+                Therapist.licence_expires: date(2030, 1, 1),
+                Therapist.insurance_expires: date(2030, 1, 1),
+            }
+        )
+        .where(Therapist.id == tid)
+        .run()
+    )
     await TherapistService.insert(TherapistService(therapist=tid, service=service_id)).run()
     for weekday in range(7):
         await WorkingHours.insert(
@@ -68,7 +86,6 @@ async def add_therapist(
                 start_minute=9 * 60, end_minute=17 * 60,
             )
         ).run()  # fmt: skip
-    return int(tid)
 
 
 async def give_package(client_id: int, location_id: int, service_id: int, sessions: int = 5) -> int:

@@ -120,3 +120,19 @@ def test_cells() -> None:
     assert archive.cell(True) == "yes"
     assert archive.split_name("Ada Maria Lovelace") == ("Ada Maria", "Lovelace")
     assert archive.split_name("Cher") == ("Cher", "")
+
+
+def test_an_apostrophe_before_formula_text_survives_the_way_back() -> None:
+    from portal.imports.layouts import unescaped
+
+    for value in (
+        "=SUM(A1)",
+        "'=SUM(A1)",
+        "''-x",
+        "'Tis",
+        "'",
+        "-12.50",
+        "@evil",
+        "+44 20 7946 0000",
+    ):
+        assert unescaped(archive.cell(value)) == value

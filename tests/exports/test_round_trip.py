@@ -1,4 +1,5 @@
-"""Export → import into an empty portal → the same clients, balances and liability."""
+"""Export → import into an empty portal → the same clients, balances, liability,
+therapists and upcoming appointments (with their rooms)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,17 @@ from typing import Any
 
 from portal import db as portal_db
 from portal.auth.service import OWNER, CurrentUser
+from portal.auth.tables import User
 from portal.catalog.tables import Package, Service
 from portal.exports import archive
 from portal.imports import reading
 from portal.imports import service as imports
 from portal.imports.layouts import LAYOUTS, guess_mapping
 from portal.ledger import service as ledger
+from portal.rooms.tables import Room
+from portal.staff.tables import Therapist
 from tests import factories
+from tests.bookings.conftest import make_bookable
 from tests.conftest import TRUNCATE_SQL
 from tests.exports.conftest import World, read_zip, rows
 
@@ -56,6 +61,13 @@ async def test_export_then_import_into_an_empty_portal(
     nyc = world.clinic.location_id
     liability = await ledger.balance("deferred_revenue", location_id=nyc)
     assert liability == 36000
+    # Names a spreadsheet would read as formulas, and a therapist the import can match.
+    await User.update({User.name: "Ada -Lovelace"}).where(User.id == world.clinic.client.id).run()
+    await (
+        Therapist.update({Therapist.email: "theresa@example.test", Therapist.name: "=Theresa"})
+        .where(Therapist.id == world.clinic.therapist_id)
+        .run()
+    )
     exported = read_zip(await _chain_archive())
     folder = tmp_path / "archive"
     folder.mkdir()
@@ -72,15 +84,25 @@ async def test_export_then_import_into_an_empty_portal(
     await Package.insert(
         Package(name="5 × 60", service=service, sessions=5, validity_days=180, created_at=now)
     ).run()
+    for name in ("Room A", "Room B"):  # rooms are set up in the portal, not imported
+        await Room.insert(Room(location=location, name=name, created_at=now, updated_at=now)).run()
     owner = await factories.make_user(OWNER)
     actor = CurrentUser(owner.id, owner.email, "", OWNER, frozenset())
-    for kind in ("clients", "balances"):
-        sheet = reading.open_sheet(folder / f"{kind}.csv")
+
+    async def load(kind: str, file: str) -> None:
+        sheet = reading.open_sheet(folder / file)
         summary = await imports.run_import(
             kind, sheet, location_id=location, actor=actor,
             mapping=guess_mapping(LAYOUTS[kind], sheet.headers),
         )  # fmt: skip
-        assert summary.rejected == 0, summary.failures
+        assert (summary.rejected, summary.created) == (0, summary.total), summary.failures
+
+    for kind in ("clients", "balances", "therapists"):
+        await load(kind, f"{kind}.csv")
+    # The owner gives the therapist their service and hours (no file holds them).
+    (theresa,) = await Therapist.select(Therapist.id).run()
+    await make_bookable(int(theresa["id"]), location, int(service))
+    await load("appointments", "appointments_upcoming.csv")
 
     again = read_zip(await _chain_archive())
     assert _comparable(again["clients.csv"], OWN_IDS) == _comparable(
@@ -90,3 +112,8 @@ async def test_export_then_import_into_an_empty_portal(
         exported["balances.csv"], OWN_IDS | {"price_paid"}
     )
     assert await ledger.balance("deferred_revenue", location_id=location) == liability
+    for name in ("therapists.csv", "appointments_upcoming.csv"):
+        assert _comparable(again[name], OWN_IDS) == _comparable(exported[name], OWN_IDS), name
+    assert len(rows(again["appointments_upcoming.csv"])) == 2  # the header and the booking
+    names = {r["name"] for r in await User.select(User.name).where(User.role == "client").run()}
+    assert "Ada -Lovelace" in names

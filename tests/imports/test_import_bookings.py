@@ -4,17 +4,22 @@ booked through the bookings rules, so a clash is a rejected row, never a double 
 from __future__ import annotations
 
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from portal.bookings import service as bookings
 from portal.bookings.tables import Appointment
 from portal.errors import Conflict
 from portal.imports import service as imports
+from portal.imports.tables import ImportBatch
+from portal.rooms.tables import Room
 from portal.sales.tables import SaleSession
+from portal.staff import hours as h
 from portal.staff.tables import Therapist, TherapistLocation
 from portal.timeutil import utcnow
 from tests import factories
-from tests.bookings.conftest import clinic  # noqa: F401  (fixture)
+from tests.bookings.conftest import Clinic, add_therapist, clinic  # noqa: F401  (fixture)
 from tests.imports.helpers import FILES, london, owner_actor, run
 
 pytestmark = pytest.mark.usefixtures("liability_equals_the_credits_owed")
@@ -73,7 +78,10 @@ async def test_appointments_booked_by_the_rules_and_clashes_rejected(db, clinic,
         (clinic.client.email, "theresa@example.test", f"{day:%Y-%m-%d}"),
     )  # fmt: skip
     dry = await run("appointments", path, clinic.location_id, dry_run=True)
-    assert dry.rejected == 4 and await Appointment.count().run() == 0
+    assert dry.rejected == 5 and await Appointment.count().run() == 0
+    assert {r.line: r.reason for r in dry.failures}[3] == (
+        "clash: Theresa is already booked then by line 2 of the file"
+    )
     summary = await run("appointments", path, clinic.location_id)
     assert (summary.created, summary.rejected) == (1, 5), summary.failures
     reasons = {r.line: r.reason for r in summary.failures}
@@ -96,3 +104,91 @@ async def test_appointments_booked_by_the_rules_and_clashes_rejected(db, clinic,
     (appointment,) = await Appointment.select().run()
     assert appointment["status"] == "cancelled"
     assert await SaleSession.count().where(SaleSession.state == "held").run() == 0
+
+
+async def two_therapists(clinic: Clinic) -> int:  # noqa: F811
+    """Theresa and Tom at the clinic, with their emails; Tom's id."""
+    tom = await add_therapist("Tom", clinic.location_id, clinic.service_id)
+    for tid, email in ((clinic.therapist_id, "theresa"), (tom, "tom")):
+        await (
+            Therapist.update({Therapist.email: f"{email}@example.test"})
+            .where(Therapist.id == tid)
+            .run()
+        )
+    return tom
+
+
+def rooms_file(tmp_path, client: str, *rows: tuple[str, str, str]):
+    """Appointments of ``client``: (therapist, local start, room)."""
+    path = tmp_path / "appointments_rooms.csv"
+    lines = ["Client Email,Staff Email,Start Time,Service,Room"]
+    lines += [f"{client},{t}@example.test,{start},NMT 60,{room}" for t, start, room in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def reasons_of(summary: imports.Summary) -> dict[int, str]:
+    return {r.line: r.reason for r in summary.failures}
+
+
+async def test_a_dry_run_reports_clashes_and_books_nothing(db, clinic, tmp_path):  # noqa: F811
+    await two_therapists(clinic)
+    day = (utcnow() + timedelta(days=10)).date()
+    await bookings.book(
+        clinic.as_manager(), client_id=clinic.client.id, location_id=clinic.location_id,
+        service_id=clinic.service_id, therapist_id=clinic.therapist_id,
+        start_at=h.wall_to_utc(day, 10 * 60, ZoneInfo("America/New_York")), notify_client=False,
+    )  # fmt: skip
+    file = rooms_file(
+        tmp_path, clinic.client.email,
+        ("theresa", f"{day} 10:30", ""),  # 2: Theresa is booked in the portal then
+        ("tom", f"{day} 12:00", "Room A"),  # 3
+        ("theresa", f"{day} 12:30", "Room A"),  # 4: the room line 3 takes
+        ("tom", f"{day} 12:30", ""),  # 5: Tom, whom line 3 books
+        ("theresa", f"{day} 12:00", ""),  # 6: Room B, the one left
+        ("tom", f"{day} 16:00", ""),  # 7
+        ("theresa", f"{day} 16:00", ""),  # 8: the client's last session
+        ("tom", f"{day} 14:00", ""),  # 9: none left
+    )  # fmt: skip
+    dry = await run("appointments", file, clinic.location_id, dry_run=True)
+    assert reasons_of(dry) == {
+        2: "clash: Theresa is already booked then",
+        4: "clash: Room A is taken or out of service then by line 3 of the file",
+        5: "clash: Tom is already booked then by line 3 of the file",
+        9: "the client holds no session of this service: import balances first",
+    }
+    assert (dry.created, dry.rejected) == (4, 4)
+    assert await Appointment.count().run() == 1 and await ImportBatch.count().run() == 0
+    assert await SaleSession.count().where(SaleSession.state == "held").run() == 1
+    # The run itself books what the dry run said, and refuses the same rows.
+    real = await run("appointments", file, clinic.location_id)
+    assert (real.created, sorted(reasons_of(real))) == (4, [2, 4, 5, 9])
+    assert reasons_of(real)[2].startswith("clash: Theresa is already booked then")
+    assert reasons_of(real)[5].startswith("clash: Tom is already booked then")
+
+
+async def test_the_room_a_row_names_is_the_room_booked(db, clinic, tmp_path):  # noqa: F811
+    await two_therapists(clinic)
+    day = (utcnow() + timedelta(days=10)).date()
+    file = rooms_file(
+        tmp_path, clinic.client.email,
+        ("theresa", f"{day} 11:00", "Room B"),  # 2: Room B, though Room A is free too
+        ("tom", f"{day} 11:00", "Room Z"),  # 3: no such room here
+        ("tom", f"{day} 11:30", "room b"),  # 4: Room B is line 2's then
+        ("tom", f"{day} 11:00", "Room A"),  # 5
+        ("tom", f"{day} 20:00", ""),  # 6: after Tom's hours
+    )  # fmt: skip
+    for dry_run in (True, False):
+        summary = await run("appointments", file, clinic.location_id, dry_run=dry_run)
+        assert summary.created == 2
+        assert reasons_of(summary)[3] == "no room 'Room Z' at nyc"
+        assert reasons_of(summary)[4].startswith("clash: Room B is taken or out of service then")
+        assert "working hours" in reasons_of(summary)[6], reasons_of(summary)
+    rooms = {
+        r["id"]: r["name"] for r in await Room.select().where(Room.location == clinic.location_id)
+    }
+    booked = await Appointment.select().order_by(Appointment.id).run()
+    assert [(rooms[a["room"]], a["therapist"] == clinic.therapist_id) for a in booked] == [
+        ("Room B", True),
+        ("Room A", False),
+    ]

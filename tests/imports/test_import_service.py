@@ -200,3 +200,29 @@ async def test_a_stopped_run_resumes_where_it_stopped(db, monkeypatch):
     assert summary.batch_id == batch["id"]
     assert (summary.created, summary.matched, summary.rejected) == (3, 1, 2)
     assert await User.count().where(User.role == "client").run() == 3
+
+
+async def test_the_exports_apostrophe_before_formula_text_is_taken_off(db, tmp_path):
+    loc = await london()
+    path = tmp_path / "clients.csv"
+    path.write_text(
+        "email,first_name,last_name,address\r\n"
+        "eve@example.test,'=Eve,'-Smith,'@home 1\r\n"
+        "max@example.test,'+Max,''=Ward,'Tis Cottage\r\n",
+        encoding="utf-8-sig",
+    )
+    summary = await run("clients", path, loc)
+    assert summary.created == 2, summary.failures
+    rows = (
+        await ClientProfile.select(
+            ClientProfile.user.email.as_alias("email"), ClientProfile.user.name.as_alias("name"),
+            ClientProfile.address,
+        )
+        .order_by(ClientProfile.user.email)
+        .run()
+    )  # fmt: skip
+    assert [(r["name"], r["address"]) for r in rows] == [
+        ("=Eve -Smith", "@home 1"),
+        # Only the one apostrophe the export adds; any other stays.
+        ("+Max '=Ward", "'Tis Cottage"),
+    ]

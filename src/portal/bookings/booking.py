@@ -52,6 +52,7 @@ from portal.timeutil import utcnow
 # The kinds of ``db.lock_keys`` a booking takes: its therapist's, then its room's.
 LOCK_THERAPIST = 1
 LOCK_ROOM = 2
+ROOM_UNSUITED = "Choose a room of this clinic that suits this service."
 
 
 class SlotTaken(Exception):
@@ -113,6 +114,7 @@ async def book(
     service_id: int,
     start_at: datetime,
     therapist_id: int | None = None,
+    room_id: int | None = None,
     series_id: str | None = None,
     now: datetime | None = None,
     notify_client: bool = True,
@@ -122,7 +124,9 @@ async def book(
     """Book one appointment; returns its id.
 
     Raises ``Invalid`` (with reasons), ``NoCredit`` or ``SlotTaken``
-    (the therapist or the last suitable room is taken at that time). The
+    (the therapist or the last suitable room is taken at that time). With
+    ``room_id`` the appointment takes that room or none (a room of the
+    location that suits the service, else ``Invalid``). The
     client gets a confirmation once the booking has committed (see
     :mod:`portal.bookings.notify` for ``settings`` and ``deferred``).
     """
@@ -134,6 +138,8 @@ async def book(
     ctx = await booking_context(location_id, service_id)
     end_at = start_at + ctx.duration
     busy_until = end_at + ctx.buffer
+    if room_id is not None and all(int(r["id"]) != room_id for r in ctx.rooms):
+        raise Invalid({"room": ROOM_UNSUITED})
     candidates = await eligible_therapists(location_id, service_id, therapist_id)
     if not candidates:
         if therapist_id is not None:
@@ -159,6 +165,7 @@ async def book(
         busy_until=busy_until,
         credits=credits,
         therapist_id=therapist_id,
+        room_id=room_id,
         series_id=series_id,
     )
     if notify_client:
@@ -177,6 +184,7 @@ async def _book_first_free(
     busy_until: datetime,
     credits: list[dict[str, Any]],
     therapist_id: int | None,
+    room_id: int | None,
     series_id: str | None,
 ) -> int:
     location_id = int(ctx.location["id"])
@@ -197,6 +205,10 @@ async def _book_first_free(
             taken = True
             continue
         rooms = await free_rooms(ctx, start_at, busy_until)
+        if room_id is not None:
+            rooms = [r for r in rooms if int(r["id"]) == room_id]
+            if not rooms:
+                raise SlotTaken(f"{room_name(ctx, room_id)} is taken or out of service then.")
         if not rooms:
             await _no_room(ctx, start_at, busy_until)
         for room in rooms:
@@ -389,11 +401,10 @@ async def _room_for_move(
     """The room a moved appointment takes: the chosen one (free then, or refused), else
     its own when free then, else the least used."""
     if chosen is not None:
-        room = next((r for r in ctx.rooms if int(r["id"]) == chosen), None)
-        if room is None:
+        if all(int(r["id"]) != chosen for r in ctx.rooms):
             raise Invalid({"room": "Choose a room that suits this service."})
         if not await room_free(chosen, start, until, int(appointment["id"])):
-            raise Invalid({"room": f"{room['name']} is taken or out of service then."})
+            raise Invalid({"room": f"{room_name(ctx, chosen)} is taken or out of service then."})
         return chosen
     current = [r for r in ctx.rooms if r["id"] == appointment["room"]]
     others = [r for r in await free_rooms(ctx, start, until) if r["id"] != appointment["room"]]
@@ -401,6 +412,10 @@ async def _room_for_move(
         if await room_free(int(room["id"]), start, until, int(appointment["id"])):
             return int(room["id"])
     await _no_room(ctx, start, until)
+
+
+def room_name(ctx: BookingContext, room_id: int) -> str:
+    return next((str(r["name"]) for r in ctx.rooms if int(r["id"]) == room_id), "The room")
 
 
 async def _no_room(ctx: BookingContext, start: datetime, until: datetime) -> NoReturn:

@@ -22,7 +22,10 @@ Formats (the same in every file, and what the import reads):
   the offset makes each time exact there, and the location names the zone);
 * a text cell that starts like a spreadsheet formula (``=``, ``+``, ``-``,
   ``@``, a tab or CR) gets a leading apostrophe, unless it is a number or a
-  phone number (``+44 20 7946 0000``).
+  phone number (``+44 20 7946 0000``); so does one that already starts with
+  apostrophes and then one of ``= + - @``. The import takes that one apostrophe
+  off again (``layouts.unescaped``), so names and addresses come back as
+  they were.
 
 A scope limits the walk to one client (their own data, from their account
 page) and says whether treatment notes are included.
@@ -114,7 +117,7 @@ class Lookups:
 
 # -- cells -------------------------------------------------------------------------------
 
-_FORMULA_START = frozenset("=+-@\t\r")
+_FORMULA_START = frozenset(layouts.FORMULA_START + "\t\r")
 _NUMBER_OR_PHONE = re.compile(r"^[+-]?[0-9][0-9 ().-]*$")
 
 
@@ -126,6 +129,8 @@ def cell(value: Any) -> Any:
         return "yes" if value else "no"
     if isinstance(value, str):
         if value[:1] in _FORMULA_START and not _NUMBER_OR_PHONE.match(value):
+            return "'" + value
+        if layouts.unescaped(value) != value:  # its own apostrophe, kept for the way back
             return "'" + value
         return value
     if isinstance(value, (date, datetime)):
@@ -742,7 +747,8 @@ Dates: ISO (YYYY-MM-DD), the location's local date.
 Times: ISO 8601 in the location's own time zone with its UTC offset
 (2026-03-08T09:30:00-07:00); the timezone column names the zone.
 A text cell starting with = + - @ begins with an apostrophe (so that a
-spreadsheet does not run it as a formula), unless it is a number or phone.
+spreadsheet does not run it as a formula), unless it is a number or phone;
+the portal's import removes that apostrophe again.
 """
 
 

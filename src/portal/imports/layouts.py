@@ -46,6 +46,20 @@ def normalised(header: str) -> str:
     return re.sub(r"[^a-z0-9]", "", header.strip().lstrip("\ufeff").lower())
 
 
+# What a spreadsheet reads as the start of a formula. The export puts an apostrophe
+# before a text cell that starts with one of them, or with apostrophes and then one of
+# them (so that a value's own apostrophe survives the way back); the import takes that
+# one apostrophe away again.
+FORMULA_START = "=+-@"
+_GUARDED = re.compile(f"'+[{re.escape(FORMULA_START)}]")
+
+
+def unescaped(value: str) -> str:
+    """A cell as the export had it before guarding it from spreadsheets: ``'=A1`` → ``=A1``,
+    ``''-x`` → ``'-x``; any other apostrophe (``'Tis``) is the value's own."""
+    return value[1:] if _GUARDED.match(value) else value
+
+
 def guess_mapping(layout: Layout, headers: list[str]) -> dict[str, str]:
     """Layout column → file header, for every column a header names (exact or alias)."""
     by_key = {normalised(header): header for header in headers if header.strip()}

@@ -26,12 +26,13 @@ import json
 import os
 import re
 import secrets
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from portal import access, db, progress
@@ -41,7 +42,7 @@ from portal.auth.tables import User
 from portal.catalog.tables import Package, Service
 from portal.clients.tables import ClientProfile
 from portal.errors import Conflict, Invalid, NotFound
-from portal.imports.layouts import LAYOUTS, Layout
+from portal.imports.layouts import LAYOUTS, Layout, unescaped
 from portal.imports.reading import FileProblem, Sheet, open_sheet
 from portal.imports.tables import ImportBatch, ImportMapping, ImportRow
 from portal.imports.values import (
@@ -56,10 +57,14 @@ from portal.imports.values import (
     parse_yes_no,
 )
 from portal.locations.tables import Location
+from portal.rooms.tables import Room
 from portal.sales import service as sales
 from portal.sales.tables import Sale, SaleSession
 from portal.staff.tables import Therapist, TherapistLocation
 from portal.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from portal.bookings.availability import BookingContext
 
 # Rows read, looked up and written together (IMPORT_CHUNK_ROWS overrides, for tests).
 CHUNK_ROWS = int(os.environ.get("IMPORT_CHUNK_ROWS", "500"))
@@ -139,7 +144,11 @@ def check_mapping(layout: Layout, mapping: dict[str, str], headers: list[str]) -
 
 
 def mapped(record: dict[str, str], mapping: dict[str, str]) -> dict[str, str]:
-    return {column: (record.get(header) or "").strip() for column, header in mapping.items()}
+    """A row's values by layout column: trimmed, and without the apostrophe an export puts
+    before text that looks like a formula (``layouts.unescaped``)."""
+    return {
+        column: unescaped((record.get(header) or "").strip()) for column, header in mapping.items()
+    }
 
 
 def fingerprint(kind: str, location_id: int, values: dict[str, str]) -> str:
@@ -815,12 +824,44 @@ async def _create_therapist(name: str, email: str, location_ids: list[int]) -> i
 # -- appointments ---------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Booking:
+    """An appointment row resolved to the portal's records (before any booking)."""
+
+    client_id: int
+    therapist_id: int
+    service_id: int
+    location_id: int
+    start: datetime
+    room_id: int | None
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """An appointment a dry run would book: what the file's later rows meet."""
+
+    line: int
+    therapist_id: int
+    room_id: int
+    start: datetime
+    until: datetime
+
+
 class _Appointments(_Importer):
     """Upcoming appointments, booked through the bookings rules: the therapist must give
     the service here, the client must hold a credit for it (import the balances first),
-    and a clash with another booking is a rejected row with its reason."""
+    the room, when the row names one, is that room of the location, and a clash with
+    another booking is a rejected row with its reason. A dry run checks the same clashes
+    without booking: with the portal's appointments and with the file's earlier rows."""
 
     kind = "appointments"
+
+    def __init__(self, location: dict[str, Any], order: str, dry_run: bool) -> None:
+        super().__init__(location, order, dry_run)
+        # Dry run: the rows that would be booked, by the UTC day they start.
+        self.planned: dict[date, list[_Planned]] = {}
+        self.sessions_planned: Counter[tuple[int, int]] = Counter()
+        self.contexts: dict[tuple[int, int], BookingContext] = {}
 
     async def chunk(
         self, rows: list[tuple[int, dict[str, str]]], batch_id: int | None
@@ -834,6 +875,10 @@ class _Appointments(_Importer):
             for r in await Service.select(Service.id, Service.name).run()
         }
         self.slugs = {str(r["slug"]): r for r in await Location.select().run()}
+        self.rooms = {
+            (int(r["location"]), str(r["name"]).strip().lower()): int(r["id"])
+            for r in await Room.select(Room.id, Room.location, Room.name).run()
+        }
         results: list[tuple[str, RowResult]] = []
         for (line, values), fp in zip(rows, fps, strict=True):
             result = RowResult(line=line, outcome=MATCHED, data=values)
@@ -842,7 +887,11 @@ class _Appointments(_Importer):
                 result.entity_id, result.reason = before[fp], "imported before"
                 continue
             try:
-                result.entity_id = await self.book(values)
+                booking = self.resolve(values)
+                if self.dry_run:
+                    await self.rehearse(line, booking)
+                else:
+                    result.entity_id = await self.book(booking)
                 result.outcome = CREATED
             except BadValue as exc:
                 result.outcome, result.reason = REJECTED, str(exc)
@@ -850,11 +899,9 @@ class _Appointments(_Importer):
             await _record(batch_id, self.kind, self.location_id, results)
         return [r for _, r in results]
 
-    async def book(self, values: dict[str, str]) -> int | None:
-        """The appointment booked (None in a dry run); ``BadValue`` says why not."""
-        from portal.bookings.booking import SlotTaken, book
-        from portal.bookings.credits import NoCredit, credits_for
-
+    def resolve(self, values: dict[str, str]) -> _Booking:
+        """The row's client, therapist, service, location, start and room; ``BadValue``
+        says which the portal does not have."""
         client_id = _client_of(values, self.clients)
         therapist_id = self.therapists.get(normalize_email(values.get("therapist_email", "")))
         if therapist_id is None:
@@ -873,20 +920,93 @@ class _Appointments(_Importer):
         start = local.replace(tzinfo=ZoneInfo(str(location["timezone"]))).astimezone(UTC)
         if start <= utcnow():
             raise BadValue(f"{values.get('starts_at')} is not in the future")
-        if self.dry_run:
-            if not await credits_for(client_id, service_id, start, int(location["id"])):
-                raise BadValue("the client holds no session of this service: import balances first")
-            return None
+        room_id = None
+        if values.get("room"):
+            room_id = self.rooms.get((int(location["id"]), values["room"].lower()))
+            if room_id is None:
+                raise BadValue(f"no room {values['room']!r} at {location['slug']}")
+        return _Booking(
+            client_id=client_id, therapist_id=therapist_id, service_id=service_id,
+            location_id=int(location["id"]), start=start, room_id=room_id,
+        )  # fmt: skip
+
+    async def rehearse(self, line: int, b: _Booking) -> None:
+        """What booking would answer, without booking: the client holds a session left by
+        the file's earlier rows, the therapist may give the service then (hours, time off,
+        credentials), and neither the therapist nor a room (the row's, or any that suits)
+        is held then by the portal's appointments or the file's earlier rows."""
+        from portal.bookings import availability
+        from portal.bookings.booking import ROOM_UNSUITED, room_name
+        from portal.bookings.credits import credits_for
+        from portal.staff.bookability import is_bookable
+
+        key = (b.location_id, b.service_id)
+        if key not in self.contexts:
+            try:
+                self.contexts[key] = await availability.booking_context(*key)
+            except NotFound as exc:
+                raise BadValue(str(exc)) from None
+        ctx = self.contexts[key]
+        until = b.start + ctx.duration + ctx.buffer
+        if b.room_id is not None and all(int(r["id"]) != b.room_id for r in ctx.rooms):
+            raise BadValue(ROOM_UNSUITED)
+        credits = await credits_for(b.client_id, b.service_id, b.start, b.location_id)
+        if len(credits) <= self.sessions_planned[(b.client_id, b.service_id)]:
+            raise BadValue("the client holds no session of this service: import balances first")
+        verdict = await is_bookable(
+            b.therapist_id, b.location_id, b.start, b.start + ctx.duration, b.service_id
+        )
+        if not verdict:
+            raise BadValue(" ".join(verdict.reasons))
+        days = (until.date() - b.start.date()).days + 2
+        earlier = [
+            p
+            for day in (b.start.date() + timedelta(days=n - 1) for n in range(days))
+            for p in self.planned.get(day, [])
+            if p.start < until and b.start < p.until
+        ]
+        therapist = next((p for p in earlier if p.therapist_id == b.therapist_id), None)
+        if therapist is not None or await availability.therapist_busy(
+            b.therapist_id, b.start, until
+        ):
+            row = await Therapist.select(Therapist.name).where(Therapist.id == b.therapist_id).run()
+            held = f" by line {therapist.line} of the file" if therapist else ""
+            raise BadValue(f"clash: {row[0]['name']} is already booked then{held}")
+        taken = {p.room_id: p.line for p in earlier}
+        free = [
+            int(r["id"])
+            for r in await availability.free_rooms(ctx, b.start, until)
+            if int(r["id"]) not in taken
+        ]
+        if b.room_id is not None and b.room_id not in free:
+            held = f" by line {taken[b.room_id]} of the file" if b.room_id in taken else ""
+            raise BadValue(
+                f"clash: {room_name(ctx, b.room_id)} is taken or out of service then{held}"
+            )
+        if not free:
+            raise BadValue("clash: no treatment room is free then")
+        self.sessions_planned[(b.client_id, b.service_id)] += 1
+        self.planned.setdefault(b.start.date(), []).append(
+            _Planned(line, b.therapist_id, b.room_id or free[0], b.start, until)
+        )
+
+    async def book(self, b: _Booking) -> int:
+        """The appointment booked; ``BadValue`` says why not."""
+        from portal.bookings.booking import SlotTaken, book
+        from portal.bookings.credits import NoCredit
+
         if self.actor is None:
             raise BadValue("appointments are booked in the name of a member of staff")
         try:
             return await book(
-                self.actor, client_id=client_id, location_id=int(location["id"]),
-                service_id=service_id, start_at=start, therapist_id=therapist_id,
-                notify_client=False,
+                self.actor, client_id=b.client_id, location_id=b.location_id,
+                service_id=b.service_id, start_at=b.start, therapist_id=b.therapist_id,
+                room_id=b.room_id, notify_client=False,
             )  # fmt: skip
         except Invalid as exc:
             raise BadValue(" ".join(exc.errors.values())) from None
+        except NotFound as exc:
+            raise BadValue(str(exc)) from None
         except NoCredit as exc:
             raise BadValue(str(exc) or "the client holds no session of this service") from None
         except SlotTaken as exc:
