@@ -27,6 +27,7 @@ import os
 import re
 import secrets
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from itertools import islice
@@ -259,17 +260,21 @@ async def _run_chunks(
     done = 0
     for chunk in _chunks(sheet.records(), CHUNK_ROWS):
         todo = [(line, mapped(record, mapping)) for line, record in chunk if line not in done_lines]
-        for result in await importer.chunk(todo, batch_id):
-            summary.count(result)
-        done += len(chunk)
-        if batch_id is not None and done % ANALYZE_EVERY_ROWS < CHUNK_ROWS:
+        if batch_id is not None and (done + len(chunk)) % ANALYZE_EVERY_ROWS < len(chunk):
             await db.analyze(ImportRow, User, ClientProfile, Sale, SaleSession)
-        if batch_id is not None:
-            await (
-                ImportBatch.update({ImportBatch.rows_done: done})
-                .where(ImportBatch.id == batch_id)
-                .run()
-            )
+        done += len(chunk)
+        # Clients and balances: a chunk's lookups and writes on one connection, in one
+        # transaction (appointments book each row in its own, through the bookings rules).
+        whole = batch_id is not None and importer.chunk_in_one_transaction
+        async with db.transaction() if whole else nullcontext():
+            for result in await importer.chunk(todo, batch_id):
+                summary.count(result)
+            if batch_id is not None:
+                await (
+                    ImportBatch.update({ImportBatch.rows_done: done})
+                    .where(ImportBatch.id == batch_id)
+                    .run()
+                )
         await progress.report(done, total, step)
 
 
@@ -411,6 +416,7 @@ async def _record(
 class _Importer:
     kind = ""
     actor: CurrentUser | None = None
+    chunk_in_one_transaction = False
 
     def __init__(self, location: dict[str, Any], order: str, dry_run: bool) -> None:
         self.location = location
@@ -448,6 +454,7 @@ class ClientRow:
 
 class _Clients(_Importer):
     kind = "clients"
+    chunk_in_one_transaction = True
 
     def __init__(self, location: dict[str, Any], order: str, dry_run: bool) -> None:
         super().__init__(location, order, dry_run)
@@ -613,6 +620,7 @@ class _Clients(_Importer):
 
 class _Balances(_Importer):
     kind = "balances"
+    chunk_in_one_transaction = True
 
     def __init__(self, location: dict[str, Any], order: str, dry_run: bool) -> None:
         super().__init__(location, order, dry_run)
