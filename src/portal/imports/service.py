@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from piccolo.table import Table
+
 from portal import access, db, progress
 from portal.audit import service as audit
 from portal.auth.service import CLIENT, CurrentUser, is_valid_email, normalize_email
@@ -58,7 +60,6 @@ from portal.imports.values import (
 )
 from portal.locations.tables import Location
 from portal.sales import service as sales
-from portal.sales.tables import Sale, SaleSession
 from portal.staff.tables import Therapist, TherapistLocation
 from portal.timeutil import utcnow
 
@@ -261,7 +262,7 @@ async def _run_chunks(
     for chunk in _chunks(sheet.records(), CHUNK_ROWS):
         todo = [(line, mapped(record, mapping)) for line, record in chunk if line not in done_lines]
         if batch_id is not None and (done + len(chunk)) % ANALYZE_EVERY_ROWS < len(chunk):
-            await db.analyze(ImportRow, User, ClientProfile, Sale, SaleSession)
+            await db.analyze(*importer.looked_up)
         done += len(chunk)
         # Clients and balances: a chunk's lookups and writes on one connection, in one
         # transaction (appointments book each row in its own, through the bookings rules).
@@ -417,6 +418,8 @@ class _Importer:
     kind = ""
     actor: CurrentUser | None = None
     chunk_in_one_transaction = False
+    # The tables a chunk's lookups read, whose statistics a large file makes stale.
+    looked_up: tuple[type[Table], ...] = (ImportRow,)
 
     def __init__(self, location: dict[str, Any], order: str, dry_run: bool) -> None:
         self.location = location
@@ -455,6 +458,7 @@ class ClientRow:
 class _Clients(_Importer):
     kind = "clients"
     chunk_in_one_transaction = True
+    looked_up = (ImportRow, User, ClientProfile)
 
     def __init__(self, location: dict[str, Any], order: str, dry_run: bool) -> None:
         super().__init__(location, order, dry_run)
@@ -621,6 +625,7 @@ class _Clients(_Importer):
 class _Balances(_Importer):
     kind = "balances"
     chunk_in_one_transaction = True
+    looked_up = (ImportRow, User)
 
     def __init__(self, location: dict[str, Any], order: str, dry_run: bool) -> None:
         super().__init__(location, order, dry_run)
