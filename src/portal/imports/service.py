@@ -28,12 +28,15 @@ import re
 import secrets
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
+
+from piccolo.table import Table
 
 from portal import access, db, progress
 from portal.audit import service as audit
@@ -59,7 +62,6 @@ from portal.imports.values import (
 from portal.locations.tables import Location
 from portal.rooms.tables import Room
 from portal.sales import service as sales
-from portal.sales.tables import Sale, SaleSession
 from portal.staff.tables import Therapist, TherapistLocation
 from portal.timeutil import utcnow
 
@@ -268,17 +270,21 @@ async def _run_chunks(
     done = 0
     for chunk in _chunks(sheet.records(), CHUNK_ROWS):
         todo = [(line, mapped(record, mapping)) for line, record in chunk if line not in done_lines]
-        for result in await importer.chunk(todo, batch_id):
-            summary.count(result)
+        if batch_id is not None and (done + len(chunk)) % ANALYZE_EVERY_ROWS < len(chunk):
+            await db.analyze(*importer.looked_up)
         done += len(chunk)
-        if batch_id is not None and done % ANALYZE_EVERY_ROWS < CHUNK_ROWS:
-            await db.analyze(ImportRow, User, ClientProfile, Sale, SaleSession)
-        if batch_id is not None:
-            await (
-                ImportBatch.update({ImportBatch.rows_done: done})
-                .where(ImportBatch.id == batch_id)
-                .run()
-            )
+        # Clients and balances: a chunk's lookups and writes on one connection, in one
+        # transaction (appointments book each row in its own, through the bookings rules).
+        whole = batch_id is not None and importer.chunk_in_one_transaction
+        async with db.transaction() if whole else nullcontext():
+            for result in await importer.chunk(todo, batch_id):
+                summary.count(result)
+            if batch_id is not None:
+                await (
+                    ImportBatch.update({ImportBatch.rows_done: done})
+                    .where(ImportBatch.id == batch_id)
+                    .run()
+                )
         await progress.report(done, total, step)
 
 
@@ -420,6 +426,9 @@ async def _record(
 class _Importer:
     kind = ""
     actor: CurrentUser | None = None
+    chunk_in_one_transaction = False
+    # The tables a chunk's lookups read, whose statistics a large file makes stale.
+    looked_up: tuple[type[Table], ...] = (ImportRow,)
 
     def __init__(self, location: dict[str, Any], order: str, dry_run: bool) -> None:
         self.location = location
@@ -457,6 +466,8 @@ class ClientRow:
 
 class _Clients(_Importer):
     kind = "clients"
+    chunk_in_one_transaction = True
+    looked_up = (ImportRow, User, ClientProfile)
 
     def __init__(self, location: dict[str, Any], order: str, dry_run: bool) -> None:
         super().__init__(location, order, dry_run)
@@ -622,6 +633,8 @@ class _Clients(_Importer):
 
 class _Balances(_Importer):
     kind = "balances"
+    chunk_in_one_transaction = True
+    looked_up = (ImportRow, User)
 
     def __init__(self, location: dict[str, Any], order: str, dry_run: bool) -> None:
         super().__init__(location, order, dry_run)
