@@ -44,12 +44,21 @@ async def test_journal_lines_say_membership_or_package(club: Club, club_webhook)
     assert by_product["memberships"] == 12990 + 407
     assert sum(by_product.values()) == sum(r.debit for r in rows)
 
+    lines = (await service.payment_lines(f)).rows
+    # The package above was given without a payment row; the membership's period was paid.
+    assert [(line.sale_id, line.product) for line in lines] == [(period_sale, "memberships")]
+
     async with factories.make_client(club.app) as web:
         await factories.login(web, await factories.make_user(ACCOUNTANT))
         page = await web.get(
             "/reports/journal",
             params={"start": f.period.start.isoformat(), "end": f.period.end.isoformat()},
         )
+        payments = await web.get(
+            "/reports/payments",
+            params={"start": f.period.start.isoformat(), "end": f.period.end.isoformat()},
+        )
     assert page.status_code == 200
     assert '<th scope="col">Product</th>' in page.text
     assert "<td>Membership</td>" in page.text and "<td>Package</td>" in page.text
+    assert payments.text.count('<span class="badge">Membership</span>') == 1
