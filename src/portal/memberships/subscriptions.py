@@ -41,6 +41,7 @@ from portal.catalog.service import PackageTerms
 from portal.email import messages
 from portal.errors import Forbidden, Invalid, NotFound
 from portal.locations.service import ensure_location_access, visible_location_ids
+from portal.memberships import fees
 from portal.memberships import service as plans
 from portal.memberships.tables import Membership, MembershipPeriod
 from portal.onetime import service as onetime
@@ -413,6 +414,11 @@ async def apply_paid_invoice(gateway: StripeGateway, invoice: StripeInvoice) -> 
     membership_id = membership_id_of(invoice.subscription_metadata)
     if membership_id is None or invoice.status != PAID or not await _exists(membership_id):
         return False
+    if fees.is_fee_invoice(invoice):
+        membership = await get_membership(membership_id)
+        if membership["subscription_id"] != invoice.subscription_id:
+            return False
+        return await fees.record_fee(gateway, membership, invoice)
     intent = (
         await gateway.retrieve_payment_intent(invoice.payment_intent_id)
         if invoice.payment_intent_id
@@ -525,8 +531,8 @@ async def on_invoice_failed(gateway: StripeGateway, obj: dict[str, Any]) -> None
     falls past due, its sessions bookable until the grace period ends."""
     invoice = invoice_from_dict(obj)
     membership_id = membership_id_of(invoice.subscription_metadata)
-    if membership_id is None or not await _exists(membership_id):
-        return
+    if membership_id is None or fees.is_fee_invoice(invoice) or not await _exists(membership_id):
+        return  # a declined freeze fee leaves the membership as it is
     now = utcnow()
     fell_due = False
     async with locked(membership_id) as membership:
@@ -563,8 +569,29 @@ async def on_subscription_changed(gateway: StripeGateway, obj: dict[str, Any]) -
     if membership_id is None or not await _exists(membership_id):
         return
     async with locked(membership_id) as membership:
-        if await _link(membership, subscription.id):
+        linked = await _link(membership, subscription.id)
+        if linked:
             await _mirror(membership, subscription)
+    if linked and subscription.paused and subscription.current_period_start is not None:
+        await _charge_freeze_fee(gateway, membership_id, subscription.current_period_start)
+
+
+async def _charge_freeze_fee(gateway: StripeGateway, membership_id: int, start: datetime) -> None:
+    """A frozen period began (later than every period billed): charge the plan's fee."""
+    membership = await get_membership(membership_id)
+    if membership["status"] != ACTIVE or not membership["paused"]:
+        return
+    billed = await (
+        MembershipPeriod.exists()
+        .where((MembershipPeriod.membership == membership_id)
+               & (MembershipPeriod.period_start >= start))
+        .run()
+    )  # fmt: skip
+    if billed:
+        return
+    invoice = await fees.charge_frozen_period(gateway, membership, start)
+    if invoice is not None:
+        await fees.record_fee(gateway, membership, invoice)
 
 
 async def _mirror(membership: dict[str, Any], subscription: StripeSubscription) -> None:

@@ -31,6 +31,15 @@ class JournalRow:
     reference: str
     kind: str
     sale_id: int | None
+    product: str = ""  # memberships | packages | "" (neither: payouts, imports, …)
+
+
+# Which product a line is of, from its sale's channel or its entry's kind (listings only;
+# the daily totals keep their keys).
+PRODUCT = (
+    "CASE WHEN s.channel = 'membership' OR je.kind = 'membership_fee' THEN 'memberships' "
+    "WHEN s.id IS NOT NULL THEN 'packages' ELSE '' END"
+)
 
 
 def _journal_scope(f: Filters) -> tuple[str, list[Any]]:
@@ -103,8 +112,9 @@ async def journal_lines(
         "jl.id AS id, jl.occurred_at AS ts, {day} AS day, je.id AS entry, "
         "jl.account AS account, jl.debit_cents AS debit, jl.credit_cents AS credit, "
         "jl.currency AS currency, l.name AS location, je.memo AS memo, "
-        "je.reference AS reference, je.kind AS kind, jl.sale_id AS sale_id",
+        f"je.reference AS reference, je.kind AS kind, jl.sale_id AS sale_id, {PRODUCT} AS product",
         after,
+        joins="LEFT JOIN sale s ON s.id = jl.sale_id ",
     )
     rows = await sql.fetch(query + " LIMIT {}", [*args, limit + 1])
     out = []
@@ -126,6 +136,7 @@ async def journal_lines(
                 reference=str(row["reference"] or ""),
                 kind=str(row["kind"] or ""),
                 sale_id=int(row["sale_id"]) if row["sale_id"] is not None else None,
+                product=str(row["product"] or ""),
             )
         )
     cursor = None

@@ -52,6 +52,7 @@ class PaymentLine:
     stripe_payment_intent: str
     sale_id: int
     status: str
+    product: str = "packages"  # memberships: the sale is a membership's period
 
     @property
     def net(self) -> int:
@@ -79,6 +80,7 @@ def _line(row: dict[str, Any], days: LocalDays) -> PaymentLine:
         stripe_payment_intent=str(row["intent"] or ""),
         sale_id=int(row["sale_id"]),
         status=str(row["status"]),
+        product="memberships" if row["channel"] == "membership" else "packages",
     )
 
 
@@ -138,7 +140,7 @@ async def payment_lines(f: Filters, *, after: str | None = None, limit: int = 10
             f"SELECT '{kind}' AS kind, {row}.id AS id, {time} AS ts, s.location AS loc, "
             "l.name AS location, u.email AS client, s.item_name AS item, p.method AS method, "
             f"{figures}, {row}.currency AS currency, p.payment_intent_id AS intent, "
-            f"s.id AS sale_id, {row}.status AS status FROM {source}{common}"
+            f"s.id AS sale_id, s.channel AS channel, {row}.status AS status FROM {source}{common}"
             f"WHERE {where}{time} >= {{}} AND {time} < {{}} AND {period}"
             f"{extra}{after[0]} ORDER BY {time}, {row}.id LIMIT {{}}",
             [lo, hi, *period_args, *extra_args, *after[1], limit + 1],

@@ -361,6 +361,14 @@ async def list_invoices(request: web.Request) -> web.Response:
     )
 
 
+async def create_invoice_item(request: web.Request) -> web.Response:
+    return _json(billing.add_invoice_item(await _form(request)))
+
+
+async def create_invoice(request: web.Request) -> web.Response:
+    return _json(billing.create_invoice(await _form(request))._export())
+
+
 async def pay_invoice(request: web.Request) -> web.Response:
     invoice = billing.Invoice._get(request.match_info["id"])
     invoice._pay()
@@ -633,6 +641,8 @@ def _add_extension_routes(app: web.Application) -> None:
     router.add_post("/v1/subscriptions/{id}", update_subscription)
     router.add_delete("/v1/subscriptions/{id}", cancel_subscription)
     router.add_get("/v1/invoices", list_invoices)
+    router.add_post("/v1/invoices", create_invoice)
+    router.add_post("/v1/invoiceitems", create_invoice_item)
     router.add_get("/v1/invoices/{id}", retrieve_invoice)
     router.add_post("/v1/invoices/{id}/pay", pay_invoice)
 

@@ -107,6 +107,8 @@ class Subscription(ls.StripeObject):
         self.pause_collection: dict[str, Any] | None = None
         self.latest_invoice: str | None = None
         self.start_date = now
+        # Invoice items added to the subscription and not yet invoiced.
+        self._pending: list[dict[str, Any]] = []
         recurring = item["recurring"]
         self._item = {
             "id": "si_" + ls.random_id(14),
@@ -225,17 +227,32 @@ class Invoice(ls.StripeObject):
     object = "invoice"
     _id_prefix = "in_"
 
-    def __init__(self, subscription: Subscription, *, billing_reason: str) -> None:
+    def __init__(
+        self,
+        subscription: Subscription,
+        *,
+        billing_reason: str,
+        items: list[dict[str, Any]] | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        """A period's invoice, or (``items``) one of the subscription's pending invoice items
+        made at once (``billing_reason`` manual)."""
         super().__init__()
         start, end = subscription._period
+        if items is not None:
+            start = end = int(time.time())
+        lines: list[dict[str, Any]] = items if items is not None else [
+            {"amount": subscription._amount(), "description": subscription._name()}
+        ]  # fmt: skip
         customer = ls.Customer._api_retrieve(subscription.customer)
         self.customer = subscription.customer
         self.customer_email = customer.email
         self.billing_reason = billing_reason
         self.collection_method = "charge_automatically"
         self.currency = subscription.currency
-        self.amount_due = subscription._amount()
+        self.amount_due = sum(int(line["amount"]) for line in lines)
         self.amount_paid = 0
+        self.metadata = dict(metadata or {})
         self.attempt_count = 0
         self.attempted = False
         self.status = "open"
@@ -258,12 +275,13 @@ class Invoice(ls.StripeObject):
                 {
                     "id": "il_" + ls.random_id(14),
                     "object": "line_item",
-                    "amount": subscription._amount(),
+                    "amount": int(line["amount"]),
                     "currency": subscription.currency,
-                    "description": subscription._name(),
+                    "description": line["description"],
                     "period": {"start": start, "end": end},
                     "quantity": 1,
                 }
+                for line in lines
             ],
         }
         self._payment_intent: str | None = None
@@ -363,6 +381,41 @@ class Invoice(ls.StripeObject):
             and isinstance(v, Invoice)
             and v.parent["subscription_details"]["subscription"] == subscription_id
         ]
+
+
+def add_invoice_item(data: dict[str, Any]) -> dict[str, Any]:
+    """``POST /v1/invoiceitems`` with ``subscription``: a pending item of that subscription,
+    invoiced by the next invoice made for it (``create_invoice``)."""
+    subscription = Subscription._get(str(data.get("subscription", "")))
+    amount = ls.try_convert_to_int(data.get("amount"))
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+        raise _bad("Invalid positive integer", "amount")
+    if str(data.get("currency", "")).lower() != subscription.currency:
+        raise _bad("The currency differs from the subscription's.", "currency")
+    if data.get("customer") not in (None, subscription.customer):
+        raise _bad("The customer differs from the subscription's.", "customer")
+    item = {
+        "id": "ii_" + ls.random_id(14),
+        "object": "invoiceitem",
+        "amount": amount,
+        "currency": subscription.currency,
+        "customer": subscription.customer,
+        "subscription": subscription.id,
+        "description": str(data.get("description") or "Invoice item"),
+    }
+    subscription._pending.append(item)
+    return item
+
+
+def create_invoice(data: dict[str, Any]) -> Invoice:
+    """``POST /v1/invoices`` for a subscription: its pending items, finalized at once."""
+    subscription = Subscription._get(str(data.get("subscription", "")))
+    if not subscription._pending:
+        raise _bad("Nothing to invoice: the subscription has no pending invoice items.")
+    items, subscription._pending = subscription._pending, []
+    raw = data.get("metadata")
+    metadata = {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+    return Invoice(subscription, billing_reason="manual", items=items, metadata=metadata)
 
 
 def start_subscription(
