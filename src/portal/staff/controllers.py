@@ -33,7 +33,15 @@ from portal.web.admin import (
     search,
 )
 from portal.web.deps import Address, SignedIn
-from portal.web.forms import Flash, Lists, ValidationFailed, Values, parse_id, submit
+from portal.web.forms import (
+    Flash,
+    Lists,
+    ValidationFailed,
+    Values,
+    parse_id,
+    read_form,
+    submit,
+)
 from portal.web.guards import requires_owner, requires_role
 from portal.web.responses import redirect
 
@@ -233,6 +241,7 @@ async def _hours_page(
     location_id: int,
     form: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
+    notice: str = "",
 ) -> Template:
     """The weekly hours form at one location, with the hours elsewhere for reference."""
     places = await therapists.location_names(therapist["location_ids"] | {location_id})
@@ -253,6 +262,7 @@ async def _hours_page(
         "errors": errors or {},
         "days": h.hours_rows(form, MIN_HOURS_ROWS),
         "elsewhere": elsewhere,
+        "notice": notice,
     }
     return Template("staff/hours.html", context=context, status_code=422 if errors else 200)
 
@@ -433,6 +443,17 @@ class TherapistController(admin_controller(THERAPISTS, records_handlers(THERAPIS
     ) -> Response[Any]:
         therapist = await therapists.get_therapist_for(user, therapist_id, write=True)
         await get_location_for(user, location_id, write=True)
+        values, _ = await read_form(request)
+        source = parse_id(values.pop("copy_from", "") or "-")
+        if source is not None and source < len(h.WEEKDAYS):
+            if location_id not in therapist["location_ids"]:
+                raise NotFoundException("This therapist does not work at this location.")
+            copied, targets = h.copy_day(values, source)
+            notice = (
+                f"{h.WEEKDAYS[source]}'s hours copied to "
+                f"{', '.join(h.WEEKDAYS[d] for d in targets)}. Check them, then save."
+            )
+            return await _hours_page(user, therapist, location_id, copied, notice=notice)
 
         async def save(values: Values, _: Lists) -> tuple[str, Flash]:
             intervals, errors = schedule.read_hours_form(values)
