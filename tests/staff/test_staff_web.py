@@ -264,11 +264,18 @@ async def test_hours_form_reports_every_error_at_once(db, locations, owner_clien
     assert await WorkingHours.count().where(WorkingHours.location == a).run() == 0
 
 
-async def test_a_day_copied_to_the_other_weekdays_is_shown_then_saved(db, locations, manager_client):
+async def test_a_day_copied_to_the_other_weekdays_is_shown_then_saved(
+    db, locations, manager_client
+):
     a, _ = locations
     t = await helpers.make_therapist(location_ids=[a])
     url = f"/therapists/{t}/hours/{a}"
-    monday = {"d0_0_start": "09:00", "d0_0_end": "12:00", "d0_1_start": "13:00", "d0_1_end": "17:30"}
+    monday = {
+        "d0_0_start": "09:00",
+        "d0_0_end": "12:00",
+        "d0_1_start": "13:00",
+        "d0_1_end": "17:30",
+    }
     copied = await factories.post_form(
         manager_client,
         url,
@@ -283,8 +290,12 @@ async def test_a_day_copied_to_the_other_weekdays_is_shown_then_saved(db, locati
     assert factories.input_value(copied.text, "d5_0_start") == "10:00"  # Saturday kept
     assert await WorkingHours.count().run() == 0  # nothing saved until "Save hours"
 
-    form = {k: factories.input_value(copied.text, k) or "" for k in (
-        f"d{d}_{n}_{part}" for d in range(7) for n in range(3) for part in ("start", "end"))}
+    form = {
+        k: factories.input_value(copied.text, k) or ""
+        for k in (
+            f"d{d}_{n}_{part}" for d in range(7) for n in range(3) for part in ("start", "end")
+        )
+    }
     saved = await factories.post_form(manager_client, url, form)
     assert saved.status_code == 303
     rows = await WorkingHours.select().where(WorkingHours.therapist == t).run()

@@ -175,11 +175,7 @@ def copy_day(form: dict[str, str], source: int) -> tuple[dict[str, str], list[in
     prefix = f"d{source}_"
     intervals = {k[len(prefix) :]: v for k, v in form.items() if k.startswith(prefix) and v}
     targets = [day for day in WORKDAYS if day != source]
-    copied = {
-        k: v
-        for k, v in form.items()
-        if not any(k.startswith(f"d{day}_") for day in targets)
-    }
+    copied = {k: v for k, v in form.items() if not any(k.startswith(f"d{day}_") for day in targets)}
     for day in targets:
         copied.update({f"d{day}_{rest}": value for rest, value in intervals.items()})
     return copied, targets
