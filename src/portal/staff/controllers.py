@@ -75,7 +75,9 @@ LABELS = {
 # Empty interval rows offered per weekday on the hours form (beyond the saved ones).
 MIN_HOURS_ROWS = 3
 PHOTO_UPLOAD_LIMIT = 6 * 1024 * 1024
-ACCOUNT_CREATED = "Sign-in account created: the therapist can now sign in and see their profile."
+ACCOUNT_CREATED = (
+    "Sign-in account created: we emailed the therapist an invitation to choose a password."
+)
 
 
 def _as_form(row: dict[str, Any]) -> dict[str, Any]:
@@ -349,10 +351,8 @@ AccountAction = Callable[[CurrentUser, int, Values, str], Awaitable[Flash]]
 async def _create_account(
     user: CurrentUser, therapist_id: int, values: Values, address: str
 ) -> Flash:
-    email, password = values.get("account_email", ""), values.get("account_password", "")
-    await therapists.create_account(
-        user, therapist_id, email=email, password=password, address=address
-    )
+    email = values.get("account_email", "")
+    await therapists.create_account(user, therapist_id, email=email, address=address)
     return ACCOUNT_CREATED
 
 
