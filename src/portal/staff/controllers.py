@@ -32,7 +32,7 @@ from portal.web.admin import (
     reverse,
     search,
 )
-from portal.web.deps import Address, SignedIn
+from portal.web.deps import Address, AppSettings, SignedIn
 from portal.web.forms import (
     Flash,
     Lists,
@@ -47,6 +47,7 @@ from portal.web.responses import redirect
 
 managers = requires_role(OWNER, MANAGER)
 readers = requires_role(OWNER, MANAGER, THERAPIST)
+therapists_only = requires_role(THERAPIST)
 
 DEFAULTS: dict[str, Any] = {
     "name": "",
@@ -182,6 +183,7 @@ async def _detail_context(
         "weekly": weekly,
         "weekdays": h.WEEKDAYS,
         "time_off": await timeoff.list_time_off(therapist_id, since=utcnow() - timedelta(days=30)),
+        "time_off_statuses": timeoff.STATUS_LABELS,
         "account": account,
         "unlinked_accounts": await therapists.unlinked_therapist_accounts() if linkable else [],
         "has_photo": await photos.has_photo(therapist_id),
@@ -274,9 +276,13 @@ async def _time_off_page(
     therapist: dict[str, Any],
     form: dict[str, str],
     errors: dict[str, str],
+    *,
+    requesting: bool = False,
 ) -> Template:
+    """The time off form: a manager records it, a therapist requests it (``requesting``)."""
     places = await therapists.location_names(therapist["location_ids"])
     context = {
+        "requesting": requesting,
         "therapist": therapist,
         "form": form,
         "errors": errors or {},
@@ -388,6 +394,35 @@ def _account_action(suffix: str, guard: Any, name: str, act: AccountAction) -> A
     return handler
 
 
+def _decision(verb: str, approve: bool) -> Any:
+    """The POST with which a manager approves or declines requested time off."""
+
+    @post(
+        f"/{{therapist_id:int}}/time-off/{{time_off_id:int}}/{verb}",
+        guards=[managers],
+        name=f"time_off_{verb}",
+    )
+    async def handler(
+        self: Any,
+        request: Request[Any, Any, Any],
+        user: SignedIn,
+        client_address: Address,
+        settings: AppSettings,
+        therapist_id: FromPath[int],
+        time_off_id: FromPath[int],
+    ) -> Response[Any]:
+        decided = await timeoff.decide_time_off(
+            user, therapist_id, time_off_id, approve=approve, address=client_address,
+            settings=settings,
+        )  # fmt: skip
+        message = f"Time off {verb}d; the therapist was emailed."
+        if not decided:
+            message = "That time off had already been decided or removed."
+        return redirect(request, _detail_url(request, therapist_id), message, "info")
+
+    return handler
+
+
 class TherapistController(admin_controller(THERAPISTS, records_handlers(THERAPISTS, TIME_OFF))):  # type: ignore[misc]
     """The admin grammar from ``THERAPISTS`` and its time off, plus hours, the
     sign-in account and the photo."""
@@ -469,6 +504,43 @@ class TherapistController(admin_controller(THERAPISTS, records_handlers(THERAPIS
             return await _hours_page(user, therapist, location_id, values, errors)
 
         return await submit(request, save, refused)
+
+    # -- time off the therapist requests, a manager decides ----------------------
+
+    @get(
+        "/{therapist_id:int}/time-off/request",
+        guards=[therapists_only],
+        name="time_off_request_new",
+    )
+    async def request_time_off_form(
+        self, request: Request[Any, Any, Any], user: SignedIn, therapist_id: FromPath[int]
+    ) -> Template:
+        therapist = await timeoff.own_profile(user, therapist_id)
+        form = {"location_id": str(min(therapist["location_ids"], default=""))}
+        return await _time_off_page(request, therapist, form, {}, requesting=True)
+
+    @post("/{therapist_id:int}/time-off/request", guards=[therapists_only], name="time_off_request")
+    async def request_time_off(
+        self,
+        request: Request[Any, Any, Any],
+        user: SignedIn,
+        client_address: Address,
+        therapist_id: FromPath[int],
+    ) -> Response[Any]:
+        therapist = await timeoff.own_profile(user, therapist_id)
+
+        async def save(values: Values, _: Lists) -> tuple[str, Flash]:
+            data = timeoff.parse_time_off_form(values)
+            await timeoff.request_time_off(user, therapist_id, data, address=client_address)
+            return _detail_url(request, therapist_id), "Time off requested: a manager will decide."
+
+        async def refused(values: Values, _: Lists, errors: dict[str, str]) -> Template:
+            return await _time_off_page(request, therapist, values, errors, requesting=True)
+
+        return await submit(request, save, refused)
+
+    approve_time_off = _decision("approve", True)
+    decline_time_off = _decision("decline", False)
 
     # -- sign-in account ------------------------------------------------------
 
