@@ -132,7 +132,7 @@ def create_app(settings: Settings | None = None, *, manage_database: bool = True
         template_config=TemplateConfig(
             directory=settings.templates_dir,
             engine=JinjaTemplateEngine,
-            engine_callback=templating.configure,
+            engine_callback=lambda engine: templating.configure(engine, settings.clinic_name),
         ),
         openapi_config=OpenAPIConfig(
             title="Clinic Portal API",

@@ -18,6 +18,7 @@ import ipaddress
 import os
 import secrets
 from dataclasses import dataclass, field
+from email.utils import formataddr, parseaddr
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -84,6 +85,9 @@ def _port(env: dict[str, str]) -> int:
 _SCHEDULE_PREFIX = "JOB_SCHEDULE_"
 
 
+DEFAULT_CLINIC_NAME = "Clinic Portal"
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -92,6 +96,9 @@ class Settings:
     # Where people reach the portal: every link in an email and the pages Stripe
     # returns clients to after checkout. Unset, this machine at ``port``.
     base_url: str = f"http://127.0.0.1:{DEFAULT_PORT}"
+    # The clinic's name, as people know it: the sign-in page and every email's
+    # sender name and signature carry it.
+    clinic_name: str = DEFAULT_CLINIC_NAME
     port: int = DEFAULT_PORT
     var_dir: Path = field(default_factory=default_var_dir)
     templates_dir: Path = field(default_factory=lambda: package_path("portal.templates"))
@@ -119,7 +126,8 @@ class Settings:
     smtp_port: int = 587
     smtp_user: str = ""
     smtp_password: str = ""
-    smtp_from: str = "Clinic Portal <no-reply@localhost>"
+    # The sender's address; its name is the clinic's unless SMTP_FROM names one.
+    smtp_from: str = "no-reply@localhost"
     smtp_starttls: bool = True
     # The reverse proxies (addresses or networks, comma-separated) whose
     # X-Forwarded-For / -Proto and X-Request-ID are believed; empty: nobody's.
@@ -158,6 +166,12 @@ class Settings:
     @property
     def secure_cookies(self) -> bool:
         return self.base_url.startswith("https://")
+
+    @property
+    def sender(self) -> str:
+        """Every email's From: SMTP_FROM's address, with its name or else the clinic's."""
+        name, address = parseaddr(self.smtp_from)
+        return formataddr((name or self.clinic_name, address or "no-reply@localhost"))
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -206,7 +220,8 @@ class Settings:
             smtp_port=_int(env, "SMTP_PORT", 587),
             smtp_user=env.get("SMTP_USER", ""),
             smtp_password=env.get("SMTP_PASSWORD", ""),
-            smtp_from=env.get("SMTP_FROM", "").strip() or "Clinic Portal <no-reply@localhost>",
+            smtp_from=env.get("SMTP_FROM", "").strip() or "no-reply@localhost",
+            clinic_name=" ".join(env.get("CLINIC_NAME", "").split())[:100] or DEFAULT_CLINIC_NAME,
             smtp_starttls=_bool(env.get("SMTP_STARTTLS"), default=True),
             forwarded_allow_ips=env.get("FORWARDED_ALLOW_IPS", "").strip(),
             log_format=_choice(env, "LOG_FORMAT", ("text", "json")),

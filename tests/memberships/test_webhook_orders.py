@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 
 from portal.auth.service import CLIENT, CurrentUser
+from portal.email.tables import OutboxMessage
 from portal.ledger.tables import JournalEntry
 from portal.memberships import subscriptions
 from portal.memberships.tables import MembershipPeriod
 from portal.payments import webhooks
+from portal.payments.notices import receipt_number
 from tests.memberships.conftest import Club
 from tests.stripe_standin import WebhookReceiver
 
@@ -155,3 +157,29 @@ async def test_an_ended_subscription_and_its_paid_invoice_in_either_order(
     await _deliver(club, *order, *order)
     # Ended for good, and the period it paid for keeps its sessions.
     assert await _state(membership_id) == ("ended", ["paid"], 2, 1)
+
+
+async def test_a_paid_renewal_sends_its_receipt_once_however_often_it_is_heard(
+    club: Club, webhook_receiver: WebhookReceiver
+) -> None:
+    membership_id, events = await _joined(club, webhook_receiver)
+    await _deliver(club, *events.values(), *events.values())
+    membership = await subscriptions.get_membership(membership_id)
+    mark = len(webhook_receiver.deliveries)
+    await club.standin.advance_subscription(str(membership["subscription_id"]))
+    await club.standin.drain()
+    renewal = _by_type(webhook_receiver, mark)["invoice.paid"]
+    await _deliver(club, renewal, renewal)
+    await webhooks.handle_event(club.gateway, {**renewal, "id": renewal["id"] + "-resent"})
+    receipts = (
+        await OutboxMessage.select()
+        .where((OutboxMessage.to_address == club.member.email) & (OutboxMessage.kind == "receipt"))
+        .order_by(OutboxMessage.id)
+        .run()
+    )
+    periods = await subscriptions.periods_of(membership_id)
+    numbers = sorted(receipt_number(int(p["sale_id"])) for p in periods)
+    assert len(periods) == 2 and len(receipts) == 2, (
+        "the joining invoice and the renewal, once each"
+    )
+    assert sorted(n for n in numbers for m in receipts if n in m["subject"]) == numbers

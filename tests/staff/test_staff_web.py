@@ -262,3 +262,43 @@ async def test_hours_form_reports_every_error_at_once(db, locations, owner_clien
     assert "at Harlem" in (factories.field_error(response.text, "d2_0_start") or "")
     assert "end time" in (factories.field_error(response.text, "d3_0_end") or "")
     assert await WorkingHours.count().where(WorkingHours.location == a).run() == 0
+
+
+async def test_a_day_copied_to_the_other_weekdays_is_shown_then_saved(
+    db, locations, manager_client
+):
+    a, _ = locations
+    t = await helpers.make_therapist(location_ids=[a])
+    url = f"/therapists/{t}/hours/{a}"
+    monday = {
+        "d0_0_start": "09:00",
+        "d0_0_end": "12:00",
+        "d0_1_start": "13:00",
+        "d0_1_end": "17:30",
+    }
+    copied = await factories.post_form(
+        manager_client,
+        url,
+        {**monday, "d2_0_start": "08:00", "d2_0_end": "10:00", "d5_0_start": "10:00",
+         "d5_0_end": "14:00", "copy_from": "0"},
+    )  # fmt: skip
+    assert copied.status_code == 200
+    assert "copied to Tuesday, Wednesday, Thursday, Friday" in copied.text
+    for day in range(1, 5):
+        assert factories.input_value(copied.text, f"d{day}_0_start") == "09:00"
+        assert factories.input_value(copied.text, f"d{day}_1_end") == "17:30"
+    assert factories.input_value(copied.text, "d5_0_start") == "10:00"  # Saturday kept
+    assert await WorkingHours.count().run() == 0  # nothing saved until "Save hours"
+
+    form = {
+        k: factories.input_value(copied.text, k) or ""
+        for k in (
+            f"d{d}_{n}_{part}" for d in range(7) for n in range(3) for part in ("start", "end")
+        )
+    }
+    saved = await factories.post_form(manager_client, url, form)
+    assert saved.status_code == 303
+    rows = await WorkingHours.select().where(WorkingHours.therapist == t).run()
+    assert sorted((r["weekday"], r["start_minute"], r["end_minute"]) for r in rows) == sorted(
+        [(d, 540, 720) for d in range(5)] + [(d, 780, 1050) for d in range(5)] + [(5, 600, 840)]
+    )

@@ -10,6 +10,7 @@ import pytest
 from portal.audit.tables import AuditLog
 from portal.auth.service import MANAGER, THERAPIST, location_ids_of
 from portal.auth.tables import User
+from portal.email.tables import OutboxMessage
 from portal.errors import Forbidden
 from portal.staff import service
 from portal.staff.service import TherapistInput
@@ -132,14 +133,15 @@ async def test_the_sign_in_account_follows_the_profile_locations(db, locations, 
     a, b = locations
     t = await helpers.make_therapist(name="Kim Lee", location_ids=[a])
     with pytest.raises(ValidationFailed) as caught:
-        await service.create_account(owner_actor, t, email="kim@example.com", password="short")
-    assert "account_password" in caught.value.errors
-    assert await User.count().where(User.email == "kim@example.com").run() == 0
-    user_id = await service.create_account(
-        owner_actor, t, email="kim@example.com", password="a-long-enough-passphrase"
-    )
+        await service.create_account(owner_actor, t, email="kim@")
+    assert "valid email" in caught.value.errors["account_email"]
+    assert await User.count().where(User.email == "kim@").run() == 0
+    user_id = await service.create_account(owner_actor, t, email="kim@example.com")
     user = await User.select(User.role).where(User.id == user_id).first().run()
     assert user["role"] == THERAPIST
+    invitation = await OutboxMessage.select().where(OutboxMessage.to_address == "kim@example.com")
+    assert [m["kind"] for m in invitation] == ["staff_invitation"]
+    assert "/password/reset/" in invitation[0]["body_text"]
     assert await location_ids_of(user_id) == {a}
     await service.update_therapist(
         owner_actor, t, TherapistInput(name="Kim Lee", location_ids=frozenset({a, b}))

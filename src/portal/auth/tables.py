@@ -155,3 +155,17 @@ class TwoStepPolicy(Table, tablename="two_step_policy"):
     role = Varchar(length=20, unique=True, required=True)
     required = Boolean(default=False)
     updated_at = Timestamptz()
+
+
+class PasswordReset(Table, tablename="password_reset"):
+    """A single-use link to choose a password: a reset, or an invitation to a new
+    account. The email holds the token; we keep its hash."""
+
+    id: Serial
+
+    token_hash = Varchar(length=64, unique=True, required=True)
+    user = ForeignKey(references=User, on_delete=OnDelete.cascade, required=True, index=True)
+    created_at = Timestamptz()
+    expires_at = Timestamptz()
+    used_at = Timestamptz(null=True, default=None)
+    address = Varchar(length=64, default="")

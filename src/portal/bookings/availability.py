@@ -186,7 +186,7 @@ async def hours_and_time_off(
         TimeOff.select()
         .where(
             TimeOff.therapist.is_in(therapist_ids)
-            & TimeOff.cancelled_at.is_null()
+            & TimeOff.in_force()
             & (TimeOff.starts_at < end)
             & (TimeOff.ends_at > start)
         )

@@ -56,6 +56,7 @@ from portal.fields import parse_id
 from portal.onetime import service as onetime
 from portal.settings import Settings
 from portal.timeutil import utcnow
+from portal.users import invitations
 from portal.users import service as users
 
 SIGNUP = "signup"
@@ -548,8 +549,7 @@ async def purge_expired(*, now: Any = None) -> AccountsPurge:
 
 # -- clients created at the front desk ------------------------------------------------
 
-# An invitation waits for a client who may read their email days later.
-INVITE_VALID_FOR = timedelta(days=7)
+INVITE_VALID_FOR = invitations.INVITE_VALID_FOR
 CREATED = "client_created"
 
 
@@ -621,7 +621,10 @@ async def create_client(
         user_id = await users.create_user(
             actor,
             users.UserInput(
-                email=data.email, name=data.name, role=CLIENT, password=secrets.token_urlsafe(24)
+                email=data.email,
+                name=data.name,
+                role=CLIENT,
+                password=invitations.unknown_password(),
             ),
             address=address,
         )
@@ -636,14 +639,13 @@ async def create_client(
             .where(ClientProfile.user == user_id)
             .run()
         )
-        token = await store_secret(
-            PasswordReset, INVITE_VALID_FOR, used_at=None, address=address[:64], user=user_id
-        )
+        set_password_url = await invitations.set_password_url(settings, user_id, address=address)
         await onetime.finish(request_key, f"client:{user_id}")
-    message_id = await messages.send_client_invitation(
+    message_id = await messages.send_invitation(
         data.email,
+        messages.CLIENT_INVITATION,
         name=data.name,
-        set_password_url=f"{settings.base_url}/password/reset/{token}",
+        set_password_url=set_password_url,
         valid_days=INVITE_VALID_FOR.days,
         settings=settings,
         defer=True,

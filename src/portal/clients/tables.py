@@ -2,6 +2,7 @@ from piccolo.columns import Boolean, Date, ForeignKey, Integer, Serial, Text, Ti
 from piccolo.columns.base import OnDelete
 from piccolo.table import Table
 
+from portal.auth.tables import PasswordReset as PasswordReset
 from portal.auth.tables import User
 from portal.locations.tables import Location
 
@@ -63,19 +64,6 @@ class ClientIntake(Table, tablename="client_intake"):
     pressure = Varchar(length=20, default="unsure")
     # Consent to treatment, given with this version (required to save one).
     consent_at = Timestamptz()
-
-
-class PasswordReset(Table, tablename="password_reset"):
-    """A single-use password-reset link. The email holds the token; we keep its hash."""
-
-    id: Serial
-
-    token_hash = Varchar(length=64, unique=True, required=True)
-    user = ForeignKey(references=User, on_delete=OnDelete.cascade, required=True, index=True)
-    created_at = Timestamptz()
-    expires_at = Timestamptz()
-    used_at = Timestamptz(null=True, default=None)
-    address = Varchar(length=64, default="")
 
 
 class SignupConfirmation(Table, tablename="signup_confirmation"):

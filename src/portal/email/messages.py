@@ -29,6 +29,8 @@ TWO_STEP = "two_step"
 JOB_FAILED = "job_failed"
 REFUND_NOTICE = "refund_notice"
 CLIENT_INVITATION = "client_invitation"
+STAFF_INVITATION = "staff_invitation"
+TIME_OFF_DECISION = "time_off_decision"
 CLIENT_MESSAGE = "client_message"
 MEMBERSHIP_PAYMENT_FAILED = "membership_payment_failed"
 MEMBERSHIP_GRACE_ENDING = "membership_grace_ending"
@@ -46,6 +48,8 @@ KINDS = {
     JOB_FAILED: "Job failed",
     REFUND_NOTICE: "Refund notice",
     CLIENT_INVITATION: "Invitation to a new client",
+    STAFF_INVITATION: "Invitation to a new staff member",
+    TIME_OFF_DECISION: "Time off approved or declined",
     CLIENT_MESSAGE: "Message to a client",
     MEMBERSHIP_PAYMENT_FAILED: "Membership payment failed",
     MEMBERSHIP_GRACE_ENDING: "Membership grace period ending",
@@ -87,8 +91,9 @@ async def send_welcome(
     return await send(to, WELCOME, {"name": name}, WELCOME, settings=settings, defer=defer)
 
 
-async def send_client_invitation(
+async def send_invitation(
     to: str,
+    kind: str,
     *,
     name: str,
     set_password_url: str,
@@ -96,14 +101,26 @@ async def send_client_invitation(
     settings: Settings | None = None,
     defer: bool = False,
 ) -> int:
-    """A client created at the front desk chooses their password through this link."""
+    """An account made for someone (a client at the front desk: ``CLIENT_INVITATION``;
+    staff: ``STAFF_INVITATION``); its holder chooses their password through this link."""
+    context = {"name": name, "set_password_url": set_password_url, "valid_days": valid_days}
+    return await send(to, kind, context, kind, settings=settings, defer=defer)
+
+
+async def send_time_off_decision(
+    to: str,
+    *,
+    name: str,
+    time_off: str,
+    reason: str,
+    approved: bool,
+    settings: Settings | None = None,
+    defer: bool = False,
+) -> int:
+    """A manager's answer to time off the therapist requested."""
+    context = {"name": name, "time_off": time_off, "reason": reason, "approved": approved}
     return await send(
-        to,
-        CLIENT_INVITATION,
-        {"name": name, "set_password_url": set_password_url, "valid_days": valid_days},
-        CLIENT_INVITATION,
-        settings=settings,
-        defer=defer,
+        to, TIME_OFF_DECISION, context, TIME_OFF_DECISION, settings=settings, defer=defer
     )
 
 

@@ -51,7 +51,6 @@ STATUS_LABELS = {status: status.capitalize() for status in STATUSES}
 SMTP = "smtp"
 OUTBOX = "outbox"
 
-PORTAL_NAME = "Clinic Portal"
 SMTP_TIMEOUT_SECONDS = 20
 _TEMPLATE_RE = re.compile(r"^[a-z][a-z0-9_]{0,59}$")
 _ADDRESS_RE = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
@@ -115,7 +114,7 @@ def render(template: str, context: dict[str, Any], settings: Settings | None = N
     if not _TEMPLATE_RE.match(template):
         raise EmailError(f"Bad email template name {template!r}")
     env = _environment(str(settings.templates_dir))
-    values = {"portal_name": PORTAL_NAME, "base_url": settings.base_url, **context}
+    values = {"portal_name": settings.clinic_name, "base_url": settings.base_url, **context}
     try:
         text = env.get_template(f"email/{template}.txt").render(values)
     except jinja2.TemplateNotFound as exc:
@@ -427,7 +426,7 @@ def build_message(
     attachments: list[Attachment] | None = None,
 ) -> EmailMessage:
     message = EmailMessage()
-    message["From"] = settings.smtp_from
+    message["From"] = settings.sender
     message["To"] = to
     message["Subject"] = subject
     message["Date"] = formatdate(localtime=False, usegmt=True)

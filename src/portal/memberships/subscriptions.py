@@ -410,15 +410,41 @@ def period_terms(membership: dict[str, Any], period_start: datetime) -> PackageT
 
 
 async def apply_paid_invoice(gateway: StripeGateway, invoice: StripeInvoice) -> bool:
-    """A paid invoice grants its period's sessions, once; True when this call granted them."""
+    """A paid invoice grants its period's sessions, once, and the client is sent the
+    receipt of the sale it activated, as for a package; True when this call granted
+    them. The receipt is keyed by its number, so a replay (or the call that finds the
+    period already paid) sends none again, and a receipt lost to a crash after the
+    grant goes with the replay."""
+    if fees.is_fee_invoice(invoice):
+        return await _apply_fee_invoice(gateway, invoice)
+    paid = await _apply_paid_invoice(gateway, invoice)
+    if paid is None:
+        return False
+    sale_id, granted = paid
+    await payments.send_receipt_for(sale_id, defer=True)
+    return granted
+
+
+async def _apply_fee_invoice(gateway: StripeGateway, invoice: StripeInvoice) -> bool:
+    """A paid freeze-fee invoice of the subscription its membership is linked to is
+    recorded once (no period, no sessions); True when this call recorded it."""
     membership_id = membership_id_of(invoice.subscription_metadata)
     if membership_id is None or invoice.status != PAID or not await _exists(membership_id):
         return False
-    if fees.is_fee_invoice(invoice):
-        membership = await get_membership(membership_id)
-        if membership["subscription_id"] != invoice.subscription_id:
-            return False
-        return await fees.record_fee(gateway, membership, invoice)
+    membership = await get_membership(membership_id)
+    if membership["subscription_id"] != invoice.subscription_id:
+        return False
+    return await fees.record_fee(gateway, membership, invoice)
+
+
+async def _apply_paid_invoice(
+    gateway: StripeGateway, invoice: StripeInvoice
+) -> tuple[int, bool] | None:
+    """The sale of the period ``invoice`` paid, and whether this call activated it
+    (False: it was paid already); None when nothing is paid."""
+    membership_id = membership_id_of(invoice.subscription_metadata)
+    if membership_id is None or invoice.status != PAID or not await _exists(membership_id):
+        return None
     intent = (
         await gateway.retrieve_payment_intent(invoice.payment_intent_id)
         if invoice.payment_intent_id
@@ -427,14 +453,14 @@ async def apply_paid_invoice(gateway: StripeGateway, invoice: StripeInvoice) -> 
     paid_at = invoice.paid_at or utcnow()
     async with locked(membership_id) as membership:
         if not await _link(membership, invoice.subscription_id):
-            return False
+            return None
         period = await _period(membership_id, invoice)
         if period["status"] == PAID:
-            return False
+            return (int(period["sale_id"]), False) if period["sale_id"] else None
         problems = _mismatches(membership, invoice)
         if problems or intent is None:
             await _note(membership_id, " ".join(problems))
-            return False
+            return None
         sale_id = period["sale_id"]
         if sale_id is None:
             sale_id = await sales.create_pending_sale(
@@ -458,7 +484,7 @@ async def apply_paid_invoice(gateway: StripeGateway, invoice: StripeInvoice) -> 
                 .where(MembershipPeriod.id == period["id"])
                 .run()
             )
-            return False
+            return None
         rollover = int(_terms(membership)["rollover_cap"])
         # A plan with rollover keeps the sessions a day past the period, so the renewal
         # (charged at the period's end, heard moments later) finds them to carry over.
@@ -477,7 +503,7 @@ async def apply_paid_invoice(gateway: StripeGateway, invoice: StripeInvoice) -> 
         ):
             await _set_sessions_frozen(membership_id, False)
         await _advance_period(membership, period["period_start"], period["period_end"])
-    return True
+    return int(sale_id), True
 
 
 async def _roll_over(membership_id: int, period: dict[str, Any], cap: int, at: datetime) -> None:

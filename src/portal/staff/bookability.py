@@ -144,7 +144,7 @@ async def is_bookable(
         await TimeOff.select()
         .where(
             (TimeOff.therapist == therapist_id)
-            & TimeOff.cancelled_at.is_null()
+            & TimeOff.in_force()
             & (TimeOff.starts_at < wanted.end)
             & (TimeOff.ends_at > wanted.start)
         )

@@ -32,13 +32,22 @@ from portal.web.admin import (
     reverse,
     search,
 )
-from portal.web.deps import Address, SignedIn
-from portal.web.forms import Flash, Lists, ValidationFailed, Values, parse_id, submit
+from portal.web.deps import Address, AppSettings, SignedIn
+from portal.web.forms import (
+    Flash,
+    Lists,
+    ValidationFailed,
+    Values,
+    parse_id,
+    read_form,
+    submit,
+)
 from portal.web.guards import requires_owner, requires_role
 from portal.web.responses import redirect
 
 managers = requires_role(OWNER, MANAGER)
 readers = requires_role(OWNER, MANAGER, THERAPIST)
+therapists_only = requires_role(THERAPIST)
 
 DEFAULTS: dict[str, Any] = {
     "name": "",
@@ -67,7 +76,9 @@ LABELS = {
 # Empty interval rows offered per weekday on the hours form (beyond the saved ones).
 MIN_HOURS_ROWS = 3
 PHOTO_UPLOAD_LIMIT = 6 * 1024 * 1024
-ACCOUNT_CREATED = "Sign-in account created: the therapist can now sign in and see their profile."
+ACCOUNT_CREATED = (
+    "Sign-in account created: we emailed the therapist an invitation to choose a password."
+)
 
 
 def _as_form(row: dict[str, Any]) -> dict[str, Any]:
@@ -172,6 +183,7 @@ async def _detail_context(
         "weekly": weekly,
         "weekdays": h.WEEKDAYS,
         "time_off": await timeoff.list_time_off(therapist_id, since=utcnow() - timedelta(days=30)),
+        "time_off_statuses": timeoff.STATUS_LABELS,
         "account": account,
         "unlinked_accounts": await therapists.unlinked_therapist_accounts() if linkable else [],
         "has_photo": await photos.has_photo(therapist_id),
@@ -233,6 +245,7 @@ async def _hours_page(
     location_id: int,
     form: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
+    notice: str = "",
 ) -> Template:
     """The weekly hours form at one location, with the hours elsewhere for reference."""
     places = await therapists.location_names(therapist["location_ids"] | {location_id})
@@ -253,6 +266,7 @@ async def _hours_page(
         "errors": errors or {},
         "days": h.hours_rows(form, MIN_HOURS_ROWS),
         "elsewhere": elsewhere,
+        "notice": notice,
     }
     return Template("staff/hours.html", context=context, status_code=422 if errors else 200)
 
@@ -262,9 +276,13 @@ async def _time_off_page(
     therapist: dict[str, Any],
     form: dict[str, str],
     errors: dict[str, str],
+    *,
+    requesting: bool = False,
 ) -> Template:
+    """The time off form: a manager records it, a therapist requests it (``requesting``)."""
     places = await therapists.location_names(therapist["location_ids"])
     context = {
+        "requesting": requesting,
         "therapist": therapist,
         "form": form,
         "errors": errors or {},
@@ -339,10 +357,8 @@ AccountAction = Callable[[CurrentUser, int, Values, str], Awaitable[Flash]]
 async def _create_account(
     user: CurrentUser, therapist_id: int, values: Values, address: str
 ) -> Flash:
-    email, password = values.get("account_email", ""), values.get("account_password", "")
-    await therapists.create_account(
-        user, therapist_id, email=email, password=password, address=address
-    )
+    email = values.get("account_email", "")
+    await therapists.create_account(user, therapist_id, email=email, address=address)
     return ACCOUNT_CREATED
 
 
@@ -374,6 +390,35 @@ def _account_action(suffix: str, guard: Any, name: str, act: AccountAction) -> A
             return _detail_url(request, therapist_id), message
 
         return await submit(request, save, _account_refused(request, user, therapist))
+
+    return handler
+
+
+def _decision(verb: str, approve: bool) -> Any:
+    """The POST with which a manager approves or declines requested time off."""
+
+    @post(
+        f"/{{therapist_id:int}}/time-off/{{time_off_id:int}}/{verb}",
+        guards=[managers],
+        name=f"time_off_{verb}",
+    )
+    async def handler(
+        self: Any,
+        request: Request[Any, Any, Any],
+        user: SignedIn,
+        client_address: Address,
+        settings: AppSettings,
+        therapist_id: FromPath[int],
+        time_off_id: FromPath[int],
+    ) -> Response[Any]:
+        decided = await timeoff.decide_time_off(
+            user, therapist_id, time_off_id, approve=approve, address=client_address,
+            settings=settings,
+        )  # fmt: skip
+        message = f"Time off {verb}d; the therapist was emailed."
+        if not decided:
+            message = "That time off had already been decided or removed."
+        return redirect(request, _detail_url(request, therapist_id), message, "info")
 
     return handler
 
@@ -433,6 +478,17 @@ class TherapistController(admin_controller(THERAPISTS, records_handlers(THERAPIS
     ) -> Response[Any]:
         therapist = await therapists.get_therapist_for(user, therapist_id, write=True)
         await get_location_for(user, location_id, write=True)
+        values, _ = await read_form(request)
+        source = parse_id(values.pop("copy_from", "") or "-")
+        if source is not None and source < len(h.WEEKDAYS):
+            if location_id not in therapist["location_ids"]:
+                raise NotFoundException("This therapist does not work at this location.")
+            copied, targets = h.copy_day(values, source)
+            notice = (
+                f"{h.WEEKDAYS[source]}'s hours copied to "
+                f"{', '.join(h.WEEKDAYS[d] for d in targets)}. Check them, then save."
+            )
+            return await _hours_page(user, therapist, location_id, copied, notice=notice)
 
         async def save(values: Values, _: Lists) -> tuple[str, Flash]:
             intervals, errors = schedule.read_hours_form(values)
@@ -448,6 +504,43 @@ class TherapistController(admin_controller(THERAPISTS, records_handlers(THERAPIS
             return await _hours_page(user, therapist, location_id, values, errors)
 
         return await submit(request, save, refused)
+
+    # -- time off the therapist requests, a manager decides ----------------------
+
+    @get(
+        "/{therapist_id:int}/time-off/request",
+        guards=[therapists_only],
+        name="time_off_request_new",
+    )
+    async def request_time_off_form(
+        self, request: Request[Any, Any, Any], user: SignedIn, therapist_id: FromPath[int]
+    ) -> Template:
+        therapist = await timeoff.own_profile(user, therapist_id)
+        form = {"location_id": str(min(therapist["location_ids"], default=""))}
+        return await _time_off_page(request, therapist, form, {}, requesting=True)
+
+    @post("/{therapist_id:int}/time-off/request", guards=[therapists_only], name="time_off_request")
+    async def request_time_off(
+        self,
+        request: Request[Any, Any, Any],
+        user: SignedIn,
+        client_address: Address,
+        therapist_id: FromPath[int],
+    ) -> Response[Any]:
+        therapist = await timeoff.own_profile(user, therapist_id)
+
+        async def save(values: Values, _: Lists) -> tuple[str, Flash]:
+            data = timeoff.parse_time_off_form(values)
+            await timeoff.request_time_off(user, therapist_id, data, address=client_address)
+            return _detail_url(request, therapist_id), "Time off requested: a manager will decide."
+
+        async def refused(values: Values, _: Lists, errors: dict[str, str]) -> Template:
+            return await _time_off_page(request, therapist, values, errors, requesting=True)
+
+        return await submit(request, save, refused)
+
+    approve_time_off = _decision("approve", True)
+    decline_time_off = _decision("decline", False)
 
     # -- sign-in account ------------------------------------------------------
 

@@ -166,6 +166,21 @@ def hours_form(rows: Iterable[dict[str, object]], location_id: int) -> dict[str,
     return form
 
 
+WORKDAYS = range(5)
+
+
+def copy_day(form: dict[str, str], source: int) -> tuple[dict[str, str], list[int]]:
+    """The hours form with ``source``'s intervals copied onto the other weekdays
+    (Monday to Friday), replacing theirs; the days changed."""
+    prefix = f"d{source}_"
+    intervals = {k[len(prefix) :]: v for k, v in form.items() if k.startswith(prefix) and v}
+    targets = [day for day in WORKDAYS if day != source]
+    copied = {k: v for k, v in form.items() if not any(k.startswith(f"d{day}_") for day in targets)}
+    for day in targets:
+        copied.update({f"d{day}_{rest}": value for rest, value in intervals.items()})
+    return copied, targets
+
+
 def hours_rows(form: dict[str, str], minimum: int) -> list[dict[str, object]]:
     """Each weekday with the interval rows its form shows: the filled ones and
     one empty row more, at least ``minimum``."""

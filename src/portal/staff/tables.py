@@ -1,3 +1,5 @@
+from typing import Any
+
 from piccolo.columns import (
     Boolean,
     Bytea,
@@ -90,6 +92,9 @@ class WorkingHours(Table, tablename="working_hours"):
     end_minute = Integer(required=True)
 
 
+TIME_OFF_PENDING, TIME_OFF_APPROVED, TIME_OFF_DECLINED = "pending", "approved", "declined"
+
+
 class TimeOff(Table, tablename="time_off"):
     """A period a therapist is away: [starts_at, ends_at) in UTC, unless cancelled.
 
@@ -110,6 +115,14 @@ class TimeOff(Table, tablename="time_off"):
     created_at = Timestamptz()
     # Removed time off is kept (cancelled), not deleted: the history stays whole.
     cancelled_at = Timestamptz(null=True, default=None)
+    # Recorded by a manager: approved. Requested by the therapist: pending until a
+    # manager approves or declines it. Only approved time off blocks booking.
+    status = Varchar(length=20, default="approved")
+
+    @classmethod
+    def in_force(cls) -> Any:
+        """The condition of time off that blocks booking: approved and not removed."""
+        return cls.cancelled_at.is_null() & (cls.status == TIME_OFF_APPROVED)
 
 
 class TherapistPhoto(Table, tablename="therapist_photo"):

@@ -33,6 +33,7 @@ from portal.errors import Forbidden, Invalid, NotFound
 from portal.fields import optional_text, require_text
 from portal.locations.tables import Location
 from portal.pagination import Page
+from portal.settings import Settings
 from portal.staff.tables import (
     Therapist,
     TherapistLocation,
@@ -40,6 +41,7 @@ from portal.staff.tables import (
     WorkingHours,
 )
 from portal.timeutil import utcnow
+from portal.users import invitations
 from portal.users import service as users
 
 PHONE_RE = re.compile(r"^[0-9+()\-.\s]*$")
@@ -505,30 +507,31 @@ async def set_active(
 
 
 async def create_account(
-    actor: CurrentUser, therapist_id: int, *, email: str, password: str, address: str = ""
+    actor: CurrentUser,
+    therapist_id: int,
+    *,
+    email: str,
+    address: str = "",
+    settings: Settings | None = None,
 ) -> int:
-    """Give the therapist a sign-in (role therapist) at the profile's locations."""
+    """Give the therapist a sign-in (role therapist) at the profile's locations; they
+    are emailed an invitation to choose their password."""
     row = await get_therapist_for(actor, therapist_id, write=True)
     if row["account"] is not None:
         raise Invalid({"account_email": "This therapist already has a sign-in account."})
     async with db.transaction():
         try:
-            user_id = await users.create_user(
+            user_id = await invitations.invite_staff(
                 actor,
                 users.UserInput(
-                    email=email,
-                    name=row["name"],
-                    role=THERAPIST,
-                    location_ids=row["location_ids"],
-                    password=password,
+                    email=email, name=row["name"], role=THERAPIST, location_ids=row["location_ids"]
                 ),
+                address=address,
+                settings=settings,
             )
         except Invalid as exc:
             raise Invalid(
-                {
-                    f"account_{k}" if k in ("email", "password") else k: v
-                    for k, v in exc.errors.items()
-                }
+                {f"account_{k}" if k == "email" else k: v for k, v in exc.errors.items()}
             ) from exc
         await _link(actor, therapist_id, user_id, row["location_ids"], address)
     return user_id

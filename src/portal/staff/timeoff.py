@@ -1,5 +1,7 @@
 """Time off: a therapist's absence at one location (whole days or a span of
-local times), recorded and removed with an audit record."""
+local times), recorded and removed with an audit record. A manager records it
+(approved at once); a therapist requests it (pending until a manager approves or
+declines it). Only approved time off blocks booking."""
 
 from __future__ import annotations
 
@@ -13,16 +15,27 @@ from portal.audit import service as audit
 from portal.auth.service import (
     CurrentUser,
 )
-from portal.errors import Invalid
+from portal.auth.tables import User
+from portal.email import messages
+from portal.errors import Forbidden, Invalid
 from portal.fields import require_text
+from portal.settings import Settings
 from portal.staff import hours as h
 from portal.staff.tables import (
+    TIME_OFF_APPROVED,
+    TIME_OFF_DECLINED,
+    TIME_OFF_PENDING,
     TimeOff,
 )
-from portal.staff.therapists import get_therapist_for, location_names, parse_date
+from portal.staff.therapists import get_therapist, get_therapist_for, location_names, parse_date
 from portal.timeutil import utcnow
 
 MAX_TIME_OFF_DAYS = 366
+STATUS_LABELS = {
+    TIME_OFF_PENDING: "Requested, awaiting a manager",
+    TIME_OFF_APPROVED: "Approved",
+    TIME_OFF_DECLINED: "Declined",
+}
 
 
 # -- time off ---------------------------------------------------------------
@@ -130,7 +143,32 @@ def time_off_span(data: TimeOffInput, tz: ZoneInfo) -> tuple[h.Span | None, dict
 async def add_time_off(
     actor: CurrentUser, therapist_id: int, data: TimeOffInput, *, address: str = ""
 ) -> int:
+    """Time off recorded by a manager: approved at once."""
     therapist = await get_therapist_for(actor, therapist_id, write=True)
+    return await _record(actor, therapist, data, TIME_OFF_APPROVED, address=address)
+
+
+async def request_time_off(
+    actor: CurrentUser, therapist_id: int, data: TimeOffInput, *, address: str = ""
+) -> int:
+    """Time off the therapist asks for themselves: pending until a manager decides;
+    it does not block booking meanwhile."""
+    therapist = await own_profile(actor, therapist_id)
+    return await _record(actor, therapist, data, TIME_OFF_PENDING, address=address)
+
+
+async def own_profile(actor: CurrentUser, therapist_id: int) -> dict[str, Any]:
+    """The therapist's own profile, for what only they do (request time off)."""
+    therapist = await get_therapist_for(actor, therapist_id)
+    if therapist["account"] != actor.id:
+        raise Forbidden("Therapists request time off for themselves only.")
+    return therapist
+
+
+async def _record(
+    actor: CurrentUser, therapist: dict[str, Any], data: TimeOffInput, status: str, *, address: str
+) -> int:
+    therapist_id = int(therapist["id"])
     if data.location_id not in therapist["location_ids"]:
         raise Invalid({"location_id": "Choose one of the therapist's locations."})
     place = (await location_names({data.location_id}))[data.location_id]
@@ -146,6 +184,7 @@ async def add_time_off(
             .where(
                 (TimeOff.therapist == therapist_id)
                 & TimeOff.cancelled_at.is_null()
+                & (TimeOff.status != TIME_OFF_DECLINED)
                 & (TimeOff.starts_at < span.end)
                 & (TimeOff.ends_at > span.start)
             )
@@ -170,26 +209,84 @@ async def add_time_off(
             timezone=tz.key,
             reason=data.reason,
             created_at=utcnow(),
+            status=status,
         )
+        window = {
+            "starts_at": span.start,
+            "ends_at": span.end,
+            "all_day": data.all_day,
+            "timezone": tz.key,
+        }
         await audit.record(
             actor,
-            "add_time_off",
+            "add_time_off" if status == TIME_OFF_APPROVED else "request_time_off",
             "therapist",
             therapist_id,
-            after={
-                "time_off": describe_time_off(
-                    {
-                        "starts_at": span.start,
-                        "ends_at": span.end,
-                        "all_day": data.all_day,
-                        "timezone": tz.key,
-                    }
-                ),
-                "reason": data.reason,
-            },
+            after={"time_off": describe_time_off(window), "reason": data.reason, "status": status},
             address=address,
         )
     return time_off_id
+
+
+async def decide_time_off(
+    actor: CurrentUser,
+    therapist_id: int,
+    time_off_id: int,
+    *,
+    approve: bool,
+    address: str = "",
+    settings: Settings | None = None,
+) -> bool:
+    """A manager approves or declines requested time off; audited, and the therapist
+    is emailed. False when it had already been decided (or removed): two presses,
+    or two managers at once, decide once."""
+    row = await get_time_off_for(actor, therapist_id, time_off_id, write=True)
+    status = TIME_OFF_APPROVED if approve else TIME_OFF_DECLINED
+    async with db.transaction():
+        decided = (
+            await TimeOff.update({TimeOff.status: status})
+            .where(
+                (TimeOff.id == time_off_id)
+                & (TimeOff.therapist == therapist_id)
+                & (TimeOff.status == TIME_OFF_PENDING)
+                & TimeOff.cancelled_at.is_null()
+            )
+            .returning(TimeOff.id)
+            .run()
+        )
+        if not decided:
+            return False
+        await audit.record(
+            actor,
+            "approve_time_off" if approve else "decline_time_off",
+            "therapist",
+            therapist_id,
+            before={"time_off": row["description"], "status": TIME_OFF_PENDING},
+            after={"time_off": row["description"], "status": status},
+            address=address,
+        )
+    therapist = await get_therapist(therapist_id)
+    email = await account_email(therapist)
+    if email:
+        await messages.send_time_off_decision(
+            email,
+            name=str(therapist["name"]),
+            time_off=str(row["description"]),
+            reason=str(row["reason"]),
+            approved=approve,
+            settings=settings,
+            defer=True,
+        )
+    return True
+
+
+async def account_email(therapist: dict[str, Any]) -> str:
+    """Where the therapist reads the portal's mail: their sign-in, else their profile's."""
+    if therapist["account"]:
+        row = await User.select(User.email).where(User.id == therapist["account"]).first().run()
+        if row:
+            return str(row["email"])
+    return str(therapist.get("email") or "")
 
 
 def describe_time_off(row: dict[str, Any]) -> str:

@@ -14,7 +14,7 @@ from portal.auth.service import OWNER, ROLE_LABELS, ROLES, CurrentUser
 from portal.auth.tables import User
 from portal.fields import parse_id
 from portal.locations.service import all_locations
-from portal.users import service
+from portal.users import invitations, service
 from portal.web.admin import (
     AdminForm,
     AdminResource,
@@ -74,11 +74,11 @@ USER_FORM = AdminForm(
     defaults={"email": "", "name": "", "role": "manager", "location_ids": []},
     lists=("location_ids",),
     parse=_parse,
-    create=service.create_user,
+    create=invitations.invite_staff,
     update=service.update_user,
     as_form=lambda row: {**row, "location_ids": [str(i) for i in row["location_ids"]]},
     context=_form_context,
-    created="Account created.",
+    created="Account created. We emailed them an invitation to choose a password.",
     edit_title=lambda row: str(row["email"]),
     save_button="Save account",
     edit_path="",  # an account's page is its form

@@ -20,6 +20,7 @@ from portal.formatting import (
 )
 from portal.identity import ROLE_LABELS
 from portal.onetime import service as onetime
+from portal.settings import DEFAULT_CLINIC_NAME
 from portal.web.guards import current_user_or_none, roles_of_route
 from portal.web.menu import MENU, menu_section
 
@@ -36,8 +37,9 @@ __all__ = [
 ]
 
 
-def configure(engine: JinjaTemplateEngine) -> None:
+def configure(engine: JinjaTemplateEngine, clinic_name: str = DEFAULT_CLINIC_NAME) -> None:
     env = engine.engine
+    env.globals["CLINIC_NAME"] = clinic_name  # the sign-in page, titles, the brand
     env.filters["money"] = money
     env.filters["local_dt"] = local_dt
     env.filters["zoned_dt"] = zoned_dt
