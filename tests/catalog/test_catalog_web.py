@@ -82,7 +82,7 @@ async def test_owner_creates_service_and_package_audited(owner_client, owner) ->
     assert after["base_price_currency"] == "USD"
 
     history = await owner_client.get(f"/catalog/packages/{package['id']}/history")
-    assert history.status_code == 200 and "create" in history.text
+    assert history.status_code == 200 and "Created" in history.text
 
 
 @pytest.mark.parametrize(
@@ -417,7 +417,7 @@ async def test_service_edit_and_list_price(owner_client, locations) -> None:
     assert "Trigger point therapy, 30 min" in detail.text
     assert re.search(r'class="price-big">\$65\.00<', detail.text)
     history = await owner_client.get(f"/catalog/services/{svc}/history")
-    assert "update" in history.text and "price" in history.text
+    assert "Changed" in history.text and "price" in history.text
 
 
 async def test_managers_cannot_see_another_location_in_the_api(manager_client, locations) -> None:

@@ -32,7 +32,6 @@ from portal import db as portal_db
 from portal import records
 from portal.audit import service as audit
 from portal.audit.tables import AuditLog
-from portal.locations import service as locations
 from portal.locations.tables import Location
 from tests import factories
 from tests.conftest import TEST_DATABASE_URL
@@ -340,14 +339,14 @@ async def test_connection_lost_inside_a_transaction_writes_nothing(
         async with factories.make_client(app) as client:
             await factories.login(client, owner)
             audit_rows = await AuditLog.count().run()
-            monkeypatch.setattr(locations.audit, "record", connection_dies)
+            monkeypatch.setattr(audit, "record", connection_dies)
             for _ in range(POOL + 1):
                 failed = await in_own_task(factories.post_form(client, "/locations", NEW_LOCATION))
                 if db.kind == "sqlite":
                     assert_server_error(failed)
                 else:
                     assert_unavailable(failed)
-            monkeypatch.setattr(locations.audit, "record", record)
+            monkeypatch.setattr(audit, "record", record)
 
             assert not await Location.exists().where(Location.slug == "outage-clinic").run()
             assert await AuditLog.count().run() == audit_rows

@@ -83,7 +83,7 @@ async def test_owner_creates_a_plan_with_exact_terms_and_audit(owner_client, own
     after = json.loads(audit[0]["after"])
     assert after["price_cents"] == 12000 and after["location_id"] == location
     history = await owner_client.get(f"/memberships/plans/{plan['id']}/history")
-    assert history.status_code == 200 and "create" in history.text
+    assert history.status_code == 200 and "Created" in history.text
     listing = await owner_client.get("/memberships/plans")
     assert "Monthly 60 min" in listing.text and "$120.00" in listing.text
 

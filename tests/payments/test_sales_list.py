@@ -133,4 +133,4 @@ async def test_the_list_names_clients_and_words_statuses(
     rows = page.split("<tbody>")[1].split("</tbody>")[0]
     assert "<td>Riley Brooks<br>" in rows and "<td>Sam Okafor<br>" in rows
     assert ">Active</span>" in rows and ">active</span>" not in rows
-    assert '<option value="pending" >Awaiting payment</option>' in page
+    assert '<option value="pending">Awaiting payment</option>' in page

@@ -13,7 +13,8 @@ from portal.timeutil import utcnow
 
 async def discount_bp(client_id: int, location_id: int) -> int:
     """The largest member discount of the client's running memberships at the location
-    (active, or past due within its grace period); 0 for a non-member."""
+    (active, or past due within its grace period); 0 for a non-member, and for terms
+    quoted before plans had a member discount."""
     rows = (
         await Membership.select(Membership.terms, Membership.status, Membership.grace_until)
         .where(
@@ -27,4 +28,4 @@ async def discount_bp(client_id: int, location_id: int) -> int:
     running = [
         r for r in rows if r["status"] == ACTIVE or (r["grace_until"] and r["grace_until"] > now)
     ]
-    return max((int(json.loads(r["terms"])["member_discount_bp"]) for r in running), default=0)
+    return max((int(json.loads(r["terms"]).get("member_discount_bp", 0)) for r in running), default=0)
