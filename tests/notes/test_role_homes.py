@@ -69,3 +69,116 @@ async def test_the_owner_sees_the_chain_at_a_glance_from_the_report_totals(app, 
     assert "Package liability</dt><dd>$360.00</dd>" in glance
     assert "4 sessions not yet given" in glance
     assert 'id="home-revenue-USD-title"' in glance and "<svg" in glance
+
+
+async def _appointment(clinic, therapist: int, room: int, start: datetime, minutes: int = 60,
+                       status: str = "booked") -> int:  # fmt: skip
+    from portal.bookings.tables import Appointment
+    from portal.timeutil import utcnow
+
+    end = start + timedelta(minutes=minutes)
+    return (
+        await Appointment.insert(
+            Appointment(
+                client=clinic.client.id, therapist=therapist, room=room,
+                location=clinic.location_id, service=clinic.service_id, start_at=start,
+                end_at=end, busy_until=end, status=status, created_at=utcnow(),
+                updated_at=utcnow(),
+            )
+        ).returning(Appointment.id).run()
+    )[0]["id"]  # fmt: skip
+
+
+async def test_the_manager_home_shows_todays_gaps_and_conflicts(app, clinic):
+    from portal.rooms.tables import RoomOutage
+    from portal.staff import hours as h
+    from portal.staff.tables import TimeOff
+    from portal.timeutil import utcnow
+    from tests.bookings.conftest import add_therapist
+
+    await (
+        WorkingHours.update({WorkingHours.start_minute: 0, WorkingHours.end_minute: 1440})
+        .where(WorkingHours.therapist == clinic.therapist_id)
+        .run()
+    )
+    today = datetime.now(NY).date()
+
+    def at(hour: int, minute: int = 0) -> datetime:
+        return h.wall_to_utc(today, hour * 60 + minute, NY)
+
+    room_a, room_b = clinic.rooms
+    in_outage = await _appointment(clinic, clinic.therapist_id, room_a, at(0, 30))
+    await RoomOutage.insert(
+        RoomOutage(room=room_a, starts_at=at(0), ends_at=at(2), reason="Leak",
+                   created_at=utcnow())
+    ).run()  # fmt: skip
+    in_time_off = await _appointment(clinic, clinic.therapist_id, room_b, at(3))
+    await TimeOff.insert(
+        TimeOff(therapist=clinic.therapist_id, starts_at=at(2, 30), ends_at=at(4, 30),
+                reason="Dentist", created_at=utcnow())
+    ).run()  # fmt: skip
+    lapsed = await add_therapist("Lapsed", clinic.location_id, clinic.service_id)
+    await (
+        Therapist.update({Therapist.licence_expires: today - timedelta(days=1)})
+        .where(Therapist.id == lapsed)
+        .run()
+    )
+    with_lapsed = await _appointment(clinic, lapsed, room_b, at(5))
+    fine = await _appointment(clinic, clinic.therapist_id, room_a, at(10))
+
+    async with factories.make_client(app) as http:
+        await factories.login(http, clinic.manager)
+        home = (await http.get("/")).text
+    conflicts = home[home.index('id="conflicts-') : home.index('id="gaps-')]
+    gaps = home[home.index('id="gaps-') :]
+    gaps = gaps[: gaps.index("</ul>")]
+
+    def reason_of(appointment_id: int) -> str:
+        start = conflicts.index(f'href="/appointments/{appointment_id}"')
+        return conflicts[start : conflicts.index("</li>", start)]
+
+    assert "Room out of service (Leak)" in reason_of(in_outage)
+    assert "During time off" in reason_of(in_time_off)
+    assert "Lapsed: licence expired" in reason_of(with_lapsed)
+    assert f'href="/appointments/{fine}"' not in conflicts
+    # Theresa works round the clock: her free time runs to midnight.
+    assert "<li>Theresa: " in gaps and "–00:00</li>" in gaps
+
+
+async def test_the_owner_sees_this_months_utilisation(app, clinic):
+    import calendar
+
+    from portal.auth.service import OWNER
+    from portal.staff import hours as h
+    from portal.staff.tables import TimeOff
+    from portal.timeutil import utcnow
+
+    owner = await factories.make_user(OWNER)
+    today = datetime.now(NY).date()
+    days = calendar.monthrange(today.year, today.month)[1]
+    first = today.replace(day=1)
+
+    def at(day: int, hour: int) -> datetime:
+        return h.wall_to_utc(first.replace(day=day), hour * 60, NY)
+
+    # Theresa works 09:00–17:00 every day; the 11th she is away all day.
+    await TimeOff.insert(
+        TimeOff(therapist=clinic.therapist_id, starts_at=at(11, 0), ends_at=at(12, 0),
+                reason="Course", created_at=utcnow())
+    ).run()  # fmt: skip
+    room = clinic.rooms[0]
+    for day in range(1, 11):  # ten whole working days booked (booked or given)
+        status = "completed" if day % 2 else "booked"
+        await _appointment(clinic, clinic.therapist_id, room, at(day, 9), 480, status)
+    await _appointment(clinic, clinic.therapist_id, room, at(12, 9), 480, "cancelled")
+    before = first - timedelta(days=1)
+    await _appointment(clinic, clinic.therapist_id, room,
+                       h.wall_to_utc(before, 9 * 60, NY), 480)  # fmt: skip
+    booked, offered = 10 * 8, (days - 1) * 8
+    async with factories.make_client(app) as http:
+        await factories.login(http, owner)
+        home = (await http.get("/")).text
+    glance = home[home.index('id="glance-heading"') :]
+    percent = round(100 * booked / offered)
+    assert f"Utilisation this month</dt><dd>{percent}%</dd>" in glance
+    assert f"{booked:.1f} of {offered:.1f} offered hours booked" in glance

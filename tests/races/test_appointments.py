@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -191,3 +192,48 @@ async def test_complete_races_cancel(portal: Portal, clinic: Clinic) -> None:
     winner = _one_winner(answers, path)
     assert winner == (0 if appointment["status"] == "completed" else 1)
     _assert_keys([complete, page])
+
+
+async def test_a_client_reschedule_races_a_managers_move_into_the_same_time(
+    portal: Portal, clinic: Clinic
+) -> None:
+    """The client reschedules one appointment into 14:00 while a manager moves another
+    into the same 14:00 (one therapist, one room): one of them gets it."""
+    from datetime import timedelta
+
+    from tests.races.conftest import ZONE
+
+    first = await book(clinic, local_ten_am(3))
+    second = await book(clinic, local_ten_am(4))
+    target = local_ten_am(3) + timedelta(hours=4)
+    local = target.astimezone(ZoneInfo(ZONE))
+    client = await portal.signed_in(clinic.client, "client")
+    manager = await portal.signed_in(clinic.manager, "manager")
+    sends = []
+    for browser, appointment_id in ((client, first), (manager, second)):
+        action = f"/appointments/{appointment_id}/move"
+        form = await browser.form(action, action)
+        form.update(day=local.date().isoformat(), time=local.strftime("%H:%M"), therapist="")
+        form.pop("room", None)
+        sends.append((browser, action, form))
+
+    answers = await _race(sends)
+
+    everything = describe(a for _, a in answers)
+    assert not [a for _, a in answers if a.status_code >= 500], everything
+    at_target = [
+        a for a in (await _appointment(first), await _appointment(second))
+        if a["start_at"] == target
+    ]  # fmt: skip
+    assert len(at_target) == 1, everything
+    winner = 0 if at_target[0]["id"] == first else 1
+    for n, answer in answers:
+        if n == winner:
+            assert answer.status_code == 303, everything
+        else:
+            assert answer.status_code in (409, 422), everything
+            assert refusal_message(answer.text), answer.text[:500]
+    moved = "reschedule" if winner == 0 else "move"
+    assert moved in await _audited(at_target[0]["id"])
+    assert (await _credit(at_target[0]))["state"] == "held"
+    await assert_whole(portal)

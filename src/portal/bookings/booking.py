@@ -40,7 +40,12 @@ from portal.bookings.credits import (
     no_credit_message,
 )
 from portal.bookings.reading import get_appointment_for
-from portal.bookings.states import BOOKED, not_booked_message
+from portal.bookings.states import (
+    BOOKED,
+    is_late,
+    not_booked_message,
+    too_late_to_reschedule,
+)
 from portal.bookings.tables import Appointment
 from portal.errors import Forbidden, Invalid
 from portal.settings import Settings
@@ -323,8 +328,10 @@ async def move(
     settings: Settings | None = None,
     deferred: list[int] | None = None,
 ) -> None:
-    """Move a booked appointment (staff), keeping its credit; to ``room_id`` when the
-    manager chose one (it must suit the service and be free then).
+    """Move a booked appointment, keeping its credit; to ``room_id`` when the
+    manager chose one (it must suit the service and be free then). Its client may
+    reschedule it themselves before the clinic's cancellation window (the room is the
+    clinic's choice); inside it the policy refuses.
 
     The same rules as a booking: a future time, within the therapist's hours
     and permissions, the therapist free, a suitable room free and in service
@@ -332,11 +339,16 @@ async def move(
     client gets a new confirmation, and a new reminder later.
     """
     now = now or utcnow()
-    appointment = await get_appointment_for(actor, appointment_id, write=True)
-    if actor.role not in (OWNER, MANAGER):
+    by_client = actor.role == CLIENT
+    appointment = await get_appointment_for(actor, appointment_id, write=not by_client)
+    if actor.role not in (OWNER, MANAGER, CLIENT):
         raise Forbidden("Staff move appointments.")
     if appointment["status"] != BOOKED:
         raise Invalid({"start": not_booked_message(appointment["status"], "moved")})
+    if by_client:
+        room_id = None  # the client picks a time (and a therapist); the clinic the room
+        if is_late(appointment, now):
+            raise Invalid({"start": too_late_to_reschedule(appointment)})
     start_at = start_at.astimezone(UTC)
     if start_at <= now:
         raise Invalid({"start": "Choose a time in the future."})
@@ -348,9 +360,10 @@ async def move(
     busy_until = end_at + ctx.buffer
     verdict = await is_bookable(tid, location_id, start_at, end_at, service_id)
     if not verdict:
+        reasons = told(actor, verdict.reasons, verdict.private)
         if not await eligible_therapists(location_id, service_id, tid):
-            raise Invalid({"therapist": " ".join(verdict.reasons)})
-        raise Invalid({"start": " ".join(verdict.reasons)})
+            raise Invalid({"therapist": reasons})
+        raise Invalid({"start": reasons})
     valid_until = await credit_valid_until(appointment["sale_session"])
     if valid_until is not None and valid_until <= start_at:
         raise Invalid(
@@ -382,7 +395,7 @@ async def move(
         if not moved:
             raise Invalid({"start": "The appointment changed meanwhile; reload it."})
         await audit.record(
-            actor, "move", "appointment", appointment_id,
+            actor, "reschedule" if by_client else "move", "appointment", appointment_id,
             before={"start_at": appointment["start_at"],
                     "therapist_id": appointment["therapist"], "room_id": appointment["room"]},
             after={"start_at": start_at, "therapist_id": tid, "room_id": room_id},

@@ -18,7 +18,13 @@ from portal.auth.service import ACCOUNTANT, CLIENT, MANAGER, OWNER, THERAPIST, C
 from portal.bookings import availability, booking, listing, notify, outcomes, reading, weekview
 from portal.bookings import series as series_service
 from portal.bookings.credits import NoCredit, credits_for
-from portal.bookings.states import BOOKED, CANCELLED, STATUS_LABELS, is_late
+from portal.bookings.states import (
+    BOOKED,
+    CANCELLED,
+    STATUS_LABELS,
+    is_late,
+    too_late_to_reschedule,
+)
 from portal.catalog.service import all_services
 from portal.clients import service as clients
 from portal.errors import Forbidden, Invalid
@@ -390,8 +396,13 @@ def _wall_start(form: dict[str, str], tz: ZoneInfo, errors: dict[str, str]) -> d
     return start
 
 
-def _moved_message(moved: dict[str, Any], tz: ZoneInfo) -> str:
+def _moved_message(user: CurrentUser, moved: dict[str, Any], tz: ZoneInfo) -> str:
     when = moved["start_at"].astimezone(tz)
+    if user.role == CLIENT:
+        return (
+            f"Rescheduled to {when:%A %d %B, %H:%M} with {moved['therapist_name']}. "
+            "A new confirmation is on its way by email."
+        )
     return (
         f"Moved to {when:%A %d %B, %H:%M} with {moved['therapist_name']} in "
         f"{moved['room_name']}. The client gets a new confirmation."
@@ -443,6 +454,8 @@ async def _detail_page(
             "errors": errors or {},
             "form": form or {},
             "can_write": access.can_write(user, int(appointment["location"])),
+            # its client, before the cancellation window (the policy)
+            "reschedulable": user.role == CLIENT and not is_late(appointment, now),
         },
         status_code=422 if errors else 200,
     )
@@ -573,7 +586,7 @@ class BookingController(Controller):
 
     # -- moving (staff) ------------------------------------------------------------
 
-    @get("/{appointment_id:int}/move", guards=[managers], name="appointment_move_form")
+    @get("/{appointment_id:int}/move", guards=[bookers], name="appointment_move_form")
     async def move_form(
         self,
         user: SignedIn,
@@ -581,7 +594,8 @@ class BookingController(Controller):
         day: Annotated[str | None, QueryParameter(name="day")] = None,
         therapist: Annotated[str | None, QueryParameter(name="therapist")] = None,
     ) -> Template:
-        appointment = await reading.get_appointment_for(user, appointment_id, write=True)
+        """Staff move an appointment; its client reschedules it before the window."""
+        appointment = await _movable(user, appointment_id)
         tz = ZoneInfo(str(appointment["timezone"]))
         start = appointment["start_at"].astimezone(tz)
         form = {
@@ -589,9 +603,9 @@ class BookingController(Controller):
             "time": start.strftime("%H:%M"),
             "therapist": therapist if therapist is not None else str(appointment["therapist"]),
         }
-        return await _move_page(appointment, form, {})
+        return await _move_page(appointment, form, {}, user=user)
 
-    @post("/{appointment_id:int}/move", guards=[managers], name="appointment_move")
+    @post("/{appointment_id:int}/move", guards=[bookers], name="appointment_move")
     async def move(
         self,
         request: Request[Any, Any, Any],
@@ -599,20 +613,20 @@ class BookingController(Controller):
         mail: Mail,
         appointment_id: FromPath[int],
     ) -> Response[Any]:
-        appointment = await reading.get_appointment_for(user, appointment_id, write=True)
+        appointment = await _movable(user, appointment_id)
         values, _ = await read_form(request)
         tz = ZoneInfo(str(appointment["timezone"]))
         form, start, therapist_id, errors = _parse_move_form(values, tz)
         if errors or start is None:
-            return await _move_page(appointment, form, errors, status_code=422)
+            return await _move_page(appointment, form, errors, status_code=422, user=user)
         try:
             await booking.move(
                 user, appointment_id, start_at=start, therapist_id=therapist_id,
                 room_id=_int(form["room"]), **mail.kw,
             )  # fmt: skip
         except (booking.SlotTaken, Invalid) as exc:
-            return await _move_refused(appointment, form, exc)
-        message = _moved_message(await reading.get_appointment(appointment_id), tz)
+            return await _move_refused(user, appointment, form, exc)
+        message = _moved_message(user, await reading.get_appointment(appointment_id), tz)
         return mail.after(_to_detail(request, appointment_id, message))
 
     @get("/series/new", guards=[bookers], name="series_new")
@@ -655,14 +669,23 @@ async def _series_page(
     )
 
 
+async def _movable(user: CurrentUser, appointment_id: int) -> dict[str, Any]:
+    """The appointment to move: staff need write access to its clinic, a client owns it."""
+    return await reading.get_appointment_for(user, appointment_id, write=user.role != CLIENT)
+
+
 async def _move_refused(
-    appointment: dict[str, Any], form: dict[str, str], exc: booking.SlotTaken | Invalid
+    user: CurrentUser,
+    appointment: dict[str, Any],
+    form: dict[str, str],
+    exc: booking.SlotTaken | Invalid,
 ) -> Template:
     """The move form again after the service refused: 409 for a taken time, 422 else."""
     if isinstance(exc, booking.SlotTaken):
-        return await _move_page(appointment, form, {"start": TAKEN_MESSAGE}, status_code=409)
+        errors = {"start": TAKEN_MESSAGE}
+        return await _move_page(appointment, form, errors, status_code=409, user=user)
     errors = {("time" if k == "start" else k): v for k, v in exc.errors.items()}
-    return await _move_page(appointment, form, errors, status_code=422)
+    return await _move_page(appointment, form, errors, status_code=422, user=user)
 
 
 async def _move_page(
@@ -670,13 +693,19 @@ async def _move_page(
     form: dict[str, str],
     errors: dict[str, str],
     *,
+    user: CurrentUser,
     status_code: int = 200,
 ) -> Template:
     """The move form, with the free times of the chosen day for the chosen therapist."""
     location_id = int(appointment["location"])
     service_id = int(appointment["service"])
     tz = ZoneInfo(str(appointment["timezone"]))
+    is_client = user.role == CLIENT
     therapists = await availability.eligible_therapists(location_id, service_id, None)
+    if is_client:  # clients are offered only therapists they can book today
+        bookable = await availability.therapists_at(location_id, credentialed_on=utcnow().date())
+        ids = {t["id"] for t in bookable}
+        therapists = [t for t in therapists if t["id"] in ids]
     try:
         on = date.fromisoformat(form.get("day", ""))
         if not _plausible(on):
@@ -703,6 +732,9 @@ async def _move_page(
         "tz": str(tz),
         "started": appointment["start_at"] <= utcnow(),
         "labels": STATUS_LABELS,
+        "is_client": is_client,
+        "too_late": is_client and is_late(appointment, utcnow()),
+        "policy": too_late_to_reschedule(appointment),
         **_days_around(on),
     }
     return Template("bookings/move.html", context=context, status_code=status_code)

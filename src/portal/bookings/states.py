@@ -49,6 +49,15 @@ def is_late(appointment: dict[str, Any], now: datetime) -> bool:
     return now > appointment["start_at"] - window
 
 
+def too_late_to_reschedule(appointment: dict[str, Any]) -> str:
+    """The cancellation policy's words to a client rescheduling inside the window."""
+    hours = int(appointment["window_hours"])
+    return (
+        f"This appointment is inside the clinic's {hours}-hour cancellation window, "
+        "so it can no longer be rescheduled online; please call the clinic."
+    )
+
+
 async def leave_booked(appointment_id: int, new: str, **values: Any) -> None:
     """:func:`set_status`, or Invalid when another request changed the appointment first."""
     if not await set_status(appointment_id, new, **values):

@@ -1,10 +1,11 @@
 """What each staff role's home shows: the owner's oversight, a therapist's day (today's
 agenda with the clients' health flags, notes still to write or sign), a manager's day
-(today's bookings per location, credentials expired or running out)."""
+(today's bookings, free therapist time and conflicts per location, credentials expired
+or running out); the owner's glance adds this month's utilisation."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -78,8 +79,40 @@ async def therapist_day(user: CurrentUser) -> dict[str, Any]:
     }
 
 
+async def gaps_and_conflicts(
+    user: CurrentUser, location: dict[str, Any], *, now: datetime | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Today at a location, read off its day view: ``gaps``, each therapist's free working
+    time still ahead; ``conflicts``, booked appointments to move (a room out of service,
+    the therapist on time off or outside their hours, a lapsed credential)."""
+    from portal.bookings.states import BOOKED
+    from portal.rooms.dayview import build_day_view
+
+    now = now or utcnow()
+    tz = ZoneInfo(str(location["timezone"]))
+    view = await build_day_view(user, int(location["id"]), h.local_date(now, tz))
+    gaps: list[dict[str, Any]] = []
+    conflicts: dict[str, dict[str, Any]] = {}
+    for column in view.columns:
+        for block in column.blocks:
+            if block.kind == "working" and column.kind == "therapist" and block.end > now:
+                gaps.append({"therapist": column.title, "start": block.start, "end": block.end})
+            if block.kind != "appointment" or block.status != BOOKED:
+                continue
+            reasons = [block.warning]
+            if column.kind == "therapist" and column.warning:
+                reasons.append(f"{column.title}: {column.warning.removeprefix('Not bookable: ')}")
+            entry = conflicts.setdefault(
+                block.href, {"href": block.href, "start": block.start, "reasons": []}
+            )
+            entry["reasons"] += [r for r in reasons if r and r not in entry["reasons"]]
+    found = sorted((c for c in conflicts.values() if c["reasons"]), key=lambda c: c["start"])
+    return {"gaps": gaps, "conflicts": found}
+
+
 async def manager_day(user: CurrentUser, locations: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per location the manager runs: today's bookings; credentials expired or running out."""
+    """Per location the manager runs: today's bookings, gaps and conflicts; credentials
+    expired or running out."""
     from portal.bookings import reading  # bookings build on the dashboard's contexts
     from portal.bookings.states import BUSY_STATES
     from portal.clients import service as clients
@@ -96,13 +129,108 @@ async def manager_day(user: CurrentUser, locations: list[dict[str, Any]]) -> dic
         )  # fmt: skip
         appointments = _today(rows)
         await clients.with_health_flags(appointments)
-        today.append({"location": location, "appointments": appointments})
+        today.append(
+            {
+                "location": location,
+                "appointments": appointments,
+                **await gaps_and_conflicts(user, location, now=now),
+            }
+        )
     credentials = [
         item
         for place in await compliance(user, now=now)
         for item in (*place.expired, *place.within_30, *place.missing)
     ]
     return {"today": today, "credentials": credentials}
+
+
+async def utilisation(
+    locations: list[dict[str, Any]], *, now: datetime | None = None
+) -> dict[str, Any]:
+    """This month's utilisation (each location's own calendar month): the minutes booked
+    (appointments that hold their therapist: booked, given, no-show) over the minutes
+    offered (the active therapists' working hours there, less time off). ``percent`` is
+    None when nothing is offered; ``by_location`` gives each location's own figures."""
+    from portal.bookings.availability import hours_and_time_off
+    from portal.bookings.states import BUSY_STATES
+    from portal.bookings.tables import Appointment
+    from portal.staff.tables import Therapist, TherapistLocation
+
+    now = now or utcnow()
+    places: list[dict[str, Any]] = []
+    for location in locations:
+        if not location["active"]:
+            continue
+        location_id = int(location["id"])
+        tz = ZoneInfo(str(location["timezone"]))
+        first = h.local_date(now, tz).replace(day=1)
+        following = (first + timedelta(days=32)).replace(day=1)
+        month = h.Span(h.wall_to_utc(first, 0, tz), h.wall_to_utc(following, 0, tz))
+        therapists = (
+            await Therapist.select(Therapist.id)
+            .where(
+                (Therapist.active == True)  # noqa: E712
+                & Therapist.id.is_in(
+                    TherapistLocation.select(TherapistLocation.therapist).where(
+                        TherapistLocation.location == location_id
+                    )
+                )
+            )
+            .run()
+        )
+        ids = [int(t["id"]) for t in therapists] or [-1]
+        hours, time_off = await hours_and_time_off(location_id, ids, month.start, month.end)
+        offered = 0.0
+        day: date = first
+        while day < following:
+            for row in hours:
+                if row["weekday"] != day.weekday():
+                    continue
+                span = h.interval_span(day, row["start_minute"], row["end_minute"], tz)
+                holes = [
+                    h.Span(t["starts_at"], t["ends_at"])
+                    for t in time_off
+                    if t["therapist"] == row["therapist"]
+                ]
+                offered += sum(
+                    (p.end - p.start).total_seconds()
+                    for p, off in h.subtract(span, holes)
+                    if not off
+                )
+            day += timedelta(days=1)
+        booked = (
+            await Appointment.select(Appointment.start_at, Appointment.end_at)
+            .where(
+                (Appointment.location == location_id)
+                & Appointment.status.is_in(list(BUSY_STATES))
+                & (Appointment.start_at >= month.start)
+                & (Appointment.start_at < month.end)
+            )
+            .run()
+        )
+        places.append(
+            {
+                "location": location,
+                "booked_minutes": round(
+                    sum((a["end_at"] - a["start_at"]).total_seconds() for a in booked) / 60
+                ),
+                "offered_minutes": round(offered / 60),
+            }
+        )
+    for place in places:
+        place["percent"] = _percent(place["booked_minutes"], place["offered_minutes"])
+    booked_total = sum(p["booked_minutes"] for p in places)
+    offered_total = sum(p["offered_minutes"] for p in places)
+    return {
+        "booked_minutes": booked_total,
+        "offered_minutes": offered_total,
+        "percent": _percent(booked_total, offered_total),
+        "by_location": places,
+    }
+
+
+def _percent(part: int, whole: int) -> int | None:
+    return round(100 * part / whole) if whole else None
 
 
 # The owner's chart: recognised revenue for this month and the months before it.
@@ -156,5 +284,6 @@ async def owner_glance(locations: list[dict[str, Any]]) -> dict[str, Any]:
         "glance_revenue": revenue.totals,
         "glance_liability": reports.liability_totals(liability),
         "glance_bookings": len(_today(booked)),
+        "glance_utilisation": await utilisation(locations, now=now),
         "glance_charts": revenue_charts,
     }
