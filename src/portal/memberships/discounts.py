@@ -28,4 +28,5 @@ async def discount_bp(client_id: int, location_id: int) -> int:
     running = [
         r for r in rows if r["status"] == ACTIVE or (r["grace_until"] and r["grace_until"] > now)
     ]
-    return max((int(json.loads(r["terms"]).get("member_discount_bp", 0)) for r in running), default=0)
+    discounts = (int(json.loads(r["terms"]).get("member_discount_bp", 0)) for r in running)
+    return max(discounts, default=0)
