@@ -5,7 +5,7 @@
 * A worker killed (SIGKILL) in the middle of a job: another worker finds the
   job's worker silent, queues the job again and runs it; the job's effect
   happens once (each message sent at most once, each package expired and
-  journalled once, each appointment reminded once). Each job has five to six
+  journalled once, each appointment reminded once). Each job has many
   times the items it must have done before the kill, so the kill lands in the
   middle of the run with seconds to spare, and the second worker's share is
   still most of the run.
@@ -199,7 +199,7 @@ async def test_outbox_delivery_killed_mid_run_sends_each_message_at_most_once(pg
     controller = Controller(collector, hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        count = 120
+        count = 300
         created = utcnow() - timedelta(minutes=2)
         await OutboxMessage.insert(
             *[
@@ -230,7 +230,7 @@ async def test_package_expiry_killed_mid_run_expires_each_package_once(pg, tmp_p
     lapsed = utcnow() - timedelta(hours=1)
     sale_ids = [
         await give_package(clinic.client.id, clinic.location_id, clinic.service_id, sessions=2)
-        for _ in range(60)
+        for _ in range(150)
     ]
     await Sale.update({Sale.valid_until: lapsed}).where(Sale.id.is_in(sale_ids)).run()
     await _kill_mid_run("expire_packages", worker_env(tmp_path), tmp_path, at_least=10)
@@ -248,7 +248,7 @@ async def test_reminders_killed_mid_run_remind_each_appointment_once(pg, tmp_pat
     tomorrow = (datetime.now(NY) + timedelta(days=1)).date()
     first = h.wall_to_utc(tomorrow, 8 * 60, NY)
     now = utcnow()
-    count = 120
+    count = 300
     # One-minute appointments back to back (no booking rule is under test here).
     await Appointment.insert(
         *[

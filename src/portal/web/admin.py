@@ -393,7 +393,7 @@ def on_row(res: AdminResource, act: RowAct, *, write: bool) -> Act:
         row = await res.load(user, kw[res.id_param], write=write)
         return await act(request, user, address, row, kw)
 
-    loaded.__name__ = loaded.__qualname__ = act.__name__
+    loaded.__name__ = act.__name__
     return loaded
 
 
@@ -426,7 +426,7 @@ def signed(
     handler.__annotations__ = annotations
     # OpenAPI names each operation after its path and function: the act's name keeps
     # the page and the action of one path apart.
-    handler.__name__ = handler.__qualname__ = getattr(act, "__name__", "handler")
+    handler.__name__ = getattr(act, "__name__", "handler")
     return handler
 
 
@@ -630,7 +630,7 @@ def _active_handlers(res: AdminResource, set_active: SetActive) -> dict[str, Any
             off = m.deactivated if changed else m.already_inactive
             return redirect(request, back, res.message(off, values), "info")
 
-        handler.__name__ = handler.__qualname__ = "reactivate" if active else "deactivate"
+        handler.__name__ = "reactivate" if active else "deactivate"
         return handler
 
     guard = role_guard(res, "deactivate")
