@@ -230,7 +230,7 @@ async def test_package_expiry_killed_mid_run_expires_each_package_once(pg, tmp_p
     lapsed = utcnow() - timedelta(hours=1)
     sale_ids = [
         await give_package(clinic.client.id, clinic.location_id, clinic.service_id, sessions=2)
-        for _ in range(150)
+        for _ in range(600)
     ]
     await Sale.update({Sale.valid_until: lapsed}).where(Sale.id.is_in(sale_ids)).run()
     await _kill_mid_run("expire_packages", worker_env(tmp_path), tmp_path, at_least=10)
