@@ -106,14 +106,19 @@ CLIENTS = Layout(
     ),
 )
 
+# How a balance or appointment row names its client (email, the other system's id, or name).
+CLIENT_COLUMNS = (
+    Column("client_email", aliases=("email", "client e-mail", "e-mail")),
+    Column("client_external_id", aliases=("client id", "patient id", "client number")),
+    Column("client_first_name", aliases=("first name", "first")),
+    Column("client_last_name", aliases=("last name", "surname", "last")),
+)
+
 BALANCES = Layout(
     kind="balances",
     title="Remaining package balances",
     columns=(
-        Column("client_email", aliases=("email", "client e-mail", "e-mail")),
-        Column("client_external_id", aliases=("client id", "patient id", "client number")),
-        Column("client_first_name", aliases=("first name", "first")),
-        Column("client_last_name", aliases=("last name", "surname", "last")),
+        *CLIENT_COLUMNS,
         Column(
             "package",
             required=True,
@@ -144,10 +149,7 @@ APPOINTMENTS = Layout(
     kind="appointments",
     title="Upcoming appointments",
     columns=(
-        Column("client_email", aliases=("email", "client e-mail", "e-mail")),
-        Column("client_external_id", aliases=("client id", "patient id", "client number")),
-        Column("client_first_name", aliases=("first name", "first")),
-        Column("client_last_name", aliases=("last name", "surname", "last")),
+        *CLIENT_COLUMNS,
         Column(
             "therapist_email",
             required=True,
