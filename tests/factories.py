@@ -6,7 +6,9 @@ import itertools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -15,6 +17,7 @@ from portal.auth.service import end_session, open_session
 from portal.auth.tables import User, UserLocation
 from portal.locations.tables import Location
 from portal.settings import Settings
+from portal.staff import hours as _hours
 from portal.timeutil import utcnow
 from portal.web.middleware import SESSION_COOKIE
 
@@ -31,6 +34,18 @@ class Account:
 
 
 _HASH_CACHE: dict[str, str] = {}
+
+NY = ZoneInfo("America/New_York")  # the zone make_location gives a clinic
+
+
+def future_day(days: int = 10) -> date:
+    """A day ``days`` ahead in the clinic's zone, whatever the hour in UTC."""
+    return (datetime.now(NY) + timedelta(days=days)).date()
+
+
+def ny(day: date, hour: int, minute: int = 0) -> datetime:
+    """The UTC instant of a clinic wall-clock time, so bookings land inside working hours."""
+    return _hours.wall_to_utc(day, hour * 60 + minute, NY)
 
 
 def _hash(password: str) -> str:

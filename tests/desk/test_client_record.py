@@ -13,7 +13,6 @@ import json
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from urllib.parse import quote
 
 import httpx
@@ -56,7 +55,7 @@ async def test_the_record_shows_what_the_desk_needs_and_its_actions(app, clinic:
     note_id = await notes.start_note(clinic.as_therapist(), past, COMPLETE)
     upcoming = await bookings.book(
         clinic.as_client(), client_id=clinic.client.id, location_id=clinic.location_id,
-        service_id=clinic.service_id, start_at=utcnow() + timedelta(days=3, hours=2),
+        service_id=clinic.service_id, start_at=factories.ny(factories.future_day(3), 11),
         therapist_id=clinic.therapist_id,
     )  # fmt: skip
     async with _signed_in(app, clinic.manager) as browser:
