@@ -134,3 +134,19 @@ async def test_others_may_not_close_or_see_the_page(db, app, role):
         assert response.status_code == 403
     assert await ClosedPeriod.count() == 0
     assert await AuditLog.count().where(AuditLog.action == "close_period") == 0
+
+
+async def test_a_closed_month_cannot_be_changed_or_removed_in_the_database(db, app):
+    loc = await factories.make_location()
+    async with _client(app, OWNER) as (client, _account):
+        done = await factories.post_form(
+            client,
+            "/reports/periods/close",
+            {"location": str(loc), "month": _last_month(), "confirm": "yes"},
+        )
+    assert done.status_code == 303
+    with pytest.raises(Exception, match="append-only"):
+        await ClosedPeriod.update({ClosedPeriod.month: date(2000, 1, 1)}, force=True).run()
+    with pytest.raises(Exception, match="append-only"):
+        await ClosedPeriod.delete(force=True).run()
+    assert await ClosedPeriod.count() == 1
