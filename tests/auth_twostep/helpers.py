@@ -32,7 +32,11 @@ async def enrol_totp(account: factories.Account, *, at: datetime = T0) -> list[s
     from portal.auth import twostep
 
     await totp.start_enrolment(account.id, account.email)
-    await TotpFactor.update({TotpFactor.secret: SECRET}).where(TotpFactor.user == account.id).run()
+    await (
+        TotpFactor.update({TotpFactor.secret: totp.seal(SECRET)})
+        .where(TotpFactor.user == account.id)
+        .run()
+    )
     return await twostep.confirm_totp(None, actor(account), code_at(at), at=at)
 
 

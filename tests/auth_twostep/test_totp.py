@@ -40,7 +40,15 @@ async def test_enrolment_needs_a_first_code(db, owner):
     again = await totp.start_enrolment(owner.id, owner.email)
     assert again.secret == enrolment.secret
     assert not await totp.is_active(owner.id)
-    await TotpFactor.update({TotpFactor.secret: SECRET}).where(TotpFactor.user == owner.id).run()
+    # The secret is sealed at rest: the stored value does not hold it.
+    stored = await TotpFactor.select(TotpFactor.secret).where(TotpFactor.user == owner.id).first()
+    assert stored is not None and enrolment.secret not in stored["secret"]
+    assert totp.unseal(stored["secret"]) == enrolment.secret
+    await (
+        TotpFactor.update({TotpFactor.secret: totp.seal(SECRET)})
+        .where(TotpFactor.user == owner.id)
+        .run()
+    )
     try:
         await twostep.confirm_totp(None, actor(owner), "000000", at=T0)
     except twostep.Invalid as exc:
@@ -240,3 +248,15 @@ async def test_the_pending_cookie_is_short_lived_and_only_for_the_sign_in_pages(
     assert "httponly" in lowered and "secure" in lowered and "samesite=lax" in lowered
     assert "path=/login" in lowered and "max-age=600" in lowered
     assert not any("portal_session=" in c for c in response.headers.get_list("set-cookie"))
+
+
+async def test_a_secret_stored_before_sealing_still_works_and_is_sealed_at_its_next_code(db, owner):
+    await enrol_totp(owner, at=T0)
+    await TotpFactor.update({TotpFactor.secret: SECRET}).where(TotpFactor.user == owner.id).run()
+    later = T0 + timedelta(seconds=60)
+    assert await totp.verify(owner.id, code_at(later), at=later)
+    stored = await TotpFactor.select(TotpFactor.secret).where(TotpFactor.user == owner.id).first()
+    assert stored is not None and SECRET not in stored["secret"]
+    assert totp.unseal(stored["secret"]) == SECRET
+    # Two seals of one secret differ (a fresh nonce each time).
+    assert totp.seal(SECRET) != totp.seal(SECRET)

@@ -100,7 +100,7 @@ class TotpFactor(Table, tablename="totp_factor"):
     id: Serial
 
     user = ForeignKey(references=User, on_delete=OnDelete.cascade, required=True, unique=True)
-    secret = Varchar(length=64, required=True)
+    secret = Text(required=True)  # sealed: see auth/totp.py
     created_at = Timestamptz()
     confirmed_at = Timestamptz(null=True, default=None)
     last_step = BigInt(default=0)

@@ -4,12 +4,18 @@ A code is accepted for the current 30-second step and one step either side
 (clocks drift), and only for a step later than the last one accepted: the same
 code, or an older one, never signs in twice. Enrolment keeps an unconfirmed
 secret until the person types a first code from their app.
+
+Secrets are sealed at rest (AES-GCM under a key derived from ``SECRET_KEY``): a
+copy of the database alone does not give anyone the codes. A row written before
+sealing existed is read as it is and sealed at its next accepted code.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import os
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,10 +23,14 @@ from typing import Any
 
 import pyotp
 import segno
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from portal import db
 from portal.auth.tables import RecoveryCode, TotpFactor
 from portal.errors import Invalid
+from portal.settings import get_settings
 from portal.timeutil import utcnow
 
 ISSUER = "Clinic Portal"
@@ -43,6 +53,29 @@ class Enrolment:
     @property
     def grouped_secret(self) -> str:
         return " ".join(self.secret[i : i + 4] for i in range(0, len(self.secret), 4))
+
+
+_SEALED = "v1:"
+
+
+def _sealing_key() -> AESGCM:
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"portal totp secret")
+    return AESGCM(key.derive(get_settings().secret_key.encode()))
+
+
+def seal(secret: str) -> str:
+    """The secret as stored: a fresh nonce and its AES-GCM ciphertext, base64."""
+    nonce = os.urandom(12)
+    sealed = _sealing_key().encrypt(nonce, secret.encode(), b"totp")
+    return _SEALED + base64.urlsafe_b64encode(nonce + sealed).decode()
+
+
+def unseal(stored: str) -> str:
+    """The secret of a stored value (one written before sealing is read as it is)."""
+    if not stored.startswith(_SEALED):
+        return stored
+    raw = base64.urlsafe_b64decode(stored[len(_SEALED) :])
+    return _sealing_key().decrypt(raw[:12], raw[12:], b"totp").decode()
 
 
 def new_secret() -> str:
@@ -104,7 +137,11 @@ async def start_enrolment(user_id: int, email: str) -> Enrolment:
         try:
             await TotpFactor.insert(
                 TotpFactor(
-                    user=user_id, secret=secret, created_at=utcnow(), confirmed_at=None, last_step=0
+                    user=user_id,
+                    secret=seal(secret),
+                    created_at=utcnow(),
+                    confirmed_at=None,
+                    last_step=0,
                 )
             ).run()
         except Exception as exc:
@@ -113,9 +150,9 @@ async def start_enrolment(user_id: int, email: str) -> Enrolment:
             # A second tab started at the same moment: show its secret.
             row = await factor_of(user_id)
             assert row is not None
-            secret = row["secret"]
+            secret = unseal(row["secret"])
     else:
-        secret = row["secret"]
+        secret = unseal(row["secret"])
     uri = provisioning_uri(secret, email)
     return Enrolment(secret=secret, uri=uri, qr_svg=qr_svg(uri))
 
@@ -126,7 +163,7 @@ async def confirm_enrolment(user_id: int, code: str, *, at: datetime | None = No
     if row is None or row["confirmed_at"] is not None:
         raise Invalid({"code": "Start again: there is no authenticator app waiting to be set up."})
     at = at or utcnow()
-    step = matching_step(row["secret"], code, at)
+    step = matching_step(unseal(row["secret"]), code, at)
     if step is None:
         raise Invalid({"code": "That code is not right. Check your app's clock and try again."})
     confirmed = (
@@ -148,11 +185,15 @@ async def verify(user_id: int, code: str, *, at: datetime | None = None) -> bool
     row = await factor_of(user_id)
     if row is None or row["confirmed_at"] is None:
         return False
-    step = matching_step(row["secret"], code, at or utcnow())
+    secret = unseal(row["secret"])
+    step = matching_step(secret, code, at or utcnow())
     if step is None or step <= row["last_step"]:
         return False
+    changes: dict[Any, Any] = {TotpFactor.last_step: step}
+    if not row["secret"].startswith(_SEALED):
+        changes[TotpFactor.secret] = seal(secret)
     claimed = (
-        await TotpFactor.update({TotpFactor.last_step: step})
+        await TotpFactor.update(changes)
         .where((TotpFactor.id == row["id"]) & (TotpFactor.last_step < step))
         .returning(TotpFactor.id)
         .run()
