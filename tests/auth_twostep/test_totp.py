@@ -260,3 +260,14 @@ async def test_a_secret_stored_before_sealing_still_works_and_is_sealed_at_its_n
     assert totp.unseal(stored["secret"]) == SECRET
     # Two seals of one secret differ (a fresh nonce each time).
     assert totp.seal(SECRET) != totp.seal(SECRET)
+
+
+async def test_a_secret_sealed_under_another_key_is_refused_with_a_way_out(db, owner):
+    import pytest
+
+    await enrol_totp(owner, at=T0)
+    foreign = totp.seal(SECRET)[:-8] + "AAAAAAAA"  # not what this key sealed
+    await TotpFactor.update({TotpFactor.secret: foreign}).where(TotpFactor.user == owner.id).run()
+    later = T0 + timedelta(seconds=60)
+    with pytest.raises(twostep.Invalid, match="recovery code"):
+        await totp.verify(owner.id, code_at(later), at=later)

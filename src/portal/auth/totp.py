@@ -23,6 +23,7 @@ from typing import Any
 
 import pyotp
 import segno
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -75,7 +76,16 @@ def unseal(stored: str) -> str:
     if not stored.startswith(_SEALED):
         return stored
     raw = base64.urlsafe_b64decode(stored[len(_SEALED) :])
-    return _sealing_key().decrypt(raw[:12], raw[12:], b"totp").decode()
+    try:
+        return _sealing_key().decrypt(raw[:12], raw[12:], b"totp").decode()
+    except InvalidTag:
+        # Sealed under another SECRET_KEY: no code can be checked against it.
+        raise Invalid(
+            {
+                "code": "This authenticator app cannot be checked any more: use a recovery code "
+                "or a passkey, or ask an owner to reset your two-step sign-in."
+            }
+        ) from None
 
 
 def new_secret() -> str:
