@@ -95,6 +95,46 @@ async def test_removing_a_passkey_asks_first_and_only_ones_own(owner_client, own
     assert any("“Laptop” was removed" in m["body_text"] for m in mail)
 
 
+async def test_renaming_passkeys_keeps_the_names_on_error_and_only_ones_own(
+    owner_client, owner, manager
+):
+    await _passkey(owner.id, "Laptop")
+    await _passkey(owner.id, "Phone")
+    await _passkey(manager.id, "Theirs")
+    mine = {
+        r["name"]: r["id"]
+        for r in await Passkey.select(Passkey.id, Passkey.name).where(Passkey.user == owner.id)
+    }
+    theirs = await Passkey.select(Passkey.id).where(Passkey.user == manager.id).first().run()
+    laptop, phone = f"name-{mine['Laptop']}", f"name-{mine['Phone']}"
+    account = await owner_client.get("/account/two-step")
+    assert "/account/two-step/passkeys/names" in account.text
+    form = await owner_client.get("/account/two-step/passkeys/names")
+    assert form.status_code == 200
+    assert factories.input_value(form.text, laptop) == "Laptop"
+    assert factories.input_value(form.text, phone) == "Phone"
+    path = "/account/two-step/passkeys/names"
+    # One bad name: nothing saved, the other field keeps what was typed.
+    bad = await factories.post_form(owner_client, path, {laptop: "   ", phone: "Pixel"})
+    assert bad.status_code == 422 and factories.field_error(bad.text, laptop)
+    assert factories.input_value(bad.text, phone) == "Pixel"
+    too_long = await factories.post_form(owner_client, path, {laptop: "x" * 81, phone: "Phone"})
+    assert too_long.status_code == 422 and factories.field_error(too_long.text, laptop)
+    assert factories.input_value(too_long.text, laptop) == "x" * 81
+    other = await factories.post_form(owner_client, path, {f"name-{theirs['id']}": "Mine now"})
+    assert other.status_code == 404
+    assert {r["name"] for r in await Passkey.select(Passkey.name)} == {"Laptop", "Phone", "Theirs"}
+    done = await factories.post_form(
+        owner_client, path, {laptop: "  Work   laptop ", phone: "Phone"}
+    )
+    assert done.status_code == 303
+    names = {r["name"] for r in await Passkey.select(Passkey.name).run()}
+    assert names == {"Work laptop", "Phone", "Theirs"}
+    audit = await AuditLog.select().where(AuditLog.action == "rename_passkey").run()
+    assert len(audit) == 1 and audit[0]["actor_id"] == owner.id
+    assert "Laptop" in audit[0]["before"] and "Work laptop" in audit[0]["after"]
+
+
 def test_the_cli_resets_an_owner(tmp_path):
     """`portal users reset-2fa --email` against a migrated SQLite file, as an operator runs it."""
     env = {

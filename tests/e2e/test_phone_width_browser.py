@@ -11,7 +11,7 @@ from tests.e2e.conftest import LiveServer, sign_in
 
 PAGES = (
     "/", "/reports/periods", "/reports/revenue", "/account/two-step",
-    "/account/two-step/totp", "/settings/two-step", "/locations", "/rooms",
+    "/account/two-step/totp", "/account/two-step/passkeys/names", "/settings/two-step", "/locations", "/rooms",
     "/therapists", "/catalog/services", "/users", "/sales/", "/audit", "/reports/payments",
     "/outbox", "/exports/",
 )  # fmt: skip

@@ -92,6 +92,7 @@ ACTION_LABELS = {
     "revoke": "Revoked",
     "run_now": "Ran now",
     "remove_passkey": "Removed a passkey",
+    "rename_passkey": "Renamed a passkey",
     "remove_totp": "Removed the authenticator app",
     "recovery_codes": "Made new recovery codes",
     "reset_two_step": "Reset two-step sign-in",

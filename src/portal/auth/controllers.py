@@ -559,12 +559,43 @@ class TwoStepAccountController(Controller):
         name = await twostep.remove_passkey(own.settings, own.user, passkey_id, address=own.address)
         return redirect(own.request, "/account/two-step", f"Passkey “{name}” removed.", "info")
 
+    @get("/passkeys/names", opt=ENROLMENT, name="two_step_passkey_names")
+    async def passkey_names(self, user: SignedIn) -> Template:
+        return await _passkey_names_page(user, None, {})
+
+    @post("/passkeys/names", opt=ENROLMENT, name="two_step_passkey_rename")
+    async def passkey_rename(self, own: Own) -> Response[Any]:
+        values, _ = await read_form(own.request)
+        names = {
+            int(key.removeprefix("name-")): str(value)
+            for key, value in values.items()
+            if key.startswith("name-") and key.removeprefix("name-").isdigit()
+        }
+        try:
+            changed = await twostep.rename_passkeys(own.user, names, address=own.address)
+        except ValidationFailed as exc:
+            return await _passkey_names_page(own.user, values, exc.errors)
+        message = "Passkey names saved." if changed else "No name changed."
+        return redirect(own.request, "/account/two-step", message, "info")
+
     @post("/recovery-codes", opt=ENROLMENT, name="two_step_recovery_codes")
     async def recovery_codes(
         self, user: SignedIn, settings: AppSettings, client_address: Address
     ) -> Template:
         codes = await twostep.new_recovery_codes(settings, user, address=client_address)
         return _recovery_codes_page(codes, "New recovery codes; the old ones no longer work.")
+
+
+async def _passkey_names_page(
+    user: CurrentUser, form: dict[str, Any] | None, errors: dict[str, str]
+) -> Template:
+    rows = await passkeys.passkeys_of(user.id)
+    values = form if form is not None else {f"name-{r['id']}": r["name"] for r in rows}
+    return Template(
+        "auth/passkey_names.html",
+        context={"passkeys": rows, "form": values, "errors": errors},
+        status_code=422 if errors else 200,
+    )
 
 
 async def _totp_setup(

@@ -243,6 +243,14 @@ async def remove(user_id: int, passkey_id: int) -> dict[str, Any] | None:
     return rows[0] if rows else None
 
 
+async def set_name(user_id: int, passkey_id: int, name: str) -> None:
+    await (
+        Passkey.update({Passkey.name: name})
+        .where((Passkey.id == passkey_id) & (Passkey.user == user_id))
+        .run()
+    )
+
+
 async def get(user_id: int, passkey_id: int) -> dict[str, Any] | None:
     row: dict[str, Any] | None = (
         await Passkey.select(Passkey.id, Passkey.name, Passkey.created_at, Passkey.last_used_at)

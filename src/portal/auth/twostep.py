@@ -252,6 +252,38 @@ async def remove_passkey(
     return str(removed["name"])
 
 
+async def rename_passkeys(user: CurrentUser, names: dict[int, str], *, address: str = "") -> int:
+    """New names for the user's own passkeys (``{passkey id: name}``; the name tells their
+    devices apart); how many changed. Every name is checked before any is saved, and
+    ``Invalid`` names each wrong field (``name-<id>``)."""
+    own = {row["id"]: row["name"] for row in await passkeys.passkeys_of(user.id)}
+    errors: dict[str, str] = {}
+    cleaned: dict[int, str] = {}
+    for passkey_id, name in names.items():
+        if passkey_id not in own:
+            raise NotFound("No such passkey.")
+        try:
+            cleaned[passkey_id] = passkeys.clean_name(name)
+        except Invalid as exc:
+            errors[f"name-{passkey_id}"] = exc.errors["name"]
+    if errors:
+        raise Invalid(errors)
+    changed = {i: name for i, name in cleaned.items() if name != own[i]}
+    async with db.transaction():
+        for passkey_id, name in changed.items():
+            await passkeys.set_name(user.id, passkey_id, name)
+            await audit.record(
+                user,
+                "rename_passkey",
+                "user",
+                user.id,
+                before={"passkey": own[passkey_id]},
+                after={"passkey": name},
+                address=address,
+            )
+    return len(changed)
+
+
 async def remove_totp(settings: Settings | None, user: CurrentUser, *, address: str = "") -> None:
     if not await totp.is_active(user.id):
         await totp.remove(user.id)  # an unconfirmed setup, if any
