@@ -46,7 +46,12 @@ async def test_a_new_client_without_a_profile_sees_an_account_page(client):
 async def test_a_client_edits_their_own_profile(client, locations):
     account = await factories.make_user("client")
     await factories.login(client, account)
-    data = {**PROFILE, "preferred_location_id": str(locations[1]), "email_reminders": ""}
+    data = {
+        **PROFILE, "preferred_location_id": str(locations[1]), "email_reminders": "",
+        "marketing_consent": "on",
+    }  # fmt: skip
+    form = await client.get("/account/profile")
+    assert 'name="marketing_consent"' in form.text
     response = await factories.post_form(client, "/account/profile", data)
     assert response.status_code == 303 and response.headers["location"] == "/account"
     row = await ClientProfile.select().where(ClientProfile.user == account.id).first().run()
@@ -54,12 +59,15 @@ async def test_a_client_edits_their_own_profile(client, locations):
     assert row["date_of_birth"] == date(1988, 3, 14)
     assert row["preferred_location"] == locations[1]
     assert row["email_reminders"] is False
+    assert row["marketing_consent"] is True
     user = await User.select(User.name).where(User.id == account.id).first().run()
     assert user["name"] == "Casey Morgan"
     page = await client.get("/account")
     assert "Beta Clinic" in page.text and "14 Mar 1988" in page.text
+    assert "News and offers by email</dt><dd>Yes" in page.text
     audit = await AuditLog.select().where(AuditLog.entity == "client").first().run()
     assert audit["actor_email"] == account.email and audit["action"] == "update"
+    assert json.loads(audit["after"])["marketing_consent"] is True
     assert await service.wants_email_reminders(account.id) is False
     # Saving the same again changes nothing and records nothing.
     await factories.post_form(client, "/account/profile", data)
@@ -102,10 +110,16 @@ async def test_staff_edit_a_clients_profile_and_owners_see_the_history(
     account = await factories.make_user("client", email="edit-me@example.test")
     # Managers edit the clients of their locations: this one chose location A.
     await ClientProfile.insert(
-        ClientProfile(user=account.id, preferred_location=locations[0])
-    ).run()
+        ClientProfile(
+            user=account.id, preferred_location=locations[0], marketing_consent=True,
+            staff_notes="Came over from the old system",
+        )
+    ).run()  # fmt: skip
     page = await manager_client.get(f"/clients/{account.id}/edit")
     assert page.status_code == 200
+    assert '<input type="checkbox" id="marketing_consent" name="marketing_consent" checked>' in (
+        page.text
+    )
     response = await factories.post_form(
         manager_client,
         f"/clients/{account.id}/edit",
@@ -118,8 +132,13 @@ async def test_staff_edit_a_clients_profile_and_owners_see_the_history(
     assert audit["actor_email"].startswith("manager")
     assert json.loads(audit["before"])["phone"] == ""
     assert json.loads(audit["after"])["phone"] == "+1 503 555 0199"
+    # The form left the consent unticked: the client no longer agrees (audited).
+    assert json.loads(audit["before"])["marketing_consent"] is True
+    assert json.loads(audit["after"])["marketing_consent"] is False
     detail = await manager_client.get(f"/clients/{account.id}")
     assert "+1 503 555 0199" in detail.text and "Alpha Clinic" in detail.text
+    assert '<dd id="marketing-consent">No</dd>' in detail.text
+    assert "Came over from the old system" in detail.text  # notes for staff, kept
     assert f'href="/clients/{account.id}/history"' not in detail.text
     assert (await manager_client.get(f"/clients/{account.id}/history")).status_code == 403
     history = await owner_client.get(f"/clients/{account.id}/history")

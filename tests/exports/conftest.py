@@ -80,7 +80,7 @@ async def world(clinic: Clinic) -> World:  # noqa: F811
         ClientProfile(
             user=c.client.id, phone="+12125550143", date_of_birth=date(1990, 12, 10),
             address="1 Main St\nApt 2", emergency_contact_name="Byron", created_at=now,
-            updated_at=now,
+            updated_at=now, marketing_consent=True, staff_notes="Prefers firm pressure",
         )
     ).run()  # fmt: skip
     await ClientIntake.insert(

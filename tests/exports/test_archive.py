@@ -30,9 +30,10 @@ async def test_the_chain_archive_in_the_import_layouts(world: World) -> None:
     by_email = {r[0]: r for r in clients[1:]}
     assert by_email[c.client.email] == [
         c.client.email, "Ada", "Lovelace", "+12125550143", "1990-12-10", "1 Main St\nApt 2",
-        "Byron", "", "", "", str(c.client.id),
+        "Byron", "", "yes", "", str(c.client.id),
     ]  # fmt: skip
-    assert by_email["other@example.test"][10] == str(world.other.id)
+    # No profile: no consent recorded. Notes for staff only when notes are chosen.
+    assert by_email["other@example.test"][8:] == ["no", "", str(world.other.id)]
     # Staff are not clients.
     assert world.owner.email not in by_email
 
@@ -92,12 +93,20 @@ async def test_notes_are_in_only_when_chosen(world: World) -> None:
     assert by_id[str(world.signed_note)]["subjective"] == "Neck stiff after desk work"
     assert by_id[str(world.draft_note)]["subjective"] == "Draft secret words"
     assert by_id[str(world.signed_note)]["regions"] == "upper_trapezius"
+    clients = {
+        r[0]: dict(zip(layouts.CLIENTS.headers, r, strict=True))
+        for r in rows(files["clients.csv"])[1:]
+    }
+    assert clients[world.clinic.client.email]["staff_notes"] == "Prefers firm pressure"
 
 
 async def test_a_clients_own_archive_holds_only_theirs(world: World) -> None:
     c = world.clinic
     files = await _archive(archive.Scope(client_id=c.client.id, notes=True, own=True))
-    assert [r[0] for r in rows(files["clients.csv"])[1:]] == [c.client.email]
+    (own,) = rows(files["clients.csv"])[1:]
+    assert own[0] == c.client.email
+    # Their consent, not what staff noted about them.
+    assert own[8:10] == ["yes", ""]
     assert rows(files["therapists.csv"]) == [layouts.THERAPISTS.headers]
     notes = {r[0]: r for r in rows(files["notes.csv"])[1:]}
     assert notes[str(world.signed_note)][9] == "Neck stiff after desk work"

@@ -13,6 +13,7 @@ from portal import db as portal_db
 from portal.auth.service import OWNER, CurrentUser
 from portal.auth.tables import User
 from portal.catalog.tables import Package, Service
+from portal.clients.tables import ClientProfile
 from portal.exports import archive
 from portal.imports import reading
 from portal.imports import service as imports
@@ -31,7 +32,7 @@ OWN_IDS = {"external_id", "client_external_id"}
 
 async def _chain_archive() -> bytes:
     target = io.BytesIO()
-    await archive.write(target, archive.Scope())
+    await archive.write(target, archive.Scope(notes=True))  # notes: the staff's about clients
     return target.getvalue()
 
 
@@ -108,12 +109,20 @@ async def test_export_then_import_into_an_empty_portal(
     assert _comparable(again["clients.csv"], OWN_IDS) == _comparable(
         exported["clients.csv"], OWN_IDS
     )
-    assert _comparable(again["balances.csv"], OWN_IDS | {"price_paid"}) == _comparable(
-        exported["balances.csv"], OWN_IDS | {"price_paid"}
-    )
+    # The same balances, price paid included (the package cost more than what is left).
+    balances = _comparable(again["balances.csv"], OWN_IDS)
+    assert balances == _comparable(exported["balances.csv"], OWN_IDS)
+    assert [(b["price_paid"], b["value_left"]) for b in balances] == [("450.00", "360.00")]
     assert await ledger.balance("deferred_revenue", location_id=location) == liability
     for name in ("therapists.csv", "appointments_upcoming.csv"):
         assert _comparable(again[name], OWN_IDS) == _comparable(exported[name], OWN_IDS), name
     assert len(rows(again["appointments_upcoming.csv"])) == 2  # the header and the booking
     names = {r["name"] for r in await User.select(User.name).where(User.role == "client").run()}
     assert "Ada -Lovelace" in names
+    # Consent and the notes for staff came in on the profile (and went out again above).
+    ada = (
+        await ClientProfile.select(ClientProfile.marketing_consent, ClientProfile.staff_notes)
+        .where(ClientProfile.user.name == "Ada -Lovelace")
+        .run()
+    )
+    assert ada == [{"marketing_consent": True, "staff_notes": "Prefers firm pressure"}]

@@ -40,9 +40,13 @@ async def test_clients_from_a_windows_file_with_duplicates_and_bad_rows(db):
     assert profile["date_of_birth"].isoformat() == "1985-01-31"
     assert profile["address"] == "12 High St\r\nFlat 2"
     assert profile["preferred_location"] == loc
+    # Marketing consent and the notes for staff are the profile's.
+    assert profile["marketing_consent"] is True
+    assert profile["staff_notes"] == "Prefers firm pressure;\r\nleft shoulder"
     # Bob without an email gets an address that cannot receive mail, and no reminders.
     bob = await ClientProfile.select().where(ClientProfile.phone == "+447700900111").first().run()
     assert bob["email_reminders"] is False
+    assert (bob["marketing_consent"], bob["staff_notes"]) == (False, "no email")
     batch = await imports.get_batch(summary.batch_id)
     assert batch["status"] == imports.COMPLETE
     assert await AuditLog.count().where(AuditLog.action == "import.complete").run() == 1

@@ -56,6 +56,7 @@ PROFILE_FIELDS = (
     "emergency_contact_name",
     "emergency_contact_phone",
     "email_reminders",
+    "marketing_consent",
     "preferred_location_id",
 )
 PROFILE_LABELS = {
@@ -66,6 +67,7 @@ PROFILE_LABELS = {
     "emergency_contact_name": "Emergency contact",
     "emergency_contact_phone": "Emergency contact's phone",
     "email_reminders": "Email reminders",
+    "marketing_consent": "Marketing email",
     "preferred_location_id": "Preferred location",
 }
 _LIST_FIELDS = ("concerns", "regions", "health_flags")
@@ -81,6 +83,7 @@ class ProfileInput:
     emergency_contact_name: str
     emergency_contact_phone: str
     email_reminders: bool
+    marketing_consent: bool
     preferred_location_id: int | None
 
     def as_dict(self) -> dict[str, Any]:
@@ -259,6 +262,7 @@ async def parse_profile_form(values: dict[str, str]) -> ProfileInput:
         emergency_contact_name=contact_name,
         emergency_contact_phone=contact_phone,
         email_reminders=values.get("email_reminders") in {"on", "yes", "true", "1"},
+        marketing_consent=values.get("marketing_consent") in {"on", "yes", "true", "1"},
         preferred_location_id=location_id,
     )
 
@@ -273,6 +277,7 @@ _PROFILE_DEFAULTS: dict[str, Any] = {
     "emergency_contact_name": "",
     "emergency_contact_phone": "",
     "email_reminders": True,
+    "marketing_consent": False,
 }
 
 
@@ -284,6 +289,7 @@ def _empty_profile() -> dict[str, Any]:
     return {
         **_PROFILE_DEFAULTS,
         "preferred_location_id": None,
+        "staff_notes": "",
         "terms_accepted_at": None,
         "created_at": None,
         "updated_at": None,
@@ -304,6 +310,7 @@ async def get_client(client_id: int) -> dict[str, Any]:
         await ClientProfile.select(
             *_profile_columns(),
             ClientProfile.preferred_location.as_alias("preferred_location_id"),
+            ClientProfile.staff_notes,
             ClientProfile.terms_accepted_at,
             ClientProfile.created_at,
             ClientProfile.updated_at,
@@ -369,6 +376,7 @@ def profile_form(client: dict[str, Any]) -> dict[str, Any]:
         str(client["preferred_location_id"]) if client["preferred_location_id"] else ""
     )
     form["email_reminders"] = "on" if client["email_reminders"] else ""
+    form["marketing_consent"] = "on" if client["marketing_consent"] else ""
     return form
 
 

@@ -23,6 +23,10 @@ class ClientProfile(Table, tablename="client_profile"):
     emergency_contact_name = Varchar(length=120, default="")
     emergency_contact_phone = Varchar(length=40, default="")
     email_reminders = Boolean(default=True)
+    # Whether the client agreed to marketing email (the client's choice; staff record it).
+    marketing_consent = Boolean(default=False)
+    # What staff should know about the client (not clinical notes); staff only.
+    staff_notes = Text(default="")
     preferred_location = ForeignKey(
         references=Location, on_delete=OnDelete.set_null, null=True, default=None, index=True
     )

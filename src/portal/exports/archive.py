@@ -249,8 +249,9 @@ async def _client_batches(scope: Scope, lookups: Lookups) -> AsyncIterator[list[
                     profile.get("address", ""),
                     profile.get("emergency_contact_name", ""),
                     profile.get("emergency_contact_phone", ""),
-                    "",  # marketing consent: the portal records none
-                    "",  # staff notes about a client: the portal keeps none
+                    "yes" if profile.get("marketing_consent") else "no",
+                    # Notes for staff: in the owner's archive when notes are chosen.
+                    profile.get("staff_notes", "") if scope.notes and not scope.own else "",
                     str(user["id"]),
                 ]
             )
@@ -743,6 +744,8 @@ into a new portal as it is.
 Money: decimal amounts in the currency's units (1234.50) beside a currency
 column. value_left is the net value of the sessions not used yet (the
 package liability); price_paid is what the client paid, tax included.
+clients.csv: marketing_consent is yes or no; staff_notes (what staff noted
+about the client) is filled only in an archive that includes notes.
 Dates: ISO (YYYY-MM-DD), the location's local date.
 Times: ISO 8601 in the location's own time zone with its UTC offset
 (2026-03-08T09:30:00-07:00); the timezone column names the zone.

@@ -408,7 +408,7 @@ async def _record(
     if batch_id is None or not rows:
         return
     extra = extra or {}
-    blank = {"external_id": "", "marketing_consent": "", "staff_notes": ""}
+    blank = {"external_id": "", "marketing_consent": "", "staff_notes": ""}  # on the profile
     await db.insert_rows(
         ImportRow,
         [
@@ -582,15 +582,7 @@ class _Clients(_Importer):
                     self.kind,
                     self.location_id,
                     [(fp, r) for fp, r, _ in parsed],
-                    {
-                        r.line: {
-                            "external_id": row.external_id,
-                            "marketing_consent": "yes" if row.marketing_consent else "no",
-                            "staff_notes": row.staff_notes,
-                        }
-                        for _, r, row in parsed
-                        if row is not None
-                    },
+                    {r.line: {"external_id": row.external_id} for _, r, row in parsed if row},
                 )
         return [r for _, r, _ in parsed]
 
@@ -620,6 +612,7 @@ class _Clients(_Importer):
                     "emergency_contact_name": row.emergency_contact_name,
                     "emergency_contact_phone": row.emergency_contact_phone,
                     "email_reminders": not row.placeholder_email,
+                    "marketing_consent": row.marketing_consent, "staff_notes": row.staff_notes,
                     "preferred_location": self.location_id, "terms_accepted_at": None,
                     "created_at": now, "updated_at": now,
                 }
@@ -675,8 +668,8 @@ class _Balances(_Importer):
             raise BadValue("no sessions left")
         total = parse_count(values.get("sessions_total") or str(left), "Total sessions")
         value = parse_cents(values.get("value_left", ""))
+        paid = parse_cents(values.get("price_paid", ""))
         if value is None:
-            paid = parse_cents(values.get("price_paid", ""))
             if paid is None:
                 raise BadValue("neither the value left nor the price paid is given")
             value = paid * left // max(total, left)
@@ -701,6 +694,7 @@ class _Balances(_Importer):
             service_name=str(package["service_name"]) if package else str(service["name"]),  # type: ignore[index]
             session_values=sales.split_value(value, left),
             sessions_total=max(total, left),
+            price_paid=paid,
             purchased_at=datetime.combine(purchased, time(12), zone).astimezone(UTC)
             if purchased
             else at,
@@ -749,8 +743,9 @@ async def journal_batch(batch_id: int) -> None:
     """One journal entry per location and currency for a batch's balances (keyed by
     the batch: written once, however often the batch is finished)."""
     rows = await ImportRow.raw(
-        "SELECT s.location AS location, s.currency AS currency, SUM(s.total_cents) AS cents "
+        "SELECT s.location AS location, s.currency AS currency, SUM(c.value_cents) AS cents "
         "FROM import_row r JOIN sale s ON s.id = r.entity_id "
+        "JOIN sale_session c ON c.sale = s.id "
         "WHERE r.batch = {} AND r.outcome = 'created' GROUP BY 1, 2",
         batch_id,
     ).run()

@@ -44,9 +44,9 @@ class ImportRow(Table, tablename="import_row"):
     rejected (``reason``). ``fingerprint``: SHA-256 of the row's mapped values
     with the kind and location, so a row imported once is not imported again.
     ``data``: the row as read (JSON), for the rejected rows' report.
-    ``external_id``, ``marketing_consent`` and ``staff_notes`` keep what a
-    client's row had beyond the profile (the other system's id links balances
-    and appointments to the client).
+    ``external_id`` keeps the other system's id of a client's row (it links
+    balances and appointments to the client). ``marketing_consent`` and
+    ``staff_notes`` are no longer written: the client's profile holds them.
     """
 
     id: Serial

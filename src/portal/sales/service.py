@@ -730,9 +730,16 @@ class ImportedBalance:
     service_name: str
     session_values: list[int]  # the value of each remaining session, in cents
     sessions_total: int
+    # What the client paid for the whole package, when the row says (else the value left).
+    price_paid: int | None
     purchased_at: datetime
     valid_until: datetime | None
     request_key: str  # the import row's fingerprint: the same row never opens twice
+
+    @property
+    def paid(self) -> int:
+        """The sale's price: the price paid, or the value left when the row gives none."""
+        return sum(self.session_values) if self.price_paid is None else self.price_paid
 
 
 def split_value(value: int, sessions: int) -> list[int]:
@@ -757,9 +764,9 @@ async def open_imported(balances: Sequence[ImportedBalance], at: datetime) -> li
                 "service_name": b.service_name, "item_name": b.item_name[:160],
                 "sessions_total": b.sessions_total,
                 "validity_days": max((b.valid_until - at).days, 0) if b.valid_until else 0,
-                "currency": b.currency, "price_cents": sum(b.session_values),
-                "unit_list_price_cents": None, "net_cents": sum(b.session_values),
-                "tax_cents": 0, "total_cents": sum(b.session_values), "tax_rate_bp": 0,
+                "currency": b.currency, "price_cents": b.paid,
+                "unit_list_price_cents": None, "net_cents": b.paid,
+                "tax_cents": 0, "total_cents": b.paid, "tax_rate_bp": 0,
                 "prices_include_tax": False,
                 "terms": json.dumps(
                     {
