@@ -79,6 +79,24 @@ def write_files(directory: Path, rows: int) -> tuple[Path, Path]:
     return clients, balances
 
 
+async def server_cpu_seconds() -> float:
+    """CPU time used so far by this database's server processes (PostgreSQL on this
+    machine: /proc), so that a run on a shared machine says what it cost as well as how
+    long it took."""
+    rows = await Service.raw(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+    ).run()
+    ticks = 0
+    for row in rows:
+        try:
+            stat = Path(f"/proc/{row['pid']}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 async def reset(url: str) -> None:
     """The database emptied and migrated (``bench/generate.py``'s reset), with a pool."""
     await generate.reset(url)
@@ -100,12 +118,17 @@ async def timed(kind: str, path: Path, location_id: int) -> dict[str, Any]:
         if done % 20000 < imports.CHUNK_ROWS:
             print(f"  {kind}: {done}/{total}, {now / 1024:.0f} MiB", flush=True)
 
+    load = os.getloadavg()[0]
+    server = await server_cpu_seconds()
+    cpu = time.process_time()
     started = time.perf_counter()
     with progress.listening(listener):
         summary = await imports.run_import(
             kind, sheet, location_id=location_id, mapping=mapping, actor=None, order="dmy"
         )
     seconds = time.perf_counter() - started
+    cpu = time.process_time() - cpu
+    server = await server_cpu_seconds() - server
     quarter = samples[len(samples) // 4] if samples else baseline
     return {
         "kind": kind,
@@ -114,6 +137,9 @@ async def timed(kind: str, path: Path, location_id: int) -> dict[str, Any]:
         "rejected": summary.rejected,
         "seconds": round(seconds, 1),
         "rows_per_second": round(summary.total / seconds),
+        "python_cpu_seconds": round(cpu, 1),
+        "postgres_cpu_seconds": round(server, 1),
+        "load_average": f"{load:.1f} -> {os.getloadavg()[0]:.1f}",
         "rss_before_mib": round(baseline / 1024),
         "rss_at_quarter_mib": round(quarter / 1024),
         "rss_peak_mib": round(peak / 1024),

@@ -39,6 +39,21 @@ async def run(kind: str, path: Path | str, location_id: int, **options) -> impor
     )
 
 
+def dies_at(monkeypatch, importer: type, call: int, error: str = "the worker died") -> None:
+    """The ``importer``'s run stops (``RuntimeError``) at its ``call``-th chunk, as when
+    its process is killed; ``monkeypatch.undo`` ends that."""
+    original, calls = importer.chunk, 0
+
+    async def dying(self, rows, batch_id):
+        nonlocal calls
+        calls += 1
+        if calls == call:
+            raise RuntimeError(error)
+        return await original(self, rows, batch_id)
+
+    monkeypatch.setattr(importer, "chunk", dying)
+
+
 async def deferred(location_id: int) -> int:
     return await ledger.balance("deferred_revenue", location_id=location_id)
 
@@ -54,4 +69,4 @@ async def outstanding_credit_value(location_id: int) -> int:
     return sum(int(r["value_cents"]) for r in rows)
 
 
-__all__ = ["FILES", "deferred", "london", "massage", "outstanding_credit_value", "run"]
+__all__ = ["FILES", "deferred", "dies_at", "london", "massage", "outstanding_credit_value", "run"]

@@ -15,7 +15,15 @@ from portal.imports.tables import ImportBatch
 from portal.sales import service as sales
 from portal.sales.tables import Sale, SaleSession
 from tests import factories
-from tests.imports.helpers import FILES, deferred, london, massage, outstanding_credit_value, run
+from tests.imports.helpers import (
+    FILES,
+    deferred,
+    dies_at,
+    london,
+    massage,
+    outstanding_credit_value,
+    run,
+)
 
 pytestmark = pytest.mark.usefixtures("liability_equals_the_credits_owed")
 
@@ -134,7 +142,7 @@ async def test_liability_report_says_what_came_from_the_import(db):
     loc = await london()
     await massage()
     await run("clients", FILES / "clients_cp1252_semicolon.csv", loc)
-    await run("balances", FILES / "balances.csv", loc)
+    balances = await run("balances", FILES / "balances.csv", loc)
     today = utcnow().date()
     f = Filters(
         locations=(
@@ -146,6 +154,24 @@ async def test_liability_report_says_what_came_from_the_import(db):
     assert row.imported == row.sold == row.closing == 15000 + 9999
     assert row.sold_sessions == row.closing_sessions == 5
     assert row.balanced
+    # The imported part drills down to the sales the import opened, with its batch.
+    page = await liability.liability_sales(f, f.locations[0], "imported")
+    assert sorted((r.amount, r.sessions) for r in page.rows) == [(9999, 2), (15000, 3)]
+    assert sum(r.amount for r in page.rows) == row.imported
+    assert {r.batch for r in page.rows} == {balances.batch_id}
+    assert {r.sale_id for r in page.rows} == {
+        int(s["id"]) for s in await Sale.select(Sale.id).run()
+    }
+    one = await liability.liability_sales(f, f.locations[0], "imported", batch=balances.batch_id)
+    assert one.rows == page.rows
+    assert (await liability.liability_sales(f, f.locations[0], "imported", batch=-1)).rows == []
+    # A second location's report has no share of it.
+    other = Loc(id=await factories.make_location(slug="leeds"), name="Leeds", slug="leeds",
+                timezone="Europe/London", currency="GBP")  # fmt: skip
+    assert (await liability.liability_sales(f, other, "imported")).rows == []
+    # Undone: nothing imported is left to show.
+    await imports.undo(None, balances.batch_id)
+    assert (await liability.liability_sales(f, f.locations[0], "imported")).rows == []
 
 
 async def test_undo_takes_the_batch_back_while_unused(db):
@@ -184,22 +210,12 @@ async def test_undo_refused_once_a_credit_is_used(db):
 async def test_a_stopped_run_resumes_where_it_stopped(db, monkeypatch):
     loc = await london()
     monkeypatch.setattr(imports, "CHUNK_ROWS", 2)
-    calls = 0
-    original = imports._Clients.chunk
-
-    async def dying(self, rows, batch_id):
-        nonlocal calls
-        calls += 1
-        if calls == 2:
-            raise RuntimeError("the worker died")
-        return await original(self, rows, batch_id)
-
-    monkeypatch.setattr(imports._Clients, "chunk", dying)
+    dies_at(monkeypatch, imports._Clients, 2)
     with pytest.raises(RuntimeError):
         await run("clients", FILES / "clients_cp1252_semicolon.csv", loc)
     (batch,) = await ImportBatch.select().run()
     assert batch["status"] == imports.INCOMPLETE and batch["rows_done"] == 2
-    monkeypatch.setattr(imports._Clients, "chunk", original)
+    monkeypatch.undo()
     summary = await run("clients", FILES / "clients_cp1252_semicolon.csv", loc)
     assert summary.batch_id == batch["id"]
     assert (summary.created, summary.matched, summary.rejected) == (3, 1, 2)

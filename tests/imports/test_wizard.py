@@ -161,3 +161,102 @@ async def test_a_manager_imports_only_into_their_locations(db, manager_client, l
     }
     forbidden = await factories.post_form(manager_client, "/imports/check", form)
     assert forbidden.status_code == 403
+
+
+async def test_an_import_stopped_part_way_resumes_from_its_page(db, owner_client, monkeypatch):
+    """A balances run whose worker was killed after its first chunk: the page shows it
+    stopped, Resume runs on from there, and nothing is imported twice."""
+    from datetime import timedelta
+
+    from portal.imports import reading
+    from portal.imports import service as imports
+    from portal.imports.layouts import BALANCES, guess_mapping
+    from portal.imports.tables import ImportRow
+    from portal.ledger.tables import JournalEntry
+    from portal.sales.tables import Sale
+    from portal.timeutil import utcnow
+    from tests.imports.helpers import deferred, dies_at, massage, owner_actor, run
+
+    loc = await london()
+    await massage()
+    await run("clients", FILES / "clients_cp1252_semicolon.csv", loc)
+    await factories.make_user("client", email="ann@example.test")
+    owner = await User.select(User.id).where(User.role == "owner").first().run()
+    staged = controllers._directory(None)
+    path = staged / imports.stage_file(
+        staged, "balances.csv", (FILES / "balances.csv").read_bytes()
+    )
+    sheet = reading.open_sheet(path)
+    batch_id = await imports.queue_batch(
+        owner_actor(owner["id"]), "balances", sheet, location_id=loc,
+        mapping=guess_mapping(BALANCES, sheet.headers), order="", filename="balances.csv",
+    )  # fmt: skip
+    monkeypatch.setattr(imports, "CHUNK_ROWS", 2)
+    dies_at(monkeypatch, imports._Balances, 2, "the worker was killed")
+    with pytest.raises(RuntimeError):
+        await imports.run_queued()
+    # A killed process marks nothing: the batch is left running, silent since.
+    await (
+        ImportBatch.update(
+            {
+                ImportBatch.status: imports.RUNNING,
+                ImportBatch.progress_at: utcnow() - imports.STALLED_AFTER - timedelta(minutes=1),
+            }
+        )
+        .where(ImportBatch.id == batch_id)
+        .run()
+    )
+    assert await Sale.count().run() == 2  # the first chunk's two balances
+    page = await owner_client.get(f"/imports/{batch_id}")
+    assert "Stopped part-way" in page.text and "stopped after 2 of 6 rows" in page.text
+    assert f'action="/imports/{batch_id}/resume"' in page.text
+
+    # (The run stopped at its second chunk only: the chunks after it go through.)
+    resumed = await factories.post_form(owner_client, f"/imports/{batch_id}/resume", {})
+    assert resumed.status_code == 303
+    page = await owner_client.get(f"/imports/{batch_id}")
+    assert '<dd id="result-created">2</dd>' in page.text
+    assert '<dd id="result-rejected">4</dd>' in page.text
+    assert "Resume this import" not in page.text
+    assert await Sale.count().run() == 2
+    lines = [
+        r["line"]
+        for r in await ImportRow.select(ImportRow.line).where(ImportRow.batch == batch_id).run()
+    ]
+    assert sorted(lines) == sorted(set(lines)) and len(lines) == 6
+    assert await deferred(loc) == 15000 + 9999
+    assert await JournalEntry.count().where(JournalEntry.kind == "opening_balance").run() == 1
+    assert await AuditLog.count().where(AuditLog.action == "import.resume").run() == 1
+    # A finished import does not resume.
+    again = await factories.post_form(owner_client, f"/imports/{batch_id}/resume", {})
+    assert again.status_code == 303
+    assert await AuditLog.count().where(AuditLog.action == "import.resume").run() == 1
+
+
+async def test_the_liability_report_drills_from_the_imported_part_to_the_import(db, owner_client):
+    from portal.sales.tables import Sale
+    from tests.imports.helpers import massage, run
+
+    loc = await london()
+    await massage()
+    await run("clients", FILES / "clients_cp1252_semicolon.csv", loc)
+    balances = await run("balances", FILES / "balances.csv", loc)
+    report = await owner_client.get("/reports/liability")
+    assert report.status_code == 200
+    link = re.search(
+        r'<small class="imported"><a href="([^"]+)"[^>]*>of which ([^<]+) imported', report.text
+    )
+    assert link and "249.99" in link.group(2), report.text
+    drill = await owner_client.get(link.group(1).replace("&amp;", "&"))
+    assert drill.status_code == 200
+    assert "of the" in drill.text and "249.99" in drill.text
+    for sale in await Sale.select(Sale.id).run():
+        assert f'href="/sales/{sale["id"]}"' in drill.text
+    assert drill.text.count(f'href="/imports/{balances.batch_id}"') == 2
+    # From the import's page to the same list, for that import only.
+    page = await owner_client.get(f"/imports/{balances.batch_id}")
+    mine = re.search(r'<a href="([^"]+)" id="imported-sales">', page.text)
+    assert mine, page.text
+    one = await owner_client.get(mine.group(1).replace("&amp;", "&"))
+    assert one.status_code == 200 and f"import #{balances.batch_id} opened" in one.text
+    assert one.text.count(f'href="/imports/{balances.batch_id}"') == 2

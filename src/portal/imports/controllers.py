@@ -10,6 +10,7 @@ a meta refresh without JavaScript).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,23 @@ async def _mappings(kind: str) -> list[str]:
         .run()
     )
     return [str(r["name"]) for r in rows]
+
+
+async def _run_queued(request: Request[Any, Any, Any], user: SignedIn, batch_id: int) -> Redirect:
+    """The queued batches handed to the worker (or run here when none runs); to the batch."""
+    queue = request.app.state.get("jobs_queue")
+    if queue is not None:
+        with contextlib.suppress(Exception):  # already waiting: it takes this batch too
+            await queue.configure_task("portal.imports", queueing_lock="imports").defer_async(
+                requested_by=user.id
+            )
+    else:
+        await imports.run_queued()
+    return redirect(
+        request,
+        reverse(request, "import_batch", batch_id=batch_id),
+        "The import is under way." if queue is not None else "The import has run.",
+    )
 
 
 class ImportsController(Controller):
@@ -215,19 +233,7 @@ class ImportsController(Controller):
             order=single.get("date_order") or "dmy", filename=single.get("filename", ""),
             address=client_address,
         )  # fmt: skip
-        queue = request.app.state.get("jobs_queue")
-        if queue is not None:
-            with contextlib.suppress(Exception):  # already waiting: it takes this batch too
-                await queue.configure_task("portal.imports", queueing_lock="imports").defer_async(
-                    requested_by=user.id
-                )
-        else:
-            await imports.run_queued()
-        return redirect(
-            request,
-            reverse(request, "import_batch", batch_id=batch_id),
-            "The import is under way." if queue is not None else "The import has run.",
-        )
+        return await _run_queued(request, user, batch_id)
 
     @get("/{batch_id:int}", name="import_batch")
     async def batch(
@@ -269,13 +275,39 @@ class ImportsController(Controller):
         client_address: Address,
         batch_id: FromPath[int],
     ) -> Redirect:
-        await imports.get_batch_for(user, batch_id, write=True)
         url = reverse(request, "import_batch", batch_id=batch_id)
-        try:
-            await imports.undo(user, batch_id, address=client_address)
-        except Conflict as exc:
-            return redirect(request, url, exc.detail, "error")
-        return redirect(request, url, "The import has been undone.")
+        refused = await _act(request, user, batch_id, imports.undo, client_address)
+        return refused or redirect(request, url, "The import has been undone.")
+
+    @post("/{batch_id:int}/resume", name="import_resume")
+    async def resume(
+        self,
+        request: Request[Any, Any, Any],
+        user: SignedIn,
+        client_address: Address,
+        batch_id: FromPath[int],
+    ) -> Redirect:
+        """A batch that stopped part-way runs on from where it stopped."""
+        refused = await _act(request, user, batch_id, imports.resume, client_address)
+        return refused or await _run_queued(request, user, batch_id)
+
+
+async def _act(
+    request: Request[Any, Any, Any],
+    user: SignedIn,
+    batch_id: int,
+    act: Callable[..., Awaitable[None]],
+    address: str,
+) -> Redirect | None:
+    """Undo or resume a batch of a location the user manages; when refused, back to the
+    batch's page with the reason."""
+    await imports.get_batch_for(user, batch_id, write=True)
+    try:
+        await act(user, batch_id, address=address)
+    except Conflict as exc:
+        url = reverse(request, "import_batch", batch_id=batch_id)
+        return redirect(request, url, exc.detail, "error")
+    return None
 
 
 ROUTES = [ImportsController]

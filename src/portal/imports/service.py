@@ -72,6 +72,9 @@ if TYPE_CHECKING:
 CHUNK_ROWS = int(os.environ.get("IMPORT_CHUNK_ROWS", "500"))
 # A large file's lookups stay on their indexes: statistics refreshed this often.
 ANALYZE_EVERY_ROWS = 20_000
+# A running batch writes its progress after every chunk; one silent this long has
+# stopped (its process was killed) and may be resumed or undone.
+STALLED_AFTER = timedelta(minutes=5)
 QUEUED = "queued"  # confirmed in the wizard, waiting for the job worker
 RUNNING = "running"
 COMPLETE = "complete"
@@ -220,8 +223,10 @@ async def run_import(
     order: str | None = None,
     dry_run: bool = False,
     filename: str = "",
+    batch_id: int | None = None,
 ) -> Summary:
-    """Import (or, ``dry_run``, classify) every row of ``sheet``. Raises ``Invalid`` for a
+    """Import (or, ``dry_run``, classify) every row of ``sheet``; ``batch_id``: run that
+    queued or resumed batch, after the last line it recorded. Raises ``Invalid`` for a
     mapping that misses a required column and ``values.AmbiguousDates`` when the dates
     read both ways and ``order`` does not say which."""
     layout = layout_of(kind)
@@ -237,12 +242,13 @@ async def run_import(
         columns=[c for c in layout.headers if c in mapping],
     )  # fmt: skip
     total = sum(1 for _ in sheet.rows())
-    batch_id, done_lines = (None, set[int]())
+    done_lines = set[int]()
     if not dry_run:
         batch_id, done_lines = await _open_batch(
-            kind, location_id, sheet, mapping, order, actor, filename, total
+            kind, location_id, sheet, mapping, order, actor, filename, total, batch_id
         )
         summary.batch_id = batch_id
+        importer.resumed = bool(done_lines)
     try:
         await _run_chunks(importer, summary, sheet, mapping, batch_id, done_lines, total, layout)
     except BaseException:
@@ -281,7 +287,9 @@ async def _run_chunks(
                 summary.count(result)
             if batch_id is not None:
                 await (
-                    ImportBatch.update({ImportBatch.rows_done: done})
+                    ImportBatch.update(
+                        {ImportBatch.rows_done: done, ImportBatch.progress_at: utcnow()}
+                    )
                     .where(ImportBatch.id == batch_id)
                     .run()
                 )
@@ -304,24 +312,27 @@ async def _open_batch(
     actor: CurrentUser | None,
     filename: str,
     total: int,
+    batch_id: int | None,
 ) -> tuple[int, set[int]]:
-    """A new batch, or the unfinished one of the same file (resumed after its last
-    recorded line)."""
-    digest = file_hash(sheet.path, kind, location_id, mapping)
-    earlier = (
-        await ImportBatch.select(ImportBatch.id)
-        .where(
-            (ImportBatch.file_hash == digest)
-            & ImportBatch.status.is_in([QUEUED, RUNNING, INCOMPLETE])
+    """The batch ``batch_id`` (queued or resumed), else the unfinished one of the same file,
+    else a new one; with the lines it has already recorded (the run goes on after them)."""
+    if batch_id is None:
+        await mark_stalled()
+        digest = file_hash(sheet.path, kind, location_id, mapping)
+        earlier = (
+            await ImportBatch.select(ImportBatch.id)
+            .where(
+                (ImportBatch.file_hash == digest)
+                & ImportBatch.status.is_in([QUEUED, RUNNING, INCOMPLETE])
+            )
+            .order_by(ImportBatch.id, ascending=False)
+            .first()
+            .run()
         )
-        .order_by(ImportBatch.id, ascending=False)
-        .first()
-        .run()
-    )
-    if earlier is not None:
-        batch_id = int(earlier["id"])
+        batch_id = None if earlier is None else int(earlier["id"])
+    if batch_id is not None:
         await (
-            ImportBatch.update({ImportBatch.status: RUNNING})
+            ImportBatch.update({ImportBatch.status: RUNNING, ImportBatch.progress_at: utcnow()})
             .where(ImportBatch.id == batch_id)
             .run()
         )
@@ -333,7 +344,7 @@ async def _open_batch(
                 kind=kind, location=location_id, filename=(filename or sheet.path.name)[:255],
                 file_hash=digest, mapping=json.dumps(mapping), date_order=order,
                 status=RUNNING, rows_total=total, created_by=actor.id if actor else None,
-                created_at=utcnow(),
+                created_at=utcnow(), progress_at=utcnow(),
             )
         )  # fmt: skip
         await audit.record(actor, "import.start", "import_batch", batch_id, after={"kind": kind})
@@ -382,6 +393,29 @@ async def mark_incomplete(batch_id: int) -> None:
     )
 
 
+def stalled(batch: dict[str, Any]) -> bool:
+    """Whether a batch is running without having written progress for :data:`STALLED_AFTER`."""
+    last = batch["progress_at"] or batch["created_at"]
+    return batch["status"] == RUNNING and last < utcnow() - STALLED_AFTER
+
+
+async def mark_stalled() -> None:
+    """Running batches that have written no progress for :data:`STALLED_AFTER` (their
+    process was killed: nothing else marked them) are incomplete."""
+    cutoff = utcnow() - STALLED_AFTER
+    await (
+        ImportBatch.update({ImportBatch.status: INCOMPLETE})
+        .where(
+            (ImportBatch.status == RUNNING)
+            & (
+                (ImportBatch.progress_at < cutoff)
+                | (ImportBatch.progress_at.is_null() & (ImportBatch.created_at < cutoff))
+            )
+        )
+        .run()
+    )
+
+
 async def _already_imported(fingerprints: list[str]) -> dict[str, int | None]:
     """Fingerprint → record of rows a batch not undone created or matched."""
     if not fingerprints:
@@ -415,7 +449,8 @@ async def _record(
             {
                 "batch": batch_id, "line": r.line, "fingerprint": fp, "outcome": r.outcome,
                 "reason": r.reason, "entity": ENTITY[kind], "entity_id": r.entity_id,
-                "data": json.dumps(r.data, ensure_ascii=False),
+                # The row itself only for the rejected rows' report.
+                "data": json.dumps(r.data, ensure_ascii=False) if r.outcome == REJECTED else "{}",
                 **blank, **extra.get(r.line, {}),
             }
             for fp, r in rows
@@ -426,6 +461,7 @@ async def _record(
 class _Importer:
     kind = ""
     actor: CurrentUser | None = None
+    resumed = False  # the run goes on after the lines an earlier run of its batch recorded
     chunk_in_one_transaction = False
     # The tables a chunk's lookups read, whose statistics a large file makes stale.
     looked_up: tuple[type[Table], ...] = (ImportRow,)
@@ -998,6 +1034,37 @@ class _Appointments(_Importer):
             _Planned(line, b.therapist_id, b.room_id or free[0], b.start, until)
         )
 
+    async def booked_before(self, b: _Booking) -> int | None:
+        """The appointment an earlier run of this batch booked for this row and stopped
+        before recording (each row is booked in its own transaction): the same client,
+        therapist and start, booked by the same member of staff, that no import row
+        names. Resuming takes it as the row's instead of booking it again."""
+        from portal.bookings.states import BOOKED
+        from portal.bookings.tables import Appointment
+
+        assert self.actor is not None
+        rows = (
+            await Appointment.select(Appointment.id)
+            .where(
+                (Appointment.client == b.client_id)
+                & (Appointment.therapist == b.therapist_id)
+                & (Appointment.location == b.location_id)
+                & (Appointment.start_at == b.start)
+                & (Appointment.status == BOOKED)
+                & (Appointment.booked_by == self.actor.id)
+            )
+            .run()
+        )
+        for row in rows:
+            recorded = (
+                await ImportRow.exists()
+                .where((ImportRow.entity == "appointment") & (ImportRow.entity_id == row["id"]))
+                .run()
+            )
+            if not recorded:
+                return int(row["id"])
+        return None
+
     async def book(self, b: _Booking) -> int:
         """The appointment booked; ``BadValue`` says why not."""
         from portal.bookings.booking import SlotTaken, book
@@ -1005,6 +1072,8 @@ class _Appointments(_Importer):
 
         if self.actor is None:
             raise BadValue("appointments are booked in the name of a member of staff")
+        if self.resumed and (earlier := await self.booked_before(b)) is not None:
+            return earlier
         try:
             return await book(
                 self.actor, client_id=b.client_id, location_id=b.location_id,
@@ -1209,6 +1278,7 @@ async def undo(actor: CurrentUser | None, batch_id: int, *, address: str = "") -
     sales taken back through ``portal.sales`` with their journal entries reversed, its
     appointments cancelled (the credits they held come back). Refused (``Conflict``)
     once any of them has been used."""
+    await mark_stalled()
     async with db.transaction():
         await db.lock_row(ImportBatch, batch_id)
         batch = await get_batch(batch_id)
@@ -1234,6 +1304,41 @@ async def undo(actor: CurrentUser | None, batch_id: int, *, address: str = "") -
             before={"status": batch["status"], "created": len(created)},
             after={"status": UNDONE}, address=address,
         )  # fmt: skip
+
+
+async def resume(actor: CurrentUser, batch_id: int, *, address: str = "") -> None:
+    """Queue a batch that stopped part-way to run again from where it stopped (the lines
+    it recorded are not read again, so nothing is imported twice); audited. Refused
+    (``Conflict``) unless it stopped, or when its file is no longer kept."""
+    await mark_stalled()
+    async with db.transaction():
+        await db.lock_row(ImportBatch, batch_id)
+        batch = await get_batch(batch_id)
+        access.ensure_write(actor, int(batch["location"]))
+        if batch["status"] != INCOMPLETE:
+            raise Conflict("Only an import that stopped part-way can be resumed.")
+        if not resumable(batch):
+            raise Conflict(
+                "The file of this import is no longer kept: undo it, or import the file "
+                "again (the rows already imported are matched, not imported twice)."
+            )
+        await (
+            ImportBatch.update({ImportBatch.status: QUEUED}).where(ImportBatch.id == batch_id).run()
+        )
+        await audit.record(
+            actor, "import.resume", "import_batch", batch_id,
+            before={"status": INCOMPLETE, "rows_done": batch["rows_done"]},
+            after={"status": QUEUED}, address=address,
+        )  # fmt: skip
+
+
+def resumable(batch: dict[str, Any]) -> bool:
+    """Whether a stopped batch can run again: its uploaded file is still kept."""
+    return (
+        batch["status"] == INCOMPLETE
+        and bool(batch["stored_path"])
+        and (Path(str(batch["stored_path"])).is_file())
+    )
 
 
 # -- the wizard's files and queued batches ---------------------------------------------
@@ -1347,6 +1452,7 @@ async def run_queued() -> list[Summary]:
                 str(batch["kind"]), sheet, location_id=int(batch["location"]),
                 mapping=json.loads(batch["mapping"]), actor=actor,
                 order=str(batch["date_order"]) or None, filename=str(batch["filename"]),
+                batch_id=int(batch["id"]),
             )
         )  # fmt: skip
 
@@ -1362,6 +1468,9 @@ async def batches_for(actor: CurrentUser, limit: int = 30) -> list[dict[str, Any
     rows: list[dict[str, Any]] = (
         await query.order_by(ImportBatch.id, ascending=False).limit(limit).run()
     )
+    if any(stalled(r) for r in rows):
+        await mark_stalled()
+        return await batches_for(actor, limit)
     return rows
 
 
@@ -1370,6 +1479,10 @@ async def get_batch_for(
 ) -> dict[str, Any]:
     batch = await get_batch(batch_id)
     (access.ensure_write if write else access.ensure_read)(actor, int(batch["location"]))
+    if stalled(batch):
+        await mark_stalled()
+        batch = await get_batch(batch_id)
+    batch["resumable"] = resumable(batch)
     batch["counts"] = json.loads(batch["counts"] or "{}")
     batch["seconds_left"] = seconds_left(batch)
     return batch

@@ -8,8 +8,10 @@ from portal.locations.tables import Location
 class ImportBatch(Table, tablename="import_batch"):
     """One file imported (or being imported) into one location.
 
-    ``status``: running → complete, or incomplete (the run stopped part-way: it
-    resumes, or the batch is undone); complete or incomplete → undone.
+    ``status``: queued → running → complete, or incomplete (the run stopped
+    part-way: an error, or its process killed, seen as no progress for a while;
+    it resumes from where it stopped, or the batch is undone); incomplete →
+    queued (resumed); complete or incomplete → undone.
     ``file_hash`` (SHA-256 of the file with its kind, location and mapping) finds
     the same file imported again. ``counts``: JSON of created, matched, rejected.
     """
@@ -34,6 +36,8 @@ class ImportBatch(Table, tablename="import_batch"):
     undone_by = Integer(null=True, default=None)
     # The uploaded file, kept while the batch waits, runs or may resume.
     stored_path = Varchar(length=500, default="")
+    # When a run last wrote its progress: a running batch silent for long has stopped.
+    progress_at = Timestamptz(null=True, default=None)
 
 
 class ImportRow(Table, tablename="import_row"):
@@ -43,7 +47,7 @@ class ImportRow(Table, tablename="import_row"):
     existing record, or a row imported by an earlier batch: nothing new),
     rejected (``reason``). ``fingerprint``: SHA-256 of the row's mapped values
     with the kind and location, so a row imported once is not imported again.
-    ``data``: the row as read (JSON), for the rejected rows' report.
+    ``data``: a rejected row as read (JSON), for the rejected rows' report.
     ``external_id`` keeps the other system's id of a client's row (it links
     balances and appointments to the client). ``marketing_consent`` and
     ``staff_notes`` are no longer written: the client's profile holds them.

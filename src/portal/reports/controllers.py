@@ -575,7 +575,10 @@ class ReportController(Controller):
         location_id: FromPath[int],
         column: Annotated[str, QueryParameter(name="column")] = "closing",
         after: After = None,
+        batch: Annotated[int | None, QueryParameter(name="batch")] = None,
     ) -> Template:
+        """The sales behind one figure; ``column=imported``: the sales the period's imports
+        opened (``batch``: one import's), each with the import it came from."""
         user = current_user(request)
         ensure_location_access(user, location_id)
 
@@ -584,12 +587,12 @@ class ReportController(Controller):
             rows = await service.liability(
                 Filters(period=f.period, locations=(location,), params=f.params)
             )
-            page = await service.liability_sales(f, location, column, after=after)
+            page = await service.liability_sales(f, location, column, after=after, batch=batch)
             return {"location": location, "page": page, "figure": rows[0] if rows else None}
 
         return await _report(
             request, "liability", build, template="liability_sales",
-            context={"column": column, "location_id": location_id},
+            context={"column": column, "location_id": location_id, "batch": batch},
         )  # fmt: skip
 
     @get("/revenue", name="report_revenue")

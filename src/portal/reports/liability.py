@@ -19,6 +19,8 @@ from portal.reports.periods import bounds
 # Balances imported from another system (``portal.imports``) count as sold; the
 # ``imported`` figure says how much of it came from imports.
 IMPORTED_KINDS = ("opening_balance",)
+# The drill-down of the imported part of ``sold``: the sales each import opened.
+IMPORTED = "imported"
 SOLD_KINDS = ("sale_paid", *IMPORTED_KINDS)
 EXPIRED_KINDS = ("package_expired",)
 REFUNDED_KINDS = ("refund", "dispute_lost")
@@ -201,6 +203,7 @@ class DrillRow:
     amount: int
     sessions: int
     status: str
+    batch: int | None = None  # the import that opened the sale (the imported drill-down)
 
 
 @dataclass
@@ -212,14 +215,22 @@ class DrillPage:
 
 
 async def liability_sales(
-    f: Filters, location: Loc, column: str, *, after: str | None = None, limit: int = 50
+    f: Filters,
+    location: Loc,
+    column: str,
+    *,
+    after: str | None = None,
+    limit: int = 50,
+    batch: int | None = None,
 ) -> DrillPage:
     """The sales behind one liability figure, with each sale's share (keyset by sale id)."""
-    if column not in LIABILITY_COLUMNS:
+    if column not in (*LIABILITY_COLUMNS, IMPORTED):
         column = "closing"
     lo, hi = bounds(location.timezone, f.period)
     position = decode_cursor(after)
     after_id = position[1] if position is not None else 0
+    if column == IMPORTED:
+        return await _imported_sales(location, lo, hi, after_id, limit, batch)
     if column in ("opening", "closing"):
         moment = lo if column == "opening" else hi
         rows = await sql.fetch(
@@ -288,6 +299,17 @@ async def liability_sales(
             details[int(row["id"])] = row
         for row in await sql.fetch(session_sql.replace("__IDS__", ids), [*id_args, *session_args]):
             counts[int(row["sale_id"])] = sql.as_int(row["n"])
+    return _drill_page(column, rows, details, counts, location, more)
+
+
+def _drill_page(
+    column: str,
+    rows: list[dict[str, Any]],
+    details: dict[int, dict[str, Any]],
+    counts: dict[int, int],
+    location: Loc,
+    more: bool,
+) -> DrillPage:
     out = []
     for row in rows:
         sale_id = int(row["sale_id"]) if row["sale_id"] is not None else 0
@@ -301,7 +323,56 @@ async def liability_sales(
                 amount=sql.as_int(row["amount"]),
                 sessions=counts.get(sale_id, 0),
                 status=str(info.get("status", "")),
+                batch=int(row["batch"]) if row.get("batch") is not None else None,
             )
         )
     cursor = encode_cursor("sale", out[-1].sale_id) if more and out else None
     return DrillPage(column=column, rows=out, next_cursor=cursor)
+
+
+def _imported_batches(entries: list[dict[str, Any]]) -> list[int]:
+    """The imports whose opening-balance entries these are (``import:<batch>:…``)."""
+    found = set()
+    for entry in entries:
+        parts = str(entry["event_key"]).split(":")
+        if len(parts) >= 2 and parts[0] == "import" and parts[1].isdigit():
+            found.add(int(parts[1]))
+    return sorted(found)
+
+
+async def _imported_sales(
+    location: Loc, lo: Any, hi: Any, after_id: int, limit: int, batch: int | None
+) -> DrillPage:
+    """The imported part of ``sold``: the sales the imports of the period opened at the
+    location (or those of one import, whenever it ran), each with the value of the
+    credits it brought in and the import it came from. An import undone has no sales
+    left, and its entry and their reversal cancel out in the figure."""
+    kinds = _kinds(IMPORTED_KINDS)
+    if batch is None:
+        entries = await sql.fetch(
+            f"SELECT event_key FROM journal_entry WHERE kind IN {kinds} AND location = {{}} "
+            "AND occurred_at >= {} AND occurred_at < {}",
+            [location.id, lo, hi],
+        )
+        batches = _imported_batches(entries)
+    else:
+        batches = [batch]
+    if not batches:
+        return DrillPage(column=IMPORTED, rows=[], next_cursor=None)
+    ids, id_args = sql.in_list(batches)
+    rows = await sql.fetch(
+        "SELECT s.id AS sale_id, r.batch AS batch, SUM(c.value_cents) AS amount, "
+        "COUNT(c.id) AS n, s.item_name AS item, s.currency AS currency, s.status AS status, "
+        "u.email AS client FROM import_row r JOIN sale s ON s.id = r.entity_id "
+        "JOIN sale_session c ON c.sale = s.id JOIN app_user u ON u.id = s.client "
+        f"WHERE r.batch IN {ids} AND r.entity = 'sale' AND r.outcome = 'created' "
+        "AND s.location = {} AND s.id > {} "
+        "GROUP BY s.id, r.batch, s.item_name, s.currency, s.status, u.email "
+        "ORDER BY s.id LIMIT {}",
+        [*id_args, location.id, after_id, limit + 1],
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    details = {int(r["sale_id"]): r for r in rows}
+    counts = {int(r["sale_id"]): sql.as_int(r["n"]) for r in rows}
+    return _drill_page(IMPORTED, rows, details, counts, location, more)

@@ -17,10 +17,10 @@ class Sale(Table, tablename="sale"):
     """
 
     id: Serial
-    client = ForeignKey(references=User, on_delete=OnDelete.restrict, required=True, index=True)
-    location = ForeignKey(
-        references=Location, on_delete=OnDelete.restrict, required=True, index=True
-    )
+    # client, location and status are found through the indexes that start with them
+    # (sale_client_id, sale_location_id, sale_status_id; migrations).
+    client = ForeignKey(references=User, on_delete=OnDelete.restrict, required=True)
+    location = ForeignKey(references=Location, on_delete=OnDelete.restrict, required=True)
     package_id = Integer(required=True)
     price_version_id = Integer(required=True)
     price_is_override = Boolean(default=False)
@@ -39,7 +39,7 @@ class Sale(Table, tablename="sale"):
     prices_include_tax = Boolean(default=False)
     redeemable = Varchar(length=20, default="all_clinics")  # the package's rule when sold
     terms = Text(default="")  # the full snapshot as JSON, for receipts and audits
-    status = Varchar(length=20, required=True, index=True)
+    status = Varchar(length=20, required=True)
     channel = Varchar(length=20, required=True)  # online | front_desk
     payment_method = Varchar(length=20, default="card")  # card | cash | cheque | terminal
     sold_by = ForeignKey(references=User, on_delete=OnDelete.restrict, null=True)
@@ -68,7 +68,8 @@ class SaleSession(Table, tablename="sale_session"):
     """
 
     id: Serial
-    sale = ForeignKey(references=Sale, on_delete=OnDelete.restrict, required=True, index=True)
+    # Found through the unique (sale, position) index, sale_session_position.
+    sale = ForeignKey(references=Sale, on_delete=OnDelete.restrict, required=True)
     position = Integer(required=True)
     value_cents = BigInt(required=True)
     total_cents = BigInt(required=True)
