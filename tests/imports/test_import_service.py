@@ -11,7 +11,7 @@ from portal.clients.tables import ClientProfile
 from portal.errors import Conflict, Invalid
 from portal.imports import service as imports
 from portal.imports import values
-from portal.imports.tables import ImportBatch
+from portal.imports.tables import ImportBatch, ImportRow
 from portal.sales import service as sales
 from portal.sales.tables import Sale, SaleSession
 from tests import factories
@@ -58,6 +58,24 @@ async def test_clients_from_a_windows_file_with_duplicates_and_bad_rows(db):
     batch = await imports.get_batch(summary.batch_id)
     assert batch["status"] == imports.COMPLETE
     assert await AuditLog.count().where(AuditLog.action == "import.complete").run() == 1
+
+
+async def test_a_later_chunks_duplicate_is_matched_to_the_line_that_created_it(db, monkeypatch):
+    # Chunks of two rows: line 5 repeats line 2 (C1) two chunks later; the run keeps no
+    # keys of earlier chunks, it finds the client line 2 created in the database.
+    loc = await london()
+    monkeypatch.setattr(imports, "CHUNK_ROWS", 2)
+    summary = await run("clients", FILES / "clients_cp1252_semicolon.csv", loc)
+    assert (summary.created, summary.matched, summary.rejected) == (3, 1, 2)
+    (row,) = await ImportRow.select().where(ImportRow.line == 5).run()
+    zoe = await User.select(User.id).where(User.email == "zoe@example.test").first().run()
+    assert (row["outcome"], row["reason"], row["entity_id"]) == (
+        "matched",
+        "same client as line 2",
+        zoe["id"],
+    )
+    dry = await run("clients", FILES / "clients_cp1252_semicolon.csv", loc, dry_run=True)
+    assert dry.matched == 4  # all imported before; nothing new
 
 
 async def test_dry_run_counts_and_writes_nothing(db):

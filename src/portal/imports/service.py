@@ -507,8 +507,10 @@ class _Clients(_Importer):
 
     def __init__(self, location: dict[str, Any], order: str, dry_run: bool) -> None:
         super().__init__(location, order, dry_run)
-        # Keys of the rows seen so far in this file → the line that has them.
-        # (As the keys' hashes: a file of 200,000 clients holds 600,000 keys.)
+        # Keys of the rows seen so far → the line that has them (as the keys' hashes).
+        # A dry run keeps the whole file's (it writes nothing the next chunk could
+        # find); a run only its chunk's: the clients of earlier chunks are in the
+        # database by then, so memory stays flat however long the file.
         self.seen: dict[int, int] = {}
 
     def parse(self, values: dict[str, str], fp: str) -> ClientRow:
@@ -593,6 +595,9 @@ class _Clients(_Importer):
                     result.outcome, result.reason = REJECTED, str(exc)
             parsed.append((fp, result, row))
         found = await self.existing([row for _, _, row in parsed if row is not None])
+        if batch_id is not None:
+            self.seen = {}
+        lines = await _lines_created(batch_id, set(found.values()))
         new: list[tuple[str, RowResult, ClientRow]] = []
         for _fp, result, row in parsed:
             if row is None:
@@ -602,7 +607,11 @@ class _Clients(_Importer):
             first = next((self.seen[hash(k)] for k in keys if hash(k) in self.seen), None)
             if match is not None:
                 result.entity_id = match[1]
-                result.reason = f"existing client (same {match[0].split(':')[0]})"
+                result.reason = (
+                    f"same client as line {lines[match[1]]}"
+                    if match[1] in lines
+                    else f"existing client (same {match[0].split(':')[0]})"
+                )
             elif first is not None:
                 result.reason = f"same client as line {first}"
             else:
@@ -655,6 +664,22 @@ class _Clients(_Importer):
                 for _, result, row in new
             ],
         )  # fmt: skip
+
+
+async def _lines_created(batch_id: int | None, entity_ids: set[int]) -> dict[int, int]:
+    """Record → the line of this batch's file that created it, among ``entity_ids``."""
+    if batch_id is None or not entity_ids:
+        return {}
+    rows = (
+        await ImportRow.select(ImportRow.entity_id, ImportRow.line)
+        .where(
+            (ImportRow.batch == batch_id)
+            & (ImportRow.outcome == CREATED)
+            & ImportRow.entity_id.is_in(sorted(entity_ids))
+        )
+        .run()
+    )
+    return {int(r["entity_id"]): int(r["line"]) for r in rows}
 
 
 # -- balances -----------------------------------------------------------------------
