@@ -5,7 +5,7 @@ from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.columns.column_types import Timestamptz
 from piccolo.columns.indexes import IndexMethod
 
-ID = "2026-12-08T10:00:05:000000"
+ID = "2026-12-09T09:00:01:000000"
 VERSION = "1.38.0"
 DESCRIPTION = "import progress at"
 
