@@ -192,3 +192,42 @@ async def test_the_room_a_row_names_is_the_room_booked(db, clinic, tmp_path):  #
         ("Room B", True),
         ("Room A", False),
     ]
+
+
+async def test_a_run_stopped_after_booking_resumes_without_booking_twice(
+    db, clinic, tmp_path, monkeypatch
+):  # noqa: F811
+    """Each appointment is booked in its own transaction: a run that stops after booking a
+    chunk but before recording it leaves appointments no row names. Resumed, it takes them
+    as its rows' instead of rejecting them as clashes with themselves."""
+    await (
+        Therapist.update({Therapist.email: "theresa@example.test"})
+        .where(Therapist.id == clinic.therapist_id)
+        .run()
+    )
+    day = (utcnow() + timedelta(days=10)).date()
+    path = appointments_file(
+        tmp_path,
+        (clinic.client.email, "theresa@example.test", f"{day:%Y-%m-%d} 10:00"),
+        (clinic.client.email, "theresa@example.test", f"{day:%Y-%m-%d} 12:00"),
+    )  # fmt: skip
+    record = imports._record
+
+    async def lost(batch_id, kind, *args, **kwargs):
+        raise RuntimeError("the worker was killed")
+
+    monkeypatch.setattr(imports, "_record", lost)
+    with pytest.raises(RuntimeError):
+        await run("appointments", path, clinic.location_id)
+    (batch,) = await ImportBatch.select().run()
+    assert batch["status"] == imports.INCOMPLETE
+    assert await Appointment.count().run() == 2  # booked, not recorded
+    monkeypatch.setattr(imports, "_record", record)
+    summary = await run("appointments", path, clinic.location_id)
+    assert summary.batch_id == batch["id"]
+    assert (summary.created, summary.rejected) == (2, 0), summary.failures
+    assert await Appointment.count().run() == 2
+    assert await SaleSession.count().where(SaleSession.state == "held").run() == 2
+    # Undo cancels both: they are the batch's.
+    await imports.undo(clinic.as_manager(), summary.batch_id)
+    assert await SaleSession.count().where(SaleSession.state == "held").run() == 0

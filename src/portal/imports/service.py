@@ -244,11 +244,10 @@ async def run_import(
     total = sum(1 for _ in sheet.rows())
     done_lines = set[int]()
     if not dry_run:
-        batch_id, done_lines = await _open_batch(
+        batch_id, done_lines, importer.resumed = await _open_batch(
             kind, location_id, sheet, mapping, order, actor, filename, total, batch_id
         )
         summary.batch_id = batch_id
-        importer.resumed = bool(done_lines)
     try:
         await _run_chunks(importer, summary, sheet, mapping, batch_id, done_lines, total, layout)
     except BaseException:
@@ -313,9 +312,10 @@ async def _open_batch(
     filename: str,
     total: int,
     batch_id: int | None,
-) -> tuple[int, set[int]]:
+) -> tuple[int, set[int], bool]:
     """The batch ``batch_id`` (queued or resumed), else the unfinished one of the same file,
-    else a new one; with the lines it has already recorded (the run goes on after them)."""
+    else a new one; with the lines it has already recorded (the run goes on after them)
+    and whether an earlier run of it had started."""
     if batch_id is None:
         await mark_stalled()
         digest = file_hash(sheet.path, kind, location_id, mapping)
@@ -331,13 +331,19 @@ async def _open_batch(
         )
         batch_id = None if earlier is None else int(earlier["id"])
     if batch_id is not None:
+        # A queued batch has no progress time until its first run starts.
+        ran = await (
+            ImportBatch.exists()
+            .where((ImportBatch.id == batch_id) & ImportBatch.progress_at.is_not_null())
+            .run()
+        )
         await (
             ImportBatch.update({ImportBatch.status: RUNNING, ImportBatch.progress_at: utcnow()})
             .where(ImportBatch.id == batch_id)
             .run()
         )
         lines = await ImportRow.select(ImportRow.line).where(ImportRow.batch == batch_id).run()
-        return batch_id, {int(r["line"]) for r in lines}
+        return batch_id, {int(r["line"]) for r in lines}, ran
     async with db.transaction():
         batch_id = await db.insert_row(
             ImportBatch(
@@ -348,7 +354,7 @@ async def _open_batch(
             )
         )  # fmt: skip
         await audit.record(actor, "import.start", "import_batch", batch_id, after={"kind": kind})
-    return batch_id, set()
+    return batch_id, set(), False
 
 
 async def _close_batch(batch_id: int, summary: Summary, actor: CurrentUser | None) -> Summary:
