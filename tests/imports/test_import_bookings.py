@@ -195,8 +195,11 @@ async def test_the_room_a_row_names_is_the_room_booked(db, clinic, tmp_path):  #
 
 
 async def test_a_run_stopped_after_booking_resumes_without_booking_twice(
-    db, clinic, tmp_path, monkeypatch
-):  # noqa: F811
+    db,
+    clinic,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
     """Each appointment is booked in its own transaction: a run that stops after booking a
     chunk but before recording it leaves appointments no row names. Resumed, it takes them
     as its rows' instead of rejecting them as clashes with themselves."""
