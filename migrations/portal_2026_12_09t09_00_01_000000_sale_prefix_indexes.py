@@ -7,7 +7,7 @@ of 200,000 balances writes a million credits) keeps one index fewer up to date."
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.engine import engine_finder
 
-ID = "2026-12-09T09:00:02:000000"
+ID = "2026-12-09T09:00:01:000000"
 VERSION = "1.38.0"
 DESCRIPTION = "sale prefix indexes"
 
