@@ -198,3 +198,52 @@ async def test_message_goes_through_the_outbox_signed_by_the_clinic_once(app, cl
     assert clinic_name in messages[0]["subject"] and clinic_name in messages[0]["body_text"]
     audit = await AuditLog.select().where(AuditLog.action == "message").run()
     assert len(audit) == 1 and audit[0]["entity_id"] == str(clinic.client.id)
+
+
+async def test_notes_for_staff_are_edited_on_the_record_and_never_overwrite_a_colleague(
+    app, clinic: Clinic
+):
+    path = f"/clients/{clinic.client.id}/staff-notes"
+    owner = await factories.make_user(OWNER)
+    async with _signed_in(app, clinic.manager) as first, _signed_in(app, owner) as second:
+        record = await first.get(f"/clients/{clinic.client.id}")
+        assert path in record.text
+        mine = await first.get(path)
+        theirs = await second.get(path)
+        assert mine.status_code == theirs.status_code == 200
+        seen = factories.input_value(mine.text, "seen") or ""
+        assert seen == ""
+        saved = await factories.post_form(
+            second, path, {"staff_notes": "Prefers the ground-floor room", "seen": seen}
+        )
+        assert saved.status_code == 303
+        # The manager opened the form before the owner saved: refused, both texts shown.
+        stale = await factories.post_form(
+            first, path, {"staff_notes": "Call before 10:00", "seen": seen}
+        )
+        assert stale.status_code == 422
+        assert "changed these notes" in (factories.field_error(stale.text, "staff_notes") or "")
+        assert "Prefers the ground-floor room" in stale.text and "Call before 10:00" in stale.text
+        fresh = factories.input_value(stale.text, "seen")
+        assert fresh == "Prefers the ground-floor room"
+        too_long = await factories.post_form(
+            first, path, {"staff_notes": "x" * 4001, "seen": fresh}
+        )
+        assert too_long.status_code == 422 and factories.field_error(too_long.text, "staff_notes")
+        done = await factories.post_form(
+            first,
+            path,
+            {"staff_notes": "Prefers the ground-floor room\r\nCall before 10:00", "seen": fresh},
+        )
+        assert done.status_code == 303
+        record = await first.get(f"/clients/{clinic.client.id}")
+    assert "Call before 10:00" in record.text
+    profile = (
+        await ClientProfile.select(ClientProfile.staff_notes)
+        .where(ClientProfile.user == clinic.client.id)
+        .first()
+    )
+    assert profile is not None
+    assert profile["staff_notes"] == "Prefers the ground-floor room\nCall before 10:00"
+    edits = await AuditLog.select().where(AuditLog.action == "edit_staff_notes").run()
+    assert [e["actor_id"] for e in edits] == [owner.id, clinic.manager.id]

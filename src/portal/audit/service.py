@@ -93,6 +93,7 @@ ACTION_LABELS = {
     "run_now": "Ran now",
     "remove_passkey": "Removed a passkey",
     "rename_passkey": "Renamed a passkey",
+    "edit_staff_notes": "Changed the notes for staff",
     "remove_totp": "Removed the authenticator app",
     "recovery_codes": "Made new recovery codes",
     "reset_two_step": "Reset two-step sign-in",

@@ -712,3 +712,60 @@ async def list_clients(
         row["timezone"] = profile.get("location_timezone") or ""
         row["intake"] = intakes.get(row["id"])
     return page
+
+
+STAFF_NOTES_MAX = 4000
+
+
+async def set_staff_notes(
+    actor: CurrentUser, client_id: int, notes: str, *, seen: str, address: str = ""
+) -> None:
+    """Replace what staff should know about the client (not clinical notes), audited.
+
+    ``seen`` is the text the editor started from: when another member of staff saved
+    different notes meanwhile, nothing is overwritten and ``Invalid`` says so (the
+    editor sees the current notes and theirs).
+    """
+    if actor.role not in (OWNER, MANAGER):
+        raise Forbidden("Only owners and managers keep notes for staff.")
+    await get_client_for(actor, client_id)
+    notes = notes.strip().replace("\r\n", "\n")
+    if len(notes) > STAFF_NOTES_MAX:
+        raise Invalid({"staff_notes": f"Use at most {STAFF_NOTES_MAX} characters."})
+    seen = seen.strip().replace("\r\n", "\n")
+    if notes == seen:
+        return
+    now = utcnow()
+    async with db.transaction():
+        # A client who never saved a profile has none yet: start an empty one.
+        await (
+            ClientProfile.insert(
+                ClientProfile(user=client_id, staff_notes="", created_at=now, updated_at=now)
+            )
+            .on_conflict(action="DO NOTHING")
+            .run()
+        )
+        changed = (
+            await ClientProfile.update(
+                {ClientProfile.staff_notes: notes, ClientProfile.updated_at: now}
+            )
+            .where((ClientProfile.user == client_id) & (ClientProfile.staff_notes == seen))
+            .returning(ClientProfile.id)
+            .run()
+        )
+        if not changed:
+            raise Invalid(
+                {
+                    "staff_notes": "Someone else changed these notes since you opened them. "
+                    "The notes now saved are shown above; add your change to them."
+                }
+            )
+        await audit.record(
+            actor,
+            "edit_staff_notes",
+            "client",
+            client_id,
+            before={"staff_notes": seen},
+            after={"staff_notes": notes},
+            address=address,
+        )

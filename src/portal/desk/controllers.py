@@ -128,6 +128,49 @@ class DeskController(Controller):
         deliver_later(response, settings, None if sent.repeated else sent.message_id)
         return response
 
+    @get("/{client_id:int}/staff-notes", name="client_staff_notes")
+    async def staff_notes_form(self, user: SignedIn, client_id: FromPath[int]) -> Template:
+        client = await clients.get_client_for(user, client_id)
+        return _staff_notes_page(client, {}, {})
+
+    @post("/{client_id:int}/staff-notes", name="client_staff_notes_save")
+    async def staff_notes_save(
+        self,
+        request: Request[Any, Any, Any],
+        user: SignedIn,
+        client_address: Address,
+        client_id: FromPath[int],
+    ) -> Response[Any]:
+        values, _ = await read_form(request)
+        try:
+            await clients.set_staff_notes(
+                user,
+                client_id,
+                values.get("staff_notes", ""),
+                seen=values.get("seen", ""),
+                address=client_address,
+            )
+        except Invalid as exc:
+            client = await clients.get_client_for(user, client_id)
+            return _staff_notes_page(client, values, exc.errors)
+        return redirect(
+            request,
+            reverse(request, "client_detail", client_id=client_id),
+            "Notes for staff saved.",
+        )
+
+
+def _staff_notes_page(
+    client: dict[str, Any], values: dict[str, Any], errors: dict[str, str]
+) -> Template:
+    """The notes as the editor left them, and what is saved now (to start from)."""
+    form = {"staff_notes": client["staff_notes"], **values, "seen": client["staff_notes"]}
+    return Template(
+        "desk/staff_notes.html",
+        context={"client": client, "form": form, "errors": errors},
+        status_code=422 if errors else 200,
+    )
+
 
 async def _new_client_page(
     user: CurrentUser, values: dict[str, Any], errors: dict[str, str]
