@@ -5,10 +5,11 @@
 * A worker killed (SIGKILL) in the middle of a job: another worker finds the
   job's worker silent, queues the job again and runs it; the job's effect
   happens once (each message sent at most once, each package expired and
-  journalled once, each appointment reminded once). Each job has many
-  times the items it must have done before the kill, so the kill lands in the
-  middle of the run with seconds to spare, and the second worker's share is
-  still most of the run.
+  journalled once, each appointment reminded once). The test holds one item
+  of the run (the mail server keeps that message's answer back, or the test
+  holds a lock on that package's or appointment's row), so the kill lands
+  in the middle of the run whatever the machine's speed: the items before it
+  done by the first worker, the held one cut, the rest left to the second.
 * The database cut (a TCP proxy stopped) under a running worker: it waits,
   reconnects when the database is back, and runs what was queued meanwhile.
 
@@ -24,15 +25,18 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import asyncpg
 import pytest
 from aiosmtpd.controller import Controller
+from piccolo.table import Table
 
 from portal.bookings.tables import Appointment
 from portal.email.tables import OutboxMessage
@@ -150,18 +154,28 @@ async def _defer(job: str) -> int:
     return job_id
 
 
-async def _kill_mid_run(job: str, env: dict[str, str], tmp_path: Path, at_least: int) -> None:
-    """Start a worker, let ``job`` get ``at_least`` items in, SIGKILL it, start another."""
+async def _kill_mid_run(
+    job: str,
+    env: dict[str, str],
+    tmp_path: Path,
+    held: contextlib.AbstractAsyncContextManager[Any],
+    stuck: Callable[[], Awaitable[bool]],
+    done_before: Callable[[], Awaitable[int]],
+    items_before: int,
+) -> None:
+    """Start a worker, let ``job`` run until ``held`` stops it at one item, SIGKILL it,
+    let the item go, start another.
+
+    ``stuck`` says the run is waiting on the held item; ``done_before`` counts the
+    items the first worker finished, which must be the ``items_before`` ahead of it.
+    """
     async with workers(env, tmp_path, 1) as (first,):
-        await _defer(job)
-
-        async def under_way() -> bool:
-            row = await JobRun.select().where(JobRun.job == job).first().run()
-            return row is not None and row["done"] >= at_least
-
-        await wait_until(under_way, 60, f"{job} under way")
-        first.kill()
-        await first.wait()
+        async with held:
+            await _defer(job)
+            await wait_until(stuck, 60, f"{job} under way, held at one item")
+            first.kill()
+            await first.wait()
+            assert await done_before() == items_before, "the first worker did what came before"
         [cut] = await JobRun.select().where(JobRun.job == job).run()
         assert cut["status"] == "running" and cut["done"] < cut["total"], cut
     async with workers(env, tmp_path, 1):
@@ -178,28 +192,73 @@ async def _kill_mid_run(job: str, env: dict[str, str], tmp_path: Path, at_least:
     assert runs[0]["queue_job_id"] == runs[1]["queue_job_id"]
 
 
-class SlowCollector:
-    """Accepts every message after a short pause, so a delivery run takes a while."""
+@contextlib.asynccontextmanager
+async def row_locked(table: type[Table], row_id: int) -> AsyncIterator[None]:
+    """A lock on one row, held in a transaction of the test's own until the block ends:
+    a job that writes that row waits there."""
+    conn = await asyncpg.connect(TEST_DATABASE_URL)
+    try:
+        async with conn.transaction():
+            await conn.execute(
+                f'SELECT 1 FROM "{table._meta.tablename}" WHERE id = $1 FOR UPDATE', row_id
+            )
+            yield
+    finally:
+        await conn.close()
 
-    def __init__(self) -> None:
+
+def waiting_on(table: type[Table]) -> Callable[[], Awaitable[bool]]:
+    """Whether a connection to the test database (the worker's) waits for a lock on a
+    row of ``table`` (the one the test holds)."""
+
+    async def waiting() -> bool:
+        rows = await JobRun.raw(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND query ~ ('\\m' || {} || '\\M')",
+            table._meta.tablename,
+        ).run()
+        return int(rows[0]["n"]) > 0
+
+    return waiting
+
+
+class HoldingCollector:
+    """Accepts every message, but holds back its answer to message number ``hold_at``
+    (counted from 0) until :meth:`release`."""
+
+    def __init__(self, hold_at: int) -> None:
         self.subjects: list[str] = []
+        self.hold_at = hold_at
+        self.holding = threading.Event()
+        self.released = threading.Event()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        await asyncio.sleep(0.01)
         for line in envelope.content.decode(errors="replace").splitlines():
             if line.startswith("Subject: "):
                 self.subjects.append(line[len("Subject: ") :])
+        if len(self.subjects) == self.hold_at + 1:
+            self.holding.set()
+            while not self.released.is_set():
+                await asyncio.sleep(0.02)
         return "250 OK"
+
+    @contextlib.asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            self.released.set()
 
 
 async def test_outbox_delivery_killed_mid_run_sends_each_message_at_most_once(pg, tmp_path):
 
-    collector = SlowCollector()
+    held_at = 10
+    collector = HoldingCollector(hold_at=held_at)
     port = free_port()
     controller = Controller(collector, hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        count = 300
+        count = 40
         created = utcnow() - timedelta(minutes=2)
         await OutboxMessage.insert(
             *[
@@ -214,7 +273,16 @@ async def test_outbox_delivery_killed_mid_run_sends_each_message_at_most_once(pg
         env = worker_env(
             tmp_path, SMTP_HOST="127.0.0.1", SMTP_PORT=str(port), SMTP_STARTTLS="false"
         )
-        await _kill_mid_run("outbox", env, tmp_path, at_least=20)
+
+        async def holding() -> bool:
+            return collector.holding.is_set()
+
+        async def sent_before() -> int:
+            return await OutboxMessage.count().where(OutboxMessage.status == "sent").run()
+
+        await _kill_mid_run(
+            "outbox", env, tmp_path, collector.held(), holding, sent_before, held_at
+        )
     finally:
         controller.stop()
     assert len(collector.subjects) == len(set(collector.subjects)), "a message was sent twice"
@@ -230,10 +298,18 @@ async def test_package_expiry_killed_mid_run_expires_each_package_once(pg, tmp_p
     lapsed = utcnow() - timedelta(hours=1)
     sale_ids = [
         await give_package(clinic.client.id, clinic.location_id, clinic.service_id, sessions=2)
-        for _ in range(600)
+        for _ in range(40)
     ]
     await Sale.update({Sale.valid_until: lapsed}).where(Sale.id.is_in(sale_ids)).run()
-    await _kill_mid_run("expire_packages", worker_env(tmp_path), tmp_path, at_least=10)
+    held_at = 10  # packages are expired in the order of their sale's id
+
+    async def expired_before() -> int:
+        return await JournalEntry.count().where(JournalEntry.kind == "package_expired").run()
+
+    await _kill_mid_run(
+        "expire_packages", worker_env(tmp_path), tmp_path,
+        row_locked(Sale, sorted(sale_ids)[held_at]), waiting_on(Sale), expired_before, held_at,
+    )  # fmt: skip
     left = (
         await SaleSession.count()
         .where(SaleSession.sale.is_in(sale_ids) & (SaleSession.state == "available"))
@@ -248,9 +324,9 @@ async def test_reminders_killed_mid_run_remind_each_appointment_once(pg, tmp_pat
     tomorrow = (datetime.now(NY) + timedelta(days=1)).date()
     first = h.wall_to_utc(tomorrow, 8 * 60, NY)
     now = utcnow()
-    count = 300
+    count = 40
     # One-minute appointments back to back (no booking rule is under test here).
-    await Appointment.insert(
+    ids = await Appointment.insert(
         *[
             Appointment(
                 client=clinic.client.id, therapist=clinic.therapist_id, room=clinic.rooms[0],
@@ -261,8 +337,20 @@ async def test_reminders_killed_mid_run_remind_each_appointment_once(pg, tmp_pat
             )
             for i in range(count)
         ]
-    ).run()  # fmt: skip
-    await _kill_mid_run("reminders", worker_env(tmp_path), tmp_path, at_least=20)
+    ).returning(Appointment.id).run()  # fmt: skip
+    # Reminded in the order they start: the held one has its message queued, but
+    # the worker dies waiting to mark it reminded; the next worker must not send
+    # it twice.
+    held_at = 10
+    held = sorted(int(r["id"]) for r in ids)[held_at]
+
+    async def reminded_before() -> int:
+        return await Appointment.count().where(Appointment.reminder_sent_at.is_not_null()).run()
+
+    await _kill_mid_run(
+        "reminders", worker_env(tmp_path), tmp_path,
+        row_locked(Appointment, held), waiting_on(Appointment), reminded_before, held_at,
+    )  # fmt: skip
     reminders = (
         await OutboxMessage.select(OutboxMessage.dedupe_key)
         .where(OutboxMessage.kind == "reminder")
