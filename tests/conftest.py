@@ -184,18 +184,37 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 # Suites of real servers that start them once per session: all their tests on one
 # worker (with ``--dist loadgroup``), so each worker does not start its own.
+# (Modules with module-scoped fixtures of their own are grouped the same way,
+# by :func:`_own_module_fixture`.)
 XDIST_GROUPS = {"e2e": "browser", "races": "races"}
 
 
+def _own_module_fixture(item: pytest.Item) -> str | None:
+    """The test's module, if the test uses a module-scoped fixture of that module's own
+    (its own Stripe stand-in, a migrated database for its commands)."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return None
+    module = item.nodeid.split("::")[0]
+    for definitions in info.name2fixturedefs.values():
+        if any(d.scope == "module" and d.baseid == module for d in definitions):
+            return module
+    return None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Suites of real servers on one worker each; so are the tests of a module that share
+    a module-scoped fixture of its own, which then starts once instead of once per worker."""
     tests_dir = Path(__file__).parent
     for item in items:
+        if item.get_closest_marker("xdist_group"):
+            continue
         try:
             suite = item.path.relative_to(tests_dir).parts[0]
         except ValueError:
             continue
-        group = XDIST_GROUPS.get(suite)
-        if group and not item.get_closest_marker("xdist_group"):
+        group = XDIST_GROUPS.get(suite) or _own_module_fixture(item)
+        if group:
             item.add_marker(pytest.mark.xdist_group(group))
 
 
