@@ -224,7 +224,7 @@ def waiting_on(table: type[Table]) -> Callable[[], Awaitable[bool]]:
 
 class HoldingCollector:
     """Accepts every message, but holds back its answer to message number ``hold_at``
-    (counted from 0) until :meth:`release`."""
+    (counted from 0) until the :meth:`held` block ends."""
 
     def __init__(self, hold_at: int) -> None:
         self.subjects: list[str] = []
