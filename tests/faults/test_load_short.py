@@ -12,7 +12,6 @@ succeeded at least once, both processes served, and the database is whole
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -43,7 +42,6 @@ async def test_two_processes_under_mixed_traffic(stripe_standin: StandIn, tmp_pa
             pytest.fail(f"PostgreSQL is required in CI: {problem}")
         _loud(f"SKIPPING the load test: {problem}")
         pytest.skip(problem)
-    started = time.monotonic()
     seed = await load.prepare(url, clients=8)
     with load.cluster(url, tmp_path, apps=2, standin_url=stripe_standin.base_url) as running:
         result = await load.drive(running, seed, seconds=SECONDS, clients=8, visitors=1)
@@ -71,4 +69,3 @@ async def test_two_processes_under_mixed_traffic(stripe_standin: StandIn, tmp_pa
     assert counts["appointments_booked"] > 0 and counts["appointments_cancelled"] > 0, counts
     assert counts["sales_paid"] > len(seed.clients), counts
     assert counts["sales"] == counts["sales_paid"], counts  # every checkout was confirmed
-    assert time.monotonic() - started < 60, "the short load run should stay short"
