@@ -22,6 +22,7 @@ import asyncpg
 import pytest
 
 from portal.auth.service import CLIENT, OWNER
+from portal.auth.tables import User
 from portal.payments.tables import Payment, Refund
 from portal.reports import copy_csv, sql
 from portal.reports import filters as report_filters
@@ -73,6 +74,9 @@ async def _dataset() -> dict[str, int]:
     )
     dash = (await factories.make_user(CLIENT, email="-client@example.test")).id
     plain = (await factories.make_user(CLIENT, email="plain@example.test")).id
+    # Named as a person, shown by name; the name that looks like a formula is escaped.
+    await User.update({User.name: "-Dana Dash"}).where(User.id == dash).run()
+    await User.update({User.name: "Pat Plain"}).where(User.id == plain).run()
     # US clocks go forward on 2026-03-08 at 07:00 UTC, UK clocks on 2026-03-29 at 01:00 UTC.
     s1 = await helpers.make_sale(alpha, dash, at=utc(2026, 3, 8, 4, 30), net=10000, tax=1000,
                                  sessions=5, fee=349, item="+5 × 60 min, deep")  # fmt: skip
@@ -121,25 +125,25 @@ async def _expected_payments(ids: dict[str, int]) -> bytes:
     item1 = '"\'+5 × 60 min, deep"'
     lines = [
         ",".join(PAYMENT_COLUMNS),
-        f"2026-03-07,{alpha},'-client@example.test,{item1},Card (online),110.00,10.00,0.00,0.00,3.49,"
+        f"2026-03-07,{alpha},'-Dana Dash,'-client@example.test,{item1},Card (online),110.00,10.00,0.00,0.00,3.49,"
         f"106.51,USD,{i1},{s['s1']},payment",
-        f'2026-03-09,{alpha},plain@example.test,"Say ""hi""",Cash,200.00,0.00,0.00,0.00,0.00,'
+        f'2026-03-09,{alpha},Pat Plain,plain@example.test,"Say ""hi""",Cash,200.00,0.00,0.00,0.00,0.00,'
         f"200.00,USD,,{s['s2']},payment",
-        f"2026-03-09,{alpha},'-client@example.test,{item1},Card (online),0.00,-2.00,22.00,0.00,0.00,"
+        f"2026-03-09,{alpha},'-Dana Dash,'-client@example.test,{item1},Card (online),0.00,-2.00,22.00,0.00,0.00,"
         f"-22.00,USD,{i1},{s['s1']},refund",
-        f"2026-03-11,Tokyo,plain@example.test,'@home,Card (online),5500,500,0,0,150,5350,JPY,{i5},"
+        f"2026-03-11,Tokyo,Pat Plain,plain@example.test,'@home,Card (online),5500,500,0,0,150,5350,JPY,{i5},"
         f"{s['s5']},payment",
-        f"2026-03-15,Kuwait,'-client@example.test,'\tTabbed,Card (online),12.345,0.000,0.000,0.000,"
+        f"2026-03-15,Kuwait,'-Dana Dash,'-client@example.test,'\tTabbed,Card (online),12.345,0.000,0.000,0.000,"
         f"0.123,12.222,KWD,{i6},{s['s6']},payment",
-        f"2026-03-20,{alpha},'-client@example.test,{item1},Card (online),0.00,-2.00,22.00,0.00,0.00,"
+        f"2026-03-20,{alpha},'-Dana Dash,'-client@example.test,{item1},Card (online),0.00,-2.00,22.00,0.00,0.00,"
         f"-22.00,USD,{i1},{s['s1']},refund",
-        f"2026-03-29,{beta},plain@example.test,-5,Cash,40.00,0.00,0.00,0.00,0.00,40.00,GBP,,"
+        f"2026-03-29,{beta},Pat Plain,plain@example.test,-5,Cash,40.00,0.00,0.00,0.00,0.00,40.00,GBP,,"
         f"{s['s4']},payment",
-        f'2026-03-30,{beta},\'-client@example.test,"line one\nline two",Card (online),60.00,10.00,'
+        f"2026-03-30,{beta},'-Dana Dash,'-client@example.test,\"line one\nline two\",Card (online),60.00,10.00,"
         f"0.00,0.00,1.50,58.50,GBP,{i3},{s['s3']},payment",
-        f"2026-03-31,{beta},plain@example.test,-5,Cash,0.00,0.00,20.00,0.00,0.00,-20.00,GBP,,"
+        f"2026-03-31,{beta},Pat Plain,plain@example.test,-5,Cash,0.00,0.00,20.00,0.00,0.00,-20.00,GBP,,"
         f"{s['s4']},refund",
-        f"2026-03-31,{alpha},plain@example.test,-1.5,Cash,50.00,0.00,0.00,0.00,0.00,50.00,USD,,"
+        f"2026-03-31,{alpha},Pat Plain,plain@example.test,-1.5,Cash,50.00,0.00,0.00,0.00,0.00,50.00,USD,,"
         f"{s['s8']},payment",
     ]
     return "".join(line + "\r\n" for line in lines).encode()

@@ -281,9 +281,9 @@ async def test_csv_xlsx_page_and_api_show_the_lost_dispute(db, app):
         revenue_api = (await client.get(f"/api/v1/reports/revenue?{query}")).json()
     assert text == (
         ",".join(PAYMENT_COLUMNS) + "\r\n"
-        f"2026-05-10,Alpha Clinic,client@example.test,5 × 60 min neuromuscular,Card (online),102.00,"
+        f"2026-05-10,Alpha Clinic,Client Person,client@example.test,5 × 60 min neuromuscular,Card (online),102.00,"
         f"0.00,0.00,0.00,3.26,98.74,USD,{d.lost_intent},{d.lost_sale},payment\r\n"
-        f"2026-05-31,Alpha Clinic,client@example.test,5 × 60 min neuromuscular,Card (online),0.00,"
+        f"2026-05-31,Alpha Clinic,Client Person,client@example.test,5 × 60 min neuromuscular,Card (online),0.00,"
         f"0.00,0.00,102.00,15.00,-117.00,USD,{d.lost_intent},{d.lost_sale},dispute_withdrawn\r\n"
     )
     rows = _csv(text)[1:]
@@ -300,11 +300,11 @@ async def test_csv_xlsx_page_and_api_show_the_lost_dispute(db, app):
     cells = [list(r) for r in sheet.iter_rows(values_only=True)]
     assert [str(c) for c in cells[0]] == list(PAYMENT_COLUMNS)
     assert [
-        [Decimal(str(v)).quantize(Decimal("0.01")) for v in r[5:11]] for r in cells[1:]
+        [Decimal(str(v)).quantize(Decimal("0.01")) for v in r[6:12]] for r in cells[1:]
     ] == [
-        [Decimal(v) for v in r[5:11]] for r in rows
+        [Decimal(v) for v in r[6:12]] for r in rows
     ]  # fmt: skip
-    assert [r[14] for r in cells[1:]] == ["payment", "dispute_withdrawn"]
+    assert [r[15] for r in cells[1:]] == ["payment", "dispute_withdrawn"]
     assert cells[2][0].date().isoformat() == "2026-05-31"
     # The page: the totals, and the withdrawal among the lines.
     for figure in ("$102.00", "$18.26", "-$18.26", "$15.00 dispute fees", "Dispute withdrawn"):
@@ -347,7 +347,7 @@ async def test_june_shows_the_reinstatement(db, app):
         api = (await client.get(f"/api/v1/reports/payments?{JUNE}&location={d.beta}")).json()
     rows = _csv(text)
     assert rows[2] == [
-        "2026-06-30", "Beta Clinic", "client@example.test", "5 × 60 min neuromuscular", "Card (online)",
+        "2026-06-30", "Beta Clinic", "Client Person", "client@example.test", "5 × 60 min neuromuscular", "Card (online)",
         "0.00", "0.00", "0.00", "-102.00", "0.00", "102.00", "USD", d.won_intent,
         str(d.won_sale), "dispute_reinstated",
     ]  # fmt: skip

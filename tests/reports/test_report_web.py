@@ -70,14 +70,15 @@ async def test_payments_csv_columns_and_values(db, app):
     assert response.headers["content-type"].startswith("text/csv")
     rows = _csv(response.text)
     assert rows[0] == [
-        "date", "location", "client", "item", "payment_method", "gross", "tax", "refunded",
+        "date", "location", "client", "client_email", "item", "payment_method", "gross", "tax", "refunded",
         "disputed", "fee", "net", "currency", "stripe_payment_intent", "sale_id", "type",
     ]  # fmt: skip
     body = rows[1:]
     assert [r[0] for r in body] == ["2026-03-07", "2026-03-08", "2026-03-29"]
     refund, payment, cash = body
-    assert refund[1:3] == ["Alpha Clinic", sc.client_email]
-    assert refund[4:12] == [
+    # The client by name, as the page shows them; the email in a column of its own.
+    assert refund[1:4] == ["Alpha Clinic", "Client Person", sc.client_email]
+    assert refund[5:13] == [
         "Card (online)",
         "0.00",
         "-10.00",
@@ -87,13 +88,13 @@ async def test_payments_csv_columns_and_values(db, app):
         "-110.00",
         "USD",
     ]
-    assert refund[12].startswith("pi_test_") and refund[13:] == [str(sc.s1), "refund"]
-    assert payment[3:12] == [
+    assert refund[13].startswith("pi_test_") and refund[14:] == [str(sc.s1), "refund"]
+    assert payment[4:13] == [
         "3 × 60 min neuromuscular", "Card (online)", "330.00", "30.00", "0.00", "0.00", "9.87", "320.13",
         "USD",
     ]  # fmt: skip
-    assert payment[13:] == [str(sc.s2), "payment"]
-    assert cash[1] == "Beta Clinic" and cash[4:13] == [
+    assert payment[14:] == [str(sc.s2), "payment"]
+    assert cash[1] == "Beta Clinic" and cash[5:14] == [
         "Cash", "240.00", "40.00", "0.00", "0.00", "0.00", "240.00", "GBP", "",
     ]  # fmt: skip
 
@@ -142,10 +143,10 @@ async def test_xlsx_opens_with_the_same_numbers(db, app):
     assert len(cells) == len(rows)
     for got, want in zip(cells[1:], rows[1:], strict=True):
         assert got[0].date().isoformat() == want[0]
-        assert [Decimal(str(v)).quantize(Decimal("0.01")) for v in got[5:11]] == [
-            Decimal(v) for v in want[5:11]
+        assert [Decimal(str(v)).quantize(Decimal("0.01")) for v in got[6:12]] == [
+            Decimal(v) for v in want[6:12]
         ]
-        assert got[11] == want[11] and str(got[13]) == want[13] and got[14] == want[14]
+        assert got[12] == want[12] and str(got[14]) == want[14] and got[15] == want[15]
     sheet = openpyxl.load_workbook(io.BytesIO(liability)).active
     first = [c for c in next(sheet.iter_rows(min_row=2, values_only=True))]
     assert first[0] == "Alpha Clinic" and first[2:8] == [700, 300, 300, 200, 100, 400]

@@ -42,8 +42,8 @@ from portal.web.templating import money
 readers = requires_role(OWNER, MANAGER, ACCOUNTANT)
 
 PAYMENT_COLUMNS = (
-    "date", "location", "client", "item", "payment_method", "gross", "tax", "refunded",
-    "disputed", "fee", "net", "currency", "stripe_payment_intent", "sale_id", "type",
+    "date", "location", "client", "client_email", "item", "payment_method", "gross", "tax",
+    "refunded", "disputed", "fee", "net", "currency", "stripe_payment_intent", "sale_id", "type",
 )  # fmt: skip
 # The payments page's summary by the chosen "Group by" (day, week or month).
 PAYMENT_SUMMARY_COLUMNS = (
@@ -251,6 +251,7 @@ async def _payment_rows(f: Filters) -> AsyncIterator[Sequence[Any]]:
             line.date,
             line.location,
             line.client,
+            line.client_email,
             line.item,
             METHODS.get(line.payment_method, line.payment_method),
             *_amounts(line, c, "gross", "tax", "refunded", "disputed", "fee", "net"),

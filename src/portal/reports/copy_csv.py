@@ -46,6 +46,7 @@ from portal import db
 from portal.money import minor_digits
 from portal.reports import service
 from portal.reports.filters import METHODS, Filters
+from portal.reports.listing import CLIENT
 
 # Chunks (about 64 KiB each, as asyncpg reads them) held between the database
 # and the client at most.
@@ -130,7 +131,7 @@ async def payments_query(f: Filters) -> Query | None:
     )
     payments = (
         f"SELECT {p_time} AS ts, {order['payment']} AS k, p.id AS id, seg.off AS off, "
-        "'payment' AS kind, l.name AS location, u.email AS client, s.item_name AS item, "
+        f"'payment' AS kind, l.name AS location, {CLIENT}, s.item_name AS item, "
         f"p.method AS method, p.amount_cents AS gross, {service.PAYMENT_TAX} AS tax, "
         "0 AS refunded, 0 AS disputed, COALESCE(p.fee_cents, 0) AS fee, "
         "p.currency AS currency, p.payment_intent_id AS intent, s.id AS sale_id "
@@ -139,7 +140,7 @@ async def payments_query(f: Filters) -> Query | None:
     )
     refunds = (
         f"SELECT {r_time} AS ts, {order['refund']} AS k, r.id AS id, seg.off AS off, "
-        "'refund' AS kind, l.name AS location, u.email AS client, s.item_name AS item, "
+        f"'refund' AS kind, l.name AS location, {CLIENT}, s.item_name AS item, "
         f"p.method AS method, 0 AS gross, 0 - ({service.REFUND_TAX}) AS tax, "
         "r.amount_cents AS refunded, 0 AS disputed, 0 AS fee, r.currency AS currency, "
         "p.payment_intent_id AS intent, s.id AS sale_id "
@@ -154,7 +155,7 @@ async def payments_query(f: Filters) -> Query | None:
             d_time = service.DISPUTE_TIME[kind]
             branches.append(
                 f"SELECT {d_time} AS ts, {order[kind]} AS k, d.id AS id, seg.off AS off, "
-                f"'{kind}' AS kind, l.name AS location, u.email AS client, "
+                f"'{kind}' AS kind, l.name AS location, {CLIENT}, "
                 f"s.item_name AS item, p.method AS method, "
                 f"{service.dispute_line_columns(kind)}, d.currency AS currency, "
                 "p.payment_intent_id AS intent, s.id AS sale_id "
@@ -165,7 +166,7 @@ async def payments_query(f: Filters) -> Query | None:
     query = (
         f"WITH {segments}, {currency_cte()} "
         f"SELECT {local_date('x.ts', 'x.off')}, {cell('x.location')}, {cell('x.client')}, "
-        f"{cell('x.item')}, {cell(labelled('x.method', METHODS))}, "
+        f"{cell('x.client_email')}, {cell('x.item')}, {cell(labelled('x.method', METHODS))}, "
         f"{amount('x.gross')}, {amount('x.tax')}, "
         f"{amount('x.refunded')}, {amount('x.disputed')}, {amount('x.fee')}, "
         f"{amount('x.gross - x.refunded - x.disputed - x.fee')}, {cell('x.currency')}, "

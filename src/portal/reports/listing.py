@@ -29,6 +29,9 @@ from portal.reports.cash import (
 from portal.reports.filters import Filters
 from portal.reports.segments import LocalDays, _after, _period_clause
 
+# The client of a listed row (``u``): by name, as every list shows a person, and the email.
+CLIENT = "u.name AS client, u.email AS client_email"
+
 
 @dataclass(slots=True)
 class PaymentLine:
@@ -40,7 +43,8 @@ class PaymentLine:
     at: datetime
     date: date
     location: str
-    client: str
+    client: str  # the client's name, as every list shows a person
+    client_email: str
     item: str
     payment_method: str
     gross: int
@@ -69,6 +73,7 @@ def _line(row: dict[str, Any], days: LocalDays) -> PaymentLine:
         date=days.date(int(row["loc"]), at),
         location=str(row["location"]),
         client=str(row["client"] or ""),
+        client_email=str(row["client_email"] or ""),
         item=str(row["item"] or ""),
         payment_method=str(row["method"] or ""),
         gross=sql.as_int(row["gross"]),
@@ -138,7 +143,7 @@ async def payment_lines(f: Filters, *, after: str | None = None, limit: int = 10
         period, period_args, _, _ = _period_clause(time, "s.location", days)
         found = await sql.fetch(
             f"SELECT '{kind}' AS kind, {row}.id AS id, {time} AS ts, s.location AS loc, "
-            "l.name AS location, u.email AS client, s.item_name AS item, p.method AS method, "
+            f"l.name AS location, {CLIENT}, s.item_name AS item, p.method AS method, "
             f"{figures}, {row}.currency AS currency, p.payment_intent_id AS intent, "
             f"s.id AS sale_id, s.channel AS channel, {row}.status AS status FROM {source}{common}"
             f"WHERE {where}{time} >= {{}} AND {time} < {{}} AND {period}"
