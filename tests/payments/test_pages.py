@@ -10,6 +10,7 @@ from urllib.parse import unquote
 import httpx
 
 from portal.auth.service import ACCOUNTANT, CLIENT, MANAGER, THERAPIST
+from portal.email.tables import OutboxMessage
 from portal.payments import service as payments
 from portal.payments.tables import Payment, Refund
 from portal.sales import service as sales
@@ -200,6 +201,38 @@ async def test_front_desk_cash_sale_is_active_at_once(shop: Shop) -> None:
         "cash",
         "front_desk",
     )
+
+
+async def test_the_card_terminal_reads_the_same_on_every_page(shop: Shop) -> None:
+    """The desk's form, the sale page, the payments report (page and CSV) and the receipt
+    name the card terminal in one wording."""
+    words = "Card terminal in the clinic"
+    async with signed_in(shop, shop.manager) as manager:
+        form = await manager.get("/sales/new")
+        assert f">{words}</option>" in form.text
+        response = await factories.post_form(
+            manager,
+            "/sales",
+            {
+                "client_email": shop.client.email,
+                "location_id": str(shop.location_id),
+                "package_id": str(shop.package_id),
+                "method": "terminal",
+            },
+        )
+        _flash(response)
+        sale_id = int(response.headers["location"].rsplit("/", 1)[1])
+        shown = {
+            "sale": _text((await manager.get(f"/sales/{sale_id}")).text),
+            "sales": _text((await manager.get("/sales/")).text),
+            "report": _text((await manager.get("/reports/payments")).text),
+            "csv": (await manager.get("/reports/payments.csv")).text,
+        }
+    receipt = await OutboxMessage.select(OutboxMessage.body_text).where(
+        OutboxMessage.kind == "receipt"
+    )
+    shown["receipt"] = " ".join(receipt[0]["body_text"].split())
+    assert {page: words in text for page, text in shown.items()} == dict.fromkeys(shown, True)
 
 
 async def test_front_desk_checkout_link_is_shown(shop: Shop, stripe_standin: StandIn) -> None:

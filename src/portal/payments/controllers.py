@@ -485,9 +485,7 @@ def _int_or_none(raw: str | None) -> int | None:
 
 _METHOD_CHOICES = [
     ("checkout_link", "Card — send a Stripe Checkout link"),
-    ("cash", "Cash"),
-    ("cheque", "Cheque"),
-    ("terminal", "Card terminal in the clinic"),
+    *((method, sales.PAYMENT_METHODS[method]) for method in ("cash", "cheque", "terminal")),
 ]
 
 

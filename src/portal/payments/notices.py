@@ -24,8 +24,6 @@ from portal.settings import Settings
 
 log = logging.getLogger("portal.payments")
 
-METHOD_WORDS = {"card": "Card", "cash": "Cash", "cheque": "Cheque", "terminal": "Card terminal"}
-
 
 def receipt_number(sale_id: int) -> str:
     """The number a purchase's receipt carries (the same on every page and email)."""
@@ -64,7 +62,7 @@ async def send_receipt_for(
             lines=[messages.ReceiptLine(str(sale["item_name"]), int(sale["net_cents"]))],
             tax_cents=int(sale["tax_cents"]),
             total_cents=int(sale["total_cents"]),
-            payment_method=METHOD_WORDS.get(str(sale["payment_method"]), ""),
+            payment_method=sales.PAYMENT_METHODS.get(str(sale["payment_method"]), ""),
             settings=settings,
             defer=defer,
         )

@@ -21,6 +21,7 @@ from portal.ledger.service import ACCOUNTS
 from portal.locations.service import ensure_location_access, visible_location_ids
 from portal.locations.tables import Location
 from portal.reports.periods import DAY, GROUPINGS, MAX_DAYS, MONTH, Period, parse_date
+from portal.sales import service as sales
 from portal.timeutil import utcnow
 
 SUCCEEDED = "succeeded"
@@ -33,12 +34,7 @@ STATUSES = {
     FAILED: "Failed or cancelled",
     ALL: "Any status",
 }
-METHODS = {
-    "card": "Card (online)",
-    "cash": "Cash",
-    "cheque": "Cheque",
-    "terminal": "Card terminal",
-}
+METHODS = sales.PAYMENT_METHODS
 
 # Query parameters every report understands; anything else is ignored.
 FILTER_KEYS = ("start", "end", "location", "group", "package", "method", "status", "account")

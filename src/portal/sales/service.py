@@ -210,11 +210,13 @@ ONLINE = "online"
 FRONT_DESK = "front_desk"
 MEMBERSHIP = "membership"  # one paid period of a membership (memberships.subscriptions)
 
+# How a sale was paid, worded once: the sale and purchase pages, the desk's sale form,
+# the reports (page, CSV, filter) and the receipt all read these words.
 PAYMENT_METHODS = {
     "card": "Card (online)",
     "cash": "Cash",
     "cheque": "Cheque",
-    "terminal": "Card terminal in clinic",
+    "terminal": "Card terminal in the clinic",
 }
 # Where the money of a payment method sits until it is banked.
 CLEARING_ACCOUNT = {
