@@ -9,6 +9,7 @@ import pytest
 
 from portal.audit.tables import AuditLog
 from portal.auth.tables import User
+from portal.formatting import zoned_dt
 from portal.imports import controllers
 from portal.imports.tables import ImportBatch, ImportMapping
 from tests import factories
@@ -85,6 +86,11 @@ async def test_the_whole_wizard(db, owner_client):
     batch_url = started.headers["location"]
     page = await owner_client.get(batch_url)
     assert '<dd id="result-created">3</dd>' in page.text
+    # When it finished, in the owner's clinic's zone (London: GMT or BST), not in UTC.
+    batch = await ImportBatch.select(ImportBatch.finished_at).first()
+    assert batch is not None
+    assert zoned_dt(batch["finished_at"], "Europe/London") in page.text
+    assert " UTC" not in page.text
     assert await User.count().where(User.role == "client").run() == 3
     report = await owner_client.get(batch_url + "/rejected.csv")
     assert report.headers["content-type"].startswith("text/csv")

@@ -9,11 +9,12 @@ import io
 import os
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from portal import db as portal_db
 from portal import progress
 from portal.audit.tables import AuditLog
 from portal.cli import ProgressBar
@@ -215,3 +216,22 @@ async def test_the_page_says_when_no_worker_is_running(owner_client, db):
     await db.engine.run_ddl("INSERT INTO procrastinate_workers (last_heartbeat) VALUES (now())")
     page = await owner_client.get("/jobs")
     assert "No job worker is running" not in page.text and "1 worker(s) running" in page.text
+
+
+async def test_times_are_shown_in_the_viewers_zone(owner_client):
+    """The chain's first clinic is in Los Angeles: 17:30 UTC reads 09:30 PST, on the
+    list, a run's page and its htmx part."""
+    await factories.make_location(slug="la", timezone="America/Los_Angeles")
+    started = datetime(2026, 1, 15, 17, 30, tzinfo=UTC)
+    run_id = await portal_db.insert_row(
+        JobRun(job="purge", status="succeeded", started_at=started, heartbeat_at=started,
+               finished_at=started + timedelta(seconds=2), duration_ms=2000, summary="Deleted 3")
+    )  # fmt: skip
+    pages = [
+        (await owner_client.get("/jobs")).text,
+        (await owner_client.get(f"/jobs/runs/{run_id}")).text,
+        (await owner_client.get(f"/jobs/runs/{run_id}", headers={"HX-Request": "1"})).text,
+    ]
+    for page in pages:
+        assert "2026-01-15 09:30 PST" in page
+        assert "17:30" not in page and " UTC" not in page

@@ -12,7 +12,7 @@ from portal.errors import Conflict
 from portal.exports import service
 from portal.jobs import service as jobs
 from portal.web.admin import reverse
-from portal.web.deps import Address, AppSettings, SignedIn
+from portal.web.deps import Address, AppSettings, SignedIn, ViewerZone
 from portal.web.forms import read_form
 from portal.web.guards import requires_owner, requires_role
 from portal.web.responses import redirect
@@ -37,10 +37,11 @@ class ExportsController(Controller):
 
     @get("/", name="exports")
     async def index(self, request: Request[Any, Any, Any], user: SignedIn,
-                    settings: AppSettings) -> Template:  # fmt: skip
+                    settings: AppSettings, viewer_zone: ViewerZone) -> Template:  # fmt: skip
         return Template(
             "exports/index.html",
             context=_context(
+                tz=viewer_zone,
                 exports=await service.my_exports(settings, user),
                 queue_ready=request.app.state.get("jobs_queue") is not None,
             ),
@@ -73,14 +74,14 @@ class ExportsController(Controller):
     @get("/{export_id:int}", name="export_detail")
     async def detail(
         self, request: Request[Any, Any, Any], user: SignedIn, settings: AppSettings,
-        export_id: FromPath[int],
+        export_id: FromPath[int], viewer_zone: ViewerZone,
     ) -> Template:  # fmt: skip
         """An export's page; htmx asks for only its status part while it runs."""
         export = await service.get_export(settings, user, export_id)
         template = (
             "exports/_status.html" if request.headers.get("hx-request") else "exports/detail.html"
         )
-        return Template(template, context=_context(export=export))
+        return Template(template, context=_context(export=export, tz=viewer_zone))
 
     @get("/{export_id:int}/download", name="export_download")
     async def download(

@@ -27,7 +27,7 @@ from portal.imports.layouts import LAYOUTS, guess_mapping
 from portal.imports.tables import ImportMapping
 from portal.locations.service import locations_for
 from portal.web.admin import reverse
-from portal.web.deps import Address, AppSettings, SignedIn
+from portal.web.deps import Address, AppSettings, SignedIn, ViewerZone
 from portal.web.forms import read_form
 from portal.web.guards import requires_role
 from portal.web.responses import redirect
@@ -237,14 +237,16 @@ class ImportsController(Controller):
 
     @get("/{batch_id:int}", name="import_batch")
     async def batch(
-        self, request: Request[Any, Any, Any], user: SignedIn, batch_id: FromPath[int]
-    ) -> Template:
+        self, request: Request[Any, Any, Any], user: SignedIn, batch_id: FromPath[int],
+        viewer_zone: ViewerZone,
+    ) -> Template:  # fmt: skip
         batch = await imports.get_batch_for(user, batch_id)
         partial = bool(request.headers.get("hx-request"))
         return Template(
             "imports/_batch.html" if partial else "imports/batch.html",
             context={
                 "batch": batch,
+                "tz": viewer_zone,
                 "statuses": imports.STATUS_LABELS,
                 "kinds": KIND_LABELS,
                 "poll_seconds": POLL_SECONDS,

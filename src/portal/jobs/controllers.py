@@ -10,6 +10,7 @@ from litestar.response import Redirect, Template
 
 from portal.errors import Conflict
 from portal.jobs import queue, service
+from portal.web.deps import ViewerZone
 from portal.web.guards import current_user, requires_owner
 from portal.web.responses import client_address, redirect
 
@@ -38,11 +39,12 @@ class JobsController(Controller):
     guards = [requires_owner]
 
     @get("/", name="jobs")
-    async def index(self, request: Request[Any, Any, Any]) -> Template:
+    async def index(self, request: Request[Any, Any, Any], viewer_zone: ViewerZone) -> Template:
         settings = request.app.state.settings
         return Template(
             "jobs/index.html",
             context=_context(
+                tz=viewer_zone,
                 jobs=await service.overview(settings),
                 runs=await service.recent_runs(),
                 queue_ready=_queue(request) is not None,
@@ -74,11 +76,13 @@ class JobsController(Controller):
         )
 
     @get("/runs/{run_id:int}", name="job_run")
-    async def run(self, request: Request[Any, Any, Any], run_id: FromPath[int]) -> Template:
+    async def run(
+        self, request: Request[Any, Any, Any], run_id: FromPath[int], viewer_zone: ViewerZone
+    ) -> Template:
         """A run's page; htmx asks for only its progress part while it runs."""
         run = await service.get_run(run_id)
         template = "jobs/_run.html" if request.headers.get("hx-request") else "jobs/run.html"
-        return Template(template, context=_context(run=run))
+        return Template(template, context=_context(run=run, tz=viewer_zone))
 
 
 ROUTES = [JobsController]
