@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+# The instant ``utcnow`` answers inside ``as_of``: only the demo's history sets it.
+_AS_OF: ContextVar[datetime | None] = ContextVar("portal_as_of", default=None)
+
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    moment = _AS_OF.get()
+    return moment if moment is not None else datetime.now(UTC)
+
+
+@contextlib.contextmanager
+def as_of(moment: datetime) -> Iterator[None]:
+    """Run the block as if it were ``moment`` (UTC): ``portal demo`` writes months of
+    history through the real services, each event stamped, journalled and totalled on
+    its own day. The setting belongs to the running task alone."""
+    token = _AS_OF.set(moment.astimezone(UTC))
+    try:
+        yield
+    finally:
+        _AS_OF.reset(token)
 
 
 def is_valid_timezone(name: str) -> bool:

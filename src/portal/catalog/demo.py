@@ -151,17 +151,27 @@ async def load_demo(ids: DemoIds) -> None:
             created_at=last_year,
             updated_at=last_year,
         )
-        await PackagePrice.insert(_price(packages[name], None, price, this_year, owner)).run()
+        # Last year's price list was 5 % lower (whole dollars).
+        opening = round(price * 0.95, -2)
+        await PackagePrice.insert(
+            _price(packages[name], None, opening, last_year, owner, "Opening prices"),
+            _price(packages[name], None, price, this_year, owner),
+        ).run()
     for name, slug, price in OVERRIDES:
         location = ids.locations.get(slug)
         if location is not None:
             await PackagePrice.insert(
-                _price(packages[name], location, price, this_year, owner)
+                _price(packages[name], location, price, last_year, owner, "Brooklyn prices")
             ).run()
 
 
 def _price(
-    package_id: int, location_id: int | None, amount: int, since: Any, owner: int | None
+    package_id: int,
+    location_id: int | None,
+    amount: int,
+    since: Any,
+    owner: int | None,
+    note: str = "New price list",
 ) -> PackagePrice:
     return PackagePrice(
         package=package_id,
@@ -172,5 +182,5 @@ def _price(
         clears_override=False,
         created_at=since,
         created_by=owner,
-        note="Brooklyn prices" if location_id else "New price list",
+        note=note,
     )

@@ -170,7 +170,31 @@ DEMO_CLIENTS: list[dict[str, Any]] = [
 ]
 
 
-async def _user_id(email_address: str, name: str, ids: DemoIds, days_ago: int) -> int:
+# Regular clients of the last months at each clinic (their history: desk/demo.py).
+HISTORY_CLIENTS: list[tuple[str, str, str, str]] = [
+    ("ava.thompson@demo.clinic", "Ava Thompson", "portland-pearl", "+1 503 555 0102"),
+    ("noah.kim@demo.clinic", "Noah Kim", "portland-pearl", "+1 503 555 0107"),
+    ("lena.fischer@demo.clinic", "Lena Fischer", "portland-pearl", "+1 503 555 0113"),
+    ("omar.haddad@demo.clinic", "Omar Haddad", "portland-pearl", "+1 503 555 0118"),
+    ("grace.miller@demo.clinic", "Grace Miller", "austin-soco", "+1 512 555 0103"),
+    ("luis.ortega@demo.clinic", "Luis Ortega", "austin-soco", "+1 512 555 0109"),
+    ("hana.sato@demo.clinic", "Hana Sato", "austin-soco", "+1 512 555 0114"),
+    ("ben.carter@demo.clinic", "Ben Carter", "austin-soco", "+1 512 555 0119"),
+    ("chloe.martin@demo.clinic", "Chloe Martin", "brooklyn-park-slope", "+1 718 555 0104"),
+    ("david.cohen@demo.clinic", "David Cohen", "brooklyn-park-slope", "+1 718 555 0108"),
+    ("zoe.adams@demo.clinic", "Zoe Adams", "brooklyn-park-slope", "+1 718 555 0115"),
+    ("ravi.patel@demo.clinic", "Ravi Patel", "brooklyn-park-slope", "+1 718 555 0120"),
+]
+DEMO_CLIENTS += [
+    {"email": email, "name": name, "location": slug, "days_ago": 140,
+     "profile": {"phone": phone}, "intakes": []}
+    for email, name, slug, phone in HISTORY_CLIENTS
+]  # fmt: skip
+
+
+async def _user_id(
+    email_address: str, name: str, ids: DemoIds, days_ago: int, password_hash: str
+) -> int:
     if email_address in ids.users:
         return ids.users[email_address]
     row = await User.select(User.id).where(User.email == email_address).first().run()
@@ -182,7 +206,7 @@ async def _user_id(email_address: str, name: str, ids: DemoIds, days_ago: int) -
             email=email_address,
             name=name,
             role=CLIENT,
-            password_hash=passwords.hash_password(DEMO_PASSWORD),
+            password_hash=password_hash,
             active=True,
             created_at=created,
             password_changed_at=created,
@@ -194,8 +218,9 @@ async def _user_id(email_address: str, name: str, ids: DemoIds, days_ago: int) -
 
 async def load_demo(ids: DemoIds) -> None:
     now = utcnow()
+    password_hash = passwords.hash_password(DEMO_PASSWORD)  # one slow hash, not one a client
     for spec in DEMO_CLIENTS:
-        user_id = await _user_id(spec["email"], spec["name"], ids, spec["days_ago"])
+        user_id = await _user_id(spec["email"], spec["name"], ids, spec["days_ago"], password_hash)
         if await ClientProfile.exists().where(ClientProfile.user == user_id).run():
             continue
         joined = now - timedelta(days=spec["days_ago"])

@@ -61,6 +61,34 @@ async def pay_by_card(
     return charge
 
 
+async def pay_out(payout_id: str, charges: list[tuple[StripeCharge, str]], at: datetime) -> None:
+    """Record Stripe's payout ``payout_id`` of made-up ``charges`` (each with the item it
+    paid for), created at ``at`` and arrived half a day later."""
+    items: list[StripePayoutItem] = []
+    for charge, description in charges:
+        txn = charge.balance_transaction
+        assert txn is not None
+        items.append(
+            StripePayoutItem(
+                id=txn.id, type="charge", amount=txn.amount, fee=txn.fee, net=txn.net,
+                currency=txn.currency, created=at, description=description,
+                source_id=charge.id, charge=charge,
+            )
+        )  # fmt: skip
+    if not items:
+        return
+    payout = StripePayout(
+        id=payout_id,
+        amount=sum(item.net for item in items),
+        currency=items[0].currency,
+        status=payouts.PAID,
+        arrival_date=(at - timedelta(hours=12)).date(),
+        created=at,
+        automatic=True,
+    )
+    await payouts.record_payout(payout, items)
+
+
 async def load_demo(ids: DemoIds) -> None:
     if await Payout.exists().where(Payout.stripe_payout_id == PAYOUT_ID).run():
         return
@@ -68,7 +96,7 @@ async def load_demo(ids: DemoIds) -> None:
     if package is None:
         return
     now = utcnow()
-    items: list[StripePayoutItem] = []
+    charges: list[tuple[StripeCharge, str]] = []
     for n, (email, slug) in enumerate(BUYERS, start=1):
         client_id, location_id = ids.users.get(email), ids.locations.get(slug)
         if client_id is None or location_id is None:
@@ -78,25 +106,5 @@ async def load_demo(ids: DemoIds) -> None:
             client_id, terms, channel=sales.ONLINE, payment_method="card"
         )
         charge = await pay_by_card(sale_id, terms.total_cents, terms.currency, f"demo_{n}", now)
-        txn = charge.balance_transaction
-        assert txn is not None
-        fee = txn.fee
-        items.append(
-            StripePayoutItem(
-                id=txn.id, type="charge", amount=txn.amount, fee=fee, net=txn.net,
-                currency=txn.currency, created=now, description=terms.name,
-                source_id=charge.id, charge=charge,
-            )
-        )  # fmt: skip
-    if not items:
-        return
-    payout = StripePayout(
-        id=PAYOUT_ID,
-        amount=sum(item.net for item in items),
-        currency=items[0].currency,
-        status=payouts.PAID,
-        arrival_date=(now - timedelta(hours=12)).date(),
-        created=now,
-        automatic=True,
-    )
-    await payouts.record_payout(payout, items)
+        charges.append((charge, terms.name))
+    await pay_out(PAYOUT_ID, charges, now)
