@@ -119,6 +119,16 @@ async def member_discount_bp(client_id: int, location_id: int) -> int:
     return best
 
 
+async def therapist_bookings(therapist_id: int, start: Any, end: Any) -> list[dict[str, Any]]:
+    """The booked appointments of a therapist overlapping [start, end), for staff pages
+    (approving time off), which bookings build on: ``bookings.reading`` declares
+    ``booked_for_therapist``; none when no context does."""
+    found: list[dict[str, Any]] = []
+    for booked in _declared("reading", "booked_for_therapist"):
+        found.extend(await booked(therapist_id, start, end))
+    return found
+
+
 def requested_jobs() -> list[Any]:
     """The jobs that contexts above ``jobs`` declare (``<context>/jobs.py``, ``JOBS``)."""
     specs: list[Any] = []

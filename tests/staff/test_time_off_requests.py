@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from portal.audit.tables import AuditLog
 from portal.email.tables import OutboxMessage
+from portal.errors import Conflict
 from portal.staff import service, timeoff
 from portal.staff.tables import TimeOff
 from tests import factories
@@ -103,3 +104,49 @@ async def test_only_the_therapist_requests_and_only_managers_decide(
         refused = await factories.post_form(browser, f"/therapists/{t}/time-off/{off}/approve")
         assert refused.status_code == 403
     assert (await TimeOff.select().where(TimeOff.id == off).first().run())["status"] == "pending"
+
+
+async def test_approving_time_off_over_bookings_lists_them_and_asks_to_confirm(
+    app, db, locations, manager_client
+):
+    a, _ = locations
+    t, off = await _requested(app, locations, manager_client, "mo@example.test")
+    client = await factories.make_user("client", email="sam.client@example.test")
+    inside = utc("2027-01-03T15:00")
+    end = utc("2027-01-03T16:00")
+    appointment = await db_insert_appointment(client.id, t, a, inside, end)
+    first = await factories.post_form(manager_client, f"/therapists/{t}/time-off/{off}/approve")
+    # Not approved yet: the booking is listed with a link to move or cancel it.
+    assert first.status_code == 200
+    assert "1 booking of Kim Lee falls in this time off" in first.text
+    assert f'href="/appointments/{appointment}"' in first.text
+    assert 'name="confirmed" value="yes"' in first.text and "Approve anyway" in first.text
+    assert (await TimeOff.select().where(TimeOff.id == off).first().run())["status"] == "pending"
+    # The service refuses too, unless confirmed.
+    manager = await factories.make_user("manager", location_ids=[a])
+    try:
+        await timeoff.decide_time_off(helpers.actor(manager, [a]), t, off, approve=True)
+    except Conflict as exc:
+        assert "1 booking(s) fall in this time off" in str(exc)
+    else:
+        raise AssertionError("approved without confirmation")
+    confirmed = await factories.post_form(
+        manager_client, f"/therapists/{t}/time-off/{off}/approve", {"confirmed": "yes"}
+    )
+    assert confirmed.status_code == 303
+    assert (await TimeOff.select().where(TimeOff.id == off).first().run())["status"] == "approved"
+
+
+async def db_insert_appointment(client: int, therapist: int, location: int, start, end) -> int:
+    from portal import db as portal_db
+    from portal.bookings.tables import Appointment
+
+    room = await helpers.make_room(location)
+    service_id = await helpers.make_service()
+    return await portal_db.insert_row(
+        Appointment(
+            client=client, therapist=therapist, room=room, location=location, service=service_id,
+            start_at=start, end_at=end, busy_until=end, status="booked", created_at=start,
+            updated_at=start,
+        )
+    )  # fmt: skip

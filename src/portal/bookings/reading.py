@@ -119,15 +119,27 @@ async def client_appointments(
 
 async def booked_in_room(room_id: int, start: datetime, end: datetime) -> list[dict[str, Any]]:
     """Booked appointments of a room whose session overlaps [start, end), by start."""
+    return await _booked_during(Appointment.room == room_id, start, end)
+
+
+async def booked_for_therapist(
+    therapist_id: int, start: datetime, end: datetime
+) -> list[dict[str, Any]]:
+    """Booked appointments of a therapist overlapping [start, end), by start: what
+    approving their time off would leave without a therapist (``contexts.therapist_bookings``)."""
+    return await _booked_during(Appointment.therapist == therapist_id, start, end)
+
+
+async def _booked_during(whose: Any, start: datetime, end: datetime) -> list[dict[str, Any]]:
     return (
         await Appointment.select(
             Appointment.id,
             Appointment.start_at,
             Appointment.end_at,
-            *joined("client_name", "client_email", "therapist_name"),
+            *joined("client_name", "client_email", "therapist_name", "timezone"),
         )
         .where(
-            (Appointment.room == room_id)
+            whose
             & (Appointment.status == BOOKED)
             & (Appointment.start_at < end)
             & (Appointment.end_at > start)

@@ -15,6 +15,7 @@ from portal.auth.service import MANAGER, OWNER, THERAPIST, CurrentUser
 from portal.locations.service import all_locations, get_location_for, location_choices
 from portal.staff import credentials, photos, schedule, therapists, timeoff
 from portal.staff import hours as h
+from portal.staff.tables import TIME_OFF_PENDING
 from portal.timeutil import utcnow
 from portal.users.service import get_user
 from portal.web.admin import (
@@ -411,9 +412,24 @@ def _decision(verb: str, approve: bool) -> Any:
         therapist_id: FromPath[int],
         time_off_id: FromPath[int],
     ) -> Response[Any]:
+        values, _ = await read_form(request)
+        confirmed = values.get("confirmed") == "yes"
+        if approve and not confirmed:
+            # Bookings inside the time off: listed, to be moved or cancelled, and the
+            # approval confirmed; none: approved at once.
+            row, booked = await timeoff.bookings_in_time_off(user, therapist_id, time_off_id)
+            if booked and row["status"] == TIME_OFF_PENDING and row["cancelled_at"] is None:
+                return Template(
+                    "staff/time_off_approve.html",
+                    context={
+                        "therapist": await therapists.get_therapist(therapist_id),
+                        "time_off": row,
+                        "booked": booked,
+                    },
+                )
         decided = await timeoff.decide_time_off(
-            user, therapist_id, time_off_id, approve=approve, address=client_address,
-            settings=settings,
+            user, therapist_id, time_off_id, approve=approve, confirmed=confirmed,
+            address=client_address, settings=settings,
         )  # fmt: skip
         message = f"Time off {verb}d; the therapist was emailed."
         if not decided:

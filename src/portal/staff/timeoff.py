@@ -10,14 +10,14 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from portal import db, records
+from portal import contexts, db, records
 from portal.audit import service as audit
 from portal.auth.service import (
     CurrentUser,
 )
 from portal.auth.tables import User
 from portal.email import messages
-from portal.errors import Forbidden, Invalid
+from portal.errors import Conflict, Forbidden, Invalid
 from portal.fields import require_text
 from portal.settings import Settings
 from portal.staff import hours as h
@@ -228,19 +228,35 @@ async def _record(
     return time_off_id
 
 
+async def bookings_in_time_off(
+    actor: CurrentUser, therapist_id: int, time_off_id: int
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Requested time off and the therapist's bookings inside it, which approving it
+    would leave without their therapist (the manager moves or cancels them)."""
+    row = await get_time_off_for(actor, therapist_id, time_off_id, write=True)
+    booked = await contexts.therapist_bookings(therapist_id, row["starts_at"], row["ends_at"])
+    return row, booked
+
+
 async def decide_time_off(
     actor: CurrentUser,
     therapist_id: int,
     time_off_id: int,
     *,
     approve: bool,
+    confirmed: bool = False,
     address: str = "",
     settings: Settings | None = None,
 ) -> bool:
     """A manager approves or declines requested time off; audited, and the therapist
     is emailed. False when it had already been decided (or removed): two presses,
-    or two managers at once, decide once."""
-    row = await get_time_off_for(actor, therapist_id, time_off_id, write=True)
+    or two managers at once, decide once. Time off with bookings inside it is approved
+    only ``confirmed`` (the manager has seen them: ``bookings_in_time_off``)."""
+    row, booked = await bookings_in_time_off(actor, therapist_id, time_off_id)
+    if approve and booked and not confirmed:
+        raise Conflict(
+            f"{len(booked)} booking(s) fall in this time off: confirm to approve it anyway."
+        )
     status = TIME_OFF_APPROVED if approve else TIME_OFF_DECLINED
     async with db.transaction():
         decided = (
