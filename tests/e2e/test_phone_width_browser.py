@@ -37,3 +37,27 @@ async def test_owner_pages_fit_a_phone(
         assert too_wide == []
     finally:
         await context.close()
+
+
+@pytest.mark.parametrize("javascript", [True, False])
+async def test_the_note_writing_page_fits_a_phone(
+    browser: Browser, live_server: LiveServer, javascript: bool
+) -> None:
+    """The therapist's home lists the sessions still to write up; the note form of one
+    (its trigger-point table scrolls inside its box) fits the screen."""
+    context = await browser.new_context(
+        viewport={"width": 390, "height": 844}, java_script_enabled=javascript
+    )
+    try:
+        page = await context.new_page()
+        await sign_in(page, live_server, "therapist@demo.clinic", DEMO_PASSWORD)
+        links = await page.eval_on_selector_all(
+            "main a[href^='/notes/appointment/']", "els => els.map(a => a.getAttribute('href'))"
+        )
+        assert links, "the demo leaves the therapist a note to write"
+        response = await page.goto(f"{live_server.url}{links[0]}")
+        assert response is not None and response.status == 200
+        assert await page.locator("form.note-form").count() == 1
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+    finally:
+        await context.close()

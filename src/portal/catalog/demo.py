@@ -152,7 +152,7 @@ async def load_demo(ids: DemoIds) -> None:
             updated_at=last_year,
         )
         # Last year's price list was 5 % lower (whole dollars).
-        opening = round(price * 0.95, -2)
+        opening = price * 95 // 10000 * 100
         await PackagePrice.insert(
             _price(packages[name], None, opening, last_year, owner, "Opening prices"),
             _price(packages[name], None, price, this_year, owner),
