@@ -170,20 +170,17 @@ DEMO_CLIENTS: list[dict[str, Any]] = [
 ]
 
 
-# Regular clients of the last months at each clinic (their history: desk/demo.py).
+# Regular clients of the last months at each clinic (their history: desk/demo.py):
+# (email, name, location slug, phone), four a clinic.
+_REGULARS = {
+    "portland-pearl": ("503", ("Ava Thompson", "Noah Kim", "Lena Fischer", "Omar Haddad")),
+    "austin-soco": ("512", ("Grace Miller", "Luis Ortega", "Hana Sato", "Ben Carter")),
+    "brooklyn-park-slope": ("718", ("Chloe Martin", "David Cohen", "Zoe Adams", "Ravi Patel")),
+}
 HISTORY_CLIENTS: list[tuple[str, str, str, str]] = [
-    ("ava.thompson@demo.clinic", "Ava Thompson", "portland-pearl", "+1 503 555 0102"),
-    ("noah.kim@demo.clinic", "Noah Kim", "portland-pearl", "+1 503 555 0107"),
-    ("lena.fischer@demo.clinic", "Lena Fischer", "portland-pearl", "+1 503 555 0113"),
-    ("omar.haddad@demo.clinic", "Omar Haddad", "portland-pearl", "+1 503 555 0118"),
-    ("grace.miller@demo.clinic", "Grace Miller", "austin-soco", "+1 512 555 0103"),
-    ("luis.ortega@demo.clinic", "Luis Ortega", "austin-soco", "+1 512 555 0109"),
-    ("hana.sato@demo.clinic", "Hana Sato", "austin-soco", "+1 512 555 0114"),
-    ("ben.carter@demo.clinic", "Ben Carter", "austin-soco", "+1 512 555 0119"),
-    ("chloe.martin@demo.clinic", "Chloe Martin", "brooklyn-park-slope", "+1 718 555 0104"),
-    ("david.cohen@demo.clinic", "David Cohen", "brooklyn-park-slope", "+1 718 555 0108"),
-    ("zoe.adams@demo.clinic", "Zoe Adams", "brooklyn-park-slope", "+1 718 555 0115"),
-    ("ravi.patel@demo.clinic", "Ravi Patel", "brooklyn-park-slope", "+1 718 555 0120"),
+    (f"{name.lower().replace(' ', '.')}@demo.clinic", name, slug, f"+1 {area} 555 01{n}{k}")
+    for n, (slug, (area, names)) in enumerate(_REGULARS.items())
+    for k, name in enumerate(names)
 ]
 DEMO_CLIENTS += [
     {"email": email, "name": name, "location": slug, "days_ago": 140,
