@@ -66,14 +66,15 @@ async def test_accountant_filters_payments_and_downloads_csv(
     with path.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.reader(handle))
     assert rows[0] == [
-        "date", "location", "client", "item", "payment_method", "gross", "tax", "refunded",
-        "disputed", "fee", "net", "currency", "stripe_payment_intent", "sale_id", "type",
+        "date", "location", "client", "client_email", "item", "payment_method", "gross", "tax",
+        "refunded", "disputed", "fee", "net", "currency", "stripe_payment_intent", "sale_id",
+        "type",
     ]  # fmt: skip
     assert len(rows) >= 2
     for row in rows[1:]:
         assert row[1] == LOCATION
         assert first.isoformat() <= row[0] <= last.isoformat()
-        assert re.fullmatch(r"-?\d+\.\d{2}", row[5])
+        assert re.fullmatch(r"-?\d+\.\d{2}", row[6])
 
 
 async def test_locations_filter_works_without_javascript(
