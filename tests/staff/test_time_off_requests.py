@@ -135,6 +135,9 @@ async def test_approving_time_off_over_bookings_lists_them_and_asks_to_confirm(
     )
     assert confirmed.status_code == 303
     assert (await TimeOff.select().where(TimeOff.id == off).first().run())["status"] == "approved"
+    # Pressed again: already decided, nothing asked.
+    again = await factories.post_form(manager_client, f"/therapists/{t}/time-off/{off}/approve")
+    assert again.status_code == 303
 
 
 async def db_insert_appointment(client: int, therapist: int, location: int, start, end) -> int:

@@ -253,7 +253,8 @@ async def decide_time_off(
     or two managers at once, decide once. Time off with bookings inside it is approved
     only ``confirmed`` (the manager has seen them: ``bookings_in_time_off``)."""
     row, booked = await bookings_in_time_off(actor, therapist_id, time_off_id)
-    if approve and booked and not confirmed:
+    pending = row["status"] == TIME_OFF_PENDING and row["cancelled_at"] is None
+    if approve and pending and booked and not confirmed:
         raise Conflict(
             f"{len(booked)} booking(s) fall in this time off: confirm to approve it anyway."
         )
