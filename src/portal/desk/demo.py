@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from portal.auth.service import MANAGER, OWNER, THERAPIST, CurrentUser
@@ -130,7 +130,7 @@ async def load_demo(ids: DemoIds) -> None:
     for month, paid in sorted(charges.items()):
         arrival = _next_month(month) + timedelta(days=2)
         if arrival < today:
-            at = datetime.combine(arrival, datetime.min.time()).replace(tzinfo=ZoneInfo("UTC"))
+            at = datetime.combine(arrival, datetime.min.time(), tzinfo=UTC)
             with as_of(at):
                 await pay_out(f"po_demo_{month:%Y%m}", paid, at)
 
