@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from portal.auth.service import CLIENT, CurrentUser
-from portal.bookings import availability, booking, holds
+from portal.bookings import availability, booking, holds, reading
 from portal.bookings.tables import Appointment
 from portal.catalog.service import NotAvailable
 from portal.catalog.tables import Package, PackagePrice
@@ -181,6 +181,7 @@ async def test_an_abandoned_order_lets_the_time_go(
     assert run.expired == 1
     assert (await sales.get_sale(second.sale_id))["status"] == sales.CANCELLED
     assert (await _hold(second.sale_id))["status"] == "cancelled"
+    assert await reading.client_appointments(user.id) == []  # no appointment was ever booked
 
 
 async def test_the_introductory_offer_is_sold_once_per_client(
