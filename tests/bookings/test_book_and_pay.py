@@ -274,6 +274,9 @@ async def test_a_newcomer_books_and_pays_through_the_pages(
         assert "First visit NMT 60" in chosen.text and "Introductory offer" in chosen.text
         assert "10:00" in chosen.text and 'name="request_key"' in chosen.text
 
+        unreadable = await browser.get("/appointments/checkout", params={**query, "start": "noon"})
+        assert unreadable.status_code == 422
+        assert factories.field_error(unreadable.text, "start") == "Choose one of the free times."
         missing = await factories.post_form(browser, "/appointments/checkout", query)
         assert missing.status_code == 422
         assert factories.field_error(missing.text, "package") == booked.CHOOSE_OFFER

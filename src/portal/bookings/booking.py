@@ -395,6 +395,7 @@ async def move(
         raise SlotTaken()
     async with _taking_time():
         room_id = await _room_for_move(ctx, appointment, start_at, busy_until, room_id)
+        await release_lapsed(tid, room_id, start_at, busy_until, now)
         moved = (
             await Appointment.update(
                 {

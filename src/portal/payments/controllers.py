@@ -336,6 +336,9 @@ async def _book_and_pay_page(
     try:
         slot = _chosen_slot(values)
     except Invalid as exc:
+        if not any(values.get(key) for key in ("location", "service", "start")):
+            # Nothing chosen yet (a bare link): the page points to the free times.
+            return Template("payments/book_and_pay.html", context=context)
         errors.update({k: v for k, v in exc.errors.items() if k not in errors})
         return Template(
             "payments/book_and_pay.html",
