@@ -142,11 +142,30 @@ GATEWAY_DEPENDENCIES = {
 Tilled = NamedDependency[Till]
 
 
+async def _returned_sale(
+    user: SignedIn,
+    gateways: NamedDependency[GatewaySource],
+    sale_id: FromPath[int],
+    session_id: Annotated[str, QueryParameter(name="session_id")] = "",
+) -> dict[str, Any]:
+    """The sale as the purchase pages show it; back from Checkout (``session_id``), a
+    paid session is recorded first if its webhook has not come yet."""
+    sale = await sales.get_sale_for(user, sale_id)
+    if session_id and sale["status"] in (sales.PENDING, sales.CANCELLED):
+        await service.settle_return(gateways.get(), sale_id, session_id)
+        sale = await sales.get_sale_for(user, sale_id)
+    return sale
+
+
+# The purchase pages' sale, settled first when the client is back from Checkout.
+Returned = NamedDependency[dict[str, Any]]
+
+
 class PurchaseController(Controller):
     """A client buying a package online."""
 
     path = ""
-    dependencies = GATEWAY_DEPENDENCIES
+    dependencies = {**GATEWAY_DEPENDENCIES, "returned": Provide(_returned_sale)}
 
     @get("/buy/{package_id:int}", guards=[buyers], name="buy")
     async def summary(
@@ -196,15 +215,8 @@ class PurchaseController(Controller):
         return Redirect(path=target, status_code=303)
 
     @get("/purchases/{sale_id:int}", guards=[sale_readers], name="purchase")
-    async def purchase(
-        self,
-        user: SignedIn,
-        gateways: NamedDependency[GatewaySource],
-        sale_id: FromPath[int],
-        session_id: Annotated[str, QueryParameter(name="session_id")] = "",
-    ) -> Template:
-        sale = await _returned_sale(user, gateways, sale_id, session_id)
-        return Template("payments/purchase.html", context=await listing.sale_view(sale))
+    async def purchase(self, returned: Returned) -> Template:
+        return Template("payments/purchase.html", context=await listing.sale_view(returned))
 
     @get("/appointments/checkout", guards=[buyers], name="book_and_pay")
     async def book_and_pay_form(
@@ -259,16 +271,9 @@ class PurchaseController(Controller):
         return redirect(request, target, message)
 
     @get("/purchases/{sale_id:int}/status", guards=[sale_readers], name="purchase_status")
-    async def purchase_status(
-        self,
-        user: SignedIn,
-        gateways: NamedDependency[GatewaySource],
-        sale_id: FromPath[int],
-        session_id: Annotated[str, QueryParameter(name="session_id")] = "",
-    ) -> Template:
+    async def purchase_status(self, returned: Returned) -> Template:
         """The htmx-polled part of the purchase page."""
-        sale = await _returned_sale(user, gateways, sale_id, session_id)
-        return Template("payments/_purchase_status.html", context=await listing.sale_view(sale))
+        return Template("payments/_purchase_status.html", context=await listing.sale_view(returned))
 
     @get("/account/purchases", guards=[buyers], name="my_purchases")
     async def my_purchases(self, user: SignedIn) -> Template:
@@ -282,18 +287,6 @@ class PurchaseController(Controller):
         if sale["status"] == sales.PENDING or sale["status"] == sales.CANCELLED:
             raise NotFoundException("There is no receipt for an unpaid purchase.")
         return Template("payments/receipt.html", context=await listing.sale_view(sale))
-
-
-async def _returned_sale(
-    user: CurrentUser, gateways: GatewaySource, sale_id: int, session_id: str
-) -> dict[str, Any]:
-    """The sale as the purchase page shows it; back from Checkout (``session_id``), a
-    paid session is recorded first if its webhook has not come yet."""
-    sale = await sales.get_sale_for(user, sale_id)
-    if session_id and sale["status"] in (sales.PENDING, sales.CANCELLED):
-        await service.settle_return(gateways.get(), sale_id, session_id)
-        sale = await sales.get_sale_for(user, sale_id)
-    return sale
 
 
 TIME_TAKEN = "This time was taken a moment ago; nothing was charged. Choose another time."
