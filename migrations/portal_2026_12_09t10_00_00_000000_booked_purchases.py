@@ -14,7 +14,7 @@ from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.columns.indexes import IndexMethod
 from piccolo.engine import engine_finder
 
-ID = "2026-12-09T09:00:00:000000"
+ID = "2026-12-09T10:00:00:000000"
 VERSION = "1.38.0"
 DESCRIPTION = "booked purchases"
 
