@@ -160,8 +160,9 @@ async def test_a_client_without_sessions_is_told_before_choosing_a_time(app, cli
         page = await client.get(url)
         assert page.status_code == 200
         assert "You have no unused session of this service." in page.text
-        assert "Free on this day: 09:00" in page.text
-        assert 'action="/appointments"' not in page.text  # no time offered to book
+        # Each free time leads to paying for a session first, none books directly.
+        assert 'action="/appointments/checkout"' in page.text and "Book and pay" in page.text
+        assert 'action="/appointments"' not in page.text
     async with factories.make_client(app) as client:
         await factories.login(client, clinic.client)
         page = await client.get(url)

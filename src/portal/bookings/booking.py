@@ -42,8 +42,10 @@ from portal.bookings.credits import (
 from portal.bookings.reading import get_appointment_for
 from portal.bookings.states import (
     BOOKED,
+    HELD,
     is_late,
     not_booked_message,
+    release_lapsed,
     too_late_to_reschedule,
 )
 from portal.bookings.tables import Appointment
@@ -125,8 +127,12 @@ async def book(
     notify_client: bool = True,
     settings: Settings | None = None,
     deferred: list[int] | None = None,
+    hold_until: datetime | None = None,
 ) -> int:
     """Book one appointment; returns its id.
+
+    With ``hold_until`` the time is *held* (status ``held``, no credit, no
+    email) for a client about to pay for it: see :mod:`portal.bookings.holds`.
 
     Raises ``Invalid`` (with reasons), ``NoCredit`` or ``SlotTaken``
     (the therapist or the last suitable room is taken at that time). With
@@ -153,13 +159,16 @@ async def book(
             if verdict.reasons:
                 raise Invalid({"therapist": told(actor, verdict.reasons, verdict.private)})
         raise Invalid({"therapist": "No therapist here can give this service."})
-    credits = await credits_for(client_id, service_id, start_at, location_id)
-    if not credits:
-        raise NoCredit(
-            await no_credit_message(
-                client_id, str(ctx.service["name"]), start_at, location_id, service_id
+    credit_ids: list[int | None] = [None]  # a hold takes no credit
+    if hold_until is None:
+        credits = await credits_for(client_id, service_id, start_at, location_id)
+        if not credits:
+            raise NoCredit(
+                await no_credit_message(
+                    client_id, str(ctx.service["name"]), start_at, location_id, service_id
+                )
             )
-        )
+        credit_ids = [int(credit["id"]) for credit in credits]
     appointment_id = await _book_first_free(
         actor,
         ctx,
@@ -168,12 +177,13 @@ async def book(
         start_at=start_at,
         end_at=end_at,
         busy_until=busy_until,
-        credits=credits,
+        credit_ids=credit_ids,
         therapist_id=therapist_id,
         room_id=room_id,
         series_id=series_id,
+        hold_until=hold_until,
     )
-    if notify_client:
+    if notify_client and hold_until is None:
         await notify.booking_confirmed(appointment_id, settings=settings, deferred=deferred)
     return appointment_id
 
@@ -187,10 +197,11 @@ async def _book_first_free(
     start_at: datetime,
     end_at: datetime,
     busy_until: datetime,
-    credits: list[dict[str, Any]],
+    credit_ids: list[int | None],
     therapist_id: int | None,
     room_id: int | None,
     series_id: str | None,
+    hold_until: datetime | None = None,
 ) -> int:
     location_id = int(ctx.location["id"])
     service_id = int(ctx.service["id"])
@@ -217,7 +228,7 @@ async def _book_first_free(
         if not rooms:
             await _no_room(ctx, start_at, busy_until)
         for room in rooms:
-            for credit in credits:
+            for credit_id in credit_ids:
                 try:
                     return await _insert(
                         actor,
@@ -229,8 +240,9 @@ async def _book_first_free(
                         start_at=start_at,
                         end_at=end_at,
                         busy_until=busy_until,
-                        credit_id=int(credit["id"]),
+                        credit_id=credit_id,
                         series_id=series_id,
+                        hold_until=hold_until,
                     )
                 except CreditGone:
                     continue  # taken by a parallel booking of the same client; try the next
@@ -263,8 +275,9 @@ async def _insert(
     start_at: datetime,
     end_at: datetime,
     busy_until: datetime,
-    credit_id: int,
+    credit_id: int | None,
     series_id: str | None,
+    hold_until: datetime | None = None,
 ) -> int:
     now = utcnow()
     async with _taking_time():
@@ -273,7 +286,10 @@ async def _insert(
         # (instead of both inserting and waiting on each other until PostgreSQL
         # breaks the deadlock).
         await db.lock_keys((LOCK_THERAPIST, therapist_id), (LOCK_ROOM, room_id))
-        await hold_credit(credit_id)
+        # A time held for a payment that did not come in time is free again.
+        await release_lapsed(therapist_id, room_id, start_at, busy_until, now)
+        if credit_id is not None:
+            await hold_credit(credit_id)
         rows = (
             await Appointment.insert(
                 Appointment(
@@ -285,18 +301,21 @@ async def _insert(
                     start_at=start_at,
                     end_at=end_at,
                     busy_until=busy_until,
-                    status=BOOKED,
+                    status=BOOKED if credit_id is not None else HELD,
                     sale_session=credit_id,
                     series_id=series_id,
                     booked_by=actor.id,
                     created_at=now,
                     updated_at=now,
+                    hold_until=hold_until,
                 )
             )
             .returning(Appointment.id)
             .run()
         )
         appointment_id = int(rows[0]["id"])
+        if credit_id is None:
+            return appointment_id  # a hold: audited when the payment books it
         await attach_credit(credit_id, appointment_id)
         await audit.record(
             actor,
@@ -376,6 +395,7 @@ async def move(
         raise SlotTaken()
     async with _taking_time():
         room_id = await _room_for_move(ctx, appointment, start_at, busy_until, room_id)
+        await release_lapsed(tid, room_id, start_at, busy_until, now)
         moved = (
             await Appointment.update(
                 {

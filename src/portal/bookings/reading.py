@@ -110,7 +110,11 @@ async def client_appointments(
     query = Appointment.select(
         *Appointment.all_columns(),
         *joined("therapist_name", "service_name", "location_name", "timezone", "window_hours"),
-    ).where(Appointment.client == client_id)
+    ).where(
+        (Appointment.client == client_id)
+        # A time only held while paying, never booked, is the purchase's, not an appointment.
+        & (Appointment.sale_session.is_not_null() | Appointment.hold_sale.is_null())
+    )
     if booked_after is not None:
         query = query.where((Appointment.status == BOOKED) & (Appointment.end_at > booked_after))
     upcoming = booked_after is not None

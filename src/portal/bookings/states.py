@@ -13,7 +13,7 @@ from typing import Any
 
 from portal.bookings.tables import Appointment
 from portal.errors import Invalid
-from portal.sales.service import compare_and_set
+from portal.sales.service import check_move, compare_and_set
 from portal.timeutil import utcnow
 
 BOOKED = "booked"
@@ -31,6 +31,10 @@ LATE_CANCEL = "late_cancel"
 NO_SHOW = "no_show"
 
 
+# A time held while the client pays for it (``hold_sale``, until ``hold_until``).
+HELD = "held"
+
+
 BUSY_STATES = (BOOKED, COMPLETED, NO_SHOW)
 
 
@@ -40,7 +44,45 @@ STATUS_LABELS = {
     CANCELLED: "Cancelled",
     LATE_CANCEL: "Late cancel",
     NO_SHOW: "No-show",
+    HELD: "Held for payment",
 }
+
+
+# A held time becomes the paid booking, or is let go (order abandoned, hold lapsed).
+HOLD_MOVES: dict[str, frozenset[str]] = {HELD: frozenset({BOOKED, CANCELLED})}
+HOLD_LAPSED = "The time was held for a payment that did not come in time."
+
+
+async def leave_held(where: Any, new: str, **values: Any) -> list[int]:
+    """Move the held appointments matching ``where`` to ``new`` (compare-and-set on
+    ``held``); the ids moved."""
+    check_move(HOLD_MOVES, HELD, new, "appointment")
+    update: dict[Any, Any] = {Appointment.status: new, Appointment.updated_at: utcnow()}
+    for name, value in values.items():
+        update[getattr(Appointment, name)] = value
+    rows = (
+        await Appointment.update(update)
+        .where((Appointment.status == HELD) & where)
+        .returning(Appointment.id)
+        .run()
+    )
+    return [int(row["id"]) for row in rows]
+
+
+async def release_lapsed(
+    therapist_id: int, room_id: int, start: datetime, until: datetime, now: datetime
+) -> list[int]:
+    """Let go of the lapsed holds of this therapist or room over [start, until), so a
+    booking of that time (inside its transaction, under its locks) may take it."""
+    return await leave_held(
+        (Appointment.hold_until <= now)
+        & ((Appointment.therapist == therapist_id) | (Appointment.room == room_id))
+        & (Appointment.start_at < until)
+        & (Appointment.busy_until > start),
+        CANCELLED,
+        cancelled_at=now,
+        cancel_reason=HOLD_LAPSED,
+    )
 
 
 def is_late(appointment: dict[str, Any], now: datetime) -> bool:

@@ -1,4 +1,4 @@
-from piccolo.columns import Boolean, ForeignKey, Serial, Text, Timestamptz, Varchar
+from piccolo.columns import Boolean, ForeignKey, Integer, Serial, Text, Timestamptz, Varchar
 from piccolo.columns.base import OnDelete
 from piccolo.table import Table
 
@@ -19,6 +19,12 @@ class Appointment(Table, tablename="appointment"):
     constraint on PostgreSQL, triggers on SQLite), so concurrent requests can
     never double-book. ``sale_session`` is the session credit the booking
     holds. Status: booked → completed | cancelled | late_cancel | no_show.
+
+    A client who books and pays in one flow first *holds* the time: status
+    ``held`` for the pending sale ``hold_sale`` until ``hold_until``; the
+    payment makes it ``booked`` (with the sale's credit), an abandoned order
+    or a lapsed hold ``cancelled``. A held time is busy like a booked one
+    until ``hold_until``; after that the next booking of it releases it.
     """
 
     id: Serial
@@ -46,3 +52,5 @@ class Appointment(Table, tablename="appointment"):
     waive_reason = Text(default="")
     completed_at = Timestamptz(null=True, default=None)
     reminder_sent_at = Timestamptz(null=True, default=None)
+    hold_sale = Integer(null=True, default=None, index=True)
+    hold_until = Timestamptz(null=True, default=None)

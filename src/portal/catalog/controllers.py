@@ -182,12 +182,13 @@ PACKAGE_FORM = AdminForm(
         "sessions": "Sessions",
         "validity_days": "Validity",
         "redeemable": "Where the sessions can be booked",
+        "introductory": "Introductory offer",
         "description": "Description",
         "price": "Price",
         "currency": "Currency",
     },
     defaults=PACKAGE_DEFAULTS,
-    checkboxes=("sellable_online",),
+    checkboxes=("sellable_online", "introductory"),
     parse=lambda values, _lists, row: Priced(
         *inputs.parse_package_form(values, creating=row is None)
     ),

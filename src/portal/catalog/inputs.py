@@ -35,7 +35,14 @@ SERVICE_FIELDS = (
     "buffer_after_minutes",
     "required_equipment",
 )
-PACKAGE_FIELDS = ("name", "description", "validity_days", "sellable_online", "redeemable")
+PACKAGE_FIELDS = (
+    "name",
+    "description",
+    "validity_days",
+    "sellable_online",
+    "redeemable",
+    "introductory",
+)
 
 
 # -- inputs ------------------------------------------------------------------
@@ -69,6 +76,7 @@ class PackageInput:
     validity_days: int
     sellable_online: bool
     redeemable: str = ALL_CLINICS
+    introductory: bool = False
     # Fixed once the package exists; only read when creating.
     service_id: int = 0
     sessions: int = 0
@@ -224,6 +232,9 @@ def parse_package_form(
     redeemable = values.get("redeemable", "").strip() or ALL_CLINICS
     if redeemable not in REDEEMABLE:
         errors["redeemable"] = "Choose where the sessions can be booked."
+    introductory = _checked(values, "introductory")
+    if introductory and creating and sessions not in (None, 1):
+        errors["introductory"] = "An introductory offer is a single session: set Sessions to 1."
     if errors:
         raise Invalid(errors)
     assert validity is not None and sessions is not None
@@ -233,6 +244,7 @@ def parse_package_form(
         description=description,
         validity_days=validity,
         sellable_online=_checked(values, "sellable_online"),
+        introductory=introductory,
         service_id=service_id,
         sessions=sessions,
     )

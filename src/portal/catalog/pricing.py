@@ -333,6 +333,7 @@ class PackageTerms:
     session_totals: tuple[int, ...]
     quoted_at: datetime
     redeemable: str = "all_clinics"  # where the sessions may be booked (inputs.REDEEMABLE)
+    introductory: bool = False  # sold once per client (sales.claim_introductory)
 
     def as_dict(self) -> dict[str, Any]:
         return terms_as_dict(self)
@@ -397,4 +398,5 @@ def terms_from_offer(offer: Offer) -> PackageTerms:
         session_totals=tuple(money.split_evenly(tax.total_cents, sessions)),
         quoted_at=offer.at,
         redeemable=str(offer.package.get("redeemable") or "all_clinics"),
+        introductory=bool(offer.package.get("introductory")),
     )

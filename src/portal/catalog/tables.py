@@ -59,6 +59,8 @@ class Package(Table, tablename="package"):
     sellable_online = Boolean(default=True, index=True)
     # Where its sessions may be booked: "selling_clinic" or "all_clinics" (inputs.REDEEMABLE).
     redeemable = Varchar(length=20, default="all_clinics")
+    # An introductory offer: sold at most once to each client (``sales.IntroClaim``).
+    introductory = Boolean(default=False)
     active = Boolean(default=True, index=True)
     created_at = Timestamptz()
     updated_at = Timestamptz()

@@ -46,12 +46,15 @@ PAID_MEANWHILE = "This order was paid meanwhile; it can no longer be cancelled."
 
 async def cancel_unpaid(sale_id: int) -> bool:
     """Pending → cancelled for the sale and its Stripe payment; False if it was not pending."""
+    from portal.bookings import holds  # bookings builds on payments' data
+
     async with sales.locked(sale_id):
         if not await sales.cancel_pending(sale_id):
             return False
         payment = await _payment_for_sale(sale_id)
         if payment is not None and payment["status"] == PENDING:
             await _set_payment(int(payment["id"]), PENDING, CANCELLED)
+        await holds.release_hold(sale_id)  # a time chosen with the order is free again
     return True
 
 
@@ -105,13 +108,18 @@ class ExpiryRun:
 
 
 async def expire_abandoned(gateway: StripeGateway, *, now: datetime | None = None) -> ExpiryRun:
-    """Cancel card orders still unpaid :data:`ABANDONED_AFTER` after they started."""
-    cutoff = (now or utcnow()) - ABANDONED_AFTER
+    """Cancel card orders still unpaid :data:`ABANDONED_AFTER` after they started, and
+    those whose held time has lapsed (``bookings.holds``)."""
+    from portal.bookings import holds  # bookings builds on payments' data
+
+    now = now or utcnow()
+    cutoff = now - ABANDONED_AFTER
+    lapsed = await holds.lapsed_hold_sales(now)
     rows = (
         await Sale.select(Sale.id)
         .where(
             (Sale.status == sales.PENDING)
-            & (Sale.created_at < cutoff)
+            & ((Sale.created_at < cutoff) | Sale.id.is_in(lapsed or [0]))
             & Sale.id.is_in(Payment.select(Payment.sale).where(Payment.provider == STRIPE))
         )
         .order_by(Sale.id)

@@ -7,7 +7,9 @@ active at once.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from portal import access, contexts, db
 from portal.audit import service as audit
@@ -59,11 +61,18 @@ async def start_checkout(
     online: bool = True,
     sold_by: int | None = None,
     request_key: str | None = None,
+    expires_at: datetime | None = None,
+    within: Callable[[int], Awaitable[None]] | None = None,
+    return_path: str | None = None,
 ) -> Checkout:
     """Create the pending sale (the full snapshot) and its Stripe Checkout Session.
 
     A front-desk form's ``request_key`` makes a resubmission of the same form
-    return the sale it already created.
+    return the sale it already created. ``within`` runs with the new sale's id
+    in the sale's transaction (a held time is linked to it); ``return_path``
+    is where the client lands when they leave the payment page (default the
+    clinic's catalog); ``expires_at`` ends the Checkout Session (Stripe's
+    default 24 hours otherwise).
     """
     key = request_key
     buyer = sold_by if sold_by is not None else client_id
@@ -82,6 +91,8 @@ async def start_checkout(
                 sold_by=sold_by,
                 request_key=key,
             )
+            if within is not None:
+                await within(sale_id)
             payment_id = await insert_payment(
                 sale_id,
                 amount_cents=terms.total_cents,
@@ -101,16 +112,20 @@ async def start_checkout(
             currency=terms.currency,
             product_name=terms.name,
             product_description=(
-                f"{terms.sessions} sessions, valid {terms.validity_days} days"
+                f"{terms.sessions} session{'' if terms.sessions == 1 else 's'}, "
+                f"valid {terms.validity_days} days"
                 + ("" if terms.tax_cents == 0 else " (tax included)")
             ),
             success_url=f"{base_url}/purchases/{sale_id}?session_id={{CHECKOUT_SESSION_ID}}",
-            cancel_url=f"{base_url}/book/{slug}",
+            cancel_url=f"{base_url}{return_path or f'/book/{slug}'}".replace(
+                "{sale}", str(sale_id)
+            ),
             client_reference_id=str(client_id),
             metadata=ids,
             payment_intent_metadata=ids,
             idempotency_key=await idempotency_key("checkout", sale_id, Sale),
             customer_email=client_email,
+            expires_at=expires_at,
         )
     except GatewayError as exc:
         async with db.transaction():

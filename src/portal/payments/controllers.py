@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlparse
+from zoneinfo import ZoneInfo
 
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.datastructures import State
@@ -16,10 +18,12 @@ from litestar.response import Redirect, Template
 
 from portal import access, metrics
 from portal.auth.service import ACCOUNTANT, CLIENT, MANAGER, OWNER, CurrentUser
+from portal.bookings.booking import SlotTaken
 from portal.catalog import service as catalog
 from portal.catalog.service import NotAvailable
+from portal.errors import Invalid
 from portal.onetime import service as onetime
-from portal.payments import listing, service, webhooks
+from portal.payments import booked, listing, service, webhooks
 from portal.payments.gateway import (
     GatewayError,
     GatewayUnavailable,
@@ -138,11 +142,30 @@ GATEWAY_DEPENDENCIES = {
 Tilled = NamedDependency[Till]
 
 
+async def _returned_sale(
+    user: SignedIn,
+    gateways: NamedDependency[GatewaySource],
+    sale_id: FromPath[int],
+    session_id: Annotated[str, QueryParameter(name="session_id")] = "",
+) -> dict[str, Any]:
+    """The sale as the purchase pages show it; back from Checkout (``session_id``), a
+    paid session is recorded first if its webhook has not come yet."""
+    sale = await sales.get_sale_for(user, sale_id)
+    if session_id and sale["status"] in (sales.PENDING, sales.CANCELLED):
+        await service.settle_return(gateways.get(), sale_id, session_id)
+        sale = await sales.get_sale_for(user, sale_id)
+    return sale
+
+
+# The purchase pages' sale, settled first when the client is back from Checkout.
+Returned = NamedDependency[dict[str, Any]]
+
+
 class PurchaseController(Controller):
     """A client buying a package online."""
 
     path = ""
-    dependencies = GATEWAY_DEPENDENCIES
+    dependencies = {**GATEWAY_DEPENDENCIES, "returned": Provide(_returned_sale)}
 
     @get("/buy/{package_id:int}", guards=[buyers], name="buy")
     async def summary(
@@ -192,9 +215,43 @@ class PurchaseController(Controller):
         return Redirect(path=target, status_code=303)
 
     @get("/purchases/{sale_id:int}", guards=[sale_readers], name="purchase")
-    async def purchase(self, user: SignedIn, sale_id: FromPath[int]) -> Template:
-        sale = await sales.get_sale_for(user, sale_id)
-        return Template("payments/purchase.html", context=await listing.sale_view(sale))
+    async def purchase(self, returned: Returned) -> Template:
+        return Template("payments/purchase.html", context=await listing.sale_view(returned))
+
+    @get("/appointments/checkout", guards=[buyers], name="book_and_pay")
+    async def book_and_pay_form(
+        self, request: Request[Any, Any, Any], user: SignedIn, settings: AppSettings
+    ) -> Template:
+        """A free time chosen without a session of the service: pay for one and book it."""
+        values = {key: str(value) for key, value in request.query_params.items()}
+        return await _book_and_pay_page(settings, user, values)
+
+    @post("/appointments/checkout", guards=[buyers], name="book_and_pay_submit")
+    async def book_and_pay(self, till: Tilled) -> Response[Any]:
+        settings, user = till.settings, till.user
+        values, _ = await read_form(till.request)
+        try:
+            slot = _chosen_slot(values)
+        except Invalid as exc:
+            return await _book_and_pay_page(settings, user, values, exc.errors, 422)
+        try:
+            checkout = await booked.book_and_pay(
+                till.gateways.get(), user, location_id=slot.location_id,
+                service_id=slot.service_id, start_at=slot.start, therapist_id=slot.therapist_id,
+                package_id=_int_or_none(values.get("package")), base_url=settings.base_url,
+                request_key=onetime.parse(values.get(onetime.FIELD)),
+            )  # fmt: skip
+        except Invalid as exc:
+            return await _book_and_pay_page(settings, user, values, exc.errors, 422)
+        except SlotTaken:
+            return await _book_and_pay_page(settings, user, values, {"start": TIME_TAKEN}, 409)
+        except NotAvailable as exc:
+            return await _book_and_pay_page(settings, user, values, {"package": str(exc)}, 409)
+        except GatewayError as exc:
+            status = 503 if isinstance(exc, GatewayUnavailable) else 502
+            return await _book_and_pay_page(settings, user, values, {"form": exc.message}, status)
+        target = checkout.url or f"/purchases/{checkout.sale_id}"
+        return Redirect(path=target, status_code=303)
 
     @post("/purchases/{sale_id:int}/cancel", guards=[buyers], name="purchase_cancel")
     async def cancel_purchase(
@@ -214,10 +271,9 @@ class PurchaseController(Controller):
         return redirect(request, target, message)
 
     @get("/purchases/{sale_id:int}/status", guards=[sale_readers], name="purchase_status")
-    async def purchase_status(self, user: SignedIn, sale_id: FromPath[int]) -> Template:
+    async def purchase_status(self, returned: Returned) -> Template:
         """The htmx-polled part of the purchase page."""
-        sale = await sales.get_sale_for(user, sale_id)
-        return Template("payments/_purchase_status.html", context=await listing.sale_view(sale))
+        return Template("payments/_purchase_status.html", context=await listing.sale_view(returned))
 
     @get("/account/purchases", guards=[buyers], name="my_purchases")
     async def my_purchases(self, user: SignedIn) -> Template:
@@ -231,6 +287,69 @@ class PurchaseController(Controller):
         if sale["status"] == sales.PENDING or sale["status"] == sales.CANCELLED:
             raise NotFoundException("There is no receipt for an unpaid purchase.")
         return Template("payments/receipt.html", context=await listing.sale_view(sale))
+
+
+TIME_TAKEN = "This time was taken a moment ago; nothing was charged. Choose another time."
+
+
+@dataclass(frozen=True)
+class _Slot:
+    location_id: int
+    service_id: int
+    start: datetime
+    therapist_id: int | None
+
+
+def _chosen_slot(values: dict[str, str]) -> _Slot:
+    """The clinic, service, start (ISO with its offset) and therapist the booking page sent."""
+    location_id = _int_or_none(values.get("location"))
+    service_id = _int_or_none(values.get("service"))
+    if location_id is None or service_id is None:
+        raise Invalid({"start": "Choose a clinic, a service and a free time first."})
+    try:
+        start = datetime.fromisoformat(values.get("start", ""))
+    except ValueError:
+        start = None
+    if start is None or start.tzinfo is None:
+        raise Invalid({"start": "Choose one of the free times."})
+    return _Slot(location_id, service_id, start, _int_or_none(values.get("therapist")))
+
+
+async def _book_and_pay_page(
+    settings: Settings,
+    user: CurrentUser,
+    values: dict[str, str],
+    errors: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> Template:
+    """The time chosen, the single-session offers to pay for it with, and a fresh
+    one-time key; the choices kept and each error beside its field."""
+    errors = dict(errors or {})
+    context: dict[str, Any] = {"form": values, "errors": errors, "request_key": onetime.new_key()}
+    try:
+        slot = _chosen_slot(values)
+    except Invalid as exc:
+        if not any(values.get(key) for key in ("location", "service", "start")):
+            # Nothing chosen yet (a bare link): the page points to the free times.
+            return Template("payments/book_and_pay.html", context=context)
+        errors.update({k: v for k, v in exc.errors.items() if k not in errors})
+        return Template(
+            "payments/book_and_pay.html",
+            context=context,
+            status_code=max(status_code, 422),
+            headers=_checkout_page_headers(settings),
+        )
+    chosen = await booked.chosen_time(user.id, slot.location_id, slot.service_id, slot.therapist_id)
+    tz = ZoneInfo(str(chosen["location"]["timezone"]))
+    context.update(chosen, slot=slot, tz=str(tz), day=slot.start.astimezone(tz).date())
+    if not chosen["offers"] and "package" not in errors:
+        errors["package"] = "This clinic sells no single session of this service online."
+    return Template(
+        "payments/book_and_pay.html",
+        context=context,
+        status_code=status_code,
+        headers=_checkout_page_headers(settings),
+    )
 
 
 def _buy_page(

@@ -153,11 +153,23 @@ async def record_stripe_payment(
             )
         await sales.revive_cancelled(sale_id)
         activated = await sales.activate(sale_id, occurred_at=occurred_at, payment_method="card")
+        if activated:
+            await _book_held_time(sale_id)
         if charge is not None and charge.balance_transaction is not None:
             fresh = await Payment.select().where(Payment.id == payment["id"]).first().run()
             assert fresh is not None
             await _record_fee(fresh, charge.balance_transaction)
         return activated
+
+
+async def _book_held_time(sale_id: int) -> None:
+    """A sale paid for a time the client chose books it now, in the activation's
+    transaction (``bookings.holds``); the confirmation waits in the outbox."""
+    from portal.bookings import holds, notify  # bookings builds on payments' data
+
+    appointment_id = await holds.confirm_hold(sale_id)
+    if appointment_id is not None:
+        await notify.booking_confirmed(appointment_id, deferred=[])
 
 
 def _mismatches(

@@ -9,6 +9,7 @@ from typing import Any
 
 from portal import access
 from portal.auth.tables import User
+from portal.bookings import holds
 from portal.catalog import service as catalog
 from portal.catalog.tables import Package
 from portal.errors import NotFound
@@ -94,6 +95,7 @@ async def sale_view(sale: dict[str, Any]) -> dict[str, Any]:
         "refunds": await refunds_of(int(sale["id"])),
         "disputes": await disputes_of(int(sale["id"])),
         "methods": sales.PAYMENT_METHODS,
+        "hold": await holds.hold_of_sale(int(sale["id"])),
     }
 
 

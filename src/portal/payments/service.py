@@ -155,6 +155,7 @@ __all__ = [
     "send_refund_notice_for",
     "sessions_covered",
     "settle_own_refund",
+    "settle_return",
     "start_checkout",
 ]
 
@@ -206,6 +207,34 @@ async def _on_checkout_completed(gateway: StripeGateway, obj: dict[str, Any]) ->
         named_sale_ids=named,
     )
     await send_receipt_for(sale_id)
+
+
+async def settle_return(gateway: StripeGateway, sale_id: int, session_id: str) -> None:
+    """The client is back from Checkout: when Stripe says the session is paid, record
+    it now as its webhook would (whichever comes first; the second changes nothing).
+
+    The evidence is read from Stripe, never taken from the browser; a failure to ask
+    leaves the payment to the webhook."""
+    try:
+        session = await gateway.retrieve_checkout_session(session_id)
+    except GatewayError as exc:
+        log.warning("could not read checkout session %s: %s", session_id, exc)
+        return
+    if session.metadata.get("sale_id") != str(sale_id) or session.mode != "payment":
+        return
+    await _on_checkout_completed(
+        gateway,
+        {
+            "id": session.id,
+            "mode": session.mode,
+            "payment_status": session.payment_status,
+            "metadata": session.metadata,
+            "payment_intent": session.payment_intent_id,
+            "amount_total": session.amount_total,
+            "currency": session.currency,
+            "created": int(session.created.timestamp()),
+        },
+    )
 
 
 async def _on_payment_intent_succeeded(gateway: StripeGateway, obj: dict[str, Any]) -> None:

@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from portal import access, db, progress
 from portal.auth.service import CLIENT, CurrentUser
-from portal.catalog.service import PackageTerms
+from portal.catalog.service import NotAvailable, PackageTerms
 from portal.errors import Forbidden, NotFound
 from portal.ledger import daily
 from portal.ledger import service as ledger
-from portal.sales.tables import Sale, SaleSession
+from portal.sales.tables import IntroClaim, Sale, SaleSession
 from portal.timeutil import utcnow
 
 if TYPE_CHECKING:
@@ -289,7 +289,58 @@ async def create_pending_sale(
         .returning(Sale.id)
         .run()
     )
-    return int(rows[0]["id"])
+    sale_id = int(rows[0]["id"])
+    if terms.introductory:
+        await claim_introductory(client_id, sale_id)
+    return sale_id
+
+
+INTRO_TAKEN = (
+    "The introductory offer is for a first visit, once per client, and it is already "
+    "on your account. Choose a single session or a package instead."
+)
+
+
+async def claim_introductory(client_id: int, sale_id: int) -> None:
+    """Claim the client's one introductory offer for ``sale_id``, in the caller's
+    transaction; ``NotAvailable`` when another sale holds it.
+
+    One row per client (unique): the first insert wins, a concurrent one waits for
+    it and inserts nothing. A claim whose sale was cancelled (an abandoned
+    checkout) passes to the new sale, compare-and-set on its ``sale_id``.
+    """
+    inserted = (
+        await IntroClaim.insert(IntroClaim(client=client_id, sale_id=sale_id, claimed_at=utcnow()))
+        .on_conflict(target=IntroClaim.client, action="DO NOTHING")
+        .returning(IntroClaim.id)
+        .run()
+    )
+    if inserted:
+        return
+    claim = await IntroClaim.select().where(IntroClaim.client == client_id).first().run()
+    old = int(claim["sale_id"]) if claim else 0
+    if old == sale_id:
+        return
+    holder = await Sale.select(Sale.status).where(Sale.id == old).first().run()
+    if holder is not None and holder["status"] != CANCELLED:
+        raise NotAvailable(INTRO_TAKEN)
+    moved = (
+        await IntroClaim.update({IntroClaim.sale_id: sale_id, IntroClaim.claimed_at: utcnow()})
+        .where((IntroClaim.client == client_id) & (IntroClaim.sale_id == old))
+        .returning(IntroClaim.id)
+        .run()
+    )
+    if not moved:
+        raise NotAvailable(INTRO_TAKEN)
+
+
+async def had_introductory(client_id: int) -> bool:
+    """Has the client bought (or is buying) their introductory offer?"""
+    claim = await IntroClaim.select().where(IntroClaim.client == client_id).first().run()
+    if claim is None:
+        return False
+    holder = await Sale.select(Sale.status).where(Sale.id == claim["sale_id"]).first().run()
+    return holder is not None and holder["status"] != CANCELLED
 
 
 async def sale_by_request_key(request_key: str, user_id: int) -> int | None:

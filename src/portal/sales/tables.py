@@ -77,3 +77,18 @@ class SaleSession(Table, tablename="sale_session"):
     changed_at = Timestamptz()
     appointment_id = Integer(null=True, default=None, index=True)
     refund_id = Integer(null=True, default=None)
+
+
+class IntroClaim(Table, tablename="intro_claim"):
+    """The one introductory offer a client may buy: one row per client (unique).
+
+    Claimed with the pending sale of an introductory package, in its
+    transaction. A claim whose sale was cancelled (an abandoned checkout) may
+    be taken over by a new sale, compare-and-set on ``sale_id``; any other
+    claim refuses a second introductory sale.
+    """
+
+    id: Serial
+    client = Integer(unique=True)
+    sale_id = Integer()
+    claimed_at = Timestamptz()
