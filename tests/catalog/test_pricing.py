@@ -9,6 +9,7 @@ import pytest
 from portal.catalog import service
 from portal.catalog.service import PriceVersion, select_price
 from portal.catalog.tables import PackagePrice, ServicePrice
+from portal.errors import Invalid
 from portal.locations.tables import Location
 from portal.timeutil import utcnow
 from tests import factories
@@ -251,3 +252,20 @@ async def test_service_list_price_versions(db) -> None:
     assert (await service.service_price_in_effect(svc, T - TICK)).amount_cents == 11000
     assert (await service.service_price_in_effect(svc, T)).amount_cents == 12000
     assert await service.service_price_in_effect(svc, T - timedelta(days=366)) is None
+
+
+async def test_only_a_one_session_package_becomes_an_introductory_offer(db) -> None:
+    owner_actor = actor()
+    svc = await make_service(price=12000)
+    five = await make_package(svc, price=54000)
+    with pytest.raises(Invalid) as refused:
+        await service.update_package(
+            owner_actor,
+            five,
+            service.PackageInput(
+                name="Five", description="", validity_days=30, sellable_online=True,
+                introductory=True,
+            ),
+        )  # fmt: skip
+    assert "single session" in refused.value.errors["introductory"]
+    assert not (await service.get_package(five))["introductory"]

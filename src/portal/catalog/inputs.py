@@ -200,6 +200,9 @@ def parse_service_form(
     return data, price
 
 
+INTRO_IS_ONE_SESSION = "An introductory offer is a single session: set Sessions to 1."
+
+
 def parse_package_form(
     values: dict[str, str], *, creating: bool
 ) -> tuple[PackageInput, PriceInput | None]:
@@ -234,7 +237,7 @@ def parse_package_form(
         errors["redeemable"] = "Choose where the sessions can be booked."
     introductory = _checked(values, "introductory")
     if introductory and creating and sessions not in (None, 1):
-        errors["introductory"] = "An introductory offer is a single session: set Sessions to 1."
+        errors["introductory"] = INTRO_IS_ONE_SESSION
     if errors:
         raise Invalid(errors)
     assert validity is not None and sessions is not None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from portal.auth.service import CurrentUser
 from portal.catalog.entities import Entity, name_taken, require_owner
-from portal.catalog.inputs import PackageInput, PriceInput
+from portal.catalog.inputs import INTRO_IS_ONE_SESSION, PackageInput, PriceInput
 from portal.catalog.listing import get_package
 from portal.catalog.tables import Package, PackagePrice, Service
 from portal.errors import Invalid
@@ -38,6 +38,15 @@ async def create_package(
     return await PACKAGE.create(actor, values, price, shown=shown, address=address)
 
 
-# Name, description, validity and online sale; sessions and service stay fixed.
-update_package = PACKAGE.update
+async def update_package(
+    actor: CurrentUser, package_id: int, data: PackageInput, *, address: str = ""
+) -> None:
+    """Name, description, validity, where redeemable, online sale and whether it is an
+    introductory offer; sessions and service stay fixed (so only a one-session package
+    can become introductory)."""
+    if data.introductory and (await get_package(package_id))["sessions"] != 1:
+        raise Invalid({"introductory": INTRO_IS_ONE_SESSION})
+    await PACKAGE.update(actor, package_id, data, address=address)
+
+
 set_package_active = PACKAGE.set_active
