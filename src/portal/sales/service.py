@@ -296,8 +296,8 @@ async def create_pending_sale(
 
 
 INTRO_TAKEN = (
-    "The introductory offer is for a first visit, once per client, and it is already "
-    "on your account. Choose a single session or a package instead."
+    "The introductory offer is for a first visit, once per client, and this account "
+    "already has it. Choose a single session or a package instead."
 )
 
 
