@@ -261,7 +261,9 @@ async def owner_glance(locations: list[dict[str, Any]]) -> dict[str, Any]:
     month = Filters(period=Period(today.replace(day=1), today), locations=places)
     months = Filters(period=Period(first, today), locations=places)
     revenue, liability, by_month = await reports.concurrently(
-        reports.revenue(month), reports.liability(month), reports.revenue_by_month(months)
+        reports.revenue(month, by_therapist=False),
+        reports.liability(month),
+        reports.revenue_by_month(months),
     )
     now = utcnow()
     booked = await reading.appointments_between(

@@ -80,24 +80,27 @@ class Revenue:
     totals: dict[str, RevenueRow] = field(default_factory=dict)
 
 
-async def _revenue_days(f: Filters) -> list[dict[str, Any]]:
-    """Revenue accounts per bucket (its first day's number), location and therapist,
-    from the daily totals (``ledger.daily``)."""
+async def _revenue_days(f: Filters, *, by_therapist: bool) -> list[dict[str, Any]]:
+    """Revenue accounts per bucket (its first day's number), location and (with
+    ``by_therapist``) therapist, from the daily totals (``ledger.daily``)."""
     start, end = rollup.days(f)
     scope, scope_args = rollup.locations(f)
     accounts, account_args = sql.in_list(REVENUE_ACCOUNTS)
     cte, day, bucket_args = rollup.buckets(f, f.grouping)
+    therapist = "therapist" if by_therapist else "0"
     return await sql.fetch(
-        f"{rollup.with_(cte)}SELECT location AS loc, currency, account, therapist, "
+        f"{rollup.with_(cte)}SELECT location AS loc, currency, account, {therapist} AS therapist, "
         f"{day} AS day, SUM(credit_cents - debit_cents) AS amount FROM ledger_day"
         f"{rollup.bucket_join(cte)} WHERE account IN {accounts} AND {scope} "
-        "AND day >= {} AND day <= {} GROUP BY 1, 2, 3, 4, 5",
+        f"AND day >= {{}} AND day <= {{}} GROUP BY 1, 2, 3, {'4, ' if by_therapist else ''}5",
         [*bucket_args, *account_args, *scope_args, start, end],
     )
 
 
-async def revenue(f: Filters) -> Revenue:
-    """Recognised revenue (sessions given, breakage) beside cash collected, per bucket."""
+async def revenue(f: Filters, *, by_therapist: bool = True) -> Revenue:
+    """Recognised revenue (sessions given, breakage) beside cash collected, per bucket;
+    without ``by_therapist`` the therapists' part is left empty (the dashboard's
+    figures do not need it)."""
     if not f.locations:
         return Revenue(rows=[], therapists=[])
     names = {loc.id: loc for loc in f.locations}
@@ -116,15 +119,20 @@ async def revenue(f: Filters) -> Revenue:
         return table[key]
 
     therapist_sums: dict[tuple[date, int, str, int | None], int] = defaultdict(int)
-    for row in await _revenue_days(f):
-        start = bucket_start(day_from_number(int(row["day"])), f.grouping)
+    starts: dict[int, date] = {}  # day number → its bucket's first day
+    for row in await _revenue_days(f, by_therapist=by_therapist):
+        number = int(row["day"])
+        start = starts.get(number) or starts.setdefault(
+            number, bucket_start(day_from_number(number), f.grouping)
+        )
         location_id, currency = int(row["loc"]), str(row["currency"])
         amount = sql.as_int(row["amount"])
         item = row_for(start, location_id, currency)
         if row["account"] == "service_revenue":
             item.service += amount
-            therapist = int(row["therapist"]) or None  # 0: not attributed
-            therapist_sums[(start, location_id, currency, therapist)] += amount
+            if by_therapist:
+                therapist = int(row["therapist"]) or None  # 0: not attributed
+                therapist_sums[(start, location_id, currency, therapist)] += amount
         elif row["account"] == "revenue_reversals":
             item.reversals += amount
         else:
@@ -172,6 +180,48 @@ async def revenue(f: Filters) -> Revenue:
         )
         add_figures(total, r, REVENUE_FIGURES)
     return Revenue(rows=rows, therapists=therapists, totals=dict(sorted(totals.items())))
+
+
+@dataclass
+class TherapistLeaders:
+    """A location's therapists over the whole period: how many gave sessions, and the
+    ones with the most service revenue (the revenue page at several locations)."""
+
+    location: Loc
+    currency: str
+    therapists: int
+    leaders: list[TherapistRevenue]
+
+
+def leading_therapists(result: Revenue, count: int) -> list[TherapistLeaders]:
+    """Per location and currency, the ``count`` therapists with the most service revenue
+    over the period (their buckets added up), most first; revenue not attributed to a
+    therapist is left out (the table by location has it)."""
+    sums: dict[tuple[int, str], dict[int, TherapistRevenue]] = defaultdict(dict)
+    locations: dict[int, Loc] = {}
+    for t in result.therapists:
+        if t.therapist_id is None:
+            continue
+        locations[t.location.id] = t.location
+        per = sums[(t.location.id, t.currency)]
+        total = per.get(t.therapist_id)
+        if total is None:
+            per[t.therapist_id] = TherapistRevenue(
+                "Total", t.location, t.currency, t.therapist_id, t.therapist, t.service
+            )
+        else:
+            total.service += t.service
+    return [
+        TherapistLeaders(
+            location=locations[location_id],
+            currency=currency,
+            therapists=len(per),
+            leaders=sorted(per.values(), key=lambda t: (-t.service, t.therapist))[:count],
+        )
+        for (location_id, currency), per in sorted(
+            sums.items(), key=lambda kv: (locations[kv[0][0]].name, kv[0][1])
+        )
+    ]
 
 
 async def _therapist_names(ids: set[int]) -> dict[int, str]:
