@@ -10,6 +10,7 @@ from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from portal import db
 from portal.audit.tables import AuditLog
 from portal.auth.service import STAFF_ROLES, CurrentUser
 from portal.auth.tables import User
@@ -157,17 +158,15 @@ async def utilisation(
     from portal.staff.tables import Therapist, TherapistLocation
 
     now = now or utcnow()
-    places: list[dict[str, Any]] = []
-    for location in locations:
-        if not location["active"]:
-            continue
+
+    async def figures(location: dict[str, Any]) -> dict[str, Any]:
         location_id = int(location["id"])
         tz = ZoneInfo(str(location["timezone"]))
         first = h.local_date(now, tz).replace(day=1)
         following = (first + timedelta(days=32)).replace(day=1)
         month = h.Span(h.wall_to_utc(first, 0, tz), h.wall_to_utc(following, 0, tz))
-        therapists = (
-            await Therapist.select(Therapist.id)
+        therapists, booked = await db.concurrently(
+            Therapist.select(Therapist.id)
             .where(
                 (Therapist.active == True)  # noqa: E712
                 & Therapist.id.is_in(
@@ -176,7 +175,15 @@ async def utilisation(
                     )
                 )
             )
-            .run()
+            .run(),
+            Appointment.select(Appointment.start_at, Appointment.end_at)
+            .where(
+                (Appointment.location == location_id)
+                & Appointment.status.is_in(list(BUSY_STATES))
+                & (Appointment.start_at >= month.start)
+                & (Appointment.start_at < month.end)
+            )
+            .run(),
         )
         ids = [int(t["id"]) for t in therapists] or [-1]
         hours, time_off = await hours_and_time_off(location_id, ids, month.start, month.end)
@@ -198,25 +205,17 @@ async def utilisation(
                     if not off
                 )
             day += timedelta(days=1)
-        booked = (
-            await Appointment.select(Appointment.start_at, Appointment.end_at)
-            .where(
-                (Appointment.location == location_id)
-                & Appointment.status.is_in(list(BUSY_STATES))
-                & (Appointment.start_at >= month.start)
-                & (Appointment.start_at < month.end)
-            )
-            .run()
-        )
-        places.append(
-            {
-                "location": location,
-                "booked_minutes": round(
-                    sum((a["end_at"] - a["start_at"]).total_seconds() for a in booked) / 60
-                ),
-                "offered_minutes": round(offered / 60),
-            }
-        )
+        return {
+            "location": location,
+            "booked_minutes": round(
+                sum((a["end_at"] - a["start_at"]).total_seconds() for a in booked) / 60
+            ),
+            "offered_minutes": round(offered / 60),
+        }
+
+    # Each location's reads are independent: side by side on the pool (a chain's
+    # fifty locations in turn were three round trips each, one after another).
+    places = await db.concurrently(*(figures(loc) for loc in locations if loc["active"]))
     for place in places:
         place["percent"] = _percent(place["booked_minutes"], place["offered_minutes"])
     booked_total = sum(p["booked_minutes"] for p in places)
