@@ -155,8 +155,10 @@ async def utilisation(
     from portal.bookings.availability import hours_and_time_off
     from portal.bookings.states import BUSY_STATES
     from portal.bookings.tables import Appointment
+    from portal.reports import sql
     from portal.staff.tables import Therapist, TherapistLocation
 
+    statuses, status_args = sql.in_list(sorted(BUSY_STATES))
     now = now or utcnow()
 
     async def figures(location: dict[str, Any]) -> dict[str, Any]:
@@ -176,29 +178,36 @@ async def utilisation(
                 )
             )
             .run(),
-            Appointment.select(Appointment.start_at, Appointment.end_at)
-            .where(
-                (Appointment.location == location_id)
-                & Appointment.status.is_in(list(BUSY_STATES))
-                & (Appointment.start_at >= month.start)
-                & (Appointment.start_at < month.end)
-            )
-            .run(),
+            Appointment.raw(
+                f"SELECT SUM({sql.epoch('end_at')} - {sql.epoch('start_at')}) AS seconds "
+                f"FROM appointment WHERE location = {{}} AND status IN {statuses} "
+                "AND start_at >= {} AND start_at < {}",
+                location_id,
+                *status_args,
+                month.start,
+                month.end,
+            ).run(),
         )
         ids = [int(t["id"]) for t in therapists] or [-1]
         hours, time_off = await hours_and_time_off(location_id, ids, month.start, month.end)
+        away: dict[int, list[h.Span]] = {}
+        for t in time_off:
+            away.setdefault(int(t["therapist"]), []).append(h.Span(t["starts_at"], t["ends_at"]))
+        # The therapists of a location mostly share their hours: each local interval of
+        # a day is turned into instants once.
+        spans: dict[tuple[date, int, int], h.Span] = {}
         offered = 0.0
         day: date = first
         while day < following:
             for row in hours:
                 if row["weekday"] != day.weekday():
                     continue
-                span = h.interval_span(day, row["start_minute"], row["end_minute"], tz)
-                holes = [
-                    h.Span(t["starts_at"], t["ends_at"])
-                    for t in time_off
-                    if t["therapist"] == row["therapist"]
-                ]
+                key = (day, int(row["start_minute"]), int(row["end_minute"]))
+                span = spans.get(key) or spans.setdefault(key, h.interval_span(*key, tz))
+                holes = away.get(int(row["therapist"]))
+                if not holes:
+                    offered += (span.end - span.start).total_seconds()
+                    continue
                 offered += sum(
                     (p.end - p.start).total_seconds()
                     for p, off in h.subtract(span, holes)
@@ -207,9 +216,7 @@ async def utilisation(
             day += timedelta(days=1)
         return {
             "location": location,
-            "booked_minutes": round(
-                sum((a["end_at"] - a["start_at"]).total_seconds() for a in booked) / 60
-            ),
+            "booked_minutes": round(int(booked[0]["seconds"] or 0) / 60),
             "offered_minutes": round(offered / 60),
         }
 
