@@ -78,6 +78,23 @@ async def test_no_store_on_pages_and_downloads_hsts_over_https(db, settings, own
     assert response.headers["cache-control"] == "no-store"
 
 
+def test_a_server_process_leaves_its_startup_heap_out_of_full_collections(settings):
+    import gc
+
+    from portal.app import create_app, freeze_startup_heap
+
+    assert freeze_startup_heap in create_app(settings).on_startup
+    # Tests build their apps around their own databases and keep the heap as it is.
+    assert freeze_startup_heap not in create_app(settings, manage_database=False).on_startup
+    before = gc.get_freeze_count()
+    try:
+        freeze_startup_heap()
+        assert gc.get_freeze_count() > before
+        assert gc.get_objects(generation=2) == []  # all of it moved out of the oldest
+    finally:
+        gc.unfreeze()
+
+
 async def test_healthz_ok_and_unavailable(client, db):
     response = await client.get("/healthz")
     assert response.status_code == 200

@@ -246,6 +246,34 @@ async def test_api_matches_the_page(db, app):
     assert bad_location.status_code == 400
 
 
+def _therapist_section(page):
+    return page.split('id="by-therapist"', 1)[1].split("</section>", 1)[0]
+
+
+async def test_revenue_page_at_several_locations_names_each_ones_leading_therapists(db, app):
+    sc = await build()
+    async with _client(app, ACCOUNTANT) as (client, _):
+        every = _therapist_section((await client.get(f"/reports/revenue?{MARCH}")).text)
+        by_day = _therapist_section((await client.get(f"/reports/revenue?{MARCH}&group=day")).text)
+        one = (await client.get(f"/reports/revenue?{MARCH}&location={sc.alpha}")).text
+        csv_rows = _csv((await client.get(f"/reports/revenue.csv?{MARCH}&by=therapist")).text)
+    # Several locations: a location's therapists over the whole period, most revenue
+    # first, each group linking to the location on its own; revenue not attributed to
+    # a therapist (Beta's) stays in the table by location.
+    for section in (every, by_day):
+        assert section.index("Therapist One") < section.index("$200.00")
+        assert section.index("$200.00") < section.index("Therapist Two")
+        assert section.index("Therapist Two") < section.index("$100.00")
+        assert "Not attributed" not in section and "Beta Clinic" not in section
+        assert f"&amp;location={sc.alpha}" in section and '#by-therapist">All 2' in section
+    assert "All 2 therapists by month" in every and "All 2 therapists by day" in by_day
+    assert "<td>2026-03</td>" not in every
+    # One location: every therapist by period, as the download lists them.
+    single = _therapist_section(one)
+    assert "<td>2026-03</td>" in single and "Therapist One" in single and "All 2" not in single
+    assert ["2026-03", "Beta Clinic", "GBP", "Not attributed", "100.00"] in csv_rows
+
+
 async def test_bad_filters_rerender_with_messages(db, app):
     async with _client(app, OWNER) as (client, _):
         response = await client.get("/reports/payments?start=2026-03-31&end=2026-03-01&group=x")

@@ -10,6 +10,7 @@ buffer, and the room is in service. Reads only; booking and moving
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -84,25 +85,24 @@ async def booking_context(location_id: int, service_id: int) -> BookingContext:
 async def eligible_therapists(
     location_id: int, service_id: int, therapist_id: int | None
 ) -> list[dict[str, Any]]:
-    at_location, permitted = await db.concurrently(
-        TherapistLocation.select(TherapistLocation.therapist)
-        .where(TherapistLocation.location == location_id)
-        .run(),
-        TherapistService.select(TherapistService.therapist)
-        .where(TherapistService.service == service_id)
-        .run(),
+    """The active therapists who work at the location and may give the service, by name
+    (one query: a day's search asks it beside the location's other facts)."""
+    query = Therapist.select().where(
+        Therapist.id.is_in(
+            TherapistLocation.select(TherapistLocation.therapist).where(
+                TherapistLocation.location == location_id
+            )
+        )
+        & Therapist.id.is_in(
+            TherapistService.select(TherapistService.therapist).where(
+                TherapistService.service == service_id
+            )
+        )
+        & (Therapist.active == True)  # noqa: E712
     )
-    ids = {r["therapist"] for r in at_location} & {r["therapist"] for r in permitted}
     if therapist_id is not None:
-        ids &= {therapist_id}
-    if not ids:
-        return []
-    return (
-        await Therapist.select()
-        .where(Therapist.id.is_in(list(ids)) & (Therapist.active == True))  # noqa: E712
-        .order_by(Therapist.name)
-        .run()
-    )
+        query = query.where(Therapist.id == therapist_id)
+    return await query.order_by(Therapist.name).run()
 
 
 async def therapists_at(
@@ -197,17 +197,31 @@ async def hours_and_time_off(
     return hours, time_off
 
 
-def _overlaps_any(span: h.Span, busy: list[h.Span]) -> bool:
-    return any(span.overlaps(b) for b in busy)
+class Timeline:
+    """Busy spans of one therapist or room, merged and sorted, so asking whether a
+    span overlaps any of them is a bisection rather than a scan (a day's search asks
+    it for every start of every therapist, and of each room)."""
+
+    __slots__ = ("ends", "starts")
+
+    def __init__(self, spans: list[h.Span]) -> None:
+        merged = h.merge(spans)  # joining touching spans keeps the same instants busy
+        self.starts = [s.start for s in merged]
+        self.ends = [s.end for s in merged]
+
+    def overlaps(self, span: h.Span) -> bool:
+        i = bisect_right(self.ends, span.start)  # the first busy span ending after the start
+        return i < len(self.starts) and self.starts[i] < span.end
 
 
 @dataclass
 class _Busy:
-    """Who and what is taken around a day: spans per room and therapist, rooms' load."""
+    """Who and what is taken around a day: per room and therapist, rooms' load."""
 
-    rooms: dict[int, list[h.Span]]
+    rooms: dict[int, Timeline]
     room_load: dict[int, int]
-    therapists: dict[int, list[h.Span]]
+    therapists: dict[int, Timeline]
+    therapist_spans: dict[int, list[h.Span]]
 
 
 async def _busy_around(
@@ -227,19 +241,24 @@ async def _busy_around(
         .run(),
         RoomOutage.select().where(out_of_service(room_ids, window.start, window.end)).run(),
     )
-    busy = _Busy(
-        {i: [] for i in room_ids}, dict.fromkeys(room_ids, 0), {i: [] for i in therapist_ids}
-    )
+    rooms: dict[int, list[h.Span]] = {i: [] for i in room_ids}
+    room_load = dict.fromkeys(room_ids, 0)
+    therapists: dict[int, list[h.Span]] = {i: [] for i in therapist_ids}
     for row in rows:
         span = h.Span(row["start_at"], row["busy_until"])
-        if row["room"] in busy.rooms:
-            busy.rooms[row["room"]].append(span)
-            busy.room_load[row["room"]] += 1
-        if row["therapist"] in busy.therapists:
-            busy.therapists[row["therapist"]].append(span)
+        if row["room"] in rooms:
+            rooms[row["room"]].append(span)
+            room_load[row["room"]] += 1
+        if row["therapist"] in therapists:
+            therapists[row["therapist"]].append(span)
     for row in outages:
-        busy.rooms[int(row["room"])].append(h.Span(row["starts_at"], row["ends_at"]))
-    return busy
+        rooms[int(row["room"])].append(h.Span(row["starts_at"], row["ends_at"]))
+    return _Busy(
+        rooms={i: Timeline(spans) for i, spans in rooms.items()},
+        room_load=room_load,
+        therapists={i: Timeline(spans) for i, spans in therapists.items()},
+        therapist_spans=therapists,
+    )
 
 
 async def free_slots(
@@ -256,11 +275,11 @@ async def free_slots(
     ``except_appointment_id``: an appointment being moved does not block its own slots.
     """
     now = now or utcnow()
-    ctx = await booking_context(location_id, service_id)
-    if not ctx.rooms:
-        return []
-    therapists = await eligible_therapists(location_id, service_id, therapist_id)
-    if not therapists:
+    ctx, therapists = await db.concurrently(
+        booking_context(location_id, service_id),
+        eligible_therapists(location_id, service_id, therapist_id),
+    )
+    if not ctx.rooms or not therapists:
         return []
     ids = [int(t["id"]) for t in therapists]
     day_span = h.local_day_span(day, ctx.tz)
@@ -279,13 +298,16 @@ async def free_slots(
             for r in hours
             if r["therapist"] == tid and r["weekday"] == day.weekday()
         )
-        away = [h.Span(t["starts_at"], t["ends_at"]) for t in time_off if t["therapist"] == tid]
+        away = Timeline(
+            [h.Span(t["starts_at"], t["ends_at"]) for t in time_off if t["therapist"] == tid]
+        )
         for span in working:
             slots.extend(_slots_within(span, ctx, therapist, away, busy, now))
     # At each start the therapist with the fewest bookings that day comes first, so
     # "Any therapist" (one_per_start) spreads the day's bookings across the team.
     load = {
-        tid: sum(1 for s in spans if s.overlaps(day_span)) for tid, spans in busy.therapists.items()
+        tid: sum(1 for s in spans if s.overlaps(day_span))
+        for tid, spans in busy.therapist_spans.items()
     }
     slots.sort(key=lambda s: (s.start, load.get(s.therapist_id, 0), s.therapist_name))
     return slots
@@ -295,7 +317,7 @@ def _slots_within(
     span: h.Span,
     ctx: BookingContext,
     therapist: dict[str, Any],
-    away: list[h.Span],
+    away: Timeline,
     busy: _Busy,
     now: datetime,
 ) -> list[Slot]:
@@ -307,8 +329,8 @@ def _slots_within(
         held = h.Span(start, start + ctx.duration + ctx.buffer)
         if (
             start > now
-            and not _overlaps_any(session, away)
-            and not _overlaps_any(held, busy.therapists[int(therapist["id"])])
+            and not away.overlaps(session)
+            and not busy.therapists[int(therapist["id"])].overlaps(held)
         ):
             room = _pick_room(ctx.rooms, busy.rooms, busy.room_load, held)
             if room is not None:
@@ -358,12 +380,12 @@ def _align(instant: datetime, tz: ZoneInfo) -> datetime:
 
 def _pick_room(
     rooms: list[dict[str, Any]],
-    busy: dict[int, list[h.Span]],
+    busy: dict[int, Timeline],
     load: dict[int, int],
     span: h.Span,
 ) -> dict[str, Any] | None:
     """A free room, the least used that day first (spreads wear, keeps rooms free)."""
-    free = [r for r in rooms if not _overlaps_any(span, busy[int(r["id"])])]
+    free = [r for r in rooms if not busy[int(r["id"])].overlaps(span)]
     if not free:
         return None
     return min(free, key=lambda r: (load[int(r["id"])], str(r["name"])))

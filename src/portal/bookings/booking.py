@@ -146,12 +146,17 @@ async def book(
     start_at = start_at.astimezone(UTC)
     if start_at <= now:
         raise Invalid({"start": "Choose a time in the future."})
-    ctx = await booking_context(location_id, service_id)
+    # Three independent reads in one round (eight clients after the same minute all
+    # queue for the database; fewer rounds each is what shortens the queue).
+    ctx, candidates, credits = await db.concurrently(
+        booking_context(location_id, service_id),
+        eligible_therapists(location_id, service_id, therapist_id),
+        credits_for(client_id, service_id, start_at, location_id),
+    )
     end_at = start_at + ctx.duration
     busy_until = end_at + ctx.buffer
     if room_id is not None and all(int(r["id"]) != room_id for r in ctx.rooms):
         raise Invalid({"room": ROOM_UNSUITED})
-    candidates = await eligible_therapists(location_id, service_id, therapist_id)
     if not candidates:
         if therapist_id is not None:
             # Say why this therapist cannot: another clinic, another service, inactive.
@@ -161,7 +166,6 @@ async def book(
         raise Invalid({"therapist": "No therapist here can give this service."})
     credit_ids: list[int | None] = [None]  # a hold takes no credit
     if hold_until is None:
-        credits = await credits_for(client_id, service_id, start_at, location_id)
         if not credits:
             raise NoCredit(
                 await no_credit_message(

@@ -82,6 +82,8 @@ LIABILITY_LABELS = {
     "refunded": "Refunded",
     "closing": "Closing",
 }
+# The revenue page at several locations names this many therapists of each.
+LEADING_THERAPISTS = 3
 # The report tabs, declared beside the closed-periods tab they end with.
 REPORTS = closing.REPORTS
 
@@ -461,7 +463,7 @@ async def _dashboard(f: Filters, today: date, year: Period) -> dict[str, Any]:
     # Five independent aggregates of the daily totals: side by side on the pool,
     # the page takes as long as the slowest one.
     revenue, liability, fees, by_month, trend = await service.concurrently(
-        service.revenue(month_filters),
+        service.revenue(month_filters, by_therapist=False),
         service.liability(month_filters),
         service.fees(month_filters),
         service.revenue_by_month(year_filters),
@@ -599,7 +601,20 @@ class ReportController(Controller):
     @get("/revenue", name="report_revenue")
     async def revenue(self, request: Request[Any, Any, Any]) -> Template:
         async def build(f: Filters) -> dict[str, Any]:
-            return {"revenue": await service.revenue(f)}
+            result = await service.revenue(f)
+            # Several locations: each one's leading therapists over the period, the
+            # rows by period a click away (a year by month at every clinic of a chain
+            # is thousands of rows; the download has them all).
+            leaders = (
+                service.leading_therapists(result, LEADING_THERAPISTS)
+                if len(f.locations) > 1
+                else None
+            )
+            return {
+                "revenue": result,
+                "therapist_leaders": leaders,
+                "leading_therapists": LEADING_THERAPISTS,
+            }
 
         return await _report(request, "revenue", build)
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 from typing import Any
 
 from portal.reports import rollup, sql
 from portal.reports.cash import _payment_days, add_figures
 from portal.reports.filters import SUCCEEDED, Filters, Loc
-from portal.reports.periods import bucket_end, bucket_label, bucket_start, day_from_number
+from portal.reports.periods import DAY, bucket_end, bucket_label, bucket_start, day_from_number
 
 # revenue_reversals is contra-revenue (debit balance): refunds and lost chargebacks
 # of sessions already given, shown as a negative beside service and breakage.
@@ -73,33 +74,74 @@ class TherapistRevenue:
     service: int
 
 
+# (bucket's first day, location, currency, therapist or None: not attributed)
+TherapistKey = tuple[date, int, str, int | None]
+
+
 @dataclass
 class Revenue:
     rows: list[RevenueRow]
-    therapists: list[TherapistRevenue]
     totals: dict[str, RevenueRow] = field(default_factory=dict)
+    # Service revenue per bucket, location and therapist, and what names them.
+    therapist_sums: dict[TherapistKey, int] = field(default_factory=dict)
+    therapist_names: dict[int, str] = field(default_factory=dict)
+    locations: dict[int, Loc] = field(default_factory=dict)
+    grouping: str = DAY
+
+    def therapist_name(self, therapist_id: int | None) -> str:
+        if therapist_id is None:
+            return "Not attributed"
+        return self.therapist_names.get(therapist_id, f"Therapist {therapist_id}")
+
+    @cached_property
+    def therapists(self) -> list[TherapistRevenue]:
+        """Service revenue per bucket, location and therapist, in the report's order.
+        Built when read: the page at several locations shows only each location's
+        leaders (``leading_therapists``), the downloads and the API every row."""
+        names = self.therapist_names
+        return [
+            TherapistRevenue(
+                label=bucket_label(start, self.grouping),
+                location=self.locations[location_id],
+                currency=currency,
+                therapist_id=therapist,
+                therapist=self.therapist_name(therapist),
+                service=amount,
+            )
+            for (start, location_id, currency, therapist), amount in sorted(
+                self.therapist_sums.items(),
+                key=lambda kv: (
+                    kv[0][0],
+                    self.locations[kv[0][1]].name,
+                    names.get(kv[0][3], "") if kv[0][3] is not None else "~",
+                ),
+            )
+        ]
 
 
-async def _revenue_days(f: Filters) -> list[dict[str, Any]]:
-    """Revenue accounts per bucket (its first day's number), location and therapist,
-    from the daily totals (``ledger.daily``)."""
+async def _revenue_days(f: Filters, *, by_therapist: bool) -> list[dict[str, Any]]:
+    """Revenue accounts per bucket (its first day's number), location and (with
+    ``by_therapist``) therapist, from the daily totals (``ledger.daily``)."""
     start, end = rollup.days(f)
     scope, scope_args = rollup.locations(f)
     accounts, account_args = sql.in_list(REVENUE_ACCOUNTS)
     cte, day, bucket_args = rollup.buckets(f, f.grouping)
+    therapist = "therapist" if by_therapist else "0"
     return await sql.fetch(
-        f"{rollup.with_(cte)}SELECT location AS loc, currency, account, therapist, "
+        f"{rollup.with_(cte)}SELECT location AS loc, currency, account, {therapist} AS therapist, "
         f"{day} AS day, SUM(credit_cents - debit_cents) AS amount FROM ledger_day"
         f"{rollup.bucket_join(cte)} WHERE account IN {accounts} AND {scope} "
-        "AND day >= {} AND day <= {} GROUP BY 1, 2, 3, 4, 5",
+        f"AND day >= {{}} AND day <= {{}} GROUP BY 1, 2, 3, {'4, ' if by_therapist else ''}5",
         [*bucket_args, *account_args, *scope_args, start, end],
     )
 
 
-async def revenue(f: Filters) -> Revenue:
-    """Recognised revenue (sessions given, breakage) beside cash collected, per bucket."""
+async def revenue(f: Filters, *, by_therapist: bool = True) -> Revenue:
+    """Recognised revenue (sessions given, breakage) beside cash collected, per bucket;
+    without ``by_therapist`` the therapists' part is left empty (the dashboard's
+    figures do not need it)."""
     if not f.locations:
-        return Revenue(rows=[], therapists=[])
+        return Revenue(rows=[])
     names = {loc.id: loc for loc in f.locations}
     table: dict[tuple[date, int, str], RevenueRow] = {}
 
@@ -116,15 +158,20 @@ async def revenue(f: Filters) -> Revenue:
         return table[key]
 
     therapist_sums: dict[tuple[date, int, str, int | None], int] = defaultdict(int)
-    for row in await _revenue_days(f):
-        start = bucket_start(day_from_number(int(row["day"])), f.grouping)
+    starts: dict[int, date] = {}  # day number → its bucket's first day
+    for row in await _revenue_days(f, by_therapist=by_therapist):
+        number = int(row["day"])
+        start = starts.get(number) or starts.setdefault(
+            number, bucket_start(day_from_number(number), f.grouping)
+        )
         location_id, currency = int(row["loc"]), str(row["currency"])
         amount = sql.as_int(row["amount"])
         item = row_for(start, location_id, currency)
         if row["account"] == "service_revenue":
             item.service += amount
-            therapist = int(row["therapist"]) or None  # 0: not attributed
-            therapist_sums[(start, location_id, currency, therapist)] += amount
+            if by_therapist:
+                therapist = int(row["therapist"]) or None  # 0: not attributed
+                therapist_sums[(start, location_id, currency, therapist)] += amount
         elif row["account"] == "revenue_reversals":
             item.reversals += amount
         else:
@@ -137,26 +184,6 @@ async def revenue(f: Filters) -> Revenue:
         item.refunded += moved.refunded
         item.disputed += moved.disputed
     therapist_names = await _therapist_names({k[3] for k in therapist_sums if k[3] is not None})
-    therapists = [
-        TherapistRevenue(
-            label=bucket_label(start, f.grouping),
-            location=names[location_id],
-            currency=currency,
-            therapist_id=therapist,
-            therapist=therapist_names.get(therapist, f"Therapist {therapist}")
-            if therapist is not None
-            else "Not attributed",
-            service=amount,
-        )
-        for (start, location_id, currency, therapist), amount in sorted(
-            therapist_sums.items(),
-            key=lambda kv: (
-                kv[0][0],
-                names[kv[0][1]].name,
-                therapist_names.get(kv[0][3], "") if kv[0][3] is not None else "~",
-            ),
-        )
-    ]
     rows = sorted(table.values(), key=lambda r: (r.start, r.location.name, r.currency))
     totals: dict[str, RevenueRow] = {}
     for r in rows:
@@ -171,7 +198,49 @@ async def revenue(f: Filters) -> Revenue:
             ),
         )
         add_figures(total, r, REVENUE_FIGURES)
-    return Revenue(rows=rows, therapists=therapists, totals=dict(sorted(totals.items())))
+    return Revenue(
+        rows=rows,
+        totals=dict(sorted(totals.items())),
+        therapist_sums=dict(therapist_sums),
+        therapist_names=therapist_names,
+        locations=names,
+        grouping=f.grouping,
+    )
+
+
+@dataclass
+class TherapistLeaders:
+    """A location's therapists over the whole period: how many gave sessions, and the
+    ones with the most service revenue (the revenue page at several locations)."""
+
+    location: Loc
+    currency: str
+    therapists: int
+    leaders: list[TherapistRevenue]
+
+
+def leading_therapists(result: Revenue, count: int) -> list[TherapistLeaders]:
+    """Per location and currency, the ``count`` therapists with the most service revenue
+    over the period (their buckets added up), most first; revenue not attributed to a
+    therapist is left out (the table by location has it)."""
+    sums: dict[tuple[int, str], dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for (_, location_id, currency, therapist), amount in result.therapist_sums.items():
+        if therapist is not None:
+            sums[(location_id, currency)][therapist] += amount
+    out = []
+    for (location_id, currency), per in sorted(
+        sums.items(), key=lambda kv: (result.locations[kv[0][0]].name, kv[0][1])
+    ):
+        location = result.locations[location_id]
+        ranked = sorted(
+            (
+                TherapistRevenue("Total", location, currency, t, result.therapist_name(t), amount)
+                for t, amount in per.items()
+            ),
+            key=lambda t: (-t.service, t.therapist),
+        )
+        out.append(TherapistLeaders(location, currency, len(per), ranked[:count]))
+    return out
 
 
 async def _therapist_names(ids: set[int]) -> dict[int, str]:

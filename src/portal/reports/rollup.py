@@ -40,7 +40,10 @@ def buckets(f: Filters, grouping: str) -> tuple[str, str, list[Any]]:
     """(``WITH``-able CTE or "", the day expression to group by, args).
 
     Days need no table: the day number is the bucket. Weeks and months are
-    ranges of day numbers, clipped to the period.
+    ranges of day numbers, clipped to the period. On PostgreSQL each day finds
+    its bucket's first day by bisection of the buckets' first days
+    (``width_bucket``: a join by range compared every row with every bucket);
+    SQLite joins the ranges.
     """
     if grouping == DAY:
         return "", "day", []
@@ -50,6 +53,10 @@ def buckets(f: Filters, grouping: str) -> tuple[str, str, list[Any]]:
         last = min(bucket_end(bucket_start(first, grouping), grouping), f.period.end)
         rows.append((number_of(first), number_of(last + timedelta(days=1)), number_of(first)))
         first = last + timedelta(days=1)
+    if not sql.is_sqlite():
+        # Day numbers the portal computed (integers, never user text), so written inline.
+        firsts = "ARRAY[" + ",".join(str(int(lo)) for lo, _, _ in rows) + "]"
+        return "", f"({firsts})[width_bucket(day, {firsts})]", []
     cte, args = sql.values_cte("bk", [("lo", "int"), ("hi", "int"), ("first", "int")], rows)
     return cte, "bk.first", args
 

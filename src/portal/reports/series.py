@@ -32,7 +32,7 @@ async def revenue_by_month(f: Filters) -> list[Series]:
         include_unlocated=False,
         params=f.params,
     )
-    result = await revenue(monthly)
+    result = await revenue(monthly, by_therapist=False)
     months = month_starts(f.period.start, f.period.end)
     series: dict[str, Series] = {}
     for row in result.rows:

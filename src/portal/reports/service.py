@@ -79,7 +79,9 @@ from portal.reports.revenue import (
     REVENUE_ACCOUNTS,
     Revenue,
     RevenueRow,
+    TherapistLeaders,
     TherapistRevenue,
+    leading_therapists,
     revenue,
 )
 from portal.reports.segments import (
@@ -130,6 +132,7 @@ __all__ = [
     "Revenue",
     "RevenueRow",
     "Series",
+    "TherapistLeaders",
     "TherapistRevenue",
     "Totals",
     "TrialBalance",
@@ -149,6 +152,7 @@ __all__ = [
     "iter_payment_lines",
     "journal_lines",
     "journal_query",
+    "leading_therapists",
     "liability",
     "liability_sales",
     "liability_totals",
