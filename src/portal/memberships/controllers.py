@@ -17,7 +17,7 @@ from portal.catalog import service as catalog
 from portal.clients import service as clients
 from portal.locations.service import all_locations, get_location, get_location_for
 from portal.locations.tables import Location
-from portal.memberships import service, subscriptions
+from portal.memberships import desk, service, subscriptions
 from portal.onetime import service as onetime
 from portal.payments.controllers import (
     GATEWAY_DEPENDENCIES,
@@ -334,6 +334,11 @@ def _stripe_post(path: str, guard: Any, name: str) -> Any:
 
 
 member_readers = requires_role(OWNER, MANAGER, ACCOUNTANT, CLIENT)
+desk_staff = requires_role(OWNER, MANAGER)
+LINK = "checkout_link"
+DESK_METHODS = {LINK: "Card — send a Stripe Checkout link (renews automatically)"} | {
+    method: f"{label} at the desk, each period" for method, label in desk.METHODS.items()
+}
 
 
 async def _public_location(slug: str) -> dict[str, Any] | None:
@@ -430,9 +435,38 @@ async def membership_page(
             "fmt": money.format_money,
             "joined": request.query_params.get("joined") == "1",
             "can_change": user.role in (OWNER, MANAGER, CLIENT),
+            "desk": subscriptions.is_desk(membership),
+            "due": await desk.next_due(membership) if subscriptions.is_desk(membership) else None,
+            "can_take_payment": user.role in (OWNER, MANAGER),
+            "methods": list(desk.METHODS.items()),
             "request_key": onetime.new_key(),
         },
     )
+
+
+@post(
+    "/memberships/{membership_id:int}/payment", guards=[desk_staff], name="membership_desk_payment"
+)
+async def desk_payment(
+    request: Request[Any, Any, Any],
+    user: SignedIn,
+    client_address: Address,
+    membership_id: FromPath[int],
+) -> Response[Any]:
+    """This period's fee taken at the front desk (cash, cheque, card terminal): once."""
+    await subscriptions.get_membership_for(user, membership_id, write=True)
+    values, _ = await read_form(request)
+    back = _membership_url(request, membership_id)
+    key = onetime.parse(values.get(onetime.FIELD))
+    if key is None:
+        return redirect(request, back, "Please send the form again.", "error")
+    try:
+        await desk.record_payment(
+            user, membership_id, values.get("method", ""), request_key=key, address=client_address
+        )
+    except ValidationFailed as exc:
+        return redirect(request, back, next(iter(exc.errors.values())), "error")
+    return redirect(request, back, "Payment recorded: the period's sessions are granted.")
 
 
 member_editors = requires_role(OWNER, MANAGER, CLIENT)
@@ -561,9 +595,6 @@ resume = _stripe_post(
 )(_freeze_handler(False))
 
 
-desk_staff = requires_role(OWNER, MANAGER)
-
-
 async def _desk_page(
     user: CurrentUser,
     client_id: int,
@@ -591,6 +622,7 @@ async def _desk_page(
             "errors": errors,
             "url": url,
             "membership_id": membership_id,
+            "methods": list(DESK_METHODS.items()),
             "request_key": onetime.new_key(),
         },
         status_code=status,
@@ -610,14 +642,32 @@ async def desk_submit(
     gateways: NamedDependency[GatewaySource],
     user: SignedIn,
     settings: AppSettings,
-) -> Template:
-    """The pending membership and its Checkout link, shown here and emailed to the client."""
+    client_address: Address,
+) -> Response[Any]:
+    """The pending membership and its Checkout link, shown here and emailed to the client;
+    or, paid at the desk, the client enrolled with the first period paid."""
     values, _ = await read_form(request)
     key = onetime.parse(values.get(onetime.FIELD))
     plan_id = parse_id(values.get("plan_id", ""))
-    if key is None or plan_id is None:
-        error = "Choose a plan." if key else "Please send the form again."
-        return await _desk_page(user, client_id, values, {"plan_id": error}, status=400)
+    method = values.get("method", LINK)
+    if key is None or plan_id is None or method not in DESK_METHODS:
+        errors = {"plan_id": "Choose a plan." if key else "Please send the form again."}
+        if method not in DESK_METHODS:
+            errors = {"method": "Choose how the client pays."}
+        return await _desk_page(user, client_id, values, errors, status=400)
+    if method != LINK:
+        try:
+            membership_id = await desk.enrol(
+                user, client_id, plan_id, method, request_key=key, address=client_address
+            )
+        except ValidationFailed as exc:
+            return await _desk_page(user, client_id, values, exc.errors, status=409)
+        return redirect(
+            request,
+            _membership_url(request, membership_id),
+            f"Enrolled. The first period is paid ({desk.METHODS[method].lower()}); "
+            "each next one is paid at the desk.",
+        )
     try:
         membership_id, url = await subscriptions.join_at_desk(
             gateways.get(), user, client_id, plan_id,
@@ -659,6 +709,7 @@ ROUTES = [
     desk_form,
     desk_submit,
     membership_page,
+    desk_payment,
     cancel_confirm,
     cancel_submit,
     freeze,

@@ -84,6 +84,16 @@ PERIOD_MOVES: dict[str, frozenset[str]] = {
     PAID: frozenset(),
 }
 
+# How a membership is billed (``membership.billing``): its Stripe subscription, or each
+# period paid at the front desk (``memberships.desk``: no subscription, Stripe never called).
+STRIPE = "stripe"
+DESK = "desk"
+
+
+def is_desk(membership: dict[str, Any]) -> bool:
+    return membership.get("billing") == DESK
+
+
 # How long the sessions of a membership whose renewal failed stay bookable.
 GRACE = timedelta(days=7)
 # How long before the grace period ends the member is reminded.
@@ -750,15 +760,26 @@ async def cancel(
     """Tell Stripe to end the subscription at the quoted period end; no proration."""
     membership = await get_membership_for(user, membership_id, write=True)
     quote = await quote_cancel(membership)
-    subscription = await gateway.update_subscription(
-        str(membership["subscription_id"]),
-        idempotency_key=f"membership:{membership_id}:cancel:{request_key}",
-        cancel_at=quote.ends_at,
-    )
+    subscription = None
+    if not is_desk(membership):
+        subscription = await gateway.update_subscription(
+            str(membership["subscription_id"]),
+            idempotency_key=f"membership:{membership_id}:cancel:{request_key}",
+            cancel_at=quote.ends_at,
+        )
     async with locked(membership_id) as fresh:
         if await onetime.claim(request_key, user_id=user.id, action="membership_cancel"):
             return quote.ends_at
-        await _mirror(fresh, subscription)
+        if subscription is not None:
+            await _mirror(fresh, subscription)
+        elif fresh["cancel_at"] is not None:
+            raise Invalid({"form": "This membership is already set to end."})
+        else:  # at the desk: it ends at that period end (``desk.fall_due``)
+            await (
+                Membership.update({Membership.cancel_at: quote.ends_at})
+                .where(Membership.id == membership_id)
+                .run()
+            )
         await audit.record(
             user, "cancel", "membership", membership_id,
             before={"cancel_at": None},
@@ -782,21 +803,33 @@ async def set_frozen(
     membership = await get_membership_for(user, membership_id, write=True)
     if frozen and not _terms(membership)["freeze_allowed"]:
         raise Invalid({"form": "This plan cannot be frozen."})
-    if membership["status"] != ACTIVE or membership["subscription_id"] is None:
+    desk = is_desk(membership)
+    if membership["status"] != ACTIVE or (membership["subscription_id"] is None and not desk):
         raise Invalid({"form": "Only an active membership can be frozen or resumed."})
     if bool(membership["paused"]) == frozen:
         raise Invalid(
             {"form": "The membership is already " + ("frozen." if frozen else "running.")}
         )
-    subscription = await gateway.update_subscription(
-        str(membership["subscription_id"]),
-        idempotency_key=f"membership:{membership_id}:freeze:{request_key}",
-        pause=frozen,
-    )
+    subscription = None
+    if not desk:
+        subscription = await gateway.update_subscription(
+            str(membership["subscription_id"]),
+            idempotency_key=f"membership:{membership_id}:freeze:{request_key}",
+            pause=frozen,
+        )
     async with locked(membership_id) as fresh:
         if await onetime.claim(request_key, user_id=user.id, action="membership_freeze"):
             return
-        await _mirror(fresh, subscription)
+        if subscription is not None:
+            await _mirror(fresh, subscription)
+        elif fresh["status"] != ACTIVE or bool(fresh["paused"]) == frozen:
+            raise Invalid({"form": "The membership changed meanwhile; please look again."})
+        else:  # at the desk: periods roll on uncharged while frozen (``desk.fall_due``)
+            await (
+                Membership.update({Membership.paused: frozen})
+                .where(Membership.id == membership_id)
+                .run()
+            )
         await audit.record(
             user, "freeze" if frozen else "resume", "membership", membership_id,
             before={"paused": not frozen}, after={"paused": frozen}, address=address,
@@ -893,6 +926,7 @@ async def remind_grace_ending(now: datetime | None = None) -> list[int]:
         await Membership.select(Membership.id, Membership.grace_until)
         .where(
             (Membership.status == PAST_DUE)
+            & (Membership.billing != DESK)  # the desk asks its members in person
             & (Membership.grace_until > now)
             & (Membership.grace_until <= now + GRACE_REMINDER)
         )

@@ -94,6 +94,9 @@ class Membership(Table, tablename="membership"):
     total_cents = BigInt(required=True)  # charged per period, tax included
     sessions_per_period = Integer(required=True)
     status = Varchar(length=20, required=True, index=True)
+    # stripe: a Stripe subscription renews it; desk: each period is paid at the front desk
+    # (cash, cheque or card terminal), no subscription.
+    billing = Varchar(length=10, default="stripe")
     checkout_session_id = Varchar(length=255, null=True, default=None)
     subscription_id = Varchar(length=255, null=True, default=None)  # unique (index)
     customer_id = Varchar(length=255, null=True, default=None)
