@@ -20,14 +20,14 @@ from portal.auth.service import MANAGER, CurrentUser
 from portal.email.tables import OutboxMessage
 from portal.errors import Forbidden, Invalid
 from portal.memberships import desk, subscriptions
-from portal.memberships.tables import Membership, MembershipPeriod
+from portal.memberships.tables import Membership
 from portal.payments.tables import Payment
 from portal.sales import service as sales
 from portal.sales.tables import Sale, SaleSession
 from portal.timeutil import utcnow
 from tests import factories
 from tests.memberships.conftest import Club
-from tests.memberships.helpers import make_plan
+from tests.memberships.helpers import age, make_plan
 from tests.memberships.test_desk_join import _manager_of
 from tests.memberships.test_join_online import journal_of
 
@@ -49,45 +49,6 @@ def _key(html: str) -> str:
     found = re.search(r'name="request_key" value="([^"]+)"', html)
     assert found is not None
     return found.group(1)
-
-
-async def _age(membership_id: int, days: int) -> None:
-    """Move the membership ``days`` into its past: its periods, their keys and their sales'
-    validity (as if it had been enrolled that much earlier)."""
-    shift = timedelta(days=days)
-    m = await subscriptions.get_membership(membership_id)
-    await (
-        Membership.update(
-            {
-                Membership.current_period_start: m["current_period_start"] - shift,
-                Membership.current_period_end: m["current_period_end"] - shift,
-                Membership.joined_at: m["joined_at"] - shift,
-                Membership.cancel_at: m["cancel_at"] - shift if m["cancel_at"] else None,
-            }
-        )
-        .where(Membership.id == membership_id)
-        .run()
-    )
-    for p in await subscriptions.periods_of(membership_id):
-        start = p["period_start"] - shift
-        await (
-            MembershipPeriod.update(
-                {
-                    MembershipPeriod.period_start: start,
-                    MembershipPeriod.period_end: p["period_end"] - shift,
-                    MembershipPeriod.invoice_id: desk.period_key(membership_id, start),
-                }
-            )
-            .where(MembershipPeriod.id == p["id"])
-            .run()
-        )
-        if p["sale_id"]:
-            sale = await Sale.select(Sale.valid_until).where(Sale.id == p["sale_id"]).first().run()
-            await (
-                Sale.update({Sale.valid_until: sale["valid_until"] - shift})
-                .where(Sale.id == p["sale_id"])
-                .run()
-            )
 
 
 async def _periods(membership_id: int) -> list[tuple[str, int]]:
@@ -170,7 +131,7 @@ async def test_each_next_period_is_taken_once_at_the_desk(club: Club) -> None:
     membership_id, staff = await _enrol(club)
     with pytest.raises(Invalid, match="not payable yet"):
         await desk.record_payment(staff, membership_id, "cash", request_key="k" * 24)
-    await _age(membership_id, 25)  # the next period begins in 5 or 6 days
+    await age(membership_id, 25)  # the next period begins in 5 or 6 days
     key = secrets.token_urlsafe(24)
     sale_id = await desk.record_payment(staff, membership_id, "terminal", request_key=key)
     assert await desk.record_payment(staff, membership_id, "terminal", request_key=key) == sale_id
@@ -206,7 +167,7 @@ async def test_an_unpaid_desk_period_falls_into_arrears_like_a_failed_renewal(
     club: Club,
 ) -> None:
     membership_id, staff = await _enrol(club)
-    await _age(membership_id, 40)  # the first period ended some 10 days ago
+    await age(membership_id, 40)  # the first period ended some 10 days ago
     end = (await subscriptions.get_membership(membership_id))["current_period_end"]
     now = utcnow()
     assert await desk.fall_due(now) == [membership_id]
@@ -260,7 +221,7 @@ async def test_a_desk_member_freezes_then_resumes_without_stripe(club: Club) -> 
     assert membership["paused"]
     due = await desk.next_due(membership)
     assert due.reason == "The membership is frozen: nothing is due."
-    await _age(membership_id, 35)
+    await age(membership_id, 35)
     end = (await subscriptions.get_membership(membership_id))["current_period_end"]
     assert await desk.fall_due() == []  # a frozen period begins uncharged
     membership = await subscriptions.get_membership(membership_id)
@@ -290,11 +251,11 @@ async def test_a_desk_member_cancels_with_notice_and_minimum_term(club: Club) ->
     assert ends == second_end
     with pytest.raises(Invalid, match="already set to end"):
         await subscriptions.cancel(NoStripe(), staff, membership_id, request_key="y" * 24)  # type: ignore[arg-type]
-    await _age(membership_id, 25)
+    await age(membership_id, 25)
     await desk.record_payment(staff, membership_id, "cash", request_key=secrets.token_urlsafe(24))
     membership = await subscriptions.get_membership(membership_id)
     assert (await desk.next_due(membership)).reason == "The membership ends before another period."
-    await _age(membership_id, 70)  # past the second period's end, so the cancel date
+    await age(membership_id, 70)  # past the second period's end, so the cancel date
     assert await desk.fall_due() == []
     membership = await subscriptions.get_membership(membership_id)
     assert membership["status"] == "ended" and membership["ended_at"] == membership["cancel_at"]
@@ -319,7 +280,7 @@ async def test_cancel_page_and_form_for_a_desk_member(club: Club) -> None:
 
 async def test_the_payment_form_on_the_membership_page(club: Club) -> None:
     membership_id, _ = await _enrol(club)
-    await _age(membership_id, 27)
+    await age(membership_id, 27)
     manager = await factories.make_user(MANAGER, location_ids=[club.location])
     other = await factories.make_user(
         MANAGER, location_ids=[await factories.make_location(slug="other")]

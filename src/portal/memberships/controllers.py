@@ -17,7 +17,7 @@ from portal.catalog import service as catalog
 from portal.clients import service as clients
 from portal.locations.service import all_locations, get_location, get_location_for
 from portal.locations.tables import Location
-from portal.memberships import desk, service, subscriptions
+from portal.memberships import changes, desk, service, subscriptions
 from portal.onetime import service as onetime
 from portal.payments.controllers import (
     GATEWAY_DEPENDENCIES,
@@ -438,6 +438,15 @@ async def membership_page(
             "desk": subscriptions.is_desk(membership),
             "due": await desk.next_due(membership) if subscriptions.is_desk(membership) else None,
             "can_take_payment": user.role in (OWNER, MANAGER),
+            "change": changes.scheduled(membership),
+            "plan_choices": [
+                (plan["id"], f"{plan['name']}, {money.format_money(t.total_cents, t.currency)}")
+                for plan, t in (
+                    await changes.choices(user, membership)
+                    if user.role in (OWNER, MANAGER, CLIENT)
+                    else []
+                )
+            ],
             "methods": list(desk.METHODS.items()),
             "request_key": onetime.new_key(),
         },
@@ -587,6 +596,61 @@ async def update_card(
     return Redirect(path=url, status_code=303)
 
 
+@_stripe_post("/memberships/{membership_id:int}/plan", member_editors, "membership_change_plan")
+async def change_plan(
+    request: Request[Any, Any, Any],
+    user: SignedIn,
+    client_address: Address,
+    membership_id: FromPath[int],
+    gateways: NamedDependency[GatewaySource],
+) -> Response[Any]:
+    """Change to another plan of the location from the next period on."""
+    await subscriptions.get_membership_for(user, membership_id, write=True)
+    values, _ = await read_form(request)
+    back = _membership_url(request, membership_id)
+    key = onetime.parse(values.get(onetime.FIELD))
+    plan_id = parse_id(values.get("plan_id", ""))
+    if key is None or plan_id is None:
+        return redirect(request, back, "Choose a plan." if key else "Please send again.", "error")
+    try:
+        at = await changes.schedule(
+            gateways.get(), user, membership_id, plan_id, request_key=key, address=client_address
+        )
+    except ValidationFailed as exc:
+        return redirect(request, back, next(iter(exc.errors.values())), "error")
+    except GatewayError as exc:
+        return redirect(request, back, exc.message, "error")
+    membership = await subscriptions.get_membership(membership_id)
+    zone = (await get_location(int(membership["location"])))["timezone"]
+    return redirect(request, back, f"The plan changes on {to_local(at, zone):%Y-%m-%d}.")
+
+
+@_stripe_post("/memberships/{membership_id:int}/plan/keep", member_editors, "membership_keep_plan")
+async def keep_plan(
+    request: Request[Any, Any, Any],
+    user: SignedIn,
+    client_address: Address,
+    membership_id: FromPath[int],
+    gateways: NamedDependency[GatewaySource],
+) -> Response[Any]:
+    """Call off a scheduled change of plan before it applies."""
+    await subscriptions.get_membership_for(user, membership_id, write=True)
+    values, _ = await read_form(request)
+    back = _membership_url(request, membership_id)
+    key = onetime.parse(values.get(onetime.FIELD))
+    if key is None:
+        return redirect(request, back, "Please press the button again.", "error")
+    try:
+        await changes.keep_plan(
+            gateways.get(), user, membership_id, request_key=key, address=client_address
+        )
+    except ValidationFailed as exc:
+        return redirect(request, back, next(iter(exc.errors.values())), "error")
+    except GatewayError as exc:
+        return redirect(request, back, exc.message, "error")
+    return redirect(request, back, "The change of plan is called off.")
+
+
 freeze = _stripe_post(
     "/memberships/{membership_id:int}/freeze", member_editors, "membership_freeze"
 )(_freeze_handler(True))
@@ -714,5 +778,7 @@ ROUTES = [
     cancel_submit,
     freeze,
     resume,
+    change_plan,
+    keep_plan,
     update_card,
 ]

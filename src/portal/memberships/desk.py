@@ -191,6 +191,8 @@ async def next_due(membership: dict[str, Any], now: datetime | None = None) -> D
     cancel_at = membership["cancel_at"]
     if cancel_at is not None and start >= cancel_at:
         return Due(start, end, amount, code, False, "The membership ends before another period.")
+    if membership["next_plan"] is not None and start >= membership["changes_at"]:
+        amount = int(json.loads(str(membership["next_terms"]))["total_cents"])
     if start - now > ADVANCE:
         return Due(start, end, amount, code, False, "The next period is not payable yet.",
                    payable_from=start - ADVANCE)  # fmt: skip
@@ -243,6 +245,7 @@ async def _pay(
     or the owed one), its sale, credits, payment and journal entry; then as a paid
     invoice: rollover, the membership active again and its sessions thawed."""
     membership_id = int(membership["id"])
+    membership = await subs.switch_plan_if_due(membership, start)
     period = await _period_row(membership_id, start, end, membership)
     if period["status"] == subs.PAID:
         raise Invalid({"method": "This period is paid already."})
@@ -340,6 +343,7 @@ async def _period_ended(membership: dict[str, Any], now: datetime) -> str:
     if membership["status"] != subs.ACTIVE:
         return DONE  # already owes a period: one owed period at a time
     following = subs.next_period_end(end, str(subs._terms(membership)["interval"]))
+    membership = await subs.switch_plan_if_due(membership, end)
     if membership["paused"]:
         await subs._advance_period(membership, end, following)
         return ADVANCED

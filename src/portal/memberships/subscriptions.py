@@ -419,6 +419,35 @@ def period_terms(membership: dict[str, Any], period_start: datetime) -> PackageT
     )
 
 
+async def switch_plan_if_due(membership: dict[str, Any], period_start: datetime) -> dict[str, Any]:
+    """A change of plan scheduled for a period starting at or before ``period_start``
+    takes effect (``memberships.changes``): the membership runs on the new plan's frozen
+    terms from that period on. Under the membership's lock; the membership as it is now."""
+    at = membership["changes_at"]
+    if membership["next_plan"] is None or at is None or period_start < at:
+        return membership
+    terms = json.loads(str(membership["next_terms"]))
+    await (
+        Membership.update(
+            {
+                Membership.plan: int(membership["next_plan"]),
+                Membership.name: str(terms["name"]),
+                Membership.terms: str(membership["next_terms"]),
+                Membership.total_cents: int(terms["total_cents"]),
+                Membership.sessions_per_period: int(terms["sessions_per_period"]),
+                Membership.next_plan: None,
+                Membership.next_terms: None,
+                Membership.changes_at: None,
+            }
+        )
+        .where(
+            (Membership.id == membership["id"]) & (Membership.next_plan == membership["next_plan"])
+        )
+        .run()
+    )
+    return await get_membership(int(membership["id"]))
+
+
 async def apply_paid_invoice(gateway: StripeGateway, invoice: StripeInvoice) -> bool:
     """A paid invoice grants its period's sessions, once, and the client is sent the
     receipt of the sale it activated, as for a package; True when this call granted
@@ -467,6 +496,7 @@ async def _apply_paid_invoice(
         period = await _period(membership_id, invoice)
         if period["status"] == PAID:
             return (int(period["sale_id"]), False) if period["sale_id"] else None
+        membership = await switch_plan_if_due(membership, period["period_start"])
         problems = _mismatches(membership, invoice)
         if problems or intent is None:
             await _note(membership_id, " ".join(problems))
@@ -575,6 +605,7 @@ async def on_invoice_failed(gateway: StripeGateway, obj: dict[str, Any]) -> None
         if not await _link(membership, invoice.subscription_id):
             return
         period = await _period(membership_id, invoice)
+        membership = await switch_plan_if_due(membership, period["period_start"])
         if not await _move_period(int(period["id"]), OPEN, FAILED, failed_at=now):
             return  # paid already (events out of order), or failed before (a replay)
         later_paid = await (
@@ -632,6 +663,8 @@ async def _charge_freeze_fee(gateway: StripeGateway, membership_id: int, start: 
 
 async def _mirror(membership: dict[str, Any], subscription: StripeSubscription) -> None:
     membership_id = int(membership["id"])
+    if subscription.current_period_start is not None:
+        membership = await switch_plan_if_due(membership, subscription.current_period_start)
     await (
         Membership.update(
             {

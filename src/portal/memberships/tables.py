@@ -108,6 +108,11 @@ class Membership(Table, tablename="membership"):
     created_at = Timestamptz()
     joined_at = Timestamptz(null=True, default=None)
     ended_at = Timestamptz(null=True, default=None)
+    # A change of plan at a period end (``memberships.changes``): the plan, the terms it
+    # will run on (frozen when scheduled) and the period start it applies from.
+    next_plan = Integer(null=True, default=None)
+    next_terms = Text(null=True, default=None)
+    changes_at = Timestamptz(null=True, default=None)
     # Why Stripe's evidence could not be applied (an owner settles it).
     review_reason = Text(default="")
 
