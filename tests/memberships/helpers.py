@@ -98,7 +98,7 @@ async def age(membership_id: int, days: int) -> None:
                 Membership.current_period_end: m["current_period_end"] - shift,
                 Membership.joined_at: m["joined_at"] - shift,
                 Membership.cancel_at: m["cancel_at"] - shift if m["cancel_at"] else None,
-            Membership.changes_at: m["changes_at"] - shift if m["changes_at"] else None,
+                Membership.changes_at: m["changes_at"] - shift if m["changes_at"] else None,
             }
         )
         .where(Membership.id == membership_id)
