@@ -4,6 +4,7 @@ a location's plans for the public, joining through Stripe Checkout, a membership
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
@@ -463,19 +464,14 @@ async def desk_payment(
     membership_id: FromPath[int],
 ) -> Response[Any]:
     """This period's fee taken at the front desk (cash, cheque, card terminal): once."""
-    await subscriptions.get_membership_for(user, membership_id, write=True)
-    values, _ = await read_form(request)
-    back = _membership_url(request, membership_id)
-    key = onetime.parse(values.get(onetime.FIELD))
-    if key is None:
-        return redirect(request, back, "Please send the form again.", "error")
-    try:
+
+    async def act(values: Values, key: str) -> str:
         await desk.record_payment(
             user, membership_id, values.get("method", ""), request_key=key, address=client_address
         )
-    except ValidationFailed as exc:
-        return redirect(request, back, next(iter(exc.errors.values())), "error")
-    return redirect(request, back, "Payment recorded: the period's sessions are granted.")
+        return "Payment recorded: the period's sessions are granted."
+
+    return await _act(request, user, membership_id, act)
 
 
 member_editors = requires_role(OWNER, MANAGER, CLIENT)
@@ -545,6 +541,29 @@ async def cancel_submit(
     )
 
 
+async def _act(
+    request: Request[Any, Any, Any],
+    user: CurrentUser,
+    membership_id: int,
+    act: Callable[[Values, str], Awaitable[str]],
+) -> Response[Any]:
+    """A button on the membership's page: its one-time key, the service's act (which
+    says what it did), back to the page with that or with why it was refused."""
+    await subscriptions.get_membership_for(user, membership_id, write=True)
+    values, _ = await read_form(request)
+    back = _membership_url(request, membership_id)
+    key = onetime.parse(values.get(onetime.FIELD))
+    if key is None:
+        return redirect(request, back, "Please press the button again.", "error")
+    try:
+        done = await act(values, key)
+    except ValidationFailed as exc:
+        return redirect(request, back, next(iter(exc.errors.values())), "error")
+    except GatewayError as exc:
+        return redirect(request, back, exc.message, "error")
+    return redirect(request, back, done)
+
+
 def _freeze_handler(frozen: bool) -> Any:
     async def handler(
         request: Request[Any, Any, Any],
@@ -553,23 +572,16 @@ def _freeze_handler(frozen: bool) -> Any:
         membership_id: FromPath[int],
         gateways: NamedDependency[GatewaySource],
     ) -> Response[Any]:
-        await subscriptions.get_membership_for(user, membership_id, write=True)
-        values, _ = await read_form(request)
-        back = _membership_url(request, membership_id)
-        key = onetime.parse(values.get(onetime.FIELD))
-        if key is None:
-            return redirect(request, back, "Please press the button again.", "error")
-        try:
+        async def act(_: Values, key: str) -> str:
             await subscriptions.set_frozen(
                 gateways.get(), user, membership_id, frozen,
                 request_key=key, address=client_address,
             )  # fmt: skip
-        except ValidationFailed as exc:
-            return redirect(request, back, next(iter(exc.errors.values())), "error")
-        except GatewayError as exc:
-            return redirect(request, back, exc.message, "error")
-        done = "Frozen: no charges and no new sessions until you resume." if frozen else "Resumed."
-        return redirect(request, back, done)
+            return (
+                "Frozen: no charges and no new sessions until you resume." if frozen else "Resumed."
+            )
+
+        return await _act(request, user, membership_id, act)
 
     return handler
 
@@ -605,24 +617,19 @@ async def change_plan(
     gateways: NamedDependency[GatewaySource],
 ) -> Response[Any]:
     """Change to another plan of the location from the next period on."""
-    await subscriptions.get_membership_for(user, membership_id, write=True)
-    values, _ = await read_form(request)
-    back = _membership_url(request, membership_id)
-    key = onetime.parse(values.get(onetime.FIELD))
-    plan_id = parse_id(values.get("plan_id", ""))
-    if key is None or plan_id is None:
-        return redirect(request, back, "Choose a plan." if key else "Please send again.", "error")
-    try:
+
+    async def act(values: Values, key: str) -> str:
+        plan_id = parse_id(values.get("plan_id", ""))
+        if plan_id is None:
+            raise ValidationFailed({"plan_id": "Choose a plan."})
         at = await changes.schedule(
             gateways.get(), user, membership_id, plan_id, request_key=key, address=client_address
         )
-    except ValidationFailed as exc:
-        return redirect(request, back, next(iter(exc.errors.values())), "error")
-    except GatewayError as exc:
-        return redirect(request, back, exc.message, "error")
-    membership = await subscriptions.get_membership(membership_id)
-    zone = (await get_location(int(membership["location"])))["timezone"]
-    return redirect(request, back, f"The plan changes on {to_local(at, zone):%Y-%m-%d}.")
+        membership = await subscriptions.get_membership(membership_id)
+        zone = (await get_location(int(membership["location"])))["timezone"]
+        return f"The plan changes on {to_local(at, zone):%Y-%m-%d}."
+
+    return await _act(request, user, membership_id, act)
 
 
 @_stripe_post("/memberships/{membership_id:int}/plan/keep", member_editors, "membership_keep_plan")
@@ -634,21 +641,14 @@ async def keep_plan(
     gateways: NamedDependency[GatewaySource],
 ) -> Response[Any]:
     """Call off a scheduled change of plan before it applies."""
-    await subscriptions.get_membership_for(user, membership_id, write=True)
-    values, _ = await read_form(request)
-    back = _membership_url(request, membership_id)
-    key = onetime.parse(values.get(onetime.FIELD))
-    if key is None:
-        return redirect(request, back, "Please press the button again.", "error")
-    try:
+
+    async def act(_: Values, key: str) -> str:
         await changes.keep_plan(
             gateways.get(), user, membership_id, request_key=key, address=client_address
         )
-    except ValidationFailed as exc:
-        return redirect(request, back, next(iter(exc.errors.values())), "error")
-    except GatewayError as exc:
-        return redirect(request, back, exc.message, "error")
-    return redirect(request, back, "The change of plan is called off.")
+        return "The change of plan is called off."
+
+    return await _act(request, user, membership_id, act)
 
 
 freeze = _stripe_post(

@@ -99,23 +99,11 @@ async def enrol(
         if first:
             return int(first)
         membership_id = await db.insert_row(
-            Membership(
-                client=client_id,
-                plan=plan_id,
-                location=terms.location_id,
-                name=terms.name,
-                terms=json.dumps(terms.as_dict()),
-                currency=terms.currency,
-                total_cents=terms.total_cents,
-                sessions_per_period=terms.sessions_per_period,
-                status=subs.ACTIVE,
-                billing=DESK,
-                created_at=now,
-                joined_at=now,
-                current_period_start=now,
-                current_period_end=end,
+            subs.new_membership(
+                client_id, terms, status=subs.ACTIVE, billing=DESK, created_at=now,
+                joined_at=now, current_period_start=now, current_period_end=end,
             )
-        )
+        )  # fmt: skip
         async with subs.locked(membership_id) as membership:
             sale_id = await _pay(staff, membership, now, end, method, now)
         await audit.record(

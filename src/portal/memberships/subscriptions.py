@@ -154,6 +154,21 @@ async def get_membership_for(
 # -- joining ---------------------------------------------------------------------
 
 
+def new_membership(client_id: int, terms: plans.PlanTerms, **state: Any) -> Membership:
+    """A membership row of the client on ``terms`` (the snapshot kept), in ``state``."""
+    return Membership(
+        client=client_id,
+        plan=terms.plan_id,
+        location=terms.location_id,
+        name=terms.name,
+        terms=json.dumps(terms.as_dict()),
+        currency=terms.currency,
+        total_cents=terms.total_cents,
+        sessions_per_period=terms.sessions_per_period,
+        **state,
+    )
+
+
 async def join(
     gateway: StripeGateway,
     client: CurrentUser,
@@ -180,25 +195,9 @@ async def join(
         if first:
             membership_id = int(first)
         else:
-            rows = (
-                await Membership.insert(
-                    Membership(
-                        client=client.id,
-                        plan=plan_id,
-                        location=terms.location_id,
-                        name=terms.name,
-                        terms=json.dumps(terms.as_dict()),
-                        currency=terms.currency,
-                        total_cents=terms.total_cents,
-                        sessions_per_period=terms.sessions_per_period,
-                        status=PENDING,
-                        created_at=utcnow(),
-                    )
-                )
-                .returning(Membership.id)
-                .run()
+            membership_id = await db.insert_row(
+                new_membership(client.id, terms, status=PENDING, created_at=utcnow())
             )
-            membership_id = int(rows[0]["id"])
             await onetime.finish(request_key, str(membership_id))
             if sold_by is not None:
                 await audit.record(
