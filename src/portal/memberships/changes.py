@@ -39,9 +39,9 @@ KEEP = "membership_keep_plan"
 async def boundary(membership: dict[str, Any]) -> datetime | None:
     """The period start a change made now applies from: the current period's end (a desk
     member who paid ahead: the first period not yet paid)."""
-    if subs.is_desk(membership):
-        return (await desk.next_due(membership)).start
     end: datetime | None = membership["current_period_end"]
+    if subs.is_desk(membership):
+        return (await desk.next_due(membership)).start or end  # frozen: the current one's end
     return end
 
 
