@@ -381,10 +381,11 @@ def cmd_reports_verify(args: argparse.Namespace) -> None:
 
 
 def cmd_memberships_arrears(args: argparse.Namespace) -> None:
-    from portal.memberships import subscriptions
+    from portal.memberships import desk, subscriptions
 
     async def run() -> list[int]:
         await _require_migrated()
+        await desk.fall_due()
         return await subscriptions.enforce_arrears()
 
     frozen = asyncio.run(_with_database(run))

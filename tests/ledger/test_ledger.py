@@ -20,6 +20,7 @@ async def test_balanced_entry_and_balances(db):
             ledger.credit("tax_payable", 825),
         ],
         sale_id=1,
+        channel="online",
     )
     assert entry is not None
     assert await ledger.balance("stripe_clearing") == 10_825

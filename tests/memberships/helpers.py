@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import itertools
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from portal.memberships.tables import MembershipPlan, MembershipPlanPrice
+from portal.memberships import desk, subscriptions
+from portal.memberships.tables import (
+    Membership,
+    MembershipPeriod,
+    MembershipPlan,
+    MembershipPlanPrice,
+)
+from portal.sales.tables import Sale
 from portal.timeutil import utcnow
 from tests.catalog.helpers import LONG_AGO
 
@@ -77,3 +84,43 @@ async def add_plan_price(
         .run()
     )
     return int(rows[0]["id"])
+
+
+async def age(membership_id: int, days: int) -> None:
+    """Move the membership ``days`` into its past: its periods, their keys and their sales'
+    validity (as if it had been enrolled that much earlier)."""
+    shift = timedelta(days=days)
+    m = await subscriptions.get_membership(membership_id)
+    await (
+        Membership.update(
+            {
+                Membership.current_period_start: m["current_period_start"] - shift,
+                Membership.current_period_end: m["current_period_end"] - shift,
+                Membership.joined_at: m["joined_at"] - shift,
+                Membership.cancel_at: m["cancel_at"] - shift if m["cancel_at"] else None,
+                Membership.changes_at: m["changes_at"] - shift if m["changes_at"] else None,
+            }
+        )
+        .where(Membership.id == membership_id)
+        .run()
+    )
+    for p in await subscriptions.periods_of(membership_id):
+        start = p["period_start"] - shift
+        await (
+            MembershipPeriod.update(
+                {
+                    MembershipPeriod.period_start: start,
+                    MembershipPeriod.period_end: p["period_end"] - shift,
+                    MembershipPeriod.invoice_id: desk.period_key(membership_id, start),
+                }
+            )
+            .where(MembershipPeriod.id == p["id"])
+            .run()
+        )
+        if p["sale_id"]:
+            sale = await Sale.select(Sale.valid_until).where(Sale.id == p["sale_id"]).first().run()
+            await (
+                Sale.update({Sale.valid_until: sale["valid_until"] - shift})
+                .where(Sale.id == p["sale_id"])
+                .run()
+            )

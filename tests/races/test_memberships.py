@@ -4,12 +4,16 @@ is 2xx and each paid invoice grants its period's sessions once, with one journal
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 
+from portal.memberships import desk
 from portal.memberships.tables import Membership, MembershipPeriod
+from portal.payments.tables import Payment
 from portal.sales.tables import SaleSession
-from tests.memberships.helpers import make_plan
-from tests.races.conftest import Clinic, at_once
+from tests.memberships.helpers import age, make_plan
+from tests.races.conftest import Clinic, at_once, describe
 from tests.races.invariants import assert_whole, rows
 from tests.servers import Portal
 from tests.stripe_standin import WebhookReceiver
@@ -76,4 +80,45 @@ async def test_membership_events_delivered_many_times_at_once(
         assert await _granted(membership["id"]) == (
             ["paid", "paid"], 4, ["sale_paid", "processing_fee"] * 2,
         )  # fmt: skip
+    await assert_whole(portal)
+
+
+async def test_a_desk_period_payment_clicked_at_once_is_recorded_once(
+    portal: Portal, clinic: Clinic
+) -> None:
+    """ "Record this period's payment" clicked six times at once (one form, one key) and by a
+    second manager with a form of their own: one payment, one sale, one journal entry."""
+    plan = await make_plan(clinic.location_id, clinic.service_id, name="Desk monthly", sessions=2)
+    membership_id = await desk.enrol(
+        clinic.as_manager(), clinic.client.id, plan, "cash", request_key=secrets.token_urlsafe(24)
+    )
+    await age(membership_id, 27)  # the next period begins within the week
+    path = f"/memberships/{membership_id}/payment"
+    first = await portal.signed_in(clinic.manager, "first")
+    second = await portal.signed_in(clinic.manager2, "second")
+    form = {**await first.form(f"/memberships/{membership_id}", path), "method": "cash"}
+    other = {**await second.form(f"/memberships/{membership_id}", path), "method": "terminal"}
+    assert form["request_key"] != other["request_key"]
+
+    answers = await at_once(
+        [first.post(path, form, process=i % 2) for i in range(6)]
+        + [second.post(path, other, process=i % 2) for i in range(2)]
+    )
+    assert {a.status_code for a in answers} == {303}, describe(answers)
+    periods = (
+        await MembershipPeriod.select()
+        .where(MembershipPeriod.membership == membership_id)
+        .order_by(MembershipPeriod.period_start)
+        .run()
+    )
+    assert [p["status"] for p in periods] == ["paid", "paid"]
+    sale_ids = [int(p["sale_id"]) for p in periods]
+    assert await Payment.count().where(Payment.sale.is_in(sale_ids)) == 2
+    entries = await rows(
+        "SELECT kind FROM journal_entry WHERE reference IN "
+        "(SELECT 'sale:' || sale_id FROM membership_period WHERE membership = {}) ORDER BY id",
+        membership_id,
+    )
+    assert [e["kind"] for e in entries] == ["sale_paid", "sale_paid"]
+    assert await SaleSession.count().where(SaleSession.sale.is_in(sale_ids)) == 4
     await assert_whole(portal)

@@ -97,7 +97,7 @@ async def make_sale(
         await ledger.post(
             event_key=f"fee:txn_test_{n}", kind="processing_fee", occurred_at=at,
             currency=currency, location_id=location_id, reference=f"sale:{sale_id}",
-            memo="Stripe fee", sale_id=int(sale_id),
+            memo="Stripe fee", sale_id=int(sale_id), channel="online",
             lines=[ledger.debit("processing_fees", fee), ledger.credit("stripe_clearing", fee)],
         )  # fmt: skip
     return int(sale_id)
@@ -139,7 +139,8 @@ async def redeem(
         await ledger.post(
             event_key=f"appointment:test-{row['id']}:{kind}", kind=kind, occurred_at=at,
             currency=sale["currency"], location_id=where, reference=f"appointment:{row['id']}",
-            memo="Session given", sale_id=sale_id, therapist_id=therapist_id,
+            memo="Session given", sale_id=sale_id, channel=sale["channel"],
+            therapist_id=therapist_id,
             lines=ledger.recognition_lines(value, sold_at=int(sale["location"]), given_at=where),
         )  # fmt: skip
     return total
@@ -191,7 +192,7 @@ async def refund(sale_id: int, count: int, amount: int, *, at: datetime) -> int:
         event_key=f"refund:{refund_id}", kind="refund", occurred_at=at,
         currency=sale["currency"], location_id=sale["location"],
         reference=f"sale:{sale_id}", memo=f"Refund of {count} session(s)", sale_id=sale_id,
-        lines=lines,
+        channel=sale["channel"], lines=lines,
     )  # fmt: skip
     return int(refund_id)
 

@@ -194,7 +194,7 @@ async def recognise(
     so the liability report's sessions move with its money.
     """
     sale = (
-        await Sale.select(Sale.location, Sale.currency)
+        await Sale.select(Sale.location, Sale.currency, Sale.channel)
         .where(Sale.id == credit["sale"])
         .first()
         .run()
@@ -211,6 +211,7 @@ async def recognise(
         reference=f"appointment:{appointment['id']}",
         memo=memo,
         sale_id=int(credit["sale"]),
+        channel=str(sale["channel"]),
         therapist_id=int(appointment["therapist"]),
         lines=ledger.recognition_lines(
             value, sold_at=int(sale["location"]), given_at=int(appointment["location"])

@@ -32,7 +32,7 @@ from portal.email import service as email
 from portal.imports import service as imports
 from portal.jobs.runs import JobCall, JobFunction, JobResult
 from portal.locations.tables import Location
-from portal.memberships import subscriptions
+from portal.memberships import desk, subscriptions
 from portal.money import format_money
 from portal.payments import abandon, payouts, reconcile
 from portal.payments.gateway import StripeGateway
@@ -207,8 +207,11 @@ async def purge_expired(call: JobCall) -> JobResult:
 
 
 async def enforce_arrears(call: JobCall) -> JobResult:
+    fell_due = await desk.fall_due()
     reminded = await subscriptions.remind_grace_ending()
     frozen = await subscriptions.enforce_arrears()
+    if fell_due and not frozen:
+        return JobResult(f"{len(fell_due)} front-desk member(s) now owe their next period.")
     if reminded and not frozen:
         return JobResult(f"{len(reminded)} member(s) in arrears reminded before the grace ends.")
     if not frozen:

@@ -53,9 +53,34 @@ MOVEMENT_OF_STATE = {
     "revoked": REFUNDED,
 }
 
-LEDGER_KEY = ("location", "day", "account", "currency", "kind", "therapist")
+# Which product a line or a credit belongs to (the reports' kind filter): a membership's
+# (its sale's channel, or a membership fee), a package's (any other sale), or neither
+# (lines about no sale: payouts). The same rule as the journal page's Product column.
+MEMBERSHIPS = "memberships"
+PACKAGES = "packages"
+PRODUCTS = (PACKAGES, MEMBERSHIPS)
+MEMBERSHIP_CHANNEL = "membership"  # sales.service.MEMBERSHIP (sales build on the ledger)
+MEMBERSHIP_FEE = "membership_fee"  # the entry kind of a membership's fees
+
+
+def product_of(kind: str, channel: str | None) -> str:
+    """The product of an entry of ``kind`` about a sale of ``channel`` (None: no sale)."""
+    if channel == MEMBERSHIP_CHANNEL or kind == MEMBERSHIP_FEE:
+        return MEMBERSHIPS
+    return PACKAGES if channel is not None else ""
+
+
+def product_sql(channel: str, kind: str, sale_id: str) -> str:
+    """:func:`product_of` in SQL, over a sale's channel, an entry's kind and the sale id."""
+    return (
+        f"CASE WHEN {channel} = '{MEMBERSHIP_CHANNEL}' OR {kind} = '{MEMBERSHIP_FEE}' "
+        f"THEN '{MEMBERSHIPS}' WHEN {sale_id} IS NOT NULL THEN '{PACKAGES}' ELSE '' END"
+    )
+
+
+LEDGER_KEY = ("location", "day", "account", "currency", "kind", "therapist", "product")
 LEDGER_SUMS = ("debit_cents", "credit_cents")
-CREDIT_KEY = ("location", "day", "currency", "movement")
+CREDIT_KEY = ("location", "day", "currency", "movement", "product")
 CREDIT_SUMS = ("sessions", "value_cents")
 CASH_KEY = ("location", "day", "currency", "method", "provider", "package", "status")
 # The status filters of the payments report: succeeded money is dated by the moment
@@ -71,8 +96,8 @@ CASH_SUMS = (
 )  # fmt: skip
 ROWS_PER_STATEMENT = 500  # 9,000 parameters at most: inside SQLite's and asyncpg's limits
 
-LedgerKey = tuple[int, int, str, str, str, int]
-CreditKey = tuple[int, int, str, str]
+LedgerKey = tuple[int, int, str, str, str, int, str]
+CreditKey = tuple[int, int, str, str, str]
 CashKey = tuple[int, int, str, str, str, int, str]
 
 
@@ -90,7 +115,13 @@ def number_of(day: date) -> int:
 
 
 def ledger_key(
-    location: int | None, day: int, account: str, currency: str, kind: str, therapist: int | None
+    location: int | None,
+    day: int,
+    account: str,
+    currency: str,
+    kind: str,
+    therapist: int | None,
+    product: str = "",
 ) -> LedgerKey:
     return (
         location or UNLOCATED,
@@ -99,6 +130,7 @@ def ledger_key(
         currency,
         kind if account in KIND_ACCOUNTS else "",
         (therapist or 0) if account in THERAPIST_ACCOUNTS else 0,
+        product,
     )
 
 
@@ -193,6 +225,7 @@ async def journal_lines(
     currency: str,
     kind: str,
     therapist: int | None,
+    product: str = "",
 ) -> None:
     """An entry's lines (location, account, debit, credit), all dated ``at``."""
     lines = list(lines)
@@ -201,7 +234,8 @@ async def journal_lines(
     def fill(changes: _Changes) -> None:
         for location, account, debit, credit in lines:
             day = day_number(zone_of.get(location, "UTC"), at)
-            sums = changes.ledger[ledger_key(location, day, account, currency, kind, therapist)]
+            key = ledger_key(location, day, account, currency, kind, therapist, product)
+            sums = changes.ledger[key]
             sums[0] += debit
             sums[1] += credit
 
@@ -209,10 +243,16 @@ async def journal_lines(
 
 
 async def credits(
-    location_id: int, currency: str, moves: Iterable[tuple[str, datetime, int, int]]
+    location_id: int,
+    currency: str,
+    moves: Iterable[tuple[str, datetime, int, int]],
+    *,
+    channel: str,
 ) -> None:
-    """Credit movements of one sale's location: (movement, at, sessions, value);
-    negative sessions and value take a movement back (a credit revived or re-dated)."""
+    """Credit movements of one sale (its location, currency and channel): (movement, at,
+    sessions, value); negative sessions and value take a movement back (a credit revived
+    or re-dated)."""
+    product = product_of("", channel)
     moves = list(moves)
     if not moves:
         return
@@ -220,7 +260,7 @@ async def credits(
 
     def fill(changes: _Changes) -> None:
         for movement, at, sessions, value in moves:
-            sums = changes.credits[(location_id, day_number(tz, at), currency, movement)]
+            sums = changes.credits[(location_id, day_number(tz, at), currency, movement, product)]
             sums[0] += sessions
             sums[1] += value
 

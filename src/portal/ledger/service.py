@@ -159,9 +159,13 @@ async def post(
     reference: str = "",
     memo: str = "",
     sale_id: int | None = None,
+    channel: str | None = None,
     therapist_id: int | None = None,
 ) -> int | None:
     """Write one balanced entry; returns its id, or None if ``event_key`` was journalled before.
+
+    An entry about a sale names the sale's ``channel`` too: the daily totals keep
+    memberships' and packages' figures apart (``daily.product_of``).
 
     Zero-amount lines are dropped; an entry whose lines are all zero writes nothing.
     The lines of each location balance (``UnbalancedEntry`` otherwise). When a
@@ -169,6 +173,8 @@ async def post(
     entry is dated at the first instant of the first open day after it, and its
     memo says the day it belongs to.
     """
+    if (sale_id is None) != (channel is None):
+        raise ValueError("an entry about a sale names its channel, and only then")
     lines = [line for line in lines if line.debit or line.credit]
     _check_balanced(kind, event_key, lines, location_id)
     if not lines:
@@ -235,6 +241,7 @@ async def post(
             currency=currency,
             kind=kind,
             therapist=therapist_id,
+            product=daily.product_of(kind, channel),
         )
     return entry_id
 

@@ -75,6 +75,7 @@ class LedgerDay(Table, tablename="ledger_day"):
     currency = Varchar(length=3, required=True)
     kind = Varchar(length=40, default="")
     therapist = Integer(default=0)
+    product = Varchar(length=12, default="")  # memberships | packages | '' (no sale)
     debit_cents = BigInt(default=0)
     credit_cents = BigInt(default=0)
 
@@ -94,6 +95,7 @@ class CreditDay(Table, tablename="credit_day"):
     day = Integer(required=True)
     currency = Varchar(length=3, required=True)
     movement = Varchar(length=20, required=True)
+    product = Varchar(length=12, default="")  # memberships | packages
     sessions = BigInt(default=0)
     value_cents = BigInt(default=0)
 

@@ -4,6 +4,7 @@ a location's plans for the public, joining through Stripe Checkout, a membership
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
@@ -17,7 +18,7 @@ from portal.catalog import service as catalog
 from portal.clients import service as clients
 from portal.locations.service import all_locations, get_location, get_location_for
 from portal.locations.tables import Location
-from portal.memberships import service, subscriptions
+from portal.memberships import changes, desk, service, subscriptions
 from portal.onetime import service as onetime
 from portal.payments.controllers import (
     GATEWAY_DEPENDENCIES,
@@ -334,6 +335,11 @@ def _stripe_post(path: str, guard: Any, name: str) -> Any:
 
 
 member_readers = requires_role(OWNER, MANAGER, ACCOUNTANT, CLIENT)
+desk_staff = requires_role(OWNER, MANAGER)
+LINK = "checkout_link"
+DESK_METHODS = {LINK: "Card — send a Stripe Checkout link (renews automatically)"} | {
+    method: f"{label} at the desk, each period" for method, label in desk.METHODS.items()
+}
 
 
 async def _public_location(slug: str) -> dict[str, Any] | None:
@@ -430,9 +436,42 @@ async def membership_page(
             "fmt": money.format_money,
             "joined": request.query_params.get("joined") == "1",
             "can_change": user.role in (OWNER, MANAGER, CLIENT),
+            "desk": subscriptions.is_desk(membership),
+            "due": await desk.next_due(membership) if subscriptions.is_desk(membership) else None,
+            "can_take_payment": user.role in (OWNER, MANAGER),
+            "change": changes.scheduled(membership),
+            "plan_choices": [
+                (plan["id"], f"{plan['name']}, {money.format_money(t.total_cents, t.currency)}")
+                for plan, t in (
+                    await changes.choices(user, membership)
+                    if user.role in (OWNER, MANAGER, CLIENT)
+                    else []
+                )
+            ],
+            "methods": list(desk.METHODS.items()),
             "request_key": onetime.new_key(),
         },
     )
+
+
+@post(
+    "/memberships/{membership_id:int}/payment", guards=[desk_staff], name="membership_desk_payment"
+)
+async def desk_payment(
+    request: Request[Any, Any, Any],
+    user: SignedIn,
+    client_address: Address,
+    membership_id: FromPath[int],
+) -> Response[Any]:
+    """This period's fee taken at the front desk (cash, cheque, card terminal): once."""
+
+    async def act(values: Values, key: str) -> str:
+        await desk.record_payment(
+            user, membership_id, values.get("method", ""), request_key=key, address=client_address
+        )
+        return "Payment recorded: the period's sessions are granted."
+
+    return await _act(request, user, membership_id, act)
 
 
 member_editors = requires_role(OWNER, MANAGER, CLIENT)
@@ -502,6 +541,29 @@ async def cancel_submit(
     )
 
 
+async def _act(
+    request: Request[Any, Any, Any],
+    user: CurrentUser,
+    membership_id: int,
+    act: Callable[[Values, str], Awaitable[str]],
+) -> Response[Any]:
+    """A button on the membership's page: its one-time key, the service's act (which
+    says what it did), back to the page with that or with why it was refused."""
+    await subscriptions.get_membership_for(user, membership_id, write=True)
+    values, _ = await read_form(request)
+    back = _membership_url(request, membership_id)
+    key = onetime.parse(values.get(onetime.FIELD))
+    if key is None:
+        return redirect(request, back, "Please press the button again.", "error")
+    try:
+        done = await act(values, key)
+    except ValidationFailed as exc:
+        return redirect(request, back, next(iter(exc.errors.values())), "error")
+    except GatewayError as exc:
+        return redirect(request, back, exc.message, "error")
+    return redirect(request, back, done)
+
+
 def _freeze_handler(frozen: bool) -> Any:
     async def handler(
         request: Request[Any, Any, Any],
@@ -510,23 +572,16 @@ def _freeze_handler(frozen: bool) -> Any:
         membership_id: FromPath[int],
         gateways: NamedDependency[GatewaySource],
     ) -> Response[Any]:
-        await subscriptions.get_membership_for(user, membership_id, write=True)
-        values, _ = await read_form(request)
-        back = _membership_url(request, membership_id)
-        key = onetime.parse(values.get(onetime.FIELD))
-        if key is None:
-            return redirect(request, back, "Please press the button again.", "error")
-        try:
+        async def act(_: Values, key: str) -> str:
             await subscriptions.set_frozen(
                 gateways.get(), user, membership_id, frozen,
                 request_key=key, address=client_address,
             )  # fmt: skip
-        except ValidationFailed as exc:
-            return redirect(request, back, next(iter(exc.errors.values())), "error")
-        except GatewayError as exc:
-            return redirect(request, back, exc.message, "error")
-        done = "Frozen: no charges and no new sessions until you resume." if frozen else "Resumed."
-        return redirect(request, back, done)
+            return (
+                "Frozen: no charges and no new sessions until you resume." if frozen else "Resumed."
+            )
+
+        return await _act(request, user, membership_id, act)
 
     return handler
 
@@ -553,15 +608,55 @@ async def update_card(
     return Redirect(path=url, status_code=303)
 
 
+@_stripe_post("/memberships/{membership_id:int}/plan", member_editors, "membership_change_plan")
+async def change_plan(
+    request: Request[Any, Any, Any],
+    user: SignedIn,
+    client_address: Address,
+    membership_id: FromPath[int],
+    gateways: NamedDependency[GatewaySource],
+) -> Response[Any]:
+    """Change to another plan of the location from the next period on."""
+
+    async def act(values: Values, key: str) -> str:
+        plan_id = parse_id(values.get("plan_id", ""))
+        if plan_id is None:
+            raise ValidationFailed({"plan_id": "Choose a plan."})
+        at = await changes.schedule(
+            gateways.get(), user, membership_id, plan_id, request_key=key, address=client_address
+        )
+        membership = await subscriptions.get_membership(membership_id)
+        zone = (await get_location(int(membership["location"])))["timezone"]
+        return f"The plan changes on {to_local(at, zone):%Y-%m-%d}."
+
+    return await _act(request, user, membership_id, act)
+
+
+@_stripe_post("/memberships/{membership_id:int}/plan/keep", member_editors, "membership_keep_plan")
+async def keep_plan(
+    request: Request[Any, Any, Any],
+    user: SignedIn,
+    client_address: Address,
+    membership_id: FromPath[int],
+    gateways: NamedDependency[GatewaySource],
+) -> Response[Any]:
+    """Call off a scheduled change of plan before it applies."""
+
+    async def act(_: Values, key: str) -> str:
+        await changes.keep_plan(
+            gateways.get(), user, membership_id, request_key=key, address=client_address
+        )
+        return "The change of plan is called off."
+
+    return await _act(request, user, membership_id, act)
+
+
 freeze = _stripe_post(
     "/memberships/{membership_id:int}/freeze", member_editors, "membership_freeze"
 )(_freeze_handler(True))
 resume = _stripe_post(
     "/memberships/{membership_id:int}/resume", member_editors, "membership_resume"
 )(_freeze_handler(False))
-
-
-desk_staff = requires_role(OWNER, MANAGER)
 
 
 async def _desk_page(
@@ -591,6 +686,7 @@ async def _desk_page(
             "errors": errors,
             "url": url,
             "membership_id": membership_id,
+            "methods": list(DESK_METHODS.items()),
             "request_key": onetime.new_key(),
         },
         status_code=status,
@@ -610,14 +706,32 @@ async def desk_submit(
     gateways: NamedDependency[GatewaySource],
     user: SignedIn,
     settings: AppSettings,
-) -> Template:
-    """The pending membership and its Checkout link, shown here and emailed to the client."""
+    client_address: Address,
+) -> Response[Any]:
+    """The pending membership and its Checkout link, shown here and emailed to the client;
+    or, paid at the desk, the client enrolled with the first period paid."""
     values, _ = await read_form(request)
     key = onetime.parse(values.get(onetime.FIELD))
     plan_id = parse_id(values.get("plan_id", ""))
-    if key is None or plan_id is None:
-        error = "Choose a plan." if key else "Please send the form again."
-        return await _desk_page(user, client_id, values, {"plan_id": error}, status=400)
+    method = values.get("method", LINK)
+    if key is None or plan_id is None or method not in DESK_METHODS:
+        errors = {"plan_id": "Choose a plan." if key else "Please send the form again."}
+        if method not in DESK_METHODS:
+            errors = {"method": "Choose how the client pays."}
+        return await _desk_page(user, client_id, values, errors, status=400)
+    if method != LINK:
+        try:
+            membership_id = await desk.enrol(
+                user, client_id, plan_id, method, request_key=key, address=client_address
+            )
+        except ValidationFailed as exc:
+            return await _desk_page(user, client_id, values, exc.errors, status=409)
+        return redirect(
+            request,
+            _membership_url(request, membership_id),
+            f"Enrolled. The first period is paid ({desk.METHODS[method].lower()}); "
+            "each next one is paid at the desk.",
+        )
     try:
         membership_id, url = await subscriptions.join_at_desk(
             gateways.get(), user, client_id, plan_id,
@@ -659,9 +773,12 @@ ROUTES = [
     desk_form,
     desk_submit,
     membership_page,
+    desk_payment,
     cancel_confirm,
     cancel_submit,
     freeze,
     resume,
+    change_plan,
+    keep_plan,
     update_card,
 ]

@@ -84,6 +84,16 @@ PERIOD_MOVES: dict[str, frozenset[str]] = {
     PAID: frozenset(),
 }
 
+# How a membership is billed (``membership.billing``): its Stripe subscription, or each
+# period paid at the front desk (``memberships.desk``: no subscription, Stripe never called).
+STRIPE = "stripe"
+DESK = "desk"
+
+
+def is_desk(membership: dict[str, Any]) -> bool:
+    return membership.get("billing") == DESK
+
+
 # How long the sessions of a membership whose renewal failed stay bookable.
 GRACE = timedelta(days=7)
 # How long before the grace period ends the member is reminded.
@@ -144,6 +154,21 @@ async def get_membership_for(
 # -- joining ---------------------------------------------------------------------
 
 
+def new_membership(client_id: int, terms: plans.PlanTerms, **state: Any) -> Membership:
+    """A membership row of the client on ``terms`` (the snapshot kept), in ``state``."""
+    return Membership(
+        client=client_id,
+        plan=terms.plan_id,
+        location=terms.location_id,
+        name=terms.name,
+        terms=json.dumps(terms.as_dict()),
+        currency=terms.currency,
+        total_cents=terms.total_cents,
+        sessions_per_period=terms.sessions_per_period,
+        **state,
+    )
+
+
 async def join(
     gateway: StripeGateway,
     client: CurrentUser,
@@ -170,25 +195,9 @@ async def join(
         if first:
             membership_id = int(first)
         else:
-            rows = (
-                await Membership.insert(
-                    Membership(
-                        client=client.id,
-                        plan=plan_id,
-                        location=terms.location_id,
-                        name=terms.name,
-                        terms=json.dumps(terms.as_dict()),
-                        currency=terms.currency,
-                        total_cents=terms.total_cents,
-                        sessions_per_period=terms.sessions_per_period,
-                        status=PENDING,
-                        created_at=utcnow(),
-                    )
-                )
-                .returning(Membership.id)
-                .run()
+            membership_id = await db.insert_row(
+                new_membership(client.id, terms, status=PENDING, created_at=utcnow())
             )
-            membership_id = int(rows[0]["id"])
             await onetime.finish(request_key, str(membership_id))
             if sold_by is not None:
                 await audit.record(
@@ -409,6 +418,35 @@ def period_terms(membership: dict[str, Any], period_start: datetime) -> PackageT
     )
 
 
+async def switch_plan_if_due(membership: dict[str, Any], period_start: datetime) -> dict[str, Any]:
+    """A change of plan scheduled for a period starting at or before ``period_start``
+    takes effect (``memberships.changes``): the membership runs on the new plan's frozen
+    terms from that period on. Under the membership's lock; the membership as it is now."""
+    at = membership["changes_at"]
+    if membership["next_plan"] is None or at is None or period_start < at:
+        return membership
+    terms = json.loads(str(membership["next_terms"]))
+    await (
+        Membership.update(
+            {
+                Membership.plan: int(membership["next_plan"]),
+                Membership.name: str(terms["name"]),
+                Membership.terms: str(membership["next_terms"]),
+                Membership.total_cents: int(terms["total_cents"]),
+                Membership.sessions_per_period: int(terms["sessions_per_period"]),
+                Membership.next_plan: None,
+                Membership.next_terms: None,
+                Membership.changes_at: None,
+            }
+        )
+        .where(
+            (Membership.id == membership["id"]) & (Membership.next_plan == membership["next_plan"])
+        )
+        .run()
+    )
+    return await get_membership(int(membership["id"]))
+
+
 async def apply_paid_invoice(gateway: StripeGateway, invoice: StripeInvoice) -> bool:
     """A paid invoice grants its period's sessions, once, and the client is sent the
     receipt of the sale it activated, as for a package; True when this call granted
@@ -457,6 +495,7 @@ async def _apply_paid_invoice(
         period = await _period(membership_id, invoice)
         if period["status"] == PAID:
             return (int(period["sale_id"]), False) if period["sale_id"] else None
+        membership = await switch_plan_if_due(membership, period["period_start"])
         problems = _mismatches(membership, invoice)
         if problems or intent is None:
             await _note(membership_id, " ".join(problems))
@@ -565,6 +604,7 @@ async def on_invoice_failed(gateway: StripeGateway, obj: dict[str, Any]) -> None
         if not await _link(membership, invoice.subscription_id):
             return
         period = await _period(membership_id, invoice)
+        membership = await switch_plan_if_due(membership, period["period_start"])
         if not await _move_period(int(period["id"]), OPEN, FAILED, failed_at=now):
             return  # paid already (events out of order), or failed before (a replay)
         later_paid = await (
@@ -622,6 +662,8 @@ async def _charge_freeze_fee(gateway: StripeGateway, membership_id: int, start: 
 
 async def _mirror(membership: dict[str, Any], subscription: StripeSubscription) -> None:
     membership_id = int(membership["id"])
+    if subscription.current_period_start is not None:
+        membership = await switch_plan_if_due(membership, subscription.current_period_start)
     await (
         Membership.update(
             {
@@ -750,15 +792,26 @@ async def cancel(
     """Tell Stripe to end the subscription at the quoted period end; no proration."""
     membership = await get_membership_for(user, membership_id, write=True)
     quote = await quote_cancel(membership)
-    subscription = await gateway.update_subscription(
-        str(membership["subscription_id"]),
-        idempotency_key=f"membership:{membership_id}:cancel:{request_key}",
-        cancel_at=quote.ends_at,
-    )
+    subscription = None
+    if not is_desk(membership):
+        subscription = await gateway.update_subscription(
+            str(membership["subscription_id"]),
+            idempotency_key=f"membership:{membership_id}:cancel:{request_key}",
+            cancel_at=quote.ends_at,
+        )
     async with locked(membership_id) as fresh:
         if await onetime.claim(request_key, user_id=user.id, action="membership_cancel"):
             return quote.ends_at
-        await _mirror(fresh, subscription)
+        if subscription is not None:
+            await _mirror(fresh, subscription)
+        elif fresh["cancel_at"] is not None:
+            raise Invalid({"form": "This membership is already set to end."})
+        else:  # at the desk: it ends at that period end (``desk.fall_due``)
+            await (
+                Membership.update({Membership.cancel_at: quote.ends_at})
+                .where(Membership.id == membership_id)
+                .run()
+            )
         await audit.record(
             user, "cancel", "membership", membership_id,
             before={"cancel_at": None},
@@ -782,21 +835,33 @@ async def set_frozen(
     membership = await get_membership_for(user, membership_id, write=True)
     if frozen and not _terms(membership)["freeze_allowed"]:
         raise Invalid({"form": "This plan cannot be frozen."})
-    if membership["status"] != ACTIVE or membership["subscription_id"] is None:
+    desk = is_desk(membership)
+    if membership["status"] != ACTIVE or (membership["subscription_id"] is None and not desk):
         raise Invalid({"form": "Only an active membership can be frozen or resumed."})
     if bool(membership["paused"]) == frozen:
         raise Invalid(
             {"form": "The membership is already " + ("frozen." if frozen else "running.")}
         )
-    subscription = await gateway.update_subscription(
-        str(membership["subscription_id"]),
-        idempotency_key=f"membership:{membership_id}:freeze:{request_key}",
-        pause=frozen,
-    )
+    subscription = None
+    if not desk:
+        subscription = await gateway.update_subscription(
+            str(membership["subscription_id"]),
+            idempotency_key=f"membership:{membership_id}:freeze:{request_key}",
+            pause=frozen,
+        )
     async with locked(membership_id) as fresh:
         if await onetime.claim(request_key, user_id=user.id, action="membership_freeze"):
             return
-        await _mirror(fresh, subscription)
+        if subscription is not None:
+            await _mirror(fresh, subscription)
+        elif fresh["status"] != ACTIVE or bool(fresh["paused"]) == frozen:
+            raise Invalid({"form": "The membership changed meanwhile; please look again."})
+        else:  # at the desk: periods roll on uncharged while frozen (``desk.fall_due``)
+            await (
+                Membership.update({Membership.paused: frozen})
+                .where(Membership.id == membership_id)
+                .run()
+            )
         await audit.record(
             user, "freeze" if frozen else "resume", "membership", membership_id,
             before={"paused": not frozen}, after={"paused": frozen}, address=address,
@@ -893,6 +958,7 @@ async def remind_grace_ending(now: datetime | None = None) -> list[int]:
         await Membership.select(Membership.id, Membership.grace_until)
         .where(
             (Membership.status == PAST_DUE)
+            & (Membership.billing != DESK)  # the desk asks its members in person
             & (Membership.grace_until > now)
             & (Membership.grace_until <= now + GRACE_REMINDER)
         )

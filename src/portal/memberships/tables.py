@@ -94,6 +94,9 @@ class Membership(Table, tablename="membership"):
     total_cents = BigInt(required=True)  # charged per period, tax included
     sessions_per_period = Integer(required=True)
     status = Varchar(length=20, required=True, index=True)
+    # stripe: a Stripe subscription renews it; desk: each period is paid at the front desk
+    # (cash, cheque or card terminal), no subscription.
+    billing = Varchar(length=10, default="stripe")
     checkout_session_id = Varchar(length=255, null=True, default=None)
     subscription_id = Varchar(length=255, null=True, default=None)  # unique (index)
     customer_id = Varchar(length=255, null=True, default=None)
@@ -105,6 +108,11 @@ class Membership(Table, tablename="membership"):
     created_at = Timestamptz()
     joined_at = Timestamptz(null=True, default=None)
     ended_at = Timestamptz(null=True, default=None)
+    # A change of plan at a period end (``memberships.changes``): the plan, the terms it
+    # will run on (frozen when scheduled) and the period start it applies from.
+    next_plan = Integer(null=True, default=None)
+    next_terms = Text(null=True, default=None)
+    changes_at = Timestamptz(null=True, default=None)
     # Why Stripe's evidence could not be applied (an owner settles it).
     review_reason = Text(default="")
 

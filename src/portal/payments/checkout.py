@@ -158,7 +158,7 @@ async def record_in_clinic_sale(
     sale it already recorded instead of selling and journalling it twice.
     """
     access.ensure_write(actor, location_id)
-    if method not in ("cash", "cheque", "terminal"):
+    if method not in IN_CLINIC_METHODS:
         raise Invalid({"method": "Choose how the client paid."})
     if request_key:
         existing = await sales.sale_by_request_key(request_key, actor.id)
@@ -197,20 +197,27 @@ async def _checkout_of(sale_id: int) -> Checkout:
     return Checkout(sale_id=sale_id, payment_id=int(payment["id"]), url=payment["checkout_url"])
 
 
-async def _record_in_clinic_sale(
+IN_CLINIC_METHODS = ("cash", "cheque", "terminal")
+
+
+async def pay_in_clinic(
     actor: CurrentUser,
     client_id: int,
-    package_id: int,
     terms: catalog.PackageTerms,
     method: str,
-    request_key: str | None,
+    *,
+    channel: str,
+    request_key: str | None = None,
 ) -> int:
+    """A sale of ``terms`` paid in the clinic now: the sale, its succeeded payment (no
+    fee) and its activation (credits; Dr cash on hand / Cr deferred revenue + tax), in
+    one transaction. A package at the desk, or a membership period paid there."""
     now = utcnow()
     async with db.transaction():
         sale_id = await sales.create_pending_sale(
             client_id,
             terms,
-            channel=sales.FRONT_DESK,
+            channel=channel,
             payment_method=method,
             sold_by=actor.id,
             request_key=request_key,
@@ -229,6 +236,21 @@ async def _record_in_clinic_sale(
             recorded_by=actor.id,
         )
         await sales.activate(sale_id, occurred_at=now, payment_method=method)
+    return sale_id
+
+
+async def _record_in_clinic_sale(
+    actor: CurrentUser,
+    client_id: int,
+    package_id: int,
+    terms: catalog.PackageTerms,
+    method: str,
+    request_key: str | None,
+) -> int:
+    async with db.transaction():
+        sale_id = await pay_in_clinic(
+            actor, client_id, terms, method, channel=sales.FRONT_DESK, request_key=request_key
+        )
         await audit.record(
             actor,
             "sell",

@@ -156,6 +156,13 @@ class StripeSubscription:
     cancel_at: datetime | None
     paused: bool
     latest_invoice_id: str | None
+    # Its one item and price: what a change of price names (the product stays).
+    item_id: str | None = None
+    product_id: str | None = None
+    unit_amount: int | None = None
+    interval: str | None = None
+    interval_count: int | None = None
+    currency: str | None = None  # lower case, as Stripe has it
 
 
 @dataclass(frozen=True)
@@ -434,6 +441,8 @@ def subscription_from_dict(data: Mapping[str, Any]) -> StripeSubscription:
     """A subscription from the API or a webhook's ``data.object``."""
     items = (data.get("items") or {}).get("data") or [{}]
     item = items[0] if isinstance(items[0], Mapping) else {}
+    price = item.get("price") or {}
+    recurring = price.get("recurring") or {}
     return StripeSubscription(
         id=_str(data, "id"),
         status=_str(data, "status"),
@@ -445,6 +454,12 @@ def subscription_from_dict(data: Mapping[str, Any]) -> StripeSubscription:
         cancel_at=_time(data.get("cancel_at")),
         paused=bool(data.get("pause_collection")),
         latest_invoice_id=_id_of(data.get("latest_invoice")),
+        item_id=_opt_str(item, "id"),
+        product_id=_id_of(price.get("product")),
+        unit_amount=_opt_int(price, "unit_amount"),
+        interval=_opt_str(recurring, "interval"),
+        interval_count=_opt_int(recurring, "interval_count"),
+        currency=_opt_str(price, "currency"),
     )
 
 
@@ -911,6 +926,44 @@ class StripeGateway:
             params["pause_collection"] = {"behavior": "void"} if pause else ""
         subscription = await self._call(
             "update subscription",
+            self._client.v1.subscriptions.update_async(
+                subscription_id,
+                params,  # type: ignore[arg-type]
+                {"idempotency_key": idempotency_key},
+            ),
+        )
+        return subscription_from_dict(_plain(subscription))
+
+    async def reprice_subscription(
+        self, subscription_id: str, *, amount_cents: int, idempotency_key: str
+    ) -> StripeSubscription:
+        """Charge ``amount_cents`` per period from the next period on: the item's price
+        replaced (same product, currency and interval), ``proration_behavior=none``, so the
+        period already paid is neither credited nor charged again."""
+        if amount_cents <= 0:
+            raise ValueError("amount_cents must be positive")
+        current = await self.retrieve_subscription(subscription_id)
+        if None in (current.item_id, current.product_id, current.interval, current.currency):
+            raise GatewayError("The subscription has no price to change.")
+        params: dict[str, Any] = {
+            "proration_behavior": "none",
+            "items": [
+                {
+                    "id": current.item_id,
+                    "price_data": {
+                        "currency": current.currency,
+                        "product": current.product_id,
+                        "unit_amount": amount_cents,
+                        "recurring": {
+                            "interval": current.interval,
+                            "interval_count": current.interval_count or 1,
+                        },
+                    },
+                }
+            ],
+        }
+        subscription = await self._call(
+            "change subscription price",
             self._client.v1.subscriptions.update_async(
                 subscription_id,
                 params,  # type: ignore[arg-type]

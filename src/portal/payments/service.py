@@ -31,8 +31,10 @@ from typing import Any
 from portal.errors import Forbidden, Invalid
 from portal.payments.abandon import cancel_order, cancel_unpaid, expire_abandoned
 from portal.payments.checkout import (
+    IN_CLINIC_METHODS,
     Checkout,
     member_quote,
+    pay_in_clinic,
     record_in_clinic_sale,
     start_checkout,
 )
@@ -104,6 +106,7 @@ __all__ = [
     "FAILED",
     "HANDLERS",
     "IN_CLINIC",
+    "IN_CLINIC_METHODS",
     "PAYMENT_MOVES",
     "PENDING",
     "RECONCILE_KINDS",
@@ -138,6 +141,7 @@ __all__ = [
     "idempotency_key",
     "member_quote",
     "open_dispute",
+    "pay_in_clinic",
     "payments_of",
     "quote_refund",
     "reconcile",

@@ -15,6 +15,7 @@ from portal.ledger.daily import (
     CASH_STATUSES,
     CASH_SUCCEEDED,
     CASH_SUMS,
+    MEMBERSHIPS,
 )
 from portal.reports import rollup, sql
 from portal.reports.filters import ALL, FAILED, PENDING, SUCCEEDED, Filters, Loc
@@ -198,6 +199,7 @@ async def _payment_days(
     stripe_only: bool = False,
     with_filters: bool = True,
     grouping: str = DAY,
+    product: str = "",
 ) -> dict[tuple[int, str, int], Totals]:
     """(location, currency, bucket's first day number) → totals of payments, refunds and
     disputes, from the daily totals (``cash_day``, kept by ``payments.totals``): the
@@ -221,6 +223,8 @@ async def _payment_days(
     if with_filters and f.method:
         clauses += " AND method = {}"
         filter_args.append(f.method)
+    if product:  # a membership period's sale has no package (``package`` 0)
+        clauses += " AND package = 0" if product == MEMBERSHIPS else " AND package <> 0"
     if stripe_only:
         clauses += " AND provider = 'stripe'"
     sums = ", ".join(f"SUM({name}) AS {name}" for name in CASH_SUMS)

@@ -31,7 +31,7 @@ from portal.reports import filters as report_filters
 from portal.reports import memberships as membership_report
 from portal.reports import payouts as payout_report
 from portal.reports.exports import Amount, csv_stream, iterate, xlsx_stream
-from portal.reports.filters import METHODS, STATUSES, Filters, query_dict
+from portal.reports.filters import METHODS, PRODUCTS, STATUSES, Filters, query_dict
 from portal.reports.periods import GROUPINGS, Period, last_twelve_months, period_name, presets
 from portal.timeutil import utcnow
 from portal.web.forms import ValidationFailed, parse_id
@@ -127,6 +127,7 @@ async def _choices(request: Request[Any, Any, Any]) -> dict[str, Any]:
         "statuses": STATUSES,
         "groupings": GROUPINGS,
         "accounts": ACCOUNTS,
+        "products": PRODUCTS,
         "presets": presets(today),
     }
 

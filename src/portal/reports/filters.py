@@ -38,7 +38,12 @@ STATUSES = {
 METHODS = sales.PAYMENT_METHODS
 
 # Query parameters every report understands; anything else is ignored.
-FILTER_KEYS = ("start", "end", "location", "group", "package", "method", "status", "account")
+FILTER_KEYS = (
+    "start", "end", "location", "group", "product", "package", "method", "status", "account",
+)  # fmt: skip
+# The kind filter of the liability and revenue reports: memberships apart from packages
+# (``ledger.daily.product_of``); "" is both.
+PRODUCTS = {"": "All", "packages": "Packages", "memberships": "Memberships"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,7 @@ class Filters:
     method: str = ""
     status: str = SUCCEEDED
     accounts: tuple[str, ...] = ()
+    product: str = ""  # "", packages or memberships (PRODUCTS)
     # Journal lines without a location (none today) appear only to those who
     # see every location, and only when no location is chosen.
     include_unlocated: bool = False
@@ -85,6 +91,7 @@ class Filters:
             "method": self.method,
             "status": self.status,
             "accounts": list(self.accounts),
+            "product": self.product,
         }
 
     @cached_property
@@ -226,6 +233,10 @@ async def parse(
     if status not in STATUSES:
         errors["status"] = "Choose a status from the list."
 
+    product = _first(params, "product")
+    if product not in PRODUCTS:
+        errors["product"] = "Choose All, Packages or Memberships."
+
     accounts = tuple(a for a in params.get("account", []) if a.strip())
     if any(a not in ACCOUNTS for a in accounts):
         errors["account"] = "Choose accounts from the list."
@@ -241,6 +252,7 @@ async def parse(
         method=method,
         status=status,
         accounts=accounts,
+        product=product,
         include_unlocated=user.sees_all_locations and not requested,
         params={k: list(v) for k, v in params.items() if k in FILTER_KEYS},
     )

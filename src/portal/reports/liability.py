@@ -6,7 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from portal.ledger.daily import EXPIRED, REDEEMED, REFUNDED, SOLD
+from portal.ledger.daily import (
+    EXPIRED,
+    MEMBERSHIP_CHANNEL,
+    MEMBERSHIPS,
+    REDEEMED,
+    REFUNDED,
+    SOLD,
+)
 from portal.pagination import decode_cursor, encode_cursor
 from portal.reports import rollup, sql
 from portal.reports.filters import Filters, Loc
@@ -95,10 +102,19 @@ def _states(states: tuple[str, ...]) -> str:
     return "(" + ", ".join(f"'{s}'" for s in states) + ")"
 
 
+def _of_product(f: Filters) -> str:
+    """The drill-down's lines of the kind filter's product (deferred revenue is a sale's)."""
+    if not f.product:
+        return ""
+    test = "=" if f.product == MEMBERSHIPS else "<>"
+    return f" AND jl.sale_id IN (SELECT id FROM sale WHERE channel {test} '{MEMBERSHIP_CHANNEL}')"
+
+
 def _money_query(f: Filters) -> tuple[str, list[Any]]:
     """Deferred revenue from the daily totals: opening, movements by entry kind, closing."""
     start, end = rollup.days(f)
     scope, args = rollup.locations(f)
+    kind, kind_args = rollup.product(f)
     moved = "credit_cents - debit_cents"
     back = "debit_cents - credit_cents"
     others = _kinds(SOLD_KINDS + EXPIRED_KINDS + REFUNDED_KINDS)
@@ -117,8 +133,8 @@ def _money_query(f: Filters) -> tuple[str, list[Any]]:
         f"SUM(CASE WHEN day >= {{}} AND kind NOT IN {others} THEN {back} ELSE 0 END) "
         "AS redeemed "
         "FROM ledger_day WHERE account = 'deferred_revenue' AND day <= {} "
-        f"AND {scope} GROUP BY 1, 2",
-        [start, start, start, start, start, start, end, *args],
+        f"AND {scope}{kind} GROUP BY 1, 2",
+        [start, start, start, start, start, start, end, *args, *kind_args],
     )
 
 
@@ -126,6 +142,7 @@ def _sessions_query(f: Filters) -> tuple[str, list[Any]]:
     """Sessions from the credits' daily totals: sold less every final movement."""
     start, end = rollup.days(f)
     scope, args = rollup.locations(f)
+    kind, kind_args = rollup.product(f)
     net = f"CASE WHEN movement = '{SOLD}' THEN {{0}} ELSE -{{0}} END"
 
     def moved(movement: str) -> str:
@@ -140,8 +157,8 @@ def _sessions_query(f: Filters) -> tuple[str, list[Any]]:
         f"{moved(SOLD)}, {moved(REDEEMED)}, {moved(EXPIRED)}, {moved(REFUNDED)}, "
         f"SUM({net.format('sessions')}) AS closing, "
         f"SUM({net.format('value_cents')}) AS closing_value "
-        f"FROM credit_day WHERE day <= {{}} AND {scope} GROUP BY 1, 2",
-        [start, start, start, start, start, end, *args],
+        f"FROM credit_day WHERE day <= {{}} AND {scope}{kind} GROUP BY 1, 2",
+        [start, start, start, start, start, end, *args, *kind_args],
     )
 
 
@@ -236,7 +253,7 @@ async def liability_sales(
         rows = await sql.fetch(
             "SELECT jl.sale_id AS sale_id, SUM(jl.credit_cents - jl.debit_cents) AS amount "
             "FROM journal_line jl WHERE jl.account = 'deferred_revenue' AND jl.location = {} "
-            "AND jl.occurred_at < {} AND jl.sale_id > {} GROUP BY jl.sale_id "
+            f"AND jl.occurred_at < {{}} AND jl.sale_id > {{}}{_of_product(f)} GROUP BY jl.sale_id "
             "HAVING SUM(jl.credit_cents - jl.debit_cents) <> 0 ORDER BY jl.sale_id LIMIT {}",
             [location.id, moment, after_id, limit + 1],
         )
@@ -263,7 +280,8 @@ async def liability_sales(
             "JOIN journal_entry je ON je.id = jl.entry "
             "WHERE jl.account = 'deferred_revenue' AND jl.location = {} "
             f"AND jl.occurred_at >= {{}} AND jl.occurred_at < {{}} AND {kind_clause} "
-            "AND jl.sale_id > {} GROUP BY jl.sale_id ORDER BY jl.sale_id LIMIT {}",
+            f"AND jl.sale_id > {{}}{_of_product(f)} GROUP BY jl.sale_id ORDER BY jl.sale_id "
+            "LIMIT {}",
             [location.id, lo, hi, after_id, limit + 1],
         )
         if column == "sold":

@@ -127,12 +127,14 @@ async def _revenue_days(f: Filters, *, by_therapist: bool) -> list[dict[str, Any
     accounts, account_args = sql.in_list(REVENUE_ACCOUNTS)
     cte, day, bucket_args = rollup.buckets(f, f.grouping)
     therapist = "therapist" if by_therapist else "0"
+    kind, kind_args = rollup.product(f)
     return await sql.fetch(
         f"{rollup.with_(cte)}SELECT location AS loc, currency, account, {therapist} AS therapist, "
         f"{day} AS day, SUM(credit_cents - debit_cents) AS amount FROM ledger_day"
         f"{rollup.bucket_join(cte)} WHERE account IN {accounts} AND {scope} "
-        f"AND day >= {{}} AND day <= {{}} GROUP BY 1, 2, 3, {'4, ' if by_therapist else ''}5",
-        [*bucket_args, *account_args, *scope_args, start, end],
+        f"AND day >= {{}} AND day <= {{}}{kind} "
+        f"GROUP BY 1, 2, 3, {'4, ' if by_therapist else ''}5",
+        [*bucket_args, *account_args, *scope_args, start, end, *kind_args],
     )
 
 
@@ -176,7 +178,9 @@ async def revenue(f: Filters, *, by_therapist: bool = True) -> Revenue:
             item.reversals += amount
         else:
             item.breakage += amount
-    cash = await _payment_days(f, status=SUCCEEDED, with_filters=False, grouping=f.grouping)
+    cash = await _payment_days(
+        f, status=SUCCEEDED, with_filters=False, grouping=f.grouping, product=f.product
+    )
     for (location_id, currency, number), moved in cash.items():
         start = bucket_start(day_from_number(number), f.grouping)
         item = row_for(start, location_id, currency)

@@ -36,6 +36,11 @@ def locations(f: Filters, *, unlocated: bool = False) -> tuple[str, list[Any]]:
     return f"location IN {marks}", args
 
 
+def product(f: Filters) -> tuple[str, list[Any]]:
+    """`` AND product = …`` on a daily-totals table when the kind filter names one."""
+    return (" AND product = {}", [f.product]) if f.product else ("", [])
+
+
 def buckets(f: Filters, grouping: str) -> tuple[str, str, list[Any]]:
     """(``WITH``-able CTE or "", the day expression to group by, args).
 

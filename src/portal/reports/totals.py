@@ -92,16 +92,19 @@ async def fresh_ledger(
     cte, args, lo, hi = _segments(places, first, end)
     kind, therapist = _kind_case()
     head, join = _dated("jl.occurred_at", "COALESCE(jl.location, 0)", cte)
+    product = daily.product_sql("s.channel", "je.kind", "jl.sale_id")
     rows = await sql.fetch(
         f"{head}, jl.account AS account, jl.currency AS currency, {kind} AS kind, "
-        f"{therapist} AS therapist, SUM(jl.debit_cents) AS d, SUM(jl.credit_cents) AS c "
+        f"{therapist} AS therapist, {product} AS product, "
+        "SUM(jl.debit_cents) AS d, SUM(jl.credit_cents) AS c "
         f"FROM journal_line jl JOIN journal_entry je ON je.id = jl.entry {join} "
-        "WHERE jl.occurred_at >= {} AND jl.occurred_at < {} GROUP BY 1, 2, 3, 4, 5, 6",
+        "LEFT JOIN sale s ON s.id = jl.sale_id "
+        "WHERE jl.occurred_at >= {} AND jl.occurred_at < {} GROUP BY 1, 2, 3, 4, 5, 6, 7",
         [*args, lo, hi],
     )
     return {
         (int(r["loc"]), int(r["day"]), str(r["account"]), str(r["currency"]), str(r["kind"]),
-         int(r["therapist"])): [sql.as_int(r["d"]), sql.as_int(r["c"])]
+         int(r["therapist"]), str(r["product"])): [sql.as_int(r["d"]), sql.as_int(r["c"])]
         for r in rows
     }  # fmt: skip
 
@@ -117,26 +120,28 @@ async def fresh_credits(
         + " END"
     )
     states = ", ".join(f"'{s}'" for s in daily.MOVEMENT_OF_STATE)
+    product = daily.product_sql("s.channel", "''", "s.id")
     sold_head, sold_join = _dated("s.activated_at", "s.location", cte)
     ended_head, ended_join = _dated("ss.changed_at", "s.location", cte)
     sold, ended = await sql.fetch_all(
         (
             f"{sold_head}, s.currency AS currency, '{daily.SOLD}' AS movement, COUNT(*) AS n, "
-            f"SUM(ss.value_cents) AS v FROM sale s {sold_join} "
+            f"SUM(ss.value_cents) AS v, {product} AS product FROM sale s {sold_join} "
             "JOIN sale_session ss ON ss.sale = s.id "
-            "WHERE s.activated_at >= {} AND s.activated_at < {} GROUP BY 1, 2, 3, 4",
+            "WHERE s.activated_at >= {} AND s.activated_at < {} GROUP BY 1, 2, 3, 4, 7",
             [*args, lo, hi],
         ),
         (
             f"{ended_head}, s.currency AS currency, {movement} AS movement, COUNT(*) AS n, "
-            "SUM(ss.value_cents) AS v FROM sale_session ss JOIN sale s ON s.id = ss.sale "
+            f"SUM(ss.value_cents) AS v, {product} AS product "
+            "FROM sale_session ss JOIN sale s ON s.id = ss.sale "
             f"{ended_join} WHERE ss.state IN ({states}) "
-            "AND ss.changed_at >= {} AND ss.changed_at < {} GROUP BY 1, 2, 3, 4",
+            "AND ss.changed_at >= {} AND ss.changed_at < {} GROUP BY 1, 2, 3, 4, 7",
             [*args, lo, hi],
         ),
     )
     return {
-        (int(r["loc"]), int(r["day"]), str(r["currency"]), str(r["movement"])): [
+        (int(r["loc"]), int(r["day"]), str(r["currency"]), str(r["movement"]), str(r["product"])): [
             sql.as_int(r["n"]),
             sql.as_int(r["v"]),
         ]

@@ -128,6 +128,7 @@ async def journal(
         reference=f"sale:{sale['id']}",
         memo=memo,
         sale_id=int(sale["id"]),
+        channel=str(sale["channel"]),
         lines=lines,
     )
 
@@ -201,9 +202,16 @@ async def _count_credits(sale_id: int, moves: list[tuple[str, datetime, int, int
     """Credits of one sale into the daily totals of its location (``ledger.daily``)."""
     if not moves:
         return
-    sale = await Sale.select(Sale.location, Sale.currency).where(Sale.id == sale_id).first().run()
+    sale = (
+        await Sale.select(Sale.location, Sale.currency, Sale.channel)
+        .where(Sale.id == sale_id)
+        .first()
+        .run()
+    )
     if sale is not None:
-        await daily.credits(int(sale["location"]), str(sale["currency"]), moves)
+        await daily.credits(
+            int(sale["location"]), str(sale["currency"]), moves, channel=str(sale["channel"])
+        )
 
 
 ONLINE = "online"
@@ -405,6 +413,7 @@ async def activate(
             int(sale["location"]),
             str(sale["currency"]),
             [(daily.SOLD, when, len(shares), sum(value for value, _ in shares))],
+            channel=str(sale["channel"]),
         )
         await journal(
             sale,
@@ -748,6 +757,7 @@ async def expire_due(
                 int(sale["location"]),
                 str(sale["currency"]),
                 [(daily.EXPIRED, now, len(rows), value)],
+                channel=str(sale["channel"]),
             )
             await journal(
                 sale,
@@ -858,7 +868,9 @@ async def open_imported(balances: Sequence[ImportedBalance], at: datetime) -> li
             value + sum(b.session_values),
         )
     for (location_id, currency), (count, value) in sorted(sold.items()):
-        await daily.credits(location_id, currency, [(daily.SOLD, at, count, value)])
+        await daily.credits(
+            location_id, currency, [(daily.SOLD, at, count, value)], channel=IMPORTED
+        )
     return sale_ids
 
 
@@ -937,5 +949,7 @@ async def remove_imported(sale_ids: Sequence[int]) -> dict[tuple[int, str], int]
             n, v = by_sale.get(int(sale["id"]), (0, 0))
             key = (int(sale["location"]), str(sale["currency"]))
             taken[key] = taken.get(key, 0) + v
-            await daily.credits(key[0], key[1], [(daily.SOLD, sale["activated_at"], -n, -v)])
+            await daily.credits(
+                key[0], key[1], [(daily.SOLD, sale["activated_at"], -n, -v)], channel=IMPORTED
+            )
     return taken

@@ -120,7 +120,7 @@ class Subscription(ls.StripeObject):
                 "currency": item["currency"],
                 "unit_amount": item["unit_amount"],
                 "recurring": recurring,
-                "product": {"name": item["name"]},
+                "product": {"id": "prod_" + ls.random_id(14), "name": item["name"]},
                 "type": "recurring",
             },
             "current_period_start": now,
@@ -147,7 +147,7 @@ class Subscription(ls.StripeObject):
 
     def _update(self, **data: Any) -> None:
         allowed = {"cancel_at_period_end", "cancel_at", "pause_collection", "metadata"}
-        allowed |= {"proration_behavior", "expand"}
+        allowed |= {"proration_behavior", "expand", "items"}
         unknown = set(data) - allowed
         if unknown:
             name = sorted(unknown)[0]
@@ -179,9 +179,37 @@ class Subscription(ls.StripeObject):
                 self.pause_collection = {"behavior": raw["behavior"], "resumes_at": None}
             else:
                 raise _bad("Invalid pause_collection[behavior]", "pause_collection")
+        if "items" in data:
+            self._reprice(data["items"], data.get("proration_behavior"))
         if isinstance(data.get("metadata"), dict):
             self.metadata.update({str(k): str(v) for k, v in data["metadata"].items()})
         webhooks.emit("customer.subscription.updated", self)
+
+    def _reprice(self, items: Any, proration: Any) -> None:
+        """A new price for the one item from the next period on (``price_data`` naming the
+        item's product, as Stripe requires); the stand-in bills no proration, so it asks
+        for ``proration_behavior=none`` rather than pretend to prorate."""
+        if proration != "none":
+            raise _bad("The stand-in changes prices only with proration_behavior=none.")
+        if not isinstance(items, list) or len(items) != 1 or not isinstance(items[0], dict):
+            raise _bad("The stand-in changes the one item of a subscription.", "items")
+        item, price = items[0], items[0].get("price_data")
+        if item.get("id") != self._item["id"]:
+            raise _bad(f"No such subscription item: '{item.get('id')}'", "items[0][id]")
+        if not isinstance(price, dict):
+            raise _bad("Missing required param: items[0][price_data].", "items[0][price_data]")
+        current = self._item["price"]
+        if price.get("product") != current["product"]["id"]:
+            raise _bad("No such product: " + str(price.get("product")), "items[0][price_data]")
+        if str(price.get("currency", "")).lower() != current["currency"]:
+            raise _bad("The currency of a subscription cannot change.", "items[0][price_data]")
+        amount = ls.try_convert_to_int(price.get("unit_amount"))
+        if not isinstance(amount, int) or amount <= 0:
+            raise _bad("Invalid integer", "items[0][price_data][unit_amount]")
+        recurring = recurring_of(price.get("recurring"), "items[0][price_data][recurring]")
+        if recurring != current["recurring"]:
+            raise _bad("The stand-in keeps a subscription's interval.", "recurring")
+        self._item["price"] = {**current, "id": "price_" + ls.random_id(24), "unit_amount": amount}
 
     def _cancel(self, at: int | None = None) -> None:
         if self.status == "canceled":
