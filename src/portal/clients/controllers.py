@@ -7,6 +7,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
+from litestar.types import ExceptionHandlersMap
 
 from portal.audit import service as audit
 from portal.auth.controllers import browser_of
@@ -17,7 +18,15 @@ from portal.errors import NotFound
 from portal.locations.service import all_locations
 from portal.settings import Settings
 from portal.web.admin import reverse
-from portal.web.deps import Address, AppSettings, SignedIn, ViewerZone, Visitor
+from portal.web.deps import (
+    Actor,
+    Arrival,
+    Arriving,
+    LocatedParams,
+    SignedIn,
+    ViewerZone,
+    Visitor,
+)
 from portal.web.forms import ValidationFailed, parse_id, read_form
 from portal.web.guards import requires_owner, requires_role
 from portal.web.responses import redirect, safe_next, set_session_cookie
@@ -83,11 +92,9 @@ def _link_sent(
     return response
 
 
-def _signed_in(
-    request: Request[Any, Any, Any], settings: Settings, url: str, message: str, token: str
-) -> Response[Any]:
-    response = redirect(request, url, message)
-    set_session_cookie(response, settings, token)
+def _signed_in(arrival: Arriving, url: str, message: str, token: str) -> Response[Any]:
+    response = redirect(arrival.request, url, message)
+    set_session_cookie(response, arrival.settings, token)
     return response
 
 
@@ -98,8 +105,14 @@ def _throttled_page(template: str, context: dict[str, Any], exc: Throttled) -> R
     return response
 
 
-def _invalid_link_page(template: str, exc: accounts.ResetLinkInvalid) -> Template:
-    return Template(template, context={"problem": exc}, status_code=exc.status_code)
+def _invalid_link(template: str) -> ExceptionHandlersMap:
+    """A controller's answer to an unknown, used or expired link, wherever it is found:
+    the page saying which, with the status the link earned."""
+
+    def page(_: Request[Any, Any, Any], exc: accounts.ResetLinkInvalid) -> Response[Any]:
+        return Template(template, context={"problem": exc}, status_code=exc.status_code)
+
+    return {accounts.ResetLinkInvalid: page}
 
 
 async def _location_options() -> list[tuple[str, str]]:
@@ -161,6 +174,7 @@ def _intake_form_context(form: dict[str, Any], errors: dict[str, str]) -> dict[s
 
 class SignupController(Controller):
     path = ""
+    exception_handlers = _invalid_link("clients/signup_invalid.html")
 
     @get("/signup", opt=PUBLIC, name="signup")
     async def signup_page(
@@ -177,13 +191,8 @@ class SignupController(Controller):
         )
 
     @post("/signup", opt=PUBLIC, name="signup_submit")
-    async def signup(
-        self,
-        request: Request[Any, Any, Any],
-        user_or_none: Visitor,
-        client_address: Address,
-        settings: AppSettings,
-    ) -> Response[Any]:
+    async def signup(self, arrival: Arrival, user_or_none: Visitor) -> Response[Any]:
+        request, settings = arrival.request, arrival.settings
         values, _ = await read_form(request)
         next_url = safe_next(values.get("next"), "")
         if user_or_none is not None:
@@ -192,7 +201,7 @@ class SignupController(Controller):
         form, data = _signup_input(values)
         try:
             accepted = await accounts.accept_sign_up(
-                settings, data, address=client_address, next_url=next_url
+                settings, data, address=arrival.address, next_url=next_url
             )
         except ValidationFailed as exc:
             return Template(
@@ -204,7 +213,7 @@ class SignupController(Controller):
             context = {"form": form, "errors": {"form": _throttled_message(exc)}, "next": next_url}
             return _throttled_page("clients/signup.html", context, exc)
         sent = Redirect(path=reverse(request, "signup_sent"), status_code=303)
-        return _link_sent(sent, accounts.send_signup_link, settings, accepted, client_address)
+        return _link_sent(sent, accounts.send_signup_link, settings, accepted, arrival.address)
 
     @get("/signup/sent", opt=PUBLIC, name="signup_sent")
     async def sent_page(self) -> Template:
@@ -217,31 +226,20 @@ class SignupController(Controller):
     async def confirm_page(self, token: FromPath[str]) -> Template:
         # Opening the link changes nothing (mail scanners open links too): the
         # page's button does.
-        try:
-            pending = await accounts.check_signup_token(token)
-        except accounts.ResetLinkInvalid as exc:
-            return _invalid_link_page("clients/signup_invalid.html", exc)
+        pending = await accounts.check_signup_token(token)
         return Template(
             "clients/signup_confirm.html",
             context={"token": token, "email": pending["email"], "name": pending["name"]},
         )
 
     @post("/signup/confirm/{token:str}", opt=PUBLIC, name="signup_confirm_submit")
-    async def confirm(
-        self,
-        request: Request[Any, Any, Any],
-        client_address: Address,
-        settings: AppSettings,
-        token: FromPath[str],
-    ) -> Response[Any]:
-        try:
-            signed_in = await accounts.confirm_sign_up(
-                settings, token, address=client_address, browser=browser_of(request)
-            )
-        except accounts.ResetLinkInvalid as exc:
-            return _invalid_link_page("clients/signup_invalid.html", exc)
+    async def confirm(self, arrival: Arrival, token: FromPath[str]) -> Response[Any]:
+        settings = arrival.settings
+        signed_in = await accounts.confirm_sign_up(
+            settings, token, address=arrival.address, browser=browser_of(arrival.request)
+        )
         response = _signed_in(
-            request, settings, safe_next(signed_in.next_url, "/account"),
+            arrival, safe_next(signed_in.next_url, "/account"),
             "Welcome! Your account is ready. We have emailed you a copy of the essentials.",
             signed_in.session_token,
         )  # fmt: skip
@@ -251,6 +249,7 @@ class SignupController(Controller):
 
 class PasswordResetController(Controller):
     path = "/password"
+    exception_handlers = _invalid_link("clients/reset_invalid.html")
 
     @get("/forgot", opt=PUBLIC, name="password_forgot")
     async def forgot_page(self, sent: Annotated[str, QueryParameter(name="sent")] = "") -> Template:
@@ -260,9 +259,8 @@ class PasswordResetController(Controller):
         )
 
     @post("/forgot", opt=PUBLIC, name="password_forgot_submit")
-    async def forgot(
-        self, request: Request[Any, Any, Any], client_address: Address, settings: AppSettings
-    ) -> Response[Any]:
+    async def forgot(self, arrival: Arrival) -> Response[Any]:
+        request, settings = arrival.request, arrival.settings
         values, _ = await read_form(request)
         email = values.get("email", "")
         context: dict[str, Any] = {"form": {"email": email}, "errors": {}, "sent": False}
@@ -270,52 +268,41 @@ class PasswordResetController(Controller):
             context["errors"]["email"] = "Enter the email address of your account."
             return Template("clients/forgot.html", context=context, status_code=422)
         try:
-            key = await accounts.accept_reset_request(settings, email, address=client_address)
+            key = await accounts.accept_reset_request(settings, email, address=arrival.address)
         except Throttled as exc:
             context["errors"]["form"] = _throttled_message(exc)
             return _throttled_page("clients/forgot.html", context, exc)
         # The same answer, after the same work, whether or not an account has this
         # address: the link is looked up, stored and mailed once the answer is out.
         sent = redirect(request, reverse(request, "password_forgot") + "?sent=1")
-        return _link_sent(sent, accounts.send_reset_link, settings, key, client_address)
+        return _link_sent(sent, accounts.send_reset_link, settings, key, arrival.address)
 
     @get("/reset/{token:str}", opt=PUBLIC, name="password_reset")
     async def reset_page(self, token: FromPath[str]) -> Template:
-        try:
-            reset = await accounts.check_reset_token(token)
-        except accounts.ResetLinkInvalid as exc:
-            return _invalid_link_page("clients/reset_invalid.html", exc)
+        reset = await accounts.check_reset_token(token)
         return Template(
             "clients/reset.html",
             context={"token": token, "email": reset["email"], "errors": {}},
         )
 
     @post("/reset/{token:str}", opt=PUBLIC, name="password_reset_submit")
-    async def reset(
-        self,
-        request: Request[Any, Any, Any],
-        client_address: Address,
-        settings: AppSettings,
-        token: FromPath[str],
-    ) -> Response[Any]:
-        values, _ = await read_form(request)
+    async def reset(self, arrival: Arrival, token: FromPath[str]) -> Response[Any]:
+        values, _ = await read_form(arrival.request)
         try:
             signed_in = await accounts.reset_password(
-                settings,
+                arrival.settings,
                 token,
                 values.get("password", ""),
                 values.get("confirm_password", ""),
-                address=client_address,
-                browser=browser_of(request),
+                address=arrival.address,
+                browser=browser_of(arrival.request),
             )
-        except accounts.ResetLinkInvalid as exc:
-            return _invalid_link_page("clients/reset_invalid.html", exc)
         except ValidationFailed as exc:
             reset = await accounts.check_reset_token(token)
             context = {"token": token, "email": reset["email"], "errors": exc.errors}
             return Template("clients/reset.html", context=context, status_code=422)
         return _signed_in(
-            request, settings, _home(signed_in.role),
+            arrival, _home(signed_in.role),
             "Your password has been changed and you are signed in. Other devices were signed out.",
             signed_in.session_token,
         )  # fmt: skip
@@ -340,14 +327,13 @@ class AccountController(Controller):
         return await _profile_page("clients/profile_form.html", client)
 
     @post("/profile", name="account_profile_save")
-    async def save_profile(
-        self, request: Request[Any, Any, Any], user: SignedIn, client_address: Address
-    ) -> Response[Any]:
+    async def save_profile(self, acting: Actor) -> Response[Any]:
+        request, user = acting.request, acting.user
         client = await service.get_client(user.id)
         values, _ = await read_form(request)
         try:
             data = await service.parse_profile_form(values)
-            await service.save_profile(user, user.id, data, address=client_address)
+            await service.save_profile(user, user.id, data, address=acting.address)
         except ValidationFailed as exc:
             return await _profile_page("clients/profile_form.html", client, values, exc.errors)
         return redirect(request, reverse(request, "account"), "Your details were saved.")
@@ -370,9 +356,8 @@ class AccountController(Controller):
         return Template("clients/intake_form.html", context=context)
 
     @post("/intake/edit", name="account_intake_save")
-    async def intake_save(
-        self, request: Request[Any, Any, Any], user: SignedIn, client_address: Address
-    ) -> Response[Any]:
+    async def intake_save(self, acting: Actor) -> Response[Any]:
+        request, user = acting.request, acting.user
         values, multi = await read_form(request)
         try:
             data = intake.parse_intake(values, multi)
@@ -381,7 +366,7 @@ class AccountController(Controller):
             context = _intake_form_context(intake.form_from_submission(values, multi), exc.errors)
             context["latest_version"] = latest["version"] if latest else None
             return Template("clients/intake_form.html", context=context, status_code=422)
-        version = await service.save_intake(user, user.id, data, address=client_address)
+        version = await service.save_intake(user, user.id, data, address=acting.address)
         message = (
             "Thank you — your intake was saved. Your therapist will read it before your session."
             if version == 1
@@ -402,28 +387,25 @@ class ClientStaffController(Controller):
         self,
         user: SignedIn,
         viewer_zone: ViewerZone,
-        q: Annotated[str, QueryParameter(name="q")] = "",
-        status: Annotated[str, QueryParameter(name="status")] = "active",
-        location: Annotated[str, QueryParameter(name="location")] = "",
+        located_query: LocatedParams,
         intake_status: Annotated[str, QueryParameter(name="intake")] = "",
-        after: Annotated[str | None, QueryParameter(name="after")] = None,
     ) -> Template:
-        location_id = parse_id(location)
+        query, status = located_query, located_query.status or "active"
         page = await service.list_clients(
             user,
-            search=q.strip()[:120],
+            search=query.search[:120],
             status=status,
-            location_id=location_id,
+            location_id=parse_id(query.location),
             intake=intake_status,
-            after=after,
+            after=query.after,
         )
         return Template(
             "clients/staff/list.html",
             context={
                 "page": page,
-                "q": q,
+                "q": query.q,
                 "status": status,
-                "location": location,
+                "location": query.location,
                 "intake_status": intake_status,
                 "locations": await _location_options(),
                 "tz": viewer_zone,
@@ -436,18 +418,13 @@ class ClientStaffController(Controller):
         return await _profile_page("clients/staff/edit.html", client)
 
     @post("/{client_id:int}/edit", name="client_update")
-    async def update(
-        self,
-        request: Request[Any, Any, Any],
-        user: SignedIn,
-        client_address: Address,
-        client_id: FromPath[int],
-    ) -> Response[Any]:
+    async def update(self, acting: Actor, client_id: FromPath[int]) -> Response[Any]:
+        request, user = acting.request, acting.user
         client = await service.get_client_for(user, client_id)
         values, _ = await read_form(request)
         try:
             data = await service.parse_profile_form(values)
-            changed = await service.save_profile(user, client_id, data, address=client_address)
+            changed = await service.save_profile(user, client_id, data, address=acting.address)
         except ValidationFailed as exc:
             return await _profile_page("clients/staff/edit.html", client, values, exc.errors)
         return redirect(

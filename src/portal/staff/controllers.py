@@ -33,7 +33,7 @@ from portal.web.admin import (
     reverse,
     search,
 )
-from portal.web.deps import Address, AppSettings, SignedIn
+from portal.web.deps import Actor, AppSettings, SignedIn
 from portal.web.forms import (
     Flash,
     Lists,
@@ -377,17 +377,12 @@ def _account_action(suffix: str, guard: Any, name: str, act: AccountAction) -> A
     page; on bad input the page again, the form's errors beside it."""
 
     @post("/{therapist_id:int}/account" + suffix, guards=[guard], name=name)
-    async def handler(
-        self: Any,
-        request: Request[Any, Any, Any],
-        user: SignedIn,
-        client_address: Address,
-        therapist_id: FromPath[int],
-    ) -> Response[Any]:
+    async def handler(self: Any, acting: Actor, therapist_id: FromPath[int]) -> Response[Any]:
+        request, user = acting.request, acting.user
         therapist = await therapists.get_therapist_for(user, therapist_id, write=True)
 
         async def save(values: Values, _: Lists) -> tuple[str, Flash]:
-            message = await act(user, therapist_id, values, client_address)
+            message = await act(user, therapist_id, values, acting.address)
             return _detail_url(request, therapist_id), message
 
         return await submit(request, save, _account_refused(request, user, therapist))
@@ -405,13 +400,12 @@ def _decision(verb: str, approve: bool) -> Any:
     )
     async def handler(
         self: Any,
-        request: Request[Any, Any, Any],
-        user: SignedIn,
-        client_address: Address,
+        acting: Actor,
         settings: AppSettings,
         therapist_id: FromPath[int],
         time_off_id: FromPath[int],
     ) -> Response[Any]:
+        request, user = acting.request, acting.user
         values, _ = await read_form(request)
         confirmed = values.get("confirmed") == "yes"
         if approve and not confirmed:
@@ -429,7 +423,7 @@ def _decision(verb: str, approve: bool) -> Any:
                 )
         decided = await timeoff.decide_time_off(
             user, therapist_id, time_off_id, approve=approve, confirmed=confirmed,
-            address=client_address, settings=settings,
+            address=acting.address, settings=settings,
         )  # fmt: skip
         message = f"Time off {verb}d; the therapist was emailed."
         if not decided:
@@ -471,8 +465,7 @@ class TherapistController(admin_controller(THERAPISTS, records_handlers(THERAPIS
     async def hours(
         self, user: SignedIn, therapist_id: FromPath[int], location_id: FromPath[int]
     ) -> Template:
-        therapist = await therapists.get_therapist_for(user, therapist_id, write=True)
-        await get_location_for(user, location_id, write=True)
+        therapist = await _therapist_at(user, therapist_id, location_id)
         if location_id not in therapist["location_ids"]:
             raise NotFoundException(
                 f"{therapist['name']} does not work at this location: add it to the profile first."
@@ -485,15 +478,10 @@ class TherapistController(admin_controller(THERAPISTS, records_handlers(THERAPIS
         name="therapist_hours_save",
     )
     async def save_hours(
-        self,
-        request: Request[Any, Any, Any],
-        user: SignedIn,
-        client_address: Address,
-        therapist_id: FromPath[int],
-        location_id: FromPath[int],
+        self, acting: Actor, therapist_id: FromPath[int], location_id: FromPath[int]
     ) -> Response[Any]:
-        therapist = await therapists.get_therapist_for(user, therapist_id, write=True)
-        await get_location_for(user, location_id, write=True)
+        request, user = acting.request, acting.user
+        therapist = await _therapist_at(user, therapist_id, location_id)
         values, _ = await read_form(request)
         source = parse_id(values.pop("copy_from", "") or "-")
         if source is not None and source < len(h.WEEKDAYS):
@@ -509,7 +497,7 @@ class TherapistController(admin_controller(THERAPISTS, records_handlers(THERAPIS
         async def save(values: Values, _: Lists) -> tuple[str, Flash]:
             intervals, errors = schedule.read_hours_form(values)
             await schedule.set_hours(
-                user, therapist_id, location_id, intervals, address=client_address,
+                user, therapist_id, location_id, intervals, address=acting.address,
                 form_errors=errors,
             )  # fmt: skip
             return _detail_url(request, therapist_id), "Working hours saved."
@@ -536,18 +524,13 @@ class TherapistController(admin_controller(THERAPISTS, records_handlers(THERAPIS
         return await _time_off_page(request, therapist, form, {}, requesting=True)
 
     @post("/{therapist_id:int}/time-off/request", guards=[therapists_only], name="time_off_request")
-    async def request_time_off(
-        self,
-        request: Request[Any, Any, Any],
-        user: SignedIn,
-        client_address: Address,
-        therapist_id: FromPath[int],
-    ) -> Response[Any]:
+    async def request_time_off(self, acting: Actor, therapist_id: FromPath[int]) -> Response[Any]:
+        request, user = acting.request, acting.user
         therapist = await timeoff.own_profile(user, therapist_id)
 
         async def save(values: Values, _: Lists) -> tuple[str, Flash]:
             data = timeoff.parse_time_off_form(values)
-            await timeoff.request_time_off(user, therapist_id, data, address=client_address)
+            await timeoff.request_time_off(user, therapist_id, data, address=acting.address)
             return _detail_url(request, therapist_id), "Time off requested: a manager will decide."
 
         async def refused(values: Values, _: Lists, errors: dict[str, str]) -> Template:
@@ -582,18 +565,13 @@ class TherapistController(admin_controller(THERAPISTS, records_handlers(THERAPIS
         name="therapist_photo_upload",
         request_max_body_size=PHOTO_UPLOAD_LIMIT,
     )
-    async def upload_photo(
-        self,
-        request: Request[Any, Any, Any],
-        user: SignedIn,
-        client_address: Address,
-        therapist_id: FromPath[int],
-    ) -> Response[Any]:
+    async def upload_photo(self, acting: Actor, therapist_id: FromPath[int]) -> Response[Any]:
+        request, user = acting.request, acting.user
         therapist = await therapists.get_therapist_for(user, therapist_id, write=True)
         upload = (await request.form()).get("photo")
         try:
             data = await upload.read() if isinstance(upload, UploadFile) else b""
-            await photos.set_photo(user, therapist_id, data, address=client_address)
+            await photos.set_photo(user, therapist_id, data, address=acting.address)
         except ValidationFailed as exc:
             # The profile form again, the photo's error beside the upload.
             form, errors = _as_form(therapist), {"photo_errors": exc.errors}
@@ -603,16 +581,17 @@ class TherapistController(admin_controller(THERAPISTS, records_handlers(THERAPIS
         return redirect(request, _detail_url(request, therapist_id), "Photo saved.")
 
     @post("/{therapist_id:int}/photo/remove", guards=[managers], name="therapist_photo_remove")
-    async def remove_photo(
-        self,
-        request: Request[Any, Any, Any],
-        user: SignedIn,
-        client_address: Address,
-        therapist_id: FromPath[int],
-    ) -> Response[Any]:
-        removed = await photos.remove_photo(user, therapist_id, address=client_address)
+    async def remove_photo(self, acting: Actor, therapist_id: FromPath[int]) -> Response[Any]:
+        removed = await photos.remove_photo(acting.user, therapist_id, address=acting.address)
         message = "Photo removed." if removed else "There was no photo."
-        return redirect(request, _detail_url(request, therapist_id), message, "info")
+        return redirect(acting.request, _detail_url(acting.request, therapist_id), message, "info")
+
+
+async def _therapist_at(user: CurrentUser, therapist_id: int, location_id: int) -> dict[str, Any]:
+    """The therapist whose hours at a location this user may set (both checked for writing)."""
+    therapist = await therapists.get_therapist_for(user, therapist_id, write=True)
+    await get_location_for(user, location_id, write=True)
+    return therapist
 
 
 def _detail_url(request: Request[Any, Any, Any], therapist_id: int) -> str:
