@@ -13,6 +13,7 @@ import functools
 import operator
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypedDict, Unpack
 
@@ -181,46 +182,57 @@ async def unique_or_invalid(errors: Mapping[str, str]) -> AsyncIterator[None]:
         raise
 
 
+@dataclass(frozen=True)
+class Kind:
+    """A table whose rows are records: its audit entity and the form's error when
+    its unique index refuses a row (``taken``), declared once by its service."""
+
+    table: Any
+    entity: str
+    taken: Mapping[str, str]
+
+
 async def create(
     actor: CurrentUser,
-    table: Any,
-    entity: str,
+    kind: Kind,
     values: Mapping[str, Any],
     *,
     shown: Mapping[str, Any],
-    taken: Mapping[str, str],
     address: str = "",
     then: Callable[[int, datetime], Awaitable[Mapping[str, Any]]] | None = None,
 ) -> int:
-    """Insert one active row of ``table`` (created and updated now) with the audit
+    """Insert one active row of ``kind`` (created and updated now) with the audit
     record of its creation (``shown``: what the record says it holds); its id.
     ``then(id, now)`` writes what comes with the row in the same transaction
     (a first price) and returns what the record adds of it. A unique index
-    refusing the row is the form's error ``taken``."""
+    refusing the row is the form's error ``kind.taken``."""
     now = utcnow()
-    async with unique_or_invalid(taken), db.transaction():
-        row_id = await insert(table, **values, active=True, created_at=now, updated_at=now)
+    async with unique_or_invalid(kind.taken), db.transaction():
+        row_id = await insert(kind.table, **values, active=True, created_at=now, updated_at=now)
         extra = await then(row_id, now) if then is not None else {}
         after = {"id": row_id, **shown, "active": True, **extra}
-        await audit.record(actor, "create", entity, row_id, after=after, address=address)
+        await audit.record(actor, "create", kind.entity, row_id, after=after, address=address)
     return row_id
 
 
 async def update(
     actor: CurrentUser,
-    table: Any,
-    entity: str,
+    kind: Kind,
     row_id: int,
     before: Mapping[str, Any],
     after: Mapping[str, Any],
     *,
-    taken: Mapping[str, str],
     address: str = "",
-) -> None:
+) -> bool:
     """Write the edited columns ``after`` (updated now) with the audit record of
-    the change from ``before``. A unique index refusing it is the form's error ``taken``."""
-    async with unique_or_invalid(taken), db.transaction():
-        await table.update({**after, "updated_at": utcnow()}).where(table.id == row_id).run()
+    the change from ``before``; nothing when they are the same (False). A unique
+    index refusing it is the form's error ``kind.taken``."""
+    old, new, table = dict(before), dict(after), kind.table
+    if old == new:
+        return False
+    async with unique_or_invalid(kind.taken), db.transaction():
+        await table.update({**new, "updated_at": utcnow()}).where(table.id == row_id).run()
         await audit.record(
-            actor, "update", entity, row_id, before=dict(before), after=dict(after), address=address
+            actor, "update", kind.entity, row_id, before=old, after=new, address=address
         )
+    return True

@@ -47,6 +47,10 @@ class Entity:
     get: Callable[[int], Awaitable[dict[str, Any]]]
     duplicate: Mapping[str, str]  # the name's error when another row has it
 
+    @property
+    def record(self) -> records.Kind:
+        return records.Kind(self.table, self.name, taken=self.duplicate)
+
     async def create(
         self,
         actor: CurrentUser,
@@ -65,9 +69,8 @@ class Entity:
             return version_record(self.price_kind, version, price, now)
 
         return await records.create(
-            actor, self.table, self.name, values, shown=shown, taken=self.duplicate,
-            then=first_price, address=address,
-        )  # fmt: skip
+            actor, self.record, values, shown=shown, then=first_price, address=address
+        )
 
     async def update(
         self, actor: CurrentUser, row_id: int, data: Any, *, address: str = ""
@@ -79,11 +82,7 @@ class Entity:
         if await name_taken(self.table, str(after["name"]), row_id):
             raise Invalid(dict(self.duplicate))
         old = {f: before[f] for f in after}
-        if old == after:
-            return
-        await records.update(
-            actor, self.table, self.name, row_id, old, after, taken=self.duplicate, address=address
-        )
+        await records.update(actor, self.record, row_id, old, after, address=address)
 
     async def set_active(
         self, actor: CurrentUser, row_id: int, active: bool, *, address: str = ""

@@ -223,6 +223,7 @@ async def _slug_taken(slug: str, exclude_id: int | None = None) -> bool:
 
 
 SLUG_TAKEN = {"slug": "Another location already uses this slug."}
+LOCATIONS = records.Kind(Location, "location", taken=SLUG_TAKEN)
 
 
 async def create_location(actor: CurrentUser, data: LocationInput, *, address: str = "") -> int:
@@ -231,9 +232,7 @@ async def create_location(actor: CurrentUser, data: LocationInput, *, address: s
     if await _slug_taken(data.slug):
         raise Invalid(SLUG_TAKEN)
     values = data.as_dict()
-    return await records.create(
-        actor, Location, "location", values, shown=values, taken=SLUG_TAKEN, address=address
-    )
+    return await records.create(actor, LOCATIONS, values, shown=values, address=address)
 
 
 async def update_location(
@@ -242,12 +241,8 @@ async def update_location(
     before = await get_location_for(actor, location_id, write=True)
     if await _slug_taken(data.slug, exclude_id=location_id):
         raise Invalid(SLUG_TAKEN)
-    old, new = {f: before[f] for f in EDITABLE_FIELDS}, data.as_dict()
-    if old == new:
-        return
-    await records.update(
-        actor, Location, "location", location_id, old, new, taken=SLUG_TAKEN, address=address
-    )
+    old = {f: before[f] for f in EDITABLE_FIELDS}
+    await records.update(actor, LOCATIONS, location_id, old, data.as_dict(), address=address)
 
 
 async def set_active(

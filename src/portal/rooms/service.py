@@ -169,6 +169,7 @@ async def rooms_at(location_id: int, *, active_only: bool = True) -> list[dict[s
 # -- changes: rooms ---------------------------------------------------------------
 
 NAME_TAKEN = {"name": "Another room at this location already has this name."}
+ROOMS = records.Kind(Room, "room", taken=NAME_TAKEN)
 
 
 async def _name_taken(location_id: int, name: str, exclude_id: int | None = None) -> bool:
@@ -189,9 +190,7 @@ async def create_room(actor: CurrentUser, data: RoomInput, *, address: str = "")
         raise Invalid(NAME_TAKEN)
     shown = {"location_id": data.location_id, **data.as_dict()}
     values = {"location": data.location_id, **data.as_dict()}
-    return await records.create(
-        actor, Room, "room", values, shown=shown, taken=NAME_TAKEN, address=address
-    )
+    return await records.create(actor, ROOMS, values, shown=shown, address=address)
 
 
 async def update_room(
@@ -202,10 +201,7 @@ async def update_room(
     if await _name_taken(int(before["location"]), data.name, exclude_id=room_id):
         raise Invalid(NAME_TAKEN)
     old = {k: before[k] for k in ("name", "equipment", "notes")}
-    new = data.as_dict()
-    if old == new:
-        return
-    await records.update(actor, Room, "room", room_id, old, new, taken=NAME_TAKEN, address=address)
+    await records.update(actor, ROOMS, room_id, old, data.as_dict(), address=address)
 
 
 async def set_active(actor: CurrentUser, room_id: int, active: bool, *, address: str = "") -> bool:

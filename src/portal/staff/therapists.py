@@ -177,22 +177,18 @@ def can_deactivate(user: CurrentUser, location_ids: frozenset[int]) -> bool:
     return len(writable_among(user, location_ids)) == len(location_ids)
 
 
+async def _linked_ids(link: Any, column: Any, therapist_id: int) -> frozenset[int]:
+    """The ids one of the therapist's link tables ties them to (``column`` of ``link``)."""
+    rows = await link.select(column).where(link.therapist == therapist_id).run()
+    return frozenset(int(r[column._meta.name]) for r in rows)
+
+
 async def therapist_location_ids(therapist_id: int) -> frozenset[int]:
-    rows = (
-        await TherapistLocation.select(TherapistLocation.location)
-        .where(TherapistLocation.therapist == therapist_id)
-        .run()
-    )
-    return frozenset(int(r["location"]) for r in rows)
+    return await _linked_ids(TherapistLocation, TherapistLocation.location, therapist_id)
 
 
 async def therapist_service_ids(therapist_id: int) -> frozenset[int]:
-    rows = (
-        await TherapistService.select(TherapistService.service)
-        .where(TherapistService.therapist == therapist_id)
-        .run()
-    )
-    return frozenset(int(r["service"]) for r in rows)
+    return await _linked_ids(TherapistService, TherapistService.service, therapist_id)
 
 
 async def get_therapist(therapist_id: int) -> dict[str, Any]:
