@@ -106,7 +106,8 @@ def select_price(
 
 def price_version(row: dict[str, Any], owner: str) -> PriceVersion:
     """A row of a price table as a version (``owner``: the column of what it prices,
-    "service" or "package"); only packages' rows have a location and may clear an override."""
+    "service", "package" or "plan"); only packages' rows have a location and may clear
+    an override."""
     return PriceVersion(
         id=row["id"],
         owner_id=row[owner],
@@ -121,35 +122,38 @@ def price_version(row: dict[str, Any], owner: str) -> PriceVersion:
     )
 
 
-async def service_versions(service_ids: Iterable[int]) -> dict[int, list[PriceVersion]]:
-    ids = sorted(set(service_ids))
+async def versions_of(
+    table: Any, owner: str, owner_ids: Iterable[int], where: Any = None
+) -> dict[int, list[PriceVersion]]:
+    """The price versions in ``table`` of each of ``owner_ids`` (its ``owner`` column:
+    "service", "package", "plan"), every one of them or those ``where`` admits."""
+    ids = sorted(set(owner_ids))
     out: dict[int, list[PriceVersion]] = {i: [] for i in ids}
     if not ids:
         return out
-    rows = await ServicePrice.select().where(ServicePrice.service.is_in(ids)).run()
-    for row in rows:
-        out[row["service"]].append(price_version(row, "service"))
+    query = table.select().where(getattr(table, owner).is_in(ids))
+    if where is not None:
+        query = query.where(where)
+    for row in await query.run():
+        out[row[owner]].append(price_version(row, owner))
     return out
+
+
+async def service_versions(service_ids: Iterable[int]) -> dict[int, list[PriceVersion]]:
+    return await versions_of(ServicePrice, "service", service_ids)
 
 
 async def package_versions(
     package_ids: Iterable[int], location_ids: Iterable[int] | None = None
 ) -> dict[int, list[PriceVersion]]:
     """Base versions of the packages, plus the overrides of ``location_ids`` (None: all)."""
-    ids = sorted(set(package_ids))
-    out: dict[int, list[PriceVersion]] = {i: [] for i in ids}
-    if not ids:
-        return out
-    query = PackagePrice.select().where(PackagePrice.package.is_in(ids))
+    where: Any = None
     if location_ids is not None:
         locs = sorted(set(location_ids))
+        where = PackagePrice.location.is_null()
         if locs:
-            query = query.where(PackagePrice.location.is_null() | PackagePrice.location.is_in(locs))
-        else:
-            query = query.where(PackagePrice.location.is_null())
-    for row in await query.run():
-        out[row["package"]].append(price_version(row, "package"))
-    return out
+            where = where | PackagePrice.location.is_in(locs)
+    return await versions_of(PackagePrice, "package", package_ids, where)
 
 
 async def price_in_effect(

@@ -74,6 +74,7 @@ from portal.catalog.pricing import (
     terms_from_offer,
     version_history,
     version_in_effect,
+    versions_of,
 )
 from portal.catalog.services import (
     create_service,
@@ -139,4 +140,5 @@ __all__ = [
     "version_history",
     "version_in_effect",
     "version_record",
+    "versions_of",
 ]

@@ -187,28 +187,8 @@ def parse_plan_form(
 # -- price versions --------------------------------------------------------------
 
 
-def _version(row: dict[str, Any]) -> PriceVersion:
-    return PriceVersion(
-        id=row["id"],
-        owner_id=row["plan"],
-        location_id=None,
-        amount_cents=row["amount_cents"],
-        currency=row["currency"],
-        effective_from=_aware(row["effective_from"]),
-        created_at=row["created_at"],
-        created_by=row["created_by"],
-        note=row["note"],
-    )
-
-
 async def plan_versions(plan_ids: Iterable[int]) -> dict[int, list[PriceVersion]]:
-    ids = sorted(set(plan_ids))
-    out: dict[int, list[PriceVersion]] = {i: [] for i in ids}
-    if ids:
-        rows = await MembershipPlanPrice.select().where(MembershipPlanPrice.plan.is_in(ids)).run()
-        for row in rows:
-            out[row["plan"]].append(_version(row))
-    return out
+    return await catalog.versions_of(MembershipPlanPrice, "plan", plan_ids)
 
 
 async def price_in_effect(plan_id: int, at: datetime) -> PriceVersion | None:
