@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
 
@@ -18,7 +18,7 @@ from portal.errors import Invalid
 from portal.locations.service import all_locations
 from portal.onetime import service as onetime
 from portal.web.admin import reverse
-from portal.web.deps import Address, AppSettings, SignedIn
+from portal.web.deps import Actor, SignedIn
 from portal.web.forms import read_form
 from portal.web.guards import requires_role
 from portal.web.responses import redirect
@@ -68,13 +68,8 @@ class DeskController(Controller):
         return await _new_client_page(user, {}, {})
 
     @post("/new", name="client_create")
-    async def create(
-        self,
-        request: Request[Any, Any, Any],
-        user: SignedIn,
-        settings: AppSettings,
-        client_address: Address,
-    ) -> Response[Any]:
+    async def create(self, acting: Actor) -> Response[Any]:
+        request, user, settings = acting.request, acting.user, acting.settings
         values, _ = await read_form(request)
         try:
             created = await accounts.create_client(
@@ -82,7 +77,7 @@ class DeskController(Controller):
                 user,
                 accounts.parse_new_client(values),
                 request_key=onetime.parse(values.get(onetime.FIELD)),
-                address=client_address,
+                address=acting.address,
             )
         except Invalid as exc:
             return await _new_client_page(user, values, exc.errors)
@@ -100,14 +95,8 @@ class DeskController(Controller):
         return await _message_page(user, client, {}, {})
 
     @post("/{client_id:int}/message", name="client_message_send")
-    async def message_send(
-        self,
-        request: Request[Any, Any, Any],
-        user: SignedIn,
-        settings: AppSettings,
-        client_address: Address,
-        client_id: FromPath[int],
-    ) -> Response[Any]:
+    async def message_send(self, acting: Actor, client_id: FromPath[int]) -> Response[Any]:
+        request, user, settings = acting.request, acting.user, acting.settings
         client = await clients.get_client_for(user, client_id)
         values, _ = await read_form(request)
         try:
@@ -116,7 +105,7 @@ class DeskController(Controller):
                 user,
                 client_id,
                 service.parse_message(user, values),
-                address=client_address,
+                address=acting.address,
             )
         except Invalid as exc:
             return await _message_page(user, client, values, exc.errors)

@@ -33,7 +33,7 @@ from portal.web.admin import (
     reverse,
     search,
 )
-from portal.web.deps import Actor, AppSettings, SignedIn
+from portal.web.deps import Actor, SignedIn
 from portal.web.forms import (
     Flash,
     Lists,
@@ -399,11 +399,7 @@ def _decision(verb: str, approve: bool) -> Any:
         name=f"time_off_{verb}",
     )
     async def handler(
-        self: Any,
-        acting: Actor,
-        settings: AppSettings,
-        therapist_id: FromPath[int],
-        time_off_id: FromPath[int],
+        self: Any, acting: Actor, therapist_id: FromPath[int], time_off_id: FromPath[int]
     ) -> Response[Any]:
         request, user = acting.request, acting.user
         values, _ = await read_form(request)
@@ -423,7 +419,7 @@ def _decision(verb: str, approve: bool) -> Any:
                 )
         decided = await timeoff.decide_time_off(
             user, therapist_id, time_off_id, approve=approve, confirmed=confirmed,
-            address=acting.address, settings=settings,
+            address=acting.address, settings=acting.settings,
         )  # fmt: skip
         message = f"Time off {verb}d; the therapist was emailed."
         if not decided:

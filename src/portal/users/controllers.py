@@ -28,7 +28,7 @@ from portal.web.admin import (
     search,
     unscoped,
 )
-from portal.web.deps import Actor, AppSettings, ViewerZone
+from portal.web.deps import Actor, ViewerZone
 from portal.web.guards import requires_owner
 from portal.web.responses import redirect
 
@@ -148,10 +148,8 @@ class UserController(admin_controller(USERS)):  # type: ignore[misc]
         )
 
     @post("/{user_id:int}/two-step/reset", name="user_two_step_reset")
-    async def two_step_reset(
-        self, acting: Actor, settings: AppSettings, user_id: FromPath[int]
-    ) -> Response[Any]:
-        await twostep.reset(settings, acting.user, user_id, address=acting.address)
+    async def two_step_reset(self, acting: Actor, user_id: FromPath[int]) -> Response[Any]:
+        await twostep.reset(acting.settings, acting.user, user_id, address=acting.address)
         return redirect(
             acting.request,
             reverse(acting.request, "user_edit", user_id=user_id),

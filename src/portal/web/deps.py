@@ -7,11 +7,11 @@ already applied the trusted-proxy rule); ``settings: Settings`` is the app's
 settings; ``list_query: ListParams`` is a list page's search, status and
 keyset cursor from the query string (``q``, ``status``, ``after``), and
 ``located_query: LocatedParams`` the same with its ``location`` filter;
-``own: Own`` is the signed-in user acting on their own account from this
-browser (password, two-step sign-in): the request, the user, the settings and
-the address together; ``acting: Actor`` the same without the settings, for
-any change (a package's price override); ``arrival: Arrival`` the request,
-settings and address of someone signing in (no user yet); ``visit: Visit``
+``arrival: Arrival`` is the request, settings and address of someone at this
+browser (signing in: no user yet); ``acting: Actor`` the same with the
+signed-in user, for any change (a client's details, a package's price
+override), and ``own: Own`` the same for a change of one's own account
+(password, two-step sign-in); ``visit: Visit``
 someone opening the sign-in page, signed in already or not, with the ``next``
 page they asked for. Handlers
 annotate them with the aliases at the end of this module (``user: SignedIn``).
@@ -112,7 +112,8 @@ def provide_visit(
 
 @dataclass(frozen=True)
 class Arriving:
-    """Someone signing in from this browser: the request, the settings, the address."""
+    """Someone at this browser, signed in or not yet: the request, the settings and the
+    address (the trusted-proxy rule applied)."""
 
     request: Request[Any, Any, Any]
     settings: Settings
@@ -126,31 +127,25 @@ def provide_arrival(
 
 
 @dataclass(frozen=True)
-class Acting:
-    """A signed-in user changing something from this browser: the request, the user, the address."""
+class Acting(Arriving):
+    """A signed-in user changing something from this browser: who they are, besides the
+    request, the settings (a change may send mail) and the address (the audit's)."""
 
-    request: Request[Any, Any, Any]
     user: CurrentUser
-    address: str
 
 
-def provide_acting(
-    request: Request[Any, Any, Any], user: SignedIn, client_address: Address
-) -> Acting:
-    return Acting(request=request, user=user, address=client_address)
-
-
-@dataclass(frozen=True)
-class OwnAccount(Acting):
-    """A signed-in user changing their own account from this browser, with the settings."""
-
-    settings: Settings
-
-
-def provide_own(acting: Actor, settings: AppSettings) -> OwnAccount:
-    return OwnAccount(
-        request=acting.request, user=acting.user, address=acting.address, settings=settings
+def provide_acting(arrival: Arrival, user: SignedIn) -> Acting:
+    return Acting(
+        request=arrival.request, settings=arrival.settings, address=arrival.address, user=user
     )
+
+
+# Changing one's own account (password, two-step sign-in) is acting on it.
+OwnAccount = Acting
+
+
+def provide_own(acting: Actor) -> OwnAccount:
+    return acting
 
 
 DEPENDENCIES = {
