@@ -24,7 +24,20 @@ class Service(Table, tablename="service"):
     updated_at = Timestamptz()
 
 
-class ServicePrice(Table, tablename="service_price"):
+class PriceVersionColumns:
+    """The columns of every price version table (a service's, a package's, a membership
+    plan's; ``pricing.PriceVersion`` reads them): an amount in a currency from a time
+    on, who added it and why."""
+
+    amount_cents = Integer(required=True)
+    currency = Varchar(length=3, required=True)
+    effective_from = Timestamptz()
+    created_at = Timestamptz()
+    created_by = Integer(null=True, default=None)
+    note = Varchar(length=200, default="")
+
+
+class ServicePrice(PriceVersionColumns, Table, tablename="service_price"):
     """One version of a service's single-session list price.
 
     Append-only (the database refuses UPDATE and DELETE): a new price is a new
@@ -34,12 +47,6 @@ class ServicePrice(Table, tablename="service_price"):
 
     id: Serial
     service = ForeignKey(references=Service, on_delete=OnDelete.restrict, required=True, index=True)
-    amount_cents = Integer(required=True)
-    currency = Varchar(length=3, required=True)
-    effective_from = Timestamptz()
-    created_at = Timestamptz()
-    created_by = Integer(null=True, default=None)
-    note = Varchar(length=200, default="")
 
 
 class Package(Table, tablename="package"):
@@ -66,7 +73,7 @@ class Package(Table, tablename="package"):
     updated_at = Timestamptz()
 
 
-class PackagePrice(Table, tablename="package_price"):
+class PackagePrice(PriceVersionColumns, Table, tablename="package_price"):
     """One version of a package price: the base price (no location) or a
     location's override.
 
@@ -79,10 +86,4 @@ class PackagePrice(Table, tablename="package_price"):
     location = ForeignKey(
         references=Location, on_delete=OnDelete.restrict, null=True, default=None, index=True
     )
-    amount_cents = Integer(required=True)
-    currency = Varchar(length=3, required=True)
-    effective_from = Timestamptz()
     clears_override = Boolean(default=False)
-    created_at = Timestamptz()
-    created_by = Integer(null=True, default=None)
-    note = Varchar(length=200, default="")

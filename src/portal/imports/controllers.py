@@ -27,7 +27,7 @@ from portal.imports.layouts import LAYOUTS, guess_mapping
 from portal.imports.tables import ImportMapping
 from portal.locations.service import locations_for
 from portal.web.admin import reverse
-from portal.web.deps import Address, AppSettings, SignedIn, ViewerZone
+from portal.web.deps import Acting, Actor, AppSettings, SignedIn, ViewerZone
 from portal.web.forms import read_form
 from portal.web.guards import requires_role
 from portal.web.responses import redirect
@@ -219,19 +219,14 @@ class ImportsController(Controller):
         )
 
     @post("/start", name="import_start")
-    async def start(
-        self,
-        request: Request[Any, Any, Any],
-        user: SignedIn,
-        settings: AppSettings,
-        client_address: Address,
-    ) -> Redirect:
+    async def start(self, acting: Actor) -> Redirect:
         """Step 4: confirmed — queued for the worker (or run here when none runs)."""
-        single, sheet, mapping = await self._read_step(request, user, settings)
+        request, user = acting.request, acting.user
+        single, sheet, mapping = await self._read_step(request, user, acting.settings)
         batch_id = await imports.queue_batch(
             user, single["kind"], sheet, location_id=int(single["location"]), mapping=mapping,
             order=single.get("date_order") or "dmy", filename=single.get("filename", ""),
-            address=client_address,
+            address=acting.address,
         )  # fmt: skip
         return await _run_queued(request, user, batch_id)
 
@@ -270,42 +265,27 @@ class ImportsController(Controller):
         )
 
     @post("/{batch_id:int}/undo", name="import_undo")
-    async def undo(
-        self,
-        request: Request[Any, Any, Any],
-        user: SignedIn,
-        client_address: Address,
-        batch_id: FromPath[int],
-    ) -> Redirect:
-        url = reverse(request, "import_batch", batch_id=batch_id)
-        refused = await _act(request, user, batch_id, imports.undo, client_address)
-        return refused or redirect(request, url, "The import has been undone.")
+    async def undo(self, acting: Actor, batch_id: FromPath[int]) -> Redirect:
+        url = reverse(acting.request, "import_batch", batch_id=batch_id)
+        refused = await _act(acting, batch_id, imports.undo)
+        return refused or redirect(acting.request, url, "The import has been undone.")
 
     @post("/{batch_id:int}/resume", name="import_resume")
-    async def resume(
-        self,
-        request: Request[Any, Any, Any],
-        user: SignedIn,
-        client_address: Address,
-        batch_id: FromPath[int],
-    ) -> Redirect:
+    async def resume(self, acting: Actor, batch_id: FromPath[int]) -> Redirect:
         """A batch that stopped part-way runs on from where it stopped."""
-        refused = await _act(request, user, batch_id, imports.resume, client_address)
-        return refused or await _run_queued(request, user, batch_id)
+        refused = await _act(acting, batch_id, imports.resume)
+        return refused or await _run_queued(acting.request, acting.user, batch_id)
 
 
 async def _act(
-    request: Request[Any, Any, Any],
-    user: SignedIn,
-    batch_id: int,
-    act: Callable[..., Awaitable[None]],
-    address: str,
+    acting: Acting, batch_id: int, act: Callable[..., Awaitable[None]]
 ) -> Redirect | None:
     """Undo or resume a batch of a location the user manages; when refused, back to the
     batch's page with the reason."""
+    request, user = acting.request, acting.user
     await imports.get_batch_for(user, batch_id, write=True)
     try:
-        await act(user, batch_id, address=address)
+        await act(user, batch_id, address=acting.address)
     except Conflict as exc:
         url = reverse(request, "import_batch", batch_id=batch_id)
         return redirect(request, url, exc.detail, "error")

@@ -12,7 +12,7 @@ from piccolo.columns.base import OnDelete
 from piccolo.table import Table
 
 from portal.auth.tables import User
-from portal.catalog.tables import Service
+from portal.catalog.tables import PriceVersionColumns, Service
 from portal.locations.tables import Location
 
 
@@ -49,7 +49,7 @@ class MembershipPlan(Table, tablename="membership_plan"):
     updated_at = Timestamptz()
 
 
-class MembershipPlanPrice(Table, tablename="membership_plan_price"):
+class MembershipPlanPrice(PriceVersionColumns, Table, tablename="membership_plan_price"):
     """One version of a plan's price per period, in its location's currency.
 
     Append-only (the database refuses UPDATE and DELETE); the version in
@@ -61,12 +61,6 @@ class MembershipPlanPrice(Table, tablename="membership_plan_price"):
     plan = ForeignKey(
         references=MembershipPlan, on_delete=OnDelete.restrict, required=True, index=True
     )
-    amount_cents = Integer(required=True)
-    currency = Varchar(length=3, required=True)
-    effective_from = Timestamptz()
-    created_at = Timestamptz()
-    created_by = Integer(null=True, default=None)
-    note = Varchar(length=200, default="")
 
 
 class Membership(Table, tablename="membership"):
