@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
-from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
@@ -20,11 +19,7 @@ from portal.locations.service import all_locations, get_location, get_location_f
 from portal.locations.tables import Location
 from portal.memberships import changes, desk, service, subscriptions
 from portal.onetime import service as onetime
-from portal.payments.controllers import (
-    GATEWAY_DEPENDENCIES,
-    GatewaySource,
-    _checkout_page_headers,
-)
+from portal.payments.controllers import GATEWAY_DEPENDENCIES, Tilled, _checkout_page_headers
 from portal.payments.gateway import GatewayError
 from portal.timeutil import to_local, utcnow
 from portal.web.admin import (
@@ -38,7 +33,7 @@ from portal.web.admin import (
     reverse,
     search,
 )
-from portal.web.deps import Address, AppSettings, SignedIn, Visitor
+from portal.web.deps import Actor, SignedIn, Visitor
 from portal.web.forms import ValidationFailed, Values, parse_id, read_form
 from portal.web.guards import requires_role
 from portal.web.responses import redirect
@@ -263,9 +258,8 @@ class PlanController(admin_controller(PLANS, PRICE_HANDLERS)):  # type: ignore[m
         return await _form_page(user, form, {})
 
     @post("/", guards=[editors], name="membership_plan_create")
-    async def create(
-        self, request: Request[Any, Any, Any], user: SignedIn, client_address: Address
-    ) -> Response[Any]:
+    async def create(self, acting: Actor) -> Response[Any]:
+        request, user, client_address = acting.request, acting.user, acting.address
         values, _ = await read_form(request)
         form = {**DEFAULTS, **values}
         for flag in ("freeze_allowed", "sellable_online"):
@@ -297,13 +291,8 @@ class PlanController(admin_controller(PLANS, PRICE_HANDLERS)):  # type: ignore[m
         return await _form_page(user, _as_form(plan), {}, plan)
 
     @post("/{plan_id:int}/edit", guards=[editors], name="membership_plan_update")
-    async def update(
-        self,
-        request: Request[Any, Any, Any],
-        user: SignedIn,
-        client_address: Address,
-        plan_id: FromPath[int],
-    ) -> Response[Any]:
+    async def update(self, acting: Actor, plan_id: FromPath[int]) -> Response[Any]:
+        request, user, client_address = acting.request, acting.user, acting.address
         plan = await service.get_plan_for(user, plan_id, write=True)
         values, _ = await read_form(request)
         form = {**_as_form(plan), **values}
@@ -386,14 +375,9 @@ async def public_plans(
 
 
 @_stripe_post("/memberships/join/{joinable_plan_id:int}", joiners, "membership_join")
-async def join(
-    request: Request[Any, Any, Any],
-    user: SignedIn,
-    settings: AppSettings,
-    joinable_plan_id: FromPath[int],
-    gateways: NamedDependency[GatewaySource],
-) -> Response[Any]:
+async def join(till: Tilled, joinable_plan_id: FromPath[int]) -> Response[Any]:
     """Open Stripe Checkout in subscription mode for a new membership of the plan."""
+    request, user, settings, gateways = till.request, till.user, till.settings, till.gateways
     plan = await service.get_plan(joinable_plan_id)
     location = await get_location(int(plan["location"]))
     values, _ = await read_form(request)
@@ -457,13 +441,9 @@ async def membership_page(
 @post(
     "/memberships/{membership_id:int}/payment", guards=[desk_staff], name="membership_desk_payment"
 )
-async def desk_payment(
-    request: Request[Any, Any, Any],
-    user: SignedIn,
-    client_address: Address,
-    membership_id: FromPath[int],
-) -> Response[Any]:
+async def desk_payment(acting: Actor, membership_id: FromPath[int]) -> Response[Any]:
     """This period's fee taken at the front desk (cash, cheque, card terminal): once."""
+    request, user, client_address = acting.request, acting.user, acting.address
 
     async def act(values: Values, key: str) -> str:
         await desk.record_payment(
@@ -513,13 +493,8 @@ async def cancel_confirm(user: SignedIn, membership_id: FromPath[int]) -> Templa
 
 
 @_stripe_post("/memberships/{membership_id:int}/cancel", member_editors, "membership_cancel_submit")
-async def cancel_submit(
-    request: Request[Any, Any, Any],
-    user: SignedIn,
-    client_address: Address,
-    membership_id: FromPath[int],
-    gateways: NamedDependency[GatewaySource],
-) -> Response[Any]:
+async def cancel_submit(till: Tilled, membership_id: FromPath[int]) -> Response[Any]:
+    request, user, client_address, gateways = till.request, till.user, till.address, till.gateways
     values, _ = await read_form(request)
     key = onetime.parse(values.get(onetime.FIELD))
     if key is None:
@@ -565,13 +540,10 @@ async def _act(
 
 
 def _freeze_handler(frozen: bool) -> Any:
-    async def handler(
-        request: Request[Any, Any, Any],
-        user: SignedIn,
-        client_address: Address,
-        membership_id: FromPath[int],
-        gateways: NamedDependency[GatewaySource],
-    ) -> Response[Any]:
+    async def handler(till: Tilled, membership_id: FromPath[int]) -> Response[Any]:
+        request, user, client_address = till.request, till.user, till.address
+        gateways = till.gateways
+
         async def act(_: Values, key: str) -> str:
             await subscriptions.set_frozen(
                 gateways.get(), user, membership_id, frozen,
@@ -587,14 +559,9 @@ def _freeze_handler(frozen: bool) -> Any:
 
 
 @_stripe_post("/memberships/{membership_id:int}/card", member_editors, "membership_card")
-async def update_card(
-    request: Request[Any, Any, Any],
-    user: SignedIn,
-    membership_id: FromPath[int],
-    settings: AppSettings,
-    gateways: NamedDependency[GatewaySource],
-) -> Response[Any]:
+async def update_card(till: Tilled, membership_id: FromPath[int]) -> Response[Any]:
     """To Stripe's hosted card update (no card data in the portal), back here after."""
+    request, user, settings, gateways = till.request, till.user, till.settings, till.gateways
     back = _membership_url(request, membership_id)
     try:
         customer = await subscriptions.card_customer(user, membership_id)
@@ -609,14 +576,10 @@ async def update_card(
 
 
 @_stripe_post("/memberships/{membership_id:int}/plan", member_editors, "membership_change_plan")
-async def change_plan(
-    request: Request[Any, Any, Any],
-    user: SignedIn,
-    client_address: Address,
-    membership_id: FromPath[int],
-    gateways: NamedDependency[GatewaySource],
-) -> Response[Any]:
+async def change_plan(till: Tilled, membership_id: FromPath[int]) -> Response[Any]:
     """Change to another plan of the location from the next period on."""
+    request, user, client_address = till.request, till.user, till.address
+    gateways = till.gateways
 
     async def act(values: Values, key: str) -> str:
         plan_id = parse_id(values.get("plan_id", ""))
@@ -633,14 +596,10 @@ async def change_plan(
 
 
 @_stripe_post("/memberships/{membership_id:int}/plan/keep", member_editors, "membership_keep_plan")
-async def keep_plan(
-    request: Request[Any, Any, Any],
-    user: SignedIn,
-    client_address: Address,
-    membership_id: FromPath[int],
-    gateways: NamedDependency[GatewaySource],
-) -> Response[Any]:
+async def keep_plan(till: Tilled, membership_id: FromPath[int]) -> Response[Any]:
     """Call off a scheduled change of plan before it applies."""
+    request, user, client_address = till.request, till.user, till.address
+    gateways = till.gateways
 
     async def act(_: Values, key: str) -> str:
         await changes.keep_plan(
@@ -700,16 +659,11 @@ async def desk_form(user: SignedIn, client_id: FromPath[int]) -> Template:
 
 
 @_stripe_post("/memberships/desk/{client_id:int}", desk_staff, "membership_desk_submit")
-async def desk_submit(
-    request: Request[Any, Any, Any],
-    client_id: FromPath[int],
-    gateways: NamedDependency[GatewaySource],
-    user: SignedIn,
-    settings: AppSettings,
-    client_address: Address,
-) -> Response[Any]:
+async def desk_submit(till: Tilled, client_id: FromPath[int]) -> Response[Any]:
     """The pending membership and its Checkout link, shown here and emailed to the client;
     or, paid at the desk, the client enrolled with the first period paid."""
+    request, user, settings, gateways = till.request, till.user, till.settings, till.gateways
+    client_address = till.address
     values, _ = await read_form(request)
     key = onetime.parse(values.get(onetime.FIELD))
     plan_id = parse_id(values.get("plan_id", ""))

@@ -34,7 +34,7 @@ from portal.sales import service as sales
 from portal.sales.tables import Sale
 from portal.settings import ConfigurationError, Settings
 from portal.web.admin import reverse
-from portal.web.deps import AppSettings, LocatedParams, SignedIn
+from portal.web.deps import Acting, Actor, AppSettings, LocatedParams, SignedIn
 from portal.web.forms import ValidationFailed, parse_id, read_form
 from portal.web.guards import requires_role
 from portal.web.middleware import CONTENT_SECURITY_POLICY
@@ -112,28 +112,23 @@ def _provide_gateways(state: State) -> GatewaySource:
 
 
 @dataclass(frozen=True)
-class Till:
+class Till(Acting):
     """Someone taking money from this browser (a purchase, a front-desk sale, a
-    refund): the request, the signed-in user, the settings and Stripe on demand."""
+    refund, a membership): who is acting, from where, and Stripe on demand."""
 
-    request: Request[Any, Any, Any]
-    user: CurrentUser
-    settings: Settings
     gateways: GatewaySource
 
 
-def _provide_till(
-    request: Request[Any, Any, Any],
-    user: SignedIn,
-    settings: AppSettings,
-    gateways: NamedDependency[GatewaySource],
-) -> Till:
-    return Till(request=request, user=user, settings=settings, gateways=gateways)
+def _provide_till(acting: Actor, gateways: NamedDependency[GatewaySource]) -> Till:
+    return Till(
+        request=acting.request, settings=acting.settings, address=acting.address,
+        user=acting.user, gateways=gateways,
+    )  # fmt: skip
 
 
 # Handlers ask by name: ``gateway`` when Stripe is the first thing the handler needs (the
 # webhook; 503 without its settings, before the handler runs), ``gateways`` otherwise,
-# ``till`` for the request, user and settings with them.
+# ``till`` for the acting user (``Actor``) with them.
 GATEWAY_DEPENDENCIES = {
     "gateway": Provide(_provide_gateway, sync_to_thread=False),
     "gateways": Provide(_provide_gateways, sync_to_thread=False),
