@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -757,6 +757,12 @@ class StripeGateway:
             log.warning("stripe %s failed: %s", operation, error.detail)
             raise error from exc
 
+    async def _read(
+        self, operation: str, awaitable: Awaitable[Any], read: Callable[[dict[str, Any]], T]
+    ) -> T:
+        """Stripe's answer to ``operation`` as one of our types (``read`` of its plain dict)."""
+        return read(_plain(await self._call(operation, awaitable)))
+
     # -- Checkout --------------------------------------------------------------
 
     async def create_checkout_session(
@@ -828,13 +834,13 @@ class StripeGateway:
         elif expires_after_seconds is not None:
             now = int(datetime.now(tz=UTC).timestamp())
             params["expires_at"] = now + expires_after_seconds
-        session = await self._call(
+        return await self._read(
             "create checkout session",
             self._client.v1.checkout.sessions.create_async(
                 params, {"idempotency_key": idempotency_key}
             ),
+            _session,
         )
-        return _session(_plain(session))
 
     async def create_subscription_checkout(
         self,
@@ -885,13 +891,13 @@ class StripeGateway:
             params["customer_email"] = customer_email
         if expires_at is not None:
             params["expires_at"] = int(expires_at.timestamp())
-        session = await self._call(
+        return await self._read(
             "create subscription checkout",
             self._client.v1.checkout.sessions.create_async(
                 params, {"idempotency_key": idempotency_key}
             ),
+            _session,
         )
-        return _session(_plain(session))
 
     async def create_card_update_session(self, customer_id: str, return_url: str) -> str:
         """Stripe's hosted page where the customer replaces the card (the billing portal);
@@ -905,10 +911,11 @@ class StripeGateway:
         return str(_plain(session)["url"])
 
     async def retrieve_subscription(self, subscription_id: str) -> StripeSubscription:
-        subscription = await self._call(
-            "retrieve subscription", self._client.v1.subscriptions.retrieve_async(subscription_id)
+        return await self._read(
+            "retrieve subscription",
+            self._client.v1.subscriptions.retrieve_async(subscription_id),
+            subscription_from_dict,
         )
-        return subscription_from_dict(_plain(subscription))
 
     async def update_subscription(
         self,
@@ -924,15 +931,15 @@ class StripeGateway:
             params["cancel_at"] = int(cancel_at.timestamp())
         if pause is not None:
             params["pause_collection"] = {"behavior": "void"} if pause else ""
-        subscription = await self._call(
+        return await self._read(
             "update subscription",
             self._client.v1.subscriptions.update_async(
                 subscription_id,
                 params,  # type: ignore[arg-type]
                 {"idempotency_key": idempotency_key},
             ),
+            subscription_from_dict,
         )
-        return subscription_from_dict(_plain(subscription))
 
     async def reprice_subscription(
         self, subscription_id: str, *, amount_cents: int, idempotency_key: str
@@ -1020,25 +1027,26 @@ class StripeGateway:
         return invoice_from_dict(_plain(invoice))
 
     async def retrieve_invoice(self, invoice_id: str) -> StripeInvoice:
-        invoice = await self._call(
-            "retrieve invoice", self._client.v1.invoices.retrieve_async(invoice_id)
+        return await self._read(
+            "retrieve invoice",
+            self._client.v1.invoices.retrieve_async(invoice_id),
+            invoice_from_dict,
         )
-        return invoice_from_dict(_plain(invoice))
 
     async def retrieve_checkout_session(self, session_id: str) -> StripeCheckoutSession:
-        session = await self._call(
+        return await self._read(
             "retrieve checkout session",
             self._client.v1.checkout.sessions.retrieve_async(session_id),
+            _session,
         )
-        return _session(_plain(session))
 
     async def expire_checkout_session(self, session_id: str) -> StripeCheckoutSession:
         """Close an open session so it can no longer be paid (Stripe refuses other states)."""
-        session = await self._call(
+        return await self._read(
             "expire checkout session",
             self._client.v1.checkout.sessions.expire_async(session_id),
+            _session,
         )
-        return _session(_plain(session))
 
     async def find_checkout_session(self, payment_intent_id: str) -> StripeCheckoutSession | None:
         """The Checkout Session that created a PaymentIntent, if any."""
@@ -1055,36 +1063,36 @@ class StripeGateway:
 
     async def retrieve_payment_intent(self, payment_intent_id: str) -> StripePaymentIntent:
         """The PaymentIntent with its latest charge and that charge's balance transaction."""
-        intent = await self._call(
+        return await self._read(
             "retrieve payment intent",
             self._client.v1.payment_intents.retrieve_async(
                 payment_intent_id, {"expand": ["latest_charge.balance_transaction"]}
             ),
+            _payment_intent,
         )
-        return _payment_intent(_plain(intent))
 
     async def cancel_payment_intent(self, payment_intent_id: str) -> StripePaymentIntent:
         """Cancel an intent still waiting for a card (Stripe refuses other states)."""
-        intent = await self._call(
+        return await self._read(
             "cancel payment intent",
             self._client.v1.payment_intents.cancel_async(payment_intent_id),
+            _payment_intent,
         )
-        return _payment_intent(_plain(intent))
 
     async def retrieve_charge(self, charge_id: str) -> StripeCharge:
         """A charge with its balance transaction (fee and net) when Stripe has one."""
-        charge = await self._call(
+        return await self._read(
             "retrieve charge",
             self._client.v1.charges.retrieve_async(charge_id, {"expand": ["balance_transaction"]}),
+            _charge,
         )
-        return _charge(_plain(charge))
 
     async def retrieve_balance_transaction(self, transaction_id: str) -> StripeBalanceTransaction:
-        txn = await self._call(
+        return await self._read(
             "retrieve balance transaction",
             self._client.v1.balance_transactions.retrieve_async(transaction_id),
+            _balance_transaction,
         )
-        return _balance_transaction(_plain(txn))
 
     async def iter_payment_intents(
         self, created_from: datetime, created_to: datetime, *, page_size: int = 100
@@ -1139,17 +1147,16 @@ class StripeGateway:
             params["metadata"] = dict(metadata)
         if reason is not None:
             params["reason"] = reason
-        refund = await self._call(
+        return await self._read(
             "create refund",
             self._client.v1.refunds.create_async(params, {"idempotency_key": idempotency_key}),
+            _refund,
         )
-        return _refund(_plain(refund))
 
     async def retrieve_refund(self, refund_id: str) -> StripeRefund:
-        refund = await self._call(
-            "retrieve refund", self._client.v1.refunds.retrieve_async(refund_id)
+        return await self._read(
+            "retrieve refund", self._client.v1.refunds.retrieve_async(refund_id), _refund
         )
-        return _refund(_plain(refund))
 
     async def list_refunds_for_charge(self, charge_id: str) -> list[StripeRefund]:
         """Every refund of one charge, newest first (``charge.refunded`` names only the charge)."""
@@ -1170,18 +1177,18 @@ class StripeGateway:
 
     async def retrieve_dispute(self, dispute_id: str) -> StripeDispute:
         """A dispute with the balance transactions it made (withdrawal, reinstatement)."""
-        dispute = await self._call(
-            "retrieve dispute", self._client.v1.disputes.retrieve_async(dispute_id)
+        return await self._read(
+            "retrieve dispute",
+            self._client.v1.disputes.retrieve_async(dispute_id),
+            dispute_from_dict,
         )
-        return dispute_from_dict(_plain(dispute))
 
     # -- payouts -----------------------------------------------------------------
 
     async def retrieve_payout(self, payout_id: str) -> StripePayout:
-        payout = await self._call(
-            "retrieve payout", self._client.v1.payouts.retrieve_async(payout_id)
+        return await self._read(
+            "retrieve payout", self._client.v1.payouts.retrieve_async(payout_id), _payout
         )
-        return _payout(_plain(payout))
 
     async def iter_payouts(
         self, arrival_from: date, *, page_size: int = 100
