@@ -9,7 +9,6 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 from litestar.types import ExceptionHandlersMap
 
-from portal.audit import service as audit
 from portal.auth.controllers import browser_of
 from portal.auth.service import CLIENT, MANAGER, OWNER, Throttled
 from portal.clients import accounts, intake, regions, service
@@ -17,7 +16,7 @@ from portal.email.controllers import deliver_later
 from portal.errors import NotFound
 from portal.locations.service import all_locations
 from portal.settings import Settings
-from portal.web.admin import reverse
+from portal.web.admin import history_page, reverse
 from portal.web.deps import (
     Actor,
     Arrival,
@@ -448,15 +447,10 @@ class ClientStaffController(Controller):
     @get("/{client_id:int}/history", guards=[requires_owner], name="client_history")
     async def history(self, user: SignedIn, client_id: FromPath[int]) -> Template:
         client = await service.get_client_for(user, client_id)
-        return Template(
-            "audit/history.html",
-            context={
-                "rows": await audit.history("client", client_id),
-                "title": f"History of {client['name'] or client['email']}",
-                "back_url": f"/clients/{client_id}",
-                "tz": client["timezone"],
-            },
-        )
+        return await history_page(
+            "client", client_id, title=f"History of {client['name'] or client['email']}",
+            back_url=f"/clients/{client_id}", tz=client["timezone"],
+        )  # fmt: skip
 
 
 ROUTES = [SignupController, PasswordResetController, AccountController, ClientStaffController]

@@ -12,7 +12,6 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
-from portal.audit import service as audit
 from portal.auth.service import CLIENT, MANAGER, OWNER, THERAPIST, CurrentUser
 from portal.bookings import reading
 from portal.bookings.credits import credit_label
@@ -23,7 +22,7 @@ from portal.locations.service import all_locations
 from portal.notes import charts, service
 from portal.notes import form as note_form
 from portal.timeutil import to_local, utcnow
-from portal.web.admin import reverse
+from portal.web.admin import history_page, reverse
 from portal.web.deps import Address, LocatedParams, SignedIn, ViewerZone
 from portal.web.forms import ValidationFailed, read_form
 from portal.web.guards import requires_owner, requires_role
@@ -406,15 +405,10 @@ class NotesController(Controller):
     async def history(self, note_id: FromPath[int]) -> Template:
         note = await service.get_note(note_id)
         client = note["client_name"] or note["client_email"]
-        return Template(
-            "audit/history.html",
-            context={
-                "rows": await audit.history("treatment_note", note_id),
-                "title": f"History of note #{note_id} ({client})",
-                "back_url": f"/notes/{note_id}",
-                "tz": note["timezone"],
-            },
-        )
+        return await history_page(
+            "treatment_note", note_id, title=f"History of note #{note_id} ({client})",
+            back_url=f"/notes/{note_id}", tz=note["timezone"],
+        )  # fmt: skip
 
 
 async def _sign_page(

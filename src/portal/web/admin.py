@@ -771,6 +771,16 @@ def _zone(row: Any, viewer_zone: str) -> str:
     return str(zone) if zone else viewer_zone
 
 
+async def history_page(
+    entity: str, entity_id: int, *, title: str, back_url: str, tz: str
+) -> Template:
+    """A record's history from the audit log, newest first: an admin resource's, and
+    those of the records with pages of their own (a client, a treatment note)."""
+    rows = await audit.history(entity, entity_id)
+    context = {"rows": rows, "title": title, "back_url": back_url, "tz": tz}
+    return Template("admin/history.html", context=context)
+
+
 def _history_handler(res: AdminResource) -> Any:
     item, path_param = item_route(res)
 
@@ -778,13 +788,10 @@ def _history_handler(res: AdminResource) -> Any:
         request: Request[Any, Any, Any], user: CurrentUser, _: str, row: Row, kw: Row
     ) -> Template:
         row_id = int(row["id"])
-        context = {
-            "rows": await audit.history(res.name, row_id),
-            "title": f"History of {res.title(row)}",
-            "back_url": res.url(request, "detail", row_id),
-            "tz": _zone(row, kw["viewer_zone"]),
-        }
-        return Template("admin/history.html", context=context)
+        return await history_page(
+            res.name, row_id, title=f"History of {res.title(row)}",
+            back_url=res.url(request, "detail", row_id), tz=_zone(row, kw["viewer_zone"]),
+        )  # fmt: skip
 
     return get(f"{item}/history", guards=role_guard(res, "history"), name=res.route("history"))(
         signed(on_row(res, history, write=False), [path_param], Template, ("user", "viewer_zone"))
