@@ -405,19 +405,16 @@ async def join(till: Tilled, joinable_plan_id: FromPath[int]) -> Response[Any]:
 async def membership_page(
     request: Request[Any, Any, Any], user: SignedIn, membership_id: FromPath[int]
 ) -> Template:
-    membership = await subscriptions.get_membership_for(user, membership_id)
-    location = await get_location(int(membership["location"]))
+    context = await _membership_context(user, membership_id)
+    membership = context["membership"]
     return Template(
         "memberships/membership.html",
         context={
-            "membership": membership,
-            "terms": json.loads(membership["terms"]),
-            "location": location,
+            **context,
             "status": subscriptions.STATUS_LABELS.get(membership["status"], membership["status"]),
             "periods": await subscriptions.periods_of(membership_id),
             "sessions_left": await subscriptions.sessions_left(membership_id),
             "intervals": service.INTERVALS,
-            "fmt": money.format_money,
             "joined": request.query_params.get("joined") == "1",
             "can_change": user.role in (OWNER, MANAGER, CLIENT),
             "desk": subscriptions.is_desk(membership),
@@ -433,7 +430,6 @@ async def membership_page(
                 )
             ],
             "methods": list(desk.METHODS.items()),
-            "request_key": onetime.new_key(),
         },
     )
 
@@ -454,6 +450,21 @@ async def desk_payment(acting: Actor, membership_id: FromPath[int]) -> Response[
     return await _act(request, user, membership_id, act)
 
 
+async def _membership_context(
+    user: CurrentUser, membership_id: int, *, write: bool = False
+) -> dict[str, Any]:
+    """What every page about one membership shows: it, the terms it was joined with,
+    its location, and a one-time key for the forms that change it."""
+    membership = await subscriptions.get_membership_for(user, membership_id, write=write)
+    return {
+        "membership": membership,
+        "terms": json.loads(membership["terms"]),
+        "location": await get_location(int(membership["location"])),
+        "fmt": money.format_money,
+        "request_key": onetime.new_key(),
+    }
+
+
 member_editors = requires_role(OWNER, MANAGER, CLIENT)
 
 
@@ -464,24 +475,15 @@ def _membership_url(request: Request[Any, Any, Any], membership_id: int) -> str:
 async def _cancel_page(
     user: CurrentUser, membership_id: int, error: str = "", status: int = 200
 ) -> Template:
-    membership = await subscriptions.get_membership_for(user, membership_id, write=True)
-    location = await get_location(int(membership["location"]))
+    context = await _membership_context(user, membership_id, write=True)
     quote = None
     try:
-        quote = await subscriptions.quote_cancel(membership)
+        quote = await subscriptions.quote_cancel(context["membership"])
     except ValidationFailed as exc:
         error = error or next(iter(exc.errors.values()))
     return Template(
         "memberships/cancel.html",
-        context={
-            "membership": membership,
-            "terms": json.loads(membership["terms"]),
-            "location": location,
-            "quote": quote,
-            "error": error,
-            "fmt": money.format_money,
-            "request_key": onetime.new_key(),
-        },
+        context={**context, "quote": quote, "error": error},
         status_code=status,
     )
 
