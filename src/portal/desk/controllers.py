@@ -123,13 +123,8 @@ class DeskController(Controller):
         return _staff_notes_page(client, {}, {})
 
     @post("/{client_id:int}/staff-notes", name="client_staff_notes_save")
-    async def staff_notes_save(
-        self,
-        request: Request[Any, Any, Any],
-        user: SignedIn,
-        client_address: Address,
-        client_id: FromPath[int],
-    ) -> Response[Any]:
+    async def staff_notes_save(self, acting: Actor, client_id: FromPath[int]) -> Response[Any]:
+        request, user = acting.request, acting.user
         values, _ = await read_form(request)
         try:
             await clients.set_staff_notes(
@@ -137,7 +132,7 @@ class DeskController(Controller):
                 client_id,
                 values.get("staff_notes", ""),
                 seen=values.get("seen", ""),
-                address=client_address,
+                address=acting.address,
             )
         except Invalid as exc:
             client = await clients.get_client_for(user, client_id)
