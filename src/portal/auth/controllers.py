@@ -571,6 +571,8 @@ class TwoStepAccountController(Controller):
             for key, value in values.items()
             if key.startswith("name-") and key.removeprefix("name-").isdigit()
         }
+        if not names:  # a form without its fields: show it again
+            return await _passkey_names_page(own.user, None, {})
         try:
             changed = await twostep.rename_passkeys(own.user, names, address=own.address)
         except ValidationFailed as exc:
