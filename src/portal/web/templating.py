@@ -24,7 +24,7 @@ from portal.settings import DEFAULT_CLINIC_NAME
 from portal.web.guards import current_user_or_none, roles_of_route
 from portal.web.menu import MENU, menu_section
 
-STATIC_VERSION = "1"
+STATIC_VERSION = "2"
 
 __all__ = [
     "STATIC_VERSION",
