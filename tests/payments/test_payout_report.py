@@ -39,7 +39,7 @@ pytestmark = pytest.mark.filterwarnings(
 
 FEE = round(TOTAL * 0.029 + 30)
 HEADER = [
-    "payout", "arrival_date", "status", "type", "location", "client", "sale_id",
+    "payout", "arrival_date", "status", "type", "location", "client", "client_email", "sale_id",
     "stripe_payment_intent", "gross", "fee", "net", "currency", "stripe_balance_transaction",
 ]  # fmt: skip
 
@@ -161,15 +161,19 @@ async def test_page_csv_xlsx_and_api_agree_for_an_accountant(world: World) -> No
         assert len(body) == 3 and {r[0] for r in body} == {w.stripe_payout_id}
         assert {r[1] for r in body} == {w.today} and {r[2] for r in body} == {"paid"}
         assert sorted(r[3] for r in body) == ["charge", "charge", "refund"]
-        assert sum(_cents(r[10]) for r in body) == w.amount
+        assert sum(_cents(r[11]) for r in body) == w.amount
         by_sale: dict[str, int] = {}
         for r in body:
-            by_sale[r[6]] = by_sale.get(r[6], 0) + _cents(r[10])
-            assert _cents(r[8]) - _cents(r[9]) == _cents(r[10]) and r[11] == "USD"
+            by_sale[r[7]] = by_sale.get(r[7], 0) + _cents(r[11])
+            assert _cents(r[9]) - _cents(r[10]) == _cents(r[11]) and r[12] == "USD"
         assert by_sale == {str(w.shop_sale): w.shop_net, str(w.other_sale): w.other_net}
         refund_row = next(r for r in body if r[3] == "refund")
-        assert _cents(refund_row[10]) == -w.refund["amount_cents"]
-        assert refund_row[4] and refund_row[5] == w.shop.client.email
+        assert _cents(refund_row[11]) == -w.refund["amount_cents"]
+        assert (
+            refund_row[4]
+            and refund_row[5] == "Client Person"
+            and refund_row[6] == w.shop.client.email
+        )
 
         xlsx = await client.get(f"/reports/payouts.xlsx?{_period(w)}")
         assert xlsx.status_code == 200
@@ -177,7 +181,7 @@ async def test_page_csv_xlsx_and_api_agree_for_an_accountant(world: World) -> No
         assert sheet is not None
         cells = list(sheet.iter_rows(values_only=True))
         assert list(cells[0]) == HEADER and len(cells) == 4
-        assert round(sum(Decimal(str(c[10])) for c in cells[1:]) * 100) == w.amount
+        assert round(sum(Decimal(str(c[11])) for c in cells[1:]) * 100) == w.amount
 
         api = (await client.get(f"/api/v1/reports/fees?{_period(w)}")).json()
         assert api["payouts"]["imported"] is True
@@ -218,7 +222,7 @@ async def test_a_manager_sees_only_the_lines_of_their_clinic(world: World) -> No
             csv.reader(io.StringIO((await client.get(f"/reports/payouts.csv?{_period(w)}")).text))
         )[1:]
         assert sorted(r[3] for r in rows) == ["charge", "refund"]
-        assert sum(_cents(r[10]) for r in rows) == w.shop_net
+        assert sum(_cents(r[11]) for r in rows) == w.shop_net
         api = (await client.get(f"/api/v1/reports/fees?{_period(w)}")).json()
         [listed] = api["payouts"]["rows"]
         assert listed["partial"] and listed["lines_net_cents"] == w.shop_net
@@ -233,7 +237,7 @@ async def test_a_manager_sees_only_the_lines_of_their_clinic(world: World) -> No
         rows = list(
             csv.reader(io.StringIO((await client.get(f"/reports/payouts.csv?{_period(w)}")).text))
         )[1:]
-        assert [r[6] for r in rows] == [str(w.other_sale)]
+        assert [r[7] for r in rows] == [str(w.other_sale)]
 
     lonely = await factories.make_location(name="Quiet Clinic", slug="quiet")
     async with _client(w, MANAGER, (lonely,)) as (client, _):

@@ -66,7 +66,7 @@ FEE_COLUMNS = (
     "disputes", "dispute_fees", "fees", "net", "fee_rate_percent",
 )  # fmt: skip
 PAYOUT_COLUMNS = (
-    "payout", "arrival_date", "status", "type", "location", "client", "sale_id",
+    "payout", "arrival_date", "status", "type", "location", "client", "client_email", "sale_id",
     "stripe_payment_intent", "gross", "fee", "net", "currency", "stripe_balance_transaction",
 )  # fmt: skip
 JOURNAL_COLUMNS = ("entry", "date", "account", "debit", "credit", "location", "memo", "reference")
@@ -346,6 +346,7 @@ async def _payout_rows(f: Filters) -> AsyncIterator[Sequence[Any]]:
             row.type,
             row.location,
             row.client,
+            row.client_email,
             row.sale_id,
             row.payment_intent_id,
             *_amounts(row, c, "gross", "fee", "net"),
@@ -974,6 +975,7 @@ def _payout_line_json(line: payout_report.PayoutLineRow) -> dict[str, Any]:
         "location_id": line.location_id,
         "location": line.location,
         "client": line.client,
+        "client_email": line.client_email,
         "sale_id": line.sale_id,
         "payment_id": line.payment_id,
         "refund_id": line.refund_id,

@@ -101,7 +101,8 @@ class PayoutLineRow:
     type: str
     location: str
     location_id: int | None
-    client: str
+    client: str  # the client's name (their email when they have none)
+    client_email: str
     item: str
     sale_id: int | None
     payment_id: int | None
@@ -274,7 +275,8 @@ async def iter_payouts(f: Filters, *, batch: int = 500) -> AsyncIterator[PayoutR
 
 _LINE_COLUMNS = (
     "SELECT pl.id AS id, pl.payout AS payout, pl.balance_transaction_id AS txn, "
-    "pl.type AS type, pl.location AS location_id, l.name AS location, u.email AS client, "
+    "pl.type AS type, pl.location AS location_id, l.name AS location, "
+    "COALESCE(NULLIF(u.name, ''), u.email) AS client, u.email AS client_email, "
     "s.item_name AS item, pl.sale AS sale_id, pl.payment AS payment_id, "
     "pl.refund AS refund_id, pl.payment_intent_id AS intent, pl.source_id AS source_id, "
     "pl.description AS description, pl.gross_cents AS gross, pl.fee_cents AS fee, "
@@ -295,6 +297,7 @@ def _line(r: dict[str, Any]) -> PayoutLineRow:
         location=str(r["location"] or ""),
         location_id=opt_id("location_id"),
         client=str(r["client"] or ""),
+        client_email=str(r["client_email"] or ""),
         item=str(r["item"] or ""),
         sale_id=opt_id("sale_id"),
         payment_id=opt_id("payment_id"),
@@ -370,6 +373,7 @@ class ExportRow:
     type: str
     location: str
     client: str
+    client_email: str
     sale_id: int | None
     payment_intent_id: str
     gross: int
@@ -397,6 +401,7 @@ async def iter_export_rows(f: Filters, *, batch: int = 500) -> AsyncIterator[Exp
                     type=line.type,
                     location=line.location,
                     client=line.client,
+                    client_email=line.client_email,
                     sale_id=line.sale_id,
                     payment_intent_id=line.payment_intent_id,
                     gross=line.gross,
@@ -411,6 +416,7 @@ async def iter_export_rows(f: Filters, *, batch: int = 500) -> AsyncIterator[Exp
                     type=DIFFERENCE if payout.itemized else UNITEMIZED,
                     location="",
                     client="",
+                    client_email="",
                     sale_id=None,
                     payment_intent_id="",
                     gross=rest,
