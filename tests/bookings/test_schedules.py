@@ -427,3 +427,34 @@ async def test_the_manager_chooses_the_room_of_a_move(app, clinic):
         .run()
     )
     assert row["room"] == other and row["start_at"] == ny(day, 11)
+
+
+async def test_a_time_held_for_a_payment_shows_on_the_schedules_until_its_hold_ends(clinic):
+    day = future_day()
+    live = await bookings.book(
+        clinic.as_client(), client_id=clinic.client.id, location_id=clinic.location_id,
+        service_id=clinic.service_id, start_at=ny(day, 9), therapist_id=clinic.therapist_id,
+        hold_until=utcnow() + timedelta(minutes=35),
+    )  # fmt: skip
+    lapsed = await bookings.book(
+        clinic.as_client(), client_id=clinic.client.id, location_id=clinic.location_id,
+        service_id=clinic.service_id, start_at=ny(day, 13), therapist_id=clinic.therapist_id,
+        hold_until=utcnow() + timedelta(minutes=35),
+    )  # fmt: skip
+    await (
+        Appointment.update({Appointment.hold_until: utcnow() - timedelta(minutes=1)})
+        .where(Appointment.id == lapsed)
+        .run()
+    )
+    view = await build_week_view(clinic.as_manager(), clinic.location_id, day)
+    shown = {
+        i.href: i.status_label
+        for r in view.rows
+        for c in r.cells
+        for i in c.items
+        if i.kind == "appointment"
+    }
+    assert shown == {f"/appointments/{live}": "Held for payment"}
+    rooms_day = await build_day_view(clinic.as_manager(), clinic.location_id, day)
+    hrefs = {b.href for c in rooms_day.columns for b in c.blocks if b.kind == "appointment"}
+    assert hrefs == {f"/appointments/{live}"}

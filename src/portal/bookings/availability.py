@@ -17,7 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from portal import db
-from portal.bookings.states import BUSY_STATES, HELD
+from portal.bookings.states import BUSY_STATES, taking_the_time
 from portal.bookings.tables import Appointment
 from portal.catalog.tables import Service
 from portal.errors import NotFound
@@ -132,12 +132,7 @@ async def therapists_at(
 def busy_during(start: datetime, until: datetime) -> Any:
     """Appointments that hold their therapist and room at some moment of [start, until):
     the busy ones, and times held for a payment until their hold ends."""
-    held = (Appointment.status == HELD) & (Appointment.hold_until > utcnow())
-    return (
-        (Appointment.status.is_in(list(BUSY_STATES)) | held)
-        & (Appointment.start_at < until)
-        & (Appointment.busy_until > start)
-    )
+    return taking_the_time() & (Appointment.start_at < until) & (Appointment.busy_until > start)
 
 
 async def _rooms_out_of_service(room_ids: list[int], start: datetime, until: datetime) -> set[int]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from portal import access
 from portal.auth.service import CLIENT, THERAPIST, CurrentUser
-from portal.bookings.states import BOOKED
+from portal.bookings.states import BOOKED, taking_the_time
 from portal.bookings.tables import Appointment
 from portal.errors import Forbidden, NotFound
 
@@ -85,7 +85,11 @@ async def appointments_between(
     therapist_id: int | None = None,
     client_id: int | None = None,
     statuses: tuple[str, ...] | None = None,
+    taking_time: bool = False,
 ) -> list[dict[str, Any]]:
+    """Appointments overlapping [start, end), optionally of one location, therapist or
+    client, of ``statuses``, or (``taking_time``) those that take the time as a schedule
+    shows it (:func:`~portal.bookings.states.taking_the_time`)."""
     query = Appointment.select(*Appointment.all_columns(), *joined(*SHOWN)).where(
         (Appointment.start_at < end) & (Appointment.busy_until > start)
     )
@@ -99,6 +103,8 @@ async def appointments_between(
             query = query.where(column == value)
     if statuses is not None:
         query = query.where(Appointment.status.is_in(list(statuses)))
+    if taking_time:
+        query = query.where(taking_the_time())
     return await query.order_by(Appointment.start_at).run()
 
 

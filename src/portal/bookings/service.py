@@ -48,6 +48,7 @@ from portal.bookings.states import (
     NO_SHOW,
     STATUS_LABELS,
     is_late,
+    taking_the_time,
 )
 from portal.errors import Forbidden, Invalid, NotFound
 
@@ -84,4 +85,5 @@ __all__ = [
     "move",
     "notify_released",
     "release_held_credits",
+    "taking_the_time",
 ]

@@ -38,6 +38,13 @@ HELD = "held"
 BUSY_STATES = (BOOKED, COMPLETED, NO_SHOW)
 
 
+def taking_the_time() -> Any:
+    """Appointments that take their therapist and room: the busy ones, and times held
+    for a payment until their hold ends (what schedules show and bookings avoid)."""
+    held = (Appointment.status == HELD) & (Appointment.hold_until > utcnow())
+    return Appointment.status.is_in(list(BUSY_STATES)) | held
+
+
 STATUS_LABELS = {
     BOOKED: "Booked",
     COMPLETED: "Completed",

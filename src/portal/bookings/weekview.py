@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from portal.auth.service import CurrentUser
 from portal.bookings.availability import hours_and_time_off
 from portal.bookings.reading import appointments_between
-from portal.bookings.states import BUSY_STATES, STATUS_LABELS
+from portal.bookings.states import STATUS_LABELS
 from portal.clients import service as clients
 from portal.locations.service import get_location_for
 from portal.rooms.service import out_of_service, rooms_at
@@ -143,7 +143,7 @@ async def build_week_view(
             note = f"Clocks go back: {hours:g}-hour day"
         days.append(Day(day=d, hours=hours, note=note))
     appointments = await appointments_between(
-        start=week.start, end=week.end, location_id=location_id, statuses=BUSY_STATES
+        start=week.start, end=week.end, location_id=location_id, taking_time=True
     )
     await clients.with_health_flags(appointments)
 

@@ -21,7 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from portal.auth.service import CurrentUser
-from portal.bookings.service import BUSY_STATES, STATUS_LABELS, hours_and_time_off
+from portal.bookings.service import STATUS_LABELS, hours_and_time_off, taking_the_time
 from portal.bookings.tables import Appointment
 from portal.clients import service as clients
 from portal.locations.service import get_location_for
@@ -330,7 +330,7 @@ async def _appointments(location_id: int, span: h.Span) -> list[dict[str, Any]]:
         )
         .where(
             (Appointment.location == location_id)
-            & Appointment.status.is_in(list(BUSY_STATES))
+            & taking_the_time()
             & (Appointment.start_at < span.end)
             & (Appointment.end_at > span.start)
         )
