@@ -34,6 +34,19 @@ def _flash(response: httpx.Response) -> None:
     assert response.status_code == 303, response.text[:500]
 
 
+async def _desk_sale(
+    manager: httpx.AsyncClient, shop: Shop, method: str, **fields: str
+) -> httpx.Response:
+    """The front desk's sale form for the shop's client and package, sent once."""
+    form = {
+        "client_email": shop.client.email,
+        "location_id": str(shop.location_id),
+        "package_id": str(shop.package_id),
+        "method": method,
+    }
+    return await factories.post_form(manager, "/sales", {**form, **fields})
+
+
 def _text(html: str) -> str:
     """The page's words, tags removed, whitespace collapsed."""
     return " ".join(re.sub(r"<[^>]+>", " ", html).split())
@@ -178,16 +191,7 @@ async def test_front_desk_form_keeps_input_and_explains_errors(shop: Shop) -> No
 
 async def test_front_desk_cash_sale_is_active_at_once(shop: Shop) -> None:
     async with signed_in(shop, shop.manager) as manager:
-        response = await factories.post_form(
-            manager,
-            "/sales",
-            {
-                "client_email": shop.client.email.upper(),
-                "location_id": str(shop.location_id),
-                "package_id": str(shop.package_id),
-                "method": "cash",
-            },
-        )
+        response = await _desk_sale(manager, shop, "cash", client_email=shop.client.email.upper())
         _flash(response)
         sale_id = int(response.headers["location"].rsplit("/", 1)[1])
         page = await manager.get(f"/sales/{sale_id}")
@@ -210,16 +214,7 @@ async def test_the_card_terminal_reads_the_same_on_every_page(shop: Shop) -> Non
     async with signed_in(shop, shop.manager) as manager:
         form = await manager.get("/sales/new")
         assert f">{words}</option>" in form.text
-        response = await factories.post_form(
-            manager,
-            "/sales",
-            {
-                "client_email": shop.client.email,
-                "location_id": str(shop.location_id),
-                "package_id": str(shop.package_id),
-                "method": "terminal",
-            },
-        )
+        response = await _desk_sale(manager, shop, "terminal")
         _flash(response)
         sale_id = int(response.headers["location"].rsplit("/", 1)[1])
         shown = {
@@ -237,16 +232,7 @@ async def test_the_card_terminal_reads_the_same_on_every_page(shop: Shop) -> Non
 
 async def test_front_desk_checkout_link_is_shown(shop: Shop, stripe_standin: StandIn) -> None:
     async with signed_in(shop, shop.manager) as manager:
-        response = await factories.post_form(
-            manager,
-            "/sales",
-            {
-                "client_email": shop.client.email,
-                "location_id": str(shop.location_id),
-                "package_id": str(shop.package_id),
-                "method": "checkout_link",
-            },
-        )
+        response = await _desk_sale(manager, shop, "checkout_link")
         _flash(response)
         sale_id = int(response.headers["location"].rsplit("/", 1)[1])
         page = await manager.get(f"/sales/{sale_id}")
@@ -261,16 +247,7 @@ async def test_front_desk_checkout_link_is_shown(shop: Shop, stripe_standin: Sta
 async def test_front_desk_refuses_other_locations(shop: Shop) -> None:
     elsewhere = await factories.make_location(slug="elsewhere")
     async with signed_in(shop, shop.manager) as manager:
-        response = await factories.post_form(
-            manager,
-            "/sales",
-            {
-                "client_email": shop.client.email,
-                "location_id": str(elsewhere),
-                "package_id": str(shop.package_id),
-                "method": "cash",
-            },
-        )
+        response = await _desk_sale(manager, shop, "cash", location_id=str(elsewhere))
         assert response.status_code == 403
         form = await manager.get("/sales/new")
         assert f'value="{elsewhere}"' not in form.text  # only the manager's own locations
