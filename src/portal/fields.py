@@ -11,6 +11,15 @@ from datetime import date
 MAX_ID = 2**31 - 1
 
 
+# What a ticked checkbox (or a yes in a query or a file) sends; anything else is unticked.
+TICKED = frozenset({"on", "yes", "true", "1"})
+
+
+def checked(values: dict[str, str], name: str) -> bool:
+    """Whether the checkbox ``name`` was ticked (an absent box was not)."""
+    return values.get(name, "") in TICKED
+
+
 def parse_id(raw: object) -> int | None:
     """An id chosen in a form or a filter: ASCII digits that fit an id column.
 

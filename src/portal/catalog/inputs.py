@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from portal import money
 from portal.errors import Invalid
-from portal.fields import optional_text, parse_int, require_text
+from portal.fields import checked, optional_text, parse_int, require_text
 
 # The redemption rule's values and wording live in the core (templates word it too).
 from portal.formatting import ALL_CLINICS as ALL_CLINICS
@@ -83,10 +83,6 @@ class PackageInput:
 
     def as_dict(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in PACKAGE_FIELDS}
-
-
-def _checked(values: dict[str, str], name: str) -> bool:
-    return values.get(name, "") in {"on", "true", "1", "yes"}
 
 
 def _equipment(text: str) -> str:
@@ -235,7 +231,7 @@ def parse_package_form(
     redeemable = values.get("redeemable", "").strip() or ALL_CLINICS
     if redeemable not in REDEEMABLE:
         errors["redeemable"] = "Choose where the sessions can be booked."
-    introductory = _checked(values, "introductory")
+    introductory = checked(values, "introductory")
     if introductory and creating and sessions not in (None, 1):
         errors["introductory"] = INTRO_IS_ONE_SESSION
     if errors:
@@ -246,7 +242,7 @@ def parse_package_form(
         name=name,
         description=description,
         validity_days=validity,
-        sellable_online=_checked(values, "sellable_online"),
+        sellable_online=checked(values, "sellable_online"),
         introductory=introductory,
         service_id=service_id,
         sessions=sessions,

@@ -26,7 +26,7 @@ from portal.web.deps import (
     ViewerZone,
     Visitor,
 )
-from portal.web.forms import ValidationFailed, parse_id, read_form
+from portal.web.forms import ValidationFailed, checked, parse_id, read_form
 from portal.web.guards import requires_owner, requires_role
 from portal.web.responses import redirect, safe_next, set_session_cookie
 
@@ -67,7 +67,7 @@ def _signup_input(values: dict[str, str]) -> tuple[dict[str, str], accounts.Sign
         email=values.get("email", ""),
         password=values.get("password", ""),
         confirm_password=values.get("confirm_password", ""),
-        consent=values.get("consent") in {"on", "yes", "true", "1"},
+        consent=checked(values, "consent"),
     )
     return form, data
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from portal.clients import regions
 from portal.errors import Invalid
-from portal.fields import optional_text, parse_int
+from portal.fields import checked, optional_text, parse_int
 
 # The clinics' main concerns (DOMAIN: "what the clinics treat").
 CONCERNS: dict[str, str] = {
@@ -205,7 +205,7 @@ def parse_intake(values: dict[str, str], multi: dict[str, list[str]]) -> IntakeI
         "Choose a pressure from the list.",
         required=True,
     )
-    if values.get("consent") not in {"on", "yes", "true", "1"}:
+    if not checked(values, "consent"):
         errors["consent"] = "Your consent is needed before treatment can start."
     if errors:
         raise Invalid(errors)

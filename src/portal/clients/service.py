@@ -32,7 +32,7 @@ from portal.clients import intake as intake_form
 from portal.clients import regions
 from portal.clients.tables import ClientIntake, ClientProfile
 from portal.errors import Forbidden, Invalid, NotFound
-from portal.fields import optional_text, parse_iso_date, require_text
+from portal.fields import checked, optional_text, parse_iso_date, require_text
 from portal.locations.tables import Location
 from portal.pagination import Page, keyset_page
 from portal.timeutil import utcnow
@@ -261,8 +261,8 @@ async def parse_profile_form(values: dict[str, str]) -> ProfileInput:
         address=address,
         emergency_contact_name=contact_name,
         emergency_contact_phone=contact_phone,
-        email_reminders=values.get("email_reminders") in {"on", "yes", "true", "1"},
-        marketing_consent=values.get("marketing_consent") in {"on", "yes", "true", "1"},
+        email_reminders=checked(values, "email_reminders"),
+        marketing_consent=checked(values, "marketing_consent"),
         preferred_location_id=location_id,
     )
 

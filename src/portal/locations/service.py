@@ -10,7 +10,7 @@ from babel.numbers import list_currencies
 
 from portal import access, records
 from portal.errors import Forbidden, Invalid, NotFound
-from portal.fields import optional_text, parse_int, require_text
+from portal.fields import checked, optional_text, parse_int, require_text
 from portal.identity import OWNER, CurrentUser
 from portal.locations.tables import Location
 from portal.pagination import Page
@@ -117,7 +117,7 @@ def parse_location_form(values: dict[str, str]) -> LocationInput:
         timezone=timezone,
         currency=currency,
         tax_rate_bp=tax,
-        prices_include_tax=values.get("prices_include_tax") in {"on", "true", "1", "yes"},
+        prices_include_tax=checked(values, "prices_include_tax"),
         cancellation_window_hours=window,
         refund_rule=refund_rule,
     )

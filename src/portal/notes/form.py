@@ -14,7 +14,7 @@ from typing import Any
 
 from portal.clients import regions
 from portal.errors import Invalid
-from portal.fields import optional_text, parse_int
+from portal.fields import checked, optional_text, parse_int
 
 TEXT_LIMIT = 4000
 SHORT_LIMIT = 200
@@ -158,7 +158,7 @@ def _trigger_points(values: dict[str, str], errors: dict[str, str]) -> list[Trig
         side = values.get(prefix + "side", "").strip()
         severity_raw = values.get(prefix + "severity", "").strip()
         referral = values.get(prefix + "referral", "").strip()
-        reproduced = values.get(prefix + "reproduced", "") in ("on", "yes", "true", "1")
+        reproduced = checked(values, prefix + "reproduced")
         if not (region or side or severity_raw or referral or reproduced):
             continue  # an empty row
         ok = True
@@ -324,7 +324,7 @@ def form_from_submission(values: dict[str, str], multi: dict[str, list[str]]) ->
             "region": values.get(prefix + "region", ""),
             "side": values.get(prefix + "side", ""),
             "severity": values.get(prefix + "severity", ""),
-            "reproduced": values.get(prefix + "reproduced", "") in ("on", "yes", "true", "1"),
+            "reproduced": checked(values, prefix + "reproduced"),
             "referral": values.get(prefix + "referral", ""),
         }
         rows.append(row)

@@ -8,7 +8,7 @@ from typing import Any
 from litestar import Request, Response
 
 from portal.errors import Invalid
-from portal.fields import MAX_ID, optional_text, parse_id, parse_int, require_text
+from portal.fields import MAX_ID, checked, optional_text, parse_id, parse_int, require_text
 from portal.web.responses import redirect
 
 # A flash message: its text, or (text, level) for "warning", "info", "error".
@@ -58,6 +58,7 @@ __all__ = [
     "Flash",
     "Invalid",
     "ValidationFailed",
+    "checked",
     "optional_text",
     "parse_id",
     "parse_int",
