@@ -11,11 +11,11 @@ import pytest
 
 from portal.audit.tables import AuditLog
 from portal.bookings import service as bookings
+from portal.bookings.dayview import build_day_view
 from portal.bookings.tables import Appointment
 from portal.bookings.weekview import build_week_view
 from portal.email.tables import OutboxMessage
 from portal.rooms import service as rooms
-from portal.rooms.dayview import build_day_view
 from portal.rooms.tables import RoomOutage
 from portal.sales import service as sales
 from portal.sales.tables import Sale

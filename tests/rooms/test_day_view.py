@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 from portal.auth.service import MANAGER
-from portal.rooms.dayview import build_day_view
+from portal.bookings.dayview import build_day_view
 from tests import factories
 from tests.staff import helpers
 

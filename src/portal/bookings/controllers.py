@@ -15,7 +15,16 @@ from litestar.response import Template
 
 from portal import access
 from portal.auth.service import ACCOUNTANT, CLIENT, MANAGER, OWNER, THERAPIST, CurrentUser
-from portal.bookings import availability, booking, listing, notify, outcomes, reading, weekview
+from portal.bookings import (
+    availability,
+    booking,
+    dayview,
+    listing,
+    notify,
+    outcomes,
+    reading,
+    weekview,
+)
 from portal.bookings import series as series_service
 from portal.bookings.credits import NoCredit, credits_for
 from portal.bookings.states import (
@@ -118,7 +127,7 @@ def _no_credit(user: CurrentUser, exc: NoCredit) -> str:
 
 def _day(raw: str | None, tz: ZoneInfo) -> date:
     """The day asked for (ISO), else today in ``tz``."""
-    today = utcnow().astimezone(tz).date()
+    today = _today(tz)
     try:
         day = date.fromisoformat(raw) if raw else today
     except ValueError:
@@ -740,10 +749,21 @@ async def _move_page(
     return Template("bookings/move.html", context=context, status_code=status_code)
 
 
-class WeekViewController(Controller):
-    """The location week view lives beside the day view, under its location's address."""
+class ScheduleController(Controller):
+    """The location day and week views live under their location's address."""
 
     path = "/locations"
+
+    @get("/{location_id:int}/day", guards=[managers], name="location_day")
+    async def day(
+        self,
+        user: SignedIn,
+        location_id: FromPath[int],
+        on: Annotated[str, QueryParameter(name="date")] = "",
+    ) -> Template:
+        tz = await _location_zone(user, location_id)
+        view = await dayview.build_day_view(user, location_id, _day(on, tz))
+        return Template("bookings/day.html", context={"view": view, "today": _today(tz)})
 
     @get("/{location_id:int}/week", guards=[managers], name="location_week")
     async def week(
@@ -753,12 +773,18 @@ class WeekViewController(Controller):
         on: Annotated[str, QueryParameter(name="date")] = "",
         by: Annotated[str, QueryParameter(name="by")] = weekview.THERAPISTS,
     ) -> Template:
-        location = await get_location_for(user, location_id)
-        tz = ZoneInfo(str(location["timezone"]))
+        tz = await _location_zone(user, location_id)
         view = await weekview.build_week_view(user, location_id, _day(on, tz), by=by)
-        return Template(
-            "bookings/week.html", context={"view": view, "today": utcnow().astimezone(tz).date()}
-        )
+        return Template("bookings/week.html", context={"view": view, "today": _today(tz)})
 
 
-ROUTES = [BookingController, WeekViewController]
+async def _location_zone(user: CurrentUser, location_id: int) -> ZoneInfo:
+    """The zone of a location the user may see (404/403 otherwise)."""
+    return ZoneInfo(str((await get_location_for(user, location_id))["timezone"]))
+
+
+def _today(tz: ZoneInfo) -> date:
+    return utcnow().astimezone(tz).date()
+
+
+ROUTES = [BookingController, ScheduleController]

@@ -86,8 +86,8 @@ async def gaps_and_conflicts(
     """Today at a location, read off its day view: ``gaps``, each therapist's free working
     time still ahead; ``conflicts``, booked appointments to move (a room out of service,
     the therapist on time off or outside their hours, a lapsed credential)."""
+    from portal.bookings.dayview import build_day_view
     from portal.bookings.states import BOOKED
-    from portal.rooms.dayview import build_day_view
 
     now = now or utcnow()
     tz = ZoneInfo(str(location["timezone"]))

@@ -1,18 +1,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date
-from typing import Annotated, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from litestar import Controller, Request, get
-from litestar.params import FromPath, QueryParameter
+from litestar import Request
 from litestar.response import Template
 
 from portal.auth.service import MANAGER, OWNER, CurrentUser
-from portal.locations.service import get_location_for, location_choices, locations_for
+from portal.locations.service import location_choices, locations_for
 from portal.rooms import service
-from portal.rooms.dayview import build_day_view
 from portal.timeutil import utcnow
 from portal.web.admin import (
     AdminForm,
@@ -25,7 +22,6 @@ from portal.web.admin import (
     records_handlers,
     search,
 )
-from portal.web.deps import SignedIn
 from portal.web.forms import Flash, Values, parse_id
 from portal.web.guards import requires_role
 
@@ -223,28 +219,4 @@ class RoomController(admin_controller(ROOMS, records_handlers(ROOMS, OUTAGES))):
     guards = [managers]
 
 
-class DayViewController(Controller):
-    """The location day view lives under its location's address."""
-
-    path = "/locations"
-
-    @get("/{location_id:int}/day", guards=[managers], name="location_day")
-    async def day(
-        self,
-        user: SignedIn,
-        location_id: FromPath[int],
-        on: Annotated[str, QueryParameter(name="date")] = "",
-    ) -> Template:
-        location = await get_location_for(user, location_id)
-        today = utcnow().astimezone(ZoneInfo(str(location["timezone"]))).date()
-        try:
-            day = date.fromisoformat(on) if on else today
-        except ValueError:
-            day = today
-        if not 1900 <= day.year <= 2200:
-            day = today
-        view = await build_day_view(user, location_id, day)
-        return Template("rooms/day.html", context={"view": view, "today": today})
-
-
-ROUTES = [RoomController, DayViewController]
+ROUTES = [RoomController]
