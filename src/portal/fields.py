@@ -9,6 +9,8 @@ from datetime import date
 
 # Every table's id is a 32-bit integer (Piccolo ``Serial``).
 MAX_ID = 2**31 - 1
+# The days the portal accepts: it can do arithmetic around them (no year 1 or 9999).
+FIRST_YEAR, LAST_YEAR = 1900, 2200
 
 
 # What a ticked checkbox (or a yes in a query or a file) sends; anything else is unticked.
@@ -18,6 +20,11 @@ TICKED = frozenset({"on", "yes", "true", "1"})
 def checked(values: dict[str, str], name: str) -> bool:
     """Whether the checkbox ``name`` was ticked (an absent box was not)."""
     return values.get(name, "") in TICKED
+
+
+def plausible(day: date) -> bool:
+    """A calendar day between ``FIRST_YEAR`` and ``LAST_YEAR``."""
+    return FIRST_YEAR <= day.year <= LAST_YEAR
 
 
 def parse_id(raw: object) -> int | None:

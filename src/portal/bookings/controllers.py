@@ -37,6 +37,7 @@ from portal.bookings.states import (
 from portal.catalog.service import all_services
 from portal.clients import service as clients
 from portal.errors import Forbidden, Invalid
+from portal.fields import plausible
 from portal.locations.service import all_locations, get_location_for
 from portal.onetime import service as onetime
 from portal.settings import Settings
@@ -62,21 +63,9 @@ BOOKED_MESSAGE = {  # by whether the client booked it themselves
 }
 
 
-MAX_ID = 2**31 - 1  # ids are 32-bit serials
-
-
 def _int(raw: str | None) -> int | None:
-    """An id from a form or the query string; anything else (or out of range) is None."""
-    text = (raw or "").strip()
-    if not text or len(text) > 10 or not (text.isascii() and text.isdigit()):
-        return None
-    number = int(text)
-    return number if 0 < number <= MAX_ID else None
-
-
-def _plausible(day: date) -> bool:
-    """A calendar day the portal can do arithmetic around (no year 1 or 9999)."""
-    return 1900 <= day.year <= 2200
+    """An id from a form or the query string; anything else (0, out of range) is None."""
+    return parse_id(raw or "") or None
 
 
 def _query(request: Request[Any, Any, Any]) -> dict[str, str]:
@@ -125,14 +114,14 @@ def _no_credit(user: CurrentUser, exc: NoCredit) -> str:
     return f"{exc.message} The client needs a package for it first."
 
 
-def _day(raw: str | None, tz: ZoneInfo) -> date:
-    """The day asked for (ISO), else today in ``tz``."""
-    today = _today(tz)
+def _day(raw: str | None, tz: ZoneInfo, default: date | None = None) -> date:
+    """The day asked for (ISO), else ``default``, else today in ``tz``."""
+    fallback = default or _today(tz)
     try:
-        day = date.fromisoformat(raw) if raw else today
+        day = date.fromisoformat(raw) if raw else fallback
     except ValueError:
-        return today
-    return day if _plausible(day) else today
+        return fallback
+    return day if plausible(day) else fallback
 
 
 def _days_around(day: date) -> dict[str, date]:
@@ -292,7 +281,7 @@ async def _location_day_page(
 def _aware_start(raw: str) -> datetime:
     """A free time's start from the form: an ISO datetime with its offset, on a plausible day."""
     start = datetime.fromisoformat(raw)
-    if start.tzinfo is None or not _plausible(start.date()):
+    if start.tzinfo is None or not plausible(start.date()):
         raise ValueError
     return start
 
@@ -391,7 +380,7 @@ def _wall_start(form: dict[str, str], tz: ZoneInfo, errors: dict[str, str]) -> d
         on = date.fromisoformat(form["day"])
     except ValueError:
         on = None
-    if on is None or not _plausible(on):
+    if on is None or not plausible(on):
         errors["day"] = "Enter the new date."
         on = None
     minute = h.parse_hhmm(form["time"])
@@ -715,12 +704,7 @@ async def _move_page(
         bookable = await availability.therapists_at(location_id, credentialed_on=utcnow().date())
         ids = {t["id"] for t in bookable}
         therapists = [t for t in therapists if t["id"] in ids]
-    try:
-        on = date.fromisoformat(form.get("day", ""))
-        if not _plausible(on):
-            raise ValueError
-    except ValueError:
-        on = appointment["start_at"].astimezone(tz).date()
+    on = _day(form.get("day"), tz, appointment["start_at"].astimezone(tz).date())
     therapist_id = _int(form.get("therapist")) or int(appointment["therapist"])
     slots: list[availability.Slot] = []
     if appointment["status"] == BOOKED:

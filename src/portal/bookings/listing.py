@@ -43,7 +43,7 @@ from portal.bookings.reading import SHOWN, joined
 from portal.bookings.states import STATUS_LABELS
 from portal.bookings.tables import Appointment
 from portal.errors import Forbidden, Invalid
-from portal.fields import parse_id, parse_iso_date
+from portal.fields import FIRST_YEAR, LAST_YEAR, parse_id, parse_iso_date, plausible
 from portal.locations.service import all_locations
 from portal.locations.tables import Location
 from portal.pagination import Page, keyset_page
@@ -82,8 +82,8 @@ def _date(raw: str, errors: dict[str, str], field: str) -> date | None:
     day = parse_iso_date(raw, errors, field, example="2026-03-08")
     if day is None:
         return None
-    if not 1900 <= day.year <= 2200:
-        errors[field] = "Enter a date between 1900 and 2200."
+    if not plausible(day):
+        errors[field] = f"Enter a date between {FIRST_YEAR} and {LAST_YEAR}."
         return None
     return day
 

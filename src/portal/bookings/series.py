@@ -16,14 +16,13 @@ from portal.auth.service import CurrentUser
 from portal.bookings import booking
 from portal.bookings.credits import NoCredit
 from portal.errors import Invalid
-from portal.fields import parse_int
+from portal.fields import MAX_ID, parse_int
 from portal.locations.tables import Location
 from portal.settings import Settings
 from portal.staff import hours as h
 
 CADENCES = {"1": "Every week", "2": "Every two weeks", "4": "Every four weeks"}
 MAX_LEAD_DAYS = 366
-MAX_ID = 2**31 - 1  # ids are 32-bit serials
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from portal.auth.service import (
 from portal.auth.tables import User, UserLocation
 from portal.catalog.tables import Service
 from portal.errors import Forbidden, Invalid, NotFound
-from portal.fields import optional_text, require_text
+from portal.fields import FIRST_YEAR, LAST_YEAR, optional_text, plausible, require_text
 from portal.locations.tables import Location
 from portal.pagination import Page
 from portal.settings import Settings
@@ -88,8 +88,8 @@ def parse_date(
     except ValueError:
         errors[name] = f"{label}: enter a date such as 2027-06-30."
         return None
-    if not 1900 <= value.year <= 2200:
-        errors[name] = f"{label}: enter a date between 1900 and 2200."
+    if not plausible(value):
+        errors[name] = f"{label}: enter a date between {FIRST_YEAR} and {LAST_YEAR}."
         return None
     return value
 
