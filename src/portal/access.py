@@ -21,6 +21,7 @@ from portal.identity import MANAGER, OWNER, CurrentUser
 __all__ = [
     "can_read",
     "can_write",
+    "ensure",
     "ensure_read",
     "ensure_write",
     "list_scope",
@@ -57,6 +58,11 @@ def ensure_read(actor: CurrentUser, location_id: int) -> None:
 def ensure_write(actor: CurrentUser, location_id: int) -> None:
     if not can_write(actor, location_id):
         raise Forbidden("You do not have access to this location.")
+
+
+def ensure(actor: CurrentUser, location_id: int, *, write: bool = False) -> None:
+    """:func:`ensure_write` for a change, else :func:`ensure_read` (a record's ``_for`` getter)."""
+    (ensure_write if write else ensure_read)(actor, location_id)
 
 
 def list_scope(actor: CurrentUser, location_id: int | None = None) -> list[int] | None:

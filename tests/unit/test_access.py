@@ -43,6 +43,12 @@ def test_each_role_reads_and_writes_what_the_rule_says(role: str) -> None:
     if not read2:
         with pytest.raises(Forbidden):
             access.ensure_read(who, 2)
+    for write, allowed in ((False, read1), (True, write1)):
+        if allowed:
+            access.ensure(who, 1, write=write)
+        else:
+            with pytest.raises(Forbidden):
+                access.ensure(who, 1, write=write)
 
 
 def test_visible_locations_is_everything_only_for_owner_and_accountant() -> None:

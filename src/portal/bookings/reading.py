@@ -73,7 +73,7 @@ async def get_appointment_for(
         if row["therapist_account"] != user.id or write:
             raise Forbidden("This is not your appointment.")
         return row
-    (access.ensure_write if write else access.ensure_read)(user, int(row["location"]))
+    access.ensure(user, int(row["location"]), write=write)
     return row
 
 

@@ -138,7 +138,7 @@ async def get_location_for(
 ) -> dict[str, Any]:
     """The location, if ``user`` may see it (404 if it does not exist, 403 if not theirs)."""
     row = await get_location(location_id)
-    (access.ensure_write if write else access.ensure_read)(user, location_id)
+    access.ensure(user, location_id, write=write)
     return row
 
 

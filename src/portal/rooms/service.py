@@ -13,7 +13,7 @@ from typing import Any, Unpack
 from zoneinfo import ZoneInfo
 
 from portal import db, records
-from portal.access import ensure_read, ensure_write
+from portal.access import ensure, ensure_write
 from portal.audit import service as audit
 from portal.auth.service import MANAGER, OWNER, CurrentUser
 from portal.catalog.tables import Service
@@ -132,7 +132,7 @@ async def get_room_for(user: CurrentUser, room_id: int, *, write: bool = False) 
     """The room if ``user`` may see it: 404 if unknown, 403 if it is at another location."""
     _require_room_role(user)
     row = await get_room(room_id)
-    (ensure_write if write else ensure_read)(user, int(row["location"]))
+    ensure(user, int(row["location"]), write=write)
     return row
 
 

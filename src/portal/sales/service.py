@@ -541,7 +541,7 @@ async def get_sale_for(user: CurrentUser, sale_id: int, *, write: bool = False) 
         if sale["client"] != user.id or write:
             raise Forbidden("This is not your purchase.")
         return sale
-    (access.ensure_write if write else access.ensure_read)(user, int(sale["location"]))
+    access.ensure(user, int(sale["location"]), write=write)
     return sale
 
 
