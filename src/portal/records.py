@@ -155,11 +155,22 @@ async def cancel(
     return bool(cancelled)
 
 
-async def get_child(table: Any, row_id: int, owner: Any, owner_id: int, missing: str) -> Any:
+async def get(table: Any, row_id: int, missing: str) -> dict[str, Any]:
+    """The row of ``table`` with this id, every column; ``NotFound(missing)`` when there is none."""
+    return _found(await table.select().where(table.id == row_id).first().run(), missing)
+
+
+async def get_child(
+    table: Any, row_id: int, owner: Any, owner_id: int, missing: str
+) -> dict[str, Any]:
     """A row that belongs to ``owner_id`` (a therapist's time off, a room's
     out-of-service window); ``NotFound(missing)`` when there is none, or it
     belongs to another, so an id from one page cannot reach another's rows."""
-    row = await table.select().where((table.id == row_id) & (owner == owner_id)).first().run()
+    condition = (table.id == row_id) & (owner == owner_id)
+    return _found(await table.select().where(condition).first().run(), missing)
+
+
+def _found(row: dict[str, Any] | None, missing: str) -> dict[str, Any]:
     if row is None:
         raise NotFound(missing)
     return row

@@ -39,10 +39,7 @@ def _package_columns() -> list[Any]:
 
 
 async def get_service(service_id: int) -> dict[str, Any]:
-    row = await Service.select().where(Service.id == service_id).first().run()
-    if row is None:
-        raise NotFound("No such service.")
-    return row
+    return await records.get(Service, service_id, "No such service.")
 
 
 async def get_package(package_id: int) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any, Unpack
 from babel.numbers import list_currencies
 
 from portal import access, records
-from portal.errors import Forbidden, Invalid, NotFound
+from portal.errors import Forbidden, Invalid
 from portal.fields import checked, optional_text, parse_int, require_text
 from portal.identity import OWNER, CurrentUser
 from portal.locations.tables import Location
@@ -127,10 +127,7 @@ def parse_location_form(values: dict[str, str]) -> LocationInput:
 
 
 async def get_location(location_id: int) -> dict[str, Any]:
-    row = await Location.select().where(Location.id == location_id).first().run()
-    if row is None:
-        raise NotFound("No such location.")
-    return row
+    return await records.get(Location, location_id, "No such location.")
 
 
 async def get_location_for(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from portal import records
 from portal.audit import service as audit
 from portal.auth.service import CurrentUser
 from portal.errors import Invalid, NotFound
@@ -273,10 +274,7 @@ async def refund_of_sale(sale_id: int, refund_id: int) -> dict[str, Any]:
 
 
 async def _refund_row(refund_id: int) -> dict[str, Any]:
-    row = await Refund.select().where(Refund.id == refund_id).first().run()
-    if row is None:
-        raise NotFound("No such refund.")
-    return row
+    return await records.get(Refund, refund_id, "No such refund.")
 
 
 async def record_external_refund(gateway: StripeGateway, refund: StripeRefund) -> bool:

@@ -18,10 +18,10 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from portal import access, db, progress
+from portal import access, db, progress, records
 from portal.auth.service import CLIENT, CurrentUser
 from portal.catalog.service import NotAvailable, PackageTerms
-from portal.errors import Forbidden, NotFound
+from portal.errors import Forbidden
 from portal.ledger import daily
 from portal.ledger import service as ledger
 from portal.sales.tables import IntroClaim, Sale, SaleSession
@@ -528,10 +528,7 @@ async def expire_beyond(sale_id: int, keep: int, at: datetime) -> int:
 
 
 async def get_sale(sale_id: int) -> dict[str, Any]:
-    row = await Sale.select().where(Sale.id == sale_id).first().run()
-    if row is None:
-        raise NotFound("No such sale.")
-    return row
+    return await records.get(Sale, sale_id, "No such sale.")
 
 
 async def get_sale_for(user: CurrentUser, sale_id: int, *, write: bool = False) -> dict[str, Any]:

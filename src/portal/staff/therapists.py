@@ -29,7 +29,7 @@ from portal.auth.service import (
 )
 from portal.auth.tables import User, UserLocation
 from portal.catalog.tables import Service
-from portal.errors import Forbidden, Invalid, NotFound
+from portal.errors import Forbidden, Invalid
 from portal.fields import FIRST_YEAR, LAST_YEAR, optional_text, plausible, require_text
 from portal.locations.tables import Location
 from portal.pagination import Page
@@ -192,9 +192,7 @@ async def therapist_service_ids(therapist_id: int) -> frozenset[int]:
 
 
 async def get_therapist(therapist_id: int) -> dict[str, Any]:
-    row = await Therapist.select().where(Therapist.id == therapist_id).first().run()
-    if row is None:
-        raise NotFound("No such therapist.")
+    row = await records.get(Therapist, therapist_id, "No such therapist.")
     row["location_ids"] = await therapist_location_ids(therapist_id)
     row["service_ids"] = await therapist_service_ids(therapist_id)
     return row
