@@ -12,13 +12,14 @@ from datetime import timedelta
 
 from portal.auth.service import ACCOUNTANT, MANAGER
 from portal.ledger.tables import CreditDay, LedgerDay
-from portal.memberships import desk
+from portal.memberships import desk, subscriptions
 from portal.reports import filters as report_filters
 from portal.reports import service, totals
 from portal.timeutil import utcnow
 from tests import factories
 from tests.bookings.conftest import give_package
 from tests.memberships.conftest import Club
+from tests.memberships.helpers import make_plan
 from tests.memberships.test_desk_billing import _staff
 from tests.reports import helpers
 
@@ -102,3 +103,55 @@ async def test_the_kind_filter_on_the_pages_and_in_the_downloads(club: Club) -> 
     assert drill.status_code == 200 and "Monthly 60 min" in drill.text
     assert "2 × 60" not in drill.text
     assert bad.status_code in (400, 422) and "Choose All, Packages or Memberships." in bad.text
+
+
+async def test_the_kind_filter_in_the_json_api(club: Club) -> None:
+    """A desk member frozen with the plan's fee ($10.00 + $0.83 tax, earned at once) beside
+    the package: the fee is the memberships' service revenue."""
+    manager = await factories.make_user(MANAGER, location_ids=[club.location])
+    staff = _staff(manager, club.location)
+    plan = await make_plan(
+        club.location, club.service, name="Pausable", freeze_allowed=True, freeze_fee=1000
+    )
+    membership_id = await desk.enrol(staff, club.member.id, plan, "cash",
+                                     request_key=secrets.token_urlsafe(24))  # fmt: skip
+    await subscriptions.set_frozen(
+        None, staff, membership_id, True, request_key=secrets.token_urlsafe(24), method="cash"  # type: ignore[arg-type]
+    )
+    await give_package(club.member.id, club.location, club.service, sessions=2)
+    f = await _filters(club, "")
+    params = {"start": f.period.start.isoformat(), "end": f.period.end.isoformat(),
+              "location": str(club.location)}  # fmt: skip
+    liability, revenue = {}, {}
+    async with factories.make_client(club.app) as api:
+        await factories.login(api, await factories.make_user(ACCOUNTANT))
+        for kind in ("", "all", "packages", "memberships"):
+            query = {**params, "product": kind} if kind else params
+            answer = (await api.get("/api/v1/reports/liability", params=query)).json()
+            (row,) = answer["rows"]
+            liability[kind] = (answer["product"], row["sold_cents"], row["sold_sessions"],
+                               row["closing_cents"], row["balanced"])  # fmt: skip
+            answer = (await api.get("/api/v1/reports/revenue", params=query)).json()
+            revenue[kind] = (
+                answer["product"],
+                sum(r["cash_collected_cents"] for r in answer["rows"]),
+                sum(r["service_revenue_cents"] for r in answer["rows"]),
+            )
+        bad = await api.get("/api/v1/reports/liability", params={**params, "product": "gifts"})
+        bad_revenue = await api.get("/api/v1/reports/revenue", params={**params, "product": "x"})
+    assert liability == {
+        "": ("all", 30000, 4, 30000, True),
+        "all": ("all", 30000, 4, 30000, True),
+        "packages": ("packages", 18000, 2, 18000, True),
+        "memberships": ("memberships", 12000, 2, 12000, True),
+    }
+    # Cash collected is the period's payment ($129.90); the fee is service revenue at once
+    # (its cash is in the journal, not among the payments).
+    assert revenue == {
+        "": ("all", 12990, 1000),
+        "all": ("all", 12990, 1000),
+        "packages": ("packages", 0, 0),
+        "memberships": ("memberships", 12990, 1000),
+    }
+    assert bad.status_code == 400 and "Choose All, Packages or Memberships." in bad.text
+    assert bad_revenue.status_code == 400

@@ -122,3 +122,41 @@ async def test_a_desk_period_payment_clicked_at_once_is_recorded_once(
     assert [e["kind"] for e in entries] == ["sale_paid", "sale_paid"]
     assert await SaleSession.count().where(SaleSession.sale.is_in(sale_ids)) == 4
     await assert_whole(portal)
+
+
+async def test_a_desk_freeze_with_its_fee_clicked_at_once_charges_the_fee_once(
+    portal: Portal, clinic: Clinic
+) -> None:
+    """ "Freeze and record the fee paid" clicked six times at once (one form) and by a second
+    manager with a form of their own: frozen once, one fee entry (Dr cash on hand)."""
+    plan = await make_plan(
+        clinic.location_id, clinic.service_id, name="Desk pausable", sessions=2,
+        freeze_allowed=True, freeze_fee=1000,
+    )  # fmt: skip
+    membership_id = await desk.enrol(
+        clinic.as_manager(), clinic.client.id, plan, "cash", request_key=secrets.token_urlsafe(24)
+    )
+    path = f"/memberships/{membership_id}/freeze"
+    first = await portal.signed_in(clinic.manager, "first")
+    second = await portal.signed_in(clinic.manager2, "second")
+    form = {**await first.form(f"/memberships/{membership_id}", path), "method": "cash"}
+    other = {**await second.form(f"/memberships/{membership_id}", path), "method": "terminal"}
+
+    answers = await at_once(
+        [first.post(path, form, process=i % 2) for i in range(6)]
+        + [second.post(path, other, process=i % 2) for i in range(2)]
+    )
+    assert {a.status_code for a in answers} == {303}, describe(answers)
+    membership = await Membership.select().where(Membership.id == membership_id).first().run()
+    assert membership is not None and membership["paused"]
+    lines = await rows(
+        "SELECT account, debit_cents, credit_cents FROM journal_line WHERE entry IN "
+        "(SELECT id FROM journal_entry WHERE kind = 'membership_fee' AND location = {}) "
+        "ORDER BY id",
+        clinic.location_id,
+    )
+    # $10.00 (the clinic charges no tax), taken once whoever's click came first.
+    assert [(r["account"], int(r["debit_cents"]), int(r["credit_cents"])) for r in lines] == [
+        ("cash_on_hand", 1000, 0), ("service_revenue", 0, 1000),
+    ]  # fmt: skip
+    await assert_whole(portal)

@@ -17,7 +17,7 @@ from portal.catalog import service as catalog
 from portal.clients import service as clients
 from portal.locations.service import all_locations, get_location, get_location_for
 from portal.locations.tables import Location
-from portal.memberships import changes, desk, service, subscriptions
+from portal.memberships import changes, desk, fees, service, subscriptions
 from portal.onetime import service as onetime
 from portal.payments.controllers import GATEWAY_DEPENDENCIES, Tilled, _checkout_page_headers
 from portal.payments.gateway import GatewayError
@@ -407,6 +407,8 @@ async def membership_page(
 ) -> Template:
     context = await _membership_context(user, membership_id)
     membership = context["membership"]
+    is_desk = subscriptions.is_desk(membership)
+    freeze_fee = fees.fee_quote(context["terms"]) if is_desk else None
     return Template(
         "memberships/membership.html",
         context={
@@ -417,8 +419,14 @@ async def membership_page(
             "intervals": service.INTERVALS,
             "joined": request.query_params.get("joined") == "1",
             "can_change": user.role in (OWNER, MANAGER, CLIENT),
-            "desk": subscriptions.is_desk(membership),
-            "due": await desk.next_due(membership) if subscriptions.is_desk(membership) else None,
+            "desk": is_desk,
+            "due": await desk.next_due(membership) if is_desk else None,
+            "freeze_fee": freeze_fee,
+            "freeze_from": (
+                await subscriptions.frozen_period_start(membership)
+                if freeze_fee and membership["current_period_end"]
+                else None
+            ),
             "can_take_payment": user.role in (OWNER, MANAGER),
             "change": changes.scheduled(membership),
             "plan_choices": [
@@ -442,9 +450,11 @@ async def desk_payment(acting: Actor, membership_id: FromPath[int]) -> Response[
     request, user, client_address = acting.request, acting.user, acting.address
 
     async def act(values: Values, key: str) -> str:
-        await desk.record_payment(
+        sale_id = await desk.record_payment(
             user, membership_id, values.get("method", ""), request_key=key, address=client_address
         )
+        if not sale_id:
+            return "Freeze fee recorded: the frozen period is paid for."
         return "Payment recorded: the period's sessions are granted."
 
     return await _act(request, user, membership_id, act)
@@ -546,14 +556,18 @@ def _freeze_handler(frozen: bool) -> Any:
         request, user, client_address = till.request, till.user, till.address
         gateways = till.gateways
 
-        async def act(_: Values, key: str) -> str:
-            await subscriptions.set_frozen(
+        async def act(values: Values, key: str) -> str:
+            fee = await subscriptions.set_frozen(
                 gateways.get(), user, membership_id, frozen,
-                request_key=key, address=client_address,
+                request_key=key, address=client_address, method=values.get("method", ""),
             )  # fmt: skip
-            return (
-                "Frozen: no charges and no new sessions until you resume." if frozen else "Resumed."
-            )
+            if not frozen:
+                return "Resumed."
+            if fee:
+                membership = await subscriptions.get_membership(membership_id)
+                paid = money.format_money(fee, str(membership["currency"]))
+                return f"Frozen: the freeze fee of {paid} is recorded paid; no new sessions until resumed."
+            return "Frozen: no charges and no new sessions until you resume."
 
         return await _act(request, user, membership_id, act)
 

@@ -34,6 +34,7 @@ from portal.audit import service as audit
 from portal.auth.service import CLIENT, CurrentUser
 from portal.auth.tables import User
 from portal.errors import Forbidden, Invalid, NotFound
+from portal.memberships import fees
 from portal.memberships import service as plans
 from portal.memberships import subscriptions as subs
 from portal.memberships.tables import Membership, MembershipPeriod
@@ -47,7 +48,7 @@ DESK = subs.DESK
 ADVANCE = timedelta(days=7)
 ENROL = "membership_desk_enrol"
 PAY = "membership_desk_payment"
-METHODS = {"cash": "Cash", "cheque": "Cheque", "terminal": "Card terminal"}
+METHODS = fees.DESK_METHODS
 
 
 def period_key(membership_id: int, start: datetime) -> str:
@@ -129,6 +130,7 @@ class Due:
     overdue: bool  # it has begun unpaid (the membership is past due)
     reason: str  # why it cannot be paid now ("" when it can)
     payable_from: datetime | None = None
+    freeze_fee: bool = False  # the plan's fee for a frozen period, not the period's price
 
 
 async def _latest_paid_end(membership_id: int) -> datetime | None:
@@ -171,7 +173,7 @@ async def next_due(membership: dict[str, Any], now: datetime | None = None) -> D
         return Due(owed["period_start"], owed["period_end"], int(owed["amount_cents"]),
                    code, True, "")  # fmt: skip
     if membership["paused"]:
-        return Due(None, None, amount, code, False, "The membership is frozen: nothing is due.")
+        return await _freeze_fee_due(membership, now)
     # After the last period paid, or after the current one when it began frozen (uncharged).
     paid_to = await _latest_paid_end(int(membership["id"]))
     start = max(paid_to or membership["current_period_end"], membership["current_period_end"])
@@ -187,6 +189,24 @@ async def next_due(membership: dict[str, Any], now: datetime | None = None) -> D
     return Due(start, end, amount, code, start <= now, "")
 
 
+async def _freeze_fee_due(membership: dict[str, Any], now: datetime) -> Due:
+    """While frozen, the fee of the next frozen period not yet paid (payable from a week
+    before it begins), when the plan has one."""
+    code = str(membership["currency"])
+    quote = fees.fee_quote(subs._terms(membership))
+    start = await subs.frozen_period_start(membership)
+    if quote is None or await fees.desk_fee_paid(int(membership["id"]), start):
+        amount = int(membership["total_cents"])
+        return Due(None, None, amount, code, False, "The membership is frozen: nothing is due.")
+    end = subs.next_period_end(start, str(subs._terms(membership)["interval"]))
+    if membership["cancel_at"] is not None and start >= membership["cancel_at"]:
+        return Due(None, None, 0, code, False, "The membership ends before another period.")
+    if start - now > ADVANCE:
+        return Due(start, end, quote.total_cents, code, False, "The next period is not payable "
+                   "yet.", payable_from=start - ADVANCE, freeze_fee=True)  # fmt: skip
+    return Due(start, end, quote.total_cents, code, False, "", freeze_fee=True)
+
+
 async def record_payment(
     staff: CurrentUser,
     membership_id: int,
@@ -196,7 +216,8 @@ async def record_payment(
     address: str = "",
 ) -> int:
     """Take the next period's fee at the desk; returns the sale holding its sessions (the
-    same sale again for the same form). Refused when no period is payable now."""
+    same sale again for the same form). Refused when no period is payable now. While
+    frozen, the next frozen period's freeze fee is what is taken (no sale: returns 0)."""
     _method(method)
     if staff.role == CLIENT:
         raise Forbidden("Periods are paid at the front desk.")
@@ -204,11 +225,21 @@ async def record_payment(
     now = utcnow()
     async with subs.locked(membership_id) as membership:
         first = await onetime.claim(request_key, user_id=staff.id, action=PAY, field="method")
-        if first:
+        if first is not None:
             return int(first)
         due = await next_due(membership, now)
         if due.reason or due.start is None or due.end is None:
             raise Invalid({"method": due.reason or "Nothing is due."})
+        if due.freeze_fee:
+            await fees.take_at_desk(membership, due.start, method, now)
+            await audit.record(
+                staff, "desk_freeze_fee", "membership", membership_id,
+                after={"period_start": due.start.isoformat(), "method": method,
+                       "freeze_fee_cents": due.amount_cents},
+                address=address,
+            )  # fmt: skip
+            await onetime.finish(request_key, "0")
+            return 0
         sale_id = await _pay(staff, membership, due.start, due.end, method, now)
         await audit.record(
             staff, "desk_payment", "membership", membership_id,
@@ -217,7 +248,8 @@ async def record_payment(
             address=address,
         )  # fmt: skip
         await onetime.finish(request_key, str(sale_id))
-    await payments.send_receipt_for(sale_id, defer=True)
+    if sale_id:
+        await payments.send_receipt_for(sale_id, defer=True)
     return sale_id
 
 

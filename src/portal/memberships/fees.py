@@ -13,6 +13,14 @@ Dr stripe_clearing (total) / Cr service_revenue (net) + Cr tax_payable (tax), an
 Stripe's fee Dr processing_fees / Cr stripe_clearing — one entry per invoice
 (``membership_fee:<invoice>``), whether the charge's answer or ``invoice.paid``
 is heard first.
+
+A member paid at the front desk has no card on file: the fee of a frozen period is
+taken in the clinic (cash, cheque or the card terminal) — the first one when staff
+freeze the membership at the desk, each later one as the desk's next payment while
+it stays frozen. The entry is the same but for where the money sits:
+Dr cash_on_hand (total) / Cr service_revenue (net) + Cr tax_payable (tax), keyed by
+the membership and the frozen period's start (``membership_fee:desk:<id>:<start>``),
+so each frozen period is charged once however often the form is sent.
 """
 
 from __future__ import annotations
@@ -24,13 +32,17 @@ from typing import Any
 
 from portal import money
 from portal.ledger import service as ledger
+from portal.ledger.tables import JournalEntry
 from portal.payments.gateway import GatewayError, StripeGateway, StripeInvoice
+from portal.sales import service as sales
 from portal.timeutil import utcnow
 
 log = logging.getLogger("portal.memberships")
 
 MANUAL = "manual"
 KIND = "membership_fee"
+# How a desk member pays in the clinic: a period's fee, or a freeze fee.
+DESK_METHODS = {"cash": "Cash", "cheque": "Cheque", "terminal": "Card terminal"}
 
 
 def fee_quote(terms: dict[str, Any]) -> money.TaxQuote | None:
@@ -97,3 +109,39 @@ async def record_fee(
         memo=f"Freeze fee, membership {membership['id']}",
     )
     return entry is not None
+
+
+def desk_fee_key(membership_id: int, period_start: datetime) -> str:
+    """The journal's key of the desk-paid fee of the frozen period from ``period_start``."""
+    return f"{KIND}:desk:{membership_id}:{int(period_start.timestamp())}"
+
+
+async def desk_fee_paid(membership_id: int, period_start: datetime) -> bool:
+    key = desk_fee_key(membership_id, period_start)
+    return bool(await JournalEntry.exists().where(JournalEntry.event_key == key).run())
+
+
+async def take_at_desk(
+    membership: dict[str, Any], period_start: datetime, method: str, at: datetime
+) -> int:
+    """Journal the freeze fee of the frozen period from ``period_start`` as paid in the
+    clinic by ``method``; returns the amount taken (0: no fee, or paid before)."""
+    quote = fee_quote(json.loads(membership["terms"]))
+    if quote is None:
+        return 0
+    entry = await ledger.post(
+        event_key=desk_fee_key(int(membership["id"]), period_start),
+        kind=KIND,
+        lines=[
+            ledger.debit(sales.CLEARING_ACCOUNT[method], quote.total_cents),
+            ledger.credit("service_revenue", quote.net_cents),
+            ledger.credit("tax_payable", quote.tax_cents),
+        ],
+        currency=str(membership["currency"]),
+        location_id=int(membership["location"]),
+        occurred_at=at,
+        reference=f"desk-freeze:{membership['id']}:{int(period_start.timestamp())}",
+        memo=f"Freeze fee, membership {membership['id']}, paid at the desk "
+        f"({sales.PAYMENT_METHODS[method].lower()})",
+    )
+    return quote.total_cents if entry is not None else 0

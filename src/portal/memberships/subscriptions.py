@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from portal import db
+from portal import db, money
 from portal.audit import service as audit
 from portal.auth.service import CLIENT, CurrentUser
 from portal.auth.tables import User
@@ -822,6 +822,16 @@ async def cancel(
     return quote.ends_at
 
 
+async def frozen_period_start(membership: dict[str, Any]) -> datetime:
+    """The first period a freeze leaves unbilled: from the current period's end, past any
+    period billed ahead (the one whose freeze fee is due)."""
+    start = membership["current_period_end"]
+    billed = {p["period_start"] for p in await periods_of(int(membership["id"]))}
+    while start in billed:
+        start = next_period_end(start, str(_terms(membership)["interval"]))
+    return start
+
+
 async def set_frozen(
     gateway: StripeGateway,
     user: CurrentUser,
@@ -830,8 +840,13 @@ async def set_frozen(
     *,
     request_key: str,
     address: str = "",
-) -> None:
-    """Freeze (pause collection: no charge, no new sessions) or resume, as the plan allows."""
+    method: str = "",
+) -> int:
+    """Freeze (pause collection: no charge, no new sessions) or resume, as the plan allows.
+
+    A desk member's freeze fee is taken in the clinic by ``method`` as staff freeze it:
+    the fee of the first frozen period, once (a member cannot freeze it online). Returns
+    the fee taken now (0: none, or the period's fee was paid before)."""
     membership = await get_membership_for(user, membership_id, write=True)
     if frozen and not _terms(membership)["freeze_allowed"]:
         raise Invalid({"form": "This plan cannot be frozen."})
@@ -842,6 +857,14 @@ async def set_frozen(
         raise Invalid(
             {"form": "The membership is already " + ("frozen." if frozen else "running.")}
         )
+    fee = fees.fee_quote(_terms(membership)) if desk and frozen else None
+    if fee is not None:
+        if user.role == CLIENT:
+            amount = money.format_money(fee.total_cents, str(membership["currency"]))
+            raise Invalid({"form": f"Freezing costs {amount} a period, paid at the front "
+                                   "desk: ask the clinic to freeze it."})  # fmt: skip
+        if method not in fees.DESK_METHODS:
+            raise Invalid({"method": "Choose how the client paid the freeze fee."})
     subscription = None
     if not desk:
         subscription = await gateway.update_subscription(
@@ -850,8 +873,10 @@ async def set_frozen(
             pause=frozen,
         )
     async with locked(membership_id) as fresh:
-        if await onetime.claim(request_key, user_id=user.id, action="membership_freeze"):
-            return
+        first = await onetime.claim(request_key, user_id=user.id, action="membership_freeze")
+        if first is not None:
+            return int(first) if first.isdigit() else 0
+        taken = 0
         if subscription is not None:
             await _mirror(fresh, subscription)
         elif fresh["status"] != ACTIVE or bool(fresh["paused"]) == frozen:
@@ -862,11 +887,18 @@ async def set_frozen(
                 .where(Membership.id == membership_id)
                 .run()
             )
+            if fee is not None:
+                start = await frozen_period_start(fresh)
+                taken = await fees.take_at_desk(fresh, start, method, utcnow())
+        after: dict[str, Any] = {"paused": frozen}
+        if fee is not None:
+            after |= {"freeze_fee_cents": taken, "method": method}
         await audit.record(
             user, "freeze" if frozen else "resume", "membership", membership_id,
-            before={"paused": not frozen}, after={"paused": frozen}, address=address,
+            before={"paused": not frozen}, after=after, address=address,
         )  # fmt: skip
-        await onetime.finish(request_key, "frozen" if frozen else "resumed")
+        await onetime.finish(request_key, str(taken))
+    return taken
 
 
 async def card_customer(user: CurrentUser, membership_id: int) -> str:

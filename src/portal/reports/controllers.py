@@ -754,6 +754,12 @@ Locations = Annotated[
 ]
 Group = Annotated[str | None, QueryParameter(name="group", description="day, week or month")]
 Single = Annotated[str | None, QueryParameter()]
+Product = Annotated[
+    str | None,
+    QueryParameter(
+        name="product", description="The kind filter: packages, memberships or all (the default)"
+    ),
+]
 
 
 # The API's filters arrive as typed query parameters, declared once on these
@@ -767,17 +773,21 @@ def provide_filter_params(
 
 
 async def provide_report_filter(
-    request: Request[Any, Any, Any], filter_params: NamedDependency[dict[str, list[str]]]
+    request: Request[Any, Any, Any],
+    filter_params: NamedDependency[dict[str, list[str]]],
+    product: Product = None,
 ) -> Filters:
-    return await _api_filters(request, filter_params)
+    return await _api_filters(request, {**filter_params, **_api_params(product=product)})
 
 
 async def provide_grouped_filter(
     request: Request[Any, Any, Any],
     filter_params: NamedDependency[dict[str, list[str]]],
     group: Group = None,
+    product: Product = None,
 ) -> Filters:
-    return await _api_filters(request, {**filter_params, **_api_params(group=group)})
+    single = _api_params(group=group, product=product)
+    return await _api_filters(request, {**filter_params, **single})
 
 
 async def provide_payment_filter(
@@ -829,22 +839,26 @@ class ReportApiController(Controller):
 
     @get("/liability", name="api_report_liability")
     async def liability(self, report_filter: ReportFilter) -> dict[str, Any]:
-        """Package liability (deferred revenue) per location: opening, movements, closing."""
+        """Liability (deferred revenue) per location: opening, movements, closing; of
+        packages, memberships or both (``product``)."""
         rows = await service.liability(report_filter)
         return {
             **_period(report_filter),
+            "product": report_filter.product or report_filters.ALL,
             "rows": [_liability_json(r) for r in rows],
             "totals": {c: _liability_json(t) for c, t in service.liability_totals(rows).items()},
         }
 
     @get("/revenue", name="api_report_revenue")
     async def revenue(self, grouped_filter: ReportFilter) -> dict[str, Any]:
-        """Recognised revenue beside cash collected, and service revenue per therapist."""
+        """Recognised revenue beside cash collected, and service revenue per therapist; of
+        packages, memberships or both (``product``)."""
         f = grouped_filter
         result = await service.revenue(f)
         return {
             **_period(f),
             "group": f.grouping,
+            "product": f.product or report_filters.ALL,
             "rows": [_cents_keys(r.as_dict()) for r in result.rows],
             "therapists": [
                 {

@@ -234,6 +234,8 @@ async def parse(
         errors["status"] = "Choose a status from the list."
 
     product = _first(params, "product")
+    if product == ALL:  # the API's word for both
+        product = ""
     if product not in PRODUCTS:
         errors["product"] = "Choose All, Packages or Memberships."
 
