@@ -75,12 +75,22 @@ async def test_staff_freeze_a_desk_member_taking_the_fee_once(club: Club) -> Non
 
     key = secrets.token_urlsafe(24)
     taken = await subscriptions.set_frozen(
-        stripe, staff, membership_id, True, request_key=key, method="cash"  # type: ignore[arg-type]
+        stripe,
+        staff,
+        membership_id,
+        True,
+        request_key=key,
+        method="cash",  # type: ignore[arg-type]
     )
     assert taken == FEE
     with pytest.raises(Invalid) as again:  # the same form sent twice
         await subscriptions.set_frozen(
-            stripe, staff, membership_id, True, request_key=key, method="cash"  # type: ignore[arg-type]
+            stripe,
+            staff,
+            membership_id,
+            True,
+            request_key=key,
+            method="cash",  # type: ignore[arg-type]
         )
     assert again.value.errors == {"form": "The membership is already frozen."}
     assert await _fee_entries(membership_id) == [FEE_LINES]
@@ -95,7 +105,12 @@ async def test_staff_freeze_a_desk_member_taking_the_fee_once(club: Club) -> Non
     # Resumed and frozen again within the period: its fee is not taken twice.
     await subscriptions.set_frozen(stripe, staff, membership_id, False, request_key="r" * 24)  # type: ignore[arg-type]
     twice = await subscriptions.set_frozen(
-        stripe, staff, membership_id, True, request_key="t" * 24, method="terminal"  # type: ignore[arg-type]
+        stripe,
+        staff,
+        membership_id,
+        True,
+        request_key="t" * 24,
+        method="terminal",  # type: ignore[arg-type]
     )
     assert twice == 0
     assert await _fee_entries(membership_id) == [FEE_LINES]
@@ -113,7 +128,12 @@ async def test_each_later_frozen_period_owes_its_fee_at_the_desk(club: Club) -> 
     membership_id, staff = await _freezable(club)
     stripe = NoStripe()
     await subscriptions.set_frozen(
-        stripe, staff, membership_id, True, request_key="f" * 24, method="cash"  # type: ignore[arg-type]
+        stripe,
+        staff,
+        membership_id,
+        True,
+        request_key="f" * 24,
+        method="cash",  # type: ignore[arg-type]
     )
     await age(membership_id, 35)
     assert await desk.fall_due() == []  # the frozen period begins, its fee paid already
@@ -142,7 +162,7 @@ async def test_each_later_frozen_period_owes_its_fee_at_the_desk(club: Club) -> 
 
 
 async def test_the_membership_page_shows_the_fee_and_freezes_at_the_desk(club: Club) -> None:
-    membership_id, staff = await _freezable(club)
+    membership_id, _ = await _freezable(club)
     manager = await factories.make_user("manager", location_ids=[club.location])
     async with factories.make_client(club.app) as web:
         await factories.login(web, club.member)

@@ -13,6 +13,7 @@ from datetime import timedelta
 from portal.auth.service import ACCOUNTANT, MANAGER
 from portal.ledger.tables import CreditDay, LedgerDay
 from portal.memberships import desk, subscriptions
+from portal.payments.states import insert_payment
 from portal.reports import filters as report_filters
 from portal.reports import service, totals
 from portal.timeutil import utcnow
@@ -116,7 +117,12 @@ async def test_the_kind_filter_in_the_json_api(club: Club) -> None:
     membership_id = await desk.enrol(staff, club.member.id, plan, "cash",
                                      request_key=secrets.token_urlsafe(24))  # fmt: skip
     await subscriptions.set_frozen(
-        None, staff, membership_id, True, request_key=secrets.token_urlsafe(24), method="cash"  # type: ignore[arg-type]
+        None,
+        staff,
+        membership_id,
+        True,
+        request_key=secrets.token_urlsafe(24),
+        method="cash",  # type: ignore[arg-type]
     )
     await give_package(club.member.id, club.location, club.service, sessions=2)
     f = await _filters(club, "")
@@ -155,3 +161,50 @@ async def test_the_kind_filter_in_the_json_api(club: Club) -> None:
     }
     assert bad.status_code == 400 and "Choose All, Packages or Memberships." in bad.text
     assert bad_revenue.status_code == 400
+
+
+async def test_the_downloads_carry_a_kind_column(club: Club) -> None:
+    """The desk membership's first period ($129.90 in cash) beside a package of 2 sessions
+    paid $180.00 in cash: each download row says which it is about, and with no kind
+    chosen the liability and revenue rows of a location come one per kind."""
+    manager = await factories.make_user(MANAGER, location_ids=[club.location])
+    await desk.enrol(_staff(manager, club.location), club.member.id, club.plan, "cash",
+                     request_key=secrets.token_urlsafe(24))  # fmt: skip
+    package_sale = await give_package(club.member.id, club.location, club.service, sessions=2)
+    now = utcnow()
+    await insert_payment(
+        package_sale, provider="in_clinic", method="cash", status="succeeded",
+        amount_cents=18000, currency="USD", fee_cents=0, net_cents=18000,
+        created_at=now, succeeded_at=now,
+    )  # fmt: skip
+    f = await _filters(club, "")
+    params = {"start": f.period.start.isoformat(), "end": f.period.end.isoformat(),
+              "location": str(club.location)}  # fmt: skip
+    async with factories.make_client(club.app) as web:
+        await factories.login(web, await factories.make_user(ACCOUNTANT))
+        payments = helpers.csv_rows((await web.get("/reports/payments.csv", params=params)).text)
+        liability = helpers.csv_rows((await web.get("/reports/liability.csv", params=params)).text)
+        revenue = helpers.csv_rows((await web.get("/reports/revenue.csv", params=params)).text)
+        members_only = helpers.csv_rows(
+            (
+                await web.get("/reports/revenue.csv", params={**params, "product": "memberships"})
+            ).text
+        )
+    column = {name: i for i, name in enumerate(payments[0])}
+    assert payments[0][-1] == "kind"
+    assert sorted((r[column["gross"]], r[column["kind"]]) for r in payments[1:]) == [
+        ("129.90", "membership"), ("180.00", "package"),
+    ]  # fmt: skip
+    header = liability[0]
+    assert header[-1] == "kind"
+    sold = header.index("sold")
+    assert [(r[sold], r[header.index("sold_sessions")], r[-1]) for r in liability[1:]] == [
+        ("180.00", "2", "package"), ("120.00", "2", "membership"),
+    ]  # fmt: skip
+    header = revenue[0]
+    collected = header.index("cash_collected")
+    assert header[-1] == "kind"
+    assert [(r[collected], r[-1]) for r in revenue[1:]] == [
+        ("180.00", "package"), ("129.90", "membership"),
+    ]  # fmt: skip
+    assert [(r[collected], r[-1]) for r in members_only[1:]] == [("129.90", "membership")]

@@ -7,6 +7,8 @@ dated where a scenario needs them: across a month end, a DST change.
 
 from __future__ import annotations
 
+import csv
+import io
 import itertools
 import json
 from datetime import datetime, timedelta
@@ -23,6 +25,11 @@ from portal.staff.tables import Therapist
 from portal.timeutil import utcnow
 
 _seq = itertools.count(1)
+
+
+def csv_rows(text: str) -> list[list[str]]:
+    """A CSV download's rows, its header first."""
+    return list(csv.reader(io.StringIO(text)))
 
 
 def actor(role: str, location_ids: tuple[int, ...] = (), user_id: int = 1) -> CurrentUser:

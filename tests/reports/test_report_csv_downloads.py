@@ -126,25 +126,25 @@ async def _expected_payments(ids: dict[str, int]) -> bytes:
     lines = [
         ",".join(PAYMENT_COLUMNS),
         f"2026-03-07,{alpha},'-Dana Dash,'-client@example.test,{item1},Card (online),110.00,10.00,0.00,0.00,3.49,"
-        f"106.51,USD,{i1},{s['s1']},payment",
+        f"106.51,USD,{i1},{s['s1']},payment,package",
         f'2026-03-09,{alpha},Pat Plain,plain@example.test,"Say ""hi""",Cash,200.00,0.00,0.00,0.00,0.00,'
-        f"200.00,USD,,{s['s2']},payment",
+        f"200.00,USD,,{s['s2']},payment,package",
         f"2026-03-09,{alpha},'-Dana Dash,'-client@example.test,{item1},Card (online),0.00,-2.00,22.00,0.00,0.00,"
-        f"-22.00,USD,{i1},{s['s1']},refund",
+        f"-22.00,USD,{i1},{s['s1']},refund,package",
         f"2026-03-11,Tokyo,Pat Plain,plain@example.test,'@home,Card (online),5500,500,0,0,150,5350,JPY,{i5},"
-        f"{s['s5']},payment",
+        f"{s['s5']},payment,package",
         f"2026-03-15,Kuwait,'-Dana Dash,'-client@example.test,'\tTabbed,Card (online),12.345,0.000,0.000,0.000,"
-        f"0.123,12.222,KWD,{i6},{s['s6']},payment",
+        f"0.123,12.222,KWD,{i6},{s['s6']},payment,package",
         f"2026-03-20,{alpha},'-Dana Dash,'-client@example.test,{item1},Card (online),0.00,-2.00,22.00,0.00,0.00,"
-        f"-22.00,USD,{i1},{s['s1']},refund",
+        f"-22.00,USD,{i1},{s['s1']},refund,package",
         f"2026-03-29,{beta},Pat Plain,plain@example.test,-5,Cash,40.00,0.00,0.00,0.00,0.00,40.00,GBP,,"
-        f"{s['s4']},payment",
+        f"{s['s4']},payment,package",
         f"2026-03-30,{beta},'-Dana Dash,'-client@example.test,\"line one\nline two\",Card (online),60.00,10.00,"
-        f"0.00,0.00,1.50,58.50,GBP,{i3},{s['s3']},payment",
+        f"0.00,0.00,1.50,58.50,GBP,{i3},{s['s3']},payment,package",
         f"2026-03-31,{beta},Pat Plain,plain@example.test,-5,Cash,0.00,0.00,20.00,0.00,0.00,-20.00,GBP,,"
-        f"{s['s4']},refund",
+        f"{s['s4']},refund,package",
         f"2026-03-31,{alpha},Pat Plain,plain@example.test,-1.5,Cash,50.00,0.00,0.00,0.00,0.00,50.00,USD,,"
-        f"{s['s8']},payment",
+        f"{s['s8']},payment,package",
     ]
     return "".join(line + "\r\n" for line in lines).encode()
 

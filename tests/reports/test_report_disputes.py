@@ -16,7 +16,6 @@ and withdrawn in May (102.00 + 15.00), won: the 102.00 came back on
 
 from __future__ import annotations
 
-import csv
 import io
 import itertools
 from collections.abc import AsyncIterator
@@ -136,8 +135,7 @@ async def _client(app, role, location_ids=()):
         yield client
 
 
-def _csv(text: str) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(text)))
+_csv = helpers.csv_rows
 
 
 # -- the service ------------------------------------------------------------------------------
@@ -282,9 +280,9 @@ async def test_csv_xlsx_page_and_api_show_the_lost_dispute(db, app):
     assert text == (
         ",".join(PAYMENT_COLUMNS) + "\r\n"
         f"2026-05-10,Alpha Clinic,Client Person,client@example.test,5 × 60 min neuromuscular,Card (online),102.00,"
-        f"0.00,0.00,0.00,3.26,98.74,USD,{d.lost_intent},{d.lost_sale},payment\r\n"
+        f"0.00,0.00,0.00,3.26,98.74,USD,{d.lost_intent},{d.lost_sale},payment,package\r\n"
         f"2026-05-31,Alpha Clinic,Client Person,client@example.test,5 × 60 min neuromuscular,Card (online),0.00,"
-        f"0.00,0.00,102.00,15.00,-117.00,USD,{d.lost_intent},{d.lost_sale},dispute_withdrawn\r\n"
+        f"0.00,0.00,102.00,15.00,-117.00,USD,{d.lost_intent},{d.lost_sale},dispute_withdrawn,package\r\n"
     )
     rows = _csv(text)[1:]
     column = {name: i for i, name in enumerate(PAYMENT_COLUMNS)}
@@ -349,7 +347,7 @@ async def test_june_shows_the_reinstatement(db, app):
     assert rows[2] == [
         "2026-06-30", "Beta Clinic", "Client Person", "client@example.test", "5 × 60 min neuromuscular", "Card (online)",
         "0.00", "0.00", "0.00", "-102.00", "0.00", "102.00", "USD", d.won_intent,
-        str(d.won_sale), "dispute_reinstated",
+        str(d.won_sale), "dispute_reinstated", "package",
     ]  # fmt: skip
     assert "Dispute reinstated" in page
     totals = api["totals"]["USD"]
@@ -398,7 +396,7 @@ async def test_manager_of_another_location_does_not_see_them(db, app):
         other_api = await client.get(f"/api/v1/reports/payments?{MAY}&location={d.alpha}")
     rows = _csv(text)[1:]
     assert {r[1] for r in rows} == {"Beta Clinic"}
-    assert [r[-1] for r in rows] == ["payment", "dispute_withdrawn"]
+    assert [r[-2:] for r in rows] == [["payment", "package"], ["dispute_withdrawn", "package"]]
     assert str(d.lost_sale) not in {r[13] for r in rows}
     assert "Alpha Clinic" not in page and f"/sales/{d.lost_sale}" not in page
     assert api["totals"]["USD"]["disputed_cents"] == 10200  # Beta's own only

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from contextlib import asynccontextmanager
@@ -14,6 +13,7 @@ import pytest
 from portal.audit.tables import AuditLog
 from portal.auth.service import ACCOUNTANT, CLIENT, MANAGER, OWNER, THERAPIST
 from tests import factories
+from tests.reports import helpers
 from tests.reports.scenario import build
 
 MARCH = "start=2026-03-01&end=2026-03-31"
@@ -38,8 +38,7 @@ async def _client(app, role, location_ids=()):
         yield client, account
 
 
-def _csv(text):
-    return list(csv.reader(io.StringIO(text)))
+_csv = helpers.csv_rows
 
 
 async def test_accountant_reads_every_report_and_download(db, app):
@@ -71,7 +70,7 @@ async def test_payments_csv_columns_and_values(db, app):
     rows = _csv(response.text)
     assert rows[0] == [
         "date", "location", "client", "client_email", "item", "payment_method", "gross", "tax", "refunded",
-        "disputed", "fee", "net", "currency", "stripe_payment_intent", "sale_id", "type",
+        "disputed", "fee", "net", "currency", "stripe_payment_intent", "sale_id", "type", "kind",
     ]  # fmt: skip
     body = rows[1:]
     assert [r[0] for r in body] == ["2026-03-07", "2026-03-08", "2026-03-29"]
@@ -88,12 +87,12 @@ async def test_payments_csv_columns_and_values(db, app):
         "-110.00",
         "USD",
     ]
-    assert refund[13].startswith("pi_test_") and refund[14:] == [str(sc.s1), "refund"]
+    assert refund[13].startswith("pi_test_") and refund[14:] == [str(sc.s1), "refund", "package"]
     assert payment[4:13] == [
         "3 × 60 min neuromuscular", "Card (online)", "330.00", "30.00", "0.00", "0.00", "9.87", "320.13",
         "USD",
     ]  # fmt: skip
-    assert payment[14:] == [str(sc.s2), "payment"]
+    assert payment[14:] == [str(sc.s2), "payment", "package"]
     assert cash[1] == "Beta Clinic" and cash[5:14] == [
         "Cash", "240.00", "40.00", "0.00", "0.00", "0.00", "240.00", "GBP", "",
     ]  # fmt: skip
@@ -110,14 +109,17 @@ async def test_other_csv_headers(db, app):
     assert liability[0] == [
         "location", "currency", "opening", "sold", "redeemed", "expired", "refunded", "closing",
         "opening_sessions", "sold_sessions", "redeemed_sessions", "expired_sessions",
-        "refunded_sessions", "closing_sessions",
+        "refunded_sessions", "closing_sessions", "kind",
     ]  # fmt: skip
+    # A row per location and kind: packages only here, memberships all zero.
     assert liability[1] == [
         "Alpha Clinic", "USD", "700.00", "300.00", "300.00", "200.00", "100.00", "400.00",
-        "7", "3", "3", "2", "1", "4",
+        "7", "3", "3", "2", "1", "4", "package",
     ]  # fmt: skip
-    assert liability[2][:8] == ["Beta Clinic", "GBP", "0.00", "200.00", "100.00", "0.00",
+    assert liability[2] == ["Alpha Clinic", "USD", *["0.00"] * 6, *["0"] * 6, "membership"]
+    assert liability[3][:8] == ["Beta Clinic", "GBP", "0.00", "200.00", "100.00", "0.00",
                                 "0.00", "100.00"]  # fmt: skip
+    assert [r[-1] for r in liability[3:]] == ["package", "membership"]
     assert journal[0] == [
         "entry", "date", "account", "debit", "credit", "location", "memo", "reference",
     ]  # fmt: skip

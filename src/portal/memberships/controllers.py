@@ -566,7 +566,10 @@ def _freeze_handler(frozen: bool) -> Any:
             if fee:
                 membership = await subscriptions.get_membership(membership_id)
                 paid = money.format_money(fee, str(membership["currency"]))
-                return f"Frozen: the freeze fee of {paid} is recorded paid; no new sessions until resumed."
+                return (
+                    f"Frozen: the freeze fee of {paid} is recorded paid; "
+                    "no new sessions until resumed."
+                )
             return "Frozen: no charges and no new sessions until you resume."
 
         return await _act(request, user, membership_id, act)

@@ -9,9 +9,10 @@ the audit log with the filters it was made with.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from litestar import Controller, Request, get
 from litestar.di import NamedDependency, Provide
@@ -23,6 +24,7 @@ from portal import db
 from portal.audit import service as audit
 from portal.auth.service import ACCOUNTANT, MANAGER, OWNER
 from portal.catalog.tables import Package
+from portal.ledger import daily
 from portal.ledger.service import ACCOUNTS
 from portal.locations.service import ensure_location_access, visible_location_ids
 from portal.locations.tables import Location
@@ -40,10 +42,12 @@ from portal.web.responses import client_address
 from portal.web.templating import money
 
 readers = requires_role(OWNER, MANAGER, ACCOUNTANT)
+T = TypeVar("T")
 
 PAYMENT_COLUMNS = (
     "date", "location", "client", "client_email", "item", "payment_method", "gross", "tax",
     "refunded", "disputed", "fee", "net", "currency", "stripe_payment_intent", "sale_id", "type",
+    "kind",
 )  # fmt: skip
 # The payments page's summary by the chosen "Group by" (day, week or month).
 PAYMENT_SUMMARY_COLUMNS = (
@@ -53,12 +57,12 @@ PAYMENT_SUMMARY_COLUMNS = (
 LIABILITY_CSV = (
     "location", "currency", "opening", "sold", "redeemed", "expired", "refunded", "closing",
     "opening_sessions", "sold_sessions", "redeemed_sessions", "expired_sessions",
-    "refunded_sessions", "closing_sessions",
+    "refunded_sessions", "closing_sessions", "kind",
 )  # fmt: skip
 REVENUE_COLUMNS = (
     "period", "location", "currency", "service_revenue", "breakage_revenue",
     "revenue_reversals", "recognised_revenue", "cash_collected", "refunds", "disputed",
-    "net_cash",
+    "net_cash", "kind",
 )  # fmt: skip
 THERAPIST_COLUMNS = ("period", "location", "currency", "therapist", "service_revenue")
 FEE_COLUMNS = (
@@ -262,6 +266,7 @@ async def _payment_rows(f: Filters) -> AsyncIterator[Sequence[Any]]:
             line.stripe_payment_intent,
             line.sale_id,
             line.kind,
+            KIND_WORDS[line.product],
         )
 
 
@@ -281,27 +286,46 @@ def _payment_summary_rows(summary: service.PaymentSummary) -> list[Sequence[Any]
     ]
 
 
-def _liability_rows(rows: list[service.Liability]) -> list[Sequence[Any]]:
+# The downloads' ``kind`` column: what a row is about (``ledger.daily.product_of``).
+KIND_WORDS = {daily.PACKAGES: "package", daily.MEMBERSHIPS: "membership"}
+
+
+async def by_kind(f: Filters, read: Callable[[Filters], Awaitable[list[T]]]) -> list[tuple[str, T]]:
+    """A report's rows of each kind the filters take (both when none is chosen), each with
+    its kind's word, a location's or a period's package row before its membership row."""
+    kinds = [f.product] if f.product else list(KIND_WORDS)
+    rows = [(KIND_WORDS[k], row) for k in kinds for row in await read(replace(f, product=k))]
+    return sorted(rows, key=lambda pair: (_row_order(pair[1]), pair[0] == "membership"))
+
+
+def _row_order(row: Any) -> tuple[Any, ...]:
+    start = getattr(row, "start", None)
+    return (start or date.min, row.location.name, row.location.id, row.currency)
+
+
+def _liability_rows(rows: list[tuple[str, service.Liability]]) -> list[Sequence[Any]]:
     return [
         (
             r.location.name,
             r.currency,
             *_amounts(r, r.currency, *service.LIABILITY_COLUMNS),
             *(getattr(r, f"{c}_sessions") for c in service.LIABILITY_COLUMNS),
+            kind,
         )
-        for r in rows
+        for kind, r in rows
     ]
 
 
-def _revenue_rows(result: service.Revenue) -> list[Sequence[Any]]:
+def _revenue_rows(rows: list[tuple[str, Any]]) -> list[Sequence[Any]]:
     return [
         (
             r.label,
             r.location.name,
             r.currency,
             *_amounts(r, r.currency, *REVENUE_AMOUNTS),
+            kind,
         )
-        for r in result.rows
+        for kind, r in rows
     ]
 
 
@@ -570,7 +594,7 @@ class ReportController(Controller):
     @get(["/liability.csv", "/liability.xlsx"], name="report_liability_export")
     async def liability_export(self, request: Request[Any, Any, Any]) -> Stream:
         f = await _filters_or_400(request)
-        rows = _liability_rows(await service.liability(f))
+        rows = _liability_rows(await by_kind(f, service.liability))
         return await _export(request, "liability", f, LIABILITY_CSV, iterate(rows))
 
     @get("/liability/{location_id:int}/sales", name="report_liability_sales")
@@ -627,11 +651,15 @@ class ReportController(Controller):
         by: Annotated[str, QueryParameter(name="by")] = "location",
     ) -> Stream:
         f = await _filters_or_400(request)
-        result = await service.revenue(f)
         if by == "therapist":
-            rows = iterate(_therapist_rows(result))
+            rows = iterate(_therapist_rows(await service.revenue(f)))
             return await _export(request, "revenue_by_therapist", f, THERAPIST_COLUMNS, rows)
-        return await _export(request, "revenue", f, REVENUE_COLUMNS, iterate(_revenue_rows(result)))
+
+        async def revenue_rows(kind: Filters) -> list[Any]:
+            return (await service.revenue(kind, by_therapist=False)).rows
+
+        rows = iterate(_revenue_rows(await by_kind(f, revenue_rows)))
+        return await _export(request, "revenue", f, REVENUE_COLUMNS, rows)
 
     @get("/memberships", name="report_memberships")
     async def memberships(self, request: Request[Any, Any, Any]) -> Template:

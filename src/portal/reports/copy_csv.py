@@ -43,6 +43,7 @@ from piccolo.engine.postgres import PostgresEngine
 from piccolo.querystring import QueryString
 
 from portal import db
+from portal.ledger import daily
 from portal.money import minor_digits
 from portal.reports import service
 from portal.reports.filters import METHODS, Filters
@@ -134,7 +135,8 @@ async def payments_query(f: Filters) -> Query | None:
         f"'payment' AS kind, l.name AS location, {CLIENT}, s.item_name AS item, "
         f"p.method AS method, p.amount_cents AS gross, {service.PAYMENT_TAX} AS tax, "
         "0 AS refunded, 0 AS disputed, COALESCE(p.fee_cents, 0) AS fee, "
-        "p.currency AS currency, p.payment_intent_id AS intent, s.id AS sale_id "
+        "p.currency AS currency, p.payment_intent_id AS intent, s.id AS sale_id, "
+        "s.channel AS channel "
         f"FROM payment p JOIN sale s ON s.id = p.sale {common.format(t=p_time)}"
         f"WHERE {p_status} AND {p_time} >= {{}} AND {p_time} < {{}}{extra}"
     )
@@ -143,7 +145,7 @@ async def payments_query(f: Filters) -> Query | None:
         f"'refund' AS kind, l.name AS location, {CLIENT}, s.item_name AS item, "
         f"p.method AS method, 0 AS gross, 0 - ({service.REFUND_TAX}) AS tax, "
         "r.amount_cents AS refunded, 0 AS disputed, 0 AS fee, r.currency AS currency, "
-        "p.payment_intent_id AS intent, s.id AS sale_id "
+        "p.payment_intent_id AS intent, s.id AS sale_id, s.channel AS channel "
         "FROM refund r JOIN payment p ON p.id = r.payment JOIN sale s ON s.id = r.sale "
         f"{common.format(t=r_time)}"
         f"WHERE {r_status} AND {r_time} >= {{}} AND {r_time} < {{}}{extra}"
@@ -158,7 +160,7 @@ async def payments_query(f: Filters) -> Query | None:
                 f"'{kind}' AS kind, l.name AS location, {CLIENT}, "
                 f"s.item_name AS item, p.method AS method, "
                 f"{service.dispute_line_columns(kind)}, d.currency AS currency, "
-                "p.payment_intent_id AS intent, s.id AS sale_id "
+                "p.payment_intent_id AS intent, s.id AS sale_id, s.channel AS channel "
                 f"FROM {service.DISPUTE_FROM}{common.format(t=d_time)}"
                 f"WHERE {d_time} >= {{}} AND {d_time} < {{}}{extra}"
             )
@@ -170,7 +172,8 @@ async def payments_query(f: Filters) -> Query | None:
         f"{amount('x.gross')}, {amount('x.tax')}, "
         f"{amount('x.refunded')}, {amount('x.disputed')}, {amount('x.fee')}, "
         f"{amount('x.gross - x.refunded - x.disputed - x.fee')}, {cell('x.currency')}, "
-        f"{cell('x.intent')}, x.sale_id, {cell('x.kind')} "
+        f"{cell('x.intent')}, x.sale_id, {cell('x.kind')}, "
+        f"CASE WHEN x.channel = '{daily.MEMBERSHIP_CHANNEL}' THEN 'membership' ELSE 'package' END "
         f"FROM ({' UNION ALL '.join(branches)}) x LEFT JOIN cur ON cur.code = x.currency "
         "ORDER BY x.ts, x.k, x.id"
     )
