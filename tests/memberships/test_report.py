@@ -29,7 +29,13 @@ def _at(day: str, hour: int = 12) -> datetime:
 
 
 async def _member(
-    location: int, plan: int, joined: str, *, ended: str | None = None, paid: tuple = ()
+    location: int,
+    plan: int,
+    joined: str,
+    *,
+    ended: str | None = None,
+    paid: tuple = (),
+    billing: str = "stripe",
 ) -> int:
     client = await factories.make_user(CLIENT)
     rows = (
@@ -37,7 +43,7 @@ async def _member(
             Membership(
                 client=client.id, plan=plan, location=location, name="Monthly",
                 terms=json.dumps({}), currency="USD", total_cents=12990,
-                sessions_per_period=2, status="ended" if ended else "active",
+                sessions_per_period=2, status="ended" if ended else "active", billing=billing,
                 created_at=_at(joined), joined_at=_at(joined),
                 ended_at=_at(ended) if ended else None,
             )
@@ -123,3 +129,44 @@ async def test_the_page_with_charts_in_scope(db, settings) -> None:
                 f"/reports/memberships?start=2026-01-01&end=2026-02-28&location={here}"
             )
             assert refused.status_code == 403
+
+
+async def test_joins_and_recurring_revenue_by_channel(db, settings) -> None:
+    """The scenario's members are Stripe's (online); one more joins Uptown at the desk on
+    3 February and pays its first period ($129.90) there."""
+    here, there = await _scenario()
+    desk_plan = await make_plan(here, await make_service("Desk 60 min"), name="Desk monthly")
+    await _member(here, desk_plan, "2026-02-03", paid=("2026-02-03",), billing="desk")
+    locations = (
+        Loc(here, "Uptown", "uptown", "America/New_York", "USD"),
+        Loc(there, "Harbour", "harbour", "America/New_York", "USD"),
+    )
+    f = Filters(period=Period(datetime(2026, 1, 1).date(), datetime(2026, 2, 28).date()),
+                locations=locations)  # fmt: skip
+    result = await report.memberships(f)
+    rows = {(r.month.month, r.location.name): r for r in result.months}
+    assert rows[(1, "Uptown")].joins_by == {"desk": 0, "online": 2}
+    assert rows[(1, "Harbour")].joins_by == {"desk": 0, "online": 1}
+    assert rows[(2, "Uptown")].joins_by == {"desk": 1, "online": 0}
+    # January: four online invoices; February: one online (10 Feb), one at the desk.
+    assert rows[(1, "Uptown")].recurring_by == {"desk": {}, "online": {"USD": 3 * 12990}}
+    assert rows[(2, "Uptown")].recurring_by == {"desk": {"USD": 12990}, "online": {"USD": 12990}}
+    assert result.joins_by == {"desk": 1, "online": 3} and result.totals["joins"] == 4
+    assert result.recurring_by == {"desk": {"USD": 12990}, "online": {"USD": 5 * 12990}}
+    assert result.channel_joins is not None
+    assert result.channel_joins.values == {"desk": [0, 1], "online": [3, 0]}
+    (usd,) = result.channel_recurring
+    assert (usd.unit, usd.values) == ("USD", {"desk": [0, 12990], "online": [4 * 12990, 12990]})
+
+    owner = await factories.make_user(OWNER)
+    async with using_app(settings) as app, factories.make_client(app) as client:
+        await factories.login(client, owner)
+        page = (await client.get("/reports/memberships?start=2026-01-01&end=2026-02-28")).text
+    assert 'data-testid="joins-by-channel">1 at the desk, 3 online<' in page
+    assert "channel-chart-0-title" in page and "channel-chart-1-title" in page
+    joins_table = page[page.index('data-testid="channel-members"') :].split("</table>")[0]
+    assert 'Jan 26</th><td class="num">0</td><td class="num">3</td>' in joins_table
+    assert 'Feb 26</th><td class="num">1</td><td class="num">0</td>' in joins_table
+    usd_table = page[page.index('data-testid="channel-USD"') :].split("</table>")[0]
+    assert "$519.60" in usd_table and usd_table.count("$129.90") == 2
+    assert '<th scope="col" class="num">Joins at the desk</th>' in page

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import date
 from decimal import Decimal
+from functools import partial
 from typing import Annotated, Any, TypeVar
 
 from litestar import Controller, Request, get
@@ -409,6 +410,12 @@ def _trial_rows(tb: service.TrialBalance) -> list[Sequence[Any]]:
 # -- dashboard ----------------------------------------------------------------------------
 
 
+def _symbol(currency: str) -> str:
+    """The currency's one-character symbol for a chart's axis ("" when it has none)."""
+    symbol = money(0, currency).replace("0.00", "").replace("0", "").strip()
+    return symbol if len(symbol) == 1 else ""
+
+
 def _chart_svgs(kind: str, series_list: list[service.Series]) -> list[dict[str, Any]]:
     out = []
     for i, s in enumerate(series_list):
@@ -419,8 +426,7 @@ def _chart_svgs(kind: str, series_list: list[service.Series]) -> list[dict[str, 
             return money(cents, currency)
 
         def short(cents: int, currency: str = s.currency) -> str:
-            symbol = money(0, currency).replace("0.00", "").replace("0", "").strip()
-            return charts.short_amount(cents, symbol if len(symbol) == 1 else "")
+            return charts.short_amount(cents, _symbol(currency))
 
         if kind == "recurring":
             svg = charts.bar_chart(
@@ -475,6 +481,32 @@ def _count_charts(series_list: list[service.Series]) -> list[dict[str, Any]]:
             str,
         )
         out.append({"series": s, "svg": svg, "months": months})
+    return out
+
+
+def _channel_charts(report: membership_report.MembershipsReport) -> list[dict[str, Any]]:
+    """Joins, then each currency's recurring revenue, per month at the desk and online
+    (the locations together), as grouped bars beside the table of their numbers."""
+    out = []
+    every = [report.channel_joins] if report.channel_joins else []
+    for i, s in enumerate([*every, *report.channel_recurring]):
+        months = [m.strftime("%b %y") for m in s.months]
+        named = [(label, s.values[c]) for c, label in membership_report.CHANNELS.items()]
+        label: Callable[[int], str] = str
+        exact: Callable[[int], str] = str
+        title, what = "Joins by channel", "Joins"
+        if s.unit != "members":
+            exact = partial(money, currency=s.unit)
+            label = partial(charts.short_amount, symbol=_symbol(s.unit))
+            title = f"Recurring membership revenue by channel, {s.unit}"
+            what = "Paid membership invoices"
+        svg = charts.bar_chart(
+            f"channel-chart-{i}", title,
+            f"{what} at the desk and online for each month, all locations together; "
+            "the table beside the chart lists the same figures.",
+            months, named, label, exact,
+        )  # fmt: skip
+        out.append({"series": s, "svg": svg, "months": months, "title": title})
     return out
 
 
@@ -669,6 +701,8 @@ class ReportController(Controller):
                 "members": report,
                 "active_charts": _count_charts(report.active_series),
                 "recurring_charts": _chart_svgs("recurring", report.recurring_series),
+                "channel_charts": _channel_charts(report),
+                "channels": membership_report.CHANNELS,
             }
 
         return await _report(request, "memberships", build)

@@ -1,11 +1,16 @@
 """The memberships report: members by location and plan, and per month and location the
 active members at month end, joins, cancellations (memberships that ended), freezes,
-churn and recurring revenue (paid membership invoices). Days are each location's local
-days, as every report's."""
+churn and recurring revenue (paid membership invoices), joins and recurring revenue split
+by channel. Days are each location's local days, as every report's.
+
+The channel is how a membership is billed: *desk*, each period paid at the front desk
+(cash, cheque, card terminal); *online*, a Stripe subscription renewing on the saved
+card (joined from the public catalog, or through a Checkout link the desk sent)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -17,6 +22,16 @@ from portal.reports.series import Series
 from portal.timeutil import to_local
 
 ACTIVE_STATES = ("active", "past_due")
+DESK, ONLINE = "desk", "online"
+CHANNELS = {DESK: "Desk", ONLINE: "Online"}
+
+
+def channel_of(billing: str) -> str:
+    return DESK if billing == DESK else ONLINE
+
+
+def _by_channel() -> dict[str, int]:
+    return dict.fromkeys(CHANNELS, 0)
 
 
 @dataclass
@@ -31,6 +46,11 @@ class MonthRow:
     freezes: int = 0
     active_at_start: int = 0
     recurring: dict[str, int] = field(default_factory=dict)  # currency → paid invoices
+    joins_by: dict[str, int] = field(default_factory=_by_channel)  # channel → joins
+    # channel → currency → paid invoices
+    recurring_by: dict[str, dict[str, int]] = field(
+        default_factory=lambda: {c: {} for c in CHANNELS}
+    )
 
     @property
     def churn_percent(self) -> float | None:
@@ -50,6 +70,16 @@ class PlanRow:
 
 
 @dataclass
+class ChannelSeries:
+    """Months × channels of one figure over the locations together: joins (``unit``
+    "members") or one currency's recurring revenue (``unit`` the currency)."""
+
+    unit: str
+    months: list[date]
+    values: dict[str, list[int]]  # channel → one value per month
+
+
+@dataclass
 class MembershipsReport:
     months: list[MonthRow]
     plans: list[PlanRow]
@@ -57,6 +87,10 @@ class MembershipsReport:
     recurring: dict[str, int]  # currency → paid in the period
     active_series: list[Series]  # one, in "members" (counts)
     recurring_series: list[Series]  # one per currency
+    joins_by: dict[str, int] = field(default_factory=_by_channel)  # channel → joins
+    recurring_by: dict[str, dict[str, int]] = field(default_factory=dict)  # channel → cur.
+    channel_joins: ChannelSeries | None = None
+    channel_recurring: list[ChannelSeries] = field(default_factory=list)  # one per currency
 
 
 def _day(value: datetime | None, zone: str) -> date | None:
@@ -66,7 +100,7 @@ def _day(value: datetime | None, zone: str) -> date | None:
 async def memberships(f: Filters) -> MembershipsReport:
     locations = {loc.id: loc for loc in f.locations}
     t = Membership
-    columns = (t.id, t.location, t.status, t.paused, t.joined_at, t.ended_at)
+    columns = (t.id, t.location, t.status, t.paused, t.joined_at, t.ended_at, t.billing)
     rows = (
         await Membership.select(*columns, Membership.plan.name.as_alias("plan_name"))
         .where(Membership.location.is_in(sorted(locations) or [-1]))
@@ -91,6 +125,7 @@ async def memberships(f: Filters) -> MembershipsReport:
                 cell.active += 1
             if m <= joined < end and f.period.start <= joined <= last:
                 cell.joins += 1
+                cell.joins_by[channel_of(str(row["billing"]))] += 1
             if ended is not None and m <= ended < end and f.period.start <= ended <= last:
                 cell.cancellations += 1
         if joined <= last and (ended is None or ended > last):
@@ -128,6 +163,19 @@ async def memberships(f: Filters) -> MembershipsReport:
         )
         for currency in sorted(recurring)
     ]
+    by_month = {m: [table[(m, i)] for i in locations] for m in months}
+
+    def per_channel(unit: str, figure: Callable[[MonthRow, str], int]) -> ChannelSeries:
+        """``figure`` of each channel per month, over the locations together."""
+        values = {
+            c: [sum(figure(cell, c) for cell in by_month[m]) for m in months] for c in CHANNELS
+        }
+        return ChannelSeries(unit, months, values)
+
+    def paid(currency: str) -> Callable[[MonthRow, str], int]:
+        return lambda cell, channel: cell.recurring_by[channel].get(currency, 0)
+
+    channel_recurring = [per_channel(cur, paid(cur)) for cur in sorted(recurring)]
     return MembershipsReport(
         months=month_rows,
         plans=sorted(plans.values(), key=lambda p: (p.location.name, p.plan)),
@@ -135,6 +183,10 @@ async def memberships(f: Filters) -> MembershipsReport:
         recurring=dict(recurring),
         active_series=active_series,
         recurring_series=recurring_series,
+        joins_by={c: sum(cell.joins_by[c] for cell in month_rows) for c in CHANNELS},
+        recurring_by={c: {s.unit: sum(s.values[c]) for s in channel_recurring} for c in CHANNELS},
+        channel_joins=per_channel("members", lambda cell, c: cell.joins_by[c]),
+        channel_recurring=channel_recurring,
     )
 
 
@@ -169,11 +221,12 @@ async def _add_freezes(
 async def _add_recurring(
     table: dict[tuple[date, int], MonthRow], locations: dict[int, Loc], f: Filters
 ) -> None:
-    """Paid membership invoices, by the local day they were paid."""
+    """Paid membership invoices, by the local day they were paid and their channel."""
     p = MembershipPeriod
     location = p.membership.location.as_alias("location")
+    billing = p.membership.billing.as_alias("billing")
     rows = (
-        await p.select(p.amount_cents, p.currency, p.paid_at, location)
+        await p.select(p.amount_cents, p.currency, p.paid_at, location, billing)
         .where(MembershipPeriod.status == "paid")
         .where(MembershipPeriod.membership.location.is_in(sorted(locations) or [-1]))
         .run()
@@ -181,5 +234,7 @@ async def _add_recurring(
     for row in rows:
         cell = _cell(table, f, locations[int(row["location"])], row["paid_at"])
         if cell is not None:
-            currency = str(row["currency"])
-            cell.recurring[currency] = cell.recurring.get(currency, 0) + int(row["amount_cents"])
+            currency, cents = str(row["currency"]), int(row["amount_cents"])
+            cell.recurring[currency] = cell.recurring.get(currency, 0) + cents
+            channel = cell.recurring_by[channel_of(str(row["billing"]))]
+            channel[currency] = channel.get(currency, 0) + cents
