@@ -8,6 +8,7 @@ The plan: $120.00 a month + 8.25 % tax; its freeze fee $10.00 + 8.25 % tax = $10
 from __future__ import annotations
 
 import secrets
+from typing import cast
 
 import pytest
 
@@ -16,6 +17,7 @@ from portal.auth.service import CLIENT, CurrentUser
 from portal.errors import Invalid
 from portal.ledger.tables import JournalEntry, JournalLine
 from portal.memberships import desk, subscriptions
+from portal.payments.gateway import StripeGateway
 from tests import factories
 from tests.memberships.conftest import Club
 from tests.memberships.helpers import age, make_plan
@@ -50,6 +52,16 @@ async def _fee_entries(membership_id: int) -> list[list[tuple[str, int, int]]]:
 FEE_LINES = [("cash_on_hand", FEE, 0), ("service_revenue", 0, 1000), ("tax_payable", 0, FEE_TAX)]
 
 
+async def _set(
+    user: CurrentUser, membership_id: int, frozen: bool, key: str, method: str = ""
+) -> int:
+    """Freeze (or resume) with a gateway that must not be used: desk members have none."""
+    gateway = cast(StripeGateway, NoStripe())
+    return await subscriptions.set_frozen(
+        gateway, user, membership_id, frozen, request_key=key, method=method
+    )
+
+
 async def _freezable(club: Club) -> tuple[int, CurrentUser]:
     plan = await make_plan(
         club.location, club.service, name="Pausable", freeze_allowed=True, freeze_fee=1000
@@ -59,39 +71,24 @@ async def _freezable(club: Club) -> tuple[int, CurrentUser]:
 
 async def test_staff_freeze_a_desk_member_taking_the_fee_once(club: Club) -> None:
     membership_id, staff = await _freezable(club)
-    stripe = NoStripe()
     member = CurrentUser(club.member.id, club.member.email, "", CLIENT, frozenset())
     with pytest.raises(Invalid) as refused:
-        await subscriptions.set_frozen(stripe, member, membership_id, True, request_key="c" * 24)  # type: ignore[arg-type]
+        await _set(member, membership_id, True, "c" * 24)
     assert refused.value.errors == {
         "form": "Freezing costs $10.83 a period, paid at the front desk: ask the clinic to "
         "freeze it."
     }
     with pytest.raises(Invalid) as no_method:
-        await subscriptions.set_frozen(stripe, staff, membership_id, True, request_key="n" * 24)  # type: ignore[arg-type]
+        await _set(staff, membership_id, True, "n" * 24)
     assert no_method.value.errors == {"method": "Choose how the client paid the freeze fee."}
     assert not (await subscriptions.get_membership(membership_id))["paused"]
     assert await _fee_entries(membership_id) == []
 
     key = secrets.token_urlsafe(24)
-    taken = await subscriptions.set_frozen(
-        stripe,
-        staff,
-        membership_id,
-        True,
-        request_key=key,
-        method="cash",  # type: ignore[arg-type]
-    )
+    taken = await _set(staff, membership_id, True, key, "cash")
     assert taken == FEE
     with pytest.raises(Invalid) as again:  # the same form sent twice
-        await subscriptions.set_frozen(
-            stripe,
-            staff,
-            membership_id,
-            True,
-            request_key=key,
-            method="cash",  # type: ignore[arg-type]
-        )
+        await _set(staff, membership_id, True, key, "cash")
     assert again.value.errors == {"form": "The membership is already frozen."}
     assert await _fee_entries(membership_id) == [FEE_LINES]
     membership = await subscriptions.get_membership(membership_id)
@@ -103,15 +100,8 @@ async def test_staff_freeze_a_desk_member_taking_the_fee_once(club: Club) -> Non
     assert (due.reason, due.freeze_fee) == ("The membership is frozen: nothing is due.", False)
 
     # Resumed and frozen again within the period: its fee is not taken twice.
-    await subscriptions.set_frozen(stripe, staff, membership_id, False, request_key="r" * 24)  # type: ignore[arg-type]
-    twice = await subscriptions.set_frozen(
-        stripe,
-        staff,
-        membership_id,
-        True,
-        request_key="t" * 24,
-        method="terminal",  # type: ignore[arg-type]
-    )
+    await _set(staff, membership_id, False, "r" * 24)
+    twice = await _set(staff, membership_id, True, "t" * 24, "terminal")
     assert twice == 0
     assert await _fee_entries(membership_id) == [FEE_LINES]
     audits = (
@@ -126,15 +116,7 @@ async def test_staff_freeze_a_desk_member_taking_the_fee_once(club: Club) -> Non
 
 async def test_each_later_frozen_period_owes_its_fee_at_the_desk(club: Club) -> None:
     membership_id, staff = await _freezable(club)
-    stripe = NoStripe()
-    await subscriptions.set_frozen(
-        stripe,
-        staff,
-        membership_id,
-        True,
-        request_key="f" * 24,
-        method="cash",  # type: ignore[arg-type]
-    )
+    await _set(staff, membership_id, True, "f" * 24, "cash")
     await age(membership_id, 35)
     assert await desk.fall_due() == []  # the frozen period begins, its fee paid already
     membership = await subscriptions.get_membership(membership_id)

@@ -82,15 +82,18 @@ async def _scenario() -> tuple[int, int]:
     return here, there
 
 
-async def test_months_plans_and_totals_exact(db) -> None:
-    here, there = await _scenario()
+def _january_and_february(here: int, there: int) -> Filters:
     locations = (
         Loc(here, "Uptown", "uptown", "America/New_York", "USD"),
         Loc(there, "Harbour", "harbour", "America/New_York", "USD"),
     )
-    f = Filters(period=Period(datetime(2026, 1, 1).date(), datetime(2026, 2, 28).date()),
-                locations=locations)  # fmt: skip
-    result = await report.memberships(f)
+    period = Period(datetime(2026, 1, 1).date(), datetime(2026, 2, 28).date())
+    return Filters(period=period, locations=locations)
+
+
+async def test_months_plans_and_totals_exact(db) -> None:
+    here, there = await _scenario()
+    result = await report.memberships(_january_and_february(here, there))
     rows = {(r.month.month, r.location.name): r for r in result.months}
     jan, feb = rows[(1, "Uptown")], rows[(2, "Uptown")]
     assert (jan.active_at_start, jan.joins, jan.cancellations, jan.freezes, jan.active) == (
@@ -137,13 +140,7 @@ async def test_joins_and_recurring_revenue_by_channel(db, settings) -> None:
     here, there = await _scenario()
     desk_plan = await make_plan(here, await make_service("Desk 60 min"), name="Desk monthly")
     await _member(here, desk_plan, "2026-02-03", paid=("2026-02-03",), billing="desk")
-    locations = (
-        Loc(here, "Uptown", "uptown", "America/New_York", "USD"),
-        Loc(there, "Harbour", "harbour", "America/New_York", "USD"),
-    )
-    f = Filters(period=Period(datetime(2026, 1, 1).date(), datetime(2026, 2, 28).date()),
-                locations=locations)  # fmt: skip
-    result = await report.memberships(f)
+    result = await report.memberships(_january_and_february(here, there))
     rows = {(r.month.month, r.location.name): r for r in result.months}
     assert rows[(1, "Uptown")].joins_by == {"desk": 0, "online": 2}
     assert rows[(1, "Harbour")].joins_by == {"desk": 0, "online": 1}

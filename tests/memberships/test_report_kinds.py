@@ -122,7 +122,7 @@ async def test_the_kind_filter_in_the_json_api(club: Club) -> None:
         membership_id,
         True,
         request_key=secrets.token_urlsafe(24),
-        method="cash",  # type: ignore[arg-type]
+        method="cash",
     )
     await give_package(club.member.id, club.location, club.service, sessions=2)
     f = await _filters(club, "")
