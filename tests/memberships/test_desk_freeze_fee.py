@@ -52,7 +52,7 @@ async def _fee_entries(membership_id: int) -> list[list[tuple[str, int, int]]]:
 FEE_LINES = [("cash_on_hand", FEE, 0), ("service_revenue", 0, 1000), ("tax_payable", 0, FEE_TAX)]
 
 
-async def _set(
+async def freeze_or_resume(
     user: CurrentUser, membership_id: int, frozen: bool, key: str, method: str = ""
 ) -> int:
     """Freeze (or resume) with a gateway that must not be used: desk members have none."""
@@ -73,22 +73,22 @@ async def test_staff_freeze_a_desk_member_taking_the_fee_once(club: Club) -> Non
     membership_id, staff = await _freezable(club)
     member = CurrentUser(club.member.id, club.member.email, "", CLIENT, frozenset())
     with pytest.raises(Invalid) as refused:
-        await _set(member, membership_id, True, "c" * 24)
+        await freeze_or_resume(member, membership_id, True, "c" * 24)
     assert refused.value.errors == {
         "form": "Freezing costs $10.83 a period, paid at the front desk: ask the clinic to "
         "freeze it."
     }
     with pytest.raises(Invalid) as no_method:
-        await _set(staff, membership_id, True, "n" * 24)
+        await freeze_or_resume(staff, membership_id, True, "n" * 24)
     assert no_method.value.errors == {"method": "Choose how the client paid the freeze fee."}
     assert not (await subscriptions.get_membership(membership_id))["paused"]
     assert await _fee_entries(membership_id) == []
 
     key = secrets.token_urlsafe(24)
-    taken = await _set(staff, membership_id, True, key, "cash")
+    taken = await freeze_or_resume(staff, membership_id, True, key, "cash")
     assert taken == FEE
     with pytest.raises(Invalid) as again:  # the same form sent twice
-        await _set(staff, membership_id, True, key, "cash")
+        await freeze_or_resume(staff, membership_id, True, key, "cash")
     assert again.value.errors == {"form": "The membership is already frozen."}
     assert await _fee_entries(membership_id) == [FEE_LINES]
     membership = await subscriptions.get_membership(membership_id)
@@ -100,8 +100,8 @@ async def test_staff_freeze_a_desk_member_taking_the_fee_once(club: Club) -> Non
     assert (due.reason, due.freeze_fee) == ("The membership is frozen: nothing is due.", False)
 
     # Resumed and frozen again within the period: its fee is not taken twice.
-    await _set(staff, membership_id, False, "r" * 24)
-    twice = await _set(staff, membership_id, True, "t" * 24, "terminal")
+    await freeze_or_resume(staff, membership_id, False, "r" * 24)
+    twice = await freeze_or_resume(staff, membership_id, True, "t" * 24, "terminal")
     assert twice == 0
     assert await _fee_entries(membership_id) == [FEE_LINES]
     audits = (
@@ -116,7 +116,7 @@ async def test_staff_freeze_a_desk_member_taking_the_fee_once(club: Club) -> Non
 
 async def test_each_later_frozen_period_owes_its_fee_at_the_desk(club: Club) -> None:
     membership_id, staff = await _freezable(club)
-    await _set(staff, membership_id, True, "f" * 24, "cash")
+    await freeze_or_resume(staff, membership_id, True, "f" * 24, "cash")
     await age(membership_id, 35)
     assert await desk.fall_due() == []  # the frozen period begins, its fee paid already
     membership = await subscriptions.get_membership(membership_id)

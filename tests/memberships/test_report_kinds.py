@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from portal.auth.service import ACCOUNTANT, MANAGER
 from portal.ledger.tables import CreditDay, LedgerDay
-from portal.memberships import desk, subscriptions
+from portal.memberships import desk
 from portal.payments.states import insert_payment
 from portal.reports import filters as report_filters
 from portal.reports import service, totals
@@ -22,6 +22,7 @@ from tests.bookings.conftest import give_package
 from tests.memberships.conftest import Club
 from tests.memberships.helpers import make_plan
 from tests.memberships.test_desk_billing import _staff
+from tests.memberships.test_desk_freeze_fee import freeze_or_resume
 from tests.reports import helpers
 
 
@@ -116,14 +117,7 @@ async def test_the_kind_filter_in_the_json_api(club: Club) -> None:
     )
     membership_id = await desk.enrol(staff, club.member.id, plan, "cash",
                                      request_key=secrets.token_urlsafe(24))  # fmt: skip
-    await subscriptions.set_frozen(
-        None,
-        staff,
-        membership_id,
-        True,
-        request_key=secrets.token_urlsafe(24),
-        method="cash",
-    )
+    await freeze_or_resume(staff, membership_id, True, secrets.token_urlsafe(24), "cash")
     await give_package(club.member.id, club.location, club.service, sessions=2)
     f = await _filters(club, "")
     params = {"start": f.period.start.isoformat(), "end": f.period.end.isoformat(),
