@@ -68,7 +68,7 @@ async def test_accountant_filters_payments_and_downloads_csv(
     assert rows[0] == [
         "date", "location", "client", "client_email", "item", "payment_method", "gross", "tax",
         "refunded", "disputed", "fee", "net", "currency", "stripe_payment_intent", "sale_id",
-        "type",
+        "type", "kind",
     ]  # fmt: skip
     assert len(rows) >= 2
     for row in rows[1:]:
