@@ -132,6 +132,12 @@ async def test_each_later_frozen_period_owes_its_fee_at_the_desk(club: Club) -> 
     membership = await subscriptions.get_membership(membership_id)
     due = await desk.next_due(membership)
     assert (due.freeze_fee, due.reason, due.amount_cents) == (True, "", FEE)
+    manager = await factories.make_user("manager", location_ids=[club.location])
+    async with factories.make_client(club.app) as web:
+        await factories.login(web, manager)
+        page = (await web.get(f"/memberships/{membership_id}")).text
+    assert "Record the freeze fee</h2>" in page and "Record $10.83 paid" in page
+    assert "$10.83 freeze fee for " in page
     key = secrets.token_urlsafe(24)
     assert await desk.record_payment(staff, membership_id, "cheque", request_key=key) == 0
     assert await desk.record_payment(staff, membership_id, "cheque", request_key=key) == 0

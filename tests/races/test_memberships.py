@@ -13,6 +13,7 @@ from portal.memberships.tables import Membership, MembershipPeriod
 from portal.payments.tables import Payment
 from portal.sales.tables import SaleSession
 from tests.memberships.helpers import age, make_plan
+from tests.memberships.test_desk_freeze_fee import freeze_or_resume
 from tests.races.conftest import Clinic, at_once, describe
 from tests.races.invariants import assert_whole, rows
 from tests.servers import Portal
@@ -159,4 +160,43 @@ async def test_a_desk_freeze_with_its_fee_clicked_at_once_charges_the_fee_once(
     assert [(r["account"], int(r["debit_cents"]), int(r["credit_cents"])) for r in lines] == [
         ("cash_on_hand", 1000, 0), ("service_revenue", 0, 1000),
     ]  # fmt: skip
+    await assert_whole(portal)
+
+
+async def test_a_frozen_periods_fee_taken_at_once_at_the_desk_is_taken_once(
+    portal: Portal, clinic: Clinic
+) -> None:
+    """Still frozen a period later, the next frozen period's fee is the desk's next payment:
+    "Record $10.00 paid" clicked six times at once and by a second manager: one more entry."""
+    plan = await make_plan(
+        clinic.location_id, clinic.service_id, name="Desk frozen on", sessions=2,
+        freeze_allowed=True, freeze_fee=1000,
+    )  # fmt: skip
+    manager = clinic.as_manager()
+    membership_id = await desk.enrol(
+        manager, clinic.client.id, plan, "cash", request_key=secrets.token_urlsafe(24)
+    )
+    await freeze_or_resume(manager, membership_id, True, secrets.token_urlsafe(24), "cash")
+    await age(membership_id, 35)
+    await desk.fall_due()  # the first frozen period begins
+    await age(membership_id, 25)  # the next one begins within the week
+    path = f"/memberships/{membership_id}/payment"
+    first = await portal.signed_in(clinic.manager, "first")
+    second = await portal.signed_in(clinic.manager2, "second")
+    form = {**await first.form(f"/memberships/{membership_id}", path), "method": "cash"}
+    other = {**await second.form(f"/memberships/{membership_id}", path), "method": "cheque"}
+
+    answers = await at_once(
+        [first.post(path, form, process=i % 2) for i in range(6)]
+        + [second.post(path, other, process=i % 2) for i in range(2)]
+    )
+    assert {a.status_code for a in answers} == {303}, describe(answers)
+    entries = await rows(
+        "SELECT event_key FROM journal_entry WHERE kind = 'membership_fee' AND location = {}",
+        clinic.location_id,
+    )
+    assert len(entries) == 2  # the fee taken at the freeze, and this period's once
+    periods = await MembershipPeriod.select().where(MembershipPeriod.membership == membership_id)
+    assert [p["status"] for p in periods] == ["paid"]  # a fee buys no period
+    assert await Payment.count().where(Payment.sale == periods[0]["sale_id"]) == 1
     await assert_whole(portal)
