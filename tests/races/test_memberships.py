@@ -32,6 +32,23 @@ async def _deliver_at_once(portal: Portal, bodies: list[bytes]) -> None:
     assert all(200 <= a.status_code < 300 for a in answers), statuses
 
 
+async def _clicked_at_once(
+    portal: Portal, clinic: Clinic, membership_id: int, path: str, methods: tuple[str, str]
+) -> None:
+    """The membership page's form at ``path`` sent six times at once (one form, one key) by
+    the first manager and twice by a second manager with a form of their own."""
+    first = await portal.signed_in(clinic.manager, "first")
+    second = await portal.signed_in(clinic.manager2, "second")
+    form = {**await first.form(f"/memberships/{membership_id}", path), "method": methods[0]}
+    other = {**await second.form(f"/memberships/{membership_id}", path), "method": methods[1]}
+    assert form["request_key"] != other["request_key"]
+    answers = await at_once(
+        [first.post(path, form, process=i % 2) for i in range(6)]
+        + [second.post(path, other, process=i % 2) for i in range(2)]
+    )
+    assert {a.status_code for a in answers} == {303}, describe(answers)
+
+
 async def _granted(membership_id: int) -> tuple[list[str], int, list[str]]:
     periods = (
         await MembershipPeriod.select().where(MembershipPeriod.membership == membership_id).run()
@@ -95,17 +112,7 @@ async def test_a_desk_period_payment_clicked_at_once_is_recorded_once(
     )
     await age(membership_id, 27)  # the next period begins within the week
     path = f"/memberships/{membership_id}/payment"
-    first = await portal.signed_in(clinic.manager, "first")
-    second = await portal.signed_in(clinic.manager2, "second")
-    form = {**await first.form(f"/memberships/{membership_id}", path), "method": "cash"}
-    other = {**await second.form(f"/memberships/{membership_id}", path), "method": "terminal"}
-    assert form["request_key"] != other["request_key"]
-
-    answers = await at_once(
-        [first.post(path, form, process=i % 2) for i in range(6)]
-        + [second.post(path, other, process=i % 2) for i in range(2)]
-    )
-    assert {a.status_code for a in answers} == {303}, describe(answers)
+    await _clicked_at_once(portal, clinic, membership_id, path, ("cash", "terminal"))
     periods = (
         await MembershipPeriod.select()
         .where(MembershipPeriod.membership == membership_id)
@@ -138,16 +145,7 @@ async def test_a_desk_freeze_with_its_fee_clicked_at_once_charges_the_fee_once(
         clinic.as_manager(), clinic.client.id, plan, "cash", request_key=secrets.token_urlsafe(24)
     )
     path = f"/memberships/{membership_id}/freeze"
-    first = await portal.signed_in(clinic.manager, "first")
-    second = await portal.signed_in(clinic.manager2, "second")
-    form = {**await first.form(f"/memberships/{membership_id}", path), "method": "cash"}
-    other = {**await second.form(f"/memberships/{membership_id}", path), "method": "terminal"}
-
-    answers = await at_once(
-        [first.post(path, form, process=i % 2) for i in range(6)]
-        + [second.post(path, other, process=i % 2) for i in range(2)]
-    )
-    assert {a.status_code for a in answers} == {303}, describe(answers)
+    await _clicked_at_once(portal, clinic, membership_id, path, ("cash", "terminal"))
     membership = await Membership.select().where(Membership.id == membership_id).first().run()
     assert membership is not None and membership["paused"]
     lines = await rows(
@@ -181,16 +179,7 @@ async def test_a_frozen_periods_fee_taken_at_once_at_the_desk_is_taken_once(
     await desk.fall_due()  # the first frozen period begins
     await age(membership_id, 25)  # the next one begins within the week
     path = f"/memberships/{membership_id}/payment"
-    first = await portal.signed_in(clinic.manager, "first")
-    second = await portal.signed_in(clinic.manager2, "second")
-    form = {**await first.form(f"/memberships/{membership_id}", path), "method": "cash"}
-    other = {**await second.form(f"/memberships/{membership_id}", path), "method": "cheque"}
-
-    answers = await at_once(
-        [first.post(path, form, process=i % 2) for i in range(6)]
-        + [second.post(path, other, process=i % 2) for i in range(2)]
-    )
-    assert {a.status_code for a in answers} == {303}, describe(answers)
+    await _clicked_at_once(portal, clinic, membership_id, path, ("cash", "cheque"))
     entries = await rows(
         "SELECT event_key FROM journal_entry WHERE kind = 'membership_fee' AND location = {}",
         clinic.location_id,
