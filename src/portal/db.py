@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
+from datetime import date
+from operator import itemgetter
 from typing import Any
 
 from piccolo.engine.base import Engine
@@ -154,6 +157,19 @@ async def insert_row(row: Table) -> int:
 PARAMETERS_PER_STATEMENT = 9000  # inside SQLite's and asyncpg's limits
 
 
+def one_of(expression: str, values: Sequence[Any], sql_type: str = "text") -> tuple[str, Any]:
+    """SQL saying ``expression`` is one of ``values``, for a raw query: the text (with one
+    ``{}`` placeholder) and its single argument, however many the values. PostgreSQL: an
+    array of ``sql_type`` read as a set (one parameter, one statement whatever the length;
+    a set joins by hash or index, where ``= ANY`` of a parameter would compare every row
+    of a table scan with every value); SQLite: the values as JSON text read by
+    ``json_each`` (dates as ISO text, as SQLite keeps them)."""
+    if isinstance(current_engine(), PostgresEngine):
+        return f"{expression} IN (SELECT unnest({{}}::{sql_type}[]))", list(values)
+    plain = [v.isoformat() if isinstance(v, date) else v for v in values]
+    return f"{expression} IN (SELECT value FROM json_each({{}}))", json.dumps(plain)
+
+
 async def value_where(column: Any, condition: Any) -> Any:
     """``column`` of the first row of its table meeting ``condition``; None when none does."""
     row = await column._meta.table.select(column).where(condition).first().run()
@@ -213,10 +229,11 @@ async def _copy_rows(
             name, len(rows),
         )  # fmt: skip
         ids = sorted(int(r["id"]) for r in drawn)
+    values = itemgetter(*columns) if len(columns) > 1 else lambda row: (row[columns[0]],)
     records = (
-        [(i, *(row[c] for c in columns)) for i, row in zip(ids, rows, strict=True)]
+        [(i, *values(row)) for i, row in zip(ids, rows, strict=True)]
         if returning
-        else [tuple(row[c] for c in columns) for row in rows]
+        else [values(row) for row in rows]
     )
     await connection.copy_records_to_table(
         name, records=records, columns=["id", *columns] if returning else columns

@@ -21,21 +21,23 @@ the record of what became of each row (``import_row``), and reported to
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
 import re
 import secrets
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from piccolo.engine.postgres import PostgresEngine
 from piccolo.table import Table
 
 from portal import access, db, progress
@@ -70,8 +72,12 @@ if TYPE_CHECKING:
 
 # Rows read, looked up and written together (IMPORT_CHUNK_ROWS overrides, for tests).
 CHUNK_ROWS = int(os.environ.get("IMPORT_CHUNK_ROWS", "500"))
-# A large file's lookups stay on their indexes: statistics refreshed this often.
-ANALYZE_EVERY_ROWS = 20_000
+# While a chunk is written, the next one is prepared in steps of this many rows.
+YIELD_EVERY_ROWS = 16
+# A large file's lookups stay on their indexes: statistics refreshed when the rows done
+# reach this many, then each time they double (the tables grow by a like share each
+# time, and an ANALYZE of large tables costs more than the lookups it keeps planned).
+ANALYZE_FIRST_ROWS = 20_000
 # A running batch writes its progress after every chunk; one silent this long has
 # stopped (its process was killed) and may be resumed or undone.
 STALLED_AFTER = timedelta(minutes=5)
@@ -105,6 +111,19 @@ class RowResult:
     reason: str = ""
     entity_id: int | None = None
     data: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Prepared:
+    """A row read ahead of its chunk's lookups: its values, fingerprint and, for the
+    importers that parse without the database, what they read (else why they could not)."""
+
+    line: int
+    values: dict[str, str]
+    fp: str
+    at: datetime  # the chunk's time
+    parsed: Any = None
+    problem: str = ""
 
 
 @dataclass
@@ -156,8 +175,12 @@ def mapped(record: dict[str, str], mapping: dict[str, str]) -> dict[str, str]:
     }
 
 
+# json.dumps(..., ensure_ascii=False) builds this encoder on every call; the same text.
+_FINGERPRINT_TEXT = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def fingerprint(kind: str, location_id: int, values: dict[str, str]) -> str:
-    text = json.dumps([kind, location_id, sorted(values.items())], ensure_ascii=False)
+    text = _FINGERPRINT_TEXT([kind, location_id, sorted(values.items())])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -270,36 +293,88 @@ async def _run_chunks(
     total: int,
     layout: Layout,
 ) -> None:
+    """The file chunk by chunk. Each chunk is read and prepared (mapped, fingerprinted,
+    parsed: no database) while the previous one is looked up and written, so this
+    process's work and the database's overlap; the chunks are written one after the
+    other, in the file's order."""
     step = f"Importing {layout.title.lower()}"
     await progress.report(0, total, step)
+    await importer.setup()
     done = 0
-    for chunk in _chunks(sheet.records(), CHUNK_ROWS):
-        todo = [(line, mapped(record, mapping)) for line, record in chunk if line not in done_lines]
-        if batch_id is not None and (done + len(chunk)) % ANALYZE_EVERY_ROWS < len(chunk):
-            await db.analyze(*importer.looked_up)
-        done += len(chunk)
-        # Clients and balances: a chunk's lookups and writes on one connection, in one
-        # transaction (appointments book each row in its own, through the bookings rules).
-        whole = batch_id is not None and importer.chunk_in_one_transaction
-        async with db.transaction() if whole else nullcontext():
-            for result in await importer.chunk(todo, batch_id):
-                summary.count(result)
-            if batch_id is not None:
-                await (
-                    ImportBatch.update(
-                        {ImportBatch.rows_done: done, ImportBatch.progress_at: utcnow()}
-                    )
-                    .where(ImportBatch.id == batch_id)
-                    .run()
-                )
-        await progress.report(done, total, step)
+    writing: asyncio.Task[None] | None = None
+    try:
+        async for size, todo in _prepared_chunks(importer, sheet, mapping, done_lines):
+            if writing is not None:
+                await writing
+            done += size
+            writing = asyncio.create_task(
+                _write_chunk(importer, summary, todo, batch_id, done, size, total, step)
+            )
+        if writing is not None:
+            await writing
+    except BaseException:
+        if writing is not None and not writing.done():
+            writing.cancel()
+            await asyncio.wait([writing])
+        raise
 
 
-def _chunks(
-    records: Iterator[tuple[int, dict[str, str]]], size: int
-) -> Iterator[list[tuple[int, dict[str, str]]]]:
-    while chunk := list(islice(records, size)):
-        yield chunk
+async def _prepared_chunks(
+    importer: _Importer, sheet: Sheet, mapping: dict[str, str], done_lines: set[int]
+) -> AsyncIterator[tuple[int, list[Prepared]]]:
+    """The file's chunks: how many lines each holds, and its rows not yet recorded,
+    prepared. Gives way to the chunk being written every few rows (its next query is
+    sent as soon as the last one answers)."""
+    size, todo, at = 0, list[Prepared](), utcnow()
+    for line, record in sheet.records():
+        size += 1
+        if line not in done_lines:
+            todo.append(importer.prepare(line, mapped(record, mapping), at))
+        if size == CHUNK_ROWS:
+            yield size, todo
+            size, todo, at = 0, [], utcnow()
+        elif size % YIELD_EVERY_ROWS == 0:
+            await asyncio.sleep(0)
+    if size:
+        yield size, todo
+
+
+def _analyze_at(done: int, size: int) -> bool:
+    """Whether the chunk that brought the rows done to ``done`` crossed
+    :data:`ANALYZE_FIRST_ROWS` or one of its doublings."""
+    mark = ANALYZE_FIRST_ROWS
+    while mark <= done:
+        if mark > done - size:
+            return True
+        mark *= 2
+    return False
+
+
+async def _write_chunk(
+    importer: _Importer,
+    summary: Summary,
+    todo: list[Prepared],
+    batch_id: int | None,
+    done: int,
+    size: int,
+    total: int,
+    step: str,
+) -> None:
+    if batch_id is not None and _analyze_at(done, size):
+        await db.analyze(*importer.looked_up)
+    # Clients and balances: a chunk's lookups and writes on one connection, in one
+    # transaction (appointments book each row in its own, through the bookings rules).
+    whole = batch_id is not None and importer.chunk_in_one_transaction
+    async with db.transaction() if whole else nullcontext():
+        for result in await importer.chunk(todo, batch_id):
+            summary.count(result)
+        if batch_id is not None:
+            await (
+                ImportBatch.update({ImportBatch.rows_done: done, ImportBatch.progress_at: utcnow()})
+                .where(ImportBatch.id == batch_id)
+                .run()
+            )
+    await progress.report(done, total, step)
 
 
 async def _open_batch(
@@ -426,15 +501,13 @@ async def _already_imported(fingerprints: list[str]) -> dict[str, int | None]:
     """Fingerprint → record of rows a batch not undone created or matched."""
     if not fingerprints:
         return {}
-    rows = (
-        await ImportRow.select(ImportRow.fingerprint, ImportRow.entity_id)
-        .where(
-            ImportRow.fingerprint.is_in(fingerprints)
-            & ImportRow.outcome.is_in([CREATED, MATCHED])
-            & (ImportRow.batch.status != UNDONE)
-        )
-        .run()
-    )
+    match, arg = db.one_of("r.fingerprint", fingerprints)
+    rows = await ImportRow.raw(
+        "SELECT r.fingerprint AS fingerprint, r.entity_id AS entity_id FROM import_row r "
+        f"JOIN import_batch b ON b.id = r.batch WHERE {match} "
+        f"AND r.outcome IN ('{CREATED}', '{MATCHED}') AND b.status <> '{UNDONE}'",
+        arg,
+    ).run()
     return {str(r["fingerprint"]): r["entity_id"] for r in rows}
 
 
@@ -479,9 +552,15 @@ class _Importer:
         self.dry_run = dry_run
         self.country = country_of_zone(str(location["timezone"]), "GB")
 
-    async def chunk(
-        self, rows: list[tuple[int, dict[str, str]]], batch_id: int | None
-    ) -> list[RowResult]:
+    async def setup(self) -> None:
+        """What :meth:`prepare` needs from the database, read once before the first row."""
+        return None
+
+    def prepare(self, line: int, values: dict[str, str], at: datetime) -> Prepared:
+        """The row's fingerprint (and the importer's reading of it): no database."""
+        return Prepared(line, values, fingerprint(self.kind, self.location_id, values), at)
+
+    async def chunk(self, rows: list[Prepared], batch_id: int | None) -> list[RowResult]:
         raise NotImplementedError
 
     async def finish(self, batch_id: int) -> None:
@@ -542,6 +621,14 @@ class _Clients(_Importer):
             placeholder_email=not email,
         )
 
+    def prepare(self, line: int, values: dict[str, str], at: datetime) -> Prepared:
+        row = super().prepare(line, values, at)
+        try:
+            row.parsed = self.parse(values, row.fp)
+        except BadValue as exc:
+            row.problem = str(exc)
+        return row
+
     @staticmethod
     def keys(row: ClientRow) -> list[str]:
         keys = [] if row.placeholder_email else [f"email:{row.email}"]
@@ -552,54 +639,40 @@ class _Clients(_Importer):
         return keys
 
     async def existing(self, parsed: list[ClientRow]) -> dict[str, int]:
-        """Key → client id of the portal's clients matching any row of the chunk."""
+        """Key → client id of the portal's clients matching any row of the chunk (one query
+        per key, each value list passed as one parameter)."""
         found: dict[str, int] = {}
         emails = [r.email for r in parsed if not r.placeholder_email]
         if emails:
-            for r in await User.select(User.id, User.email).where(User.email.is_in(emails)).run():
+            match, arg = db.one_of("email", emails)
+            for r in await User.raw(f"SELECT id, email FROM app_user WHERE {match}", arg).run():
                 found[f"email:{r['email']}"] = int(r["id"])
         phones = [r.phone for r in parsed if r.phone]
         if phones:
-            rows = (
-                await ClientProfile.select(ClientProfile.user, ClientProfile.phone)
-                .where(ClientProfile.phone.is_in(phones))
-                .run()
-            )
-            for r in rows:
+            match, arg = db.one_of("phone", phones)
+            sql = f'SELECT "user" AS "user", phone FROM client_profile WHERE {match}'
+            for r in await ClientProfile.raw(sql, arg).run():
                 found.setdefault(f"phone:{r['phone']}", int(r["user"]))
-        births = [r.date_of_birth for r in parsed if r.date_of_birth]
-        if births:
-            rows = (
-                await ClientProfile.select(
-                    ClientProfile.user, ClientProfile.user.name.as_alias("name"),
-                    ClientProfile.date_of_birth,
-                )
-                .where(ClientProfile.date_of_birth.is_in(births))
-                .run()
-            )  # fmt: skip
-            for r in rows:
-                key = f"name:{str(r['name']).lower()}|{r['date_of_birth'].isoformat()}"
-                found.setdefault(key, int(r["user"]))
+        for r in await _same_name_and_birth({(r.name, r.date_of_birth) for r in parsed}):
+            born = r["date_of_birth"]
+            born = born.isoformat() if isinstance(born, date) else str(born)
+            found.setdefault(f"name:{str(r['name']).lower()}|{born}", int(r["user"]))
         return found
 
-    async def chunk(
-        self, rows: list[tuple[int, dict[str, str]]], batch_id: int | None
-    ) -> list[RowResult]:
-        fps = [fingerprint(self.kind, self.location_id, values) for _, values in rows]
-        before = await _already_imported(fps)
+    async def chunk(self, rows: list[Prepared], batch_id: int | None) -> list[RowResult]:
+        before = await _already_imported([p.fp for p in rows])
         parsed: list[tuple[str, RowResult, ClientRow | None]] = []
-        for (line, values), fp in zip(rows, fps, strict=True):
-            result = RowResult(line=line, outcome=MATCHED, data=values)
+        for p in rows:
+            result = RowResult(line=p.line, outcome=MATCHED, data=p.values)
             row = None
-            if fp in before:
-                result.entity_id = before[fp]
+            if p.fp in before:
+                result.entity_id = before[p.fp]
                 result.reason = "imported before"
+            elif p.parsed is None:
+                result.outcome, result.reason = REJECTED, p.problem
             else:
-                try:
-                    row = self.parse(values, fp)
-                except BadValue as exc:
-                    result.outcome, result.reason = REJECTED, str(exc)
-            parsed.append((fp, result, row))
+                row = p.parsed
+            parsed.append((p.fp, result, row))
         found = await self.existing([row for _, _, row in parsed if row is not None])
         if batch_id is not None:
             self.seen = {}
@@ -672,19 +745,39 @@ class _Clients(_Importer):
         )  # fmt: skip
 
 
+async def _same_name_and_birth(people: set[tuple[str, Any]]) -> list[dict[str, Any]]:
+    """The clients (user, name, date_of_birth) who may have one of these names and dates
+    of birth; the caller compares the names as Python lowers them. PostgreSQL: the pairs
+    themselves, joined in one query (a birth date alone would read back every client
+    born that day); SQLite: every client born on one of the dates (its ``lower`` knows
+    only ASCII)."""
+    people = {(name, born) for name, born in people if born}
+    if not people:
+        return []
+    columns = 'SELECT p."user" AS "user", u.name AS name, p.date_of_birth AS date_of_birth '
+    joined = 'FROM client_profile p JOIN app_user u ON u.id = p."user" '
+    if isinstance(db.current_engine(), PostgresEngine):
+        names, births = zip(*sorted(people), strict=True)
+        sql = (
+            columns + joined + "JOIN unnest({}::text[], {}::date[]) AS k(name, born) "
+            "ON p.date_of_birth = k.born "
+            "AND (lower(u.name) = lower(k.name) OR upper(u.name) = upper(k.name))"
+        )
+        return await ClientProfile.raw(sql, list(names), list(births)).run()
+    match, arg = db.one_of("p.date_of_birth", sorted({born for _, born in people}), "date")
+    return await ClientProfile.raw(columns + joined + f"WHERE {match}", arg).run()
+
+
 async def _lines_created(batch_id: int | None, entity_ids: set[int]) -> dict[int, int]:
     """Record → the line of this batch's file that created it, among ``entity_ids``."""
     if batch_id is None or not entity_ids:
         return {}
-    rows = (
-        await ImportRow.select(ImportRow.entity_id, ImportRow.line)
-        .where(
-            (ImportRow.batch == batch_id)
-            & (ImportRow.outcome == CREATED)
-            & ImportRow.entity_id.is_in(sorted(entity_ids))
-        )
-        .run()
-    )
+    match, arg = db.one_of("entity_id", sorted(entity_ids), "int")
+    rows = await ImportRow.raw(
+        f"SELECT entity_id, line FROM import_row WHERE batch = {{}} AND outcome = '{CREATED}' "
+        f"AND {match}",
+        batch_id, arg,
+    ).run()  # fmt: skip
     return {int(r["entity_id"]): int(r["line"]) for r in rows}
 
 
@@ -702,6 +795,9 @@ class _Balances(_Importer):
         self.packages: dict[str, dict[str, Any]] | None = None
         self.services: dict[str, dict[str, Any]] = {}
 
+    async def setup(self) -> None:
+        await self.catalog()
+
     async def catalog(self) -> None:
         if self.packages is not None:
             return
@@ -716,11 +812,17 @@ class _Balances(_Importer):
         ).run():
             self.locations[str(loc["slug"])] = loc
 
-    def parse(
-        self, values: dict[str, str], clients: dict[str, int], fp: str, at: datetime
-    ) -> sales.ImportedBalance:
+    def prepare(self, line: int, values: dict[str, str], at: datetime) -> Prepared:
+        row = super().prepare(line, values, at)
+        try:
+            row.parsed = self.parse(values, row.fp, at)
+        except BadValue as exc:
+            row.problem = str(exc)
+        return row
+
+    def parse(self, values: dict[str, str], fp: str, at: datetime) -> sales.ImportedBalance:
+        """The balance a row gives, but for its client (``chunk`` looks the clients up)."""
         assert self.packages is not None
-        client_id = _client_of(values, clients)
         slug = values.get("location", "")
         location = self.locations.get(slug) if slug else self.location
         if location is None:
@@ -752,7 +854,7 @@ class _Balances(_Importer):
         if valid_until is not None and valid_until <= at:
             raise BadValue(f"expired on {expires.isoformat() if expires else ''}")
         return sales.ImportedBalance(
-            client_id=client_id,
+            client_id=0,
             location_id=int(location["id"]),
             currency=currency,
             item_name=name,
@@ -769,26 +871,29 @@ class _Balances(_Importer):
             request_key=fp,
         )
 
-    async def chunk(
-        self, rows: list[tuple[int, dict[str, str]]], batch_id: int | None
-    ) -> list[RowResult]:
+    async def chunk(self, rows: list[Prepared], batch_id: int | None) -> list[RowResult]:
+        if not rows:
+            return []
         await self.catalog()
-        at = utcnow()
-        fps = [fingerprint(self.kind, self.location_id, values) for _, values in rows]
-        before = await _already_imported(fps)
-        clients = await _clients_by([values for _, values in rows])
+        at = rows[0].at
+        before = await _already_imported([p.fp for p in rows])
+        clients = await _clients_by([p.values for p in rows])
         results: list[tuple[str, RowResult]] = []
         new: list[tuple[RowResult, sales.ImportedBalance]] = []
         seen: set[str] = set()
-        for (line, values), fp in zip(rows, fps, strict=True):
-            result = RowResult(line=line, outcome=MATCHED, data=values)
+        for p in rows:
+            fp = p.fp
+            result = RowResult(line=p.line, outcome=MATCHED, data=p.values)
             if fp in before:
                 result.entity_id, result.reason = before[fp], "imported before"
             elif fp in seen:
                 result.reason = "the same balance appears earlier in the file"
             else:
                 try:
-                    new.append((result, self.parse(values, clients, fp, at)))
+                    client_id = _client_of(p.values, clients)
+                    if p.parsed is None:
+                        raise BadValue(p.problem)
+                    new.append((result, replace(p.parsed, client_id=client_id)))
                     result.outcome = CREATED
                 except BadValue as exc:
                     result.outcome, result.reason = REJECTED, str(exc)
@@ -835,10 +940,8 @@ class _Therapists(_Importer):
 
     kind = "therapists"
 
-    async def chunk(
-        self, rows: list[tuple[int, dict[str, str]]], batch_id: int | None
-    ) -> list[RowResult]:
-        fps = [fingerprint(self.kind, self.location_id, values) for _, values in rows]
+    async def chunk(self, prepared: list[Prepared], batch_id: int | None) -> list[RowResult]:
+        rows, fps = [(p.line, p.values) for p in prepared], [p.fp for p in prepared]
         before = await _already_imported(fps)
         slugs = {
             str(r["slug"]): int(r["id"])
@@ -938,10 +1041,8 @@ class _Appointments(_Importer):
         self.sessions_planned: Counter[tuple[int, int]] = Counter()
         self.contexts: dict[tuple[int, int], BookingContext] = {}
 
-    async def chunk(
-        self, rows: list[tuple[int, dict[str, str]]], batch_id: int | None
-    ) -> list[RowResult]:
-        fps = [fingerprint(self.kind, self.location_id, values) for _, values in rows]
+    async def chunk(self, prepared: list[Prepared], batch_id: int | None) -> list[RowResult]:
+        rows, fps = [(p.line, p.values) for p in prepared], [p.fp for p in prepared]
         before = await _already_imported(fps)
         self.clients = await _clients_by([v for _, v in rows])
         self.therapists = await _therapists_by_email()
@@ -1129,24 +1230,20 @@ async def _clients_by(values: list[dict[str, str]]) -> dict[str, int]:
     emails = [normalize_email(v.get("client_email", "")) for v in values]
     emails = [e for e in emails if e]
     if emails:
-        rows = (
-            await User.select(User.id, User.email)
-            .where(User.email.is_in(emails) & (User.role == CLIENT))
-            .run()
-        )
+        match, arg = db.one_of("email", emails)
+        rows = await User.raw(
+            f"SELECT id, email FROM app_user WHERE {match} AND role = {{}}", arg, CLIENT
+        ).run()
         found.update({f"email:{r['email']}": int(r["id"]) for r in rows})
     externals = [v.get("client_external_id", "") for v in values if v.get("client_external_id")]
     if externals:
-        rows = (
-            await ImportRow.select(ImportRow.external_id, ImportRow.entity_id)
-            .where(
-                ImportRow.external_id.is_in(externals)
-                & (ImportRow.entity == "client")
-                & ImportRow.entity_id.is_not_null()
-                & (ImportRow.batch.status != UNDONE)
-            )
-            .run()
-        )
+        match, arg = db.one_of("r.external_id", externals)
+        rows = await ImportRow.raw(
+            "SELECT r.external_id AS external_id, r.entity_id AS entity_id FROM import_row r "
+            f"JOIN import_batch b ON b.id = r.batch WHERE {match} AND r.entity = 'client' "
+            f"AND r.entity_id IS NOT NULL AND b.status <> '{UNDONE}'",
+            arg,
+        ).run()
         found.update({f"external:{r['external_id']}": int(r["entity_id"]) for r in rows})
     return found
 
