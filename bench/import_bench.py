@@ -183,7 +183,20 @@ async def main() -> None:
         "open_credit_value_cents": int(credits[0]["v"]),
         "journal_balanced": debits == credits_total,
     }
-    print(json.dumps({"rows": args.rows, "results": results, "checks": checks}, indent=2))
+    both = {
+        "seconds": round(sum(r["seconds"] for r in results), 1),
+        "cpu_seconds": round(
+            sum(r["python_cpu_seconds"] + r["postgres_cpu_seconds"] for r in results), 1
+        ),
+        "rss_peak_mib": max(r["rss_peak_mib"] for r in results),
+        "load_average": f"{results[0]['load_average'].split(' ->')[0]} -> "
+        f"{results[-1]['load_average'].split('-> ')[1]}",
+    }
+    print(
+        json.dumps(
+            {"rows": args.rows, "results": results, "both": both, "checks": checks}, indent=2
+        )
+    )
     assert checks["deferred_revenue_cents"] == checks["open_credit_value_cents"]
     assert checks["journal_balanced"]
     await db.close_pool(db.current_engine())

@@ -212,6 +212,9 @@ async def insert_rows(
         return ids
 
 
+_SEQUENCES: dict[str, str] = {}  # table → the sequence its ids come from
+
+
 async def _copy_rows(
     engine: PostgresEngine,
     table: type[Table],
@@ -223,11 +226,15 @@ async def _copy_rows(
     name = table._meta.tablename
     ids: list[int] = []
     if returning:
+        if name not in _SEQUENCES:
+            sequence = await connection.fetchval("SELECT pg_get_serial_sequence($1, 'id')", name)
+            _SEQUENCES[name] = str(sequence).replace("'", "''")
+        # The sequence named in the text: resolved once, not for every id drawn.
         drawn = await connection.fetch(
-            "SELECT nextval(pg_get_serial_sequence($1, 'id')) AS id "
-            "FROM generate_series(1, $2::int)",
-            name, len(rows),
-        )  # fmt: skip
+            f"SELECT nextval('{_SEQUENCES[name]}'::regclass) AS id "
+            "FROM generate_series(1, $1::int)",
+            len(rows),
+        )
         ids = sorted(int(r["id"]) for r in drawn)
     values = itemgetter(*columns) if len(columns) > 1 else lambda row: (row[columns[0]],)
     records = (

@@ -240,6 +240,30 @@ async def test_a_stopped_run_resumes_where_it_stopped(db, monkeypatch):
     assert await User.count().where(User.role == "client").run() == 3
 
 
+async def test_an_error_reading_ahead_keeps_the_chunk_being_written(db, monkeypatch):
+    # The next chunk is prepared while the previous one is written: an error preparing
+    # line 5 stops the run after the chunk of lines 2-3 is written, not before.
+    loc = await london()
+    monkeypatch.setattr(imports, "CHUNK_ROWS", 2)
+    prepare = imports._Clients.prepare
+
+    def failing(self, line, values, at):
+        if line == 5:
+            raise RuntimeError("the worker died")
+        return prepare(self, line, values, at)
+
+    monkeypatch.setattr(imports._Clients, "prepare", failing)
+    with pytest.raises(RuntimeError):
+        await run("clients", FILES / "clients_cp1252_semicolon.csv", loc)
+    (batch,) = await ImportBatch.select().run()
+    assert batch["status"] == imports.INCOMPLETE and batch["rows_done"] == 2
+    assert await client_emails() == {"zoe@example.test", "jose@example.test"}
+    monkeypatch.undo()
+    summary = await run("clients", FILES / "clients_cp1252_semicolon.csv", loc)
+    assert summary.batch_id == batch["id"]
+    assert (summary.created, summary.matched, summary.rejected) == (3, 1, 2)
+
+
 async def test_the_exports_apostrophe_before_formula_text_is_taken_off(db, tmp_path):
     loc = await london()
     path = tmp_path / "clients.csv"
@@ -264,3 +288,33 @@ async def test_the_exports_apostrophe_before_formula_text_is_taken_off(db, tmp_p
         # Only the one apostrophe the export adds; any other stays.
         ("+Max '=Ward", "'Tis Cottage"),
     ]
+
+
+async def test_a_client_is_matched_by_name_and_birth_date_whatever_the_case(db, tmp_path):
+    # Another email and no phone: only the name (in capitals, with accents) and the date
+    # of birth say it is Zoë; the same name born another day, or another name born the
+    # same day, are new clients.
+    loc = await london()
+    await run("clients", FILES / "clients_cp1252_semicolon.csv", loc)
+    path = tmp_path / "more.csv"
+    path.write_text(
+        "email,first_name,last_name,date_of_birth\r\n"
+        "zoe.m@example.test,ZOË,MÜLLER,31/01/1985\r\n"
+        "zoe.other@example.test,Zoë,Müller,30/01/1985\r\n"
+        "ann.m@example.test,Ann,Müller,31/01/1985\r\n",
+        encoding="utf-8",
+    )
+    summary = await run("clients", path, loc)
+    assert (summary.created, summary.matched, summary.rejected) == (2, 1, 0)
+    zoe = await User.select(User.id).where(User.email == "zoe@example.test").first().run()
+    (row,) = (
+        await ImportRow.select()
+        .where((ImportRow.batch == summary.batch_id) & (ImportRow.line == 2))
+        .run()
+    )
+    assert (row["outcome"], row["reason"], row["entity_id"]) == (
+        "matched",
+        "existing client (same name)",
+        zoe["id"],
+    )
+    assert {"zoe.other@example.test", "ann.m@example.test"} <= await client_emails()

@@ -28,8 +28,8 @@ import os
 import re
 import secrets
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import nullcontext
+from collections.abc import AsyncGenerator
+from contextlib import aclosing, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import islice
@@ -303,25 +303,39 @@ async def _run_chunks(
     done = 0
     writing: asyncio.Task[None] | None = None
     try:
-        async for size, todo in _prepared_chunks(importer, sheet, mapping, done_lines):
-            if writing is not None:
-                await writing
-            done += size
-            writing = asyncio.create_task(
-                _write_chunk(importer, summary, todo, batch_id, done, size, total, step)
-            )
+        async with aclosing(_prepared_chunks(importer, sheet, mapping, done_lines)) as chunks:
+            async for size, todo in chunks:
+                if writing is not None:
+                    await writing
+                done += size
+                writing = asyncio.create_task(
+                    _write_chunk(importer, summary, todo, batch_id, done, size, total, step)
+                )
         if writing is not None:
             await writing
-    except BaseException:
-        if writing is not None and not writing.done():
-            writing.cancel()
-            await asyncio.wait([writing])
+    except Exception:
+        await _settle(writing, cancel=False)  # the chunk being written is kept
         raise
+    except BaseException:
+        await _settle(writing, cancel=True)
+        raise
+
+
+async def _settle(task: asyncio.Task[None] | None, *, cancel: bool) -> None:
+    """Let the chunk being written finish (or, ``cancel``, roll back) before the error
+    that stopped the run goes on; an error of its own is the lesser one."""
+    if task is None:
+        return
+    if cancel:
+        task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled():
+        task.exception()  # retrieved, so not reported again as never retrieved
 
 
 async def _prepared_chunks(
     importer: _Importer, sheet: Sheet, mapping: dict[str, str], done_lines: set[int]
-) -> AsyncIterator[tuple[int, list[Prepared]]]:
+) -> AsyncGenerator[tuple[int, list[Prepared]], None]:
     """The file's chunks: how many lines each holds, and its rows not yet recorded,
     prepared. Gives way to the chunk being written every few rows (its next query is
     sent as soon as the last one answers)."""
