@@ -1,7 +1,8 @@
 """Importing a file of clients or remaining balances into one location.
 
 A run reads the file (``imports.reading``) in chunks of :data:`CHUNK_ROWS` rows;
-each chunk is looked up in one query per key, written in one transaction with
+each chunk is prepared (mapped, fingerprinted, parsed) while the previous one is
+written, then looked up in one query per key, written in one transaction with
 the record of what became of each row (``import_row``), and reported to
 ``portal.progress``. A dry run does the same lookups and writes nothing.
 
