@@ -516,14 +516,20 @@ async def _already_imported(fingerprints: list[str]) -> dict[str, int | None]:
     """Fingerprint → record of rows a batch not undone created or matched."""
     if not fingerprints:
         return {}
-    match, arg = db.one_of("r.fingerprint", fingerprints)
-    rows = await ImportRow.raw(
-        "SELECT r.fingerprint AS fingerprint, r.entity_id AS entity_id FROM import_row r "
-        f"JOIN import_batch b ON b.id = r.batch WHERE {match} "
-        f"AND r.outcome IN ('{CREATED}', '{MATCHED}') AND b.status <> '{UNDONE}'",
+    rows = await _kept_rows("fingerprint", fingerprints, f"r.outcome IN ('{CREATED}', '{MATCHED}')")
+    return {str(r["key"]): r["entity_id"] for r in rows}
+
+
+async def _kept_rows(column: str, values: list[str], condition: str) -> list[dict[str, Any]]:
+    """(key, entity_id) of the import rows of batches not undone whose ``column`` is one
+    of ``values`` and that meet ``condition`` (SQL on ``r``, the import row)."""
+    match, arg = db.one_of(f"r.{column}", values)
+    return await ImportRow.raw(
+        f'SELECT r.{column} AS "key", r.entity_id AS entity_id FROM import_row r '
+        f"JOIN import_batch b ON b.id = r.batch WHERE {match} AND {condition} "
+        f"AND b.status <> '{UNDONE}'",
         arg,
     ).run()
-    return {str(r["fingerprint"]): r["entity_id"] for r in rows}
 
 
 async def _record(
@@ -1252,14 +1258,10 @@ async def _clients_by(values: list[dict[str, str]]) -> dict[str, int]:
         found.update({f"email:{r['email']}": int(r["id"]) for r in rows})
     externals = [v.get("client_external_id", "") for v in values if v.get("client_external_id")]
     if externals:
-        match, arg = db.one_of("r.external_id", externals)
-        rows = await ImportRow.raw(
-            "SELECT r.external_id AS external_id, r.entity_id AS entity_id FROM import_row r "
-            f"JOIN import_batch b ON b.id = r.batch WHERE {match} AND r.entity = 'client' "
-            f"AND r.entity_id IS NOT NULL AND b.status <> '{UNDONE}'",
-            arg,
-        ).run()
-        found.update({f"external:{r['external_id']}": int(r["entity_id"]) for r in rows})
+        rows = await _kept_rows(
+            "external_id", externals, "r.entity = 'client' AND r.entity_id IS NOT NULL"
+        )
+        found.update({f"external:{r['key']}": int(r["entity_id"]) for r in rows})
     return found
 
 
