@@ -74,7 +74,7 @@ if TYPE_CHECKING:
 # Rows read, looked up and written together (IMPORT_CHUNK_ROWS overrides, for tests).
 CHUNK_ROWS = int(os.environ.get("IMPORT_CHUNK_ROWS", "500"))
 # While a chunk is written, the next one is prepared in steps of this many rows.
-YIELD_EVERY_ROWS = 16
+YIELD_EVERY_ROWS = 8
 # A large file's lookups stay on their indexes: statistics refreshed when the rows done
 # reach this many, then each time they double (the tables grow by a like share each
 # time, and an ANALYZE of large tables costs more than the lookups it keeps planned).
