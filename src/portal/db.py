@@ -248,6 +248,17 @@ async def _copy_rows(
     return ids
 
 
+async def plan_with_values() -> None:
+    """Until the surrounding transaction ends, plan each statement with its parameters'
+    values (PostgreSQL's ``plan_cache_mode``), never with a generic plan kept from
+    earlier: a bulk load's lookups pass a whole chunk's values in one array, and a
+    generic plan made while the tables were small would compare every row with every
+    value once they are not. SQLite: nothing."""
+    engine = current_engine()
+    if isinstance(engine, PostgresEngine):
+        await engine.run_ddl("SET LOCAL plan_cache_mode = force_custom_plan")
+
+
 async def analyze(*tables: type[Table]) -> None:
     """Refresh PostgreSQL's statistics of ``tables`` (a bulk load makes them stale: the
     planner would scan a table it thinks small instead of using its index). SQLite: nothing."""

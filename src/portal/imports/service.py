@@ -381,6 +381,8 @@ async def _write_chunk(
     # transaction (appointments book each row in its own, through the bookings rules).
     whole = batch_id is not None and importer.chunk_in_one_transaction
     async with db.transaction() if whole else nullcontext():
+        if whole:
+            await db.plan_with_values()
         for result in await importer.chunk(todo, batch_id):
             summary.count(result)
         if batch_id is not None:
