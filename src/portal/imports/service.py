@@ -75,9 +75,10 @@ if TYPE_CHECKING:
 CHUNK_ROWS = int(os.environ.get("IMPORT_CHUNK_ROWS", "500"))
 # While a chunk is written, the next one is prepared in steps of this many rows.
 YIELD_EVERY_ROWS = 8
-# A large file's lookups stay on their indexes: statistics refreshed when the rows done
-# reach this many, then each time they double (the tables grow by a like share each
-# time, and an ANALYZE of large tables costs more than the lookups it keeps planned).
+# A large file's lookups stay on their indexes: statistics refreshed after the first
+# chunk, when the rows done reach this many, then each time they double (the tables grow
+# by a like share each time, and an ANALYZE of large tables costs more than the lookups
+# it keeps planned).
 ANALYZE_FIRST_ROWS = 20_000
 # A running batch writes its progress after every chunk; one silent this long has
 # stopped (its process was killed) and may be resumed or undone.
@@ -355,8 +356,11 @@ async def _prepared_chunks(
 
 
 def _analyze_at(done: int, size: int) -> bool:
-    """Whether the chunk that brought the rows done to ``done`` crossed
-    :data:`ANALYZE_FIRST_ROWS` or one of its doublings."""
+    """Whether the chunk that brought the rows done to ``done`` is the first (the plans
+    the lookups keep are made after it, on statistics of tables that are not empty) or
+    crossed :data:`ANALYZE_FIRST_ROWS` or one of its doublings."""
+    if done == size:
+        return True
     mark = ANALYZE_FIRST_ROWS
     while mark <= done:
         if mark > done - size:
@@ -781,10 +785,16 @@ async def _same_name_and_birth(people: set[tuple[str, Any]]) -> list[dict[str, A
     joined = 'FROM client_profile p JOIN app_user u ON u.id = p."user" '
     if isinstance(db.current_engine(), PostgresEngine):
         names, births = zip(*sorted(people), strict=True)
+        # Each pair looked up on its own (OFFSET 0 keeps the subquery apart): by the
+        # birth-date index, never by hashing every profile for a chunk's pairs.
         sql = (
-            columns + joined + "JOIN unnest({}::text[], {}::date[]) AS k(name, born) "
-            "ON p.date_of_birth = k.born "
-            "AND (lower(u.name) = lower(k.name) OR upper(u.name) = upper(k.name))"
+            'SELECT c."user" AS "user", c.name AS name, c.date_of_birth AS date_of_birth '
+            "FROM unnest({}::text[], {}::date[]) AS k(name, born) CROSS JOIN LATERAL ("
+            + columns
+            + joined
+            + "WHERE p.date_of_birth = k.born "
+            "AND (lower(u.name) = lower(k.name) OR upper(u.name) = upper(k.name)) OFFSET 0"
+            ") AS c"
         )
         return await ClientProfile.raw(sql, list(names), list(births)).run()
     match, arg = db.one_of("p.date_of_birth", sorted({born for _, born in people}), "date")
