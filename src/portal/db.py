@@ -248,15 +248,18 @@ async def _copy_rows(
     return ids
 
 
-async def plan_with_values() -> None:
-    """Until the surrounding transaction ends, plan each statement with its parameters'
-    values (PostgreSQL's ``plan_cache_mode``), never with a generic plan kept from
-    earlier: a bulk load's lookups pass a whole chunk's values in one array, and a
-    generic plan made while the tables were small would compare every row with every
-    value once they are not. SQLite: nothing."""
+async def plan_with_values(on: bool = True) -> None:
+    """Plan each statement with its parameters' values (PostgreSQL's ``plan_cache_mode``)
+    until the surrounding transaction ends or ``plan_with_values(False)``, never with a
+    generic plan kept from earlier: a bulk load's lookups pass a whole chunk's values
+    in one array, and a generic plan made while the tables were small compares every
+    row with every value once they are not. Off again before bulk writes: their
+    foreign-key checks would be planned again for every row. Outside a transaction,
+    and on SQLite: nothing."""
     engine = current_engine()
-    if isinstance(engine, PostgresEngine):
-        await engine.run_ddl("SET LOCAL plan_cache_mode = force_custom_plan")
+    if isinstance(engine, PostgresEngine) and engine.transaction_exists():
+        mode = "force_custom_plan" if on else "auto"
+        await engine.run_ddl(f"SET LOCAL plan_cache_mode = {mode}")
 
 
 async def analyze(*tables: type[Table]) -> None:

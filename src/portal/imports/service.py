@@ -385,8 +385,6 @@ async def _write_chunk(
     # transaction (appointments book each row in its own, through the bookings rules).
     whole = batch_id is not None and importer.chunk_in_one_transaction
     async with db.transaction() if whole else nullcontext():
-        if whole:
-            await db.plan_with_values()
         for result in await importer.chunk(todo, batch_id):
             summary.count(result)
         if batch_id is not None:
@@ -687,6 +685,7 @@ class _Clients(_Importer):
         return found
 
     async def chunk(self, rows: list[Prepared], batch_id: int | None) -> list[RowResult]:
+        await db.plan_with_values()  # the lookups; the writes after them are planned as ever
         before = await _already_imported([p.fp for p in rows])
         parsed: list[tuple[str, RowResult, ClientRow | None]] = []
         for p in rows:
@@ -704,6 +703,7 @@ class _Clients(_Importer):
         if batch_id is not None:
             self.seen = {}
         lines = await _lines_created(batch_id, set(found.values()))
+        await db.plan_with_values(False)
         new: list[tuple[str, RowResult, ClientRow]] = []
         for _fp, result, row in parsed:
             if row is None:
@@ -909,8 +909,10 @@ class _Balances(_Importer):
             return []
         await self.catalog()
         at = rows[0].at
+        await db.plan_with_values()  # the lookups; the writes after them are planned as ever
         before = await _already_imported([p.fp for p in rows])
         clients = await _clients_by([p.values for p in rows])
+        await db.plan_with_values(False)
         results: list[tuple[str, RowResult]] = []
         new: list[tuple[RowResult, sales.ImportedBalance]] = []
         seen: set[str] = set()
