@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 
 from portal import db
 from portal.ledger import periods
-from portal.ledger.tables import CashDay, CreditDay, LedgerDay
+from portal.ledger.tables import CashDay, CashMonth, CreditDay, CreditMonth, LedgerDay, LedgerMonth
 
 EPOCH_DAY = date(1970, 1, 1)
 UNLOCATED = 0  # the location key of journal lines without one (UTC days)
@@ -114,6 +114,12 @@ def number_of(day: date) -> int:
     return (day - EPOCH_DAY).days
 
 
+def month_of(number: int) -> int:
+    """The day number of the first day of day ``number``'s month (the key of its month's
+    row in the monthly totals)."""
+    return number_of(day_of(number).replace(day=1))
+
+
 def ledger_key(
     location: int | None,
     day: int,
@@ -192,30 +198,82 @@ async def _apply(fill: Callable[[_Changes], None]) -> None:
     fill(current)
 
 
+DayTable = type[LedgerDay] | type[CreditDay] | type[CashDay]
+# Each daily table's monthly one: the same key with ``day`` the month's first day,
+# kept by the same writes (``upsert``), read by the reports for whole months.
+MONTHS: dict[str, type[LedgerMonth] | type[CreditMonth] | type[CashMonth]] = {
+    "ledger_day": LedgerMonth,
+    "credit_day": CreditMonth,
+    "cash_day": CashMonth,
+}
+
+
+def by_month(rows: dict[Any, list[int]]) -> dict[Any, list[int]]:
+    """Daily keys (``day`` second) → the same changes summed per month."""
+    out: dict[Any, list[int]] = {}
+    firsts: dict[int, int] = {}
+    for key, sums in rows.items():
+        day = key[1]
+        month = firsts.get(day)
+        if month is None:
+            month = firsts[day] = month_of(day)
+        kept = out.get((key[0], month, *key[2:]))
+        if kept is None:
+            out[(key[0], month, *key[2:])] = list(sums)
+        else:
+            for i, value in enumerate(sums):
+                kept[i] += value
+    return out
+
+
 async def upsert(
-    table: type[LedgerDay] | type[CreditDay] | type[CashDay],
+    table: DayTable,
     key: Sequence[str],
     sums: Sequence[str],
     rows: dict[Any, list[int]],
+    *,
+    months: bool = True,
 ) -> None:
-    """Add ``rows`` (key → sums) to the table, in key order; zero changes are skipped."""
+    """Add ``rows`` (key → sums) to the table and (``months``) to its monthly table, in
+    key order; zero changes are skipped.
+
+    Every writer takes the rows' locks in one order: the table's month rows, then its
+    day rows, each in key order. On PostgreSQL both go in one statement (the month rows
+    are the statement's own insert, the day rows a data-modifying ``WITH`` that runs
+    after it): one round trip, as before the monthly totals.
+    """
     items = sorted((k, v) for k, v in rows.items() if any(v))
     if not items:
         return
     name = table._meta.tablename
+    monthly = sorted((k, v) for k, v in by_month(dict(items)).items() if any(v)) if months else []
+    if monthly and len(items) <= ROWS_PER_STATEMENT // 2 and not db.is_sqlite(db.current_engine()):
+        # ``{}`` placeholders are numbered in order: the WITH's (day rows) come first.
+        day_sql, day_args = _upsert(name, key, sums, items)
+        month_sql, month_args = _upsert(MONTHS[name]._meta.tablename, key, sums, monthly)
+        await table.raw(f"WITH d AS ({day_sql}) {month_sql}", *day_args, *month_args).run()
+        return
+    for target, batch in ((MONTHS[name]._meta.tablename, monthly), (name, items)):
+        for start in range(0, len(batch), ROWS_PER_STATEMENT):
+            text, args = _upsert(target, key, sums, batch[start : start + ROWS_PER_STATEMENT])
+            await table.raw(text, *args).run()
+
+
+def _upsert(
+    name: str, key: Sequence[str], sums: Sequence[str], items: Sequence[tuple[Any, list[int]]]
+) -> tuple[str, list[Any]]:
+    """``INSERT … ON CONFLICT (key) DO UPDATE SET x = x + excluded.x`` of ``items``."""
     columns = ", ".join((*key, *sums))
     adds = ", ".join(f"{s} = {name}.{s} + excluded.{s}" for s in sums)
     marks = "(" + ", ".join("{}" for _ in (*key, *sums)) + ")"
-    for start in range(0, len(items), ROWS_PER_STATEMENT):
-        chunk = items[start : start + ROWS_PER_STATEMENT]
-        args: list[Any] = []
-        for k, v in chunk:
-            args += [*k, *v]
-        await table.raw(
-            f"INSERT INTO {name} ({columns}) VALUES {', '.join(marks for _ in chunk)} "
-            f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {adds}",
-            *args,
-        ).run()
+    args: list[Any] = []
+    for k, v in items:
+        args += [*k, *v]
+    return (
+        f"INSERT INTO {name} ({columns}) VALUES {', '.join(marks for _ in items)} "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {adds}",
+        args,
+    )
 
 
 async def journal_lines(

@@ -230,7 +230,8 @@ async def _payment_days(
     sums = ", ".join(f"SUM({name}) AS {name}" for name in CASH_SUMS)
     rows = await sql.fetch(
         f"{rollup.with_(cte)}SELECT location AS loc, currency, {day} AS day, {sums} "
-        f"FROM cash_day{rollup.bucket_join(cte)} WHERE {scope} AND day >= {{}} AND day <= {{}}"
+        f"FROM {rollup.source('cash_day', start, end, months=rollup.monthly(grouping))}"
+        f"{rollup.bucket_join(cte)} WHERE {scope} AND day >= {{}} AND day <= {{}}"
         f"{clauses} GROUP BY 1, 2, 3",
         [*bucket_args, *scope_args, start, end, *filter_args],
     )

@@ -130,7 +130,8 @@ async def _revenue_days(f: Filters, *, by_therapist: bool) -> list[dict[str, Any
     kind, kind_args = rollup.product(f)
     return await sql.fetch(
         f"{rollup.with_(cte)}SELECT location AS loc, currency, account, {therapist} AS therapist, "
-        f"{day} AS day, SUM(credit_cents - debit_cents) AS amount FROM ledger_day"
+        f"{day} AS day, SUM(credit_cents - debit_cents) AS amount "
+        f"FROM {rollup.source('ledger_day', start, end, months=rollup.monthly(f.grouping))}"
         f"{rollup.bucket_join(cte)} WHERE account IN {accounts} AND {scope} "
         f"AND day >= {{}} AND day <= {{}}{kind} "
         f"GROUP BY 1, 2, 3, {'4, ' if by_therapist else ''}5",
