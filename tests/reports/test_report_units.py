@@ -12,7 +12,7 @@ import openpyxl
 import pytest
 
 from portal.reports import charts, exports, periods
-from portal.reports.controllers import fee_rate
+from portal.reports.html import fee_rate
 
 pytestmark = pytest.mark.nodb
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any
 
@@ -59,7 +59,17 @@ class Totals:
         return self.fee - self.dispute_fee
 
     def add(self, other: Totals) -> None:
-        add_figures(self, other, (f.name for f in fields(self)))
+        # Written out: a year's report adds thousands of these.
+        self.payments += other.payments
+        self.refunds += other.refunds
+        self.gross += other.gross
+        self.tax += other.tax
+        self.refunded += other.refunded
+        self.fee += other.fee
+        self.disputes += other.disputes
+        self.reinstatements += other.reinstatements
+        self.disputed += other.disputed
+        self.dispute_fee += other.dispute_fee
 
     def as_dict(self) -> dict[str, int]:
         """Every figure by name, and the net (the API's payments totals)."""
