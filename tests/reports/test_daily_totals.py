@@ -54,6 +54,16 @@ async def test_the_totals_equal_the_rows_of_the_hand_scenario(db):
     assert [(r["therapist"], r["credit_cents"]) for r in given] == [(s.t2, 10000)]
 
 
+async def test_totals_written_a_statement_at_a_time_are_the_same(db, monkeypatch):
+    """Changes too many for one statement go table by table (and month by month) in
+    the one statement's order: the same totals, months included."""
+    monkeypatch.setattr(daily, "MAX_PARAMETERS", 0)
+    monkeypatch.setattr(daily, "ROWS_PER_STATEMENT", 1)
+    await build()
+    await _clean()
+    assert await LedgerMonth.count().run() > 0
+
+
 async def test_a_rolled_back_posting_leaves_no_total(db):
     loc = await factories.make_location(slug="rb", timezone="Europe/London", currency="GBP")
     with pytest.raises(RuntimeError):

@@ -94,7 +94,8 @@ CASH_SUMS = (
     "payments", "gross", "tax", "fee", "refunds", "refunded", "refund_tax",
     "disputes", "disputed", "dispute_fee", "reinstatements", "reinstated",
 )  # fmt: skip
-ROWS_PER_STATEMENT = 500  # 9,000 parameters at most: inside SQLite's and asyncpg's limits
+ROWS_PER_STATEMENT = 500  # 9,500 parameters at most: inside SQLite's and asyncpg's limits
+MAX_PARAMETERS = 30_000  # one statement's (asyncpg: 32,767)
 
 LedgerKey = tuple[int, int, str, str, str, int, str]
 CreditKey = tuple[int, int, str, str, str]
@@ -151,11 +152,15 @@ class _Changes:
         self.cash: dict[CashKey, list[int]] = defaultdict(lambda: [0] * len(CASH_SUMS))
 
     async def write(self) -> None:
-        """The tables in one order, each one's keys in order."""
+        """Every table's changes and their months (``write``)."""
         self.written = True
-        await upsert(LedgerDay, LEDGER_KEY, LEDGER_SUMS, self.ledger)
-        await upsert(CreditDay, CREDIT_KEY, CREDIT_SUMS, self.credits)
-        await upsert(CashDay, CASH_KEY, CASH_SUMS, self.cash)
+        await write(
+            [
+                (LedgerDay, LEDGER_KEY, LEDGER_SUMS, self.ledger),
+                (CreditDay, CREDIT_KEY, CREDIT_SUMS, self.credits),
+                (CashDay, CASH_KEY, CASH_SUMS, self.cash),
+            ]
+        )
 
 
 _CHANGES: ContextVar[_Changes | None] = ContextVar("daily_changes", default=None)
@@ -226,6 +231,11 @@ def by_month(rows: dict[Any, list[int]]) -> dict[Any, list[int]]:
     return out
 
 
+Changes = tuple[DayTable, Sequence[str], Sequence[str], dict[Any, list[int]]]
+# The order the totals' tables are written in, as the rebuild locks them.
+TABLE_ORDER = ("ledger_day", "ledger_month", "credit_day", "credit_month", "cash_day", "cash_month")
+
+
 async def upsert(
     table: DayTable,
     key: Sequence[str],
@@ -234,28 +244,58 @@ async def upsert(
     *,
     months: bool = True,
 ) -> None:
-    """Add ``rows`` (key → sums) to the table and (``months``) to its monthly table, in
-    key order; zero changes are skipped.
+    """Add ``rows`` (key → sums) to the table and (``months``) to its monthly table."""
+    await write([(table, key, sums, rows)], months=months)
 
-    Every writer takes the rows' locks in one order: the table's month rows, then its
-    day rows, each in key order. On PostgreSQL both go in one statement (the month rows
-    are the statement's own insert, the day rows a data-modifying ``WITH`` that runs
-    after it): one round trip, as before the monthly totals.
+
+async def write(changes: Sequence[Changes], *, months: bool = True) -> None:
+    """Add each table's changes (key → sums) to it and (``months``) to its monthly
+    table, in key order; zero changes are skipped.
+
+    On PostgreSQL everything goes in one statement (one round trip, as one table's
+    did before the monthly totals): each table's upsert a data-modifying ``WITH``
+    and the last the statement's own, which PostgreSQL runs first and the ``WITH``s
+    after it, last to first. Every writer takes the rows' locks in that order:
+    tables in the reverse of ``TABLE_ORDER``, each table's keys in order. Changes
+    too many for one statement (and SQLite's, one writer at a time) go one
+    statement at a time in the same order, after taking the tables' locks in
+    ``TABLE_ORDER`` as the one statement does and as the rebuild does.
     """
-    items = sorted((k, v) for k, v in rows.items() if any(v))
-    if not items:
+    parts: list[tuple[str, list[tuple[Any, list[int]]], DayTable, Sequence[str], Sequence[str]]]
+    parts = []
+    for table, key, sums, rows in changes:
+        items = sorted((k, v) for k, v in rows.items() if any(v))
+        if not items:
+            continue
+        name = table._meta.tablename
+        parts.append((name, items, table, key, sums))
+        if months:
+            monthly = sorted((k, v) for k, v in by_month(dict(items)).items() if any(v))
+            if monthly:
+                parts.append((MONTHS[name]._meta.tablename, monthly, table, key, sums))
+    if not parts:
         return
-    name = table._meta.tablename
-    monthly = sorted((k, v) for k, v in by_month(dict(items)).items() if any(v)) if months else []
-    if monthly and len(items) <= ROWS_PER_STATEMENT // 2 and not db.is_sqlite(db.current_engine()):
-        # ``{}`` placeholders are numbered in order: the WITH's (day rows) come first.
-        day_sql, day_args = _upsert(name, key, sums, items)
-        month_sql, month_args = _upsert(MONTHS[name]._meta.tablename, key, sums, monthly)
-        await table.raw(f"WITH d AS ({day_sql}) {month_sql}", *day_args, *month_args).run()
+    parts.sort(key=lambda part: TABLE_ORDER.index(part[0]))
+    engine = db.current_engine()
+    sqlite = db.is_sqlite(engine)
+    parameters = sum(len(items) * (len(key) + len(sums)) for _, items, _, key, sums in parts)
+    if not sqlite and parameters <= MAX_PARAMETERS:
+        statements = [_upsert(name, key, sums, items) for name, items, _, key, sums in parts]
+        *before, (last, last_args) = statements
+        ctes = ", ".join(f"w{i} AS ({text})" for i, (text, _) in enumerate(before))
+        args = [arg for _, part_args in before for arg in part_args]
+        await (
+            parts[0][2]
+            .raw(f"{'WITH ' + ctes + ' ' if ctes else ''}{last}", *args, *last_args)
+            .run()
+        )
         return
-    for target, batch in ((MONTHS[name]._meta.tablename, monthly), (name, items)):
-        for start in range(0, len(batch), ROWS_PER_STATEMENT):
-            text, args = _upsert(target, key, sums, batch[start : start + ROWS_PER_STATEMENT])
+    if not sqlite and engine.transaction_exists():
+        names = ", ".join(name for name in TABLE_ORDER if any(p[0] == name for p in parts))
+        await parts[0][2].raw(f"LOCK TABLE {names} IN ROW EXCLUSIVE MODE").run()
+    for name, items, table, key, sums in reversed(parts):
+        for start in range(0, len(items), ROWS_PER_STATEMENT):
+            text, args = _upsert(name, key, sums, items[start : start + ROWS_PER_STATEMENT])
             await table.raw(text, *args).run()
 
 

@@ -265,8 +265,8 @@ async def stored(
 async def _block_writers() -> None:
     """Inside a rebuild step: postings in flight commit first, new ones wait for it."""
     if not sql.is_sqlite():
-        names = [n for name in TABLES for n in (name, _month_name(name))]
-        await LedgerDay.raw(f"LOCK TABLE {', '.join(names)} IN EXCLUSIVE MODE").run()
+        # In the writers' order (``daily.write``): no deadlock with one in flight.
+        await LedgerDay.raw(f"LOCK TABLE {', '.join(daily.TABLE_ORDER)} IN EXCLUSIVE MODE").run()
 
 
 async def _fresh(places: list[Place], first: date, end: date) -> dict[str, dict[Any, list[int]]]:
