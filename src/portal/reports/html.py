@@ -4,8 +4,8 @@ A year by month at every clinic of a chain is 600 rows of ten cells with two
 links each; as template loops with a call per cell they were most of the
 payments, fees and revenue pages' time. The templates keep the tables' heads,
 totals and everything else; these write the ``<tr>`` rows of the bodies, each
-cell as the template wrote it (``money_cell`` for amounts, ``Filters.query`` for
-the drill-down links).
+cell as the template wrote it (``money_cell``'s amounts, ``Filters.query``'s links
+through ``Filters.drill``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Collection, Mapping, Sequence
 
 from markupsafe import Markup, escape
 
+from portal.formatting import money
 from portal.reports.cash import BucketRow
 from portal.reports.filters import Filters
 from portal.reports.listing import PaymentLine
@@ -31,31 +32,34 @@ def fee_rate(fee: int, gross: int) -> str:
     return f"{hundredths // 100}.{hundredths % 100:02d}"
 
 
-def _link(f: Filters, row: BucketRow | RevenueRow, **extra: object) -> str:
-    """The query of a row's drill-down: the filters for its bucket and location."""
-    return escape(
-        f.query(
-            start=row.start.isoformat(), end=row.end.isoformat(), location=row.location.id, **extra
-        )
-    )
+def _cell(cents: int, currency: str, zero_blank: bool = False) -> str:
+    """``money_cell`` as text (a row is one Markup, not ten)."""
+    if zero_blank and not cents:
+        return _BLANK
+    return f'<span class="{"neg" if cents < 0 else ""}">{escape(money(cents, currency))}</span>'
+
+
+_BLANK = str(money_cell(0, "USD", True))
 
 
 def payment_rows(rows: Sequence[BucketRow], f: Filters) -> Markup:
     """The payments report's rows by period and location."""
     out = []
+    link = f.drill(group="day")
     for row in rows:
         t, c = row.totals, row.currency
         label, place = escape(row.label), escape(row.location.name)
+        query = escape(link(row.start, row.end, row.location.id))
         out.append(
-            f'<tr><td><a href="/reports/payments?{_link(f, row, group="day")}#lines" '
+            f'<tr><td><a href="/reports/payments?{query}#lines" '
             f'title="Show the payments and refunds of {label} at {place}">{label}</a></td>'
             f'<td>{place}</td><td class="num">{t.payments}</td><td class="num">{t.refunds}</td>'
-            f'<td class="num">{money_cell(t.gross, c)}</td>'
-            f'<td class="num">{money_cell(t.tax, c)}</td>'
-            f'<td class="num">{money_cell(t.refunded, c, True)}</td>'
-            f'<td class="num">{money_cell(t.disputed, c, True)}</td>'
-            f'<td class="num">{money_cell(t.fee, c, True)}</td>'
-            f'<td class="num"><strong>{money_cell(t.net, c)}</strong></td></tr>'
+            f'<td class="num">{_cell(t.gross, c)}</td>'
+            f'<td class="num">{_cell(t.tax, c)}</td>'
+            f'<td class="num">{_cell(t.refunded, c, True)}</td>'
+            f'<td class="num">{_cell(t.disputed, c, True)}</td>'
+            f'<td class="num">{_cell(t.fee, c, True)}</td>'
+            f'<td class="num"><strong>{_cell(t.net, c)}</strong></td></tr>'
         )
     return Markup("\n".join(out))  # noqa: S704 (every value above is escaped)
 
@@ -90,12 +94,12 @@ def line_rows(lines: Sequence[PaymentLine], methods: Mapping[str, str]) -> Marku
             f"<td>{escape(line.client)}<br>"
             f'<small class="muted">{escape(line.client_email)}</small></td>'
             f"<td>{item}</td><td>{escape(method)}</td>"
-            f'<td class="num">{money_cell(line.gross, c, True)}</td>'
-            f'<td class="num">{money_cell(line.tax, c, True)}</td>'
-            f'<td class="num">{money_cell(line.refunded, c, True)}</td>'
-            f'<td class="num">{money_cell(line.disputed, c, True)}</td>'
-            f'<td class="num">{money_cell(line.fee, c, True)}</td>'
-            f'<td class="num">{money_cell(line.net, c)}</td>'
+            f'<td class="num">{_cell(line.gross, c, True)}</td>'
+            f'<td class="num">{_cell(line.tax, c, True)}</td>'
+            f'<td class="num">{_cell(line.refunded, c, True)}</td>'
+            f'<td class="num">{_cell(line.disputed, c, True)}</td>'
+            f'<td class="num">{_cell(line.fee, c, True)}</td>'
+            f'<td class="num">{_cell(line.net, c)}</td>'
             f'<td><a href="/sales/{line.sale_id}">{line.sale_id:06d}</a>{intent}</td></tr>'
         )
     return Markup("\n".join(out))  # noqa: S704 (every value above is escaped)
@@ -104,18 +108,20 @@ def line_rows(lines: Sequence[PaymentLine], methods: Mapping[str, str]) -> Marku
 def fee_rows(rows: Sequence[BucketRow], f: Filters) -> Markup:
     """The fees report's rows by period and location."""
     out = []
+    link = f.drill(method="card", group="day")
     for row in rows:
         t, c = row.totals, row.currency
+        query = escape(link(row.start, row.end, row.location.id))
         out.append(
-            f'<tr><td><a href="/reports/payments?{_link(f, row, method="card", group="day")}'
-            f'#lines" title="The card payments behind these fees">{escape(row.label)}</a></td>'
+            f'<tr><td><a href="/reports/payments?{query}#lines" '
+            f'title="The card payments behind these fees">{escape(row.label)}</a></td>'
             f'<td>{escape(row.location.name)}</td><td class="num">{t.payments}</td>'
-            f'<td class="num">{money_cell(t.gross, c)}</td>'
-            f'<td class="num">{money_cell(t.processing_fee, c)}</td>'
+            f'<td class="num">{_cell(t.gross, c)}</td>'
+            f'<td class="num">{_cell(t.processing_fee, c)}</td>'
             f'<td class="num">{t.disputes}</td>'
-            f'<td class="num">{money_cell(t.dispute_fee, c)}</td>'
-            f'<td class="num"><strong>{money_cell(t.fee, c)}</strong></td>'
-            f'<td class="num">{money_cell(t.gross - t.fee, c)}</td>'
+            f'<td class="num">{_cell(t.dispute_fee, c)}</td>'
+            f'<td class="num"><strong>{_cell(t.fee, c)}</strong></td>'
+            f'<td class="num">{_cell(t.gross - t.fee, c)}</td>'
             f'<td class="num">{fee_rate(t.processing_fee, t.gross)} %</td></tr>'
         )
     return Markup("\n".join(out))  # noqa: S704 (every value above is escaped)
@@ -131,7 +137,8 @@ def revenue_rows(
 ) -> Markup:
     """The revenue report's rows by period and location; a closed month is marked."""
     out = []
-    accounts = list(REVENUE_ACCOUNTS)
+    journal = f.drill(account=list(REVENUE_ACCOUNTS))
+    payments = f.drill(group="day")
     for r in rows:
         c = r.currency
         closed = (
@@ -140,17 +147,18 @@ def revenue_rows(
             else ""
         )
         out.append(
-            f'<tr><td><a href="/reports/journal?{_link(f, r, account=accounts)}" '
+            f'<tr><td><a href="/reports/journal?{escape(journal(r.start, r.end, r.location.id))}" '
             f'title="Journal lines behind this revenue">{escape(r.label)}</a></td>'
             f"<td>{escape(r.location.name)}{closed}</td>"
-            f'<td class="num">{money_cell(r.service, c, True)}</td>'
-            f'<td class="num">{money_cell(r.breakage, c, True)}</td>'
-            f'<td class="num">{money_cell(r.reversals, c, True)}</td>'
-            f'<td class="num"><strong>{money_cell(r.recognised, c)}</strong></td>'
-            f'<td class="num group-cash"><a href="/reports/payments?{_link(f, r, group="day")}" '
-            f'title="Payments behind this cash">{money_cell(r.collected, c)}</a></td>'
-            f'<td class="num">{money_cell(r.refunded, c, True)}</td>'
-            f'<td class="num">{money_cell(r.disputed, c, True)}</td>'
-            f'<td class="num">{money_cell(r.net_cash, c)}</td></tr>'
+            f'<td class="num">{_cell(r.service, c, True)}</td>'
+            f'<td class="num">{_cell(r.breakage, c, True)}</td>'
+            f'<td class="num">{_cell(r.reversals, c, True)}</td>'
+            f'<td class="num"><strong>{_cell(r.recognised, c)}</strong></td>'
+            f'<td class="num group-cash"><a href="/reports/payments?'
+            f'{escape(payments(r.start, r.end, r.location.id))}" '
+            f'title="Payments behind this cash">{_cell(r.collected, c)}</a></td>'
+            f'<td class="num">{_cell(r.refunded, c, True)}</td>'
+            f'<td class="num">{_cell(r.disputed, c, True)}</td>'
+            f'<td class="num">{_cell(r.net_cash, c)}</td></tr>'
         )
     return Markup("\n".join(out))  # noqa: S704 (every value above is escaped)
