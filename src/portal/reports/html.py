@@ -11,10 +11,11 @@ through ``Filters.drill``).
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from functools import lru_cache
 
 from markupsafe import Markup, escape
 
-from portal.formatting import money
+from portal.formatting import money_of
 from portal.reports.cash import BucketRow
 from portal.reports.filters import Filters
 from portal.reports.listing import PaymentLine
@@ -36,7 +37,18 @@ def _cell(cents: int, currency: str, zero_blank: bool = False) -> str:
     """``money_cell`` as text (a row is one Markup, not ten)."""
     if zero_blank and not cents:
         return _BLANK
-    return f'<span class="{"neg" if cents < 0 else ""}">{escape(money(cents, currency))}</span>'
+    text = money_of(currency)(cents)
+    if not _plain(currency):
+        text = escape(text)
+    return f'<span class="{"neg" if cents < 0 else ""}">{text}</span>'
+
+
+@lru_cache(maxsize=64)
+def _plain(currency: str) -> bool:
+    """Whether the currency's amounts need no HTML escaping: only their symbols and
+    separators could (the digits never do)."""
+    sample = money_of(currency)(-123_456_789) + money_of(currency)(123_456_789)
+    return str(escape(sample)) == sample
 
 
 _BLANK = str(money_cell(0, "USD", True))
