@@ -88,7 +88,7 @@ def line_rows(lines: Sequence[PaymentLine], methods: Mapping[str, str]) -> Marku
     out = []
     for line in lines:
         c = line.currency
-        item = escape(line.item)
+        item = str(escape(line.item))  # text: a Markup would escape the badges added to it
         if line.product == "memberships":
             item += ' <span class="badge">Membership</span>'
         item += _KIND_BADGES.get(line.kind, "")
