@@ -4,18 +4,21 @@ Two tables (``ledger.tables``): ``ledger_day`` sums the journal per location,
 local day, account and currency (deferred revenue also per entry kind, service
 revenue also per therapist); ``credit_day`` counts session credits per selling
 location, local day and movement (sold, redeemed, expired, refunded) with their
-value. A location's day is its own local day, the journal's one dating rule
-(lines without a location: UTC). The reports' totals and charts read these
+value; ``cash_day`` the money moved (``payments.totals``). A location's day is its
+own local day, the journal's one dating rule (lines without a location: UTC).
+Each has a monthly twin (``ledger_month``, …: the same key, ``day`` the month's
+first day) kept by the same writes. The reports' totals and charts read these
 instead of a year of rows; ``reports.totals`` rebuilds and verifies them.
 
 The single writers call in here: ``ledger.post`` for every journal line and
 ``sales.service`` for every credit it creates, ends, revives or re-dates. The
 changes are summed per key in the writer's transaction and written when that
-transaction is about to commit (``db.before_commit``), as one
-``INSERT … ON CONFLICT (key) DO UPDATE SET x = x + excluded.x`` per table in
-key order: a line and its total commit together or not at all, two writers of
-the same day take the totals' row locks in the same order (no deadlock), and
-they hold them only for the commit.
+transaction is about to commit (``db.before_commit``), as
+``INSERT … ON CONFLICT (key) DO UPDATE SET x = x + excluded.x`` per table and
+month table, in key order, one statement on PostgreSQL (``write``): a line and
+its totals commit together or not at all, two writers of the same day take the
+totals' row locks in the same order (no deadlock), and they hold them only for
+the commit.
 """
 
 from __future__ import annotations
