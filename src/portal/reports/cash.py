@@ -89,21 +89,39 @@ class BucketRow:
 def _bucketed(
     f: Filters, day_rows: dict[tuple[int, str, int], Totals], grouping: str
 ) -> list[BucketRow]:
-    merged: dict[tuple[date, int, str], Totals] = defaultdict(Totals)
+    """``_payment_days``' rows as rows by bucket and location, in the report's order
+    (the day rows' totals are taken over: each bucket's first one adds the others)."""
+    merged: dict[tuple[date, int, str], Totals] = {}
+    starts: dict[int, date] = {}  # day number → its bucket's first day
     for (location_id, currency, number), totals in day_rows.items():
-        start = bucket_start(day_from_number(number), grouping)
-        merged[(start, location_id, currency)].add(totals)
+        start = starts.get(number)
+        if start is None:
+            start = starts[number] = bucket_start(day_from_number(number), grouping)
+        key = (start, location_id, currency)
+        if key in merged:
+            merged[key].add(totals)
+        else:
+            merged[key] = totals
     out = []
     names = {loc.id: loc for loc in f.locations}
+    # Each bucket's dates and label once (a year by month: 12, for 600 rows).
+    spans = {
+        start: (
+            max(start, f.period.start),
+            min(bucket_end(start, grouping), f.period.end),
+            bucket_label(start, grouping),
+        )
+        for start, _, _ in merged
+    }
     for (start, location_id, currency), totals in sorted(
         merged.items(), key=lambda kv: (kv[0][0], names[kv[0][1]].name, kv[0][2])
     ):
-        end = min(bucket_end(start, grouping), f.period.end)
+        first, end, label = spans[start]
         out.append(
             BucketRow(
-                start=max(start, f.period.start),
+                start=first,
                 end=end,
-                label=bucket_label(start, grouping),
+                label=label,
                 location=names[location_id],
                 currency=currency,
                 totals=totals,

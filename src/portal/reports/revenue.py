@@ -160,17 +160,24 @@ async def revenue(f: Filters, *, by_therapist: bool = True, leaders_only: bool =
     names = {loc.id: loc for loc in f.locations}
     table: dict[tuple[date, int, str], RevenueRow] = {}
 
+    spans: dict[date, tuple[date, date, str]] = {}  # a bucket's dates and label, once
+
     def row_for(start: date, location_id: int, currency: str) -> RevenueRow:
         key = (start, location_id, currency)
-        if key not in table:
-            table[key] = RevenueRow(
-                start=max(start, f.period.start),
-                end=min(bucket_end(start, f.grouping), f.period.end),
-                label=bucket_label(start, f.grouping),
-                location=names[location_id],
+        row = table.get(key)
+        if row is None:
+            span = spans.get(start)
+            if span is None:
+                span = spans[start] = (
+                    max(start, f.period.start),
+                    min(bucket_end(start, f.grouping), f.period.end),
+                    bucket_label(start, f.grouping),
+                )
+            row = table[key] = RevenueRow(
+                start=span[0], end=span[1], label=span[2], location=names[location_id],
                 currency=currency,
-            )
-        return table[key]
+            )  # fmt: skip
+        return row
 
     per_bucket = by_therapist and not leaders_only
     queries = [_revenue_query(f, therapist=per_bucket)]
@@ -206,7 +213,9 @@ async def revenue(f: Filters, *, by_therapist: bool = True, leaders_only: bool =
         key = (f.period.start, int(row["loc"]), str(row["currency"]), int(row["therapist"]) or None)
         therapist_sums[key] += sql.as_int(row["amount"])
     for (location_id, currency, number), moved in cash.items():
-        start = bucket_start(day_from_number(number), f.grouping)
+        start = starts.get(number) or starts.setdefault(
+            number, bucket_start(day_from_number(number), f.grouping)
+        )
         item = row_for(start, location_id, currency)
         item.collected += moved.gross
         item.refunded += moved.refunded
