@@ -1068,7 +1068,9 @@ async def generate(args: argparse.Namespace) -> dict[str, Any]:
     await db.start_pool(engine, min_size=1, max_size=4)
     try:
         steps = await totals.rebuild()
-        await engine.run_ddl("ANALYZE ledger_day, credit_day, cash_day")
+        await engine.run_ddl(
+            "ANALYZE ledger_day, credit_day, cash_day, ledger_month, credit_month, cash_month"
+        )
     finally:
         await db.close_pool(engine)
     rebuild_seconds = time.perf_counter() - rebuild_started

@@ -941,7 +941,9 @@ async def measure(args: argparse.Namespace, generated: dict[str, Any] | None) ->
     print(f"  {results['rebuild']}", flush=True)
     conn = await asyncpg.connect(args.database_url)
     try:
-        await conn.execute("ANALYZE ledger_day, credit_day, cash_day")
+        await conn.execute(
+            "ANALYZE ledger_day, credit_day, cash_day, ledger_month, credit_month, cash_month"
+        )
     finally:
         await conn.close()
     settings = Settings(

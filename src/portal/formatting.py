@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
-from portal.money import format_money
+from portal.money import format_money, money_formatter
 from portal.timeutil import to_local
 
+MONEY_LOCALE = "en_US"  # how the pages write amounts
 
-def money(cents: int | None, currency: str = "USD", locale: str = "en_US") -> str:
+
+def money(cents: int | None, currency: str = "USD", locale: str = MONEY_LOCALE) -> str:
     """Integer minor units → a localized amount in the currency's own decimals.
 
     Display only; never parse this back.
     """
     return format_money(cents, currency, locale)
+
+
+def money_of(currency: str) -> Callable[[int], str]:
+    """``money`` of one currency as a function (a table of thousands of amounts)."""
+    return money_formatter(currency, MONEY_LOCALE)
 
 
 def local_dt(value: datetime | None, tz: str = "UTC", fmt: str = "%Y-%m-%d %H:%M") -> str:

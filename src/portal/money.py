@@ -28,6 +28,7 @@ cent and add up exactly to T.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
@@ -215,6 +216,29 @@ def format_money(cents: int | None, currency: str, locale: str | None = None) ->
         number = f"{number}{decimal}{fraction:0{digits}d}"
     prefix, suffix = negative if cents < 0 else positive
     return f"{prefix}{number}{suffix}"
+
+
+@lru_cache(maxsize=64)
+def money_formatter(currency: str, locale: str | None = None) -> Callable[[int], str]:
+    """``format_money`` of one currency and locale as a function, the shape looked up
+    once (a report's table formats thousands of amounts)."""
+    loc = locale or locale_for_currency(currency)
+    shape = _money_shape(currency, loc)
+    if shape is None:
+        return lambda cents: format_money(cents, currency, loc)
+    digits, group, decimal, (plus, plus_after), (minus, minus_after) = shape
+    unit = 10**digits
+
+    def formatted(cents: int) -> str:
+        whole, fraction = divmod(abs(cents), unit)
+        number = f"{whole:,}" if group == "," else f"{whole:,}".replace(",", group)
+        if digits:
+            number = f"{number}{decimal}{fraction:0{digits}d}"
+        if cents < 0:
+            return f"{minus}{number}{minus_after}"
+        return f"{plus}{number}{plus_after}"
+
+    return formatted
 
 
 _SAMPLE_WHOLE = 1_234_567

@@ -12,13 +12,13 @@ from portal import db as portal_db
 from portal.auth.service import ACCOUNTANT, CLIENT, OWNER
 from portal.ledger import daily, periods
 from portal.ledger import service as ledger
-from portal.ledger.tables import CreditDay, LedgerDay
+from portal.ledger.tables import CashMonth, CreditDay, LedgerDay, LedgerMonth
 from portal.payments import states
 from portal.payments import totals as payment_totals
 from portal.payments.tables import Payment, Refund
 from portal.reports import filters as report_filters
+from portal.reports import rollup, totals
 from portal.reports import service as reports
-from portal.reports import totals
 from portal.sales import service as sales
 from tests import factories
 from tests.reports import helpers
@@ -52,6 +52,16 @@ async def test_the_totals_equal_the_rows_of_the_hand_scenario(db):
         & (LedgerDay.account == "service_revenue")
     ).run()  # fmt: skip
     assert [(r["therapist"], r["credit_cents"]) for r in given] == [(s.t2, 10000)]
+
+
+async def test_totals_written_a_statement_at_a_time_are_the_same(db, monkeypatch):
+    """Changes too many for one statement go table by table (and month by month) in
+    the one statement's order: the same totals, months included."""
+    monkeypatch.setattr(daily, "MAX_PARAMETERS", 0)
+    monkeypatch.setattr(daily, "ROWS_PER_STATEMENT", 1)
+    await build()
+    await _clean()
+    assert await LedgerMonth.count().run() > 0
 
 
 async def test_a_rolled_back_posting_leaves_no_total(db):
@@ -89,13 +99,29 @@ async def test_verify_names_each_difference_and_rebuild_repairs_it(db):
     await CreditDay.delete().where(CreditDay.location == s.alpha).run()
     found = await totals.verify()
     tables = {d.table for d in found.differences}
-    assert tables == {"ledger_day", "credit_day"}
+    # The monthly rows no longer equal the sum of the (changed) daily ones either.
+    assert tables == {"ledger_day", "credit_day", "ledger_month", "credit_month"}
     assert any(f"location {s.beta} " in d.line() and "cash_on_hand" in d.line()
                for d in found.differences)  # fmt: skip
     await totals.rebuild()
     await _clean()
     assert await _rows(LedgerDay) == before_ledger
     assert await _rows(CreditDay) == before_credits
+    # A monthly row of its own: verify names it alone, rebuild derives it again.
+    before_months = await _rows(LedgerMonth)
+    await (
+        LedgerMonth.update({LedgerMonth.credit_cents: LedgerMonth.credit_cents + 7})
+        .where((LedgerMonth.location == s.alpha) & (LedgerMonth.account == "deferred_revenue"))
+        .run()
+    )
+    await CashMonth.delete().where(CashMonth.location == s.beta).run()
+    found = await totals.verify()
+    assert {d.table for d in found.differences} == {"ledger_month", "cash_month"}
+    assert all(f"location {s.alpha} " in d.line() and "deferred_revenue" in d.line()
+               for d in found.differences if d.table == "ledger_month")  # fmt: skip
+    await totals.rebuild()
+    await _clean()
+    assert await _rows(LedgerMonth) == before_months
     # --since: only days from then on are recomputed; earlier ones stay as they are.
     await (
         LedgerDay.update({LedgerDay.credit_cents: 0})
@@ -109,7 +135,7 @@ async def test_verify_names_each_difference_and_rebuild_repairs_it(db):
 
 
 @pytest.mark.parametrize("seed", [5, 17])
-async def test_totals_equal_the_rows_over_random_event_sequences(db, seed):
+async def test_totals_equal_the_rows_over_random_event_sequences(db, seed, monkeypatch):
     """Property: sales at two zones, sessions given at the other clinic, forfeits,
     refunds of some sessions, refunds failing (sessions given back), re-dated credits,
     expiries and closed months, in random order: the totals equal the rows."""
@@ -172,6 +198,7 @@ async def test_totals_equal_the_rows_over_random_event_sequences(db, seed):
             open_sales.remove(entry)
     await _clean()
     await _summaries_equal_the_rows()
+    await _monthly_reads_equal_daily_reads(monkeypatch)
 
 
 async def _unsettled_money(rng: random.Random, action: str, sale: int, at) -> None:
@@ -237,6 +264,49 @@ async def _summaries_equal_the_rows() -> None:
                 )  # fmt: skip
         got = {c: (t.payments, t.gross, t.refunds, t.refunded) for c, t in summary.items()}
         assert got == expected, status
+
+
+# Whole months, months cut at both ends, one month, a period from a month's middle,
+# and ranges around the sequence's months (it starts on 2026-03-20).
+_PERIODS = (
+    ("2026-01-01", "2026-12-31"),
+    ("2026-03-15", "2026-05-10"),
+    ("2026-04-01", "2026-04-30"),
+    ("2026-04-10", "2026-07-31"),
+    ("2026-05-01", "2027-02-28"),
+)
+
+
+async def _monthly_reads_equal_daily_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every report that reads whole months from the monthly totals gives the same
+    figures as when it reads the daily ones alone."""
+    accountant = helpers.actor(ACCOUNTANT)
+
+    async def figures() -> list[object]:
+        out: list[object] = []
+        for start, end in _PERIODS:
+            for status in ("succeeded", "all"):
+                f = await report_filters.parse(
+                    accountant,
+                    {"start": [start], "end": [end], "group": ["month"], "status": [status]},
+                )
+                summary = await reports.payment_summary(f)
+                out += [summary.rows, summary.totals]
+            fees = await reports.fees(f)
+            revenue = await reports.revenue(f)
+            tb = await reports.trial_balance(f)
+            out += [fees.rows, revenue.rows, revenue.totals, revenue.therapist_sums,
+                    await reports.liability(f), tb.lines, tb.totals,
+                    await reports.revenue_by_month(f), await reports.liability_trend(f)]  # fmt: skip
+        return out
+
+    year = await report_filters.parse(accountant, {"start": ["2026-01-01"], "end": ["2026-12-31"]})
+    assert "ledger_month" in rollup.source("ledger_day", *rollup.days(year))
+    with_months = await figures()
+    assert any(with_months), "nothing to compare"
+    monkeypatch.setattr(rollup, "_pieces", lambda *_args: [])  # the daily rows alone
+    assert "ledger_month" not in rollup.source("ledger_day", *rollup.days(year))
+    assert await figures() == with_months
 
 
 async def test_periods_before_the_first_total_and_after_today_are_empty(db):

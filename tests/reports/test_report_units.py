@@ -11,8 +11,11 @@ from datetime import UTC, date, datetime
 import openpyxl
 import pytest
 
-from portal.reports import charts, exports, periods
-from portal.reports.controllers import fee_rate
+from portal.formatting import money, money_of
+from portal.ledger.daily import number_of
+from portal.reports import charts, exports, periods, rollup
+from portal.reports.filters import Filters, Loc
+from portal.reports.html import fee_rate
 
 pytestmark = pytest.mark.nodb
 
@@ -96,6 +99,63 @@ def test_amounts_and_fee_rate():
 
 async def _collect(stream) -> bytes:
     return b"".join([chunk async for chunk in stream])
+
+
+@pytest.mark.parametrize("currency", ["USD", "EUR", "GBP", "JPY", "AUD", "KWD", "CHF"])
+def test_money_of_writes_what_money_writes(currency):
+    write = money_of(currency)
+    for cents in (0, 1, -1, 99, -100, 123_456, -98_765_432, 10**12 + 7):
+        assert write(cents) == money(cents, currency)
+
+
+def test_a_drill_down_link_is_the_query_with_the_rows_start_end_and_location():
+    loc = Loc(7, "A", "a", "UTC", "USD")
+    f = Filters(
+        period=periods.Period(date(2025, 1, 1), date(2025, 12, 31)),
+        locations=(loc,),
+        package_id=3,
+        method="card",
+        accounts=("service_revenue",),
+        params={"location": ["7", "9"], "group": ["month"], "status": ["all"], "zz": ["a b"]},
+    )
+    for fixed in ({}, {"group": "day"}, {"method": "card", "group": "day"},
+                  {"account": ["service_revenue", "breakage_revenue"]}):  # fmt: skip
+        link = f.drill(**fixed)
+        start, end = date(2025, 3, 1), date(2025, 3, 31)
+        assert link(start, end, 9) == f.query(
+            start=start.isoformat(), end=end.isoformat(), location=9, **fixed
+        )
+
+
+def test_whole_months_are_read_from_the_monthly_totals_and_the_days_around_them():
+    def pieces(first, last, cuts=()):
+        return [
+            (whole, lo and str(date.fromordinal(date(1970, 1, 1).toordinal() + lo)),
+             str(date.fromordinal(date(1970, 1, 1).toordinal() + hi)))
+            for whole, lo, hi in rollup._pieces(
+                first and number_of(first), number_of(last), [number_of(c) for c in cuts]
+            )
+        ]  # fmt: skip
+
+    assert pieces(date(2025, 1, 1), date(2025, 12, 31)) == [(True, "2025-01-01", "2026-01-01")]
+    assert pieces(date(2025, 1, 15), date(2025, 3, 10)) == [
+        (False, "2025-01-15", "2025-02-01"),
+        (True, "2025-02-01", "2025-03-01"),
+        (False, "2025-03-01", "2025-03-11"),
+    ]
+    # From the beginning up to the period's end, the period's start a cut: a month
+    # holding the cut is read by days.
+    assert pieces(None, date(2025, 12, 30), [date(2025, 6, 15)]) == [
+        (True, None, "2025-06-01"),
+        (False, "2025-06-01", "2025-07-01"),
+        (True, "2025-07-01", "2025-12-01"),
+        (False, "2025-12-01", "2025-12-31"),
+    ]
+    assert pieces(None, date(2025, 12, 31), [date(2025, 1, 1)]) == [(True, None, "2026-01-01")]
+    assert pieces(date(2025, 12, 3), date(2025, 12, 4)) == [(False, "2025-12-03", "2025-12-05")]
+    assert rollup.source(
+        "cash_day", number_of(date(2025, 12, 3)), number_of(date(2025, 12, 4))
+    ) == ("cash_day")
 
 
 def test_csv_stream_quotes_and_neutralises_formulas():

@@ -62,6 +62,25 @@ async def test_accountant_reads_every_report_and_download(db, app):
             assert response.headers["content-type"].startswith("application/json")
 
 
+async def test_the_period_rows_and_lines_link_and_mark_as_the_pages_did(db, app):
+    """The payments, fees and revenue tables' rows (written in Python) carry their
+    drill-down links and badges as markup, the rows' own text escaped."""
+    sc = await build()
+    async with _client(app, ACCOUNTANT) as (client, _):
+        payments = (await client.get(f"/reports/payments?{MARCH}&group=month")).text
+        fees = (await client.get(f"/reports/fees?{MARCH}")).text
+        revenue = (await client.get(f"/reports/revenue?{MARCH}")).text
+    row = f"start=2026-03-01&amp;end=2026-03-31&amp;location={sc.alpha}"
+    assert f'href="/reports/payments?{row}&amp;group=day#lines"' in payments
+    assert '<span class="badge badge-refund">Refund</span>' in payments
+    assert f'href="/reports/payments?{row}&amp;group=day&amp;method=card#lines"' in fees
+    accounts = "&amp;account=service_revenue&amp;account=breakage_revenue"
+    assert f'href="/reports/journal?{row}{accounts}&amp;account=revenue_reversals"' in revenue
+    assert f'href="/reports/payments?{row}&amp;group=day"' in revenue
+    for page in (payments, fees, revenue):
+        assert "&lt;span" not in page and "&amp;amp;" not in page
+
+
 async def test_payments_csv_columns_and_values(db, app):
     sc = await build()
     async with _client(app, OWNER) as (client, _):

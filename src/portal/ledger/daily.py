@@ -4,18 +4,21 @@ Two tables (``ledger.tables``): ``ledger_day`` sums the journal per location,
 local day, account and currency (deferred revenue also per entry kind, service
 revenue also per therapist); ``credit_day`` counts session credits per selling
 location, local day and movement (sold, redeemed, expired, refunded) with their
-value. A location's day is its own local day, the journal's one dating rule
-(lines without a location: UTC). The reports' totals and charts read these
+value; ``cash_day`` the money moved (``payments.totals``). A location's day is its
+own local day, the journal's one dating rule (lines without a location: UTC).
+Each has a monthly twin (``ledger_month``, …: the same key, ``day`` the month's
+first day) kept by the same writes. The reports' totals and charts read these
 instead of a year of rows; ``reports.totals`` rebuilds and verifies them.
 
 The single writers call in here: ``ledger.post`` for every journal line and
 ``sales.service`` for every credit it creates, ends, revives or re-dates. The
 changes are summed per key in the writer's transaction and written when that
-transaction is about to commit (``db.before_commit``), as one
-``INSERT … ON CONFLICT (key) DO UPDATE SET x = x + excluded.x`` per table in
-key order: a line and its total commit together or not at all, two writers of
-the same day take the totals' row locks in the same order (no deadlock), and
-they hold them only for the commit.
+transaction is about to commit (``db.before_commit``), as
+``INSERT … ON CONFLICT (key) DO UPDATE SET x = x + excluded.x`` per table and
+month table, in key order, one statement on PostgreSQL (``write``): a line and
+its totals commit together or not at all, two writers of the same day take the
+totals' row locks in the same order (no deadlock), and they hold them only for
+the commit.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from zoneinfo import ZoneInfo
 
 from portal import db
 from portal.ledger import periods
-from portal.ledger.tables import CashDay, CreditDay, LedgerDay
+from portal.ledger.tables import CashDay, CashMonth, CreditDay, CreditMonth, LedgerDay, LedgerMonth
 
 EPOCH_DAY = date(1970, 1, 1)
 UNLOCATED = 0  # the location key of journal lines without one (UTC days)
@@ -94,7 +97,8 @@ CASH_SUMS = (
     "payments", "gross", "tax", "fee", "refunds", "refunded", "refund_tax",
     "disputes", "disputed", "dispute_fee", "reinstatements", "reinstated",
 )  # fmt: skip
-ROWS_PER_STATEMENT = 500  # 9,000 parameters at most: inside SQLite's and asyncpg's limits
+ROWS_PER_STATEMENT = 500  # 9,500 parameters at most: inside SQLite's and asyncpg's limits
+MAX_PARAMETERS = 30_000  # one statement's (asyncpg: 32,767)
 
 LedgerKey = tuple[int, int, str, str, str, int, str]
 CreditKey = tuple[int, int, str, str, str]
@@ -112,6 +116,12 @@ def day_of(number: int) -> date:
 
 def number_of(day: date) -> int:
     return (day - EPOCH_DAY).days
+
+
+def month_of(number: int) -> int:
+    """The day number of the first day of day ``number``'s month (the key of its month's
+    row in the monthly totals)."""
+    return number_of(day_of(number).replace(day=1))
 
 
 def ledger_key(
@@ -145,11 +155,15 @@ class _Changes:
         self.cash: dict[CashKey, list[int]] = defaultdict(lambda: [0] * len(CASH_SUMS))
 
     async def write(self) -> None:
-        """The tables in one order, each one's keys in order."""
+        """Every table's changes and their months (``write``)."""
         self.written = True
-        await upsert(LedgerDay, LEDGER_KEY, LEDGER_SUMS, self.ledger)
-        await upsert(CreditDay, CREDIT_KEY, CREDIT_SUMS, self.credits)
-        await upsert(CashDay, CASH_KEY, CASH_SUMS, self.cash)
+        await write(
+            [
+                (LedgerDay, LEDGER_KEY, LEDGER_SUMS, self.ledger),
+                (CreditDay, CREDIT_KEY, CREDIT_SUMS, self.credits),
+                (CashDay, CASH_KEY, CASH_SUMS, self.cash),
+            ]
+        )
 
 
 _CHANGES: ContextVar[_Changes | None] = ContextVar("daily_changes", default=None)
@@ -192,30 +206,117 @@ async def _apply(fill: Callable[[_Changes], None]) -> None:
     fill(current)
 
 
+DayTable = type[LedgerDay] | type[CreditDay] | type[CashDay]
+# Each daily table's monthly one: the same key with ``day`` the month's first day,
+# kept by the same writes (``upsert``), read by the reports for whole months.
+MONTHS: dict[str, type[LedgerMonth] | type[CreditMonth] | type[CashMonth]] = {
+    "ledger_day": LedgerMonth,
+    "credit_day": CreditMonth,
+    "cash_day": CashMonth,
+}
+
+
+def by_month(rows: dict[Any, list[int]]) -> dict[Any, list[int]]:
+    """Daily keys (``day`` second) → the same changes summed per month."""
+    out: dict[Any, list[int]] = {}
+    firsts: dict[int, int] = {}
+    for key, sums in rows.items():
+        day = key[1]
+        month = firsts.get(day)
+        if month is None:
+            month = firsts[day] = month_of(day)
+        kept = out.get((key[0], month, *key[2:]))
+        if kept is None:
+            out[(key[0], month, *key[2:])] = list(sums)
+        else:
+            for i, value in enumerate(sums):
+                kept[i] += value
+    return out
+
+
+Changes = tuple[DayTable, Sequence[str], Sequence[str], dict[Any, list[int]]]
+# The order the totals' tables are written in, as the rebuild locks them.
+TABLE_ORDER = ("ledger_day", "ledger_month", "credit_day", "credit_month", "cash_day", "cash_month")
+
+
 async def upsert(
-    table: type[LedgerDay] | type[CreditDay] | type[CashDay],
+    table: DayTable,
     key: Sequence[str],
     sums: Sequence[str],
     rows: dict[Any, list[int]],
+    *,
+    months: bool = True,
 ) -> None:
-    """Add ``rows`` (key → sums) to the table, in key order; zero changes are skipped."""
-    items = sorted((k, v) for k, v in rows.items() if any(v))
-    if not items:
+    """Add ``rows`` (key → sums) to the table and (``months``) to its monthly table."""
+    await write([(table, key, sums, rows)], months=months)
+
+
+async def write(changes: Sequence[Changes], *, months: bool = True) -> None:
+    """Add each table's changes (key → sums) to it and (``months``) to its monthly
+    table, in key order; zero changes are skipped.
+
+    On PostgreSQL everything goes in one statement (one round trip, as one table's
+    did before the monthly totals): each table's upsert a data-modifying ``WITH``
+    and the last the statement's own, which PostgreSQL runs first and the ``WITH``s
+    after it, last to first. Every writer takes the rows' locks in that order:
+    tables in the reverse of ``TABLE_ORDER``, each table's keys in order. Changes
+    too many for one statement (and SQLite's, one writer at a time) go one
+    statement at a time in the same order, after taking the tables' locks in
+    ``TABLE_ORDER`` as the one statement does and as the rebuild does.
+    """
+    parts: list[tuple[str, list[tuple[Any, list[int]]], DayTable, Sequence[str], Sequence[str]]]
+    parts = []
+    for table, key, sums, rows in changes:
+        items = sorted((k, v) for k, v in rows.items() if any(v))
+        if not items:
+            continue
+        name = table._meta.tablename
+        parts.append((name, items, table, key, sums))
+        if months:
+            monthly = sorted((k, v) for k, v in by_month(dict(items)).items() if any(v))
+            if monthly:
+                parts.append((MONTHS[name]._meta.tablename, monthly, table, key, sums))
+    if not parts:
         return
-    name = table._meta.tablename
+    parts.sort(key=lambda part: TABLE_ORDER.index(part[0]))
+    engine = db.current_engine()
+    sqlite = db.is_sqlite(engine)
+    parameters = sum(len(items) * (len(key) + len(sums)) for _, items, _, key, sums in parts)
+    if not sqlite and parameters <= MAX_PARAMETERS:
+        statements = [_upsert(name, key, sums, items) for name, items, _, key, sums in parts]
+        *before, (last, last_args) = statements
+        ctes = ", ".join(f"w{i} AS ({text})" for i, (text, _) in enumerate(before))
+        args = [arg for _, part_args in before for arg in part_args]
+        await (
+            parts[0][2]
+            .raw(f"{'WITH ' + ctes + ' ' if ctes else ''}{last}", *args, *last_args)
+            .run()
+        )
+        return
+    if not sqlite and engine.transaction_exists():
+        names = ", ".join(name for name in TABLE_ORDER if any(p[0] == name for p in parts))
+        await parts[0][2].raw(f"LOCK TABLE {names} IN ROW EXCLUSIVE MODE").run()
+    for name, items, table, key, sums in reversed(parts):
+        for start in range(0, len(items), ROWS_PER_STATEMENT):
+            text, args = _upsert(name, key, sums, items[start : start + ROWS_PER_STATEMENT])
+            await table.raw(text, *args).run()
+
+
+def _upsert(
+    name: str, key: Sequence[str], sums: Sequence[str], items: Sequence[tuple[Any, list[int]]]
+) -> tuple[str, list[Any]]:
+    """``INSERT … ON CONFLICT (key) DO UPDATE SET x = x + excluded.x`` of ``items``."""
     columns = ", ".join((*key, *sums))
     adds = ", ".join(f"{s} = {name}.{s} + excluded.{s}" for s in sums)
     marks = "(" + ", ".join("{}" for _ in (*key, *sums)) + ")"
-    for start in range(0, len(items), ROWS_PER_STATEMENT):
-        chunk = items[start : start + ROWS_PER_STATEMENT]
-        args: list[Any] = []
-        for k, v in chunk:
-            args += [*k, *v]
-        await table.raw(
-            f"INSERT INTO {name} ({columns}) VALUES {', '.join(marks for _ in chunk)} "
-            f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {adds}",
-            *args,
-        ).run()
+    args: list[Any] = []
+    for k, v in items:
+        args += [*k, *v]
+    return (
+        f"INSERT INTO {name} ({columns}) VALUES {', '.join(marks for _ in items)} "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {adds}",
+        args,
+    )
 
 
 async def journal_lines(

@@ -57,18 +57,9 @@ class ClosedPeriod(Table, tablename="closed_period"):
     closed_at = Timestamptz()
 
 
-class LedgerDay(Table, tablename="ledger_day"):
-    """The journal summed per location, local day, account and currency (``ledger.daily``).
+class LedgerSums:
+    """The columns of ``ledger_day`` and ``ledger_month`` (one key, one pair of sums)."""
 
-    Kept in the transaction that writes the lines; the reports read their
-    totals here instead of scanning the lines. ``location`` 0: lines without a
-    location (UTC days). ``day``: days since 1970-01-01 in the location's zone.
-    ``kind`` is the entry kind for deferred revenue (the liability report's
-    columns), else empty; ``therapist`` who gave the sessions of service revenue,
-    else 0. One row per key (unique index ``ledger_day_key``).
-    """
-
-    id: Serial
     location = Integer(required=True)
     day = Integer(required=True)
     account = Varchar(length=40, required=True)
@@ -80,7 +71,42 @@ class LedgerDay(Table, tablename="ledger_day"):
     credit_cents = BigInt(default=0)
 
 
-class CreditDay(Table, tablename="credit_day"):
+class LedgerDay(LedgerSums, Table, tablename="ledger_day"):
+    """The journal summed per location, local day, account and currency (``ledger.daily``).
+
+    Kept in the transaction that writes the lines; the reports read their
+    totals here instead of scanning the lines. ``location`` 0: lines without a
+    location (UTC days). ``day``: days since 1970-01-01 in the location's zone.
+    ``kind`` is the entry kind for deferred revenue (the liability report's
+    columns), else empty; ``therapist`` who gave the sessions of service revenue,
+    else 0. One row per key (unique index ``ledger_day_key``).
+    """
+
+    id: Serial
+
+
+class LedgerMonth(LedgerSums, Table, tablename="ledger_month"):
+    """``ledger_day`` summed per local month: ``day`` is the month's first day (its day
+    number), the rest of the key as there. Kept by the same writes, in the same
+    transaction (``ledger.daily``); reports read it for whole months. One row per key
+    (unique index ``ledger_month_key``)."""
+
+    id: Serial
+
+
+class CreditSums:
+    """The columns of ``credit_day`` and ``credit_month``."""
+
+    location = Integer(required=True)
+    day = Integer(required=True)
+    currency = Varchar(length=3, required=True)
+    movement = Varchar(length=20, required=True)
+    product = Varchar(length=12, default="")  # memberships | packages
+    sessions = BigInt(default=0)
+    value_cents = BigInt(default=0)
+
+
+class CreditDay(CreditSums, Table, tablename="credit_day"):
     """Session credits per selling location, local day and movement (``ledger.daily``).
 
     ``movement``: sold (the sale activated), redeemed (given or forfeited),
@@ -91,29 +117,17 @@ class CreditDay(Table, tablename="credit_day"):
     """
 
     id: Serial
-    location = Integer(required=True)
-    day = Integer(required=True)
-    currency = Varchar(length=3, required=True)
-    movement = Varchar(length=20, required=True)
-    product = Varchar(length=12, default="")  # memberships | packages
-    sessions = BigInt(default=0)
-    value_cents = BigInt(default=0)
 
 
-class CashDay(Table, tablename="cash_day"):
-    """Payments, refunds and disputes per sale location, local day, currency, method,
-    provider, package and status (``ledger.daily``; written by ``payments.totals``).
-
-    ``status`` succeeded: a payment counts on the day it succeeded, a refund on
-    the day it completed, a dispute's withdrawal and its reinstatement each on
-    their own day. ``status`` pending, failed (failed or cancelled payments,
-    failed refunds): on the day the row was created. Days are in the sale
-    location's zone: the payments report's dating. ``tax``: the tax a payment
-    contains; ``refund_tax``: what refunds gave back (pending and failed ones:
-    their share of the sale's tax). One row per key (unique index ``cash_day_key``).
-    """
+class CreditMonth(CreditSums, Table, tablename="credit_month"):
+    """``credit_day`` summed per local month (``day``: the month's first day), kept with it."""
 
     id: Serial
+
+
+class CashSums:
+    """The columns of ``cash_day`` and ``cash_month``."""
+
     location = Integer(required=True)
     day = Integer(required=True)
     currency = Varchar(length=3, required=True)
@@ -133,3 +147,25 @@ class CashDay(Table, tablename="cash_day"):
     dispute_fee = BigInt(default=0)
     reinstatements = BigInt(default=0)
     reinstated = BigInt(default=0)
+
+
+class CashDay(CashSums, Table, tablename="cash_day"):
+    """Payments, refunds and disputes per sale location, local day, currency, method,
+    provider, package and status (``ledger.daily``; written by ``payments.totals``).
+
+    ``status`` succeeded: a payment counts on the day it succeeded, a refund on
+    the day it completed, a dispute's withdrawal and its reinstatement each on
+    their own day. ``status`` pending, failed (failed or cancelled payments,
+    failed refunds): on the day the row was created. Days are in the sale
+    location's zone: the payments report's dating. ``tax``: the tax a payment
+    contains; ``refund_tax``: what refunds gave back (pending and failed ones:
+    their share of the sale's tax). One row per key (unique index ``cash_day_key``).
+    """
+
+    id: Serial
+
+
+class CashMonth(CashSums, Table, tablename="cash_month"):
+    """``cash_day`` summed per local month (``day``: the month's first day), kept with it."""
+
+    id: Serial

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any
 
@@ -59,7 +59,17 @@ class Totals:
         return self.fee - self.dispute_fee
 
     def add(self, other: Totals) -> None:
-        add_figures(self, other, (f.name for f in fields(self)))
+        # Written out: a year's report adds thousands of these.
+        self.payments += other.payments
+        self.refunds += other.refunds
+        self.gross += other.gross
+        self.tax += other.tax
+        self.refunded += other.refunded
+        self.fee += other.fee
+        self.disputes += other.disputes
+        self.reinstatements += other.reinstatements
+        self.disputed += other.disputed
+        self.dispute_fee += other.dispute_fee
 
     def as_dict(self) -> dict[str, int]:
         """Every figure by name, and the net (the API's payments totals)."""
@@ -79,21 +89,39 @@ class BucketRow:
 def _bucketed(
     f: Filters, day_rows: dict[tuple[int, str, int], Totals], grouping: str
 ) -> list[BucketRow]:
-    merged: dict[tuple[date, int, str], Totals] = defaultdict(Totals)
+    """``_payment_days``' rows as rows by bucket and location, in the report's order
+    (the day rows' totals are taken over: each bucket's first one adds the others)."""
+    merged: dict[tuple[date, int, str], Totals] = {}
+    starts: dict[int, date] = {}  # day number → its bucket's first day
     for (location_id, currency, number), totals in day_rows.items():
-        start = bucket_start(day_from_number(number), grouping)
-        merged[(start, location_id, currency)].add(totals)
+        start = starts.get(number)
+        if start is None:
+            start = starts[number] = bucket_start(day_from_number(number), grouping)
+        key = (start, location_id, currency)
+        if key in merged:
+            merged[key].add(totals)
+        else:
+            merged[key] = totals
     out = []
     names = {loc.id: loc for loc in f.locations}
+    # Each bucket's dates and label once (a year by month: 12, for 600 rows).
+    spans = {
+        start: (
+            max(start, f.period.start),
+            min(bucket_end(start, grouping), f.period.end),
+            bucket_label(start, grouping),
+        )
+        for start, _, _ in merged
+    }
     for (start, location_id, currency), totals in sorted(
         merged.items(), key=lambda kv: (kv[0][0], names[kv[0][1]].name, kv[0][2])
     ):
-        end = min(bucket_end(start, grouping), f.period.end)
+        first, end, label = spans[start]
         out.append(
             BucketRow(
-                start=max(start, f.period.start),
+                start=first,
                 end=end,
-                label=bucket_label(start, grouping),
+                label=label,
                 location=names[location_id],
                 currency=currency,
                 totals=totals,
@@ -230,7 +258,8 @@ async def _payment_days(
     sums = ", ".join(f"SUM({name}) AS {name}" for name in CASH_SUMS)
     rows = await sql.fetch(
         f"{rollup.with_(cte)}SELECT location AS loc, currency, {day} AS day, {sums} "
-        f"FROM cash_day{rollup.bucket_join(cte)} WHERE {scope} AND day >= {{}} AND day <= {{}}"
+        f"FROM {rollup.source('cash_day', start, end, months=rollup.monthly(grouping))}"
+        f"{rollup.bucket_join(cte)} WHERE {scope} AND day >= {{}} AND day <= {{}}"
         f"{clauses} GROUP BY 1, 2, 3",
         [*bucket_args, *scope_args, start, end, *filter_args],
     )

@@ -29,7 +29,7 @@ from portal.ledger import daily
 from portal.ledger.service import ACCOUNTS
 from portal.locations.service import ensure_location_access, visible_location_ids
 from portal.locations.tables import Location
-from portal.reports import charts, closing, copy_csv, service
+from portal.reports import charts, closing, copy_csv, html, service
 from portal.reports import filters as report_filters
 from portal.reports import memberships as membership_report
 from portal.reports import payouts as payout_report
@@ -171,6 +171,10 @@ async def _page(
             "selected_accounts": params.get("account", []),
             "liability_labels": LIABILITY_LABELS,
             "now_label": utcnow().strftime("%Y-%m-%d %H:%M UTC"),
+            "payment_rows": html.payment_rows,
+            "line_rows": html.line_rows,
+            "fee_rows": html.fee_rows,
+            "revenue_rows": html.revenue_rows,
             **(await _choices(request)),
             **context,
         },
@@ -337,14 +341,6 @@ def _therapist_rows(result: service.Revenue) -> list[Sequence[Any]]:
     ]
 
 
-def fee_rate(fee: int, gross: int) -> str:
-    """Fees as a percentage of gross, two decimals ("2.93")."""
-    if gross <= 0:
-        return ""
-    hundredths = (fee * 10_000 * 2 + gross) // (2 * gross)  # half-up
-    return f"{hundredths // 100}.{hundredths % 100:02d}"
-
-
 def _fee_rows(summary: service.PaymentSummary) -> list[Sequence[Any]]:
     return [
         (
@@ -355,7 +351,9 @@ def _fee_rows(summary: service.PaymentSummary) -> list[Sequence[Any]]:
             Amount(r.totals.dispute_fee, r.currency),
             Amount(r.totals.fee, r.currency),
             Amount(r.totals.gross - r.totals.fee, r.currency),
-            Decimal(rate) if (rate := fee_rate(r.totals.processing_fee, r.totals.gross)) else None,
+            Decimal(rate)
+            if (rate := html.fee_rate(r.totals.processing_fee, r.totals.gross))
+            else None,
         )
         for r in summary.rows
     ]
@@ -594,10 +592,10 @@ class ReportController(Controller):
     @get("/payments", name="report_payments")
     async def payments(self, request: Request[Any, Any, Any], after: After = None) -> Template:
         async def build(f: Filters) -> dict[str, Any]:
-            return {
-                "summary": await service.payment_summary(f),
-                "lines": await service.payment_lines(f, after=after),
-            }
+            summary, lines = await service.concurrently(
+                service.payment_summary(f), service.payment_lines(f, after=after)
+            )
+            return {"summary": summary, "lines": lines}
 
         return await _report(request, "payments", build, default_grouping="day")
 
@@ -659,15 +657,12 @@ class ReportController(Controller):
     @get("/revenue", name="report_revenue")
     async def revenue(self, request: Request[Any, Any, Any]) -> Template:
         async def build(f: Filters) -> dict[str, Any]:
-            result = await service.revenue(f)
             # Several locations: each one's leading therapists over the period, the
             # rows by period a click away (a year by month at every clinic of a chain
             # is thousands of rows; the download has them all).
-            leaders = (
-                service.leading_therapists(result, LEADING_THERAPISTS)
-                if len(f.locations) > 1
-                else None
-            )
+            several = len(f.locations) > 1
+            result = await service.revenue(f, leaders_only=several)
+            leaders = service.leading_therapists(result, LEADING_THERAPISTS) if several else None
             return {
                 "revenue": result,
                 "therapist_leaders": leaders,
@@ -710,11 +705,10 @@ class ReportController(Controller):
     @get("/fees", name="report_fees")
     async def fees(self, request: Request[Any, Any, Any], after: After = None) -> Template:
         async def build(f: Filters) -> dict[str, Any]:
-            return {
-                "summary": await service.fees(f),
-                "fee_rate": fee_rate,
-                "payouts": await payout_report.payout_page(f, after=after),
-            }
+            summary, payouts = await service.concurrently(
+                service.fees(f), payout_report.payout_page(f, after=after)
+            )
+            return {"summary": summary, "fee_rate": html.fee_rate, "payouts": payouts}
 
         return await _report(request, "fees", build)
 

@@ -243,7 +243,8 @@ async def trial_balance(f: Filters) -> TrialBalance:
         "SUM(CASE WHEN day < {} THEN credit_cents ELSE 0 END) AS open_c, "
         "SUM(CASE WHEN day >= {} THEN debit_cents ELSE 0 END) AS d, "
         "SUM(CASE WHEN day >= {} THEN credit_cents ELSE 0 END) AS c "
-        f"FROM ledger_day WHERE day <= {{}} AND {scope}{accounts} GROUP BY 1, 2",
+        f"FROM {rollup.source('ledger_day', None, end, cuts=[start])} "
+        f"WHERE day <= {{}} AND {scope}{accounts} GROUP BY 1, 2",
         [start, start, start, start, end, *scope_args],
     )
     order = list(ACCOUNTS)

@@ -132,7 +132,8 @@ def _money_query(f: Filters) -> tuple[str, list[Any]]:
         "AS refunded, "
         f"SUM(CASE WHEN day >= {{}} AND kind NOT IN {others} THEN {back} ELSE 0 END) "
         "AS redeemed "
-        "FROM ledger_day WHERE account = 'deferred_revenue' AND day <= {} "
+        f"FROM {rollup.source('ledger_day', None, end, cuts=[start])} "
+        "WHERE account = 'deferred_revenue' AND day <= {} "
         f"AND {scope}{kind} GROUP BY 1, 2",
         [start, start, start, start, start, start, end, *args, *kind_args],
     )
@@ -157,7 +158,8 @@ def _sessions_query(f: Filters) -> tuple[str, list[Any]]:
         f"{moved(SOLD)}, {moved(REDEEMED)}, {moved(EXPIRED)}, {moved(REFUNDED)}, "
         f"SUM({net.format('sessions')}) AS closing, "
         f"SUM({net.format('value_cents')}) AS closing_value "
-        f"FROM credit_day WHERE day <= {{}} AND {scope}{kind} GROUP BY 1, 2",
+        f"FROM {rollup.source('credit_day', None, end, cuts=[start])} "
+        f"WHERE day <= {{}} AND {scope}{kind} GROUP BY 1, 2",
         [start, start, start, start, start, end, *args, *kind_args],
     )
 

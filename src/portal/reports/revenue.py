@@ -4,11 +4,13 @@ per bucket, location and therapist."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cached_property
 from typing import Any
 
+from portal import db
 from portal.reports import rollup, sql
 from portal.reports.cash import _payment_days, add_figures
 from portal.reports.filters import SUCCEEDED, Filters, Loc
@@ -119,49 +121,78 @@ class Revenue:
         ]
 
 
-async def _revenue_days(f: Filters, *, by_therapist: bool) -> list[dict[str, Any]]:
-    """Revenue accounts per bucket (its first day's number), location and (with
-    ``by_therapist``) therapist, from the daily totals (``ledger.daily``)."""
+def _revenue_query(
+    f: Filters,
+    *,
+    therapist: bool,
+    bucketed: bool = True,
+    accounts: Sequence[str] = REVENUE_ACCOUNTS,
+) -> tuple[str, list[Any]]:
+    """Revenue accounts per location, currency and account, and per bucket (its first
+    day's number; else the whole period, day 0) and (``therapist``) therapist, from the
+    daily and monthly totals (``ledger.daily``)."""
     start, end = rollup.days(f)
     scope, scope_args = rollup.locations(f)
-    accounts, account_args = sql.in_list(REVENUE_ACCOUNTS)
-    cte, day, bucket_args = rollup.buckets(f, f.grouping)
-    therapist = "therapist" if by_therapist else "0"
+    marks, account_args = sql.in_list(list(accounts))
+    cte, day, bucket_args = rollup.buckets(f, f.grouping) if bucketed else ("", "0", [])
     kind, kind_args = rollup.product(f)
-    return await sql.fetch(
-        f"{rollup.with_(cte)}SELECT location AS loc, currency, account, {therapist} AS therapist, "
-        f"{day} AS day, SUM(credit_cents - debit_cents) AS amount FROM ledger_day"
-        f"{rollup.bucket_join(cte)} WHERE account IN {accounts} AND {scope} "
-        f"AND day >= {{}} AND day <= {{}}{kind} "
-        f"GROUP BY 1, 2, 3, {'4, ' if by_therapist else ''}5",
+    months = rollup.monthly(f.grouping) or not bucketed
+    group = ["1", "2", "3", *(["4"] if therapist else []), *(["5"] if bucketed else [])]
+    return (
+        f"{rollup.with_(cte)}SELECT location AS loc, currency, account, "
+        f"{'therapist' if therapist else '0'} AS therapist, {day} AS day, "
+        f"SUM(credit_cents - debit_cents) AS amount "
+        f"FROM {rollup.source('ledger_day', start, end, months=months)}"
+        f"{rollup.bucket_join(cte)} WHERE account IN {marks} AND {scope} "
+        f"AND day >= {{}} AND day <= {{}}{kind} GROUP BY {', '.join(group)}",
         [*bucket_args, *account_args, *scope_args, start, end, *kind_args],
     )
 
 
-async def revenue(f: Filters, *, by_therapist: bool = True) -> Revenue:
+async def revenue(f: Filters, *, by_therapist: bool = True, leaders_only: bool = False) -> Revenue:
     """Recognised revenue (sessions given, breakage) beside cash collected, per bucket;
     without ``by_therapist`` the therapists' part is left empty (the dashboard's
-    figures do not need it)."""
+    figures do not need it); with ``leaders_only`` each therapist's service revenue is
+    summed over the whole period (one bucket: what ``leading_therapists`` ranks), not
+    per bucket."""
     if not f.locations:
         return Revenue(rows=[])
     names = {loc.id: loc for loc in f.locations}
     table: dict[tuple[date, int, str], RevenueRow] = {}
 
+    spans: dict[date, tuple[date, date, str]] = {}  # a bucket's dates and label, once
+
     def row_for(start: date, location_id: int, currency: str) -> RevenueRow:
         key = (start, location_id, currency)
-        if key not in table:
-            table[key] = RevenueRow(
-                start=max(start, f.period.start),
-                end=min(bucket_end(start, f.grouping), f.period.end),
-                label=bucket_label(start, f.grouping),
-                location=names[location_id],
+        row = table.get(key)
+        if row is None:
+            span = spans.get(start)
+            if span is None:
+                span = spans[start] = (
+                    max(start, f.period.start),
+                    min(bucket_end(start, f.grouping), f.period.end),
+                    bucket_label(start, f.grouping),
+                )
+            row = table[key] = RevenueRow(
+                start=span[0], end=span[1], label=span[2], location=names[location_id],
                 currency=currency,
-            )
-        return table[key]
+            )  # fmt: skip
+        return row
 
+    per_bucket = by_therapist and not leaders_only
+    queries = [_revenue_query(f, therapist=per_bucket)]
+    if by_therapist and leaders_only:
+        queries.append(
+            _revenue_query(f, therapist=True, bucketed=False, accounts=["service_revenue"])
+        )
+    ledger, cash = await db.concurrently(
+        sql.fetch_all(*queries),
+        _payment_days(f, status=SUCCEEDED, with_filters=False, grouping=f.grouping,
+                      product=f.product),
+    )  # fmt: skip
     therapist_sums: dict[tuple[date, int, str, int | None], int] = defaultdict(int)
     starts: dict[int, date] = {}  # day number → its bucket's first day
-    for row in await _revenue_days(f, by_therapist=by_therapist):
+    for row in ledger[0]:
         number = int(row["day"])
         start = starts.get(number) or starts.setdefault(
             number, bucket_start(day_from_number(number), f.grouping)
@@ -171,18 +202,20 @@ async def revenue(f: Filters, *, by_therapist: bool = True) -> Revenue:
         item = row_for(start, location_id, currency)
         if row["account"] == "service_revenue":
             item.service += amount
-            if by_therapist:
+            if per_bucket:
                 therapist = int(row["therapist"]) or None  # 0: not attributed
                 therapist_sums[(start, location_id, currency, therapist)] += amount
         elif row["account"] == "revenue_reversals":
             item.reversals += amount
         else:
             item.breakage += amount
-    cash = await _payment_days(
-        f, status=SUCCEEDED, with_filters=False, grouping=f.grouping, product=f.product
-    )
+    for row in ledger[1] if leaders_only and by_therapist else []:
+        key = (f.period.start, int(row["loc"]), str(row["currency"]), int(row["therapist"]) or None)
+        therapist_sums[key] += sql.as_int(row["amount"])
     for (location_id, currency, number), moved in cash.items():
-        start = bucket_start(day_from_number(number), f.grouping)
+        start = starts.get(number) or starts.setdefault(
+            number, bucket_start(day_from_number(number), f.grouping)
+        )
         item = row_for(start, location_id, currency)
         item.collected += moved.gross
         item.refunded += moved.refunded

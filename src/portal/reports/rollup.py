@@ -7,6 +7,10 @@ become a small ``bk(lo, hi, first)`` table joined by range, and the database
 hands back one row per bucket instead of one per day. ``first`` is the day
 number of the bucket's first day, which the reports file under its bucket as
 they do a day.
+
+Whole months are read from the monthly totals (``ledger_month``, …: ``day`` the
+month's first day), the days around them from the daily ones (``source``): a
+year at every location is twelve rows per key instead of 365.
 """
 
 from __future__ import annotations
@@ -15,10 +19,22 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from portal.ledger.daily import UNLOCATED, number_of
+from portal.ledger.daily import (
+    CASH_KEY,
+    CASH_SUMS,
+    CREDIT_KEY,
+    CREDIT_SUMS,
+    LEDGER_KEY,
+    LEDGER_SUMS,
+    MONTHS,
+    UNLOCATED,
+    day_of,
+    month_of,
+    number_of,
+)
 from portal.reports import sql
 from portal.reports.filters import Filters
-from portal.reports.periods import DAY, bucket_end, bucket_start
+from portal.reports.periods import DAY, WEEK, bucket_end, bucket_start, next_month
 
 
 def days(f: Filters) -> tuple[int, int]:
@@ -73,3 +89,64 @@ def bucket_join(cte: str) -> str:
 def with_(*ctes: str) -> str:
     parts: Sequence[str] = [c for c in ctes if c]
     return f"WITH {', '.join(parts)} " if parts else ""
+
+
+_COLUMNS = {
+    "ledger_day": ", ".join((*LEDGER_KEY, *LEDGER_SUMS)),
+    "credit_day": ", ".join((*CREDIT_KEY, *CREDIT_SUMS)),
+    "cash_day": ", ".join((*CASH_KEY, *CASH_SUMS)),
+}
+
+
+def monthly(grouping: str) -> bool:
+    """Whether buckets of ``grouping`` can take a whole month's row (its first day lands
+    in the month's bucket): months, not days or weeks."""
+    return grouping not in (DAY, WEEK)
+
+
+Piece = tuple[bool, int | None, int]  # (whole months?, from day, until day)
+
+
+def _pieces(first: int | None, last: int, cuts: Sequence[int]) -> list[Piece]:
+    """Days [first, last] (first None: from the beginning) as (whole months?, from, until)
+    pieces: a month is whole when all its days are in the range and no ``cut`` falls
+    after its first day (a cut is a day the query tells apart from the day before)."""
+    end = last + 1
+    pieces: list[Piece] = []
+    at: int | None = first
+    if first is None:
+        # Every month before the first cut (or the range's end) is whole.
+        at = month_of(min([*cuts, end]))
+        pieces.append((True, None, at))
+    assert at is not None
+    while at < end:
+        start = day_of(at)
+        following = number_of(next_month(start.replace(day=1)))
+        whole = start.day == 1 and following <= end and not any(at < c < following for c in cuts)
+        until = min(following, end)
+        if pieces and pieces[-1][0] == whole and pieces[-1][2] == at:
+            pieces[-1] = (whole, pieces[-1][1], until)
+        else:
+            pieces.append((whole, at, until))
+        at = until
+    return [p for p in pieces if p[1] is None or p[1] < p[2]]
+
+
+def source(
+    name: str, first: int | None, last: int, *, cuts: Sequence[int] = (), months: bool = True
+) -> str:
+    """What to read daily table ``name``'s totals of days [first, last] from (``FROM``
+    it, under its own name): the days themselves, or (``months``) the monthly table's
+    rows for the whole months among them and the daily rows around those. ``cuts``:
+    days the query separates from the day before (``day < start``), which a month row
+    must not straddle. Day numbers are the portal's own integers, written inline."""
+    pieces = _pieces(first, last, cuts) if months else []
+    if not any(whole for whole, _, _ in pieces):
+        return name
+    columns = _COLUMNS[name]
+    parts = []
+    for whole, lo, hi in pieces:
+        table = MONTHS[name]._meta.tablename if whole else name
+        low = "" if lo is None else f"day >= {int(lo)} AND "
+        parts.append(f"SELECT {columns} FROM {table} WHERE {low}day < {int(hi)}")
+    return f"({' UNION ALL '.join(parts)}) AS {name}"

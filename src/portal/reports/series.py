@@ -60,12 +60,14 @@ async def liability_trend(f: Filters) -> list[Series]:
     openings, days = await sql.fetch_all(
         (
             "SELECT location AS loc, currency, SUM(credit_cents - debit_cents) AS amount "
-            f"FROM ledger_day WHERE {deferred} AND {scope} AND day < {{}} GROUP BY 1, 2",
+            f"FROM {rollup.source('ledger_day', None, start - 1)} "
+            f"WHERE {deferred} AND {scope} AND day < {{}} GROUP BY 1, 2",
             [*scope_args, start],
         ),
         (
             f"{rollup.with_(cte)}SELECT location AS loc, currency, {day} AS day, "
-            f"SUM(credit_cents - debit_cents) AS amount FROM ledger_day{rollup.bucket_join(cte)} "
+            f"SUM(credit_cents - debit_cents) AS amount "
+            f"FROM {rollup.source('ledger_day', start, end)}{rollup.bucket_join(cte)} "
             f"WHERE {deferred} AND {scope} AND day >= {{}} AND day <= {{}} GROUP BY 1, 2, 3",
             [*bucket_args, *scope_args, start, end],
         ),

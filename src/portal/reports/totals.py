@@ -14,6 +14,11 @@ the immediate transaction), so a posting commits either before the step reads
 the rows or after it has written their totals: safe while the portal serves.
 ``verify`` compares every total with the fresh aggregate, a month at a time in
 one snapshot (PostgreSQL: REPEATABLE READ), and lists each difference.
+
+The monthly totals (``ledger_month``, ``credit_month``, ``cash_month``: each daily
+table summed per local month) are derived from the daily rows of each month a
+rebuild step touches, in the step's transaction, and verified against the sum of
+the month's daily rows (which are themselves verified against the rows).
 """
 
 from __future__ import annotations
@@ -225,12 +230,28 @@ TABLES: dict[str, tuple[type[LedgerDay] | type[CreditDay] | type[CashDay], tuple
 }  # fmt: skip
 
 
-async def stored(name: str, first: date, end: date) -> dict[Any, list[int]]:
-    """The totals kept in table ``name`` for local days [first, end), every location."""
+def _month_name(name: str) -> str:
+    """The monthly table of daily table ``name``."""
+    return daily.MONTHS[name]._meta.tablename
+
+
+def _width(name: str) -> int:
+    """How many sums a row of a daily or monthly table has."""
+    for day_name, (_, _, sums) in TABLES.items():
+        if name in (day_name, _month_name(day_name)):
+            return len(sums)
+    raise KeyError(name)
+
+
+async def stored(
+    name: str, first: date, end: date, *, months: bool = False
+) -> dict[Any, list[int]]:
+    """The totals kept in table ``name`` for local days [first, end), every location;
+    ``months``: its monthly table's rows of the months starting in [first, end)."""
     table, key, sums = TABLES[name]
+    source = _month_name(name) if months else table._meta.tablename
     rows = await sql.fetch(
-        f"SELECT {', '.join((*key, *sums))} FROM {table._meta.tablename} "
-        "WHERE day >= {} AND day < {}",
+        f"SELECT {', '.join((*key, *sums))} FROM {source} WHERE day >= {{}} AND day < {{}}",
         [daily.number_of(first), daily.number_of(end)],
     )
     return {
@@ -244,7 +265,8 @@ async def stored(name: str, first: date, end: date) -> dict[Any, list[int]]:
 async def _block_writers() -> None:
     """Inside a rebuild step: postings in flight commit first, new ones wait for it."""
     if not sql.is_sqlite():
-        await LedgerDay.raw(f"LOCK TABLE {', '.join(TABLES)} IN EXCLUSIVE MODE").run()
+        # In the writers' order (``daily.write``): no deadlock with one in flight.
+        await LedgerDay.raw(f"LOCK TABLE {', '.join(daily.TABLE_ORDER)} IN EXCLUSIVE MODE").run()
 
 
 async def _fresh(places: list[Place], first: date, end: date) -> dict[str, dict[Any, list[int]]]:
@@ -256,7 +278,8 @@ async def _fresh(places: list[Place], first: date, end: date) -> dict[str, dict[
 
 
 async def _replace(places: list[Place], first: date, end: date) -> None:
-    """One step: every location's totals of local days [first, end) from the rows."""
+    """One step: every location's totals of local days [first, end) (within one month)
+    from the rows, and that month's monthly totals from its days."""
     async with db.transaction():
         await _block_writers()
         fresh = await _fresh(places, first, end)
@@ -267,6 +290,26 @@ async def _replace(places: list[Place], first: date, end: date) -> None:
                 daily.number_of(end),
             ).run()
             await _insert(table, key, sums, fresh[name])
+            await _derive_month(name, first.replace(day=1))
+
+
+async def _derive_month(name: str, month: date) -> None:
+    """The monthly totals of ``month`` (its first day) as the sum of its daily rows."""
+    table, key, sums = TABLES[name]
+    target = _month_name(name)
+    first, end = daily.number_of(month), daily.number_of(next_month(month))
+    await table.raw(f"DELETE FROM {target} WHERE day = {{}}", first).run()
+    rest = [k for k in key if k != "day"]
+    columns = ", ".join(key)
+    # The month's day number is the portal's own integer, written inline.
+    selected = ", ".join(str(int(first)) if k == "day" else k for k in key)
+    totals = ", ".join(f"SUM({s})" for s in sums)
+    await table.raw(
+        f"INSERT INTO {target} ({columns}, {', '.join(sums)}) SELECT {selected}, {totals} "
+        f"FROM {name} WHERE day >= {{}} AND day < {{}} GROUP BY {', '.join(rest)}",
+        first,
+        end,
+    ).run()
 
 
 async def _insert(
@@ -281,7 +324,7 @@ async def _insert(
     current = getattr(engine, "current_transaction", None)
     tx = current.get() if current is not None else None
     if sql.is_sqlite() or tx is None:
-        await daily.upsert(table, key, sums, rows)
+        await daily.upsert(table, key, sums, rows, months=False)
         return
     records = [(*k, *v) for k, v in sorted(rows.items()) if any(v)]
     if records:
@@ -330,11 +373,16 @@ async def rebuild(since: date | None = None, progress: Progress | None = None) -
         last = latest.date() + timedelta(days=1)
     todo = list(_months(first, last))
     every = await places()
+    # Monthly rows go with their days: the month of ``first`` (and of ``last``) is
+    # derived again by its step.
+    names = [
+        (n, table) for name, (table, _, _) in TABLES.items() for n in (name, _month_name(name))
+    ]
     if since is None:  # nothing can be dated before the first row
-        for name, (table, _, _) in TABLES.items():
+        for name, table in names:
             await table.raw(f"DELETE FROM {name} WHERE day < {{}}", daily.number_of(first)).run()
     # Totals dated after the range (from a clock that ran ahead) go too.
-    for name, (table, _, _) in TABLES.items():
+    for name, table in names:
         await table.raw(
             f"DELETE FROM {name} WHERE day >= {{}}",
             daily.number_of(last + timedelta(days=1)),
@@ -392,22 +440,34 @@ async def verify(progress: Progress | None = None) -> Verification:
         async with db.transaction():
             await _snapshot()
             fresh = await _fresh(every, a, b)
-            pairs = [(name, await stored(name, a, b), fresh[name]) for name in TABLES]
+            pairs = []
+            for name in TABLES:
+                pairs.append((name, await stored(name, a, b), fresh[name]))
+                # The month's monthly rows against the sum of its daily ones.
+                month, end = a.replace(day=1), next_month(a)
+                days = await stored(name, month, end)
+                kept = await stored(name, month, end, months=True)
+                pairs.append((_month_name(name), kept, daily.by_month(days)))
         _compare(result, pairs)
         if progress is not None:
             progress(done, len(steps), f"{a:%Y-%m}")
     # Totals outside the days any row can fall on are differences too.
-    outside: list[tuple[str, dict[Any, list[int]], dict[Any, list[int]]]] = [
-        (name, await _outside(name, first, last), {}) for name in TABLES
-    ]
+    outside: list[tuple[str, dict[Any, list[int]], dict[Any, list[int]]]] = []
+    for name in TABLES:
+        outside.append((name, await _outside(name, first, last), {}))
+        outside.append(
+            (_month_name(name), await _outside(name, first.replace(day=1), last, months=True), {})
+        )
     _compare(result, outside)
     result.checked = len(steps)
     return result
 
 
-async def _outside(name: str, first: date, end: date) -> dict[Any, list[int]]:
-    before = await stored(name, EPOCH, first)
-    after = await stored(name, end, date(9999, 1, 1))
+async def _outside(
+    name: str, first: date, end: date, *, months: bool = False
+) -> dict[Any, list[int]]:
+    before = await stored(name, EPOCH, first, months=months)
+    after = await stored(name, end, date(9999, 1, 1), months=months)
     return {**before, **after}
 
 
@@ -415,7 +475,7 @@ def _compare(
     result: Verification, pairs: list[tuple[str, dict[Any, list[int]], dict[Any, list[int]]]]
 ) -> None:
     for name, kept, aggregated in pairs:
-        width = len(TABLES[name][2])
+        width = _width(name)
         for key in sorted(set(kept) | set(aggregated), key=str):
             a = kept.get(key, [0] * width)
             b = aggregated.get(key, [0] * width)
