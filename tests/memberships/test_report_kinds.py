@@ -145,13 +145,13 @@ async def test_the_kind_filter_in_the_json_api(club: Club) -> None:
         "packages": ("packages", 18000, 2, 18000, True),
         "memberships": ("memberships", 12000, 2, 12000, True),
     }
-    # Cash collected is the period's payment ($129.90); the fee is service revenue at once
-    # (its cash is in the journal, not among the payments).
+    # Cash collected is the period's payment ($129.90) and the fee's ($10.83); the fee is
+    # service revenue at once.
     assert revenue == {
-        "": ("all", 12990, 1000),
-        "all": ("all", 12990, 1000),
+        "": ("all", 14073, 1000),
+        "all": ("all", 14073, 1000),
         "packages": ("packages", 0, 0),
-        "memberships": ("memberships", 12990, 1000),
+        "memberships": ("memberships", 14073, 1000),
     }
     assert bad.status_code == 400 and "Choose All, Packages or Memberships." in bad.text
     assert bad_revenue.status_code == 400

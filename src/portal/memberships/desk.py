@@ -217,7 +217,8 @@ async def record_payment(
 ) -> int:
     """Take the next period's fee at the desk; returns the sale holding its sessions (the
     same sale again for the same form). Refused when no period is payable now. While
-    frozen, the next frozen period's freeze fee is what is taken (no sale: returns 0)."""
+    frozen, the next frozen period's freeze fee is what is taken (a sale of no sessions,
+    ``fees.take_at_desk``: returns 0). Either way the client is sent the receipt."""
     _method(method)
     if staff.role == CLIENT:
         raise Forbidden("Periods are paid at the front desk.")
@@ -231,25 +232,25 @@ async def record_payment(
         if due.reason or due.start is None or due.end is None:
             raise Invalid({"method": due.reason or "Nothing is due."})
         if due.freeze_fee:
-            await fees.take_at_desk(membership, due.start, method, now)
+            _, receipt = await fees.take_at_desk(staff, membership, due.start, method, now)
             await audit.record(
                 staff, "desk_freeze_fee", "membership", membership_id,
                 after={"period_start": due.start.isoformat(), "method": method,
-                       "freeze_fee_cents": due.amount_cents},
+                       "freeze_fee_cents": due.amount_cents, "sale_id": receipt},
                 address=address,
             )  # fmt: skip
-            await onetime.finish(request_key, "0")
-            return 0
-        sale_id = await _pay(staff, membership, due.start, due.end, method, now)
-        await audit.record(
-            staff, "desk_payment", "membership", membership_id,
-            after={"period_start": due.start.isoformat(), "method": method,
-                   "sale_id": sale_id, "total_cents": int(membership["total_cents"])},
-            address=address,
-        )  # fmt: skip
+            sale_id = 0
+        else:
+            sale_id = receipt = await _pay(staff, membership, due.start, due.end, method, now)
+            await audit.record(
+                staff, "desk_payment", "membership", membership_id,
+                after={"period_start": due.start.isoformat(), "method": method,
+                       "sale_id": sale_id, "total_cents": int(membership["total_cents"])},
+                address=address,
+            )  # fmt: skip
         await onetime.finish(request_key, str(sale_id))
-    if sale_id:
-        await payments.send_receipt_for(sale_id, defer=True)
+    if receipt:
+        await payments.send_receipt_for(receipt, defer=True)
     return sale_id
 
 

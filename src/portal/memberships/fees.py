@@ -8,19 +8,34 @@ the subscription and an invoice of it (``billing_reason`` manual), paid at once.
 Its idempotency key is the membership's and the period's, so each frozen period is
 charged once however often the event arrives.
 
-A paid fee invoice grants no sessions; it is earned when charged:
+A fee taken is money received like any other: a sale of channel ``membership`` with no
+sessions ("Freeze fee of membership N … for the period …", package 0: the reports' kind
+membership) that is active at once, and its succeeded payment
+(``payments.record_earned_sale``), so the payments report, its daily totals (the
+desk's cash of the day, revenue's cash collected) and the payouts see it, and the
+client is sent its receipt. Unlike a period's sale it grants no sessions and defers
+nothing: it is earned when charged. The sale's unique key is the fee's journal key,
+and both are written under the membership's lock, so each fee is recorded once.
+
+A paid fee invoice: a card payment (its payment intent, charge, balance transaction
+and Stripe's fee) and one entry ``membership_fee:<invoice>``, whether the charge's
+answer or ``invoice.paid`` is heard first:
 Dr stripe_clearing (total) / Cr service_revenue (net) + Cr tax_payable (tax), and
-Stripe's fee Dr processing_fees / Cr stripe_clearing — one entry per invoice
-(``membership_fee:<invoice>``), whether the charge's answer or ``invoice.paid``
-is heard first.
+Stripe's fee Dr processing_fees / Cr stripe_clearing.
 
 A member paid at the front desk has no card on file: the fee of a frozen period is
 taken in the clinic (cash, cheque or the card terminal) — the first one when staff
 freeze the membership at the desk, each later one as the desk's next payment while
-it stays frozen. The entry is the same but for where the money sits:
-Dr cash_on_hand (total) / Cr service_revenue (net) + Cr tax_payable (tax), keyed by
-the membership and the frozen period's start (``membership_fee:desk:<id>:<start>``),
-so each frozen period is charged once however often the form is sent.
+it stays frozen. The payment is in the clinic and the entry the same but for where
+the money sits: Dr cash_on_hand (total) / Cr service_revenue (net) + Cr tax_payable
+(tax), keyed by the membership and the frozen period's start
+(``membership_fee:desk:<id>:<start>``), so each frozen period is charged once however
+often the form is sent.
+
+A fee's sale has no sessions, so the portal's refund form (which refunds sessions)
+cannot refund it; a refund made in Stripe's dashboard is recorded by the usual rule
+(``payments.record_external_refund``: no sessions to revoke, the net reverses
+revenue, the tax is given back).
 """
 
 from __future__ import annotations
@@ -30,11 +45,16 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from portal import money
+from portal import db, money
+from portal.auth.service import CurrentUser
+from portal.catalog.service import PackageTerms
 from portal.ledger import service as ledger
-from portal.ledger.tables import JournalEntry
+from portal.memberships.service import next_period_end
+from portal.memberships.tables import Membership
+from portal.payments import service as payments
 from portal.payments.gateway import GatewayError, StripeGateway, StripeInvoice
 from portal.sales import service as sales
+from portal.sales.tables import Sale
 from portal.timeutil import utcnow
 
 log = logging.getLogger("portal.memberships")
@@ -78,10 +98,88 @@ async def charge_frozen_period(
         return None
 
 
+def fee_terms(
+    membership: dict[str, Any], quote: money.TaxQuote, period_start: datetime
+) -> PackageTerms:
+    """The terms of the sale a freeze fee is: the fee of one frozen period, no sessions."""
+    t = json.loads(membership["terms"])
+    end = next_period_end(period_start, str(t["interval"]))
+    return PackageTerms(
+        package_id=0,  # no package: a membership's, as its periods' sales
+        price_version_id=int(t["price_version_id"]),
+        price_is_override=False,
+        service_id=int(t["service_id"]),
+        service_name=str(t["service_name"]),
+        name=f"Freeze fee of membership {membership['id']} ({t['name']}) for the period "
+        f"{period_start:%Y-%m-%d} to {end:%Y-%m-%d}"[:160],
+        location_id=int(membership["location"]),
+        sessions=0,
+        validity_days=0,
+        currency=str(membership["currency"]),
+        price_cents=int(t["freeze_fee_cents"]),
+        unit_list_price_cents=None,
+        unit_list_price_version_id=None,
+        net_cents=quote.net_cents,
+        tax_cents=quote.tax_cents,
+        total_cents=quote.total_cents,
+        tax_rate_bp=int(t["tax_rate_bp"]),
+        prices_include_tax=bool(t["prices_include_tax"]),
+        session_values=(),
+        session_totals=(),
+        quoted_at=period_start,
+    )
+
+
+async def _record(
+    membership: dict[str, Any],
+    quote: money.TaxQuote,
+    period_start: datetime,
+    *,
+    event_key: str,
+    method: str,
+    at: datetime,
+    lines: list[ledger.Line],
+    reference: str,
+    memo: str,
+    recorded_by: int | None = None,
+    card: payments.CardEvidence | None = None,
+) -> int | None:
+    """One freeze fee taken: its sale and payment (``payments.record_earned_sale``, keyed
+    by ``event_key``) and its entry, under the membership's lock; the sale's id, or None
+    when this fee was recorded before."""
+    async with db.transaction():
+        await db.lock_row(Membership, int(membership["id"]))
+        sale_id = await payments.record_earned_sale(
+            int(membership["client"]), fee_terms(membership, quote, period_start),
+            channel=sales.MEMBERSHIP, method=method, at=at, request_key=event_key,
+            recorded_by=recorded_by, card=card,
+        )  # fmt: skip
+        if sale_id is None:
+            return None
+        await ledger.post(
+            event_key=event_key, kind=KIND, lines=lines, currency=str(membership["currency"]),
+            location_id=int(membership["location"]), occurred_at=at, reference=reference,
+            memo=memo, sale_id=sale_id, channel=sales.MEMBERSHIP,
+        )  # fmt: skip
+    return sale_id
+
+
+def fee_period_start(membership: dict[str, Any], invoice: StripeInvoice) -> datetime:
+    """The frozen period a fee invoice was charged for: the membership's current period
+    (the fee is charged as it begins), unless that began after the invoice was paid."""
+    paid = invoice.paid_at or utcnow()
+    start = membership["current_period_start"]
+    return start if start is not None and start <= paid else (invoice.period_start or paid)
+
+
 async def record_fee(
-    gateway: StripeGateway, membership: dict[str, Any], invoice: StripeInvoice
+    gateway: StripeGateway,
+    membership: dict[str, Any],
+    invoice: StripeInvoice,
+    period_start: datetime | None = None,
 ) -> bool:
-    """Journal a paid freeze-fee invoice once; True when this call wrote it."""
+    """Record a paid freeze-fee invoice once: a payment of a fee sale and its entry;
+    True when this call recorded it (the client is sent the receipt)."""
     quote = fee_quote(json.loads(membership["terms"]))
     if invoice.status != "paid" or quote is None or invoice.payment_intent_id is None:
         return False
@@ -92,9 +190,9 @@ async def record_fee(
     charge = intent.latest_charge
     txn = charge.balance_transaction if charge is not None else None
     stripe_fee = txn.fee if txn is not None else 0
-    entry = await ledger.post(
-        event_key=f"{KIND}:{invoice.id}",
-        kind=KIND,
+    sale_id = await _record(
+        membership, quote, period_start or fee_period_start(membership, invoice),
+        event_key=f"{KIND}:{invoice.id}", method="card", at=invoice.paid_at or utcnow(),
         lines=[
             ledger.debit("stripe_clearing", quote.total_cents),
             ledger.credit("service_revenue", quote.net_cents),
@@ -102,46 +200,56 @@ async def record_fee(
             ledger.debit("processing_fees", stripe_fee),
             ledger.credit("stripe_clearing", stripe_fee),
         ],
-        currency=str(membership["currency"]),
-        location_id=int(membership["location"]),
-        occurred_at=invoice.paid_at or utcnow(),
-        reference=invoice.id,
-        memo=f"Freeze fee, membership {membership['id']}",
-    )
-    return entry is not None
+        reference=invoice.id, memo=f"Freeze fee, membership {membership['id']}",
+        card=payments.CardEvidence(
+            payment_intent_id=intent.id,
+            charge_id=charge.id if charge is not None else None,
+            balance_transaction_id=txn.id if txn is not None else None,
+            fee_cents=txn.fee if txn is not None else None,
+        ),
+    )  # fmt: skip
+    if sale_id is None:
+        return False
+    await payments.send_receipt_for(sale_id, defer=True)
+    return True
 
 
 def desk_fee_key(membership_id: int, period_start: datetime) -> str:
-    """The journal's key of the desk-paid fee of the frozen period from ``period_start``."""
+    """The key of the desk-paid fee of the frozen period from ``period_start``: its
+    journal entry's and its sale's."""
     return f"{KIND}:desk:{membership_id}:{int(period_start.timestamp())}"
 
 
 async def desk_fee_paid(membership_id: int, period_start: datetime) -> bool:
     key = desk_fee_key(membership_id, period_start)
-    return bool(await JournalEntry.exists().where(JournalEntry.event_key == key).run())
+    return bool(await Sale.exists().where(Sale.request_key == key).run())
 
 
 async def take_at_desk(
-    membership: dict[str, Any], period_start: datetime, method: str, at: datetime
-) -> int:
-    """Journal the freeze fee of the frozen period from ``period_start`` as paid in the
-    clinic by ``method``; returns the amount taken (0: no fee, or paid before)."""
+    staff: CurrentUser,
+    membership: dict[str, Any],
+    period_start: datetime,
+    method: str,
+    at: datetime,
+) -> tuple[int, int | None]:
+    """Record the freeze fee of the frozen period from ``period_start`` as paid in the
+    clinic by ``method``, under the membership's lock: a payment the till and the reports
+    count, and its entry. Returns the amount taken and its sale (0, None: no fee, or paid
+    before); the caller sends the receipt once its transaction commits."""
     quote = fee_quote(json.loads(membership["terms"]))
     if quote is None:
-        return 0
-    entry = await ledger.post(
-        event_key=desk_fee_key(int(membership["id"]), period_start),
-        kind=KIND,
+        return 0, None
+    sale_id = await _record(
+        membership, quote, period_start,
+        event_key=desk_fee_key(int(membership["id"]), period_start), method=method, at=at,
         lines=[
             ledger.debit(sales.CLEARING_ACCOUNT[method], quote.total_cents),
             ledger.credit("service_revenue", quote.net_cents),
             ledger.credit("tax_payable", quote.tax_cents),
         ],
-        currency=str(membership["currency"]),
-        location_id=int(membership["location"]),
-        occurred_at=at,
         reference=f"desk-freeze:{membership['id']}:{int(period_start.timestamp())}",
         memo=f"Freeze fee, membership {membership['id']}, paid at the desk "
         f"({sales.PAYMENT_METHODS[method].lower()})",
-    )
-    return quote.total_cents if entry is not None else 0
+        recorded_by=staff.id,
+    )  # fmt: skip
+    return (quote.total_cents, sale_id) if sale_id is not None else (0, None)

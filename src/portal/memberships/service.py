@@ -11,9 +11,10 @@ later change of the plan or its price is not a change of what was sold.
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from piccolo.query.functions.string import Lower
@@ -530,3 +531,14 @@ async def set_plan_active(
     return await records.set_active(
         actor, MembershipPlan, "membership_plan", plan_id, active, address=address
     )
+
+
+def next_period_end(end: datetime, interval: str) -> datetime:
+    """The end of the period after the one ending at ``end`` (Stripe's anchor rule: the same
+    day of the next month, clamped; or 28 days later)."""
+    if interval != MONTHLY:
+        return end + timedelta(days=28)
+    index = end.month  # the next month, zero-based
+    year, month = end.year + index // 12, index % 12 + 1
+    day = min(end.day, calendar.monthrange(year, month)[1])
+    return end.replace(year=year, month=month, day=day)

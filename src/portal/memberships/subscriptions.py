@@ -24,7 +24,6 @@ from Stripe before the transaction, never while holding it.
 
 from __future__ import annotations
 
-import calendar
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -43,6 +42,7 @@ from portal.errors import Forbidden, Invalid, NotFound
 from portal.locations.service import ensure_location_access, visible_location_ids
 from portal.memberships import fees
 from portal.memberships import service as plans
+from portal.memberships.service import next_period_end
 from portal.memberships.tables import Membership, MembershipPeriod
 from portal.onetime import service as onetime
 from portal.payments import service as payments
@@ -657,7 +657,7 @@ async def _charge_freeze_fee(gateway: StripeGateway, membership_id: int, start: 
         return
     invoice = await fees.charge_frozen_period(gateway, membership, start)
     if invoice is not None:
-        await fees.record_fee(gateway, membership, invoice)
+        await fees.record_fee(gateway, membership, invoice, start)
 
 
 async def _mirror(membership: dict[str, Any], subscription: StripeSubscription) -> None:
@@ -735,17 +735,6 @@ async def sessions_left(membership_id: int) -> int:
 def _terms(membership: dict[str, Any]) -> dict[str, Any]:
     terms: dict[str, Any] = json.loads(membership["terms"])
     return terms
-
-
-def next_period_end(end: datetime, interval: str) -> datetime:
-    """The end of the period after the one ending at ``end`` (Stripe's anchor rule: the same
-    day of the next month, clamped; or 28 days later)."""
-    if interval != plans.MONTHLY:
-        return end + timedelta(days=28)
-    index = end.month  # the next month, zero-based
-    year, month = end.year + index // 12, index % 12 + 1
-    day = min(end.day, calendar.monthrange(year, month)[1])
-    return end.replace(year=year, month=month, day=day)
 
 
 @dataclass(frozen=True)
@@ -876,7 +865,7 @@ async def set_frozen(
         first = await onetime.claim(request_key, user_id=user.id, action="membership_freeze")
         if first is not None:
             return int(first) if first.isdigit() else 0
-        taken = 0
+        taken, fee_sale = 0, None
         if subscription is not None:
             await _mirror(fresh, subscription)
         elif fresh["status"] != ACTIVE or bool(fresh["paused"]) == frozen:
@@ -889,7 +878,7 @@ async def set_frozen(
             )
             if fee is not None:
                 start = await frozen_period_start(fresh)
-                taken = await fees.take_at_desk(fresh, start, method, utcnow())
+                taken, fee_sale = await fees.take_at_desk(user, fresh, start, method, utcnow())
         after: dict[str, Any] = {"paused": frozen}
         if fee is not None:
             after |= {"freeze_fee_cents": taken, "method": method}
@@ -898,6 +887,8 @@ async def set_frozen(
             before={"paused": not frozen}, after=after, address=address,
         )  # fmt: skip
         await onetime.finish(request_key, str(taken))
+    if fee_sale is not None:
+        await payments.send_receipt_for(fee_sale, defer=True)
     return taken
 
 

@@ -24,6 +24,7 @@ from portal.payments.states import (
     FAILED,
     IN_CLINIC,
     PENDING,
+    STRIPE,
     SUCCEEDED,
     _set_payment,
     idempotency_key,
@@ -236,6 +237,63 @@ async def pay_in_clinic(
             recorded_by=actor.id,
         )
         await sales.activate(sale_id, occurred_at=now, payment_method=method)
+    return sale_id
+
+
+@dataclass(frozen=True)
+class CardEvidence:
+    """What Stripe says of a card payment the portal records as it is taken."""
+
+    payment_intent_id: str
+    charge_id: str | None
+    balance_transaction_id: str | None
+    fee_cents: int | None  # None: the fee is not known yet (a payout fills it in)
+
+
+async def record_earned_sale(
+    client_id: int,
+    terms: catalog.PackageTerms,
+    *,
+    channel: str,
+    method: str,
+    at: datetime,
+    request_key: str,
+    recorded_by: int | None = None,
+    card: CardEvidence | None = None,
+) -> int | None:
+    """A sale earned when charged (a fee: no sessions, nothing deferred), already paid:
+    the sale, active at ``at``, and its succeeded payment (in the clinic by ``method``, or
+    the card payment ``card`` describes), in the caller's transaction. Once per
+    ``request_key`` (the sale's unique key): None when that sale exists already. The
+    caller journals it, naming the sale (its revenue is not the deferred kind
+    :func:`sales.activate` posts)."""
+    if await Sale.exists().where(Sale.request_key == request_key).run():
+        return None
+    sale_id = await sales.create_pending_sale(
+        client_id, terms, channel=channel, payment_method=method,
+        sold_by=recorded_by, request_key=request_key,
+    )  # fmt: skip
+    await sales.move_sale(
+        sale_id, sales.PENDING, sales.ACTIVE, activated_at=at, valid_until=at,
+        payment_method=method,
+    )  # fmt: skip
+    fee = card.fee_cents if card is not None else 0
+    await insert_payment(
+        sale_id,
+        provider=STRIPE if card is not None else IN_CLINIC,
+        method=method,
+        status=SUCCEEDED,
+        amount_cents=terms.total_cents,
+        currency=terms.currency,
+        fee_cents=fee,
+        net_cents=None if fee is None else terms.total_cents - fee,
+        payment_intent_id=card.payment_intent_id if card is not None else None,
+        charge_id=card.charge_id if card is not None else None,
+        balance_transaction_id=card.balance_transaction_id if card is not None else None,
+        created_at=at,
+        succeeded_at=at,
+        recorded_by=recorded_by,
+    )
     return sale_id
 
 

@@ -32,9 +32,11 @@ from portal.errors import Forbidden, Invalid
 from portal.payments.abandon import cancel_order, cancel_unpaid, expire_abandoned
 from portal.payments.checkout import (
     IN_CLINIC_METHODS,
+    CardEvidence,
     Checkout,
     member_quote,
     pay_in_clinic,
+    record_earned_sale,
     record_in_clinic_sale,
     start_checkout,
 )
@@ -119,6 +121,7 @@ __all__ = [
     "RULE_PRO_RATA",
     "STRIPE",
     "SUCCEEDED",
+    "CardEvidence",
     "Checkout",
     "Forbidden",
     "Handler",
@@ -146,6 +149,7 @@ __all__ = [
     "quote_refund",
     "reconcile",
     "record_dispute",
+    "record_earned_sale",
     "record_external_refund",
     "record_in_clinic_sale",
     "record_stripe_payment",
