@@ -116,7 +116,8 @@ async def test_freeze_skips_the_charge_and_the_sessions_until_resumed(
             "_csrf_token": member_client.cookies["portal_csrf"],
         },
     )
-    assert refused.status_code == 303
+    assert refused.status_code == 422
+    assert 'id="form-error">This plan cannot be frozen.' in refused.text
     assert not (await subscriptions.get_membership(plain["id"]))["paused"]
 
     plan = await make_plan(club.location, club.service, name="Pausable", freeze_allowed=True)

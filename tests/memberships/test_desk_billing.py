@@ -302,7 +302,11 @@ async def test_the_payment_form_on_the_membership_page(club: Club) -> None:
         wrong = await browser.post(
             f"/memberships/{membership_id}/payment", data={**form, "method": "iou"}
         )
-        assert wrong.status_code == 303
+        assert wrong.status_code == 422  # the page again, the reason beside the field
+        assert '<small class="field-error" id="method-error">Choose how the client paid.' in (
+            wrong.text
+        )
+        assert 'aria-describedby="method-error"' in wrong.text
         assert await _periods(membership_id) == [("paid", TOTAL)]
         answer = await browser.post(f"/memberships/{membership_id}/payment", data=form)
         assert answer.status_code == 303

@@ -165,9 +165,13 @@ async def test_the_membership_page_shows_the_fee_and_freezes_at_the_desk(club: C
         form = {"request_key": _key(page.text), "_csrf_token": web.cookies["portal_csrf"]}
         path = f"/memberships/{membership_id}/freeze"
         bad = await web.post(path, data={**form, "method": "bitcoin"})
-        assert bad.status_code == 303
-        shown = await web.get(bad.headers["location"])
-        assert "Choose how the client paid the freeze fee." in shown.text
+        assert bad.status_code == 422  # the page again, the reason beside the field
+        assert (
+            '<small class="field-error" id="freeze-method-error">Choose how the client paid '
+            "the freeze fee.</small>" in bad.text
+        )
+        assert f'value="{form["request_key"]}"' in bad.text  # the form's key kept
+        assert not (await subscriptions.get_membership(membership_id))["paused"]
         done = await web.post(path, data={**form, "method": "cash"})
         assert done.status_code == 303
         after = await web.get(done.headers["location"])

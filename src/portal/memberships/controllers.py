@@ -405,7 +405,25 @@ async def join(till: Tilled, joinable_plan_id: FromPath[int]) -> Response[Any]:
 async def membership_page(
     request: Request[Any, Any, Any], user: SignedIn, membership_id: FromPath[int]
 ) -> Template:
+    return await _membership_page(request, user, membership_id)
+
+
+async def _membership_page(
+    request: Request[Any, Any, Any],
+    user: CurrentUser,
+    membership_id: int,
+    *,
+    failed: str = "",
+    errors: dict[str, str] | None = None,
+    values: Values | None = None,
+    status: int = 200,
+) -> Template:
+    """The membership's page; with the form that ``failed`` (its name), the errors to
+    show beside its fields and what was sent, kept (its one-time key too: the refused
+    attempt claimed nothing)."""
     context = await _membership_context(user, membership_id)
+    if failed and values is not None and onetime.parse(values.get(onetime.FIELD)):
+        context["request_key"] = values.get(onetime.FIELD)
     membership = context["membership"]
     is_desk = subscriptions.is_desk(membership)
     freeze_fee = fees.fee_quote(context["terms"]) if is_desk else None
@@ -438,7 +456,11 @@ async def membership_page(
                 )
             ],
             "methods": list(desk.METHODS.items()),
+            "failed": failed,
+            "errors": errors or {},
+            "sent": values or {},
         },
+        status_code=status,
     )
 
 
@@ -457,7 +479,7 @@ async def desk_payment(acting: Actor, membership_id: FromPath[int]) -> Response[
             return "Freeze fee recorded: the frozen period is paid for."
         return "Payment recorded: the period's sessions are granted."
 
-    return await _act(request, user, membership_id, act)
+    return await _act(request, user, membership_id, act, "payment")
 
 
 async def _membership_context(
@@ -533,22 +555,30 @@ async def _act(
     user: CurrentUser,
     membership_id: int,
     act: Callable[[Values, str], Awaitable[str]],
+    form: str,
 ) -> Response[Any]:
-    """A button on the membership's page: its one-time key, the service's act (which
-    says what it did), back to the page with that or with why it was refused."""
+    """A form on the membership's page (``form`` names it): its one-time key, the
+    service's act (which says what it did), back to the page with that. Refused, the
+    page is shown again (4xx) with why beside the form's fields and what was sent."""
     await subscriptions.get_membership_for(user, membership_id, write=True)
     values, _ = await read_form(request)
-    back = _membership_url(request, membership_id)
+
+    async def again(errors: dict[str, str], status: int) -> Response[Any]:
+        return await _membership_page(
+            request, user, membership_id, failed=form, errors=errors, values=values,
+            status=status,
+        )  # fmt: skip
+
     key = onetime.parse(values.get(onetime.FIELD))
     if key is None:
-        return redirect(request, back, "Please press the button again.", "error")
+        return await again({"form": "Please press the button again."}, 400)
     try:
         done = await act(values, key)
     except ValidationFailed as exc:
-        return redirect(request, back, next(iter(exc.errors.values())), "error")
+        return await again(exc.errors, 422)
     except GatewayError as exc:
-        return redirect(request, back, exc.message, "error")
-    return redirect(request, back, done)
+        return await again({"form": exc.message}, 503)
+    return redirect(request, _membership_url(request, membership_id), done)
 
 
 def _freeze_handler(frozen: bool) -> Any:
@@ -572,7 +602,7 @@ def _freeze_handler(frozen: bool) -> Any:
                 )
             return "Frozen: no charges and no new sessions until you resume."
 
-        return await _act(request, user, membership_id, act)
+        return await _act(request, user, membership_id, act, "freeze" if frozen else "resume")
 
     return handler
 
@@ -611,7 +641,7 @@ async def change_plan(till: Tilled, membership_id: FromPath[int]) -> Response[An
         zone = (await get_location(int(membership["location"])))["timezone"]
         return f"The plan changes on {to_local(at, zone):%Y-%m-%d}."
 
-    return await _act(request, user, membership_id, act)
+    return await _act(request, user, membership_id, act, "change")
 
 
 @_stripe_post("/memberships/{membership_id:int}/plan/keep", member_editors, "membership_keep_plan")
@@ -626,7 +656,7 @@ async def keep_plan(till: Tilled, membership_id: FromPath[int]) -> Response[Any]
         )
         return "The change of plan is called off."
 
-    return await _act(request, user, membership_id, act)
+    return await _act(request, user, membership_id, act, "keep")
 
 
 freeze = _stripe_post(
