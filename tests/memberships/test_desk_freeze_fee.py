@@ -32,7 +32,7 @@ async def _fee_entries(membership_id: int) -> list[list[tuple[str, int, int]]]:
         await JournalEntry.select(JournalEntry.id)
         .where(
             (JournalEntry.kind == "membership_fee")
-            & JournalEntry.event_key.like(f"membership_fee:desk:{membership_id}:%")
+            & JournalEntry.reference.like(f"desk-freeze:{membership_id}:%")
         )
         .order_by(JournalEntry.id)
         .run()

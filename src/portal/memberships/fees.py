@@ -18,8 +18,9 @@ nothing: it is earned when charged. The sale's unique key is the fee's journal k
 and both are written under the membership's lock, so each fee is recorded once.
 
 A paid fee invoice: a card payment (its payment intent, charge, balance transaction
-and Stripe's fee) and one entry ``membership_fee:<invoice>``, whether the charge's
-answer or ``invoice.paid`` is heard first:
+and Stripe's fee; the sale's key ``membership_fee:<invoice>``) and one entry of kind
+``membership_fee`` (the sale's ``sale:<id>:paid``, referenced by the invoice), whether
+the charge's answer or ``invoice.paid`` is heard first:
 Dr stripe_clearing (total) / Cr service_revenue (net) + Cr tax_payable (tax), and
 Stripe's fee Dr processing_fees / Cr stripe_clearing.
 
@@ -28,7 +29,7 @@ taken in the clinic (cash, cheque or the card terminal) — the first one when s
 freeze the membership at the desk, each later one as the desk's next payment while
 it stays frozen. The payment is in the clinic and the entry the same but for where
 the money sits: Dr cash_on_hand (total) / Cr service_revenue (net) + Cr tax_payable
-(tax), keyed by the membership and the frozen period's start
+(tax), the sale keyed by the membership and the frozen period's start
 (``membership_fee:desk:<id>:<start>``), so each frozen period is charged once however
 often the form is sent.
 
@@ -145,8 +146,8 @@ async def _record(
     card: payments.CardEvidence | None = None,
 ) -> int | None:
     """One freeze fee taken: its sale and payment (``payments.record_earned_sale``, keyed
-    by ``event_key``) and its entry, under the membership's lock; the sale's id, or None
-    when this fee was recorded before."""
+    by ``event_key``) and its entry (``sale:<id>:paid``, as every paid sale's), under the
+    membership's lock; the sale's id, or None when this fee was recorded before."""
     async with db.transaction():
         await db.lock_row(Membership, int(membership["id"]))
         sale_id = await payments.record_earned_sale(
@@ -157,7 +158,7 @@ async def _record(
         if sale_id is None:
             return None
         await ledger.post(
-            event_key=event_key, kind=KIND, lines=lines, currency=str(membership["currency"]),
+            event_key=f"sale:{sale_id}:paid", kind=KIND, lines=lines, currency=str(membership["currency"]),
             location_id=int(membership["location"]), occurred_at=at, reference=reference,
             memo=memo, sale_id=sale_id, channel=sales.MEMBERSHIP,
         )  # fmt: skip
@@ -215,8 +216,8 @@ async def record_fee(
 
 
 def desk_fee_key(membership_id: int, period_start: datetime) -> str:
-    """The key of the desk-paid fee of the frozen period from ``period_start``: its
-    journal entry's and its sale's."""
+    """The key of the sale that is the desk-paid fee of the frozen period from
+    ``period_start``."""
     return f"{KIND}:desk:{membership_id}:{int(period_start.timestamp())}"
 
 
