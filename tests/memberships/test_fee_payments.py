@@ -12,15 +12,21 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from portal.auth.service import ACCOUNTANT, CLIENT, CurrentUser
 from portal.email.tables import OutboxMessage
+from portal.errors import Invalid
+from portal.ledger import service as ledger
 from portal.ledger.tables import JournalEntry, JournalLine
-from portal.memberships import subscriptions
+from portal.memberships import fees, subscriptions
 from portal.payments import payouts
+from portal.payments import service as payments
 from portal.payments.gateway import StripePayoutItem
-from portal.payments.tables import Payment
+from portal.payments.tables import Payment, Refund
 from portal.reports import filters as report_filters
 from portal.reports import service as reports
+from portal.sales import service as sales
 from portal.sales.tables import Sale, SaleSession
 from portal.timeutil import utcnow
 from tests.memberships.conftest import Club, joined
@@ -59,6 +65,20 @@ async def _entry_lines(sale_id: int) -> list[tuple[str, int, int]]:
         .run()
     )
     return [(r["account"], int(r["debit_cents"]), int(r["credit_cents"])) for r in rows]
+
+
+async def _frozen_a_period_by_card(club: Club) -> dict[str, Any]:
+    """A member who joined online, frozen: the next period's fee charged on the card."""
+    plan = await make_plan(
+        club.location, club.service, name="Pausable", freeze_allowed=True, freeze_fee=1000
+    )
+    membership = await joined(club, plan)
+    member = CurrentUser(club.member.id, club.member.email, "", CLIENT, frozenset())
+    await subscriptions.set_frozen(club.gateway, member, membership["id"], True,
+                                   request_key=secrets.token_urlsafe(24))  # fmt: skip
+    await club.standin.advance_subscription(str(membership["subscription_id"]))
+    await club.standin.drain()
+    return membership
 
 
 async def test_a_desk_fee_is_a_cash_payment_in_the_report_the_till_and_revenue(club: Club) -> None:
@@ -129,15 +149,7 @@ async def test_a_desk_fee_is_a_cash_payment_in_the_report_the_till_and_revenue(c
 async def test_a_fee_paid_by_card_is_a_stripe_payment_the_payouts_match(
     club: Club, club_webhook
 ) -> None:
-    plan = await make_plan(
-        club.location, club.service, name="Pausable", freeze_allowed=True, freeze_fee=1000
-    )
-    membership = await joined(club, plan)
-    member = CurrentUser(club.member.id, club.member.email, "", CLIENT, frozenset())
-    await subscriptions.set_frozen(club.gateway, member, membership["id"], True,
-                                   request_key=secrets.token_urlsafe(24))  # fmt: skip
-    await club.standin.advance_subscription(str(membership["subscription_id"]))
-    await club.standin.drain()
+    membership = await _frozen_a_period_by_card(club)
     for record in await club.standin.deliveries():  # every event heard again: no change
         await club.standin.redeliver(record["event_id"])
     await club.standin.drain()
@@ -181,3 +193,56 @@ async def test_a_fee_paid_by_card_is_a_stripe_payment_the_payouts_match(
         "sale": sale["id"],
         "location": club.location,
     }
+
+
+async def test_a_card_fee_refunded_in_stripe_reverses_its_revenue(club: Club, club_webhook) -> None:
+    """The refund form refunds sessions, and a fee has none; a fee refunded in Stripe's
+    dashboard is recorded by the usual rule: nothing to revoke, the net reverses revenue."""
+    membership = await _frozen_a_period_by_card(club)
+    sale = await _fee_sale(membership["id"])
+    (payment,) = await Payment.select().where(Payment.sale == sale["id"]).run()
+    answer = await club.standin.api(
+        "POST", "/v1/refunds", {"payment_intent": payment["payment_intent_id"]}
+    )
+    assert answer.status_code == 200, answer.text
+    await club.standin.drain()
+
+    (refund,) = await Refund.select().where(Refund.sale == sale["id"]).run()
+    assert (refund["amount_cents"], refund["tax_cents"], refund["status"]) == (
+        FEE, 83, "succeeded",
+    )  # fmt: skip
+    assert (await Sale.select(Sale.status).where(Sale.id == sale["id"]).first())["status"] == (
+        "refunded"
+    )
+    rows = (
+        await JournalLine.select(
+            JournalLine.account, JournalLine.debit_cents, JournalLine.credit_cents
+        )
+        .where(JournalLine.entry.event_key == f"refund:{refund['id']}")
+        .order_by(JournalLine.id)
+    )
+    assert sorted((r["account"], int(r["debit_cents"]), int(r["credit_cents"])) for r in rows) == [
+        ("revenue_reversals", 1000, 0), ("stripe_clearing", 0, FEE), ("tax_payable", 83, 0),
+    ]  # fmt: skip
+    with pytest.raises(Invalid):  # nor can the form refund what has no sessions
+        await payments.check_refund(await sales.get_sale(sale["id"]), sessions=1, reason="x")
+
+
+async def test_a_fee_journalled_before_fees_were_payments_is_not_taken_again(club: Club) -> None:
+    plan = await make_plan(
+        club.location, club.service, name="Pausable", freeze_allowed=True, freeze_fee=1000
+    )
+    membership_id, staff = await _enrol(club, plan)
+    membership = await subscriptions.get_membership(membership_id)
+    start = await subscriptions.frozen_period_start(membership)
+    await ledger.post(  # the entry alone, as the fee was recorded before
+        event_key=fees.desk_fee_key(membership_id, start), kind="membership_fee",
+        lines=[ledger.debit("cash_on_hand", FEE), ledger.credit("service_revenue", 1000),
+               ledger.credit("tax_payable", 83)],
+        currency="USD", location_id=club.location,
+    )  # fmt: skip
+    assert (
+        await freeze_or_resume(staff, membership_id, True, secrets.token_urlsafe(24), "cash") == 0
+    )
+    assert await Sale.count().where(Sale.sessions_total == 0) == 0
+    assert await JournalEntry.count().where(JournalEntry.kind == "membership_fee") == 1

@@ -50,6 +50,7 @@ from portal import db, money
 from portal.auth.service import CurrentUser
 from portal.catalog.service import PackageTerms
 from portal.ledger import service as ledger
+from portal.ledger.tables import JournalEntry
 from portal.memberships.service import next_period_end
 from portal.memberships.tables import Membership
 from portal.payments import service as payments
@@ -150,6 +151,8 @@ async def _record(
     membership's lock; the sale's id, or None when this fee was recorded before."""
     async with db.transaction():
         await db.lock_row(Membership, int(membership["id"]))
+        if await _journalled_alone(event_key):
+            return None
         sale_id = await payments.record_earned_sale(
             int(membership["client"]), fee_terms(membership, quote, period_start),
             channel=sales.MEMBERSHIP, method=method, at=at, request_key=event_key,
@@ -158,11 +161,18 @@ async def _record(
         if sale_id is None:
             return None
         await ledger.post(
-            event_key=f"sale:{sale_id}:paid", kind=KIND, lines=lines, currency=str(membership["currency"]),
-            location_id=int(membership["location"]), occurred_at=at, reference=reference,
+            event_key=f"sale:{sale_id}:paid", kind=KIND, lines=lines,
+            currency=str(membership["currency"]), location_id=int(membership["location"]),
+            occurred_at=at, reference=reference,
             memo=memo, sale_id=sale_id, channel=sales.MEMBERSHIP,
         )  # fmt: skip
     return sale_id
+
+
+async def _journalled_alone(key: str) -> bool:
+    """A fee journalled before fees were payments: its entry, under the sale's key, and no
+    sale (it is not recorded again)."""
+    return bool(await JournalEntry.exists().where(JournalEntry.event_key == key).run())
 
 
 def fee_period_start(membership: dict[str, Any], invoice: StripeInvoice) -> datetime:
@@ -223,7 +233,9 @@ def desk_fee_key(membership_id: int, period_start: datetime) -> str:
 
 async def desk_fee_paid(membership_id: int, period_start: datetime) -> bool:
     key = desk_fee_key(membership_id, period_start)
-    return bool(await Sale.exists().where(Sale.request_key == key).run())
+    return bool(await Sale.exists().where(Sale.request_key == key).run()) or (
+        await _journalled_alone(key)
+    )
 
 
 async def take_at_desk(

@@ -821,6 +821,9 @@ async def frozen_period_start(membership: dict[str, Any]) -> datetime:
     return start
 
 
+FREEZE_ACTION = "membership_freeze"  # the one-time key's action of freeze and resume
+
+
 async def set_frozen(
     gateway: StripeGateway,
     user: CurrentUser,
@@ -837,6 +840,9 @@ async def set_frozen(
     the fee of the first frozen period, once (a member cannot freeze it online). Returns
     the fee taken now (0: none, or the period's fee was paid before)."""
     membership = await get_membership_for(user, membership_id, write=True)
+    done = await onetime.earlier_result(request_key, user_id=user.id, action=FREEZE_ACTION)
+    if done is not None:  # the same form again: as the first one answered
+        return int(done) if done.isdigit() else 0
     if frozen and not _terms(membership)["freeze_allowed"]:
         raise Invalid({"form": "This plan cannot be frozen."})
     desk = is_desk(membership)
@@ -862,7 +868,7 @@ async def set_frozen(
             pause=frozen,
         )
     async with locked(membership_id) as fresh:
-        first = await onetime.claim(request_key, user_id=user.id, action="membership_freeze")
+        first = await onetime.claim(request_key, user_id=user.id, action=FREEZE_ACTION)
         if first is not None:
             return int(first) if first.isdigit() else 0
         taken, fee_sale = 0, None

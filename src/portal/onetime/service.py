@@ -78,3 +78,23 @@ async def finish(key: str | None, result: str) -> None:
     if key is None:
         return
     await OneTimeKey.update({OneTimeKey.result: result[:120]}).where(OneTimeKey.key == key).run()
+
+
+async def earlier_result(key: str | None, *, user_id: int | None, action: str) -> str | None:
+    """What an earlier submission of ``key`` by ``user_id`` for ``action`` produced, if one
+    finished: read before the checks its own effect would now fail (the same form sent
+    twice answers as the first), outside the transaction :func:`claim` runs in."""
+    if key is None:
+        return None
+    row = (
+        await OneTimeKey.select(OneTimeKey.result)
+        .where(
+            (OneTimeKey.key == key)
+            & (OneTimeKey.user_id == user_id)
+            & (OneTimeKey.action == action)
+            & (OneTimeKey.result != "")
+        )
+        .first()
+        .run()
+    )
+    return str(row["result"]) if row else None
