@@ -29,6 +29,7 @@ from portal.reports import service as reports
 from portal.sales import service as sales
 from portal.sales.tables import Sale, SaleSession
 from portal.timeutil import utcnow
+from tests import factories
 from tests.memberships.conftest import Club, joined
 from tests.memberships.helpers import make_plan
 from tests.memberships.test_desk_billing import _enrol
@@ -144,6 +145,13 @@ async def test_a_desk_fee_is_a_cash_payment_in_the_report_the_till_and_revenue(c
     assert len(receipts) == 2
     fee_receipt = receipts[-1]
     assert item in fee_receipt["body_text"] and "$10.83" in fee_receipt["body_text"]
+    async with factories.make_client(club.app) as web:  # and reads it on their account
+        await factories.login(web, club.member)
+        receipt = await web.get(f"/sales/{sale['id']}/receipt")
+        purchase = await web.get(f"/purchases/{sale['id']}")
+    assert receipt.status_code == 200 and item in receipt.text and "$10.83" in receipt.text
+    assert "0 ×" not in receipt.text
+    assert purchase.status_code == 200 and "None: a fee" in purchase.text
 
 
 async def test_a_fee_paid_by_card_is_a_stripe_payment_the_payouts_match(
