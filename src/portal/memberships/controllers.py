@@ -324,7 +324,6 @@ def _stripe_post(path: str, guard: Any, name: str) -> Any:
 
 
 member_readers = requires_role(OWNER, MANAGER, ACCOUNTANT, CLIENT)
-desk_staff = requires_role(OWNER, MANAGER)
 LINK = "checkout_link"
 DESK_METHODS = {LINK: "Card — send a Stripe Checkout link (renews automatically)"} | {
     method: f"{label} at the desk, each period" for method, label in desk.METHODS.items()
@@ -464,9 +463,7 @@ async def _membership_page(
     )
 
 
-@post(
-    "/memberships/{membership_id:int}/payment", guards=[desk_staff], name="membership_desk_payment"
-)
+@post("/memberships/{membership_id:int}/payment", guards=[editors], name="membership_desk_payment")
 async def desk_payment(acting: Actor, membership_id: FromPath[int]) -> Response[Any]:
     """This period's fee taken at the front desk (cash, cheque, card terminal): once."""
     request, user, client_address = acting.request, acting.user, acting.address
@@ -701,13 +698,13 @@ async def _desk_page(
     )
 
 
-@get("/memberships/desk/{client_id:int}", guards=[desk_staff], name="membership_desk")
+@get("/memberships/desk/{client_id:int}", guards=[editors], name="membership_desk")
 async def desk_form(user: SignedIn, client_id: FromPath[int]) -> Template:
     """Staff start a membership for a client at the front desk: choose the plan."""
     return await _desk_page(user, client_id, {}, {})
 
 
-@_stripe_post("/memberships/desk/{client_id:int}", desk_staff, "membership_desk_submit")
+@_stripe_post("/memberships/desk/{client_id:int}", editors, "membership_desk_submit")
 async def desk_submit(till: Tilled, client_id: FromPath[int]) -> Response[Any]:
     """The pending membership and its Checkout link, shown here and emailed to the client;
     or, paid at the desk, the client enrolled with the first period paid."""
