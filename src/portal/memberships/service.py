@@ -27,7 +27,7 @@ from portal.catalog import service as catalog
 from portal.catalog.service import PriceInput, PriceVersion
 from portal.catalog.tables import Service
 from portal.errors import Invalid, NotFound
-from portal.fields import optional_text, parse_id, parse_int, require_text
+from portal.fields import checked, optional_text, parse_id, parse_int, require_text
 from portal.locations.service import ensure_location_access, get_location, visible_location_ids
 from portal.memberships.tables import MembershipPlan, MembershipPlanPrice
 from portal.pagination import Page, keyset_page
@@ -87,10 +87,6 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def _checked(values: dict[str, str], name: str) -> bool:
-    return values.get(name, "") in {"on", "true", "1", "yes"}
-
-
 def parse_plan_form(
     values: dict[str, str], *, creating: bool, zone: str, currency: str
 ) -> tuple[PlanInput, PriceInput | None]:
@@ -127,7 +123,7 @@ def parse_plan_form(
         values, errors, "member_discount_bp", label="Member discount", minimum=0,
         maximum=MAX_DISCOUNT_BP, required=False,
     )  # fmt: skip
-    freeze_allowed = _checked(values, "freeze_allowed")
+    freeze_allowed = checked(values, "freeze_allowed")
     fee = 0
     raw_fee = values.get("freeze_fee", "").strip()
     if raw_fee:
@@ -178,7 +174,7 @@ def parse_plan_form(
         freeze_fee_cents=fee,
         member_discount_bp=discount or 0,
         ends_at=ends_at,
-        sellable_online=_checked(values, "sellable_online"),
+        sellable_online=checked(values, "sellable_online"),
         location_id=location_id,
         service_id=service_id,
     )
