@@ -1637,7 +1637,7 @@ async def get_batch_for(
     actor: CurrentUser, batch_id: int, *, write: bool = False
 ) -> dict[str, Any]:
     batch = await get_batch(batch_id)
-    (access.ensure_write if write else access.ensure_read)(actor, int(batch["location"]))
+    access.ensure(actor, int(batch["location"]), write=write)
     if stalled(batch):
         await mark_stalled()
         batch = await get_batch(batch_id)
