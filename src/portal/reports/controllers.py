@@ -1011,66 +1011,62 @@ def _payment_row_json(row: service.BucketRow) -> dict[str, Any]:
     }
 
 
+def _as_json(obj: Any, keys: Sequence[str], read: dict[str, str] | None = None) -> dict[str, Any]:
+    """``obj``'s figures under the JSON ``keys``, in their order. A key reads the
+    attribute ``read`` names for it, else its own name less ``_cents``; dates go
+    out as ISO text."""
+    read = read or {}
+    out: dict[str, Any] = {}
+    for key in keys:
+        value = getattr(obj, read.get(key, key.removesuffix("_cents")))
+        out[key] = value.isoformat() if isinstance(value, date) else value
+    return out
+
+
+_FEE_KEYS = ("payments", "gross_cents", "processing_fee_cents", "disputes", "dispute_fee_cents",
+             "fee_cents")  # fmt: skip
+_PAYOUT_TOTAL_KEYS = ("payouts", "paid", "paid_cents", "gross_cents", "fee_cents", "net_cents")
+_PAYOUT_LINE_KEYS = (
+    "type", "stripe_balance_transaction", "stripe_source", "stripe_payment_intent", "location_id",
+    "location", "client", "client_email", "sale_id", "payment_id", "refund_id", "gross_cents",
+    "fee_cents", "net_cents", "currency",
+)  # fmt: skip
+_PAYOUT_LINE_READ = {
+    "stripe_balance_transaction": "balance_transaction_id",
+    "stripe_source": "source_id",
+    "stripe_payment_intent": "payment_intent_id",
+}
+_PAYOUT_KEYS = (
+    "id", "stripe_payout_id", "arrival_date", "status", "currency", "amount_cents", "itemized",
+    "partial", "lines", "lines_gross_cents", "lines_fee_cents", "lines_net_cents",
+)  # fmt: skip
+_PAYOUT_READ = {
+    "amount_cents": "shown_amount",
+    "lines_gross_cents": "gross",
+    "lines_fee_cents": "fee",
+    "lines_net_cents": "net",
+}
+
+
 def _fee_row_json(row: service.BucketRow) -> dict[str, Any]:
     return {
         "period": row.label,
         "location_id": row.location.id,
         "currency": row.currency,
-        "payments": row.totals.payments,
-        "gross_cents": row.totals.gross,
-        "processing_fee_cents": row.totals.processing_fee,
-        "disputes": row.totals.disputes,
-        "dispute_fee_cents": row.totals.dispute_fee,
-        "fee_cents": row.totals.fee,
+        **_as_json(row.totals, _FEE_KEYS),
     }
 
 
 def _payout_totals_json(t: payout_report.PayoutTotals) -> dict[str, int]:
-    return {
-        "payouts": t.payouts,
-        "paid": t.paid,
-        "paid_cents": t.paid_amount,
-        "gross_cents": t.gross,
-        "fee_cents": t.fee,
-        "net_cents": t.net,
-    }
+    return _as_json(t, _PAYOUT_TOTAL_KEYS, {"paid_cents": "paid_amount"})
 
 
 def _payout_line_json(line: payout_report.PayoutLineRow) -> dict[str, Any]:
-    return {
-        "type": line.type,
-        "stripe_balance_transaction": line.balance_transaction_id,
-        "stripe_source": line.source_id,
-        "stripe_payment_intent": line.payment_intent_id,
-        "location_id": line.location_id,
-        "location": line.location,
-        "client": line.client,
-        "client_email": line.client_email,
-        "sale_id": line.sale_id,
-        "payment_id": line.payment_id,
-        "refund_id": line.refund_id,
-        "gross_cents": line.gross,
-        "fee_cents": line.fee,
-        "net_cents": line.net,
-        "currency": line.currency,
-    }
+    return _as_json(line, _PAYOUT_LINE_KEYS, _PAYOUT_LINE_READ)
 
 
 def _payout_json(row: payout_report.PayoutRow) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "stripe_payout_id": row.stripe_payout_id,
-        "arrival_date": row.arrival_date.isoformat(),
-        "status": row.status,
-        "currency": row.currency,
-        "amount_cents": row.shown_amount,
-        "itemized": row.itemized,
-        "partial": row.partial,
-        "lines": row.lines,
-        "lines_gross_cents": row.gross,
-        "lines_fee_cents": row.fee,
-        "lines_net_cents": row.net,
-    }
+    return _as_json(row, _PAYOUT_KEYS, _PAYOUT_READ)
 
 
 def _liability_json(row: service.Liability) -> dict[str, Any]:
