@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -62,9 +62,10 @@ class NotAvailable(Exception):
 
 
 @dataclass(frozen=True)
-class PlanInput:
-    name: str
-    description: str
+class PlanRules:
+    """How a plan renews and what its members may do: what the plan's form sets and
+    what every membership keeps in its terms."""
+
     interval: str
     sessions_per_period: int
     rollover_cap: int
@@ -73,6 +74,26 @@ class PlanInput:
     freeze_allowed: bool
     freeze_fee_cents: int
     member_discount_bp: int
+
+    @classmethod
+    def of(cls, plan: dict[str, Any]) -> PlanRules:
+        """A plan row's rules (SQLite gives its booleans back as integers)."""
+        return cls(
+            interval=str(plan["interval"]),
+            sessions_per_period=int(plan["sessions_per_period"]),
+            rollover_cap=int(plan["rollover_cap"]),
+            min_term_periods=int(plan["min_term_periods"]),
+            notice_days=int(plan["notice_days"]),
+            freeze_allowed=bool(plan["freeze_allowed"]),
+            freeze_fee_cents=int(plan["freeze_fee_cents"]),
+            member_discount_bp=int(plan["member_discount_bp"]),
+        )
+
+
+@dataclass(frozen=True)
+class PlanInput(PlanRules):
+    name: str
+    description: str
     ends_at: datetime | None
     sellable_online: bool
     # Fixed once the plan exists (a plan for another place or service is another plan).
@@ -196,7 +217,7 @@ async def price_in_effect(plan_id: int, at: datetime) -> PriceVersion | None:
 
 
 @dataclass(frozen=True)
-class PlanTerms:
+class PlanTerms(PlanRules):
     """Every term of a plan joined at its location at one time; a membership stores these.
 
     Amounts are per period. ``session_values`` split the period's net amount
@@ -210,14 +231,6 @@ class PlanTerms:
     location_id: int
     service_id: int
     service_name: str
-    interval: str
-    sessions_per_period: int
-    rollover_cap: int
-    min_term_periods: int
-    notice_days: int
-    freeze_allowed: bool
-    freeze_fee_cents: int
-    member_discount_bp: int
     currency: str
     price_cents: int
     net_cents: int
@@ -261,22 +274,16 @@ def terms_at(
     tax = money.quote_tax(
         price.amount_cents, int(location["tax_rate_bp"]), bool(location["prices_include_tax"])
     )
-    sessions = int(plan["sessions_per_period"])
+    rules = PlanRules.of(plan)
+    sessions = rules.sessions_per_period
     return PlanTerms(
+        **asdict(rules),
         plan_id=int(plan["id"]),
         price_version_id=price.id,
         name=str(plan["name"]),
         location_id=int(location["id"]),
         service_id=int(plan["service"]),
         service_name=str(plan.get("service_name", "")),
-        interval=str(plan["interval"]),
-        sessions_per_period=sessions,
-        rollover_cap=int(plan["rollover_cap"]),
-        min_term_periods=int(plan["min_term_periods"]),
-        notice_days=int(plan["notice_days"]),
-        freeze_allowed=bool(plan["freeze_allowed"]),
-        freeze_fee_cents=int(plan["freeze_fee_cents"]),
-        member_discount_bp=int(plan["member_discount_bp"]),
         currency=price.currency,
         price_cents=price.amount_cents,
         net_cents=tax.net_cents,
