@@ -5,12 +5,16 @@ Framework-free, so services use it; ``portal.web.forms`` re-exports it for contr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
+from typing import TypeVar
 
 # Every table's id is a 32-bit integer (Piccolo ``Serial``).
 MAX_ID = 2**31 - 1
 # The days the portal accepts: it can do arithmetic around them (no year 1 or 9999).
 FIRST_YEAR, LAST_YEAR = 1900, 2200
+
+T = TypeVar("T")
 
 
 # What a ticked checkbox (or a yes in a query or a file) sends; anything else is unticked.
@@ -79,6 +83,22 @@ def parse_int(
     elif maximum is not None and number > maximum:
         errors[name] = f"{label} must be at most {maximum}."
     return number
+
+
+def parse_optional(
+    values: dict[str, str], errors: dict[str, str], name: str, parse: Callable[[str], T]
+) -> T | None:
+    """``parse`` of the field ``name`` when it is filled in; None when it is empty, or
+    when ``parse`` refuses it (``ValueError``), then with its message at ``name``.
+    The caller checks the range its field allows."""
+    raw = values.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        errors[name] = str(exc)
+        return None
 
 
 def require_text(

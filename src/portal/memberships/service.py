@@ -27,7 +27,14 @@ from portal.catalog import service as catalog
 from portal.catalog.service import PriceInput, PriceVersion
 from portal.catalog.tables import Service
 from portal.errors import Invalid, NotFound
-from portal.fields import checked, optional_text, parse_id, parse_int, require_text
+from portal.fields import (
+    checked,
+    optional_text,
+    parse_id,
+    parse_int,
+    parse_optional,
+    require_text,
+)
 from portal.locations.service import ensure_location_access, get_location, visible_location_ids
 from portal.memberships.tables import MembershipPlan, MembershipPlanPrice
 from portal.pagination import Page, keyset_page
@@ -145,28 +152,19 @@ def parse_plan_form(
         maximum=MAX_DISCOUNT_BP, required=False,
     )  # fmt: skip
     freeze_allowed = checked(values, "freeze_allowed")
-    fee = 0
-    raw_fee = values.get("freeze_fee", "").strip()
-    if raw_fee:
-        try:
-            fee = money.parse_amount(raw_fee, currency)
-        except ValueError as exc:
-            errors["freeze_fee"] = str(exc)
-        else:
-            if fee < 0 or fee > catalog.MAX_AMOUNT_CENTS:
-                errors["freeze_fee"] = "Enter a fee between zero and the largest price."
-            elif fee and not freeze_allowed:
-                errors["freeze_fee"] = "A freeze fee needs freezing to be allowed."
-    ends_at: datetime | None = None
-    raw_end = values.get("ends_local", "").strip()
-    if raw_end:
-        try:
-            ends_at = catalog.local_to_utc(raw_end, zone)
-        except ValueError as exc:
-            errors["ends_local"] = str(exc)
-        else:
-            if ends_at <= utcnow():
-                errors["ends_local"] = "The end must be in the future (leave it empty: no end)."
+    fee = parse_optional(
+        values, errors, "freeze_fee", lambda raw: money.parse_amount(raw, currency)
+    )
+    if fee is not None:
+        if fee < 0 or fee > catalog.MAX_AMOUNT_CENTS:
+            errors["freeze_fee"] = "Enter a fee between zero and the largest price."
+        elif fee and not freeze_allowed:
+            errors["freeze_fee"] = "A freeze fee needs freezing to be allowed."
+    ends_at = parse_optional(
+        values, errors, "ends_local", lambda raw: catalog.local_to_utc(raw, zone)
+    )
+    if ends_at is not None and ends_at <= utcnow():
+        errors["ends_local"] = "The end must be in the future (leave it empty: no end)."
     location_id = service_id = 0
     price: PriceInput | None = None
     if creating:
@@ -192,7 +190,7 @@ def parse_plan_form(
         min_term_periods=term or 0,
         notice_days=notice or 0,
         freeze_allowed=freeze_allowed,
-        freeze_fee_cents=fee,
+        freeze_fee_cents=fee or 0,
         member_discount_bp=discount or 0,
         ends_at=ends_at,
         sellable_online=checked(values, "sellable_online"),
