@@ -402,6 +402,7 @@ async def _name_taken(location_id: int, name: str, exclude_id: int | None) -> bo
 
 
 DUPLICATE = {"name": "This location already has a plan with this name."}
+PLANS = records.Kind(MembershipPlan, "membership_plan", DUPLICATE)
 
 
 def _record(data: PlanInput) -> dict[str, Any]:
@@ -426,47 +427,16 @@ async def create_plan(
         errors.update(DUPLICATE)
     if errors:
         raise Invalid(errors)
-    now = utcnow()
-    try:
-        async with db.transaction():
-            rows = (
-                await MembershipPlan.insert(
-                    MembershipPlan(
-                        **data.as_dict(),
-                        location=data.location_id,
-                        service=data.service_id,
-                        active=True,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-                .returning(MembershipPlan.id)
-                .run()
-            )
-            plan_id = int(rows[0]["id"])
-            version = await prices.insert_version(
-                MembershipPlanPrice, actor, price, now, plan=plan_id
-            )
-            await audit.record(
-                actor,
-                "create",
-                "membership_plan",
-                plan_id,
-                after={
-                    "id": plan_id,
-                    **_record(data),
-                    "location_id": data.location_id,
-                    "service_id": data.service_id,
-                    "active": True,
-                    **prices.version_record("price", version, price, now),
-                },
-                address=address,
-            )
-    except Exception as exc:
-        if db.is_unique_violation(exc):
-            raise Invalid(DUPLICATE) from exc
-        raise
-    return plan_id
+
+    async def first_price(plan_id: int, now: datetime) -> dict[str, Any]:
+        version = await prices.insert_version(MembershipPlanPrice, actor, price, now, plan=plan_id)
+        return prices.version_record("price", version, price, now)
+
+    owner = {"location": data.location_id, "service": data.service_id}
+    shown = {**_record(data), "location_id": data.location_id, "service_id": data.service_id}
+    return await records.create(
+        actor, PLANS, {**data.as_dict(), **owner}, shown=shown, address=address, then=first_price
+    )
 
 
 async def update_plan(
