@@ -14,7 +14,7 @@ the payout's amount. Every figure is one SQL aggregate or one keyset page.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from typing import Any
 
@@ -369,17 +369,23 @@ async def payout_detail(user: CurrentUser, f: Filters, payout_id: int) -> Payout
 
 @dataclass(slots=True)
 class ExportRow:
+    """A row of the download: a line's figures (blank for no line) with its payout."""
+
     payout: PayoutRow
     type: str
-    location: str
-    client: str
-    client_email: str
-    sale_id: int | None
-    payment_intent_id: str
-    gross: int
-    fee: int
-    net: int
-    balance_transaction_id: str
+    location: str = ""
+    client: str = ""
+    client_email: str = ""
+    sale_id: int | None = None
+    payment_intent_id: str = ""
+    gross: int = 0
+    fee: int = 0
+    net: int = 0
+    balance_transaction_id: str = ""
+
+
+# What an export row takes of a line: every field but its payout, by the same name.
+_LINE_FIELDS = tuple(f.name for f in fields(ExportRow) if f.name != "payout")
 
 
 async def iter_export_rows(f: Filters, *, batch: int = 500) -> AsyncIterator[ExportRow]:
@@ -396,34 +402,11 @@ async def iter_export_rows(f: Filters, *, batch: int = 500) -> AsyncIterator[Exp
         lines = await _lines_of([p.id for p in page.rows], clause, args)
         for payout in page.rows:
             for line in lines[payout.id]:
-                yield ExportRow(
-                    payout=payout,
-                    type=line.type,
-                    location=line.location,
-                    client=line.client,
-                    client_email=line.client_email,
-                    sale_id=line.sale_id,
-                    payment_intent_id=line.payment_intent_id,
-                    gross=line.gross,
-                    fee=line.fee,
-                    net=line.net,
-                    balance_transaction_id=line.balance_transaction_id,
-                )
+                yield ExportRow(payout, **{name: getattr(line, name) for name in _LINE_FIELDS})
             rest = payout.amount - payout.net
             if full and rest:
-                yield ExportRow(
-                    payout=payout,
-                    type=DIFFERENCE if payout.itemized else UNITEMIZED,
-                    location="",
-                    client="",
-                    client_email="",
-                    sale_id=None,
-                    payment_intent_id="",
-                    gross=rest,
-                    fee=0,
-                    net=rest,
-                    balance_transaction_id="",
-                )
+                kind = DIFFERENCE if payout.itemized else UNITEMIZED
+                yield ExportRow(payout, kind, gross=rest, net=rest)
         if page.next_cursor is None:
             return
         cursor = page.next_cursor
