@@ -311,6 +311,7 @@ COLUMNS: dict[str, Sequence[str]] = {
     "payment": [
         "id",
         "sale",
+        "location",
         "provider",
         "method",
         "status",
@@ -824,8 +825,8 @@ class Generator:
         fee = round_half_up(total * 29, 1000) + 30 if card else None
         batch.add(
             "payment",
-            (pid, sale.id, "stripe" if card else "in_clinic", sale.method, "succeeded", total,
-             terms.currency, fee, total - fee if fee is not None else None,
+            (pid, sale.id, sale.location, "stripe" if card else "in_clinic", sale.method,
+             "succeeded", total, terms.currency, fee, total - fee if fee is not None else None,
              f"cs_bench_{sale.id}" if card else None, "",
              f"pi_bench_{sale.id}" if card else None, f"ch_bench_{sale.id}" if card else None,
              f"txn_bench_{sale.id}" if card else None, "", created, sale.activated_at,

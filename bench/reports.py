@@ -92,10 +92,10 @@ FILL = [
        FROM (SELECT g, timestamptz '2025-01-01 00:00:00+00'
                        + (g * (31536000.0 / $1)) * interval '1 second' AS t
              FROM generate_series(1, $1) g) s""",
-    """INSERT INTO payment (sale, provider, method, status, amount_cents, currency, fee_cents,
-       net_cents, checkout_url, payment_intent_id, charge_id, failure_message, created_at,
-       succeeded_at)
-       SELECT id, CASE WHEN payment_method = 'card' THEN 'stripe' ELSE 'in_clinic' END,
+    """INSERT INTO payment (sale, location, provider, method, status, amount_cents, currency,
+       fee_cents, net_cents, checkout_url, payment_intent_id, charge_id, failure_message,
+       created_at, succeeded_at)
+       SELECT id, location, CASE WHEN payment_method = 'card' THEN 'stripe' ELSE 'in_clinic' END,
               payment_method, 'succeeded', total_cents, currency,
               CASE WHEN payment_method = 'card' THEN total_cents * 29 / 1000 + 30 ELSE 0 END,
               total_cents - CASE WHEN payment_method = 'card'

@@ -79,7 +79,8 @@ async def test_a_lost_chargeback_releases_booked_sessions_and_tells_the_client(c
     if payment is None:
         payment_id = (
             await Payment.insert(
-                Payment(sale=clinic.sale_id, provider="stripe", method="card", status="succeeded",
+                Payment(sale=clinic.sale_id, location=clinic.location_id, provider="stripe",
+                        method="card", status="succeeded",
                         amount_cents=sale["total_cents"], currency="USD", created_at=utcnow(),
                         charge_id="ch_disputed")
             ).returning(Payment.id).run()

@@ -24,7 +24,7 @@ async def _sale(client_id: int, location_id: int) -> tuple[int, int]:
     )[0]["id"]  # fmt: skip
     payment = (
         await Payment.insert(
-            Payment(sale=sale, provider="in_clinic", method="cash", status="succeeded",
+            Payment(sale=sale, location=location_id, provider="in_clinic", method="cash", status="succeeded",
                     amount_cents=30000, currency="USD", created_at=now, succeeded_at=now)
         ).returning(Payment.id).run()
     )[0]["id"]  # fmt: skip

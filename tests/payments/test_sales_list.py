@@ -15,6 +15,7 @@ import pytest
 from portal.auth.service import CLIENT, OWNER
 from portal.auth.tables import User
 from portal.payments import service as payments
+from portal.payments.tables import Payment
 from tests import factories
 from tests.payments.helpers import Shop, as_user
 from tests.payments.test_pages import signed_in
@@ -134,3 +135,30 @@ async def test_the_list_names_clients_and_words_statuses(
     assert "<td>Riley Brooks<br>" in rows and "<td>Sam Okafor<br>" in rows
     assert ">Active</span>" in rows and ">active</span>" not in rows
     assert '<option value="pending">Awaiting payment</option>' in page
+
+
+async def test_the_list_rows_escape_what_clients_typed(shop: Shop) -> None:
+    """The rows are written in Python (``payments.html.sale_rows``): every value escaped
+    as the template escaped it."""
+    marked = await _client('<b>Ann & "Co"</b>', "ann'<x>@example.test")
+    sale_id = await _cash_sale(shop, marked, shop.location_id)
+    owner = await factories.make_user(OWNER)
+    async with signed_in(shop, owner) as client:
+        page = (await client.get(UNFILTERED)).text
+    rows = page.split("<tbody>")[1].split("</tbody>")[0]
+    assert "<b>" not in rows and "<x>" not in rows
+    assert (
+        f'  <tr>\n    <td><a href="/sales/{sale_id}">{sale_id:06d}</a></td>\n' in rows
+        and "<td>&lt;b&gt;Ann &amp; &#34;Co&#34;&lt;/b&gt;<br>"
+        '<small class="muted">ann&#39;&lt;x&gt;@example.test</small></td>'
+        in rows
+    )
+
+
+async def test_a_payment_carries_its_sales_location(
+    shop: Shop, two_clinics: dict[str, int]
+) -> None:
+    """The payments report reads one clinic's payments by ``payment.location``."""
+    for sale, location in (("here", shop.location_id), ("there", two_clinics["elsewhere"])):
+        rows = await Payment.select(Payment.location).where(Payment.sale == two_clinics[sale])
+        assert [r["location"] for r in rows] == [location]

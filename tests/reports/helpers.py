@@ -91,7 +91,8 @@ async def make_sale(
     stripe = method == "card"
     payment = await Payment.insert(
         Payment(
-            sale=sale_id, provider="stripe" if stripe else "in_clinic", method=method,
+            sale=sale_id, location=location_id, provider="stripe" if stripe else "in_clinic",
+            method=method,
             status="succeeded", amount_cents=total, currency=currency,
             fee_cents=fee if stripe else 0, net_cents=total - (fee or 0),
             payment_intent_id=f"pi_test_{n}" if stripe else None,

@@ -102,10 +102,10 @@ async def _dataset() -> dict[str, int]:
                             method="cash", item="April")  # fmt: skip
     # Not succeeded: seen only with another status filter.
     await Payment.insert(
-        Payment(sale=s2, provider="stripe", method="card", status="failed", amount_cents=20000,
-                currency="USD", created_at=utc(2026, 3, 12, 12), payment_intent_id="pi_failed"),
-        Payment(sale=s5, provider="stripe", method="card", status="pending", amount_cents=5500,
-                currency="JPY", created_at=utc(2026, 3, 13, 12), payment_intent_id="pi_pending"),
+        Payment(sale=s2, location=alpha, provider="stripe", method="card", status="failed",
+                amount_cents=20000, currency="USD", created_at=utc(2026, 3, 12, 12), payment_intent_id="pi_failed"),
+        Payment(sale=s5, location=tokyo, provider="stripe", method="card", status="pending",
+                amount_cents=5500, currency="JPY", created_at=utc(2026, 3, 13, 12), payment_intent_id="pi_pending"),
     ).run()  # fmt: skip
     payment3 = await Payment.select(Payment.id).where(Payment.sale == s3).first()
     assert payment3 is not None

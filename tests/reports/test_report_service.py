@@ -295,8 +295,8 @@ async def test_payment_filters_and_keyset_walk(db):
                                 package_id=7 if i % 2 else 8, method="card" if i < 3 else "cash",
                                 fee=30)  # fmt: skip
     await Payment.insert(
-        Payment(sale=1, provider="stripe", method="card", status="failed", amount_cents=999,
-                currency="USD", created_at=at)
+        Payment(sale=1, location=loc, provider="stripe", method="card", status="failed",
+                amount_cents=999, currency="USD", created_at=at)
     ).run()  # fmt: skip
     f = await _filters(start="2026-07-01", end="2026-07-31")
     seen = [x.id async for x in service.iter_payment_lines(f, batch=2)]

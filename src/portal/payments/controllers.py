@@ -23,7 +23,7 @@ from portal.catalog import service as catalog
 from portal.catalog.service import NotAvailable
 from portal.errors import Invalid
 from portal.onetime import service as onetime
-from portal.payments import booked, listing, service, webhooks
+from portal.payments import booked, html, listing, service, webhooks
 from portal.payments.gateway import (
     GatewayError,
     GatewayUnavailable,
@@ -496,6 +496,7 @@ class SaleController(Controller):
                 "q": q,
                 "methods": sales.PAYMENT_METHODS,
                 "statuses": sales.SALE_STATUS_LABELS,
+                "sale_rows": html.sale_rows,
             },
         )
 

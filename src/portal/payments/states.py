@@ -69,10 +69,14 @@ async def insert_payment(
 ) -> int:
     """Insert one payment of ``sale_id`` (by default a pending Stripe card payment); its id.
 
-    The payment is counted in the daily totals at once (``totals.added``): under
-    succeeded when it is inserted already succeeded (at the front desk), else under
-    its status until ``_set_payment`` moves it.
+    The payment carries its sale's location (the payments report reads one
+    clinic's payments by it). It is counted in the daily totals at once
+    (``totals.added``): under succeeded when it is inserted already succeeded (at
+    the front desk), else under its status until ``_set_payment`` moves it.
     """
+    if "location" not in fields:
+        sale = await Sale.select(Sale.location).where(Sale.id == sale_id).first().run()
+        fields["location"] = sale["location"] if sale else None
     payment = Payment(sale=sale_id, provider=provider, method=method, status=status, **fields)
     rows = await Payment.insert(payment).returning(Payment.id).run()
     payment_id = int(rows[0]["id"])

@@ -27,6 +27,9 @@ class Payment(Table, tablename="payment"):
 
     id: Serial
     sale = ForeignKey(references=Sale, on_delete=OnDelete.restrict, required=True, index=True)
+    # The sale's location, written with the payment: one clinic's payments of a
+    # period are read in time order from (location, status, succeeded_at, id).
+    location = ForeignKey(references=Location, on_delete=OnDelete.restrict, required=True)
     provider = Varchar(length=20, required=True)  # stripe | in_clinic
     method = Varchar(length=20, required=True)  # card | cash | cheque | terminal
     status = Varchar(length=20, required=True, index=True)

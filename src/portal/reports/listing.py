@@ -135,12 +135,18 @@ async def payment_lines(f: Filters, *, after: str | None = None, limit: int = 10
     rows: list[dict[str, Any]] = []
 
     async def fetch(
-        kind: str, source: str, time: str, figures: str, where: str, after: tuple[str, list[Any]]
+        kind: str,
+        source: str,
+        time: str,
+        figures: str,
+        where: str,
+        after: tuple[str, list[Any]],
+        location: str = "s.location",
     ) -> None:
         """One kind of row (``source``'s first alias) from the cursor on, a page and
-        one at the most, into ``rows``."""
+        one at the most, into ``rows``; ``location``: the column that places it."""
         row = row_alias(source)
-        period, period_args, _, _ = _period_clause(time, "s.location", days)
+        period, period_args, _, _ = _period_clause(time, location, days)
         found = await sql.fetch(
             f"SELECT '{kind}' AS kind, {row}.id AS id, {time} AS ts, s.location AS loc, "
             f"l.name AS location, {CLIENT}, s.item_name AS item, p.method AS method, "
@@ -166,6 +172,9 @@ async def payment_lines(f: Filters, *, after: str | None = None, limit: int = 10
         f"p.amount_cents AS gross, {PAYMENT_TAX} AS tax, 0 AS refunded, 0 AS disputed, "
         "COALESCE(p.fee_cents, 0) AS fee",
         f"{p_status} AND ", _line_after("payment", p_time, "p.id", position),
+        # The payment's own location: one clinic's payments of a period come from
+        # its index in time order, not from every clinic's.
+        "p.location",
     )  # fmt: skip
     await fetch(
         "refund", REFUND_FROM, r_time,
