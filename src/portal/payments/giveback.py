@@ -51,7 +51,7 @@ async def refunded_so_far(payment_id: int) -> int:
     return sum(int(r["amount_cents"]) for r in rows) + sum(int(d["amount_cents"]) for d in disputed)
 
 
-async def paid_payment(sale_id: int) -> dict[str, Any]:
+async def paid_payment(sale_id: int, field: str = "sessions") -> dict[str, Any]:
     payment = (
         await Payment.select()
         .where((Payment.sale == sale_id) & (Payment.status == SUCCEEDED))
@@ -60,7 +60,7 @@ async def paid_payment(sale_id: int) -> dict[str, Any]:
         .run()
     )
     if payment is None:
-        raise Invalid({"sessions": "This sale has no completed payment to refund."})
+        raise Invalid({field: "This sale has no completed payment to refund."})
     return payment
 
 
