@@ -118,6 +118,11 @@ async def quote_fee_refund(sale: dict[str, Any], amount_cents: int | None) -> Re
     """The refund of ``amount_cents`` of a fee (None: all that is left), at most what is
     left of its payment (pending refunds count)."""
     payment = await paid_payment(int(sale["id"]), field="amount")
+    if payment["provider"] == STRIPE and not (payment["payment_intent_id"] or payment["charge_id"]):
+        raise Invalid(
+            {"amount": "This card payment has no Stripe payment recorded here: "
+             "refund it in Stripe's dashboard (the refund is recorded when Stripe tells us)."}
+        )  # fmt: skip
     left = max(int(payment["amount_cents"]) - await refunded_so_far(int(payment["id"])), 0)
     if left <= 0:
         raise Invalid({"amount": "All of this fee was refunded: nothing is left to refund."})
