@@ -449,6 +449,8 @@ async def _refund_gateway(gateways: GatewaySource, sale_id: int) -> StripeGatewa
 def _refund_message(refund: dict[str, Any]) -> tuple[str, str]:
     """The flash message and its category for a refund's outcome."""
     if refund["status"] == service.SUCCEEDED:
+        if refund["rule"] == refunds.FEE_RULE:
+            return "Refund done.", "success"  # a fee's: no sessions
         return "Refund done; the unused sessions it covers were revoked.", "success"
     if refund["status"] == service.PENDING:
         return (
