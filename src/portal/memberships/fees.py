@@ -33,10 +33,11 @@ the money sits: Dr cash_on_hand (total) / Cr service_revenue (net) + Cr tax_paya
 (``membership_fee:desk:<id>:<start>``), so each frozen period is charged once however
 often the form is sent.
 
-A fee's sale has no sessions, so the portal's refund form (which refunds sessions)
-cannot refund it; a refund made in Stripe's dashboard is recorded by the usual rule
-(``payments.record_external_refund``: no sessions to revoke, the net reverses
-revenue, the tax is given back).
+A fee's sale has no sessions: the sale's page refunds it by amount, all or part of what
+is left, the way it was paid (``payments.refund_sale``: handed back at the desk, or a
+Stripe refund on the card); a refund made in Stripe's dashboard is recorded by the same
+rule (``payments.record_external_refund``): no sessions to revoke, the net reverses
+revenue, the tax is given back.
 """
 
 from __future__ import annotations

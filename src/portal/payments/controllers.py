@@ -16,14 +16,14 @@ from litestar.exceptions import HTTPException, NotFoundException
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
-from portal import access, metrics
+from portal import access, metrics, money
 from portal.auth.service import ACCOUNTANT, CLIENT, MANAGER, OWNER, CurrentUser
 from portal.bookings.booking import SlotTaken
 from portal.catalog import service as catalog
 from portal.catalog.service import NotAvailable
 from portal.errors import Invalid
 from portal.onetime import service as onetime
-from portal.payments import booked, html, listing, service, webhooks
+from portal.payments import booked, html, listing, refunds, service, webhooks
 from portal.payments.gateway import (
     GatewayError,
     GatewayUnavailable,
@@ -449,6 +449,8 @@ async def _refund_gateway(gateways: GatewaySource, sale_id: int) -> StripeGatewa
 def _refund_message(refund: dict[str, Any]) -> tuple[str, str]:
     """The flash message and its category for a refund's outcome."""
     if refund["status"] == service.SUCCEEDED:
+        if refund["rule"] == refunds.FEE_RULE:
+            return "Refund done.", "success"  # a fee's: no sessions
         return "Refund done; the unused sessions it covers were revoked.", "success"
     if refund["status"] == service.PENDING:
         return (
@@ -552,14 +554,17 @@ class SaleController(Controller):
             _int_or_none(values.get("sessions")) or 0,
             values.get("rule") or None,
             values.get("reason", ""),
+            values.get("amount", ""),
         )
         request_key = onetime.parse(values.get(onetime.FIELD))
         try:
+            amount = _fee_amount(sale, form)
             if values.get("confirmed") != "1":
                 # First the confirm step: what is refunded, revoked, and told to the client.
                 quote = await service.check_refund(
-                    sale, sessions=form.sessions or 0, reason=form.reason, rule=form.rule
-                )
+                    sale, sessions=form.sessions or 0, reason=form.reason, rule=form.rule,
+                    amount_cents=amount,
+                )  # fmt: skip
                 return await _refund_confirm_page(sale, form, quote, request_key)
             refund = await service.refund_sale(
                 await _refund_gateway(gateways, sale_id),
@@ -569,6 +574,7 @@ class SaleController(Controller):
                 reason=form.reason,
                 rule=form.rule,
                 request_key=request_key,
+                amount_cents=amount,
             )
         except ValidationFailed as exc:
             return await _sale_page(sale, form, exc.errors, status_code=422)
@@ -625,11 +631,23 @@ async def _front_desk_context(
 
 @dataclass(frozen=True)
 class _RefundForm:
-    """What the refund form asks for: sessions (None: every unused one), rule, reason."""
+    """What the refund form asks for: sessions (None: every unused one), rule, reason; of a
+    fee (no sessions), the amount as typed instead."""
 
     sessions: int | None
     rule: str | None
     reason: str
+    amount: str = ""
+
+
+def _fee_amount(sale: dict[str, Any], form: _RefundForm) -> int | None:
+    """The amount of a fee's refund in cents (None: not a fee's refund)."""
+    if not refunds.is_fee(sale):
+        return None
+    try:
+        return money.parse_amount(form.amount, str(sale["currency"]))
+    except ValueError as exc:
+        raise Invalid({"amount": str(exc)}) from exc
 
 
 async def _refund_confirm_page(
@@ -644,6 +662,7 @@ async def _refund_confirm_page(
         refund_reason=form.reason,
         refund_request_key=request_key or onetime.new_key(),
         to_card=any(p["provider"] == service.STRIPE for p in payments),
+        fee_amount=money.amount_input(quote.amount_cents, str(sale["currency"])),
     )
     return Template("payments/refund_confirm.html", context=context)
 
@@ -661,7 +680,21 @@ async def _sale_page(
         # A fresh one-time key per rendering: sending this very form twice refunds once.
         refund_request_key=onetime.new_key(),
     )
-    if (
+    if refunds.is_fee(sale):
+        if sale["status"] == sales.ACTIVE and any(
+            p["status"] == service.SUCCEEDED for p in context["payments"]
+        ):
+            try:
+                quote = await refunds.quote_fee_refund(sale, None)
+            except ValidationFailed:
+                quote = None  # all of it went back, or is on its way
+            context.update(
+                fee_quote=quote,
+                fee_amount=form.amount or money.amount_input(
+                    quote.amount_cents if quote else None, str(sale["currency"])
+                ),
+            )  # fmt: skip
+    elif (
         sale["status"] == sales.ACTIVE
         and counts.available > 0
         and any(p["status"] == service.SUCCEEDED for p in context["payments"])

@@ -13,8 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from piccolo.query.functions.aggregate import Sum
+
 from portal.errors import Invalid
 from portal.ledger import service as ledger
+from portal.ledger.tables import JournalLine
 from portal.locations.tables import Location
 from portal.money import format_money, round_half_up
 from portal.payments.states import PENDING, REFUND_RULES, RULE_LIST_PRICE, SUCCEEDED
@@ -51,7 +54,7 @@ async def refunded_so_far(payment_id: int) -> int:
     return sum(int(r["amount_cents"]) for r in rows) + sum(int(d["amount_cents"]) for d in disputed)
 
 
-async def paid_payment(sale_id: int) -> dict[str, Any]:
+async def paid_payment(sale_id: int, field: str = "sessions") -> dict[str, Any]:
     payment = (
         await Payment.select()
         .where((Payment.sale == sale_id) & (Payment.status == SUCCEEDED))
@@ -60,7 +63,7 @@ async def paid_payment(sale_id: int) -> dict[str, Any]:
         .run()
     )
     if payment is None:
-        raise Invalid({"sessions": "This sale has no completed payment to refund."})
+        raise Invalid({field: "This sale has no completed payment to refund."})
     return payment
 
 
@@ -201,8 +204,10 @@ async def returned_before(
     )
     lost = [d for d in lost if d["id"] != dispute_id]
     money = sum(int(r["amount_cents"]) for r in refunds) + sum(int(d["amount_cents"]) for d in lost)
-    # Tax is what the journal says was given back: the sale's tax minus what is still payable.
-    tax = int(sale["tax_cents"]) - await ledger.balance("tax_payable", sale_id=sale_id)
+    # Tax is what the journal says was given back: the tax payable debited on the sale (only
+    # money going back debits it; a fee journalled before fees were sales has its own entry
+    # apart from the sale, so the tax still payable would not say it).
+    tax = await _tax_debited(sale_id)
     credits: list[dict[str, Any]] = []
     if refunds and not lost:
         credits = (
@@ -215,6 +220,15 @@ async def returned_before(
             .run()
         )
     return money, max(tax, 0), credits
+
+
+async def _tax_debited(sale_id: int) -> int:
+    rows = (
+        await JournalLine.select(Sum(JournalLine.debit_cents).as_alias("d"))
+        .where((JournalLine.account == "tax_payable") & (JournalLine.sale_id == sale_id))
+        .run()
+    )
+    return int(rows[0]["d"] or 0) if rows else 0
 
 
 async def tax_given_back(

@@ -15,6 +15,7 @@ from portal import records
 from portal.audit import service as audit
 from portal.auth.service import CurrentUser
 from portal.errors import Invalid, NotFound
+from portal.money import format_money
 from portal.onetime import service as onetime
 from portal.payments import totals
 from portal.payments.evidence import _ensure_payment_recorded, _payment_by_charge
@@ -55,7 +56,7 @@ async def _journal_refund(
         sale,
         f"refund:{refund_id}",
         "refund",
-        f"Refund of {len(revoked)} session(s)",
+        f"Refund of {len(revoked)} session(s)" if not is_fee(sale) else "Refund of a fee",
         lines=give_back_lines(
             amount, tax, revoked, sales.CLEARING_ACCOUNT.get(method, "stripe_clearing")
         ),
@@ -81,8 +82,19 @@ async def _complete_refund(
     revoked = await sales.revoked_by_refund(refund_id)
     await Refund.update({Refund.sessions_revoked: len(revoked)}).where(Refund.id == refund_id).run()
     await _journal_refund(sale, refund_id, int(changed[0]["amount_cents"]), revoked, method)
-    await sales.mark_refunded_if_nothing_left(int(sale["id"]))
+    if not is_fee(sale):
+        await sales.mark_refunded_if_nothing_left(int(sale["id"]))
+    elif await refunded_so_far(int((await _refund_row(refund_id))["payment"])) >= int(
+        sale["total_cents"]
+    ):
+        # A fee has no sessions: it is refunded once all of its money went back.
+        await sales.move_sale(int(sale["id"]), sales.ACTIVE, sales.REFUNDED, closed_at=utcnow())
     return True
+
+
+def is_fee(sale: dict[str, Any]) -> bool:
+    """A sale of no sessions (a membership's freeze fee): refunded by amount, not by session."""
+    return int(sale["sessions_total"]) == 0
 
 
 async def _fail_refund(
@@ -99,22 +111,57 @@ async def _fail_refund(
 
 
 REFUND_RESULT = "refund:"
+FEE_RULE = "amount"
+
+
+async def quote_fee_refund(sale: dict[str, Any], amount_cents: int | None) -> RefundQuote:
+    """The refund of ``amount_cents`` of a fee (None: all that is left), at most what is
+    left of its payment (pending refunds count)."""
+    payment = await paid_payment(int(sale["id"]), field="amount")
+    if payment["provider"] == STRIPE and not (payment["payment_intent_id"] or payment["charge_id"]):
+        raise Invalid(
+            {"amount": "This card payment has no Stripe payment recorded here: "
+             "refund it in Stripe's dashboard (the refund is recorded when Stripe tells us)."}
+        )  # fmt: skip
+    left = max(int(payment["amount_cents"]) - await refunded_so_far(int(payment["id"])), 0)
+    if left <= 0:
+        raise Invalid({"amount": "All of this fee was refunded: nothing is left to refund."})
+    amount = left if amount_cents is None else amount_cents
+    if amount <= 0:
+        raise Invalid({"amount": "Refund more than nothing."})
+    if amount > left:
+        left_text = format_money(left, str(sale["currency"]))
+        raise Invalid({"amount": f"At most {left_text} is left to refund."})
+    explanation = "all of the fee left" if amount == left else "part of the fee"
+    return RefundQuote(
+        sessions=0, amount_cents=amount, refundable_cents=left, rule=FEE_RULE,
+        explanation=explanation,
+    )  # fmt: skip
 
 
 async def check_refund(
-    sale: dict[str, Any], *, sessions: int, reason: str, rule: str | None = None
+    sale: dict[str, Any],
+    *,
+    sessions: int,
+    reason: str,
+    rule: str | None = None,
+    amount_cents: int | None = None,
 ) -> RefundQuote:
-    """The refund of ``sessions`` unused sessions of ``sale``, if it may be made; what the
-    confirm step shows, and what :func:`refund_sale` checks again under the sale's lock."""
+    """The refund of ``sessions`` unused sessions of ``sale`` (of a fee: of ``amount_cents``),
+    if it may be made; what the confirm step shows, and what :func:`refund_sale` checks
+    again under the sale's lock."""
     errors: dict[str, str] = {}
+    field = "amount" if is_fee(sale) else "sessions"
     if not reason.strip():
         errors["reason"] = "Give a reason for the refund."
     if sale["status"] != sales.ACTIVE:
-        errors["sessions"] = "Only an active sale can be refunded."
+        errors[field] = "Only an active sale can be refunded."
     if sale["frozen"]:
-        errors["sessions"] = "This sale is disputed; wait for the dispute to close."
+        errors[field] = "This sale is disputed; wait for the dispute to close."
     if errors:
         raise Invalid(errors)
+    if is_fee(sale):
+        return await quote_fee_refund(sale, amount_cents)
     quote = await quote_refund(sale, sessions, rule)
     if quote.sessions == 0:
         raise Invalid(
@@ -137,8 +184,10 @@ async def refund_sale(
     reason: str,
     rule: str | None = None,
     request_key: str | None = None,
+    amount_cents: int | None = None,
 ) -> dict[str, Any]:
-    """Staff refund, under the sale's lock; returns the refund row.
+    """Staff refund, under the sale's lock; returns the refund row. A fee (no sessions)
+    is refunded by ``amount_cents`` (None: all that is left) instead of sessions.
 
     Inside one locked transaction: the one-time key is claimed (the same form
     sent again returns the first refund), the state is read again, the refund
@@ -152,11 +201,14 @@ async def refund_sale(
     await sales.get_sale_for(actor, sale_id, write=True)
     async with sales.locked(sale_id) as sale:
         first = await onetime.claim(
-            request_key, user_id=actor.id, action="refund", field="sessions"
-        )
+            request_key, user_id=actor.id, action="refund",
+            field="amount" if is_fee(sale) else "sessions",
+        )  # fmt: skip
         if first is not None:
             return await _refund_row(int(first.removeprefix(REFUND_RESULT) or 0))
-        quote = await check_refund(sale, sessions=sessions, reason=reason, rule=rule)
+        quote = await check_refund(
+            sale, sessions=sessions, reason=reason, rule=rule, amount_cents=amount_cents
+        )
         payment = await paid_payment(sale_id)
         rows = (
             await Refund.insert(
@@ -165,7 +217,7 @@ async def refund_sale(
                     payment=payment["id"],
                     amount_cents=quote.amount_cents,
                     currency=sale["currency"],
-                    sessions_requested=sessions,
+                    sessions_requested=quote.sessions,
                     sessions_revoked=0,
                     rule=quote.rule,
                     reason=reason.strip()[:2000],
@@ -180,7 +232,7 @@ async def refund_sale(
         )
         refund_id = int(rows[0]["id"])
         await totals.added(refund=refund_id)
-        reserved = await sales.revoke_unused(sale_id, sessions, refund_id=refund_id)
+        reserved = await sales.revoke_unused(sale_id, quote.sessions, refund_id=refund_id)
         await (
             Refund.update({Refund.sessions_revoked: len(reserved)})
             .where(Refund.id == refund_id)
@@ -189,7 +241,7 @@ async def refund_sale(
         await audit.record(
             actor, "refund", "sale", sale_id,
             after={"refund_id": refund_id, "amount_cents": quote.amount_cents,
-                   "sessions": sessions, "rule": quote.rule, "reason": reason.strip()},
+                   "sessions": quote.sessions, "rule": quote.rule, "reason": reason.strip()},
         )  # fmt: skip
         await onetime.finish(request_key, f"{REFUND_RESULT}{refund_id}")
         in_clinic = payment["provider"] != STRIPE or quote.amount_cents == 0
