@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from markupsafe import Markup, escape
+
 from portal.money import format_money, money_formatter
 from portal.timeutil import to_local
 
@@ -56,3 +58,16 @@ def redeemable_text(rule: str, location_name: str) -> str:
     if rule == SELLING_CLINIC:
         return f"Sessions can be booked only at {location_name}."
     return "Sessions can be booked at every clinic."
+
+
+_BLANK_AMOUNT = Markup('<span class="muted">—</span>')
+
+
+def money_cell(cents: int, currency: str, zero_blank: bool = False) -> Markup:
+    """An amount in a report cell (``amount`` in reports/_macros.html): negative ones
+    marked, zero a dash when ``zero_blank``. In Python: a year's report shows
+    thousands, and a template macro call costs twice this."""
+    if zero_blank and not cents:
+        return _BLANK_AMOUNT
+    shown = escape(money(cents, currency))
+    return Markup(f'<span class="{"neg" if cents < 0 else ""}">{shown}</span>')  # noqa: S704

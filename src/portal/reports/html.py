@@ -15,12 +15,11 @@ from functools import lru_cache
 
 from markupsafe import Markup, escape
 
-from portal.formatting import money_of
+from portal.formatting import money_cell, money_of
 from portal.reports.cash import BucketRow
 from portal.reports.filters import Filters
 from portal.reports.listing import PaymentLine
 from portal.reports.revenue import REVENUE_ACCOUNTS, RevenueRow
-from portal.web.templating import money_cell
 
 __all__ = ["fee_rate", "fee_rows", "line_rows", "payment_rows", "revenue_rows"]
 

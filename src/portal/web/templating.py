@@ -15,6 +15,7 @@ from portal.formatting import (
     basis_points,
     local_dt,
     money,
+    money_cell,
     redeemable_text,
     zoned_dt,
 )
@@ -59,19 +60,6 @@ def configure(engine: JinjaTemplateEngine, clinic_name: str = DEFAULT_CLINIC_NAM
     env.globals["one_time_key"] = onetime.new_key
     env.trim_blocks = True
     env.lstrip_blocks = True
-
-
-_BLANK_AMOUNT = Markup('<span class="muted">—</span>')
-
-
-def money_cell(cents: int, currency: str, zero_blank: bool = False) -> Markup:
-    """An amount in a report cell (``amount`` in reports/_macros.html): negative ones
-    marked, zero a dash when ``zero_blank``. In Python: a year's report shows
-    thousands, and a template macro call costs twice this."""
-    if zero_blank and not cents:
-        return _BLANK_AMOUNT
-    shown = escape(money(cents, currency))
-    return Markup(f'<span class="{"neg" if cents < 0 else ""}">{shown}</span>')  # noqa: S704
 
 
 def option_tags(
