@@ -127,12 +127,12 @@ async def backfill(engine) -> str | None:
         sale_id = int(created[0]["id"])
         await _rows(
             engine,
-            "INSERT INTO payment (sale, provider, method, status, amount_cents, currency, "
-            "fee_cents, net_cents, checkout_url, failure_message, created_at, succeeded_at, "
-            f"recorded_by) VALUES ({{}}, {{}}, {{}}, 'succeeded', {{}}, {{}}, {{}}, {{}}, '', "
-            f"'', {at}, {at}, NULL)",
-            sale_id, "stripe" if method == "card" else "in_clinic", method, total,
-            terms["currency"], fee, total - fee, entry["id"], entry["id"],
+            "INSERT INTO payment (sale, location, provider, method, status, amount_cents, "
+            "currency, fee_cents, net_cents, checkout_url, failure_message, created_at, "
+            "succeeded_at, recorded_by) VALUES ({}, {}, {}, {}, 'succeeded', {}, {}, "
+            f"{{}}, {{}}, '', '', {at}, {at}, NULL)",
+            sale_id, entry["location"], "stripe" if method == "card" else "in_clinic", method,
+            total, terms["currency"], fee, total - fee, entry["id"], entry["id"],
         )  # fmt: skip
         earliest = day if earliest is None or day < earliest else earliest
     return earliest
