@@ -98,6 +98,7 @@ async def start_checkout(
                 sale_id,
                 amount_cents=terms.total_cents,
                 currency=terms.currency,
+                location=terms.location_id,
                 created_at=utcnow(),
                 recorded_by=sold_by,
             )
@@ -230,6 +231,7 @@ async def pay_in_clinic(
             status=SUCCEEDED,
             amount_cents=terms.total_cents,
             currency=terms.currency,
+            location=terms.location_id,
             fee_cents=0,
             net_cents=terms.total_cents,
             created_at=now,
@@ -285,6 +287,7 @@ async def record_earned_sale(
         status=SUCCEEDED,
         amount_cents=terms.total_cents,
         currency=terms.currency,
+        location=terms.location_id,
         fee_cents=fee,
         net_cents=None if fee is None else terms.total_cents - fee,
         payment_intent_id=card.payment_intent_id if card is not None else None,

@@ -136,6 +136,7 @@ async def record_stripe_payment(
                 sale_id,
                 amount_cents=amount_cents,
                 currency=sale["currency"],
+                location=sale["location"],
                 created_at=occurred_at,
             )
             payment = await Payment.select().where(Payment.id == payment_id).first().run()

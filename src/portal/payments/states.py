@@ -70,7 +70,8 @@ async def insert_payment(
     """Insert one payment of ``sale_id`` (by default a pending Stripe card payment); its id.
 
     The payment carries its sale's location (the payments report reads one
-    clinic's payments by it). It is counted in the daily totals at once
+    clinic's payments by it): the caller passes it where it has the sale's terms,
+    otherwise it is read from the sale. It is counted in the daily totals at once
     (``totals.added``): under succeeded when it is inserted already succeeded (at
     the front desk), else under its status until ``_set_payment`` moves it.
     """
