@@ -248,6 +248,7 @@ async def database(
         engine = portal_db.make_engine(f"sqlite:///{template}")
         portal_db.bind_engine(engine)
         await apply_migrations(quiet=True)
+        await portal_db.close_pool(engine)  # the template is copied from now on
         yield Database(kind=kind, template=template, workdir=workdir)
         return
     problem = await _ensure_postgres_database(TEST_DATABASE_URL)
@@ -336,6 +337,7 @@ async def db(database: Database) -> AsyncIterator[Database]:
         await portal_db.prepare(engine)
         yield Database(kind="sqlite", engine=engine, workdir=database.workdir)
         await _assert_journal_balanced()
+        await portal_db.close_pool(engine)
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         return

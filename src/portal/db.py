@@ -19,7 +19,12 @@ from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 from piccolo.table import Table
 
 # Engines are built in portal.engines (piccolo_conf builds its own there too).
-from portal.engines import SQLITE_BUSY_TIMEOUT, make_engine, sqlite_path  # noqa: F401
+from portal.engines import (  # noqa: F401
+    SQLITE_BUSY_TIMEOUT,
+    ReusingSQLiteEngine,
+    make_engine,
+    sqlite_path,
+)
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -69,6 +74,8 @@ async def start_pool(engine: Engine, *, min_size: int = 1, max_size: int = 10) -
 async def close_pool(engine: Engine) -> None:
     if isinstance(engine, PostgresEngine):
         await engine.close_connection_pool()
+    elif isinstance(engine, ReusingSQLiteEngine):
+        await engine.close_idle()
 
 
 def pool_usage() -> tuple[int, int, int] | None:

@@ -7,14 +7,13 @@ import pytest
 
 from portal.audit.tables import AuditLog
 from portal.auth import twostep
-from portal.auth.service import open_session
 from portal.auth.tables import Passkey
 from portal.identity import ACCOUNTANT, CLIENT, MANAGER, OWNER, STAFF_ROLES, THERAPIST
 from portal.web.guards import ENROL_PATH, route_roles
 from tests import factories
 from tests.auth_twostep.helpers import actor, code_at, enrol_totp, password_step
 from tests.integration.test_access_matrix import PARAM_RE, _world, portal_routes
-from tests.matrix import provide_all
+from tests.matrix import Visitors, provide_all
 
 
 def _enrolment_route(handler) -> bool:
@@ -56,22 +55,17 @@ async def test_a_gated_member_reaches_only_enrolment_on_every_route(app, setting
     await twostep.set_policy(actor(owner), set(STAFF_ROLES))
     failures: list[str] = []
     checked = 0
+    visitors = Visitors(app, settings, world.accounts)
     for path, method, handler in portal_routes(app):
         roles = route_roles(handler)
         if roles is None:
             continue  # public: the sign-in pages, the public catalog, static files
         url = PARAM_RE.sub(lambda m: str(params[m.group(1)].own), path)
         for role in STAFF_ROLES:
-            account = world.accounts[role]
-            # Set again every time: an earlier request may have been the policy form's.
-            await twostep.set_policy(actor(owner), set(STAFF_ROLES))
-            async with factories.make_client(app) as client:
-                token = await open_session(settings, account.id)
-                client.cookies.set("portal_session", token)
-                if method == "GET":
-                    response = await client.get(url)
-                else:
-                    response = await factories.post_form(client, url, {})
+            response = await visitors.request(role, method, url)
+            if method != "GET" and _enrolment_route(handler):
+                # Set again: the request may have been the policy form's.
+                await twostep.set_policy(actor(owner), set(STAFF_ROLES))
             checked += 1
             status = response.status_code
             if _enrolment_route(handler):

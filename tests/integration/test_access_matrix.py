@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from litestar.routes import HTTPRoute
 
-from portal.auth.service import ACCOUNTANT, CLIENT, MANAGER, OWNER, THERAPIST, open_session
+from portal.auth.service import ACCOUNTANT, CLIENT, MANAGER, OWNER, THERAPIST
 from portal.web.guards import route_roles
 from tests import factories
-from tests.matrix import World, provide_all
+from tests.matrix import Visitors, World, provide_all
 
 ROLES = [OWNER, MANAGER, ACCOUNTANT, THERAPIST, CLIENT]
 # Roles whose reach is their own things: a manager's or therapist's locations,
@@ -74,6 +74,7 @@ async def test_access_matrix(app, settings, db):
     assert len(routes) > 10
     failures: list[str] = []
     checked = 0
+    visitors = Visitors(app, settings, world.accounts)
     for path, method, handler in routes:
         roles = route_roles(handler)
         names = PARAM_RE.findall(path)
@@ -84,14 +85,7 @@ async def test_access_matrix(app, settings, db):
             url = PARAM_RE.sub(lambda m: str(getattr(params[m.group(1)], variant)), path)
             for role in [None, *ROLES]:
                 expected = _expected(role, roles, scoped, variant)
-                async with factories.make_client(app) as client:
-                    if role is not None:
-                        token = await open_session(settings, world.accounts[role].id)
-                        client.cookies.set("portal_session", token)
-                    if method == "GET":
-                        response = await client.get(url)
-                    else:
-                        response = await factories.post_form(client, url, {})
+                response = await visitors.request(role, method, url)
                 status = response.status_code
                 checked += 1
                 ok = status < 500
@@ -121,17 +115,15 @@ async def test_access_matrix(app, settings, db):
 async def test_every_post_route_requires_a_csrf_token(app, settings, db, with_token):
     world = await _world(settings)
     params = await provide_all(world)
-    token = await open_session(settings, world.accounts[OWNER].id)
     failures = []
     posts = [(p, m) for p, m, _ in portal_routes(app) if m in ("POST", "PUT", "PATCH", "DELETE")]
     assert posts
+    visitors = Visitors(app, settings, world.accounts)
     for path, method in posts:
         if path == "/stripe/webhook":
             continue  # the single exemption: Stripe signs its requests instead
         url = PARAM_RE.sub(lambda m: str(params[m.group(1)].own), path)
-        async with factories.make_client(app) as client:
-            client.cookies.set("portal_session", token)
-            await client.get("/login")  # receive a CSRF cookie like a browser would
+        async with visitors.client(OWNER, method) as client:
             data = {} if with_token == "none" else {"_csrf_token": "f" * 128}
             response = await client.request(method, url, data=data)
         if response.status_code != 403:
