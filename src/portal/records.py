@@ -155,9 +155,17 @@ async def cancel(
     return bool(cancelled)
 
 
+async def first(query: Any, missing: str) -> dict[str, Any]:
+    """The first row ``query`` (a select) finds; ``NotFound(missing)`` when it finds none."""
+    row: dict[str, Any] | None = await query.first().run()
+    if row is None:
+        raise NotFound(missing)
+    return row
+
+
 async def get(table: Any, row_id: int, missing: str) -> dict[str, Any]:
     """The row of ``table`` with this id, every column; ``NotFound(missing)`` when there is none."""
-    return _found(await table.select().where(table.id == row_id).first().run(), missing)
+    return await first(table.select().where(table.id == row_id), missing)
 
 
 async def get_child(
@@ -166,14 +174,7 @@ async def get_child(
     """A row that belongs to ``owner_id`` (a therapist's time off, a room's
     out-of-service window); ``NotFound(missing)`` when there is none, or it
     belongs to another, so an id from one page cannot reach another's rows."""
-    condition = (table.id == row_id) & (owner == owner_id)
-    return _found(await table.select().where(condition).first().run(), missing)
-
-
-def _found(row: dict[str, Any] | None, missing: str) -> dict[str, Any]:
-    if row is None:
-        raise NotFound(missing)
-    return row
+    return await first(table.select().where((table.id == row_id) & (owner == owner_id)), missing)
 
 
 async def insert(table: Any, **values: Any) -> int:

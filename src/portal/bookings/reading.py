@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from portal import access
+from portal import access, records
 from portal.auth.service import CLIENT, THERAPIST, CurrentUser
 from portal.bookings.states import BOOKED, taking_the_time
 from portal.bookings.tables import Appointment
-from portal.errors import Forbidden, NotFound
+from portal.errors import Forbidden
 
 
 def _joined() -> dict[str, Any]:
@@ -47,17 +47,12 @@ def joined(*aliases: str) -> list[Any]:
 
 
 async def get_appointment(appointment_id: int) -> dict[str, Any]:
-    row = (
-        await Appointment.select(
+    return await records.first(
+        Appointment.select(
             *Appointment.all_columns(), *joined(*SHOWN, "therapist_account", "window_hours")
-        )
-        .where(Appointment.id == appointment_id)
-        .first()
-        .run()
+        ).where(Appointment.id == appointment_id),
+        "No such appointment.",
     )
-    if row is None:
-        raise NotFound("No such appointment.")
-    return row
 
 
 async def get_appointment_for(

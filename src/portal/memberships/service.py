@@ -26,7 +26,7 @@ from portal.catalog import prices
 from portal.catalog import service as catalog
 from portal.catalog.service import PriceInput, PriceVersion
 from portal.catalog.tables import Service
-from portal.errors import Invalid, NotFound
+from portal.errors import Invalid
 from portal.fields import (
     checked,
     optional_text,
@@ -320,10 +320,10 @@ def _columns() -> list[Any]:
 
 
 async def get_plan(plan_id: int) -> dict[str, Any]:
-    row = await MembershipPlan.select(*_columns()).where(MembershipPlan.id == plan_id).first().run()
-    if row is None:
-        raise NotFound("No such membership plan.")
-    return row
+    return await records.first(
+        MembershipPlan.select(*_columns()).where(MembershipPlan.id == plan_id),
+        "No such membership plan.",
+    )
 
 
 async def get_plan_for(user: CurrentUser, plan_id: int, *, write: bool = False) -> dict[str, Any]:

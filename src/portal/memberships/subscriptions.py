@@ -32,13 +32,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from portal import db, money
+from portal import db, money, records
 from portal.audit import service as audit
 from portal.auth.service import CLIENT, CurrentUser
-from portal.auth.tables import User
 from portal.catalog.service import PackageTerms
+from portal.clients import service as clients
 from portal.email import messages
-from portal.errors import Forbidden, Invalid, NotFound
+from portal.errors import Forbidden, Invalid
 from portal.locations.service import ensure_location_access, visible_location_ids
 from portal.memberships import fees
 from portal.memberships import service as plans
@@ -123,10 +123,7 @@ async def _move_period(period_id: int, old: str, new: str, **values: Any) -> boo
 
 
 async def get_membership(membership_id: int) -> dict[str, Any]:
-    row = await Membership.select().where(Membership.id == membership_id).first().run()
-    if row is None:
-        raise NotFound("No such membership.")
-    return row
+    return await records.get(Membership, membership_id, "No such membership.")
 
 
 @asynccontextmanager
@@ -257,14 +254,7 @@ async def join_at_desk(
     """Staff start a membership for a client at the front desk: the Checkout link, for the
     client's own phone or card, is returned to show and emailed to the client (once)."""
     plan = await plans.get_plan_for(staff, plan_id, write=True)
-    client = (
-        await User.select(User.id, User.email, User.name)
-        .where((User.id == client_id) & (User.role == CLIENT))
-        .first()
-        .run()
-    )
-    if client is None:
-        raise NotFound("No such client.")
+    client = await clients.client_account(client_id)
     member = CurrentUser(int(client["id"]), str(client["email"]), str(client["name"]), CLIENT,
                          frozenset())  # fmt: skip
     membership_id, url = await join(
