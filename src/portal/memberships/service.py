@@ -24,7 +24,7 @@ from portal.audit import service as audit
 from portal.auth.service import CurrentUser
 from portal.catalog import prices
 from portal.catalog import service as catalog
-from portal.catalog.service import PriceInput, PriceVersion
+from portal.catalog.service import PackageTerms, PriceInput, PriceVersion
 from portal.catalog.tables import Service
 from portal.errors import Invalid
 from portal.fields import (
@@ -242,6 +242,36 @@ class PlanTerms(PlanRules):
 
     def as_dict(self) -> dict[str, Any]:
         return catalog.terms_as_dict(self)
+
+
+def sale_terms(t: dict[str, Any], *, name: str, sessions: int) -> PackageTerms:
+    """The terms of a sale a membership makes, from the membership's frozen terms ``t``
+    (``PlanTerms.as_dict``): a paid period's amounts, tax and splits; no package (the
+    ``name`` says which plan), no list price, no validity of its own (a period's end is
+    set once paid, ``sales.set_valid_until``). A freeze fee replaces the amounts."""
+    return PackageTerms(
+        package_id=0,
+        price_version_id=int(t["price_version_id"]),
+        price_is_override=False,
+        service_id=int(t["service_id"]),
+        service_name=str(t["service_name"]),
+        name=name,
+        location_id=int(t["location_id"]),
+        sessions=sessions,
+        validity_days=0,
+        currency=str(t["currency"]),
+        price_cents=int(t["price_cents"]),
+        unit_list_price_cents=None,
+        unit_list_price_version_id=None,
+        net_cents=int(t["net_cents"]),
+        tax_cents=int(t["tax_cents"]),
+        total_cents=int(t["total_cents"]),
+        tax_rate_bp=int(t["tax_rate_bp"]),
+        prices_include_tax=bool(t["prices_include_tax"]),
+        session_values=tuple(int(v) for v in t["session_values"]),
+        session_totals=tuple(int(v) for v in t["session_totals"]),
+        quoted_at=datetime.fromisoformat(t["quoted_at"]),
+    )
 
 
 def unavailable_reason(

@@ -383,29 +383,8 @@ def _mismatches(membership: dict[str, Any], invoice: StripeInvoice) -> list[str]
 def period_terms(membership: dict[str, Any], period_start: datetime) -> PackageTerms:
     """The frozen terms of one paid period, as the sale that holds its credits keeps them."""
     t = json.loads(membership["terms"])
-    return PackageTerms(
-        package_id=0,  # no package: the plan and its price version are in the name and terms
-        price_version_id=int(t["price_version_id"]),
-        price_is_override=False,
-        service_id=int(t["service_id"]),
-        service_name=str(t["service_name"]),
-        name=f"{t['name']} — membership period from {period_start:%Y-%m-%d}"[:160],
-        location_id=int(t["location_id"]),
-        sessions=int(t["sessions_per_period"]),
-        validity_days=0,  # the period's end, set once paid (sales.set_valid_until)
-        currency=str(t["currency"]),
-        price_cents=int(t["price_cents"]),
-        unit_list_price_cents=None,
-        unit_list_price_version_id=None,
-        net_cents=int(t["net_cents"]),
-        tax_cents=int(t["tax_cents"]),
-        total_cents=int(t["total_cents"]),
-        tax_rate_bp=int(t["tax_rate_bp"]),
-        prices_include_tax=bool(t["prices_include_tax"]),
-        session_values=tuple(int(v) for v in t["session_values"]),
-        session_totals=tuple(int(v) for v in t["session_totals"]),
-        quoted_at=datetime.fromisoformat(t["quoted_at"]),
-    )
+    name = f"{t['name']} — membership period from {period_start:%Y-%m-%d}"[:160]
+    return plans.sale_terms(t, name=name, sessions=int(t["sessions_per_period"]))
 
 
 async def switch_plan_if_due(membership: dict[str, Any], period_start: datetime) -> dict[str, Any]:
