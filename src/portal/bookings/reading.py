@@ -9,7 +9,6 @@ from portal import access, records
 from portal.auth.service import CLIENT, THERAPIST, CurrentUser
 from portal.bookings.states import BOOKED, taking_the_time
 from portal.bookings.tables import Appointment
-from portal.errors import Forbidden
 
 
 def _joined() -> dict[str, Any]:
@@ -60,15 +59,9 @@ async def get_appointment_for(
 ) -> dict[str, Any]:
     """The appointment if ``user`` may see it: its client, its therapist, staff of its location."""
     row = await get_appointment(appointment_id)
-    if user.role == CLIENT:
-        if row["client"] != user.id:
-            raise Forbidden("This is not your appointment.")
-        return row
-    if user.role == THERAPIST:
-        if row["therapist_account"] != user.id or write:
-            raise Forbidden("This is not your appointment.")
-        return row
-    access.ensure(user, int(row["location"]), write=write)
+    owners = {CLIENT: "client", THERAPIST: "therapist_account"}
+    refused = "This is not your appointment."
+    access.ensure_own(user, row, owners, refused, write=write, read_only=(THERAPIST,))
     return row
 
 

@@ -32,14 +32,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from portal import db, money, records
+from portal import access, db, money, records
 from portal.audit import service as audit
 from portal.auth.service import CLIENT, CurrentUser
 from portal.catalog.service import PackageTerms
 from portal.clients import service as clients
 from portal.email import messages
-from portal.errors import Forbidden, Invalid
-from portal.locations.service import ensure_location_access, visible_location_ids
+from portal.errors import Invalid
+from portal.locations.service import visible_location_ids
 from portal.memberships import fees
 from portal.memberships import service as plans
 from portal.memberships.service import next_period_end
@@ -140,11 +140,8 @@ async def get_membership_for(
     """The membership if ``user`` may see it (``write``: change it): its client, or staff
     of its location."""
     membership = await get_membership(membership_id)
-    if user.role == CLIENT:
-        if membership["client"] != user.id:
-            raise Forbidden("This is not your membership.")
-        return membership
-    ensure_location_access(user, int(membership["location"]), write=write)
+    refused = "This is not your membership."
+    access.ensure_own(user, membership, {CLIENT: "client"}, refused, write=write)
     return membership
 
 
