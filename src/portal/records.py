@@ -102,13 +102,9 @@ async def set_active(
     if updated_at is not None:
         values[updated_at] = utcnow()
     async with db.transaction():
-        changed = (
-            await table.update(values)
-            .where((table.id == row_id) & (table.active == (not active)))
-            .returning(table.id)
-            .run()
-        )
-        if not changed:
+        if not await db.update_where(
+            table, values, (table.id == row_id) & (table.active == (not active))
+        ):
             return False
         if also is not None:
             await also()
@@ -142,17 +138,16 @@ async def cancel(
     history is whole; the audit line is the owner's (``entity``). Returns False
     when it was already cancelled (nothing written), so two presses write one."""
     async with db.transaction():
-        cancelled = (
-            await table.update({table.cancelled_at: utcnow()})
-            .where((table.id == row_id) & (owner == owner_id) & table.cancelled_at.is_null())
-            .returning(table.id)
-            .run()
+        cancelled = await db.update_where(
+            table,
+            {table.cancelled_at: utcnow()},
+            (table.id == row_id) & (owner == owner_id) & table.cancelled_at.is_null(),
         )
         if cancelled:
             await audit.record(
                 actor, action, entity, owner_id, before=before, after=after, address=address
             )
-    return bool(cancelled)
+    return cancelled
 
 
 async def first(query: Any, missing: str) -> dict[str, Any]:

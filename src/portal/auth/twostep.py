@@ -107,13 +107,10 @@ async def set_policy(actor: CurrentUser, required_roles: set[str], *, address: s
     now = utcnow()
     async with db.transaction():
         for role in STAFF_ROLES:
-            updated = (
-                await TwoStepPolicy.update(
-                    {TwoStepPolicy.required: after[role], TwoStepPolicy.updated_at: now}
-                )
-                .where(TwoStepPolicy.role == role)
-                .returning(TwoStepPolicy.id)
-                .run()
+            updated = await db.update_where(
+                TwoStepPolicy,
+                {TwoStepPolicy.required: after[role], TwoStepPolicy.updated_at: now},
+                TwoStepPolicy.role == role,
             )
             if not updated:
                 await TwoStepPolicy.insert(

@@ -555,13 +555,8 @@ async def _update_draft(note_id: int, values: dict[Any, Any], refusal: str) -> N
     the signature wins and the edit is refused with ``refusal`` instead of changing a
     signed note.
     """
-    changed = (
-        await TreatmentNote.update(values)
-        .where((TreatmentNote.id == note_id) & (TreatmentNote.status == DRAFT))
-        .returning(TreatmentNote.id)
-        .run()
-    )
-    if not changed:
+    condition = (TreatmentNote.id == note_id) & (TreatmentNote.status == DRAFT)
+    if not await db.update_where(TreatmentNote, values, condition):
         raise Invalid({"form": refusal})
 
 

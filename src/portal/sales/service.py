@@ -331,11 +331,10 @@ async def claim_introductory(client_id: int, sale_id: int) -> None:
     holder = await Sale.select(Sale.status).where(Sale.id == old).first().run()
     if holder is not None and holder["status"] != CANCELLED:
         raise NotAvailable(INTRO_TAKEN)
-    moved = (
-        await IntroClaim.update({IntroClaim.sale_id: sale_id, IntroClaim.claimed_at: utcnow()})
-        .where((IntroClaim.client == client_id) & (IntroClaim.sale_id == old))
-        .returning(IntroClaim.id)
-        .run()
+    moved = await db.update_where(
+        IntroClaim,
+        {IntroClaim.sale_id: sale_id, IntroClaim.claimed_at: utcnow()},
+        (IntroClaim.client == client_id) & (IntroClaim.sale_id == old),
     )
     if not moved:
         raise NotAvailable(INTRO_TAKEN)
