@@ -24,7 +24,7 @@ from portal.audit import service as audit
 from portal.auth.service import CurrentUser
 from portal.catalog import prices
 from portal.catalog import service as catalog
-from portal.catalog.service import PackageTerms, PriceInput, PriceVersion
+from portal.catalog.service import PackageTerms, PriceInput, PriceVersion, QuotedTerms
 from portal.catalog.tables import Service
 from portal.errors import Invalid
 from portal.fields import (
@@ -215,13 +215,9 @@ async def price_in_effect(plan_id: int, at: datetime) -> PriceVersion | None:
 
 
 @dataclass(frozen=True)
-class PlanTerms(PlanRules):
+class PlanTerms(PlanRules, QuotedTerms):
     """Every term of a plan joined at its location at one time; a membership stores these.
-
-    Amounts are per period. ``session_values`` split the period's net amount
-    (revenue per session; they add up to ``net_cents``) and ``session_totals``
-    what the client pays (they add up to ``total_cents``), as a package's do.
-    """
+    Amounts are per period, split per session as a package's are."""
 
     plan_id: int
     price_version_id: int
@@ -231,17 +227,6 @@ class PlanTerms(PlanRules):
     service_name: str
     currency: str
     price_cents: int
-    net_cents: int
-    tax_cents: int
-    total_cents: int
-    tax_rate_bp: int
-    prices_include_tax: bool
-    session_values: tuple[int, ...]
-    session_totals: tuple[int, ...]
-    quoted_at: datetime
-
-    def as_dict(self) -> dict[str, Any]:
-        return catalog.terms_as_dict(self)
 
 
 def sale_terms(t: dict[str, Any], *, name: str, sessions: int) -> PackageTerms:
