@@ -13,7 +13,8 @@ template helper) before offering an action. Framework-free: the errors are
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any
 
 from portal.errors import Forbidden
 from portal.identity import MANAGER, OWNER, CurrentUser
@@ -22,6 +23,7 @@ __all__ = [
     "can_read",
     "can_write",
     "ensure",
+    "ensure_own",
     "ensure_read",
     "ensure_write",
     "list_scope",
@@ -63,6 +65,27 @@ def ensure_write(actor: CurrentUser, location_id: int) -> None:
 def ensure(actor: CurrentUser, location_id: int, *, write: bool = False) -> None:
     """:func:`ensure_write` for a change, else :func:`ensure_read` (a record's ``_for`` getter)."""
     (ensure_write if write else ensure_read)(actor, location_id)
+
+
+def ensure_own(
+    actor: CurrentUser,
+    row: Mapping[str, Any],
+    owners: Mapping[str, str],
+    refused: str,
+    *,
+    write: bool = False,
+    read_only: Collection[str] = (),
+) -> None:
+    """A record someone has (a client's sale, membership or appointment, a therapist's
+    appointment), for a ``_for`` getter: an actor whose role is in ``owners`` reaches it
+    only when its column ``owners[role]`` holds the actor's id, and only to read it for
+    a role in ``read_only``; else ``Forbidden(refused)``. Anyone else: :func:`ensure`
+    on its ``location``."""
+    column = owners.get(actor.role)
+    if column is None:
+        ensure(actor, int(row["location"]), write=write)
+    elif row[column] != actor.id or (write and actor.role in read_only):
+        raise Forbidden(refused)
 
 
 def list_scope(actor: CurrentUser, location_id: int | None = None) -> list[int] | None:

@@ -183,6 +183,14 @@ async def value_where(column: Any, condition: Any) -> Any:
     return None if row is None else row[column._meta.name]
 
 
+async def update_where(table: type[Table], values: dict[Any, Any], condition: Any) -> bool:
+    """``UPDATE table SET values WHERE condition``: whether a row matched. With the state
+    the change expects in ``condition`` (a column still null, a status, a flag), it is a
+    compare-and-set: of two callers racing, one gets True and the other changes nothing."""
+    key = table._meta.primary_key
+    return bool(await table.update(values).where(condition).returning(key).run())
+
+
 async def insert_rows(
     table: type[Table], rows: list[dict[str, Any]], *, returning: bool = False
 ) -> list[int]:

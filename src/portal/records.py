@@ -102,13 +102,9 @@ async def set_active(
     if updated_at is not None:
         values[updated_at] = utcnow()
     async with db.transaction():
-        changed = (
-            await table.update(values)
-            .where((table.id == row_id) & (table.active == (not active)))
-            .returning(table.id)
-            .run()
-        )
-        if not changed:
+        if not await db.update_where(
+            table, values, (table.id == row_id) & (table.active == (not active))
+        ):
             return False
         if also is not None:
             await also()
@@ -142,22 +138,29 @@ async def cancel(
     history is whole; the audit line is the owner's (``entity``). Returns False
     when it was already cancelled (nothing written), so two presses write one."""
     async with db.transaction():
-        cancelled = (
-            await table.update({table.cancelled_at: utcnow()})
-            .where((table.id == row_id) & (owner == owner_id) & table.cancelled_at.is_null())
-            .returning(table.id)
-            .run()
+        cancelled = await db.update_where(
+            table,
+            {table.cancelled_at: utcnow()},
+            (table.id == row_id) & (owner == owner_id) & table.cancelled_at.is_null(),
         )
         if cancelled:
             await audit.record(
                 actor, action, entity, owner_id, before=before, after=after, address=address
             )
-    return bool(cancelled)
+    return cancelled
+
+
+async def first(query: Any, missing: str) -> dict[str, Any]:
+    """The first row ``query`` (a select) finds; ``NotFound(missing)`` when it finds none."""
+    row: dict[str, Any] | None = await query.first().run()
+    if row is None:
+        raise NotFound(missing)
+    return row
 
 
 async def get(table: Any, row_id: int, missing: str) -> dict[str, Any]:
     """The row of ``table`` with this id, every column; ``NotFound(missing)`` when there is none."""
-    return _found(await table.select().where(table.id == row_id).first().run(), missing)
+    return await first(table.select().where(table.id == row_id), missing)
 
 
 async def get_child(
@@ -166,14 +169,7 @@ async def get_child(
     """A row that belongs to ``owner_id`` (a therapist's time off, a room's
     out-of-service window); ``NotFound(missing)`` when there is none, or it
     belongs to another, so an id from one page cannot reach another's rows."""
-    condition = (table.id == row_id) & (owner == owner_id)
-    return _found(await table.select().where(condition).first().run(), missing)
-
-
-def _found(row: dict[str, Any] | None, missing: str) -> dict[str, Any]:
-    if row is None:
-        raise NotFound(missing)
-    return row
+    return await first(table.select().where((table.id == row_id) & (owner == owner_id)), missing)
 
 
 async def insert(table: Any, **values: Any) -> int:

@@ -205,24 +205,32 @@ class Settings:
             stripe_secret_key=env.get("STRIPE_SECRET_KEY", ""),
             stripe_webhook_secret=env.get("STRIPE_WEBHOOK_SECRET", ""),
             stripe_api_base=env.get("STRIPE_API_BASE", ""),
-            session_idle_minutes=_int(env, "SESSION_IDLE_MINUTES", 8 * 60),
-            client_session_idle_minutes=_int(env, "CLIENT_SESSION_IDLE_MINUTES", 24 * 60),
-            session_absolute_hours=_int(env, "SESSION_ABSOLUTE_HOURS", 7 * 24),
-            login_max_failures_per_account=_int(env, "LOGIN_MAX_FAILURES", 5),
-            login_max_failures_per_address=_int(env, "LOGIN_MAX_FAILURES_PER_ADDRESS", 5),
-            login_max_failures_per_account_total=_int(
-                env, "LOGIN_MAX_FAILURES_PER_ACCOUNT_TOTAL", 50
+            session_idle_minutes=_int(env, "SESSION_IDLE_MINUTES", cls.session_idle_minutes),
+            client_session_idle_minutes=_int(
+                env, "CLIENT_SESSION_IDLE_MINUTES", cls.client_session_idle_minutes
             ),
-            db_pool_min=_int(env, "DB_POOL_MIN", 1),
-            db_pool_max=_int(env, "DB_POOL_MAX", 10),
+            session_absolute_hours=_int(env, "SESSION_ABSOLUTE_HOURS", cls.session_absolute_hours),
+            login_max_failures_per_account=_int(
+                env, "LOGIN_MAX_FAILURES", cls.login_max_failures_per_account
+            ),
+            login_max_failures_per_address=_int(
+                env, "LOGIN_MAX_FAILURES_PER_ADDRESS", cls.login_max_failures_per_address
+            ),
+            login_max_failures_per_account_total=_int(
+                env,
+                "LOGIN_MAX_FAILURES_PER_ACCOUNT_TOTAL",
+                cls.login_max_failures_per_account_total,
+            ),
+            db_pool_min=_int(env, "DB_POOL_MIN", cls.db_pool_min),
+            db_pool_max=_int(env, "DB_POOL_MAX", cls.db_pool_max),
             debug=_bool(env.get("PORTAL_DEBUG")),
             smtp_host=env.get("SMTP_HOST", "").strip(),
-            smtp_port=_int(env, "SMTP_PORT", 587),
+            smtp_port=_int(env, "SMTP_PORT", cls.smtp_port),
             smtp_user=env.get("SMTP_USER", ""),
             smtp_password=env.get("SMTP_PASSWORD", ""),
-            smtp_from=env.get("SMTP_FROM", "").strip() or "no-reply@localhost",
+            smtp_from=env.get("SMTP_FROM", "").strip() or cls.smtp_from,
             clinic_name=" ".join(env.get("CLINIC_NAME", "").split())[:100] or DEFAULT_CLINIC_NAME,
-            smtp_starttls=_bool(env.get("SMTP_STARTTLS"), default=True),
+            smtp_starttls=_bool(env.get("SMTP_STARTTLS"), default=cls.smtp_starttls),
             forwarded_allow_ips=env.get("FORWARDED_ALLOW_IPS", "").strip(),
             log_format=_choice(env, "LOG_FORMAT", ("text", "json")),
             log_level=_choice(env, "LOG_LEVEL", ("info", "warning", "error", "debug")),
@@ -236,12 +244,16 @@ class Settings:
                     if key.startswith(_SCHEDULE_PREFIX) and value.strip()
                 )
             ),
-            package_expiry_hour=_hour(env, "PACKAGE_EXPIRY_HOUR", 3),
-            job_max_attempts=max(1, _int(env, "JOB_MAX_ATTEMPTS", 5)),
-            job_retry_wait_seconds=max(1, _int(env, "JOB_RETRY_WAIT_SECONDS", 4)),
-            worker_heartbeat_seconds=max(1, _int(env, "WORKER_HEARTBEAT_SECONDS", 10)),
-            job_stalled_seconds=max(2, _int(env, "JOB_STALLED_SECONDS", 60)),
-            worker_concurrency=max(1, _int(env, "WORKER_CONCURRENCY", 2)),
+            package_expiry_hour=_hour(env, "PACKAGE_EXPIRY_HOUR", cls.package_expiry_hour),
+            job_max_attempts=max(1, _int(env, "JOB_MAX_ATTEMPTS", cls.job_max_attempts)),
+            job_retry_wait_seconds=max(
+                1, _int(env, "JOB_RETRY_WAIT_SECONDS", cls.job_retry_wait_seconds)
+            ),
+            worker_heartbeat_seconds=max(
+                1, _int(env, "WORKER_HEARTBEAT_SECONDS", cls.worker_heartbeat_seconds)
+            ),
+            job_stalled_seconds=max(2, _int(env, "JOB_STALLED_SECONDS", cls.job_stalled_seconds)),
+            worker_concurrency=max(1, _int(env, "WORKER_CONCURRENCY", cls.worker_concurrency)),
         )
 
 

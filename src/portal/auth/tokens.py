@@ -99,17 +99,14 @@ async def tokens_of(user_id: int) -> list[dict[str, Any]]:
 
 async def revoke(user: CurrentUser, token_id: int) -> bool:
     """Revoke one of the user's own tokens; False if there is no such live token."""
-    rows = (
-        await ApiToken.update({ApiToken.revoked_at: utcnow()})
-        .where(
-            (ApiToken.id == token_id) & (ApiToken.user == user.id) & ApiToken.revoked_at.is_null()
-        )
-        .returning(ApiToken.id)
-        .run()
+    revoked = await db.update_where(
+        ApiToken,
+        {ApiToken.revoked_at: utcnow()},
+        (ApiToken.id == token_id) & (ApiToken.user == user.id) & ApiToken.revoked_at.is_null(),
     )
-    if rows:
+    if revoked:
         await audit.record(user, "revoke", "api_token", token_id, after={"revoked": True})
-    return bool(rows)
+    return revoked
 
 
 async def authenticate(token: str) -> CurrentUser | None:

@@ -176,11 +176,10 @@ async def confirm_enrolment(user_id: int, code: str, *, at: datetime | None = No
     step = matching_step(unseal(row["secret"]), code, at)
     if step is None:
         raise Invalid({"code": "That code is not right. Check your app's clock and try again."})
-    confirmed = (
-        await TotpFactor.update({TotpFactor.confirmed_at: at, TotpFactor.last_step: step})
-        .where((TotpFactor.id == row["id"]) & TotpFactor.confirmed_at.is_null())
-        .returning(TotpFactor.id)
-        .run()
+    confirmed = await db.update_where(
+        TotpFactor,
+        {TotpFactor.confirmed_at: at, TotpFactor.last_step: step},
+        (TotpFactor.id == row["id"]) & TotpFactor.confirmed_at.is_null(),
     )
     if not confirmed:
         raise Invalid({"code": "This authenticator app was already set up."})
@@ -202,13 +201,8 @@ async def verify(user_id: int, code: str, *, at: datetime | None = None) -> bool
     changes: dict[Any, Any] = {TotpFactor.last_step: step}
     if not row["secret"].startswith(_SEALED):
         changes[TotpFactor.secret] = seal(secret)
-    claimed = (
-        await TotpFactor.update(changes)
-        .where((TotpFactor.id == row["id"]) & (TotpFactor.last_step < step))
-        .returning(TotpFactor.id)
-        .run()
-    )
-    return bool(claimed)
+    condition = (TotpFactor.id == row["id"]) & (TotpFactor.last_step < step)
+    return await db.update_where(TotpFactor, changes, condition)
 
 
 async def remove(user_id: int) -> bool:
@@ -262,17 +256,13 @@ async def use_recovery_code(user_id: int, code: str) -> bool:
     normalised = _normalise_recovery(code)
     if len(normalised) != 10:
         return False
-    used = (
-        await RecoveryCode.update({RecoveryCode.used_at: utcnow()})
-        .where(
-            (RecoveryCode.user == user_id)
-            & (RecoveryCode.code_hash == hash_recovery_code(normalised))
-            & RecoveryCode.used_at.is_null()
-        )
-        .returning(RecoveryCode.id)
-        .run()
+    return await db.update_where(
+        RecoveryCode,
+        {RecoveryCode.used_at: utcnow()},
+        (RecoveryCode.user == user_id)
+        & (RecoveryCode.code_hash == hash_recovery_code(normalised))
+        & RecoveryCode.used_at.is_null(),
     )
-    return bool(used)
 
 
 async def remove_recovery_codes(user_id: int) -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from portal import db
+from portal import db, records
 from portal.audit import service as audit
 from portal.auth import passkeys, service, tokens, totp
 from portal.auth.tables import LoginAttempt, PendingSignIn, TwoStepPolicy, User, UserSession
@@ -107,13 +107,10 @@ async def set_policy(actor: CurrentUser, required_roles: set[str], *, address: s
     now = utcnow()
     async with db.transaction():
         for role in STAFF_ROLES:
-            updated = (
-                await TwoStepPolicy.update(
-                    {TwoStepPolicy.required: after[role], TwoStepPolicy.updated_at: now}
-                )
-                .where(TwoStepPolicy.role == role)
-                .returning(TwoStepPolicy.id)
-                .run()
+            updated = await db.update_where(
+                TwoStepPolicy,
+                {TwoStepPolicy.required: after[role], TwoStepPolicy.updated_at: now},
+                TwoStepPolicy.role == role,
             )
             if not updated:
                 await TwoStepPolicy.insert(
@@ -326,9 +323,7 @@ async def reset(
 ) -> Factors:
     """Remove every second factor and recovery code of ``user_id`` and end their sessions
     (an owner for another member, or ``portal users reset-2fa``); audited and emailed."""
-    row = await User.select(User.id, User.role).where(User.id == user_id).first().run()
-    if row is None:
-        raise NotFound("No such user.")
+    await records.first(User.select(User.id).where(User.id == user_id), "No such user.")
     if actor is not None:
         if actor.role != OWNER:
             raise Forbidden("Only owners reset another member's two-step sign-in.")

@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from portal import access
+from portal import access, records
 from portal.auth.service import CLIENT, THERAPIST, CurrentUser
 from portal.bookings.states import BOOKED, taking_the_time
 from portal.bookings.tables import Appointment
-from portal.errors import Forbidden, NotFound
 
 
 def _joined() -> dict[str, Any]:
@@ -47,17 +46,12 @@ def joined(*aliases: str) -> list[Any]:
 
 
 async def get_appointment(appointment_id: int) -> dict[str, Any]:
-    row = (
-        await Appointment.select(
+    return await records.first(
+        Appointment.select(
             *Appointment.all_columns(), *joined(*SHOWN, "therapist_account", "window_hours")
-        )
-        .where(Appointment.id == appointment_id)
-        .first()
-        .run()
+        ).where(Appointment.id == appointment_id),
+        "No such appointment.",
     )
-    if row is None:
-        raise NotFound("No such appointment.")
-    return row
 
 
 async def get_appointment_for(
@@ -65,15 +59,9 @@ async def get_appointment_for(
 ) -> dict[str, Any]:
     """The appointment if ``user`` may see it: its client, its therapist, staff of its location."""
     row = await get_appointment(appointment_id)
-    if user.role == CLIENT:
-        if row["client"] != user.id:
-            raise Forbidden("This is not your appointment.")
-        return row
-    if user.role == THERAPIST:
-        if row["therapist_account"] != user.id or write:
-            raise Forbidden("This is not your appointment.")
-        return row
-    access.ensure(user, int(row["location"]), write=write)
+    owners = {CLIENT: "client", THERAPIST: "therapist_account"}
+    refused = "This is not your appointment."
+    access.ensure_own(user, row, owners, refused, write=write, read_only=(THERAPIST,))
     return row
 
 

@@ -122,21 +122,11 @@ async def load_demo(ids: DemoIds) -> None:
             created_at=last_year,
             updated_at=last_year,
         )
-        for amount, since, note in (
-            (old_price, last_year, "Opening prices"),
-            (price, this_year, "New price list"),
-        ):
-            await ServicePrice.insert(
-                ServicePrice(
-                    service=services[name],
-                    amount_cents=amount,
-                    currency="USD",
-                    effective_from=since,
-                    created_at=since,
-                    created_by=owner,
-                    note=note,
-                )
-            ).run()
+        service = services[name]
+        await ServicePrice.insert(
+            _price(ServicePrice, old_price, last_year, owner, "Opening prices", service=service),
+            _price(ServicePrice, price, this_year, owner, service=service),
+        ).run()
     packages: dict[str, int] = {}
     for name, service_name, sessions, validity, price, text in PACKAGES:
         packages[name] = await records.insert(
@@ -153,34 +143,43 @@ async def load_demo(ids: DemoIds) -> None:
         )
         # Last year's price list was 5 % lower (whole dollars).
         opening = price * 95 // 10000 * 100
+        package = packages[name]
         await PackagePrice.insert(
-            _price(packages[name], None, opening, last_year, owner, "Opening prices"),
-            _price(packages[name], None, price, this_year, owner),
+            _price(PackagePrice, opening, last_year, owner, "Opening prices", package=package),
+            _price(PackagePrice, price, this_year, owner, package=package),
         ).run()
     for name, slug, price in OVERRIDES:
         location = ids.locations.get(slug)
         if location is not None:
             await PackagePrice.insert(
-                _price(packages[name], location, price, last_year, owner, "Brooklyn prices")
+                _price(
+                    PackagePrice,
+                    price,
+                    last_year,
+                    owner,
+                    "Brooklyn prices",
+                    package=packages[name],
+                    location=location,
+                )
             ).run()
 
 
 def _price(
-    package_id: int,
-    location_id: int | None,
+    table: Any,
     amount: int,
     since: Any,
     owner: int | None,
     note: str = "New price list",
-) -> PackagePrice:
-    return PackagePrice(
-        package=package_id,
-        location=location_id,
+    **of: Any,
+) -> Any:
+    """A version of a service's or a package's price (``of``: whose, and for a
+    package's override, the location), in US cents from ``since``."""
+    return table(
         amount_cents=amount,
         currency="USD",
         effective_from=since,
-        clears_override=False,
         created_at=since,
         created_by=owner,
         note=note,
+        **of,
     )

@@ -20,7 +20,6 @@ from portal.catalog.pricing import (
     version_in_effect,
 )
 from portal.catalog.tables import Package, Service
-from portal.errors import NotFound
 from portal.locations.service import active_by_slug, get_location
 from portal.locations.tables import Location
 from portal.pagination import Page
@@ -43,10 +42,9 @@ async def get_service(service_id: int) -> dict[str, Any]:
 
 
 async def get_package(package_id: int) -> dict[str, Any]:
-    row = await Package.select(*_package_columns()).where(Package.id == package_id).first().run()
-    if row is None:
-        raise NotFound("No such package.")
-    return row
+    return await records.first(
+        Package.select(*_package_columns()).where(Package.id == package_id), "No such package."
+    )
 
 
 async def all_services(active_only: bool = False) -> list[dict[str, Any]]:

@@ -306,14 +306,39 @@ def build_offer(
 
 
 @dataclass(frozen=True)
-class PackageTerms:
-    """Every term of a package sold at a location at a time; a sale stores these.
+class QuotedTerms:
+    """What a price came to when quoted (a package's, a membership plan's per period):
+    net, tax and total in minor units, the location's tax rule, the split per session
+    and the instant.
 
     ``session_values`` split the net amount (what each session is worth as
     revenue; they add up to ``net_cents``, which is the price when prices
     exclude tax). ``session_totals`` split what the client pays (they add up to
     ``total_cents``). Leftover cents go to the first sessions.
     """
+
+    net_cents: int
+    tax_cents: int
+    total_cents: int
+    tax_rate_bp: int
+    prices_include_tax: bool
+    session_values: tuple[int, ...]
+    session_totals: tuple[int, ...]
+    quoted_at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every term as JSON-ready values: the per-session splits as lists, the
+        quote's instant as ISO text."""
+        data = asdict(self)
+        data["session_values"] = list(self.session_values)
+        data["session_totals"] = list(self.session_totals)
+        data["quoted_at"] = self.quoted_at.isoformat()
+        return data
+
+
+@dataclass(frozen=True)
+class PackageTerms(QuotedTerms):
+    """Every term of a package sold at a location at a time; a sale stores these."""
 
     package_id: int
     price_version_id: int
@@ -328,29 +353,8 @@ class PackageTerms:
     price_cents: int
     unit_list_price_cents: int | None
     unit_list_price_version_id: int | None
-    net_cents: int
-    tax_cents: int
-    total_cents: int
-    tax_rate_bp: int
-    prices_include_tax: bool
-    session_values: tuple[int, ...]
-    session_totals: tuple[int, ...]
-    quoted_at: datetime
     redeemable: str = "all_clinics"  # where the sessions may be booked (inputs.REDEEMABLE)
     introductory: bool = False  # sold once per client (sales.claim_introductory)
-
-    def as_dict(self) -> dict[str, Any]:
-        return terms_as_dict(self)
-
-
-def terms_as_dict(terms: Any) -> dict[str, Any]:
-    """Quoted terms (a package's, a membership plan's) as JSON-ready values: the
-    per-session splits as lists, the quote's instant as ISO text."""
-    data = asdict(terms)
-    data["session_values"] = list(terms.session_values)
-    data["session_totals"] = list(terms.session_totals)
-    data["quoted_at"] = terms.quoted_at.isoformat()
-    return data
 
 
 def member_terms(terms: PackageTerms, discount_bp: int) -> PackageTerms:

@@ -397,13 +397,8 @@ async def _claim_link(
 ) -> bool:
     """Mark a one-time link used, unless it was used or expired meanwhile: the
     compare-and-set that lets only one of two simultaneous clicks through."""
-    claimed = (
-        await table.update({table.used_at: now})
-        .where((table.id == link_id) & table.used_at.is_null() & (table.expires_at > now))
-        .returning(table.id)
-        .run()
-    )
-    return bool(claimed)
+    condition = (table.id == link_id) & table.used_at.is_null() & (table.expires_at > now)
+    return await db.update_where(table, {table.used_at: now}, condition)
 
 
 async def _use_up_links(

@@ -24,14 +24,14 @@ from typing import Any
 import phonenumbers
 from piccolo.query import WhereRaw
 
-from portal import access, db
+from portal import access, db, records
 from portal.audit import service as audit
 from portal.auth.service import CLIENT, MANAGER, OWNER, CurrentUser
 from portal.auth.tables import User
 from portal.clients import intake as intake_form
 from portal.clients import regions
 from portal.clients.tables import ClientIntake, ClientProfile
-from portal.errors import Forbidden, Invalid, NotFound
+from portal.errors import Forbidden, Invalid
 from portal.fields import checked, optional_text, parse_iso_date, require_text
 from portal.locations.tables import Location
 from portal.pagination import Page, keyset_page
@@ -296,16 +296,20 @@ def _empty_profile() -> dict[str, Any]:
     }
 
 
+async def client_account(client_id: int) -> dict[str, Any]:
+    """The client's account alone (id, email, name, active, created_at); ``NotFound``
+    when ``client_id`` is no client's."""
+    return await records.first(
+        User.select(User.id, User.email, User.name, User.active, User.created_at).where(
+            (User.id == client_id) & (User.role == CLIENT)
+        ),
+        "No such client.",
+    )
+
+
 async def get_client(client_id: int) -> dict[str, Any]:
     """The client's account and profile (empty values when no profile was saved yet)."""
-    user = (
-        await User.select(User.id, User.email, User.name, User.active, User.created_at)
-        .where((User.id == client_id) & (User.role == CLIENT))
-        .first()
-        .run()
-    )
-    if user is None:
-        raise NotFound("No such client.")
+    user = await client_account(client_id)
     profile = (
         await ClientProfile.select(
             *_profile_columns(),
@@ -480,14 +484,12 @@ async def current_intake(client_id: int) -> dict[str, Any] | None:
 
 
 async def intake_version(client_id: int, version: int) -> dict[str, Any]:
-    row = (
-        await ClientIntake.select()
-        .where((ClientIntake.client == client_id) & (ClientIntake.version == version))
-        .first()
-        .run()
+    row = await records.first(
+        ClientIntake.select().where(
+            (ClientIntake.client == client_id) & (ClientIntake.version == version)
+        ),
+        "No such version of the intake.",
     )
-    if row is None:
-        raise NotFound("No such version of the intake.")
     return _decode(row)
 
 

@@ -33,9 +33,8 @@ from typing import Any
 
 import jinja2
 
-from portal import db, progress
+from portal import db, progress, records
 from portal.email.tables import OutboxMessage
-from portal.errors import NotFound
 from portal.formatting import local_dt, money
 from portal.pagination import Page, decode_cursor, encode_cursor
 from portal.settings import Settings, get_settings
@@ -532,9 +531,4 @@ async def read_message(message_id: int) -> dict[str, Any]:
 
 
 async def get_message(message_id: int) -> dict[str, Any]:
-    row: dict[str, Any] | None = (
-        await OutboxMessage.select().where(OutboxMessage.id == message_id).first().run()
-    )
-    if row is None:
-        raise NotFound("No such message.")
-    return row
+    return await records.get(OutboxMessage, message_id, "No such message.")

@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from portal import records
 from portal.audit import service as audit
 from portal.auth.service import CLIENT, OWNER, CurrentUser
 from portal.errors import Forbidden, NotFound
@@ -172,14 +173,10 @@ async def _present(settings: Settings, run: dict[str, Any]) -> ExportRun:
 
 async def get_export(settings: Settings, user: CurrentUser, run_id: int) -> ExportRun:
     """One archive's run, for the owner who asked for it (403 for anyone else)."""
-    row = (
-        await JobRun.select(JobRun.requested_by)
-        .where((JobRun.id == run_id) & (JobRun.job == JOB))
-        .first()
-        .run()
+    row = await records.first(
+        JobRun.select(JobRun.requested_by).where((JobRun.id == run_id) & (JobRun.job == JOB)),
+        "No such export.",
     )
-    if row is None:
-        raise NotFound("No such export.")
     if user.role != OWNER or row["requested_by"] != user.id:
         raise Forbidden("Only the owner who asked for this export may see or download it.")
     return await _present(settings, await jobs.get_run(run_id))

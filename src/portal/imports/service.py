@@ -41,7 +41,7 @@ from zoneinfo import ZoneInfo
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.table import Table
 
-from portal import access, db, progress
+from portal import access, db, progress, records
 from portal.audit import service as audit
 from portal.auth.service import CLIENT, CurrentUser, is_valid_email, normalize_email
 from portal.auth.tables import User
@@ -224,14 +224,12 @@ async def save_mapping(actor: CurrentUser, kind: str, name: str, mapping: dict[s
 
 
 async def saved_mapping(kind: str, name: str) -> dict[str, str]:
-    row = (
-        await ImportMapping.select(ImportMapping.mapping)
-        .where((ImportMapping.kind == kind) & (ImportMapping.name == name))
-        .first()
-        .run()
+    row = await records.first(
+        ImportMapping.select(ImportMapping.mapping).where(
+            (ImportMapping.kind == kind) & (ImportMapping.name == name)
+        ),
+        f"No saved mapping {name!r} for {kind}.",
     )
-    if row is None:
-        raise NotFound(f"No saved mapping {name!r} for {kind}.")
     return dict(json.loads(row["mapping"]))
 
 
@@ -256,9 +254,7 @@ async def run_import(
     read both ways and ``order`` does not say which."""
     layout = layout_of(kind)
     check_mapping(layout, mapping, sheet.headers)
-    location = await Location.select().where(Location.id == location_id).first().run()
-    if location is None:
-        raise NotFound("No such location.")
+    location = await records.get(Location, location_id, "No such location.")
     order = order or sniff_date_order(sheet, mapping, kind) or "dmy"
     importer = _IMPORTERS[kind](location, order, dry_run)
     importer.actor = actor
@@ -1313,10 +1309,7 @@ def write_rejected(path: Any, failures: list[RowResult], headers: list[str]) -> 
 
 
 async def get_batch(batch_id: int) -> dict[str, Any]:
-    row = await ImportBatch.select().where(ImportBatch.id == batch_id).first().run()
-    if row is None:
-        raise NotFound("No such import.")
-    return row
+    return await records.get(ImportBatch, batch_id, "No such import.")
 
 
 async def rejected_rows(batch_id: int) -> list[dict[str, Any]]:

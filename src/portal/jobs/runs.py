@@ -368,11 +368,10 @@ async def _alert_owners(request: RunRequest, run_id: int, error: str, settings: 
     if previous is not None and previous["status"] == FAILED:
         return
     async with db.transaction():
-        claimed = (
-            await JobRun.update({JobRun.alerted: True})
-            .where((JobRun.id == run_id) & (JobRun.alerted == False))  # noqa: E712
-            .returning(JobRun.id)
-            .run()
+        claimed = await db.update_where(
+            JobRun,
+            {JobRun.alerted: True},
+            (JobRun.id == run_id) & (JobRun.alerted == False),  # noqa: E712
         )
     if not claimed:
         return

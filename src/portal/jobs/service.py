@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from portal import db
-from portal.errors import NotFound
+from portal import db, records
 from portal.jobs import catalog
 from portal.jobs.runs import (
     FAILED,
@@ -114,12 +113,9 @@ async def recent_runs(limit: int = 30) -> list[dict[str, Any]]:
 
 
 async def get_run(run_id: int) -> dict[str, Any]:
-    row: dict[str, Any] | None = (
-        await JobRun.select(*RUN_COLUMNS).where(JobRun.id == run_id).first().run()
+    return await records.first(
+        JobRun.select(*RUN_COLUMNS).where(JobRun.id == run_id), "No such run."
     )
-    if row is None:
-        raise NotFound("No such run.")
-    return row
 
 
 @dataclass(frozen=True)

@@ -87,28 +87,13 @@ async def schedule(
     terms = offered.get(plan_id)
     if terms is None:
         raise Invalid({"plan_id": "Choose one of the plans offered."})
-    if not subs.is_desk(membership):
-        await gateway.reprice_subscription(
-            str(membership["subscription_id"]),
-            amount_cents=terms.total_cents,
-            idempotency_key=f"membership:{membership_id}:change:{request_key}",
-        )
+    await _reprice(gateway, membership, terms.total_cents, f"change:{request_key}")
     async with subs.locked(membership_id) as fresh:
         if await onetime.claim(request_key, user_id=user.id, action=SCHEDULE, field="plan_id"):
             return at
         if _refusal(fresh):
             raise Invalid({"plan_id": _refusal(fresh)})
-        await (
-            Membership.update(
-                {
-                    Membership.next_plan: plan_id,
-                    Membership.next_terms: json.dumps(terms.as_dict()),
-                    Membership.changes_at: at,
-                }
-            )
-            .where(Membership.id == membership_id)
-            .run()
-        )
+        await _set_next(membership_id, plan_id, json.dumps(terms.as_dict()), at)
         await audit.record(
             user, "change_plan", "membership", membership_id,
             before={"plan_id": int(fresh["plan"]), "next_plan_id": fresh["next_plan"]},
@@ -132,28 +117,13 @@ async def keep_plan(
     membership = await subs.get_membership_for(user, membership_id, write=True)
     if membership["next_plan"] is None:
         raise Invalid({"form": "No change of plan is scheduled."})
-    if not subs.is_desk(membership):
-        await gateway.reprice_subscription(
-            str(membership["subscription_id"]),
-            amount_cents=int(membership["total_cents"]),
-            idempotency_key=f"membership:{membership_id}:keep:{request_key}",
-        )
+    await _reprice(gateway, membership, int(membership["total_cents"]), f"keep:{request_key}")
     async with subs.locked(membership_id) as fresh:
         if await onetime.claim(request_key, user_id=user.id, action=KEEP, field="form"):
             return
         if fresh["next_plan"] is None:
             raise Invalid({"form": "The change has already taken effect or been called off."})
-        await (
-            Membership.update(
-                {
-                    Membership.next_plan: None,
-                    Membership.next_terms: None,
-                    Membership.changes_at: None,
-                }
-            )
-            .where(Membership.id == membership_id)
-            .run()
-        )
+        await _set_next(membership_id, None, None, None)
         await audit.record(
             user, "keep_plan", "membership", membership_id,
             before={"next_plan_id": fresh["next_plan"],
@@ -162,6 +132,33 @@ async def keep_plan(
             address=address,
         )  # fmt: skip
         await onetime.finish(request_key, "kept")
+
+
+async def _reprice(
+    gateway: StripeGateway, membership: dict[str, Any], amount_cents: int, key: str
+) -> None:
+    """A Stripe member's subscription charges ``amount_cents`` from its next invoice on
+    (``key``: this request's, for Stripe's idempotency); a desk member pays at the desk."""
+    if not subs.is_desk(membership):
+        await gateway.reprice_subscription(
+            str(membership["subscription_id"]),
+            amount_cents=amount_cents,
+            idempotency_key=f"membership:{membership['id']}:{key}",
+        )
+
+
+async def _set_next(
+    membership_id: int, plan_id: int | None, terms: str | None, at: datetime | None
+) -> None:
+    """The change the membership has scheduled: the plan, its frozen terms (JSON) and
+    when it applies; all three None when none is."""
+    await (
+        Membership.update(
+            {Membership.next_plan: plan_id, Membership.next_terms: terms, Membership.changes_at: at}
+        )
+        .where(Membership.id == membership_id)
+        .run()
+    )
 
 
 def scheduled(membership: dict[str, Any]) -> dict[str, Any] | None:

@@ -32,8 +32,8 @@ from typing import Any
 from portal import db
 from portal.audit import service as audit
 from portal.auth.service import CLIENT, CurrentUser
-from portal.auth.tables import User
-from portal.errors import Forbidden, Invalid, NotFound
+from portal.clients import service as clients
+from portal.errors import Forbidden, Invalid
 from portal.memberships import fees
 from portal.memberships import service as plans
 from portal.memberships import subscriptions as subs
@@ -62,18 +62,6 @@ def _method(method: str) -> str:
     return method
 
 
-async def _client(client_id: int) -> dict[str, Any]:
-    client = (
-        await User.select(User.id, User.name)
-        .where((User.id == client_id) & (User.role == CLIENT))
-        .first()
-        .run()
-    )
-    if client is None:
-        raise NotFound("No such client.")
-    return client
-
-
 async def enrol(
     staff: CurrentUser,
     client_id: int,
@@ -88,7 +76,7 @@ async def enrol(
     id again for the same form)."""
     _method(method)
     plan = await plans.get_plan_for(staff, plan_id, write=True)
-    await _client(client_id)
+    await clients.client_account(client_id)
     now = utcnow()
     try:
         terms = await plans.quote_plan(plan_id, now)

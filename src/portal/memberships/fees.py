@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -52,7 +53,7 @@ from portal.auth.service import CurrentUser
 from portal.catalog.service import PackageTerms
 from portal.ledger import service as ledger
 from portal.ledger.tables import JournalEntry
-from portal.memberships.service import next_period_end
+from portal.memberships.service import next_period_end, sale_terms
 from portal.memberships.tables import Membership
 from portal.payments import service as payments
 from portal.payments.gateway import GatewayError, StripeGateway, StripeInvoice
@@ -107,26 +108,18 @@ def fee_terms(
     """The terms of the sale a freeze fee is: the fee of one frozen period, no sessions."""
     t = json.loads(membership["terms"])
     end = next_period_end(period_start, str(t["interval"]))
-    return PackageTerms(
-        package_id=0,  # no package: a membership's, as its periods' sales
-        price_version_id=int(t["price_version_id"]),
-        price_is_override=False,
-        service_id=int(t["service_id"]),
-        service_name=str(t["service_name"]),
-        name=f"Freeze fee of membership {membership['id']} ({t['name']}) for the period "
-        f"{period_start:%Y-%m-%d} to {end:%Y-%m-%d}"[:160],
+    name = (
+        f"Freeze fee of membership {membership['id']} ({t['name']}) for the period "
+        f"{period_start:%Y-%m-%d} to {end:%Y-%m-%d}"
+    )
+    return replace(
+        sale_terms(t, name=name[:160], sessions=0),
         location_id=int(membership["location"]),
-        sessions=0,
-        validity_days=0,
         currency=str(membership["currency"]),
         price_cents=int(t["freeze_fee_cents"]),
-        unit_list_price_cents=None,
-        unit_list_price_version_id=None,
         net_cents=quote.net_cents,
         tax_cents=quote.tax_cents,
         total_cents=quote.total_cents,
-        tax_rate_bp=int(t["tax_rate_bp"]),
-        prices_include_tax=bool(t["prices_include_tax"]),
         session_values=(),
         session_totals=(),
         quoted_at=period_start,

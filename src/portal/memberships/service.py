@@ -24,9 +24,9 @@ from portal.audit import service as audit
 from portal.auth.service import CurrentUser
 from portal.catalog import prices
 from portal.catalog import service as catalog
-from portal.catalog.service import PriceInput, PriceVersion
+from portal.catalog.service import PackageTerms, PriceInput, PriceVersion, QuotedTerms
 from portal.catalog.tables import Service
-from portal.errors import Invalid, NotFound
+from portal.errors import Invalid
 from portal.fields import (
     checked,
     optional_text,
@@ -215,13 +215,9 @@ async def price_in_effect(plan_id: int, at: datetime) -> PriceVersion | None:
 
 
 @dataclass(frozen=True)
-class PlanTerms(PlanRules):
+class PlanTerms(PlanRules, QuotedTerms):
     """Every term of a plan joined at its location at one time; a membership stores these.
-
-    Amounts are per period. ``session_values`` split the period's net amount
-    (revenue per session; they add up to ``net_cents``) and ``session_totals``
-    what the client pays (they add up to ``total_cents``), as a package's do.
-    """
+    Amounts are per period, split per session as a package's are."""
 
     plan_id: int
     price_version_id: int
@@ -231,17 +227,36 @@ class PlanTerms(PlanRules):
     service_name: str
     currency: str
     price_cents: int
-    net_cents: int
-    tax_cents: int
-    total_cents: int
-    tax_rate_bp: int
-    prices_include_tax: bool
-    session_values: tuple[int, ...]
-    session_totals: tuple[int, ...]
-    quoted_at: datetime
 
-    def as_dict(self) -> dict[str, Any]:
-        return catalog.terms_as_dict(self)
+
+def sale_terms(t: dict[str, Any], *, name: str, sessions: int) -> PackageTerms:
+    """The terms of a sale a membership makes, from the membership's frozen terms ``t``
+    (``PlanTerms.as_dict``): a paid period's amounts, tax and splits; no package (the
+    ``name`` says which plan), no list price, no validity of its own (a period's end is
+    set once paid, ``sales.set_valid_until``). A freeze fee replaces the amounts."""
+    return PackageTerms(
+        package_id=0,
+        price_version_id=int(t["price_version_id"]),
+        price_is_override=False,
+        service_id=int(t["service_id"]),
+        service_name=str(t["service_name"]),
+        name=name,
+        location_id=int(t["location_id"]),
+        sessions=sessions,
+        validity_days=0,
+        currency=str(t["currency"]),
+        price_cents=int(t["price_cents"]),
+        unit_list_price_cents=None,
+        unit_list_price_version_id=None,
+        net_cents=int(t["net_cents"]),
+        tax_cents=int(t["tax_cents"]),
+        total_cents=int(t["total_cents"]),
+        tax_rate_bp=int(t["tax_rate_bp"]),
+        prices_include_tax=bool(t["prices_include_tax"]),
+        session_values=tuple(int(v) for v in t["session_values"]),
+        session_totals=tuple(int(v) for v in t["session_totals"]),
+        quoted_at=datetime.fromisoformat(t["quoted_at"]),
+    )
 
 
 def unavailable_reason(
@@ -320,10 +335,10 @@ def _columns() -> list[Any]:
 
 
 async def get_plan(plan_id: int) -> dict[str, Any]:
-    row = await MembershipPlan.select(*_columns()).where(MembershipPlan.id == plan_id).first().run()
-    if row is None:
-        raise NotFound("No such membership plan.")
-    return row
+    return await records.first(
+        MembershipPlan.select(*_columns()).where(MembershipPlan.id == plan_id),
+        "No such membership plan.",
+    )
 
 
 async def get_plan_for(user: CurrentUser, plan_id: int, *, write: bool = False) -> dict[str, Any]:

@@ -32,14 +32,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from portal import db, money
+from portal import access, db, money, records
 from portal.audit import service as audit
 from portal.auth.service import CLIENT, CurrentUser
-from portal.auth.tables import User
 from portal.catalog.service import PackageTerms
+from portal.clients import service as clients
 from portal.email import messages
-from portal.errors import Forbidden, Invalid, NotFound
-from portal.locations.service import ensure_location_access, visible_location_ids
+from portal.errors import Invalid
+from portal.locations.service import visible_location_ids
 from portal.memberships import fees
 from portal.memberships import service as plans
 from portal.memberships.service import next_period_end
@@ -123,10 +123,7 @@ async def _move_period(period_id: int, old: str, new: str, **values: Any) -> boo
 
 
 async def get_membership(membership_id: int) -> dict[str, Any]:
-    row = await Membership.select().where(Membership.id == membership_id).first().run()
-    if row is None:
-        raise NotFound("No such membership.")
-    return row
+    return await records.get(Membership, membership_id, "No such membership.")
 
 
 @asynccontextmanager
@@ -143,11 +140,8 @@ async def get_membership_for(
     """The membership if ``user`` may see it (``write``: change it): its client, or staff
     of its location."""
     membership = await get_membership(membership_id)
-    if user.role == CLIENT:
-        if membership["client"] != user.id:
-            raise Forbidden("This is not your membership.")
-        return membership
-    ensure_location_access(user, int(membership["location"]), write=write)
+    refused = "This is not your membership."
+    access.ensure_own(user, membership, {CLIENT: "client"}, refused, write=write)
     return membership
 
 
@@ -257,14 +251,7 @@ async def join_at_desk(
     """Staff start a membership for a client at the front desk: the Checkout link, for the
     client's own phone or card, is returned to show and emailed to the client (once)."""
     plan = await plans.get_plan_for(staff, plan_id, write=True)
-    client = (
-        await User.select(User.id, User.email, User.name)
-        .where((User.id == client_id) & (User.role == CLIENT))
-        .first()
-        .run()
-    )
-    if client is None:
-        raise NotFound("No such client.")
+    client = await clients.client_account(client_id)
     member = CurrentUser(int(client["id"]), str(client["email"]), str(client["name"]), CLIENT,
                          frozenset())  # fmt: skip
     membership_id, url = await join(
@@ -393,29 +380,8 @@ def _mismatches(membership: dict[str, Any], invoice: StripeInvoice) -> list[str]
 def period_terms(membership: dict[str, Any], period_start: datetime) -> PackageTerms:
     """The frozen terms of one paid period, as the sale that holds its credits keeps them."""
     t = json.loads(membership["terms"])
-    return PackageTerms(
-        package_id=0,  # no package: the plan and its price version are in the name and terms
-        price_version_id=int(t["price_version_id"]),
-        price_is_override=False,
-        service_id=int(t["service_id"]),
-        service_name=str(t["service_name"]),
-        name=f"{t['name']} — membership period from {period_start:%Y-%m-%d}"[:160],
-        location_id=int(t["location_id"]),
-        sessions=int(t["sessions_per_period"]),
-        validity_days=0,  # the period's end, set once paid (sales.set_valid_until)
-        currency=str(t["currency"]),
-        price_cents=int(t["price_cents"]),
-        unit_list_price_cents=None,
-        unit_list_price_version_id=None,
-        net_cents=int(t["net_cents"]),
-        tax_cents=int(t["tax_cents"]),
-        total_cents=int(t["total_cents"]),
-        tax_rate_bp=int(t["tax_rate_bp"]),
-        prices_include_tax=bool(t["prices_include_tax"]),
-        session_values=tuple(int(v) for v in t["session_values"]),
-        session_totals=tuple(int(v) for v in t["session_totals"]),
-        quoted_at=datetime.fromisoformat(t["quoted_at"]),
-    )
+    name = f"{t['name']} — membership period from {period_start:%Y-%m-%d}"[:160]
+    return plans.sale_terms(t, name=name, sessions=int(t["sessions_per_period"]))
 
 
 async def switch_plan_if_due(membership: dict[str, Any], period_start: datetime) -> dict[str, Any]:

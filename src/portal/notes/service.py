@@ -29,7 +29,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from portal import access, db
+from portal import access, db, records
 from portal.audit import service as audit
 from portal.auth.service import CLIENT, MANAGER, OWNER, THERAPIST, CurrentUser
 from portal.auth.tables import User
@@ -349,14 +349,12 @@ async def _numbered(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 async def get_note(note_id: int) -> dict[str, Any]:
-    row = (
-        await TreatmentNote.select(*TreatmentNote.all_columns(), *_NOTE_COLUMNS)
-        .where(TreatmentNote.id == note_id)
-        .first()
-        .run()
+    row = await records.first(
+        TreatmentNote.select(*TreatmentNote.all_columns(), *_NOTE_COLUMNS).where(
+            TreatmentNote.id == note_id
+        ),
+        "No such note.",
     )
-    if row is None:
-        raise NotFound("No such note.")
     return (await _numbered([row]))[0]
 
 
@@ -557,13 +555,8 @@ async def _update_draft(note_id: int, values: dict[Any, Any], refusal: str) -> N
     the signature wins and the edit is refused with ``refusal`` instead of changing a
     signed note.
     """
-    changed = (
-        await TreatmentNote.update(values)
-        .where((TreatmentNote.id == note_id) & (TreatmentNote.status == DRAFT))
-        .returning(TreatmentNote.id)
-        .run()
-    )
-    if not changed:
+    condition = (TreatmentNote.id == note_id) & (TreatmentNote.status == DRAFT)
+    if not await db.update_where(TreatmentNote, values, condition):
         raise Invalid({"form": refusal})
 
 

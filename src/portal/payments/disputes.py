@@ -9,6 +9,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from portal import db
 from portal.ledger import service as ledger
 from portal.payments import totals
 from portal.payments.evidence import _ensure_payment_recorded, _payment_by_charge
@@ -145,11 +146,10 @@ async def _book_withdrawal(
         return row
     when = at or utcnow()
     async with totals.tracked(dispute=int(row["id"])):
-        changed = (
-            await Dispute.update({Dispute.withdrawn_at: when, Dispute.fee_cents: fee})
-            .where((Dispute.id == row["id"]) & Dispute.withdrawn_at.is_null())
-            .returning(Dispute.id)
-            .run()
+        changed = await db.update_where(
+            Dispute,
+            {Dispute.withdrawn_at: when, Dispute.fee_cents: fee},
+            (Dispute.id == row["id"]) & Dispute.withdrawn_at.is_null(),
         )
     if not changed:
         return row
@@ -176,11 +176,10 @@ async def _book_reinstatement(
     """A won dispute: Stripe put the amount back (the fee stays spent)."""
     when = at or utcnow()
     async with totals.tracked(dispute=int(row["id"])):
-        changed = (
-            await Dispute.update({Dispute.reinstated_at: when})
-            .where((Dispute.id == row["id"]) & Dispute.reinstated_at.is_null())
-            .returning(Dispute.id)
-            .run()
+        changed = await db.update_where(
+            Dispute,
+            {Dispute.reinstated_at: when},
+            (Dispute.id == row["id"]) & Dispute.reinstated_at.is_null(),
         )
     if not changed:
         return

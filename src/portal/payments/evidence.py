@@ -11,7 +11,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from portal import contexts
+from portal import contexts, db
 from portal.ledger import service as ledger
 from portal.money import format_money
 from portal.payments import totals
@@ -60,17 +60,14 @@ async def _record_fee(payment: dict[str, Any], txn: StripeBalanceTransaction) ->
     if payment["fee_cents"] is not None:
         return False
     async with totals.tracked(payment=int(payment["id"])):
-        changed = (
-            await Payment.update(
-                {
-                    Payment.fee_cents: txn.fee,
-                    Payment.net_cents: txn.net,
-                    Payment.balance_transaction_id: txn.id,
-                }
-            )
-            .where((Payment.id == payment["id"]) & Payment.fee_cents.is_null())
-            .returning(Payment.id)
-            .run()
+        changed = await db.update_where(
+            Payment,
+            {
+                Payment.fee_cents: txn.fee,
+                Payment.net_cents: txn.net,
+                Payment.balance_transaction_id: txn.id,
+            },
+            (Payment.id == payment["id"]) & Payment.fee_cents.is_null(),
         )
     if not changed:
         return False

@@ -414,7 +414,28 @@ def _symbol(currency: str) -> str:
     return symbol if len(symbol) == 1 else ""
 
 
+# The money charts by kind: how each is drawn, its title and what it shows per location.
+_MONEY_CHARTS = {
+    "recurring": (
+        charts.bar_chart,
+        "Recurring membership revenue by month",
+        "Paid membership invoices per location for each month",
+    ),
+    "revenue": (
+        charts.bar_chart,
+        "Recognised revenue by month",
+        "Service and breakage revenue per location for each month",
+    ),
+    "liability": (
+        charts.line_chart,
+        "Package liability at month end",
+        "Deferred revenue (sessions sold, not yet given) per location at the end of each month",
+    ),
+}
+
+
 def _chart_svgs(kind: str, series_list: list[service.Series]) -> list[dict[str, Any]]:
+    draw, title, shows = _MONEY_CHARTS[kind]
     out = []
     for i, s in enumerate(series_list):
         months = [m.strftime("%b %y") for m in s.months]
@@ -426,39 +447,15 @@ def _chart_svgs(kind: str, series_list: list[service.Series]) -> list[dict[str, 
         def short(cents: int, currency: str = s.currency) -> str:
             return charts.short_amount(cents, _symbol(currency))
 
-        if kind == "recurring":
-            svg = charts.bar_chart(
-                f"recurring-chart-{i}",
-                f"Recurring membership revenue by month, {s.currency}",
-                "Paid membership invoices per location for each month; "
-                "the table beside the chart lists the same figures.",
-                months,
-                named,
-                short,
-                exact,
-            )
-        elif kind == "revenue":
-            svg = charts.bar_chart(
-                f"revenue-chart-{i}",
-                f"Recognised revenue by month, {s.currency}",
-                "Service and breakage revenue per location for each month; "
-                "the table beside the chart lists the same figures.",
-                months,
-                named,
-                short,
-                exact,
-            )
-        else:
-            svg = charts.line_chart(
-                f"liability-chart-{i}",
-                f"Package liability at month end, {s.currency}",
-                "Deferred revenue (sessions sold, not yet given) per location at the end of "
-                "each month; the table beside the chart lists the same figures.",
-                months,
-                named,
-                short,
-                exact,
-            )
+        svg = draw(
+            f"{kind}-chart-{i}",
+            f"{title}, {s.currency}",
+            f"{shows}; the table beside the chart lists the same figures.",
+            months,
+            named,
+            short,
+            exact,
+        )
         out.append({"series": s, "svg": svg, "months": months})
     return out
 

@@ -17,7 +17,7 @@ from portal.access import ensure, ensure_write
 from portal.audit import service as audit
 from portal.auth.service import MANAGER, OWNER, CurrentUser
 from portal.catalog.tables import Service
-from portal.errors import Forbidden, Invalid, NotFound
+from portal.errors import Forbidden, Invalid
 from portal.fields import optional_text, require_text
 from portal.locations.service import get_location
 from portal.pagination import Page
@@ -112,18 +112,14 @@ def _require_room_role(user: CurrentUser) -> None:
 
 
 async def get_room(room_id: int) -> dict[str, Any]:
-    row = (
-        await Room.select(
+    row = await records.first(
+        Room.select(
             *Room.all_columns(),
             Room.location.name.as_alias("location_name"),
             Room.location.timezone.as_alias("timezone"),
-        )
-        .where(Room.id == room_id)
-        .first()
-        .run()
+        ).where(Room.id == room_id),
+        "No such room.",
     )
-    if row is None:
-        raise NotFound("No such room.")
     row["tags"] = split_tags(str(row["equipment"] or ""))
     return row
 

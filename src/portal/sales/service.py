@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from portal import access, db, progress, records
 from portal.auth.service import CLIENT, CurrentUser
 from portal.catalog.service import NotAvailable, PackageTerms
-from portal.errors import Forbidden
 from portal.ledger import daily
 from portal.ledger import service as ledger
 from portal.sales.tables import IntroClaim, Sale, SaleSession
@@ -332,11 +331,10 @@ async def claim_introductory(client_id: int, sale_id: int) -> None:
     holder = await Sale.select(Sale.status).where(Sale.id == old).first().run()
     if holder is not None and holder["status"] != CANCELLED:
         raise NotAvailable(INTRO_TAKEN)
-    moved = (
-        await IntroClaim.update({IntroClaim.sale_id: sale_id, IntroClaim.claimed_at: utcnow()})
-        .where((IntroClaim.client == client_id) & (IntroClaim.sale_id == old))
-        .returning(IntroClaim.id)
-        .run()
+    moved = await db.update_where(
+        IntroClaim,
+        {IntroClaim.sale_id: sale_id, IntroClaim.claimed_at: utcnow()},
+        (IntroClaim.client == client_id) & (IntroClaim.sale_id == old),
     )
     if not moved:
         raise NotAvailable(INTRO_TAKEN)
@@ -534,11 +532,8 @@ async def get_sale(sale_id: int) -> dict[str, Any]:
 async def get_sale_for(user: CurrentUser, sale_id: int, *, write: bool = False) -> dict[str, Any]:
     """The sale if ``user`` may see it: its client, or staff of its location."""
     sale = await get_sale(sale_id)
-    if user.role == CLIENT:
-        if sale["client"] != user.id or write:
-            raise Forbidden("This is not your purchase.")
-        return sale
-    access.ensure(user, int(sale["location"]), write=write)
+    refused = "This is not your purchase."
+    access.ensure_own(user, sale, {CLIENT: "client"}, refused, write=write, read_only=(CLIENT,))
     return sale
 
 

@@ -260,16 +260,13 @@ async def decide_time_off(
         )
     status = TIME_OFF_APPROVED if approve else TIME_OFF_DECLINED
     async with db.transaction():
-        decided = (
-            await TimeOff.update({TimeOff.status: status})
-            .where(
-                (TimeOff.id == time_off_id)
-                & (TimeOff.therapist == therapist_id)
-                & (TimeOff.status == TIME_OFF_PENDING)
-                & TimeOff.cancelled_at.is_null()
-            )
-            .returning(TimeOff.id)
-            .run()
+        decided = await db.update_where(
+            TimeOff,
+            {TimeOff.status: status},
+            (TimeOff.id == time_off_id)
+            & (TimeOff.therapist == therapist_id)
+            & (TimeOff.status == TIME_OFF_PENDING)
+            & TimeOff.cancelled_at.is_null(),
         )
         if not decided:
             return False

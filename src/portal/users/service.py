@@ -19,7 +19,7 @@ from portal.auth.service import (
     normalize_email,
 )
 from portal.auth.tables import User, UserLocation
-from portal.errors import Invalid, NotFound
+from portal.errors import Invalid
 from portal.locations.tables import Location
 from portal.pagination import Page, keyset_page
 from portal.timeutil import utcnow
@@ -118,14 +118,12 @@ async def create_user(actor: CurrentUser | None, data: UserInput, *, address: st
 
 
 async def get_user(user_id: int) -> dict[str, Any]:
-    row = (
-        await User.select(User.id, User.email, User.name, User.role, User.active, User.created_at)
-        .where(User.id == user_id)
-        .first()
-        .run()
+    row = await records.first(
+        User.select(User.id, User.email, User.name, User.role, User.active, User.created_at).where(
+            User.id == user_id
+        ),
+        "No such user.",
     )
-    if row is None:
-        raise NotFound("No such user.")
     row["location_ids"] = await location_ids_of(user_id)
     return row
 
@@ -173,9 +171,10 @@ async def _store_password(user_id: int, password: str) -> None:
 
 
 async def find_by_email(email: str) -> dict[str, Any]:
-    row = await User.select(User.id).where(User.email == normalize_email(email)).first().run()
-    if row is None:
-        raise NotFound(f"No account with email {normalize_email(email)}.")
+    email = normalize_email(email)
+    row = await records.first(
+        User.select(User.id).where(User.email == email), f"No account with email {email}."
+    )
     return await get_user(int(row["id"]))
 
 
