@@ -19,6 +19,7 @@ from portal.bookings import (
     availability,
     booking,
     dayview,
+    html,
     listing,
     notify,
     outcomes,
@@ -43,7 +44,7 @@ from portal.onetime import service as onetime
 from portal.settings import Settings
 from portal.staff import hours as h
 from portal.timeutil import utcnow
-from portal.web.admin import reverse
+from portal.web.admin import reverse, reverser
 from portal.web.deps import AppSettings, SignedIn
 from portal.web.forms import parse_id, read_form
 from portal.web.guards import requires_role
@@ -408,6 +409,7 @@ def _moved_message(user: CurrentUser, moved: dict[str, Any], tz: ZoneInfo) -> st
 
 
 async def _list_context(
+    request: Request[Any, Any, Any],
     user: CurrentUser,
     page: Page,
     values: dict[str, str],
@@ -428,6 +430,9 @@ async def _list_context(
         ],
         "labels": STATUS_LABELS,
         "is_therapist": user.role == THERAPIST,
+        "rows": html.appointment_rows(
+            page.rows, STATUS_LABELS, reverser(request, "appointment_detail", "appointment_id")
+        ),
     }
 
 
@@ -509,7 +514,9 @@ class BookingController(Controller):
             page = await listing.list_appointments(user, filters, after=after)
         return Template(
             "bookings/list.html",
-            context=await _list_context(user, page, values, errors, filtered=filters.chosen),
+            context=await _list_context(
+                request, user, page, values, errors, filtered=filters.chosen
+            ),
             status_code=422 if errors else 200,
         )
 

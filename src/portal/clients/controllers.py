@@ -11,12 +11,12 @@ from litestar.types import ExceptionHandlersMap
 
 from portal.auth.controllers import browser_of
 from portal.auth.service import CLIENT, MANAGER, OWNER, Throttled
-from portal.clients import accounts, intake, regions, service
+from portal.clients import accounts, html, intake, regions, service
 from portal.email.controllers import deliver_later
 from portal.errors import NotFound
 from portal.locations.service import all_locations
 from portal.settings import Settings
-from portal.web.admin import history_page, reverse
+from portal.web.admin import history_page, reverse, reverser
 from portal.web.deps import (
     Actor,
     Arrival,
@@ -384,6 +384,7 @@ class ClientStaffController(Controller):
     @get("/", name="clients")
     async def index(
         self,
+        request: Request[Any, Any, Any],
         user: SignedIn,
         viewer_zone: ViewerZone,
         located_query: LocatedParams,
@@ -407,7 +408,9 @@ class ClientStaffController(Controller):
                 "location": query.location,
                 "intake_status": intake_status,
                 "locations": await _location_options(),
-                "tz": viewer_zone,
+                "rows": html.client_rows(
+                    page.rows, viewer_zone, reverser(request, "client_detail", "client_id")
+                ),
             },
         )
 

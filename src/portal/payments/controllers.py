@@ -33,7 +33,7 @@ from portal.payments.gateway import (
 from portal.sales import service as sales
 from portal.sales.tables import Sale
 from portal.settings import ConfigurationError, Settings
-from portal.web.admin import reverse
+from portal.web.admin import reverse, reverser
 from portal.web.deps import Acting, Actor, AppSettings, LocatedParams, SignedIn
 from portal.web.forms import ValidationFailed, parse_id, read_form
 from portal.web.guards import requires_role
@@ -480,7 +480,9 @@ class SaleController(Controller):
     dependencies = GATEWAY_DEPENDENCIES
 
     @get("/", guards=[staff_readers], name="sales")
-    async def index(self, user: SignedIn, located_query: LocatedParams) -> Template:
+    async def index(
+        self, request: Request[Any, Any, Any], user: SignedIn, located_query: LocatedParams
+    ) -> Template:
         # The form sends "All my locations" as an empty value: every location
         # the user may read (portal.access), as no location at all does.
         lq = located_query
@@ -496,9 +498,13 @@ class SaleController(Controller):
                 "location_id": location_id,
                 "status": status,
                 "q": q,
-                "methods": sales.PAYMENT_METHODS,
                 "statuses": sales.SALE_STATUS_LABELS,
-                "sale_rows": html.sale_rows,
+                "rows": html.sale_rows(
+                    page.rows,
+                    sales.PAYMENT_METHODS,
+                    sales.SALE_STATUS_LABELS,
+                    reverser(request, "sale_detail", "sale_id"),
+                ),
             },
         )
 

@@ -13,7 +13,7 @@ from litestar.response import Template
 from portal.access import can_write, visible_locations, writable_among
 from portal.auth.service import MANAGER, OWNER, THERAPIST, CurrentUser
 from portal.locations.service import all_locations, get_location_for, location_choices
-from portal.staff import credentials, photos, schedule, therapists, timeoff
+from portal.staff import credentials, html, photos, schedule, therapists, timeoff
 from portal.staff import hours as h
 from portal.staff.tables import TIME_OFF_PENDING
 from portal.timeutil import utcnow
@@ -192,6 +192,7 @@ async def _detail_context(
         "insurance_status": credentials.credential_status(therapist["insurance_expires"]),
         "account_form": {"account_email": therapist["email"]},
         "today": utcnow().date(),
+        "credential_badge": html.credential_badge,
         "account_errors": {},
     }
 
@@ -214,9 +215,9 @@ THERAPISTS = AdminResource(
     list_rows=therapists.list_therapists,
     columns=(
         Column("Name", "name", link=True, sub="email"),
-        Column("Locations", cell="locations"),
-        Column("Licence", cell="licence"),
-        Column("Insurance", cell="insurance"),
+        Column("Locations", html=html.locations_cell),
+        Column("Licence", html=html.licence_cell),
+        Column("Insurance", html=html.insurance_cell),
         Column("Status", cell="status"),
     ),
     filters=(
@@ -232,7 +233,6 @@ THERAPISTS = AdminResource(
     detail_context=_detail_context,
     list_template="staff/list.html",
     list_context=_list_context,
-    cells="staff/_cells.html",
     new_label="Add therapist",
     confirm_template="staff/deactivate.html",
     messages=Messages(deactivated=_deactivated),

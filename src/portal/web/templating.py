@@ -19,6 +19,7 @@ from portal.formatting import (
     redeemable_text,
     zoned_dt,
 )
+from portal.htmlrows import active_badge
 from portal.identity import ROLE_LABELS
 from portal.onetime import service as onetime
 from portal.settings import DEFAULT_CLINIC_NAME
@@ -55,6 +56,7 @@ def configure(engine: JinjaTemplateEngine, clinic_name: str = DEFAULT_CLINIC_NAM
     env.globals["menu_section"] = menu_section
     env.globals["option_tags"] = option_tags
     env.globals["money_cell"] = money_cell
+    env.globals["active_badge"] = active_badge
     env.filters["query"] = with_query
     # ``{{ one_time_key() }}`` in a money form's hidden ``request_key`` field.
     env.globals["one_time_key"] = onetime.new_key
