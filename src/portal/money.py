@@ -228,6 +228,16 @@ def money_formatter(currency: str, locale: str | None = None) -> Callable[[int],
         return lambda cents: format_money(cents, currency, loc)
     digits, group, decimal, (plus, plus_after), (minus, minus_after) = shape
     unit = 10**digits
+    if group == "," and digits:  # most currencies: one f-string, no intermediate text
+        spec = f"0{digits}d"
+
+        def grouped(cents: int) -> str:
+            whole, fraction = divmod(abs(cents), unit)
+            if cents < 0:
+                return f"{minus}{whole:,}{decimal}{fraction:{spec}}{minus_after}"
+            return f"{plus}{whole:,}{decimal}{fraction:{spec}}{plus_after}"
+
+        return grouped
 
     def formatted(cents: int) -> str:
         whole, fraction = divmod(abs(cents), unit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
@@ -13,7 +14,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
 
-from portal import access
+from portal import access, db
 from portal.auth.service import ACCOUNTANT, CLIENT, MANAGER, OWNER, THERAPIST, CurrentUser
 from portal.bookings import (
     availability,
@@ -408,25 +409,32 @@ def _moved_message(user: CurrentUser, moved: dict[str, Any], tz: ZoneInfo) -> st
     )
 
 
+async def _no_page() -> Page:
+    return Page(rows=[], next_cursor=None)
+
+
 async def _list_context(
     request: Request[Any, Any, Any],
     user: CurrentUser,
-    page: Page,
+    listed: Awaitable[Page] | None,
     values: dict[str, str],
     errors: dict[str, str],
     *,
     filtered: bool,
 ) -> dict[str, Any]:
-    """The appointment list's context: the page, the filter form and its choices."""
+    """The appointment list's context: the page (``listed``, read together with the
+    filter's choices; None: the filters were refused), the filter form and its choices."""
+    page, locations, therapists = await db.concurrently(
+        listed or _no_page(), listing.location_choices(user), listing.therapist_choices(user)
+    )
     return {
         "page": page,
         "form": values,
         "errors": errors,
         "filtered": filtered or bool(errors),
-        "locations": await listing.location_choices(user),
+        "locations": locations,
         "therapists": [
-            (t["id"], t["name"] if t["active"] else f"{t['name']} (inactive)")
-            for t in await listing.therapist_choices(user)
+            (t["id"], t["name"] if t["active"] else f"{t['name']} (inactive)") for t in therapists
         ],
         "labels": STATUS_LABELS,
         "is_therapist": user.role == THERAPIST,
@@ -504,18 +512,20 @@ class BookingController(Controller):
         """Every appointment the user may see, newest first, 50 a page (keyset)."""
         values = {key: str(request.query_params.get(key) or "") for key in listing.FILTER_KEYS}
         errors: dict[str, str] = {}
-        page = Page(rows=[], next_cursor=None)
         filters = listing.ListFilters()
         try:
             filters = listing.parse_filters(user, values)
         except Invalid as exc:
             errors = exc.errors
-        else:
-            page = await listing.list_appointments(user, filters, after=after)
         return Template(
             "bookings/list.html",
             context=await _list_context(
-                request, user, page, values, errors, filtered=filters.chosen
+                request,
+                user,
+                None if errors else listing.list_appointments(user, filters, after=after),
+                values,
+                errors,
+                filtered=filters.chosen,
             ),
             status_code=422 if errors else 200,
         )

@@ -9,12 +9,13 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 from litestar.types import ExceptionHandlersMap
 
+from portal import db
 from portal.auth.controllers import browser_of
 from portal.auth.service import CLIENT, MANAGER, OWNER, Throttled
 from portal.clients import accounts, html, intake, regions, service
 from portal.email.controllers import deliver_later
 from portal.errors import NotFound
-from portal.locations.service import all_locations
+from portal.locations.service import all_locations, viewer_zone
 from portal.settings import Settings
 from portal.web.admin import history_page, reverse, reverser
 from portal.web.deps import (
@@ -23,7 +24,6 @@ from portal.web.deps import (
     Arriving,
     LocatedParams,
     SignedIn,
-    ViewerZone,
     Visitor,
 )
 from portal.web.forms import ValidationFailed, checked, parse_id, read_form
@@ -386,18 +386,21 @@ class ClientStaffController(Controller):
         self,
         request: Request[Any, Any, Any],
         user: SignedIn,
-        viewer_zone: ViewerZone,
         located_query: LocatedParams,
         intake_status: Annotated[str, QueryParameter(name="intake")] = "",
     ) -> Template:
         query, status = located_query, located_query.status or "active"
-        page = await service.list_clients(
-            user,
-            search=query.search[:120],
-            status=status,
-            location_id=parse_id(query.location),
-            intake=intake_status,
-            after=query.after,
+        page, locations, zone = await db.concurrently(
+            service.list_clients(
+                user,
+                search=query.search[:120],
+                status=status,
+                location_id=parse_id(query.location),
+                intake=intake_status,
+                after=query.after,
+            ),
+            _location_options(),
+            viewer_zone(user),  # the intake dates of clients without a preferred location
         )
         return Template(
             "clients/staff/list.html",
@@ -407,9 +410,9 @@ class ClientStaffController(Controller):
                 "status": status,
                 "location": query.location,
                 "intake_status": intake_status,
-                "locations": await _location_options(),
+                "locations": locations,
                 "rows": html.client_rows(
-                    page.rows, viewer_zone, reverser(request, "client_detail", "client_id")
+                    page.rows, zone, reverser(request, "client_detail", "client_id")
                 ),
             },
         )

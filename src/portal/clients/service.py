@@ -687,26 +687,23 @@ async def list_clients(
     ids = [row["id"] for row in page.rows]
     if not ids:
         return page
-    profiles = {
-        row["user"]: row
-        for row in await ClientProfile.select(
+    profile_rows, intake_rows = await db.concurrently(
+        ClientProfile.select(
             ClientProfile.user,
             ClientProfile.phone,
             ClientProfile.preferred_location.name.as_alias("location_name"),
             ClientProfile.preferred_location.timezone.as_alias("location_timezone"),
         )
         .where(ClientProfile.user.is_in(ids))
-        .run()
-    }
-    # A client has a handful of versions; the newest per client wins.
-    intakes: dict[int, dict[str, Any]] = {}
-    for row in await (
+        .run(),
         ClientIntake.select(ClientIntake.client, ClientIntake.version, ClientIntake.created_at)
         .where(ClientIntake.client.is_in(ids))
         .order_by(ClientIntake.version)
-        .run()
-    ):
-        intakes[row["client"]] = row
+        .run(),
+    )
+    profiles = {row["user"]: row for row in profile_rows}
+    # A client has a handful of versions; the newest per client wins.
+    intakes: dict[int, dict[str, Any]] = {row["client"]: row for row in intake_rows}
     for row in page.rows:
         profile = profiles.get(row["id"], {})
         row["phone"] = profile.get("phone", "")

@@ -10,12 +10,13 @@ through ``Filters.drill``).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from functools import lru_cache
 
 from markupsafe import Markup, escape
 
 from portal.formatting import money_cell, money_of
+from portal.htmlrows import text
 from portal.reports.cash import BucketRow
 from portal.reports.filters import Filters
 from portal.reports.listing import PaymentLine
@@ -32,14 +33,22 @@ def fee_rate(fee: int, gross: int) -> str:
     return f"{hundredths // 100}.{hundredths % 100:02d}"
 
 
-def _cell(cents: int, currency: str, zero_blank: bool = False) -> str:
-    """``money_cell`` as text (a row is one Markup, not ten)."""
-    if zero_blank and not cents:
-        return _BLANK
-    text = money_of(currency)(cents)
-    if not _plain(currency):
-        text = escape(text)
-    return f'<span class="{"neg" if cents < 0 else ""}">{text}</span>'
+@lru_cache(maxsize=64)
+def _money(currency: str) -> Callable[..., str]:
+    """``money_cell`` of one currency as text, as a function of the amount (and of
+    ``zero_blank``); a row is one Markup, not ten, and a year's table has thousands."""
+    formatted = money_of(currency)
+    plain = _plain(currency)
+
+    def cell(cents: int, zero_blank: bool = False) -> str:
+        if zero_blank and not cents:
+            return _BLANK
+        amount = formatted(cents) if plain else str(escape(formatted(cents)))
+        return (
+            f'<span class="neg">{amount}</span>' if cents < 0 else f'<span class="">{amount}</span>'
+        )
+
+    return cell
 
 
 @lru_cache(maxsize=64)
@@ -58,19 +67,19 @@ def payment_rows(rows: Sequence[BucketRow], f: Filters) -> Markup:
     out = []
     link = f.drill(group="day")
     for row in rows:
-        t, c = row.totals, row.currency
-        label, place = escape(row.label), escape(row.location.name)
+        t, m = row.totals, _money(row.currency)
+        label, place = text(row.label), text(row.location.name)
         query = escape(link(row.start, row.end, row.location.id))
         out.append(
             f'<tr><td><a href="/reports/payments?{query}#lines" '
             f'title="Show the payments and refunds of {label} at {place}">{label}</a></td>'
             f'<td>{place}</td><td class="num">{t.payments}</td><td class="num">{t.refunds}</td>'
-            f'<td class="num">{_cell(t.gross, c)}</td>'
-            f'<td class="num">{_cell(t.tax, c)}</td>'
-            f'<td class="num">{_cell(t.refunded, c, True)}</td>'
-            f'<td class="num">{_cell(t.disputed, c, True)}</td>'
-            f'<td class="num">{_cell(t.fee, c, True)}</td>'
-            f'<td class="num"><strong>{_cell(t.net, c)}</strong></td></tr>'
+            f'<td class="num">{m(t.gross)}</td>'
+            f'<td class="num">{m(t.tax)}</td>'
+            f'<td class="num">{m(t.refunded, True)}</td>'
+            f'<td class="num">{m(t.disputed, True)}</td>'
+            f'<td class="num">{m(t.fee, True)}</td>'
+            f'<td class="num"><strong>{m(t.net)}</strong></td></tr>'
         )
     return Markup("\n".join(out))  # noqa: S704 (every value above is escaped)
 
@@ -86,7 +95,7 @@ def line_rows(lines: Sequence[PaymentLine], methods: Mapping[str, str]) -> Marku
     """The payments report's payment, refund and dispute lines."""
     out = []
     for line in lines:
-        c = line.currency
+        m = _money(line.currency)
         item = str(escape(line.item))  # text: a Markup would escape the badges added to it
         if line.product == "memberships":
             item += ' <span class="badge">Membership</span>'
@@ -101,16 +110,16 @@ def line_rows(lines: Sequence[PaymentLine], methods: Mapping[str, str]) -> Marku
         method = methods.get(line.payment_method, line.payment_method)
         out.append(
             f'<tr class="{"row-refund" if line.kind != "payment" else ""}">'
-            f'<td class="nowrap">{line.date.isoformat()}</td><td>{escape(line.location)}</td>'
+            f'<td class="nowrap">{line.date.isoformat()}</td><td>{text(line.location)}</td>'
             f"<td>{escape(line.client)}<br>"
             f'<small class="muted">{escape(line.client_email)}</small></td>'
-            f"<td>{item}</td><td>{escape(method)}</td>"
-            f'<td class="num">{_cell(line.gross, c, True)}</td>'
-            f'<td class="num">{_cell(line.tax, c, True)}</td>'
-            f'<td class="num">{_cell(line.refunded, c, True)}</td>'
-            f'<td class="num">{_cell(line.disputed, c, True)}</td>'
-            f'<td class="num">{_cell(line.fee, c, True)}</td>'
-            f'<td class="num">{_cell(line.net, c)}</td>'
+            f"<td>{item}</td><td>{text(method)}</td>"
+            f'<td class="num">{m(line.gross, True)}</td>'
+            f'<td class="num">{m(line.tax, True)}</td>'
+            f'<td class="num">{m(line.refunded, True)}</td>'
+            f'<td class="num">{m(line.disputed, True)}</td>'
+            f'<td class="num">{m(line.fee, True)}</td>'
+            f'<td class="num">{m(line.net)}</td>'
             f'<td><a href="/sales/{line.sale_id}">{line.sale_id:06d}</a>{intent}</td></tr>'
         )
     return Markup("\n".join(out))  # noqa: S704 (every value above is escaped)
@@ -121,18 +130,18 @@ def fee_rows(rows: Sequence[BucketRow], f: Filters) -> Markup:
     out = []
     link = f.drill(method="card", group="day")
     for row in rows:
-        t, c = row.totals, row.currency
+        t, m = row.totals, _money(row.currency)
         query = escape(link(row.start, row.end, row.location.id))
         out.append(
             f'<tr><td><a href="/reports/payments?{query}#lines" '
-            f'title="The card payments behind these fees">{escape(row.label)}</a></td>'
-            f'<td>{escape(row.location.name)}</td><td class="num">{t.payments}</td>'
-            f'<td class="num">{_cell(t.gross, c)}</td>'
-            f'<td class="num">{_cell(t.processing_fee, c)}</td>'
+            f'title="The card payments behind these fees">{text(row.label)}</a></td>'
+            f'<td>{text(row.location.name)}</td><td class="num">{t.payments}</td>'
+            f'<td class="num">{m(t.gross)}</td>'
+            f'<td class="num">{m(t.processing_fee)}</td>'
             f'<td class="num">{t.disputes}</td>'
-            f'<td class="num">{_cell(t.dispute_fee, c)}</td>'
-            f'<td class="num"><strong>{_cell(t.fee, c)}</strong></td>'
-            f'<td class="num">{_cell(t.gross - t.fee, c)}</td>'
+            f'<td class="num">{m(t.dispute_fee)}</td>'
+            f'<td class="num"><strong>{m(t.fee)}</strong></td>'
+            f'<td class="num">{m(t.gross - t.fee)}</td>'
             f'<td class="num">{fee_rate(t.processing_fee, t.gross)} %</td></tr>'
         )
     return Markup("\n".join(out))  # noqa: S704 (every value above is escaped)
@@ -151,7 +160,7 @@ def revenue_rows(
     journal = f.drill(account=list(REVENUE_ACCOUNTS))
     payments = f.drill(group="day")
     for r in rows:
-        c = r.currency
+        m = _money(r.currency)
         closed = (
             _CLOSED
             if closed_keys and (r.location.id, r.start.replace(day=1)) in closed_keys
@@ -159,17 +168,17 @@ def revenue_rows(
         )
         out.append(
             f'<tr><td><a href="/reports/journal?{escape(journal(r.start, r.end, r.location.id))}" '
-            f'title="Journal lines behind this revenue">{escape(r.label)}</a></td>'
-            f"<td>{escape(r.location.name)}{closed}</td>"
-            f'<td class="num">{_cell(r.service, c, True)}</td>'
-            f'<td class="num">{_cell(r.breakage, c, True)}</td>'
-            f'<td class="num">{_cell(r.reversals, c, True)}</td>'
-            f'<td class="num"><strong>{_cell(r.recognised, c)}</strong></td>'
+            f'title="Journal lines behind this revenue">{text(r.label)}</a></td>'
+            f"<td>{text(r.location.name)}{closed}</td>"
+            f'<td class="num">{m(r.service, True)}</td>'
+            f'<td class="num">{m(r.breakage, True)}</td>'
+            f'<td class="num">{m(r.reversals, True)}</td>'
+            f'<td class="num"><strong>{m(r.recognised)}</strong></td>'
             f'<td class="num group-cash"><a href="/reports/payments?'
             f'{escape(payments(r.start, r.end, r.location.id))}" '
-            f'title="Payments behind this cash">{_cell(r.collected, c)}</a></td>'
-            f'<td class="num">{_cell(r.refunded, c, True)}</td>'
-            f'<td class="num">{_cell(r.disputed, c, True)}</td>'
-            f'<td class="num">{_cell(r.net_cash, c)}</td></tr>'
+            f'title="Payments behind this cash">{m(r.collected)}</a></td>'
+            f'<td class="num">{m(r.refunded, True)}</td>'
+            f'<td class="num">{m(r.disputed, True)}</td>'
+            f'<td class="num">{m(r.net_cash)}</td></tr>'
         )
     return Markup("\n".join(out))  # noqa: S704 (every value above is escaped)

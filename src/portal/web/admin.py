@@ -27,7 +27,7 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
 from markupsafe import Markup, escape
 
-from portal import htmlrows
+from portal import db, htmlrows
 from portal.access import can_read, can_write
 from portal.audit import service as audit
 from portal.fields import parse_id
@@ -628,6 +628,10 @@ def role_guard(res: AdminResource, action: str) -> list[Any]:
     return [requires_role(*getattr(res.roles, action))]
 
 
+async def _nothing() -> dict[str, Any]:
+    return {}
+
+
 def _list_handler(res: AdminResource) -> Any:
     list_filters = [*res.filters, *([STATUS_FILTER] if res.status_filter else [])]
 
@@ -636,12 +640,18 @@ def _list_handler(res: AdminResource) -> Any:
     ) -> Template:
         values = {f.name: (query.get(f"f_{f.name}") or "") for f in list_filters}
         wanted = {f.param or f.name: f.value(values[f.name]) for f in list_filters}
-        page = await res.list_rows(user, after=query.get("after"), **wanted)
-        shown = []
-        for f in list_filters:
-            choices = await f.choices(user) if f.choices is not None else None
-            shown.append({"filter": f, "value": values[f.name], "choices": choices})
-        extra = await res.list_context(user) if res.list_context else {}
+        choosing = [f for f in list_filters if f.choices is not None]
+        # The page, the filters' choices and the list's context: read together.
+        page, extra, *choices = await db.concurrently(
+            res.list_rows(user, after=query.get("after"), **wanted),
+            res.list_context(user) if res.list_context else _nothing(),
+            *[f.choices(user) for f in choosing if f.choices is not None],
+        )
+        chosen = dict(zip([f.name for f in choosing], choices, strict=True))
+        shown = [
+            {"filter": f, "value": values[f.name], "choices": chosen.get(f.name)}
+            for f in list_filters
+        ]
         context = {
             "admin": AdminView(res, request, user),
             "page": page,

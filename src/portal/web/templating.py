@@ -20,6 +20,7 @@ from portal.formatting import (
     zoned_dt,
 )
 from portal.htmlrows import active_badge
+from portal.htmlrows import text as cached_text
 from portal.identity import ROLE_LABELS
 from portal.onetime import service as onetime
 from portal.settings import DEFAULT_CLINIC_NAME
@@ -83,7 +84,10 @@ def option_tags(
         key, shown = (option[value], option[text]) if value and text else option
         key = str(key)
         selected = " selected" if key == chosen else ""
-        tags.append(f'<option value="{escape(key)}"{selected}>{escape(shown)}</option>')
+        # Plain text escaped through ``htmlrows.text``: the same few hundred names
+        # (every therapist of a chain) on every page, escaped once; Markup as it is.
+        label = cached_text(shown) if type(shown) is str else escape(shown)
+        tags.append(f'<option value="{cached_text(key)}"{selected}>{label}</option>')
     # Safe: every key and label above is escaped (Markup.format would escape them
     # again, five times slower).
     return Markup("".join(tags))  # noqa: S704
