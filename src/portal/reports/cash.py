@@ -111,7 +111,7 @@ def _bucketed(
             min(bucket_end(start, grouping), f.period.end),
             bucket_label(start, grouping),
         )
-        for start, _, _ in merged
+        for start in {start for start, _, _ in merged}
     }
     for (start, location_id, currency), totals in sorted(
         merged.items(), key=lambda kv: (kv[0][0], names[kv[0][1]].name, kv[0][2])
@@ -255,7 +255,8 @@ async def _payment_days(
         clauses += " AND package = 0" if product == MEMBERSHIPS else " AND package <> 0"
     if stripe_only:
         clauses += " AND provider = 'stripe'"
-    sums = ", ".join(f"SUM({name}) AS {name}" for name in CASH_SUMS)
+    # Whole numbers back (SUM of a bigint is numeric in PostgreSQL: a Decimal each).
+    sums = ", ".join(f"CAST(SUM({name}) AS BIGINT) AS {name}" for name in CASH_SUMS)
     rows = await sql.fetch(
         f"{rollup.with_(cte)}SELECT location AS loc, currency, {day} AS day, {sums} "
         f"FROM {rollup.source('cash_day', start, end, months=rollup.monthly(grouping))}"
@@ -264,7 +265,7 @@ async def _payment_days(
         [*bucket_args, *scope_args, start, end, *filter_args],
     )
     for row in rows:
-        n = {name: sql.as_int(row[name]) for name in CASH_SUMS}
+        n = {name: row[name] or 0 for name in CASH_SUMS}
         if stripe_only:  # the fees report: no refunds, no money put back
             n["refunds"] = n["refunded"] = n["refund_tax"] = 0
             n["reinstatements"] = n["reinstated"] = 0
