@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import sqlite3
 import sys
@@ -37,8 +38,26 @@ async def concurrently(*calls: Awaitable[Any]) -> list[Any]:
     connection runs one query at a time)."""
     engine = current_engine()
     if is_sqlite(engine) or engine.transaction_exists():
-        return [await call for call in calls]
-    return list(await asyncio.gather(*calls))
+        results: list[Any] = []
+        try:
+            for call in calls:
+                results.append(await call)
+        except BaseException:
+            for call in calls[len(results) + 1 :]:  # never started: closed, not left behind
+                if inspect.iscoroutine(call):
+                    call.close()
+            raise
+        return results
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        # One failed (or the request was cancelled): the others are stopped and
+        # awaited, so none runs on unobserved or leaves its error unread.
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def current_engine() -> Engine:
