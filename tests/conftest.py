@@ -216,10 +216,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         group = XDIST_GROUPS.get(suite) or _own_module_fixture(item)
         if group:
             item.add_marker(pytest.mark.xdist_group(group))
-    # The groups first: each is one indivisible unit of work (the browser suite alone
-    # is minutes), so they start while the single tests fill the other workers,
-    # instead of one starting last and running alone at the end.
-    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
