@@ -94,7 +94,9 @@ async def charge_frozen_period(
             amount_cents=quote.total_cents,
             currency=str(membership["currency"]),
             description=f"{membership['name']} — freeze fee from {period_start:%Y-%m-%d}",
-            idempotency_key=f"membership:{membership['id']}:freeze-fee:"
+            # Keyed by the subscription charged (one per membership, and unique in
+            # Stripe's account, where membership ids of a restored database are not).
+            idempotency_key=f"subscription:{membership['subscription_id']}:freeze-fee:"
             f"{int(period_start.timestamp())}",
         )
     except GatewayError:
