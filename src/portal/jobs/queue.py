@@ -34,6 +34,8 @@ from typing import Any
 
 import procrastinate
 from procrastinate import exceptions as queue_errors
+from procrastinate.jobs import Job, Status
+from procrastinate.manager import JobManager
 from procrastinate.testing import InMemoryConnector
 from procrastinate.types import JSONDict
 
@@ -200,12 +202,7 @@ def _add_housekeeping(app: procrastinate.App, settings: Settings) -> None:
             seconds_since_heartbeat=settings.job_stalled_seconds
         )
         for job in stalled:
-            log.warning(
-                "job %s (%s) was running on a worker that stopped; queued again",
-                job.id,
-                job.task_name,
-            )
-            await context.app.job_manager.retry_job(job)
+            await _give_back(context.app.job_manager, job)
 
     @app.periodic(cron="10 3 * * *", periodic_id="remove_old_jobs")
     @app.task(
@@ -215,6 +212,33 @@ def _add_housekeeping(app: procrastinate.App, settings: Settings) -> None:
         await context.app.job_manager.delete_old_jobs(
             nb_hours=OLD_JOBS_HOURS, include_failed=True, include_cancelled=True
         )
+
+
+async def _give_back(manager: JobManager, job: Job) -> None:
+    """Queue again a job whose worker stopped mid-run, unless another run of it waits.
+
+    A scheduled job keeps at most one run waiting (its queueing lock), and the
+    database refuses a second: when a tick or a "run now" was queued while the
+    cut run still held the job, that waiting run does what the cut one would
+    (the jobs are idempotent), so the cut one ends there, recorded as
+    interrupted. Queueing it again would fail at every stalled check, and the
+    cut run would keep the job's lock for ever: nothing of that job would run
+    again.
+    """
+    try:
+        await manager.retry_job(job)
+    except queue_errors.UniqueViolation:
+        await manager.finish_job(job, status=Status.FAILED, delete_job=False)
+        await runs.mark_interrupted(job.id, runs.REPLACED_ERROR)
+        log.warning(
+            "job %s (%s) was running on a worker that stopped; another run of it is waiting",
+            job.id,
+            job.task_name,
+        )
+        return
+    log.warning(
+        "job %s (%s) was running on a worker that stopped; queued again", job.id, job.task_name
+    )
 
 
 async def request_run(

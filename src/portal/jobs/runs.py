@@ -176,21 +176,22 @@ async def _execute(
     return result
 
 
+async def mark_interrupted(queue_job_id: int | None, error: str) -> None:
+    """The record of the queue's job ``queue_job_id``, if still running: its worker stopped."""
+    await (
+        JobRun.update(
+            {JobRun.status: INTERRUPTED, JobRun.finished_at: utcnow(), JobRun.error: error}
+        )
+        .where((JobRun.queue_job_id == queue_job_id) & (JobRun.status == RUNNING))
+        .run()
+    )
+
+
 async def _start(request: RunRequest) -> int:
     now = utcnow()
     if request.queue_job_id is not None:
         # The queue gave this job again: its earlier run's worker stopped mid-run.
-        await (
-            JobRun.update(
-                {
-                    JobRun.status: INTERRUPTED,
-                    JobRun.finished_at: now,
-                    JobRun.error: INTERRUPTED_ERROR,
-                }
-            )
-            .where((JobRun.queue_job_id == request.queue_job_id) & (JobRun.status == RUNNING))
-            .run()
-        )
+        await mark_interrupted(request.queue_job_id, INTERRUPTED_ERROR)
     if request.run_id is not None:
         claimed = (
             await JobRun.update(
@@ -232,6 +233,7 @@ async def _start(request: RunRequest) -> int:
 
 
 INTERRUPTED_ERROR = "The worker running it stopped; the job was run again."
+REPLACED_ERROR = "The worker running it stopped; a run of the same job waiting then took its place."
 
 
 async def queue_run(job: str, requested_by: int | None) -> int:
