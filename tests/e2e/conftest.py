@@ -168,13 +168,31 @@ async def browser() -> AsyncIterator[Browser]:
         await playwright.stop()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Iterator[pytest.TestReport]:
+    report = yield
+    if report.when == "call":
+        item.stash[_CALL_FAILED] = report.failed
+    return report
+
+
+_CALL_FAILED = pytest.StashKey[bool]()
+
+
 @pytest.fixture
-async def page(browser: Browser) -> AsyncIterator[Page]:
+async def page(browser: Browser, request: pytest.FixtureRequest) -> AsyncIterator[Page]:
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(10_000)
     page = await context.new_page()
     try:
         yield page
+        if request.node.stash.get(_CALL_FAILED, False):
+            # What the browser showed when the test failed, in the report.
+            with contextlib.suppress(Exception):
+                text = await page.locator("body").inner_text(timeout=2_000)
+                sys.stderr.write(f"\nThe page at failure: {page.url}\n{text[:4000]}\n")
     finally:
         await context.close()
 
