@@ -419,11 +419,13 @@ class AppProcess:
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
+        assert self.process is not None
         while True:
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                health = httpx.get(f"{self.url}/healthz", timeout=2)
+                # This process's answer: the port may have been taken since it was chosen.
+                if health.status_code == 200 and health.json().get("process") == self.process.pid:
                     return
-            assert self.process is not None
             if self.process.poll() is not None or time.monotonic() > deadline:
                 log = self.log_path.read_text()[-3000:]
                 raise RuntimeError(f"portal on port {self.port} did not start:\n{log}")

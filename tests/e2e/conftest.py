@@ -130,7 +130,7 @@ def serving(env: dict[str, str], port: int, tmp_path: Path) -> Iterator[str]:
         deadline = time.monotonic() + 90  # imports alone take 15 s on a busy machine
         while True:
             try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                if _answers(httpx.get(f"{url}/healthz", timeout=1), process):
                     break
             except httpx.HTTPError:
                 pass
@@ -149,6 +149,12 @@ def serving(env: dict[str, str], port: int, tmp_path: Path) -> Iterator[str]:
             process.kill()
         log.close()
         log.close()
+
+
+def _answers(health: httpx.Response, process: subprocess.Popen[bytes]) -> bool:
+    """Healthy, and this process: the port, free when chosen, may have been taken by
+    another test's server since (the page would then come from its database)."""
+    return health.status_code == 200 and health.json().get("process") == process.pid
 
 
 @pytest.fixture(scope="session")

@@ -98,7 +98,7 @@ def test_a_server_process_leaves_its_startup_heap_out_of_full_collections(settin
 async def test_healthz_ok_and_unavailable(client, db):
     response = await client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok"}
+    assert response.json() == {"status": "ok", "database": "ok", "process": os.getpid()}
     broken = portal_db.make_engine("postgresql://postgres@127.0.0.1:1/nowhere")
     portal_db.bind_engine(broken)
     try:

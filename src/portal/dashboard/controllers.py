@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from litestar import MediaType, Response, get
@@ -38,10 +39,14 @@ async def dashboard(user: SignedIn) -> Template:
 
 
 @get("/healthz", opt={"public": True}, name="healthz", media_type=MediaType.JSON)
-async def healthz() -> Response[dict[str, str]]:
+async def healthz() -> Response[dict[str, str | int]]:
+    """The database's state, and which server process answered (behind a balancer, or
+    a port taken by another process since it was chosen)."""
     if await db.ping():
-        return Response({"status": "ok", "database": "ok"}, status_code=200)
-    return Response({"status": "error", "database": "unreachable"}, status_code=503)
+        return Response({"status": "ok", "database": "ok", "process": os.getpid()})
+    return Response(
+        {"status": "error", "database": "unreachable", "process": os.getpid()}, status_code=503
+    )
 
 
 ROUTES = [dashboard, healthz]
