@@ -255,13 +255,8 @@ async def deliver(message_id: int, *, settings: Settings | None = None) -> str:
         .run()
     )
     if not claimed:
-        current = (
-            await OutboxMessage.select(OutboxMessage.status)
-            .where(OutboxMessage.id == message_id)
-            .first()
-            .run()
-        )
-        return str(current["status"]) if current else ""
+        status = await db.value_where(OutboxMessage.status, OutboxMessage.id == message_id)
+        return str(status or "")
     row = claimed[0]
     message = build_message(
         settings,

@@ -15,7 +15,7 @@ import calendar
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Unpack
 
 from piccolo.query.functions.string import Lower
 
@@ -35,9 +35,9 @@ from portal.fields import (
     parse_optional,
     require_text,
 )
-from portal.locations.service import ensure_location_access, get_location, visible_location_ids
+from portal.locations.service import ensure_location_access, get_location
 from portal.memberships.tables import MembershipPlan, MembershipPlanPrice
-from portal.pagination import Page, keyset_page
+from portal.pagination import Page
 from portal.timeutil import utcnow
 
 MONTHLY = "month"
@@ -348,28 +348,14 @@ async def get_plan_for(user: CurrentUser, plan_id: int, *, write: bool = False) 
     return plan
 
 
-async def list_plans(
-    user: CurrentUser,
-    *,
-    search: str = "",
-    location_id: int | None = None,
-    status: str = "active",
-    after: str | None = None,
-    limit: int = 50,
-) -> Page:
-    query = records.status_filter(MembershipPlan.select(*_columns()), MembershipPlan.active, status)
-    visible = visible_location_ids(user)
-    if visible is not None:
-        query = query.where(MembershipPlan.location.is_in(sorted(visible) or [-1]))
-    if location_id:
-        query = query.where(MembershipPlan.location == location_id)
-    if search:
-        pattern = f"%{search}%"
-        query = query.where(
-            MembershipPlan.name.ilike(pattern) | MembershipPlan.service.name.ilike(pattern)
-        )
-    page = await keyset_page(
-        query, MembershipPlan.name, MembershipPlan.id, after=after, limit=limit
+async def list_plans(user: CurrentUser, **filters: Unpack[records.ListQuery]) -> Page:
+    page = await records.list_page(
+        MembershipPlan.select(*_columns()),
+        MembershipPlan,
+        (MembershipPlan.name, MembershipPlan.service.name),
+        user=user,
+        within=MembershipPlan.location.is_in,
+        **filters,
     )
     now = utcnow()
     versions = await plan_versions(r["id"] for r in page.rows)

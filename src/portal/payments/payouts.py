@@ -34,9 +34,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from portal import db
+from portal.ledger import periods
 from portal.ledger import service as ledger
 from portal.ledger.tables import JournalEntry, JournalLine
-from portal.locations.tables import Location
 from portal.money import format_money
 from portal.payments import service as payments
 from portal.payments.gateway import StripeGateway, StripePayout, StripePayoutItem
@@ -380,17 +380,6 @@ async def location_split(payout_id: int, depth: int = 0) -> dict[int | None, int
     return dict(split)
 
 
-async def _zones(location_ids: list[int]) -> dict[int, str]:
-    if not location_ids:
-        return {}
-    rows = (
-        await Location.select(Location.id, Location.timezone)
-        .where(Location.id.is_in(location_ids))
-        .run()
-    )
-    return {int(r["id"]): str(r["timezone"]) for r in rows}
-
-
 def _day_start(day: date, zone: str) -> datetime:
     """The first instant of a local day, in UTC."""
     return datetime.combine(day, time.min, tzinfo=ZoneInfo(zone)).astimezone(UTC)
@@ -439,11 +428,10 @@ async def _post_paid(row: dict[str, Any]) -> bool:
     residual = int(row["amount_cents"]) - sum(split.values())
     if residual:
         split[None] = split.get(None, 0) + residual
-    zones = await _zones([k for k in split if k is not None])
+    zones = await periods.zones(split)
     posted = False
     for location_id, cents in sorted(split.items(), key=_order):
-        zone = zones.get(location_id, "UTC") if location_id is not None else "UTC"
-        at = _day_start(row["arrival_date"], zone)
+        at = _day_start(row["arrival_date"], zones.get(location_id, periods.UTC_ZONE))
         if await _post_transfer(row, location_id, cents, to_bank=True, at=at):
             posted = True
     return posted

@@ -13,7 +13,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from portal import contexts
+from portal import contexts, db
 from portal.payments import payouts
 from portal.payments.gateway import StripeGateway
 from portal.payments.service import HANDLERS as PAYMENT_HANDLERS
@@ -65,13 +65,8 @@ async def handle_event(gateway: StripeGateway, event: dict[str, Any]) -> str:
         .run()
     )
     if not inserted:
-        existing = (
-            await StripeEvent.select(StripeEvent.processed_at)
-            .where(StripeEvent.event_id == event_id)
-            .first()
-            .run()
-        )
-        if existing is not None and existing["processed_at"] is not None:
+        processed = await db.value_where(StripeEvent.processed_at, StripeEvent.event_id == event_id)
+        if processed is not None:
             return "duplicate"
     handlers = [h for h in (HANDLERS.get(event_type), *contexts.stripe_handlers(event_type)) if h]
     obj = (event.get("data") or {}).get("object") or {}
