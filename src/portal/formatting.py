@@ -70,4 +70,4 @@ def money_cell(cents: int, currency: str, zero_blank: bool = False) -> Markup:
     if zero_blank and not cents:
         return _BLANK_AMOUNT
     shown = escape(money(cents, currency))
-    return Markup(f'<span class="{"neg" if cents < 0 else ""}">{shown}</span>')  # noqa: S704
+    return Markup(f'<span class="neg">{shown}</span>') if cents < 0 else shown  # noqa: S704

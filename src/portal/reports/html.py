@@ -44,9 +44,7 @@ def _money(currency: str) -> Callable[..., str]:
         if zero_blank and not cents:
             return _BLANK
         amount = formatted(cents) if plain else str(escape(formatted(cents)))
-        return (
-            f'<span class="neg">{amount}</span>' if cents < 0 else f'<span class="">{amount}</span>'
-        )
+        return f'<span class="neg">{amount}</span>' if cents < 0 else amount
 
     return cell
 
@@ -132,17 +130,14 @@ def fee_rows(rows: Sequence[BucketRow], f: Filters) -> Markup:
     for row in rows:
         t, m = row.totals, _money(row.currency)
         query = escape(link(row.start, row.end, row.location.id))
+        # The figures' cells are right-aligned by the table's class (numbers-from-3):
+        # 600 rows a year at 50 locations, a class on each cell was a fifth of the page.
         out.append(
-            f'<tr><td><a href="/reports/payments?{query}#lines" '
-            f'title="The card payments behind these fees">{text(row.label)}</a></td>'
-            f'<td>{text(row.location.name)}</td><td class="num">{t.payments}</td>'
-            f'<td class="num">{m(t.gross)}</td>'
-            f'<td class="num">{m(t.processing_fee)}</td>'
-            f'<td class="num">{t.disputes}</td>'
-            f'<td class="num">{m(t.dispute_fee)}</td>'
-            f'<td class="num"><strong>{m(t.fee)}</strong></td>'
-            f'<td class="num">{m(t.gross - t.fee)}</td>'
-            f'<td class="num">{fee_rate(t.processing_fee, t.gross)} %</td></tr>'
+            f'<tr><td><a href="/reports/payments?{query}#lines">{text(row.label)}</a></td>'
+            f"<td>{text(row.location.name)}</td><td>{t.payments}</td>"
+            f"<td>{m(t.gross)}</td><td>{m(t.processing_fee)}</td><td>{t.disputes}</td>"
+            f"<td>{m(t.dispute_fee)}</td><td><strong>{m(t.fee)}</strong></td>"
+            f"<td>{m(t.gross - t.fee)}</td><td>{fee_rate(t.processing_fee, t.gross)} %</td></tr>"
         )
     return Markup("\n".join(out))  # noqa: S704 (every value above is escaped)
 
