@@ -65,6 +65,11 @@ async def test_the_record_shows_what_the_desk_needs_and_its_actions(app, clinic:
     # Sessions left: 5 bought, one given, one booked -> 4 not used yet (1 of them booked).
     assert re.search(rf'data-sessions-left="{clinic.sale_id}">\s*4 of 5', html), html
     assert f"/appointments/{upcoming}" in html and f"/appointments/{past}" in html
+    # Each appointment's row: to come, with its therapist; past, with its outcome.
+    coming = re.search(rf'/appointments/{upcoming}".*?</tr>', html, re.S)
+    given = re.search(rf'/appointments/{past}".*?</tr>', html, re.S)
+    assert coming and "<td>" in coming[0] and "Completed" not in coming[0]
+    assert given and "Completed" in given[0], given
     assert f"/sales/{clinic.sale_id}" in html
     # The note is listed (a draft, by its session), its contents are not on the record.
     assert f"/notes/{note_id}" in html
