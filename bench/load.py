@@ -481,8 +481,10 @@ def cluster(
     *,
     apps: int = 2,
     standin_url: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Cluster]:
-    """The stand-in (started here unless ``standin_url`` is given) and ``apps`` processes."""
+    """The stand-in (started here unless ``standin_url`` is given) and ``apps`` processes
+    (``env``: settings of theirs besides the production ones)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         if standin_url is None:
@@ -499,7 +501,9 @@ def cluster(
         for _ in range(apps):
             port = free_port()
             app = AppProcess(
-                port, app_env(database_url, port, standin_url), log_dir / f"app-{port}.log"
+                port,
+                app_env(database_url, port, standin_url, **(env or {})),
+                log_dir / f"app-{port}.log",
             )
             stack.callback(app.stop)
             app.start()

@@ -253,6 +253,13 @@ class Browser:
         return fields
 
 
+# A test server's PostgreSQL pool: enough for the simultaneous requests of a race
+# (each process holds up to four transactions at once), and small enough that two
+# suites on one machine stay within PostgreSQL's 100 connections (production's ten a
+# process, kept idle for minutes by a session's servers, did not).
+SERVER_POOL = {"DB_POOL_MIN": "1", "DB_POOL_MAX": "4"}
+
+
 @contextlib.asynccontextmanager
 async def running_servers(
     database_url: str, standin: StandIn, log_dir: Path, *, processes: int = 2
@@ -265,19 +272,29 @@ async def running_servers(
     stack = contextlib.ExitStack()
     cluster = await asyncio.to_thread(
         stack.enter_context,
-        load.cluster(database_url, log_dir, apps=processes, standin_url=standin.base_url),
+        load.cluster(
+            database_url, log_dir, apps=processes, standin_url=standin.base_url, env=SERVER_POOL
+        ),
     )
+    servers = Servers(cluster=cluster, database_url=database_url, standin=standin)
+    # The stand-in is the worker's, shared with the tests after these: the servers
+    # take deliveries only while a test of theirs runs (:func:`portal_view`). Left
+    # registered, every later test's events went to them too, and a slow or refused
+    # delivery there held up that test's drain and its retried deliveries.
+    await asyncio.to_thread(servers.detach_webhooks)
     try:
-        yield Servers(cluster=cluster, database_url=database_url, standin=standin)
+        yield servers
     finally:
         await asyncio.to_thread(stack.close)
 
 
 @contextlib.asynccontextmanager
 async def portal_view(servers: Servers) -> AsyncIterator[Portal]:
-    """A test's :class:`Portal` on running servers; webhooks attached again afterwards."""
+    """A test's :class:`Portal` on running servers, which take the stand-in's deliveries
+    until it ends (unless the test detaches them to deliver events itself)."""
     servers.assert_alive()
     await servers.standin.drain(timeout=30)  # nothing of an earlier test still on its way
+    await asyncio.to_thread(servers.attach_webhooks)
     portal = Portal(servers)
     try:
         yield portal
@@ -285,4 +302,4 @@ async def portal_view(servers: Servers) -> AsyncIterator[Portal]:
         try:
             await portal.aclose()
         finally:
-            servers.attach_webhooks()
+            await asyncio.to_thread(servers.detach_webhooks)

@@ -18,6 +18,7 @@ import pytest
 
 from bench import load
 from tests.conftest import IN_CI, TEST_DATABASE_URL, _ensure_postgres_database, _loud
+from tests.servers import SERVER_POOL
 from tests.stripe_standin import StandIn
 
 SECONDS = 8.0
@@ -43,7 +44,9 @@ async def test_two_processes_under_mixed_traffic(stripe_standin: StandIn, tmp_pa
         _loud(f"SKIPPING the load test: {problem}")
         pytest.skip(problem)
     seed = await load.prepare(url, clients=8)
-    with load.cluster(url, tmp_path, apps=2, standin_url=stripe_standin.base_url) as running:
+    with load.cluster(
+        url, tmp_path, apps=2, standin_url=stripe_standin.base_url, env=SERVER_POOL
+    ) as running:
         result = await load.drive(running, seed, seconds=SECONDS, clients=8, visitors=1)
         ports = [app.port for app in running.apps]
     summary = load.summarise(result, baseline_at=2.0)

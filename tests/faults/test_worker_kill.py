@@ -39,6 +39,7 @@ from portal.sales.tables import Sale, SaleSession
 from tests import factories
 from tests.conftest import TEST_DATABASE_URL, Database
 from tests.payments.helpers import make_package
+from tests.servers import SERVER_POOL
 from tests.stripe_standin import StandIn
 
 FRONT_DESK_SALES = 16
@@ -68,7 +69,7 @@ class Server:
 
     def __init__(self, database_url: str, standin: StandIn, log_dir: Path) -> None:
         self.port = load.free_port()
-        self.env = load.app_env(database_url, self.port, standin.base_url)
+        self.env = load.app_env(database_url, self.port, standin.base_url, **SERVER_POOL)
         self.log_dir = log_dir
         self.starts = 0
         self.process: load.AppProcess | None = None
