@@ -120,26 +120,21 @@ def live_server(
 @contextlib.contextmanager
 def serving(env: dict[str, str], port: int, tmp_path: Path) -> Iterator[str]:
     """`portal serve` with ``env`` on ``port`` until the block ends; its URL once healthy
-    (its output in ``tmp_path/server.log``)."""
-    log = open(tmp_path / "server.log", "w")  # noqa: SIM115
-    process = subprocess.Popen(
-        [PORTAL, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
+    (its output in ``tmp_path/server.log``).
+
+    A port free when chosen can be taken before the server binds it (a start takes
+    seconds on a busy machine, and another suite may run beside this one): the server
+    then starts on another free port, written into ``env`` (``PORT``, ``BASE_URL``).
+    """
+    for _attempt in range(3):
+        process, url = _start(env, port, tmp_path)
+        if url is not None:
+            break
+        port = free_port()
+        env.update(PORT=str(port), BASE_URL=f"http://127.0.0.1:{port}")
+    else:
+        raise RuntimeError("no free port for the portal server after three tries")
     try:
-        deadline = time.monotonic() + 90  # imports alone take 15 s on a busy machine
-        while True:
-            try:
-                if _answers(httpx.get(f"{url}/healthz", timeout=1), process):
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                raise RuntimeError(
-                    "portal server did not start:\n" + (tmp_path / "server.log").read_text()
-                )
-            time.sleep(0.1)
         yield url
     finally:
         process.terminate()
@@ -147,8 +142,32 @@ def serving(env: dict[str, str], port: int, tmp_path: Path) -> Iterator[str]:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
-        log.close()
-        log.close()
+
+
+def _start(
+    env: dict[str, str], port: int, tmp_path: Path
+) -> tuple[subprocess.Popen[bytes], str | None]:
+    """The server process and its URL once healthy; no URL if its port was taken."""
+    log_path = tmp_path / "server.log"
+    with log_path.open("a") as log:
+        process = subprocess.Popen(
+            [PORTAL, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90  # imports alone take 15 s on a busy machine
+    while True:
+        try:
+            if _answers(httpx.get(f"{url}/healthz", timeout=1), process):
+                return process, url
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            output = log_path.read_text()
+            if process.returncode is not None and "address already in use" in output:
+                return process, None
+            process.kill()
+            raise RuntimeError("portal server did not start:\n" + output)
+        time.sleep(0.1)
 
 
 def _answers(health: httpx.Response, process: subprocess.Popen[bytes]) -> bool:
