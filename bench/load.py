@@ -384,6 +384,12 @@ def app_env(database_url: str, port: int, standin_url: str, **extra: str) -> dic
     return env
 
 
+def answered_by(health: httpx.Response, pid: int) -> bool:
+    """``/healthz`` answered healthy by the process ``pid``: a port free when chosen
+    may have been taken by another process's server since."""
+    return health.status_code == 200 and health.json().get("process") == pid
+
+
 @dataclass
 class AppProcess:
     """One ``uvicorn portal.asgi:app`` process on a loopback port."""
@@ -422,9 +428,7 @@ class AppProcess:
         assert self.process is not None
         while True:
             with contextlib.suppress(httpx.HTTPError):
-                health = httpx.get(f"{self.url}/healthz", timeout=2)
-                # This process's answer: the port may have been taken since it was chosen.
-                if health.status_code == 200 and health.json().get("process") == self.process.pid:
+                if answered_by(httpx.get(f"{self.url}/healthz", timeout=2), self.process.pid):
                     return
             if self.process.poll() is not None or time.monotonic() > deadline:
                 log = self.log_path.read_text()[-3000:]

@@ -22,6 +22,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
+from bench import load
 from tests.conftest import IN_CI
 from tests.stripe_standin import StandIn
 
@@ -157,7 +158,7 @@ def _start(
     deadline = time.monotonic() + 90  # imports alone take 15 s on a busy machine
     while True:
         try:
-            if _answers(httpx.get(f"{url}/healthz", timeout=1), process):
+            if load.answered_by(httpx.get(f"{url}/healthz", timeout=1), process.pid):
                 return process, url
         except httpx.HTTPError:
             pass
@@ -168,12 +169,6 @@ def _start(
             process.kill()
             raise RuntimeError("portal server did not start:\n" + output)
         time.sleep(0.1)
-
-
-def _answers(health: httpx.Response, process: subprocess.Popen[bytes]) -> bool:
-    """Healthy, and this process: the port, free when chosen, may have been taken by
-    another test's server since (the page would then come from its database)."""
-    return health.status_code == 200 and health.json().get("process") == process.pid
 
 
 @pytest.fixture(scope="session")

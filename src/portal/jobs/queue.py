@@ -225,6 +225,7 @@ async def _give_back(manager: JobManager, job: Job) -> None:
     cut run would keep the job's lock for ever: nothing of that job would run
     again.
     """
+    assert job.id is not None  # a job read from the queue
     try:
         await manager.retry_job(job)
     except queue_errors.UniqueViolation:

@@ -176,7 +176,7 @@ async def _execute(
     return result
 
 
-async def mark_interrupted(queue_job_id: int | None, error: str) -> None:
+async def mark_interrupted(queue_job_id: int, error: str) -> None:
     """The record of the queue's job ``queue_job_id``, if still running: its worker stopped."""
     await (
         JobRun.update(
