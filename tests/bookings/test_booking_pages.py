@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import html
+import re
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from portal.bookings import availability
+from portal.bookings import service as bookings
 from portal.bookings.tables import Appointment
 from portal.sales import service as sales
 from tests import factories
@@ -167,3 +171,65 @@ async def test_a_client_without_sessions_is_told_before_choosing_a_time(app, cli
         await factories.login(client, clinic.client)
         page = await client.get(url)
         assert 'action="/appointments"' in page.text
+
+
+WEEK_DAY_RE = re.compile(
+    r'<li><a href="([^"]*)"( aria-current="date")? class="(has-free|no-free)">'
+    r"<span>(\w+)</span> <strong>(\d+)</strong> <small>([^<]+)</small></a></li>"
+)
+
+
+async def test_the_booking_page_counts_each_days_free_times_of_its_week(app, clinic):
+    """One search for the chosen day's week: each day links to its free times and says how
+    many there are; a booking takes its starts out of its own day's count only."""
+    monday = future_day(2)
+    monday += timedelta(days=(7 - monday.weekday()) % 7)
+    wednesday = monday + timedelta(days=2)
+    await bookings.book(
+        clinic.as_manager(),
+        client_id=clinic.client.id,
+        location_id=clinic.location_id,
+        service_id=clinic.service_id,
+        start_at=ny(wednesday, 9),
+        notify_client=False,
+    )
+    base = f"/appointments/new?location={clinic.location_id}&service={clinic.service_id}"
+    async with factories.make_client(app) as client:
+        await factories.login(client, clinic.client)
+        page = await client.get(f"{base}&day={wednesday + timedelta(days=1)}")
+        assert page.status_code == 200
+        days = WEEK_DAY_RE.findall(page.text)
+    assert [(d[3], int(d[4])) for d in days] == [
+        ((monday + timedelta(days=i)).strftime("%a"), (monday + timedelta(days=i)).day)
+        for i in range(7)
+    ]
+    # 9:00 to 17:00, an hour and a 15-minute buffer: 29 starts; the 9:00 booking holds
+    # the therapist until 10:15, so 9:00 to 10:00 are gone (5 starts) on Wednesday only.
+    assert [d[5] for d in days] == ["29 free"] * 2 + ["24 free"] + ["29 free"] * 4
+    assert [bool(d[1]) for d in days] == [False] * 3 + [True] + [False] * 3
+    assert html.unescape(days[0][0]).endswith(f"&day={monday}")
+
+
+async def test_a_week_search_equals_the_search_of_each_day(app, clinic):
+    """free_slots_by_day gives each day what free_slots gives for it alone, across a
+    clock change and with a booking in the week."""
+    tz = ZoneInfo("America/New_York")
+    first = date(2027, 3, 10)  # the clocks go forward on Sunday the 14th
+    await bookings.book(
+        clinic.as_manager(),
+        client_id=clinic.client.id,
+        location_id=clinic.location_id,
+        service_id=clinic.service_id,
+        start_at=datetime(2027, 3, 12, 11, 30, tzinfo=tz).astimezone(UTC),
+        notify_client=False,
+    )
+    now = datetime(2027, 3, 9, tzinfo=UTC)
+    week = await availability.free_slots_by_day(
+        clinic.location_id, clinic.service_id, first, days=7, now=now
+    )
+    assert list(week) == [first + timedelta(days=i) for i in range(7)]
+    for day, slots in week.items():
+        alone = await availability.free_slots(clinic.location_id, clinic.service_id, day, now=now)
+        assert slots == alone and slots, day
+    # 11:30 holds the therapist until 12:45: the starts 10:30 to 12:30 (9) are gone.
+    assert len(week[date(2027, 3, 12)]) == 29 - 9

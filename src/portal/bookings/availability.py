@@ -205,16 +205,20 @@ class Timeline:
         self.ends = [s.end for s in merged]
 
     def overlaps(self, span: h.Span) -> bool:
-        i = bisect_right(self.ends, span.start)  # the first busy span ending after the start
-        return i < len(self.starts) and self.starts[i] < span.end
+        return self.hits(span.start, span.end)
+
+    def hits(self, start: datetime, end: datetime) -> bool:
+        """Whether [start, end) overlaps a busy span."""
+        i = bisect_right(self.ends, start)  # the first busy span ending after the start
+        return i < len(self.starts) and self.starts[i] < end
 
 
 @dataclass
 class _Busy:
-    """Who and what is taken around a day: per room and therapist, rooms' load."""
+    """Who and what is taken around the searched days: per room and therapist."""
 
     rooms: dict[int, Timeline]
-    room_load: dict[int, int]
+    room_spans: dict[int, list[h.Span]]
     therapists: dict[int, Timeline]
     therapist_spans: dict[int, list[h.Span]]
 
@@ -237,23 +241,27 @@ async def _busy_around(
         RoomOutage.select().where(out_of_service(room_ids, window.start, window.end)).run(),
     )
     rooms: dict[int, list[h.Span]] = {i: [] for i in room_ids}
-    room_load = dict.fromkeys(room_ids, 0)
     therapists: dict[int, list[h.Span]] = {i: [] for i in therapist_ids}
     for row in rows:
         span = h.Span(row["start_at"], row["busy_until"])
         if row["room"] in rooms:
             rooms[row["room"]].append(span)
-            room_load[row["room"]] += 1
         if row["therapist"] in therapists:
             therapists[row["therapist"]].append(span)
+    room_spans = {i: list(spans) for i, spans in rooms.items()}  # bookings only: the load
     for row in outages:
         rooms[int(row["room"])].append(h.Span(row["starts_at"], row["ends_at"]))
     return _Busy(
         rooms={i: Timeline(spans) for i, spans in rooms.items()},
-        room_load=room_load,
+        room_spans=room_spans,
         therapists={i: Timeline(spans) for i, spans in therapists.items()},
         therapist_spans=therapists,
     )
+
+
+def _load(spans: list[h.Span], day: h.Span) -> int:
+    """How many of the bookings ``spans`` overlap the local day."""
+    return sum(1 for s in spans if s.overlaps(day))
 
 
 async def free_slots(
@@ -269,43 +277,88 @@ async def free_slots(
 
     ``except_appointment_id``: an appointment being moved does not block its own slots.
     """
+    found = await free_slots_by_day(
+        location_id,
+        service_id,
+        day,
+        days=1,
+        therapist_id=therapist_id,
+        now=now,
+        except_appointment_id=except_appointment_id,
+    )
+    return found[day]
+
+
+async def free_slots_by_day(
+    location_id: int,
+    service_id: int,
+    first: date,
+    *,
+    days: int,
+    therapist_id: int | None = None,
+    now: datetime | None = None,
+    except_appointment_id: int | None = None,
+) -> dict[date, list[Slot]]:
+    """:func:`free_slots` of ``days`` local days from ``first``, each day's list in its
+    order, asked of the database once for them all (a week's search is two rounds of
+    queries, not fourteen)."""
     now = now or utcnow()
+    wanted = [first + timedelta(days=i) for i in range(days)]
+    found: dict[date, list[Slot]] = {day: [] for day in wanted}
     ctx, therapists = await db.concurrently(
         booking_context(location_id, service_id),
         eligible_therapists(location_id, service_id, therapist_id),
     )
     if not ctx.rooms or not therapists:
-        return []
+        return found
     ids = [int(t["id"]) for t in therapists]
-    day_span = h.local_day_span(day, ctx.tz)
-    window = h.Span(day_span.start - timedelta(hours=4), day_span.end + timedelta(hours=4))
+    day_spans = {day: h.local_day_span(day, ctx.tz) for day in wanted}
+    window = h.Span(
+        day_spans[wanted[0]].start - timedelta(hours=4),
+        day_spans[wanted[-1]].end + timedelta(hours=4),
+    )
     (hours, time_off), busy = await db.concurrently(
         hours_and_time_off(location_id, ids, window.start, window.end),
         _busy_around(ctx, ids, window, except_appointment_id),
     )
-    slots: list[Slot] = []
-    for therapist in therapists:
-        if not _credentials_valid(therapist, day):
-            continue
-        tid = int(therapist["id"])
-        working = h.merge(
-            h.interval_span(day, r["start_minute"], r["end_minute"], ctx.tz)
-            for r in hours
-            if r["therapist"] == tid and r["weekday"] == day.weekday()
-        )
-        away = Timeline(
+    away = {
+        tid: Timeline(
             [h.Span(t["starts_at"], t["ends_at"]) for t in time_off if t["therapist"] == tid]
         )
-        for span in working:
-            slots.extend(_slots_within(span, ctx, therapist, away, busy, now))
-    # At each start the therapist with the fewest bookings that day comes first, so
-    # "Any therapist" (one_per_start) spreads the day's bookings across the team.
-    load = {
-        tid: sum(1 for s in spans if s.overlaps(day_span))
-        for tid, spans in busy.therapist_spans.items()
+        for tid in ids
     }
-    slots.sort(key=lambda s: (s.start, load.get(s.therapist_id, 0), s.therapist_name))
-    return slots
+    for day in wanted:
+        day_span = day_spans[day]
+        if day_span.end <= now:
+            continue
+        # The least used room that day first (spreads wear, keeps rooms free).
+        rooms = sorted(
+            ctx.rooms,
+            key=lambda r: (_load(busy.room_spans[int(r["id"])], day_span), str(r["name"])),
+        )
+        room_order = [(int(r["id"]), str(r["name"]), busy.rooms[int(r["id"])]) for r in rooms]
+        slots: list[Slot] = []
+        for therapist in therapists:
+            if not _credentials_valid(therapist, day):
+                continue
+            tid = int(therapist["id"])
+            working = h.merge(
+                h.interval_span(day, r["start_minute"], r["end_minute"], ctx.tz)
+                for r in hours
+                if r["therapist"] == tid and r["weekday"] == day.weekday()
+            )
+            for span in working:
+                slots.extend(
+                    _slots_within(
+                        span, ctx, therapist, away[tid], busy.therapists[tid], room_order, now
+                    )
+                )
+        # At each start the therapist with the fewest bookings that day comes first, so
+        # "Any therapist" (one_per_start) spreads the day's bookings across the team.
+        load = {tid: _load(spans, day_span) for tid, spans in busy.therapist_spans.items()}
+        slots.sort(key=lambda s: (s.start, load.get(s.therapist_id, 0), s.therapist_name))
+        found[day] = slots
+    return found
 
 
 def _slots_within(
@@ -313,33 +366,27 @@ def _slots_within(
     ctx: BookingContext,
     therapist: dict[str, Any],
     away: Timeline,
-    busy: _Busy,
+    taken: Timeline,
+    rooms: list[tuple[int, str, Timeline]],
     now: datetime,
 ) -> list[Slot]:
-    """The therapist's free starts within one stretch of working time, each with a room."""
+    """The therapist's free starts within one stretch of working time, each with the
+    first room of ``rooms`` (least used first) free for the session and its buffer."""
     slots: list[Slot] = []
+    tid, name = int(therapist["id"]), str(therapist["name"])
+    duration, held = ctx.duration, ctx.duration + ctx.buffer
+    step = timedelta(minutes=SLOT_STEP_MINUTES)
     start = _align(span.start, ctx.tz)
-    while start + ctx.duration <= span.end:
-        session = h.Span(start, start + ctx.duration)
-        held = h.Span(start, start + ctx.duration + ctx.buffer)
-        if (
-            start > now
-            and not away.overlaps(session)
-            and not busy.therapists[int(therapist["id"])].overlaps(held)
-        ):
-            room = _pick_room(ctx.rooms, busy.rooms, busy.room_load, held)
-            if room is not None:
-                slots.append(
-                    Slot(
-                        start=start,
-                        end=start + ctx.duration,
-                        therapist_id=int(therapist["id"]),
-                        therapist_name=str(therapist["name"]),
-                        room_id=int(room["id"]),
-                        room_name=str(room["name"]),
-                    )
-                )
-        start += timedelta(minutes=SLOT_STEP_MINUTES)
+    last = span.end - duration
+    while start <= last:
+        end = start + duration
+        until = start + held
+        if start > now and not away.hits(start, end) and not taken.hits(start, until):
+            for room_id, room_name, room_busy in rooms:
+                if not room_busy.hits(start, until):
+                    slots.append(Slot(start, end, tid, name, room_id, room_name))
+                    break
+        start += step
     return slots
 
 
@@ -371,19 +418,6 @@ def _align(instant: datetime, tz: ZoneInfo) -> datetime:
     local = whole.astimezone(tz)
     extra = (-(local.hour * 60 + local.minute)) % SLOT_STEP_MINUTES
     return whole + timedelta(minutes=extra)
-
-
-def _pick_room(
-    rooms: list[dict[str, Any]],
-    busy: dict[int, Timeline],
-    load: dict[int, int],
-    span: h.Span,
-) -> dict[str, Any] | None:
-    """A free room, the least used that day first (spreads wear, keeps rooms free)."""
-    free = [r for r in rooms if not busy[int(r["id"])].overlaps(span)]
-    if not free:
-        return None
-    return min(free, key=lambda r: (load[int(r["id"])], str(r["name"])))
 
 
 async def all_rooms_out_of_service(ctx: BookingContext, start: datetime, until: datetime) -> bool:

@@ -180,12 +180,18 @@ async def _booking_page(
     if user.role != CLIENT:
         client = await clients.find_client_for(user, values.get("client_email", ""))
     client_id = user.id if user.role == CLIENT else (int(client["id"]) if client else None)
+    week: list[tuple[date, int]] = []
     if location and service_id:
-        slots = await availability.free_slots(
-            location_id or 0, service_id, day, therapist_id=therapist_id
+        # The chosen day's week (Monday first), searched at once: its strip shows how
+        # many free times each day has, so nobody pages day by day to find one.
+        monday = day - timedelta(days=day.weekday())
+        by_day = await availability.free_slots_by_day(
+            location_id or 0, service_id, monday, days=7, therapist_id=therapist_id
         )
         if therapist_id is None:
-            slots = availability.one_per_start(slots)
+            by_day = {d: availability.one_per_start(found) for d, found in by_day.items()}
+        slots = by_day[day]
+        week = [(d, len(found)) for d, found in by_day.items()]
         if client_id is not None:
             credits = await credits_for(client_id, service_id, utcnow(), location_id or 0)
     services = {x["id"]: str(x["name"]) for x in context["services"]}
@@ -196,6 +202,7 @@ async def _booking_page(
         location=location,
         tz=str(tz),
         slots=slots,
+        week=week,
         credits=credits,
         client=client,
         is_client=user.role == CLIENT,

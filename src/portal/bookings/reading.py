@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from portal import access, records
@@ -41,8 +42,16 @@ SHOWN = (
 def joined(*aliases: str) -> list[Any]:
     """Columns of the appointment's therapist, room, service, client and location, each
     under its alias (``therapist_name``, ``timezone``, ``window_hours``…)."""
+    return list(_aliased(aliases))
+
+
+@cache
+def _aliased(aliases: tuple[str, ...]) -> tuple[Any, ...]:
+    """The joined columns, built once per set of aliases: a column reached through a
+    foreign key and given an alias is a deep copy, and every list page asks for the
+    same few sets (queries read their columns, never change them)."""
     columns = _joined()
-    return [columns[alias].as_alias(alias) for alias in aliases]
+    return tuple(columns[alias].as_alias(alias) for alias in aliases)
 
 
 async def get_appointment(appointment_id: int) -> dict[str, Any]:

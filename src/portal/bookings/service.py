@@ -21,6 +21,7 @@ from portal.bookings.availability import (
     SLOT_STEP_MINUTES,
     Slot,
     free_slots,
+    free_slots_by_day,
     hours_and_time_off,
 )
 from portal.bookings.booking import SlotTaken, _is_overlap_violation, book, move
@@ -77,6 +78,7 @@ __all__ = [
     "complete",
     "credits_for",
     "free_slots",
+    "free_slots_by_day",
     "get_appointment",
     "get_appointment_for",
     "hours_and_time_off",

@@ -16,7 +16,7 @@ from litestar.exceptions import HTTPException, NotFoundException
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
-from portal import access, metrics, money
+from portal import access, db, metrics, money
 from portal.auth.service import ACCOUNTANT, CLIENT, MANAGER, OWNER, CurrentUser
 from portal.bookings.booking import SlotTaken
 from portal.catalog import service as catalog
@@ -489,12 +489,15 @@ class SaleController(Controller):
         location_id = parse_id(lq.location)
         q, status, after = lq.search, lq.status, lq.after
         query = listing.sales_query(user, q, location_id, status)
-        page = await keyset_page(query, Sale.id, Sale.id, after=after, limit=50, descending=True)
+        page, locations = await db.concurrently(
+            keyset_page(query, Sale.id, Sale.id, after=after, limit=50, descending=True),
+            listing.visible_locations(user, active_only=False),
+        )
         return Template(
             "payments/sales.html",
             context={
                 "page": page,
-                "locations": await listing.visible_locations(user, active_only=False),
+                "locations": locations,
                 "location_id": location_id,
                 "status": status,
                 "q": q,

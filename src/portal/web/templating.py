@@ -53,8 +53,7 @@ def configure(engine: JinjaTemplateEngine, clinic_name: str = DEFAULT_CLINIC_NAM
     env.globals["STATIC_VERSION"] = STATIC_VERSION
     env.globals["url_with"] = url_with
     env.globals["may"] = may
-    env.globals["MENU"] = MENU
-    env.globals["menu_section"] = menu_section
+    env.globals["main_menu"] = main_menu
     env.globals["option_tags"] = option_tags
     env.globals["money_cell"] = money_cell
     env.globals["active_badge"] = active_badge
@@ -113,6 +112,37 @@ def may(context: Any, route_name: str, location: int | None = None) -> bool:
     if location is None:
         return True
     return can_write(user, location) if writes else can_read(user, location)
+
+
+@pass_context
+def main_menu(context: Any) -> Markup:
+    """The main menu's items (``portal.web.menu``) for the signed-in user on this page:
+    an entry shows when its route admits the user's role, as ``may`` decides.
+
+    Written once per role and section and kept on the app: every page has the menu,
+    and neither the routes nor the labels change while the app runs.
+    """
+    request = context["request"]
+    user = current_user_or_none(request)
+    if user is None:
+        return Markup("")
+    here = menu_section(request.url.path)
+    written: dict[tuple[str, str | None], Markup] = request.app.state.setdefault(
+        "main_menu_by_role", {}
+    )
+    key = (user.role, here)
+    if key not in written:
+        items = []
+        for entry in MENU:
+            roles, _writes = roles_of_route(request.app, entry.route)
+            if roles is not None and user.role not in roles:
+                continue
+            current = ' aria-current="page"' if entry.route == here else ""
+            href = escape(request.app.route_reverse(entry.route))
+            label = escape(entry.label_for(user.role))
+            items.append(f'<li><a href="{href}"{current}>{label}</a></li>')
+        written[key] = Markup("\n".join(items))  # noqa: S704 (each part escaped)
+    return written[key]
 
 
 def with_query(url: str, **params: Any) -> str:
