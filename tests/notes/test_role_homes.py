@@ -182,3 +182,44 @@ async def test_the_owner_sees_this_months_utilisation(app, clinic):
     percent = round(100 * booked / offered)
     assert f"Utilisation this month</dt><dd>{percent}%</dd>" in glance
     assert f"{booked:.1f} of {offered:.1f} offered hours booked" in glance
+
+
+async def test_the_owner_counts_todays_bookings_by_each_clinics_own_day(app, clinic):
+    """ "Bookings today" across the chain: each location's own calendar day, and only
+    bookings that hold their therapist (booked, given, no-show), never a cancelled one."""
+    from zoneinfo import ZoneInfo
+
+    from portal.bookings.tables import Appointment
+    from portal.dashboard import service as dashboard
+    from portal.locations.service import all_locations
+
+    sf = ZoneInfo("America/Los_Angeles")
+    # 01:30 on the 10th in New York, still 22:30 on the 9th in San Francisco.
+    now = datetime(2027, 3, 10, 6, 30, tzinfo=UTC)
+
+    def ny(day: int, hour: int, minute: int = 0) -> datetime:
+        return datetime(2027, 3, day, hour, minute, tzinfo=NY).astimezone(UTC)
+
+    def in_sf(day: int, hour: int, minute: int = 0) -> datetime:
+        return datetime(2027, 3, day, hour, minute, tzinfo=sf).astimezone(UTC)
+
+    room = clinic.rooms[0]
+    for start, status in [
+        (ny(10, 0, 30), "booked"),  # today in New York
+        (ny(10, 23), "completed"),  # today, late
+        (ny(10, 12), "cancelled"),  # today, but cancelled
+        (ny(9, 23, 30), "booked"),  # yesterday there
+        (ny(11, 0), "booked"),  # tomorrow there
+    ]:
+        await _appointment(clinic, clinic.therapist_id, room, start, 60, status)
+    for start, status in [(in_sf(9, 23), "no_show"), (in_sf(10, 0, 30), "booked")]:
+        appointment_id = await _appointment(clinic, clinic.therapist_id, room, start, 60, status)
+        await (
+            Appointment.update({Appointment.location: clinic.other_location_id})
+            .where(Appointment.id == appointment_id)
+            .run()
+        )
+    locations = await all_locations(active_only=False)
+    # New York's 00:30 and 23:00 of the 10th; San Francisco's 23:00 of the 9th.
+    assert await dashboard.bookings_today(locations, now=now) == 3
+    assert await dashboard.bookings_today([], now=now) == 0

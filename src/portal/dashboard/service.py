@@ -5,7 +5,7 @@ or running out); the owner's glance adds this month's utilisation."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -151,88 +151,152 @@ async def utilisation(
     """This month's utilisation (each location's own calendar month): the minutes booked
     (appointments that hold their therapist: booked, given, no-show) over the minutes
     offered (the active therapists' working hours there, less time off). ``percent`` is
-    None when nothing is offered; ``by_location`` gives each location's own figures."""
-    from portal.bookings.availability import hours_and_time_off
+    None when nothing is offered; ``by_location`` gives each location's own figures.
+
+    Four reads for the whole chain, side by side (the booked time per location, the
+    active therapists of each, their working hours and their time off), not four per
+    location: the owner's home asks it on every visit."""
     from portal.bookings.states import BUSY_STATES
     from portal.bookings.tables import Appointment
     from portal.reports import sql
-    from portal.staff.tables import Therapist, TherapistLocation
+    from portal.staff.tables import TherapistLocation, TimeOff, WorkingHours
 
-    statuses, status_args = sql.in_list(sorted(BUSY_STATES))
     now = now or utcnow()
-
-    async def figures(location: dict[str, Any]) -> dict[str, Any]:
-        location_id = int(location["id"])
-        tz = ZoneInfo(str(location["timezone"]))
-        first = h.local_date(now, tz).replace(day=1)
-        following = (first + timedelta(days=32)).replace(day=1)
-        month = h.Span(h.wall_to_utc(first, 0, tz), h.wall_to_utc(following, 0, tz))
-        therapists, booked = await db.concurrently(
-            Therapist.select(Therapist.id)
-            .where(
-                (Therapist.active == True)  # noqa: E712
-                & Therapist.id.is_in(
-                    TherapistLocation.select(TherapistLocation.therapist).where(
-                        TherapistLocation.location == location_id
-                    )
-                )
-            )
+    places = [loc for loc in locations if loc["active"]]
+    months = {int(loc["id"]): _local_month(now, ZoneInfo(str(loc["timezone"]))) for loc in places}
+    figures: list[dict[str, Any]] = []
+    if places:
+        ids = list(months)
+        # Locations in one zone share their month: one branch of the booked-time read each.
+        by_month: dict[h.Span, list[int]] = {}
+        for location_id, month in months.items():
+            by_month.setdefault(month, []).append(location_id)
+        statuses, status_args = sql.in_list(sorted(BUSY_STATES))
+        branches, args = [], []
+        for month, members in by_month.items():
+            places_in, place_args = sql.in_list(members)
+            branches.append(f"(location IN {places_in} AND start_at >= {{}} AND start_at < {{}})")
+            args += [*place_args, month.start, month.end]
+        start = min(m.start for m in months.values())
+        end = max(m.end for m in months.values())
+        at_locations = TherapistLocation.location.is_in(ids)
+        staffed, booked, hours, time_off = await db.concurrently(
+            TherapistLocation.select(TherapistLocation.therapist, TherapistLocation.location)
+            .where(at_locations & (TherapistLocation.therapist.active == True))  # noqa: E712
             .run(),
             Appointment.raw(
-                f"SELECT SUM({sql.epoch('end_at')} - {sql.epoch('start_at')}) AS seconds "
-                f"FROM appointment WHERE location = {{}} AND status IN {statuses} "
-                "AND start_at >= {} AND start_at < {}",
-                location_id,
+                f"SELECT location, SUM({sql.epoch('end_at')} - {sql.epoch('start_at')}) "
+                f"AS seconds FROM appointment WHERE status IN {statuses} "
+                f"AND ({' OR '.join(branches)}) GROUP BY location",
                 *status_args,
-                month.start,
-                month.end,
+                *args,
             ).run(),
+            WorkingHours.select().where(WorkingHours.location.is_in(ids)).run(),
+            TimeOff.select(TimeOff.therapist, TimeOff.starts_at, TimeOff.ends_at)
+            .where(
+                TimeOff.therapist.is_in(
+                    TherapistLocation.select(TherapistLocation.therapist).where(at_locations)
+                )
+                & TimeOff.in_force()
+                & (TimeOff.starts_at < end)
+                & (TimeOff.ends_at > start)
+            )
+            .run(),
         )
-        ids = [int(t["id"]) for t in therapists] or [-1]
-        hours, time_off = await hours_and_time_off(location_id, ids, month.start, month.end)
+        active = {(int(r["therapist"]), int(r["location"])) for r in staffed}
+        seconds = {int(r["location"]): int(r["seconds"] or 0) for r in booked}
         away: dict[int, list[h.Span]] = {}
         for t in time_off:
             away.setdefault(int(t["therapist"]), []).append(h.Span(t["starts_at"], t["ends_at"]))
-        # The therapists of a location mostly share their hours: each local interval of
-        # a day is turned into instants once.
-        spans: dict[tuple[date, int, int], h.Span] = {}
-        offered = 0.0
-        day: date = first
-        while day < following:
-            for row in hours:
-                if row["weekday"] != day.weekday():
-                    continue
-                key = (day, int(row["start_minute"]), int(row["end_minute"]))
-                span = spans.get(key) or spans.setdefault(key, h.interval_span(*key, tz))
-                holes = away.get(int(row["therapist"]))
-                if not holes:
-                    offered += (span.end - span.start).total_seconds()
-                    continue
-                offered += sum(
-                    (p.end - p.start).total_seconds()
-                    for p, off in h.subtract(span, holes)
-                    if not off
-                )
-            day += timedelta(days=1)
-        return {
-            "location": location,
-            "booked_minutes": round(int(booked[0]["seconds"] or 0) / 60),
-            "offered_minutes": round(offered / 60),
-        }
-
-    # Each location's reads are independent: side by side on the pool (a chain's
-    # fifty locations in turn were three round trips each, one after another).
-    places = await db.concurrently(*(figures(loc) for loc in locations if loc["active"]))
-    for place in places:
+        shifts: dict[int, list[dict[str, Any]]] = {}
+        for row in hours:
+            if (int(row["therapist"]), int(row["location"])) in active:
+                shifts.setdefault(int(row["location"]), []).append(row)
+        for loc in places:
+            location_id = int(loc["id"])
+            offered = _offered_seconds(
+                shifts.get(location_id, []), away, months[location_id], loc["timezone"]
+            )
+            figures.append(
+                {
+                    "location": loc,
+                    "booked_minutes": round(seconds.get(location_id, 0) / 60),
+                    "offered_minutes": round(offered / 60),
+                }
+            )
+    for place in figures:
         place["percent"] = _percent(place["booked_minutes"], place["offered_minutes"])
-    booked_total = sum(p["booked_minutes"] for p in places)
-    offered_total = sum(p["offered_minutes"] for p in places)
+    booked_total = sum(p["booked_minutes"] for p in figures)
+    offered_total = sum(p["offered_minutes"] for p in figures)
     return {
         "booked_minutes": booked_total,
         "offered_minutes": offered_total,
         "percent": _percent(booked_total, offered_total),
-        "by_location": places,
+        "by_location": figures,
     }
+
+
+def _local_month(now: datetime, tz: ZoneInfo) -> h.Span:
+    """The calendar month around ``now`` in the zone, as instants."""
+    first = h.local_date(now, tz).replace(day=1)
+    following = (first + timedelta(days=32)).replace(day=1)
+    return h.Span(h.wall_to_utc(first, 0, tz), h.wall_to_utc(following, 0, tz))
+
+
+def _offered_seconds(
+    shifts: list[dict[str, Any]], away: dict[int, list[h.Span]], month: h.Span, zone: str
+) -> float:
+    """The working time of ``shifts`` (one location's hours rows) over the local month,
+    less each therapist's time off (``away``)."""
+    tz = ZoneInfo(zone)
+    by_weekday: dict[int, list[dict[str, Any]]] = {}
+    for row in shifts:
+        by_weekday.setdefault(int(row["weekday"]), []).append(row)
+    offered = 0.0
+    day = h.local_date(month.start, tz)
+    last = h.local_date(month.end, tz)
+    while day < last:
+        # The therapists of a location mostly share their hours: each local interval
+        # of a day is turned into instants once.
+        spans: dict[tuple[int, int], h.Span] = {}
+        for row in by_weekday.get(day.weekday(), ()):
+            key = (int(row["start_minute"]), int(row["end_minute"]))
+            span = spans.get(key) or spans.setdefault(key, h.interval_span(day, *key, tz))
+            holes = away.get(int(row["therapist"]))
+            if not holes:
+                offered += (span.end - span.start).total_seconds()
+                continue
+            offered += sum(
+                (p.end - p.start).total_seconds() for p, off in h.subtract(span, holes) if not off
+            )
+        day += timedelta(days=1)
+    return offered
+
+
+async def bookings_today(locations: list[dict[str, Any]], *, now: datetime) -> int:
+    """Appointments that hold their therapist (booked, given, no-show) starting today,
+    each location's own today: counted by the database, one branch per zone."""
+    from portal.bookings.states import BUSY_STATES
+    from portal.bookings.tables import Appointment
+
+    by_day: dict[h.Span, list[int]] = {}
+    for loc in locations:
+        tz = ZoneInfo(str(loc["timezone"]))
+        by_day.setdefault(h.local_day_span(h.local_date(now, tz), tz), []).append(int(loc["id"]))
+    if not by_day:
+        return 0
+    today: Any = None
+    for day, members in by_day.items():
+        branch = (
+            Appointment.location.is_in(members)
+            & (Appointment.start_at >= day.start)
+            & (Appointment.start_at < day.end)
+        )
+        today = branch if today is None else today | branch
+    count: int = (
+        await Appointment.count().where(Appointment.status.is_in(sorted(BUSY_STATES)) & today).run()
+    )
+    return count
 
 
 def _percent(part: int, whole: int) -> int | None:
@@ -247,8 +311,6 @@ async def owner_glance(locations: list[dict[str, Any]]) -> dict[str, Any]:
     """The chain at a glance, from the reports' daily totals (never from the rows): this
     month's recognised revenue and the package liability per currency, today's bookings,
     and recognised revenue per month as a chart (one per currency)."""
-    from portal.bookings import reading  # bookings build on the dashboard's contexts
-    from portal.bookings.states import BUSY_STATES
     from portal.formatting import money
     from portal.reports import charts
     from portal.reports import service as reports
@@ -272,9 +334,6 @@ async def owner_glance(locations: list[dict[str, Any]]) -> dict[str, Any]:
         reports.revenue_by_month(months),
     )
     now = utcnow()
-    booked = await reading.appointments_between(
-        start=now - timedelta(days=1), end=now + timedelta(days=1), statuses=BUSY_STATES
-    )
     revenue_charts = [
         charts.bar_chart(
             f"home-revenue-{s.currency}",
@@ -291,7 +350,7 @@ async def owner_glance(locations: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "glance_revenue": revenue.totals,
         "glance_liability": reports.liability_totals(liability),
-        "glance_bookings": len(_today(booked)),
+        "glance_bookings": await bookings_today(locations, now=now),
         "glance_utilisation": await utilisation(locations, now=now),
         "glance_charts": revenue_charts,
     }
