@@ -390,6 +390,10 @@ def answered_by(health: httpx.Response, pid: int) -> bool:
     return health.status_code == 200 and health.json().get("process") == pid
 
 
+class PortTaken(RuntimeError):
+    """A server's port was taken by another process between its choice and the bind."""
+
+
 @dataclass
 class AppProcess:
     """One ``uvicorn portal.asgi:app`` process on a loopback port."""
@@ -399,6 +403,7 @@ class AppProcess:
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
     _log: TextIO | None = None
+    _log_from: int = 0
 
     @property
     def url(self) -> str:
@@ -411,6 +416,7 @@ class AppProcess:
 
     def start(self) -> None:
         self._log = self.log_path.open("a")
+        self._log_from = self._log.tell()  # this start's output only (the log appends)
         self.process = subprocess.Popen(
             [
                 sys.executable, "-m", "uvicorn", "portal.asgi:app",
@@ -431,7 +437,11 @@ class AppProcess:
                 if answered_by(httpx.get(f"{self.url}/healthz", timeout=2), self.process.pid):
                     return
             if self.process.poll() is not None or time.monotonic() > deadline:
-                log = self.log_path.read_text()[-3000:]
+                with self.log_path.open() as output:
+                    output.seek(self._log_from)
+                    log = output.read()[-3000:]
+                if self.process.returncode is not None and "address already in use" in log:
+                    raise PortTaken(f"port {self.port} was taken before the portal bound it")
                 raise RuntimeError(f"portal on port {self.port} did not start:\n{log}")
             time.sleep(0.1)
 
@@ -501,8 +511,8 @@ def cluster(
                     quiet=True,
                 )
             )
-        processes = []
-        for _ in range(apps):
+
+        def started() -> AppProcess:
             port = free_port()
             app = AppProcess(
                 port,
@@ -511,9 +521,21 @@ def cluster(
             )
             stack.callback(app.stop)
             app.start()
-            processes.append(app)
-        for app in processes:
-            app.wait_ready()
+            return app
+
+        processes = [started() for _ in range(apps)]
+        for i in range(apps):
+            # A port free when chosen may be another process's by the time the server
+            # binds it (two suites on one machine): that server starts on another one.
+            for _attempt in range(3):
+                try:
+                    processes[i].wait_ready()
+                    break
+                except PortTaken:
+                    processes[i].stop()
+                    processes[i] = started()
+            else:
+                raise RuntimeError("no free port for a portal process after three tries")
         endpoints = []
         for app in processes:
             endpoint = f"load-{app.port}"

@@ -42,7 +42,6 @@ import os
 import pstats
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -64,6 +63,7 @@ os.environ.setdefault("SECRET_KEY", "bench-secret-" + "x" * 40)
 import asyncpg  # noqa: E402
 import generate  # noqa: E402
 import httpx  # noqa: E402
+from load import free_port  # noqa: E402
 
 from portal import db  # noqa: E402
 from portal.auth.service import CLIENT, CurrentUser, open_session  # noqa: E402
@@ -74,12 +74,6 @@ from portal.web.pagination import encode_cursor  # noqa: E402
 PAGE = 50
 DEEP_PAGE = 10_000
 SECRET = "bench-secret-" + "x" * 40
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pct(values: list[float], q: float) -> float:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
 from bench import load
+from bench.load import free_port
 from tests.conftest import IN_CI
 from tests.stripe_standin import StandIn
 
@@ -38,12 +38,6 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 PORTAL = str(Path(sys.executable).with_name("portal"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

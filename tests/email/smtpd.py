@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import email
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,13 +14,8 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
+from bench.load import free_port
 from portal.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
 
+from bench.load import free_port
 from portal.payments import gateway as gw
 from portal.settings import ConfigurationError, Settings
 from stripe_standin import constants
@@ -167,13 +167,6 @@ def test_an_unexpected_answer_is_a_gateway_error_not_a_crash() -> None:
 
 
 # -- unreachable Stripe ----------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 async def test_nothing_listening_is_gateway_unavailable() -> None:
