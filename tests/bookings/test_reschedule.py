@@ -133,3 +133,24 @@ async def test_a_client_reschedules_only_their_own_appointment(app, clinic):
         await bookings.move(
             clinic.as_client(), appointment_id, start_at=datetime.now(UTC) - timedelta(hours=1)
         )
+
+
+async def test_the_move_page_counts_each_days_free_times_of_its_week(app, clinic):
+    """The week of the chosen day, each day with its number of free times for the
+    appointment's therapist; the appointment being moved does not take its own."""
+    import re
+
+    day = future_day(9)
+    appointment_id = await _booked(clinic, ny(day, 10))
+    monday = day - timedelta(days=day.weekday())
+    async with factories.make_client(app) as http:
+        await factories.login(http, clinic.client)
+        page = await http.get(f"/appointments/{appointment_id}/move")
+    strip = page.text[page.text.index('aria-label="Free times this week"') :]
+    strip = strip[: strip.index("</nav>")]
+    days = re.findall(r"<strong>(\d+)</strong> <small>([^<]+)</small>", strip)
+    expected = [(monday + timedelta(days=i)).day for i in range(7)]
+    assert [int(d) for d, _free in days] == expected
+    # 9:00 to 17:00, an hour and a 15-minute buffer: 29 starts a day, its own day too.
+    assert [free for _d, free in days] == ["29 free"] * 7
+    assert 'aria-current="date"' in strip

@@ -160,6 +160,31 @@ async def _client_id(user: CurrentUser, values: dict[str, str]) -> int | None:
 SEE_HEALTH = (OWNER, MANAGER, THERAPIST)
 
 
+async def _week_search(
+    location_id: int,
+    service_id: int,
+    day: date,
+    therapist_id: int | None,
+    *,
+    except_appointment_id: int | None = None,
+) -> tuple[list[availability.Slot], list[tuple[date, int]]]:
+    """The free times of ``day`` and, for its week (Monday first), each day's number of
+    them, searched at once: the strip of days shows where there is room, so nobody
+    pages day by day to find it. With no therapist chosen, one time per start."""
+    monday = day - timedelta(days=day.weekday())
+    by_day = await availability.free_slots_by_day(
+        location_id,
+        service_id,
+        monday,
+        days=7,
+        therapist_id=therapist_id,
+        except_appointment_id=except_appointment_id,
+    )
+    if therapist_id is None:
+        by_day = {d: availability.one_per_start(found) for d, found in by_day.items()}
+    return by_day[day], [(d, len(found)) for d, found in by_day.items()]
+
+
 async def _booking_page(
     user: CurrentUser,
     values: dict[str, str],
@@ -182,16 +207,7 @@ async def _booking_page(
     client_id = user.id if user.role == CLIENT else (int(client["id"]) if client else None)
     week: list[tuple[date, int]] = []
     if location and service_id:
-        # The chosen day's week (Monday first), searched at once: its strip shows how
-        # many free times each day has, so nobody pages day by day to find one.
-        monday = day - timedelta(days=day.weekday())
-        by_day = await availability.free_slots_by_day(
-            location_id or 0, service_id, monday, days=7, therapist_id=therapist_id
-        )
-        if therapist_id is None:
-            by_day = {d: availability.one_per_start(found) for d, found in by_day.items()}
-        slots = by_day[day]
-        week = [(d, len(found)) for d, found in by_day.items()]
+        slots, week = await _week_search(location_id or 0, service_id, day, therapist_id)
         if client_id is not None:
             credits = await credits_for(client_id, service_id, utcnow(), location_id or 0)
     services = {x["id"]: str(x["name"]) for x in context["services"]}
@@ -731,12 +747,13 @@ async def _move_page(
     on = _day(form.get("day"), tz, appointment["start_at"].astimezone(tz).date())
     therapist_id = _int(form.get("therapist")) or int(appointment["therapist"])
     slots: list[availability.Slot] = []
+    week: list[tuple[date, int]] = []
     if appointment["status"] == BOOKED:
-        slots = await availability.free_slots(
+        slots, week = await _week_search(
             location_id,
             service_id,
             on,
-            therapist_id=therapist_id,
+            therapist_id,
             except_appointment_id=int(appointment["id"]),
         )
     context = {
@@ -746,6 +763,7 @@ async def _move_page(
         "therapists": therapists,
         "rooms": (await availability.booking_context(location_id, service_id)).rooms,
         "slots": slots,
+        "week": week,
         "tz": str(tz),
         "started": appointment["start_at"] <= utcnow(),
         "labels": STATUS_LABELS,
