@@ -182,6 +182,21 @@ async def test_client_day_on_a_phone(browser: Browser, day_server: LiveServer) -
         await card.get_by_role("button", name="Book a session").click()
         await page.get_by_label("Day", exact=True).fill(day.isoformat())
         await expect(page.locator("nav.slot-day-nav")).to_contain_text(day.strftime("%A %d %B %Y"))
+        # The week's strip: seven days side by side on the phone, each a link to its times.
+        strip = page.get_by_role("navigation", name="Free times this week").get_by_role("link")
+        await expect(strip).to_have_count(7)
+        boxes = [await strip.nth(i).bounding_box() for i in range(7)]
+        assert all(b is not None for b in boxes)
+        lefts = [b["x"] for b in boxes if b]
+        rights = [b["x"] + b["width"] for b in boxes if b]
+        assert len({round(b["y"]) for b in boxes if b}) == 1  # one row
+        assert all(rights[i] <= lefts[i + 1] for i in range(6)), boxes  # none overlaps
+        assert rights[-1] - lefts[0] >= 0.9 * (PHONE["width"] - 32), boxes  # the page's width
+        other = day + timedelta(days=1 if day.weekday() < 6 else -1)
+        await strip.nth(other.weekday()).click()
+        await expect(page.locator("nav.slot-day-nav")).to_contain_text(f"{other:%A %d %B %Y}")
+        await strip.nth(day.weekday()).click()
+        await expect(page.locator("nav.slot-day-nav")).to_contain_text(day.strftime("%A %d %B %Y"))
         slots = page.get_by_role("list", name="Free times")
         await slots.get_by_role("button", name=re.compile(r"^09:00")).click()
         await expect(page.locator(".flash")).to_contain_text("Booked. See you then!")
