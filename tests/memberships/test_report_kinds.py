@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from portal.auth.service import ACCOUNTANT, MANAGER
 from portal.ledger.tables import CreditDay, LedgerDay
-from portal.memberships import desk
+from portal.memberships import desk, subscriptions
 from portal.payments.states import insert_payment
 from portal.reports import filters as report_filters
 from portal.reports import service, totals
@@ -34,6 +34,32 @@ async def _filters(club: Club, product: str) -> report_filters.Filters:
          "end": [(today + timedelta(days=1)).isoformat()], "location": [str(club.location)],
          "product": [product]},
     )  # fmt: skip
+
+
+async def frozen_with_a_fee(club: Club) -> int:
+    """A desk member of a plan with a freeze fee ($10.00 + $0.83 tax), frozen with the fee
+    taken in cash; the membership."""
+    manager = await factories.make_user(MANAGER, location_ids=[club.location])
+    staff = _staff(manager, club.location)
+    plan = await make_plan(
+        club.location, club.service, name="Pausable", freeze_allowed=True, freeze_fee=1000
+    )
+    membership_id = await desk.enrol(staff, club.member.id, plan, "cash",
+                                     request_key=secrets.token_urlsafe(24))  # fmt: skip
+    await freeze_or_resume(staff, membership_id, True, secrets.token_urlsafe(24), "cash")
+    return membership_id
+
+
+async def paid_package(club: Club) -> int:
+    """A package of 2 sessions sold to the member, paid $180.00 in cash now."""
+    package_sale = await give_package(club.member.id, club.location, club.service, sessions=2)
+    now = utcnow()
+    await insert_payment(
+        package_sale, provider="in_clinic", method="cash", status="succeeded",
+        amount_cents=18000, currency="USD", fee_cents=0, net_cents=18000,
+        created_at=now, succeeded_at=now,
+    )  # fmt: skip
+    return package_sale
 
 
 async def test_liability_and_revenue_by_kind_add_up_to_the_whole(club: Club) -> None:
@@ -110,14 +136,7 @@ async def test_the_kind_filter_on_the_pages_and_in_the_downloads(club: Club) -> 
 async def test_the_kind_filter_in_the_json_api(club: Club) -> None:
     """A desk member frozen with the plan's fee ($10.00 + $0.83 tax, earned at once) beside
     the package: the fee is the memberships' service revenue."""
-    manager = await factories.make_user(MANAGER, location_ids=[club.location])
-    staff = _staff(manager, club.location)
-    plan = await make_plan(
-        club.location, club.service, name="Pausable", freeze_allowed=True, freeze_fee=1000
-    )
-    membership_id = await desk.enrol(staff, club.member.id, plan, "cash",
-                                     request_key=secrets.token_urlsafe(24))  # fmt: skip
-    await freeze_or_resume(staff, membership_id, True, secrets.token_urlsafe(24), "cash")
+    await frozen_with_a_fee(club)
     await give_package(club.member.id, club.location, club.service, sessions=2)
     f = await _filters(club, "")
     params = {"start": f.period.start.isoformat(), "end": f.period.end.isoformat(),
@@ -164,13 +183,7 @@ async def test_the_downloads_carry_a_kind_column(club: Club) -> None:
     manager = await factories.make_user(MANAGER, location_ids=[club.location])
     await desk.enrol(_staff(manager, club.location), club.member.id, club.plan, "cash",
                      request_key=secrets.token_urlsafe(24))  # fmt: skip
-    package_sale = await give_package(club.member.id, club.location, club.service, sessions=2)
-    now = utcnow()
-    await insert_payment(
-        package_sale, provider="in_clinic", method="cash", status="succeeded",
-        amount_cents=18000, currency="USD", fee_cents=0, net_cents=18000,
-        created_at=now, succeeded_at=now,
-    )  # fmt: skip
+    await paid_package(club)
     f = await _filters(club, "")
     params = {"start": f.period.start.isoformat(), "end": f.period.end.isoformat(),
               "location": str(club.location)}  # fmt: skip
@@ -202,3 +215,66 @@ async def test_the_downloads_carry_a_kind_column(club: Club) -> None:
         ("180.00", "package"), ("129.90", "membership"),
     ]  # fmt: skip
     assert [(r[collected], r[-1]) for r in members_only[1:]] == [("129.90", "membership")]
+
+
+async def test_the_payments_summary_and_revenue_by_therapist_downloads_carry_a_kind_column(
+    club: Club,
+) -> None:
+    """A desk member's first period ($129.90 in cash) and freeze fee ($10.83 in cash, $10.00
+    of it service revenue not attributed to a therapist), one of the period's sessions
+    given by Dana ($60.00), beside a package of 2 sessions paid $180.00 in cash, one of
+    them given by Dana ($90.00): each row of the payments summary and of revenue by
+    therapist says which kind it is about, the package's row before the membership's."""
+    membership_id = await frozen_with_a_fee(club)
+    package_sale = await paid_package(club)
+    now = utcnow()
+    dana = await helpers.make_therapist("Dana")
+    await helpers.redeem(package_sale, 1, at=now, therapist_id=dana)
+    (period,) = await subscriptions.periods_of(membership_id)
+    await helpers.redeem(int(period["sale_id"]), 1, at=now, therapist_id=dana)
+    f = await _filters(club, "")
+    params = {"start": f.period.start.isoformat(), "end": f.period.end.isoformat(),
+              "location": str(club.location), "group": "month"}  # fmt: skip
+    summary, therapists, api = {}, {}, {}
+    async with factories.make_client(club.app) as web:
+        await factories.login(web, await factories.make_user(ACCOUNTANT))
+        for kind in ("", "packages", "memberships"):
+            query = {**params, "product": kind} if kind else params
+            summary[kind] = helpers.csv_rows(
+                (await web.get("/reports/payments.csv", params={**query, "by": "period"})).text
+            )
+            therapists[kind] = helpers.csv_rows(
+                (await web.get("/reports/revenue.csv", params={**query, "by": "therapist"})).text
+            )
+            answer = (await web.get("/api/v1/reports/payments", params=query)).json()
+            api[kind] = (answer["product"], answer["totals"]["USD"]["gross_cents"],
+                         answer["totals"]["USD"]["payments"])  # fmt: skip
+        xlsx = await web.get("/reports/payments.xlsx", params={**params, "by": "period"})
+    header = summary[""][0]
+    assert header[-1] == "kind" and header[:5] == ["period", "start", "end", "location", "currency"]
+    payments, gross = header.index("payments"), header.index("gross")
+    assert [(r[payments], r[gross], r[-1]) for r in summary[""][1:]] == [
+        ("1", "180.00", "package"), ("2", "140.73", "membership"),
+    ]  # fmt: skip
+    assert [(r[gross], r[-1]) for r in summary["packages"][1:]] == [("180.00", "package")]
+    assert [(r[gross], r[-1]) for r in summary["memberships"][1:]] == [("140.73", "membership")]
+    assert xlsx.status_code == 200
+    header = therapists[""][0]
+    assert header == [
+        "period", "location", "currency", "therapist", "service_revenue", "kind",
+    ]  # fmt: skip
+    assert [r[3:] for r in therapists[""][1:]] == [
+        ["Dana", "90.00", "package"],
+        ["Dana", "60.00", "membership"],
+        ["Not attributed", "10.00", "membership"],
+    ]
+    assert [r[3:] for r in therapists["packages"][1:]] == [["Dana", "90.00", "package"]]
+    assert [r[3:] for r in therapists["memberships"][1:]] == [
+        ["Dana", "60.00", "membership"], ["Not attributed", "10.00", "membership"],
+    ]  # fmt: skip
+    # The payments API takes the same kind filter and says which it answered.
+    assert api == {
+        "": ("all", 32073, 3),
+        "packages": ("packages", 18000, 1),
+        "memberships": ("memberships", 14073, 2),
+    }

@@ -146,7 +146,7 @@ async def test_other_csv_headers(db, app):
     credits = sum(Decimal(r[4]) for r in journal[1:] if r[4])
     assert debits == credits
     assert revenue[0][:4] == ["period", "location", "currency", "service_revenue"]
-    assert ["2026-03", "Alpha Clinic", "USD", "Therapist One", "200.00"] in therapists
+    assert ["2026-03", "Alpha Clinic", "USD", "Therapist One", "200.00", "package"] in therapists
     totals = [r for r in trial[1:] if r[3] == "USD"]
     assert sum(Decimal(r[8]) for r in totals) == sum(Decimal(r[9]) for r in totals)
 
@@ -292,7 +292,7 @@ async def test_revenue_page_at_several_locations_names_each_ones_leading_therapi
     # One location: every therapist by period, as the download lists them.
     single = _therapist_section(one)
     assert "<td>2026-03</td>" in single and "Therapist One" in single and "All 2" not in single
-    assert ["2026-03", "Beta Clinic", "GBP", "Not attributed", "100.00"] in csv_rows
+    assert ["2026-03", "Beta Clinic", "GBP", "Not attributed", "100.00", "package"] in csv_rows
 
 
 async def test_bad_filters_rerender_with_messages(db, app):

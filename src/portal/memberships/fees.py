@@ -111,8 +111,8 @@ def fee_terms(
     t = json.loads(membership["terms"])
     end = next_period_end(period_start, str(t["interval"]))
     name = (
-        f"Freeze fee of membership {membership['id']} ({t['name']}) for the period "
-        f"{period_start:%Y-%m-%d} to {end:%Y-%m-%d}"
+        sales.FEE_NAME.format(membership=membership["id"], plan=t["name"])
+        + f" for the period {period_start:%Y-%m-%d} to {end:%Y-%m-%d}"
     )
     return replace(
         sale_terms(t, name=name[:160], sessions=0),

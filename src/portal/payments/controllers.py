@@ -651,7 +651,7 @@ class _RefundForm:
 
 def _fee_amount(sale: dict[str, Any], form: _RefundForm) -> int | None:
     """The amount of a fee's refund in cents (None: not a fee's refund)."""
-    if not refunds.is_fee(sale):
+    if not sales.is_fee(sale):
         return None
     try:
         return money.parse_amount(form.amount, str(sale["currency"]))
@@ -689,7 +689,7 @@ async def _sale_page(
         # A fresh one-time key per rendering: sending this very form twice refunds once.
         refund_request_key=onetime.new_key(),
     )
-    if refunds.is_fee(sale):
+    if sales.is_fee(sale):
         if sale["status"] == sales.ACTIVE and any(
             p["status"] == service.SUCCEEDED for p in context["payments"]
         ):

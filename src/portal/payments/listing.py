@@ -71,7 +71,8 @@ async def online_offers(package_id: int) -> tuple[dict[str, Any], list[catalog.O
 
 async def sale_view(sale: dict[str, Any]) -> dict[str, Any]:
     """Everything a sale's pages show: its clinic, client, seller, sessions and their
-    counts, payments, refunds and disputes."""
+    counts, payments, refunds and disputes; of a fee (``sales.is_fee``: no sessions to
+    count), ``fee`` and the membership it was taken for (``fee_membership``, if named)."""
     location = await Location.select().where(Location.id == sale["location"]).first().run()
     client = (
         await User.select(User.id, User.email, User.name)
@@ -92,6 +93,8 @@ async def sale_view(sale: dict[str, Any]) -> dict[str, Any]:
         "seller": seller,
         "sessions": rows,
         "counts": sales.count_states(rows, int(sale["sessions_total"])),
+        "fee": sales.is_fee(sale),
+        "fee_membership": sales.fee_membership(sale),
         "payments": await payments_of(int(sale["id"])),
         "refunds": await refunds_of(int(sale["id"])),
         "disputes": await disputes_of(int(sale["id"])),

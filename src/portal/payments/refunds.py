@@ -56,7 +56,7 @@ async def _journal_refund(
         sale,
         f"refund:{refund_id}",
         "refund",
-        f"Refund of {len(revoked)} session(s)" if not is_fee(sale) else "Refund of a fee",
+        f"Refund of {len(revoked)} session(s)" if not sales.is_fee(sale) else "Refund of a fee",
         lines=give_back_lines(
             amount, tax, revoked, sales.CLEARING_ACCOUNT.get(method, "stripe_clearing")
         ),
@@ -82,7 +82,7 @@ async def _complete_refund(
     revoked = await sales.revoked_by_refund(refund_id)
     await Refund.update({Refund.sessions_revoked: len(revoked)}).where(Refund.id == refund_id).run()
     await _journal_refund(sale, refund_id, int(changed[0]["amount_cents"]), revoked, method)
-    if not is_fee(sale):
+    if not sales.is_fee(sale):
         await sales.mark_refunded_if_nothing_left(int(sale["id"]))
     elif await refunded_so_far(int((await _refund_row(refund_id))["payment"])) >= int(
         sale["total_cents"]
@@ -90,11 +90,6 @@ async def _complete_refund(
         # A fee has no sessions: it is refunded once all of its money went back.
         await sales.move_sale(int(sale["id"]), sales.ACTIVE, sales.REFUNDED, closed_at=utcnow())
     return True
-
-
-def is_fee(sale: dict[str, Any]) -> bool:
-    """A sale of no sessions (a membership's freeze fee): refunded by amount, not by session."""
-    return int(sale["sessions_total"]) == 0
 
 
 async def _fail_refund(
@@ -151,7 +146,7 @@ async def check_refund(
     if it may be made; what the confirm step shows, and what :func:`refund_sale` checks
     again under the sale's lock."""
     errors: dict[str, str] = {}
-    field = "amount" if is_fee(sale) else "sessions"
+    field = "amount" if sales.is_fee(sale) else "sessions"
     if not reason.strip():
         errors["reason"] = "Give a reason for the refund."
     if sale["status"] != sales.ACTIVE:
@@ -160,7 +155,7 @@ async def check_refund(
         errors[field] = "This sale is disputed; wait for the dispute to close."
     if errors:
         raise Invalid(errors)
-    if is_fee(sale):
+    if sales.is_fee(sale):
         return await quote_fee_refund(sale, amount_cents)
     quote = await quote_refund(sale, sessions, rule)
     if quote.sessions == 0:
@@ -202,7 +197,7 @@ async def refund_sale(
     async with sales.locked(sale_id) as sale:
         first = await onetime.claim(
             request_key, user_id=actor.id, action="refund",
-            field="amount" if is_fee(sale) else "sessions",
+            field="amount" if sales.is_fee(sale) else "sessions",
         )  # fmt: skip
         if first is not None:
             return await _refund_row(int(first.removeprefix(REFUND_RESULT) or 0))

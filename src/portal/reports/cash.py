@@ -292,7 +292,10 @@ class PaymentSummary:
 
 
 async def payment_summary(f: Filters) -> PaymentSummary:
-    rows = _bucketed(f, await _payment_days(f, grouping=f.grouping), f.grouping)
+    """Money moved per bucket and location, of the kind filter's product (both when none:
+    the payments page offers no kind; its summary download and the API take one)."""
+    days = await _payment_days(f, grouping=f.grouping, product=f.product)
+    rows = _bucketed(f, days, f.grouping)
     return PaymentSummary(rows=rows, totals=_by_currency(rows))
 
 

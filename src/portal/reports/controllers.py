@@ -53,7 +53,7 @@ PAYMENT_COLUMNS = (
 # The payments page's summary by the chosen "Group by" (day, week or month).
 PAYMENT_SUMMARY_COLUMNS = (
     "period", "start", "end", "location", "currency", "payments", "refunds", "gross", "tax",
-    "refunded", "disputed", "fees", "net",
+    "refunded", "disputed", "fees", "net", "kind",
 )  # fmt: skip
 LIABILITY_CSV = (
     "location", "currency", "opening", "sold", "redeemed", "expired", "refunded", "closing",
@@ -65,7 +65,7 @@ REVENUE_COLUMNS = (
     "revenue_reversals", "recognised_revenue", "cash_collected", "refunds", "disputed",
     "net_cash", "kind",
 )  # fmt: skip
-THERAPIST_COLUMNS = ("period", "location", "currency", "therapist", "service_revenue")
+THERAPIST_COLUMNS = ("period", "location", "currency", "therapist", "service_revenue", "kind")
 FEE_COLUMNS = (
     "period", "start", "end", "location", "currency", "payments", "gross", "processing_fees",
     "disputes", "dispute_fees", "fees", "net", "fee_rate_percent",
@@ -280,14 +280,15 @@ def _bucket(r: service.BucketRow) -> tuple[Any, ...]:
     return (r.label, r.start, r.end, r.location.name, r.currency, r.totals.payments)
 
 
-def _payment_summary_rows(summary: service.PaymentSummary) -> list[Sequence[Any]]:
+def _payment_summary_rows(rows: list[tuple[str, service.BucketRow]]) -> list[Sequence[Any]]:
     return [
         (
             *_bucket(r),
             r.totals.refunds,
             *_amounts(r.totals, r.currency, "gross", "tax", "refunded", "disputed", "fee", "net"),
+            kind,
         )
-        for r in summary.rows
+        for kind, r in rows
     ]
 
 
@@ -304,8 +305,13 @@ async def by_kind(f: Filters, read: Callable[[Filters], Awaitable[list[T]]]) -> 
 
 
 def _row_order(row: Any) -> tuple[Any, ...]:
+    """A row's place apart from its kind: period, location, currency and (revenue by
+    therapist) the therapist, named ones by name before revenue not attributed."""
     start = getattr(row, "start", None)
-    return (start or date.min, row.location.name, row.location.id, row.currency)
+    place = (start or date.min, row.location.name, row.location.id, row.currency)
+    if isinstance(row, service.TherapistRevenue):
+        return (*place, row.therapist_id is None, row.therapist, row.therapist_id or 0)
+    return place
 
 
 def _liability_rows(rows: list[tuple[str, service.Liability]]) -> list[Sequence[Any]]:
@@ -334,11 +340,19 @@ def _revenue_rows(rows: list[tuple[str, Any]]) -> list[Sequence[Any]]:
     ]
 
 
-def _therapist_rows(result: service.Revenue) -> list[Sequence[Any]]:
+def _therapist_rows(rows: list[tuple[str, service.TherapistRevenue]]) -> list[Sequence[Any]]:
     return [
-        (t.label, t.location.name, t.currency, t.therapist, Amount(t.service, t.currency))
-        for t in result.therapists
+        (t.label, t.location.name, t.currency, t.therapist, Amount(t.service, t.currency), kind)
+        for kind, t in rows
     ]
+
+
+async def _summary_rows(f: Filters) -> list[service.BucketRow]:
+    return (await service.payment_summary(f)).rows
+
+
+async def _therapist_revenue(f: Filters) -> list[service.TherapistRevenue]:
+    return (await service.revenue(f)).therapists
 
 
 def _fee_rows(summary: service.PaymentSummary) -> list[Sequence[Any]]:
@@ -604,7 +618,7 @@ class ReportController(Controller):
     ) -> Stream:
         f = await _filters_or_400(request, default_grouping="day")
         if by == "period":  # the summary, by the chosen "Group by"
-            rows = iterate(_payment_summary_rows(await service.payment_summary(f)))
+            rows = iterate(_payment_summary_rows(await by_kind(f, _summary_rows)))
             name = f"payments_by_{f.grouping}"
             return await _export(request, name, f, PAYMENT_SUMMARY_COLUMNS, rows)
         csv = copy_csv.payments_csv(f, PAYMENT_COLUMNS)
@@ -676,7 +690,7 @@ class ReportController(Controller):
     ) -> Stream:
         f = await _filters_or_400(request)
         if by == "therapist":
-            rows = iterate(_therapist_rows(await service.revenue(f)))
+            rows = iterate(_therapist_rows(await by_kind(f, _therapist_revenue)))
             return await _export(request, "revenue_by_therapist", f, THERAPIST_COLUMNS, rows)
 
         async def revenue_rows(kind: Filters) -> list[Any]:
@@ -850,8 +864,11 @@ async def provide_payment_filter(
     package: Single = None,
     method: Single = None,
     status: Single = None,
+    product: Product = None,
 ) -> Filters:
-    single = _api_params(group=group, package=package, method=method, status=status)
+    single = _api_params(
+        group=group, package=package, method=method, status=status, product=product
+    )
     return await _api_filters(request, {**filter_params, **single}, default_grouping="day")
 
 
@@ -873,7 +890,8 @@ class ReportApiController(Controller):
 
     @get("/payments", name="api_report_payments")
     async def payments(self, payment_filter: ReportFilter) -> dict[str, Any]:
-        """Payment, refund and dispute totals per period bucket and location, and per currency.
+        """Payment, refund and dispute totals per period bucket and location, and per currency;
+        of packages, memberships or both (``product``).
 
         ``disputed_cents``: amounts Stripe withdrew for disputes less those it put
         back for disputes won; ``fee_cents``: every Stripe fee, dispute fees
@@ -886,6 +904,7 @@ class ReportApiController(Controller):
             **_period(f),
             "group": f.grouping,
             "status": f.status,
+            "product": f.product or report_filters.ALL,
             "rows": [_payment_row_json(r) for r in summary.rows],
             "totals": {c: _totals_json(t) for c, t in summary.totals.items()},
         }

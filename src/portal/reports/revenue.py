@@ -74,6 +74,7 @@ class TherapistRevenue:
     therapist_id: int | None
     therapist: str
     service: int
+    start: date | None = None  # the bucket's first day (None: the whole period's leaders)
 
 
 # (bucket's first day, location, currency, therapist or None: not attributed)
@@ -109,6 +110,7 @@ class Revenue:
                 therapist_id=therapist,
                 therapist=self.therapist_name(therapist),
                 service=amount,
+                start=start,
             )
             for (start, location_id, currency, therapist), amount in sorted(
                 self.therapist_sums.items(),

@@ -11,6 +11,7 @@ racing, change it once.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
@@ -218,6 +219,25 @@ async def _count_credits(sale_id: int, moves: list[tuple[str, datetime, int, int
 ONLINE = "online"
 FRONT_DESK = "front_desk"
 MEMBERSHIP = "membership"  # one paid period of a membership (memberships.subscriptions)
+
+# A membership's fee (``memberships.fees``: a freeze fee) is a sale of no sessions, named
+# after its membership: "Freeze fee of membership <id> (<plan>) for the period …".
+FEE_NAME = "Freeze fee of membership {membership} ({plan})"
+_FEE_NAMED = re.compile(r"Freeze fee of membership (\d+) \(")
+
+
+def is_fee(sale: dict[str, Any]) -> bool:
+    """A sale of no sessions (a membership's freeze fee): refunded by amount, not by
+    session, and shown as the fee it is rather than by its sessions."""
+    return int(sale["sessions_total"]) == 0
+
+
+def fee_membership(sale: dict[str, Any]) -> int | None:
+    """The membership a fee's sale was taken for, as its name says (None: not a fee, or
+    a name that does not say)."""
+    found = _FEE_NAMED.match(str(sale["item_name"])) if is_fee(sale) else None
+    return int(found.group(1)) if found else None
+
 
 # How a sale was paid, worded once: the sale and purchase pages, the desk's sale form,
 # the reports (page, CSV, filter) and the receipt all read these words.
@@ -681,7 +701,8 @@ def sessions_left(free: int, booked: int, valid_until: datetime | None, now: dat
 
 
 async def client_sales(client_id: int, *, now: datetime | None = None) -> list[dict[str, Any]]:
-    """A client's purchases, newest first; abandoned checkouts (nothing charged) left out."""
+    """A client's purchases, newest first; abandoned checkouts (nothing charged) left out;
+    each says whether it is a fee (``is_fee``: no sessions to count)."""
     rows = (
         await Sale.select(
             *Sale.all_columns(),
@@ -700,6 +721,7 @@ async def client_sales(client_id: int, *, now: datetime | None = None) -> list[d
         row["used"] = c[REDEEMED] + c[FORFEITED]
         row["booked"] = c[HELD]
         row["left"] = sessions_left(c[AVAILABLE], c[HELD], row["valid_until"], now)
+        row["fee"] = is_fee(row)
     return rows
 
 
