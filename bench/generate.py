@@ -61,6 +61,7 @@ import asyncpg
 from portal import db
 from portal.auth.passwords import hash_password
 from portal.catalog.service import quote_package
+from portal.clients.phones import phone_digits
 from portal.ledger import service as ledger
 from portal.migrate import apply_migrations
 from portal.money import round_half_up
@@ -239,6 +240,7 @@ COLUMNS: dict[str, Sequence[str]] = {
         "id",
         "user",
         "phone",
+        "phone_national",
         "address",
         "emergency_contact_name",
         "emergency_contact_phone",
@@ -545,13 +547,15 @@ class Generator:
                 n += 1
                 name = f"{FIRST[n % len(FIRST)]} {LAST[(n // len(FIRST)) % len(LAST)]} {n:06d}"
                 uid = user(f"client{n}@bench.test", name, "client")
+                phone = f"555-{n % 10000:04d}"
                 ids.append(uid)
                 batch.add(
                     "client_profile",
                     (
                         self.ids.take("client_profile"),
                         uid,
-                        f"555-{n % 10000:04d}",
+                        phone,
+                        phone_digits(phone),
                         "",
                         "",
                         "",

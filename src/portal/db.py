@@ -306,6 +306,22 @@ async def plan_with_values(on: bool = True) -> None:
         await engine.run_ddl(f"SET LOCAL plan_cache_mode = {mode}")
 
 
+@asynccontextmanager
+async def planned_with_values() -> AsyncIterator[None]:
+    """Reads planned with their parameters' values, never with a generic plan kept from
+    earlier runs (a pattern's: ``ILIKE '%…%'`` finds a few rows or thousands as the
+    pattern goes, and a plan for any pattern reads every row): on PostgreSQL, a read
+    transaction of their own under :func:`plan_with_values`. Inside a transaction, or
+    on SQLite (whose write lock a transaction would take), just the reads."""
+    engine = current_engine()
+    if not isinstance(engine, PostgresEngine) or engine.transaction_exists():
+        yield
+        return
+    async with engine.transaction():
+        await plan_with_values()
+        yield
+
+
 async def analyze(*tables: type[Table]) -> None:
     """Refresh PostgreSQL's statistics of ``tables`` (a bulk load makes them stale: the
     planner would scan a table it thinks small instead of using its index). SQLite: nothing."""

@@ -22,6 +22,7 @@ from portal.auth.service import CLIENT, OWNER, CurrentUser
 from portal.auth.tables import User
 from portal.bookings import service as bookings
 from portal.clients import service as clients
+from portal.clients.phones import phone_digits
 from portal.clients.tables import ClientIntake, ClientProfile
 from portal.email.tables import OutboxMessage
 from portal.locations.tables import Location
@@ -91,7 +92,8 @@ async def test_the_record_keeps_a_manager_to_their_locations(app, clinic: Clinic
 
 async def test_clients_are_found_by_a_phone_typed_any_usual_way(app, clinic: Clinic):
     await ClientProfile.insert(
-        ClientProfile(user=clinic.client.id, phone="+1 503 555 0142", created_at=utcnow(),
+        ClientProfile(user=clinic.client.id, phone="+1 503 555 0142",
+                      phone_national=phone_digits("+1 503 555 0142"), created_at=utcnow(),
                       updated_at=utcnow())
     ).run()  # fmt: skip
     owner = CurrentUser(0, "", "", OWNER, frozenset())
@@ -142,6 +144,9 @@ async def test_the_desk_creates_a_client_who_is_invited_to_choose_a_password(app
         assert record.status_code == 200, "the manager sees the client the desk created"
     profile = await ClientProfile.select().where(ClientProfile.user == client_id).first().run()
     assert profile["phone"] == "(503) 555-0177"
+    owner = CurrentUser(0, "", "", OWNER, frozenset())
+    found = await clients.list_clients(owner, search="+1 503.555.0177")
+    assert [r["id"] for r in found.rows] == [client_id]  # by phone, typed another way
     assert profile["preferred_location"] == clinic.location_id
     audit = await AuditLog.select().where(AuditLog.entity_id == str(client_id)).run()
     assert [a["action"] for a in audit] == ["create"]

@@ -7,8 +7,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from portal import demo
-from portal.auth.service import ACCOUNTANT, THERAPIST, CurrentUser
+from portal.auth.service import ACCOUNTANT, OWNER, THERAPIST, CurrentUser
 from portal.auth.tables import User
+from portal.clients import service as clients
 from portal.ledger.tables import JournalLine
 from portal.locations.tables import Location
 from portal.notes import service as notes
@@ -63,3 +64,7 @@ async def test_the_demo_shows_a_living_chain(db) -> None:
     assert therapist is not None
     writer = CurrentUser(therapist["id"], "therapist@demo.clinic", "", THERAPIST, frozenset())
     assert await notes.sessions_to_write(writer)
+    # The desk finds the demo's clients by phone, typed another way than stored.
+    owner = CurrentUser(0, "", "", OWNER, frozenset())
+    found = (await clients.list_clients(owner, search="(503) 555-0199")).rows
+    assert [r["email"] for r in found] == ["client@demo.clinic"]

@@ -48,7 +48,8 @@ from portal.auth.service import (
     store_secret,
 )
 from portal.auth.tables import LoginAttempt, User
-from portal.clients.service import create_profile, phone_digits
+from portal.clients.phones import phone_digits
+from portal.clients.service import create_profile
 from portal.clients.tables import AccountRequest, ClientProfile, PasswordReset, SignupConfirmation
 from portal.email import messages
 from portal.errors import Forbidden, Invalid
@@ -628,6 +629,7 @@ async def create_client(
             ClientProfile.update(
                 {
                     ClientProfile.phone: data.phone,
+                    ClientProfile.phone_national: phone_digits(data.phone),
                     ClientProfile.preferred_location: data.location_id,
                 }
             )

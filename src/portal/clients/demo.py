@@ -10,6 +10,7 @@ from portal import db
 from portal.auth import passwords
 from portal.auth.service import CLIENT
 from portal.auth.tables import User
+from portal.clients.phones import phone_digits
 from portal.clients.tables import ClientIntake, ClientProfile
 from portal.demo import DEMO_PASSWORD, DemoIds
 from portal.email import service as email
@@ -229,6 +230,7 @@ async def load_demo(ids: DemoIds) -> None:
                 terms_accepted_at=joined,
                 created_at=joined,
                 updated_at=joined,
+                phone_national=phone_digits(spec["profile"].get("phone", "")),
                 **spec["profile"],
             )
         ).run()

@@ -15,13 +15,11 @@ Accountants and therapists never see clients' intake.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any
 
-import phonenumbers
 from piccolo.query import WhereRaw
 
 from portal import access, db, records
@@ -30,6 +28,7 @@ from portal.auth.service import CLIENT, MANAGER, OWNER, CurrentUser
 from portal.auth.tables import User
 from portal.clients import intake as intake_form
 from portal.clients import regions
+from portal.clients.phones import PHONE_RE, phone_digits
 from portal.clients.tables import ClientIntake, ClientProfile
 from portal.errors import Forbidden, Invalid
 from portal.fields import checked, optional_text, parse_iso_date, require_text
@@ -37,15 +36,6 @@ from portal.locations.tables import Location
 from portal.pagination import Page, keyset_page
 from portal.timeutil import utcnow
 
-PHONE_RE = re.compile(r"^\+?[0-9()\-.\s]{6,40}$")
-# A number typed without its country code is read as one of this region's.
-PHONE_REGION = "US"
-# A stored phone as digits only, the same SQL on both engines (typed with spaces,
-# dashes, dots, brackets or a plus).
-_PHONE_DIGITS_SQL = (
-    "replace(replace(replace(replace(replace(replace(phone, ' ', ''), '-', ''),"
-    " '(', ''), ')', ''), '.', ''), '+', '')"
-)
 STAFF_READERS = (OWNER, MANAGER)
 
 PROFILE_FIELDS = (
@@ -435,6 +425,7 @@ async def save_profile(
             ClientProfile.update(
                 {
                     **{c: getattr(data, c._meta.name) for c in _profile_columns()},
+                    ClientProfile.phone_national: phone_digits(data.phone),
                     ClientProfile.preferred_location: data.preferred_location_id,
                     ClientProfile.updated_at: utcnow(),
                 }
@@ -604,33 +595,43 @@ def present_intake(row: dict[str, Any]) -> dict[str, Any]:
 # -- staff list -------------------------------------------------------------------
 
 
-def phone_digits(text: str) -> str | None:
-    """The national digits of a phone number typed any common way ("(503) 555-0142",
-    "+1 503.555.0142", "5035550142"), or None when ``text`` is no phone number."""
-    text = text.strip()
-    if sum(c.isdigit() for c in text) < 6 or not PHONE_RE.match(text):
-        return None
-    try:
-        number = phonenumbers.parse(text, PHONE_REGION)
-    except phonenumbers.NumberParseException:
-        return None
-    return phonenumbers.national_significant_number(number) or None
+# A search by phone naming at most this many clients lists them by id.
+PHONE_SEARCH_IDS_MAX = 200
 
 
-def _matching(search: str) -> Any:
-    """Clients whose name or email holds ``search``, or whose phone is that number."""
+async def _matching(search: str) -> Any:
+    """Clients whose name or email holds ``search``, or whose phone is that number.
+
+    By phone: the profiles whose national digits (``phone_national``, written with the
+    phone) equal those of what was typed, from their index (:mod:`portal.clients.phones`;
+    a stored phone that is no number is not found by phone). Such a search names few
+    clients: they are looked up first (the phone's index; the name and email trigram
+    indexes on PostgreSQL, planned for the pattern typed) and listed by id, read by
+    primary key and sorted. Asked in one query, as ``name OR email OR phone``,
+    PostgreSQL walked every client by name testing each (it cannot tell how few a
+    number names). When the number or the pattern matches many, the list walks by
+    name as for any search.
+    """
     pattern = f"%{search}%"
-    condition = User.email.ilike(pattern) | User.name.ilike(pattern)
+    by_text = User.email.ilike(pattern) | User.name.ilike(pattern)
     digits = phone_digits(search)
-    if digits:
-        # Stored numbers end with the national digits, whatever prefix they were typed with.
-        by_phone = WhereRaw(
-            f'"app_user"."id" IN (SELECT "user" FROM client_profile'
-            f" WHERE {_PHONE_DIGITS_SQL} LIKE {{}})",
-            f"%{digits}",
+    if not digits:
+        return by_text
+    limit = PHONE_SEARCH_IDS_MAX + 1
+    async with db.planned_with_values():  # the pattern's trigram indexes, not every client
+        phoned = await (
+            ClientProfile.select(ClientProfile.user)
+            .where(ClientProfile.phone_national == digits)
+            .limit(limit)
+            .run()
         )
-        condition = condition | by_phone
-    return condition
+        named = await User.select(User.id).where((User.role == CLIENT) & by_text).limit(limit).run()
+    by_phone = [int(r["user"]) for r in phoned]
+    if len(by_phone) < limit and len(named) < limit:
+        return User.id.is_in(sorted({*by_phone, *(int(r["id"]) for r in named)}) or [-1])
+    return by_text | User.id.is_in(
+        ClientProfile.select(ClientProfile.user).where(ClientProfile.phone_national == digits)
+    )
 
 
 async def list_clients(
@@ -678,7 +679,7 @@ async def list_clients(
     elif status == "inactive":
         query = query.where(User.active == False)  # noqa: E712
     if search:
-        query = query.where(_matching(search))
+        query = query.where(await _matching(search))
     if intake == "done":
         query = query.where(User.id.is_in(ClientIntake.select(ClientIntake.client)))
     elif intake == "missing":

@@ -18,6 +18,9 @@ class ClientProfile(Table, tablename="client_profile"):
 
     user = ForeignKey(references=User, on_delete=OnDelete.cascade, required=True, unique=True)
     phone = Varchar(length=40, default="")
+    # The phone's national digits, written with it (``portal.clients.phones``): what the
+    # staff's search compares, by its index. NULL when the phone is no number.
+    phone_national = Varchar(length=20, null=True, default=None)
     date_of_birth = Date(null=True, default=None)
     address = Text(default="")
     emergency_contact_name = Varchar(length=120, default="")

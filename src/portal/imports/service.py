@@ -46,6 +46,7 @@ from portal.audit import service as audit
 from portal.auth.service import CLIENT, CurrentUser, is_valid_email, normalize_email
 from portal.auth.tables import User
 from portal.catalog.tables import Package, Service
+from portal.clients.phones import phone_digits
 from portal.clients.tables import ClientProfile
 from portal.errors import Conflict, Invalid, NotFound
 from portal.imports.layouts import LAYOUTS, Layout, unescaped
@@ -755,6 +756,7 @@ class _Clients(_Importer):
             [
                 {
                     "user": result.entity_id, "phone": row.phone,
+                    "phone_national": phone_digits(row.phone),
                     "date_of_birth": row.date_of_birth, "address": row.address,
                     "emergency_contact_name": row.emergency_contact_name,
                     "emergency_contact_phone": row.emergency_contact_phone,
