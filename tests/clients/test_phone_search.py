@@ -47,10 +47,12 @@ async def test_a_phone_saved_one_way_is_found_typed_any_other(client, db):
         assert await found_by(typed) == [account.id], typed
     assert await found_by("(503) 555-0143") == []
     assert other.id not in await found_by("5035550142")
-    # Name and email still match a number typed; the last digits alone are another number.
+    # Name and email still match a number typed; a local number, the end of a whole one.
     by_email = await factories.make_user("client", email="5035550142@example.test")
     assert sorted(await found_by("5035550142")) == sorted([account.id, by_email.id])
-    assert await found_by("555-0142") == []
+    assert await found_by("555-0142") == [account.id]
+    assert await found_by("555 0142") == [account.id]
+    assert await found_by("555-0143") == []
 
 
 async def test_a_number_many_clients_share_is_found_by_walking_the_list(db, monkeypatch):

@@ -8,9 +8,9 @@ equality (an index on both engines). "(503) 555-0142", "+1 503.555.0142" and
 
 A phone that is no number (:func:`phone_digits` gives None: fewer than six digits,
 letters, something ``phonenumbers`` cannot read) is stored with no national digits
-(NULL): the client is then not found by phone, only by name or email. Only whole
-numbers are found: a search by the last digits alone ("555-0142" for "(503) 555-0142")
-reads as another number.
+(NULL): the client is then not found by phone, only by name or email. A search with
+fewer digits than a whole number (a local number, "555-0142" for "(503) 555-0142")
+matches the end of the stored digits (``clients.service._phone_is``).
 """
 
 from __future__ import annotations

@@ -597,6 +597,8 @@ def present_intake(row: dict[str, Any]) -> dict[str, Any]:
 
 # A search by phone naming at most this many clients lists them by id.
 PHONE_SEARCH_IDS_MAX = 200
+# A number typed with fewer national digits is the end of one (a local number).
+WHOLE_NUMBER_DIGITS = 10
 
 
 async def _matching(search: str) -> Any:
@@ -618,20 +620,24 @@ async def _matching(search: str) -> Any:
     if not digits:
         return by_text
     limit = PHONE_SEARCH_IDS_MAX + 1
+    phone = _phone_is(digits)
     async with db.planned_with_values():  # the pattern's trigram indexes, not every client
-        phoned = await (
-            ClientProfile.select(ClientProfile.user)
-            .where(ClientProfile.phone_national == digits)
-            .limit(limit)
-            .run()
-        )
+        phoned = await ClientProfile.select(ClientProfile.user).where(phone).limit(limit).run()
         named = await User.select(User.id).where((User.role == CLIENT) & by_text).limit(limit).run()
     by_phone = [int(r["user"]) for r in phoned]
     if len(by_phone) < limit and len(named) < limit:
         return User.id.is_in(sorted({*by_phone, *(int(r["id"]) for r in named)}) or [-1])
-    return by_text | User.id.is_in(
-        ClientProfile.select(ClientProfile.user).where(ClientProfile.phone_national == digits)
-    )
+    return by_text | User.id.is_in(ClientProfile.select(ClientProfile.user).where(phone))
+
+
+def _phone_is(digits: str) -> Any:
+    """Profiles whose phone is the number ``digits`` (national digits): a whole number by
+    equality, from the index; fewer digits than a whole number (the front desk's
+    "555-0142" for "(503) 555-0142") as the end of the stored number, which reads
+    every profile's digits."""
+    if len(digits) >= WHOLE_NUMBER_DIGITS:
+        return ClientProfile.phone_national == digits
+    return ClientProfile.phone_national.like(f"%{digits}")
 
 
 async def list_clients(
