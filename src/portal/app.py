@@ -146,7 +146,14 @@ def create_app(settings: Settings | None = None, *, manage_database: bool = True
         template_config=TemplateConfig(
             directory=settings.templates_dir,
             engine=JinjaTemplateEngine,
-            engine_callback=lambda engine: templating.configure(engine, settings.clinic_name),
+            engine_callback=lambda engine: templating.configure(
+                engine,
+                settings.clinic_name,
+                # An edited template shows at once where someone develops (debug, or the
+                # embedded SQLite default of `make run`); a server with its own database
+                # reads each template once instead of checking its file on every page.
+                reload=settings.debug or settings.embedded,
+            ),
         ),
         openapi_config=OpenAPIConfig(
             title="Clinic Portal API",

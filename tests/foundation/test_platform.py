@@ -316,3 +316,19 @@ def test_every_migration_has_its_own_id():
     ]
     assert len(ids) > 10
     assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+
+
+def test_templates_are_read_once_unless_someone_develops(settings):
+    """A server with its own database reads each template once; debug and the embedded
+    `make run` see an edited template on the next page."""
+    from dataclasses import replace
+
+    from portal.app import create_app
+
+    def reloads(s: Settings) -> bool:
+        engine = create_app(s, manage_database=False).template_engine
+        return bool(engine.engine.auto_reload)  # type: ignore[attr-defined]
+
+    assert not reloads(settings)
+    assert reloads(replace(settings, debug=True))
+    assert reloads(replace(settings, embedded=True))

@@ -40,8 +40,11 @@ __all__ = [
 ]
 
 
-def configure(engine: JinjaTemplateEngine, clinic_name: str = DEFAULT_CLINIC_NAME) -> None:
+def configure(
+    engine: JinjaTemplateEngine, clinic_name: str = DEFAULT_CLINIC_NAME, *, reload: bool = True
+) -> None:
     env = engine.engine
+    env.auto_reload = reload  # off: a template is read once, not checked on every render
     env.globals["CLINIC_NAME"] = clinic_name  # the sign-in page, titles, the brand
     env.filters["money"] = money
     env.filters["local_dt"] = local_dt
