@@ -5,7 +5,7 @@ or running out); the owner's glance adds this month's utilisation."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -212,10 +212,11 @@ async def utilisation(
         for row in hours:
             if (int(row["therapist"]), int(row["location"])) in active:
                 shifts.setdefault(int(row["location"]), []).append(row)
+        spans: dict[tuple[date, int, int, str], h.Span] = {}
         for loc in places:
             location_id = int(loc["id"])
             offered = _offered_seconds(
-                shifts.get(location_id, []), away, months[location_id], loc["timezone"]
+                shifts.get(location_id, []), away, months[location_id], loc["timezone"], spans
             )
             figures.append(
                 {
@@ -244,33 +245,53 @@ def _local_month(now: datetime, tz: ZoneInfo) -> h.Span:
 
 
 def _offered_seconds(
-    shifts: list[dict[str, Any]], away: dict[int, list[h.Span]], month: h.Span, zone: str
+    shifts: list[dict[str, Any]],
+    away: dict[int, list[h.Span]],
+    month: h.Span,
+    zone: str,
+    spans: dict[tuple[date, int, int, str], h.Span],
 ) -> float:
     """The working time of ``shifts`` (one location's hours rows) over the local month,
-    less each therapist's time off (``away``)."""
+    less each therapist's time off (``away``); ``spans`` keeps each local interval of a
+    day in a zone as instants, for every location that works it."""
     tz = ZoneInfo(zone)
-    by_weekday: dict[int, list[dict[str, Any]]] = {}
+    # The therapists of a location mostly share their hours: per weekday, how many
+    # without time off work each local interval, and the rows of those with some.
+    shared: dict[int, dict[tuple[int, int], int]] = {}
+    own: dict[int, list[tuple[tuple[int, int], list[h.Span]]]] = {}
     for row in shifts:
-        by_weekday.setdefault(int(row["weekday"]), []).append(row)
+        weekday, key = int(row["weekday"]), (int(row["start_minute"]), int(row["end_minute"]))
+        holes = away.get(int(row["therapist"]))
+        if holes:
+            own.setdefault(weekday, []).append((key, holes))
+        else:
+            counts = shared.setdefault(weekday, {})
+            counts[key] = counts.get(key, 0) + 1
     offered = 0.0
     day = h.local_date(month.start, tz)
     last = h.local_date(month.end, tz)
     while day < last:
-        # The therapists of a location mostly share their hours: each local interval
-        # of a day is turned into instants once.
-        spans: dict[tuple[int, int], h.Span] = {}
-        for row in by_weekday.get(day.weekday(), ()):
-            key = (int(row["start_minute"]), int(row["end_minute"]))
-            span = spans.get(key) or spans.setdefault(key, h.interval_span(day, *key, tz))
-            holes = away.get(int(row["therapist"]))
-            if not holes:
-                offered += (span.end - span.start).total_seconds()
-                continue
+        for key, therapists in shared.get(day.weekday(), {}).items():
+            span = _instants(spans, day, key, tz)
+            offered += therapists * (span.end - span.start).total_seconds()
+        for key, holes in own.get(day.weekday(), ()):
+            span = _instants(spans, day, key, tz)
             offered += sum(
                 (p.end - p.start).total_seconds() for p, off in h.subtract(span, holes) if not off
             )
         day += timedelta(days=1)
     return offered
+
+
+def _instants(
+    spans: dict[tuple[date, int, int, str], h.Span], day: date, key: tuple[int, int], tz: ZoneInfo
+) -> h.Span:
+    """The local interval ``key`` (minutes) of ``day`` in ``tz`` as instants, kept."""
+    at = (day, *key, tz.key)
+    span = spans.get(at)
+    if span is None:
+        span = spans[at] = h.interval_span(day, *key, tz)
+    return span
 
 
 async def bookings_today(locations: list[dict[str, Any]], *, now: datetime) -> int:
