@@ -29,11 +29,21 @@ async def test_work_rolled_back_stays_undone_on_the_next_use(db):
     assert await Location.count().where(Location.name == "Kept").run() == 1
 
 
-@SQLITE
-async def test_sqlite_keeps_a_connection_for_the_next_statement(db):
+async def _kept_engine(*, close_idle: bool) -> ReusingSQLiteEngine:
+    """The test's SQLite engine with no connection kept (``close_idle``), or with one
+    kept by a statement just run."""
     engine = portal_db.current_engine()
     assert isinstance(engine, ReusingSQLiteEngine)
-    await Location.count().run()
+    if close_idle:
+        await engine.close_idle()
+    else:
+        await Location.count().run()
+    return engine
+
+
+@SQLITE
+async def test_sqlite_keeps_a_connection_for_the_next_statement(db):
+    engine = await _kept_engine(close_idle=False)
     kept = list(engine._idle)
     assert len(kept) == 1
     await Location.count().run()
@@ -42,9 +52,7 @@ async def test_sqlite_keeps_a_connection_for_the_next_statement(db):
 
 @SQLITE
 async def test_sqlite_closes_a_connection_whose_statement_failed(db):
-    engine = portal_db.current_engine()
-    assert isinstance(engine, ReusingSQLiteEngine)
-    await Location.count().run()
+    engine = await _kept_engine(close_idle=False)
     kept = list(engine._idle)
     with pytest.raises(Exception, match="no such table"):
         await Location.raw("SELECT * FROM no_such_table").run()
@@ -57,9 +65,7 @@ async def test_sqlite_closes_a_connection_whose_statement_failed(db):
 
 @SQLITE
 async def test_sqlite_closes_a_connection_given_back_inside_a_transaction(db):
-    engine = portal_db.current_engine()
-    assert isinstance(engine, ReusingSQLiteEngine)
-    await engine.close_idle()
+    engine = await _kept_engine(close_idle=True)
     lent = await engine.get_connection()
     await lent.execute("BEGIN")
     await lent.close()
@@ -68,9 +74,7 @@ async def test_sqlite_closes_a_connection_given_back_inside_a_transaction(db):
 
 @SQLITE
 async def test_sqlite_keeps_at_most_its_idle_connections(db):
-    engine = portal_db.current_engine()
-    assert isinstance(engine, ReusingSQLiteEngine)
-    await engine.close_idle()
+    engine = await _kept_engine(close_idle=True)
     lent = [await engine.get_connection() for _ in range(engine.IDLE_CONNECTIONS + 2)]
     for connection in lent:
         await connection.close()

@@ -110,11 +110,16 @@ def may(context: Any, route_name: str, location: int | None = None) -> bool:
     roles, writes = roles_of_route(request.app, route_name)
     if roles is None:
         return True
-    if user is None or user.role not in roles:
+    if user is None or not _admits(roles, user.role):
         return False
     if location is None:
         return True
     return can_write(user, location) if writes else can_read(user, location)
+
+
+def _admits(roles: frozenset[str] | None, role: str) -> bool:
+    """Whether a route's guard (its roles; None: public) lets ``role`` in."""
+    return roles is None or role in roles
 
 
 @pass_context
@@ -137,8 +142,7 @@ def main_menu(context: Any) -> Markup:
     if key not in written:
         items = []
         for entry in MENU:
-            roles, _writes = roles_of_route(request.app, entry.route)
-            if roles is not None and user.role not in roles:
+            if not _admits(roles_of_route(request.app, entry.route)[0], user.role):
                 continue
             current = ' aria-current="page"' if entry.route == here else ""
             href = escape(request.app.route_reverse(entry.route))
